@@ -1,0 +1,1 @@
+"""The BFT consensus core: pure, sans-I/O, plus its deterministic simulator."""

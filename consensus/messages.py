@@ -1,0 +1,204 @@
+"""Consensus messages, their wire codec, and structural checks.
+
+Wire format: msgpack arrays (msgspec `array_like` structs), the first element
+a small integer tag naming the message type. The codec caps the raw size
+before decoding, msgspec enforces every field's type and length bound while
+decoding, and `check_well_formed` enforces the structural rules that need more
+than one field. Membership and signatures are checked by the core, which knows
+the validator set. Signed digests come from `consensus.encoding`, never from
+these bytes.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from typing import Annotated
+
+import msgspec
+
+from consensus.encoding import block_hash
+from consensus.limits import (
+    MAX_BLOCKS_PER_RESPONSE,
+    MAX_MESSAGE_BYTES,
+    MAX_PAYLOAD_BYTES,
+    MAX_SKIPPED_VIEWS,
+    MAX_VALIDATORS,
+    U64_MAX,
+)
+from consensus.types import ZERO_DIGEST, Digest, Height, ValidatorIndex, View
+
+
+class VoteKind(IntEnum):
+    NOTARIZE = 1  # "this block is a valid extension for this view"
+    NULLIFY = 2  # "this view timed out for me"
+    FINALIZE = 3  # "I saw this block notarized and never nullified its view"
+
+
+Bytes32 = Annotated[bytes, msgspec.Meta(min_length=32, max_length=32)]
+SignatureBytes = Annotated[bytes, msgspec.Meta(min_length=65, max_length=65)]
+U64 = Annotated[int, msgspec.Meta(ge=0, le=U64_MAX)]
+Index = Annotated[int, msgspec.Meta(ge=0, lt=MAX_VALIDATORS)]
+Kind = Annotated[int, msgspec.Meta(ge=1, le=3)]
+
+
+class MalformedMessage(ValueError):
+    """Bytes that are not a well-formed consensus message (size, type or structure)."""
+
+
+class Block(msgspec.Struct, frozen=True, array_like=True):
+    """A proposed block. Its identity is `digest()`, an EIP-712 struct hash."""
+
+    view: U64
+    height: U64
+    parent: Bytes32
+    proposer: Index
+    payload: Annotated[bytes, msgspec.Meta(max_length=MAX_PAYLOAD_BYTES)]
+
+    def digest(self) -> Digest:
+        return block_hash(
+            View(self.view),
+            Height(self.height),
+            Digest(self.parent),
+            self.payload,
+            ValidatorIndex(self.proposer),
+        )
+
+
+class Vote(msgspec.Struct, frozen=True, array_like=True, tag=1):
+    kind: Kind
+    view: U64
+    height: U64
+    block: Bytes32
+    signer: Index
+    signature: SignatureBytes
+
+
+class Certificate(msgspec.Struct, frozen=True, array_like=True, tag=2):
+    """A quorum of votes of one kind for one (view, height, block).
+
+    Notarization, nullification and finalization certificates share this shape;
+    signers are strictly increasing validator indices, one signature each.
+    """
+
+    kind: Kind
+    view: U64
+    height: U64
+    block: Bytes32
+    signers: Annotated[list[Index], msgspec.Meta(min_length=1, max_length=MAX_VALIDATORS)]
+    signatures: Annotated[
+        list[SignatureBytes], msgspec.Meta(min_length=1, max_length=MAX_VALIDATORS)
+    ]
+
+
+class Proposal(msgspec.Struct, frozen=True, array_like=True, tag=3):
+    """A leader's block, its notarize signature, and the certificates justifying it.
+
+    `parent` is the notarization (or finalization) of the parent block; it is
+    None only for a block on top of genesis. `skipped` holds a nullification for
+    every view strictly between the parent's view and this block's view, so a
+    proposal proves on its own that the leader may extend that parent.
+    """
+
+    block: Block
+    signature: SignatureBytes
+    parent: Certificate | None
+    skipped: Annotated[list[Certificate], msgspec.Meta(max_length=MAX_SKIPPED_VIEWS)]
+
+
+class BlockRequest(msgspec.Struct, frozen=True, array_like=True, tag=4):
+    """Ask for the block with `digest` and up to `max_count - 1` of its ancestors."""
+
+    digest: Bytes32
+    max_count: Annotated[int, msgspec.Meta(ge=1, le=MAX_BLOCKS_PER_RESPONSE)]
+
+
+class BlockResponse(msgspec.Struct, frozen=True, array_like=True, tag=5):
+    """Blocks in descending height, each the parent of the one before."""
+
+    blocks: Annotated[list[Block], msgspec.Meta(max_length=MAX_BLOCKS_PER_RESPONSE)]
+
+
+Message = Vote | Certificate | Proposal | BlockRequest | BlockResponse
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder: msgspec.msgpack.Decoder[Message] = msgspec.msgpack.Decoder(Message)
+
+
+def encode_message(message: Message) -> bytes:
+    return _encoder.encode(message)
+
+
+def decode_message(data: bytes) -> Message:
+    """Decode and structurally check one message; raise MalformedMessage otherwise."""
+    if len(data) > MAX_MESSAGE_BYTES:
+        raise MalformedMessage(f"message of {len(data)} bytes exceeds {MAX_MESSAGE_BYTES}")
+    try:
+        message = _decoder.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise MalformedMessage(f"undecodable message: {exc}") from exc
+    check_well_formed(message)
+    return message
+
+
+def check_vote_shape(kind: int, view: int, height: int, block: bytes) -> None:
+    if view < 1:
+        raise MalformedMessage("view must be at least 1")
+    if kind == VoteKind.NULLIFY:
+        if height != 0 or block != ZERO_DIGEST:
+            raise MalformedMessage("a nullify vote names no block (height 0, zero digest)")
+    elif height < 1:
+        raise MalformedMessage("a notarize or finalize vote names a block of height >= 1")
+
+
+def check_certificate_shape(cert: Certificate) -> None:
+    check_vote_shape(cert.kind, cert.view, cert.height, cert.block)
+    if len(cert.signers) != len(cert.signatures):
+        raise MalformedMessage("certificate has a different number of signers and signatures")
+    if any(a >= b for a, b in zip(cert.signers, cert.signers[1:], strict=False)):
+        raise MalformedMessage("certificate signers must be strictly increasing")
+
+
+def check_proposal_shape(proposal: Proposal) -> None:
+    block = proposal.block
+    if block.view < 1 or block.height < 1:
+        raise MalformedMessage("a proposed block has view >= 1 and height >= 1")
+    parent_view = 0
+    if proposal.parent is None:
+        if block.height != 1:
+            raise MalformedMessage("only a block of height 1 may omit its parent certificate")
+    else:
+        parent = proposal.parent
+        check_certificate_shape(parent)
+        if parent.kind == VoteKind.NULLIFY:
+            raise MalformedMessage("parent certificate must be a notarization or finalization")
+        if parent.block != block.parent or parent.height + 1 != block.height:
+            raise MalformedMessage("parent certificate does not certify the block's parent")
+        if parent.view >= block.view:
+            raise MalformedMessage("parent view must be below the block's view")
+        parent_view = parent.view
+    expected = parent_view + 1
+    for cert in proposal.skipped:
+        check_certificate_shape(cert)
+        if cert.kind != VoteKind.NULLIFY:
+            raise MalformedMessage("skipped views are justified by nullifications only")
+        if cert.view != expected:
+            raise MalformedMessage("skipped nullifications must cover consecutive views")
+        expected += 1
+    if expected != block.view and proposal.skipped:
+        raise MalformedMessage("skipped nullifications must end just below the block's view")
+
+
+def check_well_formed(message: Message) -> None:
+    match message:
+        case Vote():
+            check_vote_shape(message.kind, message.view, message.height, message.block)
+        case Certificate():
+            check_certificate_shape(message)
+        case Proposal():
+            check_proposal_shape(message)
+        case BlockRequest():
+            pass
+        case BlockResponse():
+            for child, parent in zip(message.blocks, message.blocks[1:], strict=False):
+                if child.parent != parent.digest() or child.height != parent.height + 1:
+                    raise MalformedMessage("response blocks must form a descending chain")

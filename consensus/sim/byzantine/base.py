@@ -1,0 +1,78 @@
+"""Byzantine validators: the real core, with a behaviour that rewrites what it sends.
+
+A Byzantine node runs an unmodified `ConsensusCore` so that it follows the
+views and knows what honest messages look like; its behaviour then decides
+what actually leaves it: dropped, altered, duplicated with a conflicting
+twin, replayed later, or replaced with garbage. It keeps no safety record.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import ClassVar
+
+from consensus.messages import (
+    MalformedMessage,
+    Message,
+    Vote,
+    VoteKind,
+    decode_message,
+    encode_message,
+)
+from consensus.sim.node import SimNode
+
+Outgoing = list[tuple[int | None, bytes]]  # (peer, or None for every peer; bytes)
+
+
+class Behaviour:
+    """The identity behaviour: sends what the core says. Subclasses misbehave."""
+
+    name: ClassVar[str] = "honest"
+
+    def outgoing(self, node: ByzantineNode, to: int | None, message: Message) -> Outgoing:
+        return [(to, encode_message(message))]
+
+
+class ByzantineNode(SimNode):
+    behaviour: Behaviour
+    received: list[bytes]
+
+    def setup(self, behaviour: Behaviour) -> None:
+        self.behaviour = behaviour
+        self.received = []
+        self.persist_safety = False
+
+    def peers(self) -> list[int]:
+        return [i for i in range(len(self.validators)) if i != self.index]
+
+    def sign_vote(self, kind: VoteKind, view: int, height: int, block: bytes) -> Vote:
+        digest = self.verifier.vote_digest(kind, view, height, block)
+        return Vote(
+            kind=kind,
+            view=view,
+            height=height,
+            block=block,
+            signer=self.index,
+            signature=self.key.sign_digest(digest),
+        )
+
+    def receive(self, src: int, data: bytes) -> None:
+        if self.up and len(self.received) < 512:
+            self.received.append(data)
+        super().receive(src, data)
+
+    def _emit(self, to: int | None, message: Message) -> None:
+        for dst, data in self.behaviour.outgoing(self, to, message):
+            # The checkers see what really left, e.g. an equivocator's twin proposal.
+            with contextlib.suppress(MalformedMessage):
+                self.hooks.on_send(self.index, decode_message(data))
+            targets = self.peers() if dst is None else [dst]
+            for peer in targets:
+                if peer != self.index:
+                    self._send_bytes(self.index, peer, data)
+
+    def send(self, to: int, message: Message) -> None:
+        self._emit(to, message)
+
+    def broadcast(self, message: Message) -> None:
+        self._emit(None, message)

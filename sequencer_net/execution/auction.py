@@ -1,0 +1,426 @@
+"""Per-market uniform-price batch auction: one clearing price per market per block.
+
+DESIGN.md section 5 ("Frequent batch auctions") asks that all orders for a market
+in one block clear at one uniform price, so that the order of transactions inside
+the block carries no advantage. Section 6 names the pitfall this module avoids: a
+clearing search that tries only the submitted limit prices can pick a different
+price than the stated rule when a range of prices maximizes volume. Here every
+price on the tick grid is a candidate; the search walks the constant pieces of the
+demand and supply curves instead of the grid, so it costs O(N log N).
+
+The function is pure and scale-agnostic: prices and quantities are plain integers
+on a grid (`tick_size`, `lot_size`); the engine passes wad-scaled values
+(10**18 is one unit). No floating point is used anywhere; every division below is
+a floor division of non-negative integers and says so. The result depends only on
+the set of orders, never on the order of the input sequence: orders are sorted by
+`order_id` before anything else, and per-price totals are sums.
+
+The rule is written out in `clear_batch_auction` and in the "Batch auction"
+section of the execution docs.
+"""
+
+from __future__ import annotations
+
+import enum
+from bisect import insort
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import accumulate, pairwise
+from operator import attrgetter
+
+__all__ = [
+    "ORDER_ID_BYTES",
+    "AuctionOrder",
+    "ClearingResult",
+    "Fill",
+    "InvalidAuctionInput",
+    "Side",
+    "clear_batch_auction",
+    "round_to_tick",
+]
+
+ORDER_ID_BYTES = 32
+
+
+class Side(enum.IntEnum):
+    BUY = 0
+    SELL = 1
+
+
+@dataclass(frozen=True, slots=True)
+class AuctionOrder:
+    """One order in one market's batch.
+
+    `order_id` is 32 bytes, unique in the batch, and the deterministic tie-break key.
+    `limit_price` is None for a market order (accepts any price), else a positive
+    multiple of the tick size. `quantity` is a positive multiple of the lot size.
+    """
+
+    order_id: bytes
+    side: Side
+    limit_price: int | None
+    quantity: int
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    """The quantity (a positive multiple of the lot size) one order trades."""
+
+    order_id: bytes
+    quantity: int
+
+
+@dataclass(frozen=True, slots=True)
+class ClearingResult:
+    """The outcome of one auction.
+
+    `price` is None when nothing crosses (then `volume` is 0 and `fills` empty).
+    `volume` is the matched quantity on each side. `fills` holds only orders with a
+    positive fill, sorted by `order_id`.
+    """
+
+    price: int | None
+    volume: int
+    fills: tuple[Fill, ...]
+
+
+class InvalidAuctionInput(ValueError):
+    """The batch or the market parameters break a precondition of the auction."""
+
+
+def round_to_tick(price: int, tick_size: int) -> int:
+    """The positive grid price nearest to `price`; a tie goes to the lower price.
+
+    This is the grid point closest to `price` under the auction's tie-break
+    ("closest to the reference, then lower"). A price below half a tick maps to
+    `tick_size`, the lowest positive grid price. Rounding: half down.
+    """
+    ticks, rest = divmod(price, tick_size)  # floor division, price >= 0
+    if 2 * rest > tick_size:
+        ticks += 1
+    return max(ticks, 1) * tick_size
+
+
+def clear_batch_auction(
+    orders: Sequence[AuctionOrder],
+    *,
+    tick_size: int,
+    lot_size: int,
+    reference_price: int | None,
+) -> ClearingResult:
+    """Clear one market's batch at a single uniform price.
+
+    Definitions, for a grid price p (a positive multiple of `tick_size`):
+      D(p) = quantity of market buys + quantity of limit buys with limit >= p
+      S(p) = quantity of market sells + quantity of limit sells with limit <= p
+      V(p) = min(D(p), S(p)), the volume that can trade at p
+      imbalance(p) = |D(p) - S(p)|
+
+    Candidate prices are all grid prices from the lowest to the highest of the
+    submitted limit prices and the reference price rounded to the grid (half down,
+    `round_to_tick`). Every grid price in that range is a candidate, not only the
+    submitted limits. V reaches its maximum over the whole grid inside this range,
+    so restricting the range changes only the tie-breaks. Without the restriction, a
+    market sell facing one limit buy with no reference price would clear at one tick.
+
+    Price rule, applied in order:
+      1. Maximize V(p). If the maximum is 0, nothing trades (price None).
+      2. Among volume maximizers, minimize imbalance(p).
+      3. Then minimize |p - reference_price| (skipped when the reference is None).
+      4. Then take the lower price.
+    With no limit orders, the only candidate is the rounded reference price, so
+    crossing market orders trade there. With no reference either, nothing trades.
+
+    Fills at the clearing price p with volume V, on each side separately: eligible
+    orders are the market orders and the limits at p or better. Eligible orders are
+    ranked by aggressiveness in levels: market orders first (they accept any price,
+    so they are strictly more aggressive than a limit at exactly p), then limit
+    levels from the best limit down to p. Levels fill completely in that order until
+    the next level no longer fits in what is left of V; that marginal level shares
+    the rest R pro-rata to quantity. Each share is floor(R * q ÷ (Q * lot)) lots,
+    rounded down to the lot, where Q is the marginal level's total; the lots left
+    over go one each to the marginal orders in ascending `order_id`. Fewer lots are
+    left over than there are marginal orders, so no order gets two and nobody passes
+    its quantity. Orders behind the marginal level get nothing. On the short side
+    (or both sides when D(p) = S(p)) this fills every eligible order completely.
+    Usually the marginal level is p itself; when no order sits exactly at p, it is
+    the least aggressive level that still trades.
+
+    Guarantees: buy fills and sell fills each sum to `volume`; no order fills more
+    than its quantity; every fill is a multiple of `lot_size`; no order trades at a
+    price worse than its limit; the result does not depend on the order of `orders`.
+
+    Raises InvalidAuctionInput for a tick or lot size that is not a positive int, a
+    reference price that is not a positive int or None, or an order with a bad
+    type, an order id that is not 32 bytes or is a duplicate, a side that is not a
+    `Side`, a limit price that is not a positive multiple of the tick, or a
+    quantity that is not a positive multiple of the lot.
+
+    Cost: O(N log N) for N orders (one sort by id, one sort of distinct prices).
+    """
+    _check_market_parameters(tick_size, lot_size, reference_price)
+    book = _build_book(orders, tick_size, lot_size)
+    choice = _choose_price(book, tick_size, reference_price)
+    if choice is None:
+        return ClearingResult(price=None, volume=0, fills=())
+    price, volume = choice
+    return ClearingResult(
+        price=price,
+        volume=volume,
+        fills=_allocate_fills(book, price, volume, lot_size),
+    )
+
+
+# --- validation and aggregation --------------------------------------------------
+
+
+def _is_int(value: object) -> bool:
+    # bool is an int subclass; a True quantity is a bug, not a quantity of one.
+    return type(value) is int
+
+
+def _check_market_parameters(tick_size: int, lot_size: int, reference_price: int | None) -> None:
+    if not _is_int(tick_size) or tick_size <= 0:
+        raise InvalidAuctionInput(f"tick_size must be a positive int, got {tick_size!r}")
+    if not _is_int(lot_size) or lot_size <= 0:
+        raise InvalidAuctionInput(f"lot_size must be a positive int, got {lot_size!r}")
+    if reference_price is not None and (not _is_int(reference_price) or reference_price <= 0):
+        raise InvalidAuctionInput(
+            f"reference_price must be a positive int or None, got {reference_price!r}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Book:
+    """The batch sorted by order id, with per-price totals per side."""
+
+    ordered: list[AuctionOrder]
+    market_buy: int
+    market_sell: int
+    buy_at: dict[int, int]  # limit price -> total limit-buy quantity at that price
+    sell_at: dict[int, int]  # limit price -> total limit-sell quantity at that price
+    limit_prices: list[int]  # distinct limit prices of both sides, ascending
+
+
+def _check_order(order: object, tick_size: int, lot_size: int) -> None:
+    if not isinstance(order, AuctionOrder):
+        raise InvalidAuctionInput(f"not an AuctionOrder: {order!r}")
+    order_id = order.order_id
+    if type(order_id) is not bytes or len(order_id) != ORDER_ID_BYTES:
+        raise InvalidAuctionInput(f"order_id must be {ORDER_ID_BYTES} bytes: {order_id!r}")
+    if order.side is not Side.BUY and order.side is not Side.SELL:
+        raise InvalidAuctionInput(f"side must be a Side, got {order.side!r}")
+    limit = order.limit_price
+    if limit is not None and (type(limit) is not int or limit <= 0 or limit % tick_size):
+        raise InvalidAuctionInput(
+            f"limit_price must be None or a positive multiple of {tick_size}: {order!r}"
+        )
+    quantity = order.quantity
+    if type(quantity) is not int or quantity <= 0 or quantity % lot_size:
+        raise InvalidAuctionInput(f"quantity must be a positive multiple of {lot_size}: {order!r}")
+
+
+def _build_book(orders: Sequence[AuctionOrder], tick_size: int, lot_size: int) -> _Book:
+    market_buy = 0
+    market_sell = 0
+    buy_at: dict[int, int] = {}
+    sell_at: dict[int, int] = {}
+    for order in orders:
+        _check_order(order, tick_size, lot_size)
+        limit = order.limit_price
+        if order.side is Side.BUY:
+            if limit is None:
+                market_buy += order.quantity
+            else:
+                buy_at[limit] = buy_at.get(limit, 0) + order.quantity
+        elif limit is None:
+            market_sell += order.quantity
+        else:
+            sell_at[limit] = sell_at.get(limit, 0) + order.quantity
+    # Canonical order (totals above are sums, so input order never mattered there):
+    # everything downstream iterates in ascending order_id.
+    ordered = sorted(orders, key=attrgetter("order_id"))
+    for before, after in pairwise(ordered):
+        if before.order_id == after.order_id:
+            raise InvalidAuctionInput(f"duplicate order_id {after.order_id.hex()}")
+    return _Book(
+        ordered=ordered,
+        market_buy=market_buy,
+        market_sell=market_sell,
+        buy_at=buy_at,
+        sell_at=sell_at,
+        limit_prices=sorted(buy_at.keys() | sell_at.keys()),
+    )
+
+
+# --- the clearing price ------------------------------------------------------------
+
+
+def _choose_price(
+    book: _Book, tick_size: int, reference_price: int | None
+) -> tuple[int, int] | None:
+    """(price, volume) under the price rule, or None when nothing trades.
+
+    Let k_0 < ... < k_m be the distinct limit prices plus the rounded reference.
+    D is constant on each half-open piece (k_i, k_i+1] and S on each [k_i, k_i+1),
+    so both are constant on every point {k_i} and on every open gap
+    (k_i, k_i+1). The candidate range is [k_0, k_m], so these 2m+1 pieces cover it;
+    a gap counts only if it holds a grid point (k_i+1 - k_i >= 2 ticks). Within one
+    piece V and the imbalance are fixed, and the grid price closest to the
+    reference is the reference clamped into the piece (the rounded reference is one
+    of the k_i, so it never lies inside a gap: the clamp gives a gap's end).
+    """
+    rounded_reference = (
+        None if reference_price is None else round_to_tick(reference_price, tick_size)
+    )
+    keys = book.limit_prices
+    if (
+        rounded_reference is not None
+        and rounded_reference not in book.buy_at
+        and rounded_reference not in book.sell_at
+    ):
+        keys = list(keys)
+        insort(keys, rounded_reference)
+    if not keys:
+        return None
+    buy_at = book.buy_at
+    sell_at = book.sell_at
+    # demand_at[i] = D(keys[i]): buys with limit >= keys[i], a suffix sum.
+    buy_suffix = list(accumulate(buy_at.get(k, 0) for k in reversed(keys)))
+    buy_suffix.reverse()
+    demand_at = [book.market_buy + total for total in buy_suffix]
+    # supply_at[i] = S(keys[i]): sells with limit <= keys[i], a prefix sum.
+    supply_at = [book.market_sell + total for total in accumulate(sell_at.get(k, 0) for k in keys)]
+
+    # V on each point {keys[i]} and on each gap (keys[i], keys[i+1]); a gap has the
+    # demand of the point above it and the supply of the point below it.
+    point_volumes = list(map(min, demand_at, supply_at))
+    gap_volumes = list(map(min, demand_at[1:], supply_at))
+    two_ticks = 2 * tick_size
+    best_volume = max(
+        max(point_volumes),
+        max(
+            (v for i, v in enumerate(gap_volumes) if keys[i + 1] - keys[i] >= two_ticks),
+            default=0,
+        ),
+    )
+    if best_volume == 0:
+        return None
+
+    # The volume-maximizing pieces as (demand, supply, lowest price, highest price).
+    pieces = [
+        (demand_at[i], supply_at[i], keys[i], keys[i])
+        for i, v in enumerate(point_volumes)
+        if v == best_volume
+    ]
+    pieces += [
+        (demand_at[i + 1], supply_at[i], keys[i] + tick_size, keys[i + 1] - tick_size)
+        for i, v in enumerate(gap_volumes)
+        if v == best_volume and keys[i + 1] - keys[i] >= two_ticks
+    ]
+    # Tie-break key of a piece: (imbalance, distance to the reference, price).
+    candidates = []
+    for demand, supply, low, high in pieces:
+        if rounded_reference is None or reference_price is None:
+            candidates.append((abs(demand - supply), 0, low))
+        else:
+            price = min(max(rounded_reference, low), high)
+            candidates.append((abs(demand - supply), abs(price - reference_price), price))
+    best = min(candidates)
+    return best[2], best_volume
+
+
+# --- fills -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Margin:
+    """Where one side's volume runs out.
+
+    Levels more aggressive than the marginal one fill completely; orders at the
+    marginal level share `remaining` pro-rata to quantity; `level_total` is that
+    level's quantity. `limit` is None when the marginal level is the market orders.
+    """
+
+    limit: int | None
+    remaining: int
+    level_total: int
+
+
+def _find_margin(market_total: int, levels: list[tuple[int, int]], volume: int) -> _Margin:
+    """Walk levels from most to least aggressive until `volume` is used up.
+
+    `levels` are (limit price, total quantity) of the eligible limit levels, most
+    aggressive first. The eligible quantity is at least `volume` by definition of V.
+    """
+    if market_total >= volume:
+        return _Margin(limit=None, remaining=volume, level_total=market_total)
+    remaining = volume - market_total
+    for limit, total in levels:
+        if total >= remaining:
+            return _Margin(limit=limit, remaining=remaining, level_total=total)
+        remaining -= total
+    raise AssertionError("eligible quantity below the clearing volume")
+
+
+def _allocate_fills(book: _Book, price: int, volume: int, lot_size: int) -> tuple[Fill, ...]:
+    buy_levels = [
+        (k, book.buy_at[k]) for k in reversed(book.limit_prices) if k >= price and k in book.buy_at
+    ]
+    sell_levels = [
+        (k, book.sell_at[k]) for k in book.limit_prices if k <= price and k in book.sell_at
+    ]
+    buy_margin = _find_margin(book.market_buy, buy_levels, volume)
+    sell_margin = _find_margin(book.market_sell, sell_levels, volume)
+
+    quantities = [0] * len(book.ordered)
+    marginal: dict[Side, list[int]] = {Side.BUY: [], Side.SELL: []}
+    for index, order in enumerate(book.ordered):
+        is_buy = order.side is Side.BUY
+        margin = buy_margin if is_buy else sell_margin
+        limit = order.limit_price
+        if margin.limit is None:
+            # The market orders are the marginal level; every limit order waits.
+            if limit is None:
+                marginal[order.side].append(index)
+        elif limit is None or (limit > margin.limit if is_buy else limit < margin.limit):
+            quantities[index] = order.quantity
+        elif limit == margin.limit:
+            marginal[order.side].append(index)
+
+    for side, margin in ((Side.BUY, buy_margin), (Side.SELL, sell_margin)):
+        _share_pro_rata(book.ordered, marginal[side], margin, lot_size, quantities)
+
+    return tuple(
+        Fill(order_id=order.order_id, quantity=quantity)
+        for order, quantity in zip(book.ordered, quantities, strict=True)
+        if quantity
+    )
+
+
+def _share_pro_rata(
+    ordered: list[AuctionOrder],
+    indices: list[int],
+    margin: _Margin,
+    lot_size: int,
+    quantities: list[int],
+) -> None:
+    """Split `margin.remaining` over the marginal orders `indices` (ascending id).
+
+    Share of an order of quantity q: floor(R * q ÷ (Q * lot)) lots (rounded down).
+    With R <= Q each share is at most q, and each loses less than one lot to the
+    floor, so fewer than len(indices) lots are left over; those go one lot each to
+    the first orders in ascending order_id. A share that was floored has room for
+    one more lot: it is strictly below q unless R = Q, and then nothing is left over.
+    """
+    remaining = margin.remaining
+    denominator = margin.level_total * lot_size
+    assigned = 0
+    for index in indices:
+        share = remaining * ordered[index].quantity // denominator * lot_size  # floor
+        quantities[index] = share
+        assigned += share
+    leftover_lots = (remaining - assigned) // lot_size  # exact: both are multiples of lot
+    assert leftover_lots < len(indices) or leftover_lots == 0
+    for index in indices[:leftover_lots]:
+        quantities[index] += lot_size

@@ -1,0 +1,86 @@
+"""The one canonical byte encoding for everything the engine hashes or signs.
+
+Values are frozen, `array_like` msgspec Structs encoded as MessagePack arrays
+(a tagged struct puts its integer tag first). MessagePack integers stop at 64
+bits, and wad amounts (10**18 per unit) pass that at 18.4 units, so an integer
+outside [-2**63, 2**63) is written as the extension type `BIG_INT_EXT` whose
+payload is its minimal-length big-endian two's complement. The choice depends
+only on the value, so every machine writes the same bytes; decoders accept only
+bytes that re-encode identically (`decode_canonical`), so one value has exactly
+one encoding and one hash.
+
+Never hash `repr`, JSON or a dict: dict order is an accident of history.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final, TypeVar
+
+import msgspec
+
+BIG_INT_EXT: Final = 1
+_INT64_MIN: Final = -(2**63)
+_INT64_MAX: Final = 2**63 - 1
+
+T = TypeVar("T")
+
+
+class NonCanonicalEncoding(ValueError):
+    """Bytes decode, but are not the canonical encoding of what they decode to."""
+
+
+def _big_int_bytes(value: int) -> bytes:
+    length = (value.bit_length() + 8) // 8  # one sign bit, rounded up to whole bytes
+    return value.to_bytes(length, "big", signed=True)
+
+
+def to_wire(value: Any) -> Any:
+    """Turn a Struct tree into MessagePack-ready lists, big ints into extensions."""
+    kind = type(value)
+    if kind is int:
+        if _INT64_MIN <= value <= _INT64_MAX:
+            return value
+        return msgspec.msgpack.Ext(BIG_INT_EXT, _big_int_bytes(value))
+    if kind is bytes or kind is bool or kind is str or value is None:
+        return value
+    if isinstance(value, msgspec.Struct):
+        tag = value.__struct_config__.tag
+        fields = [to_wire(getattr(value, name)) for name in value.__struct_fields__]
+        return fields if tag is None else [tag, *fields]
+    if kind is tuple or kind is list:
+        return [to_wire(item) for item in value]
+    if isinstance(value, int):  # IntEnum members: encode their integer value
+        return to_wire(int(value))
+    raise TypeError(f"no canonical encoding for {kind.__name__}")
+
+
+_ENCODER: Final = msgspec.msgpack.Encoder()
+
+
+def encode(value: Any) -> bytes:
+    """The canonical bytes of `value` (a Struct, tuple, int, bytes, str, bool or None)."""
+    return _ENCODER.encode(to_wire(value))
+
+
+def _ext_hook(code: int, data: memoryview) -> Any:
+    if code != BIG_INT_EXT:
+        raise NonCanonicalEncoding(f"unknown extension type {code}")
+    value = int.from_bytes(data, "big", signed=True)
+    if _INT64_MIN <= value <= _INT64_MAX:
+        raise NonCanonicalEncoding("a small integer was written as an extension")
+    return value
+
+
+_DECODER: Final = msgspec.msgpack.Decoder(ext_hook=_ext_hook)
+
+
+def decode_canonical(data: bytes, kind: type[T]) -> T:
+    """Decode `data` as `kind`, accepting only its canonical encoding.
+
+    Raises NonCanonicalEncoding or msgspec.ValidationError/DecodeError.
+    """
+    raw = _DECODER.decode(data)
+    value = msgspec.convert(raw, type=kind, strict=True)
+    if encode(value) != data:
+        raise NonCanonicalEncoding("bytes are not the canonical encoding")
+    return value

@@ -1,0 +1,95 @@
+"""Named failures of the execution engine.
+
+Inside the engine an invalid transaction raises a subclass of
+`TransactionRejected`; `engine.execute_block` turns it into a failed receipt
+carrying the exception's class name and message, and discards every change the
+transaction made (a failed transaction still consumes its nonce: see
+docs/execution.md, "Nonces"). A block that breaks a header rule raises
+`InvalidBlock`, which the caller must treat as "do not execute".
+"""
+
+from __future__ import annotations
+
+
+class ExecutionError(Exception):
+    """Base of every error the engine raises on purpose."""
+
+
+class InvalidBlock(ExecutionError):
+    """The block itself is unacceptable: wrong height, time going backwards, too many txs."""
+
+
+class EngineInvariantBroken(ExecutionError):
+    """An internal invariant failed (e.g. a fill notional is not exact). Never expected."""
+
+
+class TransactionRejected(ExecutionError):
+    """A transaction is invalid; it becomes a failed receipt and changes no state."""
+
+
+class MalformedTransaction(TransactionRejected):
+    """The bytes do not decode to exactly one canonical transaction."""
+
+
+class BadSignature(TransactionRejected):
+    """The signature does not recover, or is malleable."""
+
+
+class WrongChain(TransactionRejected):
+    """The transaction was signed for another chain id."""
+
+
+class BadNonce(TransactionRejected):
+    """The nonce is already used, duplicated in the block, or leaves a gap."""
+
+
+class Unauthorized(TransactionRejected):
+    """The sender may not send this transaction (not admin, oracle or bridge)."""
+
+
+class InvalidAmount(TransactionRejected):
+    """An amount, price or quantity is out of range or off its grid."""
+
+
+class InsufficientCollateral(TransactionRejected):
+    """The subaccount does not hold enough collateral for the transfer or withdrawal."""
+
+
+class InsufficientMargin(TransactionRejected):
+    """After the action the subaccount would be below its initial margin requirement."""
+
+
+class UnknownMarket(TransactionRejected):
+    """No market is listed under this id."""
+
+
+class MarketExists(TransactionRejected):
+    """A market with this id is already listed."""
+
+
+class InvalidMarketParams(TransactionRejected):
+    """Market parameters are inconsistent (e.g. maintenance above initial margin)."""
+
+
+class MarketNotTrading(TransactionRejected):
+    """The market is paused, expired or settled."""
+
+
+class StaleOraclePrice(TransactionRejected):
+    """The market's oracle price is missing or older than its staleness bound."""
+
+
+class InvalidOracleUpdate(TransactionRejected):
+    """An oracle update is older than the stored price, from the future, or malformed."""
+
+
+class InvalidOrder(TransactionRejected):
+    """An order's flags contradict each other or its market (e.g. reduce-only growing)."""
+
+
+class UnknownOrder(TransactionRejected):
+    """A cancel names an order that does not exist or belongs to someone else."""
+
+
+class TooManyOrders(TransactionRejected):
+    """The subaccount is at MAX_OPEN_ORDERS_PER_SUBACCOUNT or MAX_MARKETS_PER_SUBACCOUNT."""

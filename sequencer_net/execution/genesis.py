@@ -1,0 +1,97 @@
+"""The state before block 1: chain config, initial deposits, insurance fund, markets."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import msgspec
+
+from .encoding import encode
+from .markets import check_market_params, new_market_state
+from .records import BlockInfo, ChainConfig, Ledger, MarketParams, Subaccount
+from .state import (
+    INSURANCE_FUND,
+    KEY_CONFIG,
+    ExecutionState,
+    StateWriter,
+)
+from .state_tree import EMPTY_ROOT, MemoryNodeStore, NodeStore, StateTree
+
+
+class GenesisDeposit(msgspec.Struct, frozen=True, array_like=True):
+    subaccount: bytes  # 21 bytes: address || subaccount number
+    amount: int
+
+
+class GenesisMarket(msgspec.Struct, frozen=True, array_like=True):
+    market_id: int
+    params: MarketParams
+
+
+class GenesisConfig(msgspec.Struct, frozen=True, array_like=True):
+    """Everything fixed at height 0.
+
+    `admin` signs governance transactions (listing, parameters, pausing);
+    `bridge` signs deposits (until the L1 bridge lands, usually the admin);
+    `oracles` may post prices. `insurance_fund` is the fund's opening collateral.
+    """
+
+    chain_id: int
+    admin: bytes
+    bridge: bytes
+    oracles: tuple[bytes, ...]
+    genesis_time: int
+    deposits: tuple[GenesisDeposit, ...] = ()
+    insurance_fund: int = 0
+    markets: tuple[GenesisMarket, ...] = ()
+
+
+def genesis_state(config: GenesisConfig, store: NodeStore | None = None) -> ExecutionState:
+    """Build and commit the height-0 state. Raises ValueError for a bad config."""
+    if len(config.admin) != 20 or len(config.bridge) != 20:
+        raise ValueError("admin and bridge are 20-byte addresses")
+    if any(len(oracle) != 20 for oracle in config.oracles):
+        raise ValueError("oracles are 20-byte addresses")
+    if config.insurance_fund < 0 or any(d.amount <= 0 for d in config.deposits):
+        raise ValueError("genesis amounts must be positive")
+    if any(len(d.subaccount) != 21 or d.subaccount == INSURANCE_FUND for d in config.deposits):
+        raise ValueError("a genesis deposit names a 21-byte subaccount, not the insurance fund")
+    store = store if store is not None else MemoryNodeStore()
+    chain = ChainConfig(
+        chain_id=config.chain_id,
+        admin=config.admin,
+        bridge=config.bridge,
+        oracles=tuple(sorted(set(config.oracles))),
+    )
+    empty = ExecutionState(
+        config=chain,
+        block=BlockInfo(height=0, timestamp=config.genesis_time),
+        ledger=Ledger(fee_pool=0, net_deposits=0),
+        nonces={},
+        subaccounts={},
+        positions={},
+        market_params={},
+        market_states={},
+        books={},
+        open_subaccounts=frozenset(),
+        store=store,
+        state_root=EMPTY_ROOT,
+    )
+    # The config key is written once, here: no transaction changes it.
+    empty = replace(empty, state_root=StateTree(store).apply({KEY_CONFIG: encode(chain)}))
+    writer = StateWriter(empty, height=0, timestamp=config.genesis_time)
+    total = config.insurance_fund
+    writer.subaccounts.put(INSURANCE_FUND, Subaccount(config.insurance_fund, (), 0))
+    for deposit in config.deposits:
+        sub = writer.subaccount(deposit.subaccount)
+        writer.subaccounts.put(
+            deposit.subaccount,
+            Subaccount(sub.collateral + deposit.amount, sub.markets, sub.open_orders),
+        )
+        total += deposit.amount
+    writer.ledger = Ledger(fee_pool=0, net_deposits=total)
+    for market in config.markets:
+        check_market_params(market.params, config.genesis_time)
+        writer.market_params.put(market.market_id, market.params)
+        writer.market_states.put(market.market_id, new_market_state(config.genesis_time))
+    return writer.commit()

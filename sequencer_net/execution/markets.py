@@ -1,0 +1,212 @@
+"""Markets: governance listing, parameter updates, pausing, and oracle prices.
+
+Governance transactions must be signed by the admin key fixed in genesis.
+Oracle updates must be signed by one of the oracle keys; a price is usable for
+`oracle_staleness` seconds after its `published_at` (see `is_oracle_fresh`).
+While a market's price is stale (or missing) new orders in it are rejected
+(`StaleOraclePrice`) and its auction does not run; margin and liquidation keep
+using the last price, because halting liquidations is worse than a stale mark.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from .exceptions import (
+    InvalidMarketParams,
+    InvalidOracleUpdate,
+    MarketExists,
+    MarketNotTrading,
+    StaleOraclePrice,
+    Unauthorized,
+    UnknownMarket,
+)
+from .fixed_point import SCALE
+from .limits import MAX_AMOUNT, MAX_FUNDING_INTERVAL_SECONDS, MAX_MARKET_ID, MAX_ORACLE_PRICES
+from .records import MarketKind, MarketParams, MarketState, OptionKind
+from .state import StateWriter
+from .transactions import ListMarket, OracleUpdate, SetMarketPaused, UpdateMarketParams
+
+MAX_FEE_RATE = SCALE // 10
+"""Fees above 10% of notional are a typo, not a policy."""
+
+
+def new_market_state(now: int) -> MarketState:
+    return MarketState(
+        paused=False,
+        oracle_price=0,
+        oracle_volatility=0,
+        oracle_published_at=0,
+        mark_price=0,
+        long_index=0,
+        short_index=0,
+        premium_sum=0,
+        premium_samples=0,
+        last_funding_at=now,
+        open_lots=0,
+        settlement_price=0,
+    )
+
+
+def check_market_params(params: MarketParams, now: int) -> None:
+    """Raise InvalidMarketParams unless the parameters are consistent.
+
+    `tick_size * lot_size` must be a multiple of SCALE so that a fill's notional
+    (quantity * price / SCALE) is an exact integer: no rounding, hence nothing
+    created or destroyed, when collateral changes hands.
+    """
+
+    def fail(why: str) -> InvalidMarketParams:
+        return InvalidMarketParams(why)
+
+    if params.kind not in (MarketKind.PERPETUAL, MarketKind.OPTION):
+        raise fail("unknown market kind")
+    if not (0 < params.tick_size <= MAX_AMOUNT and 0 < params.lot_size <= MAX_AMOUNT):
+        raise fail("tick and lot size must be positive")
+    if (params.tick_size * params.lot_size) % SCALE != 0:
+        raise fail("tick_size * lot_size must be a multiple of 10**18 (exact notionals)")
+    if not (0 < params.maintenance_margin <= params.initial_margin <= SCALE):
+        raise fail("need 0 < maintenance_margin <= initial_margin <= 1")
+    for name in ("maker_fee", "taker_fee", "liquidation_fee"):
+        if not 0 <= getattr(params, name) <= MAX_FEE_RATE:
+            raise fail(f"{name} must be in [0, 0.1]")
+    if not 0 <= params.mark_band < SCALE:
+        raise fail("mark_band must be in [0, 1)")
+    if not 0 < params.oracle_staleness <= MAX_FUNDING_INTERVAL_SECONDS:
+        raise fail("oracle_staleness must be positive and at most a week")
+    if not -SCALE <= params.risk_free_rate <= SCALE:
+        raise fail("risk_free_rate must be in [-1, 1]")
+    if params.kind == MarketKind.PERPETUAL:
+        if params.option is not None:
+            raise fail("a perpetual has no option terms")
+        if not 0 < params.funding_interval <= MAX_FUNDING_INTERVAL_SECONDS:
+            raise fail("funding_interval must be positive and at most a week")
+        if not 0 <= params.funding_clamp <= SCALE:
+            raise fail("funding_clamp must be in [0, 1]")
+    else:
+        terms = params.option
+        if terms is None:
+            raise fail("an option market needs option terms")
+        if terms.option_kind not in (OptionKind.CALL, OptionKind.PUT):
+            raise fail("unknown option kind")
+        if not 0 < terms.strike <= MAX_AMOUNT:
+            raise fail("strike must be positive")
+        if terms.expiry <= now:
+            raise fail("expiry must be in the future")
+        if params.funding_interval != 0 or params.funding_clamp != 0:
+            raise fail("options have no funding")
+
+
+def _require_admin(w: StateWriter, sender: bytes) -> None:
+    if sender != w.config.admin:
+        raise Unauthorized("governance transactions need the admin key")
+
+
+def apply_list_market(w: StateWriter, sender: bytes, tx: ListMarket) -> None:
+    _require_admin(w, sender)
+    if not 0 <= tx.market_id <= MAX_MARKET_ID:
+        raise InvalidMarketParams("market id out of range")
+    if w.params(tx.market_id) is not None:
+        raise MarketExists(f"market {tx.market_id} is already listed")
+    check_market_params(tx.params, w.timestamp)
+    w.market_params.put(tx.market_id, tx.params)
+    w.market_states.put(tx.market_id, new_market_state(w.timestamp))
+
+
+def apply_update_market(w: StateWriter, sender: bytes, tx: UpdateMarketParams) -> None:
+    """Replace parameters; kind, lot size and option terms are fixed at listing
+    (the funding index is kept per lot, and a position's meaning must not change)."""
+    _require_admin(w, sender)
+    old = w.params(tx.market_id)
+    if old is None:
+        raise UnknownMarket(f"market {tx.market_id} is not listed")
+    new = tx.params
+    if (new.kind, new.lot_size, new.option) != (old.kind, old.lot_size, old.option):
+        raise InvalidMarketParams("kind, lot_size and option terms cannot change")
+    if new.option is None:
+        check_market_params(new, w.timestamp)
+    else:  # an option's expiry may already be near; check everything else
+        check_market_params(
+            msgspec.structs.replace(
+                new, option=msgspec.structs.replace(new.option, expiry=w.timestamp + 1)
+            ),
+            w.timestamp,
+        )
+    w.market_params.put(tx.market_id, new)
+
+
+def apply_set_paused(w: StateWriter, sender: bytes, tx: SetMarketPaused) -> None:
+    _require_admin(w, sender)
+    state = w.market(tx.market_id)
+    if state is None:
+        raise UnknownMarket(f"market {tx.market_id} is not listed")
+    w.market_states.put(tx.market_id, msgspec.structs.replace(state, paused=tx.paused))
+
+
+def apply_oracle_update(w: StateWriter, sender: bytes, tx: OracleUpdate) -> None:
+    """Store each price. Every price must be strictly newer than the stored one and
+    not from the future; an option market also needs a positive volatility."""
+    if sender not in w.config.oracles:
+        raise Unauthorized("oracle updates need an oracle key")
+    if not 0 < len(tx.prices) <= MAX_ORACLE_PRICES:
+        raise InvalidOracleUpdate(f"an update carries 1 to {MAX_ORACLE_PRICES} prices")
+    if tx.published_at > w.timestamp:
+        raise InvalidOracleUpdate("published_at is after the block timestamp")
+    seen: set[int] = set()
+    for quote in tx.prices:
+        if quote.market_id in seen:
+            raise InvalidOracleUpdate(f"market {quote.market_id} appears twice")
+        seen.add(quote.market_id)
+        params = w.params(quote.market_id)
+        state = w.market(quote.market_id)
+        if params is None or state is None:
+            raise UnknownMarket(f"market {quote.market_id} is not listed")
+        if tx.published_at <= state.oracle_published_at:
+            raise InvalidOracleUpdate(f"market {quote.market_id}: price is not newer")
+        if not 0 < quote.price <= MAX_AMOUNT or not 0 <= quote.volatility <= MAX_AMOUNT:
+            raise InvalidOracleUpdate("price must be positive, volatility non-negative")
+        if params.kind == MarketKind.OPTION and quote.volatility == 0:
+            raise InvalidOracleUpdate("an option market needs a positive implied volatility")
+        w.market_states.put(
+            quote.market_id,
+            msgspec.structs.replace(
+                state,
+                oracle_price=quote.price,
+                oracle_volatility=quote.volatility,
+                oracle_published_at=tx.published_at,
+            ),
+        )
+
+
+def is_oracle_fresh(params: MarketParams, state: MarketState, now: int) -> bool:
+    """A price exists and is at most `oracle_staleness` seconds old."""
+    return state.oracle_price > 0 and now - state.oracle_published_at <= params.oracle_staleness
+
+
+def is_expired(params: MarketParams, now: int) -> bool:
+    return params.option is not None and now >= params.option.expiry
+
+
+def require_trading(w: StateWriter, market_id: int) -> tuple[MarketParams, MarketState]:
+    """The market's params and state if it accepts orders now; else raise."""
+    params = w.params(market_id)
+    state = w.market(market_id)
+    if params is None or state is None:
+        raise UnknownMarket(f"market {market_id} is not listed")
+    if state.paused:
+        raise MarketNotTrading(f"market {market_id} is paused")
+    if is_expired(params, w.timestamp):
+        raise MarketNotTrading(f"market {market_id} has expired")
+    if not is_oracle_fresh(params, state, w.timestamp):
+        raise StaleOraclePrice(f"market {market_id} has no fresh oracle price")
+    return params, state
+
+
+def perp_mark_price(params: MarketParams, index: int, cleared_price: int | None) -> int:
+    """The auction's clearing price clamped to index * (1 +- mark_band), or the
+    index when the market did not trade this block. Band edges round toward the
+    index (floor of index * band)."""
+    if cleared_price is None:
+        return index
+    band = (index * params.mark_band) // SCALE  # floor: a narrower band, never wider
+    return min(max(cleared_price, index - band), index + band)

@@ -1,0 +1,254 @@
+"""One batch auction per market per block, and applying its fills.
+
+Flow for market m (docs/execution.md, "Auction flow"), run in ascending market id
+after every order transaction of the block has been placed or cancelled:
+
+1. The book is the resting orders minus those cancelled this block; the batch is
+   the book plus the orders placed this block. No new orders: no auction.
+2. Reduce-only: per subaccount, its reduce-only orders, oldest first, are trimmed
+   so together they do not exceed its position (as it stands before the auction);
+   ones on the wrong side of the position are removed.
+3. Self-trade prevention, per owner address (all its subaccounts): while the
+   owner's best buy limit >= its best sell limit (a market buy counts as +inf, a
+   market sell as 0), the newer of those two orders is removed. Quotes that do not
+   cross are kept, so a market maker may bid and offer in the same auction;
+   orders that do not cross cannot both fill at one uniform price.
+4. Post-only: an order placed this block with post_only is removed if it crosses
+   any remaining opposite order of the batch (limit >= the lowest sell, or <= the
+   highest buy, market orders crossing everything). Decided for all post-only
+   orders at once from the batch after step 3, so the outcome ignores their order.
+5. `clear_batch_auction` with the market's tick and lot, reference = the index
+   (perp) or Black-Scholes mark (option) rounded to the tick. Market orders enter
+   as limits at the band edge: reference +- floor(reference * mark_band), rounded
+   inward to the tick.
+6. Fills apply at the one price p: a buyer pays q * p (exact, see
+   markets.check_market_params), the seller receives it; each pays a fee of
+   ceil(notional * rate) into the fee pool: maker_fee for orders resting from an
+   earlier block, taker_fee for orders placed this block. Unfilled GTC limits rest
+   (a post-only flag only matters in the first auction); IOC/market rests drop.
+Every step depends only on the set of orders, never on their position in the block.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from .auction import AuctionOrder, Side, clear_batch_auction, round_to_tick
+from .exceptions import EngineInvariantBroken
+from .fixed_point import SCALE
+from .margin import valuation_price
+from .markets import is_expired, is_oracle_fresh, perp_mark_price
+from .orders import release_order
+from .positions import change_size, credit
+from .receipts import AuctionCleared, FillEvent, OrderRemoved
+from .records import Ledger, MarketKind, MarketParams, RestingOrder, TimeInForce
+from .state import StateWriter
+
+
+def _age(order: RestingOrder) -> tuple[int, int, bytes]:
+    return (order.placed_height, order.placed_nonce, order.order_id)
+
+
+def run_auctions(w: StateWriter) -> None:
+    """Rebuild every touched book and clear every market that got new orders."""
+    new_by_market: dict[int, list[RestingOrder]] = {}
+    touched: set[int] = set()
+    for key, order in w.pending_orders.changes():
+        if order is not None:
+            mid = int.from_bytes(key[:4], "big")
+            new_by_market.setdefault(mid, []).append(order)
+    for key, flag in w.cancelled_orders.changes():
+        if flag:
+            touched.add(int.from_bytes(key[:4], "big"))
+    for mid in sorted(touched | new_by_market.keys()):
+        book = dict(w.book(mid))
+        for oid in list(book):
+            if w.cancelled_orders.get(mid.to_bytes(4, "big") + oid):
+                del book[oid]
+        w.books[mid] = book
+        new = new_by_market.get(mid)
+        if new:
+            _run_market_auction(w, mid, book, new)
+
+
+class _Batch:
+    """The orders of one auction while the pre-auction rules remove or trim them."""
+
+    def __init__(self, w: StateWriter, market_id: int, book: dict[bytes, RestingOrder]) -> None:
+        self.w = w
+        self.market_id = market_id
+        self.book = book
+        self.live: dict[bytes, RestingOrder] = {}
+
+    def remove(self, order: RestingOrder, why: str) -> None:
+        del self.live[order.order_id]
+        self.book.pop(order.order_id, None)
+        release_order(self.w, self.market_id, order, order.quantity)
+        self.w.events.append(OrderRemoved(self.market_id, order.order_id, why))
+
+    def trim(self, order: RestingOrder, quantity: int) -> None:
+        release_order(self.w, self.market_id, order, order.quantity - quantity)
+        trimmed = msgspec.structs.replace(order, quantity=quantity)
+        self.live[order.order_id] = trimmed
+        if order.order_id in self.book:
+            self.book[order.order_id] = trimmed
+
+
+def _run_market_auction(
+    w: StateWriter, mid: int, book: dict[bytes, RestingOrder], new: list[RestingOrder]
+) -> None:
+    params = w.params(mid)
+    state = w.market(mid)
+    assert params is not None and state is not None
+    batch = _Batch(w, mid, book)
+    batch.live.update(book)
+    for order in new:
+        batch.live[order.order_id] = order
+    halted = (
+        state.paused
+        or is_expired(params, w.timestamp)
+        or not is_oracle_fresh(params, state, w.timestamp)
+    )
+    reference = 0 if halted else valuation_price(w, mid, params, state)
+    if reference <= 0:
+        for order in sorted(new, key=_age):
+            batch.remove(order, "market-halted")
+        return
+    _apply_reduce_only(batch)
+    _prevent_self_trades(batch)
+    _remove_crossing_post_only(batch, w.height)
+    reference_tick = round_to_tick(reference, params.tick_size)
+    band = (reference * params.mark_band) // SCALE  # floor: never widen the band
+    buy_edge = max(((reference + band) // params.tick_size) * params.tick_size, params.tick_size)
+    sell_edge = max(
+        -((-(reference - band)) // params.tick_size) * params.tick_size, params.tick_size
+    )
+    orders = [
+        AuctionOrder(
+            order_id=o.order_id,
+            side=Side(o.side),
+            limit_price=o.limit_price or (buy_edge if o.side == Side.BUY else sell_edge),
+            quantity=o.quantity,
+        )
+        for o in batch.live.values()
+    ]
+    result = clear_batch_auction(
+        orders, tick_size=params.tick_size, lot_size=params.lot_size, reference_price=reference_tick
+    )
+    fills = {fill.order_id: fill.quantity for fill in result.fills}
+    fees = 0
+    for oid in sorted(batch.live):
+        order = batch.live[oid]
+        quantity = fills.get(oid, 0)
+        if quantity:
+            assert result.price is not None
+            fees += _apply_fill(w, mid, params, order, result.price, quantity)
+        remaining = order.quantity - quantity
+        if remaining == 0:
+            book.pop(oid, None)
+        elif order.time_in_force == TimeInForce.GOOD_TILL_CANCEL and order.limit_price:
+            if remaining != order.quantity or oid not in book:
+                book[oid] = msgspec.structs.replace(order, quantity=remaining)
+        else:
+            book.pop(oid, None)
+            release_order(w, mid, msgspec.structs.replace(order, quantity=remaining), remaining)
+            w.events.append(OrderRemoved(mid, oid, "immediate-or-cancel"))
+    if fees:
+        ledger = w.ledger
+        w.ledger = Ledger(ledger.fee_pool + fees, ledger.net_deposits)
+    if result.price is not None:
+        w.cleared_prices[mid] = result.price
+        mark = (
+            perp_mark_price(params, state.oracle_price, result.price)
+            if params.kind == MarketKind.PERPETUAL
+            else reference
+        )
+        w.events.append(AuctionCleared(mid, result.price, result.volume, mark))
+
+
+def _apply_fill(
+    w: StateWriter,
+    mid: int,
+    params: MarketParams,
+    order: RestingOrder,
+    price: int,
+    quantity: int,
+) -> int:
+    """Move the position and the notional plus fee; return the fee."""
+    notional, rest = divmod(quantity * price, SCALE)
+    if rest:
+        raise EngineInvariantBroken("fill notional is not exact: tick * lot must be wad-whole")
+    maker = order.placed_height < w.height
+    rate = params.maker_fee if maker else params.taker_fee
+    fee = -((-notional * rate) // SCALE)  # fees round up
+    buy = order.side == Side.BUY
+    change_size(w, order.subaccount, mid, quantity if buy else -quantity)
+    credit(w, order.subaccount, (-notional if buy else notional) - fee)
+    release_order(w, mid, order, quantity)
+    w.events.append(
+        FillEvent(mid, order.order_id, order.subaccount, order.side, price, quantity, fee, maker)
+    )
+    return fee
+
+
+def _apply_reduce_only(batch: _Batch) -> None:
+    by_subaccount: dict[bytes, list[RestingOrder]] = {}
+    for order in batch.live.values():
+        if order.reduce_only:
+            by_subaccount.setdefault(order.subaccount, []).append(order)
+    for sid in sorted(by_subaccount):
+        position = batch.w.position(sid, batch.market_id)
+        size = 0 if position is None else position.size
+        allowance = abs(size)
+        for order in sorted(by_subaccount[sid], key=_age):
+            reduces = (order.side == Side.SELL) == (size > 0) and size != 0
+            if not reduces or allowance == 0:
+                batch.remove(order, "reduce-only")
+                continue
+            if order.quantity > allowance:
+                batch.trim(order, allowance)
+            allowance -= min(order.quantity, allowance)
+
+
+def _crosses(buy: RestingOrder, sell: RestingOrder) -> bool:
+    return buy.limit_price == 0 or sell.limit_price == 0 or buy.limit_price >= sell.limit_price
+
+
+def _prevent_self_trades(batch: _Batch) -> None:
+    by_owner: dict[bytes, tuple[list[RestingOrder], list[RestingOrder]]] = {}
+    for order in batch.live.values():
+        buys, sells = by_owner.setdefault(order.subaccount[:20], ([], []))
+        (buys if order.side == Side.BUY else sells).append(order)
+    for owner in sorted(by_owner):
+        buys, sells = by_owner[owner]
+        if not buys or not sells:
+            continue
+        # Best buy first: market buys, then highest limit, then oldest.
+        buys.sort(key=lambda o: (o.limit_price != 0, -o.limit_price, _age(o)))
+        sells.sort(key=lambda o: (o.limit_price, _age(o)))
+        while buys and sells and _crosses(buys[0], sells[0]):
+            newer = max(buys[0], sells[0], key=_age)
+            (buys if newer is buys[0] else sells).pop(0)
+            batch.remove(newer, "self-trade")
+
+
+def _remove_crossing_post_only(batch: _Batch, height: int) -> None:
+    candidates = [o for o in batch.live.values() if o.post_only and o.placed_height == height]
+    if not candidates:
+        return
+    buys = [o for o in batch.live.values() if o.side == Side.BUY]
+    sells = [o for o in batch.live.values() if o.side == Side.SELL]
+    market_buy = any(o.limit_price == 0 for o in buys)
+    market_sell = any(o.limit_price == 0 for o in sells)
+    best_buy = max((o.limit_price for o in buys), default=0)
+    best_sell = min((o.limit_price for o in sells if o.limit_price), default=None)
+    crossing = []
+    for order in candidates:
+        if order.side == Side.BUY:
+            crosses = market_sell or (best_sell is not None and order.limit_price >= best_sell)
+        else:
+            crosses = market_buy or (best_buy > 0 and order.limit_price <= best_buy)
+        if crosses:
+            crossing.append(order)
+    for order in sorted(crossing, key=_age):
+        batch.remove(order, "post-only-would-cross")

@@ -1,0 +1,67 @@
+"""European options: Black-Scholes marks, intrinsic value, short-option margin.
+
+An option market's oracle feed carries the underlying spot and the implied
+volatility; the risk-free rate is a market parameter. The mark is the
+Black-Scholes price (options_pricing, the code `seqnet price option` uses) at
+the block timestamp, computed once per (market, spot, vol, time) and cached for
+the block. At or after expiry the mark is the intrinsic value.
+"""
+
+from __future__ import annotations
+
+from .fixed_point import SCALE
+from .options_pricing import OptionType, black_scholes, years_from_seconds
+from .records import MarketParams, MarketState, OptionKind, OptionTerms
+from .state import StateWriter
+
+
+def intrinsic_value(terms: OptionTerms, spot: int) -> int:
+    """max(S - K, 0) for a call, max(K - S, 0) for a put (wad, exact)."""
+    if terms.option_kind == OptionKind.CALL:
+        return max(spot - terms.strike, 0)
+    return max(terms.strike - spot, 0)
+
+
+def option_mark(w: StateWriter, market_id: int, params: MarketParams, state: MarketState) -> int:
+    """Mark price of one unit (wad): Black-Scholes before expiry, intrinsic at or after."""
+    terms = params.option
+    assert terms is not None
+    spot = state.oracle_price
+    if spot == 0:
+        return 0
+    remaining = terms.expiry - w.timestamp
+    if remaining <= 0:
+        return intrinsic_value(terms, spot)
+    key = (market_id, spot, state.oracle_volatility, w.timestamp)
+    cached = w.option_marks.get(key)
+    if cached is not None:
+        return cached
+    option_type = OptionType.CALL if terms.option_kind == OptionKind.CALL else OptionType.PUT
+    quote = black_scholes(
+        option_type,
+        spot,
+        terms.strike,
+        years_from_seconds(remaining),
+        params.risk_free_rate,
+        state.oracle_volatility,
+    )
+    mark = max(quote.price, 0)
+    w.option_marks[key] = mark
+    return mark
+
+
+def short_option_requirement(terms: OptionTerms, spot: int, short_size: int, fraction: int) -> int:
+    """Margin a short option position of `short_size` (> 0) needs on top of its mark.
+
+    Per unit: max(fraction * S - OTM, fraction * S / 2), OTM the out-of-the-money
+    amount (max(K - S, 0) for a call, max(S - K, 0) for a put). The mark itself is
+    already a liability in equity. Computed exactly in wad^2 / 2 units and
+    rounded up once (margin rounds up).
+    """
+    if terms.option_kind == OptionKind.CALL:
+        otm = max(terms.strike - spot, 0)
+    else:
+        otm = max(spot - terms.strike, 0)
+    # Twice the per-unit requirement, scaled by SCALE^2 (exact integers).
+    twice_per_unit = max(2 * fraction * spot - 2 * otm * SCALE, fraction * spot)
+    return -((-short_size * twice_per_unit) // (2 * SCALE * SCALE))  # ceiling

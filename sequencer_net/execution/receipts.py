@@ -1,0 +1,108 @@
+"""What executing a block reports: one receipt per transaction, plus events.
+
+Receipts and events are encoded canonically (`encoding.encode`) so two
+validators can compare a block's outcome byte for byte.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class Receipt(msgspec.Struct, frozen=True, array_like=True):
+    """The outcome of one transaction, in block order.
+
+    `sender` is empty when the signature did not recover. `error` is the name of
+    the exception that rejected the transaction ("" on success) and `reason` its
+    message.
+    """
+
+    tx_hash: bytes
+    sender: bytes
+    success: bool
+    error: str
+    reason: str
+
+
+class FillEvent(msgspec.Struct, frozen=True, array_like=True, tag=1):
+    market_id: int
+    order_id: bytes
+    subaccount: bytes
+    side: int
+    price: int
+    quantity: int
+    fee: int
+    maker: bool
+
+
+class OrderRemoved(msgspec.Struct, frozen=True, array_like=True, tag=2):
+    """An order left the book without filling: `why` is one of "self-trade",
+    "post-only-would-cross", "reduce-only", "immediate-or-cancel", "liquidated",
+    "expired", "cancelled"."""
+
+    market_id: int
+    order_id: bytes
+    why: str
+
+
+class AuctionCleared(msgspec.Struct, frozen=True, array_like=True, tag=3):
+    market_id: int
+    price: int
+    volume: int
+    mark_price: int
+
+
+class FundingApplied(msgspec.Struct, frozen=True, array_like=True, tag=4):
+    """Longs pay `per_lot` quote per lot to shorts (negative: shorts pay longs)."""
+
+    market_id: int
+    intervals: int
+    per_lot: int
+    long_index: int
+    short_index: int
+
+
+class Liquidated(msgspec.Struct, frozen=True, array_like=True, tag=5):
+    """A subaccount's positions were taken over by the insurance fund."""
+
+    subaccount: bytes
+    equity: int
+    maintenance_requirement: int
+    fee: int
+    deficit: int
+    covered_by_fund: int
+    socialized: int
+
+
+class PositionTransferred(msgspec.Struct, frozen=True, array_like=True, tag=6):
+    market_id: int
+    subaccount: bytes
+    size: int
+    price: int
+
+
+class OptionSettled(msgspec.Struct, frozen=True, array_like=True, tag=7):
+    market_id: int
+    settlement_price: int
+    payout_per_lot: int
+    deficit: int
+
+
+class Withdrawn(msgspec.Struct, frozen=True, array_like=True, tag=8):
+    """Collateral left the engine; the L1 bridge pays `recipient` against a posted root."""
+
+    subaccount: bytes
+    recipient: bytes
+    amount: int
+
+
+Event = (
+    FillEvent
+    | OrderRemoved
+    | AuctionCleared
+    | FundingApplied
+    | Liquidated
+    | PositionTransferred
+    | OptionSettled
+    | Withdrawn
+)

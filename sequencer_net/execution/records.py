@@ -1,0 +1,166 @@
+"""The values stored in the state tree, one frozen msgspec Struct per kind.
+
+Units: every amount, price, size, fee rate and margin fraction is a wad integer
+(10**18 = 1.0, see fixed_point.SCALE); times are whole seconds; ids are ints.
+Keys for these records are built in `state.py` ("Key layout").
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import NewType
+
+import msgspec
+
+Address = NewType("Address", bytes)
+"""20-byte Ethereum-style address of a signing key."""
+
+SubaccountId = NewType("SubaccountId", bytes)
+"""21 bytes: owner address || subaccount number (one byte)."""
+
+MarketId = NewType("MarketId", int)
+OrderId = NewType("OrderId", bytes)
+"""32 bytes: the hash of the transaction that placed the order."""
+
+
+class MarketKind(enum.IntEnum):
+    PERPETUAL = 0
+    OPTION = 1
+
+
+class OptionKind(enum.IntEnum):
+    CALL = 0
+    PUT = 1
+
+
+class TimeInForce(enum.IntEnum):
+    GOOD_TILL_CANCEL = 0
+    IMMEDIATE_OR_CANCEL = 1
+
+
+class ChainConfig(msgspec.Struct, frozen=True, array_like=True):
+    """Fixed at genesis: who governs, who may post prices and deposits."""
+
+    chain_id: int
+    admin: bytes
+    bridge: bytes
+    oracles: tuple[bytes, ...]
+
+
+class BlockInfo(msgspec.Struct, frozen=True, array_like=True):
+    """The last executed block."""
+
+    height: int
+    timestamp: int
+
+
+class Ledger(msgspec.Struct, frozen=True, array_like=True):
+    """Global totals. `net_deposits` is what the conservation invariant equals."""
+
+    fee_pool: int
+    net_deposits: int
+
+
+class Nonce(msgspec.Struct, frozen=True, array_like=True):
+    next_nonce: int
+
+
+class Subaccount(msgspec.Struct, frozen=True, array_like=True):
+    """Quote collateral (may be negative: a long perp is bought on credit, dYdX v4
+    style), the sorted ids of markets where a `Position` record exists, and the
+    number of the subaccount's open orders (resting or pending)."""
+
+    collateral: int
+    markets: tuple[int, ...]
+    open_orders: int
+
+
+class Position(msgspec.Struct, frozen=True, array_like=True):
+    """A subaccount's exposure in one market.
+
+    `size` is signed (long > 0), a multiple of the market's lot size.
+    `index_snapshot` is the value of the cumulative charge index of the side the
+    position is on (long or short) when it was last settled; the unsettled charge
+    is |size| / lot_size * (index_now - index_snapshot) (docs/execution.md,
+    "Funding"). `open_buy` / `open_sell` are the unfilled quantities of the
+    subaccount's orders in this market (resting or pending in this block).
+    """
+
+    size: int
+    index_snapshot: int
+    open_buy: int
+    open_sell: int
+
+
+class OptionTerms(msgspec.Struct, frozen=True, array_like=True):
+    option_kind: OptionKind
+    strike: int
+    expiry: int  # unix seconds
+
+
+class MarketParams(msgspec.Struct, frozen=True, array_like=True):
+    """What governance sets when listing a market (and may later update).
+
+    Fractions are wad (5% = 5 * 10**16). `tick_size * lot_size` must be a
+    multiple of 10**18, so every fill's notional is an exact wad integer.
+    `lot_size` and `kind` and `option` never change after listing (the charge
+    index is per lot).
+    """
+
+    kind: MarketKind
+    tick_size: int
+    lot_size: int
+    initial_margin: int
+    maintenance_margin: int
+    maker_fee: int
+    taker_fee: int
+    liquidation_fee: int
+    funding_interval: int  # seconds; 0 for options
+    funding_clamp: int  # max |premium| per interval as a fraction of the index
+    mark_band: int  # mark = clearing price clamped to index * (1 +- mark_band)
+    oracle_staleness: int  # seconds an oracle price stays usable
+    risk_free_rate: int  # options: the Black-Scholes rate r (wad, per year)
+    option: OptionTerms | None
+
+
+class MarketState(msgspec.Struct, frozen=True, array_like=True):
+    """What changes block to block.
+
+    `oracle_price` is the perp's index price or the option's underlying spot;
+    `oracle_volatility` the option's implied volatility (wad, per sqrt year).
+    `long_index` / `short_index`: cumulative quote charged per lot to a long /
+    short position (funding moves them in opposite directions, socialized losses
+    raise one side). `open_lots`: lots held long (== lots held short).
+    """
+
+    paused: bool
+    oracle_price: int
+    oracle_volatility: int
+    oracle_published_at: int
+    mark_price: int
+    long_index: int
+    short_index: int
+    premium_sum: int
+    premium_samples: int
+    last_funding_at: int
+    open_lots: int
+    settlement_price: int  # options: 0 until settled at expiry
+
+
+class RestingOrder(msgspec.Struct, frozen=True, array_like=True):
+    """An order in a market's book (or pending in the current block).
+
+    Age is (`placed_height`, `placed_nonce`): smaller is older. Orders placed in
+    an earlier block than the current one are makers.
+    """
+
+    order_id: bytes
+    subaccount: bytes
+    side: int  # auction.Side
+    limit_price: int  # 0: market order (IOC)
+    quantity: int  # unfilled quantity
+    time_in_force: TimeInForce
+    post_only: bool
+    reduce_only: bool
+    placed_height: int
+    placed_nonce: int

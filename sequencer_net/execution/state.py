@@ -1,0 +1,382 @@
+"""The execution state, its key layout in the state tree, and the block overlay.
+
+`ExecutionState` is an immutable snapshot: `apply_block` never changes it. A
+block runs against a `StateWriter`, a copy-on-write overlay over the snapshot
+that journals every write so one transaction's changes can be rolled back, and
+that at the end produces the next snapshot plus the key -> bytes changes for the
+state tree (`StateTree.apply`, cost O(changes * log n)).
+
+Key layout (docs/execution.md, "State model"); integers are big-endian:
+
+    b"config"                              ChainConfig
+    b"block"                               BlockInfo (last executed block)
+    b"ledger"                              Ledger (fee pool, net deposits)
+    b"nonce/"  + address(20)               Nonce
+    b"sub/"    + subaccount(21)            Subaccount
+    b"pos/"    + subaccount(21) + mkt(4)   Position
+    b"market/" + mkt(4)                    MarketParams
+    b"mstate/" + mkt(4)                    MarketState
+    b"order/"  + mkt(4) + order id(32)     RestingOrder
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Final, Generic, TypeVar
+
+from .encoding import decode_canonical, encode
+from .records import (
+    Address,
+    BlockInfo,
+    ChainConfig,
+    Ledger,
+    MarketParams,
+    MarketState,
+    Nonce,
+    Position,
+    RestingOrder,
+    Subaccount,
+    SubaccountId,
+)
+from .state_tree import NodeStore, StateTree
+
+INSURANCE_FUND: Final = SubaccountId(bytes(21))
+"""The insurance fund is subaccount 0 of the zero address: nobody holds its key.
+It takes over liquidated positions and pays bankrupt accounts' deficits."""
+
+KEY_CONFIG: Final = b"config"
+KEY_BLOCK: Final = b"block"
+KEY_LEDGER: Final = b"ledger"
+PREFIX_NONCE: Final = b"nonce/"
+PREFIX_SUBACCOUNT: Final = b"sub/"
+PREFIX_POSITION: Final = b"pos/"
+PREFIX_MARKET: Final = b"market/"
+PREFIX_MARKET_STATE: Final = b"mstate/"
+PREFIX_ORDER: Final = b"order/"
+
+
+def subaccount_id(owner: bytes, number: int) -> SubaccountId:
+    return SubaccountId(owner + bytes([number]))
+
+
+def owner_of(subaccount: bytes) -> Address:
+    return Address(subaccount[:20])
+
+
+def market_key(market_id: int) -> bytes:
+    return market_id.to_bytes(4, "big")
+
+
+def position_key(subaccount: bytes, market_id: int) -> bytes:
+    return subaccount + market_id.to_bytes(4, "big")
+
+
+def order_key(market_id: int, order_id: bytes) -> bytes:
+    return market_id.to_bytes(4, "big") + order_id
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionState:
+    """All state after block `block.height`; treat every mapping as read-only.
+
+    `positions` is keyed by `position_key`; `books` maps a market id to its
+    resting orders by order id. `open_subaccounts` (derived, not in the tree)
+    holds every subaccount with at least one Position record: the accounts the
+    end-of-block liquidation check walks.
+    """
+
+    config: ChainConfig
+    block: BlockInfo
+    ledger: Ledger
+    nonces: Mapping[bytes, int]
+    subaccounts: Mapping[bytes, Subaccount]
+    positions: Mapping[bytes, Position]
+    market_params: Mapping[int, MarketParams]
+    market_states: Mapping[int, MarketState]
+    books: Mapping[int, Mapping[bytes, RestingOrder]]
+    open_subaccounts: frozenset[bytes]
+    store: NodeStore
+    state_root: bytes
+
+    @property
+    def height(self) -> int:
+        return self.block.height
+
+    def tree(self) -> StateTree:
+        """A read view of the committed tree at `state_root` (for proofs)."""
+        return StateTree(self.store, self.state_root)
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+_ABSENT: Final = object()
+
+
+class Journal:
+    """Undo log shared by a writer's overlays: (overlay, key, previous write or _ABSENT)."""
+
+    __slots__ = ("entries",)
+
+    def __init__(self) -> None:
+        self.entries: list[tuple[Overlay[object, object], object, object]] = []
+
+
+class Overlay(Generic[K, V]):
+    """Copy-on-write view of a mapping: reads fall through, writes stay here.
+
+    A write of None deletes the key. Every write is journaled so it can be undone.
+    """
+
+    __slots__ = ("_base", "_journal", "_writes")
+
+    def __init__(self, base: Mapping[K, V], journal: Journal) -> None:
+        self._base = base
+        self._writes: dict[K, V | None] = {}
+        self._journal = journal
+
+    def get(self, key: K) -> V | None:
+        writes = self._writes
+        if key in writes:
+            return writes[key]
+        return self._base.get(key)
+
+    def put(self, key: K, value: V | None) -> None:
+        self._journal.entries.append((self, key, self._writes.get(key, _ABSENT)))  # type: ignore[arg-type]
+        self._writes[key] = value
+
+    def undo(self, key: K, previous: object) -> None:
+        if previous is _ABSENT:
+            del self._writes[key]
+        else:
+            self._writes[key] = previous  # type: ignore[assignment]
+
+    def live_keys(self) -> set[K]:
+        merged = set(self._base)
+        for key, value in self._writes.items():
+            if value is None:
+                merged.discard(key)
+            else:
+                merged.add(key)
+        return merged
+
+    def changes(self) -> Iterator[tuple[K, V | None]]:
+        return iter(self._writes.items())
+
+    def merged(self) -> dict[K, V]:
+        result = dict(self._base)
+        for key, value in self._writes.items():
+            if value is None:
+                result.pop(key, None)
+            else:
+                result[key] = value
+        return result
+
+
+class StateWriter:
+    """The mutable overlay one block runs against (see module docstring)."""
+
+    def __init__(self, base: ExecutionState, height: int, timestamp: int) -> None:
+        self.base = base
+        self.height = height
+        self.timestamp = timestamp
+        self.config = base.config
+        self.journal = Journal()
+        self.ledger_cell: Overlay[int, Ledger] = Overlay({0: base.ledger}, self.journal)
+        self.nonces: Overlay[bytes, int] = Overlay(base.nonces, self.journal)
+        self.subaccounts: Overlay[bytes, Subaccount] = Overlay(base.subaccounts, self.journal)
+        self.positions: Overlay[bytes, Position] = Overlay(base.positions, self.journal)
+        self.market_params: Overlay[int, MarketParams] = Overlay(base.market_params, self.journal)
+        self.market_states: Overlay[int, MarketState] = Overlay(base.market_states, self.journal)
+        # Orders placed in this block, keyed by order_key; resting orders cancelled
+        # in this block, keyed by order_key. Books are rebuilt per market at auction.
+        self.pending_orders: Overlay[bytes, RestingOrder] = Overlay({}, self.journal)
+        self.cancelled_orders: Overlay[bytes, bool] = Overlay({}, self.journal)
+        self.books: dict[int, dict[bytes, RestingOrder]] = {}
+        self.events: list[object] = []
+        self.option_marks: dict[tuple[int, int, int, int], int] = {}
+        self.cleared_prices: dict[int, int] = {}
+
+    # --- transaction boundaries ---------------------------------------------------
+
+    def checkpoint(self) -> tuple[int, int]:
+        return len(self.journal.entries), len(self.events)
+
+    def rollback(self, mark: tuple[int, int]) -> None:
+        entries = self.journal.entries
+        while len(entries) > mark[0]:
+            overlay, key, previous = entries.pop()
+            overlay.undo(key, previous)
+        del self.events[mark[1] :]
+
+    def release(self) -> None:
+        """Forget the undo log (after a transaction succeeded)."""
+        self.journal.entries.clear()
+
+    # --- typed accessors ------------------------------------------------------------
+
+    @property
+    def ledger(self) -> Ledger:
+        ledger = self.ledger_cell.get(0)
+        assert ledger is not None
+        return ledger
+
+    @ledger.setter
+    def ledger(self, value: Ledger) -> None:
+        self.ledger_cell.put(0, value)
+
+    def subaccount(self, sid: bytes) -> Subaccount:
+        found = self.subaccounts.get(sid)
+        return found if found is not None else Subaccount(collateral=0, markets=(), open_orders=0)
+
+    def position(self, sid: bytes, market_id: int) -> Position | None:
+        return self.positions.get(position_key(sid, market_id))
+
+    def params(self, market_id: int) -> MarketParams | None:
+        return self.market_params.get(market_id)
+
+    def market(self, market_id: int) -> MarketState | None:
+        return self.market_states.get(market_id)
+
+    def book(self, market_id: int) -> Mapping[bytes, RestingOrder]:
+        """The market's resting orders as of now (a rebuilt book if the auction ran)."""
+        rebuilt = self.books.get(market_id)
+        if rebuilt is not None:
+            return rebuilt
+        return self.base.books.get(market_id, {})
+
+    def open_subaccounts(self) -> set[bytes]:
+        result = set(self.base.open_subaccounts)
+        for sid, sub in self.subaccounts.changes():
+            if sub is not None and sub.markets:
+                result.add(sid)
+            else:
+                result.discard(sid)
+        return result
+
+    # --- the end of the block -----------------------------------------------------
+
+    def commit(self) -> ExecutionState:
+        """Build the next snapshot and write its changes into the state tree."""
+        block = BlockInfo(height=self.height, timestamp=self.timestamp)
+        changes: dict[bytes, bytes | None] = {
+            KEY_BLOCK: encode(block),
+            KEY_LEDGER: encode(self.ledger),
+        }
+        for address, nonce in self.nonces.changes():
+            changes[PREFIX_NONCE + address] = None if nonce is None else encode(Nonce(nonce))
+        for sid, sub in self.subaccounts.changes():
+            changes[PREFIX_SUBACCOUNT + sid] = None if sub is None else encode(sub)
+        for pkey, pos in self.positions.changes():
+            changes[PREFIX_POSITION + pkey] = None if pos is None else encode(pos)
+        for mid, params in self.market_params.changes():
+            changes[PREFIX_MARKET + market_key(mid)] = None if params is None else encode(params)
+        for mid, mstate in self.market_states.changes():
+            changes[PREFIX_MARKET_STATE + market_key(mid)] = (
+                None if mstate is None else encode(mstate)
+            )
+        books: dict[int, Mapping[bytes, RestingOrder]] = dict(self.base.books)
+        for mid, book in self.books.items():
+            old = self.base.books.get(mid, {})
+            prefix = PREFIX_ORDER + market_key(mid)
+            for oid in old.keys() - book.keys():
+                changes[prefix + oid] = None
+            for oid, order in book.items():
+                if old.get(oid) is not order:
+                    changes[prefix + oid] = encode(order)
+            if book:
+                books[mid] = book
+            else:
+                books.pop(mid, None)
+        root = StateTree(self.base.store, self.base.state_root).apply(changes)
+        return ExecutionState(
+            config=self.config,
+            block=block,
+            ledger=self.ledger,
+            nonces=self.nonces.merged(),
+            subaccounts=self.subaccounts.merged(),
+            positions=self.positions.merged(),
+            market_params=self.market_params.merged(),
+            market_states=self.market_states.merged(),
+            books=books,
+            open_subaccounts=frozenset(self.open_subaccounts()),
+            store=self.base.store,
+            state_root=root,
+        )
+
+
+def state_entries(state: ExecutionState) -> dict[bytes, bytes]:
+    """Every tree entry of `state`, encoded from scratch (for checks and rebuilds)."""
+    entries: dict[bytes, bytes] = {
+        KEY_CONFIG: encode(state.config),
+        KEY_BLOCK: encode(state.block),
+        KEY_LEDGER: encode(state.ledger),
+    }
+    for address, nonce in state.nonces.items():
+        entries[PREFIX_NONCE + address] = encode(Nonce(nonce))
+    for sid, sub in state.subaccounts.items():
+        entries[PREFIX_SUBACCOUNT + sid] = encode(sub)
+    for pkey, pos in state.positions.items():
+        entries[PREFIX_POSITION + pkey] = encode(pos)
+    for mid, params in state.market_params.items():
+        entries[PREFIX_MARKET + market_key(mid)] = encode(params)
+    for mid, mstate in state.market_states.items():
+        entries[PREFIX_MARKET_STATE + market_key(mid)] = encode(mstate)
+    for mid, book in state.books.items():
+        for oid, order in book.items():
+            entries[PREFIX_ORDER + order_key(mid, oid)] = encode(order)
+    return entries
+
+
+def load_state(store: NodeStore, root: bytes) -> ExecutionState:
+    """Rebuild the in-memory snapshot from the tree at `root` (a restarted node)."""
+    tree = StateTree(store, root)
+    config: ChainConfig | None = None
+    block: BlockInfo | None = None
+    ledger: Ledger | None = None
+    nonces: dict[bytes, int] = {}
+    subaccounts: dict[bytes, Subaccount] = {}
+    positions: dict[bytes, Position] = {}
+    params: dict[int, MarketParams] = {}
+    mstates: dict[int, MarketState] = {}
+    books: dict[int, dict[bytes, RestingOrder]] = {}
+    for key, value in tree.items():
+        if key == KEY_CONFIG:
+            config = decode_canonical(value, ChainConfig)
+        elif key == KEY_BLOCK:
+            block = decode_canonical(value, BlockInfo)
+        elif key == KEY_LEDGER:
+            ledger = decode_canonical(value, Ledger)
+        elif key.startswith(PREFIX_NONCE):
+            nonces[key[len(PREFIX_NONCE) :]] = decode_canonical(value, Nonce).next_nonce
+        elif key.startswith(PREFIX_SUBACCOUNT):
+            subaccounts[key[len(PREFIX_SUBACCOUNT) :]] = decode_canonical(value, Subaccount)
+        elif key.startswith(PREFIX_POSITION):
+            positions[key[len(PREFIX_POSITION) :]] = decode_canonical(value, Position)
+        elif key.startswith(PREFIX_MARKET_STATE):
+            mid = int.from_bytes(key[len(PREFIX_MARKET_STATE) :], "big")
+            mstates[mid] = decode_canonical(value, MarketState)
+        elif key.startswith(PREFIX_MARKET):
+            params[int.from_bytes(key[len(PREFIX_MARKET) :], "big")] = decode_canonical(
+                value, MarketParams
+            )
+        elif key.startswith(PREFIX_ORDER):
+            rest = key[len(PREFIX_ORDER) :]
+            mid = int.from_bytes(rest[:4], "big")
+            books.setdefault(mid, {})[rest[4:]] = decode_canonical(value, RestingOrder)
+    if config is None or block is None or ledger is None:
+        raise ValueError("the tree at this root holds no execution state")
+    return ExecutionState(
+        config=config,
+        block=block,
+        ledger=ledger,
+        nonces=nonces,
+        subaccounts=subaccounts,
+        positions=positions,
+        market_params=params,
+        market_states=mstates,
+        books=dict(books),
+        open_subaccounts=frozenset(sid for sid, sub in subaccounts.items() if sub.markets),
+        store=store,
+        state_root=root,
+    )

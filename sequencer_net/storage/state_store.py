@@ -1,0 +1,132 @@
+"""The state tree's node store on disk (rocksdict, raw bytes).
+
+Layout (one RocksDB, default column family, raw mode):
+
+    b"n/" + node_hash(32)     -> node record (see sequencer_net.execution.state_tree)
+    b"v/" + height u64 BE     -> root(32) committed at that height
+    b"m/latest"               -> height u64 BE || root(32), the latest committed version
+
+A version's nodes, its `v/` record and the `m/latest` record go in one
+WriteBatch, written with sync when it carries a commit: after a crash the store
+reopens at the last committed root with every node of it present. Nodes written
+without a commit (an `apply` with no height) are not synced and are dropped by
+the next `prune`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from types import TracebackType
+
+from rocksdict import Options, Rdict, WriteBatch, WriteOptions
+
+from sequencer_net.execution.state_tree import (
+    EMPTY_ROOT,
+    HASH_LENGTH,
+    Commit,
+    CorruptNode,
+    reachable_nodes,
+)
+
+NODE_PREFIX = b"n/"
+VERSION_PREFIX = b"v/"
+LATEST_KEY = b"m/latest"
+_HEIGHT_BYTES = 8
+
+
+def _version_key(height: int) -> bytes:
+    return VERSION_PREFIX + height.to_bytes(_HEIGHT_BYTES, "big")
+
+
+class RocksNodeStore:
+    """A `NodeStore` in a RocksDB directory. Holds the RocksDB lock until `close()`."""
+
+    def __init__(self, path: str | os.PathLike[str], *, sync: bool = True) -> None:
+        options = Options(raw_mode=True)
+        options.create_if_missing(True)
+        self._db = Rdict(os.fspath(path), options)
+        self._commit_options = WriteOptions()
+        self._commit_options.sync = sync
+        self._nodes_options = WriteOptions()
+        self._latest = self._read_latest()
+
+    def _read_latest(self) -> Commit | None:
+        record = self._db.get(LATEST_KEY)
+        if record is None:
+            return None
+        if len(record) != _HEIGHT_BYTES + HASH_LENGTH:
+            raise CorruptNode(f"latest-version record is {len(record)} bytes")
+        height = int.from_bytes(record[:_HEIGHT_BYTES], "big")
+        return Commit(height=height, root=bytes(record[_HEIGHT_BYTES:]))
+
+    def get(self, node_hash: bytes) -> bytes | None:
+        record: bytes | None = self._db.get(NODE_PREFIX + node_hash)
+        return record
+
+    def put_batch(self, nodes: Mapping[bytes, bytes], commit: Commit | None = None) -> None:
+        """Write `nodes` and, if given, `commit` as the latest version, in one atomic batch."""
+        batch = WriteBatch(raw_mode=True)
+        for node_hash, record in nodes.items():
+            batch.put(NODE_PREFIX + node_hash, record)
+        if commit is None:
+            self._db.write(batch, self._nodes_options)
+            return
+        batch.put(_version_key(commit.height), commit.root)
+        batch.put(LATEST_KEY, commit.height.to_bytes(_HEIGHT_BYTES, "big") + commit.root)
+        self._db.write(batch, self._commit_options)
+        self._latest = commit
+
+    def latest_commit(self) -> Commit | None:
+        return self._latest
+
+    def root_at(self, height: int) -> bytes | None:
+        """The root committed at `height`, or None if never committed or pruned."""
+        root: bytes | None = self._db.get(_version_key(height))
+        return root
+
+    def prune(self, keep_from_height: int) -> int:
+        """Forget versions below `keep_from_height` (the latest is always kept) and
+        every node that no kept version reaches. Returns the number of nodes removed.
+
+        Cost is O(stored nodes): run it rarely (e.g. every few thousand blocks).
+        """
+        batch = WriteBatch(raw_mode=True)
+        kept_roots: list[bytes] = []
+        for key in self._keys_with_prefix(VERSION_PREFIX):
+            if int.from_bytes(key[len(VERSION_PREFIX) :], "big") < keep_from_height:
+                batch.delete(key)
+            else:
+                root = self._db.get(key)
+                if root is not None:
+                    kept_roots.append(bytes(root))
+        if self._latest is not None:
+            kept_roots.append(self._latest.root)
+        live = reachable_nodes(self, [r for r in kept_roots if r != EMPTY_ROOT])
+        removed = 0
+        for key in self._keys_with_prefix(NODE_PREFIX):
+            if key[len(NODE_PREFIX) :] not in live:
+                batch.delete(key)
+                removed += 1
+        self._db.write(batch, self._commit_options)
+        return removed
+
+    def _keys_with_prefix(self, prefix: bytes) -> Iterator[bytes]:
+        for key in self._db.keys(from_key=prefix):
+            if not isinstance(key, bytes) or not key.startswith(prefix):
+                return
+            yield key
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> RocksNodeStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,72 @@
+"""`seqnet bench auction`: output shape and values (never timings)."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from sequencer_net.cli.bench import (
+    BENCH_LOT_SIZE,
+    BENCH_REFERENCE_PRICE,
+    BENCH_TICK_SIZE,
+    build_random_orders,
+)
+from sequencer_net.cli.main import cli
+from sequencer_net.execution.auction import clear_batch_auction
+
+
+def run_json(*args: str) -> dict[str, object]:
+    result = CliRunner().invoke(cli, ["bench", "auction", *args, "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert isinstance(report, dict)
+    return report
+
+
+def test_json_report_matches_a_direct_clearing() -> None:
+    report = run_json("--orders", "300", "--seed", "7", "--repeat", "2")
+    expected = clear_batch_auction(
+        build_random_orders(300, 7),
+        tick_size=BENCH_TICK_SIZE,
+        lot_size=BENCH_LOT_SIZE,
+        reference_price=BENCH_REFERENCE_PRICE,
+    )
+    assert expected.price is not None and expected.volume > 0
+    assert report["orders"] == 300
+    assert report["seed"] == 7
+    assert report["repeat"] == 2
+    assert report["price"] == expected.price
+    assert report["volume"] == expected.volume
+    assert report["fills"] == len(expected.fills)
+    assert isinstance(report["clear_ms"], float) and report["clear_ms"] >= 0
+
+
+def test_same_seed_same_batch_other_seed_other_batch() -> None:
+    first = run_json("--orders", "200", "--seed", "11", "--repeat", "1")
+    again = run_json("--orders", "200", "--seed", "11", "--repeat", "1")
+    other = run_json("--orders", "200", "--seed", "12", "--repeat", "1")
+    keys = ("price", "volume", "fills")
+    assert [first[k] for k in keys] == [again[k] for k in keys]
+    assert [first[k] for k in keys] != [other[k] for k in keys]
+    assert build_random_orders(50, 11) == build_random_orders(50, 11)
+
+
+def test_text_report_prints_the_seed_and_the_measurement() -> None:
+    result = CliRunner().invoke(cli, ["bench", "auction", "--orders", "100", "--seed", "3"])
+    assert result.exit_code == 0, result.output
+    assert "seed:      3" in result.output
+    assert "orders:    100" in result.output
+    assert "clear_ms:" in result.output and "best of 5 runs" in result.output
+
+
+def test_seed_is_chosen_and_reported_when_omitted() -> None:
+    report = run_json("--orders", "10", "--repeat", "1")
+    assert isinstance(report["seed"], int)
+    replay = run_json("--orders", "10", "--repeat", "1", "--seed", str(report["seed"]))
+    assert (replay["price"], replay["volume"]) == (report["price"], report["volume"])
+
+
+def test_zero_orders_trade_nothing() -> None:
+    report = run_json("--orders", "0", "--seed", "1", "--repeat", "1")
+    assert (report["orders"], report["price"], report["volume"], report["fills"]) == (0, None, 0, 0)

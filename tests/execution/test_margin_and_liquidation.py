@@ -1,0 +1,203 @@
+"""Margin checks, funding with a lazy cumulative index, liquidation, insurance, socialized loss."""
+
+from __future__ import annotations
+
+from execution_harness import (
+    ADMIN,
+    BUY,
+    INSURANCE_FUND,
+    IOC,
+    SELL,
+    Chain,
+    W,
+    collateral,
+    conserved_total,
+    key,
+    make_genesis,
+    perp_params,
+    position,
+    size,
+    sub,
+)
+
+from sequencer_net.execution.funding import funding_per_lot
+from sequencer_net.execution.margin import requirement
+from sequencer_net.execution.positions import pending_charge
+from sequencer_net.execution.receipts import FundingApplied, Liquidated
+from sequencer_net.execution.records import MarketState
+from sequencer_net.execution.transactions import Withdraw
+
+PERP = 1
+NO_FEES = {"maker_fee": 0, "taker_fee": 0}
+
+
+def chain_with(deposits: dict[str, int], insurance: int = 0, **params: int) -> Chain:
+    chain = Chain(
+        make_genesis(deposits, insurance=insurance, markets=[(PERP, perp_params(**params))])
+    )
+    chain.block([chain.prices({PERP: 100 * W})])
+    return chain
+
+
+def open_pair(chain: Chain, long: str, short: str, quantity: int, price: int = 100 * W) -> None:
+    result = chain.block(
+        [
+            chain.order(long, PERP, BUY, price, quantity),
+            chain.order(short, PERP, SELL, price, quantity),
+        ]
+    )
+    assert all(r.success for r in result.receipts), result.receipts
+    assert size(chain.state, sub(long), PERP) == quantity
+
+
+def test_margin_requirement_rounds_up() -> None:
+    state = MarketState(False, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+    # |size| * price * fraction = 1 * 3 * 1 wad^-3: far below one unit, still 1.
+    assert requirement(perp_params(), state, 1, 1) == 1
+    assert requirement(perp_params(), state, -1, 1) == 1
+    assert requirement(perp_params(), state, 0, 1) == 0
+
+
+def test_orders_beyond_initial_margin_are_rejected() -> None:
+    chain = chain_with({"alice": 100 * W, "bob": 10_000 * W}, **NO_FEES)
+    # equity 100, 10% initial margin at index 100: at most 10 units of open exposure.
+    result = chain.block(
+        [
+            chain.order("alice", PERP, BUY, 90 * W, 6 * W),
+            chain.order("alice", PERP, BUY, 90 * W, 4 * W),
+            chain.order("alice", PERP, BUY, 90 * W, W // 1000),
+        ]
+    )
+    assert [r.error for r in result.receipts] == ["", "", "InsufficientMargin"]
+    # Open sells offset nothing: the worst case is all buys filled.
+    result = chain.block([chain.order("alice", PERP, SELL, 200 * W, 25 * W)])
+    assert result.receipts[0].error == "InsufficientMargin"
+
+
+def test_withdrawal_must_leave_initial_margin() -> None:
+    chain = chain_with({"alice": 100 * W, "bob": 10_000 * W}, **NO_FEES)
+    open_pair(chain, "alice", "bob", 5 * W)  # needs 50 initial
+    result = chain.block(
+        [
+            chain.tx(key("alice"), Withdraw(0, 51 * W, key("alice").address)),
+            chain.tx(key("alice"), Withdraw(0, 50 * W, key("alice").address)),
+        ]
+    )
+    assert [r.error for r in result.receipts] == ["InsufficientMargin", ""]
+
+
+def test_funding_moves_the_index_not_the_accounts() -> None:
+    chain = chain_with(
+        {"alice": 1_000 * W, "bob": 1_000 * W, "carol": 1_000 * W, "dave": 1_000 * W},
+        funding_interval=10,
+        funding_clamp=W // 100,
+        **NO_FEES,
+    )
+    open_pair(chain, "alice", "bob", 2 * W)
+    # carol and dave trade at 100.50 three times: mark 100.50 vs index 100, premium 0.50.
+    for _ in range(3):
+        chain.block(
+            [
+                chain.prices({PERP: 100 * W}),
+                chain.order("carol", PERP, BUY, 10050 * W // 100, W // 1000, tif=IOC),
+                chain.order("dave", PERP, SELL, 10050 * W // 100, W // 1000, tif=IOC),
+            ],
+            dt=2,
+        )
+    before = chain.state
+    alice_position = position(before, sub("alice"), PERP)
+    result = chain.block([chain.prices({PERP: 100 * W})], dt=3)
+    funding = [e for e in result.events if isinstance(e, FundingApplied)]
+    assert len(funding) == 1
+    expected_per_lot = funding_per_lot(before.market_params[PERP], before.market_states[PERP])
+    assert funding[0].per_lot == expected_per_lot > 0
+    state = chain.state
+    # Lazy: the long's position record was not rewritten...
+    assert position(state, sub("alice"), PERP) is alice_position
+    # ... but it owes lots * per_lot, and the short is owed exactly as much.
+    alice_owes = pending_charge(state.market_params[PERP], state.market_states[PERP], alice_position)
+    bob_position = position(state, sub("bob"), PERP)
+    assert bob_position is not None
+    bob_owes = pending_charge(state.market_params[PERP], state.market_states[PERP], bob_position)
+    assert alice_owes == 2000 * funding[0].per_lot * funding[0].intervals
+    assert bob_owes == -alice_owes
+    assert conserved_total(state) == state.ledger.net_deposits
+    # Closing the position settles the charge into collateral.
+    alice_cash = collateral(state, sub("alice"))
+    chain.block(
+        [
+            chain.prices({PERP: 100 * W}),
+            chain.order("alice", PERP, SELL, 100 * W, 2 * W),
+            chain.order("carol", PERP, BUY, 100 * W, 2 * W),
+        ]
+    )
+    assert size(chain.state, sub("alice"), PERP) == 0
+    assert collateral(chain.state, sub("alice")) == alice_cash - alice_owes + 200 * W
+    assert conserved_total(chain.state) == chain.state.ledger.net_deposits
+
+
+def test_funding_premium_is_clamped_and_rounded_toward_zero() -> None:
+    params = perp_params(funding_clamp=W // 100, lot_size=W // 1000)
+    wide = MarketState(False, 100 * W, 0, 0, 0, 0, 0, 30 * W, 3, 0, 0, 0)
+    assert funding_per_lot(params, wide) == (1 * W) // 1000  # clamp: 1% of 100
+    narrow = MarketState(False, 100 * W, 0, 0, 0, 0, 0, -7, 3, 0, 0, 0)
+    assert funding_per_lot(params, narrow) == 0  # -7/3 -> -2, * 0.001 -> toward zero
+    tiny = MarketState(False, 100 * W, 0, 0, 0, 0, 0, -3001, 1, 0, 0, 0)
+    assert funding_per_lot(params, tiny) == -3  # -3.001 -> -3, not -4
+
+
+def test_under_maintenance_account_is_liquidated_into_the_fund() -> None:
+    chain = chain_with({"alice": 100 * W, "bob": 10_000 * W}, insurance=1_000 * W, **NO_FEES)
+    open_pair(chain, "alice", "bob", 10 * W)
+    result = chain.block([chain.prices({PERP: 95 * W})])
+    assert not [e for e in result.events if isinstance(e, Liquidated)]  # 50 >= 47.5
+    result = chain.block([chain.prices({PERP: 94 * W})])
+    liquidations = [e for e in result.events if isinstance(e, Liquidated)]
+    assert len(liquidations) == 1 and liquidations[0].subaccount == sub("alice")
+    assert liquidations[0].equity == 40 * W and liquidations[0].deficit == 0
+    state = chain.state
+    assert size(state, sub("alice"), PERP) == 0
+    assert size(state, INSURANCE_FUND, PERP) == 10 * W
+    fee = 940 * W // 100
+    assert collateral(state, sub("alice")) == 40 * W - fee
+    assert collateral(state, INSURANCE_FUND) == 1_000 * W - 940 * W + fee
+    assert sub("alice") not in state.open_subaccounts
+    assert conserved_total(state) == state.ledger.net_deposits
+
+
+def test_bankrupt_account_is_covered_by_the_fund() -> None:
+    chain = chain_with({"alice": 100 * W, "bob": 10_000 * W}, insurance=1_000 * W, **NO_FEES)
+    open_pair(chain, "alice", "bob", 10 * W)
+    result = chain.block([chain.prices({PERP: 85 * W})])
+    [liquidation] = [e for e in result.events if isinstance(e, Liquidated)]
+    assert liquidation.deficit == 50 * W and liquidation.covered_by_fund == 50 * W
+    assert liquidation.socialized == 0
+    assert collateral(chain.state, sub("alice")) == 0
+    assert conserved_total(chain.state) == chain.state.ledger.net_deposits
+
+
+def test_empty_fund_socializes_the_loss_to_the_winning_side() -> None:
+    chain = chain_with({"alice": 100 * W, "bob": 10_000 * W}, insurance=0, **NO_FEES)
+    open_pair(chain, "alice", "bob", 10 * W)
+    bob_before = position(chain.state, sub("bob"), PERP)
+    result = chain.block([chain.prices({PERP: 85 * W})])
+    [liquidation] = [e for e in result.events if isinstance(e, Liquidated)]
+    assert liquidation.covered_by_fund == 0 and liquidation.socialized == 50 * W
+    state = chain.state
+    assert collateral(state, sub("alice")) == 0
+    bob_position = position(state, sub("bob"), PERP)
+    assert bob_position is bob_before  # lazily charged through the short index
+    owed = pending_charge(state.market_params[PERP], state.market_states[PERP], bob_position)
+    assert owed == 50 * W  # 10_000 lots, ceil(50 W / 10_000) per lot, exact here
+    assert conserved_total(state) == state.ledger.net_deposits
+
+
+def test_admin_can_relist_nothing_but_liquidation_keeps_the_book_clean() -> None:
+    chain = chain_with({"alice": 100 * W, "bob": 10_000 * W}, insurance=1_000 * W, **NO_FEES)
+    open_pair(chain, "alice", "bob", 9 * W)
+    chain.block([chain.order("alice", PERP, SELL, 150 * W, 9 * W, reduce_only=True)])
+    assert len(chain.state.books[PERP]) == 1
+    chain.block([chain.prices({PERP: 85 * W})])
+    assert chain.state.books.get(PERP, {}) == {}
+    assert chain.state.subaccounts[sub("alice")].open_orders == 0
+    assert ADMIN.address == chain.state.config.admin
