@@ -43,6 +43,7 @@ from consensus.io import (
     Send,
     SetTimer,
     Start,
+    StoreBlock,
     StoreCertificate,
     TimerFired,
     VerifyPayload,
@@ -110,7 +111,7 @@ class ConsensusCore:
         genesis: Block,
         verifier: SignatureVerifier,
         config: ConsensusConfig | None = None,
-        committed_block: Callable[[Digest], Block | None] | None = None,
+        stored_block: Callable[[Digest], Block | None] | None = None,
     ) -> None:
         if not validators.contains(me) or validators.address(me) != key.address:
             raise ValueError("the signing key does not belong to validator `me`")
@@ -121,7 +122,7 @@ class ConsensusCore:
         self.genesis_digest = genesis.digest()
         self.verifier = verifier
         self.config = config or ConsensusConfig()
-        self._committed_block = committed_block
+        self._stored_block = stored_block
         self.view = View(0)
         self.record = SafetyRecord(view=0)
         self.committed = CommittedTip(Height(0), self.genesis_digest, View(0))
@@ -166,8 +167,8 @@ class ConsensusCore:
         if digest == self.genesis_digest:
             return self.genesis
         block = self._blocks.get(digest)
-        if block is None and self._committed_block is not None:
-            block = self._committed_block(Digest(digest))
+        if block is None and self._stored_block is not None:
+            block = self._stored_block(Digest(digest))
         return block
 
     @property
@@ -270,6 +271,7 @@ class ConsensusCore:
         signature = self._sign(VoteKind.NOTARIZE, view, block.height, digest)
         proposal = Proposal(block=block, signature=signature, parent=parent_cert, skipped=skipped)
         # Persist, then act: the proposal is our notarize vote for this view.
+        self._out.append(StoreBlock(block))
         self._persist(SafetyRecord(view=view, notarized=digest))
         self._out.append(Broadcast(proposal))
         self._accept_proposal(proposal, digest)
@@ -364,6 +366,7 @@ class ConsensusCore:
             return
         proposal = self._proposals[view]
         height = proposal.block.height
+        self._out.append(StoreBlock(proposal.block))
         self._persist(SafetyRecord(view=view, notarized=digest))
         vote = self._make_vote(VoteKind.NOTARIZE, view, height, digest)
         self._out.append(Broadcast(vote))
@@ -558,7 +561,7 @@ class ConsensusCore:
         digest = target.block
         height = target.height
         while height > self.committed.height:
-            block = self._blocks.get(digest)
+            block = self.known_block(digest)
             if block is None or block.height != height:
                 self._request_blocks(digest, target)
                 return

@@ -95,6 +95,19 @@ class Persist:
 
 
 @dataclass(frozen=True, slots=True)
+class StoreBlock:
+    """Write this block durably before carrying out later actions.
+
+    Emitted before the validator's notarize vote (or proposal) for it: 2f+1
+    votes then guarantee that f+1 honest validators can still serve the block
+    after any crash, so a finalization of a descendant can always be committed.
+    The driver must be able to return it from `stored_block` until it commits.
+    """
+
+    block: Block
+
+
+@dataclass(frozen=True, slots=True)
 class StoreCertificate:
     """Keep this certificate so a restart can resume from it (no fsync needed).
 
@@ -181,6 +194,7 @@ class RequestBlocks:
 
 Action = (
     Persist
+    | StoreBlock
     | StoreCertificate
     | Send
     | Broadcast

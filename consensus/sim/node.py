@@ -34,6 +34,7 @@ from consensus.io import (
     Send,
     SetTimer,
     Start,
+    StoreBlock,
     StoreCertificate,
     TimerFired,
     VerifyPayload,
@@ -65,7 +66,8 @@ class DurableState:
     safety: bytes | None = None  # msgspec-encoded SafetyRecord
     chain: list[Block] = field(default_factory=list)  # committed blocks, height 1..
     certificates: dict[tuple[int, int], Certificate] = field(default_factory=dict)
-    by_digest: dict[bytes, Block] = field(default_factory=dict)
+    by_digest: dict[bytes, Block] = field(default_factory=dict)  # committed blocks
+    voted: dict[bytes, Block] = field(default_factory=dict)  # StoreBlock, not yet committed
 
 
 class Hooks:
@@ -122,7 +124,7 @@ class SimNode:
             genesis=self.genesis,
             verifier=self.verifier,
             config=self.config,
-            committed_block=lambda d: self.durable.by_digest.get(d),
+            stored_block=self.stored_block,
         )
         self.up = True
         self.crash_pending = False
@@ -135,6 +137,9 @@ class SimNode:
         else:
             committed = CommittedTip(Height(0), self.genesis.digest(), View(0))
         self.feed(Start(safety, committed, tuple(self.durable.certificates.values())))
+
+    def stored_block(self, digest: bytes) -> Block | None:
+        return self.durable.by_digest.get(digest) or self.durable.voted.get(digest)
 
     def crash(self) -> None:
         """Stop now: memory is lost, durable state stays, timers die."""
@@ -177,6 +182,8 @@ class SimNode:
             case Persist():
                 if self.persist_safety:
                     self.durable.safety = msgspec.msgpack.encode(action.record)
+            case StoreBlock():
+                self.durable.voted[action.block.digest()] = action.block
             case StoreCertificate():
                 self.store_certificate(action.certificate)
             case Broadcast():
@@ -224,6 +231,8 @@ class SimNode:
             )
         self.durable.chain.append(block)
         self.durable.by_digest[block.digest()] = block
+        for digest in [d for d, b in self.durable.voted.items() if b.height <= block.height]:
+            del self.durable.voted[digest]
         self.hooks.on_commit(self.index, block)
 
     # ---- network ------------------------------------------------------------------------

@@ -3,8 +3,9 @@
 Values are frozen, `array_like` msgspec Structs encoded as MessagePack arrays
 (a tagged struct puts its integer tag first). MessagePack integers stop at 64
 bits, and wad amounts (10**18 per unit) pass that at 18.4 units, so an integer
-outside [-2**63, 2**63) is written as the extension type `BIG_INT_EXT` whose
-payload is its minimal-length big-endian two's complement. The choice depends
+outside [-2**63, 2**64) (what MessagePack's int formats hold) is written as the
+extension type `BIG_INT_EXT` whose payload is its minimal-length big-endian
+two's complement. Inside that range integers use MessagePack's smallest format. The choice depends
 only on the value, so every machine writes the same bytes; decoders accept only
 bytes that re-encode identically (`decode_canonical`), so one value has exactly
 one encoding and one hash.
@@ -20,7 +21,7 @@ import msgspec
 
 BIG_INT_EXT: Final = 1
 _INT64_MIN: Final = -(2**63)
-_INT64_MAX: Final = 2**63 - 1
+_UINT64_MAX: Final = 2**64 - 1
 
 T = TypeVar("T")
 
@@ -38,15 +39,26 @@ def to_wire(value: Any) -> Any:
     """Turn a Struct tree into MessagePack-ready lists, big ints into extensions."""
     kind = type(value)
     if kind is int:
-        if _INT64_MIN <= value <= _INT64_MAX:
+        if _INT64_MIN <= value <= _UINT64_MAX:
             return value
         return msgspec.msgpack.Ext(BIG_INT_EXT, _big_int_bytes(value))
     if kind is bytes or kind is bool or kind is str or value is None:
         return value
     if isinstance(value, msgspec.Struct):
         tag = value.__struct_config__.tag
-        fields = [to_wire(getattr(value, name)) for name in value.__struct_fields__]
-        return fields if tag is None else [tag, *fields]
+        fields: list[Any] = [] if tag is None else [tag]
+        for field in msgspec.structs.astuple(value):
+            kind = type(field)
+            if kind is int:
+                small = _INT64_MIN <= field <= _UINT64_MAX
+                fields.append(
+                    field if small else msgspec.msgpack.Ext(BIG_INT_EXT, _big_int_bytes(field))
+                )
+            elif kind is bytes or field is None:
+                fields.append(field)
+            else:
+                fields.append(to_wire(field))
+        return fields
     if kind is tuple or kind is list:
         return [to_wire(item) for item in value]
     if isinstance(value, int):  # IntEnum members: encode their integer value
@@ -58,15 +70,23 @@ _ENCODER: Final = msgspec.msgpack.Encoder()
 
 
 def encode(value: Any) -> bytes:
-    """The canonical bytes of `value` (a Struct, tuple, int, bytes, str, bool or None)."""
-    return _ENCODER.encode(to_wire(value))
+    """The canonical bytes of `value` (a Struct, tuple, int, bytes, str, bool or None).
+
+    msgspec's own encoder writes exactly these bytes when every integer fits
+    MessagePack (tests/execution/test_encoding.py checks the two paths agree), so
+    it is tried first; a big integer makes it raise and the slow path runs.
+    """
+    try:
+        return _ENCODER.encode(value)
+    except OverflowError:
+        return _ENCODER.encode(to_wire(value))
 
 
 def _ext_hook(code: int, data: memoryview) -> Any:
     if code != BIG_INT_EXT:
         raise NonCanonicalEncoding(f"unknown extension type {code}")
     value = int.from_bytes(data, "big", signed=True)
-    if _INT64_MIN <= value <= _INT64_MAX:
+    if _INT64_MIN <= value <= _UINT64_MAX:
         raise NonCanonicalEncoding("a small integer was written as an extension")
     return value
 

@@ -281,7 +281,9 @@ def _exp_at(x: int, w: int, digits: int) -> int:
     term = w
     n = 1
     while term:
-        term = (term * r) // (n * w)  # floor; error < 1 unit per term
+        # Floors toward -infinity; each term errs < 1 unit. A negative term
+        # times a negative r is positive, so the terms still reach 0.
+        term = (term * r) // (n * w)
         total += term
         n += 1
     if k >= 0:
@@ -308,7 +310,9 @@ def _ln_at(x: int, w: int) -> int:
     while 2 * m * m < w * w:
         k -= 1
         m = mantissa(k)
-    z = ((m - w) * w) // (m + w)  # floor
+    # The series is summed on |z| (floors of negative numbers would never
+    # reach 0 and stop the loop) and the sign applied at the end.
+    z = (abs(m - w) * w) // (m + w)  # floor of |z|
     z2 = (z * z) // w  # floor
     total = z
     power = z
@@ -317,7 +321,8 @@ def _ln_at(x: int, w: int) -> int:
         power = (power * z2) // w  # floor
         total += power // (2 * n + 1)  # floor
         n += 1
-    return 2 * total + k * _ln2_at(w)
+    atanh = total if m >= w else -total
+    return 2 * atanh + k * _ln2_at(w)
 
 
 def _norm_pdf_at(x: int, w: int, digits: int) -> int:
@@ -327,9 +332,10 @@ def _norm_pdf_at(x: int, w: int, digits: int) -> int:
 
 
 # Below this |x| (in units of 1.0) N(x) uses the power series, above it the
-# continued fraction for the tail. The series' cost grows like x**2 and the
-# fraction's like 1/x**2; 3 balances them at the working precisions used here.
-_SERIES_LIMIT: Final = 3
+# continued fraction for the tail. At |x| = 6 the tail is ~1e-9, so the series'
+# final subtraction 1/2 - phi*S cancels at most 9 digits, fewer than
+# GUARD_DIGITS; beyond it the fraction is both cheaper and cancellation-free.
+_SERIES_LIMIT: Final = 6
 
 
 def _tail_terms(a: int, w: int, digits: int) -> int:
@@ -367,24 +373,26 @@ def _upper_tail_at(a: int, w: int, digits: int) -> int:
 def _norm_cdf_at(x: int, w: int, digits: int) -> int:
     """N(x), the standard normal CDF, at scale ``w``.
 
-    |x| < 3: N(x) = 1/2 + phi(x) * sum_{n>=0} x**(2n+1) / (1*3*5*...*(2n+1)), a
+    |x| < 6: N(x) = 1/2 + phi(x) * sum_{n>=0} x**(2n+1) / (1*3*5*...*(2n+1)), a
     series of same-signed terms (no cancellation inside the sum).
-    |x| >= 3: the tail Q(|x|) by continued fraction; N(x) = Q(-x) for x < 0 and
+    |x| >= 6: the tail Q(|x|) by continued fraction; N(x) = Q(-x) for x < 0 and
     1 - Q(x) for x > 0 (that subtraction is harmless: the result is near 1).
     """
     a = abs(x)
     if a >= _SERIES_LIMIT * w:
         tail = _upper_tail_at(a, w, digits)
         return tail if x < 0 else w - tail
-    x2 = (x * x) // w  # floor
-    total = x
-    term = x
+    # The sum is odd in x: accumulate it for |x| and apply the sign at the end.
+    x2 = (a * a) // w  # floor
+    total = a
+    term = a
     n = 1
     while term:
         term = (term * x2) // ((2 * n + 1) * w)  # floor
         total += term
         n += 1
-    return w // 2 + (_norm_pdf_at(x, w, digits) * total) // w  # floor
+    half_width = (_norm_pdf_at(a, w, digits) * total) // w  # floor: N(|x|) - 1/2
+    return w // 2 + half_width if x >= 0 else w // 2 - half_width
 
 
 def _guarded(scale: int) -> tuple[int, int, int]:
@@ -412,6 +420,12 @@ def exp(x: int, scale: int = SCALE) -> int:
     x > EXP_MAX_ARGUMENT.
     """
     w, digits, guard = _guarded(scale)
+    if x > 0:
+        # e**x has about x log10(e) integer digits and _exp_at's error is
+        # relative: carry that many more digits (435/1000 > log10 e) so the
+        # absolute error still stays far below one unit of ``scale``.
+        extra = 10 ** ((435 * x) // (1000 * scale) + 1)
+        w, digits, guard = w * extra, digits + len(str(extra)) - 1, guard * extra
     return _divide(_exp_at(x * guard, w, digits), guard, Rounding.NEAREST)
 
 

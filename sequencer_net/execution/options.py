@@ -45,7 +45,7 @@ def option_mark(w: StateWriter, market_id: int, params: MarketParams, state: Mar
         params.risk_free_rate,
         state.oracle_volatility,
     )
-    mark = max(quote.price, 0)
+    mark: int = max(quote.price, 0)
     w.option_marks[key] = mark
     return mark
 

@@ -6,8 +6,11 @@ Signing (docs/execution.md, "Transactions"):
     digest   = keccak256(TX_DOMAIN || encode(envelope))
     signature = 65-byte r || s || v over digest (consensus.crypto, low s)
 
-The digest is also the transaction hash and, for an order, its order id. The
-chain id sits inside what is signed, so a transaction replays on no other chain;
+The transaction hash, which is also an order's id, is keccak256 of the canonical
+encoding of the whole `SignedTransaction` (envelope and signature): the digest
+alone does not name the sender, so two senders signing the same payload at the
+same nonce would share it. The chain id sits inside what is signed, so a
+transaction replays on no other chain;
 the domain tag keeps a transaction signature from ever being a valid vote or
 any other message signed by the same key.
 """
@@ -158,7 +161,8 @@ def sign_transaction(
 
 
 def transaction_hash(tx: SignedTransaction) -> bytes:
-    return signing_digest(tx.envelope)
+    """keccak256 of the signed transaction's canonical bytes (unique per sender)."""
+    return keccak256(encode(tx))
 
 
 def recover_transaction(tx: SignedTransaction) -> RecoveredTransaction:
@@ -178,4 +182,6 @@ def recover_transaction(tx: SignedTransaction) -> RecoveredTransaction:
         sender = recover_address(digest, tx.signature)
     except InvalidSignature as exc:
         raise BadSignature(str(exc)) from exc
-    return RecoveredTransaction(tx_hash=digest, sender=Address(bytes(sender)), envelope=envelope)
+    return RecoveredTransaction(
+        tx_hash=transaction_hash(tx), sender=Address(bytes(sender)), envelope=envelope
+    )

@@ -151,7 +151,9 @@ class Chain:
             PlaceOrder(number, market_id, side, price, quantity, tif, post_only, reduce_only),
         )
 
-    def prices(self, prices: dict[int, int], vol: int = 0, at: int | None = None) -> SignedTransaction:
+    def prices(
+        self, prices: dict[int, int], vol: int = 0, at: int | None = None
+    ) -> SignedTransaction:
         published = self.now + 1 if at is None else at
         return self.tx(
             ORACLE,

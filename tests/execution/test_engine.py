@@ -20,7 +20,12 @@ from execution_harness import (
     sub,
 )
 
-from sequencer_net.execution.engine import ExecutionBlock, apply_block, encode_outcome, execute_block
+from sequencer_net.execution.engine import (
+    ExecutionBlock,
+    apply_block,
+    encode_outcome,
+    execute_block,
+)
 from sequencer_net.execution.exceptions import InvalidBlock
 from sequencer_net.execution.receipts import AuctionCleared, FillEvent
 from sequencer_net.execution.state import load_state, state_entries

@@ -39,7 +39,7 @@ order_strategy = st.tuples(
     st.sampled_from(MARKETS),
     st.sampled_from([BUY, SELL]),
     st.integers(min_value=-8, max_value=8),  # price offset from the index, in ticks * 50
-    st.integers(min_value=1, max_value=40),  # lots * 100
+    st.integers(min_value=1, max_value=400),  # lots * 100: up to 40 units, ~10x leverage
     st.sampled_from(["gtc", "ioc", "market", "post", "reduce"]),
 )
 block_strategy = st.tuples(
@@ -61,8 +61,8 @@ def fresh_chain() -> Chain:
     return chain
 
 
-def build_block(chain: Chain, orders: list, index: int) -> list[SignedTransaction]:
-    txs = [chain.prices({mid: index for mid in MARKETS})]
+def build_block(chain: Chain, orders: list, index: int, dt: int = 1) -> list[SignedTransaction]:
+    txs = [chain.prices({mid: index for mid in MARKETS}, at=chain.now + dt)]
     for name, mid, side, offset, lots, kind in orders:
         price = index + offset * 50 * (W // 100)
         price = max(price - price % (W // 100), W // 100)
@@ -100,12 +100,14 @@ def check_invariants(chain: Chain) -> None:
         assert sum(sizes) == 0
         assert sum(max(s, 0) for s in sizes) // lot == state.market_states[mid].open_lots
     for sid, sub in state.subaccounts.items():
-        orders = sum(1 for book in state.books.values() for o in book.values() if o.subaccount == sid)
+        orders = sum(
+            1 for book in state.books.values() for o in book.values() if o.subaccount == sid
+        )
         assert sub.open_orders == orders
 
 
 @settings(
-    max_examples=25,
+    max_examples=40,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
@@ -115,7 +117,7 @@ def test_conservation_maintenance_and_determinism(blocks: list) -> None:
     index = 100 * W
     for orders, move, dt in blocks:
         index = max(index + index * move // 100, W)
-        txs = build_block(chain, orders, index)
+        txs = build_block(chain, orders, index, dt)
         block = ExecutionBlock(chain.state.height + 1, chain.now + dt, tuple(txs))
         again = execute_block(chain.state, block)
         result = chain.block(txs, dt=dt)

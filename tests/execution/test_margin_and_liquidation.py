@@ -115,7 +115,9 @@ def test_funding_moves_the_index_not_the_accounts() -> None:
     # Lazy: the long's position record was not rewritten...
     assert position(state, sub("alice"), PERP) is alice_position
     # ... but it owes lots * per_lot, and the short is owed exactly as much.
-    alice_owes = pending_charge(state.market_params[PERP], state.market_states[PERP], alice_position)
+    alice_owes = pending_charge(
+        state.market_params[PERP], state.market_states[PERP], alice_position
+    )
     bob_position = position(state, sub("bob"), PERP)
     assert bob_position is not None
     bob_owes = pending_charge(state.market_params[PERP], state.market_states[PERP], bob_position)

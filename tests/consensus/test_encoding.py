@@ -1,0 +1,119 @@
+"""Signed digests match EIP-712 as Ethereum tooling computes it; signatures are
+in the exact form `ecrecover` accepts."""
+
+from __future__ import annotations
+
+import pytest
+from eth_account import Account
+from eth_account.messages import encode_typed_data
+
+from consensus.crypto import (
+    SECP256K1_N,
+    InvalidSignature,
+    PrivateKey,
+    keccak256,
+    recover_address,
+)
+from consensus.encoding import Domain, block_hash, vote_digest
+from consensus.types import Digest, Height, ValidatorIndex, View
+
+CONTRACT = bytes.fromhex("5fbdb2315678afecb367f032d93f642f64180aa3")
+
+
+def _typed_vote(kind: int, view: int, height: int, block: bytes) -> dict[str, object]:
+    return {
+        "types": {
+            "EIP712Domain": [
+                {"name": "name", "type": "string"},
+                {"name": "version", "type": "string"},
+                {"name": "chainId", "type": "uint256"},
+                {"name": "verifyingContract", "type": "address"},
+            ],
+            "Vote": [
+                {"name": "kind", "type": "uint8"},
+                {"name": "view", "type": "uint64"},
+                {"name": "height", "type": "uint64"},
+                {"name": "block", "type": "bytes32"},
+            ],
+        },
+        "primaryType": "Vote",
+        "domain": {
+            "name": "seqnet",
+            "version": "1",
+            "chainId": 31337,
+            "verifyingContract": "0x" + CONTRACT.hex(),
+        },
+        "message": {"kind": kind, "view": view, "height": height, "block": block},
+    }
+
+
+def test_vote_digest_is_eip712_as_eth_account_computes_it() -> None:
+    block = keccak256(b"some block")
+    ours = vote_digest(Domain(31337, CONTRACT).separator(), 1, View(7), Height(5), Digest(block))
+    signable = encode_typed_data(full_message=_typed_vote(1, 7, 5, block))
+    theirs = keccak256(b"\x19" + signable.version + signable.header + signable.body)
+    assert ours == theirs
+
+
+def test_signature_recovers_with_eth_account() -> None:
+    key = PrivateKey(b"\x07" * 32)
+    block = keccak256(b"b")
+    digest = vote_digest(Domain(31337, CONTRACT).separator(), 3, View(9), Height(4), Digest(block))
+    signature = key.sign_digest(digest)
+    assert signature[64] in (27, 28)
+    assert recover_address(digest, signature) == key.address
+    signable = encode_typed_data(full_message=_typed_vote(3, 9, 4, block))
+    recovered = Account.recover_message(signable, signature=signature)
+    assert bytes.fromhex(recovered[2:]) == key.address
+
+
+def test_domain_separates_chains_and_contracts() -> None:
+    block = Digest(keccak256(b"b"))
+    a = vote_digest(Domain(1, CONTRACT).separator(), 1, View(1), Height(1), block)
+    b = vote_digest(Domain(2, CONTRACT).separator(), 1, View(1), Height(1), block)
+    c = vote_digest(Domain(1, bytes(20)).separator(), 1, View(1), Height(1), block)
+    assert len({a, b, c}) == 3
+
+
+def test_block_hash_binds_every_field() -> None:
+    base = (View(3), Height(2), Digest(b"\x01" * 32), b"payload", ValidatorIndex(1))
+    variants = [
+        (View(4), *base[1:]),
+        (base[0], Height(3), *base[2:]),
+        (*base[:2], Digest(b"\x02" * 32), *base[3:]),
+        (*base[:3], b"payload2", base[4]),
+        (*base[:4], ValidatorIndex(2)),
+    ]
+    digests = {block_hash(*base)} | {block_hash(*v) for v in variants}  # type: ignore[arg-type]
+    assert len(digests) == 6
+
+
+def test_high_s_twin_is_rejected() -> None:
+    key = PrivateKey(b"\x09" * 32)
+    digest = keccak256(b"m")
+    signature = key.sign_digest(digest)
+    s = int.from_bytes(signature[32:64], "big")
+    twin = signature[:32] + (SECP256K1_N - s).to_bytes(32, "big") + bytes([55 - signature[64]])
+    with pytest.raises(InvalidSignature, match="high s"):
+        recover_address(digest, twin)
+
+
+@pytest.mark.parametrize(
+    "mangle",
+    [
+        lambda sig: sig[:64],  # short
+        lambda sig: sig[:64] + b"\x00",  # v = 0
+        lambda sig: bytes(32) + sig[32:],  # r = 0
+    ],
+)
+def test_malformed_signatures_are_rejected(mangle: object) -> None:
+    key = PrivateKey(b"\x09" * 32)
+    digest = keccak256(b"m")
+    with pytest.raises(InvalidSignature):
+        recover_address(digest, mangle(key.sign_digest(digest)))  # type: ignore[operator]
+
+
+def test_keccak_known_vector() -> None:
+    assert keccak256(b"").hex() == (
+        "c5d2460186f7233c927e7db2dcc703c0e500b653ca82273b7bfad8045d85a470"
+    )
