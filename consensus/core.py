@@ -55,6 +55,7 @@ from consensus.limits import (
     MAX_PAYLOAD_BYTES,
     MAX_PENDING_BLOCKS,
     MAX_SKIPPED_VIEWS,
+    SYNC_GAP,
 )
 from consensus.messages import (
     Block,
@@ -62,6 +63,8 @@ from consensus.messages import (
     BlockResponse,
     Certificate,
     Proposal,
+    SyncRequest,
+    SyncResponse,
     Vote,
     VoteKind,
 )
@@ -137,7 +140,7 @@ class ConsensusCore:
         self._verifying: dict[int, bytes] = {}  # view -> digest sent to VerifyPayload
         self._building: View | None = None
         self._building_parent: tuple[Certificate | None, list[Certificate]] | None = None
-        self._fetching: bytes | None = None
+        self._wanted: BlockRequest | SyncRequest | None = None  # outstanding fetch
         self._answered_stale: dict[int, int] = {}  # peer -> our view when we last helped it
         self.started = False
 
@@ -290,6 +293,8 @@ class ConsensusCore:
                 self._on_block_request(sender, message)
             case BlockResponse():
                 self._on_block_response(message)
+            case SyncResponse():
+                self._on_sync_response(message)
             case _:
                 pass
 
@@ -545,8 +550,8 @@ class ConsensusCore:
                 self._add_vote(vote)  # after a restart our tally starts empty
             for cert in self._justification():
                 self._out.append(Broadcast(cert))
-        if self._fetching is not None:
-            self._request_blocks(self._fetching, self._finalization)
+        if self._wanted is not None:
+            self._out.append(RequestBlocks(self._wanted))  # retry a fetch left unanswered
         if self.view == view:  # our own nullify may have completed a certificate
             self._out.append(SetTimer(view, self.config.retry_ms))
 
@@ -556,6 +561,10 @@ class ConsensusCore:
         """[S5] Commit the chain ending at the highest finalized block, oldest first."""
         target = self._finalization
         if target is None or target.height <= self.committed.height:
+            self._wanted = None
+            return
+        if target.height - self.committed.height > SYNC_GAP:
+            self._fetch(SyncRequest(self.committed.height + 1, MAX_BLOCKS_PER_RESPONSE))
             return
         chain: list[Block] = []
         digest = target.block
@@ -563,7 +572,8 @@ class ConsensusCore:
         while height > self.committed.height:
             block = self.known_block(digest)
             if block is None or block.height != height:
-                self._request_blocks(digest, target)
+                count = min(MAX_BLOCKS_PER_RESPONSE, height - self.committed.height)
+                self._fetch(BlockRequest(digest=digest, max_count=count))
                 return
             chain.append(block)
             digest = block.parent
@@ -572,21 +582,25 @@ class ConsensusCore:
             # Two conflicting finalizations: more than f validators are Byzantine.
             # Refuse to commit; operators must intervene (docs/consensus.md).
             return
-        self._fetching = None
-        for block in reversed(chain):
+        self._commit_chain(list(reversed(chain)), target)
+
+    def _commit_chain(self, chain: list[Block], finalization: Certificate) -> None:
+        for block in chain:
             self.committed = CommittedTip(Height(block.height), block.digest(), View(block.view))
-            self._out.append(Commit(block, target))
+            self._out.append(Commit(block, finalization))
         for d in [d for d, b in self._blocks.items() if b.height <= self.committed.height]:
             del self._blocks[d]
+        self._wanted = None
         self._prune()
+        self._try_commit()
 
-    def _request_blocks(self, digest: bytes, target: Certificate | None) -> None:
-        missing = 1 if target is None else target.height - self.committed.height
-        self._fetching = digest
-        count = max(1, min(MAX_BLOCKS_PER_RESPONSE, missing))
-        self._out.append(RequestBlocks(BlockRequest(digest=digest, max_count=count)))
+    def _fetch(self, request: BlockRequest | SyncRequest) -> None:
+        if request != self._wanted:
+            self._wanted = request
+            self._out.append(RequestBlocks(request))
 
-    def _on_block_request(self, sender: ValidatorIndex, request: BlockRequest) -> None:
+    def answer_block_request(self, request: BlockRequest) -> BlockResponse | None:
+        """The block named by `request` and its ancestors, from memory or the store."""
         blocks: list[Block] = []
         digest: bytes = request.digest
         while len(blocks) < request.max_count:
@@ -595,13 +609,19 @@ class ConsensusCore:
                 break
             blocks.append(block)
             digest = block.parent
-        if blocks:
-            self._out.append(Send(sender, BlockResponse(blocks=blocks)))
+        return BlockResponse(blocks=blocks) if blocks else None
+
+    def _on_block_request(self, sender: ValidatorIndex, request: BlockRequest) -> None:
+        response = self.answer_block_request(request)
+        if response is not None:
+            self._out.append(Send(sender, response))
 
     def _on_block_response(self, response: BlockResponse) -> None:
         """Keep only the blocks we asked for: the hash chain from the wanted digest
         down authenticates each of them (the finalization certifies the top)."""
-        wanted = self._fetching
+        if not isinstance(self._wanted, BlockRequest):
+            return
+        wanted: bytes | None = self._wanted.digest
         for block in response.blocks:
             if wanted is None:
                 break
@@ -610,7 +630,24 @@ class ConsensusCore:
                 continue
             self._remember_block(block, digest)
             wanted = block.parent if block.height - 1 > self.committed.height else None
+        self._wanted = None
         self._try_commit()
+
+    def _on_sync_response(self, response: SyncResponse) -> None:
+        """Commit a range that starts right above our tip and ends in a verified
+        finalization; the hash chain (checked by the decoder) covers the rest."""
+        first = response.blocks[0]
+        if first.height != self.committed.height + 1 or first.parent != self.committed.digest:
+            return
+        final = response.finalization
+        if not self.verifier.check_certificate(self.validators, final):
+            return
+        if self._finalization is None or final.height > self._finalization.height:
+            self._finalization = final
+            self._out.append(StoreCertificate(final))
+        self._commit_chain(list(response.blocks), final)
+        if final.view >= self.view:
+            self._enter_view(View(final.view + 1))
 
     def _remember_block(self, block: Block, digest: Digest) -> None:
         if block.height <= self.committed.height:

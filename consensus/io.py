@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import msgspec
 
-from consensus.messages import Block, BlockRequest, Certificate, Message, Vote
+from consensus.messages import Block, BlockRequest, Certificate, Message, SyncRequest, Vote
 from consensus.types import Digest, Height, ValidatorIndex, View
 
 
@@ -187,9 +187,14 @@ class ReportEvidence:
 
 @dataclass(frozen=True, slots=True)
 class RequestBlocks:
-    """Fetch `request.digest` and ancestors from peers (the driver picks whom)."""
+    """Fetch blocks from a peer (the driver picks whom) and feed back the answer.
 
-    request: BlockRequest
+    A `BlockRequest` asks for a block by digest and its ancestors (small gaps);
+    a `SyncRequest` asks for committed blocks by height (catching up from far
+    behind). The driver answers peers' SyncRequests from its block store.
+    """
+
+    request: BlockRequest | SyncRequest
 
 
 Action = (

@@ -22,6 +22,14 @@ MAX_FUTURE_VIEWS = 64
 MAX_BLOCKS_PER_RESPONSE = 64
 """Blocks in one sync response (and the most one request asks for)."""
 
+MAX_SYNC_BLOCKS = 128
+"""Blocks in one forward-sync response: a range of committed blocks plus, when the
+finalization stored with the last one certifies a descendant, the blocks up to it."""
+
+SYNC_GAP = MAX_BLOCKS_PER_RESPONSE
+"""A validator this many blocks behind the highest finalization it knows syncs
+forward by height from its tip instead of walking back from the finalization."""
+
 MAX_PENDING_BLOCKS = 4096
 """Uncommitted blocks the core keeps in memory (proposals and fetched blocks)."""
 

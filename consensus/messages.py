@@ -11,6 +11,7 @@ these bytes.
 
 from __future__ import annotations
 
+import itertools
 from enum import IntEnum
 from typing import Annotated
 
@@ -22,6 +23,7 @@ from consensus.limits import (
     MAX_MESSAGE_BYTES,
     MAX_PAYLOAD_BYTES,
     MAX_SKIPPED_VIEWS,
+    MAX_SYNC_BLOCKS,
     MAX_VALIDATORS,
     U64_MAX,
 )
@@ -118,7 +120,26 @@ class BlockResponse(msgspec.Struct, frozen=True, array_like=True, tag=5):
     blocks: Annotated[list[Block], msgspec.Meta(max_length=MAX_BLOCKS_PER_RESPONSE)]
 
 
-Message = Vote | Certificate | Proposal | BlockRequest | BlockResponse
+class SyncRequest(msgspec.Struct, frozen=True, array_like=True, tag=6):
+    """Ask for committed blocks from `from_height` on (forward catch-up sync)."""
+
+    from_height: Annotated[int, msgspec.Meta(ge=1, le=U64_MAX)]
+    max_count: Annotated[int, msgspec.Meta(ge=1, le=MAX_BLOCKS_PER_RESPONSE)]
+
+
+class SyncResponse(msgspec.Struct, frozen=True, array_like=True, tag=7):
+    """Consecutive committed blocks, ascending, and a finalization of the last one.
+
+    The finalization certifies the last block; the hash chain certifies the rest.
+    """
+
+    blocks: Annotated[list[Block], msgspec.Meta(min_length=1, max_length=MAX_SYNC_BLOCKS)]
+    finalization: Certificate
+
+
+Message = (
+    Vote | Certificate | Proposal | BlockRequest | BlockResponse | SyncRequest | SyncResponse
+)
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder: msgspec.msgpack.Decoder[Message] = msgspec.msgpack.Decoder(Message)
@@ -196,8 +217,23 @@ def check_well_formed(message: Message) -> None:
             check_certificate_shape(message)
         case Proposal():
             check_proposal_shape(message)
-        case BlockRequest():
+        case BlockRequest() | SyncRequest():
             pass
+        case SyncResponse():
+            check_certificate_shape(message.finalization)
+            blocks = message.blocks
+            for parent, child in itertools.pairwise(blocks):
+                if child.parent != parent.digest() or child.height != parent.height + 1:
+                    raise MalformedMessage("sync blocks must form an ascending chain")
+            last = blocks[-1]
+            final = message.finalization
+            if (
+                final.kind != VoteKind.FINALIZE
+                or final.block != last.digest()
+                or final.height != last.height
+                or final.view != last.view
+            ):
+                raise MalformedMessage("sync finalization must certify the last block")
         case BlockResponse():
             for child, parent in zip(message.blocks, message.blocks[1:], strict=False):
                 if child.parent != parent.digest() or child.height != parent.height + 1:

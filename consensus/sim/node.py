@@ -44,10 +44,12 @@ from consensus.messages import (
     Certificate,
     MalformedMessage,
     Message,
+    SyncRequest,
     VoteKind,
     decode_message,
     encode_message,
 )
+from consensus.sync import answer_sync_request
 from consensus.types import Digest, Height, ValidatorIndex, ValidatorSet, View
 from consensus.verifier import SignatureVerifier
 
@@ -68,6 +70,7 @@ class DurableState:
     certificates: dict[tuple[int, int], Certificate] = field(default_factory=dict)
     by_digest: dict[bytes, Block] = field(default_factory=dict)  # committed blocks
     voted: dict[bytes, Block] = field(default_factory=dict)  # StoreBlock, not yet committed
+    finalizations: dict[int, Certificate] = field(default_factory=dict)  # by committed height
 
 
 class Hooks:
@@ -175,7 +178,20 @@ class SimNode:
         except MalformedMessage:
             self.hooks.on_malformed(self.index)
             return
+        if isinstance(message, SyncRequest):
+            self._answer_sync(src, message)
+            return
         self.feed(MessageReceived(ValidatorIndex(src), message))
+
+    def _answer_sync(self, src: int, request: SyncRequest) -> None:
+        chain = self.durable.chain
+        response = answer_sync_request(
+            request,
+            lambda h: chain[h - 1] if 1 <= h <= len(chain) else None,
+            self.durable.finalizations.get,
+        )
+        if response is not None:
+            self.send(src, response)
 
     def execute(self, action: Action) -> None:
         match action:
@@ -206,7 +222,7 @@ class SimNode:
                 )
                 self._schedule(0, lambda: self.feed(event))
             case Commit():
-                self.commit(action.block)
+                self.commit(action.block, action.finalization)
             case ReportEvidence():
                 self.hooks.on_evidence(self.index)
             case RequestBlocks():
@@ -223,7 +239,7 @@ class SimNode:
         if self.up and generation == self._timer_generation:
             self.feed(TimerFired(view))
 
-    def commit(self, block: Block) -> None:
+    def commit(self, block: Block, finalization: Certificate) -> None:
         expected = len(self.durable.chain) + 1
         if block.height != expected:
             raise AssertionError(
@@ -231,6 +247,7 @@ class SimNode:
             )
         self.durable.chain.append(block)
         self.durable.by_digest[block.digest()] = block
+        self.durable.finalizations[block.height] = finalization
         for digest in [d for d, b in self.durable.voted.items() if b.height <= block.height]:
             del self.durable.voted[digest]
         self.hooks.on_commit(self.index, block)

@@ -40,6 +40,8 @@ class SimParams:
     behaviours: tuple[str, ...] = ()  # empty: drawn per seed from all behaviours
     liveness_bound_timeouts: int = 0  # 0: derived, see `liveness_bound`
     persist_safety: bool = True  # False only in mutation tests
+    late_joiner: bool = False  # one honest validator starts only when the network heals
+    network_faults: bool = True  # False: no loss, partitions or reordering, even in chaos
     validator_set: Callable[[list[Validator]], ValidatorSet] = ValidatorSet
 
     def liveness_bound(self) -> int:
@@ -99,6 +101,8 @@ def run_seed(params: SimParams, seed: int, verifier: SignatureVerifier | None = 
     byzantine = set(rng.sample(range(n), params.byzantine))
     honest = set(range(n)) - byzantine
     conditions = _draw_conditions(rng, n, params.chaos_ms)
+    if not params.network_faults:
+        conditions = NetworkConditions(conditions.min_delay_ms, conditions.max_delay_ms)
     queue = EventQueue()
     checkers = Checkers(validators, honest, payload_is_valid, lambda: queue.now)
     hooks = Hooks()
@@ -150,16 +154,18 @@ def run_seed(params: SimParams, seed: int, verifier: SignatureVerifier | None = 
 
     # Crashes of honest validators during chaos; any number may be down at once,
     # which liveness does not survive but safety must.
+    late = rng.choice(sorted(honest)) if params.late_joiner else None
     if params.crashes:
         for _ in range(rng.randint(0, 4)):
-            victim = rng.choice(sorted(honest))
+            victim = rng.choice(sorted(honest - {late}))
             at = rng.randint(1, params.chaos_ms - 1)
             downtime = rng.randint(10, 1_000)
             queue.at(at, functools.partial(_schedule_crash, nodes[victim]))
             queue.at(min(calm_at, at + downtime), functools.partial(_restart, nodes[victim]))
 
     for node in nodes:
-        queue.at(rng.randint(0, 20), node.start)
+        if node.index != late:
+            queue.at(rng.randint(0, 20), node.start)
 
     heights_at_calm: dict[int, int] = {}
 
@@ -168,7 +174,7 @@ def run_seed(params: SimParams, seed: int, verifier: SignatureVerifier | None = 
         conditions.loss = 0.0
         conditions.reorder = 0.0
         for i in honest:
-            _restart(nodes[i])
+            _restart(nodes[i])  # the late joiner, if any, starts now from genesis
         heights_at_calm.update(checkers.heights)
 
     queue.at(calm_at, heal)

@@ -143,3 +143,31 @@ def auction(count: int, seed: int | None, repeat: int, as_json: bool) -> None:
     click.echo(f"volume:    {_format_wad(result.volume)}")
     click.echo(f"fills:     {len(result.fills)}")
     click.echo(f"clear_ms:  {clear_ms:.3f} (best of {repeat} runs, time.perf_counter)")
+
+
+@bench.command()
+@click.option("--orders", default=5_000, show_default=True, help="Signed orders in the block.")
+@click.option(
+    "--markets", default=10, show_default=True, help="Perpetual markets they spread over."
+)
+@click.option(
+    "--seed", type=int, default=1, show_default=True, help="Seed for accounts and orders."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
+def block(orders: int, markets: int, seed: int, as_json: bool) -> None:
+    """Execute one block of ORDERS signed orders across MARKETS markets.
+
+    Times `execute_block` alone (signature recovery, nonces, margin checks, one
+    batch auction per market, liquidation checks, the state-tree update);
+    building and signing the block is not timed. Reports `execute_ms`.
+    """
+    if orders < 1 or markets < 1:
+        raise click.BadParameter("--orders and --markets must be at least 1")
+    from sequencer_net.cli.bench_engine import bench_block
+
+    report = bench_block(orders, markets, seed)
+    if as_json:
+        click.echo(json.dumps({"benchmark": "block", **report}))
+        return
+    for name, value in report.items():
+        click.echo(f"{name + ':':<24}{value}")

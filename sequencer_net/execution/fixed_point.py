@@ -19,7 +19,7 @@ optional ``scale`` (a power of ten, default ``SCALE``). They evaluate at
 ``scale``, so the returned value is within 0.5 ulp (plus a ~1e-20 ulp
 evaluation error) of the exact value. ``sqrt`` is exact: the floor of the true
 square root. The algorithms and the reasons for them are in
-docs/execution-pricing.md.
+docs/execution.md (option pricing).
 """
 
 from __future__ import annotations

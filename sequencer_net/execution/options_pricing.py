@@ -9,7 +9,7 @@ validator computes the same quote to the last unit.
 Internally everything is evaluated at ``INTERNAL_SCALE = 10**50`` (32 digits
 beyond a wad) and each output is rounded once to the nearest wad, ties away
 from zero. The result is within 0.5 wad ulp (plus ~1e-20 ulp) of the exact
-Black-Scholes value for the inputs as given; docs/execution-pricing.md states
+Black-Scholes value for the inputs as given; docs/execution.md (option pricing) states
 the accuracy rule the tests enforce.
 
 Units of ``OptionQuote`` (for one option on one unit of the underlying):

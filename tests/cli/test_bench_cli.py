@@ -70,3 +70,30 @@ def test_seed_is_chosen_and_reported_when_omitted() -> None:
 def test_zero_orders_trade_nothing() -> None:
     report = run_json("--orders", "0", "--seed", "1", "--repeat", "1")
     assert (report["orders"], report["price"], report["volume"], report["fills"]) == (0, None, 0, 0)
+
+
+def test_bench_block_json_reports_what_it_executed() -> None:
+    result = CliRunner().invoke(
+        cli, ["bench", "block", "--orders", "40", "--markets", "2", "--seed", "3", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["benchmark"] == "block"
+    assert (report["orders"], report["markets"], report["seed"]) == (40, 2, 3)
+    assert report["accepted"] == 40
+    assert report["auctions_cleared"] <= 2
+    assert report["execute_ms"] > 0 and len(report["state_root"]) == 64
+    again = json.loads(
+        CliRunner()
+        .invoke(
+            cli, ["bench", "block", "--orders", "40", "--markets", "2", "--seed", "3", "--json"]
+        )
+        .output
+    )
+    assert again["state_root"] == report["state_root"]  # deterministic execution
+
+
+def test_bench_block_rejects_nonsense() -> None:
+    result = CliRunner().invoke(cli, ["bench", "block", "--orders", "0"])
+    assert result.exit_code != 0
+    assert "at least 1" in result.output

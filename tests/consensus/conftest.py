@@ -36,9 +36,7 @@ class Net:
 
     def started(self, index: int) -> tuple[ConsensusCore, list[Action]]:
         core = self.core(index)
-        actions = core.handle(
-            Start(None, CommittedTip(Height(0), self.genesis.digest(), View(0)))
-        )
+        actions = core.handle(Start(None, CommittedTip(Height(0), self.genesis.digest(), View(0))))
         return core, actions
 
     def vote(self, signer: int, kind: VoteKind, view: int, height: int, block: bytes) -> Vote:
@@ -49,9 +47,7 @@ class Net:
         self, signers: list[int], kind: VoteKind, view: int, height: int, block: bytes
     ) -> Certificate:
         votes = [self.vote(i, kind, view, height, block) for i in sorted(signers)]
-        return Certificate(
-            kind, view, height, block, sorted(signers), [v.signature for v in votes]
-        )
+        return Certificate(kind, view, height, block, sorted(signers), [v.signature for v in votes])
 
     def proposal(
         self,

@@ -84,8 +84,9 @@ def test_invalid_payload_gets_no_vote(net: Net) -> None:
 def test_proposal_from_a_non_leader_or_with_a_bad_signature_is_ignored(net: Net) -> None:
     core, _ = net.started(2)
     good = net.proposal(view=1)
-    forged = Proposal(good.block, net.vote(3, VoteKind.NOTARIZE, 1, 1, b"\x00" * 32).signature,
-                      None, [])
+    forged = Proposal(
+        good.block, net.vote(3, VoteKind.NOTARIZE, 1, 1, b"\x00" * 32).signature, None, []
+    )
     assert _receive(core, 3, forged) == []
     wrong_height = net.proposal(view=1, height=1)
     not_leader_block = wrong_height.block.__class__(1, 1, net.genesis.digest(), 3, b"ok")
@@ -203,7 +204,11 @@ def test_certificate_without_quorum_or_with_a_bad_signature_is_ignored(net: Net)
     assert _receive(core, 0, small) == [] and core.view == 1
     good = net.certificate([0, 1, 3], VoteKind.NULLIFY, 1, 0, ZERO_DIGEST)
     forged = good.__class__(
-        good.kind, good.view, good.height, good.block, good.signers,
+        good.kind,
+        good.view,
+        good.height,
+        good.block,
+        good.signers,
         [*good.signatures[:2], good.signatures[0]],
     )
     assert _receive(core, 0, forged) == [] and core.view == 1
@@ -266,3 +271,58 @@ def test_key_must_match_validator(net: Net) -> None:
             genesis=net.genesis,
             verifier=net.verifier,
         )
+
+
+def _committed_chain(net: Net, length: int) -> tuple[list, list]:  # type: ignore[type-arg]
+    blocks, certs = [], []
+    parent = None
+    for view in range(1, length + 1):
+        proposal = net.proposal(view=view, payload=f"ok-{view}".encode(), parent=parent)
+        digest = proposal.block.digest()
+        parent = net.certificate([0, 1, 2], VoteKind.NOTARIZE, view, view, digest)
+        blocks.append(proposal.block)
+        certs.append(net.certificate([0, 1, 2], VoteKind.FINALIZE, view, view, digest))
+    return blocks, certs
+
+
+def test_far_behind_validator_syncs_forward_by_height(net: Net) -> None:
+    from consensus.limits import SYNC_GAP
+    from consensus.messages import SyncRequest, SyncResponse
+    from consensus.sync import answer_sync_request
+
+    blocks, finals = _committed_chain(net, SYNC_GAP + 6)
+    core, _ = net.started(3)
+    actions = _receive(core, 0, finals[-1])
+    (request,) = _of(actions, RequestBlocks)
+    assert request.request == SyncRequest(1, 64)
+    response = answer_sync_request(
+        request.request,
+        lambda h: blocks[h - 1] if h <= len(blocks) else None,
+        lambda h: finals[h - 1],
+    )
+    assert isinstance(response, SyncResponse) and len(response.blocks) == 64
+    # A forged finalization is refused: nothing commits.
+    forged = finals[63].__class__(
+        finals[63].kind,
+        finals[63].view,
+        finals[63].height,
+        finals[63].block,
+        [0, 1, 2],
+        [finals[0].signatures[0]] * 3,
+    )
+    assert _of(_receive(core, 0, SyncResponse(response.blocks, forged)), Commit) == []
+    actions = _receive(core, 0, response)
+    assert [c.block.height for c in _of(actions, Commit)][:3] == [1, 2, 3]
+    # The remaining 6 blocks are close enough to fetch backwards from the finalization.
+    assert core.committed.height == 64
+    (follow_up,) = _of(actions, RequestBlocks)
+    assert follow_up.request.digest == blocks[-1].digest()
+
+
+def test_sync_response_must_start_at_our_tip(net: Net) -> None:
+    from consensus.messages import SyncResponse
+
+    blocks, finals = _committed_chain(net, 3)
+    core, _ = net.started(3)
+    assert _of(_receive(core, 0, SyncResponse(blocks[1:], finals[-1])), Commit) == []
+    assert core.committed.height == 0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import msgspec
 import pytest
-from execution_harness import CHAIN_ID, W, key, perp_params, sub
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -25,6 +24,7 @@ from sequencer_net.execution.transactions import (
     sign_transaction,
     signing_digest,
 )
+from tests.execution.execution_harness import CHAIN_ID, W, key, perp_params, sub
 
 big_ints = st.integers(min_value=-(2**200), max_value=2**200)
 

@@ -3,22 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from execution_harness import (
-    ADMIN,
-    BUY,
-    CHAIN_ID,
-    IOC,
-    SELL,
-    Chain,
-    W,
-    collateral,
-    conserved_total,
-    key,
-    make_genesis,
-    perp_params,
-    size,
-    sub,
-)
 
 from sequencer_net.execution.engine import (
     ExecutionBlock,
@@ -38,6 +22,22 @@ from sequencer_net.execution.transactions import (
     Transfer,
     Withdraw,
     sign_transaction,
+)
+from tests.execution.execution_harness import (
+    ADMIN,
+    BUY,
+    CHAIN_ID,
+    IOC,
+    SELL,
+    Chain,
+    W,
+    collateral,
+    conserved_total,
+    key,
+    make_genesis,
+    perp_params,
+    size,
+    sub,
 )
 
 PERP = 1

@@ -12,7 +12,14 @@ from __future__ import annotations
 
 import random
 
-from execution_harness import (
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sequencer_net.execution.engine import ExecutionBlock, encode_outcome, execute_block
+from sequencer_net.execution.margin import subaccount_risk
+from sequencer_net.execution.state import INSURANCE_FUND, StateWriter
+from sequencer_net.execution.transactions import SignedTransaction
+from tests.execution.execution_harness import (
     BUY,
     GTC,
     IOC,
@@ -23,13 +30,6 @@ from execution_harness import (
     make_genesis,
     perp_params,
 )
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
-from sequencer_net.execution.engine import ExecutionBlock, encode_outcome, execute_block
-from sequencer_net.execution.margin import subaccount_risk
-from sequencer_net.execution.state import INSURANCE_FUND, StateWriter
-from sequencer_net.execution.transactions import SignedTransaction
 
 TRADERS = ["t0", "t1", "t2", "t3", "t4", "t5"]
 MARKETS = (1, 2)

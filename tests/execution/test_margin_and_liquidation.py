@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from execution_harness import (
+from sequencer_net.execution.funding import funding_per_lot
+from sequencer_net.execution.margin import requirement
+from sequencer_net.execution.positions import pending_charge
+from sequencer_net.execution.receipts import FundingApplied, Liquidated
+from sequencer_net.execution.records import MarketState
+from sequencer_net.execution.transactions import Withdraw
+from tests.execution.execution_harness import (
     ADMIN,
     BUY,
     INSURANCE_FUND,
@@ -19,13 +25,6 @@ from execution_harness import (
     size,
     sub,
 )
-
-from sequencer_net.execution.funding import funding_per_lot
-from sequencer_net.execution.margin import requirement
-from sequencer_net.execution.positions import pending_charge
-from sequencer_net.execution.receipts import FundingApplied, Liquidated
-from sequencer_net.execution.records import MarketState
-from sequencer_net.execution.transactions import Withdraw
 
 PERP = 1
 NO_FEES = {"maker_fee": 0, "taker_fee": 0}

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from execution_harness import (
+from sequencer_net.execution.margin import subaccount_risk
+from sequencer_net.execution.options import intrinsic_value, option_mark, short_option_requirement
+from sequencer_net.execution.options_pricing import OptionType, black_scholes, years_from_seconds
+from sequencer_net.execution.receipts import OptionSettled
+from sequencer_net.execution.records import OptionKind, OptionTerms
+from sequencer_net.execution.state import StateWriter
+from tests.execution.execution_harness import (
     BUY,
     GENESIS_TIME,
     SELL,
@@ -15,13 +21,6 @@ from execution_harness import (
     size,
     sub,
 )
-from sequencer_net.execution.options_pricing import OptionType, black_scholes, years_from_seconds
-
-from sequencer_net.execution.margin import subaccount_risk
-from sequencer_net.execution.options import intrinsic_value, option_mark, short_option_requirement
-from sequencer_net.execution.receipts import OptionSettled
-from sequencer_net.execution.records import OptionKind, OptionTerms
-from sequencer_net.execution.state import StateWriter
 
 CALL_ID, PUT_ID = 10, 11
 EXPIRY = GENESIS_TIME + 30 * 86_400

@@ -1,7 +1,7 @@
 """Black-Scholes in fixed point vs a 50-digit mpmath reference and a float
 reference, plus parity, expiry and no-arbitrage properties.
 
-Accuracy rule (docs/execution-pricing.md): for every output, with ``ref`` the
+Accuracy rule (docs/execution.md (option pricing)): for every output, with ``ref`` the
 exact value in units of 1.0 and ``err`` the error of the returned wad,
   |ref| >= 1e-9:  err <= 1e-9 * |ref|        (relative)
   |ref| <  1e-9:  err <= 1e-18 (one wad ulp) (absolute floor)
@@ -200,7 +200,7 @@ def test_textbook_example() -> None:
 
 
 def test_quote_is_pinned() -> None:
-    # The worked example of docs/execution-pricing.md, to the last wad: any
+    # The worked example of docs/execution.md (option pricing), to the last wad: any
     # change in these digits is a consensus change.
     quote = black_scholes(CALL, 100 * SCALE, 100 * SCALE, SCALE // 2, SCALE // 20, SCALE // 5)
     assert astuple(quote) == (

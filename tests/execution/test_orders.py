@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from execution_harness import (
+from sequencer_net.execution.receipts import AuctionCleared, FillEvent, OrderRemoved
+from sequencer_net.execution.transactions import CancelOrder, Transfer, recover_transaction
+from tests.execution.execution_harness import (
     BUY,
     IOC,
     SELL,
@@ -14,9 +16,6 @@ from execution_harness import (
     size,
     sub,
 )
-
-from sequencer_net.execution.receipts import AuctionCleared, FillEvent, OrderRemoved
-from sequencer_net.execution.transactions import CancelOrder, Transfer, recover_transaction
 
 PERP = 1
 

@@ -32,6 +32,10 @@ class Behaviour:
     def outgoing(self, node: ByzantineNode, to: int | None, message: Message) -> Outgoing:
         return [(to, encode_message(message))]
 
+    def incoming(self, node: ByzantineNode, message: Message) -> Outgoing:
+        """Extra messages to send on receiving `message` (none by default)."""
+        return []
+
 
 class ByzantineNode(SimNode):
     behaviour: Behaviour
@@ -57,19 +61,26 @@ class ByzantineNode(SimNode):
         )
 
     def receive(self, src: int, data: bytes) -> None:
-        if self.up and len(self.received) < 512:
+        if not self.up:
+            return
+        if len(self.received) < 512:
             self.received.append(data)
+        with contextlib.suppress(MalformedMessage):
+            for dst, extra in self.behaviour.incoming(self, decode_message(data)):
+                self._send_raw(dst, extra)
         super().receive(src, data)
+
+    def _send_raw(self, dst: int | None, data: bytes) -> None:
+        # The checkers see what really left, e.g. an equivocator's twin proposal.
+        with contextlib.suppress(MalformedMessage):
+            self.hooks.on_send(self.index, decode_message(data))
+        for peer in self.peers() if dst is None else [dst]:
+            if peer != self.index:
+                self._send_bytes(self.index, peer, data)
 
     def _emit(self, to: int | None, message: Message) -> None:
         for dst, data in self.behaviour.outgoing(self, to, message):
-            # The checkers see what really left, e.g. an equivocator's twin proposal.
-            with contextlib.suppress(MalformedMessage):
-                self.hooks.on_send(self.index, decode_message(data))
-            targets = self.peers() if dst is None else [dst]
-            for peer in targets:
-                if peer != self.index:
-                    self._send_bytes(self.index, peer, data)
+            self._send_raw(dst, data)
 
     def send(self, to: int, message: Message) -> None:
         self._emit(to, message)

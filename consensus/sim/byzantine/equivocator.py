@@ -1,15 +1,35 @@
 """As leader, proposes two different valid blocks for the same view, one to each
-half of the validators, and notarizes whichever it is asked about."""
+half of the validators, and finalizes each of them once it sees it notarized."""
 
 from __future__ import annotations
 
-from consensus.messages import Block, Message, Proposal, VoteKind, encode_message
+from consensus.messages import (
+    Block,
+    Certificate,
+    Message,
+    Proposal,
+    VoteKind,
+    encode_message,
+)
 from consensus.sim.byzantine.base import Behaviour, ByzantineNode, Outgoing
 from consensus.sim.node import VALID_PAYLOAD_PREFIX
 
 
 class Equivocator(Behaviour):
     name = "equivocator"
+
+    def __init__(self) -> None:
+        self.equivocated: set[int] = set()  # views in which it proposed twins
+
+    def incoming(self, node: ByzantineNode, message: Message) -> Outgoing:
+        if (
+            isinstance(message, Certificate)
+            and message.kind == VoteKind.NOTARIZE
+            and message.view in self.equivocated
+        ):
+            vote = node.sign_vote(VoteKind.FINALIZE, message.view, message.height, message.block)
+            return [(None, encode_message(vote))]
+        return []
 
     def outgoing(self, node: ByzantineNode, to: int | None, message: Message) -> Outgoing:
         if not isinstance(message, Proposal) or to is not None:
@@ -31,6 +51,7 @@ class Equivocator(Behaviour):
             parent=message.parent,
             skipped=message.skipped,
         )
+        self.equivocated.add(block.view)
         peers = node.peers()
         node.rng.shuffle(peers)
         half = len(peers) // 2
