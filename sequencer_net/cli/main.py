@@ -31,6 +31,31 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "bench",
         "Benchmarks of the engine's hot paths.",
     ),
+    "testnet": (
+        "sequencer_net.cli.testnet",
+        "testnet",
+        "Run a local multi-node testnet: up, status, down.",
+    ),
+    "load": (
+        "sequencer_net.cli.load",
+        "load",
+        "Submit signed transactions at a fixed rate to a testnet or nodes.",
+    ),
+    "keys": (
+        "sequencer_net.cli.keys",
+        "keys",
+        "Create and inspect validator key files.",
+    ),
+    "node": (
+        "sequencer_net.cli.node",
+        "node",
+        "Set up (init) and run a validator node.",
+    ),
+    "genesis": (
+        "sequencer_net.cli.genesis",
+        "genesis",
+        "Build and check a network's genesis file.",
+    ),
 }
 
 

@@ -1,0 +1,308 @@
+"""`seqnet testnet up|status|down`: a local multi-node network on this machine.
+
+See docs/testnet.md for the manifest format, the live view and the directory
+layout.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from sequencer_net.testnet.manifest import Manifest, ManifestError, load_manifest
+from sequencer_net.testnet.network import (
+    DEFAULT_BASE_PORT,
+    DEFAULT_TESTNET_DIR,
+    GENESIS_FILE,
+    NODE_COMMAND_TEMPLATE,
+    READY_TIMEOUT_S,
+    Testnet,
+    TestnetError,
+    clean_testnet_dir,
+    start_testnet,
+)
+from sequencer_net.testnet.processes import STOP_GRACE_S
+
+_DIR_OPTION = click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=DEFAULT_TESTNET_DIR,
+    show_default=True,
+    help="Testnet directory: genesis, node homes, logs and testnet.json.",
+)
+
+
+def testnet_domain(net: Testnet) -> Any:
+    """The signing domain of the testnet's chain (from its genesis.json)."""
+    from consensus.encoding import Domain
+
+    genesis_path = net.directory / GENESIS_FILE
+    if genesis_path.exists():
+        from sequencer_net.genesis import load_genesis
+
+        return load_genesis(genesis_path).domain()
+    return Domain(net.manifest.network.chain_id, bytes(20))
+
+
+@click.group()
+def testnet() -> None:
+    """Run a local multi-node testnet: `up`, `status`, `down`.
+
+    \b
+      seqnet testnet up -n 4                  # start, load, live view; Ctrl-C stops
+      seqnet testnet up --detach              # start and return once it commits
+      seqnet testnet status --json
+      seqnet load --rate 500 --duration 30    # load a detached testnet
+      seqnet testnet down --clean
+    """
+
+
+@testnet.command()
+@click.option(
+    "-n",
+    "--validators",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="Number of validators [default: 4, or the manifest's].",
+)
+@click.option(
+    "--manifest",
+    "manifest_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A testnet manifest (testnet/*.toml): network, load, perturbations.",
+)
+@_DIR_OPTION
+@click.option(
+    "--base-port",
+    type=click.IntRange(1024, 65000),
+    default=DEFAULT_BASE_PORT,
+    show_default=True,
+    help="Node I uses p2p port BASE+I and API port BASE+100+I.",
+)
+@click.option("--detach", is_flag=True, help="Return once the network commits; leave it running.")
+@click.option("--no-load", is_flag=True, help="Run without the load generator.")
+@click.option(
+    "--rate", type=click.FloatRange(min=0), help="Load in tx/s [default: manifest's, 200]."
+)
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Stop after this many seconds [default: the manifest's, else until Ctrl-C].",
+)
+@click.option("--fresh", is_flag=True, help="Delete an earlier testnet's data in --dir first.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=READY_TIMEOUT_S,
+    show_default=True,
+    help="Seconds to wait for every node to commit its first block.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
+@click.option("--node-command", hidden=True, help="Node argv template with {home} (tests).")
+def up(
+    validators: int | None,
+    manifest_path: Path | None,
+    directory: Path,
+    base_port: int,
+    detach: bool,
+    no_load: bool,
+    rate: float | None,
+    duration: float | None,
+    fresh: bool,
+    timeout: float,
+    as_json: bool,
+    node_command: str | None,
+) -> None:
+    """Start a local testnet: genesis, one process per validator, load, live view.
+
+    Writes a genesis and a home per validator under --dir, starts `seqnet node
+    run` for each, and waits until every node has committed a block. Then,
+    unless --detach, it submits load, applies the manifest's perturbations and
+    shows a live view until Ctrl-C (or --duration), stops the nodes and prints
+    a summary, exiting 1 if the nodes disagree on a block.
+    """
+    console = Console(stderr=as_json)
+    try:
+        manifest = load_manifest(manifest_path) if manifest_path else Manifest()
+        manifest = manifest.with_overrides(
+            validators=validators, rate=0.0 if no_load else rate, duration_s=duration
+        )
+    except ManifestError as exc:
+        raise click.ClickException(str(exc)) from exc
+    command = shlex.split(node_command) if node_command else list(NODE_COMMAND_TEMPLATE)
+    n = manifest.network.validators
+    with console.status(f"starting {n} validators in {directory} (logs: nodeI/node.log)"):
+        try:
+            net = start_testnet(
+                directory,
+                manifest=manifest,
+                base_port=base_port,
+                node_command=command,
+                ready_timeout_s=timeout,
+                fresh=fresh,
+            )
+        except TestnetError as exc:
+            raise click.ClickException(str(exc)) from exc
+    if detach:
+        _print_started(net, console, as_json)
+        return
+    sys.exit(_run_foreground(net, console, as_json))
+
+
+def _print_started(net: Testnet, console: Console, as_json: bool) -> None:
+    report = net.status_report()
+    if as_json:
+        click.echo(json.dumps({"directory": str(net.directory), **report}))
+        return
+    table = Table(title=f"testnet running in {net.directory}")
+    for column in ("node", "height", "api", "pid", "log"):
+        table.add_column(column)
+    for node, row in zip(net.nodes, report["nodes"], strict=True):
+        table.add_row(
+            node.name, str(row["height"]), node.api_url, str(node.pid), str(node.log_path)
+        )
+    console.print(table)
+    console.print(
+        f"Load it:  seqnet load --dir {net.directory} --rate 200 --duration 30\n"
+        f"Watch it: seqnet testnet status --dir {net.directory}\n"
+        f"Stop it:  seqnet testnet down --dir {net.directory}"
+    )
+
+
+def _run_foreground(net: Testnet, console: Console, as_json: bool) -> int:
+    import trio
+
+    from sequencer_net.testnet.load import transaction_signer
+    from sequencer_net.testnet.session import run_session, summarize
+
+    started = time.monotonic()
+    try:
+        signer = transaction_signer(testnet_domain(net))
+        state = trio.run(lambda: run_session(net, signer=signer, console=console, live=not as_json))
+        summary = summarize(state, time.monotonic() - started)
+    finally:
+        with console.status("stopping the nodes (SIGTERM, then SIGKILL after a grace period)"):
+            outcomes = net.stop()
+    summary["stopped"] = {o.identity.pid: o.how for o in outcomes}
+    if as_json:
+        click.echo(json.dumps(summary))
+    else:
+        _print_summary(summary, console)
+    return 1 if summary["agreement"]["agree"] is False else 0
+
+
+def _print_summary(summary: dict[str, Any], console: Console) -> None:
+    table = Table(title=f"testnet summary after {summary['elapsed_s']:g} s")
+    for column in ("node", "up", "height", "last hash", "state root", "txs", "restarts"):
+        table.add_column(column)
+    for node in summary["nodes"]:
+        table.add_row(
+            node["name"],
+            "yes" if node["up"] else "no",
+            str(node["height"]),
+            (node["last_hash"] or "-")[:18],
+            (node["state_root"] or "-")[:18],
+            str(node["committed_txs"]),
+            str(node["restarts"]),
+        )
+    console.print(table)
+    agreement = summary["agreement"]
+    verdict = {True: "[green]agree[/]", False: "[red]DISAGREE[/]", None: "unknown"}
+    console.print(f"block at height {agreement['height']}: nodes {verdict[agreement['agree']]}")
+    load = summary["load"]
+    if load:
+        latency = load["latency_ms"]
+        console.print(
+            f"load: sent {load['sent']:,}, accepted {load['accepted']:,}, rejected "
+            f"{load['rejected']:,}, {load['achieved_tps']:,} tx/s; submit->commit p50 "
+            f"{latency['p50']} ms, p99 {latency['p99']} ms ({latency['samples']} samples)"
+        )
+        if load["errors"]:
+            console.print(f"rejections: {load['errors']}", markup=False)
+    console.print(
+        f"logs and data: {summary['directory']} (remove: seqnet testnet down --clean)",
+        markup=False,
+    )
+
+
+@testnet.command()
+@_DIR_OPTION
+@click.option("--json", "as_json", is_flag=True, help='Print {"nodes": [...]} as JSON.')
+def status(directory: Path, as_json: bool) -> None:
+    """Each node's height, last committed block hash, state root and process.
+
+    JSON: {"nodes": [{"name", "height", "last_hash", "state_root", "view",
+    "peers", "up", "running", "paused", "pid", "api_url"}, ...]}; a node that
+    does not answer has "up": false and null height and hashes.
+    """
+    try:
+        net = Testnet.load(directory)
+    except TestnetError as exc:
+        raise click.ClickException(str(exc)) from exc
+    report = net.status_report()
+    if as_json:
+        click.echo(json.dumps(report))
+        return
+    table = Table(title=f"testnet in {net.directory}")
+    for column in ("node", "up", "height", "last hash", "state root", "peers", "pid"):
+        table.add_column(column)
+    for row in report["nodes"]:
+        state = "yes" if row["up"] else ("paused" if row["paused"] else "no")
+        peers = row["peers"]
+        table.add_row(
+            row["name"],
+            state,
+            "-" if row["height"] is None else str(row["height"]),
+            (row["last_hash"] or "-")[:18],
+            (row["state_root"] or "-")[:18],
+            "-" if peers is None else str(len(peers)),
+            "-" if row["pid"] is None else str(row["pid"]),
+        )
+    Console().print(table)
+
+
+@testnet.command()
+@_DIR_OPTION
+@click.option(
+    "--grace",
+    type=click.FloatRange(min=0),
+    default=STOP_GRACE_S,
+    show_default=True,
+    help="Seconds between SIGTERM and SIGKILL.",
+)
+@click.option("--clean", is_flag=True, help="Also delete the genesis, node homes and logs.")
+def down(directory: Path, grace: float, clean: bool) -> None:
+    """Stop the nodes this testnet started, and nothing else.
+
+    A recorded PID is signalled only if /proc shows it still runs the exact
+    command line we started, since the time we started it. SIGTERM first,
+    SIGKILL after --grace seconds. Data stays unless --clean.
+    """
+    if not (directory / "testnet.json").exists():
+        click.echo(f"no testnet in {directory}; nothing to stop")
+    else:
+        try:
+            net = Testnet.load(directory)
+        except TestnetError as exc:
+            raise click.ClickException(str(exc)) from exc
+        outcomes = {o.identity.pid: o.how for o in net.stop(grace_s=grace)}
+        for node in net.nodes:
+            how = outcomes.get(node.pid, "never started") if node.pid else "never started"
+            click.echo(f"{node.name}: {how}" + (f" (pid {node.pid})" if node.pid else ""))
+        if "survived" in outcomes.values():
+            raise click.ClickException("some nodes survived SIGKILL; see the lines above")
+    if clean:
+        try:
+            removed = clean_testnet_dir(directory)
+        except TestnetError as exc:
+            raise click.ClickException(str(exc)) from exc
+        click.echo(f"removed {len(removed)} testnet files and directories from {directory}")

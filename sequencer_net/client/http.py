@@ -1,0 +1,201 @@
+"""HTTP clients for a validator's API (`/v1/...`), sync and async.
+
+`SeqnetClient` uses a blocking `httpx.Client`; `AsyncSeqnetClient` uses
+`httpx.AsyncClient`, which runs under trio (and asyncio). Both speak the same
+endpoints and raise `SeqnetApiError` for every failure, including a node that
+cannot be reached (status 0), so callers handle one exception type.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+
+from sequencer_net.client.errors import SeqnetApiError
+
+DEFAULT_TIMEOUT_S = 10.0
+
+SubmitResult = dict[str, str]  # {"hash": "0x.."} or {"error": "...", "code": "..."}
+
+
+def hex_bytes(data: bytes) -> str:
+    return "0x" + data.hex()
+
+
+def hash_text(tx_hash: bytes | str) -> str:
+    """A transaction hash as the API spells it in paths: `0x` + lowercase hex."""
+    if isinstance(tx_hash, bytes):
+        return hex_bytes(tx_hash)
+    return tx_hash if tx_hash.startswith("0x") else "0x" + tx_hash
+
+
+def _json_body(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _raise_for_failure(response: httpx.Response) -> None:
+    if response.is_success:
+        return
+    body = _json_body(response)
+    if isinstance(body, dict):
+        message = str(body.get("error", response.reason_phrase))
+        code = str(body.get("code", ""))
+    else:
+        message = response.text[:200] or response.reason_phrase
+        code = ""
+    raise SeqnetApiError(response.status_code, code, message)
+
+
+def _json_object(response: httpx.Response) -> dict[str, Any]:
+    _raise_for_failure(response)
+    body = _json_body(response)
+    if not isinstance(body, dict):
+        raise SeqnetApiError(response.status_code, "bad_response", "expected a JSON object")
+    return body
+
+
+def _submitted_hash(response: httpx.Response) -> str:
+    body = _json_object(response)
+    tx_hash = body.get("hash")
+    if not isinstance(tx_hash, str):
+        raise SeqnetApiError(response.status_code, "bad_response", "no hash in the answer")
+    return tx_hash
+
+
+def _batch_results(response: httpx.Response, expected: int) -> list[SubmitResult]:
+    body = _json_object(response)
+    results = body.get("results")
+    if not isinstance(results, list) or len(results) != expected:
+        raise SeqnetApiError(
+            response.status_code, "bad_response", f"expected {expected} results in the answer"
+        )
+    return [{str(k): str(v) for k, v in item.items()} for item in results]
+
+
+def _unreachable(exc: httpx.HTTPError) -> SeqnetApiError:
+    return SeqnetApiError(0, "unreachable", f"{type(exc).__name__}: {exc}")
+
+
+def _batch_body(encoded: Sequence[bytes]) -> dict[str, list[str]]:
+    return {"transactions": [hex_bytes(tx) for tx in encoded]}
+
+
+_OCTETS = {"content-type": "application/octet-stream"}
+
+
+class SeqnetClient:
+    """Blocking client for one node: `SeqnetClient("http://127.0.0.1:26700")`."""
+
+    def __init__(self, base_url: str, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout)
+
+    def __enter__(self) -> SeqnetClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise _unreachable(exc) from exc
+
+    def submit(self, encoded: bytes) -> str:
+        """Submit one encoded signed transaction; returns its hash once accepted."""
+        return _submitted_hash(
+            self._request("POST", "/v1/transactions", content=encoded, headers=_OCTETS)
+        )
+
+    def submit_many(self, encoded: Sequence[bytes]) -> list[SubmitResult]:
+        """Submit a batch; one result per transaction, in order."""
+        response = self._request("POST", "/v1/transactions/batch", json=_batch_body(encoded))
+        return _batch_results(response, len(encoded))
+
+    def status(self) -> dict[str, Any]:
+        return _json_object(self._request("GET", "/v1/status"))
+
+    def transaction(self, tx_hash: bytes | str) -> dict[str, Any]:
+        """`{"hash", "status": "pending"|"committed", "height"?, "index"?}`; 404 raises."""
+        return _json_object(self._request("GET", f"/v1/transactions/{hash_text(tx_hash)}"))
+
+    def block(self, height: int) -> dict[str, Any]:
+        return _json_object(self._request("GET", f"/v1/blocks/{height}"))
+
+    def metrics(self) -> str:
+        response = self._request("GET", "/metrics")
+        _raise_for_failure(response)
+        return response.text
+
+    def set_network_connected(self, connected: bool) -> dict[str, Any]:
+        """Cut (False) or restore (True) this node's validator links (admin API)."""
+        return _json_object(
+            self._request("POST", "/v1/admin/network", json={"connected": connected})
+        )
+
+
+class AsyncSeqnetClient:
+    """Async client for one node; works under trio. Use `async with` or `aclose()`."""
+
+    def __init__(
+        self,
+        base_url: str,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        max_connections: int = 100,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        limits = httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        )
+        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout, limits=limits)
+
+    async def __aenter__(self) -> AsyncSeqnetClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return await self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise _unreachable(exc) from exc
+
+    async def submit(self, encoded: bytes) -> str:
+        response = await self._request("POST", "/v1/transactions", content=encoded, headers=_OCTETS)
+        return _submitted_hash(response)
+
+    async def submit_many(self, encoded: Sequence[bytes]) -> list[SubmitResult]:
+        response = await self._request("POST", "/v1/transactions/batch", json=_batch_body(encoded))
+        return _batch_results(response, len(encoded))
+
+    async def status(self) -> dict[str, Any]:
+        return _json_object(await self._request("GET", "/v1/status"))
+
+    async def transaction(self, tx_hash: bytes | str) -> dict[str, Any]:
+        return _json_object(await self._request("GET", f"/v1/transactions/{hash_text(tx_hash)}"))
+
+    async def block(self, height: int) -> dict[str, Any]:
+        return _json_object(await self._request("GET", f"/v1/blocks/{height}"))
+
+    async def metrics(self) -> str:
+        response = await self._request("GET", "/metrics")
+        _raise_for_failure(response)
+        return response.text
+
+    async def set_network_connected(self, connected: bool) -> dict[str, Any]:
+        return _json_object(
+            await self._request("POST", "/v1/admin/network", json={"connected": connected})
+        )

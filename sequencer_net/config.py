@@ -1,0 +1,496 @@
+"""A node's configuration: `<home>/config.toml`, read with tomllib.
+
+Config is data (STYLE.md item 14). Every key lives in one frozen dataclass
+below, with its default and the sentence that documents it (the field's
+`doc` metadata). The same table drives the loader, the commented file that
+`seqnet node init` writes (`default_config_text`) and the key reference in
+docs/operator.md, so a key cannot exist without its documentation; a test
+checks it.
+
+The loader is strict: an unknown section or key, a value of the wrong type or
+out of range raises ConfigError naming the file, the section and the key,
+e.g. `/srv/seqnet/config.toml: [p2p] listen_port: must be in 1..65535`.
+A key that is absent (or commented out) takes its default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:
+    from consensus.core import ConsensusConfig
+    from sequencer_net.genesis import Genesis
+
+CONFIG_FILE: Final = "config.toml"
+LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMATS: Final = ("text", "json")
+MAX_TIMEOUT_MS: Final = 3_600_000
+MiB: Final = 1024 * 1024
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_PEER = re.compile(r"^(?P<index>[0-9]+)@(?P<host>[^\s@]+):(?P<port>[0-9]+)$")
+
+Check = Callable[[Any], str | None]
+"""A value check: returns None if the value is fine, else what is wrong."""
+
+
+class ConfigError(ValueError):
+    """config.toml is unreadable or breaks a rule; the message names file and key."""
+
+
+def _key(default: Any, doc: str, check: Check | None = None, example: Any = None) -> Any:
+    """A config key: its default, its documentation, an optional range check and, for
+    a key that is unset by default, an example value for the generated file."""
+    return field(default=default, metadata={"doc": doc, "check": check, "example": example})
+
+
+def _port(value: int) -> str | None:
+    return None if 1 <= value <= 65535 else "must be in 1..65535"
+
+
+def _positive(value: int) -> str | None:
+    return None if value >= 1 else "must be at least 1"
+
+
+def _timeout(value: int | None) -> str | None:
+    if value is None or 1 <= value <= MAX_TIMEOUT_MS:
+        return None
+    return f"must be in 1..{MAX_TIMEOUT_MS} (milliseconds)"
+
+
+def _host(value: str) -> str | None:
+    return None if value and not any(c.isspace() for c in value) else "must be a host or IP"
+
+
+def _non_empty(value: str | None) -> str | None:
+    return "must not be empty" if value == "" else None
+
+
+def _name(value: str) -> str | None:
+    if _NAME.match(value):
+        return None
+    return "must be 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit"
+
+
+def _peers(value: tuple[str, ...]) -> str | None:
+    seen: set[int] = set()
+    for entry in value:
+        match = _PEER.match(entry)
+        if match is None:
+            return f"{entry!r} must look like INDEX@HOST:PORT, e.g. 0@10.0.0.5:26600"
+        if not 1 <= int(match["port"]) <= 65535:
+            return f"{entry!r}: the port must be in 1..65535"
+        if int(match["index"]) in seen:
+            return f"{entry!r}: validator {match['index']} is listed twice"
+        seen.add(int(match["index"]))
+    return None
+
+
+def _one_of(*choices: str) -> Check:
+    def check(value: str) -> str | None:
+        return None if value in choices else f"must be one of {', '.join(choices)}"
+
+    return check
+
+
+def _between(low: int, high: int) -> Check:
+    def check(value: int) -> str | None:
+        return None if low <= value <= high else f"must be in {low}..{high}"
+
+    return check
+
+
+@dataclass(frozen=True)
+class P2PSettings:
+    listen_host: str = _key(
+        "127.0.0.1",
+        "Address the libp2p host listens on. 0.0.0.0 listens on every interface "
+        "(needed when peers are on other machines).",
+        _host,
+    )
+    listen_port: int = _key(26600, "TCP port for validator-to-validator traffic.", _port)
+    peers: tuple[str, ...] = _key(
+        (),
+        'Where to reach validators, as "INDEX@HOST:PORT" (INDEX is the validator\'s '
+        "position in genesis.json); overrides the p2p_host/p2p_port in genesis.json "
+        "for that validator.",
+        _peers,
+    )
+
+    def peer_addresses(self) -> dict[int, tuple[str, int]]:
+        """The `peers` overrides as {validator index: (host, port)}."""
+        result = {}
+        for entry in self.peers:
+            match = _PEER.match(entry)
+            assert match is not None  # checked when loaded
+            result[int(match["index"])] = (match["host"], int(match["port"]))
+        return result
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    listen_host: str = _key(
+        "127.0.0.1",
+        "Address of the HTTP/WebSocket API and the Prometheus /metrics endpoint.",
+        _host,
+    )
+    listen_port: int = _key(26700, "TCP port of the API and /metrics.", _port)
+
+
+@dataclass(frozen=True)
+class ConsensusSettings:
+    view_timeout_ms: int | None = _key(
+        None,
+        "How long to wait in a view for a notarization before voting to skip it "
+        "(ms). Unset: the view_timeout_ms of genesis.json, which every validator "
+        "should use.",
+        _timeout,
+        example=1000,
+    )
+    retry_ms: int | None = _key(
+        None,
+        "After a view timed out, how often to re-send this view's votes (ms). "
+        "Unset: the view timeout.",
+        _timeout,
+        example=1000,
+    )
+
+    def consensus_config(self, genesis: Genesis) -> ConsensusConfig:
+        """The consensus core's timers: these settings, else the genesis defaults."""
+        from consensus.core import ConsensusConfig
+
+        view_timeout = self.view_timeout_ms or genesis.view_timeout_ms
+        return ConsensusConfig(view_timeout_ms=view_timeout, retry_ms=self.retry_ms or view_timeout)
+
+
+@dataclass(frozen=True)
+class MempoolSettings:
+    max_txs: int = _key(
+        100_000, "Most pending transactions held; new ones are refused beyond it.", _positive
+    )
+    max_bytes: int = _key(256 * MiB, "Most bytes of pending transactions held.", _positive)
+    nonce_window: int = _key(
+        1024,
+        "How far ahead of an account's next nonce a transaction may be and still be "
+        "accepted (bounds what one account can queue).",
+        _positive,
+    )
+    batch_max_txs: int = _key(2000, "Most transactions in one batch this node seals.", _positive)
+    batch_max_bytes: int = _key(1 * MiB, "Most bytes in one batch.", _between(1024, 64 * MiB))
+    batch_delay_ms: int = _key(
+        50,
+        "Longest a transaction waits before its batch is sealed and broadcast, even "
+        "if the batch is not full (ms). Lower: less latency, more, smaller batches.",
+        _between(0, 60_000),
+    )
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    data_dir: str = _key(
+        "data",
+        "Directory of the node's database (blocks, certificates, consensus safety "
+        "state, execution state), relative to the home directory.",
+        _non_empty,
+    )
+    sync: bool = _key(
+        True,
+        "fsync writes that safety needs (the vote record before a vote is sent, "
+        "acknowledged transactions). Turn off only for throwaway test networks: a "
+        "crash may then lose state and make the validator double-sign.",
+    )
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    level: str = _key("INFO", f"One of {', '.join(LOG_LEVELS)}.", _one_of(*LOG_LEVELS))
+    format: str = _key(
+        "text",
+        '"text" (one human-readable event per line) or "json" (one JSON object per '
+        "line, for log shippers).",
+        _one_of(*LOG_FORMATS),
+    )
+    file: str | None = _key(
+        None,
+        "Write logs to this file (relative to the home directory) instead of stderr.",
+        _non_empty,
+        example="seqnet.log",
+    )
+
+
+def _resolve(home: Path, value: str) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else home / path
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    home: Path = field(metadata={"doc": "The home directory (not a key of the file)."})
+    name: str = field(
+        metadata={"doc": "This node's name in logs and status output.", "check": _name}
+    )
+    genesis_file: str = _key(
+        "genesis.json", "The network's genesis file, relative to the home directory.", _non_empty
+    )
+    key_file: str = _key(
+        "validator.key",
+        "The validator's key file (encrypted keystore or plain 0600 file), relative "
+        "to the home directory.",
+        _non_empty,
+    )
+    password_file: str | None = _key(
+        None,
+        "File whose first line is the password of an encrypted key file. Unset: the "
+        "key file must be plain (unencrypted).",
+        _non_empty,
+        example="validator.password",
+    )
+    p2p: P2PSettings = field(default_factory=P2PSettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
+    consensus: ConsensusSettings = field(default_factory=ConsensusSettings)
+    mempool: MempoolSettings = field(default_factory=MempoolSettings)
+    storage: StorageSettings = field(default_factory=StorageSettings)
+    log: LogSettings = field(default_factory=LogSettings)
+
+    @property
+    def config_path(self) -> Path:
+        return self.home / CONFIG_FILE
+
+    @property
+    def genesis_path(self) -> Path:
+        return _resolve(self.home, self.genesis_file)
+
+    @property
+    def key_path(self) -> Path:
+        return _resolve(self.home, self.key_file)
+
+    @property
+    def password_path(self) -> Path | None:
+        return None if self.password_file is None else _resolve(self.home, self.password_file)
+
+    @property
+    def data_path(self) -> Path:
+        return _resolve(self.home, self.storage.data_dir)
+
+    @property
+    def log_path(self) -> Path | None:
+        return None if self.log.file is None else _resolve(self.home, self.log.file)
+
+    @property
+    def lock_path(self) -> Path:
+        return self.home / "LOCK"
+
+    def with_log_level(self, level: str) -> NodeConfig:
+        """A copy with another log level (the `--log-level` flag)."""
+        problem = _one_of(*LOG_LEVELS)(level.upper())
+        if problem is not None:
+            raise ConfigError(f"--log-level: {problem}")
+        return dataclasses.replace(self, log=dataclasses.replace(self.log, level=level.upper()))
+
+
+# --- Reading --------------------------------------------------------------------------
+
+SECTIONS: Final[dict[str, str]] = {
+    "p2p": "Peer-to-peer networking (libp2p: TCP, Noise, yamux).",
+    "api": "HTTP/WebSocket API and Prometheus metrics.",
+    "consensus": "Consensus timers.",
+    "mempool": "Pending transactions and the batches this node seals.",
+    "storage": "The database.",
+    "log": "Logging.",
+}
+"""The [sections] of config.toml and what each holds, in the order the file lists them."""
+
+_TOP_LEVEL: Final = ("name", "genesis_file", "key_file", "password_file")
+
+
+def _section_class(name: str) -> type[Any]:
+    hint = typing.get_type_hints(NodeConfig)[name]
+    assert isinstance(hint, type)
+    return hint
+
+
+def _convert(value: Any, hint: Any) -> tuple[Any, str | None]:
+    """`value` as the Python type `hint`, or an error saying what was expected."""
+    args = typing.get_args(hint)
+    if type(None) in args:  # X | None: absence means None, so a present value is an X
+        (hint,) = [a for a in args if a is not type(None)]
+    if hint is bool:
+        return value, None if isinstance(value, bool) else "must be true or false"
+    if hint is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        return value, None if ok else "must be an integer"
+    if hint is str:
+        return value, None if isinstance(value, str) else "must be a string"
+    if typing.get_origin(hint) is tuple:
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return tuple(value), None
+        return value, "must be a list of strings"
+    raise TypeError(f"unsupported config type {hint!r}")
+
+
+def _read_fields(
+    cls: type[Any], table: dict[str, Any], prefix: str, allowed: tuple[str, ...]
+) -> dict[str, Any]:
+    """Check and convert the keys of one table; `prefix` starts every error message."""
+    hints = typing.get_type_hints(cls)
+    values: dict[str, Any] = {}
+    for key, raw in table.items():
+        if key not in allowed:
+            raise ConfigError(f"{prefix}{key}: unknown key")
+        value, problem = _convert(raw, hints[key])
+        check = {f.name: f for f in dataclasses.fields(cls)}[key].metadata.get("check")
+        if problem is None and check is not None:
+            problem = check(value)
+        if problem is not None:
+            raise ConfigError(f"{prefix}{key}: {problem} (got {raw!r})")
+        values[key] = value
+    return values
+
+
+def parse_config(home: Path, document: dict[str, Any], source: str) -> NodeConfig:
+    """Build a NodeConfig from parsed TOML; `source` names the file in errors."""
+    for key, value in document.items():
+        if key in SECTIONS and not isinstance(value, dict):
+            raise ConfigError(f"{source}: {key}: must be a [{key}] table")
+        if key not in SECTIONS and key not in _TOP_LEVEL and isinstance(value, dict):
+            raise ConfigError(f"{source}: [{key}]: unknown section")
+    top = {k: v for k, v in document.items() if k not in SECTIONS}
+    values = _read_fields(NodeConfig, top, f"{source}: ", _TOP_LEVEL)
+    if "name" not in values:
+        raise ConfigError(f"{source}: name: missing (every node needs a name)")
+    for section in SECTIONS:
+        cls = _section_class(section)
+        allowed = tuple(f.name for f in dataclasses.fields(cls))
+        fields = _read_fields(cls, document.get(section, {}), f"{source}: [{section}] ", allowed)
+        values[section] = cls(**fields)
+    config = NodeConfig(home=home, **values)
+    _check_across_keys(config, source)
+    return config
+
+
+def _check_across_keys(config: NodeConfig, source: str) -> None:
+    mempool = config.mempool
+    if mempool.batch_max_txs > mempool.max_txs:
+        raise ConfigError(f"{source}: [mempool] batch_max_txs: must be at most max_txs")
+    if mempool.batch_max_bytes > mempool.max_bytes:
+        raise ConfigError(f"{source}: [mempool] batch_max_bytes: must be at most max_bytes")
+    if (config.p2p.listen_host, config.p2p.listen_port) == (
+        config.api.listen_host,
+        config.api.listen_port,
+    ):
+        raise ConfigError(f"{source}: [api] listen_port: the same as [p2p] listen_port")
+
+
+def load_config(home: Path) -> NodeConfig:
+    """Read `<home>/config.toml`. Relative paths in it are resolved against `home`."""
+    home = Path(home).expanduser().resolve()
+    path = home / CONFIG_FILE
+    try:
+        with open(path, "rb") as file:
+            document = tomllib.load(file)
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path}: no such file (create a home with `seqnet node init --home {home}`)"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+    return parse_config(home, document, str(path))
+
+
+# --- Writing --------------------------------------------------------------------------
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return f"{value:_}" if value >= 100_000 else str(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"no TOML form for {value!r}")
+
+
+def _wrap(text: str, width: int = 78) -> list[str]:
+    lines, line = [], "#"
+    for word in text.split():
+        if len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = "#"
+        line += " " + word
+    lines.append(line)
+    return lines
+
+
+def _key_lines(f: dataclasses.Field[Any], value: Any, active: bool) -> list[str]:
+    lines = _wrap(f.metadata["doc"])
+    if value is None:
+        lines.append(f"# {f.name} = {_toml_value(f.metadata['example'])}")
+    else:
+        lines.append(f"{'' if active else '# '}{f.name} = {_toml_value(value)}")
+    return [*lines, ""]
+
+
+def default_config_text(
+    name: str,
+    p2p_port: int,
+    api_port: int,
+    *,
+    listen_host: str = "127.0.0.1",
+    password_file: str | None = None,
+) -> str:
+    """A config.toml listing every key with its documentation and default.
+
+    The keys given here are set; every other key is commented out, so it takes
+    the built-in default (and follows that default across upgrades).
+    """
+    active: dict[str, Any] = {"name": name, "password_file": password_file}
+    section_values: dict[str, dict[str, Any]] = {
+        "p2p": {"listen_port": p2p_port},
+        "api": {"listen_port": api_port},
+    }
+    if listen_host != "127.0.0.1":
+        section_values["p2p"]["listen_host"] = listen_host
+        section_values["api"]["listen_host"] = listen_host
+    out = [
+        "# seqnet node configuration (TOML). Generated by `seqnet node init`.",
+        "# Commented keys take the built-in default shown. Paths are relative to",
+        "# this file's directory (the node's home). Reference: docs/operator.md.",
+        "",
+    ]
+    node_fields = {f.name: f for f in dataclasses.fields(NodeConfig)}
+    for key in _TOP_LEVEL:
+        f = node_fields[key]
+        given = active.get(key)
+        default = given if given is not None else f.default
+        out += _key_lines(f, default, active=key in active and given is not None)
+    for section in SECTIONS:
+        out += [f"[{section}]", *_wrap(SECTIONS[section]), ""]
+        chosen = section_values.get(section, {})
+        for f in dataclasses.fields(_section_class(section)):
+            value = chosen.get(f.name, f.default)
+            out += _key_lines(f, value, active=f.name in chosen)
+    return "\n".join(out).rstrip("\n") + "\n"
+
+
+def documented_keys() -> list[tuple[str, str, Any, str]]:
+    """(section, key, default, doc) for every key: what docs/operator.md tabulates."""
+    node_fields = {f.name: f for f in dataclasses.fields(NodeConfig)}
+    rows = [
+        ("", key, node_fields[key].default, node_fields[key].metadata["doc"])
+        for key in ("name", *_TOP_LEVEL[1:])
+    ]
+    for section in SECTIONS:
+        for f in dataclasses.fields(_section_class(section)):
+            rows.append((section, f.name, f.default, f.metadata["doc"]))
+    return rows

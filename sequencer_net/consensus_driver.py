@@ -1,0 +1,230 @@
+"""The I/O shell around the consensus core: events in, actions carried out in order.
+
+One task owns the core. Everything that reaches it (peer messages, timer
+firings, answers about payloads, fetched blocks) becomes an event on one
+channel; the actions it returns are carried out in order, and a `Persist`
+(with the block it protects) is on disk before any later action runs:
+build -> persist (fsync) -> send.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import trio
+
+from consensus.core import ConsensusCore
+from consensus.io import (
+    Action,
+    Broadcast,
+    BuildPayload,
+    Commit,
+    CommittedTip,
+    Event,
+    MessageReceived,
+    PayloadBuilt,
+    PayloadVerified,
+    Persist,
+    ReportEvidence,
+    RequestBlocks,
+    Send,
+    SetTimer,
+    Start,
+    StoreBlock,
+    StoreCertificate,
+    TimerFired,
+    VerifyPayload,
+)
+from consensus.messages import (
+    Block,
+    BlockRequest,
+    MalformedMessage,
+    SyncRequest,
+    decode_message,
+    encode_message,
+)
+from consensus.sync import answer_sync_request
+from consensus.types import Digest, Height, ValidatorIndex, View
+from sequencer_net.metrics import Metrics
+from sequencer_net.p2p.network import Channel, P2PNetwork
+from sequencer_net.payload_service import PayloadService
+from sequencer_net.storage.node_store import NodeStore
+
+log = logging.getLogger("seqnet.consensus")
+
+EVENT_QUEUE = 10_000
+"""Events waiting for the core. Peer messages beyond it are dropped (and counted):
+a flood must not grow memory; consensus recovers lost messages by re-sending."""
+
+REQUEST_CONSENSUS = b"\x01"  # request/response kinds on the p2p request protocol
+REQUEST_BATCHES = b"\x02"
+
+
+class ConsensusDriver:
+    def __init__(
+        self,
+        *,
+        core: ConsensusCore,
+        store: NodeStore,
+        p2p: P2PNetwork,
+        payloads: PayloadService,
+        commits: trio.MemorySendChannel[Commit],
+        metrics: Metrics,
+        is_connected: Callable[[], bool] = lambda: True,
+    ) -> None:
+        self.core = core
+        self.store = store
+        self.p2p = p2p
+        self.payloads = payloads
+        self.commits = commits
+        self.metrics = metrics
+        self.is_connected = is_connected
+        self._events_in, self._events_out = trio.open_memory_channel[Event](EVENT_QUEUE)
+        self._timer_scope = trio.CancelScope()
+        self._nursery: trio.Nursery | None = None
+        self._peer_rotation = itertools.count()
+
+    # ---- the loop ---------------------------------------------------------------------
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            height, digest, view = self.store.tip()
+            start = Start(
+                self.store.load_safety(),
+                CommittedTip(Height(height), Digest(digest), View(view)),
+                tuple(self.store.load_certificates()),
+            )
+            await self._carry_out(self.core.handle(start))
+            log.info(
+                "event=consensus_started validator=%d view=%d height=%d",
+                self.core.me,
+                self.core.view,
+                height,
+            )
+            task_status.started()
+            async for event in self._events_out:
+                await self._carry_out(self.core.handle(event))
+                self.metrics.view.set(self.core.view)
+
+    def post(self, event: Event) -> bool:
+        try:
+            self._events_in.send_nowait(event)
+        except trio.WouldBlock:
+            self.metrics.dropped_events.inc()
+            return False
+        return True
+
+    def on_peer_message(self, peer: int, data: bytes) -> None:
+        """A consensus frame from validator `peer` (transport-authenticated)."""
+        try:
+            message = decode_message(data)
+        except MalformedMessage as exc:
+            self.metrics.malformed_messages.inc()
+            log.warning("event=malformed_message peer=%d reason=%s", peer, exc)
+            return
+        self.post(MessageReceived(ValidatorIndex(peer), message))
+
+    # ---- carrying out actions ---------------------------------------------------------
+
+    async def _carry_out(self, actions: list[Action]) -> None:
+        voted_block: Block | None = None
+        for action in actions:
+            match action:
+                case StoreBlock():
+                    voted_block = action.block  # written with the Persist that follows
+                case Persist():
+                    self.store.save_vote(action.record, voted_block)
+                    voted_block = None
+                case StoreCertificate():
+                    self.store.save_certificate(action.certificate)
+                case Send():
+                    if self.is_connected():
+                        self.p2p.send(action.to, Channel.CONSENSUS, encode_message(action.message))
+                case Broadcast():
+                    if self.is_connected():
+                        self.p2p.broadcast(Channel.CONSENSUS, encode_message(action.message))
+                case SetTimer():
+                    self._set_timer(action.view, action.delay_ms)
+                case BuildPayload():
+                    payload = self.payloads.build(action.parent)
+                    self.post(PayloadBuilt(action.view, payload))
+                case VerifyPayload():
+                    self._spawn(self._verify_payload, action)
+                case Commit():
+                    await self.commits.send(action)
+                case ReportEvidence():
+                    self.metrics.evidence.inc()
+                    ev = action.evidence
+                    log.warning(
+                        "event=equivocation offender=%d view=%d reason=%s",
+                        ev.offender,
+                        ev.first.view,
+                        ev.reason,
+                    )
+                case RequestBlocks():
+                    self._spawn(self._fetch_blocks, action.request)
+        if voted_block is not None:
+            self.store.store_block(voted_block)
+
+    def _spawn(self, fn: Callable[..., object], *args: object) -> None:
+        assert self._nursery is not None
+        self._nursery.start_soon(fn, *args)  # type: ignore[arg-type]
+
+    def _set_timer(self, view: View, delay_ms: int) -> None:
+        self._timer_scope.cancel()
+        self._timer_scope = scope = trio.CancelScope()
+
+        async def fire() -> None:
+            with scope:
+                await trio.sleep(delay_ms / 1000)
+                self.post(TimerFired(view))
+
+        self._spawn(fire)
+
+    async def _verify_payload(self, action: VerifyPayload) -> None:
+        valid = await self.payloads.verify(action.block)
+        self.post(PayloadVerified(action.view, action.block.digest(), valid))
+
+    async def _fetch_blocks(self, request: BlockRequest | SyncRequest) -> None:
+        """Ask connected peers in turn until one answers; feed the answer to the core."""
+        peers = self.p2p.connected_peers()
+        if not peers or not self.is_connected():
+            return
+        start = next(self._peer_rotation)
+        data = REQUEST_CONSENSUS + encode_message(request)
+        for i in range(len(peers)):
+            peer = peers[(start + i) % len(peers)]
+            try:
+                answer = await self.p2p.request(peer, data)
+            except Exception as exc:  # any transport failure: try the next peer
+                log.debug("event=block_fetch_failed peer=%d reason=%s", peer, exc)
+                continue
+            if not answer:
+                continue
+            try:
+                message = decode_message(answer)
+            except MalformedMessage as exc:
+                log.warning("event=bad_block_response peer=%d reason=%s", peer, exc)
+                continue
+            self.post(MessageReceived(ValidatorIndex(peer), message))
+            return
+
+    # ---- answering peers ----------------------------------------------------------------
+
+    def answer_consensus_request(self, data: bytes) -> bytes:
+        """Blocks by digest (from memory or the store) or committed blocks by height."""
+        try:
+            request = decode_message(data)
+        except MalformedMessage:
+            return b""
+        if isinstance(request, BlockRequest):
+            response = self.core.answer_block_request(request)
+            return encode_message(response) if response is not None else b""
+        if isinstance(request, SyncRequest):
+            sync = answer_sync_request(request, self.store.block_at, self.store.finalization_at)
+            return encode_message(sync) if sync is not None else b""
+        return b""

@@ -1,0 +1,65 @@
+"""Fetching batches a block names but this validator has not received.
+
+Broadcast is best effort: a validator that missed a batch (it was down, or a
+frame was dropped) asks for it by digest over the request/response protocol,
+first from the validator the block came from, then from the others. A batch
+is accepted only if its digest matches one asked for and every transaction
+in it verifies.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import msgspec
+
+from sequencer_net.batch_pool import BatchPool, BatchRequest
+from sequencer_net.mempool.batch import batch_digest
+from sequencer_net.p2p.network import P2PNetwork
+
+log = logging.getLogger("seqnet.fetch")
+
+REQUEST_BATCHES = b"\x02"
+_list_decoder = msgspec.msgpack.Decoder(list[bytes])
+_encoder = msgspec.msgpack.Encoder()
+
+
+def encode_batch_request(request: BatchRequest) -> bytes:
+    return REQUEST_BATCHES + _encoder.encode(request)
+
+
+def encode_batch_answer(batches: list[bytes]) -> bytes:
+    return _encoder.encode(batches)
+
+
+class BatchFetcher:
+    def __init__(self, pool: BatchPool, p2p: P2PNetwork) -> None:
+        self.pool = pool
+        self.p2p = p2p
+
+    async def fetch(self, request: BatchRequest, prefer: int | None = None) -> int:
+        """Fetch the requested batches; return how many are still missing."""
+        wanted = {d for d in request.digests if d not in self.pool}
+        peers = self.p2p.connected_peers()
+        if prefer is not None and prefer in peers:
+            peers.remove(prefer)
+            peers.insert(0, prefer)
+        for peer in peers:
+            if not wanted:
+                break
+            try:
+                answer = await self.p2p.request(
+                    peer, encode_batch_request(BatchRequest(sorted(wanted)))
+                )
+                batches = _list_decoder.decode(answer) if answer else []
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                log.warning("event=bad_batch_answer peer=%d reason=%s", peer, exc)
+                continue
+            except Exception as exc:  # transport failure: try the next peer
+                log.debug("event=batch_fetch_failed peer=%d reason=%s", peer, exc)
+                continue
+            for encoded in batches[: len(wanted)]:
+                digest = batch_digest(encoded)
+                if digest in wanted and self.pool.accept_fetched(digest, encoded):
+                    wanted.discard(digest)
+        return len(wanted)

@@ -1,0 +1,564 @@
+"""The genesis file: the validator set, the signing domain and the initial state.
+
+Every validator of a network holds the same `genesis.json`. It is plain JSON so
+an operator can read and review it: byte strings are `0x` hex, integers are
+JSON numbers, and integers beyond 2**53 - 1 (wad amounts, which JavaScript
+tools would round) are decimal strings. Nothing hashes the JSON: the genesis
+block commits to `Genesis.canonical_bytes()`, a domain-tagged msgspec
+encoding (see "Canonical bytes" below and STYLE.md item 5).
+
+Canonical bytes cover what defines the chain: chain id, genesis time, L1
+verifying contract, each validator's address, public key and weight, and the
+execution engine's genesis. A validator's name, its network addresses and the
+default view timeout are operational hints: they may differ between copies of
+the file (an operator who moves a validator to a new host edits them, or
+overrides them with `[p2p] peers` in config.toml) without changing the chain.
+
+`Genesis` checks itself on construction and raises GenesisError at the first
+rule it breaks, so a `Genesis` value is always valid.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import os
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import coincurve
+import msgspec
+import msgspec.inspect as mi
+
+from consensus.core import genesis_block
+from consensus.crypto import ADDRESS_LENGTH, Address, PrivateKey, keccak256
+from consensus.encoding import Domain
+from consensus.limits import MAX_PAYLOAD_BYTES, MAX_VALIDATORS
+from consensus.messages import Block
+from consensus.types import Validator, ValidatorSet
+from sequencer_net.execution.encoding import encode
+from sequencer_net.execution.exceptions import ExecutionError
+from sequencer_net.execution.genesis import GenesisConfig, GenesisDeposit, genesis_state
+
+GENESIS_TAG: Final = b"seqnet/genesis/v1\x00"
+"""Prefix of the canonical bytes, so they never collide with another encoded thing."""
+
+MAX_CHAIN_ID: Final = 2**63 - 1
+"""Chain ids travel as signed 64-bit integers on the wire (msgspec int64)."""
+
+MAX_WEIGHT: Final = 2**48
+"""Bounds the total voting weight (1024 validators) far below 2**64."""
+
+MAX_VIEW_TIMEOUT_MS: Final = 3_600_000
+MAX_JSON_SAFE_INT: Final = 2**53 - 1
+"""Integers above this are written as decimal strings (JavaScript's Number limit)."""
+
+PUBLIC_KEY_LENGTH: Final = 65
+
+LOCAL_FUNDED_AMOUNT: Final = 1_000_000 * 10**18
+"""Collateral (wad) that `make_local_genesis` deposits for each funded account."""
+LOCAL_INSURANCE_FUND: Final = 1_000_000 * 10**18
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class GenesisError(ValueError):
+    """A genesis file or value breaks a rule; the message says which and where."""
+
+
+@dataclass(frozen=True)
+class GenesisValidator:
+    name: str  # a label for logs and status output, e.g. "node0"
+    address: bytes  # 20 bytes: keccak256(public_key[1:])[12:]
+    public_key: bytes  # 65 bytes, uncompressed secp256k1 (0x04 || x || y)
+    weight: int  # voting power, > 0
+    p2p_host: str
+    p2p_port: int
+    api_host: str
+    api_port: int
+
+
+@dataclass(frozen=True)
+class Genesis:
+    chain_id: int
+    genesis_time_ms: int  # unix milliseconds; the execution genesis holds the same in seconds
+    verifying_contract: bytes  # 20-byte L1 contract address; zero until the L1 is deployed
+    view_timeout_ms: int  # default consensus view timeout; a node's config may override it
+    validators: tuple[GenesisValidator, ...]
+    execution: GenesisConfig
+
+    def __post_init__(self) -> None:
+        check_genesis(self)
+
+    def validator_set(self) -> ValidatorSet:
+        return ValidatorSet([Validator(Address(v.address), v.weight) for v in self.validators])
+
+    def domain(self) -> Domain:
+        return Domain(chain_id=self.chain_id, verifying_contract=self.verifying_contract)
+
+    def genesis_block(self) -> Block:
+        return genesis_block(self.canonical_bytes())
+
+    def canonical_bytes(self) -> bytes:
+        return _canonical_bytes(self)
+
+    def validator_index(self, address: bytes) -> int | None:
+        """The index of the validator with `address`, or None for a non-validator."""
+        for index, validator in enumerate(self.validators):
+            if validator.address == address:
+                return index
+        return None
+
+
+# --- Canonical bytes -----------------------------------------------------------------
+
+
+class _CanonicalValidator(msgspec.Struct, frozen=True, array_like=True):
+    address: bytes
+    public_key: bytes
+    weight: int
+
+
+class _CanonicalGenesis(msgspec.Struct, frozen=True, array_like=True):
+    chain_id: int
+    genesis_time_ms: int
+    verifying_contract: bytes
+    validators: tuple[_CanonicalValidator, ...]
+    execution: GenesisConfig
+
+
+def _canonical_bytes(genesis: Genesis) -> bytes:
+    document = _CanonicalGenesis(
+        chain_id=genesis.chain_id,
+        genesis_time_ms=genesis.genesis_time_ms,
+        verifying_contract=genesis.verifying_contract,
+        validators=tuple(
+            _CanonicalValidator(v.address, v.public_key, v.weight) for v in genesis.validators
+        ),
+        execution=genesis.execution,
+    )
+    return GENESIS_TAG + encode(document)
+
+
+# --- Validation ----------------------------------------------------------------------
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_genesis(genesis: Genesis) -> None:
+    """Raise GenesisError at the first rule `genesis` breaks."""
+    if not _is_int(genesis.chain_id) or not 1 <= genesis.chain_id <= MAX_CHAIN_ID:
+        raise GenesisError(f"chain_id: must be an integer in 1..{MAX_CHAIN_ID}")
+    if not _is_int(genesis.genesis_time_ms) or not 0 <= genesis.genesis_time_ms < 2**63:
+        raise GenesisError("genesis_time_ms: must be a non-negative unix time in milliseconds")
+    if (
+        not isinstance(genesis.verifying_contract, bytes)
+        or len(genesis.verifying_contract) != ADDRESS_LENGTH
+    ):
+        raise GenesisError("verifying_contract: must be a 20-byte address")
+    if (
+        not _is_int(genesis.view_timeout_ms)
+        or not 1 <= genesis.view_timeout_ms <= MAX_VIEW_TIMEOUT_MS
+    ):
+        raise GenesisError(f"view_timeout_ms: must be in 1..{MAX_VIEW_TIMEOUT_MS}")
+    if not isinstance(genesis.validators, tuple):
+        raise GenesisError("validators: must be a tuple of GenesisValidator")
+    if not genesis.validators:
+        raise GenesisError("validators: at least one validator is needed")
+    if len(genesis.validators) > MAX_VALIDATORS:
+        raise GenesisError(f"validators: at most {MAX_VALIDATORS} validators")
+    for index, validator in enumerate(genesis.validators):
+        _check_validator(f"validators[{index}]", validator)
+    _check_unique(genesis.validators)
+    if not isinstance(genesis.execution, GenesisConfig):
+        raise GenesisError("execution: must be an execution GenesisConfig")
+    size = len(genesis.canonical_bytes())
+    if size > MAX_PAYLOAD_BYTES:
+        raise GenesisError(
+            f"the genesis encodes to {size} bytes, above the block payload cap {MAX_PAYLOAD_BYTES}"
+        )
+    _check_execution(genesis)
+
+
+def _check_validator(where: str, v: GenesisValidator) -> None:
+    if not isinstance(v.name, str) or not _NAME.match(v.name):
+        raise GenesisError(
+            f"{where}.name: {v.name!r} must be 1-64 letters, digits, '_', '.' or '-'"
+        )
+    where = f"{where} ({v.name})"
+    if not isinstance(v.public_key, bytes) or len(v.public_key) != PUBLIC_KEY_LENGTH:
+        raise GenesisError(f"{where}.public_key: must be 65 bytes (uncompressed, 0x04...)")
+    if v.public_key[0] != 4:
+        raise GenesisError(f"{where}.public_key: must be uncompressed (start with 0x04)")
+    try:
+        coincurve.PublicKey(v.public_key)
+    except Exception as exc:  # coincurve raises plain Exception for a bad point
+        raise GenesisError(f"{where}.public_key: not a point on secp256k1") from exc
+    if not isinstance(v.address, bytes) or len(v.address) != ADDRESS_LENGTH:
+        raise GenesisError(f"{where}.address: must be a 20-byte address")
+    expected = keccak256(v.public_key[1:])[12:]
+    if v.address != expected:
+        raise GenesisError(
+            f"{where}.address: 0x{v.address.hex()} is not the public key's address "
+            f"0x{expected.hex()} (keccak256(public_key)[12:])"
+        )
+    if not _is_int(v.weight) or not 1 <= v.weight <= MAX_WEIGHT:
+        raise GenesisError(f"{where}.weight: must be an integer in 1..{MAX_WEIGHT}")
+    for field in ("p2p", "api"):
+        host, port = getattr(v, f"{field}_host"), getattr(v, f"{field}_port")
+        if not isinstance(host, str) or not host or any(c.isspace() for c in host):
+            raise GenesisError(f"{where}.{field}_host: must be a host name or IP address")
+        if not _is_int(port) or not 1 <= port <= 65535:
+            raise GenesisError(f"{where}.{field}_port: must be in 1..65535")
+
+
+def _check_unique(validators: tuple[GenesisValidator, ...]) -> None:
+    names: set[str] = set()
+    addresses: set[bytes] = set()
+    endpoints: dict[tuple[str, int], str] = {}
+    for index, v in enumerate(validators):
+        where = f"validators[{index}] ({v.name})"
+        if v.name in names:
+            raise GenesisError(f"{where}.name: duplicate name {v.name!r}")
+        names.add(v.name)
+        if v.address in addresses:
+            raise GenesisError(f"{where}.address: duplicate address 0x{v.address.hex()}")
+        addresses.add(v.address)
+        for field in ("p2p", "api"):
+            endpoint = (getattr(v, f"{field}_host"), getattr(v, f"{field}_port"))
+            if endpoint in endpoints:
+                raise GenesisError(
+                    f"{where}.{field}_port: {endpoint[0]}:{endpoint[1]} is already "
+                    f"used by {endpoints[endpoint]}"
+                )
+            endpoints[endpoint] = f"{v.name}'s {field} port"
+
+
+def _check_execution(genesis: Genesis) -> None:
+    execution = genesis.execution
+    if execution.chain_id != genesis.chain_id:
+        raise GenesisError(
+            f"execution.chain_id: {execution.chain_id} differs from chain_id {genesis.chain_id}"
+        )
+    if execution.genesis_time != genesis.genesis_time_ms // 1000:
+        raise GenesisError(
+            f"execution.genesis_time: must be genesis_time_ms // 1000 = "
+            f"{genesis.genesis_time_ms // 1000} (seconds), got {execution.genesis_time}"
+        )
+    try:
+        genesis_state(execution)  # builds the height-0 state in memory: every engine check
+    except (ValueError, ExecutionError, TypeError) as exc:
+        raise GenesisError(f"execution: {exc}") from exc
+
+
+# --- JSON ----------------------------------------------------------------------------
+
+_TOP_KEYS = (
+    "chain_id",
+    "genesis_time_ms",
+    "verifying_contract",
+    "view_timeout_ms",
+    "validators",
+    "execution",
+)
+_VALIDATOR_KEYS = (
+    "name",
+    "address",
+    "public_key",
+    "weight",
+    "p2p_host",
+    "p2p_port",
+    "api_host",
+    "api_port",
+)
+
+
+def _json_int(value: int) -> int | str:
+    return value if abs(value) <= MAX_JSON_SAFE_INT else str(value)
+
+
+def _to_json(value: Any) -> Any:
+    """A msgspec Struct tree as readable JSON values (field names, hex, enum names)."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, enum.Enum):
+        return value.name.lower()
+    if isinstance(value, int):
+        return _json_int(value)
+    if isinstance(value, bytes):
+        return "0x" + value.hex()
+    if isinstance(value, msgspec.Struct):
+        return {f: _to_json(getattr(value, f)) for f in value.__struct_fields__}
+    if isinstance(value, tuple | list):
+        return [_to_json(item) for item in value]
+    raise TypeError(f"no JSON form for {type(value).__name__}")
+
+
+def genesis_to_json(genesis: Genesis) -> dict[str, Any]:
+    return {
+        "chain_id": _json_int(genesis.chain_id),
+        "genesis_time_ms": _json_int(genesis.genesis_time_ms),
+        "verifying_contract": "0x" + genesis.verifying_contract.hex(),
+        "view_timeout_ms": genesis.view_timeout_ms,
+        "validators": [
+            {
+                "name": v.name,
+                "address": "0x" + v.address.hex(),
+                "public_key": "0x" + v.public_key.hex(),
+                "weight": _json_int(v.weight),
+                "p2p_host": v.p2p_host,
+                "p2p_port": v.p2p_port,
+                "api_host": v.api_host,
+                "api_port": v.api_port,
+            }
+            for v in genesis.validators
+        ],
+        "execution": _to_json(genesis.execution),
+    }
+
+
+def _object(value: Any, where: str, keys: Sequence[str], required: Sequence[str]) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise GenesisError(f"{where}: must be a JSON object")
+    for key in value:
+        if key not in keys:
+            raise GenesisError(f"{_join(where, key)}: unknown key")
+    for key in required:
+        if key not in value:
+            raise GenesisError(f"{_join(where, key)}: missing")
+    return value
+
+
+def _join(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+def _int(value: Any, where: str) -> int:
+    if _is_int(value):
+        return int(value)
+    if isinstance(value, str) and re.fullmatch(r"-?[0-9]+", value):
+        return int(value)
+    raise GenesisError(f"{where}: must be an integer (a JSON number or a decimal string)")
+
+
+def _bytes(value: Any, where: str) -> bytes:
+    if not isinstance(value, str) or not value.startswith("0x"):
+        raise GenesisError(f"{where}: must be a 0x-prefixed hex string")
+    try:
+        return bytes.fromhex(value[2:])
+    except ValueError:
+        raise GenesisError(f"{where}: {value!r} is not valid hex") from None
+
+
+def _str(value: Any, where: str) -> str:
+    if not isinstance(value, str):
+        raise GenesisError(f"{where}: must be a string")
+    return value
+
+
+def _from_json(value: Any, info: mi.Type, where: str) -> Any:
+    """Read a JSON value as the msgspec type `info` describes (the inverse of `_to_json`)."""
+    if isinstance(info, mi.IntType):
+        return _int(value, where)
+    if isinstance(info, mi.BytesType):
+        return _bytes(value, where)
+    if isinstance(info, mi.StrType):
+        return _str(value, where)
+    if isinstance(info, mi.BoolType):
+        if not isinstance(value, bool):
+            raise GenesisError(f"{where}: must be true or false")
+        return value
+    if isinstance(info, mi.EnumType):
+        members: dict[str, Any] = {m.name.lower(): m for m in info.cls}
+        if isinstance(value, str) and value.lower() in members:
+            return members[value.lower()]
+        raise GenesisError(f"{where}: must be one of {', '.join(members)}")
+    if isinstance(info, mi.VarTupleType | mi.ListType):
+        if not isinstance(value, list):
+            raise GenesisError(f"{where}: must be a JSON array")
+        return tuple(
+            _from_json(item, info.item_type, f"{where}[{i}]") for i, item in enumerate(value)
+        )
+    if isinstance(info, mi.UnionType):
+        if value is None and any(isinstance(t, mi.NoneType) for t in info.types):
+            return None
+        others = [t for t in info.types if not isinstance(t, mi.NoneType)]
+        if len(others) != 1:
+            raise TypeError(f"{where}: unsupported union in the execution genesis")
+        return _from_json(value, others[0], where)
+    if isinstance(info, mi.StructType):
+        names = [f.name for f in info.fields]
+        required = [f.name for f in info.fields if f.required]
+        obj = _object(value, where, names, required)
+        kwargs = {
+            f.name: _from_json(obj[f.name], f.type, _join(where, f.name))
+            for f in info.fields
+            if f.name in obj
+        }
+        return info.cls(**kwargs)
+    raise TypeError(f"{where}: unsupported type {info!r} in the execution genesis")
+
+
+_EXECUTION_TYPE: Final = mi.type_info(GenesisConfig)
+
+
+def genesis_from_json(document: Any) -> Genesis:
+    """Build (and so check) a Genesis from parsed JSON; raise GenesisError naming the key."""
+    top = _object(document, "", _TOP_KEYS, _TOP_KEYS)
+    validators_json = top["validators"]
+    if not isinstance(validators_json, list):
+        raise GenesisError("validators: must be a JSON array")
+    validators = []
+    for index, item in enumerate(validators_json):
+        where = f"validators[{index}]"
+        v = _object(item, where, _VALIDATOR_KEYS, _VALIDATOR_KEYS)
+        validators.append(
+            GenesisValidator(
+                name=_str(v["name"], f"{where}.name"),
+                address=_bytes(v["address"], f"{where}.address"),
+                public_key=_bytes(v["public_key"], f"{where}.public_key"),
+                weight=_int(v["weight"], f"{where}.weight"),
+                p2p_host=_str(v["p2p_host"], f"{where}.p2p_host"),
+                p2p_port=_int(v["p2p_port"], f"{where}.p2p_port"),
+                api_host=_str(v["api_host"], f"{where}.api_host"),
+                api_port=_int(v["api_port"], f"{where}.api_port"),
+            )
+        )
+    execution = _from_json(top["execution"], _EXECUTION_TYPE, "execution")
+    return Genesis(
+        chain_id=_int(top["chain_id"], "chain_id"),
+        genesis_time_ms=_int(top["genesis_time_ms"], "genesis_time_ms"),
+        verifying_contract=_bytes(top["verifying_contract"], "verifying_contract"),
+        view_timeout_ms=_int(top["view_timeout_ms"], "view_timeout_ms"),
+        validators=tuple(validators),
+        execution=execution,
+    )
+
+
+def load_genesis(path: Path) -> Genesis:
+    """Read and check a genesis file; GenesisError messages start with the path."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise GenesisError(f"{path}: cannot read the genesis file: {exc.strerror}") from exc
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise GenesisError(f"{path}: invalid JSON at line {exc.lineno}: {exc.msg}") from exc
+    try:
+        return genesis_from_json(document)
+    except GenesisError as exc:
+        raise GenesisError(f"{path}: {exc}") from exc
+
+
+def genesis_json_text(genesis: Genesis) -> str:
+    return json.dumps(genesis_to_json(genesis), indent=2) + "\n"
+
+
+def write_genesis(path: Path, genesis: Genesis) -> None:
+    """Write `genesis` as readable JSON, atomically (temporary file, then rename)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.urandom(6).hex()}.tmp")
+    try:
+        with open(tmp, "x") as file:
+            file.write(genesis_json_text(genesis))
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+# --- Local networks ------------------------------------------------------------------
+
+
+def default_execution_genesis(
+    admin: bytes,
+    *,
+    chain_id: int,
+    genesis_time_ms: int,
+    funded_accounts: Sequence[bytes] = (),
+) -> GenesisConfig:
+    """An execution genesis governed by `admin` (also bridge and sole oracle), with
+    LOCAL_FUNDED_AMOUNT for each funded account (a 20-byte address, meaning its
+    subaccount 0, or a 21-byte subaccount id) and LOCAL_INSURANCE_FUND."""
+    deposits = []
+    for account in funded_accounts:
+        if len(account) not in (ADDRESS_LENGTH, ADDRESS_LENGTH + 1):
+            raise GenesisError(
+                f"funded_accounts: 0x{account.hex()} is neither an address nor a subaccount id"
+            )
+        subaccount = account if len(account) == ADDRESS_LENGTH + 1 else account + b"\x00"
+        deposits.append(GenesisDeposit(subaccount=subaccount, amount=LOCAL_FUNDED_AMOUNT))
+    return GenesisConfig(
+        chain_id=chain_id,
+        admin=admin,
+        bridge=admin,
+        oracles=(admin,),
+        genesis_time=genesis_time_ms // 1000,
+        deposits=tuple(deposits),
+        insurance_fund=LOCAL_INSURANCE_FUND,
+    )
+
+
+def make_local_genesis(
+    secrets: Sequence[bytes],
+    *,
+    chain_id: int = 31337,
+    host: str = "127.0.0.1",
+    base_p2p_port: int,
+    base_api_port: int,
+    weights: Sequence[int] | None = None,
+    view_timeout_ms: int = 1000,
+    genesis_time_ms: int | None = None,
+    funded_accounts: Sequence[bytes] = (),
+) -> Genesis:
+    """A genesis for a network on one machine, one validator per secret.
+
+    Validator i is named `node{i}` and listens on `base_p2p_port + i` (p2p) and
+    `base_api_port + i` (API). Validator 0's address is the execution admin,
+    bridge and oracle. Each funded account (a 20-byte address, meaning its
+    subaccount 0, or a 21-byte subaccount id) starts with LOCAL_FUNDED_AMOUNT of
+    collateral; the insurance fund starts with LOCAL_INSURANCE_FUND.
+    """
+    if not secrets:
+        raise GenesisError("validators: at least one validator is needed")
+    if weights is not None and len(weights) != len(secrets):
+        raise GenesisError(f"weights: {len(weights)} weights for {len(secrets)} validators")
+    keys = [PrivateKey(secret) for secret in secrets]
+    if genesis_time_ms is None:
+        genesis_time_ms = int(time.time() * 1000)
+    execution = default_execution_genesis(
+        keys[0].address,
+        chain_id=chain_id,
+        genesis_time_ms=genesis_time_ms,
+        funded_accounts=funded_accounts,
+    )
+    return Genesis(
+        chain_id=chain_id,
+        genesis_time_ms=genesis_time_ms,
+        verifying_contract=bytes(ADDRESS_LENGTH),
+        view_timeout_ms=view_timeout_ms,
+        validators=tuple(
+            GenesisValidator(
+                name=f"node{i}",
+                address=key.address,
+                public_key=key.public_key,
+                weight=1 if weights is None else weights[i],
+                p2p_host=host,
+                p2p_port=base_p2p_port + i,
+                api_host=host,
+                api_port=base_api_port + i,
+            )
+            for i, key in enumerate(keys)
+        ),
+        execution=execution,
+    )

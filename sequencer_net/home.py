@@ -1,0 +1,139 @@
+"""A node's home directory: what `seqnet node init` creates and `node run` reads.
+
+    <home>/            mode 0700
+      config.toml      the node's settings (sequencer_net.config)
+      genesis.json     the network's genesis (sequencer_net.genesis)
+      validator.key    the validator's key, mode 0600 (sequencer_net.keystore)
+      data/            the database, mode 0700 (storage.data_dir)
+      LOCK             held by the running node (sequencer_net.storage.home_lock)
+
+`init_home` takes the same lock while it writes, so re-initializing (`--force`)
+the home of a running node fails instead of swapping its key underneath it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tomllib
+from pathlib import Path
+from typing import Final
+
+from sequencer_net.config import (
+    CONFIG_FILE,
+    NodeConfig,
+    default_config_text,
+    load_config,
+    parse_config,
+)
+from sequencer_net.genesis import Genesis, load_genesis, make_local_genesis, write_genesis
+from sequencer_net.keystore import (
+    check_secret,
+    generate_secret,
+    read_key_file,
+    read_password_file,
+    write_key_file,
+    write_private_file,
+)
+from sequencer_net.storage.home_lock import HomeLock, HomeLocked
+
+GENESIS_FILE: Final = "genesis.json"
+KEY_FILE: Final = "validator.key"
+DATA_DIR: Final = "data"
+
+
+class HomeError(Exception):
+    """A home directory cannot be created, used or locked."""
+
+
+def init_home(
+    home: Path,
+    *,
+    name: str,
+    genesis: Genesis | None = None,
+    genesis_file: Path | None = None,
+    secret: bytes | None = None,
+    p2p_port: int = 26600,
+    api_port: int = 26700,
+    password: str | None = None,
+    force: bool = False,
+    listen_host: str = "127.0.0.1",
+    password_file: Path | None = None,
+    scrypt_n: int | None = None,
+) -> NodeConfig:
+    """Create a node home and return its loaded config.
+
+    The genesis is `genesis`, or a verbatim copy of `genesis_file` (checked
+    first), or, given neither, a one-validator local network of this node's key
+    (a dev chain that runs on its own). The key is `secret` or a fresh one,
+    encrypted when `password` is given; `password_file`, if given, is recorded
+    in config.toml so the node can decrypt the key unattended.
+
+    Refuses a home that exists and is not empty, unless `force`: then the
+    config, genesis and key are replaced and data/ is left as it is (deleting a
+    validator's data while it keeps its key risks double-signing; remove data/
+    yourself when starting a new chain).
+    """
+    home = Path(home).expanduser().resolve()
+    if genesis is not None and genesis_file is not None:
+        raise HomeError("give a genesis or a genesis file, not both")
+    if home.exists() and not home.is_dir():
+        raise HomeError(f"{home}: exists and is not a directory")
+    if home.exists() and any(home.iterdir()) and not force:
+        raise HomeError(
+            f"{home}: already exists and is not empty; refusing to overwrite it "
+            "(pass force=True / --force to replace its config, key and genesis)"
+        )
+    config_text = default_config_text(
+        name,
+        p2p_port,
+        api_port,
+        listen_host=listen_host,
+        password_file=None if password_file is None else str(Path(password_file).resolve()),
+    )
+    # Check the config before writing anything (bad name, clashing ports, ...).
+    parse_config(home, tomllib.loads(config_text), str(home / CONFIG_FILE))
+    source_genesis = None
+    if genesis_file is not None:
+        source_genesis = Path(genesis_file)
+        genesis = load_genesis(source_genesis)
+    if secret is None:
+        secret = generate_secret()
+    check_secret(secret)
+    if genesis is None:
+        genesis = make_local_genesis(
+            [secret], host=listen_host, base_p2p_port=p2p_port, base_api_port=api_port
+        )
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(home, 0o700)
+    lock = HomeLock(home)
+    try:
+        lock.acquire()
+    except HomeLocked as exc:
+        raise HomeError(str(exc)) from None
+    try:
+        write_key_file(home / KEY_FILE, secret, password, scrypt_n=scrypt_n)
+        if source_genesis is not None:
+            # A byte-for-byte copy: operators compare checksums of the distributed file.
+            tmp = home / f".{GENESIS_FILE}.tmp"
+            shutil.copyfile(source_genesis, tmp)
+            os.replace(tmp, home / GENESIS_FILE)
+        else:
+            write_genesis(home / GENESIS_FILE, genesis)
+        write_private_file(home / CONFIG_FILE, config_text.encode())
+        (home / DATA_DIR).mkdir(mode=0o700, exist_ok=True)
+    finally:
+        lock.release()
+    return load_config(home)
+
+
+def load_validator_secret(config: NodeConfig, password: str | None = None) -> bytes:
+    """The validator's secret from the configured key file.
+
+    The password is `password`, else the first line of `password_file` (if
+    configured), else none (the key file must then be plain). Raises
+    KeystoreError.
+    """
+    if password is None and config.password_path is not None:
+        password = read_password_file(config.password_path)
+    return read_key_file(config.key_path, password)

@@ -1,0 +1,181 @@
+"""Batches: a validator's bundle of transactions, broadcast before ordering.
+
+Data availability before ordering (DESIGN.md, "Architecture direction" 4):
+each validator cuts the transactions it received into batches, numbered per
+author from 0, and broadcasts them; proposals then carry batch digests.
+
+Wire format: a msgpack array [author, sequence, [tx, ...]] where each tx is
+an encoded signed transaction (sequencer_net.mempool.transaction). Only the
+canonical encoding is accepted, so a batch has one digest:
+
+    batch_digest = keccak256(BATCH_DIGEST_TAG || encoded batch)
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Final
+
+import msgspec
+
+from consensus.crypto import keccak256
+from consensus.encoding import Domain
+from consensus.limits import U64_MAX
+
+from .limits import (
+    MAX_BATCH_AUTHOR,
+    MAX_BATCH_BYTES,
+    MAX_BATCH_TX_BYTES,
+    MAX_BATCH_TXS,
+    MAX_TX_BYTES,
+    BatchLimits,
+)
+from .mempool import CheckedTx, Mempool, check_transaction
+from .transaction import InvalidTransaction, tx_hash
+
+BATCH_DIGEST_TAG: Final = b"seqnet/batch/v1\x00"
+"""Keeps a batch digest from ever equalling any other keccak the system signs."""
+
+
+class InvalidBatch(ValueError):
+    """Bytes that are not an acceptable batch; subclasses name why."""
+
+
+class OversizedBatch(InvalidBatch):
+    """Longer than MAX_BATCH_BYTES, or its transactions exceed a batch bound."""
+
+
+class MalformedBatch(InvalidBatch):
+    """Not a canonical msgpack batch, or a field out of bounds."""
+
+
+class EmptyBatch(InvalidBatch):
+    """A batch with no transactions: nothing to make available."""
+
+
+class DuplicateTransaction(InvalidBatch):
+    """The same transaction bytes appear twice in one batch."""
+
+
+class InvalidBatchTransaction(InvalidBatch):
+    """A transaction inside the batch fails decoding, chain or signature checks."""
+
+    def __init__(self, position: int, cause: InvalidTransaction) -> None:
+        super().__init__(f"transaction {position}: {type(cause).__name__}: {cause}")
+        self.position = position
+        self.cause = cause
+
+
+class Batch(msgspec.Struct, frozen=True, array_like=True):
+    author: Annotated[int, msgspec.Meta(ge=0, le=MAX_BATCH_AUTHOR)]  # validator index
+    sequence: Annotated[int, msgspec.Meta(ge=0, le=U64_MAX)]  # per author, from 0
+    transactions: Annotated[
+        list[Annotated[bytes, msgspec.Meta(max_length=MAX_TX_BYTES)]],
+        msgspec.Meta(max_length=MAX_BATCH_TXS),
+    ]
+
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(Batch)
+
+
+def encode_batch(batch: Batch) -> bytes:
+    return _encoder.encode(batch)
+
+
+def decode_batch(data: bytes) -> Batch:
+    """Decode one batch and check its structure (not its signatures: see verify_batch).
+
+    Checks, in order: raw size, msgpack structure and field bounds, canonical
+    encoding, at least one transaction, total transaction bytes, no duplicates.
+    """
+    if len(data) > MAX_BATCH_BYTES:
+        raise OversizedBatch(f"batch of {len(data)} bytes exceeds {MAX_BATCH_BYTES}")
+    try:
+        batch = _decoder.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise MalformedBatch(f"undecodable batch: {exc}") from exc
+    if _encoder.encode(batch) != data:
+        raise MalformedBatch("batch is not canonically encoded")
+    check_batch_shape(batch)
+    return batch
+
+
+def check_batch_shape(batch: Batch) -> None:
+    if not batch.transactions:
+        raise EmptyBatch("a batch carries at least one transaction")
+    if len(batch.transactions) > MAX_BATCH_TXS:
+        raise OversizedBatch(f"batch of {len(batch.transactions)} txs exceeds {MAX_BATCH_TXS}")
+    total = sum(len(tx) for tx in batch.transactions)
+    if total > MAX_BATCH_TX_BYTES:
+        raise OversizedBatch(f"batch transactions total {total} bytes, over {MAX_BATCH_TX_BYTES}")
+    if len(set(batch.transactions)) != len(batch.transactions):
+        raise DuplicateTransaction("a transaction appears twice in the batch")
+
+
+def batch_digest(encoded: bytes) -> bytes:
+    return keccak256(BATCH_DIGEST_TAG + encoded)
+
+
+def verify_batch(batch: Batch, domain: Domain) -> list[CheckedTx]:
+    """Check every transaction's encoding, chain id and signature, in order; raise
+    InvalidBatchTransaction at the first bad one. Cost: one recovery per tx."""
+    check_batch_shape(batch)
+    checked: list[CheckedTx] = []
+    for position, encoded in enumerate(batch.transactions):
+        try:
+            checked.append(check_transaction(encoded, domain))
+        except InvalidTransaction as exc:
+            raise InvalidBatchTransaction(position, exc) from exc
+    return checked
+
+
+class BatchBuilder:
+    """Decides when this validator cuts its next batch. Pure: time is passed in.
+
+    A batch is cut when the untaken transactions reach `max_txs` or `max_bytes`,
+    or when the oldest of them has waited `max_delay_ms`. Sequences count from
+    `next_sequence` (persisted by the node, so a restart never reuses one).
+    """
+
+    def __init__(self, author: int, limits: BatchLimits | None = None, next_sequence: int = 0):
+        if not 0 <= author <= MAX_BATCH_AUTHOR:
+            raise ValueError("batch author out of range")
+        self.author = author
+        self.limits = limits or BatchLimits()
+        self.next_sequence = next_sequence
+
+    def due(self, mempool: Mempool, now_ms: int) -> bool:
+        if mempool.untaken_count() == 0:
+            return False
+        if mempool.untaken_count() >= self.limits.max_txs:
+            return True
+        if mempool.untaken_bytes() >= self.limits.max_bytes:
+            return True
+        deadline = self.deadline_ms(mempool)
+        return deadline is not None and now_ms >= deadline
+
+    def deadline_ms(self, mempool: Mempool) -> int | None:
+        """When the oldest untaken transaction's delay runs out (for the shell's timer)."""
+        oldest = mempool.oldest_untaken_ms()
+        return None if oldest is None else oldest + self.limits.max_delay_ms
+
+    def poll(self, mempool: Mempool, now_ms: int) -> Batch | None:
+        """Cut the next batch if one is due: take its transactions from the mempool,
+        mark them batched and advance the sequence. None if nothing is due."""
+        if not self.due(mempool, now_ms):
+            return None
+        taken = mempool.take_batch(self.limits.max_txs, self.limits.max_bytes)
+        if not taken:
+            return None
+        mempool.mark_batched(c.hash for c in taken)
+        batch = Batch(
+            author=self.author,
+            sequence=self.next_sequence,
+            transactions=[c.encoded for c in taken],
+        )
+        self.next_sequence += 1
+        return batch
+
+
+def batch_tx_hashes(batch: Batch) -> list[bytes]:
+    return [tx_hash(tx) for tx in batch.transactions]

@@ -1,0 +1,155 @@
+"""Rollup transactions: wire format, EIP-712-style signing and sender recovery.
+
+A transaction carries an opaque payload for one rollup (its `namespace`) and is
+signed by an ordinary Ethereum key over an EIP-712 typed structure:
+
+    TX_TYPEHASH = keccak("Transaction(uint64 nonce,uint32 namespace,uint256 fee,"
+                         "bytes32 payloadHash)")
+    structHash  = keccak(TX_TYPEHASH || word(nonce) || word(namespace) || word(fee)
+                         || keccak(payload))
+    digest      = keccak(0x19 0x01 || domainSeparator || structHash)
+
+`domainSeparator` is `consensus.encoding.Domain(chain_id, verifying_contract)`,
+the same domain validators sign votes under, so the chain id binds a
+transaction to one network. Signatures are 65 bytes r || s || v with low s
+(`consensus.crypto`).
+
+Wire format: a msgpack array [chain_id, nonce, namespace, fee, payload,
+signature]. Only the canonical encoding is accepted, so a signed transaction
+has exactly one encoding and `tx_hash` (keccak of it) names it uniquely.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Annotated
+
+import msgspec
+
+from consensus.crypto import (
+    SIGNATURE_LENGTH,
+    Address,
+    InvalidSignature,
+    PrivateKey,
+    keccak256,
+    recover_address,
+)
+from consensus.encoding import Domain, word
+
+from .limits import MAX_FEE, MAX_NAMESPACE, MAX_NONCE, MAX_TX_BYTES, MAX_TX_PAYLOAD_BYTES
+
+TX_TYPEHASH = keccak256(
+    b"Transaction(uint64 nonce,uint32 namespace,uint256 fee,bytes32 payloadHash)"
+)
+
+
+class InvalidTransaction(ValueError):
+    """Bytes that are not an acceptable signed transaction; subclasses name why."""
+
+
+class OversizedTransaction(InvalidTransaction):
+    """The encoded transaction is longer than MAX_TX_BYTES."""
+
+
+class MalformedTransaction(InvalidTransaction):
+    """Not a canonical msgpack transaction, or a field is out of its bounds."""
+
+
+class WrongChain(InvalidTransaction):
+    """Signed for another network's chain id."""
+
+
+class BadSignature(InvalidTransaction):
+    """The signature is malformed, malleable (high s) or does not recover."""
+
+
+class Transaction(msgspec.Struct, frozen=True, array_like=True):
+    chain_id: Annotated[int, msgspec.Meta(ge=0, le=MAX_NONCE)]
+    nonce: Annotated[int, msgspec.Meta(ge=0, le=MAX_NONCE)]
+    namespace: Annotated[int, msgspec.Meta(ge=0, le=MAX_NAMESPACE)]
+    fee: Annotated[int, msgspec.Meta(ge=0, le=MAX_FEE)]
+    payload: Annotated[bytes, msgspec.Meta(max_length=MAX_TX_PAYLOAD_BYTES)]
+    signature: Annotated[
+        bytes, msgspec.Meta(min_length=SIGNATURE_LENGTH, max_length=SIGNATURE_LENGTH)
+    ]
+
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(Transaction)
+
+
+@lru_cache(maxsize=16)
+def _separator(domain: Domain) -> bytes:
+    return domain.separator()
+
+
+def transaction_digest(
+    domain: Domain, nonce: int, namespace: int, fee: int, payload: bytes
+) -> bytes:
+    """The 32-byte EIP-712 digest a sender signs (chain id comes from `domain`)."""
+    if not 0 <= nonce <= MAX_NONCE:
+        raise ValueError("nonce out of range")
+    if not 0 <= namespace <= MAX_NAMESPACE:
+        raise ValueError("namespace out of range")
+    if not 0 <= fee <= MAX_FEE:
+        raise ValueError("fee out of range")
+    struct_hash = keccak256(
+        TX_TYPEHASH + word(nonce) + word(namespace) + word(fee) + keccak256(payload)
+    )
+    return keccak256(b"\x19\x01" + _separator(domain) + struct_hash)
+
+
+def sign_transaction(
+    key: PrivateKey, domain: Domain, nonce: int, namespace: int, fee: int, payload: bytes
+) -> Transaction:
+    if len(payload) > MAX_TX_PAYLOAD_BYTES:
+        raise ValueError(f"payload of {len(payload)} bytes exceeds {MAX_TX_PAYLOAD_BYTES}")
+    if not 0 <= domain.chain_id <= MAX_NONCE:
+        raise ValueError("chain id does not fit the transaction wire format")
+    signature = key.sign_digest(transaction_digest(domain, nonce, namespace, fee, payload))
+    return Transaction(
+        chain_id=domain.chain_id,
+        nonce=nonce,
+        namespace=namespace,
+        fee=fee,
+        payload=payload,
+        signature=bytes(signature),
+    )
+
+
+def encode_transaction(tx: Transaction) -> bytes:
+    return _encoder.encode(tx)
+
+
+def decode_transaction(data: bytes) -> Transaction:
+    """Decode one signed transaction; raise an InvalidTransaction subclass otherwise.
+
+    Checks, in order: the raw size (before any parsing), msgpack structure and
+    every field's bound, and that `data` is the canonical encoding. The
+    signature is checked by `recover_sender`.
+    """
+    if len(data) > MAX_TX_BYTES:
+        raise OversizedTransaction(f"transaction of {len(data)} bytes exceeds {MAX_TX_BYTES}")
+    try:
+        tx = _decoder.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise MalformedTransaction(f"undecodable transaction: {exc}") from exc
+    if _encoder.encode(tx) != data:
+        raise MalformedTransaction("transaction is not canonically encoded")
+    return tx
+
+
+def tx_hash(encoded: bytes) -> bytes:
+    """The transaction's id: keccak-256 of its (canonical) encoded bytes."""
+    return keccak256(encoded)
+
+
+def recover_sender(tx: Transaction, domain: Domain) -> Address:
+    """The address that signed `tx` for `domain`; raise WrongChain or BadSignature."""
+    if tx.chain_id != domain.chain_id:
+        raise WrongChain(f"transaction is for chain {tx.chain_id}, not {domain.chain_id}")
+    digest = transaction_digest(domain, tx.nonce, tx.namespace, tx.fee, tx.payload)
+    try:
+        return recover_address(digest, tx.signature)
+    except InvalidSignature as exc:
+        raise BadSignature(str(exc)) from exc

@@ -1,0 +1,60 @@
+"""Prometheus metrics of one validator, served at `/metrics` on the API port.
+
+Every metric is listed in docs/operator.md ("Metrics").
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.height = Gauge("seqnet_height", "Height of the last committed block", registry=r)
+        self.view = Gauge("seqnet_view", "Current consensus view", registry=r)
+        self.committed_blocks = Counter(
+            "seqnet_committed_blocks", "Blocks committed by this node", registry=r
+        )
+        self.committed_txs = Counter(
+            "seqnet_committed_transactions", "Transactions in committed blocks", registry=r
+        )
+        self.accepted_txs = Counter(
+            "seqnet_accepted_transactions", "Transactions accepted by the API", registry=r
+        )
+        self.rejected_txs = Counter(
+            "seqnet_rejected_transactions",
+            "Transactions refused by the API",
+            ["code"],
+            registry=r,
+        )
+        self.mempool_size = Gauge("seqnet_mempool_size", "Pending transactions", registry=r)
+        self.peers = Gauge("seqnet_peers", "Connected validator peers", registry=r)
+        self.evidence = Counter(
+            "seqnet_equivocation_evidence", "Equivocations detected", registry=r
+        )
+        self.malformed_messages = Counter(
+            "seqnet_malformed_messages", "Consensus messages refused by the decoder", registry=r
+        )
+        self.dropped_events = Counter(
+            "seqnet_dropped_events", "Peer events dropped because the core was busy", registry=r
+        )
+        self.batches_created = Counter(
+            "seqnet_batches_created", "Batches this validator cut", registry=r
+        )
+        self.commit_latency = Histogram(
+            "seqnet_commit_latency_seconds",
+            "From a transaction's acceptance at this node to its block's commit here",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10),
+            registry=r,
+        )
+        self.execute_seconds = Histogram(
+            "seqnet_execute_seconds",
+            "Time to execute and store one committed block",
+            buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5),
+            registry=r,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,363 @@
+"""The validator process: every component, wired in one readable place.
+
+Follow a transaction through it:
+  API (intake: check, persist, ack) -> mempool -> batcher (batch, broadcast to
+  validators) -> consensus driver (the leader's payload names batches; voters
+  fetch what they lack) -> commit pipeline (execute, store) -> status.
+
+One trio nursery owns every task; SIGINT or SIGTERM cancels it, and each
+component cleans up on the way out (the p2p host closes, the stores close,
+the home directory lock is released).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import time
+from typing import Any
+
+import msgspec
+import trio
+
+from consensus.core import ConsensusCore
+from consensus.crypto import PrivateKey
+from consensus.io import Commit
+from consensus.types import ValidatorIndex
+from consensus.verifier import SignatureVerifier
+from sequencer_net.api.server import ApiContext, build_app, serve_api
+from sequencer_net.batch_pool import BatchPool, BatchRequest
+from sequencer_net.commit_pipeline import ChainStatus, CommitPipeline
+from sequencer_net.config import NodeConfig
+from sequencer_net.consensus_driver import REQUEST_CONSENSUS, ConsensusDriver
+from sequencer_net.execution.genesis import genesis_state
+from sequencer_net.execution.state import ExecutionState, load_state
+from sequencer_net.fetch import REQUEST_BATCHES, BatchFetcher, encode_batch_answer
+from sequencer_net.genesis import Genesis, load_genesis
+from sequencer_net.keystore import read_key_file, read_password_file
+from sequencer_net.mempool.batch import (
+    BatchBuilder,
+    batch_digest,
+    batch_tx_hashes,
+    encode_batch,
+)
+from sequencer_net.mempool.limits import BatchLimits, MempoolLimits
+from sequencer_net.mempool.mempool import AddResult, Mempool
+from sequencer_net.mempool.transaction import InvalidTransaction
+from sequencer_net.metrics import Metrics
+from sequencer_net.p2p.network import Channel, P2PNetwork, PeerSpec
+from sequencer_net.payload_service import PayloadService
+from sequencer_net.storage.home_lock import HomeLock
+from sequencer_net.storage.node_store import NodeStore
+from sequencer_net.storage.state_store import RocksNodeStore
+
+log = logging.getLogger("seqnet.node")
+
+_batch_request_decoder = msgspec.msgpack.Decoder(BatchRequest)
+
+COMMIT_QUEUE = 1_000
+"""Committed blocks waiting for execution; consensus pauses when execution lags this far."""
+BATCH_POLL_S = 0.01
+
+
+class NodeSetupError(RuntimeError):
+    """The node cannot start: bad key, not a validator, locked home, ..."""
+
+
+def configure_logging(config: NodeConfig) -> None:
+    """One event per line; `key=value` text or JSON objects (config [log])."""
+    handler: logging.Handler
+    if config.log_path is not None:
+        handler = logging.FileHandler(config.log_path)
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+    if config.log.format == "json":
+
+        class JsonFormatter(logging.Formatter):
+            def format(self, record: logging.LogRecord) -> str:
+                return json.dumps(
+                    {
+                        "ts": round(record.created, 3),
+                        "level": record.levelname,
+                        "logger": record.name,
+                        "node": config.name,
+                        "msg": record.getMessage(),
+                    }
+                )
+
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(
+            logging.Formatter(f"%(asctime)s %(levelname)s {config.name} %(name)s %(message)s")
+        )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(config.log.level)
+    # Third-party libraries stay quiet unless something is wrong.
+    for noisy in ("libp2p", "hypercorn", "multiaddr", "async_service"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+class ValidatorNode:
+    def __init__(self, config: NodeConfig, genesis: Genesis, key: PrivateKey) -> None:
+        self.config = config
+        self.genesis = genesis
+        self.key = key
+        validators = genesis.validator_set()
+        index = validators.index_of(key.address)
+        if index is None:
+            raise NodeSetupError(
+                f"key {key.address.hex()} is not a validator in {config.genesis_path}"
+            )
+        self.index = index
+        self.validators = validators
+        self.domain = genesis.domain()
+        self.genesis_block = genesis.genesis_block()
+        self.metrics = Metrics()
+        self.started_at = time.monotonic()
+        self.connected = True
+        data = config.data_path
+        data.mkdir(parents=True, exist_ok=True)
+        self.store = NodeStore(
+            data / "chain", genesis_digest=self.genesis_block.digest(), sync=config.storage.sync
+        )
+        self.state_store = RocksNodeStore(data / "state", sync=config.storage.sync)
+        m = config.mempool
+        self.mempool = Mempool(
+            self.domain,
+            MempoolLimits(max_txs=m.max_txs, max_bytes=m.max_bytes, nonce_window=m.nonce_window),
+            next_nonce=self.store.next_nonce,
+        )
+        self.batcher = BatchBuilder(
+            self.index,
+            BatchLimits(max_txs=m.batch_max_txs, max_bytes=m.batch_max_bytes,
+                        max_delay_ms=m.batch_delay_ms),
+            next_sequence=self.store.next_batch_sequence(),
+        )
+        self.p2p = P2PNetwork(
+            secret=key.secret,
+            me=self.index,
+            listen_host=config.p2p.listen_host,
+            listen_port=config.p2p.listen_port,
+            peers=self._peer_specs(),
+        )
+        self.pool = BatchPool(self.domain, self.store)
+        self.fetcher = BatchFetcher(self.pool, self.p2p)
+        self.core = ConsensusCore(
+            validators=validators,
+            me=ValidatorIndex(self.index),
+            key=key,
+            genesis=self.genesis_block,
+            verifier=SignatureVerifier(self.domain.separator()),
+            config=config.consensus.consensus_config(genesis),
+            stored_block=self.store.block_by_digest,
+        )
+        self.payloads = PayloadService(
+            core=self.core,
+            pool=self.pool,
+            fetcher=self.fetcher,
+            genesis_time_ms=genesis.genesis_time_ms,
+        )
+        self._commits_in, self._commits_out = trio.open_memory_channel[Commit](COMMIT_QUEUE)
+        self.driver = ConsensusDriver(
+            core=self.core,
+            store=self.store,
+            p2p=self.p2p,
+            payloads=self.payloads,
+            commits=self._commits_in,
+            metrics=self.metrics,
+            is_connected=lambda: self.connected,
+        )
+        self.status = ChainStatus()
+        self.accepted_at: dict[bytes, float] = {}
+        self.commits = CommitPipeline(
+            store=self.store,
+            pool=self.pool,
+            fetcher=self.fetcher,
+            mempool=self.mempool,
+            state=self._load_execution_state(),
+            metrics=self.metrics,
+            status=self.status,
+            accepted_at=self.accepted_at,
+        )
+        height, digest, _ = self.store.tip()
+        self.status.height, self.status.last_hash = height, digest
+        self.status.state_root = self.commits.state.state_root
+        self._restore_pending_transactions()
+        self._batch_wakeup = trio.Event()
+
+    def _peer_specs(self) -> list[PeerSpec]:
+        overrides = self.config.p2p.peer_addresses()
+        specs = []
+        for i, v in enumerate(self.genesis.validators):
+            host, port = overrides.get(i, (v.p2p_host, v.p2p_port))
+            specs.append(PeerSpec(index=i, public_key=v.public_key, host=host, port=port))
+        return specs
+
+    def _load_execution_state(self) -> ExecutionState:
+        """The engine's state at the committed tip: genesis, or reloaded from the tree."""
+        height = self.store.tip()[0]
+        if height == 0:
+            return genesis_state(self.genesis.execution, self.state_store)
+        root = self.store.state_root_at(height)
+        if root is None:
+            raise NodeSetupError(f"no state root stored for committed height {height}")
+        return load_state(self.state_store, root)
+
+    def _restore_pending_transactions(self) -> None:
+        """Transactions acknowledged before a restart go back into the mempool."""
+        restored = 0
+        for encoded in self.store.load_pending_transactions():
+            try:
+                checked = self.mempool.check(encoded)
+            except InvalidTransaction:
+                continue
+            if self.store.find_transaction(checked.hash) is not None:
+                continue
+            if self.mempool.add(checked, now_ms=0, restoring=True) is AddResult.ACCEPTED:
+                self.accepted_at[checked.hash] = time.monotonic()
+                restored += 1
+        if restored:
+            log.info("event=pending_restored transactions=%d", restored)
+
+    # ---- status ---------------------------------------------------------------------
+
+    def status_document(self) -> dict[str, Any]:
+        peers = self.p2p.connected_peers() if self.connected else []
+        self.metrics.peers.set(len(peers))
+        return {
+            "name": self.config.name,
+            "validator_index": self.index,
+            "chain_id": self.domain.chain_id,
+            "height": self.status.height,
+            "last_hash": "0x" + self.status.last_hash.hex(),
+            "view": self.core.view,
+            "state_root": "0x" + self.status.state_root.hex(),
+            "peers": peers,
+            "connected": self.connected,
+            "mempool_size": len(self.mempool),
+            "committed_txs": self.status.committed_txs,
+            "commit_latency_ms": self.status.latency_percentiles(),
+            "uptime_s": round(time.monotonic() - self.started_at, 1),
+        }
+
+    def set_connected(self, connected: bool) -> None:
+        self.connected = connected
+        log.warning("event=network_%s", "restored" if connected else "cut")
+
+    # ---- tasks ----------------------------------------------------------------------
+
+    async def _inbound(self) -> None:
+        async for peer, channel, data in self.p2p.inbound:
+            if not self.connected:
+                continue
+            if channel == Channel.CONSENSUS:
+                self.driver.on_peer_message(peer, data)
+            elif channel == Channel.BATCH:
+                self.pool.receive(peer, data)
+
+    async def _answer_request(self, peer: int, data: bytes) -> bytes:
+        if not self.connected or not data:
+            return b""
+        kind, body = data[:1], data[1:]
+        if kind == REQUEST_CONSENSUS:
+            return self.driver.answer_consensus_request(body)
+        if kind == REQUEST_BATCHES:
+            try:
+                request = _batch_request_decoder.decode(body)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                return b""
+            return encode_batch_answer(self.pool.answer(request))
+        return b""
+
+    async def _batch_loop(self) -> None:
+        """Cut a batch when one is due, store it, broadcast it to the validators."""
+        while True:
+            now_ms = time.monotonic_ns() // 1_000_000
+            batch = self.batcher.poll(self.mempool, now_ms)
+            if batch is None:
+                await trio.sleep(BATCH_POLL_S)
+                continue
+            encoded = encode_batch(batch)
+            digest = batch_digest(encoded)
+            self.store.save_batch(digest, encoded, own_sequence=batch.sequence)
+            self.pool.remember_senders(
+                c for c in map(self.mempool.get, batch_tx_hashes(batch)) if c is not None
+            )
+            self.pool.add_verified(digest, encoded, batch)
+            self.metrics.batches_created.inc()
+            if self.connected:
+                self.p2p.broadcast(Channel.BATCH, encoded)
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        api = ApiContext(
+            name=self.config.name,
+            validator_index=self.index,
+            chain_id=self.domain.chain_id,
+            mempool=self.mempool,
+            store=self.store,
+            metrics=self.metrics,
+            status=self.status_document,
+            accepted_at=self.accepted_at,
+            set_connected=self.set_connected,
+            on_accepted=lambda hashes: None,
+        )
+        self.p2p.set_request_handler(self._answer_request)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.p2p.run)
+            nursery.start_soon(self._inbound)
+            nursery.start_soon(self.commits.run, self._commits_out)
+            await nursery.start(self.driver.run)
+            nursery.start_soon(self._batch_loop)
+            await nursery.start(
+                serve_api, build_app(api), self.config.api.listen_host, self.config.api.listen_port
+            )
+            log.info(
+                "event=node_started validator=%d p2p=%s:%d api=%s:%d peer_id=%s height=%d",
+                self.index,
+                self.config.p2p.listen_host,
+                self.config.p2p.listen_port,
+                self.config.api.listen_host,
+                self.config.api.listen_port,
+                self.p2p.peer_id,
+                self.status.height,
+            )
+            task_status.started()
+
+    def close(self) -> None:
+        self.store.close()
+        self.state_store.close()
+
+
+def load_key(config: NodeConfig) -> PrivateKey:
+    password = None
+    if config.password_path is not None:
+        password = read_password_file(config.password_path)
+    return PrivateKey(read_key_file(config.key_path, password))
+
+
+async def run_node(config: NodeConfig) -> None:
+    """Run one validator until SIGINT or SIGTERM."""
+    configure_logging(config)
+    genesis = load_genesis(config.genesis_path)
+    key = load_key(config)
+    with HomeLock(config.home):
+        node = ValidatorNode(config, genesis, key)
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_stop_on_signal, nursery.cancel_scope)
+                await node.run()
+        finally:
+            node.close()
+            log.info("event=node_stopped height=%d", node.status.height)
+
+
+async def _stop_on_signal(scope: trio.CancelScope) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            log.info("event=shutdown signal=%s", signal.Signals(signum).name)
+            scope.cancel()
+            return
+

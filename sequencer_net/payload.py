@@ -1,0 +1,53 @@
+"""The payload a leader puts in a consensus block: a timestamp and batch digests.
+
+Proposals carry digests of transaction batches, not transactions: batches are
+broadcast by the validators that cut them, and a voter fetches any it lacks
+before voting, so the leader is never a bandwidth bottleneck.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+
+from consensus.limits import U64_MAX
+
+MAX_BATCHES_PER_BLOCK = 1024
+"""Batch digests in one block: 32 KiB of digests, up to ~2M transactions."""
+
+MAX_CLOCK_DRIFT_MS = 5_000
+"""A proposal's timestamp may run at most this far ahead of the voter's clock."""
+
+
+class MalformedPayload(ValueError):
+    """Block payload bytes that are not a well-formed BlockPayload."""
+
+
+class BlockPayload(msgspec.Struct, frozen=True, array_like=True):
+    timestamp_ms: Annotated[int, msgspec.Meta(ge=0, le=U64_MAX)]
+    batches: Annotated[
+        list[Annotated[bytes, msgspec.Meta(min_length=32, max_length=32)]],
+        msgspec.Meta(max_length=MAX_BATCHES_PER_BLOCK),
+    ]
+
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(BlockPayload)
+MAX_PAYLOAD_BYTES = 64 + 35 * MAX_BATCHES_PER_BLOCK
+
+
+def encode_payload(payload: BlockPayload) -> bytes:
+    return _encoder.encode(payload)
+
+
+def decode_payload(data: bytes) -> BlockPayload:
+    if len(data) > MAX_PAYLOAD_BYTES:
+        raise MalformedPayload(f"payload of {len(data)} bytes exceeds {MAX_PAYLOAD_BYTES}")
+    try:
+        payload = _decoder.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise MalformedPayload(f"undecodable payload: {exc}") from exc
+    if len(set(payload.batches)) != len(payload.batches):
+        raise MalformedPayload("a batch digest appears twice in one block")
+    return payload

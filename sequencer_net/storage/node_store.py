@@ -1,0 +1,481 @@
+"""A validator's durable state on disk (rocksdict, raw bytes): consensus safety,
+committed blocks and their transactions, batches, and acknowledged client
+transactions.
+
+Layout (one RocksDB, default column family, raw mode; integers are big-endian,
+u64 = 8 bytes, u32 = 4 bytes; msgpack is the consensus wire encoding):
+
+    key                                        value
+    m/safety                                   SafetyRecord (msgpack)
+    m/tip                                      height u64 || digest(32) || view u64
+    m/batch-seq                                next own batch sequence u64
+    m/pending-seq                              next pending-tx arrival number u64
+    vb/ + digest(32)                           voted (stored, uncommitted) Block (msgpack)
+    vh/ + height u64 + digest(32)              b"" (voted blocks by height, for pruning)
+    c/  + view u64 + kind u8                   Certificate (msgpack)
+    bh/ + height u64                           committed Block (msgpack)
+    bd/ + digest(32)                           height u64 of a committed block
+    f/  + height u64                           finalization Certificate of that height
+    r/  + height u64                           state root(32) after executing that height
+    e/  + height u64                           execution output (receipts), if any
+    t/  + height u64 + position u32            encoded transaction committed there
+    i/  + tx hash(32)                          height u64 || position u32
+    p/  + tx hash(32)                          arrival u64 || encoded tx (acknowledged, pending)
+    b/  + batch digest(32)                     encoded batch
+    br/ + height u64 + batch digest(32)        b"" (a block at height referenced the batch)
+    bl/ + batch digest(32)                     height u64 of the last block referencing it
+
+What is synced (WriteOptions.sync, i.e. fsync of the WAL) and why:
+- `save_vote` / `store_block`: the safety record and the voted block, in one
+  batch, before the vote leaves the node (never double-sign after a crash; a
+  notarized block stays servable, consensus/io.py `StoreBlock`).
+- `commit_block`: everything a commit writes, in one batch (the tip is never
+  ahead of its block, transactions, finalization and state root).
+- `save_batch`: a batch is durable before this node acknowledges it (an ack
+  promises availability) or broadcasts its own (a sequence is never reused).
+- `save_pending_transactions`: before the API acknowledges the client.
+Not synced: certificates (a restart can learn them again from peers) and
+deletions of pending transactions (a lost delete re-adds a committed
+transaction, which `load_pending_transactions` filters out).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from types import TracebackType
+from typing import Final, TypeVar
+
+import msgspec
+from rocksdict import Options, Rdict, WriteBatch, WriteOptions
+
+from consensus.crypto import Address
+from consensus.io import SafetyRecord
+from consensus.messages import Block, Certificate, VoteKind
+from consensus.types import ZERO_DIGEST
+from sequencer_net.mempool.transaction import tx_hash
+
+# ---- key layout (see the module docstring) -------------------------------------------
+
+SAFETY_KEY: Final = b"m/safety"
+TIP_KEY: Final = b"m/tip"
+BATCH_SEQUENCE_KEY: Final = b"m/batch-seq"
+PENDING_SEQUENCE_KEY: Final = b"m/pending-seq"
+VOTED_BLOCK_PREFIX: Final = b"vb/"
+VOTED_HEIGHT_PREFIX: Final = b"vh/"
+CERTIFICATE_PREFIX: Final = b"c/"
+BLOCK_PREFIX: Final = b"bh/"
+BLOCK_HEIGHT_PREFIX: Final = b"bd/"
+FINALIZATION_PREFIX: Final = b"f/"
+STATE_ROOT_PREFIX: Final = b"r/"
+EXECUTED_PREFIX: Final = b"e/"
+TX_PREFIX: Final = b"t/"
+TX_INDEX_PREFIX: Final = b"i/"
+PENDING_PREFIX: Final = b"p/"
+BATCH_PREFIX: Final = b"b/"
+BATCH_REF_PREFIX: Final = b"br/"
+BATCH_LAST_REF_PREFIX: Final = b"bl/"
+NONCE_PREFIX: Final = b"n/"
+
+KEY_LAYOUT: Final[dict[str, bytes]] = {
+    "safety record": SAFETY_KEY,
+    "committed tip": TIP_KEY,
+    "own next batch sequence": BATCH_SEQUENCE_KEY,
+    "next pending arrival": PENDING_SEQUENCE_KEY,
+    "voted block by digest": VOTED_BLOCK_PREFIX,
+    "voted block by height": VOTED_HEIGHT_PREFIX,
+    "certificate by view, kind": CERTIFICATE_PREFIX,
+    "committed block by height": BLOCK_PREFIX,
+    "committed height by digest": BLOCK_HEIGHT_PREFIX,
+    "finalization by height": FINALIZATION_PREFIX,
+    "state root by height": STATE_ROOT_PREFIX,
+    "execution output by height": EXECUTED_PREFIX,
+    "transaction by height, position": TX_PREFIX,
+    "next nonce by sender address": NONCE_PREFIX,
+    "transaction location by hash": TX_INDEX_PREFIX,
+    "pending transaction by hash": PENDING_PREFIX,
+    "batch by digest": BATCH_PREFIX,
+    "batch reference by height": BATCH_REF_PREFIX,
+    "batch last reference": BATCH_LAST_REF_PREFIX,
+}
+"""Every key family; no prefix is a prefix of another (tests check it)."""
+
+_U64 = 8
+_U32 = 4
+_DIGEST = 32
+_TIP_LENGTH = _U64 + _DIGEST + _U64
+_LOCATION_LENGTH = _U64 + _U32
+
+
+class CorruptStore(Exception):
+    """Stored bytes that this code never writes: wrong length or undecodable."""
+
+
+class CommitOutOfOrder(ValueError):
+    """`commit_block` was given a block that does not extend the committed tip."""
+
+
+def _u64(value: int) -> bytes:
+    return value.to_bytes(_U64, "big")
+
+
+def _read_u64(data: bytes, what: str) -> int:
+    if len(data) != _U64:
+        raise CorruptStore(f"{what} is {len(data)} bytes, expected {_U64}")
+    return int.from_bytes(data, "big")
+
+
+_T = TypeVar("_T")
+_encoder = msgspec.msgpack.Encoder()
+_safety_decoder = msgspec.msgpack.Decoder(SafetyRecord)
+_block_decoder = msgspec.msgpack.Decoder(Block)
+_certificate_decoder = msgspec.msgpack.Decoder(Certificate)
+
+
+def _decode(decoder: msgspec.msgpack.Decoder[_T], data: bytes, what: str) -> _T:
+    try:
+        return decoder.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise CorruptStore(f"stored {what} does not decode: {exc}") from exc
+
+
+class NodeStore:
+    """A validator's store in one RocksDB directory. Holds RocksDB's lock until `close()`.
+
+    `sync=False` skips fsync everywhere (tests and benchmarks only).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        genesis_digest: bytes = ZERO_DIGEST,
+        sync: bool = True,
+    ) -> None:
+        if len(genesis_digest) != _DIGEST:
+            raise ValueError("genesis digest must be 32 bytes")
+        options = Options(raw_mode=True)
+        options.create_if_missing(True)
+        self._db = Rdict(os.fspath(path), options)
+        self._closed = False
+        self._synced = WriteOptions()
+        self._synced.sync = sync
+        self._unsynced = WriteOptions()
+        self._genesis_digest = bytes(genesis_digest)
+        try:
+            self._tip = self._read_tip()
+            stored = self._db.get(PENDING_SEQUENCE_KEY)
+            self._next_arrival = 0 if stored is None else _read_u64(stored, "pending sequence")
+        except CorruptStore:
+            self.close()  # release RocksDB's lock: the caller never gets this object
+            raise
+
+    # ---- consensus safety ------------------------------------------------------------
+
+    def save_vote(self, record: SafetyRecord, block: Block | None = None) -> None:
+        """Durably write the safety record (and the block voted for) in one synced
+        batch. Call before the vote, or the proposal, leaves the node."""
+        batch = WriteBatch(raw_mode=True)
+        if block is not None:
+            self._put_voted_block(batch, block)
+        batch.put(SAFETY_KEY, _encoder.encode(record))
+        self._db.write(batch, self._synced)
+
+    def store_block(self, block: Block) -> None:
+        """Durably keep a block this node is about to vote for (consensus `StoreBlock`)."""
+        batch = WriteBatch(raw_mode=True)
+        self._put_voted_block(batch, block)
+        self._db.write(batch, self._synced)
+
+    def _put_voted_block(self, batch: WriteBatch, block: Block) -> None:
+        digest = block.digest()
+        batch.put(VOTED_BLOCK_PREFIX + digest, _encoder.encode(block))
+        batch.put(VOTED_HEIGHT_PREFIX + _u64(block.height) + digest, b"")
+
+    def load_safety(self) -> SafetyRecord | None:
+        data = self._db.get(SAFETY_KEY)
+        return None if data is None else _decode(_safety_decoder, data, "safety record")
+
+    def get_voted_block(self, digest: bytes) -> Block | None:
+        data = self._db.get(VOTED_BLOCK_PREFIX + digest)
+        return None if data is None else self._decode_block(data, digest, "voted block")
+
+    def voted_blocks(self) -> list[Block]:
+        """Every stored, uncommitted block, by height."""
+        blocks = []
+        for key, _ in self._scan(VOTED_HEIGHT_PREFIX):
+            digest = key[len(VOTED_HEIGHT_PREFIX) + _U64 :]
+            block = self.get_voted_block(digest)
+            if block is None:
+                raise CorruptStore(f"voted-height index names missing block {digest.hex()}")
+            blocks.append(block)
+        return blocks
+
+    def save_certificate(self, cert: Certificate) -> None:
+        """Keep a certificate (unsynced). A finalization drops every certificate of a
+        lower view, as consensus/io.py `StoreCertificate` allows."""
+        batch = WriteBatch(raw_mode=True)
+        if cert.kind == VoteKind.FINALIZE:
+            batch.delete_range(CERTIFICATE_PREFIX, CERTIFICATE_PREFIX + _u64(cert.view))
+        batch.put(CERTIFICATE_PREFIX + _u64(cert.view) + bytes([cert.kind]), _encoder.encode(cert))
+        self._db.write(batch, self._unsynced)
+
+    def load_certificates(self) -> list[Certificate]:
+        """Stored certificates at or above the highest finalization's view, by view."""
+        certs = []
+        for key, data in self._scan(CERTIFICATE_PREFIX):
+            if len(key) != len(CERTIFICATE_PREFIX) + _U64 + 1:
+                raise CorruptStore(f"certificate key of {len(key)} bytes")
+            certs.append(_decode(_certificate_decoder, data, "certificate"))
+        floor = max((c.view for c in certs if c.kind == VoteKind.FINALIZE), default=0)
+        height, _, _ = self._tip
+        if height > 0:
+            finalization = self.finalization_at(height)
+            if finalization is not None:
+                floor = max(floor, finalization.view)
+        return [c for c in certs if c.view >= floor]
+
+    # ---- commits ---------------------------------------------------------------------
+
+    def commit_block(
+        self,
+        block: Block,
+        finalization: Certificate,
+        transactions: Sequence[bytes],
+        state_root: bytes,
+        executed: bytes = b"",
+        *,
+        batch_digests: Sequence[bytes] = (),
+        sender_nonces: Mapping[Address, int] | None = None,
+    ) -> None:
+        """Write one committed block and everything that goes with it in one synced
+        batch: the block (by height and digest), its finalization, its transactions
+        (by position and by hash), the state root, execution output, the batches it
+        references, the senders' next nonces after it, and the new tip. Removes its
+        transactions from the pending table and prunes voted blocks at or below its
+        height.
+
+        Raises CommitOutOfOrder unless `block` is the child of the current tip.
+        """
+        tip_height, tip_digest, _ = self._tip
+        if block.height != tip_height + 1 or block.parent != tip_digest:
+            raise CommitOutOfOrder(
+                f"block at height {block.height} does not extend the tip at {tip_height}"
+            )
+        if finalization.kind != VoteKind.FINALIZE or finalization.height < block.height:
+            raise ValueError("a commit needs a finalization of the block or a descendant")
+        if len(state_root) != _DIGEST:
+            raise ValueError("state root must be 32 bytes")
+        digest = block.digest()
+        height = _u64(block.height)
+        batch = WriteBatch(raw_mode=True)
+        batch.put(BLOCK_PREFIX + height, _encoder.encode(block))
+        batch.put(BLOCK_HEIGHT_PREFIX + digest, height)
+        batch.put(FINALIZATION_PREFIX + height, _encoder.encode(finalization))
+        batch.put(STATE_ROOT_PREFIX + height, state_root)
+        if executed:
+            batch.put(EXECUTED_PREFIX + height, executed)
+        for position, encoded in enumerate(transactions):
+            location = height + position.to_bytes(_U32, "big")
+            hash_ = tx_hash(encoded)
+            batch.put(TX_PREFIX + location, encoded)
+            batch.put(TX_INDEX_PREFIX + hash_, location)
+            batch.delete(PENDING_PREFIX + hash_)
+        for batch_digest in batch_digests:
+            if len(batch_digest) != _DIGEST:
+                raise ValueError("batch digests are 32 bytes")
+            batch.put(BATCH_REF_PREFIX + height + batch_digest, b"")
+            batch.put(BATCH_LAST_REF_PREFIX + batch_digest, height)
+        for address, next_nonce in (sender_nonces or {}).items():
+            if len(address) != 20:
+                raise ValueError("sender addresses are 20 bytes")
+            batch.put(NONCE_PREFIX + address, _u64(next_nonce))
+        for key, _ in self._scan(VOTED_HEIGHT_PREFIX, stop=_u64(block.height + 1)):
+            batch.delete(key)
+            batch.delete(VOTED_BLOCK_PREFIX + key[len(VOTED_HEIGHT_PREFIX) + _U64 :])
+        batch.put(TIP_KEY, height + digest + _u64(block.view))
+        self._db.write(batch, self._synced)
+        self._tip = (block.height, digest, block.view)
+
+    def next_nonce(self, address: bytes) -> int:
+        """The next nonce a sender's transaction must carry to commit (0 if unseen)."""
+        data = self._db.get(NONCE_PREFIX + address)
+        return 0 if data is None else _read_u64(data, "next nonce")
+
+    def tip(self) -> tuple[int, bytes, int]:
+        """(height, digest, view) of the last committed block; (0, genesis, 0) if none."""
+        return self._tip
+
+    def _read_tip(self) -> tuple[int, bytes, int]:
+        data = self._db.get(TIP_KEY)
+        if data is None:
+            return (0, self._genesis_digest, 0)
+        if len(data) != _TIP_LENGTH:
+            raise CorruptStore(f"tip record is {len(data)} bytes, expected {_TIP_LENGTH}")
+        height = int.from_bytes(data[:_U64], "big")
+        view = int.from_bytes(data[_U64 + _DIGEST :], "big")
+        return (height, bytes(data[_U64 : _U64 + _DIGEST]), view)
+
+    def block_at(self, height: int) -> Block | None:
+        data = self._db.get(BLOCK_PREFIX + _u64(height))
+        if data is None:
+            return None
+        block = _decode(_block_decoder, data, "block")
+        if block.height != height:
+            raise CorruptStore(f"block stored at height {height} says height {block.height}")
+        return block
+
+    def block_by_digest(self, digest: bytes) -> Block | None:
+        """A committed or voted block with this digest."""
+        data = self._db.get(BLOCK_HEIGHT_PREFIX + digest)
+        if data is None:
+            return self.get_voted_block(digest)
+        block = self.block_at(_read_u64(data, "block height"))
+        if block is None or block.digest() != digest:
+            raise CorruptStore(f"digest index for {digest.hex()} names the wrong block")
+        return block
+
+    def finalization_at(self, height: int) -> Certificate | None:
+        data = self._db.get(FINALIZATION_PREFIX + _u64(height))
+        return None if data is None else _decode(_certificate_decoder, data, "finalization")
+
+    def state_root_at(self, height: int) -> bytes | None:
+        data = self._db.get(STATE_ROOT_PREFIX + _u64(height))
+        if data is not None and len(data) != _DIGEST:
+            raise CorruptStore(f"state root at {height} is {len(data)} bytes")
+        return None if data is None else bytes(data)
+
+    def executed_at(self, height: int) -> bytes:
+        data = self._db.get(EXECUTED_PREFIX + _u64(height))
+        return b"" if data is None else bytes(data)
+
+    def transactions_at(self, height: int) -> list[bytes]:
+        txs: list[bytes] = []
+        for key, data in self._scan(TX_PREFIX + _u64(height)):
+            position = int.from_bytes(key[len(TX_PREFIX) + _U64 :], "big")
+            if len(key) != len(TX_PREFIX) + _LOCATION_LENGTH or position != len(txs):
+                raise CorruptStore(f"transactions at height {height} are not contiguous")
+            txs.append(bytes(data))
+        return txs
+
+    def find_transaction(self, hash_: bytes) -> tuple[int, int] | None:
+        """(height, position) of a committed transaction."""
+        data = self._db.get(TX_INDEX_PREFIX + hash_)
+        if data is None:
+            return None
+        if len(data) != _LOCATION_LENGTH:
+            raise CorruptStore(f"transaction location is {len(data)} bytes")
+        return int.from_bytes(data[:_U64], "big"), int.from_bytes(data[_U64:], "big")
+
+    # ---- batches ---------------------------------------------------------------------
+
+    def save_batch(self, digest: bytes, encoded: bytes, *, own_sequence: int | None = None) -> None:
+        """Durably keep a batch, before acknowledging it or, if it is this node's
+        own (`own_sequence` given), before broadcasting it."""
+        if len(digest) != _DIGEST:
+            raise ValueError("batch digest must be 32 bytes")
+        batch = WriteBatch(raw_mode=True)
+        batch.put(BATCH_PREFIX + digest, encoded)
+        if own_sequence is not None:
+            batch.put(BATCH_SEQUENCE_KEY, _u64(own_sequence + 1))
+        self._db.write(batch, self._synced)
+
+    def get_batch(self, digest: bytes) -> bytes | None:
+        data = self._db.get(BATCH_PREFIX + digest)
+        return None if data is None else bytes(data)
+
+    def next_batch_sequence(self) -> int:
+        """The sequence number of this node's next own batch (0 if it made none)."""
+        data = self._db.get(BATCH_SEQUENCE_KEY)
+        return 0 if data is None else _read_u64(data, "batch sequence")
+
+    def prune_batches_below(self, height: int) -> int:
+        """Delete batches whose every referencing committed block is below `height`.
+        Returns how many batches were deleted. Batches no committed block references
+        are kept (see docs/storage-and-mempool.md, "Limitations")."""
+        batch = WriteBatch(raw_mode=True)
+        removed = 0
+        for key, _ in self._scan(BATCH_REF_PREFIX, stop=_u64(height)):
+            digest = key[len(BATCH_REF_PREFIX) + _U64 :]
+            batch.delete(key)
+            last = self._db.get(BATCH_LAST_REF_PREFIX + digest)
+            if last is not None and _read_u64(last, "batch reference") < height:
+                batch.delete(BATCH_LAST_REF_PREFIX + digest)
+                batch.delete(BATCH_PREFIX + digest)
+                removed += 1
+        self._db.write(batch, self._unsynced)
+        return removed
+
+    # ---- acknowledged client transactions --------------------------------------------
+
+    def save_pending_transactions(self, encoded_txs: Iterable[bytes]) -> None:
+        """Durably keep transactions the API is about to acknowledge (synced)."""
+        batch = WriteBatch(raw_mode=True)
+        for encoded in encoded_txs:
+            batch.put(PENDING_PREFIX + tx_hash(encoded), _u64(self._next_arrival) + encoded)
+            self._next_arrival += 1
+        batch.put(PENDING_SEQUENCE_KEY, _u64(self._next_arrival))
+        self._db.write(batch, self._synced)
+
+    def load_pending_transactions(self) -> list[bytes]:
+        """Acknowledged, uncommitted transactions in the order they were saved.
+        Entries already committed (a lost unsynced delete) are dropped here."""
+        entries: list[tuple[int, bytes]] = []
+        stale = WriteBatch(raw_mode=True)
+        for key, data in self._scan(PENDING_PREFIX):
+            if len(key) != len(PENDING_PREFIX) + _DIGEST or len(data) < _U64:
+                raise CorruptStore("pending transaction record has the wrong shape")
+            hash_ = key[len(PENDING_PREFIX) :]
+            encoded = bytes(data[_U64:])
+            if tx_hash(encoded) != hash_:
+                raise CorruptStore(f"pending transaction {hash_.hex()} does not match its hash")
+            if self._db.get(TX_INDEX_PREFIX + hash_) is not None:
+                stale.delete(key)
+                continue
+            entries.append((int.from_bytes(data[:_U64], "big"), encoded))
+        if not stale.is_empty():
+            self._db.write(stale, self._unsynced)
+        entries.sort(key=lambda entry: entry[0])
+        return [encoded for _, encoded in entries]
+
+    def remove_pending(self, hashes: Iterable[bytes]) -> None:
+        """Forget pending transactions (unsynced: a lost delete is filtered on load)."""
+        batch = WriteBatch(raw_mode=True)
+        for hash_ in hashes:
+            batch.delete(PENDING_PREFIX + hash_)
+        self._db.write(batch, self._unsynced)
+
+    # ---- internals -------------------------------------------------------------------
+
+    def _decode_block(self, data: bytes, digest: bytes, what: str) -> Block:
+        block = _decode(_block_decoder, data, what)
+        if block.digest() != digest:
+            raise CorruptStore(f"{what} stored under {digest.hex()} has another digest")
+        return block
+
+    def _scan(self, prefix: bytes, stop: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
+        """(key, value) pairs whose key starts with `prefix`, in key order; with `stop`,
+        only keys below `prefix + stop`."""
+        end = None if stop is None else prefix + stop
+        for key, value in self._db.items(from_key=prefix):
+            if not isinstance(key, bytes) or not key.startswith(prefix):
+                return
+            if end is not None and key >= end:
+                return
+            yield key, value
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._db.close()
+
+    def __enter__(self) -> NodeStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()

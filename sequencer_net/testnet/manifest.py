@@ -1,0 +1,370 @@
+"""Testnet manifests: a TOML description of a local network, its load and its faults.
+
+    description = "4 validators, node 2 crashes at 10 s and comes back at 20 s"
+    duration_s = 60             # optional: `testnet up` stops itself after this long
+
+    [network]
+    validators = 4              # n; tolerates f = (n - 1) // 3 faulty
+    weights = [1, 1, 1, 1]      # optional voting weights, one per validator
+    view_timeout_ms = 1000      # consensus view timeout
+    chain_id = 31337
+
+    [load]
+    rate = 200                  # signed tx/s submitted while `up` runs; 0 = none
+    accounts = 100              # funded load accounts (derived from `seed`)
+    seed = 0
+    namespace = 1
+    payload_bytes = [100, 300]  # random payload size range, inclusive
+
+    [[perturbation]]
+    at_s = 10                   # seconds after the network first commits
+    action = "kill"             # kill | restart | pause | resume | disconnect | reconnect
+    node = 2                    # validator index (or `nodes = [1, 2]`)
+
+Every key is optional; unknown keys are errors (a typo must not silently run a
+different experiment). `parse_manifest` checks every value and that the
+perturbations make sense in order (no `resume` of a node that is not paused).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+MAX_TESTNET_VALIDATORS = 64
+"""Processes on one machine; beyond a few dozen the host, not the protocol, is measured."""
+
+DEFAULT_VALIDATORS = 4
+DEFAULT_VIEW_TIMEOUT_MS = 1000
+DEFAULT_CHAIN_ID = 31337
+DEFAULT_LOAD_RATE = 200.0
+DEFAULT_LOAD_ACCOUNTS = 100
+DEFAULT_LOAD_SEED = 0
+DEFAULT_NAMESPACE = 1
+DEFAULT_PAYLOAD_BYTES = (100, 300)
+
+
+class ManifestError(ValueError):
+    """A manifest that cannot be run; the message names the file and the key."""
+
+
+class PerturbationAction(StrEnum):
+    KILL = "kill"  # SIGKILL (kill -9): no shutdown, the data directory stays
+    RESTART = "restart"  # start the node again (stopping it first if it runs)
+    PAUSE = "pause"  # SIGSTOP: the process freezes, sockets stay open
+    RESUME = "resume"  # SIGCONT
+    DISCONNECT = "disconnect"  # cut the node's validator links (admin API)
+    RECONNECT = "reconnect"  # restore them
+
+
+@dataclass(frozen=True, slots=True)
+class Perturbation:
+    at_s: float
+    action: PerturbationAction
+    node: int
+
+    def describe(self) -> str:
+        return f"t+{self.at_s:g}s {self.action} node{self.node}"
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkSpec:
+    validators: int = DEFAULT_VALIDATORS
+    weights: tuple[int, ...] | None = None
+    view_timeout_ms: int = DEFAULT_VIEW_TIMEOUT_MS
+    chain_id: int = DEFAULT_CHAIN_ID
+
+
+@dataclass(frozen=True, slots=True)
+class LoadSpec:
+    rate: float = DEFAULT_LOAD_RATE
+    accounts: int = DEFAULT_LOAD_ACCOUNTS
+    seed: int = DEFAULT_LOAD_SEED
+    namespace: int = DEFAULT_NAMESPACE
+    payload_bytes: tuple[int, int] = DEFAULT_PAYLOAD_BYTES
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    network: NetworkSpec = field(default_factory=NetworkSpec)
+    load: LoadSpec = field(default_factory=LoadSpec)
+    perturbations: tuple[Perturbation, ...] = ()
+    description: str = ""
+    duration_s: float | None = None
+    source: str = "<defaults>"
+
+    def with_overrides(
+        self,
+        *,
+        validators: int | None = None,
+        rate: float | None = None,
+        duration_s: float | None = None,
+    ) -> Manifest:
+        """The manifest with CLI flags applied, checked again (e.g. `-n` vs perturbations)."""
+        network = self.network
+        if validators is not None and validators != network.validators:
+            weights = network.weights
+            if weights is not None and len(weights) != validators:
+                raise ManifestError(
+                    f"{self.source}: -n {validators} does not match the "
+                    f"{len(weights)} weights in [network]"
+                )
+            network = replace(network, validators=validators)
+        load = self.load if rate is None else replace(self.load, rate=rate)
+        updated = replace(
+            self,
+            network=network,
+            load=load,
+            duration_s=self.duration_s if duration_s is None else duration_s,
+        )
+        check_manifest(updated)
+        return updated
+
+
+_TOP_KEYS = {"description", "duration_s", "network", "load", "perturbation"}
+_NETWORK_KEYS = {"validators", "weights", "view_timeout_ms", "chain_id"}
+_LOAD_KEYS = {"rate", "accounts", "seed", "namespace", "payload_bytes"}
+_PERTURBATION_KEYS = {"at_s", "action", "node", "nodes"}
+
+
+def load_manifest(path: Path | str) -> Manifest:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ManifestError(f"cannot read manifest {path}: {exc.strerror}") from exc
+    return parse_manifest(text, source=str(path))
+
+
+def parse_manifest(text: str, *, source: str = "<manifest>") -> Manifest:
+    """Parse and check a manifest; raise ManifestError naming the first bad key."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ManifestError(f"{source}: not valid TOML: {exc}") from exc
+    where = _Where(source)
+    _reject_unknown(data, _TOP_KEYS, where, "")
+    network_table = _table(data, "network", where)
+    load_table = _table(data, "load", where)
+    _reject_unknown(network_table, _NETWORK_KEYS, where, "network.")
+    _reject_unknown(load_table, _LOAD_KEYS, where, "load.")
+
+    network = NetworkSpec(
+        validators=_int(network_table, "validators", DEFAULT_VALIDATORS, where, "network."),
+        weights=_weights(network_table, where),
+        view_timeout_ms=_int(
+            network_table, "view_timeout_ms", DEFAULT_VIEW_TIMEOUT_MS, where, "network."
+        ),
+        chain_id=_int(network_table, "chain_id", DEFAULT_CHAIN_ID, where, "network."),
+    )
+    load = LoadSpec(
+        rate=_number(load_table, "rate", DEFAULT_LOAD_RATE, where, "load."),
+        accounts=_int(load_table, "accounts", DEFAULT_LOAD_ACCOUNTS, where, "load."),
+        seed=_int(load_table, "seed", DEFAULT_LOAD_SEED, where, "load."),
+        namespace=_int(load_table, "namespace", DEFAULT_NAMESPACE, where, "load."),
+        payload_bytes=_payload_bytes(load_table, where),
+    )
+    description = data.get("description", "")
+    if not isinstance(description, str):
+        raise where.error("description", "must be a string")
+    duration = data.get("duration_s")
+    if duration is not None:
+        duration = _number(data, "duration_s", 0.0, where, "")
+    manifest = Manifest(
+        network=network,
+        load=load,
+        perturbations=_perturbations(data.get("perturbation", []), where),
+        description=description,
+        duration_s=duration,
+        source=source,
+    )
+    check_manifest(manifest)
+    return manifest
+
+
+def check_manifest(manifest: Manifest) -> None:
+    """Check the bounds of every value and that the perturbations apply in order."""
+    where = _Where(manifest.source)
+    network, load = manifest.network, manifest.load
+    if not 1 <= network.validators <= MAX_TESTNET_VALIDATORS:
+        raise where.error("network.validators", f"must be between 1 and {MAX_TESTNET_VALIDATORS}")
+    if network.weights is not None:
+        if len(network.weights) != network.validators:
+            raise where.error(
+                "network.weights",
+                f"has {len(network.weights)} entries for {network.validators} validators",
+            )
+        if any(w <= 0 for w in network.weights):
+            raise where.error("network.weights", "every weight must be a positive integer")
+    if network.view_timeout_ms <= 0:
+        raise where.error("network.view_timeout_ms", "must be positive")
+    if not 0 < network.chain_id < 2**63:
+        raise where.error("network.chain_id", "must be between 1 and 2**63 - 1")
+    if load.rate < 0:
+        raise where.error("load.rate", "must be >= 0 (0 turns the load off)")
+    if load.accounts <= 0:
+        raise where.error("load.accounts", "must be positive")
+    if not 0 <= load.seed < 2**64:
+        raise where.error("load.seed", "must be between 0 and 2**64 - 1")
+    if not 0 <= load.namespace < 2**32:
+        raise where.error("load.namespace", "must be a uint32")
+    low, high = load.payload_bytes
+    if not 0 <= low <= high <= 32 * 1024:
+        raise where.error("load.payload_bytes", "must be [min, max] with 0 <= min <= max <= 32768")
+    if manifest.duration_s is not None and manifest.duration_s <= 0:
+        raise where.error("duration_s", "must be positive")
+    for index, perturbation in enumerate(manifest.perturbations):
+        if not 0 <= perturbation.node < network.validators:
+            raise where.error(
+                f"perturbation[{index}].node",
+                f"is {perturbation.node}, but validators are 0..{network.validators - 1}",
+            )
+    check_perturbation_order(manifest.perturbations, network.validators, source=manifest.source)
+
+
+def check_perturbation_order(
+    perturbations: tuple[Perturbation, ...], validators: int, *, source: str = "<manifest>"
+) -> None:
+    """Replay the perturbations on node states and reject one that cannot apply.
+
+    A node is up, paused or down, and connected or not. `pause` needs an up
+    node, `resume` a paused one; `disconnect`/`reconnect` need an up node (the
+    admin API must answer) in the opposite link state; `kill` needs a node that
+    is not already down; `restart` applies in any state and leaves the node up
+    and connected.
+    """
+    state = ["up"] * validators
+    connected = [True] * validators
+    for perturbation in sorted(perturbations, key=lambda p: p.at_s):
+        node, action = perturbation.node, perturbation.action
+        problem = ""
+        if action is PerturbationAction.KILL:
+            if state[node] == "down":
+                problem = "is already down"
+            state[node], connected[node] = "down", True
+        elif action is PerturbationAction.RESTART:
+            state[node], connected[node] = "up", True
+        elif action is PerturbationAction.PAUSE:
+            if state[node] != "up":
+                problem = f"is {state[node]}, not up"
+            state[node] = "paused"
+        elif action is PerturbationAction.RESUME:
+            if state[node] != "paused":
+                problem = f"is {state[node]}, not paused"
+            state[node] = "up"
+        else:
+            wanted = action is PerturbationAction.RECONNECT
+            if state[node] != "up":
+                problem = f"is {state[node]}; its admin API cannot answer"
+            elif connected[node] == wanted:
+                problem = "is already " + ("connected" if wanted else "disconnected")
+            connected[node] = wanted
+        if problem:
+            raise ManifestError(
+                f"{source}: perturbation '{perturbation.describe()}' cannot apply: "
+                f"node{node} {problem} at that time"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class _Where:
+    source: str
+
+    def error(self, key: str, problem: str) -> ManifestError:
+        return ManifestError(f"{self.source}: {key} {problem}")
+
+
+def _reject_unknown(table: dict[str, Any], known: set[str], where: _Where, prefix: str) -> None:
+    for key in table:
+        if key not in known:
+            raise where.error(
+                prefix + key, f"is not a manifest key (known: {', '.join(sorted(known))})"
+            )
+
+
+def _table(data: dict[str, Any], key: str, where: _Where) -> dict[str, Any]:
+    table = data.get(key, {})
+    if not isinstance(table, dict):
+        raise where.error(key, "must be a table ([" + key + "])")
+    return table
+
+
+def _int(table: dict[str, Any], key: str, default: int, where: _Where, prefix: str) -> int:
+    value = table.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise where.error(prefix + key, f"must be an integer, not {value!r}")
+    return value
+
+
+def _number(table: dict[str, Any], key: str, default: float, where: _Where, prefix: str) -> float:
+    value = table.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise where.error(prefix + key, f"must be a number, not {value!r}")
+    return float(value)
+
+
+def _weights(table: dict[str, Any], where: _Where) -> tuple[int, ...] | None:
+    value = table.get("weights")
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(
+        isinstance(w, int) and not isinstance(w, bool) for w in value
+    ):
+        raise where.error("network.weights", "must be a list of integers")
+    return tuple(value)
+
+
+def _payload_bytes(table: dict[str, Any], where: _Where) -> tuple[int, int]:
+    value = table.get("payload_bytes", list(DEFAULT_PAYLOAD_BYTES))
+    if isinstance(value, int) and not isinstance(value, bool):
+        return (value, value)
+    if (
+        not isinstance(value, list)
+        or len(value) != 2
+        or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+    ):
+        raise where.error("load.payload_bytes", "must be an integer or [min, max]")
+    return (value[0], value[1])
+
+
+def _perturbations(value: Any, where: _Where) -> tuple[Perturbation, ...]:
+    if not isinstance(value, list):
+        raise where.error("perturbation", "must be an array of tables ([[perturbation]])")
+    result: list[Perturbation] = []
+    for index, entry in enumerate(value):
+        name = f"perturbation[{index}]"
+        if not isinstance(entry, dict):
+            raise where.error(name, "must be a table")
+        _reject_unknown(entry, _PERTURBATION_KEYS, where, name + ".")
+        if "at_s" not in entry:
+            raise where.error(name + ".at_s", "is required")
+        at_s = _number(entry, "at_s", 0.0, where, name + ".")
+        if at_s < 0:
+            raise where.error(name + ".at_s", "must be >= 0")
+        raw_action = entry.get("action")
+        try:
+            action = PerturbationAction(str(raw_action))
+        except ValueError:
+            choices = ", ".join(a.value for a in PerturbationAction)
+            raise where.error(
+                name + ".action", f"is {raw_action!r}; expected one of {choices}"
+            ) from None
+        if ("node" in entry) == ("nodes" in entry):
+            raise where.error(name, "needs exactly one of `node = I` or `nodes = [I, ...]`")
+        if "node" in entry:
+            nodes = [_int(entry, "node", 0, where, name + ".")]
+        else:
+            raw_nodes = entry["nodes"]
+            if (
+                not isinstance(raw_nodes, list)
+                or not raw_nodes
+                or not all(isinstance(n, int) and not isinstance(n, bool) for n in raw_nodes)
+            ):
+                raise where.error(name + ".nodes", "must be a non-empty list of integers")
+            nodes = list(raw_nodes)
+        result.extend(Perturbation(at_s=at_s, action=action, node=node) for node in nodes)
+    # Stable: perturbations at the same time apply in the order the file lists them.
+    return tuple(sorted(result, key=lambda p: p.at_s))

@@ -1,0 +1,617 @@
+"""A running local testnet: its directory, its node processes and their control.
+
+Layout of a testnet directory (default ./.seqnet-testnet):
+
+    genesis.json        the network's genesis (validators, funded load accounts)
+    testnet.json        what `status` and `down` read: nodes, PIDs, commands
+    load-nonces.json    next nonce of each load account, so load runs continue
+    nodeI/              validator I's home (config, key, data)
+    nodeI/node.log      its stdout and stderr, appended across restarts
+
+`start_testnet` writes the homes, starts one process per validator and waits
+until every node has committed a block. `Testnet.stop()` stops the processes
+it started; `Testnet.load(directory)` reattaches to a detached testnet.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sequencer_net.client import SeqnetApiError, SeqnetClient
+from sequencer_net.testnet.accounts import LOAD_NONCES_FILE, load_account_addresses
+from sequencer_net.testnet.manifest import (
+    LoadSpec,
+    Manifest,
+    NetworkSpec,
+    Perturbation,
+    PerturbationAction,
+)
+from sequencer_net.testnet.processes import (
+    STOP_GRACE_S,
+    ProcessIdentity,
+    StopOutcome,
+    is_our_process,
+    log_tail,
+    send_signal,
+    spawn,
+    stop_processes,
+)
+
+DEFAULT_TESTNET_DIR = Path(".seqnet-testnet")
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_BASE_PORT = 26600
+API_PORT_OFFSET = 100
+"""Node I listens for peers on base + I and serves its API on base + 100 + I."""
+
+TESTNET_FILE = "testnet.json"
+GENESIS_FILE = "genesis.json"
+NODE_LOG = "node.log"
+TESTNET_FILE_VERSION = 1
+
+READY_TIMEOUT_S = 60.0
+"""Start to first commit everywhere: imports (~1.5 s), key decryption, libp2p
+dials (250 ms each) and the first views, with margin for a loaded machine."""
+
+STATUS_TIMEOUT_S = 2.0
+"""One status request. A SIGSTOPped node accepts TCP but never answers."""
+
+READY_POLL_S = 0.25
+
+NODE_COMMAND_TEMPLATE: tuple[str, ...] = (
+    sys.executable,
+    "-m",
+    "sequencer_net.cli.main",
+    "node",
+    "run",
+    "--home",
+    "{home}",
+)
+"""How a validator is launched; "{home}" becomes the node's home. The
+interpreter path rather than `seqnet` on PATH, so it works from any venv."""
+
+
+class TestnetError(RuntimeError):
+    """The testnet cannot start, or the directory is not in a usable state."""
+
+    __test__ = False  # not a pytest test class, despite the name
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSpec:
+    """One validator's place in the testnet, as its home was written."""
+
+    index: int
+    name: str
+    home: Path
+    api_url: str
+
+
+HomesWriter = Callable[[Path, Manifest, int, str], list[NodeSpec]]
+"""(testnet directory, manifest, base port, host) -> the node homes it wrote."""
+
+
+def node_ports(base_port: int, index: int) -> tuple[int, int]:
+    """(p2p port, api port) of node `index`."""
+    return base_port + index, base_port + API_PORT_OFFSET + index
+
+
+def write_validator_homes(
+    directory: Path, manifest: Manifest, base_port: int, host: str
+) -> list[NodeSpec]:
+    """Generate keys and a genesis, and initialise one home per validator.
+
+    Genesis funds the load accounts derived from the manifest's load seed, so
+    `seqnet load` can submit (and later trade) from them.
+    """
+    from sequencer_net.genesis import make_local_genesis, write_genesis
+    from sequencer_net.home import init_home
+    from sequencer_net.keystore import generate_secret
+
+    network = manifest.network
+    secrets = [generate_secret() for _ in range(network.validators)]
+    p2p_base, api_base = node_ports(base_port, 0)
+    genesis = make_local_genesis(
+        secrets,
+        chain_id=network.chain_id,
+        host=host,
+        base_p2p_port=p2p_base,
+        base_api_port=api_base,
+        weights=list(network.weights) if network.weights is not None else None,
+        view_timeout_ms=network.view_timeout_ms,
+        funded_accounts=load_account_addresses(manifest.load.seed, manifest.load.accounts),
+    )
+    genesis_path = directory / GENESIS_FILE
+    write_genesis(genesis_path, genesis)
+    specs = []
+    for index, secret in enumerate(secrets):
+        validator = genesis.validators[index]
+        home = directory / f"node{index}"
+        p2p_port, api_port = node_ports(base_port, index)
+        init_home(
+            home,
+            name=validator.name,
+            genesis_file=genesis_path,
+            secret=secret,
+            p2p_port=p2p_port,
+            api_port=api_port,
+            listen_host=host,
+        )
+        specs.append(
+            NodeSpec(
+                index=index,
+                name=validator.name,
+                home=home,
+                api_url=f"http://{validator.api_host}:{validator.api_port}",
+            )
+        )
+    return specs
+
+
+@dataclass(slots=True)
+class TestnetNode:
+    """A validator process under supervision."""
+
+    spec: NodeSpec
+    command: tuple[str, ...]
+    log_path: Path
+    identity: ProcessIdentity | None = None
+    started_at_ms: int | None = None
+    restarts: int = 0
+    paused: bool = False
+    connected: bool = True
+    process: subprocess.Popen[bytes] | None = None  # only in the process that started it
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def api_url(self) -> str:
+        return self.spec.api_url
+
+    @property
+    def pid(self) -> int | None:
+        return self.identity.pid if self.identity else None
+
+    def is_running(self) -> bool:
+        if self.process is not None:
+            self.process.poll()  # reap, so an exited child stops looking alive
+        return self.identity is not None and is_our_process(self.identity)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "index": self.spec.index,
+            "name": self.spec.name,
+            "home": str(self.spec.home),
+            "api_url": self.spec.api_url,
+            "log": str(self.log_path),
+            "command": list(self.command),
+            "pid": self.pid,
+            "start_ticks": self.identity.start_ticks if self.identity else None,
+            "started_at_ms": self.started_at_ms,
+            "restarts": self.restarts,
+            "paused": self.paused,
+            "connected": self.connected,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TestnetNode:
+        command = tuple(str(part) for part in data["command"])
+        identity = None
+        if data.get("pid") is not None and data.get("start_ticks") is not None:
+            identity = ProcessIdentity(int(data["pid"]), command, int(data["start_ticks"]))
+        return cls(
+            spec=NodeSpec(
+                index=int(data["index"]),
+                name=str(data["name"]),
+                home=Path(data["home"]),
+                api_url=str(data["api_url"]),
+            ),
+            command=command,
+            log_path=Path(data["log"]),
+            identity=identity,
+            started_at_ms=data.get("started_at_ms"),
+            restarts=int(data.get("restarts", 0)),
+            paused=bool(data.get("paused", False)),
+            connected=bool(data.get("connected", True)),
+        )
+
+
+@dataclass(slots=True)
+class Testnet:
+    __test__ = False  # not a pytest test class, despite the name
+
+    directory: Path
+    manifest: Manifest
+    nodes: list[TestnetNode]
+    created_at_ms: int = field(default_factory=lambda: int(time.time() * 1000))
+    stop_grace_s: float = STOP_GRACE_S
+
+    # --- the record on disk -------------------------------------------------
+
+    @property
+    def record_path(self) -> Path:
+        return self.directory / TESTNET_FILE
+
+    def save(self) -> None:
+        network, load = self.manifest.network, self.manifest.load
+        record = {
+            "version": TESTNET_FILE_VERSION,
+            "created_at_ms": self.created_at_ms,
+            "manifest": self.manifest.source,
+            "network": {
+                "validators": network.validators,
+                "weights": list(network.weights) if network.weights else None,
+                "view_timeout_ms": network.view_timeout_ms,
+                "chain_id": network.chain_id,
+            },
+            "load": {
+                "rate": load.rate,
+                "accounts": load.accounts,
+                "seed": load.seed,
+                "namespace": load.namespace,
+                "payload_bytes": list(load.payload_bytes),
+            },
+            "nodes": [node.to_json() for node in self.nodes],
+        }
+        tmp = self.record_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(record, indent=2) + "\n")
+        tmp.replace(self.record_path)
+
+    @classmethod
+    def load(cls, directory: Path) -> Testnet:
+        """Reattach to the testnet recorded in `directory` (started by any process)."""
+        path = directory / TESTNET_FILE
+        try:
+            record = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise TestnetError(
+                f"no testnet in {directory} ({TESTNET_FILE} not found); "
+                "start one with `seqnet testnet up`"
+            ) from None
+        except (OSError, ValueError) as exc:
+            raise TestnetError(f"cannot read {path}: {exc}") from exc
+        if record.get("version") != TESTNET_FILE_VERSION:
+            raise TestnetError(f"{path}: unsupported version {record.get('version')!r}")
+        network, load = record["network"], record["load"]
+        manifest = Manifest(
+            network=NetworkSpec(
+                validators=int(network["validators"]),
+                weights=tuple(network["weights"]) if network.get("weights") else None,
+                view_timeout_ms=int(network["view_timeout_ms"]),
+                chain_id=int(network["chain_id"]),
+            ),
+            load=LoadSpec(
+                rate=float(load["rate"]),
+                accounts=int(load["accounts"]),
+                seed=int(load["seed"]),
+                namespace=int(load["namespace"]),
+                payload_bytes=(int(load["payload_bytes"][0]), int(load["payload_bytes"][1])),
+            ),
+            source=str(record.get("manifest", "<defaults>")),
+        )
+        return cls(
+            directory=directory,
+            manifest=manifest,
+            nodes=[TestnetNode.from_json(node) for node in record["nodes"]],
+            created_at_ms=int(record.get("created_at_ms", 0)),
+        )
+
+    # --- processes ----------------------------------------------------------
+
+    def running_nodes(self) -> list[TestnetNode]:
+        return [node for node in self.nodes if node.is_running()]
+
+    def start_node(self, index: int) -> None:
+        node = self.nodes[index]
+        if node.is_running():
+            raise TestnetError(f"{node.name} is already running (pid {node.pid})")
+        process, identity = spawn(node.command, node.log_path, cwd=self.directory)
+        if node.identity is not None:
+            node.restarts += 1
+        node.process, node.identity = process, identity
+        node.started_at_ms = int(time.time() * 1000)
+        node.paused, node.connected = False, True
+        self.save()
+
+    def kill(self, index: int) -> bool:
+        """kill -9: no shutdown path runs, as in a crash."""
+        node = self.nodes[index]
+        if node.identity is None or not send_signal(node.identity, signal.SIGKILL):
+            return False
+        node.paused, node.connected = False, True
+        self._wait_exit(node, 5.0)
+        self.save()
+        return True
+
+    def stop_node(self, index: int) -> StopOutcome | None:
+        node = self.nodes[index]
+        if node.identity is None:
+            return None
+        children = {node.identity.pid: node.process} if node.process else {}
+        [outcome] = stop_processes([node.identity], grace_s=self.stop_grace_s, children=children)
+        node.paused, node.connected = False, True
+        self.save()
+        return outcome
+
+    def restart(self, index: int) -> None:
+        """Start the node again, stopping it first (SIGTERM) if it still runs."""
+        if self.nodes[index].is_running():
+            self.stop_node(index)
+        self.start_node(index)
+
+    def pause(self, index: int) -> bool:
+        node = self.nodes[index]
+        if node.identity is None or not send_signal(node.identity, signal.SIGSTOP):
+            return False
+        node.paused = True
+        self.save()
+        return True
+
+    def resume(self, index: int) -> bool:
+        node = self.nodes[index]
+        if node.identity is None or not send_signal(node.identity, signal.SIGCONT):
+            return False
+        node.paused = False
+        self.save()
+        return True
+
+    def set_connected(self, index: int, connected: bool) -> None:
+        """Cut or restore the node's validator links through its admin API."""
+        node = self.nodes[index]
+        with SeqnetClient(node.api_url, timeout=STATUS_TIMEOUT_S) as client:
+            client.set_network_connected(connected)
+        node.connected = connected
+        self.save()
+
+    def apply(self, perturbation: Perturbation) -> str:
+        """Apply one perturbation; return what happened, for the event log."""
+        index, action = perturbation.node, perturbation.action
+        name = self.nodes[index].name
+        try:
+            if action is PerturbationAction.KILL:
+                done = self.kill(index)
+                return f"kill -9 {name}" if done else f"kill {name}: not running, skipped"
+            if action is PerturbationAction.RESTART:
+                self.restart(index)
+                return f"restarted {name} (pid {self.nodes[index].pid})"
+            if action is PerturbationAction.PAUSE:
+                done = self.pause(index)
+                return f"SIGSTOP {name}" if done else f"pause {name}: not running, skipped"
+            if action is PerturbationAction.RESUME:
+                done = self.resume(index)
+                return f"SIGCONT {name}" if done else f"resume {name}: not running, skipped"
+            connected = action is PerturbationAction.RECONNECT
+            self.set_connected(index, connected)
+            return f"{'reconnected' if connected else 'disconnected'} {name}"
+        except (SeqnetApiError, TestnetError, OSError) as exc:
+            return f"{action} {name} failed: {exc}"
+
+    def stop(self, grace_s: float | None = None) -> list[StopOutcome]:
+        """Stop every node this testnet started (and only those): SIGTERM, then SIGKILL."""
+        identities = [node.identity for node in self.nodes if node.identity is not None]
+        children = {
+            node.identity.pid: node.process
+            for node in self.nodes
+            if node.identity is not None and node.process is not None
+        }
+        outcomes = stop_processes(
+            identities,
+            grace_s=self.stop_grace_s if grace_s is None else grace_s,
+            children=children,
+        )
+        for node in self.nodes:
+            node.paused, node.connected = False, True
+        if self.record_path.parent.exists():
+            self.save()
+        return outcomes
+
+    def _wait_exit(self, node: TestnetNode, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while node.is_running() and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    # --- observation --------------------------------------------------------
+
+    def statuses(self, timeout_s: float = STATUS_TIMEOUT_S) -> list[dict[str, Any] | None]:
+        """Each node's /v1/status (None where it does not answer), queried in parallel."""
+
+        def fetch(node: TestnetNode) -> dict[str, Any] | None:
+            try:
+                with SeqnetClient(node.api_url, timeout=timeout_s) as client:
+                    return client.status()
+            except SeqnetApiError:
+                return None
+
+        with ThreadPoolExecutor(max_workers=max(1, len(self.nodes))) as pool:
+            return list(pool.map(fetch, self.nodes))
+
+    def status_report(self) -> dict[str, Any]:
+        """`seqnet testnet status --json`: {"nodes": [{name, height, last_hash, ...}]}."""
+        nodes = []
+        for node, status in zip(self.nodes, self.statuses(), strict=True):
+            running = node.is_running()
+            answer = status or {}
+            nodes.append(
+                {
+                    "name": node.name,
+                    "height": answer.get("height"),
+                    "last_hash": answer.get("last_hash"),
+                    "state_root": answer.get("state_root"),
+                    "view": answer.get("view"),
+                    "peers": answer.get("peers"),
+                    "up": status is not None,
+                    "running": running,
+                    "paused": node.paused and running,
+                    "pid": node.pid if running else None,
+                    "api_url": node.api_url,
+                }
+            )
+        return {"nodes": nodes}
+
+    def wait_until_committing(self, timeout_s: float = READY_TIMEOUT_S) -> None:
+        """Block until every node answers /v1/status with height > 0.
+
+        Raises TestnetError as soon as a node process exits, or at the timeout,
+        naming the node and quoting the tail of its log.
+        """
+        deadline = time.monotonic() + timeout_s
+        while True:
+            for node in self.nodes:
+                if not node.is_running():
+                    code = node.process.returncode if node.process else None
+                    raise TestnetError(
+                        f"{node.name} exited during startup (exit code {code}); "
+                        f"last lines of {node.log_path}:\n{log_tail(node.log_path)}"
+                    )
+            statuses = self.statuses(timeout_s=1.0)
+            lagging = [
+                (node, status)
+                for node, status in zip(self.nodes, statuses, strict=True)
+                if status is None
+                or not isinstance(status.get("height"), int)
+                or status["height"] <= 0
+            ]
+            if not lagging:
+                return
+            if time.monotonic() >= deadline:
+                node, status = lagging[0]
+                why = "does not answer /v1/status" if status is None else "has not committed"
+                names = ", ".join(n.name for n, _ in lagging)
+                raise TestnetError(
+                    f"the network did not commit within {timeout_s:g} s "
+                    f"(not ready: {names}); {node.name} {why}. "
+                    f"Last lines of {node.log_path}:\n{log_tail(node.log_path)}"
+                )
+            time.sleep(READY_POLL_S)
+
+
+def _port_in_use(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def check_ports_free(host: str, base_port: int, validators: int) -> None:
+    busy = [
+        port
+        for index in range(validators)
+        for port in node_ports(base_port, index)
+        if _port_in_use(host, port)
+    ]
+    if busy:
+        raise TestnetError(
+            f"ports already in use on {host}: {', '.join(map(str, busy))}. Another "
+            "testnet may be running (`seqnet testnet down --dir DIR`), or pick other "
+            "ports with --base-port"
+        )
+
+
+def _testnet_paths(directory: Path) -> list[Path]:
+    """What a testnet creates in its directory (and all that `clean` removes)."""
+    paths = [directory / name for name in (TESTNET_FILE, GENESIS_FILE, LOAD_NONCES_FILE)]
+    paths += sorted(p for p in directory.glob("node*") if p.is_dir() and p.name[4:].isdigit())
+    return [p for p in paths if p.exists()]
+
+
+def clean_testnet_dir(directory: Path) -> list[Path]:
+    """Remove the files a testnet created (never anything else); the directory
+    itself goes only if that leaves it empty. Refuses while nodes still run."""
+    if (directory / TESTNET_FILE).exists():
+        running = Testnet.load(directory).running_nodes()
+        if running:
+            raise TestnetError(
+                f"nodes still running in {directory}: "
+                + ", ".join(f"{n.name} (pid {n.pid})" for n in running)
+            )
+    removed = _testnet_paths(directory)
+    for path in removed:
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    if directory.exists() and not any(directory.iterdir()):
+        directory.rmdir()
+    return removed
+
+
+def _prepare_directory(directory: Path, fresh: bool) -> None:
+    if (directory / TESTNET_FILE).exists():
+        previous = Testnet.load(directory)
+        if previous.running_nodes():
+            raise TestnetError(
+                f"a testnet is already running in {directory}; stop it with "
+                f"`seqnet testnet down --dir {directory}`"
+            )
+    if _testnet_paths(directory):
+        if not fresh:
+            raise TestnetError(
+                f"{directory} holds a previous testnet's data; remove it with "
+                f"`seqnet testnet down --clean --dir {directory}` or pass --fresh"
+            )
+        clean_testnet_dir(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+
+
+def start_testnet(
+    directory: Path | str = DEFAULT_TESTNET_DIR,
+    *,
+    manifest: Manifest | None = None,
+    validators: int | None = None,
+    base_port: int = DEFAULT_BASE_PORT,
+    host: str = DEFAULT_HOST,
+    node_command: Sequence[str] = NODE_COMMAND_TEMPLATE,
+    write_homes: HomesWriter = write_validator_homes,
+    ready_timeout_s: float = READY_TIMEOUT_S,
+    stop_grace_s: float = STOP_GRACE_S,
+    fresh: bool = False,
+    wait: bool = True,
+) -> Testnet:
+    """Write the homes, start one process per validator, wait for the first commits.
+
+    `node_command` is the argv template ("{home}" is replaced by each node's
+    home); tests pass a fake node. `write_homes` creates the homes and returns
+    the nodes' specs; by default real keys, genesis and configs. On any failure
+    the processes started so far are stopped and TestnetError is raised.
+    """
+    directory = Path(directory).absolute()
+    manifest = (manifest or Manifest()).with_overrides(validators=validators)
+    if not any("{home}" in part for part in node_command):
+        raise TestnetError("node_command must contain a '{home}' placeholder")
+    _prepare_directory(directory, fresh)
+    check_ports_free(host, base_port, manifest.network.validators)
+    specs = write_homes(directory, manifest, base_port, host)
+    nodes = [
+        TestnetNode(
+            spec=spec,
+            command=tuple(part.replace("{home}", str(spec.home)) for part in node_command),
+            log_path=spec.home / NODE_LOG,
+        )
+        for spec in specs
+    ]
+    net = Testnet(directory=directory, manifest=manifest, nodes=nodes, stop_grace_s=stop_grace_s)
+    net.save()
+    try:
+        for node in nodes:
+            net.start_node(node.spec.index)
+        if wait:
+            net.wait_until_committing(ready_timeout_s)
+    except BaseException:
+        net.stop()
+        raise
+    return net

@@ -1,0 +1,178 @@
+"""Batch codec, verification and the builder's cut rules."""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from consensus.crypto import keccak256
+from sequencer_net.mempool.batch import (
+    BATCH_DIGEST_TAG,
+    Batch,
+    BatchBuilder,
+    DuplicateTransaction,
+    EmptyBatch,
+    InvalidBatchTransaction,
+    MalformedBatch,
+    OversizedBatch,
+    batch_digest,
+    decode_batch,
+    encode_batch,
+    verify_batch,
+)
+from sequencer_net.mempool.limits import (
+    MAX_BATCH_BYTES,
+    MAX_BATCH_TXS,
+    BatchLimits,
+    MempoolLimits,
+)
+from sequencer_net.mempool.mempool import Mempool
+from sequencer_net.mempool.transaction import BadSignature, WrongChain
+from tests.mempool.factories import DOMAIN, KEYS, OTHER_DOMAIN, signed
+from tests.mempool.test_mempool import cached_tx
+
+
+def test_round_trip_digest_and_verify() -> None:
+    txs = [signed(0, 0), signed(1, 0), signed(0, 1)]
+    batch = Batch(author=3, sequence=7, transactions=txs)
+    encoded = encode_batch(batch)
+    assert decode_batch(encoded) == batch
+    assert batch_digest(encoded) == keccak256(BATCH_DIGEST_TAG + encoded)
+    checked = verify_batch(batch, DOMAIN)
+    assert [c.sender for c in checked] == [KEYS[0].address, KEYS[1].address, KEYS[0].address]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"\xc1",
+        msgspec.msgpack.encode([0, 0]),
+        msgspec.msgpack.encode([-1, 0, [b"x"]]),
+        msgspec.msgpack.encode([1024, 0, [b"x"]]),  # author beyond MAX_VALIDATORS
+        msgspec.msgpack.encode([0, 0, ["text"]]),
+    ],
+    ids=["empty-bytes", "reserved-byte", "short-array", "negative-author", "big-author", "str"],
+)
+def test_malformed_rejected(data: bytes) -> None:
+    with pytest.raises(MalformedBatch):
+        decode_batch(data)
+
+
+def test_oversized_rejected_before_decoding() -> None:
+    with pytest.raises(OversizedBatch):
+        decode_batch(b"\x00" * (MAX_BATCH_BYTES + 1))
+
+
+def test_too_many_transactions_rejected() -> None:
+    data = msgspec.msgpack.encode([0, 0, [b"x"] * (MAX_BATCH_TXS + 1)])
+    with pytest.raises(MalformedBatch):
+        decode_batch(data)
+
+
+def test_total_bytes_bound() -> None:
+    big = b"x" * (32 * 1024)
+    data = encode_batch(Batch(0, 0, [big + bytes([i]) for i in range(70)]))  # ~2.2 MB
+    with pytest.raises(OversizedBatch):
+        decode_batch(data)
+
+
+def test_empty_and_duplicate_rejected() -> None:
+    with pytest.raises(EmptyBatch):
+        decode_batch(encode_batch(Batch(0, 0, [])))
+    tx = signed()
+    with pytest.raises(DuplicateTransaction):
+        decode_batch(encode_batch(Batch(0, 0, [tx, tx])))
+
+
+def test_non_canonical_rejected() -> None:
+    encoded = encode_batch(Batch(author=1, sequence=0, transactions=[signed()]))
+    widened = encoded[:1] + b"\xcc\x01" + encoded[2:]  # author 1 as uint8
+    assert msgspec.msgpack.decode(widened) == msgspec.msgpack.decode(encoded)
+    with pytest.raises(MalformedBatch, match="canonical"):
+        decode_batch(widened)
+
+
+def test_verify_names_the_first_bad_transaction() -> None:
+    batch = Batch(0, 0, [signed(0, 0), signed(1, 0, domain=OTHER_DOMAIN), b"junk"])
+    with pytest.raises(InvalidBatchTransaction) as caught:
+        verify_batch(batch, DOMAIN)
+    assert caught.value.position == 1
+    assert isinstance(caught.value.cause, WrongChain)
+    tx = bytearray(signed(2, 0))
+    tx[-40] ^= 1  # flip a bit of s
+    try:
+        verify_batch(Batch(0, 0, [bytes(tx)]), DOMAIN)
+    except InvalidBatchTransaction as exc:
+        assert isinstance(exc.cause, BadSignature)
+    else:  # a flipped s may still recover, but never the original sender
+        assert verify_batch(Batch(0, 0, [bytes(tx)]), DOMAIN)[0].sender != KEYS[2].address
+
+
+def test_builder_cuts_on_delay() -> None:
+    pool = Mempool(DOMAIN)
+    builder = BatchBuilder(author=2, limits=BatchLimits(max_txs=10, max_delay_ms=50))
+    assert builder.poll(pool, now_ms=0) is None
+    pool.add(cached_tx(0, 0, 0), now_ms=100)
+    pool.add(cached_tx(1, 0, 0), now_ms=120)
+    assert builder.deadline_ms(pool) == 150
+    assert builder.poll(pool, now_ms=149) is None
+    batch = builder.poll(pool, now_ms=150)
+    assert batch is not None
+    assert (batch.author, batch.sequence) == (2, 0)
+    assert batch.transactions == [cached_tx(0, 0, 0).encoded, cached_tx(1, 0, 0).encoded]
+    assert builder.poll(pool, now_ms=10_000) is None  # taken: not batched twice
+    assert len(pool) == 2  # still pending until committed
+    pool.add(cached_tx(2, 0, 0), now_ms=200)
+    second = builder.poll(pool, now_ms=250)
+    assert second is not None and second.sequence == 1
+
+
+def test_builder_cuts_on_count_and_bytes() -> None:
+    pool = Mempool(DOMAIN)
+    builder = BatchBuilder(author=0, limits=BatchLimits(max_txs=3, max_delay_ms=10**9))
+    for sender in range(5):
+        pool.add(cached_tx(sender, 0, 0), now_ms=0)
+    first = builder.poll(pool, now_ms=1)
+    assert first is not None and len(first.transactions) == 3
+    assert builder.poll(pool, now_ms=2) is None  # 2 left, under every trigger
+
+    size = len(cached_tx(0, 1, 0).encoded)
+    by_bytes = BatchBuilder(author=1, limits=BatchLimits(max_bytes=40_000, max_delay_ms=10**9))
+    pool2 = Mempool(DOMAIN, MempoolLimits(nonce_window=1000))
+    count = 40_000 // size + 1
+    for i in range(count):
+        pool2.add(cached_tx(i % 4, i // 4, 0), now_ms=0)
+    assert by_bytes.due(pool2, now_ms=0)
+    batch = by_bytes.poll(pool2, now_ms=0)
+    assert batch is not None
+    assert len(batch.transactions) == count - 1  # the last one would pass 40,000 bytes
+    assert sum(len(t) for t in batch.transactions) <= 40_000
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    picks=st.lists(st.tuples(st.integers(0, 3), st.integers(0, 5)), min_size=1, max_size=20),
+    max_txs=st.integers(1, 8),
+)
+def test_builder_is_deterministic(picks: list[tuple[int, int]], max_txs: int) -> None:
+    """Two nodes fed the same arrivals cut byte-identical batches."""
+
+    def run() -> list[bytes]:
+        pool = Mempool(DOMAIN)
+        builder = BatchBuilder(author=0, limits=BatchLimits(max_txs=max_txs, max_delay_ms=5))
+        out = []
+        for t, (sender, nonce) in enumerate(picks):
+            pool.add(cached_tx(sender, nonce, 0), now_ms=t)
+            batch = builder.poll(pool, now_ms=t)
+            if batch is not None:
+                decode_batch(encode_batch(batch))
+                out.append(encode_batch(batch))
+        while (batch := builder.poll(pool, now_ms=10**6)) is not None:
+            out.append(encode_batch(batch))
+        assert pool.untaken_count() == 0
+        return out
+
+    assert run() == run()

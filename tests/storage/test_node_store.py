@@ -1,0 +1,348 @@
+"""The validator's store: round trips, restarts, corruption and kill -9."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from rocksdict import Options, Rdict
+
+from consensus.crypto import keccak256
+from consensus.io import SafetyRecord
+from consensus.messages import Block, Certificate, VoteKind
+from sequencer_net.mempool.transaction import tx_hash
+from sequencer_net.storage.node_store import (
+    KEY_LAYOUT,
+    SAFETY_KEY,
+    TIP_KEY,
+    CommitOutOfOrder,
+    CorruptStore,
+    NodeStore,
+)
+
+GENESIS = keccak256(b"test genesis")
+REPO = Path(__file__).resolve().parents[2]
+
+
+def block(height: int, parent: bytes, view: int | None = None) -> Block:
+    return Block(
+        view=view if view is not None else 2 * height,
+        height=height,
+        parent=parent,
+        proposer=height % 4,
+        payload=b"payload %d" % height,
+    )
+
+
+def cert(kind: int, view: int, height: int = 0, digest: bytes = bytes(32)) -> Certificate:
+    return Certificate(
+        kind=kind, view=view, height=height, block=digest, signers=[0, 1, 2],
+        signatures=[bytes([i]) * 65 for i in range(3)],
+    )  # fmt: skip
+
+
+def txs_at(height: int, count: int = 5) -> list[bytes]:
+    return [b"tx %d/%d " % (height, i) + bytes(40) for i in range(count)]
+
+
+def commit_chain(store: NodeStore, heights: int) -> list[Block]:
+    chain = []
+    parent = store.tip()[1]
+    start = store.tip()[0] + 1
+    for height in range(start, start + heights):
+        b = block(height, parent)
+        digest = b.digest()
+        store.commit_block(
+            b,
+            cert(VoteKind.FINALIZE, b.view, height, digest),
+            txs_at(height),
+            keccak256(b"root %d" % height),
+            executed=b"receipts %d" % height,
+            batch_digests=[keccak256(b"batch %d" % height)],
+        )
+        chain.append(b)
+        parent = digest
+    return chain
+
+
+def test_empty_store(tmp_path: Path) -> None:
+    with NodeStore(tmp_path / "db", genesis_digest=GENESIS) as store:
+        assert store.tip() == (0, GENESIS, 0)
+        assert store.load_safety() is None
+        assert store.load_certificates() == []
+        assert store.load_pending_transactions() == []
+        assert store.block_at(1) is None
+        assert store.next_batch_sequence() == 0
+
+
+def test_key_prefixes_are_prefix_free() -> None:
+    prefixes = list(KEY_LAYOUT.values())
+    assert len(set(prefixes)) == len(prefixes)
+    for a in prefixes:
+        for b in prefixes:
+            assert a == b or not b.startswith(a), (a, b)
+
+
+def test_safety_record_and_voted_blocks_survive_restart(tmp_path: Path) -> None:
+    path = tmp_path / "db"
+    b1 = block(1, GENESIS, view=1)
+    b2 = block(2, b1.digest(), view=2)
+    with NodeStore(path, genesis_digest=GENESIS) as store:
+        store.save_vote(SafetyRecord(view=1, notarized=b1.digest()), b1)
+        store.store_block(b2)
+        store.save_vote(SafetyRecord(view=2, notarized=b2.digest(), finalized=True), None)
+    with NodeStore(path, genesis_digest=GENESIS) as store:
+        assert store.load_safety() == SafetyRecord(view=2, notarized=b2.digest(), finalized=True)
+        assert store.get_voted_block(b1.digest()) == b1
+        assert store.block_by_digest(b2.digest()) == b2
+        assert store.voted_blocks() == [b1, b2]
+        assert store.get_voted_block(bytes(32)) is None
+
+
+def test_certificates_below_the_highest_finalization_are_dropped(tmp_path: Path) -> None:
+    path = tmp_path / "db"
+    with NodeStore(path) as store:
+        store.save_certificate(cert(VoteKind.NOTARIZE, 1, 1, b"\x01" * 32))
+        store.save_certificate(cert(VoteKind.NULLIFY, 2))
+        assert [c.view for c in store.load_certificates()] == [1, 2]
+        store.save_certificate(cert(VoteKind.NOTARIZE, 3, 2, b"\x03" * 32))
+        store.save_certificate(cert(VoteKind.FINALIZE, 3, 2, b"\x03" * 32))
+        store.save_certificate(cert(VoteKind.NULLIFY, 4))
+    with NodeStore(path) as store:
+        loaded = store.load_certificates()
+        assert [(c.view, c.kind) for c in loaded] == [
+            (3, VoteKind.NOTARIZE),
+            (3, VoteKind.FINALIZE),
+            (4, VoteKind.NULLIFY),
+        ]
+        assert loaded[1] == cert(VoteKind.FINALIZE, 3, 2, b"\x03" * 32)
+
+
+def test_commits_round_trip_and_survive_restart(tmp_path: Path) -> None:
+    path = tmp_path / "db"
+    with NodeStore(path, genesis_digest=GENESIS) as store:
+        voted_low = block(2, b"\x09" * 32, view=99)  # a fork at height 2, never committed
+        voted_high = block(4, b"\x08" * 32, view=98)
+        store.store_block(voted_low)
+        store.store_block(voted_high)
+        chain = commit_chain(store, 3)
+        assert store.get_voted_block(voted_low.digest()) is None  # pruned: height <= 3
+        assert store.get_voted_block(voted_high.digest()) == voted_high
+    with NodeStore(path, genesis_digest=GENESIS) as store:
+        assert store.tip() == (3, chain[-1].digest(), chain[-1].view)
+        for b in chain:
+            h = b.height
+            assert store.block_at(h) == b
+            assert store.block_by_digest(b.digest()) == b
+            finalization = store.finalization_at(h)
+            assert finalization is not None and finalization.block == b.digest()
+            assert store.state_root_at(h) == keccak256(b"root %d" % h)
+            assert store.executed_at(h) == b"receipts %d" % h
+            assert store.transactions_at(h) == txs_at(h)
+            for position, tx in enumerate(txs_at(h)):
+                assert store.find_transaction(tx_hash(tx)) == (h, position)
+        assert store.find_transaction(bytes(32)) is None
+        assert store.transactions_at(4) == []
+        with pytest.raises(CommitOutOfOrder):
+            store.commit_block(
+                block(5, chain[-1].digest()), cert(3, 10, 5), [], bytes(32)
+            )  # skips height 4
+        with pytest.raises(CommitOutOfOrder):
+            store.commit_block(block(4, b"\x07" * 32), cert(3, 8, 4), [], bytes(32))
+        commit_chain(store, 1)
+        assert store.tip()[0] == 4
+
+
+def test_pending_transactions(tmp_path: Path) -> None:
+    path = tmp_path / "db"
+    first, second = txs_at(1, 3), [b"late tx", b"later tx"]
+    with NodeStore(path, genesis_digest=GENESIS) as store:
+        store.save_pending_transactions(first)
+        store.save_pending_transactions(second)
+    with NodeStore(path, genesis_digest=GENESIS) as store:
+        assert store.load_pending_transactions() == first + second  # in saved order
+        commit_chain(store, 1)  # commits txs_at(1, 5), which includes `first`
+        assert store.load_pending_transactions() == second
+        store.remove_pending([tx_hash(b"late tx")])
+        assert store.load_pending_transactions() == [b"later tx"]
+        # A pending entry for an already committed tx (a lost unsynced delete) is dropped.
+        store.save_pending_transactions([txs_at(1)[4], b"new"])
+        assert store.load_pending_transactions() == [b"later tx", b"new"]
+    with NodeStore(path, genesis_digest=GENESIS) as store:
+        assert store.load_pending_transactions() == [b"later tx", b"new"]
+        store.save_pending_transactions([b"newest"])
+        assert store.load_pending_transactions()[-1] == b"newest"  # arrival continues
+
+
+def test_batches(tmp_path: Path) -> None:
+    path = tmp_path / "db"
+    with NodeStore(path, genesis_digest=GENESIS) as store:
+        for height in range(1, 5):
+            store.save_batch(keccak256(b"batch %d" % height), b"encoded %d" % height)
+        store.save_batch(keccak256(b"own"), b"own 0", own_sequence=0)
+        store.save_batch(keccak256(b"own 1"), b"own 1", own_sequence=1)
+        commit_chain(store, 4)  # height h references keccak("batch h")
+        assert store.get_batch(keccak256(b"batch 2")) == b"encoded 2"
+    with NodeStore(path, genesis_digest=GENESIS) as store:
+        assert store.next_batch_sequence() == 2
+        assert store.prune_batches_below(3) == 2
+        assert store.get_batch(keccak256(b"batch 1")) is None
+        assert store.get_batch(keccak256(b"batch 2")) is None
+        assert store.get_batch(keccak256(b"batch 3")) == b"encoded 3"
+        assert store.get_batch(keccak256(b"own")) == b"own 0"  # never referenced: kept
+        assert store.prune_batches_below(3) == 0
+
+
+def test_batch_referenced_again_later_survives_pruning(tmp_path: Path) -> None:
+    with NodeStore(tmp_path / "db", genesis_digest=GENESIS) as store:
+        shared = keccak256(b"shared")
+        store.save_batch(shared, b"shared")
+        b1 = block(1, GENESIS)
+        store.commit_block(b1, cert(3, 2, 1, b1.digest()), [], bytes(32), batch_digests=[shared])
+        b2 = block(2, b1.digest())
+        store.commit_block(b2, cert(3, 4, 2, b2.digest()), [], bytes(32), batch_digests=[shared])
+        assert store.prune_batches_below(2) == 0
+        assert store.get_batch(shared) == b"shared"
+        assert store.prune_batches_below(3) == 1
+        assert store.get_batch(shared) is None
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "read"),
+    [
+        (TIP_KEY, b"short", "reopen"),
+        (SAFETY_KEY, b"\xc1", "safety"),
+        (SAFETY_KEY, b"\x93\x01\x02\x03", "safety"),
+        (b"f/" + (1).to_bytes(8, "big"), b"\x92\x01", "finalization"),
+        (b"c/" + (1).to_bytes(8, "big") + b"\x01", b"junk", "certificates"),
+        (b"bh/" + (1).to_bytes(8, "big"), b"\x90", "block"),
+        (b"i/" + bytes(32), b"\x00" * 5, "find"),
+        (b"p/" + bytes(32), b"\x00" * 8 + b"not matching its hash", "pending"),
+    ],
+)
+def test_corrupt_records_raise_corrupt_store(
+    tmp_path: Path, key: bytes, value: bytes, read: str
+) -> None:
+    path = tmp_path / "db"
+    NodeStore(path).close()
+    options = Options(raw_mode=True)
+    raw = Rdict(os.fspath(path), options)
+    raw.put(key, value)
+    raw.close()
+    with pytest.raises(CorruptStore):
+        store = NodeStore(path)
+        try:
+            match read:
+                case "safety":
+                    store.load_safety()
+                case "finalization":
+                    store.finalization_at(1)
+                case "certificates":
+                    store.load_certificates()
+                case "block":
+                    store.block_at(1)
+                case "find":
+                    store.find_transaction(bytes(32))
+                case "pending":
+                    store.load_pending_transactions()
+        finally:
+            store.close()
+
+
+# ---- kill -9 ---------------------------------------------------------------------------
+
+CRASH_TXS = 300
+
+WRITER = """
+import sys
+from consensus.crypto import keccak256
+from consensus.io import SafetyRecord
+from consensus.messages import Block, Certificate
+from sequencer_net.storage.node_store import NodeStore
+
+path, genesis = sys.argv[1], bytes.fromhex(sys.argv[2])
+store = NodeStore(path, genesis_digest=genesis)
+
+def txs(h):
+    return [b"tx %d/%d " % (h, i) + bytes(60) for i in range({txs})]
+
+print("ready", flush=True)
+while True:
+    height, parent, _ = store.tip()
+    h = height + 1
+    b = Block(view=2 * h, height=h, parent=parent, proposer=h % 4, payload=b"p %d" % h)
+    d = b.digest()
+    store.save_pending_transactions(txs(h)[:20])
+    store.save_vote(SafetyRecord(view=2 * h, notarized=d), b)
+    fin = Certificate(kind=3, view=2 * h, height=h, block=d, signers=[0], signatures=[bytes(65)])
+    store.save_certificate(fin)
+    store.save_vote(SafetyRecord(view=2 * h, notarized=d, finalized=True), None)
+    store.commit_block(b, fin, txs(h), keccak256(b"root %d" % h))
+    print("committed", h, flush=True)
+""".replace("{txs}", str(CRASH_TXS))
+
+
+def crash_txs(height: int) -> list[bytes]:
+    return [b"tx %d/%d " % (height, i) + bytes(60) for i in range(CRASH_TXS)]
+
+
+def check_consistent(path: Path, acknowledged: int) -> int:
+    """Reopen after a kill: the tip's block, transactions, finalization and root are all
+    there, nothing past the tip is, and nothing acknowledged as committed is lost."""
+    with NodeStore(path, genesis_digest=GENESIS) as store:
+        height, digest, view = store.tip()
+        assert height >= acknowledged
+        if height == 0:
+            assert digest == GENESIS
+            return 0
+        tip_block = store.block_at(height)
+        assert tip_block is not None and tip_block.digest() == digest and tip_block.view == view
+        parent = store.block_at(height - 1)
+        assert tip_block.parent == (GENESIS if parent is None else parent.digest())
+        finalization = store.finalization_at(height)
+        assert finalization is not None and finalization.block == digest
+        assert store.state_root_at(height) == keccak256(b"root %d" % height)
+        committed = crash_txs(height)
+        assert store.transactions_at(height) == committed
+        assert store.find_transaction(tx_hash(committed[-1])) == (height, CRASH_TXS - 1)
+        assert store.block_at(height + 1) is None
+        assert store.transactions_at(height + 1) == []
+        safety = store.load_safety()
+        assert safety is not None and safety.view >= view
+        assert all(b.height > height for b in store.voted_blocks())
+        for pending in store.load_pending_transactions():
+            assert store.find_transaction(tx_hash(pending)) is None
+        return height
+
+
+def test_kill_9_at_random_points_leaves_a_consistent_store(tmp_path: Path) -> None:
+    seed = int(os.environ.get("SEQNET_TEST_SEED", "20261107"))
+    rng = random.Random(seed)
+    print(f"kill -9 test seed={seed} (replay: SEQNET_TEST_SEED={seed})")
+    path = tmp_path / "db"
+    last = 0
+    for kill in range(6):
+        proc = subprocess.Popen(
+            [sys.executable, "-c", WRITER, os.fspath(path), GENESIS.hex()],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready", f"seed={seed} kill={kill}"
+        time.sleep(rng.uniform(0.02, 0.4))
+        proc.send_signal(signal.SIGKILL)
+        output, _ = proc.communicate(timeout=10)
+        assert proc.returncode == -signal.SIGKILL
+        acknowledged = [int(line.split()[1]) for line in output.splitlines() if line]
+        print(f"kill {kill}: writer acknowledged up to {max(acknowledged, default=last)}")
+        height = check_consistent(path, max(acknowledged, default=last))
+        assert height >= last, f"seed={seed} kill={kill}: tip went back"
+        last = height
+    assert last > 0, f"seed={seed}: the writer never committed"

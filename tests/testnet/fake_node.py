@@ -1,0 +1,300 @@
+"""A stand-in for `seqnet node run`: the node's HTTP API over a fake chain.
+
+Serves /v1/status, /v1/transactions (single and batch), /v1/transactions/{h},
+/v1/blocks/{h}, /metrics and /v1/admin/network on 127.0.0.1 with the standard
+library only. A block is "committed" every `block_interval_s`; it includes every
+transaction accepted since the last one. Transactions are decoded and their
+signatures recovered with the real mempool code, so tests can check what the
+load generator signed (sender, nonce, namespace, payload size).
+
+Run as a process (what the supervisor tests launch):
+    python tests/testnet/fake_node.py --home DIR
+reading the node's name and API port from DIR/config.toml and the chain id from
+DIR/genesis.json (as written by the real `init_home`), or in a thread:
+`FakeNode(FakeChain(...)).serve_in_thread()`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+import time
+import tomllib
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:  # when run as a script from any directory
+    sys.path.insert(0, str(ROOT))
+
+from consensus.crypto import keccak256  # noqa: E402
+from consensus.encoding import Domain  # noqa: E402
+from sequencer_net.mempool.transaction import (  # noqa: E402
+    InvalidTransaction,
+    decode_transaction,
+    recover_sender,
+)
+
+CONFIG_FILE = "fake-node.json"
+
+
+@dataclass
+class Accepted:
+    sender: bytes
+    nonce: int
+    namespace: int
+    payload_len: int
+    hash: bytes
+    height: int | None = None
+    index: int | None = None
+
+
+@dataclass
+class FakeChain:
+    name: str
+    index: int
+    chain_id: int = 31337
+    block_interval_s: float = 0.05
+    peers: list[int] = field(default_factory=list)
+    mempool_capacity: int = 1_000_000
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    height: int = 0
+    blocks: list[list[bytes]] = field(default_factory=list)
+    txs: dict[bytes, Accepted] = field(default_factory=dict)
+    pending: list[bytes] = field(default_factory=list)
+    connected: bool = True
+    in_flight: int = 0
+    max_in_flight: int = 0
+    requests: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    def domain(self) -> Domain:
+        return Domain(self.chain_id, bytes(20))
+
+    def commit_block(self) -> None:
+        with self.lock:
+            included = self.pending
+            self.pending = []
+            self.height += 1
+            for position, tx_hash in enumerate(included):
+                self.txs[tx_hash].height = self.height
+                self.txs[tx_hash].index = position
+            self.blocks.append(included)
+
+    def accept(self, encoded: bytes) -> dict[str, str]:
+        try:
+            tx = decode_transaction(encoded)
+            sender = recover_sender(tx, self.domain())
+        except InvalidTransaction as exc:
+            return {"error": str(exc), "code": "invalid_transaction"}
+        tx_hash = keccak256(encoded)
+        with self.lock:
+            if len(self.pending) >= self.mempool_capacity:
+                return {"error": "mempool full", "code": "mempool_full"}
+            if tx_hash not in self.txs:
+                self.txs[tx_hash] = Accepted(
+                    sender, tx.nonce, tx.namespace, len(tx.payload), tx_hash
+                )
+                self.pending.append(tx_hash)
+        return {"hash": "0x" + tx_hash.hex()}
+
+    def status(self) -> dict[str, Any]:
+        with self.lock:
+            last = keccak256(self.height.to_bytes(8, "big"))
+            committed = sum(len(b) for b in self.blocks)
+            return {
+                "name": self.name,
+                "validator_index": self.index,
+                "chain_id": self.chain_id,
+                "height": self.height,
+                "last_hash": "0x" + last.hex(),
+                "view": self.height + 1,
+                "state_root": "0x" + keccak256(last).hex(),
+                "peers": self.peers if self.connected else [],
+                "mempool_size": len(self.pending),
+                "committed_txs": committed,
+                "commit_latency_ms": {"p50": 40.0, "p99": 90.0},
+                "uptime_s": time.monotonic() - self.started,
+            }
+
+
+class _Handler(BaseHTTPRequestHandler):
+    chain: FakeChain  # set on the subclass the server uses
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def _send(self, code: int, body: Any, content_type: str = "application/json") -> None:
+        data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("content-type", content_type)
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _body(self) -> bytes:
+        return self.rfile.read(int(self.headers.get("content-length", "0")))
+
+    def _track(self, delta: int) -> None:
+        with self.chain.lock:
+            self.chain.in_flight += delta
+            self.chain.requests += max(delta, 0)
+            self.chain.max_in_flight = max(self.chain.max_in_flight, self.chain.in_flight)
+
+    def do_GET(self) -> None:
+        chain = self.chain
+        parts = self.path.strip("/").split("/")
+        if parts == ["v1", "status"]:
+            self._send(200, chain.status())
+        elif parts[:2] == ["v1", "transactions"] and len(parts) == 3:
+            accepted = chain.txs.get(bytes.fromhex(parts[2].removeprefix("0x")))
+            if accepted is None:
+                self._send(404, {"error": "unknown transaction", "code": "not_found"})
+            elif accepted.height is None:
+                self._send(200, {"hash": parts[2], "status": "pending"})
+            else:
+                self._send(
+                    200,
+                    {
+                        "hash": parts[2],
+                        "status": "committed",
+                        "height": accepted.height,
+                        "index": accepted.index,
+                    },
+                )
+        elif parts[:2] == ["v1", "blocks"] and len(parts) == 3:
+            height = int(parts[2])
+            if not 1 <= height <= chain.height:
+                self._send(404, {"error": "no such block", "code": "not_found"})
+            else:
+                block_hash = keccak256(height.to_bytes(8, "big"))
+                txs = ["0x" + h.hex() for h in chain.blocks[height - 1]]
+                self._send(
+                    200, {"height": height, "hash": "0x" + block_hash.hex(), "transactions": txs}
+                )
+        elif parts == ["metrics"]:
+            self._send(200, f"seqnet_height {chain.height}\n", "text/plain")
+        else:
+            self._send(404, {"error": "not found", "code": "not_found"})
+
+    def do_POST(self) -> None:
+        self._track(1)
+        try:
+            self._post()
+        finally:
+            self._track(-1)
+
+    def _post(self) -> None:
+        chain = self.chain
+        body = self._body()
+        if self.path == "/v1/transactions":
+            result = chain.accept(body)
+            if "hash" in result:
+                self._send(200, result)
+            else:
+                self._send(503 if result["code"] == "mempool_full" else 400, result)
+        elif self.path == "/v1/transactions/batch":
+            encoded = [
+                bytes.fromhex(t.removeprefix("0x")) for t in json.loads(body)["transactions"]
+            ]
+            self._send(200, {"results": [chain.accept(tx) for tx in encoded]})
+        elif self.path == "/v1/admin/network":
+            chain.connected = bool(json.loads(body)["connected"])
+            self._send(200, {"connected": chain.connected})
+        else:
+            self._send(404, {"error": "not found", "code": "not_found"})
+
+
+class FakeNode:
+    def __init__(self, chain: FakeChain, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.chain = chain
+        handler = type("Handler", (_Handler,), {"chain": chain})
+        self.server = ThreadingHTTPServer((host, port), handler)
+        self.server.daemon_threads = True
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def _produce_blocks(self) -> None:
+        while not self._stop.wait(self.chain.block_interval_s):
+            self.chain.commit_block()
+
+    def serve_in_thread(self) -> FakeNode:
+        for target in (self.server.serve_forever, self._produce_blocks):
+            thread = threading.Thread(target=target, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def close(self) -> None:
+        self._stop.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def read_home(home: Path) -> dict[str, Any]:
+    """Settings from a real node home (config.toml, genesis.json), then fake-node.json.
+
+    The fake node runs from the homes `write_validator_homes` writes, so tests
+    exercise the real genesis and home code; fake-node.json (optional) adds
+    test knobs: fail_on_start, ignore_sigterm, startup_delay_s.
+    """
+    settings: dict[str, Any] = {}
+    config_path, genesis_path = home / "config.toml", home / "genesis.json"
+    if config_path.exists():
+        config = tomllib.loads(config_path.read_text())
+        settings["name"] = config["name"]
+        settings["api_port"] = config["api"]["listen_port"]
+    if genesis_path.exists():
+        genesis = json.loads(genesis_path.read_text())
+        names = [v["name"] for v in genesis["validators"]]
+        settings["chain_id"] = int(genesis["chain_id"])
+        settings["validators"] = len(names)
+        settings["index"] = names.index(settings["name"])
+    overrides = home / CONFIG_FILE
+    if overrides.exists():
+        settings.update(json.loads(overrides.read_text()))
+    return settings
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--home", type=Path, required=True)
+    args = parser.parse_args()
+    config = read_home(args.home)
+    if config.get("fail_on_start"):
+        print("fake node: configured to fail at startup", flush=True)
+        sys.exit(3)
+    if config.get("ignore_sigterm"):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    time.sleep(float(config.get("startup_delay_s", 0.0)))
+    chain = FakeChain(
+        name=config["name"],
+        index=config["index"],
+        chain_id=config.get("chain_id", 31337),
+        peers=[i for i in range(config.get("validators", 1)) if i != config["index"]],
+    )
+    node = FakeNode(chain, config.get("host", "127.0.0.1"), config["api_port"])
+    stopping = threading.Event()
+    if not config.get("ignore_sigterm"):
+        signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    signal.signal(signal.SIGINT, lambda *_: stopping.set())
+    node.serve_in_thread()
+    print(f"fake node {chain.name} serving on {node.url}", flush=True)
+    while not stopping.wait(0.1):
+        pass
+    node.close()
+    print(f"fake node {chain.name} stopped cleanly", flush=True)
+
+
+if __name__ == "__main__":
+    main()

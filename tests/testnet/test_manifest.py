@@ -1,0 +1,166 @@
+"""Manifest parsing and validation: every shipped manifest runs, every mistake is named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sequencer_net.testnet.manifest import (
+    Manifest,
+    ManifestError,
+    Perturbation,
+    PerturbationAction,
+    load_manifest,
+    parse_manifest,
+)
+
+MANIFESTS = sorted((Path(__file__).parents[2] / "testnet").glob("*.toml"))
+
+
+def test_the_required_manifests_ship() -> None:
+    names = {path.name for path in MANIFESTS}
+    assert {"local4.toml", "crash-restart.toml", "pause.toml"} <= names
+
+
+@pytest.mark.parametrize("path", MANIFESTS, ids=lambda p: p.name)
+def test_every_shipped_manifest_parses(path: Path) -> None:
+    manifest = load_manifest(path)
+    assert manifest.network.validators >= 1
+    assert manifest.source == str(path)
+    assert manifest.description
+
+
+def test_crash_restart_manifest_kills_then_restarts_node2() -> None:
+    path = next(p for p in MANIFESTS if p.name == "crash-restart.toml")
+    first_two = load_manifest(path).perturbations[:2]
+    assert first_two == (
+        Perturbation(10.0, PerturbationAction.KILL, 2),
+        Perturbation(20.0, PerturbationAction.RESTART, 2),
+    )
+
+
+def test_empty_manifest_gives_the_documented_defaults() -> None:
+    manifest = parse_manifest("")
+    assert manifest.network.validators == 4
+    assert manifest.network.view_timeout_ms == 1000
+    assert manifest.network.chain_id == 31337
+    assert manifest.load.rate == 200.0 and manifest.load.accounts == 100
+    assert manifest.load.payload_bytes == (100, 300)
+    assert manifest.perturbations == () and manifest.duration_s is None
+
+
+def test_full_manifest_round_trip() -> None:
+    manifest = parse_manifest(
+        """
+        description = "d"
+        duration_s = 30
+        [network]
+        validators = 7
+        weights = [1, 2, 3, 4, 5, 6, 7]
+        view_timeout_ms = 500
+        chain_id = 42
+        [load]
+        rate = 50.5
+        accounts = 3
+        seed = 9
+        namespace = 7
+        payload_bytes = 120
+        [[perturbation]]
+        at_s = 5
+        action = "disconnect"
+        nodes = [1, 2]
+        [[perturbation]]
+        at_s = 1.5
+        action = "kill"
+        node = 6
+        """
+    )
+    assert manifest.network.weights == (1, 2, 3, 4, 5, 6, 7)
+    assert manifest.load.payload_bytes == (120, 120)
+    assert manifest.load.rate == 50.5 and manifest.duration_s == 30.0
+    # Sorted by time; `nodes` expands in order.
+    assert [(p.at_s, p.action.value, p.node) for p in manifest.perturbations] == [
+        (1.5, "kill", 6),
+        (5.0, "disconnect", 1),
+        (5.0, "disconnect", 2),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("[network]\nvalidatorz = 4", "network.validatorz is not a manifest key"),
+        ("speed = 1", "speed is not a manifest key"),
+        ("[network]\nvalidators = 0", "network.validators must be between 1 and 64"),
+        ("[network]\nvalidators = '4'", "network.validators must be an integer"),
+        ("[network]\nweights = [1, 1]", "network.weights has 2 entries for 4 validators"),
+        ("[network]\nweights = [1, 1, 0, 1]", "every weight must be a positive integer"),
+        ("[network]\nview_timeout_ms = 0", "network.view_timeout_ms must be positive"),
+        ("[load]\nrate = -1", "load.rate must be >= 0"),
+        ("[load]\npayload_bytes = [300, 100]", "load.payload_bytes must be [min, max]"),
+        ("network = 3", "network must be a table"),
+        ("duration_s = 0", "duration_s must be positive"),
+        ("[[perturbation]]\naction = 'kill'\nnode = 1", "perturbation[0].at_s is required"),
+        ("[[perturbation]]\nat_s = 1\naction = 'explode'\nnode = 1", "is 'explode'; expected"),
+        ("[[perturbation]]\nat_s = -1\naction = 'kill'\nnode = 1", "at_s must be >= 0"),
+        ("[[perturbation]]\nat_s = 1\naction = 'kill'", "needs exactly one of"),
+        ("[[perturbation]]\nat_s = 1\naction = 'kill'\nnode = 4", "node is 4, but validators"),
+        ("[[perturbation]]\nat_s = 1\naction = 'kill'\nnode = 1\nwhy = 1", "why is not a"),
+        ("[network\nvalidators = 4", "not valid TOML"),
+    ],
+)
+def test_bad_manifests_are_rejected_with_the_key_named(text: str, fragment: str) -> None:
+    with pytest.raises(ManifestError) as raised:
+        parse_manifest(text, source="bad.toml")
+    assert fragment in str(raised.value)
+    assert str(raised.value).startswith("bad.toml")
+
+
+@pytest.mark.parametrize(
+    ("steps", "fragment"),
+    [
+        ([(1, "resume", 0)], "node0 is up, not paused"),
+        ([(1, "kill", 0), (2, "kill", 0)], "node0 is already down"),
+        ([(1, "kill", 0), (2, "pause", 0)], "node0 is down, not up"),
+        ([(1, "pause", 0), (2, "disconnect", 0)], "admin API cannot answer"),
+        ([(1, "reconnect", 0)], "node0 is already connected"),
+        ([(1, "disconnect", 0), (2, "disconnect", 0)], "already disconnected"),
+    ],
+)
+def test_perturbations_that_cannot_apply_in_order_are_rejected(
+    steps: list[tuple[float, str, int]], fragment: str
+) -> None:
+    text = "".join(
+        f"[[perturbation]]\nat_s = {at}\naction = '{action}'\nnode = {node}\n"
+        for at, action, node in steps
+    )
+    with pytest.raises(ManifestError, match=fragment):
+        parse_manifest(text)
+
+
+def test_a_sensible_fault_sequence_is_accepted() -> None:
+    text = "".join(
+        f"[[perturbation]]\nat_s = {at}\naction = '{action}'\nnode = 1\n"
+        for at, action in [
+            (1, "pause"),
+            (2, "resume"),
+            (3, "disconnect"),
+            (4, "kill"),  # a kill clears the cut: the restarted node starts connected
+            (5, "restart"),
+            (6, "restart"),  # restarting a running node is allowed (stop, then start)
+            (7, "disconnect"),
+            (8, "reconnect"),
+        ]
+    )
+    assert len(parse_manifest(text).perturbations) == 8
+
+
+def test_overrides_are_checked_against_the_perturbations() -> None:
+    manifest = parse_manifest("[[perturbation]]\nat_s = 1\naction = 'kill'\nnode = 3")
+    assert manifest.with_overrides(validators=5).network.validators == 5
+    with pytest.raises(ManifestError, match=r"node is 3, but validators are 0\.\.2"):
+        manifest.with_overrides(validators=3)
+    with pytest.raises(ManifestError, match="does not match the 4 weights"):
+        parse_manifest("[network]\nweights = [1, 1, 1, 1]").with_overrides(validators=5)
+    assert Manifest().with_overrides(rate=0.0).load.rate == 0.0
