@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Set up and run the main job. Until the validator testnet lands this runs the
-# deterministic consensus simulator over many seeds with Byzantine validators.
+# Set up and run the main job: a local 4-validator testnet (real processes over
+# libp2p on 127.0.0.1) with a load generator and a live view. Ctrl-C stops it.
+# Extra arguments go to `seqnet testnet up` (e.g. --manifest testnet/crash-restart.toml).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec .venv/bin/seqnet sim --validators 4 --byzantine 1 --seeds 100 "$@"
+exec .venv/bin/seqnet testnet up -n 4 --fresh "$@"

@@ -150,8 +150,7 @@ class ConsensusDriver:
                 case SetTimer():
                     self._set_timer(action.view, action.delay_ms)
                 case BuildPayload():
-                    payload = self.payloads.build(action.parent)
-                    self.post(PayloadBuilt(action.view, payload))
+                    self._spawn(self._build_payload, action)
                 case VerifyPayload():
                     self._spawn(self._verify_payload, action)
                 case Commit():
@@ -184,6 +183,10 @@ class ConsensusDriver:
                 self.post(TimerFired(view))
 
         self._spawn(fire)
+
+    async def _build_payload(self, action: BuildPayload) -> None:
+        payload = await self.payloads.build(action.parent)
+        self.post(PayloadBuilt(action.view, payload))
 
     async def _verify_payload(self, action: VerifyPayload) -> None:
         valid = await self.payloads.verify(action.block)

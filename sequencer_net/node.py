@@ -154,11 +154,16 @@ class ValidatorNode:
             config=config.consensus.consensus_config(genesis),
             stored_block=self.store.block_by_digest,
         )
+        self.genesis_state_root = genesis_state(genesis.execution).state_root
         self.payloads = PayloadService(
             core=self.core,
             pool=self.pool,
             fetcher=self.fetcher,
             genesis_time_ms=genesis.genesis_time_ms,
+            executed=lambda: (self.status.height, self.status.state_root),
+            state_root_at=self._state_root_at,
+            empty_block_wait_ms=config.consensus.empty_block_wait_ms(genesis),
+            state_wait_ms=config.consensus.consensus_config(genesis).view_timeout_ms // 2,
         )
         self._commits_in, self._commits_out = trio.open_memory_channel[Commit](COMMIT_QUEUE)
         self.driver = ConsensusDriver(
@@ -195,6 +200,9 @@ class ValidatorNode:
             host, port = overrides.get(i, (v.p2p_host, v.p2p_port))
             specs.append(PeerSpec(index=i, public_key=v.public_key, host=host, port=port))
         return specs
+
+    def _state_root_at(self, height: int) -> bytes | None:
+        return self.genesis_state_root if height == 0 else self.store.state_root_at(height)
 
     def _load_execution_state(self) -> ExecutionState:
         """The engine's state at the committed tip: genesis, or reloaded from the tree."""

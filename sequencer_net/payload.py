@@ -25,7 +25,16 @@ class MalformedPayload(ValueError):
 
 
 class BlockPayload(msgspec.Struct, frozen=True, array_like=True):
+    """What a block orders, and the execution state it vouches for.
+
+    `state_height`/`state_root`: the leader's latest executed height and the
+    state root after it. Voters check it against their own execution, so a
+    finalized block certifies that root (rollups and the L1 read it from here).
+    """
+
     timestamp_ms: Annotated[int, msgspec.Meta(ge=0, le=U64_MAX)]
+    state_height: Annotated[int, msgspec.Meta(ge=0, le=U64_MAX)]
+    state_root: Annotated[bytes, msgspec.Meta(min_length=32, max_length=32)]
     batches: Annotated[
         list[Annotated[bytes, msgspec.Meta(min_length=32, max_length=32)]],
         msgspec.Meta(max_length=MAX_BATCHES_PER_BLOCK),
@@ -34,7 +43,7 @@ class BlockPayload(msgspec.Struct, frozen=True, array_like=True):
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(BlockPayload)
-MAX_PAYLOAD_BYTES = 64 + 35 * MAX_BATCHES_PER_BLOCK
+MAX_PAYLOAD_BYTES = 128 + 35 * MAX_BATCHES_PER_BLOCK
 
 
 def encode_payload(payload: BlockPayload) -> bytes:

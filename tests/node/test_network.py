@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from sequencer_net.payload import decode_payload
 from tests.node.harness import LocalNetwork
 
 pytestmark = pytest.mark.slow
@@ -44,6 +45,15 @@ def test_four_validators_commit_transactions_and_agree(network: LocalNetwork) ->
         for i in range(4)
     }
     assert len(roots) == 1  # every node executed to the same state
+    # Each block vouches for an earlier executed state root, checked by its voters.
+    block = network.client.get(f"{network.url(0)}/v1/blocks/{top}").json()
+    payload = decode_payload(bytes.fromhex(block["payload"][2:]))
+    assert payload.state_height < top
+    if payload.state_height > 0:
+        vouched = network.client.get(f"{network.url(1)}/v1/blocks/{payload.state_height}")
+        assert vouched.json()["state_root"] == "0x" + payload.state_root.hex()
+    # SIGTERM is a graceful shutdown: exit status 0.
+    assert network.stop(3) == 0
 
 
 def test_killed_validator_others_continue_and_it_catches_up(network: LocalNetwork) -> None:
@@ -110,6 +120,11 @@ def test_kill9_under_load_twenty_times_loses_nothing_and_never_double_signs(
     )
     top = min(network.height(i) for i in range(4))
     network.assert_agree(list(range(4)), top)
+    roots = {
+        network.client.get(f"{network.url(i)}/v1/blocks/{top}").json()["state_root"]
+        for i in range(4)
+    }
+    assert len(roots) == 1  # the restarted validator reloaded its state and agrees
     # A restarted validator that signed two different votes for one view would be
     # caught by its peers, which keep both signed votes as evidence.
     for i in range(4):
