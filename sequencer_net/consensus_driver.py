@@ -59,8 +59,9 @@ EVENT_QUEUE = 10_000
 """Events waiting for the core. Peer messages beyond it are dropped (and counted):
 a flood must not grow memory; consensus recovers lost messages by re-sending."""
 
-REQUEST_CONSENSUS = b"\x01"  # request/response kinds on the p2p request protocol
-REQUEST_BATCHES = b"\x02"
+REQUEST_CONSENSUS = b"\x01"
+"""First byte of a p2p request carrying a consensus BlockRequest or SyncRequest
+(REQUEST_BATCHES in fetch.py is the other kind)."""
 
 
 class ConsensusDriver:

@@ -310,7 +310,6 @@ class ValidatorNode:
             status=self.status_document,
             accepted_at=self.accepted_at,
             set_connected=self.set_connected,
-            on_accepted=lambda hashes: None,
         )
         self.p2p.set_request_handler(self._answer_request)
         async with trio.open_nursery() as nursery:

@@ -64,7 +64,6 @@ class ApiContext:
     status: Callable[[], dict[str, Any]]
     accepted_at: dict[bytes, float]
     set_connected: Callable[[bool], None]
-    on_accepted: Callable[[list[bytes]], None]
 
 
 class _Rejected(Exception):
@@ -126,7 +125,6 @@ def build_app(ctx: ApiContext) -> Starlette:
             ctx.accepted_at[h] = now
         ctx.metrics.accepted_txs.inc(len(hashes))
         ctx.metrics.mempool_size.set(len(ctx.mempool))
-        ctx.on_accepted(hashes)
 
     async def submit(request: Request) -> Response:
         try:

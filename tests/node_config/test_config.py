@@ -42,6 +42,7 @@ listen_port = 30101
 [consensus]
 view_timeout_ms = 2500
 retry_ms = 700
+empty_block_interval_ms = 250
 
 [mempool]
 max_txs = 5000
@@ -100,7 +101,7 @@ def test_every_key_overridden(tmp_path: Path) -> None:
     )
     assert config.p2p.peer_addresses() == {0: ("10.0.0.1", 30000), 2: ("val2.example.org", 30002)}
     assert config.api == ApiSettings("::1", 30101)
-    assert config.consensus == ConsensusSettings(2500, 700)
+    assert config.consensus == ConsensusSettings(2500, 700, 250)
     assert config.mempool == MempoolSettings(5000, 10_000_000, 64, 500, 65536, 0)
     assert config.storage == StorageSettings("/var/lib/seqnet", False)
     assert config.data_path == Path("/var/lib/seqnet")
@@ -123,6 +124,11 @@ def test_consensus_timers_fall_back_to_genesis(genesis: Genesis, tmp_path: Path)
     assert tuned.consensus_config(genesis).view_timeout_ms == 3000
     assert tuned.consensus_config(genesis).retry_ms == 3000
     assert ConsensusSettings(retry_ms=10).consensus_config(genesis).retry_ms == 10
+    # An idle leader waits at most half a view timeout for a batch.
+    assert ConsensusSettings(empty_block_interval_ms=5000).empty_block_wait_ms(genesis) == (
+        genesis.view_timeout_ms // 2
+    )
+    assert ConsensusSettings(empty_block_interval_ms=100).empty_block_wait_ms(genesis) == 100
 
 
 def test_with_log_level(tmp_path: Path) -> None:

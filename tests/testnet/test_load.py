@@ -79,7 +79,10 @@ async def test_in_flight_requests_are_bounded_per_node(fake_nodes: list[FakeNode
     with trio.fail_after(30):
         stats = await generator.run()
     assert stats.sent == 1000 and stats.accepted == 1000
-    assert all(1 <= n.chain.max_in_flight <= 2 for n in fake_nodes)
+    # The bound is the point; how the load spreads depends on how fast each fake
+    # node answers on a busy machine (a slow one may see its accounts fail over).
+    assert all(n.chain.max_in_flight <= 2 for n in fake_nodes)
+    assert max(n.chain.max_in_flight for n in fake_nodes) >= 1
     assert stats.requests >= 1000 // 4  # chunks of at most max_batch
 
 
