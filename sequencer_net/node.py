@@ -301,9 +301,6 @@ class ValidatorNode:
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         api = ApiContext(
-            name=self.config.name,
-            validator_index=self.index,
-            chain_id=self.domain.chain_id,
             mempool=self.mempool,
             store=self.store,
             metrics=self.metrics,

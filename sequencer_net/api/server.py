@@ -55,9 +55,6 @@ _REJECT_STATUS = {
 class ApiContext:
     """What the API reads and calls; node.py fills it in."""
 
-    name: str
-    validator_index: int
-    chain_id: int
     mempool: Mempool
     store: NodeStore
     metrics: Metrics
@@ -95,12 +92,12 @@ async def _read_body(request: Request) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise _Rejected(413, "too_large", f"body exceeds {MAX_BODY_BYTES} bytes")
-    body = b""
+    body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > MAX_BODY_BYTES:
             raise _Rejected(413, "too_large", f"body exceeds {MAX_BODY_BYTES} bytes")
-    return body
+    return bytes(body)
 
 
 def build_app(ctx: ApiContext) -> Starlette:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -14,12 +15,21 @@ from sequencer_net.p2p import P2PLimits, P2PNetwork, PeerSpec
 LOOPBACK = "127.0.0.1"
 
 
+_ports = random.Random()
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as sock:
-        sock.bind((LOOPBACK, 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A TCP port on 127.0.0.1 that was free a moment ago, below Linux's ephemeral
+    range (32768+) so no outgoing connection can take it before a host binds it."""
+    for _ in range(200):
+        port = _ports.randrange(20_000, 32_000)
+        with socket.socket() as sock:
+            try:
+                sock.bind((LOOPBACK, port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port found")
 
 
 def validator_keys(n: int, *, offset: int = 0) -> list[PrivateKey]:
