@@ -198,7 +198,6 @@ class CommitPipeline:
         self.metrics.height.set(height)
         self.metrics.committed_blocks.inc()
         self.metrics.committed_txs.inc(len(hashes))
-        self.metrics.mempool_size.set(len(self.mempool))
         log.info(
             "event=committed height=%d hash=%s txs=%d state_root=%s",
             height,

@@ -191,7 +191,9 @@ class ValidatorNode:
         self.status.height, self.status.last_hash = height, digest
         self.status.state_root = self.commits.state.state_root
         self._restore_pending_transactions()
-        self._batch_wakeup = trio.Event()
+        # Gauges read live at scrape time.
+        self.metrics.peers.set_function(lambda: len(self._connected_peers()))
+        self.metrics.mempool_size.set_function(lambda: len(self.mempool))
 
     def _peer_specs(self) -> list[PeerSpec]:
         overrides = self.config.p2p.peer_addresses()
@@ -233,8 +235,7 @@ class ValidatorNode:
     # ---- status ---------------------------------------------------------------------
 
     def status_document(self) -> dict[str, Any]:
-        peers = self.p2p.connected_peers() if self.connected else []
-        self.metrics.peers.set(len(peers))
+        peers = self._connected_peers()
         return {
             "name": self.config.name,
             "validator_index": self.index,
@@ -250,6 +251,9 @@ class ValidatorNode:
             "commit_latency_ms": self.status.latency_percentiles(),
             "uptime_s": round(time.monotonic() - self.started_at, 1),
         }
+
+    def _connected_peers(self) -> list[int]:
+        return self.p2p.connected_peers() if self.connected else []
 
     def set_connected(self, connected: bool) -> None:
         self.connected = connected

@@ -121,7 +121,6 @@ def build_app(ctx: ApiContext) -> Starlette:
         for h in hashes:
             ctx.accepted_at[h] = now
         ctx.metrics.accepted_txs.inc(len(hashes))
-        ctx.metrics.mempool_size.set(len(ctx.mempool))
 
     async def submit(request: Request) -> Response:
         try:
