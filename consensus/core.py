@@ -71,6 +71,9 @@ from consensus.messages import (
 from consensus.types import ZERO_DIGEST, Digest, Height, ValidatorIndex, ValidatorSet, View
 from consensus.verifier import SignatureVerifier
 
+FETCH_RETRY_VIEWS = 2
+"""An unanswered block fetch is repeated once the validator has moved this many views on."""
+
 TALLY_VIEWS_KEPT = 8
 """Views below the current one whose votes are still tallied: finalize votes for
 view v arrive after the validator has moved to v+1."""
@@ -141,6 +144,7 @@ class ConsensusCore:
         self._building: View | None = None
         self._building_parent: tuple[Certificate | None, list[Certificate]] | None = None
         self._wanted: BlockRequest | SyncRequest | None = None  # outstanding fetch
+        self._wanted_at_view = 0
         self._answered_stale: dict[int, int] = {}  # peer -> our view when we last helped it
         self.started = False
 
@@ -595,8 +599,12 @@ class ConsensusCore:
         self._try_commit()
 
     def _fetch(self, request: BlockRequest | SyncRequest) -> None:
-        if request != self._wanted:
+        """Ask for blocks; ask again for the same ones only after two views of
+        progress (or on a timeout), so a lost answer cannot stall committing while
+        the network moves on without ever timing out."""
+        if request != self._wanted or self.view >= self._wanted_at_view + FETCH_RETRY_VIEWS:
             self._wanted = request
+            self._wanted_at_view = self.view
             self._out.append(RequestBlocks(request))
 
     def answer_block_request(self, request: BlockRequest) -> BlockResponse | None:

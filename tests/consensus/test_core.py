@@ -326,3 +326,28 @@ def test_sync_response_must_start_at_our_tip(net: Net) -> None:
     core, _ = net.started(3)
     assert _of(_receive(core, 0, SyncResponse(blocks[1:], finals[-1])), Commit) == []
     assert core.committed.height == 0
+
+
+def test_an_unanswered_fetch_is_asked_again_after_two_views_of_progress(net: Net) -> None:
+    # Block 1 was finalized while we were away; the answer to our fetch is lost,
+    # and the network keeps going without any timeout: we must ask again.
+    p1 = net.proposal(view=1, payload=b"ok-1")
+    n1 = net.certificate([0, 1, 2], VoteKind.NOTARIZE, 1, 1, p1.block.digest())
+    fin1 = net.certificate([0, 1, 2], VoteKind.FINALIZE, 1, 1, p1.block.digest())
+    core, _ = net.started(3)
+    (first,) = _of(_receive(core, 0, fin1), RequestBlocks)
+    assert first.request.digest == p1.block.digest() and core.view == 2
+    p2 = net.proposal(view=2, payload=b"ok-2", parent=n1)
+    n2 = net.certificate([0, 1, 2], VoteKind.NOTARIZE, 2, 2, p2.block.digest())
+    p3 = net.proposal(view=3, payload=b"ok-3", parent=n2)
+    fin2 = net.certificate([0, 1, 2], VoteKind.FINALIZE, 2, 2, p2.block.digest())
+    _receive(core, 2, p2)
+    # Finalizing block 2 one view on needs block 1 again: the same request, not yet repeated.
+    assert _of(_receive(core, 0, fin2), RequestBlocks) == [] and core.view == 3
+    n3 = net.certificate([0, 1, 2], VoteKind.NOTARIZE, 3, 3, p3.block.digest())
+    fin3 = net.certificate([0, 1, 2], VoteKind.FINALIZE, 3, 3, p3.block.digest())
+    _receive(core, 3, p3)
+    _receive(core, 0, n3)
+    again = _of(_receive(core, 0, fin3), RequestBlocks)
+    assert core.view == 4
+    assert [a.request for a in again] == [first.request], "the lost fetch was not repeated"
