@@ -36,7 +36,7 @@ from sequencer_net.execution.genesis import genesis_state
 from sequencer_net.execution.state import ExecutionState, load_state
 from sequencer_net.fetch import REQUEST_BATCHES, BatchFetcher, encode_batch_answer
 from sequencer_net.genesis import Genesis, load_genesis
-from sequencer_net.keystore import read_key_file, read_password_file
+from sequencer_net.home import load_validator_secret
 from sequencer_net.mempool.batch import (
     BatchBuilder,
     batch_digest,
@@ -339,18 +339,11 @@ class ValidatorNode:
         self.state_store.close()
 
 
-def load_key(config: NodeConfig) -> PrivateKey:
-    password = None
-    if config.password_path is not None:
-        password = read_password_file(config.password_path)
-    return PrivateKey(read_key_file(config.key_path, password))
-
-
 async def run_node(config: NodeConfig) -> None:
     """Run one validator until SIGINT or SIGTERM."""
     configure_logging(config)
     genesis = load_genesis(config.genesis_path)
-    key = load_key(config)
+    key = PrivateKey(load_validator_secret(config))
     with HomeLock(config.home):
         node = ValidatorNode(config, genesis, key)
         try:
