@@ -86,15 +86,64 @@ def _draw_conditions(rng: random.Random, n: int, chaos_ms: int) -> NetworkCondit
     return conditions
 
 
+@dataclass(frozen=True)
+class _SimChain:
+    """What every simulated validator shares: keys, set, genesis, timers, verifier."""
+
+    keys: list[PrivateKey]
+    validators: ValidatorSet
+    genesis: Block
+    config: ConsensusConfig
+    verifier: SignatureVerifier
+
+    @classmethod
+    def build(cls, params: SimParams, verifier: SignatureVerifier | None) -> _SimChain:
+        keys = [validator_key(i) for i in range(params.validators)]
+        domain = Domain(SIM_CHAIN_ID, bytes(20))
+        return cls(
+            keys=keys,
+            validators=params.validator_set([Validator(k.address, 1) for k in keys]),
+            genesis=genesis_block(b"seqnet-sim-genesis"),
+            config=ConsensusConfig(
+                view_timeout_ms=params.view_timeout_ms, retry_ms=params.retry_ms
+            ),
+            verifier=verifier or SignatureVerifier(domain.separator()),
+        )
+
+    def node(
+        self,
+        node_class: type[SimNode],
+        index: int,
+        *,
+        rng: random.Random,
+        hooks: Hooks,
+        queue: EventQueue,
+        network: VirtualNetwork,
+        persist_safety: bool = True,
+    ) -> SimNode:
+        def schedule(delay: int, callback: Callable[[], None]) -> None:
+            queue.at(queue.now + delay, callback)
+
+        return node_class(
+            index=ValidatorIndex(index),
+            key=self.keys[index],
+            validators=self.validators,
+            genesis=self.genesis,
+            verifier=self.verifier,
+            config=self.config,
+            rng=rng,
+            hooks=hooks,
+            schedule=schedule,
+            send_bytes=network.send,
+            persist_safety=persist_safety,
+        )
+
+
 def run_seed(params: SimParams, seed: int, verifier: SignatureVerifier | None = None) -> SeedResult:
     rng = random.Random(seed)
     n = params.validators
-    keys = [validator_key(i) for i in range(n)]
-    validators = params.validator_set([Validator(k.address, 1) for k in keys])
-    domain = Domain(SIM_CHAIN_ID, bytes(20))
-    verifier = verifier or SignatureVerifier(domain.separator())
-    genesis = genesis_block(b"seqnet-sim-genesis")
-    config = ConsensusConfig(view_timeout_ms=params.view_timeout_ms, retry_ms=params.retry_ms)
+    chain = _SimChain.build(params, verifier)
+    validators, genesis = chain.validators, chain.genesis
     calm_at = params.chaos_ms
     end = params.chaos_ms + params.calm_ms
 
@@ -126,23 +175,15 @@ def run_seed(params: SimParams, seed: int, verifier: SignatureVerifier | None = 
 
     network = VirtualNetwork(queue, rng, conditions, deliver)
 
-    def schedule(delay: int, callback: Callable[[], None]) -> None:
-        queue.at(queue.now + delay, callback)
-
     behaviours: list[str] = []
     for i in range(n):
-        node_class = ByzantineNode if i in byzantine else SimNode
-        node = node_class(
-            index=ValidatorIndex(i),
-            key=keys[i],
-            validators=validators,
-            genesis=genesis,
-            verifier=verifier,
-            config=config,
+        node = chain.node(
+            ByzantineNode if i in byzantine else SimNode,
+            i,
             rng=random.Random(rng.getrandbits(64)),
             hooks=hooks,
-            schedule=schedule,
-            send_bytes=network.send,
+            queue=queue,
+            network=network,
             persist_safety=params.persist_safety,
         )
         if isinstance(node, ByzantineNode):
@@ -256,39 +297,21 @@ def measure_good_case(validators: int, delay_ms: int = 10, duration_ms: int = 1_
     """No faults, every message takes exactly `delay_ms`: how many message delays
     from a proposal leaving its leader to the block committing at each validator."""
     params = SimParams(validators=validators, byzantine=0, crashes=False)
-    keys = [validator_key(i) for i in range(validators)]
-    validator_set = ValidatorSet([Validator(k.address, 1) for k in keys])
-    domain = Domain(SIM_CHAIN_ID, bytes(20))
-    verifier = SignatureVerifier(domain.separator())
-    genesis = genesis_block(b"seqnet-sim-genesis")
-    config = ConsensusConfig(view_timeout_ms=params.view_timeout_ms, retry_ms=params.retry_ms)
+    chain = _SimChain.build(params, None)
     queue = EventQueue()
-    honest = set(range(validators))
-    checkers = Checkers(validator_set, honest, payload_is_valid, lambda: queue.now)
+    checkers = Checkers(
+        chain.validators, set(range(validators)), payload_is_valid, lambda: queue.now
+    )
     hooks = Hooks()
-    _observe(hooks, checkers, genesis)
-    rng = random.Random(0)
+    _observe(hooks, checkers, chain.genesis)
     conditions = NetworkConditions(min_delay_ms=delay_ms, max_delay_ms=delay_ms)
     nodes: list[SimNode] = []
-    network = VirtualNetwork(queue, rng, conditions, lambda s, d, b: nodes[d].receive(s, b))
-
-    def schedule(delay: int, callback: Callable[[], None]) -> None:
-        queue.at(queue.now + delay, callback)
-
+    network = VirtualNetwork(
+        queue, random.Random(0), conditions, lambda s, d, b: nodes[d].receive(s, b)
+    )
     for i in range(validators):
         nodes.append(
-            SimNode(
-                index=ValidatorIndex(i),
-                key=keys[i],
-                validators=validator_set,
-                genesis=genesis,
-                verifier=verifier,
-                config=config,
-                rng=random.Random(i),
-                hooks=hooks,
-                schedule=schedule,
-                send_bytes=network.send,
-            )
+            chain.node(SimNode, i, rng=random.Random(i), hooks=hooks, queue=queue, network=network)
         )
         queue.at(0, nodes[i].start)
     queue.run_until(duration_ms)
