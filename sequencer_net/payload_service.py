@@ -102,9 +102,7 @@ class PayloadService:
                 await trio.sleep(POLL_S)
         parent = self.core.known_block(parent_digest)
         parent_time = self._timestamp_of(parent) or 0
-        digests = self.pool.unincluded(
-            self._ancestor_batches(parent_digest), MAX_BATCHES_PER_BLOCK
-        )
+        digests = self.pool.unincluded(exclude, MAX_BATCHES_PER_BLOCK)
         state_height, state_root = self.executed()
         parent_payload = self._payload_of(parent)
         if parent_payload is not None and parent_payload.state_height > state_height:
