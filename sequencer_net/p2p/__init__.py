@@ -16,7 +16,7 @@ from sequencer_net.p2p.errors import (
 from sequencer_net.p2p.framing import REQUEST_PROTOCOL, VALIDATOR_PROTOCOL, Channel
 from sequencer_net.p2p.limits import P2PLimits
 from sequencer_net.p2p.network import P2PNetwork, PeerSpec, RequestHandler
-from sequencer_net.p2p.stats import DropReason, P2PStats
+from sequencer_net.p2p.stats import DropReason, P2PStats, RefusalReason
 
 __all__ = [
     "REQUEST_PROTOCOL",
@@ -31,6 +31,7 @@ __all__ = [
     "PeerSpec",
     "PeerUnreachable",
     "ProtocolViolation",
+    "RefusalReason",
     "RequestFailed",
     "RequestHandler",
     "RequestTimeout",

@@ -1,29 +1,71 @@
-"""Builds the libp2p host a validator runs: TCP + Noise only + yamux only.
+"""Builds the libp2p host a validator runs: TCP + Noise only + yamux only, gated.
 
 A default `libp2p.new_host()` also accepts /plaintext, TLS and secio peers
-(measured, DESIGN.md "Facts"); restricting `sec_opt` and `muxer_opt` to one
-protocol each makes a plaintext dialer fail multistream negotiation. The host
-identity is the validator's secp256k1 key, so a peer id names a validator.
+(measured, DESIGN.md "Facts"); restricting the security and muxer options to
+one protocol each makes a plaintext dialer fail multistream negotiation. The
+host identity is the validator's secp256k1 key, so a peer id names a validator.
+
+What py-libp2p 0.8.1 does by default and this module turns off:
+- `new_swarm` attaches a resource manager that allows 256 established inbound
+  connections from anyone; the validator-set check only ran when a stream
+  opened, so outsiders could hold every slot. `GatedSwarm` overrides the
+  swarm's inbound path (`Swarm._handle_inbound_connection`, the handler every
+  listener calls per accepted socket): Noise handshake in a bounded pending
+  pool, then `InboundAdmission` (admission.py) on the authenticated peer id,
+  before the muxer starts. Refused connections are closed there.
+- The same libp2p handler then waits for the whole swarm to stop, holding its
+  inbound-limiter token and task after the connection is gone; ours returns
+  when the connection closes.
+- `BasicHost` registers identify, identify-push and ping even when given an
+  empty protocol dict (`default_protocols or get_default_protocols(...)`) and
+  runs identify on every new connection; `ValidatorHost` removes the handlers
+  and schedules no identify.
+- `Swarm.dial_peer` waits a fixed 250 ms (happy eyeballs) and keeps a 60 s
+  negative cache; network.py dials with `Swarm.dial_addr`, which does neither.
+- The auto-connector dials peerstore entries up to the midpoint of the
+  watermarks even with both at 0; `GatedSwarm` replaces it with a no-op.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+from typing import Any
+
 import coincurve
-from libp2p import new_swarm
+import trio
+from libp2p import generate_peer_id_from
+from libp2p.abc import IMuxedConn, IRawConnection, ISecureConn
 from libp2p.crypto.keys import KeyPair
 from libp2p.crypto.secp256k1 import Secp256k1PublicKey, create_new_key_pair
 from libp2p.crypto.x25519 import create_new_key_pair as create_new_x25519_key_pair
-from libp2p.custom_types import TProtocol
+from libp2p.custom_types import StreamHandlerFn, TProtocol
 from libp2p.host.basic_host import BasicHost
+from libp2p.io.abc import ReadWriteCloser
+from libp2p.network.auto_connector import AutoConnector
 from libp2p.network.config import ConnectionConfig, RetryConfig
+from libp2p.network.connection.raw_connection import RawConnection
 from libp2p.network.swarm import Swarm
 from libp2p.peer.id import ID
+from libp2p.peer.peerstore import PeerStore
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux
+from libp2p.transport.tcp.tcp import TCP
+from libp2p.transport.upgrader import TransportUpgrader
+from multiaddr import Multiaddr
 
-from sequencer_net.p2p.limits import P2PLimits
+from sequencer_net.p2p.admission import Admitted, InboundAdmission, PendingHandshakes
+from sequencer_net.p2p.limits import CONNECTIONS_PER_PEER, P2PLimits
+from sequencer_net.p2p.stats import RefusalReason
+
+log = logging.getLogger("seqnet.p2p")
+
+# Closing a socket we are done with never needs longer; shielded closes
+# must not hang a cancelled task.
+_CLOSE_TIMEOUT_S = 1.0
 
 
 def key_pair_from_secret(secret: bytes) -> KeyPair:
@@ -42,22 +84,197 @@ def peer_id_from_public_key(public_key: bytes) -> ID:
     return ID.from_pubkey(Secp256k1PublicKey(coincurve.PublicKey(public_key)))
 
 
-def build_validator_host(key_pair: KeyPair, limits: P2PLimits) -> tuple[BasicHost, Swarm]:
-    """A host with TCP, Noise XX and yamux only; returns it with its swarm."""
+def _no_admitted_callback(peer: ID, validator: bool) -> None:
+    return None
+
+
+def _no_refused_callback(reason: RefusalReason, peer: ID | None) -> None:
+    return None
+
+
+@dataclass
+class InboundGate:
+    """What `GatedSwarm` consults and tells about each inbound connection."""
+
+    admission: InboundAdmission[ID]
+    pending: PendingHandshakes
+    handshake_timeout_s: float
+    # Called (synchronously, never raising) once an admitted connection is up,
+    # with its peer id and whether it is a validator.
+    on_admitted: Callable[[ID, bool], None] = _no_admitted_callback
+    # Called when a connection is closed at the door: the reason and, once the
+    # handshake named it, the remote peer id.
+    on_refused: Callable[[RefusalReason, ID | None], None] = _no_refused_callback
+
+
+class _NoAutoConnector(AutoConnector):
+    """libp2p's auto-connector dials peerstore entries up to the midpoint of the
+    watermarks (so watermarks of 0 do not switch it off); a validator dials
+    exactly its configured peers itself (network.py)."""
+
+    async def maybe_connect(self) -> None:
+        return None
+
+
+class GatedSwarm(Swarm):
+    """A swarm that closes inbound connections its gate refuses, right after Noise."""
+
+    def __init__(self, *args: Any, gate: InboundGate, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.gate = gate
+        self.auto_connector = _NoAutoConnector(
+            swarm=self, auto_connect_interval=self.auto_connector.auto_connect_interval
+        )
+
+    async def _handle_inbound_connection(
+        self, read_write_closer: ReadWriteCloser, maddr: Multiaddr
+    ) -> None:
+        """Replaces libp2p's handler: authenticate, admit or close, serve until closed.
+
+        Runs in the listener's task for this socket, which closes the socket
+        when this returns; it never raises (the listener logs and drops).
+        """
+        if isinstance(read_write_closer, IMuxedConn):
+            # Only TCP is configured; a pre-multiplexed transport (QUIC) would
+            # need its own gate.
+            await _close_quietly(read_write_closer)
+            return
+        raw = RawConnection(read_write_closer, False)
+        try:
+            secured = await self._secure_inbound(raw)
+            if secured is None:
+                return
+            ticket = self._admit(secured)
+            if ticket is None:
+                await _close_quietly(secured)
+                return
+            try:
+                await self._serve_admitted(secured, ticket)
+            finally:
+                self.gate.admission.release(ticket)
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(_CLOSE_TIMEOUT_S):
+                await _close_quietly(raw)
+
+    async def _secure_inbound(self, raw: IRawConnection) -> ISecureConn | None:
+        """The Noise handshake, in a pending slot and under the handshake timeout."""
+        gate = self.gate
+        with gate.pending.slot() as slot, slot, trio.move_on_after(gate.handshake_timeout_s):
+            try:
+                return await self.upgrader.upgrade_security(raw, False)
+            except Exception as exc:  # a hostile dialer can fail it any way it likes
+                log.debug("inbound_handshake_failed reason=%s", type(exc).__name__)
+                gate.on_refused(RefusalReason.HANDSHAKE_FAILED, None)
+                return None
+        evicted = slot.cancelled_caught
+        gate.on_refused(
+            RefusalReason.HANDSHAKE_EVICTED if evicted else RefusalReason.HANDSHAKE_FAILED, None
+        )
+        return None
+
+    def _admit(self, secured: ISecureConn) -> Admitted[ID] | None:
+        peer = secured.get_remote_peer()
+        verdict = self.gate.admission.admit(peer)
+        if isinstance(verdict, RefusalReason):
+            self.gate.on_refused(verdict, peer)
+            return None
+        return verdict
+
+    async def _serve_admitted(self, secured: ISecureConn, ticket: Admitted[ID]) -> None:
+        """Start yamux, register the connection, and hold this task until it closes."""
+        peer = ticket.peer
+        muxed: IMuxedConn | None = None
+        with trio.move_on_after(self.gate.handshake_timeout_s):
+            try:
+                muxed = await self.upgrader.upgrade_connection(secured, peer)
+            except Exception as exc:
+                log.debug("inbound_muxer_failed peer_id=%s reason=%s", peer, type(exc).__name__)
+        if muxed is None:
+            self.gate.on_refused(RefusalReason.HANDSHAKE_FAILED, peer)
+            await _close_quietly(secured)
+            return
+        try:
+            swarm_conn = await self.add_conn(muxed, direction="inbound")
+        except Exception as exc:
+            log.debug("inbound_add_failed peer_id=%s reason=%s", peer, type(exc).__name__)
+            await _close_quietly(muxed)
+            return
+        self.gate.on_admitted(peer, ticket.validator)
+        await swarm_conn.event_closed.wait()
+
+
+class ValidatorHost(BasicHost):
+    """A BasicHost that serves only the protocols it is given and runs no identify."""
+
+    def __init__(self, network: Swarm, negotiate_timeout: int) -> None:
+        super().__init__(network=network, negotiate_timeout=negotiate_timeout)
+        # BasicHost registers identify, identify-push and ping whatever
+        # default_protocols says (an empty dict is falsy); a validator serves
+        # none of them to anyone.
+        for protocol in list(self.multiselect.get_protocols()):
+            if protocol is not None:
+                self.remove_stream_handler(protocol)
+
+    def _schedule_identify(self, peer_id: ID, *, reason: str) -> None:
+        """No identify: peers are known from the validator set, not discovered."""
+
+    async def _push_identify_to_all_peers(self) -> None:
+        """No identify-push either."""
+
+
+def build_validator_host(
+    key_pair: KeyPair,
+    limits: P2PLimits,
+    *,
+    validators: Collection[ID],
+    handlers: Mapping[str, StreamHandlerFn] | None = None,
+) -> tuple[ValidatorHost, GatedSwarm]:
+    """A host with TCP, Noise XX and yamux only, serving exactly `handlers`.
+
+    Inbound connections are admitted from `validators` (peer ids; this key is
+    ignored if listed) and from at most `limits.max_non_validator_connections`
+    other peers; the rest are closed right after their handshake. Set
+    `swarm.gate.on_admitted` / `on_refused` to be told about each.
+    """
+    own_id = generate_peer_id_from(key_pair)
+    gate = InboundGate(
+        admission=InboundAdmission(
+            me=own_id,
+            validators=validators,
+            non_validator_slots=limits.max_non_validator_connections,
+        ),
+        pending=PendingHandshakes(limits.max_pending_inbound),
+        handshake_timeout_s=limits.connect_timeout_s,
+    )
     noise = NoiseTransport(key_pair, noise_privkey=create_new_x25519_key_pair().private_key)
+    upgrader = TransportUpgrader(
+        secure_transports_by_protocol={TProtocol(NOISE_PROTOCOL_ID): noise},
+        muxer_transports_by_protocol={TProtocol(YAMUX_PROTOCOL_ID): Yamux},
+    )
+    peerstore = PeerStore()
+    peerstore.add_key_pair(own_id, key_pair)
     timeout = limits.connect_timeout_s
-    swarm = new_swarm(
-        key_pair=key_pair,
-        sec_opt={TProtocol(NOISE_PROTOCOL_ID): noise},
-        muxer_opt={TProtocol(YAMUX_PROTOCOL_ID): Yamux},
-        enable_tcp=True,
+    # Validators (each up to CONNECTIONS_PER_PEER, twice that while the swarm's
+    # grace period delays trimming) plus the non-validator slots: the gate
+    # bounds these; libp2p's cap only has to stay out of the way.
+    max_connections = (
+        2 * CONNECTIONS_PER_PEER * len(validators) + limits.max_non_validator_connections + 16
+    )
+    swarm = GatedSwarm(
+        own_id,
+        peerstore,
+        upgrader,
+        transports=[TCP()],
         # Redials are paced by our own backoff (network.py); the swarm's
         # built-in retries would add 0.1 + 0.2 + 0.4 s of hidden waiting.
         retry_config=RetryConfig(max_retries=0),
         connection_config=ConnectionConfig(
-            # The auto-connector dials whatever the peerstore knows to reach a
-            # low watermark of 100 connections; a validator dials exactly its
-            # configured peers itself (network.py), so switch it off.
+            max_connections=max_connections,
+            high_watermark=max_connections,
+            max_connections_per_peer=CONNECTIONS_PER_PEER,
+            # No minimum to maintain (the auto-connector is off, above), and the
+            # pruner, which fires above high_watermark, never fires: add_conn
+            # refuses anything above max_connections first.
             min_connections=0,
             low_watermark=0,
             dial_timeout=timeout,
@@ -66,8 +283,16 @@ def build_validator_host(key_pair: KeyPair, limits: P2PLimits) -> tuple[BasicHos
             outbound_stream_protocol_negotiation_timeout=timeout,
             inbound_stream_protocol_negotiation_timeout=timeout,
         ),
+        gate=gate,
     )
-    if not isinstance(swarm, Swarm):  # new_swarm is typed as the interface
-        raise TypeError("libp2p.new_swarm did not return a Swarm")
-    host = BasicHost(network=swarm, negotiate_timeout=max(1, int(timeout)))
+    host = ValidatorHost(swarm, negotiate_timeout=max(1, int(timeout)))
+    for protocol, handler in (handlers or {}).items():
+        host.set_stream_handler(TProtocol(protocol), handler)
     return host, swarm
+
+
+async def _close_quietly(conn: Any) -> None:
+    try:
+        await conn.close()
+    except Exception as exc:
+        log.debug("close_failed reason=%s", type(exc).__name__)

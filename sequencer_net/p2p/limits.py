@@ -8,6 +8,17 @@ network: these are plain numbers the shell (`network.py`) enforces.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
+
+# Upper bound an operator may set for non-validator connections: each one
+# costs a socket, a yamux session and its tasks; past a thousand, a node on
+# these 2-core machines spends its loop on them.
+MAX_NON_VALIDATOR_CONNECTIONS: Final = 1024
+
+# libp2p's per-peer connection cap (ConnectionConfig.max_connections_per_peer):
+# a validator pair needs one connection, a second one transiently while a
+# redial overlaps a dying connection; the swarm trims extras after 20 s.
+CONNECTIONS_PER_PEER: Final = 3
 
 
 @dataclass(frozen=True)
@@ -58,9 +69,9 @@ class P2PLimits:
     keepalive_interval_s: float = 1.0
     keepalive_timeout_s: float = 5.0
 
-    # Bound on dialing one peer (TCP connect + Noise + yamux negotiation) and
-    # on opening a stream on an existing connection. A SIGSTOPped peer accepts
-    # TCP in the kernel but never answers the handshake.
+    # Bound on dialing one peer (TCP connect + Noise + yamux negotiation), on
+    # opening a stream on an existing connection, and on an inbound handshake.
+    # A SIGSTOPped peer accepts TCP in the kernel but never answers the handshake.
     connect_timeout_s: float = 5.0
 
     # Default deadline of `request()`, and the time a responder may spend
@@ -82,6 +93,28 @@ class P2PLimits:
     # Time allowed to reset streams and close the host on shutdown.
     close_timeout_s: float = 5.0
 
+    # Inbound connections whose Noise handshake is still running (the remote
+    # is not known yet, so nothing else can tell a validator from anyone).
+    # When all are taken, the oldest pending handshake is dropped to make room:
+    # a dialer that opens sockets and stays silent cannot hold the door shut,
+    # and a validator's handshake (~12 ms of CPU) is only lost if this many
+    # newer connections arrive while it runs. Each pending handshake ends
+    # within connect_timeout_s anyway.
+    max_pending_inbound: int = 64
+
+    # Established connections allowed from peers outside the validator set
+    # (in total, at most one per such peer). 0: every connection from an
+    # unknown key is closed as soon as its handshake names it. Full nodes will
+    # get slots here, on their own protocols; validators never compete for them.
+    max_non_validator_connections: int = 0
+
+    # Peer-triggered log events (rejected streams, drops, violations, link
+    # changes) are logged on their first occurrence per (event, peer) and then
+    # as one count per interval; at most log_max_keys peers are tracked per
+    # event, later ones are counted together. See sequencer_net/logging_limits.py.
+    log_interval_s: float = 10.0
+    log_max_keys: int = 256
+
     def __post_init__(self) -> None:
         for name in (
             "max_frame_bytes",
@@ -93,6 +126,8 @@ class P2PLimits:
             "max_concurrent_requests_per_peer",
             "write_coalesce_bytes",
             "read_chunk_bytes",
+            "max_pending_inbound",
+            "log_max_keys",
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"P2PLimits.{name} must be positive")
@@ -105,10 +140,16 @@ class P2PLimits:
             "connect_timeout_s",
             "request_timeout_s",
             "close_timeout_s",
+            "log_interval_s",
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"P2PLimits.{name} must be positive")
         if self.reconnect_max_s < self.reconnect_min_s:
             raise ValueError("P2PLimits.reconnect_max_s must be >= reconnect_min_s")
+        if not 0 <= self.max_non_validator_connections <= MAX_NON_VALIDATOR_CONNECTIONS:
+            raise ValueError(
+                "P2PLimits.max_non_validator_connections must be in "
+                f"0..{MAX_NON_VALIDATOR_CONNECTIONS}"
+            )
         if self.max_frame_bytes >= 2**32:
             raise ValueError("P2PLimits.max_frame_bytes must fit the 4-byte length")

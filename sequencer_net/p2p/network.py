@@ -8,6 +8,13 @@ streams are accepted only from peer ids derived from the configured validator
 keys; their frames go, rate-limited and bounded, to `inbound`. Requests run on
 `/seqnet/request/1.0.0`, one stream per request.
 
+Inbound connections are gated before any stream (host.py, admission.py): a
+key outside the validator set is closed right after its Noise handshake and
+counted in `stats.connections_refused`. An admitted validator connection also
+wakes that validator's link if it is waiting to redial, so a link comes back
+as soon as either side can dial. Every log line a peer can trigger goes
+through a `LogLimiter` (sequencer_net/logging_limits.py).
+
 Stream handlers run in libp2p's own (partly system) tasks: they never raise,
 never start tasks in our nursery, and turn away streams once closing starts,
 which is what crashed pubsub with "Nursery is closed to new arrivals".
@@ -18,7 +25,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,11 +34,10 @@ from libp2p.abc import INetStream
 from libp2p.custom_types import TProtocol
 from libp2p.host.basic_host import BasicHost
 from libp2p.network.stream.net_stream import NetStream
-from libp2p.network.swarm import Swarm
 from libp2p.peer.id import ID
-from libp2p.peer.peerinfo import PeerInfo
 from multiaddr import Multiaddr
 
+from sequencer_net.logging_limits import LogLimiter, run_flusher
 from sequencer_net.p2p.backoff import ReconnectBackoff, link_seed
 from sequencer_net.p2p.errors import (
     P2PError,
@@ -54,12 +60,13 @@ from sequencer_net.p2p.framing import (
     encode_response,
 )
 from sequencer_net.p2p.host import (
+    GatedSwarm,
     build_validator_host,
     key_pair_from_secret,
     peer_id_from_public_key,
 )
 from sequencer_net.p2p.limits import P2PLimits
-from sequencer_net.p2p.stats import DropReason, P2PStats
+from sequencer_net.p2p.stats import DropReason, P2PStats, RefusalReason
 from sequencer_net.p2p.token_bucket import TokenBucket
 
 log = logging.getLogger("seqnet.p2p")
@@ -67,10 +74,9 @@ log = logging.getLogger("seqnet.p2p")
 RequestHandler = Callable[[int, bytes], Awaitable[bytes]]
 InboundFrame = tuple[int, Channel, bytes]
 
-# A drop reason is logged on its 1st occurrence per peer, then every Nth, so a
-# flood is visible in the log without the log becoming the flood.
-_DROP_LOG_EVERY = 1000
 _PING_BYTES = 8
+# Peerstore lifetime of a validator's address; re-added before every dial.
+_ADDR_TTL_S = 3600
 
 
 @dataclass(frozen=True)
@@ -104,6 +110,9 @@ class _Link:
         self.request_slots = trio.Semaphore(limits.max_concurrent_requests_per_peer)
         self.inbound_requests = 0
         self.drops: Counter[DropReason] = Counter()
+        # Set when this validator's connection into us is admitted: ends the
+        # link's backoff wait so it opens its stream on that connection now.
+        self.wake = trio.Event()
 
 
 def _multiaddr(host: str, port: int) -> Multiaddr:
@@ -113,6 +122,28 @@ def _multiaddr(host: str, port: int) -> Multiaddr:
         return Multiaddr(f"/dns/{host}/tcp/{port}")
     proto = "ip6" if ip.version == 6 else "ip4"
     return Multiaddr(f"/{proto}/{host}/tcp/{port}")
+
+
+class _EchoClock:
+    """When the last keepalive echo came, and how long this process stalled since.
+
+    The pinger oversleeps exactly when this whole process did not run (SIGSTOP,
+    a loop blocked by CPU work): then the echo reader could not run either, so
+    that time is not the peer's silence.
+    """
+
+    __slots__ = ("last", "stalled")
+
+    def __init__(self, now: float) -> None:
+        self.last = now
+        self.stalled = 0.0
+
+    def echo(self, now: float) -> None:
+        self.last = now
+        self.stalled = 0.0
+
+    def silence(self, now: float) -> float:
+        return now - self.last - self.stalled
 
 
 class _LinkDown(Exception):
@@ -143,6 +174,7 @@ class P2PNetwork:
         own_id = ID.from_pubkey(self._key_pair.public_key)
         self.peer_id: str = own_id.to_base58()
         self.stats = P2PStats()
+        self._logs = LogLimiter(log, interval_s=limits.log_interval_s, max_keys=limits.log_max_keys)
 
         self._links: dict[int, _Link] = {}
         self._index_by_peer_id: dict[ID, int] = {}
@@ -170,7 +202,7 @@ class P2PNetwork:
 
         self._request_handler: RequestHandler | None = None
         self._host: BasicHost | None = None
-        self._swarm: Swarm | None = None
+        self._swarm: GatedSwarm | None = None
         self._started = False
         self._closing = False
 
@@ -230,10 +262,18 @@ class P2PNetwork:
         if self._started:
             raise RuntimeError("P2PNetwork.run() may be called once")
         self._started = True
-        host, swarm = build_validator_host(self._key_pair, self._limits)
+        host, swarm = build_validator_host(
+            self._key_pair,
+            self._limits,
+            validators=list(self._index_by_peer_id),
+            handlers={
+                VALIDATOR_PROTOCOL: self._handle_validator_stream,
+                REQUEST_PROTOCOL: self._handle_request_stream,
+            },
+        )
+        swarm.gate.on_admitted = self._on_connection_admitted
+        swarm.gate.on_refused = self._on_connection_refused
         self._host, self._swarm = host, swarm
-        host.set_stream_handler(TProtocol(VALIDATOR_PROTOCOL), self._handle_validator_stream)
-        host.set_stream_handler(TProtocol(REQUEST_PROTOCOL), self._handle_request_stream)
         now = trio.current_time()
         for link in self._links.values():
             rate = self._limits.max_inbound_frames_per_s
@@ -245,6 +285,7 @@ class P2PNetwork:
                         raise P2PError(f"could not listen on {self._listen}")
                     async with trio.open_nursery() as nursery:
                         nursery.start_soon(self._forward_inbound)
+                        nursery.start_soon(run_flusher, self._logs, self._limits.log_interval_s)
                         for link in self._links.values():
                             nursery.start_soon(self._maintain_link, link)
                         log.info(
@@ -299,22 +340,25 @@ class P2PNetwork:
             except PeerUnreachable as exc:
                 self.stats.dial_failures += 1
                 delay = link.backoff.next_delay()
-                log.debug(
-                    "dial_failed peer=%d attempt=%d retry_in=%.2f reason=%s",
+                self._log(
+                    logging.DEBUG,
+                    "dial_failed",
                     peer,
+                    "attempt=%d retry_in=%.2f reason=%s",
                     link.backoff.attempt,
                     delay,
                     exc,
                 )
-                await trio.sleep(delay)
+                await self._wait_to_redial(link, delay)
                 continue
             link.backoff.reset()
+            link.wake = trio.Event()  # only connections that arrive while down wake it
             self.stats.connects += 1
             if link.ever_connected:
                 self.stats.reconnects += 1
             link.ever_connected = True
             link.connected = True
-            log.info("connected peer=%d peer_id=%s", peer, link.peer_id)
+            self._log(logging.INFO, "connected", peer, "peer_id=%s", link.peer_id)
             reason = "cancelled"
             try:
                 reason = await self._pump(link, stream)
@@ -331,14 +375,21 @@ class P2PNetwork:
                             await self._disconnect(link)
                 if reason != "cancelled":
                     self.stats.disconnects += 1
-                    log.warning("disconnected peer=%d reason=%s", peer, reason)
-            await trio.sleep(link.backoff.next_delay())
+                    self._log(logging.WARNING, "disconnected", peer, "reason=%s", reason)
+            await self._wait_to_redial(link, link.backoff.next_delay())
+
+    @staticmethod
+    async def _wait_to_redial(link: _Link, delay: float) -> None:
+        """Sleep the backoff delay, or less if the peer's connection to us arrives."""
+        with trio.move_on_after(delay):
+            await link.wake.wait()
+        link.wake = trio.Event()
 
     async def _pump(self, link: _Link, stream: INetStream) -> str:
         """Run writer, pinger and echo reader on one outbound stream; return why it ended."""
         reason = "cancelled"
         write_lock = trio.Lock()  # frames and pings interleave whole, never mid-write
-        last_echo = [trio.current_time()]
+        echoes = _EchoClock(trio.current_time())
 
         async def echo_reader() -> None:
             # Only PING echoes travel back on our outbound stream.
@@ -350,7 +401,7 @@ class P2PNetwork:
                         raise _LinkDown("remote_closed")
                     if frame[0] != PING:
                         raise _LinkDown("remote_wrote_on_outbound")
-                    last_echo[0] = trio.current_time()
+                    echoes.echo(trio.current_time())
             except ProtocolViolation:
                 raise _LinkDown("remote_wrote_on_outbound") from None
             except _LinkDown:
@@ -362,8 +413,11 @@ class P2PNetwork:
             limits = self._limits
             nonce = 0
             while True:
+                before = trio.current_time()
                 await trio.sleep(limits.keepalive_interval_s)
-                if trio.current_time() - last_echo[0] > limits.keepalive_timeout_s:
+                now = trio.current_time()
+                echoes.stalled += max(0.0, now - before - limits.keepalive_interval_s)
+                if echoes.silence(now) > limits.keepalive_timeout_s:
                     raise _LinkDown("keepalive_timeout")
                 nonce += 1
                 ping = encode_frame(PING, nonce.to_bytes(_PING_BYTES, "big"))
@@ -423,12 +477,15 @@ class P2PNetwork:
     async def _open_stream(self, link: _Link, protocol: str) -> INetStream:
         """Dial if needed and open a stream; the remote must be the expected validator."""
         assert self._host is not None and self._swarm is not None
+        swarm = self._swarm
         try:
             with trio.fail_after(self._limits.connect_timeout_s):
-                # A failed dial puts the peer in the swarm's negative cache for
-                # 60 s; our own backoff decides when to try again.
-                self._swarm.unblock_peer(link.peer_id)
-                await self._host.connect(PeerInfo(link.peer_id, [link.address]))
+                if not any(not c.is_closed for c in swarm.get_connections(link.peer_id)):
+                    # dial_addr, not host.connect: Swarm.dial_peer waits a fixed
+                    # 250 ms (happy eyeballs) and refuses a peer that failed in
+                    # the last 60 s; our backoff paces redials.
+                    swarm.peerstore.add_addrs(link.peer_id, [link.address], _ADDR_TTL_S)
+                    await swarm.dial_addr(link.address, link.peer_id)
                 stream = await self._host.new_stream(link.peer_id, [TProtocol(protocol)])
         except trio.TooSlowError:
             # The connection (if any) answers nothing: drop it, or the next
@@ -458,13 +515,34 @@ class P2PNetwork:
         index = self._index_by_peer_id.get(remote)
         if index is None:
             self.stats.dropped[DropReason.UNAUTHENTICATED] += 1
-            log.warning(
-                "rejected_stream peer=? peer_id=%s protocol=%s reason=not_a_validator",
-                remote,
+            self._log(
+                logging.WARNING,
+                "rejected_stream",
+                remote.to_base58(),
+                "protocol=%s reason=not_a_validator",
                 protocol,
             )
             return None
         return self._links[index]
+
+    # ------------------------------------------------------- connection gate
+
+    def _on_connection_admitted(self, peer_id: ID, validator: bool) -> None:
+        """Called by the gate once an inbound connection is up. Never raises."""
+        self.stats.inbound_connections += 1
+        index = self._index_by_peer_id.get(peer_id)
+        if index is None:
+            self._log(logging.INFO, "inbound_connection", peer_id.to_base58(), "validator=no")
+            return
+        self._log(logging.DEBUG, "inbound_connection", index, "validator=yes")
+        self._links[index].wake.set()
+
+    def _on_connection_refused(self, reason: RefusalReason, peer_id: ID | None) -> None:
+        """Called by the gate when it closes a connection at the door. Never raises."""
+        self.stats.connections_refused[reason] += 1
+        level = logging.WARNING if peer_id is not None else logging.INFO
+        peer = "?" if peer_id is None else peer_id.to_base58()
+        self._log(level, "refused_connection", peer, "reason=%s", reason, key=reason)
 
     async def _handle_validator_stream(self, stream: INetStream) -> None:
         """Read frames from one validator's long-lived stream. Never raises."""
@@ -478,7 +556,7 @@ class P2PNetwork:
                 await _reset_quietly(stream)
                 return
             peer = link.spec.index
-            log.info("inbound_stream_opened peer=%d", peer)
+            self._log(logging.INFO, "inbound_stream_opened", peer)
             reader = FrameReader(
                 stream.read,
                 max_payload=self._limits.max_frame_bytes,
@@ -487,7 +565,7 @@ class P2PNetwork:
             while not self._closing:
                 frame = await reader.read_frame()
                 if frame is None:
-                    log.info("inbound_stream_closed peer=%d reason=eof", peer)
+                    self._log(logging.INFO, "inbound_stream_closed", peer, "reason=eof")
                     return
                 raw_channel, payload = frame
                 assert link.bucket is not None
@@ -500,20 +578,26 @@ class P2PNetwork:
                     with trio.move_on_after(self._limits.write_timeout_s) as scope:
                         await stream.write(encode_frame(PING, payload))
                     if scope.cancelled_caught:
-                        log.info("inbound_stream_closed peer=%d reason=echo_timeout", peer)
+                        self._log(
+                            logging.INFO, "inbound_stream_closed", peer, "reason=echo_timeout"
+                        )
                         await _reset_quietly(stream)
                         return
                     continue
                 self._deliver(link, Channel(raw_channel), payload)
             await _reset_quietly(stream)
         except ProtocolViolation as exc:
-            peer_txt = "?" if link is None else str(link.spec.index)
             self.stats.dropped[DropReason.PROTOCOL_VIOLATION] += 1
-            log.warning("protocol_violation peer=%s reason=%s", peer_txt, exc)
+            self._log(logging.WARNING, "protocol_violation", _peer_of(link), "reason=%s", exc)
             await _reset_quietly(stream)
         except Exception as exc:
-            peer_txt = "?" if link is None else str(link.spec.index)
-            log.info("inbound_stream_closed peer=%s reason=%s", peer_txt, type(exc).__name__)
+            self._log(
+                logging.INFO,
+                "inbound_stream_closed",
+                _peer_of(link),
+                "reason=%s",
+                type(exc).__name__,
+            )
             await _reset_quietly(stream)
 
     def _deliver(self, link: _Link, channel: Channel, payload: bytes) -> None:
@@ -611,16 +695,20 @@ class P2PNetwork:
                 await stream.close()
                 self.stats.requests_served += 1
             if scope.cancelled_caught:
-                log.warning("request_timed_out peer=%d", link.spec.index)
+                self._log(logging.WARNING, "request_timed_out", link.spec.index)
                 await _reset_quietly(stream)
         except ProtocolViolation as exc:
-            peer_txt = "?" if link is None else str(link.spec.index)
             self.stats.dropped[DropReason.PROTOCOL_VIOLATION] += 1
-            log.warning("protocol_violation peer=%s reason=%s", peer_txt, exc)
+            self._log(logging.WARNING, "protocol_violation", _peer_of(link), "reason=%s", exc)
             await _reset_quietly(stream)
         except Exception as exc:
-            peer_txt = "?" if link is None else str(link.spec.index)
-            log.info("request_stream_failed peer=%s reason=%s", peer_txt, type(exc).__name__)
+            self._log(
+                logging.INFO,
+                "request_stream_failed",
+                _peer_of(link),
+                "reason=%s",
+                type(exc).__name__,
+            )
             await _reset_quietly(stream)
         finally:
             if counted and link is not None:
@@ -635,13 +723,21 @@ class P2PNetwork:
         try:
             response = await handler(link.spec.index, request)
         except Exception as exc:
-            log.warning(
-                "request_handler_failed peer=%d reason=%s", link.spec.index, type(exc).__name__
+            self._log(
+                logging.WARNING,
+                "request_handler_failed",
+                link.spec.index,
+                "reason=%s",
+                type(exc).__name__,
             )
             return ResponseStatus.HANDLER_ERROR, b""
         if len(response) > self._limits.max_frame_bytes:
-            log.warning(
-                "request_response_too_large peer=%d bytes=%d", link.spec.index, len(response)
+            self._log(
+                logging.WARNING,
+                "request_response_too_large",
+                link.spec.index,
+                "bytes=%d",
+                len(response),
             )
             return ResponseStatus.HANDLER_ERROR, b""
         return ResponseStatus.OK, response
@@ -652,21 +748,37 @@ class P2PNetwork:
         self, peer: int, reason: DropReason, link: _Link | None = None, n: int = 1
     ) -> None:
         self.stats.dropped[reason] += n
-        if link is None:
-            log.warning("frame_dropped peer=%d reason=%s", peer, reason)
-            return
-        before = link.drops[reason]
-        link.drops[reason] += n
-        if before == 0 or before // _DROP_LOG_EVERY != link.drops[reason] // _DROP_LOG_EVERY:
-            log.warning(
-                "frame_dropped peer=%d reason=%s total=%d", peer, reason, link.drops[reason]
-            )
+        total = self.stats.dropped[reason]
+        if link is not None:
+            link.drops[reason] += n
+            total = link.drops[reason]
+        self._log(
+            logging.WARNING, "frame_dropped", peer, "reason=%s total=%d", reason, total, key=reason
+        )
+
+    def _log(
+        self,
+        level: int,
+        event: str,
+        peer: Hashable,
+        fmt: str = "",
+        *args: Any,
+        key: Hashable = None,
+    ) -> None:
+        """Log a peer-triggered event through the rate limiter, counting what it holds back."""
+        before = self._logs.suppressed_total
+        self._logs.log(level, event, peer, fmt, *args, key=key)
+        self.stats.log_lines_suppressed += self._logs.suppressed_total - before
 
     def _close_queues(self) -> None:
         for link in self._links.values():
             link.queue_send.close()
         self._buffer_send.close()
         self._inbound_send.close()
+
+
+def _peer_of(link: _Link | None) -> Hashable:
+    return "?" if link is None else link.spec.index
 
 
 async def _reset_quietly(stream: INetStream) -> None:

@@ -22,6 +22,17 @@ class DropReason(enum.StrEnum):
     REQUEST_OVERLOAD = "request_overload"  # too many concurrent inbound requests
 
 
+class RefusalReason(enum.StrEnum):
+    """Why an inbound connection was closed before it could carry a stream."""
+
+    NOT_A_VALIDATOR = "not_a_validator"  # a key outside the set, no non-validator slots
+    NON_VALIDATOR_SLOTS_FULL = "non_validator_slots_full"  # all max_non_validator_connections taken
+    DUPLICATE_NON_VALIDATOR = "duplicate_non_validator"  # a second connection from one such peer
+    SELF = "self"  # a connection presenting this node's own key
+    HANDSHAKE_EVICTED = "handshake_evicted"  # pending handshakes full; the oldest was dropped
+    HANDSHAKE_FAILED = "handshake_failed"  # Noise or yamux failed or timed out
+
+
 @dataclass
 class P2PStats:
     frames_sent: int = 0  # frames written to a peer's stream
@@ -37,3 +48,7 @@ class P2PStats:
     requests_failed: int = 0  # timed out or failed, as seen by the requester
     requests_served: int = 0
     dropped: Counter[DropReason] = field(default_factory=Counter)
+    inbound_connections: int = 0  # inbound connections admitted (validators and allowed others)
+    # Inbound connections closed at the door, by reason (refused outside connections).
+    connections_refused: Counter[RefusalReason] = field(default_factory=Counter)
+    log_lines_suppressed: int = 0  # peer-triggered log events counted instead of written

@@ -5,6 +5,7 @@ Every wait is bounded by trio.fail_after; no test asserts a duration.
 
 from __future__ import annotations
 
+import logging
 import socket
 
 import pytest
@@ -19,11 +20,13 @@ from libp2p.stream_muxer.yamux.yamux import Yamux
 from multiaddr import Multiaddr
 
 from sequencer_net.p2p import (
+    REQUEST_PROTOCOL,
     VALIDATOR_PROTOCOL,
     Channel,
     DropReason,
     P2PLimits,
     PayloadTooLarge,
+    RefusalReason,
     RequestFailed,
     RequestTimeout,
     UnknownPeer,
@@ -35,6 +38,7 @@ from tests.p2p.harness import (
     free_port,
     fully_connected,
     network_for,
+    peer_ids,
     peer_specs,
     running,
     started,
@@ -193,8 +197,12 @@ async def test_frames_from_a_host_outside_the_validator_set_are_never_delivered(
         await wait_until(fully_connected(nets, 3))
         for _ in range(5):
             outsider.broadcast(Channel.CONSENSUS, b"forged")
+        # Closed at the door, right after the handshake named the key: no
+        # stream of the outsider ever reaches a validator's handlers.
         await wait_until(
-            lambda: all(net.stats.dropped[DropReason.UNAUTHENTICATED] > 0 for net in nets)
+            lambda: all(
+                net.stats.connections_refused[RefusalReason.NOT_A_VALIDATOR] > 0 for net in nets
+            )
         )
         nets[1].broadcast(Channel.CONSENSUS, b"genuine")
         with trio.fail_after(10):
@@ -203,6 +211,9 @@ async def test_frames_from_a_host_outside_the_validator_set_are_never_delivered(
         assert outsider.connected_peers() == []
         for i in (0, 2, 3):
             assert nets[i].stats.frames_received == 1
+        for net in nets:
+            assert net.stats.dropped[DropReason.UNAUTHENTICATED] == 0
+            assert ID.from_base58(outsider.peer_id) not in net._swarm.connections  # type: ignore[union-attr]
 
 
 async def test_oversized_frame_resets_the_stream_and_is_counted() -> None:
@@ -211,7 +222,9 @@ async def test_oversized_frame_resets_the_stream_and_is_counted() -> None:
     limits = P2PLimits(max_frame_bytes=1000)
     net = network_for(keys, specs, 0, limits)
     # Validator 1 with a raw host, so it can write what P2PNetwork never would.
-    raw_host, _ = build_validator_host(key_pair_from_secret(keys[1].secret), limits)
+    raw_host, _ = build_validator_host(
+        key_pair_from_secret(keys[1].secret), limits, validators=peer_ids(keys)
+    )
     async with running(net), raw_host.run(listen_addrs=[addr(specs[1].port)]):
         with trio.fail_after(10):
             await raw_host.connect(PeerInfo(ID.from_base58(net.peer_id), [addr(specs[0].port)]))
@@ -237,7 +250,9 @@ async def test_stalled_peer_does_not_block_the_others() -> None:
     nets = {i: network_for(keys, specs, i, limits) for i in (0, 1)}
     # Validator 2 accepts the stream and never reads it: its yamux window
     # fills and validator 0's writes block, as against a SIGSTOPped process.
-    stalled_host, _ = build_validator_host(key_pair_from_secret(keys[2].secret), limits)
+    stalled_host, _ = build_validator_host(
+        key_pair_from_secret(keys[2].secret), limits, validators=peer_ids(keys)
+    )
     never = trio.Event()
 
     async def hold_without_reading(stream: object) -> None:
@@ -338,3 +353,28 @@ async def test_stopping_releases_the_port_and_survives_traffic_in_flight() -> No
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((LOOPBACK, specs[1].port))
+
+
+async def test_repeated_protocol_violations_log_one_line_not_a_flood(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    keys = validator_keys(2)
+    specs = peer_specs(keys)
+    limits = P2PLimits(max_frame_bytes=1000)
+    net = network_for(keys, specs, 0, limits)
+    raw_host, _ = build_validator_host(
+        key_pair_from_secret(keys[1].secret), limits, validators=peer_ids(keys)
+    )
+    node_id = ID.from_base58(net.peer_id)
+    caplog.set_level(logging.INFO, logger="seqnet.p2p")
+    async with running(net), raw_host.run(listen_addrs=[addr(specs[1].port)]):
+        with trio.fail_after(30):
+            await raw_host.connect(PeerInfo(node_id, [addr(specs[0].port)]))
+            for _ in range(50):  # a validator sending oversized requests in a loop
+                stream = await raw_host.new_stream(node_id, [TProtocol(REQUEST_PROTOCOL)])
+                await stream.write((10_000).to_bytes(4, "big"))
+            await wait_until(lambda: net.stats.dropped[DropReason.PROTOCOL_VIOLATION] == 50)
+        await raw_host.close()
+    violations = [r for r in caplog.records if r.getMessage().startswith("protocol_violation")]
+    assert len(violations) == 1  # the first; the other 49 wait for the interval's count
+    assert net.stats.log_lines_suppressed >= 49
