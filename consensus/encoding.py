@@ -4,7 +4,8 @@ Everything signed is an EIP-712 typed structure, so the L1 contract can rebuild
 the same digest and check signatures with `ecrecover`:
 
     domainSeparator = keccak(EIP712Domain_TYPEHASH || keccak(name) || keccak(version)
-                             || uint256(chainId) || address(verifyingContract))
+                             || uint256(chainId) || address(verifyingContract)
+                             || bytes32(salt = genesis hash))
     Block_hash      = keccak(Block_TYPEHASH || uint64 view || uint64 height
                              || bytes32 parent || bytes32 keccak(payload) || uint32 proposer)
     Vote_digest     = keccak(0x19 0x01 || domainSeparator ||
@@ -12,8 +13,10 @@ the same digest and check signatures with `ecrecover`:
                                     || uint64 height || bytes32 block))
 
 Each field is ABI-encoded as one 32-byte big-endian word. The chain id and the
-L1 contract address are fixed in genesis, so a vote for one network is never
-valid on another. Wire bytes (msgpack) are never hashed.
+L1 contract address are fixed in genesis, and the domain's salt is the genesis
+block's digest, so a vote (or a transaction) for one network is never valid on
+another, even one that shares the chain id, the keys and the contract address.
+Wire bytes (msgpack) are never hashed.
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ from consensus.limits import U64_MAX
 from consensus.types import Digest, Height, ValidatorIndex, View
 
 DOMAIN_TYPEHASH = keccak256(
-    b"EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
+    b"EIP712Domain(string name,string version,uint256 chainId,address verifyingContract,"
+    b"bytes32 salt)"
 )
 BLOCK_TYPEHASH = keccak256(
     b"Block(uint64 view,uint64 height,bytes32 parent,bytes32 payloadHash,uint32 proposer)"
@@ -45,16 +49,24 @@ def word(value: int) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class Domain:
-    """The EIP-712 domain: which network, and which L1 contract verifies it."""
+    """The EIP-712 domain: which network, and which L1 contract verifies it.
+
+    `genesis_hash` (the EIP-712 `salt`) is the digest of the network's genesis
+    block: two networks that share a chain id, keys and contract address still
+    accept none of each other's signatures.
+    """
 
     chain_id: int
     verifying_contract: bytes  # 20-byte L1 address; zero before the L1 is deployed
+    genesis_hash: bytes  # 32-byte digest of the genesis block
 
     def __post_init__(self) -> None:
         if not 0 <= self.chain_id < 2**256:
             raise ValueError("chain id out of range")
         if len(self.verifying_contract) != ADDRESS_LENGTH:
             raise ValueError("verifying contract must be a 20-byte address")
+        if len(self.genesis_hash) != 32:
+            raise ValueError("genesis hash must be 32 bytes")
 
     def separator(self) -> bytes:
         return keccak256(
@@ -64,6 +76,7 @@ class Domain:
             + word(self.chain_id)
             + bytes(12)
             + self.verifying_contract
+            + self.genesis_hash
         )
 
 

@@ -12,7 +12,15 @@ from dataclasses import dataclass
 
 import msgspec
 
-from consensus.messages import Block, BlockRequest, Certificate, Message, SyncRequest, Vote
+from consensus.messages import (
+    Block,
+    BlockRequest,
+    Certificate,
+    CertificateRequest,
+    Message,
+    SyncRequest,
+    Vote,
+)
 from consensus.types import Digest, Height, ValidatorIndex, View
 
 
@@ -52,6 +60,9 @@ class Start:
     committed: CommittedTip
     certificates: tuple[Certificate, ...] = ()
     """Certificates the driver stored on StoreCertificate, in any order."""
+    tip_finalization: Certificate | None = None
+    """The finalization stored with the committed tip (None at genesis): it
+    justifies proposing on the tip and shows lagging peers where the chain is."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,10 +112,15 @@ class StoreBlock:
     Emitted before the validator's notarize vote (or proposal) for it: 2f+1
     votes then guarantee that f+1 honest validators can still serve the block
     after any crash, so a finalization of a descendant can always be committed.
+    Also emitted for blocks fetched for a finalization (authenticated by its
+    hash chain), so a long gap is walked back on disk rather than in memory.
     The driver must be able to return it from `stored_block` until it commits.
+    `synced` is False for fetched blocks: peers can serve them again after a
+    crash, so they need no fsync.
     """
 
     block: Block
+    synced: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,15 +202,19 @@ class ReportEvidence:
 
 
 @dataclass(frozen=True, slots=True)
-class RequestBlocks:
-    """Fetch blocks from a peer (the driver picks whom) and feed back the answer.
+class Fetch:
+    """Ask one peer (the driver picks whom, `prefer` first) and feed back the answer.
 
-    A `BlockRequest` asks for a block by digest and its ancestors (small gaps);
-    a `SyncRequest` asks for committed blocks by height (catching up from far
-    behind). The driver answers peers' SyncRequests from its block store.
+    A `BlockRequest` asks for a block by digest and its ancestors; a
+    `SyncRequest` asks for committed blocks by height (catching up from far
+    behind); a `CertificateRequest` asks for nullifications a proposal relies
+    on. The core asks again itself (on its retry timer, or after progress) when
+    no useful answer came, so the driver may drop a request it cannot place.
+    The driver answers peers' requests with `consensus.sync`.
     """
 
-    request: BlockRequest | SyncRequest
+    request: BlockRequest | SyncRequest | CertificateRequest
+    prefer: ValidatorIndex | None = None
 
 
 Action = (
@@ -208,5 +228,5 @@ Action = (
     | VerifyPayload
     | Commit
     | ReportEvidence
-    | RequestBlocks
+    | Fetch
 )

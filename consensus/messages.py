@@ -20,9 +20,10 @@ import msgspec
 from consensus.encoding import block_hash
 from consensus.limits import (
     MAX_BLOCKS_PER_RESPONSE,
+    MAX_CARRIED_NULLIFICATIONS,
+    MAX_CERTIFICATES_PER_RESPONSE,
     MAX_MESSAGE_BYTES,
     MAX_PAYLOAD_BYTES,
-    MAX_SKIPPED_VIEWS,
     MAX_SYNC_BLOCKS,
     MAX_VALIDATORS,
     U64_MAX,
@@ -96,15 +97,17 @@ class Proposal(msgspec.Struct, frozen=True, array_like=True, tag=3):
     """A leader's block, its notarize signature, and the certificates justifying it.
 
     `parent` is the notarization (or finalization) of the parent block; it is
-    None only for a block on top of genesis. `skipped` holds a nullification for
-    every view strictly between the parent's view and this block's view, so a
-    proposal proves on its own that the leader may extend that parent.
+    None only for a block on top of genesis. Every view strictly between the
+    parent's view and this block's view must be nullified; `skipped` carries the
+    nullifications of the highest of those views (at most
+    MAX_CARRIED_NULLIFICATIONS, consecutive, ending just below the block's view)
+    and voters fetch any others they lack.
     """
 
     block: Block
     signature: SignatureBytes
     parent: Certificate | None
-    skipped: Annotated[list[Certificate], msgspec.Meta(max_length=MAX_SKIPPED_VIEWS)]
+    skipped: Annotated[list[Certificate], msgspec.Meta(max_length=MAX_CARRIED_NULLIFICATIONS)]
 
 
 class BlockRequest(msgspec.Struct, frozen=True, array_like=True, tag=4):
@@ -131,14 +134,42 @@ class SyncResponse(msgspec.Struct, frozen=True, array_like=True, tag=7):
     """Consecutive committed blocks, ascending, and a finalization of the last one.
 
     The finalization certifies the last block; the hash chain certifies the rest.
+    The first block is normally the one asked for; when the finalization that
+    commits it certifies a block too far above to fit one response, the blocks
+    are the top of that range instead and the asker fetches the rest backwards.
     """
 
     blocks: Annotated[list[Block], msgspec.Meta(min_length=1, max_length=MAX_SYNC_BLOCKS)]
     finalization: Certificate
 
 
+class CertificateRequest(msgspec.Struct, frozen=True, array_like=True, tag=8):
+    """Ask for the notarizations and nullifications of views `first_view` ..
+    `last_view` (inclusive): a voter missing a skipped view's nullification, or a
+    leader that cannot find its parent, asks a peer for them."""
+
+    first_view: Annotated[int, msgspec.Meta(ge=1, le=U64_MAX)]
+    last_view: Annotated[int, msgspec.Meta(ge=1, le=U64_MAX)]
+
+
+class CertificateResponse(msgspec.Struct, frozen=True, array_like=True, tag=9):
+    """Certificates the responder holds for views of a CertificateRequest."""
+
+    certificates: Annotated[
+        list[Certificate], msgspec.Meta(max_length=MAX_CERTIFICATES_PER_RESPONSE)
+    ]
+
+
 Message = (
-    Vote | Certificate | Proposal | BlockRequest | BlockResponse | SyncRequest | SyncResponse
+    Vote
+    | Certificate
+    | Proposal
+    | BlockRequest
+    | BlockResponse
+    | SyncRequest
+    | SyncResponse
+    | CertificateRequest
+    | CertificateResponse
 )
 
 _encoder = msgspec.msgpack.Encoder()
@@ -197,16 +228,18 @@ def check_proposal_shape(proposal: Proposal) -> None:
         if parent.view >= block.view:
             raise MalformedMessage("parent view must be below the block's view")
         parent_view = parent.view
-    expected = parent_view + 1
+    expected = block.view - len(proposal.skipped)
+    if expected <= parent_view:
+        raise MalformedMessage("skipped nullifications reach down to the parent's view")
     for cert in proposal.skipped:
         check_certificate_shape(cert)
         if cert.kind != VoteKind.NULLIFY:
             raise MalformedMessage("skipped views are justified by nullifications only")
         if cert.view != expected:
-            raise MalformedMessage("skipped nullifications must cover consecutive views")
+            raise MalformedMessage(
+                "skipped nullifications must cover consecutive views just below the block's"
+            )
         expected += 1
-    if expected != block.view and proposal.skipped:
-        raise MalformedMessage("skipped nullifications must end just below the block's view")
 
 
 def check_well_formed(message: Message) -> None:
@@ -219,6 +252,14 @@ def check_well_formed(message: Message) -> None:
             check_proposal_shape(message)
         case BlockRequest() | SyncRequest():
             pass
+        case CertificateRequest():
+            if message.last_view < message.first_view:
+                raise MalformedMessage("certificate request names an empty range")
+            if message.last_view - message.first_view >= MAX_CERTIFICATES_PER_RESPONSE:
+                raise MalformedMessage("certificate request names too many views")
+        case CertificateResponse():
+            for cert in message.certificates:
+                check_certificate_shape(cert)
         case SyncResponse():
             check_certificate_shape(message.finalization)
             blocks = message.blocks

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from fractions import Fraction
+from math import gcd
 from typing import NewType
 
 from consensus.crypto import ADDRESS_LENGTH, Address
@@ -48,6 +50,9 @@ class ValidatorSet:
         self._index: dict[bytes, ValidatorIndex] = {
             v.address: ValidatorIndex(i) for i, v in enumerate(validators)
         }
+        self._schedule: tuple[ValidatorIndex, ...] = leader_schedule(
+            [v.weight for v in validators]
+        )
 
     def __len__(self) -> int:
         return len(self.validators)
@@ -74,5 +79,35 @@ class ValidatorSet:
         return sum(self.validators[i].weight for i in signers)
 
     def leader(self, view: View) -> ValidatorIndex:
-        """Round-robin leader of a view (docs/consensus.md, "Leaders")."""
-        return ValidatorIndex(view % len(self.validators))
+        """The leader of a view: the weighted schedule, repeated (docs/consensus.md,
+        "Leaders"). With equal weights this is round robin, `view mod n`."""
+        return self._schedule[view % len(self._schedule)]
+
+
+MAX_SCHEDULE_SLOTS = 4096
+"""Length bound of the leader schedule. Weights are reduced by their greatest
+common divisor; if their sum is still larger, they are scaled down to about
+this many slots (each validator keeps at least one)."""
+
+
+def leader_schedule(weights: Sequence[int]) -> tuple[ValidatorIndex, ...]:
+    """A deterministic leader order in which each validator leads in proportion
+    to its weight, spread evenly (stride scheduling).
+
+    Validator i with s_i slots leads at the points (j + 1/2) / s_i of one cycle,
+    j = 0 .. s_i - 1; the schedule lists all points in increasing order (exact
+    fractions, lower index first on ties). Over one cycle of `sum(slots)` views
+    validator i leads exactly s_i times.
+    """
+    divisor = 0
+    for w in weights:
+        divisor = gcd(divisor, w)
+    slots = [w // divisor for w in weights]
+    total = sum(slots)
+    if total > MAX_SCHEDULE_SLOTS:
+        slots = [max(1, s * MAX_SCHEDULE_SLOTS // total) for s in slots]
+    points = [
+        (Fraction(2 * j + 1, 2 * s), i) for i, s in enumerate(slots) for j in range(s)
+    ]
+    points.sort()
+    return tuple(ValidatorIndex(i) for _, i in points)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from consensus.crypto import Address, InvalidSignature, recover_address
 from consensus.encoding import vote_digest
-from consensus.messages import Certificate, Vote
+from consensus.messages import Certificate, MalformedMessage, Vote, check_certificate_shape
 from consensus.types import Digest, Height, ValidatorIndex, ValidatorSet, View
 
 DEFAULT_MEMO_ENTRIES = 1 << 16
@@ -64,7 +64,13 @@ class SignatureVerifier:
         )
 
     def check_certificate(self, validators: ValidatorSet, cert: Certificate) -> bool:
-        """A quorum of distinct members, each signature valid for the certified vote."""
+        """A well-formed certificate: a quorum of distinct members, each signature
+        valid for the certified vote. Stands on its own: it does not rely on the
+        wire decoder having checked the shape."""
+        try:
+            check_certificate_shape(cert)
+        except MalformedMessage:
+            return False
         signers = [ValidatorIndex(i) for i in cert.signers]
         if not all(validators.contains(i) for i in signers):
             return False

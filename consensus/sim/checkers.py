@@ -1,8 +1,11 @@
-"""The simulator's checkers: agreement, validity, no honest double-sign, liveness.
+"""The simulator's checkers: agreement, validity, no honest double-sign,
+certificates that bind heights, liveness, bounded messages and memory.
 
 They watch every message an honest validator signs (at the moment it leaves
-the node, lost or not) and every block it commits, and record a violation the
-instant a rule breaks.
+the node, lost or not), every certificate it forms or accepts, and every block
+it commits, and record a violation the instant a rule breaks. Liveness,
+message and memory bounds are judged by the simulator at the end of a run
+with the helpers below.
 """
 
 from __future__ import annotations
@@ -10,8 +13,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from consensus.messages import Block, Message, Proposal, Vote, VoteKind
+from consensus.messages import Block, Certificate, Message, Proposal, Vote, VoteKind
 from consensus.types import ValidatorSet, View
+from consensus.verifier import SignatureVerifier
 
 
 @dataclass(slots=True)
@@ -28,14 +32,16 @@ class Checkers:
         honest: set[int],
         payload_is_valid: Callable[[bytes], bool],
         clock: Callable[[], int],
+        verifier: SignatureVerifier | None = None,
     ) -> None:
+        self.verifier = verifier
         self.validators = validators
         self.honest = honest
         self.payload_is_valid = payload_is_valid
         self.clock = clock
         self.violations: list[str] = []
         self._signed: dict[tuple[int, int], _Signed] = {}
-        self._proposed: set[bytes] = set()
+        self._proposed: dict[bytes, int] = {}  # digest -> height of every proposed block
         self.proposal_time: dict[bytes, int] = {}
         self._committed_at: dict[int, bytes] = {}
         self.heights: dict[int, int] = {i: 0 for i in honest}
@@ -47,7 +53,7 @@ class Checkers:
     def on_send(self, src: int, message: Message) -> None:
         if isinstance(message, Proposal):
             digest = message.block.digest()
-            self._proposed.add(digest)
+            self._proposed[digest] = message.block.height
             self.proposal_time.setdefault(digest, self.clock())
             if src in self.honest:
                 self._signed_vote(src, VoteKind.NOTARIZE, message.block.view, digest)
@@ -69,6 +75,27 @@ class Checkers:
                 self._violate(f"{who} finalized two blocks in view {view}")
         if record.nullified and record.finalized:
             self._violate(f"{who} nullified and finalized view {view}")
+
+    def on_certificate(self, node: int, cert: Certificate) -> None:
+        """Every certificate an honest validator forms or accepts verifies on its own
+        and names the height of the block it certifies."""
+        if node not in self.honest:
+            return
+        if self.verifier is not None and not self.verifier.check_certificate(
+            self.validators, cert
+        ):
+            self._violate(
+                f"certificate: node {node} accepted an unverifiable certificate "
+                f"(kind {cert.kind}, view {cert.view})"
+            )
+        if cert.kind == VoteKind.NULLIFY:
+            return
+        height = self._proposed.get(cert.block)
+        if height is not None and height != cert.height:
+            self._violate(
+                f"certificate: node {node} accepted a certificate for view {cert.view} "
+                f"naming height {cert.height}; its block has height {height}"
+            )
 
     def on_commit(self, node: int, block: Block, genesis_digest: bytes) -> None:
         if node not in self.honest:

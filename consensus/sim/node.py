@@ -24,12 +24,12 @@ from consensus.io import (
     Commit,
     CommittedTip,
     Event,
+    Fetch,
     MessageReceived,
     PayloadBuilt,
     PayloadVerified,
     Persist,
     ReportEvidence,
-    RequestBlocks,
     SafetyRecord,
     Send,
     SetTimer,
@@ -52,6 +52,9 @@ from consensus.messages import (
 from consensus.sync import answer_sync_request
 from consensus.types import Digest, Height, ValidatorIndex, ValidatorSet, View
 from consensus.verifier import SignatureVerifier
+
+MEMORY_SAMPLE_EVERY = 32
+"""Events between two samples of a core's memory footprint."""
 
 VALID_PAYLOAD_PREFIX = b"ok"
 """The simulated application accepts payloads starting with this prefix."""
@@ -81,6 +84,7 @@ class Hooks:
         self.on_commit: Callable[[int, Block], None] = lambda node, block: None
         self.on_evidence: Callable[[int], None] = lambda node: None
         self.on_malformed: Callable[[int], None] = lambda node: None
+        self.on_certificate: Callable[[int, Certificate], None] = lambda node, cert: None
 
 
 class SimNode:
@@ -116,11 +120,16 @@ class SimNode:
         self.core: ConsensusCore | None = None
         self._timer_generation = 0
         self.restarts = 0
+        self.peak_memory: dict[str, int] = {}
+        self._events = 0
 
     # ---- lifecycle ------------------------------------------------------------------
 
+    core_class: type[ConsensusCore] = ConsensusCore
+    """The simulator's mutation tests swap in a core with a bug put back."""
+
     def start(self) -> None:
-        self.core = ConsensusCore(
+        self.core = self.core_class(
             validators=self.validators,
             me=self.index,
             key=self.key,
@@ -134,12 +143,21 @@ class SimNode:
         safety = None
         if self.durable.safety is not None:
             safety = msgspec.msgpack.decode(self.durable.safety, type=SafetyRecord)
+        tip_finalization = None
         if self.durable.chain:
             tip = self.durable.chain[-1]
             committed = CommittedTip(Height(tip.height), tip.digest(), View(tip.view))
+            tip_finalization = self.durable.finalizations.get(tip.height)
         else:
             committed = CommittedTip(Height(0), self.genesis.digest(), View(0))
-        self.feed(Start(safety, committed, tuple(self.durable.certificates.values())))
+        self.feed(
+            Start(
+                safety,
+                committed,
+                tuple(self.durable.certificates.values()),
+                tip_finalization,
+            )
+        )
 
     def stored_block(self, digest: bytes) -> Block | None:
         return self.durable.by_digest.get(digest) or self.durable.voted.get(digest)
@@ -160,6 +178,9 @@ class SimNode:
         if not self.up or self.core is None:
             return
         actions = self.core.handle(event)
+        self._events += 1
+        if self._events % MEMORY_SAMPLE_EVERY == 0:
+            self.sample_memory()
         if self.crash_pending:
             # kill -9 lands somewhere inside this list: after any prefix of it.
             cut = self.rng.randint(0, len(actions))
@@ -201,6 +222,7 @@ class SimNode:
             case StoreBlock():
                 self.durable.voted[action.block.digest()] = action.block
             case StoreCertificate():
+                self.hooks.on_certificate(self.index, action.certificate)
                 self.store_certificate(action.certificate)
             case Broadcast():
                 self.broadcast(action.message)
@@ -225,8 +247,28 @@ class SimNode:
                 self.commit(action.block, action.finalization)
             case ReportEvidence():
                 self.hooks.on_evidence(self.index)
-            case RequestBlocks():
-                self.broadcast(action.request)
+            case Fetch():
+                self.send(self._pick_peer(action.prefer), action.request)
+
+    def schedule(self, delay_ms: int, callback: Callable[[], None]) -> None:
+        """Run `callback` after `delay_ms` of virtual time."""
+        self._schedule(delay_ms, callback)
+
+    def sample_memory(self) -> None:
+        """Record the peak of what the core holds (the memory checker reads it)."""
+        if self.core is None:
+            return
+        for name, size in self.core.memory_footprint().items():
+            if size > self.peak_memory.get(name, 0):
+                self.peak_memory[name] = size
+
+    def _pick_peer(self, prefer: int | None) -> int:
+        """One peer per request, as the node asks one peer at a time: the preferred
+        one, else a random other validator."""
+        if prefer is not None and prefer != self.index:
+            return prefer
+        peers = [i for i in range(len(self.validators)) if i != self.index]
+        return self.rng.choice(peers) if peers else self.index
 
     def store_certificate(self, cert: Certificate) -> None:
         certs = self.durable.certificates

@@ -8,13 +8,12 @@ import traceback
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
-from consensus.encoding import Domain
 from consensus.sim.simulator import (
-    SIM_CHAIN_ID,
     SeedResult,
     SimParams,
     measure_good_case,
     run_seed,
+    sim_domain,
 )
 from consensus.verifier import SignatureVerifier
 
@@ -25,7 +24,7 @@ def _run_one(params: SimParams, seed: int) -> SeedResult:
     """Run one seed; an exception inside the run is itself a reported failure."""
     global _verifier
     if _verifier is None:  # one memo per worker process, reused across seeds
-        _verifier = SignatureVerifier(Domain(SIM_CHAIN_ID, bytes(20)).separator())
+        _verifier = SignatureVerifier(sim_domain().separator())
     try:
         return run_seed(params, seed, _verifier)
     except Exception as exc:
@@ -58,7 +57,8 @@ class Summary:
     committed_blocks: int = 0
     good_case_commit_delays: float = 0.0
     max_recovery_timeouts: float = 0.0
-    liveness_bound_timeouts: int = 0
+    liveness_bound_timeouts: float = 0
+    max_messages_per_block: float = 0.0
     evidence: int = 0
     malformed_rejected: int = 0
     messages: int = 0
@@ -74,7 +74,8 @@ class Summary:
             "committed_blocks": self.committed_blocks,
             "good_case_commit_delays": self.good_case_commit_delays,
             "max_recovery_timeouts": round(self.max_recovery_timeouts, 3),
-            "liveness_bound_timeouts": self.liveness_bound_timeouts,
+            "liveness_bound_timeouts": round(self.liveness_bound_timeouts, 3),
+            "max_messages_per_block_per_n2": self.max_messages_per_block,
             "evidence_reported": self.evidence,
             "malformed_rejected": self.malformed_rejected,
             "messages": self.messages,
@@ -98,6 +99,9 @@ def run_many(
         summary.evidence += result.evidence
         summary.malformed_rejected += result.malformed
         summary.messages += result.messages
+        summary.max_messages_per_block = max(
+            summary.max_messages_per_block, result.messages_per_block
+        )
         if result.recovery_timeouts is not None:
             summary.max_recovery_timeouts = max(
                 summary.max_recovery_timeouts, result.recovery_timeouts

@@ -1,10 +1,13 @@
 """The deterministic simulator: n validators running the real consensus core.
 
 One seed fixes everything: network conditions, partitions, crashes and
-restarts, which validators are Byzantine and how. A run has a chaos phase
-(faults on) and a calm phase (the network heals, crashed validators restart,
-no message is lost). Safety is checked throughout, liveness in the calm phase.
-`run_seed(params, seed)` replays a seed exactly.
+restarts, which validators are Byzantine and how. A run has a faulty phase and
+a calm phase (the network heals, crashed validators restart, no message is
+lost). The faulty phase is either *chaos* (random delays, loss, duplication,
+reordering, partitions) or a *bad period* (every message delayed by a fixed
+amount, optionally with heavy loss: a network slower than the view timeout).
+Safety is checked throughout; liveness, messages per block and memory after
+the run. `run_seed(params, seed)` replays a seed exactly.
 """
 
 from __future__ import annotations
@@ -14,9 +17,16 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from consensus.core import ConsensusConfig, genesis_block
+from consensus.core import ConsensusConfig, ConsensusCore, genesis_block
 from consensus.crypto import PrivateKey, keccak256
 from consensus.encoding import Domain
+from consensus.limits import (
+    MAX_EVIDENCE,
+    MAX_FUTURE_VIEWS,
+    MAX_HELD_CERTIFICATES,
+    MAX_PENDING_BLOCK_BYTES,
+    MAX_PENDING_BLOCKS,
+)
 from consensus.messages import Block
 from consensus.sim.byzantine import BEHAVIOURS, ByzantineNode
 from consensus.sim.checkers import Checkers
@@ -26,6 +36,17 @@ from consensus.types import Validator, ValidatorIndex, ValidatorSet
 from consensus.verifier import SignatureVerifier
 
 SIM_CHAIN_ID = 31_337
+SIM_GENESIS = genesis_block(b"seqnet-sim-genesis")
+
+
+def sim_domain(genesis: Block = SIM_GENESIS) -> Domain:
+    return Domain(SIM_CHAIN_ID, bytes(20), genesis.digest())
+
+
+MESSAGES_PER_BLOCK_BOUND = 40
+"""Messages sent by honest validators in the calm phase, per validator squared,
+per block committed in it (plus slack for the views that end the run). A
+healthy network needs about 5 n^2 per block; a message storm is many times that."""
 
 
 @dataclass(frozen=True)
@@ -34,6 +55,7 @@ class SimParams:
     byzantine: int = 1
     view_timeout_ms: int = 400
     retry_ms: int = 400
+    max_backoff_steps: int = 4
     chaos_ms: int = 3_000
     calm_ms: int = 4_000
     crashes: bool = True
@@ -42,16 +64,58 @@ class SimParams:
     persist_safety: bool = True  # False only in mutation tests
     late_joiner: bool = False  # one honest validator starts only when the network heals
     network_faults: bool = True  # False: no loss, partitions or reordering, even in chaos
+    bad_period_ms: int = 0
+    """> 0: instead of chaos, every message is delayed by `bad_delay_ms` (and lost
+    with probability `bad_loss`) for this long; then the network heals."""
+    bad_delay_ms: int = 0
+    bad_loss: float = 0.0
     validator_set: Callable[[list[Validator]], ValidatorSet] = ValidatorSet
+    core_class: type[ConsensusCore] = ConsensusCore  # mutation tests put a bug back
 
-    def liveness_bound(self) -> int:
-        """Timeouts within which every honest validator commits after healing.
+    @property
+    def faulty_ms(self) -> int:
+        return self.bad_period_ms or self.chaos_ms
+
+    def config(self) -> ConsensusConfig:
+        return ConsensusConfig(
+            view_timeout_ms=self.view_timeout_ms,
+            retry_ms=self.retry_ms,
+            max_backoff_steps=self.max_backoff_steps,
+        )
+
+    def max_timeout_factor(self) -> float:
+        """The longest view timeout, in base view timeouts."""
+        probe = ConsensusConfig(view_timeout_ms=1_000_000, max_backoff_steps=self.max_backoff_steps)
+        timeout = probe.view_timeout_ms
+        for _ in range(probe.max_backoff_steps):
+            timeout = timeout * 3 // 2
+        return timeout / probe.view_timeout_ms
+
+    def liveness_bound(self) -> float:
+        """Base view timeouts within which every honest validator commits after healing.
 
         Each Byzantine or still-syncing leader can waste one view timeout; one more
         covers views in progress at the heal and one the certificate exchange by
-        which lagging validators catch up (docs/consensus.md, "Liveness").
+        which lagging validators catch up (docs/consensus.md, "Liveness"). After a
+        bad period the timeouts may have backed off to their cap, so those views
+        cost up to the capped timeout each.
         """
-        return self.liveness_bound_timeouts or self.byzantine + 3
+        if self.liveness_bound_timeouts:
+            return self.liveness_bound_timeouts
+        if self.bad_period_ms:
+            return (self.byzantine + 1) * self.max_timeout_factor() + 2
+        return self.byzantine + 3
+
+    def slow_but_live(self) -> bool:
+        """A bad period without loss whose delay the capped timeout can still carry
+        (a commit needs about three message delays): partial synchrony with an
+        unknown delay. Honest validators must keep committing during it."""
+        cap_ms = self.max_timeout_factor() * self.view_timeout_ms
+        return self.bad_period_ms > 0 and self.bad_loss == 0 and 3.3 * self.bad_delay_ms < cap_ms
+
+    def sustain_window_ms(self) -> int:
+        """After recovery, every honest validator commits at least once per window."""
+        return int(self.liveness_bound() * self.view_timeout_ms) + self.view_timeout_ms
 
 
 @dataclass
@@ -64,6 +128,7 @@ class SeedResult:
     malformed: int
     messages: int
     behaviours: list[str] = field(default_factory=list)
+    messages_per_block: float = 0.0  # calm phase, per n^2
 
 
 def validator_key(index: int) -> PrivateKey:
@@ -99,15 +164,12 @@ class _SimChain:
     @classmethod
     def build(cls, params: SimParams, verifier: SignatureVerifier | None) -> _SimChain:
         keys = [validator_key(i) for i in range(params.validators)]
-        domain = Domain(SIM_CHAIN_ID, bytes(20))
         return cls(
             keys=keys,
             validators=params.validator_set([Validator(k.address, 1) for k in keys]),
-            genesis=genesis_block(b"seqnet-sim-genesis"),
-            config=ConsensusConfig(
-                view_timeout_ms=params.view_timeout_ms, retry_ms=params.retry_ms
-            ),
-            verifier=verifier or SignatureVerifier(domain.separator()),
+            genesis=SIM_GENESIS,
+            config=params.config(),
+            verifier=verifier or SignatureVerifier(sim_domain().separator()),
         )
 
     def node(
@@ -120,11 +182,12 @@ class _SimChain:
         queue: EventQueue,
         network: VirtualNetwork,
         persist_safety: bool = True,
+        core_class: type[ConsensusCore] = ConsensusCore,
     ) -> SimNode:
         def schedule(delay: int, callback: Callable[[], None]) -> None:
             queue.at(queue.now + delay, callback)
 
-        return node_class(
+        node = node_class(
             index=ValidatorIndex(index),
             key=self.keys[index],
             validators=self.validators,
@@ -137,6 +200,8 @@ class _SimChain:
             send_bytes=network.send,
             persist_safety=persist_safety,
         )
+        node.core_class = core_class
+        return node
 
 
 def run_seed(params: SimParams, seed: int, verifier: SignatureVerifier | None = None) -> SeedResult:
@@ -144,16 +209,23 @@ def run_seed(params: SimParams, seed: int, verifier: SignatureVerifier | None = 
     n = params.validators
     chain = _SimChain.build(params, verifier)
     validators, genesis = chain.validators, chain.genesis
-    calm_at = params.chaos_ms
-    end = params.chaos_ms + params.calm_ms
+    calm_at = params.faulty_ms
+    end = calm_at + params.calm_ms
 
     byzantine = set(rng.sample(range(n), params.byzantine))
     honest = set(range(n)) - byzantine
     conditions = _draw_conditions(rng, n, params.chaos_ms)
-    if not params.network_faults:
+    calm_conditions = NetworkConditions(conditions.min_delay_ms, conditions.max_delay_ms)
+    if params.bad_period_ms:
+        conditions = NetworkConditions(
+            min_delay_ms=params.bad_delay_ms,
+            max_delay_ms=params.bad_delay_ms + max(1, params.bad_delay_ms // 10),
+            loss=params.bad_loss,
+        )
+    elif not params.network_faults:
         conditions = NetworkConditions(conditions.min_delay_ms, conditions.max_delay_ms)
     queue = EventQueue()
-    checkers = Checkers(validators, honest, payload_is_valid, lambda: queue.now)
+    checkers = Checkers(validators, honest, payload_is_valid, lambda: queue.now, chain.verifier)
     hooks = Hooks()
     counters = {"evidence": 0, "malformed": 0}
     _observe(hooks, checkers, genesis)
@@ -169,11 +241,20 @@ def run_seed(params: SimParams, seed: int, verifier: SignatureVerifier | None = 
     hooks.on_malformed = count("malformed")
 
     nodes: list[SimNode] = []
+    honest_sent = {"calm": 0}
 
     def deliver(src: int, dst: int, data: bytes) -> None:
         nodes[dst].receive(src, data)
 
     network = VirtualNetwork(queue, rng, conditions, deliver)
+    plain_send = network.send
+
+    def counting_send(src: int, dst: int, data: bytes) -> None:
+        if src in honest and queue.now >= calm_at:
+            honest_sent["calm"] += 1
+        plain_send(src, dst, data)
+
+    network.send = counting_send  # type: ignore[method-assign]
 
     behaviours: list[str] = []
     for i in range(n):
@@ -185,6 +266,7 @@ def run_seed(params: SimParams, seed: int, verifier: SignatureVerifier | None = 
             queue=queue,
             network=network,
             persist_safety=params.persist_safety,
+            core_class=params.core_class,
         )
         if isinstance(node, ByzantineNode):
             names = params.behaviours or tuple(sorted(BEHAVIOURS))
@@ -193,13 +275,13 @@ def run_seed(params: SimParams, seed: int, verifier: SignatureVerifier | None = 
             behaviours.append(f"{i}:{name}")
         nodes.append(node)
 
-    # Crashes of honest validators during chaos; any number may be down at once,
-    # which liveness does not survive but safety must.
+    # Crashes of honest validators during the faulty phase; any number may be down
+    # at once, which liveness does not survive but safety must.
     late = rng.choice(sorted(honest)) if params.late_joiner else None
     if params.crashes:
         for _ in range(rng.randint(0, 4)):
             victim = rng.choice(sorted(honest - {late}))
-            at = rng.randint(1, params.chaos_ms - 1)
+            at = rng.randint(1, calm_at - 1)
             downtime = rng.randint(10, 1_000)
             queue.at(at, functools.partial(_schedule_crash, nodes[victim]))
             queue.at(min(calm_at, at + downtime), functools.partial(_restart, nodes[victim]))
@@ -211,9 +293,7 @@ def run_seed(params: SimParams, seed: int, verifier: SignatureVerifier | None = 
     heights_at_calm: dict[int, int] = {}
 
     def heal() -> None:
-        conditions.partitions.clear()
-        conditions.loss = 0.0
-        conditions.reorder = 0.0
+        network.conditions = calm_conditions
         for i in honest:
             _restart(nodes[i])  # the late joiner, if any, starts now from genesis
         heights_at_calm.update(checkers.heights)
@@ -231,8 +311,23 @@ def run_seed(params: SimParams, seed: int, verifier: SignatureVerifier | None = 
     elif recovery > params.liveness_bound():
         violations.append(
             f"liveness: commits resumed only after {recovery:.2f} timeouts "
-            f"(bound {params.liveness_bound()})"
+            f"(bound {params.liveness_bound():g})"
         )
+    else:
+        violations.extend(_sustained(checkers, honest, calm_at, recovery, end, params))
+    if params.slow_but_live():
+        violations.extend(_progress_while_slow(checkers, honest, calm_at, params))
+    calm_blocks = max(checkers.heights[i] for i in honest) - max(heights_at_calm.values())
+    per_block = honest_sent["calm"] / (n * n) / max(1, calm_blocks)
+    if honest_sent["calm"] > MESSAGES_PER_BLOCK_BOUND * n * n * (calm_blocks + 10):
+        violations.append(
+            f"messages: honest validators sent {honest_sent['calm']} messages for "
+            f"{calm_blocks} blocks after healing ({per_block:.1f} n^2 per block; "
+            f"bound {MESSAGES_PER_BLOCK_BOUND})"
+        )
+    for i in honest:
+        nodes[i].sample_memory()
+        violations.extend(_memory_violations(i, nodes[i].peak_memory, n))
     return SeedResult(
         seed=seed,
         violations=violations,
@@ -242,6 +337,7 @@ def run_seed(params: SimParams, seed: int, verifier: SignatureVerifier | None = 
         malformed=counters["malformed"],
         messages=network.sent,
         behaviours=behaviours,
+        messages_per_block=round(per_block, 2),
     )
 
 
@@ -253,6 +349,7 @@ def _observe(hooks: Hooks, checkers: Checkers, genesis: Block) -> None:
 
     hooks.on_send = checkers.on_send
     hooks.on_commit = on_commit
+    hooks.on_certificate = checkers.on_certificate
 
 
 def _schedule_crash(node: SimNode) -> None:
@@ -285,6 +382,80 @@ def _recovery_timeouts(
             return None
         worst = max(worst, at - calm_at)
     return max(0, worst) / params.view_timeout_ms
+
+
+def _sustained(
+    checkers: Checkers,
+    honest: set[int],
+    calm_at: int,
+    recovery: float,
+    end: int,
+    params: SimParams,
+) -> list[str]:
+    """Liveness is sustained progress, not one commit: after recovering, every
+    honest validator keeps committing, at least once per window."""
+    window = params.sustain_window_ms()
+    start = calm_at + int(recovery * params.view_timeout_ms)
+    out: list[str] = []
+    for node in sorted(honest):
+        times = sorted(t for (i, _), t in checkers.commit_times.items() if i == node and t >= start)
+        last = start
+        for t in [*times, end]:
+            if t - last > window:
+                out.append(
+                    f"liveness: node {node} committed nothing for {t - last} ms after "
+                    f"recovering (window {window} ms)"
+                )
+                break
+            last = t
+    return out
+
+
+def _progress_while_slow(
+    checkers: Checkers, honest: set[int], calm_at: int, params: SimParams
+) -> list[str]:
+    """In the second half of a slow but lossless bad period (the timeouts have had
+    time to back off), every honest validator commits at least once per window
+    of a few capped timeouts."""
+    cap_ms = params.max_timeout_factor() * params.view_timeout_ms
+    window = int((params.byzantine + 2) * cap_ms + 6 * params.bad_delay_ms)
+    start = calm_at // 2
+    out: list[str] = []
+    for node in sorted(honest):
+        times = sorted(
+            t for (i, _), t in checkers.commit_times.items() if i == node and start <= t < calm_at
+        )
+        last = start
+        for t in [*times, calm_at]:
+            if t - last > window:
+                out.append(
+                    f"liveness: node {node} committed nothing for {t - last} ms while every "
+                    f"message took {params.bad_delay_ms} ms (window {window} ms)"
+                )
+                break
+            last = t
+    return out
+
+
+def _memory_violations(node: int, peak: dict[str, int], n: int) -> list[str]:
+    """What a core holds stays within its stated bounds however long the run."""
+    from consensus.core import TALLY_VIEWS_KEPT  # the core's own window
+
+    bounds = {
+        "votes": 3 * n * (TALLY_VIEWS_KEPT + MAX_FUTURE_VIEWS + 1),
+        "proposals": TALLY_VIEWS_KEPT + MAX_FUTURE_VIEWS + 1,
+        "blocks": MAX_PENDING_BLOCKS,
+        "block_bytes": MAX_PENDING_BLOCK_BYTES,
+        "notarizations": MAX_HELD_CERTIFICATES,
+        "nullifications": MAX_HELD_CERTIFICATES,
+        "nullified_ranges": MAX_HELD_CERTIFICATES,
+        "evidence": MAX_EVIDENCE,
+    }
+    return [
+        f"memory: node {node} held {peak[name]} {name} (bound {bound})"
+        for name, bound in bounds.items()
+        if peak.get(name, 0) > bound
+    ]
 
 
 @dataclass

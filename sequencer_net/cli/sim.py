@@ -15,6 +15,13 @@ from consensus.sim.simulator import SeedResult, SimParams
 
 def _replay_command(params: SimParams, seed: int) -> str:
     extra = "".join(f" --behaviour {b}" for b in params.behaviours)
+    if params.bad_period_ms:
+        extra += (
+            f" --bad-period-s {params.bad_period_ms / 1000:g} --bad-delay-ms {params.bad_delay_ms}"
+            f" --bad-loss {params.bad_loss:g}"
+        )
+    if not params.crashes:
+        extra += " --no-crashes"
     return (
         f"seqnet sim --validators {params.validators} --byzantine {params.byzantine} "
         f"--seed {seed} --timeout-ms {params.view_timeout_ms} "
@@ -55,6 +62,23 @@ def _replay_command(params: SimParams, seed: int) -> str:
 @click.option(
     "--calm-ms", default=4000, show_default=True, help="Healed phase length (virtual ms)."
 )
+@click.option(
+    "--bad-period-s",
+    type=float,
+    default=0.0,
+    help="Instead of random chaos, delay every message by --bad-delay-ms for this many "
+    "simulated seconds (optionally losing --bad-loss of them), then heal.",
+)
+@click.option(
+    "--bad-delay-ms", default=250, show_default=True, help="Message delay in the bad period."
+)
+@click.option(
+    "--bad-loss",
+    type=click.FloatRange(0.0, 0.99),
+    default=0.0,
+    show_default=True,
+    help="Probability a message is lost in the bad period.",
+)
 @click.option("--no-crashes", is_flag=True, help="Do not crash and restart honest validators.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 def sim(
@@ -68,6 +92,9 @@ def sim(
     timeout_ms: int,
     chaos_ms: int,
     calm_ms: int,
+    bad_period_s: float,
+    bad_delay_ms: int,
+    bad_loss: float,
     no_crashes: bool,
     as_json: bool,
 ) -> None:
@@ -75,9 +102,13 @@ def sim(
 
     Each seed draws message delays, loss, duplication, reordering, partitions
     that heal, crashes with restarts from persisted state, and which validators
-    are Byzantine (equivocating leaders, double voters, withholders, invalid,
-    impersonated, stale and future messages). After every seed the checkers
-    test agreement, validity, no honest double-sign and liveness after healing.
+    are Byzantine (--behaviour lists them). With --bad-period-s, the faulty
+    phase is instead a network slower than the view timeout (every message
+    delayed by --bad-delay-ms, some lost). After every seed the checkers test
+    agreement, validity, no honest double-sign, that every certificate an
+    honest validator accepts verifies and names its block's height, liveness
+    (sustained commits after healing, and during a slow but lossless bad
+    period), messages per committed block and memory held per validator.
 
     One line is printed per failing seed with the command that replays it; the
     exit status is 1 if any seed violated a property.
@@ -87,6 +118,8 @@ def sim(
       seqnet sim -n 4 -f 1 --seeds 500
       seqnet sim -n 7 -f 2 --seeds 10000 --json
       seqnet sim -n 4 -f 1 --seed 1234        # replay one seed
+      seqnet sim --behaviour height-forger --seeds 200
+      seqnet sim --bad-period-s 60 --bad-delay-ms 250 --calm-ms 10000
     """
     if validators < 1:
         raise click.BadParameter("need at least one validator", param_hint="--validators")
@@ -96,6 +129,8 @@ def sim(
         raise click.BadParameter("must be at least 1", param_hint="--seeds")
     if min(timeout_ms, chaos_ms, calm_ms) <= 0:
         raise click.BadParameter("timeouts and phase lengths must be positive")
+    if bad_period_s < 0 or bad_delay_ms < 0:
+        raise click.BadParameter("the bad period and its delay must not be negative")
     if 3 * byzantine >= validators:
         click.echo(
             f"warning: f={byzantine} exceeds the fault bound for n={validators}; "
@@ -111,6 +146,9 @@ def sim(
         calm_ms=calm_ms,
         crashes=not no_crashes,
         behaviours=behaviours,
+        bad_period_ms=int(bad_period_s * 1000),
+        bad_delay_ms=bad_delay_ms,
+        bad_loss=bad_loss,
     )
     seed_list = [seed] if seed is not None else list(range(first_seed, first_seed + seeds))
     jobs = jobs or (os.cpu_count() or 1)
@@ -146,7 +184,9 @@ def sim(
             f"good-case commit: {summary.good_case_commit_delays:g} message delays after "
             f"proposal\n"
             f"recovery after healing: at most {summary.max_recovery_timeouts:.2f} view "
-            f"timeouts (bound {summary.liveness_bound_timeouts})\n"
+            f"timeouts (bound {summary.liveness_bound_timeouts:g})\n"
+            f"messages after healing: at most {summary.max_messages_per_block:g} n^2 per "
+            f"committed block\n"
             f"evidence reports {summary.evidence}  malformed messages rejected "
             f"{summary.malformed_rejected}  messages {summary.messages}  "
             f"({summary.elapsed_s:.1f} s)"

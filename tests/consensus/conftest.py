@@ -69,5 +69,6 @@ class Net:
 def net() -> Net:
     keys = [validator_key(i) for i in range(4)]
     validators = ValidatorSet([Validator(k.address, 1) for k in keys])
-    domain = Domain(chain_id=31337, verifying_contract=bytes(20))
-    return Net(keys, validators, SignatureVerifier(domain.separator()), genesis_block(b"test"))
+    genesis = genesis_block(b"test")
+    domain = Domain(chain_id=31337, verifying_contract=bytes(20), genesis_hash=genesis.digest())
+    return Net(keys, validators, SignatureVerifier(domain.separator()), genesis)

@@ -86,7 +86,7 @@ def test_oversized_bytes_are_refused_before_decoding() -> None:
                 Certificate(VoteKind.NOTARIZE, 1, 1, D, [0, 1, 2], [SIG] * 3),
                 [Certificate(VoteKind.NULLIFY, 2, 0, ZERO_DIGEST, [0, 1, 2], [SIG] * 3)],
             ),
-            "end just below",
+            "consecutive views just below",
         ),
         (
             BlockResponse([Block(3, 2, D, 3, b""), Block(2, 1, D, 2, b"")]),

@@ -9,12 +9,12 @@ from consensus.io import (
     BuildPayload,
     Commit,
     CommittedTip,
+    Fetch,
     MessageReceived,
     PayloadBuilt,
     PayloadVerified,
     Persist,
     ReportEvidence,
-    RequestBlocks,
     SafetyRecord,
     Send,
     SetTimer,
@@ -42,7 +42,7 @@ def _receive(core: ConsensusCore, sender: int, message: object) -> list[Action]:
 
 def test_leader_of_view_one_builds_then_persists_before_proposing(net: Net) -> None:
     core, actions = net.started(1)  # view 1's leader is validator 1 (round robin)
-    assert SetTimer(View(1), 1000) in actions
+    assert SetTimer(View(1), 500) in actions  # the first retry tick of a 1000 ms view
     build = _of(actions, BuildPayload)
     assert build == [BuildPayload(View(1), Height(1), Digest(net.genesis.digest()))]
     actions = core.handle(PayloadBuilt(View(1), b"ok-1"))
@@ -110,7 +110,7 @@ def test_quorum_of_notarize_votes_finalizes_and_moves_on(net: Net) -> None:
     sent_at = actions.index(Broadcast(finalize))
     persisted_at = actions.index(Persist(SafetyRecord(view=1, notarized=digest, finalized=True)))
     assert persisted_at < sent_at
-    assert core.view == 2 and SetTimer(View(2), 1000) in actions
+    assert core.view == 2 and SetTimer(View(2), 500) in actions
     # Two more finalize votes make a finalization: the block commits.
     _receive(core, 0, net.vote(0, VoteKind.FINALIZE, 1, 1, digest))
     actions = _receive(core, 1, net.vote(1, VoteKind.FINALIZE, 1, 1, digest))
@@ -119,9 +119,19 @@ def test_quorum_of_notarize_votes_finalizes_and_moves_on(net: Net) -> None:
     assert core.committed.height == 1
 
 
+def _time_out(core: ConsensusCore, view: int) -> list[Action]:
+    """Fire the view's timer until its deadline passes (retry ticks come first)."""
+    for _ in range(10):
+        actions = core.handle(TimerFired(View(view)))
+        if any(v.kind == VoteKind.NULLIFY for v in _votes(actions)):
+            return actions
+    raise AssertionError("the view never timed out")
+
+
 def test_timeout_nullifies_and_then_never_finalizes(net: Net) -> None:
     core, _ = net.started(2)
-    actions = core.handle(TimerFired(View(1)))
+    assert _votes(core.handle(TimerFired(View(1)))) == []  # a retry tick, before the deadline
+    actions = _time_out(core, 1)
     (nullify,) = _votes(actions)
     assert nullify.kind == VoteKind.NULLIFY and core.record.nullified
     assert [type(a) for a in actions].index(Persist) < [type(a) for a in actions].index(Broadcast)
@@ -241,7 +251,7 @@ def test_missing_ancestors_are_fetched_and_committed_in_order(net: Net) -> None:
     fin = net.certificate([0, 1, 2], VoteKind.FINALIZE, 2, 2, p2.block.digest())
     core, _ = net.started(3)
     actions = _receive(core, 0, fin)
-    (request,) = _of(actions, RequestBlocks)
+    (request,) = _of(actions, Fetch)
     assert request.request.digest == p2.block.digest() and request.request.max_count == 2
     # An unrelated block is ignored; the asked-for chain commits oldest first.
     stranger = net.proposal(view=5, payload=b"ok-x").block
@@ -293,7 +303,7 @@ def test_far_behind_validator_syncs_forward_by_height(net: Net) -> None:
     blocks, finals = _committed_chain(net, SYNC_GAP + 6)
     core, _ = net.started(3)
     actions = _receive(core, 0, finals[-1])
-    (request,) = _of(actions, RequestBlocks)
+    (request,) = _of(actions, Fetch)
     assert request.request == SyncRequest(1, 64)
     response = answer_sync_request(
         request.request,
@@ -315,7 +325,7 @@ def test_far_behind_validator_syncs_forward_by_height(net: Net) -> None:
     assert [c.block.height for c in _of(actions, Commit)][:3] == [1, 2, 3]
     # The remaining 6 blocks are close enough to fetch backwards from the finalization.
     assert core.committed.height == 64
-    (follow_up,) = _of(actions, RequestBlocks)
+    (follow_up,) = _of(actions, Fetch)
     assert follow_up.request.digest == blocks[-1].digest()
 
 
@@ -335,7 +345,7 @@ def test_an_unanswered_fetch_is_asked_again_after_two_views_of_progress(net: Net
     n1 = net.certificate([0, 1, 2], VoteKind.NOTARIZE, 1, 1, p1.block.digest())
     fin1 = net.certificate([0, 1, 2], VoteKind.FINALIZE, 1, 1, p1.block.digest())
     core, _ = net.started(3)
-    (first,) = _of(_receive(core, 0, fin1), RequestBlocks)
+    (first,) = _of(_receive(core, 0, fin1), Fetch)
     assert first.request.digest == p1.block.digest() and core.view == 2
     p2 = net.proposal(view=2, payload=b"ok-2", parent=n1)
     n2 = net.certificate([0, 1, 2], VoteKind.NOTARIZE, 2, 2, p2.block.digest())
@@ -343,11 +353,11 @@ def test_an_unanswered_fetch_is_asked_again_after_two_views_of_progress(net: Net
     fin2 = net.certificate([0, 1, 2], VoteKind.FINALIZE, 2, 2, p2.block.digest())
     _receive(core, 2, p2)
     # Finalizing block 2 one view on needs block 1 again: the same request, not yet repeated.
-    assert _of(_receive(core, 0, fin2), RequestBlocks) == [] and core.view == 3
+    assert _of(_receive(core, 0, fin2), Fetch) == [] and core.view == 3
     n3 = net.certificate([0, 1, 2], VoteKind.NOTARIZE, 3, 3, p3.block.digest())
     fin3 = net.certificate([0, 1, 2], VoteKind.FINALIZE, 3, 3, p3.block.digest())
     _receive(core, 3, p3)
     _receive(core, 0, n3)
-    again = _of(_receive(core, 0, fin3), RequestBlocks)
+    again = _of(_receive(core, 0, fin3), Fetch)
     assert core.view == 4
     assert [a.request for a in again] == [first.request], "the lost fetch was not repeated"

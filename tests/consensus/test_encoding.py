@@ -18,6 +18,7 @@ from consensus.encoding import Domain, block_hash, vote_digest
 from consensus.types import Digest, Height, ValidatorIndex, View
 
 CONTRACT = bytes.fromhex("5fbdb2315678afecb367f032d93f642f64180aa3")
+GENESIS = keccak256(b"a genesis block")
 
 
 def _typed_vote(kind: int, view: int, height: int, block: bytes) -> dict[str, object]:
@@ -28,6 +29,7 @@ def _typed_vote(kind: int, view: int, height: int, block: bytes) -> dict[str, ob
                 {"name": "version", "type": "string"},
                 {"name": "chainId", "type": "uint256"},
                 {"name": "verifyingContract", "type": "address"},
+                {"name": "salt", "type": "bytes32"},
             ],
             "Vote": [
                 {"name": "kind", "type": "uint8"},
@@ -42,6 +44,7 @@ def _typed_vote(kind: int, view: int, height: int, block: bytes) -> dict[str, ob
             "version": "1",
             "chainId": 31337,
             "verifyingContract": "0x" + CONTRACT.hex(),
+            "salt": GENESIS,
         },
         "message": {"kind": kind, "view": view, "height": height, "block": block},
     }
@@ -49,7 +52,7 @@ def _typed_vote(kind: int, view: int, height: int, block: bytes) -> dict[str, ob
 
 def test_vote_digest_is_eip712_as_eth_account_computes_it() -> None:
     block = keccak256(b"some block")
-    ours = vote_digest(Domain(31337, CONTRACT).separator(), 1, View(7), Height(5), Digest(block))
+    ours = vote_digest(Domain(31337, CONTRACT, GENESIS).separator(), 1, View(7), Height(5), Digest(block))
     signable = encode_typed_data(full_message=_typed_vote(1, 7, 5, block))
     theirs = keccak256(b"\x19" + signable.version + signable.header + signable.body)
     assert ours == theirs
@@ -58,7 +61,7 @@ def test_vote_digest_is_eip712_as_eth_account_computes_it() -> None:
 def test_signature_recovers_with_eth_account() -> None:
     key = PrivateKey(b"\x07" * 32)
     block = keccak256(b"b")
-    digest = vote_digest(Domain(31337, CONTRACT).separator(), 3, View(9), Height(4), Digest(block))
+    digest = vote_digest(Domain(31337, CONTRACT, GENESIS).separator(), 3, View(9), Height(4), Digest(block))
     signature = key.sign_digest(digest)
     assert signature[64] in (27, 28)
     assert recover_address(digest, signature) == key.address
@@ -67,12 +70,14 @@ def test_signature_recovers_with_eth_account() -> None:
     assert bytes.fromhex(recovered[2:]) == key.address
 
 
-def test_domain_separates_chains_and_contracts() -> None:
+def test_domain_separates_chains_contracts_and_geneses() -> None:
     block = Digest(keccak256(b"b"))
-    a = vote_digest(Domain(1, CONTRACT).separator(), 1, View(1), Height(1), block)
-    b = vote_digest(Domain(2, CONTRACT).separator(), 1, View(1), Height(1), block)
-    c = vote_digest(Domain(1, bytes(20)).separator(), 1, View(1), Height(1), block)
-    assert len({a, b, c}) == 3
+    a = vote_digest(Domain(1, CONTRACT, GENESIS).separator(), 1, View(1), Height(1), block)
+    b = vote_digest(Domain(2, CONTRACT, GENESIS).separator(), 1, View(1), Height(1), block)
+    c = vote_digest(Domain(1, bytes(20), GENESIS).separator(), 1, View(1), Height(1), block)
+    other_genesis = keccak256(b"another genesis block")
+    d = vote_digest(Domain(1, CONTRACT, other_genesis).separator(), 1, View(1), Height(1), block)
+    assert len({a, b, c, d}) == 4
 
 
 def test_block_hash_binds_every_field() -> None:
