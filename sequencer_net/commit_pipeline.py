@@ -2,10 +2,12 @@
 
 Committed blocks arrive in height order. For each one the pipeline gathers the
 transactions its batches carry (in block order, each transaction once across
-the whole chain), runs the derivatives-namespace transactions through the
-execution engine, and writes block, certificate, transactions and the new
-state root in one synced batch. Only then does the node report the block
-(status, subscribers, the mempool forgetting what committed).
+the whole chain), hands all of them, every namespace, with their senders
+(recovered once, when their batch was verified) to the execution engine, which
+checks nonces, charges fees and executes the DEX namespace, and writes block,
+certificate, transactions and the new state root in one synced batch. Only
+then does the node report the block (status, subscribers, the mempool
+forgetting what committed).
 """
 
 from __future__ import annotations
@@ -15,16 +17,13 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-import msgspec
 import trio
 
 from consensus.crypto import Address
 from consensus.io import Commit
 from sequencer_net.batch_pool import BatchPool, BatchRequest
-from sequencer_net.execution.encoding import NonCanonicalEncoding, decode_canonical
-from sequencer_net.execution.engine import ExecutionBlock, execute_block
+from sequencer_net.execution.engine import ExecutionBlock, SequencedTransaction, execute_block
 from sequencer_net.execution.state import ExecutionState
-from sequencer_net.execution.transactions import SignedTransaction
 from sequencer_net.fetch import BatchFetcher
 from sequencer_net.mempool.batch import InvalidBatch, decode_batch
 from sequencer_net.mempool.mempool import Mempool
@@ -34,10 +33,6 @@ from sequencer_net.payload import MalformedPayload, decode_payload
 from sequencer_net.storage.node_store import NodeStore
 
 log = logging.getLogger("seqnet.commit")
-
-DEX_NAMESPACE = 0
-"""Transactions in this namespace carry an execution-engine transaction as their
-payload; every other namespace is opaque rollup data, ordered but not executed."""
 
 FETCH_RETRY_S = 0.5
 
@@ -115,6 +110,7 @@ class CommitPipeline:
             digests, timestamp_ms = [], 0
         transactions: list[bytes] = []
         hashes: list[bytes] = []
+        senders: list[Address] = []
         nonces: dict[Address, int] = {}
         seen: set[bytes] = set()
         for digest in digests:
@@ -133,9 +129,10 @@ class CommitPipeline:
                 seen.add(h)
                 transactions.append(encoded)
                 hashes.append(h)
+                senders.append(sender)
                 floor = nonces.get(sender, self.store.next_nonce(sender))
                 nonces[sender] = max(floor, nonce + 1)
-        self.state = self._execute(block.height, timestamp_ms, transactions)
+        self.state = self._execute(block.height, timestamp_ms, transactions, hashes, senders)
         self.store.commit_block(
             block,
             commit.finalization,
@@ -157,25 +154,36 @@ class CommitPipeline:
         checked = self.mempool.check(encoded)
         return checked.sender, checked.nonce
 
-    def _execute(self, height: int, timestamp_ms: int, transactions: list[bytes]) -> ExecutionState:
-        """Run the derivatives transactions; the engine rejects bad ones itself."""
-        engine_txs: list[SignedTransaction] = []
-        for encoded in transactions:
+    def _execute(
+        self,
+        height: int,
+        timestamp_ms: int,
+        transactions: list[bytes],
+        hashes: list[bytes],
+        senders: list[Address],
+    ) -> ExecutionState:
+        """Hand every committed transaction, each namespace, to the engine with its
+        hash and recovered sender: the engine checks nonces, charges fees and
+        executes the DEX namespace; it never raises on what the transactions hold."""
+        engine_txs: list[SequencedTransaction] = []
+        for encoded, h, sender in zip(transactions, hashes, senders, strict=True):
             try:
                 tx = decode_transaction(encoded)
             except InvalidTransaction:
-                continue
-            if tx.namespace != DEX_NAMESPACE:
-                continue
-            try:
-                engine_txs.append(decode_canonical(tx.payload, SignedTransaction))
-            except (NonCanonicalEncoding, msgspec.DecodeError, msgspec.ValidationError):
-                continue
+                continue  # recovered once already, so it decodes; only a bug lands here
+            engine_txs.append(
+                SequencedTransaction(
+                    tx_hash=h,
+                    sender=bytes(sender),
+                    nonce=tx.nonce,
+                    namespace=tx.namespace,
+                    fee=tx.fee,
+                    payload=tx.payload,
+                )
+            )
         # Block time never runs backwards for the engine: a leader's clock may.
         seconds = max(timestamp_ms // 1000, self.state.block.timestamp)
-        result = execute_block(
-            self.state, ExecutionBlock(height, seconds, tuple(engine_txs))
-        )
+        result = execute_block(self.state, ExecutionBlock(height, seconds, tuple(engine_txs)))
         return result.state
 
     def _after_commit(

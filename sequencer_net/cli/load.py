@@ -83,7 +83,7 @@ def load(
     import trio
 
     from consensus.encoding import Domain
-    from sequencer_net.client import SeqnetApiError, SeqnetClient
+    from sequencer_net.client import DEFAULT_FEES, FeeSchedule, SeqnetApiError, SeqnetClient
     from sequencer_net.testnet.accounts import (
         LOAD_NONCES_FILE,
         read_next_nonces,
@@ -96,22 +96,28 @@ def load(
     if node_urls and directory is not None:
         raise click.UsageError("give --dir or --node, not both")
     nonces_path: Path | None = None
+    fees: FeeSchedule = DEFAULT_FEES  # --node without --genesis: the default schedule
     defaults = {"accounts": DEFAULT_LOAD_ACCOUNTS, "seed": DEFAULT_LOAD_SEED, "namespace": 1}
     if node_urls:
         urls = list(node_urls)
         if genesis_path is not None:
             from sequencer_net.genesis import load_genesis
 
-            domain = load_genesis(genesis_path).domain()
+            genesis = load_genesis(genesis_path)
+            domain, fees = genesis.domain(), FeeSchedule.of_genesis(genesis)
         else:
             try:
                 with SeqnetClient(urls[0], timeout=5.0) as client:
-                    chain_id = int(client.status()["chain_id"])
+                    status = client.status()
+                domain = Domain(
+                    int(status["chain_id"]),
+                    bytes.fromhex(str(status["verifying_contract"]).removeprefix("0x")),
+                    bytes.fromhex(str(status["genesis_hash"]).removeprefix("0x")),
+                )
             except (SeqnetApiError, KeyError, ValueError) as exc:
                 raise click.ClickException(
-                    f"cannot read the chain id from {urls[0]}: {exc}"
+                    f"cannot read the signing domain from {urls[0]}: {exc}"
                 ) from exc
-            domain = Domain(chain_id, bytes(20))
     else:
         from sequencer_net.cli.testnet import testnet_domain
 
@@ -121,6 +127,7 @@ def load(
             raise click.ClickException(str(exc)) from exc
         urls = [node.api_url for node in net.nodes]
         domain = testnet_domain(net)
+        fees = _testnet_fees(net)
         spec = net.manifest.load
         defaults = {"accounts": spec.accounts, "seed": spec.seed, "namespace": spec.namespace}
         nonces_path = net.directory / LOAD_NONCES_FILE
@@ -136,7 +143,8 @@ def load(
         if nonces_path is not None
         else [start_nonce] * config.accounts
     )
-    generator = LoadGenerator(urls, config, transaction_signer(domain), first_nonces=first_nonces)
+    signer = transaction_signer(domain, fees=fees)
+    generator = LoadGenerator(urls, config, signer, first_nonces=first_nonces)
     console.print(
         f"load: {rate:g} tx/s for {duration:g} s from {config.accounts} accounts "
         f"(seed {config.seed}) to {len(urls)} node(s)"
@@ -159,6 +167,18 @@ def load(
         _print_report(report, console)
     if report["sent"] and not report["accepted"]:
         sys.exit(1)
+
+
+def _testnet_fees(net: Any) -> Any:
+    """The fee schedule in the testnet's genesis.json."""
+    from sequencer_net.client import FeeSchedule
+    from sequencer_net.genesis import GenesisError, load_genesis
+    from sequencer_net.testnet.network import GENESIS_FILE
+
+    try:
+        return FeeSchedule.of_genesis(load_genesis(net.directory / GENESIS_FILE))
+    except (GenesisError, OSError) as exc:
+        raise click.ClickException(f"cannot read the testnet's genesis: {exc}") from exc
 
 
 async def _run_with_progress(generator: Any, console: Console, show: bool) -> bool:

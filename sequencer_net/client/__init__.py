@@ -9,9 +9,26 @@ Example:
 
 `AsyncSeqnetClient` has the same methods as coroutines (trio or asyncio).
 Every failure, an unreachable node included, raises `SeqnetApiError`.
+`dex_transaction` and `signed_transaction` build what `submit` sends: one
+signature per transaction, the required fee offered (`FeeSchedule`).
 """
 
 from sequencer_net.client.errors import SeqnetApiError
 from sequencer_net.client.http import AsyncSeqnetClient, SeqnetClient, SubmitResult
+from sequencer_net.client.transactions import (
+    DEFAULT_FEES,
+    FeeSchedule,
+    dex_transaction,
+    signed_transaction,
+)
 
-__all__ = ["AsyncSeqnetClient", "SeqnetApiError", "SeqnetClient", "SubmitResult"]
+__all__ = [
+    "DEFAULT_FEES",
+    "AsyncSeqnetClient",
+    "FeeSchedule",
+    "SeqnetApiError",
+    "SeqnetClient",
+    "SubmitResult",
+    "dex_transaction",
+    "signed_transaction",
+]

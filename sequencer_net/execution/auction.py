@@ -1,10 +1,10 @@
 """Per-market uniform-price batch auction: one clearing price per market per block.
 
-DESIGN.md section 5 ("Frequent batch auctions") asks that all orders for a market
-in one block clear at one uniform price, so that the order of transactions inside
-the block carries no advantage. Section 6 names the pitfall this module avoids: a
-clearing search that tries only the submitted limit prices can pick a different
-price than the stated rule when a range of prices maximizes volume. Here every
+All orders for a market in one block clear at one uniform price (a frequent
+batch auction), so that the order of transactions inside the block carries no
+advantage. The pitfall this module avoids: a clearing search that tries only
+the submitted limit prices can pick a different price than the stated rule when
+a range of prices maximizes volume. Here every
 price on the tick grid is a candidate; the search walks the constant pieces of the
 demand and supply curves instead of the grid, so it costs O(N log N).
 
@@ -27,6 +27,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import accumulate, pairwise
 from operator import attrgetter
+
+from consensus.crypto import keccak256
 
 __all__ = [
     "ORDER_ID_BYTES",
@@ -51,15 +53,18 @@ class Side(enum.IntEnum):
 class AuctionOrder:
     """One order in one market's batch.
 
-    `order_id` is 32 bytes, unique in the batch, and the deterministic tie-break key.
+    `order_id` is 32 bytes, unique in the batch, and the deterministic sort key.
     `limit_price` is None for a market order (accepts any price), else a positive
     multiple of the tick size. `quantity` is a positive multiple of the lot size.
+    `arrival` orders equal pro-rata remainders: lower arrived first and wins (the
+    engine passes the height the order was placed at).
     """
 
     order_id: bytes
     side: Side
     limit_price: int | None
     quantity: int
+    arrival: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +112,7 @@ def clear_batch_auction(
     tick_size: int,
     lot_size: int,
     reference_price: int | None,
+    tie_salt: bytes = b"",
 ) -> ClearingResult:
     """Clear one market's batch at a single uniform price.
 
@@ -139,9 +145,12 @@ def clear_batch_auction(
     the next level no longer fits in what is left of V; that marginal level shares
     the rest R pro-rata to quantity. Each share is floor(R * q ÷ (Q * lot)) lots,
     rounded down to the lot, where Q is the marginal level's total; the lots left
-    over go one each to the marginal orders in ascending `order_id`. Fewer lots are
-    left over than there are marginal orders, so no order gets two and nobody passes
-    its quantity. Orders behind the marginal level get nothing. On the short side
+    over go one each to the marginal orders by largest remainder
+    (R * q mod Q * lot), then lower `arrival`, then ascending
+    keccak256(tie_salt || order_id) (ascending `order_id` when `tie_salt` is
+    empty). Fewer lots are left over than there are marginal orders with a
+    remainder, so no order gets two and nobody passes its quantity. Orders behind
+    the marginal level get nothing. On the short side
     (or both sides when D(p) = S(p)) this fills every eligible order completely.
     Usually the marginal level is p itself; when no order sits exactly at p, it is
     the least aggressive level that still trades.
@@ -167,7 +176,7 @@ def clear_batch_auction(
     return ClearingResult(
         price=price,
         volume=volume,
-        fills=_allocate_fills(book, price, volume, lot_size),
+        fills=_allocate_fills(book, price, volume, lot_size, tie_salt),
     )
 
 
@@ -218,6 +227,8 @@ def _check_order(order: object, tick_size: int, lot_size: int) -> None:
     quantity = order.quantity
     if type(quantity) is not int or quantity <= 0 or quantity % lot_size:
         raise InvalidAuctionInput(f"quantity must be a positive multiple of {lot_size}: {order!r}")
+    if type(order.arrival) is not int:
+        raise InvalidAuctionInput(f"arrival must be an int: {order!r}")
 
 
 def _build_book(orders: Sequence[AuctionOrder], tick_size: int, lot_size: int) -> _Book:
@@ -363,7 +374,9 @@ def _find_margin(market_total: int, levels: list[tuple[int, int]], volume: int) 
     raise AssertionError("eligible quantity below the clearing volume")
 
 
-def _allocate_fills(book: _Book, price: int, volume: int, lot_size: int) -> tuple[Fill, ...]:
+def _allocate_fills(
+    book: _Book, price: int, volume: int, lot_size: int, tie_salt: bytes
+) -> tuple[Fill, ...]:
     buy_levels = [
         (k, book.buy_at[k]) for k in reversed(book.limit_prices) if k >= price and k in book.buy_at
     ]
@@ -389,7 +402,7 @@ def _allocate_fills(book: _Book, price: int, volume: int, lot_size: int) -> tupl
             marginal[order.side].append(index)
 
     for side, margin in ((Side.BUY, buy_margin), (Side.SELL, sell_margin)):
-        _share_pro_rata(book.ordered, marginal[side], margin, lot_size, quantities)
+        _share_pro_rata(book.ordered, marginal[side], margin, lot_size, quantities, tie_salt)
 
     return tuple(
         Fill(order_id=order.order_id, quantity=quantity)
@@ -404,23 +417,32 @@ def _share_pro_rata(
     margin: _Margin,
     lot_size: int,
     quantities: list[int],
+    tie_salt: bytes,
 ) -> None:
-    """Split `margin.remaining` over the marginal orders `indices` (ascending id).
+    """Split `margin.remaining` over the marginal orders `indices`.
 
-    Share of an order of quantity q: floor(R * q ÷ (Q * lot)) lots (rounded down).
-    With R <= Q each share is at most q, and each loses less than one lot to the
-    floor, so fewer than len(indices) lots are left over; those go one lot each to
-    the first orders in ascending order_id. A share that was floored has room for
-    one more lot: it is strictly below q unless R = Q, and then nothing is left over.
+    Share of an order of quantity q: floor(R * q ÷ (Q * lot)) lots (rounded down),
+    remainder R * q mod (Q * lot). The fractional parts sum to the whole number of
+    lots left over, and each is below one lot, so more orders have a positive
+    remainder than lots are left over: the leftover lots go one each to the
+    largest remainders, ties to the lower `arrival`, then to the lower
+    keccak256(tie_salt || order_id). An order with a positive remainder was
+    floored, so its share is strictly below q and the extra lot fits.
     """
     remaining = margin.remaining
     denominator = margin.level_total * lot_size
     assigned = 0
+    remainders: list[tuple[int, int, bytes, int]] = []
     for index in indices:
-        share = remaining * ordered[index].quantity // denominator * lot_size  # floor
-        quantities[index] = share
-        assigned += share
+        order = ordered[index]
+        lots, remainder = divmod(remaining * order.quantity, denominator)  # floor
+        quantities[index] = lots * lot_size
+        assigned += lots * lot_size
+        if remainder:
+            tie = keccak256(tie_salt + order.order_id) if tie_salt else order.order_id
+            remainders.append((-remainder, order.arrival, tie, index))
     leftover_lots = (remaining - assigned) // lot_size  # exact: both are multiples of lot
-    assert leftover_lots < len(indices) or leftover_lots == 0
-    for index in indices[:leftover_lots]:
+    assert leftover_lots < len(remainders) or leftover_lots == 0
+    remainders.sort()
+    for _, _, _, index in remainders[:leftover_lots]:
         quantities[index] += lot_size

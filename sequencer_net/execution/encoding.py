@@ -19,6 +19,8 @@ from typing import Any, Final, TypeVar
 
 import msgspec
 
+from .limits import MAX_WIRE_INT_BYTES
+
 BIG_INT_EXT: Final = 1
 _INT64_MIN: Final = -(2**63)
 _UINT64_MAX: Final = 2**64 - 1
@@ -91,15 +93,24 @@ def _ext_hook(code: int, data: memoryview) -> Any:
     return value
 
 
+def _bounded_ext_hook(code: int, data: memoryview) -> Any:
+    if len(data) > MAX_WIRE_INT_BYTES:
+        raise NonCanonicalEncoding(f"an integer wider than {MAX_WIRE_INT_BYTES} bytes")
+    return _ext_hook(code, data)
+
+
 _DECODER: Final = msgspec.msgpack.Decoder(ext_hook=_ext_hook)
+_BOUNDED_DECODER: Final = msgspec.msgpack.Decoder(ext_hook=_bounded_ext_hook)
 
 
-def decode_canonical(data: bytes, kind: type[T]) -> T:
+def decode_canonical(data: bytes, kind: type[T], *, bounded_ints: bool = False) -> T:
     """Decode `data` as `kind`, accepting only its canonical encoding.
 
-    Raises NonCanonicalEncoding or msgspec.ValidationError/DecodeError.
+    `bounded_ints` (transactions) also refuses any integer wider than int256
+    (limits.MAX_WIRE_INT_BYTES). Raises NonCanonicalEncoding or
+    msgspec.ValidationError/DecodeError.
     """
-    raw = _DECODER.decode(data)
+    raw = (_BOUNDED_DECODER if bounded_ints else _DECODER).decode(data)
     value = msgspec.convert(raw, type=kind, strict=True)
     if encode(value) != data:
         raise NonCanonicalEncoding("bytes are not the canonical encoding")

@@ -2,9 +2,13 @@
 
 Reads top-down (docs/execution.md, "Block execution"):
 
-    execute_block
+    execute_block                        total: re-runs the block without a block-level
+                                         unit that raised (PhaseSkipped event)
       validate_header                    height = previous + 1, time never goes back
-      admit_transactions                 signatures, chain id, per-sender nonces
+      admit_transactions                 every namespace: the first MAX_TRANSACTIONS_PER_BLOCK
+                                         (the rest: BlockFull), field ranges, per sender in
+                                         nonce order the nonce window and the fee
+      decode_dex_payloads                namespace 0: payload bytes -> one engine action
       apply_account_transactions         governance, oracle, deposits, withdrawals,
                                          transfers: in block order, a sender's own
                                          transactions in nonce order
@@ -16,56 +20,88 @@ Reads top-down (docs/execution.md, "Block execution"):
       liquidate_undermargined            insurance fund, socialized loss
       commit                             next snapshot + state tree root
 
-A failed transaction (any TransactionRejected) gets a failed receipt and all its
-changes are rolled back; it still consumes its nonce, as on Ethereum, so that
-admission depends only on signatures and nonces and a rejected order cannot be
-replayed later. The input state is never modified: running the same block on
-the same state twice gives identical bytes and roots.
+The engine receives the committed sequencer transactions of all namespaces with
+their senders already recovered (block.py); it does no signature recovery.
+What a rejection costs (docs/execution.md, "Nonces" and "Fees"):
+
+    rejected as                         nonce consumed   fee paid
+    BlockFull, MalformedTransaction     no               no      (fields out of range)
+    NonceUsed, NonceTooHigh             no               no
+    FeeTooLow, InsufficientFeeBalance   yes              no
+    anything after the fee is paid      yes              yes     (undecodable DEX
+                                                                  payload, any handler
+                                                                  rejection)
+
+A failed DEX action has all its changes rolled back (its fee stays paid). The
+input state is never modified: running the same block on the same state twice
+gives identical bytes and roots.
+
+Totality (docs/execution.md, "Totality"): whatever the transactions hold,
+`execute_block` returns one receipt per transaction and a state. The only
+exception it raises is InvalidBlock for a header the caller got wrong (height
+not previous + 1, time going backwards): those two come from consensus, never
+from a transaction.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
+from consensus.crypto import keccak256
+
+from . import limits
 from .accounts import apply_deposit, apply_transfer, apply_withdraw
+from .block import ExecutionBlock, SequencedTransaction, check_transaction, hash_of, sender_of
 from .encoding import encode
-from .exceptions import BadNonce, InvalidBlock, TransactionRejected, WrongChain
+from .exceptions import (
+    BlockFailed,
+    BlockFull,
+    FeeTooLow,
+    HandlerFailed,
+    InsufficientFeeBalance,
+    InvalidBlock,
+    MalformedTransaction,
+    TransactionRejected,
+)
 from .expiry import settle_expired_options
+from .fees import collect_fees, fee_account, fee_balance, required_fee
 from .funding import apply_due_funding, sample_premiums
-from .limits import MAX_REASON_LENGTH, MAX_TRANSACTIONS_PER_BLOCK
+from .limits import MAX_DEX_PAYLOAD_BYTES, MAX_PHASE_FAILURES, MAX_REASON_LENGTH
 from .liquidation import liquidate_undermargined
 from .markets import apply_list_market, apply_oracle_update, apply_set_paused, apply_update_market
 from .matching import run_auctions
+from .nonces import nonce_rejection, use_nonce
 from .orders import apply_cancel_order, apply_place_order
-from .receipts import Event, Receipt
-from .state import ExecutionState, StateWriter
+from .positions import credit
+from .receipts import Event, PhaseSkipped, Receipt
+from .state import ExecutionState, PhaseFailed, PhaseKey, StateWriter
 from .transactions import (
+    DEX_NAMESPACE,
     ORDER_PAYLOADS,
     CancelOrder,
     Deposit,
     ListMarket,
     OracleUpdate,
     PlaceOrder,
-    RecoveredTransaction,
     SetMarketPaused,
-    SignedTransaction,
     Transfer,
+    TxPayload,
     UpdateMarketParams,
     Withdraw,
-    recover_transaction,
-    transaction_hash,
+    decode_payload,
 )
 
-
-class ExecutionBlock(msgspec.Struct, frozen=True, array_like=True):
-    """A committed block as the engine sees it: consensus fixed height, time and order."""
-
-    height: int
-    timestamp_seconds: int
-    transactions: tuple[SignedTransaction, ...]
+__all__ = [
+    "BlockResult",
+    "ExecutionBlock",
+    "SequencedTransaction",
+    "apply_block",
+    "encode_outcome",
+    "execute_block",
+]
 
 
 class BlockResult(msgspec.Struct, frozen=True):
@@ -78,6 +114,16 @@ class BlockResult(msgspec.Struct, frozen=True):
         return self.state.state_root
 
 
+class DexAction(NamedTuple):
+    """An admitted namespace-0 transaction whose payload decoded."""
+
+    tx_hash: bytes
+    sender: bytes
+    nonce: int
+    fee: int
+    payload: TxPayload
+
+
 def apply_block(
     state: ExecutionState, block: ExecutionBlock
 ) -> tuple[ExecutionState, tuple[Receipt, ...]]:
@@ -87,20 +133,44 @@ def apply_block(
 
 
 def execute_block(state: ExecutionState, block: ExecutionBlock) -> BlockResult:
-    """Like `apply_block`, and also return the block's events (fills, liquidations...)."""
+    """Like `apply_block`, and also return the block's events (fills, liquidations...).
+
+    Total: a block-level unit (one market's funding, expiry, auction or premium
+    sample, one subaccount's liquidation) that raises is skipped and the block
+    is executed again from the same input state; after MAX_PHASE_FAILURES such
+    retries every block-level phase is skipped, and if even that raises the
+    block commits as empty (`_refused_block`)."""
     validate_header(state, block)
+    skipped: dict[PhaseKey, str] = {}
+    for _ in range(MAX_PHASE_FAILURES):
+        try:
+            return _execute(state, block, skipped, skip_all=False)
+        except PhaseFailed as failure:
+            skipped[failure.key] = failure.error
+        except Exception:  # outside any block-level unit: try without them all
+            break
+    try:
+        return _execute(state, block, skipped, skip_all=True)
+    except Exception as exc:
+        return _refused_block(state, block, type(exc).__name__)
+
+
+def _execute(
+    state: ExecutionState, block: ExecutionBlock, skipped: dict[PhaseKey, str], *, skip_all: bool
+) -> BlockResult:
     w = StateWriter(state, block.height, block.timestamp_seconds)
+    w.skipped = skipped
+    w.skip_all_phases = skip_all
+    w.tie_salt = block_salt(block)
     receipts: list[Receipt | None] = [None] * len(block.transactions)
-    admitted = admit_transactions(w, block, receipts)
-    account_txs = [
-        (i, tx) for i, tx in admitted if not isinstance(tx.envelope.payload, ORDER_PAYLOADS)
-    ]
-    order_txs = [(i, tx) for i, tx in admitted if isinstance(tx.envelope.payload, ORDER_PAYLOADS)]
-    for i, tx in in_sender_nonce_order(account_txs):
-        receipts[i] = _run(w, tx)
+    actions = decode_dex_payloads(admit_transactions(w, block, receipts), receipts)
+    account = [(i, a) for i, a in actions if not isinstance(a.payload, ORDER_PAYLOADS)]
+    orders = [(i, a) for i, a in actions if isinstance(a.payload, ORDER_PAYLOADS)]
+    for i, action in in_sender_nonce_order(account):
+        receipts[i] = _run(w, action)
     advance_market_clock(w)
-    for i, tx in sorted(order_txs, key=lambda item: (item[1].sender, item[1].envelope.nonce)):
-        receipts[i] = _run(w, tx)
+    for i, action in sorted(orders, key=lambda item: (item[1].sender, item[1].nonce)):
+        receipts[i] = _run(w, action)
     run_auctions(w)
     sample_premiums(w)
     liquidate_undermargined(w)
@@ -111,68 +181,129 @@ def execute_block(state: ExecutionState, block: ExecutionBlock) -> BlockResult:
 
 
 def validate_header(state: ExecutionState, block: ExecutionBlock) -> None:
+    """The caller's contract (consensus fixed both): the next height, time not going back."""
     if block.height != state.height + 1:
         raise InvalidBlock(f"expected height {state.height + 1}, got {block.height}")
     if block.timestamp_seconds < state.block.timestamp:
         raise InvalidBlock("block timestamp is before the previous block's")
-    if len(block.transactions) > MAX_TRANSACTIONS_PER_BLOCK:
-        raise InvalidBlock("too many transactions")
 
 
-def _failed(tx_hash: bytes, sender: bytes, error: TransactionRejected) -> Receipt:
-    return Receipt(tx_hash, sender, False, type(error).__name__, str(error)[:MAX_REASON_LENGTH])
+def block_salt(block: ExecutionBlock) -> bytes:
+    """keccak256 over the height and every transaction's hash: the salt of the
+    auctions' last remainder tie-break. A sender fixes its order id before it
+    can know which other transactions share its block, so it cannot grind a
+    position in that tie (matching.py)."""
+    hashes = b"".join(hash_of(tx) for tx in block.transactions)
+    return keccak256(b"seqnet/auction-tie/v1" + encode(block.height) + hashes)
+
+
+def _refused_block(state: ExecutionState, block: ExecutionBlock, error: str) -> BlockResult:
+    """The last resort of totality: the block changes nothing but the height and
+    time, and every transaction gets a failed receipt (nonces stay unused)."""
+    w = StateWriter(state, block.height, block.timestamp_seconds)
+    refused = BlockFailed(f"the block could not be executed ({error})")
+    receipts = tuple(_failed(hash_of(tx), sender_of(tx), refused) for tx in block.transactions)
+    return BlockResult(w.commit(), receipts, (PhaseSkipped("all", 0, b"", error),))
+
+
+def _failed(tx_hash: bytes, sender: bytes, error: TransactionRejected, fee: int = 0) -> Receipt:
+    reason = str(error)[:MAX_REASON_LENGTH]
+    return Receipt(tx_hash, sender, False, type(error).__name__, reason, fee)
 
 
 def admit_transactions(
     w: StateWriter, block: ExecutionBlock, receipts: list[Receipt | None]
-) -> list[tuple[int, RecoveredTransaction]]:
-    """Recover senders, check the chain id, then each sender's nonces.
+) -> list[tuple[int, SequencedTransaction]]:
+    """Check fields, then per sender (in address order) its transactions in nonce
+    order (ties: by hash): the nonce window, the fee, and debit the fee.
 
-    A sender's transactions are taken in nonce order (ties: by hash); each must
-    carry exactly the next nonce. Anything else fails with BadNonce. The outcome
-    does not depend on where in the block a transaction sits.
+    Every namespace goes through here; a rollup transaction (namespace != 0)
+    that pays its fee is done and gets its success receipt. The outcome does
+    not depend on where in the block a transaction sits.
     """
-    by_sender: dict[bytes, list[tuple[int, bytes, int, RecoveredTransaction]]] = {}
-    for i, signed in enumerate(block.transactions):
-        try:
-            tx = recover_transaction(signed)
-            if tx.envelope.chain_id != w.config.chain_id:
-                raise WrongChain(f"signed for chain {tx.envelope.chain_id}")
-        except TransactionRejected as error:
-            receipts[i] = _failed(transaction_hash(signed), b"", error)
+    by_sender: dict[bytes, list[tuple[int, bytes, int, SequencedTransaction]]] = {}
+    limit = limits.MAX_TRANSACTIONS_PER_BLOCK
+    for i, raw in enumerate(block.transactions):
+        if i >= limit:
+            full = BlockFull(f"past the first {limit} transactions of the block")
+            receipts[i] = _failed(hash_of(raw), sender_of(raw), full)
             continue
-        by_sender.setdefault(tx.sender, []).append((tx.envelope.nonce, tx.tx_hash, i, tx))
-    admitted: list[tuple[int, RecoveredTransaction]] = []
+        try:
+            tx = check_transaction(raw)
+        except MalformedTransaction as error:
+            receipts[i] = _failed(hash_of(raw), sender_of(raw), error)
+            continue
+        by_sender.setdefault(tx.sender, []).append((tx.nonce, tx.tx_hash, i, tx))
+    admitted: list[tuple[int, SequencedTransaction]] = []
+    collected = 0
     for sender in sorted(by_sender):
-        expected = w.nonces.get(sender) or 0
+        window = w.nonces.get(sender)
+        balance: int | None = None  # computed once per sender, when first needed
+        paid = 0
         for nonce, tx_hash, i, tx in sorted(by_sender[sender], key=lambda t: t[:3]):
-            if nonce == expected:
+            rejected = nonce_rejection(window, nonce)
+            if rejected is not None:
+                receipts[i] = _failed(tx_hash, sender, rejected)
+                continue
+            window = use_nonce(window, nonce)
+            required = required_fee(w.config, len(tx.payload))
+            if tx.fee < required:
+                low = FeeTooLow(f"offered {tx.fee}, required {required}")
+                receipts[i] = _failed(tx_hash, sender, low)
+                continue
+            if balance is None:
+                balance = fee_balance(w, sender)
+            if tx.fee > balance - paid:
+                short = InsufficientFeeBalance(f"fee {tx.fee} exceeds {max(balance - paid, 0)}")
+                receipts[i] = _failed(tx_hash, sender, short)
+                continue
+            paid += tx.fee
+            if tx.namespace == DEX_NAMESPACE:
                 admitted.append((i, tx))
-                expected += 1
             else:
-                why = (
-                    "nonce already used" if nonce < expected else f"nonce gap: expected {expected}"
-                )
-                receipts[i] = _failed(tx_hash, sender, BadNonce(why))
-        w.nonces.put(sender, expected)
+                receipts[i] = Receipt(tx_hash, sender, True, "", "", tx.fee)
+        if window is not None and window is not w.nonces.get(sender):
+            w.nonces.put(sender, window)
+        if paid:
+            credit(w, fee_account(sender), -paid)
+            collected += paid
+    collect_fees(w, collected)
     w.release()
     admitted.sort(key=lambda item: item[0])
     return admitted
 
 
-def in_sender_nonce_order(
-    txs: list[tuple[int, RecoveredTransaction]],
-) -> list[tuple[int, RecoveredTransaction]]:
+def decode_dex_payloads(
+    admitted: list[tuple[int, SequencedTransaction]], receipts: list[Receipt | None]
+) -> list[tuple[int, DexAction]]:
+    """Decode each admitted DEX payload; one that does not decode is a failed
+    receipt (its nonce is used and its fee paid)."""
+    actions: list[tuple[int, DexAction]] = []
+    for i, tx in admitted:
+        try:
+            if len(tx.payload) > MAX_DEX_PAYLOAD_BYTES:
+                raise MalformedTransaction(
+                    f"a DEX payload is at most {MAX_DEX_PAYLOAD_BYTES} bytes"
+                )
+            payload = decode_payload(tx.payload)
+        except MalformedTransaction as error:
+            receipts[i] = _failed(tx.tx_hash, tx.sender, error, tx.fee)
+            continue
+        actions.append((i, DexAction(tx.tx_hash, tx.sender, tx.nonce, tx.fee, payload)))
+    return actions
+
+
+def in_sender_nonce_order(txs: list[tuple[int, DexAction]]) -> list[tuple[int, DexAction]]:
     """Block order, except that each sender's transactions fill that sender's slots
     in nonce order (so a sender's own sequence is what its nonces say)."""
     slots: dict[bytes, list[int]] = {}
-    queued: dict[bytes, list[tuple[int, RecoveredTransaction]]] = {}
+    queued: dict[bytes, list[tuple[int, DexAction]]] = {}
     for position, (i, tx) in enumerate(txs):
         slots.setdefault(tx.sender, []).append(position)
         queued.setdefault(tx.sender, []).append((i, tx))
-    ordered: list[tuple[int, RecoveredTransaction] | None] = [None] * len(txs)
+    ordered: list[tuple[int, DexAction] | None] = [None] * len(txs)
     for sender, positions in slots.items():
-        mine = sorted(queued[sender], key=lambda item: item[1].envelope.nonce)
+        mine = sorted(queued[sender], key=lambda item: item[1].nonce)
         for position, item in zip(positions, mine, strict=True):
             ordered[position] = item
     return [item for item in ordered if item is not None]
@@ -185,7 +316,7 @@ def advance_market_clock(w: StateWriter) -> None:
     w.release()
 
 
-_Handler = Callable[[StateWriter, RecoveredTransaction, Any], None]
+_Handler = Callable[[StateWriter, DexAction, Any], None]
 
 _HANDLERS: dict[type, _Handler] = {
     Deposit: lambda w, tx, p: apply_deposit(w, tx.sender, p),
@@ -195,22 +326,25 @@ _HANDLERS: dict[type, _Handler] = {
     ListMarket: lambda w, tx, p: apply_list_market(w, tx.sender, p),
     UpdateMarketParams: lambda w, tx, p: apply_update_market(w, tx.sender, p),
     SetMarketPaused: lambda w, tx, p: apply_set_paused(w, tx.sender, p),
-    PlaceOrder: lambda w, tx, p: apply_place_order(w, tx.sender, tx.envelope.nonce, tx.tx_hash, p),
+    PlaceOrder: lambda w, tx, p: apply_place_order(w, tx.sender, tx.nonce, tx.tx_hash, p),
     CancelOrder: lambda w, tx, p: apply_cancel_order(w, tx.sender, p),
 }
 
 
-def _run(w: StateWriter, tx: RecoveredTransaction) -> Receipt:
-    """Apply one admitted transaction; roll it back if it is rejected."""
+def _run(w: StateWriter, tx: DexAction) -> Receipt:
+    """Apply one DEX action; roll it back if it is rejected (its fee stays paid)."""
     mark = w.checkpoint()
-    payload = tx.envelope.payload
     try:
-        _HANDLERS[type(payload)](w, tx, payload)
+        _HANDLERS[type(tx.payload)](w, tx, tx.payload)
     except TransactionRejected as error:
         w.rollback(mark)
-        return _failed(tx.tx_hash, tx.sender, error)
+        return _failed(tx.tx_hash, tx.sender, error, tx.fee)
+    except Exception as exc:  # a bug, not an input: still one failed receipt, no crash
+        w.rollback(mark)
+        unexpected = HandlerFailed(f"unexpected {type(exc).__name__} in the handler")
+        return _failed(tx.tx_hash, tx.sender, unexpected, tx.fee)
     w.release()
-    return Receipt(tx.tx_hash, tx.sender, True, "", "")
+    return Receipt(tx.tx_hash, tx.sender, True, "", "", tx.fee)
 
 
 def encode_outcome(result: BlockResult) -> bytes:

@@ -3,8 +3,8 @@
 Inside the engine an invalid transaction raises a subclass of
 `TransactionRejected`; `engine.execute_block` turns it into a failed receipt
 carrying the exception's class name and message, and discards every change the
-transaction made (a failed transaction still consumes its nonce: see
-docs/execution.md, "Nonces"). A block that breaks a header rule raises
+transaction made (what a rejection consumes and pays: docs/execution.md,
+"Nonces" and "Fees"). A block that breaks a header rule raises
 `InvalidBlock`, which the caller must treat as "do not execute".
 """
 
@@ -16,7 +16,8 @@ class ExecutionError(Exception):
 
 
 class InvalidBlock(ExecutionError):
-    """The block itself is unacceptable: wrong height, time going backwards, too many txs."""
+    """The caller broke the header contract: wrong height or time going backwards.
+    Transactions never cause it (execute_block is total)."""
 
 
 class EngineInvariantBroken(ExecutionError):
@@ -27,20 +28,37 @@ class TransactionRejected(ExecutionError):
     """A transaction is invalid; it becomes a failed receipt and changes no state."""
 
 
+class BlockFull(TransactionRejected):
+    """The transaction sits past MAX_TRANSACTIONS_PER_BLOCK in its block: not executed."""
+
+
+class BlockFailed(TransactionRejected):
+    """The whole block could not be executed (the last resort of totality)."""
+
+
+class HandlerFailed(TransactionRejected):
+    """The handler raised something other than a rejection (an engine bug): rolled back."""
+
+
 class MalformedTransaction(TransactionRejected):
-    """The bytes do not decode to exactly one canonical transaction."""
+    """The input's fields are out of range, or a DEX payload does not decode to
+    exactly one canonical payload."""
 
 
-class BadSignature(TransactionRejected):
-    """The signature does not recover, or is malleable."""
+class NonceUsed(TransactionRejected):
+    """This (sender, nonce) was already executed, or is below the sender's window."""
 
 
-class WrongChain(TransactionRejected):
-    """The transaction was signed for another chain id."""
+class NonceTooHigh(TransactionRejected):
+    """The nonce is more than NONCE_WINDOW above the sender's highest used nonce."""
 
 
-class BadNonce(TransactionRejected):
-    """The nonce is already used, duplicated in the block, or leaves a gap."""
+class FeeTooLow(TransactionRejected):
+    """The offered fee is below fee_base + fee_per_byte * payload length."""
+
+
+class InsufficientFeeBalance(TransactionRejected):
+    """The sender's subaccount 0 has less free collateral than the offered fee."""
 
 
 class Unauthorized(TransactionRejected):

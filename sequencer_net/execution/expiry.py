@@ -30,17 +30,24 @@ from .state import StateWriter
 
 def settle_expired_options(w: StateWriter) -> None:
     for market_id in sorted(w.market_params.live_keys()):
-        params = w.params(market_id)
-        state = w.market(market_id)
-        assert params is not None and state is not None
-        terms = params.option
-        if params.kind != MarketKind.OPTION or terms is None or state.settlement_price:
+        if w.phase_skipped("expiry", market_id):
             continue
-        if w.timestamp < terms.expiry or state.oracle_published_at < terms.expiry:
-            continue
-        if state.oracle_price == 0:
-            continue
-        _settle(w, market_id, params.lot_size, intrinsic_value(terms, state.oracle_price))
+        with w.phase("expiry", market_id):
+            _settle_if_due(w, market_id)
+
+
+def _settle_if_due(w: StateWriter, market_id: int) -> None:
+    params = w.params(market_id)
+    state = w.market(market_id)
+    assert params is not None and state is not None
+    terms = params.option
+    if params.kind != MarketKind.OPTION or terms is None or state.settlement_price:
+        return
+    if w.timestamp < terms.expiry or state.oracle_published_at < terms.expiry:
+        return
+    if state.oracle_price == 0:
+        return
+    _settle(w, market_id, params.lot_size, intrinsic_value(terms, state.oracle_price))
 
 
 def _settle(w: StateWriter, market_id: int, lot_size: int, intrinsic: int) -> None:

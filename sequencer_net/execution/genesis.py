@@ -1,4 +1,4 @@
-"""The state before block 1: chain config, initial deposits, insurance fund, markets."""
+"""The state before block 1: chain config, fees, initial deposits, insurance fund, markets."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from dataclasses import replace
 import msgspec
 
 from .encoding import encode
+from .fees import DEFAULT_FEE_BASE, DEFAULT_FEE_PER_BYTE, check_fee_schedule
+from .limits import MAX_MARKET_ID
 from .markets import check_market_params, new_market_state
 from .records import BlockInfo, ChainConfig, Ledger, MarketParams, Subaccount
 from .state import (
@@ -34,6 +36,10 @@ class GenesisConfig(msgspec.Struct, frozen=True, array_like=True):
     `admin` signs governance transactions (listing, parameters, pausing);
     `bridge` signs deposits (until the L1 bridge lands, usually the admin);
     `oracles` may post prices. `insurance_fund` is the fund's opening collateral.
+    `deposits` fund subaccounts: every sender pays its transactions' fees from
+    its subaccount 0, so whoever sends from height 1 on (admin, oracles, load
+    accounts) needs a deposit there. `fee_base` and `fee_per_byte` set the fee
+    every transaction must offer (fees.required_fee).
     """
 
     chain_id: int
@@ -44,6 +50,8 @@ class GenesisConfig(msgspec.Struct, frozen=True, array_like=True):
     deposits: tuple[GenesisDeposit, ...] = ()
     insurance_fund: int = 0
     markets: tuple[GenesisMarket, ...] = ()
+    fee_base: int = DEFAULT_FEE_BASE
+    fee_per_byte: int = DEFAULT_FEE_PER_BYTE
 
 
 def genesis_state(config: GenesisConfig, store: NodeStore | None = None) -> ExecutionState:
@@ -56,12 +64,15 @@ def genesis_state(config: GenesisConfig, store: NodeStore | None = None) -> Exec
         raise ValueError("genesis amounts must be positive")
     if any(len(d.subaccount) != 21 or d.subaccount == INSURANCE_FUND for d in config.deposits):
         raise ValueError("a genesis deposit names a 21-byte subaccount, not the insurance fund")
+    check_fee_schedule(config.fee_base, config.fee_per_byte)
     store = store if store is not None else MemoryNodeStore()
     chain = ChainConfig(
         chain_id=config.chain_id,
         admin=config.admin,
         bridge=config.bridge,
         oracles=tuple(sorted(set(config.oracles))),
+        fee_base=config.fee_base,
+        fee_per_byte=config.fee_per_byte,
     )
     empty = ExecutionState(
         config=chain,
@@ -90,7 +101,11 @@ def genesis_state(config: GenesisConfig, store: NodeStore | None = None) -> Exec
         )
         total += deposit.amount
     writer.ledger = Ledger(fee_pool=0, net_deposits=total)
+    if len({market.market_id for market in config.markets}) != len(config.markets):
+        raise ValueError("two genesis markets share a market id")
     for market in config.markets:
+        if not 0 <= market.market_id <= MAX_MARKET_ID:
+            raise ValueError(f"market id {market.market_id} does not fit 4 bytes")
         check_market_params(market.params, config.genesis_time)
         writer.market_params.put(market.market_id, market.params)
         writer.market_states.put(market.market_id, new_market_state(config.genesis_time))

@@ -9,12 +9,14 @@ from __future__ import annotations
 from typing import Final
 
 MAX_TRANSACTIONS_PER_BLOCK: Final = 100_000
-"""A block is executed in one pass on every validator; this keeps one block
-(about 3-4 s of signature recovery at ~27k/s) inside the consensus timeout."""
+"""Transactions a block executes (all namespaces): one pass on every validator
+must stay inside the consensus timeout. The engine never refuses a longer block
+(it is total): the transactions past this many, in block order, get a
+`BlockFull` receipt and change nothing (docs/execution.md, "Totality")."""
 
-MAX_ENCODED_TRANSACTION_BYTES: Final = 4096
-"""The largest transaction (an oracle update with MAX_ORACLE_PRICES prices, or a
-market listing) is well under 4 KiB; anything longer is spam."""
+MAX_DEX_PAYLOAD_BYTES: Final = 4096
+"""The largest DEX payload (an oracle update with MAX_ORACLE_PRICES prices, or a
+market listing) is well under 4 KiB; a longer one is refused before decoding."""
 
 MAX_ORACLE_PRICES: Final = 64
 """Prices in one oracle update: one update can refresh a full options chain."""
@@ -33,6 +35,44 @@ liquidation check walks them all."""
 MAX_MARKET_ID: Final = 2**32 - 1
 """Market ids are 4 bytes big-endian in state keys."""
 
+MAX_NONCE: Final = 2**64 - 1
+"""Nonces are uint64, as in the sequencer's transaction format."""
+
+MAX_NAMESPACE: Final = 2**32 - 1
+"""Namespaces are uint32, as in the sequencer's transaction format."""
+
+MAX_FEE: Final = 2**64 - 1
+"""Offered fees are uint64 wad (up to 18.4 units of quote), as in the
+sequencer's transaction format."""
+
+MAX_PAYLOAD_BYTES: Final = 32 * 1024
+"""A sequencer transaction carries at most 32 KiB of payload (the mempool's
+MAX_TX_PAYLOAD_BYTES); the engine refuses a longer one as malformed."""
+
+NONCE_WINDOW: Final = 64
+"""A sender may use any unused nonce in (highest used - 64, highest used + 64]:
+enough for a client that spreads its transactions over several validators to
+see them included out of order, small enough to keep in one 64-bit bitmap."""
+
+MAX_WIRE_INT_BYTES: Final = 32
+"""Every integer of a DEX payload decodes only if it fits int256: MessagePack's
+own integers stop at 64 bits, and `decode_canonical(bounded_ints=True)` refuses
+a big-integer extension longer than 32 bytes. The handler then applies the
+field's own rule (MAX_AMOUNT, positivity...). This keeps a 4 KiB integer from
+ever reaching arithmetic."""
+
+ORDER_ID_BYTES: Final = 32
+"""An order id is the 32-byte hash of the transaction that placed it."""
+
+MAX_OPTION_TENOR_SECONDS: Final = 10 * 365 * 86_400
+"""An option may expire at most ten 365-day years after it is listed. With
+|r| <= 1 this keeps |r T| <= 10, far inside the pricing domain (exp(-r T) is
+defined up to |r T| = 1000); marks clamp the time to this too, so a longer
+tenor in state could never make pricing raise."""
+
+MAX_VOLATILITY: Final = 100 * 10**18
+"""Largest implied volatility an oracle may post (10,000% per sqrt year)."""
+
 MAX_AMOUNT: Final = 10**40
 """Largest collateral amount, price or quantity accepted in a transaction (wad,
 so 10**22 whole units): keeps every product of two values far below the sizes
@@ -43,3 +83,7 @@ MAX_FUNDING_INTERVAL_SECONDS: Final = 7 * 24 * 3600
 
 MAX_REASON_LENGTH: Final = 200
 """Failure reasons in receipts are short human-readable strings."""
+
+MAX_PHASE_FAILURES: Final = 8
+"""Times one block is re-executed with a failing block-level unit skipped
+(engine.execute_block) before every block-level phase is skipped."""

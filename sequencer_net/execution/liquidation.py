@@ -12,7 +12,8 @@ so the result ignores block order). If equity < maintenance requirement:
 Afterwards the account has no positions, no orders and collateral >= 0, so it
 meets maintenance. A socialized loss can lower other accounts' equity, so the
 check repeats until a pass liquidates nobody (each pass closes an account, so
-this ends). The fund itself is never liquidated.
+this ends). The fund itself is never liquidated. Each subaccount's check is one
+block-level unit (StateWriter.phase): one that raised is skipped for the block.
 """
 
 from __future__ import annotations
@@ -29,16 +30,21 @@ from .state import INSURANCE_FUND, StateWriter
 def liquidate_undermargined(w: StateWriter) -> int:
     """Liquidate until every open subaccount meets maintenance; return how many."""
     count = 0
+    skipped: set[bytes] = set()
     while True:
         liquidated_in_pass = 0
         socialized = False
         for sid in sorted(w.open_subaccounts()):
-            if sid == INSURANCE_FUND:
+            if sid == INSURANCE_FUND or sid in skipped:
                 continue
-            risk = subaccount_risk(w, sid)
-            if risk.equity >= risk.maintenance:
+            if w.phase_skipped("liquidation", sid):
+                skipped.add(sid)
                 continue
-            socialized |= _liquidate(w, sid, risk.equity, risk.maintenance) > 0
+            with w.phase("liquidation", sid):
+                risk = subaccount_risk(w, sid)
+                if risk.equity >= risk.maintenance:
+                    continue
+                socialized |= _liquidate(w, sid, risk.equity, risk.maintenance) > 0
             liquidated_in_pass += 1
         count += liquidated_in_pass
         if not socialized:

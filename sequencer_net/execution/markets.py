@@ -22,7 +22,14 @@ from .exceptions import (
     UnknownMarket,
 )
 from .fixed_point import SCALE
-from .limits import MAX_AMOUNT, MAX_FUNDING_INTERVAL_SECONDS, MAX_MARKET_ID, MAX_ORACLE_PRICES
+from .limits import (
+    MAX_AMOUNT,
+    MAX_FUNDING_INTERVAL_SECONDS,
+    MAX_MARKET_ID,
+    MAX_OPTION_TENOR_SECONDS,
+    MAX_ORACLE_PRICES,
+    MAX_VOLATILITY,
+)
 from .records import MarketKind, MarketParams, MarketState, OptionKind
 from .state import StateWriter
 from .transactions import ListMarket, OracleUpdate, SetMarketPaused, UpdateMarketParams
@@ -41,7 +48,7 @@ def new_market_state(now: int) -> MarketState:
         long_index=0,
         short_index=0,
         premium_sum=0,
-        premium_samples=0,
+        premium_seconds=0,
         last_funding_at=now,
         open_lots=0,
         settlement_price=0,
@@ -76,6 +83,8 @@ def check_market_params(params: MarketParams, now: int) -> None:
         raise fail("oracle_staleness must be positive and at most a week")
     if not -SCALE <= params.risk_free_rate <= SCALE:
         raise fail("risk_free_rate must be in [-1, 1]")
+    if not 0 <= params.min_premium_notional <= MAX_AMOUNT:
+        raise fail("min_premium_notional must be in [0, MAX_AMOUNT]")
     if params.kind == MarketKind.PERPETUAL:
         if params.option is not None:
             raise fail("a perpetual has no option terms")
@@ -93,6 +102,8 @@ def check_market_params(params: MarketParams, now: int) -> None:
             raise fail("strike must be positive")
         if terms.expiry <= now:
             raise fail("expiry must be in the future")
+        if terms.expiry - now > MAX_OPTION_TENOR_SECONDS:
+            raise fail("expiry must be at most ten years after listing")
         if params.funding_interval != 0 or params.funding_clamp != 0:
             raise fail("options have no funding")
 
@@ -132,7 +143,21 @@ def apply_update_market(w: StateWriter, sender: bytes, tx: UpdateMarketParams) -
             ),
             w.timestamp,
         )
+    if new.tick_size != old.tick_size:
+        _require_book_on_grid(w, tx.market_id, new.tick_size)
     w.market_params.put(tx.market_id, new)
+
+
+def _require_book_on_grid(w: StateWriter, market_id: int, tick_size: int) -> None:
+    """A new tick size must keep every resting order on the grid (the auction
+    takes only grid prices). Governance runs before the order phase, so the
+    book here is exactly the resting orders. Cost O(book), admin-only."""
+    for order in w.book(market_id).values():
+        if order.limit_price % tick_size:
+            raise InvalidMarketParams(
+                "tick_size would leave resting orders off the grid: choose a divisor "
+                "of the old tick, or wait until those orders are gone"
+            )
 
 
 def apply_set_paused(w: StateWriter, sender: bytes, tx: SetMarketPaused) -> None:
@@ -163,8 +188,10 @@ def apply_oracle_update(w: StateWriter, sender: bytes, tx: OracleUpdate) -> None
             raise UnknownMarket(f"market {quote.market_id} is not listed")
         if tx.published_at <= state.oracle_published_at:
             raise InvalidOracleUpdate(f"market {quote.market_id}: price is not newer")
-        if not 0 < quote.price <= MAX_AMOUNT or not 0 <= quote.volatility <= MAX_AMOUNT:
-            raise InvalidOracleUpdate("price must be positive, volatility non-negative")
+        if not 0 < quote.price <= MAX_AMOUNT or not 0 <= quote.volatility <= MAX_VOLATILITY:
+            raise InvalidOracleUpdate(
+                "price must be in (0, MAX_AMOUNT], volatility in [0, MAX_VOLATILITY]"
+            )
         if params.kind == MarketKind.OPTION and quote.volatility == 0:
             raise InvalidOracleUpdate("an option market needs a positive implied volatility")
         w.market_states.put(
@@ -200,6 +227,18 @@ def require_trading(w: StateWriter, market_id: int) -> tuple[MarketParams, Marke
     if not is_oracle_fresh(params, state, w.timestamp):
         raise StaleOraclePrice(f"market {market_id} has no fresh oracle price")
     return params, state
+
+
+def premium_clearing_price(params: MarketParams, cleared: tuple[int, int] | None) -> int | None:
+    """The block's clearing price as the mark and the funding premium see it:
+    None when the market did not trade, or traded less than
+    `min_premium_notional` (volume * price), so that dust cannot move funding."""
+    if cleared is None:
+        return None
+    price, volume = cleared
+    if (volume * price) // SCALE < params.min_premium_notional:  # floor: dust stays dust
+        return None
+    return price
 
 
 def perp_mark_price(params: MarketParams, index: int, cleared_price: int | None) -> int:

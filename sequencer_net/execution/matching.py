@@ -20,13 +20,23 @@ after every order transaction of the block has been placed or cancelled:
 5. `clear_batch_auction` with the market's tick and lot, reference = the index
    (perp) or Black-Scholes mark (option) rounded to the tick. Market orders enter
    as limits at the band edge: reference +- floor(reference * mark_band), rounded
-   inward to the tick.
+   inward to the tick. Pro-rata remainder lots go by largest remainder, then to
+   the order that arrived in the book first (placed at a lower height), then by
+   keccak(block salt || order id) (engine.block_salt): nothing a sender can grind.
 6. Fills apply at the one price p: a buyer pays q * p (exact, see
    markets.check_market_params), the seller receives it; each pays a fee of
    ceil(notional * rate) into the fee pool: maker_fee for orders resting from an
    earlier block, taker_fee for orders placed this block. Unfilled GTC limits rest
    (a post-only flag only matters in the first auction); IOC/market rests drop.
 Every step depends only on the set of orders, never on their position in the block.
+
+Totality by construction: an order the auction could not take (a limit off the
+market's grid, a quantity off the lot) is removed with `OrderRemoved(...,
+"off-grid")` before clearing; listing and parameter updates already refuse
+whatever would leave one there (markets.apply_update_market). Each market's
+auction runs as one block-level unit (StateWriter.phase): if it raised anyway,
+the block is executed again with that auction skipped and its new orders
+removed ("auction-skipped").
 """
 
 from __future__ import annotations
@@ -37,7 +47,7 @@ from .auction import AuctionOrder, Side, clear_batch_auction, round_to_tick
 from .exceptions import EngineInvariantBroken
 from .fixed_point import SCALE
 from .margin import valuation_price
-from .markets import is_expired, is_oracle_fresh, perp_mark_price
+from .markets import is_expired, is_oracle_fresh, perp_mark_price, premium_clearing_price
 from .orders import release_order
 from .positions import change_size, credit
 from .receipts import AuctionCleared, FillEvent, OrderRemoved
@@ -67,7 +77,14 @@ def run_auctions(w: StateWriter) -> None:
                 del book[oid]
         w.books[mid] = book
         new = new_by_market.get(mid)
-        if new:
+        if not new:
+            continue
+        if w.phase_skipped("auction", mid):
+            for order in sorted(new, key=_age):
+                release_order(w, mid, order, order.quantity)
+                w.events.append(OrderRemoved(mid, order.order_id, "auction-skipped"))
+            continue
+        with w.phase("auction", mid):
             _run_market_auction(w, mid, book, new)
 
 
@@ -114,6 +131,7 @@ def _run_market_auction(
         for order in sorted(new, key=_age):
             batch.remove(order, "market-halted")
         return
+    _remove_off_grid(batch, params)
     _apply_reduce_only(batch)
     _prevent_self_trades(batch)
     _remove_crossing_post_only(batch, w.height)
@@ -129,11 +147,16 @@ def _run_market_auction(
             side=Side(o.side),
             limit_price=o.limit_price or (buy_edge if o.side == Side.BUY else sell_edge),
             quantity=o.quantity,
+            arrival=o.placed_height,
         )
         for o in batch.live.values()
     ]
     result = clear_batch_auction(
-        orders, tick_size=params.tick_size, lot_size=params.lot_size, reference_price=reference_tick
+        orders,
+        tick_size=params.tick_size,
+        lot_size=params.lot_size,
+        reference_price=reference_tick,
+        tie_salt=w.tie_salt,
     )
     fills = {fill.order_id: fill.quantity for fill in result.fills}
     fees = 0
@@ -157,9 +180,10 @@ def _run_market_auction(
         ledger = w.ledger
         w.ledger = Ledger(ledger.fee_pool + fees, ledger.net_deposits)
     if result.price is not None:
-        w.cleared_prices[mid] = result.price
+        w.cleared_prices[mid] = (result.price, result.volume)
+        counted = premium_clearing_price(params, (result.price, result.volume))
         mark = (
-            perp_mark_price(params, state.oracle_price, result.price)
+            perp_mark_price(params, state.oracle_price, counted)
             if params.kind == MarketKind.PERPETUAL
             else reference
         )
@@ -189,6 +213,16 @@ def _apply_fill(
         FillEvent(mid, order.order_id, order.subaccount, order.side, price, quantity, fee, maker)
     )
     return fee
+
+
+def _remove_off_grid(batch: _Batch, params: MarketParams) -> None:
+    """Remove what `clear_batch_auction` would refuse: off the tick grid or the lot."""
+    for oid in sorted(batch.live):
+        order = batch.live[oid]
+        off_tick = order.limit_price < 0 or order.limit_price % params.tick_size != 0
+        off_lot = order.quantity <= 0 or order.quantity % params.lot_size != 0
+        if off_tick or off_lot or order.side not in (Side.BUY, Side.SELL):
+            batch.remove(order, "off-grid")
 
 
 def _apply_reduce_only(batch: _Batch) -> None:

@@ -5,12 +5,24 @@ volatility; the risk-free rate is a market parameter. The mark is the
 Black-Scholes price (options_pricing, the code `seqnet price option` uses) at
 the block timestamp, computed once per (market, spot, vol, time) and cached for
 the block. At or after expiry the mark is the intrinsic value.
+
+Marking is total by construction: listing bounds the tenor
+(limits.MAX_OPTION_TENOR_SECONDS) and the oracle requires a positive volatility
+for an option market, and the mark clamps the time to expiry to that tenor
+again, so the pricing domain (|r T| <= 1000, positive spot, strike, vol) holds
+for every state; an input outside it marks at intrinsic value.
 """
 
 from __future__ import annotations
 
 from .fixed_point import SCALE
-from .options_pricing import OptionType, black_scholes, years_from_seconds
+from .limits import MAX_OPTION_TENOR_SECONDS
+from .options_pricing import (
+    InvalidOptionParameters,
+    OptionType,
+    black_scholes,
+    years_from_seconds,
+)
 from .records import MarketParams, MarketState, OptionKind, OptionTerms
 from .state import StateWriter
 
@@ -27,24 +39,27 @@ def option_mark(w: StateWriter, market_id: int, params: MarketParams, state: Mar
     terms = params.option
     assert terms is not None
     spot = state.oracle_price
-    if spot == 0:
+    if spot <= 0:
         return 0
-    remaining = terms.expiry - w.timestamp
-    if remaining <= 0:
+    remaining = min(terms.expiry - w.timestamp, MAX_OPTION_TENOR_SECONDS)
+    if remaining <= 0 or state.oracle_volatility <= 0 or terms.strike <= 0:
         return intrinsic_value(terms, spot)
     key = (market_id, spot, state.oracle_volatility, w.timestamp)
     cached = w.option_marks.get(key)
     if cached is not None:
         return cached
     option_type = OptionType.CALL if terms.option_kind == OptionKind.CALL else OptionType.PUT
-    quote = black_scholes(
-        option_type,
-        spot,
-        terms.strike,
-        years_from_seconds(remaining),
-        params.risk_free_rate,
-        state.oracle_volatility,
-    )
+    try:
+        quote = black_scholes(
+            option_type,
+            spot,
+            terms.strike,
+            years_from_seconds(remaining),
+            params.risk_free_rate,
+            state.oracle_volatility,
+        )
+    except InvalidOptionParameters:  # unreachable after the clamps above; never a crash
+        return intrinsic_value(terms, spot)
     mark: int = max(quote.price, 0)
     w.option_marks[key] = mark
     return mark

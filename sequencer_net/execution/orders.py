@@ -13,6 +13,9 @@ Placement checks the market trades (listed, not paused, not expired, fresh
 oracle), the grid, the flags, and that the subaccount keeps its initial margin
 with every open order assumed filled (`margin.Risk.initial_with_orders`).
 Reduce-only orders skip the margin check: they cannot add exposure.
+A buy order in an option market reserves its premium, quantity * limit (exact:
+the grid makes it a whole wad amount), from free collateral until it fills or
+leaves the book; it therefore needs a limit price (no market buys of options).
 The order id is the placing transaction's hash.
 """
 
@@ -21,11 +24,12 @@ from __future__ import annotations
 from .accounts import own_subaccount
 from .auction import Side
 from .exceptions import InsufficientMargin, InvalidAmount, InvalidOrder, TooManyOrders, UnknownOrder
+from .fixed_point import SCALE
 from .limits import MAX_AMOUNT, MAX_OPEN_ORDERS_PER_SUBACCOUNT
 from .margin import subaccount_risk
 from .markets import require_trading
 from .positions import change_open_orders
-from .records import RestingOrder, TimeInForce
+from .records import MarketKind, MarketParams, RestingOrder, TimeInForce
 from .state import StateWriter, order_key
 from .transactions import CancelOrder, PlaceOrder
 
@@ -48,6 +52,8 @@ def apply_place_order(
         raise InvalidAmount("limit price must be a positive multiple of the tick size")
     if tx.post_only and (tx.limit_price == 0 or tx.time_in_force != TimeInForce.GOOD_TILL_CANCEL):
         raise InvalidOrder("post-only needs a good-till-cancel limit order")
+    if params.kind == MarketKind.OPTION and tx.side == Side.BUY and tx.limit_price == 0:
+        raise InvalidOrder("an option buy needs a limit price: its premium is reserved at it")
     position = w.position(sid, tx.market_id)
     size = 0 if position is None else position.size
     if tx.reduce_only:
@@ -57,7 +63,8 @@ def apply_place_order(
     if w.subaccount(sid).open_orders >= MAX_OPEN_ORDERS_PER_SUBACCOUNT:
         raise TooManyOrders("too many open orders")
     buy = tx.quantity if tx.side == Side.BUY else 0
-    change_open_orders(w, sid, tx.market_id, buy, tx.quantity - buy, 1)
+    premium = reserved_premium(params, tx.side, tx.limit_price, tx.quantity)
+    change_open_orders(w, sid, tx.market_id, buy, tx.quantity - buy, 1, premium)
     w.pending_orders.put(
         order_key(tx.market_id, order_id),
         RestingOrder(
@@ -79,12 +86,23 @@ def apply_place_order(
             raise InsufficientMargin("open orders would exceed the initial margin")
 
 
+def reserved_premium(params: MarketParams, side: int, limit_price: int, quantity: int) -> int:
+    """Premium an option buy order reserves: quantity * limit (0 for anything else)."""
+    if params.kind != MarketKind.OPTION or side != Side.BUY:
+        return 0
+    return (quantity * limit_price) // SCALE  # exact: quantity on the lot, limit on the tick
+
+
 def release_order(w: StateWriter, market_id: int, order: RestingOrder, quantity: int) -> None:
-    """Give back `quantity` of the order's reserved size; count it closed if `quantity`
-    is all that was left."""
+    """Give back `quantity` of the order's reserved size (and premium); count it
+    closed if `quantity` is all that was left."""
     buy = quantity if order.side == Side.BUY else 0
     closed = 1 if quantity == order.quantity else 0
-    change_open_orders(w, order.subaccount, market_id, -buy, -(quantity - buy), -closed)
+    params = w.params(market_id)
+    premium = (
+        0 if params is None else reserved_premium(params, order.side, order.limit_price, quantity)
+    )
+    change_open_orders(w, order.subaccount, market_id, -buy, -(quantity - buy), -closed, -premium)
 
 
 def apply_cancel_order(w: StateWriter, sender: bytes, tx: CancelOrder) -> None:

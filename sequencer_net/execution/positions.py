@@ -48,7 +48,12 @@ def _store(w: StateWriter, sid: bytes, market_id: int, position: Position) -> No
     """Write the position; delete it (and unlist the market) when it is flat and idle."""
     key = position_key(sid, market_id)
     sub = w.subaccount(sid)
-    if position.size == 0 and position.open_buy == 0 and position.open_sell == 0:
+    if (
+        position.size == 0
+        and position.open_buy == 0
+        and position.open_sell == 0
+        and position.open_buy_premium == 0
+    ):
         if w.positions.get(key) is not None:
             w.positions.put(key, None)
             markets = tuple(m for m in sub.markets if m != market_id)
@@ -99,9 +104,16 @@ def change_size(w: StateWriter, sid: bytes, market_id: int, delta: int) -> None:
 
 
 def change_open_orders(
-    w: StateWriter, sid: bytes, market_id: int, buy: int, sell: int, count: int
+    w: StateWriter,
+    sid: bytes,
+    market_id: int,
+    buy: int,
+    sell: int,
+    count: int,
+    premium: int = 0,
 ) -> None:
-    """Add to the unfilled order quantities (and the subaccount's order count)."""
+    """Add to the unfilled order quantities, the premium option buys reserve, and
+    the subaccount's order count."""
     position = w.position(sid, market_id) or _EMPTY
     if count:
         sub = w.subaccount(sid)
@@ -111,6 +123,9 @@ def change_open_orders(
         sid,
         market_id,
         msgspec.structs.replace(
-            position, open_buy=position.open_buy + buy, open_sell=position.open_sell + sell
+            position,
+            open_buy=position.open_buy + buy,
+            open_sell=position.open_sell + sell,
+            open_buy_premium=position.open_buy_premium + premium,
         ),
     )

@@ -10,11 +10,12 @@ import msgspec
 
 
 class Receipt(msgspec.Struct, frozen=True, array_like=True):
-    """The outcome of one transaction, in block order.
+    """The outcome of one transaction (of any namespace), in block order.
 
-    `sender` is empty when the signature did not recover. `error` is the name of
-    the exception that rejected the transaction ("" on success) and `reason` its
-    message.
+    `tx_hash` and `sender` are empty when the input's own were malformed.
+    `error` is the name of the exception that rejected the transaction ("" on
+    success) and `reason` its message. `fee` is what the sender paid (0 when
+    the transaction was refused before paying: docs/execution.md, "Fees").
     """
 
     tx_hash: bytes
@@ -22,6 +23,7 @@ class Receipt(msgspec.Struct, frozen=True, array_like=True):
     success: bool
     error: str
     reason: str
+    fee: int = 0
 
 
 class FillEvent(msgspec.Struct, frozen=True, array_like=True, tag=1):
@@ -96,6 +98,18 @@ class Withdrawn(msgspec.Struct, frozen=True, array_like=True, tag=8):
     amount: int
 
 
+class PhaseSkipped(msgspec.Struct, frozen=True, array_like=True, tag=9):
+    """A block-level phase raised for one market (or one subaccount) and was
+    skipped for this block; `phase` is "funding", "expiry", "auction",
+    "premium", "liquidation" or "all", `error` the exception's class name.
+    The engine re-ran the block without it (docs/execution.md, "Totality")."""
+
+    phase: str
+    market_id: int
+    subaccount: bytes
+    error: str
+
+
 Event = (
     FillEvent
     | OrderRemoved
@@ -105,4 +119,5 @@ Event = (
     | PositionTransferred
     | OptionSettled
     | Withdrawn
+    | PhaseSkipped
 )

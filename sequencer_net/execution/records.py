@@ -8,15 +8,26 @@ Keys for these records are built in `state.py` ("Key layout").
 from __future__ import annotations
 
 import enum
-from typing import NewType
+from typing import Annotated, NewType
 
 import msgspec
+
+from .limits import MAX_MARKET_ID, MAX_SUBACCOUNT_NUMBER
 
 Address = NewType("Address", bytes)
 """20-byte Ethereum-style address of a signing key."""
 
 SubaccountId = NewType("SubaccountId", bytes)
 """21 bytes: owner address || subaccount number (one byte)."""
+
+MarketIdInt = Annotated[int, msgspec.Meta(ge=0, le=MAX_MARKET_ID)]
+"""A market id as decoded: it must fit the 4-byte state key."""
+
+SubaccountNumber = Annotated[int, msgspec.Meta(ge=0, le=MAX_SUBACCOUNT_NUMBER)]
+"""A subaccount number as decoded: one byte of the subaccount id."""
+
+DEFAULT_MIN_PREMIUM_NOTIONAL = 1_000 * 10**18
+"""1,000 units of quote: a trade smaller than this does not move funding."""
 
 MarketId = NewType("MarketId", int)
 OrderId = NewType("OrderId", bytes)
@@ -39,12 +50,16 @@ class TimeInForce(enum.IntEnum):
 
 
 class ChainConfig(msgspec.Struct, frozen=True, array_like=True):
-    """Fixed at genesis: who governs, who may post prices and deposits."""
+    """Fixed at genesis: who governs, who may post prices and deposits, and the
+    sequencing fee every transaction pays: fee_base + fee_per_byte * payload
+    length, in wad of the quote asset (docs/execution.md, "Fees")."""
 
     chain_id: int
     admin: bytes
     bridge: bytes
     oracles: tuple[bytes, ...]
+    fee_base: int
+    fee_per_byte: int
 
 
 class BlockInfo(msgspec.Struct, frozen=True, array_like=True):
@@ -61,8 +76,15 @@ class Ledger(msgspec.Struct, frozen=True, array_like=True):
     net_deposits: int
 
 
-class Nonce(msgspec.Struct, frozen=True, array_like=True):
-    next_nonce: int
+class NonceWindow(msgspec.Struct, frozen=True, array_like=True):
+    """Which of a sender's nonces are used (docs/execution.md, "Nonces").
+
+    `highest` is the highest nonce used; bit i of `used` (i < NONCE_WINDOW) is
+    set when nonce highest - i is used (bit 0 always is). Nonces at or below
+    highest - NONCE_WINDOW count as used."""
+
+    highest: int
+    used: int
 
 
 class Subaccount(msgspec.Struct, frozen=True, array_like=True):
@@ -84,12 +106,15 @@ class Position(msgspec.Struct, frozen=True, array_like=True):
     is |size| / lot_size * (index_now - index_snapshot) (docs/execution.md,
     "Funding"). `open_buy` / `open_sell` are the unfilled quantities of the
     subaccount's orders in this market (resting or pending in this block).
+    `open_buy_premium` (options only) is the premium those buy orders reserve:
+    sum of unfilled quantity * limit price, exact (docs/execution.md, "Margin").
     """
 
     size: int
     index_snapshot: int
     open_buy: int
     open_sell: int
+    open_buy_premium: int = 0
 
 
 class OptionTerms(msgspec.Struct, frozen=True, array_like=True):
@@ -121,6 +146,9 @@ class MarketParams(msgspec.Struct, frozen=True, array_like=True):
     oracle_staleness: int  # seconds an oracle price stays usable
     risk_free_rate: int  # options: the Black-Scholes rate r (wad, per year)
     option: OptionTerms | None
+    min_premium_notional: int = DEFAULT_MIN_PREMIUM_NOTIONAL
+    """Perpetuals: an auction whose notional (volume * price) is below this is
+    ignored for the mark and the funding premium (docs/execution.md, "Funding")."""
 
 
 class MarketState(msgspec.Struct, frozen=True, array_like=True):
@@ -131,6 +159,8 @@ class MarketState(msgspec.Struct, frozen=True, array_like=True):
     `long_index` / `short_index`: cumulative quote charged per lot to a long /
     short position (funding moves them in opposite directions, socialized losses
     raise one side). `open_lots`: lots held long (== lots held short).
+    `premium_sum` is the current funding interval's sum of premium * seconds
+    covered, `premium_seconds` the seconds covered so far (funding.py).
     """
 
     paused: bool
@@ -141,7 +171,7 @@ class MarketState(msgspec.Struct, frozen=True, array_like=True):
     long_index: int
     short_index: int
     premium_sum: int
-    premium_samples: int
+    premium_seconds: int
     last_funding_at: int
     open_lots: int
     settlement_price: int  # options: 0 until settled at expiry

@@ -11,7 +11,7 @@ Key layout (docs/execution.md, "State model"); integers are big-endian:
     b"config"                              ChainConfig
     b"block"                               BlockInfo (last executed block)
     b"ledger"                              Ledger (fee pool, net deposits)
-    b"nonce/"  + address(20)               Nonce
+    b"nonce/"  + address(20)               NonceWindow
     b"sub/"    + subaccount(21)            Subaccount
     b"pos/"    + subaccount(21) + mkt(4)   Position
     b"market/" + mkt(4)                    MarketParams
@@ -22,10 +22,12 @@ Key layout (docs/execution.md, "State model"); integers are big-endian:
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Final, Generic, TypeVar
 
 from .encoding import decode_canonical, encode
+from .receipts import PhaseSkipped
 from .records import (
     Address,
     BlockInfo,
@@ -33,7 +35,7 @@ from .records import (
     Ledger,
     MarketParams,
     MarketState,
-    Nonce,
+    NonceWindow,
     Position,
     RestingOrder,
     Subaccount,
@@ -89,7 +91,7 @@ class ExecutionState:
     config: ChainConfig
     block: BlockInfo
     ledger: Ledger
-    nonces: Mapping[bytes, int]
+    nonces: Mapping[bytes, NonceWindow]
     subaccounts: Mapping[bytes, Subaccount]
     positions: Mapping[bytes, Position]
     market_params: Mapping[int, MarketParams]
@@ -111,6 +113,19 @@ class ExecutionState:
 K = TypeVar("K")
 V = TypeVar("V")
 _ABSENT: Final = object()
+
+PhaseKey = tuple[str, int | bytes]
+"""(phase name, market id or subaccount id): one unit of block-level work."""
+
+
+class PhaseFailed(Exception):
+    """A block-level phase raised for one market or subaccount. Never escapes
+    `execute_block`: the block is executed again with that unit skipped."""
+
+    def __init__(self, key: PhaseKey, error: str) -> None:
+        super().__init__(f"{key[0]} failed: {error}")
+        self.key = key
+        self.error = error
 
 
 class Journal:
@@ -183,7 +198,7 @@ class StateWriter:
         self.config = base.config
         self.journal = Journal()
         self.ledger_cell: Overlay[int, Ledger] = Overlay({0: base.ledger}, self.journal)
-        self.nonces: Overlay[bytes, int] = Overlay(base.nonces, self.journal)
+        self.nonces: Overlay[bytes, NonceWindow] = Overlay(base.nonces, self.journal)
         self.subaccounts: Overlay[bytes, Subaccount] = Overlay(base.subaccounts, self.journal)
         self.positions: Overlay[bytes, Position] = Overlay(base.positions, self.journal)
         self.market_params: Overlay[int, MarketParams] = Overlay(base.market_params, self.journal)
@@ -195,7 +210,34 @@ class StateWriter:
         self.books: dict[int, dict[bytes, RestingOrder]] = {}
         self.events: list[object] = []
         self.option_marks: dict[tuple[int, int, int, int], int] = {}
-        self.cleared_prices: dict[int, int] = {}
+        # Per market that cleared this block: (price, volume).
+        self.cleared_prices: dict[int, tuple[int, int]] = {}
+        # Salt of the auctions' last remainder tie-break (engine.block_salt).
+        self.tie_salt = b""
+        # Block-level units that failed in an earlier attempt at this block.
+        self.skipped: dict[PhaseKey, str] = {}
+        self.skip_all_phases = False
+
+    # --- block-level phases ---------------------------------------------------------
+
+    def phase_skipped(self, phase: str, key: int | bytes) -> bool:
+        """True (and a PhaseSkipped event) if this unit failed in an earlier attempt."""
+        error = "skipped" if self.skip_all_phases else self.skipped.get((phase, key))
+        if error is None:
+            return False
+        market_id, subaccount = (key, b"") if isinstance(key, int) else (0, key)
+        self.events.append(PhaseSkipped(phase, market_id, subaccount, error))
+        return True
+
+    @contextmanager
+    def phase(self, phase: str, key: int | bytes) -> Iterator[None]:
+        """Run one unit of block-level work; any exception becomes PhaseFailed."""
+        try:
+            yield
+        except PhaseFailed:
+            raise
+        except Exception as exc:
+            raise PhaseFailed((phase, key), type(exc).__name__) from exc
 
     # --- transaction boundaries ---------------------------------------------------
 
@@ -264,7 +306,7 @@ class StateWriter:
             KEY_LEDGER: encode(self.ledger),
         }
         for address, nonce in self.nonces.changes():
-            changes[PREFIX_NONCE + address] = None if nonce is None else encode(Nonce(nonce))
+            changes[PREFIX_NONCE + address] = None if nonce is None else encode(nonce)
         for sid, sub in self.subaccounts.changes():
             changes[PREFIX_SUBACCOUNT + sid] = None if sub is None else encode(sub)
         for pkey, pos in self.positions.changes():
@@ -313,7 +355,7 @@ def state_entries(state: ExecutionState) -> dict[bytes, bytes]:
         KEY_LEDGER: encode(state.ledger),
     }
     for address, nonce in state.nonces.items():
-        entries[PREFIX_NONCE + address] = encode(Nonce(nonce))
+        entries[PREFIX_NONCE + address] = encode(nonce)
     for sid, sub in state.subaccounts.items():
         entries[PREFIX_SUBACCOUNT + sid] = encode(sub)
     for pkey, pos in state.positions.items():
@@ -334,7 +376,7 @@ def load_state(store: NodeStore, root: bytes) -> ExecutionState:
     config: ChainConfig | None = None
     block: BlockInfo | None = None
     ledger: Ledger | None = None
-    nonces: dict[bytes, int] = {}
+    nonces: dict[bytes, NonceWindow] = {}
     subaccounts: dict[bytes, Subaccount] = {}
     positions: dict[bytes, Position] = {}
     params: dict[int, MarketParams] = {}
@@ -348,7 +390,7 @@ def load_state(store: NodeStore, root: bytes) -> ExecutionState:
         elif key == KEY_LEDGER:
             ledger = decode_canonical(value, Ledger)
         elif key.startswith(PREFIX_NONCE):
-            nonces[key[len(PREFIX_NONCE) :]] = decode_canonical(value, Nonce).next_nonce
+            nonces[key[len(PREFIX_NONCE) :]] = decode_canonical(value, NonceWindow)
         elif key.startswith(PREFIX_SUBACCOUNT):
             subaccounts[key[len(PREFIX_SUBACCOUNT) :]] = decode_canonical(value, Subaccount)
         elif key.startswith(PREFIX_POSITION):

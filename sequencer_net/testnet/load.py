@@ -9,6 +9,13 @@ falls behind rather than queueing without bound, and the report shows the rate
 it achieved. A run of `duration_s` therefore sends exactly floor(rate x
 duration_s) transactions (retries included).
 
+Every transaction offers the chain's required fee (`FeeSchedule`: fee_base +
+fee_per_byte * payload bytes), paid from the account's subaccount 0, which
+`testnet up` funds in genesis. In namespace 0 (the DEX) the payload is a real
+DEX action, a 1-wei transfer from the account's subaccount 0 to its subaccount
+1, so the engine executes what the load sends; in any other namespace it is
+random bytes of `payload_bytes` length.
+
 Accounts are derived from the seed (`accounts.py`) and each is pinned to one
 node so its nonces reach one mempool in order; a node that stops answering is
 avoided for a growing back-off, its accounts fail over to the next node. A
@@ -38,21 +45,37 @@ import trio
 
 from consensus.crypto import PrivateKey
 from consensus.encoding import Domain
-from sequencer_net.client import AsyncSeqnetClient, SeqnetApiError, SubmitResult
+from sequencer_net.client import (
+    DEFAULT_FEES,
+    AsyncSeqnetClient,
+    FeeSchedule,
+    SeqnetApiError,
+    SubmitResult,
+    signed_transaction,
+)
+from sequencer_net.execution.state import subaccount_id
+from sequencer_net.execution.transactions import DEX_NAMESPACE, Transfer, encode_payload
 from sequencer_net.testnet.accounts import load_account_keys
 
 TxSigner = Callable[[PrivateKey, int, int, bytes], bytes]
 """(account key, nonce, namespace, payload) -> encoded signed transaction."""
 
 
-def transaction_signer(domain: Domain, fee: int = 0) -> TxSigner:
-    """Sign with the node's transaction format (sequencer_net.mempool.transaction)."""
-    from sequencer_net.mempool.transaction import encode_transaction, sign_transaction
+def transaction_signer(
+    domain: Domain, fee: int | None = None, fees: FeeSchedule = DEFAULT_FEES
+) -> TxSigner:
+    """Sign with the node's transaction format (sequencer_net.mempool.transaction),
+    offering `fee`, or the fee `fees` requires for the payload when None."""
 
     def sign(key: PrivateKey, nonce: int, namespace: int, payload: bytes) -> bytes:
-        return encode_transaction(sign_transaction(key, domain, nonce, namespace, fee, payload))
+        return signed_transaction(key, domain, nonce, namespace, payload, fees=fees, fee=fee)
 
     return sign
+
+
+def dex_load_payload(sender: bytes) -> bytes:
+    """The DEX action the load sends: 1 wei from subaccount 0 to subaccount 1."""
+    return encode_payload(Transfer(0, subaccount_id(sender, 1), 1))
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,7 +338,10 @@ class LoadGenerator:
             account = self.accounts[self._cursor % len(self.accounts)]
             self._cursor += 1
             nonce = account.take_nonce()
-            payload = self._rng.randbytes(self._rng.randint(low, high))
+            if config.namespace == DEX_NAMESPACE:
+                payload = dex_load_payload(account.key.address)
+            else:
+                payload = self._rng.randbytes(self._rng.randint(low, high))
             encoded = self.signer(account.key, nonce, config.namespace, payload)
             node_index = self._choose_node(account.home_node, now)
             groups.setdefault(node_index, []).append(_Pending(account, nonce, encoded))

@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from consensus.crypto import PrivateKey, keccak256
+from sequencer_net.execution.block import SequencedTransaction
+from sequencer_net.execution.encoding import encode
 from sequencer_net.execution.engine import BlockResult, ExecutionBlock, execute_block
+from sequencer_net.execution.fees import required_fee
 from sequencer_net.execution.genesis import (
     GenesisConfig,
     GenesisDeposit,
@@ -27,12 +30,12 @@ from sequencer_net.execution.state import (
     subaccount_id,
 )
 from sequencer_net.execution.transactions import (
+    DEX_NAMESPACE,
     OraclePrice,
     OracleUpdate,
     PlaceOrder,
-    SignedTransaction,
     TxPayload,
-    sign_transaction,
+    encode_payload,
 )
 
 W = 10**18
@@ -101,7 +104,12 @@ def make_genesis(
     *,
     insurance: int = 0,
     markets: Sequence[tuple[int, MarketParams]] = (),
+    fee_base: int = 0,
+    fee_per_byte: int = 0,
 ) -> ExecutionState:
+    """A genesis with these deposits (by key name, subaccount 0). Fees default
+    to zero here so that trading tests keep exact balances; test_fees.py and
+    the fuzz run with real fees (`with_fees`)."""
     return genesis_state(
         GenesisConfig(
             chain_id=CHAIN_ID,
@@ -112,12 +120,25 @@ def make_genesis(
             deposits=tuple(GenesisDeposit(sub(n), amount) for n, amount in deposits.items()),
             insurance_fund=insurance,
             markets=tuple(GenesisMarket(mid, params) for mid, params in markets),
+            fee_base=fee_base,
+            fee_per_byte=fee_per_byte,
         )
     )
 
 
+def sequenced(
+    sender: bytes, nonce: int, payload: bytes, *, namespace: int = DEX_NAMESPACE, fee: int = 0
+) -> SequencedTransaction:
+    """A committed transaction as the node hands it to the engine. The hash is
+    keccak of the fields (unique per input); a real node passes the hash of the
+    signed transaction's bytes."""
+    tx_hash = keccak256(encode((sender, nonce, namespace, fee, payload)))
+    return SequencedTransaction(tx_hash, sender, nonce, namespace, fee, payload)
+
+
 class Chain:
-    """Drives a state block by block, tracking each key's next nonce."""
+    """Drives a state block by block, tracking each key's next nonce. Every
+    transaction offers exactly the required fee unless told otherwise."""
 
     def __init__(self, state: ExecutionState) -> None:
         self.state = state
@@ -128,10 +149,36 @@ class Chain:
     def now(self) -> int:
         return self.state.block.timestamp
 
-    def tx(self, signer: PrivateKey, payload: TxPayload) -> SignedTransaction:
+    def next_nonce(self, signer: PrivateKey) -> int:
         nonce = self.nonces.get(signer.address, 0)
         self.nonces[signer.address] = nonce + 1
-        return sign_transaction(signer, CHAIN_ID, nonce, payload)
+        return nonce
+
+    def fee(self, payload: bytes) -> int:
+        return required_fee(self.state.config, len(payload))
+
+    def tx(self, signer: PrivateKey, payload: TxPayload) -> SequencedTransaction:
+        return self.raw(signer, encode_payload(payload))
+
+    def tx_with_nonce(
+        self, signer: PrivateKey, payload: TxPayload, nonce: int
+    ) -> SequencedTransaction:
+        """Any nonce (reused, far ahead); the tracked next nonce does not move."""
+        data = encode_payload(payload)
+        return sequenced(signer.address, nonce, data, fee=self.fee(data))
+
+    def raw(
+        self,
+        signer: PrivateKey,
+        payload: bytes,
+        *,
+        namespace: int = DEX_NAMESPACE,
+        fee: int | None = None,
+    ) -> SequencedTransaction:
+        """Arbitrary payload bytes in any namespace, with the next nonce."""
+        offered = self.fee(payload) if fee is None else fee
+        nonce = self.next_nonce(signer)
+        return sequenced(signer.address, nonce, payload, namespace=namespace, fee=offered)
 
     def order(
         self,
@@ -145,7 +192,7 @@ class Chain:
         post_only: bool = False,
         reduce_only: bool = False,
         number: int = 0,
-    ) -> SignedTransaction:
+    ) -> SequencedTransaction:
         return self.tx(
             key(name),
             PlaceOrder(number, market_id, side, price, quantity, tif, post_only, reduce_only),
@@ -153,7 +200,7 @@ class Chain:
 
     def prices(
         self, prices: dict[int, int], vol: int = 0, at: int | None = None
-    ) -> SignedTransaction:
+    ) -> SequencedTransaction:
         published = self.now + 1 if at is None else at
         return self.tx(
             ORACLE,
@@ -162,7 +209,7 @@ class Chain:
             ),
         )
 
-    def block(self, txs: Iterable[SignedTransaction], dt: int = 1) -> BlockResult:
+    def block(self, txs: Iterable[SequencedTransaction], dt: int = 1) -> BlockResult:
         block = ExecutionBlock(self.state.height + 1, self.now + dt, tuple(txs))
         result = execute_block(self.state, block)
         self.state = result.state
@@ -193,6 +240,52 @@ def conserved_total(state: ExecutionState) -> int:
         mid = int.from_bytes(pkey[21:], "big")
         total -= pending_charge(state.market_params[mid], state.market_states[mid], pos)
     return total
+
+
+def check_engine_invariants(state: ExecutionState) -> None:
+    """What must hold after every block, whatever the block held:
+    - conservation: collateral + fee pool - unsettled charges == net deposits;
+    - per market, sizes sum to 0 and lots held long == open_lots;
+    - per subaccount, its market list and order count match its positions and
+      the books; per position, the open buy/sell quantities and the reserved
+      option premium match its resting orders;
+    - every subaccount with positions meets maintenance (liquidation ran)."""
+    from sequencer_net.execution.margin import subaccount_risk
+    from sequencer_net.execution.orders import reserved_premium
+    from sequencer_net.execution.state import StateWriter
+
+    assert conserved_total(state) == state.ledger.net_deposits
+    by_market: dict[int, list[int]] = {}
+    markets_of: dict[bytes, set[int]] = {}
+    for pkey, pos in state.positions.items():
+        mid = int.from_bytes(pkey[21:], "big")
+        by_market.setdefault(mid, []).append(pos.size)
+        markets_of.setdefault(pkey[:21], set()).add(mid)
+    for mid, sizes in by_market.items():
+        lot = state.market_params[mid].lot_size
+        assert sum(sizes) == 0, mid
+        assert sum(max(s, 0) for s in sizes) // lot == state.market_states[mid].open_lots, mid
+    orders: dict[bytes, int] = {}
+    open_qty: dict[bytes, list[int]] = {}
+    for mid, book in state.books.items():
+        params = state.market_params[mid]
+        for order in book.values():
+            orders[order.subaccount] = orders.get(order.subaccount, 0) + 1
+            totals = open_qty.setdefault(position_key(order.subaccount, mid), [0, 0, 0])
+            totals[order.side] += order.quantity
+            totals[2] += reserved_premium(params, order.side, order.limit_price, order.quantity)
+    for sid, sub_ in state.subaccounts.items():
+        assert sub_.open_orders == orders.get(sid, 0), sid.hex()
+        assert set(sub_.markets) == markets_of.get(sid, set()), sid.hex()
+    for pkey, pos in state.positions.items():
+        expected = open_qty.get(pkey, [0, 0, 0])
+        assert [pos.open_buy, pos.open_sell, pos.open_buy_premium] == expected, pkey.hex()
+    w = StateWriter(state, state.height, state.block.timestamp)
+    for sid in state.open_subaccounts:
+        if sid == INSURANCE_FUND:
+            continue
+        risk = subaccount_risk(w, sid)
+        assert risk.equity >= risk.maintenance, sid.hex()
 
 
 __all__ = ["INSURANCE_FUND"]

@@ -8,12 +8,14 @@ walking the orders one by one, so they share no code with the module.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from fractions import Fraction
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from consensus.crypto import keccak256
 from sequencer_net.execution.auction import (
     AuctionOrder,
     ClearingResult,
@@ -29,12 +31,12 @@ def oid(n: int) -> bytes:
     return n.to_bytes(32, "big")
 
 
-def buy(n: int, limit: int | None, quantity: int) -> AuctionOrder:
-    return AuctionOrder(order_id=oid(n), side=Side.BUY, limit_price=limit, quantity=quantity)
+def buy(n: int, limit: int | None, quantity: int, arrival: int = 0) -> AuctionOrder:
+    return AuctionOrder(oid(n), Side.BUY, limit, quantity, arrival)
 
 
-def sell(n: int, limit: int | None, quantity: int) -> AuctionOrder:
-    return AuctionOrder(order_id=oid(n), side=Side.SELL, limit_price=limit, quantity=quantity)
+def sell(n: int, limit: int | None, quantity: int, arrival: int = 0) -> AuctionOrder:
+    return AuctionOrder(oid(n), Side.SELL, limit, quantity, arrival)
 
 
 def clear(
@@ -43,8 +45,11 @@ def clear(
     tick: int = 1,
     lot: int = 1,
     ref: int | None = None,
+    salt: bytes = b"",
 ) -> ClearingResult:
-    return clear_batch_auction(orders, tick_size=tick, lot_size=lot, reference_price=ref)
+    return clear_batch_auction(
+        orders, tick_size=tick, lot_size=lot, reference_price=ref, tie_salt=salt
+    )
 
 
 def fills_by_n(result: ClearingResult) -> dict[int, int]:
@@ -151,12 +156,12 @@ def test_marginal_level_above_the_price_when_nobody_sits_at_it() -> None:
     assert result == ClearingResult(price=100, volume=5, fills=(Fill(oid(1), 5), Fill(oid(2), 5)))
 
 
-def test_pro_rata_with_remainder_lots_in_ascending_order_id() -> None:
+def test_pro_rata_remainder_lot_goes_to_the_largest_remainder_not_the_lowest_id() -> None:
     # lot 10. p=100: D=90 S=120 -> V=90. Sell 9 at 99 is better: fills 20.
     # The level at 100 (Q=100 = 10 lots) shares R=70 (7 lots):
     #   id 1: 7*30 / 100 = 2.1 -> 2 lots; id 2: 7*40 / 100 = 2.8 -> 2; id 3: 2.1 -> 2.
-    # One lot is left over; it goes to the lowest order_id (1), not to the largest
-    # remainder (2).
+    # One lot is left over; it goes to the largest remainder (id 2, 0.8), not to
+    # the lowest order id (1), which a sender could grind for.
     orders = [
         sell(3, 100, 30),
         sell(1, 100, 30),
@@ -166,8 +171,35 @@ def test_pro_rata_with_remainder_lots_in_ascending_order_id() -> None:
     ]
     result = clear(orders, lot=10)
     assert (result.price, result.volume) == (100, 90)
-    assert fills_by_n(result) == {1: 30, 2: 20, 3: 20, 5: 90, 9: 20}
+    assert fills_by_n(result) == {1: 20, 2: 30, 3: 20, 5: 90, 9: 20}
     assert [f.order_id for f in result.fills] == sorted(f.order_id for f in result.fills)
+
+
+def test_equal_remainders_go_to_the_earlier_arrival_before_any_id() -> None:
+    # Ten 1-lot sells at 100 against a 7-lot buy: every share is 0.7, all
+    # remainders equal. The three orders that arrived at height 1 win, whatever
+    # their ids; the other four lots go among the height-2 orders.
+    sells = [sell(n, 100, 1, arrival=1 if n >= 8 else 2) for n in range(1, 11)]
+    result = clear([*sells, buy(99, 100, 7)])
+    fills = fills_by_n(result)
+    assert all(fills.get(n) == 1 for n in (8, 9, 10))
+    assert sum(fills.get(n, 0) for n in range(1, 8)) == 4
+
+
+def test_equal_remainders_and_arrival_are_ordered_by_salted_hash_not_by_id() -> None:
+    sells = [sell(n, 100, 1) for n in range(1, 11)]
+    orders = [*sells, buy(99, 100, 3)]
+    unsalted = {n for n, q in fills_by_n(clear(orders)).items() if n != 99}
+    assert unsalted == {1, 2, 3}  # no salt: ascending id (the documented fallback)
+    winners = {
+        frozenset(n for n, q in fills_by_n(clear(orders, salt=bytes([i]))).items() if n != 99)
+        for i in range(8)
+    }
+    assert len(winners) > 1  # the block salt decides, so a low id buys nothing
+    for salt in (b"a", b"b"):
+        ranked = sorted(range(1, 11), key=lambda n: keccak256(salt + oid(n)))
+        salted = {n for n in fills_by_n(clear(orders, salt=salt)) if n != 99}
+        assert salted == set(ranked[:3])
 
 
 def test_round_to_tick() -> None:
@@ -266,7 +298,7 @@ def brute_force_fills(
         ]
         left = volume
         for level in sorted({rank(o) for o in eligible}):
-            members = sorted((o for o in eligible if rank(o) == level), key=lambda o: o.order_id)
+            members = [o for o in eligible if rank(o) == level]
             total = sum(o.quantity for o in members)
             if total <= left:
                 for o in members:
@@ -275,13 +307,19 @@ def brute_force_fills(
                 continue
             shares = {o.order_id: (left * o.quantity // total) // lot * lot for o in members}
             spare = left - sum(shares.values())
-            i = 0
-            while spare:
-                o = members[i % len(members)]
-                if shares[o.order_id] < o.quantity:
+            # Largest exact fractional share first, then earlier arrival, then id.
+            members.sort(
+                key=lambda o: (
+                    -Fraction(left * o.quantity, total * lot) + shares[o.order_id] // lot,
+                    o.arrival,
+                    o.order_id,
+                )
+            )
+            for o in members:
+                if spare and shares[o.order_id] < o.quantity:
                     shares[o.order_id] += lot
                     spare -= lot
-                i += 1
+            assert spare == 0
             fills.update(shares)
             left = 0
             break
@@ -303,6 +341,7 @@ def batches(draw: st.DrawFn) -> tuple[list[AuctionOrder], int, int, int | None]:
                 side=draw(st.sampled_from(Side)),
                 limit_price=None if is_market else draw(st.integers(1, top)) * tick,
                 quantity=draw(st.integers(1, 6)) * lot,
+                arrival=draw(st.integers(0, 2)),
             )
         )
     ref = draw(st.none() | st.integers(1, (top + 2) * tick))
@@ -387,6 +426,7 @@ def test_scaling_prices_and_quantities_scales_the_result(
             o.side,
             None if o.limit_price is None else o.limit_price * scale,
             o.quantity * scale,
+            o.arrival,
         )
         for o in orders
     ]

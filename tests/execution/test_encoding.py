@@ -1,4 +1,4 @@
-"""Canonical encoding and transaction signing."""
+"""Canonical encoding, and DEX payloads at the decode edge."""
 
 from __future__ import annotations
 
@@ -13,18 +13,17 @@ from sequencer_net.execution.encoding import (
     encode,
     to_wire,
 )
-from sequencer_net.execution.exceptions import BadSignature, MalformedTransaction
-from sequencer_net.execution.records import Position
+from sequencer_net.execution.exceptions import MalformedTransaction
+from sequencer_net.execution.records import Position, TimeInForce
 from sequencer_net.execution.transactions import (
+    Deposit,
     ListMarket,
-    SignedTransaction,
+    PlaceOrder,
     Transfer,
-    TxEnvelope,
-    recover_transaction,
-    sign_transaction,
-    signing_digest,
+    decode_payload,
+    encode_payload,
 )
-from tests.execution.execution_harness import CHAIN_ID, W, key, perp_params, sub
+from tests.execution.execution_harness import W, perp_params, sub
 
 big_ints = st.integers(min_value=-(2**200), max_value=2**200)
 
@@ -46,38 +45,43 @@ def test_small_integer_written_as_extension_is_rejected() -> None:
 
 def test_non_minimal_msgpack_is_rejected() -> None:
     canonical = encode(Position(1, 2, 3, 4))
-    padded = b"\x94\xcd\x00\x01" + canonical[2:]  # 1 written as uint16
-    assert msgspec.msgpack.decode(padded) == [1, 2, 3, 4]
+    padded = b"\x95\xcd\x00\x01" + canonical[2:]  # 1 written as uint16
+    assert msgspec.msgpack.decode(padded) == [1, 2, 3, 4, 0]
     with pytest.raises(NonCanonicalEncoding):
         decode_canonical(padded, Position)
 
 
-def test_signed_transaction_recovers_its_sender_and_binds_the_chain() -> None:
-    alice = key("alice")
-    tx = sign_transaction(alice, CHAIN_ID, 3, Transfer(0, sub("bob"), 10 * W))
-    recovered = recover_transaction(tx)
-    assert recovered.sender == alice.address
-    assert recovered.envelope == TxEnvelope(CHAIN_ID, 3, Transfer(0, sub("bob"), 10 * W))
-    other = sign_transaction(alice, CHAIN_ID + 1, 3, Transfer(0, sub("bob"), 10 * W))
-    assert signing_digest(other.envelope) != signing_digest(tx.envelope)
+def test_dex_payloads_round_trip_canonically() -> None:
+    payloads = [
+        Transfer(0, sub("bob"), 10 * W),
+        ListMarket(1, perp_params()),
+        PlaceOrder(3, 2**32 - 1, 1, 0, W, TimeInForce.IMMEDIATE_OR_CANCEL, False, True),
+    ]
+    for payload in payloads:
+        data = encode_payload(payload)
+        assert decode_payload(data) == payload
+        assert encode_payload(decode_payload(data)) == data
 
 
-def test_same_payload_and_nonce_from_two_senders_has_two_hashes() -> None:
-    payload = Transfer(0, sub("carol"), W)
-    a = recover_transaction(sign_transaction(key("alice"), CHAIN_ID, 0, payload))
-    b = recover_transaction(sign_transaction(key("bob"), CHAIN_ID, 0, payload))
-    assert a.tx_hash != b.tx_hash  # order ids must not collide across senders
+def test_tampered_or_garbage_payloads_are_malformed_never_a_crash() -> None:
+    data = encode_payload(ListMarket(1, perp_params()))
+    for bad in (
+        b"",
+        b"\xc1",  # never-used msgpack byte
+        data[:-1],
+        data + b"\x00",
+        b"\x91" * 999,  # nesting: RecursionError inside msgspec
+        encode([5, 0, 2**32, bytes(32)]),  # CancelOrder with a 5-byte market id
+        encode([5, 256, 1, bytes(32)]),  # subaccount number beyond one byte
+        encode([5, 0, 1, bytes(31)]),  # order id of 31 bytes
+        encode([1, bytes(21), 2**300]),  # an integer wider than int256
+        encode([99, 1, 2]),  # unknown tag
+    ):
+        with pytest.raises(MalformedTransaction):
+            decode_payload(bad)
 
 
-def test_tampered_or_garbage_transactions_are_named_failures() -> None:
-    tx = sign_transaction(key("alice"), CHAIN_ID, 0, ListMarket(1, perp_params()))
-    changed = bytearray(tx.envelope)
-    changed[-1] ^= 1
-    with pytest.raises((BadSignature, MalformedTransaction)):
-        recovered = recover_transaction(SignedTransaction(bytes(changed), tx.signature))
-        assert recovered.sender != key("alice").address
-        raise BadSignature("recovered someone else")
+def test_int256_is_the_widest_integer_a_payload_may_carry() -> None:
+    assert decode_payload(encode([1, bytes(21), 2**255 - 1])) == Deposit(bytes(21), 2**255 - 1)
     with pytest.raises(MalformedTransaction):
-        recover_transaction(SignedTransaction(b"\xc1", tx.signature))
-    with pytest.raises(BadSignature):
-        recover_transaction(SignedTransaction(tx.envelope, tx.signature[:64]))
+        decode_payload(encode([1, bytes(21), 2**256]))  # 33 bytes with the sign bit

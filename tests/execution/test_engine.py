@@ -12,21 +12,19 @@ from sequencer_net.execution.engine import (
 )
 from sequencer_net.execution.exceptions import InvalidBlock
 from sequencer_net.execution.receipts import AuctionCleared, FillEvent
+from sequencer_net.execution.records import NonceWindow
 from sequencer_net.execution.state import load_state, state_entries
 from sequencer_net.execution.state_tree import MemoryNodeStore, StateTree, verify_proof
 from sequencer_net.execution.transactions import (
     Deposit,
     ListMarket,
     SetMarketPaused,
-    SignedTransaction,
     Transfer,
     Withdraw,
-    sign_transaction,
 )
 from tests.execution.execution_harness import (
     ADMIN,
     BUY,
-    CHAIN_ID,
     IOC,
     SELL,
     Chain,
@@ -65,7 +63,7 @@ def test_transfer_moves_collateral_and_bumps_nonce() -> None:
     assert result.receipts[0].success
     assert collateral(chain.state, sub("alice")) == 9_750 * W
     assert collateral(chain.state, sub("bob", 3)) == 250 * W
-    assert chain.state.nonces[key("alice").address] == 1
+    assert chain.state.nonces[key("alice").address] == NonceWindow(highest=0, used=1)
 
 
 def test_failed_transfer_changes_nothing_but_the_nonce() -> None:
@@ -75,7 +73,7 @@ def test_failed_transfer_changes_nothing_but_the_nonce() -> None:
     assert not result.receipts[0].success
     assert result.receipts[0].error == "InsufficientCollateral"
     assert chain.state.subaccounts == before.subaccounts
-    assert chain.state.nonces[key("alice").address] == 1
+    assert chain.state.nonces[key("alice").address] == NonceWindow(highest=0, used=1)
 
 
 def test_withdraw_and_deposit_change_net_deposits() -> None:
@@ -93,25 +91,32 @@ def test_withdraw_and_deposit_change_net_deposits() -> None:
     assert conserved_total(chain.state) == chain.state.ledger.net_deposits
 
 
-def test_bad_signature_wrong_chain_and_replayed_nonce_fail() -> None:
+def test_replayed_nonce_fails_and_consumes_nothing() -> None:
     chain = listed_chain()
     good = chain.tx(key("alice"), Transfer(0, sub("bob"), W))
-    forged = SignedTransaction(good.envelope, good.signature[:-1] + bytes([good.signature[-1] ^ 3]))
-    other_chain = sign_transaction(key("bob"), CHAIN_ID + 1, 0, Transfer(0, sub("alice"), W))
-    result = chain.block([forged, other_chain, good, good])
-    errors = [r.error for r in result.receipts]
-    assert errors == ["BadSignature", "WrongChain", "", "BadNonce"]
-    assert collateral(chain.state, sub("bob")) == 10_001 * W
+    again = chain.tx_with_nonce(key("alice"), Transfer(0, sub("bob"), 2 * W), good.nonce)
+    result = chain.block([good, again])
+    # Same (sender, nonce) twice in a block: the lower hash executes, the other
+    # is NonceUsed, wherever each sits in the block.
+    winner = 0 if good.tx_hash < again.tx_hash else 1
+    assert [r.error for r in result.receipts] == (
+        ["", "NonceUsed"] if winner == 0 else ["NonceUsed", ""]
+    )
+    assert collateral(chain.state, sub("bob")) == 10_000 * W + (W if winner == 0 else 2 * W)
+    later = chain.block([chain.tx_with_nonce(key("alice"), Transfer(0, sub("bob"), W), 0)])
+    assert later.receipts[0].error == "NonceUsed"  # and in a later block too
 
 
-def test_nonce_gap_is_rejected_and_later_nonce_order_wins_over_block_order() -> None:
+def test_a_senders_transactions_apply_in_nonce_order_not_block_order() -> None:
     chain = listed_chain()
     first = chain.tx(key("alice"), Transfer(0, sub("carol"), 9_000 * W))
     second = chain.tx(key("alice"), Withdraw(0, 1_000 * W, key("alice").address))
     chain.nonces[key("alice").address] += 5
     gapped = chain.tx(key("alice"), Transfer(0, sub("carol"), W))
     result = chain.block([second, gapped, first])
-    assert [r.error for r in result.receipts] == ["", "BadNonce", ""]
+    # A gap inside the window is fine now; nonce order decides: 9,000, then
+    # 1,000 (all that is left), then the gapped one finds nothing.
+    assert [r.error for r in result.receipts] == ["", "InsufficientCollateral", ""]
     assert collateral(chain.state, sub("alice")) == 0
 
 

@@ -15,10 +15,10 @@ import random
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from sequencer_net.execution.block import SequencedTransaction
 from sequencer_net.execution.engine import ExecutionBlock, encode_outcome, execute_block
 from sequencer_net.execution.margin import subaccount_risk
 from sequencer_net.execution.state import INSURANCE_FUND, StateWriter
-from sequencer_net.execution.transactions import SignedTransaction
 from tests.execution.execution_harness import (
     BUY,
     GTC,
@@ -61,7 +61,7 @@ def fresh_chain() -> Chain:
     return chain
 
 
-def build_block(chain: Chain, orders: list, index: int, dt: int = 1) -> list[SignedTransaction]:
+def build_block(chain: Chain, orders: list, index: int, dt: int = 1) -> list[SequencedTransaction]:
     txs = [chain.prices({mid: index for mid in MARKETS}, at=chain.now + dt)]
     for name, mid, side, offset, lots, kind in orders:
         price = index + offset * 50 * (W // 100)

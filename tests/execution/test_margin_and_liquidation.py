@@ -90,6 +90,7 @@ def test_funding_moves_the_index_not_the_accounts() -> None:
         {"alice": 1_000 * W, "bob": 1_000 * W, "carol": 1_000 * W, "dave": 1_000 * W},
         funding_interval=10,
         funding_clamp=W // 100,
+        min_premium_notional=0,  # these trades are tiny; dust is tested separately
         **NO_FEES,
     )
     open_pair(chain, "alice", "bob", 2 * W)
@@ -120,7 +121,7 @@ def test_funding_moves_the_index_not_the_accounts() -> None:
     bob_position = position(state, sub("bob"), PERP)
     assert bob_position is not None
     bob_owes = pending_charge(state.market_params[PERP], state.market_states[PERP], bob_position)
-    assert alice_owes == 2000 * funding[0].per_lot * funding[0].intervals
+    assert alice_owes == 2000 * funding[0].per_lot
     assert bob_owes == -alice_owes
     assert conserved_total(state) == state.ledger.net_deposits
     # Closing the position settles the charge into collateral.
@@ -138,13 +139,18 @@ def test_funding_moves_the_index_not_the_accounts() -> None:
 
 
 def test_funding_premium_is_clamped_and_rounded_toward_zero() -> None:
-    params = perp_params(funding_clamp=W // 100, lot_size=W // 1000)
+    # premium = premium_sum (premium * seconds) / funding_interval, toward zero.
+    params = perp_params(funding_clamp=W // 100, lot_size=W // 1000, funding_interval=3)
     wide = MarketState(False, 100 * W, 0, 0, 0, 0, 0, 30 * W, 3, 0, 0, 0)
     assert funding_per_lot(params, wide) == (1 * W) // 1000  # clamp: 1% of 100
     narrow = MarketState(False, 100 * W, 0, 0, 0, 0, 0, -7, 3, 0, 0, 0)
     assert funding_per_lot(params, narrow) == 0  # -7/3 -> -2, * 0.001 -> toward zero
+    every_second = perp_params(funding_clamp=W // 100, lot_size=W // 1000, funding_interval=1)
     tiny = MarketState(False, 100 * W, 0, 0, 0, 0, 0, -3001, 1, 0, 0, 0)
-    assert funding_per_lot(params, tiny) == -3  # -3.001 -> -3, not -4
+    assert funding_per_lot(every_second, tiny) == -3  # -3.001 -> -3, not -4
+    # Seconds nobody sampled count as zero: 1 s of premium 10 in a 3 s interval.
+    partial = MarketState(False, 100 * W, 0, 0, 0, 0, 0, 3 * W // 10, 1, 0, 0, 0)
+    assert funding_per_lot(params, partial) == (W // 10) // 1000
 
 
 def test_under_maintenance_account_is_liquidated_into_the_fund() -> None:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from sequencer_net.execution.margin import subaccount_risk
+from sequencer_net.execution.margin import (
+    LONG_OPTION_INITIAL_HAIRCUT,
+    LONG_OPTION_MAINTENANCE_HAIRCUT,
+    subaccount_risk,
+)
 from sequencer_net.execution.options import intrinsic_value, option_mark, short_option_requirement
 from sequencer_net.execution.options_pricing import OptionType, black_scholes, years_from_seconds
 from sequencer_net.execution.receipts import OptionSettled
@@ -85,7 +89,11 @@ def test_buying_and_selling_an_option_moves_premium_and_margins_the_short() -> N
     state = chain.state
     w = StateWriter(state, state.height, state.block.timestamp)
     assert subaccount_risk(w, sub("bob")).maintenance == 10 * 10 * W  # 10% of spot, ATM
-    assert subaccount_risk(w, sub("alice")).maintenance == 0
+    # A long needs no margin of its own; only a quarter of its mark does not count.
+    mark = option_mark(w, CALL_ID, state.market_params[CALL_ID], state.market_states[CALL_ID])
+    alice = subaccount_risk(w, sub("alice"))
+    assert alice.maintenance == -((-10 * W * mark * LONG_OPTION_MAINTENANCE_HAIRCUT) // W**2)
+    assert alice.initial == -((-10 * W * mark * LONG_OPTION_INITIAL_HAIRCUT) // W**2)
 
 
 def test_expiry_settles_in_cash_at_the_oracle_price_rounding_payouts_down() -> None:

@@ -28,7 +28,8 @@ from sequencer_net.genesis import (
 from tests.node_config.conftest import GENESIS_TIME_MS, secret_for
 
 WAD = 10**18
-PINNED_DIGEST = "91b605043940d09e9916b581297dece5475aedf3fffe661e9911161d9eb2f49e"
+# Changed deliberately: the execution genesis gained fee_base and fee_per_byte.
+PINNED_DIGEST = "f411887a7e549c93cf86e5cf640b935063f9bce3fcad30de7c29889e32c77533"
 
 
 def with_validator(genesis: Genesis, index: int, **changes: Any) -> Genesis:
@@ -126,7 +127,9 @@ def test_validator_set_domain_and_index(genesis: Genesis, secrets: list[bytes]) 
     vset = genesis.validator_set()
     assert len(vset) == 4 and vset.total_weight == 4 and vset.quorum_weight == 3
     assert [vset.address(i) for i in range(4)] == [PrivateKey(s).address for s in secrets]  # type: ignore[arg-type]
-    assert genesis.domain() == Domain(chain_id=31337, verifying_contract=bytes(20))
+    assert genesis.domain() == Domain(
+        chain_id=31337, verifying_contract=bytes(20), genesis_hash=genesis.genesis_block().digest()
+    )
     assert genesis.validator_index(PrivateKey(secrets[2]).address) == 2
     assert genesis.validator_index(bytes(20)) is None
 

@@ -28,7 +28,7 @@ from sequencer_net.testnet.load import (
 
 from .fake_node import FakeChain, FakeNode
 
-DOMAIN = Domain(31337, bytes(20))
+DOMAIN = Domain(31337, bytes(20), bytes(32))
 
 
 @pytest.fixture

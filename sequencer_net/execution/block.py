@@ -1,0 +1,82 @@
+"""What the engine executes: the committed sequencer transactions of one block.
+
+The node recovers every transaction's signature once, at intake, and hands the
+engine each committed transaction of every namespace, in block order, with its
+sender already recovered: the engine stays pure and does no signature
+recovery. These structs carry exactly that. They are built by the caller, not
+decoded from the network, but the engine still checks every field itself
+(`check_transaction`): totality does not depend on the caller being right.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import msgspec
+
+from .exceptions import MalformedTransaction
+from .limits import MAX_FEE, MAX_NAMESPACE, MAX_NONCE, MAX_PAYLOAD_BYTES
+
+TX_HASH_BYTES: Final = 32
+ADDRESS_BYTES: Final = 20
+
+
+class SequencedTransaction(msgspec.Struct, frozen=True, array_like=True):
+    """One committed sequencer transaction (sequencer_net/mempool/transaction.py).
+
+    `tx_hash` is keccak256 of the signed transaction's canonical bytes (unique:
+    it covers the signature); `sender` the 20-byte address its signature
+    recovers to; `nonce`, `namespace`, `fee` and `payload` are its fields.
+    """
+
+    tx_hash: bytes
+    sender: bytes
+    nonce: int
+    namespace: int
+    fee: int
+    payload: bytes
+
+
+class ExecutionBlock(msgspec.Struct, frozen=True, array_like=True):
+    """A committed block as the engine sees it: consensus fixed height, time and order."""
+
+    height: int
+    timestamp_seconds: int
+    transactions: tuple[SequencedTransaction, ...]
+
+
+def _is_int(value: object) -> bool:
+    return type(value) is int  # bool is an int subclass and no nonce
+
+
+def check_transaction(tx: object) -> SequencedTransaction:
+    """Return `tx` if every field is in range; raise MalformedTransaction otherwise."""
+    if not isinstance(tx, SequencedTransaction):
+        raise MalformedTransaction("not a SequencedTransaction")
+    if type(tx.tx_hash) is not bytes or len(tx.tx_hash) != TX_HASH_BYTES:
+        raise MalformedTransaction("tx_hash must be 32 bytes")
+    if type(tx.sender) is not bytes or len(tx.sender) != ADDRESS_BYTES:
+        raise MalformedTransaction("sender must be a 20-byte address")
+    if tx.sender == bytes(ADDRESS_BYTES):
+        raise MalformedTransaction("the zero address signs nothing")
+    if not _is_int(tx.nonce) or not 0 <= tx.nonce <= MAX_NONCE:
+        raise MalformedTransaction("nonce must be a uint64")
+    if not _is_int(tx.namespace) or not 0 <= tx.namespace <= MAX_NAMESPACE:
+        raise MalformedTransaction("namespace must be a uint32")
+    if not _is_int(tx.fee) or not 0 <= tx.fee <= MAX_FEE:
+        raise MalformedTransaction("fee must be a uint64")
+    if type(tx.payload) is not bytes or len(tx.payload) > MAX_PAYLOAD_BYTES:
+        raise MalformedTransaction(f"payload must be bytes, at most {MAX_PAYLOAD_BYTES}")
+    return tx
+
+
+def hash_of(tx: object) -> bytes:
+    """The input's hash if it has a well-formed one, else b"" (for receipts)."""
+    tx_hash = getattr(tx, "tx_hash", b"")
+    return tx_hash if type(tx_hash) is bytes and len(tx_hash) == TX_HASH_BYTES else b""
+
+
+def sender_of(tx: object) -> bytes:
+    """The input's sender if it is a 20-byte address, else b"" (for receipts)."""
+    sender = getattr(tx, "sender", b"")
+    return sender if type(sender) is bytes and len(sender) == ADDRESS_BYTES else b""

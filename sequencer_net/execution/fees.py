@@ -1,0 +1,67 @@
+"""Sequencing fees: every transaction, in every namespace, pays for its place.
+
+    required = fee_base + fee_per_byte * len(payload)        (ChainConfig, wad)
+
+A transaction offering less than `required` is rejected (FeeTooLow). Otherwise
+the fee it offers is debited from its sender's subaccount 0 when the block is
+admitted, only from what the account holds above its maintenance requirement
+(its collateral when it has no positions or orders), so paying a fee never
+makes an account liquidatable; if that does not cover it:
+InsufficientFeeBalance. Maintenance, not the initial requirement with open
+orders, is the bound on purpose: an account between the two must still be
+able to pay for the cancel or the reduce-only order that brings it back.
+Collected fees go to the ledger's fee pool, which the conservation check
+counts (docs/execution.md, "Fees").
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from .limits import MAX_FEE, MAX_PAYLOAD_BYTES
+from .margin import subaccount_risk
+from .records import ChainConfig, Ledger
+from .state import StateWriter, subaccount_id
+
+DEFAULT_FEE_BASE: Final = 10**15
+"""0.001 unit of quote per transaction."""
+
+DEFAULT_FEE_PER_BYTE: Final = 10**12
+"""0.000001 unit of quote per payload byte: a 200-byte order pays 0.0012 in
+all, a full 32 KiB rollup blob about 0.034 (both far below MAX_FEE, 18.4)."""
+
+
+def required_fee(config: ChainConfig, payload_length: int) -> int:
+    """The least fee a transaction with a payload of `payload_length` bytes must offer."""
+    return config.fee_base + config.fee_per_byte * payload_length
+
+
+def check_fee_schedule(fee_base: int, fee_per_byte: int) -> None:
+    """Raise ValueError unless every payload size has a payable fee."""
+    if fee_base < 0 or fee_per_byte < 0:
+        raise ValueError("fee_base and fee_per_byte must not be negative")
+    if fee_base + fee_per_byte * MAX_PAYLOAD_BYTES > MAX_FEE:
+        raise ValueError("the fee for a full payload would exceed MAX_FEE (uint64)")
+
+
+def fee_account(sender: bytes) -> bytes:
+    """Fees come from the sender's subaccount 0."""
+    return subaccount_id(sender, 0)
+
+
+def fee_balance(w: StateWriter, sender: bytes) -> int:
+    """What `sender` can pay in fees now: the equity of its subaccount 0 above
+    the maintenance requirement (its collateral if it holds no position)."""
+    sid = fee_account(sender)
+    sub = w.subaccount(sid)
+    if not sub.markets:
+        return sub.collateral
+    risk = subaccount_risk(w, sid)
+    return risk.equity - risk.maintenance
+
+
+def collect_fees(w: StateWriter, total: int) -> None:
+    """Add what the block's transactions paid to the fee pool."""
+    if total:
+        ledger = w.ledger
+        w.ledger = Ledger(ledger.fee_pool + total, ledger.net_deposits)

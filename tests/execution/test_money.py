@@ -1,0 +1,217 @@
+"""Money that is not there: option credit, funding moved by dust, funding after a gap."""
+
+from __future__ import annotations
+
+from sequencer_net.execution.funding import funding_per_lot
+from sequencer_net.execution.margin import (
+    LONG_OPTION_INITIAL_HAIRCUT,
+    long_option_haircut,
+)
+from sequencer_net.execution.options import option_mark
+from sequencer_net.execution.positions import pending_charge
+from sequencer_net.execution.receipts import FundingApplied
+from sequencer_net.execution.records import OptionKind
+from sequencer_net.execution.state import StateWriter
+from sequencer_net.execution.transactions import CancelOrder, Withdraw
+from tests.execution.execution_harness import (
+    BUY,
+    GENESIS_TIME,
+    IOC,
+    SELL,
+    Chain,
+    W,
+    collateral,
+    conserved_total,
+    key,
+    make_genesis,
+    option_params,
+    perp_params,
+    position,
+    size,
+    sub,
+)
+
+CALL = 10
+PERP = 1
+EXPIRY = GENESIS_TIME + 30 * 86_400
+VOL = 8 * W // 10
+
+
+def option_chain() -> Chain:
+    chain = Chain(
+        make_genesis(
+            {"alice": 10 * W, "bob": 10_000 * W},
+            insurance=1_000 * W,
+            markets=[(CALL, option_params(OptionKind.CALL, 100 * W, EXPIRY))],
+        )
+    )
+    chain.block([chain.prices({CALL: 100 * W}, vol=VOL)])
+    return chain
+
+
+def withdraw(chain: Chain, name: str, amount: int) -> Withdraw:
+    return Withdraw(0, amount, key(name).address)
+
+
+def test_deposit_10_buy_a_call_at_5_cannot_withdraw_10_4() -> None:
+    chain = option_chain()
+    bought = chain.block(
+        [chain.order("alice", CALL, BUY, 5 * W, W), chain.order("bob", CALL, SELL, 5 * W, W)]
+    )
+    assert all(r.success for r in bought.receipts), bought.receipts
+    assert size(chain.state, sub("alice"), CALL) == W
+    assert collateral(chain.state, sub("alice")) == 5 * W  # the premium, paid in full
+    result = chain.block([chain.tx(key("alice"), withdraw(chain, "alice", 104 * W // 10))])
+    assert result.receipts[0].error == "InsufficientMargin"
+    assert collateral(chain.state, sub("alice")) == 5 * W
+
+
+def test_withdrawable_is_cash_plus_the_marks_haircut_value_to_the_wei() -> None:
+    chain = option_chain()
+    chain.block(
+        [chain.order("alice", CALL, BUY, 5 * W, W), chain.order("bob", CALL, SELL, 5 * W, W)]
+    )
+    state = chain.state
+    at_next_block = StateWriter(state, state.height + 1, chain.now + 1)
+    mark = option_mark(at_next_block, CALL, state.market_params[CALL], state.market_states[CALL])
+    value = (W * mark) // W
+    limit = 5 * W + value - long_option_haircut(W, mark, LONG_OPTION_INITIAL_HAIRCUT)
+    assert 5 * W + value // 2 - 1 <= limit <= 5 * W + value // 2  # half the mark, rounded down
+    over = chain.block([chain.tx(key("alice"), withdraw(chain, "alice", limit + 1))])
+    assert over.receipts[0].error == "InsufficientMargin"
+    state = chain.state
+    at_next_block = StateWriter(state, state.height + 1, chain.now + 1)
+    mark = option_mark(at_next_block, CALL, state.market_params[CALL], state.market_states[CALL])
+    limit = 5 * W + mark - long_option_haircut(W, mark, LONG_OPTION_INITIAL_HAIRCUT)
+    exact = chain.block([chain.tx(key("alice"), withdraw(chain, "alice", limit))])
+    assert exact.receipts[0].success, exact.receipts[0]
+    assert conserved_total(chain.state) == chain.state.ledger.net_deposits
+
+
+def test_option_buy_orders_reserve_their_premium_from_free_collateral() -> None:
+    chain = option_chain()
+    # 3 calls at 5 = 15 of premium from 10 of collateral: on credit, refused.
+    too_many = chain.block([chain.order("alice", CALL, BUY, 5 * W, 3 * W)])
+    assert too_many.receipts[0].error == "InsufficientMargin"
+    # 2 at 5 = exactly the free collateral: accepted, and it rests (no seller).
+    resting = chain.block([chain.order("alice", CALL, BUY, 5 * W, 2 * W)])
+    assert resting.receipts[0].success
+    held = position(chain.state, sub("alice"), CALL)
+    assert held is not None and held.open_buy_premium == 10 * W
+    # While it rests, the reserved premium cannot leave.
+    result = chain.block([chain.tx(key("alice"), withdraw(chain, "alice", W))])
+    assert result.receipts[0].error == "InsufficientMargin"
+    # Half fills (at 5, the price nearest the mark): 5 paid, its reservation released.
+    half = chain.block([chain.order("bob", CALL, SELL, 4 * W, W, tif=IOC)])
+    assert all(r.success for r in half.receipts)
+    held = position(chain.state, sub("alice"), CALL)
+    assert held is not None and held.open_buy_premium == 5 * W and held.size == W
+    assert collateral(chain.state, sub("alice")) == 5 * W
+    # Cancelled: nothing reserved any more.
+    [order_id] = chain.state.books[CALL]
+    chain.block([chain.tx(key("alice"), CancelOrder(0, CALL, order_id))])
+    held = position(chain.state, sub("alice"), CALL)
+    assert held is not None and held.open_buy_premium == 0 and held.open_buy == 0
+
+
+def test_option_market_buys_need_a_limit_price() -> None:
+    chain = option_chain()
+    result = chain.block([chain.order("alice", CALL, BUY, 0, W, tif=IOC)])
+    assert result.receipts[0].error == "InvalidOrder"
+
+
+# --- funding ---------------------------------------------------------------------
+
+
+def perp_chain(**params: int) -> Chain:
+    params.setdefault("funding_interval", 60)
+    chain = Chain(
+        make_genesis(
+            {"victim": 10_000 * W, "maker": 10_000 * W, "a": 1_000 * W, "b": 1_000 * W},
+            insurance=1_000 * W,
+            markets=[(PERP, perp_params(**params))],
+        )
+    )
+    chain.block([chain.prices({PERP: 100 * W})])
+    opened = chain.block(
+        [
+            chain.prices({PERP: 100 * W}),
+            chain.order("victim", PERP, BUY, 100 * W, 50 * W),
+            chain.order("maker", PERP, SELL, 100 * W, 50 * W),
+        ]
+    )
+    assert all(r.success for r in opened.receipts)
+    return chain
+
+
+def dust_hour(chain: Chain) -> None:
+    """a and b trade 0.001 at index + 5% every block until the interval is due."""
+    for _ in range(62):
+        chain.block(
+            [
+                chain.prices({PERP: 100 * W}),
+                chain.order("a", PERP, BUY, 105 * W, W // 1000, tif=IOC),
+                chain.order("b", PERP, SELL, 105 * W, W // 1000, tif=IOC),
+            ]
+        )
+
+
+def victim_owes(chain: Chain) -> int:
+    state = chain.state
+    held = position(state, sub("victim"), PERP)
+    assert held is not None
+    return pending_charge(state.market_params[PERP], state.market_states[PERP], held)
+
+
+def test_dust_trades_do_not_move_funding() -> None:
+    chain = perp_chain()
+    dust_hour(chain)
+    funding = [e for r in chain.results for e in r.events if isinstance(e, FundingApplied)]
+    assert funding and all(e.per_lot == 0 for e in funding)
+    assert victim_owes(chain) == 0
+    assert conserved_total(chain.state) == chain.state.ledger.net_deposits
+
+
+def test_without_a_minimum_notional_the_same_dust_would_charge_the_victim() -> None:
+    """The attack is real: with the minimum set to 0 the dust sets the premium."""
+    chain = perp_chain(min_premium_notional=0)
+    dust_hour(chain)
+    # Clamped to 1% of the index per interval: 50 units pay 50.
+    assert victim_owes(chain) == 50 * W
+
+
+def test_a_trade_above_the_minimum_still_moves_funding() -> None:
+    chain = perp_chain(min_premium_notional=W)  # 1 unit of quote
+    for _ in range(62):
+        chain.block(
+            [
+                chain.prices({PERP: 100 * W}),
+                chain.order("a", PERP, BUY, 10_050 * W // 100, W // 10, tif=IOC),
+                chain.order("b", PERP, SELL, 10_050 * W // 100, W // 10, tif=IOC),
+            ]
+        )
+    assert victim_owes(chain) > 0
+
+
+def test_a_ten_hour_gap_charges_the_last_premium_once() -> None:
+    chain = perp_chain(min_premium_notional=0, funding_interval=3600)
+    # 30 blocks with a premium of 0.50 (mark 100.50), then the chain halts.
+    for _ in range(30):
+        chain.block(
+            [
+                chain.prices({PERP: 100 * W}),
+                chain.order("a", PERP, BUY, 10_050 * W // 100, W // 1000, tif=IOC),
+                chain.order("b", PERP, SELL, 10_050 * W // 100, W // 1000, tif=IOC),
+            ]
+        )
+    before = chain.state.market_states[PERP]
+    per_lot = funding_per_lot(chain.state.market_params[PERP], before)
+    assert per_lot > 0
+    result = chain.block([chain.prices({PERP: 100 * W}, at=chain.now + 36_000)], dt=36_000)
+    [funding] = [e for e in result.events if isinstance(e, FundingApplied)]
+    assert funding.intervals == 10
+    after = chain.state.market_states[PERP]
+    assert after.long_index - before.long_index == per_lot  # once, not 10 times
+    assert victim_owes(chain) == 50_000 * per_lot
+    # 30 s of 0.50 in a 3,600 s interval; the rest of it and 9 more intervals: zero.
+    assert per_lot == (30 * (W // 2) // 3600) * (W // 1000) // W
