@@ -58,6 +58,8 @@ def init_home(
     password: str | None = None,
     force: bool = False,
     listen_host: str = "127.0.0.1",
+    api_host: str = "127.0.0.1",
+    admin_token_file: str | None = None,
     password_file: Path | None = None,
     scrypt_n: int | None = None,
 ) -> NodeConfig:
@@ -67,7 +69,10 @@ def init_home(
     first), or, given neither, a one-validator local network of this node's key
     (a dev chain that runs on its own). The key is `secret` or a fresh one,
     encrypted when `password` is given; `password_file`, if given, is recorded
-    in config.toml so the node can decrypt the key unattended.
+    in config.toml so the node can decrypt the key unattended. `listen_host` is
+    the p2p listen address and `api_host` the API's (config [p2p] and [api]);
+    `admin_token_file`, if given, is recorded as [api] admin_token_file (the
+    caller writes the file).
 
     Refuses a home that exists and is not empty, unless `force`: then the
     config, genesis and key are replaced and data/ is left as it is (deleting a
@@ -89,7 +94,9 @@ def init_home(
         p2p_port,
         api_port,
         listen_host=listen_host,
+        api_host=api_host,
         password_file=None if password_file is None else str(Path(password_file).resolve()),
+        admin_token_file=admin_token_file,
     )
     # Check the config before writing anything (bad name, clashing ports, ...).
     parse_config(home, tomllib.loads(config_text), str(home / CONFIG_FILE))

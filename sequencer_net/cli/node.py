@@ -81,8 +81,15 @@ def node() -> None:
 )
 @click.option(
     "--listen-host",
-    help="Listen address. Default: 127.0.0.1 if genesis places this validator on "
-    "loopback, else 0.0.0.0.",
+    help="P2P listen address. Default: 127.0.0.1 if genesis places this validator on "
+    "loopback, else 0.0.0.0. The API does not follow it (see --api-host).",
+)
+@click.option(
+    "--api-host",
+    default="127.0.0.1",
+    show_default=True,
+    help="API and /metrics listen address. Set it (e.g. to 0.0.0.0) only if clients "
+    "on other machines must reach the API.",
 )
 @click.option("--force", is_flag=True, help="Replace an existing home's config, key and genesis.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
@@ -95,6 +102,7 @@ def init(
     p2p_port: int | None,
     api_port: int | None,
     listen_host: str | None,
+    api_host: str,
     force: bool,
     as_json: bool,
 ) -> None:
@@ -135,6 +143,7 @@ def init(
             password=password,
             force=force,
             listen_host=listen_host,
+            api_host=api_host,
             password_file=password_file,
         )
         summary = _summary(config, password)

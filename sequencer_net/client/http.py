@@ -81,6 +81,10 @@ def _unreachable(exc: httpx.HTTPError) -> SeqnetApiError:
     return SeqnetApiError(0, "unreachable", f"{type(exc).__name__}: {exc}")
 
 
+def _admin_headers(admin_token: str | None) -> dict[str, str]:
+    return {} if admin_token is None else {"authorization": f"Bearer {admin_token}"}
+
+
 def _batch_body(encoded: Sequence[bytes]) -> dict[str, list[str]]:
     return {"transactions": [hex_bytes(tx) for tx in encoded]}
 
@@ -136,10 +140,18 @@ class SeqnetClient:
         _raise_for_failure(response)
         return response.text
 
-    def set_network_connected(self, connected: bool) -> dict[str, Any]:
-        """Cut (False) or restore (True) this node's validator links (admin API)."""
+    def set_network_connected(
+        self, connected: bool, admin_token: str | None = None
+    ) -> dict[str, Any]:
+        """Cut (False) or restore (True) this node's validator links (admin API,
+        which needs the node's admin token)."""
         return _json_object(
-            self._request("POST", "/v1/admin/network", json={"connected": connected})
+            self._request(
+                "POST",
+                "/v1/admin/network",
+                json={"connected": connected},
+                headers=_admin_headers(admin_token),
+            )
         )
 
 
@@ -195,7 +207,14 @@ class AsyncSeqnetClient:
         _raise_for_failure(response)
         return response.text
 
-    async def set_network_connected(self, connected: bool) -> dict[str, Any]:
+    async def set_network_connected(
+        self, connected: bool, admin_token: str | None = None
+    ) -> dict[str, Any]:
         return _json_object(
-            await self._request("POST", "/v1/admin/network", json={"connected": connected})
+            await self._request(
+                "POST",
+                "/v1/admin/network",
+                json={"connected": connected},
+                headers=_admin_headers(admin_token),
+            )
         )

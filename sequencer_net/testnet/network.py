@@ -54,6 +54,9 @@ DEFAULT_BASE_PORT = 26600
 API_PORT_OFFSET = 100
 """Node I listens for peers on base + I and serves its API on base + 100 + I."""
 
+ADMIN_TOKEN_FILE = "admin.token"
+"""In each node's home: the node's admin token (mode 0600), named by its config."""
+
 TESTNET_FILE = "testnet.json"
 GENESIS_FILE = "genesis.json"
 NODE_LOG = "node.log"
@@ -114,6 +117,7 @@ def write_validator_homes(
     Genesis funds the load accounts derived from the manifest's load seed, so
     `seqnet load` can submit (and later trade) from them.
     """
+    from sequencer_net.api.admin_auth import new_admin_token, write_admin_token_file
     from sequencer_net.genesis import make_local_genesis, write_genesis
     from sequencer_net.home import init_home
     from sequencer_net.keystore import generate_secret
@@ -146,7 +150,11 @@ def write_validator_homes(
             p2p_port=p2p_port,
             api_port=api_port,
             listen_host=host,
+            api_host=host,
+            admin_token_file=ADMIN_TOKEN_FILE,
         )
+        # The supervisor cuts and restores links through the admin API.
+        write_admin_token_file(home / ADMIN_TOKEN_FILE, new_admin_token())
         specs.append(
             NodeSpec(
                 index=index,
@@ -156,6 +164,18 @@ def write_validator_homes(
             )
         )
     return specs
+
+
+def node_admin_token(home: Path) -> str | None:
+    """The admin token of the node in `home` (None if its config names none)."""
+    from sequencer_net.api.admin_auth import read_admin_token_file
+    from sequencer_net.config import ConfigError, load_config
+
+    try:
+        path = load_config(home).admin_token_path
+        return None if path is None else read_admin_token_file(path)
+    except ConfigError as exc:
+        raise TestnetError(f"{home}: no usable admin token: {exc}") from exc
 
 
 @dataclass(slots=True)
@@ -368,10 +388,12 @@ class Testnet:
         return True
 
     def set_connected(self, index: int, connected: bool) -> None:
-        """Cut or restore the node's validator links through its admin API."""
+        """Cut or restore the node's validator links through its admin API, with
+        the admin token its home's config names."""
         node = self.nodes[index]
+        token = node_admin_token(node.spec.home)
         with SeqnetClient(node.api_url, timeout=STATUS_TIMEOUT_S) as client:
-            client.set_network_connected(connected)
+            client.set_network_connected(connected, admin_token=token)
         node.connected = connected
         self.save()
 

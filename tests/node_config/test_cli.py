@@ -152,7 +152,8 @@ def test_node_init_joins_a_genesis_with_an_existing_key(tmp_path: Path, genesis:
     )  # fmt: skip
     config = load_config(other)
     assert (config.name, config.p2p.listen_port, config.api.listen_port) == ("mine", 5001, 5002)
-    assert config.p2p.listen_host == config.api.listen_host == "0.0.0.0"
+    assert config.p2p.listen_host == "0.0.0.0"
+    assert config.api.listen_host == "127.0.0.1"  # --listen-host is p2p only (issue 13)
 
 
 def test_node_init_non_validator_and_human_output(tmp_path: Path, genesis: Genesis) -> None:

@@ -34,6 +34,7 @@ if str(ROOT) not in sys.path:  # when run as a script from any directory
 
 from consensus.crypto import keccak256  # noqa: E402
 from consensus.encoding import Domain  # noqa: E402
+from sequencer_net.genesis import load_genesis  # noqa: E402
 from sequencer_net.mempool.transaction import (  # noqa: E402
     InvalidTransaction,
     decode_transaction,
@@ -59,6 +60,7 @@ class FakeChain:
     name: str
     index: int
     chain_id: int = 31337
+    genesis_hash: bytes = bytes(32)
     block_interval_s: float = 0.05
     peers: list[int] = field(default_factory=list)
     mempool_capacity: int = 1_000_000
@@ -68,13 +70,14 @@ class FakeChain:
     txs: dict[bytes, Accepted] = field(default_factory=dict)
     pending: list[bytes] = field(default_factory=list)
     connected: bool = True
+    admin_token: str | None = None
     in_flight: int = 0
     max_in_flight: int = 0
     requests: int = 0
     started: float = field(default_factory=time.monotonic)
 
     def domain(self) -> Domain:
-        return Domain(self.chain_id, bytes(20))
+        return Domain(self.chain_id, bytes(20), self.genesis_hash)
 
     def commit_block(self) -> None:
         with self.lock:
@@ -111,6 +114,8 @@ class FakeChain:
                 "name": self.name,
                 "validator_index": self.index,
                 "chain_id": self.chain_id,
+                "verifying_contract": "0x" + bytes(20).hex(),
+                "genesis_hash": "0x" + self.genesis_hash.hex(),
                 "height": self.height,
                 "last_hash": "0x" + last.hex(),
                 "view": self.height + 1,
@@ -204,6 +209,12 @@ class _Handler(BaseHTTPRequestHandler):
             ]
             self._send(200, {"results": [chain.accept(tx) for tx in encoded]})
         elif self.path == "/v1/admin/network":
+            if chain.admin_token is None:
+                self._send(404, {"error": "admin API off", "code": "admin_disabled"})
+                return
+            if self.headers.get("authorization") != f"Bearer {chain.admin_token}":
+                self._send(401, {"error": "admin token needed", "code": "unauthorized"})
+                return
             chain.connected = bool(json.loads(body)["connected"])
             self._send(200, {"connected": chain.connected})
         else:
@@ -254,10 +265,14 @@ def read_home(home: Path) -> dict[str, Any]:
         config = tomllib.loads(config_path.read_text())
         settings["name"] = config["name"]
         settings["api_port"] = config["api"]["listen_port"]
+        token_file = config["api"].get("admin_token_file")
+        if token_file is not None:  # the real node's rule: Bearer <first line of the file>
+            settings["admin_token"] = (home / token_file).read_text().splitlines()[0].strip()
     if genesis_path.exists():
         genesis = json.loads(genesis_path.read_text())
         names = [v["name"] for v in genesis["validators"]]
         settings["chain_id"] = int(genesis["chain_id"])
+        settings["genesis_hash"] = load_genesis(genesis_path).domain().genesis_hash.hex()
         settings["validators"] = len(names)
         settings["index"] = names.index(settings["name"])
     overrides = home / CONFIG_FILE
@@ -281,7 +296,9 @@ def main() -> None:
         name=config["name"],
         index=config["index"],
         chain_id=config.get("chain_id", 31337),
+        genesis_hash=bytes.fromhex(config.get("genesis_hash", "00" * 32)),
         peers=[i for i in range(config.get("validators", 1)) if i != config["index"]],
+        admin_token=config.get("admin_token"),
     )
     node = FakeNode(chain, config.get("host", "127.0.0.1"), config["api_port"])
     stopping = threading.Event()

@@ -13,8 +13,9 @@ from sequencer_net.mempool.transaction import encode_transaction, sign_transacti
 
 from .fake_node import FakeChain, FakeNode
 
-DOMAIN = Domain(31337, bytes(20))
+DOMAIN = Domain(31337, bytes(20), bytes(32))
 KEY = PrivateKey(b"\x07" * 32)
+ADMIN_TOKEN = "t" * 40
 
 
 def _tx(nonce: int) -> bytes:
@@ -23,7 +24,8 @@ def _tx(nonce: int) -> bytes:
 
 @pytest.fixture
 def node() -> Iterator[FakeNode]:
-    fake = FakeNode(FakeChain(name="node0", index=0, block_interval_s=3600)).serve_in_thread()
+    chain = FakeChain(name="node0", index=0, block_interval_s=3600, admin_token=ADMIN_TOKEN)
+    fake = FakeNode(chain).serve_in_thread()
     yield fake
     fake.close()
 
@@ -70,7 +72,11 @@ async def test_async_client_under_trio(node: FakeNode) -> None:
         assert await client.submit(encoded) == "0x" + tx_hash(encoded).hex()
         assert len(await client.submit_many([_tx(1), _tx(2)])) == 2
         assert (await client.status())["name"] == "node0"
-        assert (await client.set_network_connected(False)) == {"connected": False}
+        with pytest.raises(SeqnetApiError) as refused:
+            await client.set_network_connected(False)
+        assert refused.value.status == 401
+        connected = await client.set_network_connected(False, admin_token=ADMIN_TOKEN)
+        assert connected == {"connected": False}
         assert (await client.status())["peers"] == []
         with pytest.raises(SeqnetApiError):
             await client.block(99)

@@ -1,0 +1,220 @@
+"""Serving the API: hypercorn's HTTP protocol code behind our own accept loop.
+
+hypercorn 0.18 (trio worker) offers, and we set:
+- `keep_alive_timeout`: closes a connection that has no request in progress,
+  including one still sending its request head ([api] idle_timeout_ms);
+- `h11_max_incomplete_size`: caps the request head (limits.MAX_HEADER_BYTES);
+- `h2_max_concurrent_streams`, `backlog`.
+It has no connection cap, no deadline for a request body (`read_timeout` is a
+per-read inactivity timer that also fires while a handler is still working,
+so we leave it off), and no timeout on writes. So:
+- the accept loop below holds a slot per open connection and stops accepting
+  at `[api] max_connections` (new connections wait in the kernel's backlog);
+- request_guard.RequestGuard bounds body size, body time and body memory;
+- each connection's stream gives up a write that has not completed within
+  limits.SEND_TIMEOUT_S, closing the connection, and a connection whose client
+  has gone ends (and frees its slot) at once rather than at the idle timeout.
+
+The accept loop uses hypercorn's TCPServer (one connection's HTTP/1.1 or h2c
+protocol) directly, as `hypercorn.trio.serve` does (without the ASGI lifespan
+protocol, which this app does not use). It relies on hypercorn internals
+(TCPServer, WorkerContext), checked against hypercorn 0.18.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio.tcp_server import TCPServer
+from hypercorn.trio.worker_context import WorkerContext
+from hypercorn.typing import ConnectionState
+from hypercorn.utils import wrap_app
+from starlette.types import ASGIApp
+
+from sequencer_net.api.limits import (
+    H2_MAX_STREAMS,
+    LISTEN_BACKLOG,
+    MAX_HEADER_BYTES,
+    SEND_TIMEOUT_S,
+)
+from sequencer_net.api.options import ApiOptions
+
+log = logging.getLogger("seqnet.api")
+
+ACCEPT_RETRY_S = 0.1
+"""Pause after accept() fails for lack of file descriptors or memory."""
+_OUT_OF_RESOURCES = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
+
+
+def hypercorn_config(options: ApiOptions) -> HypercornConfig:
+    config = HypercornConfig()
+    config.bind = [f"{options.host}:{options.port}"]
+    config.accesslog = None
+    config.errorlog = logging.getLogger("seqnet.api.server")
+    config.keep_alive_timeout = options.idle_timeout_s
+    config.h11_max_incomplete_size = MAX_HEADER_BYTES
+    config.h2_max_concurrent_streams = H2_MAX_STREAMS
+    config.backlog = LISTEN_BACKLOG
+    config.read_timeout = None
+    return config
+
+
+class ConnectionStream(trio.abc.HalfCloseableStream):
+    """One accepted connection as hypercorn sees it: a socket stream whose writes
+    give up (closing the stream) if not done within `send_timeout_s`, and
+    which calls `on_end` once the connection is over: end of input, a reset, or
+    a write that timed out. (hypercorn tells the handler the client has gone at
+    end of input, but keeps an idle connection's task, and so its slot, until the
+    idle timer fires; `on_end` ends it at once.)
+
+    Like trio.SocketStream it has `.socket`; it has no `do_handshake`, which is
+    how hypercorn tells a plain stream from TLS."""
+
+    def __init__(
+        self, stream: trio.SocketStream, send_timeout_s: float, on_end: Callable[[], None]
+    ) -> None:
+        self._stream = stream
+        self._send_timeout_s = send_timeout_s
+        self._on_end = on_end
+
+    @property
+    def socket(self) -> Any:
+        return self._stream.socket
+
+    async def send_all(self, data: bytes | memoryview) -> None:
+        with trio.move_on_after(self._send_timeout_s) as deadline:
+            try:
+                await self._stream.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                self._on_end()
+                raise
+        if deadline.cancelled_caught:
+            self._on_end()
+            await self._stream.aclose()
+            raise trio.BrokenResourceError("the client did not read the response in time")
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self._stream.wait_send_all_might_not_block()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        try:
+            data = await self._stream.receive_some(max_bytes)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self._on_end()
+            raise
+        if not data:
+            self._on_end()
+        return data
+
+    async def send_eof(self) -> None:
+        await self._stream.send_eof()
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
+class ConnectionSlots:
+    """At most `limit` connections at once. The accept loop reserves a slot before
+    it accepts, so at the cap it stops accepting; `open` counts accepted
+    connections still running, `peak` the most at once."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.open = 0
+        self.peak = 0
+        self._free = trio.Semaphore(limit)
+
+    async def reserve(self) -> None:
+        await self._free.acquire()
+
+    def unreserve(self) -> None:
+        self._free.release()
+
+    def opened(self) -> None:
+        self.open += 1
+        self.peak = max(self.peak, self.open)
+
+    def closed(self) -> None:
+        self.open -= 1
+        self._free.release()
+
+
+async def serve_connection(
+    handler: Any, stream: trio.SocketStream, slots: ConnectionSlots, send_timeout_s: float
+) -> None:
+    """Run one connection to its end, then free its slot and its socket."""
+    try:
+        with trio.CancelScope() as connection:
+            await handler(ConnectionStream(stream, send_timeout_s, connection.cancel))
+    finally:
+        slots.closed()
+        with trio.CancelScope(shield=True):
+            await stream.aclose()
+
+
+async def accept_connections(
+    listener: trio.SocketListener,
+    handler: Any,
+    slots: ConnectionSlots,
+    nursery: trio.Nursery,
+    send_timeout_s: float = SEND_TIMEOUT_S,
+) -> None:
+    """Reserve a slot, then accept: at the cap, new connections wait in the
+    kernel's backlog, not in our memory."""
+    while True:
+        await slots.reserve()
+        try:
+            stream = await listener.accept()
+        except OSError as exc:
+            slots.unreserve()
+            if exc.errno not in _OUT_OF_RESOURCES:
+                raise
+            log.warning("event=api_accept_failed errno=%s", errno.errorcode.get(exc.errno or 0))
+            await trio.sleep(ACCEPT_RETRY_S)
+            continue
+        except BaseException:
+            slots.unreserve()
+            raise
+        slots.opened()
+        nursery.start_soon(serve_connection, handler, stream, slots, send_timeout_s)
+
+
+async def serve_api(
+    app: ASGIApp,
+    options: ApiOptions,
+    *,
+    slots: ConnectionSlots | None = None,
+    send_timeout_s: float = SEND_TIMEOUT_S,
+    task_status: Any = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve `app` on options.host:port until cancelled; `task_status.started`
+    reports the bound (host, port) pairs (port 0 picks a free port). `slots`
+    (the connection cap) can be passed in to be observed."""
+    config = hypercorn_config(options)
+    slots = slots or ConnectionSlots(options.max_connections)
+    listeners = await trio.open_tcp_listeners(
+        options.port, host=options.host, backlog=LISTEN_BACKLOG
+    )
+    context = WorkerContext(None)
+    asgi_app = wrap_app(app, config.wsgi_max_body_size, "asgi")  # type: ignore[arg-type]
+    handler = partial(TCPServer, asgi_app, config, context, ConnectionState({}))
+    bound = [listener.socket.getsockname()[:2] for listener in listeners]
+    try:
+        async with trio.open_nursery() as nursery:
+            for listener in listeners:
+                nursery.start_soon(
+                    accept_connections, listener, handler, slots, nursery, send_timeout_s
+                )
+            for host, port in bound:
+                log.info("event=api_listening host=%s port=%d", host, port)
+            task_status.started(bound)
+    finally:
+        for listener in listeners:
+            with trio.CancelScope(shield=True):
+                await listener.aclose()

@@ -1,0 +1,50 @@
+"""What the API server needs from the node's configuration, read once at startup."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from sequencer_net.api.admin_auth import load_admin_token
+from sequencer_net.config import ApiSettings, NodeConfig
+
+
+@dataclass(frozen=True)
+class ApiOptions:
+    host: str = "127.0.0.1"
+    port: int = 26700
+    max_connections: int = ApiSettings.max_connections
+    body_timeout_s: float = ApiSettings.body_timeout_ms / 1000
+    idle_timeout_s: float = ApiSettings.idle_timeout_ms / 1000
+    max_body_buffer_bytes: int = ApiSettings.max_body_buffer_bytes
+    admin_token: str | None = None
+    """None: the admin endpoints are off."""
+
+    def __repr__(self) -> str:  # never print the token
+        token = None if self.admin_token is None else "***"
+        return (
+            f"ApiOptions(host={self.host!r}, port={self.port}, max_connections="
+            f"{self.max_connections}, body_timeout_s={self.body_timeout_s}, idle_timeout_s="
+            f"{self.idle_timeout_s}, max_body_buffer_bytes={self.max_body_buffer_bytes}, "
+            f"admin_token={token})"
+        )
+
+    @classmethod
+    def from_config(
+        cls, config: NodeConfig, environ: Mapping[str, str] | None = None
+    ) -> ApiOptions:
+        """The [api] settings, with the admin token read from its file or the
+        environment; AdminTokenError (a ConfigError) if it is unusable."""
+        api = config.api
+        return cls(
+            host=api.listen_host,
+            port=api.listen_port,
+            max_connections=api.max_connections,
+            body_timeout_s=api.body_timeout_ms / 1000,
+            idle_timeout_s=api.idle_timeout_ms / 1000,
+            max_body_buffer_bytes=api.max_body_buffer_bytes,
+            admin_token=load_admin_token(
+                config.admin_token_path, os.environ if environ is None else environ
+            ),
+        )
