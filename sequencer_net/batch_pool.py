@@ -26,6 +26,7 @@ from sequencer_net.mempool.batch import (
     verify_batch,
 )
 from sequencer_net.mempool.mempool import CheckedTx
+from sequencer_net.payload.checks import BatchSize
 from sequencer_net.storage.node_store import NodeStore
 
 log = logging.getLogger("seqnet.batches")
@@ -49,7 +50,12 @@ class BatchRequest(msgspec.Struct, frozen=True, array_like=True):
 class _Known:
     author: int
     sequence: int
+    size: BatchSize
     included: bool  # named by a committed block
+
+
+def _size_of(batch: Batch) -> BatchSize:
+    return BatchSize(len(batch.transactions), sum(len(tx) for tx in batch.transactions))
 
 
 class BatchPool:
@@ -78,7 +84,7 @@ class BatchPool:
         if digest in self._known:
             return
         self.store.save_batch(digest, encoded)
-        self._known[digest] = _Known(batch.author, batch.sequence, included=False)
+        self._known[digest] = _Known(batch.author, batch.sequence, _size_of(batch), included=False)
         while len(self._known) > MAX_KNOWN_BATCHES:
             self._known.popitem(last=False)
 
@@ -114,22 +120,36 @@ class BatchPool:
     def get(self, digest: bytes) -> bytes | None:
         return self.store.get_batch(digest)
 
+    def size_of(self, digest: bytes) -> BatchSize | None:
+        """Transactions and bytes of a batch held here (None if not held)."""
+        known = self._known.get(digest)
+        if known is not None:
+            return known.size
+        encoded = self.store.get_batch(digest)
+        if encoded is None:
+            return None
+        try:
+            return _size_of(decode_batch(encoded))
+        except InvalidBatch:
+            return None
+
     def mark_included(self, digests: list[bytes]) -> None:
         for digest in digests:
             known = self._known.get(digest)
             if known is not None:
                 known.included = True
 
-    def unincluded(self, exclude: set[bytes], limit: int) -> list[bytes]:
+    def unincluded(self, exclude: set[bytes], limit: int) -> list[tuple[bytes, BatchSize]]:
         """Batches no committed block names, minus `exclude` (those in uncommitted
-        ancestors of the block being built), ordered by (author, sequence)."""
+        ancestors of the block being built), ordered by (author, sequence), with
+        their sizes."""
         candidates = [
-            (k.author, k.sequence, d)
+            (k.author, k.sequence, d, k.size)
             for d, k in self._known.items()
             if not k.included and d not in exclude
         ]
-        candidates.sort()
-        return [d for _, _, d in candidates[:limit]]
+        candidates.sort(key=lambda c: (c[0], c[1], c[2]))
+        return [(d, size) for _, _, d, size in candidates[:limit]]
 
     def answer(self, request: BatchRequest) -> list[bytes]:
         out = []

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from sequencer_net.api.limits import MAX_BATCH_BODY_BYTES
+
 if TYPE_CHECKING:
     from consensus.core import ConsensusConfig
     from sequencer_net.genesis import Genesis
@@ -123,6 +125,14 @@ class P2PSettings:
         "for that validator.",
         _peers,
     )
+    max_non_validator_connections: int = _key(
+        0,
+        "Inbound connections kept from peers whose key is not a validator's (in total, "
+        "one per peer, 0..1024). 0 closes every such connection right after its "
+        "handshake; validators never compete for these slots. No protocol serves "
+        "non-validators yet, so raise it only for full nodes once they exist.",
+        _between(0, 1024),
+    )
 
     def peer_addresses(self) -> dict[int, tuple[str, int]]:
         """The `peers` overrides as {validator index: (host, port)}."""
@@ -138,28 +148,74 @@ class P2PSettings:
 class ApiSettings:
     listen_host: str = _key(
         "127.0.0.1",
-        "Address of the HTTP/WebSocket API and the Prometheus /metrics endpoint.",
+        "Address of the HTTP API and the Prometheus /metrics endpoint; independent of "
+        "[p2p] listen_host. Keep it on loopback (or a private interface) unless "
+        "clients on other machines must reach it.",
         _host,
     )
     listen_port: int = _key(26700, "TCP port of the API and /metrics.", _port)
+    max_connections: int = _key(
+        256,
+        "Most HTTP connections open at once (also the most requests in flight). At "
+        "the cap, new connections wait in the listen backlog until one closes.",
+        _between(1, 65_536),
+    )
+    body_timeout_ms: int = _key(
+        20_000,
+        "A request's whole body must arrive within this long after its headers, "
+        "else 408 and the connection is closed (ms).",
+        _between(100, 600_000),
+    )
+    idle_timeout_ms: int = _key(
+        5_000,
+        "A connection with no request in progress (keep-alive, or one still "
+        "sending its headers) is closed after this long (ms).",
+        _between(100, 600_000),
+    )
+    max_body_buffer_bytes: int = _key(
+        64 * MiB,
+        "Most bytes of large request bodies (batch submissions) held at once; a "
+        "request whose declared body does not fit gets 503 busy. Bodies of at most "
+        "one transaction's size do not count. At least the batch endpoint's body "
+        f"cap ({MAX_BATCH_BODY_BYTES // MiB} MiB).",
+        _between(MAX_BATCH_BODY_BYTES, 4096 * MiB),
+    )
+    admin_token_file: str | None = _key(
+        None,
+        "File (relative to the home directory, mode 0600) whose first line is the "
+        "admin token; /v1/admin/ requests must send Authorization: Bearer <token>. "
+        "Unset (and no SEQNET_ADMIN_TOKEN in the environment): the admin endpoints "
+        "are off.",
+        _non_empty,
+        example="admin.token",
+    )
 
 
 @dataclass(frozen=True)
 class ConsensusSettings:
     view_timeout_ms: int | None = _key(
         None,
-        "How long to wait in a view for a notarization before voting to skip it "
-        "(ms). Unset: the view_timeout_ms of genesis.json, which every validator "
-        "should use.",
+        "Base time to wait in a view for a notarization before voting to skip it "
+        "(ms); it backs off (x1.5 per step) while views fail for lack of time and "
+        "comes back down as blocks finalize. Unset: the view_timeout_ms of "
+        "genesis.json, which every validator should use.",
         _timeout,
         example=1000,
     )
     retry_ms: int | None = _key(
         None,
-        "After a view timed out, how often to re-send this view's votes (ms). "
-        "Unset: the view timeout.",
+        "While a view is stuck, how often to re-send this view's votes, the "
+        "certificates that justify it and unanswered fetches (ms). Unset: the view "
+        "timeout.",
         _timeout,
         example=1000,
+    )
+    max_backoff_steps: int = _key(
+        4,
+        "Most x1.5 back-off steps of the view timeout (4: at most about 5x the "
+        "base). Higher lets the chain keep committing on a slower network; lower "
+        "bounds how long a crashed leader's view lasts after a slow period.",
+        _between(0, 16),
     )
 
     empty_block_interval_ms: int = _key(
@@ -179,7 +235,11 @@ class ConsensusSettings:
         from consensus.core import ConsensusConfig
 
         view_timeout = self.view_timeout_ms or genesis.view_timeout_ms
-        return ConsensusConfig(view_timeout_ms=view_timeout, retry_ms=self.retry_ms or view_timeout)
+        return ConsensusConfig(
+            view_timeout_ms=view_timeout,
+            retry_ms=self.retry_ms or view_timeout,
+            max_backoff_steps=self.max_backoff_steps,
+        )
 
 
 @dataclass(frozen=True)
@@ -288,6 +348,11 @@ class NodeConfig:
         return None if self.password_file is None else _resolve(self.home, self.password_file)
 
     @property
+    def admin_token_path(self) -> Path | None:
+        token_file = self.api.admin_token_file
+        return None if token_file is None else _resolve(self.home, token_file)
+
+    @property
     def data_path(self) -> Path:
         return _resolve(self.home, self.storage.data_dir)
 
@@ -393,11 +458,18 @@ def _check_across_keys(config: NodeConfig, source: str) -> None:
         raise ConfigError(f"{source}: [mempool] batch_max_txs: must be at most max_txs")
     if mempool.batch_max_bytes > mempool.max_bytes:
         raise ConfigError(f"{source}: [mempool] batch_max_bytes: must be at most max_bytes")
-    if (config.p2p.listen_host, config.p2p.listen_port) == (
-        config.api.listen_host,
-        config.api.listen_port,
+    if config.p2p.listen_port == config.api.listen_port and _may_overlap(
+        config.p2p.listen_host, config.api.listen_host
     ):
         raise ConfigError(f"{source}: [api] listen_port: the same as [p2p] listen_port")
+
+
+_WILDCARD_HOSTS: Final = ("0.0.0.0", "::", "")
+
+
+def _may_overlap(host_a: str, host_b: str) -> bool:
+    """Whether two listen addresses can clash on one port: equal, or one is a wildcard."""
+    return host_a == host_b or host_a in _WILDCARD_HOSTS or host_b in _WILDCARD_HOSTS
 
 
 def load_config(home: Path) -> NodeConfig:
@@ -459,12 +531,16 @@ def default_config_text(
     api_port: int,
     *,
     listen_host: str = "127.0.0.1",
+    api_host: str = "127.0.0.1",
     password_file: str | None = None,
+    admin_token_file: str | None = None,
 ) -> str:
     """A config.toml listing every key with its documentation and default.
 
     The keys given here are set; every other key is commented out, so it takes
     the built-in default (and follows that default across upgrades).
+    `listen_host` is the p2p listen address; the API has its own, `api_host`,
+    so opening p2p to other machines never opens the API with it.
     """
     active: dict[str, Any] = {"name": name, "password_file": password_file}
     section_values: dict[str, dict[str, Any]] = {
@@ -473,7 +549,10 @@ def default_config_text(
     }
     if listen_host != "127.0.0.1":
         section_values["p2p"]["listen_host"] = listen_host
-        section_values["api"]["listen_host"] = listen_host
+    if api_host != "127.0.0.1":
+        section_values["api"]["listen_host"] = api_host
+    if admin_token_file is not None:
+        section_values["api"]["admin_token_file"] = admin_token_file
     out = [
         "# seqnet node configuration (TOML). Generated by `seqnet node init`.",
         "# Commented keys take the built-in default shown. Paths are relative to",

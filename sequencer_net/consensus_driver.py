@@ -24,12 +24,12 @@ from consensus.io import (
     Commit,
     CommittedTip,
     Event,
+    Fetch,
     MessageReceived,
     PayloadBuilt,
     PayloadVerified,
     Persist,
     ReportEvidence,
-    RequestBlocks,
     Send,
     SetTimer,
     Start,
@@ -41,6 +41,7 @@ from consensus.io import (
 from consensus.messages import (
     Block,
     BlockRequest,
+    CertificateRequest,
     MalformedMessage,
     SyncRequest,
     decode_message,
@@ -50,8 +51,8 @@ from consensus.sync import answer_sync_request
 from consensus.types import Digest, Height, ValidatorIndex, View
 from sequencer_net.metrics import Metrics
 from sequencer_net.p2p.network import Channel, P2PNetwork
-from sequencer_net.payload_service import PayloadService
-from sequencer_net.storage.node_store import NodeStore
+from sequencer_net.payload.service import PayloadService
+from sequencer_net.storage.node_store import EvidenceRecord, NodeStore
 
 log = logging.getLogger("seqnet.consensus")
 
@@ -98,6 +99,7 @@ class ConsensusDriver:
                 self.store.load_safety(),
                 CommittedTip(Height(height), Digest(digest), View(view)),
                 tuple(self.store.load_certificates()),
+                self.store.finalization_at(height) if height > 0 else None,
             )
             await self._carry_out(self.core.handle(start))
             log.info(
@@ -132,14 +134,16 @@ class ConsensusDriver:
     # ---- carrying out actions ---------------------------------------------------------
 
     async def _carry_out(self, actions: list[Action]) -> None:
-        voted_block: Block | None = None
+        voted_blocks: list[Block] = []  # written with the Persist that follows
         for action in actions:
             match action:
+                case StoreBlock() if action.synced:
+                    voted_blocks.append(action.block)
                 case StoreBlock():
-                    voted_block = action.block  # written with the Persist that follows
+                    self.store.store_block(action.block, synced=False)
                 case Persist():
-                    self.store.save_vote(action.record, voted_block)
-                    voted_block = None
+                    self.store.save_vote(action.record, voted_blocks)
+                    voted_blocks = []
                 case StoreCertificate():
                     self.store.save_certificate(action.certificate)
                 case Send():
@@ -157,18 +161,20 @@ class ConsensusDriver:
                 case Commit():
                     await self.commits.send(action)
                 case ReportEvidence():
-                    self.metrics.evidence.inc()
                     ev = action.evidence
-                    log.warning(
-                        "event=equivocation offender=%d view=%d reason=%s",
-                        ev.offender,
-                        ev.first.view,
-                        ev.reason,
-                    )
-                case RequestBlocks():
-                    self._spawn(self._fetch_blocks, action.request)
-        if voted_block is not None:
-            self.store.store_block(voted_block)
+                    record = EvidenceRecord(ev.offender, ev.first, ev.second, ev.reason)
+                    if self.store.save_evidence(record):
+                        self.metrics.evidence.inc()
+                        log.warning(
+                            "event=equivocation offender=%d view=%d reason=%s",
+                            ev.offender,
+                            ev.first.view,
+                            ev.reason,
+                        )
+                case Fetch():
+                    self._spawn(self._fetch, action.request, action.prefer)
+        for block in voted_blocks:
+            self.store.store_block(block)
 
     def _spawn(self, fn: Callable[..., object], *args: object) -> None:
         assert self._nursery is not None
@@ -186,22 +192,28 @@ class ConsensusDriver:
         self._spawn(fire)
 
     async def _build_payload(self, action: BuildPayload) -> None:
-        payload = await self.payloads.build(action.parent)
+        payload = await self.payloads.build(action.parent, action.height)
         self.post(PayloadBuilt(action.view, payload))
 
     async def _verify_payload(self, action: VerifyPayload) -> None:
         valid = await self.payloads.verify(action.block)
         self.post(PayloadVerified(action.view, action.block.digest(), valid))
 
-    async def _fetch_blocks(self, request: BlockRequest | SyncRequest) -> None:
-        """Ask connected peers in turn until one answers; feed the answer to the core."""
+    async def _fetch(
+        self, request: BlockRequest | SyncRequest | CertificateRequest, prefer: int | None
+    ) -> None:
+        """Ask connected peers one at a time (the preferred one first) until one
+        answers; feed the answer to the core, which asks again if it was useless."""
         peers = self.p2p.connected_peers()
         if not peers or not self.is_connected():
             return
         start = next(self._peer_rotation)
+        order = [peers[(start + i) % len(peers)] for i in range(len(peers))]
+        if prefer is not None and prefer in order:
+            order.remove(prefer)
+            order.insert(0, prefer)
         data = REQUEST_CONSENSUS + encode_message(request)
-        for i in range(len(peers)):
-            peer = peers[(start + i) % len(peers)]
+        for peer in order:
             try:
                 answer = await self.p2p.request(peer, data)
             except Exception as exc:  # any transport failure: try the next peer
@@ -220,7 +232,8 @@ class ConsensusDriver:
     # ---- answering peers ----------------------------------------------------------------
 
     def answer_consensus_request(self, data: bytes) -> bytes:
-        """Blocks by digest (from memory or the store) or committed blocks by height."""
+        """Blocks by digest (from memory or the store), committed blocks by height,
+        or the certificates of some views."""
         try:
             request = decode_message(data)
         except MalformedMessage:
@@ -231,4 +244,7 @@ class ConsensusDriver:
         if isinstance(request, SyncRequest):
             sync = answer_sync_request(request, self.store.block_at, self.store.finalization_at)
             return encode_message(sync) if sync is not None else b""
+        if isinstance(request, CertificateRequest):
+            certs = self.core.answer_certificate_request(request, self.store.certificates_at)
+            return encode_message(certs) if certs is not None else b""
         return b""

@@ -98,7 +98,11 @@ class Genesis:
         return ValidatorSet([Validator(Address(v.address), v.weight) for v in self.validators])
 
     def domain(self) -> Domain:
-        return Domain(chain_id=self.chain_id, verifying_contract=self.verifying_contract)
+        return Domain(
+            chain_id=self.chain_id,
+            verifying_contract=self.verifying_contract,
+            genesis_hash=self.genesis_block().digest(),
+        )
 
     def genesis_block(self) -> Block:
         return genesis_block(self.canonical_bytes())

@@ -5,7 +5,13 @@ Every metric is listed in docs/operator.md ("Metrics").
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from sequencer_net.p2p.stats import DropReason, P2PStats, RefusalReason
 
 
 class Metrics:
@@ -56,5 +62,40 @@ class Metrics:
             registry=r,
         )
 
+    def watch_p2p(self, stats: P2PStats) -> None:
+        """Export the p2p layer's counters, read at scrape time."""
+        self.registry.register(_P2PCollector(stats))
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _P2PCollector(Collector):
+    def __init__(self, stats: P2PStats) -> None:
+        self.stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        s = self.stats
+        refused = CounterMetricFamily(
+            "seqnet_p2p_connections_refused",
+            "Inbound connections closed at the door (not a validator, slots full, ...)",
+            labels=["reason"],
+        )
+        for reason in RefusalReason:
+            refused.add_metric([reason.value], s.connections_refused[reason])
+        yield refused
+        dropped = CounterMetricFamily(
+            "seqnet_p2p_frames_dropped", "Frames or streams discarded, by reason", labels=["reason"]
+        )
+        for drop in DropReason:
+            dropped.add_metric([drop.value], s.dropped[drop])
+        yield dropped
+        for name, value, doc in (
+            ("frames_sent", s.frames_sent, "Frames written to validator links"),
+            ("frames_received", s.frames_received, "Frames accepted from validators"),
+            ("bytes_sent", s.bytes_sent, "Payload bytes written to validator links"),
+            ("bytes_received", s.bytes_received, "Payload bytes accepted from validators"),
+            ("reconnects", s.reconnects, "Validator links re-established after a failure"),
+            ("log_lines_suppressed", s.log_lines_suppressed, "Peer log events not written"),
+        ):
+            yield CounterMetricFamily(f"seqnet_p2p_{name}", doc, value=value)

@@ -27,7 +27,7 @@ from consensus.crypto import PrivateKey
 from consensus.io import Commit
 from consensus.types import ValidatorIndex
 from consensus.verifier import SignatureVerifier
-from sequencer_net.api.server import ApiContext, build_app, serve_api
+from sequencer_net.api.server import ApiContext, ApiOptions, build_app, serve_api
 from sequencer_net.batch_pool import BatchPool, BatchRequest
 from sequencer_net.commit_pipeline import ChainStatus, CommitPipeline
 from sequencer_net.config import NodeConfig
@@ -47,8 +47,9 @@ from sequencer_net.mempool.limits import BatchLimits, MempoolLimits
 from sequencer_net.mempool.mempool import AddResult, Mempool
 from sequencer_net.mempool.transaction import InvalidTransaction
 from sequencer_net.metrics import Metrics
+from sequencer_net.p2p.limits import P2PLimits
 from sequencer_net.p2p.network import Channel, P2PNetwork, PeerSpec
-from sequencer_net.payload_service import PayloadService
+from sequencer_net.payload.service import PayloadService
 from sequencer_net.storage.home_lock import HomeLock
 from sequencer_net.storage.node_store import NodeStore
 from sequencer_net.storage.state_store import RocksNodeStore
@@ -142,6 +143,9 @@ class ValidatorNode:
             listen_host=config.p2p.listen_host,
             listen_port=config.p2p.listen_port,
             peers=self._peer_specs(),
+            limits=P2PLimits(
+                max_non_validator_connections=config.p2p.max_non_validator_connections
+            ),
         )
         self.pool = BatchPool(self.domain, self.store)
         self.fetcher = BatchFetcher(self.pool, self.p2p)
@@ -160,10 +164,10 @@ class ValidatorNode:
             pool=self.pool,
             fetcher=self.fetcher,
             genesis_time_ms=genesis.genesis_time_ms,
+            genesis_state_root=self.genesis_state_root,
             executed=lambda: (self.status.height, self.status.state_root),
             state_root_at=self._state_root_at,
             empty_block_wait_ms=config.consensus.empty_block_wait_ms(genesis),
-            state_wait_ms=config.consensus.consensus_config(genesis).view_timeout_ms // 2,
         )
         self._commits_in, self._commits_out = trio.open_memory_channel[Commit](COMMIT_QUEUE)
         self.driver = ConsensusDriver(
@@ -194,6 +198,7 @@ class ValidatorNode:
         # Gauges read live at scrape time.
         self.metrics.peers.set_function(lambda: len(self._connected_peers()))
         self.metrics.mempool_size.set_function(lambda: len(self.mempool))
+        self.metrics.watch_p2p(self.p2p.stats)
 
     def _peer_specs(self) -> list[PeerSpec]:
         overrides = self.config.p2p.peer_addresses()
@@ -202,6 +207,11 @@ class ValidatorNode:
             host, port = overrides.get(i, (v.p2p_host, v.p2p_port))
             specs.append(PeerSpec(index=i, public_key=v.public_key, host=host, port=port))
         return specs
+
+    def _validator_address(self, index: int) -> bytes | None:
+        if not self.validators.contains(index):
+            return None
+        return self.validators.address(ValidatorIndex(index))
 
     def _state_root_at(self, height: int) -> bytes | None:
         return self.genesis_state_root if height == 0 else self.store.state_root_at(height)
@@ -240,6 +250,8 @@ class ValidatorNode:
             "name": self.config.name,
             "validator_index": self.index,
             "chain_id": self.domain.chain_id,
+            "verifying_contract": "0x" + self.domain.verifying_contract.hex(),
+            "genesis_hash": "0x" + self.domain.genesis_hash.hex(),
             "height": self.status.height,
             "last_hash": "0x" + self.status.last_hash.hex(),
             "view": self.core.view,
@@ -311,7 +323,9 @@ class ValidatorNode:
             status=self.status_document,
             accepted_at=self.accepted_at,
             set_connected=self.set_connected,
+            validator_address=self._validator_address,
         )
+        api_options = ApiOptions.from_config(self.config)  # reads the admin token: fail early
         self.p2p.set_request_handler(self._answer_request)
         async with trio.open_nursery() as nursery:
             await nursery.start(self.p2p.run)
@@ -319,9 +333,7 @@ class ValidatorNode:
             nursery.start_soon(self.commits.run, self._commits_out)
             await nursery.start(self.driver.run)
             nursery.start_soon(self._batch_loop)
-            await nursery.start(
-                serve_api, build_app(api), self.config.api.listen_host, self.config.api.listen_port
-            )
+            await nursery.start(serve_api, build_app(api, api_options), api_options)
             log.info(
                 "event=node_started validator=%d p2p=%s:%d api=%s:%d peer_id=%s height=%d",
                 self.index,

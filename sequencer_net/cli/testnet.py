@@ -43,14 +43,13 @@ _DIR_OPTION = click.option(
 
 def testnet_domain(net: Testnet) -> Any:
     """The signing domain of the testnet's chain (from its genesis.json)."""
-    from consensus.encoding import Domain
+    from sequencer_net.genesis import GenesisError, load_genesis
 
     genesis_path = net.directory / GENESIS_FILE
-    if genesis_path.exists():
-        from sequencer_net.genesis import load_genesis
-
+    try:
         return load_genesis(genesis_path).domain()
-    return Domain(net.manifest.network.chain_id, bytes(20))
+    except (GenesisError, OSError) as exc:
+        raise click.ClickException(f"cannot read the testnet's genesis: {exc}") from exc
 
 
 @click.group()

@@ -9,9 +9,9 @@ signed by an ordinary Ethereum key over an EIP-712 typed structure:
                          || keccak(payload))
     digest      = keccak(0x19 0x01 || domainSeparator || structHash)
 
-`domainSeparator` is `consensus.encoding.Domain(chain_id, verifying_contract)`,
-the same domain validators sign votes under, so the chain id binds a
-transaction to one network. Signatures are 65 bytes r || s || v with low s
+`domainSeparator` is `consensus.encoding.Domain(chain_id, verifying_contract,
+genesis_hash)`, the same domain validators sign votes under, so a transaction
+is valid on one network only. Signatures are 65 bytes r || s || v with low s
 (`consensus.crypto`).
 
 Wire format: a msgpack array [chain_id, nonce, namespace, fee, payload,

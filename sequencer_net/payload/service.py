@@ -1,14 +1,16 @@
-"""Building a leader's payload and checking a proposed one.
+"""Building a leader's payload and checking a proposed one (the shell around
+`payload.checks`: it waits and fetches, the checks decide).
 
 Build: wait (briefly) for a batch when there is none, then take the current
-time, the latest executed state root, and every batch no committed block and
-no uncommitted ancestor of the new block names yet.
+time, the latest executed state root, and the batches no committed block and
+no uncommitted ancestor of the new block names yet, as many as fit one block;
+none while this validator's execution lags too far (checks.MAX_EXECUTION_LAG).
 
-Verify: well-formed; a timestamp no earlier than the parent's and not too far
-in the future; a state root equal to this validator's own at that height
-(waiting a little for its own execution to get there); every named batch
-present and verified here (fetched from the proposer, then from other peers,
-when missing).
+Verify: well-formed; `checks.check_header` against the parent;
+`checks.check_vouched_root` against this validator's own root if it has
+executed that height (never waiting for it); every named batch present and
+verified here (fetched from the proposer, then from other peers, when
+missing); `checks.check_block_size` over them.
 """
 
 from __future__ import annotations
@@ -24,9 +26,19 @@ from consensus.core import ConsensusCore
 from consensus.messages import Block
 from sequencer_net.batch_pool import MAX_BATCHES_PER_REQUEST, BatchPool, BatchRequest
 from sequencer_net.fetch import BatchFetcher
-from sequencer_net.payload import (
+from sequencer_net.payload.checks import (
+    MAX_EXECUTION_LAG,
+    BatchesUnavailable,
+    BatchSize,
+    ParentState,
+    PayloadRejected,
+    check_block_size,
+    check_header,
+    check_vouched_root,
+    fill_block,
+)
+from sequencer_net.payload.format import (
     MAX_BATCHES_PER_BLOCK,
-    MAX_CLOCK_DRIFT_MS,
     BlockPayload,
     MalformedPayload,
     decode_payload,
@@ -50,35 +62,34 @@ class PayloadService:
         pool: BatchPool,
         fetcher: BatchFetcher,
         genesis_time_ms: int,
+        genesis_state_root: bytes,
         executed: Callable[[], tuple[int, bytes]],
         state_root_at: Callable[[int], bytes | None],
         empty_block_wait_ms: int,
-        state_wait_ms: int,
         clock_ms: Callable[[], int] = wall_clock_ms,
     ) -> None:
         self.core = core
         self.pool = pool
         self.fetcher = fetcher
-        self.genesis_time_ms = genesis_time_ms
+        self.genesis = ParentState(genesis_time_ms, 0, genesis_state_root)
         self.executed = executed
         self.state_root_at = state_root_at
         self.empty_block_wait_ms = empty_block_wait_ms
-        self.state_wait_ms = state_wait_ms
         self.clock_ms = clock_ms
+        self.unchecked_roots = 0
+        """Votes cast before this validator had executed the vouched height."""
 
-    def _payload_of(self, block: Block | None) -> BlockPayload | None:
-        if block is None or block.height == 0:
+    def parent_state(self, block: Block | None) -> ParentState | None:
+        """What a block says about time and state (None: unknown or malformed)."""
+        if block is None:
             return None
+        if block.height == 0:
+            return self.genesis
         try:
-            return decode_payload(block.payload)
+            payload = decode_payload(block.payload)
         except MalformedPayload:
             return None
-
-    def _timestamp_of(self, block: Block | None) -> int | None:
-        if block is not None and block.height == 0:
-            return self.genesis_time_ms
-        payload = self._payload_of(block)
-        return None if payload is None else payload.timestamp_ms
+        return ParentState(payload.timestamp_ms, payload.state_height, payload.state_root)
 
     def _ancestor_batches(self, parent_digest: bytes) -> set[bytes]:
         """Batches named by the uncommitted ancestors of a new block (parent included)."""
@@ -93,68 +104,63 @@ class PayloadService:
                 names.update(decode_payload(block.payload).batches)
             digest = block.parent
 
-    async def build(self, parent_digest: bytes) -> bytes:
-        """The payload of a new block on `parent_digest`; waits up to the empty-block
-        interval for a first batch so an idle network does not spin empty blocks."""
+    async def build(self, parent_digest: bytes, height: int) -> bytes:
+        """The payload of a new block at `height` on `parent_digest`; waits up to
+        the empty-block interval for a first batch so an idle network does not
+        spin empty blocks."""
+        lagging = height - self.executed()[0] > MAX_EXECUTION_LAG
         exclude = self._ancestor_batches(parent_digest)
-        with trio.move_on_after(self.empty_block_wait_ms / 1000):
-            while not self.pool.unincluded(exclude, 1):
-                await trio.sleep(POLL_S)
-        parent = self.core.known_block(parent_digest)
-        parent_time = self._timestamp_of(parent) or 0
-        digests = self.pool.unincluded(exclude, MAX_BATCHES_PER_BLOCK)
+        if not lagging:
+            with trio.move_on_after(self.empty_block_wait_ms / 1000):
+                while not self.pool.unincluded(exclude, 1):
+                    await trio.sleep(POLL_S)
+        parent = self.parent_state(self.core.known_block(parent_digest))
+        batches: list[bytes] = []
+        if not lagging:
+            candidates = self.pool.unincluded(exclude, MAX_BATCHES_PER_BLOCK)
+            batches = fill_block(candidates, MAX_BATCHES_PER_BLOCK)
         state_height, state_root = self.executed()
-        parent_payload = self._payload_of(parent)
-        if parent_payload is not None and parent_payload.state_height > state_height:
-            # Our execution lags the state the parent vouched for: vouch for that.
-            state_height, state_root = parent_payload.state_height, parent_payload.state_root
+        if parent is not None and parent.state_height >= state_height:
+            # Our execution has not passed the state the parent vouched for: repeat it.
+            state_height, state_root = parent.state_height, parent.state_root
         return encode_payload(
             BlockPayload(
-                timestamp_ms=max(self.clock_ms(), parent_time),
+                timestamp_ms=max(self.clock_ms(), 0 if parent is None else parent.timestamp_ms),
                 state_height=state_height,
                 state_root=state_root,
-                batches=digests,
+                batches=batches,
             )
         )
 
     async def verify(self, block: Block) -> bool:
         try:
-            payload = decode_payload(block.payload)
-        except MalformedPayload as exc:
-            return self._reject(block, f"malformed: {exc}")
-        if payload.timestamp_ms > self.clock_ms() + MAX_CLOCK_DRIFT_MS:
-            return self._reject(block, "timestamp in the future")
-        parent = self.core.known_block(block.parent)
-        parent_time = self._timestamp_of(parent)
-        if parent_time is not None and payload.timestamp_ms < parent_time:
-            return self._reject(block, "timestamp before the parent's")
-        parent_payload = self._payload_of(parent)
-        if parent_payload is not None and payload.state_height < parent_payload.state_height:
-            return self._reject(block, "state height below the parent's")
-        if payload.state_height >= block.height:
-            return self._reject(block, "state height not below the block's")
-        if not await self._state_matches(payload.state_height, payload.state_root):
-            return self._reject(block, f"state root at height {payload.state_height} differs")
+            await self.check(block)
+        except (PayloadRejected, MalformedPayload) as exc:
+            log.warning(
+                "event=payload_rejected view=%d height=%d reason=%s: %s",
+                block.view,
+                block.height,
+                type(exc).__name__,
+                exc,
+            )
+            return False
+        return True
+
+    async def check(self, block: Block) -> None:
+        """Raise PayloadRejected (or MalformedPayload) unless we may vote for `block`."""
+        payload = decode_payload(block.payload)
+        parent = self.parent_state(self.core.known_block(block.parent))
+        check_header(payload, height=block.height, parent=parent, now_ms=self.clock_ms())
+        if not check_vouched_root(payload, self.state_root_at):
+            self.unchecked_roots += 1
         missing = [d for d in payload.batches if d not in self.pool]
         for i in range(0, len(missing), MAX_BATCHES_PER_REQUEST):
             chunk = missing[i : i + MAX_BATCHES_PER_REQUEST]
             await self.fetcher.fetch(BatchRequest(chunk), prefer=block.proposer)
-        still = [d for d in payload.batches if d not in self.pool]
-        if still:
-            return self._reject(block, f"{len(still)} batches unavailable")
-        return True
-
-    async def _state_matches(self, height: int, root: bytes) -> bool:
-        """Compare with our own state root at `height`, waiting a bounded time for
-        our execution to reach it (it trails consensus by a block or two)."""
-        with trio.move_on_after(self.state_wait_ms / 1000):
-            while self.executed()[0] < height:
-                await trio.sleep(POLL_S)
-        ours = self.state_root_at(height)
-        if ours is None:
-            return False  # still behind: do not vouch for a root we cannot check
-        return ours == root
-
-    def _reject(self, block: Block, reason: str) -> bool:
-        log.warning("event=payload_rejected view=%d reason=%s", block.view, reason)
-        return False
+        sizes: list[BatchSize] = []
+        for digest in payload.batches:
+            size = self.pool.size_of(digest)
+            if size is None:
+                raise BatchesUnavailable(f"batch {digest.hex()[:12]} unavailable")
+            sizes.append(size)
+        check_block_size(sizes)

@@ -13,6 +13,7 @@ u64 = 8 bytes, u32 = 4 bytes; msgpack is the consensus wire encoding):
     vb/ + digest(32)                           voted (stored, uncommitted) Block (msgpack)
     vh/ + height u64 + digest(32)              b"" (voted blocks by height, for pruning)
     c/  + view u64 + kind u8                   Certificate (msgpack)
+    ev/ + offender u32 + view u64 + kind u8    EvidenceRecord (msgpack): two conflicting votes
     bh/ + height u64                           committed Block (msgpack)
     bd/ + digest(32)                           height u64 of a committed block
     f/  + height u64                           finalization Certificate of that height
@@ -51,7 +52,7 @@ from rocksdict import Options, Rdict, WriteBatch, WriteOptions
 
 from consensus.crypto import Address
 from consensus.io import SafetyRecord
-from consensus.messages import Block, Certificate, VoteKind
+from consensus.messages import Block, Certificate, Vote, VoteKind
 from consensus.types import ZERO_DIGEST
 from sequencer_net.mempool.transaction import tx_hash
 
@@ -76,6 +77,7 @@ BATCH_PREFIX: Final = b"b/"
 BATCH_REF_PREFIX: Final = b"br/"
 BATCH_LAST_REF_PREFIX: Final = b"bl/"
 NONCE_PREFIX: Final = b"n/"
+EVIDENCE_PREFIX: Final = b"ev/"
 
 KEY_LAYOUT: Final[dict[str, bytes]] = {
     "safety record": SAFETY_KEY,
@@ -97,6 +99,7 @@ KEY_LAYOUT: Final[dict[str, bytes]] = {
     "batch by digest": BATCH_PREFIX,
     "batch reference by height": BATCH_REF_PREFIX,
     "batch last reference": BATCH_LAST_REF_PREFIX,
+    "equivocation evidence by offender, view, kind": EVIDENCE_PREFIX,
 }
 """Every key family; no prefix is a prefix of another (tests check it)."""
 
@@ -105,6 +108,21 @@ _U32 = 4
 _DIGEST = 32
 _TIP_LENGTH = _U64 + _DIGEST + _U64
 _LOCATION_LENGTH = _U64 + _U32
+
+
+MAX_STORED_EVIDENCE: Final = 10_000
+"""Evidence records kept on disk. One per (offender, view, vote kind): a validator
+that equivocates in every view fills this bound, and new evidence is then not
+written (what is kept already proves the offence)."""
+
+
+class EvidenceRecord(msgspec.Struct, frozen=True, array_like=True):
+    """Two signed votes by one validator that no honest validator casts together."""
+
+    offender: int
+    first: Vote
+    second: Vote
+    reason: str
 
 
 class CorruptStore(Exception):
@@ -130,6 +148,7 @@ _encoder = msgspec.msgpack.Encoder()
 _safety_decoder = msgspec.msgpack.Decoder(SafetyRecord)
 _block_decoder = msgspec.msgpack.Decoder(Block)
 _certificate_decoder = msgspec.msgpack.Decoder(Certificate)
+_evidence_decoder = msgspec.msgpack.Decoder(EvidenceRecord)
 
 
 def _decode(decoder: msgspec.msgpack.Decoder[_T], data: bytes, what: str) -> _T:
@@ -166,26 +185,28 @@ class NodeStore:
             self._tip = self._read_tip()
             stored = self._db.get(PENDING_SEQUENCE_KEY)
             self._next_arrival = 0 if stored is None else _read_u64(stored, "pending sequence")
+            self._evidence_count = sum(1 for _ in self._scan(EVIDENCE_PREFIX))
         except CorruptStore:
             self.close()  # release RocksDB's lock: the caller never gets this object
             raise
 
     # ---- consensus safety ------------------------------------------------------------
 
-    def save_vote(self, record: SafetyRecord, block: Block | None = None) -> None:
-        """Durably write the safety record (and the block voted for) in one synced
+    def save_vote(self, record: SafetyRecord, blocks: Sequence[Block] = ()) -> None:
+        """Durably write the safety record (and the blocks voted for) in one synced
         batch. Call before the vote, or the proposal, leaves the node."""
         batch = WriteBatch(raw_mode=True)
-        if block is not None:
+        for block in blocks:
             self._put_voted_block(batch, block)
         batch.put(SAFETY_KEY, _encoder.encode(record))
         self._db.write(batch, self._synced)
 
-    def store_block(self, block: Block) -> None:
-        """Durably keep a block this node is about to vote for (consensus `StoreBlock`)."""
+    def store_block(self, block: Block, *, synced: bool = True) -> None:
+        """Keep an uncommitted block (consensus `StoreBlock`): synced for a block this
+        node is about to vote for, unsynced for one fetched for a finalization."""
         batch = WriteBatch(raw_mode=True)
         self._put_voted_block(batch, block)
-        self._db.write(batch, self._synced)
+        self._db.write(batch, self._synced if synced else self._unsynced)
 
     def _put_voted_block(self, batch: WriteBatch, block: Block) -> None:
         digest = block.digest()
@@ -219,6 +240,39 @@ class NodeStore:
             batch.delete_range(CERTIFICATE_PREFIX, CERTIFICATE_PREFIX + _u64(cert.view))
         batch.put(CERTIFICATE_PREFIX + _u64(cert.view) + bytes([cert.kind]), _encoder.encode(cert))
         self._db.write(batch, self._unsynced)
+
+    def certificates_at(self, view: int) -> list[Certificate]:
+        """The stored notarization and nullification of `view`, if any."""
+        out = []
+        for kind in (VoteKind.NOTARIZE, VoteKind.NULLIFY):
+            data = self._db.get(CERTIFICATE_PREFIX + _u64(view) + bytes([kind]))
+            if data is not None:
+                out.append(_decode(_certificate_decoder, data, "certificate"))
+        return out
+
+    def save_evidence(self, record: EvidenceRecord) -> bool:
+        """Keep evidence of equivocation (unsynced: peers report it again). False when
+        the same offence is already stored or the store holds its bound."""
+        key = (
+            EVIDENCE_PREFIX
+            + record.offender.to_bytes(_U32, "big")
+            + _u64(record.first.view)
+            + bytes([record.second.kind])
+        )
+        if self._db.get(key) is not None or self._evidence_count >= MAX_STORED_EVIDENCE:
+            return False
+        self._db.put(key, _encoder.encode(record), self._unsynced)
+        self._evidence_count += 1
+        return True
+
+    def load_evidence(self, limit: int = 1000) -> list[EvidenceRecord]:
+        """Stored evidence, by offender then view, at most `limit` records."""
+        out: list[EvidenceRecord] = []
+        for _, data in self._scan(EVIDENCE_PREFIX):
+            if len(out) >= limit:
+                break
+            out.append(_decode(_evidence_decoder, data, "evidence"))
+        return out
 
     def load_certificates(self) -> list[Certificate]:
         """Stored certificates at or above the highest finalization's view, by view."""
@@ -372,12 +426,22 @@ class NodeStore:
     def save_batch(self, digest: bytes, encoded: bytes, *, own_sequence: int | None = None) -> None:
         """Durably keep a batch, before acknowledging it or, if it is this node's
         own (`own_sequence` given), before broadcasting it."""
+        batch = WriteBatch(raw_mode=True)
+        self.stage_batch(batch, digest, encoded, own_sequence=own_sequence)
+        self._db.write(batch, self._synced)
+
+    def stage_batch(
+        self, batch: WriteBatch, digest: bytes, encoded: bytes, *, own_sequence: int | None = None
+    ) -> None:
+        """Add a batch (and, for an own batch, the next sequence) to `batch`."""
         if len(digest) != _DIGEST:
             raise ValueError("batch digest must be 32 bytes")
-        batch = WriteBatch(raw_mode=True)
         batch.put(BATCH_PREFIX + digest, encoded)
         if own_sequence is not None:
             batch.put(BATCH_SEQUENCE_KEY, _u64(own_sequence + 1))
+
+    def write_synced(self, batch: WriteBatch) -> None:
+        """One synced write of staged puts (group commit calls it from a thread)."""
         self._db.write(batch, self._synced)
 
     def get_batch(self, digest: bytes) -> bytes | None:
@@ -411,11 +475,15 @@ class NodeStore:
     def save_pending_transactions(self, encoded_txs: Iterable[bytes]) -> None:
         """Durably keep transactions the API is about to acknowledge (synced)."""
         batch = WriteBatch(raw_mode=True)
+        self.stage_pending_transactions(batch, encoded_txs)
+        self._db.write(batch, self._synced)
+
+    def stage_pending_transactions(self, batch: WriteBatch, encoded_txs: Iterable[bytes]) -> None:
+        """Add acknowledged transactions, numbered in arrival order, to `batch`."""
         for encoded in encoded_txs:
             batch.put(PENDING_PREFIX + tx_hash(encoded), _u64(self._next_arrival) + encoded)
             self._next_arrival += 1
         batch.put(PENDING_SEQUENCE_KEY, _u64(self._next_arrival))
-        self._db.write(batch, self._synced)
 
     def load_pending_transactions(self) -> list[bytes]:
         """Acknowledged, uncommitted transactions in the order they were saved.

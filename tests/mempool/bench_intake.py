@@ -38,7 +38,7 @@ def bench_store(directory: str) -> None:
         start = time.perf_counter()
         for view in range(1, votes + 1):
             block = Block(view=view, height=view, parent=bytes(32), proposer=0, payload=b"x" * 200)
-            store.save_vote(SafetyRecord(view=view, notarized=block.digest()), block)
+            store.save_vote(SafetyRecord(view=view, notarized=block.digest()), [block])
         rate = votes / (time.perf_counter() - start)
         print(f"save_vote (synced, with its block): {rate:,.0f}/s")
 

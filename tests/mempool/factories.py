@@ -8,9 +8,13 @@ from sequencer_net.mempool.mempool import CheckedTx, check_transaction
 from sequencer_net.mempool.transaction import encode_transaction, sign_transaction
 
 DOMAIN = Domain(
-    chain_id=31337, verifying_contract=bytes.fromhex("5fbdb2315678afecb367f032d93f642f64180aa3")
+    chain_id=31337,
+    verifying_contract=bytes.fromhex("5fbdb2315678afecb367f032d93f642f64180aa3"),
+    genesis_hash=keccak256(b"test genesis"),
 )
-OTHER_DOMAIN = Domain(chain_id=1, verifying_contract=DOMAIN.verifying_contract)
+OTHER_DOMAIN = Domain(
+    chain_id=1, verifying_contract=DOMAIN.verifying_contract, genesis_hash=DOMAIN.genesis_hash
+)
 
 
 def key(i: int) -> PrivateKey:

@@ -61,6 +61,7 @@ def test_digest_matches_an_ethereum_wallets_eip712_signature() -> None:
                 {"name": "version", "type": "string"},
                 {"name": "chainId", "type": "uint256"},
                 {"name": "verifyingContract", "type": "address"},
+                {"name": "salt", "type": "bytes32"},
             ],
             "Transaction": [
                 {"name": "nonce", "type": "uint64"},
@@ -75,6 +76,7 @@ def test_digest_matches_an_ethereum_wallets_eip712_signature() -> None:
             "version": "1",
             "chainId": DOMAIN.chain_id,
             "verifyingContract": "0x" + DOMAIN.verifying_contract.hex(),
+            "salt": DOMAIN.genesis_hash,
         },
         "message": {"nonce": 5, "namespace": 2, "fee": 10**6, "payloadHash": keccak256(payload)},
     }

@@ -3,6 +3,8 @@ API clients: refused with a clear error, no state change, no crash."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import msgspec
 import pytest
 import trio
@@ -41,9 +43,8 @@ def _hostile_frames(net: LocalNetwork) -> list[tuple[Channel, bytes]]:
     fake_block = Block(view=5, height=1, parent=b"\x01" * 32, proposer=1, payload=b"x")
     good_sig = vote(VoteKind.NULLIFY, 7, 0, ZERO_DIGEST, BYZANTINE).signature
     user = PrivateKey(b"\x05" * 32)
-    wrong_chain = encode_transaction(
-        sign_transaction(user, type(net.genesis.domain())(999, bytes(20)), 0, 1, 0, b"p")
-    )
+    other_chain = replace(net.genesis.domain(), chain_id=999)
+    wrong_chain = encode_transaction(sign_transaction(user, other_chain, 0, 1, 0, b"p"))
     return [
         (Channel.CONSENSUS, b"\x00garbage\xff" * 10),
         (Channel.CONSENSUS, b"\x93" + bytes(5 * 1024 * 1024)),  # over the 4 MiB message cap
@@ -139,9 +140,8 @@ def test_hostile_api_requests_get_clear_errors_and_change_nothing(
     good = network.signed(user, 0, b"fine")
     tampered = bytearray(good)
     tampered[-1] = 99  # the signature's v byte: neither 27 nor 28
-    wrong_chain = encode_transaction(
-        sign_transaction(user, type(network.genesis.domain())(999, bytes(20)), 0, 1, 0, b"p")
-    )
+    other_chain = replace(network.genesis.domain(), chain_id=999)
+    wrong_chain = encode_transaction(sign_transaction(user, other_chain, 0, 1, 0, b"p"))
     cases = [
         (b"garbage", 400, "invalid_transaction"),
         (b"", 400, "bad_request"),

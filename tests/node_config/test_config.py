@@ -34,14 +34,21 @@ password_file = "~/pw.txt"
 listen_host = "0.0.0.0"
 listen_port = 30001
 peers = ["0@10.0.0.1:30000", "2@val2.example.org:30002"]
+max_non_validator_connections = 8
 
 [api]
 listen_host = "::1"
 listen_port = 30101
+max_connections = 64
+body_timeout_ms = 5000
+idle_timeout_ms = 1000
+max_body_buffer_bytes = 16_777_216
+admin_token_file = "admin.token"
 
 [consensus]
 view_timeout_ms = 2500
 retry_ms = 700
+max_backoff_steps = 6
 empty_block_interval_ms = 250
 
 [mempool]
@@ -97,11 +104,12 @@ def test_every_key_overridden(tmp_path: Path) -> None:
     assert config.key_path == home / "keys" / "v7.key"
     assert config.password_path == Path.home() / "pw.txt"
     assert config.p2p == P2PSettings(
-        "0.0.0.0", 30001, ("0@10.0.0.1:30000", "2@val2.example.org:30002")
+        "0.0.0.0", 30001, ("0@10.0.0.1:30000", "2@val2.example.org:30002"), 8
     )
     assert config.p2p.peer_addresses() == {0: ("10.0.0.1", 30000), 2: ("val2.example.org", 30002)}
-    assert config.api == ApiSettings("::1", 30101)
-    assert config.consensus == ConsensusSettings(2500, 700, 250)
+    assert config.api == ApiSettings("::1", 30101, 64, 5000, 1000, 16 * 1024 * 1024, "admin.token")
+    assert config.admin_token_path == home / "admin.token"
+    assert config.consensus == ConsensusSettings(2500, 700, 6, 250)
     assert config.mempool == MempoolSettings(5000, 10_000_000, 64, 500, 65536, 0)
     assert config.storage == StorageSettings("/var/lib/seqnet", False)
     assert config.data_path == Path("/var/lib/seqnet")
@@ -124,6 +132,8 @@ def test_consensus_timers_fall_back_to_genesis(genesis: Genesis, tmp_path: Path)
     assert tuned.consensus_config(genesis).view_timeout_ms == 3000
     assert tuned.consensus_config(genesis).retry_ms == 3000
     assert ConsensusSettings(retry_ms=10).consensus_config(genesis).retry_ms == 10
+    assert config.consensus.consensus_config(genesis).max_backoff_steps == 4
+    assert ConsensusSettings(max_backoff_steps=7).consensus_config(genesis).max_backoff_steps == 7
     # An idle leader waits at most half a view timeout for a batch.
     assert ConsensusSettings(empty_block_interval_ms=5000).empty_block_wait_ms(genesis) == (
         genesis.view_timeout_ms // 2
@@ -155,6 +165,10 @@ def test_with_log_level(tmp_path: Path) -> None:
         ('name = "n"\n[p2p]\nlisten_port = 65536\n', r"\[p2p\] listen_port: must be in 1..65535"),
         ('name = "n"\n[p2p]\nlisten_port = "26600"\n', r"\[p2p\] listen_port: must be an integer"),
         ('name = "n"\n[p2p]\nlisten_port = true\n', r"\[p2p\] listen_port: must be an integer"),
+        (
+            'name = "n"\n[p2p]\nmax_non_validator_connections = 1025\n',
+            r"\[p2p\] max_non_validator_connections: must be in 0..1024",
+        ),
         ('name = "n"\n[p2p]\nlisten_host = ""\n', r"\[p2p\] listen_host: must be a host"),
         ('name = "n"\n[p2p]\npeers = "0@h:1"\n', r"\[p2p\] peers: must be a list of strings"),
         (
@@ -226,7 +240,8 @@ def test_default_text_loads_to_defaults_plus_the_given_values(tmp_path: Path) ->
 def test_default_text_options(tmp_path: Path) -> None:
     text = default_config_text("n", 1000, 1001, listen_host="0.0.0.0", password_file="/pw")
     config = load_config(write(tmp_path, text))
-    assert config.p2p.listen_host == config.api.listen_host == "0.0.0.0"
+    assert config.p2p.listen_host == "0.0.0.0"
+    assert config.api.listen_host == "127.0.0.1"  # the API has its own address
     assert config.password_path == Path("/pw")
 
 

@@ -94,9 +94,9 @@ def test_safety_record_and_voted_blocks_survive_restart(tmp_path: Path) -> None:
     b1 = block(1, GENESIS, view=1)
     b2 = block(2, b1.digest(), view=2)
     with NodeStore(path, genesis_digest=GENESIS) as store:
-        store.save_vote(SafetyRecord(view=1, notarized=b1.digest()), b1)
+        store.save_vote(SafetyRecord(view=1, notarized=b1.digest()), [b1])
         store.store_block(b2)
-        store.save_vote(SafetyRecord(view=2, notarized=b2.digest(), finalized=True), None)
+        store.save_vote(SafetyRecord(view=2, notarized=b2.digest(), finalized=True))
     with NodeStore(path, genesis_digest=GENESIS) as store:
         assert store.load_safety() == SafetyRecord(view=2, notarized=b2.digest(), finalized=True)
         assert store.get_voted_block(b1.digest()) == b1
@@ -279,10 +279,10 @@ while True:
     b = Block(view=2 * h, height=h, parent=parent, proposer=h % 4, payload=b"p %d" % h)
     d = b.digest()
     store.save_pending_transactions(txs(h)[:20])
-    store.save_vote(SafetyRecord(view=2 * h, notarized=d), b)
+    store.save_vote(SafetyRecord(view=2 * h, notarized=d), [b])
     fin = Certificate(kind=3, view=2 * h, height=h, block=d, signers=[0], signatures=[bytes(65)])
     store.save_certificate(fin)
-    store.save_vote(SafetyRecord(view=2 * h, notarized=d, finalized=True), None)
+    store.save_vote(SafetyRecord(view=2 * h, notarized=d, finalized=True))
     store.commit_block(b, fin, txs(h), keccak256(b"root %d" % h))
     print("committed", h, flush=True)
 """.replace("{txs}", str(CRASH_TXS))

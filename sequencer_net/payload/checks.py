@@ -1,0 +1,153 @@
+"""The rules a proposed block's payload must meet before a validator votes for it.
+
+Pure functions over plain values, each raising a named `PayloadRejected`
+subclass at the first rule that fails, in the order a reader checks a header:
+
+    check_header          timestamp, state height and root against the parent
+    check_vouched_root    the vouched root against this validator's own, if it
+                          has executed that height yet
+    check_block_size      the named batches' transactions fit one block
+
+Voting never waits for this validator's own execution: a block vouches for
+the state root of an earlier height, and a validator that has not executed
+that height yet votes without comparing (the commit pipeline compares when
+execution gets there, and raises an alarm on a mismatch). A leader whose
+execution lags too far proposes blocks without batches until it catches up,
+which bounds the lag (docs/architecture.md, "Execution trails ordering").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from sequencer_net.execution.limits import MAX_TRANSACTIONS_PER_BLOCK
+from sequencer_net.payload.format import MAX_CLOCK_DRIFT_MS, BlockPayload
+
+MAX_BLOCK_TX_BYTES = 64 * 1024 * 1024
+"""Encoded transactions one block may order (the sum over its batches): what
+every validator fetches, stores and executes per block."""
+
+MAX_EXECUTION_LAG = 8
+"""A leader whose own execution is more than this many heights behind the block
+it proposes puts no batches in it: consensus keeps ordering (empty blocks) while
+execution catches up, so the lag between ordering and execution stays bounded."""
+
+
+class PayloadRejected(ValueError):
+    """A proposed payload this validator must not vote for; subclasses say why."""
+
+
+class TimestampInFuture(PayloadRejected):
+    pass
+
+
+class TimestampBeforeParent(PayloadRejected):
+    pass
+
+
+class StateHeightRegressed(PayloadRejected):
+    pass
+
+
+class StateHeightNotBelowBlock(PayloadRejected):
+    pass
+
+
+class StateRootMismatch(PayloadRejected):
+    pass
+
+
+class BlockTooLarge(PayloadRejected):
+    pass
+
+
+class BatchesUnavailable(PayloadRejected):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class ParentState:
+    """What a block's parent says: its time and the state it vouched for."""
+
+    timestamp_ms: int
+    state_height: int
+    state_root: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class BatchSize:
+    transactions: int
+    tx_bytes: int
+
+
+def check_header(
+    payload: BlockPayload, *, height: int, parent: ParentState | None, now_ms: int
+) -> None:
+    """Time never runs backwards nor far ahead of this validator's clock; the
+    vouched state height never goes down and stays below the block's height;
+    re-vouching the parent's height must repeat the parent's root."""
+    if payload.timestamp_ms > now_ms + MAX_CLOCK_DRIFT_MS:
+        raise TimestampInFuture(
+            f"timestamp {payload.timestamp_ms} is more than {MAX_CLOCK_DRIFT_MS} ms ahead"
+        )
+    if payload.state_height >= height:
+        raise StateHeightNotBelowBlock(
+            f"vouches for height {payload.state_height} in a block at height {height}"
+        )
+    if parent is None:
+        return
+    if payload.timestamp_ms < parent.timestamp_ms:
+        raise TimestampBeforeParent("timestamp before the parent's")
+    if payload.state_height < parent.state_height:
+        raise StateHeightRegressed(
+            f"vouches for height {payload.state_height}, the parent for {parent.state_height}"
+        )
+    if payload.state_height == parent.state_height and payload.state_root != parent.state_root:
+        raise StateRootMismatch(
+            f"a different root than the parent for the same height {payload.state_height}"
+        )
+
+
+def check_vouched_root(payload: BlockPayload, own_root_at: Callable[[int], bytes | None]) -> bool:
+    """Compare the vouched root with ours when we have executed that height.
+
+    Returns whether the comparison was made (False: not executed here yet, the
+    vote goes ahead and the commit pipeline compares later)."""
+    ours = own_root_at(payload.state_height)
+    if ours is None:
+        return False
+    if ours != payload.state_root:
+        raise StateRootMismatch(
+            f"state root at height {payload.state_height} differs from ours: "
+            f"{payload.state_root.hex()[:12]} vs {ours.hex()[:12]}"
+        )
+    return True
+
+
+def check_block_size(batches: Sequence[BatchSize]) -> None:
+    """The block's batches together stay within what one block may execute, so
+    a certified block can always be executed in full (the engine is total even
+    beyond, but voters never certify such a block)."""
+    transactions = sum(b.transactions for b in batches)
+    if transactions > MAX_TRANSACTIONS_PER_BLOCK:
+        raise BlockTooLarge(
+            f"{transactions} transactions, more than {MAX_TRANSACTIONS_PER_BLOCK} per block"
+        )
+    tx_bytes = sum(b.tx_bytes for b in batches)
+    if tx_bytes > MAX_BLOCK_TX_BYTES:
+        raise BlockTooLarge(f"{tx_bytes} bytes of transactions, more than {MAX_BLOCK_TX_BYTES}")
+
+
+def fill_block(candidates: Sequence[tuple[bytes, BatchSize]], limit: int) -> list[bytes]:
+    """The leader's side of `check_block_size`: the longest prefix of candidate
+    batches (at most `limit`) that fits one block."""
+    chosen: list[bytes] = []
+    transactions = tx_bytes = 0
+    for digest, size in candidates[:limit]:
+        transactions += size.transactions
+        tx_bytes += size.tx_bytes
+        if transactions > MAX_TRANSACTIONS_PER_BLOCK or tx_bytes > MAX_BLOCK_TX_BYTES:
+            break
+        chosen.append(digest)
+    return chosen
