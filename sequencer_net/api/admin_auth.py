@@ -24,7 +24,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sequencer_net.api.errors import ApiError
 from sequencer_net.api.limits import ADMIN_TOKEN_MAX_CHARS, ADMIN_TOKEN_MIN_CHARS
-from sequencer_net.config import ConfigError
+from sequencer_net.home.config import ConfigError
 
 ADMIN_PREFIX = "/v1/admin"
 ADMIN_TOKEN_ENV = "SEQNET_ADMIN_TOKEN"

@@ -1,7 +1,7 @@
 """Every fixed bound of the HTTP API, in one place, with its reason.
 
 The tunable ones (connection cap, timeouts, the body buffer budget) are `[api]`
-keys of config.toml (sequencer_net/config.py); their defaults live there.
+keys of config.toml (sequencer_net/home/config.py); their defaults live there.
 """
 
 from __future__ import annotations

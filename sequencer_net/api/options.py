@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from sequencer_net.api.admin_auth import load_admin_token
-from sequencer_net.config import ApiSettings, NodeConfig
+from sequencer_net.home.config import ApiSettings, NodeConfig
 
 
 @dataclass(frozen=True)

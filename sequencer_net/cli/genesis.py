@@ -10,8 +10,8 @@ from typing import Any
 import click
 
 from consensus.crypto import PrivateKey
-from sequencer_net.config import ConfigError, load_config
-from sequencer_net.genesis import (
+from sequencer_net.home.config import ConfigError, load_config
+from sequencer_net.home.genesis import (
     Genesis,
     GenesisError,
     GenesisValidator,
@@ -19,8 +19,8 @@ from sequencer_net.genesis import (
     load_genesis,
     write_genesis,
 )
-from sequencer_net.home import load_validator_secret
-from sequencer_net.keystore import KeystoreError
+from sequencer_net.home.keystore import KeystoreError
+from sequencer_net.home.setup import load_validator_secret
 
 _WILDCARD = ("0.0.0.0", "::", "")
 

@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from consensus.crypto import PrivateKey
-from sequencer_net.keystore import (
+from sequencer_net.home.keystore import (
     KeystoreError,
     generate_secret,
     is_encrypted,

@@ -101,7 +101,7 @@ def load(
     if node_urls:
         urls = list(node_urls)
         if genesis_path is not None:
-            from sequencer_net.genesis import load_genesis
+            from sequencer_net.home.genesis import load_genesis
 
             genesis = load_genesis(genesis_path)
             domain, fees = genesis.domain(), FeeSchedule.of_genesis(genesis)
@@ -172,7 +172,7 @@ def load(
 def _testnet_fees(net: Any) -> Any:
     """The fee schedule in the testnet's genesis.json."""
     from sequencer_net.client import FeeSchedule
-    from sequencer_net.genesis import GenesisError, load_genesis
+    from sequencer_net.home.genesis import GenesisError, load_genesis
     from sequencer_net.testnet.network import GENESIS_FILE
 
     try:

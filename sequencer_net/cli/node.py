@@ -14,10 +14,10 @@ import click
 
 from consensus.crypto import PrivateKey
 from sequencer_net.cli.keys import password_from_file
-from sequencer_net.config import LOG_LEVELS, ConfigError, NodeConfig, load_config
-from sequencer_net.genesis import Genesis, GenesisError, load_genesis
-from sequencer_net.home import HomeError, init_home
-from sequencer_net.keystore import KeystoreError, read_key_file
+from sequencer_net.home.config import LOG_LEVELS, ConfigError, NodeConfig, load_config
+from sequencer_net.home.genesis import Genesis, GenesisError, load_genesis
+from sequencer_net.home.keystore import KeystoreError, read_key_file
+from sequencer_net.home.setup import HomeError, init_home
 
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 _HOME = click.option(
@@ -218,8 +218,8 @@ def run(home: Path, log_level: str | None) -> None:
 
     import trio
 
-    node_module = importlib.import_module("sequencer_net.node")
-    from sequencer_net.storage.home_lock import HomeLocked
+    node_module = importlib.import_module("sequencer_net.node.validator")
+    from sequencer_net.home.lock import HomeLocked
 
     kinds: tuple[type[Exception], ...] = (
         ConfigError,

@@ -43,7 +43,7 @@ _DIR_OPTION = click.option(
 
 def testnet_domain(net: Testnet) -> Any:
     """The signing domain of the testnet's chain (from its genesis.json)."""
-    from sequencer_net.genesis import GenesisError, load_genesis
+    from sequencer_net.home.genesis import GenesisError, load_genesis
 
     genesis_path = net.directory / GENESIS_FILE
     try:

@@ -42,7 +42,7 @@ class FeeSchedule:
 
     @classmethod
     def of_genesis(cls, genesis: Any) -> FeeSchedule:
-        """From a `sequencer_net.genesis.Genesis` (or anything with `.execution`)."""
+        """From a `sequencer_net.home.genesis.Genesis` (or anything with `.execution`)."""
         return cls(genesis.execution.fee_base, genesis.execution.fee_per_byte)
 
 

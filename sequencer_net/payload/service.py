@@ -24,8 +24,8 @@ import trio
 
 from consensus.core import ConsensusCore
 from consensus.messages import Block
-from sequencer_net.batch_pool import MAX_BATCHES_PER_REQUEST, BatchPool, BatchRequest
-from sequencer_net.fetch import BatchFetcher
+from sequencer_net.batches.fetch import BatchFetcher
+from sequencer_net.batches.pool import MAX_BATCHES_PER_REQUEST, BatchPool, BatchRequest
 from sequencer_net.payload.checks import (
     MAX_EXECUTION_LAG,
     BatchesUnavailable,

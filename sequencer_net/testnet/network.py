@@ -118,9 +118,9 @@ def write_validator_homes(
     `seqnet load` can submit (and later trade) from them.
     """
     from sequencer_net.api.admin_auth import new_admin_token, write_admin_token_file
-    from sequencer_net.genesis import make_local_genesis, write_genesis
-    from sequencer_net.home import init_home
-    from sequencer_net.keystore import generate_secret
+    from sequencer_net.home.genesis import make_local_genesis, write_genesis
+    from sequencer_net.home.keystore import generate_secret
+    from sequencer_net.home.setup import init_home
 
     network = manifest.network
     secrets = [generate_secret() for _ in range(network.validators)]
@@ -169,7 +169,7 @@ def write_validator_homes(
 def node_admin_token(home: Path) -> str | None:
     """The admin token of the node in `home` (None if its config names none)."""
     from sequencer_net.api.admin_auth import read_admin_token_file
-    from sequencer_net.config import ConfigError, load_config
+    from sequencer_net.home.config import ConfigError, load_config
 
     try:
         path = load_config(home).admin_token_path

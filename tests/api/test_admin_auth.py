@@ -21,7 +21,7 @@ from sequencer_net.api.admin_auth import (
     write_admin_token_file,
 )
 from sequencer_net.api.server import ApiOptions
-from sequencer_net.config import ConfigError, parse_config
+from sequencer_net.home.config import ConfigError, parse_config
 from tests.api.conftest import ADMIN_TOKEN, ApiWorld, json_error
 
 LOOPBACK = ("127.0.0.1", 40000)

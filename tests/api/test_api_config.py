@@ -15,7 +15,7 @@ from sequencer_net.api.admin_auth import read_admin_token_file
 from sequencer_net.api.limits import MAX_BATCH_BODY_BYTES
 from sequencer_net.api.server import ApiOptions
 from sequencer_net.cli.main import cli
-from sequencer_net.config import (
+from sequencer_net.home.config import (
     ApiSettings,
     ConfigError,
     NodeConfig,

@@ -4,6 +4,8 @@ bound to one network, fetches that do not amplify, restarts that resume."""
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from consensus.core import ConsensusConfig, ConsensusCore, genesis_block
@@ -19,7 +21,6 @@ from consensus.io import (
     PayloadBuilt,
     PayloadVerified,
     ReportEvidence,
-    SafetyRecord,
     Start,
     StoreCertificate,
     TimerFired,
@@ -27,14 +28,12 @@ from consensus.io import (
 )
 from consensus.limits import MAX_VIEW_JUMP
 from consensus.messages import (
-    Block,
     BlockRequest,
     BlockResponse,
     Certificate,
     CertificateRequest,
     CertificateResponse,
     Proposal,
-    SyncRequest,
     Vote,
     VoteKind,
 )
@@ -62,6 +61,10 @@ def _time_out(core: ConsensusCore, view: int) -> list[Action]:
         if any(v.kind == VoteKind.NULLIFY for v in _votes(actions)):
             return actions
     raise AssertionError("the view never timed out")
+
+
+def _nullification(net: Net, view: int) -> Certificate:
+    return net.certificate([0, 1, 2], VoteKind.NULLIFY, view, 0, ZERO_DIGEST)
 
 
 def _notarized_chain(net: Net, length: int) -> tuple[list[Proposal], list[Certificate]]:
@@ -109,8 +112,8 @@ def test_votes_naming_another_height_never_complete_a_certificate(net: Net) -> N
     assert report.evidence.offender == 0
     # Its first vote stands for the tally; the two honest votes and the leader's
     # are 2 of the 3 needed, so a third honest vote completes it at height 1.
-    (cert,) = [a.certificate for a in _receive(core, 3, net.vote(3, VoteKind.NOTARIZE, 1, 1, digest))
-               if isinstance(a, StoreCertificate)]
+    actions = _receive(core, 3, net.vote(3, VoteKind.NOTARIZE, 1, 1, digest))
+    (cert,) = [a.certificate for a in _of(actions, StoreCertificate)]
     assert (cert.height, cert.block) == (1, digest)
     assert core.verifier.check_certificate(core.validators, cert)
 
@@ -155,7 +158,7 @@ def test_a_voter_fetches_the_nullifications_a_proposal_does_not_carry(net: Net) 
     core, _ = net.started(3)
     _receive(core, 1, p1)
     _receive(core, 0, n1)
-    nulls = {v: net.certificate([0, 1, 2], VoteKind.NULLIFY, v, 0, ZERO_DIGEST) for v in range(2, 30)}
+    nulls = {v: _nullification(net, v) for v in range(2, 30)}
     _receive(core, 0, nulls[29])  # we jumped: views 2..28 were never seen nullified here
     assert core.view == 30
     proposal = net.proposal(view=30, payload=b"ok-30", parent=n1, skipped=[nulls[29]])
@@ -177,9 +180,10 @@ def test_a_leader_proposes_after_any_number_of_nullified_views(net: Net) -> None
     _receive(core, 0, n1)
     actions: list[Action] = []
     for view in range(2, 401):
-        actions = _receive(core, 0, net.certificate([0, 1, 2], VoteKind.NULLIFY, view, 0, ZERO_DIGEST))
+        actions = _receive(core, 0, _nullification(net, view))
     assert core.view == 401
-    assert _of(actions, BuildPayload) == [BuildPayload(View(401), Height(2), Digest(p1.block.digest()))]
+    expected = BuildPayload(View(401), Height(2), Digest(p1.block.digest()))
+    assert _of(actions, BuildPayload) == [expected]
 
 
 # ---- 4. timeouts back off and come back down ----------------------------------------
@@ -298,9 +302,10 @@ def test_a_late_certificate_lets_a_stuck_leader_propose(net: Net) -> None:
     assert fetch.request == CertificateRequest(first_view=1, last_view=2)
     _receive(core, 1, p1)
     actions = _receive(
-        core, 0, CertificateResponse([n1, net.certificate([0, 1, 2], VoteKind.NULLIFY, 2, 0, ZERO_DIGEST)])
+        core, 0, CertificateResponse([n1, _nullification(net, 2)])
     )
-    assert _of(actions, BuildPayload) == [BuildPayload(View(4), Height(2), Digest(p1.block.digest()))]
+    expected = BuildPayload(View(4), Height(2), Digest(p1.block.digest()))
+    assert _of(actions, BuildPayload) == [expected]
 
 
 def test_a_vote_persisted_before_a_crash_is_sent_after_the_restart(net: Net) -> None:
@@ -337,7 +342,7 @@ def test_leaders_rotate_in_proportion_to_weight() -> None:
     schedule = leader_schedule([5, 1, 1, 1, 2])
     assert len(schedule) == 10
     assert [schedule.count(i) for i in range(5)] == [5, 1, 1, 1, 2]
-    assert all(a != b or a == 0 for a, b in zip(schedule, schedule[1:], strict=False))
+    assert all(a != b or a == 0 for a, b in itertools.pairwise(schedule))
     assert leader_schedule([7, 7, 7, 7]) == (0, 1, 2, 3)  # equal weights: round robin
     assert leader_schedule([10**18, 3 * 10**18]) == (1, 0, 1, 1)
 

@@ -52,7 +52,8 @@ def _typed_vote(kind: int, view: int, height: int, block: bytes) -> dict[str, ob
 
 def test_vote_digest_is_eip712_as_eth_account_computes_it() -> None:
     block = keccak256(b"some block")
-    ours = vote_digest(Domain(31337, CONTRACT, GENESIS).separator(), 1, View(7), Height(5), Digest(block))
+    separator = Domain(31337, CONTRACT, GENESIS).separator()
+    ours = vote_digest(separator, 1, View(7), Height(5), Digest(block))
     signable = encode_typed_data(full_message=_typed_vote(1, 7, 5, block))
     theirs = keccak256(b"\x19" + signable.version + signable.header + signable.body)
     assert ours == theirs
@@ -61,7 +62,8 @@ def test_vote_digest_is_eip712_as_eth_account_computes_it() -> None:
 def test_signature_recovers_with_eth_account() -> None:
     key = PrivateKey(b"\x07" * 32)
     block = keccak256(b"b")
-    digest = vote_digest(Domain(31337, CONTRACT, GENESIS).separator(), 3, View(9), Height(4), Digest(block))
+    separator = Domain(31337, CONTRACT, GENESIS).separator()
+    digest = vote_digest(separator, 3, View(9), Height(4), Digest(block))
     signature = key.sign_digest(digest)
     assert signature[64] in (27, 28)
     assert recover_address(digest, signature) == key.address

@@ -13,7 +13,7 @@ from consensus.sim.checkers import Checkers
 from consensus.sim.node import payload_is_valid
 from consensus.sim.runner import _run_one, run_many
 from consensus.sim.simulator import SimParams, measure_good_case, run_seed, validator_key
-from consensus.types import ZERO_DIGEST, Validator, ValidatorIndex, ValidatorSet, View
+from consensus.types import ZERO_DIGEST, Validator, ValidatorIndex, ValidatorSet
 
 JOBS = 2
 

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from consensus.crypto import keccak256
-from sequencer_net.mempool.batch import (
+from sequencer_net.batches.batch import (
     BATCH_DIGEST_TAG,
     Batch,
     BatchBuilder,

@@ -22,8 +22,8 @@ from typing import Any
 import httpx
 
 from consensus.crypto import PrivateKey, keccak256
-from sequencer_net.genesis import Genesis, make_local_genesis
-from sequencer_net.home import init_home
+from sequencer_net.home.genesis import Genesis, make_local_genesis
+from sequencer_net.home.setup import init_home
 from sequencer_net.mempool.transaction import encode_transaction, sign_transaction
 
 PORT_RANGE = (20_000, 32_000)

@@ -8,11 +8,11 @@ from types import SimpleNamespace
 from consensus.crypto import PrivateKey, keccak256
 from consensus.encoding import Domain
 from sequencer_net.client import dex_transaction, signed_transaction
-from sequencer_net.commit_pipeline import CommitPipeline
 from sequencer_net.execution.genesis import GenesisConfig, GenesisDeposit, genesis_state
 from sequencer_net.execution.state import subaccount_id
 from sequencer_net.execution.transactions import Transfer
 from sequencer_net.mempool.transaction import tx_hash
+from sequencer_net.node.commit import CommitPipeline
 
 W = 10**18
 DOMAIN = Domain(31337, bytes(20), bytes(32))

@@ -20,7 +20,7 @@ from consensus.messages import (
 )
 from consensus.types import ZERO_DIGEST
 from consensus.verifier import SignatureVerifier
-from sequencer_net.mempool.batch import Batch, encode_batch
+from sequencer_net.batches.batch import Batch, encode_batch
 from sequencer_net.mempool.transaction import encode_transaction, sign_transaction
 from sequencer_net.p2p.network import Channel, P2PNetwork, PeerSpec
 from tests.node.harness import LocalNetwork

@@ -6,7 +6,7 @@ import hashlib
 
 import pytest
 
-from sequencer_net.genesis import Genesis, make_local_genesis
+from sequencer_net.home.genesis import Genesis, make_local_genesis
 
 FAST_SCRYPT_N = 2**4
 """Tests encrypt with a tiny scrypt cost; one test covers the default cost."""
@@ -38,4 +38,4 @@ def genesis(secrets: list[bytes]) -> Genesis:
 @pytest.fixture
 def fast_scrypt(monkeypatch: pytest.MonkeyPatch) -> None:
     """Encrypt with FAST_SCRYPT_N wherever the default cost would apply."""
-    monkeypatch.setattr("sequencer_net.keystore.DEFAULT_SCRYPT_N", FAST_SCRYPT_N)
+    monkeypatch.setattr("sequencer_net.home.keystore.DEFAULT_SCRYPT_N", FAST_SCRYPT_N)

@@ -16,10 +16,10 @@ from click.testing import CliRunner, Result
 
 from consensus.crypto import PrivateKey
 from sequencer_net.cli.main import cli
-from sequencer_net.config import NodeConfig, load_config
-from sequencer_net.genesis import Genesis, load_genesis, write_genesis
-from sequencer_net.home import init_home
-from sequencer_net.keystore import read_key_file, write_key_file
+from sequencer_net.home.config import NodeConfig, load_config
+from sequencer_net.home.genesis import Genesis, load_genesis, write_genesis
+from sequencer_net.home.keystore import read_key_file, write_key_file
+from sequencer_net.home.setup import init_home
 from tests.node_config.conftest import FAST_SCRYPT_N, secret_for
 
 
@@ -198,11 +198,11 @@ def test_node_init_reports_a_bad_genesis(tmp_path: Path) -> None:
 
 @pytest.fixture
 def fake_node(monkeypatch: pytest.MonkeyPatch) -> list[NodeConfig]:
-    """Stand in for sequencer_net.node: record the config run_node receives."""
+    """Stand in for sequencer_net.node.validator: record the config run_node receives."""
     calls: list[NodeConfig] = []
     # With the real module imported (as in a full test run), the fake must still win.
     with contextlib.suppress(ImportError):
-        importlib.import_module("sequencer_net.node")
+        importlib.import_module("sequencer_net.node.validator")
 
     async def run_node(config: NodeConfig) -> None:
         import trio
@@ -210,9 +210,9 @@ def fake_node(monkeypatch: pytest.MonkeyPatch) -> list[NodeConfig]:
         await trio.sleep(0)  # proves it runs inside trio.run
         calls.append(config)
 
-    module = types.ModuleType("sequencer_net.node")
+    module = types.ModuleType("sequencer_net.node.validator")
     module.run_node = run_node  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "sequencer_net.node", module)
+    monkeypatch.setitem(sys.modules, "sequencer_net.node.validator", module)
     return calls
 
 
@@ -334,7 +334,7 @@ def test_help_teaches_with_examples() -> None:
 def test_node_run_turns_startup_errors_into_messages(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from sequencer_net.keystore import KeystoreError
+    from sequencer_net.home.keystore import KeystoreError
 
     async def failing_node(config: NodeConfig) -> None:
         import trio
@@ -348,8 +348,8 @@ def test_node_run_turns_startup_errors_into_messages(
     async def buggy_node(config: NodeConfig) -> None:
         raise ZeroDivisionError("a bug")
 
-    module = types.ModuleType("sequencer_net.node")
-    monkeypatch.setitem(sys.modules, "sequencer_net.node", module)
+    module = types.ModuleType("sequencer_net.node.validator")
+    monkeypatch.setitem(sys.modules, "sequencer_net.node.validator", module)
     home = tmp_path / "home"
     init_home(home, name="n", secret=secret_for(1))
     module.run_node = failing_node  # type: ignore[attr-defined]

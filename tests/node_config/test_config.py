@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sequencer_net.config import (
+from sequencer_net.home.config import (
     SECTIONS,
     ApiSettings,
     ConfigError,
@@ -22,7 +22,7 @@ from sequencer_net.config import (
     documented_keys,
     load_config,
 )
-from sequencer_net.genesis import Genesis
+from sequencer_net.home.genesis import Genesis
 
 FULL = """
 name = "validator-7"

@@ -15,7 +15,7 @@ from consensus.crypto import PrivateKey
 from consensus.encoding import Domain
 from sequencer_net.execution.genesis import GenesisConfig, GenesisMarket
 from sequencer_net.execution.records import MarketKind, MarketParams, OptionKind, OptionTerms
-from sequencer_net.genesis import (
+from sequencer_net.home.genesis import (
     GENESIS_TAG,
     LOCAL_FUNDED_AMOUNT,
     LOCAL_INSURANCE_FUND,

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from consensus.crypto import PrivateKey
-from sequencer_net.config import ConfigError, load_config
-from sequencer_net.genesis import Genesis, GenesisError, load_genesis, write_genesis
-from sequencer_net.home import HomeError, init_home, load_validator_secret
-from sequencer_net.keystore import KeystoreError, read_key_file
-from sequencer_net.storage.home_lock import HomeLock
+from sequencer_net.home.config import ConfigError, load_config
+from sequencer_net.home.genesis import Genesis, GenesisError, load_genesis, write_genesis
+from sequencer_net.home.keystore import KeystoreError, read_key_file
+from sequencer_net.home.lock import HomeLock
+from sequencer_net.home.setup import HomeError, init_home, load_validator_secret
 from tests.node_config.conftest import FAST_SCRYPT_N, secret_for
 
 

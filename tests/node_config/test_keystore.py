@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from consensus.crypto import SECP256K1_N, PrivateKey
-from sequencer_net.keystore import (
+from sequencer_net.home.keystore import (
     KeystoreError,
     check_secret,
     generate_secret,

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from sequencer_net.storage.home_lock import HomeLock, HomeLocked
+from sequencer_net.home.lock import HomeLock, HomeLocked
 
 REPO = Path(__file__).resolve().parents[2]
 
 HOLDER = """
 import sys, time
-from sequencer_net.storage.home_lock import HomeLock
+from sequencer_net.home.lock import HomeLock
 with HomeLock(sys.argv[1]):
     print("locked", flush=True)
     time.sleep(60)
@@ -24,7 +24,7 @@ with HomeLock(sys.argv[1]):
 
 TRY_LOCK = """
 import sys
-from sequencer_net.storage.home_lock import HomeLock, HomeLocked
+from sequencer_net.home.lock import HomeLock, HomeLocked
 try:
     with HomeLock(sys.argv[1]):
         print("acquired")

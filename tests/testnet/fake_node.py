@@ -34,7 +34,7 @@ if str(ROOT) not in sys.path:  # when run as a script from any directory
 
 from consensus.crypto import keccak256  # noqa: E402
 from consensus.encoding import Domain  # noqa: E402
-from sequencer_net.genesis import load_genesis  # noqa: E402
+from sequencer_net.home.genesis import load_genesis  # noqa: E402
 from sequencer_net.mempool.transaction import (  # noqa: E402
     InvalidTransaction,
     decode_transaction,

@@ -11,7 +11,7 @@ from sequencer_net.execution.fees import required_fee
 from sequencer_net.execution.genesis import GenesisConfig, GenesisDeposit, genesis_state
 from sequencer_net.execution.state import subaccount_id
 from sequencer_net.execution.transactions import DEX_NAMESPACE, Transfer, decode_payload
-from sequencer_net.genesis import make_local_genesis
+from sequencer_net.home.genesis import make_local_genesis
 from sequencer_net.mempool.transaction import decode_transaction, recover_sender, tx_hash
 from sequencer_net.testnet.load import dex_load_payload, transaction_signer
 

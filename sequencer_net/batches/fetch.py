@@ -13,19 +13,19 @@ import logging
 
 import msgspec
 
-from sequencer_net.batch_pool import BatchPool, BatchRequest
-from sequencer_net.mempool.batch import batch_digest
+from sequencer_net.batches.batch import batch_digest
+from sequencer_net.batches.pool import BatchPool, BatchRequest
+from sequencer_net.node.requests import RequestKind
 from sequencer_net.p2p.network import P2PNetwork
 
 log = logging.getLogger("seqnet.fetch")
 
-REQUEST_BATCHES = b"\x02"
 _list_decoder = msgspec.msgpack.Decoder(list[bytes])
 _encoder = msgspec.msgpack.Encoder()
 
 
 def encode_batch_request(request: BatchRequest) -> bytes:
-    return REQUEST_BATCHES + _encoder.encode(request)
+    return RequestKind.BATCHES.value + _encoder.encode(request)
 
 
 def encode_batch_answer(batches: list[bytes]) -> bytes:

@@ -1,11 +1,11 @@
 """A node's home directory: what `seqnet node init` creates and `node run` reads.
 
     <home>/            mode 0700
-      config.toml      the node's settings (sequencer_net.config)
-      genesis.json     the network's genesis (sequencer_net.genesis)
-      validator.key    the validator's key, mode 0600 (sequencer_net.keystore)
+      config.toml      the node's settings (sequencer_net.home.config)
+      genesis.json     the network's genesis (sequencer_net.home.genesis)
+      validator.key    the validator's key, mode 0600 (sequencer_net.home.keystore)
       data/            the database, mode 0700 (storage.data_dir)
-      LOCK             held by the running node (sequencer_net.storage.home_lock)
+      LOCK             held by the running node (sequencer_net.home.lock)
 
 `init_home` takes the same lock while it writes, so re-initializing (`--force`)
 the home of a running node fails instead of swapping its key underneath it.
@@ -19,15 +19,15 @@ import tomllib
 from pathlib import Path
 from typing import Final
 
-from sequencer_net.config import (
+from sequencer_net.home.config import (
     CONFIG_FILE,
     NodeConfig,
     default_config_text,
     load_config,
     parse_config,
 )
-from sequencer_net.genesis import Genesis, load_genesis, make_local_genesis, write_genesis
-from sequencer_net.keystore import (
+from sequencer_net.home.genesis import Genesis, load_genesis, make_local_genesis, write_genesis
+from sequencer_net.home.keystore import (
     check_secret,
     generate_secret,
     read_key_file,
@@ -35,7 +35,7 @@ from sequencer_net.keystore import (
     write_key_file,
     write_private_file,
 )
-from sequencer_net.storage.home_lock import HomeLock, HomeLocked
+from sequencer_net.home.lock import HomeLock, HomeLocked
 
 GENESIS_FILE: Final = "genesis.json"
 KEY_FILE: Final = "validator.key"

@@ -28,29 +28,31 @@ from consensus.io import Commit
 from consensus.types import ValidatorIndex
 from consensus.verifier import SignatureVerifier
 from sequencer_net.api.server import ApiContext, ApiOptions, build_app, serve_api
-from sequencer_net.batch_pool import BatchPool, BatchRequest
-from sequencer_net.commit_pipeline import ChainStatus, CommitPipeline
-from sequencer_net.config import NodeConfig
-from sequencer_net.consensus_driver import REQUEST_CONSENSUS, ConsensusDriver
-from sequencer_net.execution.genesis import genesis_state
-from sequencer_net.execution.state import ExecutionState, load_state
-from sequencer_net.fetch import REQUEST_BATCHES, BatchFetcher, encode_batch_answer
-from sequencer_net.genesis import Genesis, load_genesis
-from sequencer_net.home import load_validator_secret
-from sequencer_net.mempool.batch import (
+from sequencer_net.batches.batch import (
     BatchBuilder,
     batch_digest,
     batch_tx_hashes,
     encode_batch,
 )
+from sequencer_net.batches.fetch import BatchFetcher, encode_batch_answer
+from sequencer_net.batches.pool import BatchPool, BatchRequest
+from sequencer_net.execution.genesis import genesis_state
+from sequencer_net.execution.state import ExecutionState, load_state
+from sequencer_net.home.config import NodeConfig
+from sequencer_net.home.genesis import Genesis, load_genesis
+from sequencer_net.home.lock import HomeLock
+from sequencer_net.home.setup import load_validator_secret
 from sequencer_net.mempool.limits import BatchLimits, MempoolLimits
 from sequencer_net.mempool.mempool import AddResult, Mempool
 from sequencer_net.mempool.transaction import InvalidTransaction
 from sequencer_net.metrics import Metrics
+from sequencer_net.node.commit import CommitPipeline
+from sequencer_net.node.driver import ConsensusDriver
+from sequencer_net.node.requests import RequestKind, split_request
+from sequencer_net.node.status import ChainStatus
 from sequencer_net.p2p.limits import P2PLimits
 from sequencer_net.p2p.network import Channel, P2PNetwork, PeerSpec
 from sequencer_net.payload.service import PayloadService
-from sequencer_net.storage.home_lock import HomeLock
 from sequencer_net.storage.node_store import NodeStore
 from sequencer_net.storage.state_store import RocksNodeStore
 
@@ -283,12 +285,13 @@ class ValidatorNode:
                 self.pool.receive(peer, data)
 
     async def _answer_request(self, peer: int, data: bytes) -> bytes:
-        if not self.connected or not data:
+        split = split_request(data) if self.connected else None
+        if split is None:
             return b""
-        kind, body = data[:1], data[1:]
-        if kind == REQUEST_CONSENSUS:
+        kind, body = split
+        if kind is RequestKind.CONSENSUS:
             return self.driver.answer_consensus_request(body)
-        if kind == REQUEST_BATCHES:
+        if kind is RequestKind.BATCHES:
             try:
                 request = _batch_request_decoder.decode(body)
             except (msgspec.DecodeError, msgspec.ValidationError):

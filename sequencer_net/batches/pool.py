@@ -18,7 +18,7 @@ import msgspec
 
 from consensus.crypto import Address
 from consensus.encoding import Domain
-from sequencer_net.mempool.batch import (
+from sequencer_net.batches.batch import (
     Batch,
     InvalidBatch,
     batch_digest,

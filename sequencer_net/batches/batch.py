@@ -20,8 +20,7 @@ import msgspec
 from consensus.crypto import keccak256
 from consensus.encoding import Domain
 from consensus.limits import U64_MAX
-
-from .limits import (
+from sequencer_net.mempool.limits import (
     MAX_BATCH_AUTHOR,
     MAX_BATCH_BYTES,
     MAX_BATCH_TX_BYTES,
@@ -29,8 +28,8 @@ from .limits import (
     MAX_TX_BYTES,
     BatchLimits,
 )
-from .mempool import CheckedTx, Mempool, check_transaction
-from .transaction import InvalidTransaction, tx_hash
+from sequencer_net.mempool.mempool import CheckedTx, Mempool, check_transaction
+from sequencer_net.mempool.transaction import InvalidTransaction, tx_hash
 
 BATCH_DIGEST_TAG: Final = b"seqnet/batch/v1\x00"
 """Keeps a batch digest from ever equalling any other keccak the system signs."""

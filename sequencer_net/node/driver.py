@@ -50,6 +50,7 @@ from consensus.messages import (
 from consensus.sync import answer_sync_request
 from consensus.types import Digest, Height, ValidatorIndex, View
 from sequencer_net.metrics import Metrics
+from sequencer_net.node.requests import RequestKind
 from sequencer_net.p2p.network import Channel, P2PNetwork
 from sequencer_net.payload.service import PayloadService
 from sequencer_net.storage.node_store import EvidenceRecord, NodeStore
@@ -60,9 +61,6 @@ EVENT_QUEUE = 10_000
 """Events waiting for the core. Peer messages beyond it are dropped (and counted):
 a flood must not grow memory; consensus recovers lost messages by re-sending."""
 
-REQUEST_CONSENSUS = b"\x01"
-"""First byte of a p2p request carrying a consensus BlockRequest or SyncRequest
-(REQUEST_BATCHES in fetch.py is the other kind)."""
 
 
 class ConsensusDriver:
@@ -212,7 +210,7 @@ class ConsensusDriver:
         if prefer is not None and prefer in order:
             order.remove(prefer)
             order.insert(0, prefer)
-        data = REQUEST_CONSENSUS + encode_message(request)
+        data = RequestKind.CONSENSUS.value + encode_message(request)
         for peer in order:
             try:
                 answer = await self.p2p.request(peer, data)

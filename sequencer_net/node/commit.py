@@ -14,47 +14,26 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import deque
-from dataclasses import dataclass, field
 
 import trio
 
 from consensus.crypto import Address
 from consensus.io import Commit
-from sequencer_net.batch_pool import BatchPool, BatchRequest
+from sequencer_net.batches.batch import InvalidBatch, decode_batch
+from sequencer_net.batches.fetch import BatchFetcher
+from sequencer_net.batches.pool import BatchPool, BatchRequest
 from sequencer_net.execution.engine import ExecutionBlock, SequencedTransaction, execute_block
 from sequencer_net.execution.state import ExecutionState
-from sequencer_net.fetch import BatchFetcher
-from sequencer_net.mempool.batch import InvalidBatch, decode_batch
 from sequencer_net.mempool.mempool import Mempool
 from sequencer_net.mempool.transaction import InvalidTransaction, decode_transaction, tx_hash
 from sequencer_net.metrics import Metrics
+from sequencer_net.node.status import ChainStatus
 from sequencer_net.payload import MalformedPayload, decode_payload
 from sequencer_net.storage.node_store import NodeStore
 
 log = logging.getLogger("seqnet.commit")
 
 FETCH_RETRY_S = 0.5
-
-
-@dataclass
-class ChainStatus:
-    """What the node reports about its chain (API /v1/status, live view)."""
-
-    height: int = 0
-    last_hash: bytes = b""
-    state_root: bytes = b""
-    committed_txs: int = 0
-    latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=2000))
-
-    def latency_percentiles(self) -> dict[str, float | None]:
-        if not self.latencies_ms:
-            return {"p50": None, "p99": None}
-        ordered = sorted(self.latencies_ms)
-        return {
-            "p50": round(ordered[len(ordered) // 2], 1),
-            "p99": round(ordered[min(len(ordered) - 1, (len(ordered) * 99) // 100)], 1),
-        }
 
 
 class CommitPipeline:

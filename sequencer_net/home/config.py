@@ -28,7 +28,7 @@ from sequencer_net.api.limits import MAX_BATCH_BODY_BYTES
 
 if TYPE_CHECKING:
     from consensus.core import ConsensusConfig
-    from sequencer_net.genesis import Genesis
+    from sequencer_net.home.genesis import Genesis
 
 CONFIG_FILE: Final = "config.toml"
 LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")

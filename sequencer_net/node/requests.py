@@ -1,0 +1,26 @@
+"""The kinds of p2p request a validator answers: one registry, one byte each.
+
+A request's first byte names its kind; the rest is the kind's own encoding.
+Adding a kind means adding it here, so two modules can never pick the same byte.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class RequestKind(bytes, Enum):
+    CONSENSUS = b"\x01"
+    """A consensus BlockRequest, SyncRequest or CertificateRequest (msgpack)."""
+    BATCHES = b"\x02"
+    """A BatchRequest: batches by digest (sequencer_net.batches.fetch)."""
+
+
+def split_request(data: bytes) -> tuple[RequestKind, bytes] | None:
+    """(kind, body) of a request, or None for an empty or unknown one."""
+    if not data:
+        return None
+    try:
+        return RequestKind(data[:1]), data[1:]
+    except ValueError:
+        return None

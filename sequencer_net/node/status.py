@@ -1,0 +1,26 @@
+"""What a node reports about its chain (API /v1/status, the live view, metrics)."""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+
+@dataclass
+class ChainStatus:
+    """What the node reports about its chain (API /v1/status, live view)."""
+
+    height: int = 0
+    last_hash: bytes = b""
+    state_root: bytes = b""
+    committed_txs: int = 0
+    latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=2000))
+
+    def latency_percentiles(self) -> dict[str, float | None]:
+        if not self.latencies_ms:
+            return {"p50": None, "p99": None}
+        ordered = sorted(self.latencies_ms)
+        return {
+            "p50": round(ordered[len(ordered) // 2], 1),
+            "p99": round(ordered[min(len(ordered) - 1, (len(ordered) * 99) // 100)], 1),
+        }
