@@ -36,6 +36,11 @@ class Metrics:
             registry=r,
         )
         self.mempool_size = Gauge("seqnet_mempool_size", "Pending transactions", registry=r)
+        self.evicted_txs = Counter(
+            "seqnet_evicted_transactions",
+            "Pending transactions evicted by better-paying ones when the pool was full",
+            registry=r,
+        )
         self.peers = Gauge("seqnet_peers", "Connected validator peers", registry=r)
         self.evidence = Counter(
             "seqnet_equivocation_evidence", "Equivocations detected", registry=r
@@ -49,6 +54,39 @@ class Metrics:
         self.batches_created = Counter(
             "seqnet_batches_created", "Batches this validator cut", registry=r
         )
+        self.dropped_batches = Counter(
+            "seqnet_dropped_batches",
+            "Peer batches dropped because the verification queue was full",
+            registry=r,
+        )
+        self.group_commit_writes = Histogram(
+            "seqnet_group_commit_writes",
+            "Writes (acknowledgements, batches) covered by one fsync",
+            buckets=(1, 2, 5, 10, 25, 50, 100, 250, 1000, 5000),
+            registry=r,
+        )
+        self.group_commit_seconds = Histogram(
+            "seqnet_group_commit_seconds",
+            "Time of one group's synced write",
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1),
+            registry=r,
+        )
+        self.consensus_event_delay = Histogram(
+            "seqnet_consensus_event_delay_seconds",
+            "From a consensus message's arrival to the core handling it",
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
+            registry=r,
+        )
+        self.views_nullified = Counter(
+            "seqnet_views_nullified",
+            "Views that ended in a nullification (view changes by timeout)",
+            registry=r,
+        )
+        self.state_root_mismatches = Counter(
+            "seqnet_state_root_mismatches",
+            "Committed blocks vouching for a state root this node's execution disagrees with",
+            registry=r,
+        )
         self.commit_latency = Histogram(
             "seqnet_commit_latency_seconds",
             "From a transaction's acceptance at this node to its block's commit here",
@@ -61,6 +99,10 @@ class Metrics:
             buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5),
             registry=r,
         )
+
+    def observe_group_commit(self, writes: int, seconds: float) -> None:
+        self.group_commit_writes.observe(writes)
+        self.group_commit_seconds.observe(seconds)
 
     def watch_p2p(self, stats: P2PStats) -> None:
         """Export the p2p layer's counters, read at scrape time."""

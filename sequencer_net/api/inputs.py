@@ -13,7 +13,7 @@ import re
 from typing import Any
 
 from sequencer_net.api.errors import ApiError, bad_request
-from sequencer_net.api.limits import MAX_HEIGHT, TX_HASH_BYTES
+from sequencer_net.api.limits import ADDRESS_BYTES, MAX_HEIGHT, TX_HASH_BYTES
 
 _DECIMAL = re.compile(r"[0-9]{1,20}")
 _HEX = re.compile(r"(?:0x)?((?:[0-9a-fA-F]{2})*)")
@@ -42,6 +42,14 @@ def parse_tx_hash(text: str) -> bytes:
     if len(digest) != TX_HASH_BYTES:
         raise bad_request(f"hash must be {TX_HASH_BYTES} bytes of hex")
     return digest
+
+
+def parse_address(text: str) -> bytes:
+    """An account address: 20 bytes of hex (0x-prefixed or bare)."""
+    address = parse_hex(text, "address")
+    if len(address) != ADDRESS_BYTES:
+        raise bad_request(f"address must be {ADDRESS_BYTES} bytes of hex")
+    return address
 
 
 MAX_JSON_BRACKETS = 64

@@ -68,6 +68,17 @@ MAX_HEIGHT: Final = U64_MAX
 TX_HASH_BYTES: Final = 32
 """A transaction hash (keccak-256 of the encoded transaction)."""
 
+ADDRESS_BYTES: Final = 20
+"""An account address (GET /v1/accounts/{address})."""
+
+# --- Answers --------------------------------------------------------------------------
+
+MAX_ACCOUNT_ORDERS_ANSWER: Final = 1_000
+"""Open orders one /v1/accounts answer lists (oldest first; each subaccount says
+`orders_truncated` and keeps its exact `open_orders` count). The engine allows
+256 per subaccount and 256 subaccounts per address, 65,536 orders: more than
+one answer should carry or build on the event loop."""
+
 # --- Admin authentication -------------------------------------------------------------
 
 ADMIN_TOKEN_MIN_CHARS: Final = 32

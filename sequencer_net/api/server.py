@@ -2,17 +2,23 @@
 
 Endpoints (docs/api.md has the full reference):
 - POST /v1/transactions           one raw encoded signed transaction
-- POST /v1/transactions/batch     {"transactions": ["0x..", ...]}
-- GET  /v1/transactions/{hash}    pending / committed (height, index)
+- POST /v1/transactions/batch     {"transactions": ["0x..", ...]}, or a msgpack array
+                                  of binary transactions (Content-Type: application/msgpack)
+- WS   /v1/transactions/stream    msgpack batches over one WebSocket, answered in order
+- GET  /v1/transactions/{hash}    pending / committed (height, index) / dropped
 - GET  /v1/status                 height, last hash, view, state root, peers, ...
 - GET  /v1/blocks/{height}        a committed block with its transactions
 - GET  /v1/evidence               equivocation evidence this node has seen (signed votes)
+- GET  /v1/markets                every market: prices, last auction, open interest, funding
+- GET  /v1/accounts/{address}     an address's subaccounts: collateral, positions, orders, margin
 - GET  /metrics                   Prometheus text
 - POST /v1/admin/network          {"connected": bool}: cut or restore validator links
                                   (needs the admin token; off without one)
 
-A transaction is acknowledged (200 with its hash) only after it is durably
-stored: a crash right after the answer loses nothing.
+Every submission goes through intake.Intake (signatures checked off the loop,
+admission, group commit): a transaction is acknowledged (200 with its hash)
+only after it is durably stored, so a crash right after the answer loses
+nothing.
 
 The handlers are thin: what a request may cost (body size, body time, bodies
 in flight) is bounded before they run by request_guard.RequestGuard, admin
@@ -24,7 +30,6 @@ errors.ApiError's JSON.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -34,7 +39,8 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from consensus.messages import Vote, VoteKind
 from sequencer_net.api.admin_auth import ADMIN_PREFIX, AdminAuth
@@ -49,22 +55,29 @@ from sequencer_net.api.errors import (
 from sequencer_net.api.http_server import serve_api
 from sequencer_net.api.inputs import (
     parse_height,
-    parse_hex,
     parse_json_object,
     parse_tx_hash,
     require,
 )
+from sequencer_net.api.intake import Intake, Outcome, Refused
 from sequencer_net.api.limits import (
     MAX_BATCH_BODY_BYTES,
-    MAX_BATCH_SUBMISSION,
     MAX_SMALL_BODY_BYTES,
     MAX_TX_BODY_BYTES,
     UNBUDGETED_BODY_BYTES,
 )
+from sequencer_net.api.markets import MarketSource, market_routes
 from sequencer_net.api.options import ApiOptions
 from sequencer_net.api.request_guard import BodyCaps, GuardLimits, RequestGuard
-from sequencer_net.mempool.mempool import AddResult, Mempool
-from sequencer_net.mempool.transaction import InvalidTransaction
+from sequencer_net.api.submissions import (
+    MSGPACK,
+    encode_msgpack_error,
+    encode_msgpack_outcomes,
+    json_outcome,
+    parse_json_batch,
+    parse_msgpack_batch,
+)
+from sequencer_net.mempool.mempool import Mempool
 from sequencer_net.metrics import Metrics
 from sequencer_net.storage.node_store import EvidenceRecord, NodeStore
 
@@ -81,14 +94,6 @@ BODY_CAPS = BodyCaps(
 )
 """The body cap of each endpoint (limits.py gives the reasons)."""
 
-_REJECT_STATUS = {
-    AddResult.DUPLICATE: 409,
-    AddResult.NONCE_TOO_LOW: 400,
-    AddResult.NONCE_TOO_HIGH: 400,
-    AddResult.NONCE_TAKEN: 409,
-    AddResult.FULL: 503,
-}
-_BATCH_SHAPE = '{"transactions": ["0x..", ...]}'
 _NETWORK_SHAPE = '{"connected": true|false}'
 
 
@@ -97,13 +102,16 @@ class ApiContext:
     """What the API reads and calls; node.py fills it in."""
 
     mempool: Mempool
+    intake: Intake
     store: NodeStore
     metrics: Metrics
     status: Callable[[], dict[str, Any]]
-    accepted_at: dict[bytes, float]
     set_connected: Callable[[bool], None]
     validator_address: Callable[[int], bytes | None] = lambda index: None
     """The address of validator `index` (for evidence answers)."""
+    markets: MarketSource | None = None
+    """The executed engine state and market counters behind /v1/markets and
+    /v1/accounts (markets.py); None answers those 503."""
 
 
 MAX_EVIDENCE_ANSWER = 1000
@@ -143,56 +151,55 @@ def _evidence_json(
 def build_app(ctx: ApiContext, options: ApiOptions | None = None) -> Starlette:
     options = options or ApiOptions()
 
-    def admit(encoded: bytes) -> bytes:
-        """Check and add one transaction to the mempool; raise ApiError."""
-        try:
-            checked = ctx.mempool.check(encoded)
-        except InvalidTransaction as exc:
-            ctx.metrics.rejected_txs.labels(code=type(exc).__name__).inc()
-            raise ApiError(400, "invalid_transaction", str(exc)) from None
-        result = ctx.mempool.add(checked, now_ms=time.monotonic_ns() // 1_000_000)
-        if result is not AddResult.ACCEPTED:
-            ctx.metrics.rejected_txs.labels(code=result.name.lower()).inc()
-            raise ApiError(_REJECT_STATUS[result], result.name.lower(), result.value)
-        return checked.hash
+    def client_of(request: Request) -> str:
+        return request.client.host if request.client is not None else "unknown"
 
-    def persist_then_ack(hashes: list[bytes], encoded: list[bytes]) -> None:
-        # Persist before you promise: the answer goes out only after this returns.
-        ctx.store.save_pending_transactions(encoded)
-        now = time.monotonic()
-        for h in hashes:
-            ctx.accepted_at[h] = now
-        ctx.metrics.accepted_txs.inc(len(hashes))
+    def single_answer(outcome: Outcome) -> Response:
+        if isinstance(outcome, Refused):
+            raise ApiError(outcome.status, outcome.code, outcome.message)
+        return JSONResponse({"hash": _hex(outcome.hash)})
 
     async def submit(request: Request) -> Response:
         body = await request.body()  # bounded by RequestGuard
         if not body:
             raise bad_request("empty body: send the encoded transaction")
-        h = admit(body)
-        persist_then_ack([h], [body])
-        return JSONResponse({"hash": _hex(h)})
+        (outcome,) = await ctx.intake.submit([body], client_of(request))
+        return single_answer(outcome)
 
     async def submit_batch(request: Request) -> Response:
-        document = parse_json_object(await request.body(), _BATCH_SHAPE)
-        items = require(document, "transactions", list, _BATCH_SHAPE)
-        if len(items) > MAX_BATCH_SUBMISSION:
-            raise ApiError(413, "too_large", f"at most {MAX_BATCH_SUBMISSION} per request")
-        results: list[dict[str, str]] = []
-        accepted: list[bytes] = []
-        encoded_ok: list[bytes] = []
-        for item in items:
-            try:
-                encoded = parse_hex(item, "transaction")
-                h = admit(encoded)
-            except ApiError as exc:
-                results.append({"error": exc.message, "code": exc.code})
-                continue
-            accepted.append(h)
-            encoded_ok.append(encoded)
-            results.append({"hash": _hex(h)})
-        if accepted:
-            persist_then_ack(accepted, encoded_ok)
-        return JSONResponse({"results": results})
+        body = await request.body()
+        binary = request.headers.get("content-type", "").startswith(MSGPACK)
+        items: list[bytes | Refused]
+        items = list(parse_msgpack_batch(body)) if binary else parse_json_batch(body)
+        outcomes = await ctx.intake.submit(items, client_of(request))
+        if binary:
+            return Response(encode_msgpack_outcomes(outcomes), media_type=MSGPACK)
+        return JSONResponse({"results": [json_outcome(o) for o in outcomes]})
+
+    async def submit_stream(websocket: WebSocket) -> None:
+        """A WebSocket of msgpack batches: each binary message is a msgpack array of
+        encoded transactions, answered (in order) by one binary message with the
+        outcomes, in the msgpack batch endpoint's format."""
+        await websocket.accept()
+        client = websocket.client.host if websocket.client is not None else "unknown"
+        try:
+            while True:
+                message = await websocket.receive()
+                if message["type"] == "websocket.disconnect":
+                    return
+                data = message.get("bytes")
+                if data is None or len(data) > MAX_BATCH_BODY_BYTES:
+                    await websocket.close(code=1003, reason="send msgpack batches as binary")
+                    return
+                try:
+                    batch: list[bytes | Refused] = list(parse_msgpack_batch(data))
+                    outcomes = await ctx.intake.submit(batch, client)
+                    answer = encode_msgpack_outcomes(outcomes)
+                except ApiError as exc:
+                    answer = encode_msgpack_error(exc)
+                await websocket.send_bytes(answer)
+        except WebSocketDisconnect:
+            return
 
     async def transaction(request: Request) -> Response:
         h = parse_tx_hash(request.path_params["hash"])
@@ -204,6 +211,9 @@ def build_app(ctx: ApiContext, options: ApiOptions | None = None) -> Starlette:
             )
         if h in ctx.mempool:
             return JSONResponse({"hash": _hex(h), "status": "pending"})
+        dropped = ctx.mempool.dropped.get(h)
+        if dropped is not None:
+            return JSONResponse({"hash": _hex(h), "status": "dropped", "reason": dropped})
         return error_response(404, "not_found", "unknown transaction")
 
     async def status(request: Request) -> Response:
@@ -247,11 +257,13 @@ def build_app(ctx: ApiContext, options: ApiOptions | None = None) -> Starlette:
     routes = [
         Route("/v1/transactions", submit, methods=["POST"]),
         Route("/v1/transactions/batch", submit_batch, methods=["POST"]),
+        WebSocketRoute("/v1/transactions/stream", submit_stream),
         Route("/v1/transactions/{hash}", transaction, methods=["GET"]),
         Route("/v1/status", status, methods=["GET"]),
         Route("/v1/blocks/{height}", block, methods=["GET"]),
         Route("/v1/evidence", evidence, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
+        *market_routes(ctx.markets),
         Mount(
             ADMIN_PREFIX,
             routes=admin_routes,

@@ -1,8 +1,8 @@
 """Batches: a validator's bundle of transactions, broadcast before ordering.
 
-Data availability before ordering (DESIGN.md, "Architecture direction" 4):
-each validator cuts the transactions it received into batches, numbered per
-author from 0, and broadcasts them; proposals then carry batch digests.
+Data availability before ordering: each validator cuts the transactions it
+received into batches, numbered per author from 0, and broadcasts them;
+proposals then carry batch digests.
 
 Wire format: a msgpack array [author, sequence, [tx, ...]] where each tx is
 an encoded signed transaction (sequencer_net.mempool.transaction). Only the

@@ -14,7 +14,7 @@ import logging
 import msgspec
 
 from sequencer_net.batches.batch import batch_digest
-from sequencer_net.batches.pool import BatchPool, BatchRequest
+from sequencer_net.batches.pool import MAX_BATCHES_PER_REQUEST, BatchPool, BatchRequest
 from sequencer_net.node.requests import RequestKind
 from sequencer_net.p2p.network import P2PNetwork
 
@@ -38,28 +38,38 @@ class BatchFetcher:
         self.p2p = p2p
 
     async def fetch(self, request: BatchRequest, prefer: int | None = None) -> int:
-        """Fetch the requested batches; return how many are still missing."""
+        """Fetch the requested batches; return how many are still missing. Asks
+        one peer at a time (the preferred one first) and keeps asking a peer as
+        long as its answers bring batches (an answer is cut to a byte budget)."""
         wanted = {d for d in request.digests if d not in self.pool}
         peers = self.p2p.connected_peers()
         if prefer is not None and prefer in peers:
             peers.remove(prefer)
             peers.insert(0, prefer)
         for peer in peers:
-            if not wanted:
-                break
-            try:
-                answer = await self.p2p.request(
-                    peer, encode_batch_request(BatchRequest(sorted(wanted)))
-                )
-                batches = _list_decoder.decode(answer) if answer else []
-            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                log.warning("event=bad_batch_answer peer=%d reason=%s", peer, exc)
-                continue
-            except Exception as exc:  # transport failure: try the next peer
-                log.debug("event=batch_fetch_failed peer=%d reason=%s", peer, exc)
-                continue
-            for encoded in batches[: len(wanted)]:
-                digest = batch_digest(encoded)
-                if digest in wanted and self.pool.accept_fetched(digest, encoded):
-                    wanted.discard(digest)
+            while wanted:
+                got = await self._ask(peer, wanted)
+                if not got:
+                    break
         return len(wanted)
+
+    async def _ask(self, peer: int, wanted: set[bytes]) -> int:
+        """One request to `peer` for (the first MAX_BATCHES_PER_REQUEST of) `wanted`;
+        returns how many arrived and verified (removed from `wanted`)."""
+        asked = sorted(wanted)[:MAX_BATCHES_PER_REQUEST]
+        try:
+            answer = await self.p2p.request(peer, encode_batch_request(BatchRequest(asked)))
+            batches = _list_decoder.decode(answer) if answer else []
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            log.warning("event=bad_batch_answer peer=%d reason=%s", peer, exc)
+            return 0
+        except Exception as exc:  # transport failure: try the next peer
+            log.debug("event=batch_fetch_failed peer=%d reason=%s", peer, exc)
+            return 0
+        got = 0
+        for encoded in batches[: len(asked)]:
+            digest = batch_digest(encoded)
+            if digest in wanted and await self.pool.accept_fetched(digest, encoded):
+                wanted.discard(digest)
+                got += 1
+        return got

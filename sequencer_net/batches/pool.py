@@ -2,41 +2,63 @@
 
 A batch enters the pool only after every transaction in it was checked
 (decoding, chain id, signature): a validator never votes for a block whose
-batches it has not seen and verified. The pool answers peers' batch requests
+batches it has not seen and verified. Checks run in the verifier pool, off the
+event loop, so a large or hostile batch never stalls consensus. A batch that
+fails is remembered by digest (sending the same bytes again costs one hash),
+and a validator that keeps sending invalid batches has its batches ignored
+for a while. The pool answers peers' batch requests (within a byte budget)
 and tells the leader which batches no block has included yet.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Annotated
 
 import msgspec
+import trio
+from rocksdict import WriteBatch
 
 from consensus.crypto import Address
-from consensus.encoding import Domain
 from sequencer_net.batches.batch import (
     Batch,
     InvalidBatch,
+    InvalidBatchTransaction,
     batch_digest,
+    check_batch_shape,
     decode_batch,
-    verify_batch,
 )
+from sequencer_net.logging_limits import LogLimiter
 from sequencer_net.mempool.mempool import CheckedTx
+from sequencer_net.mempool.transaction import InvalidTransaction
+from sequencer_net.mempool.verifier import VerifierPool
 from sequencer_net.payload.checks import BatchSize
+from sequencer_net.storage.group_commit import GroupCommit
 from sequencer_net.storage.node_store import NodeStore
 
 log = logging.getLogger("seqnet.batches")
 
 MAX_BATCHES_PER_REQUEST = 64
+MAX_BATCH_ANSWER_BYTES = 3 * 1024 * 1024
+"""Encoded batches in one answer to a batch request: an answer always fits one
+p2p response, whatever the batches' sizes; the asker asks again for the rest."""
 MAX_KNOWN_BATCHES = 100_000
 """Batch digests remembered in memory (the bodies live in the store)."""
 MAX_KNOWN_SENDERS = 2_000_000
 """Verified (sender, nonce) of recent transactions, so committing a block does
 not recover each signature a second time."""
+MAX_REJECTED_BATCHES = 10_000
+"""Digests of batches that failed verification, remembered so the same bytes
+are refused for the cost of a hash."""
+INVALID_BATCHES_BEFORE_THROTTLE = 3
+THROTTLE_WINDOW_S = 60.0
+"""A validator that sends this many invalid batches within the window has its
+broadcast batches ignored for the next window (batches fetched by digest are
+still checked and accepted: a digest named by a block needs no trust)."""
 
 
 class BatchRequest(msgspec.Struct, frozen=True, array_like=True):
@@ -54,21 +76,42 @@ class _Known:
     included: bool  # named by a committed block
 
 
+@dataclass(slots=True)
+class _PeerRecord:
+    invalid_at: list[float]
+    throttled_until: float = 0.0
+
+
 def _size_of(batch: Batch) -> BatchSize:
     return BatchSize(len(batch.transactions), sum(len(tx) for tx in batch.transactions))
 
 
 class BatchPool:
-    def __init__(self, domain: Domain, store: NodeStore) -> None:
-        self.domain = domain
+    def __init__(
+        self,
+        store: NodeStore,
+        verifier: VerifierPool,
+        group: GroupCommit,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.store = store
+        self.verifier = verifier
+        self.group = group
+        self._clock = clock
         self._known: OrderedDict[bytes, _Known] = OrderedDict()
         self._senders: OrderedDict[bytes, tuple[Address, int]] = OrderedDict()
+        self._rejected: OrderedDict[bytes, str] = OrderedDict()
+        self._peers: dict[int, _PeerRecord] = {}
+        self.log_limiter = LogLimiter(log)
+        self._arrived = trio.Event()
+        self.rejected_batches = 0
 
     def __contains__(self, digest: object) -> bool:
         return digest in self._known or (
             isinstance(digest, bytes) and self.store.get_batch(digest) is not None
         )
+
+    # ---- senders remembered from verification ------------------------------------------
 
     def remember_senders(self, checked: Iterable[CheckedTx]) -> None:
         for c in checked:
@@ -80,42 +123,132 @@ class BatchPool:
         """(sender, nonce) of a transaction verified here, if still remembered."""
         return self._senders.get(tx_hash)
 
-    def add_verified(self, digest: bytes, encoded: bytes, batch: Batch) -> None:
-        if digest in self._known:
-            return
-        self.store.save_batch(digest, encoded)
-        self._known[digest] = _Known(batch.author, batch.sequence, _size_of(batch), included=False)
-        while len(self._known) > MAX_KNOWN_BATCHES:
-            self._known.popitem(last=False)
+    # ---- own batches ---------------------------------------------------------------------
 
-    def receive(self, sender: int, encoded: bytes) -> bytes | None:
+    async def add_own(self, digest: bytes, encoded: bytes, batch: Batch) -> None:
+        """This validator's batch: stored with its sequence (one fsync, shared with
+        others waiting), never twice; only then may it be broadcast."""
+
+        def stage(write: WriteBatch) -> None:
+            self.store.stage_batch(
+                write, digest, encoded, own_sequence=batch.sequence, author=batch.author
+            )
+
+        await self.group.write(stage)
+        self._remember(digest, batch)
+
+    # ---- batches from peers --------------------------------------------------------------
+
+    async def receive(self, sender: int, encoded: bytes) -> bytes | None:
         """A batch broadcast by validator `sender`: check it fully, then keep it.
-        Returns its digest, or None (logged) when it is refused."""
+        Returns its digest, or None when it is refused (remembered and counted)."""
+        digest = batch_digest(encoded)
+        if digest in self._known:
+            return digest
+        if self._is_throttled(sender):
+            return None
+        if digest in self._rejected:
+            self._note_invalid(sender, digest, "the same invalid batch again")
+            return None
         try:
             batch = decode_batch(encoded)
             if batch.author != sender:
                 raise InvalidBatch(f"batch names author {batch.author}, sent by {sender}")
-            digest = batch_digest(encoded)
-            if digest not in self._known:
-                self.remember_senders(verify_batch(batch, self.domain))
-                self.add_verified(digest, encoded, batch)
-            return digest
+            checked = await self._verify(batch)
         except InvalidBatch as exc:
-            log.warning("event=batch_rejected peer=%d reason=%s", sender, exc)
+            self._reject(digest, str(exc))
+            self._note_invalid(sender, digest, str(exc))
             return None
+        await self._store(digest, encoded, batch.author)
+        self.remember_senders(checked)
+        self._remember(digest, batch)
+        return digest
 
-    def accept_fetched(self, digest: bytes, encoded: bytes) -> bool:
+    async def accept_fetched(self, digest: bytes, encoded: bytes) -> bool:
         """A batch fetched by digest: the digest authenticates it; still verify txs."""
         if batch_digest(encoded) != digest:
             return False
+        if digest in self._known:
+            return True
+        if digest in self._rejected:
+            return False
         try:
             batch = decode_batch(encoded)
-            self.remember_senders(verify_batch(batch, self.domain))
+            checked = await self._verify(batch)
         except InvalidBatch as exc:
-            log.warning("event=fetched_batch_rejected digest=%s reason=%s", digest.hex()[:12], exc)
+            self._reject(digest, str(exc))
+            self.log_limiter.warning(
+                "fetched_batch_rejected", "-", "digest=%s reason=%s", digest.hex()[:12], exc
+            )
             return False
-        self.add_verified(digest, encoded, batch)
+        await self._store(digest, encoded, batch.author)
+        self.remember_senders(checked)
+        self._remember(digest, batch)
         return True
+
+    async def _verify(self, batch: Batch) -> list[CheckedTx]:
+        """Every transaction's encoding, chain id and signature, in the verifier pool;
+        raise InvalidBatchTransaction for the first bad one."""
+        check_batch_shape(batch)
+        results = await self.verifier.check_many(batch.transactions)
+        checked: list[CheckedTx] = []
+        for position, result in enumerate(results):
+            if isinstance(result, InvalidTransaction):
+                raise InvalidBatchTransaction(position, result)
+            checked.append(result)
+        return checked
+
+    async def _store(self, digest: bytes, encoded: bytes, author: int) -> None:
+        """Durable before any vote that relies on it (a voter must still hold the
+        batches of a block it voted for after a crash)."""
+
+        def stage(write: WriteBatch) -> None:
+            self.store.stage_batch(write, digest, encoded, author=author)
+
+        await self.group.write(stage)
+
+    async def wait_for_batch(self) -> None:
+        """Return when a batch arrives (own or a peer's) after this call."""
+        await self._arrived.wait()
+
+    def _remember(self, digest: bytes, batch: Batch) -> None:
+        if digest in self._known:
+            return
+        self._known[digest] = _Known(batch.author, batch.sequence, _size_of(batch), included=False)
+        self._arrived.set()
+        self._arrived = trio.Event()
+        while len(self._known) > MAX_KNOWN_BATCHES:
+            self._known.popitem(last=False)
+
+    def _reject(self, digest: bytes, reason: str) -> None:
+        self.rejected_batches += 1
+        self._rejected[digest] = reason
+        while len(self._rejected) > MAX_REJECTED_BATCHES:
+            self._rejected.popitem(last=False)
+
+    def _note_invalid(self, sender: int, digest: bytes, reason: str) -> None:
+        now = self._clock()
+        record = self._peers.setdefault(sender, _PeerRecord([]))
+        record.invalid_at = [t for t in record.invalid_at if now - t < THROTTLE_WINDOW_S]
+        record.invalid_at.append(now)
+        throttle = len(record.invalid_at) >= INVALID_BATCHES_BEFORE_THROTTLE
+        if throttle:
+            record.throttled_until = now + THROTTLE_WINDOW_S
+            record.invalid_at = []
+        self.log_limiter.warning(
+            "batch_rejected",
+            sender,
+            "digest=%s reason=%s throttled=%s",
+            digest.hex()[:12],
+            reason,
+            throttle,
+        )
+
+    def _is_throttled(self, sender: int) -> bool:
+        record = self._peers.get(sender)
+        return record is not None and self._clock() < record.throttled_until
+
+    # ---- reading -------------------------------------------------------------------------
 
     def get(self, digest: bytes) -> bytes | None:
         return self.store.get_batch(digest)
@@ -132,6 +265,11 @@ class BatchPool:
             return _size_of(decode_batch(encoded))
         except InvalidBatch:
             return None
+
+    def forget(self, digests: Iterable[bytes]) -> None:
+        """Batches pruned from the store (never included): no longer offered."""
+        for digest in digests:
+            self._known.pop(digest, None)
 
     def mark_included(self, digests: list[bytes]) -> None:
         for digest in digests:
@@ -152,9 +290,15 @@ class BatchPool:
         return [(d, size) for _, _, d, size in candidates[:limit]]
 
     def answer(self, request: BatchRequest) -> list[bytes]:
-        out = []
+        """The requested batches held here, in request order, within the byte budget."""
+        out: list[bytes] = []
+        size = 0
         for digest in request.digests:
             encoded = self.store.get_batch(digest)
-            if encoded is not None:
-                out.append(encoded)
+            if encoded is None:
+                continue
+            size += len(encoded)
+            if out and size > MAX_BATCH_ANSWER_BYTES:
+                break
+            out.append(encoded)
         return out

@@ -11,7 +11,12 @@ from typing import Any
 import click
 from rich.console import Console
 
-from sequencer_net.testnet.manifest import DEFAULT_LOAD_ACCOUNTS, DEFAULT_LOAD_SEED
+from sequencer_net.testnet.manifest import (
+    DEFAULT_LOAD_ACCOUNTS,
+    DEFAULT_LOAD_SEED,
+    MIXES,
+    Mix,
+)
 from sequencer_net.testnet.network import DEFAULT_TESTNET_DIR
 
 
@@ -45,7 +50,16 @@ from sequencer_net.testnet.network import DEFAULT_TESTNET_DIR
     default=None,
     help=f"Account and payload seed [default: the testnet's, else {DEFAULT_LOAD_SEED}].",
 )
-@click.option("--namespace", type=click.IntRange(0, 2**32 - 1), default=None, help="Rollup id.")
+@click.option(
+    "--namespace", type=click.IntRange(0, 2**32 - 1), default=None, help="Rollup id of the blobs."
+)
+@click.option(
+    "--mix",
+    type=click.Choice(MIXES),
+    default=None,
+    help="dex (trader traffic on the testnet's markets), mixed (4 in 5 dex) or rollup "
+    "[default: the testnet's; with --node, rollup].",
+)
 @click.option(
     "--genesis",
     "genesis_path",
@@ -68,6 +82,7 @@ def load(
     accounts: int | None,
     seed: int | None,
     namespace: int | None,
+    mix: Mix | None,
     genesis_path: Path | None,
     start_nonce: int,
     as_json: bool,
@@ -76,9 +91,12 @@ def load(
 
     Accounts are derived from --seed, the same derivation `testnet up` funds in
     genesis; each account sends increasing nonces (continuing from the last
-    run against the same --dir), spread over the nodes. The report gives
-    sent/accepted/rejected, the achieved tx/s and submit->commit latency
-    p50/p99 measured on a sample of transactions.
+    run against the same --dir), spread over the nodes. The dex and mixed
+    mixes trade the markets a `testnet up` genesis lists and post their
+    oracle prices with the seed's market operator key, which that genesis
+    makes an oracle (docs/testnet.md). The report gives sent/accepted/rejected,
+    the achieved tx/s and submit->commit latency p50/p99 measured on a sample
+    of transactions.
     """
     import trio
 
@@ -86,6 +104,7 @@ def load(
     from sequencer_net.client import DEFAULT_FEES, FeeSchedule, SeqnetApiError, SeqnetClient
     from sequencer_net.testnet.accounts import (
         LOAD_NONCES_FILE,
+        OPERATOR_SLOT,
         read_next_nonces,
         write_next_nonces,
     )
@@ -98,6 +117,8 @@ def load(
     nonces_path: Path | None = None
     fees: FeeSchedule = DEFAULT_FEES  # --node without --genesis: the default schedule
     defaults = {"accounts": DEFAULT_LOAD_ACCOUNTS, "seed": DEFAULT_LOAD_SEED, "namespace": 1}
+    default_mix: Mix = "rollup"  # an arbitrary network need not list the testnet's markets
+    genesis_time_s: int | None = None
     if node_urls:
         urls = list(node_urls)
         if genesis_path is not None:
@@ -105,6 +126,7 @@ def load(
 
             genesis = load_genesis(genesis_path)
             domain, fees = genesis.domain(), FeeSchedule.of_genesis(genesis)
+            genesis_time_s = genesis.execution.genesis_time
         else:
             try:
                 with SeqnetClient(urls[0], timeout=5.0) as client:
@@ -120,6 +142,7 @@ def load(
                 ) from exc
     else:
         from sequencer_net.cli.testnet import testnet_domain
+        from sequencer_net.testnet.session import testnet_genesis_time_s
 
         try:
             net = Testnet.load(directory or DEFAULT_TESTNET_DIR)
@@ -130,6 +153,8 @@ def load(
         fees = _testnet_fees(net)
         spec = net.manifest.load
         defaults = {"accounts": spec.accounts, "seed": spec.seed, "namespace": spec.namespace}
+        default_mix = spec.mix
+        genesis_time_s = testnet_genesis_time_s(net)
         nonces_path = net.directory / LOAD_NONCES_FILE
     config = LoadConfig(
         rate=rate,
@@ -137,24 +162,32 @@ def load(
         accounts=accounts if accounts is not None else defaults["accounts"],
         seed=seed if seed is not None else defaults["seed"],
         namespace=namespace if namespace is not None else defaults["namespace"],
+        mix=mix if mix is not None else default_mix,
+        genesis_time_s=genesis_time_s,
     )
-    first_nonces = (
-        read_next_nonces(nonces_path, config.seed, config.accounts)
-        if nonces_path is not None
-        else [start_nonce] * config.accounts
-    )
+    if nonces_path is not None:
+        first_nonces = read_next_nonces(nonces_path, config.seed, config.accounts)
+        operator_nonce = read_next_nonces(nonces_path, config.seed, 1, OPERATOR_SLOT)[0]
+    else:
+        first_nonces, operator_nonce = [start_nonce] * config.accounts, start_nonce
     signer = transaction_signer(domain, fees=fees)
-    generator = LoadGenerator(urls, config, signer, first_nonces=first_nonces)
+    generator = LoadGenerator(
+        urls, config, signer, first_nonces=first_nonces, operator_nonce=operator_nonce
+    )
     console.print(
-        f"load: {rate:g} tx/s for {duration:g} s from {config.accounts} accounts "
-        f"(seed {config.seed}) to {len(urls)} node(s)"
+        f"load: {rate:g} tx/s for {duration:g} s, {config.mix} mix, from {config.accounts} "
+        f"accounts (seed {config.seed}) to {len(urls)} node(s)"
     )
     interrupted = trio.run(_run_with_progress, generator, console, not as_json)
     if nonces_path is not None:
         write_next_nonces(nonces_path, config.seed, generator.next_nonces())
+        write_next_nonces(
+            nonces_path, config.seed, [generator.next_operator_nonce()], OPERATOR_SLOT
+        )
     report: dict[str, Any] = {
         "rate": rate,
         "duration_s": duration,
+        "mix": config.mix,
         "accounts": config.accounts,
         "seed": config.seed,
         "nodes": urls,

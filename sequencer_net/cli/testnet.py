@@ -17,7 +17,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from sequencer_net.testnet.manifest import Manifest, ManifestError, load_manifest
+from sequencer_net.testnet.manifest import MIXES, Manifest, ManifestError, Mix, load_manifest
 from sequencer_net.testnet.network import (
     DEFAULT_BASE_PORT,
     DEFAULT_TESTNET_DIR,
@@ -93,6 +93,13 @@ def testnet() -> None:
     "--rate", type=click.FloatRange(min=0), help="Load in tx/s [default: manifest's, 200]."
 )
 @click.option(
+    "--mix",
+    type=click.Choice(MIXES),
+    default=None,
+    help="What the load sends: dex (trader traffic on the testnet's markets), mixed "
+    "(4 in 5 dex, the rest rollup blobs) or rollup [default: manifest's, mixed].",
+)
+@click.option(
     "--duration",
     type=click.FloatRange(min=0, min_open=True),
     help="Stop after this many seconds [default: the manifest's, else until Ctrl-C].",
@@ -115,6 +122,7 @@ def up(
     detach: bool,
     no_load: bool,
     rate: float | None,
+    mix: Mix | None,
     duration: float | None,
     fresh: bool,
     timeout: float,
@@ -123,17 +131,19 @@ def up(
 ) -> None:
     """Start a local testnet: genesis, one process per validator, load, live view.
 
-    Writes a genesis and a home per validator under --dir, starts `seqnet node
-    run` for each, and waits until every node has committed a block. Then,
-    unless --detach, it submits load, applies the manifest's perturbations and
-    shows a live view until Ctrl-C (or --duration), stops the nodes and prints
-    a summary, exiting 1 if the nodes disagree on a block.
+    Writes a genesis (listing the testnet's markets) and a home per validator
+    under --dir, starts `seqnet node run` for each, and waits until every node
+    has committed a block. Then, unless --detach, it submits load (by default
+    mostly trader traffic: --mix), applies the manifest's perturbations and
+    shows a live view of the nodes and the markets until Ctrl-C (or
+    --duration), stops the nodes and prints a summary, exiting 1 if the nodes
+    disagree on a block.
     """
     console = Console(stderr=as_json)
     try:
         manifest = load_manifest(manifest_path) if manifest_path else Manifest()
         manifest = manifest.with_overrides(
-            validators=validators, rate=0.0 if no_load else rate, duration_s=duration
+            validators=validators, rate=0.0 if no_load else rate, duration_s=duration, mix=mix
         )
     except ManifestError as exc:
         raise click.ClickException(str(exc)) from exc

@@ -31,6 +31,13 @@ def hash_text(tx_hash: bytes | str) -> str:
     return tx_hash if tx_hash.startswith("0x") else "0x" + tx_hash
 
 
+def address_text(address: bytes | str) -> str:
+    """An account address as the API spells it in paths: `0x` + hex."""
+    if isinstance(address, bytes):
+        return hex_bytes(address)
+    return address if address.startswith("0x") else "0x" + address
+
+
 def _json_body(response: httpx.Response) -> Any:
     try:
         return response.json()
@@ -135,6 +142,14 @@ class SeqnetClient:
     def block(self, height: int) -> dict[str, Any]:
         return _json_object(self._request("GET", f"/v1/blocks/{height}"))
 
+    def markets(self) -> dict[str, Any]:
+        """`{"height", "timestamp", "counted_since_height", "markets": [...]}` (docs/api.md)."""
+        return _json_object(self._request("GET", "/v1/markets"))
+
+    def account(self, address: bytes | str) -> dict[str, Any]:
+        """An address's subaccounts, positions, orders and margin; 404 raises."""
+        return _json_object(self._request("GET", f"/v1/accounts/{address_text(address)}"))
+
     def metrics(self) -> str:
         response = self._request("GET", "/metrics")
         _raise_for_failure(response)
@@ -201,6 +216,12 @@ class AsyncSeqnetClient:
 
     async def block(self, height: int) -> dict[str, Any]:
         return _json_object(await self._request("GET", f"/v1/blocks/{height}"))
+
+    async def markets(self) -> dict[str, Any]:
+        return _json_object(await self._request("GET", "/v1/markets"))
+
+    async def account(self, address: bytes | str) -> dict[str, Any]:
+        return _json_object(await self._request("GET", f"/v1/accounts/{address_text(address)}"))
 
     async def metrics(self) -> str:
         response = await self._request("GET", "/metrics")

@@ -21,7 +21,7 @@ from typing import Final
 from .limits import MAX_FEE, MAX_PAYLOAD_BYTES
 from .margin import subaccount_risk
 from .records import ChainConfig, Ledger
-from .state import StateWriter, subaccount_id
+from .state import ExecutionState, StateWriter, subaccount_id
 
 DEFAULT_FEE_BASE: Final = 10**15
 """0.001 unit of quote per transaction."""
@@ -58,6 +58,17 @@ def fee_balance(w: StateWriter, sender: bytes) -> int:
         return sub.collateral
     risk = subaccount_risk(w, sid)
     return risk.equity - risk.maintenance
+
+
+def committed_fee_balance(state: ExecutionState, sender: bytes) -> int:
+    """`fee_balance` read from a committed state (the mempool's admission check):
+    the same rule, without a block to run in."""
+    sub = state.subaccounts.get(fee_account(sender))
+    if sub is None:
+        return 0
+    if not sub.markets:
+        return sub.collateral
+    return fee_balance(StateWriter(state, state.height, state.block.timestamp), sender)
 
 
 def collect_fees(w: StateWriter, total: int) -> None:

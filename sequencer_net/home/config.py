@@ -25,6 +25,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from sequencer_net.api.limits import MAX_BATCH_BODY_BYTES
+from sequencer_net.mempool.limits import (
+    MAX_BATCH_TX_BYTES,
+    MAX_BATCH_TXS,
+    MAX_PER_SENDER_BOUND,
+    MAX_TX_BYTES,
+    BatchLimits,
+    MempoolLimits,
+)
 
 if TYPE_CHECKING:
     from consensus.core import ConsensusConfig
@@ -189,6 +197,18 @@ class ApiSettings:
         _non_empty,
         example="admin.token",
     )
+    max_tx_per_s_per_client: int = _key(
+        20_000,
+        "Transactions per second one client address may submit (a token bucket; "
+        "beyond it: 429 rate_limited). Every submission endpoint counts.",
+        _between(1, 10_000_000),
+    )
+    max_tx_burst_per_client: int = _key(
+        50_000,
+        "Transactions one client address may submit at once before the per-second "
+        "rate applies (the token bucket's size).",
+        _between(1, 100_000_000),
+    )
 
 
 @dataclass(frozen=True)
@@ -242,26 +262,58 @@ class ConsensusSettings:
         )
 
 
+_MEMPOOL: Final = MempoolLimits()
+_BATCH: Final = BatchLimits()
+
+
 @dataclass(frozen=True)
 class MempoolSettings:
+    """Defaults and ranges come from sequencer_net.mempool.limits, the one source
+    the pool and the batcher also use."""
+
     max_txs: int = _key(
-        100_000, "Most pending transactions held; new ones are refused beyond it.", _positive
-    )
-    max_bytes: int = _key(256 * MiB, "Most bytes of pending transactions held.", _positive)
-    nonce_window: int = _key(
-        1024,
-        "How far ahead of an account's next nonce a transaction may be and still be "
-        "accepted (bounds what one account can queue).",
+        _MEMPOOL.max_txs,
+        "Most pending transactions held; beyond it a new transaction must pay a higher "
+        "fee per byte than the cheapest waiting ones, which it evicts.",
         _positive,
     )
-    batch_max_txs: int = _key(2000, "Most transactions in one batch this node seals.", _positive)
-    batch_max_bytes: int = _key(1 * MiB, "Most bytes in one batch.", _between(1024, 64 * MiB))
+    max_bytes: int = _key(
+        _MEMPOOL.max_bytes, "Most bytes of pending transactions held.", _positive
+    )
+    max_per_sender: int = _key(
+        _MEMPOOL.max_per_sender,
+        "Most pending transactions of one sender (the engine accepts nonces at most "
+        "64 above a sender's highest used one).",
+        _between(1, MAX_PER_SENDER_BOUND),
+    )
+    batch_max_txs: int = _key(
+        _BATCH.max_txs,
+        "Most transactions in one batch this node seals.",
+        _between(1, MAX_BATCH_TXS),
+    )
+    batch_max_bytes: int = _key(
+        _BATCH.max_bytes,
+        "Most bytes of transactions in one batch.",
+        _between(MAX_TX_BYTES, MAX_BATCH_TX_BYTES),
+    )
     batch_delay_ms: int = _key(
-        50,
+        _BATCH.max_delay_ms,
         "Longest a transaction waits before its batch is sealed and broadcast, even "
         "if the batch is not full (ms). Lower: less latency, more, smaller batches.",
         _between(0, 60_000),
     )
+
+    def mempool_limits(self) -> MempoolLimits:
+        return MempoolLimits(
+            max_txs=self.max_txs, max_bytes=self.max_bytes, max_per_sender=self.max_per_sender
+        )
+
+    def batch_limits(self) -> BatchLimits:
+        return BatchLimits(
+            max_txs=self.batch_max_txs,
+            max_bytes=self.batch_max_bytes,
+            max_delay_ms=self.batch_delay_ms,
+        )
 
 
 @dataclass(frozen=True)
@@ -277,6 +329,19 @@ class StorageSettings:
         "fsync writes that safety needs (the vote record before a vote is sent, "
         "acknowledged transactions). Turn off only for throwaway test networks: a "
         "crash may then lose state and make the validator double-sign.",
+    )
+    group_commit_ms: int = _key(
+        2,
+        "Group commit window (ms): the first write waiting for an fsync (an "
+        "acknowledgement, a batch) waits this long for others to share it. Higher: "
+        "fewer fsyncs under load; lower: less latency when idle.",
+        _between(0, 100),
+    )
+    verify_threads: int = _key(
+        0,
+        "Threads that check transaction signatures (intake and peers' batches) off "
+        "the event loop. 0: one per CPU core.",
+        _between(0, 256),
     )
 
 

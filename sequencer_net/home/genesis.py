@@ -42,7 +42,12 @@ from consensus.messages import Block
 from consensus.types import Validator, ValidatorSet
 from sequencer_net.execution.encoding import encode
 from sequencer_net.execution.exceptions import ExecutionError
-from sequencer_net.execution.genesis import GenesisConfig, GenesisDeposit, genesis_state
+from sequencer_net.execution.genesis import (
+    GenesisConfig,
+    GenesisDeposit,
+    GenesisMarket,
+    genesis_state,
+)
 
 GENESIS_TAG: Final = b"seqnet/genesis/v1\x00"
 """Prefix of the canonical bytes, so they never collide with another encoded thing."""
@@ -490,26 +495,43 @@ def default_execution_genesis(
     chain_id: int,
     genesis_time_ms: int,
     funded_accounts: Sequence[bytes] = (),
+    markets: Sequence[GenesisMarket] = (),
+    operator: bytes | None = None,
+    fund_admin: bool = False,
 ) -> GenesisConfig:
-    """An execution genesis governed by `admin` (also bridge and sole oracle), with
-    LOCAL_FUNDED_AMOUNT for each funded account (a 20-byte address, meaning its
-    subaccount 0, or a 21-byte subaccount id) and LOCAL_INSURANCE_FUND."""
+    """An execution genesis governed by `admin` (also bridge and oracle), listing
+    `markets`, with LOCAL_FUNDED_AMOUNT for each funded account (a 20-byte
+    address, meaning its subaccount 0, or a 21-byte subaccount id), for the
+    admin if `fund_admin`, and LOCAL_INSURANCE_FUND.
+
+    `operator`, if given, is a market operator key (a testnet's load posts prices
+    and bridge deposits with it): it becomes the bridge and a second oracle, and
+    is funded. Every sender pays its fees from its subaccount 0, so each key
+    that sends from height 1 on needs collateral there.
+    """
+    senders = [admin] + ([operator] if operator is not None else [])
+    funded = [*funded_accounts, *([admin] if fund_admin else []), *senders[1:]]
     deposits = []
-    for account in funded_accounts:
+    seen: set[bytes] = set()
+    for account in funded:
         if len(account) not in (ADDRESS_LENGTH, ADDRESS_LENGTH + 1):
             raise GenesisError(
                 f"funded_accounts: 0x{account.hex()} is neither an address nor a subaccount id"
             )
         subaccount = account if len(account) == ADDRESS_LENGTH + 1 else account + b"\x00"
+        if subaccount in seen:
+            continue
+        seen.add(subaccount)
         deposits.append(GenesisDeposit(subaccount=subaccount, amount=LOCAL_FUNDED_AMOUNT))
     return GenesisConfig(
         chain_id=chain_id,
         admin=admin,
-        bridge=admin,
-        oracles=(admin,),
+        bridge=admin if operator is None else operator,
+        oracles=tuple(senders),
         genesis_time=genesis_time_ms // 1000,
         deposits=tuple(deposits),
         insurance_fund=LOCAL_INSURANCE_FUND,
+        markets=tuple(markets),
     )
 
 
@@ -524,14 +546,20 @@ def make_local_genesis(
     view_timeout_ms: int = 1000,
     genesis_time_ms: int | None = None,
     funded_accounts: Sequence[bytes] = (),
+    markets: Sequence[GenesisMarket] = (),
+    market_operator: bytes | None = None,
+    fund_admin: bool = False,
 ) -> Genesis:
     """A genesis for a network on one machine, one validator per secret.
 
     Validator i is named `node{i}` and listens on `base_p2p_port + i` (p2p) and
     `base_api_port + i` (API). Validator 0's address is the execution admin,
     bridge and oracle. Each funded account (a 20-byte address, meaning its
-    subaccount 0, or a 21-byte subaccount id) starts with LOCAL_FUNDED_AMOUNT of
-    collateral; the insurance fund starts with LOCAL_INSURANCE_FUND.
+    subaccount 0, or a 21-byte subaccount id), and the admin if `fund_admin`,
+    starts with LOCAL_FUNDED_AMOUNT of collateral; the insurance fund starts
+    with LOCAL_INSURANCE_FUND. `markets` are listed at genesis;
+    `market_operator` becomes the bridge, a second oracle and is funded
+    (`default_execution_genesis`).
     """
     if not secrets:
         raise GenesisError("validators: at least one validator is needed")
@@ -545,6 +573,9 @@ def make_local_genesis(
         chain_id=chain_id,
         genesis_time_ms=genesis_time_ms,
         funded_accounts=funded_accounts,
+        markets=markets,
+        operator=market_operator,
+        fund_admin=fund_admin,
     )
     return Genesis(
         chain_id=chain_id,

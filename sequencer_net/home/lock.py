@@ -1,7 +1,7 @@
 """An exclusive lock on a node's home directory.
 
-DESIGN.md ("Lifecycle"): a second process with the same key and port starts
-without error, so two nodes could sign with one key (a double-sign waiting to
+py-libp2p lets a second process with the same key and port start without
+error, so two nodes could sign with one key (a double-sign waiting to
 happen) and write one store. `HomeLock` takes `flock(LOCK_EX | LOCK_NB)` on
 `<home>/LOCK` for the node's lifetime; a second opener, in this process or
 another, gets `HomeLocked` at once instead of waiting. The kernel drops the

@@ -38,7 +38,7 @@ throughput target and bounds the signature checks one batch can demand."""
 
 MAX_BATCH_TX_BYTES: Final = 2 * 1024 * 1024
 """Sum of the encoded transactions of one batch. Batches travel on direct
-streams; one yamux stream moves ~130 MB/s with 100 KB writes (DESIGN.md), so
+streams; one yamux stream moves ~130 MB/s with 100 KB writes (measured), so
 2 MiB is ~15 ms of one link at worst."""
 
 MAX_BATCH_BYTES: Final = MAX_BATCH_TX_BYTES + 5 * MAX_BATCH_TXS + 64
@@ -48,9 +48,15 @@ each, and the header (author, sequence, list length)."""
 MAX_BATCH_AUTHOR: Final = MAX_VALIDATORS - 1
 
 
+MAX_PER_SENDER_BOUND: Final = 1024
+"""The most `max_per_sender` may be set to (the engine accepts nonces at most
+64 above a sender's highest used one, so more pending than that only waits)."""
+
+
 @dataclass(frozen=True, slots=True)
 class MempoolLimits:
-    """The tunable bounds of one node's pool (config `[mempool]`)."""
+    """The tunable bounds of one node's pool (config `[mempool]`). The config
+    reads its defaults and ranges from here: one source for both."""
 
     max_txs: int = 200_000
     """Pending transactions held at once: ~40 s of the 5,000 tx/s target."""
@@ -58,33 +64,36 @@ class MempoolLimits:
     max_bytes: int = 256 * 1024 * 1024
     """Total encoded bytes of pending transactions."""
 
-    nonce_window: int = 64
-    """A sender may have transactions with nonces in [next, next + window)
-    pending; this bounds what one key can park in the pool."""
+    max_per_sender: int = 128
+    """Pending transactions of one sender: twice the engine's nonce window, so a
+    busy client can keep a full window in flight while the next one queues."""
+
+    max_evictions_per_add: int = 64
+    """A full pool evicts at most this many cheaper transactions for one new one
+    (bounds the work of one admission)."""
 
     recent_committed: int = 200_000
-    """Committed transaction hashes remembered to reject re-submissions."""
-
-    tracked_senders: int = 1_000_000
-    """Senders whose next nonce the pool remembers from commits; beyond it the
-    least recently committed fall back to the node's nonce lookup."""
+    """Committed (and dropped) transaction hashes remembered, to refuse
+    re-submissions and answer status queries."""
 
     def __post_init__(self) -> None:
-        for name in ("max_txs", "max_bytes", "nonce_window", "recent_committed"):
+        for name in ("max_txs", "max_bytes", "max_evictions_per_add", "recent_committed"):
             if getattr(self, name) < 1:
                 raise ValueError(f"mempool limit {name} must be at least 1")
-        if self.tracked_senders < 1:
-            raise ValueError("mempool limit tracked_senders must be at least 1")
+        if not 1 <= self.max_per_sender <= MAX_PER_SENDER_BOUND:
+            raise ValueError(f"mempool max_per_sender must be in [1, {MAX_PER_SENDER_BOUND}]")
 
 
 @dataclass(frozen=True, slots=True)
 class BatchLimits:
-    """When a validator cuts a batch (config `[batch]`)."""
+    """When a validator cuts a batch (config `[mempool] batch_*`). The config
+    reads its defaults and ranges from here."""
 
     max_txs: int = 2048
     max_bytes: int = 512 * 1024
-    """DESIGN.md measured 20-100 KB batches at 50/s per node with no loss;
-    512 KiB keeps a full batch a few milliseconds of one link."""
+    """Batches of 20-100 KB at 50 per second per node crossed loopback links with
+    no loss in measurements; 512 KiB keeps a full batch a few milliseconds of
+    one link."""
 
     max_delay_ms: int = 50
     """The longest a received transaction waits before it is batched: a small

@@ -4,23 +4,34 @@ Pure: no I/O and no clock (the caller passes `now_ms`). The shell around it:
 
     checked = pool.check(encoded)        # decode + signature: raises InvalidTransaction
     result  = pool.add(checked, now_ms)  # pool rules: ACCEPTED or why not
-    store.save_pending_transactions(...) # persist (fsync) ...
+    persist (group commit, fsync) ...
     answer the client                    # ... then acknowledge
 
-Rules (docs/storage-and-mempool.md, "Mempool"):
+Admission rules (docs/storage-and-mempool.md, "Mempool"), in this order, so a
+transaction is accepted only if the engine would execute it now:
 - one entry per transaction hash, and none whose hash was recently committed;
-- a sender has at most one pending transaction per nonce, and only nonces in
-  [next, next + nonce_window), where `next` is the sender's next nonce as last
-  reported by `on_committed` (or the node's lookup for senders it never saw);
+- the fee it offers covers the chain's required fee for its payload;
+- its nonce passes the engine's nonce rule against the sender's committed
+  nonce window (not used, not too far ahead), and no other pending
+  transaction of the sender holds it;
+- the sender's fee balance in the committed state covers the fees of all its
+  pending transactions plus this one (so spam needs money: every transaction
+  that reaches a block pays);
+- a sender has at most `max_per_sender` pending transactions;
 - the pool holds at most `max_txs` transactions and `max_bytes` encoded bytes;
-- `take_batch` returns untaken transactions in arrival order, except that a
-  sender's transactions come out in nonce order; they stay pending (marked
-  batched) until `on_committed` removes them, and `requeue` returns them to
-  the untaken queue if their batch is lost.
+  when full, a new transaction that pays a higher fee per byte evicts the
+  untaken ones paying the least (the evicted are reported, the store forgets
+  them, and their status becomes "dropped").
+
+`take_batch` returns untaken transactions in arrival order, except that a
+sender's transactions come out in nonce order; they stay pending (marked
+batched) until `on_committed` removes them, and `requeue` returns them to the
+untaken queue if their batch is lost.
 """
 
 from __future__ import annotations
 
+import heapq
 from bisect import bisect_left, insort
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -29,6 +40,9 @@ from enum import Enum
 
 from consensus.crypto import Address
 from consensus.encoding import Domain
+from sequencer_net.execution.exceptions import NonceUsed
+from sequencer_net.execution.nonces import nonce_rejection
+from sequencer_net.execution.records import NonceWindow
 
 from .limits import MempoolLimits
 from .transaction import Transaction, WrongChain, decode_transaction, recover_sender, tx_hash
@@ -37,10 +51,13 @@ from .transaction import Transaction, WrongChain, decode_transaction, recover_se
 class AddResult(Enum):
     ACCEPTED = "accepted"
     DUPLICATE = "duplicate"  # same hash pending or recently committed
-    NONCE_TOO_LOW = "nonce too low"  # below the sender's next nonce
-    NONCE_TOO_HIGH = "nonce too high"  # at or beyond next + nonce_window
-    NONCE_TAKEN = "nonce taken"  # another transaction of the sender holds this nonce
-    FULL = "mempool full"  # count or byte bound reached
+    FEE_TOO_LOW = "fee below the required fee"
+    NONCE_USED = "nonce already used"  # by a committed transaction of the sender
+    NONCE_TOO_HIGH = "nonce too far above the sender's highest used nonce"
+    NONCE_TAKEN = "nonce taken"  # another pending transaction of the sender holds it
+    INSUFFICIENT_BALANCE = "fee balance does not cover the sender's pending fees"
+    SENDER_LIMIT = "too many pending transactions from this sender"
+    FULL = "mempool full"  # count or byte bound reached, nothing cheaper to evict
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +83,27 @@ def check_transaction(encoded: bytes, domain: Domain) -> CheckedTx:
     return CheckedTx(tx=tx, encoded=encoded, hash=tx_hash(encoded), sender=sender)
 
 
+@dataclass(frozen=True, slots=True)
+class Accounts:
+    """What the pool reads from the latest committed execution state."""
+
+    nonce_window: Callable[[Address], NonceWindow | None]
+    fee_balance: Callable[[Address], int]
+    required_fee: Callable[[int], int]
+    """payload length -> the least fee a transaction must offer."""
+
+
+OPEN_ACCOUNTS = Accounts(
+    nonce_window=lambda sender: None,
+    fee_balance=lambda sender: 2**255,
+    required_fee=lambda length: 0,
+)
+"""No fees, unlimited balances, fresh nonce windows: for tests and tools only."""
+
+FEE_RATE_SCALE = 10**9
+"""Fee per byte is compared as fee * FEE_RATE_SCALE // encoded size (integers)."""
+
+
 @dataclass(slots=True)
 class _Entry:
     checked: CheckedTx
@@ -80,19 +118,20 @@ class Mempool:
         domain: Domain,
         limits: MempoolLimits | None = None,
         *,
-        next_nonce: Callable[[Address], int] | None = None,
+        accounts: Accounts = OPEN_ACCOUNTS,
     ) -> None:
-        """`next_nonce` gives the committed next nonce of a sender the pool has no
-        record of (the node reads it from committed state); default 0."""
         self.domain = domain
         self.limits = limits or MempoolLimits()
-        self._lookup_next_nonce = next_nonce or (lambda _sender: 0)
+        self.accounts = accounts
         self._entries: dict[bytes, _Entry] = {}
         self._untaken: dict[bytes, None] = {}  # insertion order is arrival order
         self._by_sender: dict[Address, dict[int, bytes]] = {}  # nonce -> hash
         self._untaken_nonces: dict[Address, list[int]] = {}  # sorted
-        self._next_nonce: OrderedDict[Address, int] = OrderedDict()
+        self._pending_fees: dict[Address, int] = {}
+        self._cheapest: list[tuple[int, int, bytes]] = []  # (fee rate, -arrival, hash), lazy
         self._recent_committed: OrderedDict[bytes, None] = OrderedDict()
+        self.dropped: OrderedDict[bytes, str] = OrderedDict()
+        """Hashes evicted or invalidated while pending, with why (bounded)."""
         self._bytes = 0
         self._untaken_bytes = 0
         self._arrivals = 0
@@ -108,37 +147,110 @@ class Mempool:
         signature recovery for re-submissions."""
         return hash_ in self._entries or hash_ in self._recent_committed
 
-    def next_nonce(self, sender: Address) -> int:
-        known = self._next_nonce.get(sender)
-        return known if known is not None else self._lookup_next_nonce(sender)
-
-    def add(self, checked: CheckedTx, now_ms: int = 0, *, restoring: bool = False) -> AddResult:
-        """Admit a checked transaction, or say which rule refuses it.
+    def add(
+        self, checked: CheckedTx, now_ms: int = 0, *, restoring: bool = False
+    ) -> tuple[AddResult, list[bytes]]:
+        """Admit a checked transaction, or say which rule refuses it; also the
+        hashes it evicted (their store entries must go too).
 
         `restoring`: the node re-admits a transaction it acknowledged before a
-        restart; the nonce window is not applied again (an acknowledged transaction
-        is never dropped for a nonce rule it passed when it was accepted)."""
+        restart; the fee, nonce and balance rules are not applied again (an
+        acknowledged transaction is never dropped for a rule it passed when it
+        was accepted; the engine has the last word anyway)."""
         if self.seen(checked.hash):
-            return AddResult.DUPLICATE
-        next_nonce = self.next_nonce(checked.sender)
-        if not restoring and checked.nonce < next_nonce:
-            return AddResult.NONCE_TOO_LOW
-        if not restoring and checked.nonce >= next_nonce + self.limits.nonce_window:
-            return AddResult.NONCE_TOO_HIGH
-        by_nonce = self._by_sender.get(checked.sender)
-        if by_nonce is not None and checked.nonce in by_nonce:
-            return AddResult.NONCE_TAKEN
+            return AddResult.DUPLICATE, []
+        sender, tx = checked.sender, checked.tx
+        by_nonce = self._by_sender.get(sender)
+        if not restoring:
+            if tx.fee < self.accounts.required_fee(len(tx.payload)):
+                return AddResult.FEE_TOO_LOW, []
+            rejection = nonce_rejection(self.accounts.nonce_window(sender), tx.nonce)
+            if rejection is not None:
+                used = isinstance(rejection, NonceUsed)
+                return (AddResult.NONCE_USED if used else AddResult.NONCE_TOO_HIGH), []
+        if by_nonce is not None and tx.nonce in by_nonce:
+            return AddResult.NONCE_TAKEN, []
+        if not restoring:
+            pending = self._pending_fees.get(sender, 0)
+            if pending + tx.fee > self.accounts.fee_balance(sender):
+                return AddResult.INSUFFICIENT_BALANCE, []
+            if by_nonce is not None and len(by_nonce) >= self.limits.max_per_sender:
+                return AddResult.SENDER_LIMIT, []
+        evicted = self._make_room(checked)
+        if evicted is None:
+            return AddResult.FULL, []
+        self._insert(checked, now_ms)
+        return AddResult.ACCEPTED, evicted
+
+    def _fee_rate(self, checked: CheckedTx) -> int:
+        return checked.tx.fee * FEE_RATE_SCALE // max(1, len(checked.encoded))
+
+    def _full_with(self, size: int) -> bool:
+        return len(self._entries) + 1 > self.limits.max_txs or (
+            self._bytes + size > self.limits.max_bytes
+        )
+
+    def _make_room(self, checked: CheckedTx) -> list[bytes] | None:
+        """Evict the cheapest untaken transactions (strictly cheaper per byte than
+        `checked`) until it fits; None (and nothing evicted) if it cannot."""
         size = len(checked.encoded)
-        if len(self._entries) >= self.limits.max_txs or self._bytes + size > self.limits.max_bytes:
-            return AddResult.FULL
+        if not self._full_with(size):
+            return []
+        rate = self._fee_rate(checked)
+        popped: list[tuple[int, int, bytes]] = []
+        victims: list[bytes] = []
+        freed_txs = freed_bytes = 0
+        fits = False
+        # Cheapest first; batched entries cannot be evicted and stay in the index.
+        while self._cheapest and len(popped) < 4 * self.limits.max_evictions_per_add:
+            item = heapq.heappop(self._cheapest)
+            entry = self._entries.get(item[2])
+            if entry is None:
+                continue  # a stale index entry: the transaction left the pool
+            popped.append(item)
+            if item[0] >= rate:
+                break
+            if entry.batched:
+                continue
+            victims.append(item[2])
+            freed_txs += 1
+            freed_bytes += len(entry.checked.encoded)
+            if (
+                len(self._entries) - freed_txs + 1 <= self.limits.max_txs
+                and self._bytes - freed_bytes + size <= self.limits.max_bytes
+            ):
+                fits = True
+                break
+            if len(victims) >= self.limits.max_evictions_per_add:
+                break
+        for item in popped:
+            if not fits or item[2] not in victims:
+                heapq.heappush(self._cheapest, item)
+        if not fits:
+            return None
+        for victim in victims:
+            self._drop(victim, "evicted by transactions paying a higher fee per byte")
+        return victims
+
+    def _insert(self, checked: CheckedTx, now_ms: int) -> None:
+        sender = checked.sender
         self._entries[checked.hash] = _Entry(checked, self._arrivals, now_ms)
+        heapq.heappush(self._cheapest, (self._fee_rate(checked), -self._arrivals, checked.hash))
         self._arrivals += 1
         self._untaken[checked.hash] = None
-        insort(self._untaken_nonces.setdefault(checked.sender, []), checked.nonce)
-        self._by_sender.setdefault(checked.sender, {})[checked.nonce] = checked.hash
+        insort(self._untaken_nonces.setdefault(sender, []), checked.nonce)
+        self._by_sender.setdefault(sender, {})[checked.nonce] = checked.hash
+        self._pending_fees[sender] = self._pending_fees.get(sender, 0) + checked.tx.fee
+        size = len(checked.encoded)
         self._bytes += size
         self._untaken_bytes += size
-        return AddResult.ACCEPTED
+        self._compact_cheapest()
+
+    def _compact_cheapest(self) -> None:
+        """Keep the lazy fee index within twice the live entries."""
+        if len(self._cheapest) > 2 * len(self._entries) + 64:
+            self._cheapest = [c for c in self._cheapest if c[2] in self._entries]
+            heapq.heapify(self._cheapest)
 
     # ---- batching --------------------------------------------------------------------
 
@@ -221,33 +333,43 @@ class Mempool:
 
     # ---- commits ---------------------------------------------------------------------
 
-    def on_committed(
-        self, tx_hashes: Iterable[bytes], sender_nonces: dict[Address, int]
-    ) -> list[bytes]:
-        """Forget committed transactions and raise the senders' next nonces (the
-        admission window's floor); return the hashes removed from the pool.
-
-        Pending transactions with a lower nonce than a committed one stay: they
-        were acknowledged, and the sequencer orders a sender's transactions by
-        inclusion, not by nonce (docs/storage-and-mempool.md, "Nonces").
-        """
+    def on_committed(self, tx_hashes: Iterable[bytes], senders: Iterable[Address]) -> list[bytes]:
+        """Forget committed transactions; then drop pending transactions of the
+        blocks' senders whose nonce the committed state now refuses (another
+        transaction with that nonce committed, or the window moved past it).
+        Returns every hash removed from the pool (the store forgets them too)."""
         removed: list[bytes] = []
         for hash_ in tx_hashes:
             self._remember_committed(hash_)
             if self._remove(hash_):
                 removed.append(hash_)
-        for sender, next_nonce in sender_nonces.items():
-            self._next_nonce[sender] = max(next_nonce, self._next_nonce.get(sender, 0))
-            self._next_nonce.move_to_end(sender)
-        while len(self._next_nonce) > self.limits.tracked_senders:
-            self._next_nonce.popitem(last=False)
+        for sender in set(senders):
+            by_nonce = self._by_sender.get(sender)
+            if not by_nonce:
+                continue
+            window = self.accounts.nonce_window(sender)
+            for nonce, hash_ in list(by_nonce.items()):
+                if isinstance(nonce_rejection(window, nonce), NonceUsed):
+                    self._drop(hash_, "its nonce was used by another committed transaction")
+                    removed.append(hash_)
         return removed
+
+    def discard(self, hashes: Iterable[bytes]) -> None:
+        """Forget transactions that were never acknowledged (their write failed)."""
+        for hash_ in hashes:
+            self._remove(hash_)
 
     def _remember_committed(self, hash_: bytes) -> None:
         self._recent_committed[hash_] = None
         self._recent_committed.move_to_end(hash_)
         while len(self._recent_committed) > self.limits.recent_committed:
             self._recent_committed.popitem(last=False)
+
+    def _drop(self, hash_: bytes, why: str) -> None:
+        if self._remove(hash_):
+            self.dropped[hash_] = why
+            while len(self.dropped) > self.limits.recent_committed:
+                self.dropped.popitem(last=False)
 
     def _remove(self, hash_: bytes) -> bool:
         entry = self._entries.pop(hash_, None)
@@ -262,6 +384,11 @@ class Mempool:
         del by_nonce[checked.nonce]
         if not by_nonce:
             del self._by_sender[checked.sender]
+        fees = self._pending_fees.get(checked.sender, 0) - checked.tx.fee
+        if fees > 0:
+            self._pending_fees[checked.sender] = fees
+        else:
+            self._pending_fees.pop(checked.sender, None)
         return True
 
     # ---- inspection ------------------------------------------------------------------
@@ -269,6 +396,9 @@ class Mempool:
     def pending(self) -> list[bytes]:
         """Encoded pending transactions (batched or not) in arrival order."""
         return [e.checked.encoded for e in self._entries.values()]
+
+    def pending_fees(self, sender: Address) -> int:
+        return self._pending_fees.get(sender, 0)
 
     def get(self, hash_: bytes) -> CheckedTx | None:
         entry = self._entries.get(hash_)

@@ -1,39 +1,113 @@
 """After consensus commits a block: resolve its batches, execute, store, tell.
 
-Committed blocks arrive in height order. For each one the pipeline gathers the
-transactions its batches carry (in block order, each transaction once across
-the whole chain), hands all of them, every namespace, with their senders
-(recovered once, when their batch was verified) to the execution engine, which
-checks nonces, charges fees and executes the DEX namespace, and writes block,
-certificate, transactions and the new state root in one synced batch. Only
-then does the node report the block (status, subscribers, the mempool
-forgetting what committed).
+Committed blocks arrive in height order. For each one the pipeline
+
+    fetches the block's batches (a quorum verified them, so peers have them)
+    resolve_block_transactions   the batches' transactions in block order, each
+                                 once across the whole chain, with the senders
+                                 recovered when the batches were verified
+    check_vouched_root           the state root the block vouches for, against
+                                 this node's own execution (an alarm if they
+                                 differ: voting did not wait for it)
+    execute_block                every namespace: nonces, fees, the DEX (in a
+                                 worker thread, so the event loop keeps serving
+                                 consensus while a large block executes)
+    commit_block                 block, certificate, transactions and state root
+                                 in one synced write (also in a worker thread)
+
+and only then reports the block (status, metrics, the mempool forgetting what
+committed). Execution trails ordering by a few blocks at most: a leader whose
+execution lags proposes no batches until it catches up (payload/checks.py).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import trio
 
 from consensus.crypto import Address
 from consensus.io import Commit
-from sequencer_net.batches.batch import InvalidBatch, decode_batch
+from sequencer_net.batches.batch import Batch, InvalidBatch, decode_batch
 from sequencer_net.batches.fetch import BatchFetcher
 from sequencer_net.batches.pool import BatchPool, BatchRequest
+from sequencer_net.execution.encoding import encode
 from sequencer_net.execution.engine import ExecutionBlock, SequencedTransaction, execute_block
 from sequencer_net.execution.state import ExecutionState
 from sequencer_net.mempool.mempool import Mempool
 from sequencer_net.mempool.transaction import InvalidTransaction, decode_transaction, tx_hash
 from sequencer_net.metrics import Metrics
+from sequencer_net.node.market_activity import MarketActivity
 from sequencer_net.node.status import ChainStatus
 from sequencer_net.payload import MalformedPayload, decode_payload
+from sequencer_net.payload.checks import StateRootMismatch, check_vouched_root
+from sequencer_net.payload.format import BlockPayload
 from sequencer_net.storage.node_store import NodeStore
 
 log = logging.getLogger("seqnet.commit")
 
 FETCH_RETRY_S = 0.5
+
+UNINCLUDED_BATCH_RETENTION = 10_000
+"""Heights a batch no block has included is kept after it arrived (others'
+batches only: this node's own may still carry pending transactions). A
+leader includes every batch it holds, oldest first, so a batch still
+unincluded this long after (hours at a few blocks per second) was never
+certified or came from a faulty author. Included batches are chain data
+and are kept."""
+
+PRUNE_EVERY = 256
+"""Committed heights between two pruning passes."""
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedTransaction:
+    encoded: bytes
+    sequenced: SequencedTransaction
+
+
+def resolve_block_transactions(
+    batches: Sequence[Batch],
+    already_committed: Callable[[bytes], bool],
+    sender_of: Callable[[bytes, bytes], Address | None],
+) -> list[ResolvedTransaction]:
+    """The transactions a block orders: its batches' transactions in block order,
+    skipping any committed before (in an earlier block, or earlier in this one),
+    each with its sender. `sender_of(hash, encoded)` gives the sender recovered
+    when the batch was verified (or recovers it again); None means it does not
+    verify, which a quorum of voters makes impossible unless more than f lie."""
+    resolved: list[ResolvedTransaction] = []
+    seen: set[bytes] = set()
+    for batch in batches:
+        for encoded in batch.transactions:
+            h = tx_hash(encoded)
+            if h in seen or already_committed(h):
+                continue
+            sender = sender_of(h, encoded)
+            if sender is None:
+                continue
+            try:
+                tx = decode_transaction(encoded)
+            except InvalidTransaction:
+                continue
+            seen.add(h)
+            resolved.append(
+                ResolvedTransaction(
+                    encoded,
+                    SequencedTransaction(
+                        tx_hash=h,
+                        sender=bytes(sender),
+                        nonce=tx.nonce,
+                        namespace=tx.namespace,
+                        fee=tx.fee,
+                        payload=tx.payload,
+                    ),
+                )
+            )
+    return resolved
 
 
 class CommitPipeline:
@@ -48,6 +122,8 @@ class CommitPipeline:
         metrics: Metrics,
         status: ChainStatus,
         accepted_at: dict[bytes, float],
+        state_root_at: Callable[[int], bytes | None],
+        own_index: int,
     ) -> None:
         self.store = store
         self.pool = pool
@@ -57,6 +133,9 @@ class CommitPipeline:
         self.metrics = metrics
         self.status = status
         self.accepted_at = accepted_at
+        self.state_root_at = state_root_at
+        self.own_index = own_index
+        self.market_activity = MarketActivity()  # what GET /v1/markets counts
 
     async def run(self, commits: trio.MemoryReceiveChannel[Commit]) -> None:
         async for commit in commits:
@@ -76,97 +155,92 @@ class CommitPipeline:
 
     async def apply(self, commit: Commit) -> None:
         block = commit.block
-        tip_height = self.store.tip()[0]
-        if block.height <= tip_height:
+        if block.height <= self.store.tip()[0]:
             return  # already durable (a replay after restart)
         started = time.perf_counter()
         try:
-            payload = decode_payload(block.payload)
-            digests, timestamp_ms = payload.batches, payload.timestamp_ms
+            payload: BlockPayload | None = decode_payload(block.payload)
         except MalformedPayload:
             # A quorum verified it, so this means more than f Byzantine: commit it empty.
             log.error("event=committed_malformed_payload height=%d", block.height)
-            digests, timestamp_ms = [], 0
-        transactions: list[bytes] = []
-        hashes: list[bytes] = []
-        senders: list[Address] = []
-        nonces: dict[Address, int] = {}
-        seen: set[bytes] = set()
+            payload = None
+        digests = [] if payload is None else list(payload.batches)
+        batches: list[Batch] = []
         for digest in digests:
             try:
-                batch = decode_batch(await self._batch(digest))
+                batches.append(decode_batch(await self._batch(digest)))
             except InvalidBatch:
                 continue
-            for encoded in batch.transactions:
-                h = tx_hash(encoded)
-                if h in seen or self.store.find_transaction(h) is not None:
-                    continue  # each transaction commits once, at its first inclusion
-                try:
-                    sender, nonce = self._sender_of(h, encoded)
-                except InvalidTransaction:
-                    continue  # only possible with more than f Byzantine validators
-                seen.add(h)
-                transactions.append(encoded)
-                hashes.append(h)
-                senders.append(sender)
-                floor = nonces.get(sender, self.store.next_nonce(sender))
-                nonces[sender] = max(floor, nonce + 1)
-        self.state = self._execute(block.height, timestamp_ms, transactions, hashes, senders)
-        self.store.commit_block(
-            block,
-            commit.finalization,
-            transactions,
-            self.state.state_root,
-            batch_digests=digests,
-            sender_nonces=nonces,
+        resolved = resolve_block_transactions(
+            batches,
+            lambda h: self.store.find_transaction(h) is not None,
+            self._sender_of,
         )
-        self.pool.mark_included(list(digests))
-        self._after_commit(block.height, block.digest(), hashes, nonces)
-        self.metrics.execute_seconds.observe(time.perf_counter() - started)
-
-    def _sender_of(self, tx_hash_: bytes, encoded: bytes) -> tuple[Address, int]:
-        """(sender, nonce): remembered from batch verification, else recovered again
-        (raises InvalidTransaction; voters verified every batch, so it should not)."""
-        known = self.pool.sender_of(tx_hash_)
-        if known is not None:
-            return known
-        checked = self.mempool.check(encoded)
-        return checked.sender, checked.nonce
-
-    def _execute(
-        self,
-        height: int,
-        timestamp_ms: int,
-        transactions: list[bytes],
-        hashes: list[bytes],
-        senders: list[Address],
-    ) -> ExecutionState:
-        """Hand every committed transaction, each namespace, to the engine with its
-        hash and recovered sender: the engine checks nonces, charges fees and
-        executes the DEX namespace; it never raises on what the transactions hold."""
-        engine_txs: list[SequencedTransaction] = []
-        for encoded, h, sender in zip(transactions, hashes, senders, strict=True):
-            try:
-                tx = decode_transaction(encoded)
-            except InvalidTransaction:
-                continue  # recovered once already, so it decodes; only a bug lands here
-            engine_txs.append(
-                SequencedTransaction(
-                    tx_hash=h,
-                    sender=bytes(sender),
-                    nonce=tx.nonce,
-                    namespace=tx.namespace,
-                    fee=tx.fee,
-                    payload=tx.payload,
-                )
-            )
+        if payload is not None:
+            self._check_vouched_root(block.height, payload)
+        timestamp_ms = 0 if payload is None else payload.timestamp_ms
         # Block time never runs backwards for the engine: a leader's clock may.
         seconds = max(timestamp_ms // 1000, self.state.block.timestamp)
-        result = execute_block(self.state, ExecutionBlock(height, seconds, tuple(engine_txs)))
-        return result.state
+        engine_block = ExecutionBlock(
+            block.height, seconds, tuple(r.sequenced for r in resolved)
+        )
+        result = await trio.to_thread.run_sync(execute_block, self.state, engine_block)
+        transactions = [r.encoded for r in resolved]
+        receipts = encode(result.receipts)
+        await trio.to_thread.run_sync(
+            lambda: self.store.commit_block(
+                block,
+                commit.finalization,
+                transactions,
+                result.state.state_root,
+                receipts,
+                batch_digests=digests,
+            )
+        )
+        self.state = result.state
+        self.market_activity.record(block.height, result.events)
+        self.pool.mark_included(digests)
+        if block.height % PRUNE_EVERY == 0 and block.height > UNINCLUDED_BATCH_RETENTION:
+            await self._prune_batches(block.height - UNINCLUDED_BATCH_RETENTION)
+        hashes = [r.sequenced.tx_hash for r in resolved]
+        senders = [Address(r.sequenced.sender) for r in resolved]
+        self._after_commit(block.height, block.digest(), hashes, senders)
+        self.metrics.execute_seconds.observe(time.perf_counter() - started)
+
+    async def _prune_batches(self, below_height: int) -> None:
+        pruned = await trio.to_thread.run_sync(
+            self.store.prune_unreferenced_batches, below_height, self.own_index
+        )
+        self.pool.forget(pruned)
+        if pruned:
+            log.info("event=batches_pruned count=%d below_height=%d", len(pruned), below_height)
+
+    def _sender_of(self, tx_hash_: bytes, encoded: bytes) -> Address | None:
+        """Remembered from batch verification, else recovered again."""
+        known = self.pool.sender_of(tx_hash_)
+        if known is not None:
+            return known[0]
+        try:
+            return self.mempool.check(encoded).sender
+        except InvalidTransaction:
+            return None
+
+    def _check_vouched_root(self, height: int, payload: BlockPayload) -> None:
+        """Voters that had not executed the vouched height voted without comparing;
+        compare now that this node has (it always has: execution is in order)."""
+        try:
+            check_vouched_root(payload, self.state_root_at)
+        except StateRootMismatch as exc:
+            self.metrics.state_root_mismatches.inc()
+            log.critical(
+                "event=state_root_mismatch height=%d vouched_height=%d reason=%s",
+                height,
+                payload.state_height,
+                exc,
+            )
 
     def _after_commit(
-        self, height: int, digest: bytes, hashes: list[bytes], nonces: dict[Address, int]
+        self, height: int, digest: bytes, hashes: list[bytes], senders: list[Address]
     ) -> None:
         now = time.monotonic()
         for h in hashes:
@@ -175,7 +249,7 @@ class CommitPipeline:
                 latency = now - accepted
                 self.status.latencies_ms.append(latency * 1000)
                 self.metrics.commit_latency.observe(latency)
-        removed = self.mempool.on_committed(hashes, nonces)
+        removed = self.mempool.on_committed(hashes, senders)
         if removed:
             self.store.remove_pending(removed)
         self.status.height = height

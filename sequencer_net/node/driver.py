@@ -44,6 +44,7 @@ from consensus.messages import (
     CertificateRequest,
     MalformedMessage,
     SyncRequest,
+    VoteKind,
     decode_message,
     encode_message,
 )
@@ -82,7 +83,9 @@ class ConsensusDriver:
         self.commits = commits
         self.metrics = metrics
         self.is_connected = is_connected
-        self._events_in, self._events_out = trio.open_memory_channel[Event](EVENT_QUEUE)
+        self._events_in, self._events_out = trio.open_memory_channel[tuple[Event, float]](
+            EVENT_QUEUE
+        )
         self._timer_scope = trio.CancelScope()
         self._nursery: trio.Nursery | None = None
         self._peer_rotation = itertools.count()
@@ -107,13 +110,16 @@ class ConsensusDriver:
                 height,
             )
             task_status.started()
-            async for event in self._events_out:
+            async for event, posted_at in self._events_out:
+                if isinstance(event, MessageReceived):
+                    # Consensus first: how long a peer's message waited for the core.
+                    self.metrics.consensus_event_delay.observe(trio.current_time() - posted_at)
                 await self._carry_out(self.core.handle(event))
                 self.metrics.view.set(self.core.view)
 
     def post(self, event: Event) -> bool:
         try:
-            self._events_in.send_nowait(event)
+            self._events_in.send_nowait((event, trio.current_time()))
         except trio.WouldBlock:
             self.metrics.dropped_events.inc()
             return False
@@ -140,10 +146,15 @@ class ConsensusDriver:
                 case StoreBlock():
                     self.store.store_block(action.block, synced=False)
                 case Persist():
-                    self.store.save_vote(action.record, voted_blocks)
+                    # Off the loop: intake keeps running while the vote is fsynced,
+                    # and nothing after it in this list runs before it is durable.
+                    safety, blocks = action.record, voted_blocks
+                    await trio.to_thread.run_sync(self.store.save_vote, safety, blocks)
                     voted_blocks = []
                 case StoreCertificate():
                     self.store.save_certificate(action.certificate)
+                    if action.certificate.kind == VoteKind.NULLIFY:
+                        self.metrics.views_nullified.inc()
                 case Send():
                     if self.is_connected():
                         self.p2p.send(action.to, Channel.CONSENSUS, encode_message(action.message))

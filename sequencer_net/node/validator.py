@@ -1,9 +1,11 @@
 """The validator process: every component, wired in one readable place.
 
 Follow a transaction through it:
-  API (intake: check, persist, ack) -> mempool -> batcher (batch, broadcast to
-  validators) -> consensus driver (the leader's payload names batches; voters
-  fetch what they lack) -> commit pipeline (execute, store) -> status.
+  API (intake: verifier pool, mempool, group commit, ack) -> own batches (cut,
+  stored once, broadcast to validators) -> peers' batches (queued apart from
+  consensus, verified in the pool) -> consensus driver (the leader's payload
+  names batches; voters fetch what they lack) -> commit pipeline (execute off
+  the loop, store) -> status.
 
 One trio nursery owns every task; SIGINT or SIGTERM cancels it, and each
 component cleans up on the way out (the p2p host closes, the stores close,
@@ -27,25 +29,25 @@ from consensus.crypto import PrivateKey
 from consensus.io import Commit
 from consensus.types import ValidatorIndex
 from consensus.verifier import SignatureVerifier
+from sequencer_net.api.intake import Intake
+from sequencer_net.api.markets import MarketSource
 from sequencer_net.api.server import ApiContext, ApiOptions, build_app, serve_api
-from sequencer_net.batches.batch import (
-    BatchBuilder,
-    batch_digest,
-    batch_tx_hashes,
-    encode_batch,
-)
+from sequencer_net.batches.batch import BatchBuilder
 from sequencer_net.batches.fetch import BatchFetcher, encode_batch_answer
 from sequencer_net.batches.pool import BatchPool, BatchRequest
+from sequencer_net.execution.fees import committed_fee_balance, required_fee
 from sequencer_net.execution.genesis import genesis_state
 from sequencer_net.execution.state import ExecutionState, load_state
 from sequencer_net.home.config import NodeConfig
 from sequencer_net.home.genesis import Genesis, load_genesis
 from sequencer_net.home.lock import HomeLock
 from sequencer_net.home.setup import load_validator_secret
-from sequencer_net.mempool.limits import BatchLimits, MempoolLimits
-from sequencer_net.mempool.mempool import AddResult, Mempool
+from sequencer_net.logging_limits import run_flusher
+from sequencer_net.mempool.mempool import Accounts, AddResult, Mempool
 from sequencer_net.mempool.transaction import InvalidTransaction
+from sequencer_net.mempool.verifier import VerifierPool
 from sequencer_net.metrics import Metrics
+from sequencer_net.node.batching import OwnBatches, PeerBatches
 from sequencer_net.node.commit import CommitPipeline
 from sequencer_net.node.driver import ConsensusDriver
 from sequencer_net.node.requests import RequestKind, split_request
@@ -53,6 +55,7 @@ from sequencer_net.node.status import ChainStatus
 from sequencer_net.p2p.limits import P2PLimits
 from sequencer_net.p2p.network import Channel, P2PNetwork, PeerSpec
 from sequencer_net.payload.service import PayloadService
+from sequencer_net.storage.group_commit import GroupCommit
 from sequencer_net.storage.node_store import NodeStore
 from sequencer_net.storage.state_store import RocksNodeStore
 
@@ -62,7 +65,8 @@ _batch_request_decoder = msgspec.msgpack.Decoder(BatchRequest)
 
 COMMIT_QUEUE = 1_000
 """Committed blocks waiting for execution; consensus pauses when execution lags this far."""
-BATCH_POLL_S = 0.01
+LOG_FLUSH_S = 10.0
+"""How often rate-limited log lines get their summary written."""
 
 
 class NodeSetupError(RuntimeError):
@@ -127,17 +131,21 @@ class ValidatorNode:
             data / "chain", genesis_digest=self.genesis_block.digest(), sync=config.storage.sync
         )
         self.state_store = RocksNodeStore(data / "state", sync=config.storage.sync)
-        m = config.mempool
+        self.group = GroupCommit(
+            self.store.write_synced,
+            window_s=config.storage.group_commit_ms / 1000,
+            on_flush=self.metrics.observe_group_commit,
+        )
+        self.verifier = VerifierPool(self.domain, threads=config.storage.verify_threads or None)
+        # The mempool admits what the latest committed state would execute.
         self.mempool = Mempool(
             self.domain,
-            MempoolLimits(max_txs=m.max_txs, max_bytes=m.max_bytes, nonce_window=m.nonce_window),
-            next_nonce=self.store.next_nonce,
-        )
-        self.batcher = BatchBuilder(
-            self.index,
-            BatchLimits(max_txs=m.batch_max_txs, max_bytes=m.batch_max_bytes,
-                        max_delay_ms=m.batch_delay_ms),
-            next_sequence=self.store.next_batch_sequence(),
+            config.mempool.mempool_limits(),
+            accounts=Accounts(
+                nonce_window=lambda sender: self.commits.state.nonces.get(sender),
+                fee_balance=lambda sender: committed_fee_balance(self.commits.state, sender),
+                required_fee=lambda length: required_fee(self.commits.state.config, length),
+            ),
         )
         self.p2p = P2PNetwork(
             secret=key.secret,
@@ -149,8 +157,20 @@ class ValidatorNode:
                 max_non_validator_connections=config.p2p.max_non_validator_connections
             ),
         )
-        self.pool = BatchPool(self.domain, self.store)
+        self.pool = BatchPool(self.store, self.verifier, self.group)
         self.fetcher = BatchFetcher(self.pool, self.p2p)
+        self.own_batches = OwnBatches(
+            batcher=BatchBuilder(
+                self.index,
+                config.mempool.batch_limits(),
+                next_sequence=self.store.next_batch_sequence(),
+            ),
+            mempool=self.mempool,
+            pool=self.pool,
+            broadcast=self._broadcast_batch,
+            metrics=self.metrics,
+        )
+        self.peer_batches = PeerBatches(self.pool, self.metrics)
         self.core = ConsensusCore(
             validators=validators,
             me=ValidatorIndex(self.index),
@@ -192,6 +212,19 @@ class ValidatorNode:
             metrics=self.metrics,
             status=self.status,
             accepted_at=self.accepted_at,
+            state_root_at=self._state_root_at,
+            own_index=self.index,
+        )
+        self.intake = Intake(
+            mempool=self.mempool,
+            verifier=self.verifier,
+            group=self.group,
+            store=self.store,
+            metrics=self.metrics,
+            accepted_at=self.accepted_at,
+            client_rate=config.api.max_tx_per_s_per_client,
+            client_burst=config.api.max_tx_burst_per_client,
+            on_accepted=self.own_batches.transactions_arrived,
         )
         height, digest, _ = self.store.tip()
         self.status.height, self.status.last_hash = height, digest
@@ -238,7 +271,8 @@ class ValidatorNode:
                 continue
             if self.store.find_transaction(checked.hash) is not None:
                 continue
-            if self.mempool.add(checked, now_ms=0, restoring=True) is AddResult.ACCEPTED:
+            result, _ = self.mempool.add(checked, now_ms=0, restoring=True)
+            if result is AddResult.ACCEPTED:
                 self.accepted_at[checked.hash] = time.monotonic()
                 restored += 1
         if restored:
@@ -282,7 +316,7 @@ class ValidatorNode:
             if channel == Channel.CONSENSUS:
                 self.driver.on_peer_message(peer, data)
             elif channel == Channel.BATCH:
-                self.pool.receive(peer, data)
+                self.peer_batches.offer(peer, data)
 
     async def _answer_request(self, peer: int, data: bytes) -> bytes:
         split = split_request(data) if self.connected else None
@@ -299,43 +333,32 @@ class ValidatorNode:
             return encode_batch_answer(self.pool.answer(request))
         return b""
 
-    async def _batch_loop(self) -> None:
-        """Cut a batch when one is due, store it, broadcast it to the validators."""
-        while True:
-            now_ms = time.monotonic_ns() // 1_000_000
-            batch = self.batcher.poll(self.mempool, now_ms)
-            if batch is None:
-                await trio.sleep(BATCH_POLL_S)
-                continue
-            encoded = encode_batch(batch)
-            digest = batch_digest(encoded)
-            self.store.save_batch(digest, encoded, own_sequence=batch.sequence)
-            self.pool.remember_senders(
-                c for c in map(self.mempool.get, batch_tx_hashes(batch)) if c is not None
-            )
-            self.pool.add_verified(digest, encoded, batch)
-            self.metrics.batches_created.inc()
-            if self.connected:
-                self.p2p.broadcast(Channel.BATCH, encoded)
+    def _broadcast_batch(self, encoded: bytes) -> None:
+        if self.connected:
+            self.p2p.broadcast(Channel.BATCH, encoded)
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         api = ApiContext(
             mempool=self.mempool,
+            intake=self.intake,
             store=self.store,
             metrics=self.metrics,
             status=self.status_document,
-            accepted_at=self.accepted_at,
             set_connected=self.set_connected,
             validator_address=self._validator_address,
+            markets=MarketSource(lambda: self.commits.state, self.commits.market_activity),
         )
         api_options = ApiOptions.from_config(self.config)  # reads the admin token: fail early
         self.p2p.set_request_handler(self._answer_request)
         async with trio.open_nursery() as nursery:
+            await nursery.start(self.group.run)
             await nursery.start(self.p2p.run)
+            await nursery.start(self.peer_batches.run)
             nursery.start_soon(self._inbound)
             nursery.start_soon(self.commits.run, self._commits_out)
             await nursery.start(self.driver.run)
-            nursery.start_soon(self._batch_loop)
+            await nursery.start(self.own_batches.run)
+            nursery.start_soon(run_flusher, self.pool.log_limiter, LOG_FLUSH_S)
             await nursery.start(serve_api, build_app(api, api_options), api_options)
             log.info(
                 "event=node_started validator=%d p2p=%s:%d api=%s:%d peer_id=%s height=%d",

@@ -1,7 +1,7 @@
 """Builds the libp2p host a validator runs: TCP + Noise only + yamux only, gated.
 
 A default `libp2p.new_host()` also accepts /plaintext, TLS and secio peers
-(measured, DESIGN.md "Facts"); restricting the security and muxer options to
+(measured with py-libp2p 0.8.1); restricting the security and muxer options to
 one protocol each makes a plaintext dialer fail multistream negotiation. The
 host identity is the validator's secp256k1 key, so a peer id names a validator.
 

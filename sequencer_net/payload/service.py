@@ -47,8 +47,6 @@ from sequencer_net.payload.format import (
 
 log = logging.getLogger("seqnet.payload")
 
-POLL_S = 0.01
-
 
 def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
@@ -113,7 +111,7 @@ class PayloadService:
         if not lagging:
             with trio.move_on_after(self.empty_block_wait_ms / 1000):
                 while not self.pool.unincluded(exclude, 1):
-                    await trio.sleep(POLL_S)
+                    await self.pool.wait_for_batch()
         parent = self.parent_state(self.core.known_block(parent_digest))
         batches: list[bytes] = []
         if not lagging:

@@ -67,12 +67,25 @@ class GroupCommit:
         self._on_flush = on_flush or (lambda writes, seconds: None)
         self._queue: list[_Waiter] = []
         self._wakeup = trio.Event()
+        self._running = False
         self.groups = 0
         self.writes = 0
 
     async def write(self, stage: Stage) -> None:
         """Stage writes; return once an fsync covers them (raise GroupWriteFailed)."""
         waiter = _Waiter(stage)
+        if not self._running:
+            # No group task (a tool, a test): write this one alone, synced, right
+            # here on the calling thread.
+            batch = WriteBatch(raw_mode=True)
+            try:
+                stage(batch)
+                self._write_synced(batch)
+            except Exception as exc:
+                raise GroupWriteFailed(str(exc)) from exc
+            self.writes += 1
+            self.groups += 1
+            return
         self._queue.append(waiter)
         self._wakeup.set()
         await waiter.done.wait()
@@ -80,7 +93,14 @@ class GroupCommit:
             raise GroupWriteFailed(str(waiter.error)) from waiter.error
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        task_status.started()
+        self._running = True
+        try:
+            task_status.started()
+            await self._serve()
+        finally:
+            self._running = False
+
+    async def _serve(self) -> None:
         while True:
             await self._wakeup.wait()
             self._wakeup = trio.Event()

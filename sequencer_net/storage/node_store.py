@@ -25,6 +25,7 @@ u64 = 8 bytes, u32 = 4 bytes; msgpack is the consensus wire encoding):
     b/  + batch digest(32)                     encoded batch
     br/ + height u64 + batch digest(32)        b"" (a block at height referenced the batch)
     bl/ + batch digest(32)                     height u64 of the last block referencing it
+    ba/ + height u64 + batch digest(32)        author u32 (the tip height when the batch arrived)
 
 What is synced (WriteOptions.sync, i.e. fsync of the WAL) and why:
 - `save_vote` / `store_block`: the safety record and the voted block, in one
@@ -43,14 +44,13 @@ transaction, which `load_pending_transactions` filters out).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import Final, TypeVar
 
 import msgspec
 from rocksdict import Options, Rdict, WriteBatch, WriteOptions
 
-from consensus.crypto import Address
 from consensus.io import SafetyRecord
 from consensus.messages import Block, Certificate, Vote, VoteKind
 from consensus.types import ZERO_DIGEST
@@ -76,7 +76,7 @@ PENDING_PREFIX: Final = b"p/"
 BATCH_PREFIX: Final = b"b/"
 BATCH_REF_PREFIX: Final = b"br/"
 BATCH_LAST_REF_PREFIX: Final = b"bl/"
-NONCE_PREFIX: Final = b"n/"
+BATCH_ARRIVAL_PREFIX: Final = b"ba/"
 EVIDENCE_PREFIX: Final = b"ev/"
 
 KEY_LAYOUT: Final[dict[str, bytes]] = {
@@ -93,12 +93,12 @@ KEY_LAYOUT: Final[dict[str, bytes]] = {
     "state root by height": STATE_ROOT_PREFIX,
     "execution output by height": EXECUTED_PREFIX,
     "transaction by height, position": TX_PREFIX,
-    "next nonce by sender address": NONCE_PREFIX,
     "transaction location by hash": TX_INDEX_PREFIX,
     "pending transaction by hash": PENDING_PREFIX,
     "batch by digest": BATCH_PREFIX,
     "batch reference by height": BATCH_REF_PREFIX,
     "batch last reference": BATCH_LAST_REF_PREFIX,
+    "batch by arrival height (for pruning unreferenced ones)": BATCH_ARRIVAL_PREFIX,
     "equivocation evidence by offender, view, kind": EVIDENCE_PREFIX,
 }
 """Every key family; no prefix is a prefix of another (tests check it)."""
@@ -300,12 +300,11 @@ class NodeStore:
         executed: bytes = b"",
         *,
         batch_digests: Sequence[bytes] = (),
-        sender_nonces: Mapping[Address, int] | None = None,
     ) -> None:
         """Write one committed block and everything that goes with it in one synced
         batch: the block (by height and digest), its finalization, its transactions
-        (by position and by hash), the state root, execution output, the batches it
-        references, the senders' next nonces after it, and the new tip. Removes its
+        (by position and by hash), the state root, execution output (receipts), the
+        batches it references, and the new tip. Removes its
         transactions from the pending table and prunes voted blocks at or below its
         height.
 
@@ -340,21 +339,12 @@ class NodeStore:
                 raise ValueError("batch digests are 32 bytes")
             batch.put(BATCH_REF_PREFIX + height + batch_digest, b"")
             batch.put(BATCH_LAST_REF_PREFIX + batch_digest, height)
-        for address, next_nonce in (sender_nonces or {}).items():
-            if len(address) != 20:
-                raise ValueError("sender addresses are 20 bytes")
-            batch.put(NONCE_PREFIX + address, _u64(next_nonce))
         for key, _ in self._scan(VOTED_HEIGHT_PREFIX, stop=_u64(block.height + 1)):
             batch.delete(key)
             batch.delete(VOTED_BLOCK_PREFIX + key[len(VOTED_HEIGHT_PREFIX) + _U64 :])
         batch.put(TIP_KEY, height + digest + _u64(block.view))
         self._db.write(batch, self._synced)
         self._tip = (block.height, digest, block.view)
-
-    def next_nonce(self, address: bytes) -> int:
-        """The next nonce a sender's transaction must carry to commit (0 if unseen)."""
-        data = self._db.get(NONCE_PREFIX + address)
-        return 0 if data is None else _read_u64(data, "next nonce")
 
     def tip(self) -> tuple[int, bytes, int]:
         """(height, digest, view) of the last committed block; (0, genesis, 0) if none."""
@@ -423,20 +413,38 @@ class NodeStore:
 
     # ---- batches ---------------------------------------------------------------------
 
-    def save_batch(self, digest: bytes, encoded: bytes, *, own_sequence: int | None = None) -> None:
+    def save_batch(
+        self,
+        digest: bytes,
+        encoded: bytes,
+        *,
+        own_sequence: int | None = None,
+        author: int | None = None,
+    ) -> None:
         """Durably keep a batch, before acknowledging it or, if it is this node's
         own (`own_sequence` given), before broadcasting it."""
         batch = WriteBatch(raw_mode=True)
-        self.stage_batch(batch, digest, encoded, own_sequence=own_sequence)
+        self.stage_batch(batch, digest, encoded, own_sequence=own_sequence, author=author)
         self._db.write(batch, self._synced)
 
     def stage_batch(
-        self, batch: WriteBatch, digest: bytes, encoded: bytes, *, own_sequence: int | None = None
+        self,
+        batch: WriteBatch,
+        digest: bytes,
+        encoded: bytes,
+        *,
+        own_sequence: int | None = None,
+        author: int | None = None,
     ) -> None:
-        """Add a batch (and, for an own batch, the next sequence) to `batch`."""
+        """Add a batch (and, for an own batch, the next sequence) to `batch`. With
+        `author`, the batch is also indexed by the height it arrived at, so it can
+        be pruned if no block ever includes it (`prune_unreferenced_batches`)."""
         if len(digest) != _DIGEST:
             raise ValueError("batch digest must be 32 bytes")
         batch.put(BATCH_PREFIX + digest, encoded)
+        if author is not None:
+            arrival = BATCH_ARRIVAL_PREFIX + _u64(self._tip[0]) + digest
+            batch.put(arrival, author.to_bytes(_U32, "big"))
         if own_sequence is not None:
             batch.put(BATCH_SEQUENCE_KEY, _u64(own_sequence + 1))
 
@@ -453,22 +461,27 @@ class NodeStore:
         data = self._db.get(BATCH_SEQUENCE_KEY)
         return 0 if data is None else _read_u64(data, "batch sequence")
 
-    def prune_batches_below(self, height: int) -> int:
-        """Delete batches whose every referencing committed block is below `height`.
-        Returns how many batches were deleted. Batches no committed block references
-        are kept (see docs/storage-and-mempool.md, "Limitations")."""
+    def prune_unreferenced_batches(self, below_height: int, keep_author: int) -> list[bytes]:
+        """Delete batches that arrived before `below_height` and that no committed
+        block references, except `keep_author`'s (this node's own: its
+        transactions may still be pending here). Referenced batches are chain
+        data and stay. Returns the deleted digests. Unsynced: a lost delete is
+        redone by the next call."""
         batch = WriteBatch(raw_mode=True)
-        removed = 0
-        for key, _ in self._scan(BATCH_REF_PREFIX, stop=_u64(height)):
-            digest = key[len(BATCH_REF_PREFIX) + _U64 :]
+        pruned: list[bytes] = []
+        for key, value in self._scan(BATCH_ARRIVAL_PREFIX, stop=_u64(below_height)):
+            if len(key) != len(BATCH_ARRIVAL_PREFIX) + _U64 + _DIGEST or len(value) != _U32:
+                raise CorruptStore("batch arrival record has the wrong shape")
+            digest = key[len(BATCH_ARRIVAL_PREFIX) + _U64 :]
             batch.delete(key)
-            last = self._db.get(BATCH_LAST_REF_PREFIX + digest)
-            if last is not None and _read_u64(last, "batch reference") < height:
-                batch.delete(BATCH_LAST_REF_PREFIX + digest)
-                batch.delete(BATCH_PREFIX + digest)
-                removed += 1
-        self._db.write(batch, self._unsynced)
-        return removed
+            referenced = self._db.get(BATCH_LAST_REF_PREFIX + digest) is not None
+            if referenced or int.from_bytes(value, "big") == keep_author:
+                continue
+            batch.delete(BATCH_PREFIX + digest)
+            pruned.append(digest)
+        if not batch.is_empty():
+            self._db.write(batch, self._unsynced)
+        return pruned
 
     # ---- acknowledged client transactions --------------------------------------------
 

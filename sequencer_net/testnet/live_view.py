@@ -1,15 +1,17 @@
-"""The live view of `seqnet testnet up`: one row per node, the load, the event log.
+"""The live view of `seqnet testnet up`: one row per node, the markets, the load,
+the event log.
 
 Rates come from the nodes' own counters (height and committed_txs in
 /v1/status) over a sliding window, so the view shows what the network
-committed, not what the load generator sent. Everything here is a pure
-function of samples; `session.py` does the polling.
+committed, not what the load generator sent. The markets panel shows one
+node's GET /v1/markets. Everything here is a pure function of samples;
+`session.py` does the polling.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +26,10 @@ RATE_WINDOW_S = 5.0
 view timeout, short enough to show a crash within seconds."""
 
 EVENT_LOG_LINES = 8
+
+SIDE_BY_SIDE_WIDTH = 170
+"""From this terminal width on, the markets panel sits beside the nodes table;
+narrower (80-100 columns), below it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +180,132 @@ def load_line(load: dict[str, Any] | None, target_rate: float) -> Text:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class MarketRow:
+    """One market as the panel shows it (numbers parsed from /v1/markets' strings)."""
+
+    name: str
+    oracle: float | None = None
+    mark: float | None = None
+    last_price: float | None = None
+    last_volume: float | None = None
+    open_interest: float | None = None
+    funding_rate: float | None = None
+    liquidations: int = 0
+    fresh: bool = True
+    paused: bool = False
+
+
+def _float(value: Any) -> float | None:
+    """A decimal string from the API as a float, for display only."""
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def market_label(market: Mapping[str, Any], names: Mapping[int, str]) -> str:
+    """The market's name if the testnet knows it, else "perp 1" or "call 3000"."""
+    market_id = market.get("id")
+    if isinstance(market_id, int) and market_id in names:
+        return names[market_id]
+    option = market.get("option")
+    if isinstance(option, dict):
+        return f"{option.get('type', 'option')} {option.get('strike', '?')}"
+    return f"{market.get('kind', 'market')} {market_id}"
+
+
+def market_rows(document: Mapping[str, Any] | None, names: Mapping[int, str]) -> list[MarketRow]:
+    """Rows from a GET /v1/markets answer (none if the node did not answer)."""
+    if document is None:
+        return []
+    rows = []
+    for market in document.get("markets") or []:
+        if not isinstance(market, dict):
+            continue
+        rows.append(
+            MarketRow(
+                name=market_label(market, names),
+                oracle=_float(market.get("oracle_price")),
+                mark=_float(market.get("mark_price")),
+                last_price=_float(market.get("last_clearing_price")),
+                last_volume=_float(market.get("last_clearing_volume")),
+                open_interest=_float(market.get("open_interest")),
+                funding_rate=_float(market.get("funding_rate")),
+                liquidations=int(market.get("liquidations") or 0),
+                fresh=bool(market.get("oracle_fresh", True)),
+                paused=bool(market.get("paused", False)),
+            )
+        )
+    return rows
+
+
+def _price(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:,.2f}" if abs(value) >= 1 else f"{value:.4f}"
+
+
+def _size(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.0f}" if abs(value) >= 10_000 else f"{value:,.3g}"
+
+
+def _rate(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:+.4f}%"
+
+
+MARKET_COLUMNS = (
+    ("market", "left"),
+    ("oracle", "right"),
+    ("mark", "right"),
+    ("last", "right"),
+    ("vol", "right"),
+    ("OI", "right"),
+    ("funding", "right"),
+    ("liq", "right"),
+)
+"""The markets panel's columns (docs/testnet.md explains each); fits 80 columns."""
+
+
+def markets_table(rows: Sequence[MarketRow]) -> Table:
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, header_style="bold", pad_edge=False)
+    for column, justify in MARKET_COLUMNS:
+        table.add_column(column, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+    for row in rows:
+        name = Text(row.name)
+        if row.paused:
+            name.append(" paused", style="yellow")
+        elif not row.fresh:
+            name.append(" stale", style="yellow")
+        table.add_row(
+            name,
+            _price(row.oracle),
+            _price(row.mark),
+            _price(row.last_price),
+            _size(row.last_volume),
+            _size(row.open_interest),
+            _rate(row.funding_rate),
+            str(row.liquidations),
+        )
+    return table
+
+
+def markets_panel(rows: Sequence[MarketRow], source: str | None) -> RenderableType:
+    """The markets, or a line saying why there are none."""
+    if source is None:
+        return Text("markets: no node answered /v1/markets", style="dim")
+    if not rows:
+        return Text(f"markets: none listed ({source})", style="dim")
+    title = Text(f"markets ({source}): funding per interval, OI and vol in units", style="bold")
+    return Group(title, markets_table(rows))
+
+
 def render_view(
     title: str,
     elapsed_s: float,
@@ -182,11 +314,22 @@ def render_view(
     load: dict[str, Any] | None,
     target_rate: float,
     events: Sequence[str],
+    markets: RenderableType | None = None,
+    width: int = 80,
 ) -> RenderableType:
+    """The whole view; `markets` (a `markets_panel`) goes beside the nodes table
+    from SIDE_BY_SIDE_WIDTH columns on, below it otherwise."""
     recent = list(events)[-EVENT_LOG_LINES:] or ["(no events yet)"]
+    nodes: RenderableType = nodes_table(rows, validators)
+    if markets is not None and width >= SIDE_BY_SIDE_WIDTH:
+        grid = Table.grid(padding=(0, 4))
+        grid.add_row(nodes, markets)
+        nodes = grid
+    elif markets is not None:
+        nodes = Group(nodes, Text(""), markets)
     return Group(
         Text(f"{title}  t+{elapsed_s:,.0f}s  (Ctrl-C stops the testnet)", style="bold"),
-        nodes_table(rows, validators),
+        nodes,
         load_line(load, target_rate),
         Panel(Text("\n".join(recent)), title="events", title_align="left"),
     )

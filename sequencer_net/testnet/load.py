@@ -9,20 +9,23 @@ falls behind rather than queueing without bound, and the report shows the rate
 it achieved. A run of `duration_s` therefore sends exactly floor(rate x
 duration_s) transactions (retries included).
 
-Every transaction offers the chain's required fee (`FeeSchedule`: fee_base +
-fee_per_byte * payload bytes), paid from the account's subaccount 0, which
-`testnet up` funds in genesis. In namespace 0 (the DEX) the payload is a real
-DEX action, a 1-wei transfer from the account's subaccount 0 to its subaccount
-1, so the engine executes what the load sends; in any other namespace it is
-random bytes of `payload_bytes` length.
+What it sends is the traffic stream of `market.py` for the config's `mix`:
+"dex" (traders placing, amending and cancelling orders on the testnet's
+markets, the operator posting oracle prices and deposits), "mixed" (the same
+with one item in five a rollup blob) or "rollup" (random bytes of
+`payload_bytes` length in `namespace`; in namespace 0 a 1-wei DEX transfer).
+The stream is computed from the config alone; this module only signs and
+sends it. Every transaction offers the chain's required fee (`FeeSchedule`:
+fee_base + fee_per_byte * payload bytes), paid from the account's subaccount
+0, which `testnet up` funds in genesis.
 
 Accounts are derived from the seed (`accounts.py`) and each is pinned to one
 node so its nonces reach one mempool in order; a node that stops answering is
 avoided for a growing back-off, its accounts fail over to the next node. A
 transaction rejected for a reason that may pass later (mempool full, node
-unreachable, nonce beyond the window) gives its nonce back and the account
-sends that nonce again first, so a rejection does not leave a nonce gap that
-would strand every later transaction of the account.
+unreachable, nonce beyond the window) is sent again, the same bytes, before
+any new one, so a rejection does not leave a nonce gap that would strand
+every later transaction of the account.
 
 Latency is measured on a sample (about `latency_samples_per_s` per second):
 from just before the submit request to the first poll of
@@ -32,11 +35,10 @@ poll interval (50 ms) of observation delay.
 
 from __future__ import annotations
 
-import heapq
 import math
-import random
-from collections import Counter
-from collections.abc import Callable, Sequence
+import time
+from collections import Counter, deque
+from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,12 +55,25 @@ from sequencer_net.client import (
     SubmitResult,
     signed_transaction,
 )
-from sequencer_net.execution.state import subaccount_id
-from sequencer_net.execution.transactions import DEX_NAMESPACE, Transfer, encode_payload
-from sequencer_net.testnet.accounts import load_account_keys
+from sequencer_net.testnet.manifest import MIXES, Mix
+from sequencer_net.testnet.market import (
+    MarketTraffic,
+    TrafficConfig,
+    TrafficSigner,
+    TxSigner,
+    dex_load_payload,
+    traffic_keys,
+)
 
-TxSigner = Callable[[PrivateKey, int, int, bytes], bytes]
-"""(account key, nonce, namespace, payload) -> encoded signed transaction."""
+__all__ = [
+    "MIXES",
+    "LoadConfig",
+    "LoadGenerator",
+    "Mix",
+    "TxSigner",
+    "dex_load_payload",
+    "transaction_signer",
+]
 
 
 def transaction_signer(
@@ -73,11 +88,6 @@ def transaction_signer(
     return sign
 
 
-def dex_load_payload(sender: bytes) -> bytes:
-    """The DEX action the load sends: 1 wei from subaccount 0 to subaccount 1."""
-    return encode_payload(Transfer(0, subaccount_id(sender, 1), 1))
-
-
 @dataclass(frozen=True, slots=True)
 class LoadConfig:
     rate: float
@@ -86,6 +96,10 @@ class LoadConfig:
     seed: int = 0
     namespace: int = 1
     payload_bytes: tuple[int, int] = (100, 300)
+    mix: Mix = "mixed"
+    """What the load sends (market.py): "dex", "mixed" (4 in 5 DEX) or "rollup"."""
+    genesis_time_s: int | None = None
+    """The chain's genesis time (unix s), which fixes its options' expiries; None: now."""
     max_in_flight_per_node: int = 16
     """Concurrent requests to one node: enough to hide loopback round trips,
     few enough that a paused node ties up little."""
@@ -110,6 +124,28 @@ class LoadConfig:
         low, high = self.payload_bytes
         if not 0 <= low <= high:
             raise ValueError("payload_bytes must be (min, max) with 0 <= min <= max")
+        if self.mix not in MIXES:
+            raise ValueError(f"mix must be one of {', '.join(MIXES)}")
+
+    def traffic(
+        self,
+        start_time_s: int,
+        first_nonces: Sequence[int] = (),
+        operator_nonce: int = 0,
+    ) -> TrafficConfig:
+        """The traffic stream this load sends, if its first item goes out at `start_time_s`."""
+        return TrafficConfig(
+            seed=self.seed,
+            accounts=self.accounts,
+            mix=self.mix,
+            rate=self.rate if self.rate > 0 else 1.0,
+            start_time_s=start_time_s,
+            genesis_time_s=self.genesis_time_s,
+            namespace=self.namespace,
+            payload_bytes=self.payload_bytes,
+            first_nonces=tuple(first_nonces),
+            operator_nonce=operator_nonce,
+        )
 
     @property
     def total(self) -> int | None:
@@ -176,25 +212,27 @@ class LoadStats:
 
 
 class LoadAccount:
-    """One sender: its key and its nonces (fresh ones, and ones to send again)."""
+    """One sender: its key, its node, and which of its nonces are not yet settled
+    (the next one the stream will use, and ones waiting to be sent again)."""
 
     __slots__ = ("home_node", "key", "next_nonce", "retry")
 
     def __init__(self, key: PrivateKey, next_nonce: int, home_node: int) -> None:
         self.key = key
         self.next_nonce = next_nonce
-        self.retry: list[int] = []  # min-heap
+        self.retry: set[int] = set()
         self.home_node = home_node
 
-    def take_nonce(self) -> int:
-        if self.retry:
-            return heapq.heappop(self.retry)
-        nonce = self.next_nonce
-        self.next_nonce += 1
-        return nonce
+    def generated(self, nonce: int) -> None:
+        """The stream gave this account `nonce`."""
+        self.next_nonce = max(self.next_nonce, nonce + 1)
 
     def give_back(self, nonce: int) -> None:
-        heapq.heappush(self.retry, nonce)
+        """`nonce` was refused for a reason that may pass: it will be sent again."""
+        self.retry.add(nonce)
+
+    def resent(self, nonce: int) -> None:
+        self.retry.discard(nonce)
 
     def resume_nonce(self) -> int:
         """Where a later run must continue: the lowest nonce not known to be taken."""
@@ -238,6 +276,7 @@ class LoadGenerator:
         signer: TxSigner,
         *,
         first_nonces: Sequence[int] | None = None,
+        operator_nonce: int = 0,
     ) -> None:
         if not urls:
             raise ValueError("the load generator needs at least one node URL")
@@ -245,14 +284,19 @@ class LoadGenerator:
         self.config = config
         self.signer = signer
         self.stats = LoadStats()
-        nonces = list(first_nonces or [])
+        nonces = list(first_nonces or [])[: config.accounts]
         nonces += [0] * (config.accounts - len(nonces))
-        self.accounts = [
-            LoadAccount(key, nonces[i], i % len(self.urls))
-            for i, key in enumerate(load_account_keys(config.seed, config.accounts))
+        keys = traffic_keys(config.seed, config.accounts)
+        starts = [*nonces, operator_nonce]
+        # Account i (the operator is the last) is pinned to node i mod n.
+        self._senders = [
+            LoadAccount(key, starts[i], i % len(self.urls)) for i, key in enumerate(keys)
         ]
-        self._rng = random.Random(config.seed)
-        self._cursor = 0
+        self.accounts = self._senders[: config.accounts]
+        self.operator = self._senders[-1]
+        self._signing = TrafficSigner(keys, signer)
+        self._traffic: MarketTraffic | None = None
+        self._resend: deque[_Pending] = deque()
         self._nodes: list[_Node] = []
         self._sample_every = max(1, round(config.rate / max(config.latency_samples_per_s, 1e-9)))
         self._pollers = 0
@@ -261,6 +305,32 @@ class LoadGenerator:
     def next_nonces(self) -> list[int]:
         """Per account, the nonce the next run should start from."""
         return [account.resume_nonce() for account in self.accounts]
+
+    def next_operator_nonce(self) -> int:
+        """The market operator's nonce the next run should start from."""
+        return self.operator.resume_nonce()
+
+    def _stream(self) -> MarketTraffic:
+        """The traffic, planned from the first send (the oracle stamps wall time)."""
+        if self._traffic is None:
+            traffic = self.config.traffic(
+                int(time.time()),
+                [a.next_nonce for a in self.accounts],
+                self.operator.next_nonce,
+            )
+            self._traffic = MarketTraffic(traffic, self._signing.order_id)
+        return self._traffic
+
+    def _next_pending(self) -> _Pending:
+        """A refused transaction to send again, else the stream's next one."""
+        if self._resend:
+            pending = self._resend.popleft()
+            pending.account.resent(pending.nonce)
+            return pending
+        item = next(self._stream())
+        account = self._senders[item.account]
+        account.generated(item.nonce)
+        return _Pending(account, item.nonce, self._signing.encoded(item))
 
     async def run(self) -> LoadStats:
         """Run for `duration_s` (or until cancelled), then wait (bounded) for samples."""
@@ -331,20 +401,12 @@ class LoadGenerator:
 
     async def _send(self, count: int, senders: trio.Nursery, pollers: trio.Nursery) -> None:
         config = self.config
-        low, high = config.payload_bytes
         now = trio.current_time()
         groups: dict[int, list[_Pending]] = {}
         for _ in range(count):
-            account = self.accounts[self._cursor % len(self.accounts)]
-            self._cursor += 1
-            nonce = account.take_nonce()
-            if config.namespace == DEX_NAMESPACE:
-                payload = dex_load_payload(account.key.address)
-            else:
-                payload = self._rng.randbytes(self._rng.randint(low, high))
-            encoded = self.signer(account.key, nonce, config.namespace, payload)
-            node_index = self._choose_node(account.home_node, now)
-            groups.setdefault(node_index, []).append(_Pending(account, nonce, encoded))
+            pending = self._next_pending()
+            node_index = self._choose_node(pending.account.home_node, now)
+            groups.setdefault(node_index, []).append(pending)
         for node_index, group in groups.items():
             target = self._nodes[node_index]
             for first in range(0, len(group), config.max_batch):
@@ -388,6 +450,7 @@ class LoadGenerator:
             self.stats.errors[code or message or "error"] += 1
             if is_retryable_rejection(status, code, message):
                 pending.account.give_back(pending.nonce)
+                self._resend.append(pending)
 
     async def _track_commit(self, node: _Node, tx_hash: str, submitted_at: float) -> None:
         config = self.config

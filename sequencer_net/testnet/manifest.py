@@ -13,8 +13,9 @@
     rate = 200                  # signed tx/s submitted while `up` runs; 0 = none
     accounts = 100              # funded load accounts (derived from `seed`)
     seed = 0
-    namespace = 1
-    payload_bytes = [100, 300]  # random payload size range, inclusive
+    namespace = 1               # rollup id of the load's rollup blobs
+    payload_bytes = [100, 300]  # random blob size range, inclusive
+    mix = "mixed"               # dex | mixed | rollup (testnet/market.py)
 
     [[perturbation]]
     at_s = 10                   # seconds after the network first commits
@@ -32,7 +33,7 @@ import tomllib
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast, get_args
 
 MAX_TESTNET_VALIDATORS = 64
 """Processes on one machine; beyond a few dozen the host, not the protocol, is measured."""
@@ -45,6 +46,11 @@ DEFAULT_LOAD_ACCOUNTS = 100
 DEFAULT_LOAD_SEED = 0
 DEFAULT_NAMESPACE = 1
 DEFAULT_PAYLOAD_BYTES = (100, 300)
+Mix = Literal["rollup", "dex", "mixed"]
+"""What the load sends (sequencer_net.testnet.market): rollup blobs only, trader
+traffic on the testnet's markets only, or both (4 in 5 DEX)."""
+MIXES: tuple[Mix, ...] = get_args(Mix)
+DEFAULT_MIX: Mix = "mixed"
 
 
 class ManifestError(ValueError):
@@ -85,6 +91,7 @@ class LoadSpec:
     seed: int = DEFAULT_LOAD_SEED
     namespace: int = DEFAULT_NAMESPACE
     payload_bytes: tuple[int, int] = DEFAULT_PAYLOAD_BYTES
+    mix: Mix = DEFAULT_MIX
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +109,7 @@ class Manifest:
         validators: int | None = None,
         rate: float | None = None,
         duration_s: float | None = None,
+        mix: Mix | None = None,
     ) -> Manifest:
         """The manifest with CLI flags applied, checked again (e.g. `-n` vs perturbations)."""
         network = self.network
@@ -114,6 +122,7 @@ class Manifest:
                 )
             network = replace(network, validators=validators)
         load = self.load if rate is None else replace(self.load, rate=rate)
+        load = load if mix is None else replace(load, mix=mix)
         updated = replace(
             self,
             network=network,
@@ -126,7 +135,7 @@ class Manifest:
 
 _TOP_KEYS = {"description", "duration_s", "network", "load", "perturbation"}
 _NETWORK_KEYS = {"validators", "weights", "view_timeout_ms", "chain_id"}
-_LOAD_KEYS = {"rate", "accounts", "seed", "namespace", "payload_bytes"}
+_LOAD_KEYS = {"rate", "accounts", "seed", "namespace", "payload_bytes", "mix"}
 _PERTURBATION_KEYS = {"at_s", "action", "node", "nodes"}
 
 
@@ -166,6 +175,7 @@ def parse_manifest(text: str, *, source: str = "<manifest>") -> Manifest:
         seed=_int(load_table, "seed", DEFAULT_LOAD_SEED, where, "load."),
         namespace=_int(load_table, "namespace", DEFAULT_NAMESPACE, where, "load."),
         payload_bytes=_payload_bytes(load_table, where),
+        mix=_mix(load_table, where),
     )
     description = data.get("description", "")
     if not isinstance(description, str):
@@ -214,6 +224,8 @@ def check_manifest(manifest: Manifest) -> None:
     low, high = load.payload_bytes
     if not 0 <= low <= high <= 32 * 1024:
         raise where.error("load.payload_bytes", "must be [min, max] with 0 <= min <= max <= 32768")
+    if load.mix not in MIXES:
+        raise where.error("load.mix", f"is {load.mix!r}; expected one of {', '.join(MIXES)}")
     if manifest.duration_s is not None and manifest.duration_s <= 0:
         raise where.error("duration_s", "must be positive")
     for index, perturbation in enumerate(manifest.perturbations):
@@ -328,6 +340,13 @@ def _payload_bytes(table: dict[str, Any], where: _Where) -> tuple[int, int]:
     ):
         raise where.error("load.payload_bytes", "must be an integer or [min, max]")
     return (value[0], value[1])
+
+
+def _mix(table: dict[str, Any], where: _Where) -> Mix:
+    value = table.get("mix", DEFAULT_MIX)
+    if value not in MIXES:
+        raise where.error("load.mix", f"is {value!r}; expected one of {', '.join(MIXES)}")
+    return cast(Mix, value)
 
 
 def _perturbations(value: Any, where: _Where) -> tuple[Perturbation, ...]:

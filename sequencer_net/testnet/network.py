@@ -29,8 +29,13 @@ from pathlib import Path
 from typing import Any
 
 from sequencer_net.client import SeqnetApiError, SeqnetClient
-from sequencer_net.testnet.accounts import LOAD_NONCES_FILE, load_account_addresses
+from sequencer_net.testnet.accounts import (
+    LOAD_NONCES_FILE,
+    load_account_addresses,
+    market_operator_key,
+)
 from sequencer_net.testnet.manifest import (
+    MIXES,
     LoadSpec,
     Manifest,
     NetworkSpec,
@@ -114,17 +119,22 @@ def write_validator_homes(
 ) -> list[NodeSpec]:
     """Generate keys and a genesis, and initialise one home per validator.
 
-    Genesis funds the load accounts derived from the manifest's load seed, so
-    `seqnet load` can submit (and later trade) from them.
+    Genesis lists the testnet's markets (sequencer_net.home.local_markets) and
+    funds the admin (validator 0), the load accounts derived from the
+    manifest's load seed and that seed's market operator, which is the bridge
+    and an oracle: `seqnet load` trades from the accounts and posts prices and
+    deposits with the operator.
     """
     from sequencer_net.api.admin_auth import new_admin_token, write_admin_token_file
     from sequencer_net.home.genesis import make_local_genesis, write_genesis
     from sequencer_net.home.keystore import generate_secret
+    from sequencer_net.home.local_markets import genesis_markets, local_markets
     from sequencer_net.home.setup import init_home
 
     network = manifest.network
     secrets = [generate_secret() for _ in range(network.validators)]
     p2p_base, api_base = node_ports(base_port, 0)
+    genesis_time_ms = int(time.time() * 1000)
     genesis = make_local_genesis(
         secrets,
         chain_id=network.chain_id,
@@ -133,7 +143,11 @@ def write_validator_homes(
         base_api_port=api_base,
         weights=list(network.weights) if network.weights is not None else None,
         view_timeout_ms=network.view_timeout_ms,
+        genesis_time_ms=genesis_time_ms,
         funded_accounts=load_account_addresses(manifest.load.seed, manifest.load.accounts),
+        markets=genesis_markets(local_markets(genesis_time_ms // 1000)),
+        market_operator=market_operator_key(manifest.load.seed).address,
+        fund_admin=True,  # validator 0 governs: its transactions pay fees too
     )
     genesis_path = directory / GENESIS_FILE
     write_genesis(genesis_path, genesis)
@@ -282,6 +296,7 @@ class Testnet:
                 "seed": load.seed,
                 "namespace": load.namespace,
                 "payload_bytes": list(load.payload_bytes),
+                "mix": load.mix,
             },
             "nodes": [node.to_json() for node in self.nodes],
         }
@@ -318,6 +333,8 @@ class Testnet:
                 seed=int(load["seed"]),
                 namespace=int(load["namespace"]),
                 payload_bytes=(int(load["payload_bytes"][0]), int(load["payload_bytes"][1])),
+                # A testnet recorded before mixes existed sent rollup blobs.
+                mix=load.get("mix", "rollup") if load.get("mix") in MIXES else "rollup",
             ),
             source=str(record.get("manifest", "<defaults>")),
         )

@@ -1,8 +1,9 @@
 """A foreground testnet run: load, perturbations and the live view, until stopped.
 
 `run_session` drives a started `Testnet` under one trio nursery: a status
-poller per node, the load generator, the perturbation schedule, the duration
-timer and (in a terminal) the signal watcher; cancelling the nursery (Ctrl-C,
+poller per node, a markets poller (one node's /v1/markets), the load
+generator, the perturbation schedule, the duration timer and (in a terminal)
+the signal watcher; cancelling the nursery (Ctrl-C,
 SIGTERM, `duration_s`) stops them all. The caller then stops the nodes;
 `summarize` checks that the nodes agree on the block at their common height.
 """
@@ -20,11 +21,19 @@ from rich.console import Console, RenderableType
 from rich.live import Live
 
 from sequencer_net.client import AsyncSeqnetClient, SeqnetApiError, SeqnetClient
-from sequencer_net.testnet.accounts import LOAD_NONCES_FILE, read_next_nonces, write_next_nonces
+from sequencer_net.home.local_markets import local_markets, market_names
+from sequencer_net.testnet.accounts import (
+    LOAD_NONCES_FILE,
+    OPERATOR_SLOT,
+    read_next_nonces,
+    write_next_nonces,
+)
 from sequencer_net.testnet.live_view import (
     NodeRow,
     RateWindow,
     StatusSample,
+    market_rows,
+    markets_panel,
     node_row,
     render_view,
 )
@@ -34,6 +43,8 @@ from sequencer_net.testnet.schedule import next_perturbation_at, perturbations_d
 
 STATUS_POLL_S = 0.5
 STATUS_POLL_TIMEOUT_S = 1.0
+MARKETS_POLL_S = 1.0
+"""The markets panel polls one node: prices move once a second."""
 VIEW_REFRESH_S = 0.5
 
 
@@ -48,6 +59,10 @@ class SessionState:
     events: list[str] = field(default_factory=list)
     load: LoadGenerator | None = None
     on_event: Callable[[str], None] | None = None
+    markets: dict[str, Any] | None = None
+    markets_source: str | None = None  # the node whose /v1/markets is shown
+    market_names: dict[int, str] = field(default_factory=dict)
+    width: int = 80
 
     def elapsed_s(self) -> float:
         return trio.current_time() - self.started_at
@@ -88,6 +103,10 @@ class SessionState:
             load,
             self.load.config.rate if self.load else 0.0,
             self.events,
+            markets=markets_panel(
+                market_rows(self.markets, self.market_names), self.markets_source
+            ),
+            width=self.width,
         )
 
 
@@ -112,6 +131,37 @@ async def _poll_node(state: SessionState, index: int) -> None:
             await trio.sleep(STATUS_POLL_S)
 
 
+async def _poll_markets(state: SessionState) -> None:
+    """One node's /v1/markets: the node that answered last, else the next one up."""
+    nodes = state.net.nodes
+    current = 0
+    while True:
+        for step in range(len(nodes)):
+            node = nodes[(current + step) % len(nodes)]
+            try:
+                async with AsyncSeqnetClient(node.api_url, timeout=STATUS_POLL_TIMEOUT_S) as client:
+                    state.markets = await client.markets()
+            except SeqnetApiError:
+                continue
+            state.markets_source = node.name
+            current = (current + step) % len(nodes)
+            break
+        else:
+            state.markets, state.markets_source = None, None
+        await trio.sleep(MARKETS_POLL_S)
+
+
+def testnet_genesis_time_s(net: Testnet) -> int | None:
+    """The genesis time (unix s) in the testnet's genesis.json, if it is readable."""
+    from sequencer_net.home.genesis import GenesisError, load_genesis
+    from sequencer_net.testnet.network import GENESIS_FILE
+
+    try:
+        return load_genesis(net.directory / GENESIS_FILE).execution.genesis_time
+    except (GenesisError, OSError):
+        return None
+
+
 async def _apply_perturbations(state: SessionState) -> None:
     perturbations = state.net.manifest.perturbations
     applied = 0
@@ -126,9 +176,10 @@ async def _apply_perturbations(state: SessionState) -> None:
 
 async def _run_load(state: SessionState) -> None:
     assert state.load is not None
+    config = state.load.config
     state.log(
-        f"load: {state.load.config.rate:g} tx/s from {state.load.config.accounts} accounts "
-        f"(seed {state.load.config.seed})"
+        f"load: {config.rate:g} tx/s, {config.mix} mix, from {config.accounts} accounts "
+        f"(seed {config.seed})"
     )
     await state.load.run()
 
@@ -170,7 +221,13 @@ async def run_session(
     `signer` None (or a rate of 0) runs without load. Load accounts continue
     from the nonces saved in the testnet directory and save theirs at the end.
     """
-    state = SessionState(net=net, started_at=trio.current_time(), on_event=on_event)
+    state = SessionState(
+        net=net,
+        started_at=trio.current_time(),
+        on_event=on_event,
+        market_names=market_names(local_markets(0)),
+        width=console.width if console is not None else 80,
+    )
     manifest = net.manifest
     rate = manifest.load.rate if load_rate is None else load_rate
     nonces_path = net.directory / LOAD_NONCES_FILE
@@ -181,12 +238,15 @@ async def run_session(
             seed=manifest.load.seed,
             namespace=manifest.load.namespace,
             payload_bytes=manifest.load.payload_bytes,
+            mix=manifest.load.mix,
+            genesis_time_s=testnet_genesis_time_s(net),
         )
         state.load = LoadGenerator(
             [node.api_url for node in net.nodes],
             config,
             signer,
             first_nonces=read_next_nonces(nonces_path, config.seed, config.accounts),
+            operator_nonce=read_next_nonces(nonces_path, config.seed, 1, OPERATOR_SLOT)[0],
         )
     duration = duration_s if duration_s is not None else manifest.duration_s
     state.log(f"network committing; {len(manifest.perturbations)} perturbations scheduled")
@@ -199,6 +259,7 @@ async def run_session(
                 nursery.start_soon(_refresh_view, view, state)
             for index in range(len(net.nodes)):
                 nursery.start_soon(_poll_node, state, index)
+            nursery.start_soon(_poll_markets, state)
             nursery.start_soon(_apply_perturbations, state)
             if state.load is not None:
                 nursery.start_soon(_run_load, state)
@@ -210,7 +271,9 @@ async def run_session(
         if view is not None:
             view.stop()
         if state.load is not None:
-            write_next_nonces(nonces_path, state.load.config.seed, state.load.next_nonces())
+            seed = state.load.config.seed
+            write_next_nonces(nonces_path, seed, state.load.next_nonces())
+            write_next_nonces(nonces_path, seed, [state.load.next_operator_nonce()], OPERATOR_SLOT)
     return state
 
 
@@ -269,6 +332,7 @@ def summarize(state: SessionState, elapsed_s: float) -> dict[str, Any]:
         "nodes": nodes,
         "agreement": agreement(net, statuses),
         "load": state.load.stats.summary() if state.load else None,
+        "markets": state.markets,
         "events": list(state.events),
         "directory": str(net.directory),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),

@@ -16,9 +16,12 @@ from starlette.applications import Starlette
 
 from consensus.crypto import keccak256
 from consensus.messages import Block, Certificate, VoteKind
+from sequencer_net.api.intake import Intake
 from sequencer_net.api.server import ApiContext, ApiOptions, build_app
 from sequencer_net.mempool.mempool import Mempool
+from sequencer_net.mempool.verifier import VerifierPool
 from sequencer_net.metrics import Metrics
+from sequencer_net.storage.group_commit import GroupCommit
 from sequencer_net.storage.node_store import NodeStore
 from tests.mempool.factories import DOMAIN, signed
 
@@ -34,13 +37,26 @@ class ApiWorld:
     metrics: Metrics = field(default_factory=Metrics)
     connected: list[bool] = field(default_factory=list)
 
+    def intake(self) -> Intake:
+        # No group-commit task runs in these tests: each write is its own fsync.
+        return Intake(
+            mempool=self.mempool,
+            verifier=VerifierPool(DOMAIN, threads=2),
+            group=GroupCommit(self.store.write_synced),
+            store=self.store,
+            metrics=self.metrics,
+            accepted_at={},
+            client_rate=1e9,
+            client_burst=1e9,
+        )
+
     def context(self) -> ApiContext:
         return ApiContext(
             mempool=self.mempool,
+            intake=self.intake(),
             store=self.store,
             metrics=self.metrics,
             status=lambda: {"name": "api-test", "height": self.store.tip()[0]},
-            accepted_at={},
             set_connected=self.connected.append,
         )
 
@@ -61,7 +77,7 @@ def commit_one_block(store: NodeStore) -> None:
 def open_world(directory: Path) -> ApiWorld:
     store = NodeStore(directory / "chain", genesis_digest=GENESIS, sync=False)
     commit_one_block(store)
-    return ApiWorld(store=store, mempool=Mempool(DOMAIN, next_nonce=store.next_nonce))
+    return ApiWorld(store=store, mempool=Mempool(DOMAIN))
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from functools import cache
 
 import pytest
@@ -9,8 +10,12 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+from sequencer_net.execution.exceptions import NonceUsed
+from sequencer_net.execution.limits import NONCE_WINDOW
+from sequencer_net.execution.nonces import nonce_rejection, use_nonce
+from sequencer_net.execution.records import NonceWindow
 from sequencer_net.mempool.limits import MempoolLimits
-from sequencer_net.mempool.mempool import AddResult, CheckedTx, Mempool
+from sequencer_net.mempool.mempool import Accounts, AddResult, CheckedTx, Mempool
 from sequencer_net.mempool.transaction import BadSignature, OversizedTransaction, WrongChain
 from tests.mempool.factories import DOMAIN, KEYS, OTHER_DOMAIN, checked, signed
 
@@ -39,61 +44,116 @@ def test_check_rejects_with_named_errors() -> None:
         pass
 
 
+def add(pool: Mempool, tx: CheckedTx, now_ms: int = 0, **kwargs: bool) -> AddResult:
+    result, _evicted = pool.add(tx, now_ms, **kwargs)
+    return result
+
+
+@dataclass
+class Ledger:
+    """A stand-in for the committed state: nonce windows, balances, a fee rule."""
+
+    windows: dict[bytes, NonceWindow] = field(default_factory=dict)
+    balances: dict[bytes, int] = field(default_factory=dict)
+    fee_base: int = 0
+
+    def accounts(self) -> Accounts:
+        return Accounts(
+            nonce_window=self.windows.get,
+            fee_balance=lambda sender: self.balances.get(sender, 10**30),
+            required_fee=lambda length: self.fee_base,
+        )
+
+    def commit(self, tx: CheckedTx) -> None:
+        self.windows[tx.sender] = use_nonce(self.windows.get(tx.sender), tx.nonce)
+
+
+def paying(sender: int, nonce: int, fee: int, variant: int = 0) -> CheckedTx:
+    return checked(sender, nonce, fee=fee, payload=b"p%d" % variant)
+
+
 def test_add_rules() -> None:
-    pool = Mempool(DOMAIN, MempoolLimits(nonce_window=4, max_txs=5))
-    assert pool.add(cached_tx(0, 0, 0)) is AddResult.ACCEPTED
-    assert pool.add(cached_tx(0, 0, 0)) is AddResult.DUPLICATE
-    assert pool.add(cached_tx(0, 0, 1)) is AddResult.NONCE_TAKEN
-    assert pool.add(cached_tx(0, 3, 0)) is AddResult.ACCEPTED  # gaps are allowed
-    assert pool.add(cached_tx(0, 4, 0)) is AddResult.NONCE_TOO_HIGH
+    ledger = Ledger()
+    pool = Mempool(DOMAIN, MempoolLimits(max_txs=6, max_per_sender=3), accounts=ledger.accounts())
+    assert add(pool, cached_tx(0, 0, 0)) is AddResult.ACCEPTED
+    assert add(pool, cached_tx(0, 0, 0)) is AddResult.DUPLICATE
+    assert add(pool, cached_tx(0, 0, 1)) is AddResult.NONCE_TAKEN
+    assert add(pool, cached_tx(0, 3, 0)) is AddResult.ACCEPTED  # gaps are allowed
+    assert add(pool, cached_tx(0, NONCE_WINDOW - 1, 0)) is AddResult.ACCEPTED  # the top
+    assert add(pool, cached_tx(0, 5, 0)) is AddResult.SENDER_LIMIT
+    assert add(pool, cached_tx(1, NONCE_WINDOW, 0)) is AddResult.NONCE_TOO_HIGH
     for nonce in range(3):
-        assert pool.add(cached_tx(1, nonce, 0)) is AddResult.ACCEPTED
-    assert pool.add(cached_tx(2, 0, 0)) is AddResult.FULL
-    removed = pool.on_committed([cached_tx(0, 0, 0).hash], {KEYS[0].address: 1})
-    assert removed == [cached_tx(0, 0, 0).hash]
-    assert pool.add(cached_tx(0, 0, 0)) is AddResult.DUPLICATE  # recently committed
-    assert pool.seen(cached_tx(0, 0, 0).hash) and not pool.seen(cached_tx(5, 0, 0).hash)
-    assert pool.add(cached_tx(0, 0, 1)) is AddResult.NONCE_TOO_LOW
-    assert pool.add(cached_tx(0, 4, 0)) is AddResult.ACCEPTED  # the window moved
+        assert add(pool, cached_tx(1, nonce, 0)) is AddResult.ACCEPTED
+    assert add(pool, cached_tx(2, 0, 0)) is AddResult.FULL  # nothing cheaper to evict
+    committed = cached_tx(0, 0, 0)
+    ledger.commit(committed)
+    assert pool.on_committed([committed.hash], [committed.sender]) == [committed.hash]
+    assert add(pool, cached_tx(0, 0, 0)) is AddResult.DUPLICATE  # recently committed
+    assert pool.seen(committed.hash) and not pool.seen(cached_tx(5, 0, 0).hash)
+    assert add(pool, cached_tx(0, 0, 1)) is AddResult.NONCE_USED  # the engine's rule
+
+
+def test_the_nonce_rule_is_the_engines_window_not_a_floor() -> None:
+    """A client that sends to several validators sees them included out of order:
+    the pool accepts any unused nonce in the window, as the engine does."""
+    ledger = Ledger()
+    pool = Mempool(DOMAIN, accounts=ledger.accounts())
+    ledger.commit(cached_tx(0, 5, 0))  # nonce 5 committed first, from another node
+    assert add(pool, cached_tx(0, 2, 0)) is AddResult.ACCEPTED  # lower, unused: fine
+    assert add(pool, cached_tx(0, 5, 1)) is AddResult.NONCE_USED
+    # A pending transaction whose nonce another committed transaction used is dropped.
+    pending = cached_tx(0, 3, 0)
+    assert add(pool, pending) is AddResult.ACCEPTED
+    ledger.commit(cached_tx(0, 3, 1))
+    removed = pool.on_committed([cached_tx(0, 3, 1).hash], [pending.sender])
+    assert removed == [pending.hash] and pending.hash in pool.dropped
+    assert pending.hash not in pool
+
+
+def test_fees_must_be_offered_and_covered_by_the_balance() -> None:
+    ledger = Ledger(fee_base=100)
+    sender = KEYS[0].address
+    ledger.balances[sender] = 250
+    pool = Mempool(DOMAIN, accounts=ledger.accounts())
+    assert add(pool, paying(0, 0, 99)) is AddResult.FEE_TOO_LOW
+    assert add(pool, paying(0, 0, 100)) is AddResult.ACCEPTED
+    assert add(pool, paying(0, 1, 150)) is AddResult.ACCEPTED  # 250 pending: all of it
+    assert pool.pending_fees(sender) == 250
+    assert add(pool, paying(0, 2, 100)) is AddResult.INSUFFICIENT_BALANCE
+    # A transaction the node acknowledged before a restart is not judged again.
+    assert add(pool, paying(0, 2, 100), restoring=True) is AddResult.ACCEPTED
+    pool.on_committed([paying(0, 0, 100).hash], [sender])
+    assert pool.pending_fees(sender) == 250  # 150 + 100 restored
+
+
+def test_a_full_pool_evicts_the_cheapest_per_byte_for_a_better_payer() -> None:
+    cheap = [paying(i, 0, 10 + i) for i in range(3)]
+    pool = Mempool(DOMAIN, MempoolLimits(max_txs=3), accounts=Ledger().accounts())
+    for tx in cheap:
+        assert add(pool, tx) is AddResult.ACCEPTED
+    assert add(pool, paying(4, 0, 5)) is AddResult.FULL  # pays less: refused
+    result, evicted = pool.add(paying(5, 0, 1000))
+    assert result is AddResult.ACCEPTED and evicted == [cheap[0].hash]
+    assert cheap[0].hash in pool.dropped and cheap[0].hash not in pool
+    # Batched transactions are on their way to a block: never evicted.
+    pool.mark_batched([cheap[1].hash, cheap[2].hash, paying(5, 0, 1000).hash])
+    assert add(pool, paying(6, 0, 10**6)) is AddResult.FULL
 
 
 def test_byte_bound() -> None:
     size = len(cached_tx(0, 0, 0).encoded)
     pool = Mempool(DOMAIN, MempoolLimits(max_bytes=2 * size))
-    assert pool.add(cached_tx(0, 0, 0)) is AddResult.ACCEPTED
-    assert pool.add(cached_tx(1, 0, 0)) is AddResult.ACCEPTED
-    assert pool.add(cached_tx(2, 0, 0)) is AddResult.FULL
+    assert add(pool, cached_tx(0, 0, 0)) is AddResult.ACCEPTED
+    assert add(pool, cached_tx(1, 0, 0)) is AddResult.ACCEPTED
+    assert add(pool, cached_tx(2, 0, 0)) is AddResult.FULL
     assert pool.total_bytes == 2 * size
-
-
-def test_next_nonce_lookup_for_unknown_senders() -> None:
-    pool = Mempool(DOMAIN, next_nonce=lambda sender: 5 if sender == KEYS[0].address else 0)
-    assert pool.add(cached_tx(0, 4, 0)) is AddResult.NONCE_TOO_LOW
-    assert pool.add(cached_tx(0, 5, 0)) is AddResult.ACCEPTED
-
-
-def test_committing_a_higher_nonce_keeps_lower_pending_ones_but_raises_the_floor() -> None:
-    pool = Mempool(DOMAIN)
-    for nonce in range(4):
-        pool.add(cached_tx(0, nonce, 0))
-    # Nonce 2 committed from another validator's copy. The pool's 0..3 were
-    # acknowledged: they stay (the sequencer orders by inclusion, not by nonce).
-    removed = pool.on_committed([], {KEYS[0].address: 3})
-    assert removed == []
-    assert len(pool) == 4
-    # New admissions now start at the raised floor...
-    assert pool.add(cached_tx(0, 1, 1)) is AddResult.NONCE_TOO_LOW
-    # ...except for a transaction the node acknowledged before a restart.
-    restored = Mempool(DOMAIN, next_nonce=lambda _sender: 3)
-    assert restored.add(cached_tx(0, 1, 0), restoring=True) is AddResult.ACCEPTED
-    assert restored.add(cached_tx(0, 200, 0), restoring=True) is AddResult.ACCEPTED
 
 
 def test_take_batch_orders_by_arrival_and_sender_nonce() -> None:
     pool = Mempool(DOMAIN)
     arrivals = [(1, 0), (0, 2), (2, 0), (0, 0), (0, 1), (1, 1)]
     for i, (sender, nonce) in enumerate(arrivals):
-        pool.add(cached_tx(sender, nonce, 0), now_ms=i)
+        add(pool, cached_tx(sender, nonce, 0), now_ms=i)
     taken = pool.take_batch(100, 10**6)
     # Sender 0's nonce 2 arrived first, but its lower nonces are pulled ahead of it.
     assert [(KEYS.index(_key_of(c)), c.nonce) for c in taken] == [
@@ -117,7 +177,7 @@ def test_take_batch_stops_at_the_first_that_does_not_fit() -> None:
     pool = Mempool(DOMAIN)
     small, big, small2 = cached_tx(0, 0, 0), cached_tx(1, 0, 5), cached_tx(2, 0, 0)
     for tx in (small, big, small2):
-        pool.add(tx)
+        add(pool, tx)
     limit = len(small.encoded) + len(small2.encoded)
     assert pool.take_batch(10, limit) == [small]  # small2 does not overtake big
     assert pool.take_batch(1, 10**6) == [small]
@@ -129,8 +189,8 @@ def test_a_reversed_nonce_burst_cannot_stall_batching() -> None:
     pool = Mempool(DOMAIN)
     burst = [cached_tx(0, nonce, 3) for nonce in reversed(range(10))]
     for tx in burst:
-        pool.add(tx)
-    pool.add(cached_tx(1, 0, 0))
+        add(pool, tx)
+    add(pool, cached_tx(1, 0, 0))
     size = len(burst[0].encoded)
     taken = pool.take_batch(100, 3 * size)
     assert [c.nonce for c in taken] == [0, 1, 2]
@@ -144,14 +204,14 @@ def _key_of(c: CheckedTx) -> object:
 
 
 class MempoolMachine(RuleBasedStateMachine):
-    """Random adds, batches, commits and requeues against a simple model."""
+    """Random adds, batches, commits and requeues against the engine's nonce rule."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.limits = MempoolLimits(max_txs=10, max_bytes=1500, nonce_window=4)
-        self.pool = Mempool(DOMAIN, self.limits)
-        self.twin = Mempool(DOMAIN, self.limits)  # fed the same operations
-        self.next_nonce = [0] * SENDERS
+        self.limits = MempoolLimits(max_txs=10, max_bytes=1500, max_per_sender=5)
+        self.ledger = Ledger()
+        self.pool = Mempool(DOMAIN, self.limits, accounts=self.ledger.accounts())
+        self.twin = Mempool(DOMAIN, self.limits, accounts=self.ledger.accounts())
         self.committed: set[bytes] = set()
         self.clock = 0
 
@@ -170,13 +230,13 @@ class MempoolMachine(RuleBasedStateMachine):
         tx = cached_tx(sender, nonce, variant)
         self.clock += 1
         before = len(self.pool)
-        result = self.both("add", tx, self.clock)
+        result, evicted = self.both("add", tx, self.clock)  # type: ignore[misc]
+        window = self.ledger.windows.get(tx.sender)
         if tx.hash in self.committed:
             assert result is AddResult.DUPLICATE
-        elif nonce < self.next_nonce[sender]:
-            assert result in (AddResult.NONCE_TOO_LOW, AddResult.DUPLICATE)
-        elif nonce >= self.next_nonce[sender] + self.limits.nonce_window:
-            assert result is AddResult.NONCE_TOO_HIGH
+        elif nonce_rejection(window, nonce) is not None:
+            assert result in (AddResult.NONCE_USED, AddResult.NONCE_TOO_HIGH, AddResult.DUPLICATE)
+        assert evicted == []  # every test transaction pays the same: nothing is cheaper
         assert (len(self.pool) == before + 1) == (result is AddResult.ACCEPTED)
 
     @rule(max_txs=st.integers(1, 6), max_bytes=st.integers(100, 1500), mark=st.booleans())
@@ -200,13 +260,10 @@ class MempoolMachine(RuleBasedStateMachine):
         pending = [self.pool.get(h) for h in _hashes(self.pool)]
         chosen = data.draw(st.lists(st.sampled_from(pending), max_size=3, unique_by=id))
         hashes = [c.hash for c in chosen if c is not None]
-        nonces = {}
         for c in chosen:
             assert c is not None
-            sender = KEYS.index(_key_of(c))  # type: ignore[arg-type]
-            self.next_nonce[sender] = max(self.next_nonce[sender], c.nonce + 1)
-            nonces[c.sender] = self.next_nonce[sender]
-        removed = self.both("on_committed", hashes, nonces)
+            self.ledger.commit(c)
+        removed = self.both("on_committed", hashes, [c.sender for c in chosen if c])
         assert isinstance(removed, list)
         assert set(hashes) <= set(removed)
         self.committed.update(hashes)
@@ -227,12 +284,16 @@ class MempoolMachine(RuleBasedStateMachine):
         seen: set[tuple[bytes, int]] = set()
         for c in pending:
             assert c is not None
-            sender = KEYS.index(_key_of(c))  # type: ignore[arg-type]
-            # Below the floor is allowed (acknowledged before a higher nonce
-            # committed); beyond the window never.
-            assert c.nonce < self.next_nonce[sender] + self.limits.nonce_window
+            # Nothing pending that the committed state refuses as used.
+            assert not isinstance(
+                nonce_rejection(self.ledger.windows.get(c.sender), c.nonce), NonceUsed
+            )
             assert (c.sender, c.nonce) not in seen
             seen.add((c.sender, c.nonce))
+        for sender in {c.sender for c in pending if c}:
+            mine = [c for c in pending if c and c.sender == sender]
+            assert len(mine) <= self.limits.max_per_sender
+            assert self.pool.pending_fees(sender) == sum(c.tx.fee for c in mine)
         assert self.pool.pending() == self.twin.pending()
 
 

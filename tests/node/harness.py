@@ -31,6 +31,14 @@ PORT_RANGE = (20_000, 32_000)
 port cannot take a port between our choosing it and a node binding it."""
 
 
+USER_LABELS = ("alice", "load", "mallory")
+"""Test users funded at genesis (fees need a balance)."""
+
+
+def _user_key(label: str) -> PrivateKey:
+    return PrivateKey(keccak256(b"seqnet-test-user-" + label.encode()))
+
+
 def _consecutive_free_ports(count: int) -> int:
     """A base port such that base..base+count-1 are free on 127.0.0.1 now."""
     rng = random.Random()  # not seeded: ports only need to differ between runs
@@ -70,6 +78,8 @@ class LocalNetwork:
             base_p2p_port=p2p_base,
             base_api_port=api_base,
             view_timeout_ms=view_timeout_ms,
+            # Every transaction pays a fee: the test users hold collateral for it.
+            funded_accounts=[_user_key(label).address for label in USER_LABELS],
         )
         for i in range(n):
             v = genesis.validators[i]
@@ -193,8 +203,13 @@ class LocalNetwork:
     # ---- transactions -----------------------------------------------------------------
 
     def user(self, label: str) -> PrivateKey:
-        return PrivateKey(keccak256(b"seqnet-test-user-" + label.encode()))
+        if label not in USER_LABELS:
+            raise ValueError(f"user {label!r} is not funded in the test genesis: add it")
+        return _user_key(label)
 
     def signed(self, key: PrivateKey, nonce: int, payload: bytes, namespace: int = 7) -> bytes:
-        tx = sign_transaction(key, self.genesis.domain(), nonce, namespace, 0, payload)
+        """A transaction offering exactly the chain's required fee."""
+        execution = self.genesis.execution
+        fee = execution.fee_base + execution.fee_per_byte * len(payload)
+        tx = sign_transaction(key, self.genesis.domain(), nonce, namespace, fee, payload)
         return encode_transaction(tx)

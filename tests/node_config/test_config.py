@@ -23,6 +23,7 @@ from sequencer_net.home.config import (
     load_config,
 )
 from sequencer_net.home.genesis import Genesis
+from sequencer_net.mempool.limits import BatchLimits, MempoolLimits
 
 FULL = """
 name = "validator-7"
@@ -44,6 +45,8 @@ body_timeout_ms = 5000
 idle_timeout_ms = 1000
 max_body_buffer_bytes = 16_777_216
 admin_token_file = "admin.token"
+max_tx_per_s_per_client = 500
+max_tx_burst_per_client = 700
 
 [consensus]
 view_timeout_ms = 2500
@@ -54,7 +57,7 @@ empty_block_interval_ms = 250
 [mempool]
 max_txs = 5000
 max_bytes = 10_000_000
-nonce_window = 64
+max_per_sender = 64
 batch_max_txs = 500
 batch_max_bytes = 65536
 batch_delay_ms = 0
@@ -62,6 +65,8 @@ batch_delay_ms = 0
 [storage]
 data_dir = "/var/lib/seqnet"
 sync = false
+group_commit_ms = 5
+verify_threads = 3
 
 [log]
 level = "DEBUG"
@@ -85,10 +90,11 @@ def test_defaults(tmp_path: Path) -> None:
     assert config.p2p == P2PSettings("127.0.0.1", 26600, ())
     assert config.api == ApiSettings("127.0.0.1", 26700)
     assert config.consensus == ConsensusSettings(None, None)
-    assert config.mempool == MempoolSettings(
-        100_000, 256 * 1024 * 1024, 1024, 2000, 1024 * 1024, 50
-    )
-    assert config.storage == StorageSettings("data", True)
+    assert config.mempool == MempoolSettings(200_000, 256 * 1024 * 1024, 128, 2048, 512 * 1024, 50)
+    # The defaults are the pool's and the batcher's own: one source for both.
+    assert config.mempool.mempool_limits() == MempoolLimits()
+    assert config.mempool.batch_limits() == BatchLimits()
+    assert config.storage == StorageSettings("data", True, 2, 0)
     assert config.log == LogSettings("INFO", "text", None)
     assert config.genesis_path == tmp_path.resolve() / "genesis.json"
     assert config.key_path == tmp_path.resolve() / "validator.key"
@@ -107,11 +113,13 @@ def test_every_key_overridden(tmp_path: Path) -> None:
         "0.0.0.0", 30001, ("0@10.0.0.1:30000", "2@val2.example.org:30002"), 8
     )
     assert config.p2p.peer_addresses() == {0: ("10.0.0.1", 30000), 2: ("val2.example.org", 30002)}
-    assert config.api == ApiSettings("::1", 30101, 64, 5000, 1000, 16 * 1024 * 1024, "admin.token")
+    assert config.api == ApiSettings(
+        "::1", 30101, 64, 5000, 1000, 16 * 1024 * 1024, "admin.token", 500, 700
+    )
     assert config.admin_token_path == home / "admin.token"
     assert config.consensus == ConsensusSettings(2500, 700, 6, 250)
     assert config.mempool == MempoolSettings(5000, 10_000_000, 64, 500, 65536, 0)
-    assert config.storage == StorageSettings("/var/lib/seqnet", False)
+    assert config.storage == StorageSettings("/var/lib/seqnet", False, 5, 3)
     assert config.data_path == Path("/var/lib/seqnet")
     assert config.log == LogSettings("DEBUG", "json", "logs/node.log")
     assert config.log_path == home / "logs" / "node.log"
@@ -189,8 +197,16 @@ def test_with_log_level(tmp_path: Path) -> None:
         ),
         ('name = "n"\n[mempool]\nmax_txs = 0\n', r"\[mempool\] max_txs: must be at least 1"),
         (
-            'name = "n"\n[mempool]\nnonce_window = -3\n',
-            r"\[mempool\] nonce_window: must be at least",
+            'name = "n"\n[mempool]\nmax_per_sender = 0\n',
+            r"\[mempool\] max_per_sender: must be in 1..1024",
+        ),
+        (
+            'name = "n"\n[mempool]\nnonce_window = 64\n',
+            r"\[mempool\] nonce_window: unknown key",
+        ),
+        (
+            'name = "n"\n[mempool]\nbatch_max_bytes = 4194304\n',
+            r"\[mempool\] batch_max_bytes: must be in 32896..2097152",
         ),
         (
             'name = "n"\n[mempool]\nbatch_max_bytes = 10\n',
@@ -202,7 +218,7 @@ def test_with_log_level(tmp_path: Path) -> None:
             r"\[mempool\] batch_max_txs: must be at most max_txs",
         ),
         (
-            'name = "n"\n[mempool]\nmax_bytes = 2048\nbatch_max_bytes = 4096\n',
+            'name = "n"\n[mempool]\nmax_bytes = 40000\nbatch_max_bytes = 40960\n',
             r"\[mempool\] batch_max_bytes: must be at most max_bytes",
         ),
         ('name = "n"\n[storage]\nsync = "yes"\n', r"\[storage\] sync: must be true or false"),

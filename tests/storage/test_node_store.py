@@ -191,26 +191,27 @@ def test_batches(tmp_path: Path) -> None:
         assert store.get_batch(keccak256(b"batch 2")) == b"encoded 2"
     with NodeStore(path, genesis_digest=GENESIS) as store:
         assert store.next_batch_sequence() == 2
-        assert store.prune_batches_below(3) == 2
-        assert store.get_batch(keccak256(b"batch 1")) is None
-        assert store.get_batch(keccak256(b"batch 2")) is None
-        assert store.get_batch(keccak256(b"batch 3")) == b"encoded 3"
-        assert store.get_batch(keccak256(b"own")) == b"own 0"  # never referenced: kept
-        assert store.prune_batches_below(3) == 0
+        assert store.get_batch(keccak256(b"own")) == b"own 0"
 
 
-def test_batch_referenced_again_later_survives_pruning(tmp_path: Path) -> None:
+def test_unreferenced_batches_are_pruned_after_their_retention(tmp_path: Path) -> None:
     with NodeStore(tmp_path / "db", genesis_digest=GENESIS) as store:
-        shared = keccak256(b"shared")
-        store.save_batch(shared, b"shared")
+        included, stray, own = keccak256(b"included"), keccak256(b"stray"), keccak256(b"own")
+        store.save_batch(included, b"included", author=1)
+        store.save_batch(stray, b"stray", author=2)  # never in any block
+        store.save_batch(own, b"own", author=0, own_sequence=0)  # ours, never included
         b1 = block(1, GENESIS)
-        store.commit_block(b1, cert(3, 2, 1, b1.digest()), [], bytes(32), batch_digests=[shared])
-        b2 = block(2, b1.digest())
-        store.commit_block(b2, cert(3, 4, 2, b2.digest()), [], bytes(32), batch_digests=[shared])
-        assert store.prune_batches_below(2) == 0
-        assert store.get_batch(shared) == b"shared"
-        assert store.prune_batches_below(3) == 1
-        assert store.get_batch(shared) is None
+        store.commit_block(b1, cert(3, 2, 1, b1.digest()), [], bytes(32), batch_digests=[included])
+        late = keccak256(b"late")
+        store.save_batch(late, b"late", author=3)  # arrived at height 1
+        # Arrived at height 0: pruned below 1 unless included or our own.
+        assert store.prune_unreferenced_batches(1, keep_author=0) == [stray]
+        assert store.get_batch(stray) is None
+        assert store.get_batch(included) == b"included"  # chain data
+        assert store.get_batch(own) == b"own"
+        assert store.get_batch(late) == b"late"  # still within its retention
+        assert store.prune_unreferenced_batches(1, keep_author=0) == []  # index consumed
+        assert store.prune_unreferenced_batches(2, keep_author=0) == [late]
 
 
 @pytest.mark.parametrize(

@@ -50,10 +50,14 @@ def test_up_status_load_down(testnet_dir: Path) -> None:
     outcome = json.loads(load.output.splitlines()[-1])
     assert outcome["sent"] == 100 and outcome["accepted"] == 100
     assert outcome["seed"] == 0 and outcome["accounts"] == 100
+    assert outcome["mix"] == "mixed"  # the testnet's default: trader traffic and blobs
     assert set(outcome["latency_ms"]) == {"p50", "p99", "samples", "unconfirmed"}
-    # A second run continues the accounts' nonces instead of restarting at 0.
-    saved = json.loads((testnet_dir / "load-nonces.json").read_text())["0"]
-    assert saved == [1] * 100
+    # A second run continues the accounts' (and the market operator's) nonces
+    # instead of restarting at 0: every accepted transaction used one.
+    saved = json.loads((testnet_dir / "load-nonces.json").read_text())
+    assert len(saved["0"]) == 100 and len(saved["0/operator"]) == 1
+    assert saved["0/operator"][0] >= 1  # the oracle's first price went out
+    assert sum(saved["0"]) + saved["0/operator"][0] == 100
 
     down = runner.invoke(cli, ["testnet", "down", "--dir", str(testnet_dir), "--grace", "2"])
     assert down.exit_code == 0, down.output

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import pytest
 from rich.console import Console
 
 from sequencer_net.testnet.live_view import (
+    SIDE_BY_SIDE_WIDTH,
+    MarketRow,
     NodeRow,
     RateWindow,
     StatusSample,
+    market_rows,
+    markets_panel,
     node_row,
     node_state,
     render_view,
@@ -52,3 +57,73 @@ def test_row_and_render() -> None:
     assert "node0" in text and "3/3" in text and "0xabcdef" in text
     assert "[kill] kill -9 node1" in text  # events are not read as markup
     assert "load: off" in text
+
+
+# --- the markets panel ---------------------------------------------------------------
+
+MARKETS = {
+    "height": 55,
+    "markets": [
+        {
+            "id": 1, "kind": "perp", "option": None, "paused": False, "oracle_fresh": True,
+            "oracle_price": "59821.175127", "mark_price": "59909",
+            "last_clearing_price": "59909", "last_clearing_volume": "0.132",
+            "open_interest": "7.956", "funding_rate": "0.000307147335912757", "liquidations": 3,
+        },
+        {
+            "id": 3, "kind": "option", "option": {"type": "call", "strike": "3000"},
+            "paused": False, "oracle_fresh": False, "oracle_price": "2992.288147",
+            "mark_price": "207.235381902267055527", "last_clearing_price": None,
+            "last_clearing_volume": "0", "open_interest": "112.2", "funding_rate": None,
+            "liquidations": 0,
+        },
+        {"id": 9, "kind": "perp", "option": None, "paused": True, "oracle_price": None},
+    ],
+}  # fmt: skip
+
+
+def test_market_rows_from_a_markets_answer() -> None:
+    rows = market_rows(MARKETS, {1: "BTC-PERP"})
+    assert [r.name for r in rows] == ["BTC-PERP", "call 3000", "perp 9"]
+    btc, call, unknown = rows
+    assert btc == MarketRow(
+        "BTC-PERP", 59821.175127, 59909.0, 59909.0, 0.132, 7.956, 0.000307147335912757, 3
+    )
+    assert call.last_price is None and call.funding_rate is None and not call.fresh
+    assert unknown.paused and unknown.oracle is None and unknown.liquidations == 0
+    assert market_rows(None, {}) == []
+
+
+def _render(width: int, markets: dict[str, object] | None) -> str:
+    console = Console(width=width, record=True)
+    row = NodeRow("node0", "up", 12, 2.0, 50.0, 80.0, 300.0, 3, "0xabcdef0123456789", 42)
+    panel = markets_panel(market_rows(markets, {1: "BTC-PERP"}), "node2" if markets else None)
+    console.print(render_view("t", 3.0, [row], 4, None, 0.0, [], markets=panel, width=width))
+    return console.export_text()
+
+
+@pytest.mark.parametrize("width", [80, 100])
+def test_the_markets_panel_fits_a_narrow_terminal_below_the_nodes(width: int) -> None:
+    text = _render(width, MARKETS)
+    assert "markets (node2)" in text
+    lines = text.splitlines()
+    btc = next(line for line in lines if "BTC-PERP" in line)
+    # Nothing cropped: every number is there in full, on one line.
+    for shown in ("59,821", "59,909", "0.132", "7.96", "+0.0307%", "3"):
+        assert shown in btc, (shown, btc)
+    assert "…" not in text
+    call = next(line for line in lines if "call 3000" in line)
+    assert "stale" in call and "207.24" in call and "2,992" in call
+    assert "paused" in next(line for line in lines if "perp 9" in line)
+    nodes_at = next(i for i, line in enumerate(lines) if "node0" in line)
+    assert nodes_at < lines.index(btc)  # stacked: the nodes first
+
+
+def test_the_markets_panel_sits_beside_the_nodes_when_the_terminal_is_wide() -> None:
+    text = _render(SIDE_BY_SIDE_WIDTH, MARKETS)
+    # The nodes table's header and the panel's title share the first line.
+    assert any("height" in line and "markets (node2)" in line for line in text.splitlines())
+
+
+def test_no_markets_answer_is_said_not_hidden() -> None:
+    assert "no node answered /v1/markets" in _render(80, None)

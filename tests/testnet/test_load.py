@@ -12,6 +12,7 @@ import pytest
 import trio
 
 from consensus.encoding import Domain
+from sequencer_net.mempool.transaction import tx_hash
 from sequencer_net.testnet.accounts import (
     load_account_addresses,
     read_next_nonces,
@@ -25,6 +26,7 @@ from sequencer_net.testnet.load import (
     percentile,
     transaction_signer,
 )
+from sequencer_net.testnet.market import market_traffic, presign
 
 from .fake_node import FakeChain, FakeNode
 
@@ -48,7 +50,7 @@ def _accepted_by_sender(nodes: list[FakeNode]) -> dict[bytes, list[int]]:
 
 
 async def test_sends_exactly_rate_times_duration_signed_txs(fake_nodes: list[FakeNode]) -> None:
-    config = LoadConfig(rate=200, duration_s=1.0, accounts=10, seed=7, namespace=5)
+    config = LoadConfig(rate=200, duration_s=1.0, accounts=10, seed=7, namespace=5, mix="rollup")
     generator = LoadGenerator(
         [n.url for n in fake_nodes], config, transaction_signer(DOMAIN), first_nonces=[3] * 10
     )
@@ -90,7 +92,9 @@ async def test_rejected_nonces_are_sent_again_so_no_gap_is_left() -> None:
     chain = FakeChain(name="node0", index=0, mempool_capacity=40, block_interval_s=3600)
     node = FakeNode(chain).serve_in_thread()
     try:
-        config = LoadConfig(rate=400, duration_s=0.5, accounts=4, latency_samples_per_s=0.01)
+        config = LoadConfig(
+            rate=400, duration_s=0.5, accounts=4, latency_samples_per_s=0.01, mix="rollup"
+        )
         generator = LoadGenerator([node.url], config, transaction_signer(DOMAIN))
         with trio.fail_after(30):
             stats = await generator.run()
@@ -124,11 +128,16 @@ def test_account_nonces_give_back_and_resume() -> None:
     from consensus.crypto import PrivateKey
 
     account = LoadAccount(PrivateKey(b"\x01" * 32), next_nonce=5, home_node=0)
-    assert [account.take_nonce() for _ in range(3)] == [5, 6, 7]
+    for nonce in (5, 6, 7):
+        account.generated(nonce)
+    assert account.resume_nonce() == 8
     account.give_back(7)
     account.give_back(6)
     assert account.resume_nonce() == 6
-    assert [account.take_nonce() for _ in range(3)] == [6, 7, 8]
+    account.resent(6)
+    account.generated(8)
+    assert account.resume_nonce() == 7
+    account.resent(7)
     assert account.resume_nonce() == 9
 
 
@@ -165,3 +174,26 @@ def test_config_rejects_nonsense() -> None:
         LoadConfig(rate=1, accounts=0)
     assert LoadConfig(rate=200, duration_s=2.5).total == 500
     assert LoadConfig(rate=3, duration_s=1.0).tick_s == pytest.approx(1 / 3)
+
+
+async def test_the_load_sends_exactly_the_pregenerated_stream(
+    fake_nodes: list[FakeNode], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Live and pre-signed traffic are the same transactions: the stream depends
+    on its config (and the start time it is given), not on what nodes answer."""
+    monkeypatch.setattr("sequencer_net.testnet.load.time.time", lambda: 1_800_000_000.5)
+    config = LoadConfig(rate=200, duration_s=1.0, accounts=12, seed=5, mix="dex")
+    generator = LoadGenerator(
+        [n.url for n in fake_nodes], config, transaction_signer(DOMAIN), first_nonces=[2] * 12
+    )
+    with trio.fail_after(30):
+        stats = await generator.run()
+    assert stats.accepted == 200
+    traffic, signer = market_traffic(
+        config.traffic(1_800_000_000, [2] * 12, 0), transaction_signer(DOMAIN)
+    )
+    expected = {tx_hash(encoded) for _, encoded in presign(traffic, signer, 200)}
+    sent = {tx.hash for node in fake_nodes for tx in node.chain.txs.values()}
+    assert sent == expected
+    assert generator.next_nonces() == traffic.next_nonces()
+    assert generator.next_operator_nonce() == traffic.next_operator_nonce() > 0

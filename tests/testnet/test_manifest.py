@@ -47,6 +47,7 @@ def test_empty_manifest_gives_the_documented_defaults() -> None:
     assert manifest.network.chain_id == 31337
     assert manifest.load.rate == 200.0 and manifest.load.accounts == 100
     assert manifest.load.payload_bytes == (100, 300)
+    assert manifest.load.mix == "mixed"  # the market, with some rollup blobs
     assert manifest.perturbations == () and manifest.duration_s is None
 
 
@@ -66,6 +67,7 @@ def test_full_manifest_round_trip() -> None:
         seed = 9
         namespace = 7
         payload_bytes = 120
+        mix = "dex"
         [[perturbation]]
         at_s = 5
         action = "disconnect"
@@ -77,7 +79,8 @@ def test_full_manifest_round_trip() -> None:
         """
     )
     assert manifest.network.weights == (1, 2, 3, 4, 5, 6, 7)
-    assert manifest.load.payload_bytes == (120, 120)
+    assert manifest.load.payload_bytes == (120, 120) and manifest.load.mix == "dex"
+    assert manifest.with_overrides(mix="rollup").load.mix == "rollup"
     assert manifest.load.rate == 50.5 and manifest.duration_s == 30.0
     # Sorted by time; `nodes` expands in order.
     assert [(p.at_s, p.action.value, p.node) for p in manifest.perturbations] == [
@@ -99,6 +102,8 @@ def test_full_manifest_round_trip() -> None:
         ("[network]\nview_timeout_ms = 0", "network.view_timeout_ms must be positive"),
         ("[load]\nrate = -1", "load.rate must be >= 0"),
         ("[load]\npayload_bytes = [300, 100]", "load.payload_bytes must be [min, max]"),
+        ("[load]\nmix = 'orders'", "load.mix is 'orders'; expected one of rollup, dex, mixed"),
+        ("[load]\nmix = 1", "load.mix is 1; expected one of"),
         ("network = 3", "network must be a table"),
         ("duration_s = 0", "duration_s must be positive"),
         ("[[perturbation]]\naction = 'kill'\nnode = 1", "perturbation[0].at_s is required"),

@@ -28,7 +28,7 @@ from sequencer_net.mempool.limits import (
     BatchLimits,
     MempoolLimits,
 )
-from sequencer_net.mempool.mempool import Mempool
+from sequencer_net.mempool.mempool import AddResult, Mempool
 from sequencer_net.mempool.transaction import BadSignature, WrongChain
 from tests.mempool.factories import DOMAIN, KEYS, OTHER_DOMAIN, signed
 from tests.mempool.test_mempool import cached_tx
@@ -139,12 +139,13 @@ def test_builder_cuts_on_count_and_bytes() -> None:
     assert first is not None and len(first.transactions) == 3
     assert builder.poll(pool, now_ms=2) is None  # 2 left, under every trigger
 
-    size = len(cached_tx(0, 1, 0).encoded)
+    size = len(cached_tx(0, 1, 3).encoded)
     by_bytes = BatchBuilder(author=1, limits=BatchLimits(max_bytes=40_000, max_delay_ms=10**9))
-    pool2 = Mempool(DOMAIN, MempoolLimits(nonce_window=1000))
+    pool2 = Mempool(DOMAIN, MempoolLimits(max_per_sender=1024))
     count = 40_000 // size + 1
-    for i in range(count):
-        pool2.add(cached_tx(i % 4, i // 4, 0), now_ms=0)
+    for i in range(count):  # 8 senders: nonces stay inside the engine's window of 64
+        result, _ = pool2.add(cached_tx(i % 8, i // 8, 3), now_ms=0)
+        assert result is AddResult.ACCEPTED
     assert by_bytes.due(pool2, now_ms=0)
     batch = by_bytes.poll(pool2, now_ms=0)
     assert batch is not None

@@ -1,0 +1,83 @@
+"""Signature checks off the event loop, in parallel: the verifier pool.
+
+Recovering a transaction's sender costs about 60 us, almost all of it inside
+libsecp256k1, which coincurve calls with the GIL released, so worker threads
+recover signatures in parallel while the event loop keeps serving consensus
+(docs/performance.md has the measurement behind threads rather than
+processes). Each transaction is recovered once per node: batches a node
+verified remember their senders for the commit pipeline.
+
+    pool = VerifierPool(domain, threads=4)
+    checked = await pool.check_many(encoded_txs)   # CheckedTx or the InvalidTransaction, in order
+
+Work is cut into chunks, so a 10,000-transaction submission is many short
+thread jobs, at most `threads` at a time, and the loop runs between them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import trio
+
+from consensus.encoding import Domain
+from sequencer_net.mempool.mempool import CheckedTx, check_transaction
+from sequencer_net.mempool.transaction import InvalidTransaction
+
+CHUNK = 128
+"""Transactions per thread job: ~8 ms of work, long enough to amortize the hop
+to a worker thread (~50 us), short enough to keep jobs interleaved."""
+
+INLINE_BELOW = 4
+"""Fewer transactions than this are checked on the event loop: a thread hop
+would cost about as much as the check."""
+
+
+def default_threads() -> int:
+    return max(1, os.cpu_count() or 1)
+
+
+def check_chunk(encoded: Sequence[bytes], domain: Domain) -> list[CheckedTx | InvalidTransaction]:
+    out: list[CheckedTx | InvalidTransaction] = []
+    for item in encoded:
+        try:
+            out.append(check_transaction(item, domain))
+        except InvalidTransaction as exc:
+            out.append(exc)
+    return out
+
+
+class VerifierPool:
+    def __init__(self, domain: Domain, *, threads: int | None = None) -> None:
+        self.domain = domain
+        self.threads = threads or default_threads()
+        self._limiter = trio.CapacityLimiter(self.threads)
+        self.checked = 0
+
+    async def check(self, encoded: bytes) -> CheckedTx:
+        """One transaction; raises its InvalidTransaction."""
+        (result,) = await self.check_many([encoded])
+        if isinstance(result, InvalidTransaction):
+            raise result
+        return result
+
+    async def check_many(
+        self, encoded: Sequence[bytes]
+    ) -> list[CheckedTx | InvalidTransaction]:
+        """Check every transaction; results in input order."""
+        self.checked += len(encoded)
+        if len(encoded) < INLINE_BELOW:
+            return check_chunk(encoded, self.domain)
+        chunks = [encoded[i : i + CHUNK] for i in range(0, len(encoded), CHUNK)]
+        results: list[list[CheckedTx | InvalidTransaction]] = [[] for _ in chunks]
+
+        async def run(index: int) -> None:
+            results[index] = await trio.to_thread.run_sync(
+                check_chunk, chunks[index], self.domain, limiter=self._limiter
+            )
+
+        async with trio.open_nursery() as nursery:
+            for index in range(len(chunks)):
+                nursery.start_soon(run, index)
+        return [item for chunk in results for item in chunk]

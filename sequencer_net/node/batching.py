@@ -1,0 +1,113 @@
+"""The node's two batch tasks: cutting its own batches, taking in its peers'.
+
+Own batches: the batcher waits (on an event the intake sets, or the oldest
+transaction's deadline, never a polling loop) until a batch is due, cuts it,
+stores it once (group commit) and only then broadcasts it.
+
+Peers' batches: frames from the BATCH channel go into a bounded queue, apart
+from consensus messages, so verifying a large batch never delays a vote;
+a few tasks take batches from the queue and verify them in the verifier pool.
+When the queue is full a batch is dropped (and counted): a block that names it
+makes voters fetch it by digest.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import trio
+
+from sequencer_net.batches.batch import BatchBuilder, batch_digest, batch_tx_hashes, encode_batch
+from sequencer_net.batches.pool import BatchPool
+from sequencer_net.mempool.mempool import Mempool
+from sequencer_net.metrics import Metrics
+
+log = logging.getLogger("seqnet.batches")
+
+INBOUND_BATCH_QUEUE = 256
+"""Peer batches waiting for verification (a few seconds of every validator's
+batches at 50 ms each); beyond it new ones are dropped and fetched if needed."""
+
+BATCH_VERIFIERS = 4
+"""Peer batches verified at once (each spreads over the verifier pool's threads)."""
+
+
+def monotonic_ms() -> int:
+    return time.monotonic_ns() // 1_000_000
+
+
+class OwnBatches:
+    def __init__(
+        self,
+        *,
+        batcher: BatchBuilder,
+        mempool: Mempool,
+        pool: BatchPool,
+        broadcast: Callable[[bytes], None],
+        metrics: Metrics,
+        clock_ms: Callable[[], int] = monotonic_ms,
+    ) -> None:
+        self.batcher = batcher
+        self.mempool = mempool
+        self.pool = pool
+        self.broadcast = broadcast
+        self.metrics = metrics
+        self.clock_ms = clock_ms
+        self._arrived = trio.Event()
+
+    def transactions_arrived(self) -> None:
+        """The intake added transactions: maybe a batch is due now."""
+        self._arrived.set()
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        while True:
+            batch = self.batcher.poll(self.mempool, self.clock_ms())
+            if batch is None:
+                await self._wait_until_due()
+                continue
+            encoded = encode_batch(batch)
+            digest = batch_digest(encoded)
+            self.pool.remember_senders(
+                c for c in map(self.mempool.get, batch_tx_hashes(batch)) if c is not None
+            )
+            await self.pool.add_own(digest, encoded, batch)  # durable before it leaves
+            self.metrics.batches_created.inc()
+            self.broadcast(encoded)
+
+    async def _wait_until_due(self) -> None:
+        deadline = self.batcher.deadline_ms(self.mempool)
+        wait_s = math.inf if deadline is None else max(0, deadline - self.clock_ms()) / 1000
+        with trio.move_on_after(wait_s):
+            await self._arrived.wait()
+        self._arrived = trio.Event()
+
+
+class PeerBatches:
+    def __init__(self, pool: BatchPool, metrics: Metrics) -> None:
+        self.pool = pool
+        self.metrics = metrics
+        self._send, self._receive = trio.open_memory_channel[tuple[int, bytes]](
+            INBOUND_BATCH_QUEUE
+        )
+
+    def offer(self, peer: int, encoded: bytes) -> None:
+        """A batch frame from validator `peer` (never blocks the inbound loop)."""
+        try:
+            self._send.send_nowait((peer, encoded))
+        except trio.WouldBlock:
+            self.metrics.dropped_batches.inc()
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            for _ in range(BATCH_VERIFIERS):
+                nursery.start_soon(self._verify_loop)
+            task_status.started()
+
+    async def _verify_loop(self) -> None:
+        async for peer, encoded in self._receive:
+            await self.pool.receive(peer, encoded)

@@ -1,0 +1,130 @@
+"""Intake through the API: the msgpack and WebSocket submission paths, limits per
+client address, what an eviction and a failed fsync leave behind."""
+
+from __future__ import annotations
+
+import httpx
+import msgspec
+import pytest
+from rocksdict import WriteBatch
+from starlette.testclient import TestClient
+
+from consensus.crypto import keccak256
+from sequencer_net.api.intake import Intake
+from sequencer_net.api.server import build_app
+from sequencer_net.mempool.limits import MempoolLimits
+from sequencer_net.mempool.mempool import Mempool
+from sequencer_net.mempool.verifier import VerifierPool
+from sequencer_net.storage.group_commit import GroupCommit
+from tests.api.conftest import ApiWorld
+from tests.mempool.factories import DOMAIN, signed
+
+MSGPACK = {"content-type": "application/msgpack"}
+
+
+def client_for(world: ApiWorld) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=world.app()), base_url="http://api")
+
+
+async def test_a_msgpack_batch_is_answered_in_msgpack_item_by_item(world: ApiWorld) -> None:
+    good = [signed(sender=1, nonce=n) for n in range(3)]
+    body = msgspec.msgpack.encode([good[0], b"\x00junk", good[1], good[0], good[2]])
+    async with client_for(world) as client:
+        response = await client.post("/v1/transactions/batch", content=body, headers=MSGPACK)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("application/msgpack")
+    answer = msgspec.msgpack.decode(response.content)
+    assert answer[0] == keccak256(good[0])
+    assert answer[1][0] == "invalid_transaction"
+    assert answer[2] == keccak256(good[1])
+    assert answer[3][0] == "duplicate"
+    assert answer[4] == keccak256(good[2])
+    # Acknowledged means durable: every accepted one is in the store's pending table.
+    assert set(world.store.load_pending_transactions()) == set(good)
+
+
+async def test_a_malformed_msgpack_body_is_a_bad_request(world: ApiWorld) -> None:
+    async with client_for(world) as client:
+        for body in (b"\xc1", msgspec.msgpack.encode([1, 2]), b"\x91" * 5000 + b"\x90"):
+            response = await client.post("/v1/transactions/batch", content=body, headers=MSGPACK)
+            assert response.status_code == 400, body[:10]
+            assert response.json()["code"] == "bad_request"
+
+
+def test_a_websocket_stream_answers_each_batch_in_order(world: ApiWorld) -> None:
+    app = world.app()
+    with TestClient(app, backend="trio") as client, client.websocket_connect(
+        "/v1/transactions/stream"
+    ) as socket:
+        for round_ in range(3):
+            txs = [signed(sender=round_, nonce=n) for n in range(4)]
+            socket.send_bytes(msgspec.msgpack.encode(txs))
+            answer = msgspec.msgpack.decode(socket.receive_bytes())
+            assert answer == [keccak256(tx) for tx in txs]
+        socket.send_bytes(b"\xc1")  # not msgpack: an error answer, the stream goes on
+        assert msgspec.msgpack.decode(socket.receive_bytes())["code"] == "bad_request"
+        socket.send_bytes(msgspec.msgpack.encode([signed(sender=7, nonce=0)]))
+        assert msgspec.msgpack.decode(socket.receive_bytes()) == [keccak256(signed(7, 0))]
+    assert len(world.mempool) == 13
+
+
+async def test_each_client_address_has_its_own_budget(world: ApiWorld) -> None:
+    intake = Intake(
+        mempool=world.mempool,
+        verifier=VerifierPool(DOMAIN, threads=1),
+        group=GroupCommit(world.store.write_synced),
+        store=world.store,
+        metrics=world.metrics,
+        accepted_at={},
+        client_rate=1.0,
+        client_burst=3.0,
+        clock=lambda: 0.0,
+    )
+    first = await intake.submit([signed(sender=2, nonce=n) for n in range(5)], "10.0.0.1")
+    assert [type(o).__name__ for o in first] == ["Accepted"] * 3 + ["Refused"] * 2
+    assert {o.code for o in first[3:]} == {"rate_limited"}  # type: ignore[union-attr]
+    other = await intake.submit([signed(sender=3, nonce=0)], "10.0.0.2")
+    assert type(other[0]).__name__ == "Accepted"
+
+
+async def test_a_failed_fsync_acknowledges_nothing_and_keeps_nothing(world: ApiWorld) -> None:
+    def broken(batch: WriteBatch) -> None:
+        raise OSError("disk gone")
+
+    intake = Intake(
+        mempool=world.mempool,
+        verifier=VerifierPool(DOMAIN, threads=1),
+        group=GroupCommit(broken),
+        store=world.store,
+        metrics=world.metrics,
+        accepted_at={},
+        client_rate=1e9,
+        client_burst=1e9,
+    )
+    from sequencer_net.api.errors import ApiError
+
+    with pytest.raises(ApiError) as raised:
+        await intake.submit([signed(sender=4, nonce=0)], "client")
+    assert raised.value.status == 503 and raised.value.code == "storage_failed"
+    assert len(world.mempool) == 0  # nothing the client was not told about stays
+
+
+async def test_an_evicted_transaction_is_dropped_from_the_store_and_says_so(
+    world: ApiWorld,
+) -> None:
+    world.mempool = Mempool(DOMAIN, MempoolLimits(max_txs=2))
+    cheap = [signed(sender=i, nonce=0, fee=1) for i in range(2)]
+    rich = signed(sender=5, nonce=0, fee=10**9)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=build_app(world.context())), base_url="http://api"
+    ) as client:
+        for tx in cheap:
+            assert (await client.post("/v1/transactions", content=tx)).status_code == 200
+        assert (await client.post("/v1/transactions", content=rich)).status_code == 200
+        pending = set(world.store.load_pending_transactions())
+        assert rich in pending and len(pending) == 2
+        dropped = [tx for tx in cheap if tx not in pending]
+        assert len(dropped) == 1
+        status = await client.get("/v1/transactions/0x" + keccak256(dropped[0]).hex())
+    assert status.json()["status"] == "dropped"
+    assert "higher fee" in status.json()["reason"]

@@ -1,0 +1,124 @@
+"""The batch pool: peers' batches verified in the verifier pool, invalid ones
+remembered and their senders throttled, own batches stored once, answers cut to
+a byte budget."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sequencer_net.batches.batch import Batch, batch_digest, encode_batch
+from sequencer_net.batches.pool import (
+    INVALID_BATCHES_BEFORE_THROTTLE,
+    MAX_BATCH_ANSWER_BYTES,
+    THROTTLE_WINDOW_S,
+    BatchPool,
+    BatchRequest,
+)
+from sequencer_net.mempool.verifier import VerifierPool
+from sequencer_net.storage.group_commit import GroupCommit
+from sequencer_net.storage.node_store import NodeStore
+from tests.mempool.factories import DOMAIN, KEYS, signed
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[NodeStore]:
+    s = NodeStore(tmp_path / "db", sync=False)
+    yield s
+    s.close()
+
+
+def make_pool(store: NodeStore, clock: Clock | None = None) -> tuple[BatchPool, list[int]]:
+    writes: list[int] = []
+
+    def write(batch: object) -> None:
+        writes.append(1)
+        store.write_synced(batch)  # type: ignore[arg-type]
+
+    pool = BatchPool(
+        store, VerifierPool(DOMAIN, threads=2), GroupCommit(write), clock=clock or Clock()
+    )
+    return pool, writes
+
+
+def batch_of(author: int, sequence: int, txs: list[bytes]) -> bytes:
+    return encode_batch(Batch(author=author, sequence=sequence, transactions=txs))
+
+
+async def test_a_valid_batch_is_kept_with_its_senders(store: NodeStore) -> None:
+    pool, _ = make_pool(store)
+    txs = [signed(sender=i, nonce=0) for i in range(5)]
+    encoded = batch_of(2, 0, txs)
+    digest = await pool.receive(2, encoded)
+    assert digest is not None and digest == batch_digest(encoded) and digest in pool
+    assert store.get_batch(digest) == encoded
+    from sequencer_net.mempool.transaction import tx_hash
+
+    assert pool.sender_of(tx_hash(txs[3])) == (KEYS[3].address, 0)
+    size = pool.size_of(digest)
+    assert size is not None and size.transactions == 5
+
+
+async def test_an_invalid_batch_is_remembered_and_repeated_ones_throttle_the_sender(
+    store: NodeStore,
+) -> None:
+    clock = Clock()
+    pool, _ = make_pool(store, clock)
+    bad = batch_of(1, 0, [signed(sender=0), b"\x00not a transaction"])
+    assert await pool.receive(1, bad) is None
+    assert batch_digest(bad) not in pool and pool.rejected_batches == 1
+    # The same bytes again cost a hash, not a verification; it counts against the peer.
+    assert await pool.receive(1, bad) is None
+    assert pool.rejected_batches == 1
+    for seq in range(1, INVALID_BATCHES_BEFORE_THROTTLE):
+        await pool.receive(1, batch_of(1, seq, [b"\x01junk %d" % seq]))
+    # Throttled: even a valid batch from that validator is ignored for a while...
+    good = batch_of(1, 99, [signed(sender=5)])
+    assert await pool.receive(1, good) is None
+    # ...but the same batch fetched by digest (a block names it) is accepted.
+    assert await pool.accept_fetched(batch_digest(good), good)
+    clock.now += THROTTLE_WINDOW_S + 1
+    later = batch_of(1, 100, [signed(sender=6)])
+    assert await pool.receive(1, later) == batch_digest(later)
+
+
+async def test_a_batch_must_come_from_its_author(store: NodeStore) -> None:
+    pool, _ = make_pool(store)
+    assert await pool.receive(3, batch_of(2, 0, [signed()])) is None
+
+
+async def test_an_own_batch_is_stored_once_with_its_sequence(store: NodeStore) -> None:
+    pool, writes = make_pool(store)
+    batch = Batch(author=0, sequence=7, transactions=[signed()])
+    encoded = encode_batch(batch)
+    await pool.add_own(batch_digest(encoded), encoded, batch)
+    assert writes == [1]  # one synced write: the batch and the next sequence together
+    assert store.get_batch(batch_digest(encoded)) == encoded
+    assert store.next_batch_sequence() == 8
+
+
+async def test_answers_fit_the_byte_budget_and_the_asker_gets_the_rest_later(
+    store: NodeStore,
+) -> None:
+    pool, _ = make_pool(store)
+    digests = []
+    txs = [signed(sender=s % 8, nonce=s, payload=b"y" * 30_000) for s in range(40)]
+    for seq in range(40):  # 40 batches of ~1.2 MB each: far over one answer
+        encoded = batch_of(0, seq, txs)
+        digest = batch_digest(encoded)
+        store.save_batch(digest, encoded)
+        digests.append(digest)
+    answer = pool.answer(BatchRequest(digests[:64]))
+    assert 0 < len(answer) < 40
+    assert sum(len(a) for a in answer) <= MAX_BATCH_ANSWER_BYTES
+    assert [batch_digest(a) for a in answer] == digests[: len(answer)]

@@ -1,0 +1,59 @@
+"""The verifier pool: signatures checked off the event loop, results in order."""
+
+from __future__ import annotations
+
+import trio
+
+from sequencer_net.mempool.mempool import CheckedTx
+from sequencer_net.mempool.transaction import InvalidTransaction, MalformedTransaction
+from sequencer_net.mempool.verifier import CHUNK, VerifierPool
+from tests.mempool.factories import DOMAIN, KEYS, signed
+
+
+async def test_results_come_back_in_order_with_the_invalid_ones_named() -> None:
+    good = [signed(sender=i % 8, nonce=i) for i in range(3 * CHUNK + 5)]
+    items = list(good)
+    items[7] = b"\x00garbage"
+    items[CHUNK + 1] = good[0][:-1]  # truncated
+    pool = VerifierPool(DOMAIN, threads=2)
+    results = await pool.check_many(items)
+    assert len(results) == len(items)
+    for i, result in enumerate(results):
+        if i in (7, CHUNK + 1):
+            assert isinstance(result, InvalidTransaction)
+        else:
+            assert isinstance(result, CheckedTx)
+            assert result.encoded == items[i] and result.sender == KEYS[i % 8].address
+    assert pool.checked == len(items)
+
+
+async def test_the_event_loop_keeps_running_while_a_large_batch_is_checked() -> None:
+    """Other tasks get the loop between chunks: a heartbeat ticks during the check."""
+    items = [signed(sender=i % 8, nonce=i) for i in range(8 * CHUNK)]
+    pool = VerifierPool(DOMAIN, threads=1)
+    ticks = 0
+    done = False
+
+    async def heartbeat() -> None:
+        nonlocal ticks
+        while not done:
+            ticks += 1
+            await trio.sleep(0)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(heartbeat)
+        results = await pool.check_many(items)
+        done = True
+    assert all(isinstance(r, CheckedTx) for r in results)
+    assert ticks > 8  # at least once per chunk; inline checking would give 1
+
+
+async def test_a_single_transaction_raises_its_error() -> None:
+    pool = VerifierPool(DOMAIN)
+    assert (await pool.check(signed())).sender == KEYS[0].address
+    try:
+        await pool.check(b"\x92")
+    except MalformedTransaction:
+        pass
+    else:
+        raise AssertionError("an undecodable transaction was accepted")

@@ -1,0 +1,90 @@
+"""The node's batch tasks on trio's mock clock: own batches are cut when due
+(woken by arrivals or the oldest transaction's deadline, never by polling),
+stored before they are broadcast; peers' batches wait in their own queue."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import trio
+from trio.testing import MockClock
+
+from sequencer_net.batches.batch import BatchBuilder, batch_digest, decode_batch
+from sequencer_net.batches.pool import BatchPool
+from sequencer_net.mempool.limits import BatchLimits
+from sequencer_net.mempool.mempool import Mempool
+from sequencer_net.mempool.verifier import VerifierPool
+from sequencer_net.metrics import Metrics
+from sequencer_net.node.batching import INBOUND_BATCH_QUEUE, OwnBatches, PeerBatches
+from sequencer_net.storage.group_commit import GroupCommit
+from sequencer_net.storage.node_store import NodeStore
+from tests.mempool.factories import DOMAIN
+from tests.mempool.test_mempool import cached_tx
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[NodeStore]:
+    s = NodeStore(tmp_path / "db", sync=False)
+    yield s
+    s.close()
+
+
+def clock_ms() -> int:
+    return int(trio.current_time() * 1000)
+
+
+async def test_a_batch_is_cut_at_its_deadline_stored_then_broadcast(
+    store: NodeStore, autojump_clock: MockClock
+) -> None:
+    mempool = Mempool(DOMAIN)
+    pool = BatchPool(store, VerifierPool(DOMAIN, threads=1), GroupCommit(store.write_synced))
+    builder = BatchBuilder(0, BatchLimits(max_txs=100, max_delay_ms=50))
+    polls = 0
+    real_poll = builder.poll
+
+    def counting_poll(*args: object) -> object:
+        nonlocal polls
+        polls += 1
+        return real_poll(*args)  # type: ignore[arg-type]
+
+    builder.poll = counting_poll  # type: ignore[method-assign]
+    sent: list[tuple[float, bytes]] = []
+
+    def broadcast(encoded: bytes) -> None:
+        # Stored before it leaves: a restart never reuses its sequence.
+        assert store.get_batch(batch_digest(encoded)) == encoded
+        assert store.next_batch_sequence() == decode_batch(encoded).sequence + 1
+        sent.append((trio.current_time(), encoded))
+
+    own = OwnBatches(
+        batcher=builder,
+        mempool=mempool,
+        pool=pool,
+        broadcast=broadcast,
+        metrics=Metrics(),
+        clock_ms=clock_ms,
+    )
+    async with trio.open_nursery() as nursery:
+        await nursery.start(own.run)
+        await trio.sleep(1.0)
+        assert polls == 1  # idle: one look, then waiting on an event, no polling
+        start = trio.current_time()
+        mempool.add(cached_tx(0, 0, 0), now_ms=clock_ms())
+        own.transactions_arrived()
+        await trio.sleep(0.2)
+        nursery.cancel_scope.cancel()
+    ((at, encoded),) = sent
+    assert at - start == pytest.approx(0.05, abs=0.002)  # mock time: exactly the delay
+    assert decode_batch(encoded).transactions == [cached_tx(0, 0, 0).encoded]
+    assert polls <= 4
+
+
+async def test_peer_batches_never_block_the_inbound_loop(store: NodeStore) -> None:
+    pool = BatchPool(store, VerifierPool(DOMAIN, threads=1), GroupCommit(store.write_synced))
+    metrics = Metrics()
+    peers = PeerBatches(pool, metrics)
+    for i in range(INBOUND_BATCH_QUEUE + 5):  # nobody verifies yet: the queue fills
+        peers.offer(1, b"batch %d" % i)
+    assert metrics.dropped_batches._value.get() == 5
