@@ -1,4 +1,5 @@
-"""`seqnet bench ...`: benchmarks of the engine's hot paths.
+"""`seqnet bench`: the network benchmark (no subcommand, sequencer_net/testnet/bench/)
+and benchmarks of the engine's hot paths (`auction`, `block`).
 
 Each benchmark builds its input from a seed (printed, so a run replays with
 `--seed`), times only the code under test with `time.perf_counter`, and reports
@@ -12,6 +13,7 @@ import json
 import secrets
 import time
 from random import Random
+from typing import Any
 
 import click
 
@@ -64,9 +66,163 @@ def _format_wad(value: int) -> str:
     return f"{whole}.{fraction:018d}".rstrip("0").rstrip(".")
 
 
-@click.group()
-def bench() -> None:
-    """Benchmarks of the engine's hot paths (seeded, best of N repetitions)."""
+NETWORK_OPTIONS = (
+    "validators",
+    "duration",
+    "rate",
+    "mix",
+    "latency_bound_ms",
+    "max_steps",
+    "no_baseline",
+    "keep",
+    "wan_delay_ms",
+    "seed",
+    "wire",
+    "as_json",
+)
+
+
+@click.group(invoke_without_command=True)
+@click.option(
+    "--validators",
+    "-n",
+    type=click.IntRange(1, 64),
+    default=4,
+    show_default=True,
+    help="Validators in the benchmark network (all on this machine).",
+)
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=2.0),
+    default=10.0,
+    show_default=True,
+    help="Seconds of load per step (the first quarter, at least 1 s, is warm-up).",
+)
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Offer this many tx/s for one step instead of searching for the highest sustained rate.",
+)
+@click.option(
+    "--mix",
+    type=click.Choice(["rollup", "dex", "mixed"]),
+    default="rollup",
+    show_default=True,
+    help="rollup: opaque 100-300 byte payloads in namespaces 1-4; dex: the testnet's "
+    "trader traffic (orders, oracle prices, deposits) in namespace 0; mixed: the "
+    "same with one in five a rollup blob.",
+)
+@click.option(
+    "--latency-bound-ms",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1000.0,
+    show_default=True,
+    help="A sustained rate keeps p99 submit-to-commit under this.",
+)
+@click.option(
+    "--max-steps",
+    type=click.IntRange(1, 30),
+    default=8,
+    show_default=True,
+    help="Steps of the rate search per network (ramp, then bisection).",
+)
+@click.option(
+    "--no-baseline",
+    is_flag=True,
+    help="Skip the single-validator baseline (run by default when N > 1).",
+)
+@click.option("--keep", is_flag=True, help="Keep the networks' directories (logs, data).")
+@click.option(
+    "--wan-delay-ms",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Each validator in its own network namespace, D ms one-way delay between "
+    "any two (netem). Needs root, iproute2 and a kernel with netem; 0 gives "
+    "the namespaces without delay.",
+)
+@click.option(
+    "--seed",
+    type=click.IntRange(0, 2**32 - 1),
+    default=0,
+    show_default=True,
+    help="Seed of accounts and payloads.",
+)
+@click.option(
+    "--wire",
+    type=click.Choice(["auto", "json", "msgpack"]),
+    default="auto",
+    show_default=True,
+    help="Batch submission format; auto uses msgpack when the nodes speak it.",
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print the report as one JSON object (progress goes to stderr).",
+)
+@click.pass_context
+def bench(ctx: click.Context, /, **options: Any) -> None:
+    """Benchmarks: the network (no subcommand) and the engine's hot paths.
+
+    \b
+    seqnet bench [--validators N] [--duration S] [--rate R] [--mix M] [--json]
+    starts a fresh local network of N real `seqnet node run` processes on
+    127.0.0.1 (a temporary directory, removed afterwards unless --keep),
+    measures this machine's signature-recovery limit, and then either offers
+    --rate R tx/s for S seconds, or searches for the highest rate the network
+    sustains: committed tx/s within 5% of offered, p99 submit-to-commit under
+    --latency-bound-ms, and a backlog that does not grow. The search doubles
+    the rate from 1/8 of the verify limit, then bisects; each step is printed.
+    Transactions are signed before each step and submitted in batches, so the
+    client is not the bottleneck (its CPU is reported). The same load then
+    runs against one validator alone, and the report gives the ratio of the
+    two (the cost of decentralization). Every process started is stopped at
+    the end, on errors and on Ctrl-C. docs/performance.md explains each number.
+
+    \b
+    Examples:
+      seqnet bench --validators 4 --duration 10 --json
+      seqnet bench -n 4 --rate 2000 --duration 20 --mix dex
+      sudo seqnet bench -n 4 --rate 500 --wan-delay-ms 50
+
+    \b
+    Subcommands time the engine alone (seeded, best of N repetitions):
+      seqnet bench auction --orders 10000
+      seqnet bench block --orders 5000 --markets 10
+    """
+    if ctx.invoked_subcommand is not None:
+        given = [
+            name
+            for name in NETWORK_OPTIONS
+            if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
+        ]
+        if given:
+            raise click.UsageError(
+                "network benchmark options go without a subcommand: "
+                + ", ".join("--" + name.replace("_", "-") for name in given)
+            )
+        return
+    from sequencer_net.cli.bench_network import run_network_bench
+    from sequencer_net.testnet.bench.run import BenchOptions
+    from sequencer_net.testnet.bench.traffic import Mix
+
+    run_network_bench(
+        BenchOptions(
+            validators=options["validators"],
+            duration_s=options["duration"],
+            rate=options["rate"],
+            mix=Mix(options["mix"]),
+            latency_bound_ms=options["latency_bound_ms"],
+            max_steps=options["max_steps"],
+            baseline=not options["no_baseline"],
+            keep=options["keep"],
+            wan_delay_ms=options["wan_delay_ms"],
+            seed=options["seed"],
+            wire=options["wire"],
+        ),
+        as_json=options["as_json"],
+    )
 
 
 @bench.command()

@@ -29,7 +29,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "bench": (
         "sequencer_net.cli.bench",
         "bench",
-        "Benchmarks of the engine's hot paths.",
+        "Network benchmark (tx/s, latency, vs. one validator); engine benchmarks.",
     ),
     "testnet": (
         "sequencer_net.cli.testnet",

@@ -1,0 +1,427 @@
+"""One load step against running nodes: send a pre-built plan, watch it commit.
+
+Three tasks under one nursery:
+
+- the sender submits tick k's requests at k x tick_s (open loop: late ticks
+  go out at once), at most MAX_IN_FLIGHT_PER_NODE requests per node; the time
+  it waits for a free slot is node backpressure and is reported;
+- the observer polls node 0's height every OBSERVE_POLL_S and fetches each new
+  block: a transaction's commit time is when node 0 first reported the height
+  of the block that holds it (committed and executed there);
+- the sampler snapshots CPU, height, view and metrics at the start and end of
+  the measurement window and the backlog (accepted minus committed) during it.
+
+After the last request the step drains: it waits until every accepted
+transaction has committed, nothing committed for DRAIN_IDLE_S, or
+DRAIN_MAX_S passed. `summarize_step` turns the raw record into the numbers
+and the `StepMeasurement` the sustained-rate decision reads.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import msgspec
+import trio
+
+from sequencer_net.mempool.transaction import tx_hash
+from sequencer_net.testnet.bench.cpu import own_cpu_seconds, tree_cpu_seconds
+from sequencer_net.testnet.bench.histogram import LatencyHistogram
+from sequencer_net.testnet.bench.limits import (
+    BACKLOG_SAMPLE_S,
+    DRAIN_IDLE_S,
+    DRAIN_MAX_S,
+    MAX_IN_FLIGHT_PER_NODE,
+    MIN_WARMUP_S,
+    OBSERVE_POLL_S,
+    REQUEST_TIMEOUT_S,
+    WARMUP_FRACTION,
+)
+from sequencer_net.testnet.bench.sustain import StepMeasurement, least_squares_slope
+from sequencer_net.testnet.bench.traffic import Request, StepPlan, WireFormat
+
+NULLIFIED_METRIC = "seqnet_views_nullified_total"
+JSON_HEADERS = {"content-type": "application/json"}
+MSGPACK_HEADERS = {"content-type": "application/msgpack"}
+
+PENDING, ACCEPTED, REFUSED = 0, 1, 2
+HASH_HEX_LENGTH = 66  # "0x" + 32 bytes
+
+
+class ObserverError(RuntimeError):
+    """Node 0 stopped answering the observer, so commits cannot be measured."""
+
+
+@dataclass(slots=True)
+class Snapshot:
+    """The state of things at one edge of the measurement window."""
+
+    at: float
+    height: int
+    view: int
+    nullified: float | None
+    node_cpu_s: dict[int, float]
+    client_cpu_s: float
+
+
+@dataclass(slots=True)
+class StepRecord:
+    """What happened during one step (trio clock times)."""
+
+    plan: StepPlan
+    started_at: float = 0.0
+    load_ended_at: float = 0.0
+    window: tuple[float, float] = (0.0, 0.0)
+    sent_at: list[float] = field(default_factory=list)  # per request, -1: never sent
+    outcome: bytearray = field(default_factory=bytearray)  # per transaction
+    committed_at: list[float] = field(default_factory=list)  # per transaction, -1: not seen
+    refused_codes: Counter[str] = field(default_factory=Counter)
+    accepted: int = 0
+    committed: int = 0
+    backlog: list[tuple[float, float]] = field(default_factory=list)
+    waited_for_nodes_s: float = 0.0
+    max_behind_s: float = 0.0
+    start: Snapshot | None = None
+    end: Snapshot | None = None
+    drained: bool = False
+
+
+def executed_height(status: dict[str, Any]) -> int:
+    """The highest block the node has committed and executed."""
+    height = int(status.get("height") or 0)
+    executed = status.get("executed_height")
+    return min(height, int(executed)) if isinstance(executed, int) else height
+
+
+def block_tx_hash(item: str) -> str:
+    """A block's transaction as GET /v1/blocks lists it (the encoded transaction,
+    0x-hex; or its hash) -> its hash, 0x-hex."""
+    if len(item) == HASH_HEX_LENGTH:
+        return item.lower()
+    return "0x" + tx_hash(bytes.fromhex(item.removeprefix("0x"))).hex()
+
+
+def parse_counter(metrics_text: str, name: str) -> float | None:
+    """An unlabelled sample's value from Prometheus text, None if absent."""
+    for line in metrics_text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{}"):
+            try:
+                return float(line.rsplit(" ", 1)[1])
+            except ValueError:
+                return None
+    return None
+
+
+def count_outcomes(body: bytes, wire: WireFormat, count: int) -> list[str | None]:
+    """Per transaction: None if accepted, else the refusal's code."""
+    if wire is WireFormat.MSGPACK:
+        answers = msgspec.msgpack.decode(body)
+        if not isinstance(answers, list) or len(answers) != count:
+            raise ValueError("malformed msgpack answer")
+        return [None if isinstance(a, bytes) else str(a[0]) for a in answers]
+    document = msgspec.json.decode(body)
+    results = document.get("results") if isinstance(document, dict) else None
+    if not isinstance(results, list) or len(results) != count:
+        raise ValueError("malformed JSON answer")
+    return [None if "hash" in r else str(r.get("code", "error")) for r in results]
+
+
+class StepDriver:
+    def __init__(
+        self,
+        plan: StepPlan,
+        node_urls: Sequence[str],
+        node_pids: Sequence[int],
+        *,
+        drain_max_s: float = DRAIN_MAX_S,
+        drain_idle_s: float = DRAIN_IDLE_S,
+        poll_s: float = OBSERVE_POLL_S,
+    ) -> None:
+        self.plan = plan
+        self.urls = list(node_urls)
+        self.pids = list(node_pids)
+        self.drain_max_s = drain_max_s
+        self.drain_idle_s = drain_idle_s
+        self.poll_s = poll_s
+        self.record = StepRecord(
+            plan=plan,
+            sent_at=[-1.0] * sum(len(t) for t in plan.ticks),
+            outcome=bytearray(plan.total),
+            committed_at=[-1.0] * plan.total,
+        )
+        self._index = {h: i for i, h in enumerate(plan.hashes)}
+        self._height = 0
+        self._view = 0
+        self._last_commit_at = 0.0
+
+    # --- the step -------------------------------------------------------------
+
+    async def run(self) -> StepRecord:
+        limits = httpx.Limits(max_connections=MAX_IN_FLIGHT_PER_NODE + 1)
+        clients = [
+            httpx.AsyncClient(base_url=url, timeout=REQUEST_TIMEOUT_S, limits=limits)
+            for url in self.urls
+        ]
+        observer = httpx.AsyncClient(base_url=self.urls[0], timeout=REQUEST_TIMEOUT_S)
+        try:
+            await self._poll_height(observer)
+            async with trio.open_nursery() as watchers:
+                watchers.start_soon(self._observe, observer)
+                await self._load_and_drain(clients, observer)
+                watchers.cancel_scope.cancel()
+        finally:
+            with trio.CancelScope(shield=True):
+                for client in [*clients, observer]:
+                    await client.aclose()
+        return self.record
+
+    async def _load_and_drain(
+        self, clients: list[httpx.AsyncClient], observer: httpx.AsyncClient
+    ) -> None:
+        record, plan = self.record, self.plan
+        warmup = max(MIN_WARMUP_S, WARMUP_FRACTION * plan.duration_s)
+        record.started_at = trio.current_time()
+        record.window = (record.started_at + warmup, record.started_at + plan.duration_s)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._sample_window, observer)
+            async with trio.open_nursery() as senders:
+                await self._send_all(clients, senders)
+            record.load_ended_at = trio.current_time()
+        await self._drain()
+
+    async def _send_all(self, clients: list[httpx.AsyncClient], senders: trio.Nursery) -> None:
+        record, plan = self.record, self.plan
+        slots = [trio.Semaphore(MAX_IN_FLIGHT_PER_NODE) for _ in clients]
+        request_id = 0
+        for k, requests in enumerate(plan.ticks, start=1):
+            due = record.started_at + min(k * plan.tick_s, plan.duration_s)
+            await trio.sleep_until(due)
+            for request in requests:
+                slot, before = slots[request.node], trio.current_time()
+                blocked = slot.value == 0
+                await slot.acquire()
+                now = trio.current_time()
+                if blocked:
+                    record.waited_for_nodes_s += now - before
+                record.max_behind_s = max(record.max_behind_s, now - due)
+                record.sent_at[request_id] = now
+                senders.start_soon(
+                    self._submit, clients[request.node], slots[request.node], request
+                )
+                request_id += 1
+
+    async def _submit(
+        self, client: httpx.AsyncClient, slot: trio.Semaphore, request: Request
+    ) -> None:
+        wire = self.plan.wire
+        headers = MSGPACK_HEADERS if wire is WireFormat.MSGPACK else JSON_HEADERS
+        try:
+            response = await client.post(
+                "/v1/transactions/batch", content=request.body, headers=headers
+            )
+            if response.status_code == 200:
+                codes = count_outcomes(response.content, wire, request.count)
+            else:
+                codes = [_error_code(response)] * request.count
+        except (httpx.HTTPError, ValueError, msgspec.DecodeError) as exc:
+            codes = [f"unreachable: {type(exc).__name__}"] * request.count
+        finally:
+            slot.release()
+        record = self.record
+        for offset, code in enumerate(codes):
+            if code is None:
+                record.outcome[request.first + offset] = ACCEPTED
+                record.accepted += 1
+            else:
+                record.outcome[request.first + offset] = REFUSED
+                record.refused_codes[code] += 1
+
+    async def _drain(self) -> None:
+        record = self.record
+        deadline = trio.current_time() + self.drain_max_s
+        while trio.current_time() < deadline:
+            if record.committed >= record.accepted:
+                record.drained = True
+                return
+            if trio.current_time() - max(self._last_commit_at, record.load_ended_at) > (
+                self.drain_idle_s
+            ):
+                return
+            await trio.sleep(self.poll_s)
+
+    # --- observation ----------------------------------------------------------
+
+    async def _poll_height(self, observer: httpx.AsyncClient) -> int:
+        response = await observer.get("/v1/status")
+        response.raise_for_status()
+        status = response.json()
+        self._view = int(status.get("view") or 0)
+        height = executed_height(status)
+        if not self._height:
+            self._height = height
+        return height
+
+    async def _observe(self, observer: httpx.AsyncClient) -> None:
+        record = self.record
+        failures = 0
+        while True:
+            try:
+                height = await self._poll_height(observer)
+                seen_at = trio.current_time()
+                while self._height < height:
+                    response = await observer.get(f"/v1/blocks/{self._height + 1}")
+                    response.raise_for_status()
+                    self._note_block(response.json(), seen_at)
+                    self._height += 1
+                failures = 0
+            except (httpx.HTTPError, ValueError) as exc:
+                failures += 1
+                if failures * self.poll_s > REQUEST_TIMEOUT_S:
+                    raise ObserverError(f"node 0 does not answer the observer: {exc}") from exc
+            if record.start is not None and record.end is None:
+                record.backlog.append(
+                    (trio.current_time(), float(record.accepted - record.committed))
+                )
+            await trio.sleep(self.poll_s)
+
+    def _note_block(self, block: dict[str, Any], seen_at: float) -> None:
+        record = self.record
+        for tx in block.get("transactions") or ():
+            i = self._index.get(block_tx_hash(tx))
+            if i is not None and record.committed_at[i] < 0:
+                record.committed_at[i] = seen_at
+                record.committed += 1
+                self._last_commit_at = seen_at
+
+    async def _sample_window(self, observer: httpx.AsyncClient) -> None:
+        record = self.record
+        await trio.sleep_until(record.window[0])
+        record.start = await self._snapshot(observer)
+        await trio.sleep_until(record.window[1])
+        record.end = await self._snapshot(observer)
+        # Keep only the backlog samples inside the window, at most one per period.
+        kept: list[tuple[float, float]] = []
+        for at, backlog in record.backlog:
+            if not kept or at - kept[-1][0] >= BACKLOG_SAMPLE_S:
+                kept.append((at, backlog))
+        record.backlog = kept
+
+    async def _snapshot(self, observer: httpx.AsyncClient) -> Snapshot:
+        at = trio.current_time()
+        cpu = tree_cpu_seconds(self.pids)
+        client_cpu = own_cpu_seconds()
+        height = await self._poll_height(observer)
+        view = self._view
+        nullified = None
+        try:
+            response = await observer.get("/metrics")
+            if response.status_code == 200:
+                nullified = parse_counter(response.text, NULLIFIED_METRIC)
+        except httpx.HTTPError:
+            pass
+        return Snapshot(at, height, view, nullified, cpu, client_cpu)
+
+
+def _error_code(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    code = body.get("code") if isinstance(body, dict) else None
+    return f"{response.status_code} {code or response.reason_phrase}"
+
+
+# --- the numbers ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StepSummary:
+    measurement: StepMeasurement
+    numbers: dict[str, Any]
+    histogram: LatencyHistogram
+
+
+def _round(value: float | None, digits: int = 1) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def summarize_step(record: StepRecord) -> StepSummary:
+    """The step's numbers over its measurement window."""
+    plan = record.plan
+    start, end = record.window
+    length = end - start
+    if record.start is None or record.end is None or length <= 0:
+        raise ValueError("the step ended before its measurement window closed")
+    histogram = LatencyHistogram()
+    offered = 0
+    request_id = 0
+    for requests in plan.ticks:
+        for request in requests:
+            sent = record.sent_at[request_id]
+            request_id += 1
+            if not start <= sent <= end:
+                continue
+            offered += request.count
+            for i in range(request.first, request.first + request.count):
+                if record.outcome[i] == REFUSED:
+                    continue
+                committed = record.committed_at[i]
+                if committed < 0:
+                    histogram.record_missing()
+                else:
+                    histogram.record(max(0, round((committed - sent) * 1_000_000)))
+    committed_in_window = sum(1 for at in record.committed_at if start <= at <= end)
+    tps = committed_in_window / length
+    p50, p90, p99 = (histogram.percentile(q) for q in (0.50, 0.90, 0.99))
+    to_ms = 1 / 1000
+    measurement = StepMeasurement(
+        target_rate=plan.rate,
+        offered_rate=offered / length,
+        committed_rate=tps,
+        submitted=plan.total,
+        refused=sum(record.refused_codes.values()),
+        p99_ms=None if p99 is None else p99 * to_ms,
+        backlog_slope=least_squares_slope(record.backlog),
+        waited_for_nodes_s=record.waited_for_nodes_s,
+    )
+    s, e = record.start, record.end
+    blocks = e.height - s.height
+    if s.nullified is not None and e.nullified is not None:
+        view_changes = round(e.nullified - s.nullified)
+        view_changes_source = NULLIFIED_METRIC
+    else:
+        view_changes = max(0, (e.view - s.view) - blocks)
+        view_changes_source = "derived: view delta - block delta at node 0"
+    node_cpu = [
+        round((e.node_cpu_s.get(pid, 0.0) - s.node_cpu_s.get(pid, 0.0)) / length, 3)
+        for pid in s.node_cpu_s  # node 0, node 1, ... (the order the pids were given)
+    ]
+    numbers: dict[str, Any] = {
+        "offered_rate": plan.rate,
+        "offered_tps": round(offered / length, 1),
+        "tps": round(tps, 1),
+        "p50_ms": _round(None if p50 is None else p50 * to_ms),
+        "p90_ms": _round(None if p90 is None else p90 * to_ms),
+        "p99_ms": _round(measurement.p99_ms),
+        "latency_samples": histogram.recorded,
+        "latency_never_committed": histogram.missing,
+        "blocks_per_s": round(blocks / length, 2),
+        "view_changes": view_changes,
+        "view_changes_source": view_changes_source,
+        "cpu_per_node": node_cpu,
+        "client_cpu": round((e.client_cpu_s - s.client_cpu_s) / length, 3),
+        "window_s": round(length, 2),
+        "submitted": plan.total,
+        "accepted": record.accepted,
+        "refused": dict(record.refused_codes.most_common()),
+        "committed": record.committed,
+        "backlog_slope_tps": round(measurement.backlog_slope, 1),
+        "waited_for_nodes_s": round(record.waited_for_nodes_s, 2),
+        "client_max_behind_s": round(record.max_behind_s, 3),
+        "drained": record.drained,
+    }
+    return StepSummary(measurement, numbers, histogram)
