@@ -178,5 +178,3 @@ class Intake:
         for c in admitted:
             self.accepted_at[c.hash] = now
         self.metrics.accepted_txs.inc(len(admitted))
-
-

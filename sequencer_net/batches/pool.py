@@ -51,6 +51,8 @@ MAX_KNOWN_BATCHES = 100_000
 MAX_KNOWN_SENDERS = 2_000_000
 """Verified (sender, nonce) of recent transactions, so committing a block does
 not recover each signature a second time."""
+MAX_IN_FLIGHT = 4_096
+"""Peers' batches queued for verification whose digests voters may wait on."""
 MAX_REJECTED_BATCHES = 10_000
 """Digests of batches that failed verification, remembered so the same bytes
 are refused for the cost of a hash."""
@@ -104,6 +106,7 @@ class BatchPool:
         self._peers: dict[int, _PeerRecord] = {}
         self.log_limiter = LogLimiter(log)
         self._arrived = trio.Event()
+        self._in_flight: dict[bytes, trio.Event] = {}
         self.rejected_batches = 0
 
     def __contains__(self, digest: object) -> bool:
@@ -139,10 +142,36 @@ class BatchPool:
 
     # ---- batches from peers --------------------------------------------------------------
 
+    def expect(self, digest: bytes) -> None:
+        """A peer's batch with this digest is queued for verification: a voter that
+        needs it waits for that (`wait_for`) rather than fetching it again."""
+        if digest not in self._known and len(self._in_flight) < MAX_IN_FLIGHT:
+            self._in_flight.setdefault(digest, trio.Event())
+
+    async def wait_for(self, digests: Iterable[bytes], timeout_s: float) -> None:
+        """Wait (at most `timeout_s`) for the batches among `digests` that are
+        queued for verification here to be decided."""
+        with trio.move_on_after(timeout_s):
+            for digest in digests:
+                event = self._in_flight.get(digest)
+                if event is not None:
+                    await event.wait()
+
+    def _decided(self, digest: bytes) -> None:
+        event = self._in_flight.pop(digest, None)
+        if event is not None:
+            event.set()
+
     async def receive(self, sender: int, encoded: bytes) -> bytes | None:
         """A batch broadcast by validator `sender`: check it fully, then keep it.
         Returns its digest, or None when it is refused (remembered and counted)."""
         digest = batch_digest(encoded)
+        try:
+            return await self._receive(sender, digest, encoded)
+        finally:
+            self._decided(digest)
+
+    async def _receive(self, sender: int, digest: bytes, encoded: bytes) -> bytes | None:
         if digest in self._known:
             return digest
         if self._is_throttled(sender):
@@ -199,13 +228,12 @@ class BatchPool:
         return checked
 
     async def _store(self, digest: bytes, encoded: bytes, author: int) -> None:
-        """Durable before any vote that relies on it (a voter must still hold the
-        batches of a block it voted for after a crash)."""
-
-        def stage(write: WriteBatch) -> None:
-            self.store.stage_batch(write, digest, encoded, author=author)
-
-        await self.group.write(stage)
+        """Stored before any vote relies on it: written unsynced, at once, and made
+        durable by the fsync of the vote itself (RocksDB's write-ahead log is one
+        sequence, so syncing a later write syncs every earlier one). A voter
+        therefore still holds, after any crash, the batches of every block it
+        voted for, without an fsync per batch."""
+        self.store.save_batch(digest, encoded, author=author, synced=False)
 
     async def wait_for_batch(self) -> None:
         """Return when a batch arrives (own or a peer's) after this call."""

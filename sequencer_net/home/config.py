@@ -277,9 +277,7 @@ class MempoolSettings:
         "fee per byte than the cheapest waiting ones, which it evicts.",
         _positive,
     )
-    max_bytes: int = _key(
-        _MEMPOOL.max_bytes, "Most bytes of pending transactions held.", _positive
-    )
+    max_bytes: int = _key(_MEMPOOL.max_bytes, "Most bytes of pending transactions held.", _positive)
     max_per_sender: int = _key(
         _MEMPOOL.max_per_sender,
         "Most pending transactions of one sender (the engine accepts nonces at most "

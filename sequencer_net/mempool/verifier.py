@@ -62,9 +62,7 @@ class VerifierPool:
             raise result
         return result
 
-    async def check_many(
-        self, encoded: Sequence[bytes]
-    ) -> list[CheckedTx | InvalidTransaction]:
+    async def check_many(self, encoded: Sequence[bytes]) -> list[CheckedTx | InvalidTransaction]:
         """Check every transaction; results in input order."""
         self.checked += len(encoded)
         if len(encoded) < INLINE_BELOW:

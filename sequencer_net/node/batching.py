@@ -23,6 +23,7 @@ import trio
 
 from sequencer_net.batches.batch import BatchBuilder, batch_digest, batch_tx_hashes, encode_batch
 from sequencer_net.batches.pool import BatchPool
+from sequencer_net.mempool.limits import MAX_BATCH_BYTES
 from sequencer_net.mempool.mempool import Mempool
 from sequencer_net.metrics import Metrics
 
@@ -91,9 +92,7 @@ class PeerBatches:
     def __init__(self, pool: BatchPool, metrics: Metrics) -> None:
         self.pool = pool
         self.metrics = metrics
-        self._send, self._receive = trio.open_memory_channel[tuple[int, bytes]](
-            INBOUND_BATCH_QUEUE
-        )
+        self._send, self._receive = trio.open_memory_channel[tuple[int, bytes]](INBOUND_BATCH_QUEUE)
 
     def offer(self, peer: int, encoded: bytes) -> None:
         """A batch frame from validator `peer` (never blocks the inbound loop)."""
@@ -101,6 +100,9 @@ class PeerBatches:
             self._send.send_nowait((peer, encoded))
         except trio.WouldBlock:
             self.metrics.dropped_batches.inc()
+            return
+        if len(encoded) <= MAX_BATCH_BYTES:
+            self.pool.expect(batch_digest(encoded))
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:

@@ -135,11 +135,17 @@ class CommitPipeline:
         self.accepted_at = accepted_at
         self.state_root_at = state_root_at
         self.own_index = own_index
+        self._advanced = trio.Event()
         self.market_activity = MarketActivity()  # what GET /v1/markets counts
 
     async def run(self, commits: trio.MemoryReceiveChannel[Commit]) -> None:
         async for commit in commits:
             await self.apply(commit)
+
+    async def wait_executed(self, height: int) -> None:
+        """Return once this node has executed `height` (backpressure for leaders)."""
+        while self.status.height < height:
+            await self._advanced.wait()
 
     async def _batch(self, digest: bytes) -> bytes:
         """The batch's bytes, fetched from peers until someone has it: a committed
@@ -181,9 +187,7 @@ class CommitPipeline:
         timestamp_ms = 0 if payload is None else payload.timestamp_ms
         # Block time never runs backwards for the engine: a leader's clock may.
         seconds = max(timestamp_ms // 1000, self.state.block.timestamp)
-        engine_block = ExecutionBlock(
-            block.height, seconds, tuple(r.sequenced for r in resolved)
-        )
+        engine_block = ExecutionBlock(block.height, seconds, tuple(r.sequenced for r in resolved))
         result = await trio.to_thread.run_sync(execute_block, self.state, engine_block)
         transactions = [r.encoded for r in resolved]
         receipts = encode(result.receipts)
@@ -253,6 +257,8 @@ class CommitPipeline:
         if removed:
             self.store.remove_pending(removed)
         self.status.height = height
+        self._advanced.set()
+        self._advanced = trio.Event()
         self.status.last_hash = digest
         self.status.state_root = self.state.state_root
         self.status.committed_txs += len(hashes)

@@ -188,8 +188,10 @@ class ValidatorNode:
             genesis_time_ms=genesis.genesis_time_ms,
             genesis_state_root=self.genesis_state_root,
             executed=lambda: (self.status.height, self.status.state_root),
+            wait_executed=lambda height: self.commits.wait_executed(height),
             state_root_at=self._state_root_at,
             empty_block_wait_ms=config.consensus.empty_block_wait_ms(genesis),
+            lag_wait_ms=config.consensus.consensus_config(genesis).view_timeout_ms // 2,
         )
         self._commits_in, self._commits_out = trio.open_memory_channel[Commit](COMMIT_QUEUE)
         self.driver = ConsensusDriver(
@@ -377,8 +379,15 @@ class ValidatorNode:
         self.state_store.close()
 
 
+GIL_SWITCH_INTERVAL_S = 0.001
+"""How long a thread may hold the GIL while another waits for it (Python's
+default is 5 ms). Execution and signature checks run in worker threads; the
+event loop, which serves consensus, gets the GIL back within this long."""
+
+
 async def run_node(config: NodeConfig) -> None:
     """Run one validator until SIGINT or SIGTERM."""
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     configure_logging(config)
     genesis = load_genesis(config.genesis_path)
     key = PrivateKey(load_validator_secret(config))
@@ -399,4 +408,3 @@ async def _stop_on_signal(scope: trio.CancelScope) -> None:
             log.info("event=shutdown signal=%s", signal.Signals(signum).name)
             scope.cancel()
             return
-

@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import trio
 
@@ -48,6 +48,11 @@ from sequencer_net.payload.format import (
 log = logging.getLogger("seqnet.payload")
 
 
+IN_FLIGHT_WAIT_S = 0.5
+"""How long a voter waits for a named batch that is queued for verification here
+before it fetches it from a peer instead."""
+
+
 def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -62,8 +67,10 @@ class PayloadService:
         genesis_time_ms: int,
         genesis_state_root: bytes,
         executed: Callable[[], tuple[int, bytes]],
+        wait_executed: Callable[[int], Awaitable[None]],
         state_root_at: Callable[[int], bytes | None],
         empty_block_wait_ms: int,
+        lag_wait_ms: int,
         clock_ms: Callable[[], int] = wall_clock_ms,
     ) -> None:
         self.core = core
@@ -71,8 +78,10 @@ class PayloadService:
         self.fetcher = fetcher
         self.genesis = ParentState(genesis_time_ms, 0, genesis_state_root)
         self.executed = executed
+        self.wait_executed = wait_executed
         self.state_root_at = state_root_at
         self.empty_block_wait_ms = empty_block_wait_ms
+        self.lag_wait_ms = lag_wait_ms
         self.clock_ms = clock_ms
         self.unchecked_roots = 0
         """Votes cast before this validator had executed the vouched height."""
@@ -106,6 +115,11 @@ class PayloadService:
         """The payload of a new block at `height` on `parent_digest`; waits up to
         the empty-block interval for a first batch so an idle network does not
         spin empty blocks."""
+        if height - self.executed()[0] > MAX_EXECUTION_LAG:
+            # Backpressure: ordering waits (a bounded time, well inside the view)
+            # for execution to catch up rather than racing ahead with empty blocks.
+            with trio.move_on_after(self.lag_wait_ms / 1000):
+                await self.wait_executed(height - MAX_EXECUTION_LAG)
         lagging = height - self.executed()[0] > MAX_EXECUTION_LAG
         exclude = self._ancestor_batches(parent_digest)
         if not lagging:
@@ -152,6 +166,11 @@ class PayloadService:
         if not check_vouched_root(payload, self.state_root_at):
             self.unchecked_roots += 1
         missing = [d for d in payload.batches if d not in self.pool]
+        if missing:
+            # Batches that reached us but wait in the verification queue are worth
+            # waiting for: fetching them would verify them a second time.
+            await self.pool.wait_for(missing, IN_FLIGHT_WAIT_S)
+            missing = [d for d in missing if d not in self.pool]
         for i in range(0, len(missing), MAX_BATCHES_PER_REQUEST):
             chunk = missing[i : i + MAX_BATCHES_PER_REQUEST]
             await self.fetcher.fetch(BatchRequest(chunk), prefer=block.proposer)

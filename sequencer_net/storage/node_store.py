@@ -420,12 +420,14 @@ class NodeStore:
         *,
         own_sequence: int | None = None,
         author: int | None = None,
+        synced: bool = True,
     ) -> None:
-        """Durably keep a batch, before acknowledging it or, if it is this node's
-        own (`own_sequence` given), before broadcasting it."""
+        """Keep a batch: synced before acknowledging it or, if it is this node's
+        own (`own_sequence` given), before broadcasting it; unsynced when a later
+        synced write (the vote that relies on it) makes it durable."""
         batch = WriteBatch(raw_mode=True)
         self.stage_batch(batch, digest, encoded, own_sequence=own_sequence, author=author)
-        self._db.write(batch, self._synced)
+        self._db.write(batch, self._synced if synced else self._unsynced)
 
     def stage_batch(
         self,

@@ -53,9 +53,10 @@ async def test_a_malformed_msgpack_body_is_a_bad_request(world: ApiWorld) -> Non
 
 def test_a_websocket_stream_answers_each_batch_in_order(world: ApiWorld) -> None:
     app = world.app()
-    with TestClient(app, backend="trio") as client, client.websocket_connect(
-        "/v1/transactions/stream"
-    ) as socket:
+    with (
+        TestClient(app, backend="trio") as client,
+        client.websocket_connect("/v1/transactions/stream") as socket,
+    ):
         for round_ in range(3):
             txs = [signed(sender=round_, nonce=n) for n in range(4)]
             socket.send_bytes(msgspec.msgpack.encode(txs))

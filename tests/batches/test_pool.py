@@ -8,11 +8,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import trio
+import trio.testing
+from trio.testing import MockClock
 
 from sequencer_net.batches.batch import Batch, batch_digest, encode_batch
 from sequencer_net.batches.pool import (
     INVALID_BATCHES_BEFORE_THROTTLE,
     MAX_BATCH_ANSWER_BYTES,
+    MAX_IN_FLIGHT,
     THROTTLE_WINDOW_S,
     BatchPool,
     BatchRequest,
@@ -122,3 +126,50 @@ async def test_answers_fit_the_byte_budget_and_the_asker_gets_the_rest_later(
     assert 0 < len(answer) < 40
     assert sum(len(a) for a in answer) <= MAX_BATCH_ANSWER_BYTES
     assert [batch_digest(a) for a in answer] == digests[: len(answer)]
+
+
+async def test_a_voter_waits_for_a_queued_batch_instead_of_fetching_it(store: NodeStore) -> None:
+    pool, _ = make_pool(store)
+    good = batch_of(1, 0, [signed(sender=1, nonce=0)])
+    bad = bytearray(batch_of(2, 0, [signed(sender=2, nonce=0)]))
+    bad[-1] ^= 1  # a broken signature: decided, but not kept
+    digests = [batch_digest(good), batch_digest(bytes(bad))]
+    for digest in digests:
+        pool.expect(digest)
+    woke: list[bool] = []
+
+    async def voter() -> None:
+        await pool.wait_for(digests, timeout_s=30)
+        woke.append(True)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(voter)
+        await trio.testing.wait_all_tasks_blocked()
+        assert woke == []  # still queued
+        await pool.receive(1, good)
+        await trio.testing.wait_all_tasks_blocked()
+        assert woke == []  # one of two decided
+        await pool.receive(2, bytes(bad))
+        await trio.testing.wait_all_tasks_blocked()
+        assert woke == [True]  # both decided: the voter goes on at once
+        nursery.cancel_scope.cancel()
+    assert digests[0] in pool and digests[1] not in pool
+
+
+async def test_waiting_is_bounded_and_only_for_batches_known_to_be_queued(
+    store: NodeStore, autojump_clock: MockClock
+) -> None:
+    pool, _ = make_pool(store)
+    start = trio.current_time()
+    await pool.wait_for([b"\x01" * 32], timeout_s=5)  # never offered: no wait
+    assert trio.current_time() == start
+    pool.expect(b"\x02" * 32)  # queued, but its verifier never answers
+    await pool.wait_for([b"\x02" * 32], timeout_s=5)
+    assert trio.current_time() - start == pytest.approx(5)
+
+
+def test_the_in_flight_table_is_bounded(store: NodeStore) -> None:
+    pool, _ = make_pool(store)
+    for i in range(MAX_IN_FLIGHT + 100):
+        pool.expect(i.to_bytes(32, "big"))
+    assert len(pool._in_flight) == MAX_IN_FLIGHT

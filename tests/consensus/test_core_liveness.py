@@ -227,7 +227,11 @@ def test_a_certificate_from_another_network_with_the_same_keys_is_refused(net: N
     foreign = SignatureVerifier(other.separator())
     digest = foreign.vote_digest(VoteKind.NULLIFY, 5000, 0, ZERO_DIGEST)
     cert = Certificate(
-        VoteKind.NULLIFY, 5000, 0, ZERO_DIGEST, [0, 1, 2],
+        VoteKind.NULLIFY,
+        5000,
+        0,
+        ZERO_DIGEST,
+        [0, 1, 2],
         [bytes(net.keys[i].sign_digest(digest)) for i in (0, 1, 2)],
     )
     core, _ = net.started(3)
@@ -269,7 +273,11 @@ def test_check_certificate_refuses_a_signer_counted_twice(net: Net) -> None:
     assert not net.verifier.check_certificate(net.validators, repeated)
     unordered = net.certificate([0, 1, 2], VoteKind.NULLIFY, 3, 0, ZERO_DIGEST)
     shuffled = Certificate(
-        unordered.kind, 3, 0, ZERO_DIGEST, [1, 0, 2],
+        unordered.kind,
+        3,
+        0,
+        ZERO_DIGEST,
+        [1, 0, 2],
         [unordered.signatures[1], unordered.signatures[0], unordered.signatures[2]],
     )
     assert not net.verifier.check_certificate(net.validators, shuffled)
@@ -301,9 +309,7 @@ def test_a_late_certificate_lets_a_stuck_leader_propose(net: Net) -> None:
     (fetch,) = _of(actions, Fetch)
     assert fetch.request == CertificateRequest(first_view=1, last_view=2)
     _receive(core, 1, p1)
-    actions = _receive(
-        core, 0, CertificateResponse([n1, _nullification(net, 2)])
-    )
+    actions = _receive(core, 0, CertificateResponse([n1, _nullification(net, 2)]))
     expected = BuildPayload(View(4), Height(2), Digest(p1.block.digest()))
     assert _of(actions, BuildPayload) == [expected]
 
