@@ -17,6 +17,7 @@ from sequencer_net.home.genesis import (
     GenesisValidator,
     default_execution_genesis,
     load_genesis,
+    random_chain_id,
     write_genesis,
 )
 from sequencer_net.home.keystore import KeystoreError
@@ -62,7 +63,12 @@ def _parse_hosts(entries: tuple[str, ...]) -> dict[str, str]:
     required=True,
     help="A node home (repeat, in validator order): its name, ports and key are read.",
 )
-@click.option("--chain-id", type=click.IntRange(1, 2**63 - 1), default=31337, show_default=True)
+@click.option(
+    "--chain-id",
+    type=click.IntRange(1, 2**63 - 1),
+    help="Chain id in every signature's domain. Default: a random one in "
+    "[2**40, 2**48), so transactions signed for another network are refused here.",
+)
 @click.option(
     "--view-timeout-ms", type=click.IntRange(1, 3_600_000), default=1000, show_default=True
 )
@@ -86,7 +92,7 @@ def _parse_hosts(entries: tuple[str, ...]) -> dict[str, str]:
 def new(
     out: Path,
     homes: tuple[Path, ...],
-    chain_id: int,
+    chain_id: int | None,
     view_timeout_ms: int,
     genesis_time_ms: int | None,
     host_of: tuple[str, ...],
@@ -115,6 +121,8 @@ def new(
     except ValueError as exc:
         raise click.BadParameter("addresses are 0x hex", param_hint="--fund") from exc
     now_ms = genesis_time_ms if genesis_time_ms is not None else int(time.time() * 1000)
+    if chain_id is None:
+        chain_id = random_chain_id()
     validators = []
     configs = []
     try:

@@ -24,6 +24,7 @@ import enum
 import json
 import os
 import re
+import secrets as secrets_module
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -535,10 +536,23 @@ def default_execution_genesis(
     )
 
 
+LOCAL_CHAIN_ID_RANGE = (2**40, 2**48)
+"""Where a fresh local genesis draws its chain id when none is given: far above
+the ids public chains register, and below 2**53 so JavaScript wallets and
+tools hold it exactly. Two dev networks then never share a chain id, so a
+transaction signed for one is refused by the other."""
+
+
+def random_chain_id() -> int:
+    """A fresh chain id in LOCAL_CHAIN_ID_RANGE (not for consensus: for genesis)."""
+    low, high = LOCAL_CHAIN_ID_RANGE
+    return low + secrets_module.randbelow(high - low)
+
+
 def make_local_genesis(
     secrets: Sequence[bytes],
     *,
-    chain_id: int = 31337,
+    chain_id: int | None = None,
     host: str = "127.0.0.1",
     base_p2p_port: int,
     base_api_port: int,
@@ -559,13 +573,16 @@ def make_local_genesis(
     starts with LOCAL_FUNDED_AMOUNT of collateral; the insurance fund starts
     with LOCAL_INSURANCE_FUND. `markets` are listed at genesis;
     `market_operator` becomes the bridge, a second oracle and is funded
-    (`default_execution_genesis`).
+    (`default_execution_genesis`). Without `chain_id` a random one is drawn
+    (`random_chain_id`).
     """
     if not secrets:
         raise GenesisError("validators: at least one validator is needed")
     if weights is not None and len(weights) != len(secrets):
         raise GenesisError(f"weights: {len(weights)} weights for {len(secrets)} validators")
     keys = [PrivateKey(secret) for secret in secrets]
+    if chain_id is None:
+        chain_id = random_chain_id()
     if genesis_time_ms is None:
         genesis_time_ms = int(time.time() * 1000)
     execution = default_execution_genesis(

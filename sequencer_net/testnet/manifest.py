@@ -7,7 +7,7 @@
     validators = 4              # n; tolerates f = (n - 1) // 3 faulty
     weights = [1, 1, 1, 1]      # optional voting weights, one per validator
     view_timeout_ms = 1000      # consensus view timeout
-    chain_id = 31337
+    chain_id = 424242           # optional: default a random id, fresh per testnet
 
     [load]
     rate = 200                  # signed tx/s submitted while `up` runs; 0 = none
@@ -40,7 +40,6 @@ MAX_TESTNET_VALIDATORS = 64
 
 DEFAULT_VALIDATORS = 4
 DEFAULT_VIEW_TIMEOUT_MS = 1000
-DEFAULT_CHAIN_ID = 31337
 DEFAULT_LOAD_RATE = 200.0
 DEFAULT_LOAD_ACCOUNTS = 100
 DEFAULT_LOAD_SEED = 0
@@ -81,7 +80,8 @@ class NetworkSpec:
     validators: int = DEFAULT_VALIDATORS
     weights: tuple[int, ...] | None = None
     view_timeout_ms: int = DEFAULT_VIEW_TIMEOUT_MS
-    chain_id: int = DEFAULT_CHAIN_ID
+    chain_id: int | None = None
+    """None: a random one, drawn when the testnet's genesis is written."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +167,7 @@ def parse_manifest(text: str, *, source: str = "<manifest>") -> Manifest:
         view_timeout_ms=_int(
             network_table, "view_timeout_ms", DEFAULT_VIEW_TIMEOUT_MS, where, "network."
         ),
-        chain_id=_int(network_table, "chain_id", DEFAULT_CHAIN_ID, where, "network."),
+        chain_id=_optional_int(network_table, "chain_id", where, "network."),
     )
     load = LoadSpec(
         rate=_number(load_table, "rate", DEFAULT_LOAD_RATE, where, "load."),
@@ -211,7 +211,7 @@ def check_manifest(manifest: Manifest) -> None:
             raise where.error("network.weights", "every weight must be a positive integer")
     if network.view_timeout_ms <= 0:
         raise where.error("network.view_timeout_ms", "must be positive")
-    if not 0 < network.chain_id < 2**63:
+    if network.chain_id is not None and not 0 < network.chain_id < 2**63:
         raise where.error("network.chain_id", "must be between 1 and 2**63 - 1")
     if load.rate < 0:
         raise where.error("load.rate", "must be >= 0 (0 turns the load off)")
@@ -309,6 +309,12 @@ def _int(table: dict[str, Any], key: str, default: int, where: _Where, prefix: s
     if isinstance(value, bool) or not isinstance(value, int):
         raise where.error(prefix + key, f"must be an integer, not {value!r}")
     return value
+
+
+def _optional_int(table: dict[str, Any], key: str, where: _Where, prefix: str) -> int | None:
+    if key not in table:
+        return None
+    return _int(table, key, 0, where, prefix)
 
 
 def _number(table: dict[str, Any], key: str, default: float, where: _Where, prefix: str) -> float:

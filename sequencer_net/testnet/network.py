@@ -24,7 +24,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -630,6 +630,12 @@ def start_testnet(
     """
     directory = Path(directory).absolute()
     manifest = (manifest or Manifest()).with_overrides(validators=validators)
+    if manifest.network.chain_id is None:
+        # A fresh chain id per testnet: nothing signed for another one is valid here.
+        from sequencer_net.home.genesis import random_chain_id
+
+        chain_id = random_chain_id()
+        manifest = replace(manifest, network=replace(manifest.network, chain_id=chain_id))
     if not any("{home}" in part for part in node_command):
         raise TestnetError("node_command must contain a '{home}' placeholder")
     _prepare_directory(directory, fresh)

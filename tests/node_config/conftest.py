@@ -28,6 +28,7 @@ def secrets() -> list[bytes]:
 def genesis(secrets: list[bytes]) -> Genesis:
     return make_local_genesis(
         secrets,
+        chain_id=31337,
         base_p2p_port=36600,
         base_api_port=36700,
         genesis_time_ms=GENESIS_TIME_MS,

@@ -17,6 +17,7 @@ from sequencer_net.execution.genesis import GenesisConfig, GenesisMarket
 from sequencer_net.execution.records import MarketKind, MarketParams, OptionKind, OptionTerms
 from sequencer_net.home.genesis import (
     GENESIS_TAG,
+    LOCAL_CHAIN_ID_RANGE,
     LOCAL_FUNDED_AMOUNT,
     LOCAL_INSURANCE_FUND,
     Genesis,
@@ -423,3 +424,17 @@ def test_execution_defaults_apply_when_optional_keys_are_absent(
         genesis.execution, deposits=(), insurance_fund=0, markets=()
     )
     assert isinstance(loaded.execution, GenesisConfig)
+
+
+def test_a_fresh_local_genesis_draws_its_own_chain_id() -> None:
+    """Two dev networks never share a chain id, so nothing signed for one is
+    valid on the other; JavaScript tools hold the id exactly (< 2**53)."""
+    ids = {
+        make_local_genesis([secret_for(0)], base_p2p_port=1, base_api_port=9).chain_id
+        for _ in range(8)
+    }
+    assert len(ids) == 8
+    low, high = LOCAL_CHAIN_ID_RANGE
+    assert all(low <= i < high <= 2**53 for i in ids)
+    genesis = make_local_genesis([secret_for(0)], base_p2p_port=1, base_api_port=9)
+    assert genesis.execution.chain_id == genesis.chain_id

@@ -135,6 +135,11 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def _send(self, code: int, body: Any, content_type: str = "application/json") -> None:
+        if getattr(self, "_posting", False):
+            # Counted out before the answer leaves: once the client has it, it may
+            # send its next request, which must not find this one still counted.
+            self._posting = False
+            self._track(-1)
         data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
         self.send_response(code)
         self.send_header("content-type", content_type)
@@ -189,10 +194,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         self._track(1)
+        self._posting = True
         try:
             self._post()
         finally:
-            self._track(-1)
+            if self._posting:
+                self._posting = False
+                self._track(-1)
 
     def _post(self) -> None:
         chain = self.chain

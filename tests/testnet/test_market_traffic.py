@@ -60,6 +60,7 @@ def local_genesis(accounts: int = ACCOUNTS, seed: int = 0) -> Genesis:
     """What `testnet up` writes: the markets, funded traders, admin and operator."""
     return make_local_genesis(
         [keccak256(b"market-traffic validator")],
+        chain_id=31337,
         base_p2p_port=30_000,
         base_api_port=30_100,
         genesis_time_ms=GENESIS_TIME * 1000,

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from sequencer_net.home.genesis import LOCAL_CHAIN_ID_RANGE
 from sequencer_net.testnet.manifest import Manifest, Perturbation, PerturbationAction
 from sequencer_net.testnet.network import (
     TESTNET_FILE,
@@ -61,6 +62,10 @@ def test_start_status_and_stop(testnet_dir: Path) -> None:
     net = _start(testnet_dir)
     record = json.loads((testnet_dir / TESTNET_FILE).read_text())
     assert [n["name"] for n in record["nodes"]] == ["node0", "node1", "node2"]
+    # No chain id in the manifest: a fresh random one, recorded and in genesis.
+    genesis = json.loads((testnet_dir / "genesis.json").read_text())
+    assert record["network"]["chain_id"] == int(genesis["chain_id"])
+    assert LOCAL_CHAIN_ID_RANGE[0] <= record["network"]["chain_id"] < LOCAL_CHAIN_ID_RANGE[1]
     for node, saved in zip(net.nodes, record["nodes"], strict=True):
         assert saved["pid"] == node.pid and node.is_running()
         assert saved["command"][-1] == str(node.spec.home)  # {home} was substituted
