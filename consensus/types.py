@@ -50,9 +50,7 @@ class ValidatorSet:
         self._index: dict[bytes, ValidatorIndex] = {
             v.address: ValidatorIndex(i) for i, v in enumerate(validators)
         }
-        self._schedule: tuple[ValidatorIndex, ...] = leader_schedule(
-            [v.weight for v in validators]
-        )
+        self._schedule: tuple[ValidatorIndex, ...] = leader_schedule([v.weight for v in validators])
 
     def __len__(self) -> int:
         return len(self.validators)
@@ -106,8 +104,6 @@ def leader_schedule(weights: Sequence[int]) -> tuple[ValidatorIndex, ...]:
     total = sum(slots)
     if total > MAX_SCHEDULE_SLOTS:
         slots = [max(1, s * MAX_SCHEDULE_SLOTS // total) for s in slots]
-    points = [
-        (Fraction(2 * j + 1, 2 * s), i) for i, s in enumerate(slots) for j in range(s)
-    ]
+    points = [(Fraction(2 * j + 1, 2 * s), i) for i, s in enumerate(slots) for j in range(s)]
     points.sort()
     return tuple(ValidatorIndex(i) for _, i in points)

@@ -81,9 +81,7 @@ class Checkers:
         and names the height of the block it certifies."""
         if node not in self.honest:
             return
-        if self.verifier is not None and not self.verifier.check_certificate(
-            self.validators, cert
-        ):
+        if self.verifier is not None and not self.verifier.check_certificate(self.validators, cert):
             self._violate(
                 f"certificate: node {node} accepted an unverifiable certificate "
                 f"(kind {cert.kind}, view {cert.view})"
