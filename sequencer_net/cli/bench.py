@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import sys
 import time
 from random import Random
 from typing import Any
@@ -22,6 +23,11 @@ from sequencer_net.execution.auction import (
     ClearingResult,
     Side,
     clear_batch_auction,
+)
+from sequencer_net.testnet.bench.limits import (
+    MAX_RECOVERY_FAULT_S,
+    MAX_RECOVERY_ROUNDS,
+    MIN_RECOVERY_FAULT_S,
 )
 
 WAD = 10**18
@@ -329,3 +335,109 @@ def block(orders: int, markets: int, seed: int, as_json: bool) -> None:
         return
     for name, value in report.items():
         click.echo(f"{name + ':':<24}{value}")
+
+
+def _fault_kinds(ctx: click.Context, param: click.Parameter, value: str) -> tuple[Any, ...]:
+    from sequencer_net.testnet.bench.recovery import parse_faults
+
+    try:
+        return parse_faults(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+
+@bench.command()
+@click.option(
+    "--faults",
+    default="kill,pause,disconnect",
+    show_default=True,
+    callback=_fault_kinds,
+    help="Fault kinds, applied in this order each round: kill (kill -9, then restart), "
+    "pause (SIGSTOP, then SIGCONT), disconnect (cut the validator links through the "
+    "admin API, then restore them).",
+)
+@click.option(
+    "--fault-s",
+    type=click.FloatRange(MIN_RECOVERY_FAULT_S, MAX_RECOVERY_FAULT_S),
+    default=5.0,
+    show_default=True,
+    help="Seconds each fault lasts before it is healed.",
+)
+@click.option(
+    "--rounds",
+    type=click.IntRange(1, MAX_RECOVERY_ROUNDS),
+    default=2,
+    show_default=True,
+    help="Times the whole list of faults is applied.",
+)
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0),
+    default=100.0,
+    show_default=True,
+    help="Load in tx/s (the testnet's mixed traffic) during the whole run; 0: none.",
+)
+@click.option("--keep", is_flag=True, help="Keep the network's directory (logs, data).")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print the report as one JSON object (progress goes to stderr).",
+)
+def recovery(
+    faults: tuple[Any, ...], fault_s: float, rounds: int, rate: float, keep: bool, as_json: bool
+) -> None:
+    """How a 4-validator network recovers from one faulted validator.
+
+    \b
+    Starts a fresh network of 4 `seqnet node run` processes on 127.0.0.1
+    (view timeout 1000 ms, a temporary directory removed afterwards unless
+    --keep), runs --rate tx/s of load, waits 5 s, then for each round and
+    each fault kind: faults one validator (1, 2, 3 in turn; node 0 is never
+    faulted), holds the fault --fault-s seconds, heals it, waits (at most
+    30 s) until the node has caught up, and lets the network run 3 s. Every
+    node's /v1/status is polled every 20 ms. Per fault it reports the longest
+    commit gap among the healthy nodes, when the node's API answered again,
+    when it reached the height the others had at the heal and their live
+    height, how far behind it was, and its links; each number next to its
+    target (gap <= 2 view timeouts, caught up <= 1 s, a paused
+    node keeps its links). At the end it checks that every node holds the
+    same block at their common height (exit status 1 if not). Every process
+    started is stopped at the end, on errors and on Ctrl-C.
+    docs/performance.md explains each key of the report.
+
+    \b
+    Examples:
+      seqnet bench recovery --json
+      seqnet bench recovery --faults kill --fault-s 2 --rounds 1
+      seqnet bench recovery --faults pause,disconnect --fault-s 10 --rate 500 --keep
+    """
+    from sequencer_net.cli.bench_network import INTERRUPTED_EXIT, sigterm_as_sigint
+    from sequencer_net.testnet.bench.cluster import CleanupIncomplete
+    from sequencer_net.testnet.bench.recovery import (
+        RecoveryBenchError,
+        RecoveryOptions,
+        report_text,
+        run_recovery,
+    )
+    from sequencer_net.testnet.network import TestnetError
+
+    def echo(text: str) -> None:
+        click.echo(text, err=as_json)
+
+    options = RecoveryOptions(faults=faults, fault_s=fault_s, rounds=rounds, rate=rate, keep=keep)
+    try:
+        with sigterm_as_sigint():
+            report = run_recovery(options, echo)
+    except KeyboardInterrupt:
+        click.echo("interrupted: every process the benchmark started is stopped", err=True)
+        sys.exit(INTERRUPTED_EXIT)
+    except (RecoveryBenchError, TestnetError, CleanupIncomplete) as exc:
+        raise click.ClickException(str(exc)) from exc
+    if as_json:
+        click.echo(json.dumps(report))
+    else:
+        click.echo("")
+        click.echo(report_text(report))
+    if report["agreement"]["agree"] is False:
+        sys.exit(1)

@@ -1,8 +1,14 @@
 """After consensus commits a block: resolve its batches, execute, store, tell.
 
-Committed blocks arrive in height order. For each one the pipeline
+Committed blocks arrive in height order. As each one arrives, the batches it
+names that this node lacks are fetched at once (`prefetch`: one request per
+peer for all of them, the block's proposer asked first, up to PREFETCH_AHEAD
+blocks ahead of execution), so a validator that missed batches while it was
+down or cut off catches up at the speed of a few round trips, not one round
+trip per batch. Then, for each block in order, the pipeline
 
-    fetches the block's batches (a quorum verified them, so peers have them)
+    takes the block's batches (any still missing fetched again, until a peer
+                                 has them: a quorum verified them)
     resolve_block_transactions   the batches' transactions in block order, each
                                  once across the whole chain, with the senders
                                  recovered when the batches were verified
@@ -31,6 +37,7 @@ import trio
 
 from consensus.crypto import Address
 from consensus.io import Commit
+from consensus.messages import Block
 from sequencer_net.batches.batch import Batch, InvalidBatch, decode_batch
 from sequencer_net.batches.fetch import BatchFetcher
 from sequencer_net.batches.pool import BatchPool, BatchRequest
@@ -50,6 +57,11 @@ from sequencer_net.storage.node_store import NodeStore
 log = logging.getLogger("seqnet.commit")
 
 FETCH_RETRY_S = 0.5
+
+PREFETCH_AHEAD = 8
+"""Committed blocks whose missing batches are fetched ahead of execution at
+once. Bounds the requests in flight and the batches held before they execute
+(each block names at most MAX_BATCHES_PER_BLOCK)."""
 
 UNINCLUDED_BATCH_RETENTION = 10_000
 """Heights a batch no block has included is kept after it arrived (others'
@@ -139,8 +151,47 @@ class CommitPipeline:
         self.market_activity = MarketActivity()  # what GET /v1/markets counts
 
     async def run(self, commits: trio.MemoryReceiveChannel[Commit]) -> None:
-        async for commit in commits:
-            await self.apply(commit)
+        """Apply committed blocks in order; each block's missing batches are
+        fetched as soon as it arrives, while earlier blocks execute."""
+        ready_in, ready_out = trio.open_memory_channel[tuple[Commit, trio.Event]](PREFETCH_AHEAD)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._prefetch_stage, commits, ready_in, nursery)
+            async with ready_out:
+                async for commit, fetched in ready_out:
+                    await fetched.wait()
+                    await self.apply(commit)
+
+    async def _prefetch_stage(
+        self,
+        commits: trio.MemoryReceiveChannel[Commit],
+        ready: trio.MemorySendChannel[tuple[Commit, trio.Event]],
+        nursery: trio.Nursery,
+    ) -> None:
+        slots = trio.Semaphore(PREFETCH_AHEAD)
+        async with ready:
+            async for commit in commits:
+                await slots.acquire()
+                fetched = trio.Event()
+                nursery.start_soon(self._prefetch, commit.block, fetched, slots)
+                await ready.send((commit, fetched))
+
+    async def _prefetch(self, block: Block, fetched: trio.Event, slots: trio.Semaphore) -> None:
+        try:
+            missing = [d for d in self._batch_digests(block) if d not in self.pool]
+            if missing:
+                await self.fetcher.fetch(BatchRequest(missing), prefer=block.proposer)
+        except Exception:  # an optimization only: apply fetches what is still missing
+            log.exception("event=prefetch_failed height=%d", block.height)
+        finally:
+            fetched.set()
+            slots.release()
+
+    def _batch_digests(self, block: Block) -> list[bytes]:
+        try:
+            payload = decode_payload(block.payload)
+        except MalformedPayload:
+            return []
+        return list(payload.batches)
 
     async def wait_executed(self, height: int) -> None:
         """Return once this node has executed `height` (backpressure for leaders)."""

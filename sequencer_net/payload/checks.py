@@ -33,6 +33,14 @@ MAX_EXECUTION_LAG = 8
 it proposes puts no batches in it: consensus keeps ordering (empty blocks) while
 execution catches up, so the lag between ordering and execution stays bounded."""
 
+MAX_EXECUTION_BACKLOG = 1
+"""Finalized blocks a leader lets wait for its own execution before it builds
+the next block: beyond this it first waits (at most half a view timeout) for
+execution. Batches arriving meanwhile go into that next block, so when
+execution is the bottleneck blocks grow rather than multiply, and each block's
+fixed execution cost is paid fewer times. Counted from the finalized height,
+not the proposed one, so a leader never waits for consensus itself."""
+
 
 class PayloadRejected(ValueError):
     """A proposed payload this validator must not vote for; subclasses say why."""

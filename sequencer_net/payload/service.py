@@ -5,6 +5,8 @@ Build: wait (briefly) for a batch when there is none, then take the current
 time, the latest executed state root, and the batches no committed block and
 no uncommitted ancestor of the new block names yet, as many as fit one block;
 none while this validator's execution lags too far (checks.MAX_EXECUTION_LAG).
+Before building, a leader whose execution trails finalization by more than
+checks.MAX_EXECUTION_BACKLOG blocks waits (bounded) for it: backpressure.
 
 Verify: well-formed; `checks.check_header` against the parent;
 `checks.check_vouched_root` against this validator's own root if it has
@@ -27,6 +29,7 @@ from consensus.messages import Block
 from sequencer_net.batches.fetch import BatchFetcher
 from sequencer_net.batches.pool import MAX_BATCHES_PER_REQUEST, BatchPool, BatchRequest
 from sequencer_net.payload.checks import (
+    MAX_EXECUTION_BACKLOG,
     MAX_EXECUTION_LAG,
     BatchesUnavailable,
     BatchSize,
@@ -115,11 +118,12 @@ class PayloadService:
         """The payload of a new block at `height` on `parent_digest`; waits up to
         the empty-block interval for a first batch so an idle network does not
         spin empty blocks."""
-        if height - self.executed()[0] > MAX_EXECUTION_LAG:
+        target = max(self.core.committed.height - MAX_EXECUTION_BACKLOG, height - MAX_EXECUTION_LAG)
+        if self.executed()[0] < target:
             # Backpressure: ordering waits (a bounded time, well inside the view)
-            # for execution to catch up rather than racing ahead with empty blocks.
+            # for execution rather than racing ahead with small or empty blocks.
             with trio.move_on_after(self.lag_wait_ms / 1000):
-                await self.wait_executed(height - MAX_EXECUTION_LAG)
+                await self.wait_executed(target)
         lagging = height - self.executed()[0] > MAX_EXECUTION_LAG
         exclude = self._ancestor_batches(parent_digest)
         if not lagging:

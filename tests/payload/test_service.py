@@ -1,6 +1,7 @@
-"""The leader's side of payloads: a leader whose execution trails ordering by
-more than MAX_EXECUTION_LAG waits (a bounded time) for execution before it
-builds, instead of racing ahead with empty blocks."""
+"""The leader's side of payloads: a leader whose execution trails finalization
+by more than MAX_EXECUTION_BACKLOG, or the new block by more than
+MAX_EXECUTION_LAG, waits (a bounded time) for execution before it builds,
+instead of racing ahead with small or empty blocks."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 import trio
 from trio.testing import MockClock
 
-from sequencer_net.payload.checks import MAX_EXECUTION_LAG, BatchSize
+from sequencer_net.payload.checks import MAX_EXECUTION_BACKLOG, MAX_EXECUTION_LAG, BatchSize
 from sequencer_net.payload.format import decode_payload
 from sequencer_net.payload.service import PayloadService
 
@@ -24,7 +25,8 @@ class _Committed:
 
 
 class FakeCore:
-    committed = _Committed()
+    def __init__(self, committed: int = 0) -> None:
+        self.committed = _Committed(committed)
 
     def known_block(self, digest: bytes) -> None:
         return None
@@ -58,9 +60,9 @@ class Execution:
         self.advanced = trio.Event()
 
 
-def service(execution: Execution) -> PayloadService:
+def service(execution: Execution, committed: int = 0) -> PayloadService:
     pool: Any = FakePool()
-    core: Any = FakeCore()
+    core: Any = FakeCore(committed)
     return PayloadService(
         core=core,
         pool=pool,
@@ -115,3 +117,36 @@ async def test_the_wait_is_bounded_and_a_still_lagging_leader_proposes_empty(
     payload = decode_payload(built)
     assert trio.current_time() - start == LAG_WAIT_MS / 1000
     assert payload.batches == []  # the block keeps consensus alive, adds no work
+
+
+async def test_a_leader_waits_for_the_finalized_blocks_its_execution_owes(
+    autojump_clock: MockClock,
+) -> None:
+    """Execution trails finalization by 3 blocks: the leader waits until the
+    backlog is MAX_EXECUTION_BACKLOG, so the batches meanwhile make one block."""
+    execution = Execution(height=10)
+    committed = 10 + MAX_EXECUTION_BACKLOG + 2
+    built: list[bytes] = []
+
+    async def leader() -> None:
+        built.append(await service(execution, committed).build(b"\x01" * 32, committed + 2))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(leader)
+        await trio.sleep(0.1)
+        execution.advance_to(committed - MAX_EXECUTION_BACKLOG - 1)
+        await trio.sleep(0.1)
+        assert built == []  # still one block more behind than allowed
+        execution.advance_to(committed - MAX_EXECUTION_BACKLOG)
+        await trio.sleep(0.01)
+        assert len(built) == 1
+    assert decode_payload(built[0]).batches == [BATCH]
+
+
+async def test_a_leader_never_waits_for_consensus_itself(autojump_clock: MockClock) -> None:
+    """Execution has caught up with finalization: building starts at once, however
+    far the proposed height runs ahead of it within MAX_EXECUTION_LAG."""
+    execution = Execution(height=20)
+    start = trio.current_time()
+    await service(execution, committed=20).build(b"\x01" * 32, 20 + MAX_EXECUTION_LAG)
+    assert trio.current_time() == start

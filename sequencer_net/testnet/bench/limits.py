@@ -101,3 +101,49 @@ of the nodes' ports between the check and the bind."""
 
 READY_TIMEOUT_S: Final = 90.0
 STOP_GRACE_S: Final = 10.0
+
+# --- the recovery benchmark (recovery.py) -------------------------------------------------
+
+RECOVERY_VALIDATORS: Final = 4
+"""n = 4 tolerates one faulty validator: with one faulted the other three are
+exactly a quorum, the tightest case for the recovery targets."""
+
+RECOVERY_VIEW_TIMEOUT_MS: Final = 1_000
+RECOVERY_REFERENCE_NODE: Final = 0
+"""Never faulted: its height counts the run's commits and it serves the reference view."""
+
+RECOVERY_WARMUP_S: Final = 5.0
+"""Load runs this long with every node healthy before the first fault (also
+the window of the baseline commit gap)."""
+
+RECOVERY_CALM_S: Final = 3.0
+"""Every node healthy between one fault's catch-up and the next fault."""
+
+RECOVERY_CATCH_UP_TIMEOUT_S: Final = 30.0
+"""After healing, wait at most this long for the node to catch up; twice the
+worst catch-up measured before recovery was reworked (13-15 s)."""
+
+RECOVERY_POLL_S: Final = 0.02
+"""Every node's /v1/status every 20 ms: a commit or an answer is seen at most
+20 ms (plus one loopback round trip) after it happens."""
+
+RECOVERY_POLL_TIMEOUT_S: Final = 1.0
+"""A SIGSTOPped node accepts TCP connections but never answers; after this the
+poll is recorded as unanswered and the next one starts."""
+
+RECOVERY_STATUS_TIMEOUT_S: Final = 5.0
+"""Final statuses and block hashes (the agreement check), with every node up."""
+
+MAX_RECOVERY_ROUNDS: Final = 10
+MAX_RECOVERY_FAULT_S: Final = 60.0
+MIN_RECOVERY_FAULT_S: Final = 0.5
+"""Status samples are held in memory: 10 rounds of 3 faults of at most 60 s
+(plus catch-up and calm) are about 150,000 samples per node, tens of MB."""
+
+COMMIT_GAP_TARGET_VIEW_TIMEOUTS: Final = 2
+"""With one validator faulted, no commit gap longer than 2 view timeouts."""
+
+CATCH_UP_TARGET_MS: Final = 1_000
+"""A restarted or reconnected validator is back at the network's
+height within 1 s plus transfer time (on loopback the transfer of a few dozen
+blocks takes milliseconds, so it is not added)."""
