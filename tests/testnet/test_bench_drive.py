@@ -28,7 +28,7 @@ from sequencer_net.testnet.bench.drive import (
     summarize_step,
 )
 from sequencer_net.testnet.bench.report import REQUIRED_KEYS, cpu_model, summary_text
-from sequencer_net.testnet.bench.run import BenchOptions, run_benchmark
+from sequencer_net.testnet.bench.run import BenchOptions, new_network_reason, run_benchmark
 from sequencer_net.testnet.bench.traffic import AccountPool, Mix, RollupLoad, WireFormat, build_plan
 from sequencer_net.testnet.bench.verify_limit import VerifyLimit, measure_verify_limit
 from tests.testnet.fake_node import FakeChain, FakeNode
@@ -216,3 +216,20 @@ def test_verify_limit_is_measured_in_worker_processes() -> None:
     assert limit.processes == 2 and len(limit.per_process_per_s) == 2
     assert all(rate > 0 for rate in limit.per_process_per_s)
     assert limit.tps == pytest.approx(limit.total_per_s / 4)
+
+
+@pytest.mark.parametrize(
+    ("mix", "clean", "sustained", "fresh"),
+    [
+        (Mix.ROLLUP, True, True, False),
+        (Mix.ROLLUP, True, False, False),  # opaque blobs leave nothing behind
+        (Mix.ROLLUP, False, True, True),
+        (Mix.DEX, True, True, False),
+        (Mix.DEX, True, False, True),  # the book and positions would weigh on the next step
+        (Mix.MIXED, True, False, True),
+        (Mix.DEX, False, True, True),
+    ],
+)
+def test_which_steps_end_their_network(mix: Mix, clean: bool, sustained: bool, fresh: bool) -> None:
+    reason = new_network_reason({"clean": clean, "sustained": sustained}, mix)
+    assert (reason is not None) == fresh

@@ -197,7 +197,8 @@ def run_network(
     wire = WireFormat.JSON
     while next_rate is not None:
         # A fresh network; replaced after a step that left transactions refused or
-        # uncommitted (a backlog or nonce gaps would weigh on the next step).
+        # uncommitted (a backlog or nonce gaps would weigh on the next step), and
+        # with DEX traffic after any step not sustained (the market's state would).
         echo(f"starting {validators} validator(s)...")
         with bench_network(
             validators,
@@ -218,10 +219,22 @@ def run_network(
                     break
                 search.record(next_rate, _verdict_of(step))
                 next_rate = search.next_rate()
-                if next_rate is not None and not step["clean"]:
-                    echo("  the step left transactions refused or uncommitted: new network")
+                replace = None if next_rate is None else new_network_reason(step, options.mix)
+                if replace is not None:
+                    echo(f"  {replace}: new network")
                     break
     return network_result(validators, options, limit_tps, steps, search, wire)
+
+
+def new_network_reason(step: dict[str, Any], mix: Mix) -> str | None:
+    """Why the next step must run on a fresh network, or None to keep this one."""
+    if not step["clean"]:
+        return "the step left transactions refused or uncommitted"
+    if mix is not Mix.ROLLUP and not step["sustained"]:
+        # An overloaded market keeps what it could not clear (resting orders,
+        # open positions) and every later block pays for them.
+        return "the step overloaded the market"
+    return None
 
 
 def _verdict_of(step: dict[str, Any]) -> Verdict:
