@@ -82,7 +82,9 @@ def main() -> None:
     before = sorted(rtt for sent, rtt in samples if sent < started - POLL_S)
 
     def ms(values: list[float], q: float) -> float | None:
-        return round(values[min(len(values) - 1, int(q * len(values)))] * 1000, 1) if values else None
+        if not values:
+            return None
+        return round(values[min(len(values) - 1, int(q * len(values)))] * 1000, 1)
 
     print(
         json.dumps(
