@@ -4,6 +4,7 @@ the report's JSON shape, CPU accounting and the verify-limit measurement."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -21,10 +22,13 @@ from sequencer_net.client import DEFAULT_FEES
 from sequencer_net.testnet.bench import run as bench_run
 from sequencer_net.testnet.bench.cpu import tree_cpu_seconds
 from sequencer_net.testnet.bench.drive import (
+    EVENT_DELAY_METRIC,
     NULLIFIED_METRIC,
     StepDriver,
     block_tx_hash,
+    histogram_delta,
     parse_counter,
+    parse_histogram,
     summarize_step,
 )
 from sequencer_net.testnet.bench.report import REQUIRED_KEYS, cpu_model, summary_text
@@ -233,3 +237,53 @@ def test_verify_limit_is_measured_in_worker_processes() -> None:
 def test_which_steps_end_their_network(mix: Mix, clean: bool, sustained: bool, fresh: bool) -> None:
     reason = new_network_reason({"clean": clean, "sustained": sustained}, mix)
     assert (reason is not None) == fresh
+
+
+EVENT_DELAY_TEXT = """# HELP seqnet_consensus_event_delay_seconds From a consensus message's arrival
+# TYPE seqnet_consensus_event_delay_seconds histogram
+seqnet_consensus_event_delay_seconds_bucket{{le="0.001"}} {a}
+seqnet_consensus_event_delay_seconds_bucket{{le="0.01"}} {b}
+seqnet_consensus_event_delay_seconds_bucket{{le="0.1"}} {c}
+seqnet_consensus_event_delay_seconds_bucket{{le="+Inf"}} {d}
+seqnet_consensus_event_delay_seconds_count {d}
+seqnet_consensus_event_delay_seconds_sum 1.5
+"""
+
+
+def _delay(a: int, b: int, c: int, d: int) -> dict[float, float] | None:
+    return parse_histogram(EVENT_DELAY_TEXT.format(a=a, b=b, c=c, d=d), EVENT_DELAY_METRIC)
+
+
+def test_a_histogram_is_parsed_cumulatively_with_infinity() -> None:
+    assert _delay(1, 2, 3, 4) == {0.001: 1.0, 0.01: 2.0, 0.1: 3.0, math.inf: 4.0}
+    assert parse_histogram("seqnet_other_total 3\n", EVENT_DELAY_METRIC) is None
+
+
+def test_the_window_counts_only_what_happened_inside_it() -> None:
+    # Before the window: 100 fast messages. Inside: 98 more under 1 ms, one
+    # under 10 ms and one under 100 ms.
+    start = _delay(100, 100, 100, 100)
+    end = _delay(198, 199, 200, 200)
+    assert histogram_delta(start, end) == {
+        "count": 100,
+        "p50_le_ms": 1.0,
+        "p99_le_ms": 10.0,
+        "max_le_ms": 100.0,
+    }
+
+
+def test_a_slow_tail_beyond_the_last_bound_has_no_bound() -> None:
+    delta = histogram_delta(_delay(0, 0, 0, 0), _delay(0, 0, 0, 10))
+    assert delta is not None
+    assert delta["p50_le_ms"] is None and delta["max_le_ms"] is None
+
+
+def test_no_messages_or_no_metric() -> None:
+    same = _delay(5, 5, 5, 5)
+    assert histogram_delta(same, same) == {
+        "count": 0,
+        "p50_le_ms": None,
+        "p99_le_ms": None,
+        "max_le_ms": None,
+    }
+    assert histogram_delta(None, same) is None

@@ -19,6 +19,7 @@ and the `StepMeasurement` the sustained-rate decision reads.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -66,6 +67,8 @@ class Snapshot:
     nullified: float | None
     node_cpu_s: dict[int, float]
     client_cpu_s: float
+    event_delay: dict[float, float] | None = None
+    """Node 0's consensus event delay histogram: cumulative count per upper bound (s)."""
 
 
 @dataclass(slots=True)
@@ -114,6 +117,62 @@ def parse_counter(metrics_text: str, name: str) -> float | None:
             except ValueError:
                 return None
     return None
+
+
+EVENT_DELAY_METRIC = "seqnet_consensus_event_delay_seconds"
+
+
+def parse_histogram(metrics_text: str, name: str) -> dict[float, float] | None:
+    """An unlabelled histogram's cumulative bucket counts by upper bound (+Inf
+    as math.inf) from Prometheus text, None if absent."""
+    buckets: dict[float, float] = {}
+    prefix = name + '_bucket{le="'
+    for line in metrics_text.splitlines():
+        if not line.startswith(prefix):
+            continue
+        bound, _, rest = line[len(prefix) :].partition('"}')
+        try:
+            buckets[math.inf if bound == "+Inf" else float(bound)] = float(rest.strip())
+        except ValueError:
+            return None
+    return buckets or None
+
+
+def histogram_delta(
+    start: dict[float, float] | None, end: dict[float, float] | None
+) -> dict[str, Any] | None:
+    """What a cumulative histogram recorded between two scrapes: the count, the
+    upper bounds (ms) under which 50% and 99% fell, and the largest bucket
+    anything fell into (null when nothing was recorded)."""
+    if start is None or end is None or set(start) != set(end):
+        return None
+    bounds = sorted(end)
+    counts = [end[b] - start[b] for b in bounds]  # cumulative
+    total = counts[-1]
+
+    def bound_ms(b: float) -> float | None:
+        return None if math.isinf(b) else round(b * 1000, 3)
+
+    def quantile(q: float) -> float | None:
+        for b, c in zip(bounds, counts, strict=True):
+            if c >= q * total:
+                return bound_ms(b)
+        return None
+
+    if total <= 0:
+        return {"count": 0, "p50_le_ms": None, "p99_le_ms": None, "max_le_ms": None}
+    previous = 0.0
+    largest = bounds[0]
+    for b, c in zip(bounds, counts, strict=True):
+        if c > previous:
+            largest = b
+        previous = c
+    return {
+        "count": round(total),
+        "p50_le_ms": quantile(0.50),
+        "p99_le_ms": quantile(0.99),
+        "max_le_ms": bound_ms(largest),
+    }
 
 
 def count_outcomes(body: bytes, wire: WireFormat, count: int) -> list[str | None]:
@@ -316,14 +375,15 @@ class StepDriver:
         client_cpu = own_cpu_seconds()
         height = await self._poll_height(observer)
         view = self._view
-        nullified = None
+        nullified = event_delay = None
         try:
             response = await observer.get("/metrics")
             if response.status_code == 200:
                 nullified = parse_counter(response.text, NULLIFIED_METRIC)
+                event_delay = parse_histogram(response.text, EVENT_DELAY_METRIC)
         except httpx.HTTPError:
             pass
-        return Snapshot(at, height, view, nullified, cpu, client_cpu)
+        return Snapshot(at, height, view, nullified, cpu, client_cpu, event_delay)
 
 
 def _error_code(response: httpx.Response) -> str:
@@ -412,6 +472,7 @@ def summarize_step(record: StepRecord) -> StepSummary:
         "blocks_per_s": round(blocks / length, 2),
         "view_changes": view_changes,
         "view_changes_source": view_changes_source,
+        "consensus_event_delay": histogram_delta(s.event_delay, e.event_delay),
         "cpu_per_node": node_cpu,
         "client_cpu": round((e.client_cpu_s - s.client_cpu_s) / length, 3),
         "window_s": round(length, 2),

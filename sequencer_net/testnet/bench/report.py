@@ -94,6 +94,22 @@ def step_line(number: int, validators: int, step: dict[str, Any]) -> str:
     return line
 
 
+def _event_delay(delay: dict[str, Any] | None) -> str:
+    """Node 0's consensus event delay over the window, as bucket bounds."""
+    if delay is None:
+        return "- (not exported by the node)"
+    if not delay["count"]:
+        return "no consensus messages in the window"
+
+    def bound(ms: float | None) -> str:
+        return "> 1 s" if ms is None else f"<= {ms:g} ms"
+
+    return (
+        f"p50 {bound(delay['p50_le_ms'])}, p99 {bound(delay['p99_le_ms'])}, "
+        f"max {bound(delay['max_le_ms'])} ({delay['count']} messages, node 0)"
+    )
+
+
 def network_lines(title: str, result: dict[str, Any]) -> list[str]:
     cpu = ", ".join(f"{c:.2f}" for c in result["cpu_per_node"])
     if result["mode"] == "fixed":
@@ -110,6 +126,7 @@ def network_lines(title: str, result: dict[str, Any]) -> list[str]:
         f"p90 {_ms(result['p90_ms'])} ms, p99 {_ms(result['p99_ms'])} ms",
         f"  blocks/s                 {result['blocks_per_s']}",
         f"  view changes             {result['view_changes']} ({result['view_changes_source']})",
+        f"  consensus event delay    {_event_delay(result.get('consensus_event_delay'))}",
         f"  cpu per node (s/s)       {cpu}; client {result['client_cpu']}",
         f"  verify limit             {result['verify_limit_tps']} tx/s for "
         f"{result['validators']} validator(s); ratio {result['ratio_to_limit']}",

@@ -252,6 +252,7 @@ STEP_KEYS = (
     "blocks_per_s",
     "view_changes",
     "view_changes_source",
+    "consensus_event_delay",
     "cpu_per_node",
     "client_cpu",
 )
