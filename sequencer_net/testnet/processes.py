@@ -72,6 +72,18 @@ def read_cmdline(pid: int) -> tuple[str, ...] | None:
     return tuple(part.decode(errors="replace") for part in raw.split(b"\0")[:-1])
 
 
+def processes_naming(text: str) -> list[int]:
+    """PIDs of the processes whose command line contains `text` (for example a
+    network's directory: its nodes)."""
+    found = []
+    for entry in PROC.iterdir():
+        if entry.name.isdigit():
+            cmdline = read_cmdline(int(entry.name)) or ()
+            if any(text in part for part in cmdline):
+                found.append(int(entry.name))
+    return found
+
+
 def is_our_process(identity: ProcessIdentity) -> bool:
     """True only if the PID is alive, runs exactly our command and started when we started it."""
     if not is_alive(identity.pid):

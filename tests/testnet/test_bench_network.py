@@ -17,21 +17,10 @@ from click.testing import CliRunner
 
 from sequencer_net.cli.main import cli
 from sequencer_net.testnet.bench.report import REQUIRED_KEYS
-from sequencer_net.testnet.processes import read_cmdline
+from sequencer_net.testnet.processes import processes_naming
 
 BENCH = [sys.executable, "-m", "sequencer_net.cli.main", "bench"]
 RUN_TIMEOUT_S = 180
-
-
-def bench_processes(directory: str) -> list[int]:
-    """PIDs whose command line names the benchmark's directory (its nodes)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            cmdline = read_cmdline(int(entry.name)) or ()
-            if any(directory in part for part in cmdline):
-                found.append(int(entry.name))
-    return found
 
 
 def directories(stderr: str) -> list[str]:
@@ -56,7 +45,7 @@ def test_short_run_reports_every_key_and_leaves_nothing_running() -> None:
     assert report["verify_limit_tps"] > 0
     [directory] = directories(result.stderr)
     assert not Path(directory).exists()
-    assert bench_processes(directory) == []
+    assert processes_naming(directory) == []
 
 
 @pytest.mark.slow
@@ -78,7 +67,7 @@ def test_interrupted_run_stops_every_node(signum: int) -> None:
                 break
             seen += line
         [directory] = directories(seen)
-        pids = bench_processes(directory)
+        pids = processes_naming(directory)
         assert len(pids) == 2  # the two nodes are running
         time.sleep(1.0)  # into the step
         process.send_signal(signum)
@@ -89,7 +78,7 @@ def test_interrupted_run_stops_every_node(signum: int) -> None:
             process.wait()
     assert process.returncode == 130, seen + rest
     assert "every process the benchmark started is stopped" in rest
-    assert bench_processes(directory) == []
+    assert processes_naming(directory) == []
     assert all(not os.path.exists(f"/proc/{pid}") for pid in pids)
 
 

@@ -38,7 +38,7 @@ from sequencer_net.testnet.bench.recovery import (
     sample_of,
     targets_summary,
 )
-from sequencer_net.testnet.processes import read_cmdline
+from sequencer_net.testnet.processes import processes_naming
 
 POLL_S = 0.02
 ANSWER_S = 0.001
@@ -497,16 +497,6 @@ def test_the_text_report_shows_each_fault_and_verdict() -> None:
 # --- end to end ------------------------------------------------------------------------
 
 RUN_TIMEOUT_S = 120
-
-
-def processes_naming(directory: str) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            cmdline = read_cmdline(int(entry.name)) or ()
-            if any(directory in part for part in cmdline):
-                found.append(int(entry.name))
-    return found
 
 
 def test_one_kill_on_real_nodes_is_measured_and_cleaned_up() -> None:
