@@ -58,6 +58,11 @@ class Summary:
     good_case_commit_delays: float = 0.0
     max_recovery_timeouts: float = 0.0
     liveness_bound_timeouts: float = 0
+    """The bound with no timeout backed off at the heal (f + 3 after chaos)."""
+    max_level_at_heal: int = 0
+    max_recovery_share: float = 0.0
+    """The worst seed's recovery as a share of its own bound (which grows with the
+    backoff level its honest validators had at the heal); above 1 is a violation."""
     max_messages_per_block: float = 0.0
     evidence: int = 0
     malformed_rejected: int = 0
@@ -75,6 +80,8 @@ class Summary:
             "good_case_commit_delays": self.good_case_commit_delays,
             "max_recovery_timeouts": round(self.max_recovery_timeouts, 3),
             "liveness_bound_timeouts": round(self.liveness_bound_timeouts, 3),
+            "max_level_at_heal": self.max_level_at_heal,
+            "max_recovery_share_of_bound": round(self.max_recovery_share, 3),
             "max_messages_per_block_per_n2": self.max_messages_per_block,
             "evidence_reported": self.evidence,
             "malformed_rejected": self.malformed_rejected,
@@ -102,10 +109,13 @@ def run_many(
         summary.max_messages_per_block = max(
             summary.max_messages_per_block, result.messages_per_block
         )
+        summary.max_level_at_heal = max(summary.max_level_at_heal, result.level_at_heal)
         if result.recovery_timeouts is not None:
             summary.max_recovery_timeouts = max(
                 summary.max_recovery_timeouts, result.recovery_timeouts
             )
+            share = result.recovery_timeouts / params.liveness_bound(result.level_at_heal)
+            summary.max_recovery_share = max(summary.max_recovery_share, share)
         if result.violations:
             summary.failed_seeds.append(result.seed)
             summary.violations += len(result.violations)

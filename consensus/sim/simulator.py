@@ -83,28 +83,35 @@ class SimParams:
             max_backoff_steps=self.max_backoff_steps,
         )
 
-    def max_timeout_factor(self) -> float:
-        """The longest view timeout, in base view timeouts."""
+    def timeout_factor(self, level: int) -> float:
+        """A view timeout at backoff `level`, in base view timeouts (the pacemaker's
+        integer steps, on a large base so rounding does not show)."""
         probe = ConsensusConfig(view_timeout_ms=1_000_000, max_backoff_steps=self.max_backoff_steps)
         timeout = probe.view_timeout_ms
-        for _ in range(probe.max_backoff_steps):
+        for _ in range(min(level, probe.max_backoff_steps)):
             timeout = timeout * 3 // 2
         return timeout / probe.view_timeout_ms
 
-    def liveness_bound(self) -> float:
+    def max_timeout_factor(self) -> float:
+        """The longest view timeout, in base view timeouts."""
+        return self.timeout_factor(self.max_backoff_steps)
+
+    def liveness_bound(self, level_at_heal: int = 0) -> float:
         """Base view timeouts within which every honest validator commits after healing.
 
         Each Byzantine or still-syncing leader can waste one view timeout; one more
         covers views in progress at the heal and one the certificate exchange by
-        which lagging validators catch up (docs/consensus.md, "Liveness"). After a
-        bad period the timeouts may have backed off to their cap, so those views
-        cost up to the capped timeout each.
+        which lagging validators catch up (docs/consensus.md, "Liveness"): f + 3
+        when no timeout has backed off. Those f + 1 views cost the timeout in force:
+        after chaos, the one at the highest backoff level an honest validator had at
+        the heal (`level_at_heal`; levels fall by one per finalization); after a bad
+        period, which may have backed them off to their cap, the capped timeout.
         """
         if self.liveness_bound_timeouts:
             return self.liveness_bound_timeouts
         if self.bad_period_ms:
             return (self.byzantine + 1) * self.max_timeout_factor() + 2
-        return self.byzantine + 3
+        return (self.byzantine + 1) * self.timeout_factor(level_at_heal) + 2
 
     def slow_but_live(self) -> bool:
         """A bad period without loss whose delay the capped timeout can still carry
@@ -113,9 +120,9 @@ class SimParams:
         cap_ms = self.max_timeout_factor() * self.view_timeout_ms
         return self.bad_period_ms > 0 and self.bad_loss == 0 and 3.3 * self.bad_delay_ms < cap_ms
 
-    def sustain_window_ms(self) -> int:
+    def sustain_window_ms(self, level_at_heal: int = 0) -> int:
         """After recovery, every honest validator commits at least once per window."""
-        return int(self.liveness_bound() * self.view_timeout_ms) + self.view_timeout_ms
+        return int(self.liveness_bound(level_at_heal) * self.view_timeout_ms) + self.view_timeout_ms
 
 
 @dataclass
@@ -129,6 +136,7 @@ class SeedResult:
     messages: int
     behaviours: list[str] = field(default_factory=list)
     messages_per_block: float = 0.0  # calm phase, per n^2
+    level_at_heal: int = 0  # the highest honest backoff level when the network healed
 
 
 def validator_key(index: int) -> PrivateKey:
@@ -291,30 +299,36 @@ def run_seed(params: SimParams, seed: int, verifier: SignatureVerifier | None = 
             queue.at(rng.randint(0, 20), node.start)
 
     heights_at_calm: dict[int, int] = {}
+    levels_at_calm: list[int] = []
 
     def heal() -> None:
         network.conditions = calm_conditions
         for i in honest:
             _restart(nodes[i])  # the late joiner, if any, starts now from genesis
         heights_at_calm.update(checkers.heights)
+        levels_at_calm.extend(
+            core.pacemaker.level for i in honest if (core := nodes[i].core) is not None
+        )
 
     queue.at(calm_at, heal)
     queue.run_until(end)
 
     violations = list(checkers.violations)
     recovery = _recovery_timeouts(checkers, honest, heights_at_calm, calm_at, params)
+    level = max(levels_at_calm, default=0)
+    bound = params.liveness_bound(level)
     if recovery is None:
         violations.append(
             f"liveness: an honest validator committed nothing in the {params.calm_ms} ms "
             "after the network healed"
         )
-    elif recovery > params.liveness_bound():
+    elif recovery > bound:
         violations.append(
             f"liveness: commits resumed only after {recovery:.2f} timeouts "
-            f"(bound {params.liveness_bound():g})"
+            f"(bound {bound:g}, timeouts backed off {level} level(s) at the heal)"
         )
     else:
-        violations.extend(_sustained(checkers, honest, calm_at, recovery, end, params))
+        violations.extend(_sustained(checkers, honest, calm_at, recovery, end, params, level))
     if params.slow_but_live():
         violations.extend(_progress_while_slow(checkers, honest, calm_at, params))
     calm_blocks = max(checkers.heights[i] for i in honest) - max(heights_at_calm.values())
@@ -333,6 +347,7 @@ def run_seed(params: SimParams, seed: int, verifier: SignatureVerifier | None = 
         violations=violations,
         committed_height=min(checkers.heights[i] for i in honest),
         recovery_timeouts=recovery,
+        level_at_heal=level,
         evidence=counters["evidence"],
         malformed=counters["malformed"],
         messages=network.sent,
@@ -391,10 +406,11 @@ def _sustained(
     recovery: float,
     end: int,
     params: SimParams,
+    level_at_heal: int,
 ) -> list[str]:
     """Liveness is sustained progress, not one commit: after recovering, every
     honest validator keeps committing, at least once per window."""
-    window = params.sustain_window_ms()
+    window = params.sustain_window_ms(level_at_heal)
     start = calm_at + int(recovery * params.view_timeout_ms)
     out: list[str] = []
     for node in sorted(honest):
