@@ -292,6 +292,7 @@ class ValidatorNode:
             "genesis_hash": "0x" + self.domain.genesis_hash.hex(),
             "height": self.status.height,
             "last_hash": "0x" + self.status.last_hash.hex(),
+            "consensus_height": self.core.committed.height,
             "view": self.core.view,
             "state_root": "0x" + self.status.state_root.hex(),
             "peers": peers,

@@ -30,6 +30,7 @@ from sequencer_net.testnet.bench.recovery import (
     faulted_node,
     hashes_agree,
     height_at,
+    in_consensus_s,
     link_report,
     longest_gap,
     parse_faults,
@@ -447,6 +448,9 @@ def test_faults_rotate_over_the_non_reference_validators() -> None:
 def test_status_answers_become_samples() -> None:
     sample = sample_of(2, 1.0, 1.01, {"height": 7, "peers": [0, 1, 3]})
     assert sample == Sample(2, 1.0, 1.01, 7, (0, 1, 3))
+    both = sample_of(2, 1.0, 1.01, {"height": 7, "consensus_height": 9})
+    assert (both.height, both.consensus_height) == (7, 9)
+    assert sample_of(2, 1.0, 1.5, {"height": 7, "consensus_height": True}).consensus_height is None
     assert sample_of(2, 1.0, 1.5, None).height is None
     assert sample_of(2, 1.0, 1.5, {"height": "7"}).height is None
     assert sample_of(2, 1.0, 1.5, {"height": 7, "peers": "x"}).peers is None
@@ -524,3 +528,18 @@ def test_one_kill_on_real_nodes_is_measured_and_cleaned_up() -> None:
     [directory] = re.findall(r"directory (\S+)", result.stderr)
     assert not Path(directory).exists()
     assert processes_naming(directory) == []
+
+
+def test_a_node_is_in_consensus_when_its_consensus_height_reaches_the_heal_height() -> None:
+    target = 40
+    w = FaultWindow(1, FaultKind.DISCONNECT, 1, 5.0, 7.0, 12.0)
+    samples = [
+        Sample(1, 6.9, 6.9, 30, consensus_height=31),  # before the heal: not counted
+        Sample(1, 7.2, 7.2, 30, consensus_height=39),
+        Sample(1, 7.4, 7.4, 31, consensus_height=41),  # consensus back; execution replaying
+        Sample(1, 8.1, 8.1, 40, consensus_height=43),
+    ]
+    assert in_consensus_s(samples, w, target) == pytest.approx(0.4)
+    assert caught_up_s(samples, w, target) == pytest.approx(1.1)
+    assert in_consensus_s([Sample(1, 7.5, 7.5, 40)], w, target) is None  # an older node
+

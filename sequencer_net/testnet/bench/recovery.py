@@ -122,6 +122,9 @@ class Sample:
     """None: the node did not answer (refused, timed out, or answered an error)."""
     peers: tuple[int, ...] | None = None
     """The validators it reported linked (`peers` in /v1/status)."""
+    consensus_height: int | None = None
+    """The height its consensus had committed (`consensus_height`), which its
+    executed `height` trails."""
 
 
 Timeline = Mapping[int, Sequence[Sample]]
@@ -235,6 +238,18 @@ def caught_up_s(samples: Sequence[Sample], window: FaultWindow, target: int) -> 
     return None
 
 
+def in_consensus_s(samples: Sequence[Sample], window: FaultWindow, target: int) -> float | None:
+    """Seconds from heal until the node's consensus first reported a committed
+    height >= `target`: from then on it votes on the live chain, whatever its
+    execution still has to replay."""
+    for sample in _answered(samples):
+        height = sample.consensus_height
+        inside = window.healed_at <= sample.at <= window.ended_at
+        if inside and height is not None and height >= target:
+            return sample.at - window.healed_at
+    return None
+
+
 def caught_up_to_live_s(
     samples: Sequence[Sample], window: FaultWindow, healthy_points: Points
 ) -> float | None:
@@ -312,6 +327,7 @@ def analyze_fault(timeline: Timeline, window: FaultWindow, view_timeout_ms: int)
         behind = max(0, height_at_heal - own.height)
     api_back = api_back_s(samples, window)
     caught = None if height_at_heal is None else caught_up_s(samples, window, height_at_heal)
+    consensus = None if height_at_heal is None else in_consensus_s(samples, window, height_at_heal)
     live = caught_up_to_live_s(samples, window, points)
     links = link_report(timeline, window, healthy)
     if window.kind is FaultKind.PAUSE:
@@ -334,6 +350,7 @@ def analyze_fault(timeline: Timeline, window: FaultWindow, view_timeout_ms: int)
         },
         "api_back_ms": None if api_back is None else _ms(api_back),
         "caught_up_ms": _catch_up_check(caught, api_back),
+        "in_consensus_ms": _catch_up_check(consensus, api_back),
         "caught_up_to_live_ms": _catch_up_check(live, api_back),
         "links": links,
     }
@@ -382,7 +399,7 @@ def targets_summary(faults: Sequence[dict[str, Any]]) -> dict[str, Any]:
         return None if None in values or not values else max(values)
 
     summary: dict[str, Any] = {}
-    for key in ("max_commit_gap_ms", "caught_up_ms", "caught_up_to_live_ms"):
+    for key in ("max_commit_gap_ms", "in_consensus_ms", "caught_up_ms", "caught_up_to_live_ms"):
         checks = [f[key] for f in faults]
         summary[key] = {
             "worst": worst(key),
@@ -468,7 +485,10 @@ def sample_of(node: int, sent: float, at: float, status: dict[str, Any] | None) 
     linked = None
     if isinstance(peers, list) and all(isinstance(p, int) for p in peers):
         linked = tuple(peers)
-    return Sample(node, sent, at, height, linked)
+    consensus = status.get("consensus_height") if status is not None else None
+    if not isinstance(consensus, int) or isinstance(consensus, bool):
+        consensus = None
+    return Sample(node, sent, at, height, linked, consensus)
 
 
 @dataclass
@@ -760,6 +780,7 @@ def fault_line(result: dict[str, Any]) -> str:
         f"{_value(result['blocks_behind_at_heal'])} behind at heal, "
         f"gap {gap['measured']} ms ({_verdict(gap['met'])}), "
         f"API back {_value(result['api_back_ms'])} ms, "
+        f"in consensus {_value(result['in_consensus_ms']['measured'])} ms, "
         f"caught up {_value(caught['measured'])} ms ({_verdict(caught['met'])}), "
         f"to live {_value(live['measured'])} ms"
     )
@@ -776,6 +797,7 @@ FAULT_COLUMNS = (
     "behind",
     "gap ms (views)",
     "API back ms",
+    "in consensus ms",
     "caught up ms",
     "to live ms",
     "links",
@@ -796,6 +818,7 @@ def _fault_row(f: dict[str, Any]) -> list[str]:
         _value(f["blocks_behind_at_heal"]),
         f"{gap['measured']} ({gap['view_timeouts']}) {_verdict(gap['met'])}",
         _value(f["api_back_ms"]),
+        f"{_value(f['in_consensus_ms']['measured'])} {_verdict(f['in_consensus_ms']['met'])}",
         f"{_value(caught['measured'])} {_verdict(caught['met'])}",
         f"{_value(live['measured'])} {_verdict(live['met'])}",
         linked,
@@ -821,8 +844,9 @@ def report_text(report: dict[str, Any]) -> str:
         *_fault_table(report["faults"]),
     ]
     targets = report["targets"]
-    gap, caught, live = (
+    gap, consensus, caught, live = (
         targets["max_commit_gap_ms"],
+        targets["in_consensus_ms"],
         targets["caught_up_ms"],
         targets["caught_up_to_live_ms"],
     )
@@ -834,6 +858,9 @@ def report_text(report: dict[str, Any]) -> str:
         "targets:",
         f"  commit gap <= {gap['target_ms']} ms: {_verdict(gap['met'])} "
         f"(worst {_value(gap['worst'])} ms)",
+        f"  in consensus <= {consensus['target_ms']} ms after heal: "
+        f"{_verdict(consensus['met'])} (worst {_value(consensus['worst'])} ms); after the "
+        f"API is back: {_verdict(consensus['met_after_api_back'])}",
         f"  caught up <= {caught['target_ms']} ms after heal: {_verdict(caught['met'])} "
         f"(worst {_value(caught['worst'])} ms); after the API is back: "
         f"{_verdict(caught['met_after_api_back'])}",
