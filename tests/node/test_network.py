@@ -45,6 +45,10 @@ def test_four_validators_commit_transactions_and_agree(network: LocalNetwork) ->
         for i in range(4)
     }
     assert len(roots) == 1  # every node executed to the same state
+    # Execution trails consensus, never leads it.
+    status = network.status(0)
+    assert status is not None
+    assert status["consensus_height"] >= status["height"] >= top
     # Each block vouches for an earlier executed state root, checked by its voters.
     block = network.client.get(f"{network.url(0)}/v1/blocks/{top}").json()
     payload = decode_payload(bytes.fromhex(block["payload"][2:]))
