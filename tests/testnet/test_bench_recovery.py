@@ -542,4 +542,3 @@ def test_a_node_is_in_consensus_when_its_consensus_height_reaches_the_heal_heigh
     assert in_consensus_s(samples, w, target) == pytest.approx(0.4)
     assert caught_up_s(samples, w, target) == pytest.approx(1.1)
     assert in_consensus_s([Sample(1, 7.5, 7.5, 40)], w, target) is None  # an older node
-
