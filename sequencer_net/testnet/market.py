@@ -500,18 +500,22 @@ class MarketTraffic(Iterator[TrafficItem]):
         old = self._quotes.pop(key, None)
         if old is not None:
             items.append(self._item(maker, CancelOrder(0, market.market_id, old)))
-        reference, tick = self._references[market.market_id], market.params.tick_size
         spread = self._rng.randint(*self.model.maker_spread_bps)
-        if side == Side.BUY:
-            price = floor_to_tick(_scaled(reference, -spread), tick)
-        else:
-            price = ceil_to_tick(_scaled(reference, spread), tick)
+        price = self._behind_reference(market, side, spread)
         quantity = self._quantity(market, self.model.maker_notional)
         order = _order(market, side, price, quantity, GTC)
         place = self._item(maker, order)
         self._quotes[key] = self._order_id(place)
         items.append(place)
         return items
+
+    def _behind_reference(self, market: LocalMarket, side: Side, bps: int) -> int:
+        """`bps` below the market's reference price for a buy, above it for a sell,
+        on the tick grid (rounded away from the reference)."""
+        reference, tick = self._references[market.market_id], market.params.tick_size
+        if side == Side.BUY:
+            return floor_to_tick(_scaled(reference, -bps), tick)
+        return ceil_to_tick(_scaled(reference, bps), tick)
 
     def _take(self) -> list[TrafficItem]:
         taker = self._rng.choice(self._takers)
@@ -524,13 +528,9 @@ class MarketTraffic(Iterator[TrafficItem]):
         if market_order and not (market.is_option and buy):  # option buys need a limit
             order = _order(market, side, 0, quantity, IOC)
         else:
-            reference, tick = self._references[market.market_id], market.params.tick_size
-            slippage = self.model.taker_slippage_bps
-            limit = (
-                ceil_to_tick(_scaled(reference, slippage), tick)
-                if buy
-                else floor_to_tick(_scaled(reference, -slippage), tick)
-            )
+            # A taker's limit is where a maker on the other side would quote.
+            other = Side.SELL if buy else Side.BUY
+            limit = self._behind_reference(market, other, self.model.taker_slippage_bps)
             order = _order(market, side, limit, quantity, IOC)
         return [self._item(taker, order)]
 
@@ -539,12 +539,8 @@ class MarketTraffic(Iterator[TrafficItem]):
         taker = self._rng.choice(self._takers)
         market = self._pick_market()
         side = self._rng.choice((Side.BUY, Side.SELL))
-        reference, tick = self._references[market.market_id], market.params.tick_size
         distance = self._rng.randint(*self.model.resting_distance_bps)
-        if side == Side.BUY:
-            price = floor_to_tick(_scaled(reference, -distance), tick)
-        else:
-            price = ceil_to_tick(_scaled(reference, distance), tick)
+        price = self._behind_reference(market, side, distance)
         quantity = self._quantity(market, self.model.taker_notional)
         order = _order(market, side, price, quantity, GTC)
         item = self._item(taker, order)
