@@ -42,14 +42,20 @@ class ProcessIdentity:
 
 def read_start_ticks(pid: int) -> int | None:
     """The process's start time in clock ticks since boot, or None if it is gone."""
-    fields = _stat_fields(pid)
+    fields = stat_fields(pid)
     if fields is None:
         return None
     # Fields after "pid (comm)": state is field 3, starttime field 22.
     return int(fields[19])
 
 
-def _stat_fields(pid: int) -> list[str] | None:
+def pids() -> list[int]:
+    """Every process id now."""
+    return [int(entry.name) for entry in PROC.iterdir() if entry.name.isdigit()]
+
+
+def stat_fields(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after "pid (comm)" (None if the process is gone)."""
     try:
         stat = (PROC / str(pid) / "stat").read_text()
     except OSError:
@@ -60,7 +66,7 @@ def _stat_fields(pid: int) -> list[str] | None:
 
 def is_alive(pid: int) -> bool:
     """True if the PID exists and is not a zombie."""
-    fields = _stat_fields(pid)
+    fields = stat_fields(pid)
     return fields is not None and fields[0] not in ("Z", "X")
 
 
@@ -75,13 +81,7 @@ def read_cmdline(pid: int) -> tuple[str, ...] | None:
 def processes_naming(text: str) -> list[int]:
     """PIDs of the processes whose command line contains `text` (for example a
     network's directory: its nodes)."""
-    found = []
-    for entry in PROC.iterdir():
-        if entry.name.isdigit():
-            cmdline = read_cmdline(int(entry.name)) or ()
-            if any(text in part for part in cmdline):
-                found.append(int(entry.name))
-    return found
+    return [pid for pid in pids() if any(text in part for part in read_cmdline(pid) or ())]
 
 
 def is_our_process(identity: ProcessIdentity) -> bool:

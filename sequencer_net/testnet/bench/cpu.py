@@ -12,29 +12,19 @@ from __future__ import annotations
 import os
 import resource
 from collections.abc import Iterable
-from pathlib import Path
 
-PROC = Path("/proc")
+from sequencer_net.testnet.processes import pids, stat_fields
+
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def _stat_fields(pid: int) -> list[str] | None:
-    try:
-        stat = (PROC / str(pid) / "stat").read_text()
-    except OSError:
-        return None
-    # comm may hold spaces and parentheses; it ends at the last ')'.
-    return stat[stat.rindex(")") + 2 :].split()
 
 
 def parent_map() -> dict[int, int]:
     """pid -> parent pid of every process now."""
     parents = {}
-    for entry in PROC.iterdir():
-        if entry.name.isdigit():
-            fields = _stat_fields(int(entry.name))
-            if fields is not None:
-                parents[int(entry.name)] = int(fields[1])
+    for pid in pids():
+        fields = stat_fields(pid)
+        if fields is not None:
+            parents[pid] = int(fields[1])
     return parents
 
 
@@ -54,7 +44,7 @@ def descendants(root: int, parents: dict[int, int]) -> set[int]:
 
 def process_cpu_ticks(pid: int) -> int:
     """utime + stime + cutime + cstime of one process (0 if gone)."""
-    fields = _stat_fields(pid)
+    fields = stat_fields(pid)
     if fields is None:
         return 0
     # Fields after "pid (comm)": utime is field 14, stime 15, cutime 16, cstime 17.
