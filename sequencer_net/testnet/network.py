@@ -607,6 +607,28 @@ def _prepare_directory(directory: Path, fresh: bool) -> None:
     directory.mkdir(parents=True, exist_ok=True)
 
 
+def record_testnet(
+    directory: Path,
+    manifest: Manifest,
+    specs: Sequence[NodeSpec],
+    node_command: Sequence[str],
+    stop_grace_s: float,
+) -> Testnet:
+    """The testnet of these nodes (each one's command from the "{home}" template),
+    saved to its record; nothing started yet."""
+    nodes = [
+        TestnetNode(
+            spec=spec,
+            command=tuple(part.replace("{home}", str(spec.home)) for part in node_command),
+            log_path=spec.home / NODE_LOG,
+        )
+        for spec in specs
+    ]
+    net = Testnet(directory=directory, manifest=manifest, nodes=nodes, stop_grace_s=stop_grace_s)
+    net.save()
+    return net
+
+
 def start_testnet(
     directory: Path | str = DEFAULT_TESTNET_DIR,
     *,
@@ -641,16 +663,8 @@ def start_testnet(
     _prepare_directory(directory, fresh)
     check_ports_free(host, base_port, manifest.network.validators)
     specs = write_homes(directory, manifest, base_port, host)
-    nodes = [
-        TestnetNode(
-            spec=spec,
-            command=tuple(part.replace("{home}", str(spec.home)) for part in node_command),
-            log_path=spec.home / NODE_LOG,
-        )
-        for spec in specs
-    ]
-    net = Testnet(directory=directory, manifest=manifest, nodes=nodes, stop_grace_s=stop_grace_s)
-    net.save()
+    net = record_testnet(directory, manifest, specs, node_command, stop_grace_s)
+    nodes = net.nodes
     try:
         for node in nodes:
             net.start_node(node.spec.index)

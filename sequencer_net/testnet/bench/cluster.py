@@ -39,11 +39,10 @@ from sequencer_net.testnet.network import (
     DEFAULT_HOST,
     GENESIS_FILE,
     NODE_COMMAND_TEMPLATE,
-    NODE_LOG,
     Testnet,
     TestnetError,
-    TestnetNode,
     check_ports_free,
+    record_testnet,
     start_testnet,
 )
 from sequencer_net.testnet.processes import is_our_process
@@ -116,17 +115,7 @@ def _start_in_namespaces(
 ) -> Testnet:
     """What `start_testnet` does, with each node started inside its namespace."""
     specs = wan_homes_writer(wan.layout)(directory, manifest, base_port, DEFAULT_HOST)
-    nodes = [
-        TestnetNode(
-            spec=spec,
-            command=tuple(part.replace("{home}", str(spec.home)) for part in NODE_COMMAND_TEMPLATE),
-            log_path=spec.home / NODE_LOG,
-        )
-        for spec in specs
-    ]
-    net = Testnet(directory=directory, manifest=manifest, nodes=nodes, stop_grace_s=STOP_GRACE_S)
-    net.save()
-    return net
+    return record_testnet(directory, manifest, specs, NODE_COMMAND_TEMPLATE, STOP_GRACE_S)
 
 
 @contextmanager
