@@ -6,12 +6,14 @@ tests talk to it through httpx.ASGITransport (trio) or Starlette's TestClient.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+from rocksdict import WriteBatch
 from starlette.applications import Starlette
 
 from consensus.crypto import keccak256
@@ -37,17 +39,27 @@ class ApiWorld:
     metrics: Metrics = field(default_factory=Metrics)
     connected: list[bool] = field(default_factory=list)
 
-    def intake(self) -> Intake:
-        # No group-commit task runs in these tests: each write is its own fsync.
+    def intake(
+        self,
+        *,
+        write: Callable[[WriteBatch], None] | None = None,
+        client_rate: float = 1e9,
+        client_burst: float = 1e9,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> Intake:
+        """The intake over this world's mempool and store; `write` replaces the
+        store's synced write. No group-commit task runs in these tests: each
+        write is its own fsync."""
         return Intake(
             mempool=self.mempool,
             verifier=VerifierPool(DOMAIN, threads=2),
-            group=GroupCommit(self.store.write_synced),
+            group=GroupCommit(write or self.store.write_synced),
             store=self.store,
             metrics=self.metrics,
             accepted_at={},
-            client_rate=1e9,
-            client_burst=1e9,
+            client_rate=client_rate,
+            client_burst=client_burst,
+            clock=clock,
         )
 
     def context(self) -> ApiContext:

@@ -10,12 +10,9 @@ from rocksdict import WriteBatch
 from starlette.testclient import TestClient
 
 from consensus.crypto import keccak256
-from sequencer_net.api.intake import Intake
 from sequencer_net.api.server import build_app
 from sequencer_net.mempool.limits import MempoolLimits
 from sequencer_net.mempool.mempool import Mempool
-from sequencer_net.mempool.verifier import VerifierPool
-from sequencer_net.storage.group_commit import GroupCommit
 from tests.api.conftest import ApiWorld
 from tests.mempool.factories import DOMAIN, signed
 
@@ -70,17 +67,7 @@ def test_a_websocket_stream_answers_each_batch_in_order(world: ApiWorld) -> None
 
 
 async def test_each_client_address_has_its_own_budget(world: ApiWorld) -> None:
-    intake = Intake(
-        mempool=world.mempool,
-        verifier=VerifierPool(DOMAIN, threads=1),
-        group=GroupCommit(world.store.write_synced),
-        store=world.store,
-        metrics=world.metrics,
-        accepted_at={},
-        client_rate=1.0,
-        client_burst=3.0,
-        clock=lambda: 0.0,
-    )
+    intake = world.intake(client_rate=1.0, client_burst=3.0, clock=lambda: 0.0)
     first = await intake.submit([signed(sender=2, nonce=n) for n in range(5)], "10.0.0.1")
     assert [type(o).__name__ for o in first] == ["Accepted"] * 3 + ["Refused"] * 2
     assert {o.code for o in first[3:]} == {"rate_limited"}  # type: ignore[union-attr]
@@ -92,16 +79,7 @@ async def test_a_failed_fsync_acknowledges_nothing_and_keeps_nothing(world: ApiW
     def broken(batch: WriteBatch) -> None:
         raise OSError("disk gone")
 
-    intake = Intake(
-        mempool=world.mempool,
-        verifier=VerifierPool(DOMAIN, threads=1),
-        group=GroupCommit(broken),
-        store=world.store,
-        metrics=world.metrics,
-        accepted_at={},
-        client_rate=1e9,
-        client_burst=1e9,
-    )
+    intake = world.intake(write=broken)
     from sequencer_net.api.errors import ApiError
 
     with pytest.raises(ApiError) as raised:
