@@ -112,31 +112,24 @@ def _run(*args: str) -> None:
         raise WanUnavailable(f"`{' '.join(args)}` failed: {exc.stderr.strip()}") from None
 
 
-def _run_quiet(*args: str) -> None:
-    subprocess.run(args, capture_output=True, timeout=IP_TIMEOUT_S, check=False)
+def _run_quiet(*args: str) -> str:
+    """Run a command whose failure is not an error; its standard output."""
+    result = subprocess.run(args, capture_output=True, text=True, timeout=IP_TIMEOUT_S, check=False)
+    return result.stdout
 
 
 def list_namespaces() -> list[str]:
     if shutil.which("ip") is None:
         return []
-    result = subprocess.run(
-        ["ip", "netns", "list"], capture_output=True, text=True, timeout=IP_TIMEOUT_S, check=False
-    )
-    return [line.split()[0] for line in result.stdout.splitlines() if line.strip()]
+    listing = _run_quiet("ip", "netns", "list")
+    return [line.split()[0] for line in listing.splitlines() if line.strip()]
 
 
 def list_links() -> list[str]:
     if shutil.which("ip") is None:
         return []
-    result = subprocess.run(
-        ["ip", "-o", "link", "show"],
-        capture_output=True,
-        text=True,
-        timeout=IP_TIMEOUT_S,
-        check=False,
-    )
     names = []
-    for line in result.stdout.splitlines():
+    for line in _run_quiet("ip", "-o", "link", "show").splitlines():
         parts = line.split(": ")
         if len(parts) > 1:
             names.append(parts[1].split("@")[0])
@@ -234,17 +227,11 @@ class WanNetwork:
         _run("ip", "-n", ns, "link", "set", role, "up")
 
     def _check_subnets_free(self) -> None:
-        result = subprocess.run(
-            ["ip", "-4", "route", "show"],
-            capture_output=True,
-            text=True,
-            timeout=IP_TIMEOUT_S,
-            check=False,
-        )
+        routes = _run_quiet("ip", "-4", "route", "show")
         octet = self.layout.subnet_octet
         for subnet in (P2P_SUBNET, API_SUBNET):
             prefix = f"{subnet}.{octet}."
-            if prefix in result.stdout:
+            if prefix in routes:
                 raise WanUnavailable(
                     f"{prefix}0/24 is already routed on this machine; another benchmark "
                     "may be running (or remove the route)"
