@@ -55,7 +55,7 @@ from sequencer_net.client import (
     SubmitResult,
     signed_transaction,
 )
-from sequencer_net.testnet.manifest import MIXES, Mix
+from sequencer_net.testnet.manifest import MIXES, LoadSpec, Mix
 from sequencer_net.testnet.market import (
     MarketTraffic,
     TrafficConfig,
@@ -113,6 +113,19 @@ class LoadConfig:
     commit_timeout_s: float = 30.0
     drain_timeout_s: float = 10.0
     """After the last submit, how long to wait for sampled transactions to commit."""
+
+    @classmethod
+    def of_spec(cls, spec: LoadSpec, *, rate: float, genesis_time_s: int | None) -> LoadConfig:
+        """A testnet manifest's load (accounts, seed, namespace, sizes, mix) at `rate`."""
+        return cls(
+            rate=rate,
+            accounts=spec.accounts,
+            seed=spec.seed,
+            namespace=spec.namespace,
+            payload_bytes=spec.payload_bytes,
+            mix=spec.mix,
+            genesis_time_s=genesis_time_s,
+        )
 
     def __post_init__(self) -> None:
         if self.rate < 0 or math.isnan(self.rate):

@@ -232,14 +232,8 @@ async def run_session(
     rate = manifest.load.rate if load_rate is None else load_rate
     nonces_path = net.directory / LOAD_NONCES_FILE
     if signer is not None and rate > 0:
-        config = LoadConfig(
-            rate=rate,
-            accounts=manifest.load.accounts,
-            seed=manifest.load.seed,
-            namespace=manifest.load.namespace,
-            payload_bytes=manifest.load.payload_bytes,
-            mix=manifest.load.mix,
-            genesis_time_s=testnet_genesis_time_s(net),
+        config = LoadConfig.of_spec(
+            manifest.load, rate=rate, genesis_time_s=testnet_genesis_time_s(net)
         )
         state.load = LoadGenerator(
             [node.api_url for node in net.nodes],

@@ -672,15 +672,8 @@ def recovery_load(net: Testnet, rate: float) -> LoadGenerator | None:
     from sequencer_net.home.genesis import load_genesis
 
     genesis = load_genesis(net.directory / GENESIS_FILE)
-    spec = net.manifest.load
-    config = LoadConfig(
-        rate=rate,
-        accounts=spec.accounts,
-        seed=spec.seed,
-        namespace=spec.namespace,
-        payload_bytes=spec.payload_bytes,
-        mix=spec.mix,
-        genesis_time_s=genesis.execution.genesis_time,
+    config = LoadConfig.of_spec(
+        net.manifest.load, rate=rate, genesis_time_s=genesis.execution.genesis_time
     )
     signer = transaction_signer(genesis.domain(), fees=FeeSchedule.of_genesis(genesis))
     return LoadGenerator([node.api_url for node in net.nodes], config, signer)
