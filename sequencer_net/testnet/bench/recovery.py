@@ -229,25 +229,29 @@ def api_back_s(samples: Sequence[Sample], window: FaultWindow) -> float | None:
     return None if first is None else first.at - window.healed_at
 
 
-def caught_up_s(samples: Sequence[Sample], window: FaultWindow, target: int) -> float | None:
-    """Seconds from heal until the node first reported a height >= `target`."""
+def _reached_s(
+    samples: Sequence[Sample], window: FaultWindow, target: int, consensus: bool
+) -> float | None:
+    """Seconds from heal until the node first reported, inside the window, an
+    executed height (or, with `consensus`, a consensus height) >= `target`."""
     for sample in _answered(samples):
-        assert sample.height is not None
-        if window.healed_at <= sample.at <= window.ended_at and sample.height >= target:
+        height = sample.consensus_height if consensus else sample.height
+        inside = window.healed_at <= sample.at <= window.ended_at
+        if inside and height is not None and height >= target:
             return sample.at - window.healed_at
     return None
+
+
+def caught_up_s(samples: Sequence[Sample], window: FaultWindow, target: int) -> float | None:
+    """Seconds from heal until the node first reported a height >= `target`."""
+    return _reached_s(samples, window, target, consensus=False)
 
 
 def in_consensus_s(samples: Sequence[Sample], window: FaultWindow, target: int) -> float | None:
     """Seconds from heal until the node's consensus first reported a committed
     height >= `target`: from then on it votes on the live chain, whatever its
     execution still has to replay."""
-    for sample in _answered(samples):
-        height = sample.consensus_height
-        inside = window.healed_at <= sample.at <= window.ended_at
-        if inside and height is not None and height >= target:
-            return sample.at - window.healed_at
-    return None
+    return _reached_s(samples, window, target, consensus=True)
 
 
 def caught_up_to_live_s(
