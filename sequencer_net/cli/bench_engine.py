@@ -30,7 +30,13 @@ from sequencer_net.execution.genesis import (
     genesis_state,
 )
 from sequencer_net.execution.receipts import AuctionCleared, FillEvent
-from sequencer_net.execution.records import ChainConfig, MarketKind, MarketParams, TimeInForce
+from sequencer_net.execution.records import (
+    ChainConfig,
+    MarketKind,
+    MarketParams,
+    OracleReporter,
+    TimeInForce,
+)
 from sequencer_net.execution.state import subaccount_id
 from sequencer_net.execution.transactions import (
     DEX_NAMESPACE,
@@ -112,7 +118,7 @@ def bench_block(orders: int = 5_000, markets: int = 10, seed: int = 1) -> dict[s
             chain_id=CHAIN_ID,
             admin=admin.address,
             bridge=admin.address,
-            oracles=(oracle.address,),
+            oracles=(OracleReporter(oracle.address, 1),),
             genesis_time=GENESIS_TIME,
             deposits=tuple(
                 GenesisDeposit(subaccount_id(k.address, 0), 1_000_000 * WAD) for k in funded

@@ -17,6 +17,7 @@ from sequencer_net.home.genesis import (
     GenesisValidator,
     default_execution_genesis,
     load_genesis,
+    oracle_reporters,
     random_chain_id,
     write_genesis,
 )
@@ -159,6 +160,7 @@ def new(
                 validators[0].address,
                 chain_id=chain_id,
                 genesis_time_ms=now_ms,
+                reporters=oracle_reporters(validators),
                 funded_accounts=funded,
             ),
         )

@@ -9,9 +9,11 @@ Reads top-down (docs/execution.md, "Block execution"):
                                          (the rest: BlockFull), field ranges, per sender in
                                          nonce order the nonce window and the fee
       decode_dex_payloads                namespace 0: payload bytes -> one engine action
-      apply_account_transactions         governance, oracle, deposits, withdrawals,
-                                         transfers: in block order, a sender's own
-                                         transactions in nonce order
+      apply_account_transactions         governance, price reports, deposits,
+                                         withdrawals, transfers: in block order, a
+                                         sender's own transactions in nonce order
+      aggregate_prices                   each market's oracle price: the weighted
+                                         median of the validators' fresh reports
       advance_market_clock               funding due, options at expiry
       place_orders                       order and cancel transactions, by sender
                                          address then nonce (block position ignored)
@@ -71,9 +73,10 @@ from .fees import collect_fees, fee_account, fee_balance, required_fee
 from .funding import apply_due_funding, sample_premiums
 from .limits import MAX_DEX_PAYLOAD_BYTES, MAX_PHASE_FAILURES, MAX_REASON_LENGTH
 from .liquidation import liquidate_undermargined
-from .markets import apply_list_market, apply_oracle_update, apply_set_paused, apply_update_market
+from .markets import apply_list_market, apply_set_paused, apply_update_market
 from .matching import run_auctions
 from .nonces import nonce_rejection, use_nonce
+from .oracle import aggregate_prices, apply_price_report
 from .orders import apply_cancel_order, apply_place_order
 from .positions import credit
 from .receipts import Event, PhaseSkipped, Receipt
@@ -168,6 +171,7 @@ def _execute(
     orders = [(i, a) for i, a in actions if isinstance(a.payload, ORDER_PAYLOADS)]
     for i, action in in_sender_nonce_order(account):
         receipts[i] = _run(w, action)
+    aggregate_prices(w)
     advance_market_clock(w)
     for i, action in sorted(orders, key=lambda item: (item[1].sender, item[1].nonce)):
         receipts[i] = _run(w, action)
@@ -322,7 +326,7 @@ _HANDLERS: dict[type, _Handler] = {
     Deposit: lambda w, tx, p: apply_deposit(w, tx.sender, p),
     Withdraw: lambda w, tx, p: apply_withdraw(w, tx.sender, p),
     Transfer: lambda w, tx, p: apply_transfer(w, tx.sender, p),
-    OracleUpdate: lambda w, tx, p: apply_oracle_update(w, tx.sender, p),
+    OracleUpdate: lambda w, tx, p: apply_price_report(w, tx.sender, p),
     ListMarket: lambda w, tx, p: apply_list_market(w, tx.sender, p),
     UpdateMarketParams: lambda w, tx, p: apply_update_market(w, tx.sender, p),
     SetMarketPaused: lambda w, tx, p: apply_set_paused(w, tx.sender, p),

@@ -10,7 +10,7 @@ from .encoding import encode
 from .fees import DEFAULT_FEE_BASE, DEFAULT_FEE_PER_BYTE, check_fee_schedule
 from .limits import MAX_MARKET_ID
 from .markets import check_market_params, new_market_state
-from .records import BlockInfo, ChainConfig, Ledger, MarketParams, Subaccount
+from .records import BlockInfo, ChainConfig, Ledger, MarketParams, OracleReporter, Subaccount
 from .state import (
     INSURANCE_FUND,
     KEY_CONFIG,
@@ -18,6 +18,9 @@ from .state import (
     StateWriter,
 )
 from .state_tree import EMPTY_ROOT, MemoryNodeStore, NodeStore, StateTree
+
+MAX_ORACLE_POWER = 2**64
+"""An oracle reporter's power is a validator's voting power: a 64-bit weight."""
 
 
 class GenesisDeposit(msgspec.Struct, frozen=True, array_like=True):
@@ -35,7 +38,9 @@ class GenesisConfig(msgspec.Struct, frozen=True, array_like=True):
 
     `admin` signs governance transactions (listing, parameters, pausing);
     `bridge` signs deposits (until the L1 bridge lands, usually the admin);
-    `oracles` may post prices. `insurance_fund` is the fund's opening collateral.
+    `oracles` report prices, each with a power (a network's validators with
+    their voting power); the oracle price is their weighted median
+    (oracle.py). `insurance_fund` is the fund's opening collateral.
     `deposits` fund subaccounts: every sender pays its transactions' fees from
     its subaccount 0, so whoever sends from height 1 on (admin, oracles, load
     accounts) needs a deposit there. `fee_base` and `fee_per_byte` set the fee
@@ -45,7 +50,7 @@ class GenesisConfig(msgspec.Struct, frozen=True, array_like=True):
     chain_id: int
     admin: bytes
     bridge: bytes
-    oracles: tuple[bytes, ...]
+    oracles: tuple[OracleReporter, ...]
     genesis_time: int
     deposits: tuple[GenesisDeposit, ...] = ()
     insurance_fund: int = 0
@@ -58,8 +63,12 @@ def genesis_state(config: GenesisConfig, store: NodeStore | None = None) -> Exec
     """Build and commit the height-0 state. Raises ValueError for a bad config."""
     if len(config.admin) != 20 or len(config.bridge) != 20:
         raise ValueError("admin and bridge are 20-byte addresses")
-    if any(len(oracle) != 20 for oracle in config.oracles):
+    if any(len(oracle.address) != 20 for oracle in config.oracles):
         raise ValueError("oracles are 20-byte addresses")
+    if any(not 0 < oracle.power <= MAX_ORACLE_POWER for oracle in config.oracles):
+        raise ValueError(f"an oracle's power must be in [1, {MAX_ORACLE_POWER}]")
+    if len({oracle.address for oracle in config.oracles}) != len(config.oracles):
+        raise ValueError("an oracle address appears twice")
     if config.insurance_fund < 0 or any(d.amount <= 0 for d in config.deposits):
         raise ValueError("genesis amounts must be positive")
     if any(len(d.subaccount) != 21 or d.subaccount == INSURANCE_FUND for d in config.deposits):
@@ -70,7 +79,7 @@ def genesis_state(config: GenesisConfig, store: NodeStore | None = None) -> Exec
         chain_id=config.chain_id,
         admin=config.admin,
         bridge=config.bridge,
-        oracles=tuple(sorted(set(config.oracles))),
+        oracles=tuple(sorted(config.oracles, key=lambda oracle: oracle.address)),
         fee_base=config.fee_base,
         fee_per_byte=config.fee_per_byte,
     )

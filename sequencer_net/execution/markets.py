@@ -1,8 +1,8 @@
 """Markets: governance listing, parameter updates, pausing, and oracle prices.
 
 Governance transactions must be signed by the admin key fixed in genesis.
-Oracle updates must be signed by one of the oracle keys; a price is usable for
-`oracle_staleness` seconds after its `published_at` (see `is_oracle_fresh`).
+Oracle prices come from the validators' reports (oracle.py); a price is usable
+for `oracle_staleness` seconds after its `published_at` (see `is_oracle_fresh`).
 While a market's price is stale (or missing) new orders in it are rejected
 (`StaleOraclePrice`) and its auction does not run; margin and liquidation keep
 using the last price, because halting liquidations is worse than a stale mark.
@@ -14,7 +14,6 @@ import msgspec
 
 from .exceptions import (
     InvalidMarketParams,
-    InvalidOracleUpdate,
     MarketExists,
     MarketNotTrading,
     StaleOraclePrice,
@@ -27,12 +26,10 @@ from .limits import (
     MAX_FUNDING_INTERVAL_SECONDS,
     MAX_MARKET_ID,
     MAX_OPTION_TENOR_SECONDS,
-    MAX_ORACLE_PRICES,
-    MAX_VOLATILITY,
 )
 from .records import MarketKind, MarketParams, MarketState, OptionKind
 from .state import StateWriter
-from .transactions import ListMarket, OracleUpdate, SetMarketPaused, UpdateMarketParams
+from .transactions import ListMarket, SetMarketPaused, UpdateMarketParams
 
 MAX_FEE_RATE = SCALE // 10
 """Fees above 10% of notional are a typo, not a policy."""
@@ -85,6 +82,8 @@ def check_market_params(params: MarketParams, now: int) -> None:
         raise fail("risk_free_rate must be in [-1, 1]")
     if not 0 <= params.min_premium_notional <= MAX_AMOUNT:
         raise fail("min_premium_notional must be in [0, MAX_AMOUNT]")
+    if not 0 < params.max_oracle_move <= SCALE:
+        raise fail("max_oracle_move must be in (0, 1]")
     if params.kind == MarketKind.PERPETUAL:
         if params.option is not None:
             raise fail("a perpetual has no option terms")
@@ -166,43 +165,6 @@ def apply_set_paused(w: StateWriter, sender: bytes, tx: SetMarketPaused) -> None
     if state is None:
         raise UnknownMarket(f"market {tx.market_id} is not listed")
     w.market_states.put(tx.market_id, msgspec.structs.replace(state, paused=tx.paused))
-
-
-def apply_oracle_update(w: StateWriter, sender: bytes, tx: OracleUpdate) -> None:
-    """Store each price. Every price must be strictly newer than the stored one and
-    not from the future; an option market also needs a positive volatility."""
-    if sender not in w.config.oracles:
-        raise Unauthorized("oracle updates need an oracle key")
-    if not 0 < len(tx.prices) <= MAX_ORACLE_PRICES:
-        raise InvalidOracleUpdate(f"an update carries 1 to {MAX_ORACLE_PRICES} prices")
-    if tx.published_at > w.timestamp:
-        raise InvalidOracleUpdate("published_at is after the block timestamp")
-    seen: set[int] = set()
-    for quote in tx.prices:
-        if quote.market_id in seen:
-            raise InvalidOracleUpdate(f"market {quote.market_id} appears twice")
-        seen.add(quote.market_id)
-        params = w.params(quote.market_id)
-        state = w.market(quote.market_id)
-        if params is None or state is None:
-            raise UnknownMarket(f"market {quote.market_id} is not listed")
-        if tx.published_at <= state.oracle_published_at:
-            raise InvalidOracleUpdate(f"market {quote.market_id}: price is not newer")
-        if not 0 < quote.price <= MAX_AMOUNT or not 0 <= quote.volatility <= MAX_VOLATILITY:
-            raise InvalidOracleUpdate(
-                "price must be in (0, MAX_AMOUNT], volatility in [0, MAX_VOLATILITY]"
-            )
-        if params.kind == MarketKind.OPTION and quote.volatility == 0:
-            raise InvalidOracleUpdate("an option market needs a positive implied volatility")
-        w.market_states.put(
-            quote.market_id,
-            msgspec.structs.replace(
-                state,
-                oracle_price=quote.price,
-                oracle_volatility=quote.volatility,
-                oracle_published_at=tx.published_at,
-            ),
-        )
 
 
 def is_oracle_fresh(params: MarketParams, state: MarketState, now: int) -> bool:

@@ -110,6 +110,19 @@ class PhaseSkipped(msgspec.Struct, frozen=True, array_like=True, tag=9):
     error: str
 
 
+class OraclePriceSet(msgspec.Struct, frozen=True, array_like=True, tag=20):
+    """The block's oracle price for a market: the power-weighted median of the
+    fresh reports (oracle.py). `published_at` is the time by which reporters
+    holding more than 2/3 of the power had reported; `capped` is true when the
+    per-block move cap held the price back from the median."""
+
+    market_id: int
+    price: int
+    volatility: int
+    published_at: int
+    capped: bool
+
+
 Event = (
     FillEvent
     | OrderRemoved
@@ -120,4 +133,5 @@ Event = (
     | OptionSettled
     | Withdrawn
     | PhaseSkipped
+    | OraclePriceSet
 )

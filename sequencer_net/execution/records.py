@@ -29,6 +29,9 @@ SubaccountNumber = Annotated[int, msgspec.Meta(ge=0, le=MAX_SUBACCOUNT_NUMBER)]
 DEFAULT_MIN_PREMIUM_NOTIONAL = 1_000 * 10**18
 """1,000 units of quote: a trade smaller than this does not move funding."""
 
+DEFAULT_MAX_ORACLE_MOVE = 5 * 10**16
+"""5%: the most the oracle price may move in one block (oracle.py)."""
+
 MarketId = NewType("MarketId", int)
 OrderId = NewType("OrderId", bytes)
 """32 bytes: the hash of the transaction that placed the order."""
@@ -49,15 +52,32 @@ class TimeInForce(enum.IntEnum):
     IMMEDIATE_OR_CANCEL = 1
 
 
+class OracleReporter(msgspec.Struct, frozen=True, array_like=True):
+    """A key whose price reports count toward the oracle median, with its weight.
+    A network's reporters are its validators, weighted by voting power."""
+
+    address: bytes
+    power: int
+
+
+class PriceReport(msgspec.Struct, frozen=True, array_like=True):
+    """One reporter's latest price for one market (oracle.py)."""
+
+    published_at: int
+    price: int
+    volatility: int
+
+
 class ChainConfig(msgspec.Struct, frozen=True, array_like=True):
-    """Fixed at genesis: who governs, who may post prices and deposits, and the
-    sequencing fee every transaction pays: fee_base + fee_per_byte * payload
-    length, in wad of the quote asset (docs/execution.md, "Fees")."""
+    """Fixed at genesis: who governs, who reports prices (and with what weight),
+    who posts deposits, and the sequencing fee every transaction pays:
+    fee_base + fee_per_byte * payload length, in wad of the quote asset
+    (docs/execution.md, "Fees"). `oracles` is sorted by address."""
 
     chain_id: int
     admin: bytes
     bridge: bytes
-    oracles: tuple[bytes, ...]
+    oracles: tuple[OracleReporter, ...]
     fee_base: int
     fee_per_byte: int
 
@@ -149,6 +169,9 @@ class MarketParams(msgspec.Struct, frozen=True, array_like=True):
     min_premium_notional: int = DEFAULT_MIN_PREMIUM_NOTIONAL
     """Perpetuals: an auction whose notional (volume * price) is below this is
     ignored for the mark and the funding premium (docs/execution.md, "Funding")."""
+    max_oracle_move: int = DEFAULT_MAX_ORACLE_MOVE
+    """The most the oracle price may move in one block, as a fraction of the
+    last price (docs/execution.md, "Oracle")."""
 
 
 class MarketState(msgspec.Struct, frozen=True, array_like=True):

@@ -17,13 +17,14 @@ Key layout (docs/execution.md, "State model"); integers are big-endian:
     b"market/" + mkt(4)                    MarketParams
     b"mstate/" + mkt(4)                    MarketState
     b"order/"  + mkt(4) + order id(32)     RestingOrder
+    b"report/" + mkt(4) + address(20)      PriceReport (a reporter's latest price)
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, Generic, TypeVar
 
 from .encoding import decode_canonical, encode
@@ -37,6 +38,7 @@ from .records import (
     MarketState,
     NonceWindow,
     Position,
+    PriceReport,
     RestingOrder,
     Subaccount,
     SubaccountId,
@@ -56,6 +58,7 @@ PREFIX_POSITION: Final = b"pos/"
 PREFIX_MARKET: Final = b"market/"
 PREFIX_MARKET_STATE: Final = b"mstate/"
 PREFIX_ORDER: Final = b"order/"
+PREFIX_REPORT: Final = b"report/"
 
 
 def subaccount_id(owner: bytes, number: int) -> SubaccountId:
@@ -74,6 +77,10 @@ def position_key(subaccount: bytes, market_id: int) -> bytes:
     return subaccount + market_id.to_bytes(4, "big")
 
 
+def report_key(market_id: int, reporter: bytes) -> bytes:
+    return market_key(market_id) + reporter
+
+
 def order_key(market_id: int, order_id: bytes) -> bytes:
     return market_id.to_bytes(4, "big") + order_id
 
@@ -82,10 +89,10 @@ def order_key(market_id: int, order_id: bytes) -> bytes:
 class ExecutionState:
     """All state after block `block.height`; treat every mapping as read-only.
 
-    `positions` is keyed by `position_key`; `books` maps a market id to its
-    resting orders by order id. `open_subaccounts` (derived, not in the tree)
-    holds every subaccount with at least one Position record: the accounts the
-    end-of-block liquidation check walks.
+    `positions` is keyed by `position_key`, `reports` by `report_key`; `books`
+    maps a market id to its resting orders by order id. `open_subaccounts`
+    (derived, not in the tree) holds every subaccount with at least one
+    Position record: the accounts the end-of-block liquidation check walks.
     """
 
     config: ChainConfig
@@ -100,6 +107,7 @@ class ExecutionState:
     open_subaccounts: frozenset[bytes]
     store: NodeStore
     state_root: bytes
+    reports: Mapping[bytes, PriceReport] = field(default_factory=dict)
 
     @property
     def height(self) -> int:
@@ -203,6 +211,7 @@ class StateWriter:
         self.positions: Overlay[bytes, Position] = Overlay(base.positions, self.journal)
         self.market_params: Overlay[int, MarketParams] = Overlay(base.market_params, self.journal)
         self.market_states: Overlay[int, MarketState] = Overlay(base.market_states, self.journal)
+        self.reports: Overlay[bytes, PriceReport] = Overlay(base.reports, self.journal)
         # Orders placed in this block, keyed by order_key; resting orders cancelled
         # in this block, keyed by order_key. Books are rebuilt per market at auction.
         self.pending_orders: Overlay[bytes, RestingOrder] = Overlay({}, self.journal)
@@ -317,6 +326,8 @@ class StateWriter:
             changes[PREFIX_MARKET_STATE + market_key(mid)] = (
                 None if mstate is None else encode(mstate)
             )
+        for rkey, report in self.reports.changes():
+            changes[PREFIX_REPORT + rkey] = None if report is None else encode(report)
         books: dict[int, Mapping[bytes, RestingOrder]] = dict(self.base.books)
         for mid, book in self.books.items():
             old = self.base.books.get(mid, {})
@@ -344,6 +355,7 @@ class StateWriter:
             open_subaccounts=frozenset(self.open_subaccounts()),
             store=self.base.store,
             state_root=root,
+            reports=self.reports.merged(),
         )
 
 
@@ -367,6 +379,8 @@ def state_entries(state: ExecutionState) -> dict[bytes, bytes]:
     for mid, book in state.books.items():
         for oid, order in book.items():
             entries[PREFIX_ORDER + order_key(mid, oid)] = encode(order)
+    for rkey, report in state.reports.items():
+        entries[PREFIX_REPORT + rkey] = encode(report)
     return entries
 
 
@@ -382,6 +396,7 @@ def load_state(store: NodeStore, root: bytes) -> ExecutionState:
     params: dict[int, MarketParams] = {}
     mstates: dict[int, MarketState] = {}
     books: dict[int, dict[bytes, RestingOrder]] = {}
+    reports: dict[bytes, PriceReport] = {}
     for key, value in tree.items():
         if key == KEY_CONFIG:
             config = decode_canonical(value, ChainConfig)
@@ -406,6 +421,8 @@ def load_state(store: NodeStore, root: bytes) -> ExecutionState:
             rest = key[len(PREFIX_ORDER) :]
             mid = int.from_bytes(rest[:4], "big")
             books.setdefault(mid, {})[rest[4:]] = decode_canonical(value, RestingOrder)
+        elif key.startswith(PREFIX_REPORT):
+            reports[key[len(PREFIX_REPORT) :]] = decode_canonical(value, PriceReport)
     if config is None or block is None or ledger is None:
         raise ValueError("the tree at this root holds no execution state")
     return ExecutionState(
@@ -421,4 +438,5 @@ def load_state(store: NodeStore, root: bytes) -> ExecutionState:
         open_subaccounts=frozenset(sid for sid, sub in subaccounts.items() if sub.markets),
         store=store,
         state_root=root,
+        reports=reports,
     )

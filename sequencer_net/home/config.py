@@ -343,6 +343,66 @@ class StorageSettings:
     )
 
 
+PRICE_SOURCES: Final = ("none", "simulated", "file", "http")
+
+
+def _mapping_entries(value: tuple[str, ...]) -> str | None:
+    for entry in value:
+        market, sep, rest = entry.partition("=")
+        if not sep or not market.strip().isdigit() or not rest.strip():
+            return f"{entry!r} must look like MARKET_ID=VALUE"
+    return None
+
+
+@dataclass(frozen=True)
+class OracleSettings:
+    source: str = _key(
+        "none",
+        "Where this validator gets the prices it reports every interval: "
+        '"simulated" (a seeded walk every validator of a testnet computes alike; '
+        'the default of `seqnet testnet up`), "file" (a JSON document on disk), '
+        '"http" (a JSON document at a URL, e.g. an exchange\'s public ticker) or '
+        '"none" (report nothing). The oracle price of a market is the weighted '
+        "median of the validators' reports; without reports from more than 2/3 "
+        "of the voting power a market's price goes stale and it stops trading.",
+        _one_of(*PRICE_SOURCES),
+    )
+    interval_ms: int = _key(1000, "How often prices are reported (ms).", _between(100, 60_000))
+    lag_s: int = _key(
+        1,
+        "Reports are stamped this many seconds before the local clock, so a "
+        "leader whose clock is a little behind still accepts them.",
+        _between(0, 30),
+    )
+    seed: int = _key(0, "simulated: the walk's seed (the same on every validator of a testnet).")
+    file: str | None = _key(
+        None,
+        "file: the JSON document, relative to the home directory, re-read every interval.",
+        _non_empty,
+        example="prices.json",
+    )
+    url: str | None = _key(
+        None,
+        "http: the URL of the JSON document, fetched every interval.",
+        _non_empty,
+        example="https://prices.example.com/v1/tickers",
+    )
+    prices: tuple[str, ...] = _key(
+        (),
+        "file and http: where each market's price is in the document, as "
+        '"MARKET_ID=dotted.path" (a number in the path indexes a list). A market '
+        'not listed is read at "<market id>.price".',
+        _mapping_entries,
+    )
+    volatilities: tuple[str, ...] = _key(
+        (),
+        "file and http: each option market's implied volatility, as "
+        '"MARKET_ID=0.6" (a constant) or "MARKET_ID=dotted.path". A market not '
+        'listed is read at "<market id>.volatility".',
+        _mapping_entries,
+    )
+
+
 @dataclass(frozen=True)
 class LogSettings:
     level: str = _key("INFO", f"One of {', '.join(LOG_LEVELS)}.", _one_of(*LOG_LEVELS))
@@ -392,6 +452,7 @@ class NodeConfig:
     consensus: ConsensusSettings = field(default_factory=ConsensusSettings)
     mempool: MempoolSettings = field(default_factory=MempoolSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
+    oracle: OracleSettings = field(default_factory=OracleSettings)
     log: LogSettings = field(default_factory=LogSettings)
 
     @property
@@ -420,6 +481,11 @@ class NodeConfig:
         return _resolve(self.home, self.storage.data_dir)
 
     @property
+    def oracle_file_path(self) -> Path | None:
+        file = self.oracle.file
+        return None if file is None else _resolve(self.home, file)
+
+    @property
     def log_path(self) -> Path | None:
         return None if self.log.file is None else _resolve(self.home, self.log.file)
 
@@ -443,6 +509,7 @@ SECTIONS: Final[dict[str, str]] = {
     "consensus": "Consensus timers.",
     "mempool": "Pending transactions and the batches this node seals.",
     "storage": "The database.",
+    "oracle": "The prices this validator reports (the oracle is the validators' median).",
     "log": "Logging.",
 }
 """The [sections] of config.toml and what each holds, in the order the file lists them."""
@@ -521,6 +588,19 @@ def _check_across_keys(config: NodeConfig, source: str) -> None:
         raise ConfigError(f"{source}: [mempool] batch_max_txs: must be at most max_txs")
     if mempool.batch_max_bytes > mempool.max_bytes:
         raise ConfigError(f"{source}: [mempool] batch_max_bytes: must be at most max_bytes")
+    oracle = config.oracle
+    if oracle.source == "file" and oracle.file is None:
+        raise ConfigError(f'{source}: [oracle] file: needed with source = "file"')
+    if oracle.source == "http" and oracle.url is None:
+        raise ConfigError(f'{source}: [oracle] url: needed with source = "http"')
+    if oracle.url is not None and not oracle.url.startswith(("http://", "https://")):
+        raise ConfigError(f"{source}: [oracle] url: must start with http:// or https://")
+    from sequencer_net.pricefeed.sources import parse_mapping
+
+    try:
+        parse_mapping(oracle.prices, oracle.volatilities)
+    except ValueError as exc:
+        raise ConfigError(f"{source}: [oracle] {exc}") from None
     if config.p2p.listen_port == config.api.listen_port and _may_overlap(
         config.p2p.listen_host, config.api.listen_host
     ):
@@ -597,6 +677,7 @@ def default_config_text(
     api_host: str = "127.0.0.1",
     password_file: str | None = None,
     admin_token_file: str | None = None,
+    oracle: dict[str, Any] | None = None,
 ) -> str:
     """A config.toml listing every key with its documentation and default.
 
@@ -616,6 +697,8 @@ def default_config_text(
         section_values["api"]["listen_host"] = api_host
     if admin_token_file is not None:
         section_values["api"]["admin_token_file"] = admin_token_file
+    if oracle:
+        section_values["oracle"] = dict(oracle)
     out = [
         "# seqnet node configuration (TOML). Generated by `seqnet node init`.",
         "# Commented keys take the built-in default shown. Paths are relative to",

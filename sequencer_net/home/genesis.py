@@ -49,6 +49,7 @@ from sequencer_net.execution.genesis import (
     GenesisMarket,
     genesis_state,
 )
+from sequencer_net.execution.records import OracleReporter
 
 GENESIS_TAG: Final = b"seqnet/genesis/v1\x00"
 """Prefix of the canonical bytes, so they never collide with another encoded thing."""
@@ -260,6 +261,11 @@ def _check_execution(genesis: Genesis) -> None:
         raise GenesisError(
             f"execution.genesis_time: must be genesis_time_ms // 1000 = "
             f"{genesis.genesis_time_ms // 1000} (seconds), got {execution.genesis_time}"
+        )
+    if tuple(execution.oracles) != oracle_reporters(genesis.validators):
+        raise GenesisError(
+            "execution.oracles: must be the validators with their weights "
+            "(address and power of each, sorted by address)"
         )
     try:
         genesis_state(execution)  # builds the height-0 state in memory: every engine check
@@ -490,28 +496,45 @@ def write_genesis(path: Path, genesis: Genesis) -> None:
 # --- Local networks ------------------------------------------------------------------
 
 
+def oracle_reporters(validators: Sequence[GenesisValidator]) -> tuple[OracleReporter, ...]:
+    """The execution oracle set of a network: its validators, weighted by voting power."""
+    return tuple(
+        sorted(
+            (OracleReporter(address=v.address, power=v.weight) for v in validators),
+            key=lambda reporter: reporter.address,
+        )
+    )
+
+
 def default_execution_genesis(
     admin: bytes,
     *,
     chain_id: int,
     genesis_time_ms: int,
+    reporters: Sequence[OracleReporter],
     funded_accounts: Sequence[bytes] = (),
     markets: Sequence[GenesisMarket] = (),
     operator: bytes | None = None,
     fund_admin: bool = False,
 ) -> GenesisConfig:
-    """An execution genesis governed by `admin` (also bridge and oracle), listing
+    """An execution genesis governed by `admin` (also the bridge), with
+    `reporters` (the validators, `oracle_reporters`) as its oracle, listing
     `markets`, with LOCAL_FUNDED_AMOUNT for each funded account (a 20-byte
-    address, meaning its subaccount 0, or a 21-byte subaccount id), for the
-    admin if `fund_admin`, and LOCAL_INSURANCE_FUND.
+    address, meaning its subaccount 0, or a 21-byte subaccount id), for each
+    reporter (its price reports pay fees), for the admin if `fund_admin`, and
+    LOCAL_INSURANCE_FUND.
 
-    `operator`, if given, is a market operator key (a testnet's load posts prices
-    and bridge deposits with it): it becomes the bridge and a second oracle, and
-    is funded. Every sender pays its fees from its subaccount 0, so each key
-    that sends from height 1 on needs collateral there.
+    `operator`, if given, is a market operator key (a testnet's load posts
+    bridge deposits with it): it becomes the bridge and is funded. Every sender
+    pays its fees from its subaccount 0, so each key that sends from height 1
+    on needs collateral there.
     """
-    senders = [admin] + ([operator] if operator is not None else [])
-    funded = [*funded_accounts, *([admin] if fund_admin else []), *senders[1:]]
+    funded = [
+        *funded_accounts,
+        *([admin] if fund_admin else []),
+        *(reporter.address for reporter in reporters),
+        *([operator] if operator is not None else []),
+    ]
     deposits = []
     seen: set[bytes] = set()
     for account in funded:
@@ -528,7 +551,7 @@ def default_execution_genesis(
         chain_id=chain_id,
         admin=admin,
         bridge=admin if operator is None else operator,
-        oracles=tuple(senders),
+        oracles=tuple(reporters),
         genesis_time=genesis_time_ms // 1000,
         deposits=tuple(deposits),
         insurance_fund=LOCAL_INSURANCE_FUND,
@@ -567,14 +590,14 @@ def make_local_genesis(
     """A genesis for a network on one machine, one validator per secret.
 
     Validator i is named `node{i}` and listens on `base_p2p_port + i` (p2p) and
-    `base_api_port + i` (API). Validator 0's address is the execution admin,
-    bridge and oracle. Each funded account (a 20-byte address, meaning its
-    subaccount 0, or a 21-byte subaccount id), and the admin if `fund_admin`,
-    starts with LOCAL_FUNDED_AMOUNT of collateral; the insurance fund starts
-    with LOCAL_INSURANCE_FUND. `markets` are listed at genesis;
-    `market_operator` becomes the bridge, a second oracle and is funded
-    (`default_execution_genesis`). Without `chain_id` a random one is drawn
-    (`random_chain_id`).
+    `base_api_port + i` (API). Validator 0's address is the execution admin
+    and bridge; the validators are the oracle reporters. Each funded account
+    (a 20-byte address, meaning its subaccount 0, or a 21-byte subaccount id),
+    each validator, and the admin if `fund_admin`, starts with
+    LOCAL_FUNDED_AMOUNT of collateral; the insurance fund starts with
+    LOCAL_INSURANCE_FUND. `markets` are listed at genesis; `market_operator`
+    becomes the bridge and is funded (`default_execution_genesis`). Without
+    `chain_id` a random one is drawn (`random_chain_id`).
     """
     if not secrets:
         raise GenesisError("validators: at least one validator is needed")
@@ -585,10 +608,24 @@ def make_local_genesis(
         chain_id = random_chain_id()
     if genesis_time_ms is None:
         genesis_time_ms = int(time.time() * 1000)
+    validators = tuple(
+        GenesisValidator(
+            name=f"node{i}",
+            address=key.address,
+            public_key=key.public_key,
+            weight=1 if weights is None else weights[i],
+            p2p_host=host,
+            p2p_port=base_p2p_port + i,
+            api_host=host,
+            api_port=base_api_port + i,
+        )
+        for i, key in enumerate(keys)
+    )
     execution = default_execution_genesis(
         keys[0].address,
         chain_id=chain_id,
         genesis_time_ms=genesis_time_ms,
+        reporters=oracle_reporters(validators),
         funded_accounts=funded_accounts,
         markets=markets,
         operator=market_operator,
@@ -599,18 +636,6 @@ def make_local_genesis(
         genesis_time_ms=genesis_time_ms,
         verifying_contract=bytes(ADDRESS_LENGTH),
         view_timeout_ms=view_timeout_ms,
-        validators=tuple(
-            GenesisValidator(
-                name=f"node{i}",
-                address=key.address,
-                public_key=key.public_key,
-                weight=1 if weights is None else weights[i],
-                p2p_host=host,
-                p2p_port=base_p2p_port + i,
-                api_host=host,
-                api_port=base_api_port + i,
-            )
-            for i, key in enumerate(keys)
-        ),
+        validators=validators,
         execution=execution,
     )

@@ -17,7 +17,7 @@ import os
 import shutil
 import tomllib
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from sequencer_net.home.config import (
     CONFIG_FILE,
@@ -62,6 +62,7 @@ def init_home(
     admin_token_file: str | None = None,
     password_file: Path | None = None,
     scrypt_n: int | None = None,
+    oracle: dict[str, Any] | None = None,
 ) -> NodeConfig:
     """Create a node home and return its loaded config.
 
@@ -72,7 +73,8 @@ def init_home(
     in config.toml so the node can decrypt the key unattended. `listen_host` is
     the p2p listen address and `api_host` the API's (config [p2p] and [api]);
     `admin_token_file`, if given, is recorded as [api] admin_token_file (the
-    caller writes the file).
+    caller writes the file); `oracle`, if given, sets keys of [oracle] (the
+    price source).
 
     Refuses a home that exists and is not empty, unless `force`: then the
     config, genesis and key are replaced and data/ is left as it is (deleting a
@@ -97,6 +99,7 @@ def init_home(
         api_host=api_host,
         password_file=None if password_file is None else str(Path(password_file).resolve()),
         admin_token_file=admin_token_file,
+        oracle=oracle,
     )
     # Check the config before writing anything (bad name, clashing ports, ...).
     parse_config(home, tomllib.loads(config_text), str(home / CONFIG_FILE))

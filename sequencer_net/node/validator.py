@@ -29,7 +29,7 @@ from consensus.crypto import PrivateKey
 from consensus.io import Commit
 from consensus.types import ValidatorIndex
 from consensus.verifier import SignatureVerifier
-from sequencer_net.api.intake import Intake
+from sequencer_net.api.intake import Intake, Outcome
 from sequencer_net.api.markets import MarketSource
 from sequencer_net.api.server import ApiContext, ApiOptions, build_app, serve_api
 from sequencer_net.batches.batch import BatchBuilder
@@ -50,6 +50,7 @@ from sequencer_net.metrics import Metrics
 from sequencer_net.node.batching import OwnBatches, PeerBatches
 from sequencer_net.node.commit import CommitPipeline
 from sequencer_net.node.driver import ConsensusDriver
+from sequencer_net.node.reporter import PriceReporter, build_source
 from sequencer_net.node.requests import RequestKind, split_request
 from sequencer_net.node.status import ChainStatus
 from sequencer_net.p2p.limits import P2PLimits
@@ -232,10 +233,42 @@ class ValidatorNode:
         self.status.height, self.status.last_hash = height, digest
         self.status.state_root = self.commits.state.state_root
         self._restore_pending_transactions()
+        self.reporter = self._price_reporter()
         # Gauges read live at scrape time.
         self.metrics.peers.set_function(lambda: len(self._connected_peers()))
         self.metrics.mempool_size.set_function(lambda: len(self.mempool))
         self.metrics.watch_p2p(self.p2p.stats)
+
+    def _price_reporter(self) -> PriceReporter | None:
+        """The reporter of this validator's prices ([oracle]); None without a source."""
+        try:
+            source = build_source(self.config)
+        except ValueError as exc:
+            raise NodeSetupError(f"{self.config.config_path}: [oracle] {exc}") from exc
+        if source is None:
+            if self.genesis.execution.markets:
+                log.warning(
+                    "event=oracle_not_configured markets=%d hint=%s",
+                    len(self.genesis.execution.markets),
+                    "set [oracle] source: prices need reports from more than 2/3 of the power",
+                )
+            return None
+
+        async def submit(raw: bytes) -> Outcome:
+            (outcome,) = await self.intake.submit([raw], client="oracle")
+            return outcome
+
+        oracle = self.config.oracle
+        return PriceReporter(
+            key=self.key,
+            domain=self.domain,
+            source=source,
+            source_name=oracle.source,
+            state=lambda: self.commits.state,
+            submit=submit,
+            interval_s=oracle.interval_ms / 1000,
+            lag_s=oracle.lag_s,
+        )
 
     def _peer_specs(self) -> list[PeerSpec]:
         overrides = self.config.p2p.peer_addresses()
@@ -300,6 +333,9 @@ class ValidatorNode:
             "mempool_size": len(self.mempool),
             "committed_txs": self.status.committed_txs,
             "commit_latency_ms": self.status.latency_percentiles(),
+            "oracle": (
+                {"source": "none"} if self.reporter is None else self.reporter.status.document()
+            ),
             "uptime_s": round(time.monotonic() - self.started_at, 1),
         }
 
@@ -361,6 +397,8 @@ class ValidatorNode:
             nursery.start_soon(self.commits.run, self._commits_out)
             await nursery.start(self.driver.run)
             await nursery.start(self.own_batches.run)
+            if self.reporter is not None:
+                await nursery.start(self.reporter.run)
             nursery.start_soon(run_flusher, self.pool.log_limiter, LOG_FLUSH_S)
             await nursery.start(serve_api, build_app(api, api_options), api_options)
             log.info(

@@ -8,9 +8,9 @@ The derivation is public and therefore for local testnets only:
 
 re-hashed in the (never observed) case that it is not a valid secp256k1 secret.
 
-The market operator of a seed (`market_operator_key`) posts the oracle prices
-and the bridge deposits of the DEX traffic (sequencer_net.testnet.market);
-`testnet up` lists it in genesis as the bridge and an oracle, and funds it:
+The market operator of a seed (`market_operator_key`) posts the bridge
+deposits of the DEX traffic (sequencer_net.testnet.market); `testnet up` lists
+it in genesis as the bridge, and funds it:
 
     operator = keccak256("seqnet/market-operator/v1" || seed (8 bytes BE))
 """
@@ -42,7 +42,7 @@ def load_account_secret(seed: int, index: int) -> bytes:
 
 
 def market_operator_key(seed: int) -> PrivateKey:
-    """The key that posts the load's oracle prices and bridge deposits."""
+    """The key that posts the load's bridge deposits."""
     return PrivateKey(_valid_secret(keccak256(OPERATOR_DERIVATION_TAG + seed.to_bytes(8, "big"))))
 
 

@@ -11,7 +11,7 @@ duration_s) transactions (retries included).
 
 What it sends is the traffic stream of `market.py` for the config's `mix`:
 "dex" (traders placing, amending and cancelling orders on the testnet's
-markets, the operator posting oracle prices and deposits), "mixed" (the same
+markets, the operator posting bridge deposits), "mixed" (the same
 with one item in five a rollup blob) or "rollup" (random bytes of
 `payload_bytes` length in `namespace`; in namespace 0 a 1-wei DEX transfer).
 The stream is computed from the config alone; this module only signs and

@@ -13,11 +13,11 @@ and its market operator at index `accounts` (`traffic_keys`). Each account's
 nonces count up from its first nonce in the order its items appear. What they
 send, for the markets of a local genesis (sequencer_net.home.local_markets):
 
-- the operator: one `OracleUpdate` per second for every market (a seeded price
-  walk per underlying, see `PriceWalk`; options also get an implied
-  volatility), and now and then a bridge `Deposit` to a trader. Until the
-  validators report prices themselves, the load is the oracle;
-- makers (3 in 10 traders): a resting bid and ask per market around the oracle
+- the operator: now and then a bridge `Deposit` to a trader. The load sends no
+  prices: the validators report them (the oracle is their median), each from
+  the seed's simulated walk (sequencer_net.pricefeed.walk), and the traders
+  quote around the same walk, computed here from the seed and the time;
+- makers (3 in 10 traders): a resting bid and ask per market around that
   price (Black-Scholes for options), amended as the price moves: a
   `CancelOrder` of the old quote followed by a `PlaceOrder` of the new one;
 - takers (5 in 10): immediate-or-cancel limit orders and market orders that
@@ -30,13 +30,11 @@ send, for the markets of a local genesis (sequencer_net.home.local_markets):
   maximum leverage with a market order, and close it with a reduce-only market
   order 5-40 s later, unless a price move liquidated it first.
 
-Time: item i is planned at `start_time_s + i / rate`. The oracle update due at
-second k is the first item planned at or after k; it is stamped
-`published_at = start_time_s + k - oracle_lag_s`, so it is never after the
-block that includes it as long as items are not sent ahead of their plan
-(sending late only makes the price older; it stays usable for the market's
-`oracle_staleness`, 60 s on a local genesis). Scheduled actions (cancels of
-resting orders, closes) go out at the first item planned after they are due.
+Time: item i is planned at `start_time_s + i / rate`. At the first item
+planned at or after second k, the traders' reference prices move to the walk's
+price at `start_time_s + k - price_lag_s`: the second the validators' reports
+of that moment carry. Scheduled actions (cancels of resting orders, closes) go
+out at the first item planned after they are due.
 
 Mixes: "dex" is all of the above; "mixed" makes about one item in five a
 rollup blob (random bytes of `payload_bytes` length in `namespace`, see
@@ -71,8 +69,6 @@ from sequencer_net.execution.transactions import (
     DEX_NAMESPACE,
     CancelOrder,
     Deposit,
-    OraclePrice,
-    OracleUpdate,
     PlaceOrder,
     Transfer,
     TxPayload,
@@ -81,6 +77,7 @@ from sequencer_net.execution.transactions import (
 )
 from sequencer_net.home.local_markets import LocalMarket, local_markets
 from sequencer_net.mempool.transaction import tx_hash
+from sequencer_net.pricefeed.walk import SharedPriceWalk
 from sequencer_net.testnet.accounts import load_account_keys, market_operator_key
 from sequencer_net.testnet.manifest import MIXES, Mix
 
@@ -135,18 +132,11 @@ class TrafficModel:
     load generator, not the engine); every amount ends up an integer on the
     market's grid before it is encoded."""
 
-    oracle_interval_s: int = 1
-    oracle_lag_s: int = 2
-    """published_at is this many seconds before the planned send time: room for
-    a leader clock a little behind and for the block time's whole seconds."""
-    walk_sigma: float = 0.001
-    """Standard deviation of one second's log return (0.1%: ~0.8% a minute)."""
-    walk_reversion: float = 0.01
-    """Pull per second back toward the start price (a half-life of ~70 s), so a
-    long session stays near the prices the genesis and the quotes expect."""
-    jump_probability: float = 0.02
-    """Chance per second of a jump: about one a minute; jumps liquidate."""
-    jump_size: tuple[float, float] = (0.015, 0.04)
+    price_interval_s: int = 1
+    price_lag_s: int = 1
+    """Traders quote around the walk's price this many seconds before the
+    planned send time: what the validators, who stamp reports one second back
+    (`[oracle] lag_s`), have reported by then."""
     sentiment_step: float = 0.05
     sentiment_max: float = 0.3
     """Takers buy with probability 0.5 + sentiment (per underlying, a bounded walk)."""
@@ -183,9 +173,9 @@ class TrafficConfig:
     accounts: int = 100
     mix: Mix = "mixed"
     rate: float = 200.0
-    """Planned items per second: places oracle updates and scheduled actions in time."""
+    """Planned items per second: places price steps and scheduled actions in time."""
     start_time_s: int = 0
-    """Unix seconds when item 0 is sent (the oracle's published_at counts from it)."""
+    """Unix seconds when item 0 is sent (the traders' prices follow the walk from it)."""
     genesis_time_s: int | None = None
     """The chain's genesis time: option expiries (and so their prices) follow
     from it. None: the genesis is taken to start at `start_time_s`."""
@@ -204,8 +194,8 @@ class TrafficConfig:
             raise ValueError("traffic needs a positive, finite planned rate")
         if self.accounts <= 0:
             raise ValueError("accounts must be positive")
-        if self.mix != "rollup" and self.start_time_s <= self.model.oracle_lag_s:
-            raise ValueError("start_time_s must be a unix time (oracle prices are stamped with it)")
+        if self.mix != "rollup" and self.start_time_s <= self.model.price_lag_s:
+            raise ValueError("start_time_s must be a unix time (the price walk follows it)")
         low, high = self.payload_bytes
         if not 0 <= low <= high:
             raise ValueError("payload_bytes must be (min, max) with 0 <= min <= max")
@@ -235,30 +225,22 @@ def rollup_payload(
 
 
 class PriceWalk:
-    """A seeded random walk in log price with mean reversion and rare jumps."""
+    """One underlying as the traders see it: the seed's shared walk (the price the
+    validators report) and a slowly moving sentiment of the takers."""
 
-    def __init__(self, start: int, rng: random.Random, model: TrafficModel) -> None:
-        self.start = start
+    def __init__(self, walk: SharedPriceWalk, rng: random.Random, model: TrafficModel) -> None:
+        self.walk = walk
         self.rng = rng
         self.model = model
-        self.log_deviation = 0.0
+        self.price = walk.start
         self.sentiment = 0.0
 
-    def step(self) -> None:
+    def advance(self, unix_s: int) -> None:
+        """Move to the walk's price at `unix_s`, and the sentiment one step."""
         model, rng = self.model, self.rng
-        move = rng.gauss(0.0, model.walk_sigma) - model.walk_reversion * self.log_deviation
-        if rng.random() < model.jump_probability:
-            size = rng.uniform(*model.jump_size)
-            move += size if rng.random() < 0.5 else -size
-        self.log_deviation += move
+        self.price = self.walk.price_at(unix_s)
         self.sentiment += rng.uniform(-model.sentiment_step, model.sentiment_step)
         self.sentiment = max(-model.sentiment_max, min(model.sentiment_max, self.sentiment))
-
-    @property
-    def price(self) -> int:
-        """The price (wad), to 6 decimals."""
-        micros = round(self.start * math.exp(self.log_deviation) / 10**12)
-        return max(micros, 1) * 10**12
 
 
 def _order(
@@ -323,10 +305,12 @@ class MarketTraffic(Iterator[TrafficItem]):
         for market in self.markets:
             if market.underlying not in self._walks:
                 self._walks[market.underlying] = PriceWalk(
-                    market.start_price, self._rng, self.model
+                    SharedPriceWalk(config.seed, market.underlying, market.start_price),
+                    self._rng,
+                    self.model,
                 )
         self._references: dict[int, int] = {}
-        self._oracle_steps = 0
+        self._price_steps = 0
         self._queue: deque[TrafficItem] = deque()
         self._schedule: list[_Scheduled] = []
         self._scheduled_count = 0
@@ -383,8 +367,8 @@ class MarketTraffic(Iterator[TrafficItem]):
         if config.mix == "rollup":
             return self._rollup_item()
         now = index / config.rate
-        if now >= self._oracle_steps * self.model.oracle_interval_s:
-            return self._oracle_item()
+        if now >= self._price_steps * self.model.price_interval_s:
+            self._advance_prices()
         if self._queue:
             return self._queue.popleft()
         if self._schedule and self._schedule[0].due_s <= now:
@@ -421,23 +405,15 @@ class MarketTraffic(Iterator[TrafficItem]):
             self._schedule, _Scheduled(due_s, self._scheduled_count, kind, account, payload)
         )
 
-    # --- the oracle ---------------------------------------------------------
+    # --- prices ---------------------------------------------------------------
 
-    def _oracle_item(self) -> TrafficItem:
-        step = self._oracle_steps
-        self._oracle_steps += 1
-        if step > 0:
-            for walk in self._walks.values():
-                walk.step()
-        published_at = (
-            self.config.start_time_s + step * self.model.oracle_interval_s - self.model.oracle_lag_s
-        )
-        self._references = {m.market_id: self._reference(m, published_at) for m in self.markets}
-        prices = tuple(
-            OraclePrice(m.market_id, self._walks[m.underlying].price, m.volatility)
-            for m in self.markets
-        )
-        return self._item(self.operator, OracleUpdate(published_at, prices))
+    def _advance_prices(self) -> None:
+        step = self._price_steps
+        self._price_steps += 1
+        at = self.config.start_time_s + step * self.model.price_interval_s - self.model.price_lag_s
+        for walk in self._walks.values():
+            walk.advance(at)
+        self._references = {m.market_id: self._reference(m, at) for m in self.markets}
 
     def _reference(self, market: LocalMarket, now_s: int) -> int:
         """What traders quote around: the index (perp) or Black-Scholes (option)."""

@@ -114,16 +114,23 @@ def node_ports(base_port: int, index: int) -> tuple[int, int]:
     return base_port + index, base_port + API_PORT_OFFSET + index
 
 
+def testnet_oracle(manifest: Manifest) -> dict[str, Any]:
+    """The [oracle] keys of a testnet validator: the load seed's simulated walk."""
+    return {"source": "simulated", "seed": manifest.load.seed}
+
+
 def write_validator_homes(
     directory: Path, manifest: Manifest, base_port: int, host: str
 ) -> list[NodeSpec]:
     """Generate keys and a genesis, and initialise one home per validator.
 
     Genesis lists the testnet's markets (sequencer_net.home.local_markets) and
-    funds the admin (validator 0), the load accounts derived from the
-    manifest's load seed and that seed's market operator, which is the bridge
-    and an oracle: `seqnet load` trades from the accounts and posts prices and
-    deposits with the operator.
+    funds the validators (they report prices, which costs fees), the load
+    accounts derived from the manifest's load seed and that seed's market
+    operator, which is the bridge: `seqnet load` trades from the accounts and
+    posts deposits with the operator. Every validator reports the seed's
+    simulated price walk (`[oracle] source = "simulated"`), the same walk the
+    load's traders quote around.
     """
     from sequencer_net.api.admin_auth import new_admin_token, write_admin_token_file
     from sequencer_net.home.genesis import make_local_genesis, write_genesis
@@ -166,6 +173,7 @@ def write_validator_homes(
             listen_host=host,
             api_host=host,
             admin_token_file=ADMIN_TOKEN_FILE,
+            oracle=testnet_oracle(manifest),
         )
         # The supervisor cuts and restores links through the admin API.
         write_admin_token_file(home / ADMIN_TOKEN_FILE, new_admin_token())

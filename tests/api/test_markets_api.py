@@ -28,7 +28,7 @@ from sequencer_net.execution.engine import ExecutionBlock, SequencedTransaction,
 from sequencer_net.execution.genesis import GenesisConfig, GenesisDeposit, genesis_state
 from sequencer_net.execution.margin import subaccount_risk
 from sequencer_net.execution.options import option_mark
-from sequencer_net.execution.records import TimeInForce
+from sequencer_net.execution.records import OracleReporter, TimeInForce
 from sequencer_net.execution.state import ExecutionState, StateWriter, subaccount_id
 from sequencer_net.execution.transactions import (
     DEX_NAMESPACE,
@@ -98,7 +98,7 @@ def trading_day() -> Market:
         chain_id=7,
         admin=OPERATOR.address,
         bridge=OPERATOR.address,
-        oracles=(OPERATOR.address,),
+        oracles=(OracleReporter(OPERATOR.address, 1),),
         genesis_time=GENESIS_TIME,
         deposits=(
             GenesisDeposit(subaccount_id(MAKER.address, 0), 1_000_000 * W),

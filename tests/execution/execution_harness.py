@@ -20,6 +20,7 @@ from sequencer_net.execution.records import (
     MarketParams,
     OptionKind,
     OptionTerms,
+    OracleReporter,
     Position,
     TimeInForce,
 )
@@ -73,6 +74,9 @@ def perp_params(**changes: int) -> MarketParams:
         "oracle_staleness": 60,
         "risk_free_rate": 0,
         "option": None,
+        # Tests move the (single-reporter) oracle price freely; test_oracle.py
+        # sets the per-block cap it checks.
+        "max_oracle_move": W,
     }
     values.update(changes)
     return MarketParams(**values)  # type: ignore[arg-type]
@@ -94,6 +98,7 @@ def option_params(kind: OptionKind, strike: int, expiry: int, **changes: int) ->
         "oracle_staleness": 60,
         "risk_free_rate": W // 20,
         "option": OptionTerms(option_kind=kind, strike=strike, expiry=expiry),
+        "max_oracle_move": W,
     }
     values.update(changes)
     return MarketParams(**values)  # type: ignore[arg-type]
@@ -115,7 +120,7 @@ def make_genesis(
             chain_id=CHAIN_ID,
             admin=ADMIN.address,
             bridge=ADMIN.address,
-            oracles=(ORACLE.address,),
+            oracles=(OracleReporter(ORACLE.address, 1),),
             genesis_time=GENESIS_TIME,
             deposits=tuple(GenesisDeposit(sub(n), amount) for n, amount in deposits.items()),
             insurance_fund=insurance,

@@ -10,6 +10,7 @@ from sequencer_net.batches.batch import Batch
 from sequencer_net.client import dex_transaction, signed_transaction
 from sequencer_net.execution.engine import ExecutionBlock, execute_block
 from sequencer_net.execution.genesis import GenesisConfig, GenesisDeposit, genesis_state
+from sequencer_net.execution.records import OracleReporter
 from sequencer_net.execution.state import ExecutionState, subaccount_id
 from sequencer_net.execution.transactions import Transfer
 from sequencer_net.mempool.transaction import tx_hash
@@ -27,7 +28,7 @@ def _genesis() -> ExecutionState:
             chain_id=DOMAIN.chain_id,
             admin=BOB.address,
             bridge=BOB.address,
-            oracles=(BOB.address,),
+            oracles=(OracleReporter(BOB.address, 1),),
             genesis_time=1_700_000_000,
             deposits=(GenesisDeposit(subaccount_id(ALICE.address, 0), 10 * W),),
         )

@@ -16,6 +16,7 @@ from sequencer_net.home.config import (
     LogSettings,
     MempoolSettings,
     NodeConfig,
+    OracleSettings,
     P2PSettings,
     StorageSettings,
     default_config_text,
@@ -67,6 +68,16 @@ data_dir = "/var/lib/seqnet"
 sync = false
 group_commit_ms = 5
 verify_threads = 3
+
+[oracle]
+source = "http"
+interval_ms = 2000
+lag_s = 2
+seed = 9
+file = "prices.json"
+url = "https://prices.example.com/v1/tickers"
+prices = ["1=data.BTC.last", "2=data.ETH.last"]
+volatilities = ["3=0.6"]
 
 [log]
 level = "DEBUG"
@@ -121,6 +132,17 @@ def test_every_key_overridden(tmp_path: Path) -> None:
     assert config.mempool == MempoolSettings(5000, 10_000_000, 64, 500, 65536, 0)
     assert config.storage == StorageSettings("/var/lib/seqnet", False, 5, 3)
     assert config.data_path == Path("/var/lib/seqnet")
+    assert config.oracle == OracleSettings(
+        "http",
+        2000,
+        2,
+        9,
+        "prices.json",
+        "https://prices.example.com/v1/tickers",
+        ("1=data.BTC.last", "2=data.ETH.last"),
+        ("3=0.6",),
+    )
+    assert config.oracle_file_path == home / "prices.json"
     assert config.log == LogSettings("DEBUG", "json", "logs/node.log")
     assert config.log_path == home / "logs" / "node.log"
     # Every key of every section differs from its default: the test covers them all.
@@ -226,6 +248,16 @@ def test_with_log_level(tmp_path: Path) -> None:
         ('name = "n"\n[log]\nlevel = "LOUD"\n', r"\[log\] level: must be one of DEBUG"),
         ('name = "n"\n[log]\nformat = "xml"\n', r"\[log\] format: must be one of text, json"),
         ('name = "n"\n[log]\nfile = 3\n', r"\[log\] file: must be a string"),
+        ('name = "n"\n[oracle]\nsource = "exchange"\n', r"\[oracle\] source: must be one of"),
+        ('name = "n"\n[oracle]\nsource = "file"\n', r"\[oracle\] file: needed with source"),
+        ('name = "n"\n[oracle]\nsource = "http"\n', r"\[oracle\] url: needed with source"),
+        (
+            'name = "n"\n[oracle]\nsource = "http"\nurl = "ftp://x"\n',
+            r"\[oracle\] url: must start with http",
+        ),
+        ('name = "n"\n[oracle]\nprices = ["btc=x"]\n', r"\[oracle\] prices: 'btc=x' must look"),
+        ('name = "n"\n[oracle]\nprices = ["1=a", "1=b"]\n', r"\[oracle\] prices: market 1"),
+        ('name = "n"\n[oracle]\ninterval_ms = 10\n', r"\[oracle\] interval_ms: must be in"),
         ('name = "n"\n[p2p\n', "invalid TOML"),
     ],
 )

@@ -22,21 +22,33 @@ from sequencer_net.home.genesis import (
     LOCAL_INSURANCE_FUND,
     Genesis,
     GenesisError,
+    GenesisValidator,
     load_genesis,
     make_local_genesis,
+    oracle_reporters,
     write_genesis,
 )
 from tests.node_config.conftest import GENESIS_TIME_MS, secret_for
 
 WAD = 10**18
-# Changed deliberately: the execution genesis gained fee_base and fee_per_byte.
-PINNED_DIGEST = "f411887a7e549c93cf86e5cf640b935063f9bce3fcad30de7c29889e32c77533"
+# Changed deliberately: the oracle set became the validators with their power
+# (and they are funded), and markets gained max_oracle_move.
+PINNED_DIGEST = "1f711e9d81a47bd64ee91302fc0a00f6de7221032aed36d50867717f0dce4b4c"
+
+
+def with_validators(genesis: Genesis, validators: tuple[GenesisValidator, ...]) -> Genesis:
+    """Other validators, and the execution oracle set that follows from them."""
+    if len({v.address for v in validators}) == len(validators):
+        reporters = oracle_reporters(validators)
+        execution = msgspec.structs.replace(genesis.execution, oracles=reporters)
+        return dataclasses.replace(genesis, validators=validators, execution=execution)
+    return dataclasses.replace(genesis, validators=validators)  # refused before the oracles
 
 
 def with_validator(genesis: Genesis, index: int, **changes: Any) -> Genesis:
     validators = list(genesis.validators)
     validators[index] = dataclasses.replace(validators[index], **changes)
-    return dataclasses.replace(genesis, validators=tuple(validators))
+    return with_validators(genesis, tuple(validators))
 
 
 def perp_params() -> MarketParams:
@@ -87,11 +99,14 @@ def test_make_local_genesis_layout(genesis: Genesis, secrets: list[bytes]) -> No
     execution = genesis.execution
     assert execution.chain_id == 31337
     assert execution.admin == execution.bridge == keys[0].address
-    assert execution.oracles == (keys[0].address,)
+    assert execution.oracles == oracle_reporters(genesis.validators)
+    assert {r.address for r in execution.oracles} == {k.address for k in keys}
     assert execution.genesis_time == GENESIS_TIME_MS // 1000
     assert execution.insurance_fund == LOCAL_INSURANCE_FUND > 0
+    # The funded account, then every validator: its price reports pay fees.
     assert [(d.subaccount, d.amount) for d in execution.deposits] == [
-        (bytes([0xAB]) * 20 + b"\x00", LOCAL_FUNDED_AMOUNT)
+        (bytes([0xAB]) * 20 + b"\x00", LOCAL_FUNDED_AMOUNT),
+        *((address + b"\x00", LOCAL_FUNDED_AMOUNT) for address in sorted(k.address for k in keys)),
     ]
 
 
@@ -177,7 +192,7 @@ def test_canonical_bytes_ignore_operational_hints(genesis: Genesis) -> None:
         ),
         lambda g: with_validator(g, 2, weight=2),
         lambda g: dataclasses.replace(g, verifying_contract=b"\x01" * 20),
-        lambda g: dataclasses.replace(g, validators=g.validators[:3]),
+        lambda g: with_validators(g, g.validators[:3]),
         lambda g: dataclasses.replace(
             g, validators=(g.validators[1], g.validators[0], *g.validators[2:])
         ),

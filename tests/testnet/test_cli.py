@@ -56,7 +56,6 @@ def test_up_status_load_down(testnet_dir: Path) -> None:
     # instead of restarting at 0: every accepted transaction used one.
     saved = json.loads((testnet_dir / "load-nonces.json").read_text())
     assert len(saved["0"]) == 100 and len(saved["0/operator"]) == 1
-    assert saved["0/operator"][0] >= 1  # the oracle's first price went out
     assert sum(saved["0"]) + saved["0/operator"][0] == 100
 
     down = runner.invoke(cli, ["testnet", "down", "--dir", str(testnet_dir), "--grace", "2"])

@@ -9,6 +9,7 @@ from sequencer_net.client import DEFAULT_FEES, FeeSchedule, dex_transaction
 from sequencer_net.execution.engine import ExecutionBlock, SequencedTransaction, execute_block
 from sequencer_net.execution.fees import required_fee
 from sequencer_net.execution.genesis import GenesisConfig, GenesisDeposit, genesis_state
+from sequencer_net.execution.records import OracleReporter
 from sequencer_net.execution.state import subaccount_id
 from sequencer_net.execution.transactions import DEX_NAMESPACE, Transfer, decode_payload
 from sequencer_net.home.genesis import make_local_genesis
@@ -36,7 +37,7 @@ def funded_state() -> object:
             chain_id=DOMAIN.chain_id,
             admin=BOB.address,
             bridge=BOB.address,
-            oracles=(BOB.address,),
+            oracles=(OracleReporter(BOB.address, 1),),
             genesis_time=1_700_000_000,
             deposits=(GenesisDeposit(subaccount_id(ALICE.address, 0), 10 * W),),
         )

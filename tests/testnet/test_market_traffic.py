@@ -16,7 +16,7 @@ from functools import cache
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from consensus.crypto import keccak256
+from consensus.crypto import PrivateKey, keccak256
 from sequencer_net.client import FeeSchedule
 from sequencer_net.execution.engine import ExecutionBlock, SequencedTransaction, execute_block
 from sequencer_net.execution.genesis import genesis_state
@@ -26,13 +26,16 @@ from sequencer_net.execution.state import ExecutionState
 from sequencer_net.execution.transactions import (
     DEX_NAMESPACE,
     CancelOrder,
+    OraclePrice,
     OracleUpdate,
     PlaceOrder,
     decode_payload,
+    encode_payload,
 )
 from sequencer_net.home.genesis import Genesis, make_local_genesis
 from sequencer_net.home.local_markets import genesis_markets, local_markets
 from sequencer_net.mempool.transaction import decode_transaction, recover_sender, tx_hash
+from sequencer_net.pricefeed.sources import local_simulated_source
 from sequencer_net.testnet.accounts import load_account_addresses, market_operator_key
 from sequencer_net.testnet.load import transaction_signer
 from sequencer_net.testnet.market import (
@@ -55,11 +58,14 @@ positions a liquidation already closed (InvalidOrder: reduce-only with nothing
 to reduce). Anything else failing means the stream sends what the engine refuses."""
 
 
+VALIDATOR = PrivateKey(keccak256(b"market-traffic validator"))
+
+
 @cache
 def local_genesis(accounts: int = ACCOUNTS, seed: int = 0) -> Genesis:
     """What `testnet up` writes: the markets, funded traders, admin and operator."""
     return make_local_genesis(
-        [keccak256(b"market-traffic validator")],
+        [VALIDATOR.secret],
         chain_id=31337,
         base_p2p_port=30_000,
         base_api_port=30_100,
@@ -111,9 +117,33 @@ def execute_stream(cfg: TrafficConfig, count: int, per_block: int = 50) -> Run:
     run = Run(genesis_state(genesis.execution))
     items = list(itertools.islice(traffic, count))
     markets = len(run.state.market_params)
+    prices = local_simulated_source(cfg.seed)
+    fees = FeeSchedule.of_genesis(genesis)
+    reported_at = 0
     for first in range(0, count, per_block):
         chunk = items[first : first + per_block]
+        # Sent on plan: the block's time is the planned time of its last item.
+        timestamp = cfg.start_time_s + int((first + len(chunk)) / cfg.rate)
+        # The validator reports the seed's walk first, as `testnet up`'s do.
         sequenced = []
+        if timestamp - 1 > reported_at:
+            reported_at = timestamp - 1
+            quotes = tuple(
+                OraclePrice(m.market_id, prices.price(m.market_id, reported_at), m.volatility)
+                for m in cfg.markets()
+            )
+            payload = encode_payload(OracleUpdate(reported_at, quotes))
+            sequenced.append(
+                SequencedTransaction(
+                    keccak256(payload),
+                    VALIDATOR.address,
+                    run.blocks,
+                    DEX_NAMESPACE,
+                    fees.fee_for(len(payload)),
+                    payload,
+                )
+            )
+        reports = len(sequenced)
         for item in chunk:
             encoded = signer.encoded(item)
             tx = decode_transaction(encoded)
@@ -123,14 +153,13 @@ def execute_stream(cfg: TrafficConfig, count: int, per_block: int = 50) -> Run:
                     tx_hash(encoded), bytes(sender), tx.nonce, tx.namespace, tx.fee, tx.payload
                 )
             )
-        # Sent on plan: the block's time is the planned time of its last item.
-        timestamp = cfg.start_time_s + int((first + len(chunk)) / cfg.rate)
         result = execute_block(
             run.state, ExecutionBlock(run.state.height + 1, timestamp, tuple(sequenced))
         )
         run.state = result.state
         run.blocks += 1
-        for item, receipt in zip(chunk, result.receipts, strict=True):
+        assert all(receipt.success for receipt in result.receipts[:reports])
+        for item, receipt in zip(chunk, result.receipts[reports:], strict=True):
             run.outcomes[(kind_of(item), receipt.error or "ok")] += 1
         run.events.update(type(event).__name__ for event in result.events)
         run.market_blocks_cleared += sum(isinstance(e, AuctionCleared) for e in result.events)
@@ -176,22 +205,22 @@ def test_presign_takes_exactly_count_items_and_order_ids_are_the_sent_hashes() -
             assert payload.order_id in sent_hashes
 
 
-def test_oracle_updates_come_once_a_second_stamped_before_their_send_time() -> None:
+def test_the_stream_sends_no_prices_and_quotes_around_the_walk_the_validators_report() -> None:
     cfg = config(rate=50.0)
-    items = list(itertools.islice(MarketTraffic(cfg, fake_ids), 50 * 20))
-    updates = [
-        (index, decode_payload(item.payload))
-        for index, item in enumerate(items)
-        if item.account == ACCOUNTS and isinstance(decode_payload(item.payload), OracleUpdate)
-    ]
-    assert len(updates) == 20
-    lag = cfg.model.oracle_lag_s
-    for k, (index, update) in enumerate(updates):
-        assert isinstance(update, OracleUpdate)
-        assert update.published_at == START + k - lag
-        assert update.published_at <= START + index / cfg.rate  # never after it is sent
-        assert {p.market_id for p in update.prices} == {1, 2, 3, 4}
-        assert all(p.volatility > 0 for p in update.prices if p.market_id in (3, 4))
+    traffic = MarketTraffic(cfg, fake_ids)
+    items = list(itertools.islice(traffic, 50 * 20))
+    assert not any(
+        isinstance(decode_payload(item.payload), OracleUpdate)
+        for item in items
+        if item.namespace == DEX_NAMESPACE
+    )
+    # After 20 planned seconds the traders' perp references are the walk's
+    # price at the last step, the price a validator with this seed reports.
+    source = local_simulated_source(cfg.seed)
+    at = START + 19 - cfg.model.price_lag_s
+    assert traffic._references[1] == source.price(1, at)
+    assert traffic._references[2] == source.price(2, at)
+    assert source.price(1, at) != source.price(1, at - 5)  # the walk moves
 
 
 def test_each_accounts_nonces_count_up_from_its_first_nonce() -> None:
@@ -285,7 +314,7 @@ def test_the_engine_accepts_the_stream_and_the_market_clears() -> None:
     assert total == 1500
     assert sum(failed.values()) <= 0.12 * total, failed
     assert {error for _, error in failed} <= FAILURES_THE_STREAM_MAY_CAUSE, failed
-    assert run.outcomes[("OracleUpdate", "ok")] >= 7  # one per second, every one accepted
+    assert run.events["OraclePriceSet"] >= 7  # the validator's report set a price each second
     for kind in ("PlaceOrder", "CancelOrder", "Deposit", "Withdraw", "Transfer"):
         assert run.outcomes[(kind, "ok")] > 0, kind
     assert run.events["FillEvent"] > 300

@@ -13,7 +13,7 @@ Mixes:
   ordered and charged a fee but not executed (the rollups' own data);
 - `dex`: namespace 0, executed by the engine: the trader traffic of
   sequencer_net.testnet.market (orders placed, amended, cancelled and taken on
-  the testnet's perpetuals and options, oracle prices, deposits, withdrawals,
+  the testnet's perpetuals and options, deposits, withdrawals,
   leveraged positions), continued from step to step on one network;
 - `mixed`: the same stream with one item in five a rollup blob (market.py's
   definition).

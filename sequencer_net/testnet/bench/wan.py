@@ -299,6 +299,7 @@ def wan_homes_writer(
         from sequencer_net.testnet.network import (
             ADMIN_TOKEN_FILE,
             GENESIS_FILE,
+            testnet_oracle,
             write_validator_homes,
         )
 
@@ -323,6 +324,7 @@ def wan_homes_writer(
                 listen_host=validator.p2p_host,
                 api_host=validator.api_host,
                 admin_token_file=ADMIN_TOKEN_FILE,
+                oracle=testnet_oracle(manifest),
                 force=True,
             )
             moved.append(replace(spec, api_url=f"http://{validator.api_host}:{validator.api_port}"))

@@ -1,0 +1,200 @@
+"""The validator's price reporter: read the price source, sign, submit to itself.
+
+Every `[oracle] interval_ms` the reporter reads its source (sequencer_net.
+pricefeed) for the markets the committed state lists (expired options left
+out), and submits one `OracleUpdate` per MAX_ORACLE_PRICES markets, signed with
+the validator's key, to its own intake: the report travels in this validator's
+next batch like any transaction and pays the same fee, from the validator's
+subaccount 0 (fund it). The engine keeps each validator's latest report per
+market and takes the power-weighted median (sequencer_net.execution.oracle).
+
+`published_at` is the local clock minus `[oracle] lag_s`, in whole seconds, and
+strictly increases (the engine refuses a report not newer than the previous
+one), so a second's report is sent at most once.
+
+Nonces: the reporter counts up from the highest nonce its address has used in
+the committed state. If more than half a nonce window of its reports are not
+committed (a lost batch, a restart), it starts again from the committed
+nonce: a reused nonce is refused without a fee, a report gap of one interval.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from consensus.crypto import PrivateKey
+from consensus.encoding import Domain
+from sequencer_net.api.intake import Accepted, Outcome
+from sequencer_net.client.transactions import signed_transaction
+from sequencer_net.execution.fees import required_fee
+from sequencer_net.execution.limits import MAX_ORACLE_PRICES, NONCE_WINDOW
+from sequencer_net.execution.markets import is_expired
+from sequencer_net.execution.state import ExecutionState
+from sequencer_net.execution.transactions import (
+    DEX_NAMESPACE,
+    OraclePrice,
+    OracleUpdate,
+    encode_payload,
+)
+from sequencer_net.pricefeed.sources import PriceSource, PriceSourceError
+
+log = logging.getLogger("seqnet.oracle")
+
+ERROR_LOG_INTERVAL_S = 60.0
+"""The same source error is logged at most once a minute."""
+
+
+@dataclass
+class ReporterStatus:
+    """What /v1/status shows under "oracle"."""
+
+    source: str
+    last_published_at: int | None = None
+    last_markets: int = 0
+    reports_sent: int = 0
+    reports_refused: int = 0
+    last_error: str | None = None
+
+    def document(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "last_published_at": self.last_published_at,
+            "last_markets": self.last_markets,
+            "reports_sent": self.reports_sent,
+            "reports_refused": self.reports_refused,
+            "last_error": self.last_error,
+        }
+
+
+class PriceReporter:
+    def __init__(
+        self,
+        *,
+        key: PrivateKey,
+        domain: Domain,
+        source: PriceSource,
+        source_name: str,
+        state: Callable[[], ExecutionState],
+        submit: Callable[[bytes], Awaitable[Outcome]],
+        interval_s: float,
+        lag_s: int,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.key = key
+        self.domain = domain
+        self.source = source
+        self.state = state
+        self.submit = submit
+        self.interval_s = interval_s
+        self.lag_s = lag_s
+        self.clock = clock
+        self.status = ReporterStatus(source_name)
+        self._next_nonce: int | None = None
+        self._logged_error: tuple[str, float] | None = None
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        try:
+            while True:
+                await self.report_once()
+                now = self.clock()
+                await trio.sleep(self.interval_s - now % self.interval_s)
+        finally:
+            with trio.CancelScope(shield=True):
+                await self.source.aclose()
+
+    def next_nonce(self, state: ExecutionState) -> int:
+        window = state.nonces.get(self.key.address)
+        committed = -1 if window is None else window.highest
+        pending = self._next_nonce
+        if pending is None or pending <= committed or pending > committed + NONCE_WINDOW // 2:
+            pending = committed + 1
+        self._next_nonce = pending + 1
+        return pending
+
+    async def report_once(self) -> int:
+        """Read and submit one round of reports; return how many were accepted."""
+        published_at = int(self.clock()) - self.lag_s
+        last = self.status.last_published_at
+        if last is not None and published_at <= last:
+            return 0
+        state = self.state()
+        markets = {
+            market_id: params
+            for market_id, params in state.market_params.items()
+            if not is_expired(params, published_at)
+        }
+        if not markets:
+            return 0
+        try:
+            quotes = await self.source.read(markets, published_at)
+        except PriceSourceError as exc:
+            self._error(str(exc))
+            return 0
+        problems = getattr(self.source, "problems", None)
+        if problems:
+            self._error("; ".join(problems[:3]))
+        if not quotes:
+            return 0
+        prices = [OraclePrice(m, q.price, q.volatility) for m, q in sorted(quotes.items())]
+        accepted = 0
+        for start in range(0, len(prices), MAX_ORACLE_PRICES):
+            chunk = tuple(prices[start : start + MAX_ORACLE_PRICES])
+            payload = encode_payload(OracleUpdate(published_at, chunk))
+            raw = signed_transaction(
+                self.key,
+                self.domain,
+                self.next_nonce(state),
+                DEX_NAMESPACE,
+                payload,
+                fee=required_fee(state.config, len(payload)),
+            )
+            outcome = await self.submit(raw)
+            if isinstance(outcome, Accepted):
+                accepted += 1
+                self.status.reports_sent += 1
+            else:
+                self.status.reports_refused += 1
+                self._next_nonce = None  # recount from the committed state
+                self._error(f"own report refused: {outcome.code}: {outcome.message}")
+        self.status.last_published_at = published_at
+        self.status.last_markets = len(prices)
+        if accepted and not problems:
+            self.status.last_error = None
+        return accepted
+
+    def _error(self, message: str) -> None:
+        self.status.last_error = message
+        now = time.monotonic()
+        logged = self._logged_error
+        if logged is None or logged[0] != message or now - logged[1] >= ERROR_LOG_INTERVAL_S:
+            self._logged_error = (message, now)
+            log.warning("event=oracle_report_problem error=%r", message)
+
+
+def build_source(config: Any) -> PriceSource | None:
+    """The price source a node config names ([oracle]); None for "none"."""
+    from sequencer_net.pricefeed.sources import (
+        FileSource,
+        HttpSource,
+        local_simulated_source,
+        parse_mapping,
+    )
+
+    oracle = config.oracle
+    if oracle.source == "none":
+        return None
+    if oracle.source == "simulated":
+        return local_simulated_source(oracle.seed)
+    mapping = parse_mapping(oracle.prices, oracle.volatilities)
+    if oracle.source == "file":
+        assert config.oracle_file_path is not None  # the config check requires it
+        return FileSource(config.oracle_file_path, mapping)
+    assert oracle.url is not None
+    return HttpSource(oracle.url, mapping)
