@@ -22,11 +22,13 @@ from sequencer_net.execution.impact import (
     book_impact_prices,
     market_impact_prices,
 )
+from sequencer_net.execution.margin import subaccount_risk
 from sequencer_net.execution.mark import impact_mid, perp_mark_price
 from sequencer_net.execution.markets import check_market_params
 from sequencer_net.execution.positions import pending_charge
-from sequencer_net.execution.receipts import AuctionCleared, FundingApplied
+from sequencer_net.execution.receipts import AuctionCleared, FundingApplied, Liquidated
 from sequencer_net.execution.records import MarketState, RestingOrder
+from sequencer_net.execution.state import StateWriter
 from tests.execution.execution_harness import (
     BUY,
     GENESIS_TIME,
@@ -379,3 +381,44 @@ def test_a_resting_bid_far_above_the_index_charges_at_most_the_bound(
     long_owes, short_owes = charges(chain)
     assert long_owes == 50 * bound == -short_owes
     assert conserved_total(chain.state) == chain.state.ledger.net_deposits
+
+
+def test_one_interval_at_the_bound_leaves_a_position_opened_at_initial_margin_at_maintenance() -> (
+    None
+):
+    """thin opens 10 long at 100 with exactly the initial 10% (100 of collateral, no
+    fees); a bid far above the index pushes the interval to the bound, the 5% gap:
+    thin pays 10 * 5 = 50 and is left with 50 = its 5% maintenance, not liquidated."""
+    chain = Chain(
+        make_genesis(
+            {"thin": 100 * W, "shortie": 100_000 * W, "whale": 100_000 * W},
+            markets=[
+                (
+                    PERP,
+                    perp_params(
+                        funding_interval=60,
+                        funding_clamp=W // 5,
+                        mark_band=W // 5,
+                        maker_fee=0,
+                        taker_fee=0,
+                    ),
+                )
+            ],
+        )
+    )
+    chain.block([chain.prices({PERP: 100 * W})])
+    opened = chain.block(
+        [
+            chain.prices({PERP: 100 * W}),
+            chain.order("thin", PERP, BUY, 100 * W, 10 * W),
+            chain.order("shortie", PERP, SELL, 100 * W, 10 * W),
+        ]
+    )
+    assert all(r.success for r in opened.receipts)
+    chain.block(
+        [chain.prices({PERP: 100 * W}), chain.order("whale", PERP, BUY, 1_000 * W, 1_000 * W)]
+    )
+    assert run_until_funding(chain, []) == 5 * W // 1000
+    assert not [e for r in chain.results for e in r.events if isinstance(e, Liquidated)]
+    risk = subaccount_risk(StateWriter(chain.state, chain.state.height, chain.now), sub("thin"))
+    assert risk.equity == risk.maintenance == 50 * W
