@@ -34,6 +34,7 @@ from sequencer_net.api.inputs import parse_address
 from sequencer_net.api.limits import MAX_ACCOUNT_ORDERS_ANSWER
 from sequencer_net.execution.auction import Side
 from sequencer_net.execution.fixed_point import SCALE, format_decimal
+from sequencer_net.execution.funding import clamp_premium
 from sequencer_net.execution.limits import MAX_SUBACCOUNT_NUMBER
 from sequencer_net.execution.margin import subaccount_risk, valuation_price
 from sequencer_net.execution.markets import is_oracle_fresh
@@ -78,17 +79,17 @@ def _reader(state: ExecutionState) -> StateWriter:
 
 
 def funding_rate(params: MarketParams, state: MarketState) -> int | None:
-    """The current interval's time-weighted premium so far, clamped as the engine
-    clamps it, as a fraction of the index (wad): what a long pays per interval
-    per unit of notional if the rest of the interval looks the same. None for
-    an option, or before the interval has a sample."""
+    """The current interval's time-weighted impact premium so far, clamped as the
+    engine clamps it (funding.clamp_premium), as a fraction of the index (wad):
+    what a long pays per interval per unit of notional if the rest of the
+    interval looks the same. None for an option, or before the interval has a
+    sample."""
     if params.kind != MarketKind.PERPETUAL or state.premium_seconds <= 0:
         return None
     if state.oracle_price <= 0:
         return None
     average = state.premium_sum // state.premium_seconds  # floor
-    bound = (state.oracle_price * params.funding_clamp) // SCALE
-    premium = max(-bound, min(bound, average))
+    premium = clamp_premium(params, state.oracle_price, average)
     return premium * SCALE // state.oracle_price  # floor
 
 
@@ -127,6 +128,7 @@ def market_json(
         "oracle_published_at": state.oracle_published_at or None,
         "oracle_fresh": is_oracle_fresh(params, state, reader.timestamp),
         "mark_price": _optional(mark),
+        "last_trade_price": _optional(state.last_trade_price or None) if perp else None,
         "last_clearing_price": _optional(counters.last_price),
         "last_clearing_volume": decimal(counters.last_volume),
         "last_cleared_height": counters.last_height,

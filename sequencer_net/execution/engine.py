@@ -18,7 +18,7 @@ Reads top-down (docs/execution.md, "Block execution"):
       place_orders                       order and cancel transactions, by sender
                                          address then nonce (block position ignored)
       run_auctions                       one uniform-price auction per market
-      sample_premiums                    perpetual marks and premium samples
+      sample_premiums                    perpetual impact prices, marks, premium samples
       liquidate_undermargined            insurance fund, socialized loss
       commit                             next snapshot + state tree root
 

@@ -1,10 +1,12 @@
 """Perpetual funding with a cumulative per-lot index, settled lazily.
 
-Premium, time-weighted (docs/execution.md, "Funding"). At the end of every block
-each perpetual with a fresh oracle price and not paused takes one sample:
+Premium from the resting book, time-weighted (docs/execution.md, "Funding").
+At the end of every block, after the auctions, each perpetual with a fresh
+oracle price and not paused takes one sample:
 
-    premium  = mark - index            (mark: markets.perp_mark_price; an auction
-                                        below min_premium_notional counts as no trade)
+    premium  = max(0, impact_bid - index) - max(0, index - impact_ask)
+                                       (impact.py; a side without
+                                        impact_notional of depth counts as 0)
     seconds  = min(now - previous block time, now - interval start,
                    PREMIUM_SAMPLE_MAX_SECONDS)
     premium_sum     += premium * seconds
@@ -12,14 +14,20 @@ each perpetual with a fresh oracle price and not paused takes one sample:
 
 so each second of the interval carries the premium of the first block at or
 after it, and seconds no block sampled (a halted chain, a stale oracle, a
-paused market, a gap longer than the cap) count as zero. When a funding
-interval has passed, at the start of the next block:
+paused market, a gap longer than the cap) count as zero. Trades do not enter
+the premium at all: only depth that stays in the book after the auction,
+where anyone can trade against it, does. The same sample stores the mark
+(mark.py) and the last trade. When a funding interval has passed, at the start
+of the next block:
 
     k        = (now - last_funding_at) // funding_interval     whole intervals due
     premium  = premium_sum / funding_interval                   rounded toward zero
-    premium  = clamp(premium, -floor(index * clamp), +floor(index * clamp))
+    premium  = clamp(premium, -bound, +bound)                   (`premium_bound`)
+    bound    = floor(index * min(funding_clamp,
+                                 FUNDING_MARGIN_GAP_MULTIPLE * (initial_margin
+                                                                - maintenance_margin)))
     per_lot  = premium * lot_size / 10**18                      rounded toward zero
-    long_index  += per_lot         (longs pay when the mark is above the index)
+    long_index  += per_lot         (longs pay when bids sit above the index)
     short_index -= per_lot         (shorts receive the same amount)
 
 The samples belong to the first interval due; the k - 1 intervals after it had
@@ -39,7 +47,9 @@ from typing import Final
 import msgspec
 
 from .fixed_point import SCALE
-from .markets import is_oracle_fresh, perp_mark_price, premium_clearing_price
+from .impact import ImpactPrices
+from .mark import observe_perp
+from .markets import is_oracle_fresh
 from .receipts import FundingApplied
 from .records import MarketKind, MarketParams, MarketState
 from .state import StateWriter
@@ -48,6 +58,35 @@ PREMIUM_SAMPLE_MAX_SECONDS: Final = 5
 """Seconds one block's premium sample may cover. Blocks come every second or
 less; a longer gap is a halt whose seconds count as zero. The cap also bounds
 what a leader gains by stretching its block's timestamp (payload drift <= 5 s)."""
+
+
+FUNDING_MARGIN_GAP_MULTIPLE: Final = SCALE
+"""1.0: one interval's funding is at most (initial_margin - maintenance_margin)
+of the index notional, so a position opened at the initial requirement is not
+brought below maintenance by one interval of funding alone (at an unchanged
+index). With 10% / 5% margins and a 1% funding_clamp the bound is 1%; with a
+20% funding_clamp it is the 5% gap."""
+
+
+def impact_premium(index: int, impact: ImpactPrices) -> int:
+    """One block's premium sample (wad price): positive when bids for
+    impact_notional sit above the index, negative when asks sit below it."""
+    above = 0 if impact.bid is None else max(0, impact.bid - index)
+    below = 0 if impact.ask is None else max(0, index - impact.ask)
+    return above - below
+
+
+def premium_bound(params: MarketParams, index: int) -> int:
+    """The largest |premium| (wad price) one funding interval may charge:
+    floor(index * min(funding_clamp, FUNDING_MARGIN_GAP_MULTIPLE * margin gap))."""
+    gap = params.initial_margin - params.maintenance_margin
+    fraction = min(params.funding_clamp, (FUNDING_MARGIN_GAP_MULTIPLE * gap) // SCALE)
+    return (index * max(fraction, 0)) // SCALE  # floor: never more than the bound
+
+
+def clamp_premium(params: MarketParams, index: int, premium: int) -> int:
+    bound = premium_bound(params, index)
+    return max(-bound, min(bound, premium))
 
 
 def _toward_zero(numerator: int, denominator: int) -> int:
@@ -60,8 +99,7 @@ def funding_per_lot(params: MarketParams, state: MarketState) -> int:
     if state.premium_sum == 0 or state.oracle_price == 0 or params.funding_interval <= 0:
         return 0
     premium = _toward_zero(state.premium_sum, params.funding_interval)
-    bound = (state.oracle_price * params.funding_clamp) // SCALE
-    premium = max(-bound, min(bound, premium))
+    premium = clamp_premium(params, state.oracle_price, premium)
     return _toward_zero(premium * params.lot_size, SCALE)
 
 
@@ -96,7 +134,8 @@ def _fund_market(w: StateWriter, market_id: int) -> None:
 
 
 def sample_premiums(w: StateWriter) -> None:
-    """Record this block's mark and time-weighted premium for every live perpetual."""
+    """Record this block's last trade, mark and time-weighted premium for every
+    live perpetual, from the books as the auctions left them."""
     for market_id in sorted(w.market_params.live_keys()):
         if w.phase_skipped("premium", market_id):
             continue
@@ -113,8 +152,7 @@ def _sample_market(w: StateWriter, market_id: int) -> None:
     if not is_oracle_fresh(params, state, w.timestamp):
         return
     index = state.oracle_price
-    cleared = premium_clearing_price(params, w.cleared_prices.get(market_id))
-    mark = perp_mark_price(params, index, cleared)
+    seen = observe_perp(params, state, w.cleared_prices.get(market_id), w.book(market_id).values())
     seconds = max(
         0,
         min(
@@ -127,8 +165,9 @@ def _sample_market(w: StateWriter, market_id: int) -> None:
         market_id,
         msgspec.structs.replace(
             state,
-            mark_price=mark,
-            premium_sum=state.premium_sum + (mark - index) * seconds,
+            mark_price=seen.mark,
+            premium_sum=state.premium_sum + impact_premium(index, seen.impact) * seconds,
             premium_seconds=state.premium_seconds + seconds,
+            last_trade_price=seen.last_trade,
         ),
     )

@@ -8,7 +8,10 @@
     long option requirement    = haircut * size * mark     rounded toward +inf
 
 The valuation price is the oracle index for perpetuals (so a thin auction cannot
-push anyone into liquidation) and the Black-Scholes mark for options.
+push anyone into liquidation) and the Black-Scholes mark for options. Perps stay
+on the index rather than the mark (mark.py): the mark comes from this venue's
+own book, which one account can shape for the block in which liquidation runs
+(docs/execution.md, "Mark price").
 Maintenance uses `maintenance_margin` and LONG_OPTION_MAINTENANCE_HAIRCUT;
 initial uses `initial_margin`, LONG_OPTION_INITIAL_HAIRCUT and the worst case
 over the subaccount's open orders: per perp market the larger requirement of

@@ -84,6 +84,8 @@ def check_market_params(params: MarketParams, now: int) -> None:
         raise fail("min_premium_notional must be in [0, MAX_AMOUNT]")
     if not 0 < params.max_oracle_move <= SCALE:
         raise fail("max_oracle_move must be in (0, 1]")
+    if not 0 < params.impact_notional <= MAX_AMOUNT:
+        raise fail("impact_notional must be in (0, MAX_AMOUNT]")
     if params.kind == MarketKind.PERPETUAL:
         if params.option is not None:
             raise fail("a perpetual has no option terms")
@@ -192,22 +194,12 @@ def require_trading(w: StateWriter, market_id: int) -> tuple[MarketParams, Marke
 
 
 def premium_clearing_price(params: MarketParams, cleared: tuple[int, int] | None) -> int | None:
-    """The block's clearing price as the mark and the funding premium see it:
-    None when the market did not trade, or traded less than
-    `min_premium_notional` (volume * price), so that dust cannot move funding."""
+    """The block's clearing price as the mark's last trade (mark.py): None when
+    the market did not trade, or traded less than `min_premium_notional`
+    (volume * price), so that a dust trade never becomes the last trade."""
     if cleared is None:
         return None
     price, volume = cleared
     if (volume * price) // SCALE < params.min_premium_notional:  # floor: dust stays dust
         return None
     return price
-
-
-def perp_mark_price(params: MarketParams, index: int, cleared_price: int | None) -> int:
-    """The auction's clearing price clamped to index * (1 +- mark_band), or the
-    index when the market did not trade this block. Band edges round toward the
-    index (floor of index * band)."""
-    if cleared_price is None:
-        return index
-    band = (index * params.mark_band) // SCALE  # floor: a narrower band, never wider
-    return min(max(cleared_price, index - band), index + band)

@@ -47,7 +47,8 @@ from .auction import AuctionOrder, Side, clear_batch_auction, round_to_tick
 from .exceptions import EngineInvariantBroken
 from .fixed_point import SCALE
 from .margin import valuation_price
-from .markets import is_expired, is_oracle_fresh, perp_mark_price, premium_clearing_price
+from .mark import observe_perp
+from .markets import is_expired, is_oracle_fresh
 from .orders import release_order
 from .positions import change_size, credit
 from .receipts import AuctionCleared, FillEvent, OrderRemoved
@@ -181,12 +182,10 @@ def _run_market_auction(
         w.ledger = Ledger(ledger.fee_pool + fees, ledger.net_deposits)
     if result.price is not None:
         w.cleared_prices[mid] = (result.price, result.volume)
-        counted = premium_clearing_price(params, (result.price, result.volume))
-        mark = (
-            perp_mark_price(params, state.oracle_price, counted)
-            if params.kind == MarketKind.PERPETUAL
-            else reference
-        )
+        mark = reference
+        if params.kind == MarketKind.PERPETUAL:  # as sample_premiums will store it
+            cleared = (result.price, result.volume)
+            mark = observe_perp(params, state, cleared, book.values()).mark
         w.events.append(AuctionCleared(mid, result.price, result.volume, mark))
 
 

@@ -27,7 +27,12 @@ SubaccountNumber = Annotated[int, msgspec.Meta(ge=0, le=MAX_SUBACCOUNT_NUMBER)]
 """A subaccount number as decoded: one byte of the subaccount id."""
 
 DEFAULT_MIN_PREMIUM_NOTIONAL = 1_000 * 10**18
-"""1,000 units of quote: a trade smaller than this does not move funding."""
+"""1,000 units of quote: a trade smaller than this does not become the last trade
+of the mark price (docs/execution.md, "Mark price")."""
+
+DEFAULT_IMPACT_NOTIONAL = 10_000 * 10**18
+"""10,000 units of quote: the impact bid and ask are the average prices of
+selling and buying this much against the resting book (impact.py)."""
 
 DEFAULT_MAX_ORACLE_MOVE = 5 * 10**16
 """5%: the most the oracle price may move in one block (oracle.py)."""
@@ -161,14 +166,18 @@ class MarketParams(msgspec.Struct, frozen=True, array_like=True):
     taker_fee: int
     liquidation_fee: int
     funding_interval: int  # seconds; 0 for options
-    funding_clamp: int  # max |premium| per interval as a fraction of the index
-    mark_band: int  # mark = clearing price clamped to index * (1 +- mark_band)
+    funding_clamp: int  # max |premium| per interval as a fraction of the index (funding.py)
+    mark_band: int  # the mark stays within index * (1 +- mark_band) (mark.py)
     oracle_staleness: int  # seconds an oracle price stays usable
     risk_free_rate: int  # options: the Black-Scholes rate r (wad, per year)
     option: OptionTerms | None
     min_premium_notional: int = DEFAULT_MIN_PREMIUM_NOTIONAL
-    """Perpetuals: an auction whose notional (volume * price) is below this is
-    ignored for the mark and the funding premium (docs/execution.md, "Funding")."""
+    """Perpetuals: an auction whose notional (volume * price) is below this does
+    not become the mark's last trade (docs/execution.md, "Mark price")."""
+    impact_notional: int = DEFAULT_IMPACT_NOTIONAL
+    """Perpetuals: the quote notional (wad) whose average fill price against the
+    resting book is the impact bid / ask of the mark and the funding premium
+    (impact.py, docs/execution.md, "Funding")."""
     max_oracle_move: int = DEFAULT_MAX_ORACLE_MOVE
     """The most the oracle price may move in one block, as a fraction of the
     last price (docs/execution.md, "Oracle")."""
@@ -184,6 +193,8 @@ class MarketState(msgspec.Struct, frozen=True, array_like=True):
     raise one side). `open_lots`: lots held long (== lots held short).
     `premium_sum` is the current funding interval's sum of premium * seconds
     covered, `premium_seconds` the seconds covered so far (funding.py).
+    `last_trade_price`: perpetuals, the most recent auction clearing price whose
+    notional reached `min_premium_notional` (0: none yet); one input of the mark.
     """
 
     paused: bool
@@ -198,6 +209,7 @@ class MarketState(msgspec.Struct, frozen=True, array_like=True):
     last_funding_at: int
     open_lots: int
     settlement_price: int  # options: 0 until settled at expiry
+    last_trade_price: int = 0
 
 
 class RestingOrder(msgspec.Struct, frozen=True, array_like=True):

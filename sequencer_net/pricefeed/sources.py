@@ -146,9 +146,40 @@ def quotes_from_document(
     return quotes, problems
 
 
+MAX_DOCUMENT_DEPTH: Final = 32
+"""Arrays and objects nested deeper than this are refused before parsing: a
+parser that runs out of C stack crashes the process, which no handler catches."""
+
+
+def nesting_depth(data: bytes) -> int:
+    """The deepest nesting of [ and { in a JSON text, brackets in strings ignored."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in data:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):  # ] }
+            depth -= 1
+    return deepest
+
+
 def parse_document(data: bytes, where: str) -> Any:
+    """The JSON document `data` (from `where`); PriceSourceError if it is too
+    large, too deeply nested or not JSON. Floats parse as exact decimals."""
     if len(data) > MAX_DOCUMENT_BYTES:
         raise PriceSourceError(f"{where}: larger than {MAX_DOCUMENT_BYTES} bytes")
+    if nesting_depth(data) > MAX_DOCUMENT_DEPTH:
+        raise PriceSourceError(f"{where}: nested deeper than {MAX_DOCUMENT_DEPTH} levels")
     try:
         return json.loads(data, parse_float=Decimal)
     except (ValueError, RecursionError) as exc:

@@ -22,7 +22,8 @@ send, for the markets of a local genesis (sequencer_net.home.local_markets):
   `CancelOrder` of the old quote followed by a `PlaceOrder` of the new one;
 - takers (5 in 10): immediate-or-cancel limit orders and market orders that
   cross the makers' quotes, leaning with a slowly moving per-market sentiment
-  (which makes auctions clear off the index, so funding accrues), and
+  (which makes auctions clear off the index; funding accrues from quotes
+  that lag the moving index), and
   good-till-cancel limit orders away from the market, cancelled seconds later;
   now and then a `Withdraw`;
 - leveraged traders (2 in 10): move a stake from subaccount 0 to a fresh

@@ -167,19 +167,26 @@ async def test_markets_report_prices_the_last_auction_open_interest_and_liquidat
     assert (btc["tick_size"], btc["lot_size"]) == ("1", "0.001")
     assert btc["oracle_price"] == "58500" and btc["oracle_fresh"] is True
     assert btc["oracle_published_at"] == GENESIS_TIME + 3
-    assert btc["mark_price"] == "58500"  # block 3 did not trade: mark = index
+    # The ask's rest (0.15 * 60,010 = 9,001.5) is below the 10,000 impact notional:
+    # no impact ask, no impact mid, so the mark is the index.
+    assert btc["mark_price"] == "58500"
+    assert btc["last_trade_price"] == "60010"
     assert btc["last_clearing_price"] == "60010"  # both auctions cleared at the ask
     assert btc["last_clearing_volume"] == "0.6" and btc["last_cleared_height"] == 2
     assert btc["auctions_cleared"] == 2 and btc["volume"] == "0.85"
     # Maker short 0.85; taker long 0.25; the fund took over the liquidated 0.6.
     assert btc["open_interest"] == "0.85"
     assert btc["liquidations"] == 1
-    # Premium: +10 for each of the first two seconds, 0 in the third; over the index.
-    assert btc["funding_rate"] == "0.000113960113960113"
+    # Premium: 0 in block 1 (impact bid 59,990 and ask 60,010 straddle the index 60,000)
+    # and block 2; 59,990 - 58,500 = 1,490 in block 3, where the resting bid stayed above
+    # the fallen index. Average 1,490 / 3 = 496.66..., within the clamp (1% = 585);
+    # over the index 58,500.
+    assert btc["funding_rate"] == "0.00849002849002849"
     assert btc["funding_interval_s"] == 60 and btc["next_funding_at"] == GENESIS_TIME + 60
     assert btc["cumulative_funding"] == "0" and btc["last_funding_per_unit"] is None
     call = markets[CALL]
     assert call["kind"] == "option" and call["funding_rate"] is None
+    assert call["last_trade_price"] is None
     assert call["option"]["type"] == "call" and call["option"]["strike"] == "3000"
     assert call["oracle_volatility"] == "0.6" and call["last_clearing_price"] is None
     reader = StateWriter(day.state, 3, GENESIS_TIME + 3)

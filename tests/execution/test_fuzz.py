@@ -181,7 +181,8 @@ def mutate_bytes(raw: bytes, data: st.DataObject) -> bytes:
 class EngineFuzz(RuleBasedStateMachine):
     @initialize()
     def genesis(self) -> None:
-        perp = perp_params(funding_interval=600, min_premium_notional=W)
+        # Small impact notionals: the fuzz's books are thin, and funding should move.
+        perp = perp_params(funding_interval=600, min_premium_notional=W, impact_notional=10 * W)
         self.chain = Chain(
             make_genesis(
                 {
@@ -195,7 +196,10 @@ class EngineFuzz(RuleBasedStateMachine):
                 fee_per_byte=DEFAULT_FEE_PER_BYTE,
                 markets=[
                     (PERPS[0], perp),
-                    (PERPS[1], perp_params(tick_size=W // 10, lot_size=W // 100)),
+                    (
+                        PERPS[1],
+                        perp_params(tick_size=W // 10, lot_size=W // 100, impact_notional=W),
+                    ),
                     (CALL, option_params(OptionKind.CALL, 100 * W, EXPIRY)),
                     (PUT, option_params(OptionKind.PUT, 90 * W, EXPIRY)),
                 ],
@@ -300,6 +304,8 @@ class EngineFuzz(RuleBasedStateMachine):
                 changes["mark_band"] = data.draw(st.sampled_from([0, W // 100, W // 2]))
             if data.draw(st.booleans()) and old.kind == MarketKind.PERPETUAL:
                 changes["funding_interval"] = data.draw(st.sampled_from([1, 7, 600]))
+            if data.draw(st.booleans()) and old.kind == MarketKind.PERPETUAL:
+                changes["impact_notional"] = data.draw(st.sampled_from([1, W, 10_000 * W]))
             return ADMIN, UpdateMarketParams(mid, msgspec.structs.replace(old, **changes))
         mid = data.draw(st.sampled_from(MARKETS))
         return ADMIN, SetMarketPaused(mid, data.draw(st.sampled_from([False, False, True])))

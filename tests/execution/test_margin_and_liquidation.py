@@ -12,7 +12,6 @@ from tests.execution.execution_harness import (
     ADMIN,
     BUY,
     INSURANCE_FUND,
-    IOC,
     SELL,
     Chain,
     W,
@@ -90,20 +89,15 @@ def test_funding_moves_the_index_not_the_accounts() -> None:
         {"alice": 1_000 * W, "bob": 1_000 * W, "carol": 1_000 * W, "dave": 1_000 * W},
         funding_interval=10,
         funding_clamp=W // 100,
-        min_premium_notional=0,  # these trades are tiny; dust is tested separately
+        impact_notional=100 * W,  # the book here is small; depth is tested in test_funding.py
         **NO_FEES,
     )
     open_pair(chain, "alice", "bob", 2 * W)
-    # carol and dave trade at 100.50 three times: mark 100.50 vs index 100, premium 0.50.
+    # carol bids 1 at 100.50 and it rests: impact bid 100.50 vs index 100, premium 0.50.
+    orders = [chain.order("carol", PERP, BUY, 10050 * W // 100, W)]
     for _ in range(3):
-        chain.block(
-            [
-                chain.prices({PERP: 100 * W}),
-                chain.order("carol", PERP, BUY, 10050 * W // 100, W // 1000, tif=IOC),
-                chain.order("dave", PERP, SELL, 10050 * W // 100, W // 1000, tif=IOC),
-            ],
-            dt=2,
-        )
+        chain.block([chain.prices({PERP: 100 * W}), *orders], dt=2)
+        orders = []
     before = chain.state
     alice_position = position(before, sub("alice"), PERP)
     result = chain.block([chain.prices({PERP: 100 * W})], dt=3)

@@ -169,41 +169,47 @@ def test_dust_trades_do_not_move_funding() -> None:
     funding = [e for r in chain.results for e in r.events if isinstance(e, FundingApplied)]
     assert funding and all(e.per_lot == 0 for e in funding)
     assert victim_owes(chain) == 0
+    market = chain.state.market_states[PERP]
+    assert market.mark_price == 100 * W and market.last_trade_price == 100 * W  # the opening
     assert conserved_total(chain.state) == chain.state.ledger.net_deposits
 
 
-def test_without_a_minimum_notional_the_same_dust_would_charge_the_victim() -> None:
-    """The attack is real: with the minimum set to 0 the dust sets the premium."""
+def test_a_counted_dust_trade_alone_moves_neither_mark_nor_funding() -> None:
+    """With the minimum set to 0 the dust at 105 becomes the last trade, yet the
+    premium comes from resting depth only and one market input leaves the mark
+    on the index."""
     chain = perp_chain(min_premium_notional=0)
     dust_hour(chain)
-    # Clamped to 1% of the index per interval: 50 units pay 50.
-    assert victim_owes(chain) == 50 * W
+    market = chain.state.market_states[PERP]
+    assert market.last_trade_price == 105 * W
+    assert market.mark_price == 100 * W
+    assert victim_owes(chain) == 0
 
 
-def test_a_trade_above_the_minimum_still_moves_funding() -> None:
-    chain = perp_chain(min_premium_notional=W)  # 1 unit of quote
-    for _ in range(62):
-        chain.block(
-            [
-                chain.prices({PERP: 100 * W}),
-                chain.order("a", PERP, BUY, 10_050 * W // 100, W // 10, tif=IOC),
-                chain.order("b", PERP, SELL, 10_050 * W // 100, W // 10, tif=IOC),
-            ]
-        )
-    assert victim_owes(chain) > 0
+def test_resting_bids_above_the_index_charge_the_longs() -> None:
+    chain = perp_chain()
+    # maker bids 100 at 100.50 (10,050 of notional >= impact_notional 10,000) and it rests:
+    # impact bid 100.50, no impact ask, premium 0.50 every second from here on.
+    chain.block(
+        [chain.prices({PERP: 100 * W}), chain.order("maker", PERP, BUY, 10_050 * W // 100, 100 * W)]
+    )
+    while not any(isinstance(e, FundingApplied) for e in chain.results[-1].events):
+        chain.block([chain.prices({PERP: 100 * W})])
+    # Blocks at genesis + 3 .. + 59 sampled 57 s of the 60 s interval (the block at + 60
+    # applies funding first): 57 * 0.50 / 60 = 0.475 per unit, 0.000475 per lot.
+    per_lot = (57 * (W // 2) // 60) * (W // 1000) // W
+    assert per_lot == 475_000_000_000_000
+    assert victim_owes(chain) == 50_000 * per_lot
+    assert conserved_total(chain.state) == chain.state.ledger.net_deposits
 
 
 def test_a_ten_hour_gap_charges_the_last_premium_once() -> None:
-    chain = perp_chain(min_premium_notional=0, funding_interval=3600)
-    # 30 blocks with a premium of 0.50 (mark 100.50), then the chain halts.
+    chain = perp_chain(funding_interval=3600)
+    # 30 blocks with a premium of 0.50 (a resting bid of 100 at 100.50), then the chain halts.
+    orders = [chain.order("maker", PERP, BUY, 10_050 * W // 100, 100 * W)]
     for _ in range(30):
-        chain.block(
-            [
-                chain.prices({PERP: 100 * W}),
-                chain.order("a", PERP, BUY, 10_050 * W // 100, W // 1000, tif=IOC),
-                chain.order("b", PERP, SELL, 10_050 * W // 100, W // 1000, tif=IOC),
-            ]
-        )
+        chain.block([chain.prices({PERP: 100 * W}), *orders])
+        orders = []
     before = chain.state.market_states[PERP]
     per_lot = funding_per_lot(chain.state.market_params[PERP], before)
     assert per_lot > 0

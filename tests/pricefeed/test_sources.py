@@ -96,8 +96,13 @@ def test_oversized_or_broken_documents_are_refused() -> None:
         parse_document(b" " * ((1 << 20) + 1), "feed")
     with pytest.raises(PriceSourceError, match="not JSON"):
         parse_document(b"{", "feed")
-    with pytest.raises(PriceSourceError, match="not JSON"):
+    # Deep nesting never reaches the parser (a C-stack overflow would crash the node).
+    with pytest.raises(PriceSourceError, match="nested deeper"):
         parse_document(b"[" * 100_000, "feed")
+    # Brackets inside strings do not count.
+    assert parse_document(b'{"a": "[[[[' + b"[" * 100 + b'\\"]"}', "feed") == {
+        "a": "[[[[" + "[" * 100 + '"]'
+    }
 
 
 async def test_the_file_source_rereads_its_file(tmp_path: Path) -> None:
