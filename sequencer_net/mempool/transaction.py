@@ -11,7 +11,10 @@ signed by an ordinary Ethereum key over an EIP-712 typed structure:
 
 `domainSeparator` is `consensus.encoding.Domain(chain_id, verifying_contract,
 genesis_hash)`, the same domain validators sign votes under, so a transaction
-is valid on one network only. Signatures are 65 bytes r || s || v with low s
+is valid on one network only. A trader action in namespace 0 (an order, a
+cancel, a withdrawal, a transfer) is instead signed over a typed structure of
+its own fields, which a wallet can show (typed.py); the signature is still
+the transaction's one signature. Signatures are 65 bytes r || s || v with low s
 (`consensus.crypto`).
 
 Wire format: a msgpack array [chain_id, nonce, namespace, fee, payload,
@@ -35,8 +38,10 @@ from consensus.crypto import (
     recover_address,
 )
 from consensus.encoding import Domain, word
+from sequencer_net.execution.transactions import DEX_NAMESPACE
 
 from .limits import MAX_FEE, MAX_NAMESPACE, MAX_NONCE, MAX_TX_BYTES, MAX_TX_PAYLOAD_BYTES
+from .typed import typed_action, typed_digest
 
 TX_TYPEHASH = keccak256(
     b"Transaction(uint64 nonce,uint32 namespace,uint256 fee,bytes32 payloadHash)"
@@ -93,6 +98,10 @@ def transaction_digest(
         raise ValueError("namespace out of range")
     if not 0 <= fee <= MAX_FEE:
         raise ValueError("fee out of range")
+    if namespace == DEX_NAMESPACE:
+        action = typed_action(payload)
+        if action is not None:  # a trader action: signed as its own typed data
+            return typed_digest(_separator(domain), nonce, fee, action)
     struct_hash = keccak256(
         TX_TYPEHASH + word(nonce) + word(namespace) + word(fee) + keccak256(payload)
     )

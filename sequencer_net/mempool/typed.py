@@ -1,0 +1,175 @@
+"""EIP-712 typed data for DEX actions: a wallet shows the order, not bytes.
+
+A transaction in namespace 0 whose payload is one of the trader actions below
+is signed over a typed structure of that action's own fields, so a standard
+wallet (`eth_signTypedData_v4`, eth-account's `sign_typed_data`) shows a
+person what they sign: the market, side, price and size of an order, the
+amount and recipient of a withdrawal. The transaction's envelope (nonce and
+fee) is part of the same structure; the chain is the domain. For an order:
+
+    PlaceOrder(uint64 nonce,uint256 fee,int256 subaccountNumber,int256 marketId,
+               int256 side,int256 limitPrice,int256 quantity,int256 timeInForce,
+               bool postOnly,bool reduceOnly)
+    digest = keccak(0x19 0x01 || domainSeparator || hashStruct(PlaceOrder))
+
+The primary type is the action's name, its fields the action's fields in
+camelCase, in order, after `nonce` and `fee`. Types follow the fields: every
+integer is an int256 (the engine's payload integers are bounded to int256),
+a 32-byte field is bytes32, other byte strings are `bytes`, flags are bool.
+The payload bytes stay the canonical encoding of the action, and the node
+rebuilds the typed structure from them, so one signature covers exactly what
+the engine executes. Everything else (other namespaces, payloads that do not
+decode, governance and price reports, whose fields nest) is signed over the
+generic `Transaction` structure (transaction.py).
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any, Final
+
+import msgspec
+
+from consensus.crypto import keccak256
+from consensus.encoding import Domain, word
+from sequencer_net.execution.exceptions import MalformedTransaction
+from sequencer_net.execution.transactions import (
+    CancelOrder,
+    Deposit,
+    PlaceOrder,
+    SetMarketPaused,
+    Transfer,
+    TxPayload,
+    Withdraw,
+    decode_payload,
+)
+
+TYPED_ACTIONS: Final[tuple[type, ...]] = (
+    PlaceOrder,
+    CancelOrder,
+    Withdraw,
+    Transfer,
+    Deposit,
+    SetMarketPaused,
+)
+"""DEX actions signed as their own typed structure (flat fields only)."""
+
+_INT_BOUND: Final = 1 << 255
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.capitalize() for part in rest)
+
+
+def _field_type(info: Any) -> str:
+    if isinstance(info, msgspec.inspect.BoolType):
+        return "bool"
+    if isinstance(info, (msgspec.inspect.IntType, msgspec.inspect.EnumType)):
+        return "int256"
+    if isinstance(info, msgspec.inspect.BytesType):
+        return "bytes32" if info.min_length == info.max_length == 32 else "bytes"
+    raise TypeError(f"no EIP-712 type for {info!r}")
+
+
+@cache
+def action_fields(kind: type) -> tuple[tuple[str, str, str], ...]:
+    """(python field name, EIP-712 name, EIP-712 type) of an action, in order."""
+    info = msgspec.inspect.type_info(kind)
+    assert isinstance(info, msgspec.inspect.StructType)
+    return tuple((f.name, _camel(f.name), _field_type(f.type)) for f in info.fields)
+
+
+@cache
+def type_string(kind: type) -> str:
+    fields = ",".join(f"{kind_} {name}" for _, name, kind_ in action_fields(kind))
+    return f"{kind.__name__}(uint64 nonce,uint256 fee,{fields})"
+
+
+@cache
+def type_hash(kind: type) -> bytes:
+    return keccak256(type_string(kind).encode())
+
+
+def _encode_value(value: Any, eip712_type: str) -> bytes:
+    if eip712_type == "bool":
+        return word(1 if value else 0)
+    if eip712_type == "int256":
+        number = int(value)
+        if not -_INT_BOUND <= number < _INT_BOUND:
+            raise ValueError("an integer field does not fit int256")
+        return (number % (1 << 256)).to_bytes(32, "big")
+    if eip712_type == "bytes32":
+        return bytes(value)
+    return keccak256(bytes(value))
+
+
+def struct_hash(nonce: int, fee: int, action: TxPayload) -> bytes:
+    kind = type(action)
+    encoded = b"".join(
+        _encode_value(getattr(action, field), eip712_type)
+        for field, _, eip712_type in action_fields(kind)
+    )
+    return keccak256(type_hash(kind) + word(nonce) + word(fee) + encoded)
+
+
+def typed_action(payload: bytes) -> TxPayload | None:
+    """The action a namespace-0 payload carries, if it is signed as typed data."""
+    try:
+        action = decode_payload(payload)
+    except MalformedTransaction:
+        return None
+    return action if isinstance(action, TYPED_ACTIONS) else None
+
+
+def typed_digest(separator: bytes, nonce: int, fee: int, action: TxPayload) -> bytes:
+    return keccak256(b"\x19\x01" + separator + struct_hash(nonce, fee, action))
+
+
+def _json_value(value: Any, eip712_type: str) -> Any:
+    if eip712_type == "bool":
+        return bool(value)
+    if eip712_type == "int256":
+        return int(value)
+    return "0x" + bytes(value).hex()
+
+
+def typed_data(domain: Domain, nonce: int, fee: int, action: TxPayload) -> dict[str, Any]:
+    """The `eth_signTypedData_v4` document of a typed DEX action: what a wallet
+    shows and signs. Raises TypeError for an action that is not typed."""
+    kind = type(action)
+    if kind not in TYPED_ACTIONS:
+        raise TypeError(f"{kind.__name__} is signed as a plain Transaction, not typed data")
+    fields = action_fields(kind)
+    return {
+        "types": {
+            "EIP712Domain": [
+                {"name": "name", "type": "string"},
+                {"name": "version", "type": "string"},
+                {"name": "chainId", "type": "uint256"},
+                {"name": "verifyingContract", "type": "address"},
+                {"name": "salt", "type": "bytes32"},
+            ],
+            kind.__name__: [
+                {"name": "nonce", "type": "uint64"},
+                {"name": "fee", "type": "uint256"},
+                *({"name": name, "type": eip712_type} for _, name, eip712_type in fields),
+            ],
+        },
+        "primaryType": kind.__name__,
+        "domain": {
+            "name": "seqnet",
+            "version": "1",
+            "chainId": domain.chain_id,
+            "verifyingContract": "0x" + domain.verifying_contract.hex(),
+            "salt": "0x" + domain.genesis_hash.hex(),
+        },
+        "message": {
+            "nonce": nonce,
+            "fee": fee,
+            **{
+                name: _json_value(getattr(action, field), eip712_type)
+                for field, name, eip712_type in fields
+            },
+        },
+    }
