@@ -308,16 +308,26 @@ def auction(count: int, seed: int | None, repeat: int, as_json: bool) -> None:
 
 
 @bench.command()
-@click.option("--orders", default=5_000, show_default=True, help="Signed orders in the block.")
+@click.option(
+    "--orders", default=5_000, show_default=True, help="Signed transactions in the block."
+)
 @click.option(
     "--markets", default=10, show_default=True, help="Perpetual markets they spread over."
 )
 @click.option(
     "--seed", type=int, default=1, show_default=True, help="Seed for accounts and orders."
 )
+@click.option(
+    "--mix",
+    type=click.Choice(["orders", "dex"]),
+    default="orders",
+    show_default=True,
+    help="orders: new limit and market orders only. dex: orders, cancels, four "
+    "validators' price reports moving the index 3% down, and the liquidations it causes.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
-def block(orders: int, markets: int, seed: int, as_json: bool) -> None:
-    """Execute one block of ORDERS signed orders across MARKETS markets.
+def block(orders: int, markets: int, seed: int, mix: str, as_json: bool) -> None:
+    """Execute one block of ORDERS signed transactions across MARKETS markets.
 
     Times `execute_block` alone, fed recovered senders as a node feeds it
     (nonces, fees, payload decoding, margin checks, one batch auction per
@@ -327,9 +337,15 @@ def block(orders: int, markets: int, seed: int, as_json: bool) -> None:
     """
     if orders < 1 or markets < 1:
         raise click.BadParameter("--orders and --markets must be at least 1")
-    from sequencer_net.cli.bench_engine import bench_block
+    from sequencer_net.cli.bench_engine import bench_block, bench_dex_block
 
-    report = bench_block(orders, markets, seed)
+    if mix == "dex" and orders < 10:
+        raise click.BadParameter("--mix dex needs at least 10 transactions", param_hint="--orders")
+    report = (
+        bench_block(orders, markets, seed)
+        if mix == "orders"
+        else bench_dex_block(orders, markets, seed)
+    )
     if as_json:
         click.echo(json.dumps({"benchmark": "block", **report}))
         return

@@ -4,6 +4,13 @@
 `markets` perpetual markets, posts oracle prices in block 1, then times
 `execute_block` on block 2 holding `orders` random limit/market orders.
 
+`bench_dex_block(transactions, markets, seed)` times a block of the DEX mix a
+live venue sees: new orders, cancels of resting orders, price reports from
+four validators that move the index down 4% (the median moves it, under the
+5% per-block cap), and the liquidations that move causes. Blocks 2 and 3
+(untimed) lay the resting book, open positions near 10x leverage and move the
+index 4% down; block 4, the next 4% down, is timed.
+
 Each order is a real single-signature sequencer transaction (namespace 0,
 EIP-712 signed, the required fee offered). The node recovers every signature
 once, at intake; the benchmark does the same, untimed by `execute_ms`, and
@@ -29,7 +36,7 @@ from sequencer_net.execution.genesis import (
     GenesisMarket,
     genesis_state,
 )
-from sequencer_net.execution.receipts import AuctionCleared, FillEvent
+from sequencer_net.execution.receipts import AuctionCleared, FillEvent, Liquidated
 from sequencer_net.execution.records import (
     ChainConfig,
     MarketKind,
@@ -40,10 +47,12 @@ from sequencer_net.execution.records import (
 from sequencer_net.execution.state import subaccount_id
 from sequencer_net.execution.transactions import (
     DEX_NAMESPACE,
+    CancelOrder,
     OraclePrice,
     OracleUpdate,
     PlaceOrder,
     TxPayload,
+    decode_payload,
     encode_payload,
 )
 from sequencer_net.mempool.transaction import (
@@ -175,5 +184,140 @@ def bench_block(orders: int = 5_000, markets: int = 10, seed: int = 1) -> dict[s
         "signature_recovery_ms": round(recover_seconds * 1_000, 2),
         "fees_paid": sum(r.fee for r in result.receipts),
         "resting_orders": sum(len(book) for book in result.state.books.values()),
+        "state_root": result.state.state_root.hex(),
+    }
+
+
+REPORTERS = 4
+"""Validators reporting prices in the DEX mix (power 1 each)."""
+MIX_CANCEL_SHARE = 0.15
+MIX_LEVERED_SHARE = 0.10
+"""Of the DEX mix's accounts: the share holding a position near 10x leverage."""
+MIX_PRICE_DROP_BP = 400
+"""Per block, twice: an account at 10x loses 8% of its notional, below maintenance."""
+
+
+def bench_dex_block(transactions: int = 5_000, markets: int = 10, seed: int = 1) -> dict[str, Any]:
+    """Time one block of the DEX mix (see the module docstring); return numbers."""
+    rng = Random(seed)
+    admin = _key("admin", 0)
+    reporters = [_key("validator", i) for i in range(REPORTERS)]
+    accounts = [_key("trader", i) for i in range(max(2, -(-transactions // ORDERS_PER_ACCOUNT)))]
+    makers = [_key("maker", i) for i in range(markets)]
+    levered = accounts[: max(1, int(len(accounts) * MIX_LEVERED_SHARE))]
+    deposits = [
+        GenesisDeposit(subaccount_id(k.address, 0), 1_000_000 * WAD)
+        for k in [admin, *reporters, *makers, *accounts[len(levered) :]]
+    ] + [GenesisDeposit(subaccount_id(k.address, 0), 2_100 * WAD) for k in levered]
+    state = genesis_state(
+        GenesisConfig(
+            chain_id=CHAIN_ID,
+            admin=admin.address,
+            bridge=admin.address,
+            oracles=tuple(OracleReporter(k.address, 1) for k in reporters),
+            genesis_time=GENESIS_TIME,
+            deposits=tuple(deposits),
+            insurance_fund=10_000_000 * WAD,
+            markets=tuple(GenesisMarket(m, _market_params()) for m in range(markets)),
+        )
+    )
+    config = state.config
+    nonces: dict[bytes, int] = {}
+
+    def send(key: PrivateKey, payload: TxPayload) -> bytes:
+        nonce = nonces.get(key.address, 0)
+        nonces[key.address] = nonce + 1
+        return signed_dex_transaction(key, config, nonce, payload)
+
+    def reports(at: int, price: int) -> list[bytes]:
+        update = OracleUpdate(at, tuple(OraclePrice(m, price, 0) for m in range(markets)))
+        return [send(k, update) for k in reporters]
+
+    def run(height: int, encoded: list[bytes]) -> Any:
+        block = ExecutionBlock(height, GENESIS_TIME + height, tuple(intake(tx) for tx in encoded))
+        return execute_block(state, block)
+
+    state = run(1, reports(GENESIS_TIME + 1, INDEX_PRICE)).state
+    # Block 2: makers rest a deep book; the leveraged accounts buy about 10x
+    # (2,100 of collateral, 10 units at 2,000: 20,000 of notional) from it.
+    setup: list[bytes] = []
+    gtc, ioc = TimeInForce.GOOD_TILL_CANCEL, TimeInForce.IMMEDIATE_OR_CANCEL
+    for m, maker in enumerate(makers):
+        for level in range(1, 11):
+            setup.append(
+                send(
+                    maker,
+                    PlaceOrder(0, m, 1, INDEX_PRICE + level * TICK, 1_000 * WAD, gtc, False, False),
+                )
+            )
+            setup.append(
+                send(
+                    maker,
+                    PlaceOrder(
+                        0, m, 0, INDEX_PRICE - 50 * level * TICK, 1_000 * WAD, gtc, False, False
+                    ),
+                )
+            )
+    for i, key in enumerate(levered):
+        setup.append(send(key, PlaceOrder(0, i % markets, 0, 0, 10 * WAD, ioc, False, False)))
+    resting: list[tuple[PrivateKey, int, bytes]] = []
+    for i in range(len(levered), len(accounts)):
+        key = accounts[i]
+        market = rng.randrange(markets)
+        price = INDEX_PRICE - rng.randint(1, SPREAD_TICKS) * TICK
+        encoded = send(
+            key, PlaceOrder(0, market, 0, price, rng.randint(1, 100) * LOT, gtc, False, False)
+        )
+        setup.append(encoded)
+        resting.append((key, market, tx_hash(encoded)))
+    state = run(2, setup).state
+    first_drop = INDEX_PRICE * (10_000 - MIX_PRICE_DROP_BP) // 10_000 // TICK * TICK
+    state = run(3, reports(GENESIS_TIME + 3, first_drop)).state
+
+    # Block 4, timed: reports 4% lower again, cancels, new orders.
+    dropped = first_drop * (10_000 - MIX_PRICE_DROP_BP) // 10_000 // TICK * TICK
+    encoded_txs = reports(GENESIS_TIME + 4, dropped)
+    cancels = min(int(transactions * MIX_CANCEL_SHARE), len(resting))
+    for key, market, order_id in rng.sample(resting, cancels):
+        encoded_txs.append(send(key, CancelOrder(0, market, order_id)))
+    while len(encoded_txs) < transactions:
+        key = accounts[len(levered) + rng.randrange(len(accounts) - len(levered))]
+        side = rng.randrange(2)
+        price = dropped + rng.randint(-SPREAD_TICKS, SPREAD_TICKS) * TICK
+        payload = PlaceOrder(
+            0, rng.randrange(markets), side, price, rng.randint(1, 1_000) * LOT, gtc, False, False
+        )
+        encoded_txs.append(send(key, payload))
+
+    started = time.perf_counter()
+    txs = tuple(intake(tx) for tx in encoded_txs)
+    recover_seconds = time.perf_counter() - started
+    block = ExecutionBlock(4, GENESIS_TIME + 4, txs)
+    started = time.perf_counter()
+    result = execute_block(state, block)
+    execute_seconds = time.perf_counter() - started
+    receipts = result.receipts
+    kinds = [type(decode_payload(tx.payload)).__name__ for tx in txs]
+    ok = [r.success for r in receipts]
+    return {
+        "mix": "dex",
+        "transactions": len(txs),
+        "markets": markets,
+        "seed": seed,
+        "orders_accepted": sum(
+            1 for k, s in zip(kinds, ok, strict=True) if s and k == "PlaceOrder"
+        ),
+        "cancels_accepted": sum(
+            1 for k, s in zip(kinds, ok, strict=True) if s and k == "CancelOrder"
+        ),
+        "reports_accepted": sum(
+            1 for k, s in zip(kinds, ok, strict=True) if s and k == "OracleUpdate"
+        ),
+        "liquidations": sum(1 for e in result.events if isinstance(e, Liquidated)),
+        "index_after": str(result.state.market_states[0].oracle_price / WAD),
+        "fills": sum(1 for e in result.events if isinstance(e, FillEvent)),
+        "execute_ms": round(execute_seconds * 1_000, 2),
+        "tx_per_s_engine": round(len(txs) / execute_seconds),
+        "signature_recovery_ms": round(recover_seconds * 1_000, 2),
         "state_root": result.state.state_root.hex(),
     }

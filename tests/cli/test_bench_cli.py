@@ -93,6 +93,21 @@ def test_bench_block_json_reports_what_it_executed() -> None:
     assert again["state_root"] == report["state_root"]  # deterministic execution
 
 
+def test_bench_block_dex_mix_cancels_reports_and_liquidates() -> None:
+    args = ["bench", "block", "--mix", "dex", "--orders", "200", "--markets", "2", "--json"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert (report["mix"], report["transactions"], report["markets"]) == ("dex", 200, 2)
+    assert report["reports_accepted"] == 4  # every validator's report
+    assert report["cancels_accepted"] == 30  # 15% of the block, all of resting orders
+    assert report["orders_accepted"] > 0 and report["liquidations"] >= 1
+    # Two 4% steps down from 2,000 on the tick grid: the median of the reports.
+    assert report["index_after"] == "1843.2"
+    again = json.loads(CliRunner().invoke(cli, args).output)
+    assert again["state_root"] == report["state_root"]
+
+
 def test_bench_block_rejects_nonsense() -> None:
     result = CliRunner().invoke(cli, ["bench", "block", "--orders", "0"])
     assert result.exit_code != 0
