@@ -12,7 +12,8 @@ Reads top-down (docs/execution.md, "Block execution"):
       apply_account_transactions         governance, oracle, deposits, withdrawals,
                                          transfers: in block order, a sender's own
                                          transactions in nonce order
-      advance_market_clock               funding due, options at expiry
+      advance_market_clock               funding due, option settlement-price
+                                         samples, options at expiry
       place_orders                       order and cancel transactions, by sender
                                          address then nonce (block position ignored)
       run_auctions                       one uniform-price auction per market
@@ -310,7 +311,8 @@ def in_sender_nonce_order(txs: list[tuple[int, DexAction]]) -> list[tuple[int, D
 
 
 def advance_market_clock(w: StateWriter) -> None:
-    """Time-driven market events at the block timestamp: funding, option expiry."""
+    """Time-driven market events at the block timestamp: funding, option
+    settlement-price samples and expiry."""
     apply_due_funding(w)
     settle_expired_options(w)
     w.release()

@@ -29,6 +29,10 @@ SubaccountNumber = Annotated[int, msgspec.Meta(ge=0, le=MAX_SUBACCOUNT_NUMBER)]
 DEFAULT_MIN_PREMIUM_NOTIONAL = 1_000 * 10**18
 """1,000 units of quote: a trade smaller than this does not move funding."""
 
+DEFAULT_SETTLEMENT_WINDOW = 1_800
+"""30 minutes: an option settles at the time-weighted average of its oracle
+spot over the last 30 minutes before expiry (Derive/Lyra v2 uses the same)."""
+
 MarketId = NewType("MarketId", int)
 OrderId = NewType("OrderId", bytes)
 """32 bytes: the hash of the transaction that placed the order."""
@@ -149,6 +153,9 @@ class MarketParams(msgspec.Struct, frozen=True, array_like=True):
     min_premium_notional: int = DEFAULT_MIN_PREMIUM_NOTIONAL
     """Perpetuals: an auction whose notional (volume * price) is below this is
     ignored for the mark and the funding premium (docs/execution.md, "Funding")."""
+    settlement_window: int = DEFAULT_SETTLEMENT_WINDOW
+    """Options: seconds before expiry over which the oracle spot is averaged into
+    the settlement price (settlement.py); fixed at listing."""
 
 
 class MarketState(msgspec.Struct, frozen=True, array_like=True):
@@ -175,6 +182,10 @@ class MarketState(msgspec.Struct, frozen=True, array_like=True):
     last_funding_at: int
     open_lots: int
     settlement_price: int  # options: 0 until settled at expiry
+    settlement_twap_sum: int = 0
+    """Options: sum of oracle spot * seconds sampled in the settlement window."""
+    settlement_twap_seconds: int = 0
+    """Options: seconds of the settlement window sampled so far (settlement.py)."""
 
 
 class RestingOrder(msgspec.Struct, frozen=True, array_like=True):
