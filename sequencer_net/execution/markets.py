@@ -103,6 +103,8 @@ def check_market_params(params: MarketParams, now: int) -> None:
             raise fail("unknown option kind")
         if not 0 < terms.strike <= MAX_AMOUNT:
             raise fail("strike must be positive")
+        if not 0 <= terms.underlying <= MAX_MARKET_ID:
+            raise fail("underlying must be an id in [0, 2**32 - 1]")
         if terms.expiry <= now:
             raise fail("expiry must be in the future")
         if terms.expiry - now > MAX_OPTION_TENOR_SECONDS:

@@ -122,9 +122,15 @@ class Position(msgspec.Struct, frozen=True, array_like=True):
 
 
 class OptionTerms(msgspec.Struct, frozen=True, array_like=True):
+    """`underlying` names the asset the option is on: options with the same
+    nonzero id are margined together, as one portfolio (option_margin.py);
+    0 means none declared, and the option is margined on its own. Any id
+    governance picks; the testnet uses the market id of the asset's perpetual."""
+
     option_kind: OptionKind
     strike: int
     expiry: int  # unix seconds
+    underlying: int = 0
 
 
 class MarketParams(msgspec.Struct, frozen=True, array_like=True):

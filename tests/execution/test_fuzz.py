@@ -43,7 +43,7 @@ from sequencer_net.execution.encoding import encode
 from sequencer_net.execution.engine import ExecutionBlock, encode_outcome, execute_block
 from sequencer_net.execution.fees import DEFAULT_FEE_BASE, DEFAULT_FEE_PER_BYTE
 from sequencer_net.execution.receipts import FillEvent, PhaseSkipped
-from sequencer_net.execution.records import MarketKind, OptionKind, TimeInForce
+from sequencer_net.execution.records import MarketKind, OptionKind, OptionTerms, TimeInForce
 from sequencer_net.execution.transactions import (
     CancelOrder,
     Deposit,
@@ -182,6 +182,8 @@ class EngineFuzz(RuleBasedStateMachine):
     @initialize()
     def genesis(self) -> None:
         perp = perp_params(funding_interval=600, min_premium_notional=W)
+        call = OptionTerms(OptionKind.CALL, 100 * W, EXPIRY, underlying=1)
+        put = OptionTerms(OptionKind.PUT, 90 * W, EXPIRY, underlying=1)
         self.chain = Chain(
             make_genesis(
                 {
@@ -196,8 +198,9 @@ class EngineFuzz(RuleBasedStateMachine):
                 markets=[
                     (PERPS[0], perp),
                     (PERPS[1], perp_params(tick_size=W // 10, lot_size=W // 100)),
-                    (CALL, option_params(OptionKind.CALL, 100 * W, EXPIRY)),
-                    (PUT, option_params(OptionKind.PUT, 90 * W, EXPIRY)),
+                    # One underlying: the two are margined as one portfolio.
+                    (CALL, option_params(OptionKind.CALL, 100 * W, EXPIRY, option=call)),
+                    (PUT, option_params(OptionKind.PUT, 90 * W, EXPIRY, option=put)),
                 ],
             )
         )
