@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sequencer_net.execution import options as options_module
 from sequencer_net.execution.margin import subaccount_risk
 from sequencer_net.execution.option_margin import (
     INITIAL_GRID,
@@ -233,6 +237,31 @@ def test_a_fine_short_call_becomes_liquidatable_after_a_large_spot_move() -> Non
     assert liquidated.deficit == 0
     assert size(chain.state, sub("bob"), C100) == 0
     check_engine_invariants(chain.state)
+
+
+def test_revaluations_are_shared_by_every_subaccount_in_a_block(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """45 Black-Scholes evaluations per option market per block (the initial
+    grid; maintenance reuses them), however many subaccounts are margined."""
+    chain = margin_chain()
+    calls: list[int] = []
+
+    def counted(*args: Any) -> Any:
+        calls.append(1)
+        return black_scholes(*args)
+
+    monkeypatch.setattr(options_module, "black_scholes", counted)
+    w = writer(chain)
+    state = chain.state
+    for q in range(1, 21):
+        holdings = [
+            OptionHolding(mid, state.market_params[mid], state.market_states[mid], s * q * W, 0)
+            for mid, s in ((C100, -1), (C105, 1), (P95, -1))
+        ]
+        option_requirements(w, holdings)
+    grid = len(INITIAL_GRID.spot_shocks) * len(INITIAL_GRID.volatility_shocks)
+    assert len(calls) == 3 * grid == 135
 
 
 @settings(max_examples=40, deadline=None)

@@ -154,6 +154,8 @@ def test_the_settlement_window_is_validated_and_fixed_at_listing() -> None:
                 option_params(OptionKind.CALL, 90 * W, EXPIRY, settlement_window=bad),
                 GENESIS_TIME,
             )
+    longest = option_params(OptionKind.CALL, 90 * W, EXPIRY, settlement_window=86_400)
+    check_market_params(longest, GENESIS_TIME)  # a day is the limit, and allowed
     chain = settlement_chain()
     params = chain.state.market_params[CALL]
     changed = msgspec.structs.replace(params, settlement_window=WINDOW + 1)
