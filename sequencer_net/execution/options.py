@@ -3,8 +3,9 @@
 An option market's oracle feed carries the underlying spot and the implied
 volatility; the risk-free rate is a market parameter. The mark is the
 Black-Scholes price (options_pricing, the code `seqnet price option` uses) at
-the block timestamp, computed once per (market, spot, vol, time) and cached for
-the block. At or after expiry the mark is the intrinsic value.
+the block timestamp, computed once per (market, spot, vol, rate, time) and
+cached for the block (scenario margin revalues through the same cache). At or
+after expiry the mark is the intrinsic value.
 
 Marking is total by construction: listing bounds the tenor
 (limits.MAX_OPTION_TENOR_SECONDS) and the oracle requires a positive volatility
@@ -43,7 +44,7 @@ def option_value(
 ) -> int:
     """Value of one unit (wad) at this `spot` and `volatility` and the block's time:
     the mark at the oracle's inputs, a scenario's revaluation at shocked ones
-    (option_margin.py). Cached for the block per (market, spot, vol, time)."""
+    (option_margin.py). Cached for the block per (market, spot, vol, rate, time)."""
     terms = params.option
     assert terms is not None
     if spot <= 0:
@@ -51,7 +52,8 @@ def option_value(
     remaining = min(terms.expiry - w.timestamp, MAX_OPTION_TENOR_SECONDS)
     if remaining <= 0 or volatility <= 0 or terms.strike <= 0:
         return intrinsic_value(terms, spot)
-    key = (market_id, spot, volatility, w.timestamp)
+    # The rate is in the key: governance may change it earlier in the same block.
+    key = (market_id, spot, volatility, params.risk_free_rate, w.timestamp)
     cached = w.option_marks.get(key)
     if cached is not None:
         return cached

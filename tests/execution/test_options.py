@@ -5,6 +5,8 @@ price average: test_option_settlement.py."""
 
 from __future__ import annotations
 
+import msgspec
+
 from sequencer_net.execution.margin import subaccount_risk
 from sequencer_net.execution.options import intrinsic_value, option_mark
 from sequencer_net.execution.options_pricing import OptionType, black_scholes, years_from_seconds
@@ -61,6 +63,19 @@ def test_mark_is_the_black_scholes_price_from_oracle_spot_vol_and_rate() -> None
     ).price
     assert mark == expected
     assert 8 * W < mark < 11 * W  # ATM 30-day call at 80% vol is about 9.4
+
+
+def test_the_mark_cache_sees_a_rate_changed_earlier_in_the_same_block() -> None:
+    chain = options_chain()
+    state = chain.state
+    w = StateWriter(state, state.height, state.block.timestamp)
+    params = state.market_params[CALL_ID]
+    before = option_mark(w, CALL_ID, params, state.market_states[CALL_ID])
+    higher = msgspec.structs.replace(params, risk_free_rate=W // 2)
+    after = option_mark(w, CALL_ID, higher, state.market_states[CALL_ID])
+    years = years_from_seconds(EXPIRY - state.block.timestamp)
+    assert after == black_scholes(OptionType.CALL, 100 * W, 100 * W, years, W // 2, VOL).price
+    assert after > before
 
 
 def test_buying_and_selling_an_option_moves_premium_and_margins_the_short() -> None:
