@@ -24,8 +24,9 @@ full from free collateral (an option buy order reserves quantity * limit of it
 when placed), their mark counts in equity, and the scenario grid counts what
 they could lose, which is never more than that mark. A long option is never
 bought on credit; what can be drawn against one is its worst value over the
-initial grid, and liquidation comes while the narrower maintenance grid is
-still covered.
+initial grid, and an account that drew on it is liquidated once the long,
+shocked by the maintenance grid, no longer covers the credit: while its mark
+still does.
 """
 
 from __future__ import annotations

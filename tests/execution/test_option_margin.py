@@ -22,6 +22,7 @@ from sequencer_net.execution.options_pricing import OptionType, black_scholes, y
 from sequencer_net.execution.receipts import Liquidated
 from sequencer_net.execution.records import MarketParams, OptionKind, OptionTerms
 from sequencer_net.execution.state import StateWriter
+from sequencer_net.execution.transactions import Withdraw
 from tests.execution.execution_harness import (
     BUY,
     GENESIS_TIME,
@@ -30,6 +31,7 @@ from tests.execution.execution_harness import (
     W,
     check_engine_invariants,
     collateral,
+    key,
     make_genesis,
     option_params,
     size,
@@ -204,6 +206,28 @@ def test_long_only_needs_nothing_beyond_the_premium() -> None:
     crash = chain.block([chain.prices(dict.fromkeys(STRIKES, 50 * W), vol=VOL)])
     assert not [e for e in crash.events if isinstance(e, Liquidated)]
     assert size(chain.state, sub("carol"), C100) == W
+
+
+def test_credit_drawn_on_a_long_is_liquidated_while_the_mark_still_covers_it() -> None:
+    chain = margin_chain({"alice": 1_000 * W, "carol": 9 * W})
+    chain.block(
+        [chain.order("carol", C100, BUY, 9 * W, W), chain.order("alice", C100, SELL, 9 * W, W)]
+    )
+    drawn = bs(chain, C100, 85 * W, 70 * W // 100, at=chain.now + 1)  # all that is free
+    withdrawal = Withdraw(0, drawn, key("carol").address)
+    assert chain.block([chain.tx(key("carol"), withdrawal)]).receipts[0].success
+    assert collateral(chain.state, sub("carol")) == -drawn
+    spot = 100
+    while size(chain.state, sub("carol"), C100):
+        spot -= 1
+        moved = chain.block([chain.prices(dict.fromkeys(STRIKES, spot * W), vol=VOL)])
+        liquidated = [e for e in moved.events if isinstance(e, Liquidated)]
+    # Liquidated at spot 90: the call shocked by -8%, -5 points is then worth
+    # less than the 2.25 drawn, but its mark (about 4.68) still covers it:
+    # equity about 2.43, no deficit.
+    assert spot == 90
+    assert len(liquidated) == 1 and liquidated[0].equity > 0 and liquidated[0].deficit == 0
+    assert collateral(chain.state, sub("carol")) >= 0
 
 
 def test_open_sells_count_at_their_worse_outcome_in_each_scenario() -> None:
