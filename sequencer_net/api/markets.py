@@ -47,6 +47,7 @@ from sequencer_net.execution.records import (
     RestingOrder,
     TimeInForce,
 )
+from sequencer_net.execution.settlement import twap_settlement_price
 from sequencer_net.execution.state import ExecutionState, StateWriter
 from sequencer_net.node.market_activity import MarketActivity
 
@@ -93,14 +94,20 @@ def funding_rate(params: MarketParams, state: MarketState) -> int | None:
     return premium * SCALE // state.oracle_price  # floor
 
 
-def _option_json(params: MarketParams) -> dict[str, Any] | None:
+def option_json(params: MarketParams, state: MarketState) -> dict[str, Any] | None:
     terms = params.option
     if terms is None:
         return None
+    average = twap_settlement_price(state)
     return {
         "type": "call" if terms.option_kind == OptionKind.CALL else "put",
         "strike": decimal(terms.strike),
         "expiry": terms.expiry,
+        "underlying": terms.underlying,
+        "settlement_window_s": params.settlement_window,
+        "settlement_average": None if average is None else decimal(average),
+        "settlement_seconds_sampled": state.settlement_twap_seconds,
+        "settlement_price": _optional(state.settlement_price or None),
     }
 
 
@@ -119,7 +126,7 @@ def market_json(
     return {
         "id": market_id,
         "kind": "perp" if perp else "option",
-        "option": _option_json(params),
+        "option": option_json(params, state),
         "paused": state.paused,
         "tick_size": decimal(params.tick_size),
         "lot_size": decimal(params.lot_size),

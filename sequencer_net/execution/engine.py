@@ -14,7 +14,8 @@ Reads top-down (docs/execution.md, "Block execution"):
                                          sender's own transactions in nonce order
       aggregate_prices                   each market's oracle price: the weighted
                                          median of the validators' fresh reports
-      advance_market_clock               funding due, options at expiry
+      advance_market_clock               funding due, option settlement-price
+                                         samples, options at expiry
       place_orders                       order and cancel transactions, by sender
                                          address then nonce (block position ignored)
       run_auctions                       one uniform-price auction per market
@@ -314,7 +315,8 @@ def in_sender_nonce_order(txs: list[tuple[int, DexAction]]) -> list[tuple[int, D
 
 
 def advance_market_clock(w: StateWriter) -> None:
-    """Time-driven market events at the block timestamp: funding, option expiry."""
+    """Time-driven market events at the block timestamp: funding, option
+    settlement-price samples and expiry."""
     apply_due_funding(w)
     settle_expired_options(w)
     w.release()

@@ -70,6 +70,9 @@ MAX_OPTION_TENOR_SECONDS: Final = 10 * 365 * 86_400
 defined up to |r T| = 1000); marks clamp the time to this too, so a longer
 tenor in state could never make pricing raise."""
 
+MAX_SETTLEMENT_WINDOW_SECONDS: Final = 86_400
+"""An option's settlement average covers at most the last day before expiry."""
+
 MAX_VOLATILITY: Final = 100 * 10**18
 """Largest implied volatility an oracle may post (10,000% per sqrt year)."""
 

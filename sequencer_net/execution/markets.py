@@ -26,6 +26,7 @@ from .limits import (
     MAX_FUNDING_INTERVAL_SECONDS,
     MAX_MARKET_ID,
     MAX_OPTION_TENOR_SECONDS,
+    MAX_SETTLEMENT_WINDOW_SECONDS,
 )
 from .records import MarketKind, MarketParams, MarketState, OptionKind
 from .state import StateWriter
@@ -86,6 +87,8 @@ def check_market_params(params: MarketParams, now: int) -> None:
         raise fail("max_oracle_move must be in (0, 1]")
     if not 0 < params.impact_notional <= MAX_AMOUNT:
         raise fail("impact_notional must be in (0, MAX_AMOUNT]")
+    if not 0 <= params.settlement_window <= MAX_SETTLEMENT_WINDOW_SECONDS:
+        raise fail("settlement_window must be in [0, a day]")
     if params.kind == MarketKind.PERPETUAL:
         if params.option is not None:
             raise fail("a perpetual has no option terms")
@@ -101,12 +104,16 @@ def check_market_params(params: MarketParams, now: int) -> None:
             raise fail("unknown option kind")
         if not 0 < terms.strike <= MAX_AMOUNT:
             raise fail("strike must be positive")
+        if not 0 <= terms.underlying <= MAX_MARKET_ID:
+            raise fail("underlying must be an id in [0, 2**32 - 1]")
         if terms.expiry <= now:
             raise fail("expiry must be in the future")
         if terms.expiry - now > MAX_OPTION_TENOR_SECONDS:
             raise fail("expiry must be at most ten years after listing")
         if params.funding_interval != 0 or params.funding_clamp != 0:
             raise fail("options have no funding")
+        if params.settlement_window <= 0:
+            raise fail("an option needs a positive settlement_window")
 
 
 def _require_admin(w: StateWriter, sender: bytes) -> None:
@@ -126,15 +133,19 @@ def apply_list_market(w: StateWriter, sender: bytes, tx: ListMarket) -> None:
 
 
 def apply_update_market(w: StateWriter, sender: bytes, tx: UpdateMarketParams) -> None:
-    """Replace parameters; kind, lot size and option terms are fixed at listing
-    (the funding index is kept per lot, and a position's meaning must not change)."""
+    """Replace parameters; kind, lot size, option terms and settlement window are
+    fixed at listing (the funding index is kept per lot, a position's meaning must
+    not change, and the settlement average must cover the window it started on)."""
     _require_admin(w, sender)
     old = w.params(tx.market_id)
     if old is None:
         raise UnknownMarket(f"market {tx.market_id} is not listed")
     new = tx.params
-    if (new.kind, new.lot_size, new.option) != (old.kind, old.lot_size, old.option):
-        raise InvalidMarketParams("kind, lot_size and option terms cannot change")
+    fixed = (new.kind, new.lot_size, new.option, new.settlement_window)
+    if fixed != (old.kind, old.lot_size, old.option, old.settlement_window):
+        raise InvalidMarketParams(
+            "kind, lot_size, option terms and settlement_window cannot change"
+        )
     if new.option is None:
         check_market_params(new, w.timestamp)
     else:  # an option's expiry may already be near; check everything else

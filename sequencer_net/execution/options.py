@@ -1,10 +1,11 @@
-"""European options: Black-Scholes marks, intrinsic value, short-option margin.
+"""European options: Black-Scholes marks and values, intrinsic value.
 
 An option market's oracle feed carries the underlying spot and the implied
 volatility; the risk-free rate is a market parameter. The mark is the
 Black-Scholes price (options_pricing, the code `seqnet price option` uses) at
-the block timestamp, computed once per (market, spot, vol, time) and cached for
-the block. At or after expiry the mark is the intrinsic value.
+the block timestamp, computed once per (market, spot, vol, rate, time) and
+cached for the block (scenario margin revalues through the same cache). At or
+after expiry the mark is the intrinsic value.
 
 Marking is total by construction: listing bounds the tenor
 (limits.MAX_OPTION_TENOR_SECONDS) and the oracle requires a positive volatility
@@ -15,7 +16,6 @@ for every state; an input outside it marks at intrinsic value.
 
 from __future__ import annotations
 
-from .fixed_point import SCALE
 from .limits import MAX_OPTION_TENOR_SECONDS
 from .options_pricing import (
     InvalidOptionParameters,
@@ -36,15 +36,24 @@ def intrinsic_value(terms: OptionTerms, spot: int) -> int:
 
 def option_mark(w: StateWriter, market_id: int, params: MarketParams, state: MarketState) -> int:
     """Mark price of one unit (wad): Black-Scholes before expiry, intrinsic at or after."""
+    return option_value(w, market_id, params, state.oracle_price, state.oracle_volatility)
+
+
+def option_value(
+    w: StateWriter, market_id: int, params: MarketParams, spot: int, volatility: int
+) -> int:
+    """Value of one unit (wad) at this `spot` and `volatility` and the block's time:
+    the mark at the oracle's inputs, a scenario's revaluation at shocked ones
+    (option_margin.py). Cached for the block per (market, spot, vol, rate, time)."""
     terms = params.option
     assert terms is not None
-    spot = state.oracle_price
     if spot <= 0:
         return 0
     remaining = min(terms.expiry - w.timestamp, MAX_OPTION_TENOR_SECONDS)
-    if remaining <= 0 or state.oracle_volatility <= 0 or terms.strike <= 0:
+    if remaining <= 0 or volatility <= 0 or terms.strike <= 0:
         return intrinsic_value(terms, spot)
-    key = (market_id, spot, state.oracle_volatility, w.timestamp)
+    # The rate is in the key: governance may change it earlier in the same block.
+    key = (market_id, spot, volatility, params.risk_free_rate, w.timestamp)
     cached = w.option_marks.get(key)
     if cached is not None:
         return cached
@@ -56,27 +65,10 @@ def option_mark(w: StateWriter, market_id: int, params: MarketParams, state: Mar
             terms.strike,
             years_from_seconds(remaining),
             params.risk_free_rate,
-            state.oracle_volatility,
+            volatility,
         )
     except InvalidOptionParameters:  # unreachable after the clamps above; never a crash
         return intrinsic_value(terms, spot)
-    mark: int = max(quote.price, 0)
-    w.option_marks[key] = mark
-    return mark
-
-
-def short_option_requirement(terms: OptionTerms, spot: int, short_size: int, fraction: int) -> int:
-    """Margin a short option position of `short_size` (> 0) needs on top of its mark.
-
-    Per unit: max(fraction * S - OTM, fraction * S / 2), OTM the out-of-the-money
-    amount (max(K - S, 0) for a call, max(S - K, 0) for a put). The mark itself is
-    already a liability in equity. Computed exactly in wad^2 / 2 units and
-    rounded up once (margin rounds up).
-    """
-    if terms.option_kind == OptionKind.CALL:
-        otm = max(terms.strike - spot, 0)
-    else:
-        otm = max(spot - terms.strike, 0)
-    # Twice the per-unit requirement, scaled by SCALE^2 (exact integers).
-    twice_per_unit = max(2 * fraction * spot - 2 * otm * SCALE, fraction * spot)
-    return -((-short_size * twice_per_unit) // (2 * SCALE * SCALE))  # ceiling
+    value: int = max(quote.price, 0)
+    w.option_marks[key] = value
+    return value

@@ -84,10 +84,16 @@ class PositionTransferred(msgspec.Struct, frozen=True, array_like=True, tag=6):
 
 
 class OptionSettled(msgspec.Struct, frozen=True, array_like=True, tag=7):
+    """`source` says where `settlement_price` came from: "twap" (the average of
+    `twap_seconds` sampled seconds before expiry) or "oracle-fallback" (nothing
+    was sampled; the oracle price published at or after expiry)."""
+
     market_id: int
     settlement_price: int
     payout_per_lot: int
     deficit: int
+    twap_seconds: int = 0
+    source: str = ""
 
 
 class Withdrawn(msgspec.Struct, frozen=True, array_like=True, tag=8):

@@ -37,6 +37,10 @@ selling and buying this much against the resting book (impact.py)."""
 DEFAULT_MAX_ORACLE_MOVE = 5 * 10**16
 """5%: the most the oracle price may move in one block (oracle.py)."""
 
+DEFAULT_SETTLEMENT_WINDOW = 1_800
+"""30 minutes: an option settles at the time-weighted average of its oracle
+spot over the last 30 minutes before expiry (Derive/Lyra v2 uses the same)."""
+
 MarketId = NewType("MarketId", int)
 OrderId = NewType("OrderId", bytes)
 """32 bytes: the hash of the transaction that placed the order."""
@@ -143,9 +147,15 @@ class Position(msgspec.Struct, frozen=True, array_like=True):
 
 
 class OptionTerms(msgspec.Struct, frozen=True, array_like=True):
+    """`underlying` names the asset the option is on: options with the same
+    nonzero id are margined together, as one portfolio (option_margin.py);
+    0 means none declared, and the option is margined on its own. Any id
+    governance picks; the testnet uses the market id of the asset's perpetual."""
+
     option_kind: OptionKind
     strike: int
     expiry: int  # unix seconds
+    underlying: int = 0
 
 
 class MarketParams(msgspec.Struct, frozen=True, array_like=True):
@@ -181,6 +191,9 @@ class MarketParams(msgspec.Struct, frozen=True, array_like=True):
     max_oracle_move: int = DEFAULT_MAX_ORACLE_MOVE
     """The most the oracle price may move in one block, as a fraction of the
     last price (docs/execution.md, "Oracle")."""
+    settlement_window: int = DEFAULT_SETTLEMENT_WINDOW
+    """Options: seconds before expiry over which the oracle spot is averaged into
+    the settlement price (settlement.py); fixed at listing."""
 
 
 class MarketState(msgspec.Struct, frozen=True, array_like=True):
@@ -210,6 +223,10 @@ class MarketState(msgspec.Struct, frozen=True, array_like=True):
     open_lots: int
     settlement_price: int  # options: 0 until settled at expiry
     last_trade_price: int = 0
+    settlement_twap_sum: int = 0
+    """Options: sum of oracle spot * seconds sampled in the settlement window."""
+    settlement_twap_seconds: int = 0
+    """Options: seconds of the settlement window sampled so far (settlement.py)."""
 
 
 class RestingOrder(msgspec.Struct, frozen=True, array_like=True):

@@ -218,7 +218,8 @@ class StateWriter:
         self.cancelled_orders: Overlay[bytes, bool] = Overlay({}, self.journal)
         self.books: dict[int, dict[bytes, RestingOrder]] = {}
         self.events: list[object] = []
-        self.option_marks: dict[tuple[int, int, int, int], int] = {}
+        # Option values by (market, spot, vol, rate, time): marks and scenario revaluations.
+        self.option_marks: dict[tuple[int, int, int, int, int], int] = {}
         # Per market that cleared this block: (price, volume).
         self.cleared_prices: dict[int, tuple[int, int]] = {}
         # Salt of the auctions' last remainder tie-break (engine.block_salt).

@@ -7,11 +7,15 @@ and its load generator trades them (sequencer_net.testnet.market):
 |----|-------------|--------|------------|------|-------|-----------------------------|---------|
 | 1  | BTC-PERP    | perp   | BTC 60,000 | 1    | 0.001 | 5% / 3.5% (up to 20x)       | 60 s    |
 | 2  | ETH-PERP    | perp   | ETH 3,000  | 0.1  | 0.01  | 5% / 3.5% (up to 20x)       | 60 s    |
-| 3  | ETH-C-3000  | option | ETH        | 0.1  | 0.1   | 15% / 8% of spot (shorts)   | -       |
-| 4  | ETH-P-3000  | option | ETH        | 0.1  | 0.1   | 15% / 8% of spot (shorts)   | -       |
+| 3  | ETH-C-3000  | option | ETH        | 0.1  | 0.1   | scenarios + floor 1.5%/0.8% | -       |
+| 4  | ETH-P-3000  | option | ETH        | 0.1  | 0.1   | scenarios + floor 1.5%/0.8% | -       |
 
 Options are European, cash-settled, strike 3,000, expiring OPTION_TENOR_S after
-genesis, priced by the engine at the posted implied volatility (60%).
+genesis, priced by the engine at the posted implied volatility (60%). Both ETH
+options declare the underlying ETH_UNDERLYING (the ETH-PERP market id), so a
+subaccount's calls and puts are margined together as one portfolio (a spread
+needs at most its maximum loss); the margin fractions set the floor a short
+option needs (a tenth of them, in spot), the scenario grid does the rest.
 Funding settles every 60 s so that a session of a few minutes shows it accrue
 (a production venue uses an hour or eight). Every `tick * lot` is a whole
 multiple of 10**18, as the engine requires (exact fill notionals).
@@ -33,6 +37,9 @@ OPTION_TENOR_S: Final = 30 * 86_400
 
 OPTION_VOLATILITY: Final = 6 * W // 10
 """Implied volatility (60% per sqrt year) the testnet load posts for options."""
+
+ETH_UNDERLYING: Final = 2
+"""The ETH options' underlying id: by convention the market id of ETH-PERP."""
 
 FUNDING_INTERVAL_S: Final = 60
 ORACLE_STALENESS_S: Final = 60
@@ -91,7 +98,9 @@ def _option(kind: OptionKind, strike: int, expiry: int) -> MarketParams:
         mark_band=W // 2,  # market orders reach 50% around the Black-Scholes mark
         oracle_staleness=ORACLE_STALENESS_S,
         risk_free_rate=5 * W // 100,
-        option=OptionTerms(option_kind=kind, strike=strike, expiry=expiry),
+        option=OptionTerms(
+            option_kind=kind, strike=strike, expiry=expiry, underlying=ETH_UNDERLYING
+        ),
     )
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 import httpx
+import msgspec
 import pytest
 import trio
 from hypothesis import HealthCheck, example, given, settings
@@ -21,7 +22,7 @@ from hypothesis import strategies as st
 from starlette.applications import Starlette
 
 from consensus.crypto import PrivateKey, keccak256
-from sequencer_net.api.markets import MarketSource
+from sequencer_net.api.markets import MarketSource, option_json
 from sequencer_net.api.server import build_app
 from sequencer_net.execution.encoding import encode
 from sequencer_net.execution.engine import ExecutionBlock, SequencedTransaction, execute_block
@@ -188,6 +189,20 @@ async def test_markets_report_prices_the_last_auction_open_interest_and_liquidat
     assert call["kind"] == "option" and call["funding_rate"] is None
     assert call["last_trade_price"] is None
     assert call["option"]["type"] == "call" and call["option"]["strike"] == "3000"
+    assert call["option"]["underlying"] == 2 and call["option"]["settlement_window_s"] == 1800
+    # Expiry is 30 days away: nothing sampled for the settlement average yet.
+    assert call["option"]["settlement_average"] is None
+    assert call["option"]["settlement_seconds_sampled"] == 0
+    assert call["option"]["settlement_price"] is None
+    # Within the window: 3 s at 3,000 and 1 s at 3,010 average to 3,002.5.
+    sampled = msgspec.structs.replace(
+        day.state.market_states[CALL],
+        settlement_twap_sum=3 * 3_000 * W + 3_010 * W,
+        settlement_twap_seconds=4,
+    )
+    option = option_json(day.state.market_params[CALL], sampled)
+    assert option is not None and option["settlement_average"] == "3002.5"
+    assert option["settlement_seconds_sampled"] == 4
     assert call["oracle_volatility"] == "0.6" and call["last_clearing_price"] is None
     reader = StateWriter(day.state, 3, GENESIS_TIME + 3)
     mark = option_mark(reader, CALL, day.state.market_params[CALL], day.state.market_states[CALL])

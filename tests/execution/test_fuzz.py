@@ -43,7 +43,7 @@ from sequencer_net.execution.encoding import encode
 from sequencer_net.execution.engine import ExecutionBlock, encode_outcome, execute_block
 from sequencer_net.execution.fees import DEFAULT_FEE_BASE, DEFAULT_FEE_PER_BYTE
 from sequencer_net.execution.receipts import FillEvent, PhaseSkipped
-from sequencer_net.execution.records import MarketKind, OptionKind, TimeInForce
+from sequencer_net.execution.records import MarketKind, OptionKind, OptionTerms, TimeInForce
 from sequencer_net.execution.transactions import (
     CancelOrder,
     Deposit,
@@ -183,6 +183,8 @@ class EngineFuzz(RuleBasedStateMachine):
     def genesis(self) -> None:
         # Small impact notionals: the fuzz's books are thin, and funding should move.
         perp = perp_params(funding_interval=600, min_premium_notional=W, impact_notional=10 * W)
+        call = OptionTerms(OptionKind.CALL, 100 * W, EXPIRY, underlying=1)
+        put = OptionTerms(OptionKind.PUT, 90 * W, EXPIRY, underlying=1)
         self.chain = Chain(
             make_genesis(
                 {
@@ -200,8 +202,9 @@ class EngineFuzz(RuleBasedStateMachine):
                         PERPS[1],
                         perp_params(tick_size=W // 10, lot_size=W // 100, impact_notional=W),
                     ),
-                    (CALL, option_params(OptionKind.CALL, 100 * W, EXPIRY)),
-                    (PUT, option_params(OptionKind.PUT, 90 * W, EXPIRY)),
+                    # One underlying: the two are margined as one portfolio.
+                    (CALL, option_params(OptionKind.CALL, 100 * W, EXPIRY, option=call)),
+                    (PUT, option_params(OptionKind.PUT, 90 * W, EXPIRY, option=put)),
                 ],
             )
         )

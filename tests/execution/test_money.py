@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 from sequencer_net.execution.funding import funding_per_lot
-from sequencer_net.execution.margin import (
-    LONG_OPTION_INITIAL_HAIRCUT,
-    long_option_haircut,
-)
-from sequencer_net.execution.options import option_mark
+from sequencer_net.execution.options import option_value
 from sequencer_net.execution.positions import pending_charge
 from sequencer_net.execution.receipts import FundingApplied
 from sequencer_net.execution.records import OptionKind
@@ -66,23 +62,26 @@ def test_deposit_10_buy_a_call_at_5_cannot_withdraw_10_4() -> None:
     assert collateral(chain.state, sub("alice")) == 5 * W
 
 
-def test_withdrawable_is_cash_plus_the_marks_haircut_value_to_the_wei() -> None:
+def worst_initial_value(chain: Chain) -> int:
+    """The call's value at the next block in the initial grid's worst scenario
+    for a long: spot -15%, volatility -10 points."""
+    state = chain.state
+    at_next_block = StateWriter(state, state.height + 1, chain.now + 1)
+    params = state.market_params[CALL]
+    return option_value(at_next_block, CALL, params, 85 * W, VOL - W // 10)
+
+
+def test_withdrawable_is_cash_plus_the_calls_worst_value_to_the_wei() -> None:
     chain = option_chain()
     chain.block(
         [chain.order("alice", CALL, BUY, 5 * W, W), chain.order("bob", CALL, SELL, 5 * W, W)]
     )
-    state = chain.state
-    at_next_block = StateWriter(state, state.height + 1, chain.now + 1)
-    mark = option_mark(at_next_block, CALL, state.market_params[CALL], state.market_states[CALL])
-    value = (W * mark) // W
-    limit = 5 * W + value - long_option_haircut(W, mark, LONG_OPTION_INITIAL_HAIRCUT)
-    assert 5 * W + value // 2 - 1 <= limit <= 5 * W + value // 2  # half the mark, rounded down
+    # equity 5 + mark, initial requirement mark - worst: 5 + worst can leave.
+    limit = 5 * W + worst_initial_value(chain)
+    assert 7 * W < limit < 8 * W  # the worst value is ~2.27 of a 9.32 mark
     over = chain.block([chain.tx(key("alice"), withdraw(chain, "alice", limit + 1))])
     assert over.receipts[0].error == "InsufficientMargin"
-    state = chain.state
-    at_next_block = StateWriter(state, state.height + 1, chain.now + 1)
-    mark = option_mark(at_next_block, CALL, state.market_params[CALL], state.market_states[CALL])
-    limit = 5 * W + mark - long_option_haircut(W, mark, LONG_OPTION_INITIAL_HAIRCUT)
+    limit = 5 * W + worst_initial_value(chain)
     exact = chain.block([chain.tx(key("alice"), withdraw(chain, "alice", limit))])
     assert exact.receipts[0].success, exact.receipts[0]
     assert conserved_total(chain.state) == chain.state.ledger.net_deposits

@@ -1,16 +1,17 @@
-"""European options: Black-Scholes marks, short-option margin, cash settlement at expiry."""
+"""European options: Black-Scholes marks, margin of a trade, cash settlement at expiry.
+
+Option margin by scenario grid in detail: test_option_margin.py; the settlement
+price average: test_option_settlement.py."""
 
 from __future__ import annotations
 
-from sequencer_net.execution.margin import (
-    LONG_OPTION_INITIAL_HAIRCUT,
-    LONG_OPTION_MAINTENANCE_HAIRCUT,
-    subaccount_risk,
-)
-from sequencer_net.execution.options import intrinsic_value, option_mark, short_option_requirement
+import msgspec
+
+from sequencer_net.execution.margin import subaccount_risk
+from sequencer_net.execution.options import intrinsic_value, option_mark
 from sequencer_net.execution.options_pricing import OptionType, black_scholes, years_from_seconds
 from sequencer_net.execution.receipts import OptionSettled
-from sequencer_net.execution.records import OptionKind, OptionTerms
+from sequencer_net.execution.records import OptionKind
 from sequencer_net.execution.state import StateWriter
 from tests.execution.execution_harness import (
     BUY,
@@ -64,14 +65,17 @@ def test_mark_is_the_black_scholes_price_from_oracle_spot_vol_and_rate() -> None
     assert 8 * W < mark < 11 * W  # ATM 30-day call at 80% vol is about 9.4
 
 
-def test_short_option_margin_is_a_fraction_of_spot_less_otm_floored_at_half() -> None:
-    call = OptionTerms(OptionKind.CALL, 120 * W, EXPIRY)
-    # 20% of 100 = 20, OTM by 20 -> 0, floor 10% of spot: 10 per unit.
-    assert short_option_requirement(call, 100 * W, 2 * W, W // 5) == 20 * W
-    put = OptionTerms(OptionKind.PUT, 95 * W, EXPIRY)
-    assert short_option_requirement(put, 100 * W, W, W // 5) == 15 * W  # 20 - 5
-    # Rounds up: a size of one wad-unit still needs one unit of margin.
-    assert short_option_requirement(put, 100 * W, 1, W // 5) == 15
+def test_the_mark_cache_sees_a_rate_changed_earlier_in_the_same_block() -> None:
+    chain = options_chain()
+    state = chain.state
+    w = StateWriter(state, state.height, state.block.timestamp)
+    params = state.market_params[CALL_ID]
+    before = option_mark(w, CALL_ID, params, state.market_states[CALL_ID])
+    higher = msgspec.structs.replace(params, risk_free_rate=W // 2)
+    after = option_mark(w, CALL_ID, higher, state.market_states[CALL_ID])
+    years = years_from_seconds(EXPIRY - state.block.timestamp)
+    assert after == black_scholes(OptionType.CALL, 100 * W, 100 * W, years, W // 2, VOL).price
+    assert after > before
 
 
 def test_buying_and_selling_an_option_moves_premium_and_margins_the_short() -> None:
@@ -88,12 +92,20 @@ def test_buying_and_selling_an_option_moves_premium_and_margins_the_short() -> N
     assert collateral(chain.state, sub("bob")) == 10_000 * W + paid
     state = chain.state
     w = StateWriter(state, state.height, state.block.timestamp)
-    assert subaccount_risk(w, sub("bob")).maintenance == 10 * 10 * W  # 10% of spot, ATM
-    # A long needs no margin of its own; only a quarter of its mark does not count.
     mark = option_mark(w, CALL_ID, state.market_params[CALL_ID], state.market_states[CALL_ID])
+    years = years_from_seconds(EXPIRY - state.block.timestamp)
+    rate = state.market_params[CALL_ID].risk_free_rate
+
+    def value(spot: int, vol: int) -> int:
+        return black_scholes(OptionType.CALL, spot, 100 * W, years, rate, vol).price
+
+    # The short needs its loss at spot +8%, vol +5 points (maintenance grid).
+    bob = subaccount_risk(w, sub("bob"))
+    assert bob.maintenance == 10 * (value(108 * W, VOL + 5 * W // 100) - mark)
+    # The long needs its loss at spot -8%, vol -5 points: less than its mark.
     alice = subaccount_risk(w, sub("alice"))
-    assert alice.maintenance == -((-10 * W * mark * LONG_OPTION_MAINTENANCE_HAIRCUT) // W**2)
-    assert alice.initial == -((-10 * W * mark * LONG_OPTION_INITIAL_HAIRCUT) // W**2)
+    assert alice.maintenance == 10 * (mark - value(92 * W, VOL - 5 * W // 100))
+    assert alice.initial == 10 * (mark - value(85 * W, VOL - 10 * W // 100)) < 10 * mark
 
 
 def test_expiry_settles_in_cash_at_the_oracle_price_rounding_payouts_down() -> None:

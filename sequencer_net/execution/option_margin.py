@@ -1,0 +1,225 @@
+"""Option margin by scenario revaluation (docs/execution.md, "Option margin").
+
+A subaccount's option positions are grouped by underlying
+(`OptionTerms.underlying`; 0 = none declared, the option is a group of its
+own). Each group is one portfolio: for every scenario of a grid (a relative
+spot shock and an absolute volatility shock, the same for every option of the
+group) every option is revalued with the engine's Black-Scholes
+(`options.option_value`, cached per block and market, so all subaccounts share
+one revaluation per scenario) and
+
+    loss(scenario) = sum_k size_k * (mark_k - value_k(scenario))
+
+The group's requirement is
+
+    requirement = min(max(worst loss over the grid, short floor), max loss)
+
+    short floor = sum over short positions |size| * spot * fraction / 10
+                  (fraction: the market's maintenance or initial margin), so a
+                  far out-of-the-money short still needs some margin;
+    max loss    = the largest loss against the marks over every spot at expiry
+                  (the payoffs are piecewise linear in the expiry spot, so 0,
+                  the strikes and, with orders, the points where a payoff
+                  crosses its mark are enough); unbounded when the group is
+                  net short calls. A spread never needs more than it can lose.
+
+rounded up once. The mark itself is in equity (margin.py), so a long loses at
+most its mark: long options never need more than their premium, which was
+paid in full (buy orders reserve it). Grids (initial contains maintenance, so
+initial >= maintenance for every portfolio):
+
+    maintenance: spot -8%, -4%, 0, +4%, +8%                    x vol -5, 0, +5 points
+    initial:     spot -15%, -12%, -8%, -4%, 0, +4%, +8%, +12%, +15%
+                                                               x vol -10, -5, 0, +5, +10 points
+
+A shocked spot is floor(spot * (1 + shock)); a shocked volatility is at least
+MIN_SCENARIO_VOLATILITY.
+
+Open orders (initial with orders): a sell order may fill, so each market's
+size is either its size or size - open sells; the loss is linear in the size,
+so per scenario (and per expiry spot) the worse of the two is taken for each
+market, which is the worst combination exactly. A buy order adds only the
+premium it reserves (margin.py): a long can lose no more than what it costs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Final, NamedTuple
+
+from .fixed_point import SCALE
+from .options import intrinsic_value, option_mark, option_value
+from .records import MarketParams, MarketState, OptionKind, OptionTerms
+from .state import StateWriter
+
+_PERCENT: Final = SCALE // 100
+
+
+class ScenarioGrid(NamedTuple):
+    """Relative spot shocks and absolute volatility shocks (wads), crossed."""
+
+    spot_shocks: tuple[int, ...]
+    volatility_shocks: tuple[int, ...]
+
+
+MAINTENANCE_GRID: Final = ScenarioGrid(
+    tuple(p * _PERCENT for p in (-8, -4, 0, 4, 8)),
+    tuple(p * _PERCENT for p in (-5, 0, 5)),
+)
+"""What liquidation checks: 5 x 3 = 15 scenarios."""
+
+INITIAL_GRID: Final = ScenarioGrid(
+    tuple(p * _PERCENT for p in (-15, -12, -8, -4, 0, 4, 8, 12, 15)),
+    tuple(p * _PERCENT for p in (-10, -5, 0, 5, 10)),
+)
+"""What new orders, withdrawals and transfers need: 9 x 5 = 45 scenarios, a
+superset of the maintenance grid."""
+
+MIN_SCENARIO_VOLATILITY: Final = _PERCENT
+"""A volatility shocked down stays at least 1% (Black-Scholes needs vol > 0)."""
+
+SHORT_FLOOR_DIVISOR: Final = 10
+"""A short needs at least a tenth of its margin fraction of spot per unit."""
+
+
+class OptionHolding(NamedTuple):
+    """One option market of a subaccount: its position and unfilled sells."""
+
+    market_id: int
+    params: MarketParams
+    state: MarketState
+    size: int
+    open_sell: int
+
+
+class OptionRequirements(NamedTuple):
+    maintenance: int
+    initial: int
+    initial_with_orders: int
+
+
+def group_key(market_id: int, params: MarketParams) -> tuple[int, int]:
+    """Options with the same declared underlying share a group; an option with
+    none (0) is a group of its own."""
+    assert params.option is not None
+    underlying = params.option.underlying
+    return (0, underlying) if underlying else (1, market_id)
+
+
+def option_requirements(w: StateWriter, holdings: Iterable[OptionHolding]) -> OptionRequirements:
+    """The three requirements of a subaccount's options, summed over its groups."""
+    groups: dict[tuple[int, int], list[OptionHolding]] = {}
+    for holding in holdings:
+        groups.setdefault(group_key(holding.market_id, holding.params), []).append(holding)
+    maintenance = initial = with_orders = 0
+    for key in sorted(groups):
+        group = groups[key]
+        current = [(h.size,) for h in group]
+        maintenance += group_requirement(w, group, current, MAINTENANCE_GRID, initial=False)
+        group_initial = group_requirement(w, group, current, INITIAL_GRID, initial=True)
+        initial += group_initial
+        if any(h.open_sell for h in group):
+            sizes = [(h.size, h.size - h.open_sell) if h.open_sell else (h.size,) for h in group]
+            with_orders += group_requirement(w, group, sizes, INITIAL_GRID, initial=True)
+        else:
+            with_orders += group_initial
+    return OptionRequirements(maintenance, initial, with_orders)
+
+
+def group_requirement(
+    w: StateWriter,
+    group: Sequence[OptionHolding],
+    sizes: Sequence[tuple[int, ...]],
+    grid: ScenarioGrid,
+    *,
+    initial: bool,
+) -> int:
+    """min(max(worst scenario loss, short floor), max loss), rounded up once.
+
+    `sizes[k]` lists the sizes market k may end up with (with orders: now or
+    with every sell filled). Exact integer arithmetic: losses are wad^2
+    numerators, the floor a wad^3 numerator; all three are compared over the
+    common denominator SHORT_FLOOR_DIVISOR * SCALE^2."""
+    if all(size == 0 for options in sizes for size in options):
+        return 0
+    marks = [option_mark(w, h.market_id, h.params, h.state) for h in group]
+    worst = max(
+        _loss(
+            sizes,
+            marks,
+            [
+                option_value(w, h.market_id, h.params, _shocked(h, spot_shock), _vol(h, vol_shock))
+                for h in group
+            ],
+        )
+        for spot_shock in grid.spot_shocks
+        for vol_shock in grid.volatility_shocks
+    )
+    scale = SHORT_FLOOR_DIVISOR * SCALE
+    required = max(max(worst, 0) * scale, _short_floor(group, sizes, initial=initial))
+    cap = _max_loss(group, sizes, marks)
+    if cap is not None:
+        required = min(required, max(cap, 0) * scale)
+    return -(-required // (scale * SCALE))  # margin rounds up
+
+
+def _shocked(holding: OptionHolding, shock: int) -> int:
+    return (holding.state.oracle_price * (SCALE + shock)) // SCALE  # floor
+
+
+def _vol(holding: OptionHolding, shock: int) -> int:
+    """The shocked volatility; 0 (value at intrinsic) if the market has none."""
+    vol = holding.state.oracle_volatility
+    if vol <= 0:
+        return 0
+    return max(vol + shock, MIN_SCENARIO_VOLATILITY)
+
+
+def _loss(sizes: Sequence[tuple[int, ...]], marks: Sequence[int], values: Sequence[int]) -> int:
+    """sum_k max over market k's sizes of size * (mark - value): wad^2, exact."""
+    return sum(
+        max(size * (mark - value) for size in options)
+        for options, mark, value in zip(sizes, marks, values, strict=True)
+    )
+
+
+def _short_floor(
+    group: Sequence[OptionHolding], sizes: Sequence[tuple[int, ...]], *, initial: bool
+) -> int:
+    """sum over shorts |size| * spot * fraction (wad^3; divided by 10 by the caller's scale)."""
+    total = 0
+    for holding, options in zip(group, sizes, strict=True):
+        short = max(-min(options), 0)
+        params = holding.params
+        fraction = params.initial_margin if initial else params.maintenance_margin
+        total += short * holding.state.oracle_price * fraction
+    return total
+
+
+def _max_loss(
+    group: Sequence[OptionHolding], sizes: Sequence[tuple[int, ...]], marks: Sequence[int]
+) -> int | None:
+    """The largest loss against the marks over every spot at expiry (wad^2), or
+    None when it is unbounded (net short calls as the spot grows)."""
+    slope = 0  # d(loss)/d(spot) for a spot above every strike and crossing
+    points = {0}
+    terms = [_terms(h) for h in group]
+    for term, options, mark in zip(terms, sizes, marks, strict=True):
+        points.add(term.strike)
+        if term.option_kind == OptionKind.CALL:
+            slope += -min(options)
+            points.add(term.strike + mark)  # where the payoff crosses the mark
+        else:
+            points.add(max(term.strike - mark, 0))
+    if slope > 0:
+        return None
+    return max(
+        _loss(sizes, marks, [intrinsic_value(term, spot) for term in terms])
+        for spot in sorted(points)
+    )
+
+
+def _terms(holding: OptionHolding) -> OptionTerms:
+    terms = holding.params.option
+    assert terms is not None
+    return terms

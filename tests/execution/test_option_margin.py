@@ -1,0 +1,313 @@
+"""Option margin by scenario revaluation: naked shorts, spreads, longs, floors, orders."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sequencer_net.execution import options as options_module
+from sequencer_net.execution.margin import subaccount_risk
+from sequencer_net.execution.option_margin import (
+    INITIAL_GRID,
+    MAINTENANCE_GRID,
+    OptionHolding,
+    OptionRequirements,
+    option_requirements,
+)
+from sequencer_net.execution.options import option_mark
+from sequencer_net.execution.options_pricing import OptionType, black_scholes, years_from_seconds
+from sequencer_net.execution.receipts import Liquidated
+from sequencer_net.execution.records import MarketParams, OptionKind, OptionTerms
+from sequencer_net.execution.state import StateWriter
+from sequencer_net.execution.transactions import Withdraw
+from tests.execution.execution_harness import (
+    BUY,
+    GENESIS_TIME,
+    SELL,
+    Chain,
+    W,
+    check_engine_invariants,
+    collateral,
+    key,
+    make_genesis,
+    option_params,
+    size,
+    sub,
+)
+
+EXPIRY = GENESIS_TIME + 30 * 86_400
+VOL = 8 * W // 10
+RATE = W // 20
+ETH = 1  # the underlying id every option below declares, except LONE_CALL
+C100, C101, C105, C300, P95, LONE_CALL = 10, 11, 12, 13, 14, 15
+STRIKES = {C100: 100, C101: 101, C105: 105, C300: 300, P95: 95, LONE_CALL: 105}
+
+
+def listed(kind: OptionKind, strike: int, underlying: int = ETH) -> MarketParams:
+    terms = OptionTerms(kind, strike * W, EXPIRY, underlying)
+    return option_params(kind, strike * W, EXPIRY, option=terms)
+
+
+def margin_chain(deposits: dict[str, int] | None = None) -> Chain:
+    markets = [
+        (mid, listed(OptionKind.PUT if mid == P95 else OptionKind.CALL, strike))
+        for mid, strike in STRIKES.items()
+    ]
+    markets[-1] = (LONE_CALL, listed(OptionKind.CALL, 105, underlying=0))
+    chain = Chain(
+        make_genesis(
+            deposits or {"alice": 1_000 * W, "bob": 1_000 * W},
+            insurance=1_000 * W,
+            markets=markets,
+        )
+    )
+    chain.block([chain.prices(dict.fromkeys(STRIKES, 100 * W), vol=VOL)])
+    return chain
+
+
+def writer(chain: Chain) -> StateWriter:
+    state = chain.state
+    return StateWriter(state, state.height, state.block.timestamp)
+
+
+def requirements(
+    chain: Chain, sizes: dict[int, int], sells: dict[int, int] | None = None
+) -> OptionRequirements:
+    state = chain.state
+    holdings = [
+        OptionHolding(
+            mid, state.market_params[mid], state.market_states[mid], q, (sells or {}).get(mid, 0)
+        )
+        for mid, q in sorted(sizes.items())
+    ]
+    return option_requirements(writer(chain), holdings)
+
+
+def bs(chain: Chain, mid: int, spot: int, vol: int, at: int | None = None) -> int:
+    """The option's Black-Scholes value now (or `at`), computed directly, not
+    through the engine."""
+    kind = OptionType.PUT if mid == P95 else OptionType.CALL
+    years = years_from_seconds(EXPIRY - (chain.now if at is None else at))
+    return black_scholes(kind, spot, STRIKES[mid] * W, years, RATE, vol).price
+
+
+def mark(chain: Chain, mid: int) -> int:
+    state = chain.state
+    return option_mark(writer(chain), mid, state.market_params[mid], state.market_states[mid])
+
+
+def ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def test_grids_are_the_documented_ones_and_initial_contains_maintenance() -> None:
+    pct = W // 100
+    assert MAINTENANCE_GRID.spot_shocks == tuple(p * pct for p in (-8, -4, 0, 4, 8))
+    assert MAINTENANCE_GRID.volatility_shocks == tuple(p * pct for p in (-5, 0, 5))
+    assert set(MAINTENANCE_GRID.spot_shocks) <= set(INITIAL_GRID.spot_shocks)
+    assert set(MAINTENANCE_GRID.volatility_shocks) <= set(INITIAL_GRID.volatility_shocks)
+    assert (min(INITIAL_GRID.spot_shocks), max(INITIAL_GRID.spot_shocks)) == (-15 * pct, 15 * pct)
+    assert max(INITIAL_GRID.volatility_shocks) == 10 * pct
+
+
+def test_naked_short_call_needs_its_loss_at_spot_and_vol_up() -> None:
+    chain = margin_chain()
+    m = mark(chain, C100)
+    req = requirements(chain, {C100: -2 * W})
+    # Worst maintenance scenario: spot +8%, vol +5 points; initial: +15%, +10 points.
+    maintenance = 2 * (bs(chain, C100, 108 * W, 85 * W // 100) - m)
+    initial = 2 * (bs(chain, C100, 115 * W, 90 * W // 100) - m)
+    assert req.maintenance == maintenance
+    assert req.initial == req.initial_with_orders == initial
+    # About 5.50 and 11.06 per unit around a mark of 9.33 (ATM, 30 days, 80% vol).
+    assert 5 * W < maintenance // 2 < 6 * W and 11 * W < initial // 2 < 12 * W
+
+
+def test_naked_short_put_needs_its_loss_at_spot_down_and_vol_up() -> None:
+    chain = margin_chain()
+    m = mark(chain, P95)
+    req = requirements(chain, {P95: -W})
+    assert req.maintenance == bs(chain, P95, 92 * W, 85 * W // 100) - m
+    assert req.initial == bs(chain, P95, 85 * W, 90 * W // 100) - m
+
+
+def test_a_far_out_of_the_money_short_still_needs_the_floor() -> None:
+    chain = margin_chain()
+    req = requirements(chain, {C300: -3 * W})
+    # Its worst scenario loss is far below a wei-scale fraction of spot; the
+    # floor is |size| * spot * fraction / 10: 3 * 100 * 10% / 10 and 20% / 10.
+    assert bs(chain, C300, 115 * W, 90 * W // 100) - mark(chain, C300) < W // 100
+    assert req.maintenance == 3 * W
+    assert req.initial == 6 * W
+
+
+def test_a_call_spread_needs_at_most_its_max_loss() -> None:
+    chain = margin_chain()
+    m100, m105, m101 = mark(chain, C100), mark(chain, C105), mark(chain, C101)
+    spread = requirements(chain, {C100: -W, C105: W})
+    naked = requirements(chain, {C100: -W})
+    max_loss = 5 * W - (m100 - m105)  # pays 5 at worst, is marked at -(m100 - m105)
+    assert 0 < spread.maintenance <= spread.initial <= max_loss
+    assert spread.initial < naked.initial / 2  # the long leg hedges the short
+    # A 1-wide spread: the floor (2 per short at initial) exceeds what it can
+    # lose, so it needs exactly its max loss, 1 - (m100 - m101) ~ 0.55.
+    tight = requirements(chain, {C100: -W, C101: W})
+    assert tight.initial == tight.maintenance == W - (m100 - m101)
+    assert tight.initial < W
+
+
+def test_options_without_a_shared_underlying_are_not_netted() -> None:
+    chain = margin_chain()
+    hedged = requirements(chain, {C100: -W, C105: W})
+    unhedged = requirements(chain, {C100: -W, LONE_CALL: W})
+    alone = requirements(chain, {C100: -W})
+    long_alone = requirements(chain, {LONE_CALL: W})
+    assert unhedged.initial == alone.initial + long_alone.initial > hedged.initial
+
+
+def test_a_long_call_never_needs_more_than_its_mark() -> None:
+    chain = margin_chain()
+    m = mark(chain, C100)
+    req = requirements(chain, {C100: 3 * W})
+    assert req.maintenance == 3 * (m - bs(chain, C100, 92 * W, 75 * W // 100))
+    assert req.initial == 3 * (m - bs(chain, C100, 85 * W, 70 * W // 100))
+    assert req.initial < 3 * m
+
+
+def test_long_only_needs_nothing_beyond_the_premium() -> None:
+    """Exactly the premium as collateral buys the option; afterwards only the
+    long's worst value over the initial grid can be drawn on, and the long
+    alone is never liquidated, however far the spot falls."""
+    chain = margin_chain({"alice": 1_000 * W, "carol": 9 * W})
+    result = chain.block(
+        [
+            chain.order("carol", C100, BUY, 9 * W, W),  # 9 of premium from 9 of collateral
+            chain.order("alice", C100, SELL, 9 * W, W),
+        ]
+    )
+    assert all(r.success for r in result.receipts), result.receipts
+    assert size(chain.state, sub("carol"), C100) == W
+    assert collateral(chain.state, sub("carol")) == 0
+    risk = subaccount_risk(writer(chain), sub("carol"))
+    assert risk.equity - risk.initial >= 0 and risk.equity >= risk.maintenance
+    # Free collateral is the call's value at spot -15%, vol -10 points (~2.27,
+    # at the next block's time): a second call's premium must fit in it.
+    worst = bs(chain, C100, 85 * W, 70 * W // 100, at=chain.now + 1)
+    tick = W // 100
+    too_much = chain.block([chain.order("carol", C100, BUY, (worst // tick + 1) * tick, W)])
+    assert too_much.receipts[0].error == "InsufficientMargin"
+    worst = bs(chain, C100, 85 * W, 70 * W // 100, at=chain.now + 1)
+    fits = chain.block([chain.order("carol", C100, BUY, (worst // tick) * tick, W)])
+    assert fits.receipts[0].success, fits.receipts[0]
+    # Even with the spot halved the long is never liquidated: it only loses its mark.
+    crash = chain.block([chain.prices(dict.fromkeys(STRIKES, 50 * W), vol=VOL)])
+    assert not [e for e in crash.events if isinstance(e, Liquidated)]
+    assert size(chain.state, sub("carol"), C100) == W
+
+
+def test_credit_drawn_on_a_long_is_liquidated_while_the_mark_still_covers_it() -> None:
+    chain = margin_chain({"alice": 1_000 * W, "carol": 9 * W})
+    chain.block(
+        [chain.order("carol", C100, BUY, 9 * W, W), chain.order("alice", C100, SELL, 9 * W, W)]
+    )
+    drawn = bs(chain, C100, 85 * W, 70 * W // 100, at=chain.now + 1)  # all that is free
+    withdrawal = Withdraw(0, drawn, key("carol").address)
+    assert chain.block([chain.tx(key("carol"), withdrawal)]).receipts[0].success
+    assert collateral(chain.state, sub("carol")) == -drawn
+    spot = 100
+    while size(chain.state, sub("carol"), C100):
+        spot -= 1
+        moved = chain.block([chain.prices(dict.fromkeys(STRIKES, spot * W), vol=VOL)])
+        liquidated = [e for e in moved.events if isinstance(e, Liquidated)]
+    # Liquidated at spot 90: the call shocked by -8%, -5 points is then worth
+    # less than the 2.25 drawn, but its mark (about 4.68) still covers it:
+    # equity about 2.43, no deficit.
+    assert spot == 90
+    assert len(liquidated) == 1 and liquidated[0].equity > 0 and liquidated[0].deficit == 0
+    assert collateral(chain.state, sub("carol")) >= 0
+
+
+def test_open_sells_count_at_their_worse_outcome_in_each_scenario() -> None:
+    chain = margin_chain()
+    m = mark(chain, C100)
+    # Long 1 call with an order to sell 2: it may end long 1 or short 1.
+    req = requirements(chain, {C100: W}, sells={C100: 2 * W})
+    up = bs(chain, C100, 115 * W, 90 * W // 100) - m  # the short's loss
+    down = m - bs(chain, C100, 85 * W, 70 * W // 100)  # the long's loss
+    assert req.initial == requirements(chain, {C100: W}).initial == down
+    assert req.initial_with_orders == max(up, down)
+
+
+def test_a_fine_short_call_becomes_liquidatable_after_a_large_spot_move() -> None:
+    chain = margin_chain({"alice": 1_000 * W, "bob": 12 * W})
+    sold = chain.block(
+        [chain.order("bob", C100, SELL, 9 * W, W), chain.order("alice", C100, BUY, 9 * W, W)]
+    )
+    assert all(r.success for r in sold.receipts), sold.receipts
+    risk = subaccount_risk(writer(chain), sub("bob"))
+    # Equity 12 + 9 - 9.33, maintenance ~5.5: fine (and initial ~11.06 is met too).
+    assert risk.equity >= risk.initial >= risk.maintenance > 0
+    calm = chain.block([chain.prices(dict.fromkeys(STRIKES, 101 * W), vol=VOL)])
+    assert not [e for e in calm.events if isinstance(e, Liquidated)]
+    # Spot 110: the call is marked ~16.3, equity ~4.7, and a further +8% would
+    # cost more than that: below maintenance while equity is still positive.
+    moved = chain.block([chain.prices(dict.fromkeys(STRIKES, 110 * W), vol=VOL)])
+    [liquidated] = [e for e in moved.events if isinstance(e, Liquidated)]
+    assert liquidated.subaccount == sub("bob")
+    assert 0 < liquidated.equity < liquidated.maintenance_requirement
+    assert liquidated.deficit == 0
+    assert size(chain.state, sub("bob"), C100) == 0
+    check_engine_invariants(chain.state)
+
+
+def test_revaluations_are_shared_by_every_subaccount_in_a_block(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """45 Black-Scholes evaluations per option market per block (the initial
+    grid; maintenance reuses them), however many subaccounts are margined."""
+    chain = margin_chain()
+    calls: list[int] = []
+
+    def counted(*args: Any) -> Any:
+        calls.append(1)
+        return black_scholes(*args)
+
+    monkeypatch.setattr(options_module, "black_scholes", counted)
+    w = writer(chain)
+    state = chain.state
+    for q in range(1, 21):
+        holdings = [
+            OptionHolding(mid, state.market_params[mid], state.market_states[mid], s * q * W, 0)
+            for mid, s in ((C100, -1), (C105, 1), (P95, -1))
+        ]
+        option_requirements(w, holdings)
+    grid = len(INITIAL_GRID.spot_shocks) * len(INITIAL_GRID.volatility_shocks)
+    assert len(calls) == 3 * grid == 135
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([C100, C101, C105, C300, P95, LONE_CALL]),
+            st.integers(-5, 5),
+            st.integers(0, 3),
+        ),
+        min_size=1,
+        max_size=4,
+        unique_by=lambda t: t[0],
+    )
+)
+def test_initial_is_at_least_maintenance_and_orders_only_add(
+    legs: list[tuple[int, int, int]],
+) -> None:
+    chain = CHAIN
+    sizes = {mid: q * W for mid, q, _ in legs}
+    req = requirements(chain, sizes, sells={mid: s * W for mid, _, s in legs})
+    assert 0 <= req.maintenance <= req.initial <= req.initial_with_orders
+
+
+CHAIN = margin_chain()
