@@ -40,7 +40,8 @@ class FillEvent(msgspec.Struct, frozen=True, array_like=True, tag=1):
 class OrderRemoved(msgspec.Struct, frozen=True, array_like=True, tag=2):
     """An order left the book without filling: `why` is one of "self-trade",
     "post-only-would-cross", "reduce-only", "immediate-or-cancel", "liquidated",
-    "expired", "cancelled"."""
+    "expired", "cancelled", "good-til" (its good-til time passed),
+    "trigger-rejected" (a triggered stop/take-profit could not be placed)."""
 
     market_id: int
     order_id: bytes
@@ -110,6 +111,15 @@ class PhaseSkipped(msgspec.Struct, frozen=True, array_like=True, tag=9):
     error: str
 
 
+class OrderTriggered(msgspec.Struct, frozen=True, array_like=True, tag=16):
+    """A stop or take-profit order's trigger was crossed by the block's closing
+    `mark_price`; the order enters the next block's auction."""
+
+    market_id: int
+    order_id: bytes
+    mark_price: int
+
+
 Event = (
     FillEvent
     | OrderRemoved
@@ -120,4 +130,5 @@ Event = (
     | OptionSettled
     | Withdrawn
     | PhaseSkipped
+    | OrderTriggered
 )

@@ -17,13 +17,20 @@ Key layout (docs/execution.md, "State model"); integers are big-endian:
     b"market/" + mkt(4)                    MarketParams
     b"mstate/" + mkt(4)                    MarketState
     b"order/"  + mkt(4) + order id(32)     RestingOrder
+    b"cid/"    + subaccount(21) + client id(8)   mkt(4) + order id(32) of that open order
+    b"gtt/"    + good_til(8) + mkt(4) + order id(32)   b"\x01" (the expiry index)
+    b"cond/"   + mkt(4) + order id(32)     ConditionalOrder (stop / take-profit)
+    b"ncond/"  + subaccount(21)            its number of conditional orders (2 bytes)
+
+The last four are the order index (`ExecutionState.order_index`, one mapping
+per prefix, keys without the prefix; order_index.py maintains them).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, Generic, TypeVar
 
 from .encoding import decode_canonical, encode
@@ -56,6 +63,16 @@ PREFIX_POSITION: Final = b"pos/"
 PREFIX_MARKET: Final = b"market/"
 PREFIX_MARKET_STATE: Final = b"mstate/"
 PREFIX_ORDER: Final = b"order/"
+PREFIX_CLIENT_ID: Final = b"cid/"
+PREFIX_GOOD_TIL: Final = b"gtt/"
+PREFIX_CONDITIONAL: Final = b"cond/"
+PREFIX_CONDITIONAL_COUNT: Final = b"ncond/"
+ORDER_INDEX_PREFIXES: Final = (
+    PREFIX_CLIENT_ID,
+    PREFIX_GOOD_TIL,
+    PREFIX_CONDITIONAL,
+    PREFIX_CONDITIONAL_COUNT,
+)
 
 
 def subaccount_id(owner: bytes, number: int) -> SubaccountId:
@@ -100,6 +117,8 @@ class ExecutionState:
     open_subaccounts: frozenset[bytes]
     store: NodeStore
     state_root: bytes
+    order_index: Mapping[bytes, Mapping[bytes, bytes]] = field(default_factory=dict)
+    """Per ORDER_INDEX_PREFIXES prefix: key (without the prefix) -> stored bytes."""
 
     @property
     def height(self) -> int:
@@ -207,6 +226,10 @@ class StateWriter:
         # in this block, keyed by order_key. Books are rebuilt per market at auction.
         self.pending_orders: Overlay[bytes, RestingOrder] = Overlay({}, self.journal)
         self.cancelled_orders: Overlay[bytes, bool] = Overlay({}, self.journal)
+        self.order_index: dict[bytes, Overlay[bytes, bytes]] = {
+            prefix: Overlay(base.order_index.get(prefix, {}), self.journal)
+            for prefix in ORDER_INDEX_PREFIXES
+        }
         self.books: dict[int, dict[bytes, RestingOrder]] = {}
         self.events: list[object] = []
         self.option_marks: dict[tuple[int, int, int, int], int] = {}
@@ -330,6 +353,14 @@ class StateWriter:
                 books[mid] = book
             else:
                 books.pop(mid, None)
+        order_index: dict[bytes, Mapping[bytes, bytes]] = dict(self.base.order_index)
+        for prefix, overlay in self.order_index.items():
+            written = False
+            for ikey, value in overlay.changes():
+                changes[prefix + ikey] = value
+                written = True
+            if written:
+                order_index[prefix] = overlay.merged()
         root = StateTree(self.base.store, self.base.state_root).apply(changes)
         return ExecutionState(
             config=self.config,
@@ -344,6 +375,7 @@ class StateWriter:
             open_subaccounts=frozenset(self.open_subaccounts()),
             store=self.base.store,
             state_root=root,
+            order_index=order_index,
         )
 
 
@@ -367,6 +399,9 @@ def state_entries(state: ExecutionState) -> dict[bytes, bytes]:
     for mid, book in state.books.items():
         for oid, order in book.items():
             entries[PREFIX_ORDER + order_key(mid, oid)] = encode(order)
+    for prefix, index in state.order_index.items():
+        for ikey, value in index.items():
+            entries[prefix + ikey] = value
     return entries
 
 
@@ -382,8 +417,12 @@ def load_state(store: NodeStore, root: bytes) -> ExecutionState:
     params: dict[int, MarketParams] = {}
     mstates: dict[int, MarketState] = {}
     books: dict[int, dict[bytes, RestingOrder]] = {}
+    order_index: dict[bytes, dict[bytes, bytes]] = {}
     for key, value in tree.items():
-        if key == KEY_CONFIG:
+        indexed = next((p for p in ORDER_INDEX_PREFIXES if key.startswith(p)), None)
+        if indexed is not None:
+            order_index.setdefault(indexed, {})[key[len(indexed) :]] = value
+        elif key == KEY_CONFIG:
             config = decode_canonical(value, ChainConfig)
         elif key == KEY_BLOCK:
             block = decode_canonical(value, BlockInfo)
@@ -421,4 +460,5 @@ def load_state(store: NodeStore, root: bytes) -> ExecutionState:
         open_subaccounts=frozenset(sid for sid, sub in subaccounts.items() if sub.markets),
         store=store,
         state_root=root,
+        order_index=order_index,
     )
