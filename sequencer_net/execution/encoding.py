@@ -82,7 +82,8 @@ def to_wire(value: Any) -> Any:
 
 def _kept_fields(value: msgspec.Struct, values: tuple[Any, ...]) -> int:
     """How many leading fields an `omit_defaults` struct writes: all but the
-    trailing run of fields equal to (and of the same type as) their defaults."""
+    trailing run of fields equal to their defaults. An IntEnum member counts as
+    its integer (it encodes as one); a bool never equals an int default."""
     defaults = _DEFAULTS.get(type(value))
     if defaults is None:
         defaults = tuple(field.default for field in msgspec.structs.fields(value))
@@ -91,7 +92,11 @@ def _kept_fields(value: msgspec.Struct, values: tuple[Any, ...]) -> int:
     while kept:
         default = defaults[kept - 1]
         field = values[kept - 1]
-        if default is msgspec.NODEFAULT or type(field) is not type(default) or field != default:
+        if (
+            default is msgspec.NODEFAULT
+            or field != default
+            or isinstance(field, bool) != isinstance(default, bool)
+        ):
             break
         kept -= 1
     return kept

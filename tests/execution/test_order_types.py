@@ -103,6 +103,9 @@ def test_an_order_without_the_new_fields_keeps_its_old_bytes_and_decodes() -> No
     with_id = PlaceOrder(0, PERP, BUY, 5 * W, W, GTC, False, False, client_id=9)
     assert encode_payload(with_id) == msgspec.msgpack.encode([*fields, 9])
     assert decode_payload(encode_payload(with_id)) == with_id
+    # An IntEnum default encodes as its integer: trimmed the same way.
+    enum_none = msgspec.structs.replace(old, trigger=TriggerKind.NONE)
+    assert encode_payload(enum_none) == encode_payload(old)
     stop = msgspec.structs.replace(with_id, client_id=0, trigger=1, trigger_price=10**30)
     assert decode_payload(encode_payload(stop)) == stop  # the big-integer path trims too
 
