@@ -654,7 +654,7 @@ def order_command(
     key = read_key(key_file, password_file)
     answer = submit(target, key, action, nonce=nonce, fee=fee, wait=wait, timeout=timeout)
     answer["order_id"] = answer["hash"]  # an order's id is its transaction's hash
-    report(answer, as_json, f"order {answer['hash']} placed")
+    report(answer, as_json, "order placed")
 
 
 @trade.command(name="cancel")

@@ -389,3 +389,37 @@ def test_the_order_index_survives_a_reload_from_the_tree() -> None:
     assert state_entries(reloaded) == state_entries(state)
     assert reloaded.order_index == state.order_index
     assert len(state.order_index[PREFIX_CLIENT_ID]) == 2
+
+
+def test_option_triggers_use_the_black_scholes_mark() -> None:
+    from sequencer_net.execution.options import option_mark
+    from sequencer_net.execution.records import OptionKind
+    from sequencer_net.execution.state import StateWriter
+    from tests.execution.execution_harness import option_params
+
+    call = 7
+    start = 1_700_000_000
+    chain = Chain(
+        make_genesis(
+            {"alice": 100_000 * W},
+            markets=[(call, option_params(OptionKind.CALL, 100 * W, start + 30 * 86_400))],
+        )
+    )
+    chain.block([chain.prices({call: 100 * W}, vol=W // 2)])
+    state = chain.state
+    reader = StateWriter(state, state.height, state.block.timestamp)
+    mark = option_mark(reader, call, state.market_params[call], state.market_states[call])
+    tick = state.market_params[call].tick_size
+    below, above = (mark // tick) * tick, (mark // tick + 2) * tick
+    lot = state.market_params[call].lot_size
+    reached = chain.order("alice", call, SELL, above, lot, trigger=TAKE_PROFIT, trigger_price=below)
+    not_yet = chain.order("alice", call, SELL, above, lot, trigger=TAKE_PROFIT, trigger_price=above)
+    result = chain.block([reached, not_yet, chain.prices({call: 100 * W}, vol=W // 2)])
+    assert triggered(result) == [reached.tx_hash]
+    [event] = [e for e in result.events if isinstance(e, OrderTriggered)]
+    now = chain.state
+    reader = StateWriter(now, now.height, now.block.timestamp)
+    assert event.mark_price == option_mark(
+        reader, call, now.market_params[call], now.market_states[call]
+    )
+    check_engine_invariants(chain.state)
