@@ -423,3 +423,27 @@ def test_option_triggers_use_the_black_scholes_mark() -> None:
         reader, call, now.market_params[call], now.market_states[call]
     )
     check_engine_invariants(chain.state)
+
+
+def test_a_trigger_check_that_raises_is_skipped_and_the_order_keeps_waiting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from sequencer_net.execution import timed_orders
+    from sequencer_net.execution.receipts import PhaseSkipped
+
+    chain = ready_chain()
+    stop = chain.order("alice", PERP, SELL, 90 * W, W, trigger=STOP, trigger_price=95 * W)
+    chain.block([stop])
+
+    def broken(*args: object) -> None:
+        raise ZeroDivisionError
+
+    monkeypatch.setattr(timed_orders, "_evaluate_market", broken)
+    result = chain.block([chain.prices({PERP: 90 * W})])
+    assert [e for e in result.events if isinstance(e, PhaseSkipped)] == [
+        PhaseSkipped("trigger", PERP, b"", "ZeroDivisionError")
+    ]
+    assert triggered(result) == [] and all(r.success for r in result.receipts)
+    monkeypatch.undo()
+    assert triggered(chain.block([chain.prices({PERP: 90 * W})])) == [stop.tx_hash]
+    check_engine_invariants(chain.state)
