@@ -14,21 +14,38 @@ the books by the order phase:
   come, before the block's orders and auctions.
 - conditional orders: market(4) + order id(32) -> ConditionalOrder, and per
   subaccount the number it holds (for MAX_CONDITIONAL_ORDERS_PER_SUBACCOUNT).
+- triggers: market(4) + direction(1) + trigger price(32) + order id(32) for
+  every waiting conditional order. Direction 0 ("falls": sell stop, buy
+  take-profit) triggers when mark <= price, direction 1 ("rises") when
+  mark >= price, so the orders a mark triggers are two contiguous key ranges
+  (`crossed_trigger_keys`): a block looks only at those, not at every
+  waiting order. Once triggered, an order moves to the armed set
+  (market(4) + order id(32)) until the next block places it.
 
 Everything here is integer keys and canonical bytes; iteration is over sorted
-keys only.
+keys only. `sorted_keys` keeps the sorted key list of the last snapshot
+mapping it was asked about: a cache (the mappings of a committed state are
+never modified), never an input to any outcome.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
+from collections.abc import Mapping
+
+import msgspec
+
+from .auction import Side
 from .encoding import decode_canonical, encode
 from .receipts import OrderRemoved
-from .records import ConditionalOrder, RestingOrder, Subaccount
+from .records import ConditionalOrder, RestingOrder, Subaccount, TriggerKind
 from .state import (
+    PREFIX_ARMED,
     PREFIX_CLIENT_ID,
     PREFIX_CONDITIONAL,
     PREFIX_CONDITIONAL_COUNT,
     PREFIX_GOOD_TIL,
+    PREFIX_TRIGGER,
     StateWriter,
     order_key,
 )
@@ -99,15 +116,41 @@ def _count_conditional(w: StateWriter, subaccount: bytes, delta: int) -> None:
     w.subaccounts.put(subaccount, Subaccount(sub.collateral, sub.markets, sub.open_orders + delta))
 
 
+FALLS, RISES = b"\x00", b"\x01"
+"""Trigger directions: FALLS triggers at mark <= price, RISES at mark >= price."""
+
+
+def direction(cond: ConditionalOrder) -> bytes:
+    """A sell stop and a buy take-profit wait for the mark to fall; the others to rise."""
+    falls = (cond.trigger == TriggerKind.STOP) == (cond.order.side == Side.SELL)
+    return FALLS if falls else RISES
+
+
+def trigger_key(market_id: int, cond: ConditionalOrder) -> bytes:
+    return (
+        market_id.to_bytes(4, "big")
+        + direction(cond)
+        + cond.trigger_price.to_bytes(32, "big")
+        + cond.order.order_id
+    )
+
+
 def store_conditional(w: StateWriter, market_id: int, cond: ConditionalOrder) -> None:
     """Add a new conditional order: indexed, and counted as an open order."""
     w.order_index[PREFIX_CONDITIONAL].put(order_key(market_id, cond.order.order_id), encode(cond))
+    w.order_index[PREFIX_TRIGGER].put(trigger_key(market_id, cond), _LIVE)
     register_order(w, market_id, cond.order)
     _count_conditional(w, cond.order.subaccount, 1)
 
 
-def update_conditional(w: StateWriter, market_id: int, cond: ConditionalOrder) -> None:
-    w.order_index[PREFIX_CONDITIONAL].put(order_key(market_id, cond.order.order_id), encode(cond))
+def arm_conditional(w: StateWriter, market_id: int, cond: ConditionalOrder, height: int) -> None:
+    """The mark crossed the trigger: it leaves the trigger index and waits in the
+    armed set for the next block's auction."""
+    armed = msgspec.structs.replace(cond, triggered_at=height)
+    okey = order_key(market_id, cond.order.order_id)
+    w.order_index[PREFIX_CONDITIONAL].put(okey, encode(armed))
+    w.order_index[PREFIX_TRIGGER].put(trigger_key(market_id, cond), None)
+    w.order_index[PREFIX_ARMED].put(okey, _LIVE)
 
 
 def remove_conditional(
@@ -117,7 +160,12 @@ def remove_conditional(
     it reserved nothing, so only its count and index entries go. `why` None: no
     event (it is turning into a pending order that keeps its count)."""
     order = cond.order
-    w.order_index[PREFIX_CONDITIONAL].put(order_key(market_id, order.order_id), None)
+    okey = order_key(market_id, order.order_id)
+    w.order_index[PREFIX_CONDITIONAL].put(okey, None)
+    if cond.triggered_at:
+        w.order_index[PREFIX_ARMED].put(okey, None)
+    else:
+        w.order_index[PREFIX_TRIGGER].put(trigger_key(market_id, cond), None)
     count = conditional_count(w, order.subaccount) - 1
     w.order_index[PREFIX_CONDITIONAL_COUNT].put(
         order.subaccount, count.to_bytes(2, "big") if count else None
@@ -131,6 +179,55 @@ def remove_conditional(
         w.events.append(OrderRemoved(market_id, order.order_id, why))
 
 
-def conditional_keys(w: StateWriter) -> list[bytes]:
-    """Every conditional order's key (market(4) + order id), sorted."""
-    return sorted(w.order_index[PREFIX_CONDITIONAL].live_keys())
+# --- ordered reads --------------------------------------------------------------------
+
+_SORTED: dict[bytes, tuple[Mapping[bytes, bytes], list[bytes]]] = {}
+
+
+def sorted_keys(prefix: bytes, mapping: Mapping[bytes, bytes]) -> list[bytes]:
+    """`sorted(mapping)`, computed once per snapshot mapping (see module doc)."""
+    cached = _SORTED.get(prefix)
+    if cached is not None and cached[0] is mapping:
+        return cached[1]
+    keys = sorted(mapping)
+    _SORTED[prefix] = (mapping, keys)
+    return keys
+
+
+def live_keys_between(w: StateWriter, prefix: bytes, low: bytes, high: bytes) -> list[bytes]:
+    """The live keys k of one index family with low <= k < high, sorted: the
+    committed ones in that range (bisected) that this block did not delete,
+    plus the ones this block added."""
+    overlay = w.order_index[prefix]
+    base = w.base.order_index.get(prefix, {})
+    ordered = sorted_keys(prefix, base)
+    found = {
+        key
+        for key in ordered[bisect_left(ordered, low) : bisect_left(ordered, high)]
+        if overlay.get(key) is not None
+    }
+    found.update(k for k, v in overlay.changes() if v is not None and low <= k < high)
+    return sorted(found)
+
+
+def crossed_trigger_keys(w: StateWriter, market_id: int, mark: int) -> list[bytes]:
+    """Trigger keys of the market's waiting orders that `mark` triggers."""
+    market = market_id.to_bytes(4, "big")
+    falls = live_keys_between(
+        w, PREFIX_TRIGGER, market + FALLS + mark.to_bytes(32, "big"), market + RISES
+    )
+    rises = live_keys_between(
+        w, PREFIX_TRIGGER, market + RISES, market + RISES + (mark + 1).to_bytes(32, "big")
+    )
+    return falls + rises
+
+
+def market_trigger_keys(w: StateWriter, market_id: int) -> list[bytes]:
+    """Trigger keys of every waiting order of the market."""
+    market = market_id.to_bytes(4, "big")
+    return live_keys_between(w, PREFIX_TRIGGER, market, market + b"\x02")
+
+
+def armed_keys(w: StateWriter) -> list[bytes]:
+    """market(4) + order id of every triggered order waiting for its auction, sorted."""
+    return sorted(w.order_index[PREFIX_ARMED].live_keys())

@@ -21,8 +21,10 @@ Key layout (docs/execution.md, "State model"); integers are big-endian:
     b"gtt/"    + good_til(8) + mkt(4) + order id(32)   b"\x01" (the expiry index)
     b"cond/"   + mkt(4) + order id(32)     ConditionalOrder (stop / take-profit)
     b"ncond/"  + subaccount(21)            its number of conditional orders (2 bytes)
+    b"trg/"    + mkt(4) + direction(1) + trigger price(32) + order id(32)   b"\x01"
+    b"armed/"  + mkt(4) + order id(32)     b"\x01": triggered, enters the next auction
 
-The last four are the order index (`ExecutionState.order_index`, one mapping
+The last six are the order index (`ExecutionState.order_index`, one mapping
 per prefix, keys without the prefix; order_index.py maintains them).
 """
 
@@ -67,11 +69,15 @@ PREFIX_CLIENT_ID: Final = b"cid/"
 PREFIX_GOOD_TIL: Final = b"gtt/"
 PREFIX_CONDITIONAL: Final = b"cond/"
 PREFIX_CONDITIONAL_COUNT: Final = b"ncond/"
+PREFIX_TRIGGER: Final = b"trg/"
+PREFIX_ARMED: Final = b"armed/"
 ORDER_INDEX_PREFIXES: Final = (
     PREFIX_CLIENT_ID,
     PREFIX_GOOD_TIL,
     PREFIX_CONDITIONAL,
     PREFIX_CONDITIONAL_COUNT,
+    PREFIX_TRIGGER,
+    PREFIX_ARMED,
 )
 
 

@@ -22,25 +22,34 @@ Three block-level steps, each one unit per market (StateWriter.phase):
 
 Order is deterministic: markets by id; within a market by age (placement height,
 then nonce, then order id).
+
+Cost: the good-til index and the trigger index are read through sorted key
+ranges (order_index.live_keys_between), so a block touches the orders that
+are due or crossed, plus one sort of an index's keys in a block after it
+changed; waiting orders that nothing crossed cost nothing per block.
 """
 
 from __future__ import annotations
 
 import msgspec
 
-from .auction import Side
-from .exceptions import MarketNotTrading, TransactionRejected
+from .exceptions import EngineInvariantBroken, MarketNotTrading, TransactionRejected
 from .markets import is_expired, is_oracle_fresh, require_trading
 from .options import option_mark
 from .order_index import (
+    FALLS,
+    arm_conditional,
+    armed_keys,
     conditional,
-    conditional_keys,
+    crossed_trigger_keys,
+    direction,
+    live_keys_between,
+    market_trigger_keys,
     remove_conditional,
-    update_conditional,
 )
 from .orders import enter_order, release_order
 from .receipts import OrderRemoved, OrderTriggered
-from .records import ConditionalOrder, MarketKind, TriggerKind
+from .records import ConditionalOrder, MarketKind
 from .state import PREFIX_GOOD_TIL, StateWriter, order_key
 
 
@@ -51,7 +60,7 @@ def _age(cond: ConditionalOrder) -> tuple[int, int, bytes]:
 def triggers_at(cond: ConditionalOrder, mark: int) -> bool:
     """Has `mark` crossed the trigger? Sell stop: mark <= trigger; sell
     take-profit: mark >= trigger; a buy the mirror of each."""
-    falls = (cond.trigger == TriggerKind.STOP) == (cond.order.side == Side.SELL)
+    falls = direction(cond) == FALLS
     return mark <= cond.trigger_price if falls else mark >= cond.trigger_price
 
 
@@ -61,12 +70,8 @@ def triggers_at(cond: ConditionalOrder, mark: int) -> bool:
 def expire_good_til_orders(w: StateWriter) -> None:
     """Remove every order whose good-til time is at or before the block time."""
     bound = (w.timestamp + 1).to_bytes(8, "big")
-    index = w.order_index[PREFIX_GOOD_TIL]
-    base = w.base.order_index.get(PREFIX_GOOD_TIL, {})
-    if not base or min(base) >= bound:  # nothing was due; this block adds none yet
-        return
     by_market: dict[int, list[bytes]] = {}
-    for key in sorted(k for k in index.live_keys() if k < bound):
+    for key in live_keys_between(w, PREFIX_GOOD_TIL, b"", bound):
         by_market.setdefault(int.from_bytes(key[8:12], "big"), []).append(key)
     for market_id in sorted(by_market):
         if w.phase_skipped("good-til", market_id):
@@ -95,26 +100,25 @@ def _expire(w: StateWriter, market_id: int, key: bytes) -> None:
 # --- conditional orders ---------------------------------------------------------------
 
 
-def _conditionals_by_market(w: StateWriter) -> dict[int, list[ConditionalOrder]]:
-    by_market: dict[int, list[ConditionalOrder]] = {}
-    for key in conditional_keys(w):
-        market_id = int.from_bytes(key[:4], "big")
-        cond = conditional(w, market_id, key[4:])
-        if cond is not None:
-            by_market.setdefault(market_id, []).append(cond)
-    return by_market
+def _decoded(w: StateWriter, market_id: int, order_ids: list[bytes]) -> list[ConditionalOrder]:
+    found = (conditional(w, market_id, order_id) for order_id in order_ids)
+    return sorted((c for c in found if c is not None), key=_age)
 
 
 def place_triggered_orders(w: StateWriter) -> None:
     """Enter every order triggered at the end of the previous block into this
     block's auction; one that no longer passes the placement checks is removed."""
-    for market_id, conds in sorted(_conditionals_by_market(w).items()):
-        triggered = sorted(
-            (c for c in conds if c.triggered_at), key=lambda c: (c.triggered_at, _age(c))
-        )
-        if not triggered or w.phase_skipped("triggered", market_id):
+    by_market: dict[int, list[bytes]] = {}
+    for key in armed_keys(w):
+        by_market.setdefault(int.from_bytes(key[:4], "big"), []).append(key[4:])
+    for market_id in sorted(by_market):
+        if w.phase_skipped("triggered", market_id):
             continue
         with w.phase("triggered", market_id):
+            triggered = sorted(
+                _decoded(w, market_id, by_market[market_id]),
+                key=lambda c: (c.triggered_at, _age(c)),
+            )
             for cond in triggered:
                 mark = w.checkpoint()
                 try:
@@ -134,20 +138,21 @@ def _enter_triggered(w: StateWriter, market_id: int, cond: ConditionalOrder) -> 
 
 def evaluate_triggers(w: StateWriter) -> None:
     """Arm every waiting conditional order whose trigger this block's mark crossed."""
-    for market_id, conds in sorted(_conditionals_by_market(w).items()):
-        if w.phase_skipped("trigger", market_id):
+    for market_id in sorted(w.market_params.live_keys()):
+        if not market_trigger_keys(w, market_id) or w.phase_skipped("trigger", market_id):
             continue
         with w.phase("trigger", market_id):
-            _evaluate_market(w, market_id, conds)
+            _evaluate_market(w, market_id)
 
 
-def _evaluate_market(w: StateWriter, market_id: int, conds: list[ConditionalOrder]) -> None:
+def _evaluate_market(w: StateWriter, market_id: int) -> None:
     params = w.params(market_id)
     state = w.market(market_id)
     if params is None or state is None:
         raise MarketNotTrading(f"market {market_id} is not listed")  # unreachable
     if is_expired(params, w.timestamp):
-        for cond in sorted(conds, key=_age):
+        keys = market_trigger_keys(w, market_id)
+        for cond in _decoded(w, market_id, [key[37:] for key in keys]):
             remove_conditional(w, market_id, cond, "expired")
         return
     if state.paused or not is_oracle_fresh(params, state, w.timestamp):
@@ -158,7 +163,9 @@ def _evaluate_market(w: StateWriter, market_id: int, conds: list[ConditionalOrde
         mark = option_mark(w, market_id, params, state)
     if mark <= 0:
         return
-    for cond in sorted(conds, key=_age):
-        if not cond.triggered_at and triggers_at(cond, mark):
-            update_conditional(w, market_id, msgspec.structs.replace(cond, triggered_at=w.height))
-            w.events.append(OrderTriggered(market_id, cond.order.order_id, mark))
+    crossed = crossed_trigger_keys(w, market_id, mark)
+    for cond in _decoded(w, market_id, [key[37:] for key in crossed]):
+        if not triggers_at(cond, mark):
+            raise EngineInvariantBroken("the trigger index returned an uncrossed order")
+        arm_conditional(w, market_id, cond, w.height)
+        w.events.append(OrderTriggered(market_id, cond.order.order_id, mark))

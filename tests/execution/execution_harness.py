@@ -317,22 +317,34 @@ def check_order_index(state: ExecutionState) -> None:
     or conditional) that carry a client id / a good-til time, and the
     per-subaccount conditional counts match."""
     from sequencer_net.execution.encoding import decode_canonical
-    from sequencer_net.execution.order_index import client_key, good_til_key
+    from sequencer_net.execution.order_index import client_key, good_til_key, trigger_key
     from sequencer_net.execution.records import ConditionalOrder
     from sequencer_net.execution.state import (
+        PREFIX_ARMED,
         PREFIX_CLIENT_ID,
         PREFIX_CONDITIONAL,
         PREFIX_CONDITIONAL_COUNT,
         PREFIX_GOOD_TIL,
+        PREFIX_TRIGGER,
         order_key,
     )
 
     open_orders = [(mid, order) for mid, book in state.books.items() for order in book.values()]
     counts: dict[bytes, int] = {}
+    triggers: set[bytes] = set()
+    armed: set[bytes] = set()
     for okey, raw in state.order_index.get(PREFIX_CONDITIONAL, {}).items():
-        waiting = decode_canonical(raw, ConditionalOrder).order
-        open_orders.append((int.from_bytes(okey[:4], "big"), waiting))
+        cond = decode_canonical(raw, ConditionalOrder)
+        waiting = cond.order
+        mid = int.from_bytes(okey[:4], "big")
+        open_orders.append((mid, waiting))
         counts[waiting.subaccount] = counts.get(waiting.subaccount, 0) + 1
+        if cond.triggered_at:
+            armed.add(okey)
+        else:
+            triggers.add(trigger_key(mid, cond))
+    assert set(state.order_index.get(PREFIX_TRIGGER, {})) == triggers
+    assert set(state.order_index.get(PREFIX_ARMED, {})) == armed
     clients = {
         client_key(o.subaccount, o.client_id): order_key(mid, o.order_id)
         for mid, o in open_orders
