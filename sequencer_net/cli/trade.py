@@ -322,6 +322,8 @@ def submit(
     from sequencer_net.client import SeqnetApiError, dex_transaction
 
     offered = None if fee is None else parse_amount(fee, "--fee", positive=False)
+    if offered is not None and not 0 <= offered <= 2**64 - 1:
+        raise click.BadParameter("a fee is between 0 and 18.446744073709551615", param_hint="--fee")
     used = next_nonce(target, key.address) if nonce is None else nonce
     encoded = dex_transaction(key, target.domain(), used, action, fees=target.fees(), fee=offered)
     try:

@@ -189,6 +189,7 @@ def test_deposit_needs_the_bridge_key(node: TradingNode, keys: dict[str, Path]) 
         (("cancel",), "ORDER_ID"),
         (("cancel", "0x12"), "64 hex"),
         (("positions", "--address", "0xzz"), "40 hex"),
+        (("order", "BTC-PERP", "buy", "0.1", "60000", "--fee", "-1"), "fee"),
     ],
 )
 def test_bad_input_gets_a_clear_error(
@@ -197,6 +198,24 @@ def test_bad_input_gets_a_clear_error(
     result = on(node, *args, "--key", str(keys["trader"]))
     assert result.exit_code != 0
     assert message in result.output
+
+
+def test_no_wait_returns_once_the_node_accepted_it(
+    node: TradingNode, keys: dict[str, Path]
+) -> None:
+    result = on(
+        node, "order", "BTC-PERP", "buy", "0.1", "59000", "--no-wait", "--key", str(keys["trader"])
+    )
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("submitted 0x") and "(nonce 0)" in result.output
+
+
+def test_an_engine_rejection_exits_1_with_its_reason(
+    node: TradingNode, keys: dict[str, Path]
+) -> None:
+    result = on(node, "order", "BTC-PERP", "buy", "1000", "60000", "--key", str(keys["trader"]))
+    assert result.exit_code == 1
+    assert "rejected at height" in result.output and "InsufficientMargin" in result.output
 
 
 def test_an_unreachable_node_is_a_clear_error(keys: dict[str, Path]) -> None:
