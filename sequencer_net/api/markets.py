@@ -11,7 +11,8 @@ counters the pipeline keeps from each block's events
   256 lookups), their positions by key, and their open orders through
   `OrderIndex`, which groups a market's book by subaccount once per version of
   that book (a book the engine did not touch keeps its object, so it is not
-  grouped again).
+  grouped again); its stop and take-profit orders the same way, grouped once
+  per version of the conditional-order index.
 
 Amounts, prices and sizes are exact decimal strings (wad, up to 18 decimals);
 times are unix seconds; ids and addresses are 0x-hex. docs/api.md has the
@@ -33,6 +34,7 @@ from sequencer_net.api.errors import ApiError
 from sequencer_net.api.inputs import parse_address
 from sequencer_net.api.limits import MAX_ACCOUNT_ORDERS_ANSWER
 from sequencer_net.execution.auction import Side
+from sequencer_net.execution.encoding import decode_canonical
 from sequencer_net.execution.fixed_point import SCALE, format_decimal
 from sequencer_net.execution.funding import clamp_premium
 from sequencer_net.execution.limits import MAX_SUBACCOUNT_NUMBER
@@ -40,15 +42,17 @@ from sequencer_net.execution.margin import subaccount_risk, valuation_price
 from sequencer_net.execution.markets import is_oracle_fresh
 from sequencer_net.execution.positions import pending_charge
 from sequencer_net.execution.records import (
+    ConditionalOrder,
     MarketKind,
     MarketParams,
     MarketState,
     OptionKind,
     RestingOrder,
     TimeInForce,
+    TriggerKind,
 )
 from sequencer_net.execution.settlement import twap_settlement_price
-from sequencer_net.execution.state import ExecutionState, StateWriter
+from sequencer_net.execution.state import PREFIX_CONDITIONAL, ExecutionState, StateWriter
 from sequencer_net.node.market_activity import MarketActivity
 
 
@@ -199,6 +203,28 @@ class OrderIndex:
             for order in cached[1].get(subaccount, ()):
                 yield market_id, order
 
+    _conditional: tuple[Mapping[bytes, bytes], dict[bytes, list[tuple[int, ConditionalOrder]]]] = (
+        field(default_factory=lambda: (MappingProxyType({}), {}))
+    )
+
+    def conditionals(
+        self, state: ExecutionState, subaccount: bytes
+    ) -> list[tuple[int, ConditionalOrder]]:
+        """The subaccount's stop and take-profit orders (market id, order)."""
+        stored = state.order_index.get(PREFIX_CONDITIONAL, _NO_CONDITIONALS)
+        if self._conditional[0] is not stored:
+            grouped: dict[bytes, list[tuple[int, ConditionalOrder]]] = {}
+            for key, raw in stored.items():
+                cond = decode_canonical(raw, ConditionalOrder)
+                grouped.setdefault(cond.order.subaccount, []).append(
+                    (int.from_bytes(key[:4], "big"), cond)
+                )
+            self._conditional = (stored, grouped)
+        return self._conditional[1].get(subaccount, [])
+
+
+_NO_CONDITIONALS: Mapping[bytes, bytes] = MappingProxyType({})
+
 
 def _order_json(market_id: int, order: RestingOrder) -> dict[str, Any]:
     return {
@@ -211,6 +237,17 @@ def _order_json(market_id: int, order: RestingOrder) -> dict[str, Any]:
         "post_only": order.post_only,
         "reduce_only": order.reduce_only,
         "placed_height": order.placed_height,
+        "client_id": order.client_id or None,
+        "good_til": order.good_til or None,
+    }
+
+
+def _conditional_json(market_id: int, cond: ConditionalOrder) -> dict[str, Any]:
+    return {
+        **_order_json(market_id, cond.order),
+        "trigger": "stop" if cond.trigger == TriggerKind.STOP else "take-profit",
+        "trigger_price": decimal(cond.trigger_price),
+        "triggered_at": cond.triggered_at or None,
     }
 
 
@@ -242,6 +279,11 @@ def subaccount_json(
         key=lambda item: (item[1].placed_height, item[1].placed_nonce, item[1].order_id),
     )
     listed = ordered[: max(budget, 0)]
+    waiting = sorted(
+        index.conditionals(reader.base, subaccount),
+        key=lambda item: (item[1].order.placed_height, item[1].order.placed_nonce, item[0]),
+    )
+    conditional = waiting[: max(budget - len(listed), 0)]
     return {
         "number": number,
         "id": _hex(subaccount),
@@ -254,7 +296,8 @@ def subaccount_json(
         "positions": [_position_json(reader, subaccount, m) for m in sub.markets],
         "open_orders": sub.open_orders,
         "orders": [_order_json(market_id, order) for market_id, order in listed],
-        "orders_truncated": len(listed) < len(ordered),
+        "orders_truncated": len(listed) < len(ordered) or len(conditional) < len(waiting),
+        "conditional_orders": [_conditional_json(m, cond) for m, cond in conditional],
     }
 
 
@@ -275,7 +318,7 @@ def account_document(
     budget = MAX_ACCOUNT_ORDERS_ANSWER  # orders listed in the whole answer
     for number, sid in numbered:
         subaccounts.append(subaccount_json(reader, index, number, sid, budget))
-        budget -= len(subaccounts[-1]["orders"])
+        budget -= len(subaccounts[-1]["orders"]) + len(subaccounts[-1]["conditional_orders"])
     return {
         "address": _hex(address),
         "height": state.height,

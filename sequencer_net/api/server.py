@@ -5,7 +5,7 @@ Endpoints (docs/api.md has the full reference):
 - POST /v1/transactions/batch     {"transactions": ["0x..", ...]}, or a msgpack array
                                   of binary transactions (Content-Type: application/msgpack)
 - WS   /v1/transactions/stream    msgpack batches over one WebSocket, answered in order
-- GET  /v1/transactions/{hash}    pending / committed (height, index) / dropped
+- GET  /v1/transactions/{hash}    pending / committed (height, index, receipt) / dropped
 - GET  /v1/status                 height, last hash, view, state root, peers, ...
 - GET  /v1/blocks/{height}        a committed block with its transactions
 - GET  /v1/evidence               equivocation evidence this node has seen (signed votes)
@@ -34,6 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -77,6 +78,9 @@ from sequencer_net.api.submissions import (
     parse_json_batch,
     parse_msgpack_batch,
 )
+from sequencer_net.execution.encoding import NonCanonicalEncoding, decode_canonical
+from sequencer_net.execution.fixed_point import format_decimal
+from sequencer_net.execution.receipts import Receipt
 from sequencer_net.mempool.mempool import Mempool
 from sequencer_net.metrics import Metrics
 from sequencer_net.storage.node_store import EvidenceRecord, NodeStore
@@ -120,6 +124,25 @@ MAX_EVIDENCE_ANSWER = 1000
 
 def _hex(data: bytes) -> str:
     return "0x" + data.hex()
+
+
+def receipt_json(executed: bytes, index: int) -> dict[str, Any] | None:
+    """The engine's receipt of the block's `index`-th transaction, from the
+    block's stored execution output (a msgpack array of Receipts); None when
+    the node stored none. Only that one receipt is decoded."""
+    try:
+        raws = msgspec.msgpack.decode(executed, type=list[msgspec.Raw])
+        if not 0 <= index < len(raws):
+            return None
+        receipt = decode_canonical(bytes(raws[index]), Receipt)
+    except (msgspec.DecodeError, msgspec.ValidationError, NonCanonicalEncoding):
+        return None
+    return {
+        "success": receipt.success,
+        "error": receipt.error or None,
+        "reason": receipt.reason or None,
+        "fee": format_decimal(receipt.fee, trim=True),
+    }
 
 
 def _vote_json(vote: Vote) -> dict[str, Any]:
@@ -206,9 +229,16 @@ def build_app(ctx: ApiContext, options: ApiOptions | None = None) -> Starlette:
         found = ctx.store.find_transaction(h)
         if found is not None:
             height, index = found
-            return JSONResponse(
-                {"hash": _hex(h), "status": "committed", "height": height, "index": index}
-            )
+            answer: dict[str, Any] = {
+                "hash": _hex(h),
+                "status": "committed",
+                "height": height,
+                "index": index,
+            }
+            receipt = receipt_json(ctx.store.executed_at(height), index)
+            if receipt is not None:
+                answer["receipt"] = receipt
+            return JSONResponse(answer)
         if h in ctx.mempool:
             return JSONResponse({"hash": _hex(h), "status": "pending"})
         dropped = ctx.mempool.dropped.get(h)

@@ -51,6 +51,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "node",
         "Set up (init) and run a validator node.",
     ),
+    "trade": (
+        "sequencer_net.cli.trade",
+        "trade",
+        "Trade from a terminal: markets, positions, deposit, order, cancel.",
+    ),
     "genesis": (
         "sequencer_net.cli.genesis",
         "genesis",

@@ -10,6 +10,14 @@ only on the value, so every machine writes the same bytes; decoders accept only
 bytes that re-encode identically (`decode_canonical`), so one value has exactly
 one encoding and one hash.
 
+A Struct declared with `omit_defaults=True` drops its trailing fields that hold
+their defaults (msgspec itself writes every field of an `array_like` struct).
+That is how a record or payload grows: a field appended with a default leaves
+the bytes of every value that does not use it unchanged, so an old payload
+still decodes canonically, and writing the default explicitly is refused as
+non-canonical (the value has one encoding). Such structs always take the slow
+path below.
+
 Never hash `repr`, JSON or a dict: dict order is an accident of history.
 """
 
@@ -47,9 +55,13 @@ def to_wire(value: Any) -> Any:
     if kind is bytes or kind is bool or kind is str or value is None:
         return value
     if isinstance(value, msgspec.Struct):
-        tag = value.__struct_config__.tag
+        config = value.__struct_config__
+        tag = config.tag
         fields: list[Any] = [] if tag is None else [tag]
-        for field in msgspec.structs.astuple(value):
+        values = msgspec.structs.astuple(value)
+        if config.omit_defaults:
+            values = values[: _kept_fields(value, values)]
+        for field in values:
             kind = type(field)
             if kind is int:
                 small = _INT64_MIN <= field <= _UINT64_MAX
@@ -68,6 +80,29 @@ def to_wire(value: Any) -> Any:
     raise TypeError(f"no canonical encoding for {kind.__name__}")
 
 
+def _kept_fields(value: msgspec.Struct, values: tuple[Any, ...]) -> int:
+    """How many leading fields an `omit_defaults` struct writes: all but the
+    trailing run of fields equal to their defaults. An IntEnum member counts as
+    its integer (it encodes as one); a bool never equals an int default."""
+    defaults = _DEFAULTS.get(type(value))
+    if defaults is None:
+        defaults = tuple(field.default for field in msgspec.structs.fields(value))
+        _DEFAULTS[type(value)] = defaults
+    kept = len(values)
+    while kept:
+        default = defaults[kept - 1]
+        field = values[kept - 1]
+        if (
+            default is msgspec.NODEFAULT
+            or field != default
+            or isinstance(field, bool) != isinstance(default, bool)
+        ):
+            break
+        kept -= 1
+    return kept
+
+
+_DEFAULTS: dict[type, tuple[Any, ...]] = {}
 _ENCODER: Final = msgspec.msgpack.Encoder()
 
 
@@ -76,8 +111,12 @@ def encode(value: Any) -> bytes:
 
     msgspec's own encoder writes exactly these bytes when every integer fits
     MessagePack (tests/execution/test_encoding.py checks the two paths agree), so
-    it is tried first; a big integer makes it raise and the slow path runs.
+    it is tried first; a big integer makes it raise and the slow path runs. A
+    struct declared `omit_defaults` (at the top level) always takes the slow path.
     """
+    config = getattr(value, "__struct_config__", None)
+    if config is not None and config.omit_defaults:
+        return _ENCODER.encode(to_wire(value))
     try:
         return _ENCODER.encode(value)
     except OverflowError:

@@ -15,12 +15,15 @@ Reads top-down (docs/execution.md, "Block execution"):
       aggregate_prices                   each market's oracle price: the weighted
                                          median of the validators' fresh reports
       advance_market_clock               funding due, option settlement-price
-                                         samples, options at expiry
+                                         samples, options at expiry, good-til
+                                         orders due
+      place_triggered_orders             stops / take-profits triggered last block
       place_orders                       order and cancel transactions, by sender
                                          address then nonce (block position ignored)
       run_auctions                       one uniform-price auction per market
       sample_premiums                    perpetual impact prices, marks, premium samples
       liquidate_undermargined            insurance fund, socialized loss
+      evaluate_triggers                  marks against stop / take-profit triggers
       commit                             next snapshot + state tree root
 
 The engine receives the committed sequencer transactions of all namespaces with
@@ -78,14 +81,16 @@ from .markets import apply_list_market, apply_set_paused, apply_update_market
 from .matching import run_auctions
 from .nonces import nonce_rejection, use_nonce
 from .oracle import aggregate_prices, apply_price_report
-from .orders import apply_cancel_order, apply_place_order
+from .orders import apply_cancel_by_client_id, apply_cancel_order, apply_place_order
 from .positions import credit
 from .receipts import Event, PhaseSkipped, Receipt
 from .state import ExecutionState, PhaseFailed, PhaseKey, StateWriter
+from .timed_orders import evaluate_triggers, expire_good_til_orders, place_triggered_orders
 from .transactions import (
     DEX_NAMESPACE,
     ORDER_PAYLOADS,
     CancelOrder,
+    CancelOrderByClientId,
     Deposit,
     ListMarket,
     OracleUpdate,
@@ -174,11 +179,13 @@ def _execute(
         receipts[i] = _run(w, action)
     aggregate_prices(w)
     advance_market_clock(w)
+    place_triggered_orders(w)
     for i, action in sorted(orders, key=lambda item: (item[1].sender, item[1].nonce)):
         receipts[i] = _run(w, action)
     run_auctions(w)
     sample_premiums(w)
     liquidate_undermargined(w)
+    evaluate_triggers(w)
     events = tuple(w.events)
     new_state = w.commit()
     assert all(receipt is not None for receipt in receipts)
@@ -316,9 +323,10 @@ def in_sender_nonce_order(txs: list[tuple[int, DexAction]]) -> list[tuple[int, D
 
 def advance_market_clock(w: StateWriter) -> None:
     """Time-driven market events at the block timestamp: funding, option
-    settlement-price samples and expiry."""
+    settlement-price samples and expiry, good-til orders due."""
     apply_due_funding(w)
     settle_expired_options(w)
+    expire_good_til_orders(w)
     w.release()
 
 
@@ -334,6 +342,7 @@ _HANDLERS: dict[type, _Handler] = {
     SetMarketPaused: lambda w, tx, p: apply_set_paused(w, tx.sender, p),
     PlaceOrder: lambda w, tx, p: apply_place_order(w, tx.sender, tx.nonce, tx.tx_hash, p),
     CancelOrder: lambda w, tx, p: apply_cancel_order(w, tx.sender, p),
+    CancelOrderByClientId: lambda w, tx, p: apply_cancel_by_client_id(w, tx.sender, p),
 }
 
 

@@ -111,3 +111,7 @@ class UnknownOrder(TransactionRejected):
 
 class TooManyOrders(TransactionRejected):
     """The subaccount is at MAX_OPEN_ORDERS_PER_SUBACCOUNT or MAX_MARKETS_PER_SUBACCOUNT."""
+
+
+class DuplicateClientId(TransactionRejected):
+    """A new order reuses a client id an open order of the same subaccount holds."""

@@ -90,3 +90,16 @@ MAX_REASON_LENGTH: Final = 200
 MAX_PHASE_FAILURES: Final = 8
 """Times one block is re-executed with a failing block-level unit skipped
 (engine.execute_block) before every block-level phase is skipped."""
+
+MAX_CLIENT_ID: Final = 2**64 - 1
+"""Client order ids are uint64; 0 means "none"."""
+
+MAX_GOOD_TIL_SECONDS: Final = 90 * 86_400
+"""A good-til order expires at most 90 days after the block that places it:
+every live expiry is in the state's expiry index, so the horizon bounds how
+long an entry can sit there."""
+
+MAX_CONDITIONAL_ORDERS_PER_SUBACCOUNT: Final = 32
+"""Stop and take-profit orders waiting per subaccount (each also counts against
+MAX_OPEN_ORDERS_PER_SUBACCOUNT): every block checks every waiting trigger
+against its market's mark, so this caps the work one subaccount adds."""

@@ -40,7 +40,8 @@ class FillEvent(msgspec.Struct, frozen=True, array_like=True, tag=1):
 class OrderRemoved(msgspec.Struct, frozen=True, array_like=True, tag=2):
     """An order left the book without filling: `why` is one of "self-trade",
     "post-only-would-cross", "reduce-only", "immediate-or-cancel", "liquidated",
-    "expired", "cancelled"."""
+    "expired", "cancelled", "good-til" (its good-til time passed),
+    "trigger-rejected" (a triggered stop/take-profit could not be placed)."""
 
     market_id: int
     order_id: bytes
@@ -106,8 +107,9 @@ class Withdrawn(msgspec.Struct, frozen=True, array_like=True, tag=8):
 
 class PhaseSkipped(msgspec.Struct, frozen=True, array_like=True, tag=9):
     """A block-level phase raised for one market (or one subaccount) and was
-    skipped for this block; `phase` is "funding", "expiry", "auction",
-    "premium", "liquidation" or "all", `error` the exception's class name.
+    skipped for this block; `phase` is "funding", "expiry", "good-til",
+    "triggered", "auction", "premium", "liquidation", "trigger" or "all",
+    `error` the exception's class name.
     The engine re-ran the block without it (docs/execution.md, "Totality")."""
 
     phase: str
@@ -129,6 +131,15 @@ class OraclePriceSet(msgspec.Struct, frozen=True, array_like=True, tag=20):
     capped: bool
 
 
+class OrderTriggered(msgspec.Struct, frozen=True, array_like=True, tag=16):
+    """A stop or take-profit order's trigger was crossed by the block's closing
+    `mark_price`; the order enters the next block's auction."""
+
+    market_id: int
+    order_id: bytes
+    mark_price: int
+
+
 Event = (
     FillEvent
     | OrderRemoved
@@ -140,4 +151,5 @@ Event = (
     | Withdrawn
     | PhaseSkipped
     | OraclePriceSet
+    | OrderTriggered
 )

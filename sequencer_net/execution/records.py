@@ -229,11 +229,13 @@ class MarketState(msgspec.Struct, frozen=True, array_like=True):
     """Options: seconds of the settlement window sampled so far (settlement.py)."""
 
 
-class RestingOrder(msgspec.Struct, frozen=True, array_like=True):
+class RestingOrder(msgspec.Struct, frozen=True, array_like=True, omit_defaults=True):
     """An order in a market's book (or pending in the current block).
 
     Age is (`placed_height`, `placed_nonce`): smaller is older. Orders placed in
-    an earlier block than the current one are makers.
+    an earlier block than the current one are makers. `client_id` (0: none) is
+    the owner's own id for it, `good_til` (0: none) the unix time at which it
+    expires; both are omitted from the encoding when 0 (encoding.py).
     """
 
     order_id: bytes
@@ -246,3 +248,28 @@ class RestingOrder(msgspec.Struct, frozen=True, array_like=True):
     reduce_only: bool
     placed_height: int
     placed_nonce: int
+    client_id: int = 0
+    good_til: int = 0
+
+
+class TriggerKind(enum.IntEnum):
+    """What arms a conditional order (docs/execution.md, "Stop and take-profit orders")."""
+
+    NONE = 0
+    STOP = 1  # sell: mark <= trigger; buy: mark >= trigger
+    TAKE_PROFIT = 2  # sell: mark >= trigger; buy: mark <= trigger
+
+
+class ConditionalOrder(msgspec.Struct, frozen=True, array_like=True, omit_defaults=True):
+    """A stop or take-profit order waiting for the mark to cross `trigger_price`.
+
+    `order` is what it becomes once triggered (its `placed_height` is the block
+    it was submitted in; it is re-stamped when it enters an auction).
+    `triggered_at` is 0 while it waits, else the height of the block whose
+    closing mark crossed the trigger: it enters the next block's auction.
+    """
+
+    order: RestingOrder
+    trigger: int  # TriggerKind
+    trigger_price: int
+    triggered_at: int = 0

@@ -18,6 +18,15 @@ Key layout (docs/execution.md, "State model"); integers are big-endian:
     b"mstate/" + mkt(4)                    MarketState
     b"order/"  + mkt(4) + order id(32)     RestingOrder
     b"report/" + mkt(4) + address(20)      PriceReport (a reporter's latest price)
+    b"cid/"    + subaccount(21) + client id(8)   mkt(4) + order id(32) of that open order
+    b"gtt/"    + good_til(8) + mkt(4) + order id(32)   b"\x01" (the expiry index)
+    b"cond/"   + mkt(4) + order id(32)     ConditionalOrder (stop / take-profit)
+    b"ncond/"  + subaccount(21)            its number of conditional orders (2 bytes)
+    b"trg/"    + mkt(4) + direction(1) + trigger price(32) + order id(32)   b"\x01"
+    b"armed/"  + mkt(4) + order id(32)     b"\x01": triggered, enters the next auction
+
+The last six are the order index (`ExecutionState.order_index`, one mapping
+per prefix, keys without the prefix; order_index.py maintains them).
 """
 
 from __future__ import annotations
@@ -59,6 +68,20 @@ PREFIX_MARKET: Final = b"market/"
 PREFIX_MARKET_STATE: Final = b"mstate/"
 PREFIX_ORDER: Final = b"order/"
 PREFIX_REPORT: Final = b"report/"
+PREFIX_CLIENT_ID: Final = b"cid/"
+PREFIX_GOOD_TIL: Final = b"gtt/"
+PREFIX_CONDITIONAL: Final = b"cond/"
+PREFIX_CONDITIONAL_COUNT: Final = b"ncond/"
+PREFIX_TRIGGER: Final = b"trg/"
+PREFIX_ARMED: Final = b"armed/"
+ORDER_INDEX_PREFIXES: Final = (
+    PREFIX_CLIENT_ID,
+    PREFIX_GOOD_TIL,
+    PREFIX_CONDITIONAL,
+    PREFIX_CONDITIONAL_COUNT,
+    PREFIX_TRIGGER,
+    PREFIX_ARMED,
+)
 
 
 def subaccount_id(owner: bytes, number: int) -> SubaccountId:
@@ -108,6 +131,8 @@ class ExecutionState:
     store: NodeStore
     state_root: bytes
     reports: Mapping[bytes, PriceReport] = field(default_factory=dict)
+    order_index: Mapping[bytes, Mapping[bytes, bytes]] = field(default_factory=dict)
+    """Per ORDER_INDEX_PREFIXES prefix: key (without the prefix) -> stored bytes."""
 
     @property
     def height(self) -> int:
@@ -216,6 +241,10 @@ class StateWriter:
         # in this block, keyed by order_key. Books are rebuilt per market at auction.
         self.pending_orders: Overlay[bytes, RestingOrder] = Overlay({}, self.journal)
         self.cancelled_orders: Overlay[bytes, bool] = Overlay({}, self.journal)
+        self.order_index: dict[bytes, Overlay[bytes, bytes]] = {
+            prefix: Overlay(base.order_index.get(prefix, {}), self.journal)
+            for prefix in ORDER_INDEX_PREFIXES
+        }
         self.books: dict[int, dict[bytes, RestingOrder]] = {}
         self.events: list[object] = []
         # Option values by (market, spot, vol, rate, time): marks and scenario revaluations.
@@ -342,6 +371,14 @@ class StateWriter:
                 books[mid] = book
             else:
                 books.pop(mid, None)
+        order_index: dict[bytes, Mapping[bytes, bytes]] = dict(self.base.order_index)
+        for prefix, overlay in self.order_index.items():
+            written = False
+            for ikey, value in overlay.changes():
+                changes[prefix + ikey] = value
+                written = True
+            if written:
+                order_index[prefix] = overlay.merged()
         root = StateTree(self.base.store, self.base.state_root).apply(changes)
         return ExecutionState(
             config=self.config,
@@ -357,6 +394,7 @@ class StateWriter:
             store=self.base.store,
             state_root=root,
             reports=self.reports.merged(),
+            order_index=order_index,
         )
 
 
@@ -382,6 +420,9 @@ def state_entries(state: ExecutionState) -> dict[bytes, bytes]:
             entries[PREFIX_ORDER + order_key(mid, oid)] = encode(order)
     for rkey, report in state.reports.items():
         entries[PREFIX_REPORT + rkey] = encode(report)
+    for prefix, index in state.order_index.items():
+        for ikey, value in index.items():
+            entries[prefix + ikey] = value
     return entries
 
 
@@ -398,8 +439,12 @@ def load_state(store: NodeStore, root: bytes) -> ExecutionState:
     mstates: dict[int, MarketState] = {}
     books: dict[int, dict[bytes, RestingOrder]] = {}
     reports: dict[bytes, PriceReport] = {}
+    order_index: dict[bytes, dict[bytes, bytes]] = {}
     for key, value in tree.items():
-        if key == KEY_CONFIG:
+        indexed = next((p for p in ORDER_INDEX_PREFIXES if key.startswith(p)), None)
+        if indexed is not None:
+            order_index.setdefault(indexed, {})[key[len(indexed) :]] = value
+        elif key == KEY_CONFIG:
             config = decode_canonical(value, ChainConfig)
         elif key == KEY_BLOCK:
             block = decode_canonical(value, BlockInfo)
@@ -440,4 +485,5 @@ def load_state(store: NodeStore, root: bytes) -> ExecutionState:
         store=store,
         state_root=root,
         reports=reports,
+        order_index=order_index,
     )

@@ -61,8 +61,16 @@ class Transfer(msgspec.Struct, frozen=True, array_like=True, tag=3):
     amount: int
 
 
-class PlaceOrder(msgspec.Struct, frozen=True, array_like=True, tag=4):
-    """An order for this block's auction. `limit_price` 0 means a market order (IOC)."""
+class PlaceOrder(msgspec.Struct, frozen=True, array_like=True, tag=4, omit_defaults=True):
+    """An order for this block's auction. `limit_price` 0 means a market order (IOC).
+
+    The last four fields are optional (0: unused) and, when 0, are not written
+    at all (encoding.py), so a payload from before they existed decodes to the
+    same order: `client_id` the owner's id for the order (uint64, unique among
+    the subaccount's open orders), `good_til` its expiry (unix seconds),
+    `trigger` a TriggerKind (1 stop, 2 take-profit) and `trigger_price` the mark
+    price that arms it (docs/execution.md, "Orders").
+    """
 
     subaccount_number: SubaccountNumber
     market_id: MarketIdInt
@@ -72,6 +80,10 @@ class PlaceOrder(msgspec.Struct, frozen=True, array_like=True, tag=4):
     time_in_force: TimeInForce
     post_only: bool
     reduce_only: bool
+    client_id: int = 0
+    good_til: int = 0
+    trigger: int = 0
+    trigger_price: int = 0
 
 
 class CancelOrder(msgspec.Struct, frozen=True, array_like=True, tag=5):
@@ -116,6 +128,14 @@ class SetMarketPaused(msgspec.Struct, frozen=True, array_like=True, tag=9):
     paused: bool
 
 
+class CancelOrderByClientId(msgspec.Struct, frozen=True, array_like=True, tag=16):
+    """Cancel the open (resting, pending or conditional) order of one of the
+    sender's subaccounts that carries `client_id`, in whatever market it is."""
+
+    subaccount_number: SubaccountNumber
+    client_id: int
+
+
 TxPayload = (
     Deposit
     | Withdraw
@@ -126,9 +146,10 @@ TxPayload = (
     | ListMarket
     | UpdateMarketParams
     | SetMarketPaused
+    | CancelOrderByClientId
 )
 
-ORDER_PAYLOADS: Final = (PlaceOrder, CancelOrder)
+ORDER_PAYLOADS: Final = (PlaceOrder, CancelOrder, CancelOrderByClientId)
 """Payload kinds that go to the order phase (their outcome ignores block position)."""
 
 

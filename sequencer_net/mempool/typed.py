@@ -9,7 +9,8 @@ fee) is part of the same structure; the chain is the domain. For an order:
 
     PlaceOrder(uint64 nonce,uint256 fee,int256 subaccountNumber,int256 marketId,
                int256 side,int256 limitPrice,int256 quantity,int256 timeInForce,
-               bool postOnly,bool reduceOnly)
+               bool postOnly,bool reduceOnly,int256 clientId,int256 goodTil,
+               int256 trigger,int256 triggerPrice)
     digest = keccak(0x19 0x01 || domainSeparator || hashStruct(PlaceOrder))
 
 The primary type is the action's name, its fields the action's fields in
@@ -35,6 +36,7 @@ from consensus.encoding import Domain, word
 from sequencer_net.execution.exceptions import MalformedTransaction
 from sequencer_net.execution.transactions import (
     CancelOrder,
+    CancelOrderByClientId,
     Deposit,
     PlaceOrder,
     SetMarketPaused,
@@ -47,6 +49,7 @@ from sequencer_net.execution.transactions import (
 TYPED_ACTIONS: Final[tuple[type, ...]] = (
     PlaceOrder,
     CancelOrder,
+    CancelOrderByClientId,
     Withdraw,
     Transfer,
     Deposit,

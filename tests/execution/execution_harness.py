@@ -197,10 +197,27 @@ class Chain:
         post_only: bool = False,
         reduce_only: bool = False,
         number: int = 0,
+        client_id: int = 0,
+        good_til: int = 0,
+        trigger: int = 0,
+        trigger_price: int = 0,
     ) -> SequencedTransaction:
         return self.tx(
             key(name),
-            PlaceOrder(number, market_id, side, price, quantity, tif, post_only, reduce_only),
+            PlaceOrder(
+                number,
+                market_id,
+                side,
+                price,
+                quantity,
+                tif,
+                post_only,
+                reduce_only,
+                client_id,
+                good_til,
+                trigger,
+                trigger_price,
+            ),
         )
 
     def prices(
@@ -255,9 +272,11 @@ def check_engine_invariants(state: ExecutionState) -> None:
       the books; per position, the open buy/sell quantities and the reserved
       option premium match its resting orders;
     - every subaccount with positions meets maintenance (liquidation ran)."""
+    from sequencer_net.execution.encoding import decode_canonical
     from sequencer_net.execution.margin import subaccount_risk
     from sequencer_net.execution.orders import reserved_premium
-    from sequencer_net.execution.state import StateWriter
+    from sequencer_net.execution.records import ConditionalOrder
+    from sequencer_net.execution.state import PREFIX_CONDITIONAL, StateWriter
 
     assert conserved_total(state) == state.ledger.net_deposits
     by_market: dict[int, list[int]] = {}
@@ -279,6 +298,11 @@ def check_engine_invariants(state: ExecutionState) -> None:
             totals = open_qty.setdefault(position_key(order.subaccount, mid), [0, 0, 0])
             totals[order.side] += order.quantity
             totals[2] += reserved_premium(params, order.side, order.limit_price, order.quantity)
+    conditional = state.order_index.get(PREFIX_CONDITIONAL, {})
+    for raw in conditional.values():
+        waiting = decode_canonical(raw, ConditionalOrder).order
+        orders[waiting.subaccount] = orders.get(waiting.subaccount, 0) + 1
+    check_order_index(state)
     for sid, sub_ in state.subaccounts.items():
         assert sub_.open_orders == orders.get(sid, 0), sid.hex()
         assert set(sub_.markets) == markets_of.get(sid, set()), sid.hex()
@@ -291,6 +315,54 @@ def check_engine_invariants(state: ExecutionState) -> None:
             continue
         risk = subaccount_risk(w, sid)
         assert risk.equity >= risk.maintenance, sid.hex()
+
+
+def check_order_index(state: ExecutionState) -> None:
+    """The client-id and good-til indexes name exactly the open orders (resting
+    or conditional) that carry a client id / a good-til time, and the
+    per-subaccount conditional counts match."""
+    from sequencer_net.execution.encoding import decode_canonical
+    from sequencer_net.execution.order_index import client_key, good_til_key, trigger_key
+    from sequencer_net.execution.records import ConditionalOrder
+    from sequencer_net.execution.state import (
+        PREFIX_ARMED,
+        PREFIX_CLIENT_ID,
+        PREFIX_CONDITIONAL,
+        PREFIX_CONDITIONAL_COUNT,
+        PREFIX_GOOD_TIL,
+        PREFIX_TRIGGER,
+        order_key,
+    )
+
+    open_orders = [(mid, order) for mid, book in state.books.items() for order in book.values()]
+    counts: dict[bytes, int] = {}
+    triggers: set[bytes] = set()
+    armed: set[bytes] = set()
+    for okey, raw in state.order_index.get(PREFIX_CONDITIONAL, {}).items():
+        cond = decode_canonical(raw, ConditionalOrder)
+        waiting = cond.order
+        mid = int.from_bytes(okey[:4], "big")
+        open_orders.append((mid, waiting))
+        counts[waiting.subaccount] = counts.get(waiting.subaccount, 0) + 1
+        if cond.triggered_at:
+            armed.add(okey)
+        else:
+            triggers.add(trigger_key(mid, cond))
+    assert set(state.order_index.get(PREFIX_TRIGGER, {})) == triggers
+    assert set(state.order_index.get(PREFIX_ARMED, {})) == armed
+    clients = {
+        client_key(o.subaccount, o.client_id): order_key(mid, o.order_id)
+        for mid, o in open_orders
+        if o.client_id
+    }
+    expiries = {good_til_key(o.good_til, mid, o.order_id) for mid, o in open_orders if o.good_til}
+    assert dict(state.order_index.get(PREFIX_CLIENT_ID, {})) == clients
+    assert set(state.order_index.get(PREFIX_GOOD_TIL, {})) == expiries
+    stored = {
+        sid: int.from_bytes(raw, "big")
+        for sid, raw in state.order_index.get(PREFIX_CONDITIONAL_COUNT, {}).items()
+    }
+    assert stored == counts
 
 
 __all__ = ["INSURANCE_FUND"]

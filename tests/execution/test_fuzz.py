@@ -46,6 +46,7 @@ from sequencer_net.execution.receipts import FillEvent, PhaseSkipped
 from sequencer_net.execution.records import MarketKind, OptionKind, OptionTerms, TimeInForce
 from sequencer_net.execution.transactions import (
     CancelOrder,
+    CancelOrderByClientId,
     Deposit,
     ListMarket,
     OraclePrice,
@@ -248,8 +249,25 @@ class EngineFuzz(RuleBasedStateMachine):
                 else TimeInForce.GOOD_TILL_CANCEL
             )
             quantity = data.draw(st.integers(1, 30_000 if mid in PERPS else 300)) * lot
+            extras: dict[str, int] = {}
+            if data.draw(st.integers(0, 3), label="with client id") == 0:
+                extras["client_id"] = data.draw(st.integers(1, 4))  # small: duplicates happen
+            if style == "gtc" and data.draw(st.integers(0, 3), label="with good-til") == 0:
+                extras["good_til"] = self.chain.now + data.draw(st.integers(1, 8))
+            if data.draw(st.integers(0, 4), label="conditional") == 0:
+                trigger = reference + data.draw(st.integers(-10, 10)) * tick
+                extras["trigger"] = data.draw(st.sampled_from([1, 2]))
+                extras["trigger_price"] = max(trigger - trigger % tick, tick)
             payload: TxPayload = PlaceOrder(
-                number, mid, side, limit, quantity, tif, style == "post", style == "reduce"
+                number,
+                mid,
+                side,
+                limit,
+                quantity,
+                tif,
+                style == "post",
+                style == "reduce",
+                **extras,
             )
             return key(trader), payload
         if kind == "cancel":
@@ -262,6 +280,8 @@ class EngineFuzz(RuleBasedStateMachine):
                     data.draw(st.binary(min_size=32, max_size=32)),
                 )
             owner = data.draw(st.sampled_from(TRADERS))
+            if data.draw(st.integers(0, 2), label="by client id") == 0:
+                return key(owner), CancelOrderByClientId(number, data.draw(st.integers(0, 4)))
             return key(owner), CancelOrder(number, mid, oid)
         if kind == "oracle":
             mid = data.draw(st.sampled_from(MARKETS))

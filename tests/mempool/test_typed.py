@@ -11,6 +11,7 @@ from sequencer_net.client.transactions import dex_transaction
 from sequencer_net.execution.records import TimeInForce
 from sequencer_net.execution.transactions import (
     CancelOrder,
+    CancelOrderByClientId,
     Deposit,
     OraclePrice,
     OracleUpdate,
@@ -35,6 +36,7 @@ ORDER = PlaceOrder(1, 7, 0, 60_123 * W, 3 * W // 2, TimeInForce.GOOD_TILL_CANCEL
 SAMPLES = [
     ORDER,
     CancelOrder(0, 7, bytes(range(32))),
+    CancelOrderByClientId(0, 42),
     Withdraw(0, 250 * W, bytes([0xAA]) * 20),
     Transfer(0, bytes([0xBB]) * 21, 5 * W),
     Deposit(bytes([0xCC]) * 21, 10 * W),
@@ -75,11 +77,16 @@ def test_a_wallet_shows_the_order_fields() -> None:
         "timeInForce": 0,
         "postOnly": True,
         "reduceOnly": False,
+        "clientId": 0,
+        "goodTil": 0,
+        "trigger": 0,
+        "triggerPrice": 0,
     }
-    assert type_string(PlaceOrder).startswith(
+    assert type_string(PlaceOrder) == (
         "PlaceOrder(uint64 nonce,uint256 fee,int256 subaccountNumber,int256 marketId,"
         "int256 side,int256 limitPrice,int256 quantity,int256 timeInForce,"
-        "bool postOnly,bool reduceOnly"
+        "bool postOnly,bool reduceOnly,int256 clientId,int256 goodTil,int256 trigger,"
+        "int256 triggerPrice)"
     )
 
 
