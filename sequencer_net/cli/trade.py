@@ -812,7 +812,7 @@ def testnet_key_command(
     """Write a local testnet's funded key to a key file.
 
     `seqnet testnet up` funds load accounts 0..N-1 of its seed and makes the
-    seed's market operator the bridge and an oracle (docs/testnet.md, "Load
+    seed's market operator the bridge (docs/testnet.md, "Load
     accounts"). Their keys are derived from the seed by a public rule, so this
     is for local testnets only.
 
