@@ -17,7 +17,9 @@ Reads top-down (docs/execution.md, "Block execution"):
                                          address then nonce (block position ignored)
       run_auctions                       one uniform-price auction per market
       sample_premiums                    perpetual marks and premium samples
-      liquidate_undermargined            insurance fund, socialized loss
+      liquidate_undermargined            bankrupt or unfillable: insurance fund, else
+                                         deleveraging; below maintenance: liquidation
+                                         orders into the next block's auction
       commit                             next snapshot + state tree root
 
 The engine receives the committed sequencer transactions of all namespaces with

@@ -85,6 +85,8 @@ def check_market_params(params: MarketParams, now: int) -> None:
         raise fail("risk_free_rate must be in [-1, 1]")
     if not 0 <= params.min_premium_notional <= MAX_AMOUNT:
         raise fail("min_premium_notional must be in [0, MAX_AMOUNT]")
+    if not 0 < params.max_liquidation_notional <= MAX_AMOUNT:
+        raise fail("max_liquidation_notional must be in (0, MAX_AMOUNT]")
     if params.kind == MarketKind.PERPETUAL:
         if params.option is not None:
             raise fail("a perpetual has no option terms")

@@ -117,5 +117,7 @@ def apply_cancel_order(w: StateWriter, sender: bytes, tx: CancelOrder) -> None:
     resting = w.book(tx.market_id).get(tx.order_id)
     if resting is None or resting.subaccount != sid or w.cancelled_orders.get(key):
         raise UnknownOrder("no such open order of this subaccount")
+    if resting.liquidation:
+        raise UnknownOrder("a liquidation order cannot be cancelled")
     w.cancelled_orders.put(key, True)
     release_order(w, tx.market_id, resting, resting.quantity)

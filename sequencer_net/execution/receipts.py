@@ -65,7 +65,11 @@ class FundingApplied(msgspec.Struct, frozen=True, array_like=True, tag=4):
 
 
 class Liquidated(msgspec.Struct, frozen=True, array_like=True, tag=5):
-    """A subaccount's positions were taken over by the insurance fund."""
+    """The fallback closed every position of a subaccount (liquidation.py): the
+    insurance fund took them over (`covered_by_fund` = the loss it paid) or, when
+    the fund could not pay, they were deleveraged against the opposite side
+    (`deleveraged` = the loss those counterparties bore at the bankruptcy price).
+    `deficit` is the negative equity left after closing at the valuation price."""
 
     subaccount: bytes
     equity: int
@@ -73,7 +77,7 @@ class Liquidated(msgspec.Struct, frozen=True, array_like=True, tag=5):
     fee: int
     deficit: int
     covered_by_fund: int
-    socialized: int
+    deleveraged: int
 
 
 class PositionTransferred(msgspec.Struct, frozen=True, array_like=True, tag=6):
@@ -110,6 +114,43 @@ class PhaseSkipped(msgspec.Struct, frozen=True, array_like=True, tag=9):
     error: str
 
 
+class LiquidationOrderPlaced(msgspec.Struct, frozen=True, array_like=True, tag=10):
+    """At the end of a block the engine placed a reduce-only IOC order for a
+    subaccount below maintenance (or for the insurance fund's positions) into
+    the next block's auction, limit at the bankruptcy price (fund: the band)."""
+
+    market_id: int
+    order_id: bytes
+    subaccount: bytes
+    side: int
+    limit_price: int
+    quantity: int
+
+
+class LiquidationFeePaid(msgspec.Struct, frozen=True, array_like=True, tag=11):
+    """A liquidation order filled: `fee` = liquidation_fee x the filled notional,
+    capped at the equity left, went to the insurance fund."""
+
+    market_id: int
+    subaccount: bytes
+    notional: int
+    fee: int
+
+
+class Deleveraged(msgspec.Struct, frozen=True, array_like=True, tag=12):
+    """Automatic deleveraging: `quantity` (signed, the bankrupt side's) of the
+    bankrupt subaccount's position was closed against `counterparty` at the
+    valuation `price`, and the counterparty paid `loss` of the bankrupt
+    account's deficit (together: the bankruptcy price)."""
+
+    market_id: int
+    subaccount: bytes
+    counterparty: bytes
+    quantity: int
+    price: int
+    loss: int
+
+
 Event = (
     FillEvent
     | OrderRemoved
@@ -120,4 +161,7 @@ Event = (
     | OptionSettled
     | Withdrawn
     | PhaseSkipped
+    | LiquidationOrderPlaced
+    | LiquidationFeePaid
+    | Deleveraged
 )

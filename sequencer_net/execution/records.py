@@ -29,6 +29,10 @@ SubaccountNumber = Annotated[int, msgspec.Meta(ge=0, le=MAX_SUBACCOUNT_NUMBER)]
 DEFAULT_MIN_PREMIUM_NOTIONAL = 1_000 * 10**18
 """1,000 units of quote: a trade smaller than this does not move funding."""
 
+DEFAULT_MAX_LIQUIDATION_NOTIONAL = 1_000_000 * 10**18
+"""1,000,000 units of quote: the notional (at the valuation price) of the
+liquidation orders one market takes per block (docs/execution.md, "Liquidation")."""
+
 MarketId = NewType("MarketId", int)
 OrderId = NewType("OrderId", bytes)
 """32 bytes: the hash of the transaction that placed the order."""
@@ -115,6 +119,10 @@ class Position(msgspec.Struct, frozen=True, array_like=True):
     open_buy: int
     open_sell: int
     open_buy_premium: int = 0
+    entry_notional: int = 0
+    """Signed quote value at which the current size was opened: size times the
+    average entry price (long > 0), rounded toward -inf; 0 when flat. Only used
+    to rank deleveraging counterparties by profit (deleveraging.py)."""
 
 
 class OptionTerms(msgspec.Struct, frozen=True, array_like=True):
@@ -149,6 +157,10 @@ class MarketParams(msgspec.Struct, frozen=True, array_like=True):
     min_premium_notional: int = DEFAULT_MIN_PREMIUM_NOTIONAL
     """Perpetuals: an auction whose notional (volume * price) is below this is
     ignored for the mark and the funding premium (docs/execution.md, "Funding")."""
+    max_liquidation_notional: int = DEFAULT_MAX_LIQUIDATION_NOTIONAL
+    """The most notional (quantity * valuation price) of liquidation orders placed
+    into one block's auction of this market: a cascade goes through the book at
+    most this fast (docs/execution.md, "Liquidation")."""
 
 
 class MarketState(msgspec.Struct, frozen=True, array_like=True):
@@ -175,6 +187,9 @@ class MarketState(msgspec.Struct, frozen=True, array_like=True):
     last_funding_at: int
     open_lots: int
     settlement_price: int  # options: 0 until settled at expiry
+    liquidation_orders: int = 0
+    """Liquidation orders placed into the book at the end of the previous block:
+    the next block runs this market's auction for them even without new orders."""
 
 
 class RestingOrder(msgspec.Struct, frozen=True, array_like=True):
@@ -194,3 +209,7 @@ class RestingOrder(msgspec.Struct, frozen=True, array_like=True):
     reduce_only: bool
     placed_height: int
     placed_nonce: int
+    liquidation: bool = False
+    """Placed by the engine for a subaccount below maintenance (or for the
+    insurance fund): reduce-only, immediate-or-cancel, no trading fee, and its
+    owner cannot cancel it (liquidation.py)."""
