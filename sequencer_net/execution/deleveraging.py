@@ -13,10 +13,13 @@ opposite side when the insurance fund cannot pay its loss.
    integer, both positions shrink (open interest falls on both sides);
 3. once every position is closed, the account's remaining negative balance L
    (its loss beyond zero) is paid by the counterparties in proportion to the
-   notional each closed: ceil(L * n_j / sum n), so together they pay at least L.
-   `sid` receives exactly L and ends at zero; the rounding excess goes to the
-   fund. Closing at the valuation price and paying a share of L is closing at
-   the bankruptcy price.
+   notional each closed, ceil(L * n_j / sum n), but never more than a
+   counterparty's equity (after the close): nobody is made bankrupt by
+   deleveraging. What that cap leaves is charged to the same counterparties
+   in ranking order, each up to its equity; only if all of them together
+   cannot pay does the fund pay the rest. `sid` receives exactly L and ends
+   at zero; the rounding excess goes to the fund. Closing at the valuation
+   price and paying a share of L is closing at the bankruptcy price.
 Every unit moves from one subaccount to another as one integer, so money is
 conserved exactly. A counterparty left below maintenance is liquidated like any
 other account (the liquidation loop runs again).
@@ -26,7 +29,6 @@ from __future__ import annotations
 
 from .exceptions import EngineInvariantBroken
 from .fixed_point import SCALE
-from .insurance import cover_deficit
 from .margin import subaccount_risk, valuation_price
 from .positions import change_size, credit, settle_charges
 from .receipts import Deleveraged
@@ -35,8 +37,8 @@ from .state import INSURANCE_FUND, StateWriter
 
 
 def deleverage(w: StateWriter, sid: bytes) -> int:
-    """Close every position of `sid` against the opposite side; return the loss
-    the counterparties bore."""
+    """Close every position of `sid` against the opposite side; return the part
+    of its loss the counterparties bore."""
     chunks: list[tuple[int, bytes, int, int, int]] = []  # market, counterparty, q, price, notional
     for market_id in w.subaccount(sid).markets:
         position = settle_charges(w, sid, market_id)
@@ -64,19 +66,41 @@ def deleverage(w: StateWriter, sid: bytes) -> int:
         if remaining:
             raise EngineInvariantBroken("lots held long != lots held short")
     loss = max(-w.subaccount(sid).collateral, 0)
+    return _share_loss(w, sid, loss, chunks) if loss else 0
+
+
+def _share_loss(
+    w: StateWriter, sid: bytes, loss: int, chunks: list[tuple[int, bytes, int, int, int]]
+) -> int:
+    """Charge `loss` to the counterparties: pro rata to the notional each
+    closed, never more than a counterparty's equity; what that cap leaves goes
+    to them in ranking order up to their equity; the fund pays what is left.
+    Return what the counterparties paid toward `loss`."""
+    capacity: dict[bytes, int] = {}
+    for _, counterparty, _, _, _ in chunks:
+        if counterparty not in capacity:
+            capacity[counterparty] = max(subaccount_risk(w, counterparty).equity, 0)
     total = sum(chunk[4] for chunk in chunks)
-    if loss and total == 0:  # nothing of value was closed: only the fund can pay
-        cover_deficit(w, sid, loss)
-        return 0
-    paid = 0
-    for market_id, counterparty, quantity, price, notional in chunks:
-        share = -((-loss * notional) // total) if loss else 0  # ceiling: collect at least L
+    shares: list[int] = []
+    for _, counterparty, _, _, notional in chunks:
+        due = -((-loss * notional) // total) if total else 0  # ceiling: collect at least L
+        share = min(due, capacity[counterparty])
+        capacity[counterparty] -= share
+        shares.append(share)
+    short = loss - sum(shares)
+    for i, (_, counterparty, _, _, _) in enumerate(chunks):
+        if short <= 0:
+            break
+        extra = min(short, capacity[counterparty])
+        capacity[counterparty] -= extra
+        shares[i] += extra
+        short -= extra
+    for (market_id, counterparty, quantity, price, _), share in zip(chunks, shares, strict=True):
         credit(w, counterparty, -share)
-        paid += share
         w.events.append(Deleveraged(market_id, sid, counterparty, quantity, price, share))
     credit(w, sid, loss)
-    credit(w, INSURANCE_FUND, paid - loss)
-    return loss
+    credit(w, INSURANCE_FUND, sum(shares) - loss)  # the rounding excess, or the fund's part
+    return min(sum(shares), loss)
 
 
 def adl_score(w: StateWriter, sid: bytes, position: Position, price: int) -> int:

@@ -104,7 +104,7 @@ def liquidate_undermargined(w: StateWriter) -> int:
             else:
                 with w.phase("liquidation", INSURANCE_FUND):
                     if _fund_is_bankrupt(w):
-                        deleverage(w, INSURANCE_FUND)
+                        _deleverage_fund(w)
                         acted = True
         if not acted:
             break
@@ -127,6 +127,17 @@ def needs_close_out(w: StateWriter, sid: bytes, risk: Risk) -> bool:
 def _fund_is_bankrupt(w: StateWriter) -> bool:
     return bool(w.subaccount(INSURANCE_FUND).markets) and (
         subaccount_risk(w, INSURANCE_FUND).equity < 0
+    )
+
+
+def _deleverage_fund(w: StateWriter) -> None:
+    """The fund's equity fell below zero while it holds positions: they are
+    deleveraged like a bankrupt account's (nobody else can take them)."""
+    risk = subaccount_risk(w, INSURANCE_FUND)
+    cancel_open_orders(w, INSURANCE_FUND)
+    deleveraged = deleverage(w, INSURANCE_FUND)
+    w.events.append(
+        Liquidated(INSURANCE_FUND, risk.equity, risk.maintenance, 0, -risk.equity, 0, deleveraged)
     )
 
 
@@ -358,11 +369,20 @@ def _place_fund_order(w: StateWriter, market_id: int, budget: dict[int, int]) ->
         return
     band = (price * params.mark_band) // SCALE  # floor: never wider than configured
     tick = params.tick_size
-    if position.size > 0:
-        limit = max(-((band - price) // tick) * tick, tick)  # ceil(price - band) to the tick
+    sign = 1 if position.size > 0 else -1
+    risk = subaccount_risk(w, INSURANCE_FUND)
+    share_mmr = maintenance_of(params, state, position.size, price) - maintenance_of(
+        params, state, position.size - sign * quantity, price
+    )
+    # Never past the fund's own bankruptcy price: its sales cannot make it negative.
+    floor = bankruptcy_limit(
+        params, price, sign * quantity, share_mmr, risk.equity, risk.maintenance
+    )
+    if sign > 0:
+        limit = max(-((band - price) // tick) * tick, tick, floor)  # ceil(price - band)
         _place(w, INSURANCE_FUND, market_id, params, Side.SELL, limit, quantity)
     else:
-        limit = (min(price + band, MAX_AMOUNT) // tick) * tick
+        limit = min((min(price + band, MAX_AMOUNT) // tick) * tick, floor)
         if limit > 0:
             _place(w, INSURANCE_FUND, market_id, params, Side.BUY, limit, quantity)
 

@@ -219,3 +219,48 @@ def test_the_fund_sells_what_it_took_over() -> None:
 
 def test_the_cap_defaults_to_a_million_units_of_quote() -> None:
     assert perp_params().max_liquidation_notional == 1_000_000 * W
+
+
+def test_the_fund_never_sells_below_its_own_bankruptcy_price() -> None:
+    chain = alice_below_maintenance(insurance=60 * W)
+    chain.block([chain.prices({PERP: 85 * W})])  # the fund pays alice's 50, keeps 10
+    [order] = placed(chain)
+    # The band would allow 80.75, but selling 10 below 85 - 10/10 = 84 would
+    # leave the fund negative.
+    assert (order.subaccount, order.limit_price) == (INSURANCE_FUND, 84 * W)
+
+
+def test_deleveraging_never_makes_a_counterparty_bankrupt() -> None:
+    chain = Chain(
+        make_genesis(
+            {"alice": 100 * W, "bob": 10_000 * W, "carol": 40 * W},
+            insurance=0,
+            markets=[(PERP, perp_params(**NO_FEES))],
+        )
+    )
+    chain.block([chain.prices({PERP: 100 * W})])
+    chain.block(
+        [
+            chain.order("alice", PERP, BUY, 100 * W, 10 * W),
+            chain.order("bob", PERP, SELL, 100 * W, 10 * W),
+        ]
+    )
+    # The index jumps to 60 while carol shorts 5 to bob: alice is 300 under
+    # water, and both shorts are needed to close her 10.
+    result = chain.block(
+        [
+            chain.prices({PERP: 60 * W}),
+            chain.order("bob", PERP, BUY, 60 * W, 5 * W),
+            chain.order("carol", PERP, SELL, 60 * W, 5 * W),
+        ]
+    )
+    adl = {e.counterparty: e for e in result.events if isinstance(e, Deleveraged)}
+    # Pro rata each owes 150; carol has only her 40 of equity (she just sold
+    # at 60, no profit), so bob, ranked first (200 of profit), pays the other 110.
+    assert adl[sub("carol")].loss == 40 * W
+    assert adl[sub("bob")].loss == 260 * W
+    [closed] = [e for e in result.events if isinstance(e, Liquidated)]
+    assert closed.deleveraged == 300 * W
+    assert collateral(chain.state, sub("carol")) == 0
+    assert collateral(chain.state, INSURANCE_FUND) == 0
+    check_engine_invariants(chain.state)

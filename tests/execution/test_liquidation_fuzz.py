@@ -11,8 +11,10 @@ option expires). After every block:
   liquidation order pays no trading fee);
 - long == short open interest, order and liquidation-order bookkeeping, every
   account meets maintenance or has positive equity (check_engine_invariants);
-- no flat account is left negative and the fund's equity stays >= 0 beyond
-  option-expiry shortfalls: every loss was taken by the fund or deleveraged;
+- no flat account is left negative, and the fund's equity stays >= 0 except for
+  what it was forced to pay past its equity (option-expiry shortfalls, and a
+  deficit larger than the equity of every counterparty deleveraging closed);
+  so every loss was taken by the fund or by deleveraging;
 - no block-level unit raised (no PhaseSkipped), and the same block on the same
   state gives the same bytes.
 Normal runs take a few hundred examples; `SEQNET_FUZZ_LONG=1` runs thousands
@@ -204,7 +206,14 @@ class LiquidationMachine(RuleBasedStateMachine):
         trading = sum(e.fee for e in result.events if isinstance(e, FillEvent))
         paid = sum(r.fee for r in result.receipts)
         assert result.state.ledger.fee_pool - before.ledger.fee_pool == paid + trading
+        # What the fund had to pay past its equity: option shortfalls, and the
+        # part of a deficit the deleveraged counterparties' equity could not cover.
         self.shortfall += sum(e.deficit for e in result.events if isinstance(e, OptionSettled))
+        self.shortfall += sum(
+            e.deficit - e.covered_by_fund - e.deleveraged
+            for e in result.events
+            if isinstance(e, Liquidated)
+        )
         for event in result.events:
             if isinstance(event, Liquidated):
                 STATS["closed by fund" if event.covered_by_fund else "closed out"] += 1
