@@ -30,6 +30,15 @@ after every order transaction of the block has been placed or cancelled:
    (a post-only flag only matters in the first auction); IOC/market rests drop.
 Every step depends only on the set of orders, never on their position in the block.
 
+Liquidation orders (RestingOrder.liquidation, placed by liquidation.py at the
+end of the previous block; MarketState.liquidation_orders counts them) make
+their market's auction run even without new orders and join it as takers.
+Before the pre-auction rules, those of a subaccount that meets maintenance
+again are removed ("recovered"). A filled one pays no trading fee; its
+liquidation fee goes to the insurance fund (liquidation.charge_liquidation_fee).
+Which subaccounts' liquidation orders took part and which filled is recorded
+for the end-of-block fallback (StateWriter.liquidation_attempted / _filled).
+
 Totality by construction: an order the auction could not take (a limit off the
 market's grid, a quantity off the lot) is removed with `OrderRemoved(...,
 "off-grid")` before clearing; listing and parameter updates already refuse

@@ -40,6 +40,7 @@ class FillEvent(msgspec.Struct, frozen=True, array_like=True, tag=1):
 class OrderRemoved(msgspec.Struct, frozen=True, array_like=True, tag=2):
     """An order left the book without filling: `why` is one of "self-trade",
     "post-only-would-cross", "reduce-only", "immediate-or-cancel", "liquidated",
+    "recovered" (a liquidation order whose account meets maintenance again),
     "expired", "cancelled"."""
 
     market_id: int
