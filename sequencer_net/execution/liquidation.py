@@ -85,6 +85,7 @@ def liquidate_undermargined(w: StateWriter) -> int:
     skipped: set[bytes] = set()
     while True:
         acted = False
+        below: list[tuple[int, bytes, Risk]] = []  # of the last pass: nobody acted on
         for sid in sorted(w.open_subaccounts()):
             if sid == INSURANCE_FUND or sid in skipped:
                 continue
@@ -94,6 +95,8 @@ def liquidate_undermargined(w: StateWriter) -> int:
             with w.phase("liquidation", sid):
                 risk = subaccount_risk(w, sid)
                 if not needs_close_out(w, sid, risk):
+                    if risk.equity < risk.maintenance:
+                        below.append(((risk.equity * SCALE) // risk.maintenance, sid, risk))
                     continue
                 close_out(w, sid, risk)
             acted = True
@@ -109,7 +112,7 @@ def liquidate_undermargined(w: StateWriter) -> int:
         if not acted:
             break
     budget: dict[int, int] = {}
-    place_liquidation_orders(w, skipped, budget)
+    place_liquidation_orders(w, below, budget)
     place_fund_orders(w, budget)
     return count
 
@@ -258,17 +261,12 @@ def bankruptcy_limit(
     return (raw // tick) * tick
 
 
-def place_liquidation_orders(w: StateWriter, skipped: set[bytes], budget: dict[int, int]) -> None:
-    """Orders for every subaccount still below maintenance, most under water first."""
-    candidates: list[tuple[int, bytes, Risk]] = []
-    for sid in sorted(w.open_subaccounts()):
-        if sid == INSURANCE_FUND or sid in skipped:
-            continue
-        risk = subaccount_risk(w, sid)
-        if risk.equity < risk.maintenance:
-            candidates.append(((risk.equity * SCALE) // risk.maintenance, sid, risk))
-    candidates.sort(key=lambda item: (item[0], item[1]))
-    for _, sid, risk in candidates:
+def place_liquidation_orders(
+    w: StateWriter, below: list[tuple[int, bytes, Risk]], budget: dict[int, int]
+) -> None:
+    """Orders for every subaccount still below maintenance (`below`: equity /
+    maintenance as a wad, id, risk), most under water first."""
+    for _, sid, risk in sorted(below, key=lambda item: (item[0], item[1])):
         with w.phase("liquidation", sid):
             cancel_open_orders(w, sid)
             _place_for(w, sid, risk, budget)

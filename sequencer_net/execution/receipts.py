@@ -106,7 +106,8 @@ class Withdrawn(msgspec.Struct, frozen=True, array_like=True, tag=8):
 class PhaseSkipped(msgspec.Struct, frozen=True, array_like=True, tag=9):
     """A block-level phase raised for one market (or one subaccount) and was
     skipped for this block; `phase` is "funding", "expiry", "auction",
-    "premium", "liquidation" or "all", `error` the exception's class name.
+    "premium", "liquidation", "fund-orders" or "all", `error` the exception's
+    class name.
     The engine re-ran the block without it (docs/execution.md, "Totality")."""
 
     phase: str
