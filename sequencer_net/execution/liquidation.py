@@ -38,9 +38,10 @@ At the end of block N, after the auctions and the premium samples:
    index (mark for options) -+ mark_band, rounded inward to the tick, so it
    sells what it took over instead of keeping the risk.
 
-So an account below maintenance keeps its positions for at most one more block
-with positive equity: its orders run in block N+1, and at the end of N+1 it
-meets maintenance, gets new orders (some filled), or is closed out.
+So an account below maintenance with positive equity has its orders run in
+block N+1; at the end of N+1 it meets maintenance, gets new orders (its last
+ones filled at least in part), or is closed out (they found no fill, or its
+equity reached zero). One the cap left without orders waits for a later block.
 Each subaccount's work is one block-level unit (StateWriter.phase): one that
 raised is skipped for the block.
 """
