@@ -264,3 +264,44 @@ def test_deleveraging_never_makes_a_counterparty_bankrupt() -> None:
     assert collateral(chain.state, sub("carol")) == 0
     assert collateral(chain.state, INSURANCE_FUND) == 0
     check_engine_invariants(chain.state)
+
+
+def test_the_smallest_reduction_starts_with_the_largest_requirement() -> None:
+    other = 2
+    chain = Chain(
+        make_genesis(
+            {"alice": 100 * W, "bob": 10_000 * W},
+            insurance=1_000 * W,
+            markets=[(PERP, perp_params(**NO_FEES)), (other, perp_params(**NO_FEES))],
+        )
+    )
+    chain.block([chain.prices({PERP: 100 * W, other: 100 * W})])
+    chain.block(
+        [
+            chain.order("alice", PERP, BUY, 100 * W, 4 * W),
+            chain.order("bob", PERP, SELL, 100 * W, 4 * W),
+            chain.order("alice", other, BUY, 100 * W, 6 * W),
+            chain.order("bob", other, SELL, 100 * W, 6 * W),
+        ]
+    )
+    result = chain.block([chain.prices({PERP: 94 * W, other: 94 * W})])
+    # Equity 40 < maintenance 47 as before, now over 4 + 6: the 6 in market 2
+    # carries the larger requirement, and 1.862 of it is enough.
+    [order] = [e for e in result.events if isinstance(e, LiquidationOrderPlaced)]
+    assert (order.market_id, order.quantity) == (other, 1_862 * W // 1000)
+    assert order.limit_price == 90 * W
+
+
+def test_a_fund_below_zero_is_deleveraged() -> None:
+    chain = alice_below_maintenance(insurance=60 * W)
+    chain.block([chain.prices({PERP: 85 * W})])  # the fund pays 50, holds the 10 long
+    assert size(chain.state, INSURANCE_FUND, PERP) == 10 * W
+    # Nobody bids at the fund's 84; at 80 the fund's equity is 10 - 50 = -40.
+    result = chain.block([chain.prices({PERP: 80 * W})])
+    [closed] = [e for e in result.events if isinstance(e, Liquidated)]
+    assert closed.subaccount == INSURANCE_FUND and closed.deleveraged == 40 * W
+    [adl] = [e for e in result.events if isinstance(e, Deleveraged)]
+    assert (adl.counterparty, adl.quantity, adl.loss) == (sub("bob"), 10 * W, 40 * W)
+    assert size(chain.state, INSURANCE_FUND, PERP) == 0
+    assert collateral(chain.state, INSURANCE_FUND) == 0
+    check_engine_invariants(chain.state)
