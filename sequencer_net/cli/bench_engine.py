@@ -36,7 +36,12 @@ from sequencer_net.execution.genesis import (
     GenesisMarket,
     genesis_state,
 )
-from sequencer_net.execution.receipts import AuctionCleared, FillEvent, Liquidated
+from sequencer_net.execution.receipts import (
+    AuctionCleared,
+    FillEvent,
+    Liquidated,
+    LiquidationOrderPlaced,
+)
 from sequencer_net.execution.records import (
     ChainConfig,
     MarketKind,
@@ -313,7 +318,15 @@ def bench_dex_block(transactions: int = 5_000, markets: int = 10, seed: int = 1)
         "reports_accepted": sum(
             1 for k, s in zip(kinds, ok, strict=True) if s and k == "OracleUpdate"
         ),
-        "liquidations": sum(1 for e in result.events if isinstance(e, Liquidated)),
+        # Accounts the block liquidated: a liquidation order for the next auction,
+        # or closed out by the fund or deleveraging.
+        "liquidations": len(
+            {
+                e.subaccount
+                for e in result.events
+                if isinstance(e, (Liquidated, LiquidationOrderPlaced))
+            }
+        ),
         "index_after": str(result.state.market_states[0].oracle_price / WAD),
         "fills": sum(1 for e in result.events if isinstance(e, FillEvent)),
         "execute_ms": round(execute_seconds * 1_000, 2),

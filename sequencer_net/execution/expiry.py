@@ -90,7 +90,7 @@ def _settle(
         sub = w.subaccount(sid)
         if sub.collateral < 0 and not sub.markets:
             total_deficit += -sub.collateral
-            cover_deficit(w, sid, -sub.collateral, None)
+            cover_deficit(w, sid, -sub.collateral)
     state = w.market(market_id)
     assert state is not None
     w.market_states.put(market_id, msgspec.structs.replace(state, settlement_price=price))

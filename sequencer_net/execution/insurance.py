@@ -1,66 +1,79 @@
-"""The insurance fund and socialized loss.
+"""The insurance fund: it takes over the positions of accounts the market could
+not liquidate, and pays negative balances while its equity lasts.
 
-When a liquidated (or expired-short) subaccount ends with negative collateral
-(deficit D > 0, it is bankrupt):
-1. The insurance fund pays min(D, max(fund equity, 0)) to it.
-2. The rest R is socialized across the side that profited in the market where
-   the bankrupt position was largest: per_lot = ceil(R / open_lots) is added to
-   that side's charge index (lazily settled, like funding), R goes to the bankrupt
-   account, and the rounding excess per_lot * open_lots - R goes to the fund.
-3. Only if nobody holds that side (or no market is given) the fund pays R anyway
-   and its collateral goes below zero: the loss is then visible in one place.
-The bankrupt account ends at exactly zero collateral, and every unit is accounted
-for (tests/execution/test_invariants.py pins this).
+`take_over(w, sid)` (liquidation.close_out, when the fund's equity covers the
+account's loss):
+1. every position of `sid` moves to the fund at the valuation price (index for
+   perps, mark for options): the account is credited floor(size * price) and
+   the fund pays the same integer;
+2. if the account's collateral is then >= 0 (it had equity left: its orders
+   found no liquidity), a liquidation fee ceil(notional * liquidation_fee),
+   capped at that collateral, goes to the fund;
+3. if it is < 0 (deficit D), the fund pays D: the account ends at exactly
+   zero, i.e. it was closed at its bankruptcy price.
+A loss the fund cannot cover is deleveraged instead (deleveraging.py); nothing
+is socialized through the charge indexes any more. The fund sells what it took
+over with reduce-only orders every block (liquidation.place_fund_orders).
+
+`cover_deficit` is what expiry uses for a short left negative after cash
+settlement (the market is gone: nobody to deleverage against): the fund pays,
+past its equity if it must, so the loss is visible in one place.
 """
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
-import msgspec
-
-from .margin import subaccount_risk
-from .positions import credit
+from .fixed_point import SCALE
+from .margin import subaccount_risk, valuation_price
+from .positions import change_size, credit, settle_charges
+from .receipts import PositionTransferred
 from .state import INSURANCE_FUND, StateWriter
 
 
 class DeficitCover(NamedTuple):
     covered_by_fund: int
-    socialized: int
+    beyond_fund_equity: int
+    """The part the fund paid although its equity did not cover it."""
 
 
 def fund_available(w: StateWriter) -> int:
     return max(subaccount_risk(w, INSURANCE_FUND).equity, 0)
 
 
-def cover_deficit(
-    w: StateWriter, sid: bytes, deficit: int, socialize_in: tuple[int, bool] | None
-) -> DeficitCover:
-    """Bring `sid` (with collateral -deficit) back to zero. `socialize_in` is
-    (market id, True if the longs of that market pay)."""
-    covered = min(deficit, fund_available(w))
-    credit(w, INSURANCE_FUND, -covered)
-    credit(w, sid, covered)
-    rest = deficit - covered
-    socialized = 0
-    if rest and socialize_in is not None:
-        market_id, longs_pay = socialize_in
+def cover_deficit(w: StateWriter, sid: bytes, deficit: int) -> DeficitCover:
+    """Bring `sid` (with collateral -deficit) back to zero from the fund."""
+    beyond = max(deficit - fund_available(w), 0)
+    credit(w, INSURANCE_FUND, -deficit)
+    credit(w, sid, deficit)
+    return DeficitCover(deficit, beyond)
+
+
+def take_over(w: StateWriter, sid: bytes) -> tuple[int, int]:
+    """Move every position of `sid` to the fund; return (fee, deficit paid)."""
+    fee_due = 0
+    for market_id in w.subaccount(sid).markets:
+        position = settle_charges(w, sid, market_id)
+        size = position.size
+        if size == 0:
+            continue
+        params = w.params(market_id)
         state = w.market(market_id)
-        assert state is not None
-        if state.open_lots > 0:
-            per_lot = -((-rest) // state.open_lots)  # ceiling: collect at least R
-            excess = per_lot * state.open_lots - rest
-            if longs_pay:
-                state = msgspec.structs.replace(state, long_index=state.long_index + per_lot)
-            else:
-                state = msgspec.structs.replace(state, short_index=state.short_index + per_lot)
-            w.market_states.put(market_id, state)
-            credit(w, sid, rest)
-            credit(w, INSURANCE_FUND, excess)
-            socialized = rest
-            rest = 0
-    if rest:
-        credit(w, INSURANCE_FUND, -rest)
-        credit(w, sid, rest)
-        covered += rest
-    return DeficitCover(covered, socialized)
+        assert params is not None and state is not None
+        price = valuation_price(w, market_id, params, state)
+        value = (size * price) // SCALE  # toward -inf: the liquidated side gets less
+        credit(w, sid, value)
+        credit(w, INSURANCE_FUND, -value)
+        change_size(w, sid, market_id, -size, price)
+        change_size(w, INSURANCE_FUND, market_id, size, price)
+        notional = (abs(size) * price) // SCALE
+        fee_due += -((-notional * params.liquidation_fee) // SCALE)  # fees round up
+        w.events.append(PositionTransferred(market_id, sid, size, price))
+    collateral = w.subaccount(sid).collateral
+    fee = min(fee_due, max(collateral, 0))
+    credit(w, sid, -fee)
+    credit(w, INSURANCE_FUND, fee)
+    deficit = max(-collateral, 0)
+    if deficit:
+        cover_deficit(w, sid, deficit)
+    return fee, deficit

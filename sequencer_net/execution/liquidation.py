@@ -1,39 +1,91 @@
-"""End-of-block liquidation of subaccounts below maintenance margin.
+"""End-of-block liquidation: partial liquidation through the auction, then the
+insurance fund, then automatic deleveraging (docs/execution.md, "Liquidation").
 
-After the auctions, every subaccount holding positions is checked (sorted by id,
-so the result ignores block order). If equity < maintenance requirement:
-1. its open orders in every market are removed;
-2. each position is taken over by the insurance fund at the valuation price
-   (index for perps, Black-Scholes mark for options); the account is paid
-   floor(size * price), the same integer the fund pays, so nothing is created;
-3. a liquidation fee of ceil(sum |size| * price * liquidation_fee) goes to the
-   fund, capped at what equity is left (never pushing the account below zero);
-4. a remaining negative balance is a deficit: insurance.cover_deficit.
-Afterwards the account has no positions, no orders and collateral >= 0, so it
-meets maintenance. A socialized loss can lower other accounts' equity, so the
-check repeats until a pass liquidates nobody (each pass closes an account, so
-this ends). The fund itself is never liquidated. Each subaccount's check is one
-block-level unit (StateWriter.phase): one that raised is skipped for the block.
+At the end of block N, after the auctions and the premium samples:
+
+1. Fallback, repeated until a pass closes nobody. Every subaccount (sorted by
+   id) below maintenance whose equity is <= 0, or whose liquidation orders took
+   part in this block's auction and got no fill at all, is closed out entirely:
+   - the insurance fund takes every position over at the valuation price and
+     pays the account's negative balance (so the account is closed at its
+     bankruptcy price), if the fund's equity covers that loss
+     (insurance.take_over);
+   - otherwise the positions are deleveraged against the opposite side at the
+     bankruptcy price (deleveraging.deleverage).
+   A fund whose own equity fell below zero is deleveraged the same way. Each
+   close-out removes an account's every position and deleveraging only shrinks
+   positions, so the loop ends.
+2. Liquidation orders. Every subaccount still below maintenance (its equity is
+   > 0 now) has its open orders cancelled and gets, per market, a reduce-only
+   IOC order flagged `liquidation`, resting in the book for block N+1's
+   auction, where it trades like any taker order (matching.py):
+   - size: the smallest reduction that brings equity back to maintenance at
+     the valuation price, net of the liquidation fee: positions in descending
+     order of their maintenance requirement (ties: lower market id), each by
+     the fewest lots that suffice (binary search), or all of it and on to the
+     next (`smallest_reduction`);
+   - limit: the bankruptcy price of that slice, the price at which closing it
+     leaves the account's equity at zero once the rest is valued at the same
+     share: p -+ E * mmr(slice) / (MMR * |slice|), rounded to the tick away
+     from the account's loss, so no fill makes the account more bankrupt;
+   - per market at most `max_liquidation_notional` (quantity x valuation price)
+     of such orders per block; accounts go most under water first (equity /
+     maintenance ascending, ties by id), the fund's orders last.
+   A filled liquidation order pays no trading fee; liquidation_fee x the
+   filled notional, capped at the equity left, goes to the fund
+   (`charge_liquidation_fee`).
+3. The fund's own orders: for each of its positions a reduce-only IOC at the
+   index (mark for options) -+ mark_band, rounded inward to the tick, so it
+   sells what it took over instead of keeping the risk.
+
+So an account below maintenance with positive equity has its orders run in
+block N+1; at the end of N+1 it meets maintenance, gets new orders (its last
+ones filled at least in part), or is closed out (they found no fill, or its
+equity reached zero). One the cap left without orders waits for a later block.
+Each subaccount's work is one block-level unit (StateWriter.phase): one that
+raised is skipped for the block.
 """
 
 from __future__ import annotations
 
+from typing import Final
+
+import msgspec
+
+from consensus.crypto import keccak256
+
+from .auction import Side
+from .deleveraging import deleverage
+from .encoding import encode
 from .fixed_point import SCALE
-from .insurance import cover_deficit
-from .margin import subaccount_risk, valuation_price
-from .orders import release_order
-from .positions import change_size, credit, settle_charges
-from .receipts import Liquidated, OrderRemoved, PositionTransferred
+from .insurance import fund_available, take_over
+from .limits import MAX_AMOUNT
+from .margin import (
+    Risk,
+    requirement,
+    subaccount_risk,
+    valuation_price,
+)
+from .markets import is_expired, is_oracle_fresh
+from .option_margin import MAINTENANCE_GRID, OptionHolding, group_requirement
+from .orders import release_order, reserved_premium
+from .positions import change_open_orders, credit
+from .receipts import Liquidated, LiquidationFeePaid, LiquidationOrderPlaced, OrderRemoved
+from .records import MarketKind, MarketParams, MarketState, RestingOrder, TimeInForce
 from .state import INSURANCE_FUND, StateWriter
+
+LIQUIDATION_ORDER_TAG: Final = b"seqnet/liquidation-order/v1"
+"""Domain of a liquidation order's id: keccak256(tag || encode((height, subaccount, market)))."""
 
 
 def liquidate_undermargined(w: StateWriter) -> int:
-    """Liquidate until every open subaccount meets maintenance; return how many."""
+    """Close out, then place liquidation and fund orders; return how many
+    subaccounts were closed out."""
     count = 0
     skipped: set[bytes] = set()
     while True:
-        liquidated_in_pass = 0
-        socialized = False
+        acted = False
+        below: list[tuple[int, bytes, Risk]] = []  # of the last pass: nobody acted on
         for sid in sorted(w.open_subaccounts()):
             if sid == INSURANCE_FUND or sid in skipped:
                 continue
@@ -42,60 +94,318 @@ def liquidate_undermargined(w: StateWriter) -> int:
                 continue
             with w.phase("liquidation", sid):
                 risk = subaccount_risk(w, sid)
-                if risk.equity >= risk.maintenance:
+                if not needs_close_out(w, sid, risk):
+                    if risk.equity < risk.maintenance:
+                        below.append(((risk.equity * SCALE) // risk.maintenance, sid, risk))
                     continue
-                socialized |= _liquidate(w, sid, risk.equity, risk.maintenance) > 0
-            liquidated_in_pass += 1
-        count += liquidated_in_pass
-        if not socialized:
-            return count
+                close_out(w, sid, risk)
+            acted = True
+            count += 1
+        if INSURANCE_FUND not in skipped:
+            if w.phase_skipped("liquidation", INSURANCE_FUND):
+                skipped.add(INSURANCE_FUND)
+            else:
+                with w.phase("liquidation", INSURANCE_FUND):
+                    if _fund_is_bankrupt(w):
+                        _deleverage_fund(w)
+                        acted = True
+        if not acted:
+            break
+    budget: dict[int, int] = {}
+    place_liquidation_orders(w, below, budget)
+    place_fund_orders(w, budget)
+    return count
 
 
-def _cancel_orders(w: StateWriter, sid: bytes) -> None:
+def needs_close_out(w: StateWriter, sid: bytes, risk: Risk) -> bool:
+    """Below maintenance and bankrupt (equity <= 0), or below maintenance after
+    its liquidation orders found no liquidity in this block's auction."""
+    if risk.equity >= risk.maintenance:
+        return False
+    if risk.equity <= 0:
+        return True
+    return sid in w.liquidation_attempted and sid not in w.liquidation_filled
+
+
+def _fund_is_bankrupt(w: StateWriter) -> bool:
+    return bool(w.subaccount(INSURANCE_FUND).markets) and (
+        subaccount_risk(w, INSURANCE_FUND).equity < 0
+    )
+
+
+def _deleverage_fund(w: StateWriter) -> None:
+    """The fund's equity fell below zero while it holds positions: they are
+    deleveraged like a bankrupt account's (nobody else can take them)."""
+    risk = subaccount_risk(w, INSURANCE_FUND)
+    cancel_open_orders(w, INSURANCE_FUND)
+    deleveraged = deleverage(w, INSURANCE_FUND)
+    w.events.append(
+        Liquidated(INSURANCE_FUND, risk.equity, risk.maintenance, 0, -risk.equity, 0, deleveraged)
+    )
+
+
+def close_out(w: StateWriter, sid: bytes, risk: Risk) -> None:
+    """The fallback: the fund takes everything over if it can pay the loss,
+    else deleveraging. The account ends with no position and no order."""
+    cancel_open_orders(w, sid)
+    loss = max(-risk.equity, 0)
+    fee = covered = deleveraged = 0
+    if loss <= fund_available(w):
+        fee, covered = take_over(w, sid)
+    else:
+        deleveraged = deleverage(w, sid)
+    w.events.append(Liquidated(sid, risk.equity, risk.maintenance, fee, loss, covered, deleveraged))
+
+
+def cancel_open_orders(w: StateWriter, sid: bytes) -> None:
     for market_id in w.subaccount(sid).markets:
-        book = w.books.get(market_id)
-        if book is None:
-            book = dict(w.book(market_id))
-            w.books[market_id] = book
+        book = _writable_book(w, market_id)
         for oid in sorted(oid for oid, order in book.items() if order.subaccount == sid):
             order = book.pop(oid)
             release_order(w, market_id, order, order.quantity)
             w.events.append(OrderRemoved(market_id, oid, "liquidated"))
 
 
-def _liquidate(w: StateWriter, sid: bytes, equity: int, maintenance: int) -> int:
-    """Close everything of `sid`; return the socialized amount."""
-    _cancel_orders(w, sid)
-    fee_due = 0
-    largest: tuple[int, int, int] | None = None  # (notional, -market id, size)
+def _writable_book(w: StateWriter, market_id: int) -> dict[bytes, RestingOrder]:
+    book = w.books.get(market_id)
+    if book is None:
+        book = dict(w.book(market_id))
+        w.books[market_id] = book
+    return book
+
+
+# --- partial liquidation through the auction -----------------------------------------
+
+
+def maintenance_of(
+    w: StateWriter, market_id: int, params: MarketParams, state: MarketState, size: int
+) -> int:
+    """One market's maintenance requirement for `size` on its own. An option is
+    margined as if alone in its group (its scenario requirement without the
+    hedge of other options on the same underlying): sizing a reduction with it
+    may close more than the smallest amount for a hedged book, never less, and
+    the account is checked again at the end of every block."""
+    if params.kind == MarketKind.OPTION:
+        alone = [OptionHolding(market_id, params, state, size, 0)]
+        return group_requirement(w, alone, [(size,)], MAINTENANCE_GRID, initial=False)
+    return requirement(params, state, size, params.maintenance_margin)
+
+
+def _fee_on(params: MarketParams, quantity: int, price: int) -> int:
+    notional = (quantity * price) // SCALE
+    return -((-notional * params.liquidation_fee) // SCALE)  # fees round up
+
+
+def smallest_reduction(w: StateWriter, sid: bytes, risk: Risk) -> list[tuple[int, int]]:
+    """(market id, signed quantity to close) that bring equity back to
+    maintenance at the valuation price, net of the liquidation fee: largest
+    maintenance requirement first (ties: lower market id), each position by the
+    fewest lots that suffice, or all of it and on to the next."""
+    rows: list[tuple[int, int, MarketParams, MarketState, int, int]] = []
     for market_id in w.subaccount(sid).markets:
-        position = settle_charges(w, sid, market_id)
-        size = position.size
-        if size == 0:
+        position = w.position(sid, market_id)
+        params = w.params(market_id)
+        state = w.market(market_id)
+        if position is None or position.size == 0 or params is None or state is None:
             continue
+        price = valuation_price(w, market_id, params, state)
+        required = maintenance_of(w, market_id, params, state, position.size)
+        rows.append((-required, market_id, params, state, position.size, price))
+    rows.sort(key=lambda row: (row[0], row[1]))
+    equity, maintenance = risk.equity, risk.maintenance
+    plan: list[tuple[int, int]] = []
+    for minus_required, market_id, params, state, size, price in rows:
+        base = (equity, maintenance + minus_required)  # without this position's requirement
+        all_lots = abs(size) // params.lot_size
+        final_equity, final_maintenance = _after_closing(
+            w, market_id, params, state, size, price, all_lots, base
+        )
+        if final_equity < final_maintenance:
+            plan.append((market_id, size))
+            equity, maintenance = final_equity, final_maintenance
+            continue
+        low, high = 1, all_lots
+        while low < high:
+            middle = (low + high) // 2
+            e, m = _after_closing(w, market_id, params, state, size, price, middle, base)
+            if e >= m:
+                high = middle
+            else:
+                low = middle + 1
+        plan.append((market_id, (1 if size > 0 else -1) * low * params.lot_size))
+        break
+    return plan
+
+
+def _after_closing(
+    w: StateWriter,
+    market_id: int,
+    params: MarketParams,
+    state: MarketState,
+    size: int,
+    price: int,
+    lots: int,
+    base: tuple[int, int],
+) -> tuple[int, int]:
+    """(equity, maintenance) once `lots` of the position are closed at `price`
+    net of the liquidation fee; `base` is both without this position's requirement."""
+    closed = lots * params.lot_size * (1 if size > 0 else -1)
+    kept = maintenance_of(w, market_id, params, state, size - closed)
+    return base[0] - _fee_on(params, abs(closed), price), base[1] + kept
+
+
+def bankruptcy_limit(
+    params: MarketParams, price: int, closing: int, share_mmr: int, equity: int, total_mmr: int
+) -> int:
+    """The limit of a liquidation order closing `closing` (signed, the
+    position's sign): the bankruptcy price p - E * mmr_share / (MMR * closing),
+    on the tick grid rounded away from the account's loss (a sell up, a buy
+    down), at least one tick. 0 when a buy would need a price under one tick."""
+    # A share is never more than the whole: an option sized on its own can need
+    # more than its hedged group does.
+    share_mmr = max(min(share_mmr, total_mmr), 0)
+    share = (max(equity, 0) * share_mmr) // total_mmr if total_mmr > 0 else 0  # floor
+    per_unit = (share * SCALE) // abs(closing)  # floor: a price nearer the valuation
+    tick = params.tick_size
+    if closing > 0:  # a long is sold: never below the bankruptcy price
+        raw = price - per_unit
+        return max(-((-raw) // tick) * tick, tick)
+    raw = min(price + per_unit, MAX_AMOUNT)  # a short is bought back: never above it
+    return (raw // tick) * tick
+
+
+def place_liquidation_orders(
+    w: StateWriter, below: list[tuple[int, bytes, Risk]], budget: dict[int, int]
+) -> None:
+    """Orders for every subaccount still below maintenance (`below`: equity /
+    maintenance as a wad, id, risk), most under water first."""
+    for _, sid, risk in sorted(below, key=lambda item: (item[0], item[1])):
+        with w.phase("liquidation", sid):
+            cancel_open_orders(w, sid)
+            _place_for(w, sid, risk, budget)
+
+
+def _place_for(w: StateWriter, sid: bytes, risk: Risk, budget: dict[int, int]) -> None:
+    for market_id, closing in smallest_reduction(w, sid, risk):
         params = w.params(market_id)
         state = w.market(market_id)
         assert params is not None and state is not None
         price = valuation_price(w, market_id, params, state)
-        value = (size * price) // SCALE  # toward -inf: the liquidated side gets less
-        credit(w, sid, value)
-        credit(w, INSURANCE_FUND, -value)
-        change_size(w, sid, market_id, -size)
-        change_size(w, INSURANCE_FUND, market_id, size)
-        notional = (abs(size) * price) // SCALE
-        fee_due += -((-notional * params.liquidation_fee) // SCALE)  # fees round up
-        candidate = (notional, -market_id, size)
-        if largest is None or candidate > largest:
-            largest = candidate
-        w.events.append(PositionTransferred(market_id, sid, size, price))
-    collateral = w.subaccount(sid).collateral
-    fee = min(fee_due, max(collateral, 0))
-    credit(w, sid, -fee)
-    credit(w, INSURANCE_FUND, fee)
-    deficit = max(-collateral, 0)
-    covered = socialized = 0
-    if deficit:
-        socialize_in = None if largest is None else (-largest[1], largest[2] < 0)
-        covered, socialized = cover_deficit(w, sid, deficit, socialize_in)
-    w.events.append(Liquidated(sid, equity, maintenance, fee, deficit, covered, socialized))
-    return socialized
+        quantity = _within_budget(budget, market_id, params, abs(closing), price)
+        if quantity == 0:
+            continue
+        sign = 1 if closing > 0 else -1
+        position = w.position(sid, market_id)
+        assert position is not None
+        share_mmr = maintenance_of(w, market_id, params, state, position.size) - maintenance_of(
+            w, market_id, params, state, position.size - sign * quantity
+        )
+        limit = bankruptcy_limit(
+            params, price, sign * quantity, share_mmr, risk.equity, risk.maintenance
+        )
+        if limit > 0:
+            _place(w, sid, market_id, params, Side.SELL if sign > 0 else Side.BUY, limit, quantity)
+
+
+def _within_budget(
+    budget: dict[int, int], market_id: int, params: MarketParams, quantity: int, price: int
+) -> int:
+    """Trim `quantity` to what is left of the market's per-block liquidation cap."""
+    left = budget.get(market_id, params.max_liquidation_notional)
+    per_lot = (params.lot_size * price) // SCALE
+    if per_lot > 0:
+        quantity = min(quantity, (left // per_lot) * params.lot_size)
+    budget[market_id] = left - (quantity // params.lot_size) * per_lot
+    return quantity
+
+
+def _place(
+    w: StateWriter,
+    sid: bytes,
+    market_id: int,
+    params: MarketParams,
+    side: Side,
+    limit: int,
+    quantity: int,
+) -> None:
+    order_id = keccak256(LIQUIDATION_ORDER_TAG + encode((w.height, sid, market_id)))
+    order = RestingOrder(
+        order_id=order_id,
+        subaccount=sid,
+        side=side,
+        limit_price=limit,
+        quantity=quantity,
+        time_in_force=TimeInForce.IMMEDIATE_OR_CANCEL,
+        post_only=False,
+        reduce_only=True,
+        placed_height=w.height,
+        placed_nonce=0,
+        liquidation=True,
+    )
+    buy = quantity if side == Side.BUY else 0
+    premium = reserved_premium(params, side, limit, quantity)
+    change_open_orders(w, sid, market_id, buy, quantity - buy, 1, premium)
+    _writable_book(w, market_id)[order_id] = order
+    state = w.market(market_id)
+    assert state is not None
+    w.market_states.put(
+        market_id, msgspec.structs.replace(state, liquidation_orders=state.liquidation_orders + 1)
+    )
+    w.events.append(LiquidationOrderPlaced(market_id, order_id, sid, side, limit, quantity))
+
+
+def place_fund_orders(w: StateWriter, budget: dict[int, int]) -> None:
+    """The fund offers each of its positions at the valuation price -+ mark_band
+    (rounded inward to the tick), within what is left of the per-block cap."""
+    for market_id in w.subaccount(INSURANCE_FUND).markets:
+        if w.phase_skipped("fund-orders", market_id):
+            continue
+        with w.phase("fund-orders", market_id):
+            _place_fund_order(w, market_id, budget)
+
+
+def _place_fund_order(w: StateWriter, market_id: int, budget: dict[int, int]) -> None:
+    position = w.position(INSURANCE_FUND, market_id)
+    params = w.params(market_id)
+    state = w.market(market_id)
+    if position is None or position.size == 0 or params is None or state is None:
+        return
+    if state.paused or is_expired(params, w.timestamp):
+        return
+    if not is_oracle_fresh(params, state, w.timestamp):
+        return
+    price = valuation_price(w, market_id, params, state)
+    quantity = _within_budget(budget, market_id, params, abs(position.size), price)
+    if quantity == 0:
+        return
+    band = (price * params.mark_band) // SCALE  # floor: never wider than configured
+    tick = params.tick_size
+    sign = 1 if position.size > 0 else -1
+    risk = subaccount_risk(w, INSURANCE_FUND)
+    share_mmr = maintenance_of(w, market_id, params, state, position.size) - maintenance_of(
+        w, market_id, params, state, position.size - sign * quantity
+    )
+    # Never past the fund's own bankruptcy price: its sales cannot make it negative.
+    floor = bankruptcy_limit(
+        params, price, sign * quantity, share_mmr, risk.equity, risk.maintenance
+    )
+    if sign > 0:
+        limit = max(-((band - price) // tick) * tick, tick, floor)  # ceil(price - band)
+        _place(w, INSURANCE_FUND, market_id, params, Side.SELL, limit, quantity)
+    else:
+        limit = min((min(price + band, MAX_AMOUNT) // tick) * tick, floor)
+        if limit > 0:
+            _place(w, INSURANCE_FUND, market_id, params, Side.BUY, limit, quantity)
+
+
+def charge_liquidation_fee(
+    w: StateWriter, market_id: int, params: MarketParams, sid: bytes, notional: int
+) -> None:
+    """After a liquidation order's fill: liquidation_fee x notional (rounded up),
+    capped at the equity the account has left, to the insurance fund."""
+    due = -((-notional * params.liquidation_fee) // SCALE)
+    fee = min(due, max(subaccount_risk(w, sid).equity, 0))
+    if fee:
+        credit(w, sid, -fee)
+        credit(w, INSURANCE_FUND, fee)
+    w.events.append(LiquidationFeePaid(market_id, sid, notional, fee))

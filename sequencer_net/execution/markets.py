@@ -89,6 +89,8 @@ def check_market_params(params: MarketParams, now: int) -> None:
         raise fail("impact_notional must be in (0, MAX_AMOUNT]")
     if not 0 <= params.settlement_window <= MAX_SETTLEMENT_WINDOW_SECONDS:
         raise fail("settlement_window must be in [0, a day]")
+    if not 0 < params.max_liquidation_notional <= MAX_AMOUNT:
+        raise fail("max_liquidation_notional must be in (0, MAX_AMOUNT]")
     if params.kind == MarketKind.PERPETUAL:
         if params.option is not None:
             raise fail("a perpetual has no option terms")

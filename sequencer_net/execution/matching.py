@@ -30,6 +30,15 @@ after every order transaction of the block has been placed or cancelled:
    (a post-only flag only matters in the first auction); IOC/market rests drop.
 Every step depends only on the set of orders, never on their position in the block.
 
+Liquidation orders (RestingOrder.liquidation, placed by liquidation.py at the
+end of the previous block; MarketState.liquidation_orders counts them) make
+their market's auction run even without new orders and join it as takers.
+Before the pre-auction rules, those of a subaccount that meets maintenance
+again are removed ("recovered"). A filled one pays no trading fee; its
+liquidation fee goes to the insurance fund (liquidation.charge_liquidation_fee).
+Which subaccounts' liquidation orders took part and which filled is recorded
+for the end-of-block fallback (StateWriter.liquidation_attempted / _filled).
+
 Totality by construction: an order the auction could not take (a limit off the
 market's grid, a quantity off the lot) is removed with `OrderRemoved(...,
 "off-grid")` before clearing; listing and parameter updates already refuse
@@ -46,14 +55,15 @@ import msgspec
 from .auction import AuctionOrder, Side, clear_batch_auction, round_to_tick
 from .exceptions import EngineInvariantBroken
 from .fixed_point import SCALE
-from .margin import valuation_price
+from .liquidation import charge_liquidation_fee
+from .margin import subaccount_risk, valuation_price
 from .mark import observe_perp
 from .markets import is_expired, is_oracle_fresh
 from .orders import release_order
 from .positions import change_size, credit
 from .receipts import AuctionCleared, FillEvent, OrderRemoved
 from .records import Ledger, MarketKind, MarketParams, RestingOrder, TimeInForce
-from .state import StateWriter
+from .state import INSURANCE_FUND, StateWriter
 
 
 def _age(order: RestingOrder) -> tuple[int, int, bytes]:
@@ -71,22 +81,39 @@ def run_auctions(w: StateWriter) -> None:
     for key, flag in w.cancelled_orders.changes():
         if flag:
             touched.add(int.from_bytes(key[:4], "big"))
-    for mid in sorted(touched | new_by_market.keys()):
+    liquidating = take_liquidation_markets(w)
+    for mid in sorted(touched | new_by_market.keys() | liquidating):
         book = dict(w.book(mid))
         for oid in list(book):
             if w.cancelled_orders.get(mid.to_bytes(4, "big") + oid):
                 del book[oid]
         w.books[mid] = book
-        new = new_by_market.get(mid)
+        new = new_by_market.get(mid, [])
+        if mid in liquidating:  # they take part like this block's taker orders
+            new = new + [order for order in book.values() if order.liquidation]
         if not new:
             continue
         if w.phase_skipped("auction", mid):
             for order in sorted(new, key=_age):
+                book.pop(order.order_id, None)
                 release_order(w, mid, order, order.quantity)
                 w.events.append(OrderRemoved(mid, order.order_id, "auction-skipped"))
             continue
         with w.phase("auction", mid):
             _run_market_auction(w, mid, book, new)
+
+
+def take_liquidation_markets(w: StateWriter) -> set[int]:
+    """The markets holding liquidation orders placed at the end of the previous
+    block; their counters go back to zero (every such order is IOC: after this
+    block's auction none is left)."""
+    found: set[int] = set()
+    for mid in sorted(w.market_states.live_keys()):
+        state = w.market(mid)
+        if state is not None and state.liquidation_orders:
+            found.add(mid)
+            w.market_states.put(mid, msgspec.structs.replace(state, liquidation_orders=0))
+    return found
 
 
 class _Batch:
@@ -133,6 +160,7 @@ def _run_market_auction(
             batch.remove(order, "market-halted")
         return
     _remove_off_grid(batch, params)
+    _remove_recovered_liquidations(batch)
     _apply_reduce_only(batch)
     _prevent_self_trades(batch)
     _remove_crossing_post_only(batch, w.height)
@@ -160,6 +188,11 @@ def _run_market_auction(
         tie_salt=w.tie_salt,
     )
     fills = {fill.order_id: fill.quantity for fill in result.fills}
+    for order in batch.live.values():
+        if order.liquidation and order.subaccount != INSURANCE_FUND:
+            w.liquidation_attempted.add(order.subaccount)
+            if fills.get(order.order_id):
+                w.liquidation_filled.add(order.subaccount)
     fees = 0
     for oid in sorted(batch.live):
         order = batch.live[oid]
@@ -197,21 +230,41 @@ def _apply_fill(
     price: int,
     quantity: int,
 ) -> int:
-    """Move the position and the notional plus fee; return the fee."""
+    """Move the position and the notional plus fee; return the trading fee (a
+    liquidation order pays none: its liquidation fee goes to the fund)."""
     notional, rest = divmod(quantity * price, SCALE)
     if rest:
         raise EngineInvariantBroken("fill notional is not exact: tick * lot must be wad-whole")
-    maker = order.placed_height < w.height
-    rate = params.maker_fee if maker else params.taker_fee
+    maker = order.placed_height < w.height and not order.liquidation
+    rate = 0 if order.liquidation else params.maker_fee if maker else params.taker_fee
     fee = -((-notional * rate) // SCALE)  # fees round up
     buy = order.side == Side.BUY
-    change_size(w, order.subaccount, mid, quantity if buy else -quantity)
+    change_size(w, order.subaccount, mid, quantity if buy else -quantity, price)
     credit(w, order.subaccount, (-notional if buy else notional) - fee)
     release_order(w, mid, order, quantity)
+    if order.liquidation and order.subaccount != INSURANCE_FUND:
+        charge_liquidation_fee(w, mid, params, order.subaccount, notional)
     w.events.append(
         FillEvent(mid, order.order_id, order.subaccount, order.side, price, quantity, fee, maker)
     )
     return fee
+
+
+def _remove_recovered_liquidations(batch: _Batch) -> None:
+    """A liquidation order of a subaccount that meets maintenance again (it was
+    sent collateral, or the price came back) is removed before it trades."""
+    owners = sorted({o.subaccount for o in batch.live.values() if o.liquidation})
+    recovered = set()
+    for sid in owners:
+        if sid == INSURANCE_FUND:
+            continue
+        risk = subaccount_risk(batch.w, sid)
+        if risk.equity >= risk.maintenance:
+            recovered.add(sid)
+    for oid in sorted(batch.live):
+        order = batch.live[oid]
+        if order.liquidation and order.subaccount in recovered:
+            batch.remove(order, "recovered")
 
 
 def _remove_off_grid(batch: _Batch, params: MarketParams) -> None:

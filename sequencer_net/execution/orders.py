@@ -221,5 +221,7 @@ def cancel_order(w: StateWriter, sid: bytes, market_id: int, order_id: bytes) ->
     resting = w.book(market_id).get(order_id)
     if resting is None or resting.subaccount != sid or w.cancelled_orders.get(key):
         raise UnknownOrder("no such open order of this subaccount")
+    if resting.liquidation:
+        raise UnknownOrder("a liquidation order cannot be cancelled")
     w.cancelled_orders.put(key, True)
     release_order(w, market_id, resting, resting.quantity)

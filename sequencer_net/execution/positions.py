@@ -11,6 +11,7 @@ from __future__ import annotations
 import msgspec
 
 from .exceptions import TooManyOrders
+from .fixed_point import SCALE
 from .limits import MAX_MARKETS_PER_SUBACCOUNT
 from .records import MarketParams, MarketState, Position, Subaccount
 from .state import INSURANCE_FUND, StateWriter, position_key
@@ -83,9 +84,9 @@ def settle_charges(w: StateWriter, sid: bytes, market_id: int) -> Position:
     return settled
 
 
-def change_size(w: StateWriter, sid: bytes, market_id: int, delta: int) -> None:
-    """Add `delta` (signed, a multiple of the lot) to the position and keep
-    the market's open-lot count (lots held long == lots held short) in step."""
+def change_size(w: StateWriter, sid: bytes, market_id: int, delta: int, price: int = 0) -> None:
+    """Add `delta` (signed, a multiple of the lot) to the position at `price` and
+    keep the market's open-lot count (lots held long == lots held short) in step."""
     position = settle_charges(w, sid, market_id)
     params = w.params(market_id)
     state = w.market(market_id)
@@ -99,8 +100,27 @@ def change_size(w: StateWriter, sid: bytes, market_id: int, delta: int) -> None:
         w,
         sid,
         market_id,
-        msgspec.structs.replace(position, size=new, index_snapshot=side_index(state, new)),
+        msgspec.structs.replace(
+            position,
+            size=new,
+            index_snapshot=side_index(state, new),
+            entry_notional=entry_notional_after(position, new, price),
+        ),
     )
+
+
+def entry_notional_after(position: Position, new: int, price: int) -> int:
+    """The entry notional once the size goes from `position.size` to `new` at
+    `price`: grows by the added size times the price, shrinks in proportion,
+    restarts at the price when the position flips side."""
+    old = position.size
+    if new == 0:
+        return 0
+    if old == 0 or (old > 0) != (new > 0):
+        return (new * price) // SCALE
+    if abs(new) > abs(old):
+        return position.entry_notional + ((new - old) * price) // SCALE
+    return (position.entry_notional * new) // old
 
 
 def change_open_orders(

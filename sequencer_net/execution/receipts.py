@@ -40,6 +40,7 @@ class FillEvent(msgspec.Struct, frozen=True, array_like=True, tag=1):
 class OrderRemoved(msgspec.Struct, frozen=True, array_like=True, tag=2):
     """An order left the book without filling: `why` is one of "self-trade",
     "post-only-would-cross", "reduce-only", "immediate-or-cancel", "liquidated",
+    "recovered" (a liquidation order whose account meets maintenance again),
     "expired", "cancelled", "good-til" (its good-til time passed),
     "trigger-rejected" (a triggered stop/take-profit could not be placed)."""
 
@@ -66,7 +67,11 @@ class FundingApplied(msgspec.Struct, frozen=True, array_like=True, tag=4):
 
 
 class Liquidated(msgspec.Struct, frozen=True, array_like=True, tag=5):
-    """A subaccount's positions were taken over by the insurance fund."""
+    """The fallback closed every position of a subaccount (liquidation.py): the
+    insurance fund took them over (`covered_by_fund` = the loss it paid) or, when
+    the fund could not pay, they were deleveraged against the opposite side
+    (`deleveraged` = the loss those counterparties bore at the bankruptcy price).
+    `deficit` is the negative equity left after closing at the valuation price."""
 
     subaccount: bytes
     equity: int
@@ -74,7 +79,7 @@ class Liquidated(msgspec.Struct, frozen=True, array_like=True, tag=5):
     fee: int
     deficit: int
     covered_by_fund: int
-    socialized: int
+    deleveraged: int
 
 
 class PositionTransferred(msgspec.Struct, frozen=True, array_like=True, tag=6):
@@ -108,14 +113,51 @@ class Withdrawn(msgspec.Struct, frozen=True, array_like=True, tag=8):
 class PhaseSkipped(msgspec.Struct, frozen=True, array_like=True, tag=9):
     """A block-level phase raised for one market (or one subaccount) and was
     skipped for this block; `phase` is "funding", "expiry", "good-til",
-    "triggered", "auction", "premium", "liquidation", "trigger" or "all",
-    `error` the exception's class name.
+    "triggered", "auction", "premium", "liquidation", "fund-orders", "trigger"
+    or "all", `error` the exception's class name.
     The engine re-ran the block without it (docs/execution.md, "Totality")."""
 
     phase: str
     market_id: int
     subaccount: bytes
     error: str
+
+
+class LiquidationOrderPlaced(msgspec.Struct, frozen=True, array_like=True, tag=10):
+    """At the end of a block the engine placed a reduce-only IOC order for a
+    subaccount below maintenance (or for the insurance fund's positions) into
+    the next block's auction, limit at the bankruptcy price (fund: the band)."""
+
+    market_id: int
+    order_id: bytes
+    subaccount: bytes
+    side: int
+    limit_price: int
+    quantity: int
+
+
+class LiquidationFeePaid(msgspec.Struct, frozen=True, array_like=True, tag=11):
+    """A liquidation order filled: `fee` = liquidation_fee x the filled notional,
+    capped at the equity left, went to the insurance fund."""
+
+    market_id: int
+    subaccount: bytes
+    notional: int
+    fee: int
+
+
+class Deleveraged(msgspec.Struct, frozen=True, array_like=True, tag=12):
+    """Automatic deleveraging: `quantity` (signed, the bankrupt side's) of the
+    bankrupt subaccount's position was closed against `counterparty` at the
+    valuation `price`, and the counterparty paid `loss` of the bankrupt
+    account's deficit (together: the bankruptcy price)."""
+
+    market_id: int
+    subaccount: bytes
+    counterparty: bytes
+    quantity: int
+    price: int
+    loss: int
 
 
 class OraclePriceSet(msgspec.Struct, frozen=True, array_like=True, tag=20):
@@ -150,6 +192,9 @@ Event = (
     | OptionSettled
     | Withdrawn
     | PhaseSkipped
+    | LiquidationOrderPlaced
+    | LiquidationFeePaid
+    | Deleveraged
     | OraclePriceSet
     | OrderTriggered
 )

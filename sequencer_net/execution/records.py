@@ -41,6 +41,10 @@ DEFAULT_SETTLEMENT_WINDOW = 1_800
 """30 minutes: an option settles at the time-weighted average of its oracle
 spot over the last 30 minutes before expiry (Derive/Lyra v2 uses the same)."""
 
+DEFAULT_MAX_LIQUIDATION_NOTIONAL = 1_000_000 * 10**18
+"""1,000,000 units of quote: the notional (at the valuation price) of the
+liquidation orders one market takes per block (docs/execution.md, "Liquidation")."""
+
 MarketId = NewType("MarketId", int)
 OrderId = NewType("OrderId", bytes)
 """32 bytes: the hash of the transaction that placed the order."""
@@ -144,6 +148,10 @@ class Position(msgspec.Struct, frozen=True, array_like=True):
     open_buy: int
     open_sell: int
     open_buy_premium: int = 0
+    entry_notional: int = 0
+    """Signed quote value at which the current size was opened: size times the
+    average entry price (long > 0), rounded toward -inf; 0 when flat. Only used
+    to rank deleveraging counterparties by profit (deleveraging.py)."""
 
 
 class OptionTerms(msgspec.Struct, frozen=True, array_like=True):
@@ -194,6 +202,10 @@ class MarketParams(msgspec.Struct, frozen=True, array_like=True):
     settlement_window: int = DEFAULT_SETTLEMENT_WINDOW
     """Options: seconds before expiry over which the oracle spot is averaged into
     the settlement price (settlement.py); fixed at listing."""
+    max_liquidation_notional: int = DEFAULT_MAX_LIQUIDATION_NOTIONAL
+    """The most notional (quantity * valuation price) of liquidation orders placed
+    into one block's auction of this market: a cascade goes through the book at
+    most this fast (docs/execution.md, "Liquidation")."""
 
 
 class MarketState(msgspec.Struct, frozen=True, array_like=True):
@@ -227,6 +239,9 @@ class MarketState(msgspec.Struct, frozen=True, array_like=True):
     """Options: sum of oracle spot * seconds sampled in the settlement window."""
     settlement_twap_seconds: int = 0
     """Options: seconds of the settlement window sampled so far (settlement.py)."""
+    liquidation_orders: int = 0
+    """Liquidation orders placed into the book at the end of the previous block:
+    the next block runs this market's auction for them even without new orders."""
 
 
 class RestingOrder(msgspec.Struct, frozen=True, array_like=True, omit_defaults=True):
@@ -250,6 +265,10 @@ class RestingOrder(msgspec.Struct, frozen=True, array_like=True, omit_defaults=T
     placed_nonce: int
     client_id: int = 0
     good_til: int = 0
+    liquidation: bool = False
+    """Placed by the engine for a subaccount below maintenance (or for the
+    insurance fund): reduce-only, immediate-or-cancel, no trading fee, and its
+    owner cannot cancel it (liquidation.py)."""
 
 
 class TriggerKind(enum.IntEnum):

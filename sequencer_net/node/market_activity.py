@@ -14,7 +14,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sequencer_net.execution.receipts import AuctionCleared, FundingApplied, PositionTransferred
+from sequencer_net.execution.receipts import (
+    AuctionCleared,
+    Deleveraged,
+    FundingApplied,
+    LiquidationFeePaid,
+    PositionTransferred,
+)
 
 
 @dataclass(slots=True)
@@ -29,7 +35,9 @@ class MarketCounters:
     volume: int = 0
     """Quantity traded in all those auctions."""
     liquidations: int = 0
-    """Positions in this market the insurance fund took over from liquidated accounts."""
+    """Liquidations in this market: a liquidation order that filled, a position
+    the insurance fund took over, a position deleveraged (once per bankrupt
+    account, however many counterparties closed it)."""
     last_funding_per_lot: int | None = None
     """Quote one long lot paid (negative: received) at the last funding settlement."""
     last_funding_height: int | None = None
@@ -58,6 +66,7 @@ class MarketActivity:
         if self.since_height is None:
             self.since_height = height
         self.height = height
+        deleveraged: set[tuple[int, bytes]] = set()
         for event in events:
             if isinstance(event, AuctionCleared):
                 counters = self._market(event.market_id)
@@ -66,8 +75,12 @@ class MarketActivity:
                 counters.last_height = height
                 counters.auctions_cleared += 1
                 counters.volume += event.volume
-            elif isinstance(event, PositionTransferred):
+            elif isinstance(event, PositionTransferred | LiquidationFeePaid):
                 self._market(event.market_id).liquidations += 1
+            elif isinstance(event, Deleveraged):
+                if (event.market_id, event.subaccount) not in deleveraged:
+                    deleveraged.add((event.market_id, event.subaccount))
+                    self._market(event.market_id).liquidations += 1
             elif isinstance(event, FundingApplied):
                 counters = self._market(event.market_id)
                 counters.last_funding_per_lot = event.per_lot

@@ -2,7 +2,7 @@
 
 Three blocks on the testnet's markets (sequencer_net.home.local_markets): a
 maker quotes BTC-PERP and a taker lifts part of the ask; a trader on
-subaccount 1 buys at 18x; the oracle drops 2.5% and liquidates him. The
+subaccount 1 buys at 18x; the oracle drops 6.7% and bankrupts him. The
 answers are checked against numbers worked out by hand and against the
 engine's own margin code.
 """
@@ -26,11 +26,21 @@ from sequencer_net.api.markets import MarketSource, option_json
 from sequencer_net.api.server import build_app
 from sequencer_net.execution.encoding import encode
 from sequencer_net.execution.engine import ExecutionBlock, SequencedTransaction, execute_block
-from sequencer_net.execution.genesis import GenesisConfig, GenesisDeposit, genesis_state
+from sequencer_net.execution.genesis import (
+    GenesisConfig,
+    GenesisDeposit,
+    GenesisMarket,
+    genesis_state,
+)
 from sequencer_net.execution.margin import subaccount_risk
 from sequencer_net.execution.options import option_mark
 from sequencer_net.execution.records import OracleReporter, TimeInForce
-from sequencer_net.execution.state import ExecutionState, StateWriter, subaccount_id
+from sequencer_net.execution.state import (
+    INSURANCE_FUND,
+    ExecutionState,
+    StateWriter,
+    subaccount_id,
+)
 from sequencer_net.execution.transactions import (
     DEX_NAMESPACE,
     OraclePrice,
@@ -107,7 +117,12 @@ def trading_day() -> Market:
             GenesisDeposit(subaccount_id(LEVER.address, 1), 2_000 * W),
         ),
         insurance_fund=1_000_000 * W,
-        markets=genesis_markets(local_markets(GENESIS_TIME)),
+        # The testnet's markets, with the oracle's per-block cap at 10% so that
+        # block 3's 6.7% drop lands in one block (the default is 5%).
+        markets=tuple(
+            GenesisMarket(m.market_id, msgspec.structs.replace(m.params, max_oracle_move=W // 10))
+            for m in genesis_markets(local_markets(GENESIS_TIME))
+        ),
         fee_base=0,
         fee_per_byte=0,
     )
@@ -121,8 +136,10 @@ def trading_day() -> Market:
     )
     # Block 2: 0.6 BTC on 2,000 of collateral (18x), from the rest of the ask.
     market.block(market.tx(LEVER, order(BUY, 0, 6 * W // 10, IOC, sub=1)))
-    # Block 3: BTC -2.5%: equity 1,976 - 900 < 3.5% of 35,100: liquidated.
-    market.block(market.prices(58_500 * W, 3_000 * W))
+    # Block 3: BTC -6.7%: equity 1,976 - 0.6 * 4,010 < 0: bankrupt, so the fund
+    # takes the 0.6 over at once and pays the deficit (a drop that left equity
+    # positive would first place a liquidation order into block 4's auction).
+    market.block(market.prices(56_000 * W, 3_000 * W))
     return market
 
 
@@ -166,23 +183,21 @@ async def test_markets_report_prices_the_last_auction_open_interest_and_liquidat
     btc = markets[BTC]
     assert btc["kind"] == "perp" and btc["option"] is None and btc["paused"] is False
     assert (btc["tick_size"], btc["lot_size"]) == ("1", "0.001")
-    assert btc["oracle_price"] == "58500" and btc["oracle_fresh"] is True
+    assert btc["oracle_price"] == "56000" and btc["oracle_fresh"] is True
     assert btc["oracle_published_at"] == GENESIS_TIME + 3
-    # The ask's rest (0.15 * 60,010 = 9,001.5) is below the 10,000 impact notional:
-    # no impact ask, no impact mid, so the mark is the index.
-    assert btc["mark_price"] == "58500"
-    assert btc["last_trade_price"] == "60010"
+    assert btc["mark_price"] == "56000"  # block 3 did not trade: mark = index
     assert btc["last_clearing_price"] == "60010"  # both auctions cleared at the ask
     assert btc["last_clearing_volume"] == "0.6" and btc["last_cleared_height"] == 2
     assert btc["auctions_cleared"] == 2 and btc["volume"] == "0.85"
     # Maker short 0.85; taker long 0.25; the fund took over the liquidated 0.6.
     assert btc["open_interest"] == "0.85"
     assert btc["liquidations"] == 1
-    # Premium: 0 in block 1 (impact bid 59,990 and ask 60,010 straddle the index 60,000)
-    # and block 2; 59,990 - 58,500 = 1,490 in block 3, where the resting bid stayed above
-    # the fallen index. Average 1,490 / 3 = 496.66..., within the clamp (1% = 585);
-    # over the index 58,500.
-    assert btc["funding_rate"] == "0.00849002849002849"
+    # Premium: 0 in blocks 1 and 2 (the bid 59,990 is under the index 60,000 and the
+    # ask's rest, 0.15 * 60,010, is under the 10,000 impact notional); in block 3
+    # the bid, capped at the band (56,000 + 5% = 58,800), is 2,800 over the index.
+    # Average 2,800 / 3 = 933.33 per second-weighted interval, clamped to 1% of the
+    # index (560: the smaller of funding_clamp and the 1.5% margin gap): 0.01.
+    assert btc["funding_rate"] == "0.01"
     assert btc["funding_interval_s"] == 60 and btc["next_funding_at"] == GENESIS_TIME + 60
     assert btc["cumulative_funding"] == "0" and btc["last_funding_per_unit"] is None
     call = markets[CALL]
@@ -227,7 +242,7 @@ async def test_an_account_shows_collateral_positions_orders_and_margin(
     assert sub["number"] == 0 and sub["id"] == "0x" + MAKER.address.hex() + "00"
     (position,) = sub["positions"]
     assert position["market_id"] == BTC and position["size"] == "-0.85"
-    assert position["valuation_price"] == "58500" and position["value"] == "-49725"
+    assert position["valuation_price"] == "56000" and position["value"] == "-47600"
     assert (position["open_buy"], position["open_sell"]) == ("1", "0.15")
     assert sub["open_orders"] == 2 and sub["orders_truncated"] is False
     bid, ask = sub["orders"]  # oldest first: placed in nonce order in block 1
@@ -299,6 +314,10 @@ async def test_answers_follow_the_latest_state(day: Market, client_for: object) 
 def test_the_order_index_groups_a_book_again_only_when_the_engine_replaced_it(
     day: Market,
 ) -> None:
+    # Block 4: the fund's reduce-only order sells the 0.6 it took over in
+    # block 3 into the maker's bid; after that the fund places nothing more.
+    day.block(day.prices(56_100 * W, 3_005 * W))
+    assert day.state.positions.get(INSURANCE_FUND + BTC.to_bytes(4, "big")) is None
     source = source_of(day)
     maker = subaccount_id(MAKER.address, 0)
     assert len(list(source.orders.orders(day.state, maker, [BTC, ETH]))) == 2

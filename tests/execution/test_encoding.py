@@ -45,8 +45,8 @@ def test_small_integer_written_as_extension_is_rejected() -> None:
 
 def test_non_minimal_msgpack_is_rejected() -> None:
     canonical = encode(Position(1, 2, 3, 4))
-    padded = b"\x95\xcd\x00\x01" + canonical[2:]  # 1 written as uint16
-    assert msgspec.msgpack.decode(padded) == [1, 2, 3, 4, 0]
+    padded = b"\x96\xcd\x00\x01" + canonical[2:]  # 1 written as uint16
+    assert msgspec.msgpack.decode(padded) == [1, 2, 3, 4, 0, 0]
     with pytest.raises(NonCanonicalEncoding):
         decode_canonical(padded, Position)
 

@@ -20,7 +20,8 @@ every block it checks:
   `HandlerFailed` receipt or a `PhaseSkipped` event is a crash the safety net
   caught: the fuzz counts it as a failure, so it finds them);
 - conservation of money, long == short open interest, order bookkeeping;
-- no account below maintenance survives the block;
+- every account meets maintenance or has positive equity (a bankrupt one
+  was closed out; one below maintenance has liquidation orders pending);
 - determinism: the same block on the same state gives the same outcome bytes.
 
 Normal runs take a few thousand cases; `SEQNET_FUZZ_LONG=1` runs tens of

@@ -1,11 +1,16 @@
-"""Margin checks, funding with a lazy cumulative index, liquidation, insurance, socialized loss."""
+"""Margin checks, funding with a lazy cumulative index, liquidation, insurance, deleveraging."""
 
 from __future__ import annotations
 
 from sequencer_net.execution.funding import funding_per_lot
 from sequencer_net.execution.margin import requirement
 from sequencer_net.execution.positions import pending_charge
-from sequencer_net.execution.receipts import FundingApplied, Liquidated
+from sequencer_net.execution.receipts import (
+    Deleveraged,
+    FundingApplied,
+    Liquidated,
+    LiquidationOrderPlaced,
+)
 from sequencer_net.execution.records import MarketState
 from sequencer_net.execution.transactions import Withdraw
 from tests.execution.execution_harness import (
@@ -151,7 +156,16 @@ def test_under_maintenance_account_is_liquidated_into_the_fund() -> None:
     chain = chain_with({"alice": 100 * W, "bob": 10_000 * W}, insurance=1_000 * W, **NO_FEES)
     open_pair(chain, "alice", "bob", 10 * W)
     result = chain.block([chain.prices({PERP: 95 * W})])
-    assert not [e for e in result.events if isinstance(e, Liquidated)]  # 50 >= 47.5
+    assert not [e for e in result.events if isinstance(e, LiquidationOrderPlaced)]  # 50 >= 47.5
+    # Index 94: equity 40 < maintenance 47. Not bankrupt: first a liquidation
+    # order for the smallest reduction, at the bankruptcy price 94 - 40/10 = 90.
+    result = chain.block([chain.prices({PERP: 94 * W})])
+    assert not [e for e in result.events if isinstance(e, Liquidated)]
+    [placed] = [e for e in result.events if isinstance(e, LiquidationOrderPlaced)]
+    assert (placed.subaccount, placed.side, placed.limit_price) == (sub("alice"), SELL, 90 * W)
+    assert placed.quantity == 1_862 * W // 1000
+    # Nobody bids: the order found no liquidity, so the fund takes it all over
+    # at the index: alice +940, fee 9.40, alice keeps 30.60.
     result = chain.block([chain.prices({PERP: 94 * W})])
     liquidations = [e for e in result.events if isinstance(e, Liquidated)]
     assert len(liquidations) == 1 and liquidations[0].subaccount == sub("alice")
@@ -172,24 +186,27 @@ def test_bankrupt_account_is_covered_by_the_fund() -> None:
     result = chain.block([chain.prices({PERP: 85 * W})])
     [liquidation] = [e for e in result.events if isinstance(e, Liquidated)]
     assert liquidation.deficit == 50 * W and liquidation.covered_by_fund == 50 * W
-    assert liquidation.socialized == 0
+    assert liquidation.deleveraged == 0
     assert collateral(chain.state, sub("alice")) == 0
     assert conserved_total(chain.state) == chain.state.ledger.net_deposits
 
 
-def test_empty_fund_socializes_the_loss_to_the_winning_side() -> None:
+def test_empty_fund_deleverages_the_winning_side_at_the_bankruptcy_price() -> None:
     chain = chain_with({"alice": 100 * W, "bob": 10_000 * W}, insurance=0, **NO_FEES)
     open_pair(chain, "alice", "bob", 10 * W)
-    bob_before = position(chain.state, sub("bob"), PERP)
     result = chain.block([chain.prices({PERP: 85 * W})])
     [liquidation] = [e for e in result.events if isinstance(e, Liquidated)]
-    assert liquidation.covered_by_fund == 0 and liquidation.socialized == 50 * W
+    assert liquidation.covered_by_fund == 0 and liquidation.deleveraged == 50 * W
+    [adl] = [e for e in result.events if isinstance(e, Deleveraged)]
+    assert (adl.counterparty, adl.quantity, adl.price) == (sub("bob"), 10 * W, 85 * W)
+    assert adl.loss == 50 * W
     state = chain.state
     assert collateral(state, sub("alice")) == 0
-    bob_position = position(state, sub("bob"), PERP)
-    assert bob_position is bob_before  # lazily charged through the short index
-    owed = pending_charge(state.market_params[PERP], state.market_states[PERP], bob_position)
-    assert owed == 50 * W  # 10_000 lots, ceil(50 W / 10_000) per lot, exact here
+    # Bob bought back his 10 short at 85 + 50/10 = 90, alice's bankruptcy price:
+    # 10,000 + 1,000 (sold at 100) - 900.
+    assert size(state, sub("bob"), PERP) == 0
+    assert collateral(state, sub("bob")) == 10_100 * W
+    assert state.market_states[PERP].open_lots == 0
     assert conserved_total(state) == state.ledger.net_deposits
 
 
@@ -199,6 +216,8 @@ def test_admin_can_relist_nothing_but_liquidation_keeps_the_book_clean() -> None
     chain.block([chain.order("alice", PERP, SELL, 150 * W, 9 * W, reduce_only=True)])
     assert len(chain.state.books[PERP]) == 1
     chain.block([chain.prices({PERP: 85 * W})])
-    assert chain.state.books.get(PERP, {}) == {}
+    # Alice's order is gone; what rests is the fund's order selling what it took over.
+    [left] = chain.state.books[PERP].values()
+    assert left.subaccount == INSURANCE_FUND and left.liquidation
     assert chain.state.subaccounts[sub("alice")].open_orders == 0
     assert ADMIN.address == chain.state.config.admin

@@ -19,7 +19,7 @@ from sequencer_net.execution.option_margin import (
 )
 from sequencer_net.execution.options import option_mark
 from sequencer_net.execution.options_pricing import OptionType, black_scholes, years_from_seconds
-from sequencer_net.execution.receipts import Liquidated
+from sequencer_net.execution.receipts import Liquidated, LiquidationOrderPlaced
 from sequencer_net.execution.records import MarketParams, OptionKind, OptionTerms
 from sequencer_net.execution.state import StateWriter
 from sequencer_net.execution.transactions import Withdraw
@@ -218,14 +218,21 @@ def test_credit_drawn_on_a_long_is_liquidated_while_the_mark_still_covers_it() -
     assert chain.block([chain.tx(key("carol"), withdrawal)]).receipts[0].success
     assert collateral(chain.state, sub("carol")) == -drawn
     spot = 100
+    placed_at = None
     while size(chain.state, sub("carol"), C100):
         spot -= 1
         moved = chain.block([chain.prices(dict.fromkeys(STRIKES, spot * W), vol=VOL)])
+        placed = [e for e in moved.events if isinstance(e, LiquidationOrderPlaced)]
+        if placed_at is None and any(e.subaccount == sub("carol") for e in placed):
+            placed_at = spot
         liquidated = [e for e in moved.events if isinstance(e, Liquidated)]
-    # Liquidated at spot 90: the call shocked by -8%, -5 points is then worth
-    # less than the 2.25 drawn, but its mark (about 4.68) still covers it:
-    # equity about 2.43, no deficit.
-    assert spot == 90
+    # Below maintenance at spot 90: the call shocked by -8%, -5 points is then
+    # worth less than the 2.25 drawn, but its mark (about 4.68) still covers it
+    # (equity about 2.43): a liquidation order goes into the next auction.
+    assert placed_at == 90
+    # Nobody buys the call in that auction, so the next block (spot 89) the
+    # fund takes it over while the equity is still positive: no deficit.
+    assert spot == 89
     assert len(liquidated) == 1 and liquidated[0].equity > 0 and liquidated[0].deficit == 0
     assert collateral(chain.state, sub("carol")) >= 0
 
@@ -255,7 +262,15 @@ def test_a_fine_short_call_becomes_liquidatable_after_a_large_spot_move() -> Non
     # Spot 110: the call is marked ~16.3, equity ~4.7, and a further +8% would
     # cost more than that: below maintenance while equity is still positive.
     moved = chain.block([chain.prices(dict.fromkeys(STRIKES, 110 * W), vol=VOL)])
-    [liquidated] = [e for e in moved.events if isinstance(e, Liquidated)]
+    risk = subaccount_risk(writer(chain), sub("bob"))
+    assert 0 < risk.equity < risk.maintenance
+    [placed] = [e for e in moved.events if isinstance(e, LiquidationOrderPlaced)]
+    # Partial: only the part of the short that brings it back to maintenance.
+    assert (placed.subaccount, placed.side) == (sub("bob"), BUY)
+    assert 0 < placed.quantity < W
+    # Nobody sells the call back in the next auction: the fund takes it over.
+    after = chain.block([])
+    [liquidated] = [e for e in after.events if isinstance(e, Liquidated)]
     assert liquidated.subaccount == sub("bob")
     assert 0 < liquidated.equity < liquidated.maintenance_requirement
     assert liquidated.deficit == 0

@@ -19,7 +19,7 @@ from sequencer_net.execution.genesis import (
 )
 from sequencer_net.execution.markets import is_oracle_fresh
 from sequencer_net.execution.oracle import capped_move, quorum_time, weighted_median
-from sequencer_net.execution.receipts import Liquidated, OraclePriceSet
+from sequencer_net.execution.receipts import Liquidated, LiquidationOrderPlaced, OraclePriceSet
 from sequencer_net.execution.records import OracleReporter
 from sequencer_net.execution.state import ExecutionState, load_state, state_entries
 from sequencer_net.execution.transactions import OraclePrice, OracleUpdate
@@ -221,13 +221,14 @@ def test_one_reporter_far_off_liquidates_nobody() -> None:
     assert size(chain.state, sub("alice"), PERP) == 90 * W
     result = chain.block([report(chain, 3, 100 * W // 1000)])
     assert oracle_price(chain.state) == 100 * W
-    assert not any(isinstance(e, Liquidated) for e in result.events)
+    assert not any(isinstance(e, (Liquidated, LiquidationOrderPlaced)) for e in result.events)
     assert size(chain.state, sub("alice"), PERP) == 90 * W
     check_engine_invariants(chain.state)
     # While a quorum moving the price does liquidate her: the oracle still works.
     result = chain.block([report(chain, i, 90 * W) for i in range(3)])
     assert oracle_price(chain.state) == 90 * W
-    assert any(isinstance(e, Liquidated) for e in result.events)
+    placed = [e for e in result.events if isinstance(e, LiquidationOrderPlaced)]
+    assert [e.subaccount for e in placed] == [sub("alice")]
     check_engine_invariants(chain.state)
 
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from sequencer_net.execution.receipts import (
     AuctionCleared,
+    Deleveraged,
     FillEvent,
     FundingApplied,
     Liquidated,
+    LiquidationFeePaid,
     PositionTransferred,
 )
 from sequencer_net.node.market_activity import MarketActivity, MarketCounters
@@ -33,3 +35,18 @@ def test_counters_follow_the_events_of_each_block() -> None:
     assert btc.liquidations == 1 and activity.counters(2).liquidations == 1
     assert (btc.last_funding_per_lot, btc.last_funding_height) == (-4, 8)
     assert activity.since_height == 7 and activity.height == 9
+
+
+def test_liquidation_fills_and_deleveraging_count_as_liquidations() -> None:
+    activity = MarketActivity()
+    activity.record(
+        3,
+        [
+            LiquidationFeePaid(1, b"a" * 21, notional=940, fee=9),
+            Deleveraged(2, b"b" * 21, b"c" * 21, 5, 80, 1),
+            Deleveraged(2, b"b" * 21, b"d" * 21, 2, 80, 1),  # same bankrupt account
+            Deleveraged(2, b"e" * 21, b"c" * 21, 1, 80, 0),
+        ],
+    )
+    assert activity.counters(1).liquidations == 1
+    assert activity.counters(2).liquidations == 2
