@@ -1,7 +1,7 @@
 """Cross-margin risk of a subaccount: equity and margin requirements.
 
     equity = collateral
-             - sum(pending charges)                       (funding, socialized loss)
+             - sum(pending charges)                       (funding)
              + sum(size * valuation price)                 rounded toward -inf
     perp requirement(f)  = |size| * index * f             rounded toward +inf
     option requirement   = option_margin.option_requirements: per underlying,

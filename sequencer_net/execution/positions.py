@@ -1,7 +1,7 @@
 """Position bookkeeping: lazy settlement of the charge index, size and open-order changes.
 
-Every change of a position's size first settles its unsettled charge (funding
-and socialized losses, docs/execution.md "Funding"), then re-snapshots the
+Every change of a position's size first settles its unsettled charge (funding,
+docs/execution.md "Funding"), then re-snapshots the
 index of the side the position is on afterwards. That keeps the lazy scheme
 exact: a position pays for exactly the index movement while it was open.
 """
