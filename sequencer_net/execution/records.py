@@ -214,7 +214,8 @@ class MarketState(msgspec.Struct, frozen=True, array_like=True):
     `oracle_price` is the perp's index price or the option's underlying spot;
     `oracle_volatility` the option's implied volatility (wad, per sqrt year).
     `long_index` / `short_index`: cumulative quote charged per lot to a long /
-    short position (funding moves them in opposite directions). `open_lots`: lots held long (== lots held short).
+    short position (funding moves them in opposite directions). `open_lots`:
+    lots held long (== lots held short).
     `premium_sum` is the current funding interval's sum of premium * seconds
     covered, `premium_seconds` the seconds covered so far (funding.py).
     `last_trade_price`: perpetuals, the most recent auction clearing price whose
