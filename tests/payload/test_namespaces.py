@@ -1,0 +1,145 @@
+"""The namespace table (sequencer_net/payload/namespaces.py): every proof of an
+honest table verifies, and every lie a node could tell about a namespace's
+transactions (one altered, dropped, added or reordered; a forged entry; a
+namespace said to be absent) is caught."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from consensus.crypto import keccak256
+from sequencer_net.payload.namespaces import (
+    EMPTY_ROOT,
+    EntryProof,
+    InvalidNamespaceProof,
+    NamespaceProof,
+    TableEntry,
+    audit_path,
+    leaf_hash,
+    merkle_root,
+    namespace_proof,
+    namespace_root,
+    node_hash,
+    root_from_path,
+    verify_namespace,
+)
+
+
+def h(i: int) -> bytes:
+    return keccak256(i.to_bytes(8, "big"))
+
+
+blocks = st.lists(st.tuples(st.integers(0, 6), st.integers(0, 10**6)), max_size=40).map(
+    lambda pairs: [(ns, h(i)) for ns, i in pairs]
+)
+
+
+def of(block: list[tuple[int, bytes]], namespace: int) -> list[bytes]:
+    return [tx for ns, tx in block if ns == namespace]
+
+
+def test_the_merkle_tree_hash_is_rfc_6962_with_keccak() -> None:
+    a, b, c = b"a", b"b", b"c"
+    assert merkle_root([]) == keccak256(b"")
+    assert merkle_root([a]) == keccak256(b"\x00a")
+    assert merkle_root([a, b]) == node_hash(leaf_hash(a), leaf_hash(b))
+    # Three leaves split 2 + 1, not 1 + 2 and not by duplicating the last.
+    assert merkle_root([a, b, c]) == node_hash(node_hash(leaf_hash(a), leaf_hash(b)), leaf_hash(c))
+
+
+@given(st.integers(1, 70), st.data())
+@settings(max_examples=200)
+def test_every_audit_path_proves_its_leaf_and_only_at_its_index(
+    size: int, data: st.DataObject
+) -> None:
+    leaves = [bytes([i % 256, i // 256]) for i in range(size)]
+    index = data.draw(st.integers(0, size - 1))
+    path = audit_path(leaves, index)
+    root = merkle_root(leaves)
+    assert root_from_path(leaves[index], index, size, path) == root
+    assert len(path) <= (size - 1).bit_length()
+    other = data.draw(st.integers(0, size - 1))
+    if other != index:
+        with pytest.raises(InvalidNamespaceProof):
+            if root_from_path(leaves[index], other, size, path) != root:
+                raise InvalidNamespaceProof("does not prove")
+
+
+@given(blocks, st.integers(0, 7))
+@settings(max_examples=300)
+def test_an_honest_proof_verifies_for_every_namespace(
+    block: list[tuple[int, bytes]], ns: int
+) -> None:
+    root = namespace_root(block)
+    proof = namespace_proof(block, ns)
+    verify_namespace(root, ns, of(block, ns), proof)
+    # The proof survives the wire (it is what a node sends a subscriber).
+    import msgspec
+
+    wire = msgspec.msgpack.decode(msgspec.msgpack.encode(proof), type=NamespaceProof)
+    verify_namespace(root, ns, of(block, ns), wire)
+
+
+@given(blocks.filter(lambda b: len(b) >= 1), st.data())
+@settings(max_examples=300)
+def test_a_lie_about_a_namespace_is_caught(
+    block: list[tuple[int, bytes]], data: st.DataObject
+) -> None:
+    ns = data.draw(st.sampled_from(sorted({n for n, _ in block})))
+    root = namespace_root(block)
+    proof = namespace_proof(block, ns)
+    txs = of(block, ns)
+    lies = [txs[:-1], [*txs, h(10**7)], [h(10**7 + 1), *txs[1:]]]
+    if len(txs) >= 2 and txs[0] != txs[1]:
+        lies.append([txs[1], txs[0], *txs[2:]])  # reordered
+    for lie in lies:
+        with pytest.raises(InvalidNamespaceProof):
+            verify_namespace(root, ns, lie, proof)
+    # A node that says the namespace is absent cannot prove it.
+    absent = namespace_proof([(n, t) for n, t in block if n != ns], ns)
+    with pytest.raises(InvalidNamespaceProof):
+        verify_namespace(root, ns, [], absent)
+    # A forged entry (the lie's own count and root) is not under the root.
+    padded = [*txs, h(10**9)]
+    forged_entry = TableEntry(ns, len(padded), merkle_root(padded))
+    forged = NamespaceProof(
+        ns, proof.size, present=EntryProof(proof.present.index, forged_entry, proof.present.path)
+    )
+    with pytest.raises(InvalidNamespaceProof):
+        verify_namespace(root, ns, padded, forged)
+    # Another block's root does not accept this block's proof.
+    with pytest.raises(InvalidNamespaceProof):
+        verify_namespace(namespace_root([*block, (ns, h(10**8))]), ns, txs, proof)
+
+
+def test_absence_at_the_ends_and_in_an_empty_block() -> None:
+    block = [(2, h(1)), (4, h(2)), (2, h(3))]
+    root = namespace_root(block)
+    for ns in (0, 3, 9):
+        proof = namespace_proof(block, ns)
+        assert proof.present is None
+        verify_namespace(root, ns, [], proof)
+    empty = namespace_proof([], 5)
+    assert namespace_root([]) == EMPTY_ROOT
+    verify_namespace(EMPTY_ROOT, 5, [], empty)
+    # Neighbours that are not adjacent do not prove absence: drop the middle entry's
+    # proof and pair the first and the last of three.
+    three = [(1, h(1)), (3, h(2)), (5, h(3))]
+    root3 = namespace_root(three)
+    first = namespace_proof(three, 1).present
+    last = namespace_proof(three, 5).present
+    assert first is not None and last is not None
+    with pytest.raises(InvalidNamespaceProof, match="adjacent"):
+        verify_namespace(root3, 3, [], NamespaceProof(3, 3, below=first, above=last))
+
+
+def test_the_table_keeps_block_order_inside_a_namespace() -> None:
+    forward = namespace_root([(1, h(1)), (1, h(2))])
+    backward = namespace_root([(1, h(2)), (1, h(1))])
+    assert forward != backward
+    # Interleaving other namespaces does not change namespace 1's entry.
+    mixed = [(7, h(9)), (1, h(1)), (3, h(8)), (1, h(2))]
+    proof = namespace_proof(mixed, 1)
+    assert proof.present is not None and proof.present.entry.root == merkle_root([h(1), h(2)])
