@@ -83,6 +83,7 @@ from sequencer_net.execution.fixed_point import format_decimal
 from sequencer_net.execution.receipts import Receipt
 from sequencer_net.mempool.mempool import Mempool
 from sequencer_net.metrics import Metrics
+from sequencer_net.payload import MalformedPayload, decode_payload
 from sequencer_net.storage.node_store import EvidenceRecord, NodeStore
 
 __all__ = ["BODY_CAPS", "ApiContext", "ApiOptions", "build_app", "serve_api"]
@@ -256,6 +257,10 @@ def build_app(ctx: ApiContext, options: ApiOptions | None = None) -> Starlette:
             return error_response(404, "not_found", f"no committed block at height {height}")
         txs = ctx.store.transactions_at(height)
         root = ctx.store.state_root_at(height)
+        try:
+            namespace_root: str | None = _hex(decode_payload(found.payload).namespace_root)
+        except MalformedPayload:
+            namespace_root = None
         return JSONResponse(
             {
                 "height": found.height,
@@ -265,6 +270,7 @@ def build_app(ctx: ApiContext, options: ApiOptions | None = None) -> Starlette:
                 "proposer": found.proposer,
                 "payload": _hex(found.payload),
                 "state_root": _hex(root) if root else None,
+                "namespace_root": namespace_root,
                 "transactions": [_hex(t) for t in txs],
             }
         )

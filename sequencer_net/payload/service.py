@@ -12,7 +12,8 @@ Verify: well-formed; `checks.check_header` against the parent;
 `checks.check_vouched_root` against this validator's own root if it has
 executed that height (never waiting for it); every named batch present and
 verified here (fetched from the proposer, then from other peers, when
-missing); `checks.check_block_size` over them.
+missing); `checks.check_block_size` over them; `checks.check_namespace_root`
+over their transactions.
 """
 
 from __future__ import annotations
@@ -35,8 +36,10 @@ from sequencer_net.payload.checks import (
     BatchSize,
     ParentState,
     PayloadRejected,
+    block_namespace_pairs,
     check_block_size,
     check_header,
+    check_namespace_root,
     check_vouched_root,
     fill_block,
 )
@@ -47,6 +50,7 @@ from sequencer_net.payload.format import (
     decode_payload,
     encode_payload,
 )
+from sequencer_net.payload.namespaces import namespace_root
 
 log = logging.getLogger("seqnet.payload")
 
@@ -135,6 +139,10 @@ class PayloadService:
         if not lagging:
             candidates = self.pool.unincluded(exclude, MAX_BATCHES_PER_BLOCK)
             batches = fill_block(candidates, MAX_BATCHES_PER_BLOCK)
+        per_batch = [(d, self.pool.namespace_pairs(d)) for d in batches]
+        # A batch pruned meanwhile is left for no block: the root covers what is named.
+        batches = [d for d, pairs in per_batch if pairs is not None]
+        pairs = block_namespace_pairs(p for _, p in per_batch if p is not None)
         state_height, state_root = self.executed()
         if parent is not None and parent.state_height >= state_height:
             # Our execution has not passed the state the parent vouched for: repeat it.
@@ -145,8 +153,19 @@ class PayloadService:
                 state_height=state_height,
                 state_root=state_root,
                 batches=batches,
+                namespace_root=namespace_root(pairs),
             )
         )
+
+    def _namespace_pairs(self, digests: list[bytes]) -> list[tuple[int, bytes]]:
+        """The (namespace, tx hash) pairs of the block's batches (all held here)."""
+        per_batch: list[list[tuple[int, bytes]]] = []
+        for digest in digests:
+            pairs = self.pool.namespace_pairs(digest)
+            if pairs is None:
+                raise BatchesUnavailable(f"batch {digest.hex()[:12]} unavailable")
+            per_batch.append(pairs)
+        return block_namespace_pairs(per_batch)
 
     async def verify(self, block: Block) -> bool:
         try:
@@ -185,3 +204,4 @@ class PayloadService:
                 raise BatchesUnavailable(f"batch {digest.hex()[:12]} unavailable")
             sizes.append(size)
         check_block_size(sizes)
+        check_namespace_root(payload, self._namespace_pairs(payload.batches))

@@ -8,11 +8,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
+import pytest
 import trio
 from trio.testing import MockClock
 
-from sequencer_net.payload.checks import MAX_EXECUTION_BACKLOG, MAX_EXECUTION_LAG, BatchSize
-from sequencer_net.payload.format import decode_payload
+from consensus.messages import Block
+from sequencer_net.payload.checks import (
+    MAX_EXECUTION_BACKLOG,
+    MAX_EXECUTION_LAG,
+    BatchSize,
+    NamespaceRootMismatch,
+)
+from sequencer_net.payload.format import decode_payload, encode_payload
+from sequencer_net.payload.namespaces import EMPTY_ROOT, namespace_proof, namespace_root
 from sequencer_net.payload.service import PayloadService
 
 BATCH = b"\xbb" * 32
@@ -33,10 +42,26 @@ class FakeCore:
 
 
 class FakePool:
-    """One verified batch waiting to be ordered."""
+    """Verified batches waiting to be ordered (by default one, of one transaction)."""
+
+    def __init__(self, batches: dict[bytes, list[tuple[int, bytes]]] | None = None) -> None:
+        self.batches = batches if batches is not None else {BATCH: [(3, b"\x33" * 32)]}
+
+    def __contains__(self, digest: object) -> bool:
+        return digest in self.batches
 
     def unincluded(self, exclude: set[bytes], limit: int) -> list[tuple[bytes, BatchSize]]:
-        return [(BATCH, BatchSize(transactions=1, tx_bytes=100))][:limit]
+        return [
+            (digest, BatchSize(transactions=len(pairs), tx_bytes=100 * len(pairs)))
+            for digest, pairs in self.batches.items()
+        ][:limit]
+
+    def size_of(self, digest: bytes) -> BatchSize | None:
+        pairs = self.batches.get(digest)
+        return None if pairs is None else BatchSize(len(pairs), 100 * len(pairs))
+
+    def namespace_pairs(self, digest: bytes) -> list[tuple[int, bytes]] | None:
+        return self.batches.get(digest)
 
     async def wait_for_batch(self) -> None:
         await trio.sleep_forever()
@@ -60,8 +85,10 @@ class Execution:
         self.advanced = trio.Event()
 
 
-def service(execution: Execution, committed: int = 0) -> PayloadService:
-    pool: Any = FakePool()
+def service(
+    execution: Execution, committed: int = 0, fake_pool: FakePool | None = None
+) -> PayloadService:
+    pool: Any = fake_pool or FakePool()
     core: Any = FakeCore(committed)
     return PayloadService(
         core=core,
@@ -150,3 +177,48 @@ async def test_a_leader_never_waits_for_consensus_itself(autojump_clock: MockClo
     start = trio.current_time()
     await service(execution, committed=20).build(b"\x01" * 32, 20 + MAX_EXECUTION_LAG)
     assert trio.current_time() == start
+
+
+def _h(i: int) -> bytes:
+    return bytes([i]) * 32
+
+
+SEVERAL_NAMESPACES = {
+    b"\x01" * 32: [(7, _h(1)), (0, _h(2)), (7, _h(3))],
+    b"\x02" * 32: [(2, _h(4)), (7, _h(5)), (0, _h(2))],  # _h(2) again: counted once
+}
+
+
+async def test_a_leaders_block_carries_the_namespace_root_of_its_batches(
+    autojump_clock: MockClock,
+) -> None:
+    built = await service(Execution(10), fake_pool=FakePool(SEVERAL_NAMESPACES)).build(
+        b"\x01" * 32, 11
+    )
+    payload = decode_payload(built)
+    assert payload.batches == list(SEVERAL_NAMESPACES)
+    pairs = [(7, _h(1)), (0, _h(2)), (7, _h(3)), (2, _h(4)), (7, _h(5))]
+    assert payload.namespace_root == namespace_root(pairs)
+    assert namespace_proof(pairs, 7).present is not None
+    assert namespace_proof(pairs, 7).present.entry.count == 3  # type: ignore[union-attr]
+    empty = await service(Execution(10), fake_pool=FakePool({})).build(b"\x01" * 32, 11)
+    assert decode_payload(empty).namespace_root == EMPTY_ROOT
+
+
+async def test_a_voter_checks_the_namespace_root_against_the_batches(
+    autojump_clock: MockClock,
+) -> None:
+    voter = service(Execution(10), fake_pool=FakePool(SEVERAL_NAMESPACES))
+    good = decode_payload(await voter.build(b"\x01" * 32, 11))
+
+    def block(payload: object) -> Block:
+        return Block(
+            view=11, height=11, parent=b"\x01" * 32, proposer=1, payload=encode_payload(payload)
+        )
+
+    await voter.check(block(good))
+    assert await voter.verify(block(good))
+    wrong = msgspec.structs.replace(good, namespace_root=EMPTY_ROOT)
+    with pytest.raises(NamespaceRootMismatch):
+        await voter.check(block(wrong))
+    assert not await voter.verify(block(wrong))
