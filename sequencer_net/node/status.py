@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
+from sequencer_net.api.subscriptions import CommitFeed
+
 
 @dataclass
 class ChainStatus:
@@ -15,6 +17,8 @@ class ChainStatus:
     state_root: bytes = b""
     committed_txs: int = 0
     latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=2000))
+    feed: CommitFeed = field(default_factory=CommitFeed)
+    """Committed heights for the API's subscribers (api/subscriptions.py)."""
 
     def latency_percentiles(self) -> dict[str, float | None]:
         if not self.latencies_ms:
