@@ -91,6 +91,14 @@ def test_committed_blocks_carry_a_certified_namespace_root(network: LocalNetwork
         return answer.status_code == 200 and answer.json()["status"] == "committed"
 
     network.wait_for("every transaction committed", lambda: all(committed(h) for h in hashes))
+    validators = network.client.get(f"{network.url(3)}/v1/validators").json()
+    domain = network.genesis.domain()
+    assert validators["chain_id"] == domain.chain_id
+    assert validators["genesis_hash"] == "0x" + domain.genesis_hash.hex()
+    assert validators["verifying_contract"] == "0x" + domain.verifying_contract.hex()
+    assert [(v["index"], v["address"], v["weight"]) for v in validators["validators"]] == [
+        (i, "0x" + v.address.hex(), v.weight) for i, v in enumerate(network.genesis.validators)
+    ]
     top = network.height(0)
     ws_url = network.url(1).replace("http://", "ws://") + "/v1/subscribe/blocks?namespace=7&from=1"
     pushed = trio.run(_subscribe, ws_url, top)
