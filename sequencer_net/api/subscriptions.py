@@ -33,7 +33,7 @@ import msgspec
 import trio
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from consensus.messages import Block, Certificate, VoteKind
+from consensus.messages import Block, Certificate
 from sequencer_net.batches.batch import InvalidBatch, decode_batch
 from sequencer_net.mempool.mempool import Mempool
 from sequencer_net.mempool.transaction import InvalidTransaction, decode_transaction, tx_hash
@@ -50,6 +50,10 @@ CLOSE_NO_CERTIFICATE = 4410
 PING_INTERVAL_S = 15.0
 CERTIFICATE_POLL_S = 1.0
 """How often a subscriber waiting for a block's own finalization looks again."""
+LATE_CERTIFICATE_WAIT_S = 10.0
+"""How long a subscriber waits for the own finalization of a block committed
+under a descendant's (peers forward theirs within a round trip when they have
+one) before it is closed with 4410."""
 CACHED_MESSAGES = 1024
 """(height, namespace) messages kept, shared by every subscriber of them."""
 CACHED_BLOCKS = 64
@@ -132,23 +136,23 @@ class _BlockData:
 
 class NoOwnCertificate(LookupError):
     """The block was committed under a descendant's finalization (which finalizes
-    a chain of ancestors at once): this node holds no certificate of its own for
-    it, and never will (consensus keeps no certificate below its latest
-    finalization)."""
+    a chain of ancestors at once) and this node holds no certificate of its own
+    for it (yet: a late one a peer forwards is kept, node/driver.py)."""
 
 
 def own_finalization(store: NodeStore, block: Block, digest: bytes) -> Certificate | None:
     """The finalization certificate of `block` itself; None if the block's commit
-    record is not there; NoOwnCertificate if it is a descendant's."""
+    record is not there; NoOwnCertificate if only a descendant's is held."""
     stored = store.finalization_at(block.height)
     if stored is None:
         return None
-    if stored.kind != VoteKind.FINALIZE or stored.block != digest or stored.height != block.height:
+    own = store.own_finalization(block.height, digest)
+    if own is None:
         raise NoOwnCertificate(
             f"height {block.height} was finalized by the certificate of height "
             f"{stored.height}; this node holds none of its own"
         )
-    return stored
+    return own
 
 
 def block_transactions(store: NodeStore, block: Block) -> list[tuple[int, bytes]] | None:
@@ -324,6 +328,7 @@ class Subscriptions:
         next_height = start
         too_slow = False
         no_certificate = ""
+        waiting_since: float | None = None
 
         async def watch(cancel: trio.CancelScope) -> None:
             """Close the subscription once it trails the tip by more than its queue."""
@@ -350,9 +355,16 @@ class Subscriptions:
                     try:
                         text = self.messages.message(next_height, namespace)
                     except NoOwnCertificate as exc:
-                        no_certificate = str(exc)
-                        log.info("event=subscription_no_certificate %s", exc)
-                        break
+                        now = trio.current_time()
+                        if waiting_since is None:
+                            waiting_since = now
+                        if now - waiting_since >= LATE_CERTIFICATE_WAIT_S:
+                            no_certificate = str(exc)
+                            log.info("event=subscription_no_certificate %s", exc)
+                            break
+                        text = None
+                    if text is not None:
+                        waiting_since = None
                     if text is None:
                         # Not stored yet (a batch, a commit racing the feed): look
                         # again on the next commit or after a while.

@@ -13,15 +13,18 @@ import pytest
 import trio
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
+from trio.testing import MockClock
 
 from consensus.crypto import keccak256
 from consensus.messages import Block, Certificate, VoteKind
 from sequencer_net.api.server import ApiOptions, build_app
 from sequencer_net.api.subscriptions import (
+    CERTIFICATE_POLL_S,
     CLOSE_BAD_QUERY,
     CLOSE_FULL,
     CLOSE_NO_CERTIFICATE,
     CLOSE_TOO_SLOW,
+    LATE_CERTIFICATE_WAIT_S,
     CommitFeed,
     SubscriptionLimits,
     Subscriptions,
@@ -224,11 +227,8 @@ async def test_a_stalled_subscriber_is_dropped_with_its_resume_height(chain: Cha
     assert [m["height"] for m in resumed.messages] == list(range(4, 10))
 
 
-async def test_a_block_without_its_own_finalization_closes_with_where_to_resume(
-    chain: Chain,
-) -> None:
-    """A block committed under a descendant's certificate cannot be proven by
-    this node: the subscriber is told so, with the height to ask elsewhere."""
+def _commit_under_descendant(chain: Chain) -> Block:
+    """Height 2 committed with the finalization of a (not yet stored) height 3."""
     chain.commit()
     height, parent, _ = chain.store.tip()
     payload = BlockPayload(0, 0, bytes(32), [], namespace_root([]))
@@ -238,9 +238,36 @@ async def test_a_block_without_its_own_finalization_closes_with_where_to_resume(
     descendant = Certificate(VoteKind.FINALIZE, 10, height + 2, b"\x0d" * 32, [0], [b"\x00" * 65])
     chain.store.commit_block(block, descendant, [], keccak256(b"root"))
     chain.feed.announce(block.height)
+    return block
+
+
+async def test_a_block_committed_under_a_descendants_certificate_waits_for_its_own(
+    chain: Chain, autojump_clock: MockClock
+) -> None:
+    block = _commit_under_descendant(chain)
     subs = subscriptions(chain)
     socket = FakeSocket({"namespace": str(NS), "from": "1"})
-    with trio.fail_after(10):
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(subs.blocks, socket)
+        await trio.sleep(LATE_CERTIFICATE_WAIT_S / 2)
+        assert [m["height"] for m in socket.messages] == [1]  # height 2 waits
+        own = Certificate(VoteKind.FINALIZE, 9, block.height, block.digest(), [0], [b"\x00" * 65])
+        chain.store.save_late_finalization(own)  # a peer forwarded it late
+        await trio.sleep(CERTIFICATE_POLL_S * 1.5)
+        assert [m["height"] for m in socket.messages] == [1, 2]
+        nursery.cancel_scope.cancel()
+    assert socket.messages[1]["certificate"]["view"] == 9
+    assert socket.messages[1]["certificate"]["block"] == "0x" + block.digest().hex()
+    assert socket.closed is None
+
+
+async def test_without_its_own_certificate_the_subscriber_is_told_where_to_resume(
+    chain: Chain, autojump_clock: MockClock
+) -> None:
+    _commit_under_descendant(chain)
+    subs = subscriptions(chain)
+    socket = FakeSocket({"namespace": str(NS), "from": "1"})
+    with trio.fail_after(LATE_CERTIFICATE_WAIT_S + 5):
         await subs.blocks(socket)
     assert [m["height"] for m in socket.messages] == [1]
     assert socket.closed == (
