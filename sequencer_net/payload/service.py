@@ -106,13 +106,16 @@ class PayloadService:
         return ParentState(payload.timestamp_ms, payload.state_height, payload.state_root)
 
     def _ancestor_batches(self, parent_digest: bytes) -> set[bytes]:
-        """Batches named by the uncommitted ancestors of a new block (parent included)."""
+        """Batches named by the ancestors of a new block (parent included) that this
+        validator has not executed yet: uncommitted ones, and committed ones whose
+        batches the pool has not marked included yet (it does so as it executes
+        them). Naming such a batch again would only repeat its transactions."""
         names: set[bytes] = set()
         digest = parent_digest
-        committed = self.core.committed.height
+        floor = min(self.core.committed.height, self.executed()[0])
         while True:
             block = self.core.known_block(digest)
-            if block is None or block.height <= committed:
+            if block is None or block.height <= floor:
                 return names
             with contextlib.suppress(MalformedPayload):
                 names.update(decode_payload(block.payload).batches)

@@ -20,7 +20,7 @@ from sequencer_net.payload.checks import (
     BatchSize,
     NamespaceRootMismatch,
 )
-from sequencer_net.payload.format import decode_payload, encode_payload
+from sequencer_net.payload.format import BlockPayload, decode_payload, encode_payload
 from sequencer_net.payload.namespaces import EMPTY_ROOT, namespace_proof, namespace_root
 from sequencer_net.payload.service import PayloadService
 
@@ -54,6 +54,7 @@ class FakePool:
         return [
             (digest, BatchSize(transactions=len(pairs), tx_bytes=100 * len(pairs)))
             for digest, pairs in self.batches.items()
+            if digest not in exclude
         ][:limit]
 
     def size_of(self, digest: bytes) -> BatchSize | None:
@@ -222,3 +223,35 @@ async def test_a_voter_checks_the_namespace_root_against_the_batches(
     with pytest.raises(NamespaceRootMismatch):
         await voter.check(block(wrong))
     assert not await voter.verify(block(wrong))
+
+
+class ChainCore(FakeCore):
+    """Blocks the core knows, by digest."""
+
+    def __init__(self, committed: int, blocks: list[Block]) -> None:
+        super().__init__(committed)
+        self.blocks = {b.digest(): b for b in blocks}
+
+    def known_block(self, digest: bytes) -> Block | None:  # type: ignore[override]
+        return self.blocks.get(digest)
+
+
+async def test_a_leader_does_not_name_again_batches_of_committed_blocks_it_has_not_executed(
+    autojump_clock: MockClock,
+) -> None:
+    """Blocks 11 and 12 are committed, execution is at 10: their batches are not
+    marked included yet, but a new block must not repeat them."""
+    b1, b2, b3 = (bytes([i]) * 32 for i in (0xB1, 0xB2, 0xB3))
+    pool = FakePool({b1: [(1, _h(1))], b2: [(1, _h(2))], b3: [(1, _h(3))]})
+
+    def block(height: int, parent: bytes, batches: list[bytes]) -> Block:
+        payload = BlockPayload(0, 0, b"\x00" * 32, batches, namespace_root([]))
+        return Block(height, height, parent, 0, encode_payload(payload))
+
+    eleven = block(11, b"\x0a" * 32, [b2])
+    twelve = block(12, eleven.digest(), [b1])
+    leader = service(Execution(10), committed=12, fake_pool=pool)
+    leader.core = ChainCore(12, [eleven, twelve])  # type: ignore[assignment]
+    built = decode_payload(await leader.build(twelve.digest(), 13))
+    assert built.batches == [b3]
+    assert built.namespace_root == namespace_root([(1, _h(3))])
