@@ -84,6 +84,7 @@ from sequencer_net.api.submissions import (
     parse_msgpack_batch,
 )
 from sequencer_net.api.subscriptions import (
+    CLOSE_BAD_QUERY,
     CommitFeed,
     NoOwnCertificate,
     SubscriptionLimits,
@@ -323,7 +324,7 @@ def build_app(ctx: ApiContext, options: ApiOptions | None = None) -> Starlette:
         try:
             h = parse_tx_hash(websocket.path_params["hash"])
         except ApiError as exc:
-            await websocket.close(code=4400, reason=exc.message)
+            await subscriptions.refuse(websocket, CLOSE_BAD_QUERY, exc.message)
             return
         await subscriptions.transaction(websocket, h)
 

@@ -305,15 +305,25 @@ class Subscriptions:
     def _tip(self) -> int:
         return max(self.feed.height, self.store.tip()[0])
 
+    async def refuse(self, websocket: WebSocket, code: int, reason: str) -> None:
+        """Accept, then close with `code`: a close before the handshake completes
+        would reach the client as a bare HTTP 403, without the code."""
+        try:
+            await websocket.accept()
+            with trio.move_on_after(SEND_TIMEOUT_S):
+                await websocket.close(code=code, reason=reason)
+        except WebSocketDisconnect:
+            pass
+
     async def blocks(self, websocket: WebSocket) -> None:
         try:
             namespace = parse_namespace(websocket.query_params.get("namespace"))
             start = parse_from(websocket.query_params.get("from"), self._tip() + 1)
         except BadQuery as exc:
-            await websocket.close(code=CLOSE_BAD_QUERY, reason=str(exc))
+            await self.refuse(websocket, CLOSE_BAD_QUERY, str(exc))
             return
         if self.open >= self.limits.max_subscribers:
-            await websocket.close(code=CLOSE_FULL, reason="too many subscribers; retry later")
+            await self.refuse(websocket, CLOSE_FULL, "too many subscribers; retry later")
             return
         self.open += 1
         try:
@@ -422,7 +432,7 @@ class Subscriptions:
 
     async def transaction(self, websocket: WebSocket, h: bytes) -> None:
         if self.open >= self.limits.max_subscribers:
-            await websocket.close(code=CLOSE_FULL, reason="too many subscribers; retry later")
+            await self.refuse(websocket, CLOSE_FULL, "too many subscribers; retry later")
             return
         self.open += 1
         try:

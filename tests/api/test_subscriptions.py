@@ -314,9 +314,9 @@ def test_bad_queries_are_closed_with_4400(chain: Chain, query: str) -> None:
     with (
         TestClient(_app(chain), backend="trio") as client,
         pytest.raises(WebSocketDisconnect) as closed,
-        client.websocket_connect("/v1/subscribe/blocks" + query),
+        client.websocket_connect("/v1/subscribe/blocks" + query) as ws,
     ):
-        pass
+        ws.receive_text()
     assert closed.value.code == CLOSE_BAD_QUERY and closed.value.reason
 
 
@@ -330,9 +330,9 @@ def test_the_subscriber_cap_closes_the_next_one_with_4429(chain: Chain) -> None:
         assert first.receive_json()["height"] == 1
         with (
             pytest.raises(WebSocketDisconnect) as closed,
-            client.websocket_connect(f"/v1/subscribe/blocks?namespace={NS}"),
+            client.websocket_connect(f"/v1/subscribe/blocks?namespace={NS}") as second,
         ):
-            pass
+            second.receive_text()
         assert closed.value.code == CLOSE_FULL
         assert first.receive_json()["height"] == 2
 
@@ -353,3 +353,31 @@ def test_one_block_over_http_is_the_subscription_message(chain: Chain) -> None:
     payload = decode_payload(bytes.fromhex(block["payload"][2:]))
     assert block["namespace_root"] == "0x" + payload.namespace_root.hex()
     assert validators.status_code == 503  # no validator set behind this test API
+
+
+def test_a_bad_transaction_hash_is_closed_with_4400(chain: Chain) -> None:
+    with (
+        TestClient(_app(chain), backend="trio") as client,
+        pytest.raises(WebSocketDisconnect) as closed,
+        client.websocket_connect("/v1/subscribe/transactions/0x1234") as ws,
+    ):
+        ws.receive_text()
+    assert closed.value.code == CLOSE_BAD_QUERY and closed.value.reason
+
+
+async def test_refusals_complete_the_handshake_so_the_close_code_reaches_the_client(
+    chain: Chain,
+) -> None:
+    """Closing before accepting would reach a real client as a bare HTTP 403."""
+    subs = subscriptions(chain, cap=1)
+    bad = FakeSocket({"namespace": "seven"})
+    await subs.blocks(bad)
+    assert bad.accepted and bad.closed is not None and bad.closed[0] == CLOSE_BAD_QUERY
+    holder = FakeSocket({"namespace": str(NS)})
+    refused = FakeSocket({"namespace": str(NS)})
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(subs.blocks, holder)
+        await until(lambda: holder.accepted)
+        await subs.blocks(refused)
+        nursery.cancel_scope.cancel()
+    assert refused.accepted and refused.closed == (CLOSE_FULL, "too many subscribers; retry later")
