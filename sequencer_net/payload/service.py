@@ -55,6 +55,11 @@ from sequencer_net.payload.namespaces import namespace_root
 log = logging.getLogger("seqnet.payload")
 
 
+ROOT_IN_THREAD_MIN_TXS = 2_048
+"""Blocks with at least this many transactions have their namespace root (two
+keccaks per transaction) computed in a worker thread, so the event loop keeps
+serving consensus meanwhile."""
+
 IN_FLIGHT_WAIT_S = 0.5
 """How long a voter waits for a named batch that is queued for verification here
 before it fetches it from a peer instead."""
@@ -150,13 +155,17 @@ class PayloadService:
         if parent is not None and parent.state_height >= state_height:
             # Our execution has not passed the state the parent vouched for: repeat it.
             state_height, state_root = parent.state_height, parent.state_root
+        if len(pairs) >= ROOT_IN_THREAD_MIN_TXS:
+            root = await trio.to_thread.run_sync(namespace_root, pairs)
+        else:
+            root = namespace_root(pairs)
         return encode_payload(
             BlockPayload(
                 timestamp_ms=max(self.clock_ms(), 0 if parent is None else parent.timestamp_ms),
                 state_height=state_height,
                 state_root=state_root,
                 batches=batches,
-                namespace_root=namespace_root(pairs),
+                namespace_root=root,
             )
         )
 
@@ -207,4 +216,8 @@ class PayloadService:
                 raise BatchesUnavailable(f"batch {digest.hex()[:12]} unavailable")
             sizes.append(size)
         check_block_size(sizes)
-        check_namespace_root(payload, self._namespace_pairs(payload.batches))
+        pairs = self._namespace_pairs(payload.batches)
+        if len(pairs) >= ROOT_IN_THREAD_MIN_TXS:
+            await trio.to_thread.run_sync(check_namespace_root, payload, pairs)
+        else:
+            check_namespace_root(payload, pairs)

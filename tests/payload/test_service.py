@@ -22,7 +22,7 @@ from sequencer_net.payload.checks import (
 )
 from sequencer_net.payload.format import BlockPayload, decode_payload, encode_payload
 from sequencer_net.payload.namespaces import EMPTY_ROOT, namespace_proof, namespace_root
-from sequencer_net.payload.service import PayloadService
+from sequencer_net.payload.service import ROOT_IN_THREAD_MIN_TXS, PayloadService
 
 BATCH = b"\xbb" * 32
 LAG_WAIT_MS = 400
@@ -255,3 +255,14 @@ async def test_a_leader_does_not_name_again_batches_of_committed_blocks_it_has_n
     built = decode_payload(await leader.build(twelve.digest(), 13))
     assert built.batches == [b3]
     assert built.namespace_root == namespace_root([(1, _h(3))])
+
+
+async def test_a_large_blocks_root_goes_through_the_worker_thread_and_is_still_checked() -> None:
+    pairs = [(i % 5, i.to_bytes(32, "big")) for i in range(ROOT_IN_THREAD_MIN_TXS)]
+    voter = service(Execution(10), fake_pool=FakePool({b"\x01" * 32: pairs}))
+    built = decode_payload(await voter.build(b"\x01" * 32, 11))
+    assert built.namespace_root == namespace_root(pairs)
+    block = Block(11, 11, b"\x01" * 32, 1, encode_payload(built))
+    assert await voter.verify(block)
+    wrong = msgspec.structs.replace(built, namespace_root=EMPTY_ROOT)
+    assert not await voter.verify(Block(11, 11, b"\x01" * 32, 1, encode_payload(wrong)))
