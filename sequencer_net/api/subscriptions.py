@@ -55,9 +55,13 @@ LATE_CERTIFICATE_WAIT_S = 10.0
 under a descendant's (peers forward theirs within a round trip when they have
 one) before it is closed with 4410."""
 CACHED_MESSAGES = 1024
-"""(height, namespace) messages kept, shared by every subscriber of them."""
+CACHED_MESSAGE_BYTES = 64 * 1024 * 1024
+"""(height, namespace) messages kept, shared by every subscriber of them: at
+most this many, and this many bytes (the latest one always)."""
 CACHED_BLOCKS = 64
-"""Blocks whose namespace grouping is kept (the recent ones subscribers read)."""
+CACHED_BLOCK_TX_BYTES = 128 * 1024 * 1024
+"""Blocks whose transactions are kept grouped for building messages (the recent
+ones subscribers read): at most this many, and this many transaction bytes."""
 SEND_TIMEOUT_S = 10.0
 """A close frame to a stalled subscriber is given up after this long."""
 
@@ -191,13 +195,15 @@ class BlockMessages:
 
     def __init__(self, store: NodeStore) -> None:
         self.store = store
-        self._blocks: OrderedDict[int, _BlockData] = OrderedDict()
+        self._blocks: OrderedDict[int, tuple[_BlockData, int]] = OrderedDict()
+        self._block_bytes = 0
         self._messages: OrderedDict[tuple[int, int], str] = OrderedDict()
+        self._message_bytes = 0
 
     def _block_data(self, height: int) -> _BlockData | None:
         cached = self._blocks.get(height)
         if cached is not None:
-            return cached
+            return cached[0]
         block = self.store.block_at(height)
         if block is None:
             return None
@@ -210,9 +216,13 @@ class BlockMessages:
             return None
         pairs = [(ns, tx_hash(tx)) for ns, tx in transactions]
         data = _BlockData(block, digest, cert, pairs, transactions)
-        self._blocks[height] = data
-        while len(self._blocks) > CACHED_BLOCKS:
-            self._blocks.popitem(last=False)
+        size = sum(len(tx) for _, tx in transactions)
+        self._blocks[height] = (data, size)
+        self._block_bytes += size
+        while len(self._blocks) > 1 and (
+            len(self._blocks) > CACHED_BLOCKS or self._block_bytes > CACHED_BLOCK_TX_BYTES
+        ):
+            self._block_bytes -= self._blocks.popitem(last=False)[1][1]
         return data
 
     def message(self, height: int, namespace: int) -> str | None:
@@ -228,8 +238,11 @@ class BlockMessages:
             return None
         text = msgspec.json.encode(self.document(data, namespace)).decode()
         self._messages[key] = text
-        while len(self._messages) > CACHED_MESSAGES:
-            self._messages.popitem(last=False)
+        self._message_bytes += len(text)
+        while len(self._messages) > 1 and (
+            len(self._messages) > CACHED_MESSAGES or self._message_bytes > CACHED_MESSAGE_BYTES
+        ):
+            self._message_bytes -= len(self._messages.popitem(last=False)[1])
         return text
 
     def document(self, data: _BlockData, namespace: int) -> dict[str, Any]:

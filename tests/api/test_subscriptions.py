@@ -17,6 +17,7 @@ from trio.testing import MockClock
 
 from consensus.crypto import keccak256
 from consensus.messages import Block, Certificate, VoteKind
+from sequencer_net.api import subscriptions as subscriptions_module
 from sequencer_net.api.server import ApiOptions, build_app
 from sequencer_net.api.subscriptions import (
     CERTIFICATE_POLL_S,
@@ -381,3 +382,17 @@ async def test_refusals_complete_the_handshake_so_the_close_code_reaches_the_cli
         await subs.blocks(refused)
         nursery.cancel_scope.cancel()
     assert refused.accepted and refused.closed == (CLOSE_FULL, "too many subscribers; retry later")
+
+
+def test_the_message_caches_are_bounded_in_bytes(
+    chain: Chain, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for _ in range(6):
+        chain.commit()
+    monkeypatch.setattr(subscriptions_module, "CACHED_MESSAGE_BYTES", 1)
+    monkeypatch.setattr(subscriptions_module, "CACHED_BLOCK_TX_BYTES", 1)
+    messages = subscriptions_module.BlockMessages(chain.store)
+    first = [messages.message(h, NS) for h in range(1, 7)]
+    assert len(messages._messages) == 1 and len(messages._blocks) == 1  # the latest only
+    assert messages._message_bytes == len(first[-1] or "")
+    assert [messages.message(h, NS) for h in range(1, 7)] == first  # rebuilt the same
