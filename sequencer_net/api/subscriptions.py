@@ -37,9 +37,12 @@ from consensus.messages import Block, Certificate
 from sequencer_net.batches.batch import InvalidBatch, decode_batch
 from sequencer_net.mempool.mempool import Mempool
 from sequencer_net.mempool.transaction import InvalidTransaction, decode_transaction, tx_hash
+from sequencer_net.node.status import CommitFeed
 from sequencer_net.payload import MalformedPayload, decode_payload
 from sequencer_net.payload.namespaces import MAX_NAMESPACE, EntryProof, namespace_proof
 from sequencer_net.storage.node_store import NodeStore
+
+__all__ = ["CommitFeed", "SubscriptionLimits", "Subscriptions"]
 
 log = logging.getLogger("seqnet.api.subscriptions")
 
@@ -64,28 +67,6 @@ CACHED_BLOCK_TX_BYTES = 128 * 1024 * 1024
 ones subscribers read): at most this many, and this many transaction bytes."""
 SEND_TIMEOUT_S = 10.0
 """A close frame to a stalled subscriber is given up after this long."""
-
-
-class CommitFeed:
-    """Committed heights, announced by the commit pipeline (never waits)."""
-
-    def __init__(self, height: int = 0) -> None:
-        self.height = height
-        self._event = trio.Event()
-
-    def announce(self, height: int) -> None:
-        if height > self.height:
-            self.height = height
-        self._event.set()
-        self._event = trio.Event()
-
-    async def wait_past(self, height: int) -> None:
-        """Return once a height above `height` is committed."""
-        while self.height <= height:
-            await self._event.wait()
-
-    async def wait_change(self) -> None:
-        await self._event.wait()
 
 
 @dataclass(frozen=True)
