@@ -51,6 +51,11 @@ class Metrics:
         self.dropped_events = Counter(
             "seqnet_dropped_events", "Peer events dropped because the core was busy", registry=r
         )
+        self.late_finalizations = Counter(
+            "seqnet_late_finalizations",
+            "Finalization certificates kept for blocks committed under a descendant's",
+            registry=r,
+        )
         self.batches_created = Counter(
             "seqnet_batches_created", "Batches this validator cut", registry=r
         )

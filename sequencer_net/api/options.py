@@ -20,6 +20,8 @@ class ApiOptions:
     max_body_buffer_bytes: int = ApiSettings.max_body_buffer_bytes
     admin_token: str | None = None
     """None: the admin endpoints are off."""
+    subscriber_queue: int = ApiSettings.subscriber_queue
+    max_subscribers: int = ApiSettings.max_subscribers
 
     def __repr__(self) -> str:  # never print the token
         token = None if self.admin_token is None else "***"
@@ -27,7 +29,8 @@ class ApiOptions:
             f"ApiOptions(host={self.host!r}, port={self.port}, max_connections="
             f"{self.max_connections}, body_timeout_s={self.body_timeout_s}, idle_timeout_s="
             f"{self.idle_timeout_s}, max_body_buffer_bytes={self.max_body_buffer_bytes}, "
-            f"admin_token={token})"
+            f"admin_token={token}, subscriber_queue={self.subscriber_queue}, "
+            f"max_subscribers={self.max_subscribers})"
         )
 
     @classmethod
@@ -44,6 +47,8 @@ class ApiOptions:
             body_timeout_s=api.body_timeout_ms / 1000,
             idle_timeout_s=api.idle_timeout_ms / 1000,
             max_body_buffer_bytes=api.max_body_buffer_bytes,
+            subscriber_queue=api.subscriber_queue,
+            max_subscribers=api.max_subscribers,
             admin_token=load_admin_token(
                 config.admin_token_path, os.environ if environ is None else environ
             ),

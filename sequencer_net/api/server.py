@@ -8,6 +8,11 @@ Endpoints (docs/api.md has the full reference):
 - GET  /v1/transactions/{hash}    pending / committed (height, index, receipt) / dropped
 - GET  /v1/status                 height, last hash, view, state root, peers, ...
 - GET  /v1/blocks/{height}        a committed block with its transactions
+- GET  /v1/blocks/{height}/namespaces/{namespace}
+                                  one namespace of a block, with certificate and proof
+- WS   /v1/subscribe/blocks       ?namespace=N&from=H: every finalized block's namespace
+- WS   /v1/subscribe/transactions/{hash}   a transaction's status until committed
+- GET  /v1/validators             the validator set and the signing domain
 - GET  /v1/evidence               equivocation evidence this node has seen (signed votes)
 - GET  /v1/markets                every market: prices, last auction, open interest, funding
 - GET  /v1/accounts/{address}     an address's subaccounts: collateral, positions, orders, margin
@@ -78,11 +83,20 @@ from sequencer_net.api.submissions import (
     parse_json_batch,
     parse_msgpack_batch,
 )
+from sequencer_net.api.subscriptions import (
+    CLOSE_BAD_QUERY,
+    CommitFeed,
+    NoOwnCertificate,
+    SubscriptionLimits,
+    Subscriptions,
+    parse_namespace,
+)
 from sequencer_net.execution.encoding import NonCanonicalEncoding, decode_canonical
 from sequencer_net.execution.fixed_point import format_decimal
 from sequencer_net.execution.receipts import Receipt
 from sequencer_net.mempool.mempool import Mempool
 from sequencer_net.metrics import Metrics
+from sequencer_net.payload import MalformedPayload, decode_payload
 from sequencer_net.storage.node_store import EvidenceRecord, NodeStore
 
 __all__ = ["BODY_CAPS", "ApiContext", "ApiOptions", "build_app", "serve_api"]
@@ -116,6 +130,11 @@ class ApiContext:
     markets: MarketSource | None = None
     """The executed engine state and market counters behind /v1/markets and
     /v1/accounts (markets.py); None answers those 503."""
+    commit_feed: CommitFeed | None = None
+    """Committed heights, announced by the commit pipeline (subscriptions.py);
+    None: a feed nobody announces to (subscribers see only what is stored)."""
+    validators: Callable[[], dict[str, Any]] | None = None
+    """The /v1/validators document; None answers it 503."""
 
 
 MAX_EVIDENCE_ANSWER = 1000
@@ -256,6 +275,10 @@ def build_app(ctx: ApiContext, options: ApiOptions | None = None) -> Starlette:
             return error_response(404, "not_found", f"no committed block at height {height}")
         txs = ctx.store.transactions_at(height)
         root = ctx.store.state_root_at(height)
+        try:
+            namespace_root: str | None = _hex(decode_payload(found.payload).namespace_root)
+        except MalformedPayload:
+            namespace_root = None
         return JSONResponse(
             {
                 "height": found.height,
@@ -265,9 +288,50 @@ def build_app(ctx: ApiContext, options: ApiOptions | None = None) -> Starlette:
                 "proposer": found.proposer,
                 "payload": _hex(found.payload),
                 "state_root": _hex(root) if root else None,
+                "namespace_root": namespace_root,
                 "transactions": [_hex(t) for t in txs],
             }
         )
+
+    subscriptions = Subscriptions(
+        store=ctx.store,
+        mempool=ctx.mempool,
+        feed=ctx.commit_feed or CommitFeed(ctx.store.tip()[0]),
+        limits=SubscriptionLimits(options.subscriber_queue, options.max_subscribers),
+        receipt=lambda height, index: receipt_json(ctx.store.executed_at(height), index),
+    )
+
+    async def block_namespace(request: Request) -> Response:
+        height = parse_height(request.path_params["height"])
+        try:
+            namespace = parse_namespace(request.path_params["namespace"])
+        except ValueError as exc:
+            raise bad_request(str(exc)) from exc
+        try:
+            document = subscriptions.block_document(height, namespace) if height >= 1 else None
+        except NoOwnCertificate as exc:
+            return error_response(404, "no_certificate", str(exc))
+        if document is None:
+            return error_response(
+                404, "not_found", f"no finalized block at height {height} held here yet"
+            )
+        return JSONResponse(document)
+
+    async def subscribe_blocks(websocket: WebSocket) -> None:
+        await subscriptions.blocks(websocket)
+
+    async def subscribe_transaction(websocket: WebSocket) -> None:
+        try:
+            h = parse_tx_hash(websocket.path_params["hash"])
+        except ApiError as exc:
+            await subscriptions.refuse(websocket, CLOSE_BAD_QUERY, exc.message)
+            return
+        await subscriptions.transaction(websocket, h)
+
+    async def validators(request: Request) -> Response:
+        if ctx.validators is None:
+            return error_response(503, "unavailable", "no validator set behind this API")
+        return JSONResponse(ctx.validators())
 
     async def evidence(request: Request) -> Response:
         records = ctx.store.load_evidence(limit=MAX_EVIDENCE_ANSWER)
@@ -291,6 +355,10 @@ def build_app(ctx: ApiContext, options: ApiOptions | None = None) -> Starlette:
         Route("/v1/transactions/{hash}", transaction, methods=["GET"]),
         Route("/v1/status", status, methods=["GET"]),
         Route("/v1/blocks/{height}", block, methods=["GET"]),
+        Route("/v1/blocks/{height}/namespaces/{namespace}", block_namespace, methods=["GET"]),
+        WebSocketRoute("/v1/subscribe/blocks", subscribe_blocks),
+        WebSocketRoute("/v1/subscribe/transactions/{hash}", subscribe_transaction),
+        Route("/v1/validators", validators, methods=["GET"]),
         Route("/v1/evidence", evidence, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         *market_routes(ctx.markets),

@@ -29,7 +29,7 @@ from sequencer_net.mempool.limits import (
     BatchLimits,
 )
 from sequencer_net.mempool.mempool import CheckedTx, Mempool, check_transaction
-from sequencer_net.mempool.transaction import InvalidTransaction, tx_hash
+from sequencer_net.mempool.transaction import InvalidTransaction, decode_transaction, tx_hash
 
 BATCH_DIGEST_TAG: Final = b"seqnet/batch/v1\x00"
 """Keeps a batch digest from ever equalling any other keccak the system signs."""
@@ -178,3 +178,17 @@ class BatchBuilder:
 
 def batch_tx_hashes(batch: Batch) -> list[bytes]:
     return [tx_hash(tx) for tx in batch.transactions]
+
+
+def batch_namespace_pairs(batch: Batch) -> list[tuple[int, bytes]]:
+    """(namespace, tx hash) of the batch's transactions, in order. A transaction
+    that does not decode is left out (a verified batch has none, so every voter
+    gets the same pairs)."""
+    pairs: list[tuple[int, bytes]] = []
+    for encoded in batch.transactions:
+        try:
+            namespace = decode_transaction(encoded).namespace
+        except InvalidTransaction:
+            continue
+        pairs.append((namespace, tx_hash(encoded)))
+    return pairs

@@ -29,6 +29,7 @@ from sequencer_net.batches.batch import (
     InvalidBatch,
     InvalidBatchTransaction,
     batch_digest,
+    batch_namespace_pairs,
     check_batch_shape,
     decode_batch,
 )
@@ -51,6 +52,10 @@ MAX_KNOWN_BATCHES = 100_000
 MAX_KNOWN_SENDERS = 2_000_000
 """Verified (sender, nonce) of recent transactions, so committing a block does
 not recover each signature a second time."""
+MAX_CACHED_PAIR_TXS = 400_000
+"""Transactions whose (namespace, hash) the pool keeps for recent batches, so
+the leader and voters compute a block's namespace root without decoding its
+batches again (36 bytes each; older batches are decoded from the store)."""
 MAX_IN_FLIGHT = 4_096
 """Peers' batches queued for verification whose digests voters may wait on."""
 MAX_REJECTED_BATCHES = 10_000
@@ -107,6 +112,8 @@ class BatchPool:
         self.log_limiter = LogLimiter(log)
         self._arrived = trio.Event()
         self._in_flight: dict[bytes, trio.Event] = {}
+        self._pairs: OrderedDict[bytes, tuple[bytes, bytes]] = OrderedDict()
+        self._pair_txs = 0
         self.rejected_batches = 0
 
     def __contains__(self, digest: object) -> bool:
@@ -242,6 +249,7 @@ class BatchPool:
     def _remember(self, digest: bytes, batch: Batch) -> None:
         if digest in self._known:
             return
+        self._cache_pairs(digest, batch_namespace_pairs(batch))
         self._known[digest] = _Known(batch.author, batch.sequence, _size_of(batch), included=False)
         self._arrived.set()
         self._arrived = trio.Event()
@@ -281,6 +289,34 @@ class BatchPool:
     def get(self, digest: bytes) -> bytes | None:
         return self.store.get_batch(digest)
 
+    def _cache_pairs(self, digest: bytes, pairs: list[tuple[int, bytes]]) -> None:
+        if digest in self._pairs:
+            return
+        namespaces = b"".join(n.to_bytes(4, "big") for n, _ in pairs)
+        self._pairs[digest] = (namespaces, b"".join(h for _, h in pairs))
+        self._pair_txs += len(pairs)
+        while self._pair_txs > MAX_CACHED_PAIR_TXS and len(self._pairs) > 1:
+            _, (dropped, _) = self._pairs.popitem(last=False)
+            self._pair_txs -= len(dropped) // 4
+
+    def namespace_pairs(self, digest: bytes) -> list[tuple[int, bytes]] | None:
+        """(namespace, tx hash) of a held batch's transactions, in order (None if
+        not held): what the block namespace root covers."""
+        cached = self._pairs.get(digest)
+        if cached is None:
+            encoded = self.store.get_batch(digest)
+            if encoded is None:
+                return None
+            try:
+                return batch_namespace_pairs(decode_batch(encoded))
+            except InvalidBatch:
+                return None
+        namespaces, hashes = cached
+        return [
+            (int.from_bytes(namespaces[4 * i : 4 * i + 4], "big"), hashes[32 * i : 32 * i + 32])
+            for i in range(len(namespaces) // 4)
+        ]
+
     def size_of(self, digest: bytes) -> BatchSize | None:
         """Transactions and bytes of a batch held here (None if not held)."""
         known = self._known.get(digest)
@@ -298,6 +334,9 @@ class BatchPool:
         """Batches pruned from the store (never included): no longer offered."""
         for digest in digests:
             self._known.pop(digest, None)
+            cached = self._pairs.pop(digest, None)
+            if cached is not None:
+                self._pair_txs -= len(cached[0]) // 4
 
     def mark_included(self, digests: list[bytes]) -> None:
         for digest in digests:

@@ -188,6 +188,19 @@ class ApiSettings:
         f"cap ({MAX_BATCH_BODY_BYTES // MiB} MiB).",
         _between(MAX_BATCH_BODY_BYTES, 4096 * MiB),
     )
+    subscriber_queue: int = _key(
+        256,
+        "Blocks one WebSocket subscriber may trail the committed tip by once it has "
+        "caught up; beyond it the subscription is closed (4008) with the height to "
+        "resume from.",
+        _between(1, 65_536),
+    )
+    max_subscribers: int = _key(
+        256,
+        "Open WebSocket subscriptions (blocks and transaction status) at once; "
+        "beyond it a new one is closed with 4429. Each also holds a connection.",
+        _between(1, 65_536),
+    )
     admin_token_file: str | None = _key(
         None,
         "File (relative to the home directory, mode 0600) whose first line is the "

@@ -308,6 +308,7 @@ class CommitPipeline:
         if removed:
             self.store.remove_pending(removed)
         self.status.height = height
+        self.status.feed.announce(height)  # subscribers: never waits
         self._advanced.set()
         self._advanced = trio.Event()
         self.status.last_hash = digest

@@ -41,6 +41,7 @@ from consensus.io import (
 from consensus.messages import (
     Block,
     BlockRequest,
+    Certificate,
     CertificateRequest,
     MalformedMessage,
     SyncRequest,
@@ -132,7 +133,25 @@ class ConsensusDriver:
             self.metrics.malformed_messages.inc()
             log.warning("event=malformed_message peer=%d reason=%s", peer, exc)
             return
+        if (
+            isinstance(message, Certificate)
+            and message.kind == VoteKind.FINALIZE
+            and message.height <= self.core.committed.height
+        ):
+            # Consensus needs no finalization at or below its committed height, but a
+            # block committed under a descendant's finalization is proven to block
+            # subscribers only by its own: keep that one when it comes late.
+            self._keep_late_finalization(message)
+            return
         self.post(MessageReceived(ValidatorIndex(peer), message))
+
+    def _keep_late_finalization(self, cert: Certificate) -> None:
+        if self.store.has_own_finalization(cert.height):
+            return  # one per height: a peer repeating it costs a lookup
+        if not self.core.verifier.check_certificate(self.core.validators, cert):
+            return
+        self.store.save_late_finalization(cert)
+        self.metrics.late_finalizations.inc()
 
     # ---- carrying out actions ---------------------------------------------------------
 

@@ -1,9 +1,34 @@
-"""What a node reports about its chain (API /v1/status, the live view, metrics)."""
+"""What a node reports about its chain (API /v1/status, the live view, metrics)
+and the feed of committed heights its subscribers follow."""
 
 from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+
+import trio
+
+
+class CommitFeed:
+    """Committed heights, announced by the commit pipeline (never waits)."""
+
+    def __init__(self, height: int = 0) -> None:
+        self.height = height
+        self._event = trio.Event()
+
+    def announce(self, height: int) -> None:
+        if height > self.height:
+            self.height = height
+        self._event.set()
+        self._event = trio.Event()
+
+    async def wait_past(self, height: int) -> None:
+        """Return once a height above `height` is committed."""
+        while self.height <= height:
+            await self._event.wait()
+
+    async def wait_change(self) -> None:
+        await self._event.wait()
 
 
 @dataclass
@@ -15,6 +40,8 @@ class ChainStatus:
     state_root: bytes = b""
     committed_txs: int = 0
     latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=2000))
+    feed: CommitFeed = field(default_factory=CommitFeed)
+    """Committed heights for the API's subscribers (api/subscriptions.py)."""
 
     def latency_percentiles(self) -> dict[str, float | None]:
         if not self.latencies_ms:

@@ -315,6 +315,19 @@ class ValidatorNode:
 
     # ---- status ---------------------------------------------------------------------
 
+    def validators_document(self) -> dict[str, Any]:
+        """GET /v1/validators: what a subscriber needs to check certificates (it
+        should still pin the set from a genesis file it trusts)."""
+        return {
+            "chain_id": self.domain.chain_id,
+            "verifying_contract": "0x" + self.domain.verifying_contract.hex(),
+            "genesis_hash": "0x" + self.domain.genesis_hash.hex(),
+            "validators": [
+                {"index": i, "name": v.name, "address": "0x" + v.address.hex(), "weight": v.weight}
+                for i, v in enumerate(self.genesis.validators)
+            ],
+        }
+
     def status_document(self) -> dict[str, Any]:
         peers = self._connected_peers()
         return {
@@ -386,6 +399,8 @@ class ValidatorNode:
             set_connected=self.set_connected,
             validator_address=self._validator_address,
             markets=MarketSource(lambda: self.commits.state, self.commits.market_activity),
+            commit_feed=self.status.feed,
+            validators=self.validators_document,
         )
         api_options = ApiOptions.from_config(self.config)  # reads the admin token: fail early
         self.p2p.set_request_handler(self._answer_request)

@@ -7,6 +7,8 @@ subclass at the first rule that fails, in the order a reader checks a header:
     check_vouched_root    the vouched root against this validator's own, if it
                           has executed that height yet
     check_block_size      the named batches' transactions fit one block
+    check_namespace_root  the namespace root is that of the named batches'
+                          transactions (`block_namespace_pairs`)
 
 Voting never waits for this validator's own execution: a block vouches for
 the state root of an earlier height, and a validator that has not executed
@@ -18,11 +20,12 @@ which bounds the lag (docs/architecture.md, "Execution trails ordering").
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from sequencer_net.execution.limits import MAX_TRANSACTIONS_PER_BLOCK
 from sequencer_net.payload.format import MAX_CLOCK_DRIFT_MS, BlockPayload
+from sequencer_net.payload.namespaces import namespace_root
 
 MAX_BLOCK_TX_BYTES = 64 * 1024 * 1024
 """Encoded transactions one block may order (the sum over its batches): what
@@ -71,6 +74,10 @@ class BlockTooLarge(PayloadRejected):
 
 
 class BatchesUnavailable(PayloadRejected):
+    pass
+
+
+class NamespaceRootMismatch(PayloadRejected):
     pass
 
 
@@ -159,3 +166,33 @@ def fill_block(candidates: Sequence[tuple[bytes, BatchSize]], limit: int) -> lis
             break
         chosen.append(digest)
     return chosen
+
+
+def block_namespace_pairs(
+    batches: Iterable[Sequence[tuple[int, bytes]]],
+) -> list[tuple[int, bytes]]:
+    """The (namespace, tx hash) pairs a block's namespace root covers: the
+    batches' transactions in payload order, each batch's in order, a transaction
+    named twice in the block counted once (its first place), as the commit
+    pipeline orders them. A transaction an earlier block already committed is
+    still covered: whether it did is not known to every voter at voting time,
+    and the root must be a function of the payload and its batches alone."""
+    pairs: list[tuple[int, bytes]] = []
+    seen: set[bytes] = set()
+    for batch in batches:
+        for namespace, tx_hash in batch:
+            if tx_hash in seen:
+                continue
+            seen.add(tx_hash)
+            pairs.append((namespace, tx_hash))
+    return pairs
+
+
+def check_namespace_root(payload: BlockPayload, pairs: Sequence[tuple[int, bytes]]) -> None:
+    """The payload's namespace root is the root of its batches' transactions."""
+    expected = namespace_root(pairs)
+    if payload.namespace_root != expected:
+        raise NamespaceRootMismatch(
+            f"namespace root {payload.namespace_root.hex()[:12]} differs from the "
+            f"batches' {expected.hex()[:12]}"
+        )

@@ -1,4 +1,5 @@
-"""The payload a leader puts in a consensus block: a timestamp and batch digests.
+"""The payload a leader puts in a consensus block: a timestamp, batch digests and
+the namespace root of the transactions they carry.
 
 Proposals carry digests of transaction batches, not transactions: batches are
 broadcast by the validators that cut them, and a voter fetches any it lacks
@@ -30,6 +31,11 @@ class BlockPayload(msgspec.Struct, frozen=True, array_like=True):
     `state_height`/`state_root`: the leader's latest executed height and the
     state root after it. Voters check it against their own execution, so a
     finalized block certifies that root (rollups and the L1 read it from here).
+
+    `namespace_root`: the namespace table root (`payload.namespaces`) of the
+    transactions the batches carry (`checks.block_namespace_pairs`). Every voter
+    recomputes it from the batches before voting, so a finalization certificate
+    covers it and a rollup can check its namespace's transactions against it.
     """
 
     timestamp_ms: Annotated[int, msgspec.Meta(ge=0, le=U64_MAX)]
@@ -39,11 +45,13 @@ class BlockPayload(msgspec.Struct, frozen=True, array_like=True):
         list[Annotated[bytes, msgspec.Meta(min_length=32, max_length=32)]],
         msgspec.Meta(max_length=MAX_BATCHES_PER_BLOCK),
     ]
+    namespace_root: Annotated[bytes, msgspec.Meta(min_length=32, max_length=32)]
 
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(BlockPayload)
-MAX_PAYLOAD_BYTES = 128 + 35 * MAX_BATCHES_PER_BLOCK
+MAX_PAYLOAD_BYTES = 128 + 34 + 35 * MAX_BATCHES_PER_BLOCK
+"""Header fields, the namespace root (34 bytes as msgpack bin) and the digests."""
 
 
 def encode_payload(payload: BlockPayload) -> bytes:

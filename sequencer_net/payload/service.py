@@ -12,7 +12,8 @@ Verify: well-formed; `checks.check_header` against the parent;
 `checks.check_vouched_root` against this validator's own root if it has
 executed that height (never waiting for it); every named batch present and
 verified here (fetched from the proposer, then from other peers, when
-missing); `checks.check_block_size` over them.
+missing); `checks.check_block_size` over them; `checks.check_namespace_root`
+over their transactions.
 """
 
 from __future__ import annotations
@@ -35,8 +36,10 @@ from sequencer_net.payload.checks import (
     BatchSize,
     ParentState,
     PayloadRejected,
+    block_namespace_pairs,
     check_block_size,
     check_header,
+    check_namespace_root,
     check_vouched_root,
     fill_block,
 )
@@ -47,9 +50,15 @@ from sequencer_net.payload.format import (
     decode_payload,
     encode_payload,
 )
+from sequencer_net.payload.namespaces import namespace_root
 
 log = logging.getLogger("seqnet.payload")
 
+
+ROOT_IN_THREAD_MIN_TXS = 2_048
+"""Blocks with at least this many transactions have their namespace root (two
+keccaks per transaction) computed in a worker thread, so the event loop keeps
+serving consensus meanwhile."""
 
 IN_FLIGHT_WAIT_S = 0.5
 """How long a voter waits for a named batch that is queued for verification here
@@ -102,13 +111,16 @@ class PayloadService:
         return ParentState(payload.timestamp_ms, payload.state_height, payload.state_root)
 
     def _ancestor_batches(self, parent_digest: bytes) -> set[bytes]:
-        """Batches named by the uncommitted ancestors of a new block (parent included)."""
+        """Batches named by the ancestors of a new block (parent included) that this
+        validator has not executed yet: uncommitted ones, and committed ones whose
+        batches the pool has not marked included yet (it does so as it executes
+        them). Naming such a batch again would only repeat its transactions."""
         names: set[bytes] = set()
         digest = parent_digest
-        committed = self.core.committed.height
+        floor = min(self.core.committed.height, self.executed()[0])
         while True:
             block = self.core.known_block(digest)
-            if block is None or block.height <= committed:
+            if block is None or block.height <= floor:
                 return names
             with contextlib.suppress(MalformedPayload):
                 names.update(decode_payload(block.payload).batches)
@@ -135,18 +147,37 @@ class PayloadService:
         if not lagging:
             candidates = self.pool.unincluded(exclude, MAX_BATCHES_PER_BLOCK)
             batches = fill_block(candidates, MAX_BATCHES_PER_BLOCK)
+        per_batch = [(d, self.pool.namespace_pairs(d)) for d in batches]
+        # A batch pruned meanwhile is left for no block: the root covers what is named.
+        batches = [d for d, pairs in per_batch if pairs is not None]
+        pairs = block_namespace_pairs(p for _, p in per_batch if p is not None)
         state_height, state_root = self.executed()
         if parent is not None and parent.state_height >= state_height:
             # Our execution has not passed the state the parent vouched for: repeat it.
             state_height, state_root = parent.state_height, parent.state_root
+        if len(pairs) >= ROOT_IN_THREAD_MIN_TXS:
+            root = await trio.to_thread.run_sync(namespace_root, pairs)
+        else:
+            root = namespace_root(pairs)
         return encode_payload(
             BlockPayload(
                 timestamp_ms=max(self.clock_ms(), 0 if parent is None else parent.timestamp_ms),
                 state_height=state_height,
                 state_root=state_root,
                 batches=batches,
+                namespace_root=root,
             )
         )
+
+    def _namespace_pairs(self, digests: list[bytes]) -> list[tuple[int, bytes]]:
+        """The (namespace, tx hash) pairs of the block's batches (all held here)."""
+        per_batch: list[list[tuple[int, bytes]]] = []
+        for digest in digests:
+            pairs = self.pool.namespace_pairs(digest)
+            if pairs is None:
+                raise BatchesUnavailable(f"batch {digest.hex()[:12]} unavailable")
+            per_batch.append(pairs)
+        return block_namespace_pairs(per_batch)
 
     async def verify(self, block: Block) -> bool:
         try:
@@ -185,3 +216,8 @@ class PayloadService:
                 raise BatchesUnavailable(f"batch {digest.hex()[:12]} unavailable")
             sizes.append(size)
         check_block_size(sizes)
+        pairs = self._namespace_pairs(payload.batches)
+        if len(pairs) >= ROOT_IN_THREAD_MIN_TXS:
+            await trio.to_thread.run_sync(check_namespace_root, payload, pairs)
+        else:
+            check_namespace_root(payload, pairs)

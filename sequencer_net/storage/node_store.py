@@ -78,6 +78,7 @@ BATCH_REF_PREFIX: Final = b"br/"
 BATCH_LAST_REF_PREFIX: Final = b"bl/"
 BATCH_ARRIVAL_PREFIX: Final = b"ba/"
 EVIDENCE_PREFIX: Final = b"ev/"
+OWN_FINALIZATION_PREFIX: Final = b"of/"
 
 KEY_LAYOUT: Final[dict[str, bytes]] = {
     "safety record": SAFETY_KEY,
@@ -100,6 +101,7 @@ KEY_LAYOUT: Final[dict[str, bytes]] = {
     "batch last reference": BATCH_LAST_REF_PREFIX,
     "batch by arrival height (for pruning unreferenced ones)": BATCH_ARRIVAL_PREFIX,
     "equivocation evidence by offender, view, kind": EVIDENCE_PREFIX,
+    "a block's own finalization by height, digest": OWN_FINALIZATION_PREFIX,
 }
 """Every key family; no prefix is a prefix of another (tests check it)."""
 
@@ -238,8 +240,37 @@ class NodeStore:
         batch = WriteBatch(raw_mode=True)
         if cert.kind == VoteKind.FINALIZE:
             batch.delete_range(CERTIFICATE_PREFIX, CERTIFICATE_PREFIX + _u64(cert.view))
-        batch.put(CERTIFICATE_PREFIX + _u64(cert.view) + bytes([cert.kind]), _encoder.encode(cert))
+        encoded = _encoder.encode(cert)
+        batch.put(CERTIFICATE_PREFIX + _u64(cert.view) + bytes([cert.kind]), encoded)
+        if cert.kind == VoteKind.FINALIZE:
+            batch.put(OWN_FINALIZATION_PREFIX + _u64(cert.height) + cert.block, encoded)
         self._db.write(batch, self._unsynced)
+
+    def save_late_finalization(self, cert: Certificate) -> None:
+        """Keep the finalization certificate of a block that was committed under a
+        descendant's (unsynced: it is not needed for safety). The caller verified it."""
+        if cert.kind != VoteKind.FINALIZE:
+            raise ValueError("only finalizations are kept by height")
+        key = OWN_FINALIZATION_PREFIX + _u64(cert.height) + cert.block
+        self._db.put(key, _encoder.encode(cert), self._unsynced)
+
+    def own_finalization(self, height: int, digest: bytes) -> Certificate | None:
+        """The finalization certificate of the block `digest` at `height` itself:
+        the commit record if it certifies that block, else one kept by
+        `save_certificate` or `save_late_finalization` (a block committed under a
+        descendant's finalization may get its own later, or never)."""
+        stored = self.finalization_at(height)
+        if stored is not None and stored.block == digest and stored.height == height:
+            return stored
+        data = self._db.get(OWN_FINALIZATION_PREFIX + _u64(height) + digest)
+        return None if data is None else _decode(_certificate_decoder, data, "finalization")
+
+    def has_own_finalization(self, height: int) -> bool:
+        """Whether a certificate of the block at `height` itself is kept (any digest)."""
+        stored = self.finalization_at(height)
+        if stored is not None and stored.height == height:
+            return True
+        return any(True for _ in self._scan(OWN_FINALIZATION_PREFIX + _u64(height)))
 
     def certificates_at(self, view: int) -> list[Certificate]:
         """The stored notarization and nullification of `view`, if any."""

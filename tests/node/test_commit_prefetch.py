@@ -14,6 +14,7 @@ from consensus.messages import Block, Certificate, VoteKind
 from sequencer_net.batches.pool import BatchRequest
 from sequencer_net.node.commit import PREFETCH_AHEAD, CommitPipeline
 from sequencer_net.payload.format import BlockPayload, decode_payload, encode_payload
+from sequencer_net.payload.namespaces import EMPTY_ROOT
 
 
 def _digest(height: int, i: int) -> bytes:
@@ -21,7 +22,7 @@ def _digest(height: int, i: int) -> bytes:
 
 
 def _commit(height: int, digests: list[bytes], proposer: int) -> Commit:
-    payload = encode_payload(BlockPayload(0, 0, bytes(32), digests))
+    payload = encode_payload(BlockPayload(0, 0, bytes(32), digests, EMPTY_ROOT))
     block = Block(view=height, height=height, parent=bytes(32), proposer=proposer, payload=payload)
     cert = Certificate(VoteKind.FINALIZE, height, height, block.digest(), [], [])
     return Commit(block, cert)

@@ -10,9 +10,17 @@ from typing import Any
 import trio
 from trio.testing import MockClock
 
-from consensus.io import Commit
-from consensus.messages import Block, Proposal, Vote, VoteKind, decode_message, encode_message
-from consensus.types import View
+from consensus.io import Commit, CommittedTip, Start
+from consensus.messages import (
+    Block,
+    Certificate,
+    Proposal,
+    Vote,
+    VoteKind,
+    decode_message,
+    encode_message,
+)
+from consensus.types import Height, View
 from sequencer_net.metrics import Metrics
 from sequencer_net.node.driver import ConsensusDriver
 from sequencer_net.p2p.network import Channel
@@ -94,4 +102,37 @@ async def test_a_vote_is_persisted_before_it_is_sent_and_timers_follow_the_core(
     samples = metrics.consensus_event_delay.collect()[0].samples
     count = next(s.value for s in samples if s.name.endswith("_count"))
     assert count == 1  # the proposal's wait for the core was measured
+    store.close()
+
+
+async def test_a_late_finalization_of_a_committed_height_is_verified_and_kept(
+    tmp_path: Path, net: Net
+) -> None:
+    """A block committed under a descendant's finalization gets its own when a
+    peer forwards it (for subscribers); a forged one is not kept; one above the
+    committed height still goes to the core."""
+    store = NodeStore(tmp_path / "db", genesis_digest=net.genesis.digest(), sync=False)
+    core = net.core(2)
+    core.handle(Start(None, CommittedTip(Height(3), b"\x03" * 32, View(3))))
+    metrics = Metrics()
+    commits_in, _commits_out = trio.open_memory_channel[Commit](10)
+    driver = ConsensusDriver(
+        core=core,
+        store=store,
+        p2p=FakeP2P(store),  # type: ignore[arg-type]
+        payloads=FakePayloads(),  # type: ignore[arg-type]
+        commits=commits_in,
+        metrics=metrics,
+    )
+    late = net.certificate([0, 1, 3], VoteKind.FINALIZE, 2, 2, b"\x02" * 32)
+    forged = Certificate(VoteKind.FINALIZE, 1, 1, b"\x01" * 32, [0, 1, 3], late.signatures)
+    ahead = net.certificate([0, 1, 3], VoteKind.FINALIZE, 5, 5, b"\x05" * 32)
+    for cert in (forged, late, late, ahead):
+        driver.on_peer_message(1, encode_message(cert))
+    assert store.own_finalization(2, b"\x02" * 32) == late
+    assert store.own_finalization(1, b"\x01" * 32) is None
+    assert store.own_finalization(5, b"\x05" * 32) is None
+    samples = metrics.late_finalizations.collect()[0].samples
+    assert next(s.value for s in samples if s.name.endswith("_total")) == 1
+    assert driver._events_out.statistics().current_buffer_used == 1  # only `ahead`
     store.close()

@@ -2,27 +2,41 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from consensus.limits import U64_MAX
 from sequencer_net.execution.limits import MAX_TRANSACTIONS_PER_BLOCK
 from sequencer_net.payload.checks import (
     MAX_BLOCK_TX_BYTES,
     BatchSize,
     BlockTooLarge,
+    NamespaceRootMismatch,
     ParentState,
     StateHeightNotBelowBlock,
     StateHeightRegressed,
     StateRootMismatch,
     TimestampBeforeParent,
     TimestampInFuture,
+    block_namespace_pairs,
     check_block_size,
     check_header,
+    check_namespace_root,
     check_vouched_root,
     fill_block,
 )
-from sequencer_net.payload.format import MAX_CLOCK_DRIFT_MS, BlockPayload
+from sequencer_net.payload.format import (
+    MAX_BATCHES_PER_BLOCK,
+    MAX_CLOCK_DRIFT_MS,
+    MAX_PAYLOAD_BYTES,
+    BlockPayload,
+    MalformedPayload,
+    decode_payload,
+    encode_payload,
+)
+from sequencer_net.payload.namespaces import EMPTY_ROOT, namespace_root
 
 ROOT_A, ROOT_B = b"\x0a" * 32, b"\x0b" * 32
 PARENT = ParentState(timestamp_ms=1_000, state_height=4, state_root=ROOT_A)
@@ -30,7 +44,11 @@ PARENT = ParentState(timestamp_ms=1_000, state_height=4, state_root=ROOT_A)
 
 def payload(timestamp: int = 1_500, state_height: int = 5, root: bytes = ROOT_B) -> BlockPayload:
     return BlockPayload(
-        timestamp_ms=timestamp, state_height=state_height, state_root=root, batches=[]
+        timestamp_ms=timestamp,
+        state_height=state_height,
+        state_root=root,
+        batches=[],
+        namespace_root=EMPTY_ROOT,
     )
 
 
@@ -81,3 +99,49 @@ def test_a_leader_fills_exactly_what_a_voter_accepts(sizes: list[tuple[int, int]
     if len(chosen) < len(candidates):  # and one more would not be
         with pytest.raises(BlockTooLarge):
             check_block_size([s for _, s in candidates[: len(chosen) + 1]])
+
+
+def _h(i: int) -> bytes:
+    return bytes([i]) * 32
+
+
+def test_the_namespace_root_covers_the_batches_transactions_each_once_in_block_order() -> None:
+    first = [(7, _h(1)), (2, _h(2))]
+    second = [(7, _h(3)), (2, _h(2)), (9, _h(4))]  # _h(2) named again: counted once
+    pairs = block_namespace_pairs([first, second])
+    assert pairs == [(7, _h(1)), (2, _h(2)), (7, _h(3)), (9, _h(4))]
+    block = msgspec.structs.replace(payload(), namespace_root=namespace_root(pairs))
+    check_namespace_root(block, pairs)
+    check_namespace_root(payload(), [])  # an empty block: the empty root
+
+
+@pytest.mark.parametrize(
+    "claimed",
+    [
+        EMPTY_ROOT,  # claims no transactions
+        namespace_root([(7, _h(3)), (2, _h(2)), (7, _h(1))]),  # another order
+        namespace_root([(7, _h(1)), (2, _h(2))]),  # leaves one out
+        namespace_root([(8, _h(1)), (2, _h(2)), (7, _h(3))]),  # another namespace
+    ],
+    ids=["empty", "reordered", "one-left-out", "other-namespace"],
+)
+def test_a_voter_refuses_a_wrong_namespace_root(claimed: bytes) -> None:
+    pairs = [(7, _h(1)), (2, _h(2)), (7, _h(3))]
+    with pytest.raises(NamespaceRootMismatch):
+        check_namespace_root(msgspec.structs.replace(payload(), namespace_root=claimed), pairs)
+
+
+def test_a_full_payload_fits_the_bound_and_a_short_root_is_malformed() -> None:
+    full = msgspec.structs.replace(
+        payload(timestamp=U64_MAX, state_height=U64_MAX),
+        batches=[i.to_bytes(32, "big") for i in range(MAX_BATCHES_PER_BLOCK)],
+    )
+    data = encode_payload(full)
+    assert len(data) <= MAX_PAYLOAD_BYTES
+    assert decode_payload(data) == full
+    short = msgspec.msgpack.encode([1, 0, ROOT_A, [], b"\x01" * 31])
+    with pytest.raises(MalformedPayload):
+        decode_payload(short)
+    missing = msgspec.msgpack.encode([1, 0, ROOT_A, []])  # the old four-field payload
+    with pytest.raises(MalformedPayload):
+        decode_payload(missing)

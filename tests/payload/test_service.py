@@ -8,12 +8,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
+import pytest
 import trio
 from trio.testing import MockClock
 
-from sequencer_net.payload.checks import MAX_EXECUTION_BACKLOG, MAX_EXECUTION_LAG, BatchSize
-from sequencer_net.payload.format import decode_payload
-from sequencer_net.payload.service import PayloadService
+from consensus.messages import Block
+from sequencer_net.payload.checks import (
+    MAX_EXECUTION_BACKLOG,
+    MAX_EXECUTION_LAG,
+    BatchSize,
+    NamespaceRootMismatch,
+)
+from sequencer_net.payload.format import BlockPayload, decode_payload, encode_payload
+from sequencer_net.payload.namespaces import EMPTY_ROOT, namespace_proof, namespace_root
+from sequencer_net.payload.service import ROOT_IN_THREAD_MIN_TXS, PayloadService
 
 BATCH = b"\xbb" * 32
 LAG_WAIT_MS = 400
@@ -33,10 +42,27 @@ class FakeCore:
 
 
 class FakePool:
-    """One verified batch waiting to be ordered."""
+    """Verified batches waiting to be ordered (by default one, of one transaction)."""
+
+    def __init__(self, batches: dict[bytes, list[tuple[int, bytes]]] | None = None) -> None:
+        self.batches = batches if batches is not None else {BATCH: [(3, b"\x33" * 32)]}
+
+    def __contains__(self, digest: object) -> bool:
+        return digest in self.batches
 
     def unincluded(self, exclude: set[bytes], limit: int) -> list[tuple[bytes, BatchSize]]:
-        return [(BATCH, BatchSize(transactions=1, tx_bytes=100))][:limit]
+        return [
+            (digest, BatchSize(transactions=len(pairs), tx_bytes=100 * len(pairs)))
+            for digest, pairs in self.batches.items()
+            if digest not in exclude
+        ][:limit]
+
+    def size_of(self, digest: bytes) -> BatchSize | None:
+        pairs = self.batches.get(digest)
+        return None if pairs is None else BatchSize(len(pairs), 100 * len(pairs))
+
+    def namespace_pairs(self, digest: bytes) -> list[tuple[int, bytes]] | None:
+        return self.batches.get(digest)
 
     async def wait_for_batch(self) -> None:
         await trio.sleep_forever()
@@ -60,8 +86,10 @@ class Execution:
         self.advanced = trio.Event()
 
 
-def service(execution: Execution, committed: int = 0) -> PayloadService:
-    pool: Any = FakePool()
+def service(
+    execution: Execution, committed: int = 0, fake_pool: FakePool | None = None
+) -> PayloadService:
+    pool: Any = fake_pool or FakePool()
     core: Any = FakeCore(committed)
     return PayloadService(
         core=core,
@@ -150,3 +178,91 @@ async def test_a_leader_never_waits_for_consensus_itself(autojump_clock: MockClo
     start = trio.current_time()
     await service(execution, committed=20).build(b"\x01" * 32, 20 + MAX_EXECUTION_LAG)
     assert trio.current_time() == start
+
+
+def _h(i: int) -> bytes:
+    return bytes([i]) * 32
+
+
+SEVERAL_NAMESPACES = {
+    b"\x01" * 32: [(7, _h(1)), (0, _h(2)), (7, _h(3))],
+    b"\x02" * 32: [(2, _h(4)), (7, _h(5)), (0, _h(2))],  # _h(2) again: counted once
+}
+
+
+async def test_a_leaders_block_carries_the_namespace_root_of_its_batches(
+    autojump_clock: MockClock,
+) -> None:
+    built = await service(Execution(10), fake_pool=FakePool(SEVERAL_NAMESPACES)).build(
+        b"\x01" * 32, 11
+    )
+    payload = decode_payload(built)
+    assert payload.batches == list(SEVERAL_NAMESPACES)
+    pairs = [(7, _h(1)), (0, _h(2)), (7, _h(3)), (2, _h(4)), (7, _h(5))]
+    assert payload.namespace_root == namespace_root(pairs)
+    assert namespace_proof(pairs, 7).present is not None
+    assert namespace_proof(pairs, 7).present.entry.count == 3  # type: ignore[union-attr]
+    empty = await service(Execution(10), fake_pool=FakePool({})).build(b"\x01" * 32, 11)
+    assert decode_payload(empty).namespace_root == EMPTY_ROOT
+
+
+async def test_a_voter_checks_the_namespace_root_against_the_batches(
+    autojump_clock: MockClock,
+) -> None:
+    voter = service(Execution(10), fake_pool=FakePool(SEVERAL_NAMESPACES))
+    good = decode_payload(await voter.build(b"\x01" * 32, 11))
+
+    def block(payload: object) -> Block:
+        return Block(
+            view=11, height=11, parent=b"\x01" * 32, proposer=1, payload=encode_payload(payload)
+        )
+
+    await voter.check(block(good))
+    assert await voter.verify(block(good))
+    wrong = msgspec.structs.replace(good, namespace_root=EMPTY_ROOT)
+    with pytest.raises(NamespaceRootMismatch):
+        await voter.check(block(wrong))
+    assert not await voter.verify(block(wrong))
+
+
+class ChainCore(FakeCore):
+    """Blocks the core knows, by digest."""
+
+    def __init__(self, committed: int, blocks: list[Block]) -> None:
+        super().__init__(committed)
+        self.blocks = {b.digest(): b for b in blocks}
+
+    def known_block(self, digest: bytes) -> Block | None:  # type: ignore[override]
+        return self.blocks.get(digest)
+
+
+async def test_a_leader_does_not_name_again_batches_of_committed_blocks_it_has_not_executed(
+    autojump_clock: MockClock,
+) -> None:
+    """Blocks 11 and 12 are committed, execution is at 10: their batches are not
+    marked included yet, but a new block must not repeat them."""
+    b1, b2, b3 = (bytes([i]) * 32 for i in (0xB1, 0xB2, 0xB3))
+    pool = FakePool({b1: [(1, _h(1))], b2: [(1, _h(2))], b3: [(1, _h(3))]})
+
+    def block(height: int, parent: bytes, batches: list[bytes]) -> Block:
+        payload = BlockPayload(0, 0, b"\x00" * 32, batches, namespace_root([]))
+        return Block(height, height, parent, 0, encode_payload(payload))
+
+    eleven = block(11, b"\x0a" * 32, [b2])
+    twelve = block(12, eleven.digest(), [b1])
+    leader = service(Execution(10), committed=12, fake_pool=pool)
+    leader.core = ChainCore(12, [eleven, twelve])  # type: ignore[assignment]
+    built = decode_payload(await leader.build(twelve.digest(), 13))
+    assert built.batches == [b3]
+    assert built.namespace_root == namespace_root([(1, _h(3))])
+
+
+async def test_a_large_blocks_root_goes_through_the_worker_thread_and_is_still_checked() -> None:
+    pairs = [(i % 5, i.to_bytes(32, "big")) for i in range(ROOT_IN_THREAD_MIN_TXS)]
+    voter = service(Execution(10), fake_pool=FakePool({b"\x01" * 32: pairs}))
+    built = decode_payload(await voter.build(b"\x01" * 32, 11))
+    assert built.namespace_root == namespace_root(pairs)
+    block = Block(11, 11, b"\x01" * 32, 1, encode_payload(built))
+    assert await voter.verify(block)
+    wrong = msgspec.structs.replace(built, namespace_root=EMPTY_ROOT)
+    assert not await voter.verify(Block(11, 11, b"\x01" * 32, 1, encode_payload(wrong)))

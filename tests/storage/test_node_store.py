@@ -347,3 +347,29 @@ def test_kill_9_at_random_points_leaves_a_consistent_store(tmp_path: Path) -> No
         assert height >= last, f"seed={seed} kill={kill}: tip went back"
         last = height
     assert last > 0, f"seed={seed}: the writer never committed"
+
+
+def test_a_blocks_own_finalization_is_kept_even_when_a_descendants_committed_it(
+    tmp_path: Path,
+) -> None:
+    with NodeStore(tmp_path / "db", genesis_digest=GENESIS) as store:
+        (first,) = commit_chain(store, 1)
+        assert store.own_finalization(1, first.digest()) == store.finalization_at(1)
+        second = block(2, first.digest())
+        third = block(3, second.digest())
+        learned = cert(VoteKind.FINALIZE, second.view, 2, second.digest())
+        store.save_certificate(learned)  # learned, but the chain commits under 3's
+        store.commit_block(
+            second, cert(VoteKind.FINALIZE, third.view, 3, third.digest()), [], bytes(32)
+        )
+        assert store.own_finalization(2, second.digest()) == learned
+        assert store.own_finalization(2, b"\x01" * 32) is None
+        store.save_certificate(cert(VoteKind.FINALIZE, third.view, 3, third.digest()))
+        assert store.own_finalization(2, second.digest()) == learned  # not dropped by view
+        assert not store.has_own_finalization(4)
+        late = cert(VoteKind.FINALIZE, 20, 4, b"\x04" * 32)
+        store.save_late_finalization(late)
+        assert store.has_own_finalization(4)
+        assert store.own_finalization(4, b"\x04" * 32) == late
+        with pytest.raises(ValueError):
+            store.save_late_finalization(cert(VoteKind.NOTARIZE, 20, 4))

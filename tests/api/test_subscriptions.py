@@ -1,0 +1,398 @@
+"""WebSocket subscriptions: every finalized height once, in order, across the
+history/live boundary; a stalled subscriber is dropped with the height to
+resume from while commits go on; the cap; bad queries; transaction status."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+import trio
+from starlette.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
+from trio.testing import MockClock
+
+from consensus.crypto import keccak256
+from consensus.messages import Block, Certificate, VoteKind
+from sequencer_net.api import subscriptions as subscriptions_module
+from sequencer_net.api.server import ApiOptions, build_app
+from sequencer_net.api.subscriptions import (
+    CERTIFICATE_POLL_S,
+    CLOSE_BAD_QUERY,
+    CLOSE_FULL,
+    CLOSE_NO_CERTIFICATE,
+    CLOSE_TOO_SLOW,
+    LATE_CERTIFICATE_WAIT_S,
+    CommitFeed,
+    SubscriptionLimits,
+    Subscriptions,
+)
+from sequencer_net.batches.batch import Batch, batch_digest, encode_batch
+from sequencer_net.execution.encoding import encode
+from sequencer_net.execution.receipts import Receipt
+from sequencer_net.mempool.mempool import Mempool
+from sequencer_net.mempool.transaction import decode_transaction, tx_hash
+from sequencer_net.payload import decode_payload
+from sequencer_net.payload.format import BlockPayload, encode_payload
+from sequencer_net.payload.namespaces import (
+    EntryProof,
+    NamespaceProof,
+    TableEntry,
+    namespace_root,
+    verify_namespace,
+)
+from sequencer_net.storage.node_store import NodeStore
+from tests.api.conftest import GENESIS, ApiWorld
+from tests.mempool.factories import DOMAIN, signed
+
+NS = 7
+
+
+class Chain:
+    """A store the test commits blocks to, as the commit pipeline would."""
+
+    def __init__(self, store: NodeStore) -> None:
+        self.store = store
+        self.feed = CommitFeed()
+        self.nonce = 0
+
+    def commit(self, namespaces: tuple[int, ...] = (NS, 3, NS)) -> list[bytes]:
+        height = self.store.tip()[0] + 1
+        txs = []
+        for ns in namespaces:
+            txs.append(signed(sender=1, nonce=self.nonce, namespace=ns, payload=b"h%d" % height))
+            self.nonce += 1
+        return self.commit_txs(txs)
+
+    def commit_txs(self, txs: list[bytes], receipts: bytes = b"") -> list[bytes]:
+        height, parent, _ = self.store.tip()
+        encoded = encode_batch(Batch(author=0, sequence=height, transactions=txs))
+        digest = batch_digest(encoded)
+        self.store.save_batch(digest, encoded, author=0)
+        pairs = [(decode_transaction(t).namespace, tx_hash(t)) for t in txs]
+        payload = BlockPayload(height, 0, bytes(32), [digest], namespace_root(pairs))
+        block = Block(
+            view=height + 1,
+            height=height + 1,
+            parent=parent,
+            proposer=0,
+            payload=encode_payload(payload),
+        )
+        cert = Certificate(
+            kind=VoteKind.FINALIZE, view=block.view, height=block.height, block=block.digest(),
+            signers=[0, 1, 2], signatures=[bytes([i]) * 65 for i in range(3)],
+        )  # fmt: skip
+        self.store.commit_block(
+            block, cert, txs, keccak256(b"root"), receipts, batch_digests=[digest]
+        )
+        self.feed.announce(block.height)
+        return txs
+
+
+@pytest.fixture
+def chain(tmp_path: Path) -> Iterator[Chain]:
+    store = NodeStore(tmp_path / "chain", genesis_digest=GENESIS, sync=False)
+    try:
+        yield Chain(store)
+    finally:
+        store.close()
+
+
+def subscriptions(chain: Chain, queue: int = 256, cap: int = 256) -> Subscriptions:
+    return Subscriptions(
+        store=chain.store,
+        mempool=Mempool(DOMAIN),
+        feed=chain.feed,
+        limits=SubscriptionLimits(queue, cap),
+        receipt=lambda height, index: None,
+    )
+
+
+class FakeSocket:
+    """A WebSocket whose reader takes `reads` messages, then stalls (None: never)."""
+
+    def __init__(self, query: dict[str, str], reads: int | None = None) -> None:
+        self.query_params = query
+        self.reads = reads
+        self.messages: list[dict[str, Any]] = []
+        self.closed: tuple[int, str] | None = None
+        self.accepted = False
+        self.arrived = trio.Event()
+
+    async def accept(self) -> None:
+        self.accepted = True
+
+    async def send_text(self, text: str) -> None:
+        if self.reads is not None and len(self.messages) >= self.reads:
+            await trio.sleep_forever()  # the client stopped reading
+        self.messages.append(msgspec.json.decode(text))
+        self.arrived.set()
+        self.arrived = trio.Event()
+
+    async def send_json(self, document: dict[str, Any]) -> None:
+        await self.send_text(msgspec.json.encode(document).decode())
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        self.closed = (code, reason)
+
+
+def verify(message: dict[str, Any]) -> None:
+    """What a subscriber checks (apart from the certificate's signatures)."""
+    block = message["block"]
+    digest = Block(
+        view=block["view"],
+        height=block["height"],
+        parent=bytes.fromhex(block["parent"][2:]),
+        proposer=block["proposer"],
+        payload=bytes.fromhex(block["payload"][2:]),
+    ).digest()
+    assert block["hash"] == "0x" + digest.hex()
+    assert message["certificate"]["block"] == block["hash"]
+    assert message["certificate"]["kind"] == int(VoteKind.FINALIZE)
+    root = decode_payload(bytes.fromhex(block["payload"][2:])).namespace_root
+
+    def entry(raw: dict[str, Any] | None) -> EntryProof | None:
+        if raw is None:
+            return None
+        e = raw["entry"]
+        return EntryProof(
+            raw["index"],
+            TableEntry(e["namespace"], e["count"], bytes.fromhex(e["root"][2:])),
+            [bytes.fromhex(h[2:]) for h in raw["path"]],
+        )
+
+    p = message["proof"]
+    proof = NamespaceProof(
+        p["namespace"], p["size"], entry(p["present"]), entry(p["below"]), entry(p["above"])
+    )
+    hashes = [keccak256(bytes.fromhex(t[2:])) for t in message["transactions"]]
+    verify_namespace(root, message["namespace"], hashes, proof)
+
+
+async def until(predicate: Any) -> None:
+    with trio.fail_after(10):
+        while not predicate():
+            await trio.sleep(0.001)
+
+
+async def test_from_a_past_height_during_live_commits_every_height_once_in_order(
+    chain: Chain,
+) -> None:
+    for _ in range(5):
+        chain.commit()
+    subs = subscriptions(chain)
+    socket = FakeSocket({"namespace": str(NS), "from": "1"})
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(subs.blocks, socket)
+        for i in range(10):  # commits keep coming while history is sent
+            chain.commit((NS,) if i % 2 else (3,))
+            await trio.sleep(0)
+        await until(lambda: len(socket.messages) == 15)
+        chain.commit()
+        await until(lambda: len(socket.messages) == 16)
+        nursery.cancel_scope.cancel()
+    assert [m["height"] for m in socket.messages] == list(range(1, 17))
+    for message in socket.messages:
+        verify(message)
+    counts = [len(m["transactions"]) for m in socket.messages]
+    assert counts[:5] == [2] * 5 and counts[5:15] == [0, 1] * 5  # absent ones proven too
+
+
+async def test_a_stalled_subscriber_is_dropped_with_its_resume_height(chain: Chain) -> None:
+    chain.commit()
+    subs = subscriptions(chain, queue=3)
+    stalled = FakeSocket({"namespace": str(NS)}, reads=2)
+    reader = FakeSocket({"namespace": str(NS)})
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(subs.blocks, stalled)
+        nursery.start_soon(subs.blocks, reader)
+        await until(lambda: stalled.accepted and reader.accepted)
+        for _ in range(8):
+            chain.commit()
+            await trio.sleep(0.01)
+        await until(lambda: stalled.closed is not None and len(reader.messages) == 8)
+        nursery.cancel_scope.cancel()
+    # It got heights 2 and 3, stalled on 4; the others went on undisturbed.
+    assert [m["height"] for m in stalled.messages] == [2, 3]
+    assert stalled.closed == (CLOSE_TOO_SLOW, "too slow; resume from height 4")
+    assert [m["height"] for m in reader.messages] == list(range(2, 10))
+    assert subs.dropped_slow == 1 and subs.open == 0
+    resumed = FakeSocket({"namespace": str(NS), "from": "4"})  # no gap on reconnect
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(subs.blocks, resumed)
+        await until(lambda: len(resumed.messages) == 6)
+        nursery.cancel_scope.cancel()
+    assert [m["height"] for m in resumed.messages] == list(range(4, 10))
+
+
+def _commit_under_descendant(chain: Chain) -> Block:
+    """Height 2 committed with the finalization of a (not yet stored) height 3."""
+    chain.commit()
+    height, parent, _ = chain.store.tip()
+    payload = BlockPayload(0, 0, bytes(32), [], namespace_root([]))
+    block = Block(
+        view=9, height=height + 1, parent=parent, proposer=0, payload=encode_payload(payload)
+    )
+    descendant = Certificate(VoteKind.FINALIZE, 10, height + 2, b"\x0d" * 32, [0], [b"\x00" * 65])
+    chain.store.commit_block(block, descendant, [], keccak256(b"root"))
+    chain.feed.announce(block.height)
+    return block
+
+
+async def test_a_block_committed_under_a_descendants_certificate_waits_for_its_own(
+    chain: Chain, autojump_clock: MockClock
+) -> None:
+    block = _commit_under_descendant(chain)
+    subs = subscriptions(chain)
+    socket = FakeSocket({"namespace": str(NS), "from": "1"})
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(subs.blocks, socket)
+        await trio.sleep(LATE_CERTIFICATE_WAIT_S / 2)
+        assert [m["height"] for m in socket.messages] == [1]  # height 2 waits
+        own = Certificate(VoteKind.FINALIZE, 9, block.height, block.digest(), [0], [b"\x00" * 65])
+        chain.store.save_late_finalization(own)  # a peer forwarded it late
+        await trio.sleep(CERTIFICATE_POLL_S * 1.5)
+        assert [m["height"] for m in socket.messages] == [1, 2]
+        nursery.cancel_scope.cancel()
+    assert socket.messages[1]["certificate"]["view"] == 9
+    assert socket.messages[1]["certificate"]["block"] == "0x" + block.digest().hex()
+    assert socket.closed is None
+
+
+async def test_without_its_own_certificate_the_subscriber_is_told_where_to_resume(
+    chain: Chain, autojump_clock: MockClock
+) -> None:
+    _commit_under_descendant(chain)
+    subs = subscriptions(chain)
+    socket = FakeSocket({"namespace": str(NS), "from": "1"})
+    with trio.fail_after(LATE_CERTIFICATE_WAIT_S + 5):
+        await subs.blocks(socket)
+    assert [m["height"] for m in socket.messages] == [1]
+    assert socket.closed == (
+        CLOSE_NO_CERTIFICATE,
+        "no finalization certificate of height 2 here; resume elsewhere from height 2",
+    )
+    assert subs.open == 0
+
+
+async def test_transaction_status_goes_pending_then_committed_with_its_receipt(
+    chain: Chain,
+) -> None:
+    tx = signed(sender=2, nonce=0, namespace=NS)
+    h = tx_hash(tx)
+    subs = subscriptions(chain)
+    subs.receipt = lambda height, index: {"height": height, "index": index}
+    socket = FakeSocket({})
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(subs.transaction, socket, h)
+        await until(lambda: len(socket.messages) == 1)
+        subs.mempool.add(subs.mempool.check(tx), now_ms=0)
+        await until(lambda: len(socket.messages) == 2)  # seen within a poll interval
+        chain.commit_txs([tx], encode((Receipt(h, b"\x01" * 20, True, "", ""),)))
+        await until(lambda: socket.closed is not None)
+    assert [m["status"] for m in socket.messages] == ["unknown", "pending", "committed"]
+    assert socket.messages[2]["height"] == 1
+    assert socket.messages[2]["receipt"] == {"height": 1, "index": 0}
+    assert socket.closed == (1000, "")
+
+
+def _app(chain: Chain, **options: Any) -> Any:
+    world = ApiWorld(store=chain.store, mempool=Mempool(DOMAIN))
+    context = world.context()
+    context.commit_feed = chain.feed
+    return build_app(context, ApiOptions(**options))
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["", "?namespace=", "?namespace=x7", "?namespace=4294967296", "?namespace=7&from=0",
+     "?namespace=7&from=-1", "?namespace=%EF%BC%97"],
+)  # fmt: skip
+def test_bad_queries_are_closed_with_4400(chain: Chain, query: str) -> None:
+    with (
+        TestClient(_app(chain), backend="trio") as client,
+        pytest.raises(WebSocketDisconnect) as closed,
+        client.websocket_connect("/v1/subscribe/blocks" + query) as ws,
+    ):
+        ws.receive_text()
+    assert closed.value.code == CLOSE_BAD_QUERY and closed.value.reason
+
+
+def test_the_subscriber_cap_closes_the_next_one_with_4429(chain: Chain) -> None:
+    for _ in range(2):
+        chain.commit()
+    with (
+        TestClient(_app(chain, max_subscribers=1), backend="trio") as client,
+        client.websocket_connect(f"/v1/subscribe/blocks?namespace={NS}&from=1") as first,
+    ):
+        assert first.receive_json()["height"] == 1
+        with (
+            pytest.raises(WebSocketDisconnect) as closed,
+            client.websocket_connect(f"/v1/subscribe/blocks?namespace={NS}") as second,
+        ):
+            second.receive_text()
+        assert closed.value.code == CLOSE_FULL
+        assert first.receive_json()["height"] == 2
+
+
+def test_one_block_over_http_is_the_subscription_message(chain: Chain) -> None:
+    chain.commit()
+    with TestClient(_app(chain), backend="trio") as client:
+        with client.websocket_connect(f"/v1/subscribe/blocks?namespace={NS}&from=1") as ws:
+            pushed = ws.receive_json()
+        polled = client.get(f"/v1/blocks/1/namespaces/{NS}")
+        missing = client.get(f"/v1/blocks/2/namespaces/{NS}")
+        bad = client.get("/v1/blocks/1/namespaces/4294967296")
+        block = client.get("/v1/blocks/1").json()
+        validators = client.get("/v1/validators")
+    assert polled.status_code == 200 and polled.json() == pushed
+    verify(pushed)
+    assert missing.status_code == 404 and bad.status_code == 400
+    payload = decode_payload(bytes.fromhex(block["payload"][2:]))
+    assert block["namespace_root"] == "0x" + payload.namespace_root.hex()
+    assert validators.status_code == 503  # no validator set behind this test API
+
+
+def test_a_bad_transaction_hash_is_closed_with_4400(chain: Chain) -> None:
+    with (
+        TestClient(_app(chain), backend="trio") as client,
+        pytest.raises(WebSocketDisconnect) as closed,
+        client.websocket_connect("/v1/subscribe/transactions/0x1234") as ws,
+    ):
+        ws.receive_text()
+    assert closed.value.code == CLOSE_BAD_QUERY and closed.value.reason
+
+
+async def test_refusals_complete_the_handshake_so_the_close_code_reaches_the_client(
+    chain: Chain,
+) -> None:
+    """Closing before accepting would reach a real client as a bare HTTP 403."""
+    subs = subscriptions(chain, cap=1)
+    bad = FakeSocket({"namespace": "seven"})
+    await subs.blocks(bad)
+    assert bad.accepted and bad.closed is not None and bad.closed[0] == CLOSE_BAD_QUERY
+    holder = FakeSocket({"namespace": str(NS)})
+    refused = FakeSocket({"namespace": str(NS)})
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(subs.blocks, holder)
+        await until(lambda: holder.accepted)
+        await subs.blocks(refused)
+        nursery.cancel_scope.cancel()
+    assert refused.accepted and refused.closed == (CLOSE_FULL, "too many subscribers; retry later")
+
+
+def test_the_message_caches_are_bounded_in_bytes(
+    chain: Chain, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for _ in range(6):
+        chain.commit()
+    monkeypatch.setattr(subscriptions_module, "CACHED_MESSAGE_BYTES", 1)
+    monkeypatch.setattr(subscriptions_module, "CACHED_BLOCK_TX_BYTES", 1)
+    messages = subscriptions_module.BlockMessages(chain.store)
+    first = [messages.message(h, NS) for h in range(1, 7)]
+    assert len(messages._messages) == 1 and len(messages._blocks) == 1  # the latest only
+    assert messages._message_bytes == len(first[-1] or "")
+    assert [messages.message(h, NS) for h in range(1, 7)] == first  # rebuilt the same
