@@ -42,6 +42,7 @@ from urllib.parse import urlencode, urlsplit
 
 from consensus.crypto import Address
 from consensus.encoding import Domain
+from consensus.limits import MAX_VALIDATORS
 from consensus.types import Validator, ValidatorSet
 from sequencer_net.client.verify import (
     BlockVerifier,
@@ -50,9 +51,10 @@ from sequencer_net.client.verify import (
 )
 
 SUBSCRIBE_PATH: Final = "/v1/subscribe/blocks"
-DEFAULT_MAX_MESSAGE_BYTES: Final = 64 * 1024 * 1024
+DEFAULT_MAX_MESSAGE_BYTES: Final = 16 * 1024 * 1024
 """One block message: its namespace's transactions as hex (twice their size).
-A namespace carrying more than ~30 MiB in one block needs a larger cap."""
+A namespace carrying more than ~7 MiB in one block needs a larger cap. The cap
+also bounds what a hostile node can make the client parse and hold at once."""
 DEFAULT_IDLE_TIMEOUT_S: Final = 60.0
 """A node sends every finalized block (and may ping every 15 s when idle):
 this long without a message means the connection is dead."""
@@ -134,7 +136,7 @@ class SubscriptionSession:
             message = json.loads(text)
         except (ValueError, RecursionError):
             raise SubscriptionVerificationError(None, "a message is not JSON") from None
-        if isinstance(message, dict) and message.get("type") == "ping" and len(message) == 1:
+        if isinstance(message, dict) and message.get("type") == "ping":
             return None
         block = self.verifier.verify(message)
         self.progressed = True
@@ -193,29 +195,44 @@ async def verifier_from_node(url: str, namespace: int, from_height: int) -> Bloc
     a local testnet or a node you run; otherwise pass a genesis file obtained
     from a source you trust.
     """
+    from sequencer_net.client.errors import SeqnetApiError
     from sequencer_net.client.http import AsyncSeqnetClient
 
-    async with AsyncSeqnetClient(url, timeout=DEFAULT_CONNECT_TIMEOUT_S) as node:
-        status = await node.status()
-        answer = await node._request("GET", "/v1/validators")
     try:
-        body = answer.json()
+        async with AsyncSeqnetClient(url, timeout=DEFAULT_CONNECT_TIMEOUT_S) as node:
+            status = await node.status()
+            validators = await node.validators()
+    except SeqnetApiError as exc:
+        raise SubscriptionFailed(f"cannot read the validator set from {url}: {exc}") from exc
+    return verifier_from_answers(status, validators, namespace, from_height)
+
+
+def verifier_from_answers(
+    status: Any, validators: Any, namespace: int, from_height: int
+) -> BlockVerifier:
+    """A verifier from a node's `/v1/status` and `/v1/validators` answers
+    (`{"validators": [{"address": "0x..", "weight": N}, ...]}`)."""
+    try:
         domain = Domain(
             int(status["chain_id"]),
             bytes.fromhex(str(status["verifying_contract"]).removeprefix("0x")),
             bytes.fromhex(str(status["genesis_hash"]).removeprefix("0x")),
         )
-        validators = ValidatorSet(
+        members = validators["validators"]
+        if not isinstance(members, list) or not 1 <= len(members) <= MAX_VALIDATORS:
+            raise ValueError(f"between 1 and {MAX_VALIDATORS} validators expected")
+        validator_set = ValidatorSet(
             [
                 Validator(
-                    Address(bytes.fromhex(str(v["address"]).removeprefix("0x"))), int(v["weight"])
+                    Address(bytes.fromhex(str(v["address"]).removeprefix("0x"))),
+                    int(v["weight"]),
                 )
-                for v in body["validators"]
+                for v in members
             ]
         )
     except (KeyError, TypeError, ValueError) as exc:
-        raise SubscriptionFailed(f"{url} did not give a usable validator set: {exc}") from exc
-    return BlockVerifier(validators, domain, namespace, from_height)
+        raise SubscriptionFailed(f"no usable validator set or domain: {exc}") from exc
+    return BlockVerifier(validator_set, domain, namespace, from_height)
 
 
 async def _verifier(

@@ -176,3 +176,13 @@ def test_the_asyncio_front_end_yields_the_same_blocks() -> None:
 
     trio.run(main)
     assert result == [1, 2, 3, 4, 5, 6]
+
+
+async def test_an_idle_connection_is_replaced() -> None:
+    chain, messages = chain_of(4)
+    async with trio.open_nursery() as nursery:
+        node = await start_node(nursery, messages, [Step(2, "hold"), Step(100)])
+        blocks = await collect([node.url], chain, 4, idle_timeout_s=0.2)
+        nursery.cancel_scope.cancel()
+    assert [b.height for b in blocks] == [1, 2, 3, 4]
+    assert [s for _, s in node.requests] == [1, 3]

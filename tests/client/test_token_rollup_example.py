@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -13,8 +14,18 @@ from sequencer_net.client import RetryPolicy
 from tests.client.chain import Chain
 from tests.client.fake_node import Step, start_node
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples" / "token_rollup"))
-import ledger  # noqa: E402
+
+def _load_example() -> Any:
+    path = Path(__file__).resolve().parents[2] / "examples" / "token_rollup" / "ledger.py"
+    spec = importlib.util.spec_from_file_location("token_rollup_ledger", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+ledger = _load_example()
 
 FAST = RetryPolicy(max_failures=4, initial_backoff_s=0.01, max_backoff_s=0.05)
 BOB = "0x" + "b0" * 20
