@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -82,6 +83,7 @@ def subscribe(
 
     from sequencer_net.client import SubscriptionFailed, SubscriptionVerificationError
 
+    _log_reconnects_to_stderr()
     urls = list(node_urls) or _testnet_urls(directory)
     verifier = _verifier(genesis_path, directory, verify, namespace, from_height)
     try:
@@ -94,6 +96,21 @@ def subscribe(
         raise click.ClickException(str(exc)) from exc
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+class _StderrHandler(logging.Handler):
+    """Reconnect notices on the current stderr (not the stream seen at setup)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(f"subscribe: {record.getMessage()}", err=True)
+
+
+def _log_reconnects_to_stderr() -> None:
+    logger = logging.getLogger("sequencer_net.client.subscribe")
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        logger.addHandler(_StderrHandler())
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
 
 
 def _testnet_urls(directory: Path | None) -> list[str]:

@@ -34,6 +34,7 @@ is where a rotation schedule would plug in.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +60,8 @@ DEFAULT_IDLE_TIMEOUT_S: Final = 60.0
 """A node sends every finalized block (and may ping every 15 s when idle):
 this long without a message means the connection is dead."""
 DEFAULT_CONNECT_TIMEOUT_S: Final = 10.0
+
+log = logging.getLogger(__name__)
 
 CLOSE_TOO_SLOW: Final = 4008
 CLOSE_BAD_REQUEST: Final = 4400
@@ -153,16 +156,31 @@ class SubscriptionSession:
             raise SubscriptionFailed(
                 f"{self.urls[self.node]} refused the subscription: {ended.describe()}"
             )
+        url = self.urls[self.node]
         if self.progressed and ended.kind in ("closed", "dropped"):
+            log.info("%s: %s; resuming from height %d", url, ended.describe(), self.next_height)
             return 0.0  # resume at once on the same node; if it is gone, that attempt fails
         self.failures += 1
         if self.failures >= self.retry.max_failures:
             raise SubscriptionFailed(
-                f"{self.failures} consecutive attempts failed; last, to "
-                f"{self.urls[self.node]}: {ended.describe()}"
+                f"{self.failures} consecutive attempts failed; last, to {url}: {ended.describe()}"
             )
         self.node = (self.node + 1) % len(self.urls)
-        return self.retry.backoff(self.failures)
+        delay = self.retry.backoff(self.failures)
+        log.warning(
+            "%s: %s; retrying on %s in %.2f s (attempt %d of %d)",
+            url,
+            ended.describe(),
+            self.urls[self.node],
+            delay,
+            self.failures + 1,
+            self.retry.max_failures,
+        )
+        return delay
+
+    @property
+    def next_height(self) -> int:
+        return self.verifier.next_height
 
 
 def websocket_base(url: str) -> str:

@@ -49,8 +49,9 @@ async def test_prints_one_json_line_per_verified_block(tmp_path: Path) -> None:
         *("--namespace", str(NAMESPACE), "--genesis", str(genesis), "--json", "--count", "3"),
     )
     assert result.exit_code == 0, result.output
-    lines = [json.loads(line) for line in result.output.splitlines()]
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert [b["height"] for b in lines] == [1, 2, 3]
+    assert "dropped" in result.stderr and "resuming from height 2" in result.stderr
     first = lines[0]
     assert first["hash"] == messages[0]["block"]["hash"]
     assert first["namespace"] == NAMESPACE
@@ -80,7 +81,7 @@ async def test_no_verify_prints_without_a_genesis(tmp_path: Path) -> None:
         [message], [Step(100)], "--namespace", str(NAMESPACE), "--no-verify", "--count", "1"
     )
     assert result.exit_code == 0, result.output
-    assert result.output.startswith("height 1 ")
+    assert result.stdout.startswith("height 1 ")
 
 
 def test_verification_needs_a_genesis(tmp_path: Path, monkeypatch: Any) -> None:
