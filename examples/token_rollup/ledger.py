@@ -128,6 +128,19 @@ class Ledger:
         return None
 
 
+def hold_state_lock(state_path: Path) -> Any:
+    """An exclusive lock beside the state file, held while the process lives:
+    two ledgers writing one state file would undo each other's blocks."""
+    import fcntl
+
+    lock = open(state_path.with_name(state_path.name + ".lock"), "w")  # noqa: SIM115
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise SystemExit(f"another ledger is using {state_path}") from None
+    return lock
+
+
 async def follow(
     urls: list[str],
     genesis: Any,
@@ -155,8 +168,9 @@ async def follow(
         ledger.log.clear()
         if block.transactions:
             print(
-                f"block {block.height}: {len(block.transactions)} transfer(s); "
-                f"balances {ledger.balances}"
+                f"block {block.height}: {len(block.transactions)} transaction(s); "
+                f"balances {ledger.balances}",
+                flush=True,
             )
         if stop_at is not None and block.height >= stop_at:
             break
@@ -190,9 +204,11 @@ def main() -> None:
     genesis = load_genesis(args.dir / GENESIS_FILE)
     urls = args.node or [node.api_url for node in net.nodes]
     issuer = args.issuer or "0x" + load_account_addresses(net.manifest.load.seed, 1)[0].hex()
+    lock = hold_state_lock(args.state)
     print(f"following namespace {args.namespace} on {len(urls)} node(s); state {args.state}")
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: the state file is already saved
         trio.run(follow, urls, genesis, args.state, issuer, args.namespace)
+    lock.close()
 
 
 if __name__ == "__main__":

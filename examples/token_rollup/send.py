@@ -17,7 +17,12 @@ from ledger import NAMESPACE
 
 
 def main() -> None:
-    from sequencer_net.client import FeeSchedule, SeqnetClient, signed_transaction
+    from sequencer_net.client import (
+        FeeSchedule,
+        SeqnetApiError,
+        SeqnetClient,
+        signed_transaction,
+    )
     from sequencer_net.home.genesis import load_genesis
     from sequencer_net.testnet.accounts import load_account_keys
     from sequencer_net.testnet.network import GENESIS_FILE, Testnet
@@ -35,17 +40,26 @@ def main() -> None:
     key = load_account_keys(net.manifest.load.seed, args.account + 1)[args.account]
     sender = "0x" + key.address.hex()
     body = json.dumps({"from": sender, "to": args.to, "amount": args.amount}).encode()
-    with SeqnetClient(net.nodes[0].api_url) as node:
-        nonce = int(node.account(sender)["next_nonce"])
-        tx = signed_transaction(
-            key,
-            genesis.domain(),
-            nonce,
-            args.namespace,
-            body,
-            fees=FeeSchedule.of_genesis(genesis),
-        )
-        print(f"{sender} -> {args.to}: {args.amount} (nonce {nonce}) tx {node.submit(tx)}")
+    for testnet_node in net.nodes:  # the first node that answers
+        try:
+            with SeqnetClient(testnet_node.api_url, timeout=5.0) as node:
+                nonce = int(node.account(sender)["next_nonce"])
+                tx = signed_transaction(
+                    key,
+                    genesis.domain(),
+                    nonce,
+                    args.namespace,
+                    body,
+                    fees=FeeSchedule.of_genesis(genesis),
+                )
+                tx_hash = node.submit(tx)
+        except SeqnetApiError as exc:
+            if exc.retryable:
+                continue
+            raise SystemExit(f"{testnet_node.api_url} refused the transfer: {exc}") from exc
+        print(f"{sender} -> {args.to}: {args.amount} (nonce {nonce}) tx {tx_hash}")
+        return
+    raise SystemExit("no node of the testnet answered")
 
 
 if __name__ == "__main__":

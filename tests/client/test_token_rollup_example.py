@@ -75,3 +75,14 @@ async def test_applies_transfers_resumes_after_restart_and_switches_nodes(tmp_pa
     saved = json.loads(state.read_text())
     assert saved["next_height"] == 5 and saved["balances"][BOB] == 105
     assert not (tmp_path / "ledger.json.tmp").exists()
+
+
+def test_a_second_ledger_on_the_same_state_file_refuses_to_start(tmp_path: Path) -> None:
+    import pytest
+
+    state = tmp_path / "ledger.json"
+    first = ledger.hold_state_lock(state)
+    with pytest.raises(SystemExit, match="another ledger is using"):
+        ledger.hold_state_lock(state)
+    first.close()
+    ledger.hold_state_lock(state).close()  # free again once the first one stops
