@@ -56,6 +56,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "trade",
         "Trade from a terminal: markets, positions, deposit, order, cancel.",
     ),
+    "subscribe": (
+        "sequencer_net.cli.subscribe",
+        "subscribe",
+        "Print a rollup namespace's verified blocks as they finalize.",
+    ),
     "genesis": (
         "sequencer_net.cli.genesis",
         "genesis",

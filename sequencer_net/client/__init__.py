@@ -1,4 +1,4 @@
-"""Python client SDK for a seqnet validator's HTTP API.
+"""Python client SDK for a seqnet validator's HTTP API and block subscriptions.
 
 Example:
 
@@ -11,24 +11,47 @@ Example:
 Every failure, an unreachable node included, raises `SeqnetApiError`.
 `dex_transaction` and `signed_transaction` build what `submit` sends: one
 signature per transaction, the required fee offered (`FeeSchedule`).
+
+`subscribe(urls, namespace=N, from_height=H, genesis=path)` yields a rollup's
+verified blocks (sequencer_net.client.subscribe; docs/rollups.md).
 """
 
 from sequencer_net.client.errors import SeqnetApiError
 from sequencer_net.client.http import AsyncSeqnetClient, SeqnetClient, SubmitResult
+from sequencer_net.client.subscribe import (
+    RetryPolicy,
+    SubscriptionFailed,
+    subscribe,
+    subscribe_asyncio,
+    subscribe_trio,
+)
 from sequencer_net.client.transactions import (
     DEFAULT_FEES,
     FeeSchedule,
     dex_transaction,
     signed_transaction,
 )
+from sequencer_net.client.verify import (
+    BlockVerifier,
+    SubscriptionVerificationError,
+    VerifiedBlock,
+)
 
 __all__ = [
     "DEFAULT_FEES",
     "AsyncSeqnetClient",
+    "BlockVerifier",
     "FeeSchedule",
+    "RetryPolicy",
     "SeqnetApiError",
     "SeqnetClient",
     "SubmitResult",
+    "SubscriptionFailed",
+    "SubscriptionVerificationError",
+    "VerifiedBlock",
     "dex_transaction",
     "signed_transaction",
+    "subscribe",
+    "subscribe_asyncio",
+    "subscribe_trio",
 ]

@@ -142,6 +142,10 @@ class SeqnetClient:
     def block(self, height: int) -> dict[str, Any]:
         return _json_object(self._request("GET", f"/v1/blocks/{height}"))
 
+    def validators(self) -> dict[str, Any]:
+        """`{"validators": [{"address", "weight"}, ...]}`: the node's own claim."""
+        return _json_object(self._request("GET", "/v1/validators"))
+
     def markets(self) -> dict[str, Any]:
         """`{"height", "timestamp", "counted_since_height", "markets": [...]}` (docs/api.md)."""
         return _json_object(self._request("GET", "/v1/markets"))
@@ -216,6 +220,9 @@ class AsyncSeqnetClient:
 
     async def block(self, height: int) -> dict[str, Any]:
         return _json_object(await self._request("GET", f"/v1/blocks/{height}"))
+
+    async def validators(self) -> dict[str, Any]:
+        return _json_object(await self._request("GET", "/v1/validators"))
 
     async def markets(self) -> dict[str, Any]:
         return _json_object(await self._request("GET", "/v1/markets"))

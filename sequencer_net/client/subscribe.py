@@ -1,0 +1,420 @@
+"""Verified block subscriptions: `async for block in subscribe(urls, ...)`.
+
+    from sequencer_net.client import subscribe
+    async for block in subscribe(
+        ["http://127.0.0.1:26700", "http://127.0.0.1:26701"],
+        namespace=7, from_height=1, genesis="genesis.json",
+    ):
+        apply(block.height, block.transactions)   # every field verified
+
+Each message of a node's `/v1/subscribe/blocks` WebSocket goes through
+`BlockVerifier` (sequencer_net.client.verify) before it is yielded: the
+finalization certificate against the validator set of a genesis file you
+trust, the block digest, the payload's namespace root and the proof that the
+transactions are exactly the namespace's. A lying node raises
+`SubscriptionVerificationError`; it is never yielded.
+
+Resumption: every block is yielded once, in height order. When a connection
+drops, or the node closes it with 4008 (this subscriber fell too far behind),
+the iterator reconnects with `from` = the next height not yet yielded: to the
+same node after progress, to the next URL of `urls` when a node cannot be
+reached or fails without progress. After `RetryPolicy.max_failures`
+consecutive attempts without a new block it raises `SubscriptionFailed`.
+
+Two thin transports share the sans-I/O `SubscriptionSession`: a wsproto
+client on trio streams (no background task, so the iterator may be abandoned
+with `break`) and the `websockets` client on asyncio. `subscribe` picks the
+one of the running event loop; `subscribe_trio` and `subscribe_asyncio` name
+them directly.
+
+Validator sets are static from genesis today; `BlockVerifier.validators_for`
+is where a rotation schedule would plug in.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import urlencode, urlsplit
+
+from consensus.crypto import Address
+from consensus.encoding import Domain
+from consensus.limits import MAX_VALIDATORS
+from consensus.types import Validator, ValidatorSet
+from sequencer_net.client.verify import (
+    BlockVerifier,
+    SubscriptionVerificationError,
+    VerifiedBlock,
+)
+
+SUBSCRIBE_PATH: Final = "/v1/subscribe/blocks"
+DEFAULT_MAX_MESSAGE_BYTES: Final = 16 * 1024 * 1024
+"""One block message: its namespace's transactions as hex (twice their size).
+A namespace carrying more than ~7 MiB in one block needs a larger cap. The cap
+also bounds what a hostile node can make the client parse and hold at once."""
+DEFAULT_IDLE_TIMEOUT_S: Final = 60.0
+"""A node sends every finalized block (and may ping every 15 s when idle):
+this long without a message means the connection is dead."""
+DEFAULT_CONNECT_TIMEOUT_S: Final = 10.0
+
+log = logging.getLogger(__name__)
+
+CLOSE_TOO_SLOW: Final = 4008
+CLOSE_BAD_REQUEST: Final = 4400
+CLOSE_SERVER_FULL: Final = 4429
+
+
+class SubscriptionFailed(Exception):
+    """The subscription gave up: too many consecutive failed attempts, or the
+    node refused the request itself (a bad namespace or height)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Consecutive attempts without a new block before giving up, and the
+    backoff between them (doubling from `initial_backoff_s` up to
+    `max_backoff_s`)."""
+
+    max_failures: int = 8
+    initial_backoff_s: float = 0.25
+    max_backoff_s: float = 8.0
+
+    def backoff(self, failures: int) -> float:
+        if failures <= 0:
+            return 0.0
+        return float(min(self.max_backoff_s, self.initial_backoff_s * 2 ** (failures - 1)))
+
+
+@dataclass(frozen=True, slots=True)
+class Ended:
+    """How one connection attempt ended.
+
+    `kind`: "unreachable" (no connection), "rejected" (HTTP answer instead of
+    a WebSocket; `code` is the status), "closed" (a close frame; `code` is its
+    code), "dropped" (the stream ended without one), "idle" (no message for
+    the idle timeout)."""
+
+    kind: str
+    code: int = 0
+    detail: str = ""
+
+    def describe(self) -> str:
+        text = self.kind + (f" {self.code}" if self.code else "")
+        return text + (f": {self.detail}" if self.detail else "")
+
+
+class SubscriptionSession:
+    """The transport-free state of one subscription: which node to dial with
+    which `from`, the verifier, and what to do after a connection ends."""
+
+    def __init__(
+        self,
+        urls: Sequence[str],
+        verifier: BlockVerifier,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        if not urls:
+            raise ValueError("give at least one node URL")
+        self.urls = [websocket_base(u) for u in urls]
+        self.verifier = verifier
+        self.retry = retry or RetryPolicy()
+        self.node = 0
+        self.failures = 0
+        self.progressed = False  # a block was yielded on the current connection
+
+    def url(self) -> str:
+        """The WebSocket URL of the next attempt, resuming at the next height."""
+        self.progressed = False
+        query = urlencode({"namespace": self.verifier.namespace, "from": self.verifier.next_height})
+        return f"{self.urls[self.node]}{SUBSCRIBE_PATH}?{query}"
+
+    def on_text(self, text: str) -> VerifiedBlock | None:
+        """A text message: the verified block, None for a ping; raises
+        SubscriptionVerificationError for anything else."""
+        try:
+            message = json.loads(text)
+        except (ValueError, RecursionError):
+            raise SubscriptionVerificationError(None, "a message is not JSON") from None
+        if isinstance(message, dict) and message.get("type") == "ping":
+            return None
+        block = self.verifier.verify(message)
+        self.progressed = True
+        self.failures = 0
+        return block
+
+    def on_end(self, ended: Ended) -> float:
+        """Seconds to wait before the next attempt; raises SubscriptionFailed
+        when the node refused the request or the retries are spent."""
+        bad_request = (ended.kind == "closed" and ended.code == CLOSE_BAD_REQUEST) or (
+            ended.kind == "rejected" and ended.code == 400
+        )
+        if bad_request:
+            raise SubscriptionFailed(
+                f"{self.urls[self.node]} refused the subscription: {ended.describe()}"
+            )
+        url = self.urls[self.node]
+        if self.progressed and ended.kind in ("closed", "dropped"):
+            log.info("%s: %s; resuming from height %d", url, ended.describe(), self.next_height)
+            return 0.0  # resume at once on the same node; if it is gone, that attempt fails
+        self.failures += 1
+        if self.failures >= self.retry.max_failures:
+            raise SubscriptionFailed(
+                f"{self.failures} consecutive attempts failed; last, to {url}: {ended.describe()}"
+            )
+        self.node = (self.node + 1) % len(self.urls)
+        delay = self.retry.backoff(self.failures)
+        log.warning(
+            "%s: %s; retrying on %s in %.2f s (attempt %d of %d)",
+            url,
+            ended.describe(),
+            self.urls[self.node],
+            delay,
+            self.failures + 1,
+            self.retry.max_failures,
+        )
+        return delay
+
+    @property
+    def next_height(self) -> int:
+        return self.verifier.next_height
+
+
+def websocket_base(url: str) -> str:
+    """`http(s)://host:port` (a node's API URL) or `ws(s)://...` as a WebSocket base."""
+    parts = urlsplit(url.rstrip("/"))
+    scheme = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}.get(parts.scheme)
+    if scheme is None or not parts.hostname:
+        raise ValueError(f"not an http(s) or ws(s) URL: {url!r}")
+    return f"{scheme}://{parts.netloc}{parts.path}"
+
+
+# --- trust ----------------------------------------------------------------------------
+
+
+def verifier_from_genesis(genesis: Any, namespace: int, from_height: int) -> BlockVerifier:
+    """A verifier trusting a genesis file (a path) or a loaded `Genesis`."""
+    if isinstance(genesis, (str, Path)):
+        from sequencer_net.home.genesis import load_genesis
+
+        genesis = load_genesis(Path(genesis))
+    return BlockVerifier.from_genesis(genesis, namespace, from_height)
+
+
+async def verifier_from_node(url: str, namespace: int, from_height: int) -> BlockVerifier:
+    """UNSAFE unless you trust this node: takes the validator set from its
+    `GET /v1/validators` and the signing domain from its `GET /v1/status`.
+
+    A node that lies about the validator set can then certify any block it
+    likes with keys of its own, and every check downstream passes. Use it for
+    a local testnet or a node you run; otherwise pass a genesis file obtained
+    from a source you trust.
+    """
+    from sequencer_net.client.errors import SeqnetApiError
+    from sequencer_net.client.http import AsyncSeqnetClient
+
+    try:
+        async with AsyncSeqnetClient(url, timeout=DEFAULT_CONNECT_TIMEOUT_S) as node:
+            status = await node.status()
+            validators = await node.validators()
+    except SeqnetApiError as exc:
+        raise SubscriptionFailed(f"cannot read the validator set from {url}: {exc}") from exc
+    return verifier_from_answers(status, validators, namespace, from_height)
+
+
+def verifier_from_answers(
+    status: Any, validators: Any, namespace: int, from_height: int
+) -> BlockVerifier:
+    """A verifier from a node's `/v1/status` and `/v1/validators` answers
+    (`{"validators": [{"address": "0x..", "weight": N}, ...]}`)."""
+    try:
+        domain = Domain(
+            int(status["chain_id"]),
+            bytes.fromhex(str(status["verifying_contract"]).removeprefix("0x")),
+            bytes.fromhex(str(status["genesis_hash"]).removeprefix("0x")),
+        )
+        members = validators["validators"]
+        if not isinstance(members, list) or not 1 <= len(members) <= MAX_VALIDATORS:
+            raise ValueError(f"between 1 and {MAX_VALIDATORS} validators expected")
+        validator_set = ValidatorSet(
+            [
+                Validator(
+                    Address(bytes.fromhex(str(v["address"]).removeprefix("0x"))),
+                    int(v["weight"]),
+                )
+                for v in members
+            ]
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise SubscriptionFailed(f"no usable validator set or domain: {exc}") from exc
+    return BlockVerifier(validator_set, domain, namespace, from_height)
+
+
+async def _verifier(
+    urls: Sequence[str],
+    namespace: int,
+    from_height: int,
+    genesis: Any,
+    verifier: BlockVerifier | None,
+    trust_node_for_validator_set: bool,
+) -> BlockVerifier:
+    if verifier is not None:
+        return verifier
+    if genesis is not None:
+        return verifier_from_genesis(genesis, namespace, from_height)
+    if trust_node_for_validator_set:
+        return await verifier_from_node(urls[0], namespace, from_height)
+    raise ValueError(
+        "give genesis= (a genesis file you trust), or trust_node_for_validator_set=True"
+    )
+
+
+# --- front ends ------------------------------------------------------------------------
+
+
+def subscribe(
+    urls: Sequence[str] | str,
+    *,
+    namespace: int,
+    from_height: int,
+    genesis: Any = None,
+    verifier: BlockVerifier | None = None,
+    trust_node_for_validator_set: bool = False,
+    retry: RetryPolicy | None = None,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
+) -> AsyncIterator[VerifiedBlock]:
+    """Verified blocks of `namespace` from `from_height` on, under trio or asyncio.
+
+    Trust comes from `genesis` (a path to, or a loaded, genesis file you
+    trust) or a ready `verifier`. `trust_node_for_validator_set=True` instead
+    believes the first node's own answer about who the validators are: DO NOT
+    use it against a node you do not control, since a lying node then passes
+    every check (see `verifier_from_node`).
+    """
+    import sniffio
+
+    library = sniffio.current_async_library()
+    front = subscribe_asyncio if library == "asyncio" else subscribe_trio
+    return front(
+        urls,
+        namespace=namespace,
+        from_height=from_height,
+        genesis=genesis,
+        verifier=verifier,
+        trust_node_for_validator_set=trust_node_for_validator_set,
+        retry=retry,
+        max_message_bytes=max_message_bytes,
+        idle_timeout_s=idle_timeout_s,
+    )
+
+
+async def subscribe_trio(
+    urls: Sequence[str] | str,
+    *,
+    namespace: int,
+    from_height: int,
+    genesis: Any = None,
+    verifier: BlockVerifier | None = None,
+    trust_node_for_validator_set: bool = False,
+    retry: RetryPolicy | None = None,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
+) -> AsyncIterator[VerifiedBlock]:
+    """`subscribe` for trio (see there)."""
+    import trio
+
+    from sequencer_net.client.websocket_trio import TrioWebSocket, WebSocketEnded
+
+    url_list = [urls] if isinstance(urls, str) else list(urls)
+    checked = await _verifier(
+        url_list, namespace, from_height, genesis, verifier, trust_node_for_validator_set
+    )
+    session = SubscriptionSession(url_list, checked, retry)
+    while True:
+        try:
+            socket = await TrioWebSocket.connect(
+                session.url(), DEFAULT_CONNECT_TIMEOUT_S, max_message_bytes
+            )
+        except WebSocketEnded as exc:
+            await trio.sleep(session.on_end(exc.ended))
+            continue
+        try:
+            while True:
+                try:
+                    text = await socket.receive_text(idle_timeout_s)
+                except WebSocketEnded as exc:
+                    ended = exc.ended
+                    break
+                block = session.on_text(text)
+                if block is not None:
+                    yield block
+        finally:
+            await socket.close()
+        await trio.sleep(session.on_end(ended))
+
+
+async def subscribe_asyncio(
+    urls: Sequence[str] | str,
+    *,
+    namespace: int,
+    from_height: int,
+    genesis: Any = None,
+    verifier: BlockVerifier | None = None,
+    trust_node_for_validator_set: bool = False,
+    retry: RetryPolicy | None = None,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
+) -> AsyncIterator[VerifiedBlock]:
+    """`subscribe` for asyncio (the `websockets` client; see `subscribe`)."""
+    import asyncio
+
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
+
+    url_list = [urls] if isinstance(urls, str) else list(urls)
+    checked = await _verifier(
+        url_list, namespace, from_height, genesis, verifier, trust_node_for_validator_set
+    )
+    session = SubscriptionSession(url_list, checked, retry)
+    while True:
+        url = session.url()
+        try:
+            socket = await connect(
+                url,
+                open_timeout=DEFAULT_CONNECT_TIMEOUT_S,
+                max_size=max_message_bytes,
+                compression=None,
+                proxy=None,
+                ping_interval=None,
+            )
+        except InvalidStatus as exc:
+            await asyncio.sleep(session.on_end(Ended("rejected", exc.response.status_code)))
+            continue
+        except (OSError, TimeoutError, WebSocketException) as exc:
+            await asyncio.sleep(session.on_end(Ended("unreachable", detail=str(exc))))
+            continue
+        try:
+            while True:
+                try:
+                    message = await asyncio.wait_for(socket.recv(), idle_timeout_s)
+                except ConnectionClosed as exc:
+                    if exc.rcvd is not None:
+                        ended = Ended("closed", exc.rcvd.code, exc.rcvd.reason)
+                    else:
+                        ended = Ended("dropped", detail=str(exc))
+                    break
+                except TimeoutError:
+                    ended = Ended("idle")
+                    break
+                if not isinstance(message, str):
+                    raise SubscriptionVerificationError(None, "a binary message; expected text")
+                block = session.on_text(message)
+                if block is not None:
+                    yield block
+        finally:
+            await socket.close()
+        await asyncio.sleep(session.on_end(ended))

@@ -1,0 +1,365 @@
+"""Checking a subscription's block messages: the sans-I/O verifier.
+
+A node's subscription (`/v1/subscribe/blocks`, docs/rollups.md) sends one JSON
+message per finalized block: the block header fields, the raw payload, the
+finalization certificate, one namespace's transactions and a namespace proof.
+`BlockVerifier.verify` trusts none of it. For each message, in order, it checks
+
+    shape        every field present, of its type, within its bound; hex is
+                 `0x` + an even number of hex digits, lengths checked before
+                 decoding
+    sequence     the height is the next one expected (no gap, no duplicate) and
+                 the parent is the previous verified block's digest
+    digest       block_hash(view, height, parent, payload, proposer) recomputed
+                 here (a `hash` field, if sent, must match it)
+    certificate  a FINALIZE certificate for that digest, height and view,
+                 signed by a quorum of the trusted validator set
+    payload      decodes (`sequencer_net.payload.decode_payload`); its
+                 namespace_root, state root and timestamp are now certified
+    namespace    each transaction decodes and is in the subscribed namespace;
+                 `namespaces.verify_namespace(namespace_root, N, hashes, proof)`
+                 shows they are all of the namespace's transactions, in order
+
+and returns a `VerifiedBlock`, or raises `SubscriptionVerificationError`
+naming the height and the first check that failed. Pure: no I/O, no clock.
+
+The validator set and the signing domain are what the verifier trusts; they
+must come from outside the node being checked (a genesis file the user
+holds). The set is static from genesis today: `validators_for(height)` is the
+one place a rotation schedule would plug in.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+import msgspec
+
+from consensus.crypto import keccak256
+from consensus.encoding import Domain, block_hash
+from consensus.messages import Certificate, VoteKind
+from consensus.types import Digest, Height, ValidatorIndex, ValidatorSet, View
+from consensus.verifier import SignatureVerifier
+from sequencer_net.mempool.transaction import InvalidTransaction, decode_transaction
+from sequencer_net.payload import MalformedPayload, decode_payload
+from sequencer_net.payload import namespaces as ns
+
+MAX_U64: Final = 2**63 - 1
+MAX_NAMESPACE: Final = ns.MAX_NAMESPACE
+MAX_SIGNERS: Final = 1024
+"""At most one signature per validator (consensus.limits.MAX_VALIDATORS)."""
+MAX_PAYLOAD_HEX_BYTES: Final = 1024 * 1024
+"""The largest consensus payload (consensus.limits.MAX_PAYLOAD_BYTES)."""
+MAX_TRANSACTIONS: Final = 1024 * 8192
+"""Transactions of one namespace in one block: batches per block x
+transactions per batch. The transport's message-size cap bounds it first."""
+MAX_TX_HEX_BYTES: Final = 32 * 1024 + 128
+"""One encoded signed transaction (sequencer_net.mempool.limits.MAX_TX_BYTES)."""
+MAX_TABLE_SIZE: Final = 2**32
+"""Entries of a namespace table: at most one per namespace."""
+
+_HEX = re.compile(r"0x(?:[0-9a-fA-F]{2})*")
+
+
+class SubscriptionVerificationError(Exception):
+    """A subscription message failed a check: `height` (None if the message
+    did not get that far) and `reason` say which block and which check."""
+
+    def __init__(self, height: int | None, reason: str) -> None:
+        where = f"block {height}" if height is not None else "a subscription message"
+        super().__init__(f"{where}: {reason}")
+        self.height = height
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedBlock:
+    """A finalized block's header and the subscribed namespace's transactions,
+    every field checked against the validators' finalization certificate."""
+
+    height: int
+    view: int
+    hash: bytes  # the block digest the certificate signs
+    parent: bytes
+    proposer: int
+    timestamp_ms: int
+    state_height: int  # the executed height whose root the block vouches for
+    state_root: bytes
+    namespace_root: bytes
+    namespace: int
+    transactions: tuple[bytes, ...]  # encoded signed transactions, block order
+    tx_hashes: tuple[bytes, ...]  # keccak256 of each
+    certificate: Certificate
+
+
+# --- shape checks ---------------------------------------------------------------------
+
+
+class _Shape(Exception):
+    """A field missing or out of shape; `verify` adds the height."""
+
+
+def _field(obj: Mapping[str, Any], key: str) -> Any:
+    if key not in obj:
+        raise _Shape(f"missing field {key!r}")
+    return obj[key]
+
+
+def _object(value: Any, what: str) -> Mapping[str, Any]:
+    if not isinstance(value, dict):
+        raise _Shape(f"{what} is not a JSON object")
+    return value
+
+
+def _int(obj: Mapping[str, Any], key: str, low: int = 0, high: int = MAX_U64) -> int:
+    value = _field(obj, key)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise _Shape(f"{key!r} is not an integer in {low}..{high}")
+    return value
+
+
+def _hex(value: Any, what: str, *, length: int | None = None, max_length: int = 32) -> bytes:
+    """`0x` hex of exactly `length` bytes, or at most `max_length`; the string's
+    length is checked before it is matched or decoded."""
+    limit = length if length is not None else max_length
+    if not isinstance(value, str) or len(value) > 2 + 2 * limit:
+        raise _Shape(f"{what} is not 0x hex of at most {limit} bytes")
+    if _HEX.fullmatch(value) is None:
+        raise _Shape(f"{what} is not 0x followed by an even number of hex digits")
+    data = bytes.fromhex(value[2:])
+    if length is not None and len(data) != length:
+        raise _Shape(f"{what} is not {length} bytes")
+    return data
+
+
+def _list(value: Any, what: str, max_length: int) -> list[Any]:
+    if not isinstance(value, list) or len(value) > max_length:
+        raise _Shape(f"{what} is not a list of at most {max_length} items")
+    return value
+
+
+def parse_certificate(value: Any) -> Certificate:
+    obj = _object(value, "certificate")
+    signers = _list(_field(obj, "signers"), "certificate signers", MAX_SIGNERS)
+    signatures = _list(_field(obj, "signatures"), "certificate signatures", MAX_SIGNERS)
+    indices = []
+    for signer in signers:
+        if isinstance(signer, bool) or not isinstance(signer, int) or not 0 <= signer < MAX_SIGNERS:
+            raise _Shape("a certificate signer is not a validator index")
+        indices.append(signer)
+    return Certificate(
+        kind=_int(obj, "kind", 1, 3),
+        view=_int(obj, "view"),
+        height=_int(obj, "height"),
+        block=_hex(_field(obj, "block"), "certificate block", length=32),
+        signers=indices,
+        signatures=[_hex(s, "a certificate signature", length=65) for s in signatures],
+    )
+
+
+def _entry_proof(value: Any, what: str) -> ns.EntryProof | None:
+    if value is None:
+        return None
+    obj = _object(value, what)
+    entry = _object(_field(obj, "entry"), f"{what} entry")
+    path = _list(_field(obj, "path"), f"{what} path", ns.MAX_PROOF_HASHES)
+    return ns.EntryProof(
+        index=_int(obj, "index", 0, MAX_TABLE_SIZE),
+        entry=ns.TableEntry(
+            namespace=_int(entry, "namespace", 0, MAX_NAMESPACE),
+            count=_int(entry, "count", 1, MAX_TRANSACTIONS),
+            root=_hex(_field(entry, "root"), f"{what} entry root", length=32),
+        ),
+        path=[_hex(h, f"a {what} path hash", length=32) for h in path],
+    )
+
+
+def parse_namespace_proof(value: Any) -> ns.NamespaceProof:
+    obj = _object(value, "proof")
+    return ns.NamespaceProof(
+        namespace=_int(obj, "namespace", 0, MAX_NAMESPACE),
+        size=_int(obj, "size", 0, MAX_TABLE_SIZE),
+        present=_entry_proof(obj.get("present"), "present"),
+        below=_entry_proof(obj.get("below"), "below"),
+        above=_entry_proof(obj.get("above"), "above"),
+    )
+
+
+# --- the payload's namespace root -------------------------------------------------------
+
+
+class _PayloadWithRoot(msgspec.Struct, frozen=True, array_like=True):
+    """The payload's fifth field, the namespace root, for a build whose
+    BlockPayload does not name it yet (the first four are decode_payload's)."""
+
+    timestamp_ms: msgspec.Raw
+    state_height: msgspec.Raw
+    state_root: msgspec.Raw
+    batches: msgspec.Raw
+    namespace_root: bytes
+
+
+_root_decoder = msgspec.msgpack.Decoder(_PayloadWithRoot)
+
+
+def _namespace_root(payload: Any, data: bytes) -> bytes:
+    root = getattr(payload, "namespace_root", None)
+    if root is None:
+        try:
+            root = _root_decoder.decode(data).namespace_root
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise MalformedPayload("the payload has no namespace root") from exc
+    if not isinstance(root, bytes) or len(root) != ns.HASH_LENGTH:
+        raise MalformedPayload("the payload's namespace root is not 32 bytes")
+    return root
+
+
+# --- the verifier -------------------------------------------------------------------
+
+
+class BlockVerifier:
+    """Verifies one subscription's messages in order, from `from_height`.
+
+    `validators` and `domain` are trusted inputs (`from_genesis`). `verify`
+    advances `next_height` only when a block passes every check, so after a
+    reconnect the subscription resumes from `next_height` with no gap and no
+    duplicate.
+    """
+
+    def __init__(
+        self,
+        validators: ValidatorSet,
+        domain: Domain,
+        namespace: int,
+        from_height: int = 1,
+    ) -> None:
+        if not 0 <= namespace <= MAX_NAMESPACE:
+            raise ValueError("a namespace is a uint32")
+        if not 1 <= from_height <= MAX_U64:
+            raise ValueError("from_height is at least 1")
+        self.validators = validators
+        self.domain = domain
+        self.namespace = namespace
+        self.next_height = from_height
+        self.last_hash: bytes | None = None  # digest of block next_height - 1, once verified
+        self._signatures = SignatureVerifier(domain.separator(), max_entries=4096)
+
+    @classmethod
+    def from_genesis(cls, genesis: Any, namespace: int, from_height: int = 1) -> BlockVerifier:
+        """Trust the validator set and domain of a `Genesis`
+        (`sequencer_net.home.genesis.load_genesis(path)`)."""
+        return cls(genesis.validator_set(), genesis.domain(), namespace, from_height)
+
+    def validators_for(self, height: int) -> ValidatorSet:
+        """The set that finalizes `height`. Static from genesis today; a
+        validator-set rotation would return the set in force at `height`."""
+        return self.validators
+
+    def verify(self, message: Any) -> VerifiedBlock:
+        """Check one `{"type": "block", ...}` message (already JSON-decoded)."""
+        height: int | None = None
+        try:
+            obj = _object(message, "the message")
+            if obj.get("type") != "block":
+                raise _Shape(f"type is {str(obj.get('type'))[:32]!r}, not 'block'")
+            height = _int(obj, "height", 1)
+            return self._verify(obj, height)
+        except _Shape as exc:
+            raise SubscriptionVerificationError(height, f"malformed message: {exc}") from None
+
+    def _verify(self, obj: Mapping[str, Any], height: int) -> VerifiedBlock:
+        def fail(reason: str) -> SubscriptionVerificationError:
+            return SubscriptionVerificationError(height, reason)
+
+        if height != self.next_height:
+            raise fail(f"expected height {self.next_height} next (a gap or a repeat)")
+        block = _object(_field(obj, "block"), "block")
+        view = _int(block, "view", 1)
+        if _int(block, "height", 1) != height:
+            raise fail("the block's height is not the message's")
+        parent = _hex(_field(block, "parent"), "block parent", length=32)
+        proposer = _int(block, "proposer", 0, MAX_SIGNERS - 1)
+        payload_bytes = _hex(
+            _field(block, "payload"), "block payload", max_length=MAX_PAYLOAD_HEX_BYTES
+        )
+        namespace = _int(obj, "namespace", 0, MAX_NAMESPACE)
+        if namespace != self.namespace:
+            raise fail(f"the message is for namespace {namespace}, not {self.namespace}")
+        encoded_txs = [
+            _hex(tx, "a transaction", max_length=MAX_TX_HEX_BYTES)
+            for tx in _list(_field(obj, "transactions"), "transactions", MAX_TRANSACTIONS)
+        ]
+        certificate = parse_certificate(_field(obj, "certificate"))
+        proof = parse_namespace_proof(_field(obj, "proof"))
+
+        digest = block_hash(
+            View(view), Height(height), Digest(parent), payload_bytes, ValidatorIndex(proposer)
+        )
+        if "hash" in block and _hex(block["hash"], "block hash", length=32) != digest:
+            raise fail("the block hash sent is not the digest of the block's fields")
+        if self.last_hash is not None and parent != self.last_hash:
+            raise fail("the parent is not the previous block's digest")
+        self._check_certificate(certificate, digest, height, view, fail)
+
+        try:
+            payload = decode_payload(payload_bytes)
+            namespace_root = _namespace_root(payload, payload_bytes)
+        except MalformedPayload as exc:
+            raise fail(f"the certified payload does not decode: {exc}") from None
+        tx_hashes = [keccak256(tx) for tx in encoded_txs]
+        for index, tx in enumerate(encoded_txs):
+            try:
+                tx_namespace = decode_transaction(tx).namespace
+            except InvalidTransaction as exc:
+                raise fail(f"transaction {index} does not decode: {exc}") from None
+            if tx_namespace != self.namespace:
+                raise fail(f"transaction {index} is in namespace {tx_namespace}")
+        try:
+            ns.verify_namespace(namespace_root, self.namespace, tx_hashes, proof)
+        except ns.InvalidNamespaceProof as exc:
+            raise fail(f"namespace proof: {exc}") from None
+
+        self.next_height = height + 1
+        self.last_hash = digest
+        return VerifiedBlock(
+            height=height,
+            view=view,
+            hash=digest,
+            parent=parent,
+            proposer=proposer,
+            timestamp_ms=payload.timestamp_ms,
+            state_height=payload.state_height,
+            state_root=payload.state_root,
+            namespace_root=namespace_root,
+            namespace=self.namespace,
+            transactions=tuple(encoded_txs),
+            tx_hashes=tuple(tx_hashes),
+            certificate=certificate,
+        )
+
+    def _check_certificate(
+        self, cert: Certificate, digest: bytes, height: int, view: int, fail: Any
+    ) -> None:
+        if cert.kind != VoteKind.FINALIZE:
+            raise fail(f"the certificate is of kind {cert.kind}, not a finalization")
+        if cert.block != digest:
+            raise fail("the certificate is for another block")
+        if cert.height != height or cert.view != view:
+            raise fail("the certificate's height or view is not the block's")
+        if not self._signatures.check_certificate(self.validators_for(height), cert):
+            raise fail("the finalization certificate is not a quorum of valid validator signatures")
+
+
+class UncertifiedBlockReader(BlockVerifier):
+    """A BlockVerifier that skips the finalization certificate: for debugging
+    a node without its genesis at hand. Shape, digest, sequence, payload and
+    namespace proof are still checked, but against a block nobody vouched
+    for, so a lying node can feed it anything self-consistent."""
+
+    def _check_certificate(
+        self, cert: Certificate, digest: bytes, height: int, view: int, fail: Any
+    ) -> None:
+        return None
