@@ -15,8 +15,11 @@ node it reads from goes away, the subscription moves to the next one.
 
     python examples/token_rollup/ledger.py --dir .seqnet-testnet --state ledger.json
 
-The sequencer's nonce rule keeps a signed transaction from being ordered
-twice; the ledger adds no replay protection of its own.
+A block's namespace transactions are exactly what its batches carried, so a
+transaction that two validators both batched can be ordered twice (the
+sequencer executes it once and refuses the repeat as a used nonce). The ledger
+applies the sequencer's nonce rule itself (a 64-wide window per sender,
+`sequencer_net.execution.nonces`): each (sender, nonce) counts once.
 """
 
 from __future__ import annotations
@@ -29,6 +32,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sequencer_net.execution.nonces import nonce_rejection, use_nonce
+from sequencer_net.execution.records import NonceWindow
+from sequencer_net.json_input import loads_bounded
+
 NAMESPACE = 4242
 INITIAL_SUPPLY = 1_000_000
 MAX_AMOUNT = 2**128
@@ -39,6 +46,7 @@ class Ledger:
     """Balances (address hex -> units) and the next height to apply."""
 
     balances: dict[str, int]
+    nonces: dict[str, NonceWindow] = field(default_factory=dict)
     next_height: int = 1
     applied: int = 0
     refused: int = 0
@@ -56,6 +64,7 @@ class Ledger:
             return cls.genesis(issuer)
         return cls(
             balances={str(k): int(v) for k, v in data["balances"].items()},
+            nonces={str(k): NonceWindow(int(v[0]), int(v[1])) for k, v in data["nonces"].items()},
             next_height=int(data["next_height"]),
             applied=int(data["applied"]),
             refused=int(data["refused"]),
@@ -68,6 +77,7 @@ class Ledger:
             "applied": self.applied,
             "refused": self.refused,
             "balances": dict(sorted(self.balances.items())),
+            "nonces": {k: [w.highest, w.used] for k, w in sorted(self.nonces.items())},
         }
         tmp = path.with_name(path.name + ".tmp")
         with open(tmp, "w") as f:
@@ -104,9 +114,14 @@ class Ledger:
         try:
             tx = decode_transaction(encoded)
             sender = "0x" + recover_sender(tx, domain).hex()
-            transfer = json.loads(tx.payload)
+            transfer = loads_bounded(tx.payload)
         except (InvalidTransaction, ValueError) as exc:
             return f"not a signed JSON transfer: {exc}"
+        window = self.nonces.get(sender)
+        replay = nonce_rejection(window, tx.nonce)
+        if replay is not None:  # ordered before (a repeat), or far ahead
+            return f"nonce {tx.nonce} of {sender}: {replay}"
+        self.nonces[sender] = use_nonce(window, tx.nonce)
         if not isinstance(transfer, dict) or set(transfer) != {"from", "to", "amount"}:
             return "a transfer is {from, to, amount}"
         source, dest, amount = transfer["from"], transfer["to"], transfer["amount"]

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 
 from sequencer_net.client.errors import SeqnetApiError
+from sequencer_net.json_input import loads_bounded
 
 DEFAULT_TIMEOUT_S = 10.0
 
@@ -39,9 +40,11 @@ def address_text(address: bytes | str) -> str:
 
 
 def _json_body(response: httpx.Response) -> Any:
+    """The answer's JSON, or None if it is not JSON (or nests too deep to read
+    safely: json_input.py); a node is not trusted to answer sanely."""
     try:
-        return response.json()
-    except ValueError:
+        return loads_bounded(response.content)
+    except (ValueError, RecursionError):
         return None
 
 

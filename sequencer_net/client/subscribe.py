@@ -33,7 +33,6 @@ is where a rotation schedule would plug in.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -50,6 +49,7 @@ from sequencer_net.client.verify import (
     SubscriptionVerificationError,
     VerifiedBlock,
 )
+from sequencer_net.json_input import JsonTooDeep, loads_bounded
 
 SUBSCRIBE_PATH: Final = "/v1/subscribe/blocks"
 DEFAULT_MAX_MESSAGE_BYTES: Final = 16 * 1024 * 1024
@@ -136,7 +136,9 @@ class SubscriptionSession:
         """A text message: the verified block, None for a ping; raises
         SubscriptionVerificationError for anything else."""
         try:
-            message = json.loads(text)
+            message = loads_bounded(text)
+        except JsonTooDeep as exc:
+            raise SubscriptionVerificationError(None, f"a message is refused: {exc}") from None
         except (ValueError, RecursionError):
             raise SubscriptionVerificationError(None, "a message is not JSON") from None
         if isinstance(message, dict) and message.get("type") == "ping":

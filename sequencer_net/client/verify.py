@@ -36,8 +36,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-import msgspec
-
 from consensus.crypto import keccak256
 from consensus.encoding import Domain, block_hash
 from consensus.messages import Certificate, VoteKind
@@ -188,35 +186,6 @@ def parse_namespace_proof(value: Any) -> ns.NamespaceProof:
     )
 
 
-# --- the payload's namespace root -------------------------------------------------------
-
-
-class _PayloadWithRoot(msgspec.Struct, frozen=True, array_like=True):
-    """The payload's fifth field, the namespace root, for a build whose
-    BlockPayload does not name it yet (the first four are decode_payload's)."""
-
-    timestamp_ms: msgspec.Raw
-    state_height: msgspec.Raw
-    state_root: msgspec.Raw
-    batches: msgspec.Raw
-    namespace_root: bytes
-
-
-_root_decoder = msgspec.msgpack.Decoder(_PayloadWithRoot)
-
-
-def _namespace_root(payload: Any, data: bytes) -> bytes:
-    root = getattr(payload, "namespace_root", None)
-    if root is None:
-        try:
-            root = _root_decoder.decode(data).namespace_root
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise MalformedPayload("the payload has no namespace root") from exc
-    if not isinstance(root, bytes) or len(root) != ns.HASH_LENGTH:
-        raise MalformedPayload("the payload's namespace root is not 32 bytes")
-    return root
-
-
 # --- the verifier -------------------------------------------------------------------
 
 
@@ -306,7 +275,6 @@ class BlockVerifier:
 
         try:
             payload = decode_payload(payload_bytes)
-            namespace_root = _namespace_root(payload, payload_bytes)
         except MalformedPayload as exc:
             raise fail(f"the certified payload does not decode: {exc}") from None
         tx_hashes = [keccak256(tx) for tx in encoded_txs]
@@ -318,7 +286,7 @@ class BlockVerifier:
             if tx_namespace != self.namespace:
                 raise fail(f"transaction {index} is in namespace {tx_namespace}")
         try:
-            ns.verify_namespace(namespace_root, self.namespace, tx_hashes, proof)
+            ns.verify_namespace(payload.namespace_root, self.namespace, tx_hashes, proof)
         except ns.InvalidNamespaceProof as exc:
             raise fail(f"namespace proof: {exc}") from None
 
@@ -333,7 +301,7 @@ class BlockVerifier:
             timestamp_ms=payload.timestamp_ms,
             state_height=payload.state_height,
             state_root=payload.state_root,
-            namespace_root=namespace_root,
+            namespace_root=payload.namespace_root,
             namespace=self.namespace,
             transactions=tuple(encoded_txs),
             tx_hashes=tuple(tx_hashes),

@@ -15,7 +15,6 @@ strings; they are converted to wad exactly (no binary floats on the way).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -27,10 +26,14 @@ import httpx
 from sequencer_net.execution.fixed_point import SCALE
 from sequencer_net.execution.limits import MAX_AMOUNT, MAX_VOLATILITY
 from sequencer_net.execution.records import MarketKind, MarketParams
+from sequencer_net.json_input import JsonTooDeep, loads_bounded
 from sequencer_net.pricefeed.walk import SharedPriceWalk
 
 MAX_DOCUMENT_BYTES: Final = 1 << 20
 """A price document larger than 1 MiB is refused (a feed is small)."""
+
+MAX_DOCUMENT_DEPTH: Final = 32
+"""Arrays and objects nested deeper are refused before parsing (json_input.py)."""
 
 
 class PriceSourceError(Exception):
@@ -146,42 +149,15 @@ def quotes_from_document(
     return quotes, problems
 
 
-MAX_DOCUMENT_DEPTH: Final = 32
-"""Arrays and objects nested deeper than this are refused before parsing: a
-parser that runs out of C stack crashes the process, which no handler catches."""
-
-
-def nesting_depth(data: bytes) -> int:
-    """The deepest nesting of [ and { in a JSON text, brackets in strings ignored."""
-    depth = deepest = 0
-    in_string = escaped = False
-    for byte in data:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif byte == 0x5C:  # backslash
-                escaped = True
-            elif byte == 0x22:  # quote
-                in_string = False
-        elif byte == 0x22:
-            in_string = True
-        elif byte in (0x5B, 0x7B):  # [ {
-            depth += 1
-            deepest = max(deepest, depth)
-        elif byte in (0x5D, 0x7D):  # ] }
-            depth -= 1
-    return deepest
-
-
 def parse_document(data: bytes, where: str) -> Any:
     """The JSON document `data` (from `where`); PriceSourceError if it is too
     large, too deeply nested or not JSON. Floats parse as exact decimals."""
     if len(data) > MAX_DOCUMENT_BYTES:
         raise PriceSourceError(f"{where}: larger than {MAX_DOCUMENT_BYTES} bytes")
-    if nesting_depth(data) > MAX_DOCUMENT_DEPTH:
-        raise PriceSourceError(f"{where}: nested deeper than {MAX_DOCUMENT_DEPTH} levels")
     try:
-        return json.loads(data, parse_float=Decimal)
+        return loads_bounded(data, max_depth=MAX_DOCUMENT_DEPTH, parse_float=Decimal)
+    except JsonTooDeep as exc:
+        raise PriceSourceError(f"{where}: {exc}") from None
     except (ValueError, RecursionError) as exc:
         raise PriceSourceError(f"{where}: not JSON ({exc})") from None
 

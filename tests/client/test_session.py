@@ -83,8 +83,12 @@ def test_pings_are_skipped_and_junk_is_refused() -> None:
 
     _, s = session(["http://a:1"])
     assert s.on_text('{"type": "ping"}') is None
-    with pytest.raises(SubscriptionVerificationError, match="not JSON"):
+    # Deep nesting is refused before the parser sees it (a C-stack overflow would
+    # crash the process: a dependency raises Python's recursion limit to 100,000).
+    with pytest.raises(SubscriptionVerificationError, match="nested 100000 deep"):
         s.on_text("[" * 100_000)
+    with pytest.raises(SubscriptionVerificationError, match="not JSON"):
+        s.on_text("{")
     with pytest.raises(SubscriptionVerificationError, match="not 'block'"):
         s.on_text('{"type": "gossip"}')
 

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trio
 
 from sequencer_net.client import RetryPolicy
@@ -86,3 +87,32 @@ def test_a_second_ledger_on_the_same_state_file_refuses_to_start(tmp_path: Path)
         ledger.hold_state_lock(state)
     first.close()
     ledger.hold_state_lock(state).close()  # free again once the first one stops
+
+
+async def test_a_transfer_ordered_twice_is_applied_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two validators batching the same transaction put it in two blocks; the
+    sequencer executes it once, and so does the ledger (the same nonce rule)."""
+    chain = Chain()
+    issuer = "0x" + chain.sender.address.hex()
+    once = transfer(chain, issuer, BOB, 7)
+    messages = [
+        chain.block([once], namespace=ledger.NAMESPACE),
+        chain.block([once, transfer(chain, issuer, BOB, 1)], namespace=ledger.NAMESPACE),
+    ]
+    async with trio.open_nursery() as nursery:
+        node = await start_node(nursery, messages, [Step(100)])
+        with trio.fail_after(20):
+            run = await ledger.follow(
+                [node.url],
+                TrustedGenesis(chain),
+                tmp_path / "l.json",
+                issuer,
+                stop_at=2,
+                retry=FAST,
+            )
+        nursery.cancel_scope.cancel()
+    assert run.balances[BOB] == 8
+    assert (run.applied, run.refused) == (2, 1)
+    assert "block 2: refused: nonce 0" in capsys.readouterr().err
