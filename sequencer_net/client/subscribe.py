@@ -66,6 +66,9 @@ log = logging.getLogger(__name__)
 CLOSE_TOO_SLOW: Final = 4008
 CLOSE_BAD_REQUEST: Final = 4400
 CLOSE_SERVER_FULL: Final = 4429
+CLOSE_NO_CERTIFICATE: Final = 4410
+"""The node committed the next block under a later block's certificate and does
+not hold the block's own: another node may; resume there."""
 
 
 class SubscriptionFailed(Exception):
@@ -159,7 +162,8 @@ class SubscriptionSession:
                 f"{self.urls[self.node]} refused the subscription: {ended.describe()}"
             )
         url = self.urls[self.node]
-        if self.progressed and ended.kind in ("closed", "dropped"):
+        elsewhere = ended.kind == "closed" and ended.code == CLOSE_NO_CERTIFICATE
+        if self.progressed and ended.kind in ("closed", "dropped") and not elsewhere:
             log.info("%s: %s; resuming from height %d", url, ended.describe(), self.next_height)
             return 0.0  # resume at once on the same node; if it is gone, that attempt fails
         self.failures += 1

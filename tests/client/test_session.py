@@ -55,6 +55,17 @@ def test_after_progress_a_drop_or_4008_resumes_at_once_on_the_same_node() -> Non
     assert s.url().startswith("ws://b:2/")
 
 
+def test_a_node_without_the_blocks_own_certificate_sends_us_to_the_next_node() -> None:
+    chain, s = session(["http://a:1", "http://b:2"], from_height=1)
+    import json
+
+    s.url()
+    assert s.on_text(json.dumps(chain.block([]))) is not None
+    closed = Ended("closed", 4410, "no finalization certificate of height 2 here")
+    assert s.on_end(closed) > 0.0
+    assert s.url() == "ws://b:2/v1/subscribe/blocks?namespace=7&from=2"
+
+
 def test_a_block_resets_the_failure_count() -> None:
     chain, s = session(["http://a:1"], from_height=1)
     import json
