@@ -29,8 +29,8 @@ from __future__ import annotations
 
 from .exceptions import EngineInvariantBroken
 from .fixed_point import SCALE
-from .margin import subaccount_risk, valuation_price
-from .positions import change_size, credit, settle_charges
+from .margin import settled_positions, subaccount_risk
+from .positions import change_size, credit
 from .receipts import Deleveraged
 from .records import Position
 from .state import INSURANCE_FUND, StateWriter
@@ -40,15 +40,7 @@ def deleverage(w: StateWriter, sid: bytes) -> int:
     """Close every position of `sid` against the opposite side; return the part
     of its loss the counterparties bore."""
     chunks: list[tuple[int, bytes, int, int, int]] = []  # market, counterparty, q, price, notional
-    for market_id in w.subaccount(sid).markets:
-        position = settle_charges(w, sid, market_id)
-        size = position.size
-        if size == 0:
-            continue
-        params = w.params(market_id)
-        state = w.market(market_id)
-        assert params is not None and state is not None
-        price = valuation_price(w, market_id, params, state)
+    for market_id, _, _, size, price in settled_positions(w, sid):
         remaining = size
         for counterparty in ranked_counterparties(w, market_id, sid, size, price):
             theirs = w.position(counterparty, market_id)

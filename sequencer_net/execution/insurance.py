@@ -25,8 +25,8 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from .fixed_point import SCALE
-from .margin import subaccount_risk, valuation_price
-from .positions import change_size, credit, settle_charges
+from .margin import settled_positions, subaccount_risk
+from .positions import change_size, credit
 from .receipts import PositionTransferred
 from .state import INSURANCE_FUND, StateWriter
 
@@ -52,15 +52,7 @@ def cover_deficit(w: StateWriter, sid: bytes, deficit: int) -> DeficitCover:
 def take_over(w: StateWriter, sid: bytes) -> tuple[int, int]:
     """Move every position of `sid` to the fund; return (fee, deficit paid)."""
     fee_due = 0
-    for market_id in w.subaccount(sid).markets:
-        position = settle_charges(w, sid, market_id)
-        size = position.size
-        if size == 0:
-            continue
-        params = w.params(market_id)
-        state = w.market(market_id)
-        assert params is not None and state is not None
-        price = valuation_price(w, market_id, params, state)
+    for market_id, params, _, size, price in settled_positions(w, sid):
         value = (size * price) // SCALE  # toward -inf: the liquidated side gets less
         credit(w, sid, value)
         credit(w, INSURANCE_FUND, -value)

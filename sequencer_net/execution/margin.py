@@ -34,12 +34,13 @@ still does.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import NamedTuple
 
 from .fixed_point import SCALE
 from .option_margin import OptionHolding, option_requirements
 from .options import option_mark
-from .positions import pending_charge
+from .positions import pending_charge, settle_charges
 from .records import MarketKind, MarketParams, MarketState, Position
 from .state import StateWriter
 
@@ -59,6 +60,22 @@ def valuation_price(
     if params.kind == MarketKind.PERPETUAL:
         return state.oracle_price
     return option_mark(w, market_id, params, state)
+
+
+def settled_positions(
+    w: StateWriter, sid: bytes
+) -> Iterator[tuple[int, MarketParams, MarketState, int, int]]:
+    """Each non-zero position of `sid`, its charges settled just before it is
+    yielded: (market id, params, state, size, valuation price). Lazy, so a
+    caller may move one position before the next is settled."""
+    for market_id in w.subaccount(sid).markets:
+        size = settle_charges(w, sid, market_id).size
+        if size == 0:
+            continue
+        params = w.params(market_id)
+        state = w.market(market_id)
+        assert params is not None and state is not None
+        yield market_id, params, state, size, valuation_price(w, market_id, params, state)
 
 
 def requirement(params: MarketParams, state: MarketState, size: int, fraction: int) -> int:
