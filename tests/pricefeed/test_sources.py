@@ -5,6 +5,7 @@ one walk for every validator of a testnet, and reports the engine accepts."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
@@ -33,6 +34,7 @@ from sequencer_net.pricefeed.sources import (
     FileSource,
     HttpSource,
     MarketPaths,
+    PriceSource,
     PriceSourceError,
     local_simulated_source,
     lookup,
@@ -181,21 +183,34 @@ class Submitted:
         return Accepted(tx_hash(raw))
 
 
+def reporter_for(
+    state: ExecutionState,
+    submitted: Submitted,
+    clock: Callable[[], float],
+    *,
+    source: PriceSource | None = None,
+    interval_s: float = 1.0,
+    lag_s: int = 1,
+) -> PriceReporter:
+    """This validator's reporter over `state`, the simulated walk unless `source`."""
+    return PriceReporter(
+        key=VALIDATOR,
+        domain=DOMAIN,
+        source=source if source is not None else local_simulated_source(0),
+        source_name="simulated" if source is None else "file",
+        state=lambda: state,
+        submit=submitted,
+        interval_s=interval_s,
+        lag_s=lag_s,
+        clock=clock,
+    )
+
+
 async def test_the_reporter_signs_reports_the_engine_accepts() -> None:
     state = genesis({1: PERP, 2: PERP, 3: CALL})
     submitted = Submitted()
     now = [GENESIS_TIME + 10.4]
-    reporter = PriceReporter(
-        key=VALIDATOR,
-        domain=DOMAIN,
-        source=local_simulated_source(0),
-        source_name="simulated",
-        state=lambda: state,
-        submit=submitted,
-        interval_s=1.0,
-        lag_s=1,
-        clock=lambda: now[0],
-    )
+    reporter = reporter_for(state, submitted, lambda: now[0])
     assert await reporter.report_once() == 1
     assert await reporter.report_once() == 0  # the same second is reported once
     now[0] += 1
@@ -231,17 +246,7 @@ async def test_a_refused_report_makes_the_reporter_recount_its_nonce_and_say_why
     state = genesis({1: PERP})
     submitted = Submitted(refuse=True)
     now = [GENESIS_TIME + 10.0]
-    reporter = PriceReporter(
-        key=VALIDATOR,
-        domain=DOMAIN,
-        source=local_simulated_source(0),
-        source_name="simulated",
-        state=lambda: state,
-        submit=submitted,
-        interval_s=1.0,
-        lag_s=1,
-        clock=lambda: now[0],
-    )
+    reporter = reporter_for(state, submitted, lambda: now[0])
     assert await reporter.report_once() == 0
     now[0] += 1
     await reporter.report_once()
@@ -258,17 +263,7 @@ async def test_many_markets_are_reported_in_updates_of_at_most_the_engine_limit(
     path.write_text(json.dumps({str(m): {"price": m} for m in range(1, count + 1)}))
     state = genesis({m: PERP for m in range(1, count + 1)})
     submitted = Submitted()
-    reporter = PriceReporter(
-        key=VALIDATOR,
-        domain=DOMAIN,
-        source=FileSource(path),
-        source_name="file",
-        state=lambda: state,
-        submit=submitted,
-        interval_s=1.0,
-        lag_s=1,
-        clock=lambda: GENESIS_TIME + 5.0,
-    )
+    reporter = reporter_for(state, submitted, lambda: GENESIS_TIME + 5.0, source=FileSource(path))
     assert await reporter.report_once() == 2
     sizes = [len(decode_payload(decode_transaction(r).payload).prices) for r in submitted.raw]  # type: ignore[union-attr]
     assert sizes == [MAX_ORACLE_PRICES, 6]
@@ -279,16 +274,8 @@ async def test_the_reporter_task_reports_every_interval_until_cancelled(
 ) -> None:
     state = genesis({1: PERP})
     submitted = Submitted()
-    reporter = PriceReporter(
-        key=VALIDATOR,
-        domain=DOMAIN,
-        source=local_simulated_source(0),
-        source_name="simulated",
-        state=lambda: state,
-        submit=submitted,
-        interval_s=0.1,
-        lag_s=0,
-        clock=lambda: trio.current_time() + GENESIS_TIME,
+    reporter = reporter_for(
+        state, submitted, lambda: trio.current_time() + GENESIS_TIME, interval_s=0.1, lag_s=0
     )
     with trio.move_on_after(3.05):
         async with trio.open_nursery() as nursery:
