@@ -18,6 +18,7 @@ Endpoints (docs/api.md has the full reference):
 - GET  /v1/evidence               equivocation evidence this node has seen (signed votes)
 - GET  /v1/markets                every market: prices, last auction, open interest, funding
 - GET  /v1/accounts/{address}     an address's subaccounts: collateral, positions, orders, margin
+- GET  /v1/openapi.json           this reference as an OpenAPI 3.1 document (openapi.py)
 - GET  /metrics                   Prometheus text
 - POST /v1/admin/network          {"connected": bool}: cut or restore validator links
                                   (needs the admin token; off without one)
@@ -76,6 +77,7 @@ from sequencer_net.api.limits import (
     UNBUDGETED_BODY_BYTES,
 )
 from sequencer_net.api.markets import MarketSource, market_routes
+from sequencer_net.api.openapi import openapi_json
 from sequencer_net.api.options import ApiOptions
 from sequencer_net.api.request_guard import BodyCaps, GuardLimits, RequestGuard
 from sequencer_net.api.submissions import (
@@ -361,6 +363,9 @@ def build_app(ctx: ApiContext, options: ApiOptions | None = None) -> Starlette:
         answer = [_evidence_json(r, ctx.validator_address) for r in records]
         return JSONResponse({"evidence": answer})
 
+    async def openapi(request: Request) -> Response:
+        return Response(openapi_json(), media_type="application/json")
+
     async def metrics(request: Request) -> Response:
         return Response(ctx.metrics.render(), media_type="text/plain; version=0.0.4")
 
@@ -385,6 +390,7 @@ def build_app(ctx: ApiContext, options: ApiOptions | None = None) -> Starlette:
         WebSocketRoute("/v1/subscribe/transactions/{hash}", subscribe_transaction),
         Route("/v1/validators", validators, methods=["GET"]),
         Route("/v1/evidence", evidence, methods=["GET"]),
+        Route("/v1/openapi.json", openapi, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         *market_routes(ctx.markets),
         Mount(
