@@ -3,6 +3,9 @@ commit), a block is found by its hash, and /v1/openapi.json is served."""
 
 from __future__ import annotations
 
+import importlib.util
+
+from tests.api.test_openapi import Checker
 from tests.node.harness import LocalNetwork
 
 
@@ -22,6 +25,19 @@ def test_health_turns_503_when_the_node_stops_committing(network: LocalNetwork) 
 
     reference = client.get(url + "/v1/openapi.json")
     assert reference.status_code == 200 and reference.json()["openapi"].startswith("3.1")
+    if importlib.util.find_spec("jsonschema") is not None:  # a dev dependency
+        check = Checker()  # a real node's answers conform to the document
+        for template, path in [
+            ("/v1/status", "/v1/status"),
+            ("/v1/health", "/v1/health"),
+            ("/v1/validators", "/v1/validators"),
+            ("/v1/markets", "/v1/markets"),
+            ("/v1/evidence", "/v1/evidence"),
+            ("/v1/blocks/{height}", "/v1/blocks/1"),
+            ("/v1/blocks/{height}/namespaces/{namespace}", "/v1/blocks/2/namespaces/7"),
+        ]:
+            check("get", template, client.get(url + path))
+        assert len(check.checked) == 7
 
     for i in (1, 2, 3):  # no quorum left: node 0 cannot commit
         network.stop(i)
