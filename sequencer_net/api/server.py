@@ -7,7 +7,9 @@ Endpoints (docs/api.md has the full reference):
 - WS   /v1/transactions/stream    msgpack batches over one WebSocket, answered in order
 - GET  /v1/transactions/{hash}    pending / committed (height, index, receipt) / dropped
 - GET  /v1/status                 height, last hash, view, state root, peers, ...
+- GET  /v1/health                 200 while the node commits blocks, 503 once it stalls
 - GET  /v1/blocks/{height}        a committed block with its transactions
+- GET  /v1/blocks/by-hash/{hash}  the same, found by the block's hash
 - GET  /v1/blocks/{height}/namespaces/{namespace}
                                   one namespace of a block, with certificate and proof
 - WS   /v1/subscribe/blocks       ?namespace=N&from=H: every finalized block's namespace
@@ -16,6 +18,7 @@ Endpoints (docs/api.md has the full reference):
 - GET  /v1/evidence               equivocation evidence this node has seen (signed votes)
 - GET  /v1/markets                every market: prices, last auction, open interest, funding
 - GET  /v1/accounts/{address}     an address's subaccounts: collateral, positions, orders, margin
+- GET  /v1/openapi.json           this reference as an OpenAPI 3.1 document (openapi.py)
 - GET  /metrics                   Prometheus text
 - POST /v1/admin/network          {"connected": bool}: cut or restore validator links
                                   (needs the admin token; off without one)
@@ -48,7 +51,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from consensus.messages import Vote, VoteKind
+from consensus.messages import Block, Vote, VoteKind
 from sequencer_net.api.admin_auth import ADMIN_PREFIX, AdminAuth
 from sequencer_net.api.errors import (
     ApiError,
@@ -58,6 +61,7 @@ from sequencer_net.api.errors import (
     http_exception_handler,
     internal_error_handler,
 )
+from sequencer_net.api.health import Health
 from sequencer_net.api.http_server import serve_api
 from sequencer_net.api.inputs import (
     parse_height,
@@ -73,6 +77,7 @@ from sequencer_net.api.limits import (
     UNBUDGETED_BODY_BYTES,
 )
 from sequencer_net.api.markets import MarketSource, market_routes
+from sequencer_net.api.openapi import openapi_json
 from sequencer_net.api.options import ApiOptions
 from sequencer_net.api.request_guard import BodyCaps, GuardLimits, RequestGuard
 from sequencer_net.api.submissions import (
@@ -273,6 +278,20 @@ def build_app(ctx: ApiContext, options: ApiOptions | None = None) -> Starlette:
         found = ctx.store.block_at(height) if height >= 1 else None
         if found is None:
             return error_response(404, "not_found", f"no committed block at height {height}")
+        return block_answer(found)
+
+    async def block_by_hash(request: Request) -> Response:
+        digest = parse_tx_hash(request.path_params["hash"])
+        found = ctx.store.block_by_digest(digest)  # committed, or only voted for
+        committed = None
+        if found is not None and found.height >= 1:
+            committed = ctx.store.block_at(found.height)
+        if committed is None or committed.digest() != digest:
+            return error_response(404, "not_found", f"no committed block with hash {_hex(digest)}")
+        return block_answer(committed)
+
+    def block_answer(found: Block) -> Response:
+        height = found.height
         txs = ctx.store.transactions_at(height)
         root = ctx.store.state_root_at(height)
         try:
@@ -328,6 +347,12 @@ def build_app(ctx: ApiContext, options: ApiOptions | None = None) -> Starlette:
             return
         await subscriptions.transaction(websocket, h)
 
+    health_check = Health(height=lambda: ctx.store.tip()[0], stall_s=options.health_stall_s)
+
+    async def health(request: Request) -> Response:
+        code, body = health_check.check()
+        return JSONResponse(body, status_code=code, headers={"Cache-Control": "no-store"})
+
     async def validators(request: Request) -> Response:
         if ctx.validators is None:
             return error_response(503, "unavailable", "no validator set behind this API")
@@ -337,6 +362,9 @@ def build_app(ctx: ApiContext, options: ApiOptions | None = None) -> Starlette:
         records = ctx.store.load_evidence(limit=MAX_EVIDENCE_ANSWER)
         answer = [_evidence_json(r, ctx.validator_address) for r in records]
         return JSONResponse({"evidence": answer})
+
+    async def openapi(request: Request) -> Response:
+        return Response(openapi_json(), media_type="application/json")
 
     async def metrics(request: Request) -> Response:
         return Response(ctx.metrics.render(), media_type="text/plain; version=0.0.4")
@@ -354,12 +382,15 @@ def build_app(ctx: ApiContext, options: ApiOptions | None = None) -> Starlette:
         WebSocketRoute("/v1/transactions/stream", submit_stream),
         Route("/v1/transactions/{hash}", transaction, methods=["GET"]),
         Route("/v1/status", status, methods=["GET"]),
+        Route("/v1/health", health, methods=["GET"]),
         Route("/v1/blocks/{height}", block, methods=["GET"]),
+        Route("/v1/blocks/by-hash/{hash}", block_by_hash, methods=["GET"]),
         Route("/v1/blocks/{height}/namespaces/{namespace}", block_namespace, methods=["GET"]),
         WebSocketRoute("/v1/subscribe/blocks", subscribe_blocks),
         WebSocketRoute("/v1/subscribe/transactions/{hash}", subscribe_transaction),
         Route("/v1/validators", validators, methods=["GET"]),
         Route("/v1/evidence", evidence, methods=["GET"]),
+        Route("/v1/openapi.json", openapi, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         *market_routes(ctx.markets),
         Mount(

@@ -402,7 +402,9 @@ class ValidatorNode:
             commit_feed=self.status.feed,
             validators=self.validators_document,
         )
-        api_options = ApiOptions.from_config(self.config)  # reads the admin token: fail early
+        api_options = ApiOptions.from_config(  # reads the admin token: fail early
+            self.config, genesis_view_timeout_ms=self.genesis.view_timeout_ms
+        )
         self.p2p.set_request_handler(self._answer_request)
         async with trio.open_nursery() as nursery:
             await nursery.start(self.group.run)
