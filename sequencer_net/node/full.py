@@ -28,6 +28,8 @@ import trio
 
 from consensus.crypto import PrivateKey
 from consensus.io import Commit
+from consensus.messages import Block
+from consensus.types import ValidatorSet
 from consensus.verifier import SignatureVerifier
 from sequencer_net.api.intake import Intake, Outcome, Refused
 from sequencer_net.api.markets import MarketSource
@@ -120,15 +122,16 @@ class Follower:
         store: NodeStore,
         pool: BatchPool,
         fetcher: BatchFetcher,
-        genesis: Genesis,
+        validators: ValidatorSet,
+        verifier: SignatureVerifier,
         commits: trio.MemorySendChannel[Commit],
     ) -> None:
         self.p2p = p2p
         self.store = store
         self.pool = pool
         self.fetcher = fetcher
-        self.validators = genesis.validator_set()
-        self.verifier = SignatureVerifier(genesis.domain().separator())
+        self.validators = validators  # the genesis set: what certificates must satisfy
+        self.verifier = verifier
         self.commits = commits
         height, digest, _ = store.tip()
         self.next_height = height + 1
@@ -190,7 +193,7 @@ class Follower:
             await trio.sleep(RETRY_S - POLL_S)
         return False
 
-    async def _batches_match(self, block: Any, peer: int) -> bool:
+    async def _batches_match(self, block: Block, peer: int) -> bool:
         """Fetch the block's batches (digest-checked, transactions verified by the
         pool) and check the payload's namespace root against them."""
         try:
@@ -340,7 +343,8 @@ class FullNode:
             store=self.store,
             pool=self.pool,
             fetcher=self.fetcher,
-            genesis=genesis,
+            validators=validators,
+            verifier=SignatureVerifier(self.domain.separator()),
             commits=self._commits_in,
         )
         self.intake = RelayIntake(
