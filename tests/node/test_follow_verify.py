@@ -5,6 +5,7 @@ validator is asked."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -19,14 +20,22 @@ from consensus.messages import Block, Certificate, VoteKind
 from consensus.sim.simulator import validator_key
 from consensus.types import Validator, ValidatorSet
 from consensus.verifier import SignatureVerifier
+from sequencer_net.api.intake import Accepted, Outcome, Refused
 from sequencer_net.node.follow import (
+    MAX_SUBMIT_BYTES,
     FollowBlocksAnswer,
     FollowBlocksRequest,
+    FollowServer,
     ForgedAnswer,
+    answer_blocks,
     decode_blocks_answer,
+    decode_outcome,
+    encode_submit_request,
     verify_blocks,
 )
 from sequencer_net.node.full import Follower
+from sequencer_net.node.requests import RequestKind
+from sequencer_net.storage.node_store import NodeStore
 
 KEYS = [validator_key(i) for i in range(4)]
 OUTSIDERS = [PrivateKey(bytes([0x42 + i]) * 32) for i in range(4)]
@@ -173,3 +182,64 @@ async def test_the_follower_drops_a_forged_answer_and_takes_the_next_validators(
     peers.answers = {0: _encoder.encode(answer([], [])), 1: _encoder.encode(answer([], []))}
     assert not await follower.step()
     assert peers.asked[-1][1].from_height == 4
+
+
+# ---- validator side -------------------------------------------------------------------
+
+
+def _commit(store: NodeStore, *, own: bool) -> Block:
+    """Commit the next block, under its own finalization or a descendant's."""
+    height, parent, _ = store.tip()
+    block = Block(height + 2, height + 1, parent, 0, b"payload-%d" % (height + 1))
+    if own:
+        cert = certificate(block)
+    else:
+        child = Block(height + 3, height + 2, block.digest(), 1, b"child")
+        cert = certificate(child)
+    store.commit_block(block, cert, [], bytes(32))
+    return block
+
+
+def test_validators_answer_blocks_with_their_own_finalization_only(tmp_path: Path) -> None:
+    store = NodeStore(tmp_path / "chain", genesis_digest=GENESIS.digest(), sync=False)
+    try:
+        b1 = _commit(store, own=True)
+        b2 = _commit(store, own=False)  # committed under its child's certificate
+        _commit(store, own=True)
+        got = answer_blocks(store, FollowBlocksRequest(1, 10))
+        assert got.tip == 3
+        assert got.blocks == [b1]  # stops before the block without its own certificate
+        store.save_late_finalization(certificate(b2))  # it arrives late
+        got = answer_blocks(store, FollowBlocksRequest(1, 10))
+        assert [b.height for b in got.blocks] == [1, 2, 3]
+        assert verify(got) == list(zip(got.blocks, got.finalizations, strict=True))
+        assert [b.height for b in answer_blocks(store, FollowBlocksRequest(2, 1)).blocks] == [2]
+        assert answer_blocks(store, FollowBlocksRequest(4, 10)).blocks == []
+    finally:
+        store.close()
+
+
+async def test_the_follow_server_answers_no_consensus_request_and_bounds_submissions(
+    tmp_path: Path,
+) -> None:
+    store = NodeStore(tmp_path / "chain", genesis_digest=GENESIS.digest(), sync=False)
+    submitted: list[tuple[bytes, str]] = []
+
+    async def submit(raw: bytes, client: str) -> Outcome:
+        submitted.append((raw, client))
+        return Accepted(b"\x11" * 32)
+
+    server = FollowServer(store=store, pool=None, submit=submit)  # type: ignore[arg-type]
+    try:
+        assert await server.answer("fn", RequestKind.CONSENSUS.value + b"\x92\x05\x01") == b""
+        assert await server.answer("fn", RequestKind.FOLLOW_BLOCKS.value + b"junk") == b""
+        assert decode_outcome(await server.answer("fn", encode_submit_request(b"tx"))) == Accepted(
+            b"\x11" * 32
+        )
+        assert submitted == [(b"tx", "full-node:fn")]  # the intake's allowance is per full node
+        big = encode_submit_request(b"x" * (MAX_SUBMIT_BYTES + 1))
+        refused = decode_outcome(await server.answer("fn", big))
+        assert isinstance(refused, Refused) and refused.status == 413
+        assert len(submitted) == 1
+    finally:
+        store.close()
