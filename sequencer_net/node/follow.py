@@ -4,8 +4,10 @@ A full node asks validators, over `/seqnet/follow/1.0.0` (p2p/network.py:
 admitted non-validators only, rate- and size-limited), for
 
     FOLLOW_BLOCKS  committed blocks from a height, each with the finalization
-                   certificate of that block itself (never a descendant's: a
-                   full node serves subscribers, who check each block's own)
+                   certificate of that block itself, or, for a block committed
+                   under a descendant's finalization whose own the validator
+                   never got, that descendant's (the follower accepts such a
+                   block only once the answer reaches the certified descendant)
     BATCHES        batches by digest (the validators' own batch request)
     SUBMIT         one transaction for the validator's intake; the answer is
                    the intake's outcome
@@ -115,9 +117,9 @@ def decode_outcome(data: bytes) -> Outcome:
 
 
 def answer_blocks(store: NodeStore, request: FollowBlocksRequest) -> FollowBlocksAnswer:
-    """Committed blocks from `request.from_height`, each with its own finalization,
-    stopping at the first block whose own finalization is not held (yet), at the
-    tip, at `limit`, or at the byte budget."""
+    """Committed blocks from `request.from_height`, each with its own finalization
+    (or, lacking it, the descendant's it was committed under), up to the tip,
+    `limit` or the byte budget."""
     tip = store.tip()[0]
     blocks: list[Block] = []
     certs: list[Certificate] = []
@@ -127,7 +129,7 @@ def answer_blocks(store: NodeStore, request: FollowBlocksRequest) -> FollowBlock
         block = store.block_at(height)
         if block is None:
             break
-        cert = store.own_finalization(height, block.digest())
+        cert = store.own_finalization(height, block.digest()) or store.finalization_at(height)
         if cert is None:
             break
         size += len(block.payload) + 1024
@@ -202,12 +204,17 @@ def verify_blocks(
     next_height: int,
     parent: bytes,
 ) -> list[tuple[Block, Certificate]]:
-    """The answer's blocks if every one extends the chain (`parent` at
-    `next_height - 1`) and carries a finalization of itself by a quorum of the
-    genesis validator set; raises ForgedAnswer naming the first that does not."""
+    """The answer's blocks that are proven final, each with the certificate that
+    proves it: every block must extend the chain (`parent` at `next_height - 1`);
+    a block's finalization is checked (a quorum of the genesis validator set) if
+    it certifies that block, and then also proves every block before it that
+    came with a descendant's finalization. Blocks left unproven at the end of
+    the answer are not returned (asked again later). Raises ForgedAnswer naming
+    the first block that breaks a rule."""
     verified: list[tuple[Block, Certificate]] = []
+    pending: list[Block] = []  # under a descendant's certificate: not proven yet
     for block, cert in zip(answer.blocks, answer.finalizations, strict=True):
-        height = next_height + len(verified)
+        height = next_height + len(verified) + len(pending)
         if block.height != height:
             raise ForgedAnswer(f"block at height {block.height} where {height} was asked")
         if block.parent != parent:
@@ -219,10 +226,16 @@ def verify_blocks(
             raise ForgedAnswer(f"malformed certificate at height {height}: {exc}") from exc
         if cert.kind != VoteKind.FINALIZE:
             raise ForgedAnswer(f"certificate at height {height} is not a finalization")
+        parent = digest
+        if cert.height > height:
+            pending.append(block)  # proven by its descendant's certificate, if it comes
+            continue
         if cert.block != digest or cert.height != height or cert.view != block.view:
             raise ForgedAnswer(f"certificate at height {height} certifies another block")
         if not verifier.check_certificate(validators, cert):
             raise ForgedAnswer(f"certificate at height {height} does not verify")
+        # The chain links are hashes: a finalized block finalizes its ancestors.
+        verified.extend((ancestor, cert) for ancestor in pending)
+        pending = []
         verified.append((block, cert))
-        parent = digest
     return verified

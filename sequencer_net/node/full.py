@@ -110,6 +110,7 @@ class FollowerStats:
         self.forged_answers = 0
         self.failed_requests = 0
         self.blocks_verified = 0
+        self.root_mismatches = 0
 
 
 class Follower:
@@ -179,7 +180,9 @@ class Follower:
                 continue
             self.peer_tip = max(self.peer_tip, answer.tip)
             if not verified:
-                caught_up = True
+                if answer.tip < self.next_height:
+                    return False  # caught up with this validator: poll again later
+                caught_up = True  # it holds the block, not its own certificate yet
                 continue
             for block, cert in verified:
                 if not await self._batches_match(block, peer):
@@ -217,7 +220,12 @@ class Follower:
         try:
             check_namespace_root(payload, block_namespace_pairs(batches))
         except NamespaceRootMismatch as exc:
+            # Batches are authenticated by digest and the payload by a quorum's
+            # certificate: only more than f faulty validators get here. Stop
+            # at this block (nothing unverified is executed) and say so.
+            self.stats.root_mismatches += 1
             log.critical("event=namespace_root_mismatch height=%d reason=%s", block.height, exc)
+            await trio.sleep(RETRY_S * 10)
             return False
         return True
 

@@ -578,7 +578,6 @@ class P2PNetwork:
         self.stats.inbound_connections += 1
         index = self._index_by_peer_id.get(peer_id)
         if index is None:
-            self._followers.pop(peer_id, None)  # a new connection starts afresh
             self._log(logging.INFO, "inbound_connection", peer_id.to_base58(), "validator=no")
             return
         self._log(logging.DEBUG, "inbound_connection", index, "validator=yes")

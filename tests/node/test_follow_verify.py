@@ -187,36 +187,40 @@ async def test_the_follower_drops_a_forged_answer_and_takes_the_next_validators(
 # ---- validator side -------------------------------------------------------------------
 
 
-def _commit(store: NodeStore, *, own: bool) -> Block:
-    """Commit the next block, under its own finalization or a descendant's."""
-    height, parent, _ = store.tip()
-    block = Block(height + 2, height + 1, parent, 0, b"payload-%d" % (height + 1))
-    if own:
-        cert = certificate(block)
-    else:
-        child = Block(height + 3, height + 2, block.digest(), 1, b"child")
-        cert = certificate(child)
-    store.commit_block(block, cert, [], bytes(32))
-    return block
-
-
-def test_validators_answer_blocks_with_their_own_finalization_only(tmp_path: Path) -> None:
+def test_validators_answer_each_block_with_its_own_finalization_or_a_descendants(
+    tmp_path: Path,
+) -> None:
     store = NodeStore(tmp_path / "chain", genesis_digest=GENESIS.digest(), sync=False)
+    b1, b2, b3 = chain(3)
     try:
-        b1 = _commit(store, own=True)
-        b2 = _commit(store, own=False)  # committed under its child's certificate
-        _commit(store, own=True)
+        store.commit_block(b1, certificate(b1), [], bytes(32))
+        store.commit_block(b2, certificate(b3), [], bytes(32))  # under its child's
+        store.commit_block(b3, certificate(b3), [], bytes(32))
         got = answer_blocks(store, FollowBlocksRequest(1, 10))
-        assert got.tip == 3
-        assert got.blocks == [b1]  # stops before the block without its own certificate
-        store.save_late_finalization(certificate(b2))  # it arrives late
-        got = answer_blocks(store, FollowBlocksRequest(1, 10))
-        assert [b.height for b in got.blocks] == [1, 2, 3]
-        assert verify(got) == list(zip(got.blocks, got.finalizations, strict=True))
-        assert [b.height for b in answer_blocks(store, FollowBlocksRequest(2, 1)).blocks] == [2]
+        assert got.tip == 3 and got.blocks == [b1, b2, b3]
+        assert got.finalizations == [certificate(b1), certificate(b3), certificate(b3)]
+        # Block 2 is proven by block 3's certificate, and only once it comes.
+        assert verify(got) == [
+            (b1, certificate(b1)),
+            (b2, certificate(b3)),
+            (b3, certificate(b3)),
+        ]
+        assert verify(answer_blocks(store, FollowBlocksRequest(1, 2))) == [(b1, certificate(b1))]
+        # Its own certificate, once kept, is preferred.
+        store.save_late_finalization(certificate(b2))
+        assert answer_blocks(store, FollowBlocksRequest(2, 1)).finalizations == [certificate(b2)]
         assert answer_blocks(store, FollowBlocksRequest(4, 10)).blocks == []
     finally:
         store.close()
+
+
+def test_a_descendants_certificate_that_is_forged_proves_nothing() -> None:
+    b1, b2, b3 = chain(3)
+    forged = certificate(b3, keys=OUTSIDERS)
+    with pytest.raises(ForgedAnswer):
+        verify(answer([b1, b2, b3], [certificate(b1), forged, forged]))
+    # A claimed descendant's certificate never proves the block it comes with.
+    assert verify(answer([b1, b2], [certificate(b1), certificate(b3)])) == [(b1, certificate(b1))]
 
 
 async def test_the_follow_server_answers_no_consensus_request_and_bounds_submissions(
