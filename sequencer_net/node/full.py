@@ -86,6 +86,9 @@ POLL_S = 0.2
 """How long a caught-up follower waits before asking again."""
 RETRY_S = 1.0
 """How long the follower waits after every validator failed it."""
+SKIP_FAILED_S = 10.0
+"""A validator that failed a request (unreachable, timed out, forged answer) is
+asked last for this long: one that is down costs a dial timeout per ask."""
 
 
 def load_or_make_node_key(home: Path) -> bytes:
@@ -140,6 +143,18 @@ class Follower:
         self.peer_tip = 0
         self.stats = FollowerStats()
         self._rotation = itertools.count()
+        self._failed_at: dict[int, float] = {}
+
+    def _order(self) -> list[int]:
+        """Validators to ask, in rotation, those that failed lately last."""
+        peers = self.p2p.connected_peers()
+        if not peers:
+            return []
+        start = next(self._rotation) % len(peers)
+        rotated = peers[start:] + peers[:start]
+        now = trio.current_time()
+        recent = {p for p, t in self._failed_at.items() if now - t < SKIP_FAILED_S}
+        return [p for p in rotated if p not in recent] + [p for p in rotated if p in recent]
 
     async def run(self) -> None:
         while True:
@@ -150,17 +165,15 @@ class Follower:
     async def step(self) -> bool:
         """Ask validators in turn until one gives verified blocks (or all are
         caught up or fail); True if blocks were passed on."""
-        peers = self.p2p.connected_peers()
-        start = next(self._rotation)
         caught_up = False
-        for i in range(len(peers)):
-            peer = peers[(start + i) % len(peers)]
+        for peer in self._order():
             try:
                 data = await self.p2p.request(
                     peer, encode_blocks_request(self.next_height, MAX_FOLLOW_BLOCKS)
                 )
             except Exception as exc:  # transport: try the next validator
                 self.stats.failed_requests += 1
+                self._failed_at[peer] = trio.current_time()
                 log.debug("event=follow_request_failed peer=%d reason=%s", peer, exc)
                 continue
             try:
@@ -176,6 +189,7 @@ class Follower:
                 )
             except ForgedAnswer as exc:
                 self.stats.forged_answers += 1
+                self._failed_at[peer] = trio.current_time()
                 log.warning("event=forged_answer peer=%d reason=%s", peer, exc)
                 continue
             self.peer_tip = max(self.peer_tip, answer.tip)

@@ -182,6 +182,7 @@ async def test_the_follower_drops_a_forged_answer_and_takes_the_next_validators(
     peers.answers = {0: _encoder.encode(answer([], [])), 1: _encoder.encode(answer([], []))}
     assert not await follower.step()
     assert peers.asked[-1][1].from_height == 4
+    assert peers.asked[2][0] == 1  # the validator that lied is asked last for a while
 
 
 # ---- validator side -------------------------------------------------------------------
