@@ -8,6 +8,11 @@ streams are accepted only from peer ids derived from the configured validator
 keys; their frames go, rate-limited and bounded, to `inbound`. Requests run on
 `/seqnet/request/1.0.0`, one stream per request.
 
+Full nodes: a validator serves `/seqnet/follow/1.0.0` to admitted
+non-validators only (rate- and size-limited per full node and in total); a
+full node's own network (`follower=True`) keeps no links, sends no frames and
+makes its requests on that protocol.
+
 Inbound connections are gated before any stream (host.py, admission.py): a
 key outside the validator set is closed right after its Noise handshake and
 counted in `stats.connections_refused`. An admitted validator connection also
