@@ -158,7 +158,7 @@ def init(
     if summary["validator_index"] is None:
         click.echo(
             "  validator:    NOT in the genesis validator set: `node run` refuses to start "
-            "until a genesis lists this key"
+            "until a genesis lists this key (`node run --full` runs a full node instead)"
         )
     else:
         n = summary["validators"]

@@ -21,6 +21,7 @@ import os
 import secrets
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -145,7 +146,7 @@ class Follower:
         self._rotation = itertools.count()
         self._failed_at: dict[int, float] = {}
 
-    def _order(self) -> list[int]:
+    def order(self) -> list[int]:
         """Validators to ask, in rotation, those that failed lately last."""
         peers = self.p2p.connected_peers()
         if not peers:
@@ -166,7 +167,7 @@ class Follower:
         """Ask validators in turn until one gives verified blocks (or all are
         caught up or fail); True if blocks were passed on."""
         caught_up = False
-        for peer in self._order():
+        for peer in self.order():
             try:
                 data = await self.p2p.request(
                     peer, encode_blocks_request(self.next_height, MAX_FOLLOW_BLOCKS)
@@ -249,9 +250,10 @@ class RelayIntake(Intake):
     fee and nonce against this node's executed state), then the transaction goes to
     a validator over the follow protocol and the client gets its answer."""
 
-    def __init__(self, *, p2p: P2PNetwork, **kwargs: Any) -> None:
+    def __init__(self, *, p2p: P2PNetwork, order: Callable[[], list[int]], **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.p2p = p2p
+        self.order = order  # validators to try, in turn, those that failed lately last
 
     async def submit(self, items: Any, client: str) -> list[Outcome]:
         outcomes: list[Outcome] = []
@@ -277,7 +279,7 @@ class RelayIntake(Intake):
             return Refused(
                 400 if added is not AddResult.FULL else 503, added.name.lower(), added.value
             )
-        for peer in self.p2p.connected_peers():
+        for peer in self.order():
             try:
                 answer = await self.p2p.request(peer, encode_submit_request(encoded))
                 outcome = decode_outcome(answer)
@@ -371,6 +373,7 @@ class FullNode:
         )
         self.intake = RelayIntake(
             p2p=self.p2p,
+            order=self.follower.order,
             mempool=self.mempool,
             verifier=self.verifier,
             group=self.group,
