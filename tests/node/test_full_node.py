@@ -94,3 +94,19 @@ def test_a_late_full_node_syncs_executes_serves_and_relays(tmp_path: Path) -> No
         assert len(transactions) == 4  # three before, one relayed
     finally:
         network.close()
+
+
+def test_a_full_node_follows_with_a_validator_down(tmp_path: Path) -> None:
+    network = LocalNetwork.create(tmp_path, n=4, full_nodes=1)
+    full = 4
+    try:
+        network.start_all()
+        network.wait_height([0, 1, 2, 3], 10, timeout=60)
+        network.kill(0)  # f = 1: the other three keep committing
+        network.start(full)
+        target = network.height(1) + 5
+        network.wait_height([1, full], target, timeout=90)
+        assert network.block_hash(full, target) == network.block_hash(1, target)
+        assert _state_root(network, full, target) == _state_root(network, 1, target)
+    finally:
+        network.close()
