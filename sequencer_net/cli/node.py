@@ -158,7 +158,7 @@ def init(
     if summary["validator_index"] is None:
         click.echo(
             "  validator:    NOT in the genesis validator set: `node run` refuses to start "
-            "until a genesis lists this key"
+            "until a genesis lists this key (`node run --full` runs a full node instead)"
         )
     else:
         n = summary["validators"]
@@ -196,8 +196,16 @@ def _summary(config: NodeConfig, password: str | None) -> dict[str, Any]:
     type=click.Choice(LOG_LEVELS, case_sensitive=False),
     help="Override [log] level of config.toml for this run.",
 )
-def run(home: Path, log_level: str | None) -> None:
-    """Run the validator until SIGINT or SIGTERM (then shut down cleanly).
+@click.option(
+    "--full",
+    is_flag=True,
+    help="Run a full node: follow the validators listed in the genesis, verify and "
+    "execute their blocks, serve the API. Needs no validator key: the node makes its "
+    "own libp2p key (<home>/full_node.key).",
+)
+def run(home: Path, log_level: str | None, full: bool) -> None:
+    """Run the validator (or, with --full, a full node) until SIGINT or SIGTERM
+    (then shut down cleanly).
 
     Reads <home>/config.toml; the genesis, key and data directory it names
     are resolved relative to the home. Only one process may use a home.
@@ -206,6 +214,7 @@ def run(home: Path, log_level: str | None) -> None:
     Examples:
       seqnet node run --home ~/seqnet
       seqnet node run --home /srv/seqnet --log-level DEBUG
+      seqnet node run --full --home ~/seqnet-full
     """
     try:
         config = load_config(home)
@@ -219,6 +228,7 @@ def run(home: Path, log_level: str | None) -> None:
     import trio
 
     node_module = importlib.import_module("sequencer_net.node.validator")
+    full_module = importlib.import_module("sequencer_net.node.full") if full else None
     from sequencer_net.home.lock import HomeLocked
 
     kinds: tuple[type[Exception], ...] = (
@@ -232,7 +242,10 @@ def run(home: Path, log_level: str | None) -> None:
     if isinstance(setup_error, type) and issubclass(setup_error, Exception):
         kinds += (setup_error,)
     try:
-        trio.run(node_module.run_node, config)
+        if full_module is not None:
+            trio.run(full_module.run_full_node, config)
+        else:
+            trio.run(node_module.run_node, config)
     except BaseException as exc:
         known = _startup_error(exc, kinds)
         if known is None:

@@ -63,6 +63,7 @@ def init_home(
     password_file: Path | None = None,
     scrypt_n: int | None = None,
     oracle: dict[str, Any] | None = None,
+    max_non_validator_connections: int | None = None,
 ) -> NodeConfig:
     """Create a node home and return its loaded config.
 
@@ -100,6 +101,7 @@ def init_home(
         password_file=None if password_file is None else str(Path(password_file).resolve()),
         admin_token_file=admin_token_file,
         oracle=oracle,
+        max_non_validator_connections=max_non_validator_connections,
     )
     # Check the config before writing anything (bad name, clashing ports, ...).
     parse_config(home, tomllib.loads(config_text), str(home / CONFIG_FILE))

@@ -14,6 +14,11 @@ class RequestKind(bytes, Enum):
     """A consensus BlockRequest, SyncRequest or CertificateRequest (msgpack)."""
     BATCHES = b"\x02"
     """A BatchRequest: batches by digest (sequencer_net.batches.fetch)."""
+    FOLLOW_BLOCKS = b"\x03"
+    """Full nodes only: committed blocks by height, each with its own
+    finalization (sequencer_net.node.follow)."""
+    SUBMIT = b"\x04"
+    """Full nodes only: a transaction relayed to the validator's intake."""
 
 
 def split_request(data: bytes) -> tuple[RequestKind, bytes] | None:

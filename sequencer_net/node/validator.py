@@ -50,6 +50,7 @@ from sequencer_net.metrics import Metrics
 from sequencer_net.node.batching import OwnBatches, PeerBatches
 from sequencer_net.node.commit import CommitPipeline
 from sequencer_net.node.driver import ConsensusDriver
+from sequencer_net.node.follow import FollowServer
 from sequencer_net.node.reporter import PriceReporter, build_source
 from sequencer_net.node.requests import RequestKind, split_request
 from sequencer_net.node.status import ChainStatus
@@ -385,6 +386,11 @@ class ValidatorNode:
             return encode_batch_answer(self.pool.answer(request))
         return b""
 
+    async def _submit_relayed(self, raw: bytes, client: str) -> Outcome:
+        """A transaction a full node relays: the same intake as the API's."""
+        (outcome,) = await self.intake.submit([raw], client=client)
+        return outcome
+
     def _broadcast_batch(self, encoded: bytes) -> None:
         if self.connected:
             self.p2p.broadcast(Channel.BATCH, encoded)
@@ -406,6 +412,14 @@ class ValidatorNode:
             self.config, genesis_view_timeout_ms=self.genesis.view_timeout_ms
         )
         self.p2p.set_request_handler(self._answer_request)
+        self.p2p.set_follow_handler(
+            FollowServer(
+                store=self.store,
+                pool=self.pool,
+                submit=self._submit_relayed,
+                is_connected=lambda: self.connected,
+            ).answer
+        )
         async with trio.open_nursery() as nursery:
             await nursery.start(self.group.run)
             await nursery.start(self.p2p.run)

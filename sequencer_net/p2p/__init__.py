@@ -13,12 +13,18 @@ from sequencer_net.p2p.errors import (
     RequestTimeout,
     UnknownPeer,
 )
-from sequencer_net.p2p.framing import REQUEST_PROTOCOL, VALIDATOR_PROTOCOL, Channel
+from sequencer_net.p2p.framing import (
+    FOLLOW_PROTOCOL,
+    REQUEST_PROTOCOL,
+    VALIDATOR_PROTOCOL,
+    Channel,
+)
 from sequencer_net.p2p.limits import P2PLimits
 from sequencer_net.p2p.network import P2PNetwork, PeerSpec, RequestHandler
 from sequencer_net.p2p.stats import DropReason, P2PStats, RefusalReason
 
 __all__ = [
+    "FOLLOW_PROTOCOL",
     "REQUEST_PROTOCOL",
     "VALIDATOR_PROTOCOL",
     "Channel",

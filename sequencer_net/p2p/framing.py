@@ -33,6 +33,8 @@ from sequencer_net.p2p.errors import ProtocolViolation
 
 VALIDATOR_PROTOCOL = "/seqnet/validator/1.0.0"
 REQUEST_PROTOCOL = "/seqnet/request/1.0.0"
+FOLLOW_PROTOCOL = "/seqnet/follow/1.0.0"
+"""Full nodes to validators: requests framed as on REQUEST_PROTOCOL (docs/p2p.md)."""
 
 FRAME_HEADER = struct.Struct(">BI")
 LENGTH_HEADER = struct.Struct(">I")

@@ -108,6 +108,18 @@ class P2PLimits:
     # get slots here, on their own protocols; validators never compete for them.
     max_non_validator_connections: int = 0
 
+    # The follow protocol (full nodes, admitted on the slots above): requests
+    # per second each full node may make (burst = one second's worth), all
+    # full nodes together, and the largest request accepted (checked before
+    # the request is read; the largest legitimate one is a submitted
+    # transaction). A full node so costs a validator no more than an API
+    # client: an answer is at most max_frame_bytes and served within
+    # request_timeout_s.
+    follow_requests_per_s_per_peer: float = 50.0
+    follow_requests_per_s_total: float = 400.0
+    follow_max_request_bytes: int = 256 * 1024
+    follow_max_concurrent_per_peer: int = 4
+
     # Peer-triggered log events (rejected streams, drops, violations, link
     # changes) are logged on their first occurrence per (event, peer) and then
     # as one count per interval; at most log_max_keys peers are tracked per
@@ -128,6 +140,10 @@ class P2PLimits:
             "read_chunk_bytes",
             "max_pending_inbound",
             "log_max_keys",
+            "follow_requests_per_s_per_peer",
+            "follow_requests_per_s_total",
+            "follow_max_request_bytes",
+            "follow_max_concurrent_per_peer",
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"P2PLimits.{name} must be positive")

@@ -8,6 +8,11 @@ streams are accepted only from peer ids derived from the configured validator
 keys; their frames go, rate-limited and bounded, to `inbound`. Requests run on
 `/seqnet/request/1.0.0`, one stream per request.
 
+Full nodes: a validator serves `/seqnet/follow/1.0.0` to admitted
+non-validators only (rate- and size-limited per full node and in total); a
+full node's own network (`follower=True`) keeps no links, sends no frames and
+makes its requests on that protocol.
+
 Inbound connections are gated before any stream (host.py, admission.py): a
 key outside the validator set is closed right after its Noise handshake and
 counted in `stats.connections_refused`. An admitted validator connection also
@@ -49,6 +54,7 @@ from sequencer_net.p2p.errors import (
     UnknownPeer,
 )
 from sequencer_net.p2p.framing import (
+    FOLLOW_PROTOCOL,
     PING,
     REQUEST_PROTOCOL,
     VALIDATOR_PROTOCOL,
@@ -72,6 +78,8 @@ from sequencer_net.p2p.token_bucket import TokenBucket
 log = logging.getLogger("seqnet.p2p")
 
 RequestHandler = Callable[[int, bytes], Awaitable[bytes]]
+FollowHandler = Callable[[str, bytes], Awaitable[bytes]]
+"""`handler(full_node_peer_id, request) -> response` for the follow protocol."""
 InboundFrame = tuple[int, Channel, bytes]
 
 _PING_BYTES = 8
@@ -146,6 +154,16 @@ class _EchoClock:
         return now - self.last - self.stalled
 
 
+class _Follower:
+    """What a validator keeps about one full node it serves."""
+
+    __slots__ = ("bucket", "in_flight")
+
+    def __init__(self, bucket: TokenBucket) -> None:
+        self.bucket = bucket
+        self.in_flight = 0
+
+
 class _LinkDown(Exception):
     """Internal: the outbound stream of a link ended; `reason` says why."""
 
@@ -166,9 +184,14 @@ class P2PNetwork:
         listen_port: int,
         peers: Sequence[PeerSpec],
         limits: P2PLimits = P2PLimits(),  # noqa: B008 - frozen, so sharing is safe
+        follower: bool = False,
     ) -> None:
+        """`follower=True` makes a full node's network: `me` is not an index of
+        `peers` (pass -1), no validator links are kept, nothing is sent or
+        broadcast, and `request` goes over the follow protocol, dialing on demand."""
         self._key_pair = key_pair_from_secret(secret)
         self._me = me
+        self._follower = follower
         self._listen = _multiaddr(listen_host, listen_port)
         self._limits = limits
         own_id = ID.from_pubkey(self._key_pair.public_key)
@@ -201,6 +224,11 @@ class P2PNetwork:
         self._inbound_send, self.inbound = trio.open_memory_channel[InboundFrame](0)
 
         self._request_handler: RequestHandler | None = None
+        self._follow_handler: FollowHandler | None = None
+        # Full nodes served (validator side), by peer id; bounded by the
+        # gate's non-validator slots (entries of closed peers are dropped).
+        self._followers: dict[ID, _Follower] = {}
+        self._follow_total: TokenBucket | None = None
         self._host: BasicHost | None = None
         self._swarm: GatedSwarm | None = None
         self._started = False
@@ -210,7 +238,7 @@ class P2PNetwork:
 
     def send(self, peer: int, channel: Channel, data: bytes) -> bool:
         """Queue a frame for `peer` without blocking; False if it was dropped."""
-        link = self._links.get(peer)
+        link = None if self._follower else self._links.get(peer)
         if link is None:
             self._note_drop(peer, DropReason.UNKNOWN_PEER)
             return False
@@ -218,6 +246,8 @@ class P2PNetwork:
 
     def broadcast(self, channel: Channel, data: bytes) -> None:
         """Queue a frame for every other validator (encoded once)."""
+        if self._follower:
+            return
         frame = encode_frame(channel, data)
         for link in self._links.values():
             self._enqueue(link, frame, len(data))
@@ -226,9 +256,22 @@ class P2PNetwork:
         """`handler(sender_index, request) -> response`, run for each inbound request."""
         self._request_handler = handler
 
+    def set_follow_handler(self, handler: FollowHandler) -> None:
+        """`handler(peer_id, request) -> response`, run for each request an admitted
+        full node makes on the follow protocol (within the follow limits)."""
+        self._follow_handler = handler
+
     def connected_peers(self) -> list[int]:
-        """Validators whose outbound stream is up (a `send` to them goes out now)."""
+        """Validators whose outbound stream is up (a `send` to them goes out now).
+        A follower keeps no streams: every validator, dialed on request."""
+        if self._follower:
+            return sorted(self._links)
         return sorted(i for i, link in self._links.items() if link.connected)
+
+    @property
+    def followers_served(self) -> int:
+        """Full nodes with a follow request served or refused since their connection."""
+        return len(self._followers)
 
     async def request(self, peer: int, data: bytes, timeout: float | None = None) -> bytes:
         """Send one request to `peer` and return its response.
@@ -266,10 +309,15 @@ class P2PNetwork:
             self._key_pair,
             self._limits,
             validators=list(self._index_by_peer_id),
-            handlers={
-                VALIDATOR_PROTOCOL: self._handle_validator_stream,
-                REQUEST_PROTOCOL: self._handle_request_stream,
-            },
+            handlers=(
+                {}
+                if self._follower
+                else {
+                    VALIDATOR_PROTOCOL: self._handle_validator_stream,
+                    REQUEST_PROTOCOL: self._handle_request_stream,
+                    FOLLOW_PROTOCOL: self._handle_follow_stream,
+                }
+            ),
         )
         swarm.gate.on_admitted = self._on_connection_admitted
         swarm.gate.on_refused = self._on_connection_refused
@@ -278,6 +326,8 @@ class P2PNetwork:
         for link in self._links.values():
             rate = self._limits.max_inbound_frames_per_s
             link.bucket = TokenBucket(rate=rate, burst=rate, now=now)
+        total = self._limits.follow_requests_per_s_total
+        self._follow_total = TokenBucket(rate=total, burst=total, now=now)
         try:
             async with host.run(listen_addrs=[self._listen]):
                 try:
@@ -287,7 +337,8 @@ class P2PNetwork:
                         nursery.start_soon(self._forward_inbound)
                         nursery.start_soon(run_flusher, self._logs, self._limits.log_interval_s)
                         for link in self._links.values():
-                            nursery.start_soon(self._maintain_link, link)
+                            if not self._follower:
+                                nursery.start_soon(self._maintain_link, link)
                         log.info(
                             "listening me=%d peer_id=%s addr=%s",
                             self._me,
@@ -633,7 +684,8 @@ class P2PNetwork:
     # ------------------------------------------------------------- requests
 
     async def _exchange(self, link: _Link, data: bytes) -> bytes:
-        stream = await self._open_stream(link, REQUEST_PROTOCOL)
+        protocol = FOLLOW_PROTOCOL if self._follower else REQUEST_PROTOCOL
+        stream = await self._open_stream(link, protocol)
         ok = False
         try:
             try:
@@ -713,6 +765,91 @@ class P2PNetwork:
         finally:
             if counted and link is not None:
                 link.inbound_requests -= 1
+
+    async def _handle_follow_stream(self, stream: INetStream) -> None:
+        """Serve one request from an admitted full node (not a validator: they use
+        the request protocol). Rate and size are checked before anything is read
+        beyond the length header. Never raises."""
+        remote = stream.muxed_conn.peer_id
+        peer = remote.to_base58()
+        follower: _Follower | None = None
+        try:
+            if self._closing or self._follow_handler is None:
+                await _reset_quietly(stream)
+                return
+            if remote in self._index_by_peer_id:
+                self._note_follow_refusal(peer, "validator_on_follow_protocol")
+                await _reset_quietly(stream)
+                return
+            follower = self._follower_state(remote)
+            now = trio.current_time()
+            assert self._follow_total is not None
+            if not follower.bucket.take(now) or not self._follow_total.take(now):
+                self.stats.dropped[DropReason.FOLLOW_RATE_LIMITED] += 1
+                self._log(logging.INFO, "follow_rate_limited", peer)
+                await _reset_quietly(stream)
+                return
+            if follower.in_flight >= self._limits.follow_max_concurrent_per_peer:
+                self.stats.dropped[DropReason.REQUEST_OVERLOAD] += 1
+                await _reset_quietly(stream)
+                return
+            follower.in_flight += 1
+            try:
+                with trio.move_on_after(self._limits.request_timeout_s) as scope:
+                    reader = FrameReader(
+                        stream.read,
+                        max_payload=self._limits.follow_max_request_bytes,
+                        chunk=self._limits.read_chunk_bytes,
+                    )
+                    request = await reader.read_request()
+                    status, response = await self._run_follow_handler(peer, request)
+                    await stream.write(encode_response(status, response))
+                    await stream.close()
+                    self.stats.requests_served += 1
+            finally:
+                follower.in_flight -= 1
+            if scope.cancelled_caught:
+                self._log(logging.WARNING, "request_timed_out", peer)
+                await _reset_quietly(stream)
+        except ProtocolViolation as exc:
+            self._note_follow_refusal(peer, f"protocol_violation:{exc}")
+            await _reset_quietly(stream)
+        except Exception as exc:
+            self._log(logging.INFO, "request_stream_failed", peer, "reason=%s", type(exc).__name__)
+            await _reset_quietly(stream)
+
+    def _follower_state(self, remote: ID) -> _Follower:
+        follower = self._followers.get(remote)
+        if follower is None:
+            # Bounded: only admitted peers get here, and their number is the
+            # gate's slot count; entries of peers gone are dropped first.
+            if len(self._followers) >= max(1, self._limits.max_non_validator_connections):
+                assert self._swarm is not None
+                for pid in list(self._followers):
+                    if not self._swarm.get_connections(pid):
+                        del self._followers[pid]
+            rate = self._limits.follow_requests_per_s_per_peer
+            follower = self._followers[remote] = _Follower(
+                TokenBucket(rate=rate, burst=rate, now=trio.current_time())
+            )
+        return follower
+
+    def _note_follow_refusal(self, peer: str, reason: str) -> None:
+        self.stats.dropped[DropReason.FOLLOW_REFUSED] += 1
+        self._log(logging.WARNING, "follow_refused", peer, "reason=%s", reason)
+
+    async def _run_follow_handler(self, peer: str, request: bytes) -> tuple[ResponseStatus, bytes]:
+        handler = self._follow_handler
+        if handler is None:
+            return ResponseStatus.NO_HANDLER, b""
+        try:
+            response = await handler(peer, request)
+        except Exception as exc:
+            self._log(logging.WARNING, "follow_handler_failed", peer, "reason=%s", exc)
+            return ResponseStatus.HANDLER_ERROR, b""
+        if len(response) > self._limits.max_frame_bytes:
+            return ResponseStatus.HANDLER_ERROR, b""
+        return ResponseStatus.OK, response
 
     async def _run_request_handler(
         self, link: _Link, request: bytes

@@ -20,6 +20,8 @@ class DropReason(enum.StrEnum):
     UNAUTHENTICATED = "unauthenticated"  # a stream from a peer id outside the set
     PROTOCOL_VIOLATION = "protocol_violation"  # bad length or channel; stream reset
     REQUEST_OVERLOAD = "request_overload"  # too many concurrent inbound requests
+    FOLLOW_RATE_LIMITED = "follow_rate_limited"  # a full node over its (or the total) rate
+    FOLLOW_REFUSED = "follow_refused"  # follow stream from a validator, or oversized request
 
 
 class RefusalReason(enum.StrEnum):

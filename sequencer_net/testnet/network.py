@@ -59,6 +59,9 @@ DEFAULT_BASE_PORT = 26600
 API_PORT_OFFSET = 100
 """Node I listens for peers on base + I and serves its API on base + 100 + I."""
 
+FULL_NODE_SLOTS = 8
+"""[p2p] max_non_validator_connections of testnet validators: full nodes
+(`seqnet node run --full`) can follow a local testnet."""
 ADMIN_TOKEN_FILE = "admin.token"
 """In each node's home: the node's admin token (mode 0600), named by its config."""
 
@@ -174,6 +177,7 @@ def write_validator_homes(
             api_host=host,
             admin_token_file=ADMIN_TOKEN_FILE,
             oracle=testnet_oracle(manifest),
+            max_non_validator_connections=FULL_NODE_SLOTS,
         )
         # The supervisor cuts and restores links through the admin API.
         write_admin_token_file(home / ADMIN_TOKEN_FILE, new_admin_token())

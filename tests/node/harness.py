@@ -66,12 +66,19 @@ class LocalNetwork:
     genesis: Genesis
     secrets: list[bytes]
     procs: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
+    full_api_ports: dict[int, int] = field(default_factory=dict)
+    """Full nodes (`node run --full`) by index n, n+1, ...: their API ports."""
     client: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=5.0))
 
     @classmethod
-    def create(cls, root: Path, n: int = 4, view_timeout_ms: int = 1000) -> LocalNetwork:
+    def create(
+        cls, root: Path, n: int = 4, view_timeout_ms: int = 1000, full_nodes: int = 0
+    ) -> LocalNetwork:
+        """`full_nodes` full-node homes too (indices n, n+1, ...; start them with
+        `start`); the validators then keep that many non-validator slots."""
         secrets = [keccak256(b"seqnet-test-validator-%d" % i) for i in range(n)]
-        p2p_base = _consecutive_free_ports(2 * n)  # p2p ports, then API ports
+        # p2p ports, then API ports, then full nodes' (p2p, API) pairs
+        p2p_base = _consecutive_free_ports(2 * n + 2 * full_nodes)
         api_base = p2p_base + n
         genesis = make_local_genesis(
             secrets,
@@ -90,13 +97,27 @@ class LocalNetwork:
                 secret=secrets[i],
                 p2p_port=v.p2p_port,
                 api_port=v.api_port,
+                max_non_validator_connections=full_nodes or None,
             )
-        return cls(root, n, genesis, secrets)
+        network = cls(root, n, genesis, secrets)
+        for k in range(full_nodes):
+            p2p_port = p2p_base + 2 * n + 2 * k
+            init_home(
+                network.home(n + k),
+                name=f"full{k}",
+                genesis=genesis,
+                p2p_port=p2p_port,
+                api_port=p2p_port + 1,
+            )
+            network.full_api_ports[n + k] = p2p_port + 1
+        return network
 
     def home(self, i: int) -> Path:
-        return self.root / f"node{i}"
+        return self.root / (f"node{i}" if i < self.n else f"full{i - self.n}")
 
     def url(self, i: int) -> str:
+        if i in self.full_api_ports:
+            return f"http://127.0.0.1:{self.full_api_ports[i]}"
         v = self.genesis.validators[i]
         return f"http://{v.api_host}:{v.api_port}"
 
@@ -114,6 +135,7 @@ class LocalNetwork:
                 "run",
                 "--home",
                 str(self.home(i)),
+                *(["--full"] if i in self.full_api_ports else []),
             ],
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -27,6 +27,7 @@ from libp2p.stream_muxer.yamux.yamux import Yamux
 from multiaddr import Multiaddr
 
 from sequencer_net.p2p import (
+    FOLLOW_PROTOCOL,
     REQUEST_PROTOCOL,
     VALIDATOR_PROTOCOL,
     Channel,
@@ -195,7 +196,11 @@ async def test_the_node_serves_no_identify_or_ping_only_its_own_protocols() -> N
             assert await node.inbound.receive() == (1, Channel.CONSENSUS, b"still-works")
         assert node._host is not None
         served = set(node._host.get_mux().get_protocols())
-        assert served == {TProtocol(VALIDATOR_PROTOCOL), TProtocol(REQUEST_PROTOCOL)}
+        assert served == {
+            TProtocol(VALIDATOR_PROTOCOL),
+            TProtocol(REQUEST_PROTOCOL),
+            TProtocol(FOLLOW_PROTOCOL),
+        }
         await raw_host.close()
 
 

@@ -169,3 +169,15 @@ def test_overrides_are_checked_against_the_perturbations() -> None:
     with pytest.raises(ManifestError, match="does not match the 4 weights"):
         parse_manifest("[network]\nweights = [1, 1, 1, 1]").with_overrides(validators=5)
     assert Manifest().with_overrides(rate=0.0).load.rate == 0.0
+
+
+def test_testnet_validators_leave_slots_for_full_nodes(tmp_path: Path) -> None:
+    from sequencer_net.home.config import load_config
+    from sequencer_net.testnet.network import FULL_NODE_SLOTS, write_validator_homes
+
+    specs = write_validator_homes(
+        tmp_path, parse_manifest("[network]\nvalidators = 2\n"), 36600, "127.0.0.1"
+    )
+    assert FULL_NODE_SLOTS > 0
+    for spec in specs:
+        assert load_config(spec.home).p2p.max_non_validator_connections == FULL_NODE_SLOTS

@@ -1,0 +1,241 @@
+"""The follow protocol: full nodes read committed blocks from validators.
+
+A full node asks validators, over `/seqnet/follow/1.0.0` (p2p/network.py:
+admitted non-validators only, rate- and size-limited), for
+
+    FOLLOW_BLOCKS  committed blocks from a height, each with the finalization
+                   certificate of that block itself, or, for a block committed
+                   under a descendant's finalization whose own the validator
+                   never got, that descendant's (the follower accepts such a
+                   block only once the answer reaches the certified descendant)
+    BATCHES        batches by digest (the validators' own batch request)
+    SUBMIT         one transaction for the validator's intake; the answer is
+                   the intake's outcome
+
+A request is a `RequestKind` byte and the kind's msgpack body, as between
+validators. The full node trusts nothing in an answer: `verify_blocks` checks
+every block against the genesis validator set before anything is stored.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+import msgspec
+
+from consensus.limits import MAX_SYNC_BLOCKS
+from consensus.messages import (
+    Block,
+    Certificate,
+    MalformedMessage,
+    VoteKind,
+    check_certificate_shape,
+)
+from consensus.types import ValidatorSet
+from consensus.verifier import SignatureVerifier
+from sequencer_net.api.intake import Accepted, Outcome, Refused
+from sequencer_net.batches.fetch import encode_batch_answer
+from sequencer_net.batches.pool import BatchPool, BatchRequest
+from sequencer_net.node.requests import RequestKind, split_request
+from sequencer_net.storage.node_store import NodeStore
+
+log = logging.getLogger("seqnet.follow")
+
+MAX_FOLLOW_BLOCKS = min(64, MAX_SYNC_BLOCKS)
+"""Blocks in one FOLLOW_BLOCKS answer."""
+MAX_FOLLOW_ANSWER_BYTES = 3 * 1024 * 1024
+"""Encoded blocks in one answer: it always fits one p2p response (8 MiB); a
+block's payload is at most consensus MAX_PAYLOAD_BYTES, so one always fits."""
+MAX_SUBMIT_BYTES = 128 * 1024
+"""A relayed transaction, as large as the API's own bound on one transaction."""
+
+
+class FollowBlocksRequest(msgspec.Struct, frozen=True, array_like=True):
+    from_height: Annotated[int, msgspec.Meta(ge=1, le=2**62)]
+    limit: Annotated[int, msgspec.Meta(ge=1, le=MAX_FOLLOW_BLOCKS)]
+
+
+class FollowBlocksAnswer(msgspec.Struct, frozen=True, array_like=True):
+    """Consecutive committed blocks from the asked height, each with its own
+    finalization (same length), and the responder's committed height."""
+
+    tip: Annotated[int, msgspec.Meta(ge=0, le=2**62)]
+    blocks: Annotated[list[Block], msgspec.Meta(max_length=MAX_FOLLOW_BLOCKS)]
+    finalizations: Annotated[list[Certificate], msgspec.Meta(max_length=MAX_FOLLOW_BLOCKS)]
+
+
+class SubmitAnswer(msgspec.Struct, frozen=True, array_like=True):
+    """The validator intake's outcome: status 200 with the hash, or the refusal."""
+
+    status: Annotated[int, msgspec.Meta(ge=100, le=599)]
+    code: Annotated[str, msgspec.Meta(max_length=64)]
+    message: Annotated[str, msgspec.Meta(max_length=1024)]
+    hash: Annotated[bytes, msgspec.Meta(max_length=32)]
+
+
+_encoder = msgspec.msgpack.Encoder()
+_blocks_request_decoder = msgspec.msgpack.Decoder(FollowBlocksRequest)
+_blocks_answer_decoder = msgspec.msgpack.Decoder(FollowBlocksAnswer)
+_batch_request_decoder = msgspec.msgpack.Decoder(BatchRequest)
+_submit_answer_decoder = msgspec.msgpack.Decoder(SubmitAnswer)
+
+
+def encode_blocks_request(from_height: int, limit: int = MAX_FOLLOW_BLOCKS) -> bytes:
+    return RequestKind.FOLLOW_BLOCKS.value + _encoder.encode(
+        FollowBlocksRequest(from_height, limit)
+    )
+
+
+def encode_submit_request(encoded_tx: bytes) -> bytes:
+    return RequestKind.SUBMIT.value + encoded_tx
+
+
+def encode_outcome(outcome: Outcome) -> bytes:
+    if isinstance(outcome, Accepted):
+        return _encoder.encode(SubmitAnswer(200, "accepted", "", outcome.hash))
+    return _encoder.encode(
+        SubmitAnswer(outcome.status, outcome.code[:64], outcome.message[:1024], b"")
+    )
+
+
+def decode_outcome(data: bytes) -> Outcome:
+    """The validator's answer to SUBMIT; raises ForgedAnswer if it is not one."""
+    try:
+        answer = _submit_answer_decoder.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise ForgedAnswer(f"undecodable submit answer: {exc}") from exc
+    if answer.status == 200:
+        if len(answer.hash) != 32:
+            raise ForgedAnswer("an accepted submission names no transaction hash")
+        return Accepted(answer.hash)
+    return Refused(answer.status, answer.code, answer.message)
+
+
+# ---- validator side -------------------------------------------------------------------
+
+
+def answer_blocks(store: NodeStore, request: FollowBlocksRequest) -> FollowBlocksAnswer:
+    """Committed blocks from `request.from_height`, each with its own finalization
+    (or, lacking it, the descendant's it was committed under), up to the tip,
+    `limit` or the byte budget."""
+    tip = store.tip()[0]
+    blocks: list[Block] = []
+    certs: list[Certificate] = []
+    size = 0
+    height = request.from_height
+    while height <= tip and len(blocks) < request.limit:
+        block = store.block_at(height)
+        if block is None:
+            break
+        cert = store.own_finalization(height, block.digest()) or store.finalization_at(height)
+        if cert is None:
+            break
+        size += len(block.payload) + 1024
+        if blocks and size > MAX_FOLLOW_ANSWER_BYTES:
+            break
+        blocks.append(block)
+        certs.append(cert)
+        height += 1
+    return FollowBlocksAnswer(tip, blocks, certs)
+
+
+class FollowServer:
+    """What a validator answers on the follow protocol."""
+
+    def __init__(
+        self,
+        *,
+        store: NodeStore,
+        pool: BatchPool,
+        submit: Callable[[bytes, str], Awaitable[Outcome]],
+        is_connected: Callable[[], bool] = lambda: True,
+    ) -> None:
+        self.store = store
+        self.pool = pool
+        self.submit = submit
+        self.is_connected = is_connected
+
+    async def answer(self, peer: str, data: bytes) -> bytes:
+        split = split_request(data) if self.is_connected() else None
+        if split is None:
+            return b""
+        kind, body = split
+        try:
+            if kind is RequestKind.FOLLOW_BLOCKS:
+                request = _blocks_request_decoder.decode(body)
+                return _encoder.encode(answer_blocks(self.store, request))
+            if kind is RequestKind.BATCHES:
+                batches = _batch_request_decoder.decode(body)
+                return encode_batch_answer(self.pool.answer(batches))
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return b""
+        if kind is RequestKind.SUBMIT:
+            if not body or len(body) > MAX_SUBMIT_BYTES:
+                return encode_outcome(Refused(413, "too_large", "transaction too large"))
+            # The intake's per-client allowance applies per full node.
+            return encode_outcome(await self.submit(body, f"full-node:{peer}"))
+        return b""  # consensus requests are for validators only
+
+
+# ---- full node side -------------------------------------------------------------------
+
+
+class ForgedAnswer(Exception):
+    """A validator's answer that does not verify; it is dropped whole."""
+
+
+def decode_blocks_answer(data: bytes) -> FollowBlocksAnswer:
+    try:
+        answer = _blocks_answer_decoder.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise ForgedAnswer(f"undecodable blocks answer: {exc}") from exc
+    if len(answer.blocks) != len(answer.finalizations):
+        raise ForgedAnswer("blocks and finalizations differ in number")
+    return answer
+
+
+def verify_blocks(
+    answer: FollowBlocksAnswer,
+    *,
+    validators: ValidatorSet,
+    verifier: SignatureVerifier,
+    next_height: int,
+    parent: bytes,
+) -> list[tuple[Block, Certificate]]:
+    """The answer's blocks that are proven final, each with the certificate that
+    proves it: every block must extend the chain (`parent` at `next_height - 1`);
+    a block's finalization is checked (a quorum of the genesis validator set) if
+    it certifies that block, and then also proves every block before it that
+    came with a descendant's finalization. Blocks left unproven at the end of
+    the answer are not returned (asked again later). Raises ForgedAnswer naming
+    the first block that breaks a rule."""
+    verified: list[tuple[Block, Certificate]] = []
+    pending: list[Block] = []  # under a descendant's certificate: not proven yet
+    for block, cert in zip(answer.blocks, answer.finalizations, strict=True):
+        height = next_height + len(verified) + len(pending)
+        if block.height != height:
+            raise ForgedAnswer(f"block at height {block.height} where {height} was asked")
+        if block.parent != parent:
+            raise ForgedAnswer(f"block {height} does not extend the verified chain")
+        digest = block.digest()
+        try:
+            check_certificate_shape(cert)
+        except MalformedMessage as exc:
+            raise ForgedAnswer(f"malformed certificate at height {height}: {exc}") from exc
+        if cert.kind != VoteKind.FINALIZE:
+            raise ForgedAnswer(f"certificate at height {height} is not a finalization")
+        parent = digest
+        if cert.height > height:
+            pending.append(block)  # proven by its descendant's certificate, if it comes
+            continue
+        if cert.block != digest or cert.height != height or cert.view != block.view:
+            raise ForgedAnswer(f"certificate at height {height} certifies another block")
+        if not verifier.check_certificate(validators, cert):
+            raise ForgedAnswer(f"certificate at height {height} does not verify")
+        # The chain links are hashes: a finalized block finalizes its ancestors.
+        verified.extend((ancestor, cert) for ancestor in pending)
+        pending = []
+        verified.append((block, cert))
+    return verified
