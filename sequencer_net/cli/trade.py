@@ -22,7 +22,6 @@ through floats. docs/trading.md has a worked session.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -319,7 +318,7 @@ def submit(
     timeout: float,
 ) -> dict[str, Any]:
     """Sign and submit one DEX action; with `wait`, poll until it is committed."""
-    from sequencer_net.client import SeqnetApiError, dex_transaction
+    from sequencer_net.client import SeqnetApiError, TransactionTimeout, dex_transaction
 
     offered = None if fee is None else parse_amount(fee, "--fee", positive=False)
     if offered is not None and not 0 <= offered <= 2**64 - 1:
@@ -332,16 +331,9 @@ def submit(
             answer: dict[str, Any] = {"hash": tx_hash, "nonce": used, "status": "pending"}
             if not wait:
                 return answer
-            deadline = time.monotonic() + timeout
-            while True:
-                found = client.transaction(tx_hash)
-                if found.get("status") != "pending":
-                    return {**answer, **found}
-                if time.monotonic() > deadline:
-                    raise click.ClickException(
-                        f"{tx_hash} not committed after {timeout:g}s (still pending)"
-                    )
-                time.sleep(WAIT_POLL_S)
+            return {**answer, **client.wait_committed(tx_hash, timeout, WAIT_POLL_S)}
+    except TransactionTimeout as exc:
+        raise click.ClickException(str(exc)) from exc
     except SeqnetApiError as exc:
         raise click.ClickException(f"the node refused the transaction: {exc}") from exc
 

@@ -5,7 +5,7 @@ Example:
     from sequencer_net.client import SeqnetClient
     with SeqnetClient("http://127.0.0.1:26700") as node:
         tx_hash = node.submit(encoded_tx)
-        print(node.transaction(tx_hash)["status"])
+        print(node.wait_committed(tx_hash)["receipt"])  # polls until committed
 
 `AsyncSeqnetClient` has the same methods as coroutines (trio or asyncio).
 Every failure, an unreachable node included, raises `SeqnetApiError`.
@@ -17,7 +17,12 @@ verified blocks (sequencer_net.client.subscribe; docs/rollups.md).
 """
 
 from sequencer_net.client.errors import SeqnetApiError
-from sequencer_net.client.http import AsyncSeqnetClient, SeqnetClient, SubmitResult
+from sequencer_net.client.http import (
+    AsyncSeqnetClient,
+    SeqnetClient,
+    SubmitResult,
+    TransactionTimeout,
+)
 from sequencer_net.client.subscribe import (
     RetryPolicy,
     SubscriptionFailed,
@@ -48,6 +53,7 @@ __all__ = [
     "SubmitResult",
     "SubscriptionFailed",
     "SubscriptionVerificationError",
+    "TransactionTimeout",
     "VerifiedBlock",
     "dex_transaction",
     "signed_transaction",

@@ -8,15 +8,40 @@ cannot be reached (status 0), so callers handle one exception type.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
 import httpx
+import sniffio
 
 from sequencer_net.client.errors import SeqnetApiError
 from sequencer_net.json_input import loads_bounded
 
 DEFAULT_TIMEOUT_S = 10.0
+WAIT_POLL_S = 0.2
+"""How often `wait_committed` asks whether a transaction is still pending."""
+
+
+class TransactionTimeout(TimeoutError):
+    """A submitted transaction was still pending when the wait ran out."""
+
+    def __init__(self, tx_hash: bytes | str, timeout_s: float) -> None:
+        super().__init__(f"{hash_text(tx_hash)} not committed after {timeout_s:g}s (still pending)")
+        self.tx_hash = hash_text(tx_hash)
+
+
+async def _sleep(seconds: float) -> None:
+    """Sleep under whichever async library is running this (trio or asyncio)."""
+    if sniffio.current_async_library() == "trio":
+        import trio
+
+        await trio.sleep(seconds)
+    else:
+        import asyncio
+
+        await asyncio.sleep(seconds)
+
 
 SubmitResult = dict[str, str]  # {"hash": "0x.."} or {"error": "...", "code": "..."}
 
@@ -142,6 +167,21 @@ class SeqnetClient:
         """`{"hash", "status": "pending"|"committed", "height"?, "index"?}`; 404 raises."""
         return _json_object(self._request("GET", f"/v1/transactions/{hash_text(tx_hash)}"))
 
+    def wait_committed(
+        self, tx_hash: bytes | str, timeout_s: float = 30.0, poll_s: float = WAIT_POLL_S
+    ) -> dict[str, Any]:
+        """Poll until the transaction is no longer pending; return its answer
+        (`status` "committed" with `height` and the engine's `receipt`, or
+        "dropped"). Raises TransactionTimeout after `timeout_s`."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            found = self.transaction(tx_hash)
+            if found.get("status") != "pending":
+                return found
+            if time.monotonic() >= deadline:
+                raise TransactionTimeout(tx_hash, timeout_s)
+            time.sleep(poll_s)
+
     def block(self, height: int) -> dict[str, Any]:
         return _json_object(self._request("GET", f"/v1/blocks/{height}"))
 
@@ -220,6 +260,19 @@ class AsyncSeqnetClient:
 
     async def transaction(self, tx_hash: bytes | str) -> dict[str, Any]:
         return _json_object(await self._request("GET", f"/v1/transactions/{hash_text(tx_hash)}"))
+
+    async def wait_committed(
+        self, tx_hash: bytes | str, timeout_s: float = 30.0, poll_s: float = WAIT_POLL_S
+    ) -> dict[str, Any]:
+        """`SeqnetClient.wait_committed` for trio or asyncio (whichever runs it)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            found = await self.transaction(tx_hash)
+            if found.get("status") != "pending":
+                return found
+            if time.monotonic() >= deadline:
+                raise TransactionTimeout(tx_hash, timeout_s)
+            await _sleep(poll_s)
 
     async def block(self, height: int) -> dict[str, Any]:
         return _json_object(await self._request("GET", f"/v1/blocks/{height}"))
