@@ -37,17 +37,13 @@ from sequencer_net.api.markets import MarketSource
 from sequencer_net.api.server import ApiContext, ApiOptions, build_app, serve_api
 from sequencer_net.batches.fetch import BatchFetcher
 from sequencer_net.batches.pool import MAX_BATCHES_PER_REQUEST, BatchPool, BatchRequest
-from sequencer_net.execution.fees import committed_fee_balance, required_fee
-from sequencer_net.execution.genesis import genesis_state
-from sequencer_net.execution.state import ExecutionState, load_state
 from sequencer_net.home.config import NodeConfig
 from sequencer_net.home.genesis import Genesis, load_genesis
 from sequencer_net.home.lock import HomeLock
 from sequencer_net.logging_limits import run_flusher
-from sequencer_net.mempool.mempool import Accounts, AddResult, Mempool
+from sequencer_net.mempool.mempool import AddResult
 from sequencer_net.mempool.transaction import InvalidTransaction, tx_hash
-from sequencer_net.mempool.verifier import VerifierPool
-from sequencer_net.metrics import Metrics
+from sequencer_net.node.base import NodeBase, NodeSetupError
 from sequencer_net.node.commit import CommitPipeline
 from sequencer_net.node.follow import (
     MAX_FOLLOW_BLOCKS,
@@ -63,7 +59,6 @@ from sequencer_net.node.validator import (
     COMMIT_QUEUE,
     GIL_SWITCH_INTERVAL_S,
     LOG_FLUSH_S,
-    NodeSetupError,
     _stop_on_signal,
     configure_logging,
 )
@@ -75,9 +70,7 @@ from sequencer_net.payload.checks import (
     block_namespace_pairs,
     check_namespace_root,
 )
-from sequencer_net.storage.group_commit import GroupCommit
 from sequencer_net.storage.node_store import NodeStore
-from sequencer_net.storage.state_store import RocksNodeStore
 
 log = logging.getLogger("seqnet.fullnode")
 
@@ -295,38 +288,12 @@ class RelayIntake(Intake):
         return Refused(503, "no_validator", "no validator answered; try again")
 
 
-class FullNode:
+class FullNode(NodeBase):
     def __init__(self, config: NodeConfig, genesis: Genesis, secret: bytes) -> None:
-        self.config = config
-        self.genesis = genesis
         validators = genesis.validator_set()
         if validators.index_of(PrivateKey(secret).address) is not None:
             raise NodeSetupError("a full node's key must not be a validator's")
-        self.domain = genesis.domain()
-        self.genesis_block = genesis.genesis_block()
-        self.metrics = Metrics()
-        self.started_at = time.monotonic()
-        data = config.data_path
-        data.mkdir(parents=True, exist_ok=True)
-        self.store = NodeStore(
-            data / "chain", genesis_digest=self.genesis_block.digest(), sync=config.storage.sync
-        )
-        self.state_store = RocksNodeStore(data / "state", sync=config.storage.sync)
-        self.group = GroupCommit(
-            self.store.write_synced,
-            window_s=config.storage.group_commit_ms / 1000,
-            on_flush=self.metrics.observe_group_commit,
-        )
-        self.verifier = VerifierPool(self.domain, threads=config.storage.verify_threads or None)
-        self.mempool = Mempool(
-            self.domain,
-            config.mempool.mempool_limits(),
-            accounts=Accounts(
-                nonce_window=lambda sender: self.commits.state.nonces.get(sender),
-                fee_balance=lambda sender: committed_fee_balance(self.commits.state, sender),
-                required_fee=lambda length: required_fee(self.commits.state.config, length),
-            ),
-        )
+        super().__init__(config, genesis)
         overrides = config.p2p.peer_addresses()
         specs = []
         for i, v in enumerate(genesis.validators):
@@ -343,7 +310,6 @@ class FullNode:
         )
         self.pool = BatchPool(self.store, self.verifier, self.group)
         self.fetcher = BatchFetcher(self.pool, self.p2p)
-        self.genesis_state_root = genesis_state(genesis.execution).state_root
         self.status = ChainStatus()
         self.accepted_at: dict[bytes, float] = {}
         self.commits = CommitPipeline(
@@ -384,29 +350,6 @@ class FullNode:
             client_burst=config.api.max_tx_burst_per_client,
         )
         self.metrics.mempool_size.set_function(lambda: len(self.mempool))
-
-    def _state_root_at(self, height: int) -> bytes | None:
-        return self.genesis_state_root if height == 0 else self.store.state_root_at(height)
-
-    def _load_execution_state(self) -> ExecutionState:
-        height = self.store.tip()[0]
-        if height == 0:
-            return genesis_state(self.genesis.execution, self.state_store)
-        root = self.store.state_root_at(height)
-        if root is None:
-            raise NodeSetupError(f"no state root stored for committed height {height}")
-        return load_state(self.state_store, root)
-
-    def validators_document(self) -> dict[str, Any]:
-        return {
-            "chain_id": self.domain.chain_id,
-            "verifying_contract": "0x" + self.domain.verifying_contract.hex(),
-            "genesis_hash": "0x" + self.domain.genesis_hash.hex(),
-            "validators": [
-                {"index": i, "name": v.name, "address": "0x" + v.address.hex(), "weight": v.weight}
-                for i, v in enumerate(self.genesis.validators)
-            ],
-        }
 
     def status_document(self) -> dict[str, Any]:
         return {
@@ -466,10 +409,6 @@ class FullNode:
                 self.status.height,
             )
             task_status.started()
-
-    def close(self) -> None:
-        self.store.close()
-        self.state_store.close()
 
 
 async def run_full_node(config: NodeConfig) -> None:

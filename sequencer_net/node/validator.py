@@ -35,18 +35,14 @@ from sequencer_net.api.server import ApiContext, ApiOptions, build_app, serve_ap
 from sequencer_net.batches.batch import BatchBuilder
 from sequencer_net.batches.fetch import BatchFetcher, encode_batch_answer
 from sequencer_net.batches.pool import BatchPool, BatchRequest
-from sequencer_net.execution.fees import committed_fee_balance, required_fee
-from sequencer_net.execution.genesis import genesis_state
-from sequencer_net.execution.state import ExecutionState, load_state
 from sequencer_net.home.config import NodeConfig
 from sequencer_net.home.genesis import Genesis, load_genesis
 from sequencer_net.home.lock import HomeLock
 from sequencer_net.home.setup import load_validator_secret
 from sequencer_net.logging_limits import run_flusher
-from sequencer_net.mempool.mempool import Accounts, AddResult, Mempool
+from sequencer_net.mempool.mempool import AddResult
 from sequencer_net.mempool.transaction import InvalidTransaction
-from sequencer_net.mempool.verifier import VerifierPool
-from sequencer_net.metrics import Metrics
+from sequencer_net.node.base import NodeBase, NodeSetupError
 from sequencer_net.node.batching import OwnBatches, PeerBatches
 from sequencer_net.node.commit import CommitPipeline
 from sequencer_net.node.driver import ConsensusDriver
@@ -57,9 +53,6 @@ from sequencer_net.node.status import ChainStatus
 from sequencer_net.p2p.limits import P2PLimits
 from sequencer_net.p2p.network import Channel, P2PNetwork, PeerSpec
 from sequencer_net.payload.service import PayloadService
-from sequencer_net.storage.group_commit import GroupCommit
-from sequencer_net.storage.node_store import NodeStore
-from sequencer_net.storage.state_store import RocksNodeStore
 
 log = logging.getLogger("seqnet.node")
 
@@ -69,10 +62,6 @@ COMMIT_QUEUE = 1_000
 """Committed blocks waiting for execution; consensus pauses when execution lags this far."""
 LOG_FLUSH_S = 10.0
 """How often rate-limited log lines get their summary written."""
-
-
-class NodeSetupError(RuntimeError):
-    """The node cannot start: bad key, not a validator, locked home, ..."""
 
 
 def configure_logging(config: NodeConfig) -> None:
@@ -109,10 +98,8 @@ def configure_logging(config: NodeConfig) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-class ValidatorNode:
+class ValidatorNode(NodeBase):
     def __init__(self, config: NodeConfig, genesis: Genesis, key: PrivateKey) -> None:
-        self.config = config
-        self.genesis = genesis
         self.key = key
         validators = genesis.validator_set()
         index = validators.index_of(key.address)
@@ -122,33 +109,8 @@ class ValidatorNode:
             )
         self.index = index
         self.validators = validators
-        self.domain = genesis.domain()
-        self.genesis_block = genesis.genesis_block()
-        self.metrics = Metrics()
-        self.started_at = time.monotonic()
+        super().__init__(config, genesis)
         self.connected = True
-        data = config.data_path
-        data.mkdir(parents=True, exist_ok=True)
-        self.store = NodeStore(
-            data / "chain", genesis_digest=self.genesis_block.digest(), sync=config.storage.sync
-        )
-        self.state_store = RocksNodeStore(data / "state", sync=config.storage.sync)
-        self.group = GroupCommit(
-            self.store.write_synced,
-            window_s=config.storage.group_commit_ms / 1000,
-            on_flush=self.metrics.observe_group_commit,
-        )
-        self.verifier = VerifierPool(self.domain, threads=config.storage.verify_threads or None)
-        # The mempool admits what the latest committed state would execute.
-        self.mempool = Mempool(
-            self.domain,
-            config.mempool.mempool_limits(),
-            accounts=Accounts(
-                nonce_window=lambda sender: self.commits.state.nonces.get(sender),
-                fee_balance=lambda sender: committed_fee_balance(self.commits.state, sender),
-                required_fee=lambda length: required_fee(self.commits.state.config, length),
-            ),
-        )
         self.p2p = P2PNetwork(
             secret=key.secret,
             me=self.index,
@@ -182,7 +144,6 @@ class ValidatorNode:
             config=config.consensus.consensus_config(genesis),
             stored_block=self.store.block_by_digest,
         )
-        self.genesis_state_root = genesis_state(genesis.execution).state_root
         self.payloads = PayloadService(
             core=self.core,
             pool=self.pool,
@@ -284,19 +245,6 @@ class ValidatorNode:
             return None
         return self.validators.address(ValidatorIndex(index))
 
-    def _state_root_at(self, height: int) -> bytes | None:
-        return self.genesis_state_root if height == 0 else self.store.state_root_at(height)
-
-    def _load_execution_state(self) -> ExecutionState:
-        """The engine's state at the committed tip: genesis, or reloaded from the tree."""
-        height = self.store.tip()[0]
-        if height == 0:
-            return genesis_state(self.genesis.execution, self.state_store)
-        root = self.store.state_root_at(height)
-        if root is None:
-            raise NodeSetupError(f"no state root stored for committed height {height}")
-        return load_state(self.state_store, root)
-
     def _restore_pending_transactions(self) -> None:
         """Transactions acknowledged before a restart go back into the mempool."""
         restored = 0
@@ -315,19 +263,6 @@ class ValidatorNode:
             log.info("event=pending_restored transactions=%d", restored)
 
     # ---- status ---------------------------------------------------------------------
-
-    def validators_document(self) -> dict[str, Any]:
-        """GET /v1/validators: what a subscriber needs to check certificates (it
-        should still pin the set from a genesis file it trusts)."""
-        return {
-            "chain_id": self.domain.chain_id,
-            "verifying_contract": "0x" + self.domain.verifying_contract.hex(),
-            "genesis_hash": "0x" + self.domain.genesis_hash.hex(),
-            "validators": [
-                {"index": i, "name": v.name, "address": "0x" + v.address.hex(), "weight": v.weight}
-                for i, v in enumerate(self.genesis.validators)
-            ],
-        }
 
     def status_document(self) -> dict[str, Any]:
         peers = self._connected_peers()
@@ -443,10 +378,6 @@ class ValidatorNode:
                 self.status.height,
             )
             task_status.started()
-
-    def close(self) -> None:
-        self.store.close()
-        self.state_store.close()
 
 
 GIL_SWITCH_INTERVAL_S = 0.001

@@ -1,0 +1,97 @@
+"""What every node process holds, validator or full node: its stores, the group
+commit, the signature pool, the mempool and the engine state it restarts from."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from sequencer_net.execution.fees import committed_fee_balance, required_fee
+from sequencer_net.execution.genesis import genesis_state
+from sequencer_net.execution.state import ExecutionState, load_state
+from sequencer_net.home.config import NodeConfig
+from sequencer_net.home.genesis import Genesis
+from sequencer_net.mempool.mempool import Accounts, Mempool
+from sequencer_net.mempool.verifier import VerifierPool
+from sequencer_net.metrics import Metrics
+from sequencer_net.storage.group_commit import GroupCommit
+from sequencer_net.storage.node_store import NodeStore
+from sequencer_net.storage.state_store import RocksNodeStore
+
+if TYPE_CHECKING:
+    from sequencer_net.node.commit import CommitPipeline
+
+
+class NodeSetupError(RuntimeError):
+    """The node cannot start: bad key, not a validator, locked home, ..."""
+
+
+class NodeBase:
+    """The parts a validator and a full node share (validator.py, full.py).
+
+    A subclass checks its key first, calls this to open the stores, then builds
+    its own network and sets `self.commits`, the commit pipeline the mempool's
+    admission reads the committed state from."""
+
+    commits: CommitPipeline
+
+    def __init__(self, config: NodeConfig, genesis: Genesis) -> None:
+        self.config = config
+        self.genesis = genesis
+        self.domain = genesis.domain()
+        self.genesis_block = genesis.genesis_block()
+        self.genesis_state_root = genesis_state(genesis.execution).state_root
+        self.metrics = Metrics()
+        self.started_at = time.monotonic()
+        data = config.data_path
+        data.mkdir(parents=True, exist_ok=True)
+        self.store = NodeStore(
+            data / "chain", genesis_digest=self.genesis_block.digest(), sync=config.storage.sync
+        )
+        self.state_store = RocksNodeStore(data / "state", sync=config.storage.sync)
+        self.group = GroupCommit(
+            self.store.write_synced,
+            window_s=config.storage.group_commit_ms / 1000,
+            on_flush=self.metrics.observe_group_commit,
+        )
+        self.verifier = VerifierPool(self.domain, threads=config.storage.verify_threads or None)
+        # The mempool admits what the latest committed state would execute.
+        self.mempool = Mempool(
+            self.domain,
+            config.mempool.mempool_limits(),
+            accounts=Accounts(
+                nonce_window=lambda sender: self.commits.state.nonces.get(sender),
+                fee_balance=lambda sender: committed_fee_balance(self.commits.state, sender),
+                required_fee=lambda length: required_fee(self.commits.state.config, length),
+            ),
+        )
+
+    def _state_root_at(self, height: int) -> bytes | None:
+        return self.genesis_state_root if height == 0 else self.store.state_root_at(height)
+
+    def _load_execution_state(self) -> ExecutionState:
+        """The engine's state at the committed tip: genesis, or reloaded from the tree."""
+        height = self.store.tip()[0]
+        if height == 0:
+            return genesis_state(self.genesis.execution, self.state_store)
+        root = self.store.state_root_at(height)
+        if root is None:
+            raise NodeSetupError(f"no state root stored for committed height {height}")
+        return load_state(self.state_store, root)
+
+    def validators_document(self) -> dict[str, Any]:
+        """GET /v1/validators: what a subscriber needs to check certificates (it
+        should still pin the set from a genesis file it trusts)."""
+        return {
+            "chain_id": self.domain.chain_id,
+            "verifying_contract": "0x" + self.domain.verifying_contract.hex(),
+            "genesis_hash": "0x" + self.domain.genesis_hash.hex(),
+            "validators": [
+                {"index": i, "name": v.name, "address": "0x" + v.address.hex(), "weight": v.weight}
+                for i, v in enumerate(self.genesis.validators)
+            ],
+        }
+
+    def close(self) -> None:
+        self.store.close()
+        self.state_store.close()
