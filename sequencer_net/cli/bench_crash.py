@@ -31,7 +31,10 @@ from dataclasses import dataclass, field
 from random import Random
 from typing import Any
 
+import msgspec
+
 from consensus.crypto import keccak256
+from sequencer_net.cli.bench_engine import bench_perp_params
 from sequencer_net.execution.block import SequencedTransaction
 from sequencer_net.execution.encoding import encode
 from sequencer_net.execution.engine import ExecutionBlock, execute_block
@@ -92,23 +95,8 @@ HOUSE = _address("house")
 
 
 def perp_params() -> MarketParams:
-    return MarketParams(
-        kind=MarketKind.PERPETUAL,
-        tick_size=W // 100,
-        lot_size=W // 1_000,
-        initial_margin=W // 10,
-        maintenance_margin=W // 20,
-        maker_fee=W // 10_000,
-        taker_fee=5 * W // 10_000,
-        liquidation_fee=W // 100,
-        funding_interval=3_600,
-        funding_clamp=W // 100,
-        mark_band=W // 20,
-        oracle_staleness=60,
-        risk_free_rate=0,
-        option=None,
-        max_liquidation_notional=LIQUIDATION_CAP,
-    )
+    """The engine benchmarks' perpetual, with the simulation's liquidation cap."""
+    return msgspec.structs.replace(bench_perp_params(), max_liquidation_notional=LIQUIDATION_CAP)
 
 
 def put_params() -> MarketParams:

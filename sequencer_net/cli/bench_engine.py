@@ -79,7 +79,8 @@ LOT = WAD // 1_000
 SPREAD_TICKS = 2_000  # limits within +-1% of the index
 
 
-def _market_params() -> MarketParams:
+def bench_perp_params() -> MarketParams:
+    """The perpetual the engine benchmarks trade (the crash simulation too)."""
     return MarketParams(
         kind=MarketKind.PERPETUAL,
         tick_size=TICK,
@@ -138,7 +139,7 @@ def bench_block(orders: int = 5_000, markets: int = 10, seed: int = 1) -> dict[s
                 GenesisDeposit(subaccount_id(k.address, 0), 1_000_000 * WAD) for k in funded
             ),
             insurance_fund=1_000_000 * WAD,
-            markets=tuple(GenesisMarket(m, _market_params()) for m in range(markets)),
+            markets=tuple(GenesisMarket(m, bench_perp_params()) for m in range(markets)),
         )
     )
     config = state.config
@@ -223,7 +224,7 @@ def bench_dex_block(transactions: int = 5_000, markets: int = 10, seed: int = 1)
             genesis_time=GENESIS_TIME,
             deposits=tuple(deposits),
             insurance_fund=10_000_000 * WAD,
-            markets=tuple(GenesisMarket(m, _market_params()) for m in range(markets)),
+            markets=tuple(GenesisMarket(m, bench_perp_params()) for m in range(markets)),
         )
     )
     config = state.config

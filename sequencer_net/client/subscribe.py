@@ -318,6 +318,24 @@ def subscribe(
     )
 
 
+async def _open_session(
+    urls: Sequence[str] | str,
+    namespace: int,
+    from_height: int,
+    genesis: Any,
+    verifier: BlockVerifier | None,
+    trust_node_for_validator_set: bool,
+    retry: RetryPolicy | None,
+) -> SubscriptionSession:
+    """The transport-free session both front ends drive: the URL list, and the
+    verifier from the trusted genesis (or the node, if the caller opted in)."""
+    url_list = [urls] if isinstance(urls, str) else list(urls)
+    checked = await _verifier(
+        url_list, namespace, from_height, genesis, verifier, trust_node_for_validator_set
+    )
+    return SubscriptionSession(url_list, checked, retry)
+
+
 async def subscribe_trio(
     urls: Sequence[str] | str,
     *,
@@ -335,11 +353,9 @@ async def subscribe_trio(
 
     from sequencer_net.client.websocket_trio import TrioWebSocket, WebSocketEnded
 
-    url_list = [urls] if isinstance(urls, str) else list(urls)
-    checked = await _verifier(
-        url_list, namespace, from_height, genesis, verifier, trust_node_for_validator_set
+    session = await _open_session(
+        urls, namespace, from_height, genesis, verifier, trust_node_for_validator_set, retry
     )
-    session = SubscriptionSession(url_list, checked, retry)
     while True:
         try:
             socket = await TrioWebSocket.connect(
@@ -381,11 +397,9 @@ async def subscribe_asyncio(
     from websockets.asyncio.client import connect
     from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
-    url_list = [urls] if isinstance(urls, str) else list(urls)
-    checked = await _verifier(
-        url_list, namespace, from_height, genesis, verifier, trust_node_for_validator_set
+    session = await _open_session(
+        urls, namespace, from_height, genesis, verifier, trust_node_for_validator_set, retry
     )
-    session = SubscriptionSession(url_list, checked, retry)
     while True:
         url = session.url()
         try:
