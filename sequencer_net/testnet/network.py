@@ -78,6 +78,8 @@ STATUS_TIMEOUT_S = 2.0
 """One status request. A SIGSTOPped node accepts TCP but never answers."""
 
 READY_POLL_S = 0.25
+EXIT_CODE_WAIT_S = 5.0
+"""How long to wait for an exited child to be reaped before reporting its exit code."""
 
 NODE_COMMAND_TEMPLATE: tuple[str, ...] = (
     sys.executable,
@@ -234,6 +236,20 @@ class TestnetNode:
         if self.process is not None:
             self.process.poll()  # reap, so an exited child stops looking alive
         return self.identity is not None and is_our_process(self.identity)
+
+    def exit_code(self) -> int | None:
+        """The exit code of a child that is no longer running, or None when unknown.
+
+        The liveness check reads /proc, where an exited child shows as a zombie
+        before `poll()` has reaped it, so reap it here (briefly waiting) rather
+        than report the code of a process seen mid-exit as None.
+        """
+        if self.process is None:
+            return None
+        try:
+            return self.process.wait(timeout=EXIT_CODE_WAIT_S)
+        except subprocess.TimeoutExpired:
+            return None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -521,7 +537,7 @@ class Testnet:
         while True:
             for node in self.nodes:
                 if not node.is_running():
-                    code = node.process.returncode if node.process else None
+                    code = node.exit_code()
                     raise TestnetError(
                         f"{node.name} exited during startup (exit code {code}); "
                         f"last lines of {node.log_path}:\n{log_tail(node.log_path)}"

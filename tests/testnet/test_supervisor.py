@@ -169,6 +169,30 @@ def test_a_node_ignoring_sigterm_is_killed_after_the_grace(testnet_dir: Path) ->
     assert time.monotonic() - started < 5.0
 
 
+def test_a_child_seen_mid_exit_reports_its_exit_code(tmp_path: Path) -> None:
+    """/proc shows an exited, not yet reaped child as a zombie (empty cmdline):
+    the liveness check says "not running" before `poll()` has the code. The
+    report must still name the code, not None."""
+    from sequencer_net.testnet.network import NodeSpec, TestnetNode
+    from sequencer_net.testnet.processes import spawn
+
+    command = (sys.executable, "-c", "import time, sys; time.sleep(0.3); sys.exit(3)")
+    process, identity = spawn(command, tmp_path / "node.log")
+    node = TestnetNode(
+        spec=NodeSpec(0, "node0", tmp_path, "http://127.0.0.1:1"),
+        command=command,
+        log_path=tmp_path / "node.log",
+        identity=identity,
+        process=process,
+    )
+    deadline = time.monotonic() + 10
+    while is_our_process(identity) and time.monotonic() < deadline:
+        time.sleep(0.01)  # no poll(): the child stays an unreaped zombie
+    assert not is_our_process(identity)
+    assert process.returncode is None  # exactly the window the old report fell into
+    assert node.exit_code() == 3
+
+
 def test_a_node_that_exits_at_startup_fails_fast_with_its_log(testnet_dir: Path) -> None:
     def homes_with_a_broken_node(*args: object) -> object:
         from sequencer_net.testnet.network import write_validator_homes
