@@ -35,6 +35,10 @@ BLOCK_TYPEHASH = keccak256(
     b"Block(uint64 view,uint64 height,bytes32 parent,bytes32 payloadHash,uint32 proposer)"
 )
 VOTE_TYPEHASH = keccak256(b"Vote(uint8 kind,uint64 view,uint64 height,bytes32 block)")
+PAYLOAD_TYPEHASH = keccak256(
+    b"Payload(uint64 timestamp,uint64 stateHeight,bytes32 stateRoot,bytes32[] batches,"
+    b"bytes32 namespaceRoot)"
+)
 
 DOMAIN_NAME = b"seqnet"
 DOMAIN_VERSION = b"1"
@@ -97,6 +101,35 @@ def block_hash(
             + parent
             + keccak256(payload)
             + word(proposer)
+        )
+    )
+
+
+def payload_struct_hash(
+    timestamp_ms: int,
+    state_height: int,
+    state_root: bytes,
+    batches: list[bytes] | tuple[bytes, ...],
+    namespace_root: bytes,
+) -> Digest:
+    """The EIP-712 struct hash of a block payload's header: what `payloadHash`
+    in a block's hash is, so an L1 contract rebuilds a block's digest from the
+    header fields with three keccaks (the batch digests enter as
+    `keccak(concat(batches))`, the EIP-712 encoding of a `bytes32[]`)."""
+    if not (0 <= timestamp_ms <= U64_MAX and 0 <= state_height <= U64_MAX):
+        raise ValueError("timestamp or state height out of range")
+    if len(state_root) != 32 or len(namespace_root) != 32:
+        raise ValueError("roots must be 32 bytes")
+    if any(len(digest) != 32 for digest in batches):
+        raise ValueError("batch digests must be 32 bytes")
+    return Digest(
+        keccak256(
+            PAYLOAD_TYPEHASH
+            + word(timestamp_ms)
+            + word(state_height)
+            + state_root
+            + keccak256(b"".join(batches))
+            + namespace_root
         )
     )
 
