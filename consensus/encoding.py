@@ -7,7 +7,11 @@ the same digest and check signatures with `ecrecover`:
                              || uint256(chainId) || address(verifyingContract)
                              || bytes32(salt = genesis hash))
     Block_hash      = keccak(Block_TYPEHASH || uint64 view || uint64 height
-                             || bytes32 parent || bytes32 keccak(payload) || uint32 proposer)
+                             || bytes32 parent || bytes32 payloadHash || uint32 proposer)
+    payloadHash     = keccak(Payload_TYPEHASH || uint64 timestamp || uint64 stateHeight
+                             || bytes32 stateRoot || bytes32 keccak(batch digests)
+                             || bytes32 namespaceRoot)     (a BlockPayload)
+                    = keccak(OPAQUE_PAYLOAD_TAG || payload)  (any other bytes)
     Vote_digest     = keccak(0x19 0x01 || domainSeparator ||
                              keccak(Vote_TYPEHASH || uint8 kind || uint64 view
                                     || uint64 height || bytes32 block))
@@ -16,7 +20,11 @@ Each field is ABI-encoded as one 32-byte big-endian word. The chain id and the
 L1 contract address are fixed in genesis, and the domain's salt is the genesis
 block's digest, so a vote (or a transaction) for one network is never valid on
 another, even one that shares the chain id, the keys and the contract address.
-Wire bytes (msgpack) are never hashed.
+Wire bytes (msgpack) are never hashed: a block's payload enters its digest as
+the struct hash of its decoded fields. Bytes that do not decode as a
+`BlockPayload` (the genesis block's, the simulator's) hash under their own tag,
+so the two kinds of payload hash can never collide; honest voters only vote for
+payloads that decode.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ from dataclasses import dataclass
 
 from consensus.crypto import ADDRESS_LENGTH, keccak256
 from consensus.limits import U64_MAX
+from consensus.payload import MalformedPayload, decode_payload
 from consensus.types import Digest, Height, ValidatorIndex, View
 
 DOMAIN_TYPEHASH = keccak256(
@@ -39,6 +48,10 @@ PAYLOAD_TYPEHASH = keccak256(
     b"Payload(uint64 timestamp,uint64 stateHeight,bytes32 stateRoot,bytes32[] batches,"
     b"bytes32 namespaceRoot)"
 )
+
+OPAQUE_PAYLOAD_TAG = keccak256(b"seqnet opaque payload")
+"""Prefixed to payload bytes that are not a BlockPayload before hashing: no
+struct hash input starts with it, so the two hash domains are disjoint."""
 
 DOMAIN_NAME = b"seqnet"
 DOMAIN_VERSION = b"1"
@@ -99,7 +112,7 @@ def block_hash(
             + word(view)
             + word(height)
             + parent
-            + keccak256(payload)
+            + payload_hash(payload)
             + word(proposer)
         )
     )
@@ -131,6 +144,21 @@ def payload_struct_hash(
             + keccak256(b"".join(batches))
             + namespace_root
         )
+    )
+
+
+def payload_hash(payload: bytes) -> Digest:
+    """What a block's digest commits to for `payload` (see the module docstring)."""
+    try:
+        decoded = decode_payload(payload)
+    except MalformedPayload:
+        return Digest(keccak256(OPAQUE_PAYLOAD_TAG + payload))
+    return payload_struct_hash(
+        decoded.timestamp_ms,
+        decoded.state_height,
+        decoded.state_root,
+        decoded.batches,
+        decoded.namespace_root,
     )
 
 

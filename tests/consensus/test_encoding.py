@@ -14,7 +14,15 @@ from consensus.crypto import (
     keccak256,
     recover_address,
 )
-from consensus.encoding import Domain, block_hash, vote_digest
+from consensus.encoding import (
+    OPAQUE_PAYLOAD_TAG,
+    PAYLOAD_TYPEHASH,
+    Domain,
+    block_hash,
+    payload_hash,
+    vote_digest,
+)
+from consensus.payload import BlockPayload, encode_payload
 from consensus.types import Digest, Height, ValidatorIndex, View
 
 CONTRACT = bytes.fromhex("5fbdb2315678afecb367f032d93f642f64180aa3")
@@ -124,3 +132,59 @@ def test_keccak_known_vector() -> None:
     assert keccak256(b"").hex() == (
         "c5d2460186f7233c927e7db2dcc703c0e500b653ca82273b7bfad8045d85a470"
     )
+
+
+def _typed_payload(payload: BlockPayload) -> dict[str, object]:
+    return {
+        "types": {
+            "EIP712Domain": [{"name": "name", "type": "string"}],
+            "Payload": [
+                {"name": "timestamp", "type": "uint64"},
+                {"name": "stateHeight", "type": "uint64"},
+                {"name": "stateRoot", "type": "bytes32"},
+                {"name": "batches", "type": "bytes32[]"},
+                {"name": "namespaceRoot", "type": "bytes32"},
+            ],
+        },
+        "primaryType": "Payload",
+        "domain": {"name": "seqnet"},
+        "message": {
+            "timestamp": payload.timestamp_ms,
+            "stateHeight": payload.state_height,
+            "stateRoot": payload.state_root,
+            "batches": payload.batches,
+            "namespaceRoot": payload.namespace_root,
+        },
+    }
+
+
+def test_a_block_commits_to_the_payload_struct_hash_as_eth_account_computes_it() -> None:
+    payload = BlockPayload(
+        timestamp_ms=1_700_000_000_123,
+        state_height=41,
+        state_root=keccak256(b"root"),
+        batches=[keccak256(b"a"), keccak256(b"b"), keccak256(b"c")],
+        namespace_root=keccak256(b"namespaces"),
+    )
+    signable = encode_typed_data(full_message=_typed_payload(payload))
+    assert payload_hash(encode_payload(payload)) == signable.body  # body = hashStruct(message)
+    parent = Digest(b"\x01" * 32)
+    expected = keccak256(
+        keccak256(
+            b"Block(uint64 view,uint64 height,bytes32 parent,bytes32 payloadHash,uint32 proposer)"
+        )
+        + (3).to_bytes(32, "big")
+        + (42).to_bytes(32, "big")
+        + parent
+        + signable.body
+        + (1).to_bytes(32, "big")
+    )
+    assert block_hash(View(3), Height(42), parent, encode_payload(payload), ValidatorIndex(1)) == (
+        expected
+    )
+
+
+def test_bytes_that_are_not_a_payload_hash_in_their_own_domain() -> None:
+    assert payload_hash(b"") == keccak256(OPAQUE_PAYLOAD_TAG)
+    assert payload_hash(b"raw") == keccak256(OPAQUE_PAYLOAD_TAG + b"raw")
+    assert OPAQUE_PAYLOAD_TAG != PAYLOAD_TYPEHASH
