@@ -416,6 +416,70 @@ class OracleSettings:
     )
 
 
+def _l1_address(value: str | None) -> str | None:
+    if value is None:
+        return None
+    body = value[2:] if value.startswith("0x") else ""
+    if len(body) != 40 or any(c not in "0123456789abcdefABCDEF" for c in body):
+        return f"{value!r} is not a 0x-prefixed 20-byte hex address"
+    return None
+
+
+@dataclass(frozen=True)
+class L1Settings:
+    rpc_url: str | None = _key(
+        None,
+        "JSON-RPC endpoint of the L1 (Ethereum) node. Unset: this node does not "
+        "talk to an L1 (no commitment posting, no deposits or forced transactions "
+        "seen).",
+        _non_empty,
+        example="http://127.0.0.1:8545",
+    )
+    commitments: str | None = _key(
+        None,
+        "Address of the Commitments contract (the light client; genesis names it "
+        "as verifying_contract).",
+        _l1_address,
+        example="0x5FbDB2315678afecb367f032d93F642f64180aa3",
+    )
+    inbox: str | None = _key(
+        None,
+        "Address of the forced-inclusion Inbox contract.",
+        _l1_address,
+        example="0xCf7Ed3AccA5a467e9e704C703E8D87F634fB0Fc9",
+    )
+    bridge: str | None = _key(
+        None,
+        "Address of the collateral Bridge contract.",
+        _l1_address,
+        example="0xDc64a140Aa3E981100a9becA4E685f962f0cF6C9",
+    )
+    post: bool = _key(
+        True,
+        "Post finalized blocks to the Commitments contract (validators only). The "
+        "validator key signs the L1 transactions, so its address needs ETH for gas.",
+    )
+    post_interval_ms: int = _key(
+        2000,
+        "Least time between two postings by this validator (ms): one posting covers "
+        "every block finalized since the last.",
+        _between(100, 3_600_000),
+    )
+    takeover_blocks: int = _key(
+        10,
+        "Validators take turns posting, a turn per this many L1 blocks; any validator "
+        "posts when no posting landed for twice this many L1 blocks.",
+        _between(1, 100_000),
+    )
+    confirmations: int = _key(
+        2,
+        "L1 blocks a deposit or forced transaction must be buried under before this "
+        "node acts on it (reorg safety).",
+        _between(0, 1_000),
+    )
+    poll_ms: int = _key(500, "How often the L1 is polled (ms).", _between(50, 60_000))
+
+
 @dataclass(frozen=True)
 class LogSettings:
     level: str = _key("INFO", f"One of {', '.join(LOG_LEVELS)}.", _one_of(*LOG_LEVELS))
@@ -466,6 +530,7 @@ class NodeConfig:
     mempool: MempoolSettings = field(default_factory=MempoolSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
     oracle: OracleSettings = field(default_factory=OracleSettings)
+    l1: L1Settings = field(default_factory=L1Settings)
     log: LogSettings = field(default_factory=LogSettings)
 
     @property
@@ -523,6 +588,7 @@ SECTIONS: Final[dict[str, str]] = {
     "mempool": "Pending transactions and the batches this node seals.",
     "storage": "The database.",
     "oracle": "The prices this validator reports (the oracle is the validators' median).",
+    "l1": "The Ethereum L1: commitment posting, deposits and forced transactions.",
     "log": "Logging.",
 }
 """The [sections] of config.toml and what each holds, in the order the file lists them."""
@@ -691,6 +757,7 @@ def default_config_text(
     password_file: str | None = None,
     admin_token_file: str | None = None,
     oracle: dict[str, Any] | None = None,
+    l1: dict[str, Any] | None = None,
     max_non_validator_connections: int | None = None,
 ) -> str:
     """A config.toml listing every key with its documentation and default.
@@ -713,6 +780,8 @@ def default_config_text(
         section_values["api"]["admin_token_file"] = admin_token_file
     if oracle:
         section_values["oracle"] = dict(oracle)
+    if l1:
+        section_values["l1"] = dict(l1)
     if max_non_validator_connections is not None:
         section_values["p2p"]["max_non_validator_connections"] = max_non_validator_connections
     out = [

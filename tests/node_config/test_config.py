@@ -13,6 +13,7 @@ from sequencer_net.home.config import (
     ApiSettings,
     ConfigError,
     ConsensusSettings,
+    L1Settings,
     LogSettings,
     MempoolSettings,
     NodeConfig,
@@ -81,6 +82,17 @@ url = "https://prices.example.com/v1/tickers"
 prices = ["1=data.BTC.last", "2=data.ETH.last"]
 volatilities = ["3=0.6"]
 
+[l1]
+rpc_url = "http://127.0.0.1:8545"
+commitments = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+inbox = "0xCf7Ed3AccA5a467e9e704C703E8D87F634fB0Fc9"
+bridge = "0xDc64a140Aa3E981100a9becA4E685f962f0cF6C9"
+post = false
+post_interval_ms = 5000
+takeover_blocks = 20
+confirmations = 6
+poll_ms = 1000
+
 [log]
 level = "DEBUG"
 format = "json"
@@ -145,6 +157,17 @@ def test_every_key_overridden(tmp_path: Path) -> None:
         ("3=0.6",),
     )
     assert config.oracle_file_path == home / "prices.json"
+    assert config.l1 == L1Settings(
+        "http://127.0.0.1:8545",
+        "0x5FbDB2315678afecb367f032d93F642f64180aa3",
+        "0xCf7Ed3AccA5a467e9e704C703E8D87F634fB0Fc9",
+        "0xDc64a140Aa3E981100a9becA4E685f962f0cF6C9",
+        False,
+        5000,
+        20,
+        6,
+        1000,
+    )
     assert config.log == LogSettings("DEBUG", "json", "logs/node.log")
     assert config.log_path == home / "logs" / "node.log"
     # Every key of every section differs from its default: the test covers them all.
