@@ -71,6 +71,10 @@ TX_HASH_BYTES: Final = 32
 ADDRESS_BYTES: Final = 20
 """An account address (GET /v1/accounts/{address})."""
 
+MAX_PROOF_KEY_BYTES: Final = 128
+"""A state key in GET /v1/proofs/{key}: the longest key the engine writes is
+73 bytes (a trigger-index entry); 128 leaves room and keeps the path short."""
+
 # --- Answers --------------------------------------------------------------------------
 
 MAX_ACCOUNT_ORDERS_ANSWER: Final = 1_000

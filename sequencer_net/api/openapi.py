@@ -395,6 +395,19 @@ _SCHEMAS: dict[str, _Schema] = {
         }
     ),
     "Network": _object({"connected": _BOOL}),
+    "StateProof": {
+        **_object(
+            {
+                "key": _ref("Hex"),
+                "state_height": _INT,
+                "state_root": _ref("Hash"),
+                "value": _nullable(_ref("Hex")),
+                "proof": _ref("Hex"),
+            }
+        ),
+        "description": "The entry under `key` in the latest executed state (null: none) "
+        "and its proof against `state_root` (docs/execution.md, State tree: Proofs).",
+    },
 }
 
 
@@ -610,6 +623,20 @@ _PATHS: dict[str, Any] = {
                 "200": _json("at most 1,000 orders in all", _ref("Account")),
                 "400": _error("`bad_request`: a malformed address"),
                 "404": _error("`not_found`: no subaccount in state"),
+                "503": _error("`unavailable`: no execution engine behind this API"),
+            },
+        }
+    },
+    "/v1/proofs/{key}": {
+        "get": {
+            "operationId": "stateProof",
+            "summary": "A state entry and its Merkle proof (what the L1 bridge verifies)",
+            "parameters": [
+                _path_param("key", "the state key: 1 to 128 bytes of hex, 0x optional", _STR)
+            ],
+            "responses": {
+                "200": _json("from the latest executed state", _ref("StateProof")),
+                "400": _error("`bad_request`: a malformed, empty or too long key"),
                 "503": _error("`unavailable`: no execution engine behind this API"),
             },
         }

@@ -18,6 +18,7 @@ Endpoints (docs/api.md has the full reference):
 - GET  /v1/evidence               equivocation evidence this node has seen (signed votes)
 - GET  /v1/markets                every market: prices, last auction, open interest, funding
 - GET  /v1/accounts/{address}     an address's subaccounts: collateral, positions, orders, margin
+- GET  /v1/proofs/{key}           a state entry and its Merkle proof (the L1 bridge's input)
 - GET  /v1/openapi.json           this reference as an OpenAPI 3.1 document (openapi.py)
 - GET  /metrics                   Prometheus text
 - POST /v1/admin/network          {"connected": bool}: cut or restore validator links
@@ -79,6 +80,7 @@ from sequencer_net.api.limits import (
 from sequencer_net.api.markets import MarketSource, market_routes
 from sequencer_net.api.openapi import openapi_json
 from sequencer_net.api.options import ApiOptions
+from sequencer_net.api.proofs import proof_routes
 from sequencer_net.api.request_guard import BodyCaps, GuardLimits, RequestGuard
 from sequencer_net.api.submissions import (
     MSGPACK,
@@ -393,6 +395,7 @@ def build_app(ctx: ApiContext, options: ApiOptions | None = None) -> Starlette:
         Route("/v1/openapi.json", openapi, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         *market_routes(ctx.markets),
+        *proof_routes(None if ctx.markets is None else ctx.markets.state),
         Mount(
             ADMIN_PREFIX,
             routes=admin_routes,

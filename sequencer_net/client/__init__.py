@@ -23,6 +23,7 @@ from sequencer_net.client.http import (
     SubmitResult,
     TransactionTimeout,
 )
+from sequencer_net.client.proofs import StateProof, WithdrawalProof
 from sequencer_net.client.subscribe import (
     RetryPolicy,
     SubscriptionFailed,
@@ -33,8 +34,10 @@ from sequencer_net.client.subscribe import (
 from sequencer_net.client.transactions import (
     DEFAULT_FEES,
     FeeSchedule,
+    deposit_report_transaction,
     dex_transaction,
     signed_transaction,
+    withdraw_transaction,
 )
 from sequencer_net.client.verify import (
     BlockVerifier,
@@ -50,14 +53,18 @@ __all__ = [
     "RetryPolicy",
     "SeqnetApiError",
     "SeqnetClient",
+    "StateProof",
     "SubmitResult",
     "SubscriptionFailed",
     "SubscriptionVerificationError",
     "TransactionTimeout",
     "VerifiedBlock",
+    "WithdrawalProof",
+    "deposit_report_transaction",
     "dex_transaction",
     "signed_transaction",
     "subscribe",
     "subscribe_asyncio",
     "subscribe_trio",
+    "withdraw_transaction",
 ]

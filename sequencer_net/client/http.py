@@ -16,6 +16,13 @@ import httpx
 import sniffio
 
 from sequencer_net.client.errors import SeqnetApiError
+from sequencer_net.client.proofs import (
+    StateProof,
+    WithdrawalProof,
+    parse_state_proof,
+    withdrawal_proof,
+)
+from sequencer_net.execution.state import withdrawal_tree_key
 from sequencer_net.json_input import loads_bounded
 
 DEFAULT_TIMEOUT_S = 10.0
@@ -197,6 +204,16 @@ class SeqnetClient:
         """An address's subaccounts, positions, orders and margin; 404 raises."""
         return _json_object(self._request("GET", f"/v1/accounts/{address_text(address)}"))
 
+    def state_proof(self, key: bytes) -> StateProof:
+        """The entry under state `key` and its proof, checked (client/proofs.py)."""
+        answer = _json_object(self._request("GET", f"/v1/proofs/{hex_bytes(key)}"))
+        return parse_state_proof(answer, key)
+
+    def withdrawal_proof(self, withdrawal_id: int) -> WithdrawalProof:
+        """L1 withdrawal record `withdrawal_id` with its checked proof: what the
+        L1 bridge's `withdraw` takes. 404 while the state holds no such record."""
+        return withdrawal_proof(self.state_proof(withdrawal_tree_key(withdrawal_id)), withdrawal_id)
+
     def metrics(self) -> str:
         response = self._request("GET", "/metrics")
         _raise_for_failure(response)
@@ -285,6 +302,14 @@ class AsyncSeqnetClient:
 
     async def account(self, address: bytes | str) -> dict[str, Any]:
         return _json_object(await self._request("GET", f"/v1/accounts/{address_text(address)}"))
+
+    async def state_proof(self, key: bytes) -> StateProof:
+        answer = _json_object(await self._request("GET", f"/v1/proofs/{hex_bytes(key)}"))
+        return parse_state_proof(answer, key)
+
+    async def withdrawal_proof(self, withdrawal_id: int) -> WithdrawalProof:
+        answer = await self.state_proof(withdrawal_tree_key(withdrawal_id))
+        return withdrawal_proof(answer, withdrawal_id)
 
     async def metrics(self) -> str:
         response = await self._request("GET", "/metrics")

@@ -7,7 +7,11 @@ transactions) travels as the canonical encoding of the action in namespace 0;
 anything else is opaque data in the rollup's own namespace. Every transaction
 offers a fee of at least `FeeSchedule.fee_for(len(payload))`, paid from the
 sender's subaccount 0, so the sender needs collateral there first (a genesis
-deposit or a bridge deposit).
+deposit or an L1 deposit).
+
+`withdraw_transaction` builds a withdrawal to L1 (collateral, or an L1 asset
+balance such as ETH); `deposit_report_transaction` builds a validator's report
+of an L1 `Deposited` event (docs/execution.md, "L1 bridge").
 
 Example:
 
@@ -25,7 +29,13 @@ from typing import Any
 from consensus.crypto import PrivateKey
 from consensus.encoding import Domain
 from sequencer_net.execution.fees import DEFAULT_FEE_BASE, DEFAULT_FEE_PER_BYTE
-from sequencer_net.execution.transactions import DEX_NAMESPACE, TxPayload, encode_payload
+from sequencer_net.execution.transactions import (
+    DEX_NAMESPACE,
+    L1DepositReport,
+    TxPayload,
+    Withdraw,
+    encode_payload,
+)
 from sequencer_net.mempool.transaction import encode_transaction, sign_transaction
 
 
@@ -77,3 +87,51 @@ def dex_transaction(
     return signed_transaction(
         key, domain, nonce, DEX_NAMESPACE, encode_payload(action), fees=fees, fee=fee
     )
+
+
+def withdraw_transaction(
+    key: PrivateKey,
+    domain: Domain,
+    nonce: int,
+    *,
+    amount: int,
+    recipient: bytes,
+    subaccount_number: int = 0,
+    token: bytes = b"",
+    fees: FeeSchedule = DEFAULT_FEES,
+    fee: int | None = None,
+) -> bytes:
+    """A withdrawal of `amount` to `recipient` (20 bytes) on L1. `token` b"" (or
+    the chain's collateral token) takes quote collateral from subaccount
+    `subaccount_number`; any other 20-byte token (ETH: 20 zero bytes) takes the
+    signer's L1 asset balance of it (`subaccount_number` 0). Signed as EIP-712
+    typed data a wallet can show (mempool/typed.py)."""
+    if len(recipient) != 20:
+        raise ValueError("recipient is a 20-byte address")
+    if token and len(token) != 20:
+        raise ValueError("token is a 20-byte address, or empty for the collateral")
+    action = Withdraw(subaccount_number, amount, recipient, token)
+    return dex_transaction(key, domain, nonce, action, fees=fees, fee=fee)
+
+
+def deposit_report_transaction(
+    key: PrivateKey,
+    domain: Domain,
+    nonce: int,
+    *,
+    deposit_nonce: int,
+    subaccount: bytes,
+    token: bytes,
+    amount: int,
+    fees: FeeSchedule = DEFAULT_FEES,
+    fee: int | None = None,
+) -> bytes:
+    """A validator's report of the L1 bridge's `Deposited(deposit_nonce, ...,
+    subaccount, token, amount)` event, signed by its oracle key `key` (`nonce`
+    is the signer's own transaction nonce). An amount the wire cannot carry
+    (2**255 or more) is reported as 2**255 - 1; the engine refuses both."""
+    if len(subaccount) != 21 or len(token) != 20:
+        raise ValueError("subaccount is 21 bytes, token 20 bytes")
+    reported = min(amount, 2**255 - 1)
+    action = L1DepositReport(deposit_nonce, subaccount, token, reported)
+    return dex_transaction(key, domain, nonce, action, fees=fees, fee=fee)

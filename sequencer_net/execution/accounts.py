@@ -1,15 +1,22 @@
-"""Collateral movements: deposits, withdrawals, transfers.
+"""Collateral movements: faucet deposits, withdrawals, transfers.
 
 A subaccount is (owner address, number 0..255). Withdrawals and outgoing
 transfers need equity afterwards at or above the initial requirement including
 open orders (collateral itself may be negative: a long is bought on credit, so
 unrealized profit is withdrawable as long as the margin holds). A subaccount
 with no position needs the cash itself (InsufficientCollateral).
+
+A withdrawal also writes the L1 record the bridge contract pays against
+(l1_bridge.py); a withdrawal of an L1 asset (a `token` other than the
+collateral) debits the owner's L1 asset balance instead of a subaccount.
+`Deposit` is the faucet of local testnets (admin or the genesis `bridge` key);
+L1 deposits are credited by reporter quorum (l1_bridge.apply_deposit_report).
 """
 
 from __future__ import annotations
 
 from .exceptions import InsufficientCollateral, InsufficientMargin, InvalidAmount, Unauthorized
+from .l1_bridge import ADDRESS_BYTES, debit_l1_balance, is_collateral_token, record_withdrawal
 from .limits import MAX_AMOUNT, MAX_SUBACCOUNT_NUMBER
 from .margin import subaccount_risk
 from .positions import credit, pending_charge
@@ -60,7 +67,7 @@ def _debit_checked(w: StateWriter, sid: bytes, amount: int) -> None:
 
 def apply_deposit(w: StateWriter, sender: bytes, tx: Deposit) -> None:
     if sender not in (w.config.bridge, w.config.admin):
-        raise Unauthorized("deposits come from the bridge key")
+        raise Unauthorized("faucet deposits come from the admin or the bridge key")
     check_amount(tx.amount)
     if len(tx.subaccount) != 21:
         raise InvalidAmount("a subaccount id is 21 bytes")
@@ -71,13 +78,35 @@ def apply_deposit(w: StateWriter, sender: bytes, tx: Deposit) -> None:
 
 def apply_withdraw(w: StateWriter, sender: bytes, tx: Withdraw) -> None:
     check_amount(tx.amount)
-    if len(tx.recipient) != 20:
+    if len(tx.recipient) != ADDRESS_BYTES:
         raise InvalidAmount("the recipient is a 20-byte address")
+    if tx.token and len(tx.token) != ADDRESS_BYTES:
+        raise InvalidAmount("the token is a 20-byte address (or omitted: the collateral)")
+    if not tx.token or is_collateral_token(w, tx.token):
+        _withdraw_collateral(w, sender, tx)
+    else:
+        _withdraw_l1_asset(w, sender, tx)
+
+
+def _withdraw_collateral(w: StateWriter, sender: bytes, tx: Withdraw) -> None:
+    """Debit quote collateral; on a chain with a collateral token, write the L1
+    record paying it in that token (without one, nothing on L1 pays it)."""
     sid = own_subaccount(sender, tx.subaccount_number)
     _debit_checked(w, sid, tx.amount)
     ledger = w.ledger
     w.ledger = Ledger(ledger.fee_pool, ledger.net_deposits - tx.amount)
-    w.events.append(Withdrawn(subaccount=sid, recipient=tx.recipient, amount=tx.amount))
+    token = w.config.collateral_token
+    withdrawal_id = record_withdrawal(w, tx.recipient, token, tx.amount) if token else None
+    w.events.append(Withdrawn(sid, tx.recipient, tx.amount, token, withdrawal_id))
+
+
+def _withdraw_l1_asset(w: StateWriter, sender: bytes, tx: Withdraw) -> None:
+    """Debit the sender's L1 asset balance of `tx.token` and write its L1 record."""
+    if tx.subaccount_number != 0:
+        raise InvalidAmount("an L1 asset balance belongs to the owner: subaccount_number is 0")
+    debit_l1_balance(w, sender, tx.token, tx.amount)
+    withdrawal_id = record_withdrawal(w, tx.recipient, tx.token, tx.amount)
+    w.events.append(Withdrawn(sender, tx.recipient, tx.amount, tx.token, withdrawal_id))
 
 
 def apply_transfer(w: StateWriter, sender: bytes, tx: Transfer) -> None:

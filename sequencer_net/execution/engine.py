@@ -9,8 +9,10 @@ Reads top-down (docs/execution.md, "Block execution"):
                                          (the rest: BlockFull), field ranges, per sender in
                                          nonce order the nonce window and the fee
       decode_dex_payloads                namespace 0: payload bytes -> one engine action
-      apply_account_transactions         governance, price reports, deposits,
-                                         withdrawals, transfers: in block order, a
+      apply_account_transactions         governance, price reports, L1 deposit
+                                         reports (credit on a reporter quorum),
+                                         faucet deposits, withdrawals (L1
+                                         records), transfers: in block order, a
                                          sender's own transactions in nonce order
       aggregate_prices                   each market's oracle price: the weighted
                                          median of the validators' fresh reports
@@ -77,6 +79,7 @@ from .exceptions import (
 from .expiry import settle_expired_options
 from .fees import collect_fees, fee_account, fee_balance, required_fee
 from .funding import apply_due_funding, sample_premiums
+from .l1_bridge import apply_deposit_report
 from .limits import MAX_DEX_PAYLOAD_BYTES, MAX_PHASE_FAILURES, MAX_REASON_LENGTH
 from .liquidation import liquidate_undermargined
 from .markets import apply_list_market, apply_set_paused, apply_update_market
@@ -94,6 +97,7 @@ from .transactions import (
     CancelOrder,
     CancelOrderByClientId,
     Deposit,
+    L1DepositReport,
     ListMarket,
     OracleUpdate,
     PlaceOrder,
@@ -339,6 +343,7 @@ _HANDLERS: dict[type, _Handler] = {
     Withdraw: lambda w, tx, p: apply_withdraw(w, tx.sender, p),
     Transfer: lambda w, tx, p: apply_transfer(w, tx.sender, p),
     OracleUpdate: lambda w, tx, p: apply_price_report(w, tx.sender, p),
+    L1DepositReport: lambda w, tx, p: apply_deposit_report(w, tx.sender, p),
     ListMarket: lambda w, tx, p: apply_list_market(w, tx.sender, p),
     UpdateMarketParams: lambda w, tx, p: apply_update_market(w, tx.sender, p),
     SetMarketPaused: lambda w, tx, p: apply_set_paused(w, tx.sender, p),

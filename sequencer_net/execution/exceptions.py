@@ -62,7 +62,7 @@ class InsufficientFeeBalance(TransactionRejected):
 
 
 class Unauthorized(TransactionRejected):
-    """The sender may not send this transaction (not admin, oracle or bridge)."""
+    """The sender may not send this transaction (not admin, reporter or bridge)."""
 
 
 class InvalidAmount(TransactionRejected):
@@ -115,3 +115,20 @@ class TooManyOrders(TransactionRejected):
 
 class DuplicateClientId(TransactionRejected):
     """A new order reuses a client id an open order of the same subaccount holds."""
+
+
+class InvalidDepositReport(TransactionRejected):
+    """An L1 deposit report's fields are out of range, or its nonce is beyond
+    the open window (limits.MAX_OPEN_DEPOSITS)."""
+
+
+class DepositAlreadyResolved(TransactionRejected):
+    """A reporter quorum already credited (or refused) this L1 deposit nonce."""
+
+
+class DepositAlreadyReported(TransactionRejected):
+    """This reporter already reported this L1 deposit nonce (its first report counts)."""
+
+
+class InsufficientBalance(TransactionRejected):
+    """The owner's L1 asset balance is smaller than the withdrawal."""

@@ -44,7 +44,10 @@ class GenesisConfig(msgspec.Struct, frozen=True, array_like=True):
     `deposits` fund subaccounts: every sender pays its transactions' fees from
     its subaccount 0, so whoever sends from height 1 on (admin, oracles, load
     accounts) needs a deposit there. `fee_base` and `fee_per_byte` set the fee
-    every transaction must offer (fees.required_fee).
+    every transaction must offer (fees.required_fee). `collateral_token` is
+    the L1 ERC-20 the quote collateral is (b"": none; docs/execution.md,
+    "L1 bridge"): L1 deposits of it credit collateral, collateral withdrawals
+    are paid in it. It is a real token's address, so never 20 zero bytes (ETH).
     """
 
     chain_id: int
@@ -57,6 +60,7 @@ class GenesisConfig(msgspec.Struct, frozen=True, array_like=True):
     markets: tuple[GenesisMarket, ...] = ()
     fee_base: int = DEFAULT_FEE_BASE
     fee_per_byte: int = DEFAULT_FEE_PER_BYTE
+    collateral_token: bytes = b""
 
 
 def genesis_state(config: GenesisConfig, store: NodeStore | None = None) -> ExecutionState:
@@ -74,6 +78,10 @@ def genesis_state(config: GenesisConfig, store: NodeStore | None = None) -> Exec
     if any(len(d.subaccount) != 21 or d.subaccount == INSURANCE_FUND for d in config.deposits):
         raise ValueError("a genesis deposit names a 21-byte subaccount, not the insurance fund")
     check_fee_schedule(config.fee_base, config.fee_per_byte)
+    if config.collateral_token and len(config.collateral_token) != 20:
+        raise ValueError("collateral_token is a 20-byte address (or empty: none)")
+    if config.collateral_token == bytes(20):
+        raise ValueError("collateral_token cannot be the zero address (that is ETH)")
     store = store if store is not None else MemoryNodeStore()
     chain = ChainConfig(
         chain_id=config.chain_id,
@@ -82,6 +90,7 @@ def genesis_state(config: GenesisConfig, store: NodeStore | None = None) -> Exec
         oracles=tuple(sorted(config.oracles, key=lambda oracle: oracle.address)),
         fee_base=config.fee_base,
         fee_per_byte=config.fee_per_byte,
+        collateral_token=config.collateral_token,
     )
     empty = ExecutionState(
         config=chain,

@@ -103,3 +103,13 @@ MAX_CONDITIONAL_ORDERS_PER_SUBACCOUNT: Final = 32
 """Stop and take-profit orders waiting per subaccount (each also counts against
 MAX_OPEN_ORDERS_PER_SUBACCOUNT): every block checks every waiting trigger
 against its market's mark, so this caps the work one subaccount adds."""
+
+MAX_OPEN_DEPOSITS: Final = 1024
+"""L1 deposit nonces the engine tallies at once: a report is accepted only for
+a nonce in [resolved_below, resolved_below + 1024) (l1_bridge.py). This bounds
+the open tallies (and the markers of nonces resolved out of order) whatever a
+reporter sends; the L1 assigns nonces in order and reporters report them in
+order, so honest reports never wait long for the window to move."""
+
+MAX_L1_AMOUNT: Final = 2**256 - 1
+"""An L1 amount is a uint256: the largest L1 asset balance or withdrawal record."""

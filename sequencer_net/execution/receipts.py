@@ -103,11 +103,44 @@ class OptionSettled(msgspec.Struct, frozen=True, array_like=True, tag=7):
 
 
 class Withdrawn(msgspec.Struct, frozen=True, array_like=True, tag=8):
-    """Collateral left the engine; the L1 bridge pays `recipient` against a posted root."""
+    """Collateral or an L1 asset left the engine; the L1 bridge pays `recipient`
+    against a posted root that holds the record b"wd/" + `withdrawal_id`.
+
+    `subaccount` is the debited subaccount (collateral) or the owner's 20-byte
+    address (an L1 asset balance); `token` the L1 token paid (20 zero bytes:
+    ETH); `withdrawal_id` None when no L1 record was written (collateral on a
+    chain without `collateral_token`: docs/execution.md, "L1 bridge")."""
 
     subaccount: bytes
     recipient: bytes
     amount: int
+    token: bytes = b""
+    withdrawal_id: int | None = None
+
+
+class Credited(msgspec.Struct, frozen=True, array_like=True, tag=21):
+    """Reporters holding more than 2/3 of the power reported L1 deposit `nonce`
+    with this content, and the engine credited it: quote collateral of
+    `subaccount` (`collateral` true) or the L1 asset balance of its owner."""
+
+    nonce: int
+    subaccount: bytes
+    token: bytes
+    amount: int
+    collateral: bool
+
+
+class DepositRefused(msgspec.Struct, frozen=True, array_like=True, tag=22):
+    """A reporter quorum agreed on L1 deposit `nonce`, but the engine cannot
+    credit it (`why`: "amount" out of (0, MAX_AMOUNT], "overflow" of the uint256
+    balance). The nonce is settled all the same, so later deposits still go in;
+    the funds stay in the L1 bridge."""
+
+    nonce: int
+    subaccount: bytes
+    token: bytes
+    amount: int
+    why: str
 
 
 class PhaseSkipped(msgspec.Struct, frozen=True, array_like=True, tag=9):
@@ -197,4 +230,6 @@ Event = (
     | Deleveraged
     | OraclePriceSet
     | OrderTriggered
+    | Credited
+    | DepositRefused
 )

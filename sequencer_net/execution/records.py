@@ -81,11 +81,15 @@ class PriceReport(msgspec.Struct, frozen=True, array_like=True):
     volatility: int
 
 
-class ChainConfig(msgspec.Struct, frozen=True, array_like=True):
-    """Fixed at genesis: who governs, who reports prices (and with what weight),
-    who posts deposits, and the sequencing fee every transaction pays:
-    fee_base + fee_per_byte * payload length, in wad of the quote asset
-    (docs/execution.md, "Fees"). `oracles` is sorted by address."""
+class ChainConfig(msgspec.Struct, frozen=True, array_like=True, omit_defaults=True):
+    """Fixed at genesis: who governs, who reports prices and L1 deposits (and
+    with what weight), who may mint test collateral (`bridge`, the local
+    faucet), the sequencing fee every transaction pays: fee_base +
+    fee_per_byte * payload length, in wad of the quote asset (docs/execution.md,
+    "Fees"), and `collateral_token`, the L1 ERC-20 that is the quote collateral
+    (20 bytes; b"": none, so no L1 deposit mints collateral and a collateral
+    withdrawal writes no L1 record: docs/execution.md, "L1 bridge").
+    `oracles` is sorted by address."""
 
     chain_id: int
     admin: bytes
@@ -93,6 +97,35 @@ class ChainConfig(msgspec.Struct, frozen=True, array_like=True):
     oracles: tuple[OracleReporter, ...]
     fee_base: int
     fee_per_byte: int
+    collateral_token: bytes = b""
+
+
+class BridgeState(msgspec.Struct, frozen=True, array_like=True):
+    """The L1 bridge's counters (l1_bridge.py). Every L1 deposit nonce below
+    `resolved_below` was credited (or refused) by a reporter quorum;
+    `next_withdrawal` is the id the next L1 withdrawal record gets."""
+
+    resolved_below: int
+    next_withdrawal: int
+
+
+class DepositVote(msgspec.Struct, frozen=True, array_like=True):
+    """One content reported for an L1 deposit nonce, and who reported it
+    (addresses sorted ascending)."""
+
+    subaccount: bytes
+    token: bytes
+    amount: int
+    reporters: tuple[bytes, ...]
+
+
+class DepositTally(msgspec.Struct, frozen=True, array_like=True, omit_defaults=True):
+    """The reports of one L1 deposit nonce: each distinct content with its
+    reporters, in the order first reported. `resolved` (with no votes) marks a
+    nonce above `BridgeState.resolved_below` that a quorum already settled."""
+
+    votes: tuple[DepositVote, ...]
+    resolved: bool = False
 
 
 class BlockInfo(msgspec.Struct, frozen=True, array_like=True):

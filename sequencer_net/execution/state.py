@@ -24,8 +24,16 @@ Key layout (docs/execution.md, "State model"); integers are big-endian:
     b"ncond/"  + subaccount(21)            its number of conditional orders (2 bytes)
     b"trg/"    + mkt(4) + direction(1) + trigger price(32) + order id(32)   b"\x01"
     b"armed/"  + mkt(4) + order id(32)     b"\x01": triggered, enters the next auction
+    b"l1bridge"                            BridgeState (absent: nothing bridged yet)
+    b"l1dep/"  + deposit nonce(8)          DepositTally (an L1 deposit being reported)
+    b"l1bal/"  + owner(20) + token(20)     abi.encode(uint256 amount): an L1 asset balance
+    b"wd/"     + withdrawal id(8)          abi.encode(uint64 id, address recipient,
+                                           address token, uint256 amount): an L1 withdrawal
 
-The last six are the order index (`ExecutionState.order_index`, one mapping
+The last two are ABI, not msgpack: the L1 bridge contract reads them
+(l1_bridge.py, docs/execution.md "L1 bridge").
+
+The six from b"cid/" to b"armed/" are the order index (`ExecutionState.order_index`, one mapping
 per prefix, keys without the prefix; order_index.py maintains them).
 """
 
@@ -41,7 +49,9 @@ from .receipts import PhaseSkipped
 from .records import (
     Address,
     BlockInfo,
+    BridgeState,
     ChainConfig,
+    DepositTally,
     Ledger,
     MarketParams,
     MarketState,
@@ -74,6 +84,11 @@ PREFIX_CONDITIONAL: Final = b"cond/"
 PREFIX_CONDITIONAL_COUNT: Final = b"ncond/"
 PREFIX_TRIGGER: Final = b"trg/"
 PREFIX_ARMED: Final = b"armed/"
+KEY_BRIDGE: Final = b"l1bridge"
+PREFIX_DEPOSIT: Final = b"l1dep/"
+PREFIX_L1_BALANCE: Final = b"l1bal/"
+PREFIX_WITHDRAWAL: Final = b"wd/"
+NO_BRIDGE_ACTIVITY: Final = BridgeState(resolved_below=0, next_withdrawal=0)
 ORDER_INDEX_PREFIXES: Final = (
     PREFIX_CLIENT_ID,
     PREFIX_GOOD_TIL,
@@ -108,6 +123,21 @@ def order_key(market_id: int, order_id: bytes) -> bytes:
     return market_id.to_bytes(4, "big") + order_id
 
 
+def l1_balance_key(owner: bytes, token: bytes) -> bytes:
+    """The key of `owner`'s L1 asset balance of `token`, without the prefix."""
+    return owner + token
+
+
+def abi_uint256(amount: int) -> bytes:
+    """abi.encode(uint256 amount): the value of an L1 asset balance entry."""
+    return amount.to_bytes(32, "big")
+
+
+def withdrawal_tree_key(withdrawal_id: int) -> bytes:
+    """The state key of L1 withdrawal record `withdrawal_id` (what the L1 proves)."""
+    return PREFIX_WITHDRAWAL + withdrawal_id.to_bytes(8, "big")
+
+
 @dataclass(frozen=True, slots=True)
 class ExecutionState:
     """All state after block `block.height`; treat every mapping as read-only.
@@ -133,6 +163,14 @@ class ExecutionState:
     reports: Mapping[bytes, PriceReport] = field(default_factory=dict)
     order_index: Mapping[bytes, Mapping[bytes, bytes]] = field(default_factory=dict)
     """Per ORDER_INDEX_PREFIXES prefix: key (without the prefix) -> stored bytes."""
+    bridge: BridgeState = NO_BRIDGE_ACTIVITY
+    deposit_tallies: Mapping[int, DepositTally] = field(default_factory=dict)
+    """Open (and out-of-order resolved) L1 deposit nonces -> their tally."""
+    l1_balances: Mapping[bytes, int] = field(default_factory=dict)
+    """owner(20) + token(20) -> a positive L1 asset balance."""
+    withdrawals: Mapping[int, bytes] = field(default_factory=dict)
+    """L1 withdrawal id -> its 128-byte ABI record (written once, never read
+    back by the engine; kept so that `state_entries` is complete)."""
 
     @property
     def height(self) -> int:
@@ -237,6 +275,12 @@ class StateWriter:
         self.market_params: Overlay[int, MarketParams] = Overlay(base.market_params, self.journal)
         self.market_states: Overlay[int, MarketState] = Overlay(base.market_states, self.journal)
         self.reports: Overlay[bytes, PriceReport] = Overlay(base.reports, self.journal)
+        self.bridge_cell: Overlay[int, BridgeState] = Overlay({0: base.bridge}, self.journal)
+        self.deposit_tallies: Overlay[int, DepositTally] = Overlay(
+            base.deposit_tallies, self.journal
+        )
+        self.l1_balances: Overlay[bytes, int] = Overlay(base.l1_balances, self.journal)
+        self.withdrawals: Overlay[int, bytes] = Overlay(base.withdrawals, self.journal)
         # Orders placed in this block, keyed by order_key; resting orders cancelled
         # in this block, keyed by order_key. Books are rebuilt per market at auction.
         self.pending_orders: Overlay[bytes, RestingOrder] = Overlay({}, self.journal)
@@ -310,6 +354,19 @@ class StateWriter:
     def ledger(self, value: Ledger) -> None:
         self.ledger_cell.put(0, value)
 
+    @property
+    def bridge(self) -> BridgeState:
+        bridge = self.bridge_cell.get(0)
+        assert bridge is not None
+        return bridge
+
+    @bridge.setter
+    def bridge(self, value: BridgeState) -> None:
+        self.bridge_cell.put(0, value)
+
+    def l1_balance(self, owner: bytes, token: bytes) -> int:
+        return self.l1_balances.get(l1_balance_key(owner, token)) or 0
+
     def subaccount(self, sid: bytes) -> Subaccount:
         found = self.subaccounts.get(sid)
         return found if found is not None else Subaccount(collateral=0, markets=(), open_orders=0)
@@ -362,6 +419,17 @@ class StateWriter:
             )
         for rkey, report in self.reports.changes():
             changes[PREFIX_REPORT + rkey] = None if report is None else encode(report)
+        bridge = self.bridge
+        if bridge != self.base.bridge:
+            changes[KEY_BRIDGE] = encode(bridge)
+        for deposit, tally in self.deposit_tallies.changes():
+            changes[PREFIX_DEPOSIT + deposit.to_bytes(8, "big")] = (
+                None if tally is None else encode(tally)
+            )
+        for bkey, amount in self.l1_balances.changes():
+            changes[PREFIX_L1_BALANCE + bkey] = None if not amount else abi_uint256(amount)
+        for wid, record in self.withdrawals.changes():
+            changes[withdrawal_tree_key(wid)] = record
         books: dict[int, Mapping[bytes, RestingOrder]] = dict(self.base.books)
         for mid, book in self.books.items():
             old = self.base.books.get(mid, {})
@@ -399,7 +467,19 @@ class StateWriter:
             state_root=root,
             reports=self.reports.merged(),
             order_index=order_index,
+            bridge=bridge,
+            deposit_tallies=_merged_if_changed(self.deposit_tallies, self.base.deposit_tallies),
+            l1_balances=_merged_if_changed(self.l1_balances, self.base.l1_balances),
+            withdrawals=_merged_if_changed(self.withdrawals, self.base.withdrawals),
         )
+
+
+def _merged_if_changed(overlay: Overlay[K, V], base: Mapping[K, V]) -> Mapping[K, V]:
+    """The overlay's mapping after the block; the base object itself when the
+    block wrote nothing there (these mappings only grow with bridge traffic)."""
+    if next(overlay.changes(), None) is None:
+        return base
+    return overlay.merged()
 
 
 def state_entries(state: ExecutionState) -> dict[bytes, bytes]:
@@ -427,6 +507,14 @@ def state_entries(state: ExecutionState) -> dict[bytes, bytes]:
     for prefix, index in state.order_index.items():
         for ikey, value in index.items():
             entries[prefix + ikey] = value
+    if state.bridge != NO_BRIDGE_ACTIVITY:
+        entries[KEY_BRIDGE] = encode(state.bridge)
+    for deposit, tally in state.deposit_tallies.items():
+        entries[PREFIX_DEPOSIT + deposit.to_bytes(8, "big")] = encode(tally)
+    for bkey, amount in state.l1_balances.items():
+        entries[PREFIX_L1_BALANCE + bkey] = abi_uint256(amount)
+    for wid, record in state.withdrawals.items():
+        entries[withdrawal_tree_key(wid)] = record
     return entries
 
 
@@ -444,6 +532,10 @@ def load_state(store: NodeStore, root: bytes) -> ExecutionState:
     books: dict[int, dict[bytes, RestingOrder]] = {}
     reports: dict[bytes, PriceReport] = {}
     order_index: dict[bytes, dict[bytes, bytes]] = {}
+    bridge = NO_BRIDGE_ACTIVITY
+    tallies: dict[int, DepositTally] = {}
+    l1_balances: dict[bytes, int] = {}
+    withdrawals: dict[int, bytes] = {}
     for key, value in tree.items():
         indexed = next((p for p in ORDER_INDEX_PREFIXES if key.startswith(p)), None)
         if indexed is not None:
@@ -473,6 +565,15 @@ def load_state(store: NodeStore, root: bytes) -> ExecutionState:
             books.setdefault(mid, {})[rest[4:]] = decode_canonical(value, RestingOrder)
         elif key.startswith(PREFIX_REPORT):
             reports[key[len(PREFIX_REPORT) :]] = decode_canonical(value, PriceReport)
+        elif key == KEY_BRIDGE:
+            bridge = decode_canonical(value, BridgeState)
+        elif key.startswith(PREFIX_DEPOSIT):
+            deposit = int.from_bytes(key[len(PREFIX_DEPOSIT) :], "big")
+            tallies[deposit] = decode_canonical(value, DepositTally)
+        elif key.startswith(PREFIX_L1_BALANCE):
+            l1_balances[key[len(PREFIX_L1_BALANCE) :]] = int.from_bytes(value, "big")
+        elif key.startswith(PREFIX_WITHDRAWAL):
+            withdrawals[int.from_bytes(key[len(PREFIX_WITHDRAWAL) :], "big")] = value
     if config is None or block is None or ledger is None:
         raise ValueError("the tree at this root holds no execution state")
     return ExecutionState(
@@ -490,4 +591,8 @@ def load_state(store: NodeStore, root: bytes) -> ExecutionState:
         state_root=root,
         reports=reports,
         order_index=order_index,
+        bridge=bridge,
+        deposit_tallies=tallies,
+        l1_balances=l1_balances,
+        withdrawals=withdrawals,
     )

@@ -39,18 +39,29 @@ OrderIdBytes = Annotated[bytes, msgspec.Meta(min_length=ORDER_ID_BYTES, max_leng
 
 
 class Deposit(msgspec.Struct, frozen=True, array_like=True, tag=1):
-    """Credit collateral bridged in from L1. Only the bridge key (or admin) may send it."""
+    """Mint collateral with no L1 behind it: the faucet of local testnets. Only
+    the admin or the genesis `bridge` key may send it. L1 deposits arrive as
+    `L1DepositReport`s instead."""
 
     subaccount: WireBytes
     amount: int
 
 
-class Withdraw(msgspec.Struct, frozen=True, array_like=True, tag=2):
-    """Debit collateral from one of the sender's subaccounts, to `recipient` on L1."""
+class Withdraw(msgspec.Struct, frozen=True, array_like=True, tag=2, omit_defaults=True):
+    """Pay `amount` to `recipient` on L1 (docs/execution.md, "L1 bridge").
+
+    `token` b"" (omitted from the encoding, so a payload from before it existed
+    decodes the same) or the chain's collateral token: debit collateral from
+    the sender's subaccount `subaccount_number`. Any other 20-byte token (ETH is
+    20 zero bytes): debit the sender's L1 asset balance of it
+    (`subaccount_number` must be 0). Either way the engine writes the L1
+    withdrawal record b"wd/" + id that the L1 bridge pays against.
+    """
 
     subaccount_number: SubaccountNumber
     amount: int
     recipient: WireBytes
+    token: WireBytes = b""
 
 
 class Transfer(msgspec.Struct, frozen=True, array_like=True, tag=3):
@@ -136,6 +147,21 @@ class CancelOrderByClientId(msgspec.Struct, frozen=True, array_like=True, tag=16
     client_id: int
 
 
+class L1DepositReport(msgspec.Struct, frozen=True, array_like=True, tag=17):
+    """An oracle reporter saw the L1 bridge's `Deposited(nonce, ..., subaccount,
+    token, amount)` event at its confirmation depth. Reporters holding more
+    than 2/3 of the power reporting the same content credit it, once
+    (l1_bridge.py). `nonce` is the L1 deposit nonce (uint64), `subaccount` 21
+    bytes, `token` the 20-byte L1 token (20 zero bytes: ETH), `amount` in the
+    token's base units (an amount of 2**255 or more is reported as 2**255 - 1:
+    wire integers stop at int256, and the engine refuses it either way)."""
+
+    nonce: int
+    subaccount: WireBytes
+    token: WireBytes
+    amount: int
+
+
 TxPayload = (
     Deposit
     | Withdraw
@@ -147,6 +173,7 @@ TxPayload = (
     | UpdateMarketParams
     | SetMarketPaused
     | CancelOrderByClientId
+    | L1DepositReport
 )
 
 ORDER_PAYLOADS: Final = (PlaceOrder, CancelOrder, CancelOrderByClientId)

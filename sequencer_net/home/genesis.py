@@ -134,15 +134,27 @@ class _CanonicalValidator(msgspec.Struct, frozen=True, array_like=True):
     weight: int
 
 
-class _CanonicalGenesis(msgspec.Struct, frozen=True, array_like=True):
+class _CanonicalGenesis(msgspec.Struct, frozen=True, array_like=True, omit_defaults=True):
+    """`execution` is the execution genesis's fields up to `fee_per_byte` (the
+    encoding of a GenesisConfig from before `collateral_token` existed);
+    `collateral_token` follows on its own and is omitted when empty, so a
+    genesis without one keeps its digest."""
+
     chain_id: int
     genesis_time_ms: int
     verifying_contract: bytes
     validators: tuple[_CanonicalValidator, ...]
-    execution: GenesisConfig
+    execution: tuple[Any, ...]
+    collateral_token: bytes = b""
+
+
+_APPENDED_EXECUTION_FIELDS: Final = ("collateral_token",)
+"""GenesisConfig fields the canonical document carries outside `execution`."""
 
 
 def _canonical_bytes(genesis: Genesis) -> bytes:
+    execution = genesis.execution
+    names = [n for n in execution.__struct_fields__ if n not in _APPENDED_EXECUTION_FIELDS]
     document = _CanonicalGenesis(
         chain_id=genesis.chain_id,
         genesis_time_ms=genesis.genesis_time_ms,
@@ -150,7 +162,8 @@ def _canonical_bytes(genesis: Genesis) -> bytes:
         validators=tuple(
             _CanonicalValidator(v.address, v.public_key, v.weight) for v in genesis.validators
         ),
-        execution=genesis.execution,
+        execution=tuple(getattr(execution, name) for name in names),
+        collateral_token=execution.collateral_token,
     )
     return GENESIS_TAG + encode(document)
 

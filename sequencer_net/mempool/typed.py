@@ -20,8 +20,16 @@ a 32-byte field is bytes32, other byte strings are `bytes`, flags are bool.
 The payload bytes stay the canonical encoding of the action, and the node
 rebuilds the typed structure from them, so one signature covers exactly what
 the engine executes. Everything else (other namespaces, payloads that do not
-decode, governance and price reports, whose fields nest) is signed over the
-generic `Transaction` structure (transaction.py).
+decode, governance and price reports, whose fields nest, and L1 deposit
+reports, whose `nonce` field would collide with the envelope's) is signed
+over the generic `Transaction` structure (transaction.py). Those are sent by
+the admin or by validators' own software, not by a person at a wallet.
+
+A withdrawal's type includes its optional `token` (bytes: empty for the
+collateral, else the 20-byte L1 token, 20 zero bytes for ETH):
+
+    Withdraw(uint64 nonce,uint256 fee,int256 subaccountNumber,int256 amount,
+             bytes recipient,bytes token)
 """
 
 from __future__ import annotations

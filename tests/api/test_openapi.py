@@ -239,6 +239,11 @@ async def test_real_answers_conform_to_the_document(
     assert {m["kind"] for m in markets["markets"]} == {"perp", "option"}
     account = await client.get(f"/v1/accounts/0x{MAKER.address.hex()}")
     assert check("get", "/v1/accounts/{address}", account)["subaccounts"]
+    subaccount_key = "0x" + (b"sub/" + MAKER.address + b"\x00").hex()
+    proof = check("get", "/v1/proofs/{key}", await client.get(f"/v1/proofs/{subaccount_key}"))
+    assert proof["value"] is not None
+    absent = check("get", "/v1/proofs/{key}", await client.get("/v1/proofs/0x77642f" + "00" * 8))
+    assert absent["value"] is None
     check("get", "/metrics", await client.get("/metrics"))
 
     committed = await client.get(f"/v1/transactions/0x{tx_hash(executed).hex()}")
@@ -288,6 +293,8 @@ async def test_real_answers_conform_to_the_document(
     )
     check("get", "/v1/accounts/{address}", await client.get("/v1/accounts/0x12"))
     check("get", "/v1/accounts/{address}", await client.get("/v1/accounts/" + "ab" * 20))
+    check("get", "/v1/proofs/{key}", await client.get("/v1/proofs/0x"))
+    check("get", "/v1/proofs/{key}", await client.get("/v1/proofs/" + "ab" * 129))
     no_token = await client.post("/v1/admin/network", json={"connected": True})
     check("post", "/v1/admin/network", no_token)
     bad_shape = await client.post("/v1/admin/network", json={"connected": 1}, headers=admin)
@@ -306,6 +313,7 @@ async def test_stalled_health_and_absent_sources_conform(world: ApiWorld) -> Non
         check("get", "/v1/validators", await client.get("/v1/validators"))
         check("get", "/v1/markets", await client.get("/v1/markets"))
         check("get", "/v1/accounts/{address}", await client.get("/v1/accounts/" + "ab" * 20))
+        check("get", "/v1/proofs/{key}", await client.get("/v1/proofs/0x6c31"))
         disabled = await client.post("/v1/admin/network", json={"connected": True})
         check("post", "/v1/admin/network", disabled)
     assert {s for _, _, s in check.checked} == {503, 404}
@@ -321,6 +329,7 @@ _TEMPLATES = [
     "/v1/blocks/by-hash/{hash}",
     "/v1/transactions/{hash}",
     "/v1/accounts/{address}",
+    "/v1/proofs/{key}",
 ]
 
 

@@ -52,6 +52,9 @@ def key(name: str) -> PrivateKey:
 
 ADMIN = key("admin")
 ORACLE = key("oracle")
+COLLATERAL_TOKEN = bytes.fromhex("c011a7e2a1c011a7e2a1c011a7e2a1c011a7e2a1")
+"""The L1 collateral ERC-20 of the test chains (ChainConfig.collateral_token)."""
+ETH = bytes(20)
 
 
 def sub(name: str, number: int = 0) -> bytes:
@@ -111,6 +114,7 @@ def make_genesis(
     markets: Sequence[tuple[int, MarketParams]] = (),
     fee_base: int = 0,
     fee_per_byte: int = 0,
+    collateral_token: bytes = COLLATERAL_TOKEN,
 ) -> ExecutionState:
     """A genesis with these deposits (by key name, subaccount 0). Fees default
     to zero here so that trading tests keep exact balances; test_fees.py and
@@ -127,6 +131,7 @@ def make_genesis(
             markets=tuple(GenesisMarket(mid, params) for mid, params in markets),
             fee_base=fee_base,
             fee_per_byte=fee_per_byte,
+            collateral_token=collateral_token,
         )
     )
 
@@ -264,9 +269,20 @@ def conserved_total(state: ExecutionState) -> int:
     return total
 
 
+def l1_asset_totals(state: ExecutionState) -> dict[bytes, int]:
+    """Per L1 token, the sum of every owner's L1 asset balance."""
+    totals: dict[bytes, int] = {}
+    for bkey, amount in state.l1_balances.items():
+        totals[bkey[20:]] = totals.get(bkey[20:], 0) + amount
+    return totals
+
+
 def check_engine_invariants(state: ExecutionState) -> None:
     """What must hold after every block, whatever the block held:
     - conservation: collateral + fee pool - unsettled charges == net deposits;
+    - L1 bridge bookkeeping: every L1 asset balance is positive, no collateral
+      token balance exists, open tallies lie inside the deposit window and the
+      withdrawal records are exactly ids 0 .. next_withdrawal - 1;
     - per market, sizes sum to 0 and lots held long == open_lots;
     - per subaccount, its market list and order count match its positions and
       the books; per position, the open buy/sell quantities and the reserved
@@ -283,6 +299,7 @@ def check_engine_invariants(state: ExecutionState) -> None:
     from sequencer_net.execution.state import PREFIX_CONDITIONAL, StateWriter
 
     assert conserved_total(state) == state.ledger.net_deposits
+    check_bridge_records(state)
     by_market: dict[int, list[int]] = {}
     markets_of: dict[bytes, set[int]] = {}
     for pkey, pos in state.positions.items():
@@ -322,6 +339,23 @@ def check_engine_invariants(state: ExecutionState) -> None:
             continue
         risk = subaccount_risk(w, sid)
         assert risk.equity >= risk.maintenance or risk.equity > 0, sid.hex()
+
+
+def check_bridge_records(state: ExecutionState) -> None:
+    from sequencer_net.execution.l1_bridge import decode_withdrawal_record
+    from sequencer_net.execution.limits import MAX_OPEN_DEPOSITS
+
+    collateral = state.config.collateral_token
+    for bkey, amount in state.l1_balances.items():
+        assert amount > 0 and len(bkey) == 40, bkey.hex()
+        assert not collateral or bkey[20:] != collateral, bkey.hex()
+    low = state.bridge.resolved_below
+    for nonce, tally in state.deposit_tallies.items():
+        assert low < nonce < low + MAX_OPEN_DEPOSITS or (nonce == low and not tally.resolved)
+        assert tally.resolved == (not tally.votes)
+    assert sorted(state.withdrawals) == list(range(state.bridge.next_withdrawal))
+    for wid, record in state.withdrawals.items():
+        assert decode_withdrawal_record(record)[0] == wid
 
 
 def check_order_index(state: ExecutionState) -> None:

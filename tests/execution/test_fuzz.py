@@ -1,9 +1,10 @@
 """Fuzzing `execute_block`: hostile bytes and mutated transactions of every kind.
 
 A hypothesis state machine builds blocks out of
-- valid DEX transactions of every payload kind (deposits, withdrawals,
-  transfers, orders of every type in perpetual and option markets, cancels,
-  oracle updates, listings, parameter updates, pauses),
+- valid DEX transactions of every payload kind (faucet deposits, L1 deposit
+  reports of collateral, ETH and another token, withdrawals of collateral
+  and of L1 asset balances, transfers, orders of every type in perpetual and
+  option markets, cancels, oracle updates, listings, parameter updates, pauses),
 - the same with one field replaced by an extreme or ill-typed value,
 - their payload bytes flipped, cut, inserted, spliced or nested,
 - arbitrary payload bytes, and rollup transactions of other namespaces,
@@ -20,6 +21,8 @@ every block it checks:
   `HandlerFailed` receipt or a `PhaseSkipped` event is a crash the safety net
   caught: the fuzz counts it as a failure, so it finds them);
 - conservation of money, long == short open interest, order bookkeeping;
+- per L1 token, the L1 asset balances sum to what Credited events credited
+  minus what Withdrawn events paid out, and the bridge records are consistent;
 - every account meets maintenance or has positive equity (a bankrupt one
   was closed out; one below maintenance has liquidation orders pending);
 - determinism: the same block on the same state gives the same outcome bytes.
@@ -43,12 +46,13 @@ from sequencer_net.execution.block import SequencedTransaction
 from sequencer_net.execution.encoding import encode
 from sequencer_net.execution.engine import ExecutionBlock, encode_outcome, execute_block
 from sequencer_net.execution.fees import DEFAULT_FEE_BASE, DEFAULT_FEE_PER_BYTE
-from sequencer_net.execution.receipts import FillEvent, PhaseSkipped
+from sequencer_net.execution.receipts import Credited, FillEvent, PhaseSkipped, Withdrawn
 from sequencer_net.execution.records import MarketKind, OptionKind, OptionTerms, TimeInForce
 from sequencer_net.execution.transactions import (
     CancelOrder,
     CancelOrderByClientId,
     Deposit,
+    L1DepositReport,
     ListMarket,
     OraclePrice,
     OracleUpdate,
@@ -62,12 +66,15 @@ from sequencer_net.execution.transactions import (
 )
 from tests.execution.execution_harness import (
     ADMIN,
+    COLLATERAL_TOKEN,
+    ETH,
     GENESIS_TIME,
     ORACLE,
     Chain,
     W,
     check_engine_invariants,
     key,
+    l1_asset_totals,
     make_genesis,
     option_params,
     perp_params,
@@ -86,6 +93,8 @@ PERPS = (1, 2)
 CALL, PUT = 10, 11
 MARKETS = (*PERPS, CALL, PUT)
 EXPIRY = GENESIS_TIME + 30 * 86_400
+OTHER_TOKEN = b"\x70" * 20
+L1_TOKENS = (COLLATERAL_TOKEN, ETH, OTHER_TOKEN)
 
 EXTREME_INTS = (
     0,
@@ -214,6 +223,8 @@ class EngineFuzz(RuleBasedStateMachine):
         self.pending: list[Any] = []
         self.kinds: dict[int, str] = {}
         self.consumed: set[tuple[bytes, int]] = set()
+        self.deposit_nonce = 0  # the next L1 deposit nonce the "L1" assigns
+        self.l1_expected: Counter[bytes] = Counter()  # per token: credited - paid out
         self.chain.block([self.oracle_tx(vol=W // 2)])
 
     # --- building blocks -----------------------------------------------------------
@@ -228,6 +239,7 @@ class EngineFuzz(RuleBasedStateMachine):
                 ["order"] * 6
                 + ["cancel"] * 2
                 + ["oracle", "deposit", "withdraw", "transfer", "list", "update", "pause"]
+                + ["report", "report", "withdraw_asset"]
             ),
             label="kind",
         )
@@ -297,7 +309,25 @@ class EngineFuzz(RuleBasedStateMachine):
             return ADMIN, Deposit(sub(trader, number), amount)
         if kind == "withdraw":
             amount = data.draw(st.integers(1, 2_000)) * W // 10
-            return key(trader), Withdraw(number, amount, key(trader).address)
+            token = data.draw(st.sampled_from([b"", b"", COLLATERAL_TOKEN]))
+            return key(trader), Withdraw(number, amount, key(trader).address, token)
+        if kind == "report":
+            style = data.draw(st.sampled_from(["next"] * 4 + ["reuse", "ahead"]))
+            if style == "next":
+                nonce = self.deposit_nonce
+                self.deposit_nonce += 1
+            elif style == "reuse":
+                nonce = data.draw(st.integers(0, self.deposit_nonce))
+            else:
+                nonce = self.deposit_nonce + data.draw(st.sampled_from([1, 5, 1023, 1024, 2**40]))
+            edge = data.draw(st.sampled_from([None, None, None, 0, 1, 10**40, 10**40 + 1]))
+            amount = data.draw(st.integers(1, 5_000)) * W if edge is None else edge
+            token = data.draw(st.sampled_from(L1_TOKENS))
+            return ORACLE, L1DepositReport(nonce, sub(trader, number), token, amount)
+        if kind == "withdraw_asset":
+            amount = data.draw(st.integers(1, 3_000)) * W
+            token = data.draw(st.sampled_from([ETH, OTHER_TOKEN]))
+            return key(trader), Withdraw(0, amount, key(trader).address, token)
         if kind == "transfer":
             to = sub(data.draw(st.sampled_from(TRADERS)), data.draw(st.sampled_from([0, 1])))
             amount = data.draw(st.integers(1, 2_000)) * W // 10
@@ -482,6 +512,7 @@ class EngineFuzz(RuleBasedStateMachine):
         assert encode_outcome(result) == encode_outcome(again)
         assert len(result.receipts) == len(txs)
         self.check_nonces_and_fees(state, txs, result)
+        self.check_l1_assets(result)
         crashes = [e for e in result.events if isinstance(e, PhaseSkipped)]
         crashes += [r for r in result.receipts if r.error in ("HandlerFailed", "BlockFailed")]
         assert not crashes, crashes
@@ -516,6 +547,17 @@ class EngineFuzz(RuleBasedStateMachine):
         trading = sum(e.fee for e in result.events if isinstance(e, FillEvent))
         paid = sum(r.fee for r in result.receipts)
         assert result.state.ledger.fee_pool - before.ledger.fee_pool == paid + trading
+
+    def check_l1_assets(self, result: Any) -> None:
+        """Per token, L1 asset balances == credited - withdrawn (events)."""
+        collateral = result.state.config.collateral_token
+        for event in result.events:
+            if isinstance(event, Credited) and not event.collateral:
+                self.l1_expected[event.token] += event.amount
+            elif isinstance(event, Withdrawn) and event.token not in (b"", collateral):
+                self.l1_expected[event.token] -= event.amount
+        expected = {token: amount for token, amount in self.l1_expected.items() if amount}
+        assert l1_asset_totals(result.state) == expected
 
     def teardown(self) -> None:
         """Execute what is still pending: no generated transaction goes untested."""

@@ -13,11 +13,13 @@ from sequencer_net.execution.transactions import (
     CancelOrder,
     CancelOrderByClientId,
     Deposit,
+    L1DepositReport,
     OraclePrice,
     OracleUpdate,
     PlaceOrder,
     SetMarketPaused,
     Transfer,
+    TxPayload,
     Withdraw,
     encode_payload,
 )
@@ -33,11 +35,12 @@ from tests.mempool.factories import DOMAIN, KEYS, OTHER_DOMAIN
 
 W = 10**18
 ORDER = PlaceOrder(1, 7, 0, 60_123 * W, 3 * W // 2, TimeInForce.GOOD_TILL_CANCEL, True, False)
-SAMPLES = [
+SAMPLES: list[TxPayload] = [
     ORDER,
     CancelOrder(0, 7, bytes(range(32))),
     CancelOrderByClientId(0, 42),
     Withdraw(0, 250 * W, bytes([0xAA]) * 20),
+    Withdraw(0, 2 * W, bytes([0xAA]) * 20, bytes(20)),
     Transfer(0, bytes([0xBB]) * 21, 5 * W),
     Deposit(bytes([0xCC]) * 21, 10 * W),
     SetMarketPaused(7, True),
@@ -90,6 +93,18 @@ def test_a_wallet_shows_the_order_fields() -> None:
     )
 
 
+def test_a_wallet_shows_the_withdrawal_token() -> None:
+    eth = Withdraw(0, 2 * W, bytes([0xAA]) * 20, bytes(20))
+    typed = typed_data(DOMAIN, 3, 10**15, eth)
+    assert typed["message"]["token"] == "0x" + "00" * 20
+    collateral = typed_data(DOMAIN, 3, 10**15, Withdraw(0, 2 * W, bytes([0xAA]) * 20))
+    assert collateral["message"]["token"] == "0x"
+    assert type_string(Withdraw) == (
+        "Withdraw(uint64 nonce,uint256 fee,int256 subaccountNumber,int256 amount,"
+        "bytes recipient,bytes token)"
+    )
+
+
 def test_the_sdk_and_a_wallet_make_the_same_transaction() -> None:
     encoded = dex_transaction(KEYS[1], DOMAIN, 4, ORDER, fee=10**15)
     tx = decode_transaction(encoded)
@@ -127,7 +142,13 @@ def test_other_payloads_keep_the_generic_transaction_structure() -> None:
     """A typed digest never equals the generic one for the same bytes (distinct
     type hashes), and what is not a typed action is signed as a Transaction."""
     report = encode_payload(OracleUpdate(1, (OraclePrice(1, W, 0),)))
-    for namespace, payload in [(0, report), (0, b"\xc1not msgpack"), (3, encode_payload(ORDER))]:
+    deposit = encode_payload(L1DepositReport(5, bytes(21), bytes(20), W))
+    for namespace, payload in [
+        (0, report),
+        (0, deposit),
+        (0, b"\xc1not msgpack"),
+        (3, encode_payload(ORDER)),
+    ]:
         generic = keccak256(
             b"\x19\x01"
             + DOMAIN.separator()

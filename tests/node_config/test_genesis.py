@@ -203,6 +203,9 @@ def test_canonical_bytes_ignore_operational_hints(genesis: Genesis) -> None:
             g,
             genesis_time_ms=g.genesis_time_ms + 1,  # same second, still a different chain
         ),
+        lambda g: dataclasses.replace(
+            g, execution=msgspec.structs.replace(g.execution, collateral_token=b"\xc0" * 20)
+        ),
     ],
 )
 def test_canonical_bytes_cover_what_defines_the_chain(genesis: Genesis, change: Any) -> None:
@@ -252,6 +255,23 @@ def test_markets_round_trip_through_json(genesis: Genesis, tmp_path: Path) -> No
     loaded = load_genesis(path)
     assert loaded == with_markets
     assert loaded.canonical_bytes() == with_markets.canonical_bytes()
+
+
+def test_the_collateral_token_round_trips_through_json(genesis: Genesis, tmp_path: Path) -> None:
+    token = bytes.fromhex("5fbdb2315678afecb367f032d93f642f64180aa3")
+    execution = msgspec.structs.replace(genesis.execution, collateral_token=token)
+    with_token = dataclasses.replace(genesis, execution=execution)
+    path = tmp_path / "genesis.json"
+    write_genesis(path, with_token)
+    assert json.loads(path.read_text())["execution"]["collateral_token"] == "0x" + token.hex()
+    loaded = load_genesis(path)
+    assert loaded == with_token
+    assert loaded.canonical_bytes() == with_token.canonical_bytes()
+    # Without the key the token is empty: the digest of an older genesis file.
+    document = json.loads(path.read_text())
+    del document["execution"]["collateral_token"]
+    path.write_text(json.dumps(document))
+    assert load_genesis(path).genesis_block().digest() == genesis.genesis_block().digest()
 
 
 def test_integers_may_be_numbers_or_decimal_strings(genesis: Genesis, tmp_path: Path) -> None:
@@ -334,6 +354,18 @@ def test_integers_may_be_numbers_or_decimal_strings(genesis: Genesis, tmp_path: 
                 g, execution=msgspec.structs.replace(g.execution, insurance_fund=-1)
             ),
             "execution: genesis amounts must be positive",
+        ),
+        (
+            lambda g: dataclasses.replace(
+                g, execution=msgspec.structs.replace(g.execution, collateral_token=bytes(20))
+            ),
+            "execution: collateral_token cannot be the zero address",
+        ),
+        (
+            lambda g: dataclasses.replace(
+                g, execution=msgspec.structs.replace(g.execution, collateral_token=bytes(19))
+            ),
+            "execution: collateral_token is a 20-byte address",
         ),
         (
             lambda g: dataclasses.replace(
