@@ -152,6 +152,11 @@ _SCHEMAS: dict[str, _Schema] = {
                     "last_error": _OPT_STR,
                 },
             },
+            "forced": {
+                "type": ["object", "null"],
+                "description": "Forced transactions from the L1 Inbox (docs/l1.md).",
+                "properties": {"tracked": _INT, "overdue": _INT},
+            },
             "uptime_s": _NUMBER,
         },
         "required": ["height"],

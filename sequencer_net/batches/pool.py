@@ -56,6 +56,9 @@ MAX_CACHED_PAIR_TXS = 400_000
 """Transactions whose (namespace, hash) the pool keeps for recent batches, so
 the leader and voters compute a block's namespace root without decoding its
 batches again (36 bytes each; older batches are decoded from the store)."""
+MAX_WATCHED_TXS = 4_096
+"""Transactions (forced ones) whose holding batches the pool keeps indexed
+(`batches_holding`), least recently asked first forgotten."""
 MAX_IN_FLIGHT = 4_096
 """Peers' batches queued for verification whose digests voters may wait on."""
 MAX_REJECTED_BATCHES = 10_000
@@ -114,6 +117,8 @@ class BatchPool:
         self._in_flight: dict[bytes, trio.Event] = {}
         self._pairs: OrderedDict[bytes, tuple[bytes, bytes]] = OrderedDict()
         self._pair_txs = 0
+        self._watched: OrderedDict[bytes, set[bytes]] = OrderedDict()
+        """tx hash -> digests of cached batches carrying it, for hashes asked about."""
         self.rejected_batches = 0
 
     def __contains__(self, digest: object) -> bool:
@@ -295,9 +300,63 @@ class BatchPool:
         namespaces = b"".join(n.to_bytes(4, "big") for n, _ in pairs)
         self._pairs[digest] = (namespaces, b"".join(h for _, h in pairs))
         self._pair_txs += len(pairs)
+        if self._watched:
+            for _, tx_hash_ in pairs:
+                holders = self._watched.get(tx_hash_)
+                if holders is not None:
+                    holders.add(digest)
         while self._pair_txs > MAX_CACHED_PAIR_TXS and len(self._pairs) > 1:
-            _, (dropped, _) = self._pairs.popitem(last=False)
+            dropped_digest, (dropped, hashes) = self._pairs.popitem(last=False)
             self._pair_txs -= len(dropped) // 4
+            self._unwatch_batch(dropped_digest, hashes)
+
+    def _unwatch_batch(self, digest: bytes, hashes: bytes) -> None:
+        """A batch left the pairs cache: it no longer counts as holding anything."""
+        if not self._watched:
+            return
+        for i in range(0, len(hashes), 32):
+            holders = self._watched.get(hashes[i : i + 32])
+            if holders is not None:
+                holders.discard(digest)
+
+    def _holders_of(self, tx_hash_: bytes) -> set[bytes]:
+        """Digests of cached batches carrying `tx_hash_`: scanned once, when first
+        asked about, then kept up to date as batches arrive and leave."""
+        holders = self._watched.get(tx_hash_)
+        if holders is not None:
+            self._watched.move_to_end(tx_hash_)
+            return holders
+        holders = set()
+        for digest, (_, hashes) in self._pairs.items():
+            at = hashes.find(tx_hash_)
+            while at != -1 and at % 32:
+                at = hashes.find(tx_hash_, at + 1)
+            if at != -1:
+                holders.add(digest)
+        self._watched[tx_hash_] = holders
+        while len(self._watched) > MAX_WATCHED_TXS:
+            self._watched.popitem(last=False)
+        return holders
+
+    def batches_holding(
+        self, tx_hashes: Iterable[bytes]
+    ) -> dict[bytes, list[tuple[bytes, BatchSize]]]:
+        """For each of `tx_hashes` (forced transactions) that some verified batch
+        no committed block names yet carries: those batches, with their sizes,
+        ordered by (author, sequence, digest) as `unincluded` orders them. Only
+        recent batches count (those whose transaction hashes the pool keeps in
+        memory, MAX_CACHED_PAIR_TXS), so asking stays a memory lookup."""
+        out: dict[bytes, list[tuple[bytes, BatchSize]]] = {}
+        for tx_hash_ in tx_hashes:
+            held = [
+                (k.author, k.sequence, d, k.size)
+                for d in self._holders_of(tx_hash_)
+                if (k := self._known.get(d)) is not None and not k.included
+            ]
+            if held:
+                held.sort(key=lambda c: (c[0], c[1], c[2]))
+                out[tx_hash_] = [(d, size) for _, _, d, size in held]
+        return out
 
     def namespace_pairs(self, digest: bytes) -> list[tuple[int, bytes]] | None:
         """(namespace, tx hash) of a held batch's transactions, in order (None if
@@ -337,6 +396,7 @@ class BatchPool:
             cached = self._pairs.pop(digest, None)
             if cached is not None:
                 self._pair_txs -= len(cached[0]) // 4
+                self._unwatch_batch(digest, cached[1])
 
     def mark_included(self, digests: list[bytes]) -> None:
         for digest in digests:

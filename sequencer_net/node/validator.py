@@ -39,6 +39,7 @@ from sequencer_net.home.config import NodeConfig
 from sequencer_net.home.genesis import Genesis, load_genesis
 from sequencer_net.home.lock import HomeLock
 from sequencer_net.home.setup import load_validator_secret
+from sequencer_net.l1.forced import ForcedInclusion
 from sequencer_net.logging_limits import run_flusher
 from sequencer_net.mempool.mempool import AddResult
 from sequencer_net.mempool.transaction import InvalidTransaction
@@ -144,6 +145,9 @@ class ValidatorNode(NodeBase):
             config=config.consensus.consensus_config(genesis),
             stored_block=self.store.block_by_digest,
         )
+        self.forced = ForcedInclusion() if config.l1.rpc_url is not None else None
+        """Forced transactions seen on the L1 Inbox: the L1 watcher submits each to
+        `intake` and, once accepted, calls `forced.observe`; None without [l1]."""
         self.payloads = PayloadService(
             core=self.core,
             pool=self.pool,
@@ -155,6 +159,8 @@ class ValidatorNode(NodeBase):
             state_root_at=self._state_root_at,
             empty_block_wait_ms=config.consensus.empty_block_wait_ms(genesis),
             lag_wait_ms=config.consensus.consensus_config(genesis).view_timeout_ms // 2,
+            forced=self.forced,
+            is_committed=self._is_committed,
         )
         self._commits_in, self._commits_out = trio.open_memory_channel[Commit](COMMIT_QUEUE)
         self.driver = ConsensusDriver(
@@ -240,6 +246,9 @@ class ValidatorNode(NodeBase):
             specs.append(PeerSpec(index=i, public_key=v.public_key, host=host, port=port))
         return specs
 
+    def _is_committed(self, tx_hash: bytes) -> bool:
+        return self.store.find_transaction(tx_hash) is not None
+
     def _validator_address(self, index: int) -> bytes | None:
         if not self.validators.contains(index):
             return None
@@ -285,6 +294,7 @@ class ValidatorNode(NodeBase):
             "oracle": (
                 {"source": "none"} if self.reporter is None else self.reporter.status.document()
             ),
+            "forced": None if self.forced is None else self.forced.status(self._is_committed),
             "uptime_s": round(time.monotonic() - self.started_at, 1),
         }
 

@@ -9,6 +9,8 @@ subclass at the first rule that fails, in the order a reader checks a header:
     check_block_size      the named batches' transactions fit one block
     check_namespace_root  the namespace root is that of the named batches'
                           transactions (`block_namespace_pairs`)
+    check_forced_inclusion  no overdue forced transaction that a verified
+                          batch here carries is left out (docs/l1.md)
 
 Voting never waits for this validator's own execution: a block vouches for
 the state root of an earlier height, and a validator that has not executed
@@ -20,11 +22,11 @@ which bounds the lag (docs/architecture.md, "Execution trails ordering").
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from sequencer_net.execution.limits import MAX_TRANSACTIONS_PER_BLOCK
-from sequencer_net.payload.format import MAX_CLOCK_DRIFT_MS, BlockPayload
+from sequencer_net.payload.format import MAX_BATCHES_PER_BLOCK, MAX_CLOCK_DRIFT_MS, BlockPayload
 from sequencer_net.payload.namespaces import namespace_root
 
 MAX_BLOCK_TX_BYTES = 64 * 1024 * 1024
@@ -79,6 +81,11 @@ class BatchesUnavailable(PayloadRejected):
 
 class NamespaceRootMismatch(PayloadRejected):
     pass
+
+
+class ForcedTransactionSkipped(PayloadRejected):
+    """The block leaves out an overdue forced transaction that a verified batch
+    held here carries, while it had room for that batch."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,4 +202,41 @@ def check_namespace_root(payload: BlockPayload, pairs: Sequence[tuple[int, bytes
         raise NamespaceRootMismatch(
             f"namespace root {payload.namespace_root.hex()[:12]} differs from the "
             f"batches' {expected.hex()[:12]}"
+        )
+
+
+def check_forced_inclusion(
+    skipped: Mapping[bytes, Sequence[tuple[bytes, BatchSize]]],
+    block: Sequence[BatchSize],
+    *,
+    full_of_forced: bool,
+) -> None:
+    """Forced inclusion (docs/l1.md, "Forced inclusion"): `skipped` maps each
+    overdue forced transaction that is neither in this block, nor in an
+    uncommitted ancestor, nor committed, to the verified batches held here that
+    carry it (only those: a forced transaction that never reached a batch binds
+    no vote, or a transaction no leader could have would halt the chain).
+
+    Such a transaction is excused only when the block is `full_of_forced`
+    (every batch in it carries a forced transaction) and none of its batches
+    would still fit (`check_block_size`, MAX_BATCHES_PER_BLOCK): then the
+    block did what it could, and the next one takes the rest."""
+    transactions = sum(b.transactions for b in block)
+    tx_bytes = sum(b.tx_bytes for b in block)
+
+    def fits(size: BatchSize) -> bool:
+        return (
+            len(block) < MAX_BATCHES_PER_BLOCK
+            and transactions + size.transactions <= MAX_TRANSACTIONS_PER_BLOCK
+            and tx_bytes + size.tx_bytes <= MAX_BLOCK_TX_BYTES
+        )
+
+    for tx_hash, holders in sorted(skipped.items()):
+        if not holders:
+            continue
+        if full_of_forced and not any(fits(size) for _, size in holders):
+            continue
+        raise ForcedTransactionSkipped(
+            f"overdue forced transaction {tx_hash.hex()} left out, though batch "
+            f"{holders[0][0].hex()[:12]} carries it"
         )

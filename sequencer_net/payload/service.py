@@ -3,8 +3,10 @@
 
 Build: wait (briefly) for a batch when there is none, then take the current
 time, the latest executed state root, and the batches no committed block and
-no uncommitted ancestor of the new block names yet, as many as fit one block;
-none while this validator's execution lags too far (checks.MAX_EXECUTION_LAG).
+no uncommitted ancestor of the new block names yet, as many as fit one block,
+those carrying forced transactions first (overdue ones foremost); while this
+validator's execution lags too far (checks.MAX_EXECUTION_LAG), only the
+batches carrying overdue forced transactions, which voters require.
 Before building, a leader whose execution trails finalization by more than
 checks.MAX_EXECUTION_BACKLOG blocks waits (bounded) for it: backpressure.
 
@@ -13,7 +15,8 @@ Verify: well-formed; `checks.check_header` against the parent;
 executed that height (never waiting for it); every named batch present and
 verified here (fetched from the proposer, then from other peers, when
 missing); `checks.check_block_size` over them; `checks.check_namespace_root`
-over their transactions.
+over their transactions; with forced inclusion on, `checks.check_forced_inclusion`
+(no overdue forced transaction held here in a verified batch is left out).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from consensus.core import ConsensusCore
 from consensus.messages import Block
 from sequencer_net.batches.fetch import BatchFetcher
 from sequencer_net.batches.pool import MAX_BATCHES_PER_REQUEST, BatchPool, BatchRequest
+from sequencer_net.l1.forced import ForcedInclusion
 from sequencer_net.payload.checks import (
     MAX_EXECUTION_BACKLOG,
     MAX_EXECUTION_LAG,
@@ -38,6 +42,7 @@ from sequencer_net.payload.checks import (
     PayloadRejected,
     block_namespace_pairs,
     check_block_size,
+    check_forced_inclusion,
     check_header,
     check_namespace_root,
     check_vouched_root,
@@ -84,6 +89,8 @@ class PayloadService:
         empty_block_wait_ms: int,
         lag_wait_ms: int,
         clock_ms: Callable[[], int] = wall_clock_ms,
+        forced: ForcedInclusion | None = None,
+        is_committed: Callable[[bytes], bool] = lambda tx_hash: False,
     ) -> None:
         self.core = core
         self.pool = pool
@@ -95,6 +102,10 @@ class PayloadService:
         self.empty_block_wait_ms = empty_block_wait_ms
         self.lag_wait_ms = lag_wait_ms
         self.clock_ms = clock_ms
+        self.forced = forced
+        """Forced transactions to hold leaders to (None: the rule is off)."""
+        self.is_committed = is_committed
+        """Whether a transaction hash is committed here (the store's index)."""
         self.unchecked_roots = 0
         """Votes cast before this validator had executed the vouched height."""
 
@@ -143,10 +154,18 @@ class PayloadService:
                 while not self.pool.unincluded(exclude, 1):
                     await self.pool.wait_for_batch()
         parent = self.parent_state(self.core.known_block(parent_digest))
+        urgent, forced = self._forced_batches(exclude)
         batches: list[bytes] = []
         if not lagging:
-            candidates = self.pool.unincluded(exclude, MAX_BATCHES_PER_BLOCK)
+            first = urgent + forced
+            named = {d for d, _ in first}
+            rest = self.pool.unincluded(exclude, MAX_BATCHES_PER_BLOCK)
+            candidates = first + [c for c in rest if c[0] not in named]
             batches = fill_block(candidates, MAX_BATCHES_PER_BLOCK)
+        elif urgent:
+            # Voters refuse a block leaving out an overdue forced transaction,
+            # lagging leader or not: carry those batches, nothing more.
+            batches = fill_block(urgent, MAX_BATCHES_PER_BLOCK)
         per_batch = [(d, self.pool.namespace_pairs(d)) for d in batches]
         # A batch pruned meanwhile is left for no block: the root covers what is named.
         batches = [d for d, pairs in per_batch if pairs is not None]
@@ -168,6 +187,73 @@ class PayloadService:
                 namespace_root=root,
             )
         )
+
+    def _forced_batches(
+        self, exclude: set[bytes]
+    ) -> tuple[list[tuple[bytes, BatchSize]], list[tuple[bytes, BatchSize]]]:
+        """The leader's forced batches: one held batch for each overdue forced
+        transaction, then one for each other tracked one; none for a
+        transaction a batch in `exclude` (an ancestor's) already carries."""
+        if self.forced is None:
+            return [], []
+        overdue = self.forced.overdue(self.is_committed)
+        tracked = self.forced.tracked()
+        if not tracked:
+            return [], []
+        held = self.pool.batches_holding(sorted(tracked))
+        chosen: set[bytes] = set()
+        urgent: list[tuple[bytes, BatchSize]] = []
+        rest: list[tuple[bytes, BatchSize]] = []
+        for tx_hash in sorted(held, key=lambda h: (h not in overdue, h)):
+            holders = held[tx_hash]
+            if any(d in exclude or d in chosen for d, _ in holders):
+                continue
+            digest, size = holders[0]
+            chosen.add(digest)
+            (urgent if tx_hash in overdue else rest).append((digest, size))
+        return urgent, rest
+
+    def _ancestor_transactions(self, parent_digest: bytes) -> set[bytes]:
+        """Hashes of the transactions in `_ancestor_batches(parent_digest)`."""
+        hashes: set[bytes] = set()
+        for digest in self._ancestor_batches(parent_digest):
+            hashes.update(h for _, h in self.pool.namespace_pairs(digest) or [])
+        return hashes
+
+    def _check_forced(
+        self,
+        block: Block,
+        payload: BlockPayload,
+        sizes: list[BatchSize],
+        pairs: list[tuple[int, bytes]],
+    ) -> None:
+        """Raise ForcedTransactionSkipped if the block leaves out an overdue forced
+        transaction that a verified batch in this pool carries.
+
+        Only a transaction some verified batch here carries binds the vote: the
+        leader demonstrably could have it (every batch is broadcast to every
+        validator and fetchable by digest). Requiring one that never reached a
+        batch (dropped by every mempool, say) would halt the chain, as no leader
+        could satisfy it."""
+        if self.forced is None:
+            return
+        overdue = self.forced.overdue(self.is_committed)
+        if not overdue:
+            return
+        in_block = {h for _, h in pairs}
+        held = self.pool.batches_holding(sorted(overdue - in_block))
+        if not held:
+            return
+        in_ancestors = self._ancestor_transactions(block.parent)
+        skipped = {h: holders for h, holders in held.items() if h not in in_ancestors}
+        if not skipped:
+            return
+        tracked = self.forced.tracked()
+        full_of_forced = bool(payload.batches) and all(
+            any(h in tracked for _, h in self.pool.namespace_pairs(d) or [])
+            for d in payload.batches
+        )
+        check_forced_inclusion(skipped, sizes, full_of_forced=full_of_forced)
 
     def _namespace_pairs(self, digests: list[bytes]) -> list[tuple[int, bytes]]:
         """The (namespace, tx hash) pairs of the block's batches (all held here)."""
@@ -221,3 +307,4 @@ class PayloadService:
             await trio.to_thread.run_sync(check_namespace_root, payload, pairs)
         else:
             check_namespace_root(payload, pairs)
+        self._check_forced(block, payload, sizes, pairs)

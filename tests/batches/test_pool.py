@@ -173,3 +173,48 @@ def test_the_in_flight_table_is_bounded(store: NodeStore) -> None:
     for i in range(MAX_IN_FLIGHT + 100):
         pool.expect(i.to_bytes(32, "big"))
     assert len(pool._in_flight) == MAX_IN_FLIGHT
+
+
+async def test_batches_holding_a_transaction_are_indexed_before_and_after_the_question(
+    store: NodeStore,
+) -> None:
+    """A forced transaction's holders: batches that arrived before it was first
+    asked about (found by a scan) and after (added as they come); a batch named
+    by a committed block, or forgotten, no longer holds it."""
+    from sequencer_net.mempool.transaction import tx_hash
+
+    pool, _ = make_pool(store)
+    forced = signed(sender=1, nonce=0)
+    early = await pool.receive(2, batch_of(2, 0, [signed(sender=0, nonce=0), forced]))
+    other = await pool.receive(3, batch_of(3, 0, [signed(sender=2, nonce=0)]))
+    assert early is not None and other is not None
+    h = tx_hash(forced)
+    assert [d for d, _ in pool.batches_holding([h])[h]] == [early]
+    late = await pool.receive(1, batch_of(1, 0, [forced]))
+    assert late is not None
+    held = pool.batches_holding([h])[h]
+    assert [d for d, _ in held] == [late, early]  # (author, sequence) order
+    assert held[0][1].transactions == 1
+    pool.mark_included([late])
+    assert [d for d, _ in pool.batches_holding([h])[h]] == [early]
+    pool.forget([early])
+    assert pool.batches_holding([h]) == {}
+    assert pool.batches_holding([b"\x77" * 32]) == {}
+
+
+async def test_a_batch_leaving_the_pairs_cache_no_longer_holds_its_transactions(
+    store: NodeStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The holders index is bounded with the cache it is built from."""
+    from sequencer_net.batches import pool as pool_module
+    from sequencer_net.mempool.transaction import tx_hash
+
+    monkeypatch.setattr(pool_module, "MAX_CACHED_PAIR_TXS", 2)
+    pool, _ = make_pool(store)
+    forced = signed(sender=1, nonce=0)
+    first = await pool.receive(2, batch_of(2, 0, [forced]))
+    assert first is not None
+    h = tx_hash(forced)
+    assert h in pool.batches_holding([h])
+    await pool.receive(3, batch_of(3, 0, [signed(sender=2, nonce=0), signed(sender=3, nonce=0)]))
+    assert pool.batches_holding([h]) == {}

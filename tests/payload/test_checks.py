@@ -13,6 +13,7 @@ from sequencer_net.payload.checks import (
     MAX_BLOCK_TX_BYTES,
     BatchSize,
     BlockTooLarge,
+    ForcedTransactionSkipped,
     NamespaceRootMismatch,
     ParentState,
     StateHeightNotBelowBlock,
@@ -22,6 +23,7 @@ from sequencer_net.payload.checks import (
     TimestampInFuture,
     block_namespace_pairs,
     check_block_size,
+    check_forced_inclusion,
     check_header,
     check_namespace_root,
     check_vouched_root,
@@ -145,3 +147,34 @@ def test_a_full_payload_fits_the_bound_and_a_short_root_is_malformed() -> None:
     missing = msgspec.msgpack.encode([1, 0, ROOT_A, []])  # the old four-field payload
     with pytest.raises(MalformedPayload):
         decode_payload(missing)
+
+
+def test_a_skipped_forced_transaction_with_a_held_batch_refuses_the_block() -> None:
+    held = {b"\xf0" * 32: [(b"\xf1" * 32, BatchSize(1, 100))]}
+    with pytest.raises(ForcedTransactionSkipped, match="f1f1f1f1f1f1"):
+        check_forced_inclusion(held, [BatchSize(10, 1000)], full_of_forced=False)
+    # Room left: being made of forced batches is no excuse.
+    with pytest.raises(ForcedTransactionSkipped):
+        check_forced_inclusion(held, [BatchSize(10, 1000)], full_of_forced=True)
+    check_forced_inclusion({}, [BatchSize(10, 1000)], full_of_forced=False)
+    check_forced_inclusion({b"\xf0" * 32: []}, [], full_of_forced=False)
+
+
+@pytest.mark.parametrize(
+    "block",
+    [
+        [BatchSize(1, 100)] * MAX_BATCHES_PER_BLOCK,
+        [BatchSize(MAX_TRANSACTIONS_PER_BLOCK, 100)],
+        [BatchSize(1, MAX_BLOCK_TX_BYTES - 99)],
+    ],
+    ids=["batches", "transactions", "bytes"],
+)
+def test_a_block_full_of_forced_batches_may_leave_the_rest_to_the_next(
+    block: list[BatchSize],
+) -> None:
+    """The block is full by each limit: a further forced batch would not fit, so
+    a block made only of forced batches is excused; one with other batches is not."""
+    held = {b"\xf0" * 32: [(b"\xf1" * 32, BatchSize(1, 100))]}
+    check_forced_inclusion(held, block, full_of_forced=True)
+    with pytest.raises(ForcedTransactionSkipped):
+        check_forced_inclusion(held, block, full_of_forced=False)
