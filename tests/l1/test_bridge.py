@@ -17,6 +17,7 @@ from tests.l1.l1_chain import ESCAPE_DELAY, L1Chain, expect_revert
 WAD = 10**18
 ETH = Web3.to_checksum_address("0x" + "00" * 20)
 STATE_HEIGHT = 40
+HUGE = 2**120 + 5  # a collateral whose BIG_INT_EXT payload is exactly 16 bytes
 
 
 def wd_key(withdrawal_id: int) -> bytes:
@@ -132,16 +133,19 @@ def test_escape_hatch(chain: L1Chain) -> None:
     alice, bob = chain.users[0], chain.users[1]
     bridge = chain.addresses.checksum("bridge")
     token = chain.addresses.checksum("collateral_token")
-    chain.send(chain.token.functions.mint(bridge, 1_000 * WAD))
+    chain.send(chain.token.functions.mint(bridge, 1_000 * WAD + HUGE))
     chain.send(chain.bridge.functions.depositEth(b"\x00" * 21), chain.users[2], value=4 * WAD)
     small = Subaccount(collateral=7 * WAD // 10, markets=(), open_orders=0)  # msgpack uint64
     big = Subaccount(collateral=250 * WAD + 1, markets=(), open_orders=0)  # BIG_INT_EXT
     trading = Subaccount(collateral=90 * WAD, markets=(3,), open_orders=1)
     negative = Subaccount(collateral=-(30 * WAD), markets=(), open_orders=0)
+    huge = Subaccount(collateral=HUGE, markets=(), open_orders=0)  # 16 bytes: fixext 16
     assert encode(small)[1] == 0xCF and encode(big)[1:4] == bytes([0xC7, 9, BIG_INT_EXT])
+    assert encode(huge)[1:3] == bytes([0xD8, BIG_INT_EXT])
     values = {
         sub_key(alice.address, 0): encode(small),
         sub_key(alice.address, 1): encode(big),
+        sub_key(alice.address, 2): encode(huge),
         sub_key(bob.address, 0): encode(trading),
         sub_key(bob.address, 1): encode(negative),
         l1bal_key(bob.address, ETH): abi_encode(["uint256"], [3 * WAD]),
@@ -171,9 +175,10 @@ def test_escape_hatch(chain: L1Chain) -> None:
         7 * WAD // 10,
     )
     escape(alice, 1)
+    escape(alice, 2)
     assert (
         chain.token.functions.balanceOf(alice.address).call()
-        == before + 7 * WAD // 10 + 250 * WAD + 1
+        == before + 7 * WAD // 10 + 250 * WAD + 1 + HUGE
     )
     expect_revert("AlreadyEscaped", lambda: escape(alice, 0))
     expect_revert("OpenMarkets", lambda: escape(bob, 0))
