@@ -16,3 +16,16 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     .venv/bin/python -m pip install -q -e '.[dev]'
     echo "$want" > "$stamp"
 fi
+# The L1 toolchain (solc for contracts/, anvil for local chains and tests),
+# pinned in package-lock.json. Reinstalls only when the lock file changed.
+if command -v npm >/dev/null 2>&1; then
+    npm_stamp=node_modules/.seqnet-installed
+    npm_want=$(sha256sum package-lock.json | cut -d' ' -f1)
+    if [ ! -f "$npm_stamp" ] || [ "$(cat "$npm_stamp")" != "$npm_want" ]; then
+        echo "==> installing the L1 toolchain (solc, anvil) into node_modules"
+        npm ci --no-audit --no-fund
+        echo "$npm_want" > "$npm_stamp"
+    fi
+else
+    echo "==> npm not found: skipping the L1 toolchain (solc, anvil); L1 tests will skip" >&2
+fi

@@ -526,3 +526,59 @@ def recovery(
         click.echo(report_text(report))
     if report["agreement"]["agree"] is False:
         sys.exit(1)
+
+
+@bench.command("l1-gas")
+@click.option(
+    "--validators",
+    "-n",
+    "counts",
+    type=click.IntRange(1, 64),
+    multiple=True,
+    help="Validator counts to measure (repeatable); default 4, 7, 10 and 16.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as one JSON object.")
+def l1_gas(counts: tuple[int, ...], as_json: bool) -> None:
+    """Gas of a steady Commitments.post on L1, by validator count.
+
+    \b
+    For each n: a fresh anvil on 127.0.0.1 (node_modules/.bin/anvil, or
+    $SEQNET_ANVIL), the contracts deployed with n validators of equal power,
+    two headers posted with a bare quorum of signatures (floor(2n/3) + 1);
+    the second post's gasUsed is reported, next to its target where one is
+    set. Gas is deterministic: a rerun prints the same numbers.
+
+    \b
+    Examples:
+      seqnet bench l1-gas
+      seqnet bench l1-gas -n 4 -n 100 --json
+    """
+    from sequencer_net.l1.anvil import AnvilError
+    from sequencer_net.l1.gas import BENCH_VALIDATOR_COUNTS, POST_GAS_TARGETS, measure
+
+    try:
+        rows = [measure(n) for n in (counts or BENCH_VALIDATOR_COUNTS)]
+    except AnvilError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if as_json:
+        report = {
+            "benchmark": "l1-gas",
+            "rows": [
+                {
+                    "validators": row.validators,
+                    "signers": row.signers,
+                    "post_gas": row.gas,
+                    "target": POST_GAS_TARGETS.get(row.validators),
+                }
+                for row in rows
+            ],
+        }
+        click.echo(json.dumps(report))
+        return
+    click.echo(f"{'validators':>10} {'signers':>8} {'post gas':>10} {'target':>10}")
+    for row in rows:
+        target = POST_GAS_TARGETS.get(row.validators)
+        mark = ""
+        if target is not None:
+            mark = f"{target:>10,}" + (" ok" if row.gas <= target else " OVER")
+        click.echo(f"{row.validators:>10} {row.signers:>8} {row.gas:>10,} {mark}")

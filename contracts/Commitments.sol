@@ -1,0 +1,451 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity 0.8.37;
+
+/// seqnet's light client on L1: the validator set, and the finalized block headers that a
+/// quorum of it signed.
+///
+/// Trust: a header is accepted when validators holding a quorum (floor(2 * total / 3) + 1) of
+/// the current set's power signed its FINALIZE vote, exactly the digest they sign off-chain
+/// (consensus/encoding.py). The contract does not re-execute anything: it trusts a quorum of the
+/// current set about the block, its state root and its batches. The set itself changes only by
+/// `rotate`, signed by a quorum of the set it replaces; signatures of a replaced set are refused.
+/// Safety therefore holds while no quorum of a current set is malicious; liveness (posting) needs
+/// one honest relayer with the signatures, and the Bridge's escape hatch covers its absence.
+contract Commitments {
+    struct Header {
+        uint64 viewNumber; // the consensus view (`view` is a Solidity keyword)
+        uint64 height;
+        bytes32 parent;
+        uint32 proposer;
+        uint64 timestamp;
+        uint64 stateHeight;
+        bytes32 stateRoot;
+        bytes32 batchesHash; // keccak256 of the concatenated batch digests
+        bytes32 namespaceRoot;
+    }
+
+    bytes32 private constant DOMAIN_TYPEHASH = keccak256(
+        "EIP712Domain(string name,string version,uint256 chainId,address verifyingContract,bytes32 salt)"
+    );
+    bytes32 private constant PAYLOAD_TYPEHASH = keccak256(
+        "Payload(uint64 timestamp,uint64 stateHeight,bytes32 stateRoot,bytes32[] batches,bytes32 namespaceRoot)"
+    );
+    bytes32 private constant BLOCK_TYPEHASH =
+        keccak256("Block(uint64 view,uint64 height,bytes32 parent,bytes32 payloadHash,uint32 proposer)");
+    bytes32 private constant VOTE_TYPEHASH = keccak256("Vote(uint8 kind,uint64 view,uint64 height,bytes32 block)");
+    bytes32 private constant VALIDATOR_SET_TYPEHASH =
+        keccak256("ValidatorSet(uint64 epoch,address[] validators,uint256[] powers)");
+    uint256 private constant VOTE_KIND_FINALIZE = 3;
+
+    /// secp256k1 n / 2: a signature with a larger s is the malleable twin of another.
+    uint256 private constant HALF_N = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0;
+    uint256 private constant SIGNATURE_BYTES = 65;
+    /// Same bound as consensus/limits.py MAX_VALIDATORS.
+    uint256 public constant MAX_VALIDATORS = 1024;
+    /// Total power fits 64 bits, so sums over a set never overflow what is stored.
+    uint256 private constant MAX_TOTAL_POWER = type(uint64).max;
+
+    // _tip packs what every post reads and writes, so a post touches one slot for all of it:
+    //   bits   0..47  latestHeight          bits  48..95  latestStateHeight
+    //   bits  96..135 lastPostBlock         bits 136..167 epoch of the current set
+    //   bits 168..170 ring head (index in _roots of the newest state root)
+    //   bits 171..254 seven 12-bit gaps: gap j = stateHeight(newest - j) - stateHeight(newest - j - 1)
+    // Heights are uint64 in the header; the contract takes them below 2**48 (HeightOutOfRange),
+    // which at one block per millisecond lasts 8,900 years. A gap of GAP_UNKNOWN (a larger jump,
+    // or no older root yet) hides that root and all older ones from stateRootAt.
+    uint256 private constant HEIGHT_BITS = 48;
+    // Masks are written out: a constant expression is re-evaluated (with overflow checks) at
+    // every use.
+    uint256 private constant HEIGHT_MASK = 0xffffffffffff; // 2**48 - 1
+    uint256 private constant POST_BLOCK_SHIFT = 96;
+    uint256 private constant EPOCH_SHIFT = 136;
+    uint256 private constant HEAD_SHIFT = 168;
+    uint256 private constant GAPS_SHIFT = 171;
+    uint256 private constant RING = 8;
+    uint256 private constant RING_MASK = 7; // RING - 1
+    uint256 private constant GAP_BITS = 12;
+    uint256 private constant GAP_UNKNOWN = 0xfff; // 2**GAP_BITS - 1
+    uint256 private constant GAPS_MASK = 0xfffffffffffffffffffff; // 2**(GAP_BITS * (RING - 1)) - 1
+    uint256 private constant MAX_EPOCH = 0xffffffff;
+    uint256 private _tip;
+    bytes32 public latestBlockHash;
+    bytes32[RING] private _roots;
+
+    // The current set's total power (bits 0..63) and quorum (64..127), for views and rotations.
+    uint256 private _set;
+    // Per validator: the epoch of the set that last named it (bits 0..63), its power in that
+    // set (64..127) and that set's quorum (128..191). A member of the current set is one whose
+    // epoch is the current epoch, so a rotation never has to clear the members it drops.
+    mapping(address => uint256) private _members;
+
+    bytes32 public immutable domainSeparator;
+    uint256 public immutable seqChainId;
+    bytes32 public immutable genesisHash;
+
+    event Committed(
+        uint64 indexed fromHeight, uint64 indexed toHeight, bytes32 blockHash, uint64 stateHeight, bytes32 stateRoot
+    );
+    event ValidatorSetRotated(uint64 indexed epoch, bytes32 setHash);
+
+    error StaleHeight(uint64 height, uint64 latestHeight);
+    error StateHeightRegressed(uint64 stateHeight, uint64 latestStateHeight);
+    error MalformedSignatures(uint256 length);
+    error MalleableSignature(uint256 index);
+    error InvalidSignature(uint256 index);
+    error SignerNotInSet(address signer);
+    error SignerOfReplacedSet(address signer);
+    error DuplicateSigner(address signer);
+    error SignersNotAscending(uint256 index);
+    error InsufficientQuorum(uint256 signedPower, uint256 quorum);
+    error EmptyValidatorSet();
+    error TooManyValidators(uint256 count);
+    error LengthMismatch(uint256 validators, uint256 powers);
+    error ValidatorsNotAscending(uint256 index);
+    error ZeroPower(uint256 index);
+    error TotalPowerTooLarge();
+    error HeightOutOfRange();
+    error EpochOutOfRange();
+
+    constructor(uint256 seqChainId_, bytes32 genesisHash_, address[] memory validators, uint256[] memory powers) {
+        seqChainId = seqChainId_;
+        genesisHash = genesisHash_;
+        domainSeparator = keccak256(
+            abi.encode(
+                DOMAIN_TYPEHASH, keccak256("seqnet"), keccak256("1"), seqChainId_, address(this), genesisHash_
+            )
+        );
+        _install(0, validators, powers);
+        // Until the first post the genesis block is the latest, and the escape delay counts from
+        // deployment. The ring's root slots are written once here so that posts always
+        // overwrite a non-zero slot (the price a post pays is then the same from the first one).
+        latestBlockHash = genesisHash_;
+        _tip = (block.number << POST_BLOCK_SHIFT) | (GAPS_MASK << GAPS_SHIFT);
+        for (uint256 i = 0; i < RING; ++i) {
+            _roots[i] = bytes32(uint256(1));
+        }
+    }
+
+    // --- posting -----------------------------------------------------------------------
+
+    /// Accepts `h` iff a quorum of the current set signed FINALIZE for it, h.height is above
+    /// latestHeight and h.stateHeight is not below latestStateHeight. `signatures` is k
+    /// 65-byte r || s || v signatures whose signers are strictly ascending.
+    function post(Header calldata h, bytes calldata signatures) external {
+        uint256 tip = _tip;
+        uint256 latestHeight_ = tip & HEIGHT_MASK;
+        uint256 latestStateHeight_ = (tip >> HEIGHT_BITS) & HEIGHT_MASK;
+        uint256 height;
+        uint256 stateHeight;
+        assembly ("memory-safe") {
+            // Raw words: the range check below also refuses dirty upper bits.
+            height := calldataload(add(h, 0x20))
+            stateHeight := calldataload(add(h, 0xa0))
+        }
+        if (height > HEIGHT_MASK || stateHeight > HEIGHT_MASK) revert HeightOutOfRange();
+        if (height <= latestHeight_) revert StaleHeight(uint64(height), uint64(latestHeight_));
+        if (stateHeight < latestStateHeight_) {
+            revert StateHeightRegressed(uint64(stateHeight), uint64(latestStateHeight_));
+        }
+
+        (bytes32 blockHash, bytes32 digest) = _finalizeDigest(h);
+        _requireQuorum(digest, signatures, (tip >> EPOCH_SHIFT) & MAX_EPOCH);
+
+        uint256 head;
+        unchecked {
+            head = ((tip >> HEAD_SHIFT) + 1) & RING_MASK;
+        }
+        _tip = _nextTip(tip, height, stateHeight, head);
+        bytes32 stateRoot = h.stateRoot;
+        assembly ("memory-safe") {
+            sstore(add(_roots.slot, head), stateRoot) // head < RING
+        }
+        latestBlockHash = blockHash;
+        _emitCommitted(latestHeight_ + 1, height, blockHash, stateHeight, stateRoot);
+    }
+
+    /// emit Committed(fromHeight, toHeight, blockHash, stateHeight, stateRoot), built in scratch
+    /// memory (a post's cost is mostly fixed; this keeps the rest small).
+    function _emitCommitted(
+        uint256 fromHeight,
+        uint256 toHeight,
+        bytes32 blockHash,
+        uint256 stateHeight,
+        bytes32 stateRoot
+    ) private {
+        bytes32 topic = Committed.selector;
+        assembly ("memory-safe") {
+            let m := mload(0x40)
+            mstore(m, blockHash)
+            mstore(add(m, 0x20), stateHeight)
+            mstore(add(m, 0x40), stateRoot)
+            log3(m, 0x60, topic, fromHeight, toHeight)
+        }
+    }
+
+    /// `tip` after a post of (height, stateHeight) whose root goes to ring slot `head`.
+    function _nextTip(uint256 tip, uint256 height, uint256 stateHeight, uint256 head)
+        private
+        view
+        returns (uint256)
+    {
+        unchecked {
+            // post() checked stateHeight >= latestStateHeight: no underflow
+            uint256 gap = stateHeight - ((tip >> HEIGHT_BITS) & HEIGHT_MASK);
+            if (tip & HEIGHT_MASK == 0 || gap > GAP_UNKNOWN) gap = GAP_UNKNOWN;
+            uint256 gaps = (((tip >> GAPS_SHIFT) << GAP_BITS) | gap) & GAPS_MASK;
+            // lastPostBlock keeps 40 bits: block numbers stay below 2**40 for 35,000 years.
+            return height | (stateHeight << HEIGHT_BITS) | (uint256(uint40(block.number)) << POST_BLOCK_SHIFT)
+                | (tip & (MAX_EPOCH << EPOCH_SHIFT)) | (head << HEAD_SHIFT) | (gaps << GAPS_SHIFT);
+        }
+    }
+
+    /// The digest the validators signed to finalize `h` (consensus/encoding.py vote_digest of
+    /// FINALIZE over the block hash), and that block hash. Every field is hashed as its
+    /// 32-byte calldata word, as EIP-712 encodes it.
+    function _finalizeDigest(Header calldata h) private view returns (bytes32 blockHash, bytes32 digest) {
+        bytes32 payloadTypehash = PAYLOAD_TYPEHASH;
+        bytes32 blockTypehash = BLOCK_TYPEHASH;
+        bytes32 voteTypehash = VOTE_TYPEHASH;
+        bytes32 separator = domainSeparator;
+        assembly ("memory-safe") {
+            let m := mload(0x40)
+            // Payload(timestamp, stateHeight, stateRoot, batches, namespaceRoot): header words 4..8
+            mstore(m, payloadTypehash)
+            calldatacopy(add(m, 0x20), add(h, 0x80), 0xa0)
+            let payloadHash := keccak256(m, 0xc0)
+            // Block(view, height, parent, payloadHash, proposer): header words 0..2, hash, word 3
+            mstore(m, blockTypehash)
+            calldatacopy(add(m, 0x20), h, 0x60)
+            mstore(add(m, 0x80), payloadHash)
+            mstore(add(m, 0xa0), calldataload(add(h, 0x60)))
+            blockHash := keccak256(m, 0xc0)
+            // Vote(kind = FINALIZE, view, height, block)
+            mstore(m, voteTypehash)
+            mstore(add(m, 0x20), VOTE_KIND_FINALIZE)
+            calldatacopy(add(m, 0x40), h, 0x40)
+            mstore(add(m, 0x80), blockHash)
+            let vote := keccak256(m, 0xa0)
+            // 0x19 0x01 || domainSeparator || vote
+            mstore(m, shl(240, 0x1901))
+            mstore(add(m, 0x02), separator)
+            mstore(add(m, 0x22), vote)
+            digest := keccak256(m, 0x42)
+        }
+    }
+
+    /// The EIP-712 Block hash of `h` (consensus/encoding.py block_hash over payload_struct_hash).
+    function blockHashOf(Header calldata h) external pure returns (bytes32) {
+        return _blockHash(h);
+    }
+
+    function _blockHash(Header calldata h) private pure returns (bytes32) {
+        bytes32 payloadHash = keccak256(
+            abi.encode(PAYLOAD_TYPEHASH, h.timestamp, h.stateHeight, h.stateRoot, h.batchesHash, h.namespaceRoot)
+        );
+        return keccak256(abi.encode(BLOCK_TYPEHASH, h.viewNumber, h.height, h.parent, payloadHash, h.proposer));
+    }
+
+    // --- the validator set -----------------------------------------------------------------
+
+    /// Replaces the set with (validators, powers) as epoch + 1, signed by a quorum of the
+    /// current set over the EIP-712 ValidatorSet struct.
+    function rotate(address[] calldata validators, uint256[] calldata powers, bytes calldata signatures) external {
+        uint256 tip = _tip;
+        uint256 current = (tip >> EPOCH_SHIFT) & MAX_EPOCH;
+        if (current == MAX_EPOCH) revert EpochOutOfRange();
+        uint64 next = uint64(current + 1);
+        bytes32 setHash = validatorSetHash(next, validators, powers);
+        _requireQuorum(keccak256(abi.encodePacked(hex"1901", domainSeparator, setHash)), signatures, current);
+        _install(next, validators, powers);
+        _tip = (tip & ~(MAX_EPOCH << EPOCH_SHIFT)) | (uint256(next) << EPOCH_SHIFT);
+        emit ValidatorSetRotated(next, setHash);
+    }
+
+    /// The EIP-712 struct hash of ValidatorSet(epoch, validators, powers).
+    function validatorSetHash(uint64 epoch_, address[] calldata validators, uint256[] calldata powers)
+        public
+        pure
+        returns (bytes32)
+    {
+        return keccak256(
+            abi.encode(
+                VALIDATOR_SET_TYPEHASH,
+                epoch_,
+                keccak256(abi.encodePacked(validators)),
+                keccak256(abi.encodePacked(powers))
+            )
+        );
+    }
+
+    function _install(uint64 epoch_, address[] memory validators, uint256[] memory powers) private {
+        uint256 count = validators.length;
+        if (count == 0) revert EmptyValidatorSet();
+        if (count > MAX_VALIDATORS) revert TooManyValidators(count);
+        if (powers.length != count) revert LengthMismatch(count, powers.length);
+        uint256 total;
+        address previous = address(0);
+        for (uint256 i = 0; i < count; ++i) {
+            address validator = validators[i];
+            if (validator <= previous) revert ValidatorsNotAscending(i); // also refuses address(0)
+            uint256 power = powers[i];
+            if (power == 0) revert ZeroPower(i);
+            if (power > MAX_TOTAL_POWER) revert TotalPowerTooLarge();
+            total += power; // at most 1024 * 2**64: cannot overflow
+            previous = validator;
+        }
+        if (total > MAX_TOTAL_POWER) revert TotalPowerTooLarge();
+        uint256 quorum = total * 2 / 3 + 1;
+        for (uint256 i = 0; i < count; ++i) {
+            _members[validators[i]] = uint256(epoch_) | (powers[i] << 64) | (quorum << 128);
+        }
+        _set = total | (quorum << 64);
+    }
+
+    // Why `_checkSignatures` stopped (0: it did not).
+    uint256 private constant FAIL_MALLEABLE = 1;
+    uint256 private constant FAIL_INVALID = 2;
+    uint256 private constant FAIL_NOT_IN_SET = 3;
+    uint256 private constant FAIL_REPLACED_SET = 4;
+    uint256 private constant FAIL_DUPLICATE = 5;
+    uint256 private constant FAIL_NOT_ASCENDING = 6;
+
+    /// Reverts unless `signatures` are by distinct members of the current set, in ascending
+    /// address order, holding at least the quorum of its power.
+    function _requireQuorum(bytes32 digest, bytes calldata signatures, uint256 currentEpoch) private view {
+        uint256 count;
+        unchecked {
+            count = signatures.length / SIGNATURE_BYTES;
+        }
+        if (count == 0 || signatures.length % SIGNATURE_BYTES != 0 || count > MAX_VALIDATORS) {
+            revert MalformedSignatures(signatures.length);
+        }
+        (uint256 signed, uint256 quorum, uint256 failure, uint256 index, address signer) =
+            _checkSignatures(digest, signatures, count, currentEpoch);
+        if (failure != 0) {
+            if (failure == FAIL_MALLEABLE) revert MalleableSignature(index);
+            if (failure == FAIL_INVALID) revert InvalidSignature(index);
+            if (failure == FAIL_NOT_IN_SET) revert SignerNotInSet(signer);
+            if (failure == FAIL_REPLACED_SET) revert SignerOfReplacedSet(signer);
+            if (failure == FAIL_DUPLICATE) revert DuplicateSigner(signer);
+            revert SignersNotAscending(index);
+        }
+        if (signed < quorum) revert InsufficientQuorum(signed, quorum);
+    }
+
+    /// One pass over the first `count` packed signatures: recover each signer, look
+    /// it up once, check the order, add up the power (and read the set's quorum, which every
+    /// current member's entry carries). Stops at the first failure, naming it.
+    /// Assembly keeps a post near the cost of its ecrecovers and storage reads.
+    function _checkSignatures(bytes32 digest, bytes calldata signatures, uint256 count, uint256 currentEpoch)
+        private
+        view
+        returns (uint256 signed, uint256 quorum, uint256 failure, uint256 index, address signer)
+    {
+        assembly ("memory-safe") {
+            let input := mload(0x40) // ecrecover input: digest, v, r, s (memory past the free pointer)
+            mstore(input, digest)
+            let previous := 0
+            for { let i := 0 } lt(i, count) { i := add(i, 1) } {
+                let sig := add(signatures.offset, mul(i, SIGNATURE_BYTES))
+                let s := calldataload(add(sig, 32))
+                if gt(s, HALF_N) {
+                    failure := FAIL_MALLEABLE
+                    index := i
+                    break
+                }
+                let v := byte(0, calldataload(add(sig, 64)))
+                mstore(add(input, 0x20), v)
+                mstore(add(input, 0x40), calldataload(sig))
+                mstore(add(input, 0x60), s)
+                mstore(0x00, 0)
+                // ecrecover returns nothing (0x00 stays zero) for v outside {27, 28} or no key.
+                pop(staticcall(gas(), 0x01, input, 0x80, 0x00, 0x20))
+                signer := mload(0x00)
+                if iszero(signer) {
+                    failure := FAIL_INVALID
+                    index := i
+                    break
+                }
+                mstore(0x00, signer)
+                mstore(0x20, _members.slot)
+                let member := sload(keccak256(0x00, 0x40))
+                if iszero(member) {
+                    failure := FAIL_NOT_IN_SET
+                    index := i
+                    break
+                }
+                if iszero(eq(and(member, 0xffffffffffffffff), currentEpoch)) {
+                    failure := FAIL_REPLACED_SET
+                    index := i
+                    break
+                }
+                if iszero(gt(signer, previous)) {
+                    failure := FAIL_NOT_ASCENDING
+                    if eq(signer, previous) { failure := FAIL_DUPLICATE }
+                    index := i
+                    break
+                }
+                previous := signer
+                signed := add(signed, and(shr(64, member), 0xffffffffffffffff))
+                quorum := shr(128, member)
+            }
+        }
+    }
+
+    // --- views -------------------------------------------------------------------------------
+
+    function latestHeight() external view returns (uint64) {
+        return uint64(_tip & HEIGHT_MASK);
+    }
+
+    function latestStateHeight() external view returns (uint64) {
+        return uint64((_tip >> HEIGHT_BITS) & HEIGHT_MASK);
+    }
+
+    function lastPostBlock() external view returns (uint64) {
+        return uint64(uint40(_tip >> POST_BLOCK_SHIFT));
+    }
+
+    function epoch() public view returns (uint64) {
+        return uint64((_tip >> EPOCH_SHIFT) & MAX_EPOCH);
+    }
+
+    function latestStateRoot() external view returns (bytes32) {
+        uint256 tip = _tip;
+        if (tip & HEIGHT_MASK == 0) return bytes32(0);
+        return _roots[(tip >> HEAD_SHIFT) & RING_MASK];
+    }
+
+    /// The state root posted for `stateHeight`, if it is among the last RING posted roots
+    /// (reachable through gaps below GAP_UNKNOWN); otherwise zero.
+    function stateRootAt(uint64 stateHeight) external view returns (bytes32) {
+        uint256 tip = _tip;
+        if (tip & HEIGHT_MASK == 0) return bytes32(0);
+        uint256 height = (tip >> HEIGHT_BITS) & HEIGHT_MASK;
+        uint256 index = (tip >> HEAD_SHIFT) & RING_MASK;
+        uint256 gaps = tip >> GAPS_SHIFT;
+        for (uint256 k = 0; k < RING; ++k) {
+            if (height == stateHeight) return _roots[index];
+            uint256 gap = gaps & GAP_UNKNOWN;
+            if (height < stateHeight || k == RING - 1 || gap == GAP_UNKNOWN) break;
+            height -= gap;
+            gaps >>= GAP_BITS;
+            index = (index + RING_MASK) & RING_MASK;
+        }
+        return bytes32(0);
+    }
+
+    function totalPower() external view returns (uint256) {
+        return uint64(_set);
+    }
+
+    function quorumPower() external view returns (uint256) {
+        return uint64(_set >> 64);
+    }
+
+    /// The power of `validator` in the current set (zero if it is not in it).
+    function powerOf(address validator) external view returns (uint256) {
+        uint256 member = _members[validator];
+        return uint64(member) == epoch() ? uint64(member >> 64) : 0;
+    }
+}

@@ -1,0 +1,137 @@
+"""Deploy the L1 contracts at addresses known in advance.
+
+One deployer account creates, at its nonces n0, n0+1, n0+2, n0+3:
+
+    CollateralToken, Commitments(seqChainId, genesisHash, validators, powers),
+    Inbox(inclusionWindow), Bridge(commitments, token, escapeDelay)
+
+A CREATE address is the last 20 bytes of keccak(rlp([sender, nonce])), so
+`predict_addresses(deployer, n0)` names every contract before anything is
+sent: genesis can carry the Commitments address (its signing domain's
+`verifying_contract`) before the chain starts. `deploy` checks each contract
+landed where predicted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from eth_account import Account
+from eth_typing import ChecksumAddress
+from web3 import Web3
+
+from consensus.crypto import ADDRESS_LENGTH, Address, keccak256
+from sequencer_net.l1.artifacts import load_artifact
+from sequencer_net.l1.transact import send, wait
+
+DEPLOY_ORDER: Final = ("CollateralToken", "Commitments", "Inbox", "Bridge")
+
+
+class DeploymentError(RuntimeError):
+    """A contract did not deploy, or not at its predicted address."""
+
+
+@dataclass(frozen=True, slots=True)
+class L1Addresses:
+    """Where the contracts live (20-byte addresses)."""
+
+    collateral_token: Address
+    commitments: Address
+    inbox: Address
+    bridge: Address
+
+    def checksum(self, name: str) -> ChecksumAddress:
+        """The EIP-55 form of one field, e.g. `checksum("bridge")`, as web3 takes it."""
+        return Web3.to_checksum_address(getattr(self, name))
+
+
+def _rlp_string(data: bytes) -> bytes:
+    if len(data) == 1 and data[0] < 0x80:
+        return data
+    if len(data) >= 56:
+        raise ValueError("only short RLP strings are needed here")
+    return bytes([0x80 + len(data)]) + data
+
+
+def create_address(sender: bytes, nonce: int) -> Address:
+    """The address CREATE gives the contract that `sender` deploys at `nonce`."""
+    if len(sender) != ADDRESS_LENGTH:
+        raise ValueError("sender must be a 20-byte address")
+    if not 0 <= nonce < 2**64:
+        raise ValueError("nonce out of range")
+    nonce_bytes = nonce.to_bytes((nonce.bit_length() + 7) // 8, "big")  # 0 -> b""
+    payload = _rlp_string(sender) + _rlp_string(nonce_bytes)
+    return Address(keccak256(bytes([0xC0 + len(payload)]) + payload)[12:])
+
+
+def predict_addresses(deployer: bytes, start_nonce: int) -> L1Addresses:
+    """Where `deploy` puts the contracts when the deployer's next nonce is `start_nonce`."""
+    token, commitments, inbox, bridge = (
+        create_address(deployer, start_nonce + i) for i in range(len(DEPLOY_ORDER))
+    )
+    return L1Addresses(collateral_token=token, commitments=commitments, inbox=inbox, bridge=bridge)
+
+
+def deploy(
+    w3: Web3,
+    deployer_key: bytes,
+    seq_chain_id: int,
+    genesis_hash: bytes,
+    validators: Sequence[bytes],
+    powers: Sequence[int],
+    inclusion_window: int,
+    escape_delay: int,
+) -> L1Addresses:
+    """Deploy the four contracts from `deployer_key` at its next nonces.
+
+    `validators` (20-byte addresses) and `powers` are paired and passed to
+    Commitments in ascending address order, as it requires. Raises
+    DeploymentError if a contract is not where `predict_addresses` says, and
+    web3's ContractCustomError if a constructor refuses its arguments.
+    """
+    if len(validators) != len(powers):
+        raise ValueError("validators and powers differ in length")
+    if len(genesis_hash) != 32:
+        raise ValueError("genesis hash must be 32 bytes")
+    account = Account.from_key(deployer_key)
+    deployer = bytes.fromhex(account.address[2:])
+    start = w3.eth.get_transaction_count(account.address, "pending")
+    addresses = predict_addresses(deployer, start)
+    ordered = sorted(zip(validators, powers, strict=True))
+    constructor_args: dict[str, tuple[object, ...]] = {
+        "CollateralToken": (),
+        "Commitments": (
+            seq_chain_id,
+            genesis_hash,
+            [Web3.to_checksum_address(address) for address, _ in ordered],
+            [power for _, power in ordered],
+        ),
+        "Inbox": (inclusion_window,),
+        "Bridge": (
+            addresses.checksum("commitments"),
+            addresses.checksum("collateral_token"),
+            escape_delay,
+        ),
+    }
+    expected = {
+        "CollateralToken": addresses.collateral_token,
+        "Commitments": addresses.commitments,
+        "Inbox": addresses.inbox,
+        "Bridge": addresses.bridge,
+    }
+    sent = []
+    for offset, name in enumerate(DEPLOY_ORDER):
+        artifact = load_artifact(name)
+        factory = w3.eth.contract(abi=artifact.abi_list, bytecode=artifact.bytecode)
+        call = factory.constructor(*constructor_args[name])
+        sent.append((name, send(w3, account, call, nonce=start + offset)))
+    for name, tx_hash in sent:
+        receipt = wait(w3, tx_hash)
+        landed = receipt["contractAddress"]
+        if landed is None or bytes.fromhex(landed[2:]) != expected[name]:
+            raise DeploymentError(
+                f"{name} deployed at {landed}, predicted 0x{expected[name].hex()}"
+            )
+    return addresses

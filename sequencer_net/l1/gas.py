@@ -1,0 +1,101 @@
+"""What a steady `Commitments.post` costs on L1, by validator count.
+
+`measure_post_gas(n)` starts a fresh anvil, deploys the contracts with n
+validators of equal power, posts two headers signed by a bare quorum
+(floor(2n/3) + 1 signers) and returns the second post's gasUsed: the first
+post of a contract's life pays for nothing the later ones do not (the
+contract writes every slot a post touches at deployment), so the second is
+the steady price. Gas is deterministic: the same n gives the same number.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from eth_account import Account
+from web3 import Web3
+
+from consensus.crypto import PrivateKey, keccak256
+from consensus.encoding import Domain
+from sequencer_net.l1.anvil import DEV_PRIVATE_KEYS, Anvil
+from sequencer_net.l1.artifacts import load_artifact
+from sequencer_net.l1.deploy import deploy
+from sequencer_net.l1.header import L1Header, sign_packed
+from sequencer_net.l1.transact import transact
+
+BENCH_SEQ_CHAIN_ID: Final = 7777
+BENCH_GENESIS_HASH: Final = keccak256(b"seqnet l1 gas benchmark genesis")
+BENCH_VALIDATOR_COUNTS: Final = (4, 7, 10, 16)
+# Targets for a steady post (docs/l1.md): n=4 (3 signers) and n=16 (11 signers).
+POST_GAS_TARGETS: Final = {4: 65_000, 16: 120_000}
+
+
+@dataclass(frozen=True, slots=True)
+class PostGas:
+    validators: int
+    signers: int
+    gas: int
+
+
+def bench_keys(n: int) -> list[PrivateKey]:
+    """n fixed validator keys (the same on every run)."""
+    return [PrivateKey(keccak256(b"seqnet l1 gas key %d" % i)) for i in range(n)]
+
+
+def quorum_size(n: int) -> int:
+    """Signers of equal power that make a bare quorum: floor(2n/3) + 1."""
+    return 2 * n // 3 + 1
+
+
+def bench_header(height: int) -> L1Header:
+    """A header with every hash field non-zero, as real ones are."""
+    return L1Header(
+        view=height,
+        height=height,
+        parent=keccak256(b"parent %d" % height),
+        proposer=height % 4,
+        timestamp_ms=1_700_000_000_000 + height * 200,
+        state_height=height,
+        state_root=keccak256(b"state %d" % height),
+        batches_hash=L1Header.hash_batches([keccak256(b"batch %d" % height)]),
+        namespace_root=keccak256(b"namespaces %d" % height),
+    )
+
+
+def measure_post_gas(n: int) -> int:
+    """gasUsed of a steady post with n validators and a bare quorum of signers."""
+    return measure(n).gas
+
+
+def measure(n: int) -> PostGas:
+    if n < 1:
+        raise ValueError("at least one validator")
+    keys = bench_keys(n)
+    signers = keys[: quorum_size(n)]
+    with Anvil.start() as anvil:
+        w3 = Web3(Web3.HTTPProvider(anvil.url))
+        deployer = Account.from_key(DEV_PRIVATE_KEYS[0])
+        addresses = deploy(
+            w3,
+            DEV_PRIVATE_KEYS[0],
+            BENCH_SEQ_CHAIN_ID,
+            BENCH_GENESIS_HASH,
+            [key.address for key in keys],
+            [1] * n,
+            inclusion_window=10,
+            escape_delay=100,
+        )
+        domain = Domain(BENCH_SEQ_CHAIN_ID, addresses.commitments, BENCH_GENESIS_HASH)
+        commitments = w3.eth.contract(
+            address=addresses.checksum("commitments"), abi=load_artifact("Commitments").abi_list
+        )
+        gas = 0
+        for height in (1, 2):
+            header = bench_header(height)
+            signatures = sign_packed(signers, header.finalize_digest(domain))
+            receipt = transact(
+                w3, deployer, commitments.functions.post(header.as_abi(), signatures)
+            )
+            gas = int(receipt["gasUsed"])
+    return PostGas(validators=n, signers=len(signers), gas=gas)

@@ -1,0 +1,145 @@
+"""A deployed seqnet L1 on a local anvil, for the contract tests.
+
+`L1Chain` holds the web3 connection, the four contracts, the validator keys
+and the signing domain; `expect_revert(name, send)` asserts a call is refused
+with the named custom error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from web3 import Web3
+from web3.contract import Contract
+from web3.exceptions import ContractCustomError
+from web3.logs import DISCARD
+from web3.types import TxReceipt
+
+from consensus.crypto import PrivateKey, keccak256
+from consensus.encoding import Domain
+from sequencer_net.l1.anvil import DEV_PRIVATE_KEYS, Anvil, anvil_available, anvil_binary
+from sequencer_net.l1.artifacts import custom_error_name, load_artifact
+from sequencer_net.l1.deploy import L1Addresses, deploy
+from sequencer_net.l1.header import L1Header, sign_packed
+from sequencer_net.l1.transact import transact
+
+SEQ_CHAIN_ID = 4242
+GENESIS_HASH = keccak256(b"seqnet l1 test genesis")
+INCLUSION_WINDOW = 20
+ESCAPE_DELAY = 50
+
+requires_anvil = pytest.mark.skipif(
+    not anvil_available(), reason=f"no anvil at {anvil_binary()} (run scripts/setup.sh)"
+)
+
+
+def validator_keys(n: int, tag: bytes = b"") -> list[PrivateKey]:
+    return [PrivateKey(keccak256(b"seqnet l1 test validator %d" % i + tag)) for i in range(n)]
+
+
+@dataclass
+class L1Chain:
+    w3: Web3
+    anvil: Anvil
+    addresses: L1Addresses
+    deployer: LocalAccount
+    users: list[LocalAccount]
+    keys: list[PrivateKey]
+    domain: Domain
+    commitments: Contract
+    bridge: Contract
+    inbox: Contract
+    token: Contract
+
+    def send(self, call: Any, account: LocalAccount | None = None, value: int = 0) -> TxReceipt:
+        return transact(self.w3, account or self.deployer, call, value=value)
+
+    def header(
+        self, height: int, state_height: int | None = None, state_root: bytes | None = None
+    ) -> L1Header:
+        return L1Header(
+            view=height + 3,
+            height=height,
+            parent=keccak256(b"parent %d" % height),
+            proposer=height % len(self.keys),
+            timestamp_ms=1_760_000_000_000 + 250 * height,
+            state_height=height if state_height is None else state_height,
+            state_root=state_root or keccak256(b"root %d" % height),
+            batches_hash=L1Header.hash_batches([keccak256(b"batch %d" % height)]),
+            namespace_root=keccak256(b"ns %d" % height),
+        )
+
+    def post(
+        self,
+        header: L1Header,
+        signers: Sequence[PrivateKey] | None = None,
+        signatures: bytes | None = None,
+    ) -> TxReceipt:
+        if signatures is None:
+            signers = self.keys[:3] if signers is None else signers
+            signatures = sign_packed(signers, header.finalize_digest(self.domain))
+        return self.send(self.commitments.functions.post(header.as_abi(), signatures))
+
+    def events(self, contract: Contract, name: str, receipt: TxReceipt) -> list[Any]:
+        """The `name` events `contract` emitted in `receipt` (other contracts' logs skipped)."""
+        return list(contract.events[name]().process_receipt(receipt, errors=DISCARD))
+
+    def mine(self, blocks: int) -> None:
+        self.w3.provider.make_request("anvil_mine", [hex(blocks)])  # type: ignore[arg-type]
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        snapshot_id = self.w3.provider.make_request("evm_snapshot", [])["result"]  # type: ignore[arg-type]
+        try:
+            yield
+        finally:
+            self.w3.provider.make_request("evm_revert", [snapshot_id])  # type: ignore[arg-type]
+
+
+def expect_revert(name: str, send: Callable[[], object]) -> None:
+    """`send()` must be refused with custom error `name` (web3 raises it when estimating gas)."""
+    with pytest.raises(ContractCustomError) as info:
+        send()
+    assert custom_error_name(info.value) == name
+
+
+@contextmanager
+def running_chain(n_validators: int = 4) -> Iterator[L1Chain]:
+    with Anvil.start() as anvil:
+        w3 = Web3(Web3.HTTPProvider(anvil.url))
+        keys = validator_keys(n_validators)
+        addresses = deploy(
+            w3,
+            DEV_PRIVATE_KEYS[0],
+            SEQ_CHAIN_ID,
+            GENESIS_HASH,
+            [key.address for key in keys],
+            [1] * n_validators,
+            INCLUSION_WINDOW,
+            ESCAPE_DELAY,
+        )
+
+        def contract(name: str, field: str) -> Contract:
+            return w3.eth.contract(
+                address=addresses.checksum(field), abi=load_artifact(name).abi_list
+            )
+
+        yield L1Chain(
+            w3=w3,
+            anvil=anvil,
+            addresses=addresses,
+            deployer=Account.from_key(DEV_PRIVATE_KEYS[0]),
+            users=[Account.from_key(key) for key in DEV_PRIVATE_KEYS[1:]],
+            keys=sorted(keys, key=lambda key: key.address),
+            domain=Domain(SEQ_CHAIN_ID, addresses.commitments, GENESIS_HASH),
+            commitments=contract("Commitments", "commitments"),
+            bridge=contract("Bridge", "bridge"),
+            inbox=contract("Inbox", "inbox"),
+            token=contract("CollateralToken", "collateral_token"),
+        )

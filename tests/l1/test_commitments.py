@@ -1,0 +1,171 @@
+"""Commitments: a header is accepted only with a quorum of the current set's
+FINALIZE signatures over the digest consensus/encoding.py defines; every
+refusal names its reason."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Sequence
+
+from eth_typing import ChecksumAddress
+from web3 import Web3
+from web3.types import TxReceipt
+
+from consensus.crypto import SECP256K1_N, keccak256
+from consensus.encoding import Domain, payload_struct_hash
+from sequencer_net.l1.header import L1Header, rotation_digest, sign_packed, validator_set_hash
+from tests.l1.l1_chain import GENESIS_HASH, SEQ_CHAIN_ID, L1Chain, expect_revert, validator_keys
+
+
+def test_header_digest_matches_consensus_encoding(chain: L1Chain) -> None:
+    batches = [keccak256(b"a"), keccak256(b"b")]
+    header = chain.header(7)
+    header = dataclasses.replace(header, batches_hash=L1Header.hash_batches(batches))
+    assert header.payload_hash() == payload_struct_hash(
+        header.timestamp_ms, header.state_height, header.state_root, batches, header.namespace_root
+    )
+    assert chain.commitments.functions.blockHashOf(header.as_abi()).call() == header.block_hash()
+    assert chain.commitments.functions.domainSeparator().call() == chain.domain.separator()
+
+
+def test_post_with_quorum_is_accepted(chain: L1Chain) -> None:
+    header = chain.header(5, state_height=4)
+    receipt = chain.post(header)
+    event = chain.events(chain.commitments, "Committed", receipt)[0]["args"]
+    assert (event["fromHeight"], event["toHeight"]) == (1, 5)
+    assert event["blockHash"] == header.block_hash()
+    assert (event["stateHeight"], event["stateRoot"]) == (4, header.state_root)
+    views = chain.commitments.functions
+    assert views.latestHeight().call() == 5
+    assert views.latestBlockHash().call() == header.block_hash()
+    assert views.latestStateHeight().call() == 4
+    assert views.latestStateRoot().call() == header.state_root
+    assert views.lastPostBlock().call() == receipt["blockNumber"]
+    assert views.stateRootAt(4).call() == header.state_root
+    assert views.stateRootAt(3).call() == bytes(32)
+    # the next post covers the heights after the last one
+    receipt = chain.post(chain.header(9, state_height=8))
+    event = chain.events(chain.commitments, "Committed", receipt)[0]["args"]
+    assert (event["fromHeight"], event["toHeight"]) == (6, 9)
+
+
+def test_state_roots_ring_keeps_the_last_eight(chain: L1Chain) -> None:
+    roots = {}
+    for height in range(1, 11):
+        header = chain.header(height, state_height=height * 3)
+        chain.post(header)
+        roots[height * 3] = header.state_root
+    at = chain.commitments.functions.stateRootAt
+    for state_height in range(3 * 3, 11 * 3, 3):
+        assert at(state_height).call() == roots[state_height], state_height
+    assert at(2 * 3).call() == bytes(32)  # pushed out of the ring
+    assert at(10 * 3 + 1).call() == bytes(32)  # never posted
+    # a jump wider than the ring's gap field hides every older root
+    chain.post(chain.header(11, state_height=30 + 5000))
+    assert at(30 + 5000).call() != bytes(32)
+    assert at(30).call() == bytes(32)
+
+
+def test_refusals(chain: L1Chain) -> None:
+    chain.post(chain.header(5))
+    post = chain.post
+    keys = chain.keys
+    h = chain.header(6)
+    digest = h.finalize_digest(chain.domain)
+    good = sign_packed(keys[:3], digest)
+
+    # forged signatures: bytes that recover nothing, v outside {27, 28}, a high-s twin
+    expect_revert("InvalidSignature", lambda: post(h, signatures=bytes(65) + good[65:]))
+    expect_revert("InvalidSignature", lambda: post(h, signatures=good[:64] + b"\x1d" + good[65:]))
+    s = int.from_bytes(good[32:64], "big")
+    twin = good[:32] + (SECP256K1_N - s).to_bytes(32, "big") + bytes([55 - good[64]]) + good[65:]
+    expect_revert("MalleableSignature", lambda: post(h, signatures=twin))
+    expect_revert("MalformedSignatures", lambda: post(h, signatures=good[:-1]))
+    expect_revert("MalformedSignatures", lambda: post(h, signatures=b""))
+    # too few signers: 2 of 4 equal powers is below the quorum of 3
+    expect_revert("InsufficientQuorum", lambda: post(h, signers=keys[:2]))
+    # a signer outside the set
+    outsider = validator_keys(1, tag=b"outsider")
+    expect_revert("SignerNotInSet", lambda: post(h, signers=[*keys[:2], *outsider]))
+    # duplicate and unsorted signers
+    first = keys[0].sign_digest(digest)
+    expect_revert("DuplicateSigner", lambda: post(h, signatures=first + good))
+    expect_revert(
+        "SignersNotAscending", lambda: post(h, signatures=good[65:130] + good[:65] + good[130:])
+    )
+    # replayed and old heights; a state height that goes back
+    expect_revert("StaleHeight", lambda: post(chain.header(5)))
+    expect_revert("StaleHeight", lambda: post(chain.header(4)))
+    expect_revert("StateHeightRegressed", lambda: post(chain.header(6, state_height=4)))
+    expect_revert("HeightOutOfRange", lambda: post(chain.header(2**48)))
+    # signed for another sequencer chain id, or for another contract address
+    for domain in (
+        Domain(SEQ_CHAIN_ID + 1, chain.addresses.commitments, GENESIS_HASH),
+        Domain(SEQ_CHAIN_ID, chain.addresses.bridge, GENESIS_HASH),
+        Domain(SEQ_CHAIN_ID, chain.addresses.commitments, keccak256(b"another genesis")),
+    ):
+        wrong = sign_packed(keys[:3], h.finalize_digest(domain))
+        expect_revert("SignerNotInSet", functools.partial(post, h, signatures=wrong))
+    # nothing changed, and the honest signatures still go through
+    assert chain.commitments.functions.latestHeight().call() == 5
+    post(h, signatures=good)
+    assert chain.commitments.functions.latestHeight().call() == 6
+
+
+def test_rotation(chain: L1Chain) -> None:
+    functions = chain.commitments.functions
+    old = chain.keys
+    new = sorted([*old[:1], *validator_keys(3, tag=b"next")], key=lambda key: key.address)
+    addresses = [key.address for key in new]
+    powers = [2, 1, 1, 1]
+    assert functions.validatorSetHash(
+        1, _checksums(addresses), powers
+    ).call() == validator_set_hash(1, addresses, powers)
+    digest = rotation_digest(chain.domain, 1, addresses, powers)
+
+    def rotate(signatures: bytes) -> TxReceipt:
+        return chain.send(functions.rotate(_checksums(addresses), powers, signatures))
+
+    # without a quorum of the current set: too few, or signed by the incoming set
+    expect_revert("InsufficientQuorum", lambda: rotate(sign_packed(old[:2], digest)))
+    expect_revert("SignerNotInSet", lambda: rotate(sign_packed(new[:4], digest)))
+    # for the wrong epoch
+    expect_revert(
+        "SignerNotInSet",
+        lambda: rotate(sign_packed(old[:3], rotation_digest(chain.domain, 2, addresses, powers))),
+    )
+    # unsorted new set
+    swapped = [addresses[1], addresses[0], *addresses[2:]]
+    expect_revert(
+        "ValidatorsNotAscending",
+        lambda: chain.send(
+            functions.rotate(
+                _checksums(swapped),
+                powers,
+                sign_packed(old[:3], rotation_digest(chain.domain, 1, swapped, powers)),
+            )
+        ),
+    )
+    receipt = rotate(sign_packed(old[:3], digest))
+    event = chain.events(chain.commitments, "ValidatorSetRotated", receipt)[0]["args"]
+    assert (event["epoch"], event["setHash"]) == (1, validator_set_hash(1, addresses, powers))
+    assert functions.epoch().call() == 1
+    assert functions.totalPower().call() == 5
+    assert functions.powerOf(_checksums(addresses)[addresses.index(old[0].address)]).call() == 2
+    assert functions.powerOf(_checksums([old[1].address])[0]).call() == 0
+
+    # the old set's quorum is refused now; the new set's quorum (power 4 of 5) is accepted
+    h = chain.header(1)
+    dropped = [key for key in old if key.address not in addresses]
+    expect_revert("SignerOfReplacedSet", lambda: chain.post(h, signers=dropped))
+    expect_revert(
+        "InsufficientQuorum",
+        lambda: chain.post(h, signers=[new[i] for i in range(4) if powers[i] == 1]),
+    )
+    chain.post(h, signers=new[:4])
+    assert functions.latestHeight().call() == 1
+
+
+def _checksums(addresses: Sequence[bytes]) -> list[ChecksumAddress]:
+    return [Web3.to_checksum_address(address) for address in addresses]
