@@ -22,7 +22,8 @@ from typing import Final
 
 from consensus.crypto import PrivateKey, keccak256, recover_address
 from consensus.encoding import BLOCK_TYPEHASH, PAYLOAD_TYPEHASH, Domain, vote_digest, word
-from consensus.messages import VoteKind
+from consensus.messages import Block, VoteKind
+from consensus.payload import decode_payload
 from consensus.types import Digest, Height, View
 
 VALIDATOR_SET_TYPEHASH: Final = keccak256(
@@ -44,6 +45,23 @@ class L1Header:
     state_root: bytes
     batches_hash: bytes
     namespace_root: bytes
+
+    @classmethod
+    def of_block(cls, block: Block) -> L1Header:
+        """The header of a block whose payload is a `BlockPayload`: its
+        `block_hash()` is `block.digest()` (raises MalformedPayload otherwise)."""
+        payload = decode_payload(block.payload)
+        return cls(
+            view=block.view,
+            height=block.height,
+            parent=block.parent,
+            proposer=block.proposer,
+            timestamp_ms=payload.timestamp_ms,
+            state_height=payload.state_height,
+            state_root=payload.state_root,
+            batches_hash=cls.hash_batches(payload.batches),
+            namespace_root=payload.namespace_root,
+        )
 
     @staticmethod
     def hash_batches(batches: Iterable[bytes]) -> bytes:

@@ -14,6 +14,8 @@ from web3.types import TxReceipt
 
 from consensus.crypto import SECP256K1_N, keccak256
 from consensus.encoding import Domain, payload_struct_hash
+from consensus.messages import Block
+from consensus.payload import BlockPayload, encode_payload
 from sequencer_net.l1.header import L1Header, rotation_digest, sign_packed, validator_set_hash
 from tests.l1.l1_chain import GENESIS_HASH, SEQ_CHAIN_ID, L1Chain, expect_revert, validator_keys
 
@@ -27,6 +29,22 @@ def test_header_digest_matches_consensus_encoding(chain: L1Chain) -> None:
     )
     assert chain.commitments.functions.blockHashOf(header.as_abi()).call() == header.block_hash()
     assert chain.commitments.functions.domainSeparator().call() == chain.domain.separator()
+
+
+def test_the_contract_rebuilds_a_consensus_block_digest(chain: L1Chain) -> None:
+    payload = BlockPayload(
+        timestamp_ms=1_700_000_000_000,
+        state_height=3,
+        state_root=keccak256(b"state"),
+        batches=[keccak256(b"x"), keccak256(b"y")],
+        namespace_root=keccak256(b"namespaces"),
+    )
+    block = Block(
+        view=9, height=4, parent=keccak256(b"parent"), proposer=2, payload=encode_payload(payload)
+    )
+    header = L1Header.of_block(block)
+    assert header.block_hash() == block.digest()
+    assert chain.commitments.functions.blockHashOf(header.as_abi()).call() == block.digest()
 
 
 def test_post_with_quorum_is_accepted(chain: L1Chain) -> None:
