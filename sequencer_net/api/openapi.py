@@ -637,11 +637,19 @@ _PATHS: dict[str, Any] = {
             "operationId": "stateProof",
             "summary": "A state entry and its Merkle proof (what the L1 bridge verifies)",
             "parameters": [
-                _path_param("key", "the state key: 1 to 128 bytes of hex, 0x optional", _STR)
+                _path_param("key", "the state key: 1 to 128 bytes of hex, 0x optional", _STR),
+                {
+                    "name": "state_height",
+                    "in": "query",
+                    "required": False,
+                    "description": "prove in the state executed at this height (default: latest)",
+                    "schema": {"type": "integer", "minimum": 0},
+                },
             ],
             "responses": {
-                "200": _json("from the latest executed state", _ref("StateProof")),
-                "400": _error("`bad_request`: a malformed, empty or too long key"),
+                "200": _json("from the state asked for", _ref("StateProof")),
+                "400": _error("`bad_request`: a malformed, empty or too long key, or a bad height"),
+                "404": _error("`not_found`: no executed state at that height on this node"),
                 "503": _error("`unavailable`: no execution engine behind this API"),
             },
         }

@@ -1,4 +1,4 @@
-"""GET /v1/proofs/{key}: one state entry and its Merkle proof, from the latest executed state.
+"""GET /v1/proofs/{key}[?state_height=N]: one state entry and its Merkle proof.
 
 What the L1 bridge needs to pay a withdrawal (key b"wd/" + id) or an escape
 (b"sub/..." or b"l1bal/..."): the value stored under the key in the latest
@@ -7,6 +7,12 @@ executed state, the height and root of that state, and the proof
 entry answers its non-membership proof and a null value. The proof verifies
 against `state_root` with `state_tree.verify_proof`; the L1 accepts it once a
 posted header carries that root at `state_height` (docs/api.md, "State proofs").
+
+Without `state_height` the answer comes from the latest executed state. The
+L1 only knows the roots of posted headers, which trail execution, so a client
+proving a withdrawal asks for the state height the contract posted
+(`stateRootAt`): every executed root stays provable here (the node does not
+prune the state tree), and a height this node has not executed is 404.
 
 The key is hex in the path, at most MAX_PROOF_KEY_BYTES bytes; nothing is
 read before that is checked. A lookup is O(tree depth) node reads.
@@ -22,7 +28,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from sequencer_net.api.errors import ApiError, bad_request
-from sequencer_net.api.inputs import parse_hex
+from sequencer_net.api.inputs import parse_height, parse_hex
 from sequencer_net.api.limits import MAX_PROOF_KEY_BYTES
 from sequencer_net.execution.state import ExecutionState
 from sequencer_net.execution.state_tree import CorruptNode, MissingNode
@@ -42,29 +48,48 @@ def parse_state_key(text: str) -> bytes:
     return key
 
 
-def proof_document(state: ExecutionState, key: bytes) -> dict[str, Any]:
-    """The entry under `key` in `state`, with its proof against `state.state_root`."""
+def proof_document(
+    state: ExecutionState, key: bytes, at: tuple[int, bytes] | None = None
+) -> dict[str, Any]:
+    """The entry under `key` in `state` (or in the earlier state `at` = (height,
+    root)), with its proof against that state's root."""
     tree = state.tree()
-    value = tree.get(key)
-    proof = tree.prove(key)
+    height, root = (state.height, state.state_root) if at is None else at
+    value = tree.get(key, root=root)
+    proof = tree.prove(key, root=root)
     return {
         "key": _hex(key),
-        "state_height": state.height,
-        "state_root": _hex(state.state_root),
+        "state_height": height,
+        "state_root": _hex(root),
         "value": None if value is None else _hex(value),
         "proof": _hex(proof.encode()),
     }
 
 
-def proof_routes(state: Callable[[], ExecutionState] | None) -> list[Route]:
-    """The route; without an executed state behind the API it answers 503."""
+def proof_routes(
+    state: Callable[[], ExecutionState] | None,
+    root_at: Callable[[int], bytes | None] | None = None,
+) -> list[Route]:
+    """The route; without an executed state behind the API it answers 503.
+    `root_at(height)` is the state root executed at a height (None if not)."""
 
     async def prove(request: Request) -> Response:
         key = parse_state_key(request.path_params["key"])
+        wanted = request.query_params.get("state_height")
+        height = None if wanted is None else parse_height(wanted)
         if state is None:
             raise ApiError(503, "unavailable", "this API serves no execution state")
+        current = state()
+        at: tuple[int, bytes] | None = None
+        if height is not None and height != current.height:
+            root = None if root_at is None or height > current.height else root_at(height)
+            if root is None:
+                raise ApiError(
+                    404, "not_found", f"no executed state at height {height} on this node"
+                )
+            at = (height, root)
         try:
-            document = proof_document(state(), key)
+            document = proof_document(current, key, at)
         except (MissingNode, CorruptNode) as exc:
             raise ApiError(503, "unavailable", f"the state tree cannot be read: {exc}") from exc
         return JSONResponse(document)

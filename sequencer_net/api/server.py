@@ -395,7 +395,7 @@ def build_app(ctx: ApiContext, options: ApiOptions | None = None) -> Starlette:
         Route("/v1/openapi.json", openapi, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         *market_routes(ctx.markets),
-        *proof_routes(None if ctx.markets is None else ctx.markets.state),
+        *proof_routes(None if ctx.markets is None else ctx.markets.state, ctx.store.state_root_at),
         Mount(
             ADMIN_PREFIX,
             routes=admin_routes,

@@ -93,6 +93,11 @@ def _raise_for_failure(response: httpx.Response) -> None:
     raise SeqnetApiError(response.status_code, code, message)
 
 
+def _proof_path(key: bytes, state_height: int | None) -> str:
+    path = f"/v1/proofs/{hex_bytes(key)}"
+    return path if state_height is None else f"{path}?state_height={state_height}"
+
+
 def _json_object(response: httpx.Response) -> dict[str, Any]:
     _raise_for_failure(response)
     body = _json_body(response)
@@ -204,15 +209,21 @@ class SeqnetClient:
         """An address's subaccounts, positions, orders and margin; 404 raises."""
         return _json_object(self._request("GET", f"/v1/accounts/{address_text(address)}"))
 
-    def state_proof(self, key: bytes) -> StateProof:
-        """The entry under state `key` and its proof, checked (client/proofs.py)."""
-        answer = _json_object(self._request("GET", f"/v1/proofs/{hex_bytes(key)}"))
-        return parse_state_proof(answer, key)
+    def state_proof(self, key: bytes, state_height: int | None = None) -> StateProof:
+        """The entry under state `key` and its proof, checked (client/proofs.py),
+        in the latest executed state or the one at `state_height`."""
+        answer = _json_object(self._request("GET", _proof_path(key, state_height)))
+        return parse_state_proof(answer, key, state_height)
 
-    def withdrawal_proof(self, withdrawal_id: int) -> WithdrawalProof:
+    def withdrawal_proof(
+        self, withdrawal_id: int, state_height: int | None = None
+    ) -> WithdrawalProof:
         """L1 withdrawal record `withdrawal_id` with its checked proof: what the
-        L1 bridge's `withdraw` takes. 404 while the state holds no such record."""
-        return withdrawal_proof(self.state_proof(withdrawal_tree_key(withdrawal_id)), withdrawal_id)
+        L1 bridge's `withdraw` takes. Ask at a state height the L1 posted (the
+        Commitments contract's `stateRootAt`). 404 while the state holds no
+        such record."""
+        key = withdrawal_tree_key(withdrawal_id)
+        return withdrawal_proof(self.state_proof(key, state_height), withdrawal_id)
 
     def metrics(self) -> str:
         response = self._request("GET", "/metrics")
@@ -303,12 +314,14 @@ class AsyncSeqnetClient:
     async def account(self, address: bytes | str) -> dict[str, Any]:
         return _json_object(await self._request("GET", f"/v1/accounts/{address_text(address)}"))
 
-    async def state_proof(self, key: bytes) -> StateProof:
-        answer = _json_object(await self._request("GET", f"/v1/proofs/{hex_bytes(key)}"))
-        return parse_state_proof(answer, key)
+    async def state_proof(self, key: bytes, state_height: int | None = None) -> StateProof:
+        answer = _json_object(await self._request("GET", _proof_path(key, state_height)))
+        return parse_state_proof(answer, key, state_height)
 
-    async def withdrawal_proof(self, withdrawal_id: int) -> WithdrawalProof:
-        answer = await self.state_proof(withdrawal_tree_key(withdrawal_id))
+    async def withdrawal_proof(
+        self, withdrawal_id: int, state_height: int | None = None
+    ) -> WithdrawalProof:
+        answer = await self.state_proof(withdrawal_tree_key(withdrawal_id), state_height)
         return withdrawal_proof(answer, withdrawal_id)
 
     async def metrics(self) -> str:

@@ -65,12 +65,17 @@ def _hex_field(document: dict[str, Any], name: str, limit: int) -> bytes:
         raise _bad(f"{name}: not hex") from None
 
 
-def parse_state_proof(document: dict[str, Any], key: bytes) -> StateProof:
+def parse_state_proof(
+    document: dict[str, Any], key: bytes, state_height: int | None = None
+) -> StateProof:
     """Check an answer of GET /v1/proofs/{key}; raise SeqnetApiError unless it is
-    well formed, about `key`, and its proof verifies against its root."""
+    well formed, about `key` (at `state_height` when one was asked for), and its
+    proof verifies against its root."""
     height = document.get("state_height")
     if not isinstance(height, int) or isinstance(height, bool) or height < 0:
         raise _bad("state_height: expected a non-negative integer")
+    if state_height is not None and height != state_height:
+        raise _bad(f"the answer is about state height {height}, not {state_height}")
     if _hex_field(document, "key", len(key)) != key:
         raise _bad("the answer is about another key")
     root = _hex_field(document, "state_root", 32)

@@ -116,3 +116,38 @@ def test_a_tampered_answer_is_refused() -> None:
     ):
         with pytest.raises(SeqnetApiError, match="bad_response"):
             parse_state_proof({**answer, **changed}, key)
+
+
+async def test_a_proof_at_an_earlier_state_height_verifies_against_that_root() -> None:
+    """The L1 knows only posted roots, which trail execution: a client asks at
+    the posted state height and gets that state's entry and proof."""
+    from starlette.applications import Starlette
+
+    from sequencer_net.api.errors import ApiError, api_error_handler
+    from sequencer_net.api.proofs import proof_routes
+
+    chain = bridge_chain()
+    quorum(chain, 0, amount=3 * W, token=ETH)
+    chain.block([chain.tx(ALICE, Withdraw(0, 2 * W, b"\x22" * 20, ETH))])
+    earlier = (chain.state.height, chain.state.state_root)
+    chain.block([chain.tx(ALICE, Withdraw(0, W, b"\x33" * 20))])
+    roots = {earlier[0]: earlier[1], chain.state.height: chain.state.state_root}
+    app = Starlette(
+        routes=proof_routes(lambda: chain.state, roots.get),
+        exception_handlers={ApiError: api_error_handler},
+    )
+    transport = httpx.ASGITransport(app=app)
+    async with AsyncSeqnetClient("http://api") as client:
+        await client._http.aclose()
+        client._http = httpx.AsyncClient(transport=transport, base_url="http://api")
+        first = await client.withdrawal_proof(0, state_height=earlier[0])
+        assert (first.state_height, first.state_root) == earlier
+        assert first.state_root != chain.state.state_root
+        with pytest.raises(SeqnetApiError) as not_yet:
+            await client.withdrawal_proof(1, state_height=earlier[0])
+        assert not_yet.value.status == 404  # withdrawal 1 came after that state
+        with pytest.raises(SeqnetApiError) as future:
+            await client.withdrawal_proof(0, state_height=chain.state.height + 1)
+        assert future.value.status == 404
+        latest = await client.withdrawal_proof(1)
+        assert latest.state_height == chain.state.height
