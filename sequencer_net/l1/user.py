@@ -1,0 +1,204 @@
+"""What a user does on the L1: deposit, claim a withdrawal, escape.
+
+Each function sends locally signed transactions (sequencer_net.l1.transact)
+and returns what the contract emitted. Claims and escapes prove a state entry
+against a root the Commitments contract holds, so they read the proof from a
+seqnet node (any node: the proof is checked against the root, the node is not
+trusted) at the state height the contract posted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from eth_account.signers.local import LocalAccount
+from web3 import Web3
+from web3.contract import Contract
+
+from sequencer_net.client import SeqnetApiError, SeqnetClient
+from sequencer_net.execution.state import PREFIX_L1_BALANCE, PREFIX_SUBACCOUNT, l1_balance_key
+from sequencer_net.l1.artifacts import load_artifact
+from sequencer_net.l1.transact import transact
+
+ETH = bytes(20)
+"""The token address of ether in Deposited/Withdrawn events and `l1bal/` keys."""
+
+
+class NotPostedYet(RuntimeError):
+    """The entry a claim needs is not in the state the L1 has a root for yet."""
+
+
+@dataclass(frozen=True, slots=True)
+class Deposit:
+    nonce: int
+    subaccount: bytes
+    token: bytes
+    amount: int
+    l1_block: int
+
+
+@dataclass(frozen=True, slots=True)
+class Payout:
+    """A payment the Bridge made: a withdrawal claim or an escape."""
+
+    recipient: bytes
+    token: bytes
+    amount: int
+    state_height: int
+    l1_block: int
+
+
+def contract(w3: Web3, name: str, address: bytes | str) -> Contract:
+    """A web3 contract object for one of the project's contracts at `address`."""
+    checksum = Web3.to_checksum_address(
+        address if isinstance(address, str) else "0x" + address.hex()
+    )
+    return w3.eth.contract(address=checksum, abi=load_artifact(name).abi_list)
+
+
+def _address(value: str) -> bytes:
+    return bytes.fromhex(value[2:])
+
+
+def _deposit_of(bridge: Contract, receipt: Any) -> Deposit:
+    (event,) = bridge.events.Deposited().process_receipt(receipt)
+    args = event["args"]
+    return Deposit(
+        nonce=args["nonce"],
+        subaccount=bytes(args["subaccount"]),
+        token=_address(args["token"]),
+        amount=args["amount"],
+        l1_block=receipt["blockNumber"],
+    )
+
+
+def deposit_eth(
+    w3: Web3, account: LocalAccount, bridge: Contract, subaccount: bytes, amount: int
+) -> Deposit:
+    """Lock `amount` wei for `subaccount` (21 bytes: owner + number); the chain
+    credits the owner's L1 ether balance once a validator quorum reported it."""
+    _check_subaccount(subaccount)
+    receipt = transact(w3, account, bridge.functions.depositEth(subaccount), value=amount)
+    return _deposit_of(bridge, receipt)
+
+
+def deposit_token(
+    w3: Web3, account: LocalAccount, bridge: Contract, subaccount: bytes, amount: int
+) -> Deposit:
+    """Approve and lock `amount` of the collateral token for `subaccount`; the
+    chain credits it as collateral (1:1 wad) once a validator quorum reported it."""
+    _check_subaccount(subaccount)
+    token = contract(w3, "CollateralToken", bridge.functions.token().call())
+    transact(w3, account, token.functions.approve(bridge.address, amount))
+    receipt = transact(w3, account, bridge.functions.depositToken(subaccount, amount))
+    return _deposit_of(bridge, receipt)
+
+
+def posted_state_height(commitments: Contract) -> int:
+    """The state height of the latest posted header (0: nothing posted yet)."""
+    return int(commitments.functions.latestStateHeight().call())
+
+
+def claim_withdrawal(
+    w3: Web3,
+    account: LocalAccount,
+    bridge: Contract,
+    commitments: Contract,
+    node: SeqnetClient,
+    withdrawal_id: int,
+) -> Payout:
+    """Pay withdrawal `withdrawal_id` on L1, proven in the latest posted state.
+
+    Raises NotPostedYet while the latest posted state does not hold it yet
+    (posting trails execution by a few seconds; try again).
+    """
+    height = posted_state_height(commitments)
+    if height == 0:
+        raise NotPostedYet("no state is posted on the L1 yet")
+    try:
+        proof = node.withdrawal_proof(withdrawal_id, state_height=height)
+    except SeqnetApiError as exc:
+        if exc.status == 404:
+            raise NotPostedYet(
+                f"withdrawal {withdrawal_id} is not in the posted state (height {height}) yet"
+            ) from exc
+        raise
+    receipt = transact(
+        w3,
+        account,
+        bridge.functions.withdraw(
+            height,
+            withdrawal_id,
+            Web3.to_checksum_address(proof.recipient),
+            Web3.to_checksum_address(proof.token),
+            proof.amount,
+            proof.proof,
+        ),
+    )
+    return Payout(proof.recipient, proof.token, proof.amount, height, receipt["blockNumber"])
+
+
+def escape_collateral(
+    w3: Web3,
+    account: LocalAccount,
+    bridge: Contract,
+    commitments: Contract,
+    node: SeqnetClient,
+    number: int = 0,
+) -> Payout:
+    """Take subaccount `number`'s collateral out through the escape hatch (open
+    only when no header was posted for the Bridge's `escapeDelay` L1 blocks;
+    the subaccount must hold no positions in the last posted state)."""
+    height = _escape_height(bridge, commitments)
+    owner = _address(account.address)
+    key = PREFIX_SUBACCOUNT + owner + bytes([number])
+    entry = node.state_proof(key, state_height=height)
+    if entry.value is None:
+        raise NotPostedYet(f"subaccount {number} holds nothing in the posted state")
+    receipt = transact(
+        w3, account, bridge.functions.escapeCollateral(number, entry.value, entry.proof)
+    )
+    (event,) = bridge.events.Escaped().process_receipt(receipt)
+    token = _address(event["args"]["token"])
+    return Payout(owner, token, event["args"]["amount"], height, receipt["blockNumber"])
+
+
+def escape_balance(
+    w3: Web3,
+    account: LocalAccount,
+    bridge: Contract,
+    commitments: Contract,
+    node: SeqnetClient,
+    token: bytes = ETH,
+) -> Payout:
+    """Take the caller's L1 asset balance (ether by default) out through the escape hatch."""
+    height = _escape_height(bridge, commitments)
+    owner = _address(account.address)
+    entry = node.state_proof(PREFIX_L1_BALANCE + l1_balance_key(owner, token), state_height=height)
+    if entry.value is None:
+        raise NotPostedYet("no such L1 balance in the posted state")
+    amount = int.from_bytes(entry.value, "big")
+    receipt = transact(
+        w3,
+        account,
+        bridge.functions.escapeBalance(Web3.to_checksum_address(token), amount, entry.proof),
+    )
+    return Payout(owner, token, amount, height, receipt["blockNumber"])
+
+
+def _escape_height(bridge: Contract, commitments: Contract) -> int:
+    """The state height escapes prove against: the frozen one once frozen,
+    else the latest posted one (which the first escape freezes)."""
+    frozen = int(bridge.functions.frozenStateHeight().call())
+    if bridge.functions.frozenStateRoot().call() != bytes(32):
+        return frozen
+    height = posted_state_height(commitments)
+    if height == 0:
+        raise NotPostedYet("no state is posted on the L1: there is nothing to escape from")
+    return height
+
+
+def _check_subaccount(subaccount: bytes) -> None:
+    if len(subaccount) != 21:
+        raise ValueError("a subaccount is 21 bytes: the owner's address and a number")

@@ -1,0 +1,109 @@
+"""A user's round trip through the real contracts and the real engine: deposit
+on L1, a withdrawal executed by the engine, claimed on L1 with a proof read
+from a node at the posted state height, then the escape hatch after silence."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from eth_account import Account
+from starlette.applications import Starlette
+from starlette.testclient import TestClient
+from web3.exceptions import ContractCustomError
+
+from sequencer_net.api.errors import ApiError, api_error_handler
+from sequencer_net.api.proofs import proof_routes
+from sequencer_net.client import SeqnetClient
+from sequencer_net.execution.transactions import Withdraw
+from sequencer_net.l1.artifacts import custom_error_name
+from sequencer_net.l1.user import (
+    NotPostedYet,
+    claim_withdrawal,
+    deposit_eth,
+    deposit_token,
+    escape_collateral,
+)
+from tests.execution.execution_harness import Chain, W, sub
+from tests.execution.test_l1_bridge import ALICE, bridge_chain, quorum
+from tests.l1.l1_chain import ESCAPE_DELAY, L1Chain
+
+ALICE_1 = sub("alice", 1)
+"""Alice's subaccount 1: holds only what the L1 deposit brings (subaccount 0 is
+funded at genesis, which no L1 deposit backs)."""
+
+
+def _node(engine: Chain, roots: dict[int, bytes]) -> SeqnetClient:
+    """A SeqnetClient whose requests reach an in-process proof API over `engine`."""
+    app = Starlette(
+        routes=proof_routes(lambda: engine.state, roots.get),
+        exception_handlers={ApiError: api_error_handler},
+    )
+    client = SeqnetClient("http://node")
+    client._http.close()
+    client._http = TestClient(app, base_url="http://node")  # an httpx.Client
+    return client
+
+
+@pytest.fixture
+def engine(chain: L1Chain) -> Iterator[Chain]:
+    yield bridge_chain(collateral_token=chain.addresses.collateral_token)
+
+
+def _record(engine: Chain, roots: dict[int, bytes]) -> int:
+    roots[engine.state.height] = engine.state.state_root
+    return engine.state.height
+
+
+def test_deposit_withdraw_claim_and_escape(chain: L1Chain, engine: Chain) -> None:
+    user = chain.users[0]
+    chain.send(chain.token.functions.mint(user.address, 10 * W))
+    deposit = deposit_token(chain.w3, user, chain.bridge, ALICE_1, 3 * W)
+    assert (deposit.nonce, deposit.subaccount, deposit.amount) == (0, ALICE_1, 3 * W)
+    assert deposit.token == chain.addresses.collateral_token
+    ether = deposit_eth(chain.w3, user, chain.bridge, ALICE_1, 10**15)
+    assert ether.nonce == 1 and ether.token == bytes(20)
+
+    # The engine credits the deposit once a quorum reports it, then alice withdraws 1 to L1.
+    roots: dict[int, bytes] = {}
+    quorum(engine, 0, amount=3 * W, token=chain.addresses.collateral_token, subaccount=ALICE_1)
+    recipient = bytes.fromhex(chain.users[1].address[2:])
+    engine.block([engine.tx(ALICE, Withdraw(1, W, recipient))])
+    height = _record(engine, roots)
+    node = _node(engine, roots)
+
+    with pytest.raises(NotPostedYet):  # nothing posted yet
+        claim_withdrawal(chain.w3, user, chain.bridge, chain.commitments, node, 0)
+    chain.post(chain.header(1, state_height=height, state_root=roots[height]))
+    before = chain.token.functions.balanceOf(chain.users[1].address).call()
+    payout = claim_withdrawal(chain.w3, user, chain.bridge, chain.commitments, node, 0)
+    assert (payout.recipient, payout.amount, payout.state_height) == (recipient, W, height)
+    assert chain.token.functions.balanceOf(chain.users[1].address).call() == before + W
+    with pytest.raises(ContractCustomError) as again:
+        claim_withdrawal(chain.w3, user, chain.bridge, chain.commitments, node, 0)
+    assert custom_error_name(again.value) == "AlreadyWithdrawn"
+
+    # A withdrawal executed after the posted state is not claimable until it is posted.
+    engine.block([engine.tx(ALICE, Withdraw(1, W // 2, recipient))])
+    later = _record(engine, roots)
+    with pytest.raises(NotPostedYet):
+        claim_withdrawal(chain.w3, user, chain.bridge, chain.commitments, node, 1)
+    chain.post(chain.header(2, state_height=later, state_root=roots[later]))
+
+    # Validators go silent: after the escape delay alice takes her collateral from the
+    # last posted state (3 - 1 - 0.5 = 1.5), once.
+    alice = Account.from_key(ALICE.secret)
+    chain.w3.provider.make_request("anvil_setBalance", [alice.address, hex(10**18)])  # type: ignore[arg-type]
+    with pytest.raises(ContractCustomError) as early:
+        escape_collateral(chain.w3, alice, chain.bridge, chain.commitments, node, 1)
+    assert custom_error_name(early.value) == "EscapeNotOpen"
+    chain.mine(ESCAPE_DELAY + 1)
+    escaped = escape_collateral(chain.w3, alice, chain.bridge, chain.commitments, node, 1)
+    assert (escaped.amount, escaped.state_height) == (3 * W // 2, later)
+    assert chain.token.functions.balanceOf(alice.address).call() == 3 * W // 2
+    with pytest.raises(ContractCustomError) as twice:
+        escape_collateral(chain.w3, alice, chain.bridge, chain.commitments, node, 1)
+    assert custom_error_name(twice.value) == "AlreadyEscaped"
+    # The withdrawal in the frozen state is still paid.
+    paid = claim_withdrawal(chain.w3, user, chain.bridge, chain.commitments, node, 1)
+    assert paid.amount == W // 2
