@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import msgspec
 
 from consensus.crypto import PrivateKey
 from sequencer_net.home.config import ConfigError, load_config
@@ -87,6 +88,20 @@ def _parse_hosts(entries: tuple[str, ...]) -> dict[str, str]:
     metavar="ADDRESS",
     help="Give this 0x address 1,000,000 units of collateral (repeatable).",
 )
+@click.option(
+    "--l1-deployer",
+    metavar="ADDRESS",
+    help="The L1 account that will deploy the contracts (`seqnet l1 deploy`): genesis "
+    "names the Commitments address it will create as verifying_contract, and its "
+    "CollateralToken as the collateral token. Without it the chain has no L1.",
+)
+@click.option(
+    "--l1-deployer-nonce",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    help="The deployer's L1 nonce when it deploys (its transaction count by then).",
+)
 @click.option("--install", is_flag=True, help="Also write the genesis into every --validator home.")
 @click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
@@ -98,6 +113,8 @@ def new(
     genesis_time_ms: int | None,
     host_of: tuple[str, ...],
     fund: tuple[str, ...],
+    l1_deployer: str | None,
+    l1_deployer_nonce: int,
     install: bool,
     force: bool,
     as_json: bool,
@@ -121,6 +138,15 @@ def new(
         funded = [bytes.fromhex(a.removeprefix("0x")) for a in fund]
     except ValueError as exc:
         raise click.BadParameter("addresses are 0x hex", param_hint="--fund") from exc
+    verifying_contract = bytes(20)
+    collateral_token = b""
+    if l1_deployer is not None:
+        from sequencer_net.l1.deploy import predict_addresses
+
+        deployer = _address(l1_deployer, "--l1-deployer")
+        predicted = predict_addresses(deployer, l1_deployer_nonce)
+        verifying_contract = predicted.commitments
+        collateral_token = predicted.collateral_token
     now_ms = genesis_time_ms if genesis_time_ms is not None else int(time.time() * 1000)
     if chain_id is None:
         chain_id = random_chain_id()
@@ -150,19 +176,20 @@ def new(
                     api_port=config.api.listen_port,
                 )
             )
+        execution = default_execution_genesis(
+            validators[0].address,
+            chain_id=chain_id,
+            genesis_time_ms=now_ms,
+            reporters=oracle_reporters(validators),
+            funded_accounts=funded,
+        )
         document = Genesis(
             chain_id=chain_id,
             genesis_time_ms=now_ms,
-            verifying_contract=bytes(20),
+            verifying_contract=verifying_contract,
             view_timeout_ms=view_timeout_ms,
             validators=tuple(validators),
-            execution=default_execution_genesis(
-                validators[0].address,
-                chain_id=chain_id,
-                genesis_time_ms=now_ms,
-                reporters=oracle_reporters(validators),
-                funded_accounts=funded,
-            ),
+            execution=msgspec.structs.replace(execution, collateral_token=collateral_token),
         )
         if install:
             for config in configs:
@@ -187,6 +214,19 @@ def new(
     _echo_summary(summary)
 
 
+def _address(text: str, option: str) -> bytes:
+    body = text.removeprefix("0x")
+    try:
+        address = bytes.fromhex(body)
+    except ValueError as exc:
+        raise click.BadParameter(
+            "expected a 0x-prefixed 20-byte hex address", param_hint=option
+        ) from exc
+    if len(address) != 20:
+        raise click.BadParameter("expected a 0x-prefixed 20-byte hex address", param_hint=option)
+    return address
+
+
 def _summary(document: Genesis) -> dict[str, Any]:
     validator_set = document.validator_set()
     return {
@@ -194,6 +234,9 @@ def _summary(document: Genesis) -> dict[str, Any]:
         "genesis_hash": "0x" + document.genesis_block().digest().hex(),
         "genesis_time_ms": document.genesis_time_ms,
         "verifying_contract": "0x" + document.verifying_contract.hex(),
+        "collateral_token": "0x" + document.execution.collateral_token.hex()
+        if document.execution.collateral_token
+        else None,
         "total_weight": validator_set.total_weight,
         "quorum_weight": validator_set.quorum_weight,
         "validators": [
@@ -213,6 +256,9 @@ def _echo_summary(summary: dict[str, Any]) -> None:
     click.echo(f"  chain id:      {summary['chain_id']}")
     click.echo(f"  genesis hash:  {summary['genesis_hash']}")
     click.echo(f"  quorum:        {summary['quorum_weight']} of {summary['total_weight']} weight")
+    if summary["verifying_contract"] != "0x" + "00" * 20:
+        click.echo(f"  L1 contract:   {summary['verifying_contract']} (Commitments)")
+        click.echo(f"  L1 collateral: {summary['collateral_token']}")
     for index, v in enumerate(summary["validators"]):
         click.echo(
             f"  [{index}] {v['name']:<12} {v['address']}  weight {v['weight']}  "

@@ -291,6 +291,27 @@ def test_genesis_new_from_homes_and_install(tmp_path: Path) -> None:
     assert again.exit_code == 1 and "already exists" in again.output
 
 
+def test_genesis_new_names_the_contracts_an_l1_deployer_will_create(tmp_path: Path) -> None:
+    from sequencer_net.l1.deploy import predict_addresses
+
+    homes = make_homes(tmp_path, 2)
+    out = tmp_path / "genesis.json"
+    args = [a for h in homes for a in ("--validator", str(h))]
+    deployer = "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266"
+    info = ok_json(
+        "genesis", "new", "--out", str(out), *args, "--l1-deployer", deployer,
+        "--l1-deployer-nonce", "5",
+    )  # fmt: skip
+    predicted = predict_addresses(bytes.fromhex(deployer[2:]), 5)
+    genesis = load_genesis(out)
+    assert genesis.verifying_contract == predicted.commitments
+    assert genesis.execution.collateral_token == predicted.collateral_token
+    assert info["verifying_contract"] == "0x" + predicted.commitments.hex()
+    assert info["collateral_token"] == "0x" + predicted.collateral_token.hex()
+    bad = run("genesis", "new", "--out", str(tmp_path / "g2.json"), *args, "--l1-deployer", "0x12")
+    assert bad.exit_code == 2 and "20-byte" in bad.output
+
+
 def test_genesis_new_refuses_wildcard_hosts_and_used_homes(tmp_path: Path) -> None:
     homes = make_homes(tmp_path, 2)
     config_file = homes[1] / "config.toml"
