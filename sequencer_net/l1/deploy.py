@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from eth_account import Account
 from eth_typing import ChecksumAddress
@@ -25,6 +25,9 @@ from web3 import Web3
 from consensus.crypto import ADDRESS_LENGTH, Address, keccak256
 from sequencer_net.l1.artifacts import load_artifact
 from sequencer_net.l1.transact import send, wait
+
+if TYPE_CHECKING:
+    from sequencer_net.home.genesis import Genesis
 
 DEPLOY_ORDER: Final = ("CollateralToken", "Commitments", "Inbox", "Bridge")
 
@@ -135,3 +138,47 @@ def deploy(
                 f"{name} deployed at {landed}, predicted 0x{expected[name].hex()}"
             )
     return addresses
+
+
+def deploy_for_genesis(
+    w3: Web3,
+    deployer_key: bytes,
+    genesis: Genesis,
+    *,
+    inclusion_window: int,
+    escape_delay: int,
+) -> L1Addresses:
+    """Deploy the contracts a genesis names (`seqnet genesis new --l1-deployer`).
+
+    Refuses, before sending anything, unless the deployer's next nonce creates
+    the Commitments contract at the genesis's `verifying_contract` and the
+    collateral token at its `collateral_token`: a contract anywhere else could
+    never verify the network's signatures.
+    """
+    account = Account.from_key(deployer_key)
+    deployer = bytes.fromhex(account.address[2:])
+    nonce = w3.eth.get_transaction_count(account.address, "pending")
+    predicted = predict_addresses(deployer, nonce)
+    if predicted.commitments != genesis.verifying_contract:
+        raise DeploymentError(
+            f"deployer {account.address} at nonce {nonce} would create Commitments at "
+            f"0x{predicted.commitments.hex()}, but genesis names "
+            f"0x{genesis.verifying_contract.hex()} (build the genesis with this deployer "
+            "and its nonce at deployment time)"
+        )
+    if predicted.collateral_token != genesis.execution.collateral_token:
+        raise DeploymentError(
+            f"genesis names collateral token 0x{genesis.execution.collateral_token.hex()}, "
+            f"this deployment would create 0x{predicted.collateral_token.hex()}"
+        )
+    validator_set = genesis.validator_set()
+    return deploy(
+        w3,
+        deployer_key,
+        genesis.chain_id,
+        genesis.genesis_block().digest(),
+        [v.address for v in validator_set.validators],
+        [v.weight for v in validator_set.validators],
+        inclusion_window,
+        escape_delay,
+    )
