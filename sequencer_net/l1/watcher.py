@@ -303,6 +303,9 @@ class L1Watcher:
                 await self.watch_round()
             except L1Unavailable as exc:
                 self._error(str(exc))
+            except Exception as exc:  # an L1 problem must never stop the validator
+                log.exception("event=l1_round_failed")
+                self._error(f"{type(exc).__name__}: {exc}")
             await trio.sleep(self.poll_s)
 
     async def _l1(self, call: Callable[[], T]) -> T:
