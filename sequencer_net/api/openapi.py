@@ -157,6 +157,23 @@ _SCHEMAS: dict[str, _Schema] = {
                 "description": "Forced transactions from the L1 Inbox (docs/l1.md).",
                 "properties": {"tracked": _INT, "overdue": _INT},
             },
+            "l1": _object(
+                {
+                    "enabled": _BOOL,
+                    "posted_height": _OPT_INT,
+                    "posted_state_height": _OPT_INT,
+                    "committed_height": _OPT_INT,
+                    "backlog": _OPT_INT,
+                    "gas_per_posting": _OPT_INT,
+                    "postings": _INT,
+                    "l1_head": _OPT_INT,
+                    "l1_blocks_behind": _OPT_INT,
+                    "deposits_seen": _INT,
+                    "deposits_reported": _INT,
+                    "forced_seen": _INT,
+                    "last_error": _OPT_STR,
+                }
+            ),
             "uptime_s": _NUMBER,
         },
         "required": ["height"],

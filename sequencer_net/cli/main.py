@@ -61,6 +61,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "subscribe",
         "Print a rollup namespace's verified blocks as they finalize.",
     ),
+    "l1": (
+        "sequencer_net.cli.l1",
+        "l1",
+        "The L1 side: posted commitments, backlog, posting gas.",
+    ),
     "genesis": (
         "sequencer_net.cli.genesis",
         "genesis",

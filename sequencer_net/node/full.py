@@ -40,6 +40,7 @@ from sequencer_net.batches.pool import MAX_BATCHES_PER_REQUEST, BatchPool, Batch
 from sequencer_net.home.config import NodeConfig
 from sequencer_net.home.genesis import Genesis, load_genesis
 from sequencer_net.home.lock import HomeLock
+from sequencer_net.l1.status import DISABLED_DOCUMENT
 from sequencer_net.logging_limits import run_flusher
 from sequencer_net.mempool.mempool import AddResult
 from sequencer_net.mempool.transaction import InvalidTransaction, tx_hash
@@ -373,6 +374,7 @@ class FullNode(NodeBase):
                 "forged_answers": self.follower.stats.forged_answers,
                 "failed_requests": self.follower.stats.failed_requests,
             },
+            "l1": dict(DISABLED_DOCUMENT),
             "uptime_s": round(time.monotonic() - self.started_at, 1),
         }
 

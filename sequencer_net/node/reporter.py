@@ -12,10 +12,9 @@ market and takes the power-weighted median (sequencer_net.execution.oracle).
 strictly increases (the engine refuses a report not newer than the previous
 one), so a second's report is sent at most once.
 
-Nonces: the reporter counts up from the highest nonce its address has used in
-the committed state. If more than half a nonce window of its reports are not
-committed (a lost batch, a restart), it starts again from the committed
-nonce: a reused nonce is refused without a fee, a report gap of one interval.
+Nonces come from `OwnNonces` (own_nonces.py), the counter the validator's L1
+deposit reports share: a reused nonce is refused without a fee, a report gap
+of one interval.
 """
 
 from __future__ import annotations
@@ -33,7 +32,7 @@ from consensus.encoding import Domain
 from sequencer_net.api.intake import Accepted, Outcome
 from sequencer_net.client.transactions import signed_transaction
 from sequencer_net.execution.fees import required_fee
-from sequencer_net.execution.limits import MAX_ORACLE_PRICES, NONCE_WINDOW
+from sequencer_net.execution.limits import MAX_ORACLE_PRICES
 from sequencer_net.execution.markets import is_expired
 from sequencer_net.execution.state import ExecutionState
 from sequencer_net.execution.transactions import (
@@ -42,6 +41,7 @@ from sequencer_net.execution.transactions import (
     OracleUpdate,
     encode_payload,
 )
+from sequencer_net.node.own_nonces import OwnNonces
 from sequencer_net.pricefeed.sources import PriceSource, PriceSourceError
 
 log = logging.getLogger("seqnet.oracle")
@@ -85,6 +85,7 @@ class PriceReporter:
         interval_s: float,
         lag_s: int,
         clock: Callable[[], float] = time.time,
+        nonces: OwnNonces | None = None,
     ) -> None:
         self.key = key
         self.domain = domain
@@ -95,7 +96,7 @@ class PriceReporter:
         self.lag_s = lag_s
         self.clock = clock
         self.status = ReporterStatus(source_name)
-        self._next_nonce: int | None = None
+        self.nonces = nonces or OwnNonces(key.address, state)
         self._logged_error: tuple[str, float] | None = None
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
@@ -108,15 +109,6 @@ class PriceReporter:
         finally:
             with trio.CancelScope(shield=True):
                 await self.source.aclose()
-
-    def next_nonce(self, state: ExecutionState) -> int:
-        window = state.nonces.get(self.key.address)
-        committed = -1 if window is None else window.highest
-        pending = self._next_nonce
-        if pending is None or pending <= committed or pending > committed + NONCE_WINDOW // 2:
-            pending = committed + 1
-        self._next_nonce = pending + 1
-        return pending
 
     async def report_once(self) -> int:
         """Read and submit one round of reports; return how many were accepted."""
@@ -150,7 +142,7 @@ class PriceReporter:
             raw = signed_transaction(
                 self.key,
                 self.domain,
-                self.next_nonce(state),
+                self.nonces.next_nonce(state),
                 DEX_NAMESPACE,
                 payload,
                 fee=required_fee(state.config, len(payload)),
@@ -161,7 +153,7 @@ class PriceReporter:
                 self.status.reports_sent += 1
             else:
                 self.status.reports_refused += 1
-                self._next_nonce = None  # recount from the committed state
+                self.nonces.recount()
                 self._error(f"own report refused: {outcome.code}: {outcome.message}")
         self.status.last_published_at = published_at
         self.status.last_markets = len(prices)

@@ -40,6 +40,10 @@ from sequencer_net.home.genesis import Genesis, load_genesis
 from sequencer_net.home.lock import HomeLock
 from sequencer_net.home.setup import load_validator_secret
 from sequencer_net.l1.forced import ForcedInclusion
+from sequencer_net.l1.link import L1Link
+from sequencer_net.l1.poster import CommitmentPoster
+from sequencer_net.l1.status import L1Status
+from sequencer_net.l1.watcher import L1Watcher
 from sequencer_net.logging_limits import run_flusher
 from sequencer_net.mempool.mempool import AddResult
 from sequencer_net.mempool.transaction import InvalidTransaction
@@ -48,6 +52,7 @@ from sequencer_net.node.batching import OwnBatches, PeerBatches
 from sequencer_net.node.commit import CommitPipeline
 from sequencer_net.node.driver import ConsensusDriver
 from sequencer_net.node.follow import FollowServer
+from sequencer_net.node.own_nonces import OwnNonces
 from sequencer_net.node.reporter import PriceReporter, build_source
 from sequencer_net.node.requests import RequestKind, split_request
 from sequencer_net.node.status import ChainStatus
@@ -201,7 +206,11 @@ class ValidatorNode(NodeBase):
         self.status.height, self.status.last_hash = height, digest
         self.status.state_root = self.commits.state.state_root
         self._restore_pending_transactions()
+        self.own_nonces = OwnNonces(key.address, lambda: self.commits.state)
+        """Nonces of the transactions this validator signs: price and deposit reports."""
         self.reporter = self._price_reporter()
+        self.l1_status = L1Status(enabled=config.l1.rpc_url is not None)
+        self.poster, self.watcher = self._l1_tasks()
         # Gauges read live at scrape time.
         self.metrics.peers.set_function(lambda: len(self._connected_peers()))
         self.metrics.mempool_size.set_function(lambda: len(self.mempool))
@@ -236,7 +245,63 @@ class ValidatorNode(NodeBase):
             submit=submit,
             interval_s=oracle.interval_ms / 1000,
             lag_s=oracle.lag_s,
+            nonces=self.own_nonces,
         )
+
+    def _l1_tasks(self) -> tuple[CommitmentPoster | None, L1Watcher | None]:
+        """The commitment poster ([l1] post) and the deposit/forced-transaction
+        watcher, both only with [l1] rpc_url (docs/l1.md)."""
+        l1 = self.config.l1
+        if l1.rpc_url is None:
+            return None, None
+        # Genesis names the Commitments contract as its verifying_contract.
+        commitments = _address(l1.commitments)
+        if commitments is None and any(self.domain.verifying_contract):
+            commitments = bytes(self.domain.verifying_contract)
+        link = L1Link.connect(
+            l1.rpc_url,
+            commitments=commitments,
+            inbox=_address(l1.inbox),
+            bridge=_address(l1.bridge),
+        )
+        data = self.config.data_path / "l1"
+        poll_s = l1.poll_ms / 1000
+        poster = None
+        if l1.post and link.commitments is not None:
+            poster = CommitmentPoster(
+                link=link,
+                store=self.store,
+                validators=self.validators,
+                my_index=self.index,
+                key=self.key,
+                data_dir=data,
+                status=self.l1_status,
+                post_interval_s=l1.post_interval_ms / 1000,
+                takeover_blocks=l1.takeover_blocks,
+                poll_s=poll_s,
+            )
+        elif l1.post:
+            log.warning("event=l1_posting_off reason=no_commitments_address")
+
+        async def submit(raw: bytes, client: str) -> Outcome:
+            (outcome,) = await self.intake.submit([raw], client=client)
+            return outcome
+
+        watcher = L1Watcher(
+            link=link,
+            key=self.key,
+            domain=self.domain,
+            state=lambda: self.commits.state,
+            nonces=self.own_nonces,
+            submit=submit,
+            is_committed=self._is_committed,
+            forced=self.forced,
+            data_dir=data,
+            status=self.l1_status,
+            confirmations=l1.confirmations,
+            poll_s=poll_s,
+        )
+        return poster, watcher
 
     def _peer_specs(self) -> list[PeerSpec]:
         overrides = self.config.p2p.peer_addresses()
@@ -295,6 +360,7 @@ class ValidatorNode(NodeBase):
                 {"source": "none"} if self.reporter is None else self.reporter.status.document()
             ),
             "forced": None if self.forced is None else self.forced.status(self._is_committed),
+            "l1": self.l1_status.document(self.store.tip()[0]),
             "uptime_s": round(time.monotonic() - self.started_at, 1),
         }
 
@@ -375,6 +441,10 @@ class ValidatorNode(NodeBase):
             await nursery.start(self.own_batches.run)
             if self.reporter is not None:
                 await nursery.start(self.reporter.run)
+            if self.poster is not None:
+                await nursery.start(self.poster.run)
+            if self.watcher is not None:
+                await nursery.start(self.watcher.run)
             nursery.start_soon(run_flusher, self.pool.log_limiter, LOG_FLUSH_S)
             await nursery.start(serve_api, build_app(api, api_options), api_options)
             log.info(
@@ -388,6 +458,11 @@ class ValidatorNode(NodeBase):
                 self.status.height,
             )
             task_status.started()
+
+
+def _address(value: str | None) -> bytes | None:
+    """A config address ("0x" + 40 hex digits, checked when the config was read)."""
+    return None if value is None else bytes.fromhex(value[2:])
 
 
 GIL_SWITCH_INTERVAL_S = 0.001

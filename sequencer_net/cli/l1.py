@@ -1,0 +1,209 @@
+"""`seqnet l1 ...`: the network's L1 side as the contracts and a node see it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from sequencer_net.home.config import ConfigError, NodeConfig, load_config
+
+NODE_TIMEOUT_S = 5.0
+LOOPBACK_FOR_WILDCARD = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
+
+
+@click.group(name="l1")
+def l1() -> None:
+    """The L1 (Ethereum) side: posted commitments, backlog, posting gas.
+
+    \b
+    Example: a validator's view, from its home directory
+      seqnet l1 status --home ~/seqnet
+      seqnet l1 status --home ~/seqnet --json
+
+    \b
+    Example: any node's API and any L1 endpoint
+      seqnet l1 status --api http://127.0.0.1:26700 --rpc http://127.0.0.1:8545
+
+    See docs/l1.md for the contracts and how posting works.
+    """
+
+
+def _node_api(config: NodeConfig) -> str:
+    host = LOOPBACK_FOR_WILDCARD.get(config.api.listen_host, config.api.listen_host)
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{config.api.listen_port}"
+
+
+def _hex_address(value: object) -> bytes | None:
+    if isinstance(value, str) and value.startswith("0x") and len(value) == 42:
+        try:
+            address = bytes.fromhex(value[2:])
+        except ValueError:
+            return None
+        return address if any(address) else None
+    return None
+
+
+def fetch_node_status(api: str) -> dict[str, Any]:
+    """GET /v1/status; raises click.ClickException with what went wrong."""
+    import httpx
+
+    try:
+        response = httpx.get(f"{api.rstrip('/')}/v1/status", timeout=NODE_TIMEOUT_S)
+        response.raise_for_status()
+        document = response.json()
+    except (httpx.HTTPError, ValueError) as exc:
+        raise click.ClickException(f"node unreachable at {api}: {exc}") from None
+    if not isinstance(document, dict):
+        raise click.ClickException(f"node at {api} answered a status that is not an object")
+    return document
+
+
+def l1_report(
+    rpc_url: str,
+    commitments: bytes,
+    inbox: bytes | None,
+    bridge: bytes | None,
+    node: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """What `l1 status` prints, from the contracts (and the node's status if any)."""
+    from web3 import Web3
+
+    from sequencer_net.l1.link import L1Link, L1Unavailable, checked_uint
+
+    link = L1Link.connect(rpc_url, commitments=commitments)
+    try:
+        head = link.head()
+        tip = link.commitments_tip()
+    except L1Unavailable as exc:
+        raise click.ClickException(f"L1 unreachable at {rpc_url}: {exc}") from None
+    node_l1 = node.get("l1") if node is not None else None
+    committed = node.get("height") if node is not None else None
+    if isinstance(node_l1, dict) and isinstance(node_l1.get("committed_height"), int):
+        committed = node_l1["committed_height"]
+    if not isinstance(committed, int):
+        committed = None
+    gas, gas_source = None, None
+    if isinstance(node_l1, dict) and isinstance(node_l1.get("gas_per_posting"), int):
+        gas, gas_source = node_l1["gas_per_posting"], "node"
+    elif tip.latest_height > 0:
+        contract = L1Link.require(link.commitments, "commitments")
+        event = contract.events.Committed()
+        try:
+            entries = link.guarded(
+                lambda: event.get_logs(from_block=tip.last_post_block, to_block=tip.last_post_block)
+            )
+            if entries:
+                receipt = link.receipt(bytes(entries[-1]["transactionHash"]))
+                if receipt is not None:
+                    gas = checked_uint(receipt[1], "gasUsed")
+                    gas_source = "l1"
+        except L1Unavailable:
+            pass
+
+    def checksum(address: bytes | None) -> str | None:
+        return None if address is None else Web3.to_checksum_address(address)
+
+    return {
+        "commitments": checksum(commitments),
+        "inbox": checksum(inbox),
+        "bridge": checksum(bridge),
+        "posted_height": tip.latest_height,
+        "posted_state_height": tip.latest_state_height,
+        "posted_state_root": "0x" + tip.latest_state_root.hex(),
+        "epoch": tip.epoch,
+        "last_post_block": tip.last_post_block,
+        "l1_head": head,
+        "l1_blocks_behind": max(0, head - tip.last_post_block),
+        "committed_height": committed,
+        "backlog": None if committed is None else max(0, committed - tip.latest_height),
+        "gas_per_posting": gas,
+        "gas_source": gas_source,
+    }
+
+
+@l1.command(name="status")
+@click.option(
+    "--home",
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    help="A node's home directory: its [l1] endpoint and addresses, and its API.",
+)
+@click.option("--api", "api_url", help="The node's API URL (default: from --home).")
+@click.option("--rpc", "rpc_url", help="The L1 JSON-RPC endpoint (default: [l1] rpc_url).")
+@click.option(
+    "--commitments",
+    help="The Commitments address (default: [l1] commitments, else the node's verifying_contract).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def status(
+    home: Path | None,
+    api_url: str | None,
+    rpc_url: str | None,
+    commitments: str | None,
+    as_json: bool,
+) -> None:
+    """The contract's latest posted height and state, the node's committed
+    height, the backlog between them and the gas of a posting.
+
+    \b
+    JSON keys: commitments, inbox, bridge, posted_height, posted_state_height,
+    posted_state_root, epoch, last_post_block, l1_head, l1_blocks_behind,
+    committed_height, backlog, gas_per_posting, gas_source ("node": the node's
+    last posting; "l1": the receipt of the contract's last Committed event).
+    """
+    config = None
+    if home is not None:
+        try:
+            config = load_config(home)
+        except ConfigError as exc:
+            raise click.ClickException(str(exc)) from None
+    api = api_url or (None if config is None else _node_api(config))
+    rpc = rpc_url or (None if config is None else config.l1.rpc_url)
+    if rpc is None:
+        raise click.ClickException("no L1 endpoint: pass --rpc or set [l1] rpc_url (--home)")
+    node = fetch_node_status(api) if api is not None else None
+    address = _hex_address(commitments) if commitments is not None else None
+    if commitments is not None and address is None:
+        raise click.ClickException(f"--commitments {commitments!r} is not a 20-byte hex address")
+    if address is None and config is not None:
+        address = _hex_address(config.l1.commitments)
+    if address is None and node is not None:
+        address = _hex_address(node.get("verifying_contract"))
+    if address is None:
+        raise click.ClickException(
+            "no Commitments address: pass --commitments, set [l1] commitments, or --api a node"
+        )
+    inbox = None if config is None else _hex_address(config.l1.inbox)
+    bridge = None if config is None else _hex_address(config.l1.bridge)
+    report = l1_report(rpc, address, inbox, bridge, node)
+    if as_json:
+        click.echo(json.dumps(report, sort_keys=True))
+        return
+    rows = [
+        ("Commitments", report["commitments"]),
+        ("Inbox", report["inbox"] or "-"),
+        ("Bridge", report["bridge"] or "-"),
+        ("posted height", report["posted_height"]),
+        ("posted state", f"{report['posted_state_height']} {report['posted_state_root']}"),
+        ("epoch", report["epoch"]),
+        ("L1 head", f"{report['l1_head']} ({report['l1_blocks_behind']} since the last posting)"),
+        ("committed height", _or_dash(report["committed_height"])),
+        ("backlog", _or_dash(report["backlog"])),
+        (
+            "gas per posting",
+            "-"
+            if report["gas_per_posting"] is None
+            else f"{report['gas_per_posting']:,} ({report['gas_source']})",
+        ),
+    ]
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        click.echo(f"{name:<{width}}  {value}")
+
+
+def _or_dash(value: object) -> str:
+    return "-" if value is None else str(value)

@@ -1,0 +1,476 @@
+"""The L1 watcher: Bridge deposits and Inbox forced transactions, into this
+validator's own intake.
+
+Follow one round (`L1Watcher.watch_round`, every `[l1] poll_ms`):
+
+    read the L1 head; hand it to the forced-inclusion tracker
+    check_reorg         the hash of the last scanned block still the L1's?
+                        else walk back the remembered range ends to one that
+                        is, and scan again from there (anvil, like many
+                        endpoints, sends no `removed` logs)
+    scan                from the last scanned block + 1 up to head -
+                        confirmations, in ranges of at most MAX_LOG_RANGE
+                        blocks, events in (block, log index) order:
+      Deposited         -> an L1DepositReport signed with the validator key,
+                           once per deposit nonce (the nonces this validator
+                           reported are remembered, and the committed state's
+                           tally is asked first)
+      ForcedTransaction -> the transaction bytes, as a client would submit
+                           them; accepted (or already known or committed) ->
+                           ForcedInclusion.observe(hash, due block)
+    persist the cursor  a small JSON file under the data directory, written
+                        atomically after every range and every report
+
+A submission the intake refuses for the moment (rate, a full mempool, a
+storage hiccup) stops the round; the range is scanned again next round, and
+what was already handled is skipped. Every log is checked (address, types,
+sizes) before it is used.
+
+A crash between the intake's acknowledgement of a report and the cursor's
+write can report a deposit twice: the engine refuses the second as
+`DepositAlreadyReported` (a fee, nothing else). Reporting at most once would
+instead risk a deposit short of its quorum.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+import trio
+
+from consensus.crypto import PrivateKey
+from consensus.encoding import Domain
+from sequencer_net.api.intake import Accepted, Outcome
+from sequencer_net.client.transactions import FeeSchedule, deposit_report_transaction
+from sequencer_net.execution.oracle import reporter_power
+from sequencer_net.execution.state import ExecutionState
+from sequencer_net.home.keystore import write_private_file
+from sequencer_net.l1.forced import MAX_TRACKED_FORCED, ForcedInclusion
+from sequencer_net.l1.link import (
+    MAX_TX_BYTES,
+    L1AnswerInvalid,
+    L1Link,
+    L1Unavailable,
+    checked_address,
+    checked_bytes,
+    checked_uint,
+)
+from sequencer_net.l1.status import L1Status
+from sequencer_net.mempool.transaction import tx_hash
+from sequencer_net.node.own_nonces import OwnNonces
+
+log = logging.getLogger("seqnet.l1.watcher")
+
+T = TypeVar("T")
+
+MAX_LOG_RANGE: Final = 2_000
+"""L1 blocks per eth_getLogs request (public endpoints cap ranges near this)."""
+MAX_RANGES_PER_ROUND: Final = 16
+"""Ranges scanned per round: a watcher far behind catches up over rounds."""
+MAX_LOGS_PER_RANGE: Final = 10_000
+"""More logs than this in one range is not an answer we act on."""
+REMEMBERED_BLOCKS: Final = 64
+"""Scanned range ends (number, hash) kept to find where a reorg forked."""
+MAX_REPORTED_ABOVE: Final = 4_096
+"""Deposit nonces reported above the contiguous prefix (deposits come in order,
+so this stays tiny)."""
+MAX_CURSOR_BYTES: Final = 1 << 20
+CURSOR_FILE: Final = "watcher.json"
+TRANSIENT_REFUSALS: Final = (429, 503)
+"""Intake answers worth retrying: rate limited, mempool full, storage failed."""
+ERROR_LOG_INTERVAL_S: Final = 60.0
+
+
+class CursorInvalid(ValueError):
+    """The cursor file is not one this watcher wrote."""
+
+
+@dataclass
+class Cursor:
+    """How far the watcher got, persisted across restarts."""
+
+    block: int = -1
+    """The last L1 block scanned (-1: none yet)."""
+    hashes: list[tuple[int, bytes]] = field(default_factory=list)
+    """Scanned range ends and their hashes, oldest first."""
+    reported_below: int = 0
+    """Every deposit nonce below this was reported (or found settled)."""
+    reported_above: set[int] = field(default_factory=set)
+    forced: OrderedDict[bytes, int] = field(default_factory=OrderedDict)
+    """Forced transactions handled: hash -> due block (-1: the intake refused it)."""
+
+    def reported(self, nonce: int) -> bool:
+        return nonce < self.reported_below or nonce in self.reported_above
+
+    def mark_reported(self, nonce: int) -> None:
+        if self.reported(nonce):
+            return
+        self.reported_above.add(nonce)
+        while self.reported_below in self.reported_above:
+            self.reported_above.discard(self.reported_below)
+            self.reported_below += 1
+        while len(self.reported_above) > MAX_REPORTED_ABOVE:
+            self.reported_above.discard(min(self.reported_above))
+
+    def remember_forced(self, digest: bytes, due: int) -> None:
+        self.forced[digest] = due
+        self.forced.move_to_end(digest)
+        while len(self.forced) > MAX_TRACKED_FORCED:
+            self.forced.popitem(last=False)
+
+    def scanned(self, number: int, block_hash: bytes) -> None:
+        self.block = number
+        self.hashes = [(n, h) for n, h in self.hashes if n < number]
+        self.hashes.append((number, block_hash))
+        del self.hashes[:-REMEMBERED_BLOCKS]
+
+    def rewind(self, number: int) -> None:
+        """Scan again from `number + 1` (-1: from the L1's genesis)."""
+        self.block = number
+        self.hashes = [(n, h) for n, h in self.hashes if n <= number]
+
+    def encode(self) -> bytes:
+        return json.dumps(
+            {
+                "block": self.block,
+                "hashes": [[n, "0x" + h.hex()] for n, h in self.hashes],
+                "reported_below": self.reported_below,
+                "reported_above": sorted(self.reported_above),
+                "forced": [["0x" + h.hex(), due] for h, due in self.forced.items()],
+            }
+        ).encode()
+
+    @classmethod
+    def decode(cls, data: bytes) -> Cursor:
+        if len(data) > MAX_CURSOR_BYTES:
+            raise CursorInvalid("cursor file too large")
+        try:
+            raw = json.loads(data)
+            cursor = cls(
+                block=_int(raw["block"], -1),
+                hashes=[(_int(n, 0), _digest(h)) for n, h in raw["hashes"]],
+                reported_below=_int(raw["reported_below"], 0),
+                reported_above={_int(n, 0) for n in raw["reported_above"]},
+                forced=OrderedDict((_digest(h), _int(due, -1)) for h, due in raw["forced"]),
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CursorInvalid(f"malformed cursor: {exc}") from exc
+        if (
+            len(cursor.hashes) > REMEMBERED_BLOCKS
+            or len(cursor.reported_above) > MAX_REPORTED_ABOVE
+            or len(cursor.forced) > MAX_TRACKED_FORCED
+        ):
+            raise CursorInvalid("cursor lists exceed their bounds")
+        return cursor
+
+
+def _int(value: object, low: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value < 2**64:
+        raise ValueError(f"expected an integer >= {low}")
+    return value
+
+
+def _digest(value: object) -> bytes:
+    if not isinstance(value, str) or not value.startswith("0x") or len(value) != 66:
+        raise ValueError("expected a 32-byte 0x hex string")
+    return bytes.fromhex(value[2:])
+
+
+@dataclass(frozen=True, slots=True)
+class DepositEvent:
+    block: int
+    log_index: int
+    nonce: int
+    subaccount: bytes
+    token: bytes
+    amount: int
+
+
+@dataclass(frozen=True, slots=True)
+class ForcedEvent:
+    block: int
+    log_index: int
+    index: int
+    due_block: int
+    tx: bytes
+
+
+L1Event = DepositEvent | ForcedEvent
+
+
+def _log_position(entry: Any, start: int, end: int) -> tuple[int, int]:
+    block = checked_uint(entry.get("blockNumber"), "log blockNumber")
+    if not start <= block <= end:
+        raise L1AnswerInvalid(f"a log of block {block} outside the range {start}..{end}")
+    return block, checked_uint(entry.get("logIndex"), "log logIndex")
+
+
+def decode_deposit(entry: Any, start: int, end: int) -> DepositEvent:
+    block, index = _log_position(entry, start, end)
+    args = entry["args"]
+    return DepositEvent(
+        block=block,
+        log_index=index,
+        nonce=checked_uint(args["nonce"], "deposit nonce"),
+        subaccount=checked_bytes(args["subaccount"], "deposit subaccount", 21),
+        token=checked_address(args["token"], "deposit token"),
+        amount=checked_uint(args["amount"], "deposit amount", 2**256),
+    )
+
+
+def decode_forced(entry: Any, start: int, end: int) -> ForcedEvent:
+    block, index = _log_position(entry, start, end)
+    args = entry["args"]
+    tx = checked_bytes(args["tx"], "forced transaction")
+    if not 1 <= len(tx) <= MAX_TX_BYTES:
+        raise L1AnswerInvalid(f"a forced transaction of {len(tx)} bytes")
+    return ForcedEvent(
+        block=block,
+        log_index=index,
+        index=checked_uint(args["index"], "forced index"),
+        due_block=checked_uint(args["dueBlock"], "forced dueBlock"),
+        tx=tx,
+    )
+
+
+class L1Watcher:
+    def __init__(
+        self,
+        *,
+        link: L1Link,
+        key: PrivateKey,
+        domain: Domain,
+        state: Callable[[], ExecutionState],
+        nonces: OwnNonces,
+        submit: Callable[[bytes, str], Awaitable[Outcome]],
+        is_committed: Callable[[bytes], bool],
+        forced: ForcedInclusion | None,
+        data_dir: Path,
+        status: L1Status,
+        confirmations: int,
+        poll_s: float,
+    ) -> None:
+        self.link = link
+        self.key = key
+        self.domain = domain
+        self.state = state
+        self.nonces = nonces
+        self.submit = submit
+        self.is_committed = is_committed
+        self.forced = forced
+        self.status = status
+        self.confirmations = confirmations
+        self.poll_s = poll_s
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.path = data_dir / CURSOR_FILE
+        self.cursor = self._load()
+        self._logged_error: tuple[str, float] | None = None
+        self._restore_forced()
+
+    def _load(self) -> Cursor:
+        try:
+            return Cursor.decode(self.path.read_bytes())
+        except FileNotFoundError:
+            return Cursor()
+        except CursorInvalid as exc:
+            # Scanning again from the start is safe: the committed state's
+            # tallies and the intake's duplicate check stop a second report.
+            log.warning("event=l1_cursor_unreadable path=%s error=%s", self.path, exc)
+            return Cursor()
+
+    def _save(self) -> None:
+        write_private_file(self.path, self.cursor.encode())
+
+    def _restore_forced(self) -> None:
+        """The tracker lives in memory: tell it again what was observed."""
+        if self.forced is None:
+            return
+        for digest, due in self.cursor.forced.items():
+            if due >= 0 and not self.is_committed(digest):
+                self.forced.observe(digest, due)
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        while True:
+            try:
+                await self.watch_round()
+            except L1Unavailable as exc:
+                self._error(str(exc))
+            except Exception as exc:  # an L1 problem must never stop the validator
+                log.exception("event=l1_round_failed")
+                self._error(f"{type(exc).__name__}: {exc}")
+            await trio.sleep(self.poll_s)
+
+    async def _l1(self, call: Callable[[], T]) -> T:
+        return await trio.to_thread.run_sync(call)
+
+    async def watch_round(self) -> bool:
+        """One round; True when it scanned everything up to the confirmed head."""
+        head = await self._l1(self.link.head)
+        self.status.observe_head(head)
+        if self.forced is not None:
+            self.forced.set_l1_head(head)
+        await self.check_reorg()
+        safe = head - self.confirmations
+        for _ in range(MAX_RANGES_PER_ROUND):
+            if self.cursor.block >= safe:
+                return True
+            start = self.cursor.block + 1
+            end = min(safe, start + MAX_LOG_RANGE - 1)
+            events, end_hash = await trio.to_thread.run_sync(self._read_range, start, end)
+            for event in events:
+                if not await self._handle(event):
+                    return False
+            self.cursor.scanned(end, end_hash)
+            self._save()
+        return self.cursor.block >= safe
+
+    async def check_reorg(self) -> None:
+        """Rewind to the newest remembered block the L1 still has."""
+        remembered = self.cursor.hashes
+        if not remembered:
+            return
+        for number, known in reversed(remembered):
+            current = await self._l1(lambda n=number: self.link.block_hash(n))  # type: ignore[misc]
+            if current == known:
+                if number != self.cursor.block:
+                    log.warning(
+                        "event=l1_reorg scanned_to=%d rescan_from=%d", self.cursor.block, number + 1
+                    )
+                    self.cursor.rewind(number)
+                    self._save()
+                return
+        log.warning("event=l1_reorg scanned_to=%d rescan_from=0", self.cursor.block)
+        self.cursor.rewind(-1)
+        self._save()
+
+    def _read_range(self, start: int, end: int) -> tuple[list[L1Event], bytes]:
+        """Blocking: the range's events in L1 order, and the hash of its last block."""
+        events: list[L1Event] = []
+        if self.link.bridge is not None:
+            deposited = self.link.bridge.events.Deposited()
+            entries = self.link.guarded(lambda: deposited.get_logs(from_block=start, to_block=end))
+            self._check_count(entries)
+            events += [decode_deposit(e, start, end) for e in entries]
+        if self.link.inbox is not None:
+            forced = self.link.inbox.events.ForcedTransaction()
+            entries = self.link.guarded(lambda: forced.get_logs(from_block=start, to_block=end))
+            self._check_count(entries)
+            events += [decode_forced(e, start, end) for e in entries]
+        end_hash = self.link.block_hash(end)
+        if end_hash is None:
+            raise L1Unavailable(f"block {end} vanished while it was scanned")
+        events.sort(key=lambda e: (e.block, e.log_index))
+        return events, end_hash
+
+    @staticmethod
+    def _check_count(entries: Any) -> None:
+        if len(entries) > MAX_LOGS_PER_RANGE:
+            raise L1AnswerInvalid(f"{len(entries)} logs in one range")
+
+    async def _handle(self, event: L1Event) -> bool:
+        """Act on one event; False to stop the round and retry later."""
+        if isinstance(event, DepositEvent):
+            return await self.report_deposit(event)
+        return await self.submit_forced(event)
+
+    # ---- deposits -----------------------------------------------------------------------
+
+    async def report_deposit(self, event: DepositEvent) -> bool:
+        if self.cursor.reported(event.nonce):
+            return True
+        self.status.deposits_seen += 1
+        state = self.state()
+        me = self.key.address
+        if reporter_power(state.config.oracles, me) == 0:
+            self._error("this validator is not an oracle reporter: deposits are not reported")
+            self.cursor.mark_reported(event.nonce)
+            return True
+        if self._already_counted(state, event.nonce):
+            self.cursor.mark_reported(event.nonce)
+            self._save()
+            return True
+        raw = deposit_report_transaction(
+            self.key,
+            self.domain,
+            self.nonces.next_nonce(state),
+            deposit_nonce=event.nonce,
+            subaccount=event.subaccount,
+            token=event.token,
+            amount=event.amount,
+            fees=FeeSchedule(state.config.fee_base, state.config.fee_per_byte),
+        )
+        outcome = await self.submit(raw, "l1-deposits")
+        if not isinstance(outcome, Accepted):
+            self.status.deposits_seen -= 1  # seen again when the range is rescanned
+            self.nonces.recount()
+            self._error(f"deposit {event.nonce} report refused: {outcome.code}: {outcome.message}")
+            return False
+        self.cursor.mark_reported(event.nonce)
+        self._save()
+        self.status.deposits_reported += 1
+        log.info(
+            "event=deposit_reported nonce=%d token=%s amount=%d l1_block=%d",
+            event.nonce,
+            event.token.hex()[:8],
+            event.amount,
+            event.block,
+        )
+        return True
+
+    def _already_counted(self, state: ExecutionState, nonce: int) -> bool:
+        """Settled, or this validator's vote is in the committed tally."""
+        if nonce < state.bridge.resolved_below:
+            return True
+        tally = state.deposit_tallies.get(nonce)
+        if tally is None:
+            return False
+        return tally.resolved or any(self.key.address in v.reporters for v in tally.votes)
+
+    # ---- forced transactions ----------------------------------------------------------------
+
+    async def submit_forced(self, event: ForcedEvent) -> bool:
+        digest = tx_hash(event.tx)
+        if digest in self.cursor.forced:
+            return True
+        outcome = await self.submit(event.tx, "l1-inbox")
+        if not isinstance(outcome, Accepted) and outcome.status in TRANSIENT_REFUSALS:
+            self._error(f"forced transaction {event.index} deferred: {outcome.code}")
+            return False
+        self.status.forced_seen += 1
+        known = isinstance(outcome, Accepted) or outcome.code == "duplicate"
+        if known or self.is_committed(digest):
+            if self.forced is not None:
+                self.forced.observe(digest, event.due_block)
+            self.cursor.remember_forced(digest, event.due_block)
+            log.info(
+                "event=forced_observed index=%d hash=%s due_block=%d",
+                event.index,
+                digest.hex()[:16],
+                event.due_block,
+            )
+        else:
+            self.cursor.remember_forced(digest, -1)
+            log.info(
+                "event=forced_refused index=%d hash=%s code=%s",
+                event.index,
+                digest.hex()[:16],
+                "" if isinstance(outcome, Accepted) else outcome.code,
+            )
+        self._save()
+        return True
+
+    def _error(self, message: str) -> None:
+        self.status.last_error = message
+        now = time.monotonic()
+        logged = self._logged_error
+        if logged is None or logged[0] != message or now - logged[1] >= ERROR_LOG_INTERVAL_S:
+            self._logged_error = (message, now)
+            log.warning("event=l1_watch_problem error=%r", message)
