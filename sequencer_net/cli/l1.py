@@ -207,3 +207,190 @@ def status(
 
 def _or_dash(value: object) -> str:
     return "-" if value is None else str(value)
+
+
+def _l1_account(key_file: Path) -> Any:
+    """The L1 account whose private key (0x hex, one line) is in `key_file`."""
+    from eth_account import Account
+
+    try:
+        text = key_file.read_text().strip()
+        return Account.from_key(bytes.fromhex(text.removeprefix("0x")))
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(f"{key_file}: not a usable L1 private key ({exc})") from None
+
+
+def _web3(rpc_url: str) -> Any:
+    from web3 import Web3
+
+    w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": 30}))
+    try:
+        w3.eth.chain_id  # noqa: B018 - a cheap call that proves the endpoint answers
+    except Exception as exc:  # web3 raises many transport errors
+        raise click.ClickException(f"L1 unreachable at {rpc_url}: {exc}") from None
+    return w3
+
+
+_KEY_FILE = click.option(
+    "--key-file",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    required=True,
+    help="File holding the L1 account's private key as 0x hex (never pass keys as arguments).",
+)
+
+
+@l1.command(name="deploy")
+@click.option(
+    "--genesis",
+    "genesis_file",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    required=True,
+    help="The network's genesis.json, built with `seqnet genesis new --l1-deployer`.",
+)
+@click.option("--rpc", "rpc_url", required=True, help="The L1 JSON-RPC endpoint.")
+@_KEY_FILE
+@click.option(
+    "--inclusion-window",
+    type=click.IntRange(1, 2**32),
+    default=20,
+    show_default=True,
+    help="L1 blocks within which validators must include a forced transaction.",
+)
+@click.option(
+    "--escape-delay",
+    type=click.IntRange(1, 2**32),
+    default=7200,
+    show_default=True,
+    help="L1 blocks without a posting after which the escape hatch opens.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def deploy(
+    genesis_file: Path,
+    rpc_url: str,
+    key_file: Path,
+    inclusion_window: int,
+    escape_delay: int,
+    as_json: bool,
+) -> None:
+    """Deploy the contracts a genesis names, from the deployer it was built for.
+
+    Refuses before sending anything unless the key's next nonce creates the
+    Commitments contract at the genesis's verifying_contract. Prints the
+    addresses and the [l1] section every validator's config.toml needs.
+
+    \b
+    Example:
+      seqnet genesis new --out genesis.json --validator h0 ... --l1-deployer 0xDEPLOYER
+      seqnet l1 deploy --genesis genesis.json --rpc https://l1.example.org \\
+          --key-file deployer.key
+    """
+    from sequencer_net.home.genesis import GenesisError, load_genesis
+    from sequencer_net.l1.deploy import DeploymentError, deploy_for_genesis
+
+    try:
+        genesis = load_genesis(genesis_file)
+    except GenesisError as exc:
+        raise click.ClickException(str(exc)) from None
+    if not any(genesis.verifying_contract):
+        raise click.ClickException(
+            f"{genesis_file} names no L1 contract (build it with --l1-deployer)"
+        )
+    account = _l1_account(key_file)
+    w3 = _web3(rpc_url)
+    try:
+        addresses = deploy_for_genesis(
+            w3,
+            bytes(account.key),
+            genesis,
+            inclusion_window=inclusion_window,
+            escape_delay=escape_delay,
+        )
+    except DeploymentError as exc:
+        raise click.ClickException(str(exc)) from None
+    names = ("commitments", "inbox", "bridge", "collateral_token")
+    document = {name: "0x" + getattr(addresses, name).hex() for name in names}
+    if as_json:
+        click.echo(json.dumps(document, sort_keys=True))
+        return
+    for name in names:
+        click.echo(f"{name:<17} {document[name]}")
+    click.echo("\nIn every validator's config.toml:\n[l1]")
+    click.echo(f'rpc_url = "{rpc_url}"')
+    for name in ("commitments", "inbox", "bridge"):
+        click.echo(f'{name} = "{document[name]}"')
+
+
+@l1.command(name="deposit")
+@click.option("--rpc", "rpc_url", required=True, help="The L1 JSON-RPC endpoint.")
+@click.option("--bridge", "bridge_address", required=True, help="The Bridge contract's address.")
+@_KEY_FILE
+@click.option(
+    "--to",
+    "owner",
+    help="The seqnet account credited (0x address; default: the depositing L1 account).",
+)
+@click.option("--subaccount", "number", type=click.IntRange(0, 255), default=0, show_default=True)
+@click.option("--amount", required=True, help="In whole units with up to 18 decimals, e.g. 1.5.")
+@click.option(
+    "--eth",
+    is_flag=True,
+    help="Deposit ether (credited as an L1 ether balance) instead of the collateral token.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def deposit(
+    rpc_url: str,
+    bridge_address: str,
+    key_file: Path,
+    owner: str | None,
+    number: int,
+    amount: str,
+    eth: bool,
+    as_json: bool,
+) -> None:
+    """Lock collateral (or ether) in the Bridge for a seqnet subaccount.
+
+    The validators credit it once it is buried under their confirmation depth
+    and a quorum of them has reported it (docs/l1.md, "Deposits").
+    """
+    from sequencer_net.cli.trade import parse_amount
+    from sequencer_net.l1.user import contract, deposit_eth, deposit_token
+
+    bridge = _hex_address(bridge_address)
+    if bridge is None:
+        raise click.ClickException(f"--bridge {bridge_address!r} is not a 20-byte hex address")
+    account = _l1_account(key_file)
+    recipient = bytes.fromhex(account.address[2:]) if owner is None else _hex_address(owner)
+    if recipient is None:
+        raise click.ClickException(f"--to {owner!r} is not a 20-byte hex address")
+    wad = parse_amount(amount, "--amount")
+    w3 = _web3(rpc_url)
+    bridge_contract = contract(w3, "Bridge", bridge)
+    subaccount = recipient + bytes([number])
+    sender = deposit_eth if eth else deposit_token
+    try:
+        made = sender(w3, account, bridge_contract, subaccount, wad)
+    except Exception as exc:  # a revert names its custom error
+        raise click.ClickException(f"deposit failed: {_revert_reason(exc)}") from None
+    document = {
+        "nonce": made.nonce,
+        "subaccount": "0x" + made.subaccount.hex(),
+        "token": "0x" + made.token.hex(),
+        "amount": str(made.amount),
+        "l1_block": made.l1_block,
+    }
+    if as_json:
+        click.echo(json.dumps(document, sort_keys=True))
+        return
+    click.echo(
+        f"deposit {made.nonce}: {amount} {'ETH' if eth else 'collateral'} for "
+        f"{document['subaccount']} in L1 block {made.l1_block}"
+    )
+
+
+def _revert_reason(exc: Exception) -> str:
+    from sequencer_net.l1.artifacts import UnknownCustomError, custom_error_name
+
+    try:
+        return custom_error_name(exc)
+    except (UnknownCustomError, ValueError, TypeError):
+        return str(exc)

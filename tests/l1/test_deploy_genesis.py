@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
+from pathlib import Path
 
 import msgspec
 import pytest
@@ -16,6 +18,7 @@ from sequencer_net.home.genesis import Genesis, make_local_genesis
 from sequencer_net.l1.anvil import DEV_PRIVATE_KEYS, Anvil
 from sequencer_net.l1.artifacts import load_artifact
 from sequencer_net.l1.deploy import DeploymentError, deploy_for_genesis, predict_addresses
+from sequencer_net.l1.transact import transact
 from tests.l1.l1_chain import requires_anvil
 
 pytestmark = requires_anvil
@@ -55,3 +58,60 @@ def test_the_contracts_land_where_genesis_named_them() -> None:
         )
         assert commitments.functions.domainSeparator().call() == genesis.domain().separator()
         assert commitments.functions.totalPower().call() == genesis.validator_set().total_weight
+
+
+def test_the_cli_deploys_for_a_genesis_and_deposits(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from sequencer_net.cli.main import cli
+    from sequencer_net.home.genesis import write_genesis
+
+    deployer = Account.from_key(DEV_PRIVATE_KEYS[0])
+    genesis = _genesis(bytes.fromhex(deployer.address[2:]), 0)
+    write_genesis(tmp_path / "genesis.json", genesis)
+    key_file = tmp_path / "deployer.key"
+    key_file.write_text("0x" + DEV_PRIVATE_KEYS[0].hex() + "\n")
+    runner = CliRunner()
+    with Anvil.start() as anvil:
+        deployed = runner.invoke(
+            cli,
+            ["l1", "deploy", "--genesis", str(tmp_path / "genesis.json"), "--rpc", anvil.url,
+             "--key-file", str(key_file), "--json"],
+        )  # fmt: skip
+        assert deployed.exit_code == 0, deployed.output
+        addresses = json.loads(deployed.output)
+        assert addresses["commitments"] == "0x" + genesis.verifying_contract.hex()
+        again = runner.invoke(
+            cli,
+            ["l1", "deploy", "--genesis", str(tmp_path / "genesis.json"), "--rpc", anvil.url,
+             "--key-file", str(key_file)],
+        )  # fmt: skip
+        assert again.exit_code == 1 and "would create Commitments" in again.output
+
+        w3 = Web3(Web3.HTTPProvider(anvil.url))
+        token = w3.eth.contract(
+            address=Web3.to_checksum_address(addresses["collateral_token"]),
+            abi=load_artifact("CollateralToken").abi_list,
+        )
+        transact(w3, deployer, token.functions.mint(deployer.address, 5 * 10**18))
+        owner = "0x" + "ab" * 20
+        common = [
+            "l1", "deposit", "--rpc", anvil.url, "--bridge", addresses["bridge"],
+            "--key-file", str(key_file), "--to", owner, "--subaccount", "2", "--json",
+        ]  # fmt: skip
+        made = runner.invoke(cli, [*common, "--amount", "1.5"])
+        assert made.exit_code == 0, made.output
+        assert json.loads(made.output) == {
+            "nonce": 0,
+            "subaccount": owner + "02",
+            "token": addresses["collateral_token"],
+            "amount": str(15 * 10**17),
+            "l1_block": json.loads(made.output)["l1_block"],
+        }
+        ether = runner.invoke(cli, [*common, "--amount", "0.25", "--eth"])
+        assert ether.exit_code == 0, ether.output
+        assert json.loads(ether.output)["token"] == "0x" + "00" * 20
+        too_much = runner.invoke(cli, [*common, "--amount", "100"])
+        assert too_much.exit_code == 1 and "TokenTransferFailed" in too_much.output
+        bad = runner.invoke(cli, [*common, "--amount", "-1"])
+        assert bad.exit_code == 2
