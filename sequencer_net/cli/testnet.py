@@ -222,7 +222,8 @@ def _run_foreground(net: Testnet, console: Console, as_json: bool) -> int:
         state = trio.run(lambda: run_session(net, signer=signer, console=console, live=not as_json))
         summary = summarize(state, time.monotonic() - started)
     finally:
-        with console.status("stopping the nodes (SIGTERM, then SIGKILL after a grace period)"):
+        what = "the nodes and the L1" if net.l1 is not None else "the nodes"
+        with console.status(f"stopping {what} (SIGTERM, then SIGKILL after a grace period)"):
             outcomes = net.stop()
     summary["stopped"] = {o.identity.pid: o.how for o in outcomes}
     if as_json:
@@ -260,6 +261,16 @@ def _print_summary(summary: dict[str, Any], console: Console) -> None:
         )
         if load["errors"]:
             console.print(f"rejections: {load['errors']}", markup=False)
+    l1 = summary.get("l1")
+    chain = l1.get("chain") if l1 else None
+    if chain:
+        console.print(
+            f"L1: block {chain['head']}, posted height {chain['committed_height']}, "
+            f"deposits {chain['deposits']}, withdrawals {chain['withdrawals']}, "
+            f"forced {chain['forced']}"
+            + (f" (last read failed: {chain['error']})" if chain.get("error") else ""),
+            markup=False,
+        )
     console.print(
         f"logs and data: {summary['directory']} (remove: seqnet testnet down --clean)",
         markup=False,

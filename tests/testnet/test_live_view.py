@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pytest
 from rich.console import Console
 
@@ -160,7 +162,7 @@ def test_l1_rows_cope_with_missing_null_and_wrong_keys() -> None:
     )
 
 
-def _render_l1(chain: dict[str, object] | None, rows: list[L1Row | None]) -> str:
+def _render_l1(chain: Mapping[str, object] | None, rows: list[L1Row | None]) -> str:
     console = Console(width=80, record=True)
     console.print(l1_panel("http://127.0.0.1:26790", chain, rows))
     return console.export_text()

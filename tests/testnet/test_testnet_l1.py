@@ -41,7 +41,7 @@ from sequencer_net.testnet.processes import is_alive
 
 from .conftest import FAKE_NODE_COMMAND, free_base_port
 
-pytestmark = pytest.mark.skipif(
+needs_anvil = pytest.mark.skipif(
     not anvil_available(), reason="anvil not installed (scripts/setup.sh)"
 )
 
@@ -88,6 +88,7 @@ def _assert_l1_deployed_for_genesis(net: Testnet) -> None:
         assert w3.eth.get_balance(checksum) == VALIDATOR_GAS_WEI
 
 
+@needs_anvil
 def test_up_starts_anvil_deploys_at_the_predicted_addresses_and_down_stops_it(
     testnet_dir: Path,
 ) -> None:
@@ -137,6 +138,7 @@ def test_up_starts_anvil_deploys_at_the_predicted_addresses_and_down_stops_it(
     assert not testnet_dir.exists()
 
 
+@needs_anvil
 def test_without_anvil_up_fails_before_writing_anything_and_names_the_setup(
     testnet_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -152,6 +154,7 @@ def test_without_anvil_up_fails_before_writing_anything_and_names_the_setup(
     assert result.exit_code == 1 and "scripts/setup.sh" in result.output
 
 
+@needs_anvil
 def test_real_validators_commit_with_the_l1_configs(testnet_dir: Path) -> None:
     """Four real validators whose genesis names the deployed Commitments commit blocks.
 
@@ -179,3 +182,10 @@ def test_real_validators_commit_with_the_l1_configs(testnet_dir: Path) -> None:
     assert {o.how for o in outcomes} == {"terminated"}
     assert anvil_pid is not None and not is_alive(anvil_pid)
     assert not any(is_alive(node.pid) for node in net.nodes if node.pid is not None)
+
+
+def test_the_docs_name_the_predicted_addresses() -> None:
+    docs = (Path(__file__).parents[2] / "docs" / "testnet.md").read_text()
+    addresses = predicted_l1_addresses()
+    for name in ("collateral_token", "commitments", "inbox", "bridge"):
+        assert f"`{addresses.checksum(name)}`" in docs, name
