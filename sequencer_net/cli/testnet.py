@@ -1,4 +1,4 @@
-"""`seqnet testnet up|status|down`: a local multi-node network on this machine.
+"""`seqnet testnet up|status|l1|down`: a local multi-node network on this machine.
 
 See docs/testnet.md for the manifest format, the live view and the directory
 layout.
@@ -54,12 +54,14 @@ def testnet_domain(net: Testnet) -> Any:
 
 @click.group()
 def testnet() -> None:
-    """Run a local multi-node testnet: `up`, `status`, `down`.
+    """Run a local multi-node testnet and its L1: `up`, `status`, `l1`, `down`.
 
     \b
       seqnet testnet up -n 4                  # start, load, live view; Ctrl-C stops
       seqnet testnet up --detach              # start and return once it commits
+      seqnet testnet up --no-l1               # without the local L1 (anvil)
       seqnet testnet status --json
+      seqnet testnet l1                       # the L1: contracts, postings, deposits
       seqnet load --rate 500 --duration 30    # load a detached testnet
       seqnet testnet down --clean
     """
@@ -89,6 +91,12 @@ def testnet() -> None:
 )
 @click.option("--detach", is_flag=True, help="Return once the network commits; leave it running.")
 @click.option("--no-load", is_flag=True, help="Run without the load generator.")
+@click.option(
+    "--no-l1",
+    is_flag=True,
+    help="Run without the local L1 (anvil and the contracts); default: the manifest's "
+    "[l1] enabled, true.",
+)
 @click.option(
     "--rate", type=click.FloatRange(min=0), help="Load in tx/s [default: manifest's, 200]."
 )
@@ -121,6 +129,7 @@ def up(
     base_port: int,
     detach: bool,
     no_load: bool,
+    no_l1: bool,
     rate: float | None,
     mix: Mix | None,
     duration: float | None,
@@ -129,11 +138,13 @@ def up(
     as_json: bool,
     node_command: str | None,
 ) -> None:
-    """Start a local testnet: genesis, one process per validator, load, live view.
+    """Start a local testnet: genesis, the L1, one process per validator, load, live view.
 
     Writes a genesis (listing the testnet's markets) and a home per validator
-    under --dir, starts `seqnet node run` for each, and waits until every node
-    has committed a block. Then, unless --detach, it submits load (by default
+    under --dir, starts anvil on BASE+190 with the contracts deployed at the
+    addresses genesis and the validators' [l1] name (unless --no-l1), starts
+    `seqnet node run` for each validator, and waits until every node has
+    committed a block. Then, unless --detach, it submits load (by default
     mostly trader traffic: --mix), applies the manifest's perturbations and
     shows a live view of the nodes and the markets until Ctrl-C (or
     --duration), stops the nodes and prints a summary, exiting 1 if the nodes
@@ -143,13 +154,18 @@ def up(
     try:
         manifest = load_manifest(manifest_path) if manifest_path else Manifest()
         manifest = manifest.with_overrides(
-            validators=validators, rate=0.0 if no_load else rate, duration_s=duration, mix=mix
+            validators=validators,
+            rate=0.0 if no_load else rate,
+            duration_s=duration,
+            mix=mix,
+            l1=False if no_l1 else None,
         )
     except ManifestError as exc:
         raise click.ClickException(str(exc)) from exc
     command = shlex.split(node_command) if node_command else list(NODE_COMMAND_TEMPLATE)
     n = manifest.network.validators
-    with console.status(f"starting {n} validators in {directory} (logs: nodeI/node.log)"):
+    l1 = " and the L1 (anvil.log)" if manifest.l1.enabled else ""
+    with console.status(f"starting {n} validators{l1} in {directory} (logs: nodeI/node.log)"):
         try:
             net = start_testnet(
                 directory,
@@ -180,8 +196,15 @@ def _print_started(net: Testnet, console: Console, as_json: bool) -> None:
             node.name, str(row["height"]), node.api_url, str(node.pid), str(node.log_path)
         )
     console.print(table)
+    if net.l1 is not None:
+        console.print(
+            f"L1: {net.l1.rpc_url} (anvil pid {net.l1.pid}, log {net.l1.log_path}); "
+            f"Commitments {net.l1.addresses.checksum('commitments')}",
+            markup=False,
+        )
     console.print(
         f"Load it:  seqnet load --dir {net.directory} --rate 200 --duration 30\n"
+        f"The L1:   seqnet testnet l1 --dir {net.directory}\n"
         f"Watch it: seqnet testnet status --dir {net.directory}\n"
         f"Stop it:  seqnet testnet down --dir {net.directory}"
     )
@@ -199,7 +222,8 @@ def _run_foreground(net: Testnet, console: Console, as_json: bool) -> int:
         state = trio.run(lambda: run_session(net, signer=signer, console=console, live=not as_json))
         summary = summarize(state, time.monotonic() - started)
     finally:
-        with console.status("stopping the nodes (SIGTERM, then SIGKILL after a grace period)"):
+        what = "the nodes and the L1" if net.l1 is not None else "the nodes"
+        with console.status(f"stopping {what} (SIGTERM, then SIGKILL after a grace period)"):
             outcomes = net.stop()
     summary["stopped"] = {o.identity.pid: o.how for o in outcomes}
     if as_json:
@@ -237,6 +261,16 @@ def _print_summary(summary: dict[str, Any], console: Console) -> None:
         )
         if load["errors"]:
             console.print(f"rejections: {load['errors']}", markup=False)
+    l1 = summary.get("l1")
+    chain = l1.get("chain") if l1 else None
+    if chain:
+        console.print(
+            f"L1: block {chain['head']}, posted height {chain['committed_height']}, "
+            f"deposits {chain['deposits']}, withdrawals {chain['withdrawals']}, "
+            f"forced {chain['forced']}"
+            + (f" (last read failed: {chain['error']})" if chain.get("error") else ""),
+            markup=False,
+        )
     console.print(
         f"logs and data: {summary['directory']} (remove: seqnet testnet down --clean)",
         markup=False,
@@ -250,8 +284,10 @@ def status(directory: Path, as_json: bool) -> None:
     """Each node's height, last committed block hash, state root and process.
 
     JSON: {"nodes": [{"name", "height", "last_hash", "state_root", "view",
-    "peers", "up", "running", "paused", "pid", "api_url"}, ...]}; a node that
-    does not answer has "up": false and null height and hashes.
+    "peers", "up", "running", "paused", "pid", "api_url"}, ...], "l1": {"rpc_url",
+    "running", "pid", "deployed", "log", "collateral_token", "commitments",
+    "inbox", "bridge"} or null}; a node that does not answer has "up": false
+    and null height and hashes.
     """
     try:
         net = Testnet.load(directory)
@@ -276,7 +312,91 @@ def status(directory: Path, as_json: bool) -> None:
             "-" if peers is None else str(len(peers)),
             "-" if row["pid"] is None else str(row["pid"]),
         )
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    l1 = report["l1"]
+    if l1 is not None:
+        state = f"anvil pid {l1['pid']}" if l1["running"] else "anvil NOT running"
+        console.print(
+            f"L1: {l1['rpc_url']} ({state}); Commitments {l1['commitments']} "
+            f"(seqnet testnet l1 for its state)",
+            markup=False,
+        )
+
+
+@testnet.command("l1")
+@_DIR_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def l1_command(directory: Path, as_json: bool) -> None:
+    """The testnet's L1: anvil, the contracts, what they hold and each node's view.
+
+    Reads the chain (head block; Commitments' latest posted height, state
+    height and posting block; the Bridge's deposit count, withdrawals and
+    escape state; the Inbox's forced transactions) and each node's `l1` object
+    in /v1/status (its poster and watcher).
+
+    JSON: {"l1": {rpc_url, running, pid, addresses...}, "chain": {head,
+    committed_height, committed_state_height, last_post_block, epoch,
+    deposits, withdrawals, forced, escape_open, error}, "nodes": [{"name",
+    "l1": {...} or null}]}.
+    """
+    from sequencer_net.testnet.l1 import L1Observer
+
+    try:
+        net = Testnet.load(directory)
+    except TestnetError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if net.l1 is None:
+        raise click.ClickException(f"the testnet in {directory} runs without an L1 (--no-l1)")
+    report = net.l1_report()
+    chain = L1Observer(net.l1.rpc_url, net.l1.addresses).read()
+    nodes = [
+        {"name": node.name, "l1": status.get("l1") if status else None}
+        for node, status in zip(net.nodes, net.statuses(), strict=True)
+    ]
+    if as_json:
+        click.echo(json.dumps({"l1": report, "chain": chain.to_json(), "nodes": nodes}))
+        return
+    console = Console()
+    assert report is not None
+    state = f"anvil pid {report['pid']}" if report["running"] else "anvil NOT running"
+    console.print(f"L1 {report['rpc_url']} ({state}, log {report['log']})", markup=False)
+    for name in ("commitments", "bridge", "inbox", "collateral_token"):
+        console.print(f"  {name:<17}{report[name]}", markup=False)
+    if chain.error is not None:
+        console.print(f"  chain: cannot read it: {chain.error}", markup=False)
+    else:
+        console.print(
+            f"  head block {chain.head}; posted height {chain.committed_height} "
+            f"(state height {chain.committed_state_height}) in L1 block "
+            f"{chain.last_post_block}; epoch {chain.epoch}\n"
+            f"  deposits {chain.deposits}, withdrawals {chain.withdrawals}, forced "
+            f"transactions {chain.forced}; escape {'OPEN' if chain.escape_open else 'closed'}",
+            markup=False,
+        )
+    table = Table(title="each node's view (/v1/status l1)")
+    for column in ("node", "posted", "behind", "backlog", "gas/post", "posts", "deposits",
+                   "forced", "last error"):  # fmt: skip
+        table.add_column(column)
+    for row in nodes:
+        l1 = row["l1"] if isinstance(row["l1"], dict) else {}
+
+        def cell(key: str, node_l1: dict[str, Any] = l1) -> str:
+            value = node_l1.get(key)
+            return "-" if value is None else str(value)
+
+        table.add_row(
+            row["name"],
+            cell("posted_height"),
+            cell("l1_blocks_behind"),
+            cell("backlog"),
+            cell("gas_per_posting"),
+            cell("postings"),
+            cell("deposits_seen"),
+            cell("forced_seen"),
+            cell("last_error")[:40],
+        )
+    console.print(table)
 
 
 @testnet.command()
@@ -290,7 +410,7 @@ def status(directory: Path, as_json: bool) -> None:
 )
 @click.option("--clean", is_flag=True, help="Also delete the genesis, node homes and logs.")
 def down(directory: Path, grace: float, clean: bool) -> None:
-    """Stop the nodes this testnet started, and nothing else.
+    """Stop the nodes and the anvil this testnet started, and nothing else.
 
     A recorded PID is signalled only if /proc shows it still runs the exact
     command line we started, since the time we started it. SIGTERM first,
@@ -304,9 +424,11 @@ def down(directory: Path, grace: float, clean: bool) -> None:
         except TestnetError as exc:
             raise click.ClickException(str(exc)) from exc
         outcomes = {o.identity.pid: o.how for o in net.stop(grace_s=grace)}
-        for node in net.nodes:
-            how = outcomes.get(node.pid, "never started") if node.pid else "never started"
-            click.echo(f"{node.name}: {how}" + (f" (pid {node.pid})" if node.pid else ""))
+        named = [(node.name, node.pid) for node in net.nodes]
+        named += [("anvil", net.l1.pid)] if net.l1 is not None else []
+        for name, pid in named:
+            how = outcomes.get(pid, "never started") if pid else "never started"
+            click.echo(f"{name}: {how}" + (f" (pid {pid})" if pid else ""))
         if "survived" in outcomes.values():
             raise click.ClickException("some nodes survived SIGKILL; see the lines above")
     if clean:

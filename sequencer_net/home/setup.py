@@ -63,6 +63,7 @@ def init_home(
     password_file: Path | None = None,
     scrypt_n: int | None = None,
     oracle: dict[str, Any] | None = None,
+    l1: dict[str, Any] | None = None,
     max_non_validator_connections: int | None = None,
 ) -> NodeConfig:
     """Create a node home and return its loaded config.
@@ -75,7 +76,7 @@ def init_home(
     the p2p listen address and `api_host` the API's (config [p2p] and [api]);
     `admin_token_file`, if given, is recorded as [api] admin_token_file (the
     caller writes the file); `oracle`, if given, sets keys of [oracle] (the
-    price source).
+    price source), and `l1` keys of [l1] (the L1 endpoint and contracts).
 
     Refuses a home that exists and is not empty, unless `force`: then the
     config, genesis and key are replaced and data/ is left as it is (deleting a
@@ -101,6 +102,7 @@ def init_home(
         password_file=None if password_file is None else str(Path(password_file).resolve()),
         admin_token_file=admin_token_file,
         oracle=oracle,
+        l1=l1,
         max_non_validator_connections=max_non_validator_connections,
     )
     # Check the config before writing anything (bad name, clashing ports, ...).

@@ -1,10 +1,12 @@
-"""The live view of `seqnet testnet up`: one row per node, the markets, the load,
-the event log.
+"""The live view of `seqnet testnet up`: one row per node, the markets, the L1,
+the load, the event log.
 
 Rates come from the nodes' own counters (height and committed_txs in
 /v1/status) over a sliding window, so the view shows what the network
 committed, not what the load generator sent. The markets panel shows one
-node's GET /v1/markets. Everything here is a pure function of samples;
+node's GET /v1/markets. The L1 panel shows the chain as the testnet's
+`L1Observer` reads it and each node's `l1` object in /v1/status (any key of
+which may be missing or null). Everything here is a pure function of samples;
 `session.py` does the polling.
 """
 
@@ -306,6 +308,117 @@ def markets_panel(rows: Sequence[MarketRow], source: str | None) -> RenderableTy
     return Group(title, markets_table(rows))
 
 
+@dataclass(frozen=True, slots=True)
+class L1Row:
+    """One node's view of the L1 (the `l1` object of its /v1/status)."""
+
+    name: str
+    posted_height: int | None = None
+    blocks_behind: int | None = None
+    backlog: int | None = None
+    gas_per_posting: int | None = None
+    postings: int | None = None
+    deposits_seen: int | None = None
+    forced_seen: int | None = None
+    last_error: str | None = None
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def l1_row(name: str, status: Mapping[str, Any] | None) -> L1Row | None:
+    """The node's L1 row, or None when its status has no `l1` object."""
+    l1 = status.get("l1") if status is not None else None
+    if not isinstance(l1, Mapping):
+        return None
+    error = l1.get("last_error")
+    return L1Row(
+        name=name,
+        posted_height=_int_or_none(l1.get("posted_height")),
+        blocks_behind=_int_or_none(l1.get("l1_blocks_behind")),
+        backlog=_int_or_none(l1.get("backlog")),
+        gas_per_posting=_int_or_none(l1.get("gas_per_posting")),
+        postings=_int_or_none(l1.get("postings")),
+        deposits_seen=_int_or_none(l1.get("deposits_seen")),
+        forced_seen=_int_or_none(l1.get("forced_seen")),
+        last_error=str(error) if error else None,
+    )
+
+
+L1_COLUMNS = (
+    ("node", "left"),
+    ("posted", "right"),
+    ("behind", "right"),
+    ("backlog", "right"),
+    ("gas/post", "right"),
+    ("posts", "right"),
+    ("deposits", "right"),
+    ("forced", "right"),
+    ("error", "left"),
+)
+"""The L1 panel's per-node columns (docs/testnet.md explains each); fits 80 columns."""
+
+L1_ERROR_CHARS = 24
+
+
+def _cell(value: int | None) -> str:
+    return "-" if value is None else f"{value:,}"
+
+
+def l1_table(rows: Sequence[L1Row]) -> Table:
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, header_style="bold", pad_edge=False)
+    for column, justify in L1_COLUMNS:
+        table.add_column(column, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+    for row in rows:
+        table.add_row(
+            row.name,
+            _cell(row.posted_height),
+            _cell(row.blocks_behind),
+            _cell(row.backlog),
+            _cell(row.gas_per_posting),
+            _cell(row.postings),
+            _cell(row.deposits_seen),
+            _cell(row.forced_seen),
+            Text(row.last_error[:L1_ERROR_CHARS], style="red") if row.last_error else "-",
+        )
+    return table
+
+
+def l1_chain_line(rpc_url: str, chain: Mapping[str, Any] | None) -> Text:
+    """What the L1 itself holds (an `L1Snapshot.to_json()`; None before the first poll)."""
+    if chain is None:
+        return Text(f"L1 {rpc_url}: not read yet", style="dim")
+    if chain.get("error"):
+        return Text(f"L1 {rpc_url}: cannot read it: {chain['error']}", style="red")
+
+    def number(key: str) -> str:
+        value = _int_or_none(chain.get(key))
+        return "-" if value is None else f"{value:,}"
+
+    escape = {True: Text("OPEN", style="red"), False: Text("closed"), None: Text("-")}
+    # Two lines, each within 80 columns.
+    line = Text(
+        f"L1 {rpc_url.removeprefix('http://')} block {number('head')}, posted height "
+        f"{number('committed_height')} (state {number('committed_state_height')}) "
+        f"at block {number('last_post_block')}\n  Bridge deposits {number('deposits')}, "
+        f"withdrawals {number('withdrawals')}; Inbox forced {number('forced')}; escape "
+    )
+    line.append_text(escape.get(chain.get("escape_open"), Text("-")))
+    return line
+
+
+def l1_panel(
+    rpc_url: str, chain: Mapping[str, Any] | None, rows: Sequence[L1Row | None]
+) -> RenderableType:
+    """The chain's line and, when any node reports an `l1` status, their table."""
+    line = l1_chain_line(rpc_url, chain)
+    reported = [row for row in rows if row is not None]
+    if not reported:
+        return Group(line, Text("nodes: no l1 status reported", style="dim"))
+    return Group(line, l1_table(reported))
+
+
 def render_view(
     title: str,
     elapsed_s: float,
@@ -316,9 +429,11 @@ def render_view(
     events: Sequence[str],
     markets: RenderableType | None = None,
     width: int = 80,
+    l1: RenderableType | None = None,
 ) -> RenderableType:
     """The whole view; `markets` (a `markets_panel`) goes beside the nodes table
-    from SIDE_BY_SIDE_WIDTH columns on, below it otherwise."""
+    from SIDE_BY_SIDE_WIDTH columns on, below it otherwise; `l1` (an `l1_panel`)
+    below both."""
     recent = list(events)[-EVENT_LOG_LINES:] or ["(no events yet)"]
     nodes: RenderableType = nodes_table(rows, validators)
     if markets is not None and width >= SIDE_BY_SIDE_WIDTH:
@@ -327,6 +442,8 @@ def render_view(
         nodes = grid
     elif markets is not None:
         nodes = Group(nodes, Text(""), markets)
+    if l1 is not None:
+        nodes = Group(nodes, Text(""), l1)
     return Group(
         Text(f"{title}  t+{elapsed_s:,.0f}s  (Ctrl-C stops the testnet)", style="bold"),
         nodes,

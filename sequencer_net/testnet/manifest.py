@@ -17,6 +17,12 @@
     payload_bytes = [100, 300]  # random blob size range, inclusive
     mix = "mixed"               # dex | mixed | rollup (testnet/market.py)
 
+    [l1]
+    enabled = true              # run a local L1 (anvil) with the contracts deployed
+    block_time_s = 1            # anvil mines a block every this many seconds
+    inclusion_window = 20       # Inbox: L1 blocks a forced transaction has to be included
+    escape_delay = 600          # Bridge: L1 blocks without a posting before the escape opens
+
     [[perturbation]]
     at_s = 10                   # seconds after the network first commits
     action = "kill"             # kill | restart | pause | resume | disconnect | reconnect
@@ -50,6 +56,14 @@ Mix = Literal["rollup", "dex", "mixed"]
 traffic on the testnet's markets only, or both (4 in 5 DEX)."""
 MIXES: tuple[Mix, ...] = get_args(Mix)
 DEFAULT_MIX: Mix = "mixed"
+DEFAULT_L1_BLOCK_TIME_S = 1
+"""An L1 block a second: the local L1 moves like a chain (and faster than Ethereum's 12 s)."""
+DEFAULT_INCLUSION_WINDOW = 20
+"""Inbox window (L1 blocks): 20 s at the default block time, several posting turns."""
+DEFAULT_ESCAPE_DELAY = 600
+"""Bridge escape delay (L1 blocks): 10 minutes at the default block time without a posting."""
+MAX_L1_BLOCK_TIME_S = 60
+MAX_L1_WINDOW_BLOCKS = 2**32
 
 
 class ManifestError(ValueError):
@@ -95,9 +109,23 @@ class LoadSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class L1Spec:
+    """The testnet's local L1 (sequencer_net.testnet.l1): anvil and the contracts."""
+
+    enabled: bool = True
+    block_time_s: int = DEFAULT_L1_BLOCK_TIME_S
+    inclusion_window: int = DEFAULT_INCLUSION_WINDOW
+    escape_delay: int = DEFAULT_ESCAPE_DELAY
+
+
+NO_L1 = L1Spec(enabled=False)
+
+
+@dataclass(frozen=True, slots=True)
 class Manifest:
     network: NetworkSpec = field(default_factory=NetworkSpec)
     load: LoadSpec = field(default_factory=LoadSpec)
+    l1: L1Spec = field(default_factory=L1Spec)
     perturbations: tuple[Perturbation, ...] = ()
     description: str = ""
     duration_s: float | None = None
@@ -110,8 +138,12 @@ class Manifest:
         rate: float | None = None,
         duration_s: float | None = None,
         mix: Mix | None = None,
+        l1: bool | None = None,
     ) -> Manifest:
-        """The manifest with CLI flags applied, checked again (e.g. `-n` vs perturbations)."""
+        """The manifest with CLI flags applied, checked again (e.g. `-n` vs perturbations).
+
+        `l1` False turns the local L1 off (`--no-l1`); True or None keeps the manifest's.
+        """
         network = self.network
         if validators is not None and validators != network.validators:
             weights = network.weights
@@ -123,19 +155,22 @@ class Manifest:
             network = replace(network, validators=validators)
         load = self.load if rate is None else replace(self.load, rate=rate)
         load = load if mix is None else replace(load, mix=mix)
+        l1_spec = replace(self.l1, enabled=False) if l1 is False else self.l1
         updated = replace(
             self,
             network=network,
             load=load,
+            l1=l1_spec,
             duration_s=self.duration_s if duration_s is None else duration_s,
         )
         check_manifest(updated)
         return updated
 
 
-_TOP_KEYS = {"description", "duration_s", "network", "load", "perturbation"}
+_TOP_KEYS = {"description", "duration_s", "network", "load", "l1", "perturbation"}
 _NETWORK_KEYS = {"validators", "weights", "view_timeout_ms", "chain_id"}
 _LOAD_KEYS = {"rate", "accounts", "seed", "namespace", "payload_bytes", "mix"}
+_L1_KEYS = {"enabled", "block_time_s", "inclusion_window", "escape_delay"}
 _PERTURBATION_KEYS = {"at_s", "action", "node", "nodes"}
 
 
@@ -158,8 +193,10 @@ def parse_manifest(text: str, *, source: str = "<manifest>") -> Manifest:
     _reject_unknown(data, _TOP_KEYS, where, "")
     network_table = _table(data, "network", where)
     load_table = _table(data, "load", where)
+    l1_table = _table(data, "l1", where)
     _reject_unknown(network_table, _NETWORK_KEYS, where, "network.")
     _reject_unknown(load_table, _LOAD_KEYS, where, "load.")
+    _reject_unknown(l1_table, _L1_KEYS, where, "l1.")
 
     network = NetworkSpec(
         validators=_int(network_table, "validators", DEFAULT_VALIDATORS, where, "network."),
@@ -177,6 +214,15 @@ def parse_manifest(text: str, *, source: str = "<manifest>") -> Manifest:
         payload_bytes=_payload_bytes(load_table, where),
         mix=_mix(load_table, where),
     )
+    enabled = l1_table.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise where.error("l1.enabled", f"must be true or false, not {enabled!r}")
+    l1 = L1Spec(
+        enabled=enabled,
+        block_time_s=_int(l1_table, "block_time_s", DEFAULT_L1_BLOCK_TIME_S, where, "l1."),
+        inclusion_window=_int(l1_table, "inclusion_window", DEFAULT_INCLUSION_WINDOW, where, "l1."),
+        escape_delay=_int(l1_table, "escape_delay", DEFAULT_ESCAPE_DELAY, where, "l1."),
+    )
     description = data.get("description", "")
     if not isinstance(description, str):
         raise where.error("description", "must be a string")
@@ -186,6 +232,7 @@ def parse_manifest(text: str, *, source: str = "<manifest>") -> Manifest:
     manifest = Manifest(
         network=network,
         load=load,
+        l1=l1,
         perturbations=_perturbations(data.get("perturbation", []), where),
         description=description,
         duration_s=duration,
@@ -226,6 +273,13 @@ def check_manifest(manifest: Manifest) -> None:
         raise where.error("load.payload_bytes", "must be [min, max] with 0 <= min <= max <= 32768")
     if load.mix not in MIXES:
         raise where.error("load.mix", f"is {load.mix!r}; expected one of {', '.join(MIXES)}")
+    l1 = manifest.l1
+    if not 1 <= l1.block_time_s <= MAX_L1_BLOCK_TIME_S:
+        raise where.error("l1.block_time_s", f"must be between 1 and {MAX_L1_BLOCK_TIME_S}")
+    windows = (("inclusion_window", l1.inclusion_window), ("escape_delay", l1.escape_delay))
+    for key, value in windows:
+        if not 1 <= value < MAX_L1_WINDOW_BLOCKS:
+            raise where.error(f"l1.{key}", "must be between 1 and 2**32 - 1 L1 blocks")
     if manifest.duration_s is not None and manifest.duration_s <= 0:
         raise where.error("duration_s", "must be positive")
     for index, perturbation in enumerate(manifest.perturbations):

@@ -3,14 +3,17 @@
 Layout of a testnet directory (default ./.seqnet-testnet):
 
     genesis.json        the network's genesis (validators, funded load accounts)
-    testnet.json        what `status` and `down` read: nodes, PIDs, commands
+    testnet.json        what `status` and `down` read: nodes, anvil, PIDs, commands
+    anvil.log           the local L1's output (unless the L1 is off)
     load-nonces.json    next nonce of each load account, so load runs continue
     nodeI/              validator I's home (config, key, data)
     nodeI/node.log      its stdout and stderr, appended across restarts
 
-`start_testnet` writes the homes, starts one process per validator and waits
-until every node has committed a block. `Testnet.stop()` stops the processes
-it started; `Testnet.load(directory)` reattaches to a detached testnet.
+`start_testnet` writes the homes, starts the L1 (anvil, with the contracts
+deployed: sequencer_net.testnet.l1) unless the manifest turns it off, starts
+one process per validator and waits until every node has committed a block.
+`Testnet.stop()` stops the processes it started; `Testnet.load(directory)`
+reattaches to a detached testnet.
 """
 
 from __future__ import annotations
@@ -34,8 +37,21 @@ from sequencer_net.testnet.accounts import (
     load_account_addresses,
     market_operator_key,
 )
+from sequencer_net.testnet.l1 import (
+    ANVIL_LOG,
+    TestnetL1,
+    TestnetL1Error,
+    check_anvil_installed,
+    deploy_testnet_contracts,
+    fund_validators,
+    l1_port,
+    l1_rpc_url,
+    node_l1_config,
+    predicted_l1_addresses,
+)
 from sequencer_net.testnet.manifest import (
     MIXES,
+    NO_L1,
     LoadSpec,
     Manifest,
     NetworkSpec,
@@ -136,6 +152,11 @@ def write_validator_homes(
     posts deposits with the operator. Every validator reports the seed's
     simulated price walk (`[oracle] source = "simulated"`), the same walk the
     load's traders quote around.
+
+    With the manifest's L1 on, genesis names the testnet's predicted
+    Commitments address as `verifying_contract` and its CollateralToken as the
+    collateral token, and each validator's [l1] points at the testnet's anvil
+    (sequencer_net.testnet.l1): nothing about the L1 needs it running yet.
     """
     from sequencer_net.api.admin_auth import new_admin_token, write_admin_token_file
     from sequencer_net.home.genesis import make_local_genesis, write_genesis
@@ -161,6 +182,19 @@ def write_validator_homes(
         market_operator=market_operator_key(manifest.load.seed).address,
         fund_admin=True,  # validator 0 governs: its transactions pay fees too
     )
+    l1_config = None
+    if manifest.l1.enabled:
+        import msgspec
+
+        addresses = predicted_l1_addresses()
+        genesis = replace(
+            genesis,
+            verifying_contract=addresses.commitments,
+            execution=msgspec.structs.replace(
+                genesis.execution, collateral_token=addresses.collateral_token
+            ),
+        )
+        l1_config = node_l1_config(l1_rpc_url(host, base_port), addresses)
     genesis_path = directory / GENESIS_FILE
     write_genesis(genesis_path, genesis)
     specs = []
@@ -179,6 +213,7 @@ def write_validator_homes(
             api_host=host,
             admin_token_file=ADMIN_TOKEN_FILE,
             oracle=testnet_oracle(manifest),
+            l1=l1_config,
             max_non_validator_connections=FULL_NODE_SLOTS,
         )
         # The supervisor cuts and restores links through the admin API.
@@ -299,6 +334,7 @@ class Testnet:
     nodes: list[TestnetNode]
     created_at_ms: int = field(default_factory=lambda: int(time.time() * 1000))
     stop_grace_s: float = STOP_GRACE_S
+    l1: TestnetL1 | None = None
 
     # --- the record on disk -------------------------------------------------
 
@@ -327,6 +363,7 @@ class Testnet:
                 "mix": load.mix,
             },
             "nodes": [node.to_json() for node in self.nodes],
+            "l1": None if self.l1 is None else self.l1.to_json(),
         }
         tmp = self.record_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(record, indent=2) + "\n")
@@ -348,6 +385,8 @@ class Testnet:
         if record.get("version") != TESTNET_FILE_VERSION:
             raise TestnetError(f"{path}: unsupported version {record.get('version')!r}")
         network, load = record["network"], record["load"]
+        # A testnet recorded before the L1 existed ran without one.
+        l1 = TestnetL1.from_json(record["l1"]) if record.get("l1") else None
         manifest = Manifest(
             network=NetworkSpec(
                 validators=int(network["validators"]),
@@ -364,6 +403,7 @@ class Testnet:
                 # A testnet recorded before mixes existed sent rollup blobs.
                 mix=load.get("mix", "rollup") if load.get("mix") in MIXES else "rollup",
             ),
+            l1=NO_L1 if l1 is None else l1.spec,
             source=str(record.get("manifest", "<defaults>")),
         )
         return cls(
@@ -371,12 +411,37 @@ class Testnet:
             manifest=manifest,
             nodes=[TestnetNode.from_json(node) for node in record["nodes"]],
             created_at_ms=int(record.get("created_at_ms", 0)),
+            l1=l1,
         )
 
     # --- processes ----------------------------------------------------------
 
     def running_nodes(self) -> list[TestnetNode]:
         return [node for node in self.nodes if node.is_running()]
+
+    def l1_running(self) -> bool:
+        return self.l1 is not None and self.l1.is_running()
+
+    def start_l1(self) -> None:
+        """Start anvil, deploy the contracts for this testnet's genesis and give
+        the validators ETH for gas (the L1 must be planned: `self.l1`)."""
+        from sequencer_net.home.genesis import GenesisError, load_genesis
+
+        assert self.l1 is not None
+        try:
+            genesis = load_genesis(self.directory / GENESIS_FILE)
+        except (GenesisError, OSError) as exc:
+            raise TestnetError(f"cannot read the testnet's genesis: {exc}") from exc
+        try:
+            self.l1.start()
+            self.save()
+            deploy_testnet_contracts(self.l1, genesis)
+            fund_validators(self.l1, genesis)
+        except TestnetL1Error as exc:
+            raise TestnetError(f"the L1 did not start: {exc}") from exc
+        except (OSError, ValueError) as exc:  # web3 and RPC failures
+            raise TestnetError(f"the L1 did not start: deploying failed: {exc}") from exc
+        self.save()
 
     def start_node(self, index: int) -> None:
         node = self.nodes[index]
@@ -466,18 +531,21 @@ class Testnet:
             return f"{action} {name} failed: {exc}"
 
     def stop(self, grace_s: float | None = None) -> list[StopOutcome]:
-        """Stop every node this testnet started (and only those): SIGTERM, then SIGKILL."""
+        """Stop every node this testnet started (and only those), then its anvil:
+        SIGTERM, then SIGKILL. The L1 goes last, so nodes never see it vanish
+        while they run."""
         identities = [node.identity for node in self.nodes if node.identity is not None]
         children = {
             node.identity.pid: node.process
             for node in self.nodes
             if node.identity is not None and node.process is not None
         }
-        outcomes = stop_processes(
-            identities,
-            grace_s=self.stop_grace_s if grace_s is None else grace_s,
-            children=children,
-        )
+        grace = self.stop_grace_s if grace_s is None else grace_s
+        outcomes = stop_processes(identities, grace_s=grace, children=children)
+        if self.l1 is not None and self.l1.identity is not None:
+            anvil = self.l1.identity
+            anvil_children = {anvil.pid: self.l1.process} if self.l1.process else {}
+            outcomes += stop_processes([anvil], grace_s=grace, children=anvil_children)
         for node in self.nodes:
             node.paused, node.connected = False, True
         if self.record_path.parent.exists():
@@ -525,7 +593,21 @@ class Testnet:
                     "api_url": node.api_url,
                 }
             )
-        return {"nodes": nodes}
+        return {"nodes": nodes, "l1": self.l1_report()}
+
+    def l1_report(self) -> dict[str, Any] | None:
+        """The L1's process and contracts as recorded (no RPC): null without an L1."""
+        if self.l1 is None:
+            return None
+        running = self.l1.is_running()
+        return {
+            "rpc_url": self.l1.rpc_url,
+            "running": running,
+            "pid": self.l1.pid if running else None,
+            "deployed": self.l1.deployed,
+            "log": str(self.l1.log_path),
+            **self.l1.to_json()["addresses"],
+        }
 
     def wait_until_committing(self, timeout_s: float = READY_TIMEOUT_S) -> None:
         """Block until every node answers /v1/status with height > 0.
@@ -574,13 +656,11 @@ def _port_in_use(host: str, port: int) -> bool:
     return False
 
 
-def check_ports_free(host: str, base_port: int, validators: int) -> None:
-    busy = [
-        port
-        for index in range(validators)
-        for port in node_ports(base_port, index)
-        if _port_in_use(host, port)
-    ]
+def check_ports_free(host: str, base_port: int, validators: int, *, l1: bool = False) -> None:
+    """Every node's ports (and the L1's, with `l1`) are free, or TestnetError names the busy."""
+    ports = [port for index in range(validators) for port in node_ports(base_port, index)]
+    ports += [l1_port(base_port)] if l1 else []
+    busy = [port for port in ports if _port_in_use(host, port)]
     if busy:
         raise TestnetError(
             f"ports already in use on {host}: {', '.join(map(str, busy))}. Another "
@@ -591,7 +671,8 @@ def check_ports_free(host: str, base_port: int, validators: int) -> None:
 
 def _testnet_paths(directory: Path) -> list[Path]:
     """What a testnet creates in its directory (and all that `clean` removes)."""
-    paths = [directory / name for name in (TESTNET_FILE, GENESIS_FILE, LOAD_NONCES_FILE)]
+    names = (TESTNET_FILE, GENESIS_FILE, LOAD_NONCES_FILE, ANVIL_LOG)
+    paths = [directory / name for name in names]
     paths += sorted(p for p in directory.glob("node*") if p.is_dir() and p.name[4:].isdigit())
     return [p for p in paths if p.exists()]
 
@@ -600,12 +681,12 @@ def clean_testnet_dir(directory: Path) -> list[Path]:
     """Remove the files a testnet created (never anything else); the directory
     itself goes only if that leaves it empty. Refuses while nodes still run."""
     if (directory / TESTNET_FILE).exists():
-        running = Testnet.load(directory).running_nodes()
+        net = Testnet.load(directory)
+        running = [f"{n.name} (pid {n.pid})" for n in net.running_nodes()]
+        if net.l1 is not None and net.l1.is_running():
+            running.append(f"anvil (pid {net.l1.pid})")
         if running:
-            raise TestnetError(
-                f"nodes still running in {directory}: "
-                + ", ".join(f"{n.name} (pid {n.pid})" for n in running)
-            )
+            raise TestnetError(f"processes still running in {directory}: " + ", ".join(running))
     removed = _testnet_paths(directory)
     for path in removed:
         if path.is_dir():
@@ -620,7 +701,7 @@ def clean_testnet_dir(directory: Path) -> list[Path]:
 def _prepare_directory(directory: Path, fresh: bool) -> None:
     if (directory / TESTNET_FILE).exists():
         previous = Testnet.load(directory)
-        if previous.running_nodes():
+        if previous.running_nodes() or previous.l1_running():
             raise TestnetError(
                 f"a testnet is already running in {directory}; stop it with "
                 f"`seqnet testnet down --dir {directory}`"
@@ -641,9 +722,10 @@ def record_testnet(
     specs: Sequence[NodeSpec],
     node_command: Sequence[str],
     stop_grace_s: float,
+    l1: TestnetL1 | None = None,
 ) -> Testnet:
-    """The testnet of these nodes (each one's command from the "{home}" template),
-    saved to its record; nothing started yet."""
+    """The testnet of these nodes (each one's command from the "{home}" template)
+    and its planned L1, saved to its record; nothing started yet."""
     nodes = [
         TestnetNode(
             spec=spec,
@@ -652,7 +734,9 @@ def record_testnet(
         )
         for spec in specs
     ]
-    net = Testnet(directory=directory, manifest=manifest, nodes=nodes, stop_grace_s=stop_grace_s)
+    net = Testnet(
+        directory=directory, manifest=manifest, nodes=nodes, stop_grace_s=stop_grace_s, l1=l1
+    )
     net.save()
     return net
 
@@ -671,12 +755,17 @@ def start_testnet(
     fresh: bool = False,
     wait: bool = True,
 ) -> Testnet:
-    """Write the homes, start one process per validator, wait for the first commits.
+    """Write the homes, start the L1 and one process per validator, wait for the
+    first commits.
 
     `node_command` is the argv template ("{home}" is replaced by each node's
     home); tests pass a fake node. `write_homes` creates the homes and returns
-    the nodes' specs; by default real keys, genesis and configs. On any failure
-    the processes started so far are stopped and TestnetError is raised.
+    the nodes' specs; by default real keys, genesis and configs. With the
+    manifest's L1 on (`manifest.l1`, the default), anvil listens on
+    base_port + L1_PORT_OFFSET and the contracts are deployed before any node
+    starts; without anvil installed this fails before anything is written. On
+    any failure the processes started so far are stopped and TestnetError is
+    raised.
     """
     directory = Path(directory).absolute()
     manifest = (manifest or Manifest()).with_overrides(validators=validators)
@@ -688,12 +777,21 @@ def start_testnet(
         manifest = replace(manifest, network=replace(manifest.network, chain_id=chain_id))
     if not any("{home}" in part for part in node_command):
         raise TestnetError("node_command must contain a '{home}' placeholder")
+    with_l1 = manifest.l1.enabled
+    if with_l1:
+        try:
+            check_anvil_installed()
+        except TestnetL1Error as exc:
+            raise TestnetError(f"the testnet's L1 needs anvil: {exc}") from exc
     _prepare_directory(directory, fresh)
-    check_ports_free(host, base_port, manifest.network.validators)
+    check_ports_free(host, base_port, manifest.network.validators, l1=with_l1)
     specs = write_homes(directory, manifest, base_port, host)
-    net = record_testnet(directory, manifest, specs, node_command, stop_grace_s)
+    l1 = TestnetL1.plan(directory, host, base_port, manifest.l1) if with_l1 else None
+    net = record_testnet(directory, manifest, specs, node_command, stop_grace_s, l1)
     nodes = net.nodes
     try:
+        if net.l1 is not None:
+            net.start_l1()
         for node in nodes:
             net.start_node(node.spec.index)
         if wait:

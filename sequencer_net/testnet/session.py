@@ -1,11 +1,12 @@
 """A foreground testnet run: load, perturbations and the live view, until stopped.
 
 `run_session` drives a started `Testnet` under one trio nursery: a status
-poller per node, a markets poller (one node's /v1/markets), the load
-generator, the perturbation schedule, the duration timer and (in a terminal)
-the signal watcher; cancelling the nursery (Ctrl-C,
-SIGTERM, `duration_s`) stops them all. The caller then stops the nodes;
-`summarize` checks that the nodes agree on the block at their common height.
+poller per node, a markets poller (one node's /v1/markets), an L1 poller
+(the testnet's anvil, when it has one), the load generator, the perturbation
+schedule, the duration timer and (in a terminal) the signal watcher;
+cancelling the nursery (Ctrl-C, SIGTERM, `duration_s`) stops them all. The
+caller then stops the nodes; `summarize` checks that the nodes agree on the
+block at their common height.
 """
 
 from __future__ import annotations
@@ -29,9 +30,12 @@ from sequencer_net.testnet.accounts import (
     write_next_nonces,
 )
 from sequencer_net.testnet.live_view import (
+    L1Row,
     NodeRow,
     RateWindow,
     StatusSample,
+    l1_panel,
+    l1_row,
     market_rows,
     markets_panel,
     node_row,
@@ -46,6 +50,8 @@ STATUS_POLL_TIMEOUT_S = 1.0
 MARKETS_POLL_S = 1.0
 """The markets panel polls one node: prices move once a second."""
 VIEW_REFRESH_S = 0.5
+L1_POLL_S = 1.0
+"""The L1 panel reads the chain once per (default) L1 block time."""
 
 
 @dataclass
@@ -63,6 +69,7 @@ class SessionState:
     markets_source: str | None = None  # the node whose /v1/markets is shown
     market_names: dict[int, str] = field(default_factory=dict)
     width: int = 80
+    l1_chain: dict[str, Any] | None = None  # the last L1Snapshot.to_json()
 
     def elapsed_s(self) -> float:
         return trio.current_time() - self.started_at
@@ -89,6 +96,9 @@ class SessionState:
             )
         return rows
 
+    def l1_rows(self) -> list[L1Row | None]:
+        return [l1_row(node.name, self.statuses.get(i)) for i, node in enumerate(self.net.nodes)]
+
     def render(self) -> RenderableType:
         manifest = self.net.manifest
         title = f"seqnet testnet: {manifest.network.validators} validators"
@@ -107,6 +117,9 @@ class SessionState:
                 market_rows(self.markets, self.market_names), self.markets_source
             ),
             width=self.width,
+            l1=None
+            if self.net.l1 is None
+            else l1_panel(self.net.l1.rpc_url, self.l1_chain, self.l1_rows()),
         )
 
 
@@ -149,6 +162,19 @@ async def _poll_markets(state: SessionState) -> None:
         else:
             state.markets, state.markets_source = None, None
         await trio.sleep(MARKETS_POLL_S)
+
+
+async def _poll_l1(state: SessionState) -> None:
+    """The testnet's L1 as its contracts tell it (blocking RPCs, in a thread)."""
+    from sequencer_net.testnet.l1 import L1Observer
+
+    l1 = state.net.l1
+    assert l1 is not None
+    observer = await trio.to_thread.run_sync(L1Observer, l1.rpc_url, l1.addresses)
+    while True:
+        snapshot = await trio.to_thread.run_sync(observer.read)
+        state.l1_chain = snapshot.to_json()
+        await trio.sleep(L1_POLL_S)
 
 
 def testnet_genesis_time_s(net: Testnet) -> int | None:
@@ -254,6 +280,8 @@ async def run_session(
             for index in range(len(net.nodes)):
                 nursery.start_soon(_poll_node, state, index)
             nursery.start_soon(_poll_markets, state)
+            if net.l1 is not None:
+                nursery.start_soon(_poll_l1, state)
             nursery.start_soon(_apply_perturbations, state)
             if state.load is not None:
                 nursery.start_soon(_run_load, state)
@@ -327,6 +355,15 @@ def summarize(state: SessionState, elapsed_s: float) -> dict[str, Any]:
         "agreement": agreement(net, statuses),
         "load": state.load.stats.summary() if state.load else None,
         "markets": state.markets,
+        "l1": None
+        if net.l1 is None
+        else {
+            "chain": state.l1_chain,
+            "nodes": {
+                node.name: status.get("l1") if status else None
+                for node, status in zip(net.nodes, statuses, strict=True)
+            },
+        },
         "events": list(state.events),
         "directory": str(net.directory),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),

@@ -25,14 +25,14 @@ FAKE_NODE_COMMAND = (sys.executable, str(FAKE_NODE), "--home", "{home}")
 
 
 def free_base_port(validators: int) -> int:
-    """A base port whose p2p and API ports are all free now (loopback)."""
+    """A base port whose p2p, API and L1 ports are all free now (loopback)."""
     rng = random.Random()
     for _ in range(200):
         # Below Linux's ephemeral range (32768+): no outgoing connection can take
         # one of these ports between the check and the bind.
         base = rng.randrange(21_000, 32_000, 200)
         try:
-            check_ports_free("127.0.0.1", base, validators)
+            check_ports_free("127.0.0.1", base, validators, l1=True)
         except TestnetError:
             continue
         return base

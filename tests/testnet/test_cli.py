@@ -22,7 +22,7 @@ def _up(directory: Path, *extra: str) -> None:
         [
             "testnet", "up", "--detach", "-n", "3", "--dir", str(directory),
             "--base-port", str(free_base_port(3)), "--node-command", NODE_COMMAND,
-            "--timeout", "20", *extra,
+            "--timeout", "20", "--no-l1", *extra,
         ],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -35,7 +35,7 @@ def test_up_status_load_down(testnet_dir: Path) -> None:
     status = runner.invoke(cli, ["testnet", "status", "--dir", str(testnet_dir), "--json"])
     assert status.exit_code == 0, status.output
     report = json.loads(status.output)
-    assert list(report) == ["nodes"]
+    assert list(report) == ["nodes", "l1"] and report["l1"] is None  # started with --no-l1
     assert [n["name"] for n in report["nodes"]] == ["node0", "node1", "node2"]
     for node in report["nodes"]:
         assert {"name", "height", "last_hash", "state_root", "up", "pid"} <= set(node)
@@ -75,7 +75,7 @@ def test_up_status_load_down(testnet_dir: Path) -> None:
 def test_foreground_up_runs_its_manifest_and_summarizes(testnet_dir: Path, tmp_path: Path) -> None:
     manifest = tmp_path / "m.toml"
     manifest.write_text(
-        "duration_s = 3\n[load]\nrate = 100\naccounts = 10\n"
+        "duration_s = 3\n[load]\nrate = 100\naccounts = 10\n[l1]\nenabled = false\n"
         "[[perturbation]]\nat_s = 0.5\naction = 'kill'\nnode = 1\n"
         "[[perturbation]]\nat_s = 1.0\naction = 'restart'\nnode = 1\n"
     )

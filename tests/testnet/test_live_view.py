@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pytest
 from rich.console import Console
 
 from sequencer_net.testnet.live_view import (
     SIDE_BY_SIDE_WIDTH,
+    L1Row,
     MarketRow,
     NodeRow,
     RateWindow,
     StatusSample,
+    l1_panel,
+    l1_row,
     market_rows,
     markets_panel,
     node_row,
@@ -127,3 +132,59 @@ def test_the_markets_panel_sits_beside_the_nodes_when_the_terminal_is_wide() -> 
 
 def test_no_markets_answer_is_said_not_hidden() -> None:
     assert "no node answered /v1/markets" in _render(80, None)
+
+
+def test_l1_rows_cope_with_missing_null_and_wrong_keys() -> None:
+    assert l1_row("node0", None) is None  # the node did not answer
+    assert l1_row("node0", {"height": 3}) is None  # no poster in this node
+    assert l1_row("node0", {"l1": None}) is None
+    assert l1_row("node0", {"l1": {}}) == L1Row(name="node0")
+    row = l1_row(
+        "node1",
+        {
+            "l1": {
+                "posted_height": 40,
+                "l1_blocks_behind": 2,
+                "gas_per_posting": 63_920,
+                "postings": True,  # not a count: shown as unknown
+                "deposits_seen": "3",  # not an integer: shown as unknown
+                "forced_seen": None,
+                "last_error": "nonce too low",
+            }
+        },
+    )
+    assert row == L1Row(
+        name="node1",
+        posted_height=40,
+        blocks_behind=2,
+        gas_per_posting=63_920,
+        last_error="nonce too low",
+    )
+
+
+def _render_l1(chain: Mapping[str, object] | None, rows: list[L1Row | None]) -> str:
+    console = Console(width=80, record=True)
+    console.print(l1_panel("http://127.0.0.1:26790", chain, rows))
+    return console.export_text()
+
+
+def test_l1_panel_shows_the_chain_and_the_nodes_that_report() -> None:
+    chain = {
+        "head": 1234,
+        "committed_height": 560,
+        "committed_state_height": 558,
+        "last_post_block": 1230,
+        "deposits": 7,
+        "withdrawals": 2,
+        "forced": 1,
+        "escape_open": False,
+        "error": None,
+    }
+    text = _render_l1(chain, [L1Row("node0", posted_height=560, gas_per_posting=63_920), None])
+    assert "block 1,234, posted height 560 (state 558) at block 1,230" in text
+    assert "Bridge deposits 7, withdrawals 2; Inbox forced 1; escape closed" in text
+    assert "node0" in text and "63,920" in text and "node1" not in text
+    assert all(len(line) <= 80 for line in text.splitlines())
+    assert "nodes: no l1 status reported" in _render_l1({"head": 5}, [None, None])
+    assert "not read yet" in _render_l1(None, [])
+    assert "cannot read it: ConnectionError" in _render_l1({"error": "ConnectionError"}, [])

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from sequencer_net.testnet.manifest import (
+    L1Spec,
     Manifest,
     ManifestError,
     Perturbation,
@@ -49,6 +50,20 @@ def test_empty_manifest_gives_the_documented_defaults() -> None:
     assert manifest.load.payload_bytes == (100, 300)
     assert manifest.load.mix == "mixed"  # the market, with some rollup blobs
     assert manifest.perturbations == () and manifest.duration_s is None
+    assert manifest.l1 == L1Spec(
+        enabled=True, block_time_s=1, inclusion_window=20, escape_delay=600
+    )
+
+
+def test_the_l1_table_and_the_no_l1_flag() -> None:
+    manifest = parse_manifest("[l1]\nblock_time_s = 2\ninclusion_window = 30\nescape_delay = 900\n")
+    assert manifest.l1 == L1Spec(
+        enabled=True, block_time_s=2, inclusion_window=30, escape_delay=900
+    )
+    off = manifest.with_overrides(l1=False)
+    assert off.l1 == L1Spec(enabled=False, block_time_s=2, inclusion_window=30, escape_delay=900)
+    assert manifest.with_overrides(l1=None).l1.enabled  # no flag: the manifest's
+    assert not parse_manifest("[l1]\nenabled = false").with_overrides(l1=None).l1.enabled
 
 
 def test_full_manifest_round_trip() -> None:
@@ -113,6 +128,11 @@ def test_full_manifest_round_trip() -> None:
         ("[[perturbation]]\nat_s = 1\naction = 'kill'\nnode = 4", "node is 4, but validators"),
         ("[[perturbation]]\nat_s = 1\naction = 'kill'\nnode = 1\nwhy = 1", "why is not a"),
         ("[network\nvalidators = 4", "not valid TOML"),
+        ("[l1]\nenabled = 1", "l1.enabled must be true or false"),
+        ("[l1]\nblock_time_s = 0", "l1.block_time_s must be between 1 and 60"),
+        ("[l1]\ninclusion_window = 0", "l1.inclusion_window must be between 1 and"),
+        ("[l1]\nescape_delay = 4294967296", "l1.escape_delay must be between 1 and"),
+        ("[l1]\nrpc_url = 'x'", "l1.rpc_url is not a manifest key"),
     ],
 )
 def test_bad_manifests_are_rejected_with_the_key_named(text: str, fragment: str) -> None:

@@ -16,7 +16,7 @@ from sequencer_net.cli.testnet import testnet_domain as domain_of
 from sequencer_net.client import SeqnetClient
 from sequencer_net.testnet.accounts import load_account_addresses
 from sequencer_net.testnet.load import transaction_signer
-from sequencer_net.testnet.manifest import Manifest
+from sequencer_net.testnet.manifest import NO_L1, Manifest
 from sequencer_net.testnet.network import start_testnet
 from sequencer_net.testnet.session import run_session, summarize
 
@@ -27,7 +27,7 @@ LOAD_S = 6.0
 
 def test_a_four_node_testnet_with_the_dex_mix_clears_auctions(testnet_dir: Path) -> None:
     manifest = Manifest().with_overrides(validators=4, rate=100.0, mix="dex")
-    manifest = replace(manifest, load=replace(manifest.load, accounts=20))
+    manifest = replace(manifest, load=replace(manifest.load, accounts=20), l1=NO_L1)
     net = start_testnet(testnet_dir, manifest=manifest, base_port=free_base_port(4))
     try:
         signer = transaction_signer(domain_of(net))

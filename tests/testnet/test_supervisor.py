@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from sequencer_net.home.genesis import LOCAL_CHAIN_ID_RANGE
-from sequencer_net.testnet.manifest import Manifest, Perturbation, PerturbationAction
+from sequencer_net.testnet.manifest import NO_L1, Manifest, Perturbation, PerturbationAction
 from sequencer_net.testnet.network import (
     TESTNET_FILE,
     Testnet,
@@ -35,7 +35,7 @@ from .conftest import FAKE_NODE_COMMAND, free_base_port
 def _start(directory: Path, validators: int = 3, **kwargs: object) -> Testnet:
     return start_testnet(
         directory,
-        manifest=Manifest(),
+        manifest=Manifest(l1=NO_L1),
         validators=validators,
         base_port=free_base_port(validators),
         node_command=FAKE_NODE_COMMAND,
@@ -222,6 +222,7 @@ def test_a_network_that_never_commits_times_out_with_a_clear_error(testnet_dir: 
     with pytest.raises(TestnetError, match=r"did not commit within 1 s \(not ready: node0[,)]"):
         start_testnet(
             testnet_dir,
+            manifest=Manifest(l1=NO_L1),
             validators=2,
             base_port=free_base_port(2),
             node_command=FAKE_NODE_COMMAND,
@@ -253,7 +254,13 @@ def test_ports_in_use_are_reported_before_anything_starts(testnet_dir: Path) -> 
         sock.bind(("127.0.0.1", base + 100))
         sock.listen()
         with pytest.raises(TestnetError, match=f"ports already in use on 127.0.0.1: {base + 100}"):
-            start_testnet(testnet_dir, validators=1, base_port=base, node_command=FAKE_NODE_COMMAND)
+            start_testnet(
+                testnet_dir,
+                manifest=Manifest(l1=NO_L1),
+                validators=1,
+                base_port=base,
+                node_command=FAKE_NODE_COMMAND,
+            )
     assert not (testnet_dir / TESTNET_FILE).exists()
 
 

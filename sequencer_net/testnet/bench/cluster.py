@@ -34,7 +34,7 @@ from sequencer_net.testnet.bench.limits import (
     STOP_GRACE_S,
 )
 from sequencer_net.testnet.bench.wan import WanLayout, WanNetwork, wan_homes_writer
-from sequencer_net.testnet.manifest import LoadSpec, Manifest, NetworkSpec
+from sequencer_net.testnet.manifest import NO_L1, LoadSpec, Manifest, NetworkSpec
 from sequencer_net.testnet.network import (
     DEFAULT_HOST,
     GENESIS_FILE,
@@ -92,9 +92,11 @@ def free_base_port(validators: int, host: str = DEFAULT_HOST) -> int:
 
 
 def bench_manifest(validators: int, seed: int, accounts: int = ACCOUNT_POOL) -> Manifest:
+    """The benchmark's network: no L1, so it measures the sequencer alone."""
     return Manifest(
         network=NetworkSpec(validators=validators),
         load=LoadSpec(rate=0, accounts=accounts, seed=seed),
+        l1=NO_L1,
         source="<seqnet bench>",
     )
 

@@ -52,6 +52,7 @@ from sequencer_net.testnet.bench.limits import (
 from sequencer_net.testnet.bench.report import git_commit, machine
 from sequencer_net.testnet.load import LoadConfig, LoadGenerator, transaction_signer
 from sequencer_net.testnet.manifest import (
+    NO_L1,
     LoadSpec,
     Manifest,
     NetworkSpec,
@@ -436,6 +437,7 @@ def recovery_manifest(options: RecoveryOptions) -> Manifest:
             validators=RECOVERY_VALIDATORS, view_timeout_ms=RECOVERY_VIEW_TIMEOUT_MS
         ),
         load=LoadSpec(rate=options.rate),
+        l1=NO_L1,  # recovery of the sequencer alone
         source="<seqnet bench recovery>",
     )
 

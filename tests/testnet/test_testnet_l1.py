@@ -1,0 +1,191 @@
+"""The testnet's L1: anvil started with the testnet, the contracts at the
+addresses genesis and the validators' configs name, and stopped by `down`.
+
+The fake-node test checks the L1 piece on its own (fast); the real-node test
+checks that real validators commit with the [l1] configs and the genesis
+naming the Commitments contract.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from web3 import Web3
+
+from sequencer_net.cli.main import cli
+from sequencer_net.client import SeqnetClient
+from sequencer_net.home.config import load_config
+from sequencer_net.home.genesis import load_genesis
+from sequencer_net.l1.anvil import ANVIL_ENV, anvil_available
+from sequencer_net.l1.artifacts import load_artifact
+from sequencer_net.l1.deploy import predict_addresses
+from sequencer_net.testnet.l1 import (
+    L1_PORT_OFFSET,
+    VALIDATOR_GAS_WEI,
+    L1Observer,
+    deployer_address,
+    predicted_l1_addresses,
+)
+from sequencer_net.testnet.manifest import Manifest
+from sequencer_net.testnet.network import (
+    GENESIS_FILE,
+    Testnet,
+    TestnetError,
+    start_testnet,
+)
+from sequencer_net.testnet.processes import is_alive
+
+from .conftest import FAKE_NODE_COMMAND, free_base_port
+
+needs_anvil = pytest.mark.skipif(
+    not anvil_available(), reason="anvil not installed (scripts/setup.sh)"
+)
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _assert_l1_deployed_for_genesis(net: Testnet) -> None:
+    """The contracts are where genesis and every [l1] config say, built for this genesis."""
+    assert net.l1 is not None and net.l1.deployed
+    genesis = load_genesis(net.directory / GENESIS_FILE)
+    addresses = predicted_l1_addresses()
+    assert addresses == predict_addresses(deployer_address(), 0) == net.l1.addresses
+    assert genesis.verifying_contract == addresses.commitments
+    assert genesis.execution.collateral_token == addresses.collateral_token
+    for node in net.nodes:
+        l1 = load_config(node.spec.home).l1
+        assert l1.rpc_url == net.l1.rpc_url
+        assert (l1.commitments, l1.inbox, l1.bridge) == (
+            addresses.checksum("commitments"),
+            addresses.checksum("inbox"),
+            addresses.checksum("bridge"),
+        )
+    w3 = Web3(Web3.HTTPProvider(net.l1.rpc_url))
+    for name in ("collateral_token", "commitments", "inbox", "bridge"):
+        assert len(w3.eth.get_code(addresses.checksum(name))) > 0, name
+    commitments = w3.eth.contract(
+        address=addresses.checksum("commitments"), abi=load_artifact("Commitments").abi_list
+    )
+    # The contract rebuilds the validators' signing domain: same chain id, contract, genesis.
+    assert commitments.functions.domainSeparator().call() == genesis.domain().separator()
+    assert commitments.functions.latestBlockHash().call() == genesis.genesis_block().digest()
+    assert commitments.functions.totalPower().call() == sum(v.weight for v in genesis.validators)
+    for validator in genesis.validators:
+        checksum = Web3.to_checksum_address(validator.address)
+        assert commitments.functions.powerOf(checksum).call() == validator.weight
+        assert w3.eth.get_balance(checksum) == VALIDATOR_GAS_WEI
+
+
+@needs_anvil
+def test_up_starts_anvil_deploys_at_the_predicted_addresses_and_down_stops_it(
+    testnet_dir: Path,
+) -> None:
+    base = free_base_port(3)
+    net = start_testnet(
+        testnet_dir,
+        manifest=Manifest(),
+        validators=3,
+        base_port=base,
+        node_command=FAKE_NODE_COMMAND,
+        ready_timeout_s=20.0,
+        stop_grace_s=2.0,
+    )
+    assert net.l1 is not None
+    assert net.l1.rpc_url == f"http://127.0.0.1:{base + L1_PORT_OFFSET}"
+    _assert_l1_deployed_for_genesis(net)
+    anvil_pid = net.l1.pid
+    assert anvil_pid is not None
+
+    # Another process (the CLI) finds the L1 from testnet.json.
+    runner = CliRunner()
+    status = runner.invoke(cli, ["testnet", "status", "--dir", str(testnet_dir), "--json"])
+    assert status.exit_code == 0, status.output
+    l1_status = json.loads(status.output)["l1"]
+    assert l1_status["running"] and l1_status["pid"] == anvil_pid and l1_status["deployed"]
+    shown = runner.invoke(cli, ["testnet", "l1", "--dir", str(testnet_dir), "--json"])
+    assert shown.exit_code == 0, shown.output
+    report = json.loads(shown.output)
+    chain = report["chain"]
+    assert chain["error"] is None and chain["head"] >= 1
+    assert (chain["committed_height"], chain["deposits"], chain["withdrawals"]) == (0, 0, 0)
+    assert chain["forced"] == 0 and chain["escape_open"] is False
+    assert [n["l1"] for n in report["nodes"]] == [None, None, None]  # fake nodes report none
+    text = runner.invoke(cli, ["testnet", "l1", "--dir", str(testnet_dir)])
+    assert text.exit_code == 0 and "posted height 0" in text.output, text.output
+
+    down = runner.invoke(cli, ["testnet", "down", "--dir", str(testnet_dir), "--grace", "2"])
+    assert down.exit_code == 0, down.output
+    assert f"anvil: terminated (pid {anvil_pid})" in down.output
+    assert not is_alive(anvil_pid)
+    assert _port_free(base + L1_PORT_OFFSET)
+    after = Testnet.load(testnet_dir)
+    assert not after.running_nodes() and not after.l1_running()
+    assert L1Observer(net.l1.rpc_url, net.l1.addresses).read().error is not None
+    clean = runner.invoke(cli, ["testnet", "down", "--dir", str(testnet_dir), "--clean"])
+    assert clean.exit_code == 0, clean.output
+    assert not testnet_dir.exists()
+
+
+@needs_anvil
+def test_without_anvil_up_fails_before_writing_anything_and_names_the_setup(
+    testnet_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv(ANVIL_ENV, str(tmp_path / "no-anvil-here"))
+    with pytest.raises(TestnetError, match=r"scripts/setup\.sh.*--no-l1"):
+        start_testnet(testnet_dir, validators=1, node_command=FAKE_NODE_COMMAND)
+    assert not testnet_dir.exists()
+    result = CliRunner().invoke(
+        cli,
+        ["testnet", "up", "--detach", "-n", "1", "--dir", str(testnet_dir),
+         "--node-command", " ".join(FAKE_NODE_COMMAND)],
+    )  # fmt: skip
+    assert result.exit_code == 1 and "scripts/setup.sh" in result.output
+
+
+@needs_anvil
+def test_real_validators_commit_with_the_l1_configs(testnet_dir: Path) -> None:
+    """Four real validators whose genesis names the deployed Commitments commit blocks.
+
+    Once validators post to the L1, this should also wait for
+    Commitments.latestHeight() > 0 and check each node's status `l1` (posted
+    height, gas per posting).
+    """
+    net = start_testnet(
+        testnet_dir,
+        manifest=Manifest().with_overrides(validators=4, rate=0.0),
+        base_port=free_base_port(4),
+    )
+    try:
+        _assert_l1_deployed_for_genesis(net)
+        assert net.l1 is not None
+        commitments = "0x" + net.l1.addresses.commitments.hex()
+        for node in net.nodes:
+            with SeqnetClient(node.api_url, timeout=5.0) as client:
+                status = client.status()
+            assert status["height"] > 0
+            assert status["verifying_contract"] == commitments
+        anvil_pid = net.l1.pid
+    finally:
+        outcomes = net.stop(grace_s=5.0)
+    assert {o.how for o in outcomes} == {"terminated"}
+    assert anvil_pid is not None and not is_alive(anvil_pid)
+    assert not any(is_alive(node.pid) for node in net.nodes if node.pid is not None)
+
+
+def test_the_docs_name_the_predicted_addresses() -> None:
+    docs = (Path(__file__).parents[2] / "docs" / "testnet.md").read_text()
+    addresses = predicted_l1_addresses()
+    for name in ("collateral_token", "commitments", "inbox", "bridge"):
+        assert f"`{addresses.checksum(name)}`" in docs, name
