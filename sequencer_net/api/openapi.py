@@ -671,6 +671,64 @@ _PATHS: dict[str, Any] = {
             },
         }
     },
+    "/v1/withdrawals": {
+        "get": {
+            "operationId": "withdrawals",
+            "summary": "L1 withdrawal records, newest first (find the id to claim on L1)",
+            "parameters": [
+                {
+                    "name": "recipient",
+                    "in": "query",
+                    "required": False,
+                    "description": "only records paying this 20-byte L1 address (0x hex)",
+                    "schema": _STR,
+                },
+                {
+                    "name": "before",
+                    "in": "query",
+                    "required": False,
+                    "description": "only ids below this one (paging)",
+                    "schema": {"type": "integer", "minimum": 0},
+                },
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "required": False,
+                    "description": "at most this many records, 1..100 (default 100)",
+                    "schema": {"type": "integer", "minimum": 1, "maximum": 100},
+                },
+            ],
+            "responses": {
+                "200": _json(
+                    "records of the latest executed state",
+                    {
+                        "type": "object",
+                        "required": ["state_height", "next_id", "withdrawals", "scanned_down_to"],
+                        "properties": {
+                            "state_height": {"type": "integer"},
+                            "next_id": {"type": "integer"},
+                            "scanned_down_to": {"type": "integer"},
+                            "withdrawals": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "required": ["id", "recipient", "token", "amount"],
+                                    "properties": {
+                                        "id": {"type": "integer"},
+                                        "recipient": _STR,
+                                        "token": _STR,
+                                        "amount": _STR,
+                                    },
+                                },
+                            },
+                        },
+                    },
+                ),
+                "400": _error("`bad_request`: a malformed recipient, before or limit"),
+                "503": _error("`unavailable`: no execution engine behind this API"),
+            },
+        }
+    },
     "/v1/openapi.json": {
         "get": {
             "operationId": "openapi",

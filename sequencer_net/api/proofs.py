@@ -30,6 +30,7 @@ from starlette.routing import Route
 from sequencer_net.api.errors import ApiError, bad_request
 from sequencer_net.api.inputs import parse_height, parse_hex
 from sequencer_net.api.limits import MAX_PROOF_KEY_BYTES
+from sequencer_net.execution.l1_bridge import decode_withdrawal_record
 from sequencer_net.execution.state import ExecutionState
 from sequencer_net.execution.state_tree import CorruptNode, MissingNode
 
@@ -66,6 +67,49 @@ def proof_document(
     }
 
 
+MAX_WITHDRAWALS_ANSWER = 100
+"""Records in one GET /v1/withdrawals answer."""
+
+MAX_WITHDRAWALS_SCANNED = 100_000
+"""Most recent withdrawal ids one request examines (newest first): a request
+costs at most this many dict lookups."""
+
+
+def withdrawals_document(
+    state: ExecutionState, recipient: bytes | None, before: int | None, limit: int
+) -> dict[str, Any]:
+    """The L1 withdrawal records of `state`, newest first (ids below `before`),
+    to `recipient` if given: how a user finds the id its withdrawal got."""
+    top = (
+        state.bridge.next_withdrawal
+        if before is None
+        else min(before, state.bridge.next_withdrawal)
+    )
+    found: list[dict[str, Any]] = []
+    wid = top - 1
+    floor = max(-1, top - 1 - MAX_WITHDRAWALS_SCANNED)
+    while wid > floor and len(found) < limit:
+        value = state.withdrawals.get(wid)
+        if value is not None:
+            record_id, to, token, amount = decode_withdrawal_record(value)
+            if recipient is None or to == recipient:
+                found.append(
+                    {
+                        "id": record_id,
+                        "recipient": _hex(to),
+                        "token": _hex(token),
+                        "amount": str(amount),
+                    }
+                )
+        wid -= 1
+    return {
+        "state_height": state.height,
+        "next_id": state.bridge.next_withdrawal,
+        "withdrawals": found,
+        "scanned_down_to": wid + 1,
+    }
+
+
 def proof_routes(
     state: Callable[[], ExecutionState] | None,
     root_at: Callable[[int], bytes | None] | None = None,
@@ -94,4 +138,24 @@ def proof_routes(
             raise ApiError(503, "unavailable", f"the state tree cannot be read: {exc}") from exc
         return JSONResponse(document)
 
-    return [Route("/v1/proofs/{key}", prove, methods=["GET"])]
+    async def withdrawals(request: Request) -> Response:
+        query = request.query_params
+        recipient = None
+        if "recipient" in query:
+            recipient = parse_hex(query["recipient"], "recipient")
+            if len(recipient) != 20:
+                raise bad_request("recipient must be a 20-byte address")
+        before = None if "before" not in query else parse_height(query["before"])
+        limit = MAX_WITHDRAWALS_ANSWER
+        if "limit" in query:
+            limit = parse_height(query["limit"])
+            if not 1 <= limit <= MAX_WITHDRAWALS_ANSWER:
+                raise bad_request(f"limit must be 1..{MAX_WITHDRAWALS_ANSWER}")
+        if state is None:
+            raise ApiError(503, "unavailable", "this API serves no execution state")
+        return JSONResponse(withdrawals_document(state(), recipient, before, limit))
+
+    return [
+        Route("/v1/proofs/{key}", prove, methods=["GET"]),
+        Route("/v1/withdrawals", withdrawals, methods=["GET"]),
+    ]

@@ -93,6 +93,19 @@ def _raise_for_failure(response: httpx.Response) -> None:
     raise SeqnetApiError(response.status_code, code, message)
 
 
+def _withdrawal_query(
+    recipient: bytes | None, before: int | None, limit: int | None
+) -> dict[str, str]:
+    params = {}
+    if recipient is not None:
+        params["recipient"] = "0x" + recipient.hex()
+    if before is not None:
+        params["before"] = str(before)
+    if limit is not None:
+        params["limit"] = str(limit)
+    return params
+
+
 def _proof_path(key: bytes, state_height: int | None) -> str:
     path = f"/v1/proofs/{hex_bytes(key)}"
     return path if state_height is None else f"{path}?state_height={state_height}"
@@ -225,6 +238,19 @@ class SeqnetClient:
         key = withdrawal_tree_key(withdrawal_id)
         return withdrawal_proof(self.state_proof(key, state_height), withdrawal_id)
 
+    def withdrawals(
+        self,
+        recipient: bytes | None = None,
+        before: int | None = None,
+        limit: int | None = None,
+    ) -> dict[str, Any]:
+        """L1 withdrawal records, newest first (GET /v1/withdrawals)."""
+        return _json_object(
+            self._request(
+                "GET", "/v1/withdrawals", params=_withdrawal_query(recipient, before, limit)
+            )
+        )
+
     def metrics(self) -> str:
         response = self._request("GET", "/metrics")
         _raise_for_failure(response)
@@ -323,6 +349,15 @@ class AsyncSeqnetClient:
     ) -> WithdrawalProof:
         answer = await self.state_proof(withdrawal_tree_key(withdrawal_id), state_height)
         return withdrawal_proof(answer, withdrawal_id)
+
+    async def withdrawals(
+        self,
+        recipient: bytes | None = None,
+        before: int | None = None,
+        limit: int | None = None,
+    ) -> dict[str, Any]:
+        params = _withdrawal_query(recipient, before, limit)
+        return _json_object(await self._request("GET", "/v1/withdrawals", params=params))
 
     async def metrics(self) -> str:
         response = await self._request("GET", "/metrics")

@@ -244,6 +244,9 @@ async def test_real_answers_conform_to_the_document(
     assert proof["value"] is not None
     absent = check("get", "/v1/proofs/{key}", await client.get("/v1/proofs/0x77642f" + "00" * 8))
     assert absent["value"] is None
+    listed = check("get", "/v1/withdrawals", await client.get("/v1/withdrawals?limit=5"))
+    assert listed["withdrawals"] == []
+    check("get", "/v1/withdrawals", await client.get("/v1/withdrawals?limit=0"))
     check("get", "/metrics", await client.get("/metrics"))
 
     committed = await client.get(f"/v1/transactions/0x{tx_hash(executed).hex()}")

@@ -151,3 +151,41 @@ async def test_a_proof_at_an_earlier_state_height_verifies_against_that_root() -
         assert future.value.status == 404
         latest = await client.withdrawal_proof(1)
         assert latest.state_height == chain.state.height
+
+
+async def test_withdrawal_records_are_listed_newest_first_by_recipient() -> None:
+    from starlette.applications import Starlette
+
+    from sequencer_net.api.errors import ApiError, api_error_handler
+    from sequencer_net.api.proofs import proof_routes
+
+    chain = bridge_chain()
+    quorum(chain, 0, amount=3 * W, token=ETH)
+    to_a, to_b = b"\x22" * 20, b"\x33" * 20
+    chain.block([chain.tx(ALICE, Withdraw(0, W, to_a, ETH))])
+    chain.block([chain.tx(ALICE, Withdraw(0, W, to_b))])
+    chain.block([chain.tx(ALICE, Withdraw(0, W // 2, to_a, ETH))])
+    app = Starlette(
+        routes=proof_routes(lambda: chain.state, None),
+        exception_handlers={ApiError: api_error_handler},
+    )
+    async with AsyncSeqnetClient("http://api") as client:
+        await client._http.aclose()
+        client._http = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://api"
+        )
+        everything = await client.withdrawals()
+        assert [w["id"] for w in everything["withdrawals"]] == [2, 1, 0]
+        assert everything["next_id"] == 3
+        mine = await client.withdrawals(recipient=to_a)
+        assert [(w["id"], w["amount"]) for w in mine["withdrawals"]] == [
+            (2, str(W // 2)),
+            (0, str(W)),
+        ]
+        assert mine["withdrawals"][0]["token"] == "0x" + ETH.hex()
+        paged = await client.withdrawals(recipient=to_a, before=2, limit=1)
+        assert [w["id"] for w in paged["withdrawals"]] == [0]
+        for bad in ({"recipient": b"\x01"}, {"limit": 0}, {"limit": 101}):
+            with pytest.raises(SeqnetApiError) as refused:
+                await client.withdrawals(**bad)  # type: ignore[arg-type]
+            assert refused.value.status == 400
