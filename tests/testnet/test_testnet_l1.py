@@ -10,19 +10,29 @@ from __future__ import annotations
 
 import json
 import socket
+import time
+from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from eth_account import Account
 from web3 import Web3
 
+from consensus.crypto import PrivateKey
 from sequencer_net.cli.main import cli
-from sequencer_net.client import SeqnetClient
+from sequencer_net.cli.testnet import testnet_domain
+from sequencer_net.client import SeqnetApiError, SeqnetClient, withdraw_transaction
 from sequencer_net.home.config import load_config
 from sequencer_net.home.genesis import load_genesis
-from sequencer_net.l1.anvil import ANVIL_ENV, anvil_available
+from sequencer_net.l1.anvil import ANVIL_ENV, DEV_PRIVATE_KEYS, anvil_available
 from sequencer_net.l1.artifacts import load_artifact
 from sequencer_net.l1.deploy import predict_addresses
+from sequencer_net.l1.transact import transact
+from sequencer_net.l1.user import NotPostedYet, claim_withdrawal, contract, deposit_token
+from sequencer_net.mempool.transaction import tx_hash
 from sequencer_net.testnet.l1 import (
     L1_PORT_OFFSET,
     VALIDATOR_GAS_WEI,
@@ -40,6 +50,8 @@ from sequencer_net.testnet.network import (
 from sequencer_net.testnet.processes import is_alive
 
 from .conftest import FAKE_NODE_COMMAND, free_base_port
+
+WAD = 10**18
 
 needs_anvil = pytest.mark.skipif(
     not anvil_available(), reason="anvil not installed (scripts/setup.sh)"
@@ -154,14 +166,43 @@ def test_without_anvil_up_fails_before_writing_anything_and_names_the_setup(
     assert result.exit_code == 1 and "scripts/setup.sh" in result.output
 
 
-@needs_anvil
-def test_real_validators_commit_with_the_l1_configs(testnet_dir: Path) -> None:
-    """Four real validators whose genesis names the deployed Commitments commit blocks.
+def _until(check: Callable[[], object], what: str, timeout_s: float = 90.0) -> object:
+    """Poll `check` until it returns something truthy; fail naming `what`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            pytest.fail(f"timed out after {timeout_s:g} s waiting for {what}")
+        time.sleep(0.25)
 
-    Once validators post to the L1, this should also wait for
-    Commitments.latestHeight() > 0 and check each node's status `l1` (posted
-    height, gas per posting).
-    """
+
+def _collateral(client: SeqnetClient, owner: bytes) -> Decimal:
+    try:
+        account = client.account(owner)
+    except SeqnetApiError:
+        return Decimal(0)
+    subs = [s for s in account["subaccounts"] if s["number"] == 0]
+    return Decimal(subs[0]["collateral"]) if subs else Decimal(0)
+
+
+def _committed(client: SeqnetClient, tx: bytes) -> dict[str, Any] | None:
+    try:
+        found = client.transaction(tx)
+    except SeqnetApiError:
+        return None
+    return found if found.get("status") == "committed" else None
+
+
+@needs_anvil
+def test_real_validators_post_credit_deposits_pay_withdrawals_and_take_forced_transactions(
+    testnet_dir: Path,
+) -> None:
+    """Four real validators and anvil, end to end: the validators post finalized
+    blocks to Commitments; an L1 deposit becomes collateral on the chain once a
+    quorum reported it; a withdrawal executed on the chain is paid on L1 against
+    a posted root; a transaction put in the L1 Inbox is executed by the chain."""
     net = start_testnet(
         testnet_dir,
         manifest=Manifest().with_overrides(validators=4, rate=0.0),
@@ -170,12 +211,59 @@ def test_real_validators_commit_with_the_l1_configs(testnet_dir: Path) -> None:
     try:
         _assert_l1_deployed_for_genesis(net)
         assert net.l1 is not None
-        commitments = "0x" + net.l1.addresses.commitments.hex()
-        for node in net.nodes:
-            with SeqnetClient(node.api_url, timeout=5.0) as client:
-                status = client.status()
-            assert status["height"] > 0
-            assert status["verifying_contract"] == commitments
+        addresses = net.l1.addresses
+        w3 = Web3(Web3.HTTPProvider(net.l1.rpc_url))
+        commitments = contract(w3, "Commitments", addresses.commitments)
+        bridge = contract(w3, "Bridge", addresses.bridge)
+        inbox = contract(w3, "Inbox", addresses.inbox)
+        token = contract(w3, "CollateralToken", addresses.collateral_token)
+        client = SeqnetClient(net.nodes[1].api_url, timeout=5.0)
+        domain = testnet_domain(net)
+
+        # Posting: validators post in turns; a steady posting stays under 65,000 gas.
+        _until(lambda: commitments.functions.latestHeight().call() > 0, "a first posting")
+        gas = _until(
+            lambda: [
+                s["l1"]["gas_per_posting"]
+                for s in (SeqnetClient(n.api_url, timeout=5.0).status() for n in net.nodes)
+                if s["l1"]["gas_per_posting"]
+            ],
+            "a node reporting its posting gas",
+        )
+        assert all(g <= 65_000 for g in gas)  # type: ignore[union-attr]
+
+        # Deposit: an L1 account (its key is also a seqnet key) locks 2 collateral.
+        user = Account.from_key(DEV_PRIVATE_KEYS[1])
+        key = PrivateKey(DEV_PRIVATE_KEYS[1])
+        transact(w3, user, token.functions.mint(user.address, 10 * WAD))
+        deposit_token(w3, user, bridge, key.address + b"\x00", 2 * WAD)
+        _until(lambda: _collateral(client, key.address) >= 2, "the deposit credited on the chain")
+
+        # Withdrawal: executed on the chain, then paid on L1 against a posted root.
+        recipient = Account.from_key(DEV_PRIVATE_KEYS[2])
+        to = bytes.fromhex(recipient.address[2:])
+        withdrawal = withdraw_transaction(key, domain, 0, amount=WAD // 2, recipient=to)
+        answer = client.wait_committed(client.submit(withdrawal), timeout_s=60.0)
+        assert answer["receipt"]["success"], answer
+        (record,) = client.withdrawals(recipient=to)["withdrawals"]
+        before = token.functions.balanceOf(recipient.address).call()
+
+        def claimed() -> bool:
+            try:
+                claim_withdrawal(w3, user, bridge, commitments, client, record["id"])
+            except NotPostedYet:
+                return False
+            return True
+
+        _until(claimed, "the withdrawal in a posted state")
+        assert token.functions.balanceOf(recipient.address).call() == before + WAD // 2
+
+        # Forced inclusion: a signed transaction posted to the L1 Inbox is executed.
+        forced = withdraw_transaction(key, domain, 1, amount=WAD // 4, recipient=to)
+        transact(w3, user, inbox.functions.submit(forced))
+        found = _until(lambda: _committed(client, tx_hash(forced)), "the forced transaction")
+        assert found["receipt"]["success"], found  # type: ignore[index]
+        client.close()
         anvil_pid = net.l1.pid
     finally:
         outcomes = net.stop(grace_s=5.0)
