@@ -217,3 +217,29 @@ async def run_flusher(limiter: LogLimiter, every_s: float) -> None:
 
 
 __all__ = ["DEFAULT_INTERVAL_S", "DEFAULT_MAX_KEYS", "OVERFLOW_PEER", "LogLimiter", "run_flusher"]
+
+
+class RepeatedProblem:
+    """The current problem of a background task (a price source down, an L1
+    endpoint unreachable), logged when it first appears or changes and at most
+    once per `interval_s` while it repeats unchanged."""
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        event: str,
+        interval_s: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.logger = logger
+        self.event = event
+        self.interval_s = interval_s
+        self.clock = clock
+        self._last: tuple[str, float] | None = None
+
+    def report(self, message: str) -> None:
+        now = self.clock()
+        last = self._last
+        if last is None or last[0] != message or now - last[1] >= self.interval_s:
+            self._last = (message, now)
+            self.logger.warning("event=%s error=%r", self.event, message)

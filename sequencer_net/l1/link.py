@@ -10,10 +10,12 @@ caller catches one exception type, logs, and tries again next round.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
+import trio
 from web3 import Web3
 from web3.contract import Contract
 from web3.exceptions import ContractLogicError
@@ -27,6 +29,8 @@ MAX_TX_BYTES: Final = 16_384
 U64: Final = 2**64
 
 T = TypeVar("T")
+
+log = logging.getLogger("seqnet.l1")
 
 
 class L1Unavailable(RuntimeError):
@@ -203,3 +207,19 @@ class L1Link:
         if contract is None:
             raise L1Unavailable(f"no [l1] {name} address configured")
         return contract
+
+
+async def run_rounds(
+    one_round: Callable[[], Awaitable[object]], on_error: Callable[[str], None], poll_s: float
+) -> None:
+    """Run an L1 task's rounds forever, `poll_s` apart. An L1 problem, or any
+    other failure of a round, is reported to `on_error` and never stops the node."""
+    while True:
+        try:
+            await one_round()
+        except L1Unavailable as exc:
+            on_error(str(exc))
+        except Exception as exc:
+            log.exception("event=l1_round_failed")
+            on_error(f"{type(exc).__name__}: {exc}")
+        await trio.sleep(poll_s)

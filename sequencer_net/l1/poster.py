@@ -52,8 +52,9 @@ from consensus.types import ValidatorIndex, ValidatorSet
 from sequencer_net.home.keystore import write_private_file
 from sequencer_net.l1.artifacts import UnknownCustomError, custom_error_name
 from sequencer_net.l1.header import L1Header
-from sequencer_net.l1.link import CommitmentsTip, L1Link, L1Unavailable
+from sequencer_net.l1.link import CommitmentsTip, L1Link, run_rounds
 from sequencer_net.l1.status import L1Status
+from sequencer_net.logging_limits import RepeatedProblem
 from sequencer_net.storage.node_store import NodeStore
 
 log = logging.getLogger("seqnet.l1.poster")
@@ -251,19 +252,11 @@ class CommitmentPoster:
         self.poll_s = poll_s
         self.clock = clock
         self._last_sent: float | None = None
-        self._logged_error: tuple[str, float] | None = None
+        self._problem = RepeatedProblem(log, "l1_posting_problem", ERROR_LOG_INTERVAL_S)
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
-        while True:
-            try:
-                await self.post_round()
-            except L1Unavailable as exc:
-                self._error(str(exc))
-            except Exception as exc:  # an L1 problem must never stop the validator
-                log.exception("event=l1_round_failed")
-                self._error(f"{type(exc).__name__}: {exc}")
-            await trio.sleep(self.poll_s)
+        await run_rounds(self.post_round, self._error, self.poll_s)
 
     async def _l1(self, call: Callable[[], T]) -> T:
         return await trio.to_thread.run_sync(call)
@@ -373,11 +366,7 @@ class CommitmentPoster:
 
     def _error(self, message: str) -> None:
         self.status.last_error = message
-        now = time.monotonic()
-        logged = self._logged_error
-        if logged is None or logged[0] != message or now - logged[1] >= ERROR_LOG_INTERVAL_S:
-            self._logged_error = (message, now)
-            log.warning("event=l1_posting_problem error=%r", message)
+        self._problem.report(message)
 
 
 def _error_name(exc: BaseException) -> str:

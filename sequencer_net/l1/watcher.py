@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -61,8 +60,10 @@ from sequencer_net.l1.link import (
     checked_address,
     checked_bytes,
     checked_uint,
+    run_rounds,
 )
 from sequencer_net.l1.status import L1Status
+from sequencer_net.logging_limits import RepeatedProblem
 from sequencer_net.mempool.transaction import tx_hash
 from sequencer_net.node.own_nonces import OwnNonces
 
@@ -271,7 +272,7 @@ class L1Watcher:
         data_dir.mkdir(parents=True, exist_ok=True)
         self.path = data_dir / CURSOR_FILE
         self.cursor = self._load()
-        self._logged_error: tuple[str, float] | None = None
+        self._problem = RepeatedProblem(log, "l1_watch_problem", ERROR_LOG_INTERVAL_S)
         self._restore_forced()
 
     def _load(self) -> Cursor:
@@ -298,15 +299,7 @@ class L1Watcher:
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
-        while True:
-            try:
-                await self.watch_round()
-            except L1Unavailable as exc:
-                self._error(str(exc))
-            except Exception as exc:  # an L1 problem must never stop the validator
-                log.exception("event=l1_round_failed")
-                self._error(f"{type(exc).__name__}: {exc}")
-            await trio.sleep(self.poll_s)
+        await run_rounds(self.watch_round, self._error, self.poll_s)
 
     async def _l1(self, call: Callable[[], T]) -> T:
         return await trio.to_thread.run_sync(call)
@@ -469,8 +462,4 @@ class L1Watcher:
 
     def _error(self, message: str) -> None:
         self.status.last_error = message
-        now = time.monotonic()
-        logged = self._logged_error
-        if logged is None or logged[0] != message or now - logged[1] >= ERROR_LOG_INTERVAL_S:
-            self._logged_error = (message, now)
-            log.warning("event=l1_watch_problem error=%r", message)
+        self._problem.report(message)

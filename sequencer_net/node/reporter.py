@@ -41,6 +41,7 @@ from sequencer_net.execution.transactions import (
     OracleUpdate,
     encode_payload,
 )
+from sequencer_net.logging_limits import RepeatedProblem
 from sequencer_net.node.own_nonces import OwnNonces
 from sequencer_net.pricefeed.sources import PriceSource, PriceSourceError
 
@@ -97,7 +98,7 @@ class PriceReporter:
         self.clock = clock
         self.status = ReporterStatus(source_name)
         self.nonces = nonces or OwnNonces(key.address, state)
-        self._logged_error: tuple[str, float] | None = None
+        self._problem = RepeatedProblem(log, "oracle_report_problem", ERROR_LOG_INTERVAL_S)
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
@@ -163,11 +164,7 @@ class PriceReporter:
 
     def _error(self, message: str) -> None:
         self.status.last_error = message
-        now = time.monotonic()
-        logged = self._logged_error
-        if logged is None or logged[0] != message or now - logged[1] >= ERROR_LOG_INTERVAL_S:
-            self._logged_error = (message, now)
-            log.warning("event=oracle_report_problem error=%r", message)
+        self._problem.report(message)
 
 
 def build_source(config: Any) -> PriceSource | None:
