@@ -264,7 +264,7 @@ def _web3(rpc_url: str) -> Web3:
 def deploy_testnet_contracts(l1: TestnetL1, genesis: Genesis) -> None:
     """Deploy the contracts for `genesis` (its chain id, hash, validators and
     weights) and check they are where the homes were told they would be."""
-    from sequencer_net.l1.deploy import DeploymentError, deploy
+    from sequencer_net.l1.deploy import DeploymentError, deploy_for_genesis
 
     if genesis.verifying_contract != l1.addresses.commitments:
         raise TestnetL1Error(
@@ -273,13 +273,10 @@ def deploy_testnet_contracts(l1: TestnetL1, genesis: Genesis) -> None:
         )
     w3 = _web3(l1.rpc_url)
     try:
-        addresses = deploy(
+        addresses = deploy_for_genesis(
             w3,
             DEPLOYER_KEY,
-            genesis.chain_id,
-            genesis.genesis_block().digest(),
-            [validator.address for validator in genesis.validators],
-            [validator.weight for validator in genesis.validators],
+            genesis,
             inclusion_window=l1.spec.inclusion_window,
             escape_delay=l1.spec.escape_delay,
         )
