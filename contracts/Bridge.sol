@@ -5,40 +5,68 @@ import {Msgpack} from "./Msgpack.sol";
 import {StateProof} from "./StateProof.sol";
 
 interface ICommitments {
-    function stateRootAt(uint64 stateHeight) external view returns (bytes32);
-    function latestStateRoot() external view returns (bytes32);
-    function latestStateHeight() external view returns (uint64);
+    function postAt(uint64 stateHeight) external view returns (bytes32 root, uint64 height);
+    function lastUndisputedPost() external view returns (uint64 stateHeight, bytes32 root, uint64 height);
     function lastPostBlock() external view returns (uint64);
+    function frozen() external view returns (bool);
+    function era() external view returns (uint64);
+    function isDisputed(uint64 era, uint64 height) external view returns (bool);
 }
 
 /// Moves assets between L1 and seqnet.
 ///
 /// Deposits lock ETH or the collateral token here and emit `Deposited`; the chain credits the
 /// subaccount when it includes the event (nonces count up from 0, so none is skipped unseen).
-/// Withdrawals pay a `wd/` entry of a posted state root, once per id. Trust: both directions
-/// trust the state roots that Commitments accepted, i.e. a quorum of the validator set.
+/// Withdrawals pay a `wd/` entry of a posted state root, once per id, in two steps:
+/// `proveWithdrawal` records it, payable `challengeWindow` L1 blocks later, and
+/// `finalizeWithdrawal` pays it then, unless the post it was proven on became disputed
+/// (Commitments.submitEvidence) in the meantime. The window is the time anyone holding
+/// equivocation evidence has to freeze a fork before its money leaves. Trust: both directions
+/// trust the state roots that Commitments accepted and no one disputed.
 ///
-/// Escape hatch: when no header was posted for more than `escapeDelay` L1 blocks, owners take
-/// their collateral (a `sub/` entry with no open markets) or L1 balances (`l1bal/`) straight
-/// from the latest posted state. The first escape claim freezes the bridge on that state for
-/// good: later posts are ignored here, deposits are refused, and withdrawals must prove against
-/// the frozen root, so no asset is paid both by the escape and by a later state.
+/// Escape hatch: when no header was posted for more than `escapeDelay` L1 blocks (the silence
+/// escape), owners take their collateral (a `sub/` entry with no open markets) or L1 balances
+/// (`l1bal/`) straight from the latest posted state; once Commitments is frozen by evidence,
+/// straight from the last undisputed posted state. The first escape claim freezes the bridge on
+/// that state for good: later posts are ignored here, deposits are refused, and withdrawals must
+/// prove against the frozen root, so no asset is paid both by the escape and by a later state.
 contract Bridge {
     /// A Subaccount record is [collateral, markets, open_orders]; a flat one is a few dozen bytes.
     uint256 public constant MAX_SUBACCOUNT_BYTES = 1024;
 
+    /// A proven withdrawal waiting out the challenge window (three slots).
+    struct PendingWithdrawal {
+        address recipient;
+        uint64 payableAt; // L1 block from which it may be paid; 0: not proven
+        uint32 era; // the Commitments era of the post it was proven on
+        address asset;
+        uint64 postHeight; // that post's height
+        uint64 stateHeight;
+        uint256 amount;
+    }
+
     ICommitments public immutable commitments;
     address public immutable token;
+    /// Silence (L1 blocks without a post) that opens the escape hatch; never below the
+    /// challenge window, so a root escaped from has had its window.
     uint64 public immutable escapeDelay;
+    /// L1 blocks between proving a withdrawal and paying it.
+    uint64 public immutable challengeWindow;
 
     uint64 public depositCount;
     uint64 public frozenStateHeight;
     bytes32 public frozenStateRoot; // non-zero once the escape hatch was used
+    uint64 private _frozenEra; // the era and height of the post frozenStateRoot came from
+    uint64 private _frozenPostHeight;
     mapping(uint64 => bool) public withdrawn;
+    mapping(uint64 => PendingWithdrawal) public pendingWithdrawals;
     mapping(bytes21 => bool) public escapedSubaccount;
     mapping(address => mapping(address => bool)) public escapedBalance;
 
     event Deposited(uint64 indexed nonce, address indexed from, bytes21 subaccount, address token, uint256 amount);
+    event WithdrawalProven(
+        uint64 indexed id, address indexed recipient, address token, uint256 amount, uint64 stateHeight, uint64 payableAt
+    );
     event Withdrawn(uint64 indexed id, address indexed recipient, address token, uint256 amount);
     event Escaped(address indexed owner, address token, uint256 amount);
     event Frozen(uint64 stateHeight, bytes32 stateRoot);
@@ -47,6 +75,11 @@ contract Bridge {
     error BridgeFrozen();
     error UnknownStateRoot(uint64 stateHeight);
     error AlreadyWithdrawn(uint64 id);
+    error AlreadyProven(uint64 id);
+    error NotProven(uint64 id);
+    error ChallengeWindowOpen(uint64 payableAt);
+    error WithdrawalDisputed(uint64 id);
+    error NoUndisputedState();
     error EscapeNotOpen(uint256 openAfterBlock);
     error NoPostedState();
     error AlreadyEscaped();
@@ -57,10 +90,11 @@ contract Bridge {
     error PaymentFailed();
     error TokenTransferFailed();
 
-    constructor(address commitments_, address token_, uint64 escapeDelay_) {
+    constructor(address commitments_, address token_, uint64 escapeDelay_, uint64 challengeWindow_) {
         commitments = ICommitments(commitments_);
         token = token_;
-        escapeDelay = escapeDelay_;
+        escapeDelay = escapeDelay_ > challengeWindow_ ? escapeDelay_ : challengeWindow_;
+        challengeWindow = challengeWindow_;
     }
 
     // --- deposits ----------------------------------------------------------------------------
@@ -86,9 +120,11 @@ contract Bridge {
 
     // --- withdrawals -------------------------------------------------------------------------
 
-    /// Pays the withdrawal `id` that the state at `stateHeight` holds as
-    /// `wd/ || id` -> abi.encode(id, recipient, token, amount). Anyone may submit it.
-    function withdraw(
+    /// Records the withdrawal `id` that the state at `stateHeight` holds as
+    /// `wd/ || id` -> abi.encode(id, recipient, token, amount), payable from
+    /// block.number + challengeWindow. Anyone may submit it. A withdrawal recorded on a post that
+    /// became disputed may be proven again on another.
+    function proveWithdrawal(
         uint64 stateHeight,
         uint64 id,
         address recipient,
@@ -97,28 +133,61 @@ contract Bridge {
         bytes calldata proof
     ) external {
         if (withdrawn[id]) revert AlreadyWithdrawn(id);
-        bytes32 root;
-        if (frozenStateRoot != bytes32(0)) {
-            if (stateHeight == frozenStateHeight) root = frozenStateRoot;
-        } else {
-            root = commitments.stateRootAt(stateHeight);
+        PendingWithdrawal storage pending = pendingWithdrawals[id];
+        if (pending.payableAt != 0 && !commitments.isDisputed(pending.era, pending.postHeight)) {
+            revert AlreadyProven(id);
         }
-        if (root == bytes32(0)) revert UnknownStateRoot(stateHeight);
+        (bytes32 root, uint64 era_, uint64 postHeight) = _provableRoot(stateHeight);
+        if (commitments.isDisputed(era_, postHeight)) revert WithdrawalDisputed(id);
         StateProof.verify(
             root,
             keccak256(abi.encodePacked("wd/", id)),
             keccak256(abi.encode(id, recipient, asset, amount)),
             proof
         );
+        pending.recipient = recipient;
+        pending.payableAt = uint64(block.number) + challengeWindow;
+        pending.era = uint32(era_);
+        pending.asset = asset;
+        pending.postHeight = postHeight;
+        pending.stateHeight = stateHeight;
+        pending.amount = amount;
+        emit WithdrawalProven(id, recipient, asset, amount, stateHeight, pending.payableAt);
+    }
+
+    /// The root a withdrawal at `stateHeight` proves against, and the era and height of its post:
+    /// the frozen root once the escape hatch was used, else a recent post of Commitments.
+    function _provableRoot(uint64 stateHeight) private view returns (bytes32 root, uint64 era_, uint64 postHeight) {
+        if (frozenStateRoot != bytes32(0)) {
+            if (stateHeight == frozenStateHeight) (root, era_, postHeight) = (frozenStateRoot, _frozenEra, _frozenPostHeight);
+        } else {
+            (root, postHeight) = commitments.postAt(stateHeight);
+            era_ = commitments.era();
+        }
+        if (root == bytes32(0)) revert UnknownStateRoot(stateHeight);
+    }
+
+    /// Pays the proven withdrawal `id` once its challenge window has passed
+    /// (block.number >= payableAt), unless the post it was proven on is disputed.
+    function finalizeWithdrawal(uint64 id) external {
+        if (withdrawn[id]) revert AlreadyWithdrawn(id);
+        PendingWithdrawal memory pending = pendingWithdrawals[id];
+        if (pending.payableAt == 0) revert NotProven(id);
+        if (block.number < pending.payableAt) revert ChallengeWindowOpen(pending.payableAt);
+        if (commitments.isDisputed(pending.era, pending.postHeight)) revert WithdrawalDisputed(id);
         withdrawn[id] = true;
-        emit Withdrawn(id, recipient, asset, amount);
-        _pay(recipient, asset, amount);
+        delete pendingWithdrawals[id];
+        emit Withdrawn(id, pending.recipient, pending.asset, pending.amount);
+        _pay(pending.recipient, pending.asset, pending.amount);
     }
 
     // --- escape hatch ------------------------------------------------------------------------
 
+    /// Open once frozen here, while Commitments is frozen by evidence, or after escapeDelay
+    /// L1 blocks without a post.
     function escapeOpen() public view returns (bool) {
-        return frozenStateRoot != bytes32(0) || block.number > commitments.lastPostBlock() + escapeDelay;
+        return frozenStateRoot != bytes32(0) || commitments.frozen()
+            || block.number > commitments.lastPostBlock() + escapeDelay;
     }
 
     /// Pays the collateral of the caller's subaccount `number` from the latest posted state,
@@ -148,17 +217,27 @@ contract Bridge {
         _pay(msg.sender, asset, amount);
     }
 
-    /// The root escapes prove against; the first escape freezes it (see the contract's doc).
+    /// The root escapes prove against; the first escape freezes it (see the contract's doc):
+    /// the last undisputed posted root while Commitments is frozen by evidence, else (after the
+    /// silence) the latest posted root.
     function _escapeRoot() private returns (bytes32 root) {
         root = frozenStateRoot;
         if (root != bytes32(0)) return root;
-        uint256 openAfter = uint256(commitments.lastPostBlock()) + escapeDelay;
-        if (block.number <= openAfter) revert EscapeNotOpen(openAfter);
-        root = commitments.latestStateRoot();
-        if (root == bytes32(0)) revert NoPostedState();
-        uint64 stateHeight = commitments.latestStateHeight();
+        bool disputed = commitments.frozen();
+        if (!disputed) {
+            uint256 openAfter = uint256(commitments.lastPostBlock()) + escapeDelay;
+            if (block.number <= openAfter) revert EscapeNotOpen(openAfter);
+        }
+        (uint64 stateHeight, bytes32 latest, uint64 postHeight) = commitments.lastUndisputedPost();
+        if (latest == bytes32(0)) {
+            if (disputed) revert NoUndisputedState();
+            revert NoPostedState();
+        }
+        root = latest;
         frozenStateRoot = root;
         frozenStateHeight = stateHeight;
+        _frozenEra = commitments.era();
+        _frozenPostHeight = postHeight;
         emit Frozen(stateHeight, root);
     }
 

@@ -11,7 +11,24 @@ pragma solidity 0.8.37;
 /// `rotate`, signed by a quorum of the set it replaces; signatures of a replaced set are refused.
 /// Safety therefore holds while no quorum of a current set is malicious; liveness (posting) needs
 /// one honest relayer with the signatures, and the Bridge's escape hatch covers its absence.
+///
+/// Accountable safety: two conflicting finalized blocks need more than a third of the power to
+/// sign two votes that no honest validator casts together. Anyone may submit such a pair
+/// (`submitEvidence`); the contract then freezes at the disputed height H: `post` is refused,
+/// and every post covering a height >= H is disputed (the Bridge pays nothing proven on it).
+/// Only `resume`, by a timelocked admin, lifts a freeze; users who do not trust it escape from
+/// the last undisputed root through the Bridge.
 contract Commitments {
+    /// One signed consensus vote (consensus/messages.py Vote without the signer index, which
+    /// the signature names). NULLIFY votes carry height 0 and a zero block.
+    struct SignedVote {
+        uint8 kind;
+        uint64 viewNumber;
+        uint64 height;
+        bytes32 blockHash;
+        bytes signature; // 65 bytes: r || s || v
+    }
+
     struct Header {
         uint64 viewNumber; // the consensus view (`view` is a Solidity keyword)
         uint64 height;
@@ -35,6 +52,7 @@ contract Commitments {
     bytes32 private constant VOTE_TYPEHASH = keccak256("Vote(uint8 kind,uint64 view,uint64 height,bytes32 block)");
     bytes32 private constant VALIDATOR_SET_TYPEHASH =
         keccak256("ValidatorSet(uint64 epoch,address[] validators,uint256[] powers)");
+    bytes32 private constant VOTE_KIND_NULLIFY = bytes32(uint256(2));
     uint256 private constant VOTE_KIND_FINALIZE = 3;
 
     /// secp256k1 n / 2: a signature with a larger s is the malleable twin of another.
@@ -48,11 +66,15 @@ contract Commitments {
     // _tip packs what every post reads and writes, so a post touches one slot for all of it:
     //   bits   0..47  latestHeight          bits  48..95  latestStateHeight
     //   bits  96..135 lastPostBlock         bits 136..167 epoch of the current set
-    //   bits 168..170 ring head (index in _roots of the newest state root)
-    //   bits 171..254 seven 12-bit gaps: gap j = stateHeight(newest - j) - stateHeight(newest - j - 1)
+    //   bits 168..169 ring head (index in _roots of the newest state root)
+    //   bits 170..253 three 28-bit entries, entry j (newest first) for the post before post j:
+    //                 bits 0..13 stateHeight(j) - stateHeight(j + 1), bits 14..27 height(j) - height(j + 1)
+    //   bit  255      frozen: equivocation was proven (submitEvidence); cleared by resume
     // Heights are uint64 in the header; the contract takes them below 2**48 (HeightOutOfRange),
-    // which at one block per millisecond lasts 8,900 years. A gap of GAP_UNKNOWN (a larger jump,
-    // or no older root yet) hides that root and all older ones from stateRootAt.
+    // which at one block per millisecond lasts 8,900 years. An entry whose state gap is
+    // GAP_UNKNOWN (a jump of GAP_UNKNOWN or more in either height, or no older post) hides that
+    // post and all older ones. Each post's height is kept so that, once frozen at H, the
+    // posts below H (undisputed) are known.
     uint256 private constant HEIGHT_BITS = 48;
     // Masks are written out: a constant expression is re-evaluated (with overflow checks) at
     // every use.
@@ -60,12 +82,15 @@ contract Commitments {
     uint256 private constant POST_BLOCK_SHIFT = 96;
     uint256 private constant EPOCH_SHIFT = 136;
     uint256 private constant HEAD_SHIFT = 168;
-    uint256 private constant GAPS_SHIFT = 171;
-    uint256 private constant RING = 8;
-    uint256 private constant RING_MASK = 7; // RING - 1
-    uint256 private constant GAP_BITS = 12;
-    uint256 private constant GAP_UNKNOWN = 0xfff; // 2**GAP_BITS - 1
-    uint256 private constant GAPS_MASK = 0xfffffffffffffffffffff; // 2**(GAP_BITS * (RING - 1)) - 1
+    uint256 private constant GAPS_SHIFT = 170;
+    uint256 private constant FROZEN_SHIFT = 255;
+    uint256 private constant RING = 4;
+    uint256 private constant RING_MASK = 3; // RING - 1
+    uint256 private constant GAP_BITS = 14;
+    uint256 private constant GAP_UNKNOWN = 0x3fff; // 2**GAP_BITS - 1
+    uint256 private constant ENTRY_BITS = 28; // a state gap and a height gap
+    uint256 private constant ENTRY_MASK = 0xfffffff; // 2**ENTRY_BITS - 1
+    uint256 private constant GAPS_MASK = 0xfffffffffffffffffffff; // 2**(ENTRY_BITS * (RING - 1)) - 1
     uint256 private constant MAX_EPOCH = 0xffffffff;
     uint256 private _tip;
     bytes32 public latestBlockHash;
@@ -78,14 +103,33 @@ contract Commitments {
     // epoch is the current epoch, so a rotation never has to clear the members it drops.
     mapping(address => uint256) private _members;
 
+    /// Count of resumes; posts of an era that ended are judged by that era's dispute.
+    uint64 public era;
+    /// The L1 block of the first evidence of the current freeze (0: not frozen).
+    uint64 public frozenAtBlock;
+    // era => disputed height + 1 (0: no evidence in that era). Posts of that era covering a
+    // height >= the disputed height are disputed.
+    mapping(uint64 => uint256) private _disputedFrom;
+    // era => validator => the lowest height its proven equivocation disputes, + 1.
+    mapping(uint64 => mapping(address => uint256)) private _offences;
+
     bytes32 public immutable domainSeparator;
     uint256 public immutable seqChainId;
     bytes32 public immutable genesisHash;
+    /// May `resume` after a freeze (address(0): nobody; a freeze is then final).
+    address public immutable admin;
+    /// L1 blocks between the first evidence of a freeze and the earliest `resume`.
+    uint64 public immutable resumeDelay;
 
     event Committed(
         uint64 indexed fromHeight, uint64 indexed toHeight, bytes32 blockHash, uint64 stateHeight, bytes32 stateRoot
     );
     event ValidatorSetRotated(uint64 indexed epoch, bytes32 setHash);
+    event EquivocationProven(
+        address indexed validator, uint64 height, uint64 viewNumber, uint8 firstKind, uint8 secondKind
+    );
+    event FrozenAt(uint64 indexed era, uint64 disputedHeight);
+    event Resumed(uint64 indexed era, uint64 fromHeight, bytes32 blockHash, uint64 stateHeight, bytes32 stateRoot);
 
     error StaleHeight(uint64 height, uint64 latestHeight);
     error StateHeightRegressed(uint64 stateHeight, uint64 latestStateHeight);
@@ -105,10 +149,28 @@ contract Commitments {
     error TotalPowerTooLarge();
     error HeightOutOfRange();
     error EpochOutOfRange();
+    error Frozen();
+    error NotFrozen();
+    error BadEvidenceSignature(uint256 index);
+    error EvidenceSignersDiffer(address first, address second);
+    error EvidenceSignerNotInSet(address signer);
+    error VotesDoNotConflict();
+    error EquivocationAlreadyProven(address validator);
+    error NotAdmin();
+    error ResumeTooEarly(uint256 fromBlock);
 
-    constructor(uint256 seqChainId_, bytes32 genesisHash_, address[] memory validators, uint256[] memory powers) {
+    constructor(
+        uint256 seqChainId_,
+        bytes32 genesisHash_,
+        address[] memory validators,
+        uint256[] memory powers,
+        address admin_,
+        uint64 resumeDelay_
+    ) {
         seqChainId = seqChainId_;
         genesisHash = genesisHash_;
+        admin = admin_;
+        resumeDelay = resumeDelay_;
         domainSeparator = keccak256(
             abi.encode(
                 DOMAIN_TYPEHASH, keccak256("seqnet"), keccak256("1"), seqChainId_, address(this), genesisHash_
@@ -132,6 +194,7 @@ contract Commitments {
     /// 65-byte r || s || v signatures whose signers are strictly ascending.
     function post(Header calldata h, bytes calldata signatures) external {
         uint256 tip = _tip;
+        if (tip >> FROZEN_SHIFT != 0) revert Frozen();
         uint256 latestHeight_ = tip & HEIGHT_MASK;
         uint256 latestStateHeight_ = (tip >> HEIGHT_BITS) & HEIGHT_MASK;
         uint256 height;
@@ -189,10 +252,14 @@ contract Commitments {
         returns (uint256)
     {
         unchecked {
-            // post() checked stateHeight >= latestStateHeight: no underflow
-            uint256 gap = stateHeight - ((tip >> HEIGHT_BITS) & HEIGHT_MASK);
-            if (tip & HEIGHT_MASK == 0 || gap > GAP_UNKNOWN) gap = GAP_UNKNOWN;
-            uint256 gaps = (((tip >> GAPS_SHIFT) << GAP_BITS) | gap) & GAPS_MASK;
+            // post() checked stateHeight >= latestStateHeight and height > latestHeight
+            uint256 stateGap = stateHeight - ((tip >> HEIGHT_BITS) & HEIGHT_MASK);
+            uint256 heightGap = height - (tip & HEIGHT_MASK);
+            uint256 entry = stateGap | (heightGap << GAP_BITS);
+            if (tip & HEIGHT_MASK == 0 || stateGap >= GAP_UNKNOWN || heightGap >= GAP_UNKNOWN) {
+                entry = ENTRY_MASK;
+            }
+            uint256 gaps = (((tip >> GAPS_SHIFT) << ENTRY_BITS) | entry) & GAPS_MASK;
             // lastPostBlock keeps 40 bits: block numbers stay below 2**40 for 35,000 years.
             return height | (stateHeight << HEIGHT_BITS) | (uint256(uint40(block.number)) << POST_BLOCK_SHIFT)
                 | (tip & (MAX_EPOCH << EPOCH_SHIFT)) | (head << HEAD_SHIFT) | (gaps << GAPS_SHIFT);
@@ -251,6 +318,7 @@ contract Commitments {
     /// current set over the EIP-712 ValidatorSet struct.
     function rotate(address[] calldata validators, uint256[] calldata powers, bytes calldata signatures) external {
         uint256 tip = _tip;
+        if (tip >> FROZEN_SHIFT != 0) revert Frozen(); // the set may be the one that equivocated
         uint256 current = (tip >> EPOCH_SHIFT) & MAX_EPOCH;
         if (current == MAX_EPOCH) revert EpochOutOfRange();
         uint64 next = uint64(current + 1);
@@ -299,6 +367,125 @@ contract Commitments {
             _members[validators[i]] = uint256(epoch_) | (powers[i] << 64) | (quorum << 128);
         }
         _set = total | (quorum << 64);
+    }
+
+    // --- accountable safety -------------------------------------------------------------------
+
+    /// Proves that one validator of the current set signed two votes no honest validator casts
+    /// together (consensus/core.py `_add_vote`), and freezes at the height they dispute:
+    ///   - two FINALIZE votes in one view for different (height, block): disputes the lower height;
+    ///   - a FINALIZE and a NULLIFY vote in one view (either order): disputes the FINALIZE's height.
+    /// Signatures are checked over the exact EIP-712 vote digests (consensus/encoding.py
+    /// vote_digest) in this contract's domain. Votes do not name an epoch, so the signer must be
+    /// in the current set. A validator's offence is recorded once per era; another pair of the
+    /// same validator is accepted only if it disputes a lower height.
+    function submitEvidence(SignedVote calldata first, SignedVote calldata second) external {
+        uint256 height = _conflictHeight(first, second);
+        address signer = _recoverEvidence(first, 0);
+        uint256 tip = _tip;
+        uint256 member = _members[signer];
+        if (member == 0 || uint64(member) != (tip >> EPOCH_SHIFT) & MAX_EPOCH) {
+            revert EvidenceSignerNotInSet(signer);
+        }
+        uint64 era_ = era;
+        uint256 offence = _offences[era_][signer];
+        // A repeat is refused before the second ecrecover and any write.
+        if (offence != 0 && offence <= height + 1) revert EquivocationAlreadyProven(signer);
+        address other = _recoverEvidence(second, 1);
+        if (other != signer) revert EvidenceSignersDiffer(signer, other);
+
+        _offences[era_][signer] = height + 1;
+        emit EquivocationProven(signer, uint64(height), first.viewNumber, first.kind, second.kind);
+        uint256 disputedFrom = _disputedFrom[era_];
+        if (disputedFrom == 0 || height + 1 < disputedFrom) {
+            _disputedFrom[era_] = height + 1;
+            emit FrozenAt(era_, uint64(height));
+        }
+        if (tip >> FROZEN_SHIFT == 0) {
+            _tip = tip | (uint256(1) << FROZEN_SHIFT);
+            frozenAtBlock = uint64(block.number);
+        }
+    }
+
+    /// The height a conflicting pair disputes; reverts VotesDoNotConflict for any other pair.
+    function _conflictHeight(SignedVote calldata a, SignedVote calldata b) private pure returns (uint256) {
+        if (a.viewNumber != b.viewNumber) revert VotesDoNotConflict();
+        uint256 kinds = (uint256(a.kind) << 8) | b.kind;
+        if (kinds == (VOTE_KIND_FINALIZE << 8) | VOTE_KIND_FINALIZE) {
+            if (a.height == b.height && a.blockHash == b.blockHash) revert VotesDoNotConflict();
+            return a.height < b.height ? a.height : b.height;
+        }
+        uint256 nullify = uint256(VOTE_KIND_NULLIFY);
+        if (kinds == (VOTE_KIND_FINALIZE << 8) | nullify) return a.height;
+        if (kinds == (nullify << 8) | VOTE_KIND_FINALIZE) return b.height;
+        revert VotesDoNotConflict();
+    }
+
+    /// The signer of `vote` (BadEvidenceSignature(index) unless it is 65 bytes, low s, v 27 or
+    /// 28 and recovers a key). A signature over another chain id, contract or genesis recovers
+    /// to an unrelated address: submitEvidence refuses it as EvidenceSignerNotInSet when it is
+    /// the first vote's, and as EvidenceSignersDiffer when only the second vote's.
+    function _recoverEvidence(SignedVote calldata vote, uint256 index) private view returns (address signer) {
+        bytes calldata signature = vote.signature;
+        if (signature.length != SIGNATURE_BYTES) revert BadEvidenceSignature(index);
+        bytes32 r = bytes32(signature[0:32]);
+        bytes32 s = bytes32(signature[32:64]);
+        uint8 v = uint8(signature[64]);
+        if (uint256(s) > HALF_N || (v != 27 && v != 28)) revert BadEvidenceSignature(index);
+        bytes32 digest = keccak256(
+            abi.encodePacked(
+                hex"1901",
+                domainSeparator,
+                keccak256(abi.encode(VOTE_TYPEHASH, vote.kind, vote.viewNumber, vote.height, vote.blockHash))
+            )
+        );
+        signer = ecrecover(digest, v, r, s);
+        if (signer == address(0)) revert BadEvidenceSignature(index);
+    }
+
+    /// Lifts a freeze: the chain continues from block `fromHeight` (hash `blockHash`, state
+    /// `stateRoot` at `stateHeight`) under the new set (validators, powers) as the next epoch.
+    /// Only the admin, and only `resumeDelay` L1 blocks after the freeze's first evidence. Posts
+    /// of the frozen era stay disputed from its disputed height; the new era starts undisputed.
+    function resume(
+        uint64 fromHeight,
+        bytes32 blockHash,
+        uint64 stateHeight,
+        bytes32 stateRoot,
+        address[] calldata validators,
+        uint256[] calldata powers
+    ) external {
+        if (admin == address(0) || msg.sender != admin) revert NotAdmin();
+        uint256 tip = _tip;
+        if (tip >> FROZEN_SHIFT == 0) revert NotFrozen();
+        uint256 openFrom = uint256(frozenAtBlock) + resumeDelay;
+        if (block.number < openFrom) revert ResumeTooEarly(openFrom);
+        if (fromHeight > HEIGHT_MASK || stateHeight > HEIGHT_MASK) revert HeightOutOfRange();
+        uint256 current = (tip >> EPOCH_SHIFT) & MAX_EPOCH;
+        if (current == MAX_EPOCH) revert EpochOutOfRange();
+        uint64 next = uint64(current + 1);
+        _install(next, validators, powers);
+
+        uint64 nextEra = era + 1;
+        era = nextEra;
+        frozenAtBlock = 0;
+        uint256 head = ((tip >> HEAD_SHIFT) + 1) & RING_MASK;
+        _tip = _resumedTip(fromHeight, stateHeight, next, head);
+        _roots[head] = stateRoot;
+        latestBlockHash = blockHash;
+        emit ValidatorSetRotated(next, validatorSetHash(next, validators, powers));
+        emit Resumed(nextEra, fromHeight, blockHash, stateHeight, stateRoot);
+    }
+
+    /// The tip after a resume: (fromHeight, stateHeight) is the newest post, the frozen flag is
+    /// clear and every older entry is unknown, so no root of the frozen era is reachable.
+    function _resumedTip(uint256 fromHeight, uint256 stateHeight, uint256 epoch_, uint256 head)
+        private
+        view
+        returns (uint256)
+    {
+        return fromHeight | (stateHeight << HEIGHT_BITS) | (uint256(uint40(block.number)) << POST_BLOCK_SHIFT)
+            | (epoch_ << EPOCH_SHIFT) | (head << HEAD_SHIFT) | (GAPS_MASK << GAPS_SHIFT);
     }
 
     // Why `_checkSignatures` stopped (0: it did not).
@@ -417,22 +604,80 @@ contract Commitments {
     }
 
     /// The state root posted for `stateHeight`, if it is among the last RING posted roots
-    /// (reachable through gaps below GAP_UNKNOWN); otherwise zero.
+    /// (reachable through gaps below GAP_UNKNOWN); otherwise zero. Of two posts with one state
+    /// height, the newer.
     function stateRootAt(uint64 stateHeight) external view returns (bytes32) {
+        (bytes32 root,) = postAt(stateHeight);
+        return root;
+    }
+
+    /// The state root and height of the newest post of `stateHeight` among the last RING posts
+    /// (zeros if there is none).
+    function postAt(uint64 stateHeight) public view returns (bytes32 root, uint64 height) {
         uint256 tip = _tip;
-        if (tip & HEIGHT_MASK == 0) return bytes32(0);
-        uint256 height = (tip >> HEIGHT_BITS) & HEIGHT_MASK;
+        if (tip & HEIGHT_MASK == 0) return (bytes32(0), 0);
+        uint256 h = tip & HEIGHT_MASK;
+        uint256 sh = (tip >> HEIGHT_BITS) & HEIGHT_MASK;
         uint256 index = (tip >> HEAD_SHIFT) & RING_MASK;
         uint256 gaps = tip >> GAPS_SHIFT;
         for (uint256 k = 0; k < RING; ++k) {
-            if (height == stateHeight) return _roots[index];
-            uint256 gap = gaps & GAP_UNKNOWN;
-            if (height < stateHeight || k == RING - 1 || gap == GAP_UNKNOWN) break;
-            height -= gap;
-            gaps >>= GAP_BITS;
+            if (sh == stateHeight) return (_roots[index], uint64(h));
+            uint256 stateGap = gaps & GAP_UNKNOWN;
+            if (sh < stateHeight || k == RING - 1 || stateGap == GAP_UNKNOWN) break;
+            sh -= stateGap;
+            h -= (gaps >> GAP_BITS) & GAP_UNKNOWN;
+            gaps >>= ENTRY_BITS;
             index = (index + RING_MASK) & RING_MASK;
         }
-        return bytes32(0);
+        return (bytes32(0), 0);
+    }
+
+    /// The newest post among the last RING whose height is below the current era's disputed
+    /// height (the latest post when nothing is disputed); zeros if there is none.
+    function lastUndisputedPost() external view returns (uint64 stateHeight, bytes32 root, uint64 height) {
+        uint256 tip = _tip;
+        if (tip & HEIGHT_MASK == 0) return (0, bytes32(0), 0);
+        uint256 disputedFrom = _disputedFrom[era]; // disputed height + 1, or 0
+        uint256 h = tip & HEIGHT_MASK;
+        uint256 sh = (tip >> HEIGHT_BITS) & HEIGHT_MASK;
+        uint256 index = (tip >> HEAD_SHIFT) & RING_MASK;
+        uint256 gaps = tip >> GAPS_SHIFT;
+        for (uint256 k = 0; k < RING; ++k) {
+            if (disputedFrom == 0 || h + 1 < disputedFrom) return (uint64(sh), _roots[index], uint64(h));
+            uint256 stateGap = gaps & GAP_UNKNOWN;
+            if (k == RING - 1 || stateGap == GAP_UNKNOWN) break;
+            sh -= stateGap;
+            h -= (gaps >> GAP_BITS) & GAP_UNKNOWN;
+            gaps >>= ENTRY_BITS;
+            index = (index + RING_MASK) & RING_MASK;
+        }
+        return (0, bytes32(0), 0);
+    }
+
+    /// Whether equivocation was proven and no resume has lifted the freeze yet.
+    function frozen() external view returns (bool) {
+        return _tip >> FROZEN_SHIFT != 0;
+    }
+
+    /// The disputed height of `era_` (posts of that era covering a height >= it are disputed).
+    function disputedHeight(uint64 era_) external view returns (bool disputed, uint64 height) {
+        uint256 from = _disputedFrom[era_];
+        if (from == 0) return (false, 0);
+        return (true, uint64(from - 1));
+    }
+
+    /// Whether a post of `era_` at `height` covers a disputed height.
+    function isDisputed(uint64 era_, uint64 height) external view returns (bool) {
+        uint256 from = _disputedFrom[era_];
+        return from != 0 && uint256(height) + 1 >= from;
+    }
+
+    /// Whether `validator`'s equivocation was proven in the current era, and the lowest height
+    /// its evidence disputes.
+    function offenceOf(address validator) external view returns (bool proven, uint64 height) {
+        uint256 offence = _offences[era][validator];
+        if (offence == 0) return (false, 0);
+        return (true, uint64(offence - 1));
     }
 
     function totalPower() external view returns (uint256) {

@@ -539,14 +539,16 @@ def recovery(
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as one JSON object.")
 def l1_gas(counts: tuple[int, ...], as_json: bool) -> None:
-    """Gas of a steady Commitments.post on L1, by validator count.
+    """Gas of a steady Commitments.post, and of equivocation evidence, on L1.
 
     \b
     For each n: a fresh anvil on 127.0.0.1 (node_modules/.bin/anvil, or
     $SEQNET_ANVIL), the contracts deployed with n validators of equal power,
     two headers posted with a bare quorum of signatures (floor(2n/3) + 1);
     the second post's gasUsed is reported, next to its target where one is
-    set. Gas is deterministic: a rerun prints the same numbers.
+    set, then the gasUsed of submitEvidence (two FINALIZE votes of one
+    validator for different blocks), which freezes the contract. Gas is
+    deterministic: a rerun prints the same numbers.
 
     \b
     Examples:
@@ -569,16 +571,22 @@ def l1_gas(counts: tuple[int, ...], as_json: bool) -> None:
                     "signers": row.signers,
                     "post_gas": row.gas,
                     "target": POST_GAS_TARGETS.get(row.validators),
+                    "evidence_gas": row.evidence_gas,
                 }
                 for row in rows
             ],
         }
         click.echo(json.dumps(report))
         return
-    click.echo(f"{'validators':>10} {'signers':>8} {'post gas':>10} {'target':>10}")
+    click.echo(
+        f"{'validators':>10} {'signers':>8} {'post gas':>10} {'target':>13} {'evidence gas':>13}"
+    )
     for row in rows:
         target = POST_GAS_TARGETS.get(row.validators)
         mark = ""
         if target is not None:
-            mark = f"{target:>10,}" + (" ok" if row.gas <= target else " OVER")
-        click.echo(f"{row.validators:>10} {row.signers:>8} {row.gas:>10,} {mark}")
+            mark = f"{target:,}" + (" ok" if row.gas <= target else " OVER")
+        click.echo(
+            f"{row.validators:>10} {row.signers:>8} {row.gas:>10,} {mark:>13} "
+            f"{row.evidence_gas:>13,}"
+        )

@@ -2,8 +2,9 @@
 
 One deployer account creates, at its nonces n0, n0+1, n0+2, n0+3:
 
-    CollateralToken, Commitments(seqChainId, genesisHash, validators, powers),
-    Inbox(inclusionWindow), Bridge(commitments, token, escapeDelay)
+    CollateralToken,
+    Commitments(seqChainId, genesisHash, validators, powers, admin, resumeDelay),
+    Inbox(inclusionWindow), Bridge(commitments, token, escapeDelay, challengeWindow)
 
 A CREATE address is the last 20 bytes of keccak(rlp([sender, nonce])), so
 `predict_addresses(deployer, n0)` names every contract before anything is
@@ -30,6 +31,11 @@ if TYPE_CHECKING:
     from sequencer_net.home.genesis import Genesis
 
 DEPLOY_ORDER: Final = ("CollateralToken", "Commitments", "Inbox", "Bridge")
+DEFAULT_CHALLENGE_WINDOW: Final = 10
+"""L1 blocks a proven withdrawal waits for evidence before it is paid (a testnet default:
+two minutes at 12 s blocks; a public deployment wants hours)."""
+DEFAULT_RESUME_DELAY: Final = 50
+"""L1 blocks between a freeze and the earliest admin `resume`."""
 
 
 class DeploymentError(RuntimeError):
@@ -86,11 +92,18 @@ def deploy(
     powers: Sequence[int],
     inclusion_window: int,
     escape_delay: int,
+    *,
+    challenge_window: int = DEFAULT_CHALLENGE_WINDOW,
+    admin: bytes | None = None,
+    resume_delay: int = DEFAULT_RESUME_DELAY,
 ) -> L1Addresses:
     """Deploy the four contracts from `deployer_key` at its next nonces.
 
     `validators` (20-byte addresses) and `powers` are paired and passed to
-    Commitments in ascending address order, as it requires. Raises
+    Commitments in ascending address order, as it requires. `admin` (20 bytes)
+    may resume the contracts `resume_delay` L1 blocks after a freeze; None
+    means nobody can (a freeze is final). The Bridge's escape delay is never
+    below `challenge_window`. Raises
     DeploymentError if a contract is not where `predict_addresses` says, and
     web3's ContractCustomError if a constructor refuses its arguments.
     """
@@ -98,6 +111,8 @@ def deploy(
         raise ValueError("validators and powers differ in length")
     if len(genesis_hash) != 32:
         raise ValueError("genesis hash must be 32 bytes")
+    if admin is not None and len(admin) != ADDRESS_LENGTH:
+        raise ValueError("admin must be a 20-byte address")
     account = Account.from_key(deployer_key)
     deployer = bytes.fromhex(account.address[2:])
     start = w3.eth.get_transaction_count(account.address, "pending")
@@ -110,12 +125,15 @@ def deploy(
             genesis_hash,
             [Web3.to_checksum_address(address) for address, _ in ordered],
             [power for _, power in ordered],
+            Web3.to_checksum_address(admin if admin is not None else bytes(20)),
+            resume_delay,
         ),
         "Inbox": (inclusion_window,),
         "Bridge": (
             addresses.checksum("commitments"),
             addresses.checksum("collateral_token"),
             escape_delay,
+            challenge_window,
         ),
     }
     expected = {
@@ -147,6 +165,9 @@ def deploy_for_genesis(
     *,
     inclusion_window: int,
     escape_delay: int,
+    challenge_window: int = DEFAULT_CHALLENGE_WINDOW,
+    admin: bytes | None = None,
+    resume_delay: int = DEFAULT_RESUME_DELAY,
 ) -> L1Addresses:
     """Deploy the contracts a genesis names (`seqnet genesis new --l1-deployer`).
 
@@ -181,4 +202,7 @@ def deploy_for_genesis(
         [v.weight for v in validator_set.validators],
         inclusion_window,
         escape_delay,
+        challenge_window=challenge_window,
+        admin=admin,
+        resume_delay=resume_delay,
     )

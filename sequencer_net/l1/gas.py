@@ -1,11 +1,14 @@
-"""What a steady `Commitments.post` costs on L1, by validator count.
+"""What a steady `Commitments.post` and an evidence submission cost on L1, by
+validator count.
 
-`measure_post_gas(n)` starts a fresh anvil, deploys the contracts with n
-validators of equal power, posts two headers signed by a bare quorum
-(floor(2n/3) + 1 signers) and returns the second post's gasUsed: the first
-post of a contract's life pays for nothing the later ones do not (the
-contract writes every slot a post touches at deployment), so the second is
-the steady price. Gas is deterministic: the same n gives the same number.
+`measure(n)` starts a fresh anvil, deploys the contracts with n validators of
+equal power, posts two headers signed by a bare quorum (floor(2n/3) + 1
+signers) and reports the second post's gasUsed: the first post of a
+contract's life pays for nothing the later ones do not (the contract writes
+every slot a post touches at deployment), so the second is the steady price.
+It then submits one validator's two FINALIZE votes for different blocks of
+one view (the evidence that freezes the contract) and reports that gasUsed
+too. Gas is deterministic: the same n gives the same numbers.
 """
 
 from __future__ import annotations
@@ -17,10 +20,13 @@ from eth_account import Account
 from web3 import Web3
 
 from consensus.crypto import PrivateKey, keccak256
-from consensus.encoding import Domain
+from consensus.encoding import Domain, vote_digest
+from consensus.messages import Vote, VoteKind
+from consensus.types import Digest, Height, View
 from sequencer_net.l1.anvil import DEV_PRIVATE_KEYS, Anvil
 from sequencer_net.l1.artifacts import load_artifact
 from sequencer_net.l1.deploy import deploy
+from sequencer_net.l1.evidence import evidence_args
 from sequencer_net.l1.header import L1Header, sign_packed
 from sequencer_net.l1.transact import transact
 
@@ -36,6 +42,7 @@ class PostGas:
     validators: int
     signers: int
     gas: int
+    evidence_gas: int
 
 
 def bench_keys(n: int) -> list[PrivateKey]:
@@ -98,4 +105,29 @@ def measure(n: int) -> PostGas:
                 w3, deployer, commitments.functions.post(header.as_abi(), signatures)
             )
             gas = int(receipt["gasUsed"])
-    return PostGas(validators=n, signers=len(signers), gas=gas)
+        first, second = equivocation(keys[0], domain, height=3)
+        receipt = transact(
+            w3, deployer, commitments.functions.submitEvidence(*evidence_args(first, second))
+        )
+        evidence_gas = int(receipt["gasUsed"])
+    return PostGas(validators=n, signers=len(signers), gas=gas, evidence_gas=evidence_gas)
+
+
+def equivocation(key: PrivateKey, domain: Domain, height: int) -> tuple[Vote, Vote]:
+    """Two FINALIZE votes by `key` for different blocks at `height` in one view."""
+    votes = []
+    for block in (bench_header(height).block_hash(), keccak256(b"fork %d" % height)):
+        digest = vote_digest(
+            domain.separator(), VoteKind.FINALIZE, View(height), Height(height), Digest(block)
+        )
+        votes.append(
+            Vote(
+                kind=VoteKind.FINALIZE,
+                view=height,
+                height=height,
+                block=block,
+                signer=0,
+                signature=key.sign_digest(digest),
+            )
+        )
+    return votes[0], votes[1]

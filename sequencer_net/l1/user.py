@@ -5,16 +5,24 @@ and returns what the contract emitted. Claims and escapes prove a state entry
 against a root the Commitments contract holds, so they read the proof from a
 seqnet node (any node: the proof is checked against the root, the node is not
 trusted) at the state height the contract posted.
+
+A withdrawal is claimed in two steps: `prove_withdrawal` records it on the
+Bridge, and `finalize_withdrawal` pays it once the Bridge's challenge window
+(L1 blocks) has passed, unless equivocation evidence disputed the post it was
+proven on. `claim_withdrawal` does both, waiting out the window in between.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 from web3.contract import Contract
+from web3.logs import DISCARD
 
 from sequencer_net.client import SeqnetApiError, SeqnetClient
 from sequencer_net.execution.state import PREFIX_L1_BALANCE, PREFIX_SUBACCOUNT, l1_balance_key
@@ -23,10 +31,29 @@ from sequencer_net.l1.transact import transact
 
 ETH = bytes(20)
 """The token address of ether in Deposited/Withdrawn events and `l1bal/` keys."""
+L1_BLOCK_POLL_S: Final = 1.0
+"""How often `wait_for_l1_block` reads the L1 head (an L1 block takes about 12 s)."""
 
 
 class NotPostedYet(RuntimeError):
     """The entry a claim needs is not in the state the L1 has a root for yet."""
+
+
+class WaitTimedOut(TimeoutError):
+    """The L1 did not reach the awaited block in time."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProvenWithdrawal:
+    """A withdrawal recorded on the Bridge, payable from L1 block `payable_at`."""
+
+    withdrawal_id: int
+    recipient: bytes
+    token: bytes
+    amount: int
+    state_height: int
+    payable_at: int
+    l1_block: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,15 +127,15 @@ def posted_state_height(commitments: Contract) -> int:
     return int(commitments.functions.latestStateHeight().call())
 
 
-def claim_withdrawal(
+def prove_withdrawal(
     w3: Web3,
     account: LocalAccount,
     bridge: Contract,
     commitments: Contract,
     node: SeqnetClient,
     withdrawal_id: int,
-) -> Payout:
-    """Pay withdrawal `withdrawal_id` on L1, proven in the latest posted state.
+) -> ProvenWithdrawal:
+    """Record withdrawal `withdrawal_id` on the Bridge, proven in the latest posted state.
 
     Raises NotPostedYet while the latest posted state does not hold it yet
     (posting trails execution by a few seconds; try again).
@@ -127,7 +154,7 @@ def claim_withdrawal(
     receipt = transact(
         w3,
         account,
-        bridge.functions.withdraw(
+        bridge.functions.proveWithdrawal(
             height,
             withdrawal_id,
             Web3.to_checksum_address(proof.recipient),
@@ -136,7 +163,67 @@ def claim_withdrawal(
             proof.proof,
         ),
     )
-    return Payout(proof.recipient, proof.token, proof.amount, height, receipt["blockNumber"])
+    (event,) = bridge.events.WithdrawalProven().process_receipt(receipt, errors=DISCARD)
+    return ProvenWithdrawal(
+        withdrawal_id=withdrawal_id,
+        recipient=proof.recipient,
+        token=proof.token,
+        amount=proof.amount,
+        state_height=height,
+        payable_at=int(event["args"]["payableAt"]),
+        l1_block=receipt["blockNumber"],
+    )
+
+
+def finalize_withdrawal(
+    w3: Web3, account: LocalAccount, bridge: Contract, withdrawal_id: int
+) -> Payout:
+    """Pay a proven withdrawal whose challenge window has passed (anyone may send it;
+    the Bridge pays the recipient the proof named). Reverts ChallengeWindowOpen
+    before its `payable_at` block and WithdrawalDisputed if its post was disputed."""
+    pending = bridge.functions.pendingWithdrawals(withdrawal_id).call()
+    receipt = transact(w3, account, bridge.functions.finalizeWithdrawal(withdrawal_id))
+    (event,) = bridge.events.Withdrawn().process_receipt(receipt, errors=DISCARD)
+    args = event["args"]
+    return Payout(
+        recipient=_address(args["recipient"]),
+        token=_address(args["token"]),
+        amount=args["amount"],
+        state_height=int(pending[5]),
+        l1_block=receipt["blockNumber"],
+    )
+
+
+def wait_for_l1_block(
+    w3: Web3, block: int, timeout_s: float = 3_600.0, poll_s: float = L1_BLOCK_POLL_S
+) -> None:
+    """Return once the L1 head is at `block` or later; WaitTimedOut after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while w3.eth.block_number < block:
+        if time.monotonic() >= deadline:
+            raise WaitTimedOut(f"the L1 did not reach block {block} in {timeout_s:.0f} s")
+        time.sleep(poll_s)
+
+
+def claim_withdrawal(
+    w3: Web3,
+    account: LocalAccount,
+    bridge: Contract,
+    commitments: Contract,
+    node: SeqnetClient,
+    withdrawal_id: int,
+    *,
+    wait: Callable[[int], None] | None = None,
+) -> Payout:
+    """Prove withdrawal `withdrawal_id`, wait out the challenge window, and pay it.
+
+    `wait(block)` returns once the L1 is at `block` (default: `wait_for_l1_block`,
+    polling for up to an hour). Raises what `prove_withdrawal` and
+    `finalize_withdrawal` raise.
+    """
+    proven = prove_withdrawal(w3, account, bridge, commitments, node, withdrawal_id)
+    (wait or (lambda block: wait_for_l1_block(w3, block)))(proven.payable_at)
+    return finalize_withdrawal(w3, account, bridge, withdrawal_id)
 
 
 def escape_collateral(
@@ -188,15 +275,16 @@ def escape_balance(
 
 
 def _escape_height(bridge: Contract, commitments: Contract) -> int:
-    """The state height escapes prove against: the frozen one once frozen,
-    else the latest posted one (which the first escape freezes)."""
+    """The state height escapes prove against: the frozen one once frozen, else
+    the one the first escape freezes: the last undisputed posted state (the
+    latest one unless equivocation evidence froze the Commitments contract)."""
     frozen = int(bridge.functions.frozenStateHeight().call())
     if bridge.functions.frozenStateRoot().call() != bytes(32):
         return frozen
-    height = posted_state_height(commitments)
-    if height == 0:
-        raise NotPostedYet("no state is posted on the L1: there is nothing to escape from")
-    return height
+    height, root, _ = commitments.functions.lastUndisputedPost().call()
+    if root == bytes(32):
+        raise NotPostedYet("no undisputed state is posted on the L1: nothing to escape from")
+    return int(height)
 
 
 def _check_subaccount(subaccount: bytes) -> None:

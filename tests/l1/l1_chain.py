@@ -33,6 +33,8 @@ SEQ_CHAIN_ID = 4242
 GENESIS_HASH = keccak256(b"seqnet l1 test genesis")
 INCLUSION_WINDOW = 20
 ESCAPE_DELAY = 50
+CHALLENGE_WINDOW = 10
+RESUME_DELAY = 30
 
 requires_anvil = pytest.mark.skipif(
     not anvil_available(), reason=f"no anvil at {anvil_binary()} (run scripts/setup.sh)"
@@ -123,6 +125,9 @@ def running_chain(n_validators: int = 4) -> Iterator[L1Chain]:
             [1] * n_validators,
             INCLUSION_WINDOW,
             ESCAPE_DELAY,
+            challenge_window=CHALLENGE_WINDOW,
+            admin=bytes.fromhex(Account.from_key(DEV_PRIVATE_KEYS[0]).address[2:]),
+            resume_delay=RESUME_DELAY,
         )
 
         def contract(name: str, field: str) -> Contract:

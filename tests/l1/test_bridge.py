@@ -12,7 +12,7 @@ from consensus.crypto import keccak256
 from sequencer_net.execution.encoding import BIG_INT_EXT, encode
 from sequencer_net.execution.records import Subaccount
 from sequencer_net.execution.state_tree import MemoryNodeStore, StateTree
-from tests.l1.l1_chain import ESCAPE_DELAY, L1Chain, expect_revert
+from tests.l1.l1_chain import CHALLENGE_WINDOW, ESCAPE_DELAY, L1Chain, expect_revert
 
 WAD = 10**18
 ETH = Web3.to_checksum_address("0x" + "00" * 20)
@@ -95,26 +95,41 @@ def test_withdrawal_with_a_real_proof_pays_once(chain: L1Chain) -> None:
     tree = build_state({wd_key(i): wd_value(i, *w) for i, w in withdrawals.items()})
     post_root(chain, tree.root)
 
-    def withdraw(
+    def prove(
         withdrawal_id: int, amount: int, proof: bytes, state_height: int = STATE_HEIGHT
     ) -> TxReceipt:
         who, asset, _ = withdrawals[withdrawal_id]
-        call = chain.bridge.functions.withdraw(
+        call = chain.bridge.functions.proveWithdrawal(
             state_height, withdrawal_id, who, asset, amount, proof
         )
         return chain.send(call, chain.users[2])
 
+    def finalize(withdrawal_id: int) -> TxReceipt:
+        return chain.send(chain.bridge.functions.finalizeWithdrawal(withdrawal_id), chain.users[0])
+
     proof7 = tree.prove(wd_key(7)).encode()
     proof8 = tree.prove(wd_key(8)).encode()
-    expect_revert("ProofMismatch", lambda: withdraw(7, 3 * WAD, proof7))  # wrong amount
-    expect_revert("ProofMismatch", lambda: withdraw(7, 2 * WAD, proof8))  # another leaf's proof
-    expect_revert("UnknownStateRoot", lambda: withdraw(7, 2 * WAD, proof7, STATE_HEIGHT - 1))
-    expect_revert("MalformedProof", lambda: withdraw(7, 2 * WAD, proof7 + b"\x00"))
-    expect_revert("MalformedProof", lambda: withdraw(7, 2 * WAD, b"\x00" + proof7[1:]))
-    expect_revert("ProofTooLarge", lambda: withdraw(7, 2 * WAD, bytes(9000)))
+    expect_revert("ProofMismatch", lambda: prove(7, 3 * WAD, proof7))  # wrong amount
+    expect_revert("ProofMismatch", lambda: prove(7, 2 * WAD, proof8))  # another leaf's proof
+    expect_revert("UnknownStateRoot", lambda: prove(7, 2 * WAD, proof7, STATE_HEIGHT - 1))
+    expect_revert("MalformedProof", lambda: prove(7, 2 * WAD, proof7 + b"\x00"))
+    expect_revert("MalformedProof", lambda: prove(7, 2 * WAD, b"\x00" + proof7[1:]))
+    expect_revert("ProofTooLarge", lambda: prove(7, 2 * WAD, bytes(9000)))
+    expect_revert("NotProven", lambda: finalize(7))
 
+    receipt = prove(7, 2 * WAD, proof7)
+    proven = chain.events(chain.bridge, "WithdrawalProven", receipt)[0]["args"]
+    assert proven["payableAt"] == receipt["blockNumber"] + CHALLENGE_WINDOW
+    assert (proven["id"], proven["amount"], proven["stateHeight"]) == (7, 2 * WAD, STATE_HEIGHT)
+    expect_revert("AlreadyProven", lambda: prove(7, 2 * WAD, proof7))
+    prove(8, 300 * WAD, proof8)
+    # the challenge window: nothing is paid while block.number < payableAt (web3 estimates
+    # gas, and so meets the revert, at the latest block)
+    chain.mine(proven["payableAt"] - 1 - chain.w3.eth.block_number)
+    expect_revert("ChallengeWindowOpen", lambda: finalize(7))
+    chain.mine(1)
     before = chain.w3.eth.get_balance(recipient)
-    receipt = withdraw(7, 2 * WAD, proof7)
+    receipt = finalize(7)
     event = chain.events(chain.bridge, "Withdrawn", receipt)[0]["args"]
     assert (event["id"], event["recipient"], event["token"], event["amount"]) == (
         7,
@@ -123,10 +138,11 @@ def test_withdrawal_with_a_real_proof_pays_once(chain: L1Chain) -> None:
         2 * WAD,
     )
     assert chain.w3.eth.get_balance(recipient) == before + 2 * WAD
-    withdraw(8, 300 * WAD, proof8)
+    chain.mine(1)
+    finalize(8)
     assert chain.token.functions.balanceOf(recipient).call() == 300 * WAD
-    expect_revert("AlreadyWithdrawn", lambda: withdraw(7, 2 * WAD, proof7))
-    expect_revert("AlreadyWithdrawn", lambda: withdraw(8, 300 * WAD, proof8))
+    expect_revert("AlreadyWithdrawn", lambda: prove(7, 2 * WAD, proof7))
+    expect_revert("AlreadyWithdrawn", lambda: finalize(8))
 
 
 def test_escape_hatch(chain: L1Chain) -> None:

@@ -68,21 +68,28 @@ def test_post_with_quorum_is_accepted(chain: L1Chain) -> None:
     assert (event["fromHeight"], event["toHeight"]) == (6, 9)
 
 
-def test_state_roots_ring_keeps_the_last_eight(chain: L1Chain) -> None:
+def test_state_roots_ring_keeps_the_last_four(chain: L1Chain) -> None:
     roots = {}
     for height in range(1, 11):
         header = chain.header(height, state_height=height * 3)
         chain.post(header)
         roots[height * 3] = header.state_root
-    at = chain.commitments.functions.stateRootAt
-    for state_height in range(3 * 3, 11 * 3, 3):
+    functions = chain.commitments.functions
+    at = functions.stateRootAt
+    for state_height in range(7 * 3, 11 * 3, 3):
         assert at(state_height).call() == roots[state_height], state_height
-    assert at(2 * 3).call() == bytes(32)  # pushed out of the ring
+        assert functions.postAt(state_height).call() == [roots[state_height], state_height // 3]
+    assert at(6 * 3).call() == bytes(32)  # pushed out of the ring
     assert at(10 * 3 + 1).call() == bytes(32)  # never posted
-    # a jump wider than the ring's gap field hides every older root
-    chain.post(chain.header(11, state_height=30 + 5000))
-    assert at(30 + 5000).call() != bytes(32)
+    # a jump of the state height wider than the ring's gap field hides every older root
+    chain.post(chain.header(11, state_height=30 + 20_000))
+    assert at(30 + 20_000).call() != bytes(32)
     assert at(30).call() == bytes(32)
+    # and so does a jump of the block height
+    chain.post(chain.header(12, state_height=30 + 20_001))
+    chain.post(chain.header(12 + 20_000, state_height=30 + 20_002))
+    assert at(30 + 20_002).call() != bytes(32)
+    assert at(30 + 20_001).call() == bytes(32)
 
 
 def test_refusals(chain: L1Chain) -> None:

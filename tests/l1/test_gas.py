@@ -1,15 +1,20 @@
-"""A steady Commitments.post stays within its gas targets (gas is deterministic)."""
+"""A steady Commitments.post stays within its gas targets (gas is deterministic),
+and the gas of an evidence submission is reported next to it."""
 
 from __future__ import annotations
 
-from sequencer_net.l1.gas import POST_GAS_TARGETS, measure_post_gas
+from sequencer_net.l1.gas import POST_GAS_TARGETS, measure, measure_post_gas
 from tests.l1.l1_chain import requires_anvil
 
 
 @requires_anvil
 def test_post_gas_is_within_targets() -> None:
     for validators, target in POST_GAS_TARGETS.items():
-        assert measure_post_gas(validators) <= target, validators
+        row = measure(validators)
+        assert row.gas <= target, validators
+        # two ecrecovers, the offence, the dispute and the freeze: above a post's
+        # fixed part, below what a block allows many times over
+        assert 60_000 < row.evidence_gas < 200_000, validators
 
 
 @requires_anvil
@@ -32,3 +37,4 @@ def test_bench_l1_gas_cli_reports_rows() -> None:
     [row] = report["rows"]
     assert (row["validators"], row["signers"], row["target"]) == (4, 3, 65_000)
     assert row["post_gas"] == measure_post_gas(4)
+    assert row["evidence_gas"] == measure(4).evidence_gas

@@ -1,6 +1,7 @@
 """A user's round trip through the real contracts and the real engine: deposit
-on L1, a withdrawal executed by the engine, claimed on L1 with a proof read
-from a node at the posted state height, then the escape hatch after silence."""
+on L1, a withdrawal executed by the engine, proven on L1 with a proof read
+from a node at the posted state height and paid after the challenge window,
+then the escape hatch after silence."""
 
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ from sequencer_net.l1.user import (
     deposit_eth,
     deposit_token,
     escape_collateral,
+    finalize_withdrawal,
+    prove_withdrawal,
 )
 from tests.execution.execution_harness import Chain, W, sub
 from tests.execution.test_l1_bridge import ALICE, bridge_chain, quorum
@@ -48,6 +51,11 @@ def _node(engine: Chain, roots: dict[int, bytes]) -> SeqnetClient:
 @pytest.fixture
 def engine(chain: L1Chain) -> Iterator[Chain]:
     yield bridge_chain(collateral_token=chain.addresses.collateral_token)
+
+
+def _mine_to(chain: L1Chain, block: int) -> None:
+    """Stands in for waiting: mine until the L1 head is at `block`."""
+    chain.mine(max(0, block - chain.w3.eth.block_number))
 
 
 def _record(engine: Chain, roots: dict[int, bytes]) -> int:
@@ -76,11 +84,18 @@ def test_deposit_withdraw_claim_and_escape(chain: L1Chain, engine: Chain) -> Non
         claim_withdrawal(chain.w3, user, chain.bridge, chain.commitments, node, 0)
     chain.post(chain.header(1, state_height=height, state_root=roots[height]))
     before = chain.token.functions.balanceOf(chain.users[1].address).call()
-    payout = claim_withdrawal(chain.w3, user, chain.bridge, chain.commitments, node, 0)
+    waited: list[int] = []
+
+    def wait(block: int) -> None:
+        waited.append(block)
+        _mine_to(chain, block)
+
+    payout = claim_withdrawal(chain.w3, user, chain.bridge, chain.commitments, node, 0, wait=wait)
     assert (payout.recipient, payout.amount, payout.state_height) == (recipient, W, height)
     assert chain.token.functions.balanceOf(chain.users[1].address).call() == before + W
+    assert len(waited) == 1 and payout.l1_block > waited[0]
     with pytest.raises(ContractCustomError) as again:
-        claim_withdrawal(chain.w3, user, chain.bridge, chain.commitments, node, 0)
+        claim_withdrawal(chain.w3, user, chain.bridge, chain.commitments, node, 0, wait=wait)
     assert custom_error_name(again.value) == "AlreadyWithdrawn"
 
     # A withdrawal executed after the posted state is not claimable until it is posted.
@@ -89,6 +104,12 @@ def test_deposit_withdraw_claim_and_escape(chain: L1Chain, engine: Chain) -> Non
     with pytest.raises(NotPostedYet):
         claim_withdrawal(chain.w3, user, chain.bridge, chain.commitments, node, 1)
     chain.post(chain.header(2, state_height=later, state_root=roots[later]))
+    # Proven now, paid later: before the window passes the Bridge refuses to pay.
+    proven = prove_withdrawal(chain.w3, user, chain.bridge, chain.commitments, node, 1)
+    assert (proven.amount, proven.state_height, proven.recipient) == (W // 2, later, recipient)
+    with pytest.raises(ContractCustomError) as early_pay:
+        finalize_withdrawal(chain.w3, user, chain.bridge, 1)
+    assert custom_error_name(early_pay.value) == "ChallengeWindowOpen"
 
     # Validators go silent: after the escape delay alice takes her collateral from the
     # last posted state (3 - 1 - 0.5 = 1.5), once.
@@ -104,6 +125,6 @@ def test_deposit_withdraw_claim_and_escape(chain: L1Chain, engine: Chain) -> Non
     with pytest.raises(ContractCustomError) as twice:
         escape_collateral(chain.w3, alice, chain.bridge, chain.commitments, node, 1)
     assert custom_error_name(twice.value) == "AlreadyEscaped"
-    # The withdrawal in the frozen state is still paid.
-    paid = claim_withdrawal(chain.w3, user, chain.bridge, chain.commitments, node, 1)
-    assert paid.amount == W // 2
+    # The withdrawal proven before the escape is still paid.
+    paid = finalize_withdrawal(chain.w3, user, chain.bridge, 1)
+    assert (paid.amount, paid.state_height) == (W // 2, later)

@@ -1,0 +1,344 @@
+"""Accountable safety on L1: a fork by 2 equivocating validators of 4 is proven
+with their signed votes, the contracts freeze, the fork's withdrawal is never
+paid and the escape hatch pays from the last undisputed root; forged evidence
+is refused with one error per forgery; only the timelocked admin resumes."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import msgspec
+import pytest
+from web3 import Web3
+from web3.types import TxReceipt
+
+from consensus.crypto import SECP256K1_N, PrivateKey, keccak256
+from consensus.encoding import Domain, vote_digest
+from consensus.messages import Vote, VoteKind
+from consensus.types import ZERO_DIGEST, Digest, Height, View
+from sequencer_net.execution.encoding import encode
+from sequencer_net.execution.records import Subaccount
+from sequencer_net.l1.artifacts import load_artifact
+from sequencer_net.l1.evidence import (
+    EvidenceRejected,
+    NotEquivocation,
+    check_evidence,
+    evidence_args,
+    submit_evidence,
+)
+from sequencer_net.l1.header import L1Header
+from sequencer_net.l1.transact import transact
+from sequencer_net.storage.node_store import EvidenceRecord
+from tests.l1.l1_chain import (
+    CHALLENGE_WINDOW,
+    GENESIS_HASH,
+    RESUME_DELAY,
+    SEQ_CHAIN_ID,
+    L1Chain,
+    expect_revert,
+    validator_keys,
+)
+from tests.l1.test_bridge import build_state, sub_key, wd_key, wd_value
+
+WAD = 10**18
+ETH = Web3.to_checksum_address("0x" + "00" * 20)
+
+
+def vote(
+    key: PrivateKey,
+    domain: Domain,
+    kind: VoteKind,
+    view: int,
+    height: int,
+    block: bytes,
+    signer: int = 0,
+) -> Vote:
+    digest = vote_digest(domain.separator(), kind, View(view), Height(height), Digest(block))
+    return Vote(
+        kind=kind,
+        view=view,
+        height=height,
+        block=block,
+        signer=signer,
+        signature=key.sign_digest(digest),
+    )
+
+
+def finalize_vote(key: PrivateKey, domain: Domain, header: L1Header) -> Vote:
+    return vote(key, domain, VoteKind.FINALIZE, header.view, header.height, header.block_hash())
+
+
+def nullify_vote(key: PrivateKey, domain: Domain, view: int) -> Vote:
+    return vote(key, domain, VoteKind.NULLIFY, view, 0, ZERO_DIGEST)
+
+
+def submit(chain: L1Chain, first: Vote, second: Vote) -> TxReceipt:
+    return chain.send(chain.commitments.functions.submitEvidence(*evidence_args(first, second)))
+
+
+def post_signed(chain: L1Chain, header: L1Header, signers: Sequence[PrivateKey]) -> TxReceipt:
+    return chain.post(header, signers=signers)
+
+
+def test_a_proven_fork_freezes_and_pays_only_from_undisputed_state(chain: L1Chain) -> None:
+    keys, domain = chain.keys, chain.domain
+    liars, honest_a, honest_b = keys[:2], keys[2], keys[3]
+    alice, attacker, honest = chain.users[0], chain.users[1], chain.users[2]
+    bridge = chain.bridge.functions
+    chain.send(bridge.depositEth(b"\x00" * 21), value=100 * WAD)
+    chain.send(chain.token.functions.mint(chain.addresses.checksum("bridge"), 100 * WAD))
+
+    # Height 1: an honest post holding alice's collateral and an honest withdrawal.
+    alice_sub = Subaccount(collateral=7 * WAD, markets=(), open_orders=0)
+    good = build_state(
+        {
+            sub_key(alice.address, 0): encode(alice_sub),
+            wd_key(5): wd_value(5, honest.address, ETH, WAD),
+        }
+    )
+    post_signed(chain, chain.header(1, state_height=1, state_root=good.root), keys[:3])
+    chain.send(
+        bridge.proveWithdrawal(1, 5, honest.address, ETH, WAD, good.prove(wd_key(5)).encode())
+    )
+
+    # Height 2 forks: two blocks of one view, each finalized by the two liars and one
+    # honest validator that saw only that block. Both certificates are valid quorums.
+    fork = build_state({wd_key(9): wd_value(9, attacker.address, ETH, 50 * WAD)})
+    block_a = chain.header(2, state_height=2, state_root=fork.root)
+    block_b = dataclasses.replace(block_a, state_root=keccak256(b"the other side"))
+    assert block_a.view == block_b.view and block_a.block_hash() != block_b.block_hash()
+    with chain.snapshot():
+        post_signed(chain, block_b, [*liars, honest_b])  # B would have been accepted as well
+        assert chain.commitments.functions.latestBlockHash().call() == block_b.block_hash()
+    post_signed(chain, block_a, [*liars, honest_a])
+    chain.send(
+        bridge.proveWithdrawal(
+            2, 9, attacker.address, ETH, 50 * WAD, fork.prove(wd_key(9)).encode()
+        ),
+        attacker,
+    )
+
+    # A watcher holding both finalize votes of a liar proves the equivocation in time.
+    first, second = (finalize_vote(liars[0], domain, h) for h in (block_a, block_b))
+    assert check_evidence(first, second, domain).validator == liars[0].address
+    proven = submit_evidence(
+        chain.w3, chain.deployer, chain.commitments, EvidenceRecord(0, first, second, "test")
+    )
+    assert (proven.validator, proven.height, proven.froze) == (liars[0].address, 2, True)
+    commitments = chain.commitments.functions
+    assert commitments.frozen().call()
+    assert commitments.disputedHeight(0).call() == [True, 2]
+    assert commitments.offenceOf(Web3.to_checksum_address(liars[0].address)).call() == [True, 2]
+    assert commitments.isDisputed(0, 2).call() and not commitments.isDisputed(0, 1).call()
+    assert commitments.lastUndisputedPost().call() == [1, good.root, 1]
+
+    # Frozen: no new posts or rotations, and the fork's withdrawal is never paid.
+    expect_revert("Frozen", lambda: post_signed(chain, chain.header(3), keys[:3]))
+    expect_revert(
+        "Frozen", lambda: chain.send(commitments.rotate([chain.deployer.address], [1], b""))
+    )
+    chain.mine(CHALLENGE_WINDOW + 1)
+    expect_revert("WithdrawalDisputed", lambda: chain.send(bridge.finalizeWithdrawal(9)))
+    expect_revert(
+        "WithdrawalDisputed",
+        lambda: chain.send(
+            bridge.proveWithdrawal(
+                2, 9, attacker.address, ETH, 50 * WAD, fork.prove(wd_key(9)).encode()
+            )
+        ),
+    )
+    # The honest withdrawal proven on the undisputed root is paid.
+    before = chain.w3.eth.get_balance(honest.address)
+    chain.send(bridge.finalizeWithdrawal(5))
+    assert chain.w3.eth.get_balance(honest.address) == before + WAD
+
+    # The escape hatch is open at once, from the last undisputed root.
+    assert bridge.escapeOpen().call()
+    proof = good.prove(sub_key(alice.address, 0)).encode()
+    chain.send(bridge.escapeCollateral(0, encode(alice_sub), proof), alice)
+    assert chain.token.functions.balanceOf(alice.address).call() == 7 * WAD
+    assert bridge.frozenStateRoot().call() == good.root
+    assert bridge.frozenStateHeight().call() == 1
+
+    # The other liar is proven too (the disputed height stays); a repeat is refused cheaply.
+    other = submit_evidence(
+        chain.w3,
+        chain.deployer,
+        chain.commitments,
+        EvidenceRecord(
+            1,
+            finalize_vote(liars[1], domain, block_a),
+            finalize_vote(liars[1], domain, block_b),
+            "test",
+        ),
+    )
+    assert (other.validator, other.height, other.froze) == (liars[1].address, 2, False)
+    with pytest.raises(EvidenceRejected) as again:
+        submit_evidence(
+            chain.w3, chain.deployer, chain.commitments, EvidenceRecord(0, first, second, "t")
+        )
+    assert again.value.reason == "EquivocationAlreadyProven"
+    # the attacker got nothing
+    assert not bridge.withdrawn(9).call()
+
+
+def test_nullify_and_finalize_in_one_view_is_evidence(chain: L1Chain) -> None:
+    key, domain = chain.keys[1], chain.domain
+    post_signed(chain, chain.header(1), chain.keys[:3])
+    header = chain.header(7)
+    finalized = finalize_vote(key, domain, header)
+    nullified = nullify_vote(key, domain, header.view)
+    with chain.snapshot():
+        receipt = submit(chain, nullified, finalized)  # either order
+        event = chain.events(chain.commitments, "EquivocationProven", receipt)[0]["args"]
+        assert (event["height"], event["firstKind"], event["secondKind"]) == (7, 2, 3)
+    receipt = submit(chain, finalized, nullified)
+    event = chain.events(chain.commitments, "EquivocationProven", receipt)[0]["args"]
+    assert (event["validator"], event["height"], event["viewNumber"]) == (
+        Web3.to_checksum_address(key.address),
+        7,
+        header.view,
+    )
+    # posts below the disputed height stay undisputed: height 1 is the last one
+    assert chain.commitments.functions.lastUndisputedPost().call()[2] == 1
+    # the same validator again, disputing a lower height: accepted, and the height drops
+    lower = chain.header(1)
+    receipt = submit(
+        chain, finalize_vote(key, domain, lower), nullify_vote(key, domain, lower.view)
+    )
+    assert chain.events(chain.commitments, "FrozenAt", receipt)[0]["args"]["disputedHeight"] == 1
+    assert chain.commitments.functions.lastUndisputedPost().call() == [0, bytes(32), 0]
+    expect_revert(
+        "NoUndisputedState",
+        lambda: chain.send(chain.bridge.functions.escapeBalance(ETH, 1, b"\x01"), chain.users[0]),
+    )
+
+
+def test_forged_evidence_is_refused_with_its_own_error(chain: L1Chain) -> None:
+    keys, domain = chain.keys, chain.domain
+    a, b = chain.header(4), dataclasses.replace(chain.header(4), state_root=keccak256(b"x"))
+    first, second = finalize_vote(keys[0], domain, a), finalize_vote(keys[0], domain, b)
+
+    def refused(name: str, x: Vote, y: Vote) -> None:
+        expect_revert(name, lambda: submit(chain, x, y))
+
+    # bad signatures: recovers nothing, v outside {27, 28}, a high-s twin, wrong length
+    sig = second.signature
+    s = int.from_bytes(sig[32:64], "big")
+    twin = sig[:32] + (SECP256K1_N - s).to_bytes(32, "big") + bytes([55 - sig[64]])
+    for forged in (bytes(65), sig[:64] + b"\x1d", twin, sig[:64]):
+        refused("BadEvidenceSignature", first, msgspec.structs.replace(second, signature=forged))
+    refused("BadEvidenceSignature", msgspec.structs.replace(first, signature=bytes(65)), second)
+    # signed by a key outside the set
+    outsider = validator_keys(1, tag=b"outsider")[0]
+    refused(
+        "EvidenceSignerNotInSet",
+        finalize_vote(outsider, domain, a),
+        finalize_vote(outsider, domain, b),
+    )
+    # signed for another chain id, contract or genesis: recovers to an unrelated address
+    for other in (
+        Domain(SEQ_CHAIN_ID + 1, chain.addresses.commitments, GENESIS_HASH),
+        Domain(SEQ_CHAIN_ID, chain.addresses.bridge, GENESIS_HASH),
+        Domain(SEQ_CHAIN_ID, chain.addresses.commitments, keccak256(b"another genesis")),
+    ):
+        refused(
+            "EvidenceSignerNotInSet",
+            finalize_vote(keys[0], other, a),
+            finalize_vote(keys[0], other, b),
+        )
+    # two validators' votes
+    refused("EvidenceSignersDiffer", first, finalize_vote(keys[1], domain, b))
+    # votes that do not conflict
+    refused("VotesDoNotConflict", first, first)
+    later = dataclasses.replace(b, view=b.view + 1)
+    refused("VotesDoNotConflict", first, finalize_vote(keys[0], domain, later))
+    notarize = [
+        vote(keys[0], domain, VoteKind.NOTARIZE, h.view, h.height, h.block_hash()) for h in (a, b)
+    ]
+    refused("VotesDoNotConflict", *notarize)
+    refused("VotesDoNotConflict", notarize[0], first)
+    nullify = nullify_vote(keys[0], domain, a.view)
+    refused("VotesDoNotConflict", nullify, nullify_vote(keys[0], domain, a.view))
+    refused("VotesDoNotConflict", first, nullify_vote(keys[0], domain, a.view + 1))
+    with pytest.raises(NotEquivocation):
+        check_evidence(notarize[0], notarize[1], domain)
+    with pytest.raises(NotEquivocation):
+        record = EvidenceRecord(0, notarize[0], notarize[1], "notarized two blocks in one view")
+        submit_evidence(chain.w3, chain.deployer, chain.commitments, record)
+    # nothing was recorded; the real evidence still goes through, once
+    assert not chain.commitments.functions.frozen().call()
+    submit(chain, first, second)
+    refused("EquivocationAlreadyProven", first, second)
+    refused("EquivocationAlreadyProven", second, first)
+
+
+def test_resume_only_by_the_timelocked_admin(chain: L1Chain) -> None:
+    keys, domain = chain.keys, chain.domain
+    functions = chain.commitments.functions
+    new = sorted(validator_keys(4, tag=b"after the fork"), key=lambda key: key.address)
+    new_set = [Web3.to_checksum_address(key.address) for key in new]
+    root = keccak256(b"recovered state")
+
+    def resume(account_index: int | None = None) -> TxReceipt:
+        call = functions.resume(3, keccak256(b"block 3"), 3, root, new_set, [1] * 4)
+        account = chain.deployer if account_index is None else chain.users[account_index]
+        return chain.send(call, account)
+
+    post_signed(chain, chain.header(1), keys[:3])
+    expect_revert("NotFrozen", resume)
+    a = chain.header(2)
+    b = dataclasses.replace(a, state_root=keccak256(b"b"))
+    receipt = submit(chain, finalize_vote(keys[0], domain, a), finalize_vote(keys[0], domain, b))
+    assert functions.frozenAtBlock().call() == receipt["blockNumber"]
+    expect_revert("NotAdmin", lambda: resume(0))
+    chain.mine(RESUME_DELAY - 1)  # web3 estimates at the latest block: frozenAt + delay - 1
+    expect_revert("ResumeTooEarly", resume)
+    chain.mine(1)
+    receipt = resume()
+    event = chain.events(chain.commitments, "Resumed", receipt)[0]["args"]
+    assert (event["era"], event["fromHeight"], event["stateRoot"]) == (1, 3, root)
+    assert not functions.frozen().call()
+    assert (functions.era().call(), functions.epoch().call()) == (1, 1)
+    assert (functions.latestHeight().call(), functions.stateRootAt(3).call()) == (3, root)
+    assert functions.latestBlockHash().call() == keccak256(b"block 3")
+    # the frozen era's dispute stands; the new era starts undisputed
+    assert functions.isDisputed(0, 2).call() and not functions.isDisputed(1, 2).call()
+    assert functions.lastUndisputedPost().call() == [3, root, 3]
+    # the new set posts, the old one cannot
+    expect_revert("SignerOfReplacedSet", lambda: post_signed(chain, chain.header(4), keys[:3]))
+    post_signed(chain, chain.header(4), new[:3])
+    assert functions.latestHeight().call() == 4
+    expect_revert("NotFrozen", resume)
+
+
+def test_no_admin_means_no_resume(chain: L1Chain) -> None:
+    artifact = load_artifact("Commitments")
+    factory = chain.w3.eth.contract(abi=artifact.abi_list, bytecode=artifact.bytecode)
+    keys = chain.keys
+    receipt = transact(
+        chain.w3,
+        chain.deployer,
+        factory.constructor(
+            SEQ_CHAIN_ID,
+            GENESIS_HASH,
+            [Web3.to_checksum_address(k.address) for k in keys],
+            [1] * len(keys),
+            ETH,
+            0,
+        ),
+    )
+    address = receipt["contractAddress"]
+    assert address is not None
+    commitments = chain.w3.eth.contract(address=address, abi=artifact.abi_list)
+    domain = Domain(SEQ_CHAIN_ID, bytes.fromhex(address[2:]), GENESIS_HASH)
+    a = chain.header(2)
+    b = dataclasses.replace(a, state_root=keccak256(b"b"))
+    first, second = (finalize_vote(keys[2], domain, h) for h in (a, b))
+    chain.send(commitments.functions.submitEvidence(*evidence_args(first, second)))
+    assert commitments.functions.frozen().call()
+    call = commitments.functions.resume(
+        1, keccak256(b"x"), 1, keccak256(b"y"), [chain.deployer.address], [1]
+    )
+    expect_revert("NotAdmin", lambda: chain.send(call))
