@@ -23,7 +23,7 @@ from web3 import Web3
 
 from consensus.crypto import PrivateKey
 from sequencer_net.cli.main import cli
-from sequencer_net.cli.testnet import testnet_domain
+from sequencer_net.cli.testnet import testnet_domain as domain_of
 from sequencer_net.client import SeqnetApiError, SeqnetClient, withdraw_transaction
 from sequencer_net.home.config import load_config
 from sequencer_net.home.genesis import load_genesis
@@ -218,7 +218,7 @@ def test_real_validators_post_credit_deposits_pay_withdrawals_and_take_forced_tr
         inbox = contract(w3, "Inbox", addresses.inbox)
         token = contract(w3, "CollateralToken", addresses.collateral_token)
         client = SeqnetClient(net.nodes[1].api_url, timeout=5.0)
-        domain = testnet_domain(net)
+        domain = domain_of(net)
 
         # Posting: validators post in turns; a steady posting stays under 65,000 gas.
         _until(lambda: commitments.functions.latestHeight().call() > 0, "a first posting")
