@@ -394,3 +394,163 @@ def _revert_reason(exc: Exception) -> str:
         return custom_error_name(exc)
     except (UnknownCustomError, ValueError, TypeError):
         return str(exc)
+
+
+def _bridge_and_commitments(w3: Any, bridge_address: str) -> tuple[Any, Any]:
+    from sequencer_net.l1.user import contract
+
+    bridge = _hex_address(bridge_address)
+    if bridge is None:
+        raise click.ClickException(f"--bridge {bridge_address!r} is not a 20-byte hex address")
+    bridge_contract = contract(w3, "Bridge", bridge)
+    try:
+        commitments = bridge_contract.functions.commitments().call()
+    except Exception as exc:  # not a Bridge, or the endpoint failed
+        raise click.ClickException(f"{bridge_address} does not answer as a Bridge: {exc}") from None
+    return bridge_contract, contract(w3, "Commitments", commitments)
+
+
+def _payout_json(payout: Any) -> dict[str, Any]:
+    return {
+        "recipient": "0x" + payout.recipient.hex(),
+        "token": "0x" + payout.token.hex(),
+        "amount": str(payout.amount),
+        "state_height": payout.state_height,
+        "l1_block": payout.l1_block,
+    }
+
+
+_L1_USER_OPTIONS = (
+    click.option("--rpc", "rpc_url", required=True, help="The L1 JSON-RPC endpoint."),
+    click.option("--bridge", "bridge_address", required=True, help="The Bridge's address."),
+    click.option(
+        "--node",
+        "node_url",
+        required=True,
+        help="Any seqnet node's API URL: proofs are read there and checked against the "
+        "root the L1 holds, so the node need not be trusted.",
+    ),
+    _KEY_FILE,
+)
+
+
+def _l1_user_options(command: Any) -> Any:
+    for option in reversed(_L1_USER_OPTIONS):
+        command = option(command)
+    return command
+
+
+@l1.command(name="claim")
+@_l1_user_options
+@click.option("--id", "withdrawal_id", type=click.IntRange(0, 2**64 - 1), required=True)
+@click.option(
+    "--no-wait",
+    is_flag=True,
+    help="Only prove the withdrawal; pay it later with another `claim` once payable.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def claim(
+    rpc_url: str,
+    bridge_address: str,
+    node_url: str,
+    key_file: Path,
+    withdrawal_id: int,
+    no_wait: bool,
+    as_json: bool,
+) -> None:
+    """Pay withdrawal ID on L1 (`seqnet trade withdraw` prints the id).
+
+    Proves the withdrawal record against the latest posted state root, waits
+    out the Bridge's challenge window, and has the Bridge pay the recipient.
+    Anyone may claim: the Bridge always pays the recipient the record names.
+    A withdrawal already proven is only paid.
+    """
+    from sequencer_net.client import SeqnetClient
+    from sequencer_net.l1.user import (
+        NotPostedYet,
+        finalize_withdrawal,
+        prove_withdrawal,
+        wait_for_l1_block,
+    )
+
+    account = _l1_account(key_file)
+    w3 = _web3(rpc_url)
+    bridge, commitments = _bridge_and_commitments(w3, bridge_address)
+    # (recipient, payableAt, era, asset, postHeight, stateHeight, amount); payableAt 0: unproven
+    pending = bridge.functions.pendingWithdrawals(withdrawal_id).call()
+    payable_at = int(pending[1])
+    try:
+        if payable_at == 0:
+            with SeqnetClient(node_url, timeout=NODE_TIMEOUT_S) as node:
+                proven = prove_withdrawal(w3, account, bridge, commitments, node, withdrawal_id)
+            payable_at = proven.payable_at
+            if not as_json:
+                click.echo(f"proven; payable from L1 block {payable_at}")
+        if no_wait:
+            if as_json:
+                click.echo(json.dumps({"id": withdrawal_id, "payable_at": payable_at}))
+            return
+        wait_for_l1_block(w3, payable_at)
+        payout = finalize_withdrawal(w3, account, bridge, withdrawal_id)
+    except NotPostedYet as exc:
+        raise click.ClickException(f"{exc}; try again in a few seconds") from None
+    except click.ClickException:
+        raise
+    except Exception as exc:  # a revert names its custom error
+        raise click.ClickException(f"claim failed: {_revert_reason(exc)}") from None
+    document = {"id": withdrawal_id, **_payout_json(payout)}
+    if as_json:
+        click.echo(json.dumps(document, sort_keys=True))
+        return
+    click.echo(
+        f"paid withdrawal {withdrawal_id}: {payout.amount} of token {document['token']} "
+        f"to {document['recipient']} in L1 block {payout.l1_block}"
+    )
+
+
+@l1.command(name="escape")
+@_l1_user_options
+@click.option("--subaccount", "number", type=click.IntRange(0, 255), default=0, show_default=True)
+@click.option(
+    "--eth", is_flag=True, help="Take the L1 ether balance instead of a subaccount's collateral."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def escape(
+    rpc_url: str,
+    bridge_address: str,
+    node_url: str,
+    key_file: Path,
+    number: int,
+    eth: bool,
+    as_json: bool,
+) -> None:
+    """Take your funds out through the escape hatch, from the last posted state.
+
+    Opens only when the validators have posted nothing for the Bridge's escape
+    delay, or after evidence of equivocation froze the contracts. Pays a
+    subaccount's collateral (it must hold no positions in that state) or, with
+    --eth, your L1 ether balance; each once.
+    """
+    from sequencer_net.client import SeqnetClient
+    from sequencer_net.l1.user import NotPostedYet, escape_balance, escape_collateral
+
+    account = _l1_account(key_file)
+    w3 = _web3(rpc_url)
+    bridge, commitments = _bridge_and_commitments(w3, bridge_address)
+    try:
+        with SeqnetClient(node_url, timeout=NODE_TIMEOUT_S) as node:
+            if eth:
+                payout = escape_balance(w3, account, bridge, commitments, node)
+            else:
+                payout = escape_collateral(w3, account, bridge, commitments, node, number)
+    except NotPostedYet as exc:
+        raise click.ClickException(str(exc)) from None
+    except Exception as exc:  # a revert names its custom error
+        raise click.ClickException(f"escape failed: {_revert_reason(exc)}") from None
+    document = _payout_json(payout)
+    if as_json:
+        click.echo(json.dumps(document, sort_keys=True))
+        return
+    click.echo(
+        f"escaped {payout.amount} of token {document['token']} in L1 block {payout.l1_block}"
+    )

@@ -792,6 +792,88 @@ def deposit_command(
     report(answer, as_json, f"deposited {amount} to 0x{owner.hex()}/{subaccount}")
 
 
+@trade.command(name="withdraw")
+@click.argument("amount")
+@click.option(
+    "--to",
+    "to_address",
+    help="The L1 address the Bridge pays (0x + 40 hex) [default: --key's address].",
+)
+@click.option(
+    "--eth",
+    is_flag=True,
+    help="Withdraw from the L1 ether balance (credited by ether deposits) instead of collateral.",
+)
+@node_options
+@signer_options
+def withdraw_command(
+    amount: str,
+    to_address: str | None,
+    eth: bool,
+    node: str | None,
+    directory: Path | None,
+    genesis: Path | None,
+    key_file: Path | None,
+    password_file: Path | None,
+    subaccount: int,
+    nonce: int | None,
+    fee: str | None,
+    wait: bool,
+    timeout: float,
+    as_json: bool,
+) -> None:
+    """Withdraw AMOUNT to L1: debit it here and write the record the L1 Bridge pays.
+
+    Once the validators have posted a state holding the record, claim it on L1
+    with `seqnet l1 claim --id ID` (the Bridge pays after its challenge window).
+    Collateral is paid in the chain's collateral token; --eth withdraws ether.
+
+    \b
+    Examples:
+      seqnet trade withdraw 250 --key trader.key
+      seqnet trade withdraw 0.5 --eth --to 0x5c0f...e1 --key trader.key
+    """
+    from sequencer_net.execution.transactions import Withdraw
+
+    if key_file is None:
+        raise click.UsageError("--key FILE is required: the withdrawing account signs")
+    key = read_key(key_file, password_file)
+    recipient = key.address
+    if to_address is not None:
+        text = to_address.removeprefix("0x")
+        if len(text) != 40 or any(c not in "0123456789abcdefABCDEF" for c in text):
+            raise click.BadParameter("an address is 0x + 40 hex digits", param_hint="--to")
+        recipient = bytes.fromhex(text)
+    value = parse_amount(amount, "AMOUNT")
+    if eth and subaccount != 0:
+        raise click.BadParameter("ether is withdrawn from subaccount 0", param_hint="--subaccount")
+    action = Withdraw(subaccount, value, recipient, bytes(20) if eth else b"")
+    target = resolve_target(node, directory, genesis)
+    answer = submit(target, key, action, nonce=nonce, fee=fee, wait=wait, timeout=timeout)
+    receipt = answer.get("receipt")
+    if receipt is not None and receipt["success"]:
+        answer["withdrawal_id"] = _newest_withdrawal_id(target, recipient, value)
+    done = f"withdrew {amount} to 0x{recipient.hex()}"
+    if answer.get("withdrawal_id") is not None:
+        done += f" (withdrawal id {answer['withdrawal_id']}: `seqnet l1 claim --id` pays it)"
+    report(answer, as_json, done)
+
+
+def _newest_withdrawal_id(target: Target, recipient: bytes, amount: int) -> int | None:
+    """The id of the newest L1 withdrawal record paying `amount` to `recipient`."""
+    from sequencer_net.client import SeqnetApiError
+
+    try:
+        with target.client() as client:
+            listed = client.withdrawals(recipient=recipient, limit=20)["withdrawals"]
+    except SeqnetApiError:
+        return None
+    for record in listed:
+        if record.get("amount") == str(amount):
+            return int(record["id"])
+    return None
+
+
 @trade.command(name="testnet-key")
 @click.option("--account", type=click.IntRange(min=0), help="Load account number N of the seed.")
 @click.option("--operator", is_flag=True, help="The seed's market operator (the bridge).")

@@ -6,6 +6,7 @@ then the escape hatch after silence."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from eth_account import Account
@@ -128,3 +129,44 @@ def test_deposit_withdraw_claim_and_escape(chain: L1Chain, engine: Chain) -> Non
     # The withdrawal proven before the escape is still paid.
     paid = finalize_withdrawal(chain.w3, user, chain.bridge, 1)
     assert (paid.amount, paid.state_height) == (W // 2, later)
+
+
+def test_the_escape_command_pays_a_flat_subaccount_once(
+    chain: L1Chain, engine: Chain, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`seqnet l1 escape`: refused while postings are recent, then pays the
+    subaccount's collateral from the last posted state, once."""
+    import json
+
+    from click.testing import CliRunner
+
+    import sequencer_net.client
+    from sequencer_net.cli.main import cli
+
+    user = chain.users[0]
+    chain.send(chain.token.functions.mint(user.address, 10 * W))
+    deposit_token(chain.w3, user, chain.bridge, ALICE_1, 2 * W)
+    quorum(engine, 0, amount=2 * W, token=chain.addresses.collateral_token, subaccount=ALICE_1)
+    roots: dict[int, bytes] = {}
+    height = _record(engine, roots)
+    chain.post(chain.header(1, state_height=height, state_root=roots[height]))
+    monkeypatch.setattr(
+        sequencer_net.client, "SeqnetClient", lambda *args, **kwargs: _node(engine, roots)
+    )
+    alice = Account.from_key(ALICE.secret)
+    chain.w3.provider.make_request("anvil_setBalance", [alice.address, hex(10**18)])  # type: ignore[arg-type]
+    key_file = tmp_path / "alice.key"
+    key_file.write_text("0x" + ALICE.secret.hex())
+    command = ["l1", "escape", "--rpc", chain.anvil.url, "--bridge",
+               "0x" + chain.addresses.bridge.hex(), "--node", "http://node",
+               "--key-file", str(key_file), "--subaccount", "1", "--json"]  # fmt: skip
+    runner = CliRunner()
+    early = runner.invoke(cli, command)
+    assert early.exit_code == 1 and "EscapeNotOpen" in early.output, early.output
+    chain.mine(ESCAPE_DELAY + 1)
+    escaped = runner.invoke(cli, command)
+    assert escaped.exit_code == 0, escaped.output
+    assert json.loads(escaped.output)["amount"] == str(2 * W)
+    assert chain.token.functions.balanceOf(alice.address).call() == 2 * W
+    twice = runner.invoke(cli, command)
+    assert twice.exit_code == 1 and "AlreadyEscaped" in twice.output, twice.output

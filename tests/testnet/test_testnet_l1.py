@@ -27,11 +27,12 @@ from sequencer_net.cli.testnet import testnet_domain as domain_of
 from sequencer_net.client import SeqnetApiError, SeqnetClient, withdraw_transaction
 from sequencer_net.home.config import load_config
 from sequencer_net.home.genesis import load_genesis
+from sequencer_net.home.keystore import write_key_file
 from sequencer_net.l1.anvil import ANVIL_ENV, DEV_PRIVATE_KEYS, anvil_available
 from sequencer_net.l1.artifacts import load_artifact
 from sequencer_net.l1.deploy import predict_addresses
 from sequencer_net.l1.transact import transact
-from sequencer_net.l1.user import NotPostedYet, claim_withdrawal, contract, deposit_token
+from sequencer_net.l1.user import contract, deposit_token
 from sequencer_net.mempool.transaction import tx_hash
 from sequencer_net.testnet.l1 import (
     L1_PORT_OFFSET,
@@ -239,24 +240,41 @@ def test_real_validators_post_credit_deposits_pay_withdrawals_and_take_forced_tr
         deposit_token(w3, user, bridge, key.address + b"\x00", 2 * WAD)
         _until(lambda: _collateral(client, key.address) >= 2, "the deposit credited on the chain")
 
-        # Withdrawal: executed on the chain, then paid on L1 against a posted root.
+        # Withdrawal, from the command line: executed on the chain (`trade withdraw`
+        # prints its id), then paid on L1 against a posted root (`l1 claim`).
         recipient = Account.from_key(DEV_PRIVATE_KEYS[2])
         to = bytes.fromhex(recipient.address[2:])
-        withdrawal = withdraw_transaction(key, domain, 0, amount=WAD // 2, recipient=to)
-        answer = client.wait_committed(client.submit(withdrawal), timeout_s=60.0)
-        assert answer["receipt"]["success"], answer
+        trader_key = testnet_dir.parent / "trader.key"
+        write_key_file(trader_key, DEV_PRIVATE_KEYS[1])
+        l1_key = testnet_dir.parent / "l1.key"
+        l1_key.write_text("0x" + DEV_PRIVATE_KEYS[1].hex())
+        runner = CliRunner()
+        withdrew = runner.invoke(
+            cli,
+            ["trade", "withdraw", "0.5", "--to", recipient.address, "--key", str(trader_key),
+             "--dir", str(testnet_dir), "--timeout", "60", "--json"],
+        )  # fmt: skip
+        assert withdrew.exit_code == 0, withdrew.output
+        withdrawal_id = json.loads(withdrew.output)["withdrawal_id"]
         (record,) = client.withdrawals(recipient=to)["withdrawals"]
+        assert record["id"] == withdrawal_id and record["amount"] == str(WAD // 2)
         before = token.functions.balanceOf(recipient.address).call()
+        claim = ["l1", "claim", "--id", str(withdrawal_id), "--rpc", net.l1.rpc_url,
+                 "--bridge", "0x" + addresses.bridge.hex(), "--node", net.nodes[2].api_url,
+                 "--key-file", str(l1_key), "--json"]  # fmt: skip
 
-        def claimed() -> bool:
-            try:
-                claim_withdrawal(w3, user, bridge, commitments, client, record["id"])
-            except NotPostedYet:
-                return False
-            return True
+        def claimed() -> dict[str, Any] | None:
+            result = runner.invoke(cli, claim)
+            if result.exit_code != 0:
+                assert "not in the posted state" in result.output, result.output
+                return None
+            return json.loads(result.output)  # type: ignore[no-any-return]
 
-        _until(claimed, "the withdrawal in a posted state")
+        paid = _until(claimed, "the withdrawal in a posted state, then its challenge window")
+        assert paid["amount"] == str(WAD // 2)  # type: ignore[index]
         assert token.functions.balanceOf(recipient.address).call() == before + WAD // 2
+        again = runner.invoke(cli, claim)
+        assert again.exit_code == 1 and "AlreadyWithdrawn" in again.output, again.output
 
         # Forced inclusion: a signed transaction posted to the L1 Inbox is executed.
         forced = withdraw_transaction(key, domain, 1, amount=WAD // 4, recipient=to)
