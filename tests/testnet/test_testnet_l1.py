@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from click.testing import CliRunner
@@ -53,6 +53,7 @@ from sequencer_net.testnet.processes import is_alive
 from .conftest import FAKE_NODE_COMMAND, free_base_port
 
 WAD = 10**18
+T = TypeVar("T")
 
 needs_anvil = pytest.mark.skipif(
     not anvil_available(), reason="anvil not installed (scripts/setup.sh)"
@@ -167,7 +168,7 @@ def test_without_anvil_up_fails_before_writing_anything_and_names_the_setup(
     assert result.exit_code == 1 and "scripts/setup.sh" in result.output
 
 
-def _until(check: Callable[[], object], what: str, timeout_s: float = 90.0) -> object:
+def _until(check: Callable[[], T | None], what: str, timeout_s: float = 90.0) -> T:
     """Poll `check` until it returns something truthy; fail naming `what`."""
     deadline = time.monotonic() + timeout_s
     while True:
@@ -231,7 +232,7 @@ def test_real_validators_post_credit_deposits_pay_withdrawals_and_take_forced_tr
             ],
             "a node reporting its posting gas",
         )
-        assert all(g <= 65_000 for g in gas)  # type: ignore[union-attr]
+        assert all(g <= 65_000 for g in gas)
 
         # Deposit: an L1 account (its key is also a seqnet key) locks 2 collateral.
         user = Account.from_key(DEV_PRIVATE_KEYS[1])
@@ -271,7 +272,7 @@ def test_real_validators_post_credit_deposits_pay_withdrawals_and_take_forced_tr
             return json.loads(result.output)  # type: ignore[no-any-return]
 
         paid = _until(claimed, "the withdrawal in a posted state, then its challenge window")
-        assert paid["amount"] == str(WAD // 2)  # type: ignore[index]
+        assert paid["amount"] == str(WAD // 2)
         assert token.functions.balanceOf(recipient.address).call() == before + WAD // 2
         again = runner.invoke(cli, claim)
         assert again.exit_code == 1 and "AlreadyWithdrawn" in again.output, again.output
@@ -280,7 +281,7 @@ def test_real_validators_post_credit_deposits_pay_withdrawals_and_take_forced_tr
         forced = withdraw_transaction(key, domain, 1, amount=WAD // 4, recipient=to)
         transact(w3, user, inbox.functions.submit(forced))
         found = _until(lambda: _committed(client, tx_hash(forced)), "the forced transaction")
-        assert found["receipt"]["success"], found  # type: ignore[index]
+        assert found["receipt"]["success"], found
         client.close()
         anvil_pid = net.l1.pid
     finally:
