@@ -14,6 +14,7 @@ import json
 import secrets
 import sys
 import time
+from pathlib import Path
 from random import Random
 from typing import Any
 
@@ -590,3 +591,63 @@ def l1_gas(counts: tuple[int, ...], as_json: bool) -> None:
             f"{row.validators:>10} {row.signers:>8} {row.gas:>10,} {mark:>13} "
             f"{row.evidence_gas:>13,}"
         )
+
+
+@bench.command("l1-lag")
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    default=".seqnet-testnet",
+    show_default=True,
+    help="A testnet directory after (or during) a run with the L1 on.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def l1_lag(directory: Path, as_json: bool) -> None:
+    """Commit to posted: how long finalized blocks waited to be on the L1.
+
+    \b
+    Reads the testnet's node logs: for every height a posting covered, the
+    time from the first node committing it to that posting landing on the
+    L1, in seconds and in L1 blocks (the testnet's anvil block time).
+
+    \b
+    Example:
+      bash scripts/run.sh --duration 60 && seqnet bench l1-lag
+    """
+    from sequencer_net.testnet.bench.l1_lag import measure_l1_lag
+    from sequencer_net.testnet.network import Testnet, TestnetError
+
+    try:
+        net = Testnet.load(directory)
+    except TestnetError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if net.l1 is None:
+        raise click.ClickException(f"the testnet in {directory} runs without an L1")
+    block_time_s = net.l1.spec.block_time_s
+    lag = measure_l1_lag([node.log_path for node in net.nodes if node.log_path.exists()])
+    if lag.heights == 0:
+        raise click.ClickException("no posting found in the node logs (did the run post?)")
+    median, p90 = lag.percentile(0.5), lag.percentile(0.9)
+    assert median is not None and p90 is not None
+    report = {
+        "benchmark": "l1-lag",
+        "postings": lag.postings,
+        "heights": lag.heights,
+        "l1_block_time_s": block_time_s,
+        "lag_s": {"p50": round(median, 3), "p90": round(p90, 3), "max": round(max(lag.lags_s), 3)},
+        "lag_l1_blocks": {
+            "p50": round(median / block_time_s, 2),
+            "p90": round(p90 / block_time_s, 2),
+        },
+        "gas_per_posting": {"min": min(lag.gas), "max": max(lag.gas)},
+    }
+    if as_json:
+        click.echo(json.dumps(report))
+        return
+    click.echo(
+        f"{lag.postings} postings covering {lag.heights} heights; commit to posted "
+        f"p50 {median:.1f} s ({median / block_time_s:.1f} L1 blocks), p90 {p90:.1f} s "
+        f"({p90 / block_time_s:.1f} L1 blocks), max {max(lag.lags_s):.1f} s; "
+        f"gas per posting {min(lag.gas):,}..{max(lag.gas):,}"
+    )
