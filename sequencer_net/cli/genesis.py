@@ -189,7 +189,12 @@ def new(
             verifying_contract=verifying_contract,
             view_timeout_ms=view_timeout_ms,
             validators=tuple(validators),
-            execution=msgspec.structs.replace(execution, collateral_token=collateral_token),
+            execution=msgspec.structs.replace(
+                execution,
+                collateral_token=collateral_token,
+                # Collateral comes from the L1 bridge: no faucet key.
+                bridge=bytes(20) if collateral_token else execution.bridge,
+            ),
         )
         if install:
             for config in configs:

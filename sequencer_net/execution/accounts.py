@@ -66,7 +66,16 @@ def _debit_checked(w: StateWriter, sid: bytes, amount: int) -> None:
 
 
 def apply_deposit(w: StateWriter, sender: bytes, tx: Deposit) -> None:
-    if sender not in (w.config.bridge, w.config.admin):
+    # A faucet deposit mints collateral no L1 bridge holds. On a chain whose
+    # collateral comes from the L1 (collateral_token set) the admin may not
+    # mint: only a `bridge` key genesis names explicitly (a local testnet's
+    # market operator; a production genesis names an address nobody holds).
+    if w.config.collateral_token:
+        if sender != w.config.bridge:
+            raise Unauthorized(
+                "on an L1-bridged chain only the bridge key may send faucet deposits"
+            )
+    elif sender not in (w.config.bridge, w.config.admin):
         raise Unauthorized("faucet deposits come from the admin or the bridge key")
     check_amount(tx.amount)
     if len(tx.subaccount) != 21:

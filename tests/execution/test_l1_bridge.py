@@ -46,7 +46,9 @@ OTHER_TOKEN = b"\x70" * 20
 
 
 def bridge_chain(
-    powers: tuple[int, ...] = (1, 1, 1, 1), collateral_token: bytes = COLLATERAL_TOKEN
+    powers: tuple[int, ...] = (1, 1, 1, 1),
+    collateral_token: bytes = COLLATERAL_TOKEN,
+    bridge: bytes | None = None,
 ) -> Chain:
     """Four reporters (equal power unless told), no fees, alice funded."""
     oracles = tuple(
@@ -60,7 +62,7 @@ def bridge_chain(
             GenesisConfig(
                 chain_id=CHAIN_ID,
                 admin=ADMIN.address,
-                bridge=ADMIN.address,
+                bridge=ADMIN.address if bridge is None else bridge,
                 oracles=oracles,
                 genesis_time=GENESIS_TIME,
                 deposits=(GenesisDeposit(ALICE_SUB, 100 * W),),
@@ -379,3 +381,17 @@ def test_genesis_refuses_a_bad_collateral_token() -> None:
     for token in (bytes(20), b"\x01" * 19):
         with pytest.raises(ValueError, match="collateral_token"):
             bridge_chain(collateral_token=token)
+
+
+def test_on_an_l1_bridged_chain_the_admin_cannot_mint_collateral() -> None:
+    """A faucet deposit mints collateral the L1 Bridge does not hold: with a
+    collateral token only the bridge key genesis names may send one."""
+    from sequencer_net.execution.transactions import Deposit
+
+    faucet = key("faucet")
+    for collateral_token, admin_may in ((COLLATERAL_TOKEN, False), (b"", True)):
+        chain = bridge_chain(collateral_token=collateral_token, bridge=faucet.address)
+        by_admin = run(chain, chain.tx(ADMIN, Deposit(ALICE_SUB, W)))
+        assert errors(by_admin) == ["" if admin_may else "Unauthorized"]
+        by_faucet = run(chain, chain.tx(faucet, Deposit(ALICE_SUB, W)))
+        assert errors(by_faucet) == [""]

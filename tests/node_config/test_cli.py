@@ -306,6 +306,7 @@ def test_genesis_new_names_the_contracts_an_l1_deployer_will_create(tmp_path: Pa
     genesis = load_genesis(out)
     assert genesis.verifying_contract == predicted.commitments
     assert genesis.execution.collateral_token == predicted.collateral_token
+    assert genesis.execution.bridge == bytes(20)  # no faucet key: collateral comes from L1
     assert info["verifying_contract"] == "0x" + predicted.commitments.hex()
     assert info["collateral_token"] == "0x" + predicted.collateral_token.hex()
     bad = run("genesis", "new", "--out", str(tmp_path / "g2.json"), *args, "--l1-deployer", "0x12")
