@@ -189,6 +189,14 @@ def _collateral(client: SeqnetClient, owner: bytes) -> Decimal:
     return Decimal(subs[0]["collateral"]) if subs else Decimal(0)
 
 
+def _statuses(net: Testnet) -> list[dict[str, Any]]:
+    out = []
+    for node in net.nodes:
+        with SeqnetClient(node.api_url, timeout=5.0) as client:
+            out.append(client.status())
+    return out
+
+
 def _committed(client: SeqnetClient, tx: bytes) -> dict[str, Any] | None:
     try:
         found = client.transaction(tx)
@@ -226,13 +234,20 @@ def test_real_validators_post_credit_deposits_pay_withdrawals_and_take_forced_tr
         _until(lambda: commitments.functions.latestHeight().call() > 0, "a first posting")
         gas = _until(
             lambda: [
-                s["l1"]["gas_per_posting"]
-                for s in (SeqnetClient(n.api_url, timeout=5.0).status() for n in net.nodes)
-                if s["l1"]["gas_per_posting"]
+                s["l1"]["gas_per_posting"] for s in _statuses(net) if s["l1"]["gas_per_posting"]
             ],
             "a node reporting its posting gas",
         )
         assert all(g <= 65_000 for g in gas)
+
+        # Every validator runs an evidence watcher: it reads the contract (not frozen)
+        # and has nothing to submit on an honest network.
+        def all_watching() -> list[dict[str, Any]] | None:
+            states = [s["l1"] for s in _statuses(net)]
+            return states if all(s["frozen"] is not None for s in states) else None
+
+        watching = _until(all_watching, "every evidence watcher reading the contract")
+        assert all(l1["frozen"] is False and l1["evidence_submitted"] == 0 for l1 in watching)
 
         # Deposit: an L1 account (its key is also a seqnet key) locks 2 collateral.
         user = Account.from_key(DEV_PRIVATE_KEYS[1])
