@@ -11,6 +11,7 @@ interface ICommitments {
     function frozen() external view returns (bool);
     function era() external view returns (uint64);
     function isDisputed(uint64 era, uint64 height) external view returns (bool);
+    function frozenAtBlock() external view returns (uint64);
 }
 
 /// Moves assets between L1 and seqnet.
@@ -183,11 +184,17 @@ contract Bridge {
 
     // --- escape hatch ------------------------------------------------------------------------
 
-    /// Open once frozen here, while Commitments is frozen by evidence, or after escapeDelay
-    /// L1 blocks without a post.
+    /// Open once frozen here; `challengeWindow` L1 blocks after Commitments froze on evidence
+    /// (time for lower evidence to move the disputed height before anyone is paid); or after
+    /// escapeDelay L1 blocks without a post.
     function escapeOpen() public view returns (bool) {
-        return frozenStateRoot != bytes32(0) || commitments.frozen()
-            || block.number > commitments.lastPostBlock() + escapeDelay;
+        if (frozenStateRoot != bytes32(0)) return true;
+        if (commitments.frozen()) return block.number >= _evidenceEscapeFrom();
+        return block.number > commitments.lastPostBlock() + escapeDelay;
+    }
+
+    function _evidenceEscapeFrom() private view returns (uint256) {
+        return uint256(commitments.frozenAtBlock()) + challengeWindow;
     }
 
     /// Pays the collateral of the caller's subaccount `number` from the latest posted state,
@@ -218,13 +225,20 @@ contract Bridge {
     }
 
     /// The root escapes prove against; the first escape freezes it (see the contract's doc):
-    /// the last undisputed posted root while Commitments is frozen by evidence, else (after the
-    /// silence) the latest posted root.
+    /// the last undisputed posted root while Commitments is frozen by evidence (from
+    /// `challengeWindow` blocks after that freeze), else (after the silence) the latest posted
+    /// root. If later evidence disputes the root escapes froze on, they move to the last root
+    /// still undisputed: nothing is paid from a disputed state (a subaccount or balance that
+    /// already escaped stays escaped).
     function _escapeRoot() private returns (bytes32 root) {
         root = frozenStateRoot;
-        if (root != bytes32(0)) return root;
         bool disputed = commitments.frozen();
-        if (!disputed) {
+        if (root != bytes32(0)) {
+            if (!commitments.isDisputed(_frozenEra, _frozenPostHeight)) return root;
+        } else if (disputed) {
+            uint256 openFrom = _evidenceEscapeFrom();
+            if (block.number < openFrom) revert EscapeNotOpen(openFrom);
+        } else {
             uint256 openAfter = uint256(commitments.lastPostBlock()) + escapeDelay;
             if (block.number <= openAfter) revert EscapeNotOpen(openAfter);
         }

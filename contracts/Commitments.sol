@@ -14,7 +14,8 @@ pragma solidity 0.8.37;
 ///
 /// Accountable safety: two conflicting finalized blocks need more than a third of the power to
 /// sign two votes that no honest validator casts together. Anyone may submit such a pair
-/// (`submitEvidence`); the contract then freezes at the disputed height H: `post` is refused,
+/// (`submitEvidence`); once the proven validators hold more than a third of the power, the
+/// contract freezes at the disputed height H: `post` is refused,
 /// and every post covering a height >= H is disputed (the Bridge pays nothing proven on it).
 /// Only `resume`, by a timelocked admin, lifts a freeze; users who do not trust it escape from
 /// the last undisputed root through the Bridge.
@@ -112,6 +113,9 @@ contract Commitments {
     mapping(uint64 => uint256) private _disputedFrom;
     // era => validator => the lowest height its proven equivocation disputes, + 1.
     mapping(uint64 => mapping(address => uint256)) private _offences;
+    // era => the validators proven in it (each once) and the sum of their power.
+    mapping(uint64 => address[]) private _offenders;
+    mapping(uint64 => uint256) private _offendingPower;
 
     bytes32 public immutable domainSeparator;
     uint256 public immutable seqChainId;
@@ -372,13 +376,18 @@ contract Commitments {
     // --- accountable safety -------------------------------------------------------------------
 
     /// Proves that one validator of the current set signed two votes no honest validator casts
-    /// together (consensus/core.py `_add_vote`), and freezes at the height they dispute:
+    /// together (consensus/core.py `_add_vote`):
     ///   - two FINALIZE votes in one view for different (height, block): disputes the lower height;
     ///   - a FINALIZE and a NULLIFY vote in one view (either order): disputes the FINALIZE's height.
     /// Signatures are checked over the exact EIP-712 vote digests (consensus/encoding.py
     /// vote_digest) in this contract's domain. Votes do not name an epoch, so the signer must be
     /// in the current set. A validator's offence is recorded once per era; another pair of the
     /// same validator is accepted only if it disputes a lower height.
+    ///
+    /// The contracts freeze only once the proven validators hold more than a third of the power
+    /// (more than the f the consensus tolerates): fewer cannot finalize two conflicting blocks,
+    /// so one faulty validator proving its own offence freezes nothing. The disputed height is
+    /// then the lowest any proven offence disputes, and later evidence can still lower it.
     function submitEvidence(SignedVote calldata first, SignedVote calldata second) external {
         uint256 height = _conflictHeight(first, second);
         address signer = _recoverEvidence(first, 0);
@@ -396,15 +405,40 @@ contract Commitments {
 
         _offences[era_][signer] = height + 1;
         emit EquivocationProven(signer, uint64(height), first.viewNumber, first.kind, second.kind);
-        uint256 disputedFrom = _disputedFrom[era_];
-        if (disputedFrom == 0 || height + 1 < disputedFrom) {
-            _disputedFrom[era_] = height + 1;
-            emit FrozenAt(era_, uint64(height));
+        if (offence == 0) {
+            _offenders[era_].push(signer);
+            _offendingPower[era_] += uint64(member >> 64);
         }
+        uint256 disputedFrom = _disputedFrom[era_];
+        if (disputedFrom != 0) {
+            // Frozen in this era already: a lower offence lowers the disputed height.
+            if (height + 1 < disputedFrom) {
+                _disputedFrom[era_] = height + 1;
+                emit FrozenAt(era_, uint64(height));
+            }
+            return;
+        }
+        uint256 total = uint64(_set);
+        if (_offendingPower[era_] <= (total - 1) / 3) return; // at most f: no fork possible
+        address[] storage offenders = _offenders[era_];
+        uint256 lowest = height + 1;
+        for (uint256 i = 0; i < offenders.length; ++i) {
+            uint256 proven = _offences[era_][offenders[i]];
+            if (proven < lowest) lowest = proven;
+        }
+        _disputedFrom[era_] = lowest;
+        emit FrozenAt(era_, uint64(lowest - 1));
         if (tip >> FROZEN_SHIFT == 0) {
             _tip = tip | (uint256(1) << FROZEN_SHIFT);
             frozenAtBlock = uint64(block.number);
         }
+    }
+
+    /// The power of the validators proven in the current era, and whether it is enough to
+    /// freeze (more than a third of the current set's power).
+    function offendingPower() external view returns (uint256 power, bool enough) {
+        power = _offendingPower[era];
+        enough = power > (uint64(_set) - 1) / 3;
     }
 
     /// The height a conflicting pair disputes; reverts VotesDoNotConflict for any other pair.

@@ -548,7 +548,8 @@ def l1_gas(counts: tuple[int, ...], as_json: bool) -> None:
     two headers posted with a bare quorum of signatures (floor(2n/3) + 1);
     the second post's gasUsed is reported, next to its target where one is
     set, then the gasUsed of submitEvidence (two FINALIZE votes of one
-    validator for different blocks), which freezes the contract. Gas is
+    validator for different blocks; a first offender, which alone does not
+    freeze the contract). Gas is
     deterministic: a rerun prints the same numbers.
 
     \b

@@ -2,8 +2,9 @@
 
 A node keeps, as an `EvidenceRecord`, two signed votes of one validator that
 no honest validator casts together (consensus/core.py `_add_vote`). The
-contract acts on the pairs that can break finality, and freezes at the height
-they dispute:
+contract records the pairs that can break finality, and freezes at the
+lowest height they dispute once the proven validators hold more than a third
+of the power:
 
     FINALIZE + FINALIZE, one view, different (height, block) -> the lower height
     FINALIZE + NULLIFY,  one view (either order)              -> the FINALIZE's height

@@ -7,7 +7,8 @@ signers) and reports the second post's gasUsed: the first post of a
 contract's life pays for nothing the later ones do not (the contract writes
 every slot a post touches at deployment), so the second is the steady price.
 It then submits one validator's two FINALIZE votes for different blocks of
-one view (the evidence that freezes the contract) and reports that gasUsed
+one view (a first proven validator: at n >= 4 it alone does not freeze the
+contract, which takes more than a third of the power) and reports that gasUsed
 too. Gas is deterministic: the same n gives the same numbers.
 """
 

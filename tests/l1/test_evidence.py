@@ -119,14 +119,31 @@ def test_a_proven_fork_freezes_and_pays_only_from_undisputed_state(chain: L1Chai
         attacker,
     )
 
-    # A watcher holding both finalize votes of a liar proves the equivocation in time.
+    # A watcher holding both finalize votes of each liar proves the equivocations in time.
+    # One proven validator (power 1 of 4, within f) freezes nothing: it alone cannot fork.
     first, second = (finalize_vote(liars[0], domain, h) for h in (block_a, block_b))
     assert check_evidence(first, second, domain).validator == liars[0].address
     proven = submit_evidence(
         chain.w3, chain.deployer, chain.commitments, EvidenceRecord(0, first, second, "test")
     )
-    assert (proven.validator, proven.height, proven.froze) == (liars[0].address, 2, True)
+    assert (proven.validator, proven.height, proven.froze) == (liars[0].address, 2, False)
     commitments = chain.commitments.functions
+    assert not commitments.frozen().call()
+    assert commitments.offendingPower().call() == [1, False]
+    other = submit_evidence(
+        chain.w3,
+        chain.deployer,
+        chain.commitments,
+        EvidenceRecord(
+            1,
+            finalize_vote(liars[1], domain, block_a),
+            finalize_vote(liars[1], domain, block_b),
+            "test",
+        ),
+    )
+    assert (other.validator, other.height, other.froze) == (liars[1].address, 2, True)
+    assert commitments.offendingPower().call() == [2, True]
+    assert not bridge.escapeOpen().call()  # not before a challenge window has passed
     assert commitments.frozen().call()
     assert commitments.disputedHeight(0).call() == [True, 2]
     assert commitments.offenceOf(Web3.to_checksum_address(liars[0].address)).call() == [True, 2]
@@ -153,27 +170,15 @@ def test_a_proven_fork_freezes_and_pays_only_from_undisputed_state(chain: L1Chai
     chain.send(bridge.finalizeWithdrawal(5))
     assert chain.w3.eth.get_balance(honest.address) == before + WAD
 
-    # The escape hatch is open at once, from the last undisputed root.
-    assert bridge.escapeOpen().call()
+    # The escape hatch opens a challenge window after the freeze, from the last undisputed root.
+    assert bridge.escapeOpen().call()  # the window passed while waiting for the withdrawals
     proof = good.prove(sub_key(alice.address, 0)).encode()
     chain.send(bridge.escapeCollateral(0, encode(alice_sub), proof), alice)
     assert chain.token.functions.balanceOf(alice.address).call() == 7 * WAD
     assert bridge.frozenStateRoot().call() == good.root
     assert bridge.frozenStateHeight().call() == 1
 
-    # The other liar is proven too (the disputed height stays); a repeat is refused cheaply.
-    other = submit_evidence(
-        chain.w3,
-        chain.deployer,
-        chain.commitments,
-        EvidenceRecord(
-            1,
-            finalize_vote(liars[1], domain, block_a),
-            finalize_vote(liars[1], domain, block_b),
-            "test",
-        ),
-    )
-    assert (other.validator, other.height, other.froze) == (liars[1].address, 2, False)
+    # A repeat is refused cheaply.
     with pytest.raises(EvidenceRejected) as again:
         submit_evidence(
             chain.w3, chain.deployer, chain.commitments, EvidenceRecord(0, first, second, "t")
@@ -200,6 +205,14 @@ def test_nullify_and_finalize_in_one_view_is_evidence(chain: L1Chain) -> None:
         7,
         header.view,
     )
+    assert not chain.commitments.functions.frozen().call()  # one validator: within f
+    accomplice = chain.keys[2]
+    submit(
+        chain,
+        finalize_vote(accomplice, domain, header),
+        nullify_vote(accomplice, domain, header.view),
+    )
+    assert chain.commitments.functions.frozen().call()
     # posts below the disputed height stay undisputed: height 1 is the last one
     assert chain.commitments.functions.lastUndisputedPost().call()[2] == 1
     # the same validator again, disputing a lower height: accepted, and the height drops
@@ -209,10 +222,13 @@ def test_nullify_and_finalize_in_one_view_is_evidence(chain: L1Chain) -> None:
     )
     assert chain.events(chain.commitments, "FrozenAt", receipt)[0]["args"]["disputedHeight"] == 1
     assert chain.commitments.functions.lastUndisputedPost().call() == [0, bytes(32), 0]
-    expect_revert(
-        "NoUndisputedState",
-        lambda: chain.send(chain.bridge.functions.escapeBalance(ETH, 1, b"\x01"), chain.users[0]),
-    )
+
+    def escape() -> TxReceipt:
+        return chain.send(chain.bridge.functions.escapeBalance(ETH, 1, b"\x01"), chain.users[0])
+
+    expect_revert("EscapeNotOpen", escape)  # a challenge window after the freeze first
+    chain.mine(CHALLENGE_WINDOW)
+    expect_revert("NoUndisputedState", escape)
 
 
 def test_forged_evidence_is_refused_with_its_own_error(chain: L1Chain) -> None:
@@ -290,7 +306,9 @@ def test_resume_only_by_the_timelocked_admin(chain: L1Chain) -> None:
     expect_revert("NotFrozen", resume)
     a = chain.header(2)
     b = dataclasses.replace(a, state_root=keccak256(b"b"))
-    receipt = submit(chain, finalize_vote(keys[0], domain, a), finalize_vote(keys[0], domain, b))
+    submit(chain, finalize_vote(keys[0], domain, a), finalize_vote(keys[0], domain, b))
+    assert functions.frozenAtBlock().call() == 0  # one proven validator freezes nothing
+    receipt = submit(chain, finalize_vote(keys[1], domain, a), finalize_vote(keys[1], domain, b))
     assert functions.frozenAtBlock().call() == receipt["blockNumber"]
     expect_revert("NotAdmin", lambda: resume(0))
     chain.mine(RESUME_DELAY - 1)  # web3 estimates at the latest block: frozenAt + delay - 1
@@ -335,10 +353,72 @@ def test_no_admin_means_no_resume(chain: L1Chain) -> None:
     domain = Domain(SEQ_CHAIN_ID, bytes.fromhex(address[2:]), GENESIS_HASH)
     a = chain.header(2)
     b = dataclasses.replace(a, state_root=keccak256(b"b"))
-    first, second = (finalize_vote(keys[2], domain, h) for h in (a, b))
-    chain.send(commitments.functions.submitEvidence(*evidence_args(first, second)))
+    for liar in keys[2:]:
+        first, second = (finalize_vote(liar, domain, h) for h in (a, b))
+        chain.send(commitments.functions.submitEvidence(*evidence_args(first, second)))
     assert commitments.functions.frozen().call()
     call = commitments.functions.resume(
         1, keccak256(b"x"), 1, keccak256(b"y"), [chain.deployer.address], [1]
     )
     expect_revert("NotAdmin", lambda: chain.send(call))
+
+
+def test_liars_cannot_escape_from_their_fork_by_disputing_above_it(chain: L1Chain) -> None:
+    """More than f liars post a fork block at height 2, then prove their own
+    offences at height 3 so that the fork looks undisputed and escape from it.
+    Escapes open only a challenge window after a freeze (time for honest
+    evidence at height 2), and a root escapes had already frozen on moves down
+    once later evidence disputes it."""
+    keys, domain = chain.keys, chain.domain
+    liars, honest_a = keys[:2], keys[2]
+    alice, bob, attacker = chain.users[0], chain.users[2], chain.users[1]
+    bridge = chain.bridge.functions
+    chain.send(chain.token.functions.mint(chain.addresses.checksum("bridge"), 100 * WAD))
+    flat = Subaccount(collateral=5 * WAD, markets=(), open_orders=0)
+    good = build_state(
+        {sub_key(alice.address, 0): encode(flat), sub_key(bob.address, 0): encode(flat)}
+    )
+    post_signed(chain, chain.header(1, state_height=1, state_root=good.root), keys[:3])
+    rich = Subaccount(collateral=90 * WAD, markets=(), open_orders=0)
+    fork_state = build_state(
+        {
+            sub_key(attacker.address, 0): encode(rich),
+            sub_key(bob.address, 0): encode(flat),
+        }
+    )
+    fork = chain.header(2, state_height=2, state_root=fork_state.root)
+    twin = dataclasses.replace(fork, state_root=keccak256(b"the honest side"))
+    post_signed(chain, fork, [*liars, honest_a])
+
+    # The liars prove themselves at height 3: frozen, and height 2 (the fork) undisputed.
+    above = chain.header(3)
+    for liar in liars:
+        submit(chain, finalize_vote(liar, domain, above), nullify_vote(liar, domain, above.view))
+    commitments = chain.commitments.functions
+    assert commitments.frozen().call()
+    assert commitments.lastUndisputedPost().call() == [2, fork_state.root, 2]
+    attacker_proof = fork_state.prove(sub_key(attacker.address, 0)).encode()
+
+    def attacker_escape() -> TxReceipt:
+        return chain.send(bridge.escapeCollateral(0, encode(rich), attacker_proof), attacker)
+
+    expect_revert("EscapeNotOpen", attacker_escape)  # the challenge window runs first
+
+    # Had no honest evidence arrived within the window: bob escapes from the fork root
+    # (still undisputed), freezing the bridge on it; then an honest watcher proves a liar
+    # at height 2 (it finalized both fork blocks).
+    chain.mine(CHALLENGE_WINDOW)
+    bob_proof = fork_state.prove(sub_key(bob.address, 0)).encode()
+    chain.send(bridge.escapeCollateral(0, encode(flat), bob_proof), bob)
+    assert bridge.frozenStateRoot().call() == fork_state.root
+    submit(chain, finalize_vote(liars[0], domain, fork), finalize_vote(liars[0], domain, twin))
+    assert commitments.disputedHeight(0).call() == [True, 2]
+    # The fork's root is disputed now: nothing more is paid from it (the attacker's
+    # proof is against the fork root, and escapes moved below it)...
+    expect_revert("ProofMismatch", attacker_escape)
+    assert chain.token.functions.balanceOf(attacker.address).call() == 0
+    # ...and escapes move to the last undisputed root, where alice is paid.
+    alice_proof = good.prove(sub_key(alice.address, 0)).encode()
+    chain.send(bridge.escapeCollateral(0, encode(flat), alice_proof), alice)
+    assert bridge.frozenStateRoot().call() == good.root
+    assert chain.token.functions.balanceOf(alice.address).call() == 5 * WAD

@@ -113,31 +113,39 @@ def test_stored_evidence_is_submitted_once_and_not_after_a_restart(
         second=vote(other, chain.domain, VoteKind.NOTARIZE, 9, 5, keccak256(b"b"), signer=2),
         reason="notarized two blocks in one view",
     )
+    second_liar = chain.keys[3]
+    second_pair = EvidenceRecord(  # two proven validators of four: more than f, a freeze
+        offender=3,
+        first=finalize_vote(second_liar, chain.domain, header),
+        second=finalize_vote(second_liar, chain.domain, twin),
+        reason="finalized two blocks in one view",
+    )
     assert node.store.save_evidence(l1_pair) and node.store.save_evidence(notarize_pair)
+    assert node.store.save_evidence(second_pair)
     data = tmp_path / "l1"
     watcher = make_watcher(chain, node, data)
     assert chain.commitments.functions.frozen().call() is False
 
     before = sent(chain)
     trio.run(watcher.watch_round)
-    assert sent(chain) == before + 1
+    assert sent(chain) == before + 2
     assert chain.commitments.functions.frozen().call() is True
-    assert offence(chain, liar) == (True, 4)
+    assert offence(chain, liar) == (True, 4) and offence(chain, second_liar) == (True, 4)
     assert offence(chain, other) == (False, 0)
     document = watcher.status.document(0)
-    assert (document["evidence_submitted"], document["frozen"]) == (1, True)
+    assert (document["evidence_submitted"], document["frozen"]) == (2, True)
 
     trio.run(watcher.watch_round)  # the same node, the next round
     again = make_watcher(chain, node, data)  # a restart
-    assert len(again.state.settled) == 1
+    assert len(again.state.settled) == 2
     trio.run(again.watch_round)
-    assert sent(chain) == before + 1
+    assert sent(chain) == before + 2
     assert again.status.evidence_submitted == 0 and again.status.frozen is True
 
     # Without its file a restarted watcher asks the contract first: still no resend.
     (data / STATE_FILE).unlink()
     trio.run(make_watcher(chain, node, data).watch_round)
-    assert sent(chain) == before + 1
+    assert sent(chain) == before + 2
 
 
 def test_a_posted_fork_is_proven_from_the_calldata_and_the_own_certificate(
