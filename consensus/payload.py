@@ -72,4 +72,8 @@ def decode_payload(data: bytes) -> BlockPayload:
         raise MalformedPayload(f"undecodable payload: {exc}") from exc
     if len(set(payload.batches)) != len(payload.batches):
         raise MalformedPayload("a batch digest appears twice in one block")
+    # A block's digest hashes the decoded fields, not these bytes: accept only the one
+    # encoding of those fields, so a certified block has exactly one payload.
+    if _encoder.encode(payload) != data:
+        raise MalformedPayload("payload bytes are not the canonical encoding")
     return payload

@@ -188,3 +188,32 @@ def test_bytes_that_are_not_a_payload_hash_in_their_own_domain() -> None:
     assert payload_hash(b"") == keccak256(OPAQUE_PAYLOAD_TAG)
     assert payload_hash(b"raw") == keccak256(OPAQUE_PAYLOAD_TAG + b"raw")
     assert OPAQUE_PAYLOAD_TAG != PAYLOAD_TYPEHASH
+
+
+def test_only_the_canonical_payload_encoding_is_a_payload() -> None:
+    """The digest hashes decoded fields, so two byte strings of one payload would
+    share a digest: only the canonical one decodes."""
+    import msgspec
+
+    from consensus.payload import MalformedPayload, decode_payload
+
+    payload = BlockPayload(
+        timestamp_ms=5,
+        state_height=1,
+        state_root=keccak256(b"r"),
+        batches=[keccak256(b"a")],
+        namespace_root=keccak256(b"n"),
+    )
+    canonical = encode_payload(payload)
+    assert decode_payload(canonical) == payload
+    fields = [5, 1, payload.state_root, payload.batches, payload.namespace_root]
+    variants = [
+        msgspec.msgpack.encode([*fields, b"junk"]),  # an extra element
+        b"\xdc\x00\x05" + canonical[1:],  # array16 header for a 5-array
+        canonical[:1] + b"\xcf" + (5).to_bytes(8, "big") + canonical[2:],  # uint64 for fixint 5
+    ]
+    for variant in variants:
+        assert variant != canonical
+        with pytest.raises(MalformedPayload):
+            decode_payload(variant)
+        assert payload_hash(variant) != payload_hash(canonical)
