@@ -251,6 +251,16 @@ class ConsensusSettings:
         _between(0, 16),
     )
 
+    test_fault: str | None = _key(
+        None,
+        'For local test networks only: a fault this validator carries, "equivocate" '
+        "(as leader, propose twin blocks to the two halves of the validators; as voter, "
+        "sign every proposal; armed by SIGUSR1). Refused at startup unless the genesis "
+        "chain id is in the local range of sequencer_net/home/genesis.py. Unset: none.",
+        _one_of("equivocate"),
+        example="equivocate",
+    )
+
     empty_block_interval_ms: int = _key(
         500,
         "As leader, how long to wait for a batch before proposing an empty block "

@@ -216,6 +216,8 @@ def write_validator_homes(
             l1=l1_config,
             max_non_validator_connections=FULL_NODE_SLOTS,
         )
+        if index in network.equivocators:
+            add_test_fault(home, "equivocate")
         # The supervisor cuts and restores links through the admin API.
         write_admin_token_file(home / ADMIN_TOKEN_FILE, new_admin_token())
         specs.append(
@@ -227,6 +229,18 @@ def write_validator_homes(
             )
         )
     return specs
+
+
+def add_test_fault(home: Path, fault: str) -> None:
+    """Set `[consensus] test_fault` in the config of the home (a fork-attack testnet)."""
+    from sequencer_net.home.config import CONFIG_FILE
+
+    path = home / CONFIG_FILE
+    text = path.read_text()
+    header = "[consensus]\n"
+    if text.count(header) != 1:
+        raise TestnetError(f"{path}: no single [consensus] section to add test_fault to")
+    path.write_text(text.replace(header, f'{header}test_fault = "{fault}"\n'))
 
 
 def node_admin_token(home: Path) -> str | None:
@@ -353,6 +367,7 @@ class Testnet:
                 "weights": list(network.weights) if network.weights else None,
                 "view_timeout_ms": network.view_timeout_ms,
                 "chain_id": network.chain_id,
+                "equivocators": list(network.equivocators),
             },
             "load": {
                 "rate": load.rate,
@@ -393,6 +408,7 @@ class Testnet:
                 weights=tuple(network["weights"]) if network.get("weights") else None,
                 view_timeout_ms=int(network["view_timeout_ms"]),
                 chain_id=int(network["chain_id"]),
+                equivocators=tuple(int(i) for i in network.get("equivocators", [])),
             ),
             load=LoadSpec(
                 rate=float(load["rate"]),
@@ -496,6 +512,11 @@ class Testnet:
         node.paused = False
         self.save()
         return True
+
+    def arm_fault(self, index: int) -> bool:
+        """SIGUSR1: arm the test fault of an equivocator (`[consensus] test_fault`)."""
+        node = self.nodes[index]
+        return node.identity is not None and send_signal(node.identity, signal.SIGUSR1)
 
     def set_connected(self, index: int, connected: bool) -> None:
         """Cut or restore the node's validator links through its admin API, with
