@@ -171,6 +171,9 @@ _SCHEMAS: dict[str, _Schema] = {
                     "deposits_seen": _INT,
                     "deposits_reported": _INT,
                     "forced_seen": _INT,
+                    "evidence_submitted": _INT,
+                    "frozen": {"type": ["boolean", "null"]},
+                    "fork_height": _OPT_INT,
                     "last_error": _OPT_STR,
                 }
             ),

@@ -66,6 +66,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "l1",
         "The L1 side: posted commitments, backlog, posting gas.",
     ),
+    "watch": (
+        "sequencer_net.cli.watch",
+        "watch",
+        "Watch nodes and the L1; submit equivocation evidence to Commitments.",
+    ),
     "genesis": (
         "sequencer_net.cli.genesis",
         "genesis",

@@ -488,6 +488,14 @@ class L1Settings:
         _between(0, 1_000),
     )
     poll_ms: int = _key(500, "How often the L1 is polled (ms).", _between(50, 60_000))
+    watcher_key_file: str | None = _key(
+        None,
+        "File (relative to the home directory) holding the 0x-hex private key of the "
+        "L1 account that pays for equivocation evidence the evidence watcher submits. "
+        "Unset: validators use their validator key, full nodes run no evidence watcher.",
+        _non_empty,
+        example="watcher.key",
+    )
 
 
 @dataclass(frozen=True)
@@ -563,6 +571,11 @@ class NodeConfig:
     def admin_token_path(self) -> Path | None:
         token_file = self.api.admin_token_file
         return None if token_file is None else _resolve(self.home, token_file)
+
+    @property
+    def watcher_key_path(self) -> Path | None:
+        key_file = self.l1.watcher_key_file
+        return None if key_file is None else _resolve(self.home, key_file)
 
     @property
     def data_path(self) -> Path:

@@ -1,6 +1,6 @@
 """What a node reports about its L1 side: the `l1` object of GET /v1/status.
 
-One `L1Status` per node; the poster and the watcher write their fields, and
+One `L1Status` per node; the poster and the watchers write their fields, and
 `document(committed_height)` renders it. The keys are stable (docs/api.md,
 `GET /v1/status`): the live view and `seqnet l1 status` read them.
 """
@@ -26,6 +26,12 @@ class L1Status:
     deposits_seen: int = 0
     deposits_reported: int = 0
     forced_seen: int = 0
+    evidence_submitted: int = 0
+    """Equivocation evidence this node's watcher got accepted by Commitments."""
+    frozen: bool | None = None
+    """Commitments.frozen() at the evidence watcher's last poll (None: not read)."""
+    fork_height: int | None = None
+    """The lowest height at which the L1 holds a block other than this node's."""
     last_error: str | None = None
 
     def observe_head(self, number: int) -> None:
@@ -53,6 +59,9 @@ class L1Status:
             "deposits_seen": self.deposits_seen,
             "deposits_reported": self.deposits_reported,
             "forced_seen": self.forced_seen,
+            "evidence_submitted": self.evidence_submitted,
+            "frozen": self.frozen,
+            "fork_height": self.fork_height,
             "last_error": self.last_error,
         }
 

@@ -5,12 +5,10 @@ Follow one round (`L1Watcher.watch_round`, every `[l1] poll_ms`):
 
     read the L1 head; hand it to the forced-inclusion tracker
     check_reorg         the hash of the last scanned block still the L1's?
-                        else walk back the remembered range ends to one that
-                        is, and scan again from there (anvil, like many
-                        endpoints, sends no `removed` logs)
-    scan                from the last scanned block + 1 up to head -
+                        else rewind to a remembered one that is (l1/scan.py)
+    scan_confirmed      from the last scanned block + 1 up to head -
                         confirmations, in ranges of at most MAX_LOG_RANGE
-                        blocks, events in (block, log index) order:
+                        blocks, events in (block, log index) order (l1/scan.py):
       Deposited         -> an L1DepositReport signed with the validator key,
                            once per deposit nonce (the nonces this validator
                            reported are remembered, and the committed state's
@@ -56,11 +54,18 @@ from sequencer_net.l1.link import (
     MAX_TX_BYTES,
     L1AnswerInvalid,
     L1Link,
-    L1Unavailable,
     checked_address,
     checked_bytes,
     checked_uint,
     run_rounds,
+)
+from sequencer_net.l1.scan import (
+    ScanPosition,
+    check_count,
+    check_reorg,
+    end_hash,
+    log_position,
+    scan_confirmed,
 )
 from sequencer_net.l1.status import L1Status
 from sequencer_net.logging_limits import RepeatedProblem
@@ -71,14 +76,6 @@ log = logging.getLogger("seqnet.l1.watcher")
 
 T = TypeVar("T")
 
-MAX_LOG_RANGE: Final = 2_000
-"""L1 blocks per eth_getLogs request (public endpoints cap ranges near this)."""
-MAX_RANGES_PER_ROUND: Final = 16
-"""Ranges scanned per round: a watcher far behind catches up over rounds."""
-MAX_LOGS_PER_RANGE: Final = 10_000
-"""More logs than this in one range is not an answer we act on."""
-REMEMBERED_BLOCKS: Final = 64
-"""Scanned range ends (number, hash) kept to find where a reorg forked."""
 MAX_REPORTED_ABOVE: Final = 4_096
 """Deposit nonces reported above the contiguous prefix (deposits come in order,
 so this stays tiny)."""
@@ -94,13 +91,9 @@ class CursorInvalid(ValueError):
 
 
 @dataclass
-class Cursor:
+class Cursor(ScanPosition):
     """How far the watcher got, persisted across restarts."""
 
-    block: int = -1
-    """The last L1 block scanned (-1: none yet)."""
-    hashes: list[tuple[int, bytes]] = field(default_factory=list)
-    """Scanned range ends and their hashes, oldest first."""
     reported_below: int = 0
     """Every deposit nonce below this was reported (or found settled)."""
     reported_above: set[int] = field(default_factory=set)
@@ -126,22 +119,10 @@ class Cursor:
         while len(self.forced) > MAX_TRACKED_FORCED:
             self.forced.popitem(last=False)
 
-    def scanned(self, number: int, block_hash: bytes) -> None:
-        self.block = number
-        self.hashes = [(n, h) for n, h in self.hashes if n < number]
-        self.hashes.append((number, block_hash))
-        del self.hashes[:-REMEMBERED_BLOCKS]
-
-    def rewind(self, number: int) -> None:
-        """Scan again from `number + 1` (-1: from the L1's genesis)."""
-        self.block = number
-        self.hashes = [(n, h) for n, h in self.hashes if n <= number]
-
     def encode(self) -> bytes:
         return json.dumps(
             {
-                "block": self.block,
-                "hashes": [[n, "0x" + h.hex()] for n, h in self.hashes],
+                **self.position_json(),
                 "reported_below": self.reported_below,
                 "reported_above": sorted(self.reported_above),
                 "forced": [["0x" + h.hex(), due] for h, due in self.forced.items()],
@@ -154,9 +135,10 @@ class Cursor:
             raise CursorInvalid("cursor file too large")
         try:
             raw = json.loads(data)
+            block, hashes = ScanPosition.position_of(raw)
             cursor = cls(
-                block=_int(raw["block"], -1),
-                hashes=[(_int(n, 0), _digest(h)) for n, h in raw["hashes"]],
+                block=block,
+                hashes=hashes,
                 reported_below=_int(raw["reported_below"], 0),
                 reported_above={_int(n, 0) for n in raw["reported_above"]},
                 forced=OrderedDict((_digest(h), _int(due, -1)) for h, due in raw["forced"]),
@@ -164,8 +146,7 @@ class Cursor:
         except (ValueError, KeyError, TypeError) as exc:
             raise CursorInvalid(f"malformed cursor: {exc}") from exc
         if (
-            len(cursor.hashes) > REMEMBERED_BLOCKS
-            or len(cursor.reported_above) > MAX_REPORTED_ABOVE
+            len(cursor.reported_above) > MAX_REPORTED_ABOVE
             or len(cursor.forced) > MAX_TRACKED_FORCED
         ):
             raise CursorInvalid("cursor lists exceed their bounds")
@@ -206,15 +187,8 @@ class ForcedEvent:
 L1Event = DepositEvent | ForcedEvent
 
 
-def _log_position(entry: Any, start: int, end: int) -> tuple[int, int]:
-    block = checked_uint(entry.get("blockNumber"), "log blockNumber")
-    if not start <= block <= end:
-        raise L1AnswerInvalid(f"a log of block {block} outside the range {start}..{end}")
-    return block, checked_uint(entry.get("logIndex"), "log logIndex")
-
-
 def decode_deposit(entry: Any, start: int, end: int) -> DepositEvent:
-    block, index = _log_position(entry, start, end)
+    block, index = log_position(entry, start, end)
     args = entry["args"]
     return DepositEvent(
         block=block,
@@ -227,7 +201,7 @@ def decode_deposit(entry: Any, start: int, end: int) -> DepositEvent:
 
 
 def decode_forced(entry: Any, start: int, end: int) -> ForcedEvent:
-    block, index = _log_position(entry, start, end)
+    block, index = log_position(entry, start, end)
     args = entry["args"]
     tx = checked_bytes(args["tx"], "forced transaction")
     if not 1 <= len(tx) <= MAX_TX_BYTES:
@@ -311,38 +285,18 @@ class L1Watcher:
         if self.forced is not None:
             self.forced.set_l1_head(head)
         await self.check_reorg()
-        safe = head - self.confirmations
-        for _ in range(MAX_RANGES_PER_ROUND):
-            if self.cursor.block >= safe:
-                return True
-            start = self.cursor.block + 1
-            end = min(safe, start + MAX_LOG_RANGE - 1)
-            events, end_hash = await trio.to_thread.run_sync(self._read_range, start, end)
-            for event in events:
-                if not await self._handle(event):
-                    return False
-            self.cursor.scanned(end, end_hash)
-            self._save()
-        return self.cursor.block >= safe
+        return await scan_confirmed(
+            link=self.link,
+            position=self.cursor,
+            safe=head - self.confirmations,
+            read_range=self._read_range,
+            handle=self._handle,
+            save=self._save,
+        )
 
     async def check_reorg(self) -> None:
         """Rewind to the newest remembered block the L1 still has."""
-        remembered = self.cursor.hashes
-        if not remembered:
-            return
-        for number, known in reversed(remembered):
-            current = await self._l1(lambda n=number: self.link.block_hash(n))  # type: ignore[misc]
-            if current == known:
-                if number != self.cursor.block:
-                    log.warning(
-                        "event=l1_reorg scanned_to=%d rescan_from=%d", self.cursor.block, number + 1
-                    )
-                    self.cursor.rewind(number)
-                    self._save()
-                return
-        log.warning("event=l1_reorg scanned_to=%d rescan_from=0", self.cursor.block)
-        self.cursor.rewind(-1)
-        self._save()
+        await check_reorg(self.link, self.cursor, self._save)
 
     def _read_range(self, start: int, end: int) -> tuple[list[L1Event], bytes]:
         """Blocking: the range's events in L1 order, and the hash of its last block."""
@@ -350,23 +304,16 @@ class L1Watcher:
         if self.link.bridge is not None:
             deposited = self.link.bridge.events.Deposited()
             entries = self.link.guarded(lambda: deposited.get_logs(from_block=start, to_block=end))
-            self._check_count(entries)
+            check_count(entries)
             events += [decode_deposit(e, start, end) for e in entries]
         if self.link.inbox is not None:
             forced = self.link.inbox.events.ForcedTransaction()
             entries = self.link.guarded(lambda: forced.get_logs(from_block=start, to_block=end))
-            self._check_count(entries)
+            check_count(entries)
             events += [decode_forced(e, start, end) for e in entries]
-        end_hash = self.link.block_hash(end)
-        if end_hash is None:
-            raise L1Unavailable(f"block {end} vanished while it was scanned")
+        last_hash = end_hash(self.link, end)
         events.sort(key=lambda e: (e.block, e.log_index))
-        return events, end_hash
-
-    @staticmethod
-    def _check_count(entries: Any) -> None:
-        if len(entries) > MAX_LOGS_PER_RANGE:
-            raise L1AnswerInvalid(f"{len(entries)} logs in one range")
+        return events, last_hash
 
     async def _handle(self, event: L1Event) -> bool:
         """Act on one event; False to stop the round and retry later."""

@@ -3,14 +3,19 @@ commit, the signature pool, the mempool and the engine state it restarts from.""
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+from consensus.crypto import PrivateKey
 from sequencer_net.execution.fees import committed_fee_balance, required_fee
 from sequencer_net.execution.genesis import genesis_state
 from sequencer_net.execution.state import ExecutionState, load_state
 from sequencer_net.home.config import NodeConfig
 from sequencer_net.home.genesis import Genesis
+from sequencer_net.l1.evidence_watch import EvidenceWatcher, StoreSource, load_l1_key
+from sequencer_net.l1.link import L1Link
+from sequencer_net.l1.status import L1Status
 from sequencer_net.mempool.mempool import Accounts, Mempool
 from sequencer_net.mempool.verifier import VerifierPool
 from sequencer_net.metrics import Metrics
@@ -20,6 +25,8 @@ from sequencer_net.storage.state_store import RocksNodeStore
 
 if TYPE_CHECKING:
     from sequencer_net.node.commit import CommitPipeline
+
+log = logging.getLogger("seqnet.node")
 
 
 class NodeSetupError(RuntimeError):
@@ -78,6 +85,46 @@ class NodeBase:
         if root is None:
             raise NodeSetupError(f"no state root stored for committed height {height}")
         return load_state(self.state_store, root)
+
+    def commitments_address(self) -> bytes | None:
+        """[l1] commitments, else the genesis's verifying_contract (if it names one)."""
+        configured = self.config.l1.commitments
+        if configured is not None:
+            return bytes.fromhex(configured[2:])
+        contract = bytes(self.domain.verifying_contract)
+        return contract if any(contract) else None
+
+    def _evidence_watcher(
+        self, default_key: PrivateKey | None, status: L1Status
+    ) -> EvidenceWatcher | None:
+        """The evidence watcher (docs/l1.md, "Watchers"): with [l1] rpc_url, a
+        Commitments address and a key ([l1] watcher_key_file, else `default_key`)."""
+        l1 = self.config.l1
+        commitments = self.commitments_address()
+        if l1.rpc_url is None:
+            return None
+        key_path = self.config.watcher_key_path
+        key: PrivateKey | None = default_key
+        if key_path is not None:
+            try:
+                key = load_l1_key(key_path)
+            except ValueError as exc:
+                raise NodeSetupError(f"[l1] watcher_key_file: {exc}") from exc
+        if key is None or commitments is None:
+            log.warning(
+                "event=l1_evidence_watch_off reason=%s",
+                "no_watcher_key_file" if key is None else "no_commitments_address",
+            )
+            return None
+        return EvidenceWatcher(
+            link=L1Link.connect(l1.rpc_url, commitments=commitments),
+            source=StoreSource(self.store),
+            key=key,
+            data_dir=self.config.data_path / "l1",
+            status=status,
+            confirmations=l1.confirmations,
+            poll_s=l1.poll_ms / 1000,
+        )
 
     def validators_document(self) -> dict[str, Any]:
         """GET /v1/validators: what a subscriber needs to check certificates (it

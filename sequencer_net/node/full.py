@@ -40,7 +40,7 @@ from sequencer_net.batches.pool import MAX_BATCHES_PER_REQUEST, BatchPool, Batch
 from sequencer_net.home.config import NodeConfig
 from sequencer_net.home.genesis import Genesis, load_genesis
 from sequencer_net.home.lock import HomeLock
-from sequencer_net.l1.status import DISABLED_DOCUMENT
+from sequencer_net.l1.status import L1Status
 from sequencer_net.logging_limits import run_flusher
 from sequencer_net.mempool.mempool import AddResult
 from sequencer_net.mempool.transaction import InvalidTransaction, tx_hash
@@ -351,6 +351,8 @@ class FullNode(NodeBase):
             client_burst=config.api.max_tx_burst_per_client,
         )
         self.metrics.mempool_size.set_function(lambda: len(self.mempool))
+        self.l1_status = L1Status(enabled=config.l1.rpc_url is not None)
+        self.evidence_watcher = self._evidence_watcher(None, self.l1_status)
 
     def status_document(self) -> dict[str, Any]:
         return {
@@ -374,7 +376,7 @@ class FullNode(NodeBase):
                 "forged_answers": self.follower.stats.forged_answers,
                 "failed_requests": self.follower.stats.failed_requests,
             },
-            "l1": dict(DISABLED_DOCUMENT),
+            "l1": self.l1_status.document(self.store.tip()[0]),
             "uptime_s": round(time.monotonic() - self.started_at, 1),
         }
 
@@ -399,6 +401,8 @@ class FullNode(NodeBase):
             await nursery.start(self.p2p.run)
             nursery.start_soon(self.commits.run, self._commits_out)
             nursery.start_soon(self.follower.run)
+            if self.evidence_watcher is not None:
+                await nursery.start(self.evidence_watcher.run)
             nursery.start_soon(run_flusher, self.pool.log_limiter, LOG_FLUSH_S)
             await nursery.start(serve_api, build_app(api, api_options), api_options)
             log.info(

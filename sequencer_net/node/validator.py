@@ -214,6 +214,7 @@ class ValidatorNode(NodeBase):
         self.reporter = self._price_reporter()
         self.l1_status = L1Status(enabled=config.l1.rpc_url is not None)
         self.poster, self.watcher = self._l1_tasks()
+        self.evidence_watcher = self._evidence_watcher(key, self.l1_status)
         # Gauges read live at scrape time.
         self.metrics.peers.set_function(lambda: len(self._connected_peers()))
         self.metrics.mempool_size.set_function(lambda: len(self.mempool))
@@ -274,13 +275,9 @@ class ValidatorNode(NodeBase):
         l1 = self.config.l1
         if l1.rpc_url is None:
             return None, None
-        # Genesis names the Commitments contract as its verifying_contract.
-        commitments = _address(l1.commitments)
-        if commitments is None and any(self.domain.verifying_contract):
-            commitments = bytes(self.domain.verifying_contract)
         link = L1Link.connect(
             l1.rpc_url,
-            commitments=commitments,
+            commitments=self.commitments_address(),
             inbox=_address(l1.inbox),
             bridge=_address(l1.bridge),
         )
@@ -465,6 +462,8 @@ class ValidatorNode(NodeBase):
                 await nursery.start(self.poster.run)
             if self.watcher is not None:
                 await nursery.start(self.watcher.run)
+            if self.evidence_watcher is not None:
+                await nursery.start(self.evidence_watcher.run)
             nursery.start_soon(run_flusher, self.pool.log_limiter, LOG_FLUSH_S)
             if self.fault is not None:
                 nursery.start_soon(_arm_on_signal, self.fault)

@@ -92,6 +92,7 @@ post_interval_ms = 5000
 takeover_blocks = 20
 confirmations = 6
 poll_ms = 1000
+watcher_key_file = "keys/watcher.key"
 
 [log]
 level = "DEBUG"
@@ -167,7 +168,9 @@ def test_every_key_overridden(tmp_path: Path) -> None:
         20,
         6,
         1000,
+        "keys/watcher.key",
     )
+    assert config.watcher_key_path == home / "keys" / "watcher.key"
     assert config.log == LogSettings("DEBUG", "json", "logs/node.log")
     assert config.log_path == home / "logs" / "node.log"
     # Every key of every section differs from its default: the test covers them all.
