@@ -251,6 +251,14 @@ class ConsensusSettings:
         _between(0, 16),
     )
 
+    empty_block_interval_ms: int = _key(
+        500,
+        "As leader, how long to wait for a batch before proposing an empty block "
+        "(ms); a batch that arrives meanwhile is proposed at once. Capped at half the "
+        "view timeout. Lower: faster empty blocks; higher: fewer of them when idle.",
+        _between(0, 60_000),
+    )
+
     test_fault: str | None = _key(
         None,
         'For local test networks only: a fault this validator carries, "equivocate" '
@@ -259,14 +267,6 @@ class ConsensusSettings:
         "chain id is in the local range of sequencer_net/home/genesis.py. Unset: none.",
         _one_of("equivocate"),
         example="equivocate",
-    )
-
-    empty_block_interval_ms: int = _key(
-        500,
-        "As leader, how long to wait for a batch before proposing an empty block "
-        "(ms); a batch that arrives meanwhile is proposed at once. Capped at half the "
-        "view timeout. Lower: faster empty blocks; higher: fewer of them when idle.",
-        _between(0, 60_000),
     )
 
     def empty_block_wait_ms(self, genesis: Genesis) -> int:

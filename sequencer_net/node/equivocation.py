@@ -7,16 +7,16 @@ genesis draws from. The fault is dormant until the process gets SIGUSR1
 (`arm`), so a test network can first commit and post an undisputed history.
 
 Once armed, with the validators split into two sides by index parity (side 0:
-even indices, side 1: odd):
+even indices, side 1: odd), and a block's side the parity of its payload's
+timestamp (so every faulty validator tells it from the block alone):
 
-- As leader, it sends its block to side 0 and a twin (the same payload with a
-  timestamp one millisecond later, so another digest, signed as a second
-  proposal for the view) to side 1; each side also gets the other twin a
-  little later, which an honest validator ignores (it votes for the first
-  proposal of a view it sees).
-- As voter, it co-signs every proposal it sees, NOTARIZE and FINALIZE at once:
-  the leader's first proposal of a view is taken for its own side's, the
-  second for the other side's.
+- As leader, it makes a twin of its block (the same payload with a timestamp
+  one millisecond later, so another digest and the other side, signed as a
+  second proposal for the view) and sends each side its own twin first and
+  the other one right after, which an honest validator ignores (it votes for
+  the first proposal of a view it sees).
+- As voter, it co-signs every proposal it sees, NOTARIZE and FINALIZE at once,
+  for the side of the block.
 - Votes and certificates for a block whose side it knows go to that side at
   once and to the other side `CROSS_DELAY_S` later, after each side has
   finalized its own twin; honest validators then hold both of its FINALIZE
@@ -38,21 +38,19 @@ from typing import Final
 import msgspec
 
 from consensus.messages import Block, Certificate, Message, Proposal, Vote, VoteKind
-from consensus.payload import decode_payload, encode_payload
+from consensus.payload import MalformedPayload, decode_payload, encode_payload
 from consensus.types import ValidatorIndex
 
 log = logging.getLogger("seqnet.consensus.fault")
 
 TEST_FAULTS: Final = ("equivocate",)
 """The values of `[consensus] test_fault`."""
-CROSS_DELAY_S: Final = 3.0
+CROSS_DELAY_S: Final = 1.0
 """How long a side waits for what the faulty validator sent the other side:
 long after each side finalized its twin, within the views a core still
 tallies (consensus/core.py TALLY_VIEWS_KEPT)."""
-SECOND_PROPOSAL_DELAY_S: Final = 0.05
-"""Gap between a side's own twin and the other one, so it sees its own first."""
 MAX_TRACKED: Final = 4_096
-"""Blocks (and views) whose side is remembered; the oldest are forgotten."""
+"""Blocks whose side is remembered; the oldest are forgotten."""
 
 Outgoing = list[tuple[int, Message, float]]
 """(peer, message, delay in seconds) to send."""
@@ -83,7 +81,16 @@ def check_test_fault_allowed(fault: str | None, chain_id: int) -> None:
 
 
 def side_of(index: int) -> int:
+    """A validator's side."""
     return index % 2
+
+
+def block_side(block: Block) -> int | None:
+    """A block's side: the parity of its payload's timestamp (None: malformed)."""
+    try:
+        return decode_payload(block.payload).timestamp_ms % 2
+    except MalformedPayload:
+        return None
 
 
 def twin_of(proposal: Proposal, sign: Signer) -> Proposal:
@@ -114,7 +121,6 @@ class Equivocator:
         self.armed = False
         self.equivocations = 0
         self._side: OrderedDict[bytes, int] = OrderedDict()
-        self._first_seen: OrderedDict[int, bytes] = OrderedDict()  # view -> first proposal
 
     def arm(self) -> None:
         if not self.armed:
@@ -142,26 +148,29 @@ class Equivocator:
             return None
         return self._by_side(message, side)
 
-    def _twins(self, proposal: Proposal) -> Outgoing:
+    def _twins(self, proposal: Proposal) -> Outgoing | None:
         twin = twin_of(proposal, self.sign)
-        block, other = proposal.block, twin.block
-        self._remember(block.digest(), 0)
-        self._remember(other.digest(), 1)
+        side = block_side(proposal.block)
+        if side is None:
+            return None
+        by_side = {side: proposal, 1 - side: twin}
+        for s, p in by_side.items():
+            self._remember(p.block.digest(), s)
         self.equivocations += 1
         log.warning(
             "event=test_fault_equivocated view=%d height=%d side0=%s side1=%s",
-            block.view,
-            block.height,
-            block.digest().hex()[:12],
-            other.digest().hex()[:12],
+            proposal.block.view,
+            proposal.block.height,
+            by_side[0].block.digest().hex()[:12],
+            by_side[1].block.digest().hex()[:12],
         )
         out: Outgoing = []
-        for side, (first, second) in ((0, (proposal, twin)), (1, (twin, proposal))):
-            for peer in self.peers(side):
-                out.append((peer, first, 0.0))
-                out.append((peer, second, SECOND_PROPOSAL_DELAY_S))
-        for side, p in ((0, proposal), (1, twin)):
-            out += self._by_side(self._vote(VoteKind.FINALIZE, p.block), side)
+        for s in (0, 1):
+            for peer in self.peers(s):
+                out.append((peer, by_side[s], 0.0))
+                out.append((peer, by_side[1 - s], 0.0))
+        for s, p in by_side.items():
+            out += self._by_side(self._vote(VoteKind.FINALIZE, p.block), s)
         return out
 
     # ---- what peers send ----------------------------------------------------------------
@@ -174,16 +183,9 @@ class Equivocator:
         if block.proposer != peer:
             return []
         digest = block.digest()
-        if digest in self._side:
+        side = block_side(block)
+        if digest in self._side or side is None:
             return []
-        first = self._first_seen.get(block.view)
-        if first is None:
-            self._first_seen[block.view] = digest
-            while len(self._first_seen) > MAX_TRACKED:
-                self._first_seen.popitem(last=False)
-            side = side_of(self.me)
-        else:
-            side = 1 - side_of(self.me)
         self._remember(digest, side)
         out: Outgoing = []
         for kind in (VoteKind.NOTARIZE, VoteKind.FINALIZE):

@@ -287,7 +287,15 @@ def _run(
             say(f"finalizing the fork's withdrawal reverted: {report.withdrawal_refused}")
 
     # 7. The escape hatch, from the last undisputed root.
-    payout = escape_collateral(w3, user_b, bridge, commitments, first_honest)
+    payout = None
+    for client in clients.values():  # a node that holds the undisputed state
+        try:
+            payout = escape_collateral(w3, user_b, bridge, commitments, client)
+            break
+        except SeqnetApiError as exc:
+            say(f"{client.base_url}: no proof of the undisputed state ({exc})")
+    if payout is None:
+        raise ScenarioStopped("no node could prove B's collateral in the undisputed state")
     report.escape_hatch_paid = int(payout.amount)
     report.escape_state_height = payout.state_height
     say(f"B escaped {payout.amount} wei of collateral from state height {payout.state_height}")
