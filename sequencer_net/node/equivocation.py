@@ -18,7 +18,7 @@ timestamp (so every faulty validator tells it from the block alone):
 - As voter, it co-signs every proposal it sees, NOTARIZE and FINALIZE at once,
   for the side of the block.
 - Votes and certificates for a block whose side it knows go to that side at
-  once and to the other side `CROSS_DELAY_S` later, after each side has
+  once and to the other side `cross_delay_s` later, after each side has
   finalized its own twin; honest validators then hold both of its FINALIZE
   votes of one view (consensus/core.py reports them as evidence).
 
@@ -45,10 +45,11 @@ log = logging.getLogger("seqnet.consensus.fault")
 
 TEST_FAULTS: Final = ("equivocate",)
 """The values of `[consensus] test_fault`."""
-CROSS_DELAY_S: Final = 1.0
-"""How long a side waits for what the faulty validator sent the other side:
-long after each side finalized its twin, within the views a core still
-tallies (consensus/core.py TALLY_VIEWS_KEPT)."""
+CROSS_DELAY_BLOCKS: Final = 3
+"""How long a side waits for what the faulty validator sent the other side, in
+empty-block intervals: long after each side finalized its twin, within the
+views a core still tallies (consensus/core.py TALLY_VIEWS_KEPT = 8 views, each
+at least an empty-block interval on an idle network)."""
 MAX_TRACKED: Final = 4_096
 """Blocks whose side is remembered; the oldest are forgotten."""
 
@@ -114,8 +115,9 @@ def twin_of(proposal: Proposal, sign: Signer) -> Proposal:
 class Equivocator:
     """The equivocating validator's sending rules (see the module docstring)."""
 
-    def __init__(self, *, me: int, validators: int, sign: Signer) -> None:
+    def __init__(self, *, me: int, validators: int, sign: Signer, cross_delay_s: float) -> None:
         self.me = me
+        self.cross_delay_s = cross_delay_s
         self.validators = validators
         self.sign = sign
         self.armed = False
@@ -207,7 +209,7 @@ class Equivocator:
 
     def _by_side(self, message: Message, side: int) -> Outgoing:
         now: Outgoing = [(p, message, 0.0) for p in self.peers(side)]
-        return now + [(p, message, CROSS_DELAY_S) for p in self.peers(1 - side)]
+        return now + [(p, message, self.cross_delay_s) for p in self.peers(1 - side)]
 
     def _remember(self, digest: bytes, side: int) -> None:
         self._side[digest] = side

@@ -51,7 +51,12 @@ from sequencer_net.node.base import NodeBase, NodeSetupError
 from sequencer_net.node.batching import OwnBatches, PeerBatches
 from sequencer_net.node.commit import CommitPipeline
 from sequencer_net.node.driver import ConsensusDriver
-from sequencer_net.node.equivocation import Equivocator, TestFaultRefused, check_test_fault_allowed
+from sequencer_net.node.equivocation import (
+    CROSS_DELAY_BLOCKS,
+    Equivocator,
+    TestFaultRefused,
+    check_test_fault_allowed,
+)
 from sequencer_net.node.follow import FollowServer
 from sequencer_net.node.own_nonces import OwnNonces
 from sequencer_net.node.reporter import PriceReporter, build_source
@@ -235,7 +240,13 @@ class ValidatorNode(NodeBase):
         def sign(kind: int, view: int, height: int, block: bytes) -> bytes:
             return bytes(core.key.sign_digest(core.verifier.vote_digest(kind, view, height, block)))
 
-        return Equivocator(me=self.index, validators=len(self.validators), sign=sign)
+        empty_block_s = self.config.consensus.empty_block_wait_ms(self.genesis) / 1000
+        return Equivocator(
+            me=self.index,
+            validators=len(self.validators),
+            sign=sign,
+            cross_delay_s=CROSS_DELAY_BLOCKS * empty_block_s,
+        )
 
     def _price_reporter(self) -> PriceReporter | None:
         """The reporter of this validator's prices ([oracle]); None without a source."""

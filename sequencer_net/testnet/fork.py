@@ -45,6 +45,8 @@ USER_B_KEY: Final = 3
 RECIPIENT_KEY: Final = 2
 STEP_TIMEOUT_S: Final = 60.0
 POLL_S: Final = 0.25
+PROVE_ATTEMPTS: Final = 2
+"""Rounds over the nodes to prove the withdrawal (a node may lack the posted state)."""
 MARGIN_HEIGHTS: Final = 3
 """Heights committed after the withdrawal before the fault is armed, so the
 fork's blocks vouch for a state that holds the withdrawal."""
@@ -122,7 +124,7 @@ def _run(
     from sequencer_net.home.genesis import load_genesis
     from sequencer_net.l1.anvil import DEV_PRIVATE_KEYS
     from sequencer_net.l1.artifacts import UnknownCustomError, custom_error_name
-    from sequencer_net.l1.transact import transact
+    from sequencer_net.l1.transact import TransactionFailed, transact
     from sequencer_net.l1.user import (
         NotPostedYet,
         contract,
@@ -231,13 +233,15 @@ def _run(
 
     _until(stop, fork_posted, "a posted block of the fork (or the freeze)", STEP_TIMEOUT_S)
     proven = None
-    for node in [*honest, *(n for n in net.nodes if n not in honest)]:
+    nodes = [*honest, *(n for n in net.nodes if n not in honest)]
+    for node in nodes * PROVE_ATTEMPTS:
         try:
             proven = prove_withdrawal(
                 w3, user_a, bridge, commitments, clients[node.spec.index], report.withdrawal_id
             )
             break
-        except (NotPostedYet, SeqnetApiError, ValueError) as exc:
+        except (NotPostedYet, SeqnetApiError, ValueError, TransactionFailed) as exc:
+            # TransactionFailed: the L1 moved between the estimate and the block.
             report.withdrawal_refused = reason_of(exc)
         except (ContractCustomError, ContractLogicError) as exc:
             report.withdrawal_refused = reason_of(exc)
@@ -282,7 +286,7 @@ def _run(
             finalize_withdrawal(w3, user_a, bridge, report.withdrawal_id)
             report.fork_withdrawals_paid += 1
             say("the fork's withdrawal was PAID")
-        except (ContractCustomError, ContractLogicError) as exc:
+        except (ContractCustomError, ContractLogicError, TransactionFailed) as exc:
             report.withdrawal_refused = reason_of(exc)
             say(f"finalizing the fork's withdrawal reverted: {report.withdrawal_refused}")
 

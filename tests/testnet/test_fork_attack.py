@@ -24,7 +24,6 @@ from consensus.types import ZERO_DIGEST
 from sequencer_net.home.genesis import LOCAL_CHAIN_ID_RANGE
 from sequencer_net.l1.anvil import anvil_available
 from sequencer_net.node.equivocation import (
-    CROSS_DELAY_S,
     Equivocator,
     TestFaultRefused,
     check_test_fault_allowed,
@@ -36,6 +35,7 @@ from .conftest import free_base_port
 ROOT = Path(__file__).parents[2]
 MANIFEST = ROOT / "testnet" / "fork-attack.toml"
 RUN_TIMEOUT_S = 300.0
+CROSS_DELAY = 1.5
 
 
 def test_the_fault_is_refused_outside_the_local_chain_id_range() -> None:
@@ -90,7 +90,7 @@ def _signer(key: PrivateKey):  # type: ignore[no-untyped-def]
 
 def test_an_armed_leader_sends_twins_to_the_two_sides_and_finalizes_both() -> None:
     key = PrivateKey(b"\x01" * 32)
-    fault = Equivocator(me=0, validators=4, sign=_signer(key))
+    fault = Equivocator(me=0, validators=4, sign=_signer(key), cross_delay_s=CROSS_DELAY)
     proposal = _proposal()
     assert fault.outgoing(proposal) is None  # dormant until armed
     fault.arm()
@@ -112,17 +112,17 @@ def test_an_armed_leader_sends_twins_to_the_two_sides_and_finalizes_both() -> No
     assert {m.kind for _, m, _ in finals} == {VoteKind.FINALIZE}
     to_twin_side = {m.block for p, m, d in finals if p in (1, 3) and d == 0}
     assert to_twin_side == {twin.block.digest()}
-    assert {m.block for p, m, d in finals if p == 2 and d == CROSS_DELAY_S} == to_twin_side
+    assert {m.block for p, m, d in finals if p == 2 and d == CROSS_DELAY} == to_twin_side
     # The core's later votes for either twin follow the same sides.
     vote = Vote(VoteKind.FINALIZE, 4, 3, twin.block.digest(), 0, b"\x00" * 65)
     routed = fault.outgoing(vote)
     assert routed is not None
-    assert sorted((p, d) for p, _, d in routed) == [(1, 0.0), (2, CROSS_DELAY_S), (3, 0.0)]
+    assert sorted((p, d) for p, _, d in routed) == [(1, 0.0), (2, CROSS_DELAY), (3, 0.0)]
 
 
 def test_an_armed_voter_co_signs_both_twins_each_for_its_side() -> None:
     key = PrivateKey(b"\x02" * 32)
-    fault = Equivocator(me=1, validators=4, sign=_signer(key))
+    fault = Equivocator(me=1, validators=4, sign=_signer(key), cross_delay_s=CROSS_DELAY)
     proposal = _proposal()
     assert fault.incoming(0, proposal) == []  # dormant
     fault.arm()
@@ -133,7 +133,7 @@ def test_an_armed_voter_co_signs_both_twins_each_for_its_side() -> None:
     }
     assert all(isinstance(m, Vote) for _, m, _ in even)
     assert {p for p, _, d in even if d == 0} == {0, 2}  # an even timestamp: the even side
-    assert {p for p, _, d in even if d == CROSS_DELAY_S} == {3}
+    assert {p for p, _, d in even if d == CROSS_DELAY} == {3}
     assert fault.incoming(0, proposal) == []  # once per block
     assert fault.incoming(2, proposal) == []  # only the leader's own proposal
     from sequencer_net.node.equivocation import twin_of
