@@ -169,3 +169,28 @@ def test_a_fork_of_real_validators_freezes_the_l1_and_only_the_escape_pays(
     assert summary["escape_hatch_paid"] > 0, context
     assert attack["escape_state_height"] < attack["disputed_height"], context
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+@pytest.mark.parametrize("chain_id", [1, 424242])
+def test_a_validator_with_the_fault_refuses_to_start_on_a_non_local_chain(
+    tmp_path: Path, chain_id: int
+) -> None:
+    from sequencer_net.home.genesis import make_local_genesis
+    from sequencer_net.home.keystore import generate_secret
+    from sequencer_net.home.setup import init_home
+    from sequencer_net.testnet.network import set_consensus_key
+
+    secret = generate_secret()
+    ports = free_base_port(1)
+    genesis = make_local_genesis(
+        [secret], chain_id=chain_id, base_p2p_port=ports, base_api_port=ports + 100
+    )
+    home = tmp_path / "home"
+    init_home(home, name="v0", genesis=genesis, secret=secret, p2p_port=ports, api_port=ports + 100)
+    set_consensus_key(home, "test_fault", '"equivocate"')
+    result = subprocess.run(
+        [sys.executable, "-m", "sequencer_net.cli.main", "node", "run", "--home", str(home)],
+        capture_output=True, text=True, timeout=60, cwd=ROOT, check=False,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "test_fault is for local test networks only" in result.stdout + result.stderr
