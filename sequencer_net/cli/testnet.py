@@ -230,6 +230,11 @@ def _run_foreground(net: Testnet, console: Console, as_json: bool) -> int:
         click.echo(json.dumps(summary))
     else:
         _print_summary(summary, console)
+    if net.manifest.network.equivocators:
+        # A fork attack is meant to split the nodes: it passes when the L1 caught it.
+        attack = summary.get("attack") or {}
+        caught = attack.get("frozen") and attack.get("fork_withdrawals_paid") == 0
+        return 0 if caught and attack.get("escape_hatch_paid") else 1
     return 1 if summary["agreement"]["agree"] is False else 0
 
 

@@ -259,6 +259,16 @@ class ConsensusSettings:
         _between(0, 60_000),
     )
 
+    test_fault: str | None = _key(
+        None,
+        'For local test networks only: a fault this validator carries, "equivocate" '
+        "(as leader, propose twin blocks to the two halves of the validators; as voter, "
+        "sign every proposal; armed by SIGUSR1). Refused at startup unless the genesis "
+        "chain id is in the local range of sequencer_net/home/genesis.py. Unset: none.",
+        _one_of("equivocate"),
+        example="equivocate",
+    )
+
     def empty_block_wait_ms(self, genesis: Genesis) -> int:
         view_timeout = self.view_timeout_ms or genesis.view_timeout_ms
         return min(self.empty_block_interval_ms, view_timeout // 2)

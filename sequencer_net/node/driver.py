@@ -52,6 +52,7 @@ from consensus.messages import (
 from consensus.sync import answer_sync_request
 from consensus.types import Digest, Height, ValidatorIndex, View
 from sequencer_net.metrics import Metrics
+from sequencer_net.node.equivocation import Equivocator, Outgoing
 from sequencer_net.node.requests import RequestKind
 from sequencer_net.p2p.network import Channel, P2PNetwork
 from sequencer_net.payload.service import PayloadService
@@ -75,6 +76,7 @@ class ConsensusDriver:
         commits: trio.MemorySendChannel[Commit],
         metrics: Metrics,
         is_connected: Callable[[], bool] = lambda: True,
+        fault: Equivocator | None = None,
     ) -> None:
         self.core = core
         self.store = store
@@ -83,6 +85,8 @@ class ConsensusDriver:
         self.commits = commits
         self.metrics = metrics
         self.is_connected = is_connected
+        self.fault = fault
+        """A test-only fault (sequencer_net/node/equivocation.py); None on real networks."""
         self._events_in, self._events_out = trio.open_memory_channel[tuple[Event, float]](
             EVENT_QUEUE
         )
@@ -133,6 +137,8 @@ class ConsensusDriver:
             self.metrics.malformed_messages.inc()
             log.warning("event=malformed_message peer=%d reason=%s", peer, exc)
             return
+        if self.fault is not None:
+            self._send_fault(self.fault.incoming(peer, message))
         if (
             isinstance(message, Certificate)
             and message.kind == VoteKind.FINALIZE
@@ -178,7 +184,10 @@ class ConsensusDriver:
                     if self.is_connected():
                         self.p2p.send(action.to, Channel.CONSENSUS, encode_message(action.message))
                 case Broadcast():
-                    if self.is_connected():
+                    routed = None if self.fault is None else self.fault.outgoing(action.message)
+                    if routed is not None:
+                        self._send_fault(routed)
+                    elif self.is_connected():
                         self.p2p.broadcast(Channel.CONSENSUS, encode_message(action.message))
                 case SetTimer():
                     self._set_timer(action.view, action.delay_ms)
@@ -203,6 +212,20 @@ class ConsensusDriver:
                     self._spawn(self._fetch, action.request, action.prefer)
         for block in voted_blocks:
             self.store.store_block(block)
+
+    def _send_fault(self, outgoing: Outgoing) -> None:
+        """Send what the test fault decided, each message to one peer, some later."""
+        for peer, message, delay_s in outgoing:
+            if delay_s <= 0:
+                if self.is_connected():
+                    self.p2p.send(peer, Channel.CONSENSUS, encode_message(message))
+            else:
+                self._spawn(self._send_later, peer, encode_message(message), delay_s)
+
+    async def _send_later(self, peer: int, data: bytes, delay_s: float) -> None:
+        await trio.sleep(delay_s)
+        if self.is_connected():
+            self.p2p.send(peer, Channel.CONSENSUS, data)
 
     def _spawn(self, fn: Callable[..., object], *args: object) -> None:
         assert self._nursery is not None

@@ -51,6 +51,12 @@ from sequencer_net.node.base import NodeBase, NodeSetupError
 from sequencer_net.node.batching import OwnBatches, PeerBatches
 from sequencer_net.node.commit import CommitPipeline
 from sequencer_net.node.driver import ConsensusDriver
+from sequencer_net.node.equivocation import (
+    CROSS_DELAY_BLOCKS,
+    Equivocator,
+    TestFaultRefused,
+    check_test_fault_allowed,
+)
 from sequencer_net.node.follow import FollowServer
 from sequencer_net.node.own_nonces import OwnNonces
 from sequencer_net.node.reporter import PriceReporter, build_source
@@ -168,6 +174,7 @@ class ValidatorNode(NodeBase):
             is_committed=self._is_committed,
         )
         self._commits_in, self._commits_out = trio.open_memory_channel[Commit](COMMIT_QUEUE)
+        self.fault = self._test_fault()
         self.driver = ConsensusDriver(
             core=self.core,
             store=self.store,
@@ -176,6 +183,7 @@ class ValidatorNode(NodeBase):
             commits=self._commits_in,
             metrics=self.metrics,
             is_connected=lambda: self.connected,
+            fault=self.fault,
         )
         self.status = ChainStatus()
         self.accepted_at: dict[bytes, float] = {}
@@ -216,6 +224,29 @@ class ValidatorNode(NodeBase):
         self.metrics.peers.set_function(lambda: len(self._connected_peers()))
         self.metrics.mempool_size.set_function(lambda: len(self.mempool))
         self.metrics.watch_p2p(self.p2p.stats)
+
+    def _test_fault(self) -> Equivocator | None:
+        """The test-only fault of `[consensus] test_fault`, refused outside local networks."""
+        fault = self.config.consensus.test_fault
+        try:
+            check_test_fault_allowed(fault, self.genesis.chain_id)
+        except TestFaultRefused as exc:
+            raise NodeSetupError(f"{self.config.config_path}: {exc}") from exc
+        if fault is None:
+            return None
+        log.warning("event=test_fault_configured fault=%s armed_by=SIGUSR1", fault)
+        core = self.core
+
+        def sign(kind: int, view: int, height: int, block: bytes) -> bytes:
+            return bytes(core.key.sign_digest(core.verifier.vote_digest(kind, view, height, block)))
+
+        empty_block_s = self.config.consensus.empty_block_wait_ms(self.genesis) / 1000
+        return Equivocator(
+            me=self.index,
+            validators=len(self.validators),
+            sign=sign,
+            cross_delay_s=CROSS_DELAY_BLOCKS * empty_block_s,
+        )
 
     def _price_reporter(self) -> PriceReporter | None:
         """The reporter of this validator's prices ([oracle]); None without a source."""
@@ -445,6 +476,8 @@ class ValidatorNode(NodeBase):
             if self.evidence_watcher is not None:
                 await nursery.start(self.evidence_watcher.run)
             nursery.start_soon(run_flusher, self.pool.log_limiter, LOG_FLUSH_S)
+            if self.fault is not None:
+                nursery.start_soon(_arm_on_signal, self.fault)
             await nursery.start(serve_api, build_app(api, api_options), api_options)
             log.info(
                 "event=node_started validator=%d p2p=%s:%d api=%s:%d peer_id=%s height=%d",
@@ -485,6 +518,13 @@ async def run_node(config: NodeConfig) -> None:
         finally:
             node.close()
             log.info("event=node_stopped height=%d", node.status.height)
+
+
+async def _arm_on_signal(fault: Equivocator) -> None:
+    """SIGUSR1 arms the test fault (a local test network's scenario sends it)."""
+    with trio.open_signal_receiver(signal.SIGUSR1) as signals:
+        async for _ in signals:
+            fault.arm()
 
 
 async def _stop_on_signal(scope: trio.CancelScope) -> None:

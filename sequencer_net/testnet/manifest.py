@@ -8,6 +8,8 @@
     weights = [1, 1, 1, 1]      # optional voting weights, one per validator
     view_timeout_ms = 1000      # consensus view timeout
     chain_id = 424242           # optional: default a random id, fresh per testnet
+    equivocators = [0, 1]       # optional, test only: validators carrying the
+                                # equivocation fault (a fork attack, docs/testnet.md)
 
     [load]
     rate = 200                  # signed tx/s submitted while `up` runs; 0 = none
@@ -96,6 +98,9 @@ class NetworkSpec:
     view_timeout_ms: int = DEFAULT_VIEW_TIMEOUT_MS
     chain_id: int | None = None
     """None: a random one, drawn when the testnet's genesis is written."""
+    equivocators: tuple[int, ...] = ()
+    """Validators whose config carries `[consensus] test_fault = "equivocate"`; the
+    testnet session then runs the fork-attack scenario (sequencer_net.testnet.fork)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,7 +173,7 @@ class Manifest:
 
 
 _TOP_KEYS = {"description", "duration_s", "network", "load", "l1", "perturbation"}
-_NETWORK_KEYS = {"validators", "weights", "view_timeout_ms", "chain_id"}
+_NETWORK_KEYS = {"validators", "weights", "view_timeout_ms", "chain_id", "equivocators"}
 _LOAD_KEYS = {"rate", "accounts", "seed", "namespace", "payload_bytes", "mix"}
 _L1_KEYS = {"enabled", "block_time_s", "inclusion_window", "escape_delay"}
 _PERTURBATION_KEYS = {"at_s", "action", "node", "nodes"}
@@ -205,6 +210,7 @@ def parse_manifest(text: str, *, source: str = "<manifest>") -> Manifest:
             network_table, "view_timeout_ms", DEFAULT_VIEW_TIMEOUT_MS, where, "network."
         ),
         chain_id=_optional_int(network_table, "chain_id", where, "network."),
+        equivocators=_indices(network_table, "equivocators", where),
     )
     load = LoadSpec(
         rate=_number(load_table, "rate", DEFAULT_LOAD_RATE, where, "load."),
@@ -256,6 +262,14 @@ def check_manifest(manifest: Manifest) -> None:
             )
         if any(w <= 0 for w in network.weights):
             raise where.error("network.weights", "every weight must be a positive integer")
+    if any(not 0 <= i < network.validators for i in network.equivocators):
+        raise where.error(
+            "network.equivocators", f"must name validators 0..{network.validators - 1}"
+        )
+    if len(set(network.equivocators)) != len(network.equivocators):
+        raise where.error("network.equivocators", "names a validator twice")
+    if network.equivocators and not manifest.l1.enabled:
+        raise where.error("network.equivocators", "needs the L1 ([l1] enabled = true)")
     if network.view_timeout_ms <= 0:
         raise where.error("network.view_timeout_ms", "must be positive")
     if network.chain_id is not None and not 0 < network.chain_id < 2**63:
@@ -386,6 +400,15 @@ def _weights(table: dict[str, Any], where: _Where) -> tuple[int, ...] | None:
         isinstance(w, int) and not isinstance(w, bool) for w in value
     ):
         raise where.error("network.weights", "must be a list of integers")
+    return tuple(value)
+
+
+def _indices(table: dict[str, Any], key: str, where: _Where) -> tuple[int, ...]:
+    value = table.get(key, [])
+    if not isinstance(value, list) or not all(
+        isinstance(i, int) and not isinstance(i, bool) for i in value
+    ):
+        raise where.error("network." + key, "must be a list of validator indices")
     return tuple(value)
 
 

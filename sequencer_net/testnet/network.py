@@ -81,6 +81,12 @@ FULL_NODE_SLOTS = 8
 ADMIN_TOKEN_FILE = "admin.token"
 """In each node's home: the node's admin token (mode 0600), named by its config."""
 
+FORK_POST_INTERVAL_MS = 500
+"""[l1] post_interval_ms of a testnet with equivocators (the default is 2 s)."""
+FORK_EMPTY_BLOCK_MS = 1500
+"""[consensus] empty_block_interval_ms of a testnet with equivocators (the
+default is 500 ms; the manifest's view timeout must be at least twice it)."""
+
 TESTNET_FILE = "testnet.json"
 GENESIS_FILE = "genesis.json"
 NODE_LOG = "node.log"
@@ -136,7 +142,10 @@ def node_ports(base_port: int, index: int) -> tuple[int, int]:
 
 
 def testnet_oracle(manifest: Manifest) -> dict[str, Any]:
-    """The [oracle] keys of a testnet validator: the load seed's simulated walk."""
+    """The [oracle] keys of a testnet validator: the load seed's simulated walk
+    (none in a fork attack, whose views must follow the empty-block interval)."""
+    if manifest.network.equivocators:
+        return {"source": "none"}
     return {"source": "simulated", "seed": manifest.load.seed}
 
 
@@ -195,6 +204,9 @@ def write_validator_homes(
             ),
         )
         l1_config = node_l1_config(l1_rpc_url(host, base_port), addresses)
+        if network.equivocators:
+            # A fork attack: the fork's blocks reach the L1 soon after it happens.
+            l1_config["post_interval_ms"] = FORK_POST_INTERVAL_MS
     genesis_path = directory / GENESIS_FILE
     write_genesis(genesis_path, genesis)
     specs = []
@@ -216,6 +228,12 @@ def write_validator_homes(
             l1=l1_config,
             max_non_validator_connections=FULL_NODE_SLOTS,
         )
+        if network.equivocators:
+            # Slow, steady views on the idle network of a fork attack: the
+            # equivocators' late votes must reach cores still tallying that view.
+            set_consensus_key(home, "empty_block_interval_ms", str(FORK_EMPTY_BLOCK_MS))
+        if index in network.equivocators:
+            set_consensus_key(home, "test_fault", '"equivocate"')
         # The supervisor cuts and restores links through the admin API.
         write_admin_token_file(home / ADMIN_TOKEN_FILE, new_admin_token())
         specs.append(
@@ -227,6 +245,18 @@ def write_validator_homes(
             )
         )
     return specs
+
+
+def set_consensus_key(home: Path, key: str, value: str) -> None:
+    """Set `[consensus] key = value` (TOML) in the config of the home (a fork-attack testnet)."""
+    from sequencer_net.home.config import CONFIG_FILE
+
+    path = home / CONFIG_FILE
+    text = path.read_text()
+    header = "[consensus]\n"
+    if text.count(header) != 1:
+        raise TestnetError(f"{path}: no single [consensus] section to add {key} to")
+    path.write_text(text.replace(header, f"{header}{key} = {value}\n"))
 
 
 def node_admin_token(home: Path) -> str | None:
@@ -353,6 +383,7 @@ class Testnet:
                 "weights": list(network.weights) if network.weights else None,
                 "view_timeout_ms": network.view_timeout_ms,
                 "chain_id": network.chain_id,
+                "equivocators": list(network.equivocators),
             },
             "load": {
                 "rate": load.rate,
@@ -393,6 +424,7 @@ class Testnet:
                 weights=tuple(network["weights"]) if network.get("weights") else None,
                 view_timeout_ms=int(network["view_timeout_ms"]),
                 chain_id=int(network["chain_id"]),
+                equivocators=tuple(int(i) for i in network.get("equivocators", [])),
             ),
             load=LoadSpec(
                 rate=float(load["rate"]),
@@ -496,6 +528,11 @@ class Testnet:
         node.paused = False
         self.save()
         return True
+
+    def arm_fault(self, index: int) -> bool:
+        """SIGUSR1: arm the test fault of an equivocator (`[consensus] test_fault`)."""
+        node = self.nodes[index]
+        return node.identity is not None and send_signal(node.identity, signal.SIGUSR1)
 
     def set_connected(self, index: int, connected: bool) -> None:
         """Cut or restore the node's validator links through its admin API, with

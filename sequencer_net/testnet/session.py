@@ -11,6 +11,7 @@ block at their common height.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import time
 from collections.abc import Callable
@@ -70,6 +71,7 @@ class SessionState:
     market_names: dict[int, str] = field(default_factory=dict)
     width: int = 80
     l1_chain: dict[str, Any] | None = None  # the last L1Snapshot.to_json()
+    attack: dict[str, Any] | None = None  # the fork-attack report (manifest equivocators)
 
     def elapsed_s(self) -> float:
         return trio.current_time() - self.started_at
@@ -200,6 +202,33 @@ async def _apply_perturbations(state: SessionState) -> None:
             state.log(f"[{perturbation.action}] {outcome}")
 
 
+async def _run_fork_attack(state: SessionState, cancel_scope: trio.CancelScope) -> None:
+    """The fork-attack scenario (sequencer_net.testnet.fork), in a thread; the
+    session ends when it does."""
+    import threading
+
+    from sequencer_net.testnet.fork import ForkReport, run_fork_attack
+
+    stop = threading.Event()
+    token = trio.lowlevel.current_trio_token()
+
+    def log(text: str) -> None:
+        # After the session is over, the report alone keeps the steps.
+        with contextlib.suppress(trio.RunFinishedError):
+            trio.from_thread.run_sync(state.log, text, trio_token=token)
+
+    def attack() -> ForkReport:
+        return run_fork_attack(state.net, log=log, stop=stop)
+
+    try:
+        # Abandoned on cancel: `stop` then ends the thread at its next wait.
+        report = await trio.to_thread.run_sync(attack, abandon_on_cancel=True)  # type: ignore[call-arg]
+    finally:
+        stop.set()
+    state.attack = report.to_json()
+    cancel_scope.cancel()
+
+
 async def _run_load(state: SessionState) -> None:
     assert state.load is not None
     config = state.load.config
@@ -285,6 +314,8 @@ async def run_session(
             nursery.start_soon(_apply_perturbations, state)
             if state.load is not None:
                 nursery.start_soon(_run_load, state)
+            if manifest.network.equivocators and net.l1 is not None:
+                nursery.start_soon(_run_fork_attack, state, nursery.cancel_scope)
             if duration is not None:
                 nursery.start_soon(_stop_after, nursery.cancel_scope, state, duration)
             if handle_signals:
@@ -364,7 +395,15 @@ def summarize(state: SessionState, elapsed_s: float) -> dict[str, Any]:
                 for node, status in zip(net.nodes, statuses, strict=True)
             },
         },
+        "attack": state.attack,
+        **(_attack_fields(state.attack) if net.manifest.network.equivocators else {}),
         "events": list(state.events),
         "directory": str(net.directory),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
+
+
+def _attack_fields(attack: dict[str, Any] | None) -> dict[str, Any]:
+    """The fork attack's outcome at the top of the summary (None: it did not finish)."""
+    keys = ("frozen", "evidence_submitted", "fork_withdrawals_paid", "escape_hatch_paid")
+    return {key: None if attack is None else attack[key] for key in keys}
