@@ -14,7 +14,8 @@ Real validators, real L1 (anvil), the users of sequencer_net/l1/user.py:
     5. wait for the watchers to freeze Commitments with equivocation evidence
     6. try to finalize the withdrawal once its challenge window passed: the
        Bridge refuses a withdrawal proven on a disputed post
-    7. user B takes its collateral out through the escape hatch, proven
+    7. user B takes its collateral out through the escape hatch (open a
+       challenge window after the freeze), proven
        against the last undisputed root
 
 `run_fork_attack` returns the summary (`frozen`, `evidence_submitted`,
@@ -290,7 +291,14 @@ def _run(
             report.withdrawal_refused = reason_of(exc)
             say(f"finalizing the fork's withdrawal reverted: {report.withdrawal_refused}")
 
-    # 7. The escape hatch, from the last undisputed root.
+    # 7. The escape hatch, from the last undisputed root: it opens a challenge window
+    # after the freeze (time for evidence of a lower height to arrive first).
+    _until(
+        stop,
+        lambda: bool(bridge.functions.escapeOpen().call()),
+        "the escape hatch to open",
+        STEP_TIMEOUT_S,
+    )
     payout = None
     for client in clients.values():  # a node that holds the undisputed state
         try:
