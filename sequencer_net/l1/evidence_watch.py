@@ -575,7 +575,7 @@ class EvidenceWatcher:
         """Blocking: the range's Committed events in L1 order, and its last block's hash."""
         committed = self.commitments.events.Committed()
         entries = self.link.guarded(lambda: committed.get_logs(from_block=start, to_block=end))
-        check_count(entries)
+        check_count(entries, start, end)
         events = []
         for entry in entries:
             block, index = log_position(entry, start, end)

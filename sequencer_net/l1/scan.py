@@ -13,8 +13,11 @@
                         range's events are handed over in L1 order, then the
                         position advances and is saved
 
-Every log's block number is checked to lie in the range asked for, and a range
-with more than MAX_LOGS_PER_RANGE logs is not an answer anyone acts on.
+Every log's block number is checked to lie in the range asked for. A range
+with more than MAX_LOGS_PER_RANGE logs is read again in halves, down to single
+blocks, whose logs are taken whatever their number (the L1's gas limit bounds
+them): a burst of cheap deposits or forced transactions slows a scan, it never
+stalls it.
 """
 
 from __future__ import annotations
@@ -96,9 +99,16 @@ def log_position(entry: Any, start: int, end: int) -> tuple[int, int]:
     return block, checked_uint(entry.get("logIndex"), "log logIndex")
 
 
-def check_count(entries: Sequence[Any]) -> None:
-    if len(entries) > MAX_LOGS_PER_RANGE:
-        raise L1AnswerInvalid(f"{len(entries)} logs in one range")
+class TooManyLogs(L1AnswerInvalid):
+    """A range held more than MAX_LOGS_PER_RANGE logs: the scan reads it in halves."""
+
+
+def check_count(entries: Sequence[Any], start: int, end: int) -> None:
+    """Refuse an overfull multi-block range (the scan halves it). One block's logs
+    are taken whatever their number: the L1's gas limit bounds them, and refusing
+    them would stall the scan there for good."""
+    if len(entries) > MAX_LOGS_PER_RANGE and end > start:
+        raise TooManyLogs(f"{len(entries)} logs in blocks {start}..{end}")
 
 
 def end_hash(link: L1Link, end: int) -> bytes:
@@ -142,12 +152,17 @@ async def scan_confirmed(
     worker thread) returns the range's events in L1 order and its last block's
     hash; `handle(event)` returns False to stop the round (the range is read
     again next round). True when everything up to `safe` is scanned."""
+    span = MAX_LOG_RANGE
     for _ in range(MAX_RANGES_PER_ROUND):
         if position.block >= safe:
             return True
         start = position.block + 1
-        end = min(safe, start + MAX_LOG_RANGE - 1)
-        events, last_hash = await trio.to_thread.run_sync(read_range, start, end)
+        end = min(safe, start + span - 1)
+        try:
+            events, last_hash = await trio.to_thread.run_sync(read_range, start, end)
+        except TooManyLogs:
+            span = max(1, (end - start + 1) // 2)  # read the busy stretch in smaller ranges
+            continue
         for event in events:
             if not await handle(event):
                 return False

@@ -304,12 +304,12 @@ class L1Watcher:
         if self.link.bridge is not None:
             deposited = self.link.bridge.events.Deposited()
             entries = self.link.guarded(lambda: deposited.get_logs(from_block=start, to_block=end))
-            check_count(entries)
+            check_count(entries, start, end)
             events += [decode_deposit(e, start, end) for e in entries]
         if self.link.inbox is not None:
             forced = self.link.inbox.events.ForcedTransaction()
             entries = self.link.guarded(lambda: forced.get_logs(from_block=start, to_block=end))
-            check_count(entries)
+            check_count(entries, start, end)
             events += [decode_forced(e, start, end) for e in entries]
         last_hash = end_hash(self.link, end)
         events.sort(key=lambda e: (e.block, e.log_index))
