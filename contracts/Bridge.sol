@@ -34,6 +34,8 @@ interface ICommitments {
 contract Bridge {
     /// A Subaccount record is [collateral, markets, open_orders]; a flat one is a few dozen bytes.
     uint256 public constant MAX_SUBACCOUNT_BYTES = 1024;
+    /// The largest amount the chain credits (sequencer_net/execution/limits.py MAX_AMOUNT).
+    uint256 public constant MAX_DEPOSIT = 1e40;
 
     /// A proven withdrawal waiting out the challenge window (three slots).
     struct PendingWithdrawal {
@@ -73,6 +75,7 @@ contract Bridge {
     event Frozen(uint64 stateHeight, bytes32 stateRoot);
 
     error ZeroAmount();
+    error DepositTooLarge(uint256 amount);
     error BridgeFrozen();
     error UnknownStateRoot(uint64 stateHeight);
     error AlreadyWithdrawn(uint64 id);
@@ -114,6 +117,9 @@ contract Bridge {
 
     function _recordDeposit(bytes21 subaccount, address asset, uint256 amount) private {
         if (frozenStateRoot != bytes32(0)) revert BridgeFrozen();
+        // The chain refuses (and never credits) amounts above its MAX_AMOUNT: refuse them
+        // here, where the funds would otherwise stay locked.
+        if (amount > MAX_DEPOSIT) revert DepositTooLarge(amount);
         uint64 nonce = depositCount;
         depositCount = nonce + 1;
         emit Deposited(nonce, msg.sender, subaccount, asset, amount);

@@ -10,6 +10,7 @@ from web3.types import TxReceipt
 
 from consensus.crypto import keccak256
 from sequencer_net.execution.encoding import BIG_INT_EXT, encode
+from sequencer_net.execution.limits import MAX_AMOUNT
 from sequencer_net.execution.records import Subaccount
 from sequencer_net.execution.state_tree import MemoryNodeStore, StateTree
 from tests.l1.l1_chain import CHALLENGE_WINDOW, ESCAPE_DELAY, L1Chain, expect_revert
@@ -80,6 +81,12 @@ def test_deposits_count_up_over_both_kinds(chain: L1Chain) -> None:
         "TokenTransferFailed",
         lambda: chain.send(chain.bridge.functions.depositToken(sub, 7 * WAD), user),
     )
+    # Above what the chain credits (its MAX_AMOUNT, 10**40): refused, not locked.
+    expect_revert(
+        "DepositTooLarge",
+        lambda: chain.send(chain.bridge.functions.depositToken(sub, 10**40 + 1), user),
+    )
+    assert chain.bridge.functions.MAX_DEPOSIT().call() == MAX_AMOUNT
 
 
 def test_withdrawal_with_a_real_proof_pays_once(chain: L1Chain) -> None:
