@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,15 @@ def fund(chain: L1Chain, address: bytes) -> None:
 def committed_ranges(chain: L1Chain) -> list[tuple[int, int]]:
     events = chain.commitments.events.Committed().get_logs(from_block=0)
     return [(e["args"]["fromHeight"], e["args"]["toHeight"]) for e in events]
+
+
+def wait_posted(chain: L1Chain, height: int) -> None:
+    """A round returns once its posting is sent: wait (bounded) until it is mined."""
+    for _ in range(100):
+        if chain.commitments.functions.latestHeight().call() >= height:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"no posting of height {height} was mined")
 
 
 @pytest.fixture
@@ -142,6 +152,7 @@ def test_posts_then_posts_the_next_range(
     blocks.commit(3)
     assert run(other) is RoundResult.NOT_MY_TURN
     assert run(poster) is RoundResult.POSTED
+    wait_posted(chain, 3)
     functions = chain.commitments.functions
     assert functions.latestHeight().call() == 3
     assert functions.latestStateHeight().call() == 2
@@ -154,6 +165,7 @@ def test_posts_then_posts_the_next_range(
     assert poster.status.gas_per_posting is not None and 0 < poster.status.gas_per_posting < 90_000
     blocks.commit(2)
     assert run(poster) is RoundResult.POSTED
+    wait_posted(chain, 5)
     assert committed_ranges(chain) == [(1, 3), (4, 5)]
     assert functions.latestStateRoot().call() == blocks.state_root(4)
     status = poster.status.document(blocks.store.tip()[0])
@@ -178,6 +190,7 @@ def test_a_silent_turn_holder_is_taken_over(
         assert run(poster) is RoundResult.NOT_MY_TURN
     chain.mine(2 * takeover)
     assert run(poster) is RoundResult.POSTED
+    wait_posted(chain, 2)
     assert chain.commitments.functions.latestHeight().call() == 2
 
 
@@ -206,6 +219,7 @@ def test_killed_after_persisting_before_sending_sends_the_same_bytes_on_restart(
     assert chain.commitments.functions.latestHeight().call() == 3
     assert run(second) is RoundResult.POSTED  # settled, then the next range
     assert second.status.postings == 1
+    wait_posted(chain, 4)
     assert committed_ranges(chain) == [(1, 3), (4, 4)]
     tx = chain.w3.eth.get_transaction(pending.tx_hash)  # type: ignore[arg-type]
     assert tx["nonce"] == pending.nonce
@@ -228,6 +242,7 @@ def test_killed_after_sending_neither_double_posts_nor_skips(
     assert not (tmp_path / "l1" / "posting.json").exists()
     blocks.commit(2)
     assert run(second) is RoundResult.POSTED
+    wait_posted(chain, 5)
     assert committed_ranges(chain) == [(1, 3), (4, 5)]
 
 
@@ -279,6 +294,7 @@ def test_a_posting_reorged_out_is_posted_again(
     chain.w3.provider.make_request("evm_revert", [snapshot])  # type: ignore[arg-type]
     assert chain.commitments.functions.latestHeight().call() == 0
     assert run(poster) is RoundResult.POSTED
+    wait_posted(chain, 3)
     assert chain.commitments.functions.latestHeight().call() == 3
 
 

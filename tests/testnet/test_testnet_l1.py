@@ -48,7 +48,7 @@ from sequencer_net.testnet.network import (
     TestnetError,
     start_testnet,
 )
-from sequencer_net.testnet.processes import is_alive
+from sequencer_net.testnet.processes import is_our_process
 
 from .conftest import FAKE_NODE_COMMAND, free_base_port
 
@@ -142,7 +142,7 @@ def test_up_starts_anvil_deploys_at_the_predicted_addresses_and_down_stops_it(
     down = runner.invoke(cli, ["testnet", "down", "--dir", str(testnet_dir), "--grace", "2"])
     assert down.exit_code == 0, down.output
     assert f"anvil: terminated (pid {anvil_pid})" in down.output
-    assert not is_alive(anvil_pid)
+    assert net.l1.identity is not None and not is_our_process(net.l1.identity)
     assert _port_free(base + L1_PORT_OFFSET)
     after = Testnet.load(testnet_dir)
     assert not after.running_nodes() and not after.l1_running()
@@ -298,12 +298,14 @@ def test_real_validators_post_credit_deposits_pay_withdrawals_and_take_forced_tr
         found = _until(lambda: _committed(client, tx_hash(forced)), "the forced transaction")
         assert found["receipt"]["success"], found
         client.close()
-        anvil_pid = net.l1.pid
+        anvil = net.l1.identity
     finally:
         outcomes = net.stop(grace_s=5.0)
     assert {o.how for o in outcomes} == {"terminated"}
-    assert anvil_pid is not None and not is_alive(anvil_pid)
-    assert not any(is_alive(node.pid) for node in net.nodes if node.pid is not None)
+    # Checked by identity (command line and start time), not by PID: a PID freed
+    # here may already name another process.
+    assert anvil is not None and not is_our_process(anvil)
+    assert not any(is_our_process(node.identity) for node in net.nodes if node.identity)
 
 
 def test_the_docs_name_the_predicted_addresses() -> None:
