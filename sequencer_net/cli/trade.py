@@ -214,6 +214,14 @@ def parse_amount(text: str, what: str, *, positive: bool = True) -> int:
     return value
 
 
+def parse_address(text: str, what: str) -> bytes:
+    """A 20-byte address given as 0x + 40 hex digits."""
+    digits = text.removeprefix("0x")
+    if len(digits) != 40 or any(c not in "0123456789abcdefABCDEF" for c in digits):
+        raise click.BadParameter("an address is 0x + 40 hex digits", param_hint=what)
+    return bytes.fromhex(digits)
+
+
 def on_grid(value: int, step: int, what: str) -> int:
     """`value` if it is on the market's grid (`what`: the parameter it came from)."""
     from sequencer_net.api.markets import decimal
@@ -457,10 +465,7 @@ def positions_command(
     if address is None:
         raw = read_key(key_file, password_file).address
     else:
-        text = address.removeprefix("0x")
-        if len(text) != 40 or any(c not in "0123456789abcdefABCDEF" for c in text):
-            raise click.BadParameter("an address is 0x + 40 hex digits", param_hint="--address")
-        raw = bytes.fromhex(text)
+        raw = parse_address(address, "--address")
     target = resolve_target(node, directory, genesis)
     try:
         with target.client() as client:
@@ -777,10 +782,7 @@ def deposit_command(
         )
     value = parse_amount(amount, "AMOUNT")
     if to_address is not None:
-        text = to_address.removeprefix("0x")
-        if len(text) != 40 or any(c not in "0123456789abcdefABCDEF" for c in text):
-            raise click.BadParameter("an address is 0x + 40 hex digits", param_hint="--to")
-        owner = bytes.fromhex(text)
+        owner = parse_address(to_address, "--to")
     else:
         if key_file is None:
             raise click.UsageError("say whom to credit: --to ADDRESS or --key FILE")
@@ -840,10 +842,7 @@ def withdraw_command(
     key = read_key(key_file, password_file)
     recipient = key.address
     if to_address is not None:
-        text = to_address.removeprefix("0x")
-        if len(text) != 40 or any(c not in "0123456789abcdefABCDEF" for c in text):
-            raise click.BadParameter("an address is 0x + 40 hex digits", param_hint="--to")
-        recipient = bytes.fromhex(text)
+        recipient = parse_address(to_address, "--to")
     value = parse_amount(amount, "AMOUNT")
     if eth and subaccount != 0:
         raise click.BadParameter("ether is withdrawn from subaccount 0", param_hint="--subaccount")
