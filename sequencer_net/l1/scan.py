@@ -72,20 +72,22 @@ class ScanPosition:
     def position_of(raw: Any) -> tuple[int, list[tuple[int, bytes]]]:
         """(block, hashes) of a `position_json` document; ValueError, KeyError or
         TypeError on anything else."""
-        block = _int(raw["block"], -1)
-        hashes = [(_int(n, 0), _digest(h)) for n, h in raw["hashes"]]
+        block = json_uint(raw["block"], -1)
+        hashes = [(json_uint(n, 0), json_digest(h)) for n, h in raw["hashes"]]
         if len(hashes) > REMEMBERED_BLOCKS:
             raise ValueError("too many remembered blocks")
         return block, hashes
 
 
-def _int(value: object, low: int) -> int:
+def json_uint(value: object, low: int) -> int:
+    """An integer of a saved JSON state, at least `low` and below 2**64."""
     if not isinstance(value, int) or isinstance(value, bool) or not low <= value < 2**64:
         raise ValueError(f"expected an integer >= {low}")
     return value
 
 
-def _digest(value: object) -> bytes:
+def json_digest(value: object) -> bytes:
+    """A 32-byte 0x hex string of a saved JSON state."""
     if not isinstance(value, str) or not value.startswith("0x") or len(value) != 66:
         raise ValueError("expected a 32-byte 0x hex string")
     return bytes.fromhex(value[2:])

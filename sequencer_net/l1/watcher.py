@@ -64,6 +64,8 @@ from sequencer_net.l1.scan import (
     check_count,
     check_reorg,
     end_hash,
+    json_digest,
+    json_uint,
     log_position,
     scan_confirmed,
 )
@@ -139,9 +141,11 @@ class Cursor(ScanPosition):
             cursor = cls(
                 block=block,
                 hashes=hashes,
-                reported_below=_int(raw["reported_below"], 0),
-                reported_above={_int(n, 0) for n in raw["reported_above"]},
-                forced=OrderedDict((_digest(h), _int(due, -1)) for h, due in raw["forced"]),
+                reported_below=json_uint(raw["reported_below"], 0),
+                reported_above={json_uint(n, 0) for n in raw["reported_above"]},
+                forced=OrderedDict(
+                    (json_digest(h), json_uint(due, -1)) for h, due in raw["forced"]
+                ),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise CursorInvalid(f"malformed cursor: {exc}") from exc
@@ -151,18 +155,6 @@ class Cursor(ScanPosition):
         ):
             raise CursorInvalid("cursor lists exceed their bounds")
         return cursor
-
-
-def _int(value: object, low: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value < 2**64:
-        raise ValueError(f"expected an integer >= {low}")
-    return value
-
-
-def _digest(value: object) -> bytes:
-    if not isinstance(value, str) or not value.startswith("0x") or len(value) != 66:
-        raise ValueError("expected a 32-byte 0x hex string")
-    return bytes.fromhex(value[2:])
 
 
 @dataclass(frozen=True, slots=True)
