@@ -63,21 +63,27 @@ def test_namespaces_carry_api_traffic_and_are_removed() -> None:
         command = [sys.executable, "-m", "http.server", "--bind", address, "28123"]
 
         def start() -> subprocess.Popen[bytes]:
-            return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
         server = wan.run_inside(1, start)
         # The server lives in namespace 1; this process, in the root namespace,
-        # reaches it over the API bridge.
+        # reaches it over the API bridge. A freshly made namespace may refuse the
+        # bind for a moment (its address not usable yet): start the server again
+        # then, a bounded number of times, and show why it exited if it never runs.
         answer = None
+        exits: list[str] = []
         for _ in range(50):
             try:
                 answer = httpx.get(f"http://{address}:28123/", timeout=1.0)
                 break
             except httpx.HTTPError:
-                server.poll()
-                assert server.returncode is None
+                if server.poll() is not None:
+                    assert server.stderr is not None
+                    exits.append(server.stderr.read().decode(errors="replace")[-300:])
+                    assert len(exits) <= 5, exits
+                    server = wan.run_inside(1, start)
                 time.sleep(0.1)
-        assert answer is not None and answer.status_code == 200
+        assert answer is not None and answer.status_code == 200, exits
         # Not reachable on the root namespace's loopback: it is really elsewhere.
         with pytest.raises(httpx.HTTPError):
             httpx.get("http://127.0.0.1:28123/", timeout=1.0)
