@@ -7,9 +7,12 @@ with the named custom error.
 
 from __future__ import annotations
 
+import json
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
 import pytest
@@ -148,3 +151,29 @@ def running_chain(n_validators: int = 4) -> Iterator[L1Chain]:
             inbox=contract("Inbox", "inbox"),
             token=contract("CollateralToken", "collateral_token"),
         )
+
+
+@contextmanager
+def node_api(routes: dict[str, Any]) -> Iterator[str]:
+    """A stand-in node API on loopback answering GET `routes` (path -> JSON), 404 else."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            found = self.path in routes
+            self.send_response(200 if found else 404)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(json.dumps(routes[self.path] if found else {}).encode())
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()

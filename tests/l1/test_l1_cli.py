@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
 from click.testing import CliRunner
@@ -14,33 +10,7 @@ from click.testing import CliRunner
 from sequencer_net.cli.main import cli
 from sequencer_net.l1.anvil import free_loopback_port
 from sequencer_net.l1.status import L1Status
-from tests.l1.l1_chain import L1Chain, requires_anvil
-
-
-@contextmanager
-def status_server(document: dict[str, Any]) -> Iterator[str]:
-    body = json.dumps(document).encode()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            code = 200 if self.path == "/v1/status" else 404
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.end_headers()
-            self.wfile.write(body if code == 200 else b"{}")
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+from tests.l1.l1_chain import L1Chain, node_api, requires_anvil
 
 
 def node_status(chain: L1Chain, height: int, l1: dict[str, Any]) -> dict[str, Any]:
@@ -59,7 +29,7 @@ def invoke(*args: str) -> Any:
 def test_status_json_reads_the_contract_and_the_node(chain: L1Chain) -> None:
     receipt = chain.post(chain.header(4, state_height=3))
     l1 = L1Status(enabled=True, gas_per_posting=None).document(9)
-    with status_server(node_status(chain, 9, l1)) as api:
+    with node_api({"/v1/status": node_status(chain, 9, l1)}) as api:
         result = invoke("--api", api, "--rpc", chain.anvil.url, "--json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
@@ -74,7 +44,7 @@ def test_status_json_reads_the_contract_and_the_node(chain: L1Chain) -> None:
     assert {"inbox", "bridge", "l1_head", "l1_blocks_behind"} <= set(report)
 
     l1 = L1Status(enabled=True, gas_per_posting=61_000).document(9)
-    with status_server(node_status(chain, 9, l1)) as api:
+    with node_api({"/v1/status": node_status(chain, 9, l1)}) as api:
         result = invoke("--api", api, "--rpc", chain.anvil.url)
     assert result.exit_code == 0, result.output
     assert "61,000 (node)" in result.output and "backlog" in result.output

@@ -6,10 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +19,7 @@ from sequencer_net.cli.main import cli
 from sequencer_net.l1.anvil import free_loopback_port
 from sequencer_net.l1.header import L1Header
 from tests.l1.finalized_store import FinalizedStore
-from tests.l1.l1_chain import L1Chain
+from tests.l1.l1_chain import L1Chain, node_api
 from tests.l1.test_evidence import finalize_vote
 from tests.l1.test_evidence_watch import conflicting_block, fund, offence
 
@@ -43,30 +39,6 @@ def vote_json(vote: Vote) -> dict[str, Any]:
         "signer": vote.signer,
         "signature": _hex(vote.signature),
     }
-
-
-@contextmanager
-def node_api(routes: dict[str, Any]) -> Iterator[str]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            found = self.path in routes
-            self.send_response(200 if found else 404)
-            self.send_header("Content-Type", "application/json")
-            self.end_headers()
-            self.wfile.write(json.dumps(routes[self.path] if found else {}).encode())
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
 
 
 def block_route(block: Block, node: FinalizedStore, signers: list[int]) -> dict[str, Any]:
