@@ -234,12 +234,18 @@ _SCHEMAS: dict[str, _Schema] = {
     ),
     "Certificate": _object(
         {
-            "kind": {"type": "integer", "description": "3: finalize"},
+            "kind": {"type": "integer", "description": "1: notarize, 2: nullify, 3: finalize"},
             "view": _INT,
             "height": _INT,
             "block": _ref("Hash"),
             "signers": {"type": "array", "items": _INT},
             "signatures": {"type": "array", "items": _ref("Hex")},
+        }
+    ),
+    "ViewCertificates": _object(
+        {
+            "view": _INT,
+            "certificates": {"type": "array", "items": _ref("Certificate")},
         }
     ),
     "EntryProof": _object(
@@ -627,6 +633,29 @@ _PATHS: dict[str, Any] = {
             "operationId": "evidence",
             "summary": "Equivocation evidence this node has seen (both signed votes)",
             "responses": {"200": _json("at most 1,000 records", _ref("Evidence"))},
+        }
+    },
+    "/v1/views/{view}": {
+        "get": {
+            "operationId": "viewCertificates",
+            "summary": "The certificates of one consensus view this node holds",
+            "description": (
+                "Its notarization and nullification (until a later finalization prunes "
+                "them) and the finalization certificate of the committed block proposed in "
+                "it, if the node holds that block's own. Watchers compare these with what "
+                "the L1 holds to prove a fork."
+            ),
+            "parameters": [
+                _path_param(
+                    "view",
+                    "ASCII decimal digits in 0..2^63-1",
+                    {"type": "string", "pattern": "^[0-9]{1,20}$"},
+                )
+            ],
+            "responses": {
+                "200": _json("possibly none", _ref("ViewCertificates")),
+                **_BAD,
+            },
         }
     },
     "/v1/markets": {

@@ -16,6 +16,7 @@ Endpoints (docs/api.md has the full reference):
 - WS   /v1/subscribe/transactions/{hash}   a transaction's status until committed
 - GET  /v1/validators             the validator set and the signing domain
 - GET  /v1/evidence               equivocation evidence this node has seen (signed votes)
+- GET  /v1/views/{view}           the certificates of one consensus view held here
 - GET  /v1/markets                every market: prices, last auction, open interest, funding
 - GET  /v1/accounts/{address}     an address's subaccounts: collateral, positions, orders, margin
 - GET  /v1/proofs/{key}           a state entry and its Merkle proof (the L1 bridge's input)
@@ -96,6 +97,7 @@ from sequencer_net.api.subscriptions import (
     NoOwnCertificate,
     SubscriptionLimits,
     Subscriptions,
+    certificate_json,
     parse_namespace,
 )
 from sequencer_net.execution.encoding import NonCanonicalEncoding, decode_canonical
@@ -365,6 +367,11 @@ def build_app(ctx: ApiContext, options: ApiOptions | None = None) -> Starlette:
         answer = [_evidence_json(r, ctx.validator_address) for r in records]
         return JSONResponse({"evidence": answer})
 
+    async def view_certificates(request: Request) -> Response:
+        view = parse_height(request.path_params["view"])
+        certs = ctx.store.view_certificates(view)
+        return JSONResponse({"view": view, "certificates": [certificate_json(c) for c in certs]})
+
     async def openapi(request: Request) -> Response:
         return Response(openapi_json(), media_type="application/json")
 
@@ -392,6 +399,7 @@ def build_app(ctx: ApiContext, options: ApiOptions | None = None) -> Starlette:
         WebSocketRoute("/v1/subscribe/transactions/{hash}", subscribe_transaction),
         Route("/v1/validators", validators, methods=["GET"]),
         Route("/v1/evidence", evidence, methods=["GET"]),
+        Route("/v1/views/{view}", view_certificates, methods=["GET"]),
         Route("/v1/openapi.json", openapi, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         *market_routes(ctx.markets),

@@ -20,9 +20,13 @@ every `[l1] poll_ms`):
       on a conflict     event=l1_fork_detected; read the posting transaction's
                         calldata (post(header, signatures)), check the header
                         hashes to the posted blockHash, recover its signers,
-                        and for every validator that also signed this side's
-                        certificate build the pair the contract takes
-                        (fork_evidence), then submit it as above
+                        gather this side's certificates of the posted view
+                        and of its own block at that height, and for every
+                        validator that signed two conflicting votes in one
+                        view build the pair the contract takes
+                        (conflict_evidence), lowest disputed height first,
+                        then submit it as above; a conflict this side cannot
+                        prove yet stays pending and is compared every round
 
 The source is what the L1 is compared with: the node's own store
 (`StoreSource`), or node APIs (`sequencer_net.l1.node_api.NodeApiSource`).
@@ -120,11 +124,17 @@ class ChainSource(Protocol):
 
     async def height(self) -> int: ...
 
+    async def view(self) -> int:
+        """The highest consensus view the source has reached."""
+        ...
+
     async def finalized(self, height: int) -> list[Finalized]:
         """Each source node's block at `height` (empty if none has it)."""
         ...
 
-    async def nullification(self, view: int) -> Certificate | None: ...
+    async def view_certificates(self, view: int) -> list[Certificate]:
+        """The certificates of `view` the source holds (any kind)."""
+        ...
 
 
 class StoreSource:
@@ -153,11 +163,11 @@ class StoreSource:
                 certs.append(cert)
         return [Finalized(digest, tuple(certs))]
 
-    async def nullification(self, view: int) -> Certificate | None:
-        for cert in self.store.certificates_at(view):
-            if cert.kind == VoteKind.NULLIFY:
-                return cert
-        return None
+    async def view(self) -> int:
+        return self.store.tip()[2]
+
+    async def view_certificates(self, view: int) -> list[Certificate]:
+        return self.store.view_certificates(view)
 
 
 # ---- pure rules ---------------------------------------------------------------------------
@@ -236,46 +246,58 @@ def certificate_votes(separator: bytes, cert: Certificate) -> dict[Address, Vote
     return out
 
 
-def fork_evidence(
-    separator: bytes,
-    posting: Posting,
-    ours: Certificate,
-    nullification: Certificate | None,
+def conflict_evidence(
+    separator: bytes, posting: Posting, certificates: list[Certificate], height: int
 ) -> list[EvidenceRecord]:
-    """The pairs the contract takes from a posted header and this side's FINALIZE
-    certificate of a conflicting block at that height.
+    """The pairs the contract takes from a posted header and this side's certificates,
+    one per validator (its lowest disputed height), lowest height first.
 
-    One view: every validator in both quorums signed FINALIZE twice in it.
-    Different views: two FINALIZE votes are no evidence to the contract; the
-    validators who signed the lower view's FINALIZE and its nullification are
-    (`nullification` is that view's NULLIFY certificate, if this side has it).
+    Every vote in them is grouped by (signer, view): a signer that cast two
+    FINALIZE votes for different blocks in one view (at any heights), or a
+    FINALIZE and a NULLIFY in one view, signed what no honest validator signs.
+    Which certificates to pass: this side's FINALIZE of its own block at the
+    posted height (same view: a double finalize), and every certificate this
+    side holds of the posted view (a FINALIZE of another block, at any height,
+    or the view's nullification) and of its own block's view. So a fork is
+    proven at the posting's height or below even when the two sides finalized
+    that height in different views, as soon as this side has certified the
+    posted view.
     """
-    posted = posting.votes(separator)
-    mine = certificate_votes(separator, ours)
-    if ours.view == posting.header.view:
-        pairs = [(mine[a], posted[a]) for a in sorted(mine.keys() & posted.keys())]
-    else:
-        lower = mine if ours.view < posting.header.view else posted
-        view = min(ours.view, posting.header.view)
-        if nullification is None or nullification.view != view:
-            return []
-        nulls = certificate_votes(separator, nullification)
-        pairs = [(lower[a], nulls[a]) for a in sorted(lower.keys() & nulls.keys())]
-    records = []
-    for first, second in pairs:
-        # A posted vote names no validator index: it takes the other vote's.
-        offender = first.signer if first.signer else second.signer
-        first = msgspec.structs.replace(first, signer=offender)
-        second = msgspec.structs.replace(second, signer=offender)
-        record = EvidenceRecord(
-            offender=offender,
-            first=first,
-            second=second,
-            reason=f"finalized conflicting blocks at height {posting.header.height} (L1 fork)",
-        )
-        if is_l1_evidence(record):
-            records.append(record)
-    return records
+    index_of: dict[Address, int] = {}
+    by_signer: dict[tuple[Address, int], list[Vote]] = {}
+
+    def add(signer: Address, vote: Vote) -> None:
+        votes = by_signer.setdefault((signer, vote.view), [])
+        if all((v.kind, v.height, v.block) != (vote.kind, vote.height, vote.block) for v in votes):
+            votes.append(vote)
+
+    for cert in certificates:
+        if cert.kind not in (VoteKind.FINALIZE, VoteKind.NULLIFY):
+            continue
+        for signer, vote in certificate_votes(separator, cert).items():
+            index_of[signer] = vote.signer
+            add(signer, vote)
+    for signer, vote in posting.votes(separator).items():
+        # A posted vote names no validator index: take the one this side's certificates give.
+        add(signer, msgspec.structs.replace(vote, signer=index_of.get(signer, 0)))
+
+    best: dict[Address, tuple[int, EvidenceRecord]] = {}
+    for (signer, _view), votes in sorted(by_signer.items()):
+        for i, first in enumerate(votes):
+            for second in votes[i + 1 :]:
+                record = EvidenceRecord(
+                    offender=index_of.get(signer, first.signer),
+                    first=first,
+                    second=second,
+                    reason=f"finalized conflicting blocks at height {height} (L1 fork)",
+                )
+                try:
+                    disputed = disputed_height(first, second)
+                except NotEquivocation:
+                    continue
+                if signer not in best or disputed < best[signer][0]:
+                    best[signer] = (disputed, record)
+    return [record for _, record in sorted(best.values(), key=lambda found: found[0])]
 
 
 def decode_posting(commitments: Any, calldata: bytes) -> Posting:
@@ -439,6 +461,7 @@ class EvidenceWatcher:
             self.path = data_dir / STATE_FILE
         self.state = self._load()
         self._separator: bytes | None = None
+        self._forks_seen: set[bytes] = set()
         self._problem = RepeatedProblem(log, "l1_evidence_problem", ERROR_LOG_INTERVAL_S)
 
     def _load(self) -> WatchState:
@@ -615,34 +638,37 @@ class EvidenceWatcher:
             if self.status.fork_height is None
             else min(self.status.fork_height, event.height)
         )
-        log.critical(
-            "event=l1_fork_detected height=%d posted=%s ours=%s l1_block=%d tx=%s",
-            event.height,
-            event.block_hash.hex()[:16],
-            conflicting[0].digest.hex()[:16],
-            event.block,
-            event.tx_hash.hex()[:16],
-        )
+        if event.block_hash not in self._forks_seen:
+            self._forks_seen.add(event.block_hash)
+            log.critical(
+                "event=l1_fork_detected height=%d posted=%s ours=%s l1_block=%d tx=%s",
+                event.height,
+                event.block_hash.hex()[:16],
+                conflicting[0].digest.hex()[:16],
+                event.block,
+                event.tx_hash.hex()[:16],
+            )
         try:
             posting = await self._l1(lambda: self._read_posting(event))
         except PostingUnreadable as exc:
             self._error(f"fork at height {event.height}: posting unreadable: {exc}")
             return True
-        records: list[EvidenceRecord] = []
-        for side in conflicting:
-            for cert in side.certificates:
-                lower_view = min(cert.view, posting.header.view)
-                nullification = (
-                    None
-                    if cert.view == posting.header.view
-                    else await self.source.nullification(lower_view)
-                )
-                records += fork_evidence(separator, posting, cert, nullification)
+        posted_view = posting.header.view
+        certificates = [cert for side in conflicting for cert in side.certificates]
+        for view in sorted({posted_view} | {cert.view for cert in certificates}):
+            certificates += await self.source.view_certificates(view)
+        records = conflict_evidence(separator, posting, certificates, event.height)
         if not records:
-            self._error(
-                f"fork at height {event.height}: no signer of both certificates "
-                "gives evidence the contract takes"
-            )
+            # Compared again every round: what this side certifies in the posted view
+            # (another block, or a nullification), or a late finalization it receives,
+            # will be the proof.
+            self.state.add_pending(event)
+            if await self.source.view() > posted_view:
+                self._error(
+                    f"fork at height {event.height}: no validator signed conflicting votes "
+                    f"in view {posted_view} that this side's certificates show yet"
+                )
+            return True
         for record in records:
             await self.submit(record, separator)
         return True

@@ -1,6 +1,7 @@
 """Node APIs as what an evidence watcher compares the L1 with (`seqnet watch`).
 
-    GET /v1/status                         height (the highest of the nodes)
+    GET /v1/status                         height and view (the highest of the nodes)
+    GET /v1/views/{v}                      each node's certificates of view v
     GET /v1/evidence                       each node's persisted evidence
     GET /v1/blocks/{h}/namespaces/0        a block with its own finalization
                                            certificate (404: not held there)
@@ -111,8 +112,32 @@ class NodeApiSource:
             found.append(Finalized(block.digest(), (cert,)))
         return found
 
-    async def nullification(self, view: int) -> Certificate | None:
-        return None  # the API serves no nullifications
+    async def view(self) -> int:
+        views = [0]
+        for _url, answer in await self._each("/v1/status"):
+            view = answer.get("view") if isinstance(answer, dict) else None
+            if isinstance(view, int) and not isinstance(view, bool) and view >= 0:
+                views.append(view)  # a full node reports no view: it counts as 0
+        return max(views)
+
+    async def view_certificates(self, view: int) -> list[Certificate]:
+        found: list[Certificate] = []
+        for url, answer in await self._each(f"/v1/views/{view}", missing_ok=True):
+            if answer is None:
+                continue  # a node without the endpoint
+            listed = answer.get("certificates") if isinstance(answer, dict) else None
+            if not isinstance(listed, list):
+                raise SourceUnavailable(f"{url}: /v1/views/{view} has no certificate list")
+            for item in listed:
+                try:
+                    cert = _certificate(item)
+                except (ValueError, KeyError, TypeError, msgspec.ValidationError) as exc:
+                    raise SourceUnavailable(f"{url}: malformed certificate: {exc}") from None
+                if cert.view != view:
+                    raise SourceUnavailable(f"{url}: view {view} answered with another view")
+                if cert not in found:
+                    found.append(cert)
+        return found
 
 
 def _tag(struct: type[msgspec.Struct]) -> Any:

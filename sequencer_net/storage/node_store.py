@@ -400,6 +400,35 @@ class NodeStore:
             raise CorruptStore(f"block stored at height {height} says height {block.height}")
         return block
 
+    def committed_in_view(self, view: int) -> Block | None:
+        """The committed block proposed in `view`, if any: views grow strictly along
+        the chain, so a binary search over heights finds it in O(log height) reads."""
+        low, high = 1, self._tip[0]
+        while low <= high:
+            mid = (low + high) // 2
+            block = self.block_at(mid)
+            if block is None:  # a height this store lacks: search above it
+                low = mid + 1
+            elif block.view == view:
+                return block
+            elif block.view < view:
+                low = mid + 1
+            else:
+                high = mid - 1
+        return None
+
+    def view_certificates(self, view: int) -> list[Certificate]:
+        """Every certificate of `view` kept here: its notarization and nullification
+        (until a later finalization prunes them) and the finalization of the
+        committed block proposed in it, when the node holds that block's own."""
+        out = self.certificates_at(view)
+        block = self.committed_in_view(view)
+        if block is not None:
+            own = self.own_finalization(block.height, block.digest())
+            if own is not None:
+                out.append(own)
+        return out
+
     def block_by_digest(self, digest: bytes) -> Block | None:
         """A committed or voted block with this digest."""
         data = self._db.get(BLOCK_HEIGHT_PREFIX + digest)

@@ -57,3 +57,29 @@ def test_stored_evidence_is_bounded(world: ApiWorld) -> None:
     world.store._evidence_count = MAX_STORED_EVIDENCE  # as if the store were full
     assert not world.store.save_evidence(EvidenceRecord(1, vote, vote, "x"))
     assert world.store.load_evidence() == []
+
+
+async def test_a_views_certificates_are_served(world: ApiWorld) -> None:
+    """GET /v1/views/{v}: the committed block's finalization in its view, a kept
+    nullification in its own, nothing in a view this node has no certificate of."""
+    from consensus.messages import Certificate
+    from sequencer_net.api.server import build_app
+
+    nullification = Certificate(
+        kind=VoteKind.NULLIFY, view=2, height=0, block=bytes(32), signers=[0, 1, 3],
+        signatures=[bytes([i]) * 65 for i in (0, 1, 3)],
+    )  # fmt: skip
+    world.store.save_certificate(nullification)
+    transport = httpx.ASGITransport(app=build_app(world.context()))
+    async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+        one = (await client.get("/v1/views/1")).json()
+        two = (await client.get("/v1/views/2")).json()
+        none = (await client.get("/v1/views/7")).json()
+        bad = await client.get("/v1/views/-1")
+    (final,) = one["certificates"]
+    assert (one["view"], final["kind"], final["height"]) == (1, int(VoteKind.FINALIZE), 1)
+    assert final["block"] == "0x" + world.store.block_at(1).digest().hex()  # type: ignore[union-attr]
+    assert [c["kind"] for c in two["certificates"]] == [int(VoteKind.NULLIFY)]
+    assert two["certificates"][0]["signers"] == [0, 1, 3]
+    assert none == {"view": 7, "certificates": []}
+    assert bad.status_code == 400

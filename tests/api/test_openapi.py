@@ -235,6 +235,9 @@ async def test_real_answers_conform_to_the_document(
     check("get", "/v1/validators", await client.get("/v1/validators"))
     evidence = check("get", "/v1/evidence", await client.get("/v1/evidence"))
     assert len(evidence["evidence"]) == 1
+    first = check("get", "/v1/blocks/{height}", await client.get("/v1/blocks/1"))
+    views = await client.get(f"/v1/views/{first['view']}")
+    assert check("get", "/v1/views/{view}", views)["certificates"][0]["height"] == 1
     markets = check("get", "/v1/markets", await client.get("/v1/markets"))
     assert {m["kind"] for m in markets["markets"]} == {"perp", "option"}
     account = await client.get(f"/v1/accounts/0x{MAKER.address.hex()}")

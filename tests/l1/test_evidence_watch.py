@@ -24,7 +24,7 @@ from sequencer_net.l1.evidence_watch import (
     Posting,
     StoreSource,
     WatchState,
-    fork_evidence,
+    conflict_evidence,
 )
 from sequencer_net.l1.header import L1Header, sign_packed
 from sequencer_net.l1.link import L1Link
@@ -197,7 +197,9 @@ def test_a_posting_above_the_node_is_compared_once_the_node_gets_there(
     assert again.state.pending == [] and again.status.fork_height == 1
 
 
-def test_different_views_need_the_lower_views_nullification(chain: L1Chain) -> None:
+def test_different_views_at_one_height_are_proven_by_the_posted_views_nullification(
+    chain: L1Chain,
+) -> None:
     keys, domain = chain.keys, chain.domain
     separator = domain.separator()
     theirs = chain.header(3)  # view 6, signed by 0, 1 and 3
@@ -208,25 +210,67 @@ def test_different_views_need_the_lower_views_nullification(chain: L1Chain) -> N
     ours = FinalizedStore(None, keys, domain).certificate(  # type: ignore[arg-type]
         mine.view, mine.height, mine.block_hash(), signers=[0, 1, 2]
     )
-    assert fork_evidence(separator, posting, ours, None) == []
+    assert conflict_evidence(separator, posting, [ours], 3) == []  # two views: no pair
     nullification = Certificate(
         kind=VoteKind.NULLIFY,
-        view=mine.view,
+        view=theirs.view,
         height=0,
         block=ZERO_DIGEST,
         signers=[1, 2, 3],
-        signatures=[nullify_vote(keys[i], domain, mine.view).signature for i in (1, 2, 3)],
+        signatures=[nullify_vote(keys[i], domain, theirs.view).signature for i in (1, 2, 3)],
     )
-    records = fork_evidence(separator, posting, ours, nullification)
+    records = conflict_evidence(separator, posting, [ours, nullification], 3)
     assert [(r.offender, r.first.kind, r.second.kind) for r in records] == [
-        (1, VoteKind.FINALIZE, VoteKind.NULLIFY),
-        (2, VoteKind.FINALIZE, VoteKind.NULLIFY),
+        (1, VoteKind.NULLIFY, VoteKind.FINALIZE),
+        (3, VoteKind.NULLIFY, VoteKind.FINALIZE),
     ]
     for record in records:
         chain.send(
             chain.commitments.functions.submitEvidence(*evidence_args(record.first, record.second))
         )
-    assert [offence(chain, k)[0] for k in keys] == [False, True, True, False]
+    assert [offence(chain, k) for k in keys] == [(False, 0), (True, 3), (False, 0), (True, 3)]
+
+
+def test_a_fork_in_other_views_is_proven_at_the_posted_height_once_this_side_has_the_view(
+    tmp_path: Path, chain: L1Chain, node: FinalizedStore
+) -> None:
+    """The two sides finalized height 2 in different views (3 here, 5 there), so
+    the blocks at height 2 give no pair. Once this side finalizes height 3 in
+    view 5, the validators who signed both view-5 finalizations are proven at
+    height 2, the posting's height: its root can pay nothing."""
+    keys = chain.keys
+    (first,) = node.commit(1)  # height 1, view 2: both sides agree
+    block, theirs = conflicting_block(node, view=5)  # height 2: ours in view 3, theirs in 5
+    ours = node.certificate(block.view, block.height, block.digest(), signers=[0, 1, 2])
+    node.store.commit_block(block, ours, [], node.state_root(2))
+    chain.post(L1Header.of_block(first), signers=keys[:3])
+    chain.post(theirs, signers=[keys[0], keys[1], keys[3]])
+
+    watcher = make_watcher(chain, node, tmp_path / "l1")
+    before = sent(chain)
+    trio.run(watcher.watch_round)
+    assert sent(chain) == before  # nothing to prove yet: kept pending
+    assert [(e.height, e.block_hash) for e in watcher.state.pending] == [(2, theirs.block_hash())]
+    assert watcher.status.fork_height == 2
+
+    payload = BlockPayload(
+        timestamp_ms=1_760_000_000_900,
+        state_height=2,
+        state_root=node.state_root(2),
+        batches=[keccak256(b"batch 3")],
+        namespace_root=keccak256(b"namespaces 3"),
+    )
+    next_block = Block(
+        view=5, height=3, parent=block.digest(), proposer=1, payload=encode_payload(payload)
+    )
+    next_cert = node.certificate(5, 3, next_block.digest(), signers=[0, 1, 2])
+    node.store.commit_block(next_block, next_cert, [], node.state_root(3))
+    again = make_watcher(chain, node, tmp_path / "l1")  # the pending posting survives a restart
+    trio.run(again.watch_round)
+    assert sent(chain) == before + 2
+    assert [offence(chain, k) for k in keys] == [(True, 2), (True, 2), (False, 0), (False, 0)]
+    assert chain.commitments.functions.frozen().call() is True
+    assert again.state.pending == []
 
 
 def test_state_file_round_trips_and_refuses_garbage() -> None:

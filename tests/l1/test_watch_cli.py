@@ -137,6 +137,38 @@ def test_watch_once_proves_a_posted_fork_and_stored_evidence(
         )
 
 
+def test_watch_proves_a_fork_in_other_views_from_a_nodes_view_certificates(
+    tmp_path: Path, chain: L1Chain
+) -> None:
+    """Height 2 was finalized in view 3 on the node's side and in view 5 on the
+    posted one: /v1/views/5 shows the node's side finalized height 3 in view 5,
+    and the validators who signed both are proven at height 2."""
+    keys = chain.keys
+    node = FinalizedStore.open(tmp_path / "chain", keys, chain.domain)
+    try:
+        (first,) = node.commit(1)
+        block, theirs = conflicting_block(node, view=5)
+        later = node.certificate(5, 3, keccak256(b"height 3, view 5"), signers=[0, 1, 2])
+    finally:
+        node.close()
+    chain.post(L1Header.of_block(first), signers=keys[:3])
+    chain.post(theirs, signers=[keys[0], keys[1], keys[3]])
+    routes = {
+        "/v1/status": {"height": 3, "view": 6},
+        "/v1/evidence": {"evidence": []},
+        "/v1/blocks/1/namespaces/0": block_route(first, node, list(range(4))),
+        "/v1/blocks/2/namespaces/0": block_route(block, node, [0, 1, 2]),
+        "/v1/views/5": {"view": 5, "certificates": [certificate_json(later)]},
+    }
+    fund(chain, WATCHER_KEY.address)
+    with node_api(routes) as api:
+        result = run_watch(chain, key_file(tmp_path, WATCHER_KEY), api)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output.strip().splitlines()[-1])
+    assert (report["evidence_submitted"], report["frozen"], report["fork_height"]) == (2, True, 2)
+    assert [offence(chain, k) for k in keys] == [(True, 2), (True, 2), (False, 0), (False, 0)]
+
+
 def test_watch_names_a_bad_key_and_unreachable_endpoints(tmp_path: Path, chain: L1Chain) -> None:
     bad = tmp_path / "bad.key"
     bad.write_text("not a key\n")

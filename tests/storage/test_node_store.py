@@ -124,6 +124,23 @@ def test_certificates_below_the_highest_finalization_are_dropped(tmp_path: Path)
         assert loaded[1] == cert(VoteKind.FINALIZE, 3, 2, b"\x03" * 32)
 
 
+def test_the_block_of_a_view_is_found_by_its_view(tmp_path: Path) -> None:
+    """committed_in_view searches the chain by view (views grow along it), and
+    view_certificates adds that block's own finalization to the view's kept ones."""
+    store = NodeStore(tmp_path / "db", genesis_digest=GENESIS, sync=False)
+    chain = commit_chain(store, 37)  # block h is in view 2h: odd views hold no block
+    for b in chain:
+        assert store.committed_in_view(b.view) == b
+    for view in (0, 1, 3, 41, 75, 1_000):
+        assert store.committed_in_view(view) is None
+    (final,) = store.view_certificates(chain[9].view)
+    assert (final.kind, final.height, final.block) == (VoteKind.FINALIZE, 10, chain[9].digest())
+    store.save_certificate(cert(VoteKind.NULLIFY, 75))
+    assert [c.kind for c in store.view_certificates(75)] == [VoteKind.NULLIFY]
+    assert store.view_certificates(73) == []
+    store.close()
+
+
 def test_commits_round_trip_and_survive_restart(tmp_path: Path) -> None:
     path = tmp_path / "db"
     with NodeStore(path, genesis_digest=GENESIS) as store:
