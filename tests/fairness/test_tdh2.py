@@ -336,3 +336,32 @@ def test_decoders_refuse_oversized_and_non_canonical_input() -> None:
     with pytest.raises(tdh2.MalformedShare, match="canonical"):
         tdh2.decode_share(non_canonical)
     assert tdh2.decode_share(encoded) == _SHARE
+
+
+def test_widest_share_messages_fit_their_limits() -> None:
+    """Every field at its widest still decodes: the caps derive from the fields."""
+    from sequencer_net.fairness.limits import (
+        MAX_BLOCK_CIPHERTEXTS,
+        MAX_BLOCK_SHARES_BYTES,
+        MAX_SHAREHOLDERS,
+    )
+
+    point, scalar = b"\x03" + b"\xff" * 32, b"\xff" * 32
+    share = DecryptionShare(index=MAX_SHAREHOLDERS, value=point, e=scalar, f=scalar)
+    assert len(tdh2.encode(share)) <= MAX_SHARE_BYTES
+    assert tdh2.decode_share(tdh2.encode(share)) == share
+    coin = tdh2.CoinShare(index=MAX_SHAREHOLDERS, value=point, e=scalar, f=scalar)
+    assert tdh2.decode_coin_share(tdh2.encode(coin)) == coin
+    block = BlockShares(
+        index=MAX_SHAREHOLDERS, values=[point] * MAX_BLOCK_CIPHERTEXTS, e=scalar, f=scalar
+    )
+    encoded = tdh2.encode(block)
+    assert len(encoded) <= MAX_BLOCK_SHARES_BYTES
+    assert tdh2.decode_block_shares(encoded) == block
+    too_many = BlockShares(
+        index=1, values=[point] * (MAX_BLOCK_CIPHERTEXTS + 1), e=scalar, f=scalar
+    )
+    with pytest.raises(tdh2.MalformedBlockShares):
+        tdh2.decode_block_shares(tdh2.encode(too_many))
+    with pytest.raises(tdh2.MalformedShare):
+        tdh2.decode_share(tdh2.encode(DecryptionShare(0, point, scalar, scalar)))
