@@ -199,6 +199,7 @@ def bench(ctx: click.Context, /, **options: Any) -> None:
       seqnet bench auction --orders 10000
       seqnet bench block --orders 5000 --markets 10
       seqnet bench crash --accounts 1000 --drop 0.30 --blocks 20
+      seqnet bench tdh2 --shareholders 4 --shareholders 16
     """
     if ctx.invoked_subcommand is not None:
         given = [
@@ -652,3 +653,57 @@ def l1_lag(directory: Path, as_json: bool) -> None:
         f"({p90 / block_time_s:.1f} L1 blocks), max {max(lag.lags_s):.1f} s; "
         f"gas per posting {min(lag.gas):,}..{max(lag.gas):,}"
     )
+
+
+@bench.command("tdh2")
+@click.option(
+    "--shareholders",
+    "-n",
+    "sizes",
+    type=click.IntRange(min=1, max=1024),
+    multiple=True,
+    default=(4, 16),
+    show_default=True,
+    help="Number of key shareholders (repeatable); t is f+1 with f = (n-1)//3.",
+)
+@click.option(
+    "--block-size",
+    type=click.IntRange(min=1, max=16_384),
+    default=100,
+    show_default=True,
+    help="Ciphertexts one aggregated share message covers.",
+)
+@click.option("--seed", type=int, default=1, show_default=True, help="Seed of keys and nonces.")
+@click.option(
+    "--repeat",
+    type=click.IntRange(min=1),
+    default=3,
+    show_default=True,
+    help="Time this many runs of each operation and report the fastest.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per size.")
+def tdh2(sizes: tuple[int, ...], block_size: int, seed: int, repeat: int, as_json: bool) -> None:
+    """Time the encrypted mempool's threshold cryptography, in microseconds.
+
+    For each n, deals a t-of-n TDH2 key (t = f+1) from --seed and times one
+    core doing: encrypt, verify_ciphertext, share (a decryption share, after
+    checking the ciphertext), verify_share, the aggregated share message and
+    its verification per ciphertext at --block-size ciphertexts, combine
+    (verifying t shares), combine_verified (interpolation and AEAD alone),
+    decrypt_per_ct (t aggregated verifications plus combine_verified: one
+    node's cost per ciphertext of a block), and the threshold coin.
+
+    Example: seqnet bench tdh2 -n 4 -n 16 --block-size 100 --json
+    """
+    from sequencer_net.cli.bench_tdh2 import bench_tdh2
+    from sequencer_net.fairness.tdh2 import max_faults
+
+    for n in sizes:
+        report = bench_tdh2(n, max_faults(n) + 1, block_size, seed, repeat)
+        if as_json:
+            click.echo(json.dumps({"benchmark": "tdh2", **report}))
+            continue
+        click.echo(f"n={n} t={report['t']} block_size={block_size} seed={seed} (microseconds)")
+        for name, value in report.items():
+            if name.endswith("_us"):
+                click.echo(f"  {name[:-3] + ':':<28}{value:>10.1f}")

@@ -112,3 +112,17 @@ def test_bench_block_rejects_nonsense() -> None:
     result = CliRunner().invoke(cli, ["bench", "block", "--orders", "0"])
     assert result.exit_code != 0
     assert "at least 1" in result.output
+
+
+def test_bench_tdh2_reports_every_operation_for_each_size() -> None:
+    args = ["bench", "tdh2", "-n", "1", "-n", "4", "--block-size", "3", "--repeat", "1", "--json"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    reports = [json.loads(line) for line in result.output.splitlines()]
+    assert [(r["n"], r["t"], r["block_size"]) for r in reports] == [(1, 1, 3), (4, 2, 3)]
+    for report in reports:
+        timed = {name for name, value in report.items() if name.endswith("_us")}
+        assert {"encrypt_us", "aggregated_verify_per_ct_us", "combine_us"} <= timed
+        assert all(report[name] > 0 for name in timed)
+    text = CliRunner().invoke(cli, ["bench", "tdh2", "-n", "4", "--repeat", "1"]).output
+    assert "n=4 t=2" in text and "verify_share:" in text
