@@ -397,6 +397,7 @@ contract Commitments {
         }
         _set = total | (quorum << 64) | (eraEpoch << SET_ERA_EPOCH_SHIFT);
         _epochs[epoch_] = fromHeight | (total << 64) | (block.number << 128);
+        // validatorSetHash over the memory copy (the constructor has no calldata arrays).
         _setHashes[epoch_] = keccak256(
             abi.encode(
                 VALIDATOR_SET_TYPEHASH,

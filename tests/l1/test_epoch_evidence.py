@@ -16,10 +16,12 @@ import pytest
 import trio
 from eth_typing import ChecksumAddress
 from web3 import Web3
+from web3.contract import Contract
 from web3.types import TxReceipt
 
 from consensus.crypto import PrivateKey, keccak256
 from consensus.messages import Vote
+from sequencer_net.l1 import evidence
 from sequencer_net.l1.evidence import (
     EvidenceRejected,
     evidence_args,
@@ -303,3 +305,23 @@ def test_the_watcher_proves_validators_rotated_out_after_their_fork(
         )
     finally:
         node.close()
+
+
+def test_a_rotation_between_reading_the_epoch_and_sending_is_met_by_one_resend(
+    chain: L1Chain, rotated: tuple[list[PrivateKey], list[int]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first epochOf answer is the one read before the rotation (epoch 1 is current
+    then, for this height, as far as the sender knows): submitEvidence refuses the
+    height, and submit_evidence resends to the epoch entry point once."""
+    answers = [1]
+    real = evidence.evidence_epoch
+
+    def stale_then_real(commitments: Contract, height: int) -> int | None:
+        return answers.pop() if answers else real(commitments, height)
+
+    monkeypatch.setattr(evidence, "evidence_epoch", stale_then_real)
+    first, second = fork_pair(chain, chain.keys[2], 2)
+    proven = evidence.submit_evidence(
+        chain.w3, chain.deployer, chain.commitments, EvidenceRecord(2, first, second, "test")
+    )
+    assert (proven.height, proven.epoch) == (2, 0)
