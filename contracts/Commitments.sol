@@ -14,8 +14,9 @@ pragma solidity 0.8.37;
 ///
 /// Accountable safety: two conflicting finalized blocks need more than a third of the power to
 /// sign two votes that no honest validator casts together. Anyone may submit such a pair
-/// (`submitEvidence`); once the proven validators hold more than a third of the power, the
-/// contract freezes at the disputed height H: `post` is refused,
+/// (`submitEvidence` for the current set, `submitEvidenceOfEpoch` for an earlier set of the
+/// era); once the proven validators of one epoch hold more than a third of that epoch's power,
+/// the contract freezes at the disputed height H: `post` is refused,
 /// and every post covering a height >= H is disputed (the Bridge pays nothing proven on it).
 /// Only `resume`, by a timelocked admin, lifts a freeze; users who do not trust it escape from
 /// the last undisputed root through the Bridge.
@@ -97,8 +98,17 @@ contract Commitments {
     bytes32 public latestBlockHash;
     bytes32[RING] private _roots;
 
-    // The current set's total power (bits 0..63) and quorum (64..127), for views and rotations.
+    // The current set's total power (bits 0..63), its quorum (64..127) and the first epoch of
+    // the current era (128..159).
     uint256 private _set;
+    uint256 private constant SET_ERA_EPOCH_SHIFT = 128;
+    uint256 private constant WORD64_MASK = 0xffffffffffffffff;
+    // Per epoch: the first height its set signs for (bits 0..63), the set's total power
+    // (64..127) and the L1 block that installed it (128..191), where its ValidatorSetInstalled
+    // event is. An epoch's heights end where the next epoch of the same era starts.
+    mapping(uint64 => uint256) private _epochs;
+    // Per epoch: validatorSetHash(epoch, validators, powers) of its set.
+    mapping(uint64 => bytes32) private _setHashes;
     // Per validator: the epoch of the set that last named it (bits 0..63), its power in that
     // set (64..127) and that set's quorum (128..191). A member of the current set is one whose
     // epoch is the current epoch, so a rotation never has to clear the members it drops.
@@ -111,11 +121,12 @@ contract Commitments {
     // era => disputed height + 1 (0: no evidence in that era). Posts of that era covering a
     // height >= the disputed height are disputed.
     mapping(uint64 => uint256) private _disputedFrom;
-    // era => validator => the lowest height its proven equivocation disputes, + 1.
-    mapping(uint64 => mapping(address => uint256)) private _offences;
-    // era => the validators proven in it (each once) and the sum of their power.
-    mapping(uint64 => address[]) private _offenders;
-    mapping(uint64 => uint256) private _offendingPower;
+    // era => epoch => validator => the lowest height its proven equivocation disputes, + 1.
+    mapping(uint64 => mapping(uint64 => mapping(address => uint256))) private _offences;
+    // era => epoch => the validators of that epoch's set proven in the era (each once) and
+    // the sum of their power in that set.
+    mapping(uint64 => mapping(uint64 => address[])) private _offenders;
+    mapping(uint64 => mapping(uint64 => uint256)) private _offendingPower;
 
     bytes32 public immutable domainSeparator;
     uint256 public immutable seqChainId;
@@ -129,8 +140,11 @@ contract Commitments {
         uint64 indexed fromHeight, uint64 indexed toHeight, bytes32 blockHash, uint64 stateHeight, bytes32 stateRoot
     );
     event ValidatorSetRotated(uint64 indexed epoch, bytes32 setHash);
+    /// The set of `epoch`, signing for heights from `fromHeight` (emitted by the constructor,
+    /// `rotate` and `resume`), so that evidence against it can be submitted after it is replaced.
+    event ValidatorSetInstalled(uint64 indexed epoch, uint64 fromHeight, address[] validators, uint256[] powers);
     event EquivocationProven(
-        address indexed validator, uint64 height, uint64 viewNumber, uint8 firstKind, uint8 secondKind
+        address indexed validator, uint64 height, uint64 viewNumber, uint8 firstKind, uint8 secondKind, uint64 epoch
     );
     event FrozenAt(uint64 indexed era, uint64 disputedHeight);
     event Resumed(uint64 indexed era, uint64 fromHeight, bytes32 blockHash, uint64 stateHeight, bytes32 stateRoot);
@@ -158,6 +172,8 @@ contract Commitments {
     error BadEvidenceSignature(uint256 index);
     error EvidenceSignersDiffer(address first, address second);
     error EvidenceSignerNotInSet(address signer);
+    error UnknownValidatorSet(uint64 epoch);
+    error EvidenceOutsideEpoch(uint64 epoch, uint64 height);
     error VotesDoNotConflict();
     error EquivocationAlreadyProven(address validator);
     error NotAdmin();
@@ -180,7 +196,7 @@ contract Commitments {
                 DOMAIN_TYPEHASH, keccak256("seqnet"), keccak256("1"), seqChainId_, address(this), genesisHash_
             )
         );
-        _install(0, validators, powers);
+        _install(0, 0, 0, validators, powers);
         // Until the first post the genesis block is the latest, and the escape delay counts from
         // deployment. The ring's root slots are written once here so that posts always
         // overwrite a non-zero slot (the price a post pays is then the same from the first one).
@@ -328,7 +344,8 @@ contract Commitments {
         uint64 next = uint64(current + 1);
         bytes32 setHash = validatorSetHash(next, validators, powers);
         _requireQuorum(keccak256(abi.encodePacked(hex"1901", domainSeparator, setHash)), signatures, current);
-        _install(next, validators, powers);
+        // The new set signs for the heights above the latest post; the era goes on.
+        _install(next, (tip & HEIGHT_MASK) + 1, (_set >> SET_ERA_EPOCH_SHIFT) & MAX_EPOCH, validators, powers);
         _tip = (tip & ~(MAX_EPOCH << EPOCH_SHIFT)) | (uint256(next) << EPOCH_SHIFT);
         emit ValidatorSetRotated(next, setHash);
     }
@@ -349,7 +366,15 @@ contract Commitments {
         );
     }
 
-    function _install(uint64 epoch_, address[] memory validators, uint256[] memory powers) private {
+    /// Makes (validators, powers) the current set as `epoch_`, signing for heights from
+    /// `fromHeight`, in the era whose first epoch is `eraEpoch`, and records it for evidence.
+    function _install(
+        uint64 epoch_,
+        uint256 fromHeight,
+        uint256 eraEpoch,
+        address[] memory validators,
+        uint256[] memory powers
+    ) private {
         uint256 count = validators.length;
         if (count == 0) revert EmptyValidatorSet();
         if (count > MAX_VALIDATORS) revert TooManyValidators(count);
@@ -370,7 +395,18 @@ contract Commitments {
         for (uint256 i = 0; i < count; ++i) {
             _members[validators[i]] = uint256(epoch_) | (powers[i] << 64) | (quorum << 128);
         }
-        _set = total | (quorum << 64);
+        _set = total | (quorum << 64) | (eraEpoch << SET_ERA_EPOCH_SHIFT);
+        _epochs[epoch_] = fromHeight | (total << 64) | (block.number << 128);
+        // validatorSetHash over the memory copy (the constructor has no calldata arrays).
+        _setHashes[epoch_] = keccak256(
+            abi.encode(
+                VALIDATOR_SET_TYPEHASH,
+                epoch_,
+                keccak256(abi.encodePacked(validators)),
+                keccak256(abi.encodePacked(powers))
+            )
+        );
+        emit ValidatorSetInstalled(epoch_, uint64(fromHeight), validators, powers);
     }
 
     // --- accountable safety -------------------------------------------------------------------
@@ -380,35 +416,110 @@ contract Commitments {
     ///   - two FINALIZE votes in one view for different (height, block): disputes the lower height;
     ///   - a FINALIZE and a NULLIFY vote in one view (either order): disputes the FINALIZE's height.
     /// Signatures are checked over the exact EIP-712 vote digests (consensus/encoding.py
-    /// vote_digest) in this contract's domain. Votes do not name an epoch, so the signer must be
-    /// in the current set. A validator's offence is recorded once per era; another pair of the
-    /// same validator is accepted only if it disputes a lower height.
+    /// vote_digest) in this contract's domain. Votes do not name an epoch: an offence belongs to
+    /// the epoch whose heights hold its disputed height (`epochOf`). This entry point judges the
+    /// current epoch's offences against the current set (EvidenceOutsideEpoch for a height
+    /// below its first height); `submitEvidenceOfEpoch` judges an earlier epoch's. A validator's
+    /// offence is recorded once per era and epoch; another pair of the same validator in that
+    /// epoch is accepted only if it disputes a lower height.
     ///
-    /// The contracts freeze only once the proven validators hold more than a third of the power
-    /// (more than the f the consensus tolerates): fewer cannot finalize two conflicting blocks,
-    /// so one faulty validator proving its own offence freezes nothing. The disputed height is
-    /// then the lowest any proven offence disputes, and later evidence can still lower it.
+    /// The contracts freeze only once the proven validators of one epoch hold more than a third
+    /// of that epoch's power (more than the f the consensus tolerates): fewer cannot finalize two
+    /// conflicting blocks, so one faulty validator proving its own offence freezes nothing. The
+    /// disputed height is then the lowest any proven offence of that epoch disputes, and later
+    /// evidence of any epoch of the era can still lower it.
     function submitEvidence(SignedVote calldata first, SignedVote calldata second) external {
         uint256 height = _conflictHeight(first, second);
+        uint64 current = epoch();
+        if (height < _epochs[current] & WORD64_MASK) revert EvidenceOutsideEpoch(current, uint64(height));
         address signer = _recoverEvidence(first, 0);
-        uint256 tip = _tip;
         uint256 member = _members[signer];
-        if (member == 0 || uint64(member) != (tip >> EPOCH_SHIFT) & MAX_EPOCH) {
-            revert EvidenceSignerNotInSet(signer);
+        if (member == 0 || uint64(member) != current) revert EvidenceSignerNotInSet(signer);
+        _prove(current, signer, uint64(member >> 64), height, first, second);
+    }
+
+    /// `submitEvidence` for an offence of `epoch_`, an epoch of the current era, judged against
+    /// its set (validators, powers) as installed (ValidatorSetInstalled): the set must hash to
+    /// the recorded one (UnknownValidatorSet), the disputed height must lie in the epoch's
+    /// heights (EvidenceOutsideEpoch) and the signer must be in the set (EvidenceSignerNotInSet).
+    function submitEvidenceOfEpoch(
+        uint64 epoch_,
+        address[] calldata validators,
+        uint256[] calldata powers,
+        SignedVote calldata first,
+        SignedVote calldata second
+    ) external {
+        uint256 height = _conflictHeight(first, second);
+        uint256 current = epoch();
+        if (epoch_ > current || _setHashes[epoch_] != validatorSetHash(epoch_, validators, powers)) {
+            revert UnknownValidatorSet(epoch_);
         }
+        if (!_holds(epoch_, current, height)) revert EvidenceOutsideEpoch(epoch_, uint64(height));
+        address signer = _recoverEvidence(first, 0);
+        _prove(epoch_, signer, _powerIn(validators, powers, signer), height, first, second);
+    }
+
+    /// Whether `height` is one of the heights `epoch_` signs for in the current era: from its
+    /// first height up to the next epoch's first height (the current epoch: without end). An
+    /// epoch of an era that `resume` ended has none.
+    function _holds(uint64 epoch_, uint256 current, uint256 height) private view returns (bool) {
+        if (epoch_ < (_set >> SET_ERA_EPOCH_SHIFT) & MAX_EPOCH) return false;
+        if (height < _epochs[epoch_] & WORD64_MASK) return false;
+        if (epoch_ == current) return true;
+        return height < _epochs[epoch_ + 1] & WORD64_MASK;
+    }
+
+    /// The power of `signer` in the set (validators, powers), found by binary search in the
+    /// strictly ascending `validators`; EvidenceSignerNotInSet if it is not there.
+    function _powerIn(address[] calldata validators, uint256[] calldata powers, address signer)
+        private
+        pure
+        returns (uint256)
+    {
+        uint256 low = 0;
+        uint256 high = validators.length;
+        while (low < high) {
+            uint256 middle = (low + high) / 2;
+            address candidate = validators[middle];
+            if (candidate == signer) return powers[middle];
+            if (candidate < signer) low = middle + 1;
+            else high = middle;
+        }
+        revert EvidenceSignerNotInSet(signer);
+    }
+
+    /// Records `signer`'s offence at `height` in `epoch_` (where it holds `power`) once the
+    /// second vote is by the same signer, and freezes when that epoch's proven power crosses a
+    /// third of the epoch's total power.
+    function _prove(
+        uint64 epoch_,
+        address signer,
+        uint256 power,
+        uint256 height,
+        SignedVote calldata first,
+        SignedVote calldata second
+    ) private {
         uint64 era_ = era;
-        uint256 offence = _offences[era_][signer];
+        mapping(address => uint256) storage offences = _offences[era_][epoch_];
+        uint256 offence = offences[signer];
         // A repeat is refused before the second ecrecover and any write.
         if (offence != 0 && offence <= height + 1) revert EquivocationAlreadyProven(signer);
         address other = _recoverEvidence(second, 1);
         if (other != signer) revert EvidenceSignersDiffer(signer, other);
 
-        _offences[era_][signer] = height + 1;
-        emit EquivocationProven(signer, uint64(height), first.viewNumber, first.kind, second.kind);
+        offences[signer] = height + 1;
+        emit EquivocationProven(signer, uint64(height), first.viewNumber, first.kind, second.kind, epoch_);
         if (offence == 0) {
-            _offenders[era_].push(signer);
-            _offendingPower[era_] += uint64(member >> 64);
+            _offenders[era_][epoch_].push(signer);
+            _offendingPower[era_][epoch_] += power;
         }
+        _dispute(era_, epoch_, height);
+    }
+
+    /// After an offence at `height` of `epoch_`: freezes at the lowest offence of that epoch
+    /// once its proven power is more than a third of the epoch's total power, or lowers the
+    /// disputed height of an era frozen already.
+    function _dispute(uint64 era_, uint64 epoch_, uint256 height) private {
         uint256 disputedFrom = _disputedFrom[era_];
         if (disputedFrom != 0) {
             // Frozen in this era already: a lower offence lowers the disputed height.
@@ -418,27 +529,36 @@ contract Commitments {
             }
             return;
         }
-        uint256 total = uint64(_set);
-        if (_offendingPower[era_] <= (total - 1) / 3) return; // at most f: no fork possible
-        address[] storage offenders = _offenders[era_];
+        uint256 total = uint64(_epochs[epoch_] >> 64);
+        if (_offendingPower[era_][epoch_] <= (total - 1) / 3) return; // at most f: no fork possible
+        address[] storage offenders = _offenders[era_][epoch_];
+        mapping(address => uint256) storage offences = _offences[era_][epoch_];
         uint256 lowest = height + 1;
         for (uint256 i = 0; i < offenders.length; ++i) {
-            uint256 proven = _offences[era_][offenders[i]];
+            uint256 proven = offences[offenders[i]];
             if (proven < lowest) lowest = proven;
         }
         _disputedFrom[era_] = lowest;
         emit FrozenAt(era_, uint64(lowest - 1));
+        uint256 tip = _tip;
         if (tip >> FROZEN_SHIFT == 0) {
             _tip = tip | (uint256(1) << FROZEN_SHIFT);
             frozenAtBlock = uint64(block.number);
         }
     }
 
-    /// The power of the validators proven in the current era, and whether it is enough to
-    /// freeze (more than a third of the current set's power).
+    /// The power of the validators of the current set proven in the current era, and whether
+    /// it is enough to freeze (more than a third of the current set's power).
     function offendingPower() external view returns (uint256 power, bool enough) {
-        power = _offendingPower[era];
-        enough = power > (uint64(_set) - 1) / 3;
+        return offendingPowerInEpoch(epoch());
+    }
+
+    /// The power of the validators of `epoch_`'s set proven in the current era, and whether it
+    /// is enough to freeze (more than a third of that set's power; false for an unknown epoch).
+    function offendingPowerInEpoch(uint64 epoch_) public view returns (uint256 power, bool enough) {
+        power = _offendingPower[era][epoch_];
+        uint256 total = uint64(_epochs[epoch_] >> 64);
+        enough = total != 0 && power > (total - 1) / 3;
     }
 
     /// The height a conflicting pair disputes; reverts VotesDoNotConflict for any other pair.
@@ -498,7 +618,8 @@ contract Commitments {
         uint256 current = (tip >> EPOCH_SHIFT) & MAX_EPOCH;
         if (current == MAX_EPOCH) revert EpochOutOfRange();
         uint64 next = uint64(current + 1);
-        _install(next, validators, powers);
+        // The new era's first epoch signs for the heights above the block it resumes from.
+        _install(next, uint256(fromHeight) + 1, next, validators, powers);
 
         uint64 nextEra = era + 1;
         era = nextEra;
@@ -706,12 +827,46 @@ contract Commitments {
         return from != 0 && uint256(height) + 1 >= from;
     }
 
-    /// Whether `validator`'s equivocation was proven in the current era, and the lowest height
-    /// its evidence disputes.
+    /// Whether `validator`'s equivocation as a member of the current set was proven in the
+    /// current era, and the lowest height its evidence disputes.
     function offenceOf(address validator) external view returns (bool proven, uint64 height) {
-        uint256 offence = _offences[era][validator];
+        return offenceOfInEpoch(validator, epoch());
+    }
+
+    /// Whether `validator`'s equivocation as a member of `epoch_`'s set was proven in the
+    /// current era, and the lowest height its evidence disputes.
+    function offenceOfInEpoch(address validator, uint64 epoch_) public view returns (bool proven, uint64 height) {
+        uint256 offence = _offences[era][epoch_][validator];
         if (offence == 0) return (false, 0);
         return (true, uint64(offence - 1));
+    }
+
+    /// The first height `epoch_`'s set signs for, and the L1 block that installed it (its
+    /// ValidatorSetInstalled event is there). UnknownValidatorSet for an epoch not installed yet.
+    function epochStart(uint64 epoch_) external view returns (uint64 fromHeight, uint64 l1Block) {
+        if (epoch_ > epoch()) revert UnknownValidatorSet(epoch_);
+        uint256 record = _epochs[epoch_];
+        return (uint64(record), uint64(record >> 128));
+    }
+
+    /// validatorSetHash of `epoch_`'s set (zero for an epoch not installed yet).
+    function setHashOf(uint64 epoch_) external view returns (bytes32) {
+        return _setHashes[epoch_];
+    }
+
+    /// The epoch of the current era whose set signs for `height`: the last one whose first
+    /// height is at most `height` (first heights never decrease within an era). None for a
+    /// height below the era's first epoch's first height.
+    function epochOf(uint64 height) external view returns (bool found, uint64 epoch_) {
+        uint256 low = (_set >> SET_ERA_EPOCH_SHIFT) & MAX_EPOCH;
+        uint256 high = epoch();
+        if (height < _epochs[uint64(low)] & WORD64_MASK) return (false, 0);
+        while (low < high) {
+            uint256 middle = (low + high + 1) / 2;
+            if (_epochs[uint64(middle)] & WORD64_MASK <= height) low = middle;
+            else high = middle - 1;
+        }
+        return (true, uint64(low));
     }
 
     function totalPower() external view returns (uint256) {

@@ -550,7 +550,8 @@ def l1_gas(counts: tuple[int, ...], as_json: bool) -> None:
     the second post's gasUsed is reported, next to its target where one is
     set, then the gasUsed of submitEvidence (two FINALIZE votes of one
     validator for different blocks; a first offender, which alone does not
-    freeze the contract). Gas is
+    freeze the contract) and of submitEvidenceOfEpoch (the same offence in
+    epoch 0, sent after a rotation to epoch 1 with epoch 0's n validators). Gas is
     deterministic: a rerun prints the same numbers.
 
     \b
@@ -575,6 +576,7 @@ def l1_gas(counts: tuple[int, ...], as_json: bool) -> None:
                     "post_gas": row.gas,
                     "target": POST_GAS_TARGETS.get(row.validators),
                     "evidence_gas": row.evidence_gas,
+                    "epoch_evidence_gas": row.epoch_evidence_gas,
                 }
                 for row in rows
             ],
@@ -583,6 +585,7 @@ def l1_gas(counts: tuple[int, ...], as_json: bool) -> None:
         return
     click.echo(
         f"{'validators':>10} {'signers':>8} {'post gas':>10} {'target':>13} {'evidence gas':>13}"
+        f" {'epoch evidence':>15}"
     )
     for row in rows:
         target = POST_GAS_TARGETS.get(row.validators)
@@ -591,7 +594,7 @@ def l1_gas(counts: tuple[int, ...], as_json: bool) -> None:
             mark = f"{target:,}" + (" ok" if row.gas <= target else " OVER")
         click.echo(
             f"{row.validators:>10} {row.signers:>8} {row.gas:>10,} {mark:>13} "
-            f"{row.evidence_gas:>13,}"
+            f"{row.evidence_gas:>13,} {row.epoch_evidence_gas:>15,}"
         )
 
 

@@ -13,8 +13,18 @@ Two NOTARIZE votes in one view are evidence to a node but not to the contract:
 alone they finalize nothing, and freezing on them would let a single faulty
 validator stop the bridge for a fault consensus already tolerates.
 
+Votes name no epoch: an offence belongs to the epoch whose heights hold its
+disputed height (`Commitments.epochOf`; docs/l1.md, "The epoch of an offence").
+`submit_evidence` sends an offence of the current epoch to `submitEvidence`,
+and one of an earlier epoch of the era to `submitEvidenceOfEpoch` with that
+epoch's set, read from its `ValidatorSetInstalled` event:
+
     evidence_args(first, second)   -> the two SignedVote tuples, in order
     check_evidence(a, b, domain)   -> Equivocation(validator, height), or NotEquivocation
+    evidence_epoch(commitments, height)
+                                   -> the epoch the offence belongs to, or None
+    installed_set(commitments, epoch)
+                                   -> (validators, powers) of that epoch, checked
     submit_evidence(w3, account, commitments, record)
                                    -> ProvenEquivocation, or EvidenceRejected(reason)
 """
@@ -22,7 +32,7 @@ validator stop the bridge for a fault consensus already tolerates.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
@@ -35,6 +45,8 @@ from consensus.encoding import Domain, vote_digest
 from consensus.messages import Vote, VoteKind
 from consensus.types import Digest, Height, View
 from sequencer_net.l1.artifacts import UnknownCustomError, custom_error_name
+from sequencer_net.l1.header import validator_set_hash
+from sequencer_net.l1.link import L1AnswerInvalid, checked_bytes, checked_uint
 from sequencer_net.l1.transact import transact
 
 if TYPE_CHECKING:
@@ -49,8 +61,14 @@ EVIDENCE_ERRORS: Final = (
     "EvidenceSignerNotInSet",
     "VotesDoNotConflict",
     "EquivocationAlreadyProven",
+    "UnknownValidatorSet",
+    "EvidenceOutsideEpoch",
 )
-"""The custom errors `submitEvidence` refuses with, one per kind of unusable evidence."""
+"""The custom errors `submitEvidence` and `submitEvidenceOfEpoch` refuse with, one per
+kind of unusable evidence."""
+
+MAX_INSTALL_EVENTS: Final = 4
+"""ValidatorSetInstalled events accepted for one epoch's query (the contract emits one)."""
 
 
 class NotEquivocation(ValueError):
@@ -61,7 +79,7 @@ class EvidenceRejected(RuntimeError):
     """The contract refused the evidence; `reason` names its custom error."""
 
     def __init__(self, reason: str) -> None:
-        super().__init__(f"submitEvidence reverted: {reason}")
+        super().__init__(f"evidence refused: {reason}")
         self.reason = reason
 
 
@@ -76,6 +94,8 @@ class Equivocation:
 class ProvenEquivocation:
     validator: Address
     height: int
+    epoch: int
+    """The epoch whose set the offence was judged against."""
     l1_block: int
     froze: bool
     """True when this evidence froze the contract or lowered its disputed height."""
@@ -113,7 +133,7 @@ def signer_of(vote: Vote, domain: Domain) -> Address:
 
 def check_evidence(first: Vote, second: Vote, domain: Domain) -> Equivocation:
     """What the contract will conclude from the pair, checked locally: same signer,
-    conflicting votes. Membership in the current set is the contract's to judge."""
+    conflicting votes. Membership in the offence's epoch's set is the contract's to judge."""
     height = disputed_height(first, second)
     signer = signer_of(first, domain)
     if signer_of(second, domain) != signer:
@@ -130,17 +150,81 @@ def evidence_args(first: Vote, second: Vote) -> tuple[SignedVoteTuple, SignedVot
     return signed_vote(first), signed_vote(second)
 
 
+def evidence_epoch(commitments: Contract, height: int) -> int | None:
+    """Blocking: the epoch of the current era whose set signs for `height`
+    (`epochOf`), or None when the height is below the era's first epoch."""
+    answer = commitments.functions.epochOf(height).call()
+    if not isinstance(answer, list | tuple) or len(answer) != 2 or not isinstance(answer[0], bool):
+        raise L1AnswerInvalid(f"epochOf: expected (bool, uint64), got {answer!r:.60}")
+    found, epoch = answer
+    return checked_uint(epoch, "epochOf epoch") if found else None
+
+
+def installed_set(commitments: Contract, epoch: int) -> tuple[list[bytes], list[int]]:
+    """Blocking: the validators and powers of `epoch`'s set, from the
+    ValidatorSetInstalled event in the L1 block `epochStart(epoch)` names, and
+    checked against `setHashOf(epoch)`. Raises L1AnswerInvalid when the L1's
+    answers do not give that set (the caller retries)."""
+    start = commitments.functions.epochStart(epoch).call()
+    if not isinstance(start, list | tuple) or len(start) != 2:
+        raise L1AnswerInvalid(f"epochStart: expected (uint64, uint64), got {start!r:.60}")
+    block = checked_uint(start[1], "epochStart l1Block")
+    expected = checked_bytes(commitments.functions.setHashOf(epoch).call(), "setHashOf", 32)
+    installed = commitments.events.ValidatorSetInstalled()
+    entries = installed.get_logs(
+        from_block=block, to_block=block, argument_filters={"epoch": epoch}
+    )
+    if len(entries) > MAX_INSTALL_EVENTS:
+        raise L1AnswerInvalid(f"{len(entries)} ValidatorSetInstalled events for epoch {epoch}")
+    for entry in entries:
+        args = entry["args"]
+        if args["epoch"] != epoch:
+            continue
+        validators = [bytes.fromhex(str(address)[2:]) for address in args["validators"]]
+        powers = [checked_uint(power, "power") for power in args["powers"]]
+        if validator_set_hash(epoch, validators, powers) == expected:
+            return validators, powers
+    raise L1AnswerInvalid(f"no ValidatorSetInstalled event of epoch {epoch} matches its set hash")
+
+
 def submit_evidence(
     w3: Web3, account: LocalAccount, commitments: Contract, record: EvidenceRecord
 ) -> ProvenEquivocation:
-    """Send `record` to `submitEvidence`.
+    """Send `record` to the entry point of its offence's epoch: `submitEvidence`
+    when the disputed height is in the current epoch, `submitEvidenceOfEpoch`
+    with the installed set of an earlier epoch of the era otherwise.
 
     Raises NotEquivocation (nothing sent) for a pair the contract would refuse
-    as not conflicting, and EvidenceRejected with the revert's name otherwise
-    (e.g. "EquivocationAlreadyProven" when someone was first).
+    as not conflicting, EvidenceRejected("EvidenceOutsideEpoch") (nothing sent)
+    for a height below the current era, and EvidenceRejected with the revert's
+    name otherwise (e.g. "EquivocationAlreadyProven" when someone was first).
+    A rotation between reading the epoch and sending is met by one resend to
+    the epoch entry point.
     """
-    disputed_height(record.first, record.second)
-    call = commitments.functions.submitEvidence(*evidence_args(record.first, record.second))
+    height = disputed_height(record.first, record.second)
+    votes = evidence_args(record.first, record.second)
+    epoch = evidence_epoch(commitments, height)
+    if epoch is None:
+        raise EvidenceRejected("EvidenceOutsideEpoch")
+    current = checked_uint(commitments.functions.epoch().call(), "epoch")
+    if epoch == current:
+        try:
+            return _send(w3, account, commitments, commitments.functions.submitEvidence(*votes))
+        except EvidenceRejected as exc:
+            if exc.reason != "EvidenceOutsideEpoch":
+                raise
+            # A rotation landed in between: the offence's epoch is no longer the current one.
+            epoch = evidence_epoch(commitments, height)
+            if epoch is None:
+                raise
+    validators, powers = installed_set(commitments, epoch)
+    call = commitments.functions.submitEvidenceOfEpoch(
+        epoch, [Web3.to_checksum_address(v) for v in validators], powers, *votes
+    )
+    return _send(w3, account, commitments, call)
+
+
+def _send(w3: Web3, account: LocalAccount, commitments: Contract, call: Any) -> ProvenEquivocation:
     try:
         receipt = transact(w3, account, call)
     except ContractCustomError as exc:
@@ -154,6 +238,7 @@ def submit_evidence(
     return ProvenEquivocation(
         validator=Address(bytes.fromhex(proven["args"]["validator"][2:])),
         height=int(proven["args"]["height"]),
+        epoch=int(proven["args"]["epoch"]),
         l1_block=int(receipt["blockNumber"]),
         froze=froze,
     )

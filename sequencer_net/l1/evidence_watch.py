@@ -11,8 +11,11 @@ every `[l1] poll_ms`):
     submit_stored       every evidence record of the source that the contract
                         takes as evidence (FINALIZE + FINALIZE in one view,
                         FINALIZE + NULLIFY in one view), not yet settled here:
-                        offenceOf(validator) first (proven -> settled, no gas),
-                        else submitEvidence, then remember it (evidence.json)
+                        epochOf(disputed height) and offenceOfInEpoch(validator,
+                        epoch) first (proven -> settled, no gas), else
+                        submit_evidence (submitEvidence for the current epoch,
+                        submitEvidenceOfEpoch for an earlier one), then
+                        remember it (evidence.json)
     check_reorg + scan_confirmed (l1/scan.py) over Commitments' Committed events:
       compare           the source's block at toHeight against the posted
                         blockHash; a height the source has not reached yet is
@@ -58,6 +61,7 @@ from sequencer_net.l1.evidence import (
     EvidenceRejected,
     NotEquivocation,
     disputed_height,
+    evidence_epoch,
     submit_evidence,
 )
 from sequencer_net.l1.header import L1Header
@@ -89,8 +93,8 @@ STATE_FILE: Final = "evidence.json"
 MAX_STATE_BYTES: Final = 4 << 20
 MAX_SETTLED: Final = 2 * MAX_STORED_EVIDENCE
 """Evidence pairs remembered as settled (submitted, proven by someone else, or
-refused for good); the oldest is forgotten beyond this (offenceOf still stops
-a resend)."""
+refused for good); the oldest is forgotten beyond this (offenceOfInEpoch
+still stops a resend)."""
 MAX_PENDING: Final = 256
 """Postings above the source's height, kept to compare once it gets there."""
 SIGNATURE_BYTES: Final = 65
@@ -472,7 +476,7 @@ class EvidenceWatcher:
         except FileNotFoundError:
             return WatchState()
         except StateInvalid as exc:
-            # Safe to start over: offenceOf stops a second submission.
+            # Safe to start over: offenceOfInEpoch stops a second submission.
             log.warning("event=l1_evidence_state_unreadable path=%s error=%s", self.path, exc)
             return WatchState()
 
@@ -547,7 +551,14 @@ class EvidenceWatcher:
         if signer is None or vote_signer(separator, record.second) != signer:
             self._settle(key)  # no signer in this domain: the contract refuses it too
             return 0
-        proven, proven_height = await self._offence_of(signer)
+        epoch = await self._l1(
+            lambda: self.link.guarded(lambda: evidence_epoch(self.commitments, height))
+        )
+        if epoch is None:
+            self._settle(key)  # below the current era: the contract refuses it too
+            self._error(f"evidence against 0x{signer.hex()} at height {height}: before this era")
+            return 0
+        proven, proven_height = await self._offence_of(signer, epoch)
         if proven and proven_height <= height:
             self._settle(key)
             return 0
@@ -566,10 +577,11 @@ class EvidenceWatcher:
         self.status.evidence_submitted += 1
         self.status.frozen = True
         log.warning(
-            "event=evidence_submitted validator=0x%s height=%d view=%d kinds=%s/%s "
+            "event=evidence_submitted validator=0x%s height=%d epoch=%d view=%d kinds=%s/%s "
             "l1_block=%d froze=%s",
             signer.hex(),
             result.height,
+            result.epoch,
             record.first.view,
             VoteKind(record.first.kind).name,
             VoteKind(record.second.kind).name,
@@ -582,15 +594,17 @@ class EvidenceWatcher:
         self.state.settle(key)
         self._save()
 
-    async def _offence_of(self, signer: bytes) -> tuple[bool, int]:
-        call = self.commitments.functions.offenceOf(Web3.to_checksum_address(signer)).call
+    async def _offence_of(self, signer: bytes, epoch: int) -> tuple[bool, int]:
+        call = self.commitments.functions.offenceOfInEpoch(
+            Web3.to_checksum_address(signer), epoch
+        ).call
         answer = await self._l1(lambda: self.link.guarded(call))
         if not isinstance(answer, list | tuple) or len(answer) != 2:
-            raise L1AnswerInvalid(f"offenceOf: expected (bool, uint64), got {answer!r:.60}")
+            raise L1AnswerInvalid(f"offenceOfInEpoch: expected (bool, uint64), got {answer!r:.60}")
         proven, height = answer
         if not isinstance(proven, bool):
-            raise L1AnswerInvalid("offenceOf: proven is not a bool")
-        return proven, checked_uint(height, "offenceOf height")
+            raise L1AnswerInvalid("offenceOfInEpoch: proven is not a bool")
+        return proven, checked_uint(height, "offenceOfInEpoch height")
 
     # ---- 2: postings against the source's blocks --------------------------------------------
 

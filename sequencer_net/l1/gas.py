@@ -9,7 +9,10 @@ every slot a post touches at deployment), so the second is the steady price.
 It then submits one validator's two FINALIZE votes for different blocks of
 one view (a first proven validator: at n >= 4 it alone does not freeze the
 contract, which takes more than a third of the power) and reports that gasUsed
-too. Gas is deterministic: the same n gives the same numbers.
+too: once through `submitEvidence` (an offence of the current epoch), and,
+from the state before it, once through `submitEvidenceOfEpoch` (an offence of
+epoch 0 after a rotation to epoch 1, judged against epoch 0's set of n). Gas
+is deterministic: the same n gives the same numbers.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from sequencer_net.l1.anvil import DEV_PRIVATE_KEYS, Anvil
 from sequencer_net.l1.artifacts import load_artifact
 from sequencer_net.l1.deploy import deploy
 from sequencer_net.l1.evidence import evidence_args
-from sequencer_net.l1.header import L1Header, sign_packed
+from sequencer_net.l1.header import L1Header, rotation_digest, sign_packed
 from sequencer_net.l1.transact import transact
 
 BENCH_SEQ_CHAIN_ID: Final = 7777
@@ -44,6 +47,7 @@ class PostGas:
     signers: int
     gas: int
     evidence_gas: int
+    epoch_evidence_gas: int
 
 
 def bench_keys(n: int) -> list[PrivateKey]:
@@ -106,12 +110,33 @@ def measure(n: int) -> PostGas:
                 w3, deployer, commitments.functions.post(header.as_abi(), signatures)
             )
             gas = int(receipt["gasUsed"])
+        snapshot = w3.provider.make_request("evm_snapshot", [])["result"]  # type: ignore[arg-type]
         first, second = equivocation(keys[0], domain, height=3)
         receipt = transact(
             w3, deployer, commitments.functions.submitEvidence(*evidence_args(first, second))
         )
         evidence_gas = int(receipt["gasUsed"])
-    return PostGas(validators=n, signers=len(signers), gas=gas, evidence_gas=evidence_gas)
+        w3.provider.make_request("evm_revert", [snapshot])  # type: ignore[arg-type]
+
+        # The same set again as epoch 1, from height 3: height 2 stays epoch 0's.
+        ordered = sorted(keys, key=lambda key: key.address)
+        validators = [Web3.to_checksum_address(key.address) for key in ordered]
+        powers = [1] * n
+        digest = rotation_digest(domain, 1, [key.address for key in ordered], powers)
+        rotate = commitments.functions.rotate(validators, powers, sign_packed(signers, digest))
+        transact(w3, deployer, rotate)
+        first, second = equivocation(keys[0], domain, height=2)
+        call = commitments.functions.submitEvidenceOfEpoch(
+            0, validators, powers, *evidence_args(first, second)
+        )
+        epoch_evidence_gas = int(transact(w3, deployer, call)["gasUsed"])
+    return PostGas(
+        validators=n,
+        signers=len(signers),
+        gas=gas,
+        evidence_gas=evidence_gas,
+        epoch_evidence_gas=epoch_evidence_gas,
+    )
 
 
 def equivocation(key: PrivateKey, domain: Domain, height: int) -> tuple[Vote, Vote]:

@@ -1,0 +1,327 @@
+"""Evidence is judged against the validator set of the offence's epoch: validators
+who fork and are then rotated out are still proven (submitEvidenceOfEpoch with
+their epoch's set), and freeze the contract once more than a third of THAT
+epoch's power is proven; the current-epoch entry point refuses older heights;
+wrong sets, heights and signers are refused with their own errors; and
+`submit_evidence` and the watcher find the epoch and its set on their own."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+import trio
+from eth_typing import ChecksumAddress
+from web3 import Web3
+from web3.contract import Contract
+from web3.types import TxReceipt
+
+from consensus.crypto import PrivateKey, keccak256
+from consensus.messages import Vote
+from sequencer_net.l1 import evidence
+from sequencer_net.l1.evidence import (
+    EvidenceRejected,
+    evidence_args,
+    evidence_epoch,
+    installed_set,
+    submit_evidence,
+)
+from sequencer_net.l1.header import rotation_digest, sign_packed, validator_set_hash
+from sequencer_net.storage.node_store import EvidenceRecord
+from tests.l1.finalized_store import FinalizedStore
+from tests.l1.l1_chain import RESUME_DELAY, L1Chain, expect_revert, validator_keys
+from tests.l1.test_evidence import finalize_vote, nullify_vote, submit
+from tests.l1.test_evidence_watch import WATCHER_KEY, fund, make_watcher
+
+
+def checksums(keys: Sequence[PrivateKey]) -> list[ChecksumAddress]:
+    return [Web3.to_checksum_address(key.address) for key in keys]
+
+
+def rotate(
+    chain: L1Chain, signers: Sequence[PrivateKey], new: Sequence[PrivateKey], powers: list[int]
+) -> TxReceipt:
+    """Rotate to (new, powers) as the next epoch, signed by `signers` of the current set."""
+    functions = chain.commitments.functions
+    epoch = functions.epoch().call() + 1
+    digest = rotation_digest(chain.domain, epoch, [key.address for key in new], powers)
+    return chain.send(functions.rotate(checksums(new), powers, sign_packed(signers, digest)))
+
+
+def submit_of_epoch(
+    chain: L1Chain,
+    epoch: int,
+    keys: Sequence[PrivateKey],
+    powers: list[int],
+    first: Vote,
+    second: Vote,
+) -> TxReceipt:
+    call = chain.commitments.functions.submitEvidenceOfEpoch(
+        epoch, checksums(keys), powers, *evidence_args(first, second)
+    )
+    return chain.send(call)
+
+
+def fork_pair(chain: L1Chain, key: PrivateKey, height: int) -> tuple[Vote, Vote]:
+    """`key`'s FINALIZE votes for two blocks at `height` in one view."""
+    block = chain.header(height)
+    twin = dataclasses.replace(block, state_root=keccak256(b"the other side"))
+    return finalize_vote(key, chain.domain, block), finalize_vote(key, chain.domain, twin)
+
+
+def sorted_keys(keys: Sequence[PrivateKey]) -> list[PrivateKey]:
+    return sorted(keys, key=lambda key: key.address)
+
+
+@pytest.fixture
+def rotated(chain: L1Chain) -> tuple[list[PrivateKey], list[int]]:
+    """Heights 1 and 2 posted by epoch 0 (4 validators of power 1), then epoch 1 from
+    height 3: one validator of epoch 0 (power 2) and three new ones, total 5."""
+    old = chain.keys
+    for height in (1, 2):
+        chain.post(chain.header(height), signers=old[:3])
+    new = sorted_keys([old[0], *validator_keys(3, tag=b"epoch 1")])
+    powers = [2 if key is old[0] else 1 for key in new]
+    receipt = rotate(chain, old[:3], new, powers)
+    (installed,) = chain.events(chain.commitments, "ValidatorSetInstalled", receipt)
+    assert (installed["args"]["epoch"], installed["args"]["fromHeight"]) == (1, 3)
+    assert installed["args"]["validators"] == checksums(new)
+    assert installed["args"]["powers"] == powers
+    return new, powers
+
+
+def test_epochs_record_their_sets_and_first_heights(
+    chain: L1Chain, rotated: tuple[list[PrivateKey], list[int]]
+) -> None:
+    functions = chain.commitments.functions
+    new, powers = rotated
+    old = [key.address for key in chain.keys]
+    assert functions.setHashOf(0).call() == validator_set_hash(0, old, [1] * 4)
+    assert functions.setHashOf(1).call() == validator_set_hash(1, [k.address for k in new], powers)
+    assert functions.setHashOf(2).call() == bytes(32)
+    assert functions.epochStart(0).call()[0] == 0 and functions.epochStart(1).call()[0] == 3
+    expect_revert("UnknownValidatorSet", lambda: functions.epochStart(2).call())
+    assert [functions.epochOf(h).call() for h in (0, 2, 3, 1_000)] == [
+        [True, 0],
+        [True, 0],
+        [True, 1],
+        [True, 1],
+    ]
+    # Two rotations without a post between them: the first's heights are empty.
+    third = sorted_keys(validator_keys(4, tag=b"epoch 2"))
+    rotate(chain, new[:4], third, [1] * 4)
+    assert functions.epochStart(2).call()[0] == 3
+    assert functions.epochOf(3).call() == [True, 2]
+    assert installed_set(chain.commitments, 1) == ([k.address for k in new], powers)
+    assert installed_set(chain.commitments, 0) == (old, [1] * 4)
+
+
+def test_old_epoch_evidence_is_judged_against_its_set_and_freezes_on_its_power(
+    chain: L1Chain, rotated: tuple[list[PrivateKey], list[int]]
+) -> None:
+    functions = chain.commitments.functions
+    old, new = chain.keys, rotated[0]
+    liars = old[1:3]  # rotated out at epoch 1
+    pairs = [fork_pair(chain, liar, 2) for liar in liars]
+
+    # The current-epoch entry point no longer judges height 2 with epoch 1's set.
+    expect_revert("EvidenceOutsideEpoch", lambda: submit(chain, *pairs[0]))
+
+    receipt = submit_of_epoch(chain, 0, old, [1] * 4, *pairs[0])
+    (event,) = chain.events(chain.commitments, "EquivocationProven", receipt)
+    assert (event["args"]["validator"], event["args"]["height"], event["args"]["epoch"]) == (
+        checksums(liars[:1])[0],
+        2,
+        0,
+    )
+    assert functions.offenceOfInEpoch(checksums(liars[:1])[0], 0).call() == [True, 2]
+    assert functions.offenceOf(checksums(liars[:1])[0]).call() == [False, 0]  # epoch 1's
+    assert functions.offendingPowerInEpoch(0).call() == [1, False]  # 1 of 4: within f
+    assert functions.offendingPower().call() == [0, False]
+    assert not functions.frozen().call()
+    expect_revert(
+        "EquivocationAlreadyProven", lambda: submit_of_epoch(chain, 0, old, [1] * 4, *pairs[0])
+    )
+
+    # A validator of epoch 1 (power 1 of 5) proven too: offences of two epochs do not add up.
+    newcomer = next(key for key in new if key.address not in {k.address for k in old})
+    submit(chain, *fork_pair(chain, newcomer, 3))
+    assert functions.offendingPower().call() == [1, False]
+    assert not functions.frozen().call()
+
+    # The second liar of epoch 0: 2 of 4 is more than a third of epoch 0's power.
+    receipt = submit_of_epoch(chain, 0, old, [1] * 4, *pairs[1])
+    assert chain.events(chain.commitments, "FrozenAt", receipt)[0]["args"]["disputedHeight"] == 2
+    assert functions.frozen().call()
+    assert functions.offendingPowerInEpoch(0).call() == [2, True]
+    assert functions.disputedHeight(0).call() == [True, 2]
+    assert functions.lastUndisputedPost().call()[2] == 1
+    # Frozen: a lower offence of either epoch lowers the disputed height.
+    low = chain.header(1)
+    liar = liars[0]
+    receipt = submit_of_epoch(
+        chain,
+        0,
+        old,
+        [1] * 4,
+        finalize_vote(liar, chain.domain, low),
+        nullify_vote(liar, chain.domain, low.view),
+    )
+    assert chain.events(chain.commitments, "FrozenAt", receipt)[0]["args"]["disputedHeight"] == 1
+
+
+def test_a_current_epoch_offence_is_also_accepted_through_the_epoch_entry_point(
+    chain: L1Chain, rotated: tuple[list[PrivateKey], list[int]]
+) -> None:
+    new, powers = rotated
+    stayer = chain.keys[0]  # power 2 of 5 in epoch 1: more than a third alone
+    receipt = submit_of_epoch(chain, 1, new, powers, *fork_pair(chain, stayer, 4))
+    assert chain.events(chain.commitments, "FrozenAt", receipt)[0]["args"]["disputedHeight"] == 4
+    assert chain.commitments.functions.offenceOf(checksums([stayer])[0]).call() == [True, 4]
+
+
+def test_wrong_sets_heights_and_signers_are_refused_with_their_own_errors(
+    chain: L1Chain, rotated: tuple[list[PrivateKey], list[int]]
+) -> None:
+    old, (new, powers) = chain.keys, rotated
+    pair = fork_pair(chain, old[1], 2)
+
+    def refused(name: str, epoch: int, keys: Sequence[PrivateKey], weights: list[int]) -> None:
+        expect_revert(name, lambda: submit_of_epoch(chain, epoch, keys, weights, *pair))
+
+    # a set that is not the epoch's: other powers, other order, fewer members, another
+    # epoch's set, an epoch not installed
+    refused("UnknownValidatorSet", 0, old, [1, 1, 1, 2])
+    refused("UnknownValidatorSet", 0, [old[1], old[0], *old[2:]], [1] * 4)
+    refused("UnknownValidatorSet", 0, old[:3], [1] * 3)
+    refused("UnknownValidatorSet", 0, new, powers)
+    refused("UnknownValidatorSet", 1, old, [1] * 4)
+    refused("UnknownValidatorSet", 2, old, [1] * 4)
+    # the disputed height outside the epoch: height 2 is epoch 0's, height 3 epoch 1's
+    refused("EvidenceOutsideEpoch", 1, new, powers)
+    expect_revert(
+        "EvidenceOutsideEpoch",
+        lambda: submit_of_epoch(chain, 0, old, [1] * 4, *fork_pair(chain, old[1], 3)),
+    )
+    # signers outside the epoch's set: a newcomer of epoch 1, a stranger
+    newcomer = next(key for key in new if key.address not in {k.address for k in old})
+    stranger = validator_keys(1, tag=b"stranger")[0]
+    for outsider_pair in (fork_pair(chain, newcomer, 2), fork_pair(chain, stranger, 2)):
+        expect_revert(
+            "EvidenceSignerNotInSet",
+            functools.partial(submit_of_epoch, chain, 0, old, [1] * 4, *outsider_pair),
+        )
+    # the votes of two validators
+    expect_revert(
+        "EvidenceSignersDiffer",
+        lambda: submit_of_epoch(chain, 0, old, [1] * 4, pair[0], fork_pair(chain, old[2], 2)[1]),
+    )
+    assert chain.commitments.functions.offendingPowerInEpoch(0).call() == [0, False]
+
+
+def test_an_era_ended_by_resume_takes_no_more_evidence_of_its_epochs(
+    chain: L1Chain, rotated: tuple[list[PrivateKey], list[int]]
+) -> None:
+    functions = chain.commitments.functions
+    new, powers = rotated
+    submit(chain, *fork_pair(chain, chain.keys[0], 4))  # power 2 of 5 in epoch 1
+    assert functions.frozen().call()
+    chain.mine(RESUME_DELAY)
+    after = sorted_keys(validator_keys(4, tag=b"after resume"))
+    receipt = chain.send(
+        functions.resume(
+            2, keccak256(b"block 2"), 2, keccak256(b"root 2"), checksums(after), [1] * 4
+        )
+    )
+    (installed,) = chain.events(chain.commitments, "ValidatorSetInstalled", receipt)
+    assert (installed["args"]["epoch"], installed["args"]["fromHeight"]) == (2, 3)
+    assert functions.epochOf(3).call() == [True, 2]
+    assert functions.epochOf(2).call() == [False, 0]
+    expect_revert(
+        "EvidenceOutsideEpoch",
+        lambda: submit_of_epoch(chain, 0, chain.keys, [1] * 4, *fork_pair(chain, chain.keys[1], 2)),
+    )
+    expect_revert(
+        "EvidenceOutsideEpoch",
+        lambda: submit_of_epoch(chain, 1, new, powers, *fork_pair(chain, new[1], 5)),
+    )
+    assert evidence_epoch(chain.commitments, 2) is None
+
+
+def test_submit_evidence_picks_the_offence_epochs_entry_point(
+    chain: L1Chain, rotated: tuple[list[PrivateKey], list[int]]
+) -> None:
+    old = chain.keys
+    first, second = fork_pair(chain, old[1], 2)
+    proven = submit_evidence(
+        chain.w3, chain.deployer, chain.commitments, EvidenceRecord(1, first, second, "test")
+    )
+    assert (proven.validator, proven.height, proven.epoch, proven.froze) == (
+        old[1].address,
+        2,
+        0,
+        False,
+    )
+    newcomer = next(key for key in rotated[0] if key.address not in {k.address for k in old})
+    first, second = fork_pair(chain, newcomer, 3)
+    proven = submit_evidence(
+        chain.w3, chain.deployer, chain.commitments, EvidenceRecord(2, first, second, "test")
+    )
+    assert (proven.height, proven.epoch) == (3, 1)
+    with pytest.raises(EvidenceRejected) as again:
+        first, second = fork_pair(chain, old[1], 2)
+        submit_evidence(
+            chain.w3, chain.deployer, chain.commitments, EvidenceRecord(1, first, second, "t")
+        )
+    assert again.value.reason == "EquivocationAlreadyProven"
+
+
+def test_the_watcher_proves_validators_rotated_out_after_their_fork(
+    tmp_path: Path, chain: L1Chain, rotated: tuple[list[PrivateKey], list[int]]
+) -> None:
+    old = chain.keys
+    node = FinalizedStore.open(tmp_path / "chain", old, chain.domain)
+    fund(chain, WATCHER_KEY.address)
+    try:
+        for offender, liar in enumerate(old[1:3], start=1):
+            first, second = fork_pair(chain, liar, 2)
+            assert node.store.save_evidence(EvidenceRecord(offender, first, second, "fork"))
+        watcher = make_watcher(chain, node, tmp_path / "l1")
+        assert trio.run(watcher.submit_stored, chain.domain.separator()) == 2
+        functions = chain.commitments.functions
+        for liar in old[1:3]:
+            assert functions.offenceOfInEpoch(checksums([liar])[0], 0).call() == [True, 2]
+        assert functions.frozen().call() and functions.disputedHeight(0).call() == [True, 2]
+        # A restarted watcher without its file asks offenceOfInEpoch: nothing is resent.
+        (tmp_path / "l1" / "evidence.json").unlink()
+        assert (
+            trio.run(
+                make_watcher(chain, node, tmp_path / "l1").submit_stored, chain.domain.separator()
+            )
+            == 0
+        )
+    finally:
+        node.close()
+
+
+def test_a_rotation_between_reading_the_epoch_and_sending_is_met_by_one_resend(
+    chain: L1Chain, rotated: tuple[list[PrivateKey], list[int]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first epochOf answer is the one read before the rotation (epoch 1 is current
+    then, for this height, as far as the sender knows): submitEvidence refuses the
+    height, and submit_evidence resends to the epoch entry point once."""
+    answers = [1]
+    real = evidence.evidence_epoch
+
+    def stale_then_real(commitments: Contract, height: int) -> int | None:
+        return answers.pop() if answers else real(commitments, height)
+
+    monkeypatch.setattr(evidence, "evidence_epoch", stale_then_real)
+    first, second = fork_pair(chain, chain.keys[2], 2)
+    proven = evidence.submit_evidence(
+        chain.w3, chain.deployer, chain.commitments, EvidenceRecord(2, first, second, "test")
+    )
+    assert (proven.height, proven.epoch) == (2, 0)
