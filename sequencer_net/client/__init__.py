@@ -12,6 +12,10 @@ Every failure, an unreachable node included, raises `SeqnetApiError`.
 `dex_transaction` and `signed_transaction` build what `submit` sends: one
 signature per transaction, the required fee offered (`FeeSchedule`).
 
+`RedundantSubmitter(urls, genesis=...)` hands each transaction to validators
+holding more than a third of the power, so an honest one holds it
+(sequencer_net.client.redundant).
+
 `subscribe(urls, namespace=N, from_height=H, genesis=path)` yields a rollup's
 verified blocks (sequencer_net.client.subscribe; docs/rollups.md).
 """
@@ -24,6 +28,11 @@ from sequencer_net.client.http import (
     TransactionTimeout,
 )
 from sequencer_net.client.proofs import StateProof, WithdrawalProof
+from sequencer_net.client.redundant import (
+    NotEnoughValidators,
+    RedundantResult,
+    RedundantSubmitter,
+)
 from sequencer_net.client.subscribe import (
     RetryPolicy,
     SubscriptionFailed,
@@ -50,6 +59,9 @@ __all__ = [
     "AsyncSeqnetClient",
     "BlockVerifier",
     "FeeSchedule",
+    "NotEnoughValidators",
+    "RedundantResult",
+    "RedundantSubmitter",
     "RetryPolicy",
     "SeqnetApiError",
     "SeqnetClient",

@@ -155,9 +155,14 @@ _OCTETS = {"content-type": "application/octet-stream"}
 class SeqnetClient:
     """Blocking client for one node: `SeqnetClient("http://127.0.0.1:26700")`."""
 
-    def __init__(self, base_url: str, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout)
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport)
 
     def __enter__(self) -> SeqnetClient:
         return self
