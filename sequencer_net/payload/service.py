@@ -243,10 +243,20 @@ class PayloadService:
         return [(h.digest, h.size) for h in held[:limit]]
 
     async def _wait_for_candidate(self) -> None:
-        if self.certificates is None:
+        """Until a batch arrives or, with certificates, a certificate: a candidate
+        needs both, and either may come last."""
+        certificates = self.certificates
+        if certificates is None:
             await self.pool.wait_for_batch()
-        else:
-            await self.certificates.wait_for_certificate()
+            return
+        async with trio.open_nursery() as nursery:
+
+            async def first(wait: Callable[[], Awaitable[None]]) -> None:
+                await wait()
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(first, self.pool.wait_for_batch)
+            nursery.start_soon(first, certificates.wait_for_certificate)
 
     def _certified(self, digest: bytes) -> bool:
         return self.certificates is None or self.certificates.certified(digest)

@@ -234,3 +234,45 @@ async def test_a_voter_accepts_a_block_with_every_overdue_certificate(
     assert not await voter.verify(proposal([A]))  # C, held since view 4, is
     assert await voter.verify(proposal([A], view=5))  # ...but not yet at view 5
     assert certs.refusals == [10]
+
+
+class ArrivingPool(FakePool):
+    def __init__(self) -> None:
+        super().__init__({})
+        self.arrived = trio.Event()
+
+    async def wait_for_batch(self) -> None:
+        await self.arrived.wait()
+
+    def arrive(self, digest: bytes) -> None:
+        self.batches[digest] = 0
+        self.arrived.set()
+        self.arrived = trio.Event()
+
+
+class PoolBoundCertificates(FakeCertificates):
+    def __init__(self, pool: FakePool, held: dict[bytes, tuple[int, int]]) -> None:
+        super().__init__(held)
+        self.pool = pool
+
+    def candidates(self, exclude: set[bytes]) -> list[HeldBatch]:
+        return [h for h in super().candidates(exclude) if h.digest in self.pool]
+
+
+async def test_a_waiting_leader_proposes_once_the_batch_of_a_held_certificate_arrives(
+    autojump_clock: MockClock,
+) -> None:
+    pool = ArrivingPool()
+    certs = PoolBoundCertificates(pool, {A: (1, 0)})  # certificate first, batch later
+    built: list[bytes] = []
+
+    async def leader() -> None:
+        built.append(await service(pool, certs).build(b"\x00" * 32, 1))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(leader)
+        await trio.sleep(0.02)
+        assert built == []
+        pool.arrive(A)
+    assert decode_payload(built[0]).batches == [A]
+    assert trio.current_time() < 0.1  # well before the empty-block wait ran out
