@@ -285,3 +285,31 @@ async def test_an_uncertified_own_batch_is_broadcast_again_after_the_delay(node:
     assert [d for _, ch, d, _ in node.p2p.sent if ch == Channel.BATCH] == []
     node.certifier.view_changed(5)
     assert [d for _, ch, d, _ in node.p2p.sent if ch == Channel.BATCH] == [encoded]
+
+
+async def test_held_certificates_survive_a_restart_and_included_ones_are_dropped(
+    tmp_path: Path,
+) -> None:
+    first = Node(tmp_path / "db", me=0)
+    kept, kept_encoded, _ = batch_of(author=2, sequence=0, nonce=0)
+    done, done_encoded, _ = batch_of(author=3, sequence=0, nonce=1)
+    for sender, encoded in ((2, kept_encoded), (3, done_encoded)):
+        assert await first.pool.receive(sender, encoded) is not None
+    async with trio.open_nursery() as nursery:
+        await nursery.start(first.certifier.run)
+        for digest, author in ((kept, 2), (done, 3)):
+            first.certifier.offer(1, encode_cert_message(cert_of(digest, author, 0, [1, 2, 3])))
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.cancel_scope.cancel()
+    assert len(first.store.load_batch_certificates()) == 2
+    first.close()
+    restarted = Node(tmp_path / "db", me=0, view=40)
+    try:
+        restarted.store.batch_referenced = lambda digest: digest == done  # type: ignore[method-assign]
+        assert restarted.certifier.load() == 1
+        assert restarted.certifier.certified(kept) and not restarted.certifier.certified(done)
+        entry = restarted.certifier.book.get(kept)
+        assert entry is not None and entry.first_view == 40
+        assert len(restarted.store.load_batch_certificates()) == 1  # the included one deleted
+    finally:
+        restarted.close()
