@@ -15,6 +15,9 @@ the same digest and check signatures with `ecrecover`:
     Vote_digest     = keccak(0x19 0x01 || domainSeparator ||
                              keccak(Vote_TYPEHASH || uint8 kind || uint64 view
                                     || uint64 height || bytes32 block))
+    BatchAck_digest = keccak(0x19 0x01 || domainSeparator ||
+                             keccak(BatchAck_TYPEHASH || bytes32 batch
+                                    || uint32 author || uint64 round))
 
 Each field is ABI-encoded as one 32-byte big-endian word. The chain id and the
 L1 contract address are fixed in genesis, and the domain's salt is the genesis
@@ -45,6 +48,7 @@ BLOCK_TYPEHASH = keccak256(
     b"Block(uint64 view,uint64 height,bytes32 parent,bytes32 payloadHash,uint32 proposer)"
 )
 VOTE_TYPEHASH = keccak256(b"Vote(uint8 kind,uint64 view,uint64 height,bytes32 block)")
+BATCH_ACK_TYPEHASH = keccak256(b"BatchAck(bytes32 batch,uint32 author,uint64 round)")
 PAYLOAD_TYPEHASH = keccak256(
     b"Payload(uint64 timestamp,uint64 stateHeight,bytes32 stateRoot,bytes32[] batches,"
     b"bytes32 namespaceRoot)"
@@ -174,4 +178,15 @@ def vote_digest(
     domain_separator: bytes, kind: int, view: View, height: Height, block: Digest
 ) -> bytes:
     struct_hash = keccak256(VOTE_TYPEHASH + word(kind) + word(view) + word(height) + block)
+    return keccak256(b"\x19\x01" + domain_separator + struct_hash)
+
+
+def batch_ack_digest(domain_separator: bytes, batch: bytes, author: int, round_: int) -> bytes:
+    """What a validator signs to acknowledge that it holds `author`'s batch of
+    `round_` (the author's own batch sequence number) with digest `batch`."""
+    if len(batch) != 32:
+        raise ValueError("batch digest must be 32 bytes")
+    if not (0 <= author < 2**32 and 0 <= round_ <= U64_MAX):
+        raise ValueError("author or round out of range")
+    struct_hash = keccak256(BATCH_ACK_TYPEHASH + batch + word(author) + word(round_))
     return keccak256(b"\x19\x01" + domain_separator + struct_hash)

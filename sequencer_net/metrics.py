@@ -64,6 +64,26 @@ class Metrics:
             "Peer batches dropped because the verification queue was full",
             registry=r,
         )
+        self.batch_acks_sent = Counter(
+            "seqnet_batch_acks_sent",
+            "Acknowledgements of peers' batches this validator signed and sent",
+            registry=r,
+        )
+        self.batch_certificates_formed = Counter(
+            "seqnet_batch_certificates_formed",
+            "Availability certificates this validator formed for its own batches",
+            registry=r,
+        )
+        self.batch_certificates_held = Counter(
+            "seqnet_batch_certificates_held",
+            "Verified availability certificates this validator started holding",
+            registry=r,
+        )
+        self.inclusion_refusals = Counter(
+            "seqnet_inclusion_refusals",
+            "Proposals refused for leaving out a certificate held for the inclusion delay",
+            registry=r,
+        )
         self.group_commit_writes = Histogram(
             "seqnet_group_commit_writes",
             "Writes (acknowledgements, batches) covered by one fsync",

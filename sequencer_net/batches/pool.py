@@ -398,6 +398,27 @@ class BatchPool:
                 self._pair_txs -= len(cached[0]) // 4
                 self._unwatch_batch(digest, cached[1])
 
+    def identity(self, digest: bytes) -> tuple[int, int] | None:
+        """(author, sequence) of a batch held here (None if not held)."""
+        known = self._known.get(digest)
+        if known is not None:
+            return known.author, known.sequence
+        encoded = self.store.get_batch(digest)
+        if encoded is None:
+            return None
+        try:
+            batch = decode_batch(encoded)
+        except InvalidBatch:
+            return None
+        return batch.author, batch.sequence
+
+    def is_included(self, digest: bytes) -> bool:
+        """Whether a committed block (executed here) names the batch."""
+        known = self._known.get(digest)
+        if known is not None and known.included:
+            return True
+        return self.store.batch_referenced(digest)
+
     def mark_included(self, digests: list[bytes]) -> None:
         for digest in digests:
             known = self._known.get(digest)

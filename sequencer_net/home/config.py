@@ -259,13 +259,25 @@ class ConsensusSettings:
         _between(0, 60_000),
     )
 
+    inclusion_delay_views: int = _key(
+        2,
+        "The inclusion rule's K: a voter refuses a proposal that leaves out a batch "
+        "whose availability certificate it has held for this many views (unless the "
+        "block is full of older or overdue ones). Lower: a leader can delay a "
+        "validator's batches for fewer views; higher: more slack for certificates "
+        "that reach leaders late. Every validator should use the same value.",
+        _between(1, 64),
+    )
+
     test_fault: str | None = _key(
         None,
         'For local test networks only: a fault this validator carries, "equivocate" '
         "(as leader, propose twin blocks to the two halves of the validators; as voter, "
-        "sign every proposal; armed by SIGUSR1). Refused at startup unless the genesis "
-        "chain id is in the local range of sequencer_net/home/genesis.py. Unset: none.",
-        _one_of("equivocate"),
+        'sign every proposal; armed by SIGUSR1) or "censor" (as leader, leave out the '
+        "batches of the validator with the next index; active from the start). Refused "
+        "at startup unless the genesis chain id is in the local range of "
+        "sequencer_net/home/genesis.py. Unset: none.",
+        _one_of("equivocate", "censor"),
         example="equivocate",
     )
 

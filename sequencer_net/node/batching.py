@@ -8,7 +8,8 @@ Peers' batches: frames from the BATCH channel go into a bounded queue, apart
 from consensus messages, so verifying a large batch never delays a vote;
 a few tasks take batches from the queue and verify them in the verifier pool.
 When the queue is full a batch is dropped (and counted): a block that names it
-makes voters fetch it by digest.
+makes voters fetch it by digest. A verified, stored batch is acknowledged to
+its author (sequencer_net/node/certifying.py).
 """
 
 from __future__ import annotations
@@ -16,12 +17,18 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import trio
 
-from sequencer_net.batches.batch import BatchBuilder, batch_digest, batch_tx_hashes, encode_batch
+from sequencer_net.batches.batch import (
+    Batch,
+    BatchBuilder,
+    batch_digest,
+    batch_tx_hashes,
+    encode_batch,
+)
 from sequencer_net.batches.pool import BatchPool
 from sequencer_net.mempool.limits import MAX_BATCH_BYTES
 from sequencer_net.mempool.mempool import Mempool
@@ -51,6 +58,7 @@ class OwnBatches:
         broadcast: Callable[[bytes], None],
         metrics: Metrics,
         clock_ms: Callable[[], int] = monotonic_ms,
+        on_batch: Callable[[bytes, bytes, Batch], None] = lambda digest, encoded, batch: None,
     ) -> None:
         self.batcher = batcher
         self.mempool = mempool
@@ -58,6 +66,8 @@ class OwnBatches:
         self.broadcast = broadcast
         self.metrics = metrics
         self.clock_ms = clock_ms
+        self.on_batch = on_batch
+        """Told of each own batch once stored and broadcast (its author's ack)."""
         self._arrived = trio.Event()
 
     def transactions_arrived(self) -> None:
@@ -79,6 +89,7 @@ class OwnBatches:
             await self.pool.add_own(digest, encoded, batch)  # durable before it leaves
             self.metrics.batches_created.inc()
             self.broadcast(encoded)
+            self.on_batch(digest, encoded, batch)
 
     async def _wait_until_due(self) -> None:
         deadline = self.batcher.deadline_ms(self.mempool)
@@ -89,9 +100,16 @@ class OwnBatches:
 
 
 class PeerBatches:
-    def __init__(self, pool: BatchPool, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        pool: BatchPool,
+        metrics: Metrics,
+        acknowledge: Callable[[int, bytes], Awaitable[None]] | None = None,
+    ) -> None:
         self.pool = pool
         self.metrics = metrics
+        self.acknowledge = acknowledge
+        """Acknowledges a verified, stored batch to its author (the certifier)."""
         self._send, self._receive = trio.open_memory_channel[tuple[int, bytes]](INBOUND_BATCH_QUEUE)
 
     def offer(self, peer: int, encoded: bytes) -> None:
@@ -112,4 +130,6 @@ class PeerBatches:
 
     async def _verify_loop(self) -> None:
         async for peer, encoded in self._receive:
-            await self.pool.receive(peer, encoded)
+            digest = await self.pool.receive(peer, encoded)
+            if digest is not None and self.acknowledge is not None:
+                await self.acknowledge(peer, digest)

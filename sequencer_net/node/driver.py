@@ -77,6 +77,7 @@ class ConsensusDriver:
         metrics: Metrics,
         is_connected: Callable[[], bool] = lambda: True,
         fault: Equivocator | None = None,
+        on_view: Callable[[int], None] = lambda view: None,
     ) -> None:
         self.core = core
         self.store = store
@@ -87,6 +88,8 @@ class ConsensusDriver:
         self.is_connected = is_connected
         self.fault = fault
         """A test-only fault (sequencer_net/node/equivocation.py); None on real networks."""
+        self.on_view = on_view
+        """Told each view the core enters (the certifier sends leaders overdue certificates)."""
         self._events_in, self._events_out = trio.open_memory_channel[tuple[Event, float]](
             EVENT_QUEUE
         )
@@ -114,12 +117,16 @@ class ConsensusDriver:
                 height,
             )
             task_status.started()
+            view = self.core.view
             async for event, posted_at in self._events_out:
                 if isinstance(event, MessageReceived):
                     # Consensus first: how long a peer's message waited for the core.
                     self.metrics.consensus_event_delay.observe(trio.current_time() - posted_at)
                 await self._carry_out(self.core.handle(event))
                 self.metrics.view.set(self.core.view)
+                if self.core.view != view:
+                    view = self.core.view
+                    self.on_view(view)
 
     def post(self, event: Event) -> bool:
         try:

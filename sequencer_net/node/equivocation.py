@@ -43,7 +43,7 @@ from consensus.types import ValidatorIndex
 
 log = logging.getLogger("seqnet.consensus.fault")
 
-TEST_FAULTS: Final = ("equivocate",)
+TEST_FAULTS: Final = ("equivocate", "censor")
 """The values of `[consensus] test_fault`."""
 CROSS_DELAY_BLOCKS: Final = 3
 """How long a side waits for what the faulty validator sent the other side, in

@@ -19,6 +19,9 @@ class RequestKind(bytes, Enum):
     finalization (sequencer_net.node.follow)."""
     SUBMIT = b"\x04"
     """Full nodes only: a transaction relayed to the validator's intake."""
+    BATCH_CERTIFICATES = b"\x05"
+    """A BatchRequest: the availability certificates of batches by digest
+    (sequencer_net.node.certifying)."""
 
 
 def split_request(data: bytes) -> tuple[RequestKind, bytes] | None:

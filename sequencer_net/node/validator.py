@@ -3,9 +3,11 @@
 Follow a transaction through it:
   API (intake: verifier pool, mempool, group commit, ack) -> own batches (cut,
   stored once, broadcast to validators) -> peers' batches (queued apart from
-  consensus, verified in the pool) -> consensus driver (the leader's payload
-  names batches; voters fetch what they lack) -> commit pipeline (execute off
-  the loop, store) -> status.
+  consensus, verified in the pool, acknowledged to their author) -> batch
+  certificates (a quorum of acks, broadcast; the certifier) -> consensus
+  driver (the leader's payload names certified batches, oldest first; voters
+  fetch what they lack and apply the inclusion rule) -> commit pipeline
+  (execute off the loop, store) -> status.
 
 One trio nursery owns every task; SIGINT or SIGTERM cancels it, and each
 component cleans up on the way out (the p2p host closes, the stores close,
@@ -49,6 +51,7 @@ from sequencer_net.mempool.mempool import AddResult
 from sequencer_net.mempool.transaction import InvalidTransaction
 from sequencer_net.node.base import NodeBase, NodeSetupError
 from sequencer_net.node.batching import OwnBatches, PeerBatches
+from sequencer_net.node.certifying import BatchCertifier
 from sequencer_net.node.commit import CommitPipeline
 from sequencer_net.node.driver import ConsensusDriver
 from sequencer_net.node.equivocation import (
@@ -135,6 +138,31 @@ class ValidatorNode(NodeBase):
         )
         self.pool = BatchPool(self.store, self.verifier, self.group)
         self.fetcher = BatchFetcher(self.pool, self.p2p)
+        self.core = ConsensusCore(
+            validators=validators,
+            me=ValidatorIndex(self.index),
+            key=key,
+            genesis=self.genesis_block,
+            verifier=SignatureVerifier(self.domain.separator()),
+            config=config.consensus.consensus_config(genesis),
+            stored_block=self.store.block_by_digest,
+        )
+        self.certifier = BatchCertifier(
+            me=self.index,
+            key=key,
+            validators=validators,
+            separator=self.domain.separator(),
+            recover=self.core.verifier.recover,
+            store=self.store,
+            group=self.group,
+            pool=self.pool,
+            fetcher=self.fetcher,
+            p2p=self.p2p,
+            metrics=self.metrics,
+            view=lambda: self.core.view,
+            delay_views=config.consensus.inclusion_delay_views,
+            is_connected=lambda: self.connected,
+        )
         self.own_batches = OwnBatches(
             batcher=BatchBuilder(
                 self.index,
@@ -145,17 +173,9 @@ class ValidatorNode(NodeBase):
             pool=self.pool,
             broadcast=self._broadcast_batch,
             metrics=self.metrics,
+            on_batch=self.certifier.own_batch,
         )
-        self.peer_batches = PeerBatches(self.pool, self.metrics)
-        self.core = ConsensusCore(
-            validators=validators,
-            me=ValidatorIndex(self.index),
-            key=key,
-            genesis=self.genesis_block,
-            verifier=SignatureVerifier(self.domain.separator()),
-            config=config.consensus.consensus_config(genesis),
-            stored_block=self.store.block_by_digest,
-        )
+        self.peer_batches = PeerBatches(self.pool, self.metrics, self.certifier.acknowledge)
         self.forced = ForcedInclusion() if config.l1.rpc_url is not None else None
         """Forced transactions seen on the L1 Inbox: the L1 watcher submits each to
         `intake` and, once accepted, calls `forced.observe`; None without [l1]."""
@@ -172,6 +192,8 @@ class ValidatorNode(NodeBase):
             lag_wait_ms=config.consensus.consensus_config(genesis).view_timeout_ms // 2,
             forced=self.forced,
             is_committed=self._is_committed,
+            certificates=self.certifier,
+            censor=self._censored(),
         )
         self._commits_in, self._commits_out = trio.open_memory_channel[Commit](COMMIT_QUEUE)
         self.fault = self._test_fault()
@@ -184,6 +206,7 @@ class ValidatorNode(NodeBase):
             metrics=self.metrics,
             is_connected=lambda: self.connected,
             fault=self.fault,
+            on_view=self.certifier.view_changed,
         )
         self.status = ChainStatus()
         self.accepted_at: dict[bytes, float] = {}
@@ -214,6 +237,8 @@ class ValidatorNode(NodeBase):
         self.status.height, self.status.last_hash = height, digest
         self.status.state_root = self.commits.state.state_root
         self._restore_pending_transactions()
+        if held := self.certifier.load():
+            log.info("event=batch_certificates_restored count=%d", held)
         self.own_nonces = OwnNonces(key.address, lambda: self.commits.state)
         """Nonces of the transactions this validator signs: price and deposit reports."""
         self.reporter = self._price_reporter()
@@ -232,7 +257,7 @@ class ValidatorNode(NodeBase):
             check_test_fault_allowed(fault, self.genesis.chain_id)
         except TestFaultRefused as exc:
             raise NodeSetupError(f"{self.config.config_path}: {exc}") from exc
-        if fault is None:
+        if fault is None or fault == "censor":
             return None
         log.warning("event=test_fault_configured fault=%s armed_by=SIGUSR1", fault)
         core = self.core
@@ -247,6 +272,15 @@ class ValidatorNode(NodeBase):
             sign=sign,
             cross_delay_s=CROSS_DELAY_BLOCKS * empty_block_s,
         )
+
+    def _censored(self) -> int | None:
+        """`[consensus] test_fault = "censor"` (checked by `_test_fault`): the
+        validator whose batches this one leaves out as leader."""
+        if self.config.consensus.test_fault != "censor":
+            return None
+        censored = (self.index + 1) % len(self.validators)
+        log.warning("event=test_fault_configured fault=censor censored=%d", censored)
+        return censored
 
     def _price_reporter(self) -> PriceReporter | None:
         """The reporter of this validator's prices ([oracle]); None without a source."""
@@ -409,6 +443,8 @@ class ValidatorNode(NodeBase):
                 self.driver.on_peer_message(peer, data)
             elif channel == Channel.BATCH:
                 self.peer_batches.offer(peer, data)
+            elif channel == Channel.CERT:
+                self.certifier.offer(peer, data)
 
     async def _answer_request(self, peer: int, data: bytes) -> bytes:
         split = split_request(data) if self.connected else None
@@ -423,6 +459,8 @@ class ValidatorNode(NodeBase):
             except (msgspec.DecodeError, msgspec.ValidationError):
                 return b""
             return encode_batch_answer(self.pool.answer(request))
+        if kind is RequestKind.BATCH_CERTIFICATES:
+            return self.certifier.answer(body)
         return b""
 
     async def _submit_relayed(self, raw: bytes, client: str) -> Outcome:
@@ -462,6 +500,7 @@ class ValidatorNode(NodeBase):
         async with trio.open_nursery() as nursery:
             await nursery.start(self.group.run)
             await nursery.start(self.p2p.run)
+            await nursery.start(self.certifier.run)
             await nursery.start(self.peer_batches.run)
             nursery.start_soon(self._inbound)
             nursery.start_soon(self.commits.run, self._commits_out)
@@ -476,6 +515,7 @@ class ValidatorNode(NodeBase):
             if self.evidence_watcher is not None:
                 await nursery.start(self.evidence_watcher.run)
             nursery.start_soon(run_flusher, self.pool.log_limiter, LOG_FLUSH_S)
+            nursery.start_soon(run_flusher, self.certifier.log_limiter, LOG_FLUSH_S)
             if self.fault is not None:
                 nursery.start_soon(_arm_on_signal, self.fault)
             await nursery.start(serve_api, build_app(api, api_options), api_options)

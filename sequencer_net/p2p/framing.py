@@ -49,6 +49,7 @@ class Channel(enum.IntEnum):
 
     CONSENSUS = 1  # votes, proposals, certificates
     BATCH = 2  # transaction batches
+    CERT = 3  # batch acknowledgements and availability certificates
 
 
 class ResponseStatus(enum.IntEnum):

@@ -11,6 +11,11 @@ subclass at the first rule that fails, in the order a reader checks a header:
                           transactions (`block_namespace_pairs`)
     check_forced_inclusion  no overdue forced transaction that a verified
                           batch here carries is left out (docs/l1.md)
+    check_batches_certified  every named batch has an availability certificate
+                          held here (sequencer_net/batches/certificate.py)
+    check_certificate_inclusion  no certificate held here for K views is left
+                          out while it would have fitted (docs/consensus.md,
+                          "Inclusion rule")
 
 Voting never waits for this validator's own execution: a block vouches for
 the state root of an earlier height, and a validator that has not executed
@@ -81,6 +86,15 @@ class BatchesUnavailable(PayloadRejected):
 
 class NamespaceRootMismatch(PayloadRejected):
     pass
+
+
+class UncertifiedBatch(PayloadRejected):
+    """The block names a batch for which this validator holds no certificate."""
+
+
+class OverdueCertificateSkipped(PayloadRejected):
+    """The block leaves out a batch whose certificate this validator has held
+    for the inclusion delay, while it had room for it."""
 
 
 class ForcedTransactionSkipped(PayloadRejected):
@@ -239,4 +253,69 @@ def check_forced_inclusion(
         raise ForcedTransactionSkipped(
             f"overdue forced transaction {tx_hash.hex()} left out, though batch "
             f"{holders[0][0].hex()[:12]} carries it"
+        )
+
+
+def check_batches_certified(batches: Sequence[bytes], certified: Callable[[bytes], bool]) -> None:
+    """Every batch the block names is certified available (a quorum acknowledged
+    storing it), as far as this validator can verify: a voter never votes for a
+    batch it cannot show to be certified."""
+    for digest in batches:
+        if not certified(digest):
+            raise UncertifiedBatch(f"no certificate held for batch {digest.hex()[:12]}")
+
+
+@dataclass(frozen=True, slots=True)
+class HeldBatch:
+    """A certified batch as this validator sees it: when it first held the
+    certificate (a consensus view) and the batch's size."""
+
+    digest: bytes
+    first_view: int
+    size: BatchSize
+
+
+def check_certificate_inclusion(
+    left_out: Sequence[HeldBatch],
+    block: Sequence[HeldBatch],
+    *,
+    view: int,
+    delay_views: int,
+) -> None:
+    """The inclusion rule (docs/consensus.md, "Inclusion rule"). `left_out` are
+    the certified batches held here (batch and certificate) that neither this
+    block, nor an uncommitted ancestor, nor a committed block includes; `block`
+    the block's own batches. A left-out batch whose certificate was first held
+    at least `delay_views` views before `view` is overdue, and the block must
+    include it, unless the block is full for it (it would not fit next to the
+    block's batches, `check_block_size` and MAX_BATCHES_PER_BLOCK) and filled
+    oldest first: every included batch is not younger than it, or is overdue
+    itself (validators see certificates arrive in different orders, so among
+    overdue ones any choice is a fair one).
+
+    Only certificates whose batch this validator holds bind its vote: the
+    batch demonstrably reached a quorum and is fetchable, so an honest leader
+    can satisfy the rule."""
+    transactions = sum(b.size.transactions for b in block)
+    tx_bytes = sum(b.size.tx_bytes for b in block)
+
+    def fits(size: BatchSize) -> bool:
+        return (
+            len(block) < MAX_BATCHES_PER_BLOCK
+            and transactions + size.transactions <= MAX_TRANSACTIONS_PER_BLOCK
+            and tx_bytes + size.tx_bytes <= MAX_BLOCK_TX_BYTES
+        )
+
+    def overdue(held: HeldBatch) -> bool:
+        return view - held.first_view >= delay_views
+
+    for skipped in sorted(left_out, key=lambda h: (h.first_view, h.digest)):
+        if not overdue(skipped):
+            continue
+        oldest_first = all(b.first_view <= skipped.first_view or overdue(b) for b in block)
+        if not fits(skipped.size) and oldest_first:
+            continue
+        raise OverdueCertificateSkipped(
+            f"batch {skipped.digest.hex()[:12]} certified since view {skipped.first_view} "
+            f"left out at view {view} (inclusion delay {delay_views} views)"
         )

@@ -4,7 +4,9 @@
 Build: wait (briefly) for a batch when there is none, then take the current
 time, the latest executed state root, and the batches no committed block and
 no uncommitted ancestor of the new block names yet, as many as fit one block,
-those carrying forced transactions first (overdue ones foremost); while this
+those carrying forced transactions first (overdue ones foremost), then the
+others oldest certificate first (with certificates on, only certified
+batches are candidates, `Certificates.candidates`); while this
 validator's execution lags too far (checks.MAX_EXECUTION_LAG), only the
 batches carrying overdue forced transactions, which voters require.
 Before building, a leader whose execution trails finalization by more than
@@ -16,7 +18,10 @@ executed that height (never waiting for it); every named batch present and
 verified here (fetched from the proposer, then from other peers, when
 missing); `checks.check_block_size` over them; `checks.check_namespace_root`
 over their transactions; with forced inclusion on, `checks.check_forced_inclusion`
-(no overdue forced transaction held here in a verified batch is left out).
+(no overdue forced transaction held here in a verified batch is left out);
+with certificates on, `checks.check_batches_certified` (certificates missing
+here fetched first) and `checks.check_certificate_inclusion` (no certificate
+held here for the inclusion delay is left out, docs/consensus.md).
 """
 
 from __future__ import annotations
@@ -24,7 +29,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Protocol
 
 import trio
 
@@ -38,10 +44,14 @@ from sequencer_net.payload.checks import (
     MAX_EXECUTION_LAG,
     BatchesUnavailable,
     BatchSize,
+    HeldBatch,
+    OverdueCertificateSkipped,
     ParentState,
     PayloadRejected,
     block_namespace_pairs,
+    check_batches_certified,
     check_block_size,
+    check_certificate_inclusion,
     check_forced_inclusion,
     check_header,
     check_namespace_root,
@@ -70,6 +80,30 @@ IN_FLIGHT_WAIT_S = 0.5
 before it fetches it from a peer instead."""
 
 
+class Certificates(Protocol):
+    """The availability certificates this validator holds (sequencer_net/node/
+    certifying.py `BatchCertifier`): what leaders fill blocks from and voters
+    hold proposals to."""
+
+    delay_views: int
+
+    def certified(self, digest: bytes) -> bool: ...
+
+    def held(self, digest: bytes) -> HeldBatch | None: ...
+
+    def author_of(self, digest: bytes) -> int | None: ...
+
+    def candidates(self, exclude: set[bytes]) -> list[HeldBatch]: ...
+
+    async def wait_for_certificate(self) -> None: ...
+
+    async def fetch_missing_batches(self) -> None: ...
+
+    async def fetch_certificates(self, digests: Iterable[bytes], prefer: int | None) -> None: ...
+
+    def refused(self, view: int) -> None: ...
+
+
 def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -91,6 +125,8 @@ class PayloadService:
         clock_ms: Callable[[], int] = wall_clock_ms,
         forced: ForcedInclusion | None = None,
         is_committed: Callable[[bytes], bool] = lambda tx_hash: False,
+        certificates: Certificates | None = None,
+        censor: int | None = None,
     ) -> None:
         self.core = core
         self.pool = pool
@@ -108,6 +144,12 @@ class PayloadService:
         """Whether a transaction hash is committed here (the store's index)."""
         self.unchecked_roots = 0
         """Votes cast before this validator had executed the vouched height."""
+        self.certificates = certificates
+        """Certified availability (None: every verified batch is a candidate, no
+        certificate is checked; unit tests of the other rules)."""
+        self.censor = censor
+        """Test fault `[consensus] test_fault = "censor"`: as leader, leave out this
+        validator's batches (None on real networks)."""
 
     def parent_state(self, block: Block | None) -> ParentState | None:
         """What a block says about time and state (None: unknown or malformed)."""
@@ -149,17 +191,19 @@ class PayloadService:
                 await self.wait_executed(target)
         lagging = height - self.executed()[0] > MAX_EXECUTION_LAG
         exclude = self._ancestor_batches(parent_digest)
+        if self.certificates is not None:
+            await self.certificates.fetch_missing_batches()
         if not lagging:
             with trio.move_on_after(self.empty_block_wait_ms / 1000):
-                while not self.pool.unincluded(exclude, 1):
-                    await self.pool.wait_for_batch()
+                while not self._candidates(exclude, 1):
+                    await self._wait_for_candidate()
         parent = self.parent_state(self.core.known_block(parent_digest))
         urgent, forced = self._forced_batches(exclude)
         batches: list[bytes] = []
         if not lagging:
             first = urgent + forced
             named = {d for d, _ in first}
-            rest = self.pool.unincluded(exclude, MAX_BATCHES_PER_BLOCK)
+            rest = self._candidates(exclude, MAX_BATCHES_PER_BLOCK)
             candidates = first + [c for c in rest if c[0] not in named]
             batches = fill_block(candidates, MAX_BATCHES_PER_BLOCK)
         elif urgent:
@@ -188,6 +232,35 @@ class PayloadService:
             )
         )
 
+    def _candidates(self, exclude: set[bytes], limit: int) -> list[tuple[bytes, BatchSize]]:
+        """Batches a block on these ancestors may name: with certificates, the
+        certified ones oldest certificate first; else every verified one."""
+        if self.certificates is None:
+            return self.pool.unincluded(exclude, limit)
+        held = self.certificates.candidates(exclude)
+        if self.censor is not None:
+            held = [h for h in held if self.certificates.author_of(h.digest) != self.censor]
+        return [(h.digest, h.size) for h in held[:limit]]
+
+    async def _wait_for_candidate(self) -> None:
+        """Until a batch arrives or, with certificates, a certificate: a candidate
+        needs both, and either may come last."""
+        certificates = self.certificates
+        if certificates is None:
+            await self.pool.wait_for_batch()
+            return
+        async with trio.open_nursery() as nursery:
+
+            async def first(wait: Callable[[], Awaitable[None]]) -> None:
+                await wait()
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(first, self.pool.wait_for_batch)
+            nursery.start_soon(first, certificates.wait_for_certificate)
+
+    def _certified(self, digest: bytes) -> bool:
+        return self.certificates is None or self.certificates.certified(digest)
+
     def _forced_batches(
         self, exclude: set[bytes]
     ) -> tuple[list[tuple[bytes, BatchSize]], list[tuple[bytes, BatchSize]]]:
@@ -200,7 +273,7 @@ class PayloadService:
         tracked = self.forced.tracked()
         if not tracked:
             return [], []
-        held = self.pool.batches_holding(sorted(tracked))
+        held = self._certified_holders(self.pool.batches_holding(sorted(tracked)))
         chosen: set[bytes] = set()
         urgent: list[tuple[bytes, BatchSize]] = []
         rest: list[tuple[bytes, BatchSize]] = []
@@ -212,6 +285,31 @@ class PayloadService:
             chosen.add(digest)
             (urgent if tx_hash in overdue else rest).append((digest, size))
         return urgent, rest
+
+    def _certified_holders(
+        self, held: dict[bytes, list[tuple[bytes, BatchSize]]]
+    ) -> dict[bytes, list[tuple[bytes, BatchSize]]]:
+        """Only certified batches can be named (voters refuse others): a forced
+        transaction binds leaders only through a certified batch carrying it."""
+        out = {h: [b for b in holders if self._certified(b[0])] for h, holders in held.items()}
+        return {h: holders for h, holders in out.items() if holders}
+
+    def _check_inclusion(self, block: Block, payload: BlockPayload) -> None:
+        """Raise OverdueCertificateSkipped if the block leaves out a certified batch
+        held here whose certificate is overdue (`check_certificate_inclusion`)."""
+        if self.certificates is None:
+            return
+        exclude = self._ancestor_batches(block.parent) | set(payload.batches)
+        left_out = self.certificates.candidates(exclude)
+        named = [self.certificates.held(d) for d in payload.batches]
+        in_block = [h for h in named if h is not None]
+        try:
+            check_certificate_inclusion(
+                left_out, in_block, view=block.view, delay_views=self.certificates.delay_views
+            )
+        except OverdueCertificateSkipped:
+            self.certificates.refused(block.view)
+            raise
 
     def _ancestor_transactions(self, parent_digest: bytes) -> set[bytes]:
         """Hashes of the transactions in `_ancestor_batches(parent_digest)`."""
@@ -241,7 +339,7 @@ class PayloadService:
         if not overdue:
             return
         in_block = {h for _, h in pairs}
-        held = self.pool.batches_holding(sorted(overdue - in_block))
+        held = self._certified_holders(self.pool.batches_holding(sorted(overdue - in_block)))
         if not held:
             return
         in_ancestors = self._ancestor_transactions(block.parent)
@@ -295,6 +393,11 @@ class PayloadService:
         for i in range(0, len(missing), MAX_BATCHES_PER_REQUEST):
             chunk = missing[i : i + MAX_BATCHES_PER_REQUEST]
             await self.fetcher.fetch(BatchRequest(chunk), prefer=block.proposer)
+        if self.certificates is not None:
+            uncertified = [d for d in payload.batches if not self.certificates.certified(d)]
+            if uncertified:
+                await self.certificates.fetch_certificates(uncertified, prefer=block.proposer)
+            check_batches_certified(payload.batches, self.certificates.certified)
         sizes: list[BatchSize] = []
         for digest in payload.batches:
             size = self.pool.size_of(digest)
@@ -308,3 +411,4 @@ class PayloadService:
         else:
             check_namespace_root(payload, pairs)
         self._check_forced(block, payload, sizes, pairs)
+        self._check_inclusion(block, payload)

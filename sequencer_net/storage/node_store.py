@@ -26,6 +26,8 @@ u64 = 8 bytes, u32 = 4 bytes; msgpack is the consensus wire encoding):
     br/ + height u64 + batch digest(32)        b"" (a block at height referenced the batch)
     bl/ + batch digest(32)                     height u64 of the last block referencing it
     ba/ + height u64 + batch digest(32)        author u32 (the tip height when the batch arrived)
+    ak/ + author u32 + round u64               batch digest(32) acknowledged for that round
+    bc/ + batch digest(32)                     BatchCertificate (CERT encoding), held, unincluded
 
 What is synced (WriteOptions.sync, i.e. fsync of the WAL) and why:
 - `save_vote` / `store_block`: the safety record and the voted block, in one
@@ -36,8 +38,12 @@ What is synced (WriteOptions.sync, i.e. fsync of the WAL) and why:
 - `save_batch`: a batch is durable before this node acknowledges it (an ack
   promises availability) or broadcasts its own (a sequence is never reused).
 - `save_pending_transactions`: before the API acknowledges the client.
-Not synced: certificates (a restart can learn them again from peers) and
-deletions of pending transactions (a lost delete re-adds a committed
+- `stage_batch_ack` (through group commit): before a batch acknowledgement
+  leaves the node, so a restart never acknowledges a second batch for the
+  same (author, round); the same fsync makes the acknowledged batch durable.
+Not synced: batch certificates (`bc/`, re-verified when loaded),
+certificates (a restart can learn them again from peers) and deletions of
+pending transactions (a lost delete re-adds a committed
 transaction, which `load_pending_transactions` filters out).
 """
 
@@ -79,6 +85,8 @@ BATCH_LAST_REF_PREFIX: Final = b"bl/"
 BATCH_ARRIVAL_PREFIX: Final = b"ba/"
 EVIDENCE_PREFIX: Final = b"ev/"
 OWN_FINALIZATION_PREFIX: Final = b"of/"
+BATCH_ACK_PREFIX: Final = b"ak/"
+BATCH_CERTIFICATE_PREFIX: Final = b"bc/"
 
 KEY_LAYOUT: Final[dict[str, bytes]] = {
     "safety record": SAFETY_KEY,
@@ -102,6 +110,8 @@ KEY_LAYOUT: Final[dict[str, bytes]] = {
     "batch by arrival height (for pruning unreferenced ones)": BATCH_ARRIVAL_PREFIX,
     "equivocation evidence by offender, view, kind": EVIDENCE_PREFIX,
     "a block's own finalization by height, digest": OWN_FINALIZATION_PREFIX,
+    "batch acknowledged by author, round": BATCH_ACK_PREFIX,
+    "held batch certificate by digest": BATCH_CERTIFICATE_PREFIX,
 }
 """Every key family; no prefix is a prefix of another (tests check it)."""
 
@@ -509,6 +519,43 @@ class NodeStore:
             batch.put(arrival, author.to_bytes(_U32, "big"))
         if own_sequence is not None:
             batch.put(BATCH_SEQUENCE_KEY, _u64(own_sequence + 1))
+
+    # ---- batch acknowledgements and certificates ---------------------------------------
+
+    def acked_batch(self, author: int, round_: int) -> bytes | None:
+        """The digest this node acknowledged for `author`'s batch `round_`, if any."""
+        data = self._db.get(BATCH_ACK_PREFIX + author.to_bytes(_U32, "big") + _u64(round_))
+        if data is None:
+            return None
+        if len(data) != _DIGEST:
+            raise CorruptStore(f"acknowledged digest is {len(data)} bytes")
+        return bytes(data)
+
+    def stage_batch_ack(self, batch: WriteBatch, author: int, round_: int, digest: bytes) -> None:
+        """Record that this node acknowledges `digest` as `author`'s batch `round_`
+        (written synced, through group commit, before the acknowledgement leaves)."""
+        if len(digest) != _DIGEST:
+            raise ValueError("batch digest must be 32 bytes")
+        batch.put(BATCH_ACK_PREFIX + author.to_bytes(_U32, "big") + _u64(round_), digest)
+
+    def save_batch_certificate(self, digest: bytes, encoded: bytes) -> None:
+        """Keep a held certificate across restarts (unsynced: it is re-verified
+        when loaded, and peers send it again if it is lost)."""
+        self._db.put(BATCH_CERTIFICATE_PREFIX + digest, encoded, self._unsynced)
+
+    def delete_batch_certificates(self, digests: Iterable[bytes]) -> None:
+        batch = WriteBatch(raw_mode=True)
+        for digest in digests:
+            batch.delete(BATCH_CERTIFICATE_PREFIX + digest)
+        self._db.write(batch, self._unsynced)
+
+    def load_batch_certificates(self) -> list[bytes]:
+        """Encoded held certificates, by digest (decoded and verified by the caller)."""
+        return [bytes(value) for _, value in self._scan(BATCH_CERTIFICATE_PREFIX)]
+
+    def batch_referenced(self, digest: bytes) -> bool:
+        """Whether a committed block names the batch."""
+        return self._db.get(BATCH_LAST_REF_PREFIX + digest) is not None
 
     def write_synced(self, batch: WriteBatch) -> None:
         """One synced write of staged puts (group commit calls it from a thread)."""

@@ -21,6 +21,12 @@ from consensus.messages import (
 from consensus.types import ZERO_DIGEST
 from consensus.verifier import SignatureVerifier
 from sequencer_net.batches.batch import Batch, encode_batch
+from sequencer_net.batches.certificate import (
+    MAX_CERTIFICATE_BYTES,
+    BatchCertificate,
+    encode_cert_message,
+    sign_ack,
+)
 from sequencer_net.mempool.transaction import encode_transaction, sign_transaction
 from sequencer_net.p2p.network import Channel, P2PNetwork, PeerSpec
 from tests.node.harness import LocalNetwork
@@ -45,6 +51,8 @@ def _hostile_frames(net: LocalNetwork) -> list[tuple[Channel, bytes]]:
     user = PrivateKey(b"\x05" * 32)
     other_chain = replace(net.genesis.domain(), chain_id=999)
     wrong_chain = encode_transaction(sign_transaction(user, other_chain, 0, 1, 0, b"p"))
+    separator = net.genesis.domain().separator()
+    ack3 = sign_ack(key, separator, BYZANTINE, b"\x07" * 32, BYZANTINE, 0).signature
     return [
         (Channel.CONSENSUS, b"\x00garbage\xff" * 10),
         (Channel.CONSENSUS, b"\x93" + bytes(5 * 1024 * 1024)),  # over the 4 MiB message cap
@@ -88,6 +96,15 @@ def _hostile_frames(net: LocalNetwork) -> list[tuple[Channel, bytes]]:
             Channel.BATCH,
             encode_batch(Batch(author=BYZANTINE, sequence=0, transactions=[wrong_chain])),
         ),
+        (Channel.CERT, b"\x02not a certificate"),
+        (Channel.CERT, b"\x02" + bytes(MAX_CERTIFICATE_BYTES)),  # over the certificate cap
+        # An acknowledgement naming validator 1 as signer, signed with 3's key.
+        (Channel.CERT, encode_cert_message(sign_ack(key, separator, 1, b"\x07" * 32, 0, 0))),
+        # A batch "certificate" with only its own signature: no quorum.
+        (
+            Channel.CERT,
+            encode_cert_message(BatchCertificate(b"\x07" * 32, BYZANTINE, 0, [BYZANTINE], [ack3])),
+        ),
     ]
 
 
@@ -126,6 +143,7 @@ async def test_hostile_validator_frames_are_refused_and_the_network_keeps_going(
         assert network.status(i)["mempool_size"] == 0  # type: ignore[index]
     logs = network.log_tail(0, 400)
     assert "batch_rejected peer=3" in logs
+    assert "cert_message_rejected peer=3" in logs
     network.assert_agree(HONEST, min(network.height(i) for i in HONEST))
 
 

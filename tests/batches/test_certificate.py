@@ -1,0 +1,200 @@
+"""Batch acknowledgements and certificates, pure: the canonical encoding with its
+size bounds, signature and quorum checks, the author's collector and the book
+of held certificates."""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+
+from consensus.crypto import Address, PrivateKey, keccak256, recover_address
+from consensus.encoding import Domain, batch_ack_digest
+from consensus.limits import MAX_VALIDATORS
+from consensus.types import Validator, ValidatorSet
+from sequencer_net.batches.certificate import (
+    MAX_ACK_BYTES,
+    MAX_CERTIFICATE_BYTES,
+    AckCollector,
+    BadAckSignature,
+    BatchAck,
+    BatchCertificate,
+    CertificateBook,
+    InsufficientPower,
+    MalformedCertMessage,
+    UnknownSigner,
+    UnsortedSigners,
+    decode_cert_message,
+    decode_certificate,
+    encode_cert_message,
+    sign_ack,
+    verify_ack,
+    verify_certificate,
+)
+
+KEYS = [PrivateKey(keccak256(b"cert-test-%d" % i)) for i in range(4)]
+VALIDATORS = ValidatorSet([Validator(k.address, 1) for k in KEYS])
+SEPARATOR = Domain(31337, bytes(20), b"\x11" * 32).separator()
+OTHER_NETWORK = Domain(31337, bytes(20), b"\x22" * 32).separator()
+BATCH = b"\xab" * 32
+
+
+def recover(digest: bytes, signature: bytes) -> Address | None:
+    try:
+        return recover_address(digest, signature)
+    except ValueError:
+        return None
+
+
+def ack(signer: int, batch: bytes = BATCH, author: int = 1, round_: int = 5) -> BatchAck:
+    return sign_ack(KEYS[signer], SEPARATOR, signer, batch, author, round_)
+
+
+def cert_of(signers: list[int], batch: bytes = BATCH) -> BatchCertificate:
+    acks = [ack(i, batch) for i in signers]
+    return BatchCertificate(batch, 1, 5, signers, [a.signature for a in acks])
+
+
+def test_an_ack_signs_the_eip712_digest_of_batch_author_and_round() -> None:
+    a = ack(2)
+    digest = batch_ack_digest(SEPARATOR, BATCH, 1, 5)
+    assert recover_address(digest, a.signature) == KEYS[2].address
+    verify_ack(VALIDATORS, SEPARATOR, a, recover)
+    # Another round, author, batch or network: another digest.
+    assert digest != batch_ack_digest(SEPARATOR, BATCH, 1, 6)
+    assert digest != batch_ack_digest(SEPARATOR, BATCH, 2, 5)
+    assert digest != batch_ack_digest(SEPARATOR, b"\xac" * 32, 1, 5)
+    assert digest != batch_ack_digest(OTHER_NETWORK, BATCH, 1, 5)
+
+
+def test_an_ack_naming_another_signer_or_round_is_refused() -> None:
+    a = ack(2)
+    with pytest.raises(BadAckSignature):
+        verify_ack(VALIDATORS, SEPARATOR, msgspec.structs.replace(a, signer=3), recover)
+    with pytest.raises(BadAckSignature):
+        verify_ack(VALIDATORS, SEPARATOR, msgspec.structs.replace(a, round=6), recover)
+    with pytest.raises(BadAckSignature):
+        verify_ack(VALIDATORS, OTHER_NETWORK, a, recover)
+    with pytest.raises(UnknownSigner):
+        verify_ack(VALIDATORS, SEPARATOR, msgspec.structs.replace(a, signer=4), recover)
+
+
+def test_messages_round_trip_and_only_the_canonical_encoding_decodes() -> None:
+    a = ack(0)
+    assert decode_cert_message(encode_cert_message(a)) == a
+    c = cert_of([0, 1, 2])
+    assert decode_cert_message(encode_cert_message(c)) == c
+    assert decode_certificate(encode_cert_message(c)) == c
+    with pytest.raises(MalformedCertMessage):
+        decode_certificate(encode_cert_message(a))
+    # The same fields as a msgpack map (not the array form): refused.
+    as_map = msgspec.msgpack.encode(
+        {"batch": a.batch, "author": 1, "round": 5, "signer": 0, "signature": a.signature}
+    )
+    with pytest.raises(MalformedCertMessage):
+        decode_cert_message(b"\x01" + as_map)
+    # A non-minimal integer encoding of the same array: refused.
+    body = msgspec.msgpack.encode(a)
+    padded = body.replace(b"\x05", b"\xcd\x00\x05", 1)
+    assert padded != body
+    with pytest.raises(MalformedCertMessage):
+        decode_cert_message(b"\x01" + padded)
+    for bad in (b"", b"\x09" + body, b"\x01", b"\x01\xc1"):
+        with pytest.raises(MalformedCertMessage):
+            decode_cert_message(bad)
+
+
+def test_size_limits_are_checked_before_decoding_and_fit_the_widest_message() -> None:
+    with pytest.raises(MalformedCertMessage, match="more than"):
+        decode_cert_message(b"\x01" + b"\x00" * MAX_ACK_BYTES)
+    with pytest.raises(MalformedCertMessage, match="more than"):
+        decode_cert_message(b"\x02" + b"\x00" * MAX_CERTIFICATE_BYTES)
+    widest_ack = BatchAck(b"\xff" * 32, MAX_VALIDATORS - 1, 2**63 - 1, MAX_VALIDATORS - 1, a_sig())
+    assert decode_cert_message(encode_cert_message(widest_ack)) == widest_ack
+    widest = BatchCertificate(
+        b"\xff" * 32,
+        MAX_VALIDATORS - 1,
+        2**63 - 1,
+        list(range(MAX_VALIDATORS)),
+        [a_sig()] * MAX_VALIDATORS,
+    )
+    encoded = encode_cert_message(widest)
+    assert len(encoded) <= MAX_CERTIFICATE_BYTES
+    assert decode_cert_message(encoded) == widest
+
+
+def a_sig() -> bytes:
+    return ack(0).signature
+
+
+def test_a_certificate_needs_a_quorum_of_distinct_members_with_valid_signatures() -> None:
+    verify_certificate(VALIDATORS, SEPARATOR, cert_of([0, 1, 2]), recover)
+    verify_certificate(VALIDATORS, SEPARATOR, cert_of([0, 1, 2, 3]), recover)
+    with pytest.raises(InsufficientPower):
+        verify_certificate(VALIDATORS, SEPARATOR, cert_of([0, 1]), recover)
+    twice = cert_of([0, 1, 1])
+    with pytest.raises(UnsortedSigners):
+        verify_certificate(VALIDATORS, SEPARATOR, twice, recover)
+    backwards = cert_of([2, 1, 0])
+    with pytest.raises(UnsortedSigners):
+        verify_certificate(VALIDATORS, SEPARATOR, backwards, recover)
+    outsider = cert_of([0, 1, 2])
+    outsider = msgspec.structs.replace(outsider, signers=[0, 1, 7])
+    with pytest.raises(UnknownSigner):
+        verify_certificate(VALIDATORS, SEPARATOR, outsider, recover)
+    swapped = cert_of([0, 1, 2])
+    swapped = msgspec.structs.replace(swapped, signatures=swapped.signatures[::-1])
+    with pytest.raises(BadAckSignature):
+        verify_certificate(VALIDATORS, SEPARATOR, swapped, recover)
+    other_batch = msgspec.structs.replace(cert_of([0, 1, 2]), batch=b"\xac" * 32)
+    with pytest.raises(BadAckSignature):
+        verify_certificate(VALIDATORS, SEPARATOR, other_batch, recover)
+    with pytest.raises(BadAckSignature):
+        verify_certificate(VALIDATORS, OTHER_NETWORK, cert_of([0, 1, 2]), recover)
+    short = msgspec.structs.replace(cert_of([0, 1, 2]), signatures=[a_sig()])
+    with pytest.raises(MalformedCertMessage):
+        verify_certificate(VALIDATORS, SEPARATOR, short, recover)
+
+
+def test_power_not_count_decides_the_quorum() -> None:
+    weighted = ValidatorSet(
+        [Validator(k.address, w) for k, w in zip(KEYS, [5, 1, 1, 1], strict=True)]
+    )
+    # quorum = floor(2 * 8 / 3) + 1 = 6: validator 0 and any one other
+    verify_certificate(weighted, SEPARATOR, cert_of([0, 3]), recover)
+    with pytest.raises(InsufficientPower):
+        verify_certificate(weighted, SEPARATOR, cert_of([1, 2, 3]), recover)
+    collector = AckCollector(weighted, BATCH, 1, 5)
+    assert collector.add(ack(1)) is None
+    assert collector.add(ack(2)) is None
+    assert collector.add(ack(3)) is None
+    formed = collector.add(ack(0))
+    assert formed is not None and formed.signers == [0, 1, 2, 3]
+    verify_certificate(weighted, SEPARATOR, formed, recover)
+
+
+def test_the_collector_forms_one_sorted_certificate_at_the_quorum() -> None:
+    collector = AckCollector(VALIDATORS, BATCH, 1, 5)
+    assert collector.add(ack(3)) is None
+    assert collector.add(ack(3)) is None  # a repeated ack counts once
+    assert collector.add(ack(1, round_=6)) is None  # another round: ignored
+    assert collector.add(ack(0)) is None
+    formed = collector.add(ack(2))
+    assert formed is not None
+    assert formed.signers == [0, 2, 3]
+    verify_certificate(VALIDATORS, SEPARATOR, formed, recover)
+
+
+def test_the_book_orders_by_first_view_and_knows_what_is_overdue() -> None:
+    book = CertificateBook(limit=3)
+    a, b, c = (cert_of([0, 1, 2], bytes([i]) * 32) for i in (1, 2, 3))
+    assert book.add(b, view=4)
+    assert book.add(a, view=6)
+    assert not book.add(b, view=9)  # held since view 4 still
+    assert book.add(c, view=5)
+    assert [h.certificate.batch for h in book.oldest_first()] == [b.batch, c.batch, a.batch]
+    assert [h.certificate.batch for h in book.overdue(7, 2)] == [b.batch, c.batch]
+    assert book.overdue(5, 2) == []
+    book.add(cert_of([0, 1, 2], b"\x09" * 32), view=7)  # over the limit: the first in goes
+    assert b.batch not in book and len(book) == 3
+    book.drop([c.batch])
+    assert c.batch not in book
