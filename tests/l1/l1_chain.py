@@ -62,8 +62,16 @@ class L1Chain:
     inbox: Contract
     token: Contract
 
-    def send(self, call: Any, account: LocalAccount | None = None, value: int = 0) -> TxReceipt:
-        return transact(self.w3, account or self.deployer, call, value=value)
+    def send(
+        self,
+        call: Any,
+        account: LocalAccount | None = None,
+        value: int = 0,
+        estimate_on: str = "latest",
+    ) -> TxReceipt:
+        return transact(
+            self.w3, account or self.deployer, call, value=value, estimate_on=estimate_on
+        )
 
     def header(
         self, height: int, state_height: int | None = None, state_root: bytes | None = None
@@ -89,7 +97,9 @@ class L1Chain:
         if signatures is None:
             signers = self.keys[:3] if signers is None else signers
             signatures = sign_packed(signers, header.finalize_digest(self.domain))
-        return self.send(self.commitments.functions.post(header.as_abi(), signatures))
+        # Estimated on the pending block: the latest may hold a post already (one per block).
+        call = self.commitments.functions.post(header.as_abi(), signatures)
+        return self.send(call, estimate_on="pending")
 
     def events(self, contract: Contract, name: str, receipt: TxReceipt) -> list[Any]:
         """The `name` events `contract` emitted in `receipt` (other contracts' logs skipped)."""
