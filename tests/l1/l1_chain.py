@@ -30,6 +30,7 @@ from sequencer_net.l1.anvil import DEV_PRIVATE_KEYS, Anvil, anvil_available, anv
 from sequencer_net.l1.artifacts import custom_error_name, load_artifact
 from sequencer_net.l1.deploy import L1Addresses, deploy
 from sequencer_net.l1.header import L1Header, sign_packed
+from sequencer_net.l1.posts import PostRef
 from sequencer_net.l1.transact import transact
 
 SEQ_CHAIN_ID = 4242
@@ -100,6 +101,13 @@ class L1Chain:
         # Estimated on the pending block: the latest may hold a post already (one per block).
         call = self.commitments.functions.post(header.as_abi(), signatures)
         return self.send(call, estimate_on="pending")
+
+    def post_ref(self, receipt: TxReceipt) -> PostRef:
+        """The ref of the post `receipt` made (from its Committed event)."""
+        args = self.events(self.commitments, "Committed", receipt)[0]["args"]
+        return PostRef(
+            args["postIndex"], bytes(args["stateRoot"]), args["stateHeight"], args["toHeight"]
+        )
 
     def events(self, contract: Contract, name: str, receipt: TxReceipt) -> list[Any]:
         """The `name` events `contract` emitted in `receipt` (other contracts' logs skipped)."""
