@@ -5,8 +5,11 @@ a fork that went on for many posts before its evidence landed."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 
+from hexbytes import HexBytes
 from web3 import Web3
+from web3.types import Nonce, TxParams
 
 from consensus.crypto import keccak256
 from sequencer_net.execution.encoding import encode
@@ -33,7 +36,7 @@ def post_many(chain: L1Chain, heights: range) -> list[PostRef]:
     chain_id = chain.w3.eth.chain_id
     gas_price = chain.w3.eth.gas_price * 2
     first = int(chain.commitments.functions.postCount().call())
-    refs, last = [], b""
+    refs, last = [], HexBytes(b"")
     provider.make_request("evm_setAutomine", [False])  # type: ignore[arg-type]
     try:
         for offset, height in enumerate(heights):
@@ -87,15 +90,14 @@ def test_one_post_per_l1_block(chain: L1Chain) -> None:
         for offset, height in enumerate((2, 3)):
             header = chain.header(height)
             signatures = sign_packed(chain.keys[:3], header.finalize_digest(chain.domain))
-            tx = chain.commitments.functions.post(header.as_abi(), signatures).build_transaction(
-                {
-                    "from": chain.deployer.address,
-                    "nonce": nonce + offset,
-                    "gas": POST_GAS,
-                    "chainId": chain.w3.eth.chain_id,
-                }
-            )
-            signed = chain.deployer.sign_transaction(tx)
+            params: TxParams = {
+                "from": chain.deployer.address,
+                "nonce": Nonce(nonce + offset),
+                "gas": POST_GAS,
+                "chainId": chain.w3.eth.chain_id,
+            }
+            call = chain.commitments.functions.post(header.as_abi(), signatures)
+            signed = chain.deployer.sign_transaction(call.build_transaction(params))  # type: ignore[arg-type]
             sent.append(chain.w3.eth.send_raw_transaction(signed.raw_transaction))
         provider.make_request("evm_mine", [])  # type: ignore[arg-type]
     finally:
@@ -133,7 +135,7 @@ def test_post_refs_are_checked_against_the_history(chain: L1Chain) -> None:
         dataclasses.replace(oldest, state_height=2),
         dataclasses.replace(oldest, height=2),
     ):
-        expect_revert("PostMismatch", lambda forged=forged: prove(7, forged))
+        expect_revert("PostMismatch", functools.partial(prove, 7, forged))
     expect_revert("PostNotMade", lambda: prove(7, dataclasses.replace(oldest, index=1)))
 
     # 500 posts later the oldest post still proves a withdrawal.
