@@ -5,8 +5,15 @@ import {Msgpack} from "./Msgpack.sol";
 import {StateProof} from "./StateProof.sol";
 
 interface ICommitments {
-    function postAt(uint64 stateHeight) external view returns (bytes32 root, uint64 height);
-    function lastUndisputedPost() external view returns (uint64 stateHeight, bytes32 root, uint64 height);
+    /// Commitments.PostRef: a post's index and what it recorded.
+    struct PostRef {
+        uint64 index;
+        bytes32 stateRoot;
+        uint64 stateHeight;
+        uint64 height;
+    }
+
+    function checkPost(PostRef calldata ref) external view returns (uint64 era, bool disputed, bool latest);
     function lastPostBlock() external view returns (uint64);
     function frozen() external view returns (bool);
     function era() external view returns (uint64);
@@ -19,7 +26,8 @@ interface ICommitments {
 /// Deposits lock ETH or the collateral token here and emit `Deposited`; the chain credits the
 /// subaccount when it includes the event (nonces count up from 0, so none is skipped unseen).
 /// Withdrawals pay a `wd/` entry of a posted state root, once per id, in two steps:
-/// `proveWithdrawal` records it, payable `challengeWindow` L1 blocks later, and
+/// `proveWithdrawal` records it against one of the last HISTORY posts that Commitments keeps
+/// (named by a PostRef), payable `challengeWindow` L1 blocks later, and
 /// `finalizeWithdrawal` pays it then, unless the post it was proven on became disputed
 /// (Commitments.submitEvidence) in the meantime. The window is the time anyone holding
 /// equivocation evidence has to freeze a fork before its money leaves. Trust: both directions
@@ -28,7 +36,8 @@ interface ICommitments {
 /// Escape hatch: when no header was posted for more than `escapeDelay` L1 blocks (the silence
 /// escape), owners take their collateral (a `sub/` entry with no open markets) or L1 balances
 /// (`l1bal/`) straight from the latest posted state; once Commitments is frozen by evidence,
-/// straight from the last undisputed posted state. The first escape claim freezes the bridge on
+/// straight from the last undisputed posted state (never an older one: a withdrawal proven on a
+/// later undisputed post may have been paid). The first escape claim freezes the bridge on
 /// that state for good: later posts are ignored here, deposits are refused, and withdrawals must
 /// prove against the frozen root, so no asset is paid both by the escape and by a later state.
 contract Bridge {
@@ -36,6 +45,11 @@ contract Bridge {
     uint256 public constant MAX_SUBACCOUNT_BYTES = 1024;
     /// The largest amount the chain credits (sequencer_net/execution/limits.py MAX_AMOUNT).
     uint256 public constant MAX_DEPOSIT = 1e40;
+    /// The longest challenge window: Commitments.HISTORY - 2. Evidence that lands within the
+    /// window after the first disputed post leaves at most challengeWindow + 1 disputed posts (at
+    /// most one per L1 block, the evidence's own block included), so the last undisputed post is
+    /// among the last challengeWindow + 2 posts: still in the history for escapes to name it.
+    uint64 public constant MAX_CHALLENGE_WINDOW = 1022;
 
     /// A proven withdrawal waiting out the challenge window (three slots).
     struct PendingWithdrawal {
@@ -59,8 +73,9 @@ contract Bridge {
     uint64 public depositCount;
     uint64 public frozenStateHeight;
     bytes32 public frozenStateRoot; // non-zero once the escape hatch was used
-    uint64 private _frozenEra; // the era and height of the post frozenStateRoot came from
+    uint64 private _frozenEra; // the era, height and index of the post frozenStateRoot came from
     uint64 private _frozenPostHeight;
+    uint64 private _frozenPostIndex;
     mapping(uint64 => bool) public withdrawn;
     mapping(uint64 => PendingWithdrawal) public pendingWithdrawals;
     mapping(bytes21 => bool) public escapedSubaccount;
@@ -77,15 +92,18 @@ contract Bridge {
     error ZeroAmount();
     error DepositTooLarge(uint256 amount);
     error BridgeFrozen();
-    error UnknownStateRoot(uint64 stateHeight);
+    error NotFrozenPost(uint64 index);
     error AlreadyWithdrawn(uint64 id);
     error AlreadyProven(uint64 id);
     error NotProven(uint64 id);
     error ChallengeWindowOpen(uint64 payableAt);
     error WithdrawalDisputed(uint64 id);
-    error NoUndisputedState();
+    error ChallengeWindowTooLong(uint64 challengeWindow, uint64 maximum);
+    error PostDisputed(uint64 index);
+    error NotLatestPost(uint64 index);
+    error NotNextPost(uint64 index, uint64 nextIndex);
+    error NotLastUndisputedPost(uint64 index);
     error EscapeNotOpen(uint256 openAfterBlock);
-    error NoPostedState();
     error AlreadyEscaped();
     error SubaccountTooLarge(uint256 length);
     error MalformedSubaccount();
@@ -95,6 +113,9 @@ contract Bridge {
     error TokenTransferFailed();
 
     constructor(address commitments_, address token_, uint64 escapeDelay_, uint64 challengeWindow_) {
+        if (challengeWindow_ > MAX_CHALLENGE_WINDOW) {
+            revert ChallengeWindowTooLong(challengeWindow_, MAX_CHALLENGE_WINDOW);
+        }
         commitments = ICommitments(commitments_);
         token = token_;
         escapeDelay = escapeDelay_ > challengeWindow_ ? escapeDelay_ : challengeWindow_;
@@ -127,12 +148,14 @@ contract Bridge {
 
     // --- withdrawals -------------------------------------------------------------------------
 
-    /// Records the withdrawal `id` that the state at `stateHeight` holds as
+    /// Records the withdrawal `id` that the state of post `post` holds as
     /// `wd/ || id` -> abi.encode(id, recipient, token, amount), payable from
-    /// block.number + challengeWindow. Anyone may submit it. A withdrawal recorded on a post that
-    /// became disputed may be proven again on another.
+    /// block.number + challengeWindow. `post` is any of the last HISTORY posts of Commitments'
+    /// current era, undisputed (Commitments.checkPost names what is wrong with it); once the
+    /// escape hatch froze the bridge, the post it froze on. Anyone may submit it. A withdrawal
+    /// recorded on a post that became disputed may be proven again on another.
     function proveWithdrawal(
-        uint64 stateHeight,
+        ICommitments.PostRef calldata post,
         uint64 id,
         address recipient,
         address asset,
@@ -144,10 +167,10 @@ contract Bridge {
         if (pending.payableAt != 0 && !commitments.isDisputed(pending.era, pending.postHeight)) {
             revert AlreadyProven(id);
         }
-        (bytes32 root, uint64 era_, uint64 postHeight) = _provableRoot(stateHeight);
-        if (commitments.isDisputed(era_, postHeight)) revert WithdrawalDisputed(id);
+        (uint64 era_, bool disputed) = _provablePost(post);
+        if (disputed) revert WithdrawalDisputed(id);
         StateProof.verify(
-            root,
+            post.stateRoot,
             keccak256(abi.encodePacked("wd/", id)),
             keccak256(abi.encode(id, recipient, asset, amount)),
             proof
@@ -156,22 +179,26 @@ contract Bridge {
         pending.payableAt = uint64(block.number) + challengeWindow;
         pending.era = uint32(era_);
         pending.asset = asset;
-        pending.postHeight = postHeight;
-        pending.stateHeight = stateHeight;
+        pending.postHeight = post.height;
+        pending.stateHeight = post.stateHeight;
         pending.amount = amount;
-        emit WithdrawalProven(id, recipient, asset, amount, stateHeight, pending.payableAt);
+        emit WithdrawalProven(id, recipient, asset, amount, post.stateHeight, pending.payableAt);
     }
 
-    /// The root a withdrawal at `stateHeight` proves against, and the era and height of its post:
-    /// the frozen root once the escape hatch was used, else a recent post of Commitments.
-    function _provableRoot(uint64 stateHeight) private view returns (bytes32 root, uint64 era_, uint64 postHeight) {
-        if (frozenStateRoot != bytes32(0)) {
-            if (stateHeight == frozenStateHeight) (root, era_, postHeight) = (frozenStateRoot, _frozenEra, _frozenPostHeight);
-        } else {
-            (root, postHeight) = commitments.postAt(stateHeight);
-            era_ = commitments.era();
+    /// The era of `post` and whether it is disputed, once it is checked to be one a withdrawal
+    /// may prove against: the post the bridge froze on once the escape hatch was used, else
+    /// one of Commitments' history.
+    function _provablePost(ICommitments.PostRef calldata post) private view returns (uint64 era_, bool disputed) {
+        if (frozenStateRoot == bytes32(0)) {
+            (era_, disputed,) = commitments.checkPost(post);
+            return (era_, disputed);
         }
-        if (root == bytes32(0)) revert UnknownStateRoot(stateHeight);
+        if (
+            post.index != _frozenPostIndex || post.stateRoot != frozenStateRoot
+                || post.stateHeight != frozenStateHeight || post.height != _frozenPostHeight
+        ) revert NotFrozenPost(post.index);
+        era_ = _frozenEra;
+        disputed = commitments.isDisputed(era_, post.height);
     }
 
     /// Pays the proven withdrawal `id` once its challenge window has passed
@@ -199,17 +226,33 @@ contract Bridge {
         return block.number > commitments.lastPostBlock() + escapeDelay;
     }
 
+    /// The post the escape hatch froze the bridge on (zeros before; withdrawals prove against
+    /// it from then on), its era, and whether later evidence disputed it (escapes then move to
+    /// the last post still undisputed).
+    function frozenPost() external view returns (ICommitments.PostRef memory post, uint64 era_, bool disputed) {
+        post = ICommitments.PostRef(_frozenPostIndex, frozenStateRoot, frozenStateHeight, _frozenPostHeight);
+        era_ = _frozenEra;
+        disputed = frozenStateRoot != bytes32(0) && commitments.isDisputed(era_, _frozenPostHeight);
+    }
+
     function _evidenceEscapeFrom() private view returns (uint256) {
         return uint256(commitments.frozenAtBlock()) + challengeWindow;
     }
 
-    /// Pays the collateral of the caller's subaccount `number` from the latest posted state,
-    /// where `value` is its `sub/` record; only a subaccount with no markets and collateral > 0.
-    function escapeCollateral(uint8 number, bytes calldata value, bytes calldata proof) external {
+    /// Pays the collateral of the caller's subaccount `number` from the escape root (see
+    /// `_escapeRoot` for `post` and `next`), where `value` is its `sub/` record; only a subaccount
+    /// with no markets and collateral > 0.
+    function escapeCollateral(
+        uint8 number,
+        bytes calldata value,
+        bytes calldata proof,
+        ICommitments.PostRef calldata post,
+        ICommitments.PostRef calldata next
+    ) external {
         bytes21 subaccount = bytes21(abi.encodePacked(msg.sender, number));
         if (escapedSubaccount[subaccount]) revert AlreadyEscaped();
         if (value.length > MAX_SUBACCOUNT_BYTES) revert SubaccountTooLarge(value.length);
-        bytes32 root = _escapeRoot();
+        bytes32 root = _escapeRoot(post, next);
         StateProof.verify(root, keccak256(abi.encodePacked("sub/", subaccount)), keccak256(value), proof);
         uint256 amount = _flatCollateral(value);
         escapedSubaccount[subaccount] = true;
@@ -217,11 +260,18 @@ contract Bridge {
         _pay(msg.sender, token, amount);
     }
 
-    /// Pays the caller's L1 asset balance `l1bal/ || caller || asset` -> abi.encode(amount).
-    function escapeBalance(address asset, uint256 amount, bytes calldata proof) external {
+    /// Pays the caller's L1 asset balance `l1bal/ || caller || asset` -> abi.encode(amount)
+    /// from the escape root (see `_escapeRoot` for `post` and `next`).
+    function escapeBalance(
+        address asset,
+        uint256 amount,
+        bytes calldata proof,
+        ICommitments.PostRef calldata post,
+        ICommitments.PostRef calldata next
+    ) external {
         if (escapedBalance[msg.sender][asset]) revert AlreadyEscaped();
         if (amount == 0) revert NothingToEscape();
-        bytes32 root = _escapeRoot();
+        bytes32 root = _escapeRoot(post, next);
         StateProof.verify(
             root, keccak256(abi.encodePacked("l1bal/", msg.sender, asset)), keccak256(abi.encode(amount)), proof
         );
@@ -230,35 +280,44 @@ contract Bridge {
         _pay(msg.sender, asset, amount);
     }
 
-    /// The root escapes prove against; the first escape freezes it (see the contract's doc):
-    /// the last undisputed posted root while Commitments is frozen by evidence (from
-    /// `challengeWindow` blocks after that freeze), else (after the silence) the latest posted
-    /// root. If later evidence disputes the root escapes froze on, they move to the last root
-    /// still undisputed: nothing is paid from a disputed state (a subaccount or balance that
-    /// already escaped stays escaped).
-    function _escapeRoot() private returns (bytes32 root) {
+    /// The root escapes prove against; the first escape freezes it (see the contract's doc).
+    /// While the bridge is frozen on a root still undisputed, that root (`post` and `next` are
+    /// not read). Otherwise the caller names the post to freeze on: while Commitments is frozen
+    /// by evidence (from `challengeWindow` blocks after that freeze), the last undisputed post,
+    /// shown by `post` undisputed and, unless it is the latest post, `next` (the post after it)
+    /// disputed; else (after the silence) the latest post. If later evidence disputes the root
+    /// escapes froze on, they move the same way to the last post still undisputed: nothing is
+    /// paid from a disputed state (a subaccount or balance that already escaped stays escaped).
+    function _escapeRoot(ICommitments.PostRef calldata post, ICommitments.PostRef calldata next)
+        private
+        returns (bytes32 root)
+    {
         root = frozenStateRoot;
-        bool disputed = commitments.frozen();
+        bool evidence = commitments.frozen();
         if (root != bytes32(0)) {
             if (!commitments.isDisputed(_frozenEra, _frozenPostHeight)) return root;
-        } else if (disputed) {
+        } else if (evidence) {
             uint256 openFrom = _evidenceEscapeFrom();
             if (block.number < openFrom) revert EscapeNotOpen(openFrom);
         } else {
             uint256 openAfter = uint256(commitments.lastPostBlock()) + escapeDelay;
             if (block.number <= openAfter) revert EscapeNotOpen(openAfter);
         }
-        (uint64 stateHeight, bytes32 latest, uint64 postHeight) = commitments.lastUndisputedPost();
-        if (latest == bytes32(0)) {
-            if (disputed) revert NoUndisputedState();
-            revert NoPostedState();
+        (uint64 era_, bool disputed, bool latest) = commitments.checkPost(post);
+        if (disputed) revert PostDisputed(post.index);
+        if (!latest) {
+            if (!evidence) revert NotLatestPost(post.index);
+            if (next.index != post.index + 1) revert NotNextPost(post.index, next.index);
+            (, bool nextDisputed,) = commitments.checkPost(next);
+            if (!nextDisputed) revert NotLastUndisputedPost(post.index);
         }
-        root = latest;
+        root = post.stateRoot;
         frozenStateRoot = root;
-        frozenStateHeight = stateHeight;
-        _frozenEra = commitments.era();
-        _frozenPostHeight = postHeight;
-        emit Frozen(stateHeight, root);
+        frozenStateHeight = post.stateHeight;
+        _frozenEra = era_;
+        _frozenPostHeight = post.height;
+        _frozenPostIndex = post.index;
+        emit Frozen(post.stateHeight, root);
     }
 
     /// The collateral of a Subaccount record [collateral, markets, open_orders] whose markets

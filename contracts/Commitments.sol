@@ -31,6 +31,16 @@ contract Commitments {
         bytes signature; // 65 bytes: r || s || v
     }
 
+    /// A post as a caller names it: its index and what it recorded (Committed's postIndex,
+    /// stateRoot, stateHeight and toHeight; for a resume, Resumed's postIndex, stateRoot,
+    /// stateHeight and fromHeight).
+    struct PostRef {
+        uint64 index;
+        bytes32 stateRoot;
+        uint64 stateHeight;
+        uint64 height;
+    }
+
     struct Header {
         uint64 viewNumber; // the consensus view (`view` is a Solidity keyword)
         uint64 height;
@@ -65,38 +75,37 @@ contract Commitments {
     /// Total power fits 64 bits, so sums over a set never overflow what is stored.
     uint256 private constant MAX_TOTAL_POWER = type(uint64).max;
 
+    /// Posts kept for PostRefs: the post of index p is in slot p % HISTORY until post
+    /// p + HISTORY overwrites it. At most one post lands per L1 block, so the history spans at
+    /// least HISTORY L1 blocks (the Bridge's challenge window must fit in it).
+    uint256 public constant HISTORY = 1024;
+    uint256 private constant HISTORY_MASK = 1023; // HISTORY - 1
+
     // _tip packs what every post reads and writes, so a post touches one slot for all of it:
     //   bits   0..47  latestHeight          bits  48..95  latestStateHeight
     //   bits  96..135 lastPostBlock         bits 136..167 epoch of the current set
-    //   bits 168..169 ring head (index in _roots of the newest state root)
-    //   bits 170..253 three 28-bit entries, entry j (newest first) for the post before post j:
-    //                 bits 0..13 stateHeight(j) - stateHeight(j + 1), bits 14..27 height(j) - height(j + 1)
+    //   bits 168..207 postCount (posts and resumes so far; the latest has index postCount - 1)
+    //   bits 208..247 eraFirstPost (the index of the current era's first post: its resume)
     //   bit  255      frozen: equivocation was proven (submitEvidence); cleared by resume
     // Heights are uint64 in the header; the contract takes them below 2**48 (HeightOutOfRange),
-    // which at one block per millisecond lasts 8,900 years. An entry whose state gap is
-    // GAP_UNKNOWN (a jump of GAP_UNKNOWN or more in either height, or no older post) hides that
-    // post and all older ones. Each post's height is kept so that, once frozen at H, the
-    // posts below H (undisputed) are known.
+    // which at one block per millisecond lasts 8,900 years. Block numbers and post counts
+    // (at most one post per L1 block) keep 40 bits: 35,000 years of 1-second blocks.
     uint256 private constant HEIGHT_BITS = 48;
     // Masks are written out: a constant expression is re-evaluated (with overflow checks) at
     // every use.
     uint256 private constant HEIGHT_MASK = 0xffffffffffff; // 2**48 - 1
+    uint256 private constant WORD40_MASK = 0xffffffffff; // 2**40 - 1
     uint256 private constant POST_BLOCK_SHIFT = 96;
     uint256 private constant EPOCH_SHIFT = 136;
-    uint256 private constant HEAD_SHIFT = 168;
-    uint256 private constant GAPS_SHIFT = 170;
+    uint256 private constant COUNT_SHIFT = 168;
+    uint256 private constant ERA_FIRST_SHIFT = 208;
     uint256 private constant FROZEN_SHIFT = 255;
-    uint256 private constant RING = 4;
-    uint256 private constant RING_MASK = 3; // RING - 1
-    uint256 private constant GAP_BITS = 14;
-    uint256 private constant GAP_UNKNOWN = 0x3fff; // 2**GAP_BITS - 1
-    uint256 private constant ENTRY_BITS = 28; // a state gap and a height gap
-    uint256 private constant ENTRY_MASK = 0xfffffff; // 2**ENTRY_BITS - 1
-    uint256 private constant GAPS_MASK = 0xfffffffffffffffffffff; // 2**(ENTRY_BITS * (RING - 1)) - 1
     uint256 private constant MAX_EPOCH = 0xffffffff;
     uint256 private _tip;
-    bytes32 public latestBlockHash;
-    bytes32[RING] private _roots;
+    // The latest post's state root (the history keeps only each post's record hash).
+    bytes32 private _latestRoot;
+    // Slot p % HISTORY: postRecord(stateRoot, stateHeight, height) of post p.
+    bytes32[HISTORY] private _posts;
 
     // The current set's total power (bits 0..63), its quorum (64..127) and the first epoch of
     // the current era (128..159).
@@ -136,8 +145,15 @@ contract Commitments {
     /// L1 blocks between the first evidence of a freeze and the earliest `resume`.
     uint64 public immutable resumeDelay;
 
+    /// A post of index `postIndex` (a PostRef names it by that index, stateRoot, stateHeight and
+    /// toHeight).
     event Committed(
-        uint64 indexed fromHeight, uint64 indexed toHeight, bytes32 blockHash, uint64 stateHeight, bytes32 stateRoot
+        uint64 indexed fromHeight,
+        uint64 indexed toHeight,
+        bytes32 blockHash,
+        uint64 stateHeight,
+        bytes32 stateRoot,
+        uint64 postIndex
     );
     event ValidatorSetRotated(uint64 indexed epoch, bytes32 setHash);
     /// The set of `epoch`, signing for heights from `fromHeight` (emitted by the constructor,
@@ -147,7 +163,10 @@ contract Commitments {
         address indexed validator, uint64 height, uint64 viewNumber, uint8 firstKind, uint8 secondKind, uint64 epoch
     );
     event FrozenAt(uint64 indexed era, uint64 disputedHeight);
-    event Resumed(uint64 indexed era, uint64 fromHeight, bytes32 blockHash, uint64 stateHeight, bytes32 stateRoot);
+    /// The era's first post, of index `postIndex` (its PostRef's height is `fromHeight`).
+    event Resumed(
+        uint64 indexed era, uint64 fromHeight, bytes32 blockHash, uint64 stateHeight, bytes32 stateRoot, uint64 postIndex
+    );
 
     error StaleHeight(uint64 height, uint64 latestHeight);
     error StateHeightRegressed(uint64 stateHeight, uint64 latestStateHeight);
@@ -178,6 +197,11 @@ contract Commitments {
     error EquivocationAlreadyProven(address validator);
     error NotAdmin();
     error ResumeTooEarly(uint256 fromBlock);
+    error AlreadyPostedThisBlock();
+    error PostNotMade(uint64 index, uint64 postCount);
+    error PostEvicted(uint64 index, uint64 postCount);
+    error PostOfEndedEra(uint64 index, uint64 eraFirstPost);
+    error PostMismatch(uint64 index);
 
     constructor(
         uint256 seqChainId_,
@@ -197,24 +221,27 @@ contract Commitments {
             )
         );
         _install(0, 0, 0, validators, powers);
-        // Until the first post the genesis block is the latest, and the escape delay counts from
-        // deployment. The ring's root slots are written once here so that posts always
-        // overwrite a non-zero slot (the price a post pays is then the same from the first one).
-        latestBlockHash = genesisHash_;
-        _tip = (block.number << POST_BLOCK_SHIFT) | (GAPS_MASK << GAPS_SHIFT);
-        for (uint256 i = 0; i < RING; ++i) {
-            _roots[i] = bytes32(uint256(1));
+        // Until the first post the escape delay counts from deployment (and no post lands in
+        // the deployment's block). The history's slots and the latest root's are written once
+        // here so that posts always overwrite a non-zero slot (the price a post pays is then
+        // the same from the first one): about 22,000 gas per slot, 23 million in all.
+        _tip = uint256(uint40(block.number)) << POST_BLOCK_SHIFT;
+        _latestRoot = bytes32(uint256(1));
+        for (uint256 i = 0; i < HISTORY; ++i) {
+            _posts[i] = bytes32(uint256(1));
         }
     }
 
     // --- posting -----------------------------------------------------------------------
 
     /// Accepts `h` iff a quorum of the current set signed FINALIZE for it, h.height is above
-    /// latestHeight and h.stateHeight is not below latestStateHeight. `signatures` is k
-    /// 65-byte r || s || v signatures whose signers are strictly ascending.
+    /// latestHeight, h.stateHeight is not below latestStateHeight and nothing was posted in
+    /// this L1 block yet. `signatures` is k 65-byte r || s || v signatures whose signers are
+    /// strictly ascending. The post gets the next index (Committed's postIndex).
     function post(Header calldata h, bytes calldata signatures) external {
         uint256 tip = _tip;
         if (tip >> FROZEN_SHIFT != 0) revert Frozen();
+        if ((tip >> POST_BLOCK_SHIFT) & WORD40_MASK == uint40(block.number)) revert AlreadyPostedThisBlock();
         uint256 latestHeight_ = tip & HEIGHT_MASK;
         uint256 latestStateHeight_ = (tip >> HEIGHT_BITS) & HEIGHT_MASK;
         uint256 height;
@@ -233,27 +260,42 @@ contract Commitments {
         (bytes32 blockHash, bytes32 digest) = _finalizeDigest(h);
         _requireQuorum(digest, signatures, (tip >> EPOCH_SHIFT) & MAX_EPOCH);
 
-        uint256 head;
-        unchecked {
-            head = ((tip >> HEAD_SHIFT) + 1) & RING_MASK;
-        }
-        _tip = _nextTip(tip, height, stateHeight, head);
+        uint256 index = (tip >> COUNT_SHIFT) & WORD40_MASK;
         bytes32 stateRoot = h.stateRoot;
-        assembly ("memory-safe") {
-            sstore(add(_roots.slot, head), stateRoot) // head < RING
-        }
-        latestBlockHash = blockHash;
-        _emitCommitted(latestHeight_ + 1, height, blockHash, stateHeight, stateRoot);
+        _record(index, stateRoot, stateHeight, height);
+        // The epoch and the era's first post stay; the count goes up by one and the frozen bit
+        // is clear (checked above).
+        _tip = height | (stateHeight << HEIGHT_BITS) | (uint256(uint40(block.number)) << POST_BLOCK_SHIFT)
+            | (tip & ((MAX_EPOCH << EPOCH_SHIFT) | (WORD40_MASK << ERA_FIRST_SHIFT))) | ((index + 1) << COUNT_SHIFT);
+        _emitCommitted(latestHeight_ + 1, height, blockHash, stateHeight, stateRoot, index);
     }
 
-    /// emit Committed(fromHeight, toHeight, blockHash, stateHeight, stateRoot), built in scratch
-    /// memory (a post's cost is mostly fixed; this keeps the rest small).
+    /// keccak256(abi.encode(stateRoot, stateHeight, height)): what the history keeps of a post.
+    function postRecord(bytes32 stateRoot, uint64 stateHeight, uint64 height) external pure returns (bytes32) {
+        return keccak256(abi.encode(stateRoot, stateHeight, height));
+    }
+
+    /// Writes post `index`'s record into its history slot and its root as the latest root.
+    function _record(uint256 index, bytes32 stateRoot, uint256 stateHeight, uint256 height) private {
+        assembly ("memory-safe") {
+            let m := mload(0x40)
+            mstore(m, stateRoot)
+            mstore(add(m, 0x20), stateHeight)
+            mstore(add(m, 0x40), height)
+            sstore(add(_posts.slot, and(index, HISTORY_MASK)), keccak256(m, 0x60))
+            sstore(_latestRoot.slot, stateRoot)
+        }
+    }
+
+    /// emit Committed(fromHeight, toHeight, blockHash, stateHeight, stateRoot, postIndex), built
+    /// in scratch memory (a post's cost is mostly fixed; this keeps the rest small).
     function _emitCommitted(
         uint256 fromHeight,
         uint256 toHeight,
         bytes32 blockHash,
         uint256 stateHeight,
-        bytes32 stateRoot
+        bytes32 stateRoot,
+        uint256 postIndex
     ) private {
         bytes32 topic = Committed.selector;
         assembly ("memory-safe") {
@@ -261,28 +303,8 @@ contract Commitments {
             mstore(m, blockHash)
             mstore(add(m, 0x20), stateHeight)
             mstore(add(m, 0x40), stateRoot)
-            log3(m, 0x60, topic, fromHeight, toHeight)
-        }
-    }
-
-    /// `tip` after a post of (height, stateHeight) whose root goes to ring slot `head`.
-    function _nextTip(uint256 tip, uint256 height, uint256 stateHeight, uint256 head)
-        private
-        view
-        returns (uint256)
-    {
-        unchecked {
-            // post() checked stateHeight >= latestStateHeight and height > latestHeight
-            uint256 stateGap = stateHeight - ((tip >> HEIGHT_BITS) & HEIGHT_MASK);
-            uint256 heightGap = height - (tip & HEIGHT_MASK);
-            uint256 entry = stateGap | (heightGap << GAP_BITS);
-            if (tip & HEIGHT_MASK == 0 || stateGap >= GAP_UNKNOWN || heightGap >= GAP_UNKNOWN) {
-                entry = ENTRY_MASK;
-            }
-            uint256 gaps = (((tip >> GAPS_SHIFT) << ENTRY_BITS) | entry) & GAPS_MASK;
-            // lastPostBlock keeps 40 bits: block numbers stay below 2**40 for 35,000 years.
-            return height | (stateHeight << HEIGHT_BITS) | (uint256(uint40(block.number)) << POST_BLOCK_SHIFT)
-                | (tip & (MAX_EPOCH << EPOCH_SHIFT)) | (head << HEAD_SHIFT) | (gaps << GAPS_SHIFT);
+            mstore(add(m, 0x60), postIndex)
+            log3(m, 0x80, topic, fromHeight, toHeight)
         }
     }
 
@@ -614,6 +636,7 @@ contract Commitments {
         if (tip >> FROZEN_SHIFT == 0) revert NotFrozen();
         uint256 openFrom = uint256(frozenAtBlock) + resumeDelay;
         if (block.number < openFrom) revert ResumeTooEarly(openFrom);
+        if ((tip >> POST_BLOCK_SHIFT) & WORD40_MASK == uint40(block.number)) revert AlreadyPostedThisBlock();
         if (fromHeight > HEIGHT_MASK || stateHeight > HEIGHT_MASK) revert HeightOutOfRange();
         uint256 current = (tip >> EPOCH_SHIFT) & MAX_EPOCH;
         if (current == MAX_EPOCH) revert EpochOutOfRange();
@@ -624,23 +647,22 @@ contract Commitments {
         uint64 nextEra = era + 1;
         era = nextEra;
         frozenAtBlock = 0;
-        uint256 head = ((tip >> HEAD_SHIFT) + 1) & RING_MASK;
-        _tip = _resumedTip(fromHeight, stateHeight, next, head);
-        _roots[head] = stateRoot;
-        latestBlockHash = blockHash;
+        uint64 index = _recordResume(tip, fromHeight, stateHeight, stateRoot, next);
         emit ValidatorSetRotated(next, validatorSetHash(next, validators, powers));
-        emit Resumed(nextEra, fromHeight, blockHash, stateHeight, stateRoot);
+        emit Resumed(nextEra, fromHeight, blockHash, stateHeight, stateRoot, index);
     }
 
-    /// The tip after a resume: (fromHeight, stateHeight) is the newest post, the frozen flag is
-    /// clear and every older entry is unknown, so no root of the frozen era is reachable.
-    function _resumedTip(uint256 fromHeight, uint256 stateHeight, uint256 epoch_, uint256 head)
+    /// Records a resume as the new era's first post (so PostRefs of the frozen era's posts are
+    /// refused from now on: PostOfEndedEra) and returns its index. The tip's frozen flag clears.
+    function _recordResume(uint256 tip, uint256 fromHeight, uint256 stateHeight, bytes32 stateRoot, uint256 epoch_)
         private
-        view
-        returns (uint256)
+        returns (uint64)
     {
-        return fromHeight | (stateHeight << HEIGHT_BITS) | (uint256(uint40(block.number)) << POST_BLOCK_SHIFT)
-            | (epoch_ << EPOCH_SHIFT) | (head << HEAD_SHIFT) | (GAPS_MASK << GAPS_SHIFT);
+        uint256 index = (tip >> COUNT_SHIFT) & WORD40_MASK;
+        _record(index, stateRoot, stateHeight, fromHeight);
+        _tip = fromHeight | (stateHeight << HEIGHT_BITS) | (uint256(uint40(block.number)) << POST_BLOCK_SHIFT)
+            | (epoch_ << EPOCH_SHIFT) | ((index + 1) << COUNT_SHIFT) | (index << ERA_FIRST_SHIFT);
+        return uint64(index);
     }
 
     // Why `_checkSignatures` stopped (0: it did not).
@@ -753,60 +775,40 @@ contract Commitments {
     }
 
     function latestStateRoot() external view returns (bytes32) {
-        uint256 tip = _tip;
-        if (tip & HEIGHT_MASK == 0) return bytes32(0);
-        return _roots[(tip >> HEAD_SHIFT) & RING_MASK];
+        if ((_tip >> COUNT_SHIFT) & WORD40_MASK == 0) return bytes32(0);
+        return _latestRoot;
     }
 
-    /// The state root posted for `stateHeight`, if it is among the last RING posted roots
-    /// (reachable through gaps below GAP_UNKNOWN); otherwise zero. Of two posts with one state
-    /// height, the newer.
-    function stateRootAt(uint64 stateHeight) external view returns (bytes32) {
-        (bytes32 root,) = postAt(stateHeight);
-        return root;
+    /// Posts (and resumes) so far; the latest has index postCount() - 1.
+    function postCount() public view returns (uint64) {
+        return uint64((_tip >> COUNT_SHIFT) & WORD40_MASK);
     }
 
-    /// The state root and height of the newest post of `stateHeight` among the last RING posts
-    /// (zeros if there is none).
-    function postAt(uint64 stateHeight) public view returns (bytes32 root, uint64 height) {
+    /// The index of the current era's first post (0 before any resume).
+    function eraFirstPost() external view returns (uint64) {
+        return uint64((_tip >> ERA_FIRST_SHIFT) & WORD40_MASK);
+    }
+
+    /// Checks that `ref` is one of the last HISTORY posts, of the current era, exactly as it
+    /// was recorded, and returns the current era, whether the post covers its disputed height
+    /// and whether it is the latest post. Reverts PostNotMade (no post of that index yet),
+    /// PostEvicted (HISTORY or more posts came after it), PostOfEndedEra (posted before the
+    /// last resume) or PostMismatch (the root or a height differs from the record).
+    function checkPost(PostRef calldata ref) external view returns (uint64 era_, bool disputed, bool latest) {
         uint256 tip = _tip;
-        if (tip & HEIGHT_MASK == 0) return (bytes32(0), 0);
-        uint256 h = tip & HEIGHT_MASK;
-        uint256 sh = (tip >> HEIGHT_BITS) & HEIGHT_MASK;
-        uint256 index = (tip >> HEAD_SHIFT) & RING_MASK;
-        uint256 gaps = tip >> GAPS_SHIFT;
-        for (uint256 k = 0; k < RING; ++k) {
-            if (sh == stateHeight) return (_roots[index], uint64(h));
-            uint256 stateGap = gaps & GAP_UNKNOWN;
-            if (sh < stateHeight || k == RING - 1 || stateGap == GAP_UNKNOWN) break;
-            sh -= stateGap;
-            h -= (gaps >> GAP_BITS) & GAP_UNKNOWN;
-            gaps >>= ENTRY_BITS;
-            index = (index + RING_MASK) & RING_MASK;
+        uint256 count = (tip >> COUNT_SHIFT) & WORD40_MASK;
+        uint256 index = ref.index;
+        if (index >= count) revert PostNotMade(uint64(index), uint64(count));
+        if (count - index > HISTORY) revert PostEvicted(uint64(index), uint64(count));
+        uint256 first = (tip >> ERA_FIRST_SHIFT) & WORD40_MASK;
+        if (index < first) revert PostOfEndedEra(uint64(index), uint64(first));
+        if (_posts[index & HISTORY_MASK] != keccak256(abi.encode(ref.stateRoot, ref.stateHeight, ref.height))) {
+            revert PostMismatch(uint64(index));
         }
-        return (bytes32(0), 0);
-    }
-
-    /// The newest post among the last RING whose height is below the current era's disputed
-    /// height (the latest post when nothing is disputed); zeros if there is none.
-    function lastUndisputedPost() external view returns (uint64 stateHeight, bytes32 root, uint64 height) {
-        uint256 tip = _tip;
-        if (tip & HEIGHT_MASK == 0) return (0, bytes32(0), 0);
-        uint256 disputedFrom = _disputedFrom[era]; // disputed height + 1, or 0
-        uint256 h = tip & HEIGHT_MASK;
-        uint256 sh = (tip >> HEIGHT_BITS) & HEIGHT_MASK;
-        uint256 index = (tip >> HEAD_SHIFT) & RING_MASK;
-        uint256 gaps = tip >> GAPS_SHIFT;
-        for (uint256 k = 0; k < RING; ++k) {
-            if (disputedFrom == 0 || h + 1 < disputedFrom) return (uint64(sh), _roots[index], uint64(h));
-            uint256 stateGap = gaps & GAP_UNKNOWN;
-            if (k == RING - 1 || stateGap == GAP_UNKNOWN) break;
-            sh -= stateGap;
-            h -= (gaps >> GAP_BITS) & GAP_UNKNOWN;
-            gaps >>= ENTRY_BITS;
-            index = (index + RING_MASK) & RING_MASK;
-        }
-        return (0, bytes32(0), 0);
+        era_ = era;
+        uint256 from = _disputedFrom[era_];
+        disputed = from != 0 && uint256(ref.height) + 1 >= from;
+        latest = index + 1 == count;
     }
 
     /// Whether equivocation was proven and no resume has lifted the freeze yet.

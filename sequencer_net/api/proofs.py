@@ -11,7 +11,7 @@ posted header carries that root at `state_height` (docs/api.md, "State proofs").
 Without `state_height` the answer comes from the latest executed state. The
 L1 only knows the roots of posted headers, which trail execution, so a client
 proving a withdrawal asks for the state height the contract posted
-(`stateRootAt`): every executed root stays provable here (the node does not
+(the posts it keeps, named by PostRefs): every executed root stays provable here (the node does not
 prune the state tree), and a height this node has not executed is 404.
 
 The key is hex in the path, at most MAX_PROOF_KEY_BYTES bytes; nothing is

@@ -238,7 +238,7 @@ class SeqnetClient:
     ) -> WithdrawalProof:
         """L1 withdrawal record `withdrawal_id` with its checked proof: what the
         L1 bridge's `withdraw` takes. Ask at a state height the L1 posted (the
-        Commitments contract's `stateRootAt`). 404 while the state holds no
+        Commitments contract's posts). 404 while the state holds no
         such record."""
         key = withdrawal_tree_key(withdrawal_id)
         return withdrawal_proof(self.state_proof(key, state_height), withdrawal_id)

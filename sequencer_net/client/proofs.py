@@ -4,8 +4,9 @@ A node's answer is not trusted: `parse_state_proof` checks every field's shape
 and that the proof verifies against the answer's own `state_root`
 (`state_tree.verify_proof`). Whether that root is final is a separate
 question: the L1 bridge accepts the proof only for a root the Commitments
-contract holds (`stateRootAt(state_height)`), so a caller compares the root
-with the L1 (or with a verified block) before relying on it.
+contract holds (the root of one of its last posts, named by a PostRef), so a
+caller compares the root with the L1 (or with a verified block) before relying
+on it.
 
 `withdrawal_proof` adds the L1 withdrawal record's decoding: the id, recipient,
 token and amount the bridge's `withdraw(stateHeight, id, recipient, token,

@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 
 DEPLOY_ORDER: Final = ("CollateralToken", "Commitments", "Inbox", "Bridge")
 DEFAULT_CHALLENGE_WINDOW: Final = 10
+DEPLOY_GAS_MARGIN_DIVISOR: Final = 10
+"""Each deployment gets its gas estimate plus estimate // this."""
 """L1 blocks a proven withdrawal waits for evidence before it is paid (a testnet default:
 two minutes at 12 s blocks; a public deployment wants hours)."""
 DEFAULT_RESUME_DELAY: Final = 50
@@ -147,7 +149,12 @@ def deploy(
         artifact = load_artifact(name)
         factory = w3.eth.contract(abi=artifact.abi_list, bytecode=artifact.bytecode)
         call = factory.constructor(*constructor_args[name])
-        sent.append((name, send(w3, account, call, nonce=start + offset)))
+        # A tenth over the estimate: Commitments' constructor writes its 1,025 history slots
+        # (about 23 million gas), and an estimate made before the earlier deployments landed
+        # can fall short of what the transaction meets in its block.
+        estimate = call.estimate_gas({"from": account.address})
+        gas = estimate + estimate // DEPLOY_GAS_MARGIN_DIVISOR
+        sent.append((name, send(w3, account, call, nonce=start + offset, gas=gas)))
     for name, tx_hash in sent:
         receipt = wait(w3, tx_hash)
         landed = receipt["contractAddress"]

@@ -106,9 +106,8 @@ def measure(n: int) -> PostGas:
         for height in (1, 2):
             header = bench_header(height)
             signatures = sign_packed(signers, header.finalize_digest(domain))
-            receipt = transact(
-                w3, deployer, commitments.functions.post(header.as_abi(), signatures)
-            )
+            call = commitments.functions.post(header.as_abi(), signatures)
+            receipt = transact(w3, deployer, call, estimate_on="pending")
             gas = int(receipt["gasUsed"])
         snapshot = w3.provider.make_request("evm_snapshot", [])["result"]  # type: ignore[arg-type]
         first, second = equivocation(keys[0], domain, height=3)

@@ -292,10 +292,16 @@ class CommitmentPoster:
         call = self.commitments.functions.post(header.as_abi(), signatures)
         sender = self.account.address
         try:
-            await self._l1(lambda: L1Link.guarded(lambda: call.call({"from": sender})))
+            # On the pending block, where the posting lands: Commitments takes one post per
+            # L1 block, so the latest block may hold one already.
+            await self._l1(
+                lambda: L1Link.guarded(
+                    lambda: call.call({"from": sender}, block_identifier="pending")
+                )
+            )
         except ContractLogicError as exc:
             name = _error_name(exc)
-            if name == "StaleHeight":
+            if name in ("StaleHeight", "AlreadyPostedThisBlock"):
                 log.debug("event=posting_race_lost height=%d", header.height)
                 return RoundResult.RACE_LOST
             self._error(f"Commitments refuses block {header.height}: {name}")
@@ -306,7 +312,12 @@ class CommitmentPoster:
             tx = await self._l1(
                 lambda: L1Link.guarded(
                     lambda: call.build_transaction(
-                        {"from": sender, "nonce": Nonce(nonce), "chainId": chain_id}
+                        {
+                            "from": sender,
+                            "nonce": Nonce(nonce),
+                            "chainId": chain_id,
+                            "gas": call.estimate_gas({"from": sender}, block_identifier="pending"),
+                        }
                     )
                 )
             )

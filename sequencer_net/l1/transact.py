@@ -1,6 +1,11 @@
 """Send contract calls from a local key: build (web3 estimates gas, so a revert
 raises its `ContractCustomError` here, before anything is sent), sign locally,
-send raw, wait for the receipt."""
+send raw, wait for the receipt.
+
+Gas is estimated on the latest block unless `estimate_on` names another:
+Commitments takes one post per L1 block, so a post is estimated on the pending
+block (where it lands), since the latest block may hold a post already.
+"""
 
 from __future__ import annotations
 
@@ -28,10 +33,12 @@ def send(
     nonce: int | None = None,
     value: int = 0,
     gas: int | None = None,
+    estimate_on: str = "latest",
 ) -> HexBytes:
     """Build, sign and send `call` (a bound contract function or constructor).
 
-    Without `nonce`, the account's pending nonce is used.
+    Without `nonce`, the account's pending nonce is used; without `gas`, it is
+    estimated on block `estimate_on` ("latest" or "pending").
     """
     params: TxParams = {
         "from": account.address,
@@ -41,8 +48,9 @@ def send(
         "chainId": w3.eth.chain_id,
         "value": Wei(value),
     }
-    if gas is not None:
-        params["gas"] = gas
+    params["gas"] = (
+        gas if gas is not None else call.estimate_gas(params, block_identifier=estimate_on)
+    )
     tx = call.build_transaction(params)
     signed = account.sign_transaction(tx)
     return w3.eth.send_raw_transaction(signed.raw_transaction)
@@ -59,7 +67,13 @@ def wait(w3: Web3, tx_hash: HexBytes, timeout_s: float = RECEIPT_TIMEOUT_S) -> T
 
 
 def transact(
-    w3: Web3, account: LocalAccount, call: Any, *, value: int = 0, gas: int | None = None
+    w3: Web3,
+    account: LocalAccount,
+    call: Any,
+    *,
+    value: int = 0,
+    gas: int | None = None,
+    estimate_on: str = "latest",
 ) -> TxReceipt:
     """`send` then `wait`."""
-    return wait(w3, send(w3, account, call, value=value, gas=gas))
+    return wait(w3, send(w3, account, call, value=value, gas=gas, estimate_on=estimate_on))

@@ -2,9 +2,10 @@
 
 Each function sends locally signed transactions (sequencer_net.l1.transact)
 and returns what the contract emitted. Claims and escapes prove a state entry
-against a root the Commitments contract holds, so they read the proof from a
-seqnet node (any node: the proof is checked against the root, the node is not
-trusted) at the state height the contract posted.
+against the root of a post the Commitments contract keeps, named by a PostRef
+(sequencer_net.l1.posts), so they read the proof from a seqnet node (any node:
+the proof is checked against the root, the node is not trusted) at that post's
+state height.
 
 A withdrawal is claimed in two steps: `prove_withdrawal` records it on the
 Bridge, and `finalize_withdrawal` pays it once the Bridge's challenge window
@@ -27,6 +28,7 @@ from web3.logs import DISCARD
 from sequencer_net.client import SeqnetApiError, SeqnetClient
 from sequencer_net.execution.state import PREFIX_L1_BALANCE, PREFIX_SUBACCOUNT, l1_balance_key
 from sequencer_net.l1.artifacts import load_artifact
+from sequencer_net.l1.posts import NO_POST, PostNotFound, PostRef, escape_posts, latest_post
 from sequencer_net.l1.transact import transact
 
 ETH = bytes(20)
@@ -135,14 +137,16 @@ def prove_withdrawal(
     node: SeqnetClient,
     withdrawal_id: int,
 ) -> ProvenWithdrawal:
-    """Record withdrawal `withdrawal_id` on the Bridge, proven in the latest posted state.
+    """Record withdrawal `withdrawal_id` on the Bridge, proven in the latest posted state
+    (once the escape hatch froze the Bridge: in the state it froze on).
 
-    Raises NotPostedYet while the latest posted state does not hold it yet
-    (posting trails execution by a few seconds; try again).
+    Raises NotPostedYet while that state does not hold it yet (posting trails
+    execution by a few seconds; try again).
     """
-    height = posted_state_height(commitments)
-    if height == 0:
+    post = _provable_post(bridge, commitments)
+    if post is None:
         raise NotPostedYet("no state is posted on the L1 yet")
+    height = post.state_height
     try:
         proof = node.withdrawal_proof(withdrawal_id, state_height=height)
     except SeqnetApiError as exc:
@@ -155,7 +159,7 @@ def prove_withdrawal(
         w3,
         account,
         bridge.functions.proveWithdrawal(
-            height,
+            post.as_abi(),
             withdrawal_id,
             Web3.to_checksum_address(proof.recipient),
             Web3.to_checksum_address(proof.token),
@@ -237,15 +241,16 @@ def escape_collateral(
     """Take subaccount `number`'s collateral out through the escape hatch (open
     only when no header was posted for the Bridge's `escapeDelay` L1 blocks;
     the subaccount must hold no positions in the last posted state)."""
-    height = _escape_height(bridge, commitments)
+    height, post, after = _escape_posts(bridge, commitments)
     owner = _address(account.address)
     key = PREFIX_SUBACCOUNT + owner + bytes([number])
     entry = node.state_proof(key, state_height=height)
     if entry.value is None:
         raise NotPostedYet(f"subaccount {number} holds nothing in the posted state")
-    receipt = transact(
-        w3, account, bridge.functions.escapeCollateral(number, entry.value, entry.proof)
+    call = bridge.functions.escapeCollateral(
+        number, entry.value, entry.proof, post.as_abi(), after.as_abi()
     )
+    receipt = transact(w3, account, call)
     (event,) = bridge.events.Escaped().process_receipt(receipt)
     token = _address(event["args"]["token"])
     return Payout(owner, token, event["args"]["amount"], height, receipt["blockNumber"])
@@ -260,7 +265,7 @@ def escape_balance(
     token: bytes = ETH,
 ) -> Payout:
     """Take the caller's L1 asset balance (ether by default) out through the escape hatch."""
-    height = _escape_height(bridge, commitments)
+    height, post, after = _escape_posts(bridge, commitments)
     owner = _address(account.address)
     entry = node.state_proof(PREFIX_L1_BALANCE + l1_balance_key(owner, token), state_height=height)
     if entry.value is None:
@@ -269,22 +274,43 @@ def escape_balance(
     receipt = transact(
         w3,
         account,
-        bridge.functions.escapeBalance(Web3.to_checksum_address(token), amount, entry.proof),
+        bridge.functions.escapeBalance(
+            Web3.to_checksum_address(token), amount, entry.proof, post.as_abi(), after.as_abi()
+        ),
     )
     return Payout(owner, token, amount, height, receipt["blockNumber"])
 
 
-def _escape_height(bridge: Contract, commitments: Contract) -> int:
-    """The state height escapes prove against: the frozen one once frozen, else
-    the one the first escape freezes: the last undisputed posted state (the
-    latest one unless equivocation evidence froze the Commitments contract)."""
-    frozen = int(bridge.functions.frozenStateHeight().call())
-    if bridge.functions.frozenStateRoot().call() != bytes(32):
-        return frozen
-    height, root, _ = commitments.functions.lastUndisputedPost().call()
-    if root == bytes(32):
-        raise NotPostedYet("no undisputed state is posted on the L1: nothing to escape from")
-    return int(height)
+def _frozen_post(bridge: Contract) -> tuple[PostRef, bool] | None:
+    """The post the Bridge's escape hatch froze it on and whether it is
+    disputed now (None: not frozen)."""
+    (index, root, state_height, height), _, disputed = bridge.functions.frozenPost().call()
+    if bytes(root) == bytes(32):
+        return None
+    return PostRef(int(index), bytes(root), int(state_height), int(height)), bool(disputed)
+
+
+def _provable_post(bridge: Contract, commitments: Contract) -> PostRef | None:
+    """The post a withdrawal proves against: the frozen one once the Bridge is
+    frozen, else the latest post (None: nothing posted)."""
+    frozen = _frozen_post(bridge)
+    return frozen[0] if frozen is not None else latest_post(commitments)
+
+
+def _escape_posts(bridge: Contract, commitments: Contract) -> tuple[int, PostRef, PostRef]:
+    """(state height, post, next) of an escape: the frozen state while the
+    Bridge is frozen on an undisputed root (the refs are then not read), else
+    the post the first escape freezes on: the last undisputed post (the latest
+    one unless equivocation evidence froze the Commitments contract) and the
+    post after it."""
+    frozen = _frozen_post(bridge)
+    if frozen is not None and not frozen[1]:
+        return frozen[0].state_height, NO_POST, NO_POST
+    try:
+        post, after = escape_posts(commitments)
+    except PostNotFound as exc:
+        raise NotPostedYet(f"no undisputed state to escape from: {exc}") from exc
+    return post.state_height, post, after
 
 
 def _check_subaccount(subaccount: bytes) -> None:

@@ -30,6 +30,7 @@ from sequencer_net.l1.anvil import DEV_PRIVATE_KEYS, Anvil, anvil_available, anv
 from sequencer_net.l1.artifacts import custom_error_name, load_artifact
 from sequencer_net.l1.deploy import L1Addresses, deploy
 from sequencer_net.l1.header import L1Header, sign_packed
+from sequencer_net.l1.posts import PostRef
 from sequencer_net.l1.transact import transact
 
 SEQ_CHAIN_ID = 4242
@@ -62,8 +63,16 @@ class L1Chain:
     inbox: Contract
     token: Contract
 
-    def send(self, call: Any, account: LocalAccount | None = None, value: int = 0) -> TxReceipt:
-        return transact(self.w3, account or self.deployer, call, value=value)
+    def send(
+        self,
+        call: Any,
+        account: LocalAccount | None = None,
+        value: int = 0,
+        estimate_on: str = "latest",
+    ) -> TxReceipt:
+        return transact(
+            self.w3, account or self.deployer, call, value=value, estimate_on=estimate_on
+        )
 
     def header(
         self, height: int, state_height: int | None = None, state_root: bytes | None = None
@@ -89,7 +98,16 @@ class L1Chain:
         if signatures is None:
             signers = self.keys[:3] if signers is None else signers
             signatures = sign_packed(signers, header.finalize_digest(self.domain))
-        return self.send(self.commitments.functions.post(header.as_abi(), signatures))
+        # Estimated on the pending block: the latest may hold a post already (one per block).
+        call = self.commitments.functions.post(header.as_abi(), signatures)
+        return self.send(call, estimate_on="pending")
+
+    def post_ref(self, receipt: TxReceipt) -> PostRef:
+        """The ref of the post `receipt` made (from its Committed event)."""
+        args = self.events(self.commitments, "Committed", receipt)[0]["args"]
+        return PostRef(
+            args["postIndex"], bytes(args["stateRoot"]), args["stateHeight"], args["toHeight"]
+        )
 
     def events(self, contract: Contract, name: str, receipt: TxReceipt) -> list[Any]:
         """The `name` events `contract` emitted in `receipt` (other contracts' logs skipped)."""

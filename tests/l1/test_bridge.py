@@ -3,6 +3,8 @@ escape hatch over real `sub/` and `l1bal/` leaves."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from eth_abi.abi import encode as abi_encode
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
@@ -13,6 +15,7 @@ from sequencer_net.execution.encoding import BIG_INT_EXT, encode
 from sequencer_net.execution.limits import MAX_AMOUNT
 from sequencer_net.execution.records import Subaccount
 from sequencer_net.execution.state_tree import MemoryNodeStore, StateTree
+from sequencer_net.l1.posts import NO_POST, PostRef
 from tests.l1.l1_chain import CHALLENGE_WINDOW, ESCAPE_DELAY, L1Chain, expect_revert
 
 WAD = 10**18
@@ -48,8 +51,11 @@ def build_state(entries: dict[bytes, bytes]) -> StateTree:
 
 def post_root(
     chain: L1Chain, root: bytes, height: int = 1, state_height: int = STATE_HEIGHT
-) -> None:
-    chain.post(chain.header(height, state_height=state_height, state_root=root))
+) -> PostRef:
+    """Post `root` and return the post's ref (from its Committed event)."""
+    receipt = chain.post(chain.header(height, state_height=state_height, state_root=root))
+    args = chain.events(chain.commitments, "Committed", receipt)[0]["args"]
+    return PostRef(args["postIndex"], bytes(args["stateRoot"]), args["stateHeight"], height)
 
 
 def test_deposits_count_up_over_both_kinds(chain: L1Chain) -> None:
@@ -100,14 +106,12 @@ def test_withdrawal_with_a_real_proof_pays_once(chain: L1Chain) -> None:
         8: (recipient, token, 300 * WAD),
     }
     tree = build_state({wd_key(i): wd_value(i, *w) for i, w in withdrawals.items()})
-    post_root(chain, tree.root)
+    posted = post_root(chain, tree.root)
 
-    def prove(
-        withdrawal_id: int, amount: int, proof: bytes, state_height: int = STATE_HEIGHT
-    ) -> TxReceipt:
+    def prove(withdrawal_id: int, amount: int, proof: bytes, post: PostRef = posted) -> TxReceipt:
         who, asset, _ = withdrawals[withdrawal_id]
         call = chain.bridge.functions.proveWithdrawal(
-            state_height, withdrawal_id, who, asset, amount, proof
+            post.as_abi(), withdrawal_id, who, asset, amount, proof
         )
         return chain.send(call, chain.users[2])
 
@@ -118,7 +122,8 @@ def test_withdrawal_with_a_real_proof_pays_once(chain: L1Chain) -> None:
     proof8 = tree.prove(wd_key(8)).encode()
     expect_revert("ProofMismatch", lambda: prove(7, 3 * WAD, proof7))  # wrong amount
     expect_revert("ProofMismatch", lambda: prove(7, 2 * WAD, proof8))  # another leaf's proof
-    expect_revert("UnknownStateRoot", lambda: prove(7, 2 * WAD, proof7, STATE_HEIGHT - 1))
+    wrong = dataclasses.replace(posted, state_height=STATE_HEIGHT - 1)
+    expect_revert("PostMismatch", lambda: prove(7, 2 * WAD, proof7, wrong))
     expect_revert("MalformedProof", lambda: prove(7, 2 * WAD, proof7 + b"\x00"))
     expect_revert("MalformedProof", lambda: prove(7, 2 * WAD, b"\x00" + proof7[1:]))
     expect_revert("ProofTooLarge", lambda: prove(7, 2 * WAD, bytes(9000)))
@@ -174,13 +179,14 @@ def test_escape_hatch(chain: L1Chain) -> None:
         l1bal_key(bob.address, ETH): abi_encode(["uint256"], [3 * WAD]),
     }
     tree = build_state(values)
-    post_root(chain, tree.root)
+    posted = post_root(chain, tree.root).as_abi()
     functions = chain.bridge.functions
 
     def escape(account: LocalAccount, number: int) -> TxReceipt:
         key = sub_key(account.address, number)
         proof = tree.prove(key).encode()
-        return chain.send(functions.escapeCollateral(number, values[key], proof), account)
+        call = functions.escapeCollateral(number, values[key], proof, posted, NO_POST.as_abi())
+        return chain.send(call, account)
 
     assert not functions.escapeOpen().call()
     expect_revert("EscapeNotOpen", lambda: escape(alice, 0))
@@ -211,18 +217,20 @@ def test_escape_hatch(chain: L1Chain) -> None:
     expect_revert(
         "ProofMismatch",
         lambda: chain.send(
-            functions.escapeCollateral(0, encode(small), tree.prove(key).encode()), bob
+            functions.escapeCollateral(
+                0, encode(small), tree.prove(key).encode(), posted, NO_POST.as_abi()
+            ),
+            bob,
         ),
     )
 
     proof = tree.prove(l1bal_key(bob.address, ETH)).encode()
     before_eth = chain.w3.eth.get_balance(bob.address)
-    receipt = chain.send(functions.escapeBalance(ETH, 3 * WAD, proof), bob)
+    escape_balance = functions.escapeBalance(ETH, 3 * WAD, proof, posted, NO_POST.as_abi())
+    receipt = chain.send(escape_balance, bob)
     fee = receipt["gasUsed"] * receipt["effectiveGasPrice"]
     assert chain.w3.eth.get_balance(bob.address) == before_eth + 3 * WAD - fee
-    expect_revert(
-        "AlreadyEscaped", lambda: chain.send(functions.escapeBalance(ETH, 3 * WAD, proof), bob)
-    )
+    expect_revert("AlreadyEscaped", lambda: chain.send(escape_balance, bob))
 
     # the bridge is frozen on the escaped state: later posts do not reopen it
     assert functions.frozenStateRoot().call() == tree.root
@@ -235,12 +243,10 @@ def test_escape_hatch(chain: L1Chain) -> None:
 
 def test_escape_needs_a_posted_state(chain: L1Chain) -> None:
     chain.mine(ESCAPE_DELAY + 1)
-    expect_revert(
-        "NoPostedState",
-        lambda: chain.send(
-            chain.bridge.functions.escapeCollateral(0, b"\x93\x01\x90\x00", b"\x01"), chain.users[0]
-        ),
-    )
+    no_post = NO_POST.as_abi()
+    value = b"\x93\x01\x90\x00"
+    call = chain.bridge.functions.escapeCollateral(0, value, b"\x01", no_post, no_post)
+    expect_revert("PostNotMade", lambda: chain.send(call, chain.users[0]))
 
 
 def test_checksum_helper_matches_web3(chain: L1Chain) -> None:

@@ -55,41 +55,22 @@ def test_post_with_quorum_is_accepted(chain: L1Chain) -> None:
     assert event["blockHash"] == header.block_hash()
     assert (event["stateHeight"], event["stateRoot"]) == (4, header.state_root)
     views = chain.commitments.functions
+    assert event["postIndex"] == 0
     assert views.latestHeight().call() == 5
-    assert views.latestBlockHash().call() == header.block_hash()
     assert views.latestStateHeight().call() == 4
     assert views.latestStateRoot().call() == header.state_root
     assert views.lastPostBlock().call() == receipt["blockNumber"]
-    assert views.stateRootAt(4).call() == header.state_root
-    assert views.stateRootAt(3).call() == bytes(32)
+    assert views.postCount().call() == 1
+    ref = (0, header.state_root, 4, 5)
+    assert views.checkPost(ref).call() == [0, False, True]
+    assert views.postRecord(header.state_root, 4, 5).call() == keccak256(
+        header.state_root + (4).to_bytes(32, "big") + (5).to_bytes(32, "big")
+    )
     # the next post covers the heights after the last one
     receipt = chain.post(chain.header(9, state_height=8))
     event = chain.events(chain.commitments, "Committed", receipt)[0]["args"]
-    assert (event["fromHeight"], event["toHeight"]) == (6, 9)
-
-
-def test_state_roots_ring_keeps_the_last_four(chain: L1Chain) -> None:
-    roots = {}
-    for height in range(1, 11):
-        header = chain.header(height, state_height=height * 3)
-        chain.post(header)
-        roots[height * 3] = header.state_root
-    functions = chain.commitments.functions
-    at = functions.stateRootAt
-    for state_height in range(7 * 3, 11 * 3, 3):
-        assert at(state_height).call() == roots[state_height], state_height
-        assert functions.postAt(state_height).call() == [roots[state_height], state_height // 3]
-    assert at(6 * 3).call() == bytes(32)  # pushed out of the ring
-    assert at(10 * 3 + 1).call() == bytes(32)  # never posted
-    # a jump of the state height wider than the ring's gap field hides every older root
-    chain.post(chain.header(11, state_height=30 + 20_000))
-    assert at(30 + 20_000).call() != bytes(32)
-    assert at(30).call() == bytes(32)
-    # and so does a jump of the block height
-    chain.post(chain.header(12, state_height=30 + 20_001))
-    chain.post(chain.header(12 + 20_000, state_height=30 + 20_002))
-    assert at(30 + 20_002).call() != bytes(32)
-    assert at(30 + 20_001).call() == bytes(32)
+    assert (event["fromHeight"], event["toHeight"], event["postIndex"]) == (6, 9, 1)
+    assert views.checkPost(ref).call() == [0, False, False]
 
 
 def test_refusals(chain: L1Chain) -> None:

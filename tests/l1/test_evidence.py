@@ -28,6 +28,7 @@ from sequencer_net.l1.evidence import (
     submit_evidence,
 )
 from sequencer_net.l1.header import L1Header
+from sequencer_net.l1.posts import NO_POST, PostNotFound, PostRef, escape_posts
 from sequencer_net.l1.transact import transact
 from sequencer_net.storage.node_store import EvidenceRecord
 from tests.l1.l1_chain import (
@@ -97,9 +98,13 @@ def test_a_proven_fork_freezes_and_pays_only_from_undisputed_state(chain: L1Chai
             wd_key(5): wd_value(5, honest.address, ETH, WAD),
         }
     )
-    post_signed(chain, chain.header(1, state_height=1, state_root=good.root), keys[:3])
+    ref1 = chain.post_ref(
+        post_signed(chain, chain.header(1, state_height=1, state_root=good.root), keys[:3])
+    )
     chain.send(
-        bridge.proveWithdrawal(1, 5, honest.address, ETH, WAD, good.prove(wd_key(5)).encode())
+        bridge.proveWithdrawal(
+            ref1.as_abi(), 5, honest.address, ETH, WAD, good.prove(wd_key(5)).encode()
+        )
     )
 
     # Height 2 forks: two blocks of one view, each finalized by the two liars and one
@@ -109,12 +114,13 @@ def test_a_proven_fork_freezes_and_pays_only_from_undisputed_state(chain: L1Chai
     block_b = dataclasses.replace(block_a, state_root=keccak256(b"the other side"))
     assert block_a.view == block_b.view and block_a.block_hash() != block_b.block_hash()
     with chain.snapshot():
-        post_signed(chain, block_b, [*liars, honest_b])  # B would have been accepted as well
-        assert chain.commitments.functions.latestBlockHash().call() == block_b.block_hash()
-    post_signed(chain, block_a, [*liars, honest_a])
+        receipt = post_signed(chain, block_b, [*liars, honest_b])  # B would pass as well
+        committed = chain.events(chain.commitments, "Committed", receipt)[0]["args"]
+        assert committed["blockHash"] == block_b.block_hash()
+    ref2 = chain.post_ref(post_signed(chain, block_a, [*liars, honest_a]))
     chain.send(
         bridge.proveWithdrawal(
-            2, 9, attacker.address, ETH, 50 * WAD, fork.prove(wd_key(9)).encode()
+            ref2.as_abi(), 9, attacker.address, ETH, 50 * WAD, fork.prove(wd_key(9)).encode()
         ),
         attacker,
     )
@@ -148,7 +154,7 @@ def test_a_proven_fork_freezes_and_pays_only_from_undisputed_state(chain: L1Chai
     assert commitments.disputedHeight(0).call() == [True, 2]
     assert commitments.offenceOf(Web3.to_checksum_address(liars[0].address)).call() == [True, 2]
     assert commitments.isDisputed(0, 2).call() and not commitments.isDisputed(0, 1).call()
-    assert commitments.lastUndisputedPost().call() == [1, good.root, 1]
+    assert escape_posts(chain.commitments) == (ref1, ref2)
 
     # Frozen: no new posts or rotations, and the fork's withdrawal is never paid.
     expect_revert("Frozen", lambda: post_signed(chain, chain.header(3), keys[:3]))
@@ -161,7 +167,7 @@ def test_a_proven_fork_freezes_and_pays_only_from_undisputed_state(chain: L1Chai
         "WithdrawalDisputed",
         lambda: chain.send(
             bridge.proveWithdrawal(
-                2, 9, attacker.address, ETH, 50 * WAD, fork.prove(wd_key(9)).encode()
+                ref2.as_abi(), 9, attacker.address, ETH, 50 * WAD, fork.prove(wd_key(9)).encode()
             )
         ),
     )
@@ -173,7 +179,17 @@ def test_a_proven_fork_freezes_and_pays_only_from_undisputed_state(chain: L1Chai
     # The escape hatch opens a challenge window after the freeze, from the last undisputed root.
     assert bridge.escapeOpen().call()  # the window passed while waiting for the withdrawals
     proof = good.prove(sub_key(alice.address, 0)).encode()
-    chain.send(bridge.escapeCollateral(0, encode(alice_sub), proof), alice)
+    # Only the last undisputed post, shown by the disputed post after it.
+    expect_revert(
+        "NotNextPost",
+        lambda: chain.send(
+            bridge.escapeCollateral(0, encode(alice_sub), proof, ref1.as_abi(), ref1.as_abi()),
+            alice,
+        ),
+    )
+    chain.send(
+        bridge.escapeCollateral(0, encode(alice_sub), proof, ref1.as_abi(), ref2.as_abi()), alice
+    )
     assert chain.token.functions.balanceOf(alice.address).call() == 7 * WAD
     assert bridge.frozenStateRoot().call() == good.root
     assert bridge.frozenStateHeight().call() == 1
@@ -190,7 +206,7 @@ def test_a_proven_fork_freezes_and_pays_only_from_undisputed_state(chain: L1Chai
 
 def test_nullify_and_finalize_in_one_view_is_evidence(chain: L1Chain) -> None:
     key, domain = chain.keys[1], chain.domain
-    post_signed(chain, chain.header(1), chain.keys[:3])
+    ref1 = chain.post_ref(post_signed(chain, chain.header(1), chain.keys[:3]))
     header = chain.header(7)
     finalized = finalize_vote(key, domain, header)
     nullified = nullify_vote(key, domain, header.view)
@@ -214,21 +230,25 @@ def test_nullify_and_finalize_in_one_view_is_evidence(chain: L1Chain) -> None:
     )
     assert chain.commitments.functions.frozen().call()
     # posts below the disputed height stay undisputed: height 1 is the last one
-    assert chain.commitments.functions.lastUndisputedPost().call()[2] == 1
+    assert escape_posts(chain.commitments) == (ref1, NO_POST)
     # the same validator again, disputing a lower height: accepted, and the height drops
     lower = chain.header(1)
     receipt = submit(
         chain, finalize_vote(key, domain, lower), nullify_vote(key, domain, lower.view)
     )
     assert chain.events(chain.commitments, "FrozenAt", receipt)[0]["args"]["disputedHeight"] == 1
-    assert chain.commitments.functions.lastUndisputedPost().call() == [0, bytes(32), 0]
+    with pytest.raises(PostNotFound):
+        escape_posts(chain.commitments)
 
     def escape() -> TxReceipt:
-        return chain.send(chain.bridge.functions.escapeBalance(ETH, 1, b"\x01"), chain.users[0])
+        call = chain.bridge.functions.escapeBalance(
+            ETH, 1, b"\x01", ref1.as_abi(), NO_POST.as_abi()
+        )
+        return chain.send(call, chain.users[0])
 
     expect_revert("EscapeNotOpen", escape)  # a challenge window after the freeze first
     chain.mine(CHALLENGE_WINDOW)
-    expect_revert("NoUndisputedState", escape)
+    expect_revert("PostDisputed", escape)
 
 
 def test_forged_evidence_is_refused_with_its_own_error(chain: L1Chain) -> None:
@@ -302,7 +322,7 @@ def test_resume_only_by_the_timelocked_admin(chain: L1Chain) -> None:
         account = chain.deployer if account_index is None else chain.users[account_index]
         return chain.send(call, account)
 
-    post_signed(chain, chain.header(1), keys[:3])
+    ref1 = chain.post_ref(post_signed(chain, chain.header(1), keys[:3]))
     expect_revert("NotFrozen", resume)
     a = chain.header(2)
     b = dataclasses.replace(a, state_root=keccak256(b"b"))
@@ -319,11 +339,16 @@ def test_resume_only_by_the_timelocked_admin(chain: L1Chain) -> None:
     assert (event["era"], event["fromHeight"], event["stateRoot"]) == (1, 3, root)
     assert not functions.frozen().call()
     assert (functions.era().call(), functions.epoch().call()) == (1, 1)
-    assert (functions.latestHeight().call(), functions.stateRootAt(3).call()) == (3, root)
-    assert functions.latestBlockHash().call() == keccak256(b"block 3")
+    assert (functions.latestHeight().call(), functions.latestStateRoot().call()) == (3, root)
+    assert event["blockHash"] == keccak256(b"block 3")
+    # the resume is the new era's first post; the frozen era's posts are no longer named
+    resumed = PostRef(event["postIndex"], root, 3, 3)
+    assert resumed.index == ref1.index + 1 == functions.eraFirstPost().call()
+    assert functions.checkPost(resumed.as_abi()).call() == [1, False, True]
+    expect_revert("PostOfEndedEra", lambda: functions.checkPost(ref1.as_abi()).call())
     # the frozen era's dispute stands; the new era starts undisputed
     assert functions.isDisputed(0, 2).call() and not functions.isDisputed(1, 2).call()
-    assert functions.lastUndisputedPost().call() == [3, root, 3]
+    assert escape_posts(chain.commitments) == (resumed, NO_POST)
     # the new set posts, the old one cannot
     expect_revert("SignerOfReplacedSet", lambda: post_signed(chain, chain.header(4), keys[:3]))
     post_signed(chain, chain.header(4), new[:3])
@@ -378,7 +403,9 @@ def test_liars_cannot_escape_from_their_fork_by_disputing_above_it(chain: L1Chai
     good = build_state(
         {sub_key(alice.address, 0): encode(flat), sub_key(bob.address, 0): encode(flat)}
     )
-    post_signed(chain, chain.header(1, state_height=1, state_root=good.root), keys[:3])
+    ref1 = chain.post_ref(
+        post_signed(chain, chain.header(1, state_height=1, state_root=good.root), keys[:3])
+    )
     rich = Subaccount(collateral=90 * WAD, markets=(), open_orders=0)
     fork_state = build_state(
         {
@@ -388,7 +415,7 @@ def test_liars_cannot_escape_from_their_fork_by_disputing_above_it(chain: L1Chai
     )
     fork = chain.header(2, state_height=2, state_root=fork_state.root)
     twin = dataclasses.replace(fork, state_root=keccak256(b"the honest side"))
-    post_signed(chain, fork, [*liars, honest_a])
+    ref2 = chain.post_ref(post_signed(chain, fork, [*liars, honest_a]))
 
     # The liars prove themselves at height 3: frozen, and height 2 (the fork) undisputed.
     above = chain.header(3)
@@ -396,11 +423,14 @@ def test_liars_cannot_escape_from_their_fork_by_disputing_above_it(chain: L1Chai
         submit(chain, finalize_vote(liar, domain, above), nullify_vote(liar, domain, above.view))
     commitments = chain.commitments.functions
     assert commitments.frozen().call()
-    assert commitments.lastUndisputedPost().call() == [2, fork_state.root, 2]
+    assert escape_posts(chain.commitments) == (ref2, NO_POST)
     attacker_proof = fork_state.prove(sub_key(attacker.address, 0)).encode()
 
-    def attacker_escape() -> TxReceipt:
-        return chain.send(bridge.escapeCollateral(0, encode(rich), attacker_proof), attacker)
+    def attacker_escape(post: PostRef = ref2, after: PostRef = NO_POST) -> TxReceipt:
+        call = bridge.escapeCollateral(
+            0, encode(rich), attacker_proof, post.as_abi(), after.as_abi()
+        )
+        return chain.send(call, attacker)
 
     expect_revert("EscapeNotOpen", attacker_escape)  # the challenge window runs first
 
@@ -409,16 +439,21 @@ def test_liars_cannot_escape_from_their_fork_by_disputing_above_it(chain: L1Chai
     # at height 2 (it finalized both fork blocks).
     chain.mine(CHALLENGE_WINDOW)
     bob_proof = fork_state.prove(sub_key(bob.address, 0)).encode()
-    chain.send(bridge.escapeCollateral(0, encode(flat), bob_proof), bob)
+    chain.send(
+        bridge.escapeCollateral(0, encode(flat), bob_proof, ref2.as_abi(), NO_POST.as_abi()), bob
+    )
     assert bridge.frozenStateRoot().call() == fork_state.root
     submit(chain, finalize_vote(liars[0], domain, fork), finalize_vote(liars[0], domain, twin))
     assert commitments.disputedHeight(0).call() == [True, 2]
     # The fork's root is disputed now: nothing more is paid from it (the attacker's
     # proof is against the fork root, and escapes moved below it)...
-    expect_revert("ProofMismatch", attacker_escape)
+    expect_revert("PostDisputed", attacker_escape)
+    expect_revert("ProofMismatch", lambda: attacker_escape(ref1, ref2))
     assert chain.token.functions.balanceOf(attacker.address).call() == 0
     # ...and escapes move to the last undisputed root, where alice is paid.
     alice_proof = good.prove(sub_key(alice.address, 0)).encode()
-    chain.send(bridge.escapeCollateral(0, encode(flat), alice_proof), alice)
+    chain.send(
+        bridge.escapeCollateral(0, encode(flat), alice_proof, ref1.as_abi(), ref2.as_abi()), alice
+    )
     assert bridge.frozenStateRoot().call() == good.root
     assert chain.token.functions.balanceOf(alice.address).call() == 5 * WAD
