@@ -35,10 +35,13 @@ from sequencer_net.api.server import ApiContext, ApiOptions, build_app, serve_ap
 from sequencer_net.batches.batch import BatchBuilder
 from sequencer_net.batches.fetch import BatchFetcher, encode_batch_answer
 from sequencer_net.batches.pool import BatchPool, BatchRequest
+from sequencer_net.fairness.tdh2 import KeyShare, ThresholdError, check_threshold
 from sequencer_net.home.config import NodeConfig
 from sequencer_net.home.genesis import Genesis, load_genesis
+from sequencer_net.home.keystore import KeystoreError
 from sequencer_net.home.lock import HomeLock
 from sequencer_net.home.setup import load_validator_secret
+from sequencer_net.home.threshold import read_key_share
 from sequencer_net.l1.forced import ForcedInclusion
 from sequencer_net.l1.link import L1Link
 from sequencer_net.l1.poster import CommitmentPoster
@@ -121,6 +124,9 @@ class ValidatorNode(NodeBase):
             )
         self.index = index
         self.validators = validators
+        self.key_share = _load_key_share(config, genesis, index)
+        """This validator's threshold key share; None when the genesis has no
+        threshold section (encryption off)."""
         super().__init__(config, genesis)
         self.connected = True
         self.p2p = P2PNetwork(
@@ -490,6 +496,17 @@ class ValidatorNode(NodeBase):
                 self.status.height,
             )
             task_status.started()
+
+
+def _load_key_share(config: NodeConfig, genesis: Genesis, index: int) -> KeyShare | None:
+    """The threshold key share named by the config, checked against genesis."""
+    if genesis.threshold is None:
+        return None
+    try:
+        check_threshold(len(genesis.validators), genesis.threshold.threshold)
+        return read_key_share(config.threshold_key_path, genesis.threshold, index)
+    except (KeystoreError, ThresholdError) as exc:
+        raise NodeSetupError(str(exc)) from exc
 
 
 def _address(value: str | None) -> bytes | None:
