@@ -215,6 +215,7 @@ class ValidatorNode(NodeBase):
             client_rate=config.api.max_tx_per_s_per_client,
             client_burst=config.api.max_tx_burst_per_client,
             on_accepted=self.own_batches.transactions_arrived,
+            ordering_height=lambda: self.status.height + 1,
         )
         height, digest, _ = self.store.tip()
         self.status.height, self.status.last_hash = height, digest
