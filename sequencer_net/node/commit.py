@@ -12,6 +12,11 @@ trip per batch. Then, for each block in order, the pipeline
     resolve_block_transactions   the batches' transactions in block order, each
                                  once across the whole chain, with the senders
                                  recovered when the batches were verified
+    reveal_envelopes             encrypted transactions: this node's decryption
+                                 shares persisted and sent, others' gathered,
+                                 each opened to its inner transaction or a
+                                 FailedReveal (node/decryption.py); execution
+                                 of the block waits for it
     check_vouched_root           the state root the block vouches for, against
                                  this node's own execution (an alarm if they
                                  differ: voting did not wait for it)
@@ -31,22 +36,27 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import trio
 
 from consensus.crypto import Address
+from consensus.encoding import Domain
 from consensus.io import Commit
 from consensus.messages import Block
 from sequencer_net.batches.batch import Batch, InvalidBatch, decode_batch
 from sequencer_net.batches.fetch import BatchFetcher
 from sequencer_net.batches.pool import BatchPool, BatchRequest
+from sequencer_net.execution.block import FailedReveal
 from sequencer_net.execution.encoding import encode
 from sequencer_net.execution.engine import ExecutionBlock, SequencedTransaction, execute_block
 from sequencer_net.execution.state import ExecutionState
+from sequencer_net.fairness.envelope import Envelope
+from sequencer_net.mempool.encrypted import decode_encrypted, is_encrypted
 from sequencer_net.mempool.mempool import Mempool
 from sequencer_net.mempool.transaction import InvalidTransaction, decode_transaction, tx_hash
 from sequencer_net.metrics import Metrics
+from sequencer_net.node.decryption import Decryptor, revealed_transaction
 from sequencer_net.node.market_activity import MarketActivity
 from sequencer_net.node.status import ChainStatus
 from sequencer_net.payload import MalformedPayload, decode_payload
@@ -78,7 +88,9 @@ PRUNE_EVERY = 256
 @dataclass(frozen=True, slots=True)
 class ResolvedTransaction:
     encoded: bytes
-    sequenced: SequencedTransaction
+    sequenced: SequencedTransaction | FailedReveal
+    """An encrypted transaction's is a placeholder until `reveal_envelopes`."""
+    envelope: Envelope | None = None
 
 
 def resolve_block_transactions(
@@ -100,6 +112,15 @@ def resolve_block_transactions(
                 continue
             sender = sender_of(h, encoded)
             if sender is None:
+                continue
+            if is_encrypted(encoded):
+                try:
+                    envelope = decode_encrypted(encoded)
+                except InvalidTransaction:
+                    continue
+                seen.add(h)
+                placeholder = FailedReveal(h, bytes(sender), envelope.max_fee, "not_decrypted")
+                resolved.append(ResolvedTransaction(encoded, placeholder, envelope))
                 continue
             try:
                 tx = decode_transaction(encoded)
@@ -136,6 +157,8 @@ class CommitPipeline:
         accepted_at: dict[bytes, float],
         state_root_at: Callable[[int], bytes | None],
         own_index: int,
+        domain: Domain | None = None,
+        decryptor: Decryptor | None = None,
     ) -> None:
         self.store = store
         self.pool = pool
@@ -147,6 +170,9 @@ class CommitPipeline:
         self.accepted_at = accepted_at
         self.state_root_at = state_root_at
         self.own_index = own_index
+        self.domain = domain
+        self.decryptor = decryptor
+        """Opens committed envelopes; None on a chain without a threshold key."""
         self._advanced = trio.Event()
         self.market_activity = MarketActivity()  # what GET /v1/markets counts
 
@@ -233,6 +259,7 @@ class CommitPipeline:
             lambda h: self.store.find_transaction(h) is not None,
             self._sender_of,
         )
+        resolved = await self.reveal_envelopes(block.height, block.digest(), resolved)
         if payload is not None:
             self._check_vouched_root(block.height, payload)
         timestamp_ms = 0 if payload is None else payload.timestamp_ms
@@ -261,6 +288,55 @@ class CommitPipeline:
         senders = [Address(r.sequenced.sender) for r in resolved]
         self._after_commit(block.height, block.digest(), hashes, senders)
         self.metrics.execute_seconds.observe(time.perf_counter() - started)
+
+    async def reveal_envelopes(
+        self, height: int, digest: bytes, resolved: list[ResolvedTransaction]
+    ) -> list[ResolvedTransaction]:
+        """Each envelope replaced by what it reveals (docs/fairness.md): past its
+        expiry height, FailedReveal("expired", no fee) and never decrypted;
+        otherwise opened with the network's shares (waits for them)."""
+        positions = [i for i, r in enumerate(resolved) if r.envelope is not None]
+        if not positions:
+            return resolved
+        out = list(resolved)
+        live: list[int] = []
+        for i in positions:
+            envelope = resolved[i].envelope
+            assert envelope is not None
+            if height > envelope.expiry_height:
+                expired = FailedReveal(resolved[i].sequenced.tx_hash, envelope.sender, 0, "expired")
+                out[i] = replace(resolved[i], sequenced=expired)
+            else:
+                live.append(i)
+        if not live:
+            return out
+        envelopes = [resolved[i].envelope for i in live]
+        if self.decryptor is None or self.domain is None:
+            # Only reachable if more than f validators accepted envelopes on a
+            # chain without a key; every node gets the same receipts.
+            for i in live:
+                tx_hash_, sender = resolved[i].sequenced.tx_hash, resolved[i].sequenced.sender
+                no_key = FailedReveal(tx_hash_, sender, 0, "no_threshold_key")
+                out[i] = replace(resolved[i], sequenced=no_key)
+            return out
+        started = time.perf_counter()
+        opened = await self.decryptor.open_block(
+            height, digest, [e for e in envelopes if e is not None]
+        )
+        for i, decrypted in zip(live, opened, strict=True):
+            envelope = resolved[i].envelope
+            assert envelope is not None
+            sequenced = revealed_transaction(
+                resolved[i].sequenced.tx_hash, envelope, decrypted, self.domain
+            )
+            out[i] = replace(resolved[i], sequenced=sequenced)
+        log.info(
+            "event=envelopes_opened height=%d count=%d ms=%d",
+            height,
+            len(live),
+            (time.perf_counter() - started) * 1000,
+        )
+        return out
 
     async def _prune_batches(self, below_height: int) -> None:
         pruned = await trio.to_thread.run_sync(

@@ -19,6 +19,9 @@ class RequestKind(bytes, Enum):
     finalization (sequencer_net.node.follow)."""
     SUBMIT = b"\x04"
     """Full nodes only: a transaction relayed to the validator's intake."""
+    SHARES = b"\x05"
+    """A SharesRequest: the validator's decryption shares of a committed block
+    (sequencer_net.node.decryption); validators and full nodes."""
 
 
 def split_request(data: bytes) -> tuple[RequestKind, bytes] | None:

@@ -4,8 +4,9 @@ Follow a transaction through it:
   API (intake: verifier pool, mempool, group commit, ack) -> own batches (cut,
   stored once, broadcast to validators) -> peers' batches (queued apart from
   consensus, verified in the pool) -> consensus driver (the leader's payload
-  names batches; voters fetch what they lack) -> commit pipeline (execute off
-  the loop, store) -> status.
+  names batches; voters fetch what they lack) -> commit pipeline (open the
+  block's encrypted transactions with the validators' decryption shares,
+  execute off the loop, store) -> status.
 
 One trio nursery owns every task; SIGINT or SIGTERM cancels it, and each
 component cleans up on the way out (the p2p host closes, the stores close,
@@ -53,6 +54,7 @@ from sequencer_net.mempool.transaction import InvalidTransaction
 from sequencer_net.node.base import NodeBase, NodeSetupError
 from sequencer_net.node.batching import OwnBatches, PeerBatches
 from sequencer_net.node.commit import CommitPipeline
+from sequencer_net.node.decryption import Decryptor
 from sequencer_net.node.driver import ConsensusDriver
 from sequencer_net.node.equivocation import (
     CROSS_DELAY_BLOCKS,
@@ -193,6 +195,7 @@ class ValidatorNode(NodeBase):
         )
         self.status = ChainStatus()
         self.accepted_at: dict[bytes, float] = {}
+        self.decryptor = self._decryptor()
         self.commits = CommitPipeline(
             store=self.store,
             pool=self.pool,
@@ -204,6 +207,8 @@ class ValidatorNode(NodeBase):
             accepted_at=self.accepted_at,
             state_root_at=self._state_root_at,
             own_index=self.index,
+            domain=self.domain,
+            decryptor=self.decryptor,
         )
         self.intake = Intake(
             mempool=self.mempool,
@@ -231,6 +236,29 @@ class ValidatorNode(NodeBase):
         self.metrics.peers.set_function(lambda: len(self._connected_peers()))
         self.metrics.mempool_size.set_function(lambda: len(self.mempool))
         self.metrics.watch_p2p(self.p2p.stats)
+
+    def _decryptor(self) -> Decryptor | None:
+        """Releases this validator's decryption shares for committed blocks and
+        gathers the others' (node/decryption.py); None with encryption off."""
+        if self.genesis.threshold is None:
+            return None
+
+        async def request(peer: int, data: bytes, timeout: float) -> bytes:
+            return await self.p2p.request(peer, data, timeout=timeout)
+
+        def broadcast(data: bytes) -> None:
+            if self.connected:
+                self.p2p.broadcast(Channel.SHARES, data)
+
+        return Decryptor(
+            keys=self.genesis.threshold.key_set(),
+            key_share=self.key_share,
+            store=self.store,
+            broadcast=broadcast,
+            request=request,
+            peers=lambda: [i for i in range(len(self.validators)) if i != self.index],
+            executed=lambda: self.status.height,
+        )
 
     def _test_fault(self) -> Equivocator | None:
         """The test-only fault of `[consensus] test_fault`, refused outside local networks."""
@@ -416,6 +444,8 @@ class ValidatorNode(NodeBase):
                 self.driver.on_peer_message(peer, data)
             elif channel == Channel.BATCH:
                 self.peer_batches.offer(peer, data)
+            elif channel == Channel.SHARES and self.decryptor is not None:
+                self.decryptor.on_message(peer, data)
 
     async def _answer_request(self, peer: int, data: bytes) -> bytes:
         split = split_request(data) if self.connected else None
@@ -430,6 +460,8 @@ class ValidatorNode(NodeBase):
             except (msgspec.DecodeError, msgspec.ValidationError):
                 return b""
             return encode_batch_answer(self.pool.answer(request))
+        if kind is RequestKind.SHARES and self.decryptor is not None:
+            return self.decryptor.answer_request(body)
         return b""
 
     async def _submit_relayed(self, raw: bytes, client: str) -> Outcome:
@@ -470,6 +502,8 @@ class ValidatorNode(NodeBase):
             await nursery.start(self.group.run)
             await nursery.start(self.p2p.run)
             await nursery.start(self.peer_batches.run)
+            if self.decryptor is not None:
+                await nursery.start(self.decryptor.run)
             nursery.start_soon(self._inbound)
             nursery.start_soon(self.commits.run, self._commits_out)
             await nursery.start(self.driver.run)

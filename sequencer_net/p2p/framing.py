@@ -49,6 +49,7 @@ class Channel(enum.IntEnum):
 
     CONSENSUS = 1  # votes, proposals, certificates
     BATCH = 2  # transaction batches
+    SHARES = 3  # decryption shares of a committed block (node/decryption.py)
 
 
 class ResponseStatus(enum.IntEnum):

@@ -79,6 +79,7 @@ BATCH_LAST_REF_PREFIX: Final = b"bl/"
 BATCH_ARRIVAL_PREFIX: Final = b"ba/"
 EVIDENCE_PREFIX: Final = b"ev/"
 OWN_FINALIZATION_PREFIX: Final = b"of/"
+OWN_SHARES_PREFIX: Final = b"ds/"
 
 KEY_LAYOUT: Final[dict[str, bytes]] = {
     "safety record": SAFETY_KEY,
@@ -102,6 +103,7 @@ KEY_LAYOUT: Final[dict[str, bytes]] = {
     "batch by arrival height (for pruning unreferenced ones)": BATCH_ARRIVAL_PREFIX,
     "equivocation evidence by offender, view, kind": EVIDENCE_PREFIX,
     "a block's own finalization by height, digest": OWN_FINALIZATION_PREFIX,
+    "own decryption shares by height": OWN_SHARES_PREFIX,
 }
 """Every key family; no prefix is a prefix of another (tests check it)."""
 
@@ -509,6 +511,16 @@ class NodeStore:
             batch.put(arrival, author.to_bytes(_U32, "big"))
         if own_sequence is not None:
             batch.put(BATCH_SEQUENCE_KEY, _u64(own_sequence + 1))
+
+    def save_own_shares(self, height: int, message: bytes) -> None:
+        """This validator's decryption shares for the committed block at `height`
+        (an encoded share message), synced: they are persisted before they are sent,
+        and served again after a restart."""
+        self._db.put(OWN_SHARES_PREFIX + _u64(height), message, self._synced)
+
+    def own_shares(self, height: int) -> bytes | None:
+        data = self._db.get(OWN_SHARES_PREFIX + _u64(height))
+        return None if data is None else bytes(data)
 
     def write_synced(self, batch: WriteBatch) -> None:
         """One synced write of staged puts (group commit calls it from a thread)."""
