@@ -37,12 +37,22 @@ from sequencer_net.fairness.envelope import (
     open_envelope,
 )
 from sequencer_net.fairness.group import Point
+from sequencer_net.fairness.limits import AEAD_TAG_BYTES, BLIND_BYTES
 
 from .limits import MAX_TX_BYTES
 from .transaction import InvalidTransaction, OversizedTransaction, decode_transaction
 
 ENCRYPTED_TX_PREFIX: Final = b"\xc1"
 """msgpack's "never used" byte: no plain transaction can start with it."""
+
+MAX_SEALED_OVERHEAD: Final = AEAD_TAG_BYTES + BLIND_BYTES + 106
+"""Ciphertext body bytes that are not the inner transaction's payload, at
+most: the AEAD tag, the blind, and the fixed fields of an encoded transaction
+(106 bytes, mempool/limits.py MAX_TX_BYTES). The mempool asks an envelope's
+max fee to cover the required fee of `len(body) - MAX_SEALED_OVERHEAD`
+payload bytes: the inner payload is at least that long, so an honest envelope
+whose max fee is its transaction's fee always passes, and an envelope with
+garbage inside still pays about what a plain transaction of its size would."""
 
 
 class EncryptionOff(InvalidTransaction):
@@ -66,6 +76,11 @@ class EnvelopeRules:
 
     public_key: Point
     key_epoch: int
+
+
+def payload_length_floor(envelope: Envelope) -> int:
+    """The fewest payload bytes the inner transaction can have (MAX_SEALED_OVERHEAD)."""
+    return max(0, len(envelope.ciphertext.body) - MAX_SEALED_OVERHEAD)
 
 
 def is_encrypted(encoded: bytes) -> bool:

@@ -26,7 +26,7 @@ transaction is accepted only if the engine would execute it now:
 Encrypted transactions (encrypted.py) have no public nonce: they are
 admitted by sender, with the same per-sender cap, their max fee counted
 against the sender's fee balance and (as a floor) against the required fee of
-their ciphertext's length, and one pending envelope per ciphertext (its U).
+the shortest payload their ciphertext can hold, and one pending envelope per ciphertext (its U).
 
 `take_batch` returns untaken transactions in arrival order, except that a
 sender's transactions come out in nonce order; they stay pending (marked
@@ -50,7 +50,7 @@ from sequencer_net.execution.nonces import nonce_rejection
 from sequencer_net.execution.records import NonceWindow
 from sequencer_net.fairness.envelope import Envelope
 
-from .encrypted import EnvelopeRules, is_encrypted, open_encrypted
+from .encrypted import EnvelopeRules, is_encrypted, open_encrypted, payload_length_floor
 from .limits import MempoolLimits
 from .transaction import Transaction, WrongChain, decode_transaction, recover_sender, tx_hash
 
@@ -236,13 +236,13 @@ class Mempool:
     ) -> tuple[AddResult, list[bytes]]:
         """Admission of an encrypted transaction: no nonce to check; one pending
         envelope per ciphertext; the max fee must cover the required fee of the
-        ciphertext's body (at least the inner payload's length) and, with the
+        shortest payload the ciphertext can hold (`payload_length_floor`) and, with the
         sender's other pending fees, its fee balance; the per-sender cap."""
         sender = checked.sender
         if envelope.ciphertext.u in self._envelope_us:
             return AddResult.DUPLICATE, []
         if not restoring:
-            if envelope.max_fee < self.accounts.required_fee(len(envelope.ciphertext.body)):
+            if envelope.max_fee < self.accounts.required_fee(payload_length_floor(envelope)):
                 return AddResult.FEE_TOO_LOW, []
             pending = self._pending_fees.get(sender, 0)
             if pending + envelope.max_fee > self.accounts.fee_balance(sender):

@@ -147,8 +147,18 @@ class NodeBase:
 
     def validators_document(self) -> dict[str, Any]:
         """GET /v1/validators: what a subscriber needs to check certificates (it
-        should still pin the set from a genesis file it trusts)."""
+        should still pin the set from a genesis file it trusts), and the
+        network's threshold encryption key if it has one (what a client seals
+        encrypted transactions to)."""
+        threshold = self.genesis.threshold
         return {
+            "threshold": None
+            if threshold is None
+            else {
+                "key_epoch": threshold.key_epoch,
+                "threshold": threshold.threshold,
+                "public_key": "0x" + threshold.public_key.hex(),
+            },
             "chain_id": self.domain.chain_id,
             "verifying_contract": "0x" + self.domain.verifying_contract.hex(),
             "genesis_hash": "0x" + self.domain.genesis_hash.hex(),
