@@ -224,3 +224,27 @@ async def test_batch_verification_checks_envelopes_but_not_expiry() -> None:
     assert results[2].tx is not None  # type: ignore[union-attr]
     with pytest.raises(OversizedTransaction):
         await pool.check(ENCRYPTED_TX_PREFIX + bytes(MAX_TX_BYTES))
+
+
+def test_the_fee_floor_passes_an_honest_max_fee_and_refuses_a_free_one() -> None:
+    from sequencer_net.mempool.mempool import Accounts, AddResult, check_transaction
+
+    def required(length: int) -> int:
+        return 1_000 + 10 * length
+
+    pool = Mempool(
+        DOMAIN,
+        accounts=Accounts(lambda s: None, lambda s: 10**30, required),
+        envelopes=RULES,
+    )
+    payload = b"x" * 300
+    tx = sign_transaction(KEYS[2], DOMAIN, 0, 1, required(len(payload)), payload)
+    rng = random.Random(SEED).randbytes
+    honest = seal(KEYS[2], DOMAIN, KEYSET.public_key, 0, 100, tx.fee, tx, rng)
+    result, _ = pool.add(check_transaction(encode_encrypted(honest), DOMAIN, RULES))
+    assert result is AddResult.ACCEPTED
+    free_tx = sign_transaction(KEYS[3], DOMAIN, 0, 1, 0, payload)
+    free = seal(KEYS[3], DOMAIN, KEYSET.public_key, 0, 100, 0, free_tx, rng)
+    result, _ = pool.add(check_transaction(encode_encrypted(free), DOMAIN, RULES))
+    assert result is AddResult.FEE_TOO_LOW
+    assert pool.pending_fees(KEYS[2].address) == tx.fee
