@@ -52,6 +52,7 @@ from sequencer_net.execution.encoding import encode
 from sequencer_net.execution.engine import ExecutionBlock, SequencedTransaction, execute_block
 from sequencer_net.execution.state import ExecutionState
 from sequencer_net.fairness.envelope import Envelope
+from sequencer_net.fairness.limits import MAX_BLOCK_CIPHERTEXTS
 from sequencer_net.mempool.encrypted import decode_encrypted, is_encrypted
 from sequencer_net.mempool.mempool import Mempool
 from sequencer_net.mempool.transaction import InvalidTransaction, decode_transaction, tx_hash
@@ -294,7 +295,10 @@ class CommitPipeline:
     ) -> list[ResolvedTransaction]:
         """Each envelope replaced by what it reveals (docs/fairness.md): past its
         expiry height, FailedReveal("expired", no fee) and never decrypted;
-        otherwise opened with the network's shares (waits for them)."""
+        past the first MAX_BLOCK_CIPHERTEXTS live ones of the block (what one
+        share message covers), FailedReveal("block_envelope_limit", no fee),
+        never decrypted; otherwise opened with the network's shares (waits
+        for them)."""
         positions = [i for i, r in enumerate(resolved) if r.envelope is not None]
         if not positions:
             return resolved
@@ -303,9 +307,13 @@ class CommitPipeline:
         for i in positions:
             envelope = resolved[i].envelope
             assert envelope is not None
+            tx_hash_ = resolved[i].sequenced.tx_hash
             if height > envelope.expiry_height:
-                expired = FailedReveal(resolved[i].sequenced.tx_hash, envelope.sender, 0, "expired")
+                expired = FailedReveal(tx_hash_, envelope.sender, 0, "expired")
                 out[i] = replace(resolved[i], sequenced=expired)
+            elif len(live) >= MAX_BLOCK_CIPHERTEXTS:
+                over = FailedReveal(tx_hash_, envelope.sender, 0, "block_envelope_limit")
+                out[i] = replace(resolved[i], sequenced=over)
             else:
                 live.append(i)
         if not live:

@@ -213,3 +213,52 @@ def test_revealed_transaction_is_the_inner_tx_under_the_envelope_hash() -> None:
     # The right transaction behind another blind: the payload hash fails.
     bad = revealed_transaction(h, ENVELOPES[0], b"\x00" * 32 + plaintexts()[0], DOMAIN)
     assert bad == FailedReveal(h, KEYS[0].address, 10, "payload_hash_mismatch")
+
+
+async def test_the_commit_pipeline_reveals_in_place(
+    net: Net, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Expired envelopes and those past the per-block limit are never decrypted;
+    the others become their inner transactions at their positions."""
+    from sequencer_net.mempool.encrypted import encode_encrypted
+    from sequencer_net.node import commit
+    from sequencer_net.node.commit import CommitPipeline, ResolvedTransaction
+
+    monkeypatch.setattr(commit, "MAX_BLOCK_CIPHERTEXTS", 2)
+    expired = envelope(2, 0)
+    expired = msgspec.structs.replace(expired, expiry_height=HEIGHT - 1)
+    order = [ENVELOPES[0], expired, ENVELOPES[1], ENVELOPES[2]]
+    resolved = [
+        ResolvedTransaction(
+            encode_encrypted(e),
+            FailedReveal(keccak256(encode_encrypted(e)), e.sender, e.max_fee, "not_decrypted"),
+            e,
+        )
+        for e in order
+    ]
+    pipeline = CommitPipeline.__new__(CommitPipeline)
+    pipeline.domain = DOMAIN
+    pipeline.decryptor = net.decryptors[0]
+    net.down = {2, 3}  # validator 1 answers when asked
+    net.stores[1].save_own_shares(
+        HEIGHT,
+        encode_shares_message(
+            SharesMessage(
+                HEIGHT,
+                BLOCK,
+                encode(
+                    block_shares(
+                        SHARES[1],
+                        [e.ciphertext for e in ENVELOPES[:2]],
+                        [label_of(e) for e in ENVELOPES[:2]],
+                    )
+                ),
+            )
+        ),
+    )
+    with trio.fail_after(10):
+        out = await pipeline.reveal_envelopes(HEIGHT, BLOCK, resolved)
+    kinds = [r.sequenced.reason if isinstance(r.sequenced, FailedReveal) else "tx" for r in out]
+    assert kinds == ["tx", "expired", "tx", "block_envelope_limit"]
+    assert [r.sequenced.tx_hash for r in out] == [r.sequenced.tx_hash for r in resolved]
+    assert [r.sequenced.fee for r in out[1::2]] == [0, 0]
