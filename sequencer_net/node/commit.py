@@ -144,6 +144,37 @@ def resolve_block_transactions(
     return resolved
 
 
+def block_envelopes(
+    height: int, batches: Sequence[Batch], valid: Callable[[bytes, bytes], bool]
+) -> list[tuple[bytes, Envelope]]:
+    """(hash, envelope) of the envelopes a committed block opens: its batches'
+    encrypted transactions in block order, each once, that decode and are
+    `valid(hash, encoded)` (signature and proof), not expired at `height`, the
+    first MAX_BLOCK_CIPHERTEXTS of them. A function of the block alone (not of
+    what this node committed before), so every node shares the same list even
+    before it has executed the blocks below."""
+    live: list[tuple[bytes, Envelope]] = []
+    seen: set[bytes] = set()
+    for batch in batches:
+        for encoded in batch.transactions:
+            if len(live) >= MAX_BLOCK_CIPHERTEXTS:
+                return live
+            if not is_encrypted(encoded):
+                continue
+            h = tx_hash(encoded)
+            if h in seen:
+                continue
+            seen.add(h)
+            try:
+                envelope = decode_encrypted(encoded)
+            except InvalidTransaction:
+                continue
+            if height > envelope.expiry_height or not valid(h, encoded):
+                continue
+            live.append((h, envelope))
+    return live
+
+
 class CommitPipeline:
     def __init__(
         self,
@@ -207,11 +238,30 @@ class CommitPipeline:
             missing = [d for d in self._batch_digests(block) if d not in self.pool]
             if missing:
                 await self.fetcher.fetch(BatchRequest(missing), prefer=block.proposer)
+            if self.decryptor is not None:
+                self._begin_decryption(block)
         except Exception:  # an optimization only: apply fetches what is still missing
             log.exception("event=prefetch_failed height=%d", block.height)
         finally:
             fetched.set()
             slots.release()
+
+    def _begin_decryption(self, block: Block) -> None:
+        """Release this node's shares of a committed block as soon as its batches
+        are here, so they travel while earlier blocks execute."""
+        assert self.decryptor is not None
+        batches: list[Batch] = []
+        for digest in self._batch_digests(block):
+            encoded = self.pool.get(digest)
+            if encoded is None:
+                return  # apply fetches it and opens the block then
+            try:
+                batches.append(decode_batch(encoded))
+            except InvalidBatch:
+                continue
+        live = self.live_envelopes(block.height, batches)
+        if live:
+            self.decryptor.begin(block.height, block.digest(), [e for _, e in live])
 
     def _batch_digests(self, block: Block) -> list[bytes]:
         try:
@@ -260,7 +310,7 @@ class CommitPipeline:
             lambda h: self.store.find_transaction(h) is not None,
             self._sender_of,
         )
-        resolved = await self.reveal_envelopes(block.height, block.digest(), resolved)
+        resolved = await self.reveal_envelopes(block.height, block.digest(), resolved, batches)
         if payload is not None:
             self._check_vouched_root(block.height, payload)
         timestamp_ms = 0 if payload is None else payload.timestamp_ms
@@ -290,20 +340,31 @@ class CommitPipeline:
         self._after_commit(block.height, block.digest(), hashes, senders)
         self.metrics.execute_seconds.observe(time.perf_counter() - started)
 
+    def live_envelopes(self, height: int, batches: Sequence[Batch]) -> list[tuple[bytes, Envelope]]:
+        """The envelopes a block opens (`block_envelopes`), with this node's sender
+        check (remembered from batch verification, else run again)."""
+        return block_envelopes(height, batches, lambda h, e: self._sender_of(h, e) is not None)
+
     async def reveal_envelopes(
-        self, height: int, digest: bytes, resolved: list[ResolvedTransaction]
+        self,
+        height: int,
+        digest: bytes,
+        resolved: list[ResolvedTransaction],
+        batches: Sequence[Batch],
     ) -> list[ResolvedTransaction]:
         """Each envelope replaced by what it reveals (docs/fairness.md): past its
         expiry height, FailedReveal("expired", no fee) and never decrypted;
         past the first MAX_BLOCK_CIPHERTEXTS live ones of the block (what one
         share message covers), FailedReveal("block_envelope_limit", no fee),
         never decrypted; otherwise opened with the network's shares (waits
-        for them)."""
+        for them; `begin` started gathering them when the block was fetched)."""
         positions = [i for i, r in enumerate(resolved) if r.envelope is not None]
         if not positions:
             return resolved
+        live = self.live_envelopes(height, batches)
+        position_in_block = {h: j for j, (h, _) in enumerate(live)}
         out = list(resolved)
-        live: list[int] = []
+        to_open: list[tuple[int, int]] = []  # (position in resolved, position in `live`)
         for i in positions:
             envelope = resolved[i].envelope
             assert envelope is not None
@@ -311,37 +372,34 @@ class CommitPipeline:
             if height > envelope.expiry_height:
                 expired = FailedReveal(tx_hash_, envelope.sender, 0, "expired")
                 out[i] = replace(resolved[i], sequenced=expired)
-            elif len(live) >= MAX_BLOCK_CIPHERTEXTS:
+            elif tx_hash_ not in position_in_block:
                 over = FailedReveal(tx_hash_, envelope.sender, 0, "block_envelope_limit")
                 out[i] = replace(resolved[i], sequenced=over)
             else:
-                live.append(i)
-        if not live:
+                to_open.append((i, position_in_block[tx_hash_]))
+        if not to_open:
             return out
-        envelopes = [resolved[i].envelope for i in live]
         if self.decryptor is None or self.domain is None:
             # Only reachable if more than f validators accepted envelopes on a
             # chain without a key; every node gets the same receipts.
-            for i in live:
+            for i, _ in to_open:
                 tx_hash_, sender = resolved[i].sequenced.tx_hash, resolved[i].sequenced.sender
                 no_key = FailedReveal(tx_hash_, sender, 0, "no_threshold_key")
                 out[i] = replace(resolved[i], sequenced=no_key)
             return out
         started = time.perf_counter()
-        opened = await self.decryptor.open_block(
-            height, digest, [e for e in envelopes if e is not None]
-        )
-        for i, decrypted in zip(live, opened, strict=True):
+        opened = await self.decryptor.open_block(height, digest, [e for _, e in live])
+        for i, j in to_open:
             envelope = resolved[i].envelope
             assert envelope is not None
             sequenced = revealed_transaction(
-                resolved[i].sequenced.tx_hash, envelope, decrypted, self.domain
+                resolved[i].sequenced.tx_hash, envelope, opened[j], self.domain
             )
             out[i] = replace(resolved[i], sequenced=sequenced)
         log.info(
-            "event=envelopes_opened height=%d count=%d ms=%d",
+            "event=envelopes_opened height=%d count=%d wait_ms=%d",
             height,
-            len(live),
+            len(to_open),
             (time.perf_counter() - started) * 1000,
         )
         return out

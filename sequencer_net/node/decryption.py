@@ -15,8 +15,10 @@ block order:
     reveal                the inner transactions, or FailedReveal(reason)
 
 Shares are released only for blocks this node committed itself: the only
-code that makes them is `Decryptor.open_block`, which the commit pipeline
-calls for a committed block, and requests are answered from what it stored.
+code that makes them is `Decryptor.begin`/`open_block`, which the commit
+pipeline calls for a committed block (`begin` as soon as the block's batches
+are fetched, so shares travel while earlier blocks execute; `open_block`
+when execution reaches it), and requests are answered from what it stored.
 A restarted validator serves the shares it stored before it stopped. A full
 node has no key share: it only asks validators (over the follow protocol)
 and verifies what they answer the same way.
@@ -212,6 +214,20 @@ class BlockDecryption:
 # -- shell -----------------------------------------------------------------------------
 
 
+@dataclass
+class _Job:
+    decryption: BlockDecryption
+    ready: trio.Event = field(default_factory=trio.Event)
+    """Set once t messages verified."""
+    done: trio.Event = field(default_factory=trio.Event)
+    opened: list[bytes | DecryptionFailed] | None = None
+
+    def matches(self, block: bytes, envelopes: Sequence[Envelope]) -> bool:
+        return self.decryption.block == block and self.decryption.ciphertexts == [
+            e.ciphertext for e in envelopes
+        ]
+
+
 Request = Callable[[int, bytes, float], Awaitable[bytes]]
 
 
@@ -240,48 +256,80 @@ class Decryptor:
         self.request = request
         self.peers = peers
         self.executed = executed
-        self._active: dict[int, tuple[BlockDecryption, trio.Event]] = {}
+        self._jobs: dict[int, _Job] = {}
         self._early: dict[int, dict[int, bytes]] = {}
         self._early_bytes = 0
         self._inbox_send, self._inbox = trio.open_memory_channel[tuple[int, bytes]](INBOX_MESSAGES)
+        self._nursery: trio.Nursery | None = None
         self.released = 0
         self.refused = 0
 
-    # ---- the commit pipeline's call ------------------------------------------------
+    # ---- the commit pipeline's calls -----------------------------------------------
+
+    def begin(self, height: int, block: bytes, envelopes: Sequence[Envelope]) -> None:
+        """Start opening a committed block's envelopes without waiting: release this
+        validator's shares and gather the others' while earlier blocks execute.
+        `open_block` collects the result. Needs `run`; without it, does nothing."""
+        if self._nursery is None or height in self._jobs or not envelopes:
+            return
+        job = self._new_job(height, block, envelopes)
+        self._nursery.start_soon(self._work, job)
 
     async def open_block(
         self, height: int, block: bytes, envelopes: Sequence[Envelope]
     ) -> list[bytes | DecryptionFailed]:
         """The plaintexts of a committed block's (unexpired) envelopes, in order.
         Waits, however long it takes, until t verified share messages are in."""
-        job = BlockDecryption(
-            height=height,
-            block=block,
-            ciphertexts=[e.ciphertext for e in envelopes],
-            labels=[label_of(e) for e in envelopes],
-            keys=self.keys,
-        )
-        ready = trio.Event()
-        self._active[height] = (job, ready)
+        job = self._jobs.get(height)
         try:
-            if self.key_share is not None:
-                own = await self._own_message(job, self.key_share)
-                self._offer(job, ready, own)
-                self.broadcast(encode_shares_message(SharesMessage(height, block, encode(own))))
-            for index, data in sorted(self._early.pop(height, {}).items()):
-                self._early_bytes -= len(data)
-                await self._consider(index - 1, data)
-            wait = ASK_AFTER_S if self.key_share is not None else 0.0
-            while not ready.is_set():
-                with trio.move_on_after(wait):
-                    await ready.wait()
-                if not ready.is_set():
-                    await self._ask_missing(job, ready)
-                    wait = min(max(2 * wait, ASK_AFTER_S), ASK_RETRY_MAX_S)
-            return await trio.to_thread.run_sync(job.open)
+            if job is None or not job.matches(block, envelopes):
+                job = self._new_job(height, block, envelopes)
+                await self._work(job)
+            else:
+                await job.done.wait()
+            assert job.opened is not None
+            return job.opened
         finally:
-            del self._active[height]
+            self._jobs.pop(height, None)
             self._drop_early_below(height)
+
+    def _new_job(self, height: int, block: bytes, envelopes: Sequence[Envelope]) -> _Job:
+        job = _Job(
+            BlockDecryption(
+                height=height,
+                block=block,
+                ciphertexts=[e.ciphertext for e in envelopes],
+                labels=[label_of(e) for e in envelopes],
+                keys=self.keys,
+            )
+        )
+        self._jobs[height] = job
+        return job
+
+    async def _work(self, job: _Job) -> None:
+        """Release this validator's shares (persisted, then sent), take the early
+        messages, ask who is missing until t messages verify, then open."""
+        decryption = job.decryption
+        if self.key_share is not None:
+            own = await self._own_message(decryption, self.key_share)
+            self._offer(decryption, job.ready, own)
+            self.broadcast(
+                encode_shares_message(
+                    SharesMessage(decryption.height, decryption.block, encode(own))
+                )
+            )
+        for index, data in sorted(self._early.pop(decryption.height, {}).items()):
+            self._early_bytes -= len(data)
+            await self._consider(index - 1, data)
+        wait = ASK_AFTER_S if self.key_share is not None else 0.0
+        while not job.ready.is_set():
+            with trio.move_on_after(wait):
+                await job.ready.wait()
+            if not job.ready.is_set():
+                await self._ask_missing(decryption, job.ready)
+                wait = min(max(2 * wait, ASK_AFTER_S), ASK_RETRY_MAX_S)
+        job.opened = await trio.to_thread.run_sync(decryption.open)
+        job.done.set()
 
     async def _own_message(self, job: BlockDecryption, key_share: KeyShare) -> BlockShares:
         """This validator's message: the stored one (a restart), else made,
@@ -333,9 +381,12 @@ class Decryptor:
             log.warning("event=shares_inbox_full peer=%d", peer)
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        task_status.started()
-        async for peer, data in self._inbox:
-            await self._consider(peer, data)
+        """Verify broadcast messages as they come; own the tasks `begin` starts."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started()
+            async for peer, data in self._inbox:
+                await self._consider(peer, data)
 
     async def _consider(self, peer: int, data: bytes) -> None:
         """Check a message from validator `peer`: its index must be peer + 1; for
@@ -348,11 +399,11 @@ class Decryptor:
         if shares.index != peer + 1:
             log.warning("event=shares_wrong_sender peer=%d index=%d", peer, shares.index)
             return
-        active = self._active.get(message.height)
+        active = self._jobs.get(message.height)
         if active is None:
             self._keep_early(message.height, shares.index, data)
             return
-        job, ready = active
+        job, ready = active.decryption, active.ready
         if message.block != job.block:
             log.warning("event=shares_other_block peer=%d height=%d", peer, message.height)
             return

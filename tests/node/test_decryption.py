@@ -123,12 +123,15 @@ def test_block_decryption_needs_t_verified_messages_and_drops_a_bad_one() -> Non
 async def test_four_validators_open_the_block(net: Net) -> None:
     async with trio.open_nursery() as nursery:
         for d in net.decryptors:
-            nursery.start_soon(d.run)
+            await nursery.start(d.run)
         results: dict[int, list[bytes]] = {}
 
         async def open_at(i: int) -> None:
             results[i] = await net.decryptors[i].open_block(HEIGHT, BLOCK, ENVELOPES)  # type: ignore[assignment]
 
+        for i in (1, 2):  # as the commit pipeline does when it has fetched the block
+            net.decryptors[i].begin(HEIGHT, BLOCK, ENVELOPES)
+            assert HEIGHT in net.decryptors[i]._jobs
         async with trio.open_nursery() as openers:
             for i in range(4):
                 openers.start_soon(open_at, i)
@@ -175,11 +178,11 @@ async def test_shares_naming_another_index_are_ignored(net: Net) -> None:
         await trio.sleep(0.05)
         decryptor.on_message(2, data)  # validator 2 relaying validator 0's shares
         await trio.sleep(0.5)
-        job, _ = decryptor._active[HEIGHT]
+        job = decryptor._jobs[HEIGHT].decryption
         assert set(job.verified) == {4}  # only its own
         decryptor.on_message(0, data)  # from validator 0 itself: accepted
         with trio.fail_after(5):
-            while HEIGHT in decryptor._active:
+            while HEIGHT in decryptor._jobs:
                 await trio.sleep(0.01)
         nursery.cancel_scope.cancel()
 
@@ -220,6 +223,7 @@ async def test_the_commit_pipeline_reveals_in_place(
 ) -> None:
     """Expired envelopes and those past the per-block limit are never decrypted;
     the others become their inner transactions at their positions."""
+    from sequencer_net.batches.batch import Batch
     from sequencer_net.mempool.encrypted import encode_encrypted
     from sequencer_net.node import commit
     from sequencer_net.node.commit import CommitPipeline, ResolvedTransaction
@@ -236,9 +240,16 @@ async def test_the_commit_pipeline_reveals_in_place(
         )
         for e in order
     ]
+
+    class Pool:  # senders remembered from batch verification
+        def sender_of(self, h: bytes) -> tuple[bytes, int]:
+            return next(e.sender for e in order if keccak256(encode_encrypted(e)) == h), -1
+
     pipeline = CommitPipeline.__new__(CommitPipeline)
     pipeline.domain = DOMAIN
     pipeline.decryptor = net.decryptors[0]
+    pipeline.pool = Pool()  # type: ignore[assignment]
+    batches = [Batch(author=0, sequence=0, transactions=[r.encoded for r in resolved])]
     net.down = {2, 3}  # validator 1 answers when asked
     net.stores[1].save_own_shares(
         HEIGHT,
@@ -257,7 +268,7 @@ async def test_the_commit_pipeline_reveals_in_place(
         ),
     )
     with trio.fail_after(10):
-        out = await pipeline.reveal_envelopes(HEIGHT, BLOCK, resolved)
+        out = await pipeline.reveal_envelopes(HEIGHT, BLOCK, resolved, batches)
     kinds = [r.sequenced.reason if isinstance(r.sequenced, FailedReveal) else "tx" for r in out]
     assert kinds == ["tx", "expired", "tx", "block_envelope_limit"]
     assert [r.sequenced.tx_hash for r in out] == [r.sequenced.tx_hash for r in resolved]
