@@ -290,6 +290,8 @@ class CommitPipeline:
     async def apply(self, commit: Commit) -> None:
         block = commit.block
         if block.height <= self.store.tip()[0]:
+            if self.decryptor is not None:
+                self.decryptor.discard(block.height)
             return  # already durable (a replay after restart)
         started = time.perf_counter()
         try:

@@ -221,6 +221,7 @@ class _Job:
     """Set once t messages verified."""
     done: trio.Event = field(default_factory=trio.Event)
     opened: list[bytes | DecryptionFailed] | None = None
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
 
     def matches(self, block: bytes, envelopes: Sequence[Envelope]) -> bool:
         return self.decryption.block == block and self.decryption.ciphertexts == [
@@ -273,7 +274,19 @@ class Decryptor:
         if self._nursery is None or height in self._jobs or not envelopes:
             return
         job = self._new_job(height, block, envelopes)
-        self._nursery.start_soon(self._work, job)
+        self._nursery.start_soon(self._work_in_scope, job)
+
+    def discard(self, height: int) -> None:
+        """Forget a block begun but not to be opened here (already executed
+        before a restart): stop gathering its shares."""
+        job = self._jobs.pop(height, None)
+        if job is not None:
+            job.scope.cancel()
+        self._drop_early_below(height)
+
+    async def _work_in_scope(self, job: _Job) -> None:
+        with job.scope:
+            await self._work(job)
 
     async def open_block(
         self, height: int, block: bytes, envelopes: Sequence[Envelope]

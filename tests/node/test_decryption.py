@@ -273,3 +273,18 @@ async def test_the_commit_pipeline_reveals_in_place(
     assert kinds == ["tx", "expired", "tx", "block_envelope_limit"]
     assert [r.sequenced.tx_hash for r in out] == [r.sequenced.tx_hash for r in resolved]
     assert [r.sequenced.fee for r in out[1::2]] == [0, 0]
+
+
+async def test_a_discarded_block_stops_gathering(net: Net) -> None:
+    net.down = {0, 1, 2}  # nobody answers: the job would ask forever
+    decryptor = net.decryptors[3]
+    async with trio.open_nursery() as nursery:
+        await nursery.start(decryptor.run)
+        decryptor.begin(HEIGHT, BLOCK, ENVELOPES)
+        job = decryptor._jobs[HEIGHT]
+        await trio.sleep(0.05)
+        assert net.stores[3].own_shares(HEIGHT) is not None  # released, then waiting
+        decryptor.discard(HEIGHT)
+        assert HEIGHT not in decryptor._jobs and job.scope.cancel_called
+        assert not job.done.is_set()
+        nursery.cancel_scope.cancel()
