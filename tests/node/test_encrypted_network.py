@@ -1,7 +1,8 @@
 """End-to-end on four real validators with a threshold key: an encrypted
 transaction is committed and executed at its position with a receipt like the
 plain one's; an envelope with bad contents gets FailedDecryption and pays its
-max fee; a validator restarted after the commit serves its stored shares to a
+max fee; a full node opens the same block with shares it asks validators
+for; a validator restarted after the commit serves its stored shares to a
 late validator that can open the block only with them."""
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ NAMESPACE = 7
 
 @pytest.fixture
 def network(tmp_path: Path) -> Iterator[LocalNetwork]:
-    net = LocalNetwork.create(tmp_path, n=4, encryption=True)
+    net = LocalNetwork.create(tmp_path, n=4, full_nodes=1, encryption=True)
     try:
         yield net
     finally:
@@ -76,6 +77,7 @@ def committed(net: LocalNetwork, node: int, tx_hash: str) -> dict[str, Any] | No
 def test_encrypted_transactions_end_to_end(network: LocalNetwork) -> None:
     net = network
     net.start_all()
+    net.start(4)  # a full node: opens encrypted blocks with shares it asks for
     net.wait_height([0, 1, 2, 3], 2, timeout=40)
     net.kill(3)  # node 3 misses everything below and catches up at the end
     validators = net.client.get(f"{net.url(0)}/v1/validators").json()
@@ -113,8 +115,11 @@ def test_encrypted_transactions_end_to_end(network: LocalNetwork) -> None:
     assert bad["receipt"]["reason"] == "malformed_inner_tx"
     assert bad["receipt"]["fee"] == "1"  # the max fee, 1 collateral unit (wad)
     top = max(int(found["height"]) for found in (plain, encrypted, bad))
-    net.wait_height([0, 1, 2], top)
-    net.assert_agree([0, 1, 2], top)
+    net.wait_height([0, 1, 2, 4], top)
+    net.assert_agree([0, 1, 2, 4], top)
+    for h in (plain_hash, encrypted_hash, bad_hash):
+        assert committed(net, 4, h) == committed(net, 0, h)
+    net.stop(4)
     # Node 1 restarts after the commit; then only it and node 3 run: node 3 can
     # open the block with its own share and node 1's stored one only.
     net.kill(1)
