@@ -359,6 +359,7 @@ after the node's current height; later it is dropped undecrypted."""
 def seal_for(target: Target, client: Any, key: Any, encoded: bytes) -> bytes:
     """`encoded` sealed to the network key: the genesis's with --genesis, else
     the one the node reports (GET /v1/validators)."""
+    from sequencer_net.client import SeqnetApiError
     from sequencer_net.client.encrypted import NetworkKey, NoNetworkKey, seal_transaction
 
     try:
@@ -366,8 +367,8 @@ def seal_for(target: Target, client: Any, key: Any, encoded: bytes) -> bytes:
             network = NetworkKey.from_genesis(_load_genesis(target.genesis_path))
         else:
             network = NetworkKey.from_validators(client.validators())
-    except NoNetworkKey as exc:
-        raise click.ClickException(f"--encrypt: {exc}") from exc
+    except (NoNetworkKey, SeqnetApiError, KeyError, ValueError) as exc:
+        raise click.ClickException(f"--encrypt: cannot read the network key: {exc}") from exc
     expiry = int(client.status()["height"]) + ENCRYPTED_EXPIRY_BLOCKS
     return seal_transaction(key, target.domain(), encoded, network, expiry_height=expiry)
 
