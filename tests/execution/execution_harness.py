@@ -236,9 +236,7 @@ class Chain:
             ),
         )
 
-    def block(
-        self, txs: Iterable[SequencedTransaction | FailedReveal], dt: int = 1
-    ) -> BlockResult:
+    def block(self, txs: Iterable[SequencedTransaction | FailedReveal], dt: int = 1) -> BlockResult:
         block = ExecutionBlock(self.state.height + 1, self.now + dt, tuple(txs))
         result = execute_block(self.state, block)
         self.state = result.state
