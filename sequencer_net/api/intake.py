@@ -1,7 +1,8 @@
 """Transaction intake: the one path every submission takes (a single JSON or raw
 transaction, a JSON or msgpack batch, a WebSocket stream).
 
-    limit per client address -> check signatures (verifier pool, off the loop)
+    limit per client address -> check signatures (verifier pool, off the loop;
+    an encrypted transaction's envelope too, for ordering at the next height)
     -> admit into the mempool (fees, nonces, balance, per-sender and pool bounds)
     -> persist (group commit: one fsync covers every acknowledgement of a window)
     -> acknowledge
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from rocksdict import WriteBatch
 
 from sequencer_net.api.errors import ApiError
+from sequencer_net.mempool.encrypted import EncryptionOff, InvalidEncryptedTransaction
 from sequencer_net.mempool.mempool import AddResult, CheckedTx, Mempool
 from sequencer_net.mempool.transaction import InvalidTransaction, tx_hash
 from sequencer_net.mempool.verifier import VerifierPool
@@ -85,6 +87,7 @@ class Intake:
         client_burst: float,
         on_accepted: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.monotonic,
+        ordering_height: Callable[[], int] = lambda: 0,
     ) -> None:
         self.mempool = mempool
         self.verifier = verifier
@@ -96,6 +99,9 @@ class Intake:
         self.client_burst = client_burst
         self._on_accepted = on_accepted
         self._clock = clock
+        self._ordering_height = ordering_height
+        """The height a transaction accepted now is ordered at, at the earliest
+        (an envelope that expires before it is refused)."""
         self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
 
     def take_client_allowance(self, client: str, count: int) -> int:
@@ -136,11 +142,18 @@ class Intake:
                 outcomes[i] = Refused(409, "duplicate", AddResult.DUPLICATE.value)
             else:
                 fresh.append(i)
-        checked = await self.verifier.check_many([encoded[i] for i in fresh])
+        checked = await self.verifier.check_many(
+            [encoded[i] for i in fresh], ordering_height=self._ordering_height()
+        )
         now_ms = time.monotonic_ns() // 1_000_000
         admitted: list[CheckedTx] = []
         evicted: list[bytes] = []
         for i, result in zip(fresh, checked, strict=True):
+            if isinstance(result, InvalidEncryptedTransaction | EncryptionOff):
+                reason = getattr(result, "reason", type(result).__name__)
+                self.metrics.rejected_txs.labels(code=reason).inc()
+                outcomes[i] = Refused(400, "invalid_envelope", str(result))
+                continue
             if isinstance(result, InvalidTransaction):
                 self.metrics.rejected_txs.labels(code=type(result).__name__).inc()
                 outcomes[i] = Refused(400, "invalid_transaction", str(result))

@@ -299,7 +299,14 @@ _SCHEMAS: dict[str, _Schema] = {
                     {"index": _INT, "name": _STR, "address": _ref("Address"), "weight": _INT}
                 ),
             },
-        }
+        },
+        {
+            # The threshold encryption key encrypted transactions are sealed to
+            # (docs/fairness.md); null when the chain has none.
+            "threshold": _nullable(
+                _object({"key_epoch": _INT, "threshold": _INT, "public_key": _ref("Hex")})
+            )
+        },
     ),
     "Vote": _object(
         {

@@ -35,8 +35,9 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from consensus.messages import Block, Certificate
 from sequencer_net.batches.batch import InvalidBatch, decode_batch
+from sequencer_net.mempool.encrypted import transaction_namespace
 from sequencer_net.mempool.mempool import Mempool
-from sequencer_net.mempool.transaction import InvalidTransaction, decode_transaction, tx_hash
+from sequencer_net.mempool.transaction import InvalidTransaction, tx_hash
 from sequencer_net.node.status import CommitFeed
 from sequencer_net.payload import MalformedPayload, decode_payload
 from sequencer_net.payload.namespaces import MAX_NAMESPACE, EntryProof, namespace_proof
@@ -160,7 +161,7 @@ def block_transactions(store: NodeStore, block: Block) -> list[tuple[int, bytes]
             return None
         for tx in batch.transactions:
             try:
-                namespace = decode_transaction(tx).namespace
+                namespace = transaction_namespace(tx)
             except InvalidTransaction:
                 continue
             h = tx_hash(tx)

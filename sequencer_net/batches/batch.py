@@ -20,6 +20,7 @@ import msgspec
 from consensus.crypto import keccak256
 from consensus.encoding import Domain
 from consensus.limits import U64_MAX
+from sequencer_net.mempool.encrypted import transaction_namespace
 from sequencer_net.mempool.limits import (
     MAX_BATCH_AUTHOR,
     MAX_BATCH_BYTES,
@@ -29,7 +30,7 @@ from sequencer_net.mempool.limits import (
     BatchLimits,
 )
 from sequencer_net.mempool.mempool import CheckedTx, Mempool, check_transaction
-from sequencer_net.mempool.transaction import InvalidTransaction, decode_transaction, tx_hash
+from sequencer_net.mempool.transaction import InvalidTransaction, tx_hash
 
 BATCH_DIGEST_TAG: Final = b"seqnet/batch/v1\x00"
 """Keeps a batch digest from ever equalling any other keccak the system signs."""
@@ -187,7 +188,7 @@ def batch_namespace_pairs(batch: Batch) -> list[tuple[int, bytes]]:
     pairs: list[tuple[int, bytes]] = []
     for encoded in batch.transactions:
         try:
-            namespace = decode_transaction(encoded).namespace
+            namespace = transaction_namespace(encoded)
         except InvalidTransaction:
             continue
         pairs.append((namespace, tx_hash(encoded)))

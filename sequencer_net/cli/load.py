@@ -54,6 +54,11 @@ from sequencer_net.testnet.network import DEFAULT_TESTNET_DIR
     "--namespace", type=click.IntRange(0, 2**32 - 1), default=None, help="Rollup id of the blobs."
 )
 @click.option(
+    "--encrypt",
+    is_flag=True,
+    help="Seal every transaction to the network's threshold key (GET /v1/validators).",
+)
+@click.option(
     "--mix",
     type=click.Choice(MIXES),
     default=None,
@@ -82,6 +87,7 @@ def load(
     accounts: int | None,
     seed: int | None,
     namespace: int | None,
+    encrypt: bool,
     mix: Mix | None,
     genesis_path: Path | None,
     start_nonce: int,
@@ -171,11 +177,14 @@ def load(
     else:
         first_nonces, operator_nonce = [start_nonce] * config.accounts, start_nonce
     signer = transaction_signer(domain, fees=fees)
+    if encrypt:
+        signer = _encrypting(signer, domain, urls[0])
     generator = LoadGenerator(
         urls, config, signer, first_nonces=first_nonces, operator_nonce=operator_nonce
     )
     console.print(
-        f"load: {rate:g} tx/s for {duration:g} s, {config.mix} mix, from {config.accounts} "
+        f"load: {rate:g} tx/s{' encrypted' if encrypt else ''} for {duration:g} s, "
+        f"{config.mix} mix, from {config.accounts} "
         f"accounts (seed {config.seed}) to {len(urls)} node(s)"
     )
     interrupted = trio.run(_run_with_progress, generator, console, not as_json)
@@ -188,6 +197,7 @@ def load(
         "rate": rate,
         "duration_s": duration,
         "mix": config.mix,
+        "encrypted": encrypt,
         "accounts": config.accounts,
         "seed": config.seed,
         "nodes": urls,
@@ -200,6 +210,25 @@ def load(
         _print_report(report, console)
     if report["sent"] and not report["accepted"]:
         sys.exit(1)
+
+
+ENCRYPTED_LOAD_EXPIRY_BLOCKS = 1_000_000
+"""Blocks after the node's height the load's encrypted transactions stay orderable."""
+
+
+def _encrypting(signer: Any, domain: Any, url: str) -> Any:
+    """`signer` sealing to the key the node reports (`--encrypt`)."""
+    from sequencer_net.client import SeqnetApiError, SeqnetClient
+    from sequencer_net.client.encrypted import NetworkKey, NoNetworkKey
+    from sequencer_net.testnet.load import encrypting_signer
+
+    try:
+        with SeqnetClient(url, timeout=5.0) as client:
+            network = NetworkKey.from_validators(client.validators())
+            height = int(client.status()["height"])
+    except (SeqnetApiError, NoNetworkKey, KeyError, ValueError) as exc:
+        raise click.ClickException(f"--encrypt: cannot read the network key: {exc}") from exc
+    return encrypting_signer(signer, domain, network, height + ENCRYPTED_LOAD_EXPIRY_BLOCKS)
 
 
 def _testnet_fees(net: Any) -> Any:

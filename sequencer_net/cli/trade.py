@@ -324,8 +324,11 @@ def submit(
     fee: str | None,
     wait: bool,
     timeout: float,
+    encrypt: bool = False,
 ) -> dict[str, Any]:
-    """Sign and submit one DEX action; with `wait`, poll until it is committed."""
+    """Sign and submit one DEX action; with `wait`, poll until it is committed.
+    With `encrypt`, the signed transaction is sealed to the network's threshold
+    key (docs/fairness.md) and what is submitted, and hashed, is the envelope."""
     from sequencer_net.client import SeqnetApiError, TransactionTimeout, dex_transaction
 
     offered = None if fee is None else parse_amount(fee, "--fee", positive=False)
@@ -335,6 +338,8 @@ def submit(
     encoded = dex_transaction(key, target.domain(), used, action, fees=target.fees(), fee=offered)
     try:
         with target.client() as client:
+            if encrypt:
+                encoded = seal_for(target, client, key, encoded)
             tx_hash = client.submit(encoded)
             answer: dict[str, Any] = {"hash": tx_hash, "nonce": used, "status": "pending"}
             if not wait:
@@ -344,6 +349,28 @@ def submit(
         raise click.ClickException(str(exc)) from exc
     except SeqnetApiError as exc:
         raise click.ClickException(f"the node refused the transaction: {exc}") from exc
+
+
+ENCRYPTED_EXPIRY_BLOCKS = 100
+"""An encrypted order made by `--encrypt` may be ordered up to this many blocks
+after the node's current height; later it is dropped undecrypted."""
+
+
+def seal_for(target: Target, client: Any, key: Any, encoded: bytes) -> bytes:
+    """`encoded` sealed to the network key: the genesis's with --genesis, else
+    the one the node reports (GET /v1/validators)."""
+    from sequencer_net.client import SeqnetApiError
+    from sequencer_net.client.encrypted import NetworkKey, NoNetworkKey, seal_transaction
+
+    try:
+        if target.genesis_path is not None:
+            network = NetworkKey.from_genesis(_load_genesis(target.genesis_path))
+        else:
+            network = NetworkKey.from_validators(client.validators())
+    except (NoNetworkKey, SeqnetApiError, KeyError, ValueError) as exc:
+        raise click.ClickException(f"--encrypt: cannot read the network key: {exc}") from exc
+    expiry = int(client.status()["height"]) + ENCRYPTED_EXPIRY_BLOCKS
+    return seal_transaction(key, target.domain(), encoded, network, expiry_height=expiry)
 
 
 def report(answer: dict[str, Any], as_json: bool, done: str) -> None:
@@ -557,6 +584,11 @@ def positions_command(
 )
 @click.option("--stop", help="Stop order: wait until the mark crosses this price.")
 @click.option("--take-profit", help="Take-profit order: wait until the mark reaches this price.")
+@click.option(
+    "--encrypt",
+    is_flag=True,
+    help="Seal the order to the network's threshold key: nobody reads it before it is ordered.",
+)
 @node_options
 @signer_options
 def order_command(
@@ -571,6 +603,7 @@ def order_command(
     good_til: str | None,
     stop: str | None,
     take_profit: str | None,
+    encrypt: bool,
     node: str | None,
     directory: Path | None,
     genesis: Path | None,
@@ -598,6 +631,11 @@ def order_command(
       seqnet trade order 1 sell 0.05 --key trader.key                  # market order
       seqnet trade order ETH-PERP buy 1 2990 --post-only --client-id 7 --good-til +600
       seqnet trade order BTC-PERP sell 0.1 --stop 58000 --reduce-only --key trader.key
+      seqnet trade order BTC-PERP buy 0.1 60000 --encrypt --key trader.key  # sealed
+
+    With --encrypt the order travels sealed to the network's threshold key
+    (docs/fairness.md) and is opened only after its block commits; its id is
+    the envelope's hash.
     """
     from sequencer_net.execution.records import TimeInForce, TriggerKind
     from sequencer_net.execution.transactions import PlaceOrder
@@ -651,7 +689,9 @@ def order_command(
         trigger_price=trigger_price,
     )
     key = read_key(key_file, password_file)
-    answer = submit(target, key, action, nonce=nonce, fee=fee, wait=wait, timeout=timeout)
+    answer = submit(
+        target, key, action, nonce=nonce, fee=fee, wait=wait, timeout=timeout, encrypt=encrypt
+    )
     answer["order_id"] = answer["hash"]  # an order's id is its transaction's hash
     report(answer, as_json, "order placed")
 

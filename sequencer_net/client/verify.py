@@ -41,7 +41,8 @@ from consensus.encoding import Domain, block_hash
 from consensus.messages import Certificate, VoteKind
 from consensus.types import Digest, Height, ValidatorIndex, ValidatorSet, View
 from consensus.verifier import SignatureVerifier
-from sequencer_net.mempool.transaction import InvalidTransaction, decode_transaction
+from sequencer_net.mempool.encrypted import transaction_namespace
+from sequencer_net.mempool.transaction import InvalidTransaction
 from sequencer_net.payload import MalformedPayload, decode_payload
 from sequencer_net.payload import namespaces as ns
 
@@ -280,7 +281,7 @@ class BlockVerifier:
         tx_hashes = [keccak256(tx) for tx in encoded_txs]
         for index, tx in enumerate(encoded_txs):
             try:
-                tx_namespace = decode_transaction(tx).namespace
+                tx_namespace = transaction_namespace(tx)
             except InvalidTransaction as exc:
                 raise fail(f"transaction {index} does not decode: {exc}") from None
             if tx_namespace != self.namespace:

@@ -37,12 +37,28 @@ class SequencedTransaction(msgspec.Struct, frozen=True, array_like=True):
     payload: bytes
 
 
+class FailedReveal(msgspec.Struct, frozen=True, array_like=True):
+    """A committed encrypted transaction that yields no transaction to execute
+    (docs/fairness.md): its decrypted contents failed a check (`reason`, one of
+    the envelope module's REVEAL_* reasons), or it was ordered past its expiry
+    height ("expired", never decrypted). The engine charges `fee` (the
+    envelope's max fee; 0 when expired) to `sender` and nothing else: receipt
+    error "FailedDecryption", no nonce used."""
+
+    tx_hash: bytes
+    sender: bytes
+    fee: int
+    reason: str
+
+
 class ExecutionBlock(msgspec.Struct, frozen=True, array_like=True):
-    """A committed block as the engine sees it: consensus fixed height, time and order."""
+    """A committed block as the engine sees it: consensus fixed height, time and
+    order. An encrypted transaction appears at its position as the transaction it
+    revealed (a SequencedTransaction) or as a FailedReveal."""
 
     height: int
     timestamp_seconds: int
-    transactions: tuple[SequencedTransaction, ...]
+    transactions: tuple[SequencedTransaction | FailedReveal, ...]
 
 
 def _is_int(value: object) -> bool:
@@ -67,6 +83,21 @@ def check_transaction(tx: object) -> SequencedTransaction:
         raise MalformedTransaction("fee must be a uint64")
     if type(tx.payload) is not bytes or len(tx.payload) > MAX_PAYLOAD_BYTES:
         raise MalformedTransaction(f"payload must be bytes, at most {MAX_PAYLOAD_BYTES}")
+    return tx
+
+
+def check_failed_reveal(tx: FailedReveal) -> FailedReveal:
+    """Return `tx` if every field is in range; raise MalformedTransaction otherwise."""
+    if type(tx.tx_hash) is not bytes or len(tx.tx_hash) != TX_HASH_BYTES:
+        raise MalformedTransaction("tx_hash must be 32 bytes")
+    if type(tx.sender) is not bytes or len(tx.sender) != ADDRESS_BYTES:
+        raise MalformedTransaction("sender must be a 20-byte address")
+    if tx.sender == bytes(ADDRESS_BYTES):
+        raise MalformedTransaction("the zero address signs nothing")
+    if not _is_int(tx.fee) or not 0 <= tx.fee <= MAX_FEE:
+        raise MalformedTransaction("fee must be a uint64")
+    if type(tx.reason) is not str:
+        raise MalformedTransaction("reason must be a string")
     return tx
 
 

@@ -7,7 +7,9 @@ Reads top-down (docs/execution.md, "Block execution"):
       validate_header                    height = previous + 1, time never goes back
       admit_transactions                 every namespace: the first MAX_TRANSACTIONS_PER_BLOCK
                                          (the rest: BlockFull), field ranges, per sender in
-                                         nonce order the nonce window and the fee
+                                         nonce order the nonce window and the fee; then
+                                         the sender's failed encrypted transactions
+                                         (FailedReveal: their max fee, no nonce)
       decode_dex_payloads                namespace 0: payload bytes -> one engine action
       apply_account_transactions         governance, price reports, L1 deposit
                                          reports (credit on a reporter quorum),
@@ -41,6 +43,9 @@ What a rejection costs (docs/execution.md, "Nonces" and "Fees"):
     anything after the fee is paid      yes              yes     (undecodable DEX
                                                                   payload, any handler
                                                                   rejection)
+    FailedDecryption                    no               max fee (what the balance
+                                                                  still covers; 0 if
+                                                                  expired)
 
 A failed DEX action has all its changes rolled back (its fee stays paid). The
 input state is never modified: running the same block on the same state twice
@@ -64,7 +69,15 @@ from consensus.crypto import keccak256
 
 from . import limits
 from .accounts import apply_deposit, apply_transfer, apply_withdraw
-from .block import ExecutionBlock, SequencedTransaction, check_transaction, hash_of, sender_of
+from .block import (
+    ExecutionBlock,
+    FailedReveal,
+    SequencedTransaction,
+    check_failed_reveal,
+    check_transaction,
+    hash_of,
+    sender_of,
+)
 from .encoding import encode
 from .exceptions import (
     BlockFailed,
@@ -112,6 +125,7 @@ from .transactions import (
 __all__ = [
     "BlockResult",
     "ExecutionBlock",
+    "FailedReveal",
     "SequencedTransaction",
     "apply_block",
     "encode_outcome",
@@ -240,6 +254,7 @@ def admit_transactions(
     not depend on where in the block a transaction sits.
     """
     by_sender: dict[bytes, list[tuple[int, bytes, int, SequencedTransaction]]] = {}
+    failed_reveals: dict[bytes, list[tuple[int, FailedReveal]]] = {}
     limit = limits.MAX_TRANSACTIONS_PER_BLOCK
     for i, raw in enumerate(block.transactions):
         if i >= limit:
@@ -247,6 +262,10 @@ def admit_transactions(
             receipts[i] = _failed(hash_of(raw), sender_of(raw), full)
             continue
         try:
+            if isinstance(raw, FailedReveal):
+                failed = check_failed_reveal(raw)
+                failed_reveals.setdefault(failed.sender, []).append((i, failed))
+                continue
             tx = check_transaction(raw)
         except MalformedTransaction as error:
             receipts[i] = _failed(hash_of(raw), sender_of(raw), error)
@@ -254,11 +273,11 @@ def admit_transactions(
         by_sender.setdefault(tx.sender, []).append((tx.nonce, tx.tx_hash, i, tx))
     admitted: list[tuple[int, SequencedTransaction]] = []
     collected = 0
-    for sender in sorted(by_sender):
+    for sender in sorted(by_sender.keys() | failed_reveals.keys()):
         window = w.nonces.get(sender)
         balance: int | None = None  # computed once per sender, when first needed
         paid = 0
-        for nonce, tx_hash, i, tx in sorted(by_sender[sender], key=lambda t: t[:3]):
+        for nonce, tx_hash, i, tx in sorted(by_sender.get(sender, ()), key=lambda t: t[:3]):
             rejected = nonce_rejection(window, nonce)
             if rejected is not None:
                 receipts[i] = _failed(tx_hash, sender, rejected)
@@ -280,6 +299,21 @@ def admit_transactions(
                 admitted.append((i, tx))
             else:
                 receipts[i] = Receipt(tx_hash, sender, True, "", "", tx.fee)
+        for i, failed in failed_reveals.get(sender, ()):
+            # After the sender's transactions, in block order: the max fee, or
+            # what the fee balance still covers.
+            if balance is None:
+                balance = fee_balance(w, sender)
+            charged = min(failed.fee, max(balance - paid, 0))
+            paid += charged
+            receipts[i] = Receipt(
+                failed.tx_hash,
+                sender,
+                False,
+                "FailedDecryption",
+                failed.reason[:MAX_REASON_LENGTH],
+                charged,
+            )
         if window is not None and window is not w.nonces.get(sender):
             w.nonces.put(sender, window)
         if paid:

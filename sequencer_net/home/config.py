@@ -554,6 +554,12 @@ class NodeConfig:
         _non_empty,
         example="validator.password",
     )
+    threshold_key_file: str = _key(
+        "threshold.key",
+        "The validator's threshold decryption key share (plain 0600 JSON), relative "
+        "to the home directory. Read only when the genesis has a threshold section.",
+        _non_empty,
+    )
     p2p: P2PSettings = field(default_factory=P2PSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
     consensus: ConsensusSettings = field(default_factory=ConsensusSettings)
@@ -574,6 +580,10 @@ class NodeConfig:
     @property
     def key_path(self) -> Path:
         return _resolve(self.home, self.key_file)
+
+    @property
+    def threshold_key_path(self) -> Path:
+        return _resolve(self.home, self.threshold_key_file)
 
     @property
     def password_path(self) -> Path | None:
@@ -628,7 +638,7 @@ SECTIONS: Final[dict[str, str]] = {
 }
 """The [sections] of config.toml and what each holds, in the order the file lists them."""
 
-_TOP_LEVEL: Final = ("name", "genesis_file", "key_file", "password_file")
+_TOP_LEVEL: Final = ("name", "genesis_file", "key_file", "password_file", "threshold_key_file")
 
 
 def _section_class(name: str) -> type[Any]:

@@ -8,8 +8,12 @@ block commits to `Genesis.canonical_bytes()`, a domain-tagged msgspec
 encoding (see "Canonical bytes" below and STYLE.md item 5).
 
 Canonical bytes cover what defines the chain: chain id, genesis time, L1
-verifying contract, each validator's address, public key and weight, and the
-execution engine's genesis. A validator's name, its network addresses and the
+verifying contract, each validator's address, public key and weight, the
+execution engine's genesis and, when present, the threshold encryption key
+(`threshold`: key epoch, t, the network key Y and each validator's
+verification key Y_i in validator order; docs/fairness.md). A genesis without
+a `threshold` section runs with encryption off and keeps the digest it had
+before the section existed. A validator's name, its network addresses and the
 default view timeout are operational hints: they may differ between copies of
 the file (an operator who moves a validator to a new host edits them, or
 overrides them with `[p2p] peers` in config.toml) without changing the chain.
@@ -50,6 +54,8 @@ from sequencer_net.execution.genesis import (
     genesis_state,
 )
 from sequencer_net.execution.records import OracleReporter
+from sequencer_net.fairness.group import InvalidGroupElement, decode_point, encode_point
+from sequencer_net.fairness.tdh2 import PublicKeySet, ThresholdError, check_threshold
 
 GENESIS_TAG: Final = b"seqnet/genesis/v1\x00"
 """Prefix of the canonical bytes, so they never collide with another encoded thing."""
@@ -90,6 +96,27 @@ class GenesisValidator:
 
 
 @dataclass(frozen=True)
+class GenesisThreshold:
+    """The network's threshold encryption key (docs/fairness.md).
+
+    `threshold` is t (f+1..n-f, `check_threshold`); `public_key` is Y and
+    `verification_keys[i]` is validator i's Y_i (its key share has index
+    i + 1), all 33-byte compressed points."""
+
+    key_epoch: int
+    threshold: int
+    public_key: bytes
+    verification_keys: tuple[bytes, ...]
+
+    def key_set(self) -> PublicKeySet:
+        return PublicKeySet(
+            public_key=decode_point(self.public_key),
+            verification_keys=tuple(decode_point(k) for k in self.verification_keys),
+            threshold=self.threshold,
+        )
+
+
+@dataclass(frozen=True)
 class Genesis:
     chain_id: int
     genesis_time_ms: int  # unix milliseconds; the execution genesis holds the same in seconds
@@ -97,6 +124,7 @@ class Genesis:
     view_timeout_ms: int  # default consensus view timeout; a node's config may override it
     validators: tuple[GenesisValidator, ...]
     execution: GenesisConfig
+    threshold: GenesisThreshold | None = None  # None: encryption off
 
     def __post_init__(self) -> None:
         check_genesis(self)
@@ -134,11 +162,19 @@ class _CanonicalValidator(msgspec.Struct, frozen=True, array_like=True):
     weight: int
 
 
+class _CanonicalThreshold(msgspec.Struct, frozen=True, array_like=True):
+    key_epoch: int
+    threshold: int
+    public_key: bytes
+    verification_keys: tuple[bytes, ...]
+
+
 class _CanonicalGenesis(msgspec.Struct, frozen=True, array_like=True, omit_defaults=True):
     """`execution` is the execution genesis's fields up to `fee_per_byte` (the
     encoding of a GenesisConfig from before `collateral_token` existed);
     `collateral_token` follows on its own and is omitted when empty, so a
-    genesis without one keeps its digest."""
+    genesis without one keeps its digest; `threshold` likewise (omitted when
+    encryption is off)."""
 
     chain_id: int
     genesis_time_ms: int
@@ -146,6 +182,7 @@ class _CanonicalGenesis(msgspec.Struct, frozen=True, array_like=True, omit_defau
     validators: tuple[_CanonicalValidator, ...]
     execution: tuple[Any, ...]
     collateral_token: bytes = b""
+    threshold: _CanonicalThreshold | None = None
 
 
 _APPENDED_EXECUTION_FIELDS: Final = ("collateral_token",)
@@ -164,6 +201,16 @@ def _canonical_bytes(genesis: Genesis) -> bytes:
         ),
         execution=tuple(getattr(execution, name) for name in names),
         collateral_token=execution.collateral_token,
+        threshold=(
+            None
+            if genesis.threshold is None
+            else _CanonicalThreshold(
+                genesis.threshold.key_epoch,
+                genesis.threshold.threshold,
+                genesis.threshold.public_key,
+                tuple(genesis.threshold.verification_keys),
+            )
+        ),
     )
     return GENESIS_TAG + encode(document)
 
@@ -202,6 +249,8 @@ def check_genesis(genesis: Genesis) -> None:
     _check_unique(genesis.validators)
     if not isinstance(genesis.execution, GenesisConfig):
         raise GenesisError("execution: must be an execution GenesisConfig")
+    if genesis.threshold is not None:
+        _check_threshold_section(genesis.threshold, len(genesis.validators))
     size = len(genesis.canonical_bytes())
     if size > MAX_PAYLOAD_BYTES:
         raise GenesisError(
@@ -240,6 +289,38 @@ def _check_validator(where: str, v: GenesisValidator) -> None:
             raise GenesisError(f"{where}.{field}_host: must be a host name or IP address")
         if not _is_int(port) or not 1 <= port <= 65535:
             raise GenesisError(f"{where}.{field}_port: must be in 1..65535")
+
+
+def _check_threshold_section(section: GenesisThreshold, validators: int) -> None:
+    """The threshold key: t safe for n = the validator count, one verification
+    key per validator, every key a canonical compressed point."""
+    if not isinstance(section, GenesisThreshold):
+        raise GenesisError("threshold: must be a GenesisThreshold")
+    if not _is_int(section.key_epoch) or not 0 <= section.key_epoch < 2**63:
+        raise GenesisError("threshold.key_epoch: must be an integer in 0..2**63-1")
+    if not _is_int(section.threshold):
+        raise GenesisError("threshold.threshold: must be an integer")
+    try:
+        check_threshold(validators, section.threshold)
+    except ThresholdError as exc:
+        raise GenesisError(f"threshold.threshold: {exc}") from None
+    if not isinstance(section.verification_keys, tuple):
+        raise GenesisError("threshold.verification_keys: must be a tuple")
+    if len(section.verification_keys) != validators:
+        raise GenesisError(
+            f"threshold.verification_keys: {len(section.verification_keys)} keys for "
+            f"{validators} validators (one per validator, in validator order)"
+        )
+    points = [("threshold.public_key", section.public_key)] + [
+        (f"threshold.verification_keys[{i}]", k) for i, k in enumerate(section.verification_keys)
+    ]
+    for where, value in points:
+        try:
+            if not isinstance(value, bytes):
+                raise InvalidGroupElement("not bytes")
+            decode_point(value)
+        except InvalidGroupElement:
+            raise GenesisError(f"{where}: must be a 33-byte compressed secp256k1 point") from None
 
 
 def _check_unique(validators: tuple[GenesisValidator, ...]) -> None:
@@ -288,7 +369,7 @@ def _check_execution(genesis: Genesis) -> None:
 
 # --- JSON ----------------------------------------------------------------------------
 
-_TOP_KEYS = (
+_REQUIRED_TOP_KEYS = (
     "chain_id",
     "genesis_time_ms",
     "verifying_contract",
@@ -296,6 +377,8 @@ _TOP_KEYS = (
     "validators",
     "execution",
 )
+_TOP_KEYS = (*_REQUIRED_TOP_KEYS, "threshold")
+_THRESHOLD_KEYS = ("key_epoch", "threshold", "public_key", "verification_keys")
 _VALIDATOR_KEYS = (
     "name",
     "address",
@@ -330,6 +413,18 @@ def _to_json(value: Any) -> Any:
 
 
 def genesis_to_json(genesis: Genesis) -> dict[str, Any]:
+    document = _genesis_json_core(genesis)
+    if genesis.threshold is not None:
+        document["threshold"] = {
+            "key_epoch": _json_int(genesis.threshold.key_epoch),
+            "threshold": genesis.threshold.threshold,
+            "public_key": "0x" + genesis.threshold.public_key.hex(),
+            "verification_keys": ["0x" + k.hex() for k in genesis.threshold.verification_keys],
+        }
+    return document
+
+
+def _genesis_json_core(genesis: Genesis) -> dict[str, Any]:
     return {
         "chain_id": _json_int(genesis.chain_id),
         "genesis_time_ms": _json_int(genesis.genesis_time_ms),
@@ -439,7 +534,7 @@ _EXECUTION_TYPE: Final = mi.type_info(GenesisConfig)
 
 def genesis_from_json(document: Any) -> Genesis:
     """Build (and so check) a Genesis from parsed JSON; raise GenesisError naming the key."""
-    top = _object(document, "", _TOP_KEYS, _TOP_KEYS)
+    top = _object(document, "", _TOP_KEYS, _REQUIRED_TOP_KEYS)
     validators_json = top["validators"]
     if not isinstance(validators_json, list):
         raise GenesisError("validators: must be a JSON array")
@@ -460,6 +555,20 @@ def genesis_from_json(document: Any) -> Genesis:
             )
         )
     execution = _from_json(top["execution"], _EXECUTION_TYPE, "execution")
+    threshold = None
+    if "threshold" in top:
+        section = _object(top["threshold"], "threshold", _THRESHOLD_KEYS, _THRESHOLD_KEYS)
+        keys = section["verification_keys"]
+        if not isinstance(keys, list):
+            raise GenesisError("threshold.verification_keys: must be a JSON array")
+        threshold = GenesisThreshold(
+            key_epoch=_int(section["key_epoch"], "threshold.key_epoch"),
+            threshold=_int(section["threshold"], "threshold.threshold"),
+            public_key=_bytes(section["public_key"], "threshold.public_key"),
+            verification_keys=tuple(
+                _bytes(k, f"threshold.verification_keys[{i}]") for i, k in enumerate(keys)
+            ),
+        )
     return Genesis(
         chain_id=_int(top["chain_id"], "chain_id"),
         genesis_time_ms=_int(top["genesis_time_ms"], "genesis_time_ms"),
@@ -467,6 +576,7 @@ def genesis_from_json(document: Any) -> Genesis:
         view_timeout_ms=_int(top["view_timeout_ms"], "view_timeout_ms"),
         validators=tuple(validators),
         execution=execution,
+        threshold=threshold,
     )
 
 
@@ -599,6 +709,8 @@ def make_local_genesis(
     markets: Sequence[GenesisMarket] = (),
     market_operator: bytes | None = None,
     fund_admin: bool = False,
+    threshold_keys: PublicKeySet | None = None,
+    key_epoch: int = 0,
 ) -> Genesis:
     """A genesis for a network on one machine, one validator per secret.
 
@@ -610,7 +722,9 @@ def make_local_genesis(
     LOCAL_FUNDED_AMOUNT of collateral; the insurance fund starts with
     LOCAL_INSURANCE_FUND. `markets` are listed at genesis; `market_operator`
     becomes the bridge and is funded (`default_execution_genesis`). Without
-    `chain_id` a random one is drawn (`random_chain_id`).
+    `chain_id` a random one is drawn (`random_chain_id`). `threshold_keys`
+    (dealt by `sequencer_net.home.threshold.deal_network_key`) become the
+    `threshold` section under `key_epoch`; without them encryption is off.
     """
     if not secrets:
         raise GenesisError("validators: at least one validator is needed")
@@ -651,4 +765,15 @@ def make_local_genesis(
         view_timeout_ms=view_timeout_ms,
         validators=validators,
         execution=execution,
+        threshold=None if threshold_keys is None else threshold_section(threshold_keys, key_epoch),
+    )
+
+
+def threshold_section(keys: PublicKeySet, key_epoch: int = 0) -> GenesisThreshold:
+    """The genesis `threshold` section of a dealt key set."""
+    return GenesisThreshold(
+        key_epoch=key_epoch,
+        threshold=keys.threshold,
+        public_key=encode_point(keys.public_key),
+        verification_keys=tuple(encode_point(k) for k in keys.verification_keys),
     )

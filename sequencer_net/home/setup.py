@@ -4,6 +4,8 @@
       config.toml      the node's settings (sequencer_net.home.config)
       genesis.json     the network's genesis (sequencer_net.home.genesis)
       validator.key    the validator's key, mode 0600 (sequencer_net.home.keystore)
+      threshold.key    its threshold key share, mode 0600, when the genesis
+                       enables encryption (sequencer_net.home.threshold)
       data/            the database, mode 0700 (storage.data_dir)
       LOCK             held by the running node (sequencer_net.home.lock)
 
@@ -19,6 +21,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Final
 
+from sequencer_net.fairness.tdh2 import KeyShare
 from sequencer_net.home.config import (
     CONFIG_FILE,
     NodeConfig,
@@ -36,6 +39,7 @@ from sequencer_net.home.keystore import (
     write_private_file,
 )
 from sequencer_net.home.lock import HomeLock, HomeLocked
+from sequencer_net.home.threshold import THRESHOLD_KEY_FILE, write_key_share
 
 GENESIS_FILE: Final = "genesis.json"
 KEY_FILE: Final = "validator.key"
@@ -65,6 +69,7 @@ def init_home(
     oracle: dict[str, Any] | None = None,
     l1: dict[str, Any] | None = None,
     max_non_validator_connections: int | None = None,
+    key_share: KeyShare | None = None,
 ) -> NodeConfig:
     """Create a node home and return its loaded config.
 
@@ -77,6 +82,8 @@ def init_home(
     `admin_token_file`, if given, is recorded as [api] admin_token_file (the
     caller writes the file); `oracle`, if given, sets keys of [oracle] (the
     price source), and `l1` keys of [l1] (the L1 endpoint and contracts).
+    `key_share`, if given, is the validator's threshold key share (the genesis
+    must have a `threshold` section) and is written to `threshold.key`.
 
     Refuses a home that exists and is not empty, unless `force`: then the
     config, genesis and key are replaced and data/ is left as it is (deleting a
@@ -127,6 +134,10 @@ def init_home(
         raise HomeError(str(exc)) from None
     try:
         write_key_file(home / KEY_FILE, secret, password, scrypt_n=scrypt_n)
+        if key_share is not None:
+            if genesis.threshold is None:
+                raise HomeError("a threshold key share needs a genesis with a threshold section")
+            write_key_share(home / THRESHOLD_KEY_FILE, key_share, genesis.threshold.key_epoch)
         if source_genesis is not None:
             # A byte-for-byte copy: operators compare checksums of the distributed file.
             tmp = home / f".{GENESIS_FILE}.tmp"

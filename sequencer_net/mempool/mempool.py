@@ -23,6 +23,11 @@ transaction is accepted only if the engine would execute it now:
   untaken ones paying the least (the evicted are reported, the store forgets
   them, and their status becomes "dropped").
 
+Encrypted transactions (encrypted.py) have no public nonce: they are
+admitted by sender, with the same per-sender cap, their max fee counted
+against the sender's fee balance and (as a floor) against the required fee of
+the shortest payload their ciphertext can hold, and one pending envelope per ciphertext (its U).
+
 `take_batch` returns untaken transactions in arrival order, except that a
 sender's transactions come out in nonce order; they stay pending (marked
 batched) until `on_committed` removes them, and `requeue` returns them to the
@@ -43,7 +48,9 @@ from consensus.encoding import Domain
 from sequencer_net.execution.exceptions import NonceUsed
 from sequencer_net.execution.nonces import nonce_rejection
 from sequencer_net.execution.records import NonceWindow
+from sequencer_net.fairness.envelope import Envelope
 
+from .encrypted import EnvelopeRules, is_encrypted, open_encrypted, payload_length_floor
 from .limits import MempoolLimits
 from .transaction import Transaction, WrongChain, decode_transaction, recover_sender, tx_hash
 
@@ -62,20 +69,55 @@ class AddResult(Enum):
 
 @dataclass(frozen=True, slots=True)
 class CheckedTx:
-    """A decoded transaction whose chain id and signature were checked."""
+    """A decoded transaction whose chain id and signature were checked: a plain
+    one (`tx`) or an encrypted one (`envelope`, its ciphertext proof checked too)."""
 
-    tx: Transaction
+    tx: Transaction | None
     encoded: bytes
     hash: bytes
     sender: Address
+    envelope: Envelope | None = None
 
     @property
     def nonce(self) -> int:
-        return self.tx.nonce
+        """The plain transaction's nonce; -1 for an envelope (its nonce is secret)."""
+        return -1 if self.tx is None else self.tx.nonce
+
+    @property
+    def fee(self) -> int:
+        """The fee offered: a plain transaction's fee, an envelope's max fee."""
+        if self.tx is not None:
+            return self.tx.fee
+        assert self.envelope is not None
+        return self.envelope.max_fee
+
+    @property
+    def namespace(self) -> int:
+        if self.tx is not None:
+            return self.tx.namespace
+        assert self.envelope is not None
+        return self.envelope.namespace
 
 
-def check_transaction(encoded: bytes, domain: Domain) -> CheckedTx:
-    """Decode `encoded` and recover its sender; raise an InvalidTransaction subclass."""
+def check_transaction(
+    encoded: bytes,
+    domain: Domain,
+    envelopes: EnvelopeRules | None = None,
+    ordering_height: int = 0,
+) -> CheckedTx:
+    """Decode `encoded` and recover its sender; raise an InvalidTransaction subclass.
+
+    An encrypted transaction is checked by `open_encrypted` against `envelopes`
+    (None: encryption is off) for ordering at `ordering_height` (0: no expiry check)."""
+    if is_encrypted(encoded):
+        envelope = open_encrypted(encoded, domain, envelopes, ordering_height)
+        return CheckedTx(
+            tx=None,
+            encoded=encoded,
+            hash=tx_hash(encoded),
+            sender=Address(envelope.sender),
+            envelope=envelope,
+        )
     tx = decode_transaction(encoded)
     if tx.chain_id != domain.chain_id:
         raise WrongChain(f"transaction is for chain {tx.chain_id}, not {domain.chain_id}")
@@ -119,8 +161,10 @@ class Mempool:
         limits: MempoolLimits | None = None,
         *,
         accounts: Accounts = OPEN_ACCOUNTS,
+        envelopes: EnvelopeRules | None = None,
     ) -> None:
         self.domain = domain
+        self.envelopes = envelopes
         self.limits = limits or MempoolLimits()
         self.accounts = accounts
         self._entries: dict[bytes, _Entry] = {}
@@ -128,6 +172,8 @@ class Mempool:
         self._by_sender: dict[Address, dict[int, bytes]] = {}  # nonce -> hash
         self._untaken_nonces: dict[Address, list[int]] = {}  # sorted
         self._pending_fees: dict[Address, int] = {}
+        self._envelopes_by_sender: dict[Address, int] = {}  # pending envelopes per sender
+        self._envelope_us: dict[bytes, bytes] = {}  # ciphertext U -> hash, pending only
         self._cheapest: list[tuple[int, int, bytes]] = []  # (fee rate, -arrival, hash), lazy
         self._recent_committed: OrderedDict[bytes, None] = OrderedDict()
         self.dropped: OrderedDict[bytes, str] = OrderedDict()
@@ -140,7 +186,7 @@ class Mempool:
 
     def check(self, encoded: bytes) -> CheckedTx:
         """Decode and verify one transaction (the CPU-heavy step: signature recovery)."""
-        return check_transaction(encoded, self.domain)
+        return check_transaction(encoded, self.domain, self.envelopes)
 
     def seen(self, hash_: bytes) -> bool:
         """Whether `hash_` is pending or recently committed: lets the shell skip
@@ -159,7 +205,10 @@ class Mempool:
         was accepted; the engine has the last word anyway)."""
         if self.seen(checked.hash):
             return AddResult.DUPLICATE, []
+        if checked.envelope is not None:
+            return self._add_envelope(checked, checked.envelope, now_ms, restoring)
         sender, tx = checked.sender, checked.tx
+        assert tx is not None
         by_nonce = self._by_sender.get(sender)
         if not restoring:
             if tx.fee < self.accounts.required_fee(len(tx.payload)):
@@ -182,8 +231,32 @@ class Mempool:
         self._insert(checked, now_ms)
         return AddResult.ACCEPTED, evicted
 
+    def _add_envelope(
+        self, checked: CheckedTx, envelope: Envelope, now_ms: int, restoring: bool
+    ) -> tuple[AddResult, list[bytes]]:
+        """Admission of an encrypted transaction: no nonce to check; one pending
+        envelope per ciphertext; the max fee must cover the required fee of the
+        shortest payload the ciphertext can hold (`payload_length_floor`) and, with the
+        sender's other pending fees, its fee balance; the per-sender cap."""
+        sender = checked.sender
+        if envelope.ciphertext.u in self._envelope_us:
+            return AddResult.DUPLICATE, []
+        if not restoring:
+            if envelope.max_fee < self.accounts.required_fee(payload_length_floor(envelope)):
+                return AddResult.FEE_TOO_LOW, []
+            pending = self._pending_fees.get(sender, 0)
+            if pending + envelope.max_fee > self.accounts.fee_balance(sender):
+                return AddResult.INSUFFICIENT_BALANCE, []
+            if self._envelopes_by_sender.get(sender, 0) >= self.limits.max_per_sender:
+                return AddResult.SENDER_LIMIT, []
+        evicted = self._make_room(checked)
+        if evicted is None:
+            return AddResult.FULL, []
+        self._insert(checked, now_ms)
+        return AddResult.ACCEPTED, evicted
+
     def _fee_rate(self, checked: CheckedTx) -> int:
-        return checked.tx.fee * FEE_RATE_SCALE // max(1, len(checked.encoded))
+        return checked.fee * FEE_RATE_SCALE // max(1, len(checked.encoded))
 
     def _full_with(self, size: int) -> bool:
         return len(self._entries) + 1 > self.limits.max_txs or (
@@ -238,9 +311,13 @@ class Mempool:
         heapq.heappush(self._cheapest, (self._fee_rate(checked), -self._arrivals, checked.hash))
         self._arrivals += 1
         self._untaken[checked.hash] = None
-        insort(self._untaken_nonces.setdefault(sender, []), checked.nonce)
-        self._by_sender.setdefault(sender, {})[checked.nonce] = checked.hash
-        self._pending_fees[sender] = self._pending_fees.get(sender, 0) + checked.tx.fee
+        if checked.envelope is not None:
+            self._envelopes_by_sender[sender] = self._envelopes_by_sender.get(sender, 0) + 1
+            self._envelope_us[checked.envelope.ciphertext.u] = checked.hash
+        else:
+            insort(self._untaken_nonces.setdefault(sender, []), checked.nonce)
+            self._by_sender.setdefault(sender, {})[checked.nonce] = checked.hash
+        self._pending_fees[sender] = self._pending_fees.get(sender, 0) + checked.fee
         size = len(checked.encoded)
         self._bytes += size
         self._untaken_bytes += size
@@ -270,6 +347,12 @@ class Mempool:
         taken_per_sender: dict[Address, int] = {}
         for hash_ in self._untaken:
             checked = self._entries[hash_].checked
+            if checked.envelope is not None:  # no nonce order: arrival order
+                if len(chosen) >= max_txs or total + len(checked.encoded) > max_bytes:
+                    return chosen
+                chosen.append(checked)
+                total += len(checked.encoded)
+                continue
             nonces = self._untaken_nonces[checked.sender]
             start = taken_per_sender.get(checked.sender, 0)
             end = bisect_left(nonces, checked.nonce) + 1
@@ -305,7 +388,10 @@ class Mempool:
             entry.batched = False
             self._untaken[hash_] = None
             self._untaken_bytes += len(entry.checked.encoded)
-            insort(self._untaken_nonces.setdefault(entry.checked.sender, []), entry.checked.nonce)
+            if entry.checked.envelope is None:
+                insort(
+                    self._untaken_nonces.setdefault(entry.checked.sender, []), entry.checked.nonce
+                )
             returned = True
         if returned:
             order = sorted(self._untaken, key=lambda h: self._entries[h].arrival)
@@ -314,6 +400,8 @@ class Mempool:
     def _forget_untaken(self, checked: CheckedTx) -> None:
         del self._untaken[checked.hash]
         self._untaken_bytes -= len(checked.encoded)
+        if checked.envelope is not None:
+            return
         nonces = self._untaken_nonces[checked.sender]
         del nonces[bisect_left(nonces, checked.nonce)]
         if not nonces:
@@ -380,11 +468,19 @@ class Mempool:
         self._bytes -= size
         if not entry.batched:
             self._forget_untaken(checked)
-        by_nonce = self._by_sender[checked.sender]
-        del by_nonce[checked.nonce]
-        if not by_nonce:
-            del self._by_sender[checked.sender]
-        fees = self._pending_fees.get(checked.sender, 0) - checked.tx.fee
+        if checked.envelope is not None:
+            count = self._envelopes_by_sender[checked.sender] - 1
+            if count:
+                self._envelopes_by_sender[checked.sender] = count
+            else:
+                del self._envelopes_by_sender[checked.sender]
+            del self._envelope_us[checked.envelope.ciphertext.u]
+        else:
+            by_nonce = self._by_sender[checked.sender]
+            del by_nonce[checked.nonce]
+            if not by_nonce:
+                del self._by_sender[checked.sender]
+        fees = self._pending_fees.get(checked.sender, 0) - checked.fee
         if fees > 0:
             self._pending_fees[checked.sender] = fees
         else:

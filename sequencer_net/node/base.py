@@ -11,11 +11,13 @@ from consensus.crypto import PrivateKey
 from sequencer_net.execution.fees import committed_fee_balance, required_fee
 from sequencer_net.execution.genesis import genesis_state
 from sequencer_net.execution.state import ExecutionState, load_state
+from sequencer_net.fairness.group import decode_point
 from sequencer_net.home.config import NodeConfig
 from sequencer_net.home.genesis import Genesis
 from sequencer_net.l1.evidence_watch import EvidenceWatcher, StoreSource, load_l1_key
 from sequencer_net.l1.link import L1Link
 from sequencer_net.l1.status import L1Status
+from sequencer_net.mempool.encrypted import EnvelopeRules
 from sequencer_net.mempool.mempool import Accounts, Mempool
 from sequencer_net.mempool.verifier import VerifierPool
 from sequencer_net.metrics import Metrics
@@ -27,6 +29,16 @@ if TYPE_CHECKING:
     from sequencer_net.node.commit import CommitPipeline
 
 log = logging.getLogger("seqnet.node")
+
+
+def envelope_rules(genesis: Genesis) -> EnvelopeRules | None:
+    """What envelopes are checked against: the genesis's threshold key, if any."""
+    if genesis.threshold is None:
+        return None
+    return EnvelopeRules(
+        public_key=decode_point(genesis.threshold.public_key),
+        key_epoch=genesis.threshold.key_epoch,
+    )
 
 
 class NodeSetupError(RuntimeError):
@@ -61,7 +73,13 @@ class NodeBase:
             window_s=config.storage.group_commit_ms / 1000,
             on_flush=self.metrics.observe_group_commit,
         )
-        self.verifier = VerifierPool(self.domain, threads=config.storage.verify_threads or None)
+        self.envelope_rules = envelope_rules(genesis)
+        """The network key envelopes are checked against; None: encryption off."""
+        self.verifier = VerifierPool(
+            self.domain,
+            threads=config.storage.verify_threads or None,
+            envelopes=self.envelope_rules,
+        )
         # The mempool admits what the latest committed state would execute.
         self.mempool = Mempool(
             self.domain,
@@ -71,6 +89,7 @@ class NodeBase:
                 fee_balance=lambda sender: committed_fee_balance(self.commits.state, sender),
                 required_fee=lambda length: required_fee(self.commits.state.config, length),
             ),
+            envelopes=self.envelope_rules,
         )
 
     def _state_root_at(self, height: int) -> bytes | None:
@@ -128,8 +147,18 @@ class NodeBase:
 
     def validators_document(self) -> dict[str, Any]:
         """GET /v1/validators: what a subscriber needs to check certificates (it
-        should still pin the set from a genesis file it trusts)."""
+        should still pin the set from a genesis file it trusts), and the
+        network's threshold encryption key if it has one (what a client seals
+        encrypted transactions to)."""
+        threshold = self.genesis.threshold
         return {
+            "threshold": None
+            if threshold is None
+            else {
+                "key_epoch": threshold.key_epoch,
+                "threshold": threshold.threshold,
+                "public_key": "0x" + threshold.public_key.hex(),
+            },
             "chain_id": self.domain.chain_id,
             "verifying_contract": "0x" + self.domain.verifying_contract.hex(),
             "genesis_hash": "0x" + self.domain.genesis_hash.hex(),

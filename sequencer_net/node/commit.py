@@ -12,6 +12,11 @@ trip per batch. Then, for each block in order, the pipeline
     resolve_block_transactions   the batches' transactions in block order, each
                                  once across the whole chain, with the senders
                                  recovered when the batches were verified
+    reveal_envelopes             encrypted transactions: this node's decryption
+                                 shares persisted and sent, others' gathered,
+                                 each opened to its inner transaction or a
+                                 FailedReveal (node/decryption.py); execution
+                                 of the block waits for it
     check_vouched_root           the state root the block vouches for, against
                                  this node's own execution (an alarm if they
                                  differ: voting did not wait for it)
@@ -31,22 +36,28 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import trio
 
 from consensus.crypto import Address
+from consensus.encoding import Domain
 from consensus.io import Commit
 from consensus.messages import Block
 from sequencer_net.batches.batch import Batch, InvalidBatch, decode_batch
 from sequencer_net.batches.fetch import BatchFetcher
 from sequencer_net.batches.pool import BatchPool, BatchRequest
+from sequencer_net.execution.block import FailedReveal
 from sequencer_net.execution.encoding import encode
 from sequencer_net.execution.engine import ExecutionBlock, SequencedTransaction, execute_block
 from sequencer_net.execution.state import ExecutionState
+from sequencer_net.fairness.envelope import Envelope
+from sequencer_net.fairness.limits import MAX_BLOCK_CIPHERTEXTS
+from sequencer_net.mempool.encrypted import decode_encrypted, is_encrypted
 from sequencer_net.mempool.mempool import Mempool
 from sequencer_net.mempool.transaction import InvalidTransaction, decode_transaction, tx_hash
 from sequencer_net.metrics import Metrics
+from sequencer_net.node.decryption import Decryptor, revealed_transaction
 from sequencer_net.node.market_activity import MarketActivity
 from sequencer_net.node.status import ChainStatus
 from sequencer_net.payload import MalformedPayload, decode_payload
@@ -78,7 +89,9 @@ PRUNE_EVERY = 256
 @dataclass(frozen=True, slots=True)
 class ResolvedTransaction:
     encoded: bytes
-    sequenced: SequencedTransaction
+    sequenced: SequencedTransaction | FailedReveal
+    """An encrypted transaction's is a placeholder until `reveal_envelopes`."""
+    envelope: Envelope | None = None
 
 
 def resolve_block_transactions(
@@ -101,6 +114,15 @@ def resolve_block_transactions(
             sender = sender_of(h, encoded)
             if sender is None:
                 continue
+            if is_encrypted(encoded):
+                try:
+                    envelope = decode_encrypted(encoded)
+                except InvalidTransaction:
+                    continue
+                seen.add(h)
+                placeholder = FailedReveal(h, bytes(sender), envelope.max_fee, "not_decrypted")
+                resolved.append(ResolvedTransaction(encoded, placeholder, envelope))
+                continue
             try:
                 tx = decode_transaction(encoded)
             except InvalidTransaction:
@@ -122,6 +144,37 @@ def resolve_block_transactions(
     return resolved
 
 
+def block_envelopes(
+    height: int, batches: Sequence[Batch], valid: Callable[[bytes, bytes], bool]
+) -> list[tuple[bytes, Envelope]]:
+    """(hash, envelope) of the envelopes a committed block opens: its batches'
+    encrypted transactions in block order, each once, that decode and are
+    `valid(hash, encoded)` (signature and proof), not expired at `height`, the
+    first MAX_BLOCK_CIPHERTEXTS of them. A function of the block alone (not of
+    what this node committed before), so every node shares the same list even
+    before it has executed the blocks below."""
+    live: list[tuple[bytes, Envelope]] = []
+    seen: set[bytes] = set()
+    for batch in batches:
+        for encoded in batch.transactions:
+            if len(live) >= MAX_BLOCK_CIPHERTEXTS:
+                return live
+            if not is_encrypted(encoded):
+                continue
+            h = tx_hash(encoded)
+            if h in seen:
+                continue
+            seen.add(h)
+            try:
+                envelope = decode_encrypted(encoded)
+            except InvalidTransaction:
+                continue
+            if height > envelope.expiry_height or not valid(h, encoded):
+                continue
+            live.append((h, envelope))
+    return live
+
+
 class CommitPipeline:
     def __init__(
         self,
@@ -136,6 +189,8 @@ class CommitPipeline:
         accepted_at: dict[bytes, float],
         state_root_at: Callable[[int], bytes | None],
         own_index: int,
+        domain: Domain | None = None,
+        decryptor: Decryptor | None = None,
     ) -> None:
         self.store = store
         self.pool = pool
@@ -147,6 +202,9 @@ class CommitPipeline:
         self.accepted_at = accepted_at
         self.state_root_at = state_root_at
         self.own_index = own_index
+        self.domain = domain
+        self.decryptor = decryptor
+        """Opens committed envelopes; None on a chain without a threshold key."""
         self._advanced = trio.Event()
         self.market_activity = MarketActivity()  # what GET /v1/markets counts
 
@@ -180,11 +238,30 @@ class CommitPipeline:
             missing = [d for d in self._batch_digests(block) if d not in self.pool]
             if missing:
                 await self.fetcher.fetch(BatchRequest(missing), prefer=block.proposer)
+            if self.decryptor is not None:
+                self._begin_decryption(block)
         except Exception:  # an optimization only: apply fetches what is still missing
             log.exception("event=prefetch_failed height=%d", block.height)
         finally:
             fetched.set()
             slots.release()
+
+    def _begin_decryption(self, block: Block) -> None:
+        """Release this node's shares of a committed block as soon as its batches
+        are here, so they travel while earlier blocks execute."""
+        assert self.decryptor is not None
+        batches: list[Batch] = []
+        for digest in self._batch_digests(block):
+            encoded = self.pool.get(digest)
+            if encoded is None:
+                return  # apply fetches it and opens the block then
+            try:
+                batches.append(decode_batch(encoded))
+            except InvalidBatch:
+                continue
+        live = self.live_envelopes(block.height, batches)
+        if live:
+            self.decryptor.begin(block.height, block.digest(), [e for _, e in live])
 
     def _batch_digests(self, block: Block) -> list[bytes]:
         try:
@@ -213,6 +290,8 @@ class CommitPipeline:
     async def apply(self, commit: Commit) -> None:
         block = commit.block
         if block.height <= self.store.tip()[0]:
+            if self.decryptor is not None:
+                self.decryptor.discard(block.height)
             return  # already durable (a replay after restart)
         started = time.perf_counter()
         try:
@@ -233,6 +312,7 @@ class CommitPipeline:
             lambda h: self.store.find_transaction(h) is not None,
             self._sender_of,
         )
+        resolved = await self.reveal_envelopes(block.height, block.digest(), resolved, batches)
         if payload is not None:
             self._check_vouched_root(block.height, payload)
         timestamp_ms = 0 if payload is None else payload.timestamp_ms
@@ -261,6 +341,70 @@ class CommitPipeline:
         senders = [Address(r.sequenced.sender) for r in resolved]
         self._after_commit(block.height, block.digest(), hashes, senders)
         self.metrics.execute_seconds.observe(time.perf_counter() - started)
+
+    def live_envelopes(self, height: int, batches: Sequence[Batch]) -> list[tuple[bytes, Envelope]]:
+        """The envelopes a block opens (`block_envelopes`), with this node's sender
+        check (remembered from batch verification, else run again)."""
+        return block_envelopes(height, batches, lambda h, e: self._sender_of(h, e) is not None)
+
+    async def reveal_envelopes(
+        self,
+        height: int,
+        digest: bytes,
+        resolved: list[ResolvedTransaction],
+        batches: Sequence[Batch],
+    ) -> list[ResolvedTransaction]:
+        """Each envelope replaced by what it reveals (docs/fairness.md): past its
+        expiry height, FailedReveal("expired", no fee) and never decrypted;
+        past the first MAX_BLOCK_CIPHERTEXTS live ones of the block (what one
+        share message covers), FailedReveal("block_envelope_limit", no fee),
+        never decrypted; otherwise opened with the network's shares (waits
+        for them; `begin` started gathering them when the block was fetched)."""
+        positions = [i for i, r in enumerate(resolved) if r.envelope is not None]
+        if not positions:
+            return resolved
+        live = self.live_envelopes(height, batches)
+        position_in_block = {h: j for j, (h, _) in enumerate(live)}
+        out = list(resolved)
+        to_open: list[tuple[int, int]] = []  # (position in resolved, position in `live`)
+        for i in positions:
+            envelope = resolved[i].envelope
+            assert envelope is not None
+            tx_hash_ = resolved[i].sequenced.tx_hash
+            if height > envelope.expiry_height:
+                expired = FailedReveal(tx_hash_, envelope.sender, 0, "expired")
+                out[i] = replace(resolved[i], sequenced=expired)
+            elif tx_hash_ not in position_in_block:
+                over = FailedReveal(tx_hash_, envelope.sender, 0, "block_envelope_limit")
+                out[i] = replace(resolved[i], sequenced=over)
+            else:
+                to_open.append((i, position_in_block[tx_hash_]))
+        if not to_open:
+            return out
+        if self.decryptor is None or self.domain is None:
+            # Only reachable if more than f validators accepted envelopes on a
+            # chain without a key; every node gets the same receipts.
+            for i, _ in to_open:
+                tx_hash_, sender = resolved[i].sequenced.tx_hash, resolved[i].sequenced.sender
+                no_key = FailedReveal(tx_hash_, sender, 0, "no_threshold_key")
+                out[i] = replace(resolved[i], sequenced=no_key)
+            return out
+        started = time.perf_counter()
+        opened = await self.decryptor.open_block(height, digest, [e for _, e in live])
+        for i, j in to_open:
+            envelope = resolved[i].envelope
+            assert envelope is not None
+            sequenced = revealed_transaction(
+                resolved[i].sequenced.tx_hash, envelope, opened[j], self.domain
+            )
+            out[i] = replace(resolved[i], sequenced=sequenced)
+        log.info(
+            "event=envelopes_opened height=%d count=%d wait_ms=%d",
+            height,
+            len(to_open),
+            (time.perf_counter() - started) * 1000,
+        )
+        return out
 
     async def _prune_batches(self, below_height: int) -> None:
         pruned = await trio.to_thread.run_sync(

@@ -38,6 +38,7 @@ from consensus.verifier import SignatureVerifier
 from sequencer_net.api.intake import Accepted, Outcome, Refused
 from sequencer_net.batches.fetch import encode_batch_answer
 from sequencer_net.batches.pool import BatchPool, BatchRequest
+from sequencer_net.node.decryption import decode_shares_request
 from sequencer_net.node.requests import RequestKind, split_request
 from sequencer_net.storage.node_store import NodeStore
 
@@ -171,6 +172,10 @@ class FollowServer:
                 return encode_batch_answer(self.pool.answer(batches))
         except (msgspec.DecodeError, msgspec.ValidationError):
             return b""
+        if kind is RequestKind.SHARES:
+            # A full node opening a committed block's envelopes (node/decryption.py).
+            shares = decode_shares_request(body)
+            return b"" if shares is None else self.store.own_shares(shares.height) or b""
         if kind is RequestKind.SUBMIT:
             if not body or len(body) > MAX_SUBMIT_BYTES:
                 return encode_outcome(Refused(413, "too_large", "transaction too large"))

@@ -46,6 +46,7 @@ from sequencer_net.mempool.mempool import AddResult
 from sequencer_net.mempool.transaction import InvalidTransaction, tx_hash
 from sequencer_net.node.base import NodeBase, NodeSetupError
 from sequencer_net.node.commit import CommitPipeline
+from sequencer_net.node.decryption import Decryptor
 from sequencer_net.node.follow import (
     MAX_FOLLOW_BLOCKS,
     ForgedAnswer,
@@ -324,6 +325,8 @@ class FullNode(NodeBase):
             accepted_at=self.accepted_at,
             state_root_at=self._state_root_at,
             own_index=-1,
+            domain=self.domain,
+            decryptor=self._decryptor(genesis),
         )
         height, digest, _ = self.store.tip()
         self.status.height, self.status.last_hash = height, digest
@@ -353,6 +356,26 @@ class FullNode(NodeBase):
         self.metrics.mempool_size.set_function(lambda: len(self.mempool))
         self.l1_status = L1Status(enabled=config.l1.rpc_url is not None)
         self.evidence_watcher = self._evidence_watcher(None, self.l1_status)
+
+    def _decryptor(self, genesis: Genesis) -> Decryptor | None:
+        """Opens committed envelopes with shares asked from validators over the
+        follow protocol, each message verified as validators verify it; a full
+        node has no share of its own."""
+        if genesis.threshold is None:
+            return None
+
+        async def request(peer: int, data: bytes, timeout: float) -> bytes:
+            return await self.p2p.request(peer, data, timeout=timeout)
+
+        return Decryptor(
+            keys=genesis.threshold.key_set(),
+            key_share=None,
+            store=self.store,
+            broadcast=lambda data: None,
+            request=request,
+            peers=lambda: list(range(len(genesis.validators))),
+            executed=lambda: self.status.height,
+        )
 
     def status_document(self) -> dict[str, Any]:
         return {

@@ -22,6 +22,9 @@ class RequestKind(bytes, Enum):
     BATCH_CERTIFICATES = b"\x05"
     """A BatchRequest: the availability certificates of batches by digest
     (sequencer_net.node.certifying)."""
+    SHARES = b"\x06"
+    """A SharesRequest: the validator's decryption shares of a committed block
+    (sequencer_net.node.decryption); validators and full nodes."""
 
 
 def split_request(data: bytes) -> tuple[RequestKind, bytes] | None:

@@ -6,8 +6,9 @@ Follow a transaction through it:
   consensus, verified in the pool, acknowledged to their author) -> batch
   certificates (a quorum of acks, broadcast; the certifier) -> consensus
   driver (the leader's payload names certified batches, oldest first; voters
-  fetch what they lack and apply the inclusion rule) -> commit pipeline
-  (execute off the loop, store) -> status.
+  fetch what they lack and apply the inclusion rule) -> commit pipeline (open
+  the block's encrypted transactions with the validators' decryption shares,
+  execute off the loop, store) -> status.
 
 One trio nursery owns every task; SIGINT or SIGTERM cancels it, and each
 component cleans up on the way out (the p2p host closes, the stores close,
@@ -37,10 +38,13 @@ from sequencer_net.api.server import ApiContext, ApiOptions, build_app, serve_ap
 from sequencer_net.batches.batch import BatchBuilder
 from sequencer_net.batches.fetch import BatchFetcher, encode_batch_answer
 from sequencer_net.batches.pool import BatchPool, BatchRequest
+from sequencer_net.fairness.tdh2 import KeyShare, ThresholdError, check_threshold
 from sequencer_net.home.config import NodeConfig
 from sequencer_net.home.genesis import Genesis, load_genesis
+from sequencer_net.home.keystore import KeystoreError
 from sequencer_net.home.lock import HomeLock
 from sequencer_net.home.setup import load_validator_secret
+from sequencer_net.home.threshold import read_key_share
 from sequencer_net.l1.forced import ForcedInclusion
 from sequencer_net.l1.link import L1Link
 from sequencer_net.l1.poster import CommitmentPoster
@@ -53,6 +57,7 @@ from sequencer_net.node.base import NodeBase, NodeSetupError
 from sequencer_net.node.batching import OwnBatches, PeerBatches
 from sequencer_net.node.certifying import BatchCertifier
 from sequencer_net.node.commit import CommitPipeline
+from sequencer_net.node.decryption import Decryptor
 from sequencer_net.node.driver import ConsensusDriver
 from sequencer_net.node.equivocation import (
     CROSS_DELAY_BLOCKS,
@@ -124,6 +129,9 @@ class ValidatorNode(NodeBase):
             )
         self.index = index
         self.validators = validators
+        self.key_share = _load_key_share(config, genesis, index)
+        """This validator's threshold key share; None when the genesis has no
+        threshold section (encryption off)."""
         super().__init__(config, genesis)
         self.connected = True
         self.p2p = P2PNetwork(
@@ -210,6 +218,7 @@ class ValidatorNode(NodeBase):
         )
         self.status = ChainStatus()
         self.accepted_at: dict[bytes, float] = {}
+        self.decryptor = self._decryptor()
         self.commits = CommitPipeline(
             store=self.store,
             pool=self.pool,
@@ -221,6 +230,8 @@ class ValidatorNode(NodeBase):
             accepted_at=self.accepted_at,
             state_root_at=self._state_root_at,
             own_index=self.index,
+            domain=self.domain,
+            decryptor=self.decryptor,
         )
         self.intake = Intake(
             mempool=self.mempool,
@@ -232,6 +243,7 @@ class ValidatorNode(NodeBase):
             client_rate=config.api.max_tx_per_s_per_client,
             client_burst=config.api.max_tx_burst_per_client,
             on_accepted=self.own_batches.transactions_arrived,
+            ordering_height=lambda: self.status.height + 1,
         )
         height, digest, _ = self.store.tip()
         self.status.height, self.status.last_hash = height, digest
@@ -249,6 +261,29 @@ class ValidatorNode(NodeBase):
         self.metrics.peers.set_function(lambda: len(self._connected_peers()))
         self.metrics.mempool_size.set_function(lambda: len(self.mempool))
         self.metrics.watch_p2p(self.p2p.stats)
+
+    def _decryptor(self) -> Decryptor | None:
+        """Releases this validator's decryption shares for committed blocks and
+        gathers the others' (node/decryption.py); None with encryption off."""
+        if self.genesis.threshold is None:
+            return None
+
+        async def request(peer: int, data: bytes, timeout: float) -> bytes:
+            return await self.p2p.request(peer, data, timeout=timeout)
+
+        def broadcast(data: bytes) -> None:
+            if self.connected:
+                self.p2p.broadcast(Channel.SHARES, data)
+
+        return Decryptor(
+            keys=self.genesis.threshold.key_set(),
+            key_share=self.key_share,
+            store=self.store,
+            broadcast=broadcast,
+            request=request,
+            peers=lambda: [i for i in range(len(self.validators)) if i != self.index],
+            executed=lambda: self.status.height,
+        )
 
     def _test_fault(self) -> Equivocator | None:
         """The test-only fault of `[consensus] test_fault`, refused outside local networks."""
@@ -445,6 +480,8 @@ class ValidatorNode(NodeBase):
                 self.peer_batches.offer(peer, data)
             elif channel == Channel.CERT:
                 self.certifier.offer(peer, data)
+            elif channel == Channel.SHARES and self.decryptor is not None:
+                self.decryptor.on_message(peer, data)
 
     async def _answer_request(self, peer: int, data: bytes) -> bytes:
         split = split_request(data) if self.connected else None
@@ -461,6 +498,8 @@ class ValidatorNode(NodeBase):
             return encode_batch_answer(self.pool.answer(request))
         if kind is RequestKind.BATCH_CERTIFICATES:
             return self.certifier.answer(body)
+        if kind is RequestKind.SHARES and self.decryptor is not None:
+            return self.decryptor.answer_request(body)
         return b""
 
     async def _submit_relayed(self, raw: bytes, client: str) -> Outcome:
@@ -502,6 +541,8 @@ class ValidatorNode(NodeBase):
             await nursery.start(self.p2p.run)
             await nursery.start(self.certifier.run)
             await nursery.start(self.peer_batches.run)
+            if self.decryptor is not None:
+                await nursery.start(self.decryptor.run)
             nursery.start_soon(self._inbound)
             nursery.start_soon(self.commits.run, self._commits_out)
             await nursery.start(self.driver.run)
@@ -530,6 +571,17 @@ class ValidatorNode(NodeBase):
                 self.status.height,
             )
             task_status.started()
+
+
+def _load_key_share(config: NodeConfig, genesis: Genesis, index: int) -> KeyShare | None:
+    """The threshold key share named by the config, checked against genesis."""
+    if genesis.threshold is None:
+        return None
+    try:
+        check_threshold(len(genesis.validators), genesis.threshold.threshold)
+        return read_key_share(config.threshold_key_path, genesis.threshold, index)
+    except (KeystoreError, ThresholdError) as exc:
+        raise NodeSetupError(str(exc)) from exc
 
 
 def _address(value: str | None) -> bytes | None:

@@ -50,6 +50,7 @@ class Channel(enum.IntEnum):
     CONSENSUS = 1  # votes, proposals, certificates
     BATCH = 2  # transaction batches
     CERT = 3  # batch acknowledgements and availability certificates
+    SHARES = 4  # decryption shares of a committed block (node/decryption.py)
 
 
 class ResponseStatus(enum.IntEnum):

@@ -87,6 +87,7 @@ EVIDENCE_PREFIX: Final = b"ev/"
 OWN_FINALIZATION_PREFIX: Final = b"of/"
 BATCH_ACK_PREFIX: Final = b"ak/"
 BATCH_CERTIFICATE_PREFIX: Final = b"bc/"
+OWN_SHARES_PREFIX: Final = b"ds/"
 
 KEY_LAYOUT: Final[dict[str, bytes]] = {
     "safety record": SAFETY_KEY,
@@ -112,6 +113,7 @@ KEY_LAYOUT: Final[dict[str, bytes]] = {
     "a block's own finalization by height, digest": OWN_FINALIZATION_PREFIX,
     "batch acknowledged by author, round": BATCH_ACK_PREFIX,
     "held batch certificate by digest": BATCH_CERTIFICATE_PREFIX,
+    "own decryption shares by height": OWN_SHARES_PREFIX,
 }
 """Every key family; no prefix is a prefix of another (tests check it)."""
 
@@ -556,6 +558,16 @@ class NodeStore:
     def batch_referenced(self, digest: bytes) -> bool:
         """Whether a committed block names the batch."""
         return self._db.get(BATCH_LAST_REF_PREFIX + digest) is not None
+
+    def save_own_shares(self, height: int, message: bytes) -> None:
+        """This validator's decryption shares for the committed block at `height`
+        (an encoded share message), synced: they are persisted before they are sent,
+        and served again after a restart."""
+        self._db.put(OWN_SHARES_PREFIX + _u64(height), message, self._synced)
+
+    def own_shares(self, height: int) -> bytes | None:
+        data = self._db.get(OWN_SHARES_PREFIX + _u64(height))
+        return None if data is None else bytes(data)
 
     def write_synced(self, batch: WriteBatch) -> None:
         """One synced write of staged puts (group commit calls it from a thread)."""

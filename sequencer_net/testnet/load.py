@@ -55,6 +55,7 @@ from sequencer_net.client import (
     SubmitResult,
     signed_transaction,
 )
+from sequencer_net.client.encrypted import NetworkKey, seal_transaction
 from sequencer_net.testnet.manifest import MIXES, LoadSpec, Mix
 from sequencer_net.testnet.market import (
     MarketTraffic,
@@ -72,6 +73,7 @@ __all__ = [
     "Mix",
     "TxSigner",
     "dex_load_payload",
+    "encrypting_signer",
     "transaction_signer",
 ]
 
@@ -86,6 +88,19 @@ def transaction_signer(
         return signed_transaction(key, domain, nonce, namespace, payload, fees=fees, fee=fee)
 
     return sign
+
+
+def encrypting_signer(
+    sign: TxSigner, domain: Domain, network: NetworkKey, expiry_height: int
+) -> TxSigner:
+    """`sign`, then seal what it signed to the network's threshold key
+    (docs/fairness.md): the load then sends encrypted transactions only."""
+
+    def seal_signed(key: PrivateKey, nonce: int, namespace: int, payload: bytes) -> bytes:
+        inner = sign(key, nonce, namespace, payload)
+        return seal_transaction(key, domain, inner, network, expiry_height=expiry_height)
+
+    return seal_signed
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,8 @@
     chain_id = 424242           # optional: default a random id, fresh per testnet
     equivocators = [0, 1]       # optional, test only: validators carrying the
                                 # equivocation fault (a fork attack, docs/testnet.md)
+    encryption = true           # deal a threshold encryption key (docs/fairness.md)
+    encryption_threshold = 2    # optional: t, default f + 1; must be in f+1..n-f
 
     [load]
     rate = 200                  # signed tx/s submitted while `up` runs; 0 = none
@@ -42,6 +44,8 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal, cast, get_args
+
+from sequencer_net.fairness.tdh2 import ThresholdError, check_threshold
 
 MAX_TESTNET_VALIDATORS = 64
 """Processes on one machine; beyond a few dozen the host, not the protocol, is measured."""
@@ -101,6 +105,10 @@ class NetworkSpec:
     equivocators: tuple[int, ...] = ()
     """Validators whose config carries `[consensus] test_fault = "equivocate"`; the
     testnet session then runs the fork-attack scenario (sequencer_net.testnet.fork)."""
+    encryption: bool = True
+    """Deal a threshold key into genesis and the homes (the encrypted mempool)."""
+    encryption_threshold: int | None = None
+    """t of the threshold key; None: f + 1."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,7 +181,15 @@ class Manifest:
 
 
 _TOP_KEYS = {"description", "duration_s", "network", "load", "l1", "perturbation"}
-_NETWORK_KEYS = {"validators", "weights", "view_timeout_ms", "chain_id", "equivocators"}
+_NETWORK_KEYS = {
+    "validators",
+    "weights",
+    "view_timeout_ms",
+    "chain_id",
+    "equivocators",
+    "encryption",
+    "encryption_threshold",
+}
 _LOAD_KEYS = {"rate", "accounts", "seed", "namespace", "payload_bytes", "mix"}
 _L1_KEYS = {"enabled", "block_time_s", "inclusion_window", "escape_delay"}
 _PERTURBATION_KEYS = {"at_s", "action", "node", "nodes"}
@@ -211,6 +227,10 @@ def parse_manifest(text: str, *, source: str = "<manifest>") -> Manifest:
         ),
         chain_id=_optional_int(network_table, "chain_id", where, "network."),
         equivocators=_indices(network_table, "equivocators", where),
+        encryption=_bool(network_table, "encryption", True, where, "network."),
+        encryption_threshold=_optional_int(
+            network_table, "encryption_threshold", where, "network."
+        ),
     )
     load = LoadSpec(
         rate=_number(load_table, "rate", DEFAULT_LOAD_RATE, where, "load."),
@@ -272,6 +292,11 @@ def check_manifest(manifest: Manifest) -> None:
         raise where.error("network.equivocators", "needs the L1 ([l1] enabled = true)")
     if network.view_timeout_ms <= 0:
         raise where.error("network.view_timeout_ms", "must be positive")
+    if network.encryption_threshold is not None:
+        try:
+            check_threshold(network.validators, network.encryption_threshold)
+        except ThresholdError as exc:
+            raise where.error("network.encryption_threshold", str(exc)) from None
     if network.chain_id is not None and not 0 < network.chain_id < 2**63:
         raise where.error("network.chain_id", "must be between 1 and 2**63 - 1")
     if load.rate < 0:
@@ -383,6 +408,13 @@ def _optional_int(table: dict[str, Any], key: str, where: _Where, prefix: str) -
     if key not in table:
         return None
     return _int(table, key, 0, where, prefix)
+
+
+def _bool(table: dict[str, Any], key: str, default: bool, where: _Where, prefix: str) -> bool:
+    value = table.get(key, default)
+    if not isinstance(value, bool):
+        raise where.error(prefix + key, f"must be true or false, not {value!r}")
+    return value
 
 
 def _number(table: dict[str, Any], key: str, default: float, where: _Where, prefix: str) -> float:

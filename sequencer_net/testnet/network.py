@@ -166,15 +166,25 @@ def write_validator_homes(
     Commitments address as `verifying_contract` and its CollateralToken as the
     collateral token, and each validator's [l1] points at the testnet's anvil
     (sequencer_net.testnet.l1): nothing about the L1 needs it running yet.
+
+    With the manifest's encryption on (the default), a threshold key is dealt
+    (t = `encryption_threshold`, default f + 1): genesis gets its `threshold`
+    section and each home its share, `threshold.key` (mode 0600).
     """
     from sequencer_net.api.admin_auth import new_admin_token, write_admin_token_file
     from sequencer_net.home.genesis import make_local_genesis, write_genesis
     from sequencer_net.home.keystore import generate_secret
     from sequencer_net.home.local_markets import genesis_markets, local_markets
     from sequencer_net.home.setup import init_home
+    from sequencer_net.home.threshold import deal_network_key
 
     network = manifest.network
     secrets = [generate_secret() for _ in range(network.validators)]
+    threshold_keys, key_shares = (
+        deal_network_key(network.validators, network.encryption_threshold)
+        if network.encryption
+        else (None, [])
+    )
     p2p_base, api_base = node_ports(base_port, 0)
     genesis_time_ms = int(time.time() * 1000)
     genesis = make_local_genesis(
@@ -190,6 +200,7 @@ def write_validator_homes(
         markets=genesis_markets(local_markets(genesis_time_ms // 1000)),
         market_operator=market_operator_key(manifest.load.seed).address,
         fund_admin=True,  # validator 0 governs: its transactions pay fees too
+        threshold_keys=threshold_keys,
     )
     l1_config = None
     if manifest.l1.enabled:
@@ -227,6 +238,7 @@ def write_validator_homes(
             oracle=testnet_oracle(manifest),
             l1=l1_config,
             max_non_validator_connections=FULL_NODE_SLOTS,
+            key_share=key_shares[index] if key_shares else None,
         )
         if network.equivocators:
             # Slow, steady views on the idle network of a fork attack: the

@@ -227,3 +227,14 @@ def test_every_command_has_help() -> None:
     for command in ("", "markets", "positions", "order", "cancel", "deposit", "testnet-key"):
         result = trade(*([command] if command else []), "--help")
         assert result.exit_code == 0 and "Examples:" in result.output, command
+
+
+def test_encrypt_needs_the_network_key(node: TradingNode, keys: dict[str, Path]) -> None:
+    """This node reports no threshold key: --encrypt says so and sends nothing."""
+    order = ("order", "BTC-PERP", "buy", "0.1", "59000", "--encrypt")
+    result = CliRunner().invoke(
+        cli, ["trade", *order, "--key", str(keys["trader"]), "--node", node.url]
+    )
+    assert result.exit_code == 1
+    assert "--encrypt: cannot read the network key" in result.output
+    assert first_sub(node, keys["trader"])["orders"] == []

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from consensus.crypto import PrivateKey, keccak256
-from sequencer_net.execution.block import SequencedTransaction
+from sequencer_net.execution.block import FailedReveal, SequencedTransaction
 from sequencer_net.execution.encoding import encode
 from sequencer_net.execution.engine import BlockResult, ExecutionBlock, execute_block
 from sequencer_net.execution.fees import required_fee
@@ -236,7 +236,7 @@ class Chain:
             ),
         )
 
-    def block(self, txs: Iterable[SequencedTransaction], dt: int = 1) -> BlockResult:
+    def block(self, txs: Iterable[SequencedTransaction | FailedReveal], dt: int = 1) -> BlockResult:
         block = ExecutionBlock(self.state.height + 1, self.now + dt, tuple(txs))
         result = execute_block(self.state, block)
         self.state = result.state

@@ -293,7 +293,7 @@ class MempoolMachine(RuleBasedStateMachine):
         for sender in {c.sender for c in pending if c}:
             mine = [c for c in pending if c and c.sender == sender]
             assert len(mine) <= self.limits.max_per_sender
-            assert self.pool.pending_fees(sender) == sum(c.tx.fee for c in mine)
+            assert self.pool.pending_fees(sender) == sum(c.fee for c in mine)
         assert self.pool.pending() == self.twin.pending()
 
 

@@ -24,6 +24,7 @@ import httpx
 from consensus.crypto import PrivateKey, keccak256
 from sequencer_net.home.genesis import Genesis, make_local_genesis
 from sequencer_net.home.setup import init_home
+from sequencer_net.home.threshold import deal_network_key
 from sequencer_net.mempool.transaction import encode_transaction, sign_transaction
 
 PORT_RANGE = (20_000, 32_000)
@@ -31,7 +32,7 @@ PORT_RANGE = (20_000, 32_000)
 port cannot take a port between our choosing it and a node binding it."""
 
 
-USER_LABELS = ("alice", "load", "mallory")
+USER_LABELS = ("alice", "load", "mallory", "bob")
 """Test users funded at genesis (fees need a balance)."""
 
 
@@ -72,11 +73,21 @@ class LocalNetwork:
 
     @classmethod
     def create(
-        cls, root: Path, n: int = 4, view_timeout_ms: int = 1000, full_nodes: int = 0
+        cls,
+        root: Path,
+        n: int = 4,
+        view_timeout_ms: int = 1000,
+        full_nodes: int = 0,
+        encryption: bool = False,
     ) -> LocalNetwork:
         """`full_nodes` full-node homes too (indices n, n+1, ...; start them with
-        `start`); the validators then keep that many non-validator slots."""
+        `start`); the validators then keep that many non-validator slots.
+        `encryption`: a threshold key (t = f + 1, dealt from a fixed seed) in
+        genesis and each validator's share in its home."""
         secrets = [keccak256(b"seqnet-test-validator-%d" % i) for i in range(n)]
+        keys, shares = (
+            deal_network_key(n, rng=random.Random(n).randbytes) if encryption else (None, [])
+        )
         # p2p ports, then API ports, then full nodes' (p2p, API) pairs
         p2p_base = _consecutive_free_ports(2 * n + 2 * full_nodes)
         api_base = p2p_base + n
@@ -87,6 +98,7 @@ class LocalNetwork:
             view_timeout_ms=view_timeout_ms,
             # Every transaction pays a fee: the test users hold collateral for it.
             funded_accounts=[_user_key(label).address for label in USER_LABELS],
+            threshold_keys=keys,
         )
         for i in range(n):
             v = genesis.validators[i]
@@ -98,6 +110,7 @@ class LocalNetwork:
                 p2p_port=v.p2p_port,
                 api_port=v.api_port,
                 max_non_validator_connections=full_nodes or None,
+                key_share=shares[i] if shares else None,
             )
         network = cls(root, n, genesis, secrets)
         for k in range(full_nodes):

@@ -1,0 +1,456 @@
+"""Decryption after commit: a committed block's encrypted transactions are opened.
+
+When the commit pipeline reaches a block holding envelopes (docs/fairness.md),
+each validator, for the envelopes not yet expired at the block's height, in
+block order:
+
+    block_shares          ONE aggregated share message for all of them
+                          (fairness/tdh2.py; it checks every ciphertext's proof)
+    persist               store.save_own_shares (synced) ...
+    broadcast             ... then send it to every validator (Channel.SHARES)
+    collect               others' messages, each checked by accept_block_shares
+                          against the sender's verification key; asked for
+                          (RequestKind.SHARES) from validators not heard from
+    combine_verified      once t verified messages are in: the plaintexts
+    reveal                the inner transactions, or FailedReveal(reason)
+
+Shares are released only for blocks this node committed itself: the only
+code that makes them is `Decryptor.begin`/`open_block`, which the commit
+pipeline calls for a committed block (`begin` as soon as the block's batches
+are fetched, so shares travel while earlier blocks execute; `open_block`
+when execution reaches it), and requests are answered from what it stored.
+A restarted validator serves the shares it stored before it stopped. A full
+node has no key share: it only asks validators (over the follow protocol)
+and verifies what they answer the same way.
+
+A message whose proof fails came from a faulty validator: it is dropped, and
+the block waits for the others (with t = f + 1 of n = 3f + 1 there are
+enough honest ones). Execution of the block waits until it opens; consensus
+keeps ordering meanwhile (the commit queue and the leaders' execution lag
+bound how far).
+
+Wire forms (msgpack arrays, canonical only, size-checked before decoding):
+
+    SharesMessage = [height, block digest, encoded BlockShares]
+    SharesRequest = [height]      answered with a SharesMessage, or nothing
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Final
+
+import msgspec
+import trio
+
+from consensus.encoding import Domain
+from sequencer_net.execution.block import FailedReveal, SequencedTransaction
+from sequencer_net.fairness.envelope import Envelope, RevealFailed, label_of, reveal
+from sequencer_net.fairness.limits import MAX_BLOCK_SHARES_BYTES
+from sequencer_net.fairness.tdh2 import (
+    BlockShares,
+    Ciphertext,
+    DecryptionFailed,
+    KeyShare,
+    MalformedMessage,
+    NotEnoughShares,
+    PublicKeySet,
+    VerifiedShare,
+    accept_block_shares,
+    block_shares,
+    combine_verified,
+    decode_block_shares,
+    encode,
+)
+from sequencer_net.node.requests import RequestKind
+from sequencer_net.storage.node_store import NodeStore
+
+log = logging.getLogger("seqnet.decryption")
+
+MAX_SHARES_MESSAGE_BYTES: Final = MAX_BLOCK_SHARES_BYTES + 64
+"""A SharesMessage: the encoded block shares plus the height and the block
+digest with their prefixes (about 45 bytes), rounded up."""
+
+ASK_AFTER_S: Final = 0.3
+"""How long a block waits for broadcast shares before it asks the validators it
+has not heard from (a few round trips on a local network)."""
+
+ASK_RETRY_MAX_S: Final = 2.0
+"""The longest wait between two rounds of asking (the wait doubles from ASK_AFTER_S)."""
+
+REQUEST_TIMEOUT_S: Final = 2.0
+
+EARLY_HEIGHTS: Final = 32
+"""Share messages are kept for blocks up to this far above the block being
+opened (they arrive before this node has executed up to them); beyond, they
+are dropped and asked for again when needed."""
+
+MAX_EARLY_BYTES: Final = 64 * 1024 * 1024
+"""Bytes of early share messages held at once."""
+
+INBOX_MESSAGES: Final = 1024
+"""Share messages waiting for verification; more are dropped (asked for later)."""
+
+
+class SharesMessage(msgspec.Struct, frozen=True, array_like=True):
+    height: Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]
+    block: Annotated[bytes, msgspec.Meta(min_length=32, max_length=32)]
+    shares: Annotated[bytes, msgspec.Meta(max_length=MAX_BLOCK_SHARES_BYTES)]
+
+
+class SharesRequest(msgspec.Struct, frozen=True, array_like=True):
+    height: Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]
+
+
+class MalformedSharesMessage(ValueError):
+    pass
+
+
+_encoder = msgspec.msgpack.Encoder()
+_message_decoder = msgspec.msgpack.Decoder(SharesMessage)
+_request_decoder = msgspec.msgpack.Decoder(SharesRequest)
+
+
+def encode_shares_message(message: SharesMessage) -> bytes:
+    return _encoder.encode(message)
+
+
+def encode_shares_request(height: int) -> bytes:
+    return bytes(RequestKind.SHARES.value) + _encoder.encode(SharesRequest(height))
+
+
+def decode_shares_message(data: bytes) -> tuple[SharesMessage, BlockShares]:
+    """Size (before parsing), structure, canonical form, and the inner shares'."""
+    if len(data) > MAX_SHARES_MESSAGE_BYTES:
+        raise MalformedSharesMessage(f"{len(data)} bytes exceed {MAX_SHARES_MESSAGE_BYTES}")
+    try:
+        message = _message_decoder.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise MalformedSharesMessage(f"undecodable: {exc}") from exc
+    if _encoder.encode(message) != data:
+        raise MalformedSharesMessage("not the canonical encoding")
+    try:
+        return message, decode_block_shares(message.shares)
+    except MalformedMessage as exc:
+        raise MalformedSharesMessage(str(exc)) from exc
+
+
+def decode_shares_request(body: bytes) -> SharesRequest | None:
+    if len(body) > 16:
+        return None
+    try:
+        return _request_decoder.decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+
+
+# -- pure core ---------------------------------------------------------------------
+
+
+def revealed_transaction(
+    tx_hash: bytes, envelope: Envelope, decrypted: bytes | DecryptionFailed, domain: Domain
+) -> SequencedTransaction | FailedReveal:
+    """What the engine executes at an opened envelope's position: its inner
+    transaction under the envelope's hash (receipts are found by the hash the
+    client got back), or a FailedReveal charging the envelope's max fee."""
+    result = reveal(envelope, decrypted, domain)
+    if isinstance(result, RevealFailed):
+        return FailedReveal(tx_hash, envelope.sender, envelope.max_fee, result.reason)
+    return SequencedTransaction(
+        tx_hash=tx_hash,
+        sender=envelope.sender,
+        nonce=result.nonce,
+        namespace=result.namespace,
+        fee=result.fee,
+        payload=result.payload,
+    )
+
+
+@dataclass
+class BlockDecryption:
+    """One block's ciphertexts and the verified share messages gathered for them."""
+
+    height: int
+    block: bytes
+    ciphertexts: list[Ciphertext]
+    labels: list[bytes]
+    keys: PublicKeySet
+    verified: dict[int, list[VerifiedShare]] = field(default_factory=dict)
+    refused: set[int] = field(default_factory=set)
+    """Share indices whose message failed verification (faulty: not asked again)."""
+
+    def offer(self, shares: BlockShares) -> bool:
+        """Verify a message (accept_block_shares); keep it if it holds. False if it
+        fails or adds nothing new."""
+        if shares.index in self.verified or shares.index in self.refused:
+            return False
+        key = self.keys.verification_key(shares.index)
+        accepted = None if key is None else accept_block_shares(key, self.ciphertexts, shares)
+        if accepted is None:
+            self.refused.add(shares.index)
+            return False
+        self.verified[shares.index] = accepted
+        return True
+
+    @property
+    def ready(self) -> bool:
+        return len(self.verified) >= self.keys.threshold
+
+    def open(self) -> list[bytes | DecryptionFailed]:
+        """Each ciphertext's plaintext (or DecryptionFailed) from t verified
+        messages; every t of them give the same result (docs/fairness.md)."""
+        chosen = sorted(self.verified)[: self.keys.threshold]
+        opened: list[bytes | DecryptionFailed] = []
+        for position, (ct, label) in enumerate(zip(self.ciphertexts, self.labels, strict=True)):
+            shares = [self.verified[i][position] for i in chosen]
+            result = combine_verified(ct, label, shares, self.keys.threshold)
+            assert not isinstance(result, NotEnoughShares)  # `ready` was checked
+            opened.append(result)
+        return opened
+
+
+# -- shell -----------------------------------------------------------------------------
+
+
+@dataclass
+class _Job:
+    decryption: BlockDecryption
+    ready: trio.Event = field(default_factory=trio.Event)
+    """Set once t messages verified."""
+    done: trio.Event = field(default_factory=trio.Event)
+    opened: list[bytes | DecryptionFailed] | None = None
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+
+    def matches(self, block: bytes, envelopes: Sequence[Envelope]) -> bool:
+        return self.decryption.block == block and self.decryption.ciphertexts == [
+            e.ciphertext for e in envelopes
+        ]
+
+
+Request = Callable[[int, bytes, float], Awaitable[bytes]]
+
+
+class Decryptor:
+    """Releases this validator's shares for committed blocks and gathers others'.
+
+    `key_share` None: a full node (asks only). `broadcast(data)` sends to every
+    validator; `request(peer, data, timeout)` asks one; `peers()` are the
+    validator indices to ask; `executed()` the executed height."""
+
+    def __init__(
+        self,
+        *,
+        keys: PublicKeySet,
+        key_share: KeyShare | None,
+        store: NodeStore,
+        broadcast: Callable[[bytes], None],
+        request: Request,
+        peers: Callable[[], Sequence[int]],
+        executed: Callable[[], int],
+    ) -> None:
+        self.keys = keys
+        self.key_share = key_share
+        self.store = store
+        self.broadcast = broadcast
+        self.request = request
+        self.peers = peers
+        self.executed = executed
+        self._jobs: dict[int, _Job] = {}
+        self._early: dict[int, dict[int, bytes]] = {}
+        self._early_bytes = 0
+        self._inbox_send, self._inbox = trio.open_memory_channel[tuple[int, bytes]](INBOX_MESSAGES)
+        self._nursery: trio.Nursery | None = None
+        self.released = 0
+        self.refused = 0
+
+    # ---- the commit pipeline's calls -----------------------------------------------
+
+    def begin(self, height: int, block: bytes, envelopes: Sequence[Envelope]) -> None:
+        """Start opening a committed block's envelopes without waiting: release this
+        validator's shares and gather the others' while earlier blocks execute.
+        `open_block` collects the result. Needs `run`; without it, does nothing."""
+        if self._nursery is None or height in self._jobs or not envelopes:
+            return
+        job = self._new_job(height, block, envelopes)
+        self._nursery.start_soon(self._work_in_scope, job)
+
+    def discard(self, height: int) -> None:
+        """Forget a block begun but not to be opened here (already executed
+        before a restart): stop gathering its shares."""
+        job = self._jobs.pop(height, None)
+        if job is not None:
+            job.scope.cancel()
+        self._drop_early_below(height)
+
+    async def _work_in_scope(self, job: _Job) -> None:
+        with job.scope:
+            await self._work(job)
+
+    async def open_block(
+        self, height: int, block: bytes, envelopes: Sequence[Envelope]
+    ) -> list[bytes | DecryptionFailed]:
+        """The plaintexts of a committed block's (unexpired) envelopes, in order.
+        Waits, however long it takes, until t verified share messages are in."""
+        job = self._jobs.get(height)
+        try:
+            if job is None or not job.matches(block, envelopes):
+                job = self._new_job(height, block, envelopes)
+                await self._work(job)
+            else:
+                await job.done.wait()
+            assert job.opened is not None
+            return job.opened
+        finally:
+            self._jobs.pop(height, None)
+            self._drop_early_below(height)
+
+    def _new_job(self, height: int, block: bytes, envelopes: Sequence[Envelope]) -> _Job:
+        job = _Job(
+            BlockDecryption(
+                height=height,
+                block=block,
+                ciphertexts=[e.ciphertext for e in envelopes],
+                labels=[label_of(e) for e in envelopes],
+                keys=self.keys,
+            )
+        )
+        self._jobs[height] = job
+        return job
+
+    async def _work(self, job: _Job) -> None:
+        """Release this validator's shares (persisted, then sent), take the early
+        messages, ask who is missing until t messages verify, then open."""
+        decryption = job.decryption
+        if self.key_share is not None:
+            own = await self._own_message(decryption, self.key_share)
+            self._offer(decryption, job.ready, own)
+            self.broadcast(
+                encode_shares_message(
+                    SharesMessage(decryption.height, decryption.block, encode(own))
+                )
+            )
+        for index, data in sorted(self._early.pop(decryption.height, {}).items()):
+            self._early_bytes -= len(data)
+            await self._consider(index - 1, data)
+        wait = ASK_AFTER_S if self.key_share is not None else 0.0
+        while not job.ready.is_set():
+            with trio.move_on_after(wait):
+                await job.ready.wait()
+            if not job.ready.is_set():
+                await self._ask_missing(decryption, job.ready)
+                wait = min(max(2 * wait, ASK_AFTER_S), ASK_RETRY_MAX_S)
+        job.opened = await trio.to_thread.run_sync(decryption.open)
+        job.done.set()
+
+    async def _own_message(self, job: BlockDecryption, key_share: KeyShare) -> BlockShares:
+        """This validator's message: the stored one (a restart), else made,
+        persisted (synced), and only then returned to be sent."""
+        stored = self.store.own_shares(job.height)
+        if stored is not None:
+            message, shares = decode_shares_message(stored)
+            if message.block == job.block:
+                return shares
+        shares = await trio.to_thread.run_sync(block_shares, key_share, job.ciphertexts, job.labels)
+        encoded = encode_shares_message(SharesMessage(job.height, job.block, encode(shares)))
+        await trio.to_thread.run_sync(self.store.save_own_shares, job.height, encoded)
+        self.released += 1
+        return shares
+
+    def _offer(self, job: BlockDecryption, ready: trio.Event, shares: BlockShares) -> bool:
+        accepted = job.offer(shares)
+        if job.ready:
+            ready.set()
+        return accepted
+
+    async def _ask_missing(self, job: BlockDecryption, ready: trio.Event) -> None:
+        """Ask every validator not yet heard from (nor refused) for its message."""
+        heard = set(job.verified) | job.refused
+        missing = [p for p in self.peers() if p + 1 not in heard]
+        log.info("event=shares_asked height=%d peers=%s", job.height, missing)
+        request = encode_shares_request(job.height)
+
+        async def ask(peer: int) -> None:
+            try:
+                answer = await self.request(peer, request, REQUEST_TIMEOUT_S)
+            except Exception as exc:  # a peer that fails is asked again next round
+                log.debug("event=shares_request_failed peer=%d reason=%s", peer, exc)
+                return
+            if answer:
+                await self._consider(peer, answer)
+
+        async with trio.open_nursery() as nursery:
+            for peer in missing:
+                nursery.start_soon(ask, peer)
+
+    # ---- messages from validators ----------------------------------------------------
+
+    def on_message(self, peer: int, data: bytes) -> None:
+        """A share message broadcast by validator `peer` (authenticated stream)."""
+        try:
+            self._inbox_send.send_nowait((peer, data))
+        except trio.WouldBlock:
+            log.warning("event=shares_inbox_full peer=%d", peer)
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Verify broadcast messages as they come; own the tasks `begin` starts."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started()
+            async for peer, data in self._inbox:
+                await self._consider(peer, data)
+
+    async def _consider(self, peer: int, data: bytes) -> None:
+        """Check a message from validator `peer`: its index must be peer + 1; for
+        a block being opened it is verified now, for a later one kept until then."""
+        try:
+            message, shares = decode_shares_message(data)
+        except MalformedSharesMessage as exc:
+            log.warning("event=shares_malformed peer=%d reason=%s", peer, exc)
+            return
+        if shares.index != peer + 1:
+            log.warning("event=shares_wrong_sender peer=%d index=%d", peer, shares.index)
+            return
+        active = self._jobs.get(message.height)
+        if active is None:
+            self._keep_early(message.height, shares.index, data)
+            return
+        job, ready = active.decryption, active.ready
+        if message.block != job.block:
+            log.warning("event=shares_other_block peer=%d height=%d", peer, message.height)
+            return
+        if shares.index in job.verified or shares.index in job.refused:
+            return
+        accepted = await trio.to_thread.run_sync(job.offer, shares)
+        if job.ready:
+            ready.set()
+        if not accepted and shares.index in job.refused:
+            self.refused += 1
+            log.warning("event=shares_refused peer=%d height=%d", peer, message.height)
+
+    def _keep_early(self, height: int, index: int, data: bytes) -> None:
+        executed = self.executed()
+        if not executed < height <= executed + EARLY_HEIGHTS:
+            return
+        if self._early_bytes + len(data) > MAX_EARLY_BYTES:
+            return
+        kept = self._early.setdefault(height, {})
+        if index in kept:
+            return
+        kept[index] = data
+        self._early_bytes += len(data)
+
+    def _drop_early_below(self, height: int) -> None:
+        for old in [h for h in self._early if h <= height]:
+            self._early_bytes -= sum(len(d) for d in self._early.pop(old).values())
+
+    # ---- requests --------------------------------------------------------------------
+
+    def answer_request(self, body: bytes) -> bytes:
+        """A validator's or full node's SharesRequest: this node's stored message
+        for that height (only committed blocks have one), or nothing."""
+        request = decode_shares_request(body)
+        if request is None:
+            return b""
+        return self.store.own_shares(request.height) or b""
