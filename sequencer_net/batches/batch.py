@@ -20,6 +20,7 @@ import msgspec
 from consensus.crypto import keccak256
 from consensus.encoding import Domain
 from consensus.limits import U64_MAX
+from sequencer_net.canonical import decode_strict
 from sequencer_net.mempool.encrypted import transaction_namespace
 from sequencer_net.mempool.limits import (
     MAX_BATCH_AUTHOR,
@@ -88,14 +89,14 @@ def decode_batch(data: bytes) -> Batch:
     Checks, in order: raw size, msgpack structure and field bounds, canonical
     encoding, at least one transaction, total transaction bytes, no duplicates.
     """
-    if len(data) > MAX_BATCH_BYTES:
-        raise OversizedBatch(f"batch of {len(data)} bytes exceeds {MAX_BATCH_BYTES}")
-    try:
-        batch = _decoder.decode(data)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise MalformedBatch(f"undecodable batch: {exc}") from exc
-    if _encoder.encode(batch) != data:
-        raise MalformedBatch("batch is not canonically encoded")
+    batch = decode_strict(
+        data,
+        _decoder,
+        limit=MAX_BATCH_BYTES,
+        what="batch",
+        malformed=MalformedBatch,
+        oversized=OversizedBatch,
+    )
     check_batch_shape(batch)
     return batch
 

@@ -52,6 +52,7 @@ from consensus.crypto import (
     recover_address,
 )
 from consensus.encoding import Domain, word
+from sequencer_net.canonical import decode_strict
 from sequencer_net.mempool.limits import MAX_FEE, MAX_NAMESPACE, MAX_NONCE
 from sequencer_net.mempool.transaction import (
     InvalidTransaction,
@@ -132,14 +133,14 @@ def decode_envelope(data: bytes) -> Envelope:
     """Size cap (before parsing), structure, field bounds, canonical form, version."""
     if not isinstance(data, bytes):
         raise MalformedEnvelope("expected bytes")
-    if len(data) > MAX_ENVELOPE_BYTES:
-        raise OversizedEnvelope(f"envelope of {len(data)} bytes exceeds {MAX_ENVELOPE_BYTES}")
-    try:
-        envelope = _decoder.decode(data)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise MalformedEnvelope(f"undecodable envelope: {exc}") from exc
-    if _encoder.encode(envelope) != data:
-        raise MalformedEnvelope("envelope is not canonically encoded")
+    envelope = decode_strict(
+        data,
+        _decoder,
+        limit=MAX_ENVELOPE_BYTES,
+        what="envelope",
+        malformed=MalformedEnvelope,
+        oversized=OversizedEnvelope,
+    )
     if envelope.version != ENVELOPE_VERSION:
         raise MalformedEnvelope(f"unknown envelope version {envelope.version}")
     return envelope

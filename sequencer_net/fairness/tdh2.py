@@ -48,6 +48,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from consensus.crypto import keccak256
+from sequencer_net.canonical import decode_strict
 
 from .group import (
     GENERATOR,
@@ -284,35 +285,32 @@ def _decode(
     decoder: msgspec.msgpack.Decoder[_Message],
     limit: int,
     error: type[MalformedMessage],
+    what: str,
 ) -> _Message:
     if not isinstance(data, bytes):
         raise error("expected bytes")
-    if len(data) > limit:
-        raise error(f"{len(data)} bytes exceed the limit of {limit}")
-    try:
-        message = decoder.decode(data)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise error(f"undecodable: {exc}") from exc
-    if _encoder.encode(message) != data:
-        raise error("not the canonical encoding")
-    return message
+    return decode_strict(data, decoder, limit=limit, what=what, malformed=error)
 
 
 def decode_ciphertext(data: bytes) -> Ciphertext:
     """Size cap, structure and canonical form; the proof is `verify_ciphertext`'s."""
-    return _decode(data, _ciphertext_decoder, MAX_CIPHERTEXT_BYTES, MalformedCiphertext)
+    return _decode(
+        data, _ciphertext_decoder, MAX_CIPHERTEXT_BYTES, MalformedCiphertext, "ciphertext"
+    )
 
 
 def decode_share(data: bytes) -> DecryptionShare:
-    return _decode(data, _share_decoder, MAX_SHARE_BYTES, MalformedShare)
+    return _decode(data, _share_decoder, MAX_SHARE_BYTES, MalformedShare, "decryption share")
 
 
 def decode_block_shares(data: bytes) -> BlockShares:
-    return _decode(data, _block_shares_decoder, MAX_BLOCK_SHARES_BYTES, MalformedBlockShares)
+    return _decode(
+        data, _block_shares_decoder, MAX_BLOCK_SHARES_BYTES, MalformedBlockShares, "block shares"
+    )
 
 
 def decode_coin_share(data: bytes) -> CoinShare:
-    return _decode(data, _coin_share_decoder, MAX_SHARE_BYTES, MalformedShare)
+    return _decode(data, _coin_share_decoder, MAX_SHARE_BYTES, MalformedShare, "coin share")
 
 
 # -- Chaum-Pedersen proofs of equal discrete logs ----------------------------------

@@ -38,6 +38,7 @@ from consensus.crypto import (
     recover_address,
 )
 from consensus.encoding import Domain, word
+from sequencer_net.canonical import decode_strict
 from sequencer_net.execution.transactions import DEX_NAMESPACE
 
 from .limits import MAX_FEE, MAX_NAMESPACE, MAX_NONCE, MAX_TX_BYTES, MAX_TX_PAYLOAD_BYTES
@@ -137,15 +138,14 @@ def decode_transaction(data: bytes) -> Transaction:
     every field's bound, and that `data` is the canonical encoding. The
     signature is checked by `recover_sender`.
     """
-    if len(data) > MAX_TX_BYTES:
-        raise OversizedTransaction(f"transaction of {len(data)} bytes exceeds {MAX_TX_BYTES}")
-    try:
-        tx = _decoder.decode(data)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise MalformedTransaction(f"undecodable transaction: {exc}") from exc
-    if _encoder.encode(tx) != data:
-        raise MalformedTransaction("transaction is not canonically encoded")
-    return tx
+    return decode_strict(
+        data,
+        _decoder,
+        limit=MAX_TX_BYTES,
+        what="transaction",
+        malformed=MalformedTransaction,
+        oversized=OversizedTransaction,
+    )
 
 
 def tx_hash(encoded: bytes) -> bytes:

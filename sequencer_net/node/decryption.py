@@ -46,6 +46,7 @@ import msgspec
 import trio
 
 from consensus.encoding import Domain
+from sequencer_net.canonical import decode_strict
 from sequencer_net.execution.block import FailedReveal, SequencedTransaction
 from sequencer_net.fairness.envelope import Envelope, RevealFailed, label_of, reveal
 from sequencer_net.fairness.limits import MAX_BLOCK_SHARES_BYTES
@@ -123,14 +124,13 @@ def encode_shares_request(height: int) -> bytes:
 
 def decode_shares_message(data: bytes) -> tuple[SharesMessage, BlockShares]:
     """Size (before parsing), structure, canonical form, and the inner shares'."""
-    if len(data) > MAX_SHARES_MESSAGE_BYTES:
-        raise MalformedSharesMessage(f"{len(data)} bytes exceed {MAX_SHARES_MESSAGE_BYTES}")
-    try:
-        message = _message_decoder.decode(data)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise MalformedSharesMessage(f"undecodable: {exc}") from exc
-    if _encoder.encode(message) != data:
-        raise MalformedSharesMessage("not the canonical encoding")
+    message = decode_strict(
+        data,
+        _message_decoder,
+        limit=MAX_SHARES_MESSAGE_BYTES,
+        what="shares message",
+        malformed=MalformedSharesMessage,
+    )
     try:
         return message, decode_block_shares(message.shares)
     except MalformedMessage as exc:
