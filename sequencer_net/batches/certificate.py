@@ -228,6 +228,9 @@ class HeldCertificate:
     first_view: int
     """The consensus view at which this validator first held the certificate:
     what "oldest first" and "overdue" are measured by (docs/consensus.md)."""
+    first_ms: int = 0
+    """This validator's monotonic clock (ms) when it first held it: "overdue"
+    also needs this much time to have passed (docs/consensus.md)."""
 
     def order(self) -> tuple[int, int, int, bytes]:
         c = self.certificate
@@ -251,11 +254,12 @@ class CertificateBook:
     def get(self, batch: bytes) -> HeldCertificate | None:
         return self._held.get(batch)
 
-    def add(self, cert: BatchCertificate, view: int) -> bool:
-        """Hold a verified certificate from `view` on; False if already held."""
+    def add(self, cert: BatchCertificate, view: int, now_ms: int = 0) -> bool:
+        """Hold a verified certificate from `view` (and monotonic time `now_ms`)
+        on; False if already held."""
         if cert.batch in self._held:
             return False
-        self._held[cert.batch] = HeldCertificate(cert, view)
+        self._held[cert.batch] = HeldCertificate(cert, view, now_ms)
         while len(self._held) > self.limit:
             self._held.popitem(last=False)
         return True
@@ -268,6 +272,13 @@ class CertificateBook:
         """Every held certificate, by (first view, author, round, digest)."""
         return sorted(self._held.values(), key=HeldCertificate.order)
 
-    def overdue(self, view: int, delay_views: int) -> list[HeldCertificate]:
-        """Those held for at least `delay_views` views at `view`, oldest first."""
-        return [h for h in self.oldest_first() if view - h.first_view >= delay_views]
+    def overdue(
+        self, view: int, delay_views: int, now_ms: int = 0, delay_ms: int = 0
+    ) -> list[HeldCertificate]:
+        """Those held for at least `delay_views` views at `view` and at least
+        `delay_ms` at `now_ms`, oldest first."""
+        return [
+            h
+            for h in self.oldest_first()
+            if view - h.first_view >= delay_views and now_ms - h.first_ms >= delay_ms
+        ]

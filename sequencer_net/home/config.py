@@ -269,6 +269,17 @@ class ConsensusSettings:
         _between(1, 64),
     )
 
+    inclusion_delay_ms: int = _key(
+        500,
+        "The inclusion rule's time bound (ms): a certificate is overdue only once "
+        "this voter has held it for inclusion_delay_views views and also this long, "
+        "since under load views can be shorter than a certificate takes to reach "
+        "the leader. Lower: a leader can delay a validator's batches for less time; "
+        "higher: fewer refusals of leaders the certificate reached late. Every "
+        "validator should use the same value.",
+        _between(0, 60_000),
+    )
+
     test_fault: str | None = _key(
         None,
         'For local test networks only: a fault this validator carries, "equivocate" '

@@ -26,6 +26,7 @@ whose first broadcast was lost still gets certified.
 from __future__ import annotations
 
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any, Final
@@ -111,7 +112,9 @@ class BatchCertifier:
         metrics: Metrics,
         view: Callable[[], int],
         delay_views: int,
+        delay_ms: int = 0,
         is_connected: Callable[[], bool] = lambda: True,
+        clock_ms: Callable[[], int] = lambda: time.monotonic_ns() // 1_000_000,
     ) -> None:
         self.me = me
         self.key = key
@@ -127,7 +130,10 @@ class BatchCertifier:
         self.view = view
         self.delay_views = delay_views
         """K of the inclusion rule (`[consensus] inclusion_delay_views`)."""
+        self.delay_ms = delay_ms
+        """Its time bound (`[consensus] inclusion_delay_ms`)."""
         self.is_connected = is_connected
+        self.clock_ms = clock_ms
         self.book = CertificateBook()
         self.log_limiter = LogLimiter(log)
         self._own: OrderedDict[bytes, _OwnPending] = OrderedDict()
@@ -153,7 +159,7 @@ class BatchCertifier:
             if cert.batch not in self.pool or self.pool.is_included(cert.batch):
                 stale.append(cert.batch)
                 continue
-            self.book.add(cert, self.view())
+            self.book.add(cert, self.view(), self.now_ms())
         if stale:
             self.store.delete_batch_certificates(stale)
         return len(self.book)
@@ -278,7 +284,7 @@ class BatchCertifier:
             self._nursery.start_soon(self._fetch_batches, [cert.batch], cert.author)
 
     def _hold(self, cert: BatchCertificate) -> None:
-        if self.book.add(cert, self.view()):
+        if self.book.add(cert, self.view(), self.now_ms()):
             self.store.save_batch_certificate(cert.batch, encode_cert_message(cert))
             self.metrics.batch_certificates_held.inc()
             self._arrived.set()
@@ -289,6 +295,9 @@ class BatchCertifier:
 
     # ---- what leaders and voters ask ----------------------------------------------------
 
+    def now_ms(self) -> int:
+        return self.clock_ms()
+
     def certified(self, digest: bytes) -> bool:
         return digest in self.book
 
@@ -298,7 +307,7 @@ class BatchCertifier:
         size = None if entry is None else self.pool.size_of(digest)
         if entry is None or size is None:
             return None
-        return HeldBatch(digest, entry.first_view, size)
+        return HeldBatch(digest, entry.first_view, size, entry.first_ms)
 
     def author_of(self, digest: bytes) -> int | None:
         entry = self.book.get(digest)
@@ -415,7 +424,9 @@ class BatchCertifier:
         if leader == self.me or not self.is_connected():
             return
         sent = 0
-        for entry in self.book.overdue(due_by, self.delay_views):
+        # A leader of a coming view gets what will be overdue by then in views,
+        # and already in time: it may build before any more time passes here.
+        for entry in self.book.overdue(due_by, self.delay_views, self.now_ms(), self.delay_ms):
             if sent >= MAX_RESENT_PER_VIEW:
                 break
             digest = entry.certificate.batch

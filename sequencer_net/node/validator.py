@@ -169,6 +169,7 @@ class ValidatorNode(NodeBase):
             metrics=self.metrics,
             view=lambda: self.core.view,
             delay_views=config.consensus.inclusion_delay_views,
+            delay_ms=config.consensus.inclusion_delay_ms,
             is_connected=lambda: self.connected,
         )
         self.own_batches = OwnBatches(

@@ -273,6 +273,8 @@ class HeldBatch:
     digest: bytes
     first_view: int
     size: BatchSize
+    first_ms: int = 0
+    """This validator's monotonic clock (ms) when it first held the certificate."""
 
 
 def check_certificate_inclusion(
@@ -281,17 +283,25 @@ def check_certificate_inclusion(
     *,
     view: int,
     delay_views: int,
+    now_ms: int = 0,
+    delay_ms: int = 0,
 ) -> None:
     """The inclusion rule (docs/consensus.md, "Inclusion rule"). `left_out` are
     the certified batches held here (batch and certificate) that neither this
     block, nor an uncommitted ancestor, nor a committed block includes; `block`
     the block's own batches. A left-out batch whose certificate was first held
-    at least `delay_views` views before `view` is overdue, and the block must
+    at least `delay_views` views before `view` and at least `delay_ms` before
+    `now_ms` (this validator's monotonic clock) is overdue, and the block must
     include it, unless the block is full for it (it would not fit next to the
     block's batches, `check_block_size` and MAX_BATCHES_PER_BLOCK) and filled
     oldest first: every included batch is not younger than it, or is overdue
     itself (validators see certificates arrive in different orders, so among
     overdue ones any choice is a fair one).
+
+    Both clocks count because views can be shorter than a certificate takes to
+    spread: under load a view lasts a few network delays, and the author holds
+    its certificate a delay before anyone else, so a rule in views alone
+    refuses honest leaders that simply had not received it yet.
 
     Only certificates whose batch this validator holds bind its vote: the
     batch demonstrably reached a quorum and is fetchable, so an honest leader
@@ -307,7 +317,7 @@ def check_certificate_inclusion(
         )
 
     def overdue(held: HeldBatch) -> bool:
-        return view - held.first_view >= delay_views
+        return view - held.first_view >= delay_views and now_ms - held.first_ms >= delay_ms
 
     for skipped in sorted(left_out, key=lambda h: (h.first_view, h.digest)):
         if not overdue(skipped):
@@ -317,5 +327,6 @@ def check_certificate_inclusion(
             continue
         raise OverdueCertificateSkipped(
             f"batch {skipped.digest.hex()[:12]} certified since view {skipped.first_view} "
-            f"left out at view {view} (inclusion delay {delay_views} views)"
+            f"({now_ms - skipped.first_ms} ms) left out at view {view} "
+            f"(inclusion delay {delay_views} views, {delay_ms} ms)"
         )

@@ -86,6 +86,9 @@ class Certificates(Protocol):
     hold proposals to."""
 
     delay_views: int
+    delay_ms: int
+
+    def now_ms(self) -> int: ...
 
     def certified(self, digest: bytes) -> bool: ...
 
@@ -144,6 +147,9 @@ class PayloadService:
         """Whether a transaction hash is committed here (the store's index)."""
         self.unchecked_roots = 0
         """Votes cast before this validator had executed the vouched height."""
+        self.inclusion_unchecked = 0
+        """Votes cast without the inclusion rules: an uncommitted ancestor of the
+        block was not known here yet."""
         self.certificates = certificates
         """Certified availability (None: every verified batch is a candidate, no
         certificate is checked; unit tests of the other rules)."""
@@ -168,13 +174,22 @@ class PayloadService:
         validator has not executed yet: uncommitted ones, and committed ones whose
         batches the pool has not marked included yet (it does so as it executes
         them). Naming such a batch again would only repeat its transactions."""
+        return self._ancestry(parent_digest)[0]
+
+    def _ancestry(self, parent_digest: bytes) -> tuple[set[bytes], bool]:
+        """`_ancestor_batches`, and whether every ancestor down to the executed or
+        committed height is known here. A voter that lacks an ancestor (a
+        notarized block it has not received yet) cannot tell what that ancestor
+        carries, so the inclusion rules do not bind its vote on this block."""
         names: set[bytes] = set()
         digest = parent_digest
         floor = min(self.core.committed.height, self.executed()[0])
         while True:
             block = self.core.known_block(digest)
-            if block is None or block.height <= floor:
-                return names
+            if block is None:
+                return names, False
+            if block.height <= floor:
+                return names, True
             with contextlib.suppress(MalformedPayload):
                 names.update(decode_payload(block.payload).batches)
             digest = block.parent
@@ -299,24 +314,26 @@ class PayloadService:
         held here whose certificate is overdue (`check_certificate_inclusion`)."""
         if self.certificates is None:
             return
-        exclude = self._ancestor_batches(block.parent) | set(payload.batches)
+        ancestors, complete = self._ancestry(block.parent)
+        if not complete:
+            self.inclusion_unchecked += 1
+            return
+        exclude = ancestors | set(payload.batches)
         left_out = self.certificates.candidates(exclude)
         named = [self.certificates.held(d) for d in payload.batches]
         in_block = [h for h in named if h is not None]
         try:
             check_certificate_inclusion(
-                left_out, in_block, view=block.view, delay_views=self.certificates.delay_views
+                left_out,
+                in_block,
+                view=block.view,
+                delay_views=self.certificates.delay_views,
+                now_ms=self.certificates.now_ms(),
+                delay_ms=self.certificates.delay_ms,
             )
         except OverdueCertificateSkipped:
             self.certificates.refused(block.view)
             raise
-
-    def _ancestor_transactions(self, parent_digest: bytes) -> set[bytes]:
-        """Hashes of the transactions in `_ancestor_batches(parent_digest)`."""
-        hashes: set[bytes] = set()
-        for digest in self._ancestor_batches(parent_digest):
-            hashes.update(h for _, h in self.pool.namespace_pairs(digest) or [])
-        return hashes
 
     def _check_forced(
         self,
@@ -342,7 +359,13 @@ class PayloadService:
         held = self._certified_holders(self.pool.batches_holding(sorted(overdue - in_block)))
         if not held:
             return
-        in_ancestors = self._ancestor_transactions(block.parent)
+        ancestors, complete = self._ancestry(block.parent)
+        if not complete:
+            self.inclusion_unchecked += 1
+            return
+        in_ancestors: set[bytes] = set()
+        for digest in ancestors:
+            in_ancestors.update(h for _, h in self.pool.namespace_pairs(digest) or [])
         skipped = {h: holders for h, holders in held.items() if h not in in_ancestors}
         if not skipped:
             return

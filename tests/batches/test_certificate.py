@@ -198,3 +198,16 @@ def test_the_book_orders_by_first_view_and_knows_what_is_overdue() -> None:
     assert b.batch not in book and len(book) == 3
     book.drop([c.batch])
     assert c.batch not in book
+
+
+def test_the_book_counts_overdue_in_views_and_in_time() -> None:
+    book = CertificateBook()
+    a, b = cert_of([0, 1, 2], b"\x0a" * 32), cert_of([0, 1, 2], b"\x0b" * 32)
+    assert book.add(a, view=2, now_ms=1_000)
+    assert book.add(b, view=2, now_ms=1_400)
+    assert book.overdue(9, 2, now_ms=1_499, delay_ms=500) == []
+    assert [h.certificate.batch for h in book.overdue(9, 2, now_ms=1_500, delay_ms=500)] == [
+        a.batch
+    ]
+    assert len(book.overdue(9, 2, now_ms=1_900, delay_ms=500)) == 2
+    assert book.overdue(3, 2, now_ms=60_000, delay_ms=500) == []

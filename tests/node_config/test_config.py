@@ -58,6 +58,7 @@ retry_ms = 700
 max_backoff_steps = 6
 empty_block_interval_ms = 250
 inclusion_delay_views = 3
+inclusion_delay_ms = 750
 test_fault = "equivocate"
 
 [mempool]
@@ -145,7 +146,7 @@ def test_every_key_overridden(tmp_path: Path) -> None:
         "::1", 30101, 64, 5000, 1000, 16 * 1024 * 1024, 32, 16, "admin.token", 500, 700
     )
     assert config.admin_token_path == home / "admin.token"
-    assert config.consensus == ConsensusSettings(2500, 700, 6, 250, 3, "equivocate")
+    assert config.consensus == ConsensusSettings(2500, 700, 6, 250, 3, 750, "equivocate")
     assert config.mempool == MempoolSettings(5000, 10_000_000, 64, 500, 65536, 0)
     assert config.storage == StorageSettings("/var/lib/seqnet", False, 5, 3)
     assert config.data_path == Path("/var/lib/seqnet")

@@ -74,6 +74,24 @@ def test_a_full_block_filled_oldest_first_excuses_an_overdue_one() -> None:
         check_certificate_inclusion([held(3, 5)], [held(1, 3, HALF)], view=10, delay_views=2)
 
 
+def test_overdue_needs_both_the_views_and_the_time() -> None:
+    """Held since view 3 at 1,000 ms: at view 10 it is overdue only from 1,500 ms
+    on with a 500 ms bound, and never before view 5 however long ago."""
+    left_out = HeldBatch(bytes([1]) * 32, 3, SMALL, first_ms=1_000)
+
+    def check(view: int, now_ms: int) -> None:
+        check_certificate_inclusion(
+            [left_out], [], view=view, delay_views=2, now_ms=now_ms, delay_ms=500
+        )
+
+    check(10, 1_499)  # many views, too little time
+    check(4, 60_000)  # much time, too few views
+    with pytest.raises(OverdueCertificateSkipped):
+        check(10, 1_500)
+    with pytest.raises(OverdueCertificateSkipped):
+        check(5, 60_000)
+
+
 # ---- the payload service -------------------------------------------------------------------
 
 
@@ -81,11 +99,19 @@ class _Committed:
     height = 0
 
 
+GENESIS = Block(view=0, height=0, parent=b"\x00" * 32, proposer=0, payload=b"")
+
+
 class FakeCore:
+    """Knows the genesis (digest 00..00) and the blocks put in `blocks`."""
+
     committed = _Committed()
 
-    def known_block(self, digest: bytes) -> None:
-        return None
+    def __init__(self) -> None:
+        self.blocks: dict[bytes, Block] = {b"\x00" * 32: GENESIS}
+
+    def known_block(self, digest: bytes) -> Block | None:
+        return self.blocks.get(digest)
 
 
 class FakePool:
@@ -116,10 +142,14 @@ class FakeCertificates:
 
     def __init__(self, held: dict[bytes, tuple[int, int]], at_peers: Iterable[bytes] = ()) -> None:
         self.delay_views = 2
+        self.delay_ms = 0
         self.book = dict(held)
         self.at_peers = set(at_peers)
         self.fetched: list[tuple[list[bytes], int | None]] = []
         self.refusals: list[int] = []
+
+    def now_ms(self) -> int:
+        return 0
 
     def certified(self, digest: bytes) -> bool:
         return digest in self.book
@@ -208,6 +238,31 @@ async def test_a_censoring_leader_leaves_out_one_author(autojump_clock: MockCloc
     assert payload.batches == [C, A]
     # ...which honest voters that held B's certificate since view 3 refuse at view 10.
     assert not await service(pool, certs).verify(proposal(payload.batches))
+    assert certs.refusals == [10]
+
+
+async def test_a_voter_that_lacks_an_uncommitted_ancestor_is_not_bound_by_the_rule(
+    autojump_clock: MockClock,
+) -> None:
+    """The parent (notarized, not received here yet) may carry B: refusing would
+    refuse an honest leader, so the rule does not bind this vote."""
+    pool = FakePool({A: 0, B: 1, C: 2})
+    certs = FakeCertificates({A: (7, 0), B: (3, 1), C: (5, 2)})
+    voter = service(pool, certs)
+    unknown_parent = Block(view=9, height=1, parent=b"\x07" * 32, proposer=1, payload=b"").digest()
+    block = proposal([C, A])
+    orphan = Block(
+        view=block.view,
+        height=2,
+        parent=unknown_parent,
+        proposer=block.proposer,
+        payload=block.payload,
+    )
+    assert await voter.verify(orphan)
+    assert voter.inclusion_unchecked == 1
+    assert certs.refusals == []
+    # The same leaving-out on a parent it knows is refused.
+    assert not await voter.verify(block)
     assert certs.refusals == [10]
 
 

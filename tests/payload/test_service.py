@@ -37,8 +37,10 @@ class FakeCore:
     def __init__(self, committed: int = 0) -> None:
         self.committed = _Committed(committed)
 
-    def known_block(self, digest: bytes) -> None:
-        return None
+    def known_block(self, digest: bytes) -> Block | None:
+        """Any digest not named otherwise is an ancestor at or below the executed
+        height: the voter knows every uncommitted ancestor."""
+        return Block(view=0, height=0, parent=b"\x00" * 32, proposer=0, payload=b"")
 
 
 class FakePool:
@@ -232,8 +234,8 @@ class ChainCore(FakeCore):
         super().__init__(committed)
         self.blocks = {b.digest(): b for b in blocks}
 
-    def known_block(self, digest: bytes) -> Block | None:  # type: ignore[override]
-        return self.blocks.get(digest)
+    def known_block(self, digest: bytes) -> Block | None:
+        return self.blocks.get(digest) or super().known_block(digest)
 
 
 async def test_a_leader_does_not_name_again_batches_of_committed_blocks_it_has_not_executed(
