@@ -299,7 +299,11 @@ class BatchCertifier:
         return self.clock_ms()
 
     def certified(self, digest: bytes) -> bool:
-        return digest in self.book
+        """Held here, or named by a committed block this node executed (its
+        certificate was checked by the quorum that voted for that block, and it
+        is dropped from the book once included). A slow voter checking the very
+        proposal that committed meanwhile would otherwise refuse it."""
+        return digest in self.book or self.pool.is_included(digest)
 
     def held(self, digest: bytes) -> HeldBatch | None:
         """A certified batch held here (certificate and batch), with its size."""

@@ -274,7 +274,8 @@ async def test_overdue_certificates_go_to_the_leaders_that_must_include_them(nod
     assert [h.digest for h in held] == [digest]
     node.pool.mark_included([digest])
     assert node.certifier.candidates(set()) == []  # included: dropped
-    assert not node.certifier.certified(digest)
+    assert digest not in node.certifier.book
+    assert node.certifier.certified(digest)  # a committed block named it
 
 
 async def test_an_uncertified_own_batch_is_broadcast_again_after_the_delay(node: Node) -> None:
@@ -307,7 +308,9 @@ async def test_held_certificates_survive_a_restart_and_included_ones_are_dropped
     try:
         restarted.store.batch_referenced = lambda digest: digest == done  # type: ignore[method-assign]
         assert restarted.certifier.load() == 1
-        assert restarted.certifier.certified(kept) and not restarted.certifier.certified(done)
+        assert kept in restarted.certifier.book and done not in restarted.certifier.book
+        # An included batch still counts as certified: a committed block named it.
+        assert restarted.certifier.certified(kept) and restarted.certifier.certified(done)
         entry = restarted.certifier.book.get(kept)
         assert entry is not None and entry.first_view == 40
         assert len(restarted.store.load_batch_certificates()) == 1  # the included one deleted
