@@ -16,6 +16,7 @@ counts (docs/execution.md, "Fees").
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Final
 
 from .limits import MAX_FEE, MAX_PAYLOAD_BYTES
@@ -69,6 +70,32 @@ def committed_fee_balance(state: ExecutionState, sender: bytes) -> int:
     if not sub.markets:
         return sub.collateral
     return fee_balance(StateWriter(state, state.height, state.block.timestamp), sender)
+
+
+class CommittedFeeBalances:
+    """`committed_fee_balance` remembered per committed state. The mempool asks
+    once per submitted transaction, and a sender holding options costs a
+    margin-grid evaluation (Black-Scholes at every scenario) each time; the
+    answer changes only when a new block's state is committed. At most `limit`
+    senders are remembered per state."""
+
+    def __init__(self, state: Callable[[], ExecutionState], limit: int = 100_000) -> None:
+        self.state = state
+        self.limit = limit
+        self._for: ExecutionState | None = None
+        self._balances: dict[bytes, int] = {}
+
+    def __call__(self, sender: bytes) -> int:
+        state = self.state()
+        if state is not self._for:
+            self._for = state
+            self._balances = {}
+        balance = self._balances.get(sender)
+        if balance is None:
+            balance = committed_fee_balance(state, sender)
+            if len(self._balances) < self.limit:
+                self._balances[sender] = balance
+        return balance
 
 
 def collect_fees(w: StateWriter, total: int) -> None:

@@ -134,11 +134,11 @@ async def check_reorg(link: L1Link, position: ScanPosition, save: Callable[[], N
                     "event=l1_reorg scanned_to=%d rescan_from=%d", position.block, number + 1
                 )
                 position.rewind(number)
-                save()
+                await trio.to_thread.run_sync(save)
             return
     log.warning("event=l1_reorg scanned_to=%d rescan_from=0", position.block)
     position.rewind(-1)
-    save()
+    await trio.to_thread.run_sync(save)
 
 
 async def scan_confirmed(
@@ -169,5 +169,6 @@ async def scan_confirmed(
             if not await handle(event):
                 return False
         position.scanned(end, last_hash)
-        save()
+        # The save fsyncs a file: off the event loop, which serves consensus.
+        await trio.to_thread.run_sync(save)
     return position.block >= safe

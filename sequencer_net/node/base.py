@@ -8,7 +8,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from consensus.crypto import PrivateKey
-from sequencer_net.execution.fees import committed_fee_balance, required_fee
+from sequencer_net.execution.fees import CommittedFeeBalances, required_fee
 from sequencer_net.execution.genesis import genesis_state
 from sequencer_net.execution.state import ExecutionState, load_state
 from sequencer_net.fairness.group import decode_point
@@ -86,7 +86,7 @@ class NodeBase:
             config.mempool.mempool_limits(),
             accounts=Accounts(
                 nonce_window=lambda sender: self.commits.state.nonces.get(sender),
-                fee_balance=lambda sender: committed_fee_balance(self.commits.state, sender),
+                fee_balance=CommittedFeeBalances(lambda: self.commits.state),
                 required_fee=lambda length: required_fee(self.commits.state.config, length),
             ),
             envelopes=self.envelope_rules,

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import pytest
 
+from sequencer_net.execution import fees
 from sequencer_net.execution.fees import (
     DEFAULT_FEE_BASE,
     DEFAULT_FEE_PER_BYTE,
+    CommittedFeeBalances,
     check_fee_schedule,
+    committed_fee_balance,
     required_fee,
 )
 from sequencer_net.execution.limits import MAX_FEE, MAX_PAYLOAD_BYTES
@@ -167,3 +170,32 @@ def test_fee_schedule_must_leave_every_payload_payable() -> None:
         check_fee_schedule(-1, 0)
     with pytest.raises(ValueError):
         check_fee_schedule(0, MAX_FEE // MAX_PAYLOAD_BYTES + 1)
+
+
+def test_the_mempools_fee_balance_is_computed_once_per_sender_and_committed_state(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    chain = chain_with_fees(alice=100 * W, bob=10_000 * W, oracle=W)
+    chain.block([chain.prices({PERP: 100 * W})])
+    chain.block(
+        [
+            chain.order("alice", PERP, BUY, 100 * W, 9 * W),
+            chain.order("bob", PERP, SELL, 100 * W, 9 * W),
+        ]
+    )
+    calls: list[bytes] = []
+
+    def counted(state: object, sender: bytes) -> int:
+        calls.append(sender)
+        return committed_fee_balance(state, sender)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(fees, "committed_fee_balance", counted)
+    balances = CommittedFeeBalances(lambda: chain.state, limit=1)
+    alice, bob = key("alice").address, key("bob").address
+    first = balances(alice)
+    assert first == committed_fee_balance(chain.state, alice) > 0
+    assert balances(alice) == first and balances(bob) == balances(bob)
+    assert calls == [alice, bob, bob]  # alice remembered; bob over the limit of 1
+    chain.block([chain.prices({PERP: 95 * W})])  # a new committed state: asked again
+    assert balances(alice) == committed_fee_balance(chain.state, alice) < first
+    assert calls == [alice, bob, bob, alice]
