@@ -467,6 +467,8 @@ class EvidenceWatcher:
         self._separator: bytes | None = None
         self._forks_seen: set[bytes] = set()
         self._problem = RepeatedProblem(log, "l1_evidence_problem", ERROR_LOG_INTERVAL_S)
+        self._caught_up_at: int | None = None
+        """The L1 head of the last round that scanned every posting (None: none yet)."""
 
     def _load(self) -> WatchState:
         if self.path is None:
@@ -503,11 +505,17 @@ class EvidenceWatcher:
         head = await self._l1(self.link.head)
         self.status.observe_head(head)
         separator = await self._domain_separator()
-        await self._read_frozen()
+        unchanged = head == self._caught_up_at
+        if not unchanged:
+            await self._read_frozen()
         await self.submit_stored(separator)
         await self._recheck_pending(separator)
+        if unchanged:
+            # No new L1 block since a round that scanned every posting: the
+            # contract and its events are as read then.
+            return True
         await check_reorg(self.link, self.state, self._save)
-        return await scan_confirmed(
+        done = await scan_confirmed(
             link=self.link,
             position=self.state,
             safe=head - self.confirmations,
@@ -515,6 +523,8 @@ class EvidenceWatcher:
             handle=lambda event: self.compare(event, separator),
             save=self._save,
         )
+        self._caught_up_at = head if done else None
+        return done
 
     async def _domain_separator(self) -> bytes:
         if self._separator is None:

@@ -240,6 +240,8 @@ class L1Watcher:
         self.cursor = self._load()
         self._problem = RepeatedProblem(log, "l1_watch_problem", ERROR_LOG_INTERVAL_S)
         self._restore_forced()
+        self._caught_up_at: int | None = None
+        """The L1 head of the last round that scanned everything (None: none yet)."""
 
     def _load(self) -> Cursor:
         try:
@@ -276,8 +278,12 @@ class L1Watcher:
         self.status.observe_head(head)
         if self.forced is not None:
             self.forced.set_l1_head(head)
+        if head == self._caught_up_at:
+            # No new L1 block since a round that scanned everything: nothing
+            # to read (the L1 is polled faster than it makes blocks).
+            return True
         await self.check_reorg()
-        return await scan_confirmed(
+        done = await scan_confirmed(
             link=self.link,
             position=self.cursor,
             safe=head - self.confirmations,
@@ -285,6 +291,8 @@ class L1Watcher:
             handle=self._handle,
             save=self._save,
         )
+        self._caught_up_at = head if done else None
+        return done
 
     async def check_reorg(self) -> None:
         """Rewind to the newest remembered block the L1 still has."""

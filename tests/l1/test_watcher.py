@@ -133,6 +133,33 @@ def test_a_deposit_is_reported_once_at_confirmation_depth_and_across_a_restart(
     assert [r.nonce for r in intake.reports()] == [0, 1]
 
 
+class HeadOnly:
+    """A link that answers only `head`: any other L1 read fails the test."""
+
+    def __init__(self, link: L1Link) -> None:
+        self.head = link.head
+
+    def __getattr__(self, name: str) -> object:
+        raise AssertionError(f"the round read {name} although no L1 block is new")
+
+
+@requires_anvil
+def test_a_round_without_a_new_l1_block_reads_only_the_head(
+    chain: L1Chain, tmp_path: Path
+) -> None:
+    intake = FakeIntake()
+    watcher = make_watcher(chain, intake, tmp_path / "l1")
+    assert run(watcher)
+    real = watcher.link
+    watcher.link = HeadOnly(real)  # type: ignore[assignment]
+    assert run(watcher)
+    watcher.link = real
+    deposit(chain, 4)
+    chain.mine(CONFIRMATIONS)  # new blocks: the round reads them again
+    assert run(watcher)
+    assert [r.amount for r in intake.reports()] == [4]
+
+
 @requires_anvil
 def test_a_reorg_rescans_and_reports_nothing_twice(chain: L1Chain, tmp_path: Path) -> None:
     intake = FakeIntake()
