@@ -144,9 +144,7 @@ class HeadOnly:
 
 
 @requires_anvil
-def test_a_round_without_a_new_l1_block_reads_only_the_head(
-    chain: L1Chain, tmp_path: Path
-) -> None:
+def test_a_round_without_a_new_l1_block_reads_only_the_head(chain: L1Chain, tmp_path: Path) -> None:
     intake = FakeIntake()
     watcher = make_watcher(chain, intake, tmp_path / "l1")
     assert run(watcher)
