@@ -1,0 +1,362 @@
+"""`seqnet bench subscribers`: what block subscribers cost a validator.
+
+One run on a fresh network of `validators` `seqnet node run` processes on
+127.0.0.1 (funded load accounts), two phases at the same offered rollup load
+(`rate` tx/s for `seconds`, each account's transactions to its own node,
+namespaces 1..4):
+
+1. no subscriber;
+2. `subscribers` WebSocket subscribers on node 0, spread over the namespaces,
+   all from the same height, run in a separate client process.
+
+For each phase: committed transactions per second (from the first submission
+until node 0 has committed every accepted transaction), each validator's CPU
+time and node 0's CPU per committed transaction. For phase 2 also: the
+subscriber client process's CPU time, and the time from node 0 logging a
+block's commit (`event=committed`, written right after the subscription feed
+is told) to each subscriber receiving its message (p50, p99, max; one machine
+clock), and whether every subscriber got every height once, in order.
+
+The load generator, the subscriber process and the validators share the
+machine's cores; the report names the core count and the load average before
+the run, so a reader can judge what else was running.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import re
+import time
+from collections.abc import Callable
+from datetime import datetime
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgspec
+import trio
+from trio_websocket import open_websocket_url
+
+from sequencer_net.testnet.bench.cluster import BenchNetwork, bench_network
+from sequencer_net.testnet.bench.traffic import RollupLoad, WireFormat, encode_body, sign_items
+
+TICK_S = 0.1
+NAMESPACES = 4
+"""The rollup load's namespaces are 1..4; subscriber i follows 1 + i % 4."""
+CONNECT_TIMEOUT_S = 60.0
+DRAIN_TIMEOUT_S = 120.0
+"""How long after the last submission node 0 may take to commit the rest."""
+DELIVER_TIMEOUT_S = 30.0
+"""How long after that the subscribers may take to receive the last height."""
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+_COMMITTED = re.compile(rb"event=committed height=(\d+) ")
+
+
+def commit_times(log: Path) -> dict[int, float]:
+    """Height -> unix time the node logged its commit (text or JSON log lines)."""
+    times: dict[int, float] = {}
+    for line in log.read_bytes().splitlines():
+        match = _COMMITTED.search(line)
+        if match is None:
+            continue
+        if line.startswith(b"{"):
+            at = float(json.loads(line)["ts"])
+        else:
+            stamp = line[:23].decode()  # "2026-12-02 15:14:56,123"
+            at = datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp()
+        times.setdefault(int(match.group(1)), at)
+    return times
+
+
+class Load:
+    """`rate` tx/s of signed rollup transactions, each to its account's node,
+    signed before the clock starts."""
+
+    def __init__(
+        self, bn: BenchNetwork, source: RollupLoad, rate: int, seconds: float, seed: int
+    ) -> None:
+        count = int(rate * seconds)
+        prepared = source.prepare(rate, count, seed=seed)
+        signed = sign_items(prepared.items, prepared.secrets, bn.domain, bn.fees)
+        n = len(bn.urls)
+        self.per_tick: list[list[list[bytes]]] = []
+        step = max(1, int(rate * TICK_S))
+        for first in range(0, count, step):
+            by_node: list[list[bytes]] = [[] for _ in range(n)]
+            for item, tx in zip(
+                prepared.items[first : first + step], signed[first : first + step], strict=True
+            ):
+                by_node[prepared.homes[item.account] % n].append(tx)
+            self.per_tick.append(by_node)
+        self.urls = bn.urls
+        self.offered = count
+        self.accepted = 0
+        self.refused: dict[str, int] = {}
+
+    def run(self) -> None:
+        start = time.monotonic()
+        with httpx.Client(timeout=30.0) as client:
+            for i, by_node in enumerate(self.per_tick):
+                for url, txs in zip(self.urls, by_node, strict=True):
+                    if not txs:
+                        continue
+                    answer = client.post(
+                        f"{url}/v1/transactions/batch",
+                        content=encode_body(txs, WireFormat.MSGPACK),
+                        headers={"content-type": "application/msgpack"},
+                    )
+                    if answer.status_code != 200:
+                        key = f"http {answer.status_code}"
+                        self.refused[key] = self.refused.get(key, 0) + len(txs)
+                        continue
+                    for outcome in msgspec.msgpack.decode(answer.content):
+                        if isinstance(outcome, bytes):
+                            self.accepted += 1
+                        else:
+                            self.refused[outcome[0]] = self.refused.get(outcome[0], 0) + 1
+                time.sleep(max(0.0, start + (i + 1) * TICK_S - time.monotonic()))
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def node_status(url: str) -> dict[str, Any]:
+    answer: dict[str, Any] = httpx.get(f"{url}/v1/status", timeout=10.0).json()
+    return answer
+
+
+def quantile_ms(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 1)
+
+
+# --- the subscriber process ---------------------------------------------------------
+
+
+def subscriber_process(urls: list[str], conn: Connection) -> None:
+    """Open one subscription per url; send "ready" once all are open; on a
+    height H from the parent, wait (bounded) until each has received H, then
+    send back each one's (height, unix receive time) list."""
+    received: list[list[tuple[int, float]]] = [[] for _ in urls]
+
+    async def main() -> None:
+        opened = 0
+        all_open = trio.Event()
+        progress = trio.Event()
+
+        async def one(i: int, url: str) -> None:
+            nonlocal opened, progress
+            async with open_websocket_url(url, max_message_size=MAX_MESSAGE_BYTES) as ws:
+                opened += 1
+                if opened == len(urls):
+                    all_open.set()
+                while True:
+                    message = msgspec.json.decode(await ws.get_message())
+                    if message.get("type") == "block":
+                        received[i].append((message["height"], time.time()))
+                        progress.set()
+                        progress = trio.Event()
+
+        async with trio.open_nursery() as nursery:
+            for i, url in enumerate(urls):
+                nursery.start_soon(one, i, url)
+            with trio.fail_after(CONNECT_TIMEOUT_S):
+                await all_open.wait()
+            conn.send("ready")
+            last = await trio.to_thread.run_sync(conn.recv)
+            with trio.move_on_after(DELIVER_TIMEOUT_S):
+                while any(not r or r[-1][0] < last for r in received):
+                    await progress.wait()
+            nursery.cancel_scope.cancel()
+
+    try:
+        trio.run(main)
+    finally:
+        conn.send(received)
+
+
+def delivery_check(received: list[list[tuple[int, float]]], first: int, last: int) -> int:
+    """How many subscribers did not receive exactly first..last, in order, once each."""
+    expected = list(range(first, last + 1))
+    return sum(1 for r in received if [h for h, _ in r] != expected)
+
+
+# --- one phase ----------------------------------------------------------------------
+
+
+def phase(
+    bn: BenchNetwork,
+    source: RollupLoad,
+    rate: int,
+    seconds: float,
+    subscribers: int,
+    seed: int,
+) -> dict[str, Any]:
+    load = Load(bn, source, rate, seconds, seed)
+    ws = bn.urls[0].replace("http://", "ws://")
+    first = int(node_status(bn.urls[0])["height"]) + 1
+    sub_urls = [
+        f"{ws}/v1/subscribe/blocks?namespace={1 + i % NAMESPACES}&from={first}"
+        for i in range(subscribers)
+    ]
+    parent_end: Connection | None = None
+    child: Any = None
+    if subscribers:
+        context = multiprocessing.get_context("spawn")
+        parent_end, child_end = context.Pipe()
+        child = context.Process(target=subscriber_process, args=(sub_urls, child_end))
+        child.start()
+        if not parent_end.poll(CONNECT_TIMEOUT_S) or parent_end.recv() != "ready":
+            child.kill()
+            raise RuntimeError("the subscribers did not connect")
+    try:
+        before = int(node_status(bn.urls[0])["committed_txs"])
+        pids = bn.pids
+        cpu_before = [cpu_seconds(pid) for pid in pids]
+        client_cpu_before = cpu_seconds(child.pid) if child is not None else 0.0
+        started = time.monotonic()
+        load.run()
+        submitted = time.monotonic() - started
+        deadline = time.monotonic() + DRAIN_TIMEOUT_S
+        status = node_status(bn.urls[0])
+        while int(status["committed_txs"]) < before + load.accepted and (
+            time.monotonic() < deadline
+        ):
+            time.sleep(0.05)
+            status = node_status(bn.urls[0])
+        took = time.monotonic() - started
+        committed = int(status["committed_txs"]) - before
+        last = int(status["height"])
+        cpu = [cpu_seconds(pid) - c for pid, c in zip(pids, cpu_before, strict=True)]
+        report: dict[str, Any] = {
+            "subscribers": subscribers,
+            "offered_tx": load.offered,
+            "accepted_tx": load.accepted,
+            "refused": load.refused,
+            "committed_tx": committed,
+            "heights": last - first + 1,
+            "submission_s": round(submitted, 2),
+            "until_all_committed_s": round(took, 2),
+            "committed_tx_per_s": round(committed / took, 1),
+            "validator_cpu_s": [round(c, 2) for c in cpu],
+            "node0_cpu_ms_per_committed_tx": round(1000 * cpu[0] / max(1, committed), 3),
+        }
+        if child is None or parent_end is None:
+            return report
+        report["subscriber_client_cpu_s"] = round(cpu_seconds(child.pid) - client_cpu_before, 2)
+        parent_end.send(last)
+        received: list[list[tuple[int, float]]] = parent_end.recv()
+    finally:
+        if child is not None:
+            child.join(timeout=DELIVER_TIMEOUT_S + 10)
+            if child.is_alive():
+                child.kill()
+                child.join()
+    commits = commit_times(bn.net.nodes[0].log_path)
+    latencies = [at - commits[h] for r in received for h, at in r if h in commits]
+    messages = sum(len(r) for r in received)
+    report.update(
+        {
+            "messages_sent": messages,
+            "node0_extra_cpu_ms_per_message": None,  # filled in by compare()
+            "subscribers_not_every_height_once_in_order": delivery_check(received, first, last),
+            "commit_to_subscriber_ms": {
+                "messages": len(latencies),
+                "p50": quantile_ms(latencies, 0.5),
+                "p99": quantile_ms(latencies, 0.99),
+                "max": quantile_ms(latencies, 1.0),
+            },
+        }
+    )
+    return report
+
+
+def compare(without: dict[str, Any], with_subs: dict[str, Any]) -> dict[str, Any]:
+    """The subscribers' cost: throughput change, node 0's CPU per message."""
+    tps0, tps1 = without["committed_tx_per_s"], with_subs["committed_tx_per_s"]
+    extra_cpu_s = with_subs["validator_cpu_s"][0] - without["validator_cpu_s"][0] * (
+        with_subs["committed_tx"] / max(1, without["committed_tx"])
+    )
+    messages = with_subs.get("messages_sent") or 0
+    per_message = round(1000 * extra_cpu_s / messages, 3) if messages else None
+    with_subs["node0_extra_cpu_ms_per_message"] = per_message
+    return {
+        "committed_tx_per_s_change_pct": round(100 * (tps1 - tps0) / tps0, 1) if tps0 else None,
+        "node0_cpu_ms_per_committed_tx_change_pct": round(
+            100
+            * (
+                with_subs["node0_cpu_ms_per_committed_tx"]
+                - without["node0_cpu_ms_per_committed_tx"]
+            )
+            / max(1e-9, without["node0_cpu_ms_per_committed_tx"]),
+            1,
+        ),
+        "node0_extra_cpu_ms_per_message": per_message,
+    }
+
+
+def run_subscriber_bench(
+    *,
+    validators: int,
+    subscribers: int,
+    rate: int,
+    seconds: float,
+    seed: int,
+    echo: Callable[[str], None],
+) -> dict[str, Any]:
+    load_before = os.getloadavg()
+    with bench_network(validators, seed=seed, echo=echo) as bn:
+        echo(f"network of {validators} up; {rate} tx/s for {seconds:g} s without subscribers")
+        source = RollupLoad(seed=seed, accounts=bn.net.manifest.load.accounts)
+        time.sleep(1.0)
+        without = phase(bn, source, rate, seconds, 0, seed)
+        echo(f"  {without['committed_tx_per_s']} tx/s; now with {subscribers} subscribers")
+        time.sleep(2.0)
+        with_subs = phase(bn, source, rate, seconds, subscribers, seed + 1)
+        echo(f"  {with_subs['committed_tx_per_s']} tx/s")
+    return {
+        "benchmark": "subscribers",
+        "validators": validators,
+        "rate": rate,
+        "seconds": seconds,
+        "seed": seed,
+        "cores": os.cpu_count(),
+        "load_average_before": [round(x, 2) for x in load_before],
+        "phases": [without, with_subs],
+        "cost": compare(without, with_subs),
+    }
+
+
+def summary_text(report: dict[str, Any]) -> str:
+    without, with_subs = report["phases"]
+    latency = with_subs.get("commit_to_subscriber_ms", {})
+    lines = [
+        f"{report['validators']} validators, {report['rate']} tx/s offered for "
+        f"{report['seconds']:g} s, {report['cores']} cores (load average before "
+        f"{report['load_average_before'][0]})",
+    ]
+    for p in (without, with_subs):
+        lines.append(
+            f"  {p['subscribers']:>4} subscribers: {p['committed_tx_per_s']:>7} tx/s committed, "
+            f"node 0 {p['node0_cpu_ms_per_committed_tx']} ms CPU per committed tx"
+        )
+    lines.append(
+        f"  change: {report['cost']['committed_tx_per_s_change_pct']}% tx/s; node 0 "
+        f"{report['cost']['node0_extra_cpu_ms_per_message']} ms extra CPU per message sent; "
+        f"subscriber client process {with_subs.get('subscriber_client_cpu_s')} s CPU"
+    )
+    lines.append(
+        f"  commit -> subscriber: p50 {latency.get('p50')} ms, p99 {latency.get('p99')} ms, "
+        f"max {latency.get('max')} ms over {latency.get('messages')} messages; "
+        f"{with_subs.get('subscribers_not_every_height_once_in_order')} subscribers missed "
+        "or repeated a height"
+    )
+    return "\n".join(lines)
