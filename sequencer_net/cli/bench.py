@@ -723,7 +723,7 @@ def tdh2(sizes: tuple[int, ...], block_size: int, seed: int, repeat: int, as_jso
 )
 @click.option(
     "--subscribers",
-    type=click.IntRange(1, 10_000),
+    type=click.IntRange(1, 5_000),
     default=100,
     show_default=True,
     help="Block subscribers on node 0 in the second phase (namespaces 1-4 in turn).",

@@ -35,11 +35,12 @@ from datetime import datetime
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import msgspec
 import trio
-from trio_websocket import open_websocket_url
+from trio_websocket import wrap_client_stream
 
 from sequencer_net.testnet.bench.cluster import BenchNetwork, bench_network
 from sequencer_net.testnet.bench.traffic import RollupLoad, WireFormat, encode_body, sign_items
@@ -53,6 +54,8 @@ DRAIN_TIMEOUT_S = 120.0
 DELIVER_TIMEOUT_S = 30.0
 """How long after that the subscribers may take to receive the last height."""
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+SUBSCRIBERS_PER_ADDRESS = 25
+"""Below the default [api] max_subscriptions_per_client (32)."""
 _COMMITTED = re.compile(rb"event=committed height=(\d+) ")
 
 
@@ -159,6 +162,12 @@ def quantile_ms(values: list[float], q: float) -> float | None:
 # --- the subscriber process ---------------------------------------------------------
 
 
+def client_address(index: int) -> str:
+    """The loopback address subscriber `index` connects from: a few subscribers
+    per address, as from several clients (each under a node's per-client cap)."""
+    return f"127.0.0.{10 + index // SUBSCRIBERS_PER_ADDRESS}"
+
+
 def subscriber_process(urls: list[str], conn: Connection) -> None:
     """Open one subscription per url; send "ready" once all are open; on a
     height H from the parent, wait (bounded) until each has received H, then
@@ -172,7 +181,17 @@ def subscriber_process(urls: list[str], conn: Connection) -> None:
 
         async def one(i: int, url: str) -> None:
             nonlocal opened, progress
-            async with open_websocket_url(url, max_message_size=MAX_MESSAGE_BYTES) as ws:
+            parts = urlsplit(url)
+            host, port = parts.hostname or "127.0.0.1", parts.port or 80
+            stream = await trio.open_tcp_stream(host, port, local_address=client_address(i))
+            async with trio.open_nursery() as own:
+                ws = await wrap_client_stream(
+                    own,
+                    stream,
+                    f"{host}:{port}",
+                    f"{parts.path}?{parts.query}",
+                    max_message_size=MAX_MESSAGE_BYTES,
+                )
                 opened += 1
                 if opened == len(urls):
                     all_open.set()
