@@ -11,6 +11,7 @@ from typing import Any
 import msgspec
 import pytest
 import trio
+from starlette.datastructures import Address
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 from trio.testing import MockClock
@@ -114,8 +115,11 @@ def subscriptions(chain: Chain, queue: int = 256, cap: int = 256) -> Subscriptio
 class FakeSocket:
     """A WebSocket whose reader takes `reads` messages, then stalls (None: never)."""
 
-    def __init__(self, query: dict[str, str], reads: int | None = None) -> None:
+    def __init__(
+        self, query: dict[str, str], reads: int | None = None, client: str = "127.0.0.1"
+    ) -> None:
         self.query_params = query
+        self.client = Address(client, 40000)
         self.reads = reads
         self.messages: list[dict[str, Any]] = []
         self.closed: tuple[int, str] | None = None
@@ -384,7 +388,7 @@ async def test_refusals_complete_the_handshake_so_the_close_code_reaches_the_cli
     assert refused.accepted and refused.closed == (CLOSE_FULL, "too many subscribers; retry later")
 
 
-def test_the_message_caches_are_bounded_in_bytes(
+async def test_the_message_caches_are_bounded_in_bytes(
     chain: Chain, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     for _ in range(6):
@@ -392,7 +396,7 @@ def test_the_message_caches_are_bounded_in_bytes(
     monkeypatch.setattr(subscriptions_module, "CACHED_MESSAGE_BYTES", 1)
     monkeypatch.setattr(subscriptions_module, "CACHED_BLOCK_TX_BYTES", 1)
     messages = subscriptions_module.BlockMessages(chain.store)
-    first = [messages.message(h, NS) for h in range(1, 7)]
-    assert len(messages._messages) == 1 and len(messages._blocks) == 1  # the latest only
+    first = [await messages.message(h, NS) for h in range(1, 7)]
+    assert len(messages._messages) == 1 and len(messages._heights) == 1  # the latest only
     assert messages._message_bytes == len(first[-1] or "")
-    assert [messages.message(h, NS) for h in range(1, 7)] == first  # rebuilt the same
+    assert [await messages.message(h, NS) for h in range(1, 7)] == first  # rebuilt the same
