@@ -749,9 +749,16 @@ def tdh2(sizes: tuple[int, ...], block_size: int, seed: int, repeat: int, as_jso
     show_default=True,
     help="Seed of accounts and payloads.",
 )
+@click.option("--keep", is_flag=True, help="Keep the network's directory (logs, data).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def subscribers(
-    validators: int, subscribers: int, rate: int, seconds: float, seed: int, as_json: bool
+    validators: int,
+    subscribers: int,
+    rate: int,
+    seconds: float,
+    seed: int,
+    keep: bool,
+    as_json: bool,
 ) -> None:
     """What block subscribers cost a validator, in one run.
 
@@ -777,5 +784,6 @@ def subscribers(
             seconds=seconds,
             seed=seed,
             echo=lambda text: click.echo(text, err=True),
+            keep=keep,
         )
     click.echo(json.dumps(report) if as_json else summary_text(report))

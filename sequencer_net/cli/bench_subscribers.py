@@ -40,7 +40,7 @@ from urllib.parse import urlsplit
 import httpx
 import msgspec
 import trio
-from trio_websocket import wrap_client_stream
+from trio_websocket import ConnectionClosed, wrap_client_stream
 
 from sequencer_net.testnet.bench.cluster import BenchNetwork, bench_network
 from sequencer_net.testnet.bench.traffic import RollupLoad, WireFormat, encode_body, sign_items
@@ -56,6 +56,8 @@ DELIVER_TIMEOUT_S = 30.0
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 SUBSCRIBERS_PER_ADDRESS = 25
 """Below the default [api] max_subscriptions_per_client (32)."""
+MAX_RECONNECTS = 20
+RECONNECT_DELAY_S = 0.5
 _COMMITTED = re.compile(rb"event=committed height=(\d+) ")
 
 
@@ -168,11 +170,15 @@ def client_address(index: int) -> str:
     return f"127.0.0.{10 + index // SUBSCRIBERS_PER_ADDRESS}"
 
 
-def subscriber_process(urls: list[str], conn: Connection) -> None:
-    """Open one subscription per url; send "ready" once all are open; on a
-    height H from the parent, wait (bounded) until each has received H, then
-    send back each one's (height, unix receive time) list."""
+def subscriber_process(urls: list[str], first: int, conn: Connection) -> None:
+    """Open one subscription per url from height `first`; send "ready" once all
+    are open; on a height H from the parent, wait (bounded) until each has
+    received H, then send back each one's (height, unix receive time) list and
+    the close codes it met. A subscription closed with 4410 or 4008 reconnects
+    to the same node from the height the close names, as a client would (the
+    SDK would try another node first)."""
     received: list[list[tuple[int, float]]] = [[] for _ in urls]
+    closes: dict[str, int] = {}
 
     async def main() -> None:
         opened = 0
@@ -183,24 +189,38 @@ def subscriber_process(urls: list[str], conn: Connection) -> None:
             nonlocal opened, progress
             parts = urlsplit(url)
             host, port = parts.hostname or "127.0.0.1", parts.port or 80
-            stream = await trio.open_tcp_stream(host, port, local_address=client_address(i))
-            async with trio.open_nursery() as own:
-                ws = await wrap_client_stream(
-                    own,
-                    stream,
-                    f"{host}:{port}",
-                    f"{parts.path}?{parts.query}",
-                    max_message_size=MAX_MESSAGE_BYTES,
-                )
-                opened += 1
-                if opened == len(urls):
-                    all_open.set()
-                while True:
-                    message = msgspec.json.decode(await ws.get_message())
-                    if message.get("type") == "block":
-                        received[i].append((message["height"], time.time()))
-                        progress.set()
-                        progress = trio.Event()
+            counted = False
+            for _ in range(MAX_RECONNECTS):
+                start = received[i][-1][0] + 1 if received[i] else first
+                stream = await trio.open_tcp_stream(host, port, local_address=client_address(i))
+                try:
+                    async with trio.open_nursery() as own:
+                        ws = await wrap_client_stream(
+                            own,
+                            stream,
+                            f"{host}:{port}",
+                            f"{parts.path}?{parts.query}&from={start}",
+                            max_message_size=MAX_MESSAGE_BYTES,
+                        )
+                        if not counted:
+                            counted = True
+                            opened += 1
+                            if opened == len(urls):
+                                all_open.set()
+                        while True:
+                            message = msgspec.json.decode(await ws.get_message())
+                            if message.get("type") == "block":
+                                received[i].append((message["height"], time.time()))
+                                progress.set()
+                                progress = trio.Event()
+                except* ConnectionClosed as group:
+                    reason = group.exceptions[0]
+                    assert isinstance(reason, ConnectionClosed)
+                    code = reason.reason.code if reason.reason is not None else None
+                    closes[str(code)] = closes.get(str(code), 0) + 1
+                    if code not in (4008, 4410):
+                        raise
+                    await trio.sleep(RECONNECT_DELAY_S)
 
         async with trio.open_nursery() as nursery:
             for i, url in enumerate(urls):
@@ -217,7 +237,7 @@ def subscriber_process(urls: list[str], conn: Connection) -> None:
     try:
         trio.run(main)
     finally:
-        conn.send(received)
+        conn.send((received, closes))
 
 
 def delivery_check(received: list[list[tuple[int, float]]], first: int, last: int) -> int:
@@ -241,7 +261,7 @@ def phase(
     ws = bn.urls[0].replace("http://", "ws://")
     first = int(node_status(bn.urls[0])["height"]) + 1
     sub_urls = [
-        f"{ws}/v1/subscribe/blocks?namespace={1 + i % NAMESPACES}&from={first}"
+        f"{ws}/v1/subscribe/blocks?namespace={1 + i % NAMESPACES}"
         for i in range(subscribers)
     ]
     parent_end: Connection | None = None
@@ -249,7 +269,7 @@ def phase(
     if subscribers:
         context = multiprocessing.get_context("spawn")
         parent_end, child_end = context.Pipe()
-        child = context.Process(target=subscriber_process, args=(sub_urls, child_end))
+        child = context.Process(target=subscriber_process, args=(sub_urls, first, child_end))
         child.start()
         if not parent_end.poll(CONNECT_TIMEOUT_S) or parent_end.recv() != "ready":
             child.kill()
@@ -290,7 +310,7 @@ def phase(
             return report
         report["subscriber_client_cpu_s"] = round(cpu_seconds(child.pid) - client_cpu_before, 2)
         parent_end.send(last)
-        received: list[list[tuple[int, float]]] = parent_end.recv()
+        received, closes = parent_end.recv()
     finally:
         if child is not None:
             child.join(timeout=DELIVER_TIMEOUT_S + 10)
@@ -303,6 +323,7 @@ def phase(
     report.update(
         {
             "messages_sent": messages,
+            "subscription_closes": closes,
             "node0_extra_cpu_ms_per_message": None,  # filled in by compare()
             "subscribers_not_every_height_once_in_order": delivery_check(received, first, last),
             "commit_to_subscriber_ms": {
@@ -348,9 +369,12 @@ def run_subscriber_bench(
     seconds: float,
     seed: int,
     echo: Callable[[str], None],
+    keep: bool = False,
 ) -> dict[str, Any]:
     load_before = os.getloadavg()
-    with bench_network(validators, seed=seed, echo=echo) as bn:
+    with bench_network(validators, seed=seed, keep=keep, echo=echo) as bn:
+        if keep:
+            echo(f"network directory (kept): {bn.net.directory}")
         echo(f"network of {validators} up; {rate} tx/s for {seconds:g} s without subscribers")
         source = RollupLoad(seed=seed, accounts=bn.net.manifest.load.accounts)
         time.sleep(1.0)
