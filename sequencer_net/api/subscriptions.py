@@ -12,13 +12,20 @@ namespace proof against the payload's `namespace_root` (docs/api.md,
 "Subscriptions").
 
 The commit pipeline announces each committed height to a `CommitFeed` (a
-counter and an event: announcing never waits). Each subscriber's task reads
-what it sends from the store, so history and live blocks are one loop over
-heights: no gap, no duplicate, whichever side of the tip a subscriber starts.
-Its queue is the heights committed but not yet handed to its socket; one whose
-queue exceeds the limit (a stalled or slow reader) is closed with 4008 and the
-height to resume from. Nothing a subscriber does slows the commit pipeline or
-another subscriber. Messages are built once per (height, namespace) and shared.
+counter and an event: announcing never waits). Each subscriber is one task
+that reads what it sends from the store, so history and live blocks are one
+loop over heights: no gap, no duplicate, whichever side of the tip a
+subscriber starts. Its queue is the heights committed but not yet handed to
+its socket; at each announcement one pass over the subscribers stops every
+caught-up one whose queue exceeds the limit (a stalled or slow reader), which
+is then closed with 4008 and the height to resume from. Nothing a subscriber
+does slows the commit pipeline or another subscriber.
+
+What a height costs is paid once (`HeightMessages`): its batches decoded and
+hashed once, one namespace table for every namespace's proof, the JSON of the
+block and certificate once; large heights are built in a worker thread. Each
+(height, namespace) message is built once from that and the same text goes to
+every subscriber of it.
 """
 
 from __future__ import annotations
