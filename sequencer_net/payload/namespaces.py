@@ -192,18 +192,15 @@ def namespace_root(transactions: Iterable[tuple[int, bytes]]) -> bytes:
 
 
 class NamespaceTable:
-    """A block's table, built once: every namespace's proof from it costs
-    O(log entries) hashes' lookups (each subtree root is hashed once and kept)."""
+    """A block's table, built once: hashing its root keeps every subtree's hash,
+    so each namespace's proof is then O(log entries) lookups, no hashing."""
 
     def __init__(self, transactions: Iterable[tuple[int, bytes]]) -> None:
         self.entries = table_entries(group_by_namespace(transactions))
         self._namespaces = [entry.namespace for entry in self.entries]
         self._leaf_hashes = [leaf_hash(entry.encoded()) for entry in self.entries]
         self._subtrees: dict[tuple[int, int], bytes] = {}
-
-    @property
-    def root(self) -> bytes:
-        return self._subtree(0, len(self.entries)) if self.entries else EMPTY_ROOT
+        self.root = self._subtree(0, len(self.entries)) if self.entries else EMPTY_ROOT
 
     def _subtree(self, start: int, end: int) -> bytes:
         if end - start == 1:

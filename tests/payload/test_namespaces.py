@@ -135,17 +135,17 @@ def _reference_proof(block: list[tuple[int, bytes]], namespace: int) -> Namespac
 
 
 @given(
-    st.lists(st.tuples(st.integers(0, 80), st.integers(0, 10**6)), max_size=120).map(
+    st.lists(st.tuples(st.integers(0, 40), st.integers(0, 10**6)), max_size=80).map(
         lambda pairs: [(ns, h(i)) for ns, i in pairs]
     )
 )
-@settings(max_examples=150)
+@settings(max_examples=100, deadline=None)
 def test_one_table_build_gives_every_namespaces_proof_as_built_alone(
     block: list[tuple[int, bytes]],
 ) -> None:
     table = NamespaceTable(block)
     assert table.root == namespace_root(block)
-    for namespace in range(82):  # each present one, each gap and both ends
+    for namespace in range(42):  # each present one, each gap and both ends
         assert table.proof(namespace) == _reference_proof(block, namespace)
 
 
