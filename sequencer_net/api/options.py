@@ -23,6 +23,7 @@ class ApiOptions:
     """None: the admin endpoints are off."""
     subscriber_queue: int = ApiSettings.subscriber_queue
     max_subscribers: int = ApiSettings.max_subscribers
+    max_subscriptions_per_client: int = ApiSettings.max_subscriptions_per_client
     health_stall_s: float = DEFAULT_HEALTH_STALL_S
     """/v1/health answers 503 once the height has not moved for this long."""
 
@@ -33,7 +34,8 @@ class ApiOptions:
             f"{self.max_connections}, body_timeout_s={self.body_timeout_s}, idle_timeout_s="
             f"{self.idle_timeout_s}, max_body_buffer_bytes={self.max_body_buffer_bytes}, "
             f"admin_token={token}, subscriber_queue={self.subscriber_queue}, "
-            f"max_subscribers={self.max_subscribers}, health_stall_s={self.health_stall_s})"
+            f"max_subscribers={self.max_subscribers}, max_subscriptions_per_client="
+            f"{self.max_subscriptions_per_client}, health_stall_s={self.health_stall_s})"
         )
 
     @classmethod
@@ -64,6 +66,7 @@ class ApiOptions:
             max_body_buffer_bytes=api.max_body_buffer_bytes,
             subscriber_queue=api.subscriber_queue,
             max_subscribers=api.max_subscribers,
+            max_subscriptions_per_client=api.max_subscriptions_per_client,
             health_stall_s=health_stall_s,
             admin_token=load_admin_token(
                 config.admin_token_path, os.environ if environ is None else environ

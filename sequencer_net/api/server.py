@@ -320,7 +320,11 @@ def build_app(ctx: ApiContext, options: ApiOptions | None = None) -> Starlette:
         store=ctx.store,
         mempool=ctx.mempool,
         feed=ctx.commit_feed or CommitFeed(ctx.store.tip()[0]),
-        limits=SubscriptionLimits(options.subscriber_queue, options.max_subscribers),
+        limits=SubscriptionLimits(
+            options.subscriber_queue,
+            options.max_subscribers,
+            options.max_subscriptions_per_client,
+        ),
         receipt=lambda height, index: receipt_json(ctx.store.executed_at(height), index),
     )
 
@@ -331,7 +335,9 @@ def build_app(ctx: ApiContext, options: ApiOptions | None = None) -> Starlette:
         except ValueError as exc:
             raise bad_request(str(exc)) from exc
         try:
-            document = subscriptions.block_document(height, namespace) if height >= 1 else None
+            document = (
+                await subscriptions.block_document(height, namespace) if height >= 1 else None
+            )
         except NoOwnCertificate as exc:
             return error_response(404, "no_certificate", str(exc))
         if document is None:

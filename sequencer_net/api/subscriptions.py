@@ -12,13 +12,20 @@ namespace proof against the payload's `namespace_root` (docs/api.md,
 "Subscriptions").
 
 The commit pipeline announces each committed height to a `CommitFeed` (a
-counter and an event: announcing never waits). Each subscriber's task reads
-what it sends from the store, so history and live blocks are one loop over
-heights: no gap, no duplicate, whichever side of the tip a subscriber starts.
-Its queue is the heights committed but not yet handed to its socket; one whose
-queue exceeds the limit (a stalled or slow reader) is closed with 4008 and the
-height to resume from. Nothing a subscriber does slows the commit pipeline or
-another subscriber. Messages are built once per (height, namespace) and shared.
+counter and an event: announcing never waits). Each subscriber is one task
+that reads what it sends from the store, so history and live blocks are one
+loop over heights: no gap, no duplicate, whichever side of the tip a
+subscriber starts. Its queue is the heights committed but not yet handed to
+its socket; at each announcement one pass over the subscribers stops every
+caught-up one whose queue exceeds the limit (a stalled or slow reader), which
+is then closed with 4008 and the height to resume from. Nothing a subscriber
+does slows the commit pipeline or another subscriber.
+
+What a height costs is paid once (`HeightMessages`): its batches decoded and
+hashed once, one namespace table for every namespace's proof, the JSON of the
+block and certificate once; large heights are built in a worker thread. Each
+(height, namespace) message is built once from that and the same text goes to
+every subscriber of it.
 """
 
 from __future__ import annotations
@@ -40,7 +47,7 @@ from sequencer_net.mempool.mempool import Mempool
 from sequencer_net.mempool.transaction import InvalidTransaction, tx_hash
 from sequencer_net.node.status import CommitFeed
 from sequencer_net.payload import MalformedPayload, decode_payload
-from sequencer_net.payload.namespaces import MAX_NAMESPACE, EntryProof, namespace_proof
+from sequencer_net.payload.namespaces import MAX_NAMESPACE, EntryProof, NamespaceTable
 from sequencer_net.storage.node_store import NodeStore
 
 __all__ = ["CommitFeed", "SubscriptionLimits", "Subscriptions"]
@@ -68,6 +75,12 @@ CACHED_BLOCK_TX_BYTES = 128 * 1024 * 1024
 ones subscribers read): at most this many, and this many transaction bytes."""
 SEND_TIMEOUT_S = 10.0
 """A close frame to a stalled subscriber is given up after this long."""
+BUILD_IN_THREAD_MIN_BYTES = 64 * 1024
+"""A height whose batches hold at least this many bytes has its messages' shared
+part (decoding, hashing, the namespace table, the JSON of block and
+certificate) built in a worker thread, so the event loop, which also runs
+consensus, keeps serving meanwhile."""
+PING_TEXT = '{"type":"ping"}'
 
 
 @dataclass(frozen=True)
@@ -76,6 +89,8 @@ class SubscriptionLimits:
     """Heights one subscriber may trail the tip by before it is closed (4008)."""
     max_subscribers: int = 256
     """Open subscriptions (both kinds) at once; beyond it 4429."""
+    max_per_client: int = 32
+    """Open subscriptions (both kinds) from one remote address; beyond it 4429."""
 
 
 class BadQuery(ValueError):
@@ -111,15 +126,6 @@ def certificate_json(cert: Certificate) -> dict[str, Any]:
     }
 
 
-@dataclass(frozen=True)
-class _BlockData:
-    block: Block
-    digest: bytes
-    certificate: Certificate
-    pairs: list[tuple[int, bytes]]
-    transactions: list[tuple[int, bytes]]  # (namespace, encoded) in block order
-
-
 class NoOwnCertificate(LookupError):
     """The block was committed under a descendant's finalization (which finalizes
     a chain of ancestors at once) and this node holds no certificate of its own
@@ -141,20 +147,32 @@ def own_finalization(store: NodeStore, block: Block, digest: bytes) -> Certifica
     return own
 
 
-def block_transactions(store: NodeStore, block: Block) -> list[tuple[int, bytes]] | None:
-    """(namespace, encoded) of what the block's namespace root covers: its batches'
-    transactions in payload order, each once (payload.checks.block_namespace_pairs).
-    None if a batch is not held here."""
+def _batch_digests(block: Block) -> list[bytes]:
     try:
-        digests = decode_payload(block.payload).batches
+        return list(decode_payload(block.payload).batches)
     except MalformedPayload:
         return []
-    out: list[tuple[int, bytes]] = []
-    seen: set[bytes] = set()
-    for digest in digests:
+
+
+def _stored_batches(store: NodeStore, block: Block) -> list[bytes] | None:
+    """The encoded batches the block's payload names, in order; None if one is
+    not held here."""
+    batches: list[bytes] = []
+    for digest in _batch_digests(block):
         encoded = store.get_batch(digest)
         if encoded is None:
             return None
+        batches.append(encoded)
+    return batches
+
+
+def namespaced_transactions(batches: list[bytes]) -> list[tuple[int, bytes, bytes]] | None:
+    """(namespace, tx hash, encoded) of what a block's namespace root covers: its
+    batches' transactions in payload order, each once (payload.checks.
+    block_namespace_pairs). None if a batch does not decode."""
+    out: list[tuple[int, bytes, bytes]] = []
+    seen: set[bytes] = set()
+    for encoded in batches:
         try:
             batch = decode_batch(encoded)
         except InvalidBatch:
@@ -168,69 +186,67 @@ def block_transactions(store: NodeStore, block: Block) -> list[tuple[int, bytes]
             if h in seen:
                 continue
             seen.add(h)
-            out.append((namespace, tx))
+            out.append((namespace, h, tx))
     return out
 
 
-class BlockMessages:
-    """Builds (and caches) the message of a committed height for a namespace."""
+def block_transactions(store: NodeStore, block: Block) -> list[tuple[int, bytes]] | None:
+    """(namespace, encoded) of what the block's namespace root covers, in order;
+    None if a batch is not held here."""
+    batches = _stored_batches(store, block)
+    found = None if batches is None else namespaced_transactions(batches)
+    return None if found is None else [(ns, tx) for ns, _, tx in found]
 
-    def __init__(self, store: NodeStore) -> None:
-        self.store = store
-        self._blocks: OrderedDict[int, tuple[_BlockData, int]] = OrderedDict()
-        self._block_bytes = 0
-        self._messages: OrderedDict[tuple[int, int], str] = OrderedDict()
-        self._message_bytes = 0
 
-    def _block_data(self, height: int) -> _BlockData | None:
-        cached = self._blocks.get(height)
-        if cached is not None:
-            return cached[0]
-        block = self.store.block_at(height)
-        if block is None:
-            return None
-        digest = block.digest()
-        cert = own_finalization(self.store, block, digest)
-        if cert is None:
-            return None
-        transactions = block_transactions(self.store, block)
-        if transactions is None:
-            return None
-        pairs = [(ns, tx_hash(tx)) for ns, tx in transactions]
-        data = _BlockData(block, digest, cert, pairs, transactions)
-        size = sum(len(tx) for _, tx in transactions)
-        self._blocks[height] = (data, size)
-        self._block_bytes += size
-        while len(self._blocks) > 1 and (
-            len(self._blocks) > CACHED_BLOCKS or self._block_bytes > CACHED_BLOCK_TX_BYTES
-        ):
-            self._block_bytes -= self._blocks.popitem(last=False)[1][1]
-        return data
+@dataclass(frozen=True)
+class HeightMessages:
+    """What every namespace's message of one committed height shares, built once:
+    the JSON up to the namespace, the transactions grouped by namespace and the
+    namespace table (every namespace's proof comes from it)."""
 
-    def message(self, height: int, namespace: int) -> str | None:
-        """The JSON text for (height, namespace); None while the block is not
-        committed here (or a batch of it is not held); NoOwnCertificate for a
-        block committed under a descendant's certificate."""
-        key = (height, namespace)
-        cached = self._messages.get(key)
-        if cached is not None:
-            return cached
-        data = self._block_data(height)
-        if data is None:
-            return None
-        text = msgspec.json.encode(self.document(data, namespace)).decode()
-        self._messages[key] = text
-        self._message_bytes += len(text)
-        while len(self._messages) > 1 and (
-            len(self._messages) > CACHED_MESSAGES or self._message_bytes > CACHED_MESSAGE_BYTES
-        ):
-            self._message_bytes -= len(self._messages.popitem(last=False)[1])
-        return text
+    height: int
+    head: bytes
+    """`{"type":"block","height":..,"block":{..},"certificate":{..},"namespace":`"""
+    by_namespace: dict[int, list[bytes]]
+    table: NamespaceTable
+    size: int
+    """Bytes held: the transactions and the head."""
 
-    def document(self, data: _BlockData, namespace: int) -> dict[str, Any]:
-        block = data.block
-        proof = namespace_proof(data.pairs, namespace)
-        return {
+    def message(self, namespace: int) -> str:
+        """The message for `namespace`: the same JSON, key for key, as encoding
+        `block_document` would give."""
+        transactions = [_hex(tx) for tx in self.by_namespace.get(namespace, ())]
+        proof = self.table.proof(namespace)
+        tail = msgspec.json.encode(
+            {
+                "transactions": transactions,
+                "proof": {
+                    "namespace": proof.namespace,
+                    "size": proof.size,
+                    "present": _entry_json(proof.present),
+                    "below": _entry_json(proof.below),
+                    "above": _entry_json(proof.above),
+                },
+            }
+        )
+        # tail is `{"transactions":..,"proof":..}`: spliced after the namespace.
+        return (self.head + b"%d," % namespace + tail[1:]).decode()
+
+
+def build_height_messages(
+    block: Block, digest: bytes, certificate: Certificate, batches: list[bytes]
+) -> HeightMessages | None:
+    """Pure (no store, no loop): run in a worker thread for large blocks. None
+    if a batch does not decode."""
+    found = namespaced_transactions(batches)
+    if found is None:
+        return None
+    by_namespace: dict[int, list[bytes]] = {}
+    for namespace, _, tx in found:
+        by_namespace.setdefault(namespace, []).append(tx)
+    table = NamespaceTable((namespace, h) for namespace, h, _ in found)
+    head = msgspec.json.encode(
+        {
             "type": "block",
             "height": block.height,
             "block": {
@@ -239,19 +255,107 @@ class BlockMessages:
                 "parent": _hex(block.parent),
                 "proposer": block.proposer,
                 "payload": _hex(block.payload),
-                "hash": _hex(data.digest),
+                "hash": _hex(digest),
             },
-            "certificate": certificate_json(data.certificate),
-            "namespace": namespace,
-            "transactions": [_hex(tx) for ns, tx in data.transactions if ns == namespace],
-            "proof": {
-                "namespace": proof.namespace,
-                "size": proof.size,
-                "present": _entry_json(proof.present),
-                "below": _entry_json(proof.below),
-                "above": _entry_json(proof.above),
-            },
+            "certificate": certificate_json(certificate),
+            "namespace": 0,
         }
+    )
+    head = head[: -len(b"0}")]  # up to the namespace's value
+    size = len(head) + sum(len(tx) for _, _, tx in found)
+    return HeightMessages(block.height, head, by_namespace, table, size)
+
+
+class BlockMessages:
+    """Builds (and caches) the messages of committed heights: each height's
+    shared part once, each (height, namespace) message once, shared by every
+    subscriber of it."""
+
+    def __init__(self, store: NodeStore) -> None:
+        self.store = store
+        self._heights: OrderedDict[int, HeightMessages] = OrderedDict()
+        self._height_bytes = 0
+        self._building: dict[int, trio.Event] = {}
+        self._messages: OrderedDict[tuple[int, int], str] = OrderedDict()
+        self._message_bytes = 0
+        self.heights_built = 0
+
+    async def _height(self, height: int) -> HeightMessages | None:
+        while True:
+            cached = self._heights.get(height)
+            if cached is not None:
+                return cached
+            pending = self._building.get(height)
+            if pending is None:
+                break
+            await pending.wait()  # another subscriber is building it: share that
+        done = self._building[height] = trio.Event()
+        try:
+            built = await self._build(height)
+        finally:
+            del self._building[height]
+            done.set()
+        if built is None:
+            return None
+        self.heights_built += 1
+        self._heights[height] = built
+        self._height_bytes += built.size
+        while len(self._heights) > 1 and (
+            len(self._heights) > CACHED_BLOCKS or self._height_bytes > CACHED_BLOCK_TX_BYTES
+        ):
+            self._height_bytes -= self._heights.popitem(last=False)[1].size
+        return built
+
+    async def _build(self, height: int) -> HeightMessages | None:
+        block = self.store.block_at(height)
+        if block is None:
+            return None
+        digest = block.digest()
+        certificate = own_finalization(self.store, block, digest)
+        if certificate is None:
+            return None
+        batches = _stored_batches(self.store, block)
+        if batches is None:
+            return None
+        if sum(len(b) for b in batches) >= BUILD_IN_THREAD_MIN_BYTES:
+            return await trio.to_thread.run_sync(
+                build_height_messages, block, digest, certificate, batches
+            )
+        return build_height_messages(block, digest, certificate, batches)
+
+    async def message(self, height: int, namespace: int) -> str | None:
+        """The JSON text for (height, namespace); None while the block is not
+        committed here (or a batch of it is not held); NoOwnCertificate for a
+        block committed under a descendant's certificate."""
+        key = (height, namespace)
+        cached = self._messages.get(key)
+        if cached is not None:
+            return cached
+        shared = await self._height(height)
+        if shared is None:
+            return None
+        cached = self._messages.get(key)  # built by another task meanwhile
+        if cached is not None:
+            return cached
+        text = shared.message(namespace)
+        self._messages[key] = text
+        self._message_bytes += len(text)
+        while len(self._messages) > 1 and (
+            len(self._messages) > CACHED_MESSAGES or self._message_bytes > CACHED_MESSAGE_BYTES
+        ):
+            self._message_bytes -= len(self._messages.popitem(last=False)[1])
+        return text
+
+
+@dataclass(eq=False)
+class _BlockSubscriber:
+    """One open block subscription, as the lag check sees it."""
+
+    next_height: int
+    live: bool
+    """Caught up once: only then does trailing the tip count against the queue."""
+    sending: trio.CancelScope
+    too_slow: bool = False
 
 
 def parse_namespace(raw: str | None) -> int:
@@ -295,10 +399,23 @@ class Subscriptions:
         self.receipt = receipt
         self.messages = BlockMessages(store)
         self.open = 0
+        self.open_by_client: dict[str, int] = {}
         self.dropped_slow = 0
+        self._block_subscribers: set[_BlockSubscriber] = set()
+        feed.on_announce(self._drop_laggards)
 
     def _tip(self) -> int:
         return max(self.feed.height, self.store.tip()[0])
+
+    def _drop_laggards(self, tip: int) -> None:
+        """At each commit: stop sending to every caught-up subscriber that now
+        trails the tip by more than its queue (its task then closes it, 4008).
+        One pass over the subscribers, no task of their own."""
+        queue = self.limits.queue
+        for subscriber in self._block_subscribers:
+            if subscriber.live and tip - subscriber.next_height + 1 > queue:
+                subscriber.too_slow = True
+                subscriber.sending.cancel()
 
     async def refuse(self, websocket: WebSocket, code: int, reason: str) -> None:
         """Accept, then close with `code`: a close before the handshake completes
@@ -310,6 +427,30 @@ class Subscriptions:
         except WebSocketDisconnect:
             pass
 
+    def _admit(self, websocket: WebSocket) -> str | None:
+        """Count a new subscription in; the reason to refuse it (4429) if a cap is
+        reached: the node's or its remote address's."""
+        if self.open >= self.limits.max_subscribers:
+            return "too many subscribers; retry later"
+        client = websocket.client.host if websocket.client is not None else ""
+        if self.open_by_client.get(client, 0) >= self.limits.max_per_client:
+            return (
+                f"too many subscriptions from this address (at most "
+                f"{self.limits.max_per_client}); retry later"
+            )
+        self.open += 1
+        self.open_by_client[client] = self.open_by_client.get(client, 0) + 1
+        return None
+
+    def _release(self, websocket: WebSocket) -> None:
+        client = websocket.client.host if websocket.client is not None else ""
+        self.open -= 1
+        left = self.open_by_client[client] - 1
+        if left:
+            self.open_by_client[client] = left
+        else:
+            del self.open_by_client[client]
+
     async def blocks(self, websocket: WebSocket) -> None:
         try:
             namespace = parse_namespace(websocket.query_params.get("namespace"))
@@ -317,48 +458,40 @@ class Subscriptions:
         except BadQuery as exc:
             await self.refuse(websocket, CLOSE_BAD_QUERY, str(exc))
             return
-        if self.open >= self.limits.max_subscribers:
-            await self.refuse(websocket, CLOSE_FULL, "too many subscribers; retry later")
+        refusal = self._admit(websocket)
+        if refusal is not None:
+            await self.refuse(websocket, CLOSE_FULL, refusal)
             return
-        self.open += 1
         try:
             await websocket.accept()
             await self._serve_blocks(websocket, namespace, start)
         except WebSocketDisconnect:
             pass
         finally:
-            self.open -= 1
+            self._release(websocket)
 
     async def _serve_blocks(self, websocket: WebSocket, namespace: int, start: int) -> None:
-        next_height = start
-        too_slow = False
+        """One task per subscriber: send each height from `start` on, waiting for
+        commits when caught up; `_drop_laggards` cancels its sending when it
+        falls too far behind."""
+        # History first: the queue counts once caught up.
+        subscriber = _BlockSubscriber(start, start > self._tip(), trio.CancelScope())
         no_certificate = ""
         waiting_since: float | None = None
-
-        async def watch(cancel: trio.CancelScope) -> None:
-            """Close the subscription once it trails the tip by more than its queue."""
-            nonlocal too_slow
-            while True:
-                if self._tip() - next_height + 1 > self.limits.queue and live:
-                    too_slow = True
-                    cancel.cancel()
-                    return
-                await self.feed.wait_change()
-
-        live = start > self._tip()  # history first: the queue counts once caught up
-        async with trio.open_nursery() as nursery:
-            with trio.CancelScope() as sending:
-                nursery.start_soon(watch, sending)
+        self._block_subscribers.add(subscriber)
+        try:
+            with subscriber.sending:
                 while True:
-                    if next_height > self._tip():
-                        live = True
+                    height = subscriber.next_height
+                    if height > self._tip():
+                        subscriber.live = True
                         with trio.move_on_after(PING_INTERVAL_S) as idle:
-                            await self.feed.wait_past(next_height - 1)
+                            await self.feed.wait_past(height - 1)
                         if idle.cancelled_caught:
-                            await websocket.send_text('{"type":"ping"}')
+                            await websocket.send_text(PING_TEXT)
                         continue
                     try:
-                        text = self.messages.message(next_height, namespace)
+                        text = await self.messages.message(height, namespace)
                     except NoOwnCertificate as exc:
                         now = trio.current_time()
                         if waiting_since is None:
@@ -368,17 +501,18 @@ class Subscriptions:
                             log.info("event=subscription_no_certificate %s", exc)
                             break
                         text = None
-                    if text is not None:
-                        waiting_since = None
                     if text is None:
                         # Not stored yet (a batch, a commit racing the feed): look
                         # again on the next commit or after a while.
                         with trio.move_on_after(CERTIFICATE_POLL_S):
                             await self.feed.wait_change()
                         continue
+                    waiting_since = None
                     await websocket.send_text(text)
-                    next_height += 1
-            nursery.cancel_scope.cancel()
+                    subscriber.next_height = height + 1
+        finally:
+            self._block_subscribers.discard(subscriber)
+        next_height = subscriber.next_height
         if no_certificate:
             await websocket.close(
                 code=CLOSE_NO_CERTIFICATE,
@@ -388,7 +522,7 @@ class Subscriptions:
                 ),
             )
             return
-        if too_slow:
+        if subscriber.too_slow:
             self.dropped_slow += 1
             log.info(
                 "event=subscriber_too_slow namespace=%d resume_height=%d", namespace, next_height
@@ -398,9 +532,9 @@ class Subscriptions:
                     code=CLOSE_TOO_SLOW, reason=f"too slow; resume from height {next_height}"
                 )
 
-    def block_document(self, height: int, namespace: int) -> dict[str, Any] | None:
+    async def block_document(self, height: int, namespace: int) -> dict[str, Any] | None:
         """One block's message; None if not committed here; NoOwnCertificate."""
-        text = self.messages.message(height, namespace)
+        text = await self.messages.message(height, namespace)
         return None if text is None else msgspec.json.decode(text)
 
     # ---- transaction status ----------------------------------------------------------
@@ -426,10 +560,10 @@ class Subscriptions:
         }
 
     async def transaction(self, websocket: WebSocket, h: bytes) -> None:
-        if self.open >= self.limits.max_subscribers:
-            await self.refuse(websocket, CLOSE_FULL, "too many subscribers; retry later")
+        refusal = self._admit(websocket)
+        if refusal is not None:
+            await self.refuse(websocket, CLOSE_FULL, refusal)
             return
-        self.open += 1
         try:
             await websocket.accept()
             last: dict[str, Any] | None = None
@@ -446,4 +580,4 @@ class Subscriptions:
         except WebSocketDisconnect:
             pass
         finally:
-            self.open -= 1
+            self._release(websocket)

@@ -710,3 +710,80 @@ def tdh2(sizes: tuple[int, ...], block_size: int, seed: int, repeat: int, as_jso
         for name, value in report.items():
             if name.endswith("_us"):
                 click.echo(f"  {name[:-3] + ':':<28}{value:>10.1f}")
+
+
+@bench.command("subscribers")
+@click.option(
+    "--validators",
+    "-n",
+    type=click.IntRange(1, 16),
+    default=4,
+    show_default=True,
+    help="Validators in the benchmark network (all on this machine).",
+)
+@click.option(
+    "--subscribers",
+    type=click.IntRange(1, 5_000),
+    default=100,
+    show_default=True,
+    help="Block subscribers on node 0 in the second phase (namespaces 1-4 in turn).",
+)
+@click.option(
+    "--rate",
+    type=click.IntRange(1, 100_000),
+    default=600,
+    show_default=True,
+    help="Rollup transactions per second offered in each phase.",
+)
+@click.option(
+    "--seconds",
+    type=click.FloatRange(min=1.0, max=600.0),
+    default=15.0,
+    show_default=True,
+    help="Seconds of load per phase.",
+)
+@click.option(
+    "--seed",
+    type=click.IntRange(0, 2**32 - 1),
+    default=0,
+    show_default=True,
+    help="Seed of accounts and payloads.",
+)
+@click.option("--keep", is_flag=True, help="Keep the network's directory (logs, data).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def subscribers(
+    validators: int,
+    subscribers: int,
+    rate: int,
+    seconds: float,
+    seed: int,
+    keep: bool,
+    as_json: bool,
+) -> None:
+    """What block subscribers cost a validator, in one run.
+
+    Starts a fresh network on 127.0.0.1, offers --rate tx/s of rollup load for
+    --seconds with no subscriber, then again with --subscribers WebSocket
+    subscribers on node 0 (in a separate client process), and reports for both
+    committed tx/s, each validator's CPU and node 0's CPU per committed
+    transaction; for the second also the client process's CPU, the time from
+    node 0's commit to each subscriber's receipt (p50/p99/max) and whether
+    every subscriber got every height once, in order. Everything started is
+    stopped at the end.
+
+    Example: seqnet bench subscribers --subscribers 100 --rate 600 --seconds 15 --json
+    """
+    from sequencer_net.cli.bench_network import sigterm_as_sigint
+    from sequencer_net.cli.bench_subscribers import run_subscriber_bench, summary_text
+
+    with sigterm_as_sigint():
+        report = run_subscriber_bench(
+            validators=validators,
+            subscribers=subscribers,
+            rate=rate,
+            seconds=seconds,
+            seed=seed,
+            echo=lambda text: click.echo(text, err=True),
+            keep=keep,
+        )
+    click.echo(json.dumps(report) if as_json else summary_text(report))

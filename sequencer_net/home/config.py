@@ -201,6 +201,13 @@ class ApiSettings:
         "beyond it a new one is closed with 4429. Each also holds a connection.",
         _between(1, 65_536),
     )
+    max_subscriptions_per_client: int = _key(
+        32,
+        "Open WebSocket subscriptions (both kinds) from one client address at once; "
+        "beyond it a new one from that address is closed with 4429, so one client "
+        "cannot take all of max_subscribers.",
+        _between(1, 65_536),
+    )
     admin_token_file: str | None = _key(
         None,
         "File (relative to the home directory, mode 0600) whose first line is the "

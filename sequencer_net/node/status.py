@@ -4,6 +4,7 @@ and the feed of committed heights its subscribers follow."""
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import trio
@@ -15,10 +16,18 @@ class CommitFeed:
     def __init__(self, height: int = 0) -> None:
         self.height = height
         self._event = trio.Event()
+        self._listeners: list[Callable[[int], None]] = []
+
+    def on_announce(self, listener: Callable[[int], None]) -> None:
+        """Call `listener(height)` at every announcement, before any waiter
+        wakes; it must not block (the commit pipeline calls it)."""
+        self._listeners.append(listener)
 
     def announce(self, height: int) -> None:
         if height > self.height:
             self.height = height
+        for listener in self._listeners:
+            listener(self.height)
         self._event.set()
         self._event = trio.Event()
 

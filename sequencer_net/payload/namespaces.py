@@ -33,6 +33,7 @@ every voter recomputes it before voting (sequencer_net.payload.checks).
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from typing import Annotated, Final
 
@@ -190,21 +191,60 @@ def namespace_root(transactions: Iterable[tuple[int, bytes]]) -> bytes:
     return merkle_root([entry.encoded() for entry in entries])
 
 
+class NamespaceTable:
+    """A block's table, built once: hashing its root keeps every subtree's hash,
+    so each namespace's proof is then O(log entries) lookups, no hashing."""
+
+    def __init__(self, transactions: Iterable[tuple[int, bytes]]) -> None:
+        self.entries = table_entries(group_by_namespace(transactions))
+        self._namespaces = [entry.namespace for entry in self.entries]
+        self._leaf_hashes = [leaf_hash(entry.encoded()) for entry in self.entries]
+        self._subtrees: dict[tuple[int, int], bytes] = {}
+        self.root = self._subtree(0, len(self.entries)) if self.entries else EMPTY_ROOT
+
+    def _subtree(self, start: int, end: int) -> bytes:
+        if end - start == 1:
+            return self._leaf_hashes[start]
+        cached = self._subtrees.get((start, end))
+        if cached is None:
+            k = _split(end - start)
+            cached = node_hash(self._subtree(start, start + k), self._subtree(start + k, end))
+            self._subtrees[(start, end)] = cached
+        return cached
+
+    def _audit_path(self, index: int) -> list[bytes]:
+        """RFC 6962 PATH(index, entries), as `audit_path` computes it."""
+        path: list[bytes] = []
+        start, end = 0, len(self.entries)
+        while end - start > 1:
+            k = _split(end - start)
+            if index < start + k:
+                path.append(self._subtree(start + k, end))
+                end = start + k
+            else:
+                path.append(self._subtree(start, start + k))
+                start = start + k
+        path.reverse()
+        return path
+
+    def _entry_proof(self, index: int) -> EntryProof:
+        return EntryProof(index, self.entries[index], self._audit_path(index))
+
+    def proof(self, namespace: int) -> NamespaceProof:
+        """The proof for `namespace` (present, or enclosed by its neighbours)."""
+        size = len(self.entries)
+        position = bisect_left(self._namespaces, namespace)
+        if position < size and self._namespaces[position] == namespace:
+            return NamespaceProof(namespace, size, present=self._entry_proof(position))
+        below = self._entry_proof(position - 1) if position > 0 else None
+        above = self._entry_proof(position) if position < size else None
+        return NamespaceProof(namespace, size, below=below, above=above)
+
+
 def namespace_proof(transactions: Iterable[tuple[int, bytes]], namespace: int) -> NamespaceProof:
-    """The proof for `namespace` in a block of (namespace, tx hash) pairs."""
-    entries = table_entries(group_by_namespace(transactions))
-    leaves = [entry.encoded() for entry in entries]
-
-    def entry_proof(index: int) -> EntryProof:
-        return EntryProof(index, entries[index], audit_path(leaves, index))
-
-    size = len(entries)
-    position = next((i for i, e in enumerate(entries) if e.namespace >= namespace), size)
-    if position < size and entries[position].namespace == namespace:
-        return NamespaceProof(namespace, size, present=entry_proof(position))
-    below = entry_proof(position - 1) if position > 0 else None
-    above = entry_proof(position) if position < size else None
-    return NamespaceProof(namespace, size, below=below, above=above)
+    """The proof for `namespace` in a block of (namespace, tx hash) pairs (one
+    namespace; for several, build one `NamespaceTable` and ask it each)."""
+    return NamespaceTable(transactions).proof(namespace)
 
 
 def _check_entry(root: bytes, size: int, proof: EntryProof) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 import msgspec
 import pytest
 import trio
+from starlette.datastructures import Address
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 from trio.testing import MockClock
@@ -41,6 +42,7 @@ from sequencer_net.payload.namespaces import (
     EntryProof,
     NamespaceProof,
     TableEntry,
+    namespace_proof,
     namespace_root,
     verify_namespace,
 )
@@ -114,8 +116,11 @@ def subscriptions(chain: Chain, queue: int = 256, cap: int = 256) -> Subscriptio
 class FakeSocket:
     """A WebSocket whose reader takes `reads` messages, then stalls (None: never)."""
 
-    def __init__(self, query: dict[str, str], reads: int | None = None) -> None:
+    def __init__(
+        self, query: dict[str, str], reads: int | None = None, client: str = "127.0.0.1"
+    ) -> None:
         self.query_params = query
+        self.client = Address(client, 40000)
         self.reads = reads
         self.messages: list[dict[str, Any]] = []
         self.closed: tuple[int, str] | None = None
@@ -384,7 +389,7 @@ async def test_refusals_complete_the_handshake_so_the_close_code_reaches_the_cli
     assert refused.accepted and refused.closed == (CLOSE_FULL, "too many subscribers; retry later")
 
 
-def test_the_message_caches_are_bounded_in_bytes(
+async def test_the_message_caches_are_bounded_in_bytes(
     chain: Chain, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     for _ in range(6):
@@ -392,7 +397,125 @@ def test_the_message_caches_are_bounded_in_bytes(
     monkeypatch.setattr(subscriptions_module, "CACHED_MESSAGE_BYTES", 1)
     monkeypatch.setattr(subscriptions_module, "CACHED_BLOCK_TX_BYTES", 1)
     messages = subscriptions_module.BlockMessages(chain.store)
-    first = [messages.message(h, NS) for h in range(1, 7)]
-    assert len(messages._messages) == 1 and len(messages._blocks) == 1  # the latest only
+    first = [await messages.message(h, NS) for h in range(1, 7)]
+    assert len(messages._messages) == 1 and len(messages._heights) == 1  # the latest only
     assert messages._message_bytes == len(first[-1] or "")
-    assert [messages.message(h, NS) for h in range(1, 7)] == first  # rebuilt the same
+    assert [await messages.message(h, NS) for h in range(1, 7)] == first  # rebuilt the same
+
+
+async def test_a_hundred_subscribers_each_get_every_height_once_in_order(
+    chain: Chain, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Half start from stored history, half live, over four namespaces and four
+    client addresses, while blocks keep committing; each height's shared part
+    is built once for all of them (in a worker thread: every block counts as
+    large here)."""
+    monkeypatch.setattr(subscriptions_module, "BUILD_IN_THREAD_MIN_BYTES", 1)
+    for _ in range(5):
+        chain.commit()
+    subs = subscriptions(chain, cap=100)
+    namespaces = (NS, 3, 11, 12)  # 11 and 12 hold no transaction: absence proofs
+    sockets = [
+        FakeSocket(
+            {"namespace": str(namespaces[i % 4]), **({"from": "1"} if i % 2 else {})},
+            client=f"127.0.0.{1 + i // 25}",
+        )
+        for i in range(100)
+    ]
+    last = 25
+    async with trio.open_nursery() as nursery:
+        for socket in sockets:
+            nursery.start_soon(subs.blocks, socket)
+        await until(lambda: all(s.accepted for s in sockets))
+        live_from = chain.store.tip()[0] + 1
+        while chain.store.tip()[0] < last:
+            chain.commit((NS, 3, NS, 3))
+            await trio.sleep(0)
+        await until(lambda: all(s.messages and s.messages[-1]["height"] == last for s in sockets))
+        nursery.cancel_scope.cancel()
+    for i, socket in enumerate(sockets):
+        first = 1 if i % 2 else live_from
+        assert [m["height"] for m in socket.messages] == list(range(first, last + 1)), i
+        assert {m["namespace"] for m in socket.messages} == {namespaces[i % 4]}
+        assert socket.closed is None
+    for message in sockets[0].messages[-3:] + sockets[3].messages[-3:]:
+        verify(message)
+    assert subs.messages.heights_built == last  # once per height, shared
+    assert subs.open == 0 and not subs.open_by_client
+
+
+async def test_the_per_address_cap_refuses_with_4429_and_frees_on_close(chain: Chain) -> None:
+    subs = Subscriptions(
+        store=chain.store,
+        mempool=Mempool(DOMAIN),
+        feed=chain.feed,
+        limits=SubscriptionLimits(queue=256, max_subscribers=10, max_per_client=2),
+        receipt=lambda height, index: None,
+    )
+    held = [FakeSocket({"namespace": str(NS)}, client="10.0.0.1") for _ in range(2)]
+    over = FakeSocket({"namespace": str(NS)}, client="10.0.0.1")
+    other = FakeSocket({"namespace": str(NS)}, client="10.0.0.2")
+    async with trio.open_nursery() as nursery:
+        for socket in held:
+            nursery.start_soon(subs.blocks, socket)
+        await until(lambda: all(s.accepted for s in held))
+        await subs.transaction(over, b"\x01" * 32)  # both kinds count
+        nursery.start_soon(subs.blocks, other)
+        await until(lambda: other.accepted)
+        assert over.closed == (
+            CLOSE_FULL,
+            "too many subscriptions from this address (at most 2); retry later",
+        )
+        assert other.closed is None and subs.open_by_client == {"10.0.0.1": 2, "10.0.0.2": 1}
+        nursery.cancel_scope.cancel()
+    assert subs.open == 0 and subs.open_by_client == {}
+
+
+async def test_a_message_is_the_json_of_its_document(chain: Chain) -> None:
+    """The message spliced from the height's shared head is, byte for byte, the
+    document a client reads (the format did not change)."""
+    chain.commit((NS, 3, NS, 9))
+    block = chain.store.block_at(1)
+    assert block is not None
+    txs = subscriptions_module.block_transactions(chain.store, block)
+    assert txs is not None
+    cert = chain.store.own_finalization(1, block.digest())
+    assert cert is not None
+    messages = subscriptions_module.BlockMessages(chain.store)
+    for namespace in (3, NS, 8, 9, 10, 0):
+        proof = namespace_proof([(ns, keccak256(tx)) for ns, tx in txs], namespace)
+
+        def entry(p: EntryProof | None) -> dict[str, Any] | None:
+            if p is None:
+                return None
+            e = {"namespace": p.entry.namespace, "count": p.entry.count, "root": hx(p.entry.root)}
+            return {"index": p.index, "entry": e, "path": [hx(x) for x in p.path]}
+
+        document = {
+            "type": "block",
+            "height": 1,
+            "block": {
+                "view": block.view,
+                "height": 1,
+                "parent": hx(block.parent),
+                "proposer": block.proposer,
+                "payload": hx(block.payload),
+                "hash": hx(block.digest()),
+            },
+            "certificate": subscriptions_module.certificate_json(cert),
+            "namespace": namespace,
+            "transactions": [hx(tx) for ns, tx in txs if ns == namespace],
+            "proof": {
+                "namespace": namespace,
+                "size": proof.size,
+                "present": entry(proof.present),
+                "below": entry(proof.below),
+                "above": entry(proof.above),
+            },
+        }
+        text = await messages.message(1, namespace)
+        assert text == msgspec.json.encode(document).decode()
+
+
+def hx(data: bytes) -> str:
+    return "0x" + data.hex()

@@ -48,6 +48,7 @@ idle_timeout_ms = 1000
 max_body_buffer_bytes = 16_777_216
 subscriber_queue = 32
 max_subscribers = 16
+max_subscriptions_per_client = 4
 admin_token_file = "admin.token"
 max_tx_per_s_per_client = 500
 max_tx_burst_per_client = 700
@@ -143,7 +144,7 @@ def test_every_key_overridden(tmp_path: Path) -> None:
     )
     assert config.p2p.peer_addresses() == {0: ("10.0.0.1", 30000), 2: ("val2.example.org", 30002)}
     assert config.api == ApiSettings(
-        "::1", 30101, 64, 5000, 1000, 16 * 1024 * 1024, 32, 16, "admin.token", 500, 700
+        "::1", 30101, 64, 5000, 1000, 16 * 1024 * 1024, 32, 16, 4, "admin.token", 500, 700
     )
     assert config.admin_token_path == home / "admin.token"
     assert config.consensus == ConsensusSettings(2500, 700, 6, 250, 3, 750, "equivocate")

@@ -15,14 +15,17 @@ from sequencer_net.payload.namespaces import (
     EntryProof,
     InvalidNamespaceProof,
     NamespaceProof,
+    NamespaceTable,
     TableEntry,
     audit_path,
+    group_by_namespace,
     leaf_hash,
     merkle_root,
     namespace_proof,
     namespace_root,
     node_hash,
     root_from_path,
+    table_entries,
     verify_namespace,
 )
 
@@ -112,6 +115,38 @@ def test_a_lie_about_a_namespace_is_caught(
     # Another block's root does not accept this block's proof.
     with pytest.raises(InvalidNamespaceProof):
         verify_namespace(namespace_root([*block, (ns, h(10**8))]), ns, txs, proof)
+
+
+def _reference_proof(block: list[tuple[int, bytes]], namespace: int) -> NamespaceProof:
+    """The proof built the direct way: the table's audit path per entry."""
+    entries = table_entries(group_by_namespace(block))
+    leaves = [entry.encoded() for entry in entries]
+
+    def entry_proof(index: int) -> EntryProof:
+        return EntryProof(index, entries[index], audit_path(leaves, index))
+
+    size = len(entries)
+    position = next((i for i, e in enumerate(entries) if e.namespace >= namespace), size)
+    if position < size and entries[position].namespace == namespace:
+        return NamespaceProof(namespace, size, present=entry_proof(position))
+    below = entry_proof(position - 1) if position > 0 else None
+    above = entry_proof(position) if position < size else None
+    return NamespaceProof(namespace, size, below=below, above=above)
+
+
+@given(
+    st.lists(st.tuples(st.integers(0, 40), st.integers(0, 10**6)), max_size=80).map(
+        lambda pairs: [(ns, h(i)) for ns, i in pairs]
+    )
+)
+@settings(max_examples=100, deadline=None)
+def test_one_table_build_gives_every_namespaces_proof_as_built_alone(
+    block: list[tuple[int, bytes]],
+) -> None:
+    table = NamespaceTable(block)
+    assert table.root == namespace_root(block)
+    for namespace in range(42):  # each present one, each gap and both ends
+        assert table.proof(namespace) == _reference_proof(block, namespace)
 
 
 def test_absence_at_the_ends_and_in_an_empty_block() -> None:

@@ -1,0 +1,489 @@
+"""`seqnet bench subscribers`: what block subscribers cost a validator.
+
+One run on a fresh network of `validators` `seqnet node run` processes on
+127.0.0.1 (funded load accounts), two phases at the same offered rollup load
+(`rate` tx/s for `seconds`, each account's transactions to its own node,
+namespaces 1..4):
+
+1. no subscriber;
+2. `subscribers` WebSocket subscribers on node 0, spread over the namespaces,
+   all from the same height, run in a separate client process.
+
+For each phase: committed transactions per second (from the first submission
+until node 0 has committed every accepted transaction), each validator's CPU
+time and node 0's CPU per committed transaction. For phase 2 also: the
+subscriber client process's CPU time, and the time from node 0 logging a
+block's commit (`event=committed`, written right after the subscription feed
+is told) to each subscriber receiving its message (p50, p99, max; one machine
+clock), and whether every subscriber got every height once, in order. Node
+0's CPU per message sent is estimated twice: against its own CPU per committed
+transaction without subscribers, and against the other validators' CPU in the
+same phase (they do the same consensus work over the same seconds, so this one
+does not depend on how fast each phase went).
+
+The load generator, the subscriber process and the validators share the
+machine's cores; the report names the core count and the load average before
+the run, so a reader can judge what else was running.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import re
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import msgspec
+import trio
+from trio_websocket import ConnectionClosed, wrap_client_stream
+
+from sequencer_net.testnet.bench.cluster import BenchNetwork, bench_network
+from sequencer_net.testnet.bench.traffic import RollupLoad, WireFormat, encode_body, sign_items
+
+TICK_S = 0.1
+NAMESPACES = 4
+"""The rollup load's namespaces are 1..4; subscriber i follows 1 + i % 4."""
+CONNECT_TIMEOUT_S = 60.0
+DRAIN_TIMEOUT_S = 120.0
+"""How long after the last submission node 0 may take to commit the rest."""
+DELIVER_TIMEOUT_S = 30.0
+"""How long after that the subscribers may take to receive the last height."""
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+SUBSCRIBERS_PER_ADDRESS = 25
+"""Below the default [api] max_subscriptions_per_client (32)."""
+MAX_RECONNECTS = 20
+SETTLE_TIMEOUT_S = 30.0
+SETTLE_S = 3.0
+RECONNECT_DELAY_S = 0.5
+_COMMITTED = re.compile(rb"event=committed height=(\d+) ")
+_RESUME = re.compile(r"resume elsewhere from height (\d+)")
+
+
+def commit_times(log: Path) -> dict[int, float]:
+    """Height -> unix time the node logged its commit (text or JSON log lines)."""
+    times: dict[int, float] = {}
+    for line in log.read_bytes().splitlines():
+        match = _COMMITTED.search(line)
+        if match is None:
+            continue
+        if line.startswith(b"{"):
+            at = float(json.loads(line)["ts"])
+        else:
+            stamp = line[:23].decode()  # "2026-12-02 15:14:56,123"
+            at = datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp()
+        times.setdefault(int(match.group(1)), at)
+    return times
+
+
+class Load:
+    """`rate` tx/s of signed rollup transactions, each to its account's node,
+    signed before the clock starts."""
+
+    def __init__(
+        self, bn: BenchNetwork, source: RollupLoad, rate: int, seconds: float, seed: int
+    ) -> None:
+        count = int(rate * seconds)
+        prepared = source.prepare(rate, count, seed=seed)
+        signed = sign_items(prepared.items, prepared.secrets, bn.domain, bn.fees)
+        n = len(bn.urls)
+        self.per_tick: list[list[list[bytes]]] = []
+        step = max(1, int(rate * TICK_S))
+        for first in range(0, count, step):
+            by_node: list[list[bytes]] = [[] for _ in range(n)]
+            for item, tx in zip(
+                prepared.items[first : first + step], signed[first : first + step], strict=True
+            ):
+                by_node[prepared.homes[item.account] % n].append(tx)
+            self.per_tick.append(by_node)
+        self.urls = bn.urls
+        self.offered = count
+        self.accepted = 0
+        self.refused: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def run(self) -> None:
+        """Each node's share from its own thread, paced by the same ticks, so a
+        node slow to answer does not hold back what the others are offered."""
+        threads = [
+            threading.Thread(target=self._feed, args=(i,), daemon=True)
+            for i in range(len(self.urls))
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    def _feed(self, node: int) -> None:
+        start = time.monotonic()
+        url = self.urls[node]
+        with httpx.Client(timeout=30.0) as client:
+            for i, by_node in enumerate(self.per_tick):
+                txs = by_node[node]
+                if txs:
+                    answer = client.post(
+                        f"{url}/v1/transactions/batch",
+                        content=encode_body(txs, WireFormat.MSGPACK),
+                        headers={"content-type": "application/msgpack"},
+                    )
+                    with self._lock:
+                        self._count(answer, len(txs))
+                time.sleep(max(0.0, start + (i + 1) * TICK_S - time.monotonic()))
+
+    def _count(self, answer: httpx.Response, sent: int) -> None:
+        if answer.status_code != 200:
+            key = f"http {answer.status_code}"
+            self.refused[key] = self.refused.get(key, 0) + sent
+            return
+        for outcome in msgspec.msgpack.decode(answer.content):
+            if isinstance(outcome, bytes):
+                self.accepted += 1
+            else:
+                self.refused[outcome[0]] = self.refused.get(outcome[0], 0) + 1
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def node_status(url: str) -> dict[str, Any]:
+    answer: dict[str, Any] = httpx.get(f"{url}/v1/status", timeout=10.0).json()
+    return answer
+
+
+def settle(bn: BenchNetwork) -> None:
+    """Wait (bounded) until every mempool is empty, then a little more, so a
+    phase starts on a network that has committed and executed the last one's
+    load (a node checks nonces against its executed state)."""
+    deadline = time.monotonic() + SETTLE_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if all(int(node_status(url)["mempool_size"]) == 0 for url in bn.urls):
+            break
+        time.sleep(0.2)
+    time.sleep(SETTLE_S)
+
+
+def quantile_ms(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 1)
+
+
+# --- the subscriber process ---------------------------------------------------------
+
+
+def client_address(index: int) -> str:
+    """The loopback address subscriber `index` connects from: a few subscribers
+    per address, as from several clients (each under a node's per-client cap)."""
+    return f"127.0.0.{10 + index // SUBSCRIBERS_PER_ADDRESS}"
+
+
+def subscriber_process(urls: list[str], first: int, conn: Connection) -> None:
+    """Open one subscription per url from height `first`; send "ready" once all
+    are open; on a height H from the parent, wait (bounded) until each has
+    received H, then send back each one's (height, unix receive time) list and
+    the close codes it met. A subscription closed with 4410 or 4008 reconnects
+    to the same node from the height the close names, as a client would (the
+    SDK would try another node first)."""
+    received: list[list[tuple[int, float]]] = [[] for _ in urls]
+    closes: dict[str, int] = {}
+    skipped: list[set[int]] = [set() for _ in urls]
+    position = [first] * len(urls)  # the next height each one is to receive
+
+    async def main() -> None:
+        opened = 0
+        all_open = trio.Event()
+        progress = trio.Event()
+
+        async def one(i: int, url: str) -> None:
+            nonlocal opened, progress
+            parts = urlsplit(url)
+            host, port = parts.hostname or "127.0.0.1", parts.port or 80
+            counted = False
+            for _ in range(MAX_RECONNECTS):
+                start = position[i]
+                stream = await trio.open_tcp_stream(host, port, local_address=client_address(i))
+                try:
+                    async with trio.open_nursery() as own:
+                        ws = await wrap_client_stream(
+                            own,
+                            stream,
+                            f"{host}:{port}",
+                            f"{parts.path}?{parts.query}&from={start}",
+                            max_message_size=MAX_MESSAGE_BYTES,
+                        )
+                        if not counted:
+                            counted = True
+                            opened += 1
+                            if opened == len(urls):
+                                all_open.set()
+                        while True:
+                            message = msgspec.json.decode(await ws.get_message())
+                            if message.get("type") == "block":
+                                received[i].append((message["height"], time.time()))
+                                position[i] = message["height"] + 1
+                                progress.set()
+                                progress = trio.Event()
+                except* ConnectionClosed as group:
+                    closed = group.exceptions[0]
+                    assert isinstance(closed, ConnectionClosed)
+                    code = closed.reason.code if closed.reason is not None else None
+                    said = (closed.reason.reason if closed.reason is not None else None) or ""
+                    closes[str(code)] = closes.get(str(code), 0) + 1
+                    if code == 4410:
+                        # No certificate of its own for that height here: a
+                        # client would fetch it elsewhere; this one goes on.
+                        match = _RESUME.search(said)
+                        if match is None:
+                            raise
+                        skipped[i].add(int(match.group(1)))
+                        position[i] = int(match.group(1)) + 1
+                        progress.set()
+                        progress = trio.Event()
+                    elif code != 4008:
+                        raise
+                    await trio.sleep(RECONNECT_DELAY_S)
+
+        async with trio.open_nursery() as nursery:
+            for i, url in enumerate(urls):
+                nursery.start_soon(one, i, url)
+            with trio.fail_after(CONNECT_TIMEOUT_S):
+                await all_open.wait()
+            conn.send("ready")
+            last = await trio.to_thread.run_sync(conn.recv)
+            with trio.move_on_after(DELIVER_TIMEOUT_S):
+                while min(position) <= last:
+                    await progress.wait()
+            nursery.cancel_scope.cancel()
+
+    try:
+        trio.run(main)
+    finally:
+        conn.send((received, closes, [sorted(s) for s in skipped]))
+
+
+def delivery_check(
+    received: list[list[tuple[int, float]]], skipped: list[list[int]], first: int, last: int
+) -> int:
+    """How many subscribers did not receive exactly first..last, in order, once
+    each, apart from the heights the node closed them on with 4410."""
+    bad = 0
+    for got, missing in zip(received, skipped, strict=True):
+        expected = [h for h in range(first, last + 1) if h not in set(missing)]
+        if [h for h, _ in got] != expected:
+            bad += 1
+    return bad
+
+
+# --- one phase ----------------------------------------------------------------------
+
+
+def phase(
+    bn: BenchNetwork,
+    source: RollupLoad,
+    rate: int,
+    seconds: float,
+    subscribers: int,
+    seed: int,
+) -> dict[str, Any]:
+    settle(bn)
+    load = Load(bn, source, rate, seconds, seed)
+    ws = bn.urls[0].replace("http://", "ws://")
+    first = int(node_status(bn.urls[0])["height"]) + 1
+    sub_urls = [
+        f"{ws}/v1/subscribe/blocks?namespace={1 + i % NAMESPACES}" for i in range(subscribers)
+    ]
+    parent_end: Connection | None = None
+    child: Any = None
+    if subscribers:
+        context = multiprocessing.get_context("spawn")
+        parent_end, child_end = context.Pipe()
+        child = context.Process(target=subscriber_process, args=(sub_urls, first, child_end))
+        child.start()
+        if not parent_end.poll(CONNECT_TIMEOUT_S) or parent_end.recv() != "ready":
+            child.kill()
+            raise RuntimeError("the subscribers did not connect")
+    try:
+        before = int(node_status(bn.urls[0])["committed_txs"])
+        pids = bn.pids
+        cpu_before = [cpu_seconds(pid) for pid in pids]
+        client_cpu_before = cpu_seconds(child.pid) if child is not None else 0.0
+        started = time.monotonic()
+        load.run()
+        submitted = time.monotonic() - started
+        deadline = time.monotonic() + DRAIN_TIMEOUT_S
+        status = node_status(bn.urls[0])
+        while int(status["committed_txs"]) < before + load.accepted and (
+            time.monotonic() < deadline
+        ):
+            time.sleep(0.05)
+            status = node_status(bn.urls[0])
+        took = time.monotonic() - started
+        committed = int(status["committed_txs"]) - before
+        last = int(status["height"])
+        cpu = [cpu_seconds(pid) - c for pid, c in zip(pids, cpu_before, strict=True)]
+        report: dict[str, Any] = {
+            "subscribers": subscribers,
+            "offered_tx": load.offered,
+            "accepted_tx": load.accepted,
+            "refused": load.refused,
+            "committed_tx": committed,
+            "heights": last - first + 1,
+            "submission_s": round(submitted, 2),
+            "until_all_committed_s": round(took, 2),
+            "committed_tx_per_s": round(committed / took, 1),
+            "validator_cpu_s": [round(c, 2) for c in cpu],
+            "node0_cpu_ms_per_committed_tx": round(1000 * cpu[0] / max(1, committed), 3),
+        }
+        if child is None or parent_end is None:
+            return report
+        report["subscriber_client_cpu_s"] = round(cpu_seconds(child.pid) - client_cpu_before, 2)
+        parent_end.send(last)
+        got, closes, skipped = parent_end.recv()
+        # What arrived after the measured window (empty blocks go on) is not counted.
+        received = [[(h, at) for h, at in r if h <= last] for r in got]
+    finally:
+        if child is not None:
+            child.join(timeout=DELIVER_TIMEOUT_S + 10)
+            if child.is_alive():
+                child.kill()
+                child.join()
+    commits = commit_times(bn.net.nodes[0].log_path)
+    latencies = [at - commits[h] for r in received for h, at in r if h in commits]
+    messages = sum(len(r) for r in received)
+    report.update(
+        {
+            "messages_sent": messages,
+            "subscription_closes": closes,
+            "node0_extra_cpu_ms_per_message": None,  # filled in by compare()
+            "subscribers_not_every_height_once_in_order": delivery_check(
+                received, skipped, first, last
+            ),
+            "heights_skipped_for_4410": sorted({h for k in skipped for h in k}),
+            "commit_to_subscriber_ms": {
+                "messages": len(latencies),
+                "p50": quantile_ms(latencies, 0.5),
+                "p99": quantile_ms(latencies, 0.99),
+                "max": quantile_ms(latencies, 1.0),
+            },
+        }
+    )
+    return report
+
+
+def node0_excess_cpu_s(phase_report: dict[str, Any]) -> float | None:
+    """Node 0's CPU time minus the other validators' mean in the same phase:
+    what serving the subscribers cost it, measured against peers that did the
+    same consensus work over the same seconds (robust to how fast the phase
+    went). None with one validator."""
+    cpu = phase_report["validator_cpu_s"]
+    if len(cpu) < 2:
+        return None
+    return float(cpu[0] - sum(cpu[1:]) / (len(cpu) - 1))
+
+
+def compare(without: dict[str, Any], with_subs: dict[str, Any]) -> dict[str, Any]:
+    """The subscribers' cost: throughput change, node 0's CPU per message (two
+    estimates: against its own CPU per committed tx without subscribers, and
+    against the other validators in the same phase)."""
+    tps0, tps1 = without["committed_tx_per_s"], with_subs["committed_tx_per_s"]
+    extra_cpu_s = with_subs["validator_cpu_s"][0] - without["validator_cpu_s"][0] * (
+        with_subs["committed_tx"] / max(1, without["committed_tx"])
+    )
+    messages = with_subs.get("messages_sent") or 0
+    per_message = round(1000 * extra_cpu_s / messages, 3) if messages else None
+    with_subs["node0_extra_cpu_ms_per_message"] = per_message
+    excess = [node0_excess_cpu_s(p) for p in (without, with_subs)]
+    per_message_vs_peers = (
+        round(1000 * (excess[1] - excess[0]) / messages, 3)
+        if messages and excess[0] is not None and excess[1] is not None
+        else None
+    )
+    return {
+        "node0_cpu_s_above_other_validators": [None if e is None else round(e, 2) for e in excess],
+        "node0_cpu_ms_per_message_vs_other_validators": per_message_vs_peers,
+        "committed_tx_per_s_change_pct": round(100 * (tps1 - tps0) / tps0, 1) if tps0 else None,
+        "node0_cpu_ms_per_committed_tx_change_pct": round(
+            100
+            * (
+                with_subs["node0_cpu_ms_per_committed_tx"]
+                - without["node0_cpu_ms_per_committed_tx"]
+            )
+            / max(1e-9, without["node0_cpu_ms_per_committed_tx"]),
+            1,
+        ),
+        "node0_extra_cpu_ms_per_message": per_message,
+    }
+
+
+def run_subscriber_bench(
+    *,
+    validators: int,
+    subscribers: int,
+    rate: int,
+    seconds: float,
+    seed: int,
+    echo: Callable[[str], None],
+    keep: bool = False,
+) -> dict[str, Any]:
+    load_before = os.getloadavg()
+    with bench_network(validators, seed=seed, keep=keep, echo=echo) as bn:
+        if keep:
+            echo(f"network directory (kept): {bn.net.directory}")
+        echo(f"network of {validators} up; {rate} tx/s for {seconds:g} s without subscribers")
+        source = RollupLoad(seed=seed, accounts=bn.net.manifest.load.accounts)
+        without = phase(bn, source, rate, seconds, 0, seed)
+        echo(f"  {without['committed_tx_per_s']} tx/s; now with {subscribers} subscribers")
+        with_subs = phase(bn, source, rate, seconds, subscribers, seed + 1)
+        echo(f"  {with_subs['committed_tx_per_s']} tx/s")
+    return {
+        "benchmark": "subscribers",
+        "validators": validators,
+        "rate": rate,
+        "seconds": seconds,
+        "seed": seed,
+        "cores": os.cpu_count(),
+        "load_average_before": [round(x, 2) for x in load_before],
+        "phases": [without, with_subs],
+        "cost": compare(without, with_subs),
+    }
+
+
+def summary_text(report: dict[str, Any]) -> str:
+    without, with_subs = report["phases"]
+    latency = with_subs.get("commit_to_subscriber_ms", {})
+    lines = [
+        f"{report['validators']} validators, {report['rate']} tx/s offered for "
+        f"{report['seconds']:g} s, {report['cores']} cores (load average before "
+        f"{report['load_average_before'][0]})",
+    ]
+    for p in (without, with_subs):
+        lines.append(
+            f"  {p['subscribers']:>4} subscribers: {p['committed_tx_per_s']:>7} tx/s committed, "
+            f"node 0 {p['node0_cpu_ms_per_committed_tx']} ms CPU per committed tx"
+        )
+    lines.append(
+        f"  change: {report['cost']['committed_tx_per_s_change_pct']}% tx/s; node 0 "
+        f"{report['cost']['node0_extra_cpu_ms_per_message']} ms extra CPU per message sent "
+        f"({report['cost']['node0_cpu_ms_per_message_vs_other_validators']} ms against the "
+        "other validators); "
+        f"subscriber client process {with_subs.get('subscriber_client_cpu_s')} s CPU"
+    )
+    lines.append(
+        f"  commit -> subscriber: p50 {latency.get('p50')} ms, p99 {latency.get('p99')} ms, "
+        f"max {latency.get('max')} ms over {latency.get('messages')} messages; "
+        f"{with_subs.get('subscribers_not_every_height_once_in_order')} subscribers missed "
+        "or repeated a height"
+    )
+    return "\n".join(lines)

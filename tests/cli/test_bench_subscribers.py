@@ -1,0 +1,63 @@
+"""`seqnet bench subscribers`' arithmetic: the delivery check, the commit log
+reader and the cost estimates (the run itself is a manual benchmark)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sequencer_net.cli.bench_subscribers import (
+    client_address,
+    commit_times,
+    compare,
+    delivery_check,
+)
+
+
+def test_every_height_once_in_order_apart_from_the_4410_ones() -> None:
+    ok = [(h, 0.0) for h in (3, 4, 6)]
+    repeated = [(h, 0.0) for h in (3, 4, 4, 6)]
+    gap = [(h, 0.0) for h in (3, 6)]
+    swapped = [(h, 0.0) for h in (4, 3, 6)]
+    assert delivery_check([ok], [[5]], 3, 6) == 0
+    assert delivery_check([ok, repeated, gap, swapped], [[5]] * 4, 3, 6) == 3
+    assert delivery_check([ok], [[]], 3, 6) == 1  # 5 missing without a 4410
+
+
+def test_commit_times_read_text_and_json_log_lines(tmp_path: Path) -> None:
+    log = tmp_path / "node.log"
+    log.write_bytes(
+        b"2026-12-02 15:14:56,123 INFO event=committed height=7 txs=3\n"
+        b'{"ts": 1796195700.5, "msg": "event=committed height=8 txs=0"}\n'
+        b"2026-12-02 15:14:57,000 INFO event=committed height=7 txs=3\n"  # first one counts
+    )
+    times = commit_times(log)
+    assert set(times) == {7, 8} and times[8] == 1796195700.5
+    assert abs(times[7] % 1 - 0.123) < 1e-6
+
+
+def test_cost_per_message_against_the_other_validators() -> None:
+    without = {
+        "committed_tx_per_s": 500.0,
+        "committed_tx": 1000,
+        "node0_cpu_ms_per_committed_tx": 1.0,
+        "validator_cpu_s": [1.0, 1.0, 1.0, 1.0],
+    }
+    with_subs = {
+        "committed_tx_per_s": 450.0,
+        "committed_tx": 1000,
+        "messages_sent": 2000,
+        "node0_cpu_ms_per_committed_tx": 1.5,
+        "validator_cpu_s": [1.5, 1.0, 1.0, 1.0],
+    }
+    cost = compare(without, with_subs)
+    assert cost["committed_tx_per_s_change_pct"] == -10.0
+    assert cost["node0_cpu_ms_per_committed_tx_change_pct"] == 50.0
+    assert cost["node0_extra_cpu_ms_per_message"] == 0.25  # 0.5 s over 2,000 messages
+    assert cost["node0_cpu_ms_per_message_vs_other_validators"] == 0.25
+    assert cost["node0_cpu_s_above_other_validators"] == [0.0, 0.5]
+
+
+def test_subscribers_come_from_addresses_under_the_per_client_cap() -> None:
+    addresses = [client_address(i) for i in range(100)]
+    assert len(set(addresses)) == 4
+    assert max(addresses.count(a) for a in set(addresses)) == 25
