@@ -31,7 +31,12 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from sequencer_net.execution.engine import ExecutionBlock, encode_outcome, execute_block
+from sequencer_net.execution.engine import (
+    BlockResult,
+    ExecutionBlock,
+    encode_outcome,
+    execute_block,
+)
 from sequencer_net.execution.margin import subaccount_risk
 from sequencer_net.execution.receipts import (
     Deleveraged,
@@ -42,8 +47,8 @@ from sequencer_net.execution.receipts import (
     OptionSettled,
     PhaseSkipped,
 )
-from sequencer_net.execution.records import OptionKind
-from sequencer_net.execution.state import INSURANCE_FUND, StateWriter
+from sequencer_net.execution.records import MarketParams, OptionKind
+from sequencer_net.execution.state import INSURANCE_FUND, ExecutionState, StateWriter
 from tests.execution.execution_harness import (
     BUY,
     GENESIS_TIME,
@@ -74,6 +79,10 @@ def on_tick(price: int, tick: int) -> int:
 
 
 class LiquidationMachine(RuleBasedStateMachine):
+    ORACLE_MOVE = W
+    """One reporter moves the price freely here; test_oracle_fuzz.py runs the
+    same machine with several reporters and the default per-block cap."""
+
     @initialize(data=st.data())
     def genesis(self, data: st.DataObject) -> None:
         mm = data.draw(st.integers(2, 10), label="maintenance %")
@@ -85,6 +94,8 @@ class LiquidationMachine(RuleBasedStateMachine):
             initial_margin=2 * mm * W // 100,
             liquidation_fee=fee * W // 100,
             max_liquidation_notional=cap,
+            max_liquidation_misses=data.draw(st.integers(1, 4), label="misses"),
+            max_oracle_move=self.ORACLE_MOVE,
             mark_band=band,
             funding_interval=600,
             funding_clamp=W // 20,
@@ -94,21 +105,17 @@ class LiquidationMachine(RuleBasedStateMachine):
         deposits["mm"] = 200_000 * W
         self.deposits = deposits
         insurance = data.draw(st.sampled_from([0, 50 * W, 5_000 * W]), label="insurance")
-        self.chain = Chain(
-            make_genesis(
-                deposits,
-                insurance=insurance,
-                markets=[
-                    (PERP_A, perp),
-                    (PERP_B, perp_params(tick_size=W // 10, lot_size=W // 100)),
-                    (CALL, option_params(OptionKind.CALL, 100 * W, EXPIRY)),
-                ],
-            )
-        )
+        move = self.ORACLE_MOVE
+        markets = [
+            (PERP_A, perp),
+            (PERP_B, perp_params(tick_size=W // 10, lot_size=W // 100, max_oracle_move=move)),
+            (CALL, option_params(OptionKind.CALL, 100 * W, EXPIRY, max_oracle_move=move)),
+        ]
+        self.chain = self.new_chain(data, deposits, insurance, markets)
         self.index = {PERP_A: 100 * W, PERP_B: 100 * W, CALL: 100 * W}
         self.pending: list[Any] = []
         self.shortfall = 0
-        self.chain.block([self.oracle()])
+        self.chain.block(self.oracle())
         # Every trader starts leveraged, long or short, against the maker.
         for name in TRADERS:
             leverage = data.draw(st.integers(1, 30), label=f"{name} leverage")
@@ -123,8 +130,21 @@ class LiquidationMachine(RuleBasedStateMachine):
         for mid in PERPS:  # and the maker leaves some depth on both sides
             self.maker_quotes(mid, depth=3, lots=data.draw(st.integers(100, 20_000), label="depth"))
 
-    def oracle(self, dt: int = 1) -> Any:
-        return self.chain.prices(dict(self.index), vol=W // 2, at=self.chain.now + dt)
+    def new_chain(
+        self,
+        data: st.DataObject,
+        deposits: dict[str, int],
+        insurance: int,
+        markets: list[tuple[int, MarketParams]],
+    ) -> Chain:
+        return Chain(make_genesis(deposits, insurance=insurance, markets=markets))
+
+    def oracle(self, dt: int = 1) -> list[Any]:
+        """The price reports of the next block, `dt` seconds on."""
+        return [self.chain.prices(dict(self.index), vol=W // 2, at=self.chain.now + dt)]
+
+    def check_oracle(self, before: ExecutionState, result: BlockResult) -> None:
+        """What the oracle path must hold across one block (test_oracle_fuzz.py)."""
 
     def tick(self, mid: int) -> int:
         return self.chain.state.market_params[mid].tick_size
@@ -194,7 +214,7 @@ class LiquidationMachine(RuleBasedStateMachine):
         """One block; the price path moves `mid` by `percent` first."""
         self.move_price(mid, percent)
         chain = self.chain
-        txs = [self.oracle(dt), *self.pending]
+        txs = [*self.oracle(dt), *self.pending]
         self.pending = []
         before = chain.state
         block = ExecutionBlock(before.height + 1, before.block.timestamp + dt, tuple(txs))
@@ -206,6 +226,7 @@ class LiquidationMachine(RuleBasedStateMachine):
         trading = sum(e.fee for e in result.events if isinstance(e, FillEvent))
         paid = sum(r.fee for r in result.receipts)
         assert result.state.ledger.fee_pool - before.ledger.fee_pool == paid + trading
+        self.check_oracle(before, result)
         # What the fund had to pay past its equity: option shortfalls, and the
         # part of a deficit the deleveraged counterparties' equity could not cover.
         self.shortfall += sum(e.deficit for e in result.events if isinstance(e, OptionSettled))
@@ -216,7 +237,10 @@ class LiquidationMachine(RuleBasedStateMachine):
         )
         for event in result.events:
             if isinstance(event, Liquidated):
-                STATS["closed by fund" if event.covered_by_fund else "closed out"] += 1
+                if event.equity > 0 and event.deficit == 0 and event.covered_by_fund == 0:
+                    STATS["fund took a slice"] += 1
+                else:
+                    STATS["closed by fund" if event.covered_by_fund else "closed out"] += 1
             if isinstance(event, Deleveraged | LiquidationOrderPlaced | LiquidationFeePaid):
                 STATS[type(event).__name__] += 1
         STATS["blocks"] += 1
