@@ -2,10 +2,13 @@
 leveraged positions, makers, market orders, price paths, funding and expiry.
 
 Each example draws its own market parameters (margins, liquidation fee,
-per-block liquidation cap, band), deposits and insurance fund, then runs rules:
-leveraged trades, maker quotes, market orders, option trades, price moves of up
-to 40% in one step, and blocks with time jumps from 1 s to hours (funding; the
-option expires). After every block:
+per-block liquidation cap, allowed misses, band), deposits and insurance fund,
+then runs rules: leveraged trades, maker quotes, market orders, option trades,
+price moves of up to 40% in one step, a squeeze that puts one trader between
+bankrupt and maintenance, the maker pulling its quotes (so liquidation orders
+miss auctions, are placed again, and the fund takes the slice still needed),
+and blocks with time jumps from 1 s to hours (funding; the option expires).
+After every block:
 - money: collateral + fund + fee pool - unsettled charges == net deposits, and
   the fee pool grows by exactly the fees receipts and fills report (a
   liquidation order pays no trading fee);
@@ -48,7 +51,13 @@ from sequencer_net.execution.receipts import (
     PhaseSkipped,
 )
 from sequencer_net.execution.records import MarketParams, OptionKind
-from sequencer_net.execution.state import INSURANCE_FUND, ExecutionState, StateWriter
+from sequencer_net.execution.state import (
+    INSURANCE_FUND,
+    ExecutionState,
+    StateWriter,
+    position_key,
+)
+from sequencer_net.execution.transactions import CancelOrder
 from tests.execution.execution_harness import (
     BUY,
     GENESIS_TIME,
@@ -58,9 +67,11 @@ from tests.execution.execution_harness import (
     Chain,
     W,
     check_engine_invariants,
+    key,
     make_genesis,
     option_params,
     perp_params,
+    sub,
 )
 
 LONG = os.environ.get("SEQNET_FUZZ_LONG") == "1"
@@ -201,6 +212,44 @@ class LiquidationMachine(RuleBasedStateMachine):
         self.pending.append(self.chain.order(buyer, CALL, BUY, premium * W, quantity, tif=IOC))
         self.pending.append(self.chain.order(seller, CALL, SELL, premium * W, quantity, tif=GTC))
 
+    @rule(mid=st.sampled_from(PERPS), percent=st.integers(-8, 0))
+    def makers_step_back(self, mid: int, percent: int) -> None:
+        """The maker pulls its quotes and the price slips: liquidation orders
+        may find no bid for a few blocks (the retries, then the fund's slice)."""
+        for order_id, order in sorted(self.chain.state.books.get(mid, {}).items()):
+            if order.subaccount == sub("mm") and not order.liquidation:
+                self.pending.append(self.chain.tx(key("mm"), CancelOrder(0, mid, order_id)))
+        self.move_price(mid, percent)
+
+    @rule(name=st.sampled_from(TRADERS), depth=st.integers(1, 9), pull=st.booleans())
+    def squeeze(self, name: str, depth: int, pull: bool) -> None:
+        """Move the index of one of `name`'s perps so that its equity lands about
+        depth/10 of the way from bankrupt to maintenance (other positions and
+        funding ignored): the partial liquidation path, not a close-out."""
+        state = self.chain.state
+        sid = sub(name)
+        held = [
+            (mid, position.size)
+            for mid in PERPS
+            if (position := state.positions.get(position_key(sid, mid))) is not None
+            and position.size
+        ]
+        if not held:
+            return
+        mid, size = held[0]
+        risk = subaccount_risk(StateWriter(state, state.height, state.block.timestamp), sid)
+        price = state.market_states[mid].oracle_price
+        notional = abs(size) * price // W
+        # equity(p) = E + size (p - P); aim at equity(p) = depth/10 * mm * |size| * p
+        aim = state.market_params[mid].maintenance_margin * depth // 10
+        if size > 0:
+            target = (notional - risk.equity) * W * W // max(size * (W - aim), 1)
+        else:
+            target = (notional + risk.equity) * W * W // (-size * (W + aim))
+        self.index[mid] = max(on_tick(target, self.tick(mid)), W)
+        if pull:
+            self.makers_step_back(mid, 0)
+
     @rule(mid=st.sampled_from((PERP_A, PERP_B, CALL)), percent=st.integers(-40, 25))
     def move_price(self, mid: int, percent: int) -> None:
         self.index[mid] = max(self.index[mid] * (100 + percent) // 100, W)
@@ -243,6 +292,10 @@ class LiquidationMachine(RuleBasedStateMachine):
                     STATS["closed by fund" if event.covered_by_fund else "closed out"] += 1
             if isinstance(event, Deleveraged | LiquidationOrderPlaced | LiquidationFeePaid):
                 STATS[type(event).__name__] += 1
+            if isinstance(event, LiquidationOrderPlaced) and event.subaccount != INSURANCE_FUND:
+                order = result.state.books[event.market_id].get(event.order_id)
+                if order is not None and order.liquidation_misses:
+                    STATS["placed again after a miss"] += 1
         STATS["blocks"] += 1
 
     @invariant()
