@@ -221,11 +221,18 @@ class LiquidationMachine(RuleBasedStateMachine):
                 self.pending.append(self.chain.tx(key("mm"), CancelOrder(0, mid, order_id)))
         self.move_price(mid, percent)
 
-    @rule(name=st.sampled_from(TRADERS), depth=st.integers(1, 9), pull=st.booleans())
-    def squeeze(self, name: str, depth: int, pull: bool) -> None:
+    @rule(
+        name=st.sampled_from(TRADERS),
+        depth=st.integers(1, 9),
+        pull=st.booleans(),
+        quiet=st.integers(0, 5),
+    )
+    def squeeze(self, name: str, depth: int, pull: bool, quiet: int) -> None:
         """Move the index of one of `name`'s perps so that its equity lands about
         depth/10 of the way from bankrupt to maintenance (other positions and
-        funding ignored): the partial liquidation path, not a close-out."""
+        funding ignored): the partial liquidation path, not a close-out. With
+        `pull` the maker also pulls its quotes there; then `quiet` one-second
+        blocks without a price move (misses, retries, the fund's slice)."""
         state = self.chain.state
         sid = sub(name)
         held = [
@@ -249,6 +256,8 @@ class LiquidationMachine(RuleBasedStateMachine):
         self.index[mid] = max(on_tick(target, self.tick(mid)), W)
         if pull:
             self.makers_step_back(mid, 0)
+        for _ in range(quiet):
+            self.execute(1)
 
     @rule(mid=st.sampled_from((PERP_A, PERP_B, CALL)), percent=st.integers(-40, 25))
     def move_price(self, mid: int, percent: int) -> None:

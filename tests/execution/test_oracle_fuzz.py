@@ -69,11 +69,13 @@ class OracleMachine(LiquidationMachine):
         self.reporters: list[PrivateKey] = list(REPORTER_KEYS[:count])
         self.powers = [data.draw(st.integers(1, 10), label=f"power {i}") for i in range(count)]
         total = sum(self.powers)
-        byzantine = data.draw(st.sets(st.integers(0, count - 1)), label="byzantine")
-        for i in sorted(byzantine, reverse=True):  # keep it below 1/3 of the power
-            if 3 * sum(self.powers[j] for j in byzantine) < total:
-                break
-            byzantine.discard(i)
+        order = data.draw(st.permutations(range(count)), label="byzantine order")
+        most = data.draw(st.integers(0, count), label="byzantine at most")
+        byzantine: set[int] = set()
+        for i in order:  # as many as fit below 1/3 of the power, up to `most`
+            power = sum(self.powers[j] for j in byzantine) + self.powers[i]
+            if len(byzantine) < most and 3 * power < total:
+                byzantine.add(i)
         self.byzantine = frozenset(byzantine)
         self.silent: frozenset[int] = frozenset()
         self.offsets = [data.draw(st.integers(-10, 10), label=f"offset {i}") for i in range(count)]
@@ -173,7 +175,7 @@ class OracleMachine(LiquidationMachine):
 
 
 OracleMachine.TestCase.settings = settings(
-    max_examples=max(EXAMPLES // 2, 50),
+    max_examples=EXAMPLES,
     stateful_step_count=STEPS,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
