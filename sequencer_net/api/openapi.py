@@ -150,6 +150,15 @@ _SCHEMAS: dict[str, _Schema] = {
                     "reports_sent": _INT,
                     "reports_refused": _INT,
                     "last_error": _OPT_STR,
+                    "fee_balance": {
+                        **_OPT_STR,
+                        "description": "the reporting subaccount's fee balance (wei, decimal)",
+                    },
+                    "hour_of_fees": {
+                        **_OPT_STR,
+                        "description": "what the next hour of reports costs (wei, decimal)",
+                    },
+                    "fee_balance_low": _BOOL,
                 },
             },
             "forced": {

@@ -9,7 +9,11 @@ live venue sees: new orders, cancels of resting orders, price reports from
 four validators that move the index down 4% (the median moves it, under the
 5% per-block cap), and the liquidations that move causes. Blocks 2 and 3
 (untimed) lay the resting book, open positions near 10x leverage and move the
-index 4% down; block 4, the next 4% down, is timed.
+index 4% down; block 4, the next 4% down, is timed (the leveraged accounts
+fall below maintenance: liquidation orders for the next auction). Block 5,
+the same mix and a third 4% step, is timed too (`liquidation_block_*`): the
+liquidation orders trade in its auctions, and the accounts the step leaves
+bankrupt are closed out (the insurance fund takes them over).
 
 Each order is a real single-signature sequencer transaction (namespace 0,
 EIP-712 signed, the required fee offered). The node recovers every signature
@@ -280,21 +284,33 @@ def bench_dex_block(transactions: int = 5_000, markets: int = 10, seed: int = 1)
     first_drop = INDEX_PRICE * (10_000 - MIX_PRICE_DROP_BP) // 10_000 // TICK * TICK
     state = run(3, reports(GENESIS_TIME + 3, first_drop)).state
 
+    def mix(height: int, index: int) -> list[bytes]:
+        """Reports moving the index to `index`, cancels of resting orders, new orders."""
+        encoded_txs = reports(GENESIS_TIME + height, index)
+        cancels = min(int(transactions * MIX_CANCEL_SHARE), len(resting))
+        for position in sorted(rng.sample(range(len(resting)), cancels), reverse=True):
+            key, market, order_id = resting.pop(position)
+            encoded_txs.append(send(key, CancelOrder(0, market, order_id)))
+        while len(encoded_txs) < transactions:
+            key = accounts[len(levered) + rng.randrange(len(accounts) - len(levered))]
+            side = rng.randrange(2)
+            price = index + rng.randint(-SPREAD_TICKS, SPREAD_TICKS) * TICK
+            payload = PlaceOrder(
+                0,
+                rng.randrange(markets),
+                side,
+                price,
+                rng.randint(1, 1_000) * LOT,
+                gtc,
+                False,
+                False,
+            )
+            encoded_txs.append(send(key, payload))
+        return encoded_txs
+
     # Block 4, timed: reports 4% lower again, cancels, new orders.
     dropped = first_drop * (10_000 - MIX_PRICE_DROP_BP) // 10_000 // TICK * TICK
-    encoded_txs = reports(GENESIS_TIME + 4, dropped)
-    cancels = min(int(transactions * MIX_CANCEL_SHARE), len(resting))
-    for key, market, order_id in rng.sample(resting, cancels):
-        encoded_txs.append(send(key, CancelOrder(0, market, order_id)))
-    while len(encoded_txs) < transactions:
-        key = accounts[len(levered) + rng.randrange(len(accounts) - len(levered))]
-        side = rng.randrange(2)
-        price = dropped + rng.randint(-SPREAD_TICKS, SPREAD_TICKS) * TICK
-        payload = PlaceOrder(
-            0, rng.randrange(markets), side, price, rng.randint(1, 1_000) * LOT, gtc, False, False
-        )
-        encoded_txs.append(send(key, payload))
-
+    encoded_txs = mix(4, dropped)
     started = time.perf_counter()
     txs = tuple(intake(tx) for tx in encoded_txs)
     recover_seconds = time.perf_counter() - started
@@ -302,6 +318,15 @@ def bench_dex_block(transactions: int = 5_000, markets: int = 10, seed: int = 1)
     started = time.perf_counter()
     result = execute_block(state, block)
     execute_seconds = time.perf_counter() - started
+    # Block 5, timed: the liquidation orders trade; a third step down bankrupts some.
+    third_drop = dropped * (10_000 - MIX_PRICE_DROP_BP) // 10_000 // TICK * TICK
+    next_block = ExecutionBlock(5, GENESIS_TIME + 5, tuple(intake(tx) for tx in mix(5, third_drop)))
+    started = time.perf_counter()
+    liquidating = execute_block(result.state, next_block)
+    liquidating_seconds = time.perf_counter() - started
+    liquidation_orders = {
+        e.order_id for e in result.events if isinstance(e, LiquidationOrderPlaced)
+    }
     receipts = result.receipts
     kinds = [type(decode_payload(tx.payload)).__name__ for tx in txs]
     ok = [r.success for r in receipts]
@@ -334,4 +359,19 @@ def bench_dex_block(transactions: int = 5_000, markets: int = 10, seed: int = 1)
         "tx_per_s_engine": round(len(txs) / execute_seconds),
         "signature_recovery_ms": round(recover_seconds * 1_000, 2),
         "state_root": result.state.state_root.hex(),
+        "liquidation_block_execute_ms": round(liquidating_seconds * 1_000, 2),
+        "liquidation_block_tx_per_s_engine": round(
+            len(next_block.transactions) / liquidating_seconds
+        ),
+        "liquidation_block_fills": sum(1 for e in liquidating.events if isinstance(e, FillEvent)),
+        # Fills of the liquidation orders block 4 placed.
+        "liquidation_block_liquidation_fills": sum(
+            1
+            for e in liquidating.events
+            if isinstance(e, FillEvent) and e.order_id in liquidation_orders
+        ),
+        "liquidation_block_close_outs": sum(
+            1 for e in liquidating.events if isinstance(e, Liquidated)
+        ),
+        "liquidation_block_index_after": str(liquidating.state.market_states[0].oracle_price / WAD),
     }

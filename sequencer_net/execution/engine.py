@@ -26,9 +26,11 @@ Reads top-down (docs/execution.md, "Block execution"):
                                          address then nonce (block position ignored)
       run_auctions                       one uniform-price auction per market
       sample_premiums                    perpetual impact prices, marks, premium samples
-      liquidate_undermargined            bankrupt or unfillable: insurance fund, else
-                                         deleveraging; below maintenance: liquidation
-                                         orders into the next block's auction
+      liquidate_undermargined            bankrupt: insurance fund, else deleveraging;
+                                         missed max_liquidation_misses auctions: the
+                                         fund takes the slice still needed; below
+                                         maintenance: liquidation orders into the
+                                         next block's auction
       evaluate_triggers                  marks against stop / take-profit triggers
       commit                             next snapshot + state tree root
 

@@ -11,6 +11,11 @@ account's loss):
    capped at that collateral, goes to the fund;
 3. if it is < 0 (deficit D), the fund pays D: the account ends at exactly
    zero, i.e. it was closed at its bankruptcy price.
+`take_over_slice(w, sid, plan)` (liquidation.close_out_slice, an account with
+equity > 0 whose liquidation orders missed `max_liquidation_misses` auctions in
+a row): only the listed part of each position moves to the fund at the
+valuation price, and the liquidation fee on it, capped at the equity left, goes
+to the fund; the account keeps the rest.
 A loss the fund cannot cover is deleveraged instead (deleveraging.py); nothing
 is socialized through the charge indexes any more. The fund sells what it took
 over with reduce-only orders every block (liquidation.place_fund_orders).
@@ -25,8 +30,8 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from .fixed_point import SCALE
-from .margin import settled_positions, subaccount_risk
-from .positions import change_size, credit
+from .margin import settled_positions, subaccount_risk, valuation_price
+from .positions import change_size, credit, settle_charges
 from .receipts import PositionTransferred
 from .state import INSURANCE_FUND, StateWriter
 
@@ -69,3 +74,28 @@ def take_over(w: StateWriter, sid: bytes) -> tuple[int, int]:
     if deficit:
         cover_deficit(w, sid, deficit)
     return fee, deficit
+
+
+def take_over_slice(w: StateWriter, sid: bytes, plan: list[tuple[int, int]]) -> int:
+    """Move each (market id, signed quantity) of `plan`, part of a position of
+    `sid` with its sign, to the fund at the valuation price; return the fee."""
+    fee_due = 0
+    for market_id, quantity in plan:
+        size = settle_charges(w, sid, market_id).size
+        params = w.params(market_id)
+        state = w.market(market_id)
+        assert params is not None and state is not None
+        assert quantity != 0 and abs(quantity) <= abs(size) and (quantity > 0) == (size > 0)
+        price = valuation_price(w, market_id, params, state)
+        value = (quantity * price) // SCALE  # toward -inf: the liquidated side gets less
+        credit(w, sid, value)
+        credit(w, INSURANCE_FUND, -value)
+        change_size(w, sid, market_id, -quantity, price)
+        change_size(w, INSURANCE_FUND, market_id, quantity, price)
+        notional = (abs(quantity) * price) // SCALE
+        fee_due += -((-notional * params.liquidation_fee) // SCALE)  # fees round up
+        w.events.append(PositionTransferred(market_id, sid, quantity, price))
+    fee = min(fee_due, max(subaccount_risk(w, sid).equity, 0))
+    credit(w, sid, -fee)
+    credit(w, INSURANCE_FUND, fee)
+    return fee

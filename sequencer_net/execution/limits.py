@@ -73,6 +73,11 @@ tenor in state could never make pricing raise."""
 MAX_SETTLEMENT_WINDOW_SECONDS: Final = 86_400
 """An option's settlement average covers at most the last day before expiry."""
 
+MAX_LIQUIDATION_MISSES: Final = 100
+"""A market lets a below-maintenance account's liquidation orders miss at most
+100 auctions in a row before the insurance fund takes over: an account
+cannot be left to sit below maintenance indefinitely."""
+
 MAX_VOLATILITY: Final = 100 * 10**18
 """Largest implied volatility an oracle may post (10,000% per sqrt year)."""
 

@@ -3,18 +3,22 @@ insurance fund, then automatic deleveraging (docs/execution.md, "Liquidation").
 
 At the end of block N, after the auctions and the premium samples:
 
-1. Fallback, repeated until a pass closes nobody. Every subaccount (sorted by
-   id) below maintenance whose equity is <= 0, or whose liquidation orders took
-   part in this block's auction and got no fill at all, is closed out entirely:
-   - the insurance fund takes every position over at the valuation price and
-     pays the account's negative balance (so the account is closed at its
-     bankruptcy price), if the fund's equity covers that loss
-     (insurance.take_over);
-   - otherwise the positions are deleveraged against the opposite side at the
-     bankruptcy price (deleveraging.deleverage).
+1. Close-outs, repeated until a pass closes nobody. Every subaccount (sorted by
+   id) below maintenance
+   - whose equity is <= 0 is closed out entirely: the insurance fund takes
+     every position over at the valuation price and pays the account's
+     negative balance (so the account is closed at its bankruptcy price), if
+     the fund's equity covers that loss (insurance.take_over); otherwise the
+     positions are deleveraged against the opposite side at the bankruptcy
+     price (deleveraging.deleverage);
+   - whose liquidation orders have now found no fill in `max_liquidation_misses`
+     auctions in a row (equity still > 0) has the fund take over only the
+     slice still needed: the smallest reduction below, at the valuation price
+     with the liquidation fee (insurance.take_over_slice). It then meets
+     maintenance again.
    A fund whose own equity fell below zero is deleveraged the same way. Each
-   close-out removes an account's every position and deleveraging only shrinks
-   positions, so the loop ends.
+   close-out brings an account back to maintenance or removes its every
+   position, and deleveraging only shrinks positions, so the loop ends.
 2. Liquidation orders. Every subaccount still below maintenance (its equity is
    > 0 now) has its open orders cancelled and gets, per market, a reduce-only
    IOC order flagged `liquidation`, resting in the book for block N+1's
@@ -30,7 +34,10 @@ At the end of block N, after the auctions and the premium samples:
      from the account's loss, so no fill makes the account more bankrupt;
    - per market at most `max_liquidation_notional` (quantity x valuation price)
      of such orders per block; accounts go most under water first (equity /
-     maintenance ascending, ties by id), the fund's orders last.
+     maintenance ascending, ties by id), the fund's orders last;
+   - `liquidation_misses`: how many auctions in a row the account's previous
+     liquidation orders found no fill (0 after any fill, or when none took
+     part in an auction); the order carries the count to the next block.
    A filled liquidation order pays no trading fee; liquidation_fee x the
    filled notional, capped at the equity left, goes to the fund
    (`charge_liquidation_fee`).
@@ -40,10 +47,11 @@ At the end of block N, after the auctions and the premium samples:
 
 So an account below maintenance with positive equity has its orders run in
 block N+1; at the end of N+1 it meets maintenance, gets new orders (its last
-ones filled at least in part), or is closed out (they found no fill, or its
-equity reached zero). One the cap left without orders waits for a later block.
-Each subaccount's work is one block-level unit (StateWriter.phase): one that
-raised is skipped for the block.
+ones filled at least in part, or missed fewer than `max_liquidation_misses`
+auctions in a row), has the fund take the slice still needed (they missed
+that many), or is closed out (its equity reached zero). One the cap left
+without orders waits for a later block. Each subaccount's work is one
+block-level unit (StateWriter.phase): one that raised is skipped for the block.
 """
 
 from __future__ import annotations
@@ -58,7 +66,7 @@ from .auction import Side
 from .deleveraging import deleverage
 from .encoding import encode
 from .fixed_point import SCALE
-from .insurance import fund_available, take_over
+from .insurance import fund_available, take_over, take_over_slice
 from .limits import MAX_AMOUNT
 from .margin import (
     Risk,
@@ -71,7 +79,14 @@ from .option_margin import MAINTENANCE_GRID, OptionHolding, group_requirement
 from .orders import release_order, reserved_premium
 from .positions import change_open_orders, credit
 from .receipts import Liquidated, LiquidationFeePaid, LiquidationOrderPlaced, OrderRemoved
-from .records import MarketKind, MarketParams, MarketState, RestingOrder, TimeInForce
+from .records import (
+    DEFAULT_MAX_LIQUIDATION_MISSES,
+    MarketKind,
+    MarketParams,
+    MarketState,
+    RestingOrder,
+    TimeInForce,
+)
 from .state import INSURANCE_FUND, StateWriter
 
 LIQUIDATION_ORDER_TAG: Final = b"seqnet/liquidation-order/v1"
@@ -80,7 +95,8 @@ LIQUIDATION_ORDER_TAG: Final = b"seqnet/liquidation-order/v1"
 
 def liquidate_undermargined(w: StateWriter) -> int:
     """Close out, then place liquidation and fund orders; return how many
-    subaccounts were closed out."""
+    subaccounts were closed out (wholly or by the fund taking a slice)."""
+    misses = misses_after_auction(w)
     count = 0
     skipped: set[bytes] = set()
     while True:
@@ -94,11 +110,16 @@ def liquidate_undermargined(w: StateWriter) -> int:
                 continue
             with w.phase("liquidation", sid):
                 risk = subaccount_risk(w, sid)
-                if not needs_close_out(w, sid, risk):
-                    if risk.equity < risk.maintenance:
-                        below.append(((risk.equity * SCALE) // risk.maintenance, sid, risk))
+                if risk.equity >= risk.maintenance:
                     continue
-                close_out(w, sid, risk)
+                if risk.equity <= 0:
+                    close_out(w, sid, risk)
+                elif misses.get(sid, 0) >= allowed_misses(w, sid):
+                    close_out_slice(w, sid, risk)
+                    misses.pop(sid)
+                else:
+                    below.append(((risk.equity * SCALE) // risk.maintenance, sid, risk))
+                    continue
             acted = True
             count += 1
         if INSURANCE_FUND not in skipped:
@@ -112,19 +133,30 @@ def liquidate_undermargined(w: StateWriter) -> int:
         if not acted:
             break
     budget: dict[int, int] = {}
-    place_liquidation_orders(w, below, budget)
+    place_liquidation_orders(w, below, budget, misses)
     place_fund_orders(w, budget)
     return count
 
 
-def needs_close_out(w: StateWriter, sid: bytes, risk: Risk) -> bool:
-    """Below maintenance and bankrupt (equity <= 0), or below maintenance after
-    its liquidation orders found no liquidity in this block's auction."""
-    if risk.equity >= risk.maintenance:
-        return False
-    if risk.equity <= 0:
-        return True
-    return sid in w.liquidation_attempted and sid not in w.liquidation_filled
+def misses_after_auction(w: StateWriter) -> dict[bytes, int]:
+    """Per subaccount whose liquidation orders took part in this block's
+    auctions: how many auctions in a row they have now found no fill (absent:
+    0, they filled or none took part)."""
+    return {
+        sid: before + 1
+        for sid, before in sorted(w.liquidation_attempted.items())
+        if sid not in w.liquidation_filled
+    }
+
+
+def allowed_misses(w: StateWriter, sid: bytes) -> int:
+    """The smallest `max_liquidation_misses` of the markets where `sid` holds a position."""
+    allowed = [
+        params.max_liquidation_misses
+        for market_id in w.subaccount(sid).markets
+        if (params := w.params(market_id)) is not None
+    ]
+    return min(allowed, default=DEFAULT_MAX_LIQUIDATION_MISSES)
 
 
 def _fund_is_bankrupt(w: StateWriter) -> bool:
@@ -145,8 +177,8 @@ def _deleverage_fund(w: StateWriter) -> None:
 
 
 def close_out(w: StateWriter, sid: bytes, risk: Risk) -> None:
-    """The fallback: the fund takes everything over if it can pay the loss,
-    else deleveraging. The account ends with no position and no order."""
+    """A bankrupt account: the fund takes everything over if it can pay the
+    loss, else deleveraging. The account ends with no position and no order."""
     cancel_open_orders(w, sid)
     loss = max(-risk.equity, 0)
     fee = covered = deleveraged = 0
@@ -155,6 +187,16 @@ def close_out(w: StateWriter, sid: bytes, risk: Risk) -> None:
     else:
         deleveraged = deleverage(w, sid)
     w.events.append(Liquidated(sid, risk.equity, risk.maintenance, fee, loss, covered, deleveraged))
+
+
+def close_out_slice(w: StateWriter, sid: bytes, risk: Risk) -> None:
+    """An account with equity > 0 whose liquidation orders missed too many
+    auctions: the fund takes over the smallest reduction that brings it back to
+    maintenance at the valuation price (all of it if nothing less does). The
+    account has no deficit, so the fund can always take it."""
+    cancel_open_orders(w, sid)
+    fee = take_over_slice(w, sid, smallest_reduction(w, sid, risk))
+    w.events.append(Liquidated(sid, risk.equity, risk.maintenance, fee, 0, 0, 0))
 
 
 def cancel_open_orders(w: StateWriter, sid: bytes) -> None:
@@ -275,17 +317,21 @@ def bankruptcy_limit(
 
 
 def place_liquidation_orders(
-    w: StateWriter, below: list[tuple[int, bytes, Risk]], budget: dict[int, int]
+    w: StateWriter,
+    below: list[tuple[int, bytes, Risk]],
+    budget: dict[int, int],
+    misses: dict[bytes, int],
 ) -> None:
     """Orders for every subaccount still below maintenance (`below`: equity /
-    maintenance as a wad, id, risk), most under water first."""
+    maintenance as a wad, id, risk), most under water first, each carrying its
+    account's count of auctions missed in a row (`misses`)."""
     for _, sid, risk in sorted(below, key=lambda item: (item[0], item[1])):
         with w.phase("liquidation", sid):
             cancel_open_orders(w, sid)
-            _place_for(w, sid, risk, budget)
+            _place_for(w, sid, risk, budget, misses.get(sid, 0))
 
 
-def _place_for(w: StateWriter, sid: bytes, risk: Risk, budget: dict[int, int]) -> None:
+def _place_for(w: StateWriter, sid: bytes, risk: Risk, budget: dict[int, int], misses: int) -> None:
     for market_id, closing in smallest_reduction(w, sid, risk):
         params = w.params(market_id)
         state = w.market(market_id)
@@ -304,7 +350,8 @@ def _place_for(w: StateWriter, sid: bytes, risk: Risk, budget: dict[int, int]) -
             params, price, sign * quantity, share_mmr, risk.equity, risk.maintenance
         )
         if limit > 0:
-            _place(w, sid, market_id, params, Side.SELL if sign > 0 else Side.BUY, limit, quantity)
+            side = Side.SELL if sign > 0 else Side.BUY
+            _place(w, sid, market_id, params, side, limit, quantity, misses)
 
 
 def _within_budget(
@@ -327,6 +374,7 @@ def _place(
     side: Side,
     limit: int,
     quantity: int,
+    misses: int = 0,
 ) -> None:
     order_id = keccak256(LIQUIDATION_ORDER_TAG + encode((w.height, sid, market_id)))
     order = RestingOrder(
@@ -341,6 +389,7 @@ def _place(
         placed_height=w.height,
         placed_nonce=0,
         liquidation=True,
+        liquidation_misses=misses,
     )
     buy = quantity if side == Side.BUY else 0
     premium = reserved_premium(params, side, limit, quantity)

@@ -24,6 +24,7 @@ from .fixed_point import SCALE
 from .limits import (
     MAX_AMOUNT,
     MAX_FUNDING_INTERVAL_SECONDS,
+    MAX_LIQUIDATION_MISSES,
     MAX_MARKET_ID,
     MAX_OPTION_TENOR_SECONDS,
     MAX_SETTLEMENT_WINDOW_SECONDS,
@@ -91,6 +92,8 @@ def check_market_params(params: MarketParams, now: int) -> None:
         raise fail("settlement_window must be in [0, a day]")
     if not 0 < params.max_liquidation_notional <= MAX_AMOUNT:
         raise fail("max_liquidation_notional must be in (0, MAX_AMOUNT]")
+    if not 0 < params.max_liquidation_misses <= MAX_LIQUIDATION_MISSES:
+        raise fail("max_liquidation_misses must be in [1, 100]")
     if params.kind == MarketKind.PERPETUAL:
         if params.option is not None:
             raise fail("a perpetual has no option terms")

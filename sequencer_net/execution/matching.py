@@ -36,8 +36,9 @@ their market's auction run even without new orders and join it as takers.
 Before the pre-auction rules, those of a subaccount that meets maintenance
 again are removed ("recovered"). A filled one pays no trading fee; its
 liquidation fee goes to the insurance fund (liquidation.charge_liquidation_fee).
-Which subaccounts' liquidation orders took part and which filled is recorded
-for the end-of-block fallback (StateWriter.liquidation_attempted / _filled).
+Which subaccounts' liquidation orders took part (with how many auctions in a
+row they had missed before) and which filled is recorded for the end-of-block
+rule (StateWriter.liquidation_attempted / _filled).
 
 Totality by construction: an order the auction could not take (a limit off the
 market's grid, a quantity off the lot) is removed with `OrderRemoved(...,
@@ -190,7 +191,9 @@ def _run_market_auction(
     fills = {fill.order_id: fill.quantity for fill in result.fills}
     for order in batch.live.values():
         if order.liquidation and order.subaccount != INSURANCE_FUND:
-            w.liquidation_attempted.add(order.subaccount)
+            w.liquidation_attempted[order.subaccount] = max(
+                w.liquidation_attempted.get(order.subaccount, 0), order.liquidation_misses
+            )
             if fills.get(order.order_id):
                 w.liquidation_filled.add(order.subaccount)
     fees = 0

@@ -67,11 +67,15 @@ class FundingApplied(msgspec.Struct, frozen=True, array_like=True, tag=4):
 
 
 class Liquidated(msgspec.Struct, frozen=True, array_like=True, tag=5):
-    """The fallback closed every position of a subaccount (liquidation.py): the
-    insurance fund took them over (`covered_by_fund` = the loss it paid) or, when
-    the fund could not pay, they were deleveraged against the opposite side
-    (`deleveraged` = the loss those counterparties bore at the bankruptcy price).
-    `deficit` is the negative equity left after closing at the valuation price."""
+    """A close-out (liquidation.py). With `equity` <= 0 every position of the
+    subaccount was closed: the insurance fund took them over (`covered_by_fund`
+    = the loss it paid) or, when the fund could not pay, they were deleveraged
+    against the opposite side (`deleveraged` = the loss those counterparties
+    bore at the bankruptcy price); `deficit` is the negative equity left after
+    closing at the valuation price. With `equity` > 0 the account's liquidation
+    orders had missed `max_liquidation_misses` auctions in a row and the fund
+    took over only the slice that brings it back to maintenance (the
+    `PositionTransferred` events before this one say how much)."""
 
     subaccount: bytes
     equity: int

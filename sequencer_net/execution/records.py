@@ -45,6 +45,11 @@ DEFAULT_MAX_LIQUIDATION_NOTIONAL = 1_000_000 * 10**18
 """1,000,000 units of quote: the notional (at the valuation price) of the
 liquidation orders one market takes per block (docs/execution.md, "Liquidation")."""
 
+DEFAULT_MAX_LIQUIDATION_MISSES = 3
+"""An account's liquidation orders may find no fill in three auctions in a row
+before the insurance fund takes over what still needs closing
+(docs/execution.md, "Liquidation")."""
+
 MarketId = NewType("MarketId", int)
 OrderId = NewType("OrderId", bytes)
 """32 bytes: the hash of the transaction that placed the order."""
@@ -239,6 +244,11 @@ class MarketParams(msgspec.Struct, frozen=True, array_like=True):
     """The most notional (quantity * valuation price) of liquidation orders placed
     into one block's auction of this market: a cascade goes through the book at
     most this fast (docs/execution.md, "Liquidation")."""
+    max_liquidation_misses: int = DEFAULT_MAX_LIQUIDATION_MISSES
+    """How many auctions in a row a subaccount's liquidation orders may find no
+    fill before the insurance fund takes over the slice they were for; for an
+    account with positions in several markets the smallest of their values
+    counts (docs/execution.md, "Liquidation")."""
 
 
 class MarketState(msgspec.Struct, frozen=True, array_like=True):
@@ -302,6 +312,9 @@ class RestingOrder(msgspec.Struct, frozen=True, array_like=True, omit_defaults=T
     """Placed by the engine for a subaccount below maintenance (or for the
     insurance fund): reduce-only, immediate-or-cancel, no trading fee, and its
     owner cannot cancel it (liquidation.py)."""
+    liquidation_misses: int = 0
+    """A liquidation order's: how many auctions in a row its owner's liquidation
+    orders had found no fill when it was placed (liquidation.py)."""
 
 
 class TriggerKind(enum.IntEnum):

@@ -297,9 +297,10 @@ class StateWriter:
         self.cleared_prices: dict[int, tuple[int, int]] = {}
         # Salt of the auctions' last remainder tie-break (engine.block_salt).
         self.tie_salt = b""
-        # Subaccounts whose liquidation orders took part in a clearing this block,
-        # and those of them with at least one fill (liquidation.py's fallback rule).
-        self.liquidation_attempted: set[bytes] = set()
+        # Subaccounts whose liquidation orders took part in a clearing this block
+        # (with the misses those orders carried), and those of them with at least
+        # one fill (liquidation.py's fallback rule).
+        self.liquidation_attempted: dict[bytes, int] = {}
         self.liquidation_filled: set[bytes] = set()
         # Block-level units that failed in an earlier attempt at this block.
         self.skipped: dict[PhaseKey, str] = {}

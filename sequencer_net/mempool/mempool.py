@@ -28,8 +28,17 @@ admitted by sender, with the same per-sender cap, their max fee counted
 against the sender's fee balance and (as a floor) against the required fee of
 the shortest payload their ciphertext can hold, and one pending envelope per ciphertext (its U).
 
-`take_batch` returns untaken transactions in arrival order, except that a
-sender's transactions come out in nonce order; they stay pending (marked
+Priority senders (`priority_senders`: a validator's own key, which signs its
+price and L1 deposit reports) are exempt from the pool's pressure: no
+per-sender cap, admitted when the pool is full (the engine's nonce window,
+NONCE_WINDOW above the sender's highest used nonce, bounds how many can be
+pending), never evicted; and their untaken transactions head every batch. So
+a flood of traffic, cheap or expensive, cannot delay a validator's own
+reports (docs/storage-and-mempool.md, "Mempool").
+
+`take_batch` returns a priority sender's untaken transactions first (nonce
+order), then the others in arrival order, except that a sender's
+transactions come out in nonce order; they stay pending (marked
 batched) until `on_committed` removes them, and `requeue` returns them to the
 untaken queue if their batch is lost.
 """
@@ -162,9 +171,12 @@ class Mempool:
         *,
         accounts: Accounts = OPEN_ACCOUNTS,
         envelopes: EnvelopeRules | None = None,
+        priority_senders: frozenset[Address] = frozenset(),
     ) -> None:
         self.domain = domain
         self.envelopes = envelopes
+        self.priority_senders = priority_senders
+        """Senders whose plain transactions skip the pool's pressure and head batches."""
         self.limits = limits or MempoolLimits()
         self.accounts = accounts
         self._entries: dict[bytes, _Entry] = {}
@@ -210,6 +222,7 @@ class Mempool:
         sender, tx = checked.sender, checked.tx
         assert tx is not None
         by_nonce = self._by_sender.get(sender)
+        priority = sender in self.priority_senders
         if not restoring:
             if tx.fee < self.accounts.required_fee(len(tx.payload)):
                 return AddResult.FEE_TOO_LOW, []
@@ -223,9 +236,13 @@ class Mempool:
             pending = self._pending_fees.get(sender, 0)
             if pending + tx.fee > self.accounts.fee_balance(sender):
                 return AddResult.INSUFFICIENT_BALANCE, []
-            if by_nonce is not None and len(by_nonce) >= self.limits.max_per_sender:
+            if (
+                not priority
+                and by_nonce is not None
+                and len(by_nonce) >= self.limits.max_per_sender
+            ):
                 return AddResult.SENDER_LIMIT, []
-        evicted = self._make_room(checked)
+        evicted = [] if priority else self._make_room(checked)
         if evicted is None:
             return AddResult.FULL, []
         self._insert(checked, now_ms)
@@ -283,7 +300,7 @@ class Mempool:
             popped.append(item)
             if item[0] >= rate:
                 break
-            if entry.batched:
+            if entry.batched or entry.checked.sender in self.priority_senders:
                 continue
             victims.append(item[2])
             freed_txs += 1
@@ -334,8 +351,9 @@ class Mempool:
     def take_batch(self, max_txs: int, max_bytes: int) -> list[CheckedTx]:
         """The next untaken transactions for a batch, without marking them.
 
-        Arrival order, except that before a sender's transaction come its untaken
-        ones with lower nonces. Stops at the first transaction that would pass
+        First every untaken plain transaction of the priority senders (in nonce
+        order); then arrival order, except that before a sender's transaction
+        come its untaken ones with lower nonces. Stops at the first transaction that would pass
         `max_txs` or `max_bytes`, so nothing overtakes an earlier arrival; the
         first one always fits (MAX_TX_BYTES <= BatchLimits.max_bytes), so a
         non-empty queue always yields a non-empty batch.
@@ -345,6 +363,15 @@ class Mempool:
         # A sender's chosen transactions are always a prefix of its untaken nonces
         # (lower nonces go first), so a count per sender says which are chosen.
         taken_per_sender: dict[Address, int] = {}
+        for sender in sorted(self.priority_senders):
+            by_nonce = self._by_sender.get(sender, {})
+            for position, nonce in enumerate(self._untaken_nonces.get(sender, ())):
+                member = self._entries[by_nonce[nonce]].checked
+                if len(chosen) >= max_txs or total + len(member.encoded) > max_bytes:
+                    return chosen
+                chosen.append(member)
+                total += len(member.encoded)
+                taken_per_sender[sender] = position + 1
         for hash_ in self._untaken:
             checked = self._entries[hash_].checked
             if checked.envelope is not None:  # no nonce order: arrival order

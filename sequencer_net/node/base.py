@@ -7,7 +7,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from consensus.crypto import PrivateKey
+from consensus.crypto import Address, PrivateKey
 from sequencer_net.execution.fees import CommittedFeeBalances, required_fee
 from sequencer_net.execution.genesis import genesis_state
 from sequencer_net.execution.state import ExecutionState, load_state
@@ -54,7 +54,13 @@ class NodeBase:
 
     commits: CommitPipeline
 
-    def __init__(self, config: NodeConfig, genesis: Genesis) -> None:
+    def __init__(
+        self,
+        config: NodeConfig,
+        genesis: Genesis,
+        *,
+        priority_senders: frozenset[Address] = frozenset(),
+    ) -> None:
         self.config = config
         self.genesis = genesis
         self.domain = genesis.domain()
@@ -80,7 +86,8 @@ class NodeBase:
             threads=config.storage.verify_threads or None,
             envelopes=self.envelope_rules,
         )
-        # The mempool admits what the latest committed state would execute.
+        # The mempool admits what the latest committed state would execute; a
+        # validator's own reports skip its pressure and head its batches.
         self.mempool = Mempool(
             self.domain,
             config.mempool.mempool_limits(),
@@ -90,6 +97,7 @@ class NodeBase:
                 required_fee=lambda length: required_fee(self.commits.state.config, length),
             ),
             envelopes=self.envelope_rules,
+            priority_senders=priority_senders,
         )
 
     def _state_root_at(self, height: int) -> bytes | None:

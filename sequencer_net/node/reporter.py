@@ -3,9 +3,15 @@
 Every `[oracle] interval_ms` the reporter reads its source (sequencer_net.
 pricefeed) for the markets the committed state lists (expired options left
 out), and submits one `OracleUpdate` per MAX_ORACLE_PRICES markets, signed with
-the validator's key, to its own intake: the report travels in this validator's
-next batch like any transaction and pays the same fee, from the validator's
-subaccount 0 (fund it). The engine keeps each validator's latest report per
+the validator's key, to its own intake: the report pays the usual fee, from
+the validator's subaccount 0 (fund it), and heads this validator's next batch
+(its own key is a priority sender of its mempool: no per-sender cap, no
+eviction, admitted when the pool is full; mempool.py). Every round the
+reporter checks that subaccount's fee balance in the committed state against
+the fees of the next hour of reports (one round per `interval_s`, at most one
+per second) and logs `oracle_fee_balance_low` (at most every ten minutes while
+it lasts) when it falls short: without reports the validator's power no longer
+counts toward the oracle quorum. The engine keeps each validator's latest report per
 market and takes the power-weighted median (sequencer_net.execution.oracle).
 
 `published_at` is the local clock minus `[oracle] lag_s`, in whole seconds, and
@@ -20,6 +26,7 @@ of one interval.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -31,7 +38,7 @@ from consensus.crypto import PrivateKey
 from consensus.encoding import Domain
 from sequencer_net.api.intake import Accepted, Outcome
 from sequencer_net.client.transactions import signed_transaction
-from sequencer_net.execution.fees import required_fee
+from sequencer_net.execution.fees import committed_fee_balance, required_fee
 from sequencer_net.execution.limits import MAX_ORACLE_PRICES
 from sequencer_net.execution.markets import is_expired
 from sequencer_net.execution.state import ExecutionState
@@ -50,6 +57,12 @@ log = logging.getLogger("seqnet.oracle")
 ERROR_LOG_INTERVAL_S = 60.0
 """The same source error is logged at most once a minute."""
 
+FEE_RUNWAY_S = 3_600
+"""Warn when the reporting subaccount cannot pay for this many seconds of reports."""
+
+LOW_BALANCE_LOG_INTERVAL_S = 600.0
+"""The low fee balance warning repeats at most every ten minutes."""
+
 
 @dataclass
 class ReporterStatus:
@@ -61,6 +74,16 @@ class ReporterStatus:
     reports_sent: int = 0
     reports_refused: int = 0
     last_error: str | None = None
+    fee_balance: int | None = None
+    """The reporting subaccount's fee balance in the committed state (wad)."""
+    hour_of_fees: int | None = None
+    """What the next FEE_RUNWAY_S of reports cost at the current fee and market count."""
+
+    @property
+    def fee_balance_low(self) -> bool:
+        if self.fee_balance is None or self.hour_of_fees is None:
+            return False
+        return self.fee_balance < self.hour_of_fees
 
     def document(self) -> dict[str, Any]:
         return {
@@ -70,6 +93,9 @@ class ReporterStatus:
             "reports_sent": self.reports_sent,
             "reports_refused": self.reports_refused,
             "last_error": self.last_error,
+            "fee_balance": None if self.fee_balance is None else str(self.fee_balance),
+            "hour_of_fees": None if self.hour_of_fees is None else str(self.hour_of_fees),
+            "fee_balance_low": self.fee_balance_low,
         }
 
 
@@ -99,6 +125,9 @@ class PriceReporter:
         self.status = ReporterStatus(source_name)
         self.nonces = nonces or OwnNonces(key.address, state)
         self._problem = RepeatedProblem(log, "oracle_report_problem", ERROR_LOG_INTERVAL_S)
+        self._low_balance = RepeatedProblem(
+            log, "oracle_fee_balance_low", LOW_BALANCE_LOG_INTERVAL_S
+        )
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
@@ -136,17 +165,21 @@ class PriceReporter:
         if not quotes:
             return 0
         prices = [OraclePrice(m, q.price, q.volatility) for m, q in sorted(quotes.items())]
+        payloads = [
+            encode_payload(OracleUpdate(published_at, tuple(prices[i : i + MAX_ORACLE_PRICES])))
+            for i in range(0, len(prices), MAX_ORACLE_PRICES)
+        ]
+        fees = [required_fee(state.config, len(payload)) for payload in payloads]
+        self.check_fee_runway(state, sum(fees))
         accepted = 0
-        for start in range(0, len(prices), MAX_ORACLE_PRICES):
-            chunk = tuple(prices[start : start + MAX_ORACLE_PRICES])
-            payload = encode_payload(OracleUpdate(published_at, chunk))
+        for payload, fee in zip(payloads, fees, strict=True):
             raw = signed_transaction(
                 self.key,
                 self.domain,
                 self.nonces.next_nonce(state),
                 DEX_NAMESPACE,
                 payload,
-                fee=required_fee(state.config, len(payload)),
+                fee=fee,
             )
             outcome = await self.submit(raw)
             if isinstance(outcome, Accepted):
@@ -161,6 +194,18 @@ class PriceReporter:
         if accepted and not problems:
             self.status.last_error = None
         return accepted
+
+    def check_fee_runway(self, state: ExecutionState, round_fees: int) -> None:
+        """Warn when subaccount 0 cannot pay the next FEE_RUNWAY_S of rounds
+        costing `round_fees` each (whole seconds: at most one round a second)."""
+        rounds = min(math.ceil(FEE_RUNWAY_S / self.interval_s), FEE_RUNWAY_S)
+        self.status.fee_balance = committed_fee_balance(state, self.key.address)
+        self.status.hour_of_fees = rounds * round_fees
+        if self.status.fee_balance_low:
+            self._low_balance.report(
+                f"subaccount 0 of {self.key.address.hex()} holds {self.status.fee_balance}"
+                f" wei of fees; the next hour of reports costs {self.status.hour_of_fees}"
+            )
 
     def _error(self, message: str) -> None:
         self.status.last_error = message

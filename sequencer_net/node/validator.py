@@ -132,7 +132,7 @@ class ValidatorNode(NodeBase):
         self.key_share = _load_key_share(config, genesis, index)
         """This validator's threshold key share; None when the genesis has no
         threshold section (encryption off)."""
-        super().__init__(config, genesis)
+        super().__init__(config, genesis, priority_senders=frozenset({key.address}))
         self.connected = True
         self.p2p = P2PNetwork(
             secret=key.secret,

@@ -104,6 +104,10 @@ def test_bench_block_dex_mix_cancels_reports_and_liquidates() -> None:
     assert report["orders_accepted"] > 0 and report["liquidations"] >= 1
     # Two 4% steps down from 2,000 on the tick grid: the median of the reports.
     assert report["index_after"] == "1843.2"
+    # The next block: the liquidation orders trade, a third 4% step down.
+    assert report["liquidation_block_liquidation_fills"] >= 1
+    assert report["liquidation_block_execute_ms"] > 0
+    assert report["liquidation_block_index_after"] == "1769.47"
     again = json.loads(CliRunner().invoke(cli, args).output)
     assert again["state_root"] == report["state_root"]
 

@@ -21,6 +21,7 @@ from sequencer_net.execution.receipts import (
     LiquidationFeePaid,
     LiquidationOrderPlaced,
     OrderRemoved,
+    PositionTransferred,
 )
 from sequencer_net.execution.state import StateWriter
 from sequencer_net.execution.transactions import CancelOrder, Deposit
@@ -109,16 +110,89 @@ def test_liquidation_order_fills_in_the_next_auction_without_trading_fee() -> No
     check_engine_invariants(state)
 
 
+def own_orders(chain: Chain, name: str) -> list[LiquidationOrderPlaced]:
+    return [e for e in placed(chain) if e.subaccount == sub(name)]
+
+
 def test_a_bid_below_the_bankruptcy_price_does_not_fill_it() -> None:
     chain = alice_below_maintenance()
+    [first] = placed(chain)
     result = chain.block([chain.order("carol", PERP, BUY, 8_999 * W // 100, 2 * W)])
     assert not [e for e in result.events if isinstance(e, FillEvent)]
-    # Its order found no liquidity: the fund takes the position over at the index.
+    # One auction without a fill is not the end of the market's turn: nothing
+    # is taken over, and the same order is placed again, one miss counted.
+    assert not [e for e in result.events if isinstance(e, Liquidated)]
+    assert size(chain.state, sub("alice"), PERP) == 10 * W
+    [again] = own_orders(chain, "alice")
+    assert (again.quantity, again.limit_price) == (first.quantity, first.limit_price)
+    assert chain.state.books[PERP][again.order_id].liquidation_misses == 1
+    check_engine_invariants(chain.state)
+
+
+def test_after_three_misses_the_fund_takes_only_the_slice_still_needed() -> None:
+    chain = alice_below_maintenance()
+    chain.block([chain.order("carol", PERP, BUY, 8_999 * W // 100, 2 * W)])  # miss 1
+    chain.block([])  # miss 2: carol's bid rests at 89.99, under the limit of 90
+    [order] = own_orders(chain, "alice")
+    assert chain.state.books[PERP][order.order_id].liquidation_misses == 2
+    fund_before = collateral(chain.state, INSURANCE_FUND)
+    result = chain.block([])  # miss 3 = max_liquidation_misses
     [closed] = [e for e in result.events if isinstance(e, Liquidated)]
-    assert closed.subaccount == sub("alice") and closed.covered_by_fund == 0
+    assert closed.subaccount == sub("alice") and (closed.deficit, closed.covered_by_fund) == (0, 0)
+    # The fund takes the 1.862 her orders were for, at the index 94: alice is
+    # credited 175.028 and pays 1% of it, 1.75028; she keeps 8.138.
+    [moved] = [e for e in result.events if isinstance(e, PositionTransferred)]
+    assert (moved.subaccount, moved.size, moved.price) == (sub("alice"), 1_862 * W // 1000, 94 * W)
+    assert closed.fee == 175_028 * W // 100_000
+    assert size(chain.state, sub("alice"), PERP) == 8_138 * W // 1000
+    assert size(chain.state, INSURANCE_FUND, PERP) == 1_862 * W // 1000
+    assert collateral(chain.state, INSURANCE_FUND) == fund_before - 175_028 * W // 1000 + closed.fee
+    state = chain.state
+    risk = subaccount_risk(StateWriter(state, state.height, chain.now), sub("alice"))
+    assert 0 < risk.maintenance <= risk.equity
+    assert not own_orders(chain, "alice")  # back above maintenance: no order
+    [offer] = placed(chain)  # the fund offers what it took
+    assert (offer.subaccount, offer.quantity) == (INSURANCE_FUND, 1_862 * W // 1000)
+    check_engine_invariants(state)
+
+
+def test_any_fill_restarts_the_count_of_misses() -> None:
+    chain = alice_below_maintenance()
+    chain.block([])  # miss 1
+    chain.block([chain.order("carol", PERP, BUY, 94 * W, W // 2)])  # half a unit fills
+    [order] = own_orders(chain, "alice")
+    assert order.quantity < 1_862 * W // 1000  # what is still needed
+    assert chain.state.books[PERP][order.order_id].liquidation_misses == 0
+    chain.block([])
+    chain.block([])  # two misses since the fill: still the market's turn
+    assert not [e for e in chain.results[-1].events if isinstance(e, Liquidated)]
+    assert size(chain.state, INSURANCE_FUND, PERP) == 0
+    check_engine_invariants(chain.state)
+
+
+def test_one_allowed_miss_hands_the_slice_over_at_once() -> None:
+    chain = alice_below_maintenance(max_liquidation_misses=1)
+    result = chain.block([])
+    [moved] = [e for e in result.events if isinstance(e, PositionTransferred)]
+    assert moved.size == 1_862 * W // 1000
+    assert size(chain.state, sub("alice"), PERP) == 8_138 * W // 1000
+    check_engine_invariants(chain.state)
+
+
+def test_a_bankrupt_account_is_taken_over_whole_without_waiting() -> None:
+    chain = alice_below_maintenance()
+    chain.block([chain.prices({PERP: 85 * W})])  # equity -50 after one miss
+    [closed] = [e for e in chain.results[-1].events if isinstance(e, Liquidated)]
+    assert closed.subaccount == sub("alice") and closed.covered_by_fund == 50 * W
     assert size(chain.state, INSURANCE_FUND, PERP) == 10 * W
     assert size(chain.state, sub("alice"), PERP) == 0
-    check_engine_invariants(chain.state)
+
+
+@pytest.mark.parametrize("misses", [0, 101])
+def test_the_allowed_misses_are_bounded(misses: int) -> None:
+    with pytest.raises(InvalidMarketParams, match="max_liquidation_misses"):
+        check_market_params(perp_params(max_liquidation_misses=misses), GENESIS_TIME)
+    assert perp_params().max_liquidation_misses == 3
 
 
 def test_the_per_block_cap_trims_liquidation_orders() -> None:

@@ -10,8 +10,10 @@ own crash. What bounds it:
 - the per-block cap (`max_liquidation_notional`, 50 here) bounds how much
   liquidation goes into one auction;
 - each liquidation order is limited at its bankruptcy price, so it never fills
-  below it: an account whose order cannot fill is taken over by the fund at
-  the index, not at the dumped price;
+  below it; an account whose order found no fill is not handed to the fund
+  for that: its order is placed again next block (up to
+  `max_liquidation_misses` auctions in a row), and once the dump is over it
+  sells through the book;
 - money is conserved and nobody ends with negative equity.
 """
 
@@ -116,12 +118,23 @@ def test_the_cap_and_the_bankruptcy_limits_bound_a_cascade() -> None:
     assert cleared.price < 88 * W  # the dump took the batch below every bankruptcy limit...
     fills = [e for e in second.events if isinstance(e, FillEvent) and e.order_id in limits]
     assert not fills  # ...so no liquidated position was sold into it
-    # Their orders found no bid at or above 88: the fund took each position
-    # over at the index, 92, and each account kept 4 - 0.92 of fee.
-    closed = [e for e in second.events if isinstance(e, Liquidated)]
-    assert {e.subaccount for e in closed} == {o.subaccount for o in orders}
-    assert all(e.deficit == 0 and e.fee == 92 * W // 100 for e in closed)
-    transfers = [e for e in second.events if isinstance(e, PositionTransferred)]
-    assert len(transfers) == 4 and all(t.price == 92 * W for t in transfers)
-    # The next batch of the cascade is again capped.
-    assert sum(o.quantity * 92 for o in placed(second) if o.subaccount != INSURANCE_FUND) <= CAP * W
+    # One auction without a fill takes nothing over: the same accounts get
+    # their orders again, one miss counted, within the cap.
+    assert not [e for e in second.events if isinstance(e, Liquidated)]
+    assert not [e for e in second.events if isinstance(e, PositionTransferred)]
+    again = [o for o in placed(second) if o.subaccount != INSURANCE_FUND]
+    assert {o.subaccount for o in again} == {o.subaccount for o in orders}
+    assert all(chain.state.books[PERP][o.order_id].liquidation_misses == 1 for o in again)
+    assert sum(o.quantity * 92 for o in again) <= CAP * W
+    # The dump is over and the market maker bids 91: they sell there, through
+    # the book, above their bankruptcy limits; the fund takes nothing.
+    third = chain.block(
+        [chain.prices({PERP: 92 * W}), chain.order("mm", PERP, BUY, 91 * W, 10 * W)]
+    )
+    check_block(chain, third, 92 * W)
+    retried = {o.order_id for o in again}
+    sold = [e for e in third.events if isinstance(e, FillEvent) and e.order_id in retried]
+    assert {e.subaccount for e in sold} == {o.subaccount for o in again}
+    assert all(e.price == 91 * W for e in sold)
+    assert not [e for e in third.events if isinstance(e, Liquidated)]
+    assert size(chain.state, INSURANCE_FUND, PERP) == 0

@@ -2,10 +2,13 @@
 leveraged positions, makers, market orders, price paths, funding and expiry.
 
 Each example draws its own market parameters (margins, liquidation fee,
-per-block liquidation cap, band), deposits and insurance fund, then runs rules:
-leveraged trades, maker quotes, market orders, option trades, price moves of up
-to 40% in one step, and blocks with time jumps from 1 s to hours (funding; the
-option expires). After every block:
+per-block liquidation cap, allowed misses, band), deposits and insurance fund,
+then runs rules: leveraged trades, maker quotes, market orders, option trades,
+price moves of up to 40% in one step, a squeeze that puts one trader between
+bankrupt and maintenance, the maker pulling its quotes (so liquidation orders
+miss auctions, are placed again, and the fund takes the slice still needed),
+and blocks with time jumps from 1 s to hours (funding; the option expires).
+After every block:
 - money: collateral + fund + fee pool - unsettled charges == net deposits, and
   the fee pool grows by exactly the fees receipts and fills report (a
   liquidation order pays no trading fee);
@@ -31,7 +34,12 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from sequencer_net.execution.engine import ExecutionBlock, encode_outcome, execute_block
+from sequencer_net.execution.engine import (
+    BlockResult,
+    ExecutionBlock,
+    encode_outcome,
+    execute_block,
+)
 from sequencer_net.execution.margin import subaccount_risk
 from sequencer_net.execution.receipts import (
     Deleveraged,
@@ -42,8 +50,14 @@ from sequencer_net.execution.receipts import (
     OptionSettled,
     PhaseSkipped,
 )
-from sequencer_net.execution.records import OptionKind
-from sequencer_net.execution.state import INSURANCE_FUND, StateWriter
+from sequencer_net.execution.records import MarketParams, OptionKind
+from sequencer_net.execution.state import (
+    INSURANCE_FUND,
+    ExecutionState,
+    StateWriter,
+    position_key,
+)
+from sequencer_net.execution.transactions import CancelOrder
 from tests.execution.execution_harness import (
     BUY,
     GENESIS_TIME,
@@ -53,9 +67,11 @@ from tests.execution.execution_harness import (
     Chain,
     W,
     check_engine_invariants,
+    key,
     make_genesis,
     option_params,
     perp_params,
+    sub,
 )
 
 LONG = os.environ.get("SEQNET_FUZZ_LONG") == "1"
@@ -74,6 +90,10 @@ def on_tick(price: int, tick: int) -> int:
 
 
 class LiquidationMachine(RuleBasedStateMachine):
+    ORACLE_MOVE = W
+    """One reporter moves the price freely here; test_oracle_fuzz.py runs the
+    same machine with several reporters and the default per-block cap."""
+
     @initialize(data=st.data())
     def genesis(self, data: st.DataObject) -> None:
         mm = data.draw(st.integers(2, 10), label="maintenance %")
@@ -85,6 +105,8 @@ class LiquidationMachine(RuleBasedStateMachine):
             initial_margin=2 * mm * W // 100,
             liquidation_fee=fee * W // 100,
             max_liquidation_notional=cap,
+            max_liquidation_misses=data.draw(st.integers(1, 4), label="misses"),
+            max_oracle_move=self.ORACLE_MOVE,
             mark_band=band,
             funding_interval=600,
             funding_clamp=W // 20,
@@ -94,21 +116,17 @@ class LiquidationMachine(RuleBasedStateMachine):
         deposits["mm"] = 200_000 * W
         self.deposits = deposits
         insurance = data.draw(st.sampled_from([0, 50 * W, 5_000 * W]), label="insurance")
-        self.chain = Chain(
-            make_genesis(
-                deposits,
-                insurance=insurance,
-                markets=[
-                    (PERP_A, perp),
-                    (PERP_B, perp_params(tick_size=W // 10, lot_size=W // 100)),
-                    (CALL, option_params(OptionKind.CALL, 100 * W, EXPIRY)),
-                ],
-            )
-        )
+        move = self.ORACLE_MOVE
+        markets = [
+            (PERP_A, perp),
+            (PERP_B, perp_params(tick_size=W // 10, lot_size=W // 100, max_oracle_move=move)),
+            (CALL, option_params(OptionKind.CALL, 100 * W, EXPIRY, max_oracle_move=move)),
+        ]
+        self.chain = self.new_chain(data, deposits, insurance, markets)
         self.index = {PERP_A: 100 * W, PERP_B: 100 * W, CALL: 100 * W}
         self.pending: list[Any] = []
         self.shortfall = 0
-        self.chain.block([self.oracle()])
+        self.chain.block(self.oracle())
         # Every trader starts leveraged, long or short, against the maker.
         for name in TRADERS:
             leverage = data.draw(st.integers(1, 30), label=f"{name} leverage")
@@ -123,8 +141,21 @@ class LiquidationMachine(RuleBasedStateMachine):
         for mid in PERPS:  # and the maker leaves some depth on both sides
             self.maker_quotes(mid, depth=3, lots=data.draw(st.integers(100, 20_000), label="depth"))
 
-    def oracle(self, dt: int = 1) -> Any:
-        return self.chain.prices(dict(self.index), vol=W // 2, at=self.chain.now + dt)
+    def new_chain(
+        self,
+        data: st.DataObject,
+        deposits: dict[str, int],
+        insurance: int,
+        markets: list[tuple[int, MarketParams]],
+    ) -> Chain:
+        return Chain(make_genesis(deposits, insurance=insurance, markets=markets))
+
+    def oracle(self, dt: int = 1) -> list[Any]:
+        """The price reports of the next block, `dt` seconds on."""
+        return [self.chain.prices(dict(self.index), vol=W // 2, at=self.chain.now + dt)]
+
+    def check_oracle(self, before: ExecutionState, result: BlockResult) -> None:
+        """What the oracle path must hold across one block (test_oracle_fuzz.py)."""
 
     def tick(self, mid: int) -> int:
         return self.chain.state.market_params[mid].tick_size
@@ -181,6 +212,53 @@ class LiquidationMachine(RuleBasedStateMachine):
         self.pending.append(self.chain.order(buyer, CALL, BUY, premium * W, quantity, tif=IOC))
         self.pending.append(self.chain.order(seller, CALL, SELL, premium * W, quantity, tif=GTC))
 
+    @rule(mid=st.sampled_from(PERPS), percent=st.integers(-8, 0))
+    def makers_step_back(self, mid: int, percent: int) -> None:
+        """The maker pulls its quotes and the price slips: liquidation orders
+        may find no bid for a few blocks (the retries, then the fund's slice)."""
+        for order_id, order in sorted(self.chain.state.books.get(mid, {}).items()):
+            if order.subaccount == sub("mm") and not order.liquidation:
+                self.pending.append(self.chain.tx(key("mm"), CancelOrder(0, mid, order_id)))
+        self.move_price(mid, percent)
+
+    @rule(
+        name=st.sampled_from(TRADERS),
+        depth=st.integers(1, 9),
+        pull=st.booleans(),
+        quiet=st.integers(0, 5),
+    )
+    def squeeze(self, name: str, depth: int, pull: bool, quiet: int) -> None:
+        """Move the index of one of `name`'s perps so that its equity lands about
+        depth/10 of the way from bankrupt to maintenance (other positions and
+        funding ignored): the partial liquidation path, not a close-out. With
+        `pull` the maker also pulls its quotes there; then `quiet` one-second
+        blocks without a price move (misses, retries, the fund's slice)."""
+        state = self.chain.state
+        sid = sub(name)
+        held = [
+            (mid, position.size)
+            for mid in PERPS
+            if (position := state.positions.get(position_key(sid, mid))) is not None
+            and position.size
+        ]
+        if not held:
+            return
+        mid, size = held[0]
+        risk = subaccount_risk(StateWriter(state, state.height, state.block.timestamp), sid)
+        price = state.market_states[mid].oracle_price
+        notional = abs(size) * price // W
+        # equity(p) = E + size (p - P); aim at equity(p) = depth/10 * mm * |size| * p
+        aim = state.market_params[mid].maintenance_margin * depth // 10
+        if size > 0:
+            target = (notional - risk.equity) * W * W // max(size * (W - aim), 1)
+        else:
+            target = (notional + risk.equity) * W * W // (-size * (W + aim))
+        self.index[mid] = max(on_tick(target, self.tick(mid)), W)
+        if pull:
+            self.makers_step_back(mid, 0)
+        for _ in range(quiet):
+            self.execute(1)
+
     @rule(mid=st.sampled_from((PERP_A, PERP_B, CALL)), percent=st.integers(-40, 25))
     def move_price(self, mid: int, percent: int) -> None:
         self.index[mid] = max(self.index[mid] * (100 + percent) // 100, W)
@@ -194,7 +272,7 @@ class LiquidationMachine(RuleBasedStateMachine):
         """One block; the price path moves `mid` by `percent` first."""
         self.move_price(mid, percent)
         chain = self.chain
-        txs = [self.oracle(dt), *self.pending]
+        txs = [*self.oracle(dt), *self.pending]
         self.pending = []
         before = chain.state
         block = ExecutionBlock(before.height + 1, before.block.timestamp + dt, tuple(txs))
@@ -206,6 +284,7 @@ class LiquidationMachine(RuleBasedStateMachine):
         trading = sum(e.fee for e in result.events if isinstance(e, FillEvent))
         paid = sum(r.fee for r in result.receipts)
         assert result.state.ledger.fee_pool - before.ledger.fee_pool == paid + trading
+        self.check_oracle(before, result)
         # What the fund had to pay past its equity: option shortfalls, and the
         # part of a deficit the deleveraged counterparties' equity could not cover.
         self.shortfall += sum(e.deficit for e in result.events if isinstance(e, OptionSettled))
@@ -216,9 +295,16 @@ class LiquidationMachine(RuleBasedStateMachine):
         )
         for event in result.events:
             if isinstance(event, Liquidated):
-                STATS["closed by fund" if event.covered_by_fund else "closed out"] += 1
+                if event.equity > 0 and event.deficit == 0 and event.covered_by_fund == 0:
+                    STATS["fund took a slice"] += 1
+                else:
+                    STATS["closed by fund" if event.covered_by_fund else "closed out"] += 1
             if isinstance(event, Deleveraged | LiquidationOrderPlaced | LiquidationFeePaid):
                 STATS[type(event).__name__] += 1
+            if isinstance(event, LiquidationOrderPlaced) and event.subaccount != INSURANCE_FUND:
+                order = result.state.books[event.market_id].get(event.order_id)
+                if order is not None and order.liquidation_misses:
+                    STATS["placed again after a miss"] += 1
         STATS["blocks"] += 1
 
     @invariant()

@@ -164,19 +164,25 @@ def test_under_maintenance_account_is_liquidated_into_the_fund() -> None:
     [placed] = [e for e in result.events if isinstance(e, LiquidationOrderPlaced)]
     assert (placed.subaccount, placed.side, placed.limit_price) == (sub("alice"), SELL, 90 * W)
     assert placed.quantity == 1_862 * W // 1000
-    # Nobody bids: the order found no liquidity, so the fund takes it all over
-    # at the index: alice +940, fee 9.40, alice keeps 30.60.
+    # Nobody bids in three auctions in a row (max_liquidation_misses): the
+    # order is placed again twice, then the fund takes over only the 1.862 it
+    # was for, at the index: alice +175.028, fee 1.75028, she keeps 8.138.
+    for _ in range(2):
+        result = chain.block([chain.prices({PERP: 94 * W})])
+        assert not [e for e in result.events if isinstance(e, Liquidated)]
+        assert [e.quantity for e in result.events if isinstance(e, LiquidationOrderPlaced)] == [
+            1_862 * W // 1000
+        ]
     result = chain.block([chain.prices({PERP: 94 * W})])
     liquidations = [e for e in result.events if isinstance(e, Liquidated)]
     assert len(liquidations) == 1 and liquidations[0].subaccount == sub("alice")
     assert liquidations[0].equity == 40 * W and liquidations[0].deficit == 0
     state = chain.state
-    assert size(state, sub("alice"), PERP) == 0
-    assert size(state, INSURANCE_FUND, PERP) == 10 * W
-    fee = 940 * W // 100
-    assert collateral(state, sub("alice")) == 40 * W - fee
-    assert collateral(state, INSURANCE_FUND) == 1_000 * W - 940 * W + fee
-    assert sub("alice") not in state.open_subaccounts
+    assert size(state, sub("alice"), PERP) == 8_138 * W // 1000
+    assert size(state, INSURANCE_FUND, PERP) == 1_862 * W // 1000
+    fee = 175_028 * W // 100_000
+    assert collateral(state, sub("alice")) == -900 * W + 175_028 * W // 1000 - fee
+    assert collateral(state, INSURANCE_FUND) == 1_000 * W - 175_028 * W // 1000 + fee
     assert conserved_total(state) == state.ledger.net_deposits
 
 

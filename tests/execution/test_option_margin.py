@@ -26,6 +26,7 @@ from sequencer_net.execution.transactions import Withdraw
 from tests.execution.execution_harness import (
     BUY,
     GENESIS_TIME,
+    INSURANCE_FUND,
     SELL,
     Chain,
     W,
@@ -219,7 +220,8 @@ def test_credit_drawn_on_a_long_is_liquidated_while_the_mark_still_covers_it() -
     assert collateral(chain.state, sub("carol")) == -drawn
     spot = 100
     placed_at = None
-    while size(chain.state, sub("carol"), C100):
+    liquidated: list[Liquidated] = []
+    while not liquidated and spot > 60:
         spot -= 1
         moved = chain.block([chain.prices(dict.fromkeys(STRIKES, spot * W), vol=VOL)])
         placed = [e for e in moved.events if isinstance(e, LiquidationOrderPlaced)]
@@ -230,11 +232,16 @@ def test_credit_drawn_on_a_long_is_liquidated_while_the_mark_still_covers_it() -
     # worth less than the 2.25 drawn, but its mark (about 4.68) still covers it
     # (equity about 2.43): a liquidation order goes into the next auction.
     assert placed_at == 90
-    # Nobody buys the call in that auction, so the next block (spot 89) the
-    # fund takes it over while the equity is still positive: no deficit.
-    assert spot == 89
+    # Nobody buys the call: the order is placed again at spots 89 and 88, and
+    # after its third miss (spot 87, equity still positive) the fund takes only
+    # the slice that brings carol back to maintenance; she keeps the rest.
+    assert spot == 87
     assert len(liquidated) == 1 and liquidated[0].equity > 0 and liquidated[0].deficit == 0
-    assert collateral(chain.state, sub("carol")) >= 0
+    assert 0 < size(chain.state, sub("carol"), C100) < W
+    assert size(chain.state, INSURANCE_FUND, C100) == W - size(chain.state, sub("carol"), C100)
+    risk = subaccount_risk(writer(chain), sub("carol"))
+    assert 0 < risk.maintenance <= risk.equity
+    check_engine_invariants(chain.state)
 
 
 def test_open_sells_count_at_their_worse_outcome_in_each_scenario() -> None:
@@ -268,13 +275,22 @@ def test_a_fine_short_call_becomes_liquidatable_after_a_large_spot_move() -> Non
     # Partial: only the part of the short that brings it back to maintenance.
     assert (placed.subaccount, placed.side) == (sub("bob"), BUY)
     assert 0 < placed.quantity < W
-    # Nobody sells the call back in the next auction: the fund takes it over.
+    # Nobody sells the call back: the order is placed again twice, and after
+    # its third miss the fund takes over that part of the short, no more.
+    for _ in range(2):
+        missed = chain.block([])
+        assert not [e for e in missed.events if isinstance(e, Liquidated)]
+        [again] = [e for e in missed.events if isinstance(e, LiquidationOrderPlaced)]
+        assert (again.subaccount, again.quantity) == (sub("bob"), placed.quantity)
     after = chain.block([])
     [liquidated] = [e for e in after.events if isinstance(e, Liquidated)]
     assert liquidated.subaccount == sub("bob")
     assert 0 < liquidated.equity < liquidated.maintenance_requirement
     assert liquidated.deficit == 0
-    assert size(chain.state, sub("bob"), C100) == 0
+    assert size(chain.state, sub("bob"), C100) == -W + placed.quantity
+    assert size(chain.state, INSURANCE_FUND, C100) == -placed.quantity
+    risk = subaccount_risk(writer(chain), sub("bob"))
+    assert risk.maintenance <= risk.equity
     check_engine_invariants(chain.state)
 
 

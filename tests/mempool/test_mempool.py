@@ -183,6 +183,51 @@ def test_take_batch_stops_at_the_first_that_does_not_fit() -> None:
     assert pool.take_batch(1, 10**6) == [small]
 
 
+def test_a_validators_own_reports_are_exempt_from_pressure_and_head_its_batch() -> None:
+    """The validator's key (KEYS[7] here) pays the minimum fee for its reports;
+    a flood of better payers fills the pool and the sender cap, yet the report
+    is admitted, never evicted, and is the first of the next batch."""
+    own = KEYS[7].address
+    pool = Mempool(
+        DOMAIN,
+        MempoolLimits(max_txs=4, max_per_sender=2),
+        accounts=Ledger().accounts(),
+        priority_senders=frozenset({own}),
+    )
+    flood = [paying(i, 0, 1_000) for i in range(4)]
+    for tx in flood:
+        assert add(pool, tx) is AddResult.ACCEPTED
+    reports = [paying(7, nonce, 1) for nonce in range(3)]
+    for report in reports:  # full pool, third pending of a sender capped at two
+        assert pool.add(report) == (AddResult.ACCEPTED, [])
+    assert len(pool) == 7  # over max_txs by the reports alone
+    taken = pool.take_batch(4, 10**6)
+    assert taken[:3] == reports and taken[3] == flood[0]
+    # A better payer evicts the flood, never the reports, though they pay least.
+    result, evicted = pool.add(paying(5, 0, 10**6))
+    assert result is AddResult.ACCEPTED and set(evicted) == {tx.hash for tx in flood}
+    assert all(report.hash in pool for report in reports)
+    # The rules the engine applies still hold for them.
+    assert add(pool, paying(7, NONCE_WINDOW + 1, 1)) is AddResult.NONCE_TOO_HIGH
+    assert add(pool, paying(7, 0, 1, variant=1)) is AddResult.NONCE_TAKEN
+
+
+def test_another_sender_gets_no_priority() -> None:
+    pool = Mempool(
+        DOMAIN,
+        MempoolLimits(max_txs=2, max_per_sender=1),
+        accounts=Ledger().accounts(),
+        priority_senders=frozenset({KEYS[7].address}),
+    )
+    assert add(pool, paying(0, 0, 5)) is AddResult.ACCEPTED
+    assert add(pool, paying(0, 1, 5)) is AddResult.SENDER_LIMIT
+    assert add(pool, paying(6, 0, 1)) is AddResult.ACCEPTED
+    assert add(pool, paying(1, 0, 1)) is AddResult.FULL
+    result, evicted = pool.add(paying(2, 0, 10**6))
+    assert result is AddResult.ACCEPTED and evicted == [paying(6, 0, 1).hash]
+    assert pool.take_batch(10, 10**6)[0] == paying(0, 0, 5)  # arrival order
+
+
 def test_a_reversed_nonce_burst_cannot_stall_batching() -> None:
     """A sender's nonces arriving highest first pull all lower ones ahead of the
     first arrival; if they do not all fit, the batch takes the lowest that do."""

@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
+import json
+
 from eth_account import Account
-from eth_account.messages import encode_typed_data
 
 from consensus.crypto import keccak256
 from sequencer_net.client.transactions import dex_transaction
@@ -23,10 +24,12 @@ from sequencer_net.execution.transactions import (
     Withdraw,
     encode_payload,
 )
+from sequencer_net.mempool.mempool import AddResult, Mempool
 from sequencer_net.mempool.transaction import (
     TX_TYPEHASH,
     Transaction,
     decode_transaction,
+    encode_transaction,
     recover_sender,
     transaction_digest,
 )
@@ -48,8 +51,12 @@ SAMPLES: list[TxPayload] = [
 
 
 def wallet_sign(typed: dict[str, object], secret: bytes) -> tuple[bytes, bytes]:
-    """(digest, signature) as eth-account's typed-data signing makes them."""
-    signed = Account.sign_message(encode_typed_data(full_message=typed), secret)
+    """(digest, signature) as a wallet makes them: eth-account's
+    `Account.sign_typed_data` over the whole typed-data document
+    (eth_signTypedData_v4's `full_message` form), after a JSON round trip as
+    the document takes on its way to a wallet."""
+    document = json.loads(json.dumps(typed))
+    signed = Account.sign_typed_data(secret, full_message=document)
     return bytes(signed.message_hash), bytes(signed.signature)
 
 
@@ -64,6 +71,26 @@ def test_every_typed_action_is_signed_over_its_own_fields() -> None:
         # ... so the wallet's signature is the transaction's one signature.
         tx = Transaction(DOMAIN.chain_id, 9, 0, 10**15, payload, signature)
         assert recover_sender(tx, DOMAIN) == KEYS[2].address
+
+
+def test_the_node_accepts_the_bytes_a_wallet_signature_makes() -> None:
+    """For every typed action: the wallet's signature on the typed data, put in
+    the transaction's one encoding, is byte for byte what the SDK sends, and the
+    node's intake (decode, signature recovery, admission) accepts those bytes."""
+    pool = Mempool(DOMAIN)
+    for nonce, action in enumerate(SAMPLES):
+        typed = typed_data(DOMAIN, nonce, 10**15, action)
+        _, signature = wallet_sign(typed, KEYS[3].secret)
+        raw = encode_transaction(
+            Transaction(DOMAIN.chain_id, nonce, 0, 10**15, encode_payload(action), signature)
+        )
+        assert raw == dex_transaction(KEYS[3], DOMAIN, nonce, action, fee=10**15)
+        checked = pool.check(raw)
+        assert checked.sender == KEYS[3].address and checked.encoded == raw
+        assert pool.add(checked) == (AddResult.ACCEPTED, [])
+    assert pool.pending() == [
+        dex_transaction(KEYS[3], DOMAIN, n, a, fee=10**15) for n, a in enumerate(SAMPLES)
+    ]
 
 
 def test_a_wallet_shows_the_order_fields() -> None:

@@ -5,6 +5,7 @@ one walk for every validator of a testnet, and reports the engine accepts."""
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
@@ -18,6 +19,7 @@ from consensus.crypto import PrivateKey, keccak256
 from consensus.encoding import Domain
 from sequencer_net.api.intake import Accepted, Outcome, Refused
 from sequencer_net.execution.engine import ExecutionBlock, SequencedTransaction, execute_block
+from sequencer_net.execution.fees import required_fee
 from sequencer_net.execution.genesis import (
     GenesisConfig,
     GenesisDeposit,
@@ -157,7 +159,7 @@ def test_the_walk_depends_on_seed_and_time_only() -> None:
     assert all(2000 * W < p < 4500 * W for p in first)
 
 
-def genesis(markets: dict[int, object]) -> ExecutionState:
+def genesis(markets: dict[int, object], funds: int = 1_000 * W) -> ExecutionState:
     return genesis_state(
         GenesisConfig(
             chain_id=31337,
@@ -165,7 +167,7 @@ def genesis(markets: dict[int, object]) -> ExecutionState:
             bridge=VALIDATOR.address,
             oracles=(OracleReporter(VALIDATOR.address, 1),),
             genesis_time=GENESIS_TIME,
-            deposits=(GenesisDeposit(subaccount_id(VALIDATOR.address, 0), 1_000 * W),),
+            deposits=(GenesisDeposit(subaccount_id(VALIDATOR.address, 0), funds),),
             markets=tuple(GenesisMarket(m, p) for m, p in markets.items()),  # type: ignore[arg-type]
         )
     )
@@ -282,3 +284,34 @@ async def test_the_reporter_task_reports_every_interval_until_cancelled(
             await nursery.start(reporter.run)
     # Whole seconds only: one report per second of the (virtual) clock.
     assert 3 <= len(submitted.raw) <= 4
+
+
+async def test_the_reporter_warns_when_its_fees_would_not_last_an_hour(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    rich = genesis({1: PERP})
+    round_fee = required_fee(rich.config, len(decode_transaction(await one_report(rich)).payload))
+    hour = 3_600 * round_fee  # one round a second
+    assert round_fee > 0
+    for funds, low in ((hour, False), (hour - 1, True)):
+        caplog.clear()
+        state = genesis({1: PERP}, funds=funds)
+        reporter = reporter_for(state, Submitted(), lambda: GENESIS_TIME + 10.0)
+        with caplog.at_level(logging.WARNING, logger="seqnet.oracle"):
+            assert await reporter.report_once() == 1
+        document = reporter.status.document()
+        assert document["fee_balance"] == str(funds) and document["hour_of_fees"] == str(hour)
+        assert document["fee_balance_low"] is low
+        warned = [r for r in caplog.records if "oracle_fee_balance_low" in r.getMessage()]
+        assert len(warned) == (1 if low else 0)
+    # A report every 10 s needs a tenth of that.
+    state = genesis({1: PERP}, funds=hour // 10)
+    reporter = reporter_for(state, Submitted(), lambda: GENESIS_TIME + 10.0, interval_s=10.0)
+    await reporter.report_once()
+    assert reporter.status.hour_of_fees == hour // 10 and not reporter.status.fee_balance_low
+
+
+async def one_report(state: ExecutionState) -> bytes:
+    submitted = Submitted()
+    await reporter_for(state, submitted, lambda: GENESIS_TIME + 10.0).report_once()
+    return submitted.raw[0]
