@@ -152,7 +152,7 @@ def test_block_decryption_needs_t_verified_messages_and_drops_a_bad_one() -> Non
     assert job.offer(*honest[0]) and not job.ready
     assert job.offer(*honest[3]) and job.ready
     opened = job.open()
-    assert [o[32:] for o in opened.plaintexts] == plaintexts()  # type: ignore[index]
+    assert [o[32:] for o in opened.plaintexts] == plaintexts()
     assert opened.order_seed == ORDER_SEED  # any t verified coin shares: the same seed
 
 
