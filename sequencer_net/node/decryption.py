@@ -104,7 +104,8 @@ BEHIND_HEIGHTS: Final = 8
 """A block this many heights below the newest one a validator has sent a
 share message for is being caught up on: its messages went out long ago, so
 they are asked for at once instead of after ASK_AFTER_S (every block has a
-message, so waiting would cost a replaying node 0.3 s per block)."""
+message, so waiting would cost a replaying node 0.3 s per block). A faulty
+validator naming a far height only makes this node ask sooner."""
 
 EARLY_HEIGHTS: Final = 32
 """Share messages are kept for blocks up to this far above the block being
