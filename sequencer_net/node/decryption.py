@@ -201,6 +201,17 @@ def revealed_transaction(
     )
 
 
+def first_ask_after(height: int, newest_heard: int, validator: bool) -> float:
+    """Seconds a block waits for broadcast share messages before asking: a
+    validator at the head of the chain waits ASK_AFTER_S (the broadcasts are
+    on their way); a full node (it receives no broadcasts) and a block
+    BEHIND_HEIGHTS or more below the newest height heard of (caught up on:
+    its broadcasts went out long ago) ask at once."""
+    if not validator or height + BEHIND_HEIGHTS <= newest_heard:
+        return 0.0
+    return ASK_AFTER_S
+
+
 @dataclass(frozen=True, slots=True)
 class OpenedBlock:
     """What t verified share messages give for a committed block."""
@@ -407,8 +418,7 @@ class Decryptor:
         for index, data in sorted(self._early.pop(decryption.height, {}).items()):
             self._early_bytes -= len(data)
             await self._consider(index - 1, data)
-        behind = decryption.height + BEHIND_HEIGHTS <= self._newest_heard
-        wait = ASK_AFTER_S if self.key_share is not None and not behind else 0.0
+        wait = first_ask_after(decryption.height, self._newest_heard, self.key_share is not None)
         while not job.ready.is_set():
             with trio.move_on_after(wait):
                 await job.ready.wait()
@@ -517,8 +527,8 @@ class Decryptor:
         if message.block != job.block:
             log.warning("event=shares_other_block peer=%d height=%d", peer, message.height)
             return
-        if index in job.verified or index in job.refused:
-            return
+        if index in job.verified or index in job.refused or job.ready:
+            return  # nothing new, or t messages in already: no need to verify more
         accepted = await trio.to_thread.run_sync(job.offer, shares, coin)
         if job.ready:
             ready.set()

@@ -31,6 +31,8 @@ from sequencer_net.fairness.tdh2 import (
 )
 from sequencer_net.mempool.transaction import encode_transaction, sign_transaction
 from sequencer_net.node.decryption import (
+    ASK_AFTER_S,
+    BEHIND_HEIGHTS,
     MAX_SHARES_MESSAGE_BYTES,
     BlockOpening,
     Decryptor,
@@ -40,6 +42,7 @@ from sequencer_net.node.decryption import (
     decode_shares_message,
     encode_shares_message,
     encode_shares_request,
+    first_ask_after,
     revealed_transaction,
 )
 from sequencer_net.node.requests import RequestKind
@@ -342,3 +345,10 @@ async def test_a_discarded_block_stops_gathering(net: Net) -> None:
         assert HEIGHT not in decryptor._jobs and job.scope.cancel_called
         assert not job.done.is_set()
         nursery.cancel_scope.cancel()
+
+
+def test_a_block_far_behind_the_newest_heard_is_asked_for_at_once() -> None:
+    assert first_ask_after(HEIGHT, HEIGHT + 1, validator=True) == ASK_AFTER_S
+    assert first_ask_after(HEIGHT, HEIGHT + BEHIND_HEIGHTS - 1, validator=True) == ASK_AFTER_S
+    assert first_ask_after(HEIGHT, HEIGHT + BEHIND_HEIGHTS, validator=True) == 0.0
+    assert first_ask_after(HEIGHT, 0, validator=False) == 0.0  # a full node gets no broadcasts
