@@ -50,7 +50,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, TypeVar
 
 import msgspec
 import trio
@@ -311,6 +311,18 @@ class _Job:
 
 Request = Callable[[int, bytes, float], Awaitable[bytes]]
 
+_T = TypeVar("_T")
+
+
+async def _off_loop_if(heavy: bool, work: Callable[[], _T]) -> _T:
+    """Run `work` in a worker thread when it is heavy (a block's ciphertexts:
+    up to seconds of verification), else here: the coin alone is a few
+    hundred microseconds, less than two thread hand-offs on a busy machine,
+    and every block has one."""
+    if heavy:
+        return await trio.to_thread.run_sync(work)
+    return work()
+
 
 class Decryptor:
     """Releases this validator's shares for committed blocks and gathers others'.
@@ -425,7 +437,7 @@ class Decryptor:
             if not job.ready.is_set():
                 await self._ask_missing(decryption, job.ready)
                 wait = min(max(2 * wait, ASK_AFTER_S), ASK_RETRY_MAX_S)
-        job.opened = await trio.to_thread.run_sync(decryption.open)
+        job.opened = await _off_loop_if(bool(decryption.ciphertexts), decryption.open)
         job.done.set()
 
     async def _own_message(
@@ -451,7 +463,7 @@ class Decryptor:
                 made = block_shares(key_share, job.ciphertexts, job.labels)
             return made, coin_share(key_share, job.coin_tag)
 
-        shares, coin = await trio.to_thread.run_sync(make)
+        shares, coin = await _off_loop_if(bool(job.ciphertexts), make)
         encoded = encode_shares_message(
             SharesMessage(
                 job.height, job.block, b"" if shares is None else encode(shares), encode(coin)
@@ -529,7 +541,7 @@ class Decryptor:
             return
         if index in job.verified or index in job.refused or job.ready:
             return  # nothing new, or t messages in already: no need to verify more
-        accepted = await trio.to_thread.run_sync(job.offer, shares, coin)
+        accepted = await _off_loop_if(bool(job.ciphertexts), lambda: job.offer(shares, coin))
         if job.ready:
             ready.set()
         if not accepted and index in job.refused:
