@@ -224,10 +224,17 @@ _SCHEMAS: dict[str, _Schema] = {
                 "oneOf": [_ref("Hash"), {"type": "null"}],
                 "description": "the payload's last field (null if the payload does not decode)",
             },
+            "order_seed": {
+                "oneOf": [_ref("Hash"), {"type": "null"}],
+                "description": "the block's order seed, a threshold coin drawn after commit "
+                "that fixed its execution order (docs/fairness.md, Content-blind order); "
+                "null on a chain without a threshold key (the block order, not "
+                "content-blind)",
+            },
             "transactions": {
                 "type": "array",
                 "items": _ref("Hex"),
-                "description": "the encoded transactions the block executed",
+                "description": "the encoded transactions the block executed, in execution order",
             },
         }
     ),

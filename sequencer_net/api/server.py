@@ -298,6 +298,7 @@ def build_app(ctx: ApiContext, options: ApiOptions | None = None) -> Starlette:
         height = found.height
         txs = ctx.store.transactions_at(height)
         root = ctx.store.state_root_at(height)
+        seed = ctx.store.order_seed_at(height)
         try:
             namespace_root: str | None = _hex(decode_payload(found.payload).namespace_root)
         except MalformedPayload:
@@ -312,6 +313,7 @@ def build_app(ctx: ApiContext, options: ApiOptions | None = None) -> Starlette:
                 "payload": _hex(found.payload),
                 "state_root": _hex(root) if root else None,
                 "namespace_root": namespace_root,
+                "order_seed": _hex(seed) if seed is not None else None,
                 "transactions": [_hex(t) for t in txs],
             }
         )

@@ -697,12 +697,29 @@ def _accept_coin_share(verification_key: Point, base: Point, share: CoinShare) -
     return value if ok else None
 
 
-def verify_coin_share(verification_key: Point, tag: bytes, share: CoinShare) -> bool:
+def accept_coin_share(verification_key: Point, tag: bytes, share: CoinShare) -> Point | None:
+    """The share's value x_i H(tag) if its proof holds against Y_i; None
+    otherwise (never raises on bad input)."""
     try:
         base = _coin_base(tag)
     except ValueError:
-        return False
-    return _accept_coin_share(verification_key, base, share) is not None
+        return None
+    return _accept_coin_share(verification_key, base, share)
+
+
+def verify_coin_share(verification_key: Point, tag: bytes, share: CoinShare) -> bool:
+    return accept_coin_share(verification_key, tag, share) is not None
+
+
+def combine_verified_coin(tag: bytes, values: dict[int, Point], threshold: int) -> bytes:
+    """The coin's seed from t shares already verified (`accept_coin_share`),
+    by shareholder index: keccak(frame(seed tag, tag, sum lambda_i x_i H(tag)))."""
+    if len(values) != threshold:
+        raise ValueError(f"combining a coin takes exactly {threshold} verified shares")
+    indices = sorted(values)
+    lambdas = lagrange_at_zero(indices)
+    sigma = add(*(mul(values[i], lam) for i, lam in zip(indices, lambdas, strict=True)))
+    return keccak256(frame(COIN_SEED_TAG, (tag, encode_point(sigma))))
 
 
 def combine_coin(
@@ -723,7 +740,4 @@ def combine_coin(
             chosen[share.index] = value
     if len(chosen) < keys.threshold:
         return NotEnoughShares(valid=len(chosen), needed=keys.threshold)
-    indices = list(chosen)
-    lambdas = lagrange_at_zero(indices)
-    sigma = add(*(mul(chosen[i], lam) for i, lam in zip(indices, lambdas, strict=True)))
-    return keccak256(frame(COIN_SEED_TAG, (tag, encode_point(sigma))))
+    return combine_verified_coin(tag, chosen, keys.threshold)

@@ -12,11 +12,17 @@ trip per batch. Then, for each block in order, the pipeline
     resolve_block_transactions   the batches' transactions in block order, each
                                  once across the whole chain, with the senders
                                  recovered when the batches were verified
-    reveal_envelopes             encrypted transactions: this node's decryption
-                                 shares persisted and sent, others' gathered,
-                                 each opened to its inner transaction or a
-                                 FailedReveal (node/decryption.py); execution
-                                 of the block waits for it
+    open_block                   on a chain with a threshold key: this node's
+                                 share message (decryption shares and order
+                                 coin share) persisted and sent, others'
+                                 gathered (node/decryption.py); each encrypted
+                                 transaction opened to its inner transaction or
+                                 a FailedReveal, and the block's order seed
+                                 drawn; execution of the block waits for it
+    order_block                  the execution order: senders by the seed,
+                                 each sender's transactions in block order
+                                 (fairness/order.py); without a threshold key,
+                                 the block order
     check_vouched_root           the state root the block vouches for, against
                                  this node's own execution (an alarm if they
                                  differ: voting did not wait for it)
@@ -24,7 +30,8 @@ trip per batch. Then, for each block in order, the pipeline
                                  worker thread, so the event loop keeps serving
                                  consensus while a large block executes)
     commit_block                 block, certificate, transactions and state root
-                                 in one synced write (also in a worker thread)
+                                 and order seed in one synced write (also in a
+                                 worker thread)
 
 and only then reports the block (status, metrics, the mempool forgetting what
 committed). Execution trails ordering by a few blocks at most: a leader whose
@@ -53,11 +60,13 @@ from sequencer_net.execution.engine import ExecutionBlock, SequencedTransaction,
 from sequencer_net.execution.state import ExecutionState
 from sequencer_net.fairness.envelope import Envelope
 from sequencer_net.fairness.limits import MAX_BLOCK_CIPHERTEXTS
+from sequencer_net.fairness.order import order_block
+from sequencer_net.fairness.tdh2 import DecryptionFailed
 from sequencer_net.mempool.encrypted import decode_encrypted, is_encrypted
 from sequencer_net.mempool.mempool import Mempool
 from sequencer_net.mempool.transaction import InvalidTransaction, decode_transaction, tx_hash
 from sequencer_net.metrics import Metrics
-from sequencer_net.node.decryption import Decryptor, revealed_transaction
+from sequencer_net.node.decryption import Decryptor, OpenedBlock, revealed_transaction
 from sequencer_net.node.market_activity import MarketActivity
 from sequencer_net.node.status import ChainStatus
 from sequencer_net.payload import MalformedPayload, decode_payload
@@ -92,6 +101,12 @@ class ResolvedTransaction:
     sequenced: SequencedTransaction | FailedReveal
     """An encrypted transaction's is a placeholder until `reveal_envelopes`."""
     envelope: Envelope | None = None
+
+    @property
+    def sender(self) -> bytes:
+        """Who sent it (an envelope's signer, known before it is opened): all
+        that `order_block` looks at."""
+        return self.sequenced.sender
 
 
 def resolve_block_transactions(
@@ -175,6 +190,43 @@ def block_envelopes(
     return live
 
 
+def reveal_envelopes(
+    height: int,
+    resolved: Sequence[ResolvedTransaction],
+    live: Sequence[tuple[bytes, Envelope]],
+    plaintexts: Sequence[bytes | DecryptionFailed] | None,
+    domain: Domain | None,
+) -> list[ResolvedTransaction]:
+    """Each envelope replaced by what it reveals (docs/fairness.md), in place:
+    past its expiry height, FailedReveal("expired", no fee) and never
+    decrypted; past the first MAX_BLOCK_CIPHERTEXTS live ones of the block
+    (what one share message covers), FailedReveal("block_envelope_limit", no
+    fee), never decrypted; otherwise what `plaintexts` (one per `live`
+    envelope, from the network's shares) holds for it, or, without them (no
+    threshold key), FailedReveal("no_threshold_key", no fee)."""
+    out = list(resolved)
+    position_in_block = {h: j for j, (h, _) in enumerate(live)}
+    for i, r in enumerate(resolved):
+        envelope = r.envelope
+        if envelope is None:
+            continue
+        tx_hash_ = r.sequenced.tx_hash
+        if height > envelope.expiry_height:
+            out[i] = replace(r, sequenced=FailedReveal(tx_hash_, envelope.sender, 0, "expired"))
+        elif tx_hash_ not in position_in_block:
+            over = FailedReveal(tx_hash_, envelope.sender, 0, "block_envelope_limit")
+            out[i] = replace(r, sequenced=over)
+        elif plaintexts is None or domain is None:
+            # Only reachable if more than f validators accepted envelopes on a
+            # chain without a key; every node gets the same receipts.
+            no_key = FailedReveal(tx_hash_, r.sequenced.sender, 0, "no_threshold_key")
+            out[i] = replace(r, sequenced=no_key)
+        else:
+            opened = plaintexts[position_in_block[tx_hash_]]
+            out[i] = replace(r, sequenced=revealed_transaction(tx_hash_, envelope, opened, domain))
+    return out
+
+
 class CommitPipeline:
     def __init__(
         self,
@@ -239,15 +291,16 @@ class CommitPipeline:
             if missing:
                 await self.fetcher.fetch(BatchRequest(missing), prefer=block.proposer)
             if self.decryptor is not None:
-                self._begin_decryption(block)
+                self._begin_opening(block)
         except Exception:  # an optimization only: apply fetches what is still missing
             log.exception("event=prefetch_failed height=%d", block.height)
         finally:
             fetched.set()
             slots.release()
 
-    def _begin_decryption(self, block: Block) -> None:
-        """Release this node's shares of a committed block as soon as its batches
+    def _begin_opening(self, block: Block) -> None:
+        """Release this node's shares of a committed block (decryption shares for
+        its envelopes, if any, and its order coin share) as soon as its batches
         are here, so they travel while earlier blocks execute."""
         assert self.decryptor is not None
         batches: list[Batch] = []
@@ -260,8 +313,7 @@ class CommitPipeline:
             except InvalidBatch:
                 continue
         live = self.live_envelopes(block.height, batches)
-        if live:
-            self.decryptor.begin(block.height, block.digest(), [e for _, e in live])
+        self.decryptor.begin(block.height, block.digest(), [e for _, e in live])
 
     def _batch_digests(self, block: Block) -> list[bytes]:
         try:
@@ -312,7 +364,12 @@ class CommitPipeline:
             lambda h: self.store.find_transaction(h) is not None,
             self._sender_of,
         )
-        resolved = await self.reveal_envelopes(block.height, block.digest(), resolved, batches)
+        resolved, order_seed = await self.open_block(
+            block.height, block.digest(), resolved, batches
+        )
+        # Forced L1 transactions are not marked in a block (they travel in
+        # batches like any other), so none go first: all are ordered by sender.
+        resolved = order_block(order_seed, (), resolved)
         if payload is not None:
             self._check_vouched_root(block.height, payload)
         timestamp_ms = 0 if payload is None else payload.timestamp_ms
@@ -330,6 +387,7 @@ class CommitPipeline:
                 result.state.state_root,
                 receipts,
                 batch_digests=digests,
+                order_seed=order_seed,
             )
         )
         self.state = result.state
@@ -347,64 +405,31 @@ class CommitPipeline:
         check (remembered from batch verification, else run again)."""
         return block_envelopes(height, batches, lambda h, e: self._sender_of(h, e) is not None)
 
-    async def reveal_envelopes(
+    async def open_block(
         self,
         height: int,
         digest: bytes,
         resolved: list[ResolvedTransaction],
         batches: Sequence[Batch],
-    ) -> list[ResolvedTransaction]:
-        """Each envelope replaced by what it reveals (docs/fairness.md): past its
-        expiry height, FailedReveal("expired", no fee) and never decrypted;
-        past the first MAX_BLOCK_CIPHERTEXTS live ones of the block (what one
-        share message covers), FailedReveal("block_envelope_limit", no fee),
-        never decrypted; otherwise opened with the network's shares (waits
-        for them; `begin` started gathering them when the block was fetched)."""
-        positions = [i for i, r in enumerate(resolved) if r.envelope is not None]
-        if not positions:
-            return resolved
+    ) -> tuple[list[ResolvedTransaction], bytes | None]:
+        """`resolved` with each envelope replaced by what it reveals
+        (`reveal_envelopes`), and the block's order seed: with a threshold key,
+        both from t verified share messages (waits for them; `begin` started
+        gathering them when the block was fetched); without, envelopes fail
+        and there is no seed."""
         live = self.live_envelopes(height, batches)
-        position_in_block = {h: j for j, (h, _) in enumerate(live)}
-        out = list(resolved)
-        to_open: list[tuple[int, int]] = []  # (position in resolved, position in `live`)
-        for i in positions:
-            envelope = resolved[i].envelope
-            assert envelope is not None
-            tx_hash_ = resolved[i].sequenced.tx_hash
-            if height > envelope.expiry_height:
-                expired = FailedReveal(tx_hash_, envelope.sender, 0, "expired")
-                out[i] = replace(resolved[i], sequenced=expired)
-            elif tx_hash_ not in position_in_block:
-                over = FailedReveal(tx_hash_, envelope.sender, 0, "block_envelope_limit")
-                out[i] = replace(resolved[i], sequenced=over)
-            else:
-                to_open.append((i, position_in_block[tx_hash_]))
-        if not to_open:
-            return out
         if self.decryptor is None or self.domain is None:
-            # Only reachable if more than f validators accepted envelopes on a
-            # chain without a key; every node gets the same receipts.
-            for i, _ in to_open:
-                tx_hash_, sender = resolved[i].sequenced.tx_hash, resolved[i].sequenced.sender
-                no_key = FailedReveal(tx_hash_, sender, 0, "no_threshold_key")
-                out[i] = replace(resolved[i], sequenced=no_key)
-            return out
+            return reveal_envelopes(height, resolved, live, None, self.domain), None
         started = time.perf_counter()
-        opened = await self.decryptor.open_block(height, digest, [e for _, e in live])
-        for i, j in to_open:
-            envelope = resolved[i].envelope
-            assert envelope is not None
-            sequenced = revealed_transaction(
-                resolved[i].sequenced.tx_hash, envelope, opened[j], self.domain
-            )
-            out[i] = replace(resolved[i], sequenced=sequenced)
+        opened: OpenedBlock = await self.decryptor.open_block(height, digest, [e for _, e in live])
         log.info(
-            "event=envelopes_opened height=%d count=%d wait_ms=%d",
+            "event=block_opened height=%d envelopes=%d wait_ms=%d",
             height,
-            len(to_open),
+            len(live),
             (time.perf_counter() - started) * 1000,
         )
-        return out
+        out = reveal_envelopes(height, resolved, live, opened.plaintexts, self.domain)
+        return out, opened.order_seed
 
     async def _prune_batches(self, below_height: int) -> None:
         pruned = await trio.to_thread.run_sync(

@@ -1,17 +1,26 @@
-"""Decryption after commit: a committed block's encrypted transactions are opened.
+"""After commit: a committed block's encrypted transactions are opened and its
+order seed is drawn.
 
-When the commit pipeline reaches a block holding envelopes (docs/fairness.md),
-each validator, for the envelopes not yet expired at the block's height, in
-block order:
+On a chain with a threshold key (docs/fairness.md), when the commit pipeline
+reaches a committed block, each validator makes ONE share message for it:
 
-    block_shares          ONE aggregated share message for all of them
-                          (fairness/tdh2.py; it checks every ciphertext's proof)
+    block_shares          shares for the block's envelopes not yet expired at
+                          its height, in block order, with one aggregated proof
+                          (fairness/tdh2.py; it checks every ciphertext's
+                          proof); none when the block holds no envelope
+    coin_share            its share of the block's order coin, on
+                          order_seed_tag(chain id, height, block digest)
+                          (fairness/order.py), with its proof
     persist               store.save_own_shares (synced) ...
     broadcast             ... then send it to every validator (Channel.SHARES)
-    collect               others' messages, each checked by accept_block_shares
-                          against the sender's verification key; asked for
-                          (RequestKind.SHARES) from validators not heard from
-    combine_verified      once t verified messages are in: the plaintexts
+    collect               others' messages, each checked against the sender's
+                          verification key (accept_block_shares and
+                          accept_coin_share: one failing part refuses the
+                          whole message); asked for (RequestKind.SHARES) from
+                          validators not heard from
+    combine               once t verified messages are in: the plaintexts
+                          (combine_verified) and the order seed
+                          (combine_verified_coin)
     reveal                the inner transactions, or FailedReveal(reason)
 
 Shares are released only for blocks this node committed itself: the only
@@ -23,15 +32,16 @@ A restarted validator serves the shares it stored before it stopped. A full
 node has no key share: it only asks validators (over the follow protocol)
 and verifies what they answer the same way.
 
-A message whose proof fails came from a faulty validator: it is dropped, and
-the block waits for the others (with t = f + 1 of n = 3f + 1 there are
-enough honest ones). Execution of the block waits until it opens; consensus
-keeps ordering meanwhile (the commit queue and the leaders' execution lag
-bound how far).
+A message with a failing proof (its block shares' or its coin share's) came
+from a faulty validator: it is dropped whole, and the block waits for the
+others (with t = f + 1 of n = 3f + 1 there are enough honest ones).
+Execution of the block waits until it opens; consensus keeps ordering
+meanwhile (the commit queue and the leaders' execution lag bound how far).
 
 Wire forms (msgpack arrays, canonical only, size-checked before decoding):
 
-    SharesMessage = [height, block digest, encoded BlockShares]
+    SharesMessage = [height, block digest, encoded BlockShares or empty
+                     (the block opens no envelope), encoded CoinShare]
     SharesRequest = [height]      answered with a SharesMessage, or nothing
 """
 
@@ -40,7 +50,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, TypeVar
 
 import msgspec
 import trio
@@ -49,10 +59,13 @@ from consensus.encoding import Domain
 from sequencer_net.canonical import decode_strict
 from sequencer_net.execution.block import FailedReveal, SequencedTransaction
 from sequencer_net.fairness.envelope import Envelope, RevealFailed, label_of, reveal
-from sequencer_net.fairness.limits import MAX_BLOCK_SHARES_BYTES
+from sequencer_net.fairness.group import Point
+from sequencer_net.fairness.limits import MAX_BLOCK_SHARES_BYTES, MAX_SHARE_BYTES
+from sequencer_net.fairness.order import order_seed_tag
 from sequencer_net.fairness.tdh2 import (
     BlockShares,
     Ciphertext,
+    CoinShare,
     DecryptionFailed,
     KeyShare,
     MalformedMessage,
@@ -60,9 +73,13 @@ from sequencer_net.fairness.tdh2 import (
     PublicKeySet,
     VerifiedShare,
     accept_block_shares,
+    accept_coin_share,
     block_shares,
+    coin_share,
     combine_verified,
+    combine_verified_coin,
     decode_block_shares,
+    decode_coin_share,
     encode,
 )
 from sequencer_net.node.requests import RequestKind
@@ -70,9 +87,9 @@ from sequencer_net.storage.node_store import NodeStore
 
 log = logging.getLogger("seqnet.decryption")
 
-MAX_SHARES_MESSAGE_BYTES: Final = MAX_BLOCK_SHARES_BYTES + 64
-"""A SharesMessage: the encoded block shares plus the height and the block
-digest with their prefixes (about 45 bytes), rounded up."""
+MAX_SHARES_MESSAGE_BYTES: Final = MAX_BLOCK_SHARES_BYTES + MAX_SHARE_BYTES + 64
+"""A SharesMessage: the encoded block shares and coin share plus the height,
+the block digest and the prefixes (about 50 bytes), rounded up."""
 
 ASK_AFTER_S: Final = 0.3
 """How long a block waits for broadcast shares before it asks the validators it
@@ -82,6 +99,13 @@ ASK_RETRY_MAX_S: Final = 2.0
 """The longest wait between two rounds of asking (the wait doubles from ASK_AFTER_S)."""
 
 REQUEST_TIMEOUT_S: Final = 2.0
+
+BEHIND_HEIGHTS: Final = 8
+"""A block this many heights below the newest one a validator has sent a
+share message for is being caught up on: its messages went out long ago, so
+they are asked for at once instead of after ASK_AFTER_S (every block has a
+message, so waiting would cost a replaying node 0.3 s per block). A faulty
+validator naming a far height only makes this node ask sooner."""
 
 EARLY_HEIGHTS: Final = 32
 """Share messages are kept for blocks up to this far above the block being
@@ -99,6 +123,9 @@ class SharesMessage(msgspec.Struct, frozen=True, array_like=True):
     height: Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]
     block: Annotated[bytes, msgspec.Meta(min_length=32, max_length=32)]
     shares: Annotated[bytes, msgspec.Meta(max_length=MAX_BLOCK_SHARES_BYTES)]
+    """Encoded BlockShares for the block's envelopes; empty when it opens none."""
+    coin: Annotated[bytes, msgspec.Meta(min_length=1, max_length=MAX_SHARE_BYTES)]
+    """Encoded CoinShare on the block's order seed tag."""
 
 
 class SharesRequest(msgspec.Struct, frozen=True, array_like=True):
@@ -122,8 +149,10 @@ def encode_shares_request(height: int) -> bytes:
     return bytes(RequestKind.SHARES.value) + _encoder.encode(SharesRequest(height))
 
 
-def decode_shares_message(data: bytes) -> tuple[SharesMessage, BlockShares]:
-    """Size (before parsing), structure, canonical form, and the inner shares'."""
+def decode_shares_message(data: bytes) -> tuple[SharesMessage, BlockShares | None, CoinShare]:
+    """Size (before parsing), structure, canonical form, and the inner shares':
+    the message, its block shares (None: the block opens no envelope) and its
+    coin share, both naming the same shareholder."""
     message = decode_strict(
         data,
         _message_decoder,
@@ -132,9 +161,13 @@ def decode_shares_message(data: bytes) -> tuple[SharesMessage, BlockShares]:
         malformed=MalformedSharesMessage,
     )
     try:
-        return message, decode_block_shares(message.shares)
+        shares = decode_block_shares(message.shares) if message.shares else None
+        coin = decode_coin_share(message.coin)
     except MalformedMessage as exc:
         raise MalformedSharesMessage(str(exc)) from exc
+    if shares is not None and shares.index != coin.index:
+        raise MalformedSharesMessage("block shares and coin share name different shareholders")
+    return message, shares, coin
 
 
 def decode_shares_request(body: bytes) -> SharesRequest | None:
@@ -168,47 +201,94 @@ def revealed_transaction(
     )
 
 
+def first_ask_after(height: int, newest_heard: int, validator: bool) -> float:
+    """Seconds a block waits for broadcast share messages before asking: a
+    validator at the head of the chain waits ASK_AFTER_S (the broadcasts are
+    on their way); a full node (it receives no broadcasts) and a block
+    BEHIND_HEIGHTS or more below the newest height heard of (caught up on:
+    its broadcasts went out long ago) ask at once."""
+    if not validator or height + BEHIND_HEIGHTS <= newest_heard:
+        return 0.0
+    return ASK_AFTER_S
+
+
+@dataclass(frozen=True, slots=True)
+class OpenedBlock:
+    """What t verified share messages give for a committed block."""
+
+    plaintexts: list[bytes | DecryptionFailed]
+    """Each envelope's plaintext (or DecryptionFailed), in block order."""
+    order_seed: bytes
+    """The block's 32-byte order seed (fairness/order.py)."""
+
+
 @dataclass
-class BlockDecryption:
-    """One block's ciphertexts and the verified share messages gathered for them."""
+class BlockOpening:
+    """One committed block's ciphertexts (perhaps none) and order coin, and the
+    verified share messages gathered for them."""
 
     height: int
     block: bytes
+    coin_tag: bytes
     ciphertexts: list[Ciphertext]
     labels: list[bytes]
     keys: PublicKeySet
     verified: dict[int, list[VerifiedShare]] = field(default_factory=dict)
+    coins: dict[int, Point] = field(default_factory=dict)
     refused: set[int] = field(default_factory=set)
     """Share indices whose message failed verification (faulty: not asked again)."""
 
-    def offer(self, shares: BlockShares) -> bool:
-        """Verify a message (accept_block_shares); keep it if it holds. False if it
-        fails or adds nothing new."""
-        if shares.index in self.verified or shares.index in self.refused:
+    def offer(self, shares: BlockShares | None, coin: CoinShare) -> bool:
+        """Verify a message (`accept`); keep it if it holds. False if it fails or
+        adds nothing new."""
+        index = coin.index
+        if index in self.verified or index in self.refused:
             return False
-        key = self.keys.verification_key(shares.index)
-        accepted = None if key is None else accept_block_shares(key, self.ciphertexts, shares)
+        key = self.keys.verification_key(index)
+        accepted = None if key is None else self.accept(key, shares, coin)
         if accepted is None:
-            self.refused.add(shares.index)
+            self.refused.add(index)
             return False
-        self.verified[shares.index] = accepted
+        self.verified[index], self.coins[index] = accepted
         return True
+
+    def accept(
+        self, key: Point, shares: BlockShares | None, coin: CoinShare
+    ) -> tuple[list[VerifiedShare], Point] | None:
+        """Both parts of a message verified against the sender's key Y_i: its
+        block shares for exactly this block's ciphertexts (none when it has
+        none) and its coin share on this block's tag. None if either fails."""
+        if shares is not None and shares.index != coin.index:
+            return None
+        if (shares is None) != (not self.ciphertexts):
+            return None
+        decrypted: list[VerifiedShare] = []
+        if shares is not None:
+            checked = accept_block_shares(key, self.ciphertexts, shares)
+            if checked is None:
+                return None
+            decrypted = checked
+        value = accept_coin_share(key, self.coin_tag, coin)
+        return None if value is None else (decrypted, value)
 
     @property
     def ready(self) -> bool:
         return len(self.verified) >= self.keys.threshold
 
-    def open(self) -> list[bytes | DecryptionFailed]:
-        """Each ciphertext's plaintext (or DecryptionFailed) from t verified
-        messages; every t of them give the same result (docs/fairness.md)."""
-        chosen = sorted(self.verified)[: self.keys.threshold]
+    def open(self) -> OpenedBlock:
+        """Each ciphertext's plaintext (or DecryptionFailed) and the order seed,
+        from t verified messages; every t of them give the same result
+        (docs/fairness.md)."""
+        t = self.keys.threshold
+        chosen = sorted(self.verified)[:t]
         opened: list[bytes | DecryptionFailed] = []
         for position, (ct, label) in enumerate(zip(self.ciphertexts, self.labels, strict=True)):
             shares = [self.verified[i][position] for i in chosen]
-            result = combine_verified(ct, label, shares, self.keys.threshold)
+            result = combine_verified(ct, label, shares, t)
             assert not isinstance(result, NotEnoughShares)  # `ready` was checked
             opened.append(result)
-        return opened
+        seed = combine_verified_coin(self.coin_tag, {i: self.coins[i] for i in chosen}, t)
+        return OpenedBlock(opened, seed)
 
 
 # -- shell -----------------------------------------------------------------------------
@@ -216,11 +296,11 @@ class BlockDecryption:
 
 @dataclass
 class _Job:
-    decryption: BlockDecryption
+    decryption: BlockOpening
     ready: trio.Event = field(default_factory=trio.Event)
     """Set once t messages verified."""
     done: trio.Event = field(default_factory=trio.Event)
-    opened: list[bytes | DecryptionFailed] | None = None
+    opened: OpenedBlock | None = None
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
 
     def matches(self, block: bytes, envelopes: Sequence[Envelope]) -> bool:
@@ -231,17 +311,31 @@ class _Job:
 
 Request = Callable[[int, bytes, float], Awaitable[bytes]]
 
+_T = TypeVar("_T")
+
+
+async def _off_loop_if(heavy: bool, work: Callable[[], _T]) -> _T:
+    """Run `work` in a worker thread when it is heavy (a block's ciphertexts:
+    up to seconds of verification), else here: the coin alone is a few
+    hundred microseconds, less than two thread hand-offs on a busy machine,
+    and every block has one."""
+    if heavy:
+        return await trio.to_thread.run_sync(work)
+    return work()
+
 
 class Decryptor:
     """Releases this validator's shares for committed blocks and gathers others'.
 
-    `key_share` None: a full node (asks only). `broadcast(data)` sends to every
-    validator; `request(peer, data, timeout)` asks one; `peers()` are the
-    validator indices to ask; `executed()` the executed height."""
+    `chain_id` names the order coins; `key_share` None: a full node (asks
+    only). `broadcast(data)` sends to every validator; `request(peer, data,
+    timeout)` asks one; `peers()` are the validator indices to ask;
+    `executed()` the executed height."""
 
     def __init__(
         self,
         *,
+        chain_id: int,
         keys: PublicKeySet,
         key_share: KeyShare | None,
         store: NodeStore,
@@ -250,6 +344,7 @@ class Decryptor:
         peers: Callable[[], Sequence[int]],
         executed: Callable[[], int],
     ) -> None:
+        self.chain_id = chain_id
         self.keys = keys
         self.key_share = key_share
         self.store = store
@@ -264,14 +359,17 @@ class Decryptor:
         self._nursery: trio.Nursery | None = None
         self.released = 0
         self.refused = 0
+        self._newest_heard = 0
+        """The highest height a decodable, correctly addressed message named."""
 
     # ---- the commit pipeline's calls -----------------------------------------------
 
     def begin(self, height: int, block: bytes, envelopes: Sequence[Envelope]) -> None:
-        """Start opening a committed block's envelopes without waiting: release this
-        validator's shares and gather the others' while earlier blocks execute.
-        `open_block` collects the result. Needs `run`; without it, does nothing."""
-        if self._nursery is None or height in self._jobs or not envelopes:
+        """Start opening a committed block (its envelopes, perhaps none, and its
+        order coin) without waiting: release this validator's shares and gather
+        the others' while earlier blocks execute. `open_block` collects the
+        result. Needs `run`; without it, does nothing."""
+        if self._nursery is None or height in self._jobs:
             return
         job = self._new_job(height, block, envelopes)
         self._nursery.start_soon(self._work_in_scope, job)
@@ -290,9 +388,10 @@ class Decryptor:
 
     async def open_block(
         self, height: int, block: bytes, envelopes: Sequence[Envelope]
-    ) -> list[bytes | DecryptionFailed]:
-        """The plaintexts of a committed block's (unexpired) envelopes, in order.
-        Waits, however long it takes, until t verified share messages are in."""
+    ) -> OpenedBlock:
+        """The plaintexts of a committed block's (unexpired) envelopes, in order,
+        and its order seed. Waits, however long it takes, until t verified share
+        messages are in."""
         job = self._jobs.get(height)
         try:
             if job is None or not job.matches(block, envelopes):
@@ -308,9 +407,10 @@ class Decryptor:
 
     def _new_job(self, height: int, block: bytes, envelopes: Sequence[Envelope]) -> _Job:
         job = _Job(
-            BlockDecryption(
+            BlockOpening(
                 height=height,
                 block=block,
+                coin_tag=order_seed_tag(self.chain_id, height, block),
                 ciphertexts=[e.ciphertext for e in envelopes],
                 labels=[label_of(e) for e in envelopes],
                 keys=self.keys,
@@ -324,47 +424,64 @@ class Decryptor:
         messages, ask who is missing until t messages verify, then open."""
         decryption = job.decryption
         if self.key_share is not None:
-            own = await self._own_message(decryption, self.key_share)
-            self._offer(decryption, job.ready, own)
-            self.broadcast(
-                encode_shares_message(
-                    SharesMessage(decryption.height, decryption.block, encode(own))
-                )
-            )
+            encoded, own_shares, own_coin = await self._own_message(decryption, self.key_share)
+            self._offer(decryption, job.ready, own_shares, own_coin)
+            self.broadcast(encoded)
         for index, data in sorted(self._early.pop(decryption.height, {}).items()):
             self._early_bytes -= len(data)
             await self._consider(index - 1, data)
-        wait = ASK_AFTER_S if self.key_share is not None else 0.0
+        wait = first_ask_after(decryption.height, self._newest_heard, self.key_share is not None)
         while not job.ready.is_set():
             with trio.move_on_after(wait):
                 await job.ready.wait()
             if not job.ready.is_set():
                 await self._ask_missing(decryption, job.ready)
                 wait = min(max(2 * wait, ASK_AFTER_S), ASK_RETRY_MAX_S)
-        job.opened = await trio.to_thread.run_sync(decryption.open)
+        job.opened = await _off_loop_if(bool(decryption.ciphertexts), decryption.open)
         job.done.set()
 
-    async def _own_message(self, job: BlockDecryption, key_share: KeyShare) -> BlockShares:
-        """This validator's message: the stored one (a restart), else made,
-        persisted (synced), and only then returned to be sent."""
+    async def _own_message(
+        self, job: BlockOpening, key_share: KeyShare
+    ) -> tuple[bytes, BlockShares | None, CoinShare]:
+        """This validator's message (encoded, and its parts): the stored one (a
+        restart), else made, persisted (synced), and only then returned to be
+        sent. Shares are functions of their inputs, so one made again after a
+        stored message proved unreadable is the same."""
         stored = self.store.own_shares(job.height)
         if stored is not None:
-            message, shares = decode_shares_message(stored)
-            if message.block == job.block:
-                return shares
-        shares = await trio.to_thread.run_sync(block_shares, key_share, job.ciphertexts, job.labels)
-        encoded = encode_shares_message(SharesMessage(job.height, job.block, encode(shares)))
+            try:
+                message, shares, coin = decode_shares_message(stored)
+            except MalformedSharesMessage:
+                log.warning("event=own_shares_unreadable height=%d", job.height)
+            else:
+                if message.block == job.block:
+                    return stored, shares, coin
+
+        def make() -> tuple[BlockShares | None, CoinShare]:
+            made = None
+            if job.ciphertexts:
+                made = block_shares(key_share, job.ciphertexts, job.labels)
+            return made, coin_share(key_share, job.coin_tag)
+
+        shares, coin = await _off_loop_if(bool(job.ciphertexts), make)
+        encoded = encode_shares_message(
+            SharesMessage(
+                job.height, job.block, b"" if shares is None else encode(shares), encode(coin)
+            )
+        )
         await trio.to_thread.run_sync(self.store.save_own_shares, job.height, encoded)
         self.released += 1
-        return shares
+        return encoded, shares, coin
 
-    def _offer(self, job: BlockDecryption, ready: trio.Event, shares: BlockShares) -> bool:
-        accepted = job.offer(shares)
+    def _offer(
+        self, job: BlockOpening, ready: trio.Event, shares: BlockShares | None, coin: CoinShare
+    ) -> bool:
+        accepted = job.offer(shares, coin)
         if job.ready:
             ready.set()
         return accepted
 
-    async def _ask_missing(self, job: BlockDecryption, ready: trio.Event) -> None:
+    async def _ask_missing(self, job: BlockOpening, ready: trio.Event) -> None:
         """Ask every validator not yet heard from (nor refused) for its message."""
         heard = set(job.verified) | job.refused
         missing = [p for p in self.peers() if p + 1 not in heard]
@@ -405,27 +522,29 @@ class Decryptor:
         """Check a message from validator `peer`: its index must be peer + 1; for
         a block being opened it is verified now, for a later one kept until then."""
         try:
-            message, shares = decode_shares_message(data)
+            message, shares, coin = decode_shares_message(data)
         except MalformedSharesMessage as exc:
             log.warning("event=shares_malformed peer=%d reason=%s", peer, exc)
             return
-        if shares.index != peer + 1:
-            log.warning("event=shares_wrong_sender peer=%d index=%d", peer, shares.index)
+        index = coin.index
+        if index != peer + 1:
+            log.warning("event=shares_wrong_sender peer=%d index=%d", peer, index)
             return
+        self._newest_heard = max(self._newest_heard, message.height)
         active = self._jobs.get(message.height)
         if active is None:
-            self._keep_early(message.height, shares.index, data)
+            self._keep_early(message.height, index, data)
             return
         job, ready = active.decryption, active.ready
         if message.block != job.block:
             log.warning("event=shares_other_block peer=%d height=%d", peer, message.height)
             return
-        if shares.index in job.verified or shares.index in job.refused:
-            return
-        accepted = await trio.to_thread.run_sync(job.offer, shares)
+        if index in job.verified or index in job.refused or job.ready:
+            return  # nothing new, or t messages in already: no need to verify more
+        accepted = await _off_loop_if(bool(job.ciphertexts), lambda: job.offer(shares, coin))
         if job.ready:
             ready.set()
-        if not accepted and shares.index in job.refused:
+        if not accepted and index in job.refused:
             self.refused += 1
             log.warning("event=shares_refused peer=%d height=%d", peer, message.height)
 

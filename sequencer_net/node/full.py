@@ -368,6 +368,7 @@ class FullNode(NodeBase):
             return await self.p2p.request(peer, data, timeout=timeout)
 
         return Decryptor(
+            chain_id=genesis.chain_id,
             keys=genesis.threshold.key_set(),
             key_share=None,
             store=self.store,

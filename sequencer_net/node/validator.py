@@ -7,8 +7,9 @@ Follow a transaction through it:
   certificates (a quorum of acks, broadcast; the certifier) -> consensus
   driver (the leader's payload names certified batches, oldest first; voters
   fetch what they lack and apply the inclusion rule) -> commit pipeline (open
-  the block's encrypted transactions with the validators' decryption shares,
-  execute off the loop, store) -> status.
+  the block's encrypted transactions and draw its order seed with the
+  validators' share messages, order it by the seed, execute off the loop,
+  store) -> status.
 
 One trio nursery owns every task; SIGINT or SIGTERM cancels it, and each
 component cleans up on the way out (the p2p host closes, the stores close,
@@ -277,6 +278,7 @@ class ValidatorNode(NodeBase):
                 self.p2p.broadcast(Channel.SHARES, data)
 
         return Decryptor(
+            chain_id=self.genesis.chain_id,
             keys=self.genesis.threshold.key_set(),
             key_share=self.key_share,
             store=self.store,

@@ -28,6 +28,8 @@ u64 = 8 bytes, u32 = 4 bytes; msgpack is the consensus wire encoding):
     ba/ + height u64 + batch digest(32)        author u32 (the tip height when the batch arrived)
     ak/ + author u32 + round u64               batch digest(32) acknowledged for that round
     bc/ + batch digest(32)                     BatchCertificate (CERT encoding), held, unincluded
+    ds/ + height u64                           own share message (decryption and order coin)
+    os/ + height u64                           order seed(32) of that height (threshold key only)
 
 What is synced (WriteOptions.sync, i.e. fsync of the WAL) and why:
 - `save_vote` / `store_block`: the safety record and the voted block, in one
@@ -88,6 +90,7 @@ OWN_FINALIZATION_PREFIX: Final = b"of/"
 BATCH_ACK_PREFIX: Final = b"ak/"
 BATCH_CERTIFICATE_PREFIX: Final = b"bc/"
 OWN_SHARES_PREFIX: Final = b"ds/"
+ORDER_SEED_PREFIX: Final = b"os/"
 
 KEY_LAYOUT: Final[dict[str, bytes]] = {
     "safety record": SAFETY_KEY,
@@ -114,6 +117,7 @@ KEY_LAYOUT: Final[dict[str, bytes]] = {
     "batch acknowledged by author, round": BATCH_ACK_PREFIX,
     "held batch certificate by digest": BATCH_CERTIFICATE_PREFIX,
     "own decryption shares by height": OWN_SHARES_PREFIX,
+    "order seed by height": ORDER_SEED_PREFIX,
 }
 """Every key family; no prefix is a prefix of another (tests check it)."""
 
@@ -343,11 +347,13 @@ class NodeStore:
         executed: bytes = b"",
         *,
         batch_digests: Sequence[bytes] = (),
+        order_seed: bytes | None = None,
     ) -> None:
         """Write one committed block and everything that goes with it in one synced
         batch: the block (by height and digest), its finalization, its transactions
         (by position and by hash), the state root, execution output (receipts), the
-        batches it references, and the new tip. Removes its
+        batches it references, its order seed (none without a threshold key), and
+        the new tip. Removes its
         transactions from the pending table and prunes voted blocks at or below its
         height.
 
@@ -362,6 +368,8 @@ class NodeStore:
             raise ValueError("a commit needs a finalization of the block or a descendant")
         if len(state_root) != _DIGEST:
             raise ValueError("state root must be 32 bytes")
+        if order_seed is not None and len(order_seed) != _DIGEST:
+            raise ValueError("an order seed is 32 bytes")
         digest = block.digest()
         height = _u64(block.height)
         batch = WriteBatch(raw_mode=True)
@@ -371,6 +379,8 @@ class NodeStore:
         batch.put(STATE_ROOT_PREFIX + height, state_root)
         if executed:
             batch.put(EXECUTED_PREFIX + height, executed)
+        if order_seed is not None:
+            batch.put(ORDER_SEED_PREFIX + height, order_seed)
         for position, encoded in enumerate(transactions):
             location = height + position.to_bytes(_U32, "big")
             hash_ = tx_hash(encoded)
@@ -564,6 +574,16 @@ class NodeStore:
         (an encoded share message), synced: they are persisted before they are sent,
         and served again after a restart."""
         self._db.put(OWN_SHARES_PREFIX + _u64(height), message, self._synced)
+
+    def order_seed_at(self, height: int) -> bytes | None:
+        """The committed block's order seed (docs/fairness.md, "Content-blind
+        order"); None without a threshold key, or no block there."""
+        data = self._db.get(ORDER_SEED_PREFIX + _u64(height))
+        if data is None:
+            return None
+        if len(data) != _DIGEST:
+            raise CorruptStore(f"order seed at height {height} is {len(data)} bytes")
+        return bytes(data)
 
     def own_shares(self, height: int) -> bytes | None:
         data = self._db.get(OWN_SHARES_PREFIX + _u64(height))

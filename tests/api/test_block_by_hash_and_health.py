@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import msgspec
 import pytest
 
 from consensus.crypto import keccak256
-from consensus.messages import Block
+from consensus.messages import Block, Certificate, VoteKind
 from sequencer_net.api.health import Health
 from sequencer_net.api.options import ApiOptions
 from sequencer_net.home.config import parse_config
@@ -141,3 +142,27 @@ def test_the_health_bound_is_three_view_timeouts() -> None:
     config = parse_config(Path("/srv/seqnet"), own, "config.toml")
     options = ApiOptions.from_config(config, {}, genesis_view_timeout_ms=1000)
     assert options.health_stall_s == 6.0
+
+
+async def test_a_block_shows_its_order_seed_or_null(
+    world: ApiWorld, client: httpx.AsyncClient
+) -> None:
+    """Null for a block executed without a seed (no threshold key); the stored
+    seed, in hex, for one that had it."""
+    assert (await client.get("/v1/blocks/1")).json()["order_seed"] is None
+    first = world.store.block_at(1)
+    assert first is not None
+    block = Block(view=2, height=2, parent=first.digest(), proposer=1, payload=b"\x92\x00\x90")
+    finalization = Certificate(
+        kind=VoteKind.FINALIZE, view=2, height=2, block=block.digest(), signers=[0, 1, 2],
+        signatures=[bytes([i]) * 65 for i in range(3)],
+    )  # fmt: skip
+    seed = keccak256(b"seed 2")
+    world.store.commit_block(block, finalization, [], keccak256(b"root 2"), order_seed=seed)
+    answer = (await client.get("/v1/blocks/2")).json()
+    assert answer["order_seed"] == "0x" + seed.hex()
+    assert world.store.order_seed_at(2) == seed and world.store.order_seed_at(3) is None
+    third = Block(view=3, height=3, parent=block.digest(), proposer=2, payload=b"\x92\x00\x90")
+    finalization3 = msgspec.structs.replace(finalization, view=3, height=3, block=third.digest())
+    with pytest.raises(ValueError, match="order seed is 32 bytes"):
+        world.store.commit_block(third, finalization3, [], keccak256(b"r"), order_seed=b"short")

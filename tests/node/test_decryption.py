@@ -18,17 +18,31 @@ import trio
 from consensus.crypto import keccak256
 from sequencer_net.execution.block import FailedReveal, SequencedTransaction
 from sequencer_net.fairness.envelope import Envelope, label_of, seal
-from sequencer_net.fairness.tdh2 import BlockShares, block_shares, deal, encode
+from sequencer_net.fairness.limits import MAX_BLOCK_SHARES_BYTES, MAX_SHARE_BYTES
+from sequencer_net.fairness.order import order_seed_tag
+from sequencer_net.fairness.tdh2 import (
+    BlockShares,
+    CoinShare,
+    block_shares,
+    coin_share,
+    combine_coin,
+    deal,
+    encode,
+)
 from sequencer_net.mempool.transaction import encode_transaction, sign_transaction
 from sequencer_net.node.decryption import (
+    ASK_AFTER_S,
+    BEHIND_HEIGHTS,
     MAX_SHARES_MESSAGE_BYTES,
-    BlockDecryption,
+    BlockOpening,
     Decryptor,
     MalformedSharesMessage,
+    OpenedBlock,
     SharesMessage,
     decode_shares_message,
     encode_shares_message,
     encode_shares_request,
+    first_ask_after,
     revealed_transaction,
 )
 from sequencer_net.node.requests import RequestKind
@@ -48,6 +62,22 @@ def envelope(sender: int, nonce: int, payload: bytes = b"order") -> Envelope:
 
 
 ENVELOPES = [envelope(0, 0), envelope(1, 0, b"another"), envelope(0, 1)]
+TAG = order_seed_tag(DOMAIN.chain_id, HEIGHT, BLOCK)
+ORDER_SEED = combine_coin(TAG, [coin_share(SHARES[i], TAG) for i in range(2)], KEYSET)
+
+
+def opening(envelopes: list[Envelope] = ENVELOPES) -> BlockOpening:
+    cts = [e.ciphertext for e in envelopes]
+    return BlockOpening(HEIGHT, BLOCK, TAG, cts, [label_of(e) for e in envelopes], KEYSET)
+
+
+def message(i: int, envelopes: list[Envelope] = ENVELOPES) -> SharesMessage:
+    """Validator i's honest share message for the block."""
+    cts = [e.ciphertext for e in envelopes]
+    shares = b""
+    if envelopes:
+        shares = encode(block_shares(SHARES[i], cts, [label_of(e) for e in envelopes]))
+    return SharesMessage(HEIGHT, BLOCK, shares, encode(coin_share(SHARES[i], TAG)))
 
 
 class Net:
@@ -78,6 +108,7 @@ class Net:
             return self.decryptors[peer].answer_request(data[1:])
 
         return Decryptor(
+            chain_id=DOMAIN.chain_id,
             keys=KEYSET,
             key_share=SHARES[i] if key_share else None,
             store=self.stores[i],
@@ -107,28 +138,58 @@ def plaintexts() -> list[bytes]:
     return out
 
 
+def parts(m: SharesMessage) -> tuple[BlockShares | None, CoinShare]:
+    _, shares, coin = decode_shares_message(encode_shares_message(m))
+    return shares, coin
+
+
 def test_block_decryption_needs_t_verified_messages_and_drops_a_bad_one() -> None:
     cts = [e.ciphertext for e in ENVELOPES]
     labels = [label_of(e) for e in ENVELOPES]
-    job = BlockDecryption(HEIGHT, BLOCK, cts, labels, KEYSET)
-    honest = [block_shares(SHARES[i], cts, labels) for i in range(4)]
-    forged = msgspec.structs.replace(honest[1], values=list(reversed(honest[1].values)))
-    assert not job.offer(forged) and 2 in job.refused
-    assert not job.offer(honest[1])  # a refused index is not tried again
-    assert job.offer(honest[0]) and not job.ready
-    assert job.offer(honest[3]) and job.ready
+    job = opening()
+    honest = [parts(message(i)) for i in range(4)]
+    shares1 = block_shares(SHARES[1], cts, labels)
+    forged = msgspec.structs.replace(shares1, values=list(reversed(shares1.values)))
+    assert not job.offer(forged, honest[1][1]) and 2 in job.refused
+    assert not job.offer(*honest[1])  # a refused index is not tried again
+    assert job.offer(*honest[0]) and not job.ready
+    assert job.offer(*honest[3]) and job.ready
     opened = job.open()
-    assert [o[32:] for o in opened] == plaintexts()
+    assert [o[32:] for o in opened.plaintexts] == plaintexts()
+    assert opened.order_seed == ORDER_SEED  # any t verified coin shares: the same seed
+
+
+def test_a_wrong_coin_share_with_a_valid_looking_proof_refuses_the_message() -> None:
+    """Validator 2 sends a coin share for another tag (a real point with a real
+    proof, just not on this block's coin): its whole message is refused, and
+    so are one with no block shares for a block that has envelopes, and one
+    with block shares for a block that has none."""
+    job = opening()
+    shares2, _ = parts(message(1))
+    other = coin_share(SHARES[1], order_seed_tag(DOMAIN.chain_id, HEIGHT + 1, BLOCK))
+    assert not job.offer(shares2, other) and job.refused == {2}
+    _, coin3 = parts(message(2))
+    assert not job.offer(None, coin3) and job.refused == {2, 3}
+    # A proof made for the wrong value: x_i H(tag) replaced by another point.
+    _, honest4 = parts(message(3))
+    wrong = msgspec.structs.replace(honest4, value=other.value)
+    assert not job.accept(KEYSET.verification_keys[3], parts(message(3))[0], wrong)
+    empty = opening([])
+    shares1, coin1 = parts(message(0))
+    assert not empty.offer(shares1, coin1) and empty.refused == {1}
+    assert empty.offer(*parts(message(1, []))) and not empty.ready
+    assert empty.offer(*parts(message(3, []))) and empty.ready
+    assert empty.open().order_seed == ORDER_SEED and empty.open().plaintexts == []
 
 
 async def test_four_validators_open_the_block(net: Net) -> None:
     async with trio.open_nursery() as nursery:
         for d in net.decryptors:
             await nursery.start(d.run)
-        results: dict[int, list[bytes]] = {}
+        results: dict[int, OpenedBlock] = {}
 
         async def open_at(i: int) -> None:
-            results[i] = await net.decryptors[i].open_block(HEIGHT, BLOCK, ENVELOPES)  # type: ignore[assignment]
+            results[i] = await net.decryptors[i].open_block(HEIGHT, BLOCK, ENVELOPES)
 
         for i in (1, 2):  # as the commit pipeline does when it has fetched the block
             net.decryptors[i].begin(HEIGHT, BLOCK, ENVELOPES)
@@ -137,24 +198,22 @@ async def test_four_validators_open_the_block(net: Net) -> None:
             for i in range(4):
                 openers.start_soon(open_at, i)
         nursery.cancel_scope.cancel()
-    assert {tuple(r) for r in results.values()} == {tuple(results[0])}
-    assert [r[32:] for r in results[0]] == plaintexts()
+    assert all(r == results[0] for r in results.values())
+    assert [r[32:] for r in results[0].plaintexts] == plaintexts()  # type: ignore[index]
+    assert results[0].order_seed == ORDER_SEED
     assert sorted(i for i, _ in net.sent) == [0, 1, 2, 3]  # one message each
 
 
 async def test_a_late_node_asks_and_a_restarted_one_re_serves(net: Net) -> None:
     # Validators 0 and 1 committed and released their shares, then 1 restarted.
     for i in (0, 1):
-        cts = [e.ciphertext for e in ENVELOPES]
-        shares = block_shares(SHARES[i], cts, [label_of(e) for e in ENVELOPES])
-        net.stores[i].save_own_shares(
-            HEIGHT, encode_shares_message(SharesMessage(HEIGHT, BLOCK, encode(shares)))
-        )
+        net.stores[i].save_own_shares(HEIGHT, encode_shares_message(message(i)))
     net.decryptors[1] = net.make(1)  # a fresh process: only its store remains
     net.down = {2}
     with trio.fail_after(10):
         opened = await net.decryptors[3].open_block(HEIGHT, BLOCK, ENVELOPES)
-    assert [o[32:] for o in opened] == plaintexts()  # type: ignore[index]
+    assert [o[32:] for o in opened.plaintexts] == plaintexts()  # type: ignore[index]
+    assert opened.order_seed == ORDER_SEED
     # A full node (no share) opens it from what it asks for.
     full = net.make(3, key_share=False)
     with trio.fail_after(10):
@@ -164,9 +223,7 @@ async def test_a_late_node_asks_and_a_restarted_one_re_serves(net: Net) -> None:
 
 
 async def test_shares_naming_another_index_are_ignored(net: Net) -> None:
-    cts = [e.ciphertext for e in ENVELOPES]
-    theirs = block_shares(SHARES[0], cts, [label_of(e) for e in ENVELOPES])
-    data = encode_shares_message(SharesMessage(HEIGHT, BLOCK, encode(theirs)))
+    data = encode_shares_message(message(0))
     net.down = {0, 1, 2}
     decryptor = net.decryptors[3]
 
@@ -191,21 +248,34 @@ async def test_shares_naming_another_index_are_ignored(net: Net) -> None:
 def test_message_bounds() -> None:
     with pytest.raises(MalformedSharesMessage, match="exceed"):
         decode_shares_message(b"\x93" + bytes(MAX_SHARES_MESSAGE_BYTES))
-    good = SharesMessage(HEIGHT, BLOCK, encode(BlockShares(1, [], bytes(32), bytes(32))))
-    message, shares = decode_shares_message(encode_shares_message(good))
-    assert message == good and shares.index == 1
+    coin = encode(CoinShare(1, bytes(33), bytes(32), bytes(32)))
+    good = SharesMessage(HEIGHT, BLOCK, encode(BlockShares(1, [], bytes(32), bytes(32))), coin)
+    decoded, shares, coin_part = decode_shares_message(encode_shares_message(good))
+    assert decoded == good and shares is not None and shares.index == coin_part.index == 1
     with pytest.raises(MalformedSharesMessage):
         decode_shares_message(encode_shares_message(good)[:-1])
+    # Block shares and coin share of two different shareholders.
+    mixed = msgspec.structs.replace(
+        good, coin=encode(CoinShare(2, bytes(33), bytes(32), bytes(32)))
+    )
+    with pytest.raises(MalformedSharesMessage, match="different"):
+        decode_shares_message(encode_shares_message(mixed))
+    # A block opening no envelope: empty block shares, the coin share alone.
+    alone = msgspec.structs.replace(good, shares=b"")
+    assert decode_shares_message(encode_shares_message(alone))[1] is None
+    with pytest.raises(MalformedSharesMessage):  # the coin share is required
+        decode_shares_message(encode_shares_message(msgspec.structs.replace(good, coin=b"")))
+    # The widest legal message fits the cap.
+    widest = SharesMessage(2**63 - 1, BLOCK, bytes(MAX_BLOCK_SHARES_BYTES), bytes(MAX_SHARE_BYTES))
+    assert len(encode_shares_message(widest)) <= MAX_SHARES_MESSAGE_BYTES
 
 
 def test_revealed_transaction_is_the_inner_tx_under_the_envelope_hash() -> None:
     h = keccak256(b"wire")
-    cts = [e.ciphertext for e in ENVELOPES]
-    labels = [label_of(e) for e in ENVELOPES]
-    job = BlockDecryption(HEIGHT, BLOCK, cts, labels, KEYSET)
+    job = opening()
     for i in (0, 1):
-        job.offer(block_shares(SHARES[i], cts, labels))
-    opened = job.open()
+        job.offer(*parts(message(i)))
+    opened = job.open().plaintexts
     inner = revealed_transaction(h, ENVELOPES[1], opened[1], DOMAIN)
     assert isinstance(inner, SequencedTransaction)
     assert (inner.tx_hash, inner.sender, inner.nonce, inner.payload) == (
@@ -252,24 +322,10 @@ async def test_the_commit_pipeline_reveals_in_place(
     pipeline.pool = Pool()  # type: ignore[assignment]
     batches = [Batch(author=0, sequence=0, transactions=[r.encoded for r in resolved])]
     net.down = {2, 3}  # validator 1 answers when asked
-    net.stores[1].save_own_shares(
-        HEIGHT,
-        encode_shares_message(
-            SharesMessage(
-                HEIGHT,
-                BLOCK,
-                encode(
-                    block_shares(
-                        SHARES[1],
-                        [e.ciphertext for e in ENVELOPES[:2]],
-                        [label_of(e) for e in ENVELOPES[:2]],
-                    )
-                ),
-            )
-        ),
-    )
+    net.stores[1].save_own_shares(HEIGHT, encode_shares_message(message(1, ENVELOPES[:2])))
     with trio.fail_after(10):
-        out = await pipeline.reveal_envelopes(HEIGHT, BLOCK, resolved, batches)
+        out, seed = await pipeline.open_block(HEIGHT, BLOCK, resolved, batches)
+    assert seed == ORDER_SEED
     kinds = [r.sequenced.reason if isinstance(r.sequenced, FailedReveal) else "tx" for r in out]
     assert kinds == ["tx", "expired", "tx", "block_envelope_limit"]
     assert [r.sequenced.tx_hash for r in out] == [r.sequenced.tx_hash for r in resolved]
@@ -289,3 +345,10 @@ async def test_a_discarded_block_stops_gathering(net: Net) -> None:
         assert HEIGHT not in decryptor._jobs and job.scope.cancel_called
         assert not job.done.is_set()
         nursery.cancel_scope.cancel()
+
+
+def test_a_block_far_behind_the_newest_heard_is_asked_for_at_once() -> None:
+    assert first_ask_after(HEIGHT, HEIGHT + 1, validator=True) == ASK_AFTER_S
+    assert first_ask_after(HEIGHT, HEIGHT + BEHIND_HEIGHTS - 1, validator=True) == ASK_AFTER_S
+    assert first_ask_after(HEIGHT, HEIGHT + BEHIND_HEIGHTS, validator=True) == 0.0
+    assert first_ask_after(HEIGHT, 0, validator=False) == 0.0  # a full node gets no broadcasts

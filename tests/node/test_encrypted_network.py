@@ -3,7 +3,9 @@ transaction is committed and executed at its position with a receipt like the
 plain one's; an envelope with bad contents gets FailedDecryption and pays its
 max fee; a full node opens the same block with shares it asks validators
 for; a validator restarted after the commit serves its stored shares to a
-late validator that can open the block only with them."""
+late validator that can open the block only with them. Every block has an
+order seed, the same on every node (the restarted one and the full node
+included), and the block executed its transactions senders by that seed."""
 
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from sequencer_net.fairness.envelope import (
     envelope_digest,
     envelope_label,
 )
+from sequencer_net.fairness.order import sender_rank
 from sequencer_net.fairness.tdh2 import encrypt
 from sequencer_net.mempool.encrypted import encode_encrypted
 from tests.node.harness import LocalNetwork
@@ -74,6 +77,40 @@ def committed(net: LocalNetwork, node: int, tx_hash: str) -> dict[str, Any] | No
     return dict(response.json())
 
 
+def block_answer(net: LocalNetwork, node: int, height: int) -> dict[str, Any]:
+    response = net.client.get(f"{net.url(node)}/v1/blocks/{height}")
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+def assert_same_execution(net: LocalNetwork, nodes: list[int], up_to: int) -> None:
+    """At every height 1..up_to, every listed node has the same order seed (not
+    null: the chain has a threshold key), state root and executed order."""
+    for h in range(1, up_to + 1):
+        answers = [block_answer(net, i, h) for i in nodes]
+        seeds = {a["order_seed"] for a in answers}
+        assert len(seeds) == 1 and None not in seeds, f"order seeds at {h}: {seeds}"
+        assert len({a["state_root"] for a in answers}) == 1, f"state roots differ at {h}"
+        assert len({tuple(a["transactions"]) for a in answers}) == 1, f"orders differ at {h}"
+
+
+def assert_ordered_by_seed(net: LocalNetwork, node: int, senders: dict[str, bytes]) -> None:
+    """Transactions (hash -> sender) committed in one block executed in the
+    order of their senders' ranks under that block's seed."""
+    heights: dict[int, list[str]] = {}
+    for h in senders:
+        found = committed(net, node, h)
+        assert found is not None
+        heights.setdefault(int(found["height"]), []).append(h)
+    for height, hashes in heights.items():
+        answer = block_answer(net, node, height)
+        seed = bytes.fromhex(answer["order_seed"][2:])
+        executed = ["0x" + keccak256(bytes.fromhex(t[2:])).hex() for t in answer["transactions"]]
+        positions = sorted(hashes, key=executed.index)
+        by_rank = sorted(hashes, key=lambda h: sender_rank(seed, senders[h]))
+        assert positions == by_rank
+
+
 def test_encrypted_transactions_end_to_end(network: LocalNetwork) -> None:
     net = network
     net.start_all()
@@ -117,8 +154,12 @@ def test_encrypted_transactions_end_to_end(network: LocalNetwork) -> None:
     top = max(int(found["height"]) for found in (plain, encrypted, bad))
     net.wait_height([0, 1, 2, 4], top)
     net.assert_agree([0, 1, 2, 4], top)
+    assert_same_execution(net, [0, 1, 2, 4], top)
+    senders = {plain_hash: bob.address, encrypted_hash: alice.address, bad_hash: mallory.address}
+    assert_ordered_by_seed(net, 0, {h: bytes(a) for h, a in senders.items()})
     for h in (plain_hash, encrypted_hash, bad_hash):
         assert committed(net, 4, h) == committed(net, 0, h)
+    reference = {i: block_answer(net, 0, i)["order_seed"] for i in range(1, top + 1)}
     net.stop(4)
     # Node 1 restarts after the commit; then only it and node 3 run: node 3 can
     # open the block with its own share and node 1's stored one only.
@@ -132,3 +173,8 @@ def test_encrypted_transactions_end_to_end(network: LocalNetwork) -> None:
     for h in (plain_hash, encrypted_hash, bad_hash):
         assert committed(net, 3, h) == committed(net, 1, h)
     net.assert_agree([1, 3], top)
+    # The restarted validator and the one that caught up (with node 1's stored
+    # share messages) have the seeds, roots and orders the others had.
+    assert_same_execution(net, [1, 3], top)
+    for height in range(1, top + 1):
+        assert block_answer(net, 3, height)["order_seed"] == reference[height]
