@@ -1,0 +1,1 @@
+"""Attacks on fair ordering, simulated round by round against the real checks."""
