@@ -21,7 +21,7 @@ ATTACKS: dict[str, Callable[[Committee], SeedOutcome]] = {
 }
 """Every attack by its command-line name (`seqnet sim --attack NAME`)."""
 
-DEFAULT_SEEDS = 4
+DEFAULT_SEEDS = 10
 """Seeds per attack and committee size when `--seeds` is not given: all
 attacks at n = 4 and n = 7 in well under a minute."""
 
