@@ -207,8 +207,8 @@ class ShareExchange:
     def _release(self, node: _Node, round_: int, crash: Crash | None) -> None:
         """Make (or load the stored) own message, persist it, offer it, send it."""
         stored = node.store.get(self.block.height)
-        if stored is not None:
-            message = stored
+        if stored is not None and decode_shares_message(stored)[0].block == self.block.digest:
+            message = stored  # a restart: the stored message, as Decryptor._own_message
         else:
             if crash is not None and crash.point == "before_persist":
                 return
