@@ -11,6 +11,8 @@ import click
 from consensus.sim.byzantine import BEHAVIOURS
 from consensus.sim.runner import run_many
 from consensus.sim.simulator import SeedResult, SimParams
+from sequencer_net.cli.attack import ATTACK_CHOICES, run_attacks
+from sequencer_net.fairness.attacks.runner import ATTACKS, COMMITTEE_SIZES, DEFAULT_SEEDS
 
 
 def _replay_command(params: SimParams, seed: int) -> str:
@@ -30,7 +32,13 @@ def _replay_command(params: SimParams, seed: int) -> str:
 
 
 @click.command()
-@click.option("--validators", "-n", default=4, show_default=True, help="Validators (n).")
+@click.option(
+    "--validators",
+    "-n",
+    default=4,
+    show_default=True,
+    help="Validators (n). With --attack and no -n: both 4 and 7.",
+)
 @click.option(
     "--byzantine",
     "-f",
@@ -38,7 +46,12 @@ def _replay_command(params: SimParams, seed: int) -> str:
     show_default=True,
     help="Byzantine validators. Safety and liveness are promised for f <= (n-1)/3.",
 )
-@click.option("--seeds", default=100, show_default=True, help="How many seeds to run.")
+@click.option(
+    "--seeds",
+    default=100,
+    show_default=True,
+    help=f"How many seeds to run (with --attack and no --seeds: {DEFAULT_SEEDS}).",
+)
 @click.option("--first-seed", default=0, show_default=True, help="Run seeds first..first+K-1.")
 @click.option("--seed", type=int, default=None, help="Run (replay) exactly this one seed.")
 @click.option(
@@ -81,7 +94,17 @@ def _replay_command(params: SimParams, seed: int) -> str:
 )
 @click.option("--no-crashes", is_flag=True, help="Do not crash and restart honest validators.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
+@click.option(
+    "--attack",
+    type=click.Choice(ATTACK_CHOICES),
+    default=None,
+    help="Instead of the consensus simulation, run a fair-ordering attack (or all) "
+    "against the payload layer's real checks, f = (n-1)/3 Byzantine (docs/fairness.md, "
+    '"Attacks"). Exit status 1 if any attack succeeds.',
+)
+@click.pass_context
 def sim(
+    ctx: click.Context,
     validators: int,
     byzantine: int,
     seeds: int,
@@ -97,6 +120,7 @@ def sim(
     bad_loss: float,
     no_crashes: bool,
     as_json: bool,
+    attack: str | None,
 ) -> None:
     """Run n validators of the real consensus core over a virtual network.
 
@@ -120,7 +144,12 @@ def sim(
       seqnet sim -n 4 -f 1 --seed 1234        # replay one seed
       seqnet sim --behaviour height-forger --seeds 200
       seqnet sim --bad-period-s 60 --bad-delay-ms 250 --calm-ms 10000
+      seqnet sim --attack all                 # every attack, n = 4 and 7
+      seqnet sim --attack censor -n 7 --seeds 50 --json
     """
+    if attack is not None:
+        _attack(ctx, attack, validators, seeds, first_seed, seed, as_json)
+        return
     if validators < 1:
         raise click.BadParameter("need at least one validator", param_hint="--validators")
     if not 0 <= byzantine < validators:
@@ -195,4 +224,30 @@ def sim(
             f"({summary.elapsed_s:.1f} s)"
         )
     if summary.violations:
+        sys.exit(1)
+
+
+def _attack(
+    ctx: click.Context,
+    attack: str,
+    validators: int,
+    seeds: int,
+    first_seed: int,
+    seed: int | None,
+    as_json: bool,
+) -> None:
+    explicit = click.core.ParameterSource.DEFAULT
+    if ctx.get_parameter_source("validators") == explicit:
+        sizes: list[int] = list(COMMITTEE_SIZES)
+    else:
+        if not 4 <= validators <= 64:
+            raise click.BadParameter("the attacks need 4 to 64 validators", param_hint="-n")
+        sizes = [validators]
+    if ctx.get_parameter_source("seeds") == explicit:
+        seeds = DEFAULT_SEEDS
+    if seeds < 1:
+        raise click.BadParameter("must be at least 1", param_hint="--seeds")
+    seed_list = [seed] if seed is not None else list(range(first_seed, first_seed + seeds))
+    names = list(ATTACKS) if attack == "all" else [attack]
+    if run_attacks(names, sizes, seed_list, as_json):
         sys.exit(1)
