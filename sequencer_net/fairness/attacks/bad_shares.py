@@ -14,7 +14,7 @@ different wrong values):
 
 and answers requests the same way. Honest validators run the real checks
 (exchange.py: decode_shares_message, the index check, accept_block_shares
-through BlockDecryption.offer) and open with combine_verified. A second,
+through BlockOpening.offer) and open with combine_verified. A second,
 per-ciphertext check feeds `combine` the Byzantine validators' wrong
 DecryptionShares (a genuine proof, a shifted value) ahead of the honest ones.
 Success: a wrong plaintext at any honest validator, or two honest validators
@@ -49,6 +49,7 @@ from .exchange import (
     ShareExchange,
     check_results,
     encrypted_block,
+    own_coin,
     own_message,
 )
 from .report import SeedOutcome
@@ -62,8 +63,12 @@ def _shift(value: bytes, rng: random.Random) -> bytes:
     return encode_point(add(decode_point(value), mul_base(random_scalar(rng.randbytes))))
 
 
-def _wrap(block: EncryptedBlock, shares: BlockShares) -> bytes:
-    return encode_shares_message(SharesMessage(block.height, block.digest, tdh2.encode(shares)))
+def _wrap(block: EncryptedBlock, shares: BlockShares, coin: bytes) -> bytes:
+    """A share message carrying `shares` and the sender's genuine coin share, so
+    only the decryption shares are wrong."""
+    return encode_shares_message(
+        SharesMessage(block.height, block.digest, tdh2.encode(shares), coin)
+    )
 
 
 def _reproved(committee: Committee, bad: int, block: EncryptedBlock, values: list[bytes]) -> bytes:
@@ -83,31 +88,38 @@ def _reproved(committee: Committee, bad: int, block: EncryptedBlock, values: lis
         tdh2._linear_combination([decode_point(v) for v in values], rho),
         tdh2._share_context(key.index),
     )
-    return _wrap(block, BlockShares(key.index, values, e, f))
+    return _wrap(block, BlockShares(key.index, values, e, f), own_coin(committee, block, bad))
 
 
 def _bad_message(
     committee: Committee, block: EncryptedBlock, other: EncryptedBlock, bad: int, rng: random.Random
 ) -> tuple[str, bytes]:
-    _, real = decode_shares_message(own_message(committee, block, bad))
+    _, real_shares, _ = decode_shares_message(own_message(committee, block, bad))
+    assert real_shares is not None
+    real = real_shares
+    coin = own_coin(committee, block, bad)
     strategy = rng.choice(STRATEGIES)
     wrong = [_shift(v, rng) if j == 0 or rng.randrange(2) else v for j, v in enumerate(real.values)]
     if strategy == "shifted":
-        return strategy, _wrap(block, BlockShares(real.index, wrong, real.e, real.f))
+        return strategy, _wrap(block, BlockShares(real.index, wrong, real.e, real.f), coin)
     if strategy == "reproved":
         return strategy, _reproved(committee, bad, block, wrong)
     if strategy == "random-proof":
         e, f = (encode_scalar(random_scalar(rng.randbytes)) for _ in range(2))
-        return strategy, _wrap(block, BlockShares(real.index, wrong, e, f))
+        return strategy, _wrap(block, BlockShares(real.index, wrong, e, f), coin)
     if strategy == "other-block":
-        _, foreign = decode_shares_message(own_message(committee, other, bad))
-        return strategy, _wrap(block, foreign)
+        _, foreign, _ = decode_shares_message(own_message(committee, other, bad))
+        assert foreign is not None
+        return strategy, _wrap(block, foreign, coin)
     if strategy == "borrowed":
         honest = rng.choice(committee.honest)
-        _, theirs = decode_shares_message(own_message(committee, block, honest))
+        _, theirs, _ = decode_shares_message(own_message(committee, block, honest))
+        assert theirs is not None
         if rng.randrange(2):
-            return strategy, _wrap(block, theirs)  # under the honest index
-        return strategy, _wrap(block, BlockShares(real.index, theirs.values, theirs.e, theirs.f))
+            return strategy, _wrap(block, theirs, coin)  # under the honest index
+        return strategy, _wrap(
+            block, BlockShares(real.index, theirs.values, theirs.e, theirs.f), coin
+        )
     data = own_message(committee, block, bad)
     return strategy, data[: rng.randrange(1, len(data))]
 

@@ -9,11 +9,11 @@ node/decryption.py runs, with the network and the clock simulated:
                            MAX_DELAY_ROUNDS rounds later or lost
     consider               decode_shares_message, the index must be the
                            sender's + 1, the block must match, then
-                           BlockDecryption.offer (accept_block_shares)
+                           BlockOpening.offer (accept_block_shares)
     ask                    after ASK_AFTER_ROUNDS without t verified messages,
                            ask every validator not heard from (nor refused);
                            an honest one answers from its store the next round
-    open                   BlockDecryption.open once t messages verified
+    open                   BlockOpening.open once t messages verified
 
 Byzantine validators act through a `ByzantineShares` behaviour: what each
 sends to each honest validator in round 0 (delivered before any honest
@@ -30,9 +30,10 @@ from dataclasses import dataclass, field
 
 from sequencer_net.fairness import tdh2
 from sequencer_net.fairness.envelope import Envelope, label_of, reveal
+from sequencer_net.fairness.order import order_seed_tag
 from sequencer_net.mempool.transaction import Transaction
 from sequencer_net.node.decryption import (
-    BlockDecryption,
+    BlockOpening,
     MalformedSharesMessage,
     SharesMessage,
     decode_shares_message,
@@ -87,11 +88,25 @@ def encrypted_block(committee: Committee, height: int, count: int) -> EncryptedB
     return EncryptedBlock(height, digest, envelopes, transactions)
 
 
+def coin_tag(block: EncryptedBlock) -> bytes:
+    """The block's order coin tag, as a validator names it."""
+    return order_seed_tag(DOMAIN.chain_id, block.height, block.digest)
+
+
+def own_coin(committee: Committee, block: EncryptedBlock, index: int) -> bytes:
+    """Validator `index`'s encoded coin share on the block's order seed tag."""
+    return tdh2.encode(tdh2.coin_share(committee.key_shares[index], coin_tag(block)))
+
+
 def own_message(committee: Committee, block: EncryptedBlock, index: int) -> bytes:
     """Validator `index`'s encoded SharesMessage for the block (made by the real
-    `block_shares`, which checks every ciphertext first)."""
+    `block_shares`, which checks every ciphertext first, and `coin_share`)."""
     shares = tdh2.block_shares(committee.key_shares[index], block.ciphertexts, block.labels)
-    return encode_shares_message(SharesMessage(block.height, block.digest, tdh2.encode(shares)))
+    return encode_shares_message(
+        SharesMessage(
+            block.height, block.digest, tdh2.encode(shares), own_coin(committee, block, index)
+        )
+    )
 
 
 def genuine(committee: Committee, block: EncryptedBlock) -> ByzantineShares:
@@ -122,7 +137,7 @@ CRASH_POINTS = ("before_persist", "after_persist", "mid_send", "after_open")
 @dataclass
 class _Node:
     index: int
-    decryption: BlockDecryption
+    decryption: BlockOpening
     store: dict[int, bytes] = field(default_factory=dict)
     sent: bytes | None = None
     opened: list[bytes | tdh2.DecryptionFailed] | None = None
@@ -181,9 +196,10 @@ class ShareExchange:
     def _fresh(self, index: int) -> _Node:
         return _Node(
             index,
-            BlockDecryption(
+            BlockOpening(
                 height=self.block.height,
                 block=self.block.digest,
+                coin_tag=coin_tag(self.block),
                 ciphertexts=self.block.ciphertexts,
                 labels=self.block.labels,
                 keys=self.committee.threshold_keys,
@@ -228,17 +244,17 @@ class ShareExchange:
     def _consider(self, node: _Node, sender: int, data: bytes) -> None:
         """node/decryption.py Decryptor._consider, without the early window."""
         try:
-            message, shares = decode_shares_message(data)
+            message, shares, coin = decode_shares_message(data)
         except MalformedSharesMessage:
             return
-        if shares.index != sender + 1:
+        if coin.index != sender + 1:
             return
         job = node.decryption
         if message.height != job.height or message.block != job.block:
             return
-        if shares.index in job.verified or shares.index in job.refused:
+        if coin.index in job.verified or coin.index in job.refused:
             return
-        if not job.offer(shares) and shares.index in job.refused:
+        if not job.offer(shares, coin) and coin.index in job.refused:
             self.refused += 1
 
     def _ask(self, node: _Node, round_: int) -> None:
@@ -279,7 +295,7 @@ class ShareExchange:
                 if not node.up or node.serves_only or node.opened is not None:
                     continue
                 if node.decryption.ready:
-                    node.opened = node.decryption.open()
+                    node.opened = node.decryption.open().plaintexts
                     node.opened_round = round_
                 elif round_ - node.last_ask >= ASK_AFTER_ROUNDS:
                     node.last_ask = round_

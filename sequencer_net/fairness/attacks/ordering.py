@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TypeVar
 
-T = TypeVar("T")
+from sequencer_net.fairness.order import T, order_block
 
 
 def execution_order(seed: bytes, forced: Sequence[T], transactions: Sequence[T]) -> list[T]:
     """The order in which execution applies a committed block's transactions:
-    its forced transactions, then the others.
-
-    This must be the node's execution order. Today the node executes a block
-    in the order its payload names them (batches in payload order, each
-    batch's transactions in order), so this returns exactly that and ignores
-    `seed`; a content-blind order (senders ordered by keccak(seed || sender)
-    with the seed from the threshold coin released after commit) replaces it
-    here, in one place, when the node adopts one."""
-    del seed
-    return [*forced, *transactions]
+    the node's own rule (`order_block`, docs/fairness.md, "Content-blind
+    order"): forced transactions first, then senders ranked by
+    keccak(seed || sender), each sender's transactions in their block order.
+    The one place the attacks learn it, so a test can swap in another rule."""
+    return order_block(seed, forced, transactions)

@@ -11,7 +11,7 @@ and offers E1 unchanged to nodes of another chain id, of the same chain id
 but another genesis, of another key epoch, and with its namespace changed
 (the victim's signature kept). Honest nodes run the real pipeline:
 `resolve_block_transactions` and `block_envelopes` (node/commit.py) over the
-blocks' batches, t real share messages opened by `BlockDecryption`,
+blocks' batches, t real share messages opened by `BlockOpening`,
 `revealed_transaction`, then the execution engine's nonce rule
 (`nonce_rejection`, `use_nonce`); elsewhere, `open_envelope`.
 
@@ -39,10 +39,11 @@ from sequencer_net.fairness.envelope import (
     label_of,
     open_envelope,
 )
+from sequencer_net.fairness.order import order_seed_tag
 from sequencer_net.mempool.encrypted import decode_encrypted, encode_encrypted
 from sequencer_net.mempool.transaction import tx_hash
 from sequencer_net.node.commit import block_envelopes, resolve_block_transactions
-from sequencer_net.node.decryption import BlockDecryption, revealed_transaction
+from sequencer_net.node.decryption import BlockOpening, revealed_transaction
 
 from .committee import DOMAIN, KEY_EPOCH, Committee, seal_transaction, user_key, user_transaction
 from .report import SeedOutcome
@@ -64,15 +65,22 @@ def _valid(committee: Committee, height: int) -> Callable[[bytes, bytes], bool]:
 
 
 def _open(committee: Committee, envelopes: list[Envelope]) -> list[bytes | tdh2.DecryptionFailed]:
-    """What t honest share messages open (BlockDecryption, as a validator does)."""
+    """What t honest share messages open (BlockOpening, as a validator does)."""
     cts = [e.ciphertext for e in envelopes]
     labels = [label_of(e) for e in envelopes]
-    job = BlockDecryption(
-        height=1, block=bytes(32), ciphertexts=cts, labels=labels, keys=committee.threshold_keys
+    tag = order_seed_tag(DOMAIN.chain_id, 1, bytes(32))
+    job = BlockOpening(
+        height=1,
+        block=bytes(32),
+        coin_tag=tag,
+        ciphertexts=cts,
+        labels=labels,
+        keys=committee.threshold_keys,
     )
     for i in committee.honest[: committee.t]:
-        job.offer(tdh2.block_shares(committee.key_shares[i], cts, labels))
-    return job.open()
+        key = committee.key_shares[i]
+        job.offer(tdh2.block_shares(key, cts, labels), tdh2.coin_share(key, tag))
+    return job.open().plaintexts
 
 
 def _elsewhere(committee: Committee, e1: Envelope) -> dict[str, tuple[bytes, Domain, int]]:
