@@ -33,6 +33,7 @@ from .fixed_point import SCALE
 from .margin import settled_positions, subaccount_risk, valuation_price
 from .positions import change_size, credit, settle_charges
 from .receipts import PositionTransferred
+from .records import MarketParams
 from .state import INSURANCE_FUND, StateWriter
 
 
@@ -54,18 +55,26 @@ def cover_deficit(w: StateWriter, sid: bytes, deficit: int) -> DeficitCover:
     return DeficitCover(deficit, beyond)
 
 
+def _transfer_to_fund(
+    w: StateWriter, sid: bytes, market_id: int, params: MarketParams, quantity: int, price: int
+) -> int:
+    """Move `quantity` (signed, part of `sid`'s position) of `market_id` to the
+    fund at `price`; return the liquidation fee it owes (rounded up)."""
+    value = (quantity * price) // SCALE  # toward -inf: the liquidated side gets less
+    credit(w, sid, value)
+    credit(w, INSURANCE_FUND, -value)
+    change_size(w, sid, market_id, -quantity, price)
+    change_size(w, INSURANCE_FUND, market_id, quantity, price)
+    notional = (abs(quantity) * price) // SCALE
+    w.events.append(PositionTransferred(market_id, sid, quantity, price))
+    return -((-notional * params.liquidation_fee) // SCALE)  # fees round up
+
+
 def take_over(w: StateWriter, sid: bytes) -> tuple[int, int]:
     """Move every position of `sid` to the fund; return (fee, deficit paid)."""
     fee_due = 0
     for market_id, params, _, size, price in settled_positions(w, sid):
-        value = (size * price) // SCALE  # toward -inf: the liquidated side gets less
-        credit(w, sid, value)
-        credit(w, INSURANCE_FUND, -value)
-        change_size(w, sid, market_id, -size, price)
-        change_size(w, INSURANCE_FUND, market_id, size, price)
-        notional = (abs(size) * price) // SCALE
-        fee_due += -((-notional * params.liquidation_fee) // SCALE)  # fees round up
-        w.events.append(PositionTransferred(market_id, sid, size, price))
+        fee_due += _transfer_to_fund(w, sid, market_id, params, size, price)
     collateral = w.subaccount(sid).collateral
     fee = min(fee_due, max(collateral, 0))
     credit(w, sid, -fee)
@@ -87,14 +96,7 @@ def take_over_slice(w: StateWriter, sid: bytes, plan: list[tuple[int, int]]) -> 
         assert params is not None and state is not None
         assert quantity != 0 and abs(quantity) <= abs(size) and (quantity > 0) == (size > 0)
         price = valuation_price(w, market_id, params, state)
-        value = (quantity * price) // SCALE  # toward -inf: the liquidated side gets less
-        credit(w, sid, value)
-        credit(w, INSURANCE_FUND, -value)
-        change_size(w, sid, market_id, -quantity, price)
-        change_size(w, INSURANCE_FUND, market_id, quantity, price)
-        notional = (abs(quantity) * price) // SCALE
-        fee_due += -((-notional * params.liquidation_fee) // SCALE)  # fees round up
-        w.events.append(PositionTransferred(market_id, sid, quantity, price))
+        fee_due += _transfer_to_fund(w, sid, market_id, params, quantity, price)
     fee = min(fee_due, max(subaccount_risk(w, sid).equity, 0))
     credit(w, sid, -fee)
     credit(w, INSURANCE_FUND, fee)
