@@ -70,16 +70,25 @@ class AttackReport:
 
     def add(self, seed: int, outcome: SeedOutcome) -> None:
         self.seeds.append(seed)
-        self.attempts += outcome.attempts
-        self.successes += outcome.successes
-        self.delays.extend(outcome.delays)
-        self.baseline_delays.extend(outcome.baseline_delays)
-        self.baseline_attempts += outcome.baseline_attempts
-        self.baseline_successes += outcome.baseline_successes
-        self.identical = self.identical and outcome.identical
+        self._sum(outcome)
         if outcome.failures or not outcome.identical:
             self.failed_seeds[seed] = outcome.failures or ["honest results differ"]
-        for key, value in outcome.notes.items():
+
+    def absorb(self, other: AttackReport) -> None:
+        """Sum another report of the same attack (another committee size) into
+        this one; its failed seeds stay in its own report."""
+        self.seeds.extend(other.seeds)
+        self._sum(other)
+
+    def _sum(self, part: SeedOutcome | AttackReport) -> None:
+        self.attempts += part.attempts
+        self.successes += part.successes
+        self.delays.extend(part.delays)
+        self.baseline_delays.extend(part.baseline_delays)
+        self.baseline_attempts += part.baseline_attempts
+        self.baseline_successes += part.baseline_successes
+        self.identical = self.identical and part.identical
+        for key, value in part.notes.items():
             self.notes[key] = self.notes.get(key, 0) + value
 
     @property

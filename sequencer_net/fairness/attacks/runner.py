@@ -54,14 +54,5 @@ def merge(reports: Sequence[AttackReport]) -> AttackReport:
     """One attack's reports at several committee sizes, summed (n = 0)."""
     total = AttackReport(reports[0].attack, 0)
     for r in reports:
-        total.seeds.extend(r.seeds)
-        total.attempts += r.attempts
-        total.successes += r.successes
-        total.delays.extend(r.delays)
-        total.baseline_delays.extend(r.baseline_delays)
-        total.baseline_attempts += r.baseline_attempts
-        total.baseline_successes += r.baseline_successes
-        total.identical = total.identical and r.identical
-        for key, value in r.notes.items():
-            total.notes[key] = total.notes.get(key, 0) + value
+        total.absorb(r)
     return total
