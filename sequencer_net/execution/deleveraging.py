@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from .exceptions import EngineInvariantBroken
 from .fixed_point import SCALE
-from .margin import settled_positions, subaccount_risk
+from .margin import maintenance_risk, settled_positions
 from .positions import change_size, credit
 from .receipts import Deleveraged
 from .records import Position
@@ -71,7 +71,7 @@ def _share_loss(
     capacity: dict[bytes, int] = {}
     for _, counterparty, _, _, _ in chunks:
         if counterparty not in capacity:
-            capacity[counterparty] = max(subaccount_risk(w, counterparty).equity, 0)
+            capacity[counterparty] = max(maintenance_risk(w, counterparty).equity, 0)
     total = sum(chunk[4] for chunk in chunks)
     shares: list[int] = []
     for _, counterparty, _, _, notional in chunks:
@@ -99,7 +99,7 @@ def adl_score(w: StateWriter, sid: bytes, position: Position, price: int) -> int
     """profit x leverage = profit * notional / equity (floor; equity <= 0 counts as 1 wei)."""
     profit = (position.size * price) // SCALE - position.entry_notional
     notional = (abs(position.size) * price) // SCALE
-    equity = subaccount_risk(w, sid).equity
+    equity = maintenance_risk(w, sid).equity
     return (profit * notional) // max(equity, 1)
 
 

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Final
 
 from .limits import MAX_FEE, MAX_PAYLOAD_BYTES
-from .margin import subaccount_risk
+from .margin import maintenance_risk
 from .records import ChainConfig, Ledger
 from .state import ExecutionState, StateWriter, subaccount_id
 
@@ -57,19 +57,30 @@ def fee_balance(w: StateWriter, sender: bytes) -> int:
     sub = w.subaccount(sid)
     if not sub.markets:
         return sub.collateral
-    risk = subaccount_risk(w, sid)
+    risk = maintenance_risk(w, sid)
     return risk.equity - risk.maintenance
 
 
-def committed_fee_balance(state: ExecutionState, sender: bytes) -> int:
+def committed_fee_balance(
+    state: ExecutionState, sender: bytes, reader: StateWriter | None = None
+) -> int:
     """`fee_balance` read from a committed state (the mempool's admission check):
-    the same rule, without a block to run in."""
+    the same rule, without a block to run in. `reader`, a writer over `state`
+    that nothing writes to, may be shared between calls: its option values are
+    then computed once for all senders."""
     sub = state.subaccounts.get(fee_account(sender))
     if sub is None:
         return 0
     if not sub.markets:
         return sub.collateral
-    return fee_balance(StateWriter(state, state.height, state.block.timestamp), sender)
+    if reader is None:
+        reader = committed_reader(state)
+    return fee_balance(reader, sender)
+
+
+def committed_reader(state: ExecutionState) -> StateWriter:
+    """A writer over a committed state at its own height and time, for reads."""
+    return StateWriter(state, state.height, state.block.timestamp)
 
 
 class CommittedFeeBalances:
@@ -77,22 +88,27 @@ class CommittedFeeBalances:
     once per submitted transaction, and a sender holding options costs a
     margin-grid evaluation (Black-Scholes at every scenario) each time; the
     answer changes only when a new block's state is committed. At most `limit`
-    senders are remembered per state."""
+    senders are remembered per state. One reader serves every sender of a
+    state, so each option is revalued once per scenario, not once per sender."""
 
     def __init__(self, state: Callable[[], ExecutionState], limit: int = 100_000) -> None:
         self.state = state
         self.limit = limit
         self._for: ExecutionState | None = None
         self._balances: dict[bytes, int] = {}
+        self._reader: StateWriter | None = None
 
     def __call__(self, sender: bytes) -> int:
         state = self.state()
         if state is not self._for:
             self._for = state
             self._balances = {}
+            self._reader = None
         balance = self._balances.get(sender)
         if balance is None:
-            balance = committed_fee_balance(state, sender)
+            if self._reader is None:
+                self._reader = committed_reader(state)
+            balance = committed_fee_balance(state, sender, self._reader)
             if len(self._balances) < self.limit:
                 self._balances[sender] = balance
         return balance

@@ -30,7 +30,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from .fixed_point import SCALE
-from .margin import settled_positions, subaccount_risk, valuation_price
+from .margin import maintenance_risk, settled_positions, valuation_price
 from .positions import change_size, credit, settle_charges
 from .receipts import PositionTransferred
 from .records import MarketParams
@@ -44,7 +44,7 @@ class DeficitCover(NamedTuple):
 
 
 def fund_available(w: StateWriter) -> int:
-    return max(subaccount_risk(w, INSURANCE_FUND).equity, 0)
+    return max(maintenance_risk(w, INSURANCE_FUND).equity, 0)
 
 
 def cover_deficit(w: StateWriter, sid: bytes, deficit: int) -> DeficitCover:
@@ -97,7 +97,7 @@ def take_over_slice(w: StateWriter, sid: bytes, plan: list[tuple[int, int]]) -> 
         assert quantity != 0 and abs(quantity) <= abs(size) and (quantity > 0) == (size > 0)
         price = valuation_price(w, market_id, params, state)
         fee_due += _transfer_to_fund(w, sid, market_id, params, quantity, price)
-    fee = min(fee_due, max(subaccount_risk(w, sid).equity, 0))
+    fee = min(fee_due, max(maintenance_risk(w, sid).equity, 0))
     credit(w, sid, -fee)
     credit(w, INSURANCE_FUND, fee)
     return fee

@@ -69,9 +69,9 @@ from .fixed_point import SCALE
 from .insurance import fund_available, take_over, take_over_slice
 from .limits import MAX_AMOUNT
 from .margin import (
-    Risk,
+    Maintenance,
+    maintenance_risk,
     requirement,
-    subaccount_risk,
     valuation_price,
 )
 from .markets import is_expired, is_oracle_fresh
@@ -101,7 +101,7 @@ def liquidate_undermargined(w: StateWriter) -> int:
     skipped: set[bytes] = set()
     while True:
         acted = False
-        below: list[tuple[int, bytes, Risk]] = []  # of the last pass: nobody acted on
+        below: list[tuple[int, bytes, Maintenance]] = []  # of the last pass: nobody acted on
         for sid in sorted(w.open_subaccounts()):
             if sid == INSURANCE_FUND or sid in skipped:
                 continue
@@ -109,7 +109,7 @@ def liquidate_undermargined(w: StateWriter) -> int:
                 skipped.add(sid)
                 continue
             with w.phase("liquidation", sid):
-                risk = subaccount_risk(w, sid)
+                risk = maintenance_risk(w, sid)
                 if risk.equity >= risk.maintenance:
                     continue
                 if risk.equity <= 0:
@@ -161,14 +161,14 @@ def allowed_misses(w: StateWriter, sid: bytes) -> int:
 
 def _fund_is_bankrupt(w: StateWriter) -> bool:
     return bool(w.subaccount(INSURANCE_FUND).markets) and (
-        subaccount_risk(w, INSURANCE_FUND).equity < 0
+        maintenance_risk(w, INSURANCE_FUND).equity < 0
     )
 
 
 def _deleverage_fund(w: StateWriter) -> None:
     """The fund's equity fell below zero while it holds positions: they are
     deleveraged like a bankrupt account's (nobody else can take them)."""
-    risk = subaccount_risk(w, INSURANCE_FUND)
+    risk = maintenance_risk(w, INSURANCE_FUND)
     cancel_open_orders(w, INSURANCE_FUND)
     deleveraged = deleverage(w, INSURANCE_FUND)
     w.events.append(
@@ -176,7 +176,7 @@ def _deleverage_fund(w: StateWriter) -> None:
     )
 
 
-def close_out(w: StateWriter, sid: bytes, risk: Risk) -> None:
+def close_out(w: StateWriter, sid: bytes, risk: Maintenance) -> None:
     """A bankrupt account: the fund takes everything over if it can pay the
     loss, else deleveraging. The account ends with no position and no order."""
     cancel_open_orders(w, sid)
@@ -189,7 +189,7 @@ def close_out(w: StateWriter, sid: bytes, risk: Risk) -> None:
     w.events.append(Liquidated(sid, risk.equity, risk.maintenance, fee, loss, covered, deleveraged))
 
 
-def close_out_slice(w: StateWriter, sid: bytes, risk: Risk) -> None:
+def close_out_slice(w: StateWriter, sid: bytes, risk: Maintenance) -> None:
     """An account with equity > 0 whose liquidation orders missed too many
     auctions: the fund takes over the smallest reduction that brings it back to
     maintenance at the valuation price (all of it if nothing less does). The
@@ -238,7 +238,7 @@ def _fee_on(params: MarketParams, quantity: int, price: int) -> int:
     return -((-notional * params.liquidation_fee) // SCALE)  # fees round up
 
 
-def smallest_reduction(w: StateWriter, sid: bytes, risk: Risk) -> list[tuple[int, int]]:
+def smallest_reduction(w: StateWriter, sid: bytes, risk: Maintenance) -> list[tuple[int, int]]:
     """(market id, signed quantity to close) that bring equity back to
     maintenance at the valuation price, net of the liquidation fee: largest
     maintenance requirement first (ties: lower market id), each position by the
@@ -318,7 +318,7 @@ def bankruptcy_limit(
 
 def place_liquidation_orders(
     w: StateWriter,
-    below: list[tuple[int, bytes, Risk]],
+    below: list[tuple[int, bytes, Maintenance]],
     budget: dict[int, int],
     misses: dict[bytes, int],
 ) -> None:
@@ -331,7 +331,9 @@ def place_liquidation_orders(
             _place_for(w, sid, risk, budget, misses.get(sid, 0))
 
 
-def _place_for(w: StateWriter, sid: bytes, risk: Risk, budget: dict[int, int], misses: int) -> None:
+def _place_for(
+    w: StateWriter, sid: bytes, risk: Maintenance, budget: dict[int, int], misses: int
+) -> None:
     for market_id, closing in smallest_reduction(w, sid, risk):
         params = w.params(market_id)
         state = w.market(market_id)
@@ -430,7 +432,7 @@ def _place_fund_order(w: StateWriter, market_id: int, budget: dict[int, int]) ->
     band = (price * params.mark_band) // SCALE  # floor: never wider than configured
     tick = params.tick_size
     sign = 1 if position.size > 0 else -1
-    risk = subaccount_risk(w, INSURANCE_FUND)
+    risk = maintenance_risk(w, INSURANCE_FUND)
     share_mmr = maintenance_of(w, market_id, params, state, position.size) - maintenance_of(
         w, market_id, params, state, position.size - sign * quantity
     )
@@ -453,7 +455,7 @@ def charge_liquidation_fee(
     """After a liquidation order's fill: liquidation_fee x notional (rounded up),
     capped at the equity the account has left, to the insurance fund."""
     due = -((-notional * params.liquidation_fee) // SCALE)
-    fee = min(due, max(subaccount_risk(w, sid).equity, 0))
+    fee = min(due, max(maintenance_risk(w, sid).equity, 0))
     if fee:
         credit(w, sid, -fee)
         credit(w, INSURANCE_FUND, fee)

@@ -54,6 +54,15 @@ class Risk(NamedTuple):
     initial_with_orders: int
 
 
+class Maintenance(NamedTuple):
+    """Equity and the maintenance requirement: all that liquidation, fees and
+    the insurance fund look at. The same values as `Risk`'s first two fields,
+    without the initial grids (three times the scenarios of maintenance)."""
+
+    equity: int
+    maintenance: int
+
+
 def valuation_price(
     w: StateWriter, market_id: int, params: MarketParams, state: MarketState
 ) -> int:
@@ -94,9 +103,21 @@ def _perp_with_orders(params: MarketParams, state: MarketState, position: Positi
 
 
 def subaccount_risk(w: StateWriter, sid: bytes) -> Risk:
+    return _risk(w, sid, initial=True)
+
+
+def maintenance_risk(w: StateWriter, sid: bytes) -> Maintenance:
+    """`subaccount_risk`'s equity and maintenance, computed without the initial
+    requirements."""
+    risk = _risk(w, sid, initial=False)
+    return Maintenance(risk.equity, risk.maintenance)
+
+
+def _risk(w: StateWriter, sid: bytes, *, initial: bool) -> Risk:
+    """Equity and requirements; with `initial` False the initial ones are 0."""
     sub = w.subaccount(sid)
     equity = sub.collateral
-    maintenance = initial = with_orders = 0
+    maintenance = initial_requirement = with_orders = 0
     options: list[OptionHolding] = []
     for market_id in sub.markets:
         position = w.position(sid, market_id)
@@ -113,14 +134,17 @@ def subaccount_risk(w: StateWriter, sid: bytes) -> Risk:
             with_orders += position.open_buy_premium
             continue
         maintenance += requirement(params, state, size, params.maintenance_margin)
-        initial += requirement(params, state, size, params.initial_margin)
-        with_orders += _perp_with_orders(params, state, position)
+        if initial:
+            initial_requirement += requirement(params, state, size, params.initial_margin)
+            with_orders += _perp_with_orders(params, state, position)
     if options:
-        option = option_requirements(w, options)
+        option = option_requirements(w, options, initial=initial)
         maintenance += option.maintenance
-        initial += option.initial
+        initial_requirement += option.initial
         with_orders += option.initial_with_orders
-    return Risk(equity, maintenance, initial, with_orders)
+    if not initial:
+        return Risk(equity, maintenance, 0, 0)
+    return Risk(equity, maintenance, initial_requirement, with_orders)
 
 
 def free_collateral(w: StateWriter, sid: bytes) -> int:

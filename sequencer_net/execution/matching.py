@@ -57,7 +57,7 @@ from .auction import AuctionOrder, Side, clear_batch_auction, round_to_tick
 from .exceptions import EngineInvariantBroken
 from .fixed_point import SCALE
 from .liquidation import charge_liquidation_fee
-from .margin import subaccount_risk, valuation_price
+from .margin import maintenance_risk, valuation_price
 from .mark import observe_perp
 from .markets import is_expired, is_oracle_fresh
 from .orders import release_order
@@ -261,7 +261,7 @@ def _remove_recovered_liquidations(batch: _Batch) -> None:
     for sid in owners:
         if sid == INSURANCE_FUND:
             continue
-        risk = subaccount_risk(batch.w, sid)
+        risk = maintenance_risk(batch.w, sid)
         if risk.equity >= risk.maintenance:
             recovered.add(sid)
     for oid in sorted(batch.live):

@@ -106,24 +106,29 @@ def group_key(market_id: int, params: MarketParams) -> tuple[int, int]:
     return (0, underlying) if underlying else (1, market_id)
 
 
-def option_requirements(w: StateWriter, holdings: Iterable[OptionHolding]) -> OptionRequirements:
-    """The three requirements of a subaccount's options, summed over its groups."""
+def option_requirements(
+    w: StateWriter, holdings: Iterable[OptionHolding], *, initial: bool = True
+) -> OptionRequirements:
+    """The three requirements of a subaccount's options, summed over its groups;
+    with `initial` False only maintenance (the initial ones are 0)."""
     groups: dict[tuple[int, int], list[OptionHolding]] = {}
     for holding in holdings:
         groups.setdefault(group_key(holding.market_id, holding.params), []).append(holding)
-    maintenance = initial = with_orders = 0
+    maintenance = initial_total = with_orders = 0
     for key in sorted(groups):
         group = groups[key]
         current = [(h.size,) for h in group]
         maintenance += group_requirement(w, group, current, MAINTENANCE_GRID, initial=False)
+        if not initial:
+            continue
         group_initial = group_requirement(w, group, current, INITIAL_GRID, initial=True)
-        initial += group_initial
+        initial_total += group_initial
         if any(h.open_sell for h in group):
             sizes = [(h.size, h.size - h.open_sell) if h.open_sell else (h.size,) for h in group]
             with_orders += group_requirement(w, group, sizes, INITIAL_GRID, initial=True)
         else:
             with_orders += group_initial
-    return OptionRequirements(maintenance, initial, with_orders)
+    return OptionRequirements(maintenance, initial_total, with_orders)
 
 
 def group_requirement(

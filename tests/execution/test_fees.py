@@ -185,9 +185,9 @@ def test_the_mempools_fee_balance_is_computed_once_per_sender_and_committed_stat
     )
     calls: list[bytes] = []
 
-    def counted(state: object, sender: bytes) -> int:
+    def counted(state: object, sender: bytes, reader: object = None) -> int:
         calls.append(sender)
-        return committed_fee_balance(state, sender)  # type: ignore[arg-type]
+        return committed_fee_balance(state, sender, reader)  # type: ignore[arg-type]
 
     monkeypatch.setattr(fees, "committed_fee_balance", counted)
     balances = CommittedFeeBalances(lambda: chain.state, limit=1)

@@ -75,7 +75,11 @@ def writer(chain: Chain) -> StateWriter:
 
 
 def requirements(
-    chain: Chain, sizes: dict[int, int], sells: dict[int, int] | None = None
+    chain: Chain,
+    sizes: dict[int, int],
+    sells: dict[int, int] | None = None,
+    *,
+    initial: bool = True,
 ) -> OptionRequirements:
     state = chain.state
     holdings = [
@@ -84,7 +88,7 @@ def requirements(
         )
         for mid, q in sorted(sizes.items())
     ]
-    return option_requirements(writer(chain), holdings)
+    return option_requirements(writer(chain), holdings, initial=initial)
 
 
 def bs(chain: Chain, mid: int, spot: int, vol: int, at: int | None = None) -> int:
@@ -337,8 +341,36 @@ def test_initial_is_at_least_maintenance_and_orders_only_add(
 ) -> None:
     chain = CHAIN
     sizes = {mid: q * W for mid, q, _ in legs}
-    req = requirements(chain, sizes, sells={mid: s * W for mid, _, s in legs})
+    sells = {mid: s * W for mid, _, s in legs}
+    req = requirements(chain, sizes, sells=sells)
     assert 0 <= req.maintenance <= req.initial <= req.initial_with_orders
+    only = requirements(chain, sizes, sells=sells, initial=False)
+    assert only == OptionRequirements(req.maintenance, 0, 0)
+
+
+def test_maintenance_alone_revalues_only_the_maintenance_grid(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Liquidation checks and fee balances need maintenance only: 15 Black-Scholes
+    evaluations per option market per block, not the initial grid's 45."""
+    chain = margin_chain()
+    calls: list[int] = []
+
+    def counted(*args: Any) -> Any:
+        calls.append(1)
+        return black_scholes(*args)
+
+    monkeypatch.setattr(options_module, "black_scholes", counted)
+    w = writer(chain)
+    state = chain.state
+    for q in range(1, 21):
+        holdings = [
+            OptionHolding(mid, state.market_params[mid], state.market_states[mid], s * q * W, 0)
+            for mid, s in ((C100, -1), (C105, 1), (P95, -1))
+        ]
+        option_requirements(w, holdings, initial=False)
+    grid = len(MAINTENANCE_GRID.spot_shocks) * len(MAINTENANCE_GRID.volatility_shocks)
+    assert len(calls) == 3 * grid == 45
 
 
 CHAIN = margin_chain()
