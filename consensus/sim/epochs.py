@@ -118,10 +118,6 @@ class EpochSeedResult:
     malformed: int = 0
     messages: int = 0
 
-    def per_epoch_heights(self, schedule: EpochSchedule) -> dict[int, tuple[int, int | None]]:
-        """Epoch -> (first height, last height) of the schedule, for reports."""
-        return {e.number: (e.first_height, schedule.last_height(e.number)) for e in schedule.epochs}
-
 
 class SimWorld:
     """What every host shares: the schedule, keys, domains, clock, checkers."""
@@ -623,3 +619,83 @@ def _liveness(
                 f"(wanted {target} in the last epoch)"
             )
     return out
+
+
+@dataclass
+class EpochSummary:
+    """What `seqnet sim --epochs` reports over many seeds."""
+
+    seeds: int = 0
+    failed_seeds: list[int] = field(default_factory=list)
+    violations: int = 0
+    ended: dict[int, int] = field(default_factory=dict)  # epoch -> seeds in which it ended
+    max_end_ms: dict[int, int] = field(default_factory=dict)  # epoch -> latest first end
+    min_final_height: int | None = None  # lowest height any machine reached in any seed
+    malformed: int = 0
+    messages: int = 0
+
+    def add(self, result: EpochSeedResult) -> None:
+        self.seeds += 1
+        if result.violations:
+            self.failed_seeds.append(result.seed)
+            self.violations += len(result.violations)
+        for epoch, at in result.ended_at.items():
+            self.ended[epoch] = self.ended.get(epoch, 0) + 1
+            self.max_end_ms[epoch] = max(self.max_end_ms.get(epoch, 0), at)
+        final = max(result.heights.values(), default=0)
+        if self.min_final_height is None or final < self.min_final_height:
+            self.min_final_height = final
+        self.malformed += result.malformed
+        self.messages += result.messages
+
+    def epochs(self, params: EpochSimParams) -> list[dict[str, object]]:
+        """Per epoch: its heights, set size, and in how many seeds it ended and when."""
+        out: list[dict[str, object]] = []
+        for number, members in enumerate(params.rotation):
+            first = 1 + number * params.epoch_length
+            last = first + params.epoch_length - 1 if number + 1 < len(params.rotation) else None
+            out.append(
+                {
+                    "epoch": number,
+                    "first_height": first,
+                    "last_height": last,
+                    "validators": [m for m, _ in members],
+                    "weights": [w for _, w in members],
+                    "ended_seeds": self.ended.get(number, 0),
+                    "max_end_ms": self.max_end_ms.get(number),
+                }
+            )
+        return out
+
+
+def _run_epoch_star(args: tuple[EpochSimParams, int]) -> EpochSeedResult:
+    params, seed = args
+    try:
+        return run_epoch_seed(params, seed)
+    except Exception as exc:  # a crash inside a run is itself a reported failure
+        return EpochSeedResult(seed, [f"crash: {type(exc).__name__}: {exc}"], {}, {}, {})
+
+
+def run_epoch_seeds(
+    params: EpochSimParams,
+    seeds: list[int],
+    jobs: int = 1,
+    on_result: Callable[[EpochSeedResult], None] | None = None,
+) -> EpochSummary:
+    import multiprocessing
+
+    summary = EpochSummary()
+    work = [(params, s) for s in seeds]
+    if jobs <= 1 or len(work) <= 1:
+        results = map(_run_epoch_star, work)
+        for result in results:
+            summary.add(result)
+            if on_result is not None:
+                on_result(result)
+        return summary
+    with multiprocessing.get_context("fork").Pool(jobs) as pool:
+        for result in pool.imap_unordered(_run_epoch_star, work, chunksize=2):
+            summary.add(result)
+            if on_result is not None:
+                on_result(result)
+    return summary
