@@ -100,6 +100,7 @@ class EpochSimParams:
     faulty_ms: int = 3_000  # delay, loss, duplication, reordering
     run_ms: int = 16_000
     last_epoch_blocks: int = 5  # every honest member commits this many in the last epoch
+    crashes: bool = True  # 0-4 crashes of machines in the faulty phase, restarts by its end
     single_domain: bool = False  # mutation tests only: every epoch signs in epoch 0's domain
     core_class: type[ConsensusCore] = ConsensusCore  # mutation tests put a bug back
 
@@ -117,6 +118,7 @@ class EpochSeedResult:
     byzantine: list[str] = field(default_factory=list)  # "epoch:machine:behaviour"
     malformed: int = 0
     messages: int = 0
+    restarts: int = 0
 
 
 class SimWorld:
@@ -254,6 +256,11 @@ class EpochInstance(SimNode):
             Start(safety, committed, tuple(self.durable.certificates.values()), tip_finalization)
         )
 
+    def crash(self) -> None:
+        super().crash()
+        if self.host.instance is self:
+            self.host.went_down()
+
     def execute(self, action: Action) -> None:
         if isinstance(action, EpochEnded):
             self.host.on_epoch_ended(self.epoch, action)
@@ -288,7 +295,12 @@ class ByzantineEpochInstance(ByzantineNode, EpochInstance):
 
 
 class EpochHost:
-    """One machine: its durable chain and proofs, and the instance of its epoch."""
+    """One machine: its durable chain and proofs, and the instance of its epoch.
+
+    Durable (survives a crash): the chain, its finalizations, the proofs, the
+    epoch the machine is in and its anchor, and each epoch's safety record,
+    certificates and voted blocks. Lost in a crash: the running and retained
+    instances, the buffer of next-epoch messages."""
 
     def __init__(
         self,
@@ -316,6 +328,10 @@ class EpochHost:
         self.buffer: list[tuple[int, bytes]] = []  # (source, wire) of epoch + 1
         self._answered: dict[tuple[int, int], int] = {}  # (peer, epoch) -> time
         self._replay: list[bytes] = []  # a Byzantine host's votes of its last epoch
+        self.durable_by_epoch: dict[int, DurableState] = {}
+        self.up = True
+        self.crash_pending = False
+        self.restarts = 0
 
     # ---- epochs -----------------------------------------------------------------------
 
@@ -324,9 +340,16 @@ class EpochHost:
         self._ask_for_proof()
 
     def _enter(self, epoch: int, anchor: Anchor) -> None:
+        """Move (durably) to `epoch` on `anchor`, and start its instance."""
         self.epoch = epoch
         self.anchor = anchor
+        self._start_instance()
+
+    def _start_instance(self) -> None:
+        epoch, anchor = self.epoch, self.anchor
         self.instance = None
+        if not self.up:
+            return
         index = self.world.index_of(epoch, self.machine)
         if index is None:
             return
@@ -359,7 +382,9 @@ class EpochHost:
             schedule=schedule,
             send_bytes=send_bytes,
         )
-        node.durable = DurableState(by_digest=self.by_digest, finalizations=self.finalizations)
+        node.durable = self.durable_by_epoch.setdefault(
+            epoch, DurableState(by_digest=self.by_digest, finalizations=self.finalizations)
+        )
         node.core_class = world.params.core_class
         node.host = self
         node.epoch = epoch
@@ -370,10 +395,39 @@ class EpochHost:
             node.setup(BEHAVIOURS[behaviour]())
         self.instance = node
         node.start()
+        if not self.up:
+            return  # a crash struck while starting
         self._replay_old_votes(epoch)
         buffered, self.buffer = self.buffer, []
         for src, wire in buffered:
             self.receive(src, wire)
+
+    # ---- crashes ------------------------------------------------------------------------
+
+    def schedule_crash(self) -> None:
+        """Crash inside the next action list the instance produces (now, if none)."""
+        if not self.up:
+            return
+        if self.instance is not None and self.instance.up:
+            self.instance.crash_pending = True
+        else:
+            self.went_down()
+
+    def went_down(self) -> None:
+        if self.instance is not None and self.instance.up:
+            self.instance.crash()
+        self.up = False
+        self.instance = None
+        self.retained = {}
+        self.buffer = []
+        self._replay = []
+
+    def restart(self) -> None:
+        if self.up:
+            return
+        self.up = True
+        self.restarts += 1
+        self._start_instance()
 
     def on_epoch_ended(self, epoch: int, ended: EpochEnded) -> None:
         """Store the proof, hand it to both sets, start the next epoch on it."""
@@ -392,19 +446,30 @@ class EpochHost:
                 del self.retained[old]
             if isinstance(self.instance, ByzantineEpochInstance) and world.params.replay_votes:
                 self._replay = list(self.instance.received)
-        world.queue.at(
-            world.queue.now,
-            lambda: self._enter(epoch + 1, Anchor(ended.last_block, ended.height)),
-        )
+        # Durably in the next epoch now; its instance starts once this action list
+        # is done (a crash before then restarts straight into the new epoch).
+        self.epoch = epoch + 1
+        self.anchor = Anchor(ended.last_block, ended.height)
+        world.queue.at(world.queue.now, lambda: self._start_next(epoch + 1))
+
+    def _start_next(self, epoch: int) -> None:
+        if (
+            self.up
+            and self.epoch == epoch
+            and (self.instance is None or self.instance.epoch != epoch)
+        ):
+            self._start_instance()
 
     def _on_proof(self, src: int, proof: EpochEndProof) -> None:
         epoch = proof.epoch
         world = self.world
         if epoch != self.epoch or epoch + 1 >= len(world.schedule):
             return
-        if self.instance is not None:
+        if self.instance is not None and self.instance.epoch == epoch:
             self.instance.feed(EpochEndReceived(proof))
             return
+        if self.world.index_of(epoch, self.machine) is not None:
+            return  # a member whose instance is starting: the proof comes again
         # Not a member of this epoch: follow the chain of proofs to the next one.
         last = world.schedule.last_height(epoch)
         assert last is not None
@@ -426,7 +491,8 @@ class EpochHost:
     def _ask_for_proof(self) -> None:
         """While not a member of the current epoch, ask a member for its proof."""
         world = self.world
-        if self.instance is None and self.epoch + 1 < len(world.schedule):
+        member = self.world.index_of(self.epoch, self.machine) is not None
+        if self.up and not member and self.epoch + 1 < len(world.schedule):
             peers = [m for m in world.members[self.epoch] if m != self.machine]
             if peers:
                 wire = encode_epoch_wire(EpochEndRequest(epoch=self.epoch))
@@ -470,6 +536,8 @@ class EpochHost:
         self.world.malformed += 1
 
     def receive(self, src: int, data: bytes) -> None:
+        if not self.up:
+            return
         try:
             wire = decode_epoch_wire(data)
         except MalformedMessage:
@@ -491,8 +559,10 @@ class EpochHost:
         if index is None:
             return  # not a member of that epoch: nothing it says there counts
         if epoch == self.epoch:
-            if self.instance is not None:
+            if self.instance is not None and self.instance.epoch == epoch:
                 self.instance.receive(index, envelope.message)
+            elif len(self.buffer) < BUFFERED_FUTURE_MESSAGES:
+                self.buffer.append((src, data))  # its instance is about to start
         elif epoch == self.epoch + 1:
             if len(self.buffer) < BUFFERED_FUTURE_MESSAGES:
                 self.buffer.append((src, data))
@@ -568,8 +638,20 @@ def run_epoch_seed(params: EpochSimParams, seed: int) -> EpochSeedResult:
         hosts[m] = EpochHost(m, world, random.Random(rng.getrandbits(64)), network, byzantine[m])
         queue.at(rng.randint(0, 20), hosts[m].begin)
 
+    if params.crashes:
+        for _ in range(rng.randint(0, 4)):
+            victim = hosts[rng.choice(machines)]
+            at = rng.randint(1, params.faulty_ms - 1)
+            back = min(params.faulty_ms, at + rng.randint(10, 1_000))
+            queue.at(at, victim.schedule_crash)
+            queue.at(back, victim.restart)
+
     def heal() -> None:
         network.conditions = calm
+        for host in hosts.values():
+            if host.instance is not None and host.instance.crash_pending:
+                host.went_down()
+            host.restart()
 
     queue.at(params.faulty_ms, heal)
     queue.run_until(params.run_ms)
@@ -587,6 +669,7 @@ def run_epoch_seed(params: EpochSimParams, seed: int) -> EpochSeedResult:
         byzantine=labels,
         malformed=world.malformed,
         messages=network.sent,
+        restarts=sum(h.restarts for h in hosts.values()),
     )
 
 
