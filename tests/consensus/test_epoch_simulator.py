@@ -5,8 +5,11 @@ the epoch checkers catch real bugs."""
 
 from __future__ import annotations
 
+import pytest
+
 from consensus.core import ConsensusCore
-from consensus.sim.epochs import EpochSimParams, run_epoch_seed
+from consensus.io import Action, EpochEnded
+from consensus.sim.epochs import EpochInstance, EpochSimParams, run_epoch_seed
 
 
 def test_a_rotating_validator_set_keeps_one_chain_across_epochs() -> None:
@@ -46,3 +49,33 @@ class _NoTail(ConsensusCore):
 def test_mutation_without_the_tail_an_epoch_commits_past_its_end() -> None:
     result = run_epoch_seed(EpochSimParams(core_class=_NoTail), 0)
     assert any(v.startswith("epochs:") for v in result.violations), result.violations
+
+
+def test_a_crash_between_the_last_commit_and_the_epoch_end_resumes_and_ends_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """kill -9 right after the last block of an epoch is committed, before the
+    instance's EpochEnded is carried out: on restart the machine is still in that
+    epoch, ends it from its stored finalization, and goes on."""
+    struck: list[tuple[int, int]] = []
+    execute = EpochInstance.execute
+
+    def crash_before_the_end(self: EpochInstance, action: Action) -> None:
+        if (
+            isinstance(action, EpochEnded)
+            and self.host.machine in (1, 2)
+            and not any(m == self.host.machine for m, _ in struck)
+        ):
+            struck.append((self.host.machine, self.epoch))
+            host = self.host
+            self.crash()
+            assert not host.up and host.tip_height == action.height
+            host.world.queue.at(host.world.queue.now + 50, host.restart)
+            return
+        execute(self, action)
+
+    monkeypatch.setattr(EpochInstance, "execute", crash_before_the_end)
+    result = run_epoch_seed(EpochSimParams(crashes=False), 7)
+    assert sorted(m for m, _ in struck) == [1, 2]
+    assert result.violations == [], result.violations
+    assert result.restarts == 2 and set(result.epoch_of_host.values()) == {3}
