@@ -51,6 +51,7 @@ from consensus.io import (
 )
 from consensus.messages import (
     Block,
+    BlockRequest,
     Certificate,
     EpochEndProof,
     EpochEndRequest,
@@ -62,14 +63,16 @@ from consensus.messages import (
     Vote,
     VoteKind,
     decode_epoch_wire,
+    decode_message,
     encode_epoch_wire,
+    encode_message,
 )
 from consensus.sim.byzantine import BEHAVIOURS, ByzantineNode
 from consensus.sim.checkers import Checkers
 from consensus.sim.network import EventQueue, NetworkConditions, VirtualNetwork
 from consensus.sim.node import DurableState, Hooks, SimNode, payload_is_valid
 from consensus.sim.simulator import SIM_GENESIS, sim_domain, validator_key
-from consensus.sync import answer_sync_request
+from consensus.sync import answer_block_request, answer_sync_request
 from consensus.types import Height, Validator, ValidatorIndex, ValidatorSet, View
 from consensus.verifier import SignatureVerifier
 
@@ -101,6 +104,8 @@ class EpochSimParams:
     run_ms: int = 16_000
     last_epoch_blocks: int = 5  # every honest member commits this many in the last epoch
     crashes: bool = True  # 0-4 crashes of machines in the faulty phase, restarts by its end
+    outage: tuple[int, int, int] | None = None
+    """(machine, down at, back at): one long outage, across epochs, besides the crashes."""
     single_domain: bool = False  # mutation tests only: every epoch signs in epoch 0's domain
     core_class: type[ConsensusCore] = ConsensusCore  # mutation tests put a bug back
 
@@ -570,7 +575,25 @@ class EpochHost:
             old = self.retained.get(epoch)
             if old is not None:
                 old.receive(index, envelope.message)  # answers its fetches
+            else:
+                self._answer_from_chain(src, epoch, envelope.message)
             self._offer_proof(src, epoch)
+
+    def _answer_from_chain(self, src: int, epoch: int, data: bytes) -> None:
+        """A block request of an epoch whose instance is gone (a restart, or long
+        ago): committed blocks are answered from the chain."""
+        try:
+            request = decode_message(data, anchored=epoch > 0)
+        except MalformedMessage:
+            return
+        if not isinstance(request, BlockRequest):
+            return
+        response = answer_block_request(request, self.by_digest.get)
+        if response is not None:
+            members = self.world.members[epoch]
+            if self.machine in members and src in members:
+                inner = encode_message(response)
+                self._send_in_epoch(epoch, members.index(src), inner)
 
     def _offer_proof(self, peer: int, epoch: int) -> None:
         """Send `peer` the proof of `epoch` (at most once per retry period)."""
@@ -646,9 +669,16 @@ def run_epoch_seed(params: EpochSimParams, seed: int) -> EpochSeedResult:
             queue.at(at, victim.schedule_crash)
             queue.at(back, victim.restart)
 
+    if params.outage is not None:
+        machine, down_at, back_at = params.outage
+        queue.at(down_at, hosts[machine].schedule_crash)
+        queue.at(back_at, hosts[machine].restart)
+
     def heal() -> None:
         network.conditions = calm
-        for host in hosts.values():
+        for m, host in hosts.items():
+            if params.outage is not None and m == params.outage[0]:
+                continue  # its outage ends on its own schedule
             if host.instance is not None and host.instance.crash_pending:
                 host.went_down()
             host.restart()

@@ -86,3 +86,14 @@ def test_a_crash_between_the_last_commit_and_the_epoch_end_resumes_and_ends_it(
     assert sorted(m for m, _ in struck) == [1, 2]
     assert result.violations == [], result.violations
     assert result.restarts == 2 and set(result.epoch_of_host.values()) == {3}
+
+
+def test_a_machine_down_for_three_epochs_catches_up_through_every_boundary() -> None:
+    """Machine 2 (a member of every epoch) is down from 100 ms to 8 s, while the
+    others go through epochs 0, 1 and 2; it restarts in epoch 0 and catches up
+    epoch by epoch from the proofs and the blocks its peers still serve."""
+    params = EpochSimParams(byzantine=False, crashes=False, outage=(2, 100, 8_000))
+    result = run_epoch_seed(params, 11)
+    assert result.violations == [], result.violations
+    assert all(at < 8_000 for at in result.ended_at.values())  # all ended while it was down
+    assert result.epoch_of_host[2] == 3 and result.heights[2] >= 35
