@@ -333,6 +333,7 @@ class EpochHost:
         self.buffer: list[tuple[int, bytes]] = []  # (source, wire) of epoch + 1
         self._answered: dict[tuple[int, int], int] = {}  # (peer, epoch) -> time
         self._replay: list[bytes] = []  # a Byzantine host's votes of its last epoch
+        self._asked_ahead_at = -(1 << 62)
         self.durable_by_epoch: dict[int, DurableState] = {}
         self.up = True
         self.crash_pending = False
@@ -568,9 +569,10 @@ class EpochHost:
                 self.instance.receive(index, envelope.message)
             elif len(self.buffer) < BUFFERED_FUTURE_MESSAGES:
                 self.buffer.append((src, data))  # its instance is about to start
-        elif epoch == self.epoch + 1:
-            if len(self.buffer) < BUFFERED_FUTURE_MESSAGES:
+        elif epoch > self.epoch:
+            if epoch == self.epoch + 1 and len(self.buffer) < BUFFERED_FUTURE_MESSAGES:
                 self.buffer.append((src, data))
+            self._ask_ahead(src)
         elif epoch < self.epoch:
             old = self.retained.get(epoch)
             if old is not None:
@@ -578,6 +580,16 @@ class EpochHost:
             else:
                 self._answer_from_chain(src, epoch, envelope.message)
             self._offer_proof(src, epoch)
+
+    def _ask_ahead(self, peer: int) -> None:
+        """A peer is in a later epoch, so ours has ended: ask it for the proof (at
+        most once per retry period). Without this a member that missed the end
+        and sends nothing (or nothing the others answer) would never learn it."""
+        now = self.world.queue.now
+        if now - self._asked_ahead_at < self.world.params.retry_ms:
+            return
+        self._asked_ahead_at = now
+        self.network.send(self.machine, peer, encode_epoch_wire(EpochEndRequest(self.epoch)))
 
     def _answer_from_chain(self, src: int, epoch: int, data: bytes) -> None:
         """A block request of an epoch whose instance is gone (a restart, or long

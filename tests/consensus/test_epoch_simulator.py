@@ -31,6 +31,17 @@ def test_only_silent_byzantine_members_still_end_every_epoch() -> None:
         assert result.violations == [], f"seed {seed} {result.byzantine}: {result.violations}"
 
 
+def test_a_silent_member_that_missed_an_epochs_end_learns_it_from_the_next_epoch() -> None:
+    """Seed 1044: machine 1 withholds its votes in epoch 0 and misses its end (the
+    proofs sent to it are lost); honest in epoch 1, where it is needed for a
+    quorum, it hears the others' epoch-1 messages, asks one of them for epoch 0's
+    proof, catches up and lets epoch 1 finish."""
+    result = run_epoch_seed(EpochSimParams(), 1044)
+    assert result.byzantine[:2] == ["0:1:withholder", "1:4:withholder"]
+    assert result.violations == [], result.violations
+    assert result.epoch_of_host[1] == 3
+
+
 # ---- mutations: each puts a bug back and a checker must see it -----------------------------
 
 
