@@ -31,12 +31,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from consensus.crypto import PrivateKey
+from consensus.epochs import Anchor, InvalidEpochEnd, verify_epoch_end
 from consensus.io import (
     Action,
     Broadcast,
     BuildPayload,
     Commit,
     CommittedTip,
+    EpochEnded,
+    EpochEndReceived,
     Event,
     Evidence,
     Fetch,
@@ -75,6 +78,7 @@ from consensus.messages import (
     Certificate,
     CertificateRequest,
     CertificateResponse,
+    EpochEndProof,
     Proposal,
     SyncRequest,
     SyncResponse,
@@ -160,24 +164,43 @@ class ConsensusCore:
         validators: ValidatorSet,
         me: ValidatorIndex,
         key: PrivateKey,
-        genesis: Block,
         verifier: SignatureVerifier,
+        genesis: Block | None = None,
+        anchor: Anchor | None = None,
+        last_height: int | None = None,
+        epoch: int = 0,
         config: ConsensusConfig | None = None,
         stored_block: Callable[[Digest], Block | None] | None = None,
     ) -> None:
+        """One epoch's instance. It builds on `anchor` (the last block of the
+        previous epoch), or on `genesis` (height 0) for a chain's first epoch;
+        give exactly one. `last_height` is the epoch's last height (None: the
+        epoch never ends). `verifier` must sign and check in this epoch's domain
+        (`consensus.epochs.epoch_domain_separator`); `epoch` labels the proof."""
         if not validators.contains(me) or validators.address(me) != key.address:
             raise ValueError("the signing key does not belong to validator `me`")
+        if (genesis is None) == (anchor is None):
+            raise ValueError("give exactly one of genesis and anchor")
+        if genesis is not None:
+            anchor = Anchor(genesis.digest(), Height(genesis.height))
+        assert anchor is not None
+        if last_height is not None and last_height <= anchor.height:
+            raise ValueError("an epoch's last height must be above its anchor")
         self.validators = validators
         self.me = me
         self.key = key
         self.genesis = genesis
-        self.genesis_digest = genesis.digest()
+        self.anchor = anchor
+        self.genesis_digest = anchor.digest  # the block this instance's chain starts on
+        self.last_height = last_height
+        self.epoch = epoch
         self.verifier = verifier
         self.config = config or ConsensusConfig()
         self._stored_block = stored_block
         self.view = View(0)
         self.record = SafetyRecord(view=0)
-        self.committed = CommittedTip(Height(0), self.genesis_digest, View(0))
+        self.committed = CommittedTip(anchor.height, anchor.digest, View(0))
+        self.ended: EpochEnded | None = None  # set once the epoch's last block commits
         self.evidence: list[Evidence] = []
         self.pacemaker = Pacemaker(self.config.view_timeout_ms, self.config.max_backoff_steps)
         self._out: list[Action] = []
@@ -203,6 +226,14 @@ class ConsensusCore:
 
     def handle(self, event: Event) -> list[Action]:
         self._out = []
+        if self.ended is not None:
+            # The epoch is over: no more votes or proposals; laggards may still
+            # fetch this epoch's blocks and certificates from us.
+            if isinstance(event, MessageReceived) and isinstance(
+                event.message, BlockRequest | CertificateRequest
+            ):
+                self._on_message(event.sender, event.message)
+            return self._out
         match event:
             case Start():
                 self._on_start(event)
@@ -214,6 +245,8 @@ class ConsensusCore:
                 self._on_payload_built(event.view, event.payload)
             case PayloadVerified() if self.started:
                 self._on_payload_verified(event.view, event.block, event.valid)
+            case EpochEndReceived() if self.started:
+                self._on_epoch_end_received(event.proof)
             case _:
                 pass  # events before Start are ignored: nothing is initialised yet
         return self._out
@@ -222,7 +255,7 @@ class ConsensusCore:
         return self.validators.leader(View(view))
 
     def known_block(self, digest: bytes) -> Block | None:
-        if digest == self.genesis_digest:
+        if self.genesis is not None and digest == self.genesis_digest:
             return self.genesis
         block = self._blocks.get(digest)
         if block is None and self._stored_block is not None:
@@ -281,12 +314,20 @@ class ConsensusCore:
 
     def _on_start(self, start: Start) -> None:
         self.started = True
-        self.committed = start.committed
+        if start.committed.height > self.anchor.height:
+            self.committed = start.committed
+        # else: nothing of this epoch is committed yet; the anchor (view 0 of the
+        # epoch) stays the tip, whatever view it had in the previous epoch.
         if start.safety is not None:
             self.record = start.safety
         tip = start.tip_finalization
-        committed_height = start.committed.height
-        if tip is not None and tip.kind == VoteKind.FINALIZE and tip.height >= committed_height:
+        committed_height = self.committed.height
+        if (
+            tip is not None
+            and tip.kind == VoteKind.FINALIZE
+            and tip.height >= committed_height
+            and committed_height > self.anchor.height  # the anchor's is another epoch's
+        ):
             self._finalization = tip
         # Re-learn what we knew, without forwarding it all again: the retry timer
         # re-sends what justifies our view.
@@ -302,7 +343,7 @@ class ConsensusCore:
         self._try_commit()
 
     def _enter_view(self, view: View) -> None:
-        if view <= self.view:
+        if view <= self.view or self.ended is not None:
             return
         self.view = view
         self._prune()
@@ -356,11 +397,23 @@ class ConsensusCore:
             # views we lack; retried when a certificate arrives.
             self._fetch_certificates_below(view, prefer=None)
             return
-        height = Height(1 if parent_cert is None else parent_cert.height + 1)
+        height = self._child_height(parent_cert)
         parent_digest = Digest(self.genesis_digest if parent_cert is None else parent_cert.block)
         self._building = view
         self._building_parent = parent_cert
+        if self._in_tail(height):
+            # Above the epoch's last height blocks carry nothing; the application
+            # is not asked (docs/consensus.md, "Validator-set epochs").
+            self._on_payload_built(view, b"")
+            return
         self._out.append(BuildPayload(view, height, parent_digest))
+
+    def _child_height(self, parent_cert: Certificate | None) -> Height:
+        return Height(self.anchor.height + 1 if parent_cert is None else parent_cert.height + 1)
+
+    def _in_tail(self, height: int) -> bool:
+        """Whether a block at `height` is in the epoch's tail (above its last height)."""
+        return self.last_height is not None and height > self.last_height
 
     def _select_parent(self, view: View) -> tuple[bool, Certificate | None]:
         """[S1] The certified block of the highest view below `view` such that every
@@ -415,9 +468,12 @@ class ConsensusCore:
         if self._voted_in(view) or len(payload) > MAX_PAYLOAD_BYTES:
             return
         parent_cert = self._building_parent
+        height = self._child_height(parent_cert)
+        if self._in_tail(height) and payload:
+            return
         block = Block(
             view=view,
-            height=1 if parent_cert is None else parent_cert.height + 1,
+            height=height,
             parent=self.genesis_digest if parent_cert is None else parent_cert.block,
             proposer=self.me,
             payload=payload,
@@ -489,7 +545,9 @@ class ConsensusCore:
             proposal.signature,
         ):
             return
-        if proposal.parent is None and block.parent != self.genesis_digest:
+        if proposal.parent is None and (
+            block.parent != self.genesis_digest or block.height != self.anchor.height + 1
+        ):
             return
         # The attached certificates justify the view; learning them may move us to it.
         if proposal.parent is not None:
@@ -551,7 +609,15 @@ class ConsensusCore:
                 prefer=ValidatorIndex(block.proposer),
             )
             return
-        self._verifying[view] = block.digest()
+        digest = block.digest()
+        if self._in_tail(block.height):
+            # A tail block is valid only empty; it needs no application check.
+            if block.payload:
+                return
+            self._verifying[view] = digest
+            self._on_payload_verified(view, digest, True)
+            return
+        self._verifying[view] = digest
         self._out.append(VerifyPayload(view, block))
 
     def _on_payload_verified(self, view: View, digest: Digest, valid: bool) -> None:
@@ -812,7 +878,7 @@ class ConsensusCore:
             # Our own proposal, persisted before a crash: rebuild it if we still
             # hold the certificate of its parent.
             parent = self._certificate_of_block(block)
-            if parent is None and block.height != 1:
+            if parent is None and block.height != self.anchor.height + 1:
                 return
             proposal = self._signed_proposal(block, digest, parent)
             self._out.append(Broadcast(proposal))
@@ -838,7 +904,13 @@ class ConsensusCore:
         """[S5] Commit the chain ending at the highest finalized block, oldest first.
         Walks back from it through the blocks we know; fetches the first missing one."""
         target = self._finalization
-        if target is None or target.height <= self.committed.height:
+        at_last = self.last_height is not None and self.committed.height == self.last_height
+        if (
+            self.ended is not None
+            or target is None
+            or target.height < self.committed.height
+            or (target.height == self.committed.height and not at_last)
+        ):
             self._fetches.pop(BlockRequest, None)
             self._fetches.pop(SyncRequest, None)
             return
@@ -877,7 +949,14 @@ class ConsensusCore:
         self._fetch(BlockRequest(digest=digest, max_count=min(MAX_BLOCKS_PER_RESPONSE, gap)))
 
     def _commit_chain(self, chain: list[Block], finalization: Certificate) -> None:
+        """Commit `chain` (ascending, from the block above our tip up to the one
+        `finalization` certifies), but never above the epoch's last height: the
+        blocks above it are the tail, and the epoch ends with them as its proof."""
+        tail: list[Block] = []
         for block in chain:
+            if self._in_tail(block.height):
+                tail.append(block)
+                continue
             self.committed = CommittedTip(Height(block.height), block.digest(), View(block.view))
             self._out.append(Commit(block, finalization))
         for d in [d for d, b in self._blocks.items() if b.height <= self.committed.height]:
@@ -885,7 +964,64 @@ class ConsensusCore:
         self._fetches.pop(BlockRequest, None)
         self._fetches.pop(SyncRequest, None)
         self._prune()
+        if self.last_height is not None and self.committed.height == self.last_height:
+            self._end_epoch(finalization, tail)
+            return
         self._try_commit()
+
+    def _end_epoch(self, finalization: Certificate, tail: list[Block]) -> None:
+        """The epoch's last block is committed: emit the proof and stop acting.
+
+        The proof is checked as any receiver checks it; it cannot fail unless
+        more than f validators signed a tail block with a payload, and then the
+        epoch does not end (operators must intervene, as for conflicting
+        finalizations)."""
+        assert self.last_height is not None
+        proof = EpochEndProof(
+            epoch=self.epoch,
+            last_height=self.last_height,
+            finalization=finalization,
+            tail=list(reversed(tail)),
+        )
+        try:
+            last = verify_epoch_end(
+                proof,
+                epoch=self.epoch,
+                last_height=self.last_height,
+                validators=self.validators,
+                verifier=self.verifier,
+            )
+        except InvalidEpochEnd:
+            return
+        if last != self.committed.digest:
+            return
+        self.ended = EpochEnded(last, Height(self.last_height), proof)
+        self._fetches.clear()
+        self._out.append(self.ended)
+
+    def _on_epoch_end_received(self, proof: EpochEndProof) -> None:
+        """A peer's proof of this epoch's end: learn its finalization and keep its
+        tail blocks (authenticated by the finalization's hash chain), then commit
+        up to the last height, fetching the blocks we miss."""
+        if self.last_height is None:
+            return
+        try:
+            verify_epoch_end(
+                proof,
+                epoch=self.epoch,
+                last_height=self.last_height,
+                validators=self.validators,
+                verifier=self.verifier,
+            )
+        except InvalidEpochEnd:
+            return
+        for block in proof.tail:
+            self._remember_fetched(block, block.digest())
+        final = proof.finalization
+        if self._finalization is None or final.view > self._finalization.view:
+            self._learn_certificate(final, forward=False)
+        else:
+            self._try_commit()
 
     def _fetch(
         self,

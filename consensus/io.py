@@ -17,6 +17,7 @@ from consensus.messages import (
     BlockRequest,
     Certificate,
     CertificateRequest,
+    EpochEndProof,
     Message,
     SyncRequest,
     Vote,
@@ -93,7 +94,16 @@ class PayloadVerified:
     valid: bool
 
 
-Event = Start | MessageReceived | TimerFired | PayloadBuilt | PayloadVerified
+@dataclass(frozen=True, slots=True)
+class EpochEndReceived:
+    """A peer's proof that this epoch ended (the driver routes it by epoch). A
+    validator that fell behind learns the finalization and tail from it, then
+    fetches and commits the blocks up to the epoch's last height."""
+
+    proof: EpochEndProof
+
+
+Event = Start | MessageReceived | TimerFired | PayloadBuilt | PayloadVerified | EpochEndReceived
 
 # ---- actions (outputs) -------------------------------------------------------------
 
@@ -187,6 +197,21 @@ class Commit:
 
 
 @dataclass(frozen=True, slots=True)
+class EpochEnded:
+    """This instance committed the last block of its epoch, `last_block` at
+    `height`, and stops acting (it still answers peers' fetch requests).
+
+    Follows the Commit of that block in the same action list. The driver stores
+    the proof, sends it to whoever needs it (the next epoch's validators, peers
+    that fell behind) and starts the next epoch's instance on this anchor.
+    """
+
+    last_block: Digest
+    height: Height
+    proof: EpochEndProof
+
+
+@dataclass(frozen=True, slots=True)
 class Evidence:
     """Two signed votes by one validator that no honest validator would cast together."""
 
@@ -227,6 +252,7 @@ Action = (
     | BuildPayload
     | VerifyPayload
     | Commit
+    | EpochEnded
     | ReportEvidence
     | Fetch
 )

@@ -31,6 +31,13 @@ towards the end of the view space."""
 MAX_BLOCKS_PER_RESPONSE = 64
 """Blocks in one BlockResponse (and the most one BlockRequest asks for)."""
 
+MAX_EPOCH_TAIL_BLOCKS = 4096
+"""Tail blocks an EpochEndProof may carry: the empty blocks between the last block
+of an epoch and the block whose finalization committed it. Each is about 60
+bytes, so a full proof stays far below MAX_MESSAGE_BYTES. A tail grows by one
+block per view that is notarized but not finalized; after the network settles
+the first such view finalizes, so real tails are a block or two."""
+
 MAX_SYNC_BLOCKS = 128
 """Blocks in one forward-sync response."""
 

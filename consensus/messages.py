@@ -22,6 +22,7 @@ from consensus.limits import (
     MAX_BLOCKS_PER_RESPONSE,
     MAX_CARRIED_NULLIFICATIONS,
     MAX_CERTIFICATES_PER_RESPONSE,
+    MAX_EPOCH_TAIL_BLOCKS,
     MAX_MESSAGE_BYTES,
     MAX_PAYLOAD_BYTES,
     MAX_SYNC_BLOCKS,
@@ -180,15 +181,19 @@ def encode_message(message: Message) -> bytes:
     return _encoder.encode(message)
 
 
-def decode_message(data: bytes) -> Message:
-    """Decode and structurally check one message; raise MalformedMessage otherwise."""
+def decode_message(data: bytes, *, anchored: bool = False) -> Message:
+    """Decode and structurally check one message; raise MalformedMessage otherwise.
+
+    `anchored`: the message belongs to an epoch after the first, whose chain
+    starts above an anchor of any height, so a proposal without a parent
+    certificate may have any height (the core checks it against its anchor)."""
     if len(data) > MAX_MESSAGE_BYTES:
         raise MalformedMessage(f"message of {len(data)} bytes exceeds {MAX_MESSAGE_BYTES}")
     try:
         message = _decoder.decode(data)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise MalformedMessage(f"undecodable message: {exc}") from exc
-    check_well_formed(message)
+    check_well_formed(message, anchored=anchored)
     return message
 
 
@@ -210,13 +215,13 @@ def check_certificate_shape(cert: Certificate) -> None:
         raise MalformedMessage("certificate signers must be strictly increasing")
 
 
-def check_proposal_shape(proposal: Proposal) -> None:
+def check_proposal_shape(proposal: Proposal, *, anchored: bool = False) -> None:
     block = proposal.block
     if block.view < 1 or block.height < 1:
         raise MalformedMessage("a proposed block has view >= 1 and height >= 1")
     parent_view = 0
     if proposal.parent is None:
-        if block.height != 1:
+        if block.height != 1 and not anchored:
             raise MalformedMessage("only a block of height 1 may omit its parent certificate")
     else:
         parent = proposal.parent
@@ -242,14 +247,14 @@ def check_proposal_shape(proposal: Proposal) -> None:
         expected += 1
 
 
-def check_well_formed(message: Message) -> None:
+def check_well_formed(message: Message, *, anchored: bool = False) -> None:
     match message:
         case Vote():
             check_vote_shape(message.kind, message.view, message.height, message.block)
         case Certificate():
             check_certificate_shape(message)
         case Proposal():
-            check_proposal_shape(message)
+            check_proposal_shape(message, anchored=anchored)
         case BlockRequest() | SyncRequest():
             pass
         case CertificateRequest():
@@ -279,3 +284,67 @@ def check_well_formed(message: Message) -> None:
             for child, parent in zip(message.blocks, message.blocks[1:], strict=False):
                 if child.parent != parent.digest() or child.height != parent.height + 1:
                     raise MalformedMessage("response blocks must form a descending chain")
+
+
+# ---- epochs ------------------------------------------------------------------------
+# Every epoch runs its own consensus instance, and views restart at 1 in each, so
+# a message means something only together with its epoch. Drivers that run more
+# than one epoch send the messages above inside an EpochEnvelope and route it by
+# `epoch`; the per-epoch signing domain makes a vote or certificate moved into
+# another epoch's envelope fail verification there anyway.
+
+
+class EpochEndProof(msgspec.Struct, frozen=True, array_like=True, tag=10):
+    """The proof that epoch `epoch` ended with its block at `last_height`.
+
+    `finalization` is the certificate that committed that block: it certifies
+    the block itself or a block of the epoch's empty tail above it. `tail` holds
+    the tail blocks from the certified one down to `last_height + 1`, newest
+    first (empty when the finalization certifies the last block). Checked by
+    `consensus.epochs.verify_epoch_end`.
+    """
+
+    epoch: U64
+    last_height: U64
+    finalization: Certificate
+    tail: Annotated[list[Block], msgspec.Meta(max_length=MAX_EPOCH_TAIL_BLOCKS)]
+
+
+class EpochEnvelope(msgspec.Struct, frozen=True, array_like=True, tag=11):
+    """One consensus message (its wire bytes) of epoch `epoch`."""
+
+    epoch: U64
+    message: Annotated[bytes, msgspec.Meta(max_length=MAX_MESSAGE_BYTES)]
+
+
+class EpochEndRequest(msgspec.Struct, frozen=True, array_like=True, tag=12):
+    """Ask a peer for the EpochEndProof of `epoch` (a validator joining the next
+    epoch, or one that fell behind an epoch boundary)."""
+
+    epoch: U64
+
+
+EpochWire = EpochEnvelope | EpochEndProof | EpochEndRequest
+
+_epoch_decoder: msgspec.msgpack.Decoder[EpochWire] = msgspec.msgpack.Decoder(EpochWire)
+
+MAX_EPOCH_WIRE_BYTES = MAX_MESSAGE_BYTES + 64
+"""An envelope adds its tag, the epoch and a length prefix to one message."""
+
+
+def encode_epoch_wire(item: EpochWire) -> bytes:
+    return _encoder.encode(item)
+
+
+def decode_epoch_wire(data: bytes) -> EpochWire:
+    """Decode the outer layer of an epoch-routed message; raise MalformedMessage.
+
+    The inner message of an envelope stays bytes: the driver decodes it with
+    `decode_message(..., anchored=epoch > 0)` once it knows the epoch is one it
+    runs. A proof's certificate and tail are checked by `verify_epoch_end`."""
+    if len(data) > MAX_EPOCH_WIRE_BYTES:
+        raise MalformedMessage(f"message of {len(data)} bytes exceeds {MAX_EPOCH_WIRE_BYTES}")
+    try:
+        return _epoch_decoder.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise MalformedMessage(f"undecodable epoch message: {exc}") from exc

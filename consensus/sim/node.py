@@ -127,6 +127,9 @@ class SimNode:
 
     core_class: type[ConsensusCore] = ConsensusCore
     """The simulator's mutation tests swap in a core with a bug put back."""
+    anchored: bool = False
+    """True for an instance of an epoch after the first (its chain starts above an
+    anchor of any height): decoding allows its first blocks' heights."""
 
     def start(self) -> None:
         self.core = self.core_class(
@@ -195,7 +198,7 @@ class SimNode:
         if not self.up:
             return
         try:
-            message = decode_message(data)
+            message = decode_message(data, anchored=self.anchored)
         except MalformedMessage:
             self.hooks.on_malformed(self.index)
             return

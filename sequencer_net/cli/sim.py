@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 
 import click
 
 from consensus.sim.byzantine import BEHAVIOURS
+from consensus.sim.epochs import EpochSeedResult, EpochSimParams, run_epoch_seeds
 from consensus.sim.runner import run_many
 from consensus.sim.simulator import SeedResult, SimParams
 from sequencer_net.cli.attack import ATTACK_CHOICES, run_attacks
@@ -95,6 +97,20 @@ def _replay_command(params: SimParams, seed: int) -> str:
 @click.option("--no-crashes", is_flag=True, help="Do not crash and restart honest validators.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 @click.option(
+    "--epochs",
+    is_flag=True,
+    help="Instead, run a rotating validator set: 4 epochs of 4, 5, 4 and 5 validators (one "
+    "joins, one leaves, weights change), one Byzantine member per epoch unless -f 0, a lossy "
+    "--chaos-ms then calm; report per epoch when it ended (docs/consensus.md, "
+    '"Validator-set epochs").',
+)
+@click.option(
+    "--epoch-length",
+    default=10,
+    show_default=True,
+    help="With --epochs: heights per epoch (all but the last).",
+)
+@click.option(
     "--attack",
     type=click.Choice(ATTACK_CHOICES),
     default=None,
@@ -120,6 +136,8 @@ def sim(
     bad_loss: float,
     no_crashes: bool,
     as_json: bool,
+    epochs: bool,
+    epoch_length: int,
     attack: str | None,
 ) -> None:
     """Run n validators of the real consensus core over a virtual network.
@@ -146,9 +164,25 @@ def sim(
       seqnet sim --bad-period-s 60 --bad-delay-ms 250 --calm-ms 10000
       seqnet sim --attack all                 # every attack, n = 4 and 7
       seqnet sim --attack censor -n 7 --seeds 50 --json
+      seqnet sim --epochs --seeds 200        # a rotating validator set
     """
     if attack is not None:
         _attack(ctx, attack, validators, seeds, first_seed, seed, as_json)
+        return
+    if epochs:
+        _epochs(
+            byzantine,
+            seeds,
+            first_seed,
+            seed,
+            jobs,
+            behaviours,
+            timeout_ms,
+            chaos_ms,
+            calm_ms,
+            epoch_length,
+            as_json,
+        )
         return
     if validators < 1:
         raise click.BadParameter("need at least one validator", param_hint="--validators")
@@ -250,4 +284,96 @@ def _attack(
     seed_list = [seed] if seed is not None else list(range(first_seed, first_seed + seeds))
     names = list(ATTACKS) if attack == "all" else [attack]
     if run_attacks(names, sizes, seed_list, as_json):
+        sys.exit(1)
+
+
+def _epochs(
+    byzantine: int,
+    seeds: int,
+    first_seed: int,
+    seed: int | None,
+    jobs: int,
+    behaviours: tuple[str, ...],
+    timeout_ms: int,
+    chaos_ms: int,
+    calm_ms: int,
+    epoch_length: int,
+    as_json: bool,
+) -> None:
+    """`seqnet sim --epochs`: the rotating-set simulator (consensus/sim/epochs.py)."""
+    if seeds < 1:
+        raise click.BadParameter("must be at least 1", param_hint="--seeds")
+    if min(timeout_ms, chaos_ms, calm_ms) <= 0:
+        raise click.BadParameter("timeouts and phase lengths must be positive")
+    if not 2 <= epoch_length <= 10_000:
+        raise click.BadParameter("must be between 2 and 10000", param_hint="--epoch-length")
+    params = EpochSimParams(
+        epoch_length=epoch_length,
+        byzantine=byzantine > 0,
+        behaviours=behaviours or EpochSimParams().behaviours,
+        view_timeout_ms=timeout_ms,
+        retry_ms=timeout_ms,
+        faulty_ms=chaos_ms,
+        run_ms=chaos_ms + 3 * calm_ms + epoch_length * 100,
+    )
+    seed_list = [seed] if seed is not None else list(range(first_seed, first_seed + seeds))
+    started = time.perf_counter()
+
+    def report(result: EpochSeedResult) -> None:
+        label = ", ".join(result.byzantine) or "no byzantine"
+        if result.violations:
+            click.echo(
+                f"FAIL seed {result.seed} [{label}]: {'; '.join(result.violations)}\n"
+                f"  replay: seqnet sim --epochs --seed {result.seed} -f {byzantine} "
+                f"--timeout-ms {timeout_ms} --chaos-ms {chaos_ms} --calm-ms {calm_ms} "
+                f"--epoch-length {epoch_length}" + "".join(f" --behaviour {b}" for b in behaviours)
+            )
+        elif seed is not None and not as_json:
+            heights = ", ".join(f"{m}:{h}" for m, h in sorted(result.heights.items()))
+            ends = ", ".join(f"{e}@{t}ms" for e, t in sorted(result.ended_at.items()))
+            click.echo(
+                f"ok seed {result.seed} [{label}]: heights by machine {heights}; "
+                f"epochs ended {ends}"
+            )
+
+    summary = run_epoch_seeds(
+        params, seed_list, jobs=jobs or (os.cpu_count() or 1), on_result=report
+    )
+    elapsed = time.perf_counter() - started
+    per_epoch = summary.epochs(params)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "seeds": summary.seeds,
+                    "violations": summary.violations,
+                    "failed_seeds": sorted(summary.failed_seeds),
+                    "epochs": per_epoch,
+                    "min_final_height": summary.min_final_height,
+                    "malformed_rejected": summary.malformed,
+                    "messages": summary.messages,
+                    "elapsed_s": round(elapsed, 2),
+                },
+                sort_keys=True,
+            )
+        )
+    else:
+        click.echo(
+            f"seeds {summary.seeds}  failed {len(summary.failed_seeds)}  "
+            f"violations {summary.violations}  lowest final height {summary.min_final_height}"
+        )
+        for e in per_epoch:
+            last = e["last_height"] if e["last_height"] is not None else "-"
+            ended = (
+                f"ended in {e['ended_seeds']}/{summary.seeds} seeds, "
+                f"by {e['max_end_ms']} ms at the latest"
+                if e["last_height"] is not None
+                else "last epoch, never ends"
+            )
+            click.echo(
+                f"epoch {e['epoch']}: heights {e['first_height']}..{last}, validators "
+                f"{e['validators']} weights {e['weights']}; {ended}"
+            )
+        click.echo(f"messages {summary.messages}  ({elapsed:.1f} s)")
+    if summary.violations:
         sys.exit(1)

@@ -29,6 +29,19 @@ def test_sim_json_summary_has_the_documented_keys() -> None:
     assert summary["good_case_commit_delays"] == 3
 
 
+def test_sim_epochs_reports_each_epoch_and_when_it_ended() -> None:
+    args = ["sim", "--epochs", "--seeds", "2", "--jobs", "1", "--json"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert summary["seeds"] == 2 and summary["violations"] == 0
+    epochs = summary["epochs"]
+    assert [e["first_height"] for e in epochs] == [1, 11, 21, 31]
+    assert [len(e["validators"]) for e in epochs] == [4, 5, 4, 5]
+    assert [e["ended_seeds"] for e in epochs] == [2, 2, 2, 0]
+    assert summary["min_final_height"] > 31
+
+
 def test_sim_single_seed_prints_its_outcome() -> None:
     result = CliRunner().invoke(cli, ["sim", "--seed", "5", "-n", "4", "-f", "1"])
     assert result.exit_code == 0, result.output

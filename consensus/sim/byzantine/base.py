@@ -66,14 +66,16 @@ class ByzantineNode(SimNode):
         if len(self.received) < 512:
             self.received.append(data)
         with contextlib.suppress(MalformedMessage):
-            for dst, extra in self.behaviour.incoming(self, decode_message(data)):
+            for dst, extra in self.behaviour.incoming(
+                self, decode_message(data, anchored=self.anchored)
+            ):
                 self._send_raw(dst, extra)
         super().receive(src, data)
 
     def _send_raw(self, dst: int | None, data: bytes) -> None:
         # The checkers see what really left, e.g. an equivocator's twin proposal.
         with contextlib.suppress(MalformedMessage):
-            self.hooks.on_send(self.index, decode_message(data))
+            self.hooks.on_send(self.index, decode_message(data, anchored=self.anchored))
         for peer in self.peers() if dst is None else [dst]:
             if peer != self.index:
                 self._send_bytes(self.index, peer, data)
