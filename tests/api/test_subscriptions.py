@@ -266,7 +266,7 @@ def _finalization(block: Block) -> Certificate:
     )
 
 
-def _run_under_last(chain: Chain, blocks: int) -> list[Block]:
+def run_under_last(chain: Chain, blocks: int) -> list[Block]:
     """`blocks` heights above the tip, each holding a namespace-NS transaction,
     all committed under the last one's certificate (implicit finalization).
     Only the lower ones are committed here: the caller commits the last."""
@@ -288,7 +288,7 @@ def _run_under_last(chain: Chain, blocks: int) -> list[Block]:
     return run
 
 
-def _commit_certified(chain: Chain, block: Block) -> None:
+def commit_certified(chain: Chain, block: Block) -> None:
     chain.store.commit_block(
         block, _finalization(block), chain.last_txs, keccak256(b"root"),
         batch_digests=_batches(block),
@@ -300,7 +300,7 @@ async def test_heights_finalized_under_a_descendant_are_sent_with_its_proof_and_
     chain: Chain,
 ) -> None:
     chain.commit()
-    run = _run_under_last(chain, 4)  # heights 2..5, under 5's certificate
+    run = run_under_last(chain, 4)  # heights 2..5, under 5's certificate
     subs = subscriptions(chain)
     socket = FakeSocket({"namespace": str(NS), "from": "2"})
     async with trio.open_nursery() as nursery:
@@ -308,7 +308,7 @@ async def test_heights_finalized_under_a_descendant_are_sent_with_its_proof_and_
         await until(lambda: socket.accepted)
         await trio.sleep(0.05)
         assert socket.messages == []  # 2..4 committed, their descendant not yet
-        _commit_certified(chain, run[-1])
+        commit_certified(chain, run[-1])
         await until(lambda: len(socket.messages) == 4)  # at once: no wait for own ones
         nursery.cancel_scope.cancel()
     assert socket.closed is None
@@ -326,8 +326,8 @@ async def test_heights_finalized_under_a_descendant_are_sent_with_its_proof_and_
 
 async def test_the_nearest_own_certificate_proves_a_height(chain: Chain) -> None:
     chain.commit()
-    run = _run_under_last(chain, 4)
-    _commit_certified(chain, run[-1])
+    run = run_under_last(chain, 4)
+    commit_certified(chain, run[-1])
     chain.store.save_late_finalization(_finalization(run[1]))  # height 3's own, late
     subs = subscriptions(chain)
     first = await subs.block_document(2, NS)
@@ -345,7 +345,7 @@ async def test_a_block_gets_its_own_certificate_when_it_is_held_before_the_desce
     chain: Chain, autojump_clock: MockClock
 ) -> None:
     chain.commit()
-    run = _run_under_last(chain, 2)  # height 2 under 3's certificate; 3 not committed
+    run = run_under_last(chain, 2)  # height 2 under 3's certificate; 3 not committed
     subs = subscriptions(chain)
     socket = FakeSocket({"namespace": str(NS), "from": "1"})
     async with trio.open_nursery() as nursery:
@@ -367,8 +367,8 @@ async def test_without_a_certificate_close_enough_the_subscriber_is_told_where_t
 ) -> None:
     monkeypatch.setattr(subscriptions_module, "MAX_FINALITY_CHAIN", 2)
     chain.commit()
-    run = _run_under_last(chain, 4)  # 2..4 under 5's: height 2 is 3 below it
-    _commit_certified(chain, run[-1])
+    run = run_under_last(chain, 4)  # 2..4 under 5's: height 2 is 3 below it
+    commit_certified(chain, run[-1])
     subs = subscriptions(chain)
     socket = FakeSocket({"namespace": str(NS), "from": "1"})
     with trio.fail_after(LATE_CERTIFICATE_WAIT_S + 5):
@@ -385,8 +385,8 @@ async def test_without_a_certificate_close_enough_the_subscriber_is_told_where_t
 
 def test_the_polling_endpoint_serves_the_descendant_proof(chain: Chain) -> None:
     chain.commit()
-    run = _run_under_last(chain, 3)
-    _commit_certified(chain, run[-1])
+    run = run_under_last(chain, 3)
+    commit_certified(chain, run[-1])
     with TestClient(_app(chain), backend="trio") as client:
         answer = client.get(f"/v1/blocks/2/namespaces/{NS}")
     assert answer.status_code == 200
