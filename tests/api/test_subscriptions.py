@@ -372,7 +372,7 @@ async def test_without_a_certificate_close_enough_the_subscriber_is_told_where_t
     subs = subscriptions(chain)
     socket = FakeSocket({"namespace": str(NS), "from": "1"})
     with trio.fail_after(LATE_CERTIFICATE_WAIT_S + 5):
-        await subs.blocks(socket)
+        await subs.blocks(socket)  # type: ignore[arg-type]
     assert [m["height"] for m in socket.messages] == [1]
     assert socket.closed == (
         CLOSE_NO_CERTIFICATE,
@@ -490,14 +490,14 @@ async def test_refusals_complete_the_handshake_so_the_close_code_reaches_the_cli
     """Closing before accepting would reach a real client as a bare HTTP 403."""
     subs = subscriptions(chain, cap=1)
     bad = FakeSocket({"namespace": "seven"})
-    await subs.blocks(bad)
+    await subs.blocks(bad)  # type: ignore[arg-type]
     assert bad.accepted and bad.closed is not None and bad.closed[0] == CLOSE_BAD_QUERY
     holder = FakeSocket({"namespace": str(NS)})
     refused = FakeSocket({"namespace": str(NS)})
     async with trio.open_nursery() as nursery:
         nursery.start_soon(subs.blocks, holder)
         await until(lambda: holder.accepted)
-        await subs.blocks(refused)
+        await subs.blocks(refused)  # type: ignore[arg-type]
         nursery.cancel_scope.cancel()
     assert refused.accepted and refused.closed == (CLOSE_FULL, "too many subscribers; retry later")
 
@@ -572,7 +572,7 @@ async def test_the_per_address_cap_refuses_with_4429_and_frees_on_close(chain: C
         for socket in held:
             nursery.start_soon(subs.blocks, socket)
         await until(lambda: all(s.accepted for s in held))
-        await subs.transaction(over, b"\x01" * 32)  # both kinds count
+        await subs.transaction(over, b"\x01" * 32)  # type: ignore[arg-type]  # both kinds count
         nursery.start_soon(subs.blocks, other)
         await until(lambda: other.accepted)
         assert over.closed == (
