@@ -112,16 +112,26 @@ def block_hash(
     payload: bytes,
     proposer: ValidatorIndex,
 ) -> Digest:
+    return block_header_hash(view, height, parent, payload_hash(payload), proposer)
+
+
+def block_header_hash(
+    view: View,
+    height: Height,
+    parent: Digest,
+    payload_digest: bytes,
+    proposer: ValidatorIndex,
+) -> Digest:
+    """A block's digest from its header: the payload enters only as its
+    `payload_hash`, so a chain of ancestors is checked (parent by parent) from
+    headers of a few hundred bytes, without the payloads."""
     if not (0 <= view <= U64_MAX and 0 <= height <= U64_MAX):
         raise ValueError("view or height out of range")
+    if len(payload_digest) != 32:
+        raise ValueError("a payload hash is 32 bytes")
     return Digest(
         keccak256(
-            BLOCK_TYPEHASH
-            + word(view)
-            + word(height)
-            + parent
-            + payload_hash(payload)
-            + word(proposer)
+            BLOCK_TYPEHASH + word(view) + word(height) + parent + payload_digest + word(proposer)
         )
     )
 

@@ -79,3 +79,11 @@ MAX_VIEW = 2**62
 """Views and heights a validator acts on. No network reaches 2**62 views or
 blocks; anything above is refused, so arithmetic on views and heights (the next
 view, the child's height) never leaves the encodable range."""
+
+MAX_FINALITY_CHAIN = 256
+"""Block headers in a descendant finality proof: a block committed under a later
+block's finalization certificate (implicit finalization) is shown final by that
+certificate plus the headers linking the two, parent by parent. Under load a
+certificate covers a few heights; a node that synced a long run under one
+certificate proves only the heights at most this far below a certificate it
+holds. Keeps one proof near 60 KiB of JSON (about 230 bytes a header)."""

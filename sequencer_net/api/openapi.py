@@ -16,6 +16,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from consensus.limits import MAX_FINALITY_CHAIN
+
 __all__ = ["OPENAPI", "openapi_json"]
 
 _Schema = dict[str, Any]
@@ -271,13 +273,22 @@ _SCHEMAS: dict[str, _Schema] = {
             "path": {"type": "array", "items": _ref("Hash")},
         }
     ),
+    "ChainHeader": _object(
+        {
+            "view": _INT,
+            "height": _INT,
+            "parent": _ref("Hash"),
+            "proposer": _INT,
+            "payload_hash": _ref("Hash"),
+        }
+    ),
     "NamespaceBlock": {
         **_object(
             {
                 "type": {"const": "block"},
                 "height": _INT,
                 "block": _ref("BlockHeader"),
-                "certificate": _ref("Certificate"),
+                "certificate": _nullable(_ref("Certificate")),
                 "namespace": _UINT32,
                 "transactions": {"type": "array", "items": _ref("Hex")},
                 "proof": _object(
@@ -289,10 +300,26 @@ _SCHEMAS: dict[str, _Schema] = {
                         "above": _nullable(_ref("EntryProof")),
                     }
                 ),
-            }
+            },
+            {
+                "finalized_by": _object(
+                    {
+                        "certificate": _ref("Certificate"),
+                        "chain": {
+                            "type": "array",
+                            "items": _ref("ChainHeader"),
+                            "minItems": 1,
+                            "maxItems": MAX_FINALITY_CHAIN,
+                        },
+                    }
+                ),
+            },
         ),
         "description": "One namespace of a finalized block, with what proves it "
-        "(docs/api.md, Subscriptions, says how to check it).",
+        "(docs/api.md, Subscriptions, says how to check it). `certificate` is the "
+        "block's own finalization; null for a block finalized under a descendant's, "
+        "which carries `finalized_by` instead: that descendant's certificate and the "
+        "headers from the descendant down to the block's child.",
     },
     "TransactionStatusMessage": _object(
         {
@@ -636,7 +663,8 @@ _PATHS: dict[str, Any] = {
                 "400": _error("`bad_request`: a bad height or namespace"),
                 "404": _error(
                     "`not_found` (no block at that height yet) or `no_certificate` (no "
-                    "finalization certificate of the block's own here)"
+                    "finalization certificate of the block's own here, nor of a "
+                    "descendant close enough to prove it with)"
                 ),
             },
         }
@@ -848,7 +876,8 @@ _WEBSOCKETS: dict[str, Any] = {
             "4400": "a bad namespace or from",
             "4429": "too many subscribers; retry later",
             "4008": "too slow; resume from height H",
-            "4410": "no finalization certificate of height H here; resume elsewhere from height H",
+            "4410": "no finalization certificate of height H here (its own, or a "
+            "descendant's close enough to prove it with); resume elsewhere from height H",
         },
     },
     "/v1/subscribe/transactions/{hash}": {

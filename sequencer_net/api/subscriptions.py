@@ -7,9 +7,13 @@
 
 A block message carries what a subscriber needs to check it without trusting
 this node: the block header and raw payload (so it recomputes the digest), the
-block's own finalization certificate, the namespace's transactions and the
-namespace proof against the payload's `namespace_root` (docs/api.md,
-"Subscriptions").
+block's finalization, the namespace's transactions and the namespace proof
+against the payload's `namespace_root` (docs/api.md, "Subscriptions"). The
+finalization is the block's own certificate when this node holds it; a block
+committed under a descendant's certificate (implicit finalization) carries
+`finalized_by` instead: the nearest descendant's own certificate and the
+headers from that descendant down to the block's child, which link it parent
+by parent (`finality_of`).
 
 The commit pipeline announces each committed height to a `CommitFeed` (a
 counter and an event: announcing never waits). Each subscriber is one task
@@ -21,6 +25,13 @@ caught-up one whose queue exceeds the limit (a stalled or slow reader), which
 is then closed with 4008 and the height to resume from. Nothing a subscriber
 does slows the commit pipeline or another subscriber.
 
+A client that stops reading altogether: the web server shields each socket
+write from cancellation, so a send to it cannot be cut short here; once its
+socket buffers are full, the connection's write deadline
+(api/http_server.py `ConnectionStream`, limits.SEND_TIMEOUT_S) closes the
+connection and cancels its handler, this subscriber's task with it, which
+frees its slot (tests/api/test_subscription_stalled_socket.py).
+
 What a height costs is paid once (`HeightMessages`): its batches decoded and
 hashed once, one namespace table for every namespace's proof, the JSON of the
 block and certificate once; large heights are built in a worker thread. Each
@@ -30,6 +41,7 @@ every subscriber of it.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import OrderedDict
 from collections.abc import Callable
@@ -40,6 +52,8 @@ import msgspec
 import trio
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from consensus.encoding import payload_hash
+from consensus.limits import MAX_FINALITY_CHAIN
 from consensus.messages import Block, Certificate
 from sequencer_net.batches.batch import InvalidBatch, decode_batch
 from sequencer_net.mempool.encrypted import transaction_namespace
@@ -60,11 +74,16 @@ CLOSE_FULL = 4429
 CLOSE_NO_CERTIFICATE = 4410
 PING_INTERVAL_S = 15.0
 CERTIFICATE_POLL_S = 1.0
-"""How often a subscriber waiting for a block's own finalization looks again."""
+"""How often a subscriber waiting for a block's finalization looks again."""
 LATE_CERTIFICATE_WAIT_S = 10.0
-"""How long a subscriber waits for the own finalization of a block committed
-under a descendant's (peers forward theirs within a round trip when they have
-one) before it is closed with 4410."""
+"""How long a subscriber waits for a provable finalization of a block committed
+under a descendant's certificate held more than MAX_FINALITY_CHAIN heights
+above it (peers forward a block's own within a round trip when they have one)
+before it is closed with 4410."""
+CACHED_HEADERS = 2 * MAX_FINALITY_CHAIN
+"""Committed block headers (the JSON of a descendant proof's chain and the
+digest) kept, so proving a run of implicitly finalized heights reads each
+block once."""
 CACHED_MESSAGES = 1024
 CACHED_MESSAGE_BYTES = 64 * 1024 * 1024
 """(height, namespace) messages kept, shared by every subscriber of them: at
@@ -128,23 +147,87 @@ def certificate_json(cert: Certificate) -> dict[str, Any]:
 
 class NoOwnCertificate(LookupError):
     """The block was committed under a descendant's finalization (which finalizes
-    a chain of ancestors at once) and this node holds no certificate of its own
-    for it (yet: a late one a peer forwards is kept, node/driver.py)."""
+    a chain of ancestors at once) and this node holds no certificate it can
+    prove it with: none of its own, none of a descendant at most
+    MAX_FINALITY_CHAIN heights above it (yet: a late one a peer forwards is
+    kept, node/driver.py)."""
 
 
-def own_finalization(store: NodeStore, block: Block, digest: bytes) -> Certificate | None:
-    """The finalization certificate of `block` itself; None if the block's commit
-    record is not there; NoOwnCertificate if only a descendant's is held."""
+def header_json(block: Block) -> dict[str, Any]:
+    """A block as a descendant proof's chain carries it: what its digest is
+    computed from (`consensus.encoding.block_header_hash`), the payload as its
+    hash."""
+    return {
+        "view": block.view,
+        "height": block.height,
+        "parent": _hex(block.parent),
+        "proposer": block.proposer,
+        "payload_hash": _hex(payload_hash(block.payload)),
+    }
+
+
+@dataclass(frozen=True)
+class DescendantFinality:
+    """A block finalized under a descendant's certificate, provably: `certificate`
+    is the own finalization of the block at `certificate.height`, and `chain`
+    the headers from that block down to the proven block's child (descendant
+    first), each one's parent the digest of the next."""
+
+    certificate: Certificate
+    chain: tuple[dict[str, Any], ...]
+
+    def json(self) -> dict[str, Any]:
+        return {"certificate": certificate_json(self.certificate), "chain": list(self.chain)}
+
+
+Finality = Certificate | DescendantFinality
+
+
+def finality_of(
+    store: NodeStore,
+    block: Block,
+    digest: bytes,
+    header_at: Callable[[int], tuple[dict[str, Any], bytes] | None] | None = None,
+) -> Finality | None:
+    """How `block` (committed at its height) is shown final: its own finalization
+    certificate when this node holds one, else the nearest descendant holding
+    its own, with the headers linking the two. None while the block's commit
+    record, or a block of the chain, is not stored yet (the descendant's commit
+    follows the block's); NoOwnCertificate when no own certificate is held
+    within MAX_FINALITY_CHAIN heights above it.
+
+    `header_at(height)` gives a committed block's (header JSON, digest); by
+    default it reads the store."""
     stored = store.finalization_at(block.height)
     if stored is None:
         return None
     own = store.own_finalization(block.height, digest)
-    if own is None:
-        raise NoOwnCertificate(
-            f"height {block.height} was finalized by the certificate of height "
-            f"{stored.height}; this node holds none of its own"
-        )
-    return own
+    if own is not None:
+        return own
+    read = header_at if header_at is not None else functools.partial(_read_header, store)
+    chain: list[dict[str, Any]] = []
+    for height in range(block.height + 1, block.height + MAX_FINALITY_CHAIN + 1):
+        found = read(height)
+        if found is None:
+            return None  # committed under a descendant not stored yet: it follows
+        header, header_digest = found
+        chain.append(header)
+        certificate = store.own_finalization(height, header_digest)
+        if certificate is not None:
+            chain.reverse()
+            return DescendantFinality(certificate, tuple(chain))
+    raise NoOwnCertificate(
+        f"height {block.height} was finalized by the certificate of height "
+        f"{stored.height}; this node holds no certificate of its own or of a "
+        f"descendant at most {MAX_FINALITY_CHAIN} heights above it"
+    )
+
+
+def _read_header(store: NodeStore, height: int) -> tuple[dict[str, Any], bytes] | None:
+    block = store.block_at(height)
+    if block is None:
+        return None
+    return header_json(block), block.digest()
 
 
 def _batch_digests(block: Block) -> list[bytes]:
@@ -234,7 +317,7 @@ class HeightMessages:
 
 
 def build_height_messages(
-    block: Block, digest: bytes, certificate: Certificate, batches: list[bytes]
+    block: Block, digest: bytes, finality: Finality, batches: list[bytes]
 ) -> HeightMessages | None:
     """Pure (no store, no loop): run in a worker thread for large blocks. None
     if a batch does not decode."""
@@ -245,22 +328,25 @@ def build_height_messages(
     for namespace, _, tx in found:
         by_namespace.setdefault(namespace, []).append(tx)
     table = NamespaceTable((namespace, h) for namespace, h, _ in found)
-    head = msgspec.json.encode(
-        {
-            "type": "block",
+    document: dict[str, Any] = {
+        "type": "block",
+        "height": block.height,
+        "block": {
+            "view": block.view,
             "height": block.height,
-            "block": {
-                "view": block.view,
-                "height": block.height,
-                "parent": _hex(block.parent),
-                "proposer": block.proposer,
-                "payload": _hex(block.payload),
-                "hash": _hex(digest),
-            },
-            "certificate": certificate_json(certificate),
-            "namespace": 0,
-        }
-    )
+            "parent": _hex(block.parent),
+            "proposer": block.proposer,
+            "payload": _hex(block.payload),
+            "hash": _hex(digest),
+        },
+    }
+    if isinstance(finality, DescendantFinality):
+        document["certificate"] = None
+        document["finalized_by"] = finality.json()
+    else:
+        document["certificate"] = certificate_json(finality)
+    document["namespace"] = 0
+    head = msgspec.json.encode(document)
     head = head[: -len(b"0}")]  # up to the namespace's value
     size = len(head) + sum(len(tx) for _, _, tx in found)
     return HeightMessages(block.height, head, by_namespace, table, size)
@@ -278,6 +364,7 @@ class BlockMessages:
         self._building: dict[int, trio.Event] = {}
         self._messages: OrderedDict[tuple[int, int], str] = OrderedDict()
         self._message_bytes = 0
+        self._headers: OrderedDict[int, tuple[dict[str, Any], bytes]] = OrderedDict()
         self.heights_built = 0
 
     async def _height(self, height: int) -> HeightMessages | None:
@@ -311,22 +398,37 @@ class BlockMessages:
         if block is None:
             return None
         digest = block.digest()
-        certificate = own_finalization(self.store, block, digest)
-        if certificate is None:
+        finality = finality_of(self.store, block, digest, self._header)
+        if finality is None:
             return None
         batches = _stored_batches(self.store, block)
         if batches is None:
             return None
         if sum(len(b) for b in batches) >= BUILD_IN_THREAD_MIN_BYTES:
             return await trio.to_thread.run_sync(
-                build_height_messages, block, digest, certificate, batches
+                build_height_messages, block, digest, finality, batches
             )
-        return build_height_messages(block, digest, certificate, batches)
+        return build_height_messages(block, digest, finality, batches)
+
+    def _header(self, height: int) -> tuple[dict[str, Any], bytes] | None:
+        """A committed block's (header JSON, digest), kept for the next height's
+        descendant proof (committed blocks never change)."""
+        cached = self._headers.get(height)
+        if cached is not None:
+            self._headers.move_to_end(height)
+            return cached
+        found = _read_header(self.store, height)
+        if found is not None:
+            self._headers[height] = found
+            while len(self._headers) > CACHED_HEADERS:
+                self._headers.popitem(last=False)
+        return found
 
     async def message(self, height: int, namespace: int) -> str | None:
         """The JSON text for (height, namespace); None while the block is not
-        committed here (or a batch of it is not held); NoOwnCertificate for a
-        block committed under a descendant's certificate."""
+        committed here (or a batch of it, or the descendant proving it, is not
+        held); NoOwnCertificate for a block committed under a descendant's
+        certificate held too far above it (`finality_of`)."""
         key = (height, namespace)
         cached = self._messages.get(key)
         if cached is not None:

@@ -161,6 +161,7 @@ def block_json(block: Any) -> dict[str, Any]:
         "namespace": block.namespace,
         "transactions": ["0x" + tx.hex() for tx in block.transactions],
         "tx_hashes": ["0x" + h.hex() for h in block.tx_hashes],
+        "finalized_by": block.finalized_by,
     }
 
 

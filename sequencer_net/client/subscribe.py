@@ -10,7 +10,8 @@
 Each message of a node's `/v1/subscribe/blocks` WebSocket goes through
 `BlockVerifier` (sequencer_net.client.verify) before it is yielded: the
 finalization certificate against the validator set of a genesis file you
-trust, the block digest, the payload's namespace root and the proof that the
+trust (the block's own, or a descendant's with the header chain linking the
+two), the block digest, the payload's namespace root and the proof that the
 transactions are exactly the namespace's. A lying node raises
 `SubscriptionVerificationError`; it is never yielded.
 
@@ -67,8 +68,9 @@ CLOSE_TOO_SLOW: Final = 4008
 CLOSE_BAD_REQUEST: Final = 4400
 CLOSE_SERVER_FULL: Final = 4429
 CLOSE_NO_CERTIFICATE: Final = 4410
-"""The node committed the next block under a later block's certificate and does
-not hold the block's own: another node may; resume there."""
+"""The node committed the next block under a later block's certificate and holds
+no certificate to prove it with (its own, or a descendant's at most
+MAX_FINALITY_CHAIN heights above it): another node may; resume there."""
 
 
 class SubscriptionFailed(Exception):

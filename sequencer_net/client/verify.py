@@ -13,7 +13,13 @@ finalization certificate, one namespace's transactions and a namespace proof.
     digest       block_hash(view, height, parent, payload, proposer) recomputed
                  here (a `hash` field, if sent, must match it)
     certificate  a FINALIZE certificate for that digest, height and view,
-                 signed by a quorum of the trusted validator set
+                 signed by a quorum of the trusted validator set; or, for a
+                 block finalized under a descendant's certificate, the
+                 `finalized_by` proof: its chain of headers runs from the
+                 block's child up, one height at a time, each header's parent
+                 the digest of the one below (recomputed from the header,
+                 `block_header_hash`), and its certificate is such a
+                 certificate of the top header's digest, height and view
     payload      decodes (`sequencer_net.payload.decode_payload`); its
                  namespace_root, state root and timestamp are now certified
     namespace    each transaction decodes and is in the subscribed namespace;
@@ -37,7 +43,8 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from consensus.crypto import keccak256
-from consensus.encoding import Domain, block_hash
+from consensus.encoding import Domain, block_hash, block_header_hash
+from consensus.limits import MAX_FINALITY_CHAIN
 from consensus.messages import Certificate, VoteKind
 from consensus.types import Digest, Height, ValidatorIndex, ValidatorSet, View
 from consensus.verifier import SignatureVerifier
@@ -92,6 +99,10 @@ class VerifiedBlock:
     transactions: tuple[bytes, ...]  # encoded signed transactions, block order
     tx_hashes: tuple[bytes, ...]  # keccak256 of each
     certificate: Certificate
+    """The finalization checked: the block's own, or its descendant's."""
+    finalized_by: int | None = None
+    """The height of the descendant whose certificate (and the header chain
+    down from it) finalizes this block; None when the certificate is its own."""
 
 
 # --- shape checks ---------------------------------------------------------------------
@@ -157,6 +168,43 @@ def parse_certificate(value: Any) -> Certificate:
         signers=indices,
         signatures=[_hex(s, "a certificate signature", length=65) for s in signatures],
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _Header:
+    view: int
+    height: int
+    parent: bytes
+    proposer: int
+    payload_hash: bytes
+
+    def digest(self) -> bytes:
+        return block_header_hash(
+            View(self.view),
+            Height(self.height),
+            Digest(self.parent),
+            self.payload_hash,
+            ValidatorIndex(self.proposer),
+        )
+
+
+def _parse_header(value: Any) -> _Header:
+    obj = _object(value, "a finalized_by chain header")
+    return _Header(
+        view=_int(obj, "view", 1),
+        height=_int(obj, "height", 1),
+        parent=_hex(_field(obj, "parent"), "a chain header's parent", length=32),
+        proposer=_int(obj, "proposer", 0, MAX_SIGNERS - 1),
+        payload_hash=_hex(_field(obj, "payload_hash"), "a chain header's payload_hash", length=32),
+    )
+
+
+def parse_finalized_by(value: Any) -> tuple[Certificate, list[_Header]]:
+    """A descendant proof's certificate and chain (descendant first)."""
+    obj = _object(value, "finalized_by")
+    certificate = parse_certificate(_field(obj, "certificate"))
+    chain = _list(_field(obj, "chain"), "the finalized_by chain", MAX_FINALITY_CHAIN)
+    return certificate, [_parse_header(h) for h in chain]
 
 
 def _entry_proof(value: Any, what: str) -> ns.EntryProof | None:
@@ -262,7 +310,12 @@ class BlockVerifier:
             _hex(tx, "a transaction", max_length=MAX_TX_HEX_BYTES)
             for tx in _list(_field(obj, "transactions"), "transactions", MAX_TRANSACTIONS)
         ]
-        certificate = parse_certificate(_field(obj, "certificate"))
+        own = _field(obj, "certificate")
+        chain: list[_Header] | None = None
+        if own is None:
+            certificate, chain = parse_finalized_by(_field(obj, "finalized_by"))
+        else:
+            certificate = parse_certificate(own)
         proof = parse_namespace_proof(_field(obj, "proof"))
 
         digest = block_hash(
@@ -272,7 +325,10 @@ class BlockVerifier:
             raise fail("the block hash sent is not the digest of the block's fields")
         if self.last_hash is not None and parent != self.last_hash:
             raise fail("the parent is not the previous block's digest")
-        self._check_certificate(certificate, digest, height, view, fail)
+        if chain is None:
+            self._check_certificate(certificate, digest, height, view, fail)
+        else:
+            self._check_descendant_finality(certificate, chain, digest, height, fail)
 
         try:
             payload = decode_payload(payload_bytes)
@@ -307,7 +363,31 @@ class BlockVerifier:
             transactions=tuple(encoded_txs),
             tx_hashes=tuple(tx_hashes),
             certificate=certificate,
+            finalized_by=None if chain is None else certificate.height,
         )
+
+    def _check_descendant_finality(
+        self, cert: Certificate, chain: list[_Header], digest: bytes, height: int, fail: Any
+    ) -> None:
+        """`chain` (descendant first) links the block of `digest` at `height` to
+        the block `cert` finalizes: from the bottom, each header is one height up
+        and names the digest below it as its parent."""
+        if not chain:
+            raise fail("the finalized_by chain is empty")
+        below, below_height = digest, height
+        for header in reversed(chain):
+            if header.height != below_height + 1:
+                raise fail(
+                    f"the finalized_by chain has height {header.height} above height {below_height}"
+                )
+            if header.parent != below:
+                raise fail(
+                    f"the finalized_by chain breaks at height {header.height}: its parent "
+                    f"is not the digest of the block below"
+                )
+            below, below_height = header.digest(), header.height
+        top = chain[0]
+        self._check_certificate(cert, below, top.height, top.view, fail)
 
     def _check_certificate(
         self, cert: Certificate, digest: bytes, height: int, view: int, fail: Any

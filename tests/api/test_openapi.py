@@ -30,7 +30,7 @@ from sequencer_net.mempool.transaction import tx_hash
 from sequencer_net.storage.node_store import EvidenceRecord, NodeStore
 from tests.api.conftest import ADMIN_TOKEN, GENESIS, ApiWorld
 from tests.api.test_markets_api import MAKER, trading_day
-from tests.api.test_subscriptions import NS, Chain
+from tests.api.test_subscriptions import NS, Chain, commit_certified, run_under_last
 from tests.mempool.factories import DOMAIN, signed
 
 
@@ -232,6 +232,10 @@ async def test_real_answers_conform_to_the_document(
     for namespace in (NS, 3, 0, 5, 2**32 - 1):
         answer = await client.get(f"/v1/blocks/2/namespaces/{namespace}")
         check("get", "/v1/blocks/{height}/namespaces/{namespace}", answer)
+    run = run_under_last(chain, 2)  # height 3 finalized under 4's certificate
+    commit_certified(chain, run[-1])
+    implicit = await client.get(f"/v1/blocks/3/namespaces/{NS}")
+    assert check("get", "/v1/blocks/{height}/namespaces/{namespace}", implicit)["finalized_by"]
     check("get", "/v1/validators", await client.get("/v1/validators"))
     evidence = check("get", "/v1/evidence", await client.get("/v1/evidence"))
     assert len(evidence["evidence"]) == 1

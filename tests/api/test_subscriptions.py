@@ -17,7 +17,10 @@ from starlette.websockets import WebSocketDisconnect
 from trio.testing import MockClock
 
 from consensus.crypto import keccak256
+from consensus.encoding import Domain
 from consensus.messages import Block, Certificate, VoteKind
+from consensus.types import Validator, ValidatorSet
+from consensus.verifier import SignatureVerifier
 from sequencer_net.api import subscriptions as subscriptions_module
 from sequencer_net.api.server import ApiOptions, build_app
 from sequencer_net.api.subscriptions import (
@@ -30,8 +33,10 @@ from sequencer_net.api.subscriptions import (
     CommitFeed,
     SubscriptionLimits,
     Subscriptions,
+    header_json,
 )
 from sequencer_net.batches.batch import Batch, batch_digest, encode_batch
+from sequencer_net.client.verify import BlockVerifier
 from sequencer_net.execution.encoding import encode
 from sequencer_net.execution.receipts import Receipt
 from sequencer_net.mempool.mempool import Mempool
@@ -48,6 +53,7 @@ from sequencer_net.payload.namespaces import (
 )
 from sequencer_net.storage.node_store import NodeStore
 from tests.api.conftest import GENESIS, ApiWorld
+from tests.client.chain import validator_keys
 from tests.mempool.factories import DOMAIN, signed
 
 NS = 7
@@ -60,6 +66,7 @@ class Chain:
         self.store = store
         self.feed = CommitFeed()
         self.nonce = 0
+        self.last_txs: list[bytes] = []
 
     def commit(self, namespaces: tuple[int, ...] = (NS, 3, NS)) -> list[bytes]:
         height = self.store.tip()[0] + 1
@@ -71,27 +78,32 @@ class Chain:
 
     def commit_txs(self, txs: list[bytes], receipts: bytes = b"") -> list[bytes]:
         height, parent, _ = self.store.tip()
-        encoded = encode_batch(Batch(author=0, sequence=height, transactions=txs))
-        digest = batch_digest(encoded)
-        self.store.save_batch(digest, encoded, author=0)
-        pairs = [(decode_transaction(t).namespace, tx_hash(t)) for t in txs]
-        payload = BlockPayload(height, 0, bytes(32), [digest], namespace_root(pairs))
-        block = Block(
-            view=height + 1,
-            height=height + 1,
-            parent=parent,
-            proposer=0,
-            payload=encode_payload(payload),
-        )
+        block = self.block(txs, height + 1, parent)
         cert = Certificate(
             kind=VoteKind.FINALIZE, view=block.view, height=block.height, block=block.digest(),
             signers=[0, 1, 2], signatures=[bytes([i]) * 65 for i in range(3)],
         )  # fmt: skip
         self.store.commit_block(
-            block, cert, txs, keccak256(b"root"), receipts, batch_digests=[digest]
+            block, cert, txs, keccak256(b"root"), receipts, batch_digests=_batches(block)
         )
         self.feed.announce(block.height)
         return txs
+
+    def block(self, txs: list[bytes], height: int, parent: bytes) -> Block:
+        """A block at `height` over `parent` holding `txs` in one batch, the batch
+        stored (a validator holds the batches of what it commits)."""
+        encoded = encode_batch(Batch(author=0, sequence=height - 1, transactions=txs))
+        digest = batch_digest(encoded)
+        self.store.save_batch(digest, encoded, author=0)
+        pairs = [(decode_transaction(t).namespace, tx_hash(t)) for t in txs]
+        payload = BlockPayload(height - 1, 0, bytes(32), [digest], namespace_root(pairs))
+        return Block(
+            view=height, height=height, parent=parent, proposer=0, payload=encode_payload(payload)
+        )
+
+
+def _batches(block: Block) -> list[bytes]:
+    return list(decode_payload(block.payload).batches)
 
 
 @pytest.fixture
@@ -233,54 +245,155 @@ async def test_a_stalled_subscriber_is_dropped_with_its_resume_height(chain: Cha
     assert [m["height"] for m in resumed.messages] == list(range(4, 10))
 
 
-def _commit_under_descendant(chain: Chain) -> Block:
-    """Height 2 committed with the finalization of a (not yet stored) height 3."""
-    chain.commit()
-    height, parent, _ = chain.store.tip()
-    payload = BlockPayload(0, 0, bytes(32), [], namespace_root([]))
-    block = Block(
-        view=9, height=height + 1, parent=parent, proposer=0, payload=encode_payload(payload)
+KEYS = validator_keys(4)
+VALIDATORS = ValidatorSet([Validator(k.address, 1) for k in KEYS])
+SIGNING = Domain(31337, bytes(20), GENESIS)
+
+
+def _finalization(block: Block) -> Certificate:
+    """A quorum of KEYS' FINALIZE votes on `block`: what BlockVerifier accepts."""
+    vote = SignatureVerifier(SIGNING.separator()).vote_digest(
+        VoteKind.FINALIZE, block.view, block.height, block.digest()
     )
-    descendant = Certificate(VoteKind.FINALIZE, 10, height + 2, b"\x0d" * 32, [0], [b"\x00" * 65])
-    chain.store.commit_block(block, descendant, [], keccak256(b"root"))
+    signers = [0, 1, 2]
+    return Certificate(
+        VoteKind.FINALIZE,
+        block.view,
+        block.height,
+        block.digest(),
+        signers,
+        [KEYS[i].sign_digest(vote) for i in signers],
+    )
+
+
+def run_under_last(chain: Chain, blocks: int) -> list[Block]:
+    """`blocks` heights above the tip, each holding a namespace-NS transaction,
+    all committed under the last one's certificate (implicit finalization).
+    Only the lower ones are committed here: the caller commits the last."""
+    height, parent, _ = chain.store.tip()
+    run: list[Block] = []
+    txs: list[list[bytes]] = []
+    for h in range(height + 1, height + blocks + 1):
+        txs.append([signed(sender=1, nonce=chain.nonce, namespace=NS, payload=b"r%d" % h)])
+        chain.nonce += 1
+        run.append(chain.block(txs[-1], h, parent))
+        parent = run[-1].digest()
+    certificate = _finalization(run[-1])
+    for block, block_txs in zip(run[:-1], txs[:-1], strict=True):
+        chain.store.commit_block(
+            block, certificate, block_txs, keccak256(b"root"), batch_digests=_batches(block)
+        )
+        chain.feed.announce(block.height)
+    chain.last_txs = txs[-1]
+    return run
+
+
+def commit_certified(chain: Chain, block: Block) -> None:
+    chain.store.commit_block(
+        block, _finalization(block), chain.last_txs, keccak256(b"root"),
+        batch_digests=_batches(block),
+    )  # fmt: skip
     chain.feed.announce(block.height)
-    return block
 
 
-async def test_a_block_committed_under_a_descendants_certificate_waits_for_its_own(
+async def test_heights_finalized_under_a_descendant_are_sent_with_its_proof_and_verify(
+    chain: Chain,
+) -> None:
+    chain.commit()
+    run = run_under_last(chain, 4)  # heights 2..5, under 5's certificate
+    subs = subscriptions(chain)
+    socket = FakeSocket({"namespace": str(NS), "from": "2"})
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(subs.blocks, socket)
+        await until(lambda: socket.accepted)
+        await trio.sleep(0.05)
+        assert socket.messages == []  # 2..4 committed, their descendant not yet
+        commit_certified(chain, run[-1])
+        await until(lambda: len(socket.messages) == 4)  # at once: no wait for own ones
+        nursery.cancel_scope.cancel()
+    assert socket.closed is None
+    assert [m["height"] for m in socket.messages] == [2, 3, 4, 5]
+    assert [m["certificate"] for m in socket.messages[:3]] == [None] * 3
+    assert [len(m["finalized_by"]["chain"]) for m in socket.messages[:3]] == [3, 2, 1]
+    assert socket.messages[0]["finalized_by"]["chain"][0] == header_json(run[-1])
+    assert "finalized_by" not in socket.messages[3]  # the certified height: unchanged form
+    verifier = BlockVerifier(VALIDATORS, SIGNING, NS, from_height=2)
+    verified = [verifier.verify(m) for m in socket.messages]
+    assert [b.finalized_by for b in verified] == [5, 5, 5, None]
+    assert [len(b.transactions) for b in verified] == [1, 1, 1, 1]
+    assert subs.messages.heights_built == 4
+
+
+async def test_the_nearest_own_certificate_proves_a_height(chain: Chain) -> None:
+    chain.commit()
+    run = run_under_last(chain, 4)
+    commit_certified(chain, run[-1])
+    chain.store.save_late_finalization(_finalization(run[1]))  # height 3's own, late
+    subs = subscriptions(chain)
+    first = await subs.block_document(2, NS)
+    assert first is not None
+    assert first["finalized_by"]["certificate"]["height"] == 3  # not 5: the nearest
+    assert [h["height"] for h in first["finalized_by"]["chain"]] == [3]
+    third = await subs.block_document(3, NS)
+    assert third is not None and third["certificate"]["height"] == 3  # its own, preferred
+    assert "finalized_by" not in third
+    verifier = BlockVerifier(VALIDATORS, SIGNING, NS, from_height=2)
+    assert [verifier.verify(d).finalized_by for d in (first, third)] == [3, None]
+
+
+async def test_a_block_gets_its_own_certificate_when_it_is_held_before_the_descendant(
     chain: Chain, autojump_clock: MockClock
 ) -> None:
-    block = _commit_under_descendant(chain)
+    chain.commit()
+    run = run_under_last(chain, 2)  # height 2 under 3's certificate; 3 not committed
     subs = subscriptions(chain)
     socket = FakeSocket({"namespace": str(NS), "from": "1"})
     async with trio.open_nursery() as nursery:
         nursery.start_soon(subs.blocks, socket)
-        await trio.sleep(LATE_CERTIFICATE_WAIT_S / 2)
-        assert [m["height"] for m in socket.messages] == [1]  # height 2 waits
-        own = Certificate(VoteKind.FINALIZE, 9, block.height, block.digest(), [0], [b"\x00" * 65])
-        chain.store.save_late_finalization(own)  # a peer forwarded it late
+        await trio.sleep(LATE_CERTIFICATE_WAIT_S * 2)
+        assert [m["height"] for m in socket.messages] == [1]  # height 2 waits, not closed
+        chain.store.save_late_finalization(_finalization(run[0]))  # a peer forwarded it
         await trio.sleep(CERTIFICATE_POLL_S * 1.5)
         assert [m["height"] for m in socket.messages] == [1, 2]
         nursery.cancel_scope.cancel()
-    assert socket.messages[1]["certificate"]["view"] == 9
-    assert socket.messages[1]["certificate"]["block"] == "0x" + block.digest().hex()
+    assert socket.messages[1]["certificate"]["view"] == run[0].view
+    assert socket.messages[1]["certificate"]["block"] == "0x" + run[0].digest().hex()
+    assert "finalized_by" not in socket.messages[1]
     assert socket.closed is None
 
 
-async def test_without_its_own_certificate_the_subscriber_is_told_where_to_resume(
-    chain: Chain, autojump_clock: MockClock
+async def test_without_a_certificate_close_enough_the_subscriber_is_told_where_to_resume(
+    chain: Chain, autojump_clock: MockClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _commit_under_descendant(chain)
+    monkeypatch.setattr(subscriptions_module, "MAX_FINALITY_CHAIN", 2)
+    chain.commit()
+    run = run_under_last(chain, 4)  # 2..4 under 5's: height 2 is 3 below it
+    commit_certified(chain, run[-1])
     subs = subscriptions(chain)
     socket = FakeSocket({"namespace": str(NS), "from": "1"})
     with trio.fail_after(LATE_CERTIFICATE_WAIT_S + 5):
-        await subs.blocks(socket)
+        await subs.blocks(socket)  # type: ignore[arg-type]
     assert [m["height"] for m in socket.messages] == [1]
     assert socket.closed == (
         CLOSE_NO_CERTIFICATE,
         "no finalization certificate of height 2 here; resume elsewhere from height 2",
     )
     assert subs.open == 0
+    third = await subs.block_document(3, NS)  # 2 below the certificate: provable
+    assert third is not None and len(third["finalized_by"]["chain"]) == 2
+
+
+def test_the_polling_endpoint_serves_the_descendant_proof(chain: Chain) -> None:
+    chain.commit()
+    run = run_under_last(chain, 3)
+    commit_certified(chain, run[-1])
+    with TestClient(_app(chain), backend="trio") as client:
+        answer = client.get(f"/v1/blocks/2/namespaces/{NS}")
+    assert answer.status_code == 200
+    document = answer.json()
+    assert document["certificate"] is None
+    assert document["finalized_by"]["certificate"]["height"] == 4
+    assert BlockVerifier(VALIDATORS, SIGNING, NS, 2).verify(document).finalized_by == 4
 
 
 async def test_transaction_status_goes_pending_then_committed_with_its_receipt(
@@ -377,14 +490,14 @@ async def test_refusals_complete_the_handshake_so_the_close_code_reaches_the_cli
     """Closing before accepting would reach a real client as a bare HTTP 403."""
     subs = subscriptions(chain, cap=1)
     bad = FakeSocket({"namespace": "seven"})
-    await subs.blocks(bad)
+    await subs.blocks(bad)  # type: ignore[arg-type]
     assert bad.accepted and bad.closed is not None and bad.closed[0] == CLOSE_BAD_QUERY
     holder = FakeSocket({"namespace": str(NS)})
     refused = FakeSocket({"namespace": str(NS)})
     async with trio.open_nursery() as nursery:
         nursery.start_soon(subs.blocks, holder)
         await until(lambda: holder.accepted)
-        await subs.blocks(refused)
+        await subs.blocks(refused)  # type: ignore[arg-type]
         nursery.cancel_scope.cancel()
     assert refused.accepted and refused.closed == (CLOSE_FULL, "too many subscribers; retry later")
 
@@ -459,7 +572,7 @@ async def test_the_per_address_cap_refuses_with_4429_and_frees_on_close(chain: C
         for socket in held:
             nursery.start_soon(subs.blocks, socket)
         await until(lambda: all(s.accepted for s in held))
-        await subs.transaction(over, b"\x01" * 32)  # both kinds count
+        await subs.transaction(over, b"\x01" * 32)  # type: ignore[arg-type]  # both kinds count
         nursery.start_soon(subs.blocks, other)
         await until(lambda: other.accepted)
         assert over.closed == (

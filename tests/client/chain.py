@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 
 from consensus.crypto import PrivateKey, keccak256
-from consensus.encoding import Domain, block_hash
+from consensus.encoding import Domain, block_hash, payload_hash
 from consensus.messages import VoteKind
 from consensus.types import Digest, Height, Validator, ValidatorIndex, ValidatorSet, View
 from consensus.verifier import SignatureVerifier
@@ -148,3 +148,31 @@ class Chain:
 
 def clone(message: dict[str, Any]) -> dict[str, Any]:
     return copy.deepcopy(message)
+
+
+def header(message: dict[str, Any]) -> dict[str, Any]:
+    """A block message's block as a descendant proof's chain carries it."""
+    block = message["block"]
+    return {
+        "view": block["view"],
+        "height": block["height"],
+        "parent": block["parent"],
+        "proposer": block["proposer"],
+        "payload_hash": hx(payload_hash(bytes.fromhex(block["payload"][2:]))),
+    }
+
+
+def finalized_under_last(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The messages of a run of blocks committed under the last one's certificate,
+    as a node holding only that one sends them: each earlier block carries the
+    last one's certificate and the headers from it down to the block's child."""
+    out = [clone(m) for m in messages]
+    top = messages[-1]
+    for index, message in enumerate(out[:-1]):
+        above = messages[index + 1 :]
+        message["certificate"] = None
+        message["finalized_by"] = {
+            "certificate": clone(top["certificate"]),
+            "chain": [header(m) for m in reversed(above)],
+        }
+    return out
