@@ -13,11 +13,15 @@ Follow one round (`L1Watcher.watch_round`, every `[l1] poll_ms`):
                            once per deposit nonce (the nonces this validator
                            reported are remembered, and the committed state's
                            tally is asked first)
-      ForcedTransaction -> the transaction bytes, as a client would submit
-                           them; accepted (or already known or committed) ->
+      ForcedTransaction -> recorded (hash -> inbox index, L1 block:
+                           ForcedInclusion.record_entry, what blocks' forced
+                           marks are checked against), then the transaction
+                           bytes, as a client would submit them; accepted (or
+                           already known or committed) ->
                            ForcedInclusion.observe(hash, due block)
     persist the cursor  a small JSON file under the data directory, written
                         atomically after every range and every report
+    the scanned block   to the tracker (ForcedInclusion.set_scanned)
 
 A submission the intake refuses for the moment (rate, a full mempool, a
 storage hiccup) stops the round; the range is scanned again next round, and
@@ -101,6 +105,8 @@ class Cursor(ScanPosition):
     reported_above: set[int] = field(default_factory=set)
     forced: OrderedDict[bytes, int] = field(default_factory=OrderedDict)
     """Forced transactions handled: hash -> due block (-1: the intake refused it)."""
+    inbox: OrderedDict[bytes, tuple[int, int]] = field(default_factory=OrderedDict)
+    """The inbox record (ForcedInclusion.record_entry): hash -> (index, L1 block)."""
 
     def reported(self, nonce: int) -> bool:
         return nonce < self.reported_below or nonce in self.reported_above
@@ -121,6 +127,14 @@ class Cursor(ScanPosition):
         while len(self.forced) > MAX_TRACKED_FORCED:
             self.forced.popitem(last=False)
 
+    def remember_inbox(self, digest: bytes, index: int, l1_block: int) -> None:
+        known = self.inbox.get(digest)
+        if known is not None and known[0] <= index:
+            return
+        self.inbox[digest] = (index, l1_block)
+        while len(self.inbox) > MAX_TRACKED_FORCED:
+            self.inbox.popitem(last=False)
+
     def encode(self) -> bytes:
         return json.dumps(
             {
@@ -128,6 +142,7 @@ class Cursor(ScanPosition):
                 "reported_below": self.reported_below,
                 "reported_above": sorted(self.reported_above),
                 "forced": [["0x" + h.hex(), due] for h, due in self.forced.items()],
+                "inbox": [["0x" + h.hex(), i, b] for h, (i, b) in self.inbox.items()],
             }
         ).encode()
 
@@ -146,12 +161,18 @@ class Cursor(ScanPosition):
                 forced=OrderedDict(
                     (json_digest(h), json_uint(due, -1)) for h, due in raw["forced"]
                 ),
+                # Absent in cursors written before the inbox record existed.
+                inbox=OrderedDict(
+                    (json_digest(h), (json_uint(i, 0), json_uint(b, 0)))
+                    for h, i, b in raw.get("inbox", [])
+                ),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise CursorInvalid(f"malformed cursor: {exc}") from exc
         if (
             len(cursor.reported_above) > MAX_REPORTED_ABOVE
             or len(cursor.forced) > MAX_TRACKED_FORCED
+            or len(cursor.inbox) > MAX_TRACKED_FORCED
         ):
             raise CursorInvalid("cursor lists exceed their bounds")
         return cursor
@@ -261,6 +282,9 @@ class L1Watcher:
         """The tracker lives in memory: tell it again what was observed."""
         if self.forced is None:
             return
+        for digest, (index, l1_block) in self.cursor.inbox.items():
+            self.forced.record_entry(digest, index, l1_block)
+        self.forced.set_scanned(self.cursor.block)
         for digest, due in self.cursor.forced.items():
             if due >= 0 and not self.is_committed(digest):
                 self.forced.observe(digest, due)
@@ -291,6 +315,8 @@ class L1Watcher:
             handle=self._handle,
             save=self._save,
         )
+        if self.forced is not None:
+            self.forced.set_scanned(self.cursor.block)
         self._caught_up_at = head if done else None
         return done
 
@@ -378,6 +404,11 @@ class L1Watcher:
 
     async def submit_forced(self, event: ForcedEvent) -> bool:
         digest = tx_hash(event.tx)
+        # The record is the L1's, whatever this intake makes of the bytes: other
+        # validators' intakes may accept what this one refuses.
+        if self.forced is not None:
+            self.forced.record_entry(digest, event.index, event.block)
+        self.cursor.remember_inbox(digest, event.index, event.block)
         if digest in self.cursor.forced:
             return True
         outcome = await self.submit(event.tx, "l1-inbox")
