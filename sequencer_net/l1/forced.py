@@ -16,19 +16,24 @@ states it for users.
 
 It also keeps the inbox record: every ForcedTransaction the watcher scanned at
 its confirmation depth, accepted by the intake or not (tx hash -> inbox index
-and L1 block), and how far the scan got. Blocks mark the forced entries they
-carry from it, and voters check those marks against it
-(`payload.checks.check_forced_marks`, docs/l1.md, "Forced transactions
-execute first"). Every validator reads the same confirmed L1 log, so records
-differ only in how far each has scanned (a poll or two, MARK_GRACE_L1_BLOCKS
-at most on a healthy network):
+and L1 block), and the confirmed L1 head (head - confirmations) the watcher
+last saw. Blocks mark the forced entries they carry from it, and voters check
+those marks against it (`payload.checks.check_forced_marks`, docs/l1.md,
+"Forced transactions execute first"). Every validator reads the same
+confirmed L1 log, so records differ only in how far each has read (a poll or
+two on a healthy network). An entry's age is the confirmed head minus its L1
+block:
 
+    the watcher      submits an entry's bytes to the intake only from age
+                     MARK_GRACE_L1_BLOCKS (`ready_for_intake`): by then every
+                     validator whose L1 view trails by less has recorded it,
+                     so the leader of whichever block carries it can mark it
     a leader marks   every recorded entry the block carries
     a voter accepts  a mark of an entry it recorded, at the same index (one it
-                     has not recorded it waits for a little, its scan may be a
-                     poll behind the leader's, then refuses)
-    a voter requires a mark for each entry the block carries that it scanned
-                     MARK_GRACE_L1_BLOCKS or more blocks ago
+                     has not recorded it waits for a little, its watcher may
+                     be a poll behind the leader's, then refuses)
+    a voter requires a mark for each recorded entry of age
+                     MARK_GRACE_L1_BLOCKS or more that the block carries
 
 Near the expiry the margins shrink the other way (leaders stop marking
 MARK_GRACE_L1_BLOCKS blocks before it, voters stop requiring twice that), so
@@ -60,11 +65,13 @@ it is not committed. One still uncommitted so long never reached a batch here
 only frees its slot."""
 
 MARK_GRACE_L1_BLOCKS = FORCED_GRACE_L1_BLOCKS
-"""Scanned L1 blocks since its ForcedTransaction before a voter requires a
-block carrying an inbox entry to mark it. Validators' scans differ by a block
-or two: a leader that has not scanned the entry yet cannot mark it. Within
-these blocks a leader may leave an entry unmarked (it then executes in seed
-order, as any other transaction)."""
+"""Confirmed L1 blocks after its ForcedTransaction before a watcher hands an
+inbox entry to its intake, and before a voter requires a block carrying it
+to mark it. Validators' L1 views differ by a block or two: a leader that has
+not recorded the entry yet cannot mark it. Within these blocks a block may
+carry the entry unmarked (its bytes reached a batch another way: the sender
+also sent them to a node, or a validator took them off the L1 early); it then
+executes in the content-blind order, as any other transaction."""
 
 IsCommitted = Callable[[bytes], bool]
 
@@ -96,11 +103,12 @@ class ForcedInclusion:
         self.expiry_l1_blocks = expiry_l1_blocks
         self.l1_head = 0
         self._due: OrderedDict[bytes, int] = OrderedDict()
-        self.scanned_l1_block = 0
-        """The last L1 block the watcher scanned (at its confirmation depth)."""
+        self.confirmed_l1_block = 0
+        """The confirmed L1 head (head - confirmations) the watcher last saw."""
         self._inbox: OrderedDict[bytes, InboxEntry] = OrderedDict()
-        self.on_scanned: list[Callable[[], None]] = []
-        """Called after the scan moves on (a voter waiting for an entry)."""
+        self.on_change: list[Callable[[], None]] = []
+        """Called after an entry is recorded or the confirmed head moves on (a
+        voter waiting for an entry it has not recorded yet)."""
 
     def __len__(self) -> int:
         return len(self._due)
@@ -167,22 +175,31 @@ class ForcedInclusion:
         self._inbox[tx_hash] = InboxEntry(index, l1_block)
         while len(self._inbox) > self.max_tracked:
             self._inbox.popitem(last=False)
+        self._changed()
 
-    def set_scanned(self, l1_block: int) -> None:
-        """The watcher scanned every L1 block up to `l1_block`. Never goes back
-        (a reorg rewinds the scan, not what was confirmed). Entries older than
-        the expiry are forgotten: no leader marks them any more."""
-        if l1_block <= self.scanned_l1_block:
+    def set_confirmed(self, l1_block: int) -> None:
+        """The confirmed L1 head (head - confirmations). Never goes back (an
+        L1 endpoint that briefly lags must not make entries younger). Entries
+        older than the expiry are forgotten: no leader marks them any more."""
+        if l1_block <= self.confirmed_l1_block:
             return
-        self.scanned_l1_block = l1_block
+        self.confirmed_l1_block = l1_block
         for tx_hash, entry in list(self._inbox.items()):
-            if entry.l1_block + self.expiry_l1_blocks <= self.scanned_l1_block:
+            if entry.l1_block + self.expiry_l1_blocks <= self.confirmed_l1_block:
                 del self._inbox[tx_hash]
-        for listener in self.on_scanned:
+        self._changed()
+
+    def _changed(self) -> None:
+        for listener in list(self.on_change):
             listener()
 
+    def ready_for_intake(self, l1_block: int) -> bool:
+        """Whether the watcher may hand an entry of `l1_block` to the intake:
+        it is MARK_GRACE_L1_BLOCKS old, so other validators recorded it too."""
+        return l1_block + MARK_GRACE_L1_BLOCKS <= self.confirmed_l1_block
+
     def inbox_entry(self, tx_hash: bytes) -> InboxEntry | None:
-        """The recorded inbox entry of a transaction (None: not scanned here)."""
+        """The recorded inbox entry of a transaction (None: not recorded here)."""
         return self._inbox.get(tx_hash)
 
     def inbox_entries(self) -> list[tuple[bytes, InboxEntry]]:
@@ -190,9 +207,9 @@ class ForcedInclusion:
         return list(self._inbox.items())
 
     def _aged(self, entry: InboxEntry, age: int, margin: int) -> bool:
-        """Scanned at least `age` blocks ago, and at least `margin` blocks short of expiry."""
-        scanned = self.scanned_l1_block
-        return entry.l1_block + age <= scanned < entry.l1_block + self.expiry_l1_blocks - margin
+        """At least `age` blocks old, and at least `margin` blocks short of expiry."""
+        confirmed = self.confirmed_l1_block
+        return entry.l1_block + age <= confirmed < entry.l1_block + self.expiry_l1_blocks - margin
 
     def _aged_in(
         self, tx_hashes: Collection[bytes], age: int, margin: int
@@ -213,6 +230,6 @@ class ForcedInclusion:
 
     def required_marks(self, tx_hashes: Collection[bytes]) -> list[tuple[int, bytes]]:
         """What a voter holds a block carrying `tx_hashes` to: (index, hash) of
-        each recorded entry among them scanned MARK_GRACE_L1_BLOCKS ago, in
+        each recorded entry among them at least MARK_GRACE_L1_BLOCKS old, in
         inbox order."""
         return self._aged_in(tx_hashes, MARK_GRACE_L1_BLOCKS, 2 * MARK_GRACE_L1_BLOCKS)

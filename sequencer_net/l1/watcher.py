@@ -3,7 +3,8 @@ validator's own intake.
 
 Follow one round (`L1Watcher.watch_round`, every `[l1] poll_ms`):
 
-    read the L1 head; hand it to the forced-inclusion tracker
+    read the L1 head; hand it, and the confirmed head (head - confirmations),
+    to the forced-inclusion tracker
     check_reorg         the hash of the last scanned block still the L1's?
                         else rewind to a remembered one that is (l1/scan.py)
     scan_confirmed      from the last scanned block + 1 up to head -
@@ -15,13 +16,14 @@ Follow one round (`L1Watcher.watch_round`, every `[l1] poll_ms`):
                            tally is asked first)
       ForcedTransaction -> recorded (hash -> inbox index, L1 block:
                            ForcedInclusion.record_entry, what blocks' forced
-                           marks are checked against), then the transaction
-                           bytes, as a client would submit them; accepted (or
-                           already known or committed) ->
+                           marks are checked against); once the entry is
+                           MARK_GRACE_L1_BLOCKS old (the round stops until
+                           then, every validator records it meanwhile), the
+                           transaction bytes, as a client would submit them;
+                           accepted (or already known or committed) ->
                            ForcedInclusion.observe(hash, due block)
     persist the cursor  a small JSON file under the data directory, written
                         atomically after every range and every report
-    the scanned block   to the tracker (ForcedInclusion.set_scanned)
 
 A submission the intake refuses for the moment (rate, a full mempool, a
 storage hiccup) stops the round; the range is scanned again next round, and
@@ -263,6 +265,10 @@ class L1Watcher:
         self._restore_forced()
         self._caught_up_at: int | None = None
         """The L1 head of the last round that scanned everything (None: none yet)."""
+        self._deferred = False
+        """This round stopped at a forced entry too young for the intake."""
+        self._deferred_at: int | None = None
+        """The L1 head of the last round that stopped so (None: none)."""
 
     def _load(self) -> Cursor:
         try:
@@ -284,7 +290,6 @@ class L1Watcher:
             return
         for digest, (index, l1_block) in self.cursor.inbox.items():
             self.forced.record_entry(digest, index, l1_block)
-        self.forced.set_scanned(self.cursor.block)
         for digest, due in self.cursor.forced.items():
             if due >= 0 and not self.is_committed(digest):
                 self.forced.observe(digest, due)
@@ -302,11 +307,15 @@ class L1Watcher:
         self.status.observe_head(head)
         if self.forced is not None:
             self.forced.set_l1_head(head)
+            self.forced.set_confirmed(head - self.confirmations)
         if head == self._caught_up_at:
             # No new L1 block since a round that scanned everything: nothing
             # to read (the L1 is polled faster than it makes blocks).
             return True
+        if head == self._deferred_at:
+            return False  # the waiting entry is no older: nothing to do yet
         await self.check_reorg()
+        self._deferred = False
         done = await scan_confirmed(
             link=self.link,
             position=self.cursor,
@@ -315,9 +324,9 @@ class L1Watcher:
             handle=self._handle,
             save=self._save,
         )
-        if self.forced is not None:
-            self.forced.set_scanned(self.cursor.block)
         self._caught_up_at = head if done else None
+        self._deferred_at = head if self._deferred else None
+        self._deferred = False
         return done
 
     async def check_reorg(self) -> None:
@@ -406,9 +415,15 @@ class L1Watcher:
         digest = tx_hash(event.tx)
         # The record is the L1's, whatever this intake makes of the bytes: other
         # validators' intakes may accept what this one refuses.
+        self.cursor.remember_inbox(digest, event.index, event.block)
         if self.forced is not None:
             self.forced.record_entry(digest, event.index, event.block)
-        self.cursor.remember_inbox(digest, event.index, event.block)
+            if digest not in self.cursor.forced and not self.forced.ready_for_intake(event.block):
+                # Not an error: the range is read again next round, and by the
+                # time the entry is old enough every validator has recorded it,
+                # so whichever block carries it marks it (docs/l1.md).
+                self._deferred = True
+                return False
         if digest in self.cursor.forced:
             return True
         outcome = await self.submit(event.tx, "l1-inbox")

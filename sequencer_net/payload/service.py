@@ -86,9 +86,9 @@ before it fetches it from a peer instead."""
 
 
 FORCED_MARK_WAIT_S = 1.0
-"""How long a voter waits for its L1 scan to move on when a proposal marks an
-inbox entry it has not recorded: the leader's watcher may have polled the L1 a
-moment earlier (the default poll is every 500 ms). Then it refuses."""
+"""How long a voter waits for its L1 watcher to record an inbox entry a
+proposal marks and it has not recorded: the leader's watcher may have polled
+the L1 a moment earlier (the default poll is every 500 ms). Then it refuses."""
 
 
 class Certificates(Protocol):
@@ -390,23 +390,24 @@ class PayloadService:
         check_forced_inclusion(skipped, sizes, full_of_forced=full_of_forced)
 
     async def _wait_for_marked_entries(self, payload: BlockPayload) -> None:
-        """Until this validator's scan has recorded every entry the block marks,
-        or FORCED_MARK_WAIT_S passed (the check then refuses the unknown ones)."""
+        """Until this validator's watcher has recorded every entry the block
+        marks, or FORCED_MARK_WAIT_S passed (the check then refuses the unknown
+        ones)."""
         forced = self.forced
         if forced is None or not payload.forced:
             return
         with trio.move_on_after(FORCED_MARK_WAIT_S):
             while any(forced.inbox_entry(entry.tx_hash) is None for entry in payload.forced):
-                scanned = trio.Event()
-                forced.on_scanned.append(scanned.set)
+                changed = trio.Event()
+                forced.on_change.append(changed.set)
                 try:
-                    await scanned.wait()
+                    await changed.wait()
                 finally:
-                    forced.on_scanned.remove(scanned.set)
+                    forced.on_change.remove(changed.set)
 
     def _check_forced_marks(self, payload: BlockPayload, pairs: list[tuple[int, bytes]]) -> None:
         """Raise a PayloadRejected subclass unless the block's forced marks are
-        the inbox's truth as far as this validator scanned it (`check_forced_marks`).
+        the inbox's truth as far as this validator has read it (`check_forced_marks`).
         Without an L1 there is no inbox: any mark is unknown."""
         in_block = {h for _, h in pairs}
         marks = [(entry.index, entry.tx_hash) for entry in payload.forced]

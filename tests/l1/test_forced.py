@@ -98,14 +98,14 @@ def test_an_entry_is_marked_at_once_and_required_after_the_grace() -> None:
     forced = ForcedInclusion()
     forced.record_entry(_h(1), index=5, l1_block=100)
     forced.record_entry(_h(2), index=3, l1_block=99)
-    forced.set_scanned(100)
+    forced.set_confirmed(100)
     carried = {_h(1), _h(2), _h(9)}
     assert forced.marks_for(carried) == [(3, _h(2)), (5, _h(1))]  # inbox order
     assert forced.marks_for({_h(9)}) == []  # an ordinary transaction is never marked
-    assert forced.required_marks(carried) == []  # another leader may not have scanned it
-    forced.set_scanned(99 + MARK_GRACE_L1_BLOCKS)
+    assert forced.required_marks(carried) == []  # another leader may not have recorded it
+    forced.set_confirmed(99 + MARK_GRACE_L1_BLOCKS)
     assert forced.required_marks(carried) == [(3, _h(2))]
-    forced.set_scanned(100 + MARK_GRACE_L1_BLOCKS)
+    forced.set_confirmed(100 + MARK_GRACE_L1_BLOCKS)
     assert forced.required_marks(carried) == [(3, _h(2)), (5, _h(1))]
 
 
@@ -125,26 +125,39 @@ def test_marks_stop_before_the_expiry_and_requirements_before_the_marks() -> Non
     grace = MARK_GRACE_L1_BLOCKS
     forced = ForcedInclusion(expiry_l1_blocks=50)
     forced.record_entry(_h(1), index=0, l1_block=100)
-    forced.set_scanned(150 - 2 * grace - 1)
+    forced.set_confirmed(150 - 2 * grace - 1)
     assert forced.marks_for({_h(1)}) and forced.required_marks({_h(1)})
-    forced.set_scanned(150 - 2 * grace)
+    forced.set_confirmed(150 - 2 * grace)
     assert forced.marks_for({_h(1)}) and not forced.required_marks({_h(1)})
-    forced.set_scanned(150 - grace)
+    forced.set_confirmed(150 - grace)
     assert not forced.marks_for({_h(1)})
     assert forced.inbox_entry(_h(1)) is not None
-    forced.set_scanned(150)
+    forced.set_confirmed(150)
     assert forced.inbox_entry(_h(1)) is None
 
 
-def test_the_scan_never_goes_back_and_tells_its_listeners_when_it_moves() -> None:
+def test_the_confirmed_head_never_goes_back_and_listeners_hear_each_change() -> None:
     forced = ForcedInclusion()
-    moved: list[int] = []
-    forced.on_scanned.append(lambda: moved.append(forced.scanned_l1_block))
-    forced.set_scanned(10)
-    forced.set_scanned(8)  # a reorg rewinds the scan, not what was confirmed
-    forced.set_scanned(10)
-    forced.set_scanned(11)
-    assert forced.scanned_l1_block == 11 and moved == [10, 11]
+    changes: list[tuple[int, bool]] = []
+    forced.on_change.append(
+        lambda: changes.append((forced.confirmed_l1_block, forced.inbox_entry(_h(1)) is not None))
+    )
+    forced.set_confirmed(10)
+    forced.set_confirmed(8)  # an endpoint that briefly lags
+    forced.set_confirmed(10)
+    forced.record_entry(_h(1), index=0, l1_block=10)
+    forced.record_entry(_h(1), index=0, l1_block=10)  # nothing new
+    forced.set_confirmed(11)
+    assert forced.confirmed_l1_block == 11
+    assert changes == [(10, False), (10, True), (11, True)]
+
+
+def test_an_entry_goes_to_the_intake_once_every_validator_has_recorded_it() -> None:
+    forced = ForcedInclusion()
+    forced.set_confirmed(100 + MARK_GRACE_L1_BLOCKS - 1)
+    assert not forced.ready_for_intake(100)
+    forced.set_confirmed(100 + MARK_GRACE_L1_BLOCKS)
+    assert forced.ready_for_intake(100)
 
 
 def test_the_inbox_record_stays_bounded_and_marks_stay_within_a_block() -> None:
@@ -152,7 +165,7 @@ def test_the_inbox_record_stays_bounded_and_marks_stay_within_a_block() -> None:
     hashes = [i.to_bytes(32, "big") for i in range(MAX_FORCED_PER_BLOCK + 20)]
     for i, h in enumerate(hashes):
         forced.record_entry(h, index=i, l1_block=1)
-    forced.set_scanned(1)
+    forced.set_confirmed(1)
     assert len(forced.inbox_entries()) == MAX_FORCED_PER_BLOCK + 10
     assert forced.inbox_entry(hashes[0]) is None  # the earliest forgotten first
     marks = forced.marks_for(set(hashes))

@@ -16,7 +16,7 @@ from sequencer_net.execution.genesis import GenesisConfig, genesis_state
 from sequencer_net.execution.records import OracleReporter
 from sequencer_net.execution.state import ExecutionState
 from sequencer_net.execution.transactions import L1DepositReport, decode_payload
-from sequencer_net.l1.forced import ForcedInclusion, InboxEntry
+from sequencer_net.l1.forced import MARK_GRACE_L1_BLOCKS, ForcedInclusion, InboxEntry
 from sequencer_net.l1.link import L1Link
 from sequencer_net.l1.status import L1Status
 from sequencer_net.l1.watcher import MAX_REPORTED_ABOVE, Cursor, L1Watcher
@@ -217,13 +217,22 @@ def test_a_forced_transaction_reaches_intake_and_tracker_after_confirmations(
     run(watcher)
     assert intake.forced() == []
     chain.mine(1)
+    # Confirmed: recorded in the inbox record (what blocks' forced marks are
+    # checked against), but not handed to the intake until every validator
+    # has had MARK_GRACE_L1_BLOCKS to record it too; the round waits.
+    assert not run(watcher)
+    assert tracker.inbox_entry(tx_hash(tx)) == InboxEntry(0, receipt["blockNumber"])
+    assert tracker.confirmed_l1_block == chain.w3.eth.block_number - CONFIRMATIONS
+    assert intake.forced() == [] and watcher.status.last_error is None
+    assert not run(watcher)  # the same head: nothing read again
+    chain.mine(MARK_GRACE_L1_BLOCKS - 1)
+    assert not run(watcher)
+    assert intake.forced() == []
+    chain.mine(1)
     assert run(watcher)
     assert intake.forced() == [tx]
     assert tx_hash(tx) in tracker
     assert tracker.l1_head == chain.w3.eth.block_number
-    # The inbox record: the entry's index and L1 block, and how far the scan got.
-    assert tracker.inbox_entry(tx_hash(tx)) == InboxEntry(0, receipt["blockNumber"])
-    assert tracker.scanned_l1_block == chain.w3.eth.block_number - CONFIRMATIONS
     chain.mine(due + 2 - chain.w3.eth.block_number)
     run(watcher)
     assert tracker.overdue(lambda digest: False) == {tx_hash(tx)}
@@ -233,8 +242,8 @@ def test_a_forced_transaction_reaches_intake_and_tracker_after_confirmations(
     again = make_watcher(chain, intake, tmp_path / "l1", fresh)
     assert tx_hash(tx) in fresh
     assert fresh.inbox_entry(tx_hash(tx)) == InboxEntry(0, receipt["blockNumber"])
-    assert fresh.scanned_l1_block == tracker.scanned_l1_block
     assert run(again)
+    assert fresh.confirmed_l1_block == tracker.confirmed_l1_block
     assert intake.forced() == [tx]
 
 
@@ -244,7 +253,7 @@ def test_forced_bytes_the_intake_refuses_are_not_tracked(chain: L1Chain, tmp_pat
     tracker = ForcedInclusion()
     watcher = make_watcher(chain, intake, tmp_path / "l1", tracker)
     chain.send(chain.inbox.functions.submit(b"\x01garbage"), chain.users[1])
-    chain.mine(CONFIRMATIONS)
+    chain.mine(CONFIRMATIONS + MARK_GRACE_L1_BLOCKS)
     assert run(watcher)
     assert len(tracker) == 0
     assert watcher.cursor.forced[tx_hash(b"\x01garbage")] == -1

@@ -291,7 +291,7 @@ def inbox_tracker(scanned_ago: int = MARK_GRACE_L1_BLOCKS) -> ForcedInclusion:
     """A tracker that recorded FORCED as inbox entry INDEX `scanned_ago` L1 blocks ago."""
     forced = tracker(overdue=False)
     forced.record_entry(FORCED, INDEX, INBOX_BLOCK)
-    forced.set_scanned(INBOX_BLOCK + scanned_ago)
+    forced.set_confirmed(INBOX_BLOCK + scanned_ago)
     return forced
 
 
@@ -348,7 +348,7 @@ async def test_a_voter_waits_briefly_for_its_scan_to_reach_a_marked_entry(
     refused once FORCED_MARK_WAIT_S passed."""
     pool = pool_with_forced()
     behind = tracker(overdue=False)
-    behind.set_scanned(INBOX_BLOCK - 1)
+    behind.set_confirmed(INBOX_BLOCK - 1)
     voter = service(pool, behind)
     proposal = marked(pool, [F], [(INDEX, FORCED)])
     votes: list[bool] = []
@@ -361,8 +361,8 @@ async def test_a_voter_waits_briefly_for_its_scan_to_reach_a_marked_entry(
         await trio.sleep(FORCED_MARK_WAIT_S / 2)
         assert votes == []
         behind.record_entry(FORCED, INDEX, INBOX_BLOCK)
-        behind.set_scanned(INBOX_BLOCK)
-    assert votes == [True] and behind.on_scanned == []
+        behind.set_confirmed(INBOX_BLOCK)
+    assert votes == [True] and behind.on_change == []
     start = trio.current_time()
     assert not await voter.verify(marked(pool, [F], [(INDEX, FORCED), (INDEX + 1, _h(4))]))
     assert trio.current_time() - start == pytest.approx(FORCED_MARK_WAIT_S)
