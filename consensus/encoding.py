@@ -9,8 +9,12 @@ the same digest and check signatures with `ecrecover`:
     Block_hash      = keccak(Block_TYPEHASH || uint64 view || uint64 height
                              || bytes32 parent || bytes32 payloadHash || uint32 proposer)
     payloadHash     = keccak(Payload_TYPEHASH || uint64 timestamp || uint64 stateHeight
-                             || bytes32 stateRoot || bytes32 keccak(batch digests)
+                             || bytes32 stateRoot || bytes32 batchesHash
                              || bytes32 namespaceRoot)     (a BlockPayload)
+    batchesHash     = keccak(batch digests)                (no forced entries)
+                    = keccak(batch digests || FORCED_ENTRIES_MARK
+                             || keccak(uint64 index || bytes32 txHash, ...))
+                                                           (forced entries marked)
                     = keccak(OPAQUE_PAYLOAD_TAG || payload)  (any other bytes)
     Vote_digest     = keccak(0x19 0x01 || domainSeparator ||
                              keccak(Vote_TYPEHASH || uint8 kind || uint64 view
@@ -33,11 +37,12 @@ payloads that decode.
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from consensus.crypto import ADDRESS_LENGTH, keccak256
 from consensus.limits import U64_MAX
-from consensus.payload import MalformedPayload, decode_payload
+from consensus.payload import FORCED_ENTRIES_MARK, MalformedPayload, decode_payload
 from consensus.types import Digest, Height, ValidatorIndex, View
 
 DOMAIN_TYPEHASH = keccak256(
@@ -142,27 +147,47 @@ def payload_struct_hash(
     state_root: bytes,
     batches: list[bytes] | tuple[bytes, ...],
     namespace_root: bytes,
+    forced: Sequence[tuple[int, bytes]] = (),
 ) -> Digest:
     """The EIP-712 struct hash of a block payload's header: what `payloadHash`
     in a block's hash is, so an L1 contract rebuilds a block's digest from the
     header fields with three keccaks (the batch digests enter as
-    `keccak(concat(batches))`, the EIP-712 encoding of a `bytes32[]`)."""
+    `batches_hash(batches, forced)`, the EIP-712 encoding of a `bytes32[]`)."""
     if not (0 <= timestamp_ms <= U64_MAX and 0 <= state_height <= U64_MAX):
         raise ValueError("timestamp or state height out of range")
     if len(state_root) != 32 or len(namespace_root) != 32:
         raise ValueError("roots must be 32 bytes")
-    if any(len(digest) != 32 for digest in batches):
-        raise ValueError("batch digests must be 32 bytes")
     return Digest(
         keccak256(
             PAYLOAD_TYPEHASH
             + word(timestamp_ms)
             + word(state_height)
             + state_root
-            + keccak256(b"".join(batches))
+            + batches_hash(batches, forced)
             + namespace_root
         )
     )
+
+
+def forced_entries_hash(forced: Sequence[tuple[int, bytes]]) -> bytes:
+    """keccak(uint64 index (8 bytes big-endian) || tx hash, ...) of a block's
+    marked forced entries, in their order."""
+    parts: list[bytes] = []
+    for index, tx_hash in forced:
+        if not 0 <= index <= U64_MAX or len(tx_hash) != 32:
+            raise ValueError("a forced entry is a uint64 index and a 32-byte hash")
+        parts.append(index.to_bytes(8, "big") + tx_hash)
+    return keccak256(b"".join(parts))
+
+
+def batches_hash(batches: Sequence[bytes], forced: Sequence[tuple[int, bytes]] = ()) -> bytes:
+    """`batchesHash`: keccak of the batch digests, then, when the block marks
+    forced entries, FORCED_ENTRIES_MARK and `forced_entries_hash(forced)`."""
+    if any(len(digest) != 32 for digest in batches):
+        raise ValueError("batch digests must be 32 bytes")
+    if not forced:
+        return keccak256(b"".join(batches))
+    return keccak256(b"".join(batches) + FORCED_ENTRIES_MARK + forced_entries_hash(forced))
 
 
 @functools.lru_cache(maxsize=PAYLOAD_HASH_CACHE)
@@ -181,6 +206,7 @@ def payload_hash(payload: bytes) -> Digest:
         decoded.state_root,
         decoded.batches,
         decoded.namespace_root,
+        [(entry.index, entry.tx_hash) for entry in decoded.forced],
     )
 
 

@@ -224,7 +224,7 @@ _SCHEMAS: dict[str, _Schema] = {
             },
             "namespace_root": {
                 "oneOf": [_ref("Hash"), {"type": "null"}],
-                "description": "the payload's last field (null if the payload does not decode)",
+                "description": "the payload's fifth field (null if the payload does not decode)",
             },
             "order_seed": {
                 "oneOf": [_ref("Hash"), {"type": "null"}],
@@ -236,7 +236,8 @@ _SCHEMAS: dict[str, _Schema] = {
             "transactions": {
                 "type": "array",
                 "items": _ref("Hex"),
-                "description": "the encoded transactions the block executed, in execution order",
+                "description": "the encoded transactions the block executed, in execution "
+                "order: those the payload marks forced (L1 inbox) first, in inbox order",
             },
         }
     ),

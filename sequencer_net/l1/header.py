@@ -7,7 +7,10 @@ The contract rebuilds the digest the validators signed off-chain
     blockHash      = keccak(BLOCK_TYPEHASH || view || height || parent || payloadHash || proposer)
     finalizeDigest = vote_digest(domainSeparator, FINALIZE, view, height, blockHash)
 
-so the batch digests travel as one `batchesHash = keccak(concat(batches))`.
+so the batch digests travel as one `batchesHash = keccak(concat(batches))`
+(a block marking forced inbox entries appends the mark and the entries' hash
+to the digests first: consensus.encoding.batches_hash; the contract takes the
+hash as given, so it verifies both kinds alike).
 Signatures go as one byte string, 65 bytes each, ordered by signer address
 ascending: the contract checks membership, uniqueness and order in one pass.
 A rotation is signed the same way over the EIP-712 struct
@@ -21,7 +24,14 @@ from dataclasses import dataclass
 from typing import Final
 
 from consensus.crypto import PrivateKey, keccak256, recover_address
-from consensus.encoding import BLOCK_TYPEHASH, PAYLOAD_TYPEHASH, Domain, vote_digest, word
+from consensus.encoding import (
+    BLOCK_TYPEHASH,
+    PAYLOAD_TYPEHASH,
+    Domain,
+    batches_hash,
+    vote_digest,
+    word,
+)
 from consensus.messages import Block, VoteKind
 from consensus.payload import decode_payload
 from consensus.types import Digest, Height, View
@@ -59,13 +69,16 @@ class L1Header:
             timestamp_ms=payload.timestamp_ms,
             state_height=payload.state_height,
             state_root=payload.state_root,
-            batches_hash=cls.hash_batches(payload.batches),
+            batches_hash=batches_hash(
+                payload.batches, [(entry.index, entry.tx_hash) for entry in payload.forced]
+            ),
             namespace_root=payload.namespace_root,
         )
 
     @staticmethod
     def hash_batches(batches: Iterable[bytes]) -> bytes:
-        """`batchesHash`: the EIP-712 encoding of a bytes32[] of batch digests."""
+        """`batchesHash` of a block without forced entries: the EIP-712
+        encoding of a bytes32[] of batch digests."""
         return keccak256(b"".join(batches))
 
     def payload_hash(self) -> Digest:

@@ -3,7 +3,8 @@ validator's own intake.
 
 Follow one round (`L1Watcher.watch_round`, every `[l1] poll_ms`):
 
-    read the L1 head; hand it to the forced-inclusion tracker
+    read the L1 head; hand it, and the confirmed head (head - confirmations),
+    to the forced-inclusion tracker
     check_reorg         the hash of the last scanned block still the L1's?
                         else rewind to a remembered one that is (l1/scan.py)
     scan_confirmed      from the last scanned block + 1 up to head -
@@ -13,8 +14,13 @@ Follow one round (`L1Watcher.watch_round`, every `[l1] poll_ms`):
                            once per deposit nonce (the nonces this validator
                            reported are remembered, and the committed state's
                            tally is asked first)
-      ForcedTransaction -> the transaction bytes, as a client would submit
-                           them; accepted (or already known or committed) ->
+      ForcedTransaction -> recorded (hash -> inbox index, L1 block:
+                           ForcedInclusion.record_entry, what blocks' forced
+                           marks are checked against); once the entry is
+                           MARK_GRACE_L1_BLOCKS old (the round stops until
+                           then, every validator records it meanwhile), the
+                           transaction bytes, as a client would submit them;
+                           accepted (or already known or committed) ->
                            ForcedInclusion.observe(hash, due block)
     persist the cursor  a small JSON file under the data directory, written
                         atomically after every range and every report
@@ -101,6 +107,8 @@ class Cursor(ScanPosition):
     reported_above: set[int] = field(default_factory=set)
     forced: OrderedDict[bytes, int] = field(default_factory=OrderedDict)
     """Forced transactions handled: hash -> due block (-1: the intake refused it)."""
+    inbox: OrderedDict[bytes, tuple[int, int]] = field(default_factory=OrderedDict)
+    """The inbox record (ForcedInclusion.record_entry): hash -> (index, L1 block)."""
 
     def reported(self, nonce: int) -> bool:
         return nonce < self.reported_below or nonce in self.reported_above
@@ -121,6 +129,14 @@ class Cursor(ScanPosition):
         while len(self.forced) > MAX_TRACKED_FORCED:
             self.forced.popitem(last=False)
 
+    def remember_inbox(self, digest: bytes, index: int, l1_block: int) -> None:
+        known = self.inbox.get(digest)
+        if known is not None and known[0] <= index:
+            return
+        self.inbox[digest] = (index, l1_block)
+        while len(self.inbox) > MAX_TRACKED_FORCED:
+            self.inbox.popitem(last=False)
+
     def encode(self) -> bytes:
         return json.dumps(
             {
@@ -128,6 +144,7 @@ class Cursor(ScanPosition):
                 "reported_below": self.reported_below,
                 "reported_above": sorted(self.reported_above),
                 "forced": [["0x" + h.hex(), due] for h, due in self.forced.items()],
+                "inbox": [["0x" + h.hex(), i, b] for h, (i, b) in self.inbox.items()],
             }
         ).encode()
 
@@ -146,12 +163,18 @@ class Cursor(ScanPosition):
                 forced=OrderedDict(
                     (json_digest(h), json_uint(due, -1)) for h, due in raw["forced"]
                 ),
+                # Absent in cursors written before the inbox record existed.
+                inbox=OrderedDict(
+                    (json_digest(h), (json_uint(i, 0), json_uint(b, 0)))
+                    for h, i, b in raw.get("inbox", [])
+                ),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise CursorInvalid(f"malformed cursor: {exc}") from exc
         if (
             len(cursor.reported_above) > MAX_REPORTED_ABOVE
             or len(cursor.forced) > MAX_TRACKED_FORCED
+            or len(cursor.inbox) > MAX_TRACKED_FORCED
         ):
             raise CursorInvalid("cursor lists exceed their bounds")
         return cursor
@@ -242,6 +265,10 @@ class L1Watcher:
         self._restore_forced()
         self._caught_up_at: int | None = None
         """The L1 head of the last round that scanned everything (None: none yet)."""
+        self._deferred = False
+        """This round stopped at a forced entry too young for the intake."""
+        self._deferred_at: int | None = None
+        """The L1 head of the last round that stopped so (None: none)."""
 
     def _load(self) -> Cursor:
         try:
@@ -261,6 +288,8 @@ class L1Watcher:
         """The tracker lives in memory: tell it again what was observed."""
         if self.forced is None:
             return
+        for digest, (index, l1_block) in self.cursor.inbox.items():
+            self.forced.record_entry(digest, index, l1_block)
         for digest, due in self.cursor.forced.items():
             if due >= 0 and not self.is_committed(digest):
                 self.forced.observe(digest, due)
@@ -278,11 +307,15 @@ class L1Watcher:
         self.status.observe_head(head)
         if self.forced is not None:
             self.forced.set_l1_head(head)
+            self.forced.set_confirmed(head - self.confirmations)
         if head == self._caught_up_at:
             # No new L1 block since a round that scanned everything: nothing
             # to read (the L1 is polled faster than it makes blocks).
             return True
+        if head == self._deferred_at:
+            return False  # the waiting entry is no older: nothing to do yet
         await self.check_reorg()
+        self._deferred = False
         done = await scan_confirmed(
             link=self.link,
             position=self.cursor,
@@ -292,6 +325,8 @@ class L1Watcher:
             save=self._save,
         )
         self._caught_up_at = head if done else None
+        self._deferred_at = head if self._deferred else None
+        self._deferred = False
         return done
 
     async def check_reorg(self) -> None:
@@ -378,6 +413,17 @@ class L1Watcher:
 
     async def submit_forced(self, event: ForcedEvent) -> bool:
         digest = tx_hash(event.tx)
+        # The record is the L1's, whatever this intake makes of the bytes: other
+        # validators' intakes may accept what this one refuses.
+        self.cursor.remember_inbox(digest, event.index, event.block)
+        if self.forced is not None:
+            self.forced.record_entry(digest, event.index, event.block)
+            if digest not in self.cursor.forced and not self.forced.ready_for_intake(event.block):
+                # Not an error: the range is read again next round, and by the
+                # time the entry is old enough every validator has recorded it,
+                # so whichever block carries it marks it (docs/l1.md).
+                self._deferred = True
+                return False
         if digest in self.cursor.forced:
             return True
         outcome = await self.submit(event.tx, "l1-inbox")

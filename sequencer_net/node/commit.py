@@ -19,10 +19,12 @@ trip per batch. Then, for each block in order, the pipeline
                                  transaction opened to its inner transaction or
                                  a FailedReveal, and the block's order seed
                                  drawn; execution of the block waits for it
-    order_block                  the execution order: senders by the seed,
+    order_block                  the execution order: the transactions the
+                                 payload marks forced first, in inbox order
+                                 (`split_forced`), then senders by the seed,
                                  each sender's transactions in block order
                                  (fairness/order.py); without a threshold key,
-                                 the block order
+                                 forced first, then the block order
     check_vouched_root           the state root the block vouches for, against
                                  this node's own execution (an alarm if they
                                  differ: voting did not wait for it)
@@ -71,7 +73,7 @@ from sequencer_net.node.market_activity import MarketActivity
 from sequencer_net.node.status import ChainStatus
 from sequencer_net.payload import MalformedPayload, decode_payload
 from sequencer_net.payload.checks import StateRootMismatch, check_vouched_root
-from sequencer_net.payload.format import BlockPayload
+from sequencer_net.payload.format import BlockPayload, ForcedEntry
 from sequencer_net.storage.node_store import NodeStore
 
 log = logging.getLogger("seqnet.commit")
@@ -157,6 +159,27 @@ def resolve_block_transactions(
                 )
             )
     return resolved
+
+
+def split_forced(
+    resolved: Sequence[ResolvedTransaction], marks: Sequence[ForcedEntry]
+) -> tuple[list[ResolvedTransaction], list[ResolvedTransaction]]:
+    """(forced, rest): the transactions the block's payload marks forced, in
+    the marks' order (the inbox order), and the others in block order. A mark
+    naming no transaction of `resolved` (one committed before) marks nothing.
+    A function of the block and the committed chain alone, as every node
+    executes it."""
+    by_hash = {r.sequenced.tx_hash: r for r in resolved}
+    forced: list[ResolvedTransaction] = []
+    taken: set[bytes] = set()
+    for mark in marks:
+        found = by_hash.get(mark.tx_hash)
+        if found is None or mark.tx_hash in taken:
+            continue
+        taken.add(mark.tx_hash)
+        forced.append(found)
+    rest = [r for r in resolved if r.sequenced.tx_hash not in taken]
+    return forced, rest
 
 
 def block_envelopes(
@@ -367,9 +390,10 @@ class CommitPipeline:
         resolved, order_seed = await self.open_block(
             block.height, block.digest(), resolved, batches
         )
-        # Forced L1 transactions are not marked in a block (they travel in
-        # batches like any other), so none go first: all are ordered by sender.
-        resolved = order_block(order_seed, (), resolved)
+        # Forced L1 inbox transactions first, in inbox order (docs/l1.md): the
+        # payload marks them, and voters checked the marks against the L1.
+        forced, rest = split_forced(resolved, [] if payload is None else payload.forced)
+        resolved = order_block(order_seed, forced, rest)
         if payload is not None:
             self._check_vouched_root(block.height, payload)
         timestamp_ms = 0 if payload is None else payload.timestamp_ms

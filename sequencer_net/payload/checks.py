@@ -11,6 +11,10 @@ subclass at the first rule that fails, in the order a reader checks a header:
                           transactions (`block_namespace_pairs`)
     check_forced_inclusion  no overdue forced transaction that a verified
                           batch here carries is left out (docs/l1.md)
+    check_forced_marks    the block's forced marks name inbox entries this
+                          validator scanned, at their indexes, in inbox order,
+                          among the block's transactions, and leave out none
+                          it holds the block to (docs/l1.md)
     check_batches_certified  every named batch has an availability certificate
                           held here (sequencer_net/batches/certificate.py)
     check_certificate_inclusion  no certificate held here for K views is left
@@ -27,11 +31,16 @@ which bounds the lag (docs/architecture.md, "Execution trails ordering").
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from sequencer_net.execution.limits import MAX_TRANSACTIONS_PER_BLOCK
-from sequencer_net.payload.format import MAX_BATCHES_PER_BLOCK, MAX_CLOCK_DRIFT_MS, BlockPayload
+from sequencer_net.payload.format import (
+    MAX_BATCHES_PER_BLOCK,
+    MAX_CLOCK_DRIFT_MS,
+    MAX_FORCED_PER_BLOCK,
+    BlockPayload,
+)
 from sequencer_net.payload.namespaces import namespace_root
 
 MAX_BLOCK_TX_BYTES = 64 * 1024 * 1024
@@ -100,6 +109,30 @@ class OverdueCertificateSkipped(PayloadRejected):
 class ForcedTransactionSkipped(PayloadRejected):
     """The block leaves out an overdue forced transaction that a verified batch
     held here carries, while it had room for that batch."""
+
+
+class ForcedMarksOutOfOrder(PayloadRejected):
+    """The block's forced marks are not in strictly increasing inbox index."""
+
+
+class ForcedMarkNotInBlock(PayloadRejected):
+    """A forced mark names a transaction none of the block's batches carries."""
+
+
+class UnknownForcedEntry(PayloadRejected):
+    """A forced mark names a transaction that is no inbox entry this validator
+    has scanned on the L1: an ordinary transaction passed off as forced, or one
+    this validator cannot check yet."""
+
+
+class ForgedForcedEntry(PayloadRejected):
+    """A forced mark gives an inbox entry's transaction another index than the
+    Inbox gave it."""
+
+
+class ForcedEntryUnmarked(PayloadRejected):
+    """The block carries a forced inbox entry old enough that every honest
+    leader marks it, and leaves it unmarked."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,6 +286,50 @@ def check_forced_inclusion(
         raise ForcedTransactionSkipped(
             f"overdue forced transaction {tx_hash.hex()} left out, though batch "
             f"{holders[0][0].hex()[:12]} carries it"
+        )
+
+
+def check_forced_marks(
+    marks: Sequence[tuple[int, bytes]],
+    in_block: Collection[bytes],
+    inbox_index: Callable[[bytes], int | None],
+    required: Sequence[tuple[int, bytes]],
+) -> None:
+    """The block's forced marks (docs/l1.md, "Forced transactions execute
+    first"): `marks` are its (inbox index, tx hash) pairs as proposed,
+    `in_block` the hashes its batches carry, `inbox_index(hash)` the index of
+    the inbox entry this validator scanned for a hash (None: none), `required`
+    the entries among `in_block` that this validator holds every leader to
+    marking (ForcedInclusion.required_marks), in inbox order.
+
+    Marks go in strictly increasing index (the inbox order, so no hash twice);
+    each names a transaction of the block, which is an inbox entry scanned
+    here, at its index. Every required entry is marked, unless the block holds
+    MAX_FORCED_PER_BLOCK marks and the entry's index is above the last one
+    (leaders mark the lowest indexes first; the rest execute in seed order)."""
+    previous = -1
+    for index, tx_hash in marks:
+        if index <= previous:
+            raise ForcedMarksOutOfOrder(f"forced mark {index} follows {previous}")
+        previous = index
+        if tx_hash not in in_block:
+            raise ForcedMarkNotInBlock(f"forced mark {index} names {tx_hash.hex()[:12]}, not here")
+        known = inbox_index(tx_hash)
+        if known is None:
+            raise UnknownForcedEntry(
+                f"forced mark {index}: {tx_hash.hex()[:12]} is no inbox entry scanned here"
+            )
+        if known != index:
+            raise ForgedForcedEntry(
+                f"forced mark {index}: {tx_hash.hex()[:12]} is inbox entry {known}"
+            )
+    marked = {tx_hash for _, tx_hash in marks}
+    full = len(marks) >= MAX_FORCED_PER_BLOCK
+    for index, tx_hash in required:
+        if tx_hash in marked or (full and index > previous):
+            continue
+        raise ForcedEntryUnmarked(
+            f"inbox entry {index} ({tx_hash.hex()[:12]}) is in the block but not marked forced"
         )
 
 

@@ -8,8 +8,10 @@ sequencer's code imports it by.
 from consensus.payload import (
     MAX_BATCHES_PER_BLOCK,
     MAX_CLOCK_DRIFT_MS,
+    MAX_FORCED_PER_BLOCK,
     MAX_PAYLOAD_BYTES,
     BlockPayload,
+    ForcedEntry,
     MalformedPayload,
     decode_payload,
     encode_payload,
@@ -18,8 +20,10 @@ from consensus.payload import (
 __all__ = [
     "MAX_BATCHES_PER_BLOCK",
     "MAX_CLOCK_DRIFT_MS",
+    "MAX_FORCED_PER_BLOCK",
     "MAX_PAYLOAD_BYTES",
     "BlockPayload",
+    "ForcedEntry",
     "MalformedPayload",
     "decode_payload",
     "encode_payload",

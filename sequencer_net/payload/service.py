@@ -5,7 +5,8 @@ Build: wait (briefly) for a batch when there is none, then take the current
 time, the latest executed state root, and the batches no committed block and
 no uncommitted ancestor of the new block names yet, as many as fit one block,
 those carrying forced transactions first (overdue ones foremost), then the
-others oldest certificate first (with certificates on, only certified
+others oldest certificate first, and the forced inbox entries among their
+transactions marked (`ForcedInclusion.marks_for`) (with certificates on, only certified
 batches are candidates, `Certificates.candidates`); while this
 validator's execution lags too far (checks.MAX_EXECUTION_LAG), only the
 batches carrying overdue forced transactions, which voters require.
@@ -19,6 +20,8 @@ verified here (fetched from the proposer, then from other peers, when
 missing); `checks.check_block_size` over them; `checks.check_namespace_root`
 over their transactions; with forced inclusion on, `checks.check_forced_inclusion`
 (no overdue forced transaction held here in a verified batch is left out);
+`checks.check_forced_marks` (the forced entries the block marks are inbox
+entries scanned here, in inbox order, and none it must mark is left out);
 with certificates on, `checks.check_batches_certified` (certificates missing
 here fetched first) and `checks.check_certificate_inclusion` (no certificate
 held here for the inclusion delay is left out, docs/consensus.md).
@@ -53,6 +56,7 @@ from sequencer_net.payload.checks import (
     check_block_size,
     check_certificate_inclusion,
     check_forced_inclusion,
+    check_forced_marks,
     check_header,
     check_namespace_root,
     check_vouched_root,
@@ -61,6 +65,7 @@ from sequencer_net.payload.checks import (
 from sequencer_net.payload.format import (
     MAX_BATCHES_PER_BLOCK,
     BlockPayload,
+    ForcedEntry,
     MalformedPayload,
     decode_payload,
     encode_payload,
@@ -78,6 +83,12 @@ serving consensus meanwhile."""
 IN_FLIGHT_WAIT_S = 0.5
 """How long a voter waits for a named batch that is queued for verification here
 before it fetches it from a peer instead."""
+
+
+FORCED_MARK_WAIT_S = 1.0
+"""How long a voter waits for its L1 watcher to record an inbox entry a
+proposal marks and it has not recorded: the leader's watcher may have polled
+the L1 a moment earlier (the default poll is every 500 ms). Then it refuses."""
 
 
 class Certificates(Protocol):
@@ -237,6 +248,7 @@ class PayloadService:
             root = await trio.to_thread.run_sync(namespace_root, pairs)
         else:
             root = namespace_root(pairs)
+        marks = [] if self.forced is None else self.forced.marks_for({h for _, h in pairs})
         return encode_payload(
             BlockPayload(
                 timestamp_ms=max(self.clock_ms(), 0 if parent is None else parent.timestamp_ms),
@@ -244,6 +256,7 @@ class PayloadService:
                 state_root=state_root,
                 batches=batches,
                 namespace_root=root,
+                forced=[ForcedEntry(index, tx_hash) for index, tx_hash in marks],
             )
         )
 
@@ -376,6 +389,39 @@ class PayloadService:
         )
         check_forced_inclusion(skipped, sizes, full_of_forced=full_of_forced)
 
+    async def _wait_for_marked_entries(self, payload: BlockPayload) -> None:
+        """Until this validator's watcher has recorded every entry the block
+        marks, or FORCED_MARK_WAIT_S passed (the check then refuses the unknown
+        ones)."""
+        forced = self.forced
+        if forced is None or not payload.forced:
+            return
+        with trio.move_on_after(FORCED_MARK_WAIT_S):
+            while any(forced.inbox_entry(entry.tx_hash) is None for entry in payload.forced):
+                changed = trio.Event()
+                forced.on_change.append(changed.set)
+                try:
+                    await changed.wait()
+                finally:
+                    forced.on_change.remove(changed.set)
+
+    def _check_forced_marks(self, payload: BlockPayload, pairs: list[tuple[int, bytes]]) -> None:
+        """Raise a PayloadRejected subclass unless the block's forced marks are
+        the inbox's truth as far as this validator has read it (`check_forced_marks`).
+        Without an L1 there is no inbox: any mark is unknown."""
+        in_block = {h for _, h in pairs}
+        marks = [(entry.index, entry.tx_hash) for entry in payload.forced]
+        forced = self.forced
+        if forced is None:
+            check_forced_marks(marks, in_block, lambda tx_hash: None, [])
+            return
+
+        def inbox_index(tx_hash: bytes) -> int | None:
+            entry = forced.inbox_entry(tx_hash)
+            return None if entry is None else entry.index
+
+        check_forced_marks(marks, in_block, inbox_index, forced.required_marks(in_block))
+
     def _namespace_pairs(self, digests: list[bytes]) -> list[tuple[int, bytes]]:
         """The (namespace, tx hash) pairs of the block's batches (all held here)."""
         per_batch: list[list[tuple[int, bytes]]] = []
@@ -434,4 +480,6 @@ class PayloadService:
         else:
             check_namespace_root(payload, pairs)
         self._check_forced(block, payload, sizes, pairs)
+        await self._wait_for_marked_entries(payload)
+        self._check_forced_marks(payload, pairs)
         self._check_inclusion(block, payload)

@@ -3,6 +3,7 @@ in the exact form `ecrecover` accepts."""
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 from eth_account import Account
 from eth_account.messages import encode_typed_data
@@ -19,10 +20,18 @@ from consensus.encoding import (
     PAYLOAD_TYPEHASH,
     Domain,
     block_hash,
+    forced_entries_hash,
     payload_hash,
     vote_digest,
 )
-from consensus.payload import BlockPayload, encode_payload
+from consensus.payload import (
+    FORCED_ENTRIES_MARK,
+    BlockPayload,
+    ForcedEntry,
+    MalformedPayload,
+    decode_payload,
+    encode_payload,
+)
 from consensus.types import Digest, Height, ValidatorIndex, View
 
 CONTRACT = bytes.fromhex("5fbdb2315678afecb367f032d93f642f64180aa3")
@@ -217,3 +226,58 @@ def test_only_the_canonical_payload_encoding_is_a_payload() -> None:
         with pytest.raises(MalformedPayload):
             decode_payload(variant)
         assert payload_hash(variant) != payload_hash(canonical)
+
+
+def _forced_payload(forced: list[ForcedEntry]) -> BlockPayload:
+    return BlockPayload(
+        timestamp_ms=1_700_000_000_123,
+        state_height=41,
+        state_root=keccak256(b"root"),
+        batches=[keccak256(b"a"), keccak256(b"b")],
+        namespace_root=keccak256(b"namespaces"),
+        forced=forced,
+    )
+
+
+def test_forced_marks_enter_the_digest_after_the_batches_as_eth_account_computes_it() -> None:
+    """A payload marking forced entries hashes as the same EIP-712 Payload whose
+    `batches` array ends with FORCED_ENTRIES_MARK and the entries' hash, so the
+    L1 contract (which takes batchesHash as given) verifies it unchanged."""
+    entries = [ForcedEntry(3, keccak256(b"x")), ForcedEntry(8, keccak256(b"y"))]
+    payload = _forced_payload(entries)
+    entries_hash = keccak256(
+        (3).to_bytes(8, "big") + keccak256(b"x") + (8).to_bytes(8, "big") + keccak256(b"y")
+    )
+    assert forced_entries_hash([(3, keccak256(b"x")), (8, keccak256(b"y"))]) == entries_hash
+    typed = _typed_payload(
+        msgspec.structs.replace(
+            payload, batches=[*payload.batches, FORCED_ENTRIES_MARK, entries_hash]
+        )
+    )
+    signable = encode_typed_data(full_message=typed)
+    assert payload_hash(encode_payload(payload)) == signable.body
+    # Without marks the hash is the one blocks always had; each mark changes it.
+    plain = _forced_payload([])
+    assert (
+        payload_hash(encode_payload(plain))
+        == encode_typed_data(full_message=_typed_payload(plain)).body
+    )
+    other = _forced_payload([ForcedEntry(3, keccak256(b"x")), ForcedEntry(9, keccak256(b"y"))])
+    hashes = {payload_hash(encode_payload(p)) for p in (payload, plain, other)}
+    assert len(hashes) == 3
+
+
+def test_a_payload_without_forced_marks_keeps_its_five_field_encoding() -> None:
+    plain = _forced_payload([])
+    fields = [plain.timestamp_ms, plain.state_height, plain.state_root, plain.batches]
+    assert encode_payload(plain) == msgspec.msgpack.encode([*fields, plain.namespace_root])
+    # An explicit empty list is a second encoding of the same payload: refused.
+    with pytest.raises(MalformedPayload, match="canonical"):
+        decode_payload(msgspec.msgpack.encode([*fields, plain.namespace_root, []]))
+    marked = _forced_payload([ForcedEntry(1, keccak256(b"x"))])
+    assert decode_payload(encode_payload(marked)) == marked
+    # The mark never names a batch: the batch list in the hash ends at it.
+    with pytest.raises(MalformedPayload, match="mark"):
+        decode_payload(
+            encode_payload(msgspec.structs.replace(plain, batches=[FORCED_ENTRIES_MARK]))
+        )

@@ -15,7 +15,7 @@ from web3.types import TxReceipt
 from consensus.crypto import SECP256K1_N, keccak256
 from consensus.encoding import Domain, payload_struct_hash
 from consensus.messages import Block
-from consensus.payload import BlockPayload, encode_payload
+from consensus.payload import BlockPayload, ForcedEntry, encode_payload
 from sequencer_net.l1.header import L1Header, rotation_digest, sign_packed, validator_set_hash
 from tests.l1.l1_chain import GENESIS_HASH, SEQ_CHAIN_ID, L1Chain, expect_revert, validator_keys
 
@@ -44,6 +44,35 @@ def test_the_contract_rebuilds_a_consensus_block_digest(chain: L1Chain) -> None:
     )
     header = L1Header.of_block(block)
     assert header.block_hash() == block.digest()
+    assert chain.commitments.functions.blockHashOf(header.as_abi()).call() == block.digest()
+
+
+def _forced_block() -> Block:
+    payload = BlockPayload(
+        timestamp_ms=1_700_000_000_000,
+        state_height=3,
+        state_root=keccak256(b"state"),
+        batches=[keccak256(b"x"), keccak256(b"y")],
+        namespace_root=keccak256(b"namespaces"),
+        forced=[ForcedEntry(4, keccak256(b"forced tx"))],
+    )
+    return Block(
+        view=9, height=4, parent=keccak256(b"parent"), proposer=2, payload=encode_payload(payload)
+    )
+
+
+def test_the_header_of_a_block_marking_forced_entries_has_its_digest() -> None:
+    block = _forced_block()
+    header = L1Header.of_block(block)
+    assert header.block_hash() == block.digest()
+    assert header.batches_hash != L1Header.hash_batches([keccak256(b"x"), keccak256(b"y")])
+
+
+def test_the_contract_rebuilds_the_digest_of_a_block_marking_forced_entries(
+    chain: L1Chain,
+) -> None:
+    block = _forced_block()
+    header = L1Header.of_block(block)
     assert chain.commitments.functions.blockHashOf(header.as_abi()).call() == block.digest()
 
 

@@ -16,7 +16,7 @@ from sequencer_net.execution.genesis import GenesisConfig, genesis_state
 from sequencer_net.execution.records import OracleReporter
 from sequencer_net.execution.state import ExecutionState
 from sequencer_net.execution.transactions import L1DepositReport, decode_payload
-from sequencer_net.l1.forced import ForcedInclusion
+from sequencer_net.l1.forced import MARK_GRACE_L1_BLOCKS, ForcedInclusion, InboxEntry
 from sequencer_net.l1.link import L1Link
 from sequencer_net.l1.status import L1Status
 from sequencer_net.l1.watcher import MAX_REPORTED_ABOVE, Cursor, L1Watcher
@@ -217,6 +217,18 @@ def test_a_forced_transaction_reaches_intake_and_tracker_after_confirmations(
     run(watcher)
     assert intake.forced() == []
     chain.mine(1)
+    # Confirmed: recorded in the inbox record (what blocks' forced marks are
+    # checked against), but not handed to the intake until every validator
+    # has had MARK_GRACE_L1_BLOCKS to record it too; the round waits.
+    assert not run(watcher)
+    assert tracker.inbox_entry(tx_hash(tx)) == InboxEntry(0, receipt["blockNumber"])
+    assert tracker.confirmed_l1_block == chain.w3.eth.block_number - CONFIRMATIONS
+    assert intake.forced() == [] and watcher.status.last_error is None
+    assert not run(watcher)  # the same head: nothing read again
+    chain.mine(MARK_GRACE_L1_BLOCKS - 1)
+    assert not run(watcher)
+    assert intake.forced() == []
+    chain.mine(1)
     assert run(watcher)
     assert intake.forced() == [tx]
     assert tx_hash(tx) in tracker
@@ -229,7 +241,9 @@ def test_a_forced_transaction_reaches_intake_and_tracker_after_confirmations(
     fresh = ForcedInclusion()  # a restart: the tracker is rebuilt from the cursor
     again = make_watcher(chain, intake, tmp_path / "l1", fresh)
     assert tx_hash(tx) in fresh
+    assert fresh.inbox_entry(tx_hash(tx)) == InboxEntry(0, receipt["blockNumber"])
     assert run(again)
+    assert fresh.confirmed_l1_block == tracker.confirmed_l1_block
     assert intake.forced() == [tx]
 
 
@@ -239,10 +253,13 @@ def test_forced_bytes_the_intake_refuses_are_not_tracked(chain: L1Chain, tmp_pat
     tracker = ForcedInclusion()
     watcher = make_watcher(chain, intake, tmp_path / "l1", tracker)
     chain.send(chain.inbox.functions.submit(b"\x01garbage"), chain.users[1])
-    chain.mine(CONFIRMATIONS)
+    chain.mine(CONFIRMATIONS + MARK_GRACE_L1_BLOCKS)
     assert run(watcher)
     assert len(tracker) == 0
     assert watcher.cursor.forced[tx_hash(b"\x01garbage")] == -1
+    # Still an inbox entry: another validator's intake may take it, and blocks mark it.
+    entry = tracker.inbox_entry(tx_hash(b"\x01garbage"))
+    assert entry is not None and entry.index == 0
 
 
 def test_the_cursor_round_trips_and_refuses_what_it_did_not_write() -> None:
@@ -252,8 +269,11 @@ def test_the_cursor_round_trips_and_refuses_what_it_did_not_write() -> None:
     assert (cursor.reported_below, cursor.reported_above) == (2, {3})
     cursor.scanned(10, b"\x01" * 32)
     cursor.remember_forced(b"\x02" * 32, 55)
+    cursor.remember_inbox(b"\x02" * 32, 4, 9)
+    cursor.remember_inbox(b"\x02" * 32, 6, 10)  # the same bytes again keep their first index
     again = Cursor.decode(cursor.encode())
     assert again == cursor
+    assert again.inbox == {b"\x02" * 32: (4, 9)}
     cursor.mark_reported(2)
     assert (cursor.reported_below, cursor.reported_above) == (4, set())
     for nonce in range(10, 10 + MAX_REPORTED_ABOVE + 5):
@@ -263,3 +283,15 @@ def test_the_cursor_round_trips_and_refuses_what_it_did_not_write() -> None:
         Cursor.decode(b'{"block": "x"}')
     with pytest.raises(ValueError):
         Cursor.decode(b"[1, 2]")
+
+
+def test_a_cursor_written_before_the_inbox_record_still_loads() -> None:
+    import json
+
+    cursor = Cursor()
+    cursor.scanned(10, b"\x01" * 32)
+    cursor.remember_forced(b"\x02" * 32, 55)
+    older = json.loads(cursor.encode())
+    del older["inbox"]
+    again = Cursor.decode(json.dumps(older).encode())
+    assert again == cursor and again.inbox == {}

@@ -7,13 +7,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from consensus.crypto import keccak256
 from consensus.limits import U64_MAX
 from sequencer_net.execution.limits import MAX_TRANSACTIONS_PER_BLOCK
 from sequencer_net.payload.checks import (
     MAX_BLOCK_TX_BYTES,
     BatchSize,
     BlockTooLarge,
+    ForcedEntryUnmarked,
+    ForcedMarkNotInBlock,
+    ForcedMarksOutOfOrder,
     ForcedTransactionSkipped,
+    ForgedForcedEntry,
     NamespaceRootMismatch,
     ParentState,
     StateHeightNotBelowBlock,
@@ -21,9 +26,11 @@ from sequencer_net.payload.checks import (
     StateRootMismatch,
     TimestampBeforeParent,
     TimestampInFuture,
+    UnknownForcedEntry,
     block_namespace_pairs,
     check_block_size,
     check_forced_inclusion,
+    check_forced_marks,
     check_header,
     check_namespace_root,
     check_vouched_root,
@@ -32,8 +39,10 @@ from sequencer_net.payload.checks import (
 from sequencer_net.payload.format import (
     MAX_BATCHES_PER_BLOCK,
     MAX_CLOCK_DRIFT_MS,
+    MAX_FORCED_PER_BLOCK,
     MAX_PAYLOAD_BYTES,
     BlockPayload,
+    ForcedEntry,
     MalformedPayload,
     decode_payload,
     encode_payload,
@@ -178,3 +187,85 @@ def test_a_block_full_of_forced_batches_may_leave_the_rest_to_the_next(
     check_forced_inclusion(held, block, full_of_forced=True)
     with pytest.raises(ForcedTransactionSkipped):
         check_forced_inclusion(held, block, full_of_forced=False)
+
+
+# ---- forced marks (docs/l1.md, "Forced transactions execute first") ----
+
+FORCED_A = b"\xa1" * 32
+FORCED_B = b"\xb2" * 32
+ORDINARY = b"\x0c" * 32
+INBOX = {FORCED_A: 7, FORCED_B: 9}
+"""The inbox entries this voter scanned: hash -> index."""
+IN_BLOCK = {FORCED_A, FORCED_B, ORDINARY}
+
+
+def check_marks(
+    marks: list[tuple[int, bytes]], required: list[tuple[int, bytes]] | None = None
+) -> None:
+    check_forced_marks(marks, IN_BLOCK, INBOX.get, required or [])
+
+
+def test_true_forced_marks_in_inbox_order_are_accepted() -> None:
+    check_marks([(7, FORCED_A), (9, FORCED_B)], required=[(7, FORCED_A), (9, FORCED_B)])
+    check_marks([(9, FORCED_B)])  # an entry not yet required may go unmarked
+    check_marks([])
+
+
+def test_an_ordinary_transaction_marked_forced_is_refused() -> None:
+    with pytest.raises(UnknownForcedEntry, match="no inbox entry"):
+        check_marks([(7, FORCED_A), (8, ORDINARY)])
+
+
+def test_a_forced_entry_marked_at_another_index_is_refused() -> None:
+    with pytest.raises(ForgedForcedEntry, match="is inbox entry 9"):
+        check_marks([(2, FORCED_B)])
+
+
+def test_marks_out_of_inbox_order_or_repeated_are_refused() -> None:
+    with pytest.raises(ForcedMarksOutOfOrder):
+        check_marks([(9, FORCED_B), (7, FORCED_A)])
+    with pytest.raises(ForcedMarksOutOfOrder):
+        check_marks([(7, FORCED_A), (7, FORCED_A)])
+
+
+def test_a_mark_for_a_transaction_the_block_does_not_carry_is_refused() -> None:
+    with pytest.raises(ForcedMarkNotInBlock):
+        check_forced_marks([(7, FORCED_A)], {ORDINARY}, INBOX.get, [])
+
+
+def test_a_required_entry_left_unmarked_is_refused() -> None:
+    with pytest.raises(ForcedEntryUnmarked, match="inbox entry 9"):
+        check_marks([(7, FORCED_A)], required=[(7, FORCED_A), (9, FORCED_B)])
+
+
+def test_a_block_full_of_marks_may_leave_the_later_entries_unmarked() -> None:
+    """Leaders mark the lowest indexes first: with MAX_FORCED_PER_BLOCK marks,
+    a required entry above the last mark is excused, one below it is not."""
+    hashes = [keccak256(b"forced %d" % i) for i in range(MAX_FORCED_PER_BLOCK + 2)]
+    inbox = {h: 2 * i for i, h in enumerate(hashes)}
+    required = [(2 * i, h) for i, h in enumerate(hashes)]
+    full = required[1 : MAX_FORCED_PER_BLOCK + 1]
+    check_forced_marks(full[:], set(hashes), inbox.get, required[1:])
+    with pytest.raises(ForcedEntryUnmarked, match="inbox entry 0 "):
+        check_forced_marks(full, set(hashes), inbox.get, required)
+    with pytest.raises(ForcedEntryUnmarked):  # not full: every required entry is marked
+        check_forced_marks(full[:-1], set(hashes), inbox.get, required[1:])
+
+
+def test_the_widest_payload_of_batches_and_forced_marks_fits_the_payload_limit() -> None:
+    widest = BlockPayload(
+        timestamp_ms=U64_MAX,
+        state_height=U64_MAX,
+        state_root=b"\xff" * 32,
+        batches=[i.to_bytes(32, "big") for i in range(1, MAX_BATCHES_PER_BLOCK + 1)],
+        namespace_root=b"\xff" * 32,
+        forced=[ForcedEntry(U64_MAX - i, bytes([i]) * 32) for i in range(MAX_FORCED_PER_BLOCK)],
+    )
+    encoded = encode_payload(widest)
+    assert len(encoded) <= MAX_PAYLOAD_BYTES
+    assert decode_payload(encoded) == widest
+    too_many = msgspec.structs.replace(
+        widest, forced=[*widest.forced, ForcedEntry(0, b"\x00" * 32)]
+    )
+    with pytest.raises(MalformedPayload):
+        decode_payload(encode_payload(too_many))

@@ -1,7 +1,9 @@
 """Forced inclusion in the payload service: a voter refuses a block that
 leaves out an overdue forced transaction it holds in a verified batch (unless
 the block, an uncommitted ancestor or the committed chain has it), never for
-one no batch here carries; a leader puts forced batches first."""
+one no batch here carries; a leader puts forced batches first. A leader marks
+the forced inbox entries its block carries; voters refuse marks that are not
+the inbox's and blocks leaving out a mark they require."""
 
 from __future__ import annotations
 
@@ -15,20 +17,25 @@ from trio.testing import MockClock
 from consensus.crypto import Address
 from consensus.messages import Block
 from consensus.types import Validator, ValidatorIndex, ValidatorSet
-from sequencer_net.l1.forced import FORCED_GRACE_L1_BLOCKS, ForcedInclusion
+from sequencer_net.l1.forced import FORCED_GRACE_L1_BLOCKS, MARK_GRACE_L1_BLOCKS, ForcedInclusion
 from sequencer_net.payload.checks import (
     MAX_EXECUTION_LAG,
     BatchSize,
+    ForcedEntryUnmarked,
+    ForcedMarkNotInBlock,
     ForcedTransactionSkipped,
+    ForgedForcedEntry,
+    UnknownForcedEntry,
 )
 from sequencer_net.payload.format import (
     MAX_BATCHES_PER_BLOCK,
     BlockPayload,
+    ForcedEntry,
     decode_payload,
     encode_payload,
 )
 from sequencer_net.payload.namespaces import namespace_root
-from sequencer_net.payload.service import PayloadService
+from sequencer_net.payload.service import FORCED_MARK_WAIT_S, PayloadService
 from tests.payload.test_service import ChainCore, Execution, FakeCore, FakePool, _h
 
 FORCED = b"\xf0" * 32
@@ -270,3 +277,92 @@ async def test_more_overdue_forced_batches_than_a_block_holds_take_two_blocks(
     assert await voter.verify(Block(11, 11, b"\x01" * 32, 1, encode_payload(built)))
     crowded = with_batches(encode_payload(built), [*built.batches[:-1], N], pool)
     assert not await voter.verify(Block(11, 11, b"\x01" * 32, 1, crowded))
+
+
+# ---- forced marks: a block names its forced inbox entries (docs/l1.md) ----
+
+INDEX = 41
+"""The forced transaction's inbox index."""
+INBOX_BLOCK = 500
+"""The L1 block whose ForcedTransaction carried it."""
+
+
+def inbox_tracker(scanned_ago: int = MARK_GRACE_L1_BLOCKS) -> ForcedInclusion:
+    """A tracker that recorded FORCED as inbox entry INDEX `scanned_ago` L1 blocks ago."""
+    forced = tracker(overdue=False)
+    forced.record_entry(FORCED, INDEX, INBOX_BLOCK)
+    forced.set_confirmed(INBOX_BLOCK + scanned_ago)
+    return forced
+
+
+def marked(pool: FakePool, batches: list[bytes], marks: list[tuple[int, bytes]]) -> Block:
+    """A proposal naming `batches` and marking `marks` forced."""
+    payload = decode_payload(block(pool, batches).payload)
+    forced = [ForcedEntry(index, tx_hash) for index, tx_hash in marks]
+    return Block(
+        11, 11, b"\x01" * 32, 1, encode_payload(msgspec.structs.replace(payload, forced=forced))
+    )
+
+
+async def test_a_leader_marks_the_forced_entries_it_carries_and_voters_accept_them(
+    autojump_clock: MockClock,
+) -> None:
+    pool = pool_with_forced()
+    built = decode_payload(await service(pool, inbox_tracker(0)).build(b"\x01" * 32, 11))
+    assert built.batches[0] == F
+    assert built.forced == [ForcedEntry(INDEX, FORCED)]  # scanned this very L1 block
+    voter = service(pool, inbox_tracker())
+    assert await voter.verify(Block(11, 11, b"\x01" * 32, 1, encode_payload(built)))
+    # Without an L1 a leader marks nothing.
+    assert decode_payload(await service(pool, None).build(b"\x01" * 32, 11)).forced == []
+
+
+async def test_voters_refuse_a_forged_an_invented_and_a_missing_forced_mark(
+    autojump_clock: MockClock,
+) -> None:
+    pool = pool_with_forced()
+    voter = service(pool, inbox_tracker())
+    ordinary = _h(4)  # in batch F, never posted to the Inbox
+    with pytest.raises(UnknownForcedEntry):
+        await voter.check(marked(pool, [F], [(INDEX, FORCED), (INDEX + 1, ordinary)]))
+    with pytest.raises(ForgedForcedEntry):
+        await voter.check(marked(pool, [F], [(INDEX - 1, FORCED)]))
+    with pytest.raises(ForcedMarkNotInBlock):
+        await voter.check(marked(pool, [N], [(INDEX, FORCED)]))
+    with pytest.raises(ForcedEntryUnmarked):
+        await voter.check(marked(pool, [N, F], []))
+    # A voter that scanned the entry less than the grace ago does not require the mark.
+    assert await service(pool, inbox_tracker(MARK_GRACE_L1_BLOCKS - 1)).verify(
+        marked(pool, [N, F], [])
+    )
+    # A chain without an L1 has no inbox: any mark is refused.
+    with pytest.raises(UnknownForcedEntry):
+        await service(pool, None).check(marked(pool, [F], [(INDEX, FORCED)]))
+
+
+async def test_a_voter_waits_briefly_for_its_scan_to_reach_a_marked_entry(
+    autojump_clock: MockClock,
+) -> None:
+    """The leader's watcher polled the L1 a moment before this voter's: the
+    voter waits for its own scan, then checks; a mark its scan never brings is
+    refused once FORCED_MARK_WAIT_S passed."""
+    pool = pool_with_forced()
+    behind = tracker(overdue=False)
+    behind.set_confirmed(INBOX_BLOCK - 1)
+    voter = service(pool, behind)
+    proposal = marked(pool, [F], [(INDEX, FORCED)])
+    votes: list[bool] = []
+
+    async def vote() -> None:
+        votes.append(await voter.verify(proposal))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(vote)
+        await trio.sleep(FORCED_MARK_WAIT_S / 2)
+        assert votes == []
+        behind.record_entry(FORCED, INDEX, INBOX_BLOCK)
+        behind.set_confirmed(INBOX_BLOCK)
+    assert votes == [True] and behind.on_change == []
+    start = trio.current_time()
+    assert not await voter.verify(marked(pool, [F], [(INDEX, FORCED), (INDEX + 1, _h(4))]))
+    assert trio.current_time() - start == pytest.approx(FORCED_MARK_WAIT_S)

@@ -34,6 +34,7 @@ from sequencer_net.l1.deploy import predict_addresses
 from sequencer_net.l1.transact import transact
 from sequencer_net.l1.user import contract, deposit_token
 from sequencer_net.mempool.transaction import tx_hash
+from sequencer_net.payload.format import decode_payload
 from sequencer_net.testnet.l1 import (
     L1_PORT_OFFSET,
     VALIDATOR_GAS_WEI,
@@ -233,7 +234,8 @@ def test_real_validators_post_credit_deposits_pay_withdrawals_and_take_forced_tr
     """Four real validators and anvil, end to end: the validators post finalized
     blocks to Commitments; an L1 deposit becomes collateral on the chain once a
     quorum reported it; a withdrawal executed on the chain is paid on L1 against
-    a posted root; a transaction put in the L1 Inbox is executed by the chain."""
+    a posted root; a transaction put in the L1 Inbox is executed by the chain,
+    first in its block."""
     net = start_testnet(
         testnet_dir,
         manifest=Manifest().with_overrides(validators=4, rate=0.0),
@@ -318,6 +320,13 @@ def test_real_validators_post_credit_deposits_pay_withdrawals_and_take_forced_tr
         transact(w3, user, inbox.functions.submit(forced))
         found = _until(lambda: _committed(client, tx_hash(forced)), "the forced transaction")
         assert found["receipt"]["success"], found
+        # Marked forced in its block (inbox entry 0: the first Inbox submission
+        # here), so it executed first there, whatever else the block carries.
+        executed_in = client.block(found["height"])
+        payload = decode_payload(bytes.fromhex(executed_in["payload"][2:]))
+        assert [(m.index, m.tx_hash) for m in payload.forced] == [(0, tx_hash(forced))]
+        assert found["index"] == 0
+        assert executed_in["transactions"][0] == "0x" + forced.hex()
         client.close()
         anvil = net.l1.identity
     finally:

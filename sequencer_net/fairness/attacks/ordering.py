@@ -12,5 +12,9 @@ def execution_order(seed: bytes, forced: Sequence[T], transactions: Sequence[T])
     the node's own rule (`order_block`, docs/fairness.md, "Content-blind
     order"): forced transactions first, then senders ranked by
     keccak(seed || sender), each sender's transactions in their block order.
+    `forced` is what the node passes: the transactions the block's payload
+    marks as forced L1 inbox entries, in inbox order (`split_forced`), marks
+    voters check against the L1, so no attacker's transaction is among them
+    unless its sender paid for an Inbox entry like anyone else.
     The one place the attacks learn it, so a test can swap in another rule."""
     return order_block(seed, forced, transactions)
