@@ -200,7 +200,7 @@ def test_own_shares_count_unverified_and_a_wrong_value_first_does_not_fail_the_b
     assert not job.offer(wrong, coin2) and job.refused == {2}
     assert job.offer(*parts(message(3))) and job.ready
     opened = job.open()
-    assert [o[32:] for o in opened.plaintexts] == plaintexts()  # type: ignore[index]
+    assert [o[32:] for o in opened.plaintexts] == plaintexts()
     other = opening()
     other.offer_own(SHARES[3], *parts(message(3)))
     assert other.offer(*parts(message(0))) and other.ready
