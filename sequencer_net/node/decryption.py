@@ -471,7 +471,7 @@ class Decryptor:
             with trio.move_on_after(wait):
                 await job.ready.wait()
             if not job.ready.is_set():
-                await self._ask_missing(decryption, job.ready)
+                await self._ask_missing_until_ready(decryption, job.ready)
                 wait = min(max(2 * wait, ASK_AFTER_S), ASK_RETRY_MAX_S)
         job.opened = await _off_loop_if(bool(decryption.ciphertexts), decryption.open)
         job.done.set()
@@ -509,6 +509,20 @@ class Decryptor:
         await trio.to_thread.run_sync(self.store.save_own_shares, job.height, encoded)
         self.released += 1
         return encoded, shares, coin
+
+    async def _ask_missing_until_ready(self, job: BlockOpening, ready: trio.Event) -> None:
+        """One round of asking, cut short once t messages are in: a broadcast
+        that arrives meanwhile must not wait for a slow peer's answer (up to
+        REQUEST_TIMEOUT_S)."""
+        async with trio.open_nursery() as nursery:
+
+            async def ask_round() -> None:
+                await self._ask_missing(job, ready)
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(ask_round)
+            await ready.wait()
+            nursery.cancel_scope.cancel()
 
     async def _ask_missing(self, job: BlockOpening, ready: trio.Event) -> None:
         """Ask every validator not yet heard from (nor refused) for its message."""

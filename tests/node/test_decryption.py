@@ -400,3 +400,26 @@ def test_a_block_far_behind_the_newest_heard_is_asked_for_at_once() -> None:
     assert first_ask_after(HEIGHT, HEIGHT + BEHIND_HEIGHTS - 1, validator=True) == ASK_AFTER_S
     assert first_ask_after(HEIGHT, HEIGHT + BEHIND_HEIGHTS, validator=True) == 0.0
     assert first_ask_after(HEIGHT, 0, validator=False) == 0.0  # a full node gets no broadcasts
+
+
+async def test_a_block_opens_once_ready_without_waiting_for_a_peer_that_never_answers(
+    net: Net,
+) -> None:
+    """Validator 0 asks the three others; 1 answers from its store, 2 and 3
+    never answer. Once 1's message verifies, the block opens: the round of
+    asking is cut short instead of waiting on the silent peers."""
+    net.stores[1].save_own_shares(HEIGHT, encode_shares_message(message(1)))
+    silent = trio.Event()  # never set
+
+    async def request(peer: int, data: bytes, timeout: float) -> bytes:
+        if peer in (2, 3):
+            await silent.wait()
+        return net.decryptors[peer].answer_request(data[1:])
+
+    net.decryptors[0].request = request
+    with trio.fail_after(10):  # a guard only: without the cut it would hang
+        async with trio.open_nursery() as nursery:
+            await nursery.start(net.decryptors[0].run)
+            opened = await net.decryptors[0].open_block(HEIGHT, BLOCK, ENVELOPES)
+            nursery.cancel_scope.cancel()
+    assert [o[32:] for o in opened.plaintexts] == plaintexts()  # type: ignore[index]
