@@ -693,7 +693,7 @@ def tdh2(sizes: tuple[int, ...], block_size: int, seed: int, repeat: int, as_jso
     checking the ciphertext), verify_share, the aggregated share message and
     its verification per ciphertext at --block-size ciphertexts, combine
     (verifying t shares), combine_verified (interpolation and AEAD alone),
-    decrypt_per_ct (t aggregated verifications plus combine_verified: one
+    decrypt_per_ct (t - 1 aggregated verifications plus combine_verified: one
     node's cost per ciphertext of a block), and the threshold coin.
 
     Example: seqnet bench tdh2 -n 4 -n 16 --block-size 100 --json

@@ -655,7 +655,8 @@ def block_shares(
     are all dropped (ask it for per-ciphertext `decryption_share`s instead).
 
     Cost to verify: 2 scalar multiplications per ciphertext plus 4, against 4
-    per ciphertext for separate proofs. Every ciphertext is checked against
+    per ciphertext for separate proofs; to make: 2 per ciphertext (S_j and
+    its term of U*; S* is x_i U*) plus 4. Every ciphertext is checked against
     its label first (raises InvalidCiphertext naming the position), or found
     in `cache` as checked before."""
     if len(cts) != len(labels):
@@ -673,13 +674,14 @@ def block_shares(
     rho = _block_coefficients(
         key_share.index, verification_key, [ct.u for ct in cts], encoded_values
     )
+    u_star = _linear_combination(us, rho)
     e, f = _prove_dleq(
         BLOCK_SHARES_TAG,
         key_share.secret,
         GENERATOR,
         verification_key,
-        _linear_combination(us, rho),
-        _linear_combination(values, rho),
+        u_star,
+        mul(u_star, key_share.secret),  # = sum rho_j S_j, as every S_j = x_i U_j
         _share_context(key_share.index),
     )
     return BlockShares(index=key_share.index, values=encoded_values, e=e, f=f)
