@@ -473,7 +473,8 @@ class Decryptor:
             if not job.ready.is_set():
                 await self._ask_missing_until_ready(decryption, job.ready)
                 wait = min(max(2 * wait, ASK_AFTER_S), ASK_RETRY_MAX_S)
-        job.opened = await _off_loop_if(bool(decryption.ciphertexts), decryption.open)
+        if job.opened is None:  # else opened by the message that completed t
+            job.opened = await _off_loop_if(bool(decryption.ciphertexts), decryption.open)
         job.done.set()
 
     async def _own_message(
@@ -494,19 +495,22 @@ class Decryptor:
                     return stored, shares, coin
                 log.warning("event=own_shares_mismatch height=%d", job.height)
 
-        def make() -> tuple[BlockShares | None, CoinShare]:
+        def make_and_persist() -> tuple[bytes, BlockShares | None, CoinShare]:
+            # One worker thread job: the synced write needs a thread anyway,
+            # and each hop costs milliseconds on a busy machine.
             made = None
             if job.ciphertexts:
                 made = block_shares(key_share, job.ciphertexts, job.labels, self.proofs)
-            return made, coin_share(key_share, job.coin_tag)
-
-        shares, coin = await _off_loop_if(bool(job.ciphertexts), make)
-        encoded = encode_shares_message(
-            SharesMessage(
-                job.height, job.block, b"" if shares is None else encode(shares), encode(coin)
+            coin = coin_share(key_share, job.coin_tag)
+            encoded = encode_shares_message(
+                SharesMessage(
+                    job.height, job.block, b"" if made is None else encode(made), encode(coin)
+                )
             )
-        )
-        await trio.to_thread.run_sync(self.store.save_own_shares, job.height, encoded)
+            self.store.save_own_shares(job.height, encoded)
+            return encoded, made, coin
+
+        encoded, shares, coin = await trio.to_thread.run_sync(make_and_persist)
         self.released += 1
         return encoded, shares, coin
 
@@ -584,7 +588,16 @@ class Decryptor:
             return
         if index in job.verified or index in job.refused or job.ready:
             return  # nothing new, or t messages in already: no need to verify more
-        accepted = await _off_loop_if(bool(job.ciphertexts), lambda: job.offer(shares, coin))
+
+        def verify_then_open() -> tuple[bool, OpenedBlock | None]:
+            # The message that completes t opens the block in the same worker
+            # thread job (one hop fewer on the way to execution).
+            accepted = job.offer(shares, coin)
+            return accepted, job.open() if accepted and job.ready and job.ciphertexts else None
+
+        accepted, opened = await _off_loop_if(bool(job.ciphertexts), verify_then_open)
+        if opened is not None and active.opened is None:
+            active.opened = opened
         if job.ready:
             ready.set()
         if not accepted and index in job.refused:
