@@ -693,7 +693,7 @@ def tdh2(sizes: tuple[int, ...], block_size: int, seed: int, repeat: int, as_jso
     checking the ciphertext), verify_share, the aggregated share message and
     its verification per ciphertext at --block-size ciphertexts, combine
     (verifying t shares), combine_verified (interpolation and AEAD alone),
-    decrypt_per_ct (t aggregated verifications plus combine_verified: one
+    decrypt_per_ct (t - 1 aggregated verifications plus combine_verified: one
     node's cost per ciphertext of a block), and the threshold coin.
 
     Example: seqnet bench tdh2 -n 4 -n 16 --block-size 100 --json
@@ -710,6 +710,102 @@ def tdh2(sizes: tuple[int, ...], block_size: int, seed: int, repeat: int, as_jso
         for name, value in report.items():
             if name.endswith("_us"):
                 click.echo(f"  {name[:-3] + ':':<28}{value:>10.1f}")
+
+
+@bench.command("encrypted")
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0, min_open=True),
+    default=200.0,
+    show_default=True,
+    help="Rollup transactions per second offered in every run.",
+)
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=1.0, max=600.0),
+    default=20.0,
+    show_default=True,
+    help="Seconds of load per run.",
+)
+@click.option(
+    "--rounds",
+    type=click.IntRange(1, 20),
+    default=2,
+    show_default=True,
+    help="Pairs of runs (plain, then encrypted), alternated.",
+)
+@click.option(
+    "--validators",
+    "-n",
+    type=click.IntRange(1, 16),
+    default=4,
+    show_default=True,
+    help="Validators of each testnet (all on this machine).",
+)
+@click.option(
+    "--base-port",
+    type=click.IntRange(1024, 65000),
+    default=27100,
+    show_default=True,
+    help="Ports of the testnets (as `testnet up --base-port`).",
+)
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path(".seqnet-bench-encrypted"),
+    show_default=True,
+    help="Directory of each run's testnet (deleted after the run).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object at the end.")
+def encrypted(
+    rate: float,
+    duration: float,
+    rounds: int,
+    validators: int,
+    base_port: int,
+    directory: Path,
+    as_json: bool,
+) -> None:
+    """Committed tx/s and latency of plain vs 100% encrypted load, side by side.
+
+    Runs --rounds pairs of fresh --no-l1 testnets: one under `seqnet load
+    --mix rollup` at --rate, one under the same load with --encrypt, in
+    turn, and prints every run and the medians (details in
+    sequencer_net/cli/bench_encrypted.py).
+
+    Example: seqnet bench encrypted --rate 200 --duration 20 --rounds 3
+    """
+    from sequencer_net.cli.bench_encrypted import BenchRunFailed, bench_encrypted
+
+    def echo(text: str) -> None:
+        click.echo(text, err=as_json)
+
+    try:
+        report = bench_encrypted(
+            rate=rate,
+            duration=duration,
+            rounds=rounds,
+            validators=validators,
+            base_port=base_port,
+            directory=directory,
+            echo=echo,
+        )
+    except BenchRunFailed as exc:
+        raise click.ClickException(str(exc)) from exc
+    if as_json:
+        click.echo(json.dumps(report))
+        return
+    for mode, median in report["median"].items():
+        click.echo(
+            f"median {mode:<9} committed {median['committed_tps']:.1f} tx/s, "
+            f"p50 {median['p50_ms']:.0f} ms, p99 {median['p99_ms']:.0f} ms"
+        )
+    if "throughput_ratio" in report:
+        click.echo(
+            f"encrypted/plain throughput {report['throughput_ratio']:.0%}, "
+            f"p50 added {report['p50_added_ms']:+.0f} ms"
+        )
 
 
 @bench.command("subscribers")

@@ -64,7 +64,14 @@ from sequencer_net.mempool.transaction import (
 
 from .group import Point, RandomBytes
 from .limits import BLIND_BYTES, MAX_ENVELOPE_BYTES
-from .tdh2 import Ciphertext, DecryptionFailed, encode, encrypt, verify_ciphertext
+from .tdh2 import (
+    Ciphertext,
+    CiphertextProofCache,
+    DecryptionFailed,
+    encode,
+    encrypt,
+    verify_ciphertext,
+)
 
 ENVELOPE_VERSION: Final = 1
 LABEL_TAG: Final = b"seqnet/tdh2/v1"
@@ -270,14 +277,20 @@ def label_of(envelope: Envelope) -> bytes:
 
 
 def open_envelope(
-    data: bytes, domain: Domain, public_key: Point, key_epoch: int, height: int
+    data: bytes,
+    domain: Domain,
+    public_key: Point,
+    key_epoch: int,
+    height: int,
+    proofs: CiphertextProofCache | None = None,
 ) -> Envelope:
     """Decode and check an envelope for ordering at `height`; raise an
     InvalidEnvelope subclass at the first check that fails:
 
     size (before parsing), canonical structure and version, chain, key epoch,
     expiry (height <= expiry_height), the signature recovers `sender`, the
-    ciphertext's proof holds under the label."""
+    ciphertext's proof holds under the label (`proofs`: a ciphertext found
+    there was checked before; one that passes is added)."""
     envelope = decode_envelope(data)
     if envelope.chain_id != domain.chain_id:
         raise WrongChain(f"envelope is for chain {envelope.chain_id}, not {domain.chain_id}")
@@ -291,7 +304,7 @@ def open_envelope(
         raise BadEnvelopeSignature(str(exc)) from exc
     if signer != envelope.sender:
         raise BadEnvelopeSignature("the signature does not recover the envelope's sender")
-    if not verify_ciphertext(public_key, envelope.ciphertext, label_of(envelope)):
+    if not verify_ciphertext(public_key, envelope.ciphertext, label_of(envelope), proofs):
         raise InvalidCiphertextProof("the ciphertext's proof fails under the envelope's label")
     return envelope
 

@@ -41,6 +41,12 @@ MAX_BLOCK_SHARES_BYTES: Final = 35 * MAX_BLOCK_CIPHERTEXTS + 256
 """An encoded aggregated share message: 35 bytes per share value plus the
 index, the list header and one proof."""
 
+PROOF_CACHE_ENTRIES: Final = 65_536
+"""Ciphertexts whose proof a node remembers having checked (32 bytes each,
+about 6 MB with the dictionary's overhead): far more than the envelopes
+between intake and the making of the block's shares at the throughput
+target, so the share maker finds them all checked."""
+
 MAX_COIN_TAG_BYTES: Final = 256
 """What a threshold coin is named by (for example an encoded height)."""
 

@@ -39,6 +39,8 @@ a function of its inputs.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Final, TypeVar
@@ -81,6 +83,7 @@ from .limits import (
     MAX_PLAINTEXT_BYTES,
     MAX_SHARE_BYTES,
     MAX_SHAREHOLDERS,
+    PROOF_CACHE_ENTRIES,
 )
 
 GBAR_TAG: Final = b"seqnet/tdh2/v1/gbar"
@@ -88,6 +91,7 @@ KDF_TAG: Final = b"seqnet/tdh2/v1/kdf"
 CIPHERTEXT_PROOF_TAG: Final = b"seqnet/tdh2/v1/ciphertext-proof"
 SHARE_PROOF_TAG: Final = b"seqnet/tdh2/v1/share-proof"
 BLOCK_SHARES_TAG: Final = b"seqnet/tdh2/v1/block-shares"
+PROOF_CACHE_TAG: Final = b"seqnet/tdh2/v1/checked-ciphertext"
 BEACON_TAG: Final = b"seqnet/beacon/v1"
 COIN_PROOF_TAG: Final = b"seqnet/beacon/v1/share-proof"
 COIN_SEED_TAG: Final = b"seqnet/beacon/v1/seed"
@@ -410,10 +414,69 @@ def encrypt(
     return Ciphertext(u=encode_point(u), u_bar=encode_point(u_bar), e=e, f=f, body=body)
 
 
-def verify_ciphertext(public_key: Point, ct: Ciphertext, label: bytes) -> bool:
-    """Whether `ct`'s proof holds for this key and label (false on any bad input)."""
+class CiphertextProofCache:
+    """The ciphertexts whose proof this node has checked and found valid, so
+    the same check is not paid twice (at intake or in a peer's batch, then
+    again when the block's shares are made).
+
+    An entry is keccak(frame(tag, Y, canonical ciphertext encoding, label)):
+    it names every input of `verify_ciphertext`, so a hit is the answer the
+    check would give again (the check is a function of its inputs), short of
+    a keccak collision. Only successes are remembered; a hostile ciphertext is
+    checked every time it comes. At most `capacity` entries, the least
+    recently used dropped first; safe to share between threads."""
+
+    def __init__(self, capacity: int = PROOF_CACHE_ENTRIES) -> None:
+        if capacity < 1:
+            raise ValueError("a proof cache holds at least one entry")
+        self.capacity = capacity
+        self._entries: OrderedDict[bytes, None] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+
+    @staticmethod
+    def key(public_key: Point, ct: Ciphertext, label: bytes) -> bytes:
+        return keccak256(frame(PROOF_CACHE_TAG, (encode_point(public_key), encode(ct), label)))
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def holds(self, key: bytes) -> bool:
+        with self._lock:
+            if key not in self._entries:
+                return False
+            self._entries.move_to_end(key)
+            self.hits += 1
+            return True
+
+    def remember(self, key: bytes) -> None:
+        with self._lock:
+            self._entries[key] = None
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.capacity:
+                self._entries.popitem(last=False)
+
+
+def verify_ciphertext(
+    public_key: Point, ct: Ciphertext, label: bytes, cache: CiphertextProofCache | None = None
+) -> bool:
+    """Whether `ct`'s proof holds for this key and label (false on any bad input).
+    With a `cache`, a ciphertext it holds is not checked again, and one that
+    verifies is added."""
     if not isinstance(label, bytes) or not isinstance(ct, Ciphertext):
         return False
+    if cache is None:
+        return _check_ciphertext(public_key, ct, label)
+    key = cache.key(public_key, ct, label)
+    if cache.holds(key):
+        return True
+    ok = _check_ciphertext(public_key, ct, label)
+    if ok:
+        cache.remember(key)
+    return ok
+
+
+def _check_ciphertext(public_key: Point, ct: Ciphertext, label: bytes) -> bool:
     try:
         u = decode_point(ct.u)
         u_bar = decode_point(ct.u_bar)
@@ -566,7 +629,10 @@ def _linear_combination(points: Sequence[Point], coefficients: Sequence[int]) ->
 
 
 def block_shares(
-    key_share: KeyShare, cts: Sequence[Ciphertext], labels: Sequence[bytes]
+    key_share: KeyShare,
+    cts: Sequence[Ciphertext],
+    labels: Sequence[bytes],
+    cache: CiphertextProofCache | None = None,
 ) -> BlockShares:
     """Shareholder i's shares U_ij = x_i U_j for a block's ciphertexts with ONE proof.
 
@@ -589,15 +655,17 @@ def block_shares(
     are all dropped (ask it for per-ciphertext `decryption_share`s instead).
 
     Cost to verify: 2 scalar multiplications per ciphertext plus 4, against 4
-    per ciphertext for separate proofs. Every ciphertext is checked against
-    its label first (raises InvalidCiphertext naming the position)."""
+    per ciphertext for separate proofs; to make: 2 per ciphertext (S_j and
+    its term of U*; S* is x_i U*) plus 4. Every ciphertext is checked against
+    its label first (raises InvalidCiphertext naming the position), or found
+    in `cache` as checked before."""
     if len(cts) != len(labels):
         raise ValueError("one label per ciphertext")
     if not 1 <= len(cts) <= MAX_BLOCK_CIPHERTEXTS:
         raise ValueError(f"a block's shares cover 1 to {MAX_BLOCK_CIPHERTEXTS} ciphertexts")
     us = []
     for position, (ct, label) in enumerate(zip(cts, labels, strict=True)):
-        if not verify_ciphertext(key_share.public_key, ct, label):
+        if not verify_ciphertext(key_share.public_key, ct, label, cache):
             raise InvalidCiphertext(f"ciphertext {position} does not verify under its label")
         us.append(decode_point(ct.u))
     values = [mul(u, key_share.secret) for u in us]
@@ -606,13 +674,14 @@ def block_shares(
     rho = _block_coefficients(
         key_share.index, verification_key, [ct.u for ct in cts], encoded_values
     )
+    u_star = _linear_combination(us, rho)
     e, f = _prove_dleq(
         BLOCK_SHARES_TAG,
         key_share.secret,
         GENERATOR,
         verification_key,
-        _linear_combination(us, rho),
-        _linear_combination(values, rho),
+        u_star,
+        mul(u_star, key_share.secret),  # = sum rho_j S_j, as every S_j = x_i U_j
         _share_context(key_share.index),
     )
     return BlockShares(index=key_share.index, values=encoded_values, e=e, f=f)
@@ -646,6 +715,20 @@ def accept_block_shares(
         message.f,
     )
     return [VerifiedShare(message.index, v) for v in values] if ok else None
+
+
+def own_block_shares(key_share: KeyShare, message: BlockShares) -> list[VerifiedShare]:
+    """The shares of a message this shareholder made itself (`block_shares`,
+    or the copy it stored before sending), taken without checking its proof:
+    they are x_i U_j computed from its own x_i, so the check could only pass.
+    Raises ValueError if the message is not this shareholder's or a value is
+    not a point (a damaged store)."""
+    if message.index != key_share.index:
+        raise ValueError(f"shares of shareholder {message.index}, not {key_share.index}")
+    try:
+        return [VerifiedShare(message.index, decode_point(v)) for v in message.values]
+    except InvalidGroupElement as exc:
+        raise ValueError(f"own block shares hold a value that is not a point: {exc}") from exc
 
 
 def verify_block_shares(
@@ -705,6 +788,17 @@ def accept_coin_share(verification_key: Point, tag: bytes, share: CoinShare) -> 
     except ValueError:
         return None
     return _accept_coin_share(verification_key, base, share)
+
+
+def own_coin_share(key_share: KeyShare, share: CoinShare) -> Point:
+    """The value of a coin share this shareholder made itself (`coin_share`),
+    taken without checking its proof. Raises ValueError as `own_block_shares`."""
+    if share.index != key_share.index:
+        raise ValueError(f"coin share of shareholder {share.index}, not {key_share.index}")
+    try:
+        return decode_point(share.value)
+    except InvalidGroupElement as exc:
+        raise ValueError(f"own coin share is not a point: {exc}") from exc
 
 
 def verify_coin_share(verification_key: Point, tag: bytes, share: CoinShare) -> bool:

@@ -38,6 +38,7 @@ from sequencer_net.fairness.envelope import (
 )
 from sequencer_net.fairness.group import Point
 from sequencer_net.fairness.limits import AEAD_TAG_BYTES, BLIND_BYTES
+from sequencer_net.fairness.tdh2 import CiphertextProofCache
 
 from .limits import MAX_TX_BYTES
 from .transaction import InvalidTransaction, OversizedTransaction, decode_transaction
@@ -72,10 +73,13 @@ class InvalidEncryptedTransaction(InvalidTransaction):
 
 @dataclass(frozen=True, slots=True)
 class EnvelopeRules:
-    """What checking an envelope needs from genesis: the network key and its epoch."""
+    """What checking an envelope needs from genesis: the network key and its
+    epoch; and the node's memory of ciphertext proofs already checked
+    (`proofs`, shared with the share maker, node/decryption.py)."""
 
     public_key: Point
     key_epoch: int
+    proofs: CiphertextProofCache | None = None
 
 
 def payload_length_floor(envelope: Envelope) -> int:
@@ -118,7 +122,9 @@ def open_encrypted(
     if rules is None:
         raise EncryptionOff("encryption is off: this chain's genesis has no threshold key")
     try:
-        return open_envelope(encoded[1:], domain, rules.public_key, rules.key_epoch, height)
+        return open_envelope(
+            encoded[1:], domain, rules.public_key, rules.key_epoch, height, rules.proofs
+        )
     except InvalidEnvelope as exc:
         raise InvalidEncryptedTransaction(exc) from exc
 

@@ -12,6 +12,7 @@ from sequencer_net.execution.fees import CommittedFeeBalances, required_fee
 from sequencer_net.execution.genesis import genesis_state
 from sequencer_net.execution.state import ExecutionState, load_state
 from sequencer_net.fairness.group import decode_point
+from sequencer_net.fairness.tdh2 import CiphertextProofCache
 from sequencer_net.home.config import NodeConfig
 from sequencer_net.home.genesis import Genesis
 from sequencer_net.l1.evidence_watch import EvidenceWatcher, StoreSource, load_l1_key
@@ -38,6 +39,7 @@ def envelope_rules(genesis: Genesis) -> EnvelopeRules | None:
     return EnvelopeRules(
         public_key=decode_point(genesis.threshold.public_key),
         key_epoch=genesis.threshold.key_epoch,
+        proofs=CiphertextProofCache(),
     )
 
 

@@ -7,12 +7,16 @@ reaches a committed block, each validator makes ONE share message for it:
     block_shares          shares for the block's envelopes not yet expired at
                           its height, in block order, with one aggregated proof
                           (fairness/tdh2.py; it checks every ciphertext's
-                          proof); none when the block holds no envelope
+                          proof, except those the node's proof cache holds:
+                          checked at intake or in a peer's batch); none when
+                          the block holds no envelope
     coin_share            its share of the block's order coin, on
                           order_seed_tag(chain id, height, block digest)
                           (fairness/order.py), with its proof
     persist               store.save_own_shares (synced) ...
     broadcast             ... then send it to every validator (Channel.SHARES)
+    keep                  its own shares and coin share as verified (it made
+                          them from its own key share: no proof to check)
     collect               others' messages, each checked against the sender's
                           verification key (accept_block_shares and
                           accept_coin_share: one failing part refuses the
@@ -65,6 +69,7 @@ from sequencer_net.fairness.order import order_seed_tag
 from sequencer_net.fairness.tdh2 import (
     BlockShares,
     Ciphertext,
+    CiphertextProofCache,
     CoinShare,
     DecryptionFailed,
     KeyShare,
@@ -81,6 +86,8 @@ from sequencer_net.fairness.tdh2 import (
     decode_block_shares,
     decode_coin_share,
     encode,
+    own_block_shares,
+    own_coin_share,
 )
 from sequencer_net.node.requests import RequestKind
 from sequencer_net.storage.node_store import NodeStore
@@ -252,6 +259,18 @@ class BlockOpening:
         self.verified[index], self.coins[index] = accepted
         return True
 
+    def offer_own(self, key_share: KeyShare, shares: BlockShares | None, coin: CoinShare) -> None:
+        """Keep this validator's own message without checking its proofs: it
+        made the shares from its own key share (`own_block_shares`)."""
+        if (shares is None) != (not self.ciphertexts):
+            raise ValueError("own shares do not cover this block's ciphertexts")
+        decrypted = [] if shares is None else own_block_shares(key_share, shares)
+        if len(decrypted) != len(self.ciphertexts):
+            raise ValueError("own shares do not cover this block's ciphertexts")
+        index = key_share.index
+        self.verified[index] = decrypted
+        self.coins[index] = own_coin_share(key_share, coin)
+
     def accept(
         self, key: Point, shares: BlockShares | None, coin: CoinShare
     ) -> tuple[list[VerifiedShare], Point] | None:
@@ -289,6 +308,18 @@ class BlockOpening:
             opened.append(result)
         seed = combine_verified_coin(self.coin_tag, {i: self.coins[i] for i in chosen}, t)
         return OpenedBlock(opened, seed)
+
+
+def _is_own_message_for(
+    job: BlockOpening, key_share: KeyShare, shares: BlockShares | None, coin: CoinShare
+) -> bool:
+    """Whether a stored message is this shareholder's for exactly this block's
+    ciphertexts (a store that does not match is remade, never trusted)."""
+    if coin.index != key_share.index:
+        return False
+    if shares is None:
+        return not job.ciphertexts
+    return shares.index == key_share.index and len(shares.values) == len(job.ciphertexts)
 
 
 # -- shell -----------------------------------------------------------------------------
@@ -330,7 +361,8 @@ class Decryptor:
     `chain_id` names the order coins; `key_share` None: a full node (asks
     only). `broadcast(data)` sends to every validator; `request(peer, data,
     timeout)` asks one; `peers()` are the validator indices to ask;
-    `executed()` the executed height."""
+    `executed()` the executed height; `proofs` the node's cache of checked
+    ciphertext proofs (intake's), so making shares does not check them again."""
 
     def __init__(
         self,
@@ -343,6 +375,7 @@ class Decryptor:
         request: Request,
         peers: Callable[[], Sequence[int]],
         executed: Callable[[], int],
+        proofs: CiphertextProofCache | None = None,
     ) -> None:
         self.chain_id = chain_id
         self.keys = keys
@@ -352,6 +385,7 @@ class Decryptor:
         self.request = request
         self.peers = peers
         self.executed = executed
+        self.proofs = proofs
         self._jobs: dict[int, _Job] = {}
         self._early: dict[int, dict[int, bytes]] = {}
         self._early_bytes = 0
@@ -425,7 +459,9 @@ class Decryptor:
         decryption = job.decryption
         if self.key_share is not None:
             encoded, own_shares, own_coin = await self._own_message(decryption, self.key_share)
-            self._offer(decryption, job.ready, own_shares, own_coin)
+            decryption.offer_own(self.key_share, own_shares, own_coin)
+            if decryption.ready:
+                job.ready.set()
             self.broadcast(encoded)
         for index, data in sorted(self._early.pop(decryption.height, {}).items()):
             self._early_bytes -= len(data)
@@ -435,9 +471,10 @@ class Decryptor:
             with trio.move_on_after(wait):
                 await job.ready.wait()
             if not job.ready.is_set():
-                await self._ask_missing(decryption, job.ready)
+                await self._ask_missing_until_ready(decryption, job.ready)
                 wait = min(max(2 * wait, ASK_AFTER_S), ASK_RETRY_MAX_S)
-        job.opened = await _off_loop_if(bool(decryption.ciphertexts), decryption.open)
+        if job.opened is None:  # else opened by the message that completed t
+            job.opened = await _off_loop_if(bool(decryption.ciphertexts), decryption.open)
         job.done.set()
 
     async def _own_message(
@@ -454,32 +491,42 @@ class Decryptor:
             except MalformedSharesMessage:
                 log.warning("event=own_shares_unreadable height=%d", job.height)
             else:
-                if message.block == job.block:
+                if message.block == job.block and _is_own_message_for(job, key_share, shares, coin):
                     return stored, shares, coin
+                log.warning("event=own_shares_mismatch height=%d", job.height)
 
-        def make() -> tuple[BlockShares | None, CoinShare]:
+        def make_and_persist() -> tuple[bytes, BlockShares | None, CoinShare]:
+            # One worker thread job: the synced write needs a thread anyway,
+            # and each hop costs milliseconds on a busy machine.
             made = None
             if job.ciphertexts:
-                made = block_shares(key_share, job.ciphertexts, job.labels)
-            return made, coin_share(key_share, job.coin_tag)
-
-        shares, coin = await _off_loop_if(bool(job.ciphertexts), make)
-        encoded = encode_shares_message(
-            SharesMessage(
-                job.height, job.block, b"" if shares is None else encode(shares), encode(coin)
+                made = block_shares(key_share, job.ciphertexts, job.labels, self.proofs)
+            coin = coin_share(key_share, job.coin_tag)
+            encoded = encode_shares_message(
+                SharesMessage(
+                    job.height, job.block, b"" if made is None else encode(made), encode(coin)
+                )
             )
-        )
-        await trio.to_thread.run_sync(self.store.save_own_shares, job.height, encoded)
+            self.store.save_own_shares(job.height, encoded)
+            return encoded, made, coin
+
+        encoded, shares, coin = await trio.to_thread.run_sync(make_and_persist)
         self.released += 1
         return encoded, shares, coin
 
-    def _offer(
-        self, job: BlockOpening, ready: trio.Event, shares: BlockShares | None, coin: CoinShare
-    ) -> bool:
-        accepted = job.offer(shares, coin)
-        if job.ready:
-            ready.set()
-        return accepted
+    async def _ask_missing_until_ready(self, job: BlockOpening, ready: trio.Event) -> None:
+        """One round of asking, cut short once t messages are in: a broadcast
+        that arrives meanwhile must not wait for a slow peer's answer (up to
+        REQUEST_TIMEOUT_S)."""
+        async with trio.open_nursery() as nursery:
+
+            async def ask_round() -> None:
+                await self._ask_missing(job, ready)
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(ask_round)
+            await ready.wait()
+            nursery.cancel_scope.cancel()
 
     async def _ask_missing(self, job: BlockOpening, ready: trio.Event) -> None:
         """Ask every validator not yet heard from (nor refused) for its message."""
@@ -541,7 +588,16 @@ class Decryptor:
             return
         if index in job.verified or index in job.refused or job.ready:
             return  # nothing new, or t messages in already: no need to verify more
-        accepted = await _off_loop_if(bool(job.ciphertexts), lambda: job.offer(shares, coin))
+
+        def verify_then_open() -> tuple[bool, OpenedBlock | None]:
+            # The message that completes t opens the block in the same worker
+            # thread job (one hop fewer on the way to execution).
+            accepted = job.offer(shares, coin)
+            return accepted, job.open() if accepted and job.ready and job.ciphertexts else None
+
+        accepted, opened = await _off_loop_if(bool(job.ciphertexts), verify_then_open)
+        if opened is not None and active.opened is None:
+            active.opened = opened
         if job.ready:
             ready.set()
         if not accepted and index in job.refused:

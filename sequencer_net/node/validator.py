@@ -286,6 +286,7 @@ class ValidatorNode(NodeBase):
             request=request,
             peers=lambda: [i for i in range(len(self.validators)) if i != self.index],
             executed=lambda: self.status.height,
+            proofs=None if self.envelope_rules is None else self.envelope_rules.proofs,
         )
 
     def _test_fault(self) -> Equivocator | None:

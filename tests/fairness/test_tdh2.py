@@ -365,3 +365,126 @@ def test_widest_share_messages_fit_their_limits() -> None:
         tdh2.decode_block_shares(tdh2.encode(too_many))
     with pytest.raises(tdh2.MalformedShare):
         tdh2.decode_share(tdh2.encode(DecryptionShare(0, point, scalar, scalar)))
+
+
+# -- checked-proof cache and own shares -------------------------------------------------
+
+
+def _counting_checks(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """Record every ciphertext proof actually checked (by its label)."""
+    calls: list[bytes] = []
+    real = tdh2._check_ciphertext
+
+    def check(public_key: object, ct: Ciphertext, label: bytes) -> bool:
+        calls.append(label)
+        return real(public_key, ct, label)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(tdh2, "_check_ciphertext", check)
+    return calls
+
+
+def test_proof_cache_skips_a_second_check_and_never_remembers_a_failure(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    keys, _ = dealt(4, 2)
+    ct = tdh2.encrypt(keys.public_key, b"x", LABEL, seeded(11))
+    calls = _counting_checks(monkeypatch)
+    cache = tdh2.CiphertextProofCache()
+    assert tdh2.verify_ciphertext(keys.public_key, ct, LABEL, cache)
+    assert tdh2.verify_ciphertext(keys.public_key, ct, LABEL, cache)
+    assert calls == [LABEL] and cache.hits == 1
+    # another label, another key, another body: each a miss, each checked and refused
+    other_key = dealt(7, 3)[0].public_key
+    tampered = Ciphertext(u=ct.u, u_bar=ct.u_bar, e=ct.e, f=ct.f, body=ct.body[:-1] + b"!")
+    for key, c, label in (
+        (keys.public_key, ct, LABEL + b"!"),
+        (other_key, ct, LABEL),
+        (keys.public_key, tampered, LABEL),
+    ):
+        assert not tdh2.verify_ciphertext(key, c, label, cache)
+        assert not tdh2.verify_ciphertext(key, c, label, cache)
+    assert len(calls) == 7 and len(cache) == 1
+
+
+def test_proof_cache_drops_the_least_recently_used_entry_first() -> None:
+    keys, _ = dealt(4, 2)
+    rng = seeded(12)
+    cts = [tdh2.encrypt(keys.public_key, b"x", LABEL, rng) for _ in range(3)]
+    cache = tdh2.CiphertextProofCache(capacity=2)
+    key = [tdh2.CiphertextProofCache.key(keys.public_key, ct, LABEL) for ct in cts]
+    assert tdh2.verify_ciphertext(keys.public_key, cts[0], LABEL, cache)
+    assert tdh2.verify_ciphertext(keys.public_key, cts[1], LABEL, cache)
+    assert cache.holds(key[0])  # 0 is now the most recently used
+    assert tdh2.verify_ciphertext(keys.public_key, cts[2], LABEL, cache)
+    assert len(cache) == 2 and cache.holds(key[0]) and cache.holds(key[2])
+    assert not cache.holds(key[1])
+    with pytest.raises(ValueError):
+        tdh2.CiphertextProofCache(capacity=0)
+
+
+def test_block_shares_with_a_warm_cache_check_no_proof_and_equal_the_cold_ones(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    keys, shares = dealt(4, 2)
+    rng = seeded(13)
+    labels = [LABEL + bytes([i]) for i in range(5)]
+    cts = [tdh2.encrypt(keys.public_key, b"tx", lab, rng) for lab in labels]
+    cold = tdh2.block_shares(shares[0], cts, labels)
+    cache = tdh2.CiphertextProofCache()
+    for ct, lab in zip(cts, labels, strict=True):  # what intake does
+        assert tdh2.verify_ciphertext(keys.public_key, ct, lab, cache)
+    calls = _counting_checks(monkeypatch)
+    assert tdh2.block_shares(shares[0], cts, labels, cache) == cold
+    assert calls == []
+    # a ciphertext the cache does not hold is still checked, and refused if bad
+    with pytest.raises(tdh2.InvalidCiphertext, match="ciphertext 1"):
+        tdh2.block_shares(shares[0], [cts[0], cts[0]], [labels[0], labels[1]], cache)
+    assert calls == [labels[1]]
+
+
+def test_own_shares_are_the_ones_verification_accepts() -> None:
+    keys, shares = dealt(4, 2)
+    rng = seeded(14)
+    labels = [LABEL + bytes([i]) for i in range(4)]
+    cts = [tdh2.encrypt(keys.public_key, b"tx", lab, rng) for lab in labels]
+    message = tdh2.block_shares(shares[2], cts, labels)
+    accepted = tdh2.accept_block_shares(keys.verification_keys[2], cts, message)
+    assert tdh2.own_block_shares(shares[2], message) == accepted
+    with pytest.raises(ValueError, match="shareholder 3, not 1"):
+        tdh2.own_block_shares(shares[0], message)
+    coin = tdh2.coin_share(shares[2], b"tag")
+    assert tdh2.own_coin_share(shares[2], coin) == tdh2.accept_coin_share(
+        keys.verification_keys[2], b"tag", coin
+    )
+    with pytest.raises(ValueError):
+        tdh2.own_coin_share(shares[1], coin)
+
+
+def test_an_aggregated_proof_over_a_wrong_value_is_refused_even_from_the_key_holder() -> None:
+    """Shareholder 1 knows x_1 and proves the aggregated statement honestly,
+    but over claimed values one of which is wrong: the statement is false,
+    so its proof fails; so does a proof with made-up scalars."""
+    keys, shares = dealt(4, 2)
+    rng = seeded(15)
+    labels = [LABEL + bytes([i]) for i in range(6)]
+    cts = [tdh2.encrypt(keys.public_key, b"tx", lab, rng) for lab in labels]
+    honest = tdh2.block_shares(shares[0], cts, labels)
+    values = list(honest.values)
+    values[2] = encode_point(mul_base(777))
+    us = [decode_point(ct.u) for ct in cts]
+    key = keys.verification_keys[0]
+    rho = tdh2._block_coefficients(1, key, [ct.u for ct in cts], values)
+    e, f = tdh2._prove_dleq(
+        tdh2.BLOCK_SHARES_TAG,
+        shares[0].secret,
+        GENERATOR,
+        key,
+        tdh2._linear_combination(us, rho),
+        tdh2._linear_combination([decode_point(v) for v in values], rho),
+        tdh2._share_context(1),
+    )
+    forged = BlockShares(index=1, values=values, e=e, f=f)
+    assert tdh2.accept_block_shares(key, cts, forged) is None
+    made_up = BlockShares(index=1, values=values, e=encode_scalar(12345), f=encode_scalar(67890))
+    assert tdh2.accept_block_shares(key, cts, made_up) is None
+    assert tdh2.accept_block_shares(key, cts, honest) is not None

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import threading
+from typing import Any
+
 import trio
 
+from sequencer_net.mempool import verifier
+from sequencer_net.mempool.encrypted import ENCRYPTED_TX_PREFIX
 from sequencer_net.mempool.mempool import CheckedTx
 from sequencer_net.mempool.transaction import InvalidTransaction, MalformedTransaction
 from sequencer_net.mempool.verifier import CHUNK, VerifierPool
@@ -57,3 +62,21 @@ async def test_a_single_transaction_raises_its_error() -> None:
         pass
     else:
         raise AssertionError("an undecodable transaction was accepted")
+
+
+async def test_an_envelope_is_never_checked_on_the_event_loop(monkeypatch: Any) -> None:
+    """A lone plain transaction is checked inline; one envelope (with the
+    plain ones around it) goes to a worker thread."""
+    threads: list[bool] = []
+    real = verifier.check_chunk
+
+    def check_chunk(*args: Any) -> Any:
+        threads.append(threading.current_thread() is threading.main_thread())
+        return real(*args)
+
+    monkeypatch.setattr(verifier, "check_chunk", check_chunk)
+    pool = VerifierPool(DOMAIN, threads=2)
+    plain = signed(0, 0)
+    await pool.check_many([plain])
+    await pool.check_many([plain, ENCRYPTED_TX_PREFIX + b"\x90"])
+    assert threads == [True, False]

@@ -17,11 +17,13 @@ import trio
 
 from consensus.crypto import keccak256
 from sequencer_net.execution.block import FailedReveal, SequencedTransaction
-from sequencer_net.fairness.envelope import Envelope, label_of, seal
+from sequencer_net.fairness.envelope import Envelope, label_of, open_envelope, seal
+from sequencer_net.fairness.group import encode_point, mul_base
 from sequencer_net.fairness.limits import MAX_BLOCK_SHARES_BYTES, MAX_SHARE_BYTES
 from sequencer_net.fairness.order import order_seed_tag
 from sequencer_net.fairness.tdh2 import (
     BlockShares,
+    CiphertextProofCache,
     CoinShare,
     block_shares,
     coin_share,
@@ -180,6 +182,52 @@ def test_a_wrong_coin_share_with_a_valid_looking_proof_refuses_the_message() -> 
     assert empty.offer(*parts(message(1, []))) and not empty.ready
     assert empty.offer(*parts(message(3, []))) and empty.ready
     assert empty.open().order_seed == ORDER_SEED and empty.open().plaintexts == []
+
+
+def test_own_shares_count_unverified_and_a_wrong_value_first_does_not_fail_the_block() -> None:
+    """Validator 1 keeps its own message as made; validator 2's message, with
+    one wrong value under its honest proof, arrives first and is refused whole;
+    validator 4's honest one completes t. Every ciphertext opens, and
+    validator 4 (its own message plus validator 1's) gets the same result."""
+    job = opening()
+    job.offer_own(SHARES[0], *parts(message(0)))
+    assert 1 in job.verified and not job.ready
+    shares2, coin2 = parts(message(1))
+    assert shares2 is not None
+    values = list(shares2.values)
+    values[1] = encode_point(mul_base(4242))
+    wrong = msgspec.structs.replace(shares2, values=values)
+    assert not job.offer(wrong, coin2) and job.refused == {2}
+    assert job.offer(*parts(message(3))) and job.ready
+    opened = job.open()
+    assert [o[32:] for o in opened.plaintexts] == plaintexts()
+    other = opening()
+    other.offer_own(SHARES[3], *parts(message(3)))
+    assert other.offer(*parts(message(0))) and other.ready
+    assert other.open() == opened
+    # own shares must be this validator's, for exactly this block's ciphertexts
+    with pytest.raises(ValueError):
+        opening().offer_own(SHARES[1], *parts(message(0)))
+    with pytest.raises(ValueError):
+        opening(ENVELOPES[:2]).offer_own(SHARES[0], *parts(message(0)))
+
+
+async def test_shares_are_made_without_checking_proofs_intake_checked(net: Net) -> None:
+    """A validator whose intake checked the block's envelopes (the shared
+    proof cache) makes its shares without checking those proofs again."""
+    cache = CiphertextProofCache()
+    for e in ENVELOPES:
+        open_envelope(msgspec.msgpack.encode(e), DOMAIN, KEYSET.public_key, 0, 1, cache)
+    net.decryptors[0].proofs = cache
+    net.stores[1].save_own_shares(HEIGHT, encode_shares_message(message(1)))
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            for d in net.decryptors:
+                await nursery.start(d.run)
+            opened = await net.decryptors[0].open_block(HEIGHT, BLOCK, ENVELOPES)
+            nursery.cancel_scope.cancel()
+    assert cache.hits == len(ENVELOPES)
+    assert [o[32:] for o in opened.plaintexts] == plaintexts()  # type: ignore[index]
 
 
 async def test_four_validators_open_the_block(net: Net) -> None:
@@ -352,3 +400,26 @@ def test_a_block_far_behind_the_newest_heard_is_asked_for_at_once() -> None:
     assert first_ask_after(HEIGHT, HEIGHT + BEHIND_HEIGHTS - 1, validator=True) == ASK_AFTER_S
     assert first_ask_after(HEIGHT, HEIGHT + BEHIND_HEIGHTS, validator=True) == 0.0
     assert first_ask_after(HEIGHT, 0, validator=False) == 0.0  # a full node gets no broadcasts
+
+
+async def test_a_block_opens_once_ready_without_waiting_for_a_peer_that_never_answers(
+    net: Net,
+) -> None:
+    """Validator 0 asks the three others; 1 answers from its store, 2 and 3
+    never answer. Once 1's message verifies, the block opens: the round of
+    asking is cut short instead of waiting on the silent peers."""
+    net.stores[1].save_own_shares(HEIGHT, encode_shares_message(message(1)))
+    silent = trio.Event()  # never set
+
+    async def request(peer: int, data: bytes, timeout: float) -> bytes:
+        if peer in (2, 3):
+            await silent.wait()
+        return net.decryptors[peer].answer_request(data[1:])
+
+    net.decryptors[0].request = request
+    with trio.fail_after(10):  # a guard only: without the cut it would hang
+        async with trio.open_nursery() as nursery:
+            await nursery.start(net.decryptors[0].run)
+            opened = await net.decryptors[0].open_block(HEIGHT, BLOCK, ENVELOPES)
+            nursery.cancel_scope.cancel()
+    assert [o[32:] for o in opened.plaintexts] == plaintexts()  # type: ignore[index]
