@@ -983,8 +983,18 @@ class ConsensusCore:
             finalization=finalization,
             tail=list(reversed(tail)),
         )
+        last = self._verified_end(proof)
+        if last != self.committed.digest:
+            return
+        self.ended = EpochEnded(last, Height(self.last_height), proof)
+        self._fetches.clear()
+        self._out.append(self.ended)
+
+    def _verified_end(self, proof: EpochEndProof) -> Digest | None:
+        """The last block's digest if `proof` ends this epoch; else None."""
+        assert self.last_height is not None
         try:
-            last = verify_epoch_end(
+            return verify_epoch_end(
                 proof,
                 epoch=self.epoch,
                 last_height=self.last_height,
@@ -992,12 +1002,7 @@ class ConsensusCore:
                 verifier=self.verifier,
             )
         except InvalidEpochEnd:
-            return
-        if last != self.committed.digest:
-            return
-        self.ended = EpochEnded(last, Height(self.last_height), proof)
-        self._fetches.clear()
-        self._out.append(self.ended)
+            return None
 
     def _on_epoch_end_received(self, proof: EpochEndProof) -> None:
         """A peer's proof of this epoch's end: learn its finalization and keep its
@@ -1005,15 +1010,7 @@ class ConsensusCore:
         up to the last height, fetching the blocks we miss."""
         if self.last_height is None:
             return
-        try:
-            verify_epoch_end(
-                proof,
-                epoch=self.epoch,
-                last_height=self.last_height,
-                validators=self.validators,
-                verifier=self.verifier,
-            )
-        except InvalidEpochEnd:
+        if self._verified_end(proof) is None:
             return
         for block in proof.tail:
             self._remember_fetched(block, block.digest())
