@@ -233,6 +233,12 @@ _SCHEMAS: dict[str, _Schema] = {
                 "null on a chain without a threshold key (the block order, not "
                 "content-blind)",
             },
+            "forced": {
+                "type": "array",
+                "items": _object({"index": _INT, "tx_hash": _ref("Hash")}),
+                "description": "the forced L1 inbox entries the payload marks (Inbox index "
+                "and transaction hash), in inbox order; they execute first",
+            },
             "transactions": {
                 "type": "array",
                 "items": _ref("Hex"),

@@ -299,8 +299,11 @@ def build_app(ctx: ApiContext, options: ApiOptions | None = None) -> Starlette:
         txs = ctx.store.transactions_at(height)
         root = ctx.store.state_root_at(height)
         seed = ctx.store.order_seed_at(height)
+        forced: list[dict[str, Any]] = []
         try:
-            namespace_root: str | None = _hex(decode_payload(found.payload).namespace_root)
+            payload = decode_payload(found.payload)
+            namespace_root: str | None = _hex(payload.namespace_root)
+            forced = [{"index": e.index, "tx_hash": _hex(e.tx_hash)} for e in payload.forced]
         except MalformedPayload:
             namespace_root = None
         return JSONResponse(
@@ -314,6 +317,7 @@ def build_app(ctx: ApiContext, options: ApiOptions | None = None) -> Starlette:
                 "state_root": _hex(root) if root else None,
                 "namespace_root": namespace_root,
                 "order_seed": _hex(seed) if seed is not None else None,
+                "forced": forced,
                 "transactions": [_hex(t) for t in txs],
             }
         )

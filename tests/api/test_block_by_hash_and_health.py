@@ -12,6 +12,7 @@ import pytest
 
 from consensus.crypto import keccak256
 from consensus.messages import Block, Certificate, VoteKind
+from consensus.payload import BlockPayload, ForcedEntry, encode_payload
 from sequencer_net.api.health import Health
 from sequencer_net.api.options import ApiOptions
 from sequencer_net.home.config import parse_config
@@ -161,8 +162,34 @@ async def test_a_block_shows_its_order_seed_or_null(
     world.store.commit_block(block, finalization, [], keccak256(b"root 2"), order_seed=seed)
     answer = (await client.get("/v1/blocks/2")).json()
     assert answer["order_seed"] == "0x" + seed.hex()
+    assert answer["forced"] == []
     assert world.store.order_seed_at(2) == seed and world.store.order_seed_at(3) is None
     third = Block(view=3, height=3, parent=block.digest(), proposer=2, payload=b"\x92\x00\x90")
     finalization3 = msgspec.structs.replace(finalization, view=3, height=3, block=third.digest())
     with pytest.raises(ValueError, match="order seed is 32 bytes"):
         world.store.commit_block(third, finalization3, [], keccak256(b"r"), order_seed=b"short")
+
+
+async def test_a_block_lists_the_forced_entries_its_payload_marks(
+    world: ApiWorld, client: httpx.AsyncClient
+) -> None:
+    first = world.store.block_at(1)
+    assert first is not None
+    marks = [ForcedEntry(3, keccak256(b"forced a")), ForcedEntry(7, keccak256(b"forced b"))]
+    payload = encode_payload(
+        BlockPayload(
+            timestamp_ms=5, state_height=0, state_root=bytes(32), batches=[],
+            namespace_root=bytes(32), forced=marks,
+        )
+    )  # fmt: skip
+    block = Block(view=2, height=2, parent=first.digest(), proposer=1, payload=payload)
+    finalization = Certificate(
+        kind=VoteKind.FINALIZE, view=2, height=2, block=block.digest(), signers=[0, 1, 2],
+        signatures=[bytes([i]) * 65 for i in range(3)],
+    )  # fmt: skip
+    world.store.commit_block(block, finalization, [], keccak256(b"root 2"))
+    answer = (await client.get("/v1/blocks/2")).json()
+    assert answer["forced"] == [
+        {"index": 3, "tx_hash": "0x" + keccak256(b"forced a").hex()},
+        {"index": 7, "tx_hash": "0x" + keccak256(b"forced b").hex()},
+    ]
