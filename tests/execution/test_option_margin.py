@@ -298,11 +298,9 @@ def test_a_fine_short_call_becomes_liquidatable_after_a_large_spot_move() -> Non
     check_engine_invariants(chain.state)
 
 
-def test_revaluations_are_shared_by_every_subaccount_in_a_block(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """45 Black-Scholes evaluations per option market per block (the initial
-    grid; maintenance reuses them), however many subaccounts are margined."""
+def revaluations_for_20_subaccounts(monkeypatch: pytest.MonkeyPatch, *, initial: bool) -> int:
+    """Black-Scholes evaluations while 20 subaccounts, each holding three option
+    markets, are margined in one block."""
     chain = margin_chain()
     calls: list[int] = []
 
@@ -318,9 +316,17 @@ def test_revaluations_are_shared_by_every_subaccount_in_a_block(
             OptionHolding(mid, state.market_params[mid], state.market_states[mid], s * q * W, 0)
             for mid, s in ((C100, -1), (C105, 1), (P95, -1))
         ]
-        option_requirements(w, holdings)
+        option_requirements(w, holdings, initial=initial)
+    return len(calls)
+
+
+def test_revaluations_are_shared_by_every_subaccount_in_a_block(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """45 Black-Scholes evaluations per option market per block (the initial
+    grid; maintenance reuses them), however many subaccounts are margined."""
     grid = len(INITIAL_GRID.spot_shocks) * len(INITIAL_GRID.volatility_shocks)
-    assert len(calls) == 3 * grid == 135
+    assert revaluations_for_20_subaccounts(monkeypatch, initial=True) == 3 * grid == 135
 
 
 @settings(max_examples=40, deadline=None)
@@ -353,24 +359,8 @@ def test_maintenance_alone_revalues_only_the_maintenance_grid(
 ) -> None:
     """Liquidation checks and fee balances need maintenance only: 15 Black-Scholes
     evaluations per option market per block, not the initial grid's 45."""
-    chain = margin_chain()
-    calls: list[int] = []
-
-    def counted(*args: Any) -> Any:
-        calls.append(1)
-        return black_scholes(*args)
-
-    monkeypatch.setattr(options_module, "black_scholes", counted)
-    w = writer(chain)
-    state = chain.state
-    for q in range(1, 21):
-        holdings = [
-            OptionHolding(mid, state.market_params[mid], state.market_states[mid], s * q * W, 0)
-            for mid, s in ((C100, -1), (C105, 1), (P95, -1))
-        ]
-        option_requirements(w, holdings, initial=False)
     grid = len(MAINTENANCE_GRID.spot_shocks) * len(MAINTENANCE_GRID.volatility_shocks)
-    assert len(calls) == 3 * grid == 45
+    assert revaluations_for_20_subaccounts(monkeypatch, initial=False) == 3 * grid == 45
 
 
 CHAIN = margin_chain()
