@@ -24,6 +24,7 @@ rule it breaks, so a `Genesis` value is always valid.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import json
 import os
@@ -42,9 +43,10 @@ import msgspec.inspect as mi
 from consensus.core import genesis_block
 from consensus.crypto import ADDRESS_LENGTH, Address, PrivateKey, keccak256
 from consensus.encoding import Domain
+from consensus.epochs import Epoch, EpochSchedule
 from consensus.limits import MAX_PAYLOAD_BYTES, MAX_VALIDATORS
 from consensus.messages import Block
-from consensus.types import Validator, ValidatorSet
+from consensus.types import Height, Validator, ValidatorSet
 from sequencer_net.execution.encoding import encode
 from sequencer_net.execution.exceptions import ExecutionError
 from sequencer_net.execution.genesis import (
@@ -67,6 +69,8 @@ MAX_WEIGHT: Final = 2**48
 """Bounds the total voting weight (1024 validators) far below 2**64."""
 
 MAX_VIEW_TIMEOUT_MS: Final = 3_600_000
+MAX_EPOCHS: Final = 1024
+"""Later epochs a genesis may schedule (the canonical size cap binds first for large sets)."""
 MAX_JSON_SAFE_INT: Final = 2**53 - 1
 """Integers above this are written as decimal strings (JavaScript's Number limit)."""
 
@@ -117,6 +121,18 @@ class GenesisThreshold:
 
 
 @dataclass(frozen=True)
+class GenesisEpoch:
+    """A later validator-set epoch (docs/consensus.md, "Validator-set epochs"):
+    from `first_height` on, `validators` sign in the epoch's own domain; their
+    threshold key is `threshold` (present exactly when the chain encrypts, with
+    `key_epoch` equal to the epoch's number)."""
+
+    first_height: int
+    validators: tuple[GenesisValidator, ...]
+    threshold: GenesisThreshold | None = None
+
+
+@dataclass(frozen=True)
 class Genesis:
     chain_id: int
     genesis_time_ms: int  # unix milliseconds; the execution genesis holds the same in seconds
@@ -125,12 +141,57 @@ class Genesis:
     validators: tuple[GenesisValidator, ...]
     execution: GenesisConfig
     threshold: GenesisThreshold | None = None  # None: encryption off
+    epochs: tuple[GenesisEpoch, ...] = ()
+    """Epochs 1, 2, ... in order; `validators` and `threshold` above are epoch 0's
+    (from height 1). Empty: the set never changes."""
 
     def __post_init__(self) -> None:
         check_genesis(self)
 
     def validator_set(self) -> ValidatorSet:
-        return ValidatorSet([Validator(Address(v.address), v.weight) for v in self.validators])
+        """Epoch 0's set (the only one of a chain without later epochs)."""
+        return _validator_set(self.validators)
+
+    def epoch_validators(self, epoch: int) -> tuple[GenesisValidator, ...]:
+        if epoch == 0:
+            return self.validators
+        if not 1 <= epoch <= len(self.epochs):
+            raise KeyError(f"no epoch {epoch}")
+        return self.epochs[epoch - 1].validators
+
+    def epoch_threshold(self, epoch: int) -> GenesisThreshold | None:
+        if epoch == 0:
+            return self.threshold
+        if not 1 <= epoch <= len(self.epochs):
+            raise KeyError(f"no epoch {epoch}")
+        return self.epochs[epoch - 1].threshold
+
+    def schedule(self) -> EpochSchedule:
+        """Which set signs for which heights: epoch 0 from height 1, then `epochs`."""
+        return EpochSchedule(
+            [Epoch(0, Height(1), self.validator_set())]
+            + [
+                Epoch(number, Height(e.first_height), _validator_set(e.validators))
+                for number, e in enumerate(self.epochs, start=1)
+            ]
+        )
+
+    def members(self) -> tuple[GenesisValidator, ...]:
+        """Every validator of any epoch, once (by address), in order of first
+        appearance: epoch 0's in validator order, then each later epoch's newcomers.
+        A member's entry is its first appearance (network hints included)."""
+        seen: dict[bytes, GenesisValidator] = {}
+        for epoch in range(len(self.epochs) + 1):
+            for v in self.epoch_validators(epoch):
+                seen.setdefault(v.address, v)
+        return tuple(seen.values())
+
+    def epoch_index(self, epoch: int, address: bytes) -> int | None:
+        """The index of `address` in `epoch`'s set, or None when it is not a member."""
+        for index, validator in enumerate(self.epoch_validators(epoch)):
+            if validator.address == address:
+                return index
+        return None
 
     def domain(self) -> Domain:
         return Domain(
@@ -153,6 +214,10 @@ class Genesis:
         return None
 
 
+def _validator_set(validators: Sequence[GenesisValidator]) -> ValidatorSet:
+    return ValidatorSet([Validator(Address(v.address), v.weight) for v in validators])
+
+
 # --- Canonical bytes -----------------------------------------------------------------
 
 
@@ -169,12 +234,19 @@ class _CanonicalThreshold(msgspec.Struct, frozen=True, array_like=True):
     verification_keys: tuple[bytes, ...]
 
 
+class _CanonicalEpoch(msgspec.Struct, frozen=True, array_like=True, omit_defaults=True):
+    first_height: int
+    validators: tuple[_CanonicalValidator, ...]
+    threshold: _CanonicalThreshold | None = None
+
+
 class _CanonicalGenesis(msgspec.Struct, frozen=True, array_like=True, omit_defaults=True):
     """`execution` is the execution genesis's fields up to `fee_per_byte` (the
     encoding of a GenesisConfig from before `collateral_token` existed);
     `collateral_token` follows on its own and is omitted when empty, so a
     genesis without one keeps its digest; `threshold` likewise (omitted when
-    encryption is off)."""
+    encryption is off), and `epochs` (omitted for a chain whose set never
+    changes)."""
 
     chain_id: int
     genesis_time_ms: int
@@ -183,10 +255,28 @@ class _CanonicalGenesis(msgspec.Struct, frozen=True, array_like=True, omit_defau
     execution: tuple[Any, ...]
     collateral_token: bytes = b""
     threshold: _CanonicalThreshold | None = None
+    epochs: tuple[_CanonicalEpoch, ...] = ()
 
 
 _APPENDED_EXECUTION_FIELDS: Final = ("collateral_token",)
 """GenesisConfig fields the canonical document carries outside `execution`."""
+
+
+def _canonical_validators(
+    validators: Sequence[GenesisValidator],
+) -> tuple[_CanonicalValidator, ...]:
+    return tuple(_CanonicalValidator(v.address, v.public_key, v.weight) for v in validators)
+
+
+def _canonical_threshold(section: GenesisThreshold | None) -> _CanonicalThreshold | None:
+    if section is None:
+        return None
+    return _CanonicalThreshold(
+        section.key_epoch,
+        section.threshold,
+        section.public_key,
+        tuple(section.verification_keys),
+    )
 
 
 def _canonical_bytes(genesis: Genesis) -> bytes:
@@ -196,20 +286,17 @@ def _canonical_bytes(genesis: Genesis) -> bytes:
         chain_id=genesis.chain_id,
         genesis_time_ms=genesis.genesis_time_ms,
         verifying_contract=genesis.verifying_contract,
-        validators=tuple(
-            _CanonicalValidator(v.address, v.public_key, v.weight) for v in genesis.validators
-        ),
+        validators=_canonical_validators(genesis.validators),
         execution=tuple(getattr(execution, name) for name in names),
         collateral_token=execution.collateral_token,
-        threshold=(
-            None
-            if genesis.threshold is None
-            else _CanonicalThreshold(
-                genesis.threshold.key_epoch,
-                genesis.threshold.threshold,
-                genesis.threshold.public_key,
-                tuple(genesis.threshold.verification_keys),
+        threshold=_canonical_threshold(genesis.threshold),
+        epochs=tuple(
+            _CanonicalEpoch(
+                e.first_height,
+                _canonical_validators(e.validators),
+                _canonical_threshold(e.threshold),
             )
+            for e in genesis.epochs
         ),
     )
     return GENESIS_TAG + encode(document)
@@ -250,7 +337,8 @@ def check_genesis(genesis: Genesis) -> None:
     if not isinstance(genesis.execution, GenesisConfig):
         raise GenesisError("execution: must be an execution GenesisConfig")
     if genesis.threshold is not None:
-        _check_threshold_section(genesis.threshold, len(genesis.validators))
+        _check_threshold_section("threshold", genesis.threshold, len(genesis.validators))
+    _check_epochs(genesis)
     size = len(genesis.canonical_bytes())
     if size > MAX_PAYLOAD_BYTES:
         raise GenesisError(
@@ -291,28 +379,28 @@ def _check_validator(where: str, v: GenesisValidator) -> None:
             raise GenesisError(f"{where}.{field}_port: must be in 1..65535")
 
 
-def _check_threshold_section(section: GenesisThreshold, validators: int) -> None:
+def _check_threshold_section(where: str, section: GenesisThreshold, validators: int) -> None:
     """The threshold key: t safe for n = the validator count, one verification
     key per validator, every key a canonical compressed point."""
     if not isinstance(section, GenesisThreshold):
-        raise GenesisError("threshold: must be a GenesisThreshold")
+        raise GenesisError(f"{where}: must be a GenesisThreshold")
     if not _is_int(section.key_epoch) or not 0 <= section.key_epoch < 2**63:
-        raise GenesisError("threshold.key_epoch: must be an integer in 0..2**63-1")
+        raise GenesisError(f"{where}.key_epoch: must be an integer in 0..2**63-1")
     if not _is_int(section.threshold):
-        raise GenesisError("threshold.threshold: must be an integer")
+        raise GenesisError(f"{where}.threshold: must be an integer")
     try:
         check_threshold(validators, section.threshold)
     except ThresholdError as exc:
-        raise GenesisError(f"threshold.threshold: {exc}") from None
+        raise GenesisError(f"{where}.threshold: {exc}") from None
     if not isinstance(section.verification_keys, tuple):
-        raise GenesisError("threshold.verification_keys: must be a tuple")
+        raise GenesisError(f"{where}.verification_keys: must be a tuple")
     if len(section.verification_keys) != validators:
         raise GenesisError(
-            f"threshold.verification_keys: {len(section.verification_keys)} keys for "
+            f"{where}.verification_keys: {len(section.verification_keys)} keys for "
             f"{validators} validators (one per validator, in validator order)"
         )
-    points = [("threshold.public_key", section.public_key)] + [
-        (f"threshold.verification_keys[{i}]", k) for i, k in enumerate(section.verification_keys)
+    points = [(f"{where}.public_key", section.public_key)] + [
+        (f"{where}.verification_keys[{i}]", k) for i, k in enumerate(section.verification_keys)
     ]
     for where, value in points:
         try:
@@ -323,12 +411,60 @@ def _check_threshold_section(section: GenesisThreshold, validators: int) -> None
             raise GenesisError(f"{where}: must be a 33-byte compressed secp256k1 point") from None
 
 
-def _check_unique(validators: tuple[GenesisValidator, ...]) -> None:
+def _check_epochs(genesis: Genesis) -> None:
+    """Later epochs: first heights strictly above the previous epoch's (epoch 1
+    above height 1), each set valid on its own, one public key and name per
+    address across epochs, and a threshold key in every epoch exactly when
+    epoch 0 has one (epoch e's numbered e; epoch 0's then numbered 0)."""
+    if not isinstance(genesis.epochs, tuple):
+        raise GenesisError("epochs: must be a tuple of GenesisEpoch")
+    if len(genesis.epochs) > MAX_EPOCHS:
+        raise GenesisError(f"epochs: at most {MAX_EPOCHS} later epochs")
+    if genesis.epochs and genesis.threshold is not None and genesis.threshold.key_epoch != 0:
+        raise GenesisError("threshold.key_epoch: must be 0 when the genesis has later epochs")
+    previous = 1
+    known: dict[bytes, GenesisValidator] = {v.address: v for v in genesis.validators}
+    for number, epoch in enumerate(genesis.epochs, start=1):
+        where = f"epochs[{number - 1}]"
+        if not isinstance(epoch, GenesisEpoch):
+            raise GenesisError(f"{where}: must be a GenesisEpoch")
+        if not _is_int(epoch.first_height) or not previous < epoch.first_height < 2**63 - 1:
+            raise GenesisError(
+                f"{where}.first_height: must be an integer above {previous} (the previous "
+                "epoch's first height) and below 2**63-1"
+            )
+        previous = epoch.first_height
+        if not isinstance(epoch.validators, tuple) or not epoch.validators:
+            raise GenesisError(f"{where}.validators: at least one validator is needed")
+        if len(epoch.validators) > MAX_VALIDATORS:
+            raise GenesisError(f"{where}.validators: at most {MAX_VALIDATORS} validators")
+        for index, validator in enumerate(epoch.validators):
+            _check_validator(f"{where}.validators[{index}]", validator)
+        _check_unique(epoch.validators, f"{where}.validators")
+        for index, v in enumerate(epoch.validators):
+            first = known.setdefault(v.address, v)
+            if (first.public_key, first.name) != (v.public_key, v.name):
+                raise GenesisError(
+                    f"{where}.validators[{index}] ({v.name}): address 0x{v.address.hex()} "
+                    f"appears in an earlier epoch as {first.name!r}; a member keeps its name "
+                    "and key in every epoch"
+                )
+        if (epoch.threshold is None) != (genesis.threshold is None):
+            raise GenesisError(
+                f"{where}.threshold: every epoch has a threshold key exactly when epoch 0 does"
+            )
+        if epoch.threshold is not None:
+            _check_threshold_section(f"{where}.threshold", epoch.threshold, len(epoch.validators))
+            if epoch.threshold.key_epoch != number:
+                raise GenesisError(f"{where}.threshold.key_epoch: must be {number}")
+
+
+def _check_unique(validators: tuple[GenesisValidator, ...], prefix: str = "validators") -> None:
     names: set[str] = set()
     addresses: set[bytes] = set()
     endpoints: dict[tuple[str, int], str] = {}
     for index, v in enumerate(validators):
-        where = f"validators[{index}] ({v.name})"
+        where = f"{prefix}[{index}] ({v.name})"
         if v.name in names:
             raise GenesisError(f"{where}.name: duplicate name {v.name!r}")
         names.add(v.name)
@@ -377,7 +513,8 @@ _REQUIRED_TOP_KEYS = (
     "validators",
     "execution",
 )
-_TOP_KEYS = (*_REQUIRED_TOP_KEYS, "threshold")
+_TOP_KEYS = (*_REQUIRED_TOP_KEYS, "threshold", "epochs")
+_EPOCH_KEYS = ("first_height", "validators", "threshold")
 _THRESHOLD_KEYS = ("key_epoch", "threshold", "public_key", "verification_keys")
 _VALIDATOR_KEYS = (
     "name",
@@ -415,13 +552,42 @@ def _to_json(value: Any) -> Any:
 def genesis_to_json(genesis: Genesis) -> dict[str, Any]:
     document = _genesis_json_core(genesis)
     if genesis.threshold is not None:
-        document["threshold"] = {
-            "key_epoch": _json_int(genesis.threshold.key_epoch),
-            "threshold": genesis.threshold.threshold,
-            "public_key": "0x" + genesis.threshold.public_key.hex(),
-            "verification_keys": ["0x" + k.hex() for k in genesis.threshold.verification_keys],
-        }
+        document["threshold"] = _threshold_json(genesis.threshold)
+    if genesis.epochs:
+        document["epochs"] = [
+            {
+                "first_height": _json_int(e.first_height),
+                "validators": _validators_json(e.validators),
+                **({} if e.threshold is None else {"threshold": _threshold_json(e.threshold)}),
+            }
+            for e in genesis.epochs
+        ]
     return document
+
+
+def _threshold_json(section: GenesisThreshold) -> dict[str, Any]:
+    return {
+        "key_epoch": _json_int(section.key_epoch),
+        "threshold": section.threshold,
+        "public_key": "0x" + section.public_key.hex(),
+        "verification_keys": ["0x" + k.hex() for k in section.verification_keys],
+    }
+
+
+def _validators_json(validators: Sequence[GenesisValidator]) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": v.name,
+            "address": "0x" + v.address.hex(),
+            "public_key": "0x" + v.public_key.hex(),
+            "weight": _json_int(v.weight),
+            "p2p_host": v.p2p_host,
+            "p2p_port": v.p2p_port,
+            "api_host": v.api_host,
+            "api_port": v.api_port,
+        }
+        for v in validators
+    ]
 
 
 def _genesis_json_core(genesis: Genesis) -> dict[str, Any]:
@@ -430,19 +596,7 @@ def _genesis_json_core(genesis: Genesis) -> dict[str, Any]:
         "genesis_time_ms": _json_int(genesis.genesis_time_ms),
         "verifying_contract": "0x" + genesis.verifying_contract.hex(),
         "view_timeout_ms": genesis.view_timeout_ms,
-        "validators": [
-            {
-                "name": v.name,
-                "address": "0x" + v.address.hex(),
-                "public_key": "0x" + v.public_key.hex(),
-                "weight": _json_int(v.weight),
-                "p2p_host": v.p2p_host,
-                "p2p_port": v.p2p_port,
-                "api_host": v.api_host,
-                "api_port": v.api_port,
-            }
-            for v in genesis.validators
-        ],
+        "validators": _validators_json(genesis.validators),
         "execution": _to_json(genesis.execution),
     }
 
@@ -535,40 +689,31 @@ _EXECUTION_TYPE: Final = mi.type_info(GenesisConfig)
 def genesis_from_json(document: Any) -> Genesis:
     """Build (and so check) a Genesis from parsed JSON; raise GenesisError naming the key."""
     top = _object(document, "", _TOP_KEYS, _REQUIRED_TOP_KEYS)
-    validators_json = top["validators"]
-    if not isinstance(validators_json, list):
-        raise GenesisError("validators: must be a JSON array")
-    validators = []
-    for index, item in enumerate(validators_json):
-        where = f"validators[{index}]"
-        v = _object(item, where, _VALIDATOR_KEYS, _VALIDATOR_KEYS)
-        validators.append(
-            GenesisValidator(
-                name=_str(v["name"], f"{where}.name"),
-                address=_bytes(v["address"], f"{where}.address"),
-                public_key=_bytes(v["public_key"], f"{where}.public_key"),
-                weight=_int(v["weight"], f"{where}.weight"),
-                p2p_host=_str(v["p2p_host"], f"{where}.p2p_host"),
-                p2p_port=_int(v["p2p_port"], f"{where}.p2p_port"),
-                api_host=_str(v["api_host"], f"{where}.api_host"),
-                api_port=_int(v["api_port"], f"{where}.api_port"),
-            )
-        )
+    validators = _validators_from_json(top["validators"], "validators")
     execution = _from_json(top["execution"], _EXECUTION_TYPE, "execution")
     threshold = None
     if "threshold" in top:
-        section = _object(top["threshold"], "threshold", _THRESHOLD_KEYS, _THRESHOLD_KEYS)
-        keys = section["verification_keys"]
-        if not isinstance(keys, list):
-            raise GenesisError("threshold.verification_keys: must be a JSON array")
-        threshold = GenesisThreshold(
-            key_epoch=_int(section["key_epoch"], "threshold.key_epoch"),
-            threshold=_int(section["threshold"], "threshold.threshold"),
-            public_key=_bytes(section["public_key"], "threshold.public_key"),
-            verification_keys=tuple(
-                _bytes(k, f"threshold.verification_keys[{i}]") for i, k in enumerate(keys)
-            ),
-        )
+        threshold = _threshold_from_json(top["threshold"], "threshold")
+    epochs = []
+    if "epochs" in top:
+        if not isinstance(top["epochs"], list):
+            raise GenesisError("epochs: must be a JSON array")
+        if len(top["epochs"]) > MAX_EPOCHS:
+            raise GenesisError(f"epochs: at most {MAX_EPOCHS} later epochs")
+        for index, item in enumerate(top["epochs"]):
+            where = f"epochs[{index}]"
+            e = _object(item, where, _EPOCH_KEYS, ("first_height", "validators"))
+            epochs.append(
+                GenesisEpoch(
+                    first_height=_int(e["first_height"], f"{where}.first_height"),
+                    validators=_validators_from_json(e["validators"], f"{where}.validators"),
+                    threshold=(
+                        _threshold_from_json(e["threshold"], f"{where}.threshold")
+                        if "threshold" in e
+                        else None
+                    ),
+                )
+            )
     return Genesis(
         chain_id=_int(top["chain_id"], "chain_id"),
         genesis_time_ms=_int(top["genesis_time_ms"], "genesis_time_ms"),
@@ -577,6 +722,46 @@ def genesis_from_json(document: Any) -> Genesis:
         validators=tuple(validators),
         execution=execution,
         threshold=threshold,
+        epochs=tuple(epochs),
+    )
+
+
+def _validators_from_json(value: Any, where: str) -> tuple[GenesisValidator, ...]:
+    if not isinstance(value, list):
+        raise GenesisError(f"{where}: must be a JSON array")
+    if len(value) > MAX_VALIDATORS:
+        raise GenesisError(f"{where}: at most {MAX_VALIDATORS} validators")
+    validators = []
+    for index, item in enumerate(value):
+        at = f"{where}[{index}]"
+        v = _object(item, at, _VALIDATOR_KEYS, _VALIDATOR_KEYS)
+        validators.append(
+            GenesisValidator(
+                name=_str(v["name"], f"{at}.name"),
+                address=_bytes(v["address"], f"{at}.address"),
+                public_key=_bytes(v["public_key"], f"{at}.public_key"),
+                weight=_int(v["weight"], f"{at}.weight"),
+                p2p_host=_str(v["p2p_host"], f"{at}.p2p_host"),
+                p2p_port=_int(v["p2p_port"], f"{at}.p2p_port"),
+                api_host=_str(v["api_host"], f"{at}.api_host"),
+                api_port=_int(v["api_port"], f"{at}.api_port"),
+            )
+        )
+    return tuple(validators)
+
+
+def _threshold_from_json(value: Any, where: str) -> GenesisThreshold:
+    section = _object(value, where, _THRESHOLD_KEYS, _THRESHOLD_KEYS)
+    keys = section["verification_keys"]
+    if not isinstance(keys, list):
+        raise GenesisError(f"{where}.verification_keys: must be a JSON array")
+    return GenesisThreshold(
+        key_epoch=_int(section["key_epoch"], f"{where}.key_epoch"),
+        threshold=_int(section["threshold"], f"{where}.threshold"),
+        public_key=_bytes(section["public_key"], f"{where}.public_key"),
+        verification_keys=tuple(
+            _bytes(k, f"{where}.verification_keys[{i}]") for i, k in enumerate(keys)
+        ),
     )
 
 
@@ -711,6 +896,8 @@ def make_local_genesis(
     fund_admin: bool = False,
     threshold_keys: PublicKeySet | None = None,
     key_epoch: int = 0,
+    initial: Sequence[int] | None = None,
+    epochs: Sequence[LocalEpoch] = (),
 ) -> Genesis:
     """A genesis for a network on one machine, one validator per secret.
 
@@ -725,6 +912,11 @@ def make_local_genesis(
     `chain_id` a random one is drawn (`random_chain_id`). `threshold_keys`
     (dealt by `sequencer_net.home.threshold.deal_network_key`) become the
     `threshold` section under `key_epoch`; without them encryption is off.
+
+    With `epochs`, the secrets are every member of any epoch: epoch 0's set is
+    the validators at `initial` (indices into `secrets`; all of them by
+    default), and each `LocalEpoch` names its members the same way. Member i is
+    `node{i}` with the same ports in every epoch.
     """
     if not secrets:
         raise GenesisError("validators: at least one validator is needed")
@@ -748,8 +940,11 @@ def make_local_genesis(
         )
         for i, key in enumerate(keys)
     )
+    members = validators
+    if initial is not None:
+        validators = tuple(members[i] for i in initial)
     execution = default_execution_genesis(
-        keys[0].address,
+        validators[0].address,
         chain_id=chain_id,
         genesis_time_ms=genesis_time_ms,
         reporters=oracle_reporters(validators),
@@ -766,7 +961,34 @@ def make_local_genesis(
         validators=validators,
         execution=execution,
         threshold=None if threshold_keys is None else threshold_section(threshold_keys, key_epoch),
+        epochs=tuple(
+            GenesisEpoch(
+                first_height=e.first_height,
+                validators=tuple(
+                    dataclasses.replace(members[i], weight=w)
+                    for i, w in zip(e.members, e.weights or [1] * len(e.members), strict=True)
+                ),
+                threshold=(
+                    None
+                    if e.threshold_keys is None
+                    else threshold_section(e.threshold_keys, number)
+                ),
+            )
+            for number, e in enumerate(epochs, start=1)
+        ),
     )
+
+
+@dataclass(frozen=True)
+class LocalEpoch:
+    """A later epoch of `make_local_genesis`: from `first_height`, the members at
+    these indices (into its secrets) with these weights (1 each by default), and
+    the epoch's dealt threshold key when the chain encrypts."""
+
+    first_height: int
+    members: tuple[int, ...]
+    weights: tuple[int, ...] | None = None
+    threshold_keys: PublicKeySet | None = None
 
 
 def threshold_section(keys: PublicKeySet, key_epoch: int = 0) -> GenesisThreshold:
