@@ -325,11 +325,12 @@ async def _verifier(
     genesis: Any,
     verifier: BlockVerifier | None,
     trust_node_for_validator_set: bool,
+    genesis_hash: bytes | None = None,
 ) -> BlockVerifier:
     if verifier is not None:
         return verifier
     if genesis is not None:
-        return verifier_from_genesis(genesis, namespace, from_height)
+        return verifier_from_genesis(genesis, namespace, from_height, genesis_hash)
     if trust_node_for_validator_set:
         return await verifier_from_node(urls[0], namespace, from_height)
     raise ValueError(
@@ -349,14 +350,18 @@ def subscribe(
     verifier: BlockVerifier | None = None,
     trust_node_for_validator_set: bool = False,
     retry: RetryPolicy | None = None,
+    genesis_hash: bytes | None = None,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
 ) -> AsyncIterator[VerifiedBlock]:
     """Verified blocks of `namespace` from `from_height` on, under trio or asyncio.
 
     Trust comes from `genesis` (a path to, or a loaded, genesis file you
-    trust) or a ready `verifier`. `trust_node_for_validator_set=True` instead
-    believes the first node's own answer about who the validators are: DO NOT
+    trust; with `genesis_hash`, one that must have that pinned digest) or a
+    ready `verifier`. The genesis's whole validator-set schedule is trusted,
+    so the subscription follows every rotation it schedules.
+    `trust_node_for_validator_set=True` instead believes the first node's own
+    answer about who the validators are: DO NOT
     use it against a node you do not control, since a lying node then passes
     every check (see `verifier_from_node`).
     """
@@ -372,6 +377,7 @@ def subscribe(
         verifier=verifier,
         trust_node_for_validator_set=trust_node_for_validator_set,
         retry=retry,
+        genesis_hash=genesis_hash,
         max_message_bytes=max_message_bytes,
         idle_timeout_s=idle_timeout_s,
     )
@@ -385,12 +391,19 @@ async def _open_session(
     verifier: BlockVerifier | None,
     trust_node_for_validator_set: bool,
     retry: RetryPolicy | None,
+    genesis_hash: bytes | None = None,
 ) -> SubscriptionSession:
     """The transport-free session both front ends drive: the URL list, and the
     verifier from the trusted genesis (or the node, if the caller opted in)."""
     url_list = [urls] if isinstance(urls, str) else list(urls)
     checked = await _verifier(
-        url_list, namespace, from_height, genesis, verifier, trust_node_for_validator_set
+        url_list,
+        namespace,
+        from_height,
+        genesis,
+        verifier,
+        trust_node_for_validator_set,
+        genesis_hash,
     )
     return SubscriptionSession(url_list, checked, retry)
 
@@ -404,6 +417,7 @@ async def subscribe_trio(
     verifier: BlockVerifier | None = None,
     trust_node_for_validator_set: bool = False,
     retry: RetryPolicy | None = None,
+    genesis_hash: bytes | None = None,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
 ) -> AsyncIterator[VerifiedBlock]:
@@ -413,7 +427,14 @@ async def subscribe_trio(
     from sequencer_net.client.websocket_trio import TrioWebSocket, WebSocketEnded
 
     session = await _open_session(
-        urls, namespace, from_height, genesis, verifier, trust_node_for_validator_set, retry
+        urls,
+        namespace,
+        from_height,
+        genesis,
+        verifier,
+        trust_node_for_validator_set,
+        retry,
+        genesis_hash,
     )
     while True:
         try:
@@ -447,6 +468,7 @@ async def subscribe_asyncio(
     verifier: BlockVerifier | None = None,
     trust_node_for_validator_set: bool = False,
     retry: RetryPolicy | None = None,
+    genesis_hash: bytes | None = None,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
 ) -> AsyncIterator[VerifiedBlock]:
@@ -457,7 +479,14 @@ async def subscribe_asyncio(
     from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
     session = await _open_session(
-        urls, namespace, from_height, genesis, verifier, trust_node_for_validator_set, retry
+        urls,
+        namespace,
+        from_height,
+        genesis,
+        verifier,
+        trust_node_for_validator_set,
+        retry,
+        genesis_hash,
     )
     while True:
         url = session.url()

@@ -8,11 +8,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import trio
 
 from consensus.crypto import keccak256
 from consensus.limits import MAX_EPOCH_TAIL_BLOCKS, MAX_FINALITY_CHAIN
 from consensus.messages import Block
 from sequencer_net.api.validators import validators_document
+from sequencer_net.client import RetryPolicy, subscribe
 from sequencer_net.client.subscribe import (
     SubscriptionFailed,
     verifier_from_answers,
@@ -28,6 +30,7 @@ from tests.client.epoch_chain import (
     epoch_genesis,
     proven_by_tail,
 )
+from tests.client.fake_node import Step, start_node
 
 
 def blocks(chain: EpochChain, count: int) -> list[dict[str, Any]]:
@@ -270,3 +273,31 @@ def test_the_validators_answer_gives_the_same_schedule() -> None:
         verifier_from_answers(status, unordered, NAMESPACE, 1)
     assert [e["last_height"] for e in answer["epochs"]] == [LAST, None]
     assert answer["epochs"][0]["validators"] == answer["validators"]
+
+
+# --- the subscription iterator across a boundary ------------------------------------
+
+
+async def test_subscribe_follows_the_rotation_across_a_reconnect_at_the_boundary() -> None:
+    chain = EpochChain()
+    assert chain.genesis is not None
+    messages = tail_proven(chain)
+    pinned = chain.genesis.genesis_block().digest()
+    heights: list[tuple[int, int]] = []
+    async with trio.open_nursery() as nursery:
+        node = await start_node(nursery, messages, [Step(LAST, "drop"), Step(100)])
+        with trio.fail_after(20):
+            async for block in subscribe(
+                [node.url],
+                namespace=NAMESPACE,
+                from_height=1,
+                genesis=genesis_to_json(chain.genesis),
+                genesis_hash=pinned,
+                retry=RetryPolicy(max_failures=4, initial_backoff_s=0.01, max_backoff_s=0.05),
+            ):
+                heights.append((block.height, block.epoch))
+                if len(heights) == len(messages):
+                    break
+        nursery.cancel_scope.cancel()
+    assert heights == [(1, 0), (2, 0), (3, 0), (4, 1), (5, 1)]
+    assert [start for _, start in node.requests] == [1, LAST + 1]  # resumed in epoch 1
