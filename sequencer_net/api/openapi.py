@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from consensus.limits import MAX_FINALITY_CHAIN
+from consensus.limits import MAX_EPOCH_TAIL_BLOCKS, MAX_FINALITY_CHAIN
 
 __all__ = ["OPENAPI", "openapi_json"]
 
@@ -316,7 +316,7 @@ _SCHEMAS: dict[str, _Schema] = {
                             "type": "array",
                             "items": _ref("ChainHeader"),
                             "minItems": 1,
-                            "maxItems": MAX_FINALITY_CHAIN,
+                            "maxItems": MAX_FINALITY_CHAIN + MAX_EPOCH_TAIL_BLOCKS,
                         },
                     }
                 ),
@@ -326,7 +326,10 @@ _SCHEMAS: dict[str, _Schema] = {
         "(docs/api.md, Subscriptions, says how to check it). `certificate` is the "
         "block's own finalization; null for a block finalized under a descendant's, "
         "which carries `finalized_by` instead: that descendant's certificate and the "
-        "headers from the descendant down to the block's child.",
+        "headers from the descendant down to the block's child (at most "
+        f"{MAX_FINALITY_CHAIN} of the block's epoch; for the last blocks of an epoch, "
+        f"topped by up to {MAX_EPOCH_TAIL_BLOCKS} empty tail blocks of that epoch, "
+        "whose finalization is then the certificate).",
     },
     "TransactionStatusMessage": _object(
         {
@@ -343,21 +346,43 @@ _SCHEMAS: dict[str, _Schema] = {
             "chain_id": _INT,
             "verifying_contract": _ref("Address"),
             "genesis_hash": _ref("Hash"),
-            "validators": {
-                "type": "array",
-                "items": _object(
-                    {"index": _INT, "name": _STR, "address": _ref("Address"), "weight": _INT}
-                ),
-            },
+            "validators": _ref("ValidatorList"),
         },
         {
             # The threshold encryption key encrypted transactions are sealed to
             # (docs/fairness.md); null when the chain has none.
-            "threshold": _nullable(
-                _object({"key_epoch": _INT, "threshold": _INT, "public_key": _ref("Hex")})
-            )
+            "threshold": _nullable(_ref("ThresholdKey")),
+            # Present only when the genesis schedules later validator-set epochs.
+            "epochs": {
+                "type": "array",
+                "items": _ref("Epoch"),
+                "minItems": 2,
+                "description": "Every validator-set epoch, from epoch 0 (whose set and "
+                "key are also `validators` and `threshold`). Absent for a chain that "
+                "never rotates its set.",
+            },
         },
     ),
+    "ValidatorList": {
+        "type": "array",
+        "items": _object({"index": _INT, "name": _STR, "address": _ref("Address"), "weight": _INT}),
+    },
+    "ThresholdKey": _object({"key_epoch": _INT, "threshold": _INT, "public_key": _ref("Hex")}),
+    "Epoch": {
+        **_object(
+            {
+                "number": _INT,
+                "first_height": _INT,
+                "last_height": _OPT_INT,
+                "domain_separator": _ref("Hash"),
+                "validators": _ref("ValidatorList"),
+                "threshold": _nullable(_ref("ThresholdKey")),
+            }
+        ),
+        "description": "One validator-set epoch: its heights (last_height null for the "
+        "last epoch), its set, the EIP-712 domain separator its votes and "
+        "certificates are signed in (the chain's own for epoch 0) and its threshold key.",
+    },
     "Vote": _object(
         {
             "kind": {"enum": ["notarize", "nullify", "finalize"]},
@@ -681,7 +706,11 @@ _PATHS: dict[str, Any] = {
             "operationId": "validators",
             "summary": "The validator set and signing domain this node uses",
             "responses": {
-                "200": _json("the set (pin it from a genesis file)", _ref("Validators")),
+                "200": _json(
+                    "the set, and every epoch's when the set rotates (pin them from a "
+                    "genesis file)",
+                    _ref("Validators"),
+                ),
                 "503": _error("`unavailable`: no validator set behind this API"),
             },
         }

@@ -14,7 +14,8 @@ Endpoints (docs/api.md has the full reference):
                                   one namespace of a block, with certificate and proof
 - WS   /v1/subscribe/blocks       ?namespace=N&from=H: every finalized block's namespace
 - WS   /v1/subscribe/transactions/{hash}   a transaction's status until committed
-- GET  /v1/validators             the validator set and the signing domain
+- GET  /v1/validators             the validator set and the signing domain (and, on a
+                                  chain that rotates its set, every epoch's)
 - GET  /v1/evidence               equivocation evidence this node has seen (signed votes)
 - GET  /v1/views/{view}           the certificates of one consensus view held here
 - GET  /v1/markets                every market: prices, last auction, open interest, funding
@@ -53,6 +54,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from consensus.epochs import EpochSchedule
 from consensus.messages import Block, Vote, VoteKind
 from sequencer_net.api.admin_auth import ADMIN_PREFIX, AdminAuth
 from sequencer_net.api.errors import (
@@ -94,10 +96,12 @@ from sequencer_net.api.submissions import (
 from sequencer_net.api.subscriptions import (
     CLOSE_BAD_QUERY,
     CommitFeed,
+    EpochEndProofSource,
     NoOwnCertificate,
     SubscriptionLimits,
     Subscriptions,
     certificate_json,
+    no_epoch_end_proof,
     parse_namespace,
 )
 from sequencer_net.execution.encoding import NonCanonicalEncoding, decode_canonical
@@ -144,6 +148,12 @@ class ApiContext:
     None: a feed nobody announces to (subscribers see only what is stored)."""
     validators: Callable[[], dict[str, Any]] | None = None
     """The /v1/validators document; None answers it 503."""
+    schedule: EpochSchedule | None = None
+    """The genesis's validator-set epochs (subscriptions prove a block only
+    within its epoch); None: one set for the whole chain."""
+    epoch_end_proof: EpochEndProofSource = no_epoch_end_proof
+    """The stored proof that an epoch ended, by epoch: what proves an epoch's
+    last blocks when only its tail's finalization committed them."""
 
 
 MAX_EVIDENCE_ANSWER = 1000
@@ -332,6 +342,8 @@ def build_app(ctx: ApiContext, options: ApiOptions | None = None) -> Starlette:
             options.max_subscriptions_per_client,
         ),
         receipt=lambda height, index: receipt_json(ctx.store.executed_at(height), index),
+        schedule=ctx.schedule,
+        epoch_end_proof=ctx.epoch_end_proof,
     )
 
     async def block_namespace(request: Request) -> Response:

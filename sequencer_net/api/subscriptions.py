@@ -15,6 +15,13 @@ committed under a descendant's certificate (implicit finalization) carries
 headers from that descendant down to the block's child, which link it parent
 by parent (`finality_of`).
 
+With validator-set epochs (the genesis's schedule), a proof never leaves the
+block's epoch: the descendants searched stop at the epoch's last height, and
+a block with no certificate up to there is proven by the epoch's end
+(`EpochEndProof`, from an injected `epoch_end_proof(epoch)` source the node
+fills): its finalization, with the epoch's empty tail blocks on top of the
+chain. The next epoch's blocks never vouch for an earlier epoch's.
+
 The commit pipeline announces each committed height to a `CommitFeed` (a
 counter and an event: announcing never waits). Each subscriber is one task
 that reads what it sends from the store, so history and live blocks are one
@@ -53,8 +60,9 @@ import trio
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from consensus.encoding import payload_hash
+from consensus.epochs import EpochSchedule
 from consensus.limits import MAX_FINALITY_CHAIN
-from consensus.messages import Block, Certificate
+from consensus.messages import Block, Certificate, EpochEndProof
 from sequencer_net.batches.batch import InvalidBatch, decode_batch
 from sequencer_net.mempool.encrypted import transaction_namespace
 from sequencer_net.mempool.mempool import Mempool
@@ -64,7 +72,7 @@ from sequencer_net.payload import MalformedPayload, decode_payload
 from sequencer_net.payload.namespaces import MAX_NAMESPACE, EntryProof, NamespaceTable
 from sequencer_net.storage.node_store import NodeStore
 
-__all__ = ["CommitFeed", "SubscriptionLimits", "Subscriptions"]
+__all__ = ["CommitFeed", "EpochEndProofSource", "SubscriptionLimits", "Subscriptions"]
 
 log = logging.getLogger("seqnet.api.subscriptions")
 
@@ -182,12 +190,23 @@ class DescendantFinality:
 
 Finality = Certificate | DescendantFinality
 
+EpochEndProofSource = Callable[[int], EpochEndProof | None]
+"""`epoch_end_proof(epoch)`: the stored proof that `epoch` ended, or None."""
+
+
+def no_epoch_end_proof(epoch: int) -> EpochEndProof | None:
+    """The source of a node that keeps no epoch-end proofs."""
+    return None
+
 
 def finality_of(
     store: NodeStore,
     block: Block,
     digest: bytes,
     header_at: Callable[[int], tuple[dict[str, Any], bytes] | None] | None = None,
+    *,
+    schedule: EpochSchedule | None = None,
+    epoch_end_proof: EpochEndProofSource = no_epoch_end_proof,
 ) -> Finality | None:
     """How `block` (committed at its height) is shown final: its own finalization
     certificate when this node holds one, else the nearest descendant holding
@@ -195,6 +214,12 @@ def finality_of(
     record, or a block of the chain, is not stored yet (the descendant's commit
     follows the block's); NoOwnCertificate when no own certificate is held
     within MAX_FINALITY_CHAIN heights above it.
+
+    With a `schedule`, descendants are searched only up to the last height of
+    the block's epoch; past it, the epoch's end proves the block (the proof's
+    finalization, the chain topped by its tail blocks) when the last height
+    is at most MAX_FINALITY_CHAIN above the block, and NoOwnCertificate is
+    raised while the proof is not held.
 
     `header_at(height)` gives a committed block's (header JSON, digest); by
     default it reads the store."""
@@ -205,22 +230,63 @@ def finality_of(
     if own is not None:
         return own
     read = header_at if header_at is not None else functools.partial(_read_header, store)
+    epoch, last_height = 0, None
+    if schedule is not None:
+        epoch = schedule.epoch_of(block.height).number
+        last_height = schedule.last_height(epoch)
+    top = block.height + MAX_FINALITY_CHAIN
+    if last_height is not None:
+        top = min(top, last_height)
     chain: list[dict[str, Any]] = []
-    for height in range(block.height + 1, block.height + MAX_FINALITY_CHAIN + 1):
+    below = digest  # the digest of the highest block read
+    for height in range(block.height + 1, top + 1):
         found = read(height)
         if found is None:
             return None  # committed under a descendant not stored yet: it follows
-        header, header_digest = found
+        header, below = found
         chain.append(header)
-        certificate = store.own_finalization(height, header_digest)
+        certificate = store.own_finalization(height, below)
         if certificate is not None:
             chain.reverse()
             return DescendantFinality(certificate, tuple(chain))
+    if last_height is not None and top == last_height:
+        proof = epoch_end_proof(epoch)
+        if proof is not None and _proves_end(proof, epoch, last_height, below):
+            chain.reverse()
+            tail = [header_json(b) for b in proof.tail]  # newest first, like `chain`
+            if not tail and not chain:
+                return proof.finalization  # the last block's own
+            return DescendantFinality(proof.finalization, tuple(tail + chain))
+        raise NoOwnCertificate(
+            f"height {block.height} was finalized by the certificate of height "
+            f"{stored.height}; this node holds no certificate of its own or of a descendant "
+            f"up to epoch {epoch}'s last height {last_height}, nor the proof of the epoch's end"
+        )
     raise NoOwnCertificate(
         f"height {block.height} was finalized by the certificate of height "
         f"{stored.height}; this node holds no certificate of its own or of a "
         f"descendant at most {MAX_FINALITY_CHAIN} heights above it"
     )
+
+
+def _proves_end(proof: EpochEndProof, epoch: int, last_height: int, last_digest: bytes) -> bool:
+    """Whether a stored epoch-end proof is the one of this epoch and ends on the
+    committed block `last_digest`: its tail links from the certified block down
+    to it. Its signatures are the subscriber's to check."""
+    if proof.epoch != epoch or proof.last_height != last_height:
+        log.warning("event=epoch_end_proof_mismatch epoch=%d proof_epoch=%d", epoch, proof.epoch)
+        return False
+    final = proof.finalization
+    expected, height = final.block, final.height
+    for block in proof.tail:
+        if block.height != height or block.digest() != expected:
+            log.warning("event=epoch_end_proof_unlinked epoch=%d height=%d", epoch, height)
+            return False
+        expected, height = block.parent, height - 1
+    if height != last_height or expected != last_digest:
+        log.warning("event=epoch_end_proof_other_block epoch=%d", epoch)
+        return False
+    return True
 
 
 def _read_header(store: NodeStore, height: int) -> tuple[dict[str, Any], bytes] | None:
@@ -357,8 +423,15 @@ class BlockMessages:
     shared part once, each (height, namespace) message once, shared by every
     subscriber of it."""
 
-    def __init__(self, store: NodeStore) -> None:
+    def __init__(
+        self,
+        store: NodeStore,
+        schedule: EpochSchedule | None = None,
+        epoch_end_proof: EpochEndProofSource = no_epoch_end_proof,
+    ) -> None:
         self.store = store
+        self.schedule = schedule
+        self.epoch_end_proof = epoch_end_proof
         self._heights: OrderedDict[int, HeightMessages] = OrderedDict()
         self._height_bytes = 0
         self._building: dict[int, trio.Event] = {}
@@ -398,7 +471,14 @@ class BlockMessages:
         if block is None:
             return None
         digest = block.digest()
-        finality = finality_of(self.store, block, digest, self._header)
+        finality = finality_of(
+            self.store,
+            block,
+            digest,
+            self._header,
+            schedule=self.schedule,
+            epoch_end_proof=self.epoch_end_proof,
+        )
         if finality is None:
             return None
         batches = _stored_batches(self.store, block)
@@ -493,13 +573,18 @@ class Subscriptions:
         feed: CommitFeed,
         limits: SubscriptionLimits,
         receipt: Callable[[int, int], dict[str, Any] | None],
+        schedule: EpochSchedule | None = None,
+        epoch_end_proof: EpochEndProofSource = no_epoch_end_proof,
     ) -> None:
+        """`schedule`: the genesis's validator-set epochs (None: one set for
+        the whole chain); `epoch_end_proof`: the node's stored epoch-end proofs
+        (`finality_of`)."""
         self.store = store
         self.mempool = mempool
         self.feed = feed
         self.limits = limits
         self.receipt = receipt
-        self.messages = BlockMessages(store)
+        self.messages = BlockMessages(store, schedule, epoch_end_proof)
         self.open = 0
         self.open_by_client: dict[str, int] = {}
         self.dropped_slow = 0

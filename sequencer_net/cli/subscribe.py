@@ -36,9 +36,18 @@ from sequencer_net.testnet.network import DEFAULT_TESTNET_DIR, GENESIS_FILE
     "--genesis",
     "genesis_path",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="The genesis file you trust: its validators must sign every block "
+    help="The genesis file you trust: its validators (each block's epoch's set, "
+    "when the genesis schedules rotations) must sign every block "
     f"[default: DIR/{GENESIS_FILE} with --dir, else {DEFAULT_TESTNET_DIR / GENESIS_FILE} "
     "if it exists].",
+)
+@click.option(
+    "--genesis-hash",
+    "genesis_hash",
+    default=None,
+    metavar="0xHASH",
+    help="The genesis digest you pin (nodes report it as genesis_hash in /v1/status): "
+    "the genesis file must be the one with this digest, so a copy from anywhere will do.",
 )
 @click.option(
     "--dir",
@@ -61,6 +70,7 @@ def subscribe(
     namespace: int,
     from_height: int,
     genesis_path: Path | None,
+    genesis_hash: str | None,
     directory: Path | None,
     verify: bool,
     as_json: bool,
@@ -69,8 +79,10 @@ def subscribe(
     """Print NAMESPACE's transactions of every block from --from on, verified.
 
     Each block's finalization certificate is checked against the validators
-    of the genesis file, and the transactions against the block's namespace
-    root: a node that alters, adds or drops one is caught. A dropped
+    of the genesis file (of the block's epoch, in that epoch's signing
+    domain, when the genesis rotates its set), and the transactions against
+    the block's namespace root: a node that alters, adds or drops one is
+    caught. A dropped
     connection resumes at the next height (on the next --node if the node is
     gone), with no gap and no duplicate.
 
@@ -85,7 +97,8 @@ def subscribe(
 
     _log_reconnects_to_stderr()
     urls = list(node_urls) or _testnet_urls(directory)
-    verifier = _verifier(genesis_path, directory, verify, namespace, from_height)
+    pinned = _pinned_hash(genesis_hash)
+    verifier = _verifier(genesis_path, pinned, directory, verify, namespace, from_height)
     try:
         trio.run(_print_blocks, urls, namespace, from_height, verifier, as_json, count)
     except SubscriptionVerificationError as exc:
@@ -123,14 +136,29 @@ def _testnet_urls(directory: Path | None) -> list[str]:
     return [node.api_url for node in net.nodes]
 
 
+def _pinned_hash(text: str | None) -> bytes | None:
+    if text is None:
+        return None
+    digits = text.removeprefix("0x")
+    if len(digits) != 64 or any(c not in "0123456789abcdefABCDEF" for c in digits):
+        raise click.BadParameter("0x followed by 64 hex digits", param_hint="--genesis-hash")
+    return bytes.fromhex(digits)
+
+
 def _verifier(
-    genesis_path: Path | None, directory: Path | None, verify: bool, namespace: int, start: int
+    genesis_path: Path | None,
+    genesis_hash: bytes | None,
+    directory: Path | None,
+    verify: bool,
+    namespace: int,
+    start: int,
 ) -> Any:
     from consensus.crypto import Address
     from consensus.encoding import Domain
     from consensus.types import Validator, ValidatorSet
-    from sequencer_net.client.verify import BlockVerifier, UncertifiedBlockReader
-    from sequencer_net.home.genesis import GenesisError, load_genesis
+    from sequencer_net.client.subscribe import verifier_from_genesis
+    from sequencer_net.client.verify import UncertifiedBlockReader
+    from sequencer_net.home.genesis import GenesisError
 
     if not verify:
         placeholder = ValidatorSet([Validator(Address(bytes(20)), 1)])  # never consulted
@@ -146,7 +174,7 @@ def _verifier(
             )
         genesis_path = candidate
     try:
-        return BlockVerifier.from_genesis(load_genesis(genesis_path), namespace, start)
+        return verifier_from_genesis(genesis_path, namespace, start, genesis_hash)
     except GenesisError as exc:
         raise click.ClickException(str(exc)) from exc
 
@@ -162,6 +190,7 @@ def block_json(block: Any) -> dict[str, Any]:
         "transactions": ["0x" + tx.hex() for tx in block.transactions],
         "tx_hashes": ["0x" + h.hex() for h in block.tx_hashes],
         "finalized_by": block.finalized_by,
+        "epoch": block.epoch,
     }
 
 

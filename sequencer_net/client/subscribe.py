@@ -9,10 +9,12 @@
 
 Each message of a node's `/v1/subscribe/blocks` WebSocket goes through
 `BlockVerifier` (sequencer_net.client.verify) before it is yielded: the
-finalization certificate against the validator set of a genesis file you
-trust (the block's own, or a descendant's with the header chain linking the
-two), the block digest, the payload's namespace root and the proof that the
-transactions are exactly the namespace's. A lying node raises
+finalization certificate against the validator set of the block's epoch, as
+the genesis file you trust schedules it, in that epoch's signing domain (the
+block's own certificate, or a descendant's with the header chain linking the
+two, through the epoch's empty tail for its last blocks), the block digest,
+the payload's namespace root and the proof that the transactions are exactly
+the namespace's. A lying node raises
 `SubscriptionVerificationError`; it is never yielded.
 
 Resumption: every block is yielded once, in height order. When a connection
@@ -28,8 +30,10 @@ with `break`) and the `websockets` client on asyncio. `subscribe` picks the
 one of the running event loop; `subscribe_trio` and `subscribe_asyncio` name
 them directly.
 
-Validator sets are static from genesis today; `BlockVerifier.validators_for`
-is where a rotation schedule would plug in.
+Validator-set rotations are fixed in the genesis (its `epochs`), so a
+subscription that trusts the genesis follows every rotation with no further
+input: `verifier_from_genesis` takes the whole schedule, and can check the
+file against a genesis digest you pin (`genesis_hash=`).
 """
 
 from __future__ import annotations
@@ -43,8 +47,9 @@ from urllib.parse import urlencode, urlsplit
 
 from consensus.crypto import Address
 from consensus.encoding import Domain
+from consensus.epochs import Epoch, EpochSchedule, InvalidSchedule, epoch_domain_separator
 from consensus.limits import MAX_VALIDATORS
-from consensus.types import Validator, ValidatorSet
+from consensus.types import Height, Validator, ValidatorSet
 from sequencer_net.client.verify import (
     BlockVerifier,
     SubscriptionVerificationError,
@@ -61,6 +66,9 @@ DEFAULT_IDLE_TIMEOUT_S: Final = 60.0
 """A node sends every finalized block (and may ping every 15 s when idle):
 this long without a message means the connection is dead."""
 DEFAULT_CONNECT_TIMEOUT_S: Final = 10.0
+MAX_SCHEDULE_EPOCHS: Final = 1025
+"""Epochs a `/v1/validators` answer may list: epoch 0 and the at most 1,024
+later ones a genesis may schedule (sequencer_net.home.genesis.MAX_EPOCHS)."""
 
 log = logging.getLogger(__name__)
 
@@ -203,12 +211,29 @@ def websocket_base(url: str) -> str:
 # --- trust ----------------------------------------------------------------------------
 
 
-def verifier_from_genesis(genesis: Any, namespace: int, from_height: int) -> BlockVerifier:
-    """A verifier trusting a genesis file (a path) or a loaded `Genesis`."""
-    if isinstance(genesis, (str, Path)):
-        from sequencer_net.home.genesis import load_genesis
+def verifier_from_genesis(
+    genesis: Any, namespace: int, from_height: int, genesis_hash: bytes | None = None
+) -> BlockVerifier:
+    """A verifier trusting a genesis: a path to a genesis file, its JSON document
+    (already decoded) or a loaded `Genesis`. Its whole validator-set schedule is
+    trusted, so the verifier follows every rotation it schedules.
 
+    `genesis_hash` (32 bytes: the digest of the genesis block, what nodes report
+    as `genesis_hash`), when given, must be the genesis's own: a file obtained
+    from a source you do not fully trust is then as good as the digest you
+    pinned. A mismatch raises GenesisError."""
+    from sequencer_net.home.genesis import GenesisError, genesis_from_json, load_genesis
+
+    if isinstance(genesis, (str, Path)):
         genesis = load_genesis(Path(genesis))
+    elif isinstance(genesis, dict):
+        genesis = genesis_from_json(genesis)
+    if genesis_hash is not None:
+        actual = genesis.genesis_block().digest()
+        if actual != genesis_hash:
+            raise GenesisError(
+                f"the genesis digest is 0x{actual.hex()}, not the pinned 0x{genesis_hash.hex()}"
+            )
     return BlockVerifier.from_genesis(genesis, namespace, from_height)
 
 
@@ -237,28 +262,60 @@ def verifier_from_answers(
     status: Any, validators: Any, namespace: int, from_height: int
 ) -> BlockVerifier:
     """A verifier from a node's `/v1/status` and `/v1/validators` answers
-    (`{"validators": [{"address": "0x..", "weight": N}, ...]}`)."""
+    (`{"validators": [{"address": "0x..", "weight": N}, ...]}`, and for a chain
+    that rotates its set, `"epochs": [{"number", "first_height",
+    "domain_separator", "validators"}, ...]`; each epoch's separator must be
+    the one derived from the domain)."""
     try:
         domain = Domain(
             int(status["chain_id"]),
             bytes.fromhex(str(status["verifying_contract"]).removeprefix("0x")),
             bytes.fromhex(str(status["genesis_hash"]).removeprefix("0x")),
         )
-        members = validators["validators"]
-        if not isinstance(members, list) or not 1 <= len(members) <= MAX_VALIDATORS:
-            raise ValueError(f"between 1 and {MAX_VALIDATORS} validators expected")
-        validator_set = ValidatorSet(
-            [
-                Validator(
-                    Address(bytes.fromhex(str(v["address"]).removeprefix("0x"))),
-                    int(v["weight"]),
-                )
-                for v in members
-            ]
-        )
-    except (KeyError, TypeError, ValueError) as exc:
+        epochs = validators.get("epochs")
+        if epochs is None:
+            schedule = EpochSchedule([Epoch(0, Height(1), _validator_set(validators))])
+        else:
+            schedule = _schedule(epochs, domain)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise SubscriptionFailed(f"no usable validator set or domain: {exc}") from exc
-    return BlockVerifier(validator_set, domain, namespace, from_height)
+    return BlockVerifier(schedule, domain, namespace, from_height)
+
+
+def _validator_set(answer: Any) -> ValidatorSet:
+    members = answer["validators"]
+    if not isinstance(members, list) or not 1 <= len(members) <= MAX_VALIDATORS:
+        raise ValueError(f"between 1 and {MAX_VALIDATORS} validators expected")
+    return ValidatorSet(
+        [
+            Validator(
+                Address(bytes.fromhex(str(v["address"]).removeprefix("0x"))),
+                int(v["weight"]),
+            )
+            for v in members
+        ]
+    )
+
+
+def _schedule(epochs: Any, domain: Domain) -> EpochSchedule:
+    """The schedule a `/v1/validators` answer lists; ValueError if it is malformed,
+    breaks a schedule rule or names a separator that is not the epoch's."""
+    if not isinstance(epochs, list) or not 1 <= len(epochs) <= MAX_SCHEDULE_EPOCHS:
+        raise ValueError(f"between 1 and {MAX_SCHEDULE_EPOCHS} epochs expected")
+    separator = domain.separator()
+    out: list[Epoch] = []
+    for entry in epochs:
+        number = int(entry["number"])
+        if not 0 <= number < MAX_SCHEDULE_EPOCHS:
+            raise ValueError(f"epoch number {number} out of range")
+        claimed = bytes.fromhex(str(entry["domain_separator"]).removeprefix("0x"))
+        if claimed != epoch_domain_separator(separator, number):
+            raise ValueError(f"epoch {number}'s domain separator is not derived from the domain")
+        out.append(Epoch(number, Height(int(entry["first_height"])), _validator_set(entry)))
+    try:
+        return EpochSchedule(out)
+    except InvalidSchedule as exc:
+        raise ValueError(str(exc)) from exc
 
 
 async def _verifier(
@@ -268,11 +325,12 @@ async def _verifier(
     genesis: Any,
     verifier: BlockVerifier | None,
     trust_node_for_validator_set: bool,
+    genesis_hash: bytes | None = None,
 ) -> BlockVerifier:
     if verifier is not None:
         return verifier
     if genesis is not None:
-        return verifier_from_genesis(genesis, namespace, from_height)
+        return verifier_from_genesis(genesis, namespace, from_height, genesis_hash)
     if trust_node_for_validator_set:
         return await verifier_from_node(urls[0], namespace, from_height)
     raise ValueError(
@@ -292,14 +350,18 @@ def subscribe(
     verifier: BlockVerifier | None = None,
     trust_node_for_validator_set: bool = False,
     retry: RetryPolicy | None = None,
+    genesis_hash: bytes | None = None,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
 ) -> AsyncIterator[VerifiedBlock]:
     """Verified blocks of `namespace` from `from_height` on, under trio or asyncio.
 
     Trust comes from `genesis` (a path to, or a loaded, genesis file you
-    trust) or a ready `verifier`. `trust_node_for_validator_set=True` instead
-    believes the first node's own answer about who the validators are: DO NOT
+    trust; with `genesis_hash`, one that must have that pinned digest) or a
+    ready `verifier`. The genesis's whole validator-set schedule is trusted,
+    so the subscription follows every rotation it schedules.
+    `trust_node_for_validator_set=True` instead believes the first node's own
+    answer about who the validators are: DO NOT
     use it against a node you do not control, since a lying node then passes
     every check (see `verifier_from_node`).
     """
@@ -315,6 +377,7 @@ def subscribe(
         verifier=verifier,
         trust_node_for_validator_set=trust_node_for_validator_set,
         retry=retry,
+        genesis_hash=genesis_hash,
         max_message_bytes=max_message_bytes,
         idle_timeout_s=idle_timeout_s,
     )
@@ -328,12 +391,19 @@ async def _open_session(
     verifier: BlockVerifier | None,
     trust_node_for_validator_set: bool,
     retry: RetryPolicy | None,
+    genesis_hash: bytes | None = None,
 ) -> SubscriptionSession:
     """The transport-free session both front ends drive: the URL list, and the
     verifier from the trusted genesis (or the node, if the caller opted in)."""
     url_list = [urls] if isinstance(urls, str) else list(urls)
     checked = await _verifier(
-        url_list, namespace, from_height, genesis, verifier, trust_node_for_validator_set
+        url_list,
+        namespace,
+        from_height,
+        genesis,
+        verifier,
+        trust_node_for_validator_set,
+        genesis_hash,
     )
     return SubscriptionSession(url_list, checked, retry)
 
@@ -347,6 +417,7 @@ async def subscribe_trio(
     verifier: BlockVerifier | None = None,
     trust_node_for_validator_set: bool = False,
     retry: RetryPolicy | None = None,
+    genesis_hash: bytes | None = None,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
 ) -> AsyncIterator[VerifiedBlock]:
@@ -356,7 +427,14 @@ async def subscribe_trio(
     from sequencer_net.client.websocket_trio import TrioWebSocket, WebSocketEnded
 
     session = await _open_session(
-        urls, namespace, from_height, genesis, verifier, trust_node_for_validator_set, retry
+        urls,
+        namespace,
+        from_height,
+        genesis,
+        verifier,
+        trust_node_for_validator_set,
+        retry,
+        genesis_hash,
     )
     while True:
         try:
@@ -390,6 +468,7 @@ async def subscribe_asyncio(
     verifier: BlockVerifier | None = None,
     trust_node_for_validator_set: bool = False,
     retry: RetryPolicy | None = None,
+    genesis_hash: bytes | None = None,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
 ) -> AsyncIterator[VerifiedBlock]:
@@ -400,7 +479,14 @@ async def subscribe_asyncio(
     from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
     session = await _open_session(
-        urls, namespace, from_height, genesis, verifier, trust_node_for_validator_set, retry
+        urls,
+        namespace,
+        from_height,
+        genesis,
+        verifier,
+        trust_node_for_validator_set,
+        retry,
+        genesis_hash,
     )
     while True:
         url = session.url()

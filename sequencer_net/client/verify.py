@@ -13,13 +13,18 @@ finalization certificate, one namespace's transactions and a namespace proof.
     digest       block_hash(view, height, parent, payload, proposer) recomputed
                  here (a `hash` field, if sent, must match it)
     certificate  a FINALIZE certificate for that digest, height and view,
-                 signed by a quorum of the trusted validator set; or, for a
-                 block finalized under a descendant's certificate, the
+                 signed by a quorum of the validator set of the block's
+                 epoch in that epoch's signing domain; or, for a block
+                 finalized under a descendant's certificate, the
                  `finalized_by` proof: its chain of headers runs from the
                  block's child up, one height at a time, each header's parent
                  the digest of the one below (recomputed from the header,
                  `block_header_hash`), and its certificate is such a
-                 certificate of the top header's digest, height and view
+                 certificate of the top header's digest, height and view.
+                 A chain that climbs above the last height of the block's
+                 epoch climbs through that epoch's tail: every header up
+                 there has an empty payload, and the certificate is still
+                 the block's epoch's (see "Epochs" below)
     payload      decodes (`sequencer_net.payload.decode_payload`); its
                  namespace_root, state root and timestamp are now certified
     namespace    each transaction decodes and is in the subscribed namespace;
@@ -29,10 +34,28 @@ finalization certificate, one namespace's transactions and a namespace proof.
 and returns a `VerifiedBlock`, or raises `SubscriptionVerificationError`
 naming the height and the first check that failed. Pure: no I/O, no clock.
 
-The validator set and the signing domain are what the verifier trusts; they
-must come from outside the node being checked (a genesis file the user
-holds). The set is static from genesis today: `validators_for(height)` is the
-one place a rotation schedule would plug in.
+Epochs. What the verifier trusts is the genesis: its validator-set schedule
+(`consensus.epochs.EpochSchedule`: which set finalizes which heights) and its
+signing domain. They must come from outside the node being checked (a
+genesis file the user holds, or one checked against a genesis digest the
+user pins). A block at height h belongs to epoch e = `schedule.epoch_of(h)`;
+its certificate must be a quorum of epoch e's set signed in epoch e's domain
+(`epoch_domain_separator(chain separator, e)`; epoch 0's is the chain's own),
+so a certificate of another epoch's set or domain is refused even where the
+sets overlap.
+
+The last blocks of an epoch may be committed only through the epoch's tail:
+empty blocks above its last height L, certified by the epoch's own set and
+never committed (docs/consensus.md, "Validator-set epochs"). Their
+`finalized_by` chain then runs up past L, and the rule for it is: above L
+every header has an empty payload, and the certificate is checked in the
+delivered block's epoch. That refuses a chain that crosses the boundary the
+other way, a later epoch's certificate over a later epoch's blocks vouching
+for an earlier epoch's block: epoch e+1's first blocks are not epoch e's
+tail, a non-empty one fails the payload rule, and an empty one is certified,
+if at all, in epoch e+1's domain, which does not verify in epoch e's. Epoch
+e's honest validators vote only for empty blocks above L, so a quorum of
+them vouches for no other chain there.
 """
 
 from __future__ import annotations
@@ -43,8 +66,9 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from consensus.crypto import keccak256
-from consensus.encoding import Domain, block_hash, block_header_hash
-from consensus.limits import MAX_FINALITY_CHAIN
+from consensus.encoding import Domain, block_hash, block_header_hash, payload_hash
+from consensus.epochs import Epoch, EpochSchedule, epoch_domain_separator
+from consensus.limits import MAX_EPOCH_TAIL_BLOCKS, MAX_FINALITY_CHAIN
 from consensus.messages import Certificate, VoteKind
 from consensus.types import Digest, Height, ValidatorIndex, ValidatorSet, View
 from consensus.verifier import SignatureVerifier
@@ -66,6 +90,11 @@ MAX_TX_HEX_BYTES: Final = 32 * 1024 + 128
 """One encoded signed transaction (sequencer_net.mempool.limits.MAX_TX_BYTES)."""
 MAX_TABLE_SIZE: Final = 2**32
 """Entries of a namespace table: at most one per namespace."""
+CACHED_EPOCH_VERIFIERS: Final = 2
+"""Epochs whose signature memo is kept: a subscription moves forward through
+epochs, so the current one and the one before suffice."""
+EMPTY_PAYLOAD_HASH: Final = payload_hash(b"")
+"""The payload hash of an epoch's tail block (an empty payload)."""
 
 _HEX = re.compile(r"0x(?:[0-9a-fA-F]{2})*")
 
@@ -102,7 +131,10 @@ class VerifiedBlock:
     """The finalization checked: the block's own, or its descendant's."""
     finalized_by: int | None = None
     """The height of the descendant whose certificate (and the header chain
-    down from it) finalizes this block; None when the certificate is its own."""
+    down from it) finalizes this block; None when the certificate is its own.
+    Above the last height of the block's epoch it is a tail block's."""
+    epoch: int = 0
+    """The validator-set epoch of the block: its set and domain signed `certificate`."""
 
 
 # --- shape checks ---------------------------------------------------------------------
@@ -199,11 +231,14 @@ def _parse_header(value: Any) -> _Header:
     )
 
 
-def parse_finalized_by(value: Any) -> tuple[Certificate, list[_Header]]:
-    """A descendant proof's certificate and chain (descendant first)."""
+def parse_finalized_by(
+    value: Any, max_chain: int = MAX_FINALITY_CHAIN
+) -> tuple[Certificate, list[_Header]]:
+    """A descendant proof's certificate and chain (descendant first), of at most
+    `max_chain` headers (checked before any is parsed)."""
     obj = _object(value, "finalized_by")
     certificate = parse_certificate(_field(obj, "certificate"))
-    chain = _list(_field(obj, "chain"), "the finalized_by chain", MAX_FINALITY_CHAIN)
+    chain = _list(_field(obj, "chain"), "the finalized_by chain", max_chain)
     return certificate, [_parse_header(h) for h in chain]
 
 
@@ -241,15 +276,16 @@ def parse_namespace_proof(value: Any) -> ns.NamespaceProof:
 class BlockVerifier:
     """Verifies one subscription's messages in order, from `from_height`.
 
-    `validators` and `domain` are trusted inputs (`from_genesis`). `verify`
-    advances `next_height` only when a block passes every check, so after a
-    reconnect the subscription resumes from `next_height` with no gap and no
-    duplicate.
+    `validators` (one set for the whole chain, or the genesis's
+    `EpochSchedule`) and `domain` are trusted inputs (`from_genesis`).
+    `verify` advances `next_height` only when a block passes every check, so
+    after a reconnect the subscription resumes from `next_height` with no gap
+    and no duplicate.
     """
 
     def __init__(
         self,
-        validators: ValidatorSet,
+        validators: ValidatorSet | EpochSchedule,
         domain: Domain,
         namespace: int,
         from_height: int = 1,
@@ -258,23 +294,41 @@ class BlockVerifier:
             raise ValueError("a namespace is a uint32")
         if not 1 <= from_height <= MAX_U64:
             raise ValueError("from_height is at least 1")
-        self.validators = validators
+        if isinstance(validators, EpochSchedule):
+            self.schedule = validators
+        else:
+            self.schedule = EpochSchedule([Epoch(0, Height(1), validators)])
+        self.validators = self.schedule.epoch(0).validators
+        """Epoch 0's set (the only one of a chain that never rotates)."""
         self.domain = domain
         self.namespace = namespace
         self.next_height = from_height
         self.last_hash: bytes | None = None  # digest of block next_height - 1, once verified
-        self._signatures = SignatureVerifier(domain.separator(), max_entries=4096)
+        self._chain_separator = domain.separator()
+        self._signatures: dict[int, SignatureVerifier] = {}
 
     @classmethod
     def from_genesis(cls, genesis: Any, namespace: int, from_height: int = 1) -> BlockVerifier:
-        """Trust the validator set and domain of a `Genesis`
+        """Trust the validator-set schedule and domain of a `Genesis`
         (`sequencer_net.home.genesis.load_genesis(path)`)."""
-        return cls(genesis.validator_set(), genesis.domain(), namespace, from_height)
+        return cls(genesis.schedule(), genesis.domain(), namespace, from_height)
 
     def validators_for(self, height: int) -> ValidatorSet:
-        """The set that finalizes `height`. Static from genesis today; a
-        validator-set rotation would return the set in force at `height`."""
-        return self.validators
+        """The set that finalizes `height`: its epoch's."""
+        return self.schedule.validators_for(height)
+
+    def epoch_separator(self, epoch: int) -> bytes:
+        """The signing domain separator of `epoch`'s votes and certificates."""
+        return epoch_domain_separator(self._chain_separator, epoch)
+
+    def _signatures_of(self, epoch: int) -> SignatureVerifier:
+        found = self._signatures.get(epoch)
+        if found is None:
+            while len(self._signatures) >= CACHED_EPOCH_VERIFIERS:
+                del self._signatures[next(iter(self._signatures))]
+            found = SignatureVerifier(self.epoch_separator(epoch), max_entries=4096)
+            self._signatures[epoch] = found
+        return found
 
     def verify(self, message: Any) -> VerifiedBlock:
         """Check one `{"type": "block", ...}` message (already JSON-decoded)."""
@@ -310,10 +364,14 @@ class BlockVerifier:
             _hex(tx, "a transaction", max_length=MAX_TX_HEX_BYTES)
             for tx in _list(_field(obj, "transactions"), "transactions", MAX_TRANSACTIONS)
         ]
+        epoch = self.schedule.epoch_of(height)
+        last_height = self.schedule.last_height(epoch.number)
         own = _field(obj, "certificate")
         chain: list[_Header] | None = None
         if own is None:
-            certificate, chain = parse_finalized_by(_field(obj, "finalized_by"))
+            certificate, chain = parse_finalized_by(
+                _field(obj, "finalized_by"), _chain_limit(height, last_height)
+            )
         else:
             certificate = parse_certificate(own)
         proof = parse_namespace_proof(_field(obj, "proof"))
@@ -326,9 +384,11 @@ class BlockVerifier:
         if self.last_hash is not None and parent != self.last_hash:
             raise fail("the parent is not the previous block's digest")
         if chain is None:
-            self._check_certificate(certificate, digest, height, view, fail)
+            self._check_certificate(certificate, digest, height, view, epoch.number, fail)
         else:
-            self._check_descendant_finality(certificate, chain, digest, height, fail)
+            self._check_descendant_finality(
+                certificate, chain, digest, height, epoch.number, last_height, fail
+            )
 
         try:
             payload = decode_payload(payload_bytes)
@@ -364,14 +424,24 @@ class BlockVerifier:
             tx_hashes=tuple(tx_hashes),
             certificate=certificate,
             finalized_by=None if chain is None else certificate.height,
+            epoch=epoch.number,
         )
 
     def _check_descendant_finality(
-        self, cert: Certificate, chain: list[_Header], digest: bytes, height: int, fail: Any
+        self,
+        cert: Certificate,
+        chain: list[_Header],
+        digest: bytes,
+        height: int,
+        epoch: int,
+        last_height: int | None,
+        fail: Any,
     ) -> None:
         """`chain` (descendant first) links the block of `digest` at `height` to
         the block `cert` finalizes: from the bottom, each header is one height up
-        and names the digest below it as its parent."""
+        and names the digest below it as its parent. Headers above the last
+        height of the block's epoch are the epoch's tail: empty payloads. `cert`
+        is checked in the block's epoch, whatever height it names."""
         if not chain:
             raise fail("the finalized_by chain is empty")
         below, below_height = digest, height
@@ -385,21 +455,46 @@ class BlockVerifier:
                     f"the finalized_by chain breaks at height {header.height}: its parent "
                     f"is not the digest of the block below"
                 )
+            if (
+                last_height is not None
+                and header.height > last_height
+                and header.payload_hash != EMPTY_PAYLOAD_HASH
+            ):
+                raise fail(
+                    f"the finalized_by chain crosses out of epoch {epoch}: height "
+                    f"{header.height} is above its last height {last_height} and is not "
+                    f"an empty tail block"
+                )
             below, below_height = header.digest(), header.height
         top = chain[0]
-        self._check_certificate(cert, below, top.height, top.view, fail)
+        self._check_certificate(cert, below, top.height, top.view, epoch, fail)
 
     def _check_certificate(
-        self, cert: Certificate, digest: bytes, height: int, view: int, fail: Any
+        self, cert: Certificate, digest: bytes, height: int, view: int, epoch: int, fail: Any
     ) -> None:
+        """`cert` finalizes the block of `digest`, `height` and `view`, signed by a
+        quorum of `epoch`'s set in `epoch`'s domain."""
         if cert.kind != VoteKind.FINALIZE:
             raise fail(f"the certificate is of kind {cert.kind}, not a finalization")
         if cert.block != digest:
             raise fail("the certificate is for another block")
         if cert.height != height or cert.view != view:
             raise fail("the certificate's height or view is not the block's")
-        if not self._signatures.check_certificate(self.validators_for(height), cert):
-            raise fail("the finalization certificate is not a quorum of valid validator signatures")
+        validators = self.schedule.epoch(epoch).validators
+        if not self._signatures_of(epoch).check_certificate(validators, cert):
+            raise fail(
+                "the finalization certificate is not a quorum of valid validator signatures"
+                + (f" of epoch {epoch}" if len(self.schedule) > 1 else "")
+            )
+
+
+def _chain_limit(height: int, last_height: int | None) -> int:
+    """The most headers a `finalized_by` chain of the block at `height` may hold:
+    MAX_FINALITY_CHAIN within its epoch, plus MAX_EPOCH_TAIL_BLOCKS tail blocks
+    when the chain can reach the epoch's last height."""
+    if last_height is None or last_height - height > MAX_FINALITY_CHAIN:
+        return MAX_FINALITY_CHAIN
+    return last_height - height + MAX_EPOCH_TAIL_BLOCKS
 
 
 class UncertifiedBlockReader(BlockVerifier):
@@ -409,6 +504,6 @@ class UncertifiedBlockReader(BlockVerifier):
     for, so a lying node can feed it anything self-consistent."""
 
     def _check_certificate(
-        self, cert: Certificate, digest: bytes, height: int, view: int, fail: Any
+        self, cert: Certificate, digest: bytes, height: int, view: int, epoch: int, fail: Any
     ) -> None:
         return None

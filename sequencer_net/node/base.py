@@ -8,6 +8,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from consensus.crypto import Address, PrivateKey
+from sequencer_net.api.validators import validators_document
 from sequencer_net.execution.fees import CommittedFeeBalances, required_fee
 from sequencer_net.execution.genesis import genesis_state
 from sequencer_net.execution.state import ExecutionState, load_state
@@ -157,26 +158,11 @@ class NodeBase:
 
     def validators_document(self) -> dict[str, Any]:
         """GET /v1/validators: what a subscriber needs to check certificates (it
-        should still pin the set from a genesis file it trusts), and the
-        network's threshold encryption key if it has one (what a client seals
-        encrypted transactions to)."""
-        threshold = self.genesis.threshold
-        return {
-            "threshold": None
-            if threshold is None
-            else {
-                "key_epoch": threshold.key_epoch,
-                "threshold": threshold.threshold,
-                "public_key": "0x" + threshold.public_key.hex(),
-            },
-            "chain_id": self.domain.chain_id,
-            "verifying_contract": "0x" + self.domain.verifying_contract.hex(),
-            "genesis_hash": "0x" + self.domain.genesis_hash.hex(),
-            "validators": [
-                {"index": i, "name": v.name, "address": "0x" + v.address.hex(), "weight": v.weight}
-                for i, v in enumerate(self.genesis.validators)
-            ],
-        }
+        should still pin the set from a genesis file it trusts), every epoch's
+        set and domain when the genesis rotates it, and the network's threshold
+        encryption key if it has one (what a client seals encrypted
+        transactions to). Built by `sequencer_net.api.validators`."""
+        return validators_document(self.genesis, self.domain)
 
     def close(self) -> None:
         self.store.close()

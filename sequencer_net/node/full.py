@@ -418,6 +418,7 @@ class FullNode(NodeBase):
             markets=MarketSource(lambda: self.commits.state, self.commits.market_activity),
             commit_feed=self.status.feed,
             validators=self.validators_document,
+            schedule=self.genesis.schedule(),
         )
         api_options = ApiOptions.from_config(self.config)
         async with trio.open_nursery() as nursery:

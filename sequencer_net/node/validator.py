@@ -527,6 +527,7 @@ class ValidatorNode(NodeBase):
             markets=MarketSource(lambda: self.commits.state, self.commits.market_activity),
             commit_feed=self.status.feed,
             validators=self.validators_document,
+            schedule=self.genesis.schedule(),
         )
         api_options = ApiOptions.from_config(  # reads the admin token: fail early
             self.config, genesis_view_timeout_ms=self.genesis.view_timeout_ms

@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 import trio
 
+from consensus.epochs import Epoch, EpochSchedule
+from consensus.types import Height
 from sequencer_net.client import RetryPolicy
 from tests.client.chain import Chain
 from tests.client.fake_node import Step, start_node
@@ -38,6 +40,9 @@ class TrustedGenesis:
 
     def validator_set(self) -> Any:
         return self.chain.validators
+
+    def schedule(self) -> Any:
+        return EpochSchedule([Epoch(0, Height(1), self.chain.validators)])
 
     def domain(self) -> Any:
         return self.chain.domain
