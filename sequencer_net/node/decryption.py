@@ -75,7 +75,6 @@ import msgspec
 import trio
 
 from consensus.encoding import Domain
-from sequencer_net.canonical import decode_strict
 from sequencer_net.execution.block import FailedReveal, SequencedTransaction
 from sequencer_net.fairness.envelope import Envelope, RevealFailed, label_of, reveal
 from sequencer_net.fairness.group import Point
@@ -142,7 +141,7 @@ INBOX_MESSAGES: Final = 1024
 """Share messages waiting for verification; more are dropped (asked for later)."""
 
 
-class SharesMessage(msgspec.Struct, frozen=True, array_like=True, omit_defaults=True):
+class SharesMessage(msgspec.Struct, frozen=True, array_like=True):
     height: Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]
     block: Annotated[bytes, msgspec.Meta(min_length=32, max_length=32)]
     shares: Annotated[bytes, msgspec.Meta(max_length=MAX_BLOCK_SHARES_BYTES)]
@@ -168,6 +167,11 @@ _request_decoder = msgspec.msgpack.Decoder(SharesRequest)
 
 
 def encode_shares_message(message: SharesMessage) -> bytes:
+    """The canonical form: without a key epoch, the four-field array of a chain
+    whose set never changes (msgspec writes a trailing None of an array-like
+    struct, so it is left out here)."""
+    if message.key_epoch is None:
+        return _encoder.encode((message.height, message.block, message.shares, message.coin))
     return _encoder.encode(message)
 
 
@@ -179,13 +183,16 @@ def decode_shares_message(data: bytes) -> tuple[SharesMessage, BlockShares | Non
     """Size (before parsing), structure, canonical form, and the inner shares':
     the message, its block shares (None: the block opens no envelope) and its
     coin share, both naming the same shareholder."""
-    message = decode_strict(
-        data,
-        _message_decoder,
-        limit=MAX_SHARES_MESSAGE_BYTES,
-        what="shares message",
-        malformed=MalformedSharesMessage,
-    )
+    if len(data) > MAX_SHARES_MESSAGE_BYTES:
+        raise MalformedSharesMessage(
+            f"shares message of {len(data)} bytes exceeds the limit of {MAX_SHARES_MESSAGE_BYTES}"
+        )
+    try:
+        message = _message_decoder.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise MalformedSharesMessage(f"undecodable shares message: {exc}") from exc
+    if encode_shares_message(message) != data:
+        raise MalformedSharesMessage("shares message is not canonically encoded")
     try:
         shares = decode_block_shares(message.shares) if message.shares else None
         coin = decode_coin_share(message.coin)
