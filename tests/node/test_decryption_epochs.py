@@ -333,3 +333,37 @@ def test_commit_refuses_an_old_epochs_envelope_undecrypted_at_no_fee() -> None:
     (expired,) = reveal_envelopes(SWITCH, _resolved([stale]), [], None, DOMAIN, key_epoch=1)
     assert isinstance(expired.sequenced, FailedReveal)
     assert expired.sequenced.reason == "expired"
+
+
+async def test_the_commit_pipeline_shares_only_its_heights_epoch(net: Net) -> None:
+    """The first epoch-1 block holds two epoch-0 envelopes (batched before the
+    switch) and two epoch-1 ones: validator 0's stored and sent share message
+    covers the two epoch-1 ciphertexts only, and the epoch-0 envelopes are
+    refused undecrypted at no fee."""
+    from sequencer_net.node.commit import CommitPipeline
+
+    order = [OLD[0], NEW[0], OLD[1], NEW[1]]
+    resolved = _resolved(order)
+
+    class Pool:  # senders remembered from batch verification
+        def sender_of(self, h: bytes) -> tuple[bytes, int]:
+            return next(e.sender for e in order if keccak256(encode_encrypted(e)) == h), -1
+
+    pipeline = CommitPipeline.__new__(CommitPipeline)
+    pipeline.domain = DOMAIN
+    pipeline.decryptor = net.decryptors[0]
+    pipeline.pool = Pool()  # type: ignore[assignment]
+    batches = [Batch(author=0, sequence=0, transactions=[r.encoded for r in resolved])]
+    net.stores[4].save_own_shares(SWITCH, _message(SWITCH, SHARES1[3], 1, NEW))
+    net.down = {1, 2, 3}  # validator 4 answers when asked
+    with trio.fail_after(10):
+        out, order_seed = await pipeline.open_block(SWITCH, BLOCKS[SWITCH], resolved, batches)
+    assert order_seed == seed(SWITCH, KEYSET1, [SHARES1[0], SHARES1[3]])
+    reasons = [r.sequenced.reason if isinstance(r.sequenced, FailedReveal) else "tx" for r in out]
+    assert reasons == [KEY_EPOCH_MISMATCH, "tx", KEY_EPOCH_MISMATCH, "tx"]
+    assert [r.sequenced.fee for r in out[0::2]] == [0, 0]
+    stored = net.stores[0].own_shares(SWITCH)
+    assert stored is not None
+    message, shares, _ = decode_shares_message(stored)
+    assert message.key_epoch == 1 and shares is not None and len(shares.values) == len(NEW)
+    assert [m for _, m in net.sent] == [message]
