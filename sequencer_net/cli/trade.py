@@ -357,19 +357,22 @@ after the node's current height; later it is dropped undecrypted."""
 
 
 def seal_for(target: Target, client: Any, key: Any, encoded: bytes) -> bytes:
-    """`encoded` sealed to the network key: the genesis's with --genesis, else
-    the one the node reports (GET /v1/validators)."""
+    """`encoded` sealed to the network key of the next block's validator-set
+    epoch: the genesis's with --genesis, else the one the node reports (GET
+    /v1/validators)."""
     from sequencer_net.client import SeqnetApiError
-    from sequencer_net.client.encrypted import NetworkKey, NoNetworkKey, seal_transaction
+    from sequencer_net.client.encrypted import NetworkKeys, NoNetworkKey, seal_transaction
 
     try:
         if target.genesis_path is not None:
-            network = NetworkKey.from_genesis(_load_genesis(target.genesis_path))
+            keys = NetworkKeys.from_genesis(_load_genesis(target.genesis_path))
         else:
-            network = NetworkKey.from_validators(client.validators())
+            keys = NetworkKeys.from_validators(client.validators())
     except (NoNetworkKey, SeqnetApiError, KeyError, ValueError) as exc:
         raise click.ClickException(f"--encrypt: cannot read the network key: {exc}") from exc
-    expiry = int(client.status()["height"]) + ENCRYPTED_EXPIRY_BLOCKS
+    height = int(client.status()["height"])
+    expiry = height + ENCRYPTED_EXPIRY_BLOCKS
+    network = keys.at(height + 1)
     return seal_transaction(key, target.domain(), encoded, network, expiry_height=expiry)
 
 

@@ -17,10 +17,23 @@ receipt (of the inner transaction, or `FailedDecryption`) is found by it.
 
 Pin the key from a genesis file you trust where you can (`NetworkKey.from_genesis`):
 a node that lies about it can read what you seal to a key of its own.
+
+A chain with validator-set epochs has a key per epoch, and a node accepts only
+envelopes sealed to the key of the epoch its next block is in; one that
+commits in another epoch is refused undecrypted (docs/fairness.md, "A key per
+validator-set epoch"). `NetworkKeys` holds every epoch's key and picks the one
+for a height:
+
+    keys = NetworkKeys.from_genesis(genesis)          # or .from_validators(...)
+    height = node.status()["height"] + 1
+    wire = seal_transaction(key, domain, inner, keys.at(height),
+                            expiry_height=keys.clamp_expiry(height, height + 100))
 """
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,6 +69,78 @@ class NetworkKey:
             raise NoNetworkKey("the node reports no threshold key: encryption is off")
         public_key = bytes.fromhex(str(threshold["public_key"]).removeprefix("0x"))
         return cls(decode_point(public_key), int(threshold["key_epoch"]))
+
+
+@dataclass(frozen=True, slots=True)
+class EpochKey:
+    """The network key of the validator-set epoch starting at `first_height`."""
+
+    first_height: int
+    key: NetworkKey
+
+
+class NetworkKeys:
+    """Every validator-set epoch's network key, by first height (the first from
+    height 1). A chain whose set never changes has one."""
+
+    def __init__(self, epochs: Sequence[EpochKey]) -> None:
+        if not epochs or epochs[0].first_height != 1:
+            raise ValueError("the first epoch's key starts at height 1")
+        for before, after in itertools.pairwise(epochs):
+            if after.first_height <= before.first_height:
+                raise ValueError("epoch keys must start at increasing heights")
+        self.epochs: tuple[EpochKey, ...] = tuple(epochs)
+
+    def at(self, height: int) -> NetworkKey:
+        """The key an envelope ordered at `height` must be sealed to."""
+        found = self.epochs[0].key
+        for epoch in self.epochs[1:]:
+            if epoch.first_height > height:
+                break
+            found = epoch.key
+        return found
+
+    def last_height(self, height: int) -> int | None:
+        """The last height of the epoch holding `height` (None: the last epoch)."""
+        for epoch in self.epochs:
+            if epoch.first_height > height:
+                return epoch.first_height - 1
+        return None
+
+    def clamp_expiry(self, height: int, expiry_height: int) -> int:
+        """`expiry_height`, but no later than the end of `height`'s epoch: past it
+        the envelope could only be refused undecrypted, so it may as well expire
+        (neither costs a fee)."""
+        last = self.last_height(height)
+        return expiry_height if last is None else min(expiry_height, last)
+
+    @classmethod
+    def from_genesis(cls, genesis: Genesis) -> NetworkKeys:
+        if genesis.threshold is None:
+            raise NoNetworkKey("the genesis has no threshold section: encryption is off")
+        epochs = [EpochKey(1, NetworkKey.from_genesis(genesis))]
+        for later in genesis.epochs:
+            assert later.threshold is not None  # every epoch has a key when epoch 0 does
+            key = NetworkKey(decode_point(later.threshold.public_key), later.threshold.key_epoch)
+            epochs.append(EpochKey(later.first_height, key))
+        return cls(epochs)
+
+    @classmethod
+    def from_validators(cls, document: dict[str, Any]) -> NetworkKeys:
+        """From a GET /v1/validators answer: its `threshold` (epoch 0's key, from
+        height 1) and, on a chain with epochs, each entry of `epochs` that has
+        a `first_height` and a `threshold` of the same shape."""
+        first = NetworkKey.from_validators(document)
+        epochs = [EpochKey(1, first)]
+        for entry in document.get("epochs") or ():
+            if not isinstance(entry, dict) or not isinstance(entry.get("threshold"), dict):
+                continue
+            first_height = int(entry["first_height"])
+            if first_height <= 1:
+                continue  # epoch 0, already the top-level key
+            key = NetworkKey.from_validators({"threshold": entry["threshold"]})
+            epochs.append(EpochKey(first_height, key))
+        return cls(sorted(epochs, key=lambda e: e.first_height))
 
 
 def seal_transaction(

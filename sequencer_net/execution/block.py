@@ -41,9 +41,10 @@ class FailedReveal(msgspec.Struct, frozen=True, array_like=True):
     """A committed encrypted transaction that yields no transaction to execute
     (docs/fairness.md): its decrypted contents failed a check (`reason`, one of
     the envelope module's REVEAL_* reasons), or it was ordered past its expiry
-    height ("expired", never decrypted). The engine charges `fee` (the
-    envelope's max fee; 0 when expired) to `sender` and nothing else: receipt
-    error "FailedDecryption", no nonce used."""
+    height ("expired", never decrypted), or at a height of another key epoch
+    than its own ("key_epoch_mismatch", never decrypted). The engine charges
+    `fee` (the envelope's max fee; 0 when expired or of another key epoch) to
+    `sender` and nothing else: receipt error "FailedDecryption", no nonce used."""
 
     tx_hash: bytes
     sender: bytes

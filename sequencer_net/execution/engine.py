@@ -47,7 +47,8 @@ What a rejection costs (docs/execution.md, "Nonces" and "Fees"):
                                                                   rejection)
     FailedDecryption                    no               max fee (what the balance
                                                                   still covers; 0 if
-                                                                  expired)
+                                                                  expired or of another
+                                                                  key epoch)
 
 A failed DEX action has all its changes rolled back (its fee stays paid). The
 input state is never modified: running the same block on the same state twice

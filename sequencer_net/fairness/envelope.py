@@ -38,6 +38,7 @@ ciphertext is combined, returning the transaction or a deterministic
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Final
 
@@ -296,6 +297,38 @@ def open_envelope(
         raise WrongChain(f"envelope is for chain {envelope.chain_id}, not {domain.chain_id}")
     if envelope.key_epoch != key_epoch:
         raise WrongKeyEpoch(f"envelope is for key epoch {envelope.key_epoch}, not {key_epoch}")
+    return _check_opened(envelope, domain, public_key, height, proofs)
+
+
+def open_envelope_of_any_epoch(
+    data: bytes,
+    domain: Domain,
+    keys: Mapping[int, Point],
+    height: int,
+    proofs: CiphertextProofCache | None = None,
+) -> Envelope:
+    """`open_envelope` for an envelope of any key epoch in `keys` (key epoch ->
+    that epoch's network key), its proof checked under its own epoch's key: how
+    a peer's batch is checked on a chain with a key per validator-set epoch (a
+    validator ahead of the others must not refuse an honest batch made before
+    the switch). A key epoch not in `keys` raises WrongKeyEpoch."""
+    envelope = decode_envelope(data)
+    if envelope.chain_id != domain.chain_id:
+        raise WrongChain(f"envelope is for chain {envelope.chain_id}, not {domain.chain_id}")
+    public_key = keys.get(envelope.key_epoch)
+    if public_key is None:
+        raise WrongKeyEpoch(f"envelope is for key epoch {envelope.key_epoch}, which has no key")
+    return _check_opened(envelope, domain, public_key, height, proofs)
+
+
+def _check_opened(
+    envelope: Envelope,
+    domain: Domain,
+    public_key: Point,
+    height: int,
+    proofs: CiphertextProofCache | None,
+) -> Envelope:
+    """The checks after chain and key epoch: expiry, signature, ciphertext proof."""
     if height > envelope.expiry_height:
         raise ExpiredEnvelope(f"envelope expired at height {envelope.expiry_height}")
     try:

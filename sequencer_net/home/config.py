@@ -575,7 +575,8 @@ class NodeConfig:
     threshold_key_file: str = _key(
         "threshold.key",
         "The validator's threshold decryption key share (plain 0600 JSON), relative "
-        "to the home directory. Read only when the genesis has a threshold section.",
+        "to the home directory. Read only when the genesis has a threshold section. "
+        "A later validator-set epoch e's share is <stem>.epoch<e><suffix> beside it.",
         _non_empty,
     )
     p2p: P2PSettings = field(default_factory=P2PSettings)

@@ -6,6 +6,9 @@
       validator.key    the validator's key, mode 0600 (sequencer_net.home.keystore)
       threshold.key    its threshold key share, mode 0600, when the genesis
                        enables encryption (sequencer_net.home.threshold)
+      threshold.epoch<e>.key
+                       its share of epoch e's key, for each later
+                       validator-set epoch e it is a member of
       data/            the database, mode 0700 (storage.data_dir)
       LOCK             held by the running node (sequencer_net.home.lock)
 
@@ -18,6 +21,7 @@ from __future__ import annotations
 import os
 import shutil
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
 
@@ -39,7 +43,7 @@ from sequencer_net.home.keystore import (
     write_private_file,
 )
 from sequencer_net.home.lock import HomeLock, HomeLocked
-from sequencer_net.home.threshold import THRESHOLD_KEY_FILE, write_key_share
+from sequencer_net.home.threshold import THRESHOLD_KEY_FILE, write_key_share, write_key_shares
 
 GENESIS_FILE: Final = "genesis.json"
 KEY_FILE: Final = "validator.key"
@@ -70,6 +74,7 @@ def init_home(
     l1: dict[str, Any] | None = None,
     max_non_validator_connections: int | None = None,
     key_share: KeyShare | None = None,
+    key_shares: Mapping[int, KeyShare] | None = None,
 ) -> NodeConfig:
     """Create a node home and return its loaded config.
 
@@ -83,7 +88,10 @@ def init_home(
     caller writes the file); `oracle`, if given, sets keys of [oracle] (the
     price source), and `l1` keys of [l1] (the L1 endpoint and contracts).
     `key_share`, if given, is the validator's threshold key share (the genesis
-    must have a `threshold` section) and is written to `threshold.key`.
+    must have a `threshold` section) and is written to `threshold.key`;
+    `key_shares` (epoch -> share), for a genesis with validator-set epochs,
+    are its shares of each epoch it is a member of, each written to its own
+    file (`sequencer_net.home.threshold.key_share_path`).
 
     Refuses a home that exists and is not empty, unless `force`: then the
     config, genesis and key are replaced and data/ is left as it is (deleting a
@@ -121,6 +129,8 @@ def init_home(
     if secret is None:
         secret = generate_secret()
     check_secret(secret)
+    if key_share is not None and key_shares is not None:
+        raise HomeError("give a key share or key shares by epoch, not both")
     if genesis is None:
         genesis = make_local_genesis(
             [secret], host=listen_host, base_p2p_port=p2p_port, base_api_port=api_port
@@ -138,6 +148,10 @@ def init_home(
             if genesis.threshold is None:
                 raise HomeError("a threshold key share needs a genesis with a threshold section")
             write_key_share(home / THRESHOLD_KEY_FILE, key_share, genesis.threshold.key_epoch)
+        if key_shares:
+            if genesis.threshold is None:
+                raise HomeError("a threshold key share needs a genesis with a threshold section")
+            write_key_shares(home / THRESHOLD_KEY_FILE, genesis, key_shares)
         if source_genesis is not None:
             # A byte-for-byte copy: operators compare checksums of the distributed file.
             tmp = home / f".{GENESIS_FILE}.tmp"

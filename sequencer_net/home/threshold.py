@@ -11,18 +11,34 @@ its owner only (mode 0600, like a plain validator key):
 `index` is the share's index, validator index + 1. `read_key_share` refuses
 a file that group or others can read, and a share that does not match the
 genesis (its x_i G must be the genesis's Y_i for that validator).
+
+A genesis with validator-set epochs has a key per epoch, each dealt to that
+epoch's members (`deal_epoch_keys`), and a member holds one file per epoch it
+belongs to (`key_share_path`): epoch 0's is `threshold.key` (the configured
+`threshold_key_file`), epoch e's `threshold.epoch<e>.key` beside it, each
+with `"key_epoch": e` and the member's index in epoch e's set + 1.
+`read_key_shares` reads every one the node needs and refuses to start
+without any of them.
 """
 
 from __future__ import annotations
 
 import json
 import stat
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Final
 
 from sequencer_net.fairness.group import ORDER, RandomBytes, encode_scalar, mul_base
-from sequencer_net.fairness.tdh2 import KeyShare, PublicKeySet, deal, max_faults
-from sequencer_net.home.genesis import GenesisThreshold
+from sequencer_net.fairness.tdh2 import (
+    KeyShare,
+    PublicKeySet,
+    ThresholdError,
+    check_threshold,
+    deal,
+    max_faults,
+)
+from sequencer_net.home.genesis import Genesis, GenesisThreshold
 from sequencer_net.home.keystore import KeystoreError, write_private_file
 
 THRESHOLD_KEY_FILE: Final = "threshold.key"
@@ -98,3 +114,74 @@ def read_key_share(path: Path, section: GenesisThreshold, validator_index: int) 
     if expected is None or verification_key.format() != expected.format():
         raise KeystoreError(f"{path}: the share does not match the genesis verification key")
     return KeyShare(index, secret, keys.public_key, verification_key)
+
+
+def deal_epoch_keys(
+    set_sizes: Sequence[int], threshold: int | None = None, rng: RandomBytes | None = None
+) -> list[tuple[PublicKeySet, list[KeyShare]]]:
+    """One threshold key per validator-set epoch, each dealt to that epoch's
+    members (`set_sizes[e]` of them; share index = index in epoch e's set + 1);
+    t is `threshold` for every epoch, else each epoch's own f + 1. Raises
+    ThresholdError for a t unsafe for some epoch's set."""
+    return [deal_network_key(size, threshold, rng) for size in set_sizes]
+
+
+def member_key_shares(
+    genesis: Genesis, dealt: Sequence[Sequence[KeyShare]], address: bytes
+) -> dict[int, KeyShare]:
+    """The shares (by epoch) that the member with `address` holds of keys dealt
+    per epoch (`dealt[e]`: epoch e's shares in its set's order)."""
+    shares: dict[int, KeyShare] = {}
+    for epoch in range(len(genesis.epochs) + 1):
+        index = genesis.epoch_index(epoch, address)
+        if index is not None:
+            shares[epoch] = dealt[epoch][index]
+    return shares
+
+
+def key_share_path(base: Path, epoch: int, genesis: Genesis) -> Path:
+    """Where the share of validator-set epoch `epoch` lives, given the configured
+    `threshold_key_file` `base`: `base` itself for epoch 0 (and for the one key
+    of a chain without later epochs), else `<stem>.epoch<e><suffix>` beside it."""
+    base = Path(base)
+    if epoch == 0 or not genesis.epochs:
+        return base
+    return base.with_name(f"{base.stem}.epoch{epoch}{base.suffix}")
+
+
+def write_key_shares(base: Path, genesis: Genesis, shares: Mapping[int, KeyShare]) -> None:
+    """Write a member's share of each epoch (`shares`: epoch -> share), each to
+    its `key_share_path`, under that epoch's key epoch."""
+    for epoch, share in sorted(shares.items()):
+        section = genesis.epoch_threshold(epoch)
+        if section is None:
+            raise KeystoreError("a threshold key share needs a genesis with a threshold section")
+        write_key_share(key_share_path(base, epoch, genesis), share, section.key_epoch)
+
+
+def read_key_shares(base: Path, genesis: Genesis, address: bytes) -> dict[int, KeyShare]:
+    """This member's share of every validator-set epoch it belongs to (epoch ->
+    share), each read by `read_key_share` from its `key_share_path` and checked
+    against that epoch's genesis section; empty when the chain does not
+    encrypt. Raises KeystoreError naming the file of the first that is
+    missing or wrong, or an epoch whose t is unsafe for its set."""
+    shares: dict[int, KeyShare] = {}
+    if genesis.threshold is None:
+        return shares
+    for epoch in range(len(genesis.epochs) + 1):
+        index = genesis.epoch_index(epoch, address)
+        section = genesis.epoch_threshold(epoch)
+        if index is None or section is None:
+            continue
+        try:
+            check_threshold(len(genesis.epoch_validators(epoch)), section.threshold)
+        except ThresholdError as exc:
+            raise KeystoreError(f"epoch {epoch}: {exc}" if genesis.epochs else str(exc)) from exc
+        path = key_share_path(base, epoch, genesis)
+        if genesis.epochs and not path.exists():
+            raise KeystoreError(
+                f"{path}: no threshold key share of epoch {epoch}, of which this "
+                "validator is a member"
+            )
+        shares[epoch] = read_key_share(path, section, index)
+    return shares

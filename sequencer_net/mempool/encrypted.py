@@ -19,7 +19,9 @@ about 550 bytes to the transaction it carries.
 `open_encrypted` checks one for ordering (`open_envelope`: signature of the
 sender, the ciphertext's proof under the label with this chain, namespace and
 key epoch, expiry) and raises `InvalidEncryptedTransaction` naming the failed
-check, or `EncryptionOff` on a chain whose genesis has no threshold key.
+check, or `EncryptionOff` on a chain whose genesis has no threshold key. On a
+chain with validator-set epochs each epoch has its own key and key epoch
+(docs/fairness.md, "A key per validator-set epoch").
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from sequencer_net.fairness.envelope import (
     decode_envelope,
     encode_envelope,
     open_envelope,
+    open_envelope_of_any_epoch,
 )
 from sequencer_net.fairness.group import Point
 from sequencer_net.fairness.limits import AEAD_TAG_BYTES, BLIND_BYTES
@@ -72,14 +75,43 @@ class InvalidEncryptedTransaction(InvalidTransaction):
 
 
 @dataclass(frozen=True, slots=True)
+class LaterKey:
+    """The threshold key of a later validator-set epoch: from `first_height` on,
+    envelopes are encrypted to `public_key` under key epoch `key_epoch`."""
+
+    key_epoch: int
+    first_height: int
+    public_key: Point
+
+
+@dataclass(frozen=True, slots=True)
 class EnvelopeRules:
     """What checking an envelope needs from genesis: the network key and its
-    epoch; and the node's memory of ciphertext proofs already checked
-    (`proofs`, shared with the share maker, node/decryption.py)."""
+    epoch (epoch 0's, from height 1), the keys of later validator-set epochs
+    (`later`, by first height; empty for a chain whose set never changes); and
+    the node's memory of ciphertext proofs already checked (`proofs`, shared
+    with the share maker, node/decryption.py)."""
 
     public_key: Point
     key_epoch: int
     proofs: CiphertextProofCache | None = None
+    later: tuple[LaterKey, ...] = ()
+
+    def key_at(self, height: int) -> tuple[int, Point]:
+        """(key epoch, network key) of the validator-set epoch holding `height`:
+        the only key an envelope ordered at `height` may be encrypted to."""
+        key_epoch, public_key = self.key_epoch, self.public_key
+        for later in self.later:
+            if later.first_height > height:
+                break
+            key_epoch, public_key = later.key_epoch, later.public_key
+        return key_epoch, public_key
+
+    def keys(self) -> dict[int, Point]:
+        """Every key epoch's network key."""
+        keys = {self.key_epoch: self.public_key}
+        keys.update((later.key_epoch, later.public_key) for later in self.later)
+        return keys
 
 
 def payload_length_floor(envelope: Envelope) -> int:
@@ -116,15 +148,25 @@ def open_encrypted(
     encoded: bytes, domain: Domain, rules: EnvelopeRules | None, height: int
 ) -> Envelope:
     """Check an encrypted transaction for ordering at `height` (0: skip the
-    expiry check, which execution applies at the block's height anyway)."""
+    expiry check, which execution applies at the block's height anyway).
+
+    Intake (`height` > 0) accepts only the key epoch of the validator-set epoch
+    holding `height` (`EnvelopeRules.key_at`): an envelope of an earlier epoch
+    would be refused undecrypted at commit, one of a later epoch too if it
+    committed before the switch. A peer's batch (`height` 0) may hold envelopes
+    of any scheduled key epoch, each checked under its own epoch's key: which
+    of them the block opens is decided at commit, by the block's height."""
     if len(encoded) > MAX_TX_BYTES:
         raise OversizedTransaction(f"transaction of {len(encoded)} bytes exceeds {MAX_TX_BYTES}")
     if rules is None:
         raise EncryptionOff("encryption is off: this chain's genesis has no threshold key")
     try:
-        return open_envelope(
-            encoded[1:], domain, rules.public_key, rules.key_epoch, height, rules.proofs
-        )
+        if height == 0 and rules.later:
+            return open_envelope_of_any_epoch(
+                encoded[1:], domain, rules.keys(), height, rules.proofs
+            )
+        key_epoch, public_key = rules.key_at(height)
+        return open_envelope(encoded[1:], domain, public_key, key_epoch, height, rules.proofs)
     except InvalidEnvelope as exc:
         raise InvalidEncryptedTransaction(exc) from exc
 

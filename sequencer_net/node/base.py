@@ -19,7 +19,7 @@ from sequencer_net.home.genesis import Genesis
 from sequencer_net.l1.evidence_watch import EvidenceWatcher, StoreSource, load_l1_key
 from sequencer_net.l1.link import L1Link
 from sequencer_net.l1.status import L1Status
-from sequencer_net.mempool.encrypted import EnvelopeRules
+from sequencer_net.mempool.encrypted import EnvelopeRules, LaterKey
 from sequencer_net.mempool.mempool import Accounts, Mempool
 from sequencer_net.mempool.verifier import VerifierPool
 from sequencer_net.metrics import Metrics
@@ -34,13 +34,19 @@ log = logging.getLogger("seqnet.node")
 
 
 def envelope_rules(genesis: Genesis) -> EnvelopeRules | None:
-    """What envelopes are checked against: the genesis's threshold key, if any."""
+    """What envelopes are checked against: the genesis's threshold key, if any,
+    and each later validator-set epoch's."""
     if genesis.threshold is None:
         return None
     return EnvelopeRules(
         public_key=decode_point(genesis.threshold.public_key),
         key_epoch=genesis.threshold.key_epoch,
         proofs=CiphertextProofCache(),
+        later=tuple(
+            LaterKey(e.threshold.key_epoch, e.first_height, decode_point(e.threshold.public_key))
+            for e in genesis.epochs
+            if e.threshold is not None
+        ),
     )
 
 

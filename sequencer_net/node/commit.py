@@ -96,6 +96,10 @@ and are kept."""
 PRUNE_EVERY = 256
 """Committed heights between two pruning passes."""
 
+KEY_EPOCH_MISMATCH = "key_epoch_mismatch"
+"""The FailedReveal reason of an envelope committed at a height of another key
+epoch than its own: refused undecrypted, no fee (docs/fairness.md)."""
+
 
 @dataclass(frozen=True, slots=True)
 class ResolvedTransaction:
@@ -183,14 +187,19 @@ def split_forced(
 
 
 def block_envelopes(
-    height: int, batches: Sequence[Batch], valid: Callable[[bytes, bytes], bool]
+    height: int,
+    batches: Sequence[Batch],
+    valid: Callable[[bytes, bytes], bool],
+    key_epoch: int | None = None,
 ) -> list[tuple[bytes, Envelope]]:
     """(hash, envelope) of the envelopes a committed block opens: its batches'
     encrypted transactions in block order, each once, that decode and are
-    `valid(hash, encoded)` (signature and proof), not expired at `height`, the
-    first MAX_BLOCK_CIPHERTEXTS of them. A function of the block alone (not of
-    what this node committed before), so every node shares the same list even
-    before it has executed the blocks below."""
+    `valid(hash, encoded)` (signature and proof), not expired at `height`,
+    encrypted to `key_epoch` (the key epoch of `height`'s validator-set epoch;
+    None: no key, nothing is opened anyway), the first MAX_BLOCK_CIPHERTEXTS of
+    them. A function of the block alone (not of what this node committed
+    before), so every node shares the same list even before it has executed
+    the blocks below. No share is ever made for an envelope left out here."""
     live: list[tuple[bytes, Envelope]] = []
     seen: set[bytes] = set()
     for batch in batches:
@@ -207,7 +216,11 @@ def block_envelopes(
                 envelope = decode_encrypted(encoded)
             except InvalidTransaction:
                 continue
-            if height > envelope.expiry_height or not valid(h, encoded):
+            if height > envelope.expiry_height:
+                continue
+            if key_epoch is not None and envelope.key_epoch != key_epoch:
+                continue
+            if not valid(h, encoded):
                 continue
             live.append((h, envelope))
     return live
@@ -219,11 +232,14 @@ def reveal_envelopes(
     live: Sequence[tuple[bytes, Envelope]],
     plaintexts: Sequence[bytes | DecryptionFailed] | None,
     domain: Domain | None,
+    key_epoch: int | None = None,
 ) -> list[ResolvedTransaction]:
     """Each envelope replaced by what it reveals (docs/fairness.md), in place:
     past its expiry height, FailedReveal("expired", no fee) and never
-    decrypted; past the first MAX_BLOCK_CIPHERTEXTS live ones of the block
-    (what one share message covers), FailedReveal("block_envelope_limit", no
+    decrypted; encrypted to another key epoch than `key_epoch` (the one of
+    `height`'s validator-set epoch), FailedReveal("key_epoch_mismatch", no
+    fee) and never decrypted; past the first MAX_BLOCK_CIPHERTEXTS live ones
+    of the block (what one share message covers), FailedReveal("block_envelope_limit", no
     fee), never decrypted; otherwise what `plaintexts` (one per `live`
     envelope, from the network's shares) holds for it, or, without them (no
     threshold key), FailedReveal("no_threshold_key", no fee)."""
@@ -236,6 +252,11 @@ def reveal_envelopes(
         tx_hash_ = r.sequenced.tx_hash
         if height > envelope.expiry_height:
             out[i] = replace(r, sequenced=FailedReveal(tx_hash_, envelope.sender, 0, "expired"))
+        elif key_epoch is not None and envelope.key_epoch != key_epoch:
+            # A key per validator-set epoch: an envelope that did not commit in
+            # its own epoch is refused undecrypted (docs/fairness.md).
+            stale = FailedReveal(tx_hash_, envelope.sender, 0, KEY_EPOCH_MISMATCH)
+            out[i] = replace(r, sequenced=stale)
         elif tx_hash_ not in position_in_block:
             over = FailedReveal(tx_hash_, envelope.sender, 0, "block_envelope_limit")
             out[i] = replace(r, sequenced=over)
@@ -427,7 +448,16 @@ class CommitPipeline:
     def live_envelopes(self, height: int, batches: Sequence[Batch]) -> list[tuple[bytes, Envelope]]:
         """The envelopes a block opens (`block_envelopes`), with this node's sender
         check (remembered from batch verification, else run again)."""
-        return block_envelopes(height, batches, lambda h, e: self._sender_of(h, e) is not None)
+        return block_envelopes(
+            height,
+            batches,
+            lambda h, e: self._sender_of(h, e) is not None,
+            self._key_epoch_at(height),
+        )
+
+    def _key_epoch_at(self, height: int) -> int | None:
+        """The key epoch envelopes at `height` must name; None without a key."""
+        return None if self.decryptor is None else self.decryptor.key_epoch_at(height)
 
     async def open_block(
         self,
@@ -442,8 +472,9 @@ class CommitPipeline:
         gathering them when the block was fetched); without, envelopes fail
         and there is no seed."""
         live = self.live_envelopes(height, batches)
+        key_epoch = self._key_epoch_at(height)
         if self.decryptor is None or self.domain is None:
-            return reveal_envelopes(height, resolved, live, None, self.domain), None
+            return reveal_envelopes(height, resolved, live, None, self.domain, key_epoch), None
         started = time.perf_counter()
         opened: OpenedBlock = await self.decryptor.open_block(height, digest, [e for _, e in live])
         log.info(
@@ -452,7 +483,7 @@ class CommitPipeline:
             len(live),
             (time.perf_counter() - started) * 1000,
         )
-        out = reveal_envelopes(height, resolved, live, opened.plaintexts, self.domain)
+        out = reveal_envelopes(height, resolved, live, opened.plaintexts, self.domain, key_epoch)
         return out, opened.order_seed
 
     async def _prune_batches(self, below_height: int) -> None:

@@ -42,17 +42,32 @@ others (with t = f + 1 of n = 3f + 1 there are enough honest ones).
 Execution of the block waits until it opens; consensus keeps ordering
 meanwhile (the commit queue and the leaders' execution lag bound how far).
 
+A key per validator-set epoch (docs/fairness.md): a block at height h is
+opened with the key of h's epoch (`KeyEpochs.at`): this validator's share of
+that key (none if it is not one of the epoch's shareholders), shares checked
+against that epoch's verification keys and t, asked from that epoch's
+shareholders. The commit pipeline hands over only the envelopes of that key
+epoch (node/commit.py `block_envelopes`); the others are refused undecrypted
+and no share is ever made for them (`_new_job` refuses them too).
+
 Wire forms (msgpack arrays, canonical only, size-checked before decoding):
 
     SharesMessage = [height, block digest, encoded BlockShares or empty
-                     (the block opens no envelope), encoded CoinShare]
+                     (the block opens no envelope), encoded CoinShare,
+                     key epoch (only on a chain with several epochs)]
     SharesRequest = [height]      answered with a SharesMessage, or nothing
+
+On a chain whose set never changes the key epoch is left out, so its share
+messages are what they were before epochs existed; on a chain with epochs
+every message names the key epoch of its height, and one naming another is
+refused unread.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Final, TypeVar
 
@@ -60,7 +75,6 @@ import msgspec
 import trio
 
 from consensus.encoding import Domain
-from sequencer_net.canonical import decode_strict
 from sequencer_net.execution.block import FailedReveal, SequencedTransaction
 from sequencer_net.fairness.envelope import Envelope, RevealFailed, label_of, reveal
 from sequencer_net.fairness.group import Point
@@ -89,6 +103,7 @@ from sequencer_net.fairness.tdh2 import (
     own_block_shares,
     own_coin_share,
 )
+from sequencer_net.home.genesis import Genesis
 from sequencer_net.node.requests import RequestKind
 from sequencer_net.storage.node_store import NodeStore
 
@@ -96,7 +111,7 @@ log = logging.getLogger("seqnet.decryption")
 
 MAX_SHARES_MESSAGE_BYTES: Final = MAX_BLOCK_SHARES_BYTES + MAX_SHARE_BYTES + 64
 """A SharesMessage: the encoded block shares and coin share plus the height,
-the block digest and the prefixes (about 50 bytes), rounded up."""
+the block digest, the key epoch and the prefixes (about 60 bytes), rounded up."""
 
 ASK_AFTER_S: Final = 0.3
 """How long a block waits for broadcast shares before it asks the validators it
@@ -133,6 +148,9 @@ class SharesMessage(msgspec.Struct, frozen=True, array_like=True):
     """Encoded BlockShares for the block's envelopes; empty when it opens none."""
     coin: Annotated[bytes, msgspec.Meta(min_length=1, max_length=MAX_SHARE_BYTES)]
     """Encoded CoinShare on the block's order seed tag."""
+    key_epoch: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)] | None = None
+    """The key epoch the shares are of: present exactly on a chain with several
+    validator-set epochs (omitted otherwise, so the wire form is unchanged)."""
 
 
 class SharesRequest(msgspec.Struct, frozen=True, array_like=True):
@@ -149,6 +167,11 @@ _request_decoder = msgspec.msgpack.Decoder(SharesRequest)
 
 
 def encode_shares_message(message: SharesMessage) -> bytes:
+    """The canonical form: without a key epoch, the four-field array of a chain
+    whose set never changes (msgspec writes a trailing None of an array-like
+    struct, so it is left out here)."""
+    if message.key_epoch is None:
+        return _encoder.encode((message.height, message.block, message.shares, message.coin))
     return _encoder.encode(message)
 
 
@@ -160,13 +183,16 @@ def decode_shares_message(data: bytes) -> tuple[SharesMessage, BlockShares | Non
     """Size (before parsing), structure, canonical form, and the inner shares':
     the message, its block shares (None: the block opens no envelope) and its
     coin share, both naming the same shareholder."""
-    message = decode_strict(
-        data,
-        _message_decoder,
-        limit=MAX_SHARES_MESSAGE_BYTES,
-        what="shares message",
-        malformed=MalformedSharesMessage,
-    )
+    if len(data) > MAX_SHARES_MESSAGE_BYTES:
+        raise MalformedSharesMessage(
+            f"shares message of {len(data)} bytes exceeds the limit of {MAX_SHARES_MESSAGE_BYTES}"
+        )
+    try:
+        message = _message_decoder.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise MalformedSharesMessage(f"undecodable shares message: {exc}") from exc
+    if encode_shares_message(message) != data:
+        raise MalformedSharesMessage("shares message is not canonically encoded")
     try:
         shares = decode_block_shares(message.shares) if message.shares else None
         coin = decode_coin_share(message.coin)
@@ -217,6 +243,110 @@ def first_ask_after(height: int, newest_heard: int, validator: bool) -> float:
     if not validator or height + BEHIND_HEIGHTS <= newest_heard:
         return 0.0
     return ASK_AFTER_S
+
+
+class KeyEpochMismatch(ValueError):
+    """Envelopes of another key epoch handed to the opening of a block: never
+    shared (the commit pipeline refuses them undecrypted)."""
+
+
+@dataclass(frozen=True, slots=True)
+class KeyEpoch:
+    """One validator-set epoch's threshold key as the decryption service uses it."""
+
+    number: int
+    """The key epoch (the genesis section's `key_epoch`), named in envelopes."""
+    first_height: int
+    keys: PublicKeySet
+    """Y, each shareholder's Y_i and t of this epoch."""
+    key_share: KeyShare | None
+    """This node's share of this epoch's key; None when it holds none (a full
+    node, or a validator that is not in this epoch's set)."""
+    shareholders: tuple[int, ...]
+    """The peer (network index) holding share index i + 1, for each i."""
+
+    def share_index_of(self, peer: int) -> int | None:
+        """The share index `peer` holds in this epoch, or None."""
+        for position, holder in enumerate(self.shareholders):
+            if holder == peer:
+                return position + 1
+        return None
+
+
+class KeyEpochs:
+    """The chain's threshold keys by height: one `KeyEpoch` per validator-set
+    epoch, the first from height 1, first heights strictly increasing.
+
+    `named`: share messages carry their key epoch, which they do exactly on a
+    chain with more than one epoch."""
+
+    def __init__(self, epochs: Sequence[KeyEpoch]) -> None:
+        if not epochs or epochs[0].first_height != 1:
+            raise ValueError("the first key epoch starts at height 1")
+        for before, after in itertools.pairwise(epochs):
+            if after.first_height <= before.first_height:
+                raise ValueError("key epochs must start at increasing heights")
+        for epoch in epochs:
+            if len(epoch.shareholders) != epoch.keys.size:
+                raise ValueError(f"key epoch {epoch.number}: one peer per shareholder")
+        self.epochs: tuple[KeyEpoch, ...] = tuple(epochs)
+        self.named = len(self.epochs) > 1
+
+    @classmethod
+    def single(
+        cls, keys: PublicKeySet, key_share: KeyShare | None, key_epoch: int = 0
+    ) -> KeyEpochs:
+        """A chain whose set never changes: one key for every height, share index
+        i + 1 held by validator (peer) i."""
+        return cls([KeyEpoch(key_epoch, 1, keys, key_share, tuple(range(keys.size)))])
+
+    def at(self, height: int) -> KeyEpoch:
+        """The key epoch of the validator-set epoch holding `height`."""
+        found = self.epochs[0]
+        for epoch in self.epochs[1:]:
+            if epoch.first_height > height:
+                break
+            found = epoch
+        return found
+
+    def named_epoch(self, height: int) -> int | None:
+        """What a share message for `height` must name as its key epoch."""
+        return self.at(height).number if self.named else None
+
+
+def _member_peers(genesis: Genesis) -> dict[bytes, int]:
+    return {v.address: peer for peer, v in enumerate(genesis.members())}
+
+
+def member_peer(genesis: Genesis, address: bytes) -> int | None:
+    """The peer index `key_epochs_of` gives the member with `address` (its
+    validator index on a chain whose set never changes), or None."""
+    return _member_peers(genesis).get(address)
+
+
+def key_epochs_of(genesis: Genesis, shares: Mapping[int, KeyShare]) -> KeyEpochs | None:
+    """The genesis's threshold keys by height (None: encryption off), with this
+    node's share of each epoch (`shares`, epoch -> share; none for a full node).
+    Peers are numbered as the network numbers them: every member of any epoch
+    in `Genesis.members()` order, which on a chain whose set never changes is
+    the validator index."""
+    if genesis.threshold is None:
+        return None
+    peers = _member_peers(genesis)
+    epochs = []
+    for number, first_height in enumerate([1] + [e.first_height for e in genesis.epochs]):
+        section = genesis.epoch_threshold(number)
+        assert section is not None  # every epoch has a key when epoch 0 does
+        epochs.append(
+            KeyEpoch(
+                number=section.key_epoch,
+                first_height=first_height,
+                keys=section.key_set(),
+                key_share=shares.get(number),
+                shareholders=tuple(peers[v.address] for v in genesis.epoch_validators(number)),
+            )
+        )
+    return KeyEpochs(epochs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,6 +458,7 @@ def _is_own_message_for(
 @dataclass
 class _Job:
     decryption: BlockOpening
+    epoch: KeyEpoch
     ready: trio.Event = field(default_factory=trio.Event)
     """Set once t messages verified."""
     done: trio.Event = field(default_factory=trio.Event)
@@ -358,32 +489,32 @@ async def _off_loop_if(heavy: bool, work: Callable[[], _T]) -> _T:
 class Decryptor:
     """Releases this validator's shares for committed blocks and gathers others'.
 
-    `chain_id` names the order coins; `key_share` None: a full node (asks
-    only). `broadcast(data)` sends to every validator; `request(peer, data,
-    timeout)` asks one; `peers()` are the validator indices to ask;
-    `executed()` the executed height; `proofs` the node's cache of checked
-    ciphertext proofs (intake's), so making shares does not check them again."""
+    `chain_id` names the order coins; `epochs` are the chain's keys by height,
+    with this node's share of each (none: a full node, which asks only);
+    `me` is this node's peer index (None: a full node). `broadcast(data)`
+    sends to every validator; `request(peer, data, timeout)` asks one; a
+    block's shareholders other than `me` are asked; `executed()` the executed
+    height; `proofs` the node's cache of checked ciphertext proofs (intake's),
+    so making shares does not check them again."""
 
     def __init__(
         self,
         *,
         chain_id: int,
-        keys: PublicKeySet,
-        key_share: KeyShare | None,
+        epochs: KeyEpochs,
         store: NodeStore,
         broadcast: Callable[[bytes], None],
         request: Request,
-        peers: Callable[[], Sequence[int]],
         executed: Callable[[], int],
+        me: int | None = None,
         proofs: CiphertextProofCache | None = None,
     ) -> None:
         self.chain_id = chain_id
-        self.keys = keys
-        self.key_share = key_share
+        self.epochs = epochs
+        self.me = me
         self.store = store
         self.broadcast = broadcast
         self.request = request
-        self.peers = peers
         self.executed = executed
         self.proofs = proofs
         self._jobs: dict[int, _Job] = {}
@@ -439,7 +570,18 @@ class Decryptor:
             self._jobs.pop(height, None)
             self._drop_early_below(height)
 
+    def key_epoch_at(self, height: int) -> int:
+        """The key epoch an envelope opened at `height` must name."""
+        return self.epochs.at(height).number
+
     def _new_job(self, height: int, block: bytes, envelopes: Sequence[Envelope]) -> _Job:
+        epoch = self.epochs.at(height)
+        for e in envelopes:
+            if e.key_epoch != epoch.number:
+                raise KeyEpochMismatch(
+                    f"an envelope of key epoch {e.key_epoch} at height {height}, "
+                    f"whose key epoch is {epoch.number}"
+                )
         job = _Job(
             BlockOpening(
                 height=height,
@@ -447,8 +589,9 @@ class Decryptor:
                 coin_tag=order_seed_tag(self.chain_id, height, block),
                 ciphertexts=[e.ciphertext for e in envelopes],
                 labels=[label_of(e) for e in envelopes],
-                keys=self.keys,
-            )
+                keys=epoch.keys,
+            ),
+            epoch,
         )
         self._jobs[height] = job
         return job
@@ -457,16 +600,17 @@ class Decryptor:
         """Release this validator's shares (persisted, then sent), take the early
         messages, ask who is missing until t messages verify, then open."""
         decryption = job.decryption
-        if self.key_share is not None:
-            encoded, own_shares, own_coin = await self._own_message(decryption, self.key_share)
-            decryption.offer_own(self.key_share, own_shares, own_coin)
+        key_share = job.epoch.key_share
+        if key_share is not None:
+            encoded, own_shares, own_coin = await self._own_message(decryption, key_share)
+            decryption.offer_own(key_share, own_shares, own_coin)
             if decryption.ready:
                 job.ready.set()
             self.broadcast(encoded)
-        for index, data in sorted(self._early.pop(decryption.height, {}).items()):
+        for peer, data in sorted(self._early.pop(decryption.height, {}).items()):
             self._early_bytes -= len(data)
-            await self._consider(index - 1, data)
-        wait = first_ask_after(decryption.height, self._newest_heard, self.key_share is not None)
+            await self._consider(peer, data)
+        wait = first_ask_after(decryption.height, self._newest_heard, key_share is not None)
         while not job.ready.is_set():
             with trio.move_on_after(wait):
                 await job.ready.wait()
@@ -491,7 +635,11 @@ class Decryptor:
             except MalformedSharesMessage:
                 log.warning("event=own_shares_unreadable height=%d", job.height)
             else:
-                if message.block == job.block and _is_own_message_for(job, key_share, shares, coin):
+                if (
+                    message.block == job.block
+                    and message.key_epoch == self.epochs.named_epoch(job.height)
+                    and _is_own_message_for(job, key_share, shares, coin)
+                ):
                     return stored, shares, coin
                 log.warning("event=own_shares_mismatch height=%d", job.height)
 
@@ -504,7 +652,11 @@ class Decryptor:
             coin = coin_share(key_share, job.coin_tag)
             encoded = encode_shares_message(
                 SharesMessage(
-                    job.height, job.block, b"" if made is None else encode(made), encode(coin)
+                    job.height,
+                    job.block,
+                    b"" if made is None else encode(made),
+                    encode(coin),
+                    self.epochs.named_epoch(job.height),
                 )
             )
             self.store.save_own_shares(job.height, encoded)
@@ -531,7 +683,12 @@ class Decryptor:
     async def _ask_missing(self, job: BlockOpening, ready: trio.Event) -> None:
         """Ask every validator not yet heard from (nor refused) for its message."""
         heard = set(job.verified) | job.refused
-        missing = [p for p in self.peers() if p + 1 not in heard]
+        epoch = self.epochs.at(job.height)
+        missing = [
+            peer
+            for index, peer in enumerate(epoch.shareholders, start=1)
+            if peer != self.me and index not in heard
+        ]
         log.info("event=shares_asked height=%d peers=%s", job.height, missing)
         request = encode_shares_request(job.height)
 
@@ -566,21 +723,35 @@ class Decryptor:
                 await self._consider(peer, data)
 
     async def _consider(self, peer: int, data: bytes) -> None:
-        """Check a message from validator `peer`: its index must be peer + 1; for
-        a block being opened it is verified now, for a later one kept until then."""
+        """Check a message from validator `peer`: it must name the key epoch of
+        its height (on a chain with several), and its index must be the one
+        `peer` holds in that epoch (peer + 1 on a chain whose set never
+        changes); for a block being opened it is verified now, for a later one
+        kept until then."""
         try:
             message, shares, coin = decode_shares_message(data)
         except MalformedSharesMessage as exc:
             log.warning("event=shares_malformed peer=%d reason=%s", peer, exc)
             return
+        expected_epoch = self.epochs.named_epoch(message.height)
+        if message.key_epoch != expected_epoch:
+            self.refused += 1
+            log.warning(
+                "event=shares_wrong_key_epoch peer=%d height=%d key_epoch=%s expected=%s",
+                peer,
+                message.height,
+                message.key_epoch,
+                expected_epoch,
+            )
+            return
         index = coin.index
-        if index != peer + 1:
+        if index != self.epochs.at(message.height).share_index_of(peer):
             log.warning("event=shares_wrong_sender peer=%d index=%d", peer, index)
             return
         self._newest_heard = max(self._newest_heard, message.height)
         active = self._jobs.get(message.height)
         if active is None:
-            self._keep_early(message.height, index, data)
+            self._keep_early(message.height, peer, data)
             return
         job, ready = active.decryption, active.ready
         if message.block != job.block:
@@ -604,16 +775,16 @@ class Decryptor:
             self.refused += 1
             log.warning("event=shares_refused peer=%d height=%d", peer, message.height)
 
-    def _keep_early(self, height: int, index: int, data: bytes) -> None:
+    def _keep_early(self, height: int, peer: int, data: bytes) -> None:
         executed = self.executed()
         if not executed < height <= executed + EARLY_HEIGHTS:
             return
         if self._early_bytes + len(data) > MAX_EARLY_BYTES:
             return
         kept = self._early.setdefault(height, {})
-        if index in kept:
+        if peer in kept:
             return
-        kept[index] = data
+        kept[peer] = data
         self._early_bytes += len(data)
 
     def _drop_early_below(self, height: int) -> None:

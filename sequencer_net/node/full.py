@@ -46,7 +46,7 @@ from sequencer_net.mempool.mempool import AddResult
 from sequencer_net.mempool.transaction import InvalidTransaction, tx_hash
 from sequencer_net.node.base import NodeBase, NodeSetupError
 from sequencer_net.node.commit import CommitPipeline
-from sequencer_net.node.decryption import Decryptor
+from sequencer_net.node.decryption import Decryptor, key_epochs_of
 from sequencer_net.node.follow import (
     MAX_FOLLOW_BLOCKS,
     ForgedAnswer,
@@ -361,7 +361,8 @@ class FullNode(NodeBase):
         """Opens committed envelopes with shares asked from validators over the
         follow protocol, each message verified as validators verify it; a full
         node has no share of its own."""
-        if genesis.threshold is None:
+        epochs = key_epochs_of(genesis, {})
+        if epochs is None:
             return None
 
         async def request(peer: int, data: bytes, timeout: float) -> bytes:
@@ -369,12 +370,10 @@ class FullNode(NodeBase):
 
         return Decryptor(
             chain_id=genesis.chain_id,
-            keys=genesis.threshold.key_set(),
-            key_share=None,
+            epochs=epochs,
             store=self.store,
             broadcast=lambda data: None,
             request=request,
-            peers=lambda: list(range(len(genesis.validators))),
             executed=lambda: self.status.height,
         )
 

@@ -39,13 +39,13 @@ from sequencer_net.api.server import ApiContext, ApiOptions, build_app, serve_ap
 from sequencer_net.batches.batch import BatchBuilder
 from sequencer_net.batches.fetch import BatchFetcher, encode_batch_answer
 from sequencer_net.batches.pool import BatchPool, BatchRequest
-from sequencer_net.fairness.tdh2 import KeyShare, ThresholdError, check_threshold
+from sequencer_net.fairness.tdh2 import KeyShare
 from sequencer_net.home.config import NodeConfig
 from sequencer_net.home.genesis import Genesis, load_genesis
 from sequencer_net.home.keystore import KeystoreError
 from sequencer_net.home.lock import HomeLock
 from sequencer_net.home.setup import load_validator_secret
-from sequencer_net.home.threshold import read_key_share
+from sequencer_net.home.threshold import read_key_shares
 from sequencer_net.l1.forced import ForcedInclusion
 from sequencer_net.l1.link import L1Link
 from sequencer_net.l1.poster import CommitmentPoster
@@ -58,7 +58,7 @@ from sequencer_net.node.base import NodeBase, NodeSetupError
 from sequencer_net.node.batching import OwnBatches, PeerBatches
 from sequencer_net.node.certifying import BatchCertifier
 from sequencer_net.node.commit import CommitPipeline
-from sequencer_net.node.decryption import Decryptor
+from sequencer_net.node.decryption import Decryptor, key_epochs_of, member_peer
 from sequencer_net.node.driver import ConsensusDriver
 from sequencer_net.node.equivocation import (
     CROSS_DELAY_BLOCKS,
@@ -130,8 +130,9 @@ class ValidatorNode(NodeBase):
             )
         self.index = index
         self.validators = validators
-        self.key_share = _load_key_share(config, genesis, index)
-        """This validator's threshold key share; None when the genesis has no
+        self.key_shares = _load_key_shares(config, genesis, key.address)
+        """This validator's threshold key share of each validator-set epoch it
+        is a member of (epoch -> share); empty when the genesis has no
         threshold section (encryption off)."""
         super().__init__(config, genesis, priority_senders=frozenset({key.address}))
         self.connected = True
@@ -267,7 +268,8 @@ class ValidatorNode(NodeBase):
     def _decryptor(self) -> Decryptor | None:
         """Releases this validator's decryption shares for committed blocks and
         gathers the others' (node/decryption.py); None with encryption off."""
-        if self.genesis.threshold is None:
+        epochs = key_epochs_of(self.genesis, self.key_shares)
+        if epochs is None:
             return None
 
         async def request(peer: int, data: bytes, timeout: float) -> bytes:
@@ -279,13 +281,12 @@ class ValidatorNode(NodeBase):
 
         return Decryptor(
             chain_id=self.genesis.chain_id,
-            keys=self.genesis.threshold.key_set(),
-            key_share=self.key_share,
+            epochs=epochs,
             store=self.store,
             broadcast=broadcast,
             request=request,
-            peers=lambda: [i for i in range(len(self.validators)) if i != self.index],
             executed=lambda: self.status.height,
+            me=member_peer(self.genesis, self.key.address),
             proofs=None if self.envelope_rules is None else self.envelope_rules.proofs,
         )
 
@@ -578,14 +579,12 @@ class ValidatorNode(NodeBase):
             task_status.started()
 
 
-def _load_key_share(config: NodeConfig, genesis: Genesis, index: int) -> KeyShare | None:
-    """The threshold key share named by the config, checked against genesis."""
-    if genesis.threshold is None:
-        return None
+def _load_key_shares(config: NodeConfig, genesis: Genesis, address: bytes) -> dict[int, KeyShare]:
+    """The threshold key shares named by the config (one per epoch the validator
+    is a member of), checked against genesis."""
     try:
-        check_threshold(len(genesis.validators), genesis.threshold.threshold)
-        return read_key_share(config.threshold_key_path, genesis.threshold, index)
-    except (KeystoreError, ThresholdError) as exc:
+        return read_key_shares(config.threshold_key_path, genesis, address)
+    except KeystoreError as exc:
         raise NodeSetupError(str(exc)) from exc
 
 

@@ -59,3 +59,23 @@ def test_a_block_mixing_revealed_and_failed_is_deterministic() -> None:
     assert [r.success for r in first.receipts] == [True, False, True]
     assert first.receipts[1].error == "FailedDecryption"
     assert collateral(first.state, sub("alice")) == 10 * W + W - W - 2 * W
+
+
+def test_an_envelope_of_another_key_epoch_costs_nothing_and_uses_no_nonce() -> None:
+    """The commit pipeline's refusal of an envelope committed outside its key
+    epoch (node/commit.py KEY_EPOCH_MISMATCH): a FailedDecryption receipt with
+    that reason, no fee, no nonce, the same bytes on every run."""
+    state = make_genesis({"alice": 10 * W})
+    stale = FailedReveal(keccak256(b"stale"), ALICE.address, 0, "key_epoch_mismatch")
+    block = ExecutionBlock(1, state.block.timestamp + 1, (stale,))
+    first, second = execute_block(state, block), execute_block(state, block)
+    assert encode_outcome(first) == encode_outcome(second)
+    (receipt,) = first.receipts
+    assert (receipt.success, receipt.error, receipt.reason, receipt.fee) == (
+        False,
+        "FailedDecryption",
+        "key_epoch_mismatch",
+        0,
+    )
+    assert collateral(first.state, sub("alice")) == 10 * W
+    assert first.state.nonces.get(ALICE.address) == state.nonces.get(ALICE.address)

@@ -38,6 +38,7 @@ from sequencer_net.node.decryption import (
     MAX_SHARES_MESSAGE_BYTES,
     BlockOpening,
     Decryptor,
+    KeyEpochs,
     MalformedSharesMessage,
     OpenedBlock,
     SharesMessage,
@@ -111,13 +112,12 @@ class Net:
 
         return Decryptor(
             chain_id=DOMAIN.chain_id,
-            keys=KEYSET,
-            key_share=SHARES[i] if key_share else None,
+            epochs=KeyEpochs.single(KEYSET, SHARES[i] if key_share else None),
             store=self.stores[i],
             broadcast=broadcast,
             request=request,
-            peers=lambda: [p for p in range(4) if p != i],
             executed=lambda: HEIGHT - 1,
+            me=i if key_share else None,
         )
 
     def close(self) -> None:
