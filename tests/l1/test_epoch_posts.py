@@ -1,0 +1,265 @@
+"""Commitments follows the genesis schedule of validator-set epochs: each epoch's
+set signs in its own separator (equal to consensus.epochs.epoch_domain_separator),
+a header is verified with the set of the epoch holding its height, and neither
+set's signatures count at the other's heights. The poster posts each block with
+its epoch's set, and turns follow that set.
+
+The chain here: epoch 0 (4 validators of power 1) from height 1, epoch 1 from
+height 5 (one validator of epoch 0 with power 2 and three new ones: total 5,
+quorum 4), epoch 2 from height 9 (four other validators)."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
+import trio
+from web3 import Web3
+
+from consensus.crypto import PrivateKey
+from consensus.epochs import Epoch, EpochSchedule, epoch_domain_separator
+from consensus.types import Height, Validator, ValidatorSet
+from sequencer_net.l1.deploy import DeployEpoch
+from sequencer_net.l1.evidence import evidence_args, submit_evidence
+from sequencer_net.l1.header import validator_set_hash
+from sequencer_net.l1.link import L1Link
+from sequencer_net.l1.poster import CommitmentPoster, RoundResult
+from sequencer_net.l1.status import L1Status
+from sequencer_net.storage.node_store import EvidenceRecord
+from tests.l1.finalized_store import FinalizedStore
+from tests.l1.l1_chain import L1Chain, expect_revert, requires_anvil, running_chain, validator_keys
+from tests.l1.test_epoch_evidence import fork_pair
+from tests.l1.test_poster import fund, wait_posted
+
+
+def sorted_keys(keys: Sequence[PrivateKey]) -> list[PrivateKey]:
+    return sorted(keys, key=lambda key: key.address)
+
+
+OLD = sorted_keys(validator_keys(4))
+NEW = [*sorted_keys(validator_keys(3, tag=b"epoch 1")), OLD[0]]
+"""Epoch 1's set in its genesis order (turns follow it): three newcomers, then OLD[0]."""
+NEW_POWERS = [1, 1, 1, 2]
+THIRD = sorted_keys(validator_keys(4, tag=b"epoch 2"))
+FIRST_HEIGHTS = (1, 5, 9)
+NEWCOMER = NEW[0]
+TAKEOVER = 1_000
+"""Turns so long that index (head // TAKEOVER) % 4 = 0 keeps the turn for the whole test."""
+
+
+@pytest.fixture(scope="module")
+def module_chain() -> Iterator[L1Chain]:
+    if requires_anvil.args[0]:
+        pytest.skip(requires_anvil.kwargs["reason"])
+    epochs = [
+        DeployEpoch(FIRST_HEIGHTS[1], [key.address for key in NEW], NEW_POWERS),
+        DeployEpoch(FIRST_HEIGHTS[2], [key.address for key in THIRD], [1] * 4),
+    ]
+    with running_chain(epochs=epochs) as chain:
+        yield chain
+
+
+def test_epoch_separators_are_the_consensus_ones(chain: L1Chain) -> None:
+    functions = chain.commitments.functions
+    base = chain.domain.separator()
+    assert functions.epochSeparator(0).call() == functions.domainSeparator().call() == base
+    for epoch in (1, 2, 3, 2**32, 2**63 - 1):
+        assert functions.epochSeparator(epoch).call() == epoch_domain_separator(base, epoch)
+    assert len({functions.epochSeparator(e).call() for e in range(4)}) == 4
+
+
+def test_the_deployment_installs_the_whole_schedule(chain: L1Chain) -> None:
+    functions = chain.commitments.functions
+    assert functions.lastEpoch().call() == 2 and functions.epoch().call() == 0
+    sets = [(OLD, [1] * 4), (NEW, NEW_POWERS), (THIRD, [1] * 4)]
+    for epoch, (keys, powers) in enumerate(sets):
+        # the contract holds each set in ascending address order
+        ordered = sorted(zip([key.address for key in keys], powers, strict=True))
+        addresses, ordered_powers = [a for a, _ in ordered], [p for _, p in ordered]
+        assert functions.setHashOf(epoch).call() == validator_set_hash(
+            epoch, addresses, ordered_powers
+        )
+        first = functions.epochStart(epoch).call()[0]
+        assert first == (0 if epoch == 0 else FIRST_HEIGHTS[epoch])
+        for key, power in zip(keys, powers, strict=True):
+            checksum = Web3.to_checksum_address(key.address)
+            assert functions.powerOfInEpoch(checksum, epoch).call() == power
+    assert functions.powerOfInEpoch(Web3.to_checksum_address(OLD[1].address), 1).call() == 0
+    assert [functions.epochOf(h).call()[1] for h in (1, 4, 5, 8, 9, 10**9)] == [0, 0, 1, 1, 2, 2]
+    deployment = functions.epochStart(0).call()[1]
+    events = chain.commitments.events.ValidatorSetInstalled().get_logs(
+        from_block=deployment, to_block=deployment
+    )
+    assert [(e["args"]["epoch"], e["args"]["fromHeight"]) for e in events] == [
+        (0, 0),
+        (1, 5),
+        (2, 9),
+    ]
+    expect_revert("UnknownValidatorSet", lambda: functions.epochStart(3).call())
+
+
+def test_posts_in_each_epoch_verify_with_its_set_and_separator(chain: L1Chain) -> None:
+    functions = chain.commitments.functions
+    chain.post(chain.header(3), signers=OLD[:3])
+    assert functions.epoch().call() == 0
+    # Epoch 1's quorum is 4 of 5: the validator of power 2 and two newcomers.
+    h = chain.header(6)
+    expect_revert(
+        "InsufficientQuorum",
+        lambda: chain.post(h, signers=[key for key in NEW if key is not OLD[0]][:3], epoch=1),
+    )
+    receipt = chain.post(h, signers=[OLD[0], *[k for k in NEW if k is not OLD[0]][:2]], epoch=1)
+    (event,) = chain.events(chain.commitments, "Committed", receipt)
+    assert (event["args"]["fromHeight"], event["args"]["toHeight"]) == (4, 6)
+    assert functions.epoch().call() == 1
+    assert (functions.totalPower().call(), functions.quorumPower().call()) == (5, 4)
+    assert functions.powerOf(Web3.to_checksum_address(OLD[0].address)).call() == 2
+    chain.post(chain.header(8), signers=NEW, epoch=1)
+    chain.post(chain.header(12), signers=THIRD[:3], epoch=2)
+    assert (functions.latestHeight().call(), functions.epoch().call()) == (12, 2)
+
+
+def test_epoch_0_signatures_on_an_epoch_1_height_are_refused(chain: L1Chain) -> None:
+    post = chain.post
+    h = chain.header(5)
+    # in epoch 0's separator, and in epoch 1's (three of them are not in its set)
+    expect_revert("SignerNotInSet", functools.partial(post, h, signers=OLD[:3]))
+    expect_revert("SignerNotInSet", functools.partial(post, h, signers=OLD[:3], epoch=1))
+    # also once epoch 0's last height is posted, and at heights of epoch 2
+    post(chain.header(4), signers=OLD[:3])
+    for height in (5, 9, 100):
+        expect_revert("SignerNotInSet", functools.partial(post, chain.header(height), OLD[:3]))
+    # epoch 1's signatures at epoch 2's heights, in either separator
+    for epoch in (1, 2):
+        expect_revert("SignerNotInSet", functools.partial(post, chain.header(9), NEW, None, epoch))
+    # the right set in the right separator goes through
+    post(h, signers=NEW, epoch=1)
+    assert chain.commitments.functions.epoch().call() == 1
+
+
+def test_epoch_1_signatures_on_an_epoch_0_height_are_refused(chain: L1Chain) -> None:
+    h = chain.header(2)
+    expect_revert("SignerNotInSet", functools.partial(chain.post, h, signers=NEW, epoch=1))
+    expect_revert("SignerNotInSet", functools.partial(chain.post, h, signers=NEW, epoch=0))
+    chain.post(h, signers=OLD[:3])
+    assert chain.commitments.functions.epoch().call() == 0
+
+
+def test_one_post_may_cover_a_whole_epoch(chain: L1Chain) -> None:
+    """Epoch 2's set vouches for its block and every ancestor, epoch 1's heights
+    included, as a later finalization does within one epoch."""
+    receipt = chain.post(chain.header(10), signers=THIRD[:3], epoch=2)
+    (event,) = chain.events(chain.commitments, "Committed", receipt)
+    assert (event["args"]["fromHeight"], event["args"]["toHeight"]) == (1, 10)
+    assert chain.commitments.functions.epoch().call() == 2
+    expect_revert("SignerNotInSet", functools.partial(chain.post, chain.header(11), NEW, None, 1))
+
+
+def test_an_epoch_1_equivocation_is_judged_in_epoch_1s_domain(chain: L1Chain) -> None:
+    functions = chain.commitments.functions
+    newcomer = Web3.to_checksum_address(NEWCOMER.address)
+    # Signed in epoch 0's separator, votes at height 6 name nobody of epoch 1's set.
+    wrong = fork_pair(chain, NEWCOMER, 6, epoch=0)
+    expect_revert(
+        "EvidenceSignerNotInSet",
+        lambda: chain.send(functions.submitEvidence(*evidence_args(*wrong))),
+    )
+    first, second = fork_pair(chain, NEWCOMER, 6, 1)
+    proven = submit_evidence(
+        chain.w3, chain.deployer, chain.commitments, EvidenceRecord(1, first, second, "epoch 1")
+    )
+    assert (proven.validator, proven.height, proven.epoch, proven.froze) == (
+        NEWCOMER.address,
+        6,
+        1,
+        False,
+    )
+    assert functions.offenceOfInEpoch(newcomer, 1).call() == [True, 6]
+    assert functions.offendingPowerInEpoch(1).call() == [1, False]  # 1 of 5
+    # The validator of power 2 (of 5) is more than a third of epoch 1 on its own.
+    first, second = fork_pair(chain, OLD[0], 7, 1)
+    proven = submit_evidence(
+        chain.w3, chain.deployer, chain.commitments, EvidenceRecord(0, first, second, "epoch 1")
+    )
+    assert (proven.epoch, proven.froze) == (1, True)
+    assert functions.disputedHeight(0).call() == [True, 6]
+    assert functions.offendingPowerInEpoch(1).call() == [3, True]
+    assert functions.offendingPowerInEpoch(0).call() == [0, False]
+
+
+def make_poster(
+    chain: L1Chain,
+    store: FinalizedStore,
+    key: PrivateKey,
+    data: Path,
+    schedule: EpochSchedule,
+) -> CommitmentPoster:
+    return CommitmentPoster(
+        link=L1Link.connect(chain.anvil.url, commitments=chain.addresses.commitments),
+        store=store.store,
+        validators=store.validators,
+        my_index=store.validators.index_of(key.address),
+        key=key,
+        data_dir=data,
+        status=L1Status(enabled=True),
+        post_interval_s=0.0,
+        takeover_blocks=TAKEOVER,
+        poll_s=0.05,
+        schedule=schedule,
+    )
+
+
+@pytest.fixture
+def blocks(tmp_path: Path, chain: L1Chain) -> Iterator[FinalizedStore]:
+    later = [(FIRST_HEIGHTS[1], NEW, NEW_POWERS), (FIRST_HEIGHTS[2], THIRD, [1] * 4)]
+    store = FinalizedStore.open(tmp_path / "chain", OLD, chain.domain, later)
+    for key in {*OLD, *NEW, *THIRD}:
+        fund(chain, key.address)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def test_the_poster_posts_with_the_epoch_of_the_block(
+    chain: L1Chain, blocks: FinalizedStore, tmp_path: Path
+) -> None:
+    """Index 0 holds the turn in every epoch: OLD[0] in epoch 0, where NEW[0] has
+    no index; NEW[0] in epoch 1, where OLD[0] is index 3."""
+    assert chain.w3.eth.block_number < TAKEOVER
+    schedule = blocks.schedule()
+    in_0 = make_poster(chain, blocks, OLD[0], tmp_path / "a", schedule)
+    in_1 = make_poster(chain, blocks, NEW[0], tmp_path / "b", schedule)
+    assert (in_0.my_index, in_1.my_index) == (0, None)
+    blocks.commit(3)
+    assert run(in_1) is RoundResult.NOT_MY_TURN
+    assert run(in_0) is RoundResult.POSTED
+    wait_posted(chain, 3)
+    blocks.commit(4)  # heights 4..7: 7 is epoch 1's
+    assert run(in_0) is RoundResult.NOT_MY_TURN  # (settling its posting first)
+    assert in_0.journal.pending is None and in_0.status.postings == 1
+    assert run(in_1) is RoundResult.POSTED
+    wait_posted(chain, 7)
+    functions = chain.commitments.functions
+    assert (functions.latestHeight().call(), functions.epoch().call()) == (7, 1)
+
+
+def test_the_poster_refuses_a_contract_with_another_schedule(
+    chain: L1Chain, blocks: FinalizedStore, tmp_path: Path
+) -> None:
+    """The poster's genesis puts epoch 1 at height 3; the contract at height 5."""
+    validators = ValidatorSet(
+        [Validator(k.address, w) for k, w in zip(NEW, NEW_POWERS, strict=True)]
+    )
+    other = EpochSchedule([Epoch(0, Height(1), blocks.validators), Epoch(1, Height(3), validators)])
+    poster = make_poster(chain, blocks, NEW[0], tmp_path / "l1", other)
+    blocks.commit(3)
+    assert run(poster) is RoundResult.REFUSED
+    assert poster.status.last_error is not None
+    assert "not deployed with this genesis's schedule" in poster.status.last_error
+
+
+def run(poster: CommitmentPoster) -> RoundResult:
+    return trio.run(poster.post_round)
