@@ -693,9 +693,8 @@ class EvidenceWatcher:
         # The posting was signed in the separator of its height's epoch, and so were this
         # side's certificates at that height.
         epoch = await self._epoch_of(event.height)
-        if epoch is not None:
-            separator = epoch_domain_separator(separator, epoch)
-        records = conflict_evidence(separator, posting, certificates, event.height)
+        signed_in = separator if epoch is None else epoch_domain_separator(separator, epoch)
+        records = conflict_evidence(signed_in, posting, certificates, event.height)
         if not records:
             # Compared again every round: what this side certifies in the posted view
             # (another block, or a nullification), or a late finalization it receives,

@@ -23,7 +23,7 @@ from consensus.epochs import Epoch, EpochSchedule, epoch_domain_separator
 from consensus.types import Height, Validator, ValidatorSet
 from sequencer_net.l1.deploy import DeployEpoch
 from sequencer_net.l1.evidence import evidence_args, submit_evidence
-from sequencer_net.l1.header import validator_set_hash
+from sequencer_net.l1.header import L1Header, validator_set_hash
 from sequencer_net.l1.link import L1Link
 from sequencer_net.l1.poster import CommitmentPoster, RoundResult
 from sequencer_net.l1.status import L1Status
@@ -31,6 +31,7 @@ from sequencer_net.storage.node_store import EvidenceRecord
 from tests.l1.finalized_store import FinalizedStore
 from tests.l1.l1_chain import L1Chain, expect_revert, requires_anvil, running_chain, validator_keys
 from tests.l1.test_epoch_evidence import fork_pair
+from tests.l1.test_evidence_watch import WATCHER_KEY, conflicting_block, make_watcher
 from tests.l1.test_poster import fund, wait_posted
 
 
@@ -263,3 +264,28 @@ def test_the_poster_refuses_a_contract_with_another_schedule(
 
 def run(poster: CommitmentPoster) -> RoundResult:
     return trio.run(poster.post_round)
+
+
+def test_the_watcher_proves_a_posted_fork_of_epoch_1_in_its_domain(
+    chain: L1Chain, blocks: FinalizedStore, tmp_path: Path
+) -> None:
+    """This side finalized block 5 (epoch 1) with NEW[0], NEW[1] and NEW[3]; a
+    conflicting block 5 in the same view was posted with NEW[0], NEW[2] and NEW[3].
+    The watcher reads both in epoch 1's separator and proves the two who signed both."""
+    (*_, fourth) = blocks.commit(4)
+    chain.post(L1Header.of_block(fourth), signers=OLD[:3])
+    block, theirs = conflicting_block(blocks, view=6)
+    ours = blocks.certificate(block.view, block.height, block.digest(), signers=[0, 1, 3])
+    blocks.store.commit_block(block, ours, [], blocks.state_root(5))
+    chain.post(theirs, signers=[NEW[0], NEW[2], NEW[3]], epoch=1)
+    fund(chain, WATCHER_KEY.address)
+
+    watcher = make_watcher(chain, blocks, tmp_path / "l1")
+    trio.run(watcher.watch_round)
+    functions = chain.commitments.functions
+    proven = [
+        functions.offenceOfInEpoch(Web3.to_checksum_address(key.address), 1).call() for key in NEW
+    ]
+    assert proven == [[True, 5], [False, 0], [False, 0], [True, 5]]
+    assert functions.frozen().call() and functions.disputedHeight(0).call() == [True, 5]
+    assert watcher.status.evidence_submitted == 2
