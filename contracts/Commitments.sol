@@ -5,12 +5,14 @@ pragma solidity 0.8.37;
 /// that a quorum of the right epoch's set signed.
 ///
 /// Epochs: the contract's epochs are the chain's (docs/consensus.md, "Validator-set epochs").
-/// The constructor installs the genesis schedule: epoch 0's set, and each later epoch's first
-/// height and set. Epoch e's set signs in `epochSeparator(e)` (the chain's EIP-712 domain
-/// separator for epoch 0), and a header at height h is verified with the set and separator of
-/// the epoch holding h, so a set never signs a height outside its epoch (a later epoch's
-/// heights in particular), and no signature of one epoch counts in another. The last epoch
-/// has no end, like the chain's.
+/// The constructor takes the genesis schedule: epoch 0's set, and each later epoch's first
+/// height and set hash; anyone then installs a later epoch's set (`installEpoch`), which must
+/// hash to the committed one (a schedule of large sets does not fit one deployment). Epoch
+/// e's set signs in `epochSeparator(e)` (the chain's EIP-712 domain separator for epoch 0),
+/// and a header at height h is verified with the set and separator of the epoch holding h
+/// (EpochNotInstalled until its set is), so a set never signs a height outside its epoch (a
+/// later epoch's heights in particular), and no signature of one epoch counts in another.
+/// The last epoch has no end, like the chain's.
 ///
 /// Trust: a header is accepted when validators holding a quorum (floor(2 * total / 3) + 1) of
 /// its epoch's power signed its FINALIZE vote, exactly the digest they sign off-chain
@@ -47,14 +49,6 @@ contract Commitments {
         bytes32 stateRoot;
         uint64 stateHeight;
         uint64 height;
-    }
-
-    /// A later epoch of the genesis schedule (home/genesis.py GenesisEpoch), as the constructor
-    /// takes it: from `firstHeight` on, (validators, powers) sign.
-    struct ScheduledEpoch {
-        uint64 firstHeight;
-        address[] validators;
-        uint256[] powers;
     }
 
     struct Header {
@@ -181,7 +175,7 @@ contract Commitments {
         uint64 postIndex
     );
     /// The set of `epoch`, signing for heights from `fromHeight` (emitted by the constructor for
-    /// every scheduled epoch, and by `resume`), so its full set can be read back from one block.
+    /// epoch 0, `installEpoch` and `resume`), so its full set can be read back from one block.
     event ValidatorSetInstalled(uint64 indexed epoch, uint64 fromHeight, address[] validators, uint256[] powers);
     event EquivocationProven(
         address indexed validator, uint64 height, uint64 viewNumber, uint8 firstKind, uint8 secondKind, uint64 epoch
@@ -211,6 +205,8 @@ contract Commitments {
     error EpochOutOfRange();
     error TooManyEpochs(uint256 count);
     error EpochsNotAscending(uint256 index);
+    error EpochNotInstalled(uint64 epoch);
+    error EpochAlreadyInstalled(uint64 epoch);
     error Frozen();
     error NotFrozen();
     error BadEvidenceSignature(uint256 index);
@@ -235,7 +231,8 @@ contract Commitments {
         uint256[] memory powers,
         address admin_,
         uint64 resumeDelay_,
-        ScheduledEpoch[] memory schedule
+        uint64[] memory firstHeights,
+        bytes32[] memory setHashes
     ) {
         seqChainId = seqChainId_;
         genesisHash = genesisHash_;
@@ -247,16 +244,20 @@ contract Commitments {
             )
         );
         // Epoch 0 from height 0 (the genesis block's; its first signed height is 1), then the
-        // schedule's epochs at strictly ascending first heights above 1.
-        uint256 later = schedule.length;
+        // schedule's epochs at strictly ascending first heights above 1, each with the hash of
+        // the set `installEpoch` will take (its total power stays 0 until then).
+        uint256 later = firstHeights.length;
         if (later > MAX_SCHEDULED_EPOCHS) revert TooManyEpochs(later);
+        if (setHashes.length != later) revert LengthMismatch(later, setHashes.length);
         _install(0, 0, validators, powers);
         uint256 previous = 1;
         for (uint256 i = 0; i < later; ++i) {
-            uint256 firstHeight = schedule[i].firstHeight;
+            uint256 firstHeight = firstHeights[i];
             if (firstHeight <= previous) revert EpochsNotAscending(i);
             if (firstHeight > HEIGHT_MASK) revert HeightOutOfRange();
-            _install(uint64(i + 1), firstHeight, schedule[i].validators, schedule[i].powers);
+            if (setHashes[i] == bytes32(0)) revert UnknownValidatorSet(uint64(i + 1));
+            _epochs[uint64(i + 1)] = firstHeight;
+            _setHashes[uint64(i + 1)] = setHashes[i];
             previous = firstHeight;
         }
         _set = later << SET_LAST_EPOCH_SHIFT;
@@ -308,6 +309,7 @@ contract Commitments {
         if (tip & (uint256(1) << LAST_EPOCH_SHIFT) == 0 && _epochs[uint64(epoch_ + 1)] & WORD64_MASK <= height) {
             uint256 last = (_set >> SET_LAST_EPOCH_SHIFT) & MAX_EPOCH;
             epoch_ = _lastEpochFrom(epoch_ + 1, last, height);
+            _requireInstalled(epoch_);
             epochBits = (epoch_ << EPOCH_SHIFT) | ((epoch_ == last ? uint256(1) : uint256(0)) << LAST_EPOCH_SHIFT);
         }
 
@@ -373,6 +375,11 @@ contract Commitments {
             else high = middle - 1;
         }
         return low;
+    }
+
+    /// Reverts EpochNotInstalled unless `epoch_`'s set is installed (its total power is set).
+    function _requireInstalled(uint256 epoch_) private view {
+        if ((_epochs[uint64(epoch_)] >> 64) & WORD64_MASK == 0) revert EpochNotInstalled(uint64(epoch_));
     }
 
     /// The separator epoch `epoch_`'s set signs in (consensus/epochs.py epoch_domain_separator):
@@ -446,6 +453,22 @@ contract Commitments {
     }
 
     // --- the validator set -----------------------------------------------------------------
+
+    /// Installs the set of `epoch_`, a scheduled epoch of the current era not installed yet
+    /// (UnknownValidatorSet otherwise, EpochAlreadyInstalled for a second time): (validators,
+    /// powers) must hash to the set hash the constructor took (UnknownValidatorSet), with the
+    /// constructor's checks on a set. Anyone may send it (the hash decides); posts and evidence
+    /// at the epoch's heights wait for it (EpochNotInstalled).
+    function installEpoch(uint64 epoch_, address[] calldata validators, uint256[] calldata powers) external {
+        uint256 set = _set;
+        if (epoch_ < set & MAX_EPOCH || epoch_ > (set >> SET_LAST_EPOCH_SHIFT) & MAX_EPOCH) {
+            revert UnknownValidatorSet(epoch_);
+        }
+        uint256 record = _epochs[epoch_];
+        if ((record >> 64) & WORD64_MASK != 0) revert EpochAlreadyInstalled(epoch_);
+        if (_setHashes[epoch_] != validatorSetHash(epoch_, validators, powers)) revert UnknownValidatorSet(epoch_);
+        _install(epoch_, record & WORD64_MASK, validators, powers);
+    }
 
     /// The EIP-712 struct hash of ValidatorSet(epoch, validators, powers).
     function validatorSetHash(uint64 epoch_, address[] calldata validators, uint256[] calldata powers)
@@ -524,6 +547,7 @@ contract Commitments {
         uint256 height = _conflictHeight(first, second);
         (bool found, uint64 epoch_) = epochOf(uint64(height));
         if (!found) revert EvidenceOutsideEpoch(uint64(_set & MAX_EPOCH), uint64(height));
+        _requireInstalled(epoch_);
         bytes32 separator = _separatorOf(epoch_);
         address signer = _recoverEvidence(first, 0, separator);
         uint256 member = _members[epoch_][signer];
@@ -551,6 +575,7 @@ contract Commitments {
             revert UnknownValidatorSet(epoch_);
         }
         uint256 disputed = _disputedIn(epoch_, last, height);
+        _requireInstalled(epoch_);
         bytes32 separator = _separatorOf(epoch_);
         address signer = _recoverEvidence(first, 0, separator);
         _prove(epoch_, signer, _powerIn(validators, powers, signer), disputed, first, second, separator);
@@ -935,13 +960,14 @@ contract Commitments {
         return (true, uint64(offence - 1));
     }
 
-    /// The last epoch installed (the constructor's schedule, or a resume's).
+    /// The last epoch scheduled (the constructor's schedule, or a resume's).
     function lastEpoch() public view returns (uint64) {
         return uint64((_set >> SET_LAST_EPOCH_SHIFT) & MAX_EPOCH);
     }
 
     /// The first height `epoch_`'s set signs for, and the L1 block that installed it (its
-    /// ValidatorSetInstalled event is there). UnknownValidatorSet for an epoch not installed.
+    /// ValidatorSetInstalled event is there; 0 while a scheduled epoch waits for
+    /// `installEpoch`). UnknownValidatorSet for an epoch not scheduled.
     function epochStart(uint64 epoch_) external view returns (uint64 fromHeight, uint64 l1Block) {
         if (epoch_ > lastEpoch()) revert UnknownValidatorSet(epoch_);
         uint256 record = _epochs[epoch_];

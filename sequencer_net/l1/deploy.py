@@ -3,7 +3,8 @@
 One deployer account creates, at its nonces n0, n0+1, n0+2, n0+3:
 
     CollateralToken,
-    Commitments(seqChainId, genesisHash, validators, powers, admin, resumeDelay, schedule),
+    Commitments(seqChainId, genesisHash, validators, powers, admin, resumeDelay,
+                firstHeights, setHashes),
     Inbox(inclusionWindow), Bridge(commitments, token, escapeDelay, challengeWindow)
 
 A CREATE address is the last 20 bytes of keccak(rlp([sender, nonce])), so
@@ -13,9 +14,12 @@ sent: genesis can carry the Commitments address (its signing domain's
 landed where predicted.
 
 Commitments takes the whole validator-set schedule at deployment: epoch 0's
-set, and each later epoch's first height and set (`DeployEpoch`), as the
-genesis names them (`deploy_for_genesis`). The schedule is fixed in the
-genesis, so nothing needs signing later for the contract to follow it.
+set, and each later epoch's first height and set hash (`DeployEpoch`), as the
+genesis names them (`deploy_for_genesis`); `deploy` then installs each later
+epoch's set with `installEpoch` (one transaction each, checked against the
+hash: a deployment's arguments count toward the 49,152-byte initcode limit,
+which large sets would exceed). The schedule is fixed in the genesis, so
+nothing needs signing later for the contract to follow it.
 """
 
 from __future__ import annotations
@@ -30,7 +34,8 @@ from web3 import Web3
 
 from consensus.crypto import ADDRESS_LENGTH, Address, keccak256
 from sequencer_net.l1.artifacts import load_artifact
-from sequencer_net.l1.transact import send, wait
+from sequencer_net.l1.header import validator_set_hash
+from sequencer_net.l1.transact import send, transact, wait
 
 if TYPE_CHECKING:
     from sequencer_net.home.genesis import Genesis
@@ -138,20 +143,14 @@ def deploy(
     start = w3.eth.get_transaction_count(account.address, "pending")
     addresses = predict_addresses(deployer, start)
     ordered = sorted(zip(validators, powers, strict=True))
-    schedule = []
+    schedule: list[tuple[list[bytes], list[int]]] = []
     for epoch in epochs:
         if len(epoch.validators) != len(epoch.powers):
             raise ValueError(
                 f"epoch from height {epoch.first_height}: validators and powers differ"
             )
-        members = sorted(zip(epoch.validators, epoch.powers, strict=True))
-        schedule.append(
-            (
-                epoch.first_height,
-                [Web3.to_checksum_address(address) for address, _ in members],
-                [power for _, power in members],
-            )
-        )
+        pairs = sorted(zip(epoch.validators, epoch.powers, strict=True))
+        schedule.append(([address for address, _ in pairs], [power for _, power in pairs]))
     constructor_args: dict[str, tuple[object, ...]] = {
         "CollateralToken": (),
         "Commitments": (
@@ -161,7 +160,11 @@ def deploy(
             [power for _, power in ordered],
             Web3.to_checksum_address(admin if admin is not None else bytes(20)),
             resume_delay,
-            schedule,
+            [epoch.first_height for epoch in epochs],
+            [
+                validator_set_hash(number, members, member_powers)
+                for number, (members, member_powers) in enumerate(schedule, start=1)
+            ],
         ),
         "Inbox": (inclusion_window,),
         "Bridge": (
@@ -195,6 +198,15 @@ def deploy(
             raise DeploymentError(
                 f"{name} deployed at {landed}, predicted 0x{expected[name].hex()}"
             )
+    if schedule:
+        # Each later epoch's set, checked on chain against the hash the constructor took.
+        commitments = w3.eth.contract(
+            address=addresses.checksum("commitments"), abi=load_artifact("Commitments").abi_list
+        )
+        for number, (members, member_powers) in enumerate(schedule, start=1):
+            checksums = [Web3.to_checksum_address(member) for member in members]
+            install = commitments.functions.installEpoch(number, checksums, member_powers)
+            transact(w3, account, install)
     return addresses
 
 

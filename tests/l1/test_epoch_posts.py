@@ -10,27 +10,41 @@ quorum 4), epoch 2 from height 9 (four other validators)."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
 import trio
+from eth_typing import ChecksumAddress
 from web3 import Web3
+from web3.types import TxReceipt
 
-from consensus.crypto import PrivateKey
+from consensus.crypto import PrivateKey, keccak256
+from consensus.encoding import Domain
 from consensus.epochs import Epoch, EpochSchedule, epoch_domain_separator
 from consensus.types import Height, Validator, ValidatorSet
+from sequencer_net.l1.artifacts import load_artifact
 from sequencer_net.l1.deploy import DeployEpoch
 from sequencer_net.l1.evidence import evidence_args, submit_evidence
-from sequencer_net.l1.header import L1Header, validator_set_hash
+from sequencer_net.l1.header import L1Header, sign_packed, validator_set_hash
 from sequencer_net.l1.link import L1Link
 from sequencer_net.l1.poster import CommitmentPoster, RoundResult
 from sequencer_net.l1.status import L1Status
 from sequencer_net.storage.node_store import EvidenceRecord
 from tests.l1.finalized_store import FinalizedStore
-from tests.l1.l1_chain import L1Chain, expect_revert, requires_anvil, running_chain, validator_keys
+from tests.l1.l1_chain import (
+    GENESIS_HASH,
+    SEQ_CHAIN_ID,
+    L1Chain,
+    expect_revert,
+    requires_anvil,
+    running_chain,
+    validator_keys,
+)
 from tests.l1.test_epoch_evidence import fork_pair
+from tests.l1.test_evidence import finalize_vote
 from tests.l1.test_evidence_watch import WATCHER_KEY, conflicting_block, make_watcher
 from tests.l1.test_poster import fund, wait_posted
 
@@ -89,15 +103,13 @@ def test_the_deployment_installs_the_whole_schedule(chain: L1Chain) -> None:
             assert functions.powerOfInEpoch(checksum, epoch).call() == power
     assert functions.powerOfInEpoch(Web3.to_checksum_address(OLD[1].address), 1).call() == 0
     assert [functions.epochOf(h).call()[1] for h in (1, 4, 5, 8, 9, 10**9)] == [0, 0, 1, 1, 2, 2]
-    deployment = functions.epochStart(0).call()[1]
-    events = chain.commitments.events.ValidatorSetInstalled().get_logs(
-        from_block=deployment, to_block=deployment
-    )
-    assert [(e["args"]["epoch"], e["args"]["fromHeight"]) for e in events] == [
-        (0, 0),
-        (1, 5),
-        (2, 9),
-    ]
+    # each set's event is in the block that installed it: the deployment's for epoch 0
+    for epoch, first in enumerate((0, *FIRST_HEIGHTS[1:])):
+        block = functions.epochStart(epoch).call()[1]
+        (event,) = chain.commitments.events.ValidatorSetInstalled().get_logs(
+            from_block=block, to_block=block, argument_filters={"epoch": epoch}
+        )
+        assert event["args"]["fromHeight"] == first
     expect_revert("UnknownValidatorSet", lambda: functions.epochStart(3).call())
 
 
@@ -289,3 +301,102 @@ def test_the_watcher_proves_a_posted_fork_of_epoch_1_in_its_domain(
     assert proven == [[True, 5], [False, 0], [False, 0], [True, 5]]
     assert functions.frozen().call() and functions.disputedHeight(0).call() == [True, 5]
     assert watcher.status.evidence_submitted == 2
+
+
+def test_the_constructor_refuses_a_bad_schedule(chain: L1Chain) -> None:
+    artifact = load_artifact("Commitments")
+    factory = chain.w3.eth.contract(abi=artifact.abi_list, bytecode=artifact.bytecode)
+    old = [Web3.to_checksum_address(key.address) for key in OLD]
+    some = keccak256(b"a set hash")
+
+    def deploy(first_heights: list[int], hashes: list[bytes]) -> None:
+        call = factory.constructor(
+            SEQ_CHAIN_ID,
+            GENESIS_HASH,
+            old,
+            [1] * 4,
+            chain.deployer.address,
+            0,
+            first_heights,
+            hashes,
+        )
+        call.estimate_gas({"from": chain.deployer.address})
+
+    expect_revert("EpochsNotAscending", lambda: deploy([1], [some]))  # epoch 0 holds height 1
+    expect_revert("EpochsNotAscending", lambda: deploy([5, 5], [some, some]))
+    expect_revert("EpochsNotAscending", lambda: deploy([9, 5], [some, some]))
+    expect_revert("HeightOutOfRange", lambda: deploy([2**48], [some]))
+    expect_revert("LengthMismatch", lambda: deploy([5, 9], [some]))
+    expect_revert("UnknownValidatorSet", lambda: deploy([5], [bytes(32)]))
+    expect_revert("ZeroPower", lambda: factory.constructor(
+        SEQ_CHAIN_ID, GENESIS_HASH, old, [1, 0, 1, 1], chain.deployer.address, 0, [], []
+    ).estimate_gas({"from": chain.deployer.address}))  # fmt: skip
+    deploy([2, 3], [some, some])  # the smallest legal first heights
+    # TooManyEpochs (above 1,024) is not reachable here: 1,025 epochs' arguments exceed
+    # the 49,152-byte initcode limit on their own.
+
+
+def test_a_scheduled_epoch_waits_for_its_set(chain: L1Chain) -> None:
+    """A deployment whose epoch 1 is not installed yet: its heights are refused with
+    EpochNotInstalled (posts and evidence); installEpoch takes only the committed set,
+    once; then epoch 1's signatures go through."""
+    new = sorted((key.address, power) for key, power in zip(NEW, NEW_POWERS, strict=True))
+    addresses, powers = [a for a, _ in new], [p for _, p in new]
+    artifact = load_artifact("Commitments")
+    factory = chain.w3.eth.contract(abi=artifact.abi_list, bytecode=artifact.bytecode)
+    receipt = chain.send(
+        factory.constructor(
+            SEQ_CHAIN_ID,
+            GENESIS_HASH,
+            [Web3.to_checksum_address(key.address) for key in OLD],
+            [1] * 4,
+            chain.deployer.address,
+            0,
+            [5],
+            [validator_set_hash(1, addresses, powers)],
+        )
+    )
+    address = receipt["contractAddress"]
+    assert address is not None
+    commitments = chain.w3.eth.contract(address=address, abi=artifact.abi_list)
+    functions = commitments.functions
+    domain = Domain(SEQ_CHAIN_ID, bytes.fromhex(address[2:]), GENESIS_HASH)
+    assert functions.epochStart(1).call() == [5, 0]
+
+    def post(height: int, signers: Sequence[PrivateKey], epoch: int) -> None:
+        header = chain.header(height)
+        signatures = sign_packed(signers, header.finalize_digest(domain, epoch))
+        chain.send(functions.post(header.as_abi(), signatures), estimate_on="pending")
+
+    post(4, OLD[:3], 0)  # epoch 0 is installed
+    expect_revert("EpochNotInstalled", lambda: post(6, NEW, 1))
+    block = chain.header(6)
+    twin = dataclasses.replace(block, state_root=keccak256(b"the other side"))
+    votes = evidence_args(
+        finalize_vote(NEWCOMER, domain, block, 1), finalize_vote(NEWCOMER, domain, twin, 1)
+    )
+    expect_revert("EpochNotInstalled", lambda: chain.send(functions.submitEvidence(*votes)))
+    checksums = [Web3.to_checksum_address(a) for a in addresses]
+    expect_revert(
+        "EpochNotInstalled",
+        lambda: chain.send(functions.submitEvidenceOfEpoch(1, checksums, powers, *votes)),
+    )
+
+    def install(epoch: int, members: list[ChecksumAddress], weights: list[int]) -> TxReceipt:
+        return chain.send(functions.installEpoch(epoch, members, weights))
+
+    expect_revert("UnknownValidatorSet", lambda: install(1, checksums, [1] * 4))
+    expect_revert("UnknownValidatorSet", lambda: install(2, checksums, powers))
+    expect_revert("EpochAlreadyInstalled", lambda: install(0, checksums, powers))
+    receipt = install(1, checksums, powers)
+    (event,) = chain.events(commitments, "ValidatorSetInstalled", receipt)
+    assert (event["args"]["epoch"], event["args"]["fromHeight"]) == (1, 5)
+    assert functions.epochStart(1).call() == [5, receipt["blockNumber"]]
+    expect_revert("EpochAlreadyInstalled", lambda: install(1, checksums, powers))
+    post(6, NEW, 1)
+    assert (functions.latestHeight().call(), functions.epoch().call()) == (6, 1)
+    chain.send(functions.submitEvidence(*votes))
+    assert functions.offenceOfInEpoch(Web3.to_checksum_address(NEWCOMER.address), 1).call() == [
+        True,
+        6,
+    ]

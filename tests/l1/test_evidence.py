@@ -384,6 +384,7 @@ def test_no_admin_means_no_resume(chain: L1Chain) -> None:
             ETH,
             0,
             [],
+            [],
         ),
     )
     address = receipt["contractAddress"]
