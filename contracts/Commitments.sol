@@ -1,25 +1,35 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity 0.8.37;
 
-/// seqnet's light client on L1: the validator set, and the finalized block headers that a
-/// quorum of it signed.
+/// seqnet's light client on L1: the validator-set epochs, and the finalized block headers
+/// that a quorum of the right epoch's set signed.
+///
+/// Epochs: the contract's epochs are the chain's (docs/consensus.md, "Validator-set epochs").
+/// The constructor takes the genesis schedule: epoch 0's set, and each later epoch's first
+/// height and set hash; anyone then installs a later epoch's set (`installEpoch`), which must
+/// hash to the committed one (a schedule of large sets does not fit one deployment). Epoch
+/// e's set signs in `epochSeparator(e)` (the chain's EIP-712 domain separator for epoch 0),
+/// and a header at height h is verified with the set and separator of the epoch holding h
+/// (EpochNotInstalled until its set is), so a set never signs a height outside its epoch (a
+/// later epoch's heights in particular), and no signature of one epoch counts in another.
+/// The last epoch has no end, like the chain's.
 ///
 /// Trust: a header is accepted when validators holding a quorum (floor(2 * total / 3) + 1) of
-/// the current set's power signed its FINALIZE vote, exactly the digest they sign off-chain
-/// (consensus/encoding.py). The contract does not re-execute anything: it trusts a quorum of the
-/// current set about the block, its state root and its batches. The set itself changes only by
-/// `rotate`, signed by a quorum of the set it replaces; signatures of a replaced set are refused.
-/// Safety therefore holds while no quorum of a current set is malicious; liveness (posting) needs
-/// one honest relayer with the signatures, and the Bridge's escape hatch covers its absence.
+/// its epoch's power signed its FINALIZE vote, exactly the digest they sign off-chain
+/// (consensus/encoding.py). The contract does not re-execute anything: it trusts a quorum of
+/// the epoch's set about the block, its state root, its batches and (like every finalization)
+/// its ancestors. Safety therefore holds while no quorum of an epoch's set is malicious;
+/// liveness (posting) needs one honest relayer with the signatures, and the Bridge's escape
+/// hatch covers its absence.
 ///
-/// Accountable safety: two conflicting finalized blocks need more than a third of the power to
-/// sign two votes that no honest validator casts together. Anyone may submit such a pair
-/// (`submitEvidence` for the current set, `submitEvidenceOfEpoch` for an earlier set of the
-/// era); once the proven validators of one epoch hold more than a third of that epoch's power,
-/// the contract freezes at the disputed height H: `post` is refused,
-/// and every post covering a height >= H is disputed (the Bridge pays nothing proven on it).
-/// Only `resume`, by a timelocked admin, lifts a freeze; users who do not trust it escape from
-/// the last undisputed root through the Bridge.
+/// Accountable safety: two conflicting finalized blocks need more than a third of an epoch's
+/// power to sign two votes that no honest validator casts together. Anyone may submit such a
+/// pair (`submitEvidence`, judged against the set of the epoch holding the disputed height,
+/// or `submitEvidenceOfEpoch` naming the epoch and its set); once the proven validators of one
+/// epoch hold more than a third of that epoch's power, the contract freezes at the disputed
+/// height H: `post` is refused, and every post covering a height >= H is disputed (the Bridge
+/// pays nothing proven on it). Only `resume`, by a timelocked admin, lifts a freeze; users who
+/// do not trust it escape from the last undisputed root through the Bridge.
 contract Commitments {
     /// One signed consensus vote (consensus/messages.py Vote without the signer index, which
     /// the signature names). NULLIFY votes carry height 0 and a zero block.
@@ -64,6 +74,9 @@ contract Commitments {
     bytes32 private constant VOTE_TYPEHASH = keccak256("Vote(uint8 kind,uint64 view,uint64 height,bytes32 block)");
     bytes32 private constant VALIDATOR_SET_TYPEHASH =
         keccak256("ValidatorSet(uint64 epoch,address[] validators,uint256[] powers)");
+    /// consensus/epochs.py EPOCH_DOMAIN_TAG: prefixed to (domainSeparator, epoch) to derive a
+    /// later epoch's separator; no EIP-712 domain hash input starts with it.
+    bytes32 private constant EPOCH_DOMAIN_TAG = keccak256("seqnet epoch signing domain");
     bytes32 private constant VOTE_KIND_NULLIFY = bytes32(uint256(2));
     uint256 private constant VOTE_KIND_FINALIZE = 3;
 
@@ -72,6 +85,8 @@ contract Commitments {
     uint256 private constant SIGNATURE_BYTES = 65;
     /// Same bound as consensus/limits.py MAX_VALIDATORS.
     uint256 public constant MAX_VALIDATORS = 1024;
+    /// Later epochs a schedule may hold: home/genesis.py MAX_EPOCHS.
+    uint256 public constant MAX_SCHEDULED_EPOCHS = 1024;
     /// Total power fits 64 bits, so sums over a set never overflow what is stored.
     uint256 private constant MAX_TOTAL_POWER = type(uint64).max;
 
@@ -86,7 +101,11 @@ contract Commitments {
     //   bits  96..135 lastPostBlock         bits 136..167 epoch of the current set
     //   bits 168..207 postCount (posts and resumes so far; the latest has index postCount - 1)
     //   bits 208..247 eraFirstPost (the index of the current era's first post: its resume)
+    //   bit  254      the epoch above is the era's last: every later height is its, so a post
+    //                 needs no look-up (always so for a schedule of one epoch)
     //   bit  255      frozen: equivocation was proven (submitEvidence); cleared by resume
+    // "The epoch of the current set" is the epoch of the latest post's height (before the
+    // first post of an era: the era's first epoch).
     // Heights are uint64 in the header; the contract takes them below 2**48 (HeightOutOfRange),
     // which at one block per millisecond lasts 8,900 years. Block numbers and post counts
     // (at most one post per L1 block) keep 40 bits: 35,000 years of 1-second blocks.
@@ -99,6 +118,7 @@ contract Commitments {
     uint256 private constant EPOCH_SHIFT = 136;
     uint256 private constant COUNT_SHIFT = 168;
     uint256 private constant ERA_FIRST_SHIFT = 208;
+    uint256 private constant LAST_EPOCH_SHIFT = 254;
     uint256 private constant FROZEN_SHIFT = 255;
     uint256 private constant MAX_EPOCH = 0xffffffff;
     uint256 private _tip;
@@ -107,10 +127,10 @@ contract Commitments {
     // Slot p % HISTORY: postRecord(stateRoot, stateHeight, height) of post p.
     bytes32[HISTORY] private _posts;
 
-    // The current set's total power (bits 0..63), its quorum (64..127) and the first epoch of
-    // the current era (128..159).
+    // The first epoch of the current era (bits 0..31) and its last installed epoch (32..63):
+    // the era's epochs are the numbers between them.
     uint256 private _set;
-    uint256 private constant SET_ERA_EPOCH_SHIFT = 128;
+    uint256 private constant SET_LAST_EPOCH_SHIFT = 32;
     uint256 private constant WORD64_MASK = 0xffffffffffffffff;
     // Per epoch: the first height its set signs for (bits 0..63), the set's total power
     // (64..127) and the L1 block that installed it (128..191), where its ValidatorSetInstalled
@@ -118,10 +138,9 @@ contract Commitments {
     mapping(uint64 => uint256) private _epochs;
     // Per epoch: validatorSetHash(epoch, validators, powers) of its set.
     mapping(uint64 => bytes32) private _setHashes;
-    // Per validator: the epoch of the set that last named it (bits 0..63), its power in that
-    // set (64..127) and that set's quorum (128..191). A member of the current set is one whose
-    // epoch is the current epoch, so a rotation never has to clear the members it drops.
-    mapping(address => uint256) private _members;
+    // Per epoch and validator: its power in the epoch's set (bits 0..63) and the set's quorum
+    // (64..127); zero for a validator outside the set. A post reads one entry per signer.
+    mapping(uint64 => mapping(address => uint256)) private _members;
 
     /// Count of resumes; posts of an era that ended are judged by that era's dispute.
     uint64 public era;
@@ -155,9 +174,8 @@ contract Commitments {
         bytes32 stateRoot,
         uint64 postIndex
     );
-    event ValidatorSetRotated(uint64 indexed epoch, bytes32 setHash);
-    /// The set of `epoch`, signing for heights from `fromHeight` (emitted by the constructor,
-    /// `rotate` and `resume`), so that evidence against it can be submitted after it is replaced.
+    /// The set of `epoch`, signing for heights from `fromHeight` (emitted by the constructor for
+    /// epoch 0, `installEpoch` and `resume`), so its full set can be read back from one block.
     event ValidatorSetInstalled(uint64 indexed epoch, uint64 fromHeight, address[] validators, uint256[] powers);
     event EquivocationProven(
         address indexed validator, uint64 height, uint64 viewNumber, uint8 firstKind, uint8 secondKind, uint64 epoch
@@ -173,8 +191,7 @@ contract Commitments {
     error MalformedSignatures(uint256 length);
     error MalleableSignature(uint256 index);
     error InvalidSignature(uint256 index);
-    error SignerNotInSet(address signer);
-    error SignerOfReplacedSet(address signer);
+    error SignerNotInSet(address signer, uint64 epoch);
     error DuplicateSigner(address signer);
     error SignersNotAscending(uint256 index);
     error InsufficientQuorum(uint256 signedPower, uint256 quorum);
@@ -186,6 +203,10 @@ contract Commitments {
     error TotalPowerTooLarge();
     error HeightOutOfRange();
     error EpochOutOfRange();
+    error TooManyEpochs(uint256 count);
+    error EpochsNotAscending(uint256 index);
+    error EpochNotInstalled(uint64 epoch);
+    error EpochAlreadyInstalled(uint64 epoch);
     error Frozen();
     error NotFrozen();
     error BadEvidenceSignature(uint256 index);
@@ -209,7 +230,9 @@ contract Commitments {
         address[] memory validators,
         uint256[] memory powers,
         address admin_,
-        uint64 resumeDelay_
+        uint64 resumeDelay_,
+        uint64[] memory firstHeights,
+        bytes32[] memory setHashes
     ) {
         seqChainId = seqChainId_;
         genesisHash = genesisHash_;
@@ -220,12 +243,30 @@ contract Commitments {
                 DOMAIN_TYPEHASH, keccak256("seqnet"), keccak256("1"), seqChainId_, address(this), genesisHash_
             )
         );
-        _install(0, 0, 0, validators, powers);
+        // Epoch 0 from height 0 (the genesis block's; its first signed height is 1), then the
+        // schedule's epochs at strictly ascending first heights above 1, each with the hash of
+        // the set `installEpoch` will take (its total power stays 0 until then).
+        uint256 later = firstHeights.length;
+        if (later > MAX_SCHEDULED_EPOCHS) revert TooManyEpochs(later);
+        if (setHashes.length != later) revert LengthMismatch(later, setHashes.length);
+        _install(0, 0, validators, powers);
+        uint256 previous = 1;
+        for (uint256 i = 0; i < later; ++i) {
+            uint256 firstHeight = firstHeights[i];
+            if (firstHeight <= previous) revert EpochsNotAscending(i);
+            if (firstHeight > HEIGHT_MASK) revert HeightOutOfRange();
+            if (setHashes[i] == bytes32(0)) revert UnknownValidatorSet(uint64(i + 1));
+            _epochs[uint64(i + 1)] = firstHeight;
+            _setHashes[uint64(i + 1)] = setHashes[i];
+            previous = firstHeight;
+        }
+        _set = later << SET_LAST_EPOCH_SHIFT;
         // Until the first post the escape delay counts from deployment (and no post lands in
         // the deployment's block). The history's slots and the latest root's are written once
         // here so that posts always overwrite a non-zero slot (the price a post pays is then
         // the same from the first one): about 22,000 gas per slot, 23 million in all.
-        _tip = uint256(uint40(block.number)) << POST_BLOCK_SHIFT;
+        _tip = (uint256(uint40(block.number)) << POST_BLOCK_SHIFT)
+            | ((later == 0 ? uint256(1) : uint256(0)) << LAST_EPOCH_SHIFT);
         _latestRoot = bytes32(uint256(1));
         for (uint256 i = 0; i < HISTORY; ++i) {
             _posts[i] = bytes32(uint256(1));
@@ -234,10 +275,12 @@ contract Commitments {
 
     // --- posting -----------------------------------------------------------------------
 
-    /// Accepts `h` iff a quorum of the current set signed FINALIZE for it, h.height is above
-    /// latestHeight, h.stateHeight is not below latestStateHeight and nothing was posted in
-    /// this L1 block yet. `signatures` is k 65-byte r || s || v signatures whose signers are
-    /// strictly ascending. The post gets the next index (Committed's postIndex).
+    /// Accepts `h` iff a quorum of the set of the epoch holding h.height signed FINALIZE for it
+    /// in that epoch's separator, h.height is above latestHeight, h.stateHeight is not below
+    /// latestStateHeight and nothing was posted in this L1 block yet. `signatures` is k 65-byte
+    /// r || s || v signatures whose signers are strictly ascending. The post gets the next index
+    /// (Committed's postIndex). It may cover heights of earlier epochs (latestHeight + 1 up):
+    /// the posted block's epoch vouches for its ancestors, as it does within an epoch.
     function post(Header calldata h, bytes calldata signatures) external {
         uint256 tip = _tip;
         if (tip >> FROZEN_SHIFT != 0) revert Frozen();
@@ -257,16 +300,29 @@ contract Commitments {
             revert StateHeightRegressed(uint64(stateHeight), uint64(latestStateHeight_));
         }
 
-        (bytes32 blockHash, bytes32 digest) = _finalizeDigest(h);
-        _requireQuorum(digest, signatures, (tip >> EPOCH_SHIFT) & MAX_EPOCH);
+        // The epoch of h: the latest post's, unless a later epoch of the era starts at or below
+        // h (heights only rise, so never an earlier one). The tip's flag spares the look-up
+        // once the latest post is in the era's last epoch; otherwise the next epoch's first
+        // height is read, and the others only when h is at or above it.
+        uint256 epochBits = tip & ((MAX_EPOCH << EPOCH_SHIFT) | (uint256(1) << LAST_EPOCH_SHIFT));
+        uint256 epoch_ = (tip >> EPOCH_SHIFT) & MAX_EPOCH;
+        if (tip & (uint256(1) << LAST_EPOCH_SHIFT) == 0 && _epochs[uint64(epoch_ + 1)] & WORD64_MASK <= height) {
+            uint256 last = (_set >> SET_LAST_EPOCH_SHIFT) & MAX_EPOCH;
+            epoch_ = _lastEpochFrom(epoch_ + 1, last, height);
+            _requireInstalled(epoch_);
+            epochBits = (epoch_ << EPOCH_SHIFT) | ((epoch_ == last ? uint256(1) : uint256(0)) << LAST_EPOCH_SHIFT);
+        }
+
+        (bytes32 blockHash, bytes32 digest) = _finalizeDigest(h, _separatorOf(epoch_));
+        _requireQuorum(digest, signatures, epoch_);
 
         uint256 index = (tip >> COUNT_SHIFT) & WORD40_MASK;
         bytes32 stateRoot = h.stateRoot;
         _record(index, stateRoot, stateHeight, height);
-        // The epoch and the era's first post stay; the count goes up by one and the frozen bit
-        // is clear (checked above).
+        // The era's first post stays; the epoch is h's, the count goes up by one and the
+        // frozen bit is clear (checked above).
         _tip = height | (stateHeight << HEIGHT_BITS) | (uint256(uint40(block.number)) << POST_BLOCK_SHIFT)
-            | (tip & ((MAX_EPOCH << EPOCH_SHIFT) | (WORD40_MASK << ERA_FIRST_SHIFT))) | ((index + 1) << COUNT_SHIFT);
+            | epochBits | (tip & (WORD40_MASK << ERA_FIRST_SHIFT)) | ((index + 1) << COUNT_SHIFT);
         _emitCommitted(latestHeight_ + 1, height, blockHash, stateHeight, stateRoot, index);
     }
 
@@ -308,14 +364,56 @@ contract Commitments {
         }
     }
 
+    /// The last epoch in `from`..`last` whose first height is at most `height` (`from`'s own
+    /// first height is: the caller knows `height` is in `from` or later).
+    function _lastEpochFrom(uint256 from, uint256 last, uint256 height) private view returns (uint256) {
+        uint256 low = from;
+        uint256 high = last;
+        while (low < high) {
+            uint256 middle = (low + high + 1) / 2;
+            if (_epochs[uint64(middle)] & WORD64_MASK <= height) low = middle;
+            else high = middle - 1;
+        }
+        return low;
+    }
+
+    /// Reverts EpochNotInstalled unless `epoch_`'s set is installed (its total power is set).
+    function _requireInstalled(uint256 epoch_) private view {
+        if ((_epochs[uint64(epoch_)] >> 64) & WORD64_MASK == 0) revert EpochNotInstalled(uint64(epoch_));
+    }
+
+    /// The separator epoch `epoch_`'s set signs in (consensus/epochs.py epoch_domain_separator):
+    /// domainSeparator for epoch 0 (a chain that never changes its set signs as it always did),
+    /// keccak256(EPOCH_DOMAIN_TAG || domainSeparator || uint256 epoch) for a later one.
+    function epochSeparator(uint64 epoch_) external view returns (bytes32) {
+        return _separatorOf(epoch_);
+    }
+
+    function _separatorOf(uint256 epoch_) private view returns (bytes32 separator) {
+        separator = domainSeparator;
+        if (epoch_ != 0) {
+            bytes32 tag = EPOCH_DOMAIN_TAG;
+            assembly ("memory-safe") {
+                let m := mload(0x40)
+                mstore(m, tag)
+                mstore(add(m, 0x20), separator)
+                mstore(add(m, 0x40), epoch_)
+                separator := keccak256(m, 0x60)
+            }
+        }
+    }
+
     /// The digest the validators signed to finalize `h` (consensus/encoding.py vote_digest of
-    /// FINALIZE over the block hash), and that block hash. Every field is hashed as its
-    /// 32-byte calldata word, as EIP-712 encodes it.
-    function _finalizeDigest(Header calldata h) private view returns (bytes32 blockHash, bytes32 digest) {
+    /// FINALIZE over the block hash) in `separator`, and that block hash. Every field is
+    /// hashed as its 32-byte calldata word, as EIP-712 encodes it.
+    function _finalizeDigest(Header calldata h, bytes32 separator)
+        private
+        pure
+        returns (bytes32 blockHash, bytes32 digest)
+    {
         bytes32 payloadTypehash = PAYLOAD_TYPEHASH;
         bytes32 blockTypehash = BLOCK_TYPEHASH;
         bytes32 voteTypehash = VOTE_TYPEHASH;
-        bytes32 separator = domainSeparator;
         assembly ("memory-safe") {
             let m := mload(0x40)
             // Payload(timestamp, stateHeight, stateRoot, batches, namespaceRoot): header words 4..8
@@ -334,7 +432,7 @@ contract Commitments {
             calldatacopy(add(m, 0x40), h, 0x40)
             mstore(add(m, 0x80), blockHash)
             let vote := keccak256(m, 0xa0)
-            // 0x19 0x01 || domainSeparator || vote
+            // 0x19 0x01 || separator || vote
             mstore(m, shl(240, 0x1901))
             mstore(add(m, 0x02), separator)
             mstore(add(m, 0x22), vote)
@@ -356,20 +454,20 @@ contract Commitments {
 
     // --- the validator set -----------------------------------------------------------------
 
-    /// Replaces the set with (validators, powers) as epoch + 1, signed by a quorum of the
-    /// current set over the EIP-712 ValidatorSet struct.
-    function rotate(address[] calldata validators, uint256[] calldata powers, bytes calldata signatures) external {
-        uint256 tip = _tip;
-        if (tip >> FROZEN_SHIFT != 0) revert Frozen(); // the set may be the one that equivocated
-        uint256 current = (tip >> EPOCH_SHIFT) & MAX_EPOCH;
-        if (current == MAX_EPOCH) revert EpochOutOfRange();
-        uint64 next = uint64(current + 1);
-        bytes32 setHash = validatorSetHash(next, validators, powers);
-        _requireQuorum(keccak256(abi.encodePacked(hex"1901", domainSeparator, setHash)), signatures, current);
-        // The new set signs for the heights above the latest post; the era goes on.
-        _install(next, (tip & HEIGHT_MASK) + 1, (_set >> SET_ERA_EPOCH_SHIFT) & MAX_EPOCH, validators, powers);
-        _tip = (tip & ~(MAX_EPOCH << EPOCH_SHIFT)) | (uint256(next) << EPOCH_SHIFT);
-        emit ValidatorSetRotated(next, setHash);
+    /// Installs the set of `epoch_`, a scheduled epoch of the current era not installed yet
+    /// (UnknownValidatorSet otherwise, EpochAlreadyInstalled for a second time): (validators,
+    /// powers) must hash to the set hash the constructor took (UnknownValidatorSet), with the
+    /// constructor's checks on a set. Anyone may send it (the hash decides); posts and evidence
+    /// at the epoch's heights wait for it (EpochNotInstalled).
+    function installEpoch(uint64 epoch_, address[] calldata validators, uint256[] calldata powers) external {
+        uint256 set = _set;
+        if (epoch_ < set & MAX_EPOCH || epoch_ > (set >> SET_LAST_EPOCH_SHIFT) & MAX_EPOCH) {
+            revert UnknownValidatorSet(epoch_);
+        }
+        uint256 record = _epochs[epoch_];
+        if ((record >> 64) & WORD64_MASK != 0) revert EpochAlreadyInstalled(epoch_);
+        if (_setHashes[epoch_] != validatorSetHash(epoch_, validators, powers)) revert UnknownValidatorSet(epoch_);
+        _install(epoch_, record & WORD64_MASK, validators, powers);
     }
 
     /// The EIP-712 struct hash of ValidatorSet(epoch, validators, powers).
@@ -388,15 +486,11 @@ contract Commitments {
         );
     }
 
-    /// Makes (validators, powers) the current set as `epoch_`, signing for heights from
-    /// `fromHeight`, in the era whose first epoch is `eraEpoch`, and records it for evidence.
-    function _install(
-        uint64 epoch_,
-        uint256 fromHeight,
-        uint256 eraEpoch,
-        address[] memory validators,
-        uint256[] memory powers
-    ) private {
+    /// Installs (validators, powers) as `epoch_`'s set, signing for heights from `fromHeight`
+    /// (the caller makes it part of the era: `_set`).
+    function _install(uint64 epoch_, uint256 fromHeight, address[] memory validators, uint256[] memory powers)
+        private
+    {
         uint256 count = validators.length;
         if (count == 0) revert EmptyValidatorSet();
         if (count > MAX_VALIDATORS) revert TooManyValidators(count);
@@ -414,10 +508,10 @@ contract Commitments {
         }
         if (total > MAX_TOTAL_POWER) revert TotalPowerTooLarge();
         uint256 quorum = total * 2 / 3 + 1;
+        mapping(address => uint256) storage members = _members[epoch_];
         for (uint256 i = 0; i < count; ++i) {
-            _members[validators[i]] = uint256(epoch_) | (powers[i] << 64) | (quorum << 128);
+            members[validators[i]] = powers[i] | (quorum << 64);
         }
-        _set = total | (quorum << 64) | (eraEpoch << SET_ERA_EPOCH_SHIFT);
         _epochs[epoch_] = fromHeight | (total << 64) | (block.number << 128);
         // validatorSetHash over the memory copy (the constructor has no calldata arrays).
         _setHashes[epoch_] = keccak256(
@@ -433,15 +527,14 @@ contract Commitments {
 
     // --- accountable safety -------------------------------------------------------------------
 
-    /// Proves that one validator of the current set signed two votes no honest validator casts
-    /// together (consensus/core.py `_add_vote`):
+    /// Proves that one validator signed two votes no honest validator casts together
+    /// (consensus/core.py `_add_vote`):
     ///   - two FINALIZE votes in one view for different (height, block): disputes the lower height;
     ///   - a FINALIZE and a NULLIFY vote in one view (either order): disputes the FINALIZE's height.
-    /// Signatures are checked over the exact EIP-712 vote digests (consensus/encoding.py
-    /// vote_digest) in this contract's domain. Votes do not name an epoch: an offence belongs to
-    /// the epoch whose heights hold its disputed height (`epochOf`). This entry point judges the
-    /// current epoch's offences against the current set (EvidenceOutsideEpoch for a height
-    /// below its first height); `submitEvidenceOfEpoch` judges an earlier epoch's. A validator's
+    /// Votes do not name an epoch: an offence belongs to the epoch of the current era whose
+    /// heights hold its disputed height (`epochOf`; EvidenceOutsideEpoch for a height below the
+    /// era). Signatures are checked over the exact EIP-712 vote digests (consensus/encoding.py
+    /// vote_digest) in that epoch's separator, and the signer must be in its set. A validator's
     /// offence is recorded once per era and epoch; another pair of the same validator in that
     /// epoch is accepted only if it disputes a lower height.
     ///
@@ -452,18 +545,23 @@ contract Commitments {
     /// evidence of any epoch of the era can still lower it.
     function submitEvidence(SignedVote calldata first, SignedVote calldata second) external {
         uint256 height = _conflictHeight(first, second);
-        uint64 current = epoch();
-        if (height < _epochs[current] & WORD64_MASK) revert EvidenceOutsideEpoch(current, uint64(height));
-        address signer = _recoverEvidence(first, 0);
-        uint256 member = _members[signer];
-        if (member == 0 || uint64(member) != current) revert EvidenceSignerNotInSet(signer);
-        _prove(current, signer, uint64(member >> 64), height, first, second);
+        (bool found, uint64 epoch_) = epochOf(uint64(height));
+        if (!found) revert EvidenceOutsideEpoch(uint64(_set & MAX_EPOCH), uint64(height));
+        _requireInstalled(epoch_);
+        bytes32 separator = _separatorOf(epoch_);
+        address signer = _recoverEvidence(first, 0, separator);
+        uint256 member = _members[epoch_][signer];
+        if (member == 0) revert EvidenceSignerNotInSet(signer);
+        _prove(epoch_, signer, uint64(member), height, first, second, separator);
     }
 
     /// `submitEvidence` for an offence of `epoch_`, an epoch of the current era, judged against
     /// its set (validators, powers) as installed (ValidatorSetInstalled): the set must hash to
-    /// the recorded one (UnknownValidatorSet), the disputed height must lie in the epoch's
-    /// heights (EvidenceOutsideEpoch) and the signer must be in the set (EvidenceSignerNotInSet).
+    /// the recorded one (UnknownValidatorSet), the disputed height must not be below the epoch's
+    /// first height (EvidenceOutsideEpoch) and the signer must be in the set
+    /// (EvidenceSignerNotInSet). Votes above the epoch's last height are its tail's (the empty
+    /// blocks that finalize its last block, signed in its separator): such an offence disputes
+    /// the epoch's last height, the block the tail commits.
     function submitEvidenceOfEpoch(
         uint64 epoch_,
         address[] calldata validators,
@@ -472,23 +570,28 @@ contract Commitments {
         SignedVote calldata second
     ) external {
         uint256 height = _conflictHeight(first, second);
-        uint256 current = epoch();
-        if (epoch_ > current || _setHashes[epoch_] != validatorSetHash(epoch_, validators, powers)) {
+        uint256 last = (_set >> SET_LAST_EPOCH_SHIFT) & MAX_EPOCH;
+        if (epoch_ > last || _setHashes[epoch_] != validatorSetHash(epoch_, validators, powers)) {
             revert UnknownValidatorSet(epoch_);
         }
-        if (!_holds(epoch_, current, height)) revert EvidenceOutsideEpoch(epoch_, uint64(height));
-        address signer = _recoverEvidence(first, 0);
-        _prove(epoch_, signer, _powerIn(validators, powers, signer), height, first, second);
+        uint256 disputed = _disputedIn(epoch_, last, height);
+        _requireInstalled(epoch_);
+        bytes32 separator = _separatorOf(epoch_);
+        address signer = _recoverEvidence(first, 0, separator);
+        _prove(epoch_, signer, _powerIn(validators, powers, signer), disputed, first, second, separator);
     }
 
-    /// Whether `height` is one of the heights `epoch_` signs for in the current era: from its
-    /// first height up to the next epoch's first height (the current epoch: without end). An
-    /// epoch of an era that `resume` ended has none.
-    function _holds(uint64 epoch_, uint256 current, uint256 height) private view returns (bool) {
-        if (epoch_ < (_set >> SET_ERA_EPOCH_SHIFT) & MAX_EPOCH) return false;
-        if (height < _epochs[epoch_] & WORD64_MASK) return false;
-        if (epoch_ == current) return true;
-        return height < _epochs[epoch_ + 1] & WORD64_MASK;
+    /// The height an offence of `epoch_` (of the current era, whose last epoch is `last`) at
+    /// `height` disputes: `height` within the epoch's heights, its last height for a tail vote
+    /// above them. EvidenceOutsideEpoch for a height below its first, or an epoch of an era that
+    /// `resume` ended.
+    function _disputedIn(uint64 epoch_, uint256 last, uint256 height) private view returns (uint256) {
+        if (epoch_ < _set & MAX_EPOCH || height < _epochs[epoch_] & WORD64_MASK) {
+            revert EvidenceOutsideEpoch(epoch_, uint64(height));
+        }
+        if (epoch_ == last) return height;
+        uint256 end = _epochs[epoch_ + 1] & WORD64_MASK;
+        return height < end ? height : end - 1;
     }
 
     /// The power of `signer` in the set (validators, powers), found by binary search in the
@@ -519,15 +622,15 @@ contract Commitments {
         uint256 power,
         uint256 height,
         SignedVote calldata first,
-        SignedVote calldata second
+        SignedVote calldata second,
+        bytes32 separator
     ) private {
         uint64 era_ = era;
         mapping(address => uint256) storage offences = _offences[era_][epoch_];
         uint256 offence = offences[signer];
         // A repeat is refused before the second ecrecover and any write.
         if (offence != 0 && offence <= height + 1) revert EquivocationAlreadyProven(signer);
-        address other = _recoverEvidence(second, 1);
-        if (other != signer) revert EvidenceSignersDiffer(signer, other);
+        _requireSigner(second, signer, separator);
 
         offences[signer] = height + 1;
         emit EquivocationProven(signer, uint64(height), first.viewNumber, first.kind, second.kind, epoch_);
@@ -536,6 +639,12 @@ contract Commitments {
             _offendingPower[era_][epoch_] += power;
         }
         _dispute(era_, epoch_, height);
+    }
+
+    /// Reverts EvidenceSignersDiffer unless `signer` signed `second` in `separator`.
+    function _requireSigner(SignedVote calldata second, address signer, bytes32 separator) private pure {
+        address other = _recoverEvidence(second, 1, separator);
+        if (other != signer) revert EvidenceSignersDiffer(signer, other);
     }
 
     /// After an offence at `height` of `epoch_`: freezes at the lowest offence of that epoch
@@ -569,8 +678,8 @@ contract Commitments {
         }
     }
 
-    /// The power of the validators of the current set proven in the current era, and whether
-    /// it is enough to freeze (more than a third of the current set's power).
+    /// The power of the validators of the current set (the latest post's epoch) proven in the
+    /// current era, and whether it is enough to freeze (more than a third of that set's power).
     function offendingPower() external view returns (uint256 power, bool enough) {
         return offendingPowerInEpoch(epoch());
     }
@@ -597,11 +706,16 @@ contract Commitments {
         revert VotesDoNotConflict();
     }
 
-    /// The signer of `vote` (BadEvidenceSignature(index) unless it is 65 bytes, low s, v 27 or
-    /// 28 and recovers a key). A signature over another chain id, contract or genesis recovers
-    /// to an unrelated address: submitEvidence refuses it as EvidenceSignerNotInSet when it is
-    /// the first vote's, and as EvidenceSignersDiffer when only the second vote's.
-    function _recoverEvidence(SignedVote calldata vote, uint256 index) private view returns (address signer) {
+    /// The signer of `vote` in `separator` (BadEvidenceSignature(index) unless it is 65 bytes,
+    /// low s, v 27 or 28 and recovers a key). A signature over another chain id, contract,
+    /// genesis or epoch recovers to an unrelated address: submitEvidence refuses it as
+    /// EvidenceSignerNotInSet when it is the first vote's, and as EvidenceSignersDiffer when
+    /// only the second vote's.
+    function _recoverEvidence(SignedVote calldata vote, uint256 index, bytes32 separator)
+        private
+        pure
+        returns (address signer)
+    {
         bytes calldata signature = vote.signature;
         if (signature.length != SIGNATURE_BYTES) revert BadEvidenceSignature(index);
         bytes32 r = bytes32(signature[0:32]);
@@ -611,7 +725,7 @@ contract Commitments {
         bytes32 digest = keccak256(
             abi.encodePacked(
                 hex"1901",
-                domainSeparator,
+                separator,
                 keccak256(abi.encode(VOTE_TYPEHASH, vote.kind, vote.viewNumber, vote.height, vote.blockHash))
             )
         );
@@ -620,7 +734,8 @@ contract Commitments {
     }
 
     /// Lifts a freeze: the chain continues from block `fromHeight` (hash `blockHash`, state
-    /// `stateRoot` at `stateHeight`) under the new set (validators, powers) as the next epoch.
+    /// `stateRoot` at `stateHeight`) under the new set (validators, powers) as the epoch after
+    /// the last installed one, signing in its own separator.
     /// Only the admin, and only `resumeDelay` L1 blocks after the freeze's first evidence. Posts
     /// of the frozen era stay disputed from its disputed height; the new era starts undisputed.
     function resume(
@@ -638,17 +753,18 @@ contract Commitments {
         if (block.number < openFrom) revert ResumeTooEarly(openFrom);
         if ((tip >> POST_BLOCK_SHIFT) & WORD40_MASK == uint40(block.number)) revert AlreadyPostedThisBlock();
         if (fromHeight > HEIGHT_MASK || stateHeight > HEIGHT_MASK) revert HeightOutOfRange();
-        uint256 current = (tip >> EPOCH_SHIFT) & MAX_EPOCH;
-        if (current == MAX_EPOCH) revert EpochOutOfRange();
-        uint64 next = uint64(current + 1);
-        // The new era's first epoch signs for the heights above the block it resumes from.
-        _install(next, uint256(fromHeight) + 1, next, validators, powers);
+        uint256 last = (_set >> SET_LAST_EPOCH_SHIFT) & MAX_EPOCH;
+        if (last == MAX_EPOCH) revert EpochOutOfRange();
+        uint64 next = uint64(last + 1);
+        // The new era's only epoch follows every installed one (the frozen era's scheduled
+        // epochs end with it) and signs for the heights above the block it resumes from.
+        _install(next, uint256(fromHeight) + 1, validators, powers);
+        _set = uint256(next) | (uint256(next) << SET_LAST_EPOCH_SHIFT);
 
         uint64 nextEra = era + 1;
         era = nextEra;
         frozenAtBlock = 0;
         uint64 index = _recordResume(tip, fromHeight, stateHeight, stateRoot, next);
-        emit ValidatorSetRotated(next, validatorSetHash(next, validators, powers));
         emit Resumed(nextEra, fromHeight, blockHash, stateHeight, stateRoot, index);
     }
 
@@ -661,7 +777,8 @@ contract Commitments {
         uint256 index = (tip >> COUNT_SHIFT) & WORD40_MASK;
         _record(index, stateRoot, stateHeight, fromHeight);
         _tip = fromHeight | (stateHeight << HEIGHT_BITS) | (uint256(uint40(block.number)) << POST_BLOCK_SHIFT)
-            | (epoch_ << EPOCH_SHIFT) | ((index + 1) << COUNT_SHIFT) | (index << ERA_FIRST_SHIFT);
+            | (epoch_ << EPOCH_SHIFT) | (uint256(1) << LAST_EPOCH_SHIFT) | ((index + 1) << COUNT_SHIFT)
+            | (index << ERA_FIRST_SHIFT);
         return uint64(index);
     }
 
@@ -669,13 +786,12 @@ contract Commitments {
     uint256 private constant FAIL_MALLEABLE = 1;
     uint256 private constant FAIL_INVALID = 2;
     uint256 private constant FAIL_NOT_IN_SET = 3;
-    uint256 private constant FAIL_REPLACED_SET = 4;
     uint256 private constant FAIL_DUPLICATE = 5;
     uint256 private constant FAIL_NOT_ASCENDING = 6;
 
-    /// Reverts unless `signatures` are by distinct members of the current set, in ascending
+    /// Reverts unless `signatures` are by distinct members of `epoch_`'s set, in ascending
     /// address order, holding at least the quorum of its power.
-    function _requireQuorum(bytes32 digest, bytes calldata signatures, uint256 currentEpoch) private view {
+    function _requireQuorum(bytes32 digest, bytes calldata signatures, uint256 epoch_) private view {
         uint256 count;
         unchecked {
             count = signatures.length / SIGNATURE_BYTES;
@@ -684,12 +800,11 @@ contract Commitments {
             revert MalformedSignatures(signatures.length);
         }
         (uint256 signed, uint256 quorum, uint256 failure, uint256 index, address signer) =
-            _checkSignatures(digest, signatures, count, currentEpoch);
+            _checkSignatures(digest, signatures, count, epoch_);
         if (failure != 0) {
             if (failure == FAIL_MALLEABLE) revert MalleableSignature(index);
             if (failure == FAIL_INVALID) revert InvalidSignature(index);
-            if (failure == FAIL_NOT_IN_SET) revert SignerNotInSet(signer);
-            if (failure == FAIL_REPLACED_SET) revert SignerOfReplacedSet(signer);
+            if (failure == FAIL_NOT_IN_SET) revert SignerNotInSet(signer, uint64(epoch_));
             if (failure == FAIL_DUPLICATE) revert DuplicateSigner(signer);
             revert SignersNotAscending(index);
         }
@@ -697,10 +812,10 @@ contract Commitments {
     }
 
     /// One pass over the first `count` packed signatures: recover each signer, look
-    /// it up once, check the order, add up the power (and read the set's quorum, which every
-    /// current member's entry carries). Stops at the first failure, naming it.
+    /// it up once in `epoch_`'s set, check the order, add up the power (and read the set's
+    /// quorum, which every member's entry carries). Stops at the first failure, naming it.
     /// Assembly keeps a post near the cost of its ecrecovers and storage reads.
-    function _checkSignatures(bytes32 digest, bytes calldata signatures, uint256 count, uint256 currentEpoch)
+    function _checkSignatures(bytes32 digest, bytes calldata signatures, uint256 count, uint256 epoch_)
         private
         view
         returns (uint256 signed, uint256 quorum, uint256 failure, uint256 index, address signer)
@@ -708,6 +823,11 @@ contract Commitments {
         assembly ("memory-safe") {
             let input := mload(0x40) // ecrecover input: digest, v, r, s (memory past the free pointer)
             mstore(input, digest)
+            // _members[epoch_] is the mapping at keccak256(epoch_ . slot); its entries at
+            // keccak256(signer . that).
+            mstore(0x00, epoch_)
+            mstore(0x20, _members.slot)
+            let entries := keccak256(0x00, 0x40)
             let previous := 0
             for { let i := 0 } lt(i, count) { i := add(i, 1) } {
                 let sig := add(signatures.offset, mul(i, SIGNATURE_BYTES))
@@ -731,15 +851,10 @@ contract Commitments {
                     break
                 }
                 mstore(0x00, signer)
-                mstore(0x20, _members.slot)
+                mstore(0x20, entries)
                 let member := sload(keccak256(0x00, 0x40))
                 if iszero(member) {
                     failure := FAIL_NOT_IN_SET
-                    index := i
-                    break
-                }
-                if iszero(eq(and(member, 0xffffffffffffffff), currentEpoch)) {
-                    failure := FAIL_REPLACED_SET
                     index := i
                     break
                 }
@@ -750,8 +865,8 @@ contract Commitments {
                     break
                 }
                 previous := signer
-                signed := add(signed, and(shr(64, member), 0xffffffffffffffff))
-                quorum := shr(128, member)
+                signed := add(signed, and(member, 0xffffffffffffffff))
+                quorum := shr(64, member)
             }
         }
     }
@@ -770,6 +885,8 @@ contract Commitments {
         return uint64(uint40(_tip >> POST_BLOCK_SHIFT));
     }
 
+    /// The epoch of the latest post's height (before an era's first post: the era's first
+    /// epoch). Heights above it may belong to later epochs (`epochOf`).
     function epoch() public view returns (uint64) {
         return uint64((_tip >> EPOCH_SHIFT) & MAX_EPOCH);
     }
@@ -843,10 +960,16 @@ contract Commitments {
         return (true, uint64(offence - 1));
     }
 
+    /// The last epoch scheduled (the constructor's schedule, or a resume's).
+    function lastEpoch() public view returns (uint64) {
+        return uint64((_set >> SET_LAST_EPOCH_SHIFT) & MAX_EPOCH);
+    }
+
     /// The first height `epoch_`'s set signs for, and the L1 block that installed it (its
-    /// ValidatorSetInstalled event is there). UnknownValidatorSet for an epoch not installed yet.
+    /// ValidatorSetInstalled event is there; 0 while a scheduled epoch waits for
+    /// `installEpoch`). UnknownValidatorSet for an epoch not scheduled.
     function epochStart(uint64 epoch_) external view returns (uint64 fromHeight, uint64 l1Block) {
-        if (epoch_ > epoch()) revert UnknownValidatorSet(epoch_);
+        if (epoch_ > lastEpoch()) revert UnknownValidatorSet(epoch_);
         uint256 record = _epochs[epoch_];
         return (uint64(record), uint64(record >> 128));
     }
@@ -857,31 +980,32 @@ contract Commitments {
     }
 
     /// The epoch of the current era whose set signs for `height`: the last one whose first
-    /// height is at most `height` (first heights never decrease within an era). None for a
-    /// height below the era's first epoch's first height.
-    function epochOf(uint64 height) external view returns (bool found, uint64 epoch_) {
-        uint256 low = (_set >> SET_ERA_EPOCH_SHIFT) & MAX_EPOCH;
-        uint256 high = epoch();
-        if (height < _epochs[uint64(low)] & WORD64_MASK) return (false, 0);
-        while (low < high) {
-            uint256 middle = (low + high + 1) / 2;
-            if (_epochs[uint64(middle)] & WORD64_MASK <= height) low = middle;
-            else high = middle - 1;
-        }
-        return (true, uint64(low));
+    /// height is at most `height` (first heights rise within an era). None for a height below
+    /// the era's first epoch's first height.
+    function epochOf(uint64 height) public view returns (bool found, uint64 epoch_) {
+        uint256 set = _set;
+        uint256 first = set & MAX_EPOCH;
+        if (height < _epochs[uint64(first)] & WORD64_MASK) return (false, 0);
+        return (true, uint64(_lastEpochFrom(first, (set >> SET_LAST_EPOCH_SHIFT) & MAX_EPOCH, height)));
     }
 
+    /// The total power of the current set (the latest post's epoch).
     function totalPower() external view returns (uint256) {
-        return uint64(_set);
+        return uint64(_epochs[epoch()] >> 64);
     }
 
+    /// The quorum of the current set (the latest post's epoch): floor(2 * total / 3) + 1.
     function quorumPower() external view returns (uint256) {
-        return uint64(_set >> 64);
+        return uint64(_epochs[epoch()] >> 64) * 2 / 3 + 1;
     }
 
     /// The power of `validator` in the current set (zero if it is not in it).
     function powerOf(address validator) external view returns (uint256) {
-        uint256 member = _members[validator];
-        return uint64(member) == epoch() ? uint64(member >> 64) : 0;
+        return powerOfInEpoch(validator, epoch());
+    }
+
+    /// The power of `validator` in `epoch_`'s set (zero if it is not in it, or no such epoch).
+    function powerOfInEpoch(address validator, uint64 epoch_) public view returns (uint256) {
+        return uint64(_members[epoch_][validator]);
     }
 }

@@ -3,7 +3,8 @@
 One deployer account creates, at its nonces n0, n0+1, n0+2, n0+3:
 
     CollateralToken,
-    Commitments(seqChainId, genesisHash, validators, powers, admin, resumeDelay),
+    Commitments(seqChainId, genesisHash, validators, powers, admin, resumeDelay,
+                firstHeights, setHashes),
     Inbox(inclusionWindow), Bridge(commitments, token, escapeDelay, challengeWindow)
 
 A CREATE address is the last 20 bytes of keccak(rlp([sender, nonce])), so
@@ -11,6 +12,14 @@ A CREATE address is the last 20 bytes of keccak(rlp([sender, nonce])), so
 sent: genesis can carry the Commitments address (its signing domain's
 `verifying_contract`) before the chain starts. `deploy` checks each contract
 landed where predicted.
+
+Commitments takes the whole validator-set schedule at deployment: epoch 0's
+set, and each later epoch's first height and set hash (`DeployEpoch`), as the
+genesis names them (`deploy_for_genesis`); `deploy` then installs each later
+epoch's set with `installEpoch` (one transaction each, checked against the
+hash: a deployment's arguments count toward the 49,152-byte initcode limit,
+which large sets would exceed). The schedule is fixed in the genesis, so
+nothing needs signing later for the contract to follow it.
 """
 
 from __future__ import annotations
@@ -25,7 +34,8 @@ from web3 import Web3
 
 from consensus.crypto import ADDRESS_LENGTH, Address, keccak256
 from sequencer_net.l1.artifacts import load_artifact
-from sequencer_net.l1.transact import send, wait
+from sequencer_net.l1.header import validator_set_hash
+from sequencer_net.l1.transact import send, transact, wait
 
 if TYPE_CHECKING:
     from sequencer_net.home.genesis import Genesis
@@ -38,6 +48,17 @@ DEPLOY_GAS_MARGIN_DIVISOR: Final = 10
 two minutes at 12 s blocks; a public deployment wants hours)."""
 DEFAULT_RESUME_DELAY: Final = 50
 """L1 blocks between a freeze and the earliest admin `resume`."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeployEpoch:
+    """A later validator-set epoch as Commitments takes it: from `first_height`
+    on, `validators` (20-byte addresses) with `powers` sign, in the epoch's own
+    signing domain."""
+
+    first_height: int
+    validators: Sequence[bytes]
+    powers: Sequence[int]
 
 
 class DeploymentError(RuntimeError):
@@ -98,11 +119,13 @@ def deploy(
     challenge_window: int = DEFAULT_CHALLENGE_WINDOW,
     admin: bytes | None = None,
     resume_delay: int = DEFAULT_RESUME_DELAY,
+    epochs: Sequence[DeployEpoch] = (),
 ) -> L1Addresses:
     """Deploy the four contracts from `deployer_key` at its next nonces.
 
     `validators` (20-byte addresses) and `powers` are paired and passed to
-    Commitments in ascending address order, as it requires. `admin` (20 bytes)
+    Commitments in ascending address order, as it requires: they are epoch 0's
+    set. `epochs` are the later epochs (1, 2, ...), each sorted the same way. `admin` (20 bytes)
     may resume the contracts `resume_delay` L1 blocks after a freeze; None
     means nobody can (a freeze is final). The Bridge's escape delay is never
     below `challenge_window`. Raises
@@ -120,6 +143,14 @@ def deploy(
     start = w3.eth.get_transaction_count(account.address, "pending")
     addresses = predict_addresses(deployer, start)
     ordered = sorted(zip(validators, powers, strict=True))
+    schedule: list[tuple[list[bytes], list[int]]] = []
+    for epoch in epochs:
+        if len(epoch.validators) != len(epoch.powers):
+            raise ValueError(
+                f"epoch from height {epoch.first_height}: validators and powers differ"
+            )
+        pairs = sorted(zip(epoch.validators, epoch.powers, strict=True))
+        schedule.append(([address for address, _ in pairs], [power for _, power in pairs]))
     constructor_args: dict[str, tuple[object, ...]] = {
         "CollateralToken": (),
         "Commitments": (
@@ -129,6 +160,11 @@ def deploy(
             [power for _, power in ordered],
             Web3.to_checksum_address(admin if admin is not None else bytes(20)),
             resume_delay,
+            [epoch.first_height for epoch in epochs],
+            [
+                validator_set_hash(number, members, member_powers)
+                for number, (members, member_powers) in enumerate(schedule, start=1)
+            ],
         ),
         "Inbox": (inclusion_window,),
         "Bridge": (
@@ -162,6 +198,15 @@ def deploy(
             raise DeploymentError(
                 f"{name} deployed at {landed}, predicted 0x{expected[name].hex()}"
             )
+    if schedule:
+        # Each later epoch's set, checked on chain against the hash the constructor took.
+        commitments = w3.eth.contract(
+            address=addresses.checksum("commitments"), abi=load_artifact("Commitments").abi_list
+        )
+        for number, (members, member_powers) in enumerate(schedule, start=1):
+            checksums = [Web3.to_checksum_address(member) for member in members]
+            install = commitments.functions.installEpoch(number, checksums, member_powers)
+            transact(w3, account, install)
     return addresses
 
 
@@ -177,6 +222,9 @@ def deploy_for_genesis(
     resume_delay: int = DEFAULT_RESUME_DELAY,
 ) -> L1Addresses:
     """Deploy the contracts a genesis names (`seqnet genesis new --l1-deployer`).
+
+    Commitments gets the genesis's whole schedule: epoch 0's set and every
+    later epoch (`Genesis.epochs`) with its first height and set.
 
     Refuses, before sending anything, unless the deployer's next nonce creates
     the Commitments contract at the genesis's `verifying_contract` and the
@@ -200,6 +248,14 @@ def deploy_for_genesis(
             f"this deployment would create 0x{predicted.collateral_token.hex()}"
         )
     validator_set = genesis.validator_set()
+    epochs = [
+        DeployEpoch(
+            first_height=epoch.first_height,
+            validators=[v.address for v in epoch.validators],
+            powers=[v.weight for v in epoch.validators],
+        )
+        for epoch in genesis.epochs
+    ]
     return deploy(
         w3,
         deployer_key,
@@ -212,4 +268,5 @@ def deploy_for_genesis(
         challenge_window=challenge_window,
         admin=admin,
         resume_delay=resume_delay,
+        epochs=epochs,
     )

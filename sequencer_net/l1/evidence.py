@@ -14,10 +14,12 @@ alone they finalize nothing, and freezing on them would let a single faulty
 validator stop the bridge for a fault consensus already tolerates.
 
 Votes name no epoch: an offence belongs to the epoch whose heights hold its
-disputed height (`Commitments.epochOf`; docs/l1.md, "The epoch of an offence").
-`submit_evidence` sends an offence of the current epoch to `submitEvidence`,
-and one of an earlier epoch of the era to `submitEvidenceOfEpoch` with that
-epoch's set, read from its `ValidatorSetInstalled` event:
+disputed height (`Commitments.epochOf`; docs/l1.md, "The epoch of an offence"),
+and its votes verify only in that epoch's separator. `submit_evidence` sends
+it to `submitEvidence`, which finds the epoch and judges it against that
+epoch's stored set; `submit_evidence_of_epoch` names the epoch and its set
+(read from its `ValidatorSetInstalled` event), which also takes an epoch's
+tail votes (above its last height):
 
     evidence_args(first, second)   -> the two SignedVote tuples, in order
     check_evidence(a, b, domain)   -> Equivocation(validator, height), or NotEquivocation
@@ -27,6 +29,8 @@ epoch's set, read from its `ValidatorSetInstalled` event:
                                    -> (validators, powers) of that epoch, checked
     submit_evidence(w3, account, commitments, record)
                                    -> ProvenEquivocation, or EvidenceRejected(reason)
+    submit_evidence_of_epoch(w3, account, commitments, epoch, record)
+                                   -> the same, through submitEvidenceOfEpoch
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from web3.logs import DISCARD
 
 from consensus.crypto import Address, InvalidSignature, recover_address
 from consensus.encoding import Domain, vote_digest
+from consensus.epochs import epoch_domain_separator
 from consensus.messages import Vote, VoteKind
 from consensus.types import Digest, Height, View
 from sequencer_net.l1.artifacts import UnknownCustomError, custom_error_name
@@ -120,10 +125,15 @@ def disputed_height(first: Vote, second: Vote) -> int:
     raise NotEquivocation(f"vote kinds {kinds} are not L1 evidence")
 
 
-def signer_of(vote: Vote, domain: Domain) -> Address:
-    """The address that signed `vote` in `domain` (raises NotEquivocation if none does)."""
+def signer_of(vote: Vote, domain: Domain, epoch: int = 0) -> Address:
+    """The address that signed `vote` in `epoch`'s separator of `domain` (raises
+    NotEquivocation if none does)."""
     digest = vote_digest(
-        domain.separator(), vote.kind, View(vote.view), Height(vote.height), Digest(vote.block)
+        epoch_domain_separator(domain.separator(), epoch),
+        vote.kind,
+        View(vote.view),
+        Height(vote.height),
+        Digest(vote.block),
     )
     try:
         return recover_address(digest, vote.signature)
@@ -131,12 +141,12 @@ def signer_of(vote: Vote, domain: Domain) -> Address:
         raise NotEquivocation(f"a vote's signature does not recover: {exc}") from exc
 
 
-def check_evidence(first: Vote, second: Vote, domain: Domain) -> Equivocation:
-    """What the contract will conclude from the pair, checked locally: same signer,
-    conflicting votes. Membership in the offence's epoch's set is the contract's to judge."""
+def check_evidence(first: Vote, second: Vote, domain: Domain, epoch: int = 0) -> Equivocation:
+    """What the contract will conclude from the pair of `epoch`, checked locally: same
+    signer, conflicting votes. Membership in the epoch's set is the contract's to judge."""
     height = disputed_height(first, second)
-    signer = signer_of(first, domain)
-    if signer_of(second, domain) != signer:
+    signer = signer_of(first, domain, epoch)
+    if signer_of(second, domain, epoch) != signer:
         raise NotEquivocation("the votes are signed by different keys")
     return Equivocation(validator=signer, height=height)
 
@@ -190,33 +200,28 @@ def installed_set(commitments: Contract, epoch: int) -> tuple[list[bytes], list[
 def submit_evidence(
     w3: Web3, account: LocalAccount, commitments: Contract, record: EvidenceRecord
 ) -> ProvenEquivocation:
-    """Send `record` to the entry point of its offence's epoch: `submitEvidence`
-    when the disputed height is in the current epoch, `submitEvidenceOfEpoch`
-    with the installed set of an earlier epoch of the era otherwise.
+    """Send `record` to `submitEvidence`, which judges it against the set of the
+    epoch holding its disputed height, in that epoch's separator.
 
     Raises NotEquivocation (nothing sent) for a pair the contract would refuse
-    as not conflicting, EvidenceRejected("EvidenceOutsideEpoch") (nothing sent)
-    for a height below the current era, and EvidenceRejected with the revert's
-    name otherwise (e.g. "EquivocationAlreadyProven" when someone was first).
-    A rotation between reading the epoch and sending is met by one resend to
-    the epoch entry point.
+    as not conflicting, and EvidenceRejected with the revert's name otherwise
+    (refused at estimation, nothing sent: e.g. "EvidenceOutsideEpoch" for a
+    height below the current era, "EquivocationAlreadyProven" when someone was
+    first).
     """
-    height = disputed_height(record.first, record.second)
+    disputed_height(record.first, record.second)
     votes = evidence_args(record.first, record.second)
-    epoch = evidence_epoch(commitments, height)
-    if epoch is None:
-        raise EvidenceRejected("EvidenceOutsideEpoch")
-    current = checked_uint(commitments.functions.epoch().call(), "epoch")
-    if epoch == current:
-        try:
-            return _send(w3, account, commitments, commitments.functions.submitEvidence(*votes))
-        except EvidenceRejected as exc:
-            if exc.reason != "EvidenceOutsideEpoch":
-                raise
-            # A rotation landed in between: the offence's epoch is no longer the current one.
-            epoch = evidence_epoch(commitments, height)
-            if epoch is None:
-                raise
+    return _send(w3, account, commitments, commitments.functions.submitEvidence(*votes))
+
+
+def submit_evidence_of_epoch(
+    w3: Web3, account: LocalAccount, commitments: Contract, epoch: int, record: EvidenceRecord
+) -> ProvenEquivocation:
+    """Send `record` as an offence of `epoch` (`submitEvidenceOfEpoch`, with the
+    epoch's set as installed): the way to prove votes of an epoch's tail, which
+    lie above its last height. Raises as `submit_evidence`."""
+    disputed_height(record.first, record.second)
+    votes = evidence_args(record.first, record.second)
     validators, powers = installed_set(commitments, epoch)
     call = commitments.functions.submitEvidenceOfEpoch(
         epoch, [Web3.to_checksum_address(v) for v in validators], powers, *votes

@@ -11,18 +11,20 @@ every `[l1] poll_ms`):
     submit_stored       every evidence record of the source that the contract
                         takes as evidence (FINALIZE + FINALIZE in one view,
                         FINALIZE + NULLIFY in one view), not yet settled here:
-                        epochOf(disputed height) and offenceOfInEpoch(validator,
-                        epoch) first (proven -> settled, no gas), else
-                        submit_evidence (submitEvidence for the current epoch,
-                        submitEvidenceOfEpoch for an earlier one), then
-                        remember it (evidence.json)
+                        epochOf(disputed height), the signer in that epoch's
+                        separator and offenceOfInEpoch(validator, epoch)
+                        first (proven -> settled, no gas), else
+                        submit_evidence (submitEvidence, which judges it
+                        against that epoch's set), then remember it
+                        (evidence.json)
     check_reorg + scan_confirmed (l1/scan.py) over Commitments' Committed events:
       compare           the source's block at toHeight against the posted
                         blockHash; a height the source has not reached yet is
                         kept pending and compared in a later round
       on a conflict     event=l1_fork_detected; read the posting transaction's
                         calldata (post(header, signatures)), check the header
-                        hashes to the posted blockHash, recover its signers,
+                        hashes to the posted blockHash, recover its signers
+                        in the separator of the epoch holding its height,
                         gather this side's certificates of the posted view
                         and of its own block at that height, and for every
                         validator that signed two conflicting votes in one
@@ -54,6 +56,7 @@ from web3 import Web3
 
 from consensus.crypto import Address, InvalidSignature, PrivateKey, keccak256, recover_address
 from consensus.encoding import vote_digest
+from consensus.epochs import epoch_domain_separator
 from consensus.messages import Certificate, Vote, VoteKind
 from consensus.types import Digest, Height, View
 from sequencer_net.home.keystore import write_private_file
@@ -552,21 +555,22 @@ class EvidenceWatcher:
         return submitted
 
     async def submit(self, record: EvidenceRecord, separator: bytes) -> int:
-        """Submit one pair unless the contract already holds the offence; 1 if sent."""
+        """Submit one pair unless the contract already holds the offence; 1 if sent.
+        `separator` is the chain's (epoch 0's); the pair is checked in the
+        separator of the epoch holding its disputed height."""
         key = evidence_key(record)
         if key in self.state.settled:
             return 0
         height = disputed_height(record.first, record.second)
-        signer = vote_signer(separator, record.first)
-        if signer is None or vote_signer(separator, record.second) != signer:
-            self._settle(key)  # no signer in this domain: the contract refuses it too
-            return 0
-        epoch = await self._l1(
-            lambda: self.link.guarded(lambda: evidence_epoch(self.commitments, height))
-        )
+        epoch = await self._epoch_of(height)
         if epoch is None:
             self._settle(key)  # below the current era: the contract refuses it too
-            self._error(f"evidence against 0x{signer.hex()} at height {height}: before this era")
+            self._error(f"evidence at height {height}: before this era")
+            return 0
+        epoch_separator = epoch_domain_separator(separator, epoch)
+        signer = vote_signer(epoch_separator, record.first)
+        if signer is None or vote_signer(epoch_separator, record.second) != signer:
+            self._settle(key)  # no signer in this epoch's domain: the contract refuses it too
             return 0
         proven, proven_height = await self._offence_of(signer, epoch)
         if proven and proven_height <= height:
@@ -599,6 +603,11 @@ class EvidenceWatcher:
             result.froze,
         )
         return 1
+
+    async def _epoch_of(self, height: int) -> int | None:
+        return await self._l1(
+            lambda: self.link.guarded(lambda: evidence_epoch(self.commitments, height))
+        )
 
     def _settle(self, key: bytes) -> None:
         self.state.settle(key)
@@ -681,7 +690,11 @@ class EvidenceWatcher:
         certificates = [cert for side in conflicting for cert in side.certificates]
         for view in sorted({posted_view} | {cert.view for cert in certificates}):
             certificates += await self.source.view_certificates(view)
-        records = conflict_evidence(separator, posting, certificates, event.height)
+        # The posting was signed in the separator of its height's epoch, and so were this
+        # side's certificates at that height.
+        epoch = await self._epoch_of(event.height)
+        signed_in = separator if epoch is None else epoch_domain_separator(separator, epoch)
+        records = conflict_evidence(signed_in, posting, certificates, event.height)
         if not records:
             # Compared again every round: what this side certifies in the posted view
             # (another block, or a nullification), or a late finalization it receives,

@@ -9,10 +9,13 @@ every slot a post touches at deployment), so the second is the steady price.
 It then submits one validator's two FINALIZE votes for different blocks of
 one view (a first proven validator: at n >= 4 it alone does not freeze the
 contract, which takes more than a third of the power) and reports that gasUsed
-too: once through `submitEvidence` (an offence of the current epoch), and,
-from the state before it, once through `submitEvidenceOfEpoch` (an offence of
-epoch 0 after a rotation to epoch 1, judged against epoch 0's set of n). Gas
-is deterministic: the same n gives the same numbers.
+too, through `submitEvidence`. A second deployment on the same anvil
+schedules epoch 1 (the same n validators, from height 3): its second post in
+epoch 0 is the steady price of a post while a later epoch is scheduled
+(`scheduled_post_gas`: the post looks up whether the height left the epoch),
+and `submitEvidenceOfEpoch` of the same offence in epoch 0, judged against
+epoch 0's set of n, is `epoch_evidence_gas`. Gas is deterministic: the same n
+gives the same numbers.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Final
 
 from eth_account import Account
 from web3 import Web3
+from web3.contract import Contract
 
 from consensus.crypto import PrivateKey, keccak256
 from consensus.encoding import Domain, vote_digest
@@ -29,9 +33,9 @@ from consensus.messages import Vote, VoteKind
 from consensus.types import Digest, Height, View
 from sequencer_net.l1.anvil import DEV_PRIVATE_KEYS, Anvil
 from sequencer_net.l1.artifacts import load_artifact
-from sequencer_net.l1.deploy import deploy
+from sequencer_net.l1.deploy import DeployEpoch, deploy
 from sequencer_net.l1.evidence import evidence_args
-from sequencer_net.l1.header import L1Header, rotation_digest, sign_packed
+from sequencer_net.l1.header import L1Header, sign_packed
 from sequencer_net.l1.transact import transact
 
 BENCH_SEQ_CHAIN_ID: Final = 7777
@@ -48,6 +52,7 @@ class PostGas:
     gas: int
     evidence_gas: int
     epoch_evidence_gas: int
+    scheduled_post_gas: int
 
 
 def bench_keys(n: int) -> list[PrivateKey]:
@@ -88,45 +93,55 @@ def measure(n: int) -> PostGas:
     with Anvil.start() as anvil:
         w3 = Web3(Web3.HTTPProvider(anvil.url))
         deployer = Account.from_key(DEV_PRIVATE_KEYS[0])
-        addresses = deploy(
-            w3,
-            DEV_PRIVATE_KEYS[0],
-            BENCH_SEQ_CHAIN_ID,
-            BENCH_GENESIS_HASH,
-            [key.address for key in keys],
-            [1] * n,
-            inclusion_window=10,
-            escape_delay=100,
-        )
-        domain = Domain(BENCH_SEQ_CHAIN_ID, addresses.commitments, BENCH_GENESIS_HASH)
-        commitments = w3.eth.contract(
-            address=addresses.checksum("commitments"), abi=load_artifact("Commitments").abi_list
-        )
-        gas = 0
-        for height in (1, 2):
-            header = bench_header(height)
-            signatures = sign_packed(signers, header.finalize_digest(domain))
-            call = commitments.functions.post(header.as_abi(), signatures)
-            receipt = transact(w3, deployer, call, estimate_on="pending")
-            gas = int(receipt["gasUsed"])
-        snapshot = w3.provider.make_request("evm_snapshot", [])["result"]  # type: ignore[arg-type]
+
+        def deployed(epochs: list[DeployEpoch]) -> tuple[Contract, Domain]:
+            addresses = deploy(
+                w3,
+                DEV_PRIVATE_KEYS[0],
+                BENCH_SEQ_CHAIN_ID,
+                BENCH_GENESIS_HASH,
+                [key.address for key in keys],
+                [1] * n,
+                inclusion_window=10,
+                escape_delay=100,
+                epochs=epochs,
+            )
+            commitments = w3.eth.contract(
+                address=addresses.checksum("commitments"),
+                abi=load_artifact("Commitments").abi_list,
+            )
+            return commitments, Domain(
+                BENCH_SEQ_CHAIN_ID, addresses.commitments, BENCH_GENESIS_HASH
+            )
+
+        def post_twice(commitments: Contract, domain: Domain) -> int:
+            gas = 0
+            for height in (1, 2):
+                header = bench_header(height)
+                signatures = sign_packed(signers, header.finalize_digest(domain))
+                call = commitments.functions.post(header.as_abi(), signatures)
+                gas = int(transact(w3, deployer, call, estimate_on="pending")["gasUsed"])
+            return gas
+
+        commitments, domain = deployed([])
+        gas = post_twice(commitments, domain)
         first, second = equivocation(keys[0], domain, height=3)
         receipt = transact(
             w3, deployer, commitments.functions.submitEvidence(*evidence_args(first, second))
         )
         evidence_gas = int(receipt["gasUsed"])
-        w3.provider.make_request("evm_revert", [snapshot])  # type: ignore[arg-type]
 
         # The same set again as epoch 1, from height 3: height 2 stays epoch 0's.
-        ordered = sorted(keys, key=lambda key: key.address)
-        validators = [Web3.to_checksum_address(key.address) for key in ordered]
-        powers = [1] * n
-        digest = rotation_digest(domain, 1, [key.address for key in ordered], powers)
-        rotate = commitments.functions.rotate(validators, powers, sign_packed(signers, digest))
-        transact(w3, deployer, rotate)
+        validators = [key.address for key in keys]
+        commitments, domain = deployed([DeployEpoch(3, validators, [1] * n)])
+        scheduled_post_gas = post_twice(commitments, domain)
         first, second = equivocation(keys[0], domain, height=2)
+        ordered = sorted(validators)
         call = commitments.functions.submitEvidenceOfEpoch(
-            0, validators, powers, *evidence_args(first, second)
+            0,
+            [Web3.to_checksum_address(v) for v in ordered],
+            [1] * n,
+            *evidence_args(first, second),
         )
         epoch_evidence_gas = int(transact(w3, deployer, call)["gasUsed"])
     return PostGas(
@@ -135,6 +150,7 @@ def measure(n: int) -> PostGas:
         gas=gas,
         evidence_gas=evidence_gas,
         epoch_evidence_gas=epoch_evidence_gas,
+        scheduled_post_gas=scheduled_post_gas,
     )
 
 

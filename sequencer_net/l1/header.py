@@ -5,7 +5,10 @@ The contract rebuilds the digest the validators signed off-chain
 
     payloadHash    = payload_struct_hash(timestamp, stateHeight, stateRoot, batches, namespaceRoot)
     blockHash      = keccak(BLOCK_TYPEHASH || view || height || parent || payloadHash || proposer)
-    finalizeDigest = vote_digest(domainSeparator, FINALIZE, view, height, blockHash)
+    finalizeDigest = vote_digest(epochSeparator(e), FINALIZE, view, height, blockHash)
+
+with e the epoch holding the height (consensus.epochs.epoch_domain_separator:
+the chain's domain separator for epoch 0).
 
 so the batch digests travel as one `batchesHash = keccak(concat(batches))`
 (a block marking forced inbox entries appends the mark and the entries' hash
@@ -13,8 +16,9 @@ to the digests first: consensus.encoding.batches_hash; the contract takes the
 hash as given, so it verifies both kinds alike).
 Signatures go as one byte string, 65 bytes each, ordered by signer address
 ascending: the contract checks membership, uniqueness and order in one pass.
-A rotation is signed the same way over the EIP-712 struct
-`ValidatorSet(uint64 epoch,address[] validators,uint256[] powers)`.
+An epoch's set is identified by the EIP-712 struct hash of
+`ValidatorSet(uint64 epoch,address[] validators,uint256[] powers)`
+(`validator_set_hash`, the contract's `setHashOf`).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from consensus.encoding import (
     vote_digest,
     word,
 )
+from consensus.epochs import epoch_domain_separator
 from consensus.messages import Block, VoteKind
 from consensus.payload import decode_payload
 from consensus.types import Digest, Height, View
@@ -105,9 +110,10 @@ class L1Header:
             )
         )
 
-    def finalize_digest(self, domain: Domain) -> bytes:
+    def finalize_digest(self, domain: Domain, epoch: int = 0) -> bytes:
+        """The FINALIZE vote digest of `epoch`'s set (the epoch holding the height)."""
         return vote_digest(
-            domain.separator(),
+            epoch_domain_separator(domain.separator(), epoch),
             VoteKind.FINALIZE,
             View(self.view),
             Height(self.height),
@@ -136,15 +142,6 @@ def validator_set_hash(epoch: int, validators: Sequence[bytes], powers: Sequence
         + word(epoch)
         + keccak256(b"".join(bytes(12) + address for address in validators))
         + keccak256(b"".join(word(power) for power in powers))
-    )
-
-
-def rotation_digest(
-    domain: Domain, epoch: int, validators: Sequence[bytes], powers: Sequence[int]
-) -> bytes:
-    """What the current set signs to hand over to (validators, powers) as `epoch`."""
-    return keccak256(
-        b"\x19\x01" + domain.separator() + validator_set_hash(epoch, validators, powers)
     )
 
 

@@ -6,12 +6,15 @@ Follow one round (`CommitmentPoster.post_round`, every `[l1] poll_ms`):
     settle_pending      a posting sent earlier: landed (count it, clear the
                         journal), or its nonce still unused (broadcast the same
                         raw transaction again and wait)
-    is_turn             (l1_head // takeover_blocks) % n == my index, or no
-                        posting landed for 2 * takeover_blocks L1 blocks
     find_postable       the highest committed height above latestHeight whose
                         block has its own finalization certificate
+    is_turn             among the validators of that block's epoch:
+                        (l1_head // takeover_blocks) % n == my index there, or
+                        no posting landed for 2 * takeover_blocks L1 blocks
     build_posting       the block's L1Header and a bare quorum of the
-                        certificate's signatures, ordered by signer address
+                        certificate's signatures (by the block's epoch's set,
+                        which signed in that epoch's domain), ordered by
+                        signer address
     simulate            eth_call; StaleHeight means another poster won the race
     sign -> persist -> send
                         a locally signed EIP-1559 transaction at the pending
@@ -24,6 +27,10 @@ from `latestHeight + 1` to its own, so a second posting of a height reverts and
 no height can fall between two postings. The poster therefore trusts no receipt
 for what to post next: it re-reads `latestHeight` every round, and a posting an
 L1 reorg removed is simply posted again.
+
+A block is posted with the set of the epoch holding its height (the genesis
+schedule, which the contract was deployed with: docs/l1.md, "Validator-set
+epochs"); the contract checks the signatures in that epoch's domain.
 
 Every L1 call blocks and runs in a worker thread; the store is read on the
 event loop.
@@ -46,11 +53,13 @@ from web3.exceptions import ContractLogicError
 from web3.types import Nonce
 
 from consensus.crypto import PrivateKey
+from consensus.epochs import Epoch, EpochSchedule
 from consensus.messages import Block, Certificate, VoteKind
 from consensus.payload import MalformedPayload
-from consensus.types import ValidatorIndex, ValidatorSet
+from consensus.types import Height, ValidatorIndex, ValidatorSet
 from sequencer_net.home.keystore import write_private_file
 from sequencer_net.l1.artifacts import UnknownCustomError, custom_error_name
+from sequencer_net.l1.evidence import evidence_epoch
 from sequencer_net.l1.header import L1Header
 from sequencer_net.l1.link import CommitmentsTip, L1Link, run_rounds
 from sequencer_net.l1.status import L1Status
@@ -85,11 +94,12 @@ class RoundResult(Enum):
 
 
 def is_turn(
-    l1_head: int, last_post_block: int, takeover_blocks: int, validators: int, my_index: int
+    l1_head: int, last_post_block: int, takeover_blocks: int, validators: int, my_index: int | None
 ) -> bool:
-    """Turns rotate every `takeover_blocks` L1 blocks; anyone may post once no
-    posting landed for twice that."""
-    if (l1_head // takeover_blocks) % validators == my_index:
+    """Turns rotate every `takeover_blocks` L1 blocks among `validators` (the
+    posted block's epoch's set; `my_index` is None outside it); anyone may post
+    once no posting landed for twice that."""
+    if my_index is not None and (l1_head // takeover_blocks) % validators == my_index:
         return True
     return l1_head - last_post_block >= 2 * takeover_blocks
 
@@ -220,6 +230,11 @@ class PostingJournal:
         self.pending = None
 
 
+def single_epoch(validators: ValidatorSet) -> EpochSchedule:
+    """The schedule of a chain whose set never changes."""
+    return EpochSchedule([Epoch(0, Height(1), validators)])
+
+
 # ---- the task ---------------------------------------------------------------------------
 
 
@@ -230,7 +245,7 @@ class CommitmentPoster:
         link: L1Link,
         store: NodeStore,
         validators: ValidatorSet,
-        my_index: int,
+        my_index: int | None,
         key: PrivateKey,
         data_dir: Path,
         status: L1Status,
@@ -238,13 +253,23 @@ class CommitmentPoster:
         takeover_blocks: int,
         poll_s: float,
         clock: Callable[[], float] = time.monotonic,
+        schedule: EpochSchedule | None = None,
     ) -> None:
+        """`validators` and `my_index` are epoch 0's (None: not a member of it);
+        `schedule` (the genesis's, `Genesis.schedule()`) names the later epochs'
+        sets, and without it the set never changes. Outside epoch 0 this
+        validator's turn is its index in the posted block's epoch's set (none
+        outside that set)."""
         self.link = link
         self.commitments = L1Link.require(link.commitments, "commitments")
         self.store = store
         self.validators = validators
         self.my_index = my_index
+        self.schedule = schedule if schedule is not None else single_epoch(validators)
+        if self.schedule.epoch(0).validators.validators != validators.validators:
+            raise ValueError("the schedule's epoch 0 is not the poster's validator set")
         self.account = Account.from_key(key.secret)
+        self.account_address = key.address
         self.journal = PostingJournal(data_dir)
         self.status = status
         self.post_interval_s = post_interval_s
@@ -268,18 +293,25 @@ class CommitmentPoster:
         self._observe(head, tip)
         if self.journal.pending is not None and not await self.settle_pending():
             return RoundResult.PENDING
-        if not is_turn(
-            head, tip.last_post_block, self.takeover_blocks, len(self.validators), self.my_index
-        ):
-            return RoundResult.NOT_MY_TURN
-        if self._last_sent is not None and self.clock() - self._last_sent < self.post_interval_s:
-            return RoundResult.TOO_SOON
         found = find_postable(self.store, tip.latest_height)
         if found is None:
             return RoundResult.NOTHING_TO_POST
         block, cert = found
+        epoch = self.schedule.epoch_of(block.height)
+        if not is_turn(
+            head,
+            tip.last_post_block,
+            self.takeover_blocks,
+            len(epoch.validators),
+            self._my_index_in(epoch),
+        ):
+            return RoundResult.NOT_MY_TURN
+        if self._last_sent is not None and self.clock() - self._last_sent < self.post_interval_s:
+            return RoundResult.TOO_SOON
+        if len(self.schedule) > 1 and not await self._contract_knows(epoch, block.height):
+            return RoundResult.REFUSED
         try:
-            header, signatures = build_posting(block, cert, self.validators)
+            header, signatures = build_posting(block, cert, epoch.validators)
         except (ValueError, MalformedPayload) as exc:
             self._error(f"block {block.height} cannot be posted: {exc}")
             return RoundResult.REFUSED
@@ -342,6 +374,25 @@ class CommitmentPoster:
             posting.tx_hash.hex()[:16],
         )
         return RoundResult.POSTED
+
+    def _my_index_in(self, epoch: Epoch) -> int | None:
+        if epoch.number == 0:
+            return self.my_index
+        return epoch.validators.index_of(self.account_address)
+
+    async def _contract_knows(self, epoch: Epoch, height: int) -> bool:
+        """Whether Commitments puts `height` in the same epoch as the schedule
+        (it does when it was deployed from this genesis); an error otherwise."""
+        known = await self._l1(
+            lambda: L1Link.guarded(lambda: evidence_epoch(self.commitments, height))
+        )
+        if known == epoch.number:
+            return True
+        self._error(
+            f"Commitments puts height {height} in epoch {known}, the genesis in epoch "
+            f"{epoch.number}: the contract was not deployed with this genesis's schedule"
+        )
+        return False
 
     async def settle_pending(self) -> bool:
         """The journal's posting: True (and the journal cleared) once its nonce

@@ -288,8 +288,9 @@ def deploy_testnet_contracts(l1: TestnetL1, genesis: Genesis) -> None:
 
 
 def fund_validators(l1: TestnetL1, genesis: Genesis, wei: int = VALIDATOR_GAS_WEI) -> None:
-    """Give every validator's address `wei` of ETH (anvil_setBalance: local chains only)."""
-    for validator in genesis.validators:
+    """Give every validator's address `wei` of ETH (anvil_setBalance: local chains only),
+    of every epoch: a later epoch's validators post its blocks."""
+    for validator in genesis.members():
         rpc(l1.rpc_url, "anvil_setBalance", ["0x" + validator.address.hex(), hex(wei)])
 
 

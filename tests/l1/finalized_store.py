@@ -1,14 +1,17 @@
 """A node store holding committed blocks with real finalization certificates,
 signed by the validator keys an `L1Chain` deployed Commitments with, in its
-signing domain: what a validator's poster reads."""
+signing domain: what a validator's poster reads. With `later` epochs, a
+certificate at a height of epoch e is signed by e's keys in e's separator."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from consensus.crypto import PrivateKey, keccak256
 from consensus.encoding import Domain, vote_digest
+from consensus.epochs import Epoch, EpochSchedule, epoch_domain_separator
 from consensus.messages import Block, Certificate, VoteKind
 from consensus.payload import BlockPayload, encode_payload
 from consensus.types import Digest, Height, Validator, ValidatorSet, View
@@ -22,14 +25,37 @@ class FinalizedStore:
     store: NodeStore
     keys: list[PrivateKey]
     domain: Domain
+    later: Sequence[tuple[int, list[PrivateKey], list[int]]] = ()
+    """Epochs 1, 2, ...: (first height, keys in set order, weights)."""
     validators: ValidatorSet = field(init=False)
 
     def __post_init__(self) -> None:
         self.validators = ValidatorSet([Validator(k.address, 1) for k in self.keys])
 
     @classmethod
-    def open(cls, path: Path, keys: list[PrivateKey], domain: Domain) -> FinalizedStore:
-        return cls(NodeStore(path, genesis_digest=GENESIS_DIGEST, sync=False), keys, domain)
+    def open(
+        cls,
+        path: Path,
+        keys: list[PrivateKey],
+        domain: Domain,
+        later: Sequence[tuple[int, list[PrivateKey], list[int]]] = (),
+    ) -> FinalizedStore:
+        store = NodeStore(path, genesis_digest=GENESIS_DIGEST, sync=False)
+        return cls(store, keys, domain, later)
+
+    def schedule(self) -> EpochSchedule:
+        epochs = [Epoch(0, Height(1), self.validators)]
+        for number, (first, keys, weights) in enumerate(self.later, start=1):
+            validators = [Validator(k.address, w) for k, w in zip(keys, weights, strict=True)]
+            epochs.append(Epoch(number, Height(first), ValidatorSet(validators)))
+        return EpochSchedule(epochs)
+
+    def _epoch_keys(self, height: int) -> tuple[int, list[PrivateKey]]:
+        number, keys = 0, self.keys
+        for later_number, (first, later_keys, _) in enumerate(self.later, start=1):
+            if height >= first:
+                number, keys = later_number, later_keys
+        return number, keys
 
     def state_root(self, height: int) -> bytes:
         return keccak256(b"state root %d" % height)
@@ -66,9 +92,11 @@ class FinalizedStore:
     def certificate(
         self, view: int, height: int, digest: bytes, signers: list[int] | None = None
     ) -> Certificate:
-        signers = sorted(signers if signers is not None else range(len(self.keys)))
+        epoch, keys = self._epoch_keys(height)
+        signers = sorted(signers if signers is not None else range(len(keys)))
+        separator = epoch_domain_separator(self.domain.separator(), epoch)
         message = vote_digest(
-            self.domain.separator(), VoteKind.FINALIZE, View(view), Height(height), Digest(digest)
+            separator, VoteKind.FINALIZE, View(view), Height(height), Digest(digest)
         )
         return Certificate(
             kind=VoteKind.FINALIZE,
@@ -76,7 +104,7 @@ class FinalizedStore:
             height=height,
             block=digest,
             signers=signers,
-            signatures=[self.keys[i].sign_digest(message) for i in signers],
+            signatures=[keys[i].sign_digest(message) for i in signers],
         )
 
     def close(self) -> None:

@@ -28,7 +28,7 @@ from consensus.crypto import PrivateKey, keccak256
 from consensus.encoding import Domain
 from sequencer_net.l1.anvil import DEV_PRIVATE_KEYS, Anvil, anvil_available, anvil_binary
 from sequencer_net.l1.artifacts import custom_error_name, load_artifact
-from sequencer_net.l1.deploy import L1Addresses, deploy
+from sequencer_net.l1.deploy import DeployEpoch, L1Addresses, deploy
 from sequencer_net.l1.header import L1Header, sign_packed
 from sequencer_net.l1.posts import PostRef
 from sequencer_net.l1.transact import transact
@@ -94,10 +94,13 @@ class L1Chain:
         header: L1Header,
         signers: Sequence[PrivateKey] | None = None,
         signatures: bytes | None = None,
+        epoch: int = 0,
     ) -> TxReceipt:
+        """Post `header` signed by `signers` (default: the first three keys) in
+        `epoch`'s separator, or with the packed `signatures` given."""
         if signatures is None:
             signers = self.keys[:3] if signers is None else signers
-            signatures = sign_packed(signers, header.finalize_digest(self.domain))
+            signatures = sign_packed(signers, header.finalize_digest(self.domain, epoch))
         # Estimated on the pending block: the latest may hold a post already (one per block).
         call = self.commitments.functions.post(header.as_abi(), signatures)
         return self.send(call, estimate_on="pending")
@@ -133,7 +136,9 @@ def expect_revert(name: str, send: Callable[[], object]) -> None:
 
 
 @contextmanager
-def running_chain(n_validators: int = 4) -> Iterator[L1Chain]:
+def running_chain(n_validators: int = 4, epochs: Sequence[DeployEpoch] = ()) -> Iterator[L1Chain]:
+    """Anvil with the contracts deployed for `n_validators` of power 1 (epoch 0)
+    and the later `epochs`."""
     with Anvil.start() as anvil:
         w3 = Web3(Web3.HTTPProvider(anvil.url))
         keys = validator_keys(n_validators)
@@ -149,6 +154,7 @@ def running_chain(n_validators: int = 4) -> Iterator[L1Chain]:
             challenge_window=CHALLENGE_WINDOW,
             admin=bytes.fromhex(Account.from_key(DEV_PRIVATE_KEYS[0]).address[2:]),
             resume_delay=RESUME_DELAY,
+            epochs=epochs,
         )
 
         def contract(name: str, field: str) -> Contract:

@@ -1,4 +1,4 @@
-"""Commitments: a header is accepted only with a quorum of the current set's
+"""Commitments: a header is accepted only with a quorum of its epoch's set's
 FINALIZE signatures over the digest consensus/encoding.py defines; every
 refusal names its reason."""
 
@@ -10,13 +10,12 @@ from collections.abc import Sequence
 
 from eth_typing import ChecksumAddress
 from web3 import Web3
-from web3.types import TxReceipt
 
 from consensus.crypto import SECP256K1_N, keccak256
 from consensus.encoding import Domain, payload_struct_hash
 from consensus.messages import Block
 from consensus.payload import BlockPayload, ForcedEntry, encode_payload
-from sequencer_net.l1.header import L1Header, rotation_digest, sign_packed, validator_set_hash
+from sequencer_net.l1.header import L1Header, sign_packed
 from tests.l1.l1_chain import GENESIS_HASH, SEQ_CHAIN_ID, L1Chain, expect_revert, validator_keys
 
 
@@ -142,64 +141,13 @@ def test_refusals(chain: L1Chain) -> None:
     ):
         wrong = sign_packed(keys[:3], h.finalize_digest(domain))
         expect_revert("SignerNotInSet", functools.partial(post, h, signatures=wrong))
+    # signed in the separator of an epoch 1 this chain does not have
+    wrong = sign_packed(keys[:3], h.finalize_digest(chain.domain, epoch=1))
+    expect_revert("SignerNotInSet", functools.partial(post, h, signatures=wrong))
     # nothing changed, and the honest signatures still go through
     assert chain.commitments.functions.latestHeight().call() == 5
     post(h, signatures=good)
     assert chain.commitments.functions.latestHeight().call() == 6
-
-
-def test_rotation(chain: L1Chain) -> None:
-    functions = chain.commitments.functions
-    old = chain.keys
-    new = sorted([*old[:1], *validator_keys(3, tag=b"next")], key=lambda key: key.address)
-    addresses = [key.address for key in new]
-    powers = [2, 1, 1, 1]
-    assert functions.validatorSetHash(
-        1, _checksums(addresses), powers
-    ).call() == validator_set_hash(1, addresses, powers)
-    digest = rotation_digest(chain.domain, 1, addresses, powers)
-
-    def rotate(signatures: bytes) -> TxReceipt:
-        return chain.send(functions.rotate(_checksums(addresses), powers, signatures))
-
-    # without a quorum of the current set: too few, or signed by the incoming set
-    expect_revert("InsufficientQuorum", lambda: rotate(sign_packed(old[:2], digest)))
-    expect_revert("SignerNotInSet", lambda: rotate(sign_packed(new[:4], digest)))
-    # for the wrong epoch
-    expect_revert(
-        "SignerNotInSet",
-        lambda: rotate(sign_packed(old[:3], rotation_digest(chain.domain, 2, addresses, powers))),
-    )
-    # unsorted new set
-    swapped = [addresses[1], addresses[0], *addresses[2:]]
-    expect_revert(
-        "ValidatorsNotAscending",
-        lambda: chain.send(
-            functions.rotate(
-                _checksums(swapped),
-                powers,
-                sign_packed(old[:3], rotation_digest(chain.domain, 1, swapped, powers)),
-            )
-        ),
-    )
-    receipt = rotate(sign_packed(old[:3], digest))
-    event = chain.events(chain.commitments, "ValidatorSetRotated", receipt)[0]["args"]
-    assert (event["epoch"], event["setHash"]) == (1, validator_set_hash(1, addresses, powers))
-    assert functions.epoch().call() == 1
-    assert functions.totalPower().call() == 5
-    assert functions.powerOf(_checksums(addresses)[addresses.index(old[0].address)]).call() == 2
-    assert functions.powerOf(_checksums([old[1].address])[0]).call() == 0
-
-    # the old set's quorum is refused now; the new set's quorum (power 4 of 5) is accepted
-    h = chain.header(1)
-    dropped = [key for key in old if key.address not in addresses]
-    expect_revert("SignerOfReplacedSet", lambda: chain.post(h, signers=dropped))
-    expect_revert(
-        "InsufficientQuorum",
-        lambda: chain.post(h, signers=[new[i] for i in range(4) if powers[i] == 1]),
-    )
-    chain.post(h, signers=new[:4])
-    assert functions.latestHeight().call() == 1
 
 
 def _checksums(addresses: Sequence[bytes]) -> list[ChecksumAddress]:

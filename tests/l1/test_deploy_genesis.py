@@ -1,6 +1,7 @@
 """Deploying for a real genesis: the contracts land at the addresses genesis
-named, Commitments verifies in that genesis's signing domain, and a deployer
-whose nonce moved is refused before anything is sent."""
+named, Commitments verifies in that genesis's signing domain (and takes its
+whole validator-set schedule), and a deployer whose nonce moved is refused
+before anything is sent."""
 
 from __future__ import annotations
 
@@ -13,11 +14,15 @@ import msgspec
 import pytest
 from eth_account import Account
 from web3 import Web3
+from web3.exceptions import ContractCustomError
 
-from sequencer_net.home.genesis import Genesis, make_local_genesis
+from consensus.crypto import PrivateKey
+from consensus.epochs import epoch_domain_separator
+from sequencer_net.home.genesis import Genesis, LocalEpoch, make_local_genesis
 from sequencer_net.l1.anvil import DEV_PRIVATE_KEYS, Anvil
-from sequencer_net.l1.artifacts import load_artifact
+from sequencer_net.l1.artifacts import custom_error_name, load_artifact
 from sequencer_net.l1.deploy import DeploymentError, deploy_for_genesis, predict_addresses
+from sequencer_net.l1.header import L1Header, sign_packed, validator_set_hash
 from sequencer_net.l1.transact import transact
 from tests.l1.l1_chain import requires_anvil
 
@@ -115,3 +120,73 @@ def test_the_cli_deploys_for_a_genesis_and_deposits(tmp_path: Path) -> None:
         assert too_much.exit_code == 1 and "TokenTransferFailed" in too_much.output
         bad = runner.invoke(cli, [*common, "--amount", "-1"])
         assert bad.exit_code == 2
+
+
+def test_a_genesis_with_epochs_deploys_its_whole_schedule() -> None:
+    """Commitments gets every epoch of the genesis: its first height, its set and
+    its separator, and verifies a height of epoch 1 with epoch 1's keys only."""
+    deployer = Account.from_key(DEV_PRIVATE_KEYS[0])
+    predicted = predict_addresses(bytes.fromhex(deployer.address[2:]), 0)
+    secrets = [hashlib.sha256(b"deploy-epochs-%d" % i).digest() for i in range(6)]
+    local = make_local_genesis(
+        secrets,
+        chain_id=4243,
+        base_p2p_port=36610,
+        base_api_port=36710,
+        genesis_time_ms=1,
+        initial=(0, 1, 2, 3),
+        epochs=(LocalEpoch(20, (0, 1, 2, 4), weights=(1, 1, 1, 2)), LocalEpoch(40, (1, 3, 4, 5))),
+    )
+    genesis = dataclasses.replace(
+        local,
+        verifying_contract=predicted.commitments,
+        execution=msgspec.structs.replace(
+            local.execution, collateral_token=predicted.collateral_token
+        ),
+    )
+    schedule = genesis.schedule()
+    with Anvil.start() as anvil:
+        w3 = Web3(Web3.HTTPProvider(anvil.url))
+        addresses = deploy_for_genesis(
+            w3, DEV_PRIVATE_KEYS[0], genesis, inclusion_window=5, escape_delay=9
+        )
+        commitments = w3.eth.contract(
+            address=addresses.checksum("commitments"), abi=load_artifact("Commitments").abi_list
+        )
+        functions = commitments.functions
+        base = genesis.domain().separator()
+        assert functions.lastEpoch().call() == 2
+        for epoch in range(3):
+            members = sorted((v.address, v.weight) for v in genesis.epoch_validators(epoch))
+            assert functions.setHashOf(epoch).call() == validator_set_hash(
+                epoch, [a for a, _ in members], [w for _, w in members]
+            )
+            assert functions.epochSeparator(epoch).call() == epoch_domain_separator(base, epoch)
+        for height in (1, 19, 20, 39, 40, 1_000):
+            assert functions.epochOf(height).call() == [True, schedule.epoch_of(height).number]
+
+        header = L1Header(
+            view=1,
+            height=25,
+            parent=bytes(32),
+            proposer=0,
+            timestamp_ms=1,
+            state_height=0,
+            state_root=bytes(32),
+            batches_hash=L1Header.hash_batches([]),
+            namespace_root=bytes(32),
+        )
+        keys: dict[bytes, PrivateKey] = {PrivateKey(s).address: PrivateKey(s) for s in secrets}
+        epoch_1 = [keys[v.address] for v in genesis.epoch_validators(1)]
+        epoch_0 = [keys[v.address] for v in genesis.epoch_validators(0)]
+
+        def post(signers: list[PrivateKey], epoch: int) -> object:
+            digest = header.finalize_digest(genesis.domain(), epoch)
+            call = functions.post(header.as_abi(), sign_packed(signers, digest))
+            return transact(w3, deployer, call, estimate_on="pending")
+
+        with pytest.raises(ContractCustomError) as refused:
+            post(epoch_0, 0)
+        assert custom_error_name(refused.value) == "SignerNotInSet"
+        post(epoch_1, 1)
+        assert (functions.latestHeight().call(), functions.epoch().call()) == (25, 1)

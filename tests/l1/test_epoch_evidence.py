@@ -1,27 +1,32 @@
-"""Evidence is judged against the validator set of the offence's epoch: validators
-who fork and are then rotated out are still proven (submitEvidenceOfEpoch with
-their epoch's set), and freeze the contract once more than a third of THAT
-epoch's power is proven; the current-epoch entry point refuses older heights;
-wrong sets, heights and signers are refused with their own errors; and
-`submit_evidence` and the watcher find the epoch and its set on their own."""
+"""Evidence is judged against the validator set of the offence's epoch, in that
+epoch's separator: validators who fork and then leave the set at the next
+epoch are still proven (submitEvidence finds their epoch; submitEvidenceOfEpoch
+names it with its set), and freeze the contract once more than a third of THAT
+epoch's power is proven; wrong sets, heights, domains and signers are refused
+with their own errors; an epoch's tail votes dispute its last height; and
+`submit_evidence` and the watcher find the epoch on their own.
+
+The chain here is deployed with a schedule: epoch 0 (4 validators of power 1)
+from height 1, epoch 1 from height 3 (one validator of epoch 0 with power 2 and
+three new ones, total 5)."""
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
 import trio
 from eth_typing import ChecksumAddress
 from web3 import Web3
-from web3.contract import Contract
 from web3.types import TxReceipt
 
 from consensus.crypto import PrivateKey, keccak256
 from consensus.messages import Vote
 from sequencer_net.l1 import evidence
+from sequencer_net.l1.deploy import DeployEpoch
 from sequencer_net.l1.evidence import (
     EvidenceRejected,
     evidence_args,
@@ -29,27 +34,24 @@ from sequencer_net.l1.evidence import (
     installed_set,
     submit_evidence,
 )
-from sequencer_net.l1.header import rotation_digest, sign_packed, validator_set_hash
+from sequencer_net.l1.header import validator_set_hash
 from sequencer_net.l1.posts import escape_posts
 from sequencer_net.storage.node_store import EvidenceRecord
 from tests.l1.finalized_store import FinalizedStore
-from tests.l1.l1_chain import RESUME_DELAY, L1Chain, expect_revert, validator_keys
+from tests.l1.l1_chain import (
+    RESUME_DELAY,
+    L1Chain,
+    expect_revert,
+    requires_anvil,
+    running_chain,
+    validator_keys,
+)
 from tests.l1.test_evidence import finalize_vote, nullify_vote, submit
 from tests.l1.test_evidence_watch import WATCHER_KEY, fund, make_watcher
 
 
 def checksums(keys: Sequence[PrivateKey]) -> list[ChecksumAddress]:
     return [Web3.to_checksum_address(key.address) for key in keys]
-
-
-def rotate(
-    chain: L1Chain, signers: Sequence[PrivateKey], new: Sequence[PrivateKey], powers: list[int]
-) -> TxReceipt:
-    """Rotate to (new, powers) as the next epoch, signed by `signers` of the current set."""
-    functions = chain.commitments.functions
-    epoch = functions.epoch().call() + 1
-    digest = rotation_digest(chain.domain, epoch, [key.address for key in new], powers)
-    return chain.send(functions.rotate(checksums(new), powers, sign_packed(signers, digest)))
 
 
 def submit_of_epoch(
@@ -66,32 +68,54 @@ def submit_of_epoch(
     return chain.send(call)
 
 
-def fork_pair(chain: L1Chain, key: PrivateKey, height: int) -> tuple[Vote, Vote]:
-    """`key`'s FINALIZE votes for two blocks at `height` in one view."""
+def epoch_of_height(height: int) -> int:
+    return 0 if height < EPOCH_1_FIRST else 1
+
+
+def fork_pair(
+    chain: L1Chain, key: PrivateKey, height: int, epoch: int | None = None
+) -> tuple[Vote, Vote]:
+    """`key`'s FINALIZE votes for two blocks at `height` in one view, signed in the
+    separator of `epoch` (default: the epoch holding `height`)."""
+    epoch = epoch_of_height(height) if epoch is None else epoch
     block = chain.header(height)
     twin = dataclasses.replace(block, state_root=keccak256(b"the other side"))
-    return finalize_vote(key, chain.domain, block), finalize_vote(key, chain.domain, twin)
+    return (
+        finalize_vote(key, chain.domain, block, epoch),
+        finalize_vote(key, chain.domain, twin, epoch),
+    )
 
 
 def sorted_keys(keys: Sequence[PrivateKey]) -> list[PrivateKey]:
     return sorted(keys, key=lambda key: key.address)
 
 
+EPOCH_1_FIRST = 3
+OLD = sorted_keys(validator_keys(4))
+NEW = sorted_keys([OLD[0], *validator_keys(3, tag=b"epoch 1")])
+NEW_POWERS = [2 if key is OLD[0] else 1 for key in NEW]
+
+
+@pytest.fixture(scope="module")
+def module_chain() -> Iterator[L1Chain]:
+    """This module's anvil: deployed with epoch 1 scheduled from height 3."""
+    if requires_anvil.args[0]:
+        pytest.skip(requires_anvil.kwargs["reason"])
+    epoch_1 = DeployEpoch(EPOCH_1_FIRST, [key.address for key in NEW], NEW_POWERS)
+    with running_chain(epochs=[epoch_1]) as chain:
+        assert [key.address for key in chain.keys] == [key.address for key in OLD]
+        yield chain
+
+
 @pytest.fixture
 def rotated(chain: L1Chain) -> tuple[list[PrivateKey], list[int]]:
-    """Heights 1 and 2 posted by epoch 0 (4 validators of power 1), then epoch 1 from
-    height 3: one validator of epoch 0 (power 2) and three new ones, total 5."""
-    old = chain.keys
+    """Heights 1 and 2 posted by epoch 0, height 3 by epoch 1 (so epoch 1 holds the
+    latest post: the current set)."""
     for height in (1, 2):
-        chain.post(chain.header(height), signers=old[:3])
-    new = sorted_keys([old[0], *validator_keys(3, tag=b"epoch 1")])
-    powers = [2 if key is old[0] else 1 for key in new]
-    receipt = rotate(chain, old[:3], new, powers)
-    (installed,) = chain.events(chain.commitments, "ValidatorSetInstalled", receipt)
-    assert (installed["args"]["epoch"], installed["args"]["fromHeight"]) == (1, 3)
-    assert installed["args"]["validators"] == checksums(new)
-    assert installed["args"]["powers"] == powers
-    return new, powers
+        chain.post(chain.header(height), signers=OLD[:3])
+    chain.post(chain.header(3), signers=NEW[:4], epoch=1)
+    assert chain.commitments.functions.epoch().call() == 1
+    return NEW, NEW_POWERS
 
 
 def test_epochs_record_their_sets_and_first_heights(
@@ -104,6 +128,7 @@ def test_epochs_record_their_sets_and_first_heights(
     assert functions.setHashOf(1).call() == validator_set_hash(1, [k.address for k in new], powers)
     assert functions.setHashOf(2).call() == bytes(32)
     assert functions.epochStart(0).call()[0] == 0 and functions.epochStart(1).call()[0] == 3
+    assert functions.lastEpoch().call() == 1
     expect_revert("UnknownValidatorSet", lambda: functions.epochStart(2).call())
     assert [functions.epochOf(h).call() for h in (0, 2, 3, 1_000)] == [
         [True, 0],
@@ -111,11 +136,8 @@ def test_epochs_record_their_sets_and_first_heights(
         [True, 1],
         [True, 1],
     ]
-    # Two rotations without a post between them: the first's heights are empty.
-    third = sorted_keys(validator_keys(4, tag=b"epoch 2"))
-    rotate(chain, new[:4], third, [1] * 4)
-    assert functions.epochStart(2).call()[0] == 3
-    assert functions.epochOf(3).call() == [True, 2]
+    # Epoch 0 was installed by the deployment, epoch 1 by installEpoch after it.
+    assert 0 < functions.epochStart(0).call()[1] < functions.epochStart(1).call()[1]
     assert installed_set(chain.commitments, 1) == ([k.address for k in new], powers)
     assert installed_set(chain.commitments, 0) == (old, [1] * 4)
 
@@ -125,11 +147,14 @@ def test_old_epoch_evidence_is_judged_against_its_set_and_freezes_on_its_power(
 ) -> None:
     functions = chain.commitments.functions
     old, new = chain.keys, rotated[0]
-    liars = old[1:3]  # rotated out at epoch 1
+    liars = old[1:3]  # not in epoch 1's set
     pairs = [fork_pair(chain, liar, 2) for liar in liars]
 
-    # The current-epoch entry point no longer judges height 2 with epoch 1's set.
-    expect_revert("EvidenceOutsideEpoch", lambda: submit(chain, *pairs[0]))
+    # Signed in epoch 1's separator, votes at a height of epoch 0 prove nothing: in
+    # epoch 0's separator they recover to unrelated addresses.
+    wrong = fork_pair(chain, liars[0], 2, epoch=1)
+    expect_revert("EvidenceSignerNotInSet", lambda: submit(chain, *wrong))
+    expect_revert("EvidenceSignerNotInSet", lambda: submit_of_epoch(chain, 0, old, [1] * 4, *wrong))
 
     receipt = submit_of_epoch(chain, 0, old, [1] * 4, *pairs[0])
     (event,) = chain.events(chain.commitments, "EquivocationProven", receipt)
@@ -153,8 +178,9 @@ def test_old_epoch_evidence_is_judged_against_its_set_and_freezes_on_its_power(
     assert functions.offendingPower().call() == [1, False]
     assert not functions.frozen().call()
 
-    # The second liar of epoch 0: 2 of 4 is more than a third of epoch 0's power.
-    receipt = submit_of_epoch(chain, 0, old, [1] * 4, *pairs[1])
+    # The second liar of epoch 0, through submitEvidence (which finds epoch 0 itself):
+    # 2 of 4 is more than a third of epoch 0's power.
+    receipt = submit(chain, *pairs[1])
     assert chain.events(chain.commitments, "FrozenAt", receipt)[0]["args"]["disputedHeight"] == 2
     assert functions.frozen().call()
     assert functions.offendingPowerInEpoch(0).call() == [2, True]
@@ -201,12 +227,8 @@ def test_wrong_sets_heights_and_signers_are_refused_with_their_own_errors(
     refused("UnknownValidatorSet", 0, new, powers)
     refused("UnknownValidatorSet", 1, old, [1] * 4)
     refused("UnknownValidatorSet", 2, old, [1] * 4)
-    # the disputed height outside the epoch: height 2 is epoch 0's, height 3 epoch 1's
+    # the disputed height below the epoch: height 2 is epoch 0's
     refused("EvidenceOutsideEpoch", 1, new, powers)
-    expect_revert(
-        "EvidenceOutsideEpoch",
-        lambda: submit_of_epoch(chain, 0, old, [1] * 4, *fork_pair(chain, old[1], 3)),
-    )
     # signers outside the epoch's set: a newcomer of epoch 1, a stranger
     newcomer = next(key for key in new if key.address not in {k.address for k in old})
     stranger = validator_keys(1, tag=b"stranger")[0]
@@ -252,7 +274,28 @@ def test_an_era_ended_by_resume_takes_no_more_evidence_of_its_epochs(
     assert evidence_epoch(chain.commitments, 2) is None
 
 
-def test_submit_evidence_picks_the_offence_epochs_entry_point(
+def test_tail_votes_of_an_epoch_dispute_its_last_height(
+    chain: L1Chain, rotated: tuple[list[PrivateKey], list[int]]
+) -> None:
+    """Epoch 0's tail (empty blocks above its last height 2 that finalize it) is
+    signed in epoch 0's separator: only submitEvidenceOfEpoch can judge it, and the
+    offence disputes height 2, the block the tail commits."""
+    old = chain.keys
+    liars = old[1:3]
+    pairs = [fork_pair(chain, liar, 4, epoch=0) for liar in liars]
+    # Height 4 is epoch 1's: in its separator these votes name nobody of its set.
+    expect_revert("EvidenceSignerNotInSet", lambda: submit(chain, *pairs[0]))
+    receipt = submit_of_epoch(chain, 0, old, [1] * 4, *pairs[0])
+    (event,) = chain.events(chain.commitments, "EquivocationProven", receipt)
+    assert (event["args"]["height"], event["args"]["epoch"]) == (2, 0)
+    proven = evidence.submit_evidence_of_epoch(
+        chain.w3, chain.deployer, chain.commitments, 0, EvidenceRecord(2, *pairs[1], "tail")
+    )
+    assert (proven.height, proven.epoch, proven.froze) == (2, 0, True)
+    assert chain.commitments.functions.disputedHeight(0).call() == [True, 2]
+
+
+def test_submit_evidence_finds_the_offence_epoch(
     chain: L1Chain, rotated: tuple[list[PrivateKey], list[int]]
 ) -> None:
     old = chain.keys
@@ -280,21 +323,27 @@ def test_submit_evidence_picks_the_offence_epochs_entry_point(
     assert again.value.reason == "EquivocationAlreadyProven"
 
 
-def test_the_watcher_proves_validators_rotated_out_after_their_fork(
+def test_the_watcher_proves_each_offence_in_its_epochs_domain(
     tmp_path: Path, chain: L1Chain, rotated: tuple[list[PrivateKey], list[int]]
 ) -> None:
+    """Two validators that left the set at epoch 1 forked at height 2 (epoch 0's
+    domain); a newcomer of epoch 1 forked at height 4 (epoch 1's domain)."""
     old = chain.keys
+    newcomer = next(key for key in rotated[0] if key.address not in {k.address for k in old})
     node = FinalizedStore.open(tmp_path / "chain", old, chain.domain)
     fund(chain, WATCHER_KEY.address)
     try:
         for offender, liar in enumerate(old[1:3], start=1):
             first, second = fork_pair(chain, liar, 2)
             assert node.store.save_evidence(EvidenceRecord(offender, first, second, "fork"))
+        first, second = fork_pair(chain, newcomer, 4)
+        assert node.store.save_evidence(EvidenceRecord(3, first, second, "fork"))
         watcher = make_watcher(chain, node, tmp_path / "l1")
-        assert trio.run(watcher.submit_stored, chain.domain.separator()) == 2
+        assert trio.run(watcher.submit_stored, chain.domain.separator()) == 3
         functions = chain.commitments.functions
         for liar in old[1:3]:
             assert functions.offenceOfInEpoch(checksums([liar])[0], 0).call() == [True, 2]
+        assert functions.offenceOfInEpoch(checksums([newcomer])[0], 1).call() == [True, 4]
         assert functions.frozen().call() and functions.disputedHeight(0).call() == [True, 2]
         # A restarted watcher without its file asks offenceOfInEpoch: nothing is resent.
         (tmp_path / "l1" / "evidence.json").unlink()
@@ -306,23 +355,3 @@ def test_the_watcher_proves_validators_rotated_out_after_their_fork(
         )
     finally:
         node.close()
-
-
-def test_a_rotation_between_reading_the_epoch_and_sending_is_met_by_one_resend(
-    chain: L1Chain, rotated: tuple[list[PrivateKey], list[int]], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The first epochOf answer is the one read before the rotation (epoch 1 is current
-    then, for this height, as far as the sender knows): submitEvidence refuses the
-    height, and submit_evidence resends to the epoch entry point once."""
-    answers = [1]
-    real = evidence.evidence_epoch
-
-    def stale_then_real(commitments: Contract, height: int) -> int | None:
-        return answers.pop() if answers else real(commitments, height)
-
-    monkeypatch.setattr(evidence, "evidence_epoch", stale_then_real)
-    first, second = fork_pair(chain, chain.keys[2], 2)
-    proven = evidence.submit_evidence(
-        chain.w3, chain.deployer, chain.commitments, EvidenceRecord(2, first, second, "test")
-    )
-    assert (proven.height, proven.epoch) == (2, 0)

@@ -15,6 +15,7 @@ from web3.types import TxReceipt
 
 from consensus.crypto import SECP256K1_N, PrivateKey, keccak256
 from consensus.encoding import Domain, vote_digest
+from consensus.epochs import epoch_domain_separator
 from consensus.messages import Vote, VoteKind
 from consensus.types import ZERO_DIGEST, Digest, Height, View
 from sequencer_net.execution.encoding import encode
@@ -54,8 +55,11 @@ def vote(
     height: int,
     block: bytes,
     signer: int = 0,
+    epoch: int = 0,
 ) -> Vote:
-    digest = vote_digest(domain.separator(), kind, View(view), Height(height), Digest(block))
+    """`key`'s vote, signed in `epoch`'s separator of `domain`."""
+    separator = epoch_domain_separator(domain.separator(), epoch)
+    digest = vote_digest(separator, kind, View(view), Height(height), Digest(block))
     return Vote(
         kind=kind,
         view=view,
@@ -66,12 +70,20 @@ def vote(
     )
 
 
-def finalize_vote(key: PrivateKey, domain: Domain, header: L1Header) -> Vote:
-    return vote(key, domain, VoteKind.FINALIZE, header.view, header.height, header.block_hash())
+def finalize_vote(key: PrivateKey, domain: Domain, header: L1Header, epoch: int = 0) -> Vote:
+    return vote(
+        key,
+        domain,
+        VoteKind.FINALIZE,
+        header.view,
+        header.height,
+        header.block_hash(),
+        epoch=epoch,
+    )
 
 
-def nullify_vote(key: PrivateKey, domain: Domain, view: int) -> Vote:
-    return vote(key, domain, VoteKind.NULLIFY, view, 0, ZERO_DIGEST)
+def nullify_vote(key: PrivateKey, domain: Domain, view: int, epoch: int = 0) -> Vote:
+    return vote(key, domain, VoteKind.NULLIFY, view, 0, ZERO_DIGEST, epoch=epoch)
 
 
 def submit(chain: L1Chain, first: Vote, second: Vote) -> TxReceipt:
@@ -156,11 +168,8 @@ def test_a_proven_fork_freezes_and_pays_only_from_undisputed_state(chain: L1Chai
     assert commitments.isDisputed(0, 2).call() and not commitments.isDisputed(0, 1).call()
     assert escape_posts(chain.commitments) == (ref1, ref2)
 
-    # Frozen: no new posts or rotations, and the fork's withdrawal is never paid.
+    # Frozen: no new posts, and the fork's withdrawal is never paid.
     expect_revert("Frozen", lambda: post_signed(chain, chain.header(3), keys[:3]))
-    expect_revert(
-        "Frozen", lambda: chain.send(commitments.rotate([chain.deployer.address], [1], b""))
-    )
     chain.mine(CHALLENGE_WINDOW + 1)
     expect_revert("WithdrawalDisputed", lambda: chain.send(bridge.finalizeWithdrawal(9)))
     expect_revert(
@@ -349,9 +358,13 @@ def test_resume_only_by_the_timelocked_admin(chain: L1Chain) -> None:
     # the frozen era's dispute stands; the new era starts undisputed
     assert functions.isDisputed(0, 2).call() and not functions.isDisputed(1, 2).call()
     assert escape_posts(chain.commitments) == (resumed, NO_POST)
-    # the new set posts, the old one cannot
-    expect_revert("SignerOfReplacedSet", lambda: post_signed(chain, chain.header(4), keys[:3]))
-    post_signed(chain, chain.header(4), new[:3])
+    # the new set posts, as epoch 1 in its own separator; the old set cannot, in either
+    assert functions.lastEpoch().call() == 1
+    h = chain.header(4)
+    expect_revert("SignerNotInSet", lambda: post_signed(chain, h, keys[:3]))
+    expect_revert("SignerNotInSet", lambda: chain.post(h, signers=keys[:3], epoch=1))
+    expect_revert("SignerNotInSet", lambda: post_signed(chain, h, new[:3]))
+    chain.post(h, signers=new[:3], epoch=1)
     assert functions.latestHeight().call() == 4
     expect_revert("NotFrozen", resume)
 
@@ -370,6 +383,8 @@ def test_no_admin_means_no_resume(chain: L1Chain) -> None:
             [1] * len(keys),
             ETH,
             0,
+            [],
+            [],
         ),
     )
     address = receipt["contractAddress"]

@@ -17,6 +17,8 @@ def test_post_gas_is_within_targets() -> None:
         assert 60_000 < row.evidence_gas < 200_000, validators
         # the same, plus the set's calldata, its hash and a binary search
         assert row.evidence_gas < row.epoch_evidence_gas < 250_000, validators
+        # a later epoch scheduled: one more storage read (the next epoch's first height)
+        assert row.gas < row.scheduled_post_gas <= row.gas + 3_000, validators
 
 
 @requires_anvil
@@ -40,7 +42,8 @@ def test_bench_l1_gas_cli_reports_rows() -> None:
     assert (row["validators"], row["signers"], row["target"]) == (4, 3, 65_000)
     assert row["post_gas"] == measure_post_gas(4)
     again = measure(4)
-    assert (row["evidence_gas"], row["epoch_evidence_gas"]) == (
+    assert (row["evidence_gas"], row["epoch_evidence_gas"], row["scheduled_post_gas"]) == (
         again.evidence_gas,
         again.epoch_evidence_gas,
+        again.scheduled_post_gas,
     )
