@@ -4,6 +4,8 @@ validator stopped before the first boundary catches up across both."""
 
 from __future__ import annotations
 
+import random
+import time
 from pathlib import Path
 
 import pytest
@@ -60,3 +62,33 @@ def test_validators_cross_two_epoch_boundaries_and_a_restarted_one_catches_up(
                 assert block is not None and block.digest() == digest
         finally:
             store.close()
+
+
+def test_a_validator_killed_again_and_again_across_short_epochs_never_double_signs(
+    tmp_path: Path,
+) -> None:
+    """Epochs of four heights; validator 1 (weight 1 in every epoch, so the others
+    stay a quorum) is SIGKILLed a dozen times, at boundaries too. It resumes in the
+    right epoch every time, and no peer ever holds evidence of a double vote."""
+    rng = random.Random(20261203)
+    weights = [(2, 1, 1, 1), (1, 1, 2, 1), (1, 1, 1, 2)]
+    epochs = tuple(LocalEpoch(1 + 4 * k, (0, 1, 2, 3), weights=weights[k % 3]) for k in range(1, 8))
+    net = LocalNetwork.create(tmp_path, n=4, view_timeout_ms=600, epochs=epochs)
+    victim = 1
+    try:
+        net.start_all()
+        net.wait_height([0, 1, 2, 3], 2)
+        for _ in range(12):
+            time.sleep(rng.uniform(0.1, 0.8))
+            net.kill(victim)
+            net.start(victim)
+            net.wait_for("victim answers", lambda: net.status(victim) is not None, 30)
+        last_first = epochs[-1].first_height
+        net.wait_height([0, 1, 2, 3], last_first + 3, timeout=90)
+        for i in range(4):
+            status = net.status(i)
+            assert status is not None and status["epoch"] == len(epochs), status
+            assert net.metric(i, "seqnet_equivocation_evidence") == 0
+        net.assert_agree([0, 1, 2, 3], last_first + 3)
+    finally:
+        net.close()
