@@ -142,6 +142,7 @@ class ConsensusDriver:
         self._next: tuple[int, Anchor] | None = None
         self._proofs: dict[int, EpochEndProof] = {}
         self._offered: dict[tuple[int, int], float] = {}
+        self._proof_from: dict[int, float] = {}  # peer -> when its last proof went in
         self._asked_ahead_at = -math.inf
         self._events_in, self._events_out = trio.open_memory_channel[tuple[int, Event, float]](
             EVENT_QUEUE
@@ -159,7 +160,7 @@ class ConsensusDriver:
                 await self._start(0, self.core)
             else:
                 epoch, anchor = resume_epoch(self.store, self.plan)
-                await self._enter_epoch(epoch, anchor)
+                await self._enter_epoch(epoch, anchor, resumed=True)
                 await self._advance()
             log.info(
                 "event=consensus_started validator=%d epoch=%d view=%d height=%d",
@@ -201,8 +202,9 @@ class ConsensusDriver:
             actions += core.handle(EpochEndReceived(proof))
         await self._carry_out(actions, epoch)
 
-    async def _enter_epoch(self, epoch: int, anchor: Anchor) -> None:
-        """Start `epoch`'s core on `anchor`; the ended one keeps answering fetches."""
+    async def _enter_epoch(self, epoch: int, anchor: Anchor, *, resumed: bool = False) -> None:
+        """Start `epoch`'s core on `anchor`; the ended one keeps answering fetches.
+        `resumed`: the node starts in this epoch (a restart)."""
         assert self.plan is not None and self._start_core is not None
         self._timer_scope.cancel()
         if self.core.ended is not None:
@@ -223,9 +225,10 @@ class ConsensusDriver:
         )
         await self._start(epoch, core)
         last = self.plan.schedule.last_height(epoch)
-        if last is not None and self.store.tip()[0] >= last and core.ended is None:
-            # Committed the epoch's last block before a crash but kept no proof:
-            # whoever has it sends it.
+        if resumed and last is not None and core.ended is None:
+            # The others may have moved on while this node was down (or it
+            # committed the last block but lost the proof): whoever has the
+            # proof sends it, without waiting to hear a later epoch's message.
             self._broadcast_wire(encode_epoch_wire(EpochEndRequest(epoch=epoch)))
         buffered, self._buffer = self._buffer, []
         for peer, envelope in buffered:
@@ -301,7 +304,7 @@ class ConsensusDriver:
             case EpochEnvelope():
                 self._on_envelope(peer, wire)
             case EpochEndProof():
-                if wire.epoch == self.epoch:
+                if wire.epoch == self.epoch and self._proof_allowed(peer):
                     self.post(EpochEndReceived(wire))  # the core checks it
             case EpochEndRequest():
                 self._offer_proof(peer, wire.epoch)
@@ -345,6 +348,16 @@ class ConsensusDriver:
             response = answer_block_request(message, self.store.block_by_digest)
             if response is not None:
                 self._send(epoch, index, response)
+
+    def _proof_allowed(self, peer: int) -> bool:
+        """At most one proof per peer per EPOCH_PROOF_RETRY_S reaches the core: each
+        costs a quorum of signature checks on the event loop."""
+        now = trio.current_time()
+        last = self._proof_from.get(peer)
+        if last is not None and now - last < EPOCH_PROOF_RETRY_S:
+            return False
+        self._proof_from[peer] = now
+        return True
 
     def _offer_proof(self, peer: int, epoch: int) -> None:
         """Send `peer` the end proof of `epoch` if this node has it (rate-limited)."""
