@@ -1,6 +1,7 @@
 """End-to-end: four validator processes run a genesis whose set changes weights
-at heights 10 and 20, cross both boundaries, agree, keep the end proofs, and a
-validator stopped before the first boundary catches up across both."""
+at heights 10 and 20, cross both boundaries, agree, keep the end proofs; a
+validator stopped before the first boundary catches up across both, and a full
+node follows the chain across them (each block checked in its epoch's domain)."""
 
 from __future__ import annotations
 
@@ -27,9 +28,10 @@ EPOCHS = (
 def test_validators_cross_two_epoch_boundaries_and_a_restarted_one_catches_up(
     tmp_path: Path,
 ) -> None:
-    net = LocalNetwork.create(tmp_path, n=4, view_timeout_ms=600, epochs=EPOCHS)
+    net = LocalNetwork.create(tmp_path, n=4, view_timeout_ms=600, epochs=EPOCHS, full_nodes=1)
     try:
         net.start_all()
+        net.start(4)  # the full node
         net.wait_height([0, 1, 2, 3], 5)
         assert net.stop(3) == 0  # down before the first boundary (weight 1: the rest are a quorum)
         net.wait_height([0, 1, 2], 25, timeout=90)
@@ -37,7 +39,8 @@ def test_validators_cross_two_epoch_boundaries_and_a_restarted_one_catches_up(
         net.wait_height([0, 1, 2, 3], 28, timeout=90)
         statuses = [net.status(i) for i in range(4)]
         assert all(s is not None and s["epoch"] == 2 for s in statuses), statuses
-        net.assert_agree([0, 1, 2, 3], 28)
+        net.wait_height([4], 28, timeout=60)
+        net.assert_agree([0, 1, 2, 3, 4], 28)
     finally:
         net.close()
     # Every node kept both end proofs, and they verify against their epoch's set.
