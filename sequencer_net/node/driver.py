@@ -280,14 +280,15 @@ class ConsensusDriver:
             # Consensus needs no finalization at or below its committed height, but a
             # block committed under a descendant's finalization is proven to block
             # subscribers only by its own: keep that one when it comes late.
-            self._keep_late_finalization(message)
+            self._keep_late_finalization(message, self.core)
             return
         self.post(MessageReceived(sender, message))
 
-    def _keep_late_finalization(self, cert: Certificate) -> None:
+    def _keep_late_finalization(self, cert: Certificate, core: ConsensusCore) -> None:
+        """Keep `cert` if it verifies in `core`'s epoch (its set and domain)."""
         if self.store.has_own_finalization(cert.height):
             return  # one per height: a peer repeating it costs a lookup
-        if not self.core.verifier.check_certificate(self.core.validators, cert):
+        if not core.verifier.check_certificate(core.validators, cert):
             return
         self.store.save_late_finalization(cert)
         self.metrics.late_finalizations.inc()
@@ -330,6 +331,14 @@ class ConsensusDriver:
         if epoch == self.epoch:
             self._to_core(index, message)
             return
+        old = self._retained.get(epoch)
+        if (
+            isinstance(message, Certificate)
+            and message.kind == VoteKind.FINALIZE
+            and old is not None
+            and message.height <= old.committed.height
+        ):
+            self._keep_late_finalization(message, old)  # a committed block's own
         self._answer_old_epoch(epoch, index, message)
         self._offer_proof(peer, epoch)
 

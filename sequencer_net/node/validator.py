@@ -66,6 +66,7 @@ from sequencer_net.node.epochs import (
     EpochPlan,
     UnsupportedEpochs,
     check_supported,
+    resume_epoch,
     weights_in_peer_order,
 )
 from sequencer_net.node.equivocation import (
@@ -264,6 +265,15 @@ class ValidatorNode(NodeBase):
         self.status.height, self.status.last_hash = height, digest
         self.status.state_root = self.commits.state.state_root
         self._restore_pending_transactions()
+        if self.epochs is not None:
+            # Certificates held before a restart are checked with the power of the
+            # epoch the node resumes in (the driver moves the certifier on from there).
+            epoch, _ = resume_epoch(self.store, self.epochs)
+            if epoch > 0:
+                self.certifier.epoch_changed(
+                    weights_in_peer_order(genesis, epoch),
+                    weights_in_peer_order(genesis, epoch - 1),
+                )
         if held := self.certifier.load():
             log.info("event=batch_certificates_restored count=%d", held)
         self.own_nonces = OwnNonces(key.address, lambda: self.commits.state)
