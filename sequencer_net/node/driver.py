@@ -462,10 +462,11 @@ class ConsensusDriver:
                 case ReportEvidence():
                     ev = action.evidence
                     record = EvidenceRecord(ev.offender, ev.first, ev.second, ev.reason)
-                    if self.store.save_evidence(record):
+                    if self.store.save_evidence(record, epoch=epoch):
                         self.metrics.evidence.inc()
                         log.warning(
-                            "event=equivocation offender=%d view=%d reason=%s",
+                            "event=equivocation epoch=%d offender=%d view=%d reason=%s",
+                            epoch,
                             ev.offender,
                             ev.first.view,
                             ev.reason,

@@ -33,6 +33,9 @@ u64 = 8 bytes, u32 = 4 bytes; msgpack is the consensus wire encoding):
     es/ + epoch u64                            SafetyRecord of epoch >= 1 (epoch 0's is m/safety)
     ec/ + epoch u64 + view u64 + kind u8       Certificate of epoch >= 1 (epoch 0's are c/)
     ep/ + epoch u64                            EpochEndProof of that epoch (msgpack)
+    ee/ + epoch u64 + offender u32 + view u64 + kind u8
+                                               EvidenceRecord of epoch >= 1 (epoch 0's are ev/;
+                                               the offender is an index in that epoch's set)
 
 Views restart at 1 in every validator-set epoch, so what consensus keeps by
 view is kept per epoch; epoch 0 (the only epoch of a chain that never rotates)
@@ -103,6 +106,7 @@ ORDER_SEED_PREFIX: Final = b"os/"
 EPOCH_SAFETY_PREFIX: Final = b"es/"
 EPOCH_CERTIFICATE_PREFIX: Final = b"ec/"
 EPOCH_END_PREFIX: Final = b"ep/"
+EPOCH_EVIDENCE_PREFIX: Final = b"ee/"
 
 KEY_LAYOUT: Final[dict[str, bytes]] = {
     "safety record": SAFETY_KEY,
@@ -133,6 +137,9 @@ KEY_LAYOUT: Final[dict[str, bytes]] = {
     "safety record of a later epoch": EPOCH_SAFETY_PREFIX,
     "certificate of a later epoch by epoch, view, kind": EPOCH_CERTIFICATE_PREFIX,
     "epoch-end proof by epoch": EPOCH_END_PREFIX,
+    "equivocation evidence of a later epoch by epoch, offender, view, kind": (
+        EPOCH_EVIDENCE_PREFIX
+    ),
 }
 """Every key family; no prefix is a prefix of another (tests check it)."""
 
@@ -227,7 +234,9 @@ class NodeStore:
             self._tip = self._read_tip()
             stored = self._db.get(PENDING_SEQUENCE_KEY)
             self._next_arrival = 0 if stored is None else _read_u64(stored, "pending sequence")
-            self._evidence_count = sum(1 for _ in self._scan(EVIDENCE_PREFIX))
+            self._evidence_count = sum(1 for _ in self._scan(EVIDENCE_PREFIX)) + sum(
+                1 for _ in self._scan(EPOCH_EVIDENCE_PREFIX)
+            )
         except CorruptStore:
             self.close()  # release RocksDB's lock: the caller never gets this object
             raise
@@ -339,11 +348,12 @@ class NodeStore:
         data = self._db.get(EPOCH_END_PREFIX + _u64(epoch))
         return None if data is None else _decode(_proof_decoder, data, "epoch-end proof")
 
-    def save_evidence(self, record: EvidenceRecord) -> bool:
-        """Keep evidence of equivocation (unsynced: peers report it again). False when
-        the same offence is already stored or the store holds its bound."""
+    def save_evidence(self, record: EvidenceRecord, *, epoch: int = 0) -> bool:
+        """Keep evidence of equivocation in `epoch` (unsynced: peers report it
+        again). False when the same offence is already stored or the store holds
+        its bound (across all epochs)."""
         key = (
-            EVIDENCE_PREFIX
+            (EVIDENCE_PREFIX if epoch == 0 else EPOCH_EVIDENCE_PREFIX + _u64(epoch))
             + record.offender.to_bytes(_U32, "big")
             + _u64(record.first.view)
             + bytes([record.second.kind])
@@ -354,10 +364,11 @@ class NodeStore:
         self._evidence_count += 1
         return True
 
-    def load_evidence(self, limit: int = 1000) -> list[EvidenceRecord]:
-        """Stored evidence, by offender then view, at most `limit` records."""
+    def load_evidence(self, limit: int = 1000, *, epoch: int = 0) -> list[EvidenceRecord]:
+        """Stored evidence of `epoch`, by offender then view, at most `limit` records."""
         out: list[EvidenceRecord] = []
-        for _, data in self._scan(EVIDENCE_PREFIX):
+        prefix = EVIDENCE_PREFIX if epoch == 0 else EPOCH_EVIDENCE_PREFIX + _u64(epoch)
+        for _, data in self._scan(prefix):
             if len(out) >= limit:
                 break
             out.append(_decode(_evidence_decoder, data, "evidence"))

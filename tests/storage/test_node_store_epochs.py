@@ -9,10 +9,11 @@ from pathlib import Path
 from rocksdict import Options, Rdict
 
 from consensus.io import SafetyRecord
-from consensus.messages import Block, EpochEndProof, VoteKind
+from consensus.messages import Block, EpochEndProof, Vote, VoteKind
 from sequencer_net.storage.node_store import (
     CERTIFICATE_PREFIX,
     SAFETY_KEY,
+    EvidenceRecord,
     NodeStore,
 )
 from tests.storage.test_node_store import block, cert
@@ -34,7 +35,7 @@ def test_epoch_zero_keeps_the_single_epoch_keys(tmp_path: Path) -> None:
     keys = _raw_keys(tmp_path / "db")
     assert SAFETY_KEY in keys
     assert CERTIFICATE_PREFIX + (3).to_bytes(8, "big") + bytes([VoteKind.NULLIFY]) in keys
-    assert all(not k.startswith((b"es/", b"ec/", b"ep/")) for k in keys)
+    assert all(not k.startswith((b"es/", b"ec/", b"ep/", b"ee/")) for k in keys)
 
 
 def test_each_epoch_has_its_own_safety_record_and_certificates(tmp_path: Path) -> None:
@@ -74,3 +75,19 @@ def test_an_epoch_end_proof_survives_a_restart(tmp_path: Path) -> None:
     with NodeStore(tmp_path / "db", sync=False) as store:
         assert store.epoch_end(1) == proof
         assert store.epoch_end(0) is None
+
+
+def test_evidence_of_a_later_epoch_is_kept_apart_from_epoch_zeros(tmp_path: Path) -> None:
+    """Views restart, so the same (offender, view, kind) can be two offences in two
+    epochs; epoch 0's readers (the API, the L1 watcher) see epoch 0's only."""
+    first = Vote(VoteKind.NOTARIZE, 3, 5, b"\x01" * 32, 2, b"\x00" * 65)
+    second = Vote(VoteKind.NOTARIZE, 3, 5, b"\x02" * 32, 2, b"\x00" * 65)
+    record = EvidenceRecord(2, first, second, "two notarize votes in one view")
+    with NodeStore(tmp_path / "db", sync=False) as store:
+        assert store.save_evidence(record)
+        assert store.save_evidence(record, epoch=1)
+        assert not store.save_evidence(record, epoch=1)
+    with NodeStore(tmp_path / "db", sync=False) as store:
+        assert store.load_evidence() == [record]
+        assert store.load_evidence(epoch=1) == [record]
+        assert store.load_evidence(epoch=2) == []
