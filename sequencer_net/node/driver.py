@@ -88,6 +88,8 @@ a flood must not grow memory; consensus recovers lost messages by re-sending."""
 BUFFERED_NEXT_EPOCH: Final = 512
 """Messages of the next epoch kept until its core starts; beyond it they are
 dropped (their senders re-send)."""
+BUFFERED_NEXT_EPOCH_BYTES: Final = 32 * 1024 * 1024
+"""The same buffer bounded in bytes (a message may be up to MAX_MESSAGE_BYTES)."""
 RETAINED_EPOCHS: Final = 2
 """Ended cores kept to answer laggards' fetches of their epoch's blocks."""
 EPOCH_PROOF_RETRY_S: Final = 0.5
@@ -139,6 +141,7 @@ class ConsensusDriver:
         """The epoch of `core` (always 0 on a single-epoch chain)."""
         self._retained: dict[int, ConsensusCore] = {}
         self._buffer: list[tuple[int, EpochEnvelope]] = []
+        self._buffer_bytes = 0
         self._next: tuple[int, Anchor] | None = None
         self._proofs: dict[int, EpochEndProof] = {}
         self._offered: dict[tuple[int, int], float] = {}
@@ -230,7 +233,7 @@ class ConsensusDriver:
             # committed the last block but lost the proof): whoever has the
             # proof sends it, without waiting to hear a later epoch's message.
             self._broadcast_wire(encode_epoch_wire(EpochEndRequest(epoch=epoch)))
-        buffered, self._buffer = self._buffer, []
+        buffered, self._buffer, self._buffer_bytes = self._buffer, [], 0
         for peer, envelope in buffered:
             self._on_envelope(peer, envelope)
 
@@ -319,8 +322,14 @@ class ConsensusDriver:
         if index is None:
             return  # not a member of that epoch: nothing it says there counts
         if epoch > self.epoch:
-            if epoch == self.epoch + 1 and len(self._buffer) < BUFFERED_NEXT_EPOCH:
+            size = len(envelope.message)
+            if (
+                epoch == self.epoch + 1
+                and len(self._buffer) < BUFFERED_NEXT_EPOCH
+                and self._buffer_bytes + size <= BUFFERED_NEXT_EPOCH_BYTES
+            ):
                 self._buffer.append((peer, envelope))
+                self._buffer_bytes += size
             self._ask_ahead(peer)
             return
         try:

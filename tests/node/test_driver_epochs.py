@@ -13,6 +13,7 @@ from consensus.core import ConsensusConfig, ConsensusCore
 from consensus.crypto import PrivateKey, keccak256
 from consensus.epochs import Anchor, epoch_domain_separator
 from consensus.io import Commit, Event, MessageReceived
+from consensus.limits import MAX_MESSAGE_BYTES
 from consensus.messages import (
     MAX_EPOCH_WIRE_BYTES,
     Block,
@@ -33,7 +34,11 @@ from consensus.types import Height
 from consensus.verifier import SignatureVerifier
 from sequencer_net.home.genesis import Genesis, LocalEpoch, make_local_genesis
 from sequencer_net.metrics import Metrics
-from sequencer_net.node.driver import BUFFERED_NEXT_EPOCH, ConsensusDriver
+from sequencer_net.node.driver import (
+    BUFFERED_NEXT_EPOCH,
+    BUFFERED_NEXT_EPOCH_BYTES,
+    ConsensusDriver,
+)
 from sequencer_net.node.epochs import (
     EpochMembers,
     EpochPlan,
@@ -176,6 +181,13 @@ async def test_epoch_wire_is_routed_by_epoch_and_hostile_frames_change_nothing(
         driver.on_peer_message(1, vote1)
     assert len(driver._buffer) == BUFFERED_NEXT_EPOCH
     assert _queued(driver) == []
+    # ... bounded in bytes too: large messages fill it sooner.
+    driver._buffer, driver._buffer_bytes = [], 0
+    big = encode_epoch_wire(EpochEnvelope(1, b"\x00" * (MAX_MESSAGE_BYTES - 1)))
+    for _ in range(BUFFERED_NEXT_EPOCH_BYTES // MAX_MESSAGE_BYTES + 5):
+        driver.on_peer_message(1, big)
+    assert len(driver._buffer) == BUFFERED_NEXT_EPOCH_BYTES // (MAX_MESSAGE_BYTES - 1)
+    assert driver._buffer_bytes <= BUFFERED_NEXT_EPOCH_BYTES
     assert [(peer, decode_epoch_wire(data)) for peer, data in p2p.sent] == [
         (1, EpochEndRequest(epoch=0))
     ]
