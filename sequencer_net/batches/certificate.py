@@ -268,6 +268,12 @@ class CertificateBook:
         for batch in batches:
             self._held.pop(batch, None)
 
+    def restart_views(self) -> None:
+        """Views restart at 1 in a new validator-set epoch: every held certificate
+        counts from view 0 of it on (its time bound and its order are kept)."""
+        for batch, held in self._held.items():
+            self._held[batch] = HeldCertificate(held.certificate, 0, held.first_ms)
+
     def oldest_first(self) -> list[HeldCertificate]:
         """Every held certificate, by (first view, author, round, digest)."""
         return sorted(self._held.values(), key=HeldCertificate.order)

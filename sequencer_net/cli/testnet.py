@@ -17,7 +17,14 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from sequencer_net.testnet.manifest import MIXES, Manifest, ManifestError, Mix, load_manifest
+from sequencer_net.testnet.manifest import (
+    MIN_ROTATE_EVERY,
+    MIXES,
+    Manifest,
+    ManifestError,
+    Mix,
+    load_manifest,
+)
 from sequencer_net.testnet.network import (
     DEFAULT_BASE_PORT,
     DEFAULT_TESTNET_DIR,
@@ -114,6 +121,13 @@ def testnet() -> None:
 )
 @click.option("--fresh", is_flag=True, help="Delete an earlier testnet's data in --dir first.")
 @click.option(
+    "--rotate-every",
+    type=click.IntRange(MIN_ROTATE_EVERY, 2**32 - 1),
+    default=None,
+    help="Start a new validator-set epoch every this many heights (the weights change) "
+    "[default: the manifest's, else one epoch].",
+)
+@click.option(
     "--timeout",
     type=click.FloatRange(min=0, min_open=True),
     default=READY_TIMEOUT_S,
@@ -134,6 +148,7 @@ def up(
     mix: Mix | None,
     duration: float | None,
     fresh: bool,
+    rotate_every: int | None,
     timeout: float,
     as_json: bool,
     node_command: str | None,
@@ -159,6 +174,7 @@ def up(
             duration_s=duration,
             mix=mix,
             l1=False if no_l1 else None,
+            rotate_every=rotate_every,
         )
     except ManifestError as exc:
         raise click.ClickException(str(exc)) from exc

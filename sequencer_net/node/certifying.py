@@ -115,10 +115,18 @@ class BatchCertifier:
         delay_ms: int = 0,
         is_connected: Callable[[], bool] = lambda: True,
         clock_ms: Callable[[], int] = lambda: time.monotonic_ns() // 1_000_000,
+        leader: Callable[[int], int] | None = None,
     ) -> None:
+        """`validators` is numbered as the p2p peers are (batch authors and ack
+        signers); `leader(view)` is the peer that leads consensus `view` (by
+        default `validators`' leader of it)."""
         self.me = me
         self.key = key
         self.validators = validators
+        self.previous: ValidatorSet | None = None
+        """The previous epoch's power, on a chain of several epochs: a certificate
+        formed in it still counts in the next one."""
+        self.leader = leader or (lambda view: self.validators.leader(View(view)))
         self.separator = separator
         self.recover = recover
         self.store = store
@@ -153,7 +161,7 @@ class BatchCertifier:
         for encoded in self.store.load_batch_certificates():
             try:
                 cert = decode_certificate(encoded)
-                verify_certificate(self.validators, self.separator, cert, self.recover)
+                self._verify_certificate(cert)
             except InvalidCertMessage:
                 continue
             if cert.batch not in self.pool or self.pool.is_included(cert.batch):
@@ -276,12 +284,32 @@ class BatchCertifier:
     def _on_certificate(self, peer: int, cert: BatchCertificate) -> None:
         if cert.batch in self.book:
             return
-        verify_certificate(self.validators, self.separator, cert, self.recover)
+        self._verify_certificate(cert)
         if self.pool.is_included(cert.batch):
             return
         self._hold(cert)
         if cert.batch not in self.pool and self._nursery is not None:
             self._nursery.start_soon(self._fetch_batches, [cert.batch], cert.author)
+
+    def _verify_certificate(self, cert: BatchCertificate) -> None:
+        """Raise InvalidCertMessage unless a quorum of this epoch's power (or of the
+        previous epoch's, for a certificate formed before the boundary) signed it."""
+        try:
+            verify_certificate(self.validators, self.separator, cert, self.recover)
+        except InvalidCertMessage:
+            if self.previous is None:
+                raise
+            verify_certificate(self.previous, self.separator, cert, self.recover)
+
+    def epoch_changed(self, validators: ValidatorSet, previous: ValidatorSet | None) -> None:
+        """A new validator-set epoch with this power (numbered as the peers are),
+        after `previous`: views restart at 1, so held certificates and own batches
+        count their delays from the epoch's start."""
+        self.validators, self.previous = validators, previous
+        self.book.restart_views()
+        for pending in self._own.values():
+            pending.sent_view = 0
+        self._resent.clear()
 
     def _hold(self, cert: BatchCertificate) -> None:
         if self.book.add(cert, self.view(), self.now_ms()):
@@ -379,7 +407,7 @@ class BatchCertifier:
                     cert = decode_certificate(data)
                     if cert.batch not in asked:
                         raise InvalidCertMessage("a certificate that was not asked for")
-                    verify_certificate(self.validators, self.separator, cert, self.recover)
+                    self._verify_certificate(cert)
                 except InvalidCertMessage as exc:
                     self.log_limiter.warning("fetched_certificate_rejected", peer, "reason=%s", exc)
                     continue
@@ -406,8 +434,8 @@ class BatchCertifier:
         and the next view's leader those overdue by then (it builds as soon as it
         enters its view, so it must hold them before); broadcast again own
         batches that gathered no quorum within the inclusion delay."""
-        self._send_overdue(view, self.validators.leader(View(view)), due_by=view)
-        self._send_overdue(view + 1, self.validators.leader(View(view + 1)), due_by=view + 1)
+        self._send_overdue(view, self.leader(view), due_by=view)
+        self._send_overdue(view + 1, self.leader(view + 1), due_by=view + 1)
         again = 0
         for pending in self._own.values():
             if again >= MAX_REBROADCAST_PER_VIEW:
@@ -422,7 +450,7 @@ class BatchCertifier:
         """A proposal of `view` was refused for the inclusion rule: hand the
         overdue certificates to the next view's leader now."""
         self.metrics.inclusion_refusals.inc()
-        self._send_overdue(view + 1, self.validators.leader(View(view + 1)), due_by=view)
+        self._send_overdue(view + 1, self.leader(view + 1), due_by=view)
 
     def _send_overdue(self, leader_view: int, leader: int, *, due_by: int) -> None:
         if leader == self.me or not self.is_connected():

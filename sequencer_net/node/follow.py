@@ -11,24 +11,32 @@ admitted non-validators only, rate- and size-limited), for
     BATCHES        batches by digest (the validators' own batch request)
     SUBMIT         one transaction for the validator's intake; the answer is
                    the intake's outcome
+    EPOCH_END      the end proof of a validator-set epoch (a chain whose genesis
+                   has `epochs`): it proves the epoch's last block, which may
+                   have been committed under a finalization of a tail block
+                   that no validator commits
 
 A request is a `RequestKind` byte and the kind's msgpack body, as between
 validators. The full node trusts nothing in an answer: `verify_blocks` checks
-every block against the genesis validator set before anything is stored.
+every block against its epoch's validator set and signing domain before
+anything is stored.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Annotated
 
 import msgspec
 
+from consensus.epochs import EpochSchedule, InvalidEpochEnd, verify_epoch_end
 from consensus.limits import MAX_SYNC_BLOCKS
 from consensus.messages import (
     Block,
     Certificate,
+    EpochEndProof,
     MalformedMessage,
     VoteKind,
     check_certificate_shape,
@@ -81,6 +89,36 @@ _blocks_request_decoder = msgspec.msgpack.Decoder(FollowBlocksRequest)
 _blocks_answer_decoder = msgspec.msgpack.Decoder(FollowBlocksAnswer)
 _batch_request_decoder = msgspec.msgpack.Decoder(BatchRequest)
 _submit_answer_decoder = msgspec.msgpack.Decoder(SubmitAnswer)
+_epoch_request_decoder = msgspec.msgpack.Decoder(Annotated[int, msgspec.Meta(ge=0, le=2**62)])
+_proof_decoder = msgspec.msgpack.Decoder(EpochEndProof)
+
+MAX_EPOCH_END_ANSWER_BYTES = 1024 * 1024
+"""An encoded end proof: a finalization and at most MAX_EPOCH_TAIL_BLOCKS empty
+blocks (about 60 bytes each) fit well below it."""
+
+
+@dataclass(frozen=True)
+class FollowEpochs:
+    """The epochs a follower checks blocks against: each block's finalization is
+    signed by its epoch's set in its epoch's domain (`verifiers[e]`)."""
+
+    schedule: EpochSchedule
+    verifiers: tuple[SignatureVerifier, ...]
+
+
+def encode_epoch_end_request(epoch: int) -> bytes:
+    return RequestKind.EPOCH_END.value + _encoder.encode(epoch)
+
+
+def decode_epoch_end_answer(data: bytes) -> EpochEndProof:
+    """A validator's EPOCH_END answer; raises ForgedAnswer if it is not a proof
+    (whether it proves anything is `verify_blocks`'s to check)."""
+    if not data or len(data) > MAX_EPOCH_END_ANSWER_BYTES:
+        raise ForgedAnswer(f"epoch-end answer of {len(data)} bytes")
+    try:
+        return _proof_decoder.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise ForgedAnswer(f"undecodable epoch-end answer: {exc}") from exc
 
 
 def encode_blocks_request(from_height: int, limit: int = MAX_FOLLOW_BLOCKS) -> bytes:
@@ -153,6 +191,7 @@ class FollowServer:
         submit: Callable[[bytes, str], Awaitable[Outcome]],
         is_connected: Callable[[], bool] = lambda: True,
     ) -> None:
+        """Epoch-end proofs are served from `store` (a chain without epochs has none)."""
         self.store = store
         self.pool = pool
         self.submit = submit
@@ -170,6 +209,9 @@ class FollowServer:
             if kind is RequestKind.BATCHES:
                 batches = _batch_request_decoder.decode(body)
                 return encode_batch_answer(self.pool.answer(batches))
+            if kind is RequestKind.EPOCH_END:
+                proof = self.store.epoch_end(_epoch_request_decoder.decode(body))
+                return b"" if proof is None else _encoder.encode(proof)
         except (msgspec.DecodeError, msgspec.ValidationError):
             return b""
         if kind is RequestKind.SHARES:
@@ -208,6 +250,8 @@ def verify_blocks(
     verifier: SignatureVerifier,
     next_height: int,
     parent: bytes,
+    epochs: FollowEpochs | None = None,
+    proofs: Mapping[int, EpochEndProof] | None = None,
 ) -> list[tuple[Block, Certificate]]:
     """The answer's blocks that are proven final, each with the certificate that
     proves it: every block must extend the chain (`parent` at `next_height - 1`);
@@ -215,7 +259,12 @@ def verify_blocks(
     it certifies that block, and then also proves every block before it that
     came with a descendant's finalization. Blocks left unproven at the end of
     the answer are not returned (asked again later). Raises ForgedAnswer naming
-    the first block that breaks a rule."""
+    the first block that breaks a rule.
+
+    With `epochs`, a block's finalization is checked against its epoch's set and
+    domain instead, and the last block of an epoch is also proven by that
+    epoch's end proof in `proofs` (its finalization may certify a tail block,
+    which is never committed)."""
     verified: list[tuple[Block, Certificate]] = []
     pending: list[Block] = []  # under a descendant's certificate: not proven yet
     for block, cert in zip(answer.blocks, answer.finalizations, strict=True):
@@ -232,6 +281,28 @@ def verify_blocks(
         if cert.kind != VoteKind.FINALIZE:
             raise ForgedAnswer(f"certificate at height {height} is not a finalization")
         parent = digest
+        if epochs is not None:
+            number = epochs.schedule.epoch_of(height).number
+            validators = epochs.schedule.epoch(number).validators
+            verifier = epochs.verifiers[number]
+            proof = None if proofs is None else proofs.get(number)
+            if proof is not None and epochs.schedule.last_height(number) == height:
+                try:
+                    last = verify_epoch_end(
+                        proof,
+                        epoch=number,
+                        last_height=height,
+                        validators=validators,
+                        verifier=verifier,
+                    )
+                except InvalidEpochEnd as exc:
+                    raise ForgedAnswer(f"end proof of epoch {number}: {exc}") from exc
+                if last != digest:
+                    raise ForgedAnswer(f"epoch {number} ended with another block at {height}")
+                verified.extend((ancestor, proof.finalization) for ancestor in pending)
+                pending = []
+                verified.append((block, proof.finalization))
+                continue
         if cert.height > height:
             pending.append(block)  # proven by its descendant's certificate, if it comes
             continue

@@ -28,8 +28,9 @@ from typing import Any
 import trio
 
 from consensus.crypto import PrivateKey
+from consensus.epochs import epoch_domain_separator
 from consensus.io import Commit
-from consensus.messages import Block
+from consensus.messages import Block, Certificate, EpochEndProof
 from consensus.types import ValidatorSet
 from consensus.verifier import SignatureVerifier
 from sequencer_net.api.intake import Intake, Outcome, Refused
@@ -49,10 +50,14 @@ from sequencer_net.node.commit import CommitPipeline
 from sequencer_net.node.decryption import Decryptor, key_epochs_of
 from sequencer_net.node.follow import (
     MAX_FOLLOW_BLOCKS,
+    FollowBlocksAnswer,
+    FollowEpochs,
     ForgedAnswer,
     decode_blocks_answer,
+    decode_epoch_end_answer,
     decode_outcome,
     encode_blocks_request,
+    encode_epoch_end_request,
     encode_submit_request,
     verify_blocks,
 )
@@ -125,7 +130,9 @@ class Follower:
         validators: ValidatorSet,
         verifier: SignatureVerifier,
         commits: trio.MemorySendChannel[Commit],
+        epochs: FollowEpochs | None = None,
     ) -> None:
+        """`epochs`: the genesis epoch schedule, on a chain that has later epochs."""
         self.p2p = p2p
         self.store = store
         self.pool = pool
@@ -133,6 +140,10 @@ class Follower:
         self.validators = validators  # the genesis set: what certificates must satisfy
         self.verifier = verifier
         self.commits = commits
+        self.epochs = epochs
+        self.proofs: dict[int, EpochEndProof] = {}
+        """End proofs of epochs this follower has not left yet (fetched when a
+        block at an epoch's last height needs one)."""
         height, digest, _ = store.tip()
         self.next_height = height + 1
         self.parent = digest
@@ -174,15 +185,9 @@ class Follower:
                 continue
             try:
                 answer = decode_blocks_answer(data)
-                verified = await trio.to_thread.run_sync(
-                    lambda answer=answer: verify_blocks(
-                        answer,
-                        validators=self.validators,
-                        verifier=self.verifier,
-                        next_height=self.next_height,
-                        parent=self.parent,
-                    )
-                )
+                verified = await self._verify(answer)
+                if not verified and await self._fetch_epoch_end(peer, answer):
+                    verified = await self._verify(answer)
             except ForgedAnswer as exc:
                 self.stats.forged_answers += 1
                 self._failed_at[peer] = trio.current_time()
@@ -205,6 +210,44 @@ class Follower:
         if not caught_up:
             await trio.sleep(RETRY_S - POLL_S)
         return False
+
+    async def _verify(self, answer: FollowBlocksAnswer) -> list[tuple[Block, Certificate]]:
+        return await trio.to_thread.run_sync(
+            lambda: verify_blocks(
+                answer,
+                validators=self.validators,
+                verifier=self.verifier,
+                next_height=self.next_height,
+                parent=self.parent,
+                epochs=self.epochs,
+                proofs=self.proofs,
+            )
+        )
+
+    async def _fetch_epoch_end(self, peer: int, answer: FollowBlocksAnswer) -> bool:
+        """The answer reaches the last block of the current epoch and proves
+        nothing: ask `peer` for the epoch's end proof (the last block may be
+        committed under a tail block's finalization). True if one came."""
+        if self.epochs is None or not answer.blocks:
+            return False
+        schedule = self.epochs.schedule
+        epoch = schedule.epoch_of(self.next_height).number
+        last = schedule.last_height(epoch)
+        if last is None or epoch in self.proofs:
+            return False
+        if last > self.next_height + len(answer.blocks) - 1:
+            return False
+        try:
+            data = await self.p2p.request(peer, encode_epoch_end_request(epoch))
+        except Exception as exc:  # transport: the next step asks again
+            log.debug("event=epoch_end_request_failed peer=%d reason=%s", peer, exc)
+            return False
+        proof = decode_epoch_end_answer(data)  # ForgedAnswer: dropped with the answer
+        if proof.epoch != epoch:
+            raise ForgedAnswer(f"asked for epoch {epoch}'s end proof, got epoch {proof.epoch}'s")
+        self.proofs = {e: p for e, p in self.proofs.items() if e >= epoch}
+        self.proofs[epoch] = proof
+        return True
 
     async def _batches_match(self, block: Block, peer: int) -> bool:
         """Fetch the block's batches (digest-checked, transactions verified by the
@@ -340,6 +383,7 @@ class FullNode(NodeBase):
             validators=validators,
             verifier=SignatureVerifier(self.domain.separator()),
             commits=self._commits_in,
+            epochs=self._follow_epochs(genesis),
         )
         self.intake = RelayIntake(
             p2p=self.p2p,
@@ -356,6 +400,20 @@ class FullNode(NodeBase):
         self.metrics.mempool_size.set_function(lambda: len(self.mempool))
         self.l1_status = L1Status(enabled=config.l1.rpc_url is not None)
         self.evidence_watcher = self._evidence_watcher(None, self.l1_status)
+
+    def _follow_epochs(self, genesis: Genesis) -> FollowEpochs | None:
+        """The epoch schedule blocks are checked against; None without `epochs`."""
+        schedule = genesis.schedule()
+        if len(schedule) == 1:
+            return None
+        separator = self.domain.separator()
+        return FollowEpochs(
+            schedule,
+            tuple(
+                SignatureVerifier(epoch_domain_separator(separator, e))
+                for e in range(len(schedule))
+            ),
+        )
 
     def _decryptor(self, genesis: Genesis) -> Decryptor | None:
         """Opens committed envelopes with shares asked from validators over the

@@ -25,6 +25,9 @@ class RequestKind(bytes, Enum):
     SHARES = b"\x06"
     """A SharesRequest: the validator's decryption shares of a committed block
     (sequencer_net.node.decryption); validators and full nodes."""
+    EPOCH_END = b"\x07"
+    """Full nodes only: the EpochEndProof of a validator-set epoch (msgpack
+    epoch number; sequencer_net.node.follow)."""
 
 
 def split_request(data: bytes) -> tuple[RequestKind, bytes] | None:

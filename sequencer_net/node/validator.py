@@ -30,8 +30,9 @@ import trio
 
 from consensus.core import ConsensusCore
 from consensus.crypto import PrivateKey
+from consensus.epochs import Anchor, epoch_domain_separator
 from consensus.io import Commit
-from consensus.types import ValidatorIndex
+from consensus.types import Height, ValidatorIndex
 from consensus.verifier import SignatureVerifier
 from sequencer_net.api.intake import Intake, Outcome
 from sequencer_net.api.markets import MarketSource
@@ -60,6 +61,14 @@ from sequencer_net.node.certifying import BatchCertifier
 from sequencer_net.node.commit import CommitPipeline
 from sequencer_net.node.decryption import Decryptor, key_epochs_of, member_peer
 from sequencer_net.node.driver import ConsensusDriver
+from sequencer_net.node.epochs import (
+    EpochMembers,
+    EpochPlan,
+    UnsupportedEpochs,
+    check_supported,
+    resume_epoch,
+    weights_in_peer_order,
+)
 from sequencer_net.node.equivocation import (
     CROSS_DELAY_BLOCKS,
     Equivocator,
@@ -122,12 +131,18 @@ def configure_logging(config: NodeConfig) -> None:
 class ValidatorNode(NodeBase):
     def __init__(self, config: NodeConfig, genesis: Genesis, key: PrivateKey) -> None:
         self.key = key
+        try:
+            check_supported(genesis)
+        except UnsupportedEpochs as exc:
+            raise NodeSetupError(f"{config.genesis_path}: {exc}") from exc
         validators = genesis.validator_set()
         index = validators.index_of(key.address)
         if index is None:
             raise NodeSetupError(
                 f"key {key.address.hex()} is not a validator in {config.genesis_path}"
             )
+        self.schedule = genesis.schedule()
+        """Which set signs for which heights; one epoch unless genesis has `epochs`."""
         self.index = index
         self.validators = validators
         self.key_shares = _load_key_shares(config, genesis, key.address)
@@ -148,15 +163,10 @@ class ValidatorNode(NodeBase):
         )
         self.pool = BatchPool(self.store, self.verifier, self.group)
         self.fetcher = BatchFetcher(self.pool, self.p2p)
-        self.core = ConsensusCore(
-            validators=validators,
-            me=ValidatorIndex(self.index),
-            key=key,
-            genesis=self.genesis_block,
-            verifier=SignatureVerifier(self.domain.separator()),
-            config=config.consensus.consensus_config(genesis),
-            stored_block=self.store.block_by_digest,
-        )
+        self.epochs = self._epoch_plan()
+        """The epoch schedule as the driver runs it; None on a single-epoch chain."""
+        self.core = self._start_core(0, None)
+        """The current epoch's consensus core (the driver starts each epoch's)."""
         self.certifier = BatchCertifier(
             me=self.index,
             key=key,
@@ -173,6 +183,7 @@ class ValidatorNode(NodeBase):
             delay_views=config.consensus.inclusion_delay_views,
             delay_ms=config.consensus.inclusion_delay_ms,
             is_connected=lambda: self.connected,
+            leader=self._leader_peer,
         )
         self.own_batches = OwnBatches(
             batcher=BatchBuilder(
@@ -218,6 +229,9 @@ class ValidatorNode(NodeBase):
             is_connected=lambda: self.connected,
             fault=self.fault,
             on_view=self.certifier.view_changed,
+            epochs=self.epochs,
+            start_core=None if self.epochs is None else self._start_core,
+            on_epoch=self._epoch_started,
         )
         self.status = ChainStatus()
         self.accepted_at: dict[bytes, float] = {}
@@ -252,6 +266,15 @@ class ValidatorNode(NodeBase):
         self.status.height, self.status.last_hash = height, digest
         self.status.state_root = self.commits.state.state_root
         self._restore_pending_transactions()
+        if self.epochs is not None:
+            # Certificates held before a restart are checked with the power of the
+            # epoch the node resumes in (the driver moves the certifier on from there).
+            epoch, _ = resume_epoch(self.store, self.epochs)
+            if epoch > 0:
+                self.certifier.epoch_changed(
+                    weights_in_peer_order(genesis, epoch),
+                    weights_in_peer_order(genesis, epoch - 1),
+                )
         if held := self.certifier.load():
             log.info("event=batch_certificates_restored count=%d", held)
         self.own_nonces = OwnNonces(key.address, lambda: self.commits.state)
@@ -264,6 +287,68 @@ class ValidatorNode(NodeBase):
         self.metrics.peers.set_function(lambda: len(self._connected_peers()))
         self.metrics.mempool_size.set_function(lambda: len(self.mempool))
         self.metrics.watch_p2p(self.p2p.stats)
+
+    # ---- validator-set epochs ---------------------------------------------------------
+
+    def _epoch_plan(self) -> EpochPlan | None:
+        if len(self.schedule) == 1:
+            return None
+        separator = self.domain.separator()
+        verifiers = [
+            SignatureVerifier(epoch_domain_separator(separator, number))
+            for number in range(len(self.schedule))
+        ]
+        genesis = self.genesis_block
+        return EpochPlan(
+            schedule=self.schedule,
+            members=EpochMembers(self.genesis),
+            verifier=lambda number: verifiers[number],
+            genesis=Anchor(genesis.digest(), Height(genesis.height)),
+        )
+
+    def _start_core(self, epoch: int, anchor: Anchor | None) -> ConsensusCore:
+        """The consensus core of `epoch`: the epoch's set, this validator's index in
+        it, the epoch's signing domain, built on `anchor` (genesis for epoch 0)."""
+        validators = self.schedule.epoch(epoch).validators
+        me = validators.index_of(self.key.address)
+        assert me is not None  # every epoch has the same members (check_supported)
+        verifier = (
+            SignatureVerifier(self.domain.separator())
+            if self.epochs is None
+            else self.epochs.verifier(epoch)
+        )
+        return ConsensusCore(
+            validators=validators,
+            me=me,
+            key=self.key,
+            genesis=self.genesis_block if epoch == 0 else None,
+            anchor=anchor if epoch > 0 else None,
+            last_height=self.schedule.last_height(epoch),
+            epoch=epoch,
+            verifier=verifier,
+            config=self.config.consensus.consensus_config(self.genesis),
+            stored_block=self.store.block_by_digest,
+        )
+
+    def _epoch_started(self, epoch: int, core: ConsensusCore) -> None:
+        """Everything that follows the current epoch's core moves to the new one."""
+        if core is self.core:
+            return
+        self.core = core
+        self.payloads.core = core
+        self.certifier.epoch_changed(
+            weights_in_peer_order(self.genesis, epoch),
+            None if epoch == 0 else weights_in_peer_order(self.genesis, epoch - 1),
+        )
+
+    def _leader_peer(self, view: int) -> int:
+        """The p2p peer that leads `view` of the current epoch."""
+        leader = self.core.leader(view)
+        if self.epochs is None:
+            return leader
+        peer = self.epochs.members.peer_of(self.driver.epoch, leader)
+        assert peer is not None
+        return peer
 
     def _decryptor(self) -> Decryptor | None:
         """Releases this validator's decryption shares for committed blocks and
@@ -299,6 +384,10 @@ class ValidatorNode(NodeBase):
             raise NodeSetupError(f"{self.config.config_path}: {exc}") from exc
         if fault is None or fault == "censor":
             return None
+        if self.epochs is not None:
+            raise NodeSetupError(
+                f"{self.config.config_path}: test_fault {fault!r} runs on single-epoch chains only"
+            )
         log.warning("event=test_fault_configured fault=%s armed_by=SIGUSR1", fault)
         core = self.core
 
@@ -464,6 +553,7 @@ class ValidatorNode(NodeBase):
             "forced": None if self.forced is None else self.forced.status(self._is_committed),
             "l1": self.l1_status.document(self.store.tip()[0]),
             "uptime_s": round(time.monotonic() - self.started_at, 1),
+            **({} if self.epochs is None else {"epoch": self.driver.epoch}),
         }
 
     def _connected_peers(self) -> list[int]:

@@ -30,8 +30,20 @@ u64 = 8 bytes, u32 = 4 bytes; msgpack is the consensus wire encoding):
     bc/ + batch digest(32)                     BatchCertificate (CERT encoding), held, unincluded
     ds/ + height u64                           own share message (decryption and order coin)
     os/ + height u64                           order seed(32) of that height (threshold key only)
+    es/ + epoch u64                            SafetyRecord of epoch >= 1 (epoch 0's is m/safety)
+    ec/ + epoch u64 + view u64 + kind u8       Certificate of epoch >= 1 (epoch 0's are c/)
+    ep/ + epoch u64                            EpochEndProof of that epoch (msgpack)
+    ee/ + epoch u64 + offender u32 + view u64 + kind u8
+                                               EvidenceRecord of epoch >= 1 (epoch 0's are ev/;
+                                               the offender is an index in that epoch's set)
+
+Views restart at 1 in every validator-set epoch, so what consensus keeps by
+view is kept per epoch; epoch 0 (the only epoch of a chain that never rotates)
+keeps the single-epoch keys.
 
 What is synced (WriteOptions.sync, i.e. fsync of the WAL) and why:
+- `save_epoch_end`: an epoch-end proof is durable before the next epoch's
+  instance starts or the proof is sent.
 - `save_vote` / `store_block`: the safety record and the voted block, in one
   batch, before the vote leaves the node (never double-sign after a crash; a
   notarized block stays servable, consensus/io.py `StoreBlock`).
@@ -60,7 +72,7 @@ import msgspec
 from rocksdict import Options, Rdict, WriteBatch, WriteOptions
 
 from consensus.io import SafetyRecord
-from consensus.messages import Block, Certificate, Vote, VoteKind
+from consensus.messages import Block, Certificate, EpochEndProof, Vote, VoteKind
 from consensus.types import ZERO_DIGEST
 from sequencer_net.mempool.transaction import tx_hash
 
@@ -91,6 +103,10 @@ BATCH_ACK_PREFIX: Final = b"ak/"
 BATCH_CERTIFICATE_PREFIX: Final = b"bc/"
 OWN_SHARES_PREFIX: Final = b"ds/"
 ORDER_SEED_PREFIX: Final = b"os/"
+EPOCH_SAFETY_PREFIX: Final = b"es/"
+EPOCH_CERTIFICATE_PREFIX: Final = b"ec/"
+EPOCH_END_PREFIX: Final = b"ep/"
+EPOCH_EVIDENCE_PREFIX: Final = b"ee/"
 
 KEY_LAYOUT: Final[dict[str, bytes]] = {
     "safety record": SAFETY_KEY,
@@ -118,6 +134,12 @@ KEY_LAYOUT: Final[dict[str, bytes]] = {
     "held batch certificate by digest": BATCH_CERTIFICATE_PREFIX,
     "own decryption shares by height": OWN_SHARES_PREFIX,
     "order seed by height": ORDER_SEED_PREFIX,
+    "safety record of a later epoch": EPOCH_SAFETY_PREFIX,
+    "certificate of a later epoch by epoch, view, kind": EPOCH_CERTIFICATE_PREFIX,
+    "epoch-end proof by epoch": EPOCH_END_PREFIX,
+    "equivocation evidence of a later epoch by epoch, offender, view, kind": (
+        EPOCH_EVIDENCE_PREFIX
+    ),
 }
 """Every key family; no prefix is a prefix of another (tests check it)."""
 
@@ -155,6 +177,14 @@ def _u64(value: int) -> bytes:
     return value.to_bytes(_U64, "big")
 
 
+def _safety_key(epoch: int) -> bytes:
+    return SAFETY_KEY if epoch == 0 else EPOCH_SAFETY_PREFIX + _u64(epoch)
+
+
+def _certificate_prefix(epoch: int) -> bytes:
+    return CERTIFICATE_PREFIX if epoch == 0 else EPOCH_CERTIFICATE_PREFIX + _u64(epoch)
+
+
 def _read_u64(data: bytes, what: str) -> int:
     if len(data) != _U64:
         raise CorruptStore(f"{what} is {len(data)} bytes, expected {_U64}")
@@ -167,6 +197,7 @@ _safety_decoder = msgspec.msgpack.Decoder(SafetyRecord)
 _block_decoder = msgspec.msgpack.Decoder(Block)
 _certificate_decoder = msgspec.msgpack.Decoder(Certificate)
 _evidence_decoder = msgspec.msgpack.Decoder(EvidenceRecord)
+_proof_decoder = msgspec.msgpack.Decoder(EpochEndProof)
 
 
 def _decode(decoder: msgspec.msgpack.Decoder[_T], data: bytes, what: str) -> _T:
@@ -203,20 +234,24 @@ class NodeStore:
             self._tip = self._read_tip()
             stored = self._db.get(PENDING_SEQUENCE_KEY)
             self._next_arrival = 0 if stored is None else _read_u64(stored, "pending sequence")
-            self._evidence_count = sum(1 for _ in self._scan(EVIDENCE_PREFIX))
+            self._evidence_count = sum(1 for _ in self._scan(EVIDENCE_PREFIX)) + sum(
+                1 for _ in self._scan(EPOCH_EVIDENCE_PREFIX)
+            )
         except CorruptStore:
             self.close()  # release RocksDB's lock: the caller never gets this object
             raise
 
     # ---- consensus safety ------------------------------------------------------------
 
-    def save_vote(self, record: SafetyRecord, blocks: Sequence[Block] = ()) -> None:
-        """Durably write the safety record (and the blocks voted for) in one synced
-        batch. Call before the vote, or the proposal, leaves the node."""
+    def save_vote(
+        self, record: SafetyRecord, blocks: Sequence[Block] = (), *, epoch: int = 0
+    ) -> None:
+        """Durably write `epoch`'s safety record (and the blocks voted for) in one
+        synced batch. Call before the vote, or the proposal, leaves the node."""
         batch = WriteBatch(raw_mode=True)
         for block in blocks:
             self._put_voted_block(batch, block)
-        batch.put(SAFETY_KEY, _encoder.encode(record))
+        batch.put(_safety_key(epoch), _encoder.encode(record))
         self._db.write(batch, self._synced)
 
     def store_block(self, block: Block, *, synced: bool = True) -> None:
@@ -231,8 +266,8 @@ class NodeStore:
         batch.put(VOTED_BLOCK_PREFIX + digest, _encoder.encode(block))
         batch.put(VOTED_HEIGHT_PREFIX + _u64(block.height) + digest, b"")
 
-    def load_safety(self) -> SafetyRecord | None:
-        data = self._db.get(SAFETY_KEY)
+    def load_safety(self, *, epoch: int = 0) -> SafetyRecord | None:
+        data = self._db.get(_safety_key(epoch))
         return None if data is None else _decode(_safety_decoder, data, "safety record")
 
     def get_voted_block(self, digest: bytes) -> Block | None:
@@ -250,14 +285,16 @@ class NodeStore:
             blocks.append(block)
         return blocks
 
-    def save_certificate(self, cert: Certificate) -> None:
-        """Keep a certificate (unsynced). A finalization drops every certificate of a
-        lower view, as consensus/io.py `StoreCertificate` allows."""
+    def save_certificate(self, cert: Certificate, *, epoch: int = 0) -> None:
+        """Keep a certificate of `epoch` (unsynced). A finalization drops every
+        certificate of a lower view of that epoch, as consensus/io.py
+        `StoreCertificate` allows."""
         batch = WriteBatch(raw_mode=True)
+        prefix = _certificate_prefix(epoch)
         if cert.kind == VoteKind.FINALIZE:
-            batch.delete_range(CERTIFICATE_PREFIX, CERTIFICATE_PREFIX + _u64(cert.view))
+            batch.delete_range(prefix, prefix + _u64(cert.view))
         encoded = _encoder.encode(cert)
-        batch.put(CERTIFICATE_PREFIX + _u64(cert.view) + bytes([cert.kind]), encoded)
+        batch.put(prefix + _u64(cert.view) + bytes([cert.kind]), encoded)
         if cert.kind == VoteKind.FINALIZE:
             batch.put(OWN_FINALIZATION_PREFIX + _u64(cert.height) + cert.block, encoded)
         self._db.write(batch, self._unsynced)
@@ -288,20 +325,35 @@ class NodeStore:
             return True
         return any(True for _ in self._scan(OWN_FINALIZATION_PREFIX + _u64(height)))
 
-    def certificates_at(self, view: int) -> list[Certificate]:
-        """The stored notarization and nullification of `view`, if any."""
+    def certificates_at(self, view: int, *, epoch: int = 0) -> list[Certificate]:
+        """The stored notarization and nullification of `view` of `epoch`, if any."""
         out = []
+        prefix = _certificate_prefix(epoch)
         for kind in (VoteKind.NOTARIZE, VoteKind.NULLIFY):
-            data = self._db.get(CERTIFICATE_PREFIX + _u64(view) + bytes([kind]))
+            data = self._db.get(prefix + _u64(view) + bytes([kind]))
             if data is not None:
                 out.append(_decode(_certificate_decoder, data, "certificate"))
         return out
 
-    def save_evidence(self, record: EvidenceRecord) -> bool:
-        """Keep evidence of equivocation (unsynced: peers report it again). False when
-        the same offence is already stored or the store holds its bound."""
+    # ---- validator-set epochs ---------------------------------------------------------
+
+    def save_epoch_end(self, proof: EpochEndProof) -> None:
+        """Durably keep the proof that `proof.epoch` ended (synced): the node is in
+        the next epoch from this write on, so it precedes the next instance and
+        every copy of the proof sent. The caller verified it."""
+        key = EPOCH_END_PREFIX + _u64(proof.epoch)
+        self._db.put(key, _encoder.encode(proof), self._synced)
+
+    def epoch_end(self, epoch: int) -> EpochEndProof | None:
+        data = self._db.get(EPOCH_END_PREFIX + _u64(epoch))
+        return None if data is None else _decode(_proof_decoder, data, "epoch-end proof")
+
+    def save_evidence(self, record: EvidenceRecord, *, epoch: int = 0) -> bool:
+        """Keep evidence of equivocation in `epoch` (unsynced: peers report it
+        again). False when the same offence is already stored or the store holds
+        its bound (across all epochs)."""
         key = (
-            EVIDENCE_PREFIX
+            (EVIDENCE_PREFIX if epoch == 0 else EPOCH_EVIDENCE_PREFIX + _u64(epoch))
             + record.offender.to_bytes(_U32, "big")
             + _u64(record.first.view)
             + bytes([record.second.kind])
@@ -312,25 +364,29 @@ class NodeStore:
         self._evidence_count += 1
         return True
 
-    def load_evidence(self, limit: int = 1000) -> list[EvidenceRecord]:
-        """Stored evidence, by offender then view, at most `limit` records."""
+    def load_evidence(self, limit: int = 1000, *, epoch: int = 0) -> list[EvidenceRecord]:
+        """Stored evidence of `epoch`, by offender then view, at most `limit` records."""
         out: list[EvidenceRecord] = []
-        for _, data in self._scan(EVIDENCE_PREFIX):
+        prefix = EVIDENCE_PREFIX if epoch == 0 else EPOCH_EVIDENCE_PREFIX + _u64(epoch)
+        for _, data in self._scan(prefix):
             if len(out) >= limit:
                 break
             out.append(_decode(_evidence_decoder, data, "evidence"))
         return out
 
-    def load_certificates(self) -> list[Certificate]:
-        """Stored certificates at or above the highest finalization's view, by view."""
+    def load_certificates(self, *, epoch: int = 0, first_height: int = 1) -> list[Certificate]:
+        """Stored certificates of `epoch` at or above its highest finalization's
+        view, by view. `first_height` is the epoch's first height: the tip's
+        finalization sets the floor only when the tip is in the epoch."""
         certs = []
-        for key, data in self._scan(CERTIFICATE_PREFIX):
-            if len(key) != len(CERTIFICATE_PREFIX) + _U64 + 1:
+        prefix = _certificate_prefix(epoch)
+        for key, data in self._scan(prefix):
+            if len(key) != len(prefix) + _U64 + 1:
                 raise CorruptStore(f"certificate key of {len(key)} bytes")
             certs.append(_decode(_certificate_decoder, data, "certificate"))
         floor = max((c.view for c in certs if c.kind == VoteKind.FINALIZE), default=0)
         height, _, _ = self._tip
-        if height > 0:
+        if height >= max(first_height, 1):
             finalization = self.finalization_at(height)
             if finalization is not None:
                 floor = max(floor, finalization.view)

@@ -12,6 +12,8 @@
                                 # equivocation fault (a fork attack, docs/testnet.md)
     encryption = true           # deal a threshold encryption key (docs/fairness.md)
     encryption_threshold = 2    # optional: t, default f + 1; must be in f+1..n-f
+    rotate_every = 50           # optional: a new validator-set epoch every this many
+                                # heights (weights change; docs/operator.md)
 
     [load]
     rate = 200                  # signed tx/s submitted while `up` runs; 0 = none
@@ -49,6 +51,9 @@ from sequencer_net.fairness.tdh2 import ThresholdError, check_threshold
 
 MAX_TESTNET_VALIDATORS = 64
 """Processes on one machine; beyond a few dozen the host, not the protocol, is measured."""
+
+MIN_ROTATE_EVERY = 2
+"""The shortest validator-set epoch a testnet rotates through, in heights."""
 
 DEFAULT_VALIDATORS = 4
 DEFAULT_VIEW_TIMEOUT_MS = 1000
@@ -109,6 +114,9 @@ class NetworkSpec:
     """Deal a threshold key into genesis and the homes (the encrypted mempool)."""
     encryption_threshold: int | None = None
     """t of the threshold key; None: f + 1."""
+    rotate_every: int | None = None
+    """Heights per validator-set epoch (sequencer_net.testnet.network
+    `rotation_epochs`); None: one epoch, the set never changes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,10 +160,12 @@ class Manifest:
         duration_s: float | None = None,
         mix: Mix | None = None,
         l1: bool | None = None,
+        rotate_every: int | None = None,
     ) -> Manifest:
         """The manifest with CLI flags applied, checked again (e.g. `-n` vs perturbations).
 
         `l1` False turns the local L1 off (`--no-l1`); True or None keeps the manifest's.
+        `rotate_every` (`--rotate-every`) replaces the manifest's.
         """
         network = self.network
         if validators is not None and validators != network.validators:
@@ -166,6 +176,8 @@ class Manifest:
                     f"{len(weights)} weights in [network]"
                 )
             network = replace(network, validators=validators)
+        if rotate_every is not None:
+            network = replace(network, rotate_every=rotate_every)
         load = self.load if rate is None else replace(self.load, rate=rate)
         load = load if mix is None else replace(load, mix=mix)
         l1_spec = replace(self.l1, enabled=False) if l1 is False else self.l1
@@ -189,6 +201,7 @@ _NETWORK_KEYS = {
     "equivocators",
     "encryption",
     "encryption_threshold",
+    "rotate_every",
 }
 _LOAD_KEYS = {"rate", "accounts", "seed", "namespace", "payload_bytes", "mix"}
 _L1_KEYS = {"enabled", "block_time_s", "inclusion_window", "escape_delay"}
@@ -231,6 +244,7 @@ def parse_manifest(text: str, *, source: str = "<manifest>") -> Manifest:
         encryption_threshold=_optional_int(
             network_table, "encryption_threshold", where, "network."
         ),
+        rotate_every=_optional_int(network_table, "rotate_every", where, "network."),
     )
     load = LoadSpec(
         rate=_number(load_table, "rate", DEFAULT_LOAD_RATE, where, "load."),
@@ -297,6 +311,10 @@ def check_manifest(manifest: Manifest) -> None:
             check_threshold(network.validators, network.encryption_threshold)
         except ThresholdError as exc:
             raise where.error("network.encryption_threshold", str(exc)) from None
+    if network.rotate_every is not None and not MIN_ROTATE_EVERY <= network.rotate_every < 2**32:
+        raise where.error(
+            "network.rotate_every", f"must be between {MIN_ROTATE_EVERY} and 2**32 - 1 heights"
+        )
     if network.chain_id is not None and not 0 < network.chain_id < 2**63:
         raise where.error("network.chain_id", "must be between 1 and 2**63 - 1")
     if load.rate < 0:

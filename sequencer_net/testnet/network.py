@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sequencer_net.client import SeqnetApiError, SeqnetClient
 from sequencer_net.testnet.accounts import (
@@ -68,6 +68,10 @@ from sequencer_net.testnet.processes import (
     spawn,
     stop_processes,
 )
+
+if TYPE_CHECKING:
+    from sequencer_net.fairness.tdh2 import PublicKeySet
+    from sequencer_net.home.genesis import LocalEpoch
 
 DEFAULT_TESTNET_DIR = Path(".seqnet-testnet")
 DEFAULT_HOST = "127.0.0.1"
@@ -149,6 +153,34 @@ def testnet_oracle(manifest: Manifest) -> dict[str, Any]:
     return {"source": "simulated", "seed": manifest.load.seed}
 
 
+ROTATION_EPOCHS = 100
+"""Later epochs a rotating testnet's genesis lists; the last one never ends."""
+
+
+def rotation_epochs(
+    network: NetworkSpec, threshold_keys: PublicKeySet | None
+) -> tuple[LocalEpoch, ...]:
+    """The epochs of a testnet whose set changes every `rotate_every` heights: the
+    same validators (the node does not run joins and leaves yet), and in epoch k
+    every validator's weight doubled but validator (k - 1) mod n's, in turn; any
+    one validator down leaves a quorum in every epoch (n = 4: weights 2, 2, 2, 1
+    of 7, quorum 5). Every epoch keeps the testnet's one threshold key (its
+    members are the same)."""
+    from sequencer_net.home.genesis import LocalEpoch
+
+    every = network.rotate_every
+    if every is None:
+        return ()
+    n = network.validators
+    base = list(network.weights) if network.weights is not None else [1] * n
+    epochs = []
+    for k in range(1, ROTATION_EPOCHS + 1):
+        kept = (k - 1) % n
+        weights = tuple(w if i == kept else 2 * w for i, w in enumerate(base))
+        epochs.append(LocalEpoch(1 + k * every, tuple(range(n)), weights, threshold_keys))
+    return tuple(epochs)
+
+
 def write_validator_homes(
     directory: Path, manifest: Manifest, base_port: int, host: str
 ) -> list[NodeSpec]:
@@ -170,6 +202,9 @@ def write_validator_homes(
     With the manifest's encryption on (the default), a threshold key is dealt
     (t = `encryption_threshold`, default f + 1): genesis gets its `threshold`
     section and each home its share, `threshold.key` (mode 0600).
+
+    With the manifest's `rotate_every`, genesis lists later validator-set
+    epochs (`rotation_epochs`).
     """
     from sequencer_net.api.admin_auth import new_admin_token, write_admin_token_file
     from sequencer_net.home.genesis import make_local_genesis, write_genesis
@@ -201,6 +236,7 @@ def write_validator_homes(
         market_operator=market_operator_key(manifest.load.seed).address,
         fund_admin=True,  # validator 0 governs: its transactions pay fees too
         threshold_keys=threshold_keys,
+        epochs=rotation_epochs(network, threshold_keys),
     )
     l1_config = None
     if manifest.l1.enabled:

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 
 from consensus.crypto import PrivateKey, keccak256
-from sequencer_net.home.genesis import Genesis, make_local_genesis
+from sequencer_net.home.genesis import Genesis, LocalEpoch, make_local_genesis
 from sequencer_net.home.setup import init_home
 from sequencer_net.home.threshold import deal_network_key
 from sequencer_net.mempool.transaction import encode_transaction, sign_transaction
@@ -79,11 +79,13 @@ class LocalNetwork:
         view_timeout_ms: int = 1000,
         full_nodes: int = 0,
         encryption: bool = False,
+        epochs: tuple[LocalEpoch, ...] = (),
     ) -> LocalNetwork:
         """`full_nodes` full-node homes too (indices n, n+1, ...; start them with
         `start`); the validators then keep that many non-validator slots.
         `encryption`: a threshold key (t = f + 1, dealt from a fixed seed) in
-        genesis and each validator's share in its home."""
+        genesis and each validator's share in its home. `epochs`: later
+        validator-set epochs of the genesis (members index the n validators)."""
         secrets = [keccak256(b"seqnet-test-validator-%d" % i) for i in range(n)]
         keys, shares = (
             deal_network_key(n, rng=random.Random(n).randbytes) if encryption else (None, [])
@@ -99,6 +101,7 @@ class LocalNetwork:
             # Every transaction pays a fee: the test users hold collateral for it.
             funded_accounts=[_user_key(label).address for label in USER_LABELS],
             threshold_keys=keys,
+            epochs=epochs,
         )
         for i in range(n):
             v = genesis.validators[i]

@@ -133,6 +133,7 @@ def test_full_manifest_round_trip() -> None:
         ("[l1]\ninclusion_window = 0", "l1.inclusion_window must be between 1 and"),
         ("[l1]\nescape_delay = 4294967296", "l1.escape_delay must be between 1 and"),
         ("[l1]\nrpc_url = 'x'", "l1.rpc_url is not a manifest key"),
+        ("[network]\nrotate_every = 1", "network.rotate_every must be between 2 and"),
     ],
 )
 def test_bad_manifests_are_rejected_with_the_key_named(text: str, fragment: str) -> None:
@@ -201,3 +202,33 @@ def test_testnet_validators_leave_slots_for_full_nodes(tmp_path: Path) -> None:
     assert FULL_NODE_SLOTS > 0
     for spec in specs:
         assert load_config(spec.home).p2p.max_non_validator_connections == FULL_NODE_SLOTS
+
+
+def test_a_rotating_testnet_genesis_changes_weights_every_n_heights(tmp_path: Path) -> None:
+    """`rotate_every` (or `--rotate-every`): epochs every N heights, same members,
+    and any one validator down leaves a quorum in every epoch."""
+    from consensus.types import ValidatorIndex
+    from sequencer_net.home.genesis import load_genesis
+    from sequencer_net.node.epochs import check_supported
+    from sequencer_net.testnet.network import GENESIS_FILE, ROTATION_EPOCHS, write_validator_homes
+
+    assert parse_manifest("[network]\nrotate_every = 30").network.rotate_every == 30
+    assert Manifest().network.rotate_every is None
+    manifest = parse_manifest("[network]\nencryption = false").with_overrides(rotate_every=25)
+    write_validator_homes(tmp_path, manifest, 36700, "127.0.0.1")
+    genesis = load_genesis(tmp_path / GENESIS_FILE)
+    check_supported(genesis)  # the node runs it
+    schedule = genesis.schedule()
+    assert len(schedule) == 1 + ROTATION_EPOCHS
+    assert [schedule.epoch(k).first_height for k in range(4)] == [1, 26, 51, 76]
+    assert [v.weight for v in genesis.epoch_validators(1)] == [1, 2, 2, 2]
+    assert [v.weight for v in genesis.epoch_validators(2)] == [2, 1, 2, 2]
+    for epoch in schedule.epochs:
+        validators = epoch.validators
+        for down in range(len(validators)):
+            rest = [ValidatorIndex(i) for i in range(len(validators)) if i != down]
+            assert validators.weight_of(rest) >= validators.quorum_weight
+    # Without the option the genesis has one epoch, as before.
+    (tmp_path / "plain").mkdir()
+    write_validator_homes(tmp_path / "plain", Manifest(), 36800, "127.0.0.1")
+    assert load_genesis(tmp_path / "plain" / GENESIS_FILE).epochs == ()
