@@ -177,10 +177,16 @@ def load(
     else:
         first_nonces, operator_nonce = [start_nonce] * config.accounts, start_nonce
     signer = transaction_signer(domain, fees=fees)
+    chain_height = None
     if encrypt:
-        signer = _encrypting(signer, domain, urls[0])
+        signer, chain_height = _encrypting(signer, domain, urls[0])
     generator = LoadGenerator(
-        urls, config, signer, first_nonces=first_nonces, operator_nonce=operator_nonce
+        urls,
+        config,
+        signer,
+        first_nonces=first_nonces,
+        operator_nonce=operator_nonce,
+        chain_height=chain_height,
     )
     console.print(
         f"load: {rate:g} tx/s{' encrypted' if encrypt else ''} for {duration:g} s, "
@@ -216,19 +222,20 @@ ENCRYPTED_LOAD_EXPIRY_BLOCKS = 1_000_000
 """Blocks after the node's height the load's encrypted transactions stay orderable."""
 
 
-def _encrypting(signer: Any, domain: Any, url: str) -> Any:
-    """`signer` sealing to the key the node reports (`--encrypt`)."""
+def _encrypting(signer: Any, domain: Any, url: str) -> tuple[Any, Any]:
+    """`signer` sealing to the keys the node reports (`--encrypt`), and the chain
+    height it reads to pick the epoch's key (the load keeps it current)."""
     from sequencer_net.client import SeqnetApiError, SeqnetClient
-    from sequencer_net.client.encrypted import NetworkKey, NoNetworkKey
-    from sequencer_net.testnet.load import encrypting_signer
+    from sequencer_net.client.encrypted import NetworkKeys, NoNetworkKey
+    from sequencer_net.testnet.load import ChainHeight, encrypting_signer
 
     try:
         with SeqnetClient(url, timeout=5.0) as client:
-            network = NetworkKey.from_validators(client.validators())
-            height = int(client.status()["height"])
+            keys = NetworkKeys.from_validators(client.validators())
+            height = ChainHeight(int(client.status()["height"]))
     except (SeqnetApiError, NoNetworkKey, KeyError, ValueError) as exc:
         raise click.ClickException(f"--encrypt: cannot read the network key: {exc}") from exc
-    return encrypting_signer(signer, domain, network, height + ENCRYPTED_LOAD_EXPIRY_BLOCKS)
+    return encrypting_signer(signer, domain, keys, height, ENCRYPTED_LOAD_EXPIRY_BLOCKS), height
 
 
 def _testnet_fees(net: Any) -> Any:

@@ -202,6 +202,7 @@ class Follower:
             for block, cert in verified:
                 if not await self._batches_match(block, peer):
                     return False
+                self._keep_epoch_end(block)
                 await self.commits.send(Commit(block, cert))
                 self.next_height = block.height + 1
                 self.parent = block.digest()
@@ -210,6 +211,17 @@ class Follower:
         if not caught_up:
             await trio.sleep(RETRY_S - POLL_S)
         return False
+
+    def _keep_epoch_end(self, block: Block) -> None:
+        """Store the end proof that proved an epoch's last block (verified with it
+        by `verify_blocks`), so this node's API can prove that block to subscribers
+        when no certificate of its own exists."""
+        if self.epochs is None:
+            return
+        number = self.epochs.schedule.epoch_of(block.height).number
+        proof = self.proofs.get(number)
+        if proof is not None and self.epochs.schedule.last_height(number) == block.height:
+            self.store.save_epoch_end(proof)
 
     async def _verify(self, answer: FollowBlocksAnswer) -> list[tuple[Block, Certificate]]:
         return await trio.to_thread.run_sync(
@@ -476,6 +488,7 @@ class FullNode(NodeBase):
             commit_feed=self.status.feed,
             validators=self.validators_document,
             schedule=self.genesis.schedule(),
+            epoch_end_proof=self.store.epoch_end,
         )
         api_options = ApiOptions.from_config(self.config)
         async with trio.open_nursery() as nursery:

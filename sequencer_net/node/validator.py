@@ -470,6 +470,7 @@ class ValidatorNode(NodeBase):
                 post_interval_s=l1.post_interval_ms / 1000,
                 takeover_blocks=l1.takeover_blocks,
                 poll_s=poll_s,
+                schedule=self.genesis.schedule(),
             )
         elif l1.post:
             log.warning("event=l1_posting_off reason=no_commitments_address")
@@ -619,6 +620,7 @@ class ValidatorNode(NodeBase):
             commit_feed=self.status.feed,
             validators=self.validators_document,
             schedule=self.genesis.schedule(),
+            epoch_end_proof=self.store.epoch_end,
         )
         api_options = ApiOptions.from_config(  # reads the admin token: fail early
             self.config, genesis_view_timeout_ms=self.genesis.view_timeout_ms

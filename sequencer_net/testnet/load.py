@@ -55,7 +55,7 @@ from sequencer_net.client import (
     SubmitResult,
     signed_transaction,
 )
-from sequencer_net.client.encrypted import NetworkKey, seal_transaction
+from sequencer_net.client.encrypted import NetworkKeys, seal_transaction
 from sequencer_net.testnet.manifest import MIXES, LoadSpec, Mix
 from sequencer_net.testnet.market import (
     MarketTraffic,
@@ -68,6 +68,7 @@ from sequencer_net.testnet.market import (
 
 __all__ = [
     "MIXES",
+    "ChainHeight",
     "LoadConfig",
     "LoadGenerator",
     "Mix",
@@ -90,15 +91,35 @@ def transaction_signer(
     return sign
 
 
+@dataclass(slots=True)
+class ChainHeight:
+    """The chain's committed height as the load last read it (`LoadGenerator`
+    refreshes it from node 0's status while it runs)."""
+
+    value: int
+
+
+HEIGHT_POLL_S = 0.5
+"""How often a load that seals envelopes re-reads the chain's height."""
+
+
 def encrypting_signer(
-    sign: TxSigner, domain: Domain, network: NetworkKey, expiry_height: int
+    sign: TxSigner,
+    domain: Domain,
+    keys: NetworkKeys,
+    height: ChainHeight,
+    expiry_blocks: int,
 ) -> TxSigner:
-    """`sign`, then seal what it signed to the network's threshold key
-    (docs/fairness.md): the load then sends encrypted transactions only."""
+    """`sign`, then seal what it signed to the threshold key of the epoch the next
+    block is in (docs/fairness.md), expiring `expiry_blocks` later or at that
+    epoch's end, whichever is first: the load then sends encrypted transactions
+    only, and follows the chain's validator-set epochs as `height` moves."""
 
     def seal_signed(key: PrivateKey, nonce: int, namespace: int, payload: bytes) -> bytes:
         inner = sign(key, nonce, namespace, payload)
-        return seal_transaction(key, domain, inner, network, expiry_height=expiry_height)
+        next_height = height.value + 1
+        expiry = keys.clamp_expiry(next_height, next_height + expiry_blocks)
+        return seal_transaction(key, domain, inner, keys.at(next_height), expiry_height=expiry)
 
     return seal_signed
 
@@ -305,12 +326,16 @@ class LoadGenerator:
         *,
         first_nonces: Sequence[int] | None = None,
         operator_nonce: int = 0,
+        chain_height: ChainHeight | None = None,
     ) -> None:
+        """`chain_height`, when given, is kept current from node 0's status while
+        the load runs (an `encrypting_signer` reads it)."""
         if not urls:
             raise ValueError("the load generator needs at least one node URL")
         self.urls = list(urls)
         self.config = config
         self.signer = signer
+        self.chain_height = chain_height
         self.stats = LoadStats()
         nonces = list(first_nonces or [])[: config.accounts]
         nonces += [0] * (config.accounts - len(nonces))
@@ -377,6 +402,8 @@ class LoadGenerator:
             self.stats.started_at = trio.current_time()
             try:
                 async with trio.open_nursery() as pollers:
+                    if self.chain_height is not None:
+                        pollers.start_soon(self._follow_height, self.chain_height)
                     async with trio.open_nursery() as senders:
                         await self._pace(senders, pollers)
                     self.stats.finished_at = trio.current_time()
@@ -479,6 +506,16 @@ class LoadGenerator:
             if is_retryable_rejection(status, code, message):
                 pending.account.give_back(pending.nonce)
                 self._resend.append(pending)
+
+    async def _follow_height(self, height: ChainHeight) -> None:
+        """Re-read node 0's height until cancelled (the end of the run)."""
+        while True:
+            await trio.sleep(HEIGHT_POLL_S)
+            try:
+                status = await self._nodes[0].client.status()
+                height.value = max(height.value, int(status["height"]))
+            except (SeqnetApiError, KeyError, TypeError, ValueError):
+                continue  # node 0 busy or down: seal to the last height seen
 
     async def _track_commit(self, node: _Node, tx_hash: str, submitted_at: float) -> None:
         config = self.config

@@ -153,19 +153,21 @@ def testnet_oracle(manifest: Manifest) -> dict[str, Any]:
     return {"source": "simulated", "seed": manifest.load.seed}
 
 
-ROTATION_EPOCHS = 100
-"""Later epochs a rotating testnet's genesis lists; the last one never ends."""
+ROTATION_EPOCHS = 24
+"""Later epochs a rotating testnet's genesis lists; the last one never ends. Few enough
+that Commitments' deployment (about 23 million gas before any epoch) fits a 30 million gas
+block with every epoch's first height and set hash."""
 
 
 def rotation_epochs(
-    network: NetworkSpec, threshold_keys: PublicKeySet | None
+    network: NetworkSpec, epoch_keys: Sequence[PublicKeySet] = ()
 ) -> tuple[LocalEpoch, ...]:
     """The epochs of a testnet whose set changes every `rotate_every` heights: the
     same validators (the node does not run joins and leaves yet), and in epoch k
     every validator's weight doubled but validator (k - 1) mod n's, in turn; any
     one validator down leaves a quorum in every epoch (n = 4: weights 2, 2, 2, 1
-    of 7, quorum 5). Every epoch keeps the testnet's one threshold key (its
-    members are the same)."""
+    of 7, quorum 5). With encryption on, `epoch_keys[k]` is epoch k's own
+    threshold key (`deal_epoch_keys`; epoch 0's is genesis's `threshold`)."""
     from sequencer_net.home.genesis import LocalEpoch
 
     every = network.rotate_every
@@ -177,7 +179,8 @@ def rotation_epochs(
     for k in range(1, ROTATION_EPOCHS + 1):
         kept = (k - 1) % n
         weights = tuple(w if i == kept else 2 * w for i, w in enumerate(base))
-        epochs.append(LocalEpoch(1 + k * every, tuple(range(n)), weights, threshold_keys))
+        keys = epoch_keys[k] if epoch_keys else None
+        epochs.append(LocalEpoch(1 + k * every, tuple(range(n)), weights, keys))
     return tuple(epochs)
 
 
@@ -204,22 +207,26 @@ def write_validator_homes(
     section and each home its share, `threshold.key` (mode 0600).
 
     With the manifest's `rotate_every`, genesis lists later validator-set
-    epochs (`rotation_epochs`).
+    epochs (`rotation_epochs`), and with encryption on each epoch gets its own
+    dealt key: each home holds its share of every epoch
+    (`threshold.epoch<e>.key`).
     """
     from sequencer_net.api.admin_auth import new_admin_token, write_admin_token_file
     from sequencer_net.home.genesis import make_local_genesis, write_genesis
     from sequencer_net.home.keystore import generate_secret
     from sequencer_net.home.local_markets import genesis_markets, local_markets
     from sequencer_net.home.setup import init_home
-    from sequencer_net.home.threshold import deal_network_key
+    from sequencer_net.home.threshold import deal_epoch_keys, member_key_shares
 
     network = manifest.network
     secrets = [generate_secret() for _ in range(network.validators)]
-    threshold_keys, key_shares = (
-        deal_network_key(network.validators, network.encryption_threshold)
+    epochs = 1 + (ROTATION_EPOCHS if network.rotate_every is not None else 0)
+    dealt = (
+        deal_epoch_keys([network.validators] * epochs, network.encryption_threshold)
         if network.encryption
-        else (None, [])
+        else []
     )
+    epoch_keys = [keys for keys, _ in dealt]
     p2p_base, api_base = node_ports(base_port, 0)
     genesis_time_ms = int(time.time() * 1000)
     genesis = make_local_genesis(
@@ -235,8 +242,8 @@ def write_validator_homes(
         markets=genesis_markets(local_markets(genesis_time_ms // 1000)),
         market_operator=market_operator_key(manifest.load.seed).address,
         fund_admin=True,  # validator 0 governs: its transactions pay fees too
-        threshold_keys=threshold_keys,
-        epochs=rotation_epochs(network, threshold_keys),
+        threshold_keys=epoch_keys[0] if epoch_keys else None,
+        epochs=rotation_epochs(network, epoch_keys),
     )
     l1_config = None
     if manifest.l1.enabled:
@@ -274,7 +281,11 @@ def write_validator_homes(
             oracle=testnet_oracle(manifest),
             l1=l1_config,
             max_non_validator_connections=FULL_NODE_SLOTS,
-            key_share=key_shares[index] if key_shares else None,
+            key_shares=(
+                member_key_shares(genesis, [shares for _, shares in dealt], validator.address)
+                if dealt
+                else None
+            ),
         )
         if network.equivocators:
             # Slow, steady views on the idle network of a fork attack: the
