@@ -78,3 +78,27 @@ def test_a_transaction_sealed_for_a_height_passes_that_heights_intake() -> None:
             key, domain, inner, keys.at(height), expiry_height=height + 50, rng=rng
         )
         assert open_encrypted(wire, domain, rules, height).key_epoch == keys.at(height).key_epoch
+
+
+def test_the_load_seals_to_the_epoch_of_the_height_it_last_read() -> None:
+    """`seqnet load --encrypt`: the signer follows the chain height the load
+    keeps current, so it seals to each epoch's key in turn and its envelopes
+    expire no later than their epoch's end."""
+    from sequencer_net.testnet.load import ChainHeight, encrypting_signer, transaction_signer
+
+    domain = GENESIS.domain()
+    height = ChainHeight(10)
+    rules = EnvelopeRules(
+        public_key=DEALT[0][0].public_key,
+        key_epoch=0,
+        later=(LaterKey(1, 20, DEALT[1][0].public_key),),
+    )
+    seal = encrypting_signer(
+        transaction_signer(domain), domain, NetworkKeys.from_genesis(GENESIS), height, 1000
+    )
+    key = PrivateKey(secret_for(9))
+    before = open_encrypted(seal(key, 0, 1, b"order"), domain, rules, 11)
+    assert (before.key_epoch, before.expiry_height) == (0, 19)
+    height.value = 19  # the next block is epoch 1's first
+    after = open_encrypted(seal(key, 1, 1, b"order"), domain, rules, 20)
+    assert (after.key_epoch, after.expiry_height) == (1, 1020)

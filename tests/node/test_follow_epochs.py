@@ -133,3 +133,37 @@ async def test_validators_serve_end_proofs_to_full_nodes(tmp_path: Path) -> None
         assert await server.answer("peer", encode_epoch_end_request(0)[:1] + b"\xff") == b""
     with pytest.raises(ForgedAnswer):
         decode_epoch_end_answer(b"\x01\x02")
+
+
+def test_a_full_node_keeps_the_end_proof_that_proved_an_epochs_last_block(
+    tmp_path: Path,
+) -> None:
+    """Its API proves that block to subscribers from the stored proof (no own
+    certificate exists); a proof is kept only when it proved the epoch's last block."""
+    import trio
+
+    from sequencer_net.node.full import Follower
+
+    genesis = _genesis()
+    chain, tail = _chain(genesis)
+    proof = EpochEndProof(0, LAST_OF_EPOCH_0, _finalization(genesis, 0, tail, [0, 1, 2]), [tail])
+    send, _ = trio.open_memory_channel[object](1)
+    with NodeStore(tmp_path / "db", sync=False) as store:
+        follower = Follower(
+            p2p=None,  # type: ignore[arg-type]
+            store=store,
+            pool=None,  # type: ignore[arg-type]
+            fetcher=None,  # type: ignore[arg-type]
+            validators=genesis.validator_set(),
+            verifier=_epochs(genesis).verifiers[0],
+            commits=send,  # type: ignore[arg-type]
+            epochs=_epochs(genesis),
+        )
+        follower._keep_epoch_end(chain[LAST_OF_EPOCH_0 - 1])
+        assert store.epoch_end(0) is None  # no proof fetched: the block had its own certificate
+        follower.proofs[0] = proof
+        follower._keep_epoch_end(chain[LAST_OF_EPOCH_0 - 2])  # not the last height
+        follower._keep_epoch_end(chain[LAST_OF_EPOCH_0])  # epoch 1's first block
+        assert store.epoch_end(0) is None
+        follower._keep_epoch_end(chain[LAST_OF_EPOCH_0 - 1])
+        assert store.epoch_end(0) == proof
