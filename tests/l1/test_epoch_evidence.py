@@ -34,8 +34,11 @@ from sequencer_net.l1.evidence import (
     installed_set,
     submit_evidence,
 )
+from sequencer_net.l1.evidence_watch import EpochEvidence, EvidenceWatcher
 from sequencer_net.l1.header import validator_set_hash
+from sequencer_net.l1.link import L1Link
 from sequencer_net.l1.posts import escape_posts
+from sequencer_net.l1.status import L1Status
 from sequencer_net.storage.node_store import EvidenceRecord
 from tests.l1.finalized_store import FinalizedStore
 from tests.l1.l1_chain import (
@@ -336,8 +339,11 @@ def test_the_watcher_proves_each_offence_in_its_epochs_domain(
         for offender, liar in enumerate(old[1:3], start=1):
             first, second = fork_pair(chain, liar, 2)
             assert node.store.save_evidence(EvidenceRecord(offender, first, second, "fork"))
+        # Epoch 1's instance keeps its evidence under epoch 1 (the offender is an
+        # index in epoch 1's set).
         first, second = fork_pair(chain, newcomer, 4)
-        assert node.store.save_evidence(EvidenceRecord(3, first, second, "fork"))
+        offender = [key.address for key in rotated[0]].index(newcomer.address)
+        assert node.store.save_evidence(EvidenceRecord(offender, first, second, "fork"), epoch=1)
         watcher = make_watcher(chain, node, tmp_path / "l1")
         assert trio.run(watcher.submit_stored, chain.domain.separator()) == 3
         functions = chain.commitments.functions
@@ -355,3 +361,91 @@ def test_the_watcher_proves_each_offence_in_its_epochs_domain(
         )
     finally:
         node.close()
+
+
+def test_the_watcher_sends_an_epochs_tail_votes_through_submit_evidence_of_epoch(
+    tmp_path: Path, chain: L1Chain, rotated: tuple[list[PrivateKey], list[int]]
+) -> None:
+    """Epoch 0's instance kept a fork of its tail (height 4, above its last height
+    2, signed in epoch 0's separator): only submitEvidenceOfEpoch judges it, and
+    the offence disputes height 2. A stranger's pair that epoch 1's instance kept
+    is refused by the contract and settled, without failing the round."""
+    old = chain.keys
+    stranger = validator_keys(1, tag=b"stranger")[0]
+    node = FinalizedStore.open(tmp_path / "chain", old, chain.domain)
+    fund(chain, WATCHER_KEY.address)
+    try:
+        assert node.store.save_evidence(EvidenceRecord(1, *fork_pair(chain, old[1], 4, 0), "tail"))
+        assert node.store.save_evidence(
+            EvidenceRecord(3, *fork_pair(chain, stranger, 4), "outsider"), epoch=1
+        )
+        watcher = make_watcher(chain, node, tmp_path / "l1")
+        before = chain.w3.eth.block_number
+        assert trio.run(watcher.submit_stored, chain.domain.separator()) == 1
+        (event,) = chain.commitments.events.EquivocationProven().get_logs(from_block=before + 1)
+        assert (event["args"]["validator"], event["args"]["height"], event["args"]["epoch"]) == (
+            checksums([old[1]])[0],
+            2,
+            0,
+        )
+        proof = chain.w3.eth.get_transaction(event["transactionHash"])
+        function, _ = chain.commitments.decode_function_input(proof["input"])
+        assert function.fn_name == "submitEvidenceOfEpoch"
+        assert chain.commitments.functions.offenceOfInEpoch(checksums([old[1]])[0], 0).call() == [
+            True,
+            2,
+        ]
+        assert watcher.status.last_error is not None
+        assert "EvidenceSignerNotInSet" in watcher.status.last_error
+        assert len(watcher.state.settled) == 2  # neither is tried again
+        assert trio.run(watcher.submit_stored, chain.domain.separator()) == 0
+    finally:
+        node.close()
+
+
+class ClaimedEpochs:
+    """A source (as node APIs are) that names epochs for records; only
+    `evidence` is asked by `submit_stored`."""
+
+    def __init__(self, claims: list[EpochEvidence]) -> None:
+        self.claims = claims
+
+    async def evidence(self) -> list[EpochEvidence]:
+        return self.claims
+
+    async def height(self) -> int:
+        return 0
+
+    async def view(self) -> int:
+        return 0
+
+    async def finalized(self, height: int) -> list[object]:
+        return []
+
+    async def view_certificates(self, view: int) -> list[object]:
+        return []
+
+
+def test_a_pair_named_with_the_wrong_epoch_does_not_settle_the_pair_named_rightly(
+    tmp_path: Path, chain: L1Chain, rotated: tuple[list[PrivateKey], list[int]]
+) -> None:
+    """A lying node calls epoch 1's fork at height 4 epoch 0's (a tail): in epoch
+    0's separator the votes name no one signer, so that claim is settled, and the
+    honest node's claim of the same votes is still submitted."""
+    newcomer = next(key for key in rotated[0] if key not in chain.keys)
+    record = EvidenceRecord(1, *fork_pair(chain, newcomer, 4), "fork")
+    fund(chain, WATCHER_KEY.address)
+    watcher = EvidenceWatcher(
+        link=L1Link.connect(chain.anvil.url, commitments=chain.addresses.commitments),
+        source=ClaimedEpochs([EpochEvidence(0, record), EpochEvidence(1, record)]),  # type: ignore[arg-type]
+        key=WATCHER_KEY,
+        data_dir=tmp_path / "l1",
+        status=L1Status(enabled=True),
+        confirmations=0,
+        poll_s=0.05,
+    )
+    assert trio.run(watcher.submit_stored, chain.domain.separator()) == 1
+    assert chain.commitments.functions.offenceOfInEpoch(checksums([newcomer])[0], 1).call() == [
+        True,
+        4,
+    ]
