@@ -24,7 +24,8 @@ from web3 import Web3
 from web3.types import TxReceipt
 
 from consensus.crypto import PrivateKey, keccak256
-from consensus.messages import Vote
+from consensus.messages import Certificate, Vote
+from sequencer_net.api.server import evidence_answer
 from sequencer_net.l1 import evidence
 from sequencer_net.l1.deploy import DeployEpoch
 from sequencer_net.l1.evidence import (
@@ -34,17 +35,21 @@ from sequencer_net.l1.evidence import (
     installed_set,
     submit_evidence,
 )
-from sequencer_net.l1.evidence_watch import EpochEvidence, EvidenceWatcher
+from sequencer_net.l1.evidence_watch import EpochEvidence, EvidenceWatcher, Finalized
 from sequencer_net.l1.header import validator_set_hash
 from sequencer_net.l1.link import L1Link
+from sequencer_net.l1.node_api import NodeApiSource
 from sequencer_net.l1.posts import escape_posts
 from sequencer_net.l1.status import L1Status
+from sequencer_net.mempool.mempool import Mempool
 from sequencer_net.storage.node_store import EvidenceRecord
+from tests.api.conftest import ApiWorld
 from tests.l1.finalized_store import FinalizedStore
 from tests.l1.l1_chain import (
     RESUME_DELAY,
     L1Chain,
     expect_revert,
+    node_api,
     requires_anvil,
     running_chain,
     validator_keys,
@@ -419,10 +424,10 @@ class ClaimedEpochs:
     async def view(self) -> int:
         return 0
 
-    async def finalized(self, height: int) -> list[object]:
+    async def finalized(self, height: int) -> list[Finalized]:
         return []
 
-    async def view_certificates(self, view: int) -> list[object]:
+    async def view_certificates(self, view: int) -> list[Certificate]:
         return []
 
 
@@ -437,7 +442,7 @@ def test_a_pair_named_with_the_wrong_epoch_does_not_settle_the_pair_named_rightl
     fund(chain, WATCHER_KEY.address)
     watcher = EvidenceWatcher(
         link=L1Link.connect(chain.anvil.url, commitments=chain.addresses.commitments),
-        source=ClaimedEpochs([EpochEvidence(0, record), EpochEvidence(1, record)]),  # type: ignore[arg-type]
+        source=ClaimedEpochs([EpochEvidence(0, record), EpochEvidence(1, record)]),
         key=WATCHER_KEY,
         data_dir=tmp_path / "l1",
         status=L1Status(enabled=True),
@@ -445,7 +450,47 @@ def test_a_pair_named_with_the_wrong_epoch_does_not_settle_the_pair_named_rightl
         poll_s=0.05,
     )
     assert trio.run(watcher.submit_stored, chain.domain.separator()) == 1
-    assert chain.commitments.functions.offenceOfInEpoch(checksums([newcomer])[0], 1).call() == [
-        True,
-        4,
-    ]
+    offence = chain.commitments.functions.offenceOfInEpoch(checksums([newcomer])[0], 1).call()
+    assert offence == [True, 4]
+    assert len(watcher.state.settled) == 2  # both claims, each under its own epoch
+
+
+def test_later_epochs_evidence_goes_from_a_node_api_to_the_contract(
+    tmp_path: Path, chain: L1Chain, rotated: tuple[list[PrivateKey], list[int]]
+) -> None:
+    """What `seqnet watch` does on a rotating chain: the node's /v1/evidence names
+    each record's epoch (epoch 1's fork at height 4, epoch 0's tail fork at height
+    4), and the watcher proves each in its epoch, the tail at epoch 0's last height."""
+    old, (new, powers) = chain.keys, rotated
+    newcomer = next(key for key in new if key not in old)
+    node = FinalizedStore.open(tmp_path / "chain", old, chain.domain, [(3, new, powers)])
+    fund(chain, WATCHER_KEY.address)
+    try:
+        index = new.index(newcomer)
+        fork = EvidenceRecord(index, *fork_pair(chain, newcomer, 4), "fork")
+        assert node.store.save_evidence(fork, epoch=1)
+        assert node.store.save_evidence(EvidenceRecord(1, *fork_pair(chain, old[1], 4, 0), "tail"))
+        context = ApiWorld(store=node.store, mempool=Mempool(chain.domain)).context()
+        context.schedule = node.schedule()
+        served = evidence_answer(context)
+        assert [item["epoch"] for item in served["evidence"]] == [0, 1]
+        with node_api({"/v1/evidence": served}) as url:
+            source = NodeApiSource([url])
+            watcher = EvidenceWatcher(
+                link=L1Link.connect(chain.anvil.url, commitments=chain.addresses.commitments),
+                source=source,
+                key=WATCHER_KEY,
+                data_dir=None,
+                status=L1Status(enabled=True),
+                confirmations=0,
+                poll_s=0.05,
+            )
+            try:
+                assert trio.run(watcher.submit_stored, chain.domain.separator()) == 2
+            finally:
+                source.close()
+        functions = chain.commitments.functions
+        assert functions.offenceOfInEpoch(checksums([old[1]])[0], 0).call() == [True, 2]
+        assert functions.offenceOfInEpoch(checksums([newcomer])[0], 1).call() == [True, 4]
+    finally:
+        node.close()
