@@ -3,8 +3,10 @@ epoch's separator: validators who fork and then leave the set at the next
 epoch are still proven (submitEvidence finds their epoch; submitEvidenceOfEpoch
 names it with its set), and freeze the contract once more than a third of THAT
 epoch's power is proven; wrong sets, heights, domains and signers are refused
-with their own errors; an epoch's tail votes dispute its last height; and
-`submit_evidence` and the watcher find the epoch on their own.
+with their own errors; an epoch's tail votes dispute its last height;
+`submit_evidence` finds the epoch on its own; and the watcher proves every
+epoch's stored evidence (from the node's store or its API) in the record's
+epoch, an epoch's tail votes through submitEvidenceOfEpoch.
 
 The chain here is deployed with a schedule: epoch 0 (4 validators of power 1)
 from height 1, epoch 1 from height 3 (one validator of epoch 0 with power 2 and
