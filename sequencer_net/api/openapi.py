@@ -406,7 +406,10 @@ _SCHEMAS: dict[str, _Schema] = {
                         "reason": _STR,
                         "first": _ref("Vote"),
                         "second": _ref("Vote"),
-                    }
+                    },
+                    # Present on a chain that rotates its set: the epoch whose set
+                    # `offender` indexes and whose separator the votes are signed in.
+                    {"epoch": _UINT32},
                 ),
             }
         }
@@ -719,6 +722,10 @@ _PATHS: dict[str, Any] = {
         "get": {
             "operationId": "evidence",
             "summary": "Equivocation evidence this node has seen (both signed votes)",
+            "description": (
+                "Every epoch's records, epoch 0's first; on a chain that rotates its "
+                "validator set each names its `epoch`."
+            ),
             "responses": {"200": _json("at most 1,000 records", _ref("Evidence"))},
         }
     },

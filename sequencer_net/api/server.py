@@ -16,7 +16,8 @@ Endpoints (docs/api.md has the full reference):
 - WS   /v1/subscribe/transactions/{hash}   a transaction's status until committed
 - GET  /v1/validators             the validator set and the signing domain (and, on a
                                   chain that rotates its set, every epoch's)
-- GET  /v1/evidence               equivocation evidence this node has seen (signed votes)
+- GET  /v1/evidence               equivocation evidence this node has seen (signed votes;
+                                  on a chain that rotates its set, each names its epoch)
 - GET  /v1/views/{view}           the certificates of one consensus view held here
 - GET  /v1/markets                every market: prices, last auction, open interest, funding
 - GET  /v1/accounts/{address}     an address's subaccounts: collateral, positions, orders, margin
@@ -139,7 +140,11 @@ class ApiContext:
     status: Callable[[], dict[str, Any]]
     set_connected: Callable[[bool], None]
     validator_address: Callable[[int], bytes | None] = lambda index: None
-    """The address of validator `index` (for evidence answers)."""
+    """The address of validator `index` of epoch 0 (for evidence answers)."""
+    epoch_validator_address: Callable[[int, int], bytes | None] | None = None
+    """The address of validator `index` of epoch `epoch` (arguments: epoch, index),
+    for evidence of any epoch; None: `validator_address` for epoch 0, and no
+    address for a later epoch's offender."""
     markets: MarketSource | None = None
     """The executed engine state and market counters behind /v1/markets and
     /v1/accounts (markets.py); None answers those 503."""
@@ -157,7 +162,8 @@ class ApiContext:
 
 
 MAX_EVIDENCE_ANSWER = 1000
-"""Evidence records in one /v1/evidence answer (the store keeps up to 10,000)."""
+"""Evidence records in one /v1/evidence answer, of all epochs together (the store
+keeps up to 10,000)."""
 
 
 def _hex(data: bytes) -> str:
@@ -195,17 +201,42 @@ def _vote_json(vote: Vote) -> dict[str, Any]:
 
 
 def _evidence_json(
-    record: EvidenceRecord, address_of: Callable[[int], bytes | None]
+    record: EvidenceRecord, address: bytes | None, epoch: int | None
 ) -> dict[str, Any]:
-    """Both signed votes, so anyone can check them against the validator's key."""
-    address = address_of(record.offender)
-    return {
+    """Both signed votes, so anyone can check them against the validator's key
+    (in the separator of `epoch`; None: a chain of one epoch, whose answer names
+    none)."""
+    answer: dict[str, Any] = {
         "offender": record.offender,
         "offender_address": None if address is None else _hex(address),
         "view": record.first.view,
         "reason": record.reason,
         "first": _vote_json(record.first),
         "second": _vote_json(record.second),
+    }
+    if epoch is not None:
+        answer["epoch"] = epoch
+    return answer
+
+
+def evidence_answer(ctx: ApiContext) -> dict[str, Any]:
+    """The /v1/evidence document: the stored evidence of every epoch, epoch 0's
+    first. Each record names its epoch (an index in that epoch's set, votes in its
+    separator) exactly when the chain rotates its set; a chain of one epoch
+    answers as it did before epochs existed."""
+    rotating = ctx.schedule is not None and len(ctx.schedule) > 1
+
+    def address_of(epoch: int, index: int) -> bytes | None:
+        if ctx.epoch_validator_address is not None:
+            return ctx.epoch_validator_address(epoch, index)
+        return ctx.validator_address(index) if epoch == 0 else None
+
+    records = ctx.store.load_every_epoch_evidence(limit=MAX_EVIDENCE_ANSWER)
+    return {
+        "evidence": [
+            _evidence_json(record, address_of(epoch, record.offender), epoch if rotating else None)
+            for epoch, record in records
+        ]
     }
 
 
@@ -387,9 +418,7 @@ def build_app(ctx: ApiContext, options: ApiOptions | None = None) -> Starlette:
         return JSONResponse(ctx.validators())
 
     async def evidence(request: Request) -> Response:
-        records = ctx.store.load_evidence(limit=MAX_EVIDENCE_ANSWER)
-        answer = [_evidence_json(r, ctx.validator_address) for r in records]
-        return JSONResponse({"evidence": answer})
+        return JSONResponse(evidence_answer(ctx))
 
     async def view_certificates(request: Request) -> Response:
         view = parse_height(request.path_params["view"])

@@ -66,6 +66,16 @@ def epochs_json(genesis: Genesis, domain: Domain) -> list[dict[str, Any]]:
     ]
 
 
+def epoch_validator_address(genesis: Genesis, epoch: int, index: int) -> bytes | None:
+    """The address of validator `index` of `epoch`'s set (None: no such validator
+    or epoch): whom a record of /v1/evidence accuses."""
+    try:
+        validators = genesis.epoch_validators(epoch)
+    except KeyError:
+        return None
+    return validators[index].address if 0 <= index < len(validators) else None
+
+
 def validators_document(genesis: Genesis, domain: Domain | None = None) -> dict[str, Any]:
     """The /v1/validators answer of a node running `genesis` (whose `domain()`
     is `domain`, when the caller holds it already)."""

@@ -8,15 +8,21 @@ runs one against node APIs. Follow one round (`EvidenceWatcher.watch_round`,
 every `[l1] poll_ms`):
 
     read the L1 head, Commitments' domainSeparator (once) and frozen()
-    submit_stored       every evidence record of the source that the contract
-                        takes as evidence (FINALIZE + FINALIZE in one view,
-                        FINALIZE + NULLIFY in one view), not yet settled here:
-                        epochOf(disputed height), the signer in that epoch's
-                        separator and offenceOfInEpoch(validator, epoch)
-                        first (proven -> settled, no gas), else
-                        submit_evidence (submitEvidence, which judges it
-                        against that epoch's set), then remember it
-                        (evidence.json)
+    submit_stored       every evidence record of the source, of every epoch,
+                        that the contract takes as evidence (FINALIZE +
+                        FINALIZE in one view, FINALIZE + NULLIFY in one view),
+                        not yet settled here: epochOf(disputed height), the
+                        signer in the separator of the record's epoch and
+                        offenceOfInEpoch(validator, epoch) first (proven ->
+                        settled, no gas), else
+                          the height in the record's epoch: submit_evidence
+                            (submitEvidence, which judges it against that
+                            epoch's set)
+                          the height above it (the epoch's tail, whose votes
+                            finalize its last block): submit_evidence_of_epoch
+                            (submitEvidenceOfEpoch with the epoch's installed
+                            set; it disputes the epoch's last height)
+                        then remember it (evidence.json)
     check_reorg + scan_confirmed (l1/scan.py) over Commitments' Committed events:
       compare           the source's block at toHeight against the posted
                         blockHash; a height the source has not reached yet is
@@ -63,9 +69,11 @@ from sequencer_net.home.keystore import write_private_file
 from sequencer_net.l1.evidence import (
     EvidenceRejected,
     NotEquivocation,
+    ProvenEquivocation,
     disputed_height,
     evidence_epoch,
     submit_evidence,
+    submit_evidence_of_epoch,
 )
 from sequencer_net.l1.header import L1Header
 from sequencer_net.l1.link import (
@@ -126,8 +134,19 @@ class Finalized:
     certificates: tuple[Certificate, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class EpochEvidence:
+    """An evidence record and the epoch whose consensus instance holds it: its votes
+    are signed in that epoch's separator, its offender is an index in that epoch's set."""
+
+    epoch: int
+    record: EvidenceRecord
+
+
 class ChainSource(Protocol):
-    async def evidence(self) -> list[EvidenceRecord]: ...
+    async def evidence(self) -> list[EpochEvidence]:
+        """The source's evidence of every epoch."""
+        ...
 
     async def height(self) -> int: ...
 
@@ -150,8 +169,11 @@ class StoreSource:
     def __init__(self, store: NodeStore) -> None:
         self.store = store
 
-    async def evidence(self) -> list[EvidenceRecord]:
-        return self.store.load_evidence(limit=MAX_STORED_EVIDENCE)
+    async def evidence(self) -> list[EpochEvidence]:
+        return [
+            EpochEvidence(epoch, record)
+            for epoch, record in self.store.load_every_epoch_evidence(limit=MAX_STORED_EVIDENCE)
+        ]
 
     async def height(self) -> int:
         return self.store.tip()[0]
@@ -189,9 +211,12 @@ def is_l1_evidence(record: EvidenceRecord) -> bool:
     return True
 
 
-def evidence_key(record: EvidenceRecord) -> bytes:
-    """One pair of signed votes, whoever holds it."""
-    return keccak256(record.first.signature + record.second.signature)
+def evidence_key(record: EvidenceRecord, epoch: int = 0) -> bytes:
+    """One pair of signed votes as evidence of `epoch`, whoever holds it. The epoch
+    is part of it for a later epoch: a source that names the wrong epoch for a
+    pair settles only its own claim, never the pair named rightly."""
+    votes = record.first.signature + record.second.signature
+    return keccak256(votes if epoch == 0 else epoch.to_bytes(8, "big") + votes)
 
 
 def vote_signer(separator: bytes, vote: Vote) -> Address | None:
@@ -548,54 +573,68 @@ class EvidenceWatcher:
     async def submit_stored(self, separator: bytes) -> int:
         """Submit the source's evidence the contract takes; the number submitted."""
         submitted = 0
-        for record in await self.source.evidence():
-            if evidence_key(record) in self.state.settled or not is_l1_evidence(record):
+        for found in await self.source.evidence():
+            record = found.record
+            settled = evidence_key(record, found.epoch) in self.state.settled
+            if settled or not is_l1_evidence(record):
                 continue
-            submitted += await self.submit(record, separator)
+            submitted += await self.submit(record, separator, epoch=found.epoch)
         return submitted
 
-    async def submit(self, record: EvidenceRecord, separator: bytes) -> int:
-        """Submit one pair unless the contract already holds the offence; 1 if sent.
-        `separator` is the chain's (epoch 0's); the pair is checked in the
-        separator of the epoch holding its disputed height."""
-        key = evidence_key(record)
+    async def submit(self, record: EvidenceRecord, separator: bytes, epoch: int) -> int:
+        """Submit one pair of `epoch` unless the contract already holds the offence;
+        1 if sent. `separator` is the chain's (epoch 0's); the pair is checked in
+        `epoch`'s. A pair above the epoch's heights is of its tail and goes to
+        submitEvidenceOfEpoch; any other to submitEvidence."""
+        key = evidence_key(record, epoch)
         if key in self.state.settled:
             return 0
         height = disputed_height(record.first, record.second)
-        epoch = await self._epoch_of(height)
-        if epoch is None:
+        holder = await self._epoch_of(height)
+        if holder is None:
             self._settle(key)  # below the current era: the contract refuses it too
             self._error(f"evidence at height {height}: before this era")
             return 0
+        if holder < epoch:
+            # Below the epoch's first height, or an epoch the contract does not
+            # schedule: no entry point judges it in that epoch.
+            self._settle(key)
+            self._error(
+                f"evidence of epoch {epoch} at height {height}: the L1 holds it in {holder}"
+            )
+            return 0
+        tail = holder > epoch
         epoch_separator = epoch_domain_separator(separator, epoch)
         signer = vote_signer(epoch_separator, record.first)
         if signer is None or vote_signer(epoch_separator, record.second) != signer:
             self._settle(key)  # no signer in this epoch's domain: the contract refuses it too
             return 0
+        # A tail pair disputes the epoch's last height, below `height`: a proven
+        # offence of the epoch is never above it.
         proven, proven_height = await self._offence_of(signer, epoch)
         if proven and proven_height <= height:
             self._settle(key)
             return 0
-        try:
-            result = await self._l1(
-                lambda: self.link.guarded(
-                    lambda: submit_evidence(self.link.w3, self.account, self.commitments, record)
-                )
-            )
-        except EvidenceRejected as exc:
+        result = await self._l1(lambda: self.link.guarded(lambda: self._send(record, epoch, tail)))
+        if isinstance(result, EvidenceRejected):
+            if result.reason == "EpochNotInstalled":
+                # The poster installs a scheduled epoch's set before its first post: retried.
+                self._error(f"evidence of epoch {epoch}: its set is not installed yet")
+                return 0
             self._settle(key)
-            if exc.reason != "EquivocationAlreadyProven":
-                self._error(f"evidence against 0x{signer.hex()} refused: {exc.reason}")
+            if result.reason != "EquivocationAlreadyProven":
+                self._error(f"evidence against 0x{signer.hex()} refused: {result.reason}")
             return 0
         self._settle(key)
         self.status.evidence_submitted += 1
         self.status.frozen = True
         log.warning(
-            "event=evidence_submitted validator=0x%s height=%d epoch=%d view=%d kinds=%s/%s "
-            "l1_block=%d froze=%s",
+            "event=evidence_submitted validator=0x%s height=%d epoch=%d tail=%s view=%d "
+            "kinds=%s/%s l1_block=%d froze=%s",
             signer.hex(),
             result.height,
             result.epoch,
+            tail,
             record.first.view,
             VoteKind(record.first.kind).name,
             VoteKind(record.second.kind).name,
@@ -603,6 +642,20 @@ class EvidenceWatcher:
             result.froze,
         )
         return 1
+
+    def _send(
+        self, record: EvidenceRecord, epoch: int, tail: bool
+    ) -> ProvenEquivocation | EvidenceRejected:
+        """Blocking: the pair through submitEvidence, or, for an epoch's tail,
+        submitEvidenceOfEpoch; a refusal is returned (L1Link.guarded would turn
+        a raised one into L1Unavailable, and the pair would be retried forever)."""
+        w3, account, commitments = self.link.w3, self.account, self.commitments
+        try:
+            if tail:
+                return submit_evidence_of_epoch(w3, account, commitments, epoch, record)
+            return submit_evidence(w3, account, commitments, record)
+        except EvidenceRejected as exc:
+            return exc
 
     async def _epoch_of(self, height: int) -> int | None:
         return await self._l1(
@@ -707,7 +760,7 @@ class EvidenceWatcher:
                 )
             return True
         for record in records:
-            await self.submit(record, separator)
+            await self.submit(record, separator, 0 if epoch is None else epoch)
         return True
 
     def _read_posting(self, event: CommittedEvent) -> Posting:

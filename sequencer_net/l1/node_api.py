@@ -22,7 +22,7 @@ import msgspec
 import trio
 
 from consensus.messages import Block, Certificate, Vote, VoteKind
-from sequencer_net.l1.evidence_watch import Finalized, SourceUnavailable
+from sequencer_net.l1.evidence_watch import EpochEvidence, Finalized, SourceUnavailable
 from sequencer_net.storage.node_store import EvidenceRecord
 
 TIMEOUT_S: Final = 10.0
@@ -85,7 +85,7 @@ class NodeApiSource:
             heights.append(height)
         return max(heights)
 
-    async def evidence(self) -> list[EvidenceRecord]:
+    async def evidence(self) -> list[EpochEvidence]:
         records = []
         for url, answer in await self._each("/v1/evidence"):
             listed = answer.get("evidence") if isinstance(answer, dict) else None
@@ -167,15 +167,21 @@ def _vote(raw: dict[str, Any]) -> Vote:
     )
 
 
-def _evidence(raw: dict[str, Any]) -> EvidenceRecord:
+def _evidence(raw: dict[str, Any]) -> EpochEvidence:
+    """One /v1/evidence record; a record without "epoch" (a chain of one epoch) is
+    epoch 0's."""
     first, second = _vote(raw["first"]), _vote(raw["second"])
     reason = raw.get("reason")
-    return EvidenceRecord(
+    epoch = raw.get("epoch", 0)
+    if not isinstance(epoch, int) or isinstance(epoch, bool) or not 0 <= epoch < 2**32:
+        raise ValueError("epoch is not an epoch number")
+    record = EvidenceRecord(
         offender=first.signer,
         first=first,
         second=second,
         reason=reason[:200] if isinstance(reason, str) else "",
     )
+    return EpochEvidence(epoch, record)
 
 
 def _block(raw: dict[str, Any]) -> Block:

@@ -8,7 +8,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from consensus.crypto import Address, PrivateKey
-from sequencer_net.api.validators import validators_document
+from sequencer_net.api.validators import epoch_validator_address, validators_document
 from sequencer_net.execution.fees import CommittedFeeBalances, required_fee
 from sequencer_net.execution.genesis import genesis_state
 from sequencer_net.execution.state import ExecutionState, load_state
@@ -161,6 +161,11 @@ class NodeBase:
             confirmations=l1.confirmations,
             poll_s=l1.poll_ms / 1000,
         )
+
+    def validator_address_in_epoch(self, epoch: int, index: int) -> bytes | None:
+        """The address of validator `index` of `epoch`'s set (None: no such
+        validator or epoch), for the evidence the API reports."""
+        return epoch_validator_address(self.genesis, epoch, index)
 
     def validators_document(self) -> dict[str, Any]:
         """GET /v1/validators: what a subscriber needs to check certificates (it

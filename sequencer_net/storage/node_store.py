@@ -374,6 +374,19 @@ class NodeStore:
             out.append(_decode(_evidence_decoder, data, "evidence"))
         return out
 
+    def load_every_epoch_evidence(self, limit: int = 1000) -> list[tuple[int, EvidenceRecord]]:
+        """Stored evidence of every epoch with its epoch, at most `limit` records:
+        epoch 0's first, then each later epoch's in turn, by offender then view."""
+        out = [(0, record) for record in self.load_evidence(limit)]
+        for key, data in self._scan(EPOCH_EVIDENCE_PREFIX):
+            if len(out) >= limit:
+                break
+            if len(key) != len(EPOCH_EVIDENCE_PREFIX) + _U64 + _U32 + _U64 + 1:
+                raise CorruptStore(f"evidence key of {len(key)} bytes")
+            epoch = _read_u64(key[len(EPOCH_EVIDENCE_PREFIX) :][:_U64], "evidence epoch")
+            out.append((epoch, _decode(_evidence_decoder, data, "evidence")))
+        return out
+
     def load_certificates(self, *, epoch: int = 0, first_height: int = 1) -> list[Certificate]:
         """Stored certificates of `epoch` at or above its highest finalization's
         view, by view. `first_height` is the epoch's first height: the tip's

@@ -31,6 +31,7 @@ from sequencer_net.storage.node_store import EvidenceRecord, NodeStore
 from tests.api.conftest import ADMIN_TOKEN, GENESIS, ApiWorld
 from tests.api.test_markets_api import MAKER, trading_day
 from tests.api.test_subscriptions import NS, Chain, commit_certified, run_under_last
+from tests.client.epoch_chain import epoch_genesis
 from tests.mempool.factories import DOMAIN, signed
 
 
@@ -311,6 +312,21 @@ async def test_real_answers_conform_to_the_document(
     check("post", "/v1/admin/network", bad_shape)
     assert len({(m, t) for m, t, _ in check.checked}) == len(OPENAPI["paths"]) - 1  # not /metrics
     assert {s for _, _, s in check.checked} >= {200, 400, 401, 404, 409, 413}
+
+
+async def test_evidence_of_a_chain_that_rotates_its_set_conforms(world: ApiWorld) -> None:
+    """Each record names its epoch, an optional key of the documented record."""
+    genesis, _ = epoch_genesis()
+    vote = Vote(VoteKind.NOTARIZE, 9, 4, keccak256(b"a"), 2, b"\x05" * 65)
+    other = Vote(VoteKind.NOTARIZE, 9, 4, keccak256(b"b"), 2, b"\x06" * 65)
+    record = EvidenceRecord(2, vote, other, "notarized two blocks in one view")
+    assert world.store.save_evidence(record) and world.store.save_evidence(record, epoch=1)
+    context = world.context()
+    context.schedule = genesis.schedule()
+    transport = httpx.ASGITransport(app=build_app(context))
+    async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+        answer = Checker()("get", "/v1/evidence", await client.get("/v1/evidence"))
+    assert [item["epoch"] for item in answer["evidence"]] == [0, 1]
 
 
 async def test_stalled_health_and_absent_sources_conform(world: ApiWorld) -> None:

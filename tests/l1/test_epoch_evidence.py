@@ -3,8 +3,10 @@ epoch's separator: validators who fork and then leave the set at the next
 epoch are still proven (submitEvidence finds their epoch; submitEvidenceOfEpoch
 names it with its set), and freeze the contract once more than a third of THAT
 epoch's power is proven; wrong sets, heights, domains and signers are refused
-with their own errors; an epoch's tail votes dispute its last height; and
-`submit_evidence` and the watcher find the epoch on their own.
+with their own errors; an epoch's tail votes dispute its last height;
+`submit_evidence` finds the epoch on its own; and the watcher proves every
+epoch's stored evidence (from the node's store or its API) in the record's
+epoch, an epoch's tail votes through submitEvidenceOfEpoch.
 
 The chain here is deployed with a schedule: epoch 0 (4 validators of power 1)
 from height 1, epoch 1 from height 3 (one validator of epoch 0 with power 2 and
@@ -24,7 +26,8 @@ from web3 import Web3
 from web3.types import TxReceipt
 
 from consensus.crypto import PrivateKey, keccak256
-from consensus.messages import Vote
+from consensus.messages import Certificate, Vote
+from sequencer_net.api.server import evidence_answer
 from sequencer_net.l1 import evidence
 from sequencer_net.l1.deploy import DeployEpoch
 from sequencer_net.l1.evidence import (
@@ -34,14 +37,21 @@ from sequencer_net.l1.evidence import (
     installed_set,
     submit_evidence,
 )
+from sequencer_net.l1.evidence_watch import EpochEvidence, EvidenceWatcher, Finalized
 from sequencer_net.l1.header import validator_set_hash
+from sequencer_net.l1.link import L1Link
+from sequencer_net.l1.node_api import NodeApiSource
 from sequencer_net.l1.posts import escape_posts
+from sequencer_net.l1.status import L1Status
+from sequencer_net.mempool.mempool import Mempool
 from sequencer_net.storage.node_store import EvidenceRecord
+from tests.api.conftest import ApiWorld
 from tests.l1.finalized_store import FinalizedStore
 from tests.l1.l1_chain import (
     RESUME_DELAY,
     L1Chain,
     expect_revert,
+    node_api,
     requires_anvil,
     running_chain,
     validator_keys,
@@ -336,8 +346,11 @@ def test_the_watcher_proves_each_offence_in_its_epochs_domain(
         for offender, liar in enumerate(old[1:3], start=1):
             first, second = fork_pair(chain, liar, 2)
             assert node.store.save_evidence(EvidenceRecord(offender, first, second, "fork"))
+        # Epoch 1's instance keeps its evidence under epoch 1 (the offender is an
+        # index in epoch 1's set).
         first, second = fork_pair(chain, newcomer, 4)
-        assert node.store.save_evidence(EvidenceRecord(3, first, second, "fork"))
+        offender = [key.address for key in rotated[0]].index(newcomer.address)
+        assert node.store.save_evidence(EvidenceRecord(offender, first, second, "fork"), epoch=1)
         watcher = make_watcher(chain, node, tmp_path / "l1")
         assert trio.run(watcher.submit_stored, chain.domain.separator()) == 3
         functions = chain.commitments.functions
@@ -353,5 +366,133 @@ def test_the_watcher_proves_each_offence_in_its_epochs_domain(
             )
             == 0
         )
+    finally:
+        node.close()
+
+
+def test_the_watcher_sends_an_epochs_tail_votes_through_submit_evidence_of_epoch(
+    tmp_path: Path, chain: L1Chain, rotated: tuple[list[PrivateKey], list[int]]
+) -> None:
+    """Epoch 0's instance kept a fork of its tail (height 4, above its last height
+    2, signed in epoch 0's separator): only submitEvidenceOfEpoch judges it, and
+    the offence disputes height 2. A stranger's pair that epoch 1's instance kept
+    is refused by the contract and settled, without failing the round."""
+    old = chain.keys
+    stranger = validator_keys(1, tag=b"stranger")[0]
+    node = FinalizedStore.open(tmp_path / "chain", old, chain.domain)
+    fund(chain, WATCHER_KEY.address)
+    try:
+        assert node.store.save_evidence(EvidenceRecord(1, *fork_pair(chain, old[1], 4, 0), "tail"))
+        assert node.store.save_evidence(
+            EvidenceRecord(3, *fork_pair(chain, stranger, 4), "outsider"), epoch=1
+        )
+        watcher = make_watcher(chain, node, tmp_path / "l1")
+        before = chain.w3.eth.block_number
+        assert trio.run(watcher.submit_stored, chain.domain.separator()) == 1
+        (event,) = chain.commitments.events.EquivocationProven().get_logs(from_block=before + 1)
+        assert (event["args"]["validator"], event["args"]["height"], event["args"]["epoch"]) == (
+            checksums([old[1]])[0],
+            2,
+            0,
+        )
+        proof = chain.w3.eth.get_transaction(event["transactionHash"])
+        function, _ = chain.commitments.decode_function_input(proof["input"])
+        assert function.fn_name == "submitEvidenceOfEpoch"
+        assert chain.commitments.functions.offenceOfInEpoch(checksums([old[1]])[0], 0).call() == [
+            True,
+            2,
+        ]
+        assert watcher.status.last_error is not None
+        assert "EvidenceSignerNotInSet" in watcher.status.last_error
+        assert len(watcher.state.settled) == 2  # neither is tried again
+        assert trio.run(watcher.submit_stored, chain.domain.separator()) == 0
+    finally:
+        node.close()
+
+
+class ClaimedEpochs:
+    """A source (as node APIs are) that names epochs for records; only
+    `evidence` is asked by `submit_stored`."""
+
+    def __init__(self, claims: list[EpochEvidence]) -> None:
+        self.claims = claims
+
+    async def evidence(self) -> list[EpochEvidence]:
+        return self.claims
+
+    async def height(self) -> int:
+        return 0
+
+    async def view(self) -> int:
+        return 0
+
+    async def finalized(self, height: int) -> list[Finalized]:
+        return []
+
+    async def view_certificates(self, view: int) -> list[Certificate]:
+        return []
+
+
+def test_a_pair_named_with_the_wrong_epoch_does_not_settle_the_pair_named_rightly(
+    tmp_path: Path, chain: L1Chain, rotated: tuple[list[PrivateKey], list[int]]
+) -> None:
+    """A lying node calls epoch 1's fork at height 4 epoch 0's (a tail): in epoch
+    0's separator the votes name no one signer, so that claim is settled, and the
+    honest node's claim of the same votes is still submitted."""
+    newcomer = next(key for key in rotated[0] if key not in chain.keys)
+    record = EvidenceRecord(1, *fork_pair(chain, newcomer, 4), "fork")
+    fund(chain, WATCHER_KEY.address)
+    watcher = EvidenceWatcher(
+        link=L1Link.connect(chain.anvil.url, commitments=chain.addresses.commitments),
+        source=ClaimedEpochs([EpochEvidence(0, record), EpochEvidence(1, record)]),
+        key=WATCHER_KEY,
+        data_dir=tmp_path / "l1",
+        status=L1Status(enabled=True),
+        confirmations=0,
+        poll_s=0.05,
+    )
+    assert trio.run(watcher.submit_stored, chain.domain.separator()) == 1
+    offence = chain.commitments.functions.offenceOfInEpoch(checksums([newcomer])[0], 1).call()
+    assert offence == [True, 4]
+    assert len(watcher.state.settled) == 2  # both claims, each under its own epoch
+
+
+def test_later_epochs_evidence_goes_from_a_node_api_to_the_contract(
+    tmp_path: Path, chain: L1Chain, rotated: tuple[list[PrivateKey], list[int]]
+) -> None:
+    """What `seqnet watch` does on a rotating chain: the node's /v1/evidence names
+    each record's epoch (epoch 1's fork at height 4, epoch 0's tail fork at height
+    4), and the watcher proves each in its epoch, the tail at epoch 0's last height."""
+    old, (new, powers) = chain.keys, rotated
+    newcomer = next(key for key in new if key not in old)
+    node = FinalizedStore.open(tmp_path / "chain", old, chain.domain, [(3, new, powers)])
+    fund(chain, WATCHER_KEY.address)
+    try:
+        index = new.index(newcomer)
+        fork = EvidenceRecord(index, *fork_pair(chain, newcomer, 4), "fork")
+        assert node.store.save_evidence(fork, epoch=1)
+        assert node.store.save_evidence(EvidenceRecord(1, *fork_pair(chain, old[1], 4, 0), "tail"))
+        context = ApiWorld(store=node.store, mempool=Mempool(chain.domain)).context()
+        context.schedule = node.schedule()
+        served = evidence_answer(context)
+        assert [item["epoch"] for item in served["evidence"]] == [0, 1]
+        with node_api({"/v1/evidence": served}) as url:
+            source = NodeApiSource([url])
+            watcher = EvidenceWatcher(
+                link=L1Link.connect(chain.anvil.url, commitments=chain.addresses.commitments),
+                source=source,
+                key=WATCHER_KEY,
+                data_dir=None,
+                status=L1Status(enabled=True),
+                confirmations=0,
+                poll_s=0.05,
+            )
+            try:
+                assert trio.run(watcher.submit_stored, chain.domain.separator()) == 2
+            finally:
+                source.close()
+        functions = chain.commitments.functions
+        assert functions.offenceOfInEpoch(checksums([old[1]])[0], 0).call() == [True, 2]
+        assert functions.offenceOfInEpoch(checksums([newcomer])[0], 1).call() == [True, 4]
     finally:
         node.close()

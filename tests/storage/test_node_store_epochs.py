@@ -79,7 +79,8 @@ def test_an_epoch_end_proof_survives_a_restart(tmp_path: Path) -> None:
 
 def test_evidence_of_a_later_epoch_is_kept_apart_from_epoch_zeros(tmp_path: Path) -> None:
     """Views restart, so the same (offender, view, kind) can be two offences in two
-    epochs; epoch 0's readers (the API, the L1 watcher) see epoch 0's only."""
+    epochs; each epoch's are read apart, or all together with their epochs (what
+    the API and the L1 watcher read)."""
     first = Vote(VoteKind.NOTARIZE, 3, 5, b"\x01" * 32, 2, b"\x00" * 65)
     second = Vote(VoteKind.NOTARIZE, 3, 5, b"\x02" * 32, 2, b"\x00" * 65)
     record = EvidenceRecord(2, first, second, "two notarize votes in one view")
@@ -91,3 +92,6 @@ def test_evidence_of_a_later_epoch_is_kept_apart_from_epoch_zeros(tmp_path: Path
         assert store.load_evidence() == [record]
         assert store.load_evidence(epoch=1) == [record]
         assert store.load_evidence(epoch=2) == []
+        assert store.save_evidence(record, epoch=3)
+        assert store.load_every_epoch_evidence() == [(0, record), (1, record), (3, record)]
+        assert store.load_every_epoch_evidence(limit=2) == [(0, record), (1, record)]
