@@ -138,7 +138,8 @@ class LocalNetwork:
     def url(self, i: int) -> str:
         if i in self.full_api_ports:
             return f"http://127.0.0.1:{self.full_api_ports[i]}"
-        v = self.genesis.validators[i]
+        address = PrivateKey(self.secrets[i]).address
+        (v,) = [m for m in self.genesis.members() if m.address == address]
         return f"http://{v.api_host}:{v.api_port}"
 
     # ---- processes --------------------------------------------------------------------
