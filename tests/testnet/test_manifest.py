@@ -248,7 +248,7 @@ def test_a_member_rotating_testnet_leaves_out_one_validator_per_epoch(tmp_path: 
     assert parse_manifest(
         "[network]\nrotate_every = 30\nrotate_members = true"
     ).network.rotate_members
-    with pytest.raises(ManifestError, match="rotate_members.*needs rotate_every"):
+    with pytest.raises(ManifestError, match=r"rotate_members.*needs rotate_every"):
         parse_manifest("[network]\nrotate_members = true")
     manifest = parse_manifest("[network]\nvalidators = 5").with_overrides(
         rotate_every=20, rotate_members=True
