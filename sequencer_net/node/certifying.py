@@ -282,6 +282,8 @@ class BatchCertifier:
         pending = self._own.get(ack.batch)
         if pending is None or pending.collector.round != ack.round:
             return  # already certified (a late ack), or given up
+        if not self.validators.contains(self.me):
+            return  # a late ack: this node left the set, its batch waits to rejoin
         verify_ack(self.validators, self.separator, ack, self.recover)
         self._count(ack)
 

@@ -2,7 +2,8 @@
 out one member in turn (epoch k without node k mod 5, boundaries every 6
 heights), so members join and leave at every boundary. Every node crosses the
 boundaries, following the epochs it is not a member of and running the others,
-and all agree; a node stopped while it follows is restarted and rejoins, and
+and all agree; a node stopped while it follows is restarted and rejoins, one
+killed just after it rejoined is restarted and goes on voting, and
 transactions sent to a node while it is outside the set commit once it is back."""
 
 from __future__ import annotations
@@ -53,7 +54,9 @@ def test_members_join_and_leave_at_every_boundary_and_a_following_node_restarts(
     )
     try:
         net.start_all()
-        net.wait_for("node0 status", lambda: net.status(0) is not None, timeout=30)
+        net.wait_for(
+            "every node's API", lambda: all(net.status(i) is not None for i in range(N)), timeout=30
+        )
         status = net.status(0)
         assert status is not None and status["epoch"] == 0 and status["member"] is False
         # A transaction to each of nodes 0..3: node 0's waits until it joins.
@@ -64,6 +67,12 @@ def test_members_join_and_leave_at_every_boundary_and_a_following_node_restarts(
         assert net.stop(2) == 0
         net.wait_height([0, 1, 3, 4], 16, timeout=60)
         net.start(2)
+        # Node 3 rejoined in epoch 4 (heights 25..30): kill it there and restart
+        # it; it resumes running epoch 4's core.
+        net.wait_height([3], 26, timeout=60)
+        net.kill(3)
+        net.wait_height([0, 1, 2], 28, timeout=60)
+        net.start(3)
         # Node 0 is out again in epoch 5 (heights 31..36): its transaction there
         # is batched once it rejoins in epoch 6.
         net.wait_height([0], 32, timeout=90)
