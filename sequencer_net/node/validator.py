@@ -425,7 +425,7 @@ class ValidatorNode(NodeBase):
         it, the epoch's signing domain, built on `anchor` (genesis for epoch 0)."""
         validators = self.schedule.epoch(epoch).validators
         me = validators.index_of(self.key.address)
-        assert me is not None  # every epoch has the same members (check_supported)
+        assert me is not None  # the driver starts cores only for epochs this node is in
         verifier = (
             SignatureVerifier(self.domain.separator())
             if self.epochs is None
