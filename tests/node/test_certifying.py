@@ -323,7 +323,7 @@ def _power_without(peer: int) -> ValidatorSet:
     """An epoch's power over the four peers with `peer` outside the set."""
     from sequencer_net.node.epochs import PeerPower
 
-    weights = {k.address: 1 for i, k in enumerate(VALIDATOR_KEYS) if i != peer}
+    weights = {bytes(k.address): 1 for i, k in enumerate(VALIDATOR_KEYS) if i != peer}
     return PeerPower([Validator(k.address, 1) for k in VALIDATOR_KEYS], weights)
 
 

@@ -38,6 +38,7 @@ from sequencer_net.node.driver import (
     BUFFERED_NEXT_EPOCH,
     BUFFERED_NEXT_EPOCH_BYTES,
     ConsensusDriver,
+    EpochFollowed,
 )
 from sequencer_net.node.epochs import (
     EpochMembers,
@@ -134,8 +135,8 @@ def _vote(signer: int, epoch: int, view: int, genesis: Genesis) -> Vote:
     return Vote(VoteKind.NULLIFY, view, 0, bytes(32), index, KEYS[signer].sign_digest(digest))
 
 
-def _queued(driver: ConsensusDriver) -> list[tuple[int, Event]]:
-    out: list[tuple[int, Event]] = []
+def _queued(driver: ConsensusDriver) -> list[tuple[int, Event | EpochFollowed]]:
+    out: list[tuple[int, Event | EpochFollowed]] = []
     while True:
         try:
             epoch, event, _ = driver._events_out.receive_nowait()

@@ -22,7 +22,7 @@ from consensus.messages import (
     encode_epoch_wire,
     encode_message,
 )
-from consensus.types import Height, ValidatorIndex
+from consensus.types import Digest, Height, ValidatorIndex, View
 from consensus.verifier import SignatureVerifier
 from sequencer_net.home.genesis import Genesis, LocalEpoch, make_local_genesis
 from sequencer_net.metrics import Metrics
@@ -163,7 +163,7 @@ def test_peers_are_every_member_of_any_epoch_and_outsiders_hold_no_power() -> No
     assert power.total_weight == 4 and power.quorum_weight == 3
     assert power.weight_of([ValidatorIndex(3)]) == 0
     assert power.index_of(KEYS[4].address) is None
-    assert {power.leader(v) for v in range(8)} == {0, 1, 2, 4}
+    assert {power.leader(View(v)) for v in range(8)} == {0, 1, 2, 4}
     # In epoch 0 the later newcomer (peer 4) holds nothing yet.
     plain = weights_in_peer_order(genesis, 0)
     assert [plain.contains(p) for p in range(5)] == [True] * 4 + [False]
@@ -211,7 +211,7 @@ async def test_a_node_outside_epoch_0_follows_it_then_runs_epoch_1_on_its_last_b
     tmp_path: Path,
 ) -> None:
     genesis = _genesis()
-    last_block = Anchor(keccak256(b"last block of epoch 0"), Height(LAST_OF_EPOCH_0))
+    last_block = Anchor(Digest(keccak256(b"last block of epoch 0")), Height(LAST_OF_EPOCH_0))
     followed: list[tuple[int, Anchor]] = []
     release = trio.Event()
 
