@@ -210,14 +210,13 @@ class ConsensusDriver:
                     continue  # an ended epoch's timer or payload answer
                 if isinstance(event, EpochFollowed):
                     self._next = (epoch + 1, event.anchor)
-                    await self._advance()
-                    continue
-                if self.following:
+                elif self.following:
                     continue  # no core of this epoch here
-                if isinstance(event, MessageReceived):
-                    # Consensus first: how long a peer's message waited for the core.
-                    self.metrics.consensus_event_delay.observe(trio.current_time() - posted_at)
-                await self._carry_out(self.core.handle(event), epoch)
+                else:
+                    if isinstance(event, MessageReceived):
+                        # Consensus first: how long a peer's message waited for the core.
+                        self.metrics.consensus_event_delay.observe(trio.current_time() - posted_at)
+                    await self._carry_out(self.core.handle(event), epoch)
                 await self._advance()
                 self.metrics.view.set(self.core.view)
                 if self.core.view != view:
