@@ -4,7 +4,8 @@ heights), so members join and leave at every boundary. Every node crosses the
 boundaries, following the epochs it is not a member of and running the others,
 and all agree; a node stopped while it follows is restarted and rejoins, one
 killed just after it rejoined is restarted and goes on voting, and
-transactions sent to a node while it is outside the set commit once it is back."""
+transactions sent to a node while it is outside the set commit once it is back;
+a full node follows the same chain."""
 
 from __future__ import annotations
 
@@ -50,10 +51,11 @@ def test_members_join_and_leave_at_every_boundary_and_a_following_node_restarts(
     tmp_path: Path,
 ) -> None:
     net = LocalNetwork.create(
-        tmp_path, n=N, view_timeout_ms=600, epochs=EPOCHS, initial=(1, 2, 3, 4)
+        tmp_path, n=N, view_timeout_ms=600, epochs=EPOCHS, initial=(1, 2, 3, 4), full_nodes=1
     )
     try:
         net.start_all()
+        net.start(N)  # the full node: it asks any member of any epoch
         net.wait_for(
             "every node's API", lambda: all(net.status(i) is not None for i in range(N)), timeout=30
         )
@@ -86,6 +88,7 @@ def test_members_join_and_leave_at_every_boundary_and_a_following_node_restarts(
         statuses = [net.status(i) for i in range(N)]
         assert all(s is not None and s["epoch"] == 6 for s in statuses), statuses
         assert [s["member"] for s in statuses if s is not None] == [True, False, True, True, True]
-        net.assert_agree(list(range(N)), LAST)
+        net.wait_height([N], LAST, timeout=60)
+        net.assert_agree(list(range(N + 1)), LAST)
     finally:
         net.close()
