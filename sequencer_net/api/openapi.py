@@ -189,6 +189,15 @@ _SCHEMAS: dict[str, _Schema] = {
                 }
             ),
             "uptime_s": _NUMBER,
+            "epoch": {
+                **_INT,
+                "description": "the current validator-set epoch (a chain with epochs only)",
+            },
+            "member": {
+                **_BOOL,
+                "description": "whether this node runs that epoch's consensus (else it "
+                "follows it; a chain with epochs only)",
+            },
         },
         "required": ["height"],
     },

@@ -126,10 +126,11 @@ def init(
         genesis = None if genesis_file is None else load_genesis(genesis_file)
     except (KeystoreError, GenesisError) as exc:
         raise click.ClickException(str(exc)) from exc
-    index = None
+    me = None
     if genesis is not None and secret is not None:
-        index = genesis.validator_index(PrivateKey(secret).address)
-    me = None if genesis is None or index is None else genesis.validators[index]
+        address = PrivateKey(secret).address
+        # A validator of a later epoch only (it joins there) gets its entry too.
+        me = next((v for v in genesis.members() if v.address == address), None)
     if listen_host is None:
         listen_host = "127.0.0.1" if me is None or me.p2p_host in _LOOPBACK else "0.0.0.0"
     try:

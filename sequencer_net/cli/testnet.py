@@ -128,6 +128,14 @@ def testnet() -> None:
     "[default: the manifest's, else one epoch].",
 )
 @click.option(
+    "--rotate-members",
+    is_flag=True,
+    default=None,
+    help="With --rotate-every: epoch k leaves out validator k mod n instead of changing "
+    "weights, so one validator joins and one leaves at every boundary (use -n 5 or more "
+    "to keep a quorum with any one node down) [default: the manifest's].",
+)
+@click.option(
     "--timeout",
     type=click.FloatRange(min=0, min_open=True),
     default=READY_TIMEOUT_S,
@@ -149,6 +157,7 @@ def up(
     duration: float | None,
     fresh: bool,
     rotate_every: int | None,
+    rotate_members: bool | None,
     timeout: float,
     as_json: bool,
     node_command: str | None,
@@ -175,6 +184,7 @@ def up(
             mix=mix,
             l1=False if no_l1 else None,
             rotate_every=rotate_every,
+            rotate_members=rotate_members or None,
         )
     except ManifestError as exc:
         raise click.ClickException(str(exc)) from exc

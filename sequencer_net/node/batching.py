@@ -59,6 +59,7 @@ class OwnBatches:
         metrics: Metrics,
         clock_ms: Callable[[], int] = monotonic_ms,
         on_batch: Callable[[bytes, bytes, Batch], None] = lambda digest, encoded, batch: None,
+        may_cut: Callable[[], bool] = lambda: True,
     ) -> None:
         self.batcher = batcher
         self.mempool = mempool
@@ -68,7 +69,16 @@ class OwnBatches:
         self.clock_ms = clock_ms
         self.on_batch = on_batch
         """Told of each own batch once stored and broadcast (its author's ack)."""
+        self.may_cut = may_cut
+        """False while this node is not a member of the current validator-set
+        epoch: the members would not acknowledge its batches, so its
+        transactions wait in the mempool until it is a member again
+        (`membership_changed`)."""
         self._arrived = trio.Event()
+
+    def membership_changed(self) -> None:
+        """The node entered an epoch: cutting may be allowed again."""
+        self._arrived.set()
 
     def transactions_arrived(self) -> None:
         """The intake added transactions: maybe a batch is due now."""
@@ -77,6 +87,10 @@ class OwnBatches:
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
         while True:
+            if not self.may_cut():
+                await self._arrived.wait()
+                self._arrived = trio.Event()
+                continue
             batch = self.batcher.poll(self.mempool, self.clock_ms())
             if batch is None:
                 await self._wait_until_due()

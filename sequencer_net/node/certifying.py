@@ -192,6 +192,10 @@ class BatchCertifier:
         author, round_ = identity
         if author != sender or author == self.me:
             return
+        if not self.validators.contains(author):
+            # Not a member of the current epoch: its batch could gather no
+            # certificate in it, so it is not acknowledged (it cuts none then).
+            return
         key = (author, round_)
         prior = self._acked.get(key)
         if prior is None:
@@ -278,6 +282,8 @@ class BatchCertifier:
         pending = self._own.get(ack.batch)
         if pending is None or pending.collector.round != ack.round:
             return  # already certified (a late ack), or given up
+        if not self.validators.contains(self.me):
+            return  # a late ack: this node left the set, its batch waits to rejoin
         verify_ack(self.validators, self.separator, ack, self.recover)
         self._count(ack)
 
@@ -307,8 +313,17 @@ class BatchCertifier:
         count their delays from the epoch's start."""
         self.validators, self.previous = validators, previous
         self.book.restart_views()
-        for pending in self._own.values():
+        for digest, pending in self._own.items():
+            # Acks count with the new epoch's power: gather them again (the
+            # members re-acknowledge a batch they acknowledged when it is
+            # broadcast again).
+            old = pending.collector
+            pending.collector = AckCollector(validators, digest, old.author, old.round)
             pending.sent_view = 0
+        if validators.contains(self.me):
+            for digest, pending in list(self._own.items()):
+                c = pending.collector
+                self._count(sign_ack(self.key, self.separator, self.me, digest, c.author, c.round))
         self._resent.clear()
 
     def _hold(self, cert: BatchCertificate) -> None:

@@ -16,6 +16,15 @@ emits `EpochEnded` the driver stores the proof (fsync) before anything else
 acts on it, sends it to the validators, and starts the next epoch's core on the
 proof's anchor. A single-epoch chain keeps the plain wire (no envelope) and
 the single-epoch store keys.
+
+An epoch whose set does not include this node is followed instead
+(`follow_epoch`: committed blocks fetched from the epoch's members, each
+checked against the epoch's set and domain, the last one by the end proof, and
+committed to the same pipeline); once its last block is committed the driver
+enters the next epoch on it, running that epoch's core if the node is a member
+again. While following, the node's messages in that epoch are never sent,
+and what the members send in it has no core to go to: fetches are answered
+from the store.
 """
 
 from __future__ import annotations
@@ -23,7 +32,8 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, Final
 
 import trio
@@ -99,6 +109,19 @@ MAX_PROOF_OFFERS: Final = 4_096
 """(peer, epoch) pairs remembered for that rate limit."""
 
 
+@dataclass(frozen=True)
+class EpochFollowed:
+    """The followed epoch's last block is committed: `anchor` starts the next."""
+
+    anchor: Anchor
+
+
+FollowEpoch = Callable[[int, Anchor], Awaitable[Anchor]]
+"""`follow(epoch, anchor)`: commit `epoch`'s blocks from the members (from
+`anchor`, or from the store's tip if it is past it) up to its last; returns
+the next epoch's anchor (the last block). Never returns for a last epoch."""
+
+
 class ConsensusDriver:
     def __init__(
         self,
@@ -114,11 +137,14 @@ class ConsensusDriver:
         on_view: Callable[[int], None] = lambda view: None,
         epochs: EpochPlan | None = None,
         start_core: Callable[[int, Anchor], ConsensusCore] | None = None,
-        on_epoch: Callable[[int, ConsensusCore], None] = lambda epoch, core: None,
+        on_epoch: Callable[[int, ConsensusCore | None], None] = lambda epoch, core: None,
+        follow_epoch: FollowEpoch | None = None,
     ) -> None:
         """`core` runs the chain's first epoch. With `epochs` (a chain of several
         epochs), `start_core(epoch, anchor)` builds each epoch's core (epoch 0's
-        may be `core` itself) and `on_epoch` is told each core as it starts."""
+        may be `core` itself) and `on_epoch` is told each epoch as it starts,
+        with its core (None: an epoch this node follows, `follow_epoch`; needed
+        when `epochs.me` is outside some epoch's set)."""
         if (epochs is None) != (start_core is None):
             raise ValueError("give both or neither of epochs and start_core")
         if epochs is not None and fault is not None:
@@ -137,8 +163,13 @@ class ConsensusDriver:
         self.plan = epochs
         self._start_core = start_core
         self.on_epoch = on_epoch
+        self._follow_epoch = follow_epoch
         self.epoch = 0
-        """The epoch of `core` (always 0 on a single-epoch chain)."""
+        """The current epoch (always 0 on a single-epoch chain); `core`'s, unless
+        `following`."""
+        self.following = False
+        """This node is not a member of the current epoch: it follows it, and
+        `core` is an earlier (or not yet started) epoch's."""
         self._retained: dict[int, ConsensusCore] = {}
         self._buffer: list[tuple[int, EpochEnvelope]] = []
         self._buffer_bytes = 0
@@ -147,9 +178,9 @@ class ConsensusDriver:
         self._offered: dict[tuple[int, int], float] = {}
         self._proof_from: dict[int, float] = {}  # peer -> when its last proof went in
         self._asked_ahead_at = -math.inf
-        self._events_in, self._events_out = trio.open_memory_channel[tuple[int, Event, float]](
-            EVENT_QUEUE
-        )
+        self._events_in, self._events_out = trio.open_memory_channel[
+            tuple[int, Event | EpochFollowed, float]
+        ](EVENT_QUEUE)
         self._timer_scope = trio.CancelScope()
         self._nursery: trio.Nursery | None = None
         self._peer_rotation = itertools.count()
@@ -177,10 +208,15 @@ class ConsensusDriver:
             async for epoch, event, posted_at in self._events_out:
                 if epoch != self.epoch:
                     continue  # an ended epoch's timer or payload answer
-                if isinstance(event, MessageReceived):
-                    # Consensus first: how long a peer's message waited for the core.
-                    self.metrics.consensus_event_delay.observe(trio.current_time() - posted_at)
-                await self._carry_out(self.core.handle(event), epoch)
+                if isinstance(event, EpochFollowed):
+                    self._next = (epoch + 1, event.anchor)
+                elif self.following:
+                    continue  # no core of this epoch here
+                else:
+                    if isinstance(event, MessageReceived):
+                        # Consensus first: how long a peer's message waited for the core.
+                        self.metrics.consensus_event_delay.observe(trio.current_time() - posted_at)
+                    await self._carry_out(self.core.handle(event), epoch)
                 await self._advance()
                 self.metrics.view.set(self.core.view)
                 if self.core.view != view:
@@ -214,7 +250,11 @@ class ConsensusDriver:
             self._retained[self.core.epoch] = self.core
             for old in [e for e in self._retained if e <= epoch - 1 - RETAINED_EPOCHS]:
                 del self._retained[old]
-        if epoch == self.core.epoch and not self.core.started:
+        if not self.plan.is_member(epoch):
+            self._enter_following(epoch, anchor)
+            return
+        self.following = False
+        if epoch == 0 and self.core.epoch == 0 and not self.core.started:
             core = self.core  # the first epoch's, built with the node
         else:
             core = self._start_core(epoch, anchor)
@@ -237,6 +277,22 @@ class ConsensusDriver:
         for peer, envelope in buffered:
             self._on_envelope(peer, envelope)
 
+    def _enter_following(self, epoch: int, anchor: Anchor) -> None:
+        """Follow `epoch`, of whose set this node is not a member: the follow task
+        posts `EpochFollowed` once the epoch's last block is committed."""
+        assert self._follow_epoch is not None, "follow_epoch is needed outside a set"
+        self.epoch, self.following = epoch, True
+        self._buffer, self._buffer_bytes = [], 0
+        self.on_epoch(epoch, None)
+        log.info("event=epoch_following epoch=%d anchor_height=%d", epoch, anchor.height)
+        self._spawn(self._follow, epoch, anchor)
+
+    async def _follow(self, epoch: int, anchor: Anchor) -> None:
+        assert self._follow_epoch is not None
+        following = await self._follow_epoch(epoch, anchor)
+        while not self._post(EpochFollowed(following), epoch):
+            await trio.sleep(EPOCH_PROOF_RETRY_S)  # the queue is full: not lost
+
     async def _advance(self) -> None:
         """Move on to the next epoch once the core has ended its own."""
         while self._next is not None:
@@ -248,7 +304,7 @@ class ConsensusDriver:
         """An event for the current epoch's core."""
         return self._post(event, self.epoch)
 
-    def _post(self, event: Event, epoch: int) -> bool:
+    def _post(self, event: Event | EpochFollowed, epoch: int) -> bool:
         try:
             self._events_in.send_nowait((epoch, event, trio.current_time()))
         except trio.WouldBlock:
@@ -308,7 +364,7 @@ class ConsensusDriver:
             case EpochEnvelope():
                 self._on_envelope(peer, wire)
             case EpochEndProof():
-                if wire.epoch == self.epoch and self._proof_allowed(peer):
+                if wire.epoch == self.epoch and not self.following and self._proof_allowed(peer):
                     self.post(EpochEndReceived(wire))  # the core checks it
             case EpochEndRequest():
                 self._offer_proof(peer, wire.epoch)
@@ -330,12 +386,16 @@ class ConsensusDriver:
             ):
                 self._buffer.append((peer, envelope))
                 self._buffer_bytes += size
-            self._ask_ahead(peer)
+            if not self.following:  # a follower learns the end from the members
+                self._ask_ahead(peer)
             return
         try:
             message = decode_message(envelope.message, anchored=epoch > 0)
         except MalformedMessage as exc:
             self._malformed(peer, exc)
+            return
+        if epoch == self.epoch and self.following:
+            self._answer_old_epoch(epoch, index, message)
             return
         if epoch == self.epoch:
             self._to_core(index, message)
@@ -410,7 +470,7 @@ class ConsensusDriver:
         self.store.save_epoch_end(ended.proof)
         self._proofs[epoch] = ended.proof
         log.info("event=epoch_ended epoch=%d last_height=%d", epoch, ended.height)
-        self._broadcast_wire(encode_epoch_wire(ended.proof))
+        self._send_to_members(epoch, encode_epoch_wire(ended.proof), also_next=True)
         self._next = (epoch + 1, Anchor(ended.last_block, ended.height))
 
     # ---- carrying out actions ---------------------------------------------------------
@@ -430,6 +490,21 @@ class ConsensusDriver:
     def _broadcast_wire(self, data: bytes) -> None:
         if self.is_connected():
             self.p2p.broadcast(Channel.CONSENSUS, data)
+
+    def _send_to_members(self, epoch: int, data: bytes, *, also_next: bool = False) -> None:
+        """`epoch`'s messages go to its members only (and the end proof to the
+        next epoch's too); every peer when the plan does not say who this is."""
+        plan = self.plan
+        if plan is None or plan.me is None:
+            self._broadcast_wire(data)
+            return
+        peers = set(plan.members.peers(epoch))
+        if also_next and epoch + 1 < len(plan.schedule):
+            peers |= set(plan.members.peers(epoch + 1))
+        peers.discard(plan.me)
+        if self.is_connected():
+            for peer in sorted(peers):
+                self.p2p.send(peer, Channel.CONSENSUS, data)
 
     async def _carry_out(self, actions: list[Action], epoch: int = 0) -> None:
         voted_blocks: list[Block] = []  # written with the Persist that follows
@@ -457,7 +532,7 @@ class ConsensusDriver:
                     if routed is not None:
                         self._send_fault(routed)
                     else:
-                        self._broadcast_wire(self._wire(epoch, action.message))
+                        self._send_to_members(epoch, self._wire(epoch, action.message))
                 case SetTimer():
                     self._set_timer(action.view, action.delay_ms, epoch)
                 case BuildPayload():
@@ -602,7 +677,10 @@ class ConsensusDriver:
             request = decode_message(envelope.message, anchored=epoch > 0)
         except MalformedMessage:
             return b""
-        core = self.core if epoch == self.epoch else self._retained.get(epoch)
+        if epoch == self.epoch and not self.following:
+            core: ConsensusCore | None = self.core
+        else:
+            core = self._retained.get(epoch)
         if isinstance(request, BlockRequest):
             if core is not None:
                 response = core.answer_block_request(request)

@@ -1,12 +1,13 @@
 """A validator's view of the genesis epoch schedule: who is who in each epoch,
 which instance to run, and where a restarted node resumes.
 
-The p2p layer numbers the validators once, in genesis order (a "peer"); each
-epoch numbers its own set (an "index", what the epoch's consensus instance
-speaks). `EpochMembers` maps between the two. A chain whose later epochs
-change only weights (every epoch has the same members) is what the node runs
-today; `check_supported` refuses a genesis whose epochs add or remove members,
-naming the limitation.
+The p2p layer numbers every member of any epoch once, in `Genesis.members()`
+order (a "peer"; on a chain whose set never changes, the validator index);
+each epoch numbers its own set (an "index", what the epoch's consensus
+instance speaks). `EpochMembers` maps between the two. A node runs the
+consensus core of each epoch it is a member of and follows the chain (blocks
+checked against the epoch's set, its last block by the end proof) through the
+epochs it is not a member of.
 
 `resume_epoch` finds the epoch a node is in from its store alone: it moved to
 epoch e + 1 when it stored epoch e's end proof and committed e's last block.
@@ -14,7 +15,7 @@ epoch e + 1 when it stored epoch e's end proof and committed e's last block.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from consensus.crypto import Address
@@ -25,31 +26,11 @@ from sequencer_net.home.genesis import Genesis
 from sequencer_net.storage.node_store import CorruptStore, NodeStore
 
 
-class UnsupportedEpochs(ValueError):
-    """A genesis schedule the node cannot run yet."""
-
-
-def check_supported(genesis: Genesis) -> None:
-    """Refuse epochs whose member set differs from epoch 0's: validators joining
-    or leaving the set are not supported by the node yet (weights may change)."""
-    first = {v.address for v in genesis.validators}
-    for number in range(1, len(genesis.epochs) + 1):
-        members = {v.address for v in genesis.epoch_validators(number)}
-        if members != first:
-            joining = len(members - first)
-            leaving = len(first - members)
-            raise UnsupportedEpochs(
-                f"genesis epoch {number} changes the validator members ({joining} joining, "
-                f"{leaving} leaving): this node runs epochs that change weights only, with "
-                f"the same members as epoch 0"
-            )
-
-
 class EpochMembers:
     """Peer numbers (genesis order) <-> each epoch's validator indices."""
 
     def __init__(self, genesis: Genesis) -> None:
-        self._peers = {v.address: i for i, v in enumerate(genesis.validators)}
+        self._peers = {v.address: i for i, v in enumerate(genesis.members())}
         self._index: list[dict[int, ValidatorIndex]] = []
         self._peer: list[list[int]] = []
         for number in range(len(genesis.epochs) + 1):
@@ -68,14 +49,40 @@ class EpochMembers:
     def peers(self, epoch: int) -> list[int]:
         return list(self._peer[epoch])
 
+    def peer_count(self) -> int:
+        """Every member of any epoch."""
+        return len(self._peers)
+
+
+class PeerPower(ValidatorSet):
+    """One epoch's voting power numbered as the p2p peers are: every member of
+    any epoch keeps its peer number, and those outside the epoch hold no power
+    and are not `contains`-ed (their acknowledgements, signatures and batches do
+    not count in it). Quorums are the epoch's own."""
+
+    def __init__(self, peers: Sequence[Validator], epoch_weights: Mapping[bytes, int]) -> None:
+        super().__init__([v for v in peers if epoch_weights.get(v.address, 0) > 0])
+        self.validators = tuple(
+            Validator(v.address, epoch_weights.get(v.address, 0)) for v in peers
+        )
+        self._index = {
+            v.address: ValidatorIndex(i) for i, v in enumerate(self.validators) if v.weight > 0
+        }
+        members = [i for i, v in enumerate(self.validators) if v.weight > 0]
+        self._schedule = tuple(ValidatorIndex(members[i]) for i in self._schedule)
+
+    def contains(self, index: int) -> bool:
+        return 0 <= index < len(self.validators) and self.validators[index].weight > 0
+
 
 def weights_in_peer_order(genesis: Genesis, epoch: int) -> ValidatorSet:
     """`epoch`'s voting power laid over the peer numbering: what batch
     acknowledgements and certificates (signed by peer number) count in it."""
     weight = {v.address: v.weight for v in genesis.epoch_validators(epoch)}
-    return ValidatorSet(
-        [Validator(Address(v.address), weight[v.address]) for v in genesis.validators]
-    )
+    peers = [Validator(Address(v.address), 1) for v in genesis.members()]
+    if len(weight) == len(peers):
+        return ValidatorSet([Validator(v.address, weight[v.address]) for v in peers])
+    return PeerPower(peers, weight)
 
 
 @dataclass(frozen=True)
@@ -88,6 +95,12 @@ class EpochPlan:
     """The signer and checker of an epoch's domain."""
     genesis: Anchor
     """Epoch 0's anchor: the genesis block at height 0."""
+    me: int | None = None
+    """This node's peer number; None: a member of every epoch."""
+
+    def is_member(self, epoch: int) -> bool:
+        """Whether this node runs `epoch`'s consensus core (else it follows it)."""
+        return self.me is None or self.members.index_of(epoch, self.me) is not None
 
 
 def resume_epoch(store: NodeStore, plan: EpochPlan) -> tuple[int, Anchor]:

@@ -1,7 +1,7 @@
 """The full node: follows the chain from validators, verifies, executes, serves the API.
 
-    follower (follow protocol: blocks + own finalizations, checked against the
-              genesis validator set; batches by digest; namespace root checked)
+    follower (node/follow.py: blocks + own finalizations, checked against each
+              block's epoch's set; batches by digest; namespace root checked)
       -> commit pipeline (the validators' own: execute off the loop, store)
       -> API (HTTP and WebSocket subscriptions from its own store and state)
 
@@ -15,7 +15,6 @@ relayed to a validator, whose answer the client gets (`RelayIntake`).
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 import secrets
@@ -30,14 +29,12 @@ import trio
 from consensus.crypto import PrivateKey
 from consensus.epochs import epoch_domain_separator
 from consensus.io import Commit
-from consensus.messages import Block, Certificate, EpochEndProof
-from consensus.types import ValidatorSet
 from consensus.verifier import SignatureVerifier
 from sequencer_net.api.intake import Intake, Outcome, Refused
 from sequencer_net.api.markets import MarketSource
 from sequencer_net.api.server import ApiContext, ApiOptions, build_app, serve_api
 from sequencer_net.batches.fetch import BatchFetcher
-from sequencer_net.batches.pool import MAX_BATCHES_PER_REQUEST, BatchPool, BatchRequest
+from sequencer_net.batches.pool import BatchPool
 from sequencer_net.home.config import NodeConfig
 from sequencer_net.home.genesis import Genesis, load_genesis
 from sequencer_net.home.lock import HomeLock
@@ -49,17 +46,10 @@ from sequencer_net.node.base import NodeBase, NodeSetupError
 from sequencer_net.node.commit import CommitPipeline
 from sequencer_net.node.decryption import Decryptor, key_epochs_of
 from sequencer_net.node.follow import (
-    MAX_FOLLOW_BLOCKS,
-    FollowBlocksAnswer,
     FollowEpochs,
-    ForgedAnswer,
-    decode_blocks_answer,
-    decode_epoch_end_answer,
+    Follower,
     decode_outcome,
-    encode_blocks_request,
-    encode_epoch_end_request,
     encode_submit_request,
-    verify_blocks,
 )
 from sequencer_net.node.status import ChainStatus
 from sequencer_net.node.validator import (
@@ -71,25 +61,11 @@ from sequencer_net.node.validator import (
 )
 from sequencer_net.p2p.limits import P2PLimits
 from sequencer_net.p2p.network import P2PNetwork, PeerSpec
-from sequencer_net.payload import MalformedPayload, decode_payload
-from sequencer_net.payload.checks import (
-    NamespaceRootMismatch,
-    block_namespace_pairs,
-    check_namespace_root,
-)
-from sequencer_net.storage.node_store import NodeStore
 
 log = logging.getLogger("seqnet.fullnode")
 
 KEY_FILE = "full_node.key"
 """The full node's libp2p identity in its home: 64 hex digits, mode 0600."""
-POLL_S = 0.2
-"""How long a caught-up follower waits before asking again."""
-RETRY_S = 1.0
-"""How long the follower waits after every validator failed it."""
-SKIP_FAILED_S = 10.0
-"""A validator that failed a request (unreachable, timed out, forged answer) is
-asked last for this long: one that is down costs a dial timeout per ask."""
 
 
 def load_or_make_node_key(home: Path) -> bytes:
@@ -107,192 +83,6 @@ def load_or_make_node_key(home: Path) -> bytes:
     if len(secret) != 32:
         raise NodeSetupError(f"{path}: expected 64 hex digits (a secp256k1 secret)")
     return secret
-
-
-class FollowerStats:
-    def __init__(self) -> None:
-        self.forged_answers = 0
-        self.failed_requests = 0
-        self.blocks_verified = 0
-        self.root_mismatches = 0
-
-
-class Follower:
-    """Asks validators for committed blocks, verifies them, feeds the pipeline."""
-
-    def __init__(
-        self,
-        *,
-        p2p: P2PNetwork,
-        store: NodeStore,
-        pool: BatchPool,
-        fetcher: BatchFetcher,
-        validators: ValidatorSet,
-        verifier: SignatureVerifier,
-        commits: trio.MemorySendChannel[Commit],
-        epochs: FollowEpochs | None = None,
-    ) -> None:
-        """`epochs`: the genesis epoch schedule, on a chain that has later epochs."""
-        self.p2p = p2p
-        self.store = store
-        self.pool = pool
-        self.fetcher = fetcher
-        self.validators = validators  # the genesis set: what certificates must satisfy
-        self.verifier = verifier
-        self.commits = commits
-        self.epochs = epochs
-        self.proofs: dict[int, EpochEndProof] = {}
-        """End proofs of epochs this follower has not left yet (fetched when a
-        block at an epoch's last height needs one)."""
-        height, digest, _ = store.tip()
-        self.next_height = height + 1
-        self.parent = digest
-        self.peer_tip = 0
-        self.stats = FollowerStats()
-        self._rotation = itertools.count()
-        self._failed_at: dict[int, float] = {}
-
-    def order(self) -> list[int]:
-        """Validators to ask, in rotation, those that failed lately last."""
-        peers = self.p2p.connected_peers()
-        if not peers:
-            return []
-        start = next(self._rotation) % len(peers)
-        rotated = peers[start:] + peers[:start]
-        now = trio.current_time()
-        recent = {p for p, t in self._failed_at.items() if now - t < SKIP_FAILED_S}
-        return [p for p in rotated if p not in recent] + [p for p in rotated if p in recent]
-
-    async def run(self) -> None:
-        while True:
-            progressed = await self.step()
-            if not progressed:
-                await trio.sleep(POLL_S)
-
-    async def step(self) -> bool:
-        """Ask validators in turn until one gives verified blocks (or all are
-        caught up or fail); True if blocks were passed on."""
-        caught_up = False
-        for peer in self.order():
-            try:
-                data = await self.p2p.request(
-                    peer, encode_blocks_request(self.next_height, MAX_FOLLOW_BLOCKS)
-                )
-            except Exception as exc:  # transport: try the next validator
-                self.stats.failed_requests += 1
-                self._failed_at[peer] = trio.current_time()
-                log.debug("event=follow_request_failed peer=%d reason=%s", peer, exc)
-                continue
-            try:
-                answer = decode_blocks_answer(data)
-                verified = await self._verify(answer)
-                if not verified and await self._fetch_epoch_end(peer, answer):
-                    verified = await self._verify(answer)
-            except ForgedAnswer as exc:
-                self.stats.forged_answers += 1
-                self._failed_at[peer] = trio.current_time()
-                log.warning("event=forged_answer peer=%d reason=%s", peer, exc)
-                continue
-            self.peer_tip = max(self.peer_tip, answer.tip)
-            if not verified:
-                if answer.tip < self.next_height:
-                    return False  # caught up with this validator: poll again later
-                caught_up = True  # it holds the block, not its own certificate yet
-                continue
-            for block, cert in verified:
-                if not await self._batches_match(block, peer):
-                    return False
-                self._keep_epoch_end(block)
-                await self.commits.send(Commit(block, cert))
-                self.next_height = block.height + 1
-                self.parent = block.digest()
-                self.stats.blocks_verified += 1
-            return True
-        if not caught_up:
-            await trio.sleep(RETRY_S - POLL_S)
-        return False
-
-    def _keep_epoch_end(self, block: Block) -> None:
-        """Store the end proof that proved an epoch's last block (verified with it
-        by `verify_blocks`), so this node's API can prove that block to subscribers
-        when no certificate of its own exists."""
-        if self.epochs is None:
-            return
-        number = self.epochs.schedule.epoch_of(block.height).number
-        proof = self.proofs.get(number)
-        if proof is not None and self.epochs.schedule.last_height(number) == block.height:
-            self.store.save_epoch_end(proof)
-
-    async def _verify(self, answer: FollowBlocksAnswer) -> list[tuple[Block, Certificate]]:
-        return await trio.to_thread.run_sync(
-            lambda: verify_blocks(
-                answer,
-                validators=self.validators,
-                verifier=self.verifier,
-                next_height=self.next_height,
-                parent=self.parent,
-                epochs=self.epochs,
-                proofs=self.proofs,
-            )
-        )
-
-    async def _fetch_epoch_end(self, peer: int, answer: FollowBlocksAnswer) -> bool:
-        """The answer reaches the last block of the current epoch and proves
-        nothing: ask `peer` for the epoch's end proof (the last block may be
-        committed under a tail block's finalization). True if one came."""
-        if self.epochs is None or not answer.blocks:
-            return False
-        schedule = self.epochs.schedule
-        epoch = schedule.epoch_of(self.next_height).number
-        last = schedule.last_height(epoch)
-        if last is None or epoch in self.proofs:
-            return False
-        if last > self.next_height + len(answer.blocks) - 1:
-            return False
-        try:
-            data = await self.p2p.request(peer, encode_epoch_end_request(epoch))
-        except Exception as exc:  # transport: the next step asks again
-            log.debug("event=epoch_end_request_failed peer=%d reason=%s", peer, exc)
-            return False
-        proof = decode_epoch_end_answer(data)  # ForgedAnswer: dropped with the answer
-        if proof.epoch != epoch:
-            raise ForgedAnswer(f"asked for epoch {epoch}'s end proof, got epoch {proof.epoch}'s")
-        self.proofs = {e: p for e, p in self.proofs.items() if e >= epoch}
-        self.proofs[epoch] = proof
-        return True
-
-    async def _batches_match(self, block: Block, peer: int) -> bool:
-        """Fetch the block's batches (digest-checked, transactions verified by the
-        pool) and check the payload's namespace root against them."""
-        try:
-            payload = decode_payload(block.payload)
-        except MalformedPayload:
-            # A quorum finalized it: the pipeline commits it empty, as validators do.
-            log.error("event=committed_malformed_payload height=%d", block.height)
-            return True
-        digests = list(payload.batches)
-        for i in range(0, len(digests), MAX_BATCHES_PER_REQUEST):
-            chunk = [d for d in digests[i : i + MAX_BATCHES_PER_REQUEST] if d not in self.pool]
-            if chunk:
-                await self.fetcher.fetch(BatchRequest(chunk), prefer=peer)
-        batches = []
-        for digest in digests:
-            pairs = self.pool.namespace_pairs(digest)
-            if pairs is None:
-                log.info("event=batches_missing height=%d retry=yes", block.height)
-                return False
-            batches.append(pairs)
-        try:
-            check_namespace_root(payload, block_namespace_pairs(batches))
-        except NamespaceRootMismatch as exc:
-            # Batches are authenticated by digest and the payload by a quorum's
-            # certificate: only more than f faulty validators get here. Stop
-            # at this block (nothing unverified is executed) and say so.
-            self.stats.root_mismatches += 1
-            log.critical("event=namespace_root_mismatch height=%d reason=%s", block.height, exc)
-            await trio.sleep(RETRY_S * 10)
-            return False
-        return True
 
 
 class RelayIntake(Intake):
@@ -348,12 +138,12 @@ class RelayIntake(Intake):
 class FullNode(NodeBase):
     def __init__(self, config: NodeConfig, genesis: Genesis, secret: bytes) -> None:
         validators = genesis.validator_set()
-        if validators.index_of(PrivateKey(secret).address) is not None:
+        if any(v.address == PrivateKey(secret).address for v in genesis.members()):
             raise NodeSetupError("a full node's key must not be a validator's")
         super().__init__(config, genesis)
         overrides = config.p2p.peer_addresses()
         specs = []
-        for i, v in enumerate(genesis.validators):
+        for i, v in enumerate(genesis.members()):  # numbered as validators number peers
             host, port = overrides.get(i, (v.p2p_host, v.p2p_port))
             specs.append(PeerSpec(index=i, public_key=v.public_key, host=host, port=port))
         self.p2p = P2PNetwork(

@@ -30,9 +30,9 @@ import trio
 
 from consensus.core import ConsensusCore
 from consensus.crypto import PrivateKey
-from consensus.epochs import Anchor, epoch_domain_separator
+from consensus.epochs import Anchor, epoch_domain_separator, verify_epoch_end
 from consensus.io import Commit
-from consensus.types import Height, ValidatorIndex
+from consensus.types import Digest, Height, ValidatorIndex
 from consensus.verifier import SignatureVerifier
 from sequencer_net.api.intake import Intake, Outcome
 from sequencer_net.api.markets import MarketSource
@@ -64,8 +64,6 @@ from sequencer_net.node.driver import ConsensusDriver
 from sequencer_net.node.epochs import (
     EpochMembers,
     EpochPlan,
-    UnsupportedEpochs,
-    check_supported,
     resume_epoch,
     weights_in_peer_order,
 )
@@ -75,7 +73,13 @@ from sequencer_net.node.equivocation import (
     TestFaultRefused,
     check_test_fault_allowed,
 )
-from sequencer_net.node.follow import FollowServer
+from sequencer_net.node.follow import (
+    FollowEpochs,
+    Follower,
+    FollowServer,
+    decode_epoch_end_answer,
+    encode_epoch_end_request,
+)
 from sequencer_net.node.own_nonces import OwnNonces
 from sequencer_net.node.reporter import PriceReporter, build_source
 from sequencer_net.node.requests import RequestKind, split_request
@@ -92,6 +96,8 @@ COMMIT_QUEUE = 1_000
 """Committed blocks waiting for execution; consensus pauses when execution lags this far."""
 LOG_FLUSH_S = 10.0
 """How often rate-limited log lines get their summary written."""
+FOLLOW_POLL_S = 0.2
+"""How long a validator following an epoch waits before asking its members again."""
 
 
 def configure_logging(config: NodeConfig) -> None:
@@ -131,19 +137,18 @@ def configure_logging(config: NodeConfig) -> None:
 class ValidatorNode(NodeBase):
     def __init__(self, config: NodeConfig, genesis: Genesis, key: PrivateKey) -> None:
         self.key = key
-        try:
-            check_supported(genesis)
-        except UnsupportedEpochs as exc:
-            raise NodeSetupError(f"{config.genesis_path}: {exc}") from exc
         validators = genesis.validator_set()
-        index = validators.index_of(key.address)
+        index = member_peer(genesis, key.address)
         if index is None:
             raise NodeSetupError(
-                f"key {key.address.hex()} is not a validator in {config.genesis_path}"
+                f"key {key.address.hex()} is not a validator of any epoch in {config.genesis_path}"
             )
         self.schedule = genesis.schedule()
         """Which set signs for which heights; one epoch unless genesis has `epochs`."""
         self.index = index
+        """This validator's p2p peer number: its place in `Genesis.members()` (its
+        validator index on a chain whose set never changes); batches are authored
+        and acknowledged under it."""
         self.validators = validators
         self.key_shares = _load_key_shares(config, genesis, key.address)
         """This validator's threshold key share of each validator-set epoch it
@@ -165,12 +170,15 @@ class ValidatorNode(NodeBase):
         self.fetcher = BatchFetcher(self.pool, self.p2p)
         self.epochs = self._epoch_plan()
         """The epoch schedule as the driver runs it; None on a single-epoch chain."""
-        self.core = self._start_core(0, None)
-        """The current epoch's consensus core (the driver starts each epoch's)."""
+        self.core = self._first_core()
+        """The current epoch's consensus core (the driver starts each epoch's); while
+        the node follows an epoch it is not a member of, an earlier epoch's."""
+        self._power_epoch = 0
+        """The epoch whose power the certifier counts."""
         self.certifier = BatchCertifier(
             me=self.index,
             key=key,
-            validators=validators,
+            validators=validators if self.epochs is None else weights_in_peer_order(genesis, 0),
             separator=self.domain.separator(),
             recover=self.core.verifier.recover,
             store=self.store,
@@ -196,6 +204,7 @@ class ValidatorNode(NodeBase):
             broadcast=self._broadcast_batch,
             metrics=self.metrics,
             on_batch=self.certifier.own_batch,
+            may_cut=self._is_member_now,
         )
         self.peer_batches = PeerBatches(self.pool, self.metrics, self.certifier.acknowledge)
         self.forced = ForcedInclusion() if config.l1.rpc_url is not None else None
@@ -232,6 +241,7 @@ class ValidatorNode(NodeBase):
             epochs=self.epochs,
             start_core=None if self.epochs is None else self._start_core,
             on_epoch=self._epoch_started,
+            follow_epoch=None if self.epochs is None else self._follow_epoch,
         )
         self.status = ChainStatus()
         self.accepted_at: dict[bytes, float] = {}
@@ -275,6 +285,7 @@ class ValidatorNode(NodeBase):
                     weights_in_peer_order(genesis, epoch),
                     weights_in_peer_order(genesis, epoch - 1),
                 )
+                self._power_epoch = epoch
         if held := self.certifier.load():
             log.info("event=batch_certificates_restored count=%d", held)
         self.own_nonces = OwnNonces(key.address, lambda: self.commits.state)
@@ -283,6 +294,12 @@ class ValidatorNode(NodeBase):
         self.l1_status = L1Status(enabled=config.l1.rpc_url is not None)
         self.poster, self.watcher = self._l1_tasks()
         self.evidence_watcher = self._evidence_watcher(key, self.l1_status)
+        self.follow_server = FollowServer(
+            store=self.store,
+            pool=self.pool,
+            submit=self._submit_relayed,
+            is_connected=lambda: self.connected,
+        )
         # Gauges read live at scrape time.
         self.metrics.peers.set_function(lambda: len(self._connected_peers()))
         self.metrics.mempool_size.set_function(lambda: len(self.mempool))
@@ -304,14 +321,111 @@ class ValidatorNode(NodeBase):
             members=EpochMembers(self.genesis),
             verifier=lambda number: verifiers[number],
             genesis=Anchor(genesis.digest(), Height(genesis.height)),
+            me=self.index,
         )
+
+    def _first_core(self) -> ConsensusCore:
+        """Epoch 0's core, or, for a validator that joins later, the core of the
+        first epoch it is a member of (a placeholder on the genesis anchor: the
+        driver starts each epoch's core on its real anchor when it gets there)."""
+        if self.epochs is None or self.epochs.is_member(0):
+            return self._start_core(0, None)
+        first = next(e for e in range(len(self.schedule)) if self.epochs.is_member(e))
+        return self._start_core(first, self.epochs.genesis)
+
+    def _is_member_now(self) -> bool:
+        """Whether this node runs the current epoch's consensus (else it follows)."""
+        return self.epochs is None or not self.driver.following
+
+    def _follower(self) -> Follower:
+        """Fetches and checks an epoch's committed blocks from its members, as a
+        full node does, for the commit pipeline (node/full.py `Follower`)."""
+        assert self.epochs is not None
+        separator = self.domain.separator()
+        follow_epochs = FollowEpochs(
+            self.schedule,
+            tuple(
+                SignatureVerifier(epoch_domain_separator(separator, e))
+                for e in range(len(self.schedule))
+            ),
+        )
+        return Follower(
+            p2p=self.p2p,
+            store=self.store,
+            pool=self.pool,
+            fetcher=self.fetcher,
+            validators=self.validators,
+            verifier=SignatureVerifier(separator),
+            commits=self._commits_in,
+            epochs=follow_epochs,
+            peers=self._follow_peers,
+        )
+
+    def _follow_peers(self) -> list[int]:
+        """Connected members of the followed epoch first (they have its blocks),
+        then the other peers."""
+        assert self.epochs is not None
+        members = self.epochs.members
+        epoch = self.driver.epoch
+        peers = self._connected_peers()
+        inside = [p for p in peers if members.index_of(epoch, p) is not None]
+        return inside + [p for p in peers if p not in inside]
+
+    async def _follow_epoch(self, epoch: int, anchor: Anchor) -> Anchor:
+        """Commit `epoch`'s blocks (this node is not in its set) up to its last,
+        each checked against the epoch's set and domain (the last by the end
+        proof when its own finalization is not at hand); the next epoch's anchor."""
+        follower = self._follower()
+        height, digest, _ = self.store.tip()
+        if height < anchor.height:  # the pipeline has not stored the anchor yet
+            height, digest = anchor.height, anchor.digest
+        follower.next_height, follower.parent = height + 1, digest
+        last = self.schedule.last_height(epoch)
+        follower.until = last
+        log.info("event=following epoch=%d from_height=%d", epoch, height + 1)
+        while last is None or follower.next_height <= last:
+            if not self.connected or not await follower.step():
+                await trio.sleep(FOLLOW_POLL_S)
+        if follower.next_height == last + 1:
+            digest = follower.parent
+        else:  # a restart past the last block: it is in the store
+            block = self.store.block_at(last)
+            assert block is not None, "a committed height above the last has its block"
+            digest = block.digest()
+        if self.store.epoch_end(epoch) is None:
+            await self._fetch_end_proof(epoch, last, digest)
+        return Anchor(Digest(digest), Height(last))
+
+    async def _fetch_end_proof(self, epoch: int, last: int, digest: bytes) -> None:
+        """Ask the epoch's members once each for its end proof and keep the first
+        that proves `digest` (so this node can answer for the epoch's end like
+        its members); without one the node goes on: the blocks are proven."""
+        assert self.epochs is not None
+        for peer in self._follow_peers():
+            try:
+                data = await self.p2p.request(peer, encode_epoch_end_request(epoch))
+                proof = decode_epoch_end_answer(data)
+                proven = verify_epoch_end(
+                    proof,
+                    epoch=epoch,
+                    last_height=last,
+                    validators=self.schedule.epoch(epoch).validators,
+                    verifier=self.epochs.verifier(epoch),
+                )
+            except Exception as exc:  # transport, or an answer that proves nothing
+                log.debug("event=end_proof_fetch_failed peer=%d reason=%s", peer, exc)
+                continue
+            if proven == digest:
+                self.store.save_epoch_end(proof)
+                return
+        log.info("event=end_proof_missing epoch=%d", epoch)
 
     def _start_core(self, epoch: int, anchor: Anchor | None) -> ConsensusCore:
         """The consensus core of `epoch`: the epoch's set, this validator's index in
         it, the epoch's signing domain, built on `anchor` (genesis for epoch 0)."""
         validators = self.schedule.epoch(epoch).validators
         me = validators.index_of(self.key.address)
-        assert me is not None  # every epoch has the same members (check_supported)
+        assert me is not None  # the driver starts cores only for epochs this node is in
         verifier = (
             SignatureVerifier(self.domain.separator())
             if self.epochs is None
@@ -330,23 +444,26 @@ class ValidatorNode(NodeBase):
             stored_block=self.store.block_by_digest,
         )
 
-    def _epoch_started(self, epoch: int, core: ConsensusCore) -> None:
-        """Everything that follows the current epoch's core moves to the new one."""
-        if core is self.core:
-            return
-        self.core = core
-        self.payloads.core = core
-        self.certifier.epoch_changed(
-            weights_in_peer_order(self.genesis, epoch),
-            None if epoch == 0 else weights_in_peer_order(self.genesis, epoch - 1),
-        )
+    def _epoch_started(self, epoch: int, core: ConsensusCore | None) -> None:
+        """Everything that follows the current epoch's core moves to the new one;
+        `core` is None for an epoch this node follows (it cuts no batches then)."""
+        if core is not None:
+            self.core = core
+            self.payloads.core = core
+        if epoch != self._power_epoch:
+            self._power_epoch = epoch
+            self.certifier.epoch_changed(
+                weights_in_peer_order(self.genesis, epoch),
+                None if epoch == 0 else weights_in_peer_order(self.genesis, epoch - 1),
+            )
+        self.own_batches.membership_changed()
 
     def _leader_peer(self, view: int) -> int:
         """The p2p peer that leads `view` of the current epoch."""
         leader = self.core.leader(view)
         if self.epochs is None:
             return leader
-        peer = self.epochs.members.peer_of(self.driver.epoch, leader)
+        peer = self.epochs.members.peer_of(self.core.epoch, leader)
         assert peer is not None
         return peer
 
@@ -463,7 +580,7 @@ class ValidatorNode(NodeBase):
                 link=link,
                 store=self.store,
                 validators=self.validators,
-                my_index=self.index,
+                my_index=self.validators.index_of(self.key.address),
                 key=self.key,
                 data_dir=data,
                 status=self.l1_status,
@@ -498,7 +615,7 @@ class ValidatorNode(NodeBase):
     def _peer_specs(self) -> list[PeerSpec]:
         overrides = self.config.p2p.peer_addresses()
         specs = []
-        for i, v in enumerate(self.genesis.validators):
+        for i, v in enumerate(self.genesis.members()):
             host, port = overrides.get(i, (v.p2p_host, v.p2p_port))
             specs.append(PeerSpec(index=i, public_key=v.public_key, host=host, port=port))
         return specs
@@ -554,7 +671,11 @@ class ValidatorNode(NodeBase):
             "forced": None if self.forced is None else self.forced.status(self._is_committed),
             "l1": self.l1_status.document(self.store.tip()[0]),
             "uptime_s": round(time.monotonic() - self.started_at, 1),
-            **({} if self.epochs is None else {"epoch": self.driver.epoch}),
+            **(
+                {}
+                if self.epochs is None
+                else {"epoch": self.driver.epoch, "member": not self.driver.following}
+            ),
         }
 
     def _connected_peers(self) -> list[int]:
@@ -596,6 +717,9 @@ class ValidatorNode(NodeBase):
             return self.certifier.answer(body)
         if kind is RequestKind.SHARES and self.decryptor is not None:
             return self.decryptor.answer_request(body)
+        if kind in (RequestKind.FOLLOW_BLOCKS, RequestKind.EPOCH_END):
+            # A validator following an epoch it is not a member of.
+            return await self.follow_server.answer(str(peer), data)
         return b""
 
     async def _submit_relayed(self, raw: bytes, client: str) -> Outcome:
@@ -616,6 +740,7 @@ class ValidatorNode(NodeBase):
             status=self.status_document,
             set_connected=self.set_connected,
             validator_address=self._validator_address,
+            epoch_validator_address=self.validator_address_in_epoch,
             markets=MarketSource(lambda: self.commits.state, self.commits.market_activity),
             commit_feed=self.status.feed,
             validators=self.validators_document,
@@ -626,14 +751,7 @@ class ValidatorNode(NodeBase):
             self.config, genesis_view_timeout_ms=self.genesis.view_timeout_ms
         )
         self.p2p.set_request_handler(self._answer_request)
-        self.p2p.set_follow_handler(
-            FollowServer(
-                store=self.store,
-                pool=self.pool,
-                submit=self._submit_relayed,
-                is_connected=lambda: self.connected,
-            ).answer
-        )
+        self.p2p.set_follow_handler(self.follow_server.answer)
         async with trio.open_nursery() as nursery:
             await nursery.start(self.group.run)
             await nursery.start(self.p2p.run)

@@ -14,6 +14,8 @@
     encryption_threshold = 2    # optional: t, default f + 1; must be in f+1..n-f
     rotate_every = 50           # optional: a new validator-set epoch every this many
                                 # heights (weights change; docs/operator.md)
+    rotate_members = true       # optional, with rotate_every: each epoch leaves out
+                                # one validator in turn (joins and leaves instead)
 
     [load]
     rate = 200                  # signed tx/s submitted while `up` runs; 0 = none
@@ -117,6 +119,9 @@ class NetworkSpec:
     rotate_every: int | None = None
     """Heights per validator-set epoch (sequencer_net.testnet.network
     `rotation_epochs`); None: one epoch, the set never changes."""
+    rotate_members: bool = False
+    """With `rotate_every`: epoch k leaves out validator k mod n (members join and
+    leave at every boundary) instead of changing weights."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,11 +166,13 @@ class Manifest:
         mix: Mix | None = None,
         l1: bool | None = None,
         rotate_every: int | None = None,
+        rotate_members: bool | None = None,
     ) -> Manifest:
         """The manifest with CLI flags applied, checked again (e.g. `-n` vs perturbations).
 
         `l1` False turns the local L1 off (`--no-l1`); True or None keeps the manifest's.
-        `rotate_every` (`--rotate-every`) replaces the manifest's.
+        `rotate_every` (`--rotate-every`) replaces the manifest's; `rotate_members`
+        True (`--rotate-members`) turns member rotation on.
         """
         network = self.network
         if validators is not None and validators != network.validators:
@@ -178,6 +185,8 @@ class Manifest:
             network = replace(network, validators=validators)
         if rotate_every is not None:
             network = replace(network, rotate_every=rotate_every)
+        if rotate_members is not None:
+            network = replace(network, rotate_members=rotate_members)
         load = self.load if rate is None else replace(self.load, rate=rate)
         load = load if mix is None else replace(load, mix=mix)
         l1_spec = replace(self.l1, enabled=False) if l1 is False else self.l1
@@ -202,6 +211,7 @@ _NETWORK_KEYS = {
     "encryption",
     "encryption_threshold",
     "rotate_every",
+    "rotate_members",
 }
 _LOAD_KEYS = {"rate", "accounts", "seed", "namespace", "payload_bytes", "mix"}
 _L1_KEYS = {"enabled", "block_time_s", "inclusion_window", "escape_delay"}
@@ -245,6 +255,7 @@ def parse_manifest(text: str, *, source: str = "<manifest>") -> Manifest:
             network_table, "encryption_threshold", where, "network."
         ),
         rotate_every=_optional_int(network_table, "rotate_every", where, "network."),
+        rotate_members=_bool(network_table, "rotate_members", False, where, "network."),
     )
     load = LoadSpec(
         rate=_number(load_table, "rate", DEFAULT_LOAD_RATE, where, "load."),
@@ -315,6 +326,20 @@ def check_manifest(manifest: Manifest) -> None:
         raise where.error(
             "network.rotate_every", f"must be between {MIN_ROTATE_EVERY} and 2**32 - 1 heights"
         )
+    if network.rotate_members:
+        if network.rotate_every is None:
+            raise where.error("network.rotate_members", "needs rotate_every (or --rotate-every)")
+        if network.validators < 2:
+            raise where.error("network.rotate_members", "needs at least 2 validators")
+        if network.equivocators:
+            raise where.error("network.rotate_members", "does not run with equivocators")
+        if network.encryption_threshold is not None:
+            try:
+                check_threshold(network.validators - 1, network.encryption_threshold)
+            except ThresholdError as exc:
+                raise where.error(
+                    "network.encryption_threshold", f"for epochs of n - 1: {exc}"
+                ) from None
     if network.chain_id is not None and not 0 < network.chain_id < 2**63:
         raise where.error("network.chain_id", "must be between 1 and 2**63 - 1")
     if load.rate < 0:

@@ -163,11 +163,16 @@ def rotation_epochs(
     network: NetworkSpec, epoch_keys: Sequence[PublicKeySet] = ()
 ) -> tuple[LocalEpoch, ...]:
     """The epochs of a testnet whose set changes every `rotate_every` heights: the
-    same validators (the node does not run joins and leaves yet), and in epoch k
-    every validator's weight doubled but validator (k - 1) mod n's, in turn; any
-    one validator down leaves a quorum in every epoch (n = 4: weights 2, 2, 2, 1
-    of 7, quorum 5). With encryption on, `epoch_keys[k]` is epoch k's own
-    threshold key (`deal_epoch_keys`; epoch 0's is genesis's `threshold`)."""
+    same validators, and in epoch k every validator's weight doubled but
+    validator (k - 1) mod n's, in turn; any one validator down leaves a quorum
+    in every epoch (n = 4: weights 2, 2, 2, 1 of 7, quorum 5). With
+    `rotate_members`, epoch k's set is every validator but k mod n instead (epoch
+    0's, `rotation_initial`, leaves out validator 0), at its manifest weight:
+    one joins and one leaves at every boundary; with n >= 5 (sets of 4 or more
+    equal weights) any one validator down still leaves a quorum. With
+    encryption on, `epoch_keys[k]` is epoch k's own threshold key
+    (`deal_epoch_keys`, dealt to that epoch's set; epoch 0's is genesis's
+    `threshold`)."""
     from sequencer_net.home.genesis import LocalEpoch
 
     every = network.rotate_every
@@ -177,11 +182,23 @@ def rotation_epochs(
     base = list(network.weights) if network.weights is not None else [1] * n
     epochs = []
     for k in range(1, ROTATION_EPOCHS + 1):
+        keys = epoch_keys[k] if epoch_keys else None
+        if network.rotate_members:
+            members = tuple(i for i in range(n) if i != k % n)
+            weights = tuple(base[i] for i in members)
+            epochs.append(LocalEpoch(1 + k * every, members, weights, keys))
+            continue
         kept = (k - 1) % n
         weights = tuple(w if i == kept else 2 * w for i, w in enumerate(base))
-        keys = epoch_keys[k] if epoch_keys else None
         epochs.append(LocalEpoch(1 + k * every, tuple(range(n)), weights, keys))
     return tuple(epochs)
+
+
+def rotation_initial(network: NetworkSpec) -> tuple[int, ...] | None:
+    """Epoch 0's members: all validators, but validator 0 with `rotate_members`."""
+    if network.rotate_every is None or not network.rotate_members:
+        return None
+    return tuple(range(1, network.validators))
 
 
 def write_validator_homes(
@@ -211,6 +228,7 @@ def write_validator_homes(
     dealt key: each home holds its share of every epoch
     (`threshold.epoch<e>.key`).
     """
+    from consensus.crypto import PrivateKey
     from sequencer_net.api.admin_auth import new_admin_token, write_admin_token_file
     from sequencer_net.home.genesis import make_local_genesis, write_genesis
     from sequencer_net.home.keystore import generate_secret
@@ -221,8 +239,9 @@ def write_validator_homes(
     network = manifest.network
     secrets = [generate_secret() for _ in range(network.validators)]
     epochs = 1 + (ROTATION_EPOCHS if network.rotate_every is not None else 0)
+    set_size = network.validators - (1 if rotation_initial(network) is not None else 0)
     dealt = (
-        deal_epoch_keys([network.validators] * epochs, network.encryption_threshold)
+        deal_epoch_keys([set_size] * epochs, network.encryption_threshold)
         if network.encryption
         else []
     )
@@ -236,6 +255,7 @@ def write_validator_homes(
         base_p2p_port=p2p_base,
         base_api_port=api_base,
         weights=list(network.weights) if network.weights is not None else None,
+        initial=rotation_initial(network),
         view_timeout_ms=network.view_timeout_ms,
         genesis_time_ms=genesis_time_ms,
         funded_accounts=load_account_addresses(manifest.load.seed, manifest.load.accounts),
@@ -264,8 +284,9 @@ def write_validator_homes(
     genesis_path = directory / GENESIS_FILE
     write_genesis(genesis_path, genesis)
     specs = []
+    by_address = {v.address: v for v in genesis.members()}
     for index, secret in enumerate(secrets):
-        validator = genesis.validators[index]
+        validator = by_address[PrivateKey(secret).address]
         home = directory / f"node{index}"
         p2p_port, api_port = node_ports(base_port, index)
         init_home(

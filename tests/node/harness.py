@@ -80,12 +80,14 @@ class LocalNetwork:
         full_nodes: int = 0,
         encryption: bool = False,
         epochs: tuple[LocalEpoch, ...] = (),
+        initial: tuple[int, ...] | None = None,
     ) -> LocalNetwork:
         """`full_nodes` full-node homes too (indices n, n+1, ...; start them with
         `start`); the validators then keep that many non-validator slots.
         `encryption`: a threshold key (t = f + 1, dealt from a fixed seed) in
         genesis and each validator's share in its home. `epochs`: later
-        validator-set epochs of the genesis (members index the n validators)."""
+        validator-set epochs of the genesis (members index the n validators);
+        `initial`: epoch 0's members (all n by default)."""
         secrets = [keccak256(b"seqnet-test-validator-%d" % i) for i in range(n)]
         keys, shares = (
             deal_network_key(n, rng=random.Random(n).randbytes) if encryption else (None, [])
@@ -102,9 +104,11 @@ class LocalNetwork:
             funded_accounts=[_user_key(label).address for label in USER_LABELS],
             threshold_keys=keys,
             epochs=epochs,
+            initial=initial,
         )
+        by_address = {v.address: v for v in genesis.members()}
         for i in range(n):
-            v = genesis.validators[i]
+            v = by_address[PrivateKey(secrets[i]).address]
             init_home(
                 root / f"node{i}",
                 name=v.name,
@@ -134,7 +138,8 @@ class LocalNetwork:
     def url(self, i: int) -> str:
         if i in self.full_api_ports:
             return f"http://127.0.0.1:{self.full_api_ports[i]}"
-        v = self.genesis.validators[i]
+        address = PrivateKey(self.secrets[i]).address
+        (v,) = [m for m in self.genesis.members() if m.address == address]
         return f"http://{v.api_host}:{v.api_port}"
 
     # ---- processes --------------------------------------------------------------------

@@ -21,6 +21,7 @@ from sequencer_net.batches.batch import Batch, batch_digest, encode_batch
 from sequencer_net.batches.certificate import (
     BatchAck,
     BatchCertificate,
+    InvalidCertMessage,
     decode_cert_message,
     encode_cert_message,
     sign_ack,
@@ -316,3 +317,61 @@ async def test_held_certificates_survive_a_restart_and_included_ones_are_dropped
         assert len(restarted.store.load_batch_certificates()) == 1  # the included one deleted
     finally:
         restarted.close()
+
+
+def _power_without(peer: int) -> ValidatorSet:
+    """An epoch's power over the four peers with `peer` outside the set."""
+    from sequencer_net.node.epochs import PeerPower
+
+    weights = {bytes(k.address): 1 for i, k in enumerate(VALIDATOR_KEYS) if i != peer}
+    return PeerPower([Validator(k.address, 1) for k in VALIDATOR_KEYS], weights)
+
+
+async def test_an_author_outside_the_current_set_gets_no_ack_and_no_certificate(
+    node: Node,
+) -> None:
+    """In an epoch without peer 2: its batch is stored but not acknowledged, its
+    certificate does not verify, and peer 2's signature counts for nothing."""
+    node.certifier.epoch_changed(_power_without(2), VALIDATORS)
+    digest, encoded, _ = batch_of(author=2, sequence=0, nonce=0)
+    await receive_and_ack(node, 2, encoded)
+    assert node.p2p.sent == [] and node.store.acked_batch(2, 0) is None
+    # Formed in the previous epoch (all four members): still counts, one epoch.
+    node.certifier._verify_certificate(cert_of(digest, 2, 0, [0, 1, 3]))
+    node.certifier.epoch_changed(_power_without(2), _power_without(2))
+    with pytest.raises(InvalidCertMessage, match="author 2 is not a validator"):
+        node.certifier._verify_certificate(cert_of(digest, 2, 0, [0, 1, 3]))
+    other, _, _ = batch_of(author=3, sequence=0, nonce=0)
+    with pytest.raises(InvalidCertMessage, match="a signer is not a validator"):
+        node.certifier._verify_certificate(cert_of(other, 3, 0, [0, 2, 3]))
+    node.certifier._verify_certificate(cert_of(other, 3, 0, [0, 1, 3]))
+
+
+async def test_an_own_batch_gathers_its_acks_again_under_the_next_epochs_power(
+    tmp_path: Path,
+) -> None:
+    """Peer 1's batch has acks of 0 and itself when peer 0 leaves the set: they
+    are gathered again under the new power, where 1, 2 and 3 form the quorum."""
+    author = Node(tmp_path / "db1", me=1)
+    try:
+        digest, encoded, batch = batch_of(author=1, sequence=0, nonce=0)
+        await author.pool.add_own(digest, encoded, batch)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(author.certifier.run)
+            author.certifier.own_batch(digest, encoded, batch)
+            ack = {i: sign_ack(VALIDATOR_KEYS[i], SEPARATOR, i, digest, 1, 0) for i in range(4)}
+            author.certifier.offer(0, encode_cert_message(ack[0]))
+            await trio.testing.wait_all_tasks_blocked()
+            author.certifier.epoch_changed(_power_without(0), VALIDATORS)
+            author.certifier.offer(0, encode_cert_message(ack[0]))  # no power now
+            author.certifier.offer(2, encode_cert_message(ack[2]))
+            await trio.testing.wait_all_tasks_blocked()
+            assert author.p2p.cert_messages() == []  # 1 and 2: 2 of 3, no quorum
+            author.certifier.offer(3, encode_cert_message(ack[3]))
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.cancel_scope.cancel()
+        [(to, cert)] = author.p2p.cert_messages()
+        assert to is None and isinstance(cert, BatchCertificate) and cert.signers == [1, 2, 3]
+        verify_certificate(_power_without(0), SEPARATOR, cert, SignatureVerifier(SEPARATOR).recover)
+    finally:
+        author.close()

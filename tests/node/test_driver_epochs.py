@@ -38,12 +38,11 @@ from sequencer_net.node.driver import (
     BUFFERED_NEXT_EPOCH,
     BUFFERED_NEXT_EPOCH_BYTES,
     ConsensusDriver,
+    EpochFollowed,
 )
 from sequencer_net.node.epochs import (
     EpochMembers,
     EpochPlan,
-    UnsupportedEpochs,
-    check_supported,
     resume_epoch,
 )
 from sequencer_net.p2p.network import Channel
@@ -136,8 +135,8 @@ def _vote(signer: int, epoch: int, view: int, genesis: Genesis) -> Vote:
     return Vote(VoteKind.NULLIFY, view, 0, bytes(32), index, KEYS[signer].sign_digest(digest))
 
 
-def _queued(driver: ConsensusDriver) -> list[tuple[int, Event]]:
-    out: list[tuple[int, Event]] = []
+def _queued(driver: ConsensusDriver) -> list[tuple[int, Event | EpochFollowed]]:
+    out: list[tuple[int, Event | EpochFollowed]] = []
     while True:
         try:
             epoch, event, _ = driver._events_out.receive_nowait()
@@ -253,15 +252,6 @@ def test_a_restarted_node_resumes_in_the_epoch_its_store_shows(
             assert anchor == Anchor(chain[-1].digest(), Height(LAST_OF_EPOCH_0))
         else:
             assert anchor == plan.genesis
-
-
-def test_a_genesis_whose_epochs_change_members_is_refused_with_the_reason() -> None:
-    check_supported(_genesis())  # same members, another order and weights: runs
-    joining = _genesis((LocalEpoch(10, (0, 1, 2)),))
-    with pytest.raises(
-        UnsupportedEpochs, match=r"epoch 1 changes the validator members \(0 joining, 1 leaving\)"
-    ):
-        check_supported(joining)
 
 
 def test_peer_numbers_map_to_each_epochs_indices() -> None:

@@ -25,6 +25,7 @@ from sequencer_net.node.follow import (
     MAX_SUBMIT_BYTES,
     FollowBlocksAnswer,
     FollowBlocksRequest,
+    Follower,
     FollowServer,
     ForgedAnswer,
     answer_blocks,
@@ -33,7 +34,6 @@ from sequencer_net.node.follow import (
     encode_submit_request,
     verify_blocks,
 )
-from sequencer_net.node.full import Follower
 from sequencer_net.node.requests import RequestKind
 from sequencer_net.storage.node_store import NodeStore
 

@@ -209,7 +209,6 @@ def test_a_rotating_testnet_genesis_changes_weights_every_n_heights(tmp_path: Pa
     and any one validator down leaves a quorum in every epoch."""
     from consensus.types import ValidatorIndex
     from sequencer_net.home.genesis import load_genesis
-    from sequencer_net.node.epochs import check_supported
     from sequencer_net.testnet.network import GENESIS_FILE, ROTATION_EPOCHS, write_validator_homes
 
     assert parse_manifest("[network]\nrotate_every = 30").network.rotate_every == 30
@@ -217,7 +216,7 @@ def test_a_rotating_testnet_genesis_changes_weights_every_n_heights(tmp_path: Pa
     manifest = parse_manifest("[network]\nencryption = false").with_overrides(rotate_every=25)
     write_validator_homes(tmp_path, manifest, 36700, "127.0.0.1")
     genesis = load_genesis(tmp_path / GENESIS_FILE)
-    check_supported(genesis)  # the node runs it
+    assert genesis.members() == genesis.validators  # the same members in every epoch
     schedule = genesis.schedule()
     assert len(schedule) == 1 + ROTATION_EPOCHS
     assert [schedule.epoch(k).first_height for k in range(4)] == [1, 26, 51, 76]
@@ -232,3 +231,44 @@ def test_a_rotating_testnet_genesis_changes_weights_every_n_heights(tmp_path: Pa
     (tmp_path / "plain").mkdir()
     write_validator_homes(tmp_path / "plain", Manifest(), 36800, "127.0.0.1")
     assert load_genesis(tmp_path / "plain" / GENESIS_FILE).epochs == ()
+
+
+def test_a_member_rotating_testnet_leaves_out_one_validator_per_epoch(tmp_path: Path) -> None:
+    """`rotate_members` (or `--rotate-members`): epoch k is every validator but
+    k mod n, each home holds its share of exactly the epochs it is a member of,
+    and with n = 5 any one validator down leaves a quorum in every epoch."""
+    from consensus.crypto import PrivateKey
+    from consensus.types import ValidatorIndex
+    from sequencer_net.home.config import load_config
+    from sequencer_net.home.genesis import load_genesis
+    from sequencer_net.home.setup import load_validator_secret
+    from sequencer_net.home.threshold import read_key_shares
+    from sequencer_net.testnet.network import GENESIS_FILE, ROTATION_EPOCHS, write_validator_homes
+
+    assert parse_manifest(
+        "[network]\nrotate_every = 30\nrotate_members = true"
+    ).network.rotate_members
+    with pytest.raises(ManifestError, match=r"rotate_members.*needs rotate_every"):
+        parse_manifest("[network]\nrotate_members = true")
+    manifest = parse_manifest("[network]\nvalidators = 5").with_overrides(
+        rotate_every=20, rotate_members=True
+    )
+    specs = write_validator_homes(tmp_path, manifest, 36800, "127.0.0.1")
+    genesis = load_genesis(tmp_path / GENESIS_FILE)
+    schedule = genesis.schedule()
+    assert len(schedule) == 1 + ROTATION_EPOCHS
+    names = [v.name for v in genesis.members()]
+    assert sorted(names) == [f"node{i}" for i in range(5)]
+    for k in range(len(schedule)):
+        members = sorted(v.name for v in genesis.epoch_validators(k))
+        assert members == [f"node{i}" for i in range(5) if i != k % 5], k
+        validators = schedule.epoch(k).validators
+        for down in range(len(validators)):
+            rest = [ValidatorIndex(i) for i in range(len(validators)) if i != down]
+            assert validators.weight_of(rest) >= validators.quorum_weight
+    for spec in specs:
+        config = load_config(spec.home)
+        address = PrivateKey(load_validator_secret(config)).address
+        shares = read_key_shares(config.threshold_key_path, genesis, address)
+        member_of = {k for k in range(len(schedule)) if genesis.epoch_index(k, address) is not None}
+        assert set(shares) == member_of and len(member_of) < len(schedule)
