@@ -29,6 +29,11 @@ class Metrics:
         self.accepted_txs = Counter(
             "seqnet_accepted_transactions", "Transactions accepted by the API", registry=r
         )
+        self.forwarded_txs = Counter(
+            "seqnet_forwarded_transactions",
+            "Acknowledged transactions handed to the set's members while this node was outside it",
+            registry=r,
+        )
         self.rejected_txs = Counter(
             "seqnet_rejected_transactions",
             "Transactions refused by the API",

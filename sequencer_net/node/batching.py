@@ -22,6 +22,7 @@ from typing import Any
 
 import trio
 
+from sequencer_net.api.intake import Accepted, Outcome
 from sequencer_net.batches.batch import (
     Batch,
     BatchBuilder,
@@ -39,6 +40,16 @@ log = logging.getLogger("seqnet.batches")
 INBOUND_BATCH_QUEUE = 256
 """Peer batches waiting for verification (a few seconds of every validator's
 batches at 50 ms each); beyond it new ones are dropped and fetched if needed."""
+
+FORWARD_RETRY_S = 0.5
+"""How long a node outside the set waits before forwarding again after no member
+took its transactions (none answered, or one asked it to slow down)."""
+
+FORWARD_AT_ONCE = 256
+"""Transactions a node outside the set forwards in one round."""
+
+RETRY_LATER = frozenset({429, 503})
+"""Refusals that say "not now", not "never": the transaction stays to be forwarded again."""
 
 BATCH_VERIFIERS = 4
 """Peer batches verified at once (each spreads over the verifier pool's threads)."""
@@ -60,6 +71,8 @@ class OwnBatches:
         clock_ms: Callable[[], int] = monotonic_ms,
         on_batch: Callable[[bytes, bytes, Batch], None] = lambda digest, encoded, batch: None,
         may_cut: Callable[[], bool] = lambda: True,
+        forward: Callable[[bytes], Awaitable[Outcome | None]] | None = None,
+        forget: Callable[[list[bytes]], None] = lambda hashes: None,
     ) -> None:
         self.batcher = batcher
         self.mempool = mempool
@@ -73,7 +86,14 @@ class OwnBatches:
         """False while this node is not a member of the current validator-set
         epoch: the members would not acknowledge its batches, so its
         transactions wait in the mempool until it is a member again
-        (`membership_changed`)."""
+        (`membership_changed`), unless `forward` hands them on."""
+        self.forward = forward
+        """Submits one transaction to a member of the current epoch and returns its
+        answer (None: no member answered). While this node is outside the set, its
+        acknowledged transactions go on this way, each member's acceptance
+        (persisted there) releasing this node's copy (`forget`: its pending
+        record)."""
+        self.forget = forget
         self._arrived = trio.Event()
 
     def membership_changed(self) -> None:
@@ -88,6 +108,12 @@ class OwnBatches:
         task_status.started()
         while True:
             if not self.may_cut():
+                if self.forward is not None and self.mempool.oldest_untaken_ms() is not None:
+                    if not await self._forward_round():
+                        with trio.move_on_after(FORWARD_RETRY_S):
+                            await self._arrived.wait()
+                        self._arrived = trio.Event()
+                    continue
                 await self._arrived.wait()
                 self._arrived = trio.Event()
                 continue
@@ -104,6 +130,33 @@ class OwnBatches:
             self.metrics.batches_created.inc()
             self.broadcast(encoded)
             self.on_batch(digest, encoded, batch)
+
+    async def _forward_round(self) -> bool:
+        """Hand the oldest untaken transactions to the set's members, one by one;
+        False when a member was not reached or asked to retry (wait, then again).
+        A transaction a member accepted, already holds, or refuses for good leaves
+        this node's mempool; one refused "not now" stays, in order."""
+        assert self.forward is not None
+        taken = self.mempool.take_batch(FORWARD_AT_ONCE, MAX_BATCH_BYTES)
+        done: list[bytes] = []
+        progressed = True
+        for checked in taken:
+            if self.may_cut():
+                break  # a member again: the rest go into its own batches
+            outcome = await self.forward(checked.encoded)
+            if outcome is None or (
+                not isinstance(outcome, Accepted) and outcome.status in RETRY_LATER
+            ):
+                progressed = False
+                break
+            if not isinstance(outcome, Accepted) and outcome.status != 409:
+                log.info("event=forward_refused tx=%s code=%s", checked.hash.hex(), outcome.code)
+            done.append(checked.hash)
+        if done:
+            self.mempool.discard(done)
+            self.forget(done)
+            self.metrics.forwarded_txs.inc(len(done))
+        return progressed and bool(taken)
 
     async def _wait_until_due(self) -> None:
         deadline = self.batcher.deadline_ms(self.mempool)

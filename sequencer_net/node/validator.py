@@ -18,6 +18,7 @@ the home directory lock is released).
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import signal
@@ -78,7 +79,9 @@ from sequencer_net.node.follow import (
     Follower,
     FollowServer,
     decode_epoch_end_answer,
+    decode_outcome,
     encode_epoch_end_request,
+    encode_submit_request,
 )
 from sequencer_net.node.own_nonces import OwnNonces
 from sequencer_net.node.reporter import PriceReporter, build_source
@@ -193,6 +196,7 @@ class ValidatorNode(NodeBase):
             is_connected=lambda: self.connected,
             leader=self._leader_peer,
         )
+        self._forward_rotation = itertools.count()
         self.own_batches = OwnBatches(
             batcher=BatchBuilder(
                 self.index,
@@ -205,6 +209,8 @@ class ValidatorNode(NodeBase):
             metrics=self.metrics,
             on_batch=self.certifier.own_batch,
             may_cut=self._is_member_now,
+            forward=self._forward_to_members if self.epochs is not None else None,
+            forget=self.store.remove_pending,
         )
         self.peer_batches = PeerBatches(self.pool, self.metrics, self.certifier.acknowledge)
         self.forced = ForcedInclusion() if config.l1.rpc_url is not None else None
@@ -717,10 +723,33 @@ class ValidatorNode(NodeBase):
             return self.certifier.answer(body)
         if kind is RequestKind.SHARES and self.decryptor is not None:
             return self.decryptor.answer_request(body)
-        if kind in (RequestKind.FOLLOW_BLOCKS, RequestKind.EPOCH_END):
-            # A validator following an epoch it is not a member of.
+        if kind in (RequestKind.FOLLOW_BLOCKS, RequestKind.EPOCH_END, RequestKind.SUBMIT):
+            # A validator following an epoch it is not a member of, or handing on
+            # the transactions it acknowledged (`_forward_to_members`).
             return await self.follow_server.answer(str(peer), data)
         return b""
+
+    async def _forward_to_members(self, raw: bytes) -> Outcome | None:
+        """One acknowledged transaction, submitted to a member of the current epoch
+        while this node is outside it (`OwnBatches.forward`): the first member that
+        answers, in rotation; None when none does."""
+        assert self.epochs is not None
+        connected = set(self._connected_peers())
+        members = [
+            p
+            for p in self.epochs.members.peers(self.driver.epoch)
+            if p != self.index and p in connected
+        ]
+        if not members:
+            return None
+        start = next(self._forward_rotation) % len(members)
+        for peer in members[start:] + members[:start]:
+            try:
+                answer = await self.p2p.request(peer, encode_submit_request(raw))
+                return decode_outcome(answer)
+            except Exception as exc:  # transport or a bad answer: the next member
+                log.info("event=forward_failed peer=%d reason=%s", peer, exc)
+        return None
 
     async def _submit_relayed(self, raw: bytes, client: str) -> Outcome:
         """A transaction a full node relays: the same intake as the API's."""

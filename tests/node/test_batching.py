@@ -88,3 +88,56 @@ async def test_peer_batches_never_block_the_inbound_loop(store: NodeStore) -> No
     for i in range(INBOUND_BATCH_QUEUE + 5):  # nobody verifies yet: the queue fills
         peers.offer(1, b"batch %d" % i)
     assert metrics.dropped_batches._value.get() == 5
+
+
+async def test_outside_the_set_transactions_go_to_the_members_instead_of_a_batch(
+    store: NodeStore, autojump_clock: MockClock
+) -> None:
+    """A node outside the current epoch's set cuts no batch: each acknowledged
+    transaction goes to a member (`forward`), and only a member's answer releases
+    it. "Not now" answers (429, 503, nobody reached) keep it, in order, for a retry;
+    accepted, duplicate and refused-for-good ones leave the mempool and the
+    pending store."""
+    from sequencer_net.api.intake import Accepted, Refused
+
+    mempool = Mempool(DOMAIN)
+    pool = BatchPool(store, VerifierPool(DOMAIN, threads=1), GroupCommit(store.write_synced))
+    txs = [cached_tx(0, nonce, 0) for nonce in range(4)]
+    for tx in txs:
+        mempool.add(tx, now_ms=0)
+    store.save_pending_transactions([tx.encoded for tx in txs])
+    answers: list[object] = [
+        None,  # no member reached: wait, then again
+        Accepted(txs[0].hash),
+        Refused(429, "rate_limited", "slow down"),  # keeps txs[1..]
+        Accepted(txs[1].hash),
+        Refused(409, "duplicate", "already held"),
+        Refused(400, "invalid_transaction", "nonce too low"),
+    ]
+    forwarded: list[tuple[float, bytes]] = []
+
+    async def forward(raw: bytes) -> object:
+        forwarded.append((trio.current_time(), raw))
+        return answers.pop(0)
+
+    member = False
+    own = OwnBatches(
+        batcher=BatchBuilder(0, BatchLimits(max_txs=100, max_delay_ms=50)),
+        mempool=mempool,
+        pool=pool,
+        broadcast=lambda encoded: pytest.fail("no batch while outside the set"),
+        metrics=Metrics(),
+        clock_ms=clock_ms,
+        may_cut=lambda: member,
+        forward=forward,  # type: ignore[arg-type]
+        forget=store.remove_pending,
+    )
+    async with trio.open_nursery() as nursery:
+        await nursery.start(own.run)
+        await trio.sleep(5.0)
+        nursery.cancel_scope.cancel()
+    sent = [raw for _, raw in forwarded]
+    assert sent == [txs[0].encoded, txs[0].encoded, txs[1].encoded, *(tx.encoded for tx in txs[1:])]
+    assert forwarded[1][0] - forwarded[0][0] == pytest.approx(0.5)  # FORWARD_RETRY_S
+    assert len(mempool) == 0 and not answers
+    assert store.load_pending_transactions() == []
