@@ -47,6 +47,7 @@ from sequencer_net.payload.format import BlockPayload, ForcedEntry, encode_paylo
 from sequencer_net.payload.namespaces import namespace_root
 from sequencer_net.storage.group_commit import GroupCommit
 from sequencer_net.storage.node_store import NodeStore
+from tests.api.test_openapi import validate
 from tests.node.test_commit_execute import DOMAIN
 
 SEED = 23
@@ -225,6 +226,7 @@ async def test_the_subscribers_order_is_the_executed_order(store: NodeStore) -> 
     assert store.order_seed_at(1) == opened.order_seed
 
     document = await message(store)
+    validate(document, {"$ref": "#/components/schemas/NamespaceBlock"})
     order = document["order"]
     assert order["seed"] == "0x" + opened.order_seed.hex()
     assert [s["index"] for s in order["shares"]] == [2, 4]
