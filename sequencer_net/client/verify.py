@@ -412,6 +412,10 @@ class BlockVerifier:
         self._chain_separator = domain.separator()
         self._signatures: dict[int, SignatureVerifier] = {}
         self.order_keys = dict(order_keys) if order_keys is not None else None
+        if self.order_keys is not None:
+            missing = [e for e in range(len(self.schedule)) if e not in self.order_keys]
+            if missing:
+                raise ValueError(f"no threshold key for epochs {missing}")
 
     @classmethod
     def from_genesis(cls, genesis: Any, namespace: int, from_height: int = 1) -> BlockVerifier:
@@ -427,12 +431,7 @@ class BlockVerifier:
 
     def order_key(self, epoch: int) -> PublicKeySet | None:
         """The threshold key that draws the order seeds of `epoch`'s blocks."""
-        if self.order_keys is None:
-            return None
-        found = self.order_keys.get(epoch)
-        if found is None:
-            raise ValueError(f"no threshold key for epoch {epoch}")
-        return found
+        return None if self.order_keys is None else self.order_keys[epoch]
 
     def validators_for(self, height: int) -> ValidatorSet:
         """The set that finalizes `height`: its epoch's."""

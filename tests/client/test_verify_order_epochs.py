@@ -82,3 +82,9 @@ def test_a_proof_under_the_previous_epochs_key_is_refused() -> None:
         verifier.verify(stale)
     assert info.value.height == LAST + 1
     assert verifier.verify(with_order(messages[LAST], DEALT[1][1])).epoch == 1
+
+
+def test_a_verifier_needs_a_key_for_every_epoch() -> None:
+    chain = keyed_chain()
+    with pytest.raises(ValueError, match=r"epochs \[1\]"):
+        BlockVerifier(chain.schedule, chain.domain, NAMESPACE, order_keys={0: DEALT[0][0]})
