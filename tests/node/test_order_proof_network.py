@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
 
 from sequencer_net.client.encrypted import NetworkKey, seal_transaction
-from sequencer_net.client.verify import BlockVerifier
+from sequencer_net.client.subscribe import subscribe_trio
+from sequencer_net.client.verify import BlockVerifier, VerifiedBlock
 from sequencer_net.mempool.encrypted import transaction_namespace
 from tests.node.harness import LocalNetwork
 
@@ -53,6 +55,19 @@ def get(net: LocalNetwork, node: int, path: str) -> dict[str, Any]:
     response = net.client.get(f"{net.url(node)}{path}")
     assert response.status_code == 200, response.text
     return dict(response.json())
+
+
+async def follow(url: str, net: LocalNetwork, top: int) -> list[VerifiedBlock]:
+    """Heights 1..top of NAMESPACE over the SDK's subscription, trusting the genesis."""
+    blocks: list[VerifiedBlock] = []
+    with trio.fail_after(30):
+        async for block in subscribe_trio(
+            url, namespace=NAMESPACE, from_height=1, genesis=net.genesis
+        ):
+            blocks.append(block)
+            if block.height >= top:
+                break
+    return blocks
 
 
 def test_subscribers_verify_the_executed_order(network: LocalNetwork) -> None:
@@ -103,6 +118,15 @@ def test_subscribers_verify_the_executed_order(network: LocalNetwork) -> None:
             if len(mine) > 1 and block.ordered_transactions != block.transactions:
                 ordered_blocks += 1
     print(f"blocks whose verified order differs from the batch order: {ordered_blocks}")
+    # The WebSocket subscription carries the same verifiable order.
+    streamed = trio.run(follow, net.url(4), net, top)
+    assert [b.height for b in streamed] == list(range(1, top + 1))
+    for block in streamed:
+        executed = [
+            bytes.fromhex(t[2:]) for t in get(net, 0, f"/v1/blocks/{block.height}")["transactions"]
+        ]
+        mine = tuple(t for t in executed if transaction_namespace(t) == NAMESPACE)
+        assert block.ordered_transactions == mine
     waits = [
         int(m.group(3))
         for m in OPENED.finditer((net.home(0) / "node.log").read_text(errors="replace"))
