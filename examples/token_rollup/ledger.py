@@ -92,10 +92,15 @@ class Ledger:
             os.close(directory)
 
     def apply_block(self, block: Any, domain: Any) -> None:
-        """Apply a VerifiedBlock's transfers in order; refused ones change nothing."""
+        """Apply a VerifiedBlock's transfers in the chain's execution order (the
+        verified order seed's; docs/rollups.md, "Execution order"); refused ones
+        change nothing."""
         if block.height != self.next_height:
             raise RuntimeError(f"expected block {self.next_height}, got {block.height}")
-        for encoded in block.transactions:
+        ordered = block.ordered_transactions
+        if ordered is None:  # a verifier built without the chain's threshold keys
+            raise RuntimeError("the block's order is unverified: verify with the genesis")
+        for encoded in ordered:
             reason = self._apply(encoded, domain)
             if reason is None:
                 self.applied += 1

@@ -17,6 +17,7 @@ import json
 from typing import Any
 
 from consensus.limits import MAX_EPOCH_TAIL_BLOCKS, MAX_FINALITY_CHAIN
+from sequencer_net.fairness.limits import MAX_SHAREHOLDERS
 
 __all__ = ["OPENAPI", "openapi_json"]
 
@@ -329,6 +330,7 @@ _SCHEMAS: dict[str, _Schema] = {
                         },
                     }
                 ),
+                "order": _ref("OrderProof"),
             },
         ),
         "description": "One namespace of a finalized block, with what proves it "
@@ -338,8 +340,36 @@ _SCHEMAS: dict[str, _Schema] = {
         "headers from the descendant down to the block's child (at most "
         f"{MAX_FINALITY_CHAIN} of the block's epoch; for the last blocks of an epoch, "
         f"topped by up to {MAX_EPOCH_TAIL_BLOCKS} empty tail blocks of that epoch, "
-        "whose finalization is then the certificate).",
+        "whose finalization is then the certificate). On a chain with a threshold "
+        "key, `order` holds the block's order seed and the coin shares that prove it, "
+        "from which the namespace's execution order follows (docs/rollups.md, "
+        "Execution order); a chain without one sends no `order`.",
     },
+    "OrderProof": {
+        **_object(
+            {
+                "seed": _ref("Hash"),
+                "shares": {
+                    "type": "array",
+                    "items": _ref("CoinShare"),
+                    "maxItems": MAX_SHAREHOLDERS,
+                },
+            }
+        ),
+        "description": "A block's order seed and exactly t coin shares (t of the "
+        "threshold key of the block's epoch) whose combination it is: each share's "
+        "proof verifies against its shareholder's verification key on "
+        "order_seed_tag(chain id, height, block hash) (docs/fairness.md, "
+        "The order seed's proof).",
+    },
+    "CoinShare": _object(
+        {
+            "index": {"type": "integer", "minimum": 1, "maximum": MAX_SHAREHOLDERS},
+            "value": _ref("Hex"),
+            "e": _ref("Hex"),
+            "f": _ref("Hex"),
+        }
+    ),
     "TransactionStatusMessage": _object(
         {
             "type": {"const": "status"},

@@ -8,7 +8,10 @@
 A block message carries what a subscriber needs to check it without trusting
 this node: the block header and raw payload (so it recomputes the digest), the
 block's finalization, the namespace's transactions and the namespace proof
-against the payload's `namespace_root` (docs/api.md, "Subscriptions"). The
+against the payload's `namespace_root` (docs/api.md, "Subscriptions"), and,
+on a chain with a threshold key, the block's `order`: its order seed and the
+t coin shares that prove it, from which the subscriber derives the
+namespace's execution order (docs/rollups.md, "Execution order"). The
 finalization is the block's own certificate when this node holds it; a block
 committed under a descendant's certificate (implicit finalization) carries
 `finalized_by` instead: the nearest descendant's own certificate and the
@@ -64,6 +67,7 @@ from consensus.epochs import EpochSchedule
 from consensus.limits import MAX_FINALITY_CHAIN
 from consensus.messages import Block, Certificate, EpochEndProof
 from sequencer_net.batches.batch import InvalidBatch, decode_batch
+from sequencer_net.fairness.order_proof import MalformedOrderProof, decode_order_proof
 from sequencer_net.mempool.encrypted import transaction_namespace
 from sequencer_net.mempool.mempool import Mempool
 from sequencer_net.mempool.transaction import InvalidTransaction, tx_hash
@@ -382,11 +386,35 @@ class HeightMessages:
         return (self.head + b"%d," % namespace + tail[1:]).decode()
 
 
+def order_json(seed: bytes, proof: bytes) -> dict[str, Any] | None:
+    """A block's `order` field: its order seed and the t coin shares it was
+    combined from (fairness/order_proof.py); None if the stored proof does
+    not decode (a damaged store: the message then carries no order)."""
+    try:
+        shares = decode_order_proof(proof)
+    except MalformedOrderProof:
+        log.error("event=order_proof_unreadable seed=%s", seed.hex()[:12])
+        return None
+    return {
+        "seed": _hex(seed),
+        "shares": [
+            {"index": s.index, "value": _hex(s.value), "e": _hex(s.e), "f": _hex(s.f)}
+            for s in shares
+        ],
+    }
+
+
 def build_height_messages(
-    block: Block, digest: bytes, finality: Finality, batches: list[bytes]
+    block: Block,
+    digest: bytes,
+    finality: Finality,
+    batches: list[bytes],
+    order: dict[str, Any] | None = None,
 ) -> HeightMessages | None:
     """Pure (no store, no loop): run in a worker thread for large blocks. None
-    if a batch does not decode."""
+    if a batch does not decode. `order` (`order_json`): the block's order seed
+    and its proof, on a chain with a threshold key; without, the message has
+    no `order` field."""
     found = namespaced_transactions(batches)
     if found is None:
         return None
@@ -411,6 +439,8 @@ def build_height_messages(
         document["finalized_by"] = finality.json()
     else:
         document["certificate"] = certificate_json(finality)
+    if order is not None:
+        document["order"] = order
     document["namespace"] = 0
     head = msgspec.json.encode(document)
     head = head[: -len(b"0}")]  # up to the namespace's value
@@ -484,11 +514,16 @@ class BlockMessages:
         batches = _stored_batches(self.store, block)
         if batches is None:
             return None
+        order = None
+        seed = self.store.order_seed_at(height)
+        proof = self.store.order_proof_at(height)
+        if seed is not None and proof is not None:
+            order = order_json(seed, proof)
         if sum(len(b) for b in batches) >= BUILD_IN_THREAD_MIN_BYTES:
             return await trio.to_thread.run_sync(
-                build_height_messages, block, digest, finality, batches
+                build_height_messages, block, digest, finality, batches, order
             )
-        return build_height_messages(block, digest, finality, batches)
+        return build_height_messages(block, digest, finality, batches, order)
 
     def _header(self, height: int) -> tuple[dict[str, Any], bytes] | None:
         """A committed block's (header JSON, digest), kept for the next height's

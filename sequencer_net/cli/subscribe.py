@@ -82,7 +82,9 @@ def subscribe(
     of the genesis file (of the block's epoch, in that epoch's signing
     domain, when the genesis rotates its set), and the transactions against
     the block's namespace root: a node that alters, adds or drops one is
-    caught. A dropped
+    caught. On a chain with a threshold key the block's order seed is checked
+    against its coin shares, and `ordered_transactions` (--json) are the
+    transactions in the order the chain executed them. A dropped
     connection resumes at the next height (on the next --node if the node is
     gone), with no gap and no duplicate.
 
@@ -191,6 +193,12 @@ def block_json(block: Any) -> dict[str, Any]:
         "tx_hashes": ["0x" + h.hex() for h in block.tx_hashes],
         "finalized_by": block.finalized_by,
         "epoch": block.epoch,
+        "ordered_transactions": (
+            None
+            if block.ordered_transactions is None
+            else ["0x" + tx.hex() for tx in block.ordered_transactions]
+        ),
+        "order_seed": None if block.order_seed is None else "0x" + block.order_seed.hex(),
     }
 
 

@@ -30,6 +30,14 @@ finalization certificate, one namespace's transactions and a namespace proof.
     namespace    each transaction decodes and is in the subscribed namespace;
                  `namespaces.verify_namespace(namespace_root, N, hashes, proof)`
                  shows they are all of the namespace's transactions, in order
+    order        on a chain with a threshold key: the message's `order` holds
+                 the block's order seed and exactly t coin shares;
+                 `verify_order_seed` checks each share's proof against the
+                 verification key of its index in the key of the block's
+                 epoch, on order_seed_tag(chain id, height, digest), combines
+                 them, and the result must be the seed sent. The namespace's
+                 execution order follows from the seed, the payload's forced
+                 marks and each transaction's sender (`execution_order`)
 
 and returns a `VerifiedBlock`, or raises `SubscriptionVerificationError`
 naming the height and the first check that failed. Pure: no I/O, no clock.
@@ -61,7 +69,7 @@ them vouches for no other chain there.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -72,8 +80,12 @@ from consensus.limits import MAX_EPOCH_TAIL_BLOCKS, MAX_FINALITY_CHAIN
 from consensus.messages import Certificate, VoteKind
 from consensus.types import Digest, Height, ValidatorIndex, ValidatorSet, View
 from consensus.verifier import SignatureVerifier
-from sequencer_net.mempool.encrypted import transaction_namespace
-from sequencer_net.mempool.transaction import InvalidTransaction
+from sequencer_net.fairness.limits import MAX_SHAREHOLDERS
+from sequencer_net.fairness.order import order_block, order_seed_tag
+from sequencer_net.fairness.order_proof import OrderProofError, verify_order_seed
+from sequencer_net.fairness.tdh2 import CoinShare, PublicKeySet
+from sequencer_net.mempool.encrypted import decode_encrypted, is_encrypted, transaction_namespace
+from sequencer_net.mempool.transaction import InvalidTransaction, decode_transaction, recover_sender
 from sequencer_net.payload import MalformedPayload, decode_payload
 from sequencer_net.payload import namespaces as ns
 
@@ -135,6 +147,17 @@ class VerifiedBlock:
     Above the last height of the block's epoch it is a tail block's."""
     epoch: int = 0
     """The validator-set epoch of the block: its set and domain signed `certificate`."""
+    ordered_transactions: tuple[bytes, ...] | None = None
+    """The namespace's transactions in the order the chain executes them: the
+    block's forced ones first (in the payload's forced marks' order), then by
+    sender, senders ranked by keccak(order_seed || sender), each sender's in
+    block order (fairness/order.py `order_block`). On a chain without a
+    threshold key, forced first and then block order. None when the message
+    carries an order this verifier holds no key to check (built without the
+    chain's threshold keys: use `from_genesis`)."""
+    order_seed: bytes | None = None
+    """The block's order seed, verified from its t coin shares; None on a chain
+    without a threshold key."""
 
 
 # --- shape checks ---------------------------------------------------------------------
@@ -259,6 +282,83 @@ def _entry_proof(value: Any, what: str) -> ns.EntryProof | None:
     )
 
 
+def parse_order(value: Any) -> tuple[bytes, list[CoinShare]]:
+    """A message's `order`: the seed and its coin shares (at most one per
+    shareholder; the count is `verify_order_seed`'s to check)."""
+    obj = _object(value, "order")
+    seed = _hex(_field(obj, "seed"), "the order seed", length=32)
+    shares = []
+    for item in _list(_field(obj, "shares"), "the order shares", MAX_SHAREHOLDERS):
+        share = _object(item, "an order share")
+        shares.append(
+            CoinShare(
+                index=_int(share, "index", 1, MAX_SHAREHOLDERS),
+                value=_hex(_field(share, "value"), "an order share value", length=33),
+                e=_hex(_field(share, "e"), "an order share e", length=32),
+                f=_hex(_field(share, "f"), "an order share f", length=32),
+            )
+        )
+    return seed, shares
+
+
+@dataclass(frozen=True, slots=True)
+class _Sent:
+    """A namespace transaction as ordering sees it."""
+
+    encoded: bytes
+    tx_hash: bytes
+    sender: bytes
+
+
+def transaction_sender(encoded: bytes, domain: Domain) -> bytes | None:
+    """Who sent a transaction, as ordering knows it: a plain transaction's
+    signer (recovered over the chain's domain), an encrypted one's envelope
+    `sender` (in the clear; the validators checked its signature before they
+    voted). None if a plain transaction's signature does not recover (the
+    engine skips such a transaction; a finalized block holds none unless more
+    than f validators are faulty)."""
+    try:
+        if is_encrypted(encoded):
+            return bytes(decode_encrypted(encoded).sender)
+        return bytes(recover_sender(decode_transaction(encoded), domain))
+    except InvalidTransaction:
+        return None
+
+
+def execution_order(
+    seed: bytes | None,
+    forced: Sequence[bytes],
+    transactions: Sequence[bytes],
+    tx_hashes: Sequence[bytes],
+    domain: Domain,
+) -> tuple[bytes, ...]:
+    """A namespace's transactions (block order) in the order the chain executes
+    them (node/commit.py `split_forced` then `order_block`, restricted to the
+    namespace): those whose hash `forced` (the payload's forced marks) names
+    first, in the marks' order, then the rest by `order_block(seed, ...)`.
+    Restricting the block's order to one namespace keeps its relative order,
+    because the order depends only on marks, senders and block positions."""
+    if seed is None:
+        items = [_Sent(tx, h, b"") for tx, h in zip(transactions, tx_hashes, strict=True)]
+    else:
+        items = []
+        for tx, h in zip(transactions, tx_hashes, strict=True):
+            sender = transaction_sender(tx, domain)
+            if sender is not None:
+                items.append(_Sent(tx, h, sender))
+    by_hash = {item.tx_hash: item for item in items}
+    first: list[_Sent] = []
+    taken: set[bytes] = set()
+    for mark in forced:
+        found = by_hash.get(mark)
+        if found is None or mark in taken:
+            continue
+        taken.add(mark)
+        first.append(found)
+    rest = [item for item in items if item.tx_hash not in taken]
+    return tuple(item.encoded for item in order_block(seed, first, rest))
+
+
 def parse_namespace_proof(value: Any) -> ns.NamespaceProof:
     obj = _object(value, "proof")
     return ns.NamespaceProof(
@@ -289,7 +389,12 @@ class BlockVerifier:
         domain: Domain,
         namespace: int,
         from_height: int = 1,
+        *,
+        order_keys: Mapping[int, PublicKeySet] | None = None,
     ) -> None:
+        """`order_keys`: the chain's threshold key of each epoch, by epoch
+        number (a trusted input, like the validators); None on a chain without
+        a threshold key."""
         if not 0 <= namespace <= MAX_NAMESPACE:
             raise ValueError("a namespace is a uint32")
         if not 1 <= from_height <= MAX_U64:
@@ -306,12 +411,27 @@ class BlockVerifier:
         self.last_hash: bytes | None = None  # digest of block next_height - 1, once verified
         self._chain_separator = domain.separator()
         self._signatures: dict[int, SignatureVerifier] = {}
+        self.order_keys = dict(order_keys) if order_keys is not None else None
+        if self.order_keys is not None:
+            missing = [e for e in range(len(self.schedule)) if e not in self.order_keys]
+            if missing:
+                raise ValueError(f"no threshold key for epochs {missing}")
 
     @classmethod
     def from_genesis(cls, genesis: Any, namespace: int, from_height: int = 1) -> BlockVerifier:
-        """Trust the validator-set schedule and domain of a `Genesis`
-        (`sequencer_net.home.genesis.load_genesis(path)`)."""
-        return cls(genesis.schedule(), genesis.domain(), namespace, from_height)
+        """Trust the validator-set schedule, domain and threshold keys of a
+        `Genesis` (`sequencer_net.home.genesis.load_genesis(path)`)."""
+        schedule = genesis.schedule()
+        order_keys = None
+        # Anything with `schedule()` and `domain()` will do; one without a
+        # `threshold` is a chain without a threshold key.
+        if getattr(genesis, "threshold", None) is not None:
+            order_keys = {e: genesis.epoch_threshold(e).key_set() for e in range(len(schedule))}
+        return cls(schedule, genesis.domain(), namespace, from_height, order_keys=order_keys)
+
+    def order_key(self, epoch: int) -> PublicKeySet | None:
+        """The threshold key that draws the order seeds of `epoch`'s blocks."""
+        return None if self.order_keys is None else self.order_keys[epoch]
 
     def validators_for(self, height: int) -> ValidatorSet:
         """The set that finalizes `height`: its epoch's."""
@@ -375,6 +495,12 @@ class BlockVerifier:
         else:
             certificate = parse_certificate(own)
         proof = parse_namespace_proof(_field(obj, "proof"))
+        order_key = self.order_key(epoch.number)
+        order: tuple[bytes, list[CoinShare]] | None = None
+        if order_key is not None:
+            if obj.get("order") is None:
+                raise fail("the message carries no order proof (the chain has a threshold key)")
+            order = parse_order(obj["order"])
 
         digest = block_hash(
             View(view), Height(height), Digest(parent), payload_bytes, ValidatorIndex(proposer)
@@ -407,6 +533,23 @@ class BlockVerifier:
         except ns.InvalidNamespaceProof as exc:
             raise fail(f"namespace proof: {exc}") from None
 
+        seed = None
+        if order is not None:
+            assert order_key is not None
+            seed, shares = order
+            tag = order_seed_tag(self.domain.chain_id, height, digest)
+            try:
+                proven = verify_order_seed(tag, shares, order_key)
+            except OrderProofError as exc:
+                raise fail(f"order proof: {exc}") from None
+            if proven != seed:
+                raise fail("order proof: the seed sent is not the one its shares prove")
+        ordered: tuple[bytes, ...] | None = None
+        if order is not None or obj.get("order") is None:
+            ordered = execution_order(
+                seed, [m.tx_hash for m in payload.forced], encoded_txs, tx_hashes, self.domain
+            )
+
         self.next_height = height + 1
         self.last_hash = digest
         return VerifiedBlock(
@@ -425,6 +568,8 @@ class BlockVerifier:
             certificate=certificate,
             finalized_by=None if chain is None else certificate.height,
             epoch=epoch.number,
+            ordered_transactions=ordered,
+            order_seed=seed,
         )
 
     def _check_descendant_finality(

@@ -32,8 +32,9 @@ trip per batch. Then, for each block in order, the pipeline
                                  worker thread, so the event loop keeps serving
                                  consensus while a large block executes)
     commit_block                 block, certificate, transactions and state root
-                                 and order seed in one synced write (also in a
-                                 worker thread)
+                                 and order seed with its proof (the t coin
+                                 shares it was combined from) in one synced
+                                 write (also in a worker thread)
 
 and only then reports the block (status, metrics, the mempool forgetting what
 committed). Execution trails ordering by a few blocks at most: a leader whose
@@ -63,6 +64,7 @@ from sequencer_net.execution.state import ExecutionState
 from sequencer_net.fairness.envelope import Envelope
 from sequencer_net.fairness.limits import MAX_BLOCK_CIPHERTEXTS
 from sequencer_net.fairness.order import order_block
+from sequencer_net.fairness.order_proof import encode_order_proof
 from sequencer_net.fairness.tdh2 import DecryptionFailed
 from sequencer_net.mempool.encrypted import decode_encrypted, is_encrypted
 from sequencer_net.mempool.mempool import Mempool
@@ -408,9 +410,11 @@ class CommitPipeline:
             lambda h: self.store.find_transaction(h) is not None,
             self._sender_of,
         )
-        resolved, order_seed = await self.open_block(
+        resolved, opened = await self.open_block_with_proof(
             block.height, block.digest(), resolved, batches
         )
+        order_seed = None if opened is None else opened.order_seed
+        order_proof = None if opened is None else encode_order_proof(opened.order_proof)
         # Forced L1 inbox transactions first, in inbox order (docs/l1.md): the
         # payload marks them, and voters checked the marks against the L1.
         forced, rest = split_forced(resolved, [] if payload is None else payload.forced)
@@ -433,6 +437,7 @@ class CommitPipeline:
                 receipts,
                 batch_digests=digests,
                 order_seed=order_seed,
+                order_proof=order_proof,
             )
         )
         self.state = result.state
@@ -471,6 +476,19 @@ class CommitPipeline:
         both from t verified share messages (waits for them; `begin` started
         gathering them when the block was fetched); without, envelopes fail
         and there is no seed."""
+        out, opened = await self.open_block_with_proof(height, digest, resolved, batches)
+        return out, None if opened is None else opened.order_seed
+
+    async def open_block_with_proof(
+        self,
+        height: int,
+        digest: bytes,
+        resolved: list[ResolvedTransaction],
+        batches: Sequence[Batch],
+    ) -> tuple[list[ResolvedTransaction], OpenedBlock | None]:
+        """As `open_block`, with what the shares opened: the order seed and its
+        proof, the t coin shares it was combined from (stored with the block,
+        so subscribers can check the order; None without a threshold key)."""
         live = self.live_envelopes(height, batches)
         key_epoch = self._key_epoch_at(height)
         if self.decryptor is None or self.domain is None:
@@ -484,7 +502,7 @@ class CommitPipeline:
             (time.perf_counter() - started) * 1000,
         )
         out = reveal_envelopes(height, resolved, live, opened.plaintexts, self.domain, key_epoch)
-        return out, opened.order_seed
+        return out, opened
 
     async def _prune_batches(self, below_height: int) -> None:
         pruned = await trio.to_thread.run_sync(

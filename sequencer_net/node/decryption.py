@@ -24,7 +24,9 @@ reaches a committed block, each validator makes ONE share message for it:
                           validators not heard from
     combine               once t verified messages are in: the plaintexts
                           (combine_verified) and the order seed
-                          (combine_verified_coin)
+                          (combine_verified_coin), with the t coin shares
+                          it came from as its proof (fairness/order_proof.py;
+                          the commit pipeline stores both with the block)
     reveal                the inner transactions, or FailedReveal(reason)
 
 Shares are released only for blocks this node committed itself: the only
@@ -357,6 +359,10 @@ class OpenedBlock:
     """Each envelope's plaintext (or DecryptionFailed), in block order."""
     order_seed: bytes
     """The block's 32-byte order seed (fairness/order.py)."""
+    order_proof: tuple[CoinShare, ...] = field(default=(), compare=False)
+    """The t verified coin shares the seed was combined from, by index: its
+    proof (fairness/order_proof.py `verify_order_seed`). Not compared: any t
+    verified shares prove the same seed."""
 
 
 @dataclass
@@ -372,6 +378,9 @@ class BlockOpening:
     keys: PublicKeySet
     verified: dict[int, list[VerifiedShare]] = field(default_factory=dict)
     coins: dict[int, Point] = field(default_factory=dict)
+    coin_shares: dict[int, CoinShare] = field(default_factory=dict)
+    """The verified coin shares themselves (with their proofs), by index: the
+    seed's proof is the t of them it is combined from."""
     refused: set[int] = field(default_factory=set)
     """Share indices whose message failed verification (faulty: not asked again)."""
 
@@ -387,6 +396,7 @@ class BlockOpening:
             self.refused.add(index)
             return False
         self.verified[index], self.coins[index] = accepted
+        self.coin_shares[index] = coin
         return True
 
     def offer_own(self, key_share: KeyShare, shares: BlockShares | None, coin: CoinShare) -> None:
@@ -400,6 +410,7 @@ class BlockOpening:
         index = key_share.index
         self.verified[index] = decrypted
         self.coins[index] = own_coin_share(key_share, coin)
+        self.coin_shares[index] = coin
 
     def accept(
         self, key: Point, shares: BlockShares | None, coin: CoinShare
@@ -437,7 +448,7 @@ class BlockOpening:
             assert not isinstance(result, NotEnoughShares)  # `ready` was checked
             opened.append(result)
         seed = combine_verified_coin(self.coin_tag, {i: self.coins[i] for i in chosen}, t)
-        return OpenedBlock(opened, seed)
+        return OpenedBlock(opened, seed, tuple(self.coin_shares[i] for i in chosen))
 
 
 def _is_own_message_for(

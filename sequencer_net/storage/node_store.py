@@ -30,6 +30,8 @@ u64 = 8 bytes, u32 = 4 bytes; msgpack is the consensus wire encoding):
     bc/ + batch digest(32)                     BatchCertificate (CERT encoding), held, unincluded
     ds/ + height u64                           own share message (decryption and order coin)
     os/ + height u64                           order seed(32) of that height (threshold key only)
+    op/ + height u64                           its proof: the t coin shares it was combined from
+                                               (fairness/order_proof.py encoding)
     es/ + epoch u64                            SafetyRecord of epoch >= 1 (epoch 0's is m/safety)
     ec/ + epoch u64 + view u64 + kind u8       Certificate of epoch >= 1 (epoch 0's are c/)
     ep/ + epoch u64                            EpochEndProof of that epoch (msgpack)
@@ -103,6 +105,7 @@ BATCH_ACK_PREFIX: Final = b"ak/"
 BATCH_CERTIFICATE_PREFIX: Final = b"bc/"
 OWN_SHARES_PREFIX: Final = b"ds/"
 ORDER_SEED_PREFIX: Final = b"os/"
+ORDER_PROOF_PREFIX: Final = b"op/"
 EPOCH_SAFETY_PREFIX: Final = b"es/"
 EPOCH_CERTIFICATE_PREFIX: Final = b"ec/"
 EPOCH_END_PREFIX: Final = b"ep/"
@@ -134,6 +137,7 @@ KEY_LAYOUT: Final[dict[str, bytes]] = {
     "held batch certificate by digest": BATCH_CERTIFICATE_PREFIX,
     "own decryption shares by height": OWN_SHARES_PREFIX,
     "order seed by height": ORDER_SEED_PREFIX,
+    "order seed proof by height": ORDER_PROOF_PREFIX,
     "safety record of a later epoch": EPOCH_SAFETY_PREFIX,
     "certificate of a later epoch by epoch, view, kind": EPOCH_CERTIFICATE_PREFIX,
     "epoch-end proof by epoch": EPOCH_END_PREFIX,
@@ -417,12 +421,13 @@ class NodeStore:
         *,
         batch_digests: Sequence[bytes] = (),
         order_seed: bytes | None = None,
+        order_proof: bytes | None = None,
     ) -> None:
         """Write one committed block and everything that goes with it in one synced
         batch: the block (by height and digest), its finalization, its transactions
         (by position and by hash), the state root, execution output (receipts), the
-        batches it references, its order seed (none without a threshold key), and
-        the new tip. Removes its
+        batches it references, its order seed and the seed's proof (an encoded
+        order proof; none without a threshold key), and the new tip. Removes its
         transactions from the pending table and prunes voted blocks at or below its
         height.
 
@@ -450,6 +455,8 @@ class NodeStore:
             batch.put(EXECUTED_PREFIX + height, executed)
         if order_seed is not None:
             batch.put(ORDER_SEED_PREFIX + height, order_seed)
+        if order_proof is not None:
+            batch.put(ORDER_PROOF_PREFIX + height, order_proof)
         for position, encoded in enumerate(transactions):
             location = height + position.to_bytes(_U32, "big")
             hash_ = tx_hash(encoded)
@@ -653,6 +660,13 @@ class NodeStore:
         if len(data) != _DIGEST:
             raise CorruptStore(f"order seed at height {height} is {len(data)} bytes")
         return bytes(data)
+
+    def order_proof_at(self, height: int) -> bytes | None:
+        """The committed block's encoded order seed proof (the t coin shares the
+        seed was combined from); None without a threshold key, no block there,
+        or a block committed by a node that did not keep proofs yet."""
+        data = self._db.get(ORDER_PROOF_PREFIX + _u64(height))
+        return None if data is None else bytes(data)
 
     def own_shares(self, height: int) -> bytes | None:
         data = self._db.get(OWN_SHARES_PREFIX + _u64(height))
