@@ -847,6 +847,14 @@ def encrypted(
     show_default=True,
     help="Seed of accounts and payloads.",
 )
+@click.option(
+    "--rounds",
+    type=click.IntRange(1, 20),
+    default=1,
+    show_default=True,
+    help="Pairs of phases (without, then with subscribers) on the same network; "
+    "the cost is the median over them.",
+)
 @click.option("--keep", is_flag=True, help="Keep the network's directory (logs, data).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def subscribers(
@@ -855,6 +863,7 @@ def subscribers(
     rate: int,
     seconds: float,
     seed: int,
+    rounds: int,
     keep: bool,
     as_json: bool,
 ) -> None:
@@ -883,5 +892,6 @@ def subscribers(
             seed=seed,
             echo=lambda text: click.echo(text, err=True),
             keep=keep,
+            rounds=rounds,
         )
     click.echo(json.dumps(report) if as_json else summary_text(report))

@@ -9,6 +9,9 @@ namespaces 1..4):
 2. `subscribers` WebSocket subscribers on node 0, spread over the namespaces,
    all from the same height, run in a separate client process.
 
+With `rounds` > 1 the pair repeats on the same network (without, with,
+without, with, ...) and the cost is each figure's median over the rounds.
+
 For each phase: committed transactions per second (from the first submission
 until node 0 has committed every accepted transaction), each validator's CPU
 time and node 0's CPU per committed transaction. For phase 2 also: the
@@ -427,6 +430,28 @@ def compare(without: dict[str, Any], with_subs: dict[str, Any]) -> dict[str, Any
     }
 
 
+def median_cost(costs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The median of each figure over rounds (None where a round has none)."""
+
+    def median(values: list[Any]) -> Any:
+        known = sorted(v for v in values if isinstance(v, int | float))
+        if not known:
+            return None
+        middle = len(known) // 2
+        if len(known) % 2:
+            return known[middle]
+        return round((known[middle - 1] + known[middle]) / 2, 3)
+
+    merged: dict[str, Any] = {}
+    for key in costs[0]:
+        values = [cost[key] for cost in costs]
+        if isinstance(values[0], list):
+            merged[key] = [median([v[i] for v in values]) for i in range(len(values[0]))]
+        else:
+            merged[key] = median(values)
+    return merged
+
+
 def run_subscriber_bench(
     *,
     validators: int,
@@ -436,42 +461,62 @@ def run_subscriber_bench(
     seed: int,
     echo: Callable[[str], None],
     keep: bool = False,
+    rounds: int = 1,
 ) -> dict[str, Any]:
+    """`rounds` pairs of phases (without, then with subscribers) on one network;
+    with more than one, `cost` is each figure's median over the rounds and
+    `cost_by_round` lists every round's, so drift of the machine or of the
+    growing chain falls on both sides."""
     load_before = os.getloadavg()
+    pairs: list[tuple[dict[str, Any], dict[str, Any]]] = []
     with bench_network(validators, seed=seed, keep=keep, echo=echo) as bn:
         if keep:
             echo(f"network directory (kept): {bn.net.directory}")
-        echo(f"network of {validators} up; {rate} tx/s for {seconds:g} s without subscribers")
         source = RollupLoad(seed=seed, accounts=bn.net.manifest.load.accounts)
-        without = phase(bn, source, rate, seconds, 0, seed)
-        echo(f"  {without['committed_tx_per_s']} tx/s; now with {subscribers} subscribers")
-        with_subs = phase(bn, source, rate, seconds, subscribers, seed + 1)
-        echo(f"  {with_subs['committed_tx_per_s']} tx/s")
-    return {
+        for number in range(rounds):
+            echo(f"round {number + 1}/{rounds}: {rate} tx/s for {seconds:g} s without subscribers")
+            without = phase(bn, source, rate, seconds, 0, seed + 2 * number)
+            echo(f"  {without['committed_tx_per_s']} tx/s; now with {subscribers} subscribers")
+            with_subs = phase(bn, source, rate, seconds, subscribers, seed + 2 * number + 1)
+            echo(f"  {with_subs['committed_tx_per_s']} tx/s")
+            pairs.append((without, with_subs))
+    costs = [compare(without, with_subs) for without, with_subs in pairs]
+    report: dict[str, Any] = {
         "benchmark": "subscribers",
         "validators": validators,
         "rate": rate,
         "seconds": seconds,
         "seed": seed,
+        "rounds": rounds,
         "cores": os.cpu_count(),
         "load_average_before": [round(x, 2) for x in load_before],
-        "phases": [without, with_subs],
-        "cost": compare(without, with_subs),
+        "phases": [p for pair in pairs for p in pair],
+        "cost": costs[0] if rounds == 1 else median_cost(costs),
     }
+    if rounds > 1:
+        report["cost_by_round"] = costs
+    return report
 
 
 def summary_text(report: dict[str, Any]) -> str:
-    without, with_subs = report["phases"]
+    with_subs = report["phases"][-1]  # the last round's delivery figures
     latency = with_subs.get("commit_to_subscriber_ms", {})
     lines = [
         f"{report['validators']} validators, {report['rate']} tx/s offered for "
         f"{report['seconds']:g} s, {report['cores']} cores (load average before "
         f"{report['load_average_before'][0]})",
     ]
-    for p in (without, with_subs):
+    for p in report["phases"]:
         lines.append(
             f"  {p['subscribers']:>4} subscribers: {p['committed_tx_per_s']:>7} tx/s committed, "
             f"node 0 {p['node0_cpu_ms_per_committed_tx']} ms CPU per committed tx"
+        )
+    by_round = report.get("cost_by_round")
+    if by_round:
+        lines.append(
+            "  change by round: "
+            + ", ".join(f"{c['committed_tx_per_s_change_pct']}%" for c in by_round)
+            + " tx/s (medians below)"
         )
     lines.append(
         f"  change: {report['cost']['committed_tx_per_s_change_pct']}% tx/s; node 0 "

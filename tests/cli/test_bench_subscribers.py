@@ -61,3 +61,19 @@ def test_subscribers_come_from_addresses_under_the_per_client_cap() -> None:
     addresses = [client_address(i) for i in range(100)]
     assert len(set(addresses)) == 4
     assert max(addresses.count(a) for a in set(addresses)) == 25
+
+
+def test_rounds_report_each_figures_median() -> None:
+    from sequencer_net.cli.bench_subscribers import median_cost
+
+    costs = [
+        {"committed_tx_per_s_change_pct": -20.0, "pair": [1.0, None], "per_message": None},
+        {"committed_tx_per_s_change_pct": 2.0, "pair": [3.0, 4.0], "per_message": None},
+        {"committed_tx_per_s_change_pct": -4.0, "pair": [2.0, 6.0], "per_message": 0.5},
+    ]
+    assert median_cost(costs) == {
+        "committed_tx_per_s_change_pct": -4.0,  # one bad round does not set the figure
+        "pair": [2.0, 5.0],
+        "per_message": 0.5,
+    }
+    assert median_cost(costs[:2])["committed_tx_per_s_change_pct"] == -9.0
