@@ -64,21 +64,27 @@ def _genesis(epochs: tuple[LocalEpoch, ...] | None = None) -> Genesis:
     )
 
 
-def _plan(genesis: Genesis) -> EpochPlan:
+def _plan(genesis: Genesis, me: int | None = None) -> EpochPlan:
+    """The genesis's plan; `me` is the node's peer number (None: a member of every epoch)."""
     separator = genesis.domain().separator()
-    verifiers = [SignatureVerifier(epoch_domain_separator(separator, e)) for e in range(2)]
+    verifiers = [
+        SignatureVerifier(epoch_domain_separator(separator, e))
+        for e in range(len(genesis.epochs) + 1)
+    ]
     block = genesis.genesis_block()
     return EpochPlan(
         schedule=genesis.schedule(),
         members=EpochMembers(genesis),
         verifier=lambda e: verifiers[e],
         genesis=Anchor(block.digest(), Height(0)),
+        me=me,
     )
 
 
 class RecordingP2P:
-    def __init__(self) -> None:
+    def __init__(self, peers: tuple[int, ...] = (1, 2, 3)) -> None:
         self.sent: list[tuple[int, bytes]] = []
+        self.peers = list(peers)
 
     def send(self, peer: int, channel: Channel, data: bytes) -> bool:
         self.sent.append((peer, data))
@@ -88,34 +94,44 @@ class RecordingP2P:
         self.sent.append((-1, data))
 
     def connected_peers(self) -> list[int]:
-        return [1, 2, 3]
+        return list(self.peers)
 
 
-def _driver(tmp_path: Path, genesis: Genesis, me: int = 0) -> tuple[ConsensusDriver, RecordingP2P]:
-    plan = _plan(genesis)
+def epoch_driver(
+    tmp_path: Path,
+    genesis: Genesis,
+    plan: EpochPlan,
+    key: PrivateKey,
+    *,
+    first: int,
+    config: ConsensusConfig,
+    p2p: RecordingP2P,
+    follow: object = None,
+) -> ConsensusDriver:
+    """A driver of `key`'s node over `plan`, starting in epoch `first` (a core on
+    the genesis anchor), with no payload service and a store under `tmp_path`."""
     store = NodeStore(tmp_path / "db", genesis_digest=genesis.genesis_block().digest(), sync=False)
 
     def start_core(epoch: int, anchor: Anchor) -> ConsensusCore:
         validators = plan.schedule.epoch(epoch).validators
-        index = validators.index_of(KEYS[me].address)
+        index = validators.index_of(key.address)
         assert index is not None
         return ConsensusCore(
             validators=validators,
             me=index,
-            key=KEYS[me],
+            key=key,
             genesis=genesis.genesis_block() if epoch == 0 else None,
             anchor=anchor if epoch > 0 else None,
             last_height=plan.schedule.last_height(epoch),
             epoch=epoch,
             verifier=plan.verifier(epoch),
-            config=ConsensusConfig(view_timeout_ms=1000, retry_ms=500),
+            config=config,
             stored_block=store.block_by_digest,
         )
 
-    p2p = RecordingP2P()
     commits_in, _ = trio.open_memory_channel[Commit](10)
-    driver = ConsensusDriver(
-        core=start_core(0, plan.genesis),
+    return ConsensusDriver(
+        core=start_core(first, plan.genesis),
         store=store,
         p2p=p2p,  # type: ignore[arg-type]
         payloads=None,  # type: ignore[arg-type]
@@ -123,6 +139,20 @@ def _driver(tmp_path: Path, genesis: Genesis, me: int = 0) -> tuple[ConsensusDri
         metrics=Metrics(),
         epochs=plan,
         start_core=start_core,
+        follow_epoch=follow,  # type: ignore[arg-type]
+    )
+
+
+def _driver(tmp_path: Path, genesis: Genesis, me: int = 0) -> tuple[ConsensusDriver, RecordingP2P]:
+    p2p = RecordingP2P()
+    driver = epoch_driver(
+        tmp_path,
+        genesis,
+        _plan(genesis),
+        KEYS[me],
+        first=0,
+        config=ConsensusConfig(view_timeout_ms=1000, retry_ms=500),
+        p2p=p2p,
     )
     return driver, p2p
 

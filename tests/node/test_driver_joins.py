@@ -11,10 +11,10 @@ from pathlib import Path
 import trio
 import trio.testing
 
-from consensus.core import ConsensusConfig, ConsensusCore
+from consensus.core import ConsensusConfig
 from consensus.crypto import PrivateKey, keccak256
-from consensus.epochs import Anchor, epoch_domain_separator
-from consensus.io import Commit, Event, MessageReceived
+from consensus.epochs import Anchor
+from consensus.io import Event, MessageReceived
 from consensus.messages import (
     EpochEnvelope,
     Vote,
@@ -23,13 +23,11 @@ from consensus.messages import (
     encode_message,
 )
 from consensus.types import Digest, Height, ValidatorIndex, View
-from consensus.verifier import SignatureVerifier
 from sequencer_net.home.genesis import Genesis, LocalEpoch, make_local_genesis
-from sequencer_net.metrics import Metrics
 from sequencer_net.node.driver import ConsensusDriver
 from sequencer_net.node.epochs import EpochMembers, EpochPlan, weights_in_peer_order
-from sequencer_net.p2p.network import Channel
-from sequencer_net.storage.node_store import NodeStore
+from tests.node.test_driver_epochs import RecordingP2P, epoch_driver
+from tests.node.test_driver_epochs import _plan as epochs_plan
 
 SECRETS = [keccak256(b"seqnet-epoch-joins-%d" % i) for i in range(5)]
 KEYS = [PrivateKey(s) for s in SECRETS]
@@ -55,69 +53,23 @@ def _peer(genesis: Genesis, secret: int) -> int:
 
 
 def _plan(genesis: Genesis, me: int) -> EpochPlan:
-    separator = genesis.domain().separator()
-    verifiers = [SignatureVerifier(epoch_domain_separator(separator, e)) for e in range(2)]
-    block = genesis.genesis_block()
-    return EpochPlan(
-        schedule=genesis.schedule(),
-        members=EpochMembers(genesis),
-        verifier=lambda e: verifiers[e],
-        genesis=Anchor(block.digest(), Height(0)),
-        me=_peer(genesis, me),
-    )
-
-
-class RecordingP2P:
-    def __init__(self) -> None:
-        self.sent: list[tuple[int, bytes]] = []
-
-    def send(self, peer: int, channel: Channel, data: bytes) -> bool:
-        self.sent.append((peer, data))
-        return True
-
-    def broadcast(self, channel: Channel, data: bytes) -> None:
-        self.sent.append((-1, data))
-
-    def connected_peers(self) -> list[int]:
-        return [0, 1, 2, 3, 4]
+    return epochs_plan(genesis, _peer(genesis, me))
 
 
 def _driver(
     tmp_path: Path, genesis: Genesis, me: int, follow: object = None
 ) -> tuple[ConsensusDriver, RecordingP2P]:
     plan = _plan(genesis, me)
-    store = NodeStore(tmp_path / "db", genesis_digest=genesis.genesis_block().digest(), sync=False)
-
-    def start_core(epoch: int, anchor: Anchor) -> ConsensusCore:
-        validators = plan.schedule.epoch(epoch).validators
-        index = validators.index_of(KEYS[me].address)
-        assert index is not None
-        return ConsensusCore(
-            validators=validators,
-            me=index,
-            key=KEYS[me],
-            genesis=genesis.genesis_block() if epoch == 0 else None,
-            anchor=anchor if epoch > 0 else None,
-            last_height=plan.schedule.last_height(epoch),
-            epoch=epoch,
-            verifier=plan.verifier(epoch),
-            config=ConsensusConfig(view_timeout_ms=60_000, retry_ms=60_000),
-            stored_block=store.block_by_digest,
-        )
-
-    first = 0 if plan.is_member(0) else 1
-    p2p = RecordingP2P()
-    commits_in, _ = trio.open_memory_channel[Commit](10)
-    driver = ConsensusDriver(
-        core=start_core(first, plan.genesis),
-        store=store,
-        p2p=p2p,  # type: ignore[arg-type]
-        payloads=None,  # type: ignore[arg-type]
-        commits=commits_in,
-        metrics=Metrics(),
-        epochs=plan,
-        start_core=start_core,
-        follow_epoch=follow,  # type: ignore[arg-type]
+    p2p = RecordingP2P((0, 1, 2, 3, 4))
+    driver = epoch_driver(
+        tmp_path,
+        genesis,
+        plan,
+        KEYS[me],
+        first=0 if plan.is_member(0) else 1,
+        config=ConsensusConfig(view_timeout_ms=60_000, retry_ms=60_000),
+        p2p=p2p,
+        follow=follow,
     )
     return driver, p2p
 
