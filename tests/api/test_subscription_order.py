@@ -27,7 +27,6 @@ from consensus.types import Validator, ValidatorSet
 from consensus.verifier import SignatureVerifier
 from sequencer_net.api.subscriptions import BlockMessages
 from sequencer_net.batches.batch import Batch, batch_digest, encode_batch
-from sequencer_net.batches.pool import BatchPool
 from sequencer_net.client.verify import BlockVerifier, SubscriptionVerificationError
 from sequencer_net.execution.genesis import GenesisConfig, genesis_state
 from sequencer_net.execution.records import OracleReporter
@@ -36,19 +35,16 @@ from sequencer_net.fairness.order import order_seed_tag, sender_rank
 from sequencer_net.fairness.order_proof import verify_order_seed
 from sequencer_net.fairness.tdh2 import block_shares, coin_share, deal
 from sequencer_net.mempool.encrypted import encode_encrypted, transaction_namespace
-from sequencer_net.mempool.mempool import CheckedTx, Mempool
+from sequencer_net.mempool.mempool import CheckedTx
 from sequencer_net.mempool.transaction import encode_transaction, sign_transaction, tx_hash
-from sequencer_net.mempool.verifier import VerifierPool
-from sequencer_net.metrics import Metrics
 from sequencer_net.node.commit import CommitPipeline
 from sequencer_net.node.decryption import BlockOpening, OpenedBlock
-from sequencer_net.node.status import ChainStatus
 from sequencer_net.payload.format import BlockPayload, ForcedEntry, encode_payload
 from sequencer_net.payload.namespaces import namespace_root
-from sequencer_net.storage.group_commit import GroupCommit
 from sequencer_net.storage.node_store import NodeStore
 from tests.api.test_openapi import validate
 from tests.node.test_commit_execute import DOMAIN
+from tests.node.test_commit_forced import held_batches_pipeline
 
 SEED = 23
 NAMESPACE = 7
@@ -101,11 +97,6 @@ class ThresholdOpening:
         return self.opened[height]
 
 
-class _NoFetch:
-    async def fetch(self, request: object, prefer: int | None = None) -> int:
-        raise AssertionError("every batch is held here")
-
-
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[NodeStore]:
     s = NodeStore(tmp_path / "chain", genesis_digest=GENESIS_DIGEST, sync=False)
@@ -123,21 +114,7 @@ def pipeline(store: NodeStore, decryptor: ThresholdOpening | None) -> CommitPipe
             genesis_time=1_700_000_000,
         )
     )
-    pool = BatchPool(store, VerifierPool(DOMAIN, threads=1), GroupCommit(store.write_synced))
-    return CommitPipeline(
-        store=store,
-        pool=pool,
-        fetcher=_NoFetch(),  # type: ignore[arg-type]
-        mempool=Mempool(DOMAIN),
-        state=state,
-        metrics=Metrics(),
-        status=ChainStatus(),
-        accepted_at={},
-        state_root_at=lambda height: None,
-        own_index=0,
-        domain=DOMAIN,
-        decryptor=decryptor,  # type: ignore[arg-type]
-    )
+    return held_batches_pipeline(store, state, decryptor)
 
 
 def certificate(block: Block) -> Certificate:

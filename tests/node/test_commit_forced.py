@@ -79,7 +79,10 @@ def store(tmp_path: Path) -> Iterator[NodeStore]:
     s.close()
 
 
-def _pipeline(store: NodeStore, state: ExecutionState) -> CommitPipeline:
+def held_batches_pipeline(
+    store: NodeStore, state: ExecutionState, decryptor: object = None
+) -> CommitPipeline:
+    """A commit pipeline over `store` whose batches are all held (no fetch)."""
     pool = BatchPool(store, VerifierPool(DOMAIN, threads=1), GroupCommit(store.write_synced))
     return CommitPipeline(
         store=store,
@@ -93,12 +96,13 @@ def _pipeline(store: NodeStore, state: ExecutionState) -> CommitPipeline:
         state_root_at=lambda height: None,
         own_index=0,
         domain=DOMAIN,
+        decryptor=decryptor,  # type: ignore[arg-type]
     )
 
 
 async def _commit(store: NodeStore, batch: Batch, forced: list[ForcedEntry]) -> CommitPipeline:
     """Commit one block naming `batch` with `forced` marks; the pipeline after it."""
-    pipeline = _pipeline(store, _genesis())
+    pipeline = held_batches_pipeline(store, _genesis())
     encoded = encode_batch(batch)
     digest = batch_digest(encoded)
     await pipeline.pool.add_own(digest, encoded, batch)
