@@ -69,6 +69,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import threading
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Final, TypeVar
@@ -383,21 +384,30 @@ class BlockOpening:
     seed's proof is the t of them it is combined from."""
     refused: set[int] = field(default_factory=set)
     """Share indices whose message failed verification (faulty: not asked again)."""
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    """Held while a message is recorded and while `open` takes its t messages:
+    the node verifies messages for one block in several worker threads at
+    once (broadcast and asked-for answers), and `open` must never see a
+    message half recorded. Verification itself runs outside it."""
 
     def offer(self, shares: BlockShares | None, coin: CoinShare) -> bool:
         """Verify a message (`accept`); keep it if it holds. False if it fails or
-        adds nothing new."""
+        adds nothing new. Safe to call from several threads at once."""
         index = coin.index
-        if index in self.verified or index in self.refused:
-            return False
+        with self._lock:
+            if index in self.verified or index in self.refused:
+                return False
         key = self.keys.verification_key(index)
         accepted = None if key is None else self.accept(key, shares, coin)
-        if accepted is None:
-            self.refused.add(index)
-            return False
-        self.verified[index], self.coins[index] = accepted
-        self.coin_shares[index] = coin
-        return True
+        with self._lock:
+            if accepted is None:
+                self.refused.add(index)
+                return False
+            if index in self.verified:
+                return False  # another thread recorded the same sender's message first
+            self.verified[index], self.coins[index] = accepted
+            self.coin_shares[index] = coin
+            return True
 
     def offer_own(self, key_share: KeyShare, shares: BlockShares | None, coin: CoinShare) -> None:
         """Keep this validator's own message without checking its proofs: it
@@ -408,9 +418,11 @@ class BlockOpening:
         if len(decrypted) != len(self.ciphertexts):
             raise ValueError("own shares do not cover this block's ciphertexts")
         index = key_share.index
-        self.verified[index] = decrypted
-        self.coins[index] = own_coin_share(key_share, coin)
-        self.coin_shares[index] = coin
+        value = own_coin_share(key_share, coin)
+        with self._lock:
+            self.verified[index] = decrypted
+            self.coins[index] = value
+            self.coin_shares[index] = coin
 
     def accept(
         self, key: Point, shares: BlockShares | None, coin: CoinShare
@@ -440,15 +452,19 @@ class BlockOpening:
         from t verified messages; every t of them give the same result
         (docs/fairness.md)."""
         t = self.keys.threshold
-        chosen = sorted(self.verified)[:t]
+        with self._lock:  # t whole messages, as recorded now
+            chosen = sorted(self.verified)[:t]
+            verified = {i: self.verified[i] for i in chosen}
+            coins = {i: self.coins[i] for i in chosen}
+            proof = tuple(self.coin_shares[i] for i in chosen)
         opened: list[bytes | DecryptionFailed] = []
         for position, (ct, label) in enumerate(zip(self.ciphertexts, self.labels, strict=True)):
-            shares = [self.verified[i][position] for i in chosen]
+            shares = [verified[i][position] for i in chosen]
             result = combine_verified(ct, label, shares, t)
             assert not isinstance(result, NotEnoughShares)  # `ready` was checked
             opened.append(result)
-        seed = combine_verified_coin(self.coin_tag, {i: self.coins[i] for i in chosen}, t)
-        return OpenedBlock(opened, seed, tuple(self.coin_shares[i] for i in chosen))
+        seed = combine_verified_coin(self.coin_tag, coins, t)
+        return OpenedBlock(opened, seed, proof)
 
 
 def _is_own_message_for(

@@ -8,6 +8,8 @@ block from what it asks for."""
 from __future__ import annotations
 
 import random
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +27,7 @@ from sequencer_net.fairness.tdh2 import (
     BlockShares,
     CiphertextProofCache,
     CoinShare,
+    VerifiedShare,
     block_shares,
     coin_share,
     combine_coin,
@@ -423,3 +426,46 @@ async def test_a_block_opens_once_ready_without_waiting_for_a_peer_that_never_an
             opened = await net.decryptors[0].open_block(HEIGHT, BLOCK, ENVELOPES)
             nursery.cancel_scope.cancel()
     assert [o[32:] for o in opened.plaintexts] == plaintexts()  # type: ignore[index]
+
+
+class _SlowToRecordFirst(dict[int, list[VerifiedShare]]):
+    """A `verified` map whose entry for index 1 takes 20 ms to record: it
+    holds the thread recording validator 1's message between the parts of
+    that message while the others carry on."""
+
+    def __setitem__(self, index: int, value: list[VerifiedShare]) -> None:
+        super().__setitem__(index, value)
+        if index == 1:
+            time.sleep(0.02)
+
+
+def test_messages_recorded_from_several_threads_never_open_half_recorded() -> None:
+    """A node verifies one block's messages in several worker threads at once
+    (broadcasts and answers to its own requests), and the message that
+    completes t opens the block in its thread while another may still be
+    recording its own. Every open must see whole messages and give the one
+    result: here validator 1's message is slow to record, and validator 2's,
+    completing t meanwhile, must not open with half of it."""
+    offered = [parts(message(i, [])) for i in range(4)]
+    errors: list[BaseException] = []
+    results: list[OpenedBlock] = []
+    for _ in range(5):
+        job = opening([])
+        job.verified = _SlowToRecordFirst()
+
+        def offer_then_open(i: int, job: BlockOpening = job) -> None:
+            try:
+                if job.offer(*offered[i]) and job.ready:
+                    results.append(job.open())
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=offer_then_open, args=(i,)) for i in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        assert not any(thread.is_alive() for thread in threads)
+    assert errors == []
+    assert results and {r.order_seed for r in results} == {ORDER_SEED}
+    assert all(len(r.order_proof) == 2 for r in results)
