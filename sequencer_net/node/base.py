@@ -16,8 +16,6 @@ from sequencer_net.fairness.group import decode_point
 from sequencer_net.fairness.tdh2 import CiphertextProofCache
 from sequencer_net.home.config import NodeConfig
 from sequencer_net.home.genesis import Genesis
-from sequencer_net.l1.evidence_watch import EvidenceWatcher, StoreSource, load_l1_key
-from sequencer_net.l1.link import L1Link
 from sequencer_net.l1.status import L1Status
 from sequencer_net.mempool.encrypted import EnvelopeRules, LaterKey
 from sequencer_net.mempool.mempool import Accounts, Mempool
@@ -28,6 +26,7 @@ from sequencer_net.storage.node_store import NodeStore
 from sequencer_net.storage.state_store import RocksNodeStore
 
 if TYPE_CHECKING:
+    from sequencer_net.l1.evidence_watch import EvidenceWatcher
     from sequencer_net.node.commit import CommitPipeline
 
 log = logging.getLogger("seqnet.node")
@@ -139,6 +138,11 @@ class NodeBase:
         commitments = self.commitments_address()
         if l1.rpc_url is None:
             return None
+        # Imported here: web3 costs about a second of every node start, and
+        # nodes without an L1 never use it.
+        from sequencer_net.l1.evidence_watch import EvidenceWatcher, StoreSource, load_l1_key
+        from sequencer_net.l1.link import L1Link
+
         key_path = self.config.watcher_key_path
         key: PrivateKey | None = default_key
         if key_path is not None:

@@ -24,7 +24,7 @@ import logging
 import signal
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import trio
@@ -49,10 +49,7 @@ from sequencer_net.home.lock import HomeLock
 from sequencer_net.home.setup import load_validator_secret
 from sequencer_net.home.threshold import read_key_shares
 from sequencer_net.l1.forced import ForcedInclusion
-from sequencer_net.l1.link import L1Link
-from sequencer_net.l1.poster import CommitmentPoster
 from sequencer_net.l1.status import L1Status
-from sequencer_net.l1.watcher import L1Watcher
 from sequencer_net.logging_limits import run_flusher
 from sequencer_net.mempool.mempool import AddResult
 from sequencer_net.mempool.transaction import InvalidTransaction
@@ -90,6 +87,10 @@ from sequencer_net.node.status import ChainStatus
 from sequencer_net.p2p.limits import P2PLimits
 from sequencer_net.p2p.network import Channel, P2PNetwork, PeerSpec
 from sequencer_net.payload.service import PayloadService
+
+if TYPE_CHECKING:
+    from sequencer_net.l1.poster import CommitmentPoster
+    from sequencer_net.l1.watcher import L1Watcher
 
 log = logging.getLogger("seqnet.node")
 
@@ -572,6 +573,12 @@ class ValidatorNode(NodeBase):
         l1 = self.config.l1
         if l1.rpc_url is None:
             return None, None
+        # Imported here: web3 costs about a second of every node start, and
+        # nodes without an L1 never use it.
+        from sequencer_net.l1.link import L1Link
+        from sequencer_net.l1.poster import CommitmentPoster
+        from sequencer_net.l1.watcher import L1Watcher
+
         link = L1Link.connect(
             l1.rpc_url,
             commitments=self.commitments_address(),
