@@ -10,9 +10,11 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 
+from sequencer_net.api.validators import validators_document
 from sequencer_net.client import NotEnoughValidators, RedundantSubmitter, SeqnetClient
 from sequencer_net.client.errors import SeqnetApiError
-from sequencer_net.client.redundant import needed_power
+from sequencer_net.client.redundant import STATUS_REFRESH_S, _table_of, needed_power
+from sequencer_net.home.genesis import LocalEpoch, make_local_genesis
 from sequencer_net.mempool.transaction import tx_hash
 
 TX = b"\x01signed transaction"
@@ -110,3 +112,98 @@ def test_malformed_validator_lists_are_refused() -> None:
     node = StandIn(0, [1, 0, 1, 1])
     with submitter([node]) as s, pytest.raises(SeqnetApiError, match="weight below 1"):
         s.submit(TX)
+
+
+# -- a validator set that changes --------------------------------------------------
+
+SECRETS = [bytes([i + 1]) * 32 for i in range(5)]
+ROTATING = make_local_genesis(
+    SECRETS,
+    base_p2p_port=1,
+    base_api_port=100,
+    initial=(0, 1, 2, 3),
+    epochs=[LocalEpoch(first_height=10, members=(1, 2, 3, 4), weights=(1, 1, 1, 4))],
+)
+
+
+@dataclass
+class EpochStandIn:
+    """A node of the rotating chain: validator `index` (members order) in `epoch`."""
+
+    index: int
+    epoch: int
+    received: list[bytes] = field(default_factory=list)
+    status_reads: int = 0
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/status":
+            self.status_reads += 1
+            return httpx.Response(200, json={"validator_index": self.index, "epoch": self.epoch})
+        if request.url.path == "/v1/validators":
+            return httpx.Response(200, json=validators_document(ROTATING))
+        assert request.url.path == "/v1/transactions"
+        self.received.append(request.content)
+        return httpx.Response(200, json={"hash": HASH})
+
+
+def rotating_submitter(
+    nodes: list[EpochStandIn], *, pinned: bool, clock: list[float] | None = None
+) -> RedundantSubmitter:
+    clients = [
+        SeqnetClient(f"http://node{n.index}", transport=httpx.MockTransport(n.handle))
+        for n in nodes
+    ]
+    now = clock if clock is not None else [0.0]
+    return RedundantSubmitter(
+        clients=clients, genesis=ROTATING if pinned else None, clock=lambda: now[0]
+    )
+
+
+@pytest.mark.parametrize("pinned", [True, False], ids=["genesis", "validators_document"])
+def test_power_is_counted_in_the_epoch_the_chain_is_in(pinned: bool) -> None:
+    """Epoch 1 drops validator 0 and gives newcomer 4 a weight of 4 (of 7: more
+    than 2 needed). In epoch 1 the newcomer alone suffices; in epoch 0 it
+    counts nothing and two of the first four are needed."""
+    later = [EpochStandIn(4, 1)] + [EpochStandIn(i, 1) for i in range(4)]
+    with rotating_submitter(later, pinned=pinned) as s:
+        result = s.submit(TX)
+        assert (result.accepted_by, result.power) == (("http://node4",), 4)
+        result = s.submit(TX)  # from node 0: it left, so it counts nothing
+        assert result.accepted_by == (
+            "http://node0",
+            "http://node1",
+            "http://node2",
+            "http://node3",
+        )
+        assert result.power == 3
+    earlier = [EpochStandIn(4, 0)] + [EpochStandIn(i, 0) for i in range(4)]
+    with rotating_submitter(earlier, pinned=pinned) as s:
+        result = s.submit(TX)
+        assert (result.accepted_by, result.power) == (
+            ("http://node4", "http://node0", "http://node1"),
+            2,
+        )
+
+
+def test_a_long_lived_submitter_follows_the_chain_into_the_next_epoch() -> None:
+    nodes = [EpochStandIn(4, 0), EpochStandIn(0, 0), EpochStandIn(1, 0)]
+    clock = [0.0]
+    with rotating_submitter(nodes, pinned=True, clock=clock) as s:
+        assert s.submit(TX).power == 2  # epoch 0: node 4 is no member yet
+        for node in nodes:
+            node.epoch = 1
+        clock[0] = STATUS_REFRESH_S - 0.1
+        s._next = 0
+        assert s.submit(TX).power == 2  # statuses not read again yet
+        clock[0] = STATUS_REFRESH_S
+        s._next = 0
+        result = s.submit(TX)
+        assert (result.accepted_by, result.power) == (("http://node4",), 4)
+    assert [n.status_reads for n in nodes] == [2, 1, 1]  # only node 4 was asked again
+
+
+def test_an_epochs_document_without_addresses_is_refused() -> None:
+    document = validators_document(ROTATING)
+    del document["epochs"][1]["validators"][0]["address"]
+    with pytest.raises(SeqnetApiError, match="names no address"):
+        _table_of(document)
