@@ -394,9 +394,8 @@ class BlockOpening:
         """Verify a message (`accept`); keep it if it holds. False if it fails or
         adds nothing new. Safe to call from several threads at once."""
         index = coin.index
-        with self._lock:
-            if index in self.verified or index in self.refused:
-                return False
+        if self.has_heard(index):
+            return False
         key = self.keys.verification_key(index)
         accepted = None if key is None else self.accept(key, shares, coin)
         with self._lock:
@@ -446,6 +445,16 @@ class BlockOpening:
     @property
     def ready(self) -> bool:
         return len(self.verified) >= self.keys.threshold
+
+    def heard(self) -> set[int]:
+        """Share indices whose message is recorded or refused, as of now (the
+        loop asks the others while worker threads may be recording)."""
+        with self._lock:
+            return set(self.verified) | self.refused
+
+    def has_heard(self, index: int) -> bool:
+        with self._lock:
+            return index in self.verified or index in self.refused
 
     def open(self) -> OpenedBlock:
         """Each ciphertext's plaintext (or DecryptionFailed) and the order seed,
@@ -709,7 +718,7 @@ class Decryptor:
 
     async def _ask_missing(self, job: BlockOpening, ready: trio.Event) -> None:
         """Ask every validator not yet heard from (nor refused) for its message."""
-        heard = set(job.verified) | job.refused
+        heard = job.heard()
         epoch = self.epochs.at(job.height)
         missing = [
             peer
@@ -784,7 +793,7 @@ class Decryptor:
         if message.block != job.block:
             log.warning("event=shares_other_block peer=%d height=%d", peer, message.height)
             return
-        if index in job.verified or index in job.refused or job.ready:
+        if job.ready or job.has_heard(index):
             return  # nothing new, or t messages in already: no need to verify more
 
         def verify_then_open() -> tuple[bool, OpenedBlock | None]:

@@ -158,6 +158,7 @@ def test_block_decryption_needs_t_verified_messages_and_drops_a_bad_one() -> Non
     assert not job.offer(forged, honest[1][1]) and 2 in job.refused
     assert not job.offer(*honest[1])  # a refused index is not tried again
     assert job.offer(*honest[0]) and not job.ready
+    assert job.heard() == {1, 2} and job.has_heard(2) and not job.has_heard(4)
     assert job.offer(*honest[3]) and job.ready
     opened = job.open()
     assert [o[32:] for o in opened.plaintexts] == plaintexts()
