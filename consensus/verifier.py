@@ -3,9 +3,15 @@
 Verification is a pure function of (digest, signature), so remembering
 results is safe: a vote seen alone and again inside a certificate is
 recovered once. The memo is bounded and forgets oldest entries first.
+
+One verifier may be used from several threads at once (the node checks
+followed blocks in worker threads): the memo is read and updated under a
+lock, and recovery itself runs outside it.
 """
 
 from __future__ import annotations
+
+import threading
 
 from consensus.crypto import Address, InvalidSignature, recover_address
 from consensus.encoding import vote_digest
@@ -20,18 +26,22 @@ class SignatureVerifier:
         self.domain_separator = domain_separator
         self._max_entries = max_entries
         self._memo: dict[tuple[bytes, bytes], Address | None] = {}
+        self._lock = threading.Lock()
 
     def recover(self, digest: bytes, signature: bytes) -> Address | None:
         key = (digest, signature)
-        if key in self._memo:
-            return self._memo[key]
+        with self._lock:
+            if key in self._memo:
+                return self._memo[key]
         try:
             address: Address | None = recover_address(digest, signature)
         except InvalidSignature:
             address = None
-        if len(self._memo) >= self._max_entries:
-            del self._memo[next(iter(self._memo))]
-        self._memo[key] = address
+        with self._lock:
+            if key not in self._memo:
+                if len(self._memo) >= self._max_entries:
+                    del self._memo[next(iter(self._memo))]
+                self._memo[key] = address
         return address
 
     def vote_digest(self, kind: int, view: int, height: int, block: bytes) -> bytes:

@@ -20,6 +20,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import trio
 from rocksdict import WriteBatch
 
 from sequencer_net.api.errors import ApiError
@@ -103,6 +104,9 @@ class Intake:
         """The height a transaction accepted now is ordered at, at the earliest
         (an envelope that expires before it is refused)."""
         self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
+        self._persisting: dict[bytes, trio.Event] = {}
+        """Hashes admitted here whose synced write (group commit, in a worker
+        thread) has not finished: set when it ends, however it ends."""
 
     def take_client_allowance(self, client: str, count: int) -> int:
         """How many of `count` transactions `client` may submit now (per address)."""
@@ -134,12 +138,13 @@ class Intake:
             outcomes[i] = Refused(429, "rate_limited", "too many transactions from this client")
         encoded: dict[int, bytes] = {}
         fresh: list[int] = []
+        again: list[int] = []
         for i in candidates[:allowed]:
             item = items[i]
             assert not isinstance(item, Refused)
             encoded[i] = item
             if self.mempool.seen(tx_hash(item)):  # a re-submission: skip its check
-                outcomes[i] = Refused(409, "duplicate", AddResult.DUPLICATE.value)
+                again.append(i)
             else:
                 fresh.append(i)
         checked = await self.verifier.check_many(
@@ -172,7 +177,22 @@ class Intake:
         if admitted:
             self._on_accepted()  # the batcher may cut a batch already (not ack'd yet)
             await self._persist(admitted)
+        for i in again:
+            outcomes[i] = await self._resubmitted(tx_hash(encoded[i]))
         return [o for o in outcomes if o is not None]
+
+    async def _resubmitted(self, hash_: bytes) -> Refused:
+        """409 `duplicate` for a transaction this node holds, sent only once it
+        is durable: a copy admitted by an earlier request whose synced write is
+        still running (a client retrying a slow answer) is waited for, and if
+        that write failed nothing was accepted."""
+        waited = False
+        while (writing := self._persisting.get(hash_)) is not None:
+            await writing.wait()
+            waited = True
+        if waited and not self.mempool.seen(hash_):
+            return Refused(503, "storage_failed", "could not persist; nothing accepted")
+        return Refused(409, "duplicate", AddResult.DUPLICATE.value)
 
     async def _persist(self, admitted: list[CheckedTx]) -> None:
         """Persist before you promise: the answers leave only after this returns."""
@@ -181,12 +201,20 @@ class Intake:
         def stage(batch: WriteBatch) -> None:
             self.store.stage_pending_transactions(batch, encoded)
 
+        written = trio.Event()
+        for c in admitted:
+            self._persisting[c.hash] = written
         try:
             await self.group.write(stage)
         except GroupWriteFailed as exc:
             log.error("event=intake_persist_failed txs=%d reason=%s", len(admitted), exc)
             self.mempool.discard([c.hash for c in admitted])
             raise ApiError(503, "storage_failed", "could not persist; nothing accepted") from exc
+        finally:
+            for c in admitted:
+                if self._persisting.get(c.hash) is written:
+                    del self._persisting[c.hash]
+            written.set()
         now = time.monotonic()
         for c in admitted:
             self.accepted_at[c.hash] = now

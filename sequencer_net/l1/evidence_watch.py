@@ -479,8 +479,13 @@ class EvidenceWatcher:
         status: L1Status,
         confirmations: int,
         poll_s: float,
+        sends: trio.Lock | None = None,
     ) -> None:
+        """`sends` is held while a submission is built, sent and mined: share the
+        commitment poster's when both send from one L1 account (the validator
+        key), so their worker threads never read the same pending nonce."""
         self.link = link
+        self.sends = sends if sends is not None else trio.Lock()
         self.commitments = L1Link.require(link.commitments, "commitments")
         self.source = source
         self.account = Account.from_key(key.secret)
@@ -615,7 +620,10 @@ class EvidenceWatcher:
         if proven and proven_height <= height:
             self._settle(key)
             return 0
-        result = await self._l1(lambda: self.link.guarded(lambda: self._send(record, epoch, tail)))
+        async with self.sends:  # no other sender of this account between nonce and send
+            result = await self._l1(
+                lambda: self.link.guarded(lambda: self._send(record, epoch, tail))
+            )
         if isinstance(result, EvidenceRejected):
             if result.reason == "EpochNotInstalled":
                 # The poster installs a scheduled epoch's set before its first post: retried.

@@ -254,13 +254,18 @@ class CommitmentPoster:
         poll_s: float,
         clock: Callable[[], float] = time.monotonic,
         schedule: EpochSchedule | None = None,
+        sends: trio.Lock | None = None,
     ) -> None:
         """`validators` and `my_index` are epoch 0's (None: not a member of it);
         `schedule` (the genesis's, `Genesis.schedule()`) names the later epochs'
         sets, and without it the set never changes. Outside epoch 0 this
         validator's turn is its index in the posted block's epoch's set (none
-        outside that set)."""
+        outside that set). `sends` is held from reading the account's pending
+        nonce until the posting is sent: every sender from the same L1 account
+        (the evidence watcher on the validator key) must share it, or two
+        worker threads read the same nonce and one transaction is refused."""
         self.link = link
+        self.sends = sends if sends is not None else trio.Lock()
         self.commitments = L1Link.require(link.commitments, "commitments")
         self.store = store
         self.validators = validators
@@ -338,6 +343,25 @@ class CommitmentPoster:
                 return RoundResult.RACE_LOST
             self._error(f"Commitments refuses block {header.height}: {name}")
             return RoundResult.REFUSED
+        async with self.sends:  # nonce read to send: no other sender of this account between
+            posting = await self._send_posting(call, header.height)
+        if posting is None:  # estimation raced another poster
+            return RoundResult.RACE_LOST
+        self._last_sent = self.clock()
+        log.info(
+            "event=posting_sent from_height=%d height=%d state_height=%d nonce=%d tx=%s",
+            tip.latest_height + 1,
+            header.height,
+            header.state_height,
+            posting.nonce,
+            posting.tx_hash.hex()[:16],
+        )
+        return RoundResult.POSTED
+
+    async def _send_posting(self, call: Any, height: int) -> PendingPosting | None:
+        """Build the posting on the account's pending nonce, sign it, journal it,
+        then send it (None: gas estimation refused it). The caller holds `sends`."""
+        sender = self.account.address
         nonce = await self._l1(lambda: self.link.transaction_count(sender, "pending"))
         chain_id = await self._l1(self.link.chain_id)
         try:
@@ -353,27 +377,18 @@ class CommitmentPoster:
                     )
                 )
             )
-        except ContractLogicError:  # estimation raced another poster
-            return RoundResult.RACE_LOST
+        except ContractLogicError:
+            return None
         signed = self.account.sign_transaction(tx)
         posting = PendingPosting(
             nonce=nonce,
             raw=bytes(signed.raw_transaction),
             tx_hash=bytes(signed.hash),
-            height=header.height,
+            height=height,
         )
         self.journal.save(posting)  # persist, then send
         await self._l1(lambda: self.link.send_raw(posting.raw))
-        self._last_sent = self.clock()
-        log.info(
-            "event=posting_sent from_height=%d height=%d state_height=%d nonce=%d tx=%s",
-            tip.latest_height + 1,
-            header.height,
-            header.state_height,
-            nonce,
-            posting.tx_hash.hex()[:16],
-        )
-        return RoundResult.POSTED
+        return posting
 
     def _my_index_in(self, epoch: Epoch) -> int | None:
         if epoch.number == 0:

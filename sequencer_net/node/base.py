@@ -26,6 +26,8 @@ from sequencer_net.storage.node_store import NodeStore
 from sequencer_net.storage.state_store import RocksNodeStore
 
 if TYPE_CHECKING:
+    import trio
+
     from sequencer_net.l1.evidence_watch import EvidenceWatcher
     from sequencer_net.node.commit import CommitPipeline
 
@@ -130,10 +132,14 @@ class NodeBase:
         return contract if any(contract) else None
 
     def _evidence_watcher(
-        self, default_key: PrivateKey | None, status: L1Status
+        self,
+        default_key: PrivateKey | None,
+        status: L1Status,
+        default_key_sends: trio.Lock | None = None,
     ) -> EvidenceWatcher | None:
         """The evidence watcher (docs/l1.md, "Watchers"): with [l1] rpc_url, a
-        Commitments address and a key ([l1] watcher_key_file, else `default_key`)."""
+        Commitments address and a key ([l1] watcher_key_file, else `default_key`,
+        whose other L1 senders hold `default_key_sends`)."""
         l1 = self.config.l1
         commitments = self.commitments_address()
         if l1.rpc_url is None:
@@ -164,6 +170,7 @@ class NodeBase:
             status=status,
             confirmations=l1.confirmations,
             poll_s=l1.poll_ms / 1000,
+            sends=default_key_sends if key is default_key else None,
         )
 
     def validator_address_in_epoch(self, epoch: int, index: int) -> bytes | None:

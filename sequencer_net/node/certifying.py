@@ -146,6 +146,9 @@ class BatchCertifier:
         self.log_limiter = LogLimiter(log)
         self._own: OrderedDict[bytes, _OwnPending] = OrderedDict()
         self._acked: OrderedDict[tuple[int, int], bytes] = OrderedDict()
+        self._ack_writes: dict[tuple[int, int], trio.Event] = {}
+        """(author, round) whose ack record is recorded here but its synced write
+        (group commit, a worker thread) not finished: set when it ends."""
         self._resent: dict[bytes, int] = {}
         """Batch digest -> the last view whose leader it was sent to."""
         self._arrived = trio.Event()
@@ -185,7 +188,8 @@ class BatchCertifier:
         """A batch `sender` broadcast, now verified and in the pool: acknowledge it,
         unless this node acknowledged another batch for that (author, round).
         Order: record (author, round) -> fsync (which also makes the batch,
-        written unsynced before, durable) -> send."""
+        written unsynced before, durable) -> send; a copy of the batch that
+        arrives during that fsync is acknowledged after it too."""
         identity = self.pool.identity(digest)
         if identity is None:
             return
@@ -212,6 +216,7 @@ class BatchCertifier:
             return
         if prior is None:
             self._remember_ack(key, digest)
+            written = self._ack_writes[key] = trio.Event()
             try:
                 await self.group.write(
                     lambda write: self.store.stage_batch_ack(write, author, round_, digest)
@@ -220,6 +225,15 @@ class BatchCertifier:
                 self._acked.pop(key, None)
                 log.error("event=batch_ack_not_persisted author=%d round=%d", author, round_)
                 return
+            finally:
+                del self._ack_writes[key]
+                written.set()
+        elif (pending := self._ack_writes.get(key)) is not None:
+            # The same batch again while the first copy's record is still being
+            # written: its ack, too, leaves only once that record is durable.
+            await pending.wait()
+            if self._acked.get(key) != digest:
+                return  # that write failed: nothing was acknowledged
         ack = sign_ack(self.key, self.separator, self.me, digest, author, round_)
         if self.is_connected():
             self.p2p.send(author, Channel.CERT, encode_cert_message(ack))

@@ -72,6 +72,7 @@ import logging
 import threading
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Annotated, Any, Final, TypeVar
 
 import msgspec
@@ -366,6 +367,14 @@ class OpenedBlock:
     verified shares prove the same seed."""
 
 
+class Judged(Enum):
+    """What `BlockOpening.judge` did with a share message."""
+
+    KEPT = "kept"
+    REFUSED = "refused"
+    NOTHING_NEW = "nothing_new"
+
+
 @dataclass
 class BlockOpening:
     """One committed block's ciphertexts (perhaps none) and order coin, and the
@@ -393,21 +402,26 @@ class BlockOpening:
     def offer(self, shares: BlockShares | None, coin: CoinShare) -> bool:
         """Verify a message (`accept`); keep it if it holds. False if it fails or
         adds nothing new. Safe to call from several threads at once."""
+        return self.judge(shares, coin) is Judged.KEPT
+
+    def judge(self, shares: BlockShares | None, coin: CoinShare) -> Judged:
+        """As `offer`, saying what became of the message: a message of an index
+        already heard (here or by another thread meanwhile) is NOTHING_NEW, never
+        REFUSED a second time."""
         index = coin.index
-        with self._lock:
-            if index in self.verified or index in self.refused:
-                return False
+        if self.has_heard(index):
+            return Judged.NOTHING_NEW
         key = self.keys.verification_key(index)
         accepted = None if key is None else self.accept(key, shares, coin)
         with self._lock:
+            if index in self.verified or index in self.refused:
+                return Judged.NOTHING_NEW  # another thread judged this sender's message first
             if accepted is None:
                 self.refused.add(index)
-                return False
-            if index in self.verified:
-                return False  # another thread recorded the same sender's message first
+                return Judged.REFUSED
             self.verified[index], self.coins[index] = accepted
             self.coin_shares[index] = coin
-            return True
+            return Judged.KEPT
 
     def offer_own(self, key_share: KeyShare, shares: BlockShares | None, coin: CoinShare) -> None:
         """Keep this validator's own message without checking its proofs: it
@@ -446,6 +460,16 @@ class BlockOpening:
     @property
     def ready(self) -> bool:
         return len(self.verified) >= self.keys.threshold
+
+    def heard(self) -> set[int]:
+        """Share indices whose message is recorded or refused, as of now (the
+        loop asks the others while worker threads may be recording)."""
+        with self._lock:
+            return set(self.verified) | self.refused
+
+    def has_heard(self, index: int) -> bool:
+        with self._lock:
+            return index in self.verified or index in self.refused
 
     def open(self) -> OpenedBlock:
         """Each ciphertext's plaintext (or DecryptionFailed) and the order seed,
@@ -709,7 +733,7 @@ class Decryptor:
 
     async def _ask_missing(self, job: BlockOpening, ready: trio.Event) -> None:
         """Ask every validator not yet heard from (nor refused) for its message."""
-        heard = set(job.verified) | job.refused
+        heard = job.heard()
         epoch = self.epochs.at(job.height)
         missing = [
             peer
@@ -784,21 +808,22 @@ class Decryptor:
         if message.block != job.block:
             log.warning("event=shares_other_block peer=%d height=%d", peer, message.height)
             return
-        if index in job.verified or index in job.refused or job.ready:
+        if job.ready or job.has_heard(index):
             return  # nothing new, or t messages in already: no need to verify more
 
-        def verify_then_open() -> tuple[bool, OpenedBlock | None]:
+        def verify_then_open() -> tuple[Judged, OpenedBlock | None]:
             # The message that completes t opens the block in the same worker
             # thread job (one hop fewer on the way to execution).
-            accepted = job.offer(shares, coin)
-            return accepted, job.open() if accepted and job.ready and job.ciphertexts else None
+            judged = job.judge(shares, coin)
+            kept = judged is Judged.KEPT
+            return judged, job.open() if kept and job.ready and job.ciphertexts else None
 
-        accepted, opened = await _off_loop_if(bool(job.ciphertexts), verify_then_open)
+        judged, opened = await _off_loop_if(bool(job.ciphertexts), verify_then_open)
         if opened is not None and active.opened is None:
             active.opened = opened
         if job.ready:
             ready.set()
-        if not accepted and index in job.refused:
+        if judged is Judged.REFUSED:
             self.refused += 1
             log.warning("event=shares_refused peer=%d height=%d", peer, message.height)
 

@@ -24,6 +24,7 @@ anything is stored.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 from collections.abc import Awaitable, Callable, Mapping
@@ -466,17 +467,20 @@ class Follower:
             self.store.save_epoch_end(proof)
 
     async def _verify(self, answer: FollowBlocksAnswer) -> list[tuple[Block, Certificate]]:
-        return await trio.to_thread.run_sync(
-            lambda: verify_blocks(
-                answer,
-                validators=self.validators,
-                verifier=self.verifier,
-                next_height=self.next_height,
-                parent=self.parent,
-                epochs=self.epochs,
-                proofs=self.proofs,
-            )
+        """`verify_blocks` in a worker thread, on this follower's position and
+        end proofs as they are now (taken here, on the loop, not read later
+        from the thread)."""
+        check = functools.partial(
+            verify_blocks,
+            answer,
+            validators=self.validators,
+            verifier=self.verifier,
+            next_height=self.next_height,
+            parent=self.parent,
+            epochs=self.epochs,
+            proofs=dict(self.proofs),
         )
+        return await trio.to_thread.run_sync(check)
 
     async def _fetch_epoch_end(self, peer: int, answer: FollowBlocksAnswer) -> bool:
         """The answer reaches the last block of the current epoch and proves

@@ -299,8 +299,11 @@ class ValidatorNode(NodeBase):
         """Nonces of the transactions this validator signs: price and deposit reports."""
         self.reporter = self._price_reporter()
         self.l1_status = L1Status(enabled=config.l1.rpc_url is not None)
+        self.l1_sends = trio.Lock()
+        """Held by whoever sends from the validator key's L1 account, from its
+        pending nonce to the send: the poster and the evidence watcher on it."""
         self.poster, self.watcher = self._l1_tasks()
-        self.evidence_watcher = self._evidence_watcher(key, self.l1_status)
+        self.evidence_watcher = self._evidence_watcher(key, self.l1_status, self.l1_sends)
         self.follow_server = FollowServer(
             store=self.store,
             pool=self.pool,
@@ -601,6 +604,7 @@ class ValidatorNode(NodeBase):
                 takeover_blocks=l1.takeover_blocks,
                 poll_s=poll_s,
                 schedule=self.genesis.schedule(),
+                sends=self.l1_sends,
             )
         elif l1.post:
             log.warning("event=l1_posting_off reason=no_commitments_address")

@@ -3,13 +3,19 @@ client address, what an eviction and a failed fsync leave behind."""
 
 from __future__ import annotations
 
+import threading
+
 import httpx
 import msgspec
 import pytest
+import trio
+import trio.testing
 from rocksdict import WriteBatch
 from starlette.testclient import TestClient
 
 from consensus.crypto import keccak256
+from sequencer_net.api.errors import ApiError
+from sequencer_net.api.intake import Accepted
 from sequencer_net.api.server import build_app
 from sequencer_net.mempool.limits import MempoolLimits
 from sequencer_net.mempool.mempool import Mempool
@@ -107,3 +113,59 @@ async def test_an_evicted_transaction_is_dropped_from_the_store_and_says_so(
         status = await client.get("/v1/transactions/0x" + keccak256(dropped[0]).hex())
     assert status.json()["status"] == "dropped"
     assert "higher fee" in status.json()["reason"]
+
+
+async def submit_twice_during_a_held_write(
+    world: ApiWorld, tx: bytes, *, fails: bool
+) -> list[tuple[str, bool]]:
+    """Submit `tx`, then the same again while the first copy's synced write is
+    held in its worker thread; then let the write end (`fails`: with an error).
+    Each answer's code, and whether `tx` was durable when it was given."""
+    release = threading.Event()
+
+    def held_write(batch: WriteBatch) -> None:
+        assert release.wait(timeout=30)
+        if fails:
+            raise OSError("disk gone")
+        world.store.write_synced(batch)
+
+    intake = world.intake(write=held_write)
+    answers: list[tuple[str, bool]] = []
+
+    async def submit() -> None:
+        try:
+            (outcome,) = await intake.submit([tx], "client")
+            code = "accepted" if isinstance(outcome, Accepted) else outcome.code
+        except ApiError as exc:
+            code = exc.code
+        answers.append((code, tx in world.store.load_pending_transactions()))
+
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(intake.group.run)
+            try:
+                async with trio.open_nursery() as clients:
+                    clients.start_soon(submit)
+                    await trio.testing.wait_all_tasks_blocked()
+                    clients.start_soon(submit)
+                    await trio.testing.wait_all_tasks_blocked()
+                    assert answers == []  # neither answer before the write ends
+                    release.set()
+            finally:
+                release.set()  # never leave the writing thread waiting
+            nursery.cancel_scope.cancel()
+    return answers
+
+
+async def test_a_resubmission_during_the_first_copys_fsync_is_answered_after_it(
+    world: ApiWorld,
+) -> None:
+    """A client that retries a slow answer sends the same transaction while the
+    first copy's synced write (group commit, a worker thread) is still running:
+    the retry's 409 `duplicate` says the node holds it, so it leaves only once
+    that write is durable, and is a 503 if the write fails."""
+    answers = await submit_twice_during_a_held_write(world, signed(sender=6, nonce=0), fails=False)
+    assert answers == [("accepted", True), ("duplicate", True)]
+    answers = await submit_twice_during_a_held_write(world, signed(sender=7, nonce=0), fails=True)
+    assert answers == [("storage_failed", False)] * 2
+    assert len(world.mempool) == 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -298,6 +298,81 @@ def test_a_posting_reorged_out_is_posted_again(
     assert run(poster) is RoundResult.POSTED
     wait_posted(chain, 3)
     assert chain.commitments.functions.latestHeight().call() == 3
+
+
+class _OtherSenderAfterNonce:
+    """The poster's link, except that right after the poster's worker thread
+    reads the account's pending nonce it runs `between` on the event loop
+    (and waits for it): another sender of the same account gets that window."""
+
+    def __init__(self, link: L1Link, between: Callable[[], Awaitable[None]]) -> None:
+        self._link = link
+        self._between: Callable[[], Awaitable[None]] | None = between
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._link, name)
+
+    def transaction_count(self, address: str, block: str) -> int:
+        count = self._link.transaction_count(address, block)
+        between, self._between = self._between, None
+        if block == "pending" and between is not None:
+            trio.from_thread.run(between)
+        return count
+
+
+@requires_anvil
+def test_a_posting_and_another_send_from_the_same_account_never_share_a_nonce(
+    chain: L1Chain, blocks: FinalizedStore, tmp_path: Path
+) -> None:
+    """The evidence watcher sends from the validator key too, from its own
+    worker thread. Here it tries to send between the poster's nonce read and
+    its send: holding the shared `sends` lock it waits for the posting, then
+    sends on the next nonce, and both land."""
+    index = turn_holder(chain)
+    sends = trio.Lock()
+    poster = make_poster(chain, blocks, index, tmp_path / "l1", sends=sends)
+    account = poster.account
+    blocks.commit(2)
+    decided = trio.Event()
+    sent: list[bytes] = []
+
+    def transfer() -> None:
+        w3 = chain.w3
+        tx = {
+            "to": "0x" + "11" * 20,
+            "value": 1,
+            "gas": 21_000,
+            "gasPrice": w3.eth.gas_price,
+            "nonce": w3.eth.get_transaction_count(account.address, "pending"),
+            "chainId": w3.eth.chain_id,
+        }
+        signed = account.sign_transaction(tx)
+        sent.append(bytes(w3.eth.send_raw_transaction(signed.raw_transaction)))
+
+    async def main() -> RoundResult:
+        async with trio.open_nursery() as nursery:
+
+            async def other_sender() -> None:
+                if sends.locked():
+                    decided.set()  # it waits its turn
+                async with sends:
+                    await trio.to_thread.run_sync(transfer)
+                decided.set()
+
+            async def between() -> None:
+                nursery.start_soon(other_sender)
+                await decided.wait()
+
+            poster.link = _OtherSenderAfterNonce(poster.link, between)  # type: ignore[assignment]
+            return await poster.post_round()
+
+    assert trio.run(main) is RoundResult.POSTED
+    wait_posted(chain, 2)
+    (transfer_hash,) = sent
+    assert chain.w3.eth.wait_for_transaction_receipt(transfer_hash, timeout=30)["status"] == 1  # type: ignore[arg-type]
+    pending = poster.journal.pending
+    assert pending is not None
+    assert chain.w3.eth.get_transaction(transfer_hash)["nonce"] == pending.nonce + 1  # type: ignore[arg-type]
 
 
 def test_header_of_a_block_hashes_to_its_digest(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ received, fetched and answered, and overdue ones handed to the next leader."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import msgspec
 import pytest
 import trio
 import trio.testing
+from rocksdict import WriteBatch
 
 from consensus.crypto import PrivateKey, keccak256
 from consensus.types import Validator, ValidatorSet
@@ -183,6 +185,41 @@ async def test_a_second_batch_for_one_round_is_never_acknowledged_even_after_a_r
         assert len(restarted.p2p.sent) == 1
     finally:
         restarted.close()
+
+
+async def test_a_copy_arriving_while_the_ack_record_is_written_waits_for_it(
+    node: Node,
+) -> None:
+    """Peer batches are verified by several tasks, so two copies of one batch
+    can reach `acknowledge` at once. The first records (author, round) and
+    waits for group commit's synced write, in a worker thread; the second
+    finds the record in memory and must not send its ack before that write
+    is durable either: a crash in between would forget the ack."""
+    digest, encoded, _ = batch_of(author=2, sequence=0, nonce=0)
+    assert await node.pool.receive(2, encoded) == digest
+    release = threading.Event()
+
+    def held_write(batch: WriteBatch) -> None:
+        assert release.wait(timeout=30)
+        node.store.write_synced(batch)
+
+    group = GroupCommit(held_write, window_s=0)
+    node.certifier.group = group
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(group.run)
+            try:
+                async with trio.open_nursery() as acks:
+                    acks.start_soon(node.certifier.acknowledge, 2, digest)
+                    await trio.testing.wait_all_tasks_blocked()
+                    acks.start_soon(node.certifier.acknowledge, 2, digest)
+                    await trio.testing.wait_all_tasks_blocked()
+                    assert node.p2p.sent == []  # neither copy's ack left before the write
+                    release.set()
+            finally:
+                release.set()  # never leave the writing thread waiting
+            nursery.cancel_scope.cancel()
+    assert [durable for _, _, _, durable in node.p2p.sent] == [True, True]
 
 
 async def test_the_author_certifies_its_batch_at_a_quorum_and_broadcasts_it(

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
@@ -41,6 +42,7 @@ from sequencer_net.node.decryption import (
     MAX_SHARES_MESSAGE_BYTES,
     BlockOpening,
     Decryptor,
+    Judged,
     KeyEpochs,
     MalformedSharesMessage,
     OpenedBlock,
@@ -158,6 +160,7 @@ def test_block_decryption_needs_t_verified_messages_and_drops_a_bad_one() -> Non
     assert not job.offer(forged, honest[1][1]) and 2 in job.refused
     assert not job.offer(*honest[1])  # a refused index is not tried again
     assert job.offer(*honest[0]) and not job.ready
+    assert job.heard() == {1, 2} and job.has_heard(2) and not job.has_heard(4)
     assert job.offer(*honest[3]) and job.ready
     opened = job.open()
     assert [o[32:] for o in opened.plaintexts] == plaintexts()
@@ -469,3 +472,37 @@ def test_messages_recorded_from_several_threads_never_open_half_recorded() -> No
     assert errors == []
     assert results and {r.order_seed for r in results} == {ORDER_SEED}
     assert all(len(r.order_proof) == 2 for r in results)
+
+
+def test_one_bad_message_judged_in_two_threads_at_once_is_refused_once() -> None:
+    """The same bad message may arrive twice (a broadcast and an answer to this
+    node's request) and be verified in two worker threads at once: one of
+    them refuses it, the other finds it judged already, so the node counts
+    and logs one refusal."""
+    cts = [e.ciphertext for e in ENVELOPES]
+    labels = [label_of(e) for e in ENVELOPES]
+    shares1 = block_shares(SHARES[1], cts, labels)
+    forged = msgspec.structs.replace(shares1, values=list(reversed(shares1.values)))
+    coin = parts(message(1))[1]
+    job = opening()
+    both_inside = threading.Barrier(2, timeout=30)
+    verify = job.accept
+
+    def accept_together(*args: Any) -> tuple[list[VerifiedShare], Any] | None:
+        both_inside.wait()  # both threads verify before either records
+        return verify(*args)
+
+    job.accept = accept_together  # type: ignore[method-assign,assignment]
+    judged: list[Judged] = []
+
+    def judge() -> None:
+        judged.append(job.judge(forged, coin))
+
+    threads = [threading.Thread(target=judge) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert not any(thread.is_alive() for thread in threads)
+    assert sorted(j.value for j in judged) == ["nothing_new", "refused"]
+    assert job.refused == {2} and job.verified == {}
