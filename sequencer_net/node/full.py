@@ -21,8 +21,9 @@ import secrets
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import trio
 
@@ -85,6 +86,19 @@ def load_or_make_node_key(home: Path) -> bytes:
     return secret
 
 
+_DUPLICATE: Final = Refused(409, "duplicate", AddResult.DUPLICATE.value)
+
+
+@dataclass(eq=False)
+class _Relay:
+    """One transaction being handed to a validator, and how that ended."""
+
+    done: trio.Event = field(default_factory=trio.Event)
+    outcome: Outcome = field(
+        default_factory=lambda: Refused(503, "no_validator", "no validator answered; try again")
+    )
+
+
 class RelayIntake(Intake):
     """POST /v1/transactions at a full node: the intake's checks (size, signature,
     fee and nonce against this node's executed state), then the transaction goes to
@@ -94,6 +108,10 @@ class RelayIntake(Intake):
         super().__init__(**kwargs)
         self.p2p = p2p
         self.order = order  # validators to try, in turn, those that failed lately last
+        self._relaying: dict[bytes, _Relay] = {}
+        """Hashes being handed to a validator now: a copy arriving meanwhile (a
+        client's retry) is answered as the first one ends, never `duplicate`
+        while no validator holds it yet."""
 
     async def submit(self, items: Any, client: str) -> list[Outcome]:
         outcomes: list[Outcome] = []
@@ -109,8 +127,24 @@ class RelayIntake(Intake):
 
     async def _relay(self, encoded: bytes) -> Outcome:
         hash_ = tx_hash(encoded)
+        pending = self._relaying.get(hash_)
+        if pending is not None:
+            await pending.done.wait()
+            first = pending.outcome
+            # Held by a validator now: a duplicate, as it would be after the
+            # first answer; refused or not delivered: the same answer.
+            return first if isinstance(first, Refused) else _DUPLICATE
         if self.mempool.seen(hash_):
-            return Refused(409, "duplicate", AddResult.DUPLICATE.value)
+            return _DUPLICATE
+        relay = self._relaying[hash_] = _Relay()
+        try:
+            relay.outcome = await self._hand_on(hash_, encoded)
+        finally:
+            del self._relaying[hash_]
+            relay.done.set()
+        return relay.outcome
+
+    async def _hand_on(self, hash_: bytes, encoded: bytes) -> Outcome:
         (checked,) = await self.verifier.check_many([encoded])
         if isinstance(checked, InvalidTransaction):
             return Refused(400, "invalid_transaction", str(checked))
