@@ -42,7 +42,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Final, Generic, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Final, Generic, NamedTuple, TypeVar
 
 from .encoding import decode_canonical, encode
 from .receipts import PhaseSkipped
@@ -63,6 +63,9 @@ from .records import (
     SubaccountId,
 )
 from .state_tree import NodeStore, StateTree
+
+if TYPE_CHECKING:
+    from .mark import MarkInputs
 
 INSURANCE_FUND: Final = SubaccountId(bytes(21))
 """The insurance fund is subaccount 0 of the zero address: nobody holds its key.
@@ -311,6 +314,11 @@ class StateWriter:
         self.option_marks: dict[tuple[int, int, int, int, int], int] = {}
         # Per market that cleared this block: (price, volume).
         self.cleared_prices: dict[int, tuple[int, int]] = {}
+        # Per perpetual that cleared this block: what its auction observed of the
+        # book it left (mark.observe_perp) and from which inputs (params, index,
+        # last trade, clearing); the premium sample reuses it (run_auctions and
+        # sample_premiums run back to back, so the book is the same).
+        self.observed: dict[int, tuple[MarketParams, int, int, tuple[int, int], MarkInputs]] = {}
         # Salt of the auctions' last remainder tie-break (engine.block_salt).
         self.tie_salt = b""
         # Subaccounts whose liquidation orders took part in a clearing this block
