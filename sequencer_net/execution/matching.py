@@ -199,7 +199,14 @@ def _run_market_auction(
             if fills.get(order.order_id):
                 w.liquidation_filled.add(order.subaccount)
     fees = 0
-    for oid in sorted(batch.live):
+    gtc = TimeInForce.GOOD_TILL_CANCEL
+    # A resting GTC limit that did not fill stays as it is: only the others change.
+    changing = [
+        oid
+        for oid, order in batch.live.items()
+        if oid in fills or oid not in book or order.time_in_force != gtc or not order.limit_price
+    ]
+    for oid in sorted(changing):
         order = batch.live[oid]
         quantity = fills.get(oid, 0)
         if quantity:
@@ -316,14 +323,19 @@ def _crosses(buy: RestingOrder, sell: RestingOrder) -> bool:
 
 
 def _prevent_self_trades(batch: _Batch) -> None:
-    by_owner: dict[bytes, tuple[list[RestingOrder], list[RestingOrder]]] = {}
+    buys_of: dict[bytes, list[RestingOrder]] = {}
+    sells_of: dict[bytes, list[RestingOrder]] = {}
+    buy = Side.BUY
     for order in batch.live.values():
-        buys, sells = by_owner.setdefault(order.subaccount[:20], ([], []))
-        (buys if order.side == Side.BUY else sells).append(order)
-    for owner in sorted(by_owner):
-        buys, sells = by_owner[owner]
-        if not buys or not sells:
-            continue
+        group = buys_of if order.side == buy else sells_of
+        owner = order.subaccount[:20]
+        found = group.get(owner)
+        if found is None:
+            group[owner] = [order]
+        else:
+            found.append(order)
+    for owner in sorted(buys_of.keys() & sells_of.keys()):  # owners on both sides
+        buys, sells = buys_of[owner], sells_of[owner]
         # Best buy first: market buys, then highest limit, then oldest.
         buys.sort(key=lambda o: (o.limit_price != 0, -o.limit_price, _age(o)))
         sells.sort(key=lambda o: (o.limit_price, _age(o)))
