@@ -14,15 +14,30 @@ import pytest
 
 from sequencer_net.cli import bench_crash
 from sequencer_net.cli.bench_blocks import BlocksOptions, timed_blocks
-from sequencer_net.cli.bench_crash import HOUSE, MAKERS, PERP, PUT, START_PRICE, W
+from sequencer_net.cli.bench_crash import HOUSE, MAKERS, PERP, PUT, START_PRICE
 from sequencer_net.execution.engine import (
     BlockResult,
     ExecutionBlock,
     encode_outcome,
     execute_block,
 )
+from sequencer_net.execution.margin import maintenance_risk
 from sequencer_net.execution.receipts import Liquidated, LiquidationOrderPlaced
-from sequencer_net.execution.state import ExecutionState
+from sequencer_net.execution.records import MarketKind
+from sequencer_net.execution.state import INSURANCE_FUND, ExecutionState, StateWriter
+from sequencer_net.execution.transactions import UpdateMarketParams
+
+from .execution_harness import (
+    ADMIN,
+    BUY,
+    SELL,
+    Chain,
+    W,
+    make_genesis,
+    perp_params,
+    size,
+    sub,
+)
 
 SEED = 7
 
@@ -33,7 +48,24 @@ def execute_checked(state: ExecutionState, block: ExecutionBlock) -> BlockResult
     reference = execute_block(dataclasses.replace(state, margin_watch=None), block)
     assert encode_outcome(result) == encode_outcome(reference), f"height {block.height}"
     assert result.state.open_subaccounts == reference.state.open_subaccounts
+    check_watch_list(result.state)
     return result
+
+
+def check_watch_list(state: ExecutionState) -> None:
+    """What the next block relies on: every open subaccount off the watch list
+    meets maintenance at this state, and none of them holds an option."""
+    watch = state.margin_watch
+    if watch is None:
+        return
+    w = StateWriter(state, state.height, state.block.timestamp)
+    for sid in state.open_subaccounts - watch:
+        if sid == INSURANCE_FUND:
+            continue
+        risk = maintenance_risk(w, sid)
+        assert risk.equity >= risk.maintenance, sid.hex()
+        kinds = {state.market_params[m].kind for m in state.subaccounts[sid].markets}
+        assert kinds == {MarketKind.PERPETUAL}, sid.hex()
 
 
 def test_small_blocks_over_an_open_state_match_the_full_check() -> None:
@@ -55,10 +87,14 @@ def test_a_crash_with_sparse_prices_and_pulled_quotes_matches_the_full_check(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Leveraged perps and short puts through a falling, jumping price reported
-    every third block, makers sometimes pulling their quotes: liquidation
-    orders, misses, fund slices and close-outs, each block checked."""
+    every third block, makers sometimes pulling their quotes, a small per-block
+    liquidation cap: liquidation orders, misses, fund slices and close-outs,
+    each block checked."""
     rng = Random(SEED)
     lot = W // 1_000
+    # A per-block liquidation cap this small leaves some accounts below
+    # maintenance without orders: they stay on the watch list unwritten.
+    monkeypatch.setattr(bench_crash, "LIQUIDATION_CAP", 20_000 * W)
     owners = [bench_crash._address(f"account{i}") for i in range(120)]
     funded = [(owner, rng.randint(500, 5_000) * W) for owner in owners]
     run = bench_crash._Run(bench_crash._genesis(funded, insurance=120 * 50 * W))
@@ -100,3 +136,66 @@ def test_a_crash_with_sparse_prices_and_pulled_quotes_matches_the_full_check(
     kinds = {type(event) for event in run.events}
     assert Liquidated in kinds and LiquidationOrderPlaced in kinds
     assert run.conserved
+
+
+def test_a_margin_increase_rechecks_the_markets_holders_in_that_block() -> None:
+    """Alice meets maintenance and is off the watch list; nothing of hers moves,
+    but governance raises the market's margins: the same block checks her and
+    places her liquidation order, as the full check does."""
+    perp = 1
+    chain = Chain(
+        make_genesis(
+            {"alice": 1_000 * W, "bob": 10**6 * W, "admin": W},
+            insurance=10**5 * W,
+            markets=[(perp, perp_params())],
+        )
+    )
+    chain.block([chain.prices({perp: 1_000 * W})])
+    chain.block(
+        [
+            chain.order("bob", perp, SELL, 1_000 * W, 5 * W),
+            chain.order("alice", perp, BUY, 1_000 * W, 5 * W),
+        ]
+    )
+    assert size(chain.state, sub("alice"), perp) == 5 * W  # 5x: equity 1,000 of 5,000
+    chain.block([])
+    watch = chain.state.margin_watch
+    assert watch is not None and sub("alice") not in watch
+    stricter = perp_params(initial_margin=W // 2, maintenance_margin=W // 4)
+    update = chain.tx(ADMIN, UpdateMarketParams(perp, stricter))
+    block = ExecutionBlock(chain.state.height + 1, chain.now + 1, (update,))
+    result = execute_checked(chain.state, block)
+    assert all(receipt.success for receipt in result.receipts)
+    placed = [e for e in result.events if isinstance(e, LiquidationOrderPlaced)]
+    assert [e.subaccount for e in placed] == [sub("alice")]
+
+
+def test_a_fill_far_above_the_index_is_checked_in_its_own_block() -> None:
+    """Alice is off the watch list; in one block she buys far above the index
+    (a wide mark band lets the auction clear there) and loses her equity: that
+    same block closes her out, as the full check does."""
+    perp = 1
+    chain = Chain(
+        make_genesis(
+            {"alice": 1_000 * W, "bob": 10**6 * W, "admin": W},
+            insurance=10**5 * W,
+            markets=[(perp, perp_params(mark_band=W // 2))],
+        )
+    )
+    chain.block([chain.prices({perp: 1_000 * W})])
+    chain.block(
+        [
+            chain.order("bob", perp, SELL, 1_000 * W, 5 * W),
+            chain.order("alice", perp, BUY, 1_000 * W, 5 * W),
+        ]
+    )
+    chain.block([])
+    watch = chain.state.margin_watch
+    assert watch is not None and sub("alice") not in watch
+    orders = (
+        chain.order("bob", perp, SELL, 1_400 * W, 4 * W),
+        chain.order("alice", perp, BUY, 1_400 * W, 4 * W),
+    )
+    block = ExecutionBlock(chain.state.height + 1, chain.now + 1, orders)
+    result = execute_checked(chain.state, block)
+    assert [e.subaccount for e in result.events if isinstance(e, Liquidated)] == [sub("alice")]
