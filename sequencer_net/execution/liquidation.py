@@ -147,10 +147,11 @@ def liquidate_undermargined(w: StateWriter) -> int:
 
 def subaccounts_to_check(w: StateWriter) -> set[bytes]:
     """The open subaccounts whose equity or maintenance may have changed since
-    the previous block's check: those it left watched (StateWriter.margin_watch),
-    those this block wrote, and those holding a market whose margin inputs
-    (params, index, funding indices) moved. Every other open subaccount met
-    maintenance with exactly these inputs at the end of the previous block, so
+    the previous block's check: those on the watch list it left
+    (ExecutionState.margin_watch), those this block has written so far, and
+    those holding a market whose margin inputs (params, index, funding indexes)
+    moved. Every other open subaccount met maintenance with exactly these
+    inputs at the end of the previous block and, being untouched, still does:
     checking it again would change nothing. All of them when the previous block
     left no watch list, or when every block-level unit is skipped (each one
     then records its PhaseSkipped event)."""
