@@ -198,6 +198,7 @@ def bench(ctx: click.Context, /, **options: Any) -> None:
     Subcommands time the engine alone (seeded, best of N repetitions):
       seqnet bench auction --orders 10000
       seqnet bench block --orders 5000 --markets 10
+      seqnet bench blocks --open-accounts 10000 --blocks 20 --txs 100
       seqnet bench crash --accounts 1000 --drop 0.30 --blocks 20
       seqnet bench tdh2 --shareholders 4 --shareholders 16
     """
@@ -352,6 +353,83 @@ def block(orders: int, markets: int, seed: int, mix: str, as_json: bool) -> None
     )
     if as_json:
         click.echo(json.dumps({"benchmark": "block", **report}))
+        return
+    for name, value in report.items():
+        click.echo(f"{name + ':':<24}{value}")
+
+
+@bench.command("blocks")
+@click.option(
+    "--open-accounts",
+    default=1_000,
+    show_default=True,
+    help="Trader accounts, each holding a position before the timed blocks.",
+)
+@click.option(
+    "--resting-orders",
+    type=int,
+    default=None,
+    help="GTC orders resting away from the index [default: --open-accounts].",
+)
+@click.option("--blocks", default=20, show_default=True, help="Timed blocks.")
+@click.option("--txs", default=100, show_default=True, help="Transactions per timed block.")
+@click.option("--markets", default=10, show_default=True, help="Perpetual markets.")
+@click.option(
+    "--price-every",
+    default=5,
+    show_default=True,
+    help="Every Nth timed block carries the validators' reports moving every index.",
+)
+@click.option(
+    "--seed", type=int, default=1, show_default=True, help="Seed for accounts and orders."
+)
+@click.option(
+    "--profile", is_flag=True, help="Also split the time by engine phase (cProfile, slower)."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
+def blocks_command(
+    open_accounts: int,
+    resting_orders: int | None,
+    blocks: int,
+    txs: int,
+    markets: int,
+    price_every: int,
+    seed: int,
+    profile: bool,
+    as_json: bool,
+) -> None:
+    """Time many small DEX blocks over a large open state.
+
+    Untimed setup: OPEN_ACCOUNTS traders each open a position against makers'
+    books in MARKETS perpetuals, and RESTING_ORDERS GTC orders rest away from
+    the index. Then each of BLOCKS blocks of TXS transactions (new orders, some
+    crossing, cancels, market orders; every PRICE_EVERY-th block the
+    validators' price reports) is executed and timed: `execute_block`'s whole
+    cost, end-of-block work included, at that open state. Reports the median,
+    mean and max per block (`block_ms_*`, wall clock; `block_cpu_ms_median`,
+    this process's CPU) and, with --profile, the mean per phase (`phases_ms`).
+
+    \b
+    Example:
+      seqnet bench blocks --open-accounts 10000 --blocks 20 --txs 100 --json
+    """
+    if min(open_accounts, blocks, txs, markets, price_every) < 1:
+        raise click.BadParameter("every count must be at least 1")
+    from sequencer_net.cli.bench_blocks import BlocksOptions, bench_blocks
+
+    options = BlocksOptions(
+        open_accounts=open_accounts,
+        resting_orders=open_accounts if resting_orders is None else resting_orders,
+        blocks=blocks,
+        txs_per_block=txs,
+        markets=markets,
+        price_every=price_every,
+        seed=seed,
+        profile=profile,
+    )
+    report = bench_blocks(options)
+    if as_json:
+        click.echo(json.dumps({"benchmark": "blocks", **report}))
         return
     for name, value in report.items():
         click.echo(f"{name + ':':<24}{value}")

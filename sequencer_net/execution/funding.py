@@ -152,7 +152,17 @@ def _sample_market(w: StateWriter, market_id: int) -> None:
     if not is_oracle_fresh(params, state, w.timestamp):
         return
     index = state.oracle_price
-    seen = observe_perp(params, state, w.cleared_prices.get(market_id), w.book(market_id).values())
+    cleared = w.cleared_prices.get(market_id)
+    observed = w.observed.get(market_id)
+    if observed is not None and observed[:4] == (
+        params,
+        index,
+        state.last_trade_price,
+        cleared,
+    ):
+        seen = observed[4]  # the auction just observed this book: nothing moved it since
+    else:
+        seen = observe_perp(params, state, cleared, w.book(market_id).values())
     seconds = max(
         0,
         min(

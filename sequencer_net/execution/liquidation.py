@@ -87,7 +87,7 @@ from .records import (
     RestingOrder,
     TimeInForce,
 )
-from .state import INSURANCE_FUND, StateWriter
+from .state import INSURANCE_FUND, ExecutionState, MarginInputs, StateWriter
 
 LIQUIDATION_ORDER_TAG: Final = b"seqnet/liquidation-order/v1"
 """Domain of a liquidation order's id: keccak256(tag || encode((height, subaccount, market)))."""
@@ -99,10 +99,12 @@ def liquidate_undermargined(w: StateWriter) -> int:
     misses = misses_after_auction(w)
     count = 0
     skipped: set[bytes] = set()
+    watch: set[bytes] = set()
     while True:
         acted = False
         below: list[tuple[int, bytes, Maintenance]] = []  # of the last pass: nobody acted on
-        for sid in sorted(w.open_subaccounts()):
+        watch.clear()
+        for sid in sorted(subaccounts_to_check(w)):
             if sid == INSURANCE_FUND or sid in skipped:
                 continue
             if w.phase_skipped("liquidation", sid):
@@ -110,8 +112,11 @@ def liquidate_undermargined(w: StateWriter) -> int:
                 continue
             with w.phase("liquidation", sid):
                 risk = maintenance_risk(w, sid)
+                if holds_option(w, sid):
+                    watch.add(sid)
                 if risk.equity >= risk.maintenance:
                     continue
+                watch.add(sid)
                 if risk.equity <= 0:
                     close_out(w, sid, risk)
                 elif misses.get(sid, 0) >= allowed_misses(w, sid):
@@ -132,10 +137,57 @@ def liquidate_undermargined(w: StateWriter) -> int:
                         acted = True
         if not acted:
             break
+    w.margin_watch = watch | skipped
+    w.margin_inputs = w.margin_inputs_now()
     budget: dict[int, int] = {}
     place_liquidation_orders(w, below, budget, misses)
     place_fund_orders(w, budget)
     return count
+
+
+def subaccounts_to_check(w: StateWriter) -> set[bytes]:
+    """The open subaccounts whose equity or maintenance may have changed since
+    the previous block's check: those on the watch list it left
+    (ExecutionState.margin_watch), those this block has written so far, and
+    those holding a market whose margin inputs (params, index, funding indexes)
+    moved. Every other open subaccount met maintenance with exactly these
+    inputs at the end of the previous block and, being untouched, still does:
+    checking it again would change nothing. All of them when the previous block
+    left no watch list, or when every block-level unit is skipped (each one
+    then records its PhaseSkipped event)."""
+    open_now = w.open_subaccounts()
+    watch = w.base.margin_watch
+    if watch is None or w.skip_all_phases:
+        return open_now
+    written = w.written_subaccounts()
+    before = _margin_inputs(w.base)
+    moved = {mid for mid, inputs in w.margin_inputs_now().items() if before.get(mid) != inputs}
+    check = (written | watch) & open_now
+    if moved:
+        subaccounts = w.base.subaccounts
+        for sid in open_now - check:
+            sub = subaccounts.get(sid)
+            if sub is None or not moved.isdisjoint(sub.markets):
+                check.add(sid)
+    return check
+
+
+def _margin_inputs(state: ExecutionState) -> dict[int, MarginInputs]:
+    return {
+        mid: MarginInputs(
+            state.market_params.get(mid), ms.oracle_price, ms.long_index, ms.short_index
+        )
+        for mid, ms in state.market_states.items()
+    }
+
+
+def holds_option(w: StateWriter, sid: bytes) -> bool:
+    """An option's mark moves with the block time: its holder is checked every block."""
+    for market_id in w.subaccount(sid).markets:
+        params = w.params(market_id)
+        if params is None or params.kind != MarketKind.PERPETUAL:
+            return True
+    return False
 
 
 def misses_after_auction(w: StateWriter) -> dict[bytes, int]:

@@ -66,6 +66,9 @@ from .receipts import AuctionCleared, FillEvent, OrderRemoved
 from .records import Ledger, MarketKind, MarketParams, RestingOrder, TimeInForce
 from .state import INSURANCE_FUND, StateWriter
 
+_SIDES: dict[int, Side] = {Side.BUY: Side.BUY, Side.SELL: Side.SELL}
+"""A resting order's side (an int the off-grid rule checked) as the auction's Side."""
+
 
 def _age(order: RestingOrder) -> tuple[int, int, bytes]:
     return (order.placed_height, order.placed_nonce, order.order_id)
@@ -74,20 +77,19 @@ def _age(order: RestingOrder) -> tuple[int, int, bytes]:
 def run_auctions(w: StateWriter) -> None:
     """Rebuild every touched book and clear every market that got new orders."""
     new_by_market: dict[int, list[RestingOrder]] = {}
-    touched: set[int] = set()
+    cancelled: dict[int, list[bytes]] = {}
     for key, order in w.pending_orders.changes():
         if order is not None:
             mid = int.from_bytes(key[:4], "big")
             new_by_market.setdefault(mid, []).append(order)
     for key, flag in w.cancelled_orders.changes():
         if flag:
-            touched.add(int.from_bytes(key[:4], "big"))
+            cancelled.setdefault(int.from_bytes(key[:4], "big"), []).append(key[4:])
     liquidating = take_liquidation_markets(w)
-    for mid in sorted(touched | new_by_market.keys() | liquidating):
+    for mid in sorted(cancelled.keys() | new_by_market.keys() | liquidating):
         book = dict(w.book(mid))
-        for oid in list(book):
-            if w.cancelled_orders.get(mid.to_bytes(4, "big") + oid):
-                del book[oid]
+        for oid in cancelled.get(mid, ()):
+            book.pop(oid, None)
         w.books[mid] = book
         new = new_by_market.get(mid, [])
         if mid in liquidating:  # they take part like this block's taker orders
@@ -174,7 +176,7 @@ def _run_market_auction(
     orders = [
         AuctionOrder(
             order_id=o.order_id,
-            side=Side(o.side),
+            side=_SIDES[o.side],
             limit_price=o.limit_price or (buy_edge if o.side == Side.BUY else sell_edge),
             quantity=o.quantity,
             arrival=o.placed_height,
@@ -197,7 +199,14 @@ def _run_market_auction(
             if fills.get(order.order_id):
                 w.liquidation_filled.add(order.subaccount)
     fees = 0
-    for oid in sorted(batch.live):
+    gtc = TimeInForce.GOOD_TILL_CANCEL
+    # A resting GTC limit that did not fill stays as it is: only the others change.
+    changing = [
+        oid
+        for oid, order in batch.live.items()
+        if oid in fills or oid not in book or order.time_in_force != gtc or not order.limit_price
+    ]
+    for oid in sorted(changing):
         order = batch.live[oid]
         quantity = fills.get(oid, 0)
         if quantity:
@@ -221,7 +230,9 @@ def _run_market_auction(
         mark = reference
         if params.kind == MarketKind.PERPETUAL:  # as sample_premiums will store it
             cleared = (result.price, result.volume)
-            mark = observe_perp(params, state, cleared, book.values()).mark
+            seen = observe_perp(params, state, cleared, book.values())
+            w.observed[mid] = (params, state.oracle_price, state.last_trade_price, cleared, seen)
+            mark = seen.mark
         w.events.append(AuctionCleared(mid, result.price, result.volume, mark))
 
 
@@ -257,6 +268,8 @@ def _remove_recovered_liquidations(batch: _Batch) -> None:
     """A liquidation order of a subaccount that meets maintenance again (it was
     sent collateral, or the price came back) is removed before it trades."""
     owners = sorted({o.subaccount for o in batch.live.values() if o.liquidation})
+    if not owners:
+        return
     recovered = set()
     for sid in owners:
         if sid == INSURANCE_FUND:
@@ -272,12 +285,18 @@ def _remove_recovered_liquidations(batch: _Batch) -> None:
 
 def _remove_off_grid(batch: _Batch, params: MarketParams) -> None:
     """Remove what `clear_batch_auction` would refuse: off the tick grid or the lot."""
-    for oid in sorted(batch.live):
-        order = batch.live[oid]
-        off_tick = order.limit_price < 0 or order.limit_price % params.tick_size != 0
-        off_lot = order.quantity <= 0 or order.quantity % params.lot_size != 0
-        if off_tick or off_lot or order.side not in (Side.BUY, Side.SELL):
-            batch.remove(order, "off-grid")
+    tick, lot = params.tick_size, params.lot_size
+    off_grid = [
+        oid
+        for oid, order in batch.live.items()
+        if order.limit_price < 0
+        or order.limit_price % tick != 0
+        or order.quantity <= 0
+        or order.quantity % lot != 0
+        or order.side not in (Side.BUY, Side.SELL)
+    ]
+    for oid in sorted(off_grid):  # removing one never changes another's check
+        batch.remove(batch.live[oid], "off-grid")
 
 
 def _apply_reduce_only(batch: _Batch) -> None:
@@ -304,14 +323,19 @@ def _crosses(buy: RestingOrder, sell: RestingOrder) -> bool:
 
 
 def _prevent_self_trades(batch: _Batch) -> None:
-    by_owner: dict[bytes, tuple[list[RestingOrder], list[RestingOrder]]] = {}
+    buys_of: dict[bytes, list[RestingOrder]] = {}
+    sells_of: dict[bytes, list[RestingOrder]] = {}
+    buy = Side.BUY
     for order in batch.live.values():
-        buys, sells = by_owner.setdefault(order.subaccount[:20], ([], []))
-        (buys if order.side == Side.BUY else sells).append(order)
-    for owner in sorted(by_owner):
-        buys, sells = by_owner[owner]
-        if not buys or not sells:
-            continue
+        group = buys_of if order.side == buy else sells_of
+        owner = order.subaccount[:20]
+        found = group.get(owner)
+        if found is None:
+            group[owner] = [order]
+        else:
+            found.append(order)
+    for owner in sorted(buys_of.keys() & sells_of.keys()):  # owners on both sides
+        buys, sells = buys_of[owner], sells_of[owner]
         # Best buy first: market buys, then highest limit, then oldest.
         buys.sort(key=lambda o: (o.limit_price != 0, -o.limit_price, _age(o)))
         sells.sort(key=lambda o: (o.limit_price, _age(o)))

@@ -42,7 +42,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Final, Generic, TypeVar
+from typing import TYPE_CHECKING, Final, Generic, NamedTuple, TypeVar
 
 from .encoding import decode_canonical, encode
 from .receipts import PhaseSkipped
@@ -63,6 +63,9 @@ from .records import (
     SubaccountId,
 )
 from .state_tree import NodeStore, StateTree
+
+if TYPE_CHECKING:
+    from .mark import MarkInputs
 
 INSURANCE_FUND: Final = SubaccountId(bytes(21))
 """The insurance fund is subaccount 0 of the zero address: nobody holds its key.
@@ -171,6 +174,12 @@ class ExecutionState:
     withdrawals: Mapping[int, bytes] = field(default_factory=dict)
     """L1 withdrawal id -> its 128-byte ABI record (written once, never read
     back by the engine; kept so that `state_entries` is complete)."""
+    margin_watch: frozenset[bytes] | None = None
+    """Derived, not in the tree: the open subaccounts the next block's
+    liquidation check must look at even if nothing of theirs changes (below
+    maintenance, holding an option, skipped, or written in this block). Every
+    other open subaccount met maintenance at this state. None: unknown (genesis,
+    a reloaded state, a refused block): the next block checks every one."""
 
     @property
     def height(self) -> int:
@@ -179,6 +188,16 @@ class ExecutionState:
     def tree(self) -> StateTree:
         """A read view of the committed tree at `state_root` (for proofs)."""
         return StateTree(self.store, self.state_root)
+
+
+class MarginInputs(NamedTuple):
+    """What margin.py reads of a market for a subaccount's equity and
+    maintenance requirement (options also read the block time: never cached)."""
+
+    params: MarketParams | None
+    oracle_price: int
+    long_index: int
+    short_index: int
 
 
 K = TypeVar("K")
@@ -295,6 +314,11 @@ class StateWriter:
         self.option_marks: dict[tuple[int, int, int, int, int], int] = {}
         # Per market that cleared this block: (price, volume).
         self.cleared_prices: dict[int, tuple[int, int]] = {}
+        # Per perpetual that cleared this block: what its auction observed of the
+        # book it left (mark.observe_perp) and from which inputs (params, index,
+        # last trade, clearing); the premium sample reuses it (run_auctions and
+        # sample_premiums run back to back, so the book is the same).
+        self.observed: dict[int, tuple[MarketParams, int, int, tuple[int, int], MarkInputs]] = {}
         # Salt of the auctions' last remainder tie-break (engine.block_salt).
         self.tie_salt = b""
         # Subaccounts whose liquidation orders took part in a clearing this block
@@ -305,6 +329,11 @@ class StateWriter:
         # Block-level units that failed in an earlier attempt at this block.
         self.skipped: dict[PhaseKey, str] = {}
         self.skip_all_phases = False
+        # Set by the liquidation check: the subaccounts to watch next block (minus
+        # those written after it, added at commit), and the margin inputs of every
+        # market it saw (a change after it makes the watch list unknown).
+        self.margin_watch: set[bytes] | None = None
+        self.margin_inputs: dict[int, MarginInputs] = {}
 
     # --- block-level phases ---------------------------------------------------------
 
@@ -397,6 +426,45 @@ class StateWriter:
                 result.discard(sid)
         return result
 
+    def written_subaccounts(self) -> set[bytes]:
+        """Subaccounts whose record or any position record this block wrote."""
+        written = {sid for sid, _ in self.subaccounts.changes()}
+        written.update(pkey[:21] for pkey, _ in self.positions.changes())
+        return written
+
+    def margin_inputs_now(self) -> dict[int, MarginInputs]:
+        """Per market, what a subaccount's equity and maintenance read of it."""
+        inputs: dict[int, MarginInputs] = {}
+        for mid in self.market_states.live_keys():
+            state = self.market_states.get(mid)
+            assert state is not None
+            inputs[mid] = MarginInputs(
+                self.market_params.get(mid),
+                state.oracle_price,
+                state.long_index,
+                state.short_index,
+            )
+        return inputs
+
+    def _next_open_subaccounts(self) -> frozenset[bytes]:
+        base = self.base.open_subaccounts
+        opened: set[bytes] = set()
+        closed: set[bytes] = set()
+        for sid, sub in self.subaccounts.changes():
+            is_open = sub is not None and bool(sub.markets)
+            if is_open and sid not in base:
+                opened.add(sid)
+            elif not is_open and sid in base:
+                closed.add(sid)
+        if not opened and not closed:
+            return base
+        return (base | opened) - closed
+
+    def _next_margin_watch(self) -> frozenset[bytes] | None:
+        if self.margin_watch is None or self.margin_inputs_now() != self.margin_inputs:
+            return None
+        return frozenset(self.margin_watch | self.written_subaccounts())
+
     # --- the end of the block -----------------------------------------------------
 
     def commit(self) -> ExecutionState:
@@ -463,7 +531,7 @@ class StateWriter:
             market_params=self.market_params.merged(),
             market_states=self.market_states.merged(),
             books=books,
-            open_subaccounts=frozenset(self.open_subaccounts()),
+            open_subaccounts=self._next_open_subaccounts(),
             store=self.base.store,
             state_root=root,
             reports=self.reports.merged(),
@@ -472,6 +540,7 @@ class StateWriter:
             deposit_tallies=_merged_if_changed(self.deposit_tallies, self.base.deposit_tallies),
             l1_balances=_merged_if_changed(self.l1_balances, self.base.l1_balances),
             withdrawals=_merged_if_changed(self.withdrawals, self.base.withdrawals),
+            margin_watch=self._next_margin_watch(),
         )
 
 

@@ -112,6 +112,32 @@ def test_bench_block_dex_mix_cancels_reports_and_liquidates() -> None:
     assert again["state_root"] == report["state_root"]
 
 
+def test_bench_blocks_times_each_small_block_over_the_open_state() -> None:
+    args = ["bench", "blocks", "--open-accounts", "40", "--resting-orders", "30"]
+    args += ["--blocks", "4", "--txs", "20", "--markets", "2", "--price-every", "2", "--json"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["benchmark"] == "blocks"
+    # Every trader holds a position; the makers too (they took the other side).
+    assert report["open_subaccounts"] == 40 + 2
+    assert report["resting_orders"] >= 30
+    assert (report["blocks"], report["txs_per_block"], report["price_every"]) == (4, 20, 2)
+    assert 0 < report["block_ms_median"] <= report["block_ms_max"]
+    assert report["fills"] > 0
+    again = json.loads(CliRunner().invoke(cli, args).output)
+    assert again["state_root"] == report["state_root"]
+
+
+def test_bench_blocks_profile_splits_the_time_by_phase() -> None:
+    args = ["bench", "blocks", "--open-accounts", "20", "--blocks", "2", "--txs", "10"]
+    result = CliRunner().invoke(cli, [*args, "--markets", "1", "--profile", "--json"])
+    assert result.exit_code == 0, result.output
+    phases = json.loads(result.output)["phases_ms"]
+    assert phases["run_auctions"] > 0 and phases["liquidate_undermargined"] > 0
+    assert phases["commit"] > 0
+
+
 def test_bench_block_rejects_nonsense() -> None:
     result = CliRunner().invoke(cli, ["bench", "block", "--orders", "0"])
     assert result.exit_code != 0
