@@ -305,6 +305,9 @@ class CommitPipeline:
         """Opens committed envelopes; None on a chain without a threshold key."""
         self._advanced = trio.Event()
         self.market_activity = MarketActivity()  # what GET /v1/markets counts
+        self._committed_at: dict[int, float] = {}
+        """When each block waiting for execution reached the pipeline (monotonic
+        seconds, by height): how long execution trails commit is logged."""
 
     async def run(self, commits: trio.MemoryReceiveChannel[Commit]) -> None:
         """Apply committed blocks in order; each block's missing batches are
@@ -326,6 +329,7 @@ class CommitPipeline:
         slots = trio.Semaphore(PREFETCH_AHEAD)
         async with ready:
             async for commit in commits:
+                self._committed_at.setdefault(commit.block.height, time.perf_counter())
                 await slots.acquire()
                 fetched = trio.Event()
                 nursery.start_soon(self._prefetch, commit.block, fetched, slots)
@@ -387,6 +391,7 @@ class CommitPipeline:
 
     async def apply(self, commit: Commit) -> None:
         block = commit.block
+        committed_at = self._committed_at.pop(block.height, None)
         if block.height <= self.store.tip()[0]:
             if self.decryptor is not None:
                 self.decryptor.discard(block.height)
@@ -448,7 +453,14 @@ class CommitPipeline:
         hashes = [r.sequenced.tx_hash for r in resolved]
         senders = [Address(r.sequenced.sender) for r in resolved]
         self._after_commit(block.height, block.digest(), hashes, senders)
-        self.metrics.execute_seconds.observe(time.perf_counter() - started)
+        done = time.perf_counter()
+        self.metrics.execute_seconds.observe(done - started)
+        log.info(
+            "event=executed height=%d apply_ms=%d since_commit_ms=%d",
+            block.height,
+            (done - started) * 1000,
+            -1 if committed_at is None else (done - committed_at) * 1000,
+        )
 
     def live_envelopes(self, height: int, batches: Sequence[Batch]) -> list[tuple[bytes, Envelope]]:
         """The envelopes a block opens (`block_envelopes`), with this node's sender

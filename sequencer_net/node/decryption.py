@@ -70,6 +70,7 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Final, TypeVar
@@ -628,8 +629,11 @@ class Decryptor:
         messages, ask who is missing until t messages verify, then open."""
         decryption = job.decryption
         key_share = job.epoch.key_share
+        started = time.perf_counter()
+        own_ms = 0
         if key_share is not None:
             encoded, own_shares, own_coin = await self._own_message(decryption, key_share)
+            own_ms = int((time.perf_counter() - started) * 1000)
             decryption.offer_own(key_share, own_shares, own_coin)
             if decryption.ready:
                 job.ready.set()
@@ -644,9 +648,18 @@ class Decryptor:
             if not job.ready.is_set():
                 await self._ask_missing_until_ready(decryption, job.ready)
                 wait = min(max(2 * wait, ASK_AFTER_S), ASK_RETRY_MAX_S)
+        ready_ms = int((time.perf_counter() - started) * 1000)
         if job.opened is None:  # else opened by the message that completed t
             job.opened = await _off_loop_if(bool(decryption.ciphertexts), decryption.open)
         job.done.set()
+        log.info(
+            "event=shares_round height=%d ciphertexts=%d own_ms=%d ready_ms=%d opened_ms=%d",
+            decryption.height,
+            len(decryption.ciphertexts),
+            own_ms,
+            ready_ms,
+            (time.perf_counter() - started) * 1000,
+        )
 
     async def _own_message(
         self, job: BlockOpening, key_share: KeyShare

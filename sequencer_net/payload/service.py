@@ -167,6 +167,10 @@ class PayloadService:
         self.censor = censor
         """Test fault `[consensus] test_fault = "censor"`: as leader, leave out this
         validator's batches (None on real networks)."""
+        self.execution_waits = 0
+        """Builds that first waited for this validator's execution (backpressure)."""
+        self.execution_wait_ms = 0
+        """Milliseconds those builds waited in all."""
 
     def parent_state(self, block: Block | None) -> ParentState | None:
         """What a block says about time and state (None: unknown or malformed)."""
@@ -213,8 +217,19 @@ class PayloadService:
         if self.executed()[0] < target:
             # Backpressure: ordering waits (a bounded time, well inside the view)
             # for execution rather than racing ahead with small or empty blocks.
+            started = time.perf_counter()
             with trio.move_on_after(self.lag_wait_ms / 1000):
                 await self.wait_executed(target)
+            waited_ms = int((time.perf_counter() - started) * 1000)
+            self.execution_waits += 1
+            self.execution_wait_ms += waited_ms
+            log.info(
+                "event=build_waited_for_execution height=%d target=%d executed=%d wait_ms=%d",
+                height,
+                target,
+                self.executed()[0],
+                waited_ms,
+            )
         lagging = height - self.executed()[0] > MAX_EXECUTION_LAG
         exclude = self._ancestor_batches(parent_digest)
         if self.certificates is not None:
