@@ -167,10 +167,6 @@ class PayloadService:
         self.censor = censor
         """Test fault `[consensus] test_fault = "censor"`: as leader, leave out this
         validator's batches (None on real networks)."""
-        self.execution_waits = 0
-        """Builds that first waited for this validator's execution (backpressure)."""
-        self.execution_wait_ms = 0
-        """Milliseconds those builds waited in all."""
 
     def parent_state(self, block: Block | None) -> ParentState | None:
         """What a block says about time and state (None: unknown or malformed)."""
@@ -221,8 +217,6 @@ class PayloadService:
             with trio.move_on_after(self.lag_wait_ms / 1000):
                 await self.wait_executed(target)
             waited_ms = int((time.perf_counter() - started) * 1000)
-            self.execution_waits += 1
-            self.execution_wait_ms += waited_ms
             log.info(
                 "event=build_waited_for_execution height=%d target=%d executed=%d wait_ms=%d",
                 height,
