@@ -66,7 +66,7 @@ MAX_EXECUTION_LAG still bounds the lag. On a chain with a threshold key a
 block executes only after its post-commit share round, and a larger value
 would let that round overlap more proposals; measured with 3 against 1
 (docs/fairness.md, "Where the added latency goes"), leaders waited in only
-a few builds per run at 1 (0.2 to 2.7 s of a run of 35 to 83 s), and 3
+a few builds per run at 1 (0.04 to 2.7 s of a run of 35 to 83 s), and 3
 did not pay overall: encrypted throughput rose 12% at the median of three
 interleaved pairs, plain throughput fell 31%. So it stays 1."""
 
