@@ -309,27 +309,38 @@ class CommitPipeline:
     async def run(self, commits: trio.MemoryReceiveChannel[Commit]) -> None:
         """Apply committed blocks in order; each block's missing batches are
         fetched as soon as it arrives, while earlier blocks execute."""
-        ready_in, ready_out = trio.open_memory_channel[tuple[Commit, trio.Event]](PREFETCH_AHEAD)
+        ready_in, ready_out = trio.open_memory_channel[tuple[Commit, trio.Event, float]](
+            PREFETCH_AHEAD
+        )
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._prefetch_stage, commits, ready_in, nursery)
             async with ready_out:
-                async for commit, fetched in ready_out:
+                async for commit, fetched, arrived in ready_out:
                     await fetched.wait()
+                    started = time.perf_counter()
                     await self.apply(commit)
+                    done = time.perf_counter()
+                    log.info(
+                        "event=executed height=%d apply_ms=%d since_commit_ms=%d",
+                        commit.block.height,
+                        (done - started) * 1000,
+                        (done - arrived) * 1000,
+                    )
 
     async def _prefetch_stage(
         self,
         commits: trio.MemoryReceiveChannel[Commit],
-        ready: trio.MemorySendChannel[tuple[Commit, trio.Event]],
+        ready: trio.MemorySendChannel[tuple[Commit, trio.Event, float]],
         nursery: trio.Nursery,
     ) -> None:
         slots = trio.Semaphore(PREFETCH_AHEAD)
         async with ready:
             async for commit in commits:
+                arrived = time.perf_counter()
                 await slots.acquire()
                 fetched = trio.Event()
                 nursery.start_soon(self._prefetch, commit.block, fetched, slots)
-                await ready.send((commit, fetched))
+                await ready.send((commit, fetched, arrived))
 
     async def _prefetch(self, block: Block, fetched: trio.Event, slots: trio.Semaphore) -> None:
         try:

@@ -20,8 +20,10 @@ reaches a committed block, each validator makes ONE share message for it:
     collect               others' messages, each checked against the sender's
                           verification key (accept_block_shares and
                           accept_coin_share: one failing part refuses the
-                          whole message); asked for (RequestKind.SHARES) from
-                          validators not heard from
+                          whole message); those that arrived before the
+                          block reached this stage are verified while the
+                          own message is made and persisted; asked for
+                          (RequestKind.SHARES) from validators not heard from
     combine               once t verified messages are in: the plaintexts
                           (combine_verified) and the order seed
                           (combine_verified_coin), with the t coin shares
@@ -70,6 +72,7 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -648,19 +651,28 @@ class Decryptor:
         return job
 
     async def _work(self, job: _Job) -> None:
-        """Release this validator's shares (persisted, then sent), take the early
-        messages, ask who is missing until t messages verify, then open."""
+        """Release this validator's shares (persisted, then sent) while verifying
+        the early messages, ask who is missing until t messages verify, then
+        open. The block opens only once this validator's own message is out."""
         decryption = job.decryption
         key_share = job.epoch.key_share
-        if key_share is not None:
-            encoded, own_shares, own_coin = await self._own_message(decryption, key_share)
-            decryption.offer_own(key_share, own_shares, own_coin)
-            if decryption.ready:
-                job.ready.set()
-            self.broadcast(encoded)
-        for peer, data in sorted(self._early.pop(decryption.height, {}).items()):
-            self._early_bytes -= len(data)
-            await self._consider(peer, data)
+        started = time.perf_counter()
+        own_ms = 0
+        early = sorted(self._early.pop(decryption.height, {}).items())
+        self._early_bytes -= sum(len(data) for _, data in early)
+        async with trio.open_nursery() as nursery:
+            # Peers' messages that came before the block reached this stage are
+            # verified while this validator makes and persists its own: the two
+            # are independent, and a peer's usually arrives first.
+            for peer, data in early:
+                nursery.start_soon(self._consider, peer, data)
+            if key_share is not None:
+                encoded, own_shares, own_coin = await self._own_message(decryption, key_share)
+                own_ms = int((time.perf_counter() - started) * 1000)
+                decryption.offer_own(key_share, own_shares, own_coin)
+                if decryption.ready:
+                    job.ready.set()
+                self.broadcast(encoded)
         wait = first_ask_after(decryption.height, self._newest_heard, key_share is not None)
         while not job.ready.is_set():
             with trio.move_on_after(wait):
@@ -668,9 +680,18 @@ class Decryptor:
             if not job.ready.is_set():
                 await self._ask_missing_until_ready(decryption, job.ready)
                 wait = min(max(2 * wait, ASK_AFTER_S), ASK_RETRY_MAX_S)
+        ready_ms = int((time.perf_counter() - started) * 1000)
         if job.opened is None:  # else opened by the message that completed t
             job.opened = await _off_loop_if(bool(decryption.ciphertexts), decryption.open)
         job.done.set()
+        log.info(
+            "event=shares_round height=%d ciphertexts=%d own_ms=%d ready_ms=%d opened_ms=%d",
+            decryption.height,
+            len(decryption.ciphertexts),
+            own_ms,
+            ready_ms,
+            (time.perf_counter() - started) * 1000,
+        )
 
     async def _own_message(
         self, job: BlockOpening, key_share: KeyShare

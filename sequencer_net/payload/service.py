@@ -213,8 +213,17 @@ class PayloadService:
         if self.executed()[0] < target:
             # Backpressure: ordering waits (a bounded time, well inside the view)
             # for execution rather than racing ahead with small or empty blocks.
+            started = time.perf_counter()
             with trio.move_on_after(self.lag_wait_ms / 1000):
                 await self.wait_executed(target)
+            waited_ms = int((time.perf_counter() - started) * 1000)
+            log.info(
+                "event=build_waited_for_execution height=%d target=%d executed=%d wait_ms=%d",
+                height,
+                target,
+                self.executed()[0],
+                waited_ms,
+            )
         lagging = height - self.executed()[0] > MAX_EXECUTION_LAG
         exclude = self._ancestor_batches(parent_digest)
         if self.certificates is not None:

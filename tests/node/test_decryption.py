@@ -506,3 +506,37 @@ def test_one_bad_message_judged_in_two_threads_at_once_is_refused_once() -> None
     assert not any(thread.is_alive() for thread in threads)
     assert sorted(j.value for j in judged) == ["nothing_new", "refused"]
     assert job.refused == {2} and job.verified == {}
+
+
+async def test_an_early_peer_message_is_verified_while_the_own_message_is_made(
+    net: Net, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Validator 1's message reached validator 0 before 0 got to the block (kept
+    early). When 0 begins the block, it verifies that message while it makes
+    and persists its own, not after: 0's synced write still runs when 1's
+    message is already verified."""
+    decryptor, store = net.decryptors[0], net.stores[0]
+    save = store.save_own_shares
+    verified_during_write: list[bool] = []
+
+    def slow_save(height: int, data: bytes) -> None:
+        job = decryptor._jobs[height].decryption
+        deadline = time.monotonic() + 5.0  # a guard only: it takes milliseconds
+        while 2 not in job.verified and time.monotonic() < deadline:
+            time.sleep(0.001)
+        verified_during_write.append(2 in job.verified)
+        save(height, data)
+
+    monkeypatch.setattr(store, "save_own_shares", slow_save)
+    net.down = {2, 3}
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(decryptor.run)
+            decryptor.on_message(1, encode_shares_message(message(1)))
+            while HEIGHT not in decryptor._early:
+                await trio.sleep(0.001)
+            opened = await decryptor.open_block(HEIGHT, BLOCK, ENVELOPES)
+            nursery.cancel_scope.cancel()
+    assert verified_during_write == [True]
+    assert [o[32:] for o in opened.plaintexts] == plaintexts()  # type: ignore[index]
+    assert [i for i, _ in net.sent] == [0]  # released all the same, after its write

@@ -173,6 +173,48 @@ async def test_a_leader_waits_for_the_finalized_blocks_its_execution_owes(
     assert decode_payload(built[0]).batches == [BATCH]
 
 
+async def test_a_leader_builds_at_once_while_the_backlog_is_within_the_bound(
+    autojump_clock: MockClock,
+) -> None:
+    """MAX_EXECUTION_BACKLOG finalized blocks still waiting for their share
+    round or their execution hold up no proposal: ordering runs ahead of
+    execution by that much, so a block's share round overlaps the proposal
+    and voting of the next ones."""
+    committed = 20
+    execution = Execution(height=committed - MAX_EXECUTION_BACKLOG)
+    start = trio.current_time()
+    built = await service(execution, committed).build(b"\x01" * 32, committed + 1)
+    assert trio.current_time() == start
+    payload = decode_payload(built)
+    assert payload.batches == [BATCH]
+    assert payload.state_height == committed - MAX_EXECUTION_BACKLOG
+
+
+async def test_a_leader_one_block_beyond_the_bound_waits_until_execution_reaches_it(
+    autojump_clock: MockClock,
+) -> None:
+    """One finalized block more than the bound: the leader waits, and builds the
+    moment execution gets back within it (woken by execution, well before the
+    bounded wait runs out)."""
+    committed = 20
+    execution = Execution(height=committed - MAX_EXECUTION_BACKLOG - 1)
+    built: list[bytes] = []
+    start = trio.current_time()
+
+    async def leader() -> None:
+        built.append(await service(execution, committed).build(b"\x01" * 32, committed + 1))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(leader)
+        await trio.sleep(0.05)
+        assert built == []
+        execution.advance_to(committed - MAX_EXECUTION_BACKLOG)
+    assert trio.current_time() - start < LAG_WAIT_MS / 1000
+    payload = decode_payload(built[0])
+    assert payload.batches == [BATCH]
+    assert payload.state_height == committed - MAX_EXECUTION_BACKLOG
+
+
 async def test_a_leader_never_waits_for_consensus_itself(autojump_clock: MockClock) -> None:
     """Execution has caught up with finalization: building starts at once, however
     far the proposed height runs ahead of it within MAX_EXECUTION_LAG."""
