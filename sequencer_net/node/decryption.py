@@ -553,6 +553,10 @@ class Decryptor:
         self.refused = 0
         self._newest_heard = 0
         """The highest height a decodable, correctly addressed message named."""
+        self.on_opened: Callable[[int, OpenedBlock], None] | None = None
+        """Told each block opened (its height; it must not block): the commit
+        pipeline passes the order seed on to subscribers before the block's
+        turn to execute comes."""
 
     # ---- the commit pipeline's calls -----------------------------------------------
 
@@ -646,6 +650,8 @@ class Decryptor:
                 wait = min(max(2 * wait, ASK_AFTER_S), ASK_RETRY_MAX_S)
         if job.opened is None:  # else opened by the message that completed t
             job.opened = await _off_loop_if(bool(decryption.ciphertexts), decryption.open)
+        if self.on_opened is not None:
+            self.on_opened(decryption.height, job.opened)
         job.done.set()
 
     async def _own_message(
