@@ -17,11 +17,25 @@ the payload's namespace root and the proof that the transactions are exactly
 the namespace's. A lying node raises
 `SubscriptionVerificationError`; it is never yielded.
 
-Resumption: every block is yielded once, in height order. When a connection
-drops, or the node closes it with 4008 (this subscriber fell too far behind),
-the iterator reconnects with `from` = the next height not yet yielded: to the
-same node after progress, to the next URL of `urls` when a node cannot be
-reached or fails without progress. After `RetryPolicy.max_failures`
+Order. On a chain with a threshold key a block's execution order needs its
+order seed, drawn by a round of coin shares after the block commits. By
+default (`order=True`) a block is yielded once its order is verified too, with
+`ordered_transactions`: the node sends each block with its order as soon as
+the seed is known, before it has executed the block. With `order=False` the
+node sends each block as soon as it commits it (`order=later`), and the
+iterator yields it as soon as its inclusion verifies (`order_pending` True,
+`ordered_transactions` None), then the same block again, with its order, once
+the order message that follows verifies (a block whose order came with it is
+yielded once). Nothing unverified is ever yielded either way.
+
+Resumption: every block is yielded once, in height order (with `order=False`,
+each block's inclusion once and its order once, each in height order). When a
+connection drops, or the node closes it with 4008 (this subscriber fell too
+far behind), the iterator reconnects with `from` = the lowest height not yet
+verified whole (block and order): to the same node after progress, to the
+next URL of `urls` when a node cannot be reached or fails without progress.
+A block sent again from there must be the one verified before, and is not
+yielded twice. After `RetryPolicy.max_failures`
 consecutive attempts without a new block it raises `SubscriptionFailed`.
 
 Two thin transports share the sans-I/O `SubscriptionSession`: a wsproto
@@ -403,6 +417,10 @@ def subscribe(
     answer about who the validators are: DO NOT
     use it against a node you do not control, since a lying node then passes
     every check (see `verifier_from_node`).
+
+    `order=True` yields each block once its execution order is verified too;
+    `order=False` yields it as soon as its inclusion is verified
+    (`order_pending`), and again with its order (module docstring, "Order").
     """
     import sniffio
 

@@ -54,6 +54,7 @@ from tests.api.test_subscription_order import (
     certificate,
     plain,
 )
+from tests.api.test_openapi import validate
 from tests.api.test_subscriptions import FakeSocket, until
 from tests.node.test_commit_execute import DOMAIN
 
@@ -183,6 +184,9 @@ async def test_the_block_goes_out_before_its_order_and_the_order_follows(
         ("block", 3, True),
     ]
 
+    for m in socket.messages:
+        kind = "NamespaceBlock" if m["type"] == "block" else "OrderMessage"
+        validate(m, {"$ref": f"#/components/schemas/{kind}"})
     early = handed(session(order=False), socket.messages)
     assert [(b.height, b.order_pending) for b in early] == [
         (1, True),
