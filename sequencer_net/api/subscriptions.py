@@ -512,9 +512,11 @@ class BlockMessages:
             decided = None if self.feed is None else self.feed.decided_blocks.get(height)
             if decided is None:
                 return None
-            return await self._build_from(
-                decided.block, decided.block.digest(), decided.certificate, decided.batches
-            )
+            digest = decided.block.digest()
+            early = self._decided_finality(decided.block, digest, decided.certificate)
+            if early is None:
+                return None
+            return await self._build_from(decided.block, digest, early, decided.batches)
         digest = block.digest()
         finality = finality_of(
             self.store,
@@ -530,6 +532,39 @@ class BlockMessages:
         if batches is None:
             return None
         return await self._build_from(block, digest, finality, batches)
+
+    def _decided_finality(
+        self, block: Block, digest: bytes, certificate: Certificate
+    ) -> Finality | None:
+        """How a decided block not stored yet is shown final: the certificate
+        that committed it, its own, or a descendant's with the headers of the
+        decided (or stored) blocks in between, each the parent of the next.
+        None while one of them is not decided here yet, and for a descendant
+        beyond the block's epoch or MAX_FINALITY_CHAIN above it (the block is
+        proven from the store once stored, `finality_of`)."""
+        if certificate.height == block.height:
+            return certificate if certificate.block == digest else None
+        top = certificate.height
+        if not block.height < top <= block.height + MAX_FINALITY_CHAIN:
+            return None
+        if self.schedule is not None:
+            last_height = self.schedule.last_height(self.schedule.epoch_of(block.height).number)
+            if last_height is not None and top > last_height:
+                return None
+        assert self.feed is not None
+        chain: list[dict[str, Any]] = []
+        below = digest
+        for height in range(block.height + 1, top + 1):
+            decided = self.feed.decided_blocks.get(height)
+            above = decided.block if decided is not None else self.store.block_at(height)
+            if above is None or above.parent != below:
+                return None
+            below = above.digest()
+            chain.append(header_json(above))
+        if below != certificate.block:
+            return None
+        chain.reverse()
+        return DescendantFinality(certificate, tuple(chain))
 
     async def _build_from(
         self, block: Block, digest: bytes, finality: Finality, batches: Sequence[bytes]

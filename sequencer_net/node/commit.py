@@ -350,15 +350,13 @@ class CommitPipeline:
             slots.release()
 
     def _tell_decided(self, commit: Commit) -> None:
-        """Hand a committed block to the subscribers before it executes, when
-        its inclusion can be proven already: it carries its own finalization
-        and every batch it names is held. A block committed under a
-        descendant's certificate waits until it is stored (the subscription
-        proves it from the store then)."""
+        """Hand a committed block to the subscribers before it executes, once
+        every batch it names is held: with its finalization (its own, or the
+        descendant's that committed it, which the subscriptions prove it with
+        once the blocks in between are decided too), its inclusion can be
+        proven already."""
         block, certificate = commit.block, commit.finalization
         if block.height <= self.status.feed.height:
-            return
-        if certificate.height != block.height or certificate.block != block.digest():
             return
         batches: list[bytes] = []
         for digest in self._batch_digests(block):

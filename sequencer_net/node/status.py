@@ -14,9 +14,11 @@ from consensus.messages import Block, Certificate
 
 @dataclass(frozen=True)
 class DecidedBlock:
-    """A block consensus committed here, before it is executed and stored: its
-    own finalization certificate and its batches (encoded, payload order), all
-    a subscriber needs to check its inclusion."""
+    """A block consensus committed here, before it is executed and stored: the
+    finalization certificate that committed it (its own, or a descendant's)
+    and its batches (encoded, payload order), what a subscriber needs to
+    check its inclusion (with, for a descendant's certificate, the headers of
+    the blocks in between)."""
 
     block: Block
     certificate: Certificate

@@ -73,8 +73,20 @@ class EarlyChain:
         self.nonce = 0
 
     def decide(self) -> Block:
+        """The next block, decided under its own certificate."""
+        block = self.next_block()
+        self.tell(block.height)
+        return block
+
+    def tell(self, height: int, certified_by: Block | None = None) -> None:
+        """Block `height` decided, under its own certificate or `certified_by`'s."""
+        block = self.blocks[height - 1]
+        proof = certificate(certified_by or block)
+        self.feed.decided(DecidedBlock(block, proof, (self.batches[height - 1],)))
+
+    def next_block(self) -> Block:
         """The next block, holding three namespace-NAMESPACE transactions from
-        three senders and one of namespace 0."""
+        three senders and one of namespace 0 (not decided yet)."""
         height = len(self.blocks) + 1
         parent = self.blocks[-1].digest() if self.blocks else GENESIS_DIGEST
         txs = [plain(sender, self.nonce) for sender in (0, 1, 2)] + [
@@ -89,7 +101,6 @@ class EarlyChain:
         self.blocks.append(block)
         self.batches.append(encoded)
         self.txs.append(txs)
-        self.feed.decided(DecidedBlock(block, certificate(block), (encoded,)))
         return block
 
     def order_of(self, height: int, holders: Sequence[int] = (0, 1)) -> tuple[bytes, bytes]:
@@ -417,3 +428,32 @@ async def test_withheld_orders_are_bounded(
     assert found is not None
     with pytest.raises(SubscriptionVerificationError, match="already wait for their order"):
         s.on_text(found[0])
+
+
+async def test_a_block_committed_under_a_descendants_certificate_goes_out_with_its_proof(
+    chain: EarlyChain,
+) -> None:
+    first, second = chain.next_block(), chain.next_block()
+    subs = serving(chain)
+    socket = FakeSocket({"namespace": str(NAMESPACE), "from": "1", "order": "later"})
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(subs.blocks, socket)
+        await until(lambda: socket.accepted)
+        chain.tell(1, certified_by=second)  # the descendant's block is not decided yet
+        for _ in range(50):
+            await trio.sleep(0)
+        assert socket.messages == []
+        chain.tell(2)
+        await until(lambda: len(socket.messages) == 2)
+        nursery.cancel_scope.cancel()
+    assert kinds(socket.messages) == [("block", 1, False), ("block", 2, False)]
+    assert socket.messages[0]["certificate"] is None
+    assert socket.messages[0]["finalized_by"]["certificate"]["height"] == 2
+    s = session(order=False)
+    verified = handed(s, socket.messages)
+    assert [(b.height, b.finalized_by) for b in verified] == [(1, 2), (2, None)]
+    assert first.digest() == verified[0].hash
+    # A descendant proof whose chain does not link is not built: the block waits.
+    assert subs.messages._decided_finality(first, first.digest(), certificate(first)) is not None
+    other = Block(9, 9, GENESIS_DIGEST, 0, first.payload)
+    assert subs.messages._decided_finality(first, first.digest(), certificate(other)) is None
