@@ -25,12 +25,19 @@ a block with no certificate up to there is proven by the epoch's end
 fills): its finalization, with the epoch's empty tail blocks on top of the
 chain. The next epoch's blocks never vouch for an earlier epoch's.
 
-The commit pipeline announces each committed height to a `CommitFeed` (a
-counter and an event: announcing never waits). Each subscriber is one task
-that reads what it sends from the store, so history and live blocks are one
-loop over heights: no gap, no duplicate, whichever side of the tip a
-subscriber starts. Its queue is the heights committed but not yet handed to
-its socket; at each announcement one pass over the subscribers stops every
+The commit pipeline tells a `CommitFeed` three things of each height (never
+waiting): decided (consensus committed the block here and its batches are
+held), ordered (its order seed and proof are known) and stored (executed and
+written). A block message goes out as soon as the block is decided, with its
+order once that is known (`order=inline`, the default) or, for a subscriber
+that asked for `order=later`, at once, the order following in an order
+message of its own (`{"type":"order","height":..,"order":{..}}`) when it was
+not known at send time. Each subscriber is one task that reads what it sends
+from the store or, above the stored tip, from the feed's decided blocks, so
+history and live blocks are one loop over heights: no gap, no duplicate,
+whichever side of the tip a subscriber starts, and each order message in
+height order. Its queue is the heights committed but not yet handed to
+its socket; at each height decided or stored, one pass over the subscribers stops every
 caught-up one whose queue exceeds the limit (a stalled or slow reader), which
 is then closed with 4008 and the height to resume from. Nothing a subscriber
 does slows the commit pipeline or another subscriber.
@@ -456,9 +463,10 @@ class BlockMessages:
     subscriber of it.
 
     A height is buildable once it is stored, or, with a `feed`, as soon as it
-    is decided there with its own certificate and batches (`DecidedBlock`):
-    inclusion is provable then, before the block executes. Its order follows
-    from the feed (known early) or the store."""
+    is decided there with its batches (`DecidedBlock`) and the certificate
+    that committed it can prove it (`_decided_finality`): inclusion is
+    provable then, before the block executes. Its order comes from the feed
+    (known before the block executes) or the store."""
 
     def __init__(
         self,
