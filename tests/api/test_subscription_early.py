@@ -45,6 +45,7 @@ from sequencer_net.node.status import CommitFeed, DecidedBlock
 from sequencer_net.payload.format import BlockPayload, encode_payload
 from sequencer_net.payload.namespaces import namespace_root
 from sequencer_net.storage.node_store import NodeStore
+from tests.api.test_openapi import validate
 from tests.api.test_subscription_order import (
     GENESIS_DIGEST,
     KEYSET,
@@ -54,7 +55,6 @@ from tests.api.test_subscription_order import (
     certificate,
     plain,
 )
-from tests.api.test_openapi import validate
 from tests.api.test_subscriptions import FakeSocket, until
 from tests.node.test_commit_execute import DOMAIN
 
