@@ -343,7 +343,21 @@ _SCHEMAS: dict[str, _Schema] = {
         "whose finalization is then the certificate). On a chain with a threshold "
         "key, `order` holds the block's order seed and the coin shares that prove it, "
         "from which the namespace's execution order follows (docs/rollups.md, "
-        "Execution order); a chain without one sends no `order`.",
+        "Execution order); a chain without one sends no `order`. A subscriber that "
+        "asked for `order=later` may get a message without `order` on such a chain: "
+        "its OrderMessage follows.",
+    },
+    "OrderMessage": {
+        **_object(
+            {
+                "type": {"const": "order"},
+                "height": {"type": "integer", "minimum": 1},
+                "order": _ref("OrderProof"),
+            }
+        ),
+        "description": "The order of a block whose NamespaceBlock message went out "
+        "without it (`order=later`): sent once its order seed is known, for each such "
+        "height in height order.",
     },
     "OrderProof": {
         **_object(
@@ -949,13 +963,21 @@ _WEBSOCKETS: dict[str, Any] = {
                 "schema": {"type": "string"},
                 "description": "height >= 1; default: the next height to commit",
             },
+            "order": {
+                "required": False,
+                "schema": {"enum": ["inline", "later"]},
+                "description": "inline (default): each block message carries its order, "
+                "sent once the order seed is known; later: each block as soon as it is "
+                "committed here with its own certificate and batches, its order in an "
+                "OrderMessage once known (inline when known already)",
+            },
         },
         "server_messages": {
-            "oneOf": [_ref("NamespaceBlock"), _ref("Ping")],
+            "oneOf": [_ref("NamespaceBlock"), _ref("OrderMessage"), _ref("Ping")],
             "description": "text JSON; a ping every 15 s when idle",
         },
         "close_codes": {
-            "4400": "a bad namespace or from",
+            "4400": "a bad namespace, from or order",
             "4429": "too many subscribers; retry later",
             "4008": "too slow; resume from height H",
             "4410": "no finalization certificate of height H here (its own, or a "
@@ -988,8 +1010,9 @@ endpoint's cap: 1 KiB unless said otherwise), 408 `body_timeout`,
 WebSocket endpoints (OpenAPI has no object for them; `x-websocket` gives
 each one's query, messages and close codes):
 - `/v1/transactions/stream`: msgpack batches in, msgpack answers out.
-- `/v1/subscribe/blocks?namespace=N&from=H`: every finalized block's
-  namespace N, with certificate and proof (messages: NamespaceBlock).
+- `/v1/subscribe/blocks?namespace=N&from=H[&order=later]`: every finalized
+  block's namespace N, with certificate and proof (messages: NamespaceBlock,
+  and with `order=later` OrderMessage).
 - `/v1/subscribe/transactions/{hash}`: a transaction's status until committed.
 """
 

@@ -25,12 +25,19 @@ a block with no certificate up to there is proven by the epoch's end
 fills): its finalization, with the epoch's empty tail blocks on top of the
 chain. The next epoch's blocks never vouch for an earlier epoch's.
 
-The commit pipeline announces each committed height to a `CommitFeed` (a
-counter and an event: announcing never waits). Each subscriber is one task
-that reads what it sends from the store, so history and live blocks are one
-loop over heights: no gap, no duplicate, whichever side of the tip a
-subscriber starts. Its queue is the heights committed but not yet handed to
-its socket; at each announcement one pass over the subscribers stops every
+The commit pipeline tells a `CommitFeed` three things of each height (never
+waiting): decided (consensus committed the block here and its batches are
+held), ordered (its order seed and proof are known) and stored (executed and
+written). A block message goes out as soon as the block is decided, with its
+order once that is known (`order=inline`, the default) or, for a subscriber
+that asked for `order=later`, at once, the order following in an order
+message of its own (`{"type":"order","height":..,"order":{..}}`) when it was
+not known at send time. Each subscriber is one task that reads what it sends
+from the store or, above the stored tip, from the feed's decided blocks, so
+history and live blocks are one loop over heights: no gap, no duplicate,
+whichever side of the tip a subscriber starts, and each order message in
+height order. Its queue is the heights committed but not yet handed to
+its socket; at each height decided or stored, one pass over the subscribers stops every
 caught-up one whose queue exceeds the limit (a stalled or slow reader), which
 is then closed with 4008 and the height to resume from. Nothing a subscriber
 does slows the commit pipeline or another subscriber.
@@ -53,9 +60,9 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections import OrderedDict
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections import OrderedDict, deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
@@ -359,14 +366,15 @@ class HeightMessages:
 
     height: int
     head: bytes
-    """`{"type":"block","height":..,"block":{..},"certificate":{..},"namespace":`"""
+    """`{"type":"block","height":..,"block":{..},"certificate":{..},` (no order)"""
     by_namespace: dict[int, list[bytes]]
     table: NamespaceTable
     size: int
     """Bytes held: the transactions and the head."""
 
-    def message(self, namespace: int) -> str:
-        """The message for `namespace`: the same JSON, key for key, as encoding
+    def message(self, namespace: int, order: bytes | None = None) -> str:
+        """The message for `namespace`, with `order` (the JSON of the block's
+        `order` field) when given: the same JSON, key for key, as encoding
         `block_document` would give."""
         transactions = [_hex(tx) for tx in self.by_namespace.get(namespace, ())]
         proof = self.table.proof(namespace)
@@ -383,7 +391,8 @@ class HeightMessages:
             }
         )
         # tail is `{"transactions":..,"proof":..}`: spliced after the namespace.
-        return (self.head + b"%d," % namespace + tail[1:]).decode()
+        middle = b"" if order is None else b'"order":' + order + b","
+        return (self.head + middle + b'"namespace":%d,' % namespace + tail[1:]).decode()
 
 
 def order_json(seed: bytes, proof: bytes) -> dict[str, Any] | None:
@@ -404,18 +413,22 @@ def order_json(seed: bytes, proof: bytes) -> dict[str, Any] | None:
     }
 
 
+def order_message(height: int, order: bytes) -> str:
+    """The message that completes a block message sent without its order:
+    `{"type":"order","height":..,"order":{"seed":..,"shares":[..]}}`."""
+    return (b'{"type":"order","height":%d,"order":' % height + order + b"}").decode()
+
+
 def build_height_messages(
     block: Block,
     digest: bytes,
     finality: Finality,
-    batches: list[bytes],
-    order: dict[str, Any] | None = None,
+    batches: Sequence[bytes],
 ) -> HeightMessages | None:
     """Pure (no store, no loop): run in a worker thread for large blocks. None
-    if a batch does not decode. `order` (`order_json`): the block's order seed
-    and its proof, on a chain with a threshold key; without, the message has
-    no `order` field."""
-    found = namespaced_transactions(batches)
+    if a batch does not decode. The block's order, on a chain with a threshold
+    key, is spliced in per message (`HeightMessages.message`)."""
+    found = namespaced_transactions(list(batches))
     if found is None:
         return None
     by_namespace: dict[int, list[bytes]] = {}
@@ -439,11 +452,7 @@ def build_height_messages(
         document["finalized_by"] = finality.json()
     else:
         document["certificate"] = certificate_json(finality)
-    if order is not None:
-        document["order"] = order
-    document["namespace"] = 0
-    head = msgspec.json.encode(document)
-    head = head[: -len(b"0}")]  # up to the namespace's value
+    head = msgspec.json.encode(document)[:-1] + b","  # the namespace and the rest follow
     size = len(head) + sum(len(tx) for _, _, tx in found)
     return HeightMessages(block.height, head, by_namespace, table, size)
 
@@ -451,21 +460,30 @@ def build_height_messages(
 class BlockMessages:
     """Builds (and caches) the messages of committed heights: each height's
     shared part once, each (height, namespace) message once, shared by every
-    subscriber of it."""
+    subscriber of it.
+
+    A height is buildable once it is stored, or, with a `feed`, as soon as it
+    is decided there with its batches (`DecidedBlock`) and the certificate
+    that committed it can prove it (`_decided_finality`): inclusion is
+    provable then, before the block executes. Its order comes from the feed
+    (known before the block executes) or the store."""
 
     def __init__(
         self,
         store: NodeStore,
         schedule: EpochSchedule | None = None,
         epoch_end_proof: EpochEndProofSource = no_epoch_end_proof,
+        feed: CommitFeed | None = None,
     ) -> None:
         self.store = store
         self.schedule = schedule
         self.epoch_end_proof = epoch_end_proof
+        self.feed = feed
         self._heights: OrderedDict[int, HeightMessages] = OrderedDict()
         self._height_bytes = 0
         self._building: dict[int, trio.Event] = {}
-        self._messages: OrderedDict[tuple[int, int], str] = OrderedDict()
+        self._orders: OrderedDict[int, bytes] = OrderedDict()
+        self._messages: OrderedDict[tuple[int, int, bool], str] = OrderedDict()
         self._message_bytes = 0
         self._headers: OrderedDict[int, tuple[dict[str, Any], bytes]] = OrderedDict()
         self.heights_built = 0
@@ -499,7 +517,14 @@ class BlockMessages:
     async def _build(self, height: int) -> HeightMessages | None:
         block = self.store.block_at(height)
         if block is None:
-            return None
+            decided = None if self.feed is None else self.feed.decided_blocks.get(height)
+            if decided is None:
+                return None
+            digest = decided.block.digest()
+            early = self._decided_finality(decided.block, digest, decided.certificate)
+            if early is None:
+                return None
+            return await self._build_from(decided.block, digest, early, decided.batches)
         digest = block.digest()
         finality = finality_of(
             self.store,
@@ -514,16 +539,76 @@ class BlockMessages:
         batches = _stored_batches(self.store, block)
         if batches is None:
             return None
-        order = None
-        seed = self.store.order_seed_at(height)
-        proof = self.store.order_proof_at(height)
-        if seed is not None and proof is not None:
-            order = order_json(seed, proof)
+        return await self._build_from(block, digest, finality, batches)
+
+    def _decided_finality(
+        self, block: Block, digest: bytes, certificate: Certificate
+    ) -> Finality | None:
+        """How a decided block not stored yet is shown final: the certificate
+        that committed it, its own, or a descendant's with the headers of the
+        decided (or stored) blocks in between, each the parent of the next.
+        None while one of them is not decided here yet, and for a descendant
+        beyond the block's epoch or MAX_FINALITY_CHAIN above it (the block is
+        proven from the store once stored, `finality_of`)."""
+        if certificate.height == block.height:
+            return certificate if certificate.block == digest else None
+        top = certificate.height
+        if not block.height < top <= block.height + MAX_FINALITY_CHAIN:
+            return None
+        if self.schedule is not None:
+            last_height = self.schedule.last_height(self.schedule.epoch_of(block.height).number)
+            if last_height is not None and top > last_height:
+                return None
+        assert self.feed is not None
+        chain: list[dict[str, Any]] = []
+        below = digest
+        for height in range(block.height + 1, top + 1):
+            decided = self.feed.decided_blocks.get(height)
+            above = decided.block if decided is not None else self.store.block_at(height)
+            if above is None or above.parent != below:
+                return None
+            below = above.digest()
+            chain.append(header_json(above))
+        if below != certificate.block:
+            return None
+        chain.reverse()
+        return DescendantFinality(certificate, tuple(chain))
+
+    async def _build_from(
+        self, block: Block, digest: bytes, finality: Finality, batches: Sequence[bytes]
+    ) -> HeightMessages | None:
         if sum(len(b) for b in batches) >= BUILD_IN_THREAD_MIN_BYTES:
             return await trio.to_thread.run_sync(
-                build_height_messages, block, digest, finality, batches, order
+                build_height_messages, block, digest, finality, batches
             )
-        return build_height_messages(block, digest, finality, batches, order)
+        return build_height_messages(block, digest, finality, batches)
+
+    def order(self, height: int) -> tuple[bytes | None, bool]:
+        """The JSON of a height's `order` field, and whether the height is done
+        waiting for it: (order, True) once known; (None, True) for a stored
+        height without one (a chain without a threshold key); (None, False)
+        while a decided height's order is not known yet (on a chain without a
+        threshold key, the feed expects none and says done)."""
+        cached = self._orders.get(height)
+        if cached is not None:
+            return cached, True
+        if self.feed is not None and height > self.feed.height:  # not stored yet
+            found = self.feed.orders.get(height)
+            if found is None:
+                return None, not self.feed.orders_expected
+        else:
+            seed, proof = self.store.order_seed_at(height), self.store.order_proof_at(height)
+            if seed is None or proof is None:
+                return None, True  # stored without one: a chain without a threshold key
+            found = (seed, proof)
+        document = order_json(*found)
+        if document is None:
+            return None, True  # unreadable in the store: the message carries none
+        encoded = msgspec.json.encode(document)
+        self._orders[height] = encoded
+        while len(self._orders) > CACHED_BLOCKS:
+            self._orders.popitem(last=False)
+        return encoded, True
 
     def _header(self, height: int) -> tuple[dict[str, Any], bytes] | None:
         """A committed block's (header JSON, digest), kept for the next height's
@@ -540,28 +625,49 @@ class BlockMessages:
         return found
 
     async def message(self, height: int, namespace: int) -> str | None:
-        """The JSON text for (height, namespace); None while the block is not
-        committed here (or a batch of it, or the descendant proving it, is not
-        held); NoOwnCertificate for a block committed under a descendant's
-        certificate held too far above it (`finality_of`)."""
-        key = (height, namespace)
+        """The JSON text for (height, namespace), its order included: None
+        while the block is not stored here (or a batch of it, or the
+        descendant proving it, is not held); NoOwnCertificate for a block
+        committed under a descendant's certificate held too far above it
+        (`finality_of`)."""
+        if self.store.block_at(height) is None:
+            return None
+        found = await self.early_message(height, namespace)
+        return None if found is None else found[0]
+
+    async def early_message(self, height: int, namespace: int) -> tuple[str, bool] | None:
+        """(text, complete) for (height, namespace) as soon as its inclusion is
+        provable: stored, or decided here (`BlockMessages`). `complete` is
+        False when the text lacks an order the height will have
+        (`order_message` follows); None and NoOwnCertificate as `message`."""
+        order, done = self.order(height)
+        key = (height, namespace, order is not None)
         cached = self._messages.get(key)
         if cached is not None:
-            return cached
+            return cached, done
         shared = await self._height(height)
         if shared is None:
             return None
+        if order is None:
+            order, done = self.order(height)  # known meanwhile: inline it
+            key = (height, namespace, order is not None)
         cached = self._messages.get(key)  # built by another task meanwhile
         if cached is not None:
-            return cached
-        text = shared.message(namespace)
+            return cached, done
+        text = shared.message(namespace, order)
         self._messages[key] = text
         self._message_bytes += len(text)
         while len(self._messages) > 1 and (
             len(self._messages) > CACHED_MESSAGES or self._message_bytes > CACHED_MESSAGE_BYTES
         ):
             self._message_bytes -= len(self._messages.popitem(last=False)[1])
-        return text
+        return text, done
+
+    def order_message(self, height: int) -> str | None:
+        """The order message of a height sent without its order; None while
+        unknown."""
+        order, _ = self.order(height)
+        return None if order is None else order_message(height, order)
 
 
 @dataclass(eq=False)
@@ -573,6 +679,16 @@ class _BlockSubscriber:
     """Caught up once: only then does trailing the tip count against the queue."""
     sending: trio.CancelScope
     too_slow: bool = False
+    order_later: bool = False
+    """The subscriber asked for each block as soon as its inclusion is provable
+    (`order=later`), its order in a message of its own when not known yet."""
+    owed: deque[int] = field(default_factory=deque)
+    """Heights sent without their order, lowest first: each one's order
+    message is sent, in this order, as soon as it is known."""
+
+    def resume_height(self) -> int:
+        """Where a reconnect picks up: the lowest height not delivered whole."""
+        return self.owed[0] if self.owed else self.next_height
 
 
 def parse_namespace(raw: str | None) -> int:
@@ -584,6 +700,16 @@ def parse_namespace(raw: str | None) -> int:
     if value > MAX_NAMESPACE:
         raise BadQuery("namespace must be a decimal uint32")
     return value
+
+
+def parse_order(raw: str | None) -> bool:
+    """`order=later`: a block goes out before its order is known; `inline` (the
+    default): each block message waits for its order and carries it."""
+    if raw is None or raw == "inline":
+        return False
+    if raw == "later":
+        return True
+    raise BadQuery("order must be inline or later")
 
 
 def parse_from(raw: str | None, default: int) -> int:
@@ -619,7 +745,7 @@ class Subscriptions:
         self.feed = feed
         self.limits = limits
         self.receipt = receipt
-        self.messages = BlockMessages(store, schedule, epoch_end_proof)
+        self.messages = BlockMessages(store, schedule, epoch_end_proof, feed)
         self.open = 0
         self.open_by_client: dict[str, int] = {}
         self.dropped_slow = 0
@@ -627,7 +753,8 @@ class Subscriptions:
         feed.on_announce(self._drop_laggards)
 
     def _tip(self) -> int:
-        return max(self.feed.height, self.store.tip()[0])
+        """The highest height decided here (stored, or decided and not yet executed)."""
+        return max(self.feed.decided_height, self.store.tip()[0])
 
     def _drop_laggards(self, tip: int) -> None:
         """At each commit: stop sending to every caught-up subscriber that now
@@ -677,6 +804,7 @@ class Subscriptions:
         try:
             namespace = parse_namespace(websocket.query_params.get("namespace"))
             start = parse_from(websocket.query_params.get("from"), self._tip() + 1)
+            order_later = parse_order(websocket.query_params.get("order"))
         except BadQuery as exc:
             await self.refuse(websocket, CLOSE_BAD_QUERY, str(exc))
             return
@@ -686,34 +814,49 @@ class Subscriptions:
             return
         try:
             await websocket.accept()
-            await self._serve_blocks(websocket, namespace, start)
+            await self._serve_blocks(websocket, namespace, start, order_later)
         except WebSocketDisconnect:
             pass
         finally:
             self._release(websocket)
 
-    async def _serve_blocks(self, websocket: WebSocket, namespace: int, start: int) -> None:
-        """One task per subscriber: send each height from `start` on, waiting for
-        commits when caught up; `_drop_laggards` cancels its sending when it
-        falls too far behind."""
+    async def _serve_blocks(
+        self, websocket: WebSocket, namespace: int, start: int, order_later: bool = False
+    ) -> None:
+        """One task per subscriber: send each height from `start` on as soon as
+        it is decided here and its order known, or with `order_later` as soon as
+        its inclusion is provable, and then each height sent without its order
+        the order message once known (in height order, before anything else
+        ready); wait for the feed's next change when nothing is ready.
+        `_drop_laggards` cancels its sending when it falls too far behind."""
         # History first: the queue counts once caught up.
-        subscriber = _BlockSubscriber(start, start > self._tip(), trio.CancelScope())
+        subscriber = _BlockSubscriber(
+            start, start > self._tip(), trio.CancelScope(), order_later=order_later
+        )
         no_certificate = ""
         waiting_since: float | None = None
         self._block_subscribers.add(subscriber)
         try:
             with subscriber.sending:
                 while True:
+                    changed = self.feed.changed()  # before looking: no change is missed
+                    owed = subscriber.owed
+                    if owed:
+                        order = self.messages.order_message(owed[0])
+                        if order is not None:
+                            await websocket.send_text(order)
+                            owed.popleft()
+                            continue
                     height = subscriber.next_height
                     if height > self._tip():
                         subscriber.live = True
                         with trio.move_on_after(PING_INTERVAL_S) as idle:
-                            await self.feed.wait_past(height - 1)
+                            await changed.wait()
                         if idle.cancelled_caught:
                             await websocket.send_text(PING_TEXT)
                         continue
                     try:
-                        text = await self.messages.message(height, namespace)
+                        found = await self.messages.early_message(height, namespace)
                     except NoOwnCertificate as exc:
                         now = trio.current_time()
                         if waiting_since is None:
@@ -722,16 +865,22 @@ class Subscriptions:
                             no_certificate = str(exc)
                             log.info("event=subscription_no_certificate %s", exc)
                             break
-                        text = None
-                    if text is None:
-                        # Not stored yet (a batch, a commit racing the feed): look
-                        # again on the next commit or after a while.
+                        found = None
+                    if found is not None and not found[1] and not order_later:
+                        found = None  # the whole message waits for the block's order
+                    if found is None:
+                        # Not provable yet (a batch, a descendant's commit, the
+                        # order): look again at the next change of the feed or
+                        # after a while.
                         with trio.move_on_after(CERTIFICATE_POLL_S):
-                            await self.feed.wait_change()
+                            await changed.wait()
                         continue
                     waiting_since = None
+                    text, complete = found
                     await websocket.send_text(text)
                     subscriber.next_height = height + 1
+                    if not complete:
+                        owed.append(height)
         finally:
             self._block_subscribers.discard(subscriber)
         next_height = subscriber.next_height
@@ -746,12 +895,11 @@ class Subscriptions:
             return
         if subscriber.too_slow:
             self.dropped_slow += 1
-            log.info(
-                "event=subscriber_too_slow namespace=%d resume_height=%d", namespace, next_height
-            )
+            resume = subscriber.resume_height()
+            log.info("event=subscriber_too_slow namespace=%d resume_height=%d", namespace, resume)
             with trio.move_on_after(SEND_TIMEOUT_S):
                 await websocket.close(
-                    code=CLOSE_TOO_SLOW, reason=f"too slow; resume from height {next_height}"
+                    code=CLOSE_TOO_SLOW, reason=f"too slow; resume from height {resume}"
                 )
 
     async def block_document(self, height: int, namespace: int) -> dict[str, Any] | None:

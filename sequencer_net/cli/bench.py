@@ -933,6 +933,15 @@ def encrypted(
     help="Pairs of phases (without, then with subscribers) on the same network; "
     "the cost is the median over them.",
 )
+@click.option(
+    "--order",
+    type=click.Choice(["later", "inline"]),
+    default="later",
+    show_default=True,
+    help="What the subscribers ask for: each block as soon as its inclusion is provable, "
+    "its order in a message of its own when not known yet (later), or each block "
+    "message with its order (inline).",
+)
 @click.option("--keep", is_flag=True, help="Keep the network's directory (logs, data).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def subscribers(
@@ -942,6 +951,7 @@ def subscribers(
     seconds: float,
     seed: int,
     rounds: int,
+    order: str,
     keep: bool,
     as_json: bool,
 ) -> None:
@@ -952,9 +962,10 @@ def subscribers(
     subscribers on node 0 (in a separate client process), and reports for both
     committed tx/s, each validator's CPU and node 0's CPU per committed
     transaction; for the second also the client process's CPU, the time from
-    node 0's commit to each subscriber's receipt (p50/p99/max) and whether
-    every subscriber got every height once, in order. Everything started is
-    stopped at the end.
+    node 0's consensus commit of a block to each subscriber's receipt of the
+    block and of its order, and from node 0's execution of it to the block's
+    receipt (p50/p99/max), and whether every subscriber got every height's
+    block and order once, in order. Everything started is stopped at the end.
 
     Example: seqnet bench subscribers --subscribers 100 --rate 600 --seconds 15 --json
     """
@@ -971,5 +982,6 @@ def subscribers(
             echo=lambda text: click.echo(text, err=True),
             keep=keep,
             rounds=rounds,
+            order=order,
         )
     click.echo(json.dumps(report) if as_json else summary_text(report))

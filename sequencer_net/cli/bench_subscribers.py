@@ -15,10 +15,15 @@ without, with, ...) and the cost is each figure's median over the rounds.
 For each phase: committed transactions per second (from the first submission
 until node 0 has committed every accepted transaction), each validator's CPU
 time and node 0's CPU per committed transaction. For phase 2 also: the
-subscriber client process's CPU time, and the time from node 0 logging a
-block's commit (`event=committed`, written right after the subscription feed
-is told) to each subscriber receiving its message (p50, p99, max; one machine
-clock), and whether every subscriber got every height once, in order. Node
+subscriber client process's CPU time; the time from node 0's consensus
+committing a block (`event=decided`, logged as the consensus hands the block
+to the commit pipeline) to each subscriber receiving the block's message
+(`commit_to_block_ms`) and its order (`commit_to_order_ms`: the block message
+itself when it carries the order, else the order message that follows), and
+from node 0 logging the block executed and stored (`event=committed`) to the
+block's message (`executed_to_block_ms`; negative when the block arrived
+first), each as p50, p99, max on one machine clock; and whether every
+subscriber got every height's block and order once, in order. Node
 0's CPU per message sent is estimated twice: against its own CPU per committed
 transaction without subscribers, and against the other validators' CPU in the
 same phase (they do the same consensus work over the same seconds, so this one
@@ -68,14 +73,16 @@ SETTLE_TIMEOUT_S = 30.0
 SETTLE_S = 3.0
 RECONNECT_DELAY_S = 0.5
 _COMMITTED = re.compile(rb"event=committed height=(\d+) ")
+_DECIDED = re.compile(rb"event=decided height=(\d+)\b")
 _RESUME = re.compile(r"resume elsewhere from height (\d+)")
 
 
-def commit_times(log: Path) -> dict[int, float]:
-    """Height -> unix time the node logged its commit (text or JSON log lines)."""
+def commit_times(log: Path, event: re.Pattern[bytes] = _COMMITTED) -> dict[int, float]:
+    """Height -> unix time the node logged `event` for it (by default its
+    execution and storage, `event=committed`; text or JSON log lines)."""
     times: dict[int, float] = {}
     for line in log.read_bytes().splitlines():
-        match = _COMMITTED.search(line)
+        match = event.search(line)
         if match is None:
             continue
         if line.startswith(b"{"):
@@ -195,14 +202,18 @@ def client_address(index: int) -> str:
 def subscriber_process(urls: list[str], first: int, conn: Connection) -> None:
     """Open one subscription per url from height `first`; send "ready" once all
     are open; on a height H from the parent, wait (bounded) until each has
-    received H, then send back each one's (height, unix receive time) list and
-    the close codes it met. A subscription closed with 4410 or 4008 reconnects
-    to the same node from the height the close names, as a client would (the
-    SDK would try another node first)."""
+    received H's block and order, then send back each one's (height, unix
+    receive time) lists, of block messages and of orders (a block message
+    carrying its order counts for both), and the close codes it met. A
+    subscription closed with 4410 or 4008 reconnects to the same node from the
+    height the close names, as a client would (the SDK would try another node
+    first); what is sent again from there is not counted twice."""
     received: list[list[tuple[int, float]]] = [[] for _ in urls]
+    ordered: list[list[tuple[int, float]]] = [[] for _ in urls]
     closes: dict[str, int] = {}
     skipped: list[set[int]] = [set() for _ in urls]
     position = [first] * len(urls)  # the next height each one is to receive
+    owed: list[list[int]] = [[] for _ in urls]  # heights received without their order
 
     async def main() -> None:
         opened = 0
@@ -233,17 +244,39 @@ def subscriber_process(urls: list[str], first: int, conn: Connection) -> None:
                                 all_open.set()
                         while True:
                             message = msgspec.json.decode(await ws.get_message())
-                            if message.get("type") == "block":
-                                received[i].append((message["height"], time.time()))
-                                position[i] = message["height"] + 1
-                                progress.set()
-                                progress = trio.Event()
+                            kind, height = message.get("type"), message.get("height")
+                            if kind == "block":
+                                at = time.time()
+                                inline = message.get("order") is not None
+                                if received[i] and height <= received[i][-1][0]:
+                                    # Sent again from a resume height: only its
+                                    # order, if it now carries it, is new.
+                                    if inline and owed[i] and owed[i][0] == height:
+                                        ordered[i].append((height, at))
+                                        owed[i].pop(0)
+                                    continue
+                                received[i].append((height, at))
+                                if inline:
+                                    ordered[i].append((height, at))
+                                else:
+                                    owed[i].append(height)
+                                position[i] = height + 1
+                            elif kind == "order":
+                                ordered[i].append((height, time.time()))
+                                if owed[i] and owed[i][0] == height:
+                                    owed[i].pop(0)
+                            else:
+                                continue
+                            progress.set()
+                            progress = trio.Event()
                 except* ConnectionClosed as group:
                     closed = group.exceptions[0]
                     assert isinstance(closed, ConnectionClosed)
                     code = closed.reason.code if closed.reason is not None else None
                     said = (closed.reason.reason if closed.reason is not None else None) or ""
                     closes[str(code)] = closes.get(str(code), 0) + 1
+                    if owed[i]:
+                        position[i] = owed[i][0]  # the close names it too
                     if code == 4410:
                         # No certificate of its own for that height here: a
                         # client would fetch it elsewhere; this one goes on.
@@ -266,14 +299,14 @@ def subscriber_process(urls: list[str], first: int, conn: Connection) -> None:
             conn.send("ready")
             last = await trio.to_thread.run_sync(conn.recv)
             with trio.move_on_after(DELIVER_TIMEOUT_S):
-                while min(position) <= last:
+                while min(position) <= last or any(o and o[0] <= last for o in owed):
                     await progress.wait()
             nursery.cancel_scope.cancel()
 
     try:
         trio.run(main)
     finally:
-        conn.send((received, closes, [sorted(s) for s in skipped]))
+        conn.send((received, ordered, closes, [sorted(s) for s in skipped]))
 
 
 def delivery_check(
@@ -289,6 +322,17 @@ def delivery_check(
     return bad
 
 
+def latency_ms(received: list[list[tuple[int, float]]], since: dict[int, float]) -> dict[str, Any]:
+    """p50, p99 and max of each receipt's time after `since` its height."""
+    latencies = [at - since[h] for r in received for h, at in r if h in since]
+    return {
+        "messages": len(latencies),
+        "p50": quantile_ms(latencies, 0.5),
+        "p99": quantile_ms(latencies, 0.99),
+        "max": quantile_ms(latencies, 1.0),
+    }
+
+
 # --- one phase ----------------------------------------------------------------------
 
 
@@ -299,13 +343,15 @@ def phase(
     seconds: float,
     subscribers: int,
     seed: int,
+    order: str = "later",
 ) -> dict[str, Any]:
     settle(bn)
     load = Load(bn, source, rate, seconds, seed)
     ws = bn.urls[0].replace("http://", "ws://")
     first = int(node_status(bn.urls[0])["height"]) + 1
     sub_urls = [
-        f"{ws}/v1/subscribe/blocks?namespace={1 + i % NAMESPACES}" for i in range(subscribers)
+        f"{ws}/v1/subscribe/blocks?namespace={1 + i % NAMESPACES}&order={order}"
+        for i in range(subscribers)
     ]
     parent_end: Connection | None = None
     child: Any = None
@@ -353,17 +399,19 @@ def phase(
             return report
         report["subscriber_client_cpu_s"] = round(cpu_seconds(child.pid) - client_cpu_before, 2)
         parent_end.send(last)
-        got, closes, skipped = parent_end.recv()
+        got, got_orders, closes, skipped = parent_end.recv()
         # What arrived after the measured window (empty blocks go on) is not counted.
         received = [[(h, at) for h, at in r if h <= last] for r in got]
+        orders = [[(h, at) for h, at in r if h <= last] for r in got_orders]
     finally:
         if child is not None:
             child.join(timeout=DELIVER_TIMEOUT_S + 10)
             if child.is_alive():
                 child.kill()
                 child.join()
-    commits = commit_times(bn.net.nodes[0].log_path)
-    latencies = [at - commits[h] for r in received for h, at in r if h in commits]
+    log_path = bn.net.nodes[0].log_path
+    executed = commit_times(log_path)
+    decided = commit_times(log_path, _DECIDED)
     messages = sum(len(r) for r in received)
     report.update(
         {
@@ -373,13 +421,15 @@ def phase(
             "subscribers_not_every_height_once_in_order": delivery_check(
                 received, skipped, first, last
             ),
+            # A later block's order may come first (inline) while an earlier
+            # one's is still to follow: each once is what counts.
+            "subscribers_not_every_order_once": delivery_check(
+                [sorted(r) for r in orders], skipped, first, last
+            ),
             "heights_skipped_for_4410": sorted({h for k in skipped for h in k}),
-            "commit_to_subscriber_ms": {
-                "messages": len(latencies),
-                "p50": quantile_ms(latencies, 0.5),
-                "p99": quantile_ms(latencies, 0.99),
-                "max": quantile_ms(latencies, 1.0),
-            },
+            "commit_to_block_ms": latency_ms(received, decided),
+            "commit_to_order_ms": latency_ms(orders, decided),
+            "executed_to_block_ms": latency_ms(received, executed),
         }
     )
     return report
@@ -462,11 +512,15 @@ def run_subscriber_bench(
     echo: Callable[[str], None],
     keep: bool = False,
     rounds: int = 1,
+    order: str = "later",
 ) -> dict[str, Any]:
     """`rounds` pairs of phases (without, then with subscribers) on one network;
     with more than one, `cost` is each figure's median over the rounds and
     `cost_by_round` lists every round's, so drift of the machine or of the
-    growing chain falls on both sides."""
+    growing chain falls on both sides. `order`: what the subscribers ask for,
+    `later` (each block as soon as its inclusion is provable, its order in a
+    message of its own when not known yet) or `inline` (each block message
+    waits for its order)."""
     load_before = os.getloadavg()
     pairs: list[tuple[dict[str, Any], dict[str, Any]]] = []
     with bench_network(validators, seed=seed, keep=keep, echo=echo) as bn:
@@ -477,7 +531,7 @@ def run_subscriber_bench(
             echo(f"round {number + 1}/{rounds}: {rate} tx/s for {seconds:g} s without subscribers")
             without = phase(bn, source, rate, seconds, 0, seed + 2 * number)
             echo(f"  {without['committed_tx_per_s']} tx/s; now with {subscribers} subscribers")
-            with_subs = phase(bn, source, rate, seconds, subscribers, seed + 2 * number + 1)
+            with_subs = phase(bn, source, rate, seconds, subscribers, seed + 2 * number + 1, order)
             echo(f"  {with_subs['committed_tx_per_s']} tx/s")
             pairs.append((without, with_subs))
     costs = [compare(without, with_subs) for without, with_subs in pairs]
@@ -488,6 +542,7 @@ def run_subscriber_bench(
         "seconds": seconds,
         "seed": seed,
         "rounds": rounds,
+        "order": order,
         "cores": os.cpu_count(),
         "load_average_before": [round(x, 2) for x in load_before],
         "phases": [p for pair in pairs for p in pair],
@@ -500,7 +555,9 @@ def run_subscriber_bench(
 
 def summary_text(report: dict[str, Any]) -> str:
     with_subs = report["phases"][-1]  # the last round's delivery figures
-    latency = with_subs.get("commit_to_subscriber_ms", {})
+    to_block = with_subs.get("commit_to_block_ms", {})
+    to_order = with_subs.get("commit_to_order_ms", {})
+    executed = with_subs.get("executed_to_block_ms", {})
     lines = [
         f"{report['validators']} validators, {report['rate']} tx/s offered for "
         f"{report['seconds']:g} s, {report['cores']} cores (load average before "
@@ -525,10 +582,18 @@ def summary_text(report: dict[str, Any]) -> str:
         "other validators); "
         f"subscriber client process {with_subs.get('subscriber_client_cpu_s')} s CPU"
     )
+    for name, latency in (
+        ("commit -> block", to_block),
+        ("commit -> order", to_order),
+        ("executed -> block", executed),
+    ):
+        lines.append(
+            f"  {name}: p50 {latency.get('p50')} ms, p99 {latency.get('p99')} ms, "
+            f"max {latency.get('max')} ms over {latency.get('messages')} messages"
+        )
     lines.append(
-        f"  commit -> subscriber: p50 {latency.get('p50')} ms, p99 {latency.get('p99')} ms, "
-        f"max {latency.get('max')} ms over {latency.get('messages')} messages; "
-        f"{with_subs.get('subscribers_not_every_height_once_in_order')} subscribers missed "
-        "or repeated a height"
+        f"  {with_subs.get('subscribers_not_every_height_once_in_order')} subscribers missed "
+        f"or repeated a block, {with_subs.get('subscribers_not_every_order_once')} "
+        "an order"
     )
     return "\n".join(lines)

@@ -63,8 +63,14 @@ from sequencer_net.testnet.network import DEFAULT_TESTNET_DIR, GENESIS_FILE
     help="--no-verify skips the finalization certificate (no genesis needed): "
     "for debugging only, a node can then feed you anything.",
 )
+@click.option(
+    "--order-later",
+    is_flag=True,
+    help="Print each block as soon as its inclusion is verified (order_pending), and "
+    "again once its order is verified, instead of once with its order.",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
-@click.option("--count", type=click.IntRange(min=1), default=None, help="Stop after N blocks.")
+@click.option("--count", type=click.IntRange(min=1), default=None, help="Stop after N lines.")
 def subscribe(
     node_urls: tuple[str, ...],
     namespace: int,
@@ -73,6 +79,7 @@ def subscribe(
     genesis_hash: str | None,
     directory: Path | None,
     verify: bool,
+    order_later: bool,
     as_json: bool,
     count: int | None,
 ) -> None:
@@ -102,7 +109,9 @@ def subscribe(
     pinned = _pinned_hash(genesis_hash)
     verifier = _verifier(genesis_path, pinned, directory, verify, namespace, from_height)
     try:
-        trio.run(_print_blocks, urls, namespace, from_height, verifier, as_json, count)
+        trio.run(
+            _print_blocks, urls, namespace, from_height, verifier, as_json, count, not order_later
+        )
     except SubscriptionVerificationError as exc:
         raise click.ClickException(f"verification failed: {exc}") from exc
     except SubscriptionFailed as exc:
@@ -199,6 +208,7 @@ def block_json(block: Any) -> dict[str, Any]:
             else ["0x" + tx.hex() for tx in block.ordered_transactions]
         ),
         "order_seed": None if block.order_seed is None else "0x" + block.order_seed.hex(),
+        "order_pending": block.order_pending,
     }
 
 
@@ -209,12 +219,13 @@ async def _print_blocks(
     verifier: Any,
     as_json: bool,
     count: int | None,
+    order: bool = True,
 ) -> None:
     from sequencer_net.client import subscribe_trio
 
     printed = 0
     async for block in subscribe_trio(
-        urls, namespace=namespace, from_height=from_height, verifier=verifier
+        urls, namespace=namespace, from_height=from_height, verifier=verifier, order=order
     ):
         if as_json:
             line = json.dumps(block_json(block))
@@ -223,6 +234,7 @@ async def _print_blocks(
                 f"height {block.height}  {block.hash.hex()[:16]}  "
                 f"{len(block.transactions)} tx  state_root {block.state_root.hex()[:16]} "
                 f"(height {block.state_height})"
+                + ("  order pending" if block.order_pending else "")
             )
         click.echo(line)
         sys.stdout.flush()

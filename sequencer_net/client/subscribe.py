@@ -17,11 +17,25 @@ the payload's namespace root and the proof that the transactions are exactly
 the namespace's. A lying node raises
 `SubscriptionVerificationError`; it is never yielded.
 
-Resumption: every block is yielded once, in height order. When a connection
-drops, or the node closes it with 4008 (this subscriber fell too far behind),
-the iterator reconnects with `from` = the next height not yet yielded: to the
-same node after progress, to the next URL of `urls` when a node cannot be
-reached or fails without progress. After `RetryPolicy.max_failures`
+Order. On a chain with a threshold key a block's execution order needs its
+order seed, drawn by a round of coin shares after the block commits. By
+default (`order=True`) a block is yielded once its order is verified too, with
+`ordered_transactions`: the node sends each block with its order as soon as
+the seed is known, before it has executed the block. With `order=False` the
+node sends each block as soon as it commits it (`order=later`), and the
+iterator yields it as soon as its inclusion verifies (`order_pending` True,
+`ordered_transactions` None), then the same block again, with its order, once
+the order message that follows verifies (a block whose order came with it is
+yielded once). Nothing unverified is ever yielded either way.
+
+Resumption: every block is yielded once, in height order (with `order=False`,
+each block's inclusion once and its order once, each in height order). When a
+connection drops, or the node closes it with 4008 (this subscriber fell too
+far behind), the iterator reconnects with `from` = the lowest height not yet
+verified whole (block and order): to the same node after progress, to the
+next URL of `urls` when a node cannot be reached or fails without progress.
+A block sent again from there must be the one verified before, and is not
+yielded twice. After `RetryPolicy.max_failures`
 consecutive attempts without a new block it raises `SubscriptionFailed`.
 
 Two thin transports share the sans-I/O `SubscriptionSession`: a wsproto
@@ -39,6 +53,7 @@ file against a genesis digest you pin (`genesis_hash=`).
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,11 +144,23 @@ class SubscriptionSession:
         urls: Sequence[str],
         verifier: BlockVerifier,
         retry: RetryPolicy | None = None,
+        *,
+        order: bool = True,
     ) -> None:
+        """`order=True`: a block is handed on once its order is verified too,
+        in height order. `order=False`: a block is handed on as soon as its
+        inclusion is verified (`order_pending` when its order is still to
+        come), and again, completed, when its order message is verified."""
         if not urls:
             raise ValueError("give at least one node URL")
         self.urls = [websocket_base(u) for u in urls]
         self.verifier = verifier
+        verifier.order_later = True  # the node may send a block before its order
+        self.order = order
+        self._held: deque[VerifiedBlock] = deque()
+        """With `order`: blocks verified, not handed on yet, in height order."""
+        self._handed_early: set[int] = set()
+        """Without `order`: pending heights already handed on once."""
         self.retry = retry or RetryPolicy()
         self.node = 0
         self.failures = 0
@@ -142,11 +169,17 @@ class SubscriptionSession:
     def url(self) -> str:
         """The WebSocket URL of the next attempt, resuming at the next height."""
         self.progressed = False
-        query = urlencode({"namespace": self.verifier.namespace, "from": self.verifier.next_height})
+        self.verifier.rewind()
+        self._held.clear()  # sent again from the resume height
+        query = urlencode(
+            {"namespace": self.verifier.namespace, "from": self.verifier.next_height}
+            | ({} if self.order else {"order": "later"})
+        )
         return f"{self.urls[self.node]}{SUBSCRIBE_PATH}?{query}"
 
-    def on_text(self, text: str) -> VerifiedBlock | None:
-        """A text message: the verified block, None for a ping; raises
+    def on_text(self, text: str) -> list[VerifiedBlock]:
+        """A text message: the verified blocks it hands on (none for a ping, or
+        for a block still waiting for its order); raises
         SubscriptionVerificationError for anything else."""
         try:
             message = loads_bounded(text)
@@ -155,11 +188,28 @@ class SubscriptionSession:
         except (ValueError, RecursionError):
             raise SubscriptionVerificationError(None, "a message is not JSON") from None
         if isinstance(message, dict) and message.get("type") == "ping":
-            return None
+            return []
         block = self.verifier.verify(message)
         self.progressed = True
         self.failures = 0
-        return block
+        if not self.order:
+            if block.order_pending:
+                if block.height in self._handed_early:
+                    return []  # sent again after a reconnect: handed on before
+                self._handed_early.add(block.height)
+            else:
+                self._handed_early.discard(block.height)
+            return [block]
+        if block.order_pending:
+            self._held.append(block)
+        elif self._held and self._held[0].height == block.height:
+            self._held[0] = block  # its order message
+        else:
+            self._held.append(block)
+        out: list[VerifiedBlock] = []
+        while self._held and not self._held[0].order_pending:
+            out.append(self._held.popleft())
+        return out
 
     def on_end(self, ended: Ended) -> float:
         """Seconds to wait before the next attempt; raises SubscriptionFailed
@@ -196,7 +246,9 @@ class SubscriptionSession:
 
     @property
     def next_height(self) -> int:
-        return self.verifier.next_height
+        """Where the next connection resumes: the lowest height not verified
+        whole."""
+        return self.verifier.resume_height()
 
 
 def websocket_base(url: str) -> str:
@@ -353,6 +405,7 @@ def subscribe(
     genesis_hash: bytes | None = None,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
+    order: bool = True,
 ) -> AsyncIterator[VerifiedBlock]:
     """Verified blocks of `namespace` from `from_height` on, under trio or asyncio.
 
@@ -364,6 +417,10 @@ def subscribe(
     answer about who the validators are: DO NOT
     use it against a node you do not control, since a lying node then passes
     every check (see `verifier_from_node`).
+
+    `order=True` yields each block once its execution order is verified too;
+    `order=False` yields it as soon as its inclusion is verified
+    (`order_pending`), and again with its order (module docstring, "Order").
     """
     import sniffio
 
@@ -380,6 +437,7 @@ def subscribe(
         genesis_hash=genesis_hash,
         max_message_bytes=max_message_bytes,
         idle_timeout_s=idle_timeout_s,
+        order=order,
     )
 
 
@@ -392,6 +450,7 @@ async def _open_session(
     trust_node_for_validator_set: bool,
     retry: RetryPolicy | None,
     genesis_hash: bytes | None = None,
+    order: bool = True,
 ) -> SubscriptionSession:
     """The transport-free session both front ends drive: the URL list, and the
     verifier from the trusted genesis (or the node, if the caller opted in)."""
@@ -405,7 +464,7 @@ async def _open_session(
         trust_node_for_validator_set,
         genesis_hash,
     )
-    return SubscriptionSession(url_list, checked, retry)
+    return SubscriptionSession(url_list, checked, retry, order=order)
 
 
 async def subscribe_trio(
@@ -420,6 +479,7 @@ async def subscribe_trio(
     genesis_hash: bytes | None = None,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
+    order: bool = True,
 ) -> AsyncIterator[VerifiedBlock]:
     """`subscribe` for trio (see there)."""
     import trio
@@ -435,6 +495,7 @@ async def subscribe_trio(
         trust_node_for_validator_set,
         retry,
         genesis_hash,
+        order,
     )
     while True:
         try:
@@ -451,8 +512,7 @@ async def subscribe_trio(
                 except WebSocketEnded as exc:
                     ended = exc.ended
                     break
-                block = session.on_text(text)
-                if block is not None:
+                for block in session.on_text(text):
                     yield block
         finally:
             await socket.close()
@@ -471,6 +531,7 @@ async def subscribe_asyncio(
     genesis_hash: bytes | None = None,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
+    order: bool = True,
 ) -> AsyncIterator[VerifiedBlock]:
     """`subscribe` for asyncio (the `websockets` client; see `subscribe`)."""
     import asyncio
@@ -487,6 +548,7 @@ async def subscribe_asyncio(
         trust_node_for_validator_set,
         retry,
         genesis_hash,
+        order,
     )
     while True:
         url = session.url()
@@ -520,8 +582,7 @@ async def subscribe_asyncio(
                     break
                 if not isinstance(message, str):
                     raise SubscriptionVerificationError(None, "a binary message; expected text")
-                block = session.on_text(message)
-                if block is not None:
+                for block in session.on_text(message):
                     yield block
         finally:
             await socket.close()

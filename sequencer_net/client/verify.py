@@ -69,8 +69,9 @@ them vouches for no other chain there.
 from __future__ import annotations
 
 import re
+from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
 from consensus.crypto import keccak256
@@ -102,6 +103,10 @@ MAX_TX_HEX_BYTES: Final = 32 * 1024 + 128
 """One encoded signed transaction (sequencer_net.mempool.limits.MAX_TX_BYTES)."""
 MAX_TABLE_SIZE: Final = 2**32
 """Entries of a namespace table: at most one per namespace."""
+MAX_PENDING_ORDERS: Final = 256
+"""Blocks verified but still waiting for their order message. A node sends a
+block's order as soon as it knows it, a round of coin shares after commit, so
+only a few are ever pending; more means the node withholds them."""
 CACHED_EPOCH_VERIFIERS: Final = 2
 """Epochs whose signature memo is kept: a subscription moves forward through
 epochs, so the current one and the one before suffice."""
@@ -158,6 +163,11 @@ class VerifiedBlock:
     order_seed: bytes | None = None
     """The block's order seed, verified from its t coin shares; None on a chain
     without a threshold key."""
+    order_pending: bool = False
+    """Inclusion verified, order not yet: the block message came before its
+    order was known (a verifier with `order_later`); the order message that
+    follows gives the same block with `ordered_transactions` and
+    `order_seed`."""
 
 
 # --- shape checks ---------------------------------------------------------------------
@@ -391,10 +401,13 @@ class BlockVerifier:
         from_height: int = 1,
         *,
         order_keys: Mapping[int, PublicKeySet] | None = None,
+        order_later: bool = False,
     ) -> None:
         """`order_keys`: the chain's threshold key of each epoch, by epoch
         number (a trusted input, like the validators); None on a chain without
-        a threshold key."""
+        a threshold key. `order_later`: accept a block message without its
+        order (then `order_pending`), the order coming in a later
+        `{"type": "order"}` message; without it such a message is refused."""
         if not 0 <= namespace <= MAX_NAMESPACE:
             raise ValueError("a namespace is a uint32")
         if not 1 <= from_height <= MAX_U64:
@@ -411,6 +424,13 @@ class BlockVerifier:
         self.last_hash: bytes | None = None  # digest of block next_height - 1, once verified
         self._chain_separator = domain.separator()
         self._signatures: dict[int, SignatureVerifier] = {}
+        self.order_later = order_later
+        self.pending: deque[VerifiedBlock] = deque()
+        """Blocks verified without their order, lowest first."""
+        self._delivered: dict[int, bytes] = {}
+        self._forced: dict[int, list[bytes]] = {}
+        """The payload's forced marks of each pending block (they order it)."""
+        """Digests of pending blocks a reconnect sends again (`rewind`)."""
         self.order_keys = dict(order_keys) if order_keys is not None else None
         if self.order_keys is not None:
             missing = [e for e in range(len(self.schedule)) if e not in self.order_keys]
@@ -450,17 +470,85 @@ class BlockVerifier:
             self._signatures[epoch] = found
         return found
 
+    def resume_height(self) -> int:
+        """The lowest height not verified whole (block and order)."""
+        return self.pending[0].height if self.pending else self.next_height
+
+    def rewind(self) -> None:
+        """Before a reconnect: resume from `resume_height`, where the node sends
+        the pending blocks again; each must be the block verified before (the
+        same digest), its order still to come."""
+        if not self.pending:
+            return
+        first = self.pending[0]
+        self._delivered = {b.height: b.hash for b in self.pending}
+        self.pending.clear()
+        self._forced.clear()
+        self.next_height = first.height
+        self.last_hash = first.parent
+
     def verify(self, message: Any) -> VerifiedBlock:
-        """Check one `{"type": "block", ...}` message (already JSON-decoded)."""
+        """Check one `{"type": "block", ...}` message (already JSON-decoded), or,
+        with `order_later`, one `{"type": "order", ...}` message: the latter
+        returns the pending block it completes."""
         height: int | None = None
         try:
             obj = _object(message, "the message")
-            if obj.get("type") != "block":
-                raise _Shape(f"type is {str(obj.get('type'))[:32]!r}, not 'block'")
+            kind = obj.get("type")
+            if kind == "order" and self.order_later:
+                height = _int(obj, "height", 1)
+                return self._verify_order(obj, height)
+            if kind != "block":
+                raise _Shape(f"type is {str(kind)[:32]!r}, not 'block'")
             height = _int(obj, "height", 1)
             return self._verify(obj, height)
         except _Shape as exc:
             raise SubscriptionVerificationError(height, f"malformed message: {exc}") from None
+
+    def _verify_order(self, obj: Mapping[str, Any], height: int) -> VerifiedBlock:
+        """An order message: for the lowest pending block, its seed proven by t
+        coin shares under the key of the block's epoch on the block's own
+        order_seed_tag; returns that block with its execution order."""
+        if not self.pending or self.pending[0].height != height:
+            expected = self.pending[0].height if self.pending else None
+            raise SubscriptionVerificationError(
+                height,
+                "an order message for a height not awaiting one"
+                + (f" (height {expected} is next)" if expected is not None else ""),
+            )
+        block = self.pending[0]
+        order_key = self.order_key(block.epoch)
+        assert order_key is not None  # pending only on a chain with a threshold key
+        seed = self._check_order(parse_order(_field(obj, "order")), order_key, height, block.hash)
+        ordered = execution_order(
+            seed,
+            self._forced.pop(height),
+            block.transactions,
+            block.tx_hashes,
+            self.domain,
+        )
+        self.pending.popleft()
+        return replace(block, ordered_transactions=ordered, order_seed=seed, order_pending=False)
+
+    def _check_order(
+        self,
+        order: tuple[bytes, list[CoinShare]],
+        order_key: PublicKeySet,
+        height: int,
+        digest: bytes,
+    ) -> bytes:
+        """The seed sent, once its t shares prove it for the block `digest`."""
+        seed, shares = order
+        tag = order_seed_tag(self.domain.chain_id, height, digest)
+        try:
+            proven = verify_order_seed(tag, shares, order_key)
+        except OrderProofError as exc:
+            raise SubscriptionVerificationError(height, f"order proof: {exc}") from None
+        if proven != seed:
+            raise SubscriptionVerificationError(
+                height, "order proof: the seed sent is not the one its shares prove"
+            )
+        return seed
 
     def _verify(self, obj: Mapping[str, Any], height: int) -> VerifiedBlock:
         def fail(reason: str) -> SubscriptionVerificationError:
@@ -497,10 +585,16 @@ class BlockVerifier:
         proof = parse_namespace_proof(_field(obj, "proof"))
         order_key = self.order_key(epoch.number)
         order: tuple[bytes, list[CoinShare]] | None = None
+        later = False
         if order_key is not None:
-            if obj.get("order") is None:
+            if obj.get("order") is not None:
+                order = parse_order(obj["order"])
+            elif not self.order_later:
                 raise fail("the message carries no order proof (the chain has a threshold key)")
-            order = parse_order(obj["order"])
+            elif len(self.pending) >= MAX_PENDING_ORDERS:
+                raise fail(f"{MAX_PENDING_ORDERS} blocks already wait for their order")
+            else:
+                later = True
 
         digest = block_hash(
             View(view), Height(height), Digest(parent), payload_bytes, ValidatorIndex(proposer)
@@ -509,6 +603,9 @@ class BlockVerifier:
             raise fail("the block hash sent is not the digest of the block's fields")
         if self.last_hash is not None and parent != self.last_hash:
             raise fail("the parent is not the previous block's digest")
+        delivered = self._delivered.pop(height, None)
+        if delivered is not None and delivered != digest:
+            raise fail("another block than the one verified at this height before")
         if chain is None:
             self._check_certificate(certificate, digest, height, view, epoch.number, fail)
         else:
@@ -536,23 +633,16 @@ class BlockVerifier:
         seed = None
         if order is not None:
             assert order_key is not None
-            seed, shares = order
-            tag = order_seed_tag(self.domain.chain_id, height, digest)
-            try:
-                proven = verify_order_seed(tag, shares, order_key)
-            except OrderProofError as exc:
-                raise fail(f"order proof: {exc}") from None
-            if proven != seed:
-                raise fail("order proof: the seed sent is not the one its shares prove")
+            seed = self._check_order(order, order_key, height, digest)
         ordered: tuple[bytes, ...] | None = None
-        if order is not None or obj.get("order") is None:
+        if order is not None or (obj.get("order") is None and not later):
             ordered = execution_order(
                 seed, [m.tx_hash for m in payload.forced], encoded_txs, tx_hashes, self.domain
             )
 
         self.next_height = height + 1
         self.last_hash = digest
-        return VerifiedBlock(
+        verified = VerifiedBlock(
             height=height,
             view=view,
             hash=digest,
@@ -570,7 +660,12 @@ class BlockVerifier:
             epoch=epoch.number,
             ordered_transactions=ordered,
             order_seed=seed,
+            order_pending=later,
         )
+        if later:
+            self.pending.append(verified)
+            self._forced[height] = [m.tx_hash for m in payload.forced]
+        return verified
 
     def _check_descendant_finality(
         self,

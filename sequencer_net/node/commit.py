@@ -72,7 +72,7 @@ from sequencer_net.mempool.transaction import InvalidTransaction, decode_transac
 from sequencer_net.metrics import Metrics
 from sequencer_net.node.decryption import Decryptor, OpenedBlock, revealed_transaction
 from sequencer_net.node.market_activity import MarketActivity
-from sequencer_net.node.status import ChainStatus
+from sequencer_net.node.status import ChainStatus, DecidedBlock
 from sequencer_net.payload import MalformedPayload, decode_payload
 from sequencer_net.payload.checks import StateRootMismatch, check_vouched_root
 from sequencer_net.payload.format import BlockPayload, ForcedEntry
@@ -305,6 +305,9 @@ class CommitPipeline:
         """Opens committed envelopes; None on a chain without a threshold key."""
         self._advanced = trio.Event()
         self.market_activity = MarketActivity()  # what GET /v1/markets counts
+        status.feed.orders_expected = decryptor is not None
+        if decryptor is not None:
+            decryptor.on_opened = self._opened
 
     async def run(self, commits: trio.MemoryReceiveChannel[Commit]) -> None:
         """Apply committed blocks in order; each block's missing batches are
@@ -339,14 +342,16 @@ class CommitPipeline:
                 arrived = time.perf_counter()
                 await slots.acquire()
                 fetched = trio.Event()
-                nursery.start_soon(self._prefetch, commit.block, fetched, slots)
+                nursery.start_soon(self._prefetch, commit, fetched, slots)
                 await ready.send((commit, fetched, arrived))
 
-    async def _prefetch(self, block: Block, fetched: trio.Event, slots: trio.Semaphore) -> None:
+    async def _prefetch(self, commit: Commit, fetched: trio.Event, slots: trio.Semaphore) -> None:
+        block = commit.block
         try:
             missing = [d for d in self._batch_digests(block) if d not in self.pool]
             if missing:
                 await self.fetcher.fetch(BatchRequest(missing), prefer=block.proposer)
+            self._tell_decided(commit)
             if self.decryptor is not None:
                 self._begin_opening(block)
         except Exception:  # an optimization only: apply fetches what is still missing
@@ -354,6 +359,28 @@ class CommitPipeline:
         finally:
             fetched.set()
             slots.release()
+
+    def _tell_decided(self, commit: Commit) -> None:
+        """Hand a committed block to the subscribers before it executes, once
+        every batch it names is held: with its finalization (its own, or the
+        descendant's that committed it, which the subscriptions prove it with
+        once the blocks in between are decided too), its inclusion can be
+        proven already."""
+        block, certificate = commit.block, commit.finalization
+        if block.height <= self.status.feed.height:
+            return
+        batches: list[bytes] = []
+        for digest in self._batch_digests(block):
+            encoded = self.pool.get(digest)
+            if encoded is None:
+                return
+            batches.append(encoded)
+        self.status.feed.decided(DecidedBlock(block, certificate, tuple(batches)))
+
+    def _opened(self, height: int, opened: OpenedBlock) -> None:
+        """The decryption step opened a block: its order seed and proof go to
+        the subscribers now, not when the block's turn to execute comes."""
+        self.status.feed.ordered(height, opened.order_seed, encode_order_proof(opened.order_proof))
 
     def _begin_opening(self, block: Block) -> None:
         """Release this node's shares of a committed block (decryption shares for
@@ -426,6 +453,8 @@ class CommitPipeline:
         )
         order_seed = None if opened is None else opened.order_seed
         order_proof = None if opened is None else encode_order_proof(opened.order_proof)
+        if order_seed is not None and order_proof is not None:
+            self.status.feed.ordered(block.height, order_seed, order_proof)
         # Forced L1 inbox transactions first, in inbox order (docs/l1.md): the
         # payload marks them, and voters checked the marks against the L1.
         forced, rest = split_forced(resolved, [] if payload is None else payload.forced)

@@ -580,6 +580,10 @@ class Decryptor:
         self.refused = 0
         self._newest_heard = 0
         """The highest height a decodable, correctly addressed message named."""
+        self.on_opened: Callable[[int, OpenedBlock], None] | None = None
+        """Told each block opened (its height; it must not block): the commit
+        pipeline passes the order seed on to subscribers before the block's
+        turn to execute comes."""
 
     # ---- the commit pipeline's calls -----------------------------------------------
 
@@ -683,6 +687,8 @@ class Decryptor:
         ready_ms = int((time.perf_counter() - started) * 1000)
         if job.opened is None:  # else opened by the message that completed t
             job.opened = await _off_loop_if(bool(decryption.ciphertexts), decryption.open)
+        if self.on_opened is not None:
+            self.on_opened(decryption.height, job.opened)
         job.done.set()
         log.info(
             "event=shares_round height=%d ciphertexts=%d own_ms=%d ready_ms=%d opened_ms=%d",

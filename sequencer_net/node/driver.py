@@ -540,6 +540,7 @@ class ConsensusDriver:
                 case VerifyPayload():
                     self._spawn(self._verify_payload, action, epoch)
                 case Commit():
+                    log.info("event=decided height=%d", action.block.height)
                     await self.commits.send(action)
                 case EpochEnded():
                     self._epoch_ended(epoch, action)

@@ -446,6 +446,7 @@ class Follower:
                 if not await self._batches_match(block, peer):
                     return False
                 self._keep_epoch_end(block)
+                log.info("event=decided height=%d", block.height)
                 await self.commits.send(Commit(block, cert))
                 self.next_height = block.height + 1
                 self.parent = block.digest()

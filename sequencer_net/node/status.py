@@ -9,30 +9,95 @@ from dataclasses import dataclass, field
 
 import trio
 
+from consensus.messages import Block, Certificate
+
+
+@dataclass(frozen=True)
+class DecidedBlock:
+    """A block consensus committed here, before it is executed and stored: the
+    finalization certificate that committed it (its own, or a descendant's)
+    and its batches (encoded, payload order), what a subscriber needs to
+    check its inclusion (with, for a descendant's certificate, the headers of
+    the blocks in between)."""
+
+    block: Block
+    certificate: Certificate
+    batches: tuple[bytes, ...]
+
 
 class CommitFeed:
-    """Committed heights, announced by the commit pipeline (never waits)."""
+    """Committed heights, announced by the commit pipeline (never waits).
+
+    Three steps of a height reach the subscribers through it: `decided` (the
+    block is committed by consensus here and its batches are held: its
+    inclusion can be proven), `ordered` (its order seed and the coin shares
+    that prove it are known) and `announce` (executed and stored: the store
+    has everything from then on, and the feed forgets the height). Each wakes
+    every waiter at once; none waits."""
 
     def __init__(self, height: int = 0) -> None:
         self.height = height
+        """The highest height executed and stored."""
+        self.decided_height = height
+        """The highest height decided (`decided` or `announce`)."""
+        self.decided_blocks: dict[int, DecidedBlock] = {}
+        self.orders: dict[int, tuple[bytes, bytes]] = {}
+        """height -> (order seed, encoded order proof), until stored."""
+        self.orders_expected = False
+        """Whether every height gets an order (a chain with a threshold key);
+        the commit pipeline sets it."""
         self._event = trio.Event()
         self._listeners: list[Callable[[int], None]] = []
 
     def on_announce(self, listener: Callable[[int], None]) -> None:
-        """Call `listener(height)` at every announcement, before any waiter
-        wakes; it must not block (the commit pipeline calls it)."""
+        """Call `listener(height)` at every announcement (the decided tip),
+        before any waiter wakes; it must not block (the commit pipeline calls
+        it)."""
         self._listeners.append(listener)
 
+    def decided(self, decided: DecidedBlock) -> None:
+        """A block committed by consensus, above the stored tip, with its batches."""
+        height = decided.block.height
+        if height <= self.height:
+            return
+        self.decided_blocks[height] = decided
+        self._advance(height)
+
+    def ordered(self, height: int, seed: bytes, proof: bytes) -> None:
+        """A decided height's order seed and its encoded proof."""
+        if height <= self.height:
+            return
+        self.orders[height] = (seed, proof)
+        self._wake()
+
     def announce(self, height: int) -> None:
+        """`height` is executed and stored."""
         if height > self.height:
             self.height = height
+        for below in [h for h in self.decided_blocks if h <= height]:
+            del self.decided_blocks[below]
+        for below in [h for h in self.orders if h <= height]:
+            del self.orders[below]
+        self._advance(height)
+
+    def _advance(self, height: int) -> None:
+        if height > self.decided_height:
+            self.decided_height = height
         for listener in self._listeners:
-            listener(self.height)
+            listener(self.decided_height)
+        self._wake()
+
+    def _wake(self) -> None:
         self._event.set()
         self._event = trio.Event()
 
+    def changed(self) -> trio.Event:
+        """Set at the next change of the feed: take it before looking, then wait
+        on it, and no change between the two is missed."""
+        return self._event
+
     async def wait_past(self, height: int) -> None:
-        """Return once a height above `height` is committed."""
+        """Return once a height above `height` is executed and stored."""
         while self.height <= height:
             await self._event.wait()
 

@@ -6,10 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from sequencer_net.cli.bench_subscribers import (
+    _DECIDED,
     client_address,
     commit_times,
     compare,
     delivery_check,
+    latency_ms,
 )
 
 
@@ -33,6 +35,22 @@ def test_commit_times_read_text_and_json_log_lines(tmp_path: Path) -> None:
     times = commit_times(log)
     assert set(times) == {7, 8} and times[8] == 1796195700.5
     assert abs(times[7] % 1 - 0.123) < 1e-6
+
+
+def test_latencies_from_the_consensus_commit_and_from_execution(tmp_path: Path) -> None:
+    log = tmp_path / "node.log"
+    log.write_bytes(
+        b"2026-12-02 15:14:56,100 INFO node0 seqnet.consensus event=decided height=7\n"
+        b"2026-12-02 15:14:56,250 INFO node0 seqnet.commit event=committed height=7 txs=3\n"
+        b"2026-12-02 15:14:56,300 INFO node0 seqnet.consensus event=decided height=70\n"
+    )
+    decided, executed = commit_times(log, _DECIDED), commit_times(log)
+    assert set(decided) == {7, 70} and set(executed) == {7}
+    at = decided[7] + 0.04  # the block arrived 40 ms after its commit, before its execution
+    to_block = latency_ms([[(7, at)], [(7, at + 0.02)]], decided)
+    assert to_block["messages"] == 2 and to_block["p50"] == 60.0 and to_block["max"] == 60.0
+    assert latency_ms([[(7, at)]], executed)["p50"] == -110.0
+    assert latency_ms([[(8, at)]], decided)["messages"] == 0
 
 
 def test_cost_per_message_against_the_other_validators() -> None:

@@ -93,7 +93,7 @@ def test_pings_are_skipped_and_junk_is_refused() -> None:
     from sequencer_net.client import SubscriptionVerificationError
 
     _, s = session(["http://a:1"])
-    assert s.on_text('{"type": "ping"}') is None
+    assert s.on_text('{"type": "ping"}') == []
     # Deep nesting is refused before the parser sees it (a C-stack overflow would
     # crash the process: a dependency raises Python's recursion limit to 100,000).
     with pytest.raises(SubscriptionVerificationError, match="nested 100000 deep"):
