@@ -4,11 +4,8 @@ never `duplicate` while no validator holds it."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
 import trio
 import trio.testing
 
@@ -18,17 +15,8 @@ from sequencer_net.mempool.verifier import VerifierPool
 from sequencer_net.node.follow import encode_outcome
 from sequencer_net.node.full import RelayIntake
 from sequencer_net.storage.group_commit import GroupCommit
-from tests.api.conftest import ApiWorld, open_world
+from tests.api.conftest import ApiWorld
 from tests.mempool.factories import DOMAIN, signed
-
-
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[ApiWorld]:
-    w = open_world(tmp_path)
-    try:
-        yield w
-    finally:
-        w.store.close()
 
 
 class HeldValidators:
