@@ -144,6 +144,13 @@ def _reap(children: dict[int, subprocess.Popen[bytes]]) -> None:
         child.poll()
 
 
+def _not_gone(identity: ProcessIdentity) -> bool:
+    """The process we started is still there, exiting perhaps: a process on its
+    way out shows an empty command line (its memory is being freed) until it
+    becomes a zombie, so only its PID and start tick are compared here."""
+    return is_alive(identity.pid) and read_start_ticks(identity.pid) == identity.start_ticks
+
+
 def wait_gone(
     identities: Sequence[ProcessIdentity],
     timeout_s: float,
@@ -154,7 +161,7 @@ def wait_gone(
     deadline = time.monotonic() + timeout_s
     while True:
         _reap(children)
-        running = [i for i in identities if is_our_process(i)]
+        running = [i for i in identities if _not_gone(i)]
         if not running or time.monotonic() >= deadline:
             return running
         time.sleep(POLL_INTERVAL_S)

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from sequencer_net.home.genesis import LOCAL_CHAIN_ID_RANGE
+from sequencer_net.testnet import processes
 from sequencer_net.testnet.manifest import NO_L1, Manifest, Perturbation, PerturbationAction
 from sequencer_net.testnet.network import (
     TESTNET_FILE,
@@ -267,3 +268,20 @@ def test_ports_in_use_are_reported_before_anything_starts(testnet_dir: Path) -> 
 def test_signal_constants_are_what_the_docs_say() -> None:
     # docs/testnet.md promises kill -9, SIGSTOP and SIGCONT.
     assert (signal.SIGKILL, signal.SIGSTOP, signal.SIGCONT) == (9, 19, 18)
+
+
+def test_a_process_on_its_way_out_is_not_gone_until_it_is(
+    foreign_process: subprocess.Popen[bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process freeing its memory after SIGTERM reads an empty command line
+    while it still runs; waiting for it to go must not stop there. Here the
+    empty command line is made to last: the process is reported still there
+    until it really exits."""
+    pid = foreign_process.pid
+    start_ticks = read_start_ticks(pid)
+    assert start_ticks is not None
+    identity = ProcessIdentity(pid, read_cmdline(pid) or (), start_ticks)
+    monkeypatch.setattr(processes, "read_cmdline", lambda _pid: ())  # exiting, as it reads then
+    assert processes.wait_gone([identity], 0.2) == [identity]
+    foreign_process.kill()
+    assert processes.wait_gone([identity], 5.0, {pid: foreign_process}) == []
