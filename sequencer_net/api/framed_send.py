@@ -96,6 +96,10 @@ class FramedSender:
             await connection.send_now(message.frame)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             raise WebSocketDisconnect(1006) from exc
+        # A write the socket took at once passed no checkpoint: a subscriber
+        # catching up on history must still let consensus run, and see a
+        # cancellation, between its messages.
+        await trio.lowlevel.checkpoint()
 
 
 def sender_for(websocket: WebSocket) -> FramedSender:

@@ -252,3 +252,46 @@ async def test_a_subscriber_that_stops_reading_is_dropped_and_the_others_go_on(
             await reader.close()
     finally:
         store.close()
+
+
+async def test_a_subscriber_catching_up_lets_other_tasks_run_between_its_messages(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Writes the socket takes at once pass no checkpoint of their own; the
+    sender still yields after each, so history never holds the event loop."""
+    ticks = 0
+    seen: list[int] = []
+    send_now = ConnectionStream.send_now
+
+    async def counted(self: ConnectionStream, data: bytes) -> None:
+        seen.append(ticks)
+        await send_now(self, data)
+
+    monkeypatch.setattr(ConnectionStream, "send_now", counted)
+    store, chain, world, options = _world(tmp_path)
+    context = world.context()
+    context.commit_feed = chain.feed
+    for _ in range(30):
+        chain.commit()
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await trio.sleep(0)
+
+    try:
+        async with (
+            serving(build_app(context, options), options) as (port, _),
+            trio.open_nursery() as nursery,
+        ):
+            nursery.start_soon(tick)
+            url = f"ws://127.0.0.1:{port}/v1/subscribe/blocks?from=1&namespace={NS}"
+            ws = await TrioWebSocket.connect(url, 5.0, MAX_MESSAGE)
+            texts = await _read_until(ws, 30)
+            await ws.close()
+            nursery.cancel_scope.cancel()
+    finally:
+        store.close()
+    assert len(texts) == 30 and len(seen) >= 30
+    assert seen[29] - seen[0] >= 15, seen  # the other task ran all along (not once at the end)
