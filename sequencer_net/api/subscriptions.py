@@ -42,9 +42,10 @@ caught-up one whose queue exceeds the limit (a stalled or slow reader), which
 is then closed with 4008 and the height to resume from. Nothing a subscriber
 does slows the commit pipeline or another subscriber.
 
-A client that stops reading altogether: the web server shields each socket
-write from cancellation, so a send to it cannot be cut short here; once its
-socket buffers are full, the connection's write deadline
+A client that stops reading altogether: each socket write is shielded from
+cancellation (the web server's, and the block stream's own, framed_send.py),
+so a send to it cannot be cut short here; once its socket buffers are full,
+the connection's write deadline
 (api/http_server.py `ConnectionStream`, limits.SEND_TIMEOUT_S) closes the
 connection and cancels its handler, this subscriber's task with it, which
 frees its slot (tests/api/test_subscription_stalled_socket.py).
@@ -52,8 +53,10 @@ frees its slot (tests/api/test_subscription_stalled_socket.py).
 What a height costs is paid once (`HeightMessages`): its batches decoded and
 hashed once, one namespace table for every namespace's proof, the JSON of the
 block and certificate once; large heights are built in a worker thread. Each
-(height, namespace) message is built once from that and the same text goes to
-every subscriber of it.
+(height, namespace) message is built and framed as a WebSocket message once
+from that, and the same bytes are written to every subscriber of it, straight
+to its connection's socket (framed_send.py: not through the ASGI interface,
+which would frame it again for each one).
 """
 
 from __future__ import annotations
