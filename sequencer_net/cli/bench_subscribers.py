@@ -18,7 +18,8 @@ time and node 0's CPU per committed transaction. For phase 2 also: the
 subscriber client process's CPU time; the time from node 0's consensus
 committing a block (`event=decided`, logged as the consensus hands the block
 to the commit pipeline) to each subscriber receiving the block's message
-(`commit_to_block_ms`) and its order (`commit_to_order_ms`: the block message
+(`commit_to_block_ms`; a message is timed when the read completing its bytes
+returns, testnet/bench/ws_receiver.py) and its order (`commit_to_order_ms`: the block message
 itself when it carries the order, else the order message that follows), and
 from node 0 logging the block executed and stored (`event=committed`) to the
 block's message (`executed_to_block_ms`; negative when the block arrived

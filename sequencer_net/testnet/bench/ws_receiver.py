@@ -12,7 +12,7 @@ stamps each message with the time the read that completed it returned, before
 anything decodes it.
 
 It is for a benchmark's own loopback connections, not a general client: it
-does not check the handshake's accept key and reads every frame up to
+does not check the handshake's accept key; a message may be up to
 `max_message` bytes.
 """
 
@@ -131,6 +131,8 @@ class LightReceiver:
                 raise Closed(code, reason)
             elif opcode in (_TEXT, _BINARY, _CONTINUATION):
                 parts.append(payload)
+                if sum(len(part) for part in parts) > self.max_message:
+                    raise Closed(None, "a message over the size limit")
                 if fin:
                     message = parts[0] if len(parts) == 1 else b"".join(parts)
                     parts = []
