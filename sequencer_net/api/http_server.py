@@ -15,6 +15,11 @@ so we leave it off), and no timeout on writes. So:
   limits.SEND_TIMEOUT_S, closing the connection, and a connection whose client
   has gone ends (and frees its slot) at once rather than at the idle timeout.
 
+A handler reaches its own connection's stream through `current_connection()`
+(block subscriptions write pre-framed WebSocket messages to it directly,
+api/framed_send.py); the stream lets one write at a time through, whole, so
+those and hypercorn's own writes never interleave.
+
 The accept loop uses hypercorn's TCPServer (one connection's HTTP/1.1 or h2c
 protocol) directly, as `hypercorn.trio.serve` does (without the ASGI lifespan
 protocol, which this app does not use). It relies on hypercorn internals
@@ -25,7 +30,9 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 from collections.abc import Callable
+from contextvars import ContextVar
 from functools import partial
 from typing import Any
 
@@ -65,6 +72,9 @@ def hypercorn_config(options: ApiOptions) -> HypercornConfig:
     return config
 
 
+WEBSOCKET_CLOSE_OPCODE = 0x8
+
+
 class ConnectionStream(trio.abc.HalfCloseableStream):
     """One accepted connection as hypercorn sees it: a socket stream whose writes
     give up (closing the stream) if not done within `send_timeout_s`, and
@@ -72,6 +82,13 @@ class ConnectionStream(trio.abc.HalfCloseableStream):
     a write that timed out. (hypercorn tells the handler the client has gone at
     end of input, but keeps an idle connection's task, and so its slot, until the
     idle timer fires; `on_end` ends it at once.)
+
+    Writes go through one at a time, each whole (a write waits for the one in
+    progress): hypercorn serializes its own, and a handler writing to the
+    stream directly (`current_connection`) must not cut into one of them.
+    Once `frames_only` is set (the connection is a WebSocket after its
+    handshake, every write then whole frames), `close_sent` records that a
+    close frame went out: nothing may follow it.
 
     Like trio.SocketStream it has `.socket`; it has no `do_handshake`, which is
     how hypercorn tells a plain stream from TLS."""
@@ -82,12 +99,56 @@ class ConnectionStream(trio.abc.HalfCloseableStream):
         self._stream = stream
         self._send_timeout_s = send_timeout_s
         self._on_end = on_end
+        self._writing = trio.Lock()
+        self.frames_only = False
+        self.close_sent = False
 
     @property
     def socket(self) -> Any:
         return self._stream.socket
 
     async def send_all(self, data: bytes | memoryview) -> None:
+        try:
+            self._writing.acquire_nowait()  # no checkpoint when no write is in progress
+        except trio.WouldBlock:
+            await self._writing.acquire()
+        try:
+            self._note_close(data)
+            await self._send_all(data)
+        finally:
+            self._writing.release()
+
+    async def send_now(self, data: bytes) -> None:
+        """Write `data` as `send_all` does, trying the socket at once first: a
+        client that keeps reading has room in its socket buffer for a whole
+        message, which then costs one system call and no scheduler checkpoint,
+        timer or cancel scope. What the buffer does not take is written as
+        `send_all` writes, under the write deadline and shielded from
+        cancellation, so the write stays whole and alone on the connection."""
+        try:
+            self._writing.acquire_nowait()
+        except trio.WouldBlock:
+            await self._writing.acquire()
+        try:
+            self._note_close(data)
+            try:
+                sent = os.write(self._stream.socket.fileno(), data)
+            except BlockingIOError:
+                sent = 0
+            except OSError as exc:
+                self._on_end()
+                raise trio.BrokenResourceError(f"the client has gone: {exc}") from exc
+            if sent < len(data):
+                with trio.CancelScope(shield=True):
+                    await self._send_all(memoryview(data)[sent:])
+        finally:
+            self._writing.release()
+
+    def _note_close(self, data: bytes | memoryview) -> None:
+        if self.frames_only and data and data[0] & 0x0F == WEBSOCKET_CLOSE_OPCODE:
+            self.close_sent = True
+
+    async def _send_all(self, data: bytes | memoryview) -> None:
         with trio.move_on_after(self._send_timeout_s) as deadline:
             try:
                 await self._stream.send_all(data)
@@ -145,13 +206,24 @@ class ConnectionSlots:
         self._free.release()
 
 
+_CONNECTION: ContextVar[ConnectionStream | None] = ContextVar("connection", default=None)
+
+
+def current_connection() -> ConnectionStream | None:
+    """The stream of the connection whose request this task serves (every task
+    hypercorn starts for a connection inherits it); None outside one."""
+    return _CONNECTION.get()
+
+
 async def serve_connection(
     handler: Any, stream: trio.SocketStream, slots: ConnectionSlots, send_timeout_s: float
 ) -> None:
     """Run one connection to its end, then free its slot and its socket."""
     try:
         with trio.CancelScope() as connection:
-            await handler(ConnectionStream(stream, send_timeout_s, connection.cancel))
+            wrapped = ConnectionStream(stream, send_timeout_s, connection.cancel)
+            _CONNECTION.set(wrapped)  # this task's own context, copied into its children
+            await handler(wrapped)
     finally:
         slots.closed()
         with trio.CancelScope(shield=True):

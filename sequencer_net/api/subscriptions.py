@@ -42,9 +42,10 @@ caught-up one whose queue exceeds the limit (a stalled or slow reader), which
 is then closed with 4008 and the height to resume from. Nothing a subscriber
 does slows the commit pipeline or another subscriber.
 
-A client that stops reading altogether: the web server shields each socket
-write from cancellation, so a send to it cannot be cut short here; once its
-socket buffers are full, the connection's write deadline
+A client that stops reading altogether: each socket write is shielded from
+cancellation (the web server's, and the block stream's own, framed_send.py),
+so a send to it cannot be cut short here; once its socket buffers are full,
+the connection's write deadline
 (api/http_server.py `ConnectionStream`, limits.SEND_TIMEOUT_S) closes the
 connection and cancels its handler, this subscriber's task with it, which
 frees its slot (tests/api/test_subscription_stalled_socket.py).
@@ -52,8 +53,10 @@ frees its slot (tests/api/test_subscription_stalled_socket.py).
 What a height costs is paid once (`HeightMessages`): its batches decoded and
 hashed once, one namespace table for every namespace's proof, the JSON of the
 block and certificate once; large heights are built in a worker thread. Each
-(height, namespace) message is built once from that and the same text goes to
-every subscriber of it.
+(height, namespace) message is built and framed as a WebSocket message once
+from that, and the same bytes are written to every subscriber of it, straight
+to its connection's socket (framed_send.py: not through the ASGI interface,
+which would frame it again for each one).
 """
 
 from __future__ import annotations
@@ -73,6 +76,7 @@ from consensus.encoding import payload_hash
 from consensus.epochs import EpochSchedule
 from consensus.limits import MAX_FINALITY_CHAIN
 from consensus.messages import Block, Certificate, EpochEndProof
+from sequencer_net.api.framed_send import FramedSender, TextFrame, sender_for
 from sequencer_net.batches.batch import InvalidBatch, decode_batch
 from sequencer_net.fairness.order_proof import MalformedOrderProof, decode_order_proof
 from sequencer_net.mempool.encrypted import transaction_namespace
@@ -119,6 +123,7 @@ part (decoding, hashing, the namespace table, the JSON of block and
 certificate) built in a worker thread, so the event loop, which also runs
 consensus, keeps serving meanwhile."""
 PING_TEXT = '{"type":"ping"}'
+PING = TextFrame.of(PING_TEXT)
 
 
 @dataclass(frozen=True)
@@ -483,7 +488,7 @@ class BlockMessages:
         self._height_bytes = 0
         self._building: dict[int, trio.Event] = {}
         self._orders: OrderedDict[int, bytes] = OrderedDict()
-        self._messages: OrderedDict[tuple[int, int, bool], str] = OrderedDict()
+        self._messages: OrderedDict[tuple[int, int, bool], TextFrame] = OrderedDict()
         self._message_bytes = 0
         self._headers: OrderedDict[int, tuple[dict[str, Any], bytes]] = OrderedDict()
         self.heights_built = 0
@@ -633,10 +638,10 @@ class BlockMessages:
         if self.store.block_at(height) is None:
             return None
         found = await self.early_message(height, namespace)
-        return None if found is None else found[0]
+        return None if found is None else found[0].text
 
-    async def early_message(self, height: int, namespace: int) -> tuple[str, bool] | None:
-        """(text, complete) for (height, namespace) as soon as its inclusion is
+    async def early_message(self, height: int, namespace: int) -> tuple[TextFrame, bool] | None:
+        """(message, complete) for (height, namespace) as soon as its inclusion is
         provable: stored, or decided here (`BlockMessages`). `complete` is
         False when the text lacks an order the height will have
         (`order_message` follows); None and NoOwnCertificate as `message`."""
@@ -654,14 +659,14 @@ class BlockMessages:
         cached = self._messages.get(key)  # built by another task meanwhile
         if cached is not None:
             return cached, done
-        text = shared.message(namespace, order)
-        self._messages[key] = text
-        self._message_bytes += len(text)
+        built = TextFrame.of(shared.message(namespace, order))
+        self._messages[key] = built
+        self._message_bytes += len(built.frame)
         while len(self._messages) > 1 and (
             len(self._messages) > CACHED_MESSAGES or self._message_bytes > CACHED_MESSAGE_BYTES
         ):
-            self._message_bytes -= len(self._messages.popitem(last=False)[1])
-        return text, done
+            self._message_bytes -= len(self._messages.popitem(last=False)[1].frame)
+        return built, done
 
     def order_message(self, height: int) -> str | None:
         """The order message of a height sent without its order; None while
@@ -757,9 +762,6 @@ class Subscriptions:
         return max(self.feed.decided_height, self.store.tip()[0])
 
     def _drop_laggards(self, tip: int) -> None:
-        """At each commit: stop sending to every caught-up subscriber that now
-        trails the tip by more than its queue (its task then closes it, 4008).
-        One pass over the subscribers, no task of their own."""
         queue = self.limits.queue
         for subscriber in self._block_subscribers:
             if subscriber.live and tip - subscriber.next_height + 1 > queue:
@@ -814,14 +816,14 @@ class Subscriptions:
             return
         try:
             await websocket.accept()
-            await self._serve_blocks(websocket, namespace, start, order_later)
+            await self._serve_blocks(sender_for(websocket), namespace, start, order_later)
         except WebSocketDisconnect:
             pass
         finally:
             self._release(websocket)
 
     async def _serve_blocks(
-        self, websocket: WebSocket, namespace: int, start: int, order_later: bool = False
+        self, sender: FramedSender, namespace: int, start: int, order_later: bool = False
     ) -> None:
         """One task per subscriber: send each height from `start` on as soon as
         it is decided here and its order known, or with `order_later` as soon as
@@ -844,7 +846,7 @@ class Subscriptions:
                     if owed:
                         order = self.messages.order_message(owed[0])
                         if order is not None:
-                            await websocket.send_text(order)
+                            await sender.send(TextFrame.of(order))
                             owed.popleft()
                             continue
                     height = subscriber.next_height
@@ -853,7 +855,7 @@ class Subscriptions:
                         with trio.move_on_after(PING_INTERVAL_S) as idle:
                             await changed.wait()
                         if idle.cancelled_caught:
-                            await websocket.send_text(PING_TEXT)
+                            await sender.send(PING)
                         continue
                     try:
                         found = await self.messages.early_message(height, namespace)
@@ -876,13 +878,14 @@ class Subscriptions:
                             await changed.wait()
                         continue
                     waiting_since = None
-                    text, complete = found
-                    await websocket.send_text(text)
+                    message, complete = found
+                    await sender.send(message)
                     subscriber.next_height = height + 1
                     if not complete:
                         owed.append(height)
         finally:
             self._block_subscribers.discard(subscriber)
+        websocket = sender.websocket
         next_height = subscriber.next_height
         if no_certificate:
             await websocket.close(

@@ -18,7 +18,8 @@ time and node 0's CPU per committed transaction. For phase 2 also: the
 subscriber client process's CPU time; the time from node 0's consensus
 committing a block (`event=decided`, logged as the consensus hands the block
 to the commit pipeline) to each subscriber receiving the block's message
-(`commit_to_block_ms`) and its order (`commit_to_order_ms`: the block message
+(`commit_to_block_ms`; a message is timed when the read completing its bytes
+returns, testnet/bench/ws_receiver.py) and its order (`commit_to_order_ms`: the block message
 itself when it carries the order, else the order message that follows), and
 from node 0 logging the block executed and stored (`event=committed`) to the
 block's message (`executed_to_block_ms`; negative when the block arrived
@@ -52,10 +53,10 @@ from urllib.parse import urlsplit
 import httpx
 import msgspec
 import trio
-from trio_websocket import ConnectionClosed, wrap_client_stream
 
 from sequencer_net.testnet.bench.cluster import BenchNetwork, bench_network
 from sequencer_net.testnet.bench.traffic import RollupLoad, WireFormat, encode_body, sign_items
+from sequencer_net.testnet.bench.ws_receiver import Closed, LightReceiver
 
 TICK_S = 0.1
 NAMESPACES = 4
@@ -229,24 +230,18 @@ def subscriber_process(urls: list[str], first: int, conn: Connection) -> None:
                 start = position[i]
                 stream = await trio.open_tcp_stream(host, port, local_address=client_address(i))
                 try:
-                    async with trio.open_nursery() as own:
-                        ws = await wrap_client_stream(
-                            own,
-                            stream,
-                            f"{host}:{port}",
-                            f"{parts.path}?{parts.query}&from={start}",
-                            max_message_size=MAX_MESSAGE_BYTES,
-                        )
+                    async with stream:
+                        ws = LightReceiver(stream, MAX_MESSAGE_BYTES)
+                        await ws.open(f"{host}:{port}", f"{parts.path}?{parts.query}&from={start}")
                         if not counted:
                             counted = True
                             opened += 1
                             if opened == len(urls):
                                 all_open.set()
-                        while True:
-                            message = msgspec.json.decode(await ws.get_message())
+                        async for raw, at in ws.messages():
+                            message = msgspec.json.decode(raw)
                             kind, height = message.get("type"), message.get("height")
                             if kind == "block":
-                                at = time.time()
                                 inline = message.get("order") is not None
                                 if received[i] and height <= received[i][-1][0]:
                                     # Sent again from a resume height: only its
@@ -262,18 +257,15 @@ def subscriber_process(urls: list[str], first: int, conn: Connection) -> None:
                                     owed[i].append(height)
                                 position[i] = height + 1
                             elif kind == "order":
-                                ordered[i].append((height, time.time()))
+                                ordered[i].append((height, at))
                                 if owed[i] and owed[i][0] == height:
                                     owed[i].pop(0)
                             else:
                                 continue
                             progress.set()
                             progress = trio.Event()
-                except* ConnectionClosed as group:
-                    closed = group.exceptions[0]
-                    assert isinstance(closed, ConnectionClosed)
-                    code = closed.reason.code if closed.reason is not None else None
-                    said = (closed.reason.reason if closed.reason is not None else None) or ""
+                except Closed as closed:
+                    code, said = closed.code, closed.reason
                     closes[str(code)] = closes.get(str(code), 0) + 1
                     if owed[i]:
                         position[i] = owed[i][0]  # the close names it too

@@ -322,7 +322,10 @@ async def early_messages(chain: EarlyChain) -> tuple[dict[str, Any], dict[str, A
     """Block 1's message without its order, then its order message."""
     chain.decide()
     subs = serving(chain)
-    text, complete = await subs.messages.early_message(1, NAMESPACE) or ("", True)
+    found = await subs.messages.early_message(1, NAMESPACE)
+    assert found is not None
+    message, complete = found
+    text = message.text
     assert not complete
     chain.order(1)
     order = subs.messages.order_message(1)
@@ -420,14 +423,14 @@ async def test_withheld_orders_are_bounded(
         chain.decide()
         found = await subs.messages.early_message(height, NAMESPACE)
         assert found is not None
-        assert s.on_text(found[0]) == []
+        assert s.on_text(found[0].text) == []
     assert len(s.verifier.pending) == 3
     monkeypatch.setattr(verify_module, "MAX_PENDING_ORDERS", 3)
     chain.decide()
     found = await subs.messages.early_message(4, NAMESPACE)
     assert found is not None
     with pytest.raises(SubscriptionVerificationError, match="already wait for their order"):
-        s.on_text(found[0])
+        s.on_text(found[0].text)
 
 
 async def test_a_block_committed_under_a_descendants_certificate_goes_out_with_its_proof(

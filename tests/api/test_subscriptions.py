@@ -22,6 +22,7 @@ from consensus.messages import Block, Certificate, VoteKind
 from consensus.types import Validator, ValidatorSet
 from consensus.verifier import SignatureVerifier
 from sequencer_net.api import subscriptions as subscriptions_module
+from sequencer_net.api.framed_send import text_frame
 from sequencer_net.api.server import ApiOptions, build_app
 from sequencer_net.api.subscriptions import (
     CERTIFICATE_POLL_S,
@@ -512,7 +513,7 @@ async def test_the_message_caches_are_bounded_in_bytes(
     messages = subscriptions_module.BlockMessages(chain.store)
     first = [await messages.message(h, NS) for h in range(1, 7)]
     assert len(messages._messages) == 1 and len(messages._heights) == 1  # the latest only
-    assert messages._message_bytes == len(first[-1] or "")
+    assert messages._message_bytes == len(text_frame((first[-1] or "").encode()))  # as sent
     assert [await messages.message(h, NS) for h in range(1, 7)] == first  # rebuilt the same
 
 
