@@ -271,6 +271,21 @@ class Book(Mapping[bytes, RestingOrder]):
 
     # --- derived reads ----------------------------------------------------------------
 
+    def aggregates(self) -> tuple[object, ...]:
+        """Every derived aggregate as plain values (tests compare a book kept
+        up to date write by write with `Book(orders)` built from scratch)."""
+        return (
+            self._level_qty,
+            self._level_ids,
+            self._prices,
+            self._market_qty,
+            self._market_ids,
+            self._owners,
+            self._liquidation,
+            self._reduce_only,
+            self._irregular,
+        )
+
     @property
     def changed(self) -> set[bytes]:
         """Ids written since this book was copied (present or removed now)."""
