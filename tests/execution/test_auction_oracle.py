@@ -134,7 +134,7 @@ def random_order(
         tx = chain.order(name, mid, side, price, quantity, good_til=until, number=number)
         resting.append((name, number, mid, tx.tx_hash))
         return [tx]
-    if roll < 50:  # a stop
+    if roll < 48:  # a stop
         trigger = index[mid] + (-1 if side == 1 else 1) * rng.randint(5, 60) * TICK
         return [
             chain.order(
@@ -149,6 +149,11 @@ def random_order(
                 number=number,
             )
         ]
+    if roll < 50:  # exactly at the best opposite price (a cross only at the touch)
+        book = chain.state.books.get(mid)
+        best = None if book is None else book.best_limit(1 - side)
+        touch = price if best is None else best
+        return [chain.order(name, mid, side, touch, quantity, tif=rng.choice([GTC, IOC]))]
     if roll < 54:
         cid = rng.randint(1, 5)
         return [chain.order(name, mid, side, price, quantity, client_id=cid, number=number)]
