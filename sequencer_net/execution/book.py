@@ -8,8 +8,9 @@ orders, `Book(orders)`):
 - per side, the total quantity at each positive limit price and the sorted
   list of those prices; the ids at each price; the market orders (limit 0);
 - the ids per owner (the first 20 bytes of the subaccount);
-- the ids of liquidation orders, of reduce-only orders, and of "irregular"
-  orders (not a good-till-cancel limit: they never outlive an auction);
+- the ids of liquidation orders, of reduce-only orders, of "irregular"
+  orders (not a good-till-cancel limit: they never outlive an auction), and
+  of orders whose id is not 32 bytes (the auction refuses them);
 - the ids of orders off a (tick, lot) grid, computed for the grid last asked
   about and kept for it;
 - the owners that gained an order since the last self-trade pass
@@ -68,6 +69,7 @@ class Book(Mapping[bytes, RestingOrder]):
         "_level_ids",
         "_level_qty",
         "_liquidation",
+        "_malformed",
         "_market_ids",
         "_market_qty",
         "_off_grid",
@@ -91,6 +93,7 @@ class Book(Mapping[bytes, RestingOrder]):
         self._liquidation: set[bytes] = set()
         self._reduce_only: set[bytes] = set()
         self._irregular: set[bytes] = set()
+        self._malformed: set[bytes] = set()
         self._grid: tuple[int, int] | None = None
         self._off_grid: set[bytes] = set()
         self._unchecked_owners: set[bytes] = set()
@@ -155,6 +158,7 @@ class Book(Mapping[bytes, RestingOrder]):
         new._liquidation = self._liquidation.copy()
         new._reduce_only = self._reduce_only.copy()
         new._irregular = self._irregular.copy()
+        new._malformed = self._malformed.copy()
         new._grid = self._grid
         new._off_grid = self._off_grid.copy()
         new._unchecked_owners = self._unchecked_owners.copy()
@@ -236,6 +240,8 @@ class Book(Mapping[bytes, RestingOrder]):
             self._reduce_only.add(oid)
         if order.time_in_force != TimeInForce.GOOD_TILL_CANCEL or not order.limit_price:
             self._irregular.add(oid)
+        if len(oid) != ORDER_ID_BYTES:
+            self._malformed.add(oid)
         grid = self._grid
         if grid is not None and is_off_grid(order, *grid):
             self._off_grid.add(oid)
@@ -267,6 +273,7 @@ class Book(Mapping[bytes, RestingOrder]):
         self._liquidation.discard(oid)
         self._reduce_only.discard(oid)
         self._irregular.discard(oid)
+        self._malformed.discard(oid)
         self._off_grid.discard(oid)
 
     # --- derived reads ----------------------------------------------------------------
@@ -284,6 +291,7 @@ class Book(Mapping[bytes, RestingOrder]):
             self._liquidation,
             self._reduce_only,
             self._irregular,
+            self._malformed,
         )
 
     @property
@@ -303,7 +311,7 @@ class Book(Mapping[bytes, RestingOrder]):
 
     def malformed_ids(self) -> list[bytes]:
         """Orders whose id the auction would refuse (not 32 bytes)."""
-        return sorted(oid for oid in self._orders if len(oid) != ORDER_ID_BYTES)
+        return sorted(self._malformed)
 
     def off_grid_ids(self, tick_size: int, lot_size: int) -> list[bytes]:
         """Ids of the orders `is_off_grid` for this grid, sorted. O(book) when
