@@ -22,7 +22,9 @@ from random import Random
 import msgspec
 import pytest
 
+from consensus.crypto import keccak256
 from sequencer_net.execution import engine
+from sequencer_net.execution.auction import AuctionOrder, Side, clear_batch_auction, clear_levels
 from sequencer_net.execution.book import Book, is_off_grid
 from sequencer_net.execution.engine import BlockResult, ExecutionBlock, encode_outcome
 from sequencer_net.execution.impact import book_impact_prices, market_impact_prices
@@ -255,3 +257,46 @@ def test_a_copied_book_shares_nothing_it_writes() -> None:
     assert copy.aggregates() == Book(dict(copy)).aggregates()
     assert dict(copy.levels_between(0, 0, 100 * TICK)) == {10 * TICK: 3 * LOT}
     assert copy.changed == {(n).to_bytes(32, "big") for n in (1, 2, 4)}
+
+
+def test_clearing_over_the_crossing_levels_equals_clearing_every_order() -> None:
+    """`clear_levels` given only the levels from the lowest sell to the highest
+    buy gives what `clear_batch_auction` gives for every order of the book."""
+    rng = Random(SEED)
+    for case in range(400):
+        orders = []
+        for n in range(rng.randint(1, 40)):
+            orders.append(
+                AuctionOrder(
+                    order_id=keccak256(bytes([case % 256, n])),
+                    side=Side(rng.randrange(2)),
+                    limit_price=rng.randint(90, 110) * TICK,
+                    quantity=rng.randint(1, 30) * LOT,
+                    arrival=rng.randrange(3),
+                )
+            )
+        reference = rng.randint(80, 120) * TICK
+        salt = bytes([case % 7])
+        whole = clear_batch_auction(
+            orders, tick_size=TICK, lot_size=LOT, reference_price=reference, tie_salt=salt
+        )
+        buys = [o.limit_price or 0 for o in orders if o.side == Side.BUY]
+        sells = [o.limit_price or 0 for o in orders if o.side == Side.SELL]
+        low, high = min(sells, default=0), max(buys, default=0)
+        at: dict[tuple[Side, int], list[AuctionOrder]] = {}
+        for o in sorted(orders, key=lambda o: o.order_id):
+            if low <= (o.limit_price or 0) <= high:
+                at.setdefault((o.side, o.limit_price or 0), []).append(o)
+        totals: list[dict[int, int]] = [{}, {}]
+        for (side, price), members in at.items():
+            totals[side][price] = sum(o.quantity for o in members)
+        levels = clear_levels(
+            totals[Side.BUY],
+            totals[Side.SELL],
+            lambda side, price, at=at: at.get((side, price or 0), []),
+            tick_size=TICK,
+            lot_size=LOT,
+            reference_price=reference,
+            tie_salt=salt,
+        )
+        assert levels == whole, case
