@@ -17,6 +17,7 @@ a book built from scratch, and the input state's books must be untouched.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from random import Random
 
 import msgspec
@@ -259,6 +260,12 @@ def test_a_copied_book_shares_nothing_it_writes() -> None:
     assert copy.changed == {(n).to_bytes(32, "big") for n in (1, 2, 4)}
 
 
+def level_members(
+    at: dict[tuple[Side, int], list[AuctionOrder]], side: Side, price: int | None
+) -> list[AuctionOrder]:
+    return at.get((side, price or 0), [])
+
+
 def test_clearing_over_the_crossing_levels_equals_clearing_every_order() -> None:
     """`clear_levels` given only the levels from the lowest sell to the highest
     buy gives what `clear_batch_auction` gives for every order of the book."""
@@ -293,7 +300,7 @@ def test_clearing_over_the_crossing_levels_equals_clearing_every_order() -> None
         levels = clear_levels(
             totals[Side.BUY],
             totals[Side.SELL],
-            lambda side, price, at=at: at.get((side, price or 0), []),
+            functools.partial(level_members, at),
             tick_size=TICK,
             lot_size=LOT,
             reference_price=reference,
