@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import enum
 from bisect import insort
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import accumulate, pairwise
 from operator import attrgetter
@@ -38,6 +38,7 @@ __all__ = [
     "InvalidAuctionInput",
     "Side",
     "clear_batch_auction",
+    "clear_levels",
     "round_to_tick",
 ]
 
@@ -201,14 +202,18 @@ def _check_market_parameters(tick_size: int, lot_size: int, reference_price: int
 
 @dataclass(frozen=True, slots=True)
 class _Book:
-    """The batch sorted by order id, with per-price totals per side."""
+    """Per-price totals per side, and the orders at each price.
 
-    ordered: list[AuctionOrder]
+    `members(side, limit)` lists the orders of that side at that limit (None:
+    the market orders), ascending by order id.
+    """
+
     market_buy: int
     market_sell: int
-    buy_at: dict[int, int]  # limit price -> total limit-buy quantity at that price
-    sell_at: dict[int, int]  # limit price -> total limit-sell quantity at that price
+    buy_at: Mapping[int, int]  # limit price -> total limit-buy quantity at that price
+    sell_at: Mapping[int, int]  # limit price -> total limit-sell quantity at that price
     limit_prices: list[int]  # distinct limit prices of both sides, ascending
+    members: Callable[[Side, int | None], Sequence[AuctionOrder]]
 
 
 def _check_order(order: object, tick_size: int, lot_size: int) -> None:
@@ -249,18 +254,62 @@ def _build_book(orders: Sequence[AuctionOrder], tick_size: int, lot_size: int) -
         else:
             sell_at[limit] = sell_at.get(limit, 0) + order.quantity
     # Canonical order (totals above are sums, so input order never mattered there):
-    # everything downstream iterates in ascending order_id.
+    # every level's orders are listed in ascending order_id.
     ordered = sorted(orders, key=attrgetter("order_id"))
     for before, after in pairwise(ordered):
         if before.order_id == after.order_id:
             raise InvalidAuctionInput(f"duplicate order_id {after.order_id.hex()}")
+    at_level: dict[tuple[Side, int | None], list[AuctionOrder]] = {}
+    for order in ordered:
+        at_level.setdefault((order.side, order.limit_price), []).append(order)
     return _Book(
-        ordered=ordered,
         market_buy=market_buy,
         market_sell=market_sell,
         buy_at=buy_at,
         sell_at=sell_at,
         limit_prices=sorted(buy_at.keys() | sell_at.keys()),
+        members=lambda side, limit: at_level.get((side, limit), ()),
+    )
+
+
+def clear_levels(
+    buy_at: Mapping[int, int],
+    sell_at: Mapping[int, int],
+    members: Callable[[Side, int | None], Sequence[AuctionOrder]],
+    *,
+    tick_size: int,
+    lot_size: int,
+    reference_price: int | None,
+    tie_salt: bytes = b"",
+) -> ClearingResult:
+    """`clear_batch_auction` over price levels instead of a list of orders.
+
+    `buy_at` / `sell_at` map limit prices to the side's total quantity there;
+    `members(side, price)` lists the orders at a level, ascending by order id,
+    each already valid (what `clear_batch_auction` checks). There are no market
+    orders (`members(side, None)` is never asked). The levels may leave out
+    every price outside [lowest sell, highest buy]: V is 0 outside that range,
+    and inside it D and S only count levels inside it, so the price, the
+    volume and the fills are those of the whole book (the caller then walks
+    only where the book crosses).
+    """
+    _check_market_parameters(tick_size, lot_size, reference_price)
+    book = _Book(
+        market_buy=0,
+        market_sell=0,
+        buy_at=buy_at,
+        sell_at=sell_at,
+        limit_prices=sorted(buy_at.keys() | sell_at.keys()),
+        members=members,
+    )
+    choice = _choose_price(book, tick_size, reference_price)
+    if choice is None:
+        return ClearingResult(price=None, volume=0, fills=())
+    price, volume = choice
+    return ClearingResult(
+        price=price,
+        volume=volume,
+        fills=_allocate_fills(book, price, volume, lot_size, tie_salt),
     )
 
 
@@ -383,43 +432,38 @@ def _allocate_fills(
     sell_levels = [
         (k, book.sell_at[k]) for k in book.limit_prices if k <= price and k in book.sell_at
     ]
-    buy_margin = _find_margin(book.market_buy, buy_levels, volume)
-    sell_margin = _find_margin(book.market_sell, sell_levels, volume)
-
-    quantities = [0] * len(book.ordered)
-    marginal: dict[Side, list[int]] = {Side.BUY: [], Side.SELL: []}
-    for index, order in enumerate(book.ordered):
-        is_buy = order.side is Side.BUY
-        margin = buy_margin if is_buy else sell_margin
-        limit = order.limit_price
-        if margin.limit is None:
-            # The market orders are the marginal level; every limit order waits.
-            if limit is None:
-                marginal[order.side].append(index)
-        elif limit is None or (limit > margin.limit if is_buy else limit < margin.limit):
-            quantities[index] = order.quantity
-        elif limit == margin.limit:
-            marginal[order.side].append(index)
-
-    for side, margin in ((Side.BUY, buy_margin), (Side.SELL, sell_margin)):
-        _share_pro_rata(book.ordered, marginal[side], margin, lot_size, quantities, tie_salt)
-
+    quantities: dict[bytes, int] = {}
+    for side, market_total, levels in (
+        (Side.BUY, book.market_buy, buy_levels),
+        (Side.SELL, book.market_sell, sell_levels),
+    ):
+        margin = _find_margin(market_total, levels, volume)
+        if margin.limit is not None:
+            # The market orders and every level ahead of the marginal one fill whole.
+            for order in book.members(side, None):
+                quantities[order.order_id] = order.quantity
+            for limit, _ in levels:
+                if limit == margin.limit:
+                    break
+                for order in book.members(side, limit):
+                    quantities[order.order_id] = order.quantity
+        marginal = book.members(side, margin.limit)
+        _share_pro_rata(marginal, margin, lot_size, quantities, tie_salt)
     return tuple(
-        Fill(order_id=order.order_id, quantity=quantity)
-        for order, quantity in zip(book.ordered, quantities, strict=True)
+        Fill(order_id=order_id, quantity=quantity)
+        for order_id, quantity in sorted(quantities.items())
         if quantity
     )
 
 
 def _share_pro_rata(
-    ordered: list[AuctionOrder],
-    indices: list[int],
+    marginal: Sequence[AuctionOrder],
     margin: _Margin,
     lot_size: int,
-    quantities: list[int],
+    quantities: dict[bytes, int],
     tie_salt: bytes,
 ) -> None:
-    """Split `margin.remaining` over the marginal orders `indices`.
+    """Split `margin.remaining` over the `marginal` orders (ascending by id).
 
     Share of an order of quantity q: floor(R * q ÷ (Q * lot)) lots (rounded down),
     remainder R * q mod (Q * lot). The fractional parts sum to the whole number of
@@ -433,16 +477,15 @@ def _share_pro_rata(
     denominator = margin.level_total * lot_size
     assigned = 0
     remainders: list[tuple[int, int, bytes, int]] = []
-    for index in indices:
-        order = ordered[index]
+    for position, order in enumerate(marginal):
         lots, remainder = divmod(remaining * order.quantity, denominator)  # floor
-        quantities[index] = lots * lot_size
+        quantities[order.order_id] = lots * lot_size
         assigned += lots * lot_size
         if remainder:
             tie = keccak256(tie_salt + order.order_id) if tie_salt else order.order_id
-            remainders.append((-remainder, order.arrival, tie, index))
+            remainders.append((-remainder, order.arrival, tie, position))
     leftover_lots = (remaining - assigned) // lot_size  # exact: both are multiples of lot
     assert leftover_lots < len(remainders) or leftover_lots == 0
     remainders.sort()
-    for _, _, _, index in remainders[:leftover_lots]:
-        quantities[index] += lot_size
+    for _, _, _, position in remainders[:leftover_lots]:
+        quantities[marginal[position].order_id] += lot_size

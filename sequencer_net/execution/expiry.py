@@ -68,12 +68,12 @@ def _settle(
     w: StateWriter, market_id: int, lot_size: int, intrinsic: int, price: int, source: str
 ) -> None:
     payout_per_lot = (intrinsic * lot_size) // SCALE  # payouts round down
-    book = dict(w.book(market_id))
+    book = w.writable_book(market_id)
     for oid in sorted(book):
         order = book.pop(oid)
+        assert order is not None
         release_order(w, market_id, order, order.quantity)
         w.events.append(OrderRemoved(market_id, oid, "expired"))
-    w.books[market_id] = book
     suffix = market_id.to_bytes(4, "big")
     holders = sorted(key[:21] for key in w.positions.live_keys() if key[21:] == suffix)
     shorts: list[bytes] = []

@@ -162,7 +162,7 @@ def _sample_market(w: StateWriter, market_id: int) -> None:
     ):
         seen = observed[4]  # the auction just observed this book: nothing moved it since
     else:
-        seen = observe_perp(params, state, cleared, w.book(market_id).values())
+        seen = observe_perp(params, state, cleared, w.book(market_id))
     seconds = max(
         0,
         min(

@@ -34,6 +34,7 @@ from collections.abc import Iterable
 from typing import NamedTuple
 
 from .auction import Side
+from .book import Book
 from .fixed_point import SCALE
 from .records import MarketParams, RestingOrder
 
@@ -102,11 +103,24 @@ def book_impact_prices(
 
 
 def market_impact_prices(
-    params: MarketParams, index: int, orders: Iterable[RestingOrder]
+    params: MarketParams, index: int, orders: Book | Iterable[RestingOrder]
 ) -> ImpactPrices:
     """The perpetual's impact prices at `params.impact_notional`, each order's
-    price capped at the mark band around `index` (floor of index * mark_band)."""
+    price capped at the mark band around `index` (floor of index * mark_band).
+
+    From a `Book`, the walk goes over its price levels from the best one and
+    stops where the notional is reached. Orders at one price (or capped to one
+    price) taken one by one or as one level give the same average: the walk
+    ends inside a level exactly where it would end inside its last order."""
     band = (index * params.mark_band) // SCALE  # floor: a narrower band, never wider
-    return book_impact_prices(
-        orders, params.impact_notional, highest_bid=index + band, lowest_ask=index - band
+    highest_bid, lowest_ask = index + band, index - band
+    if not isinstance(orders, Book):
+        return book_impact_prices(
+            orders, params.impact_notional, highest_bid=highest_bid, lowest_ask=lowest_ask
+        )
+    bids = ((min(price, highest_bid), total) for price, total in orders.bid_levels())
+    asks = ((max(price, lowest_ask), total) for price, total in orders.ask_levels())
+    return ImpactPrices(
+        average_fill_price(bids, params.impact_notional, round_up=False),
+        average_fill_price(asks, params.impact_notional, round_up=True),
     )

@@ -87,7 +87,7 @@ from .records import (
     RestingOrder,
     TimeInForce,
 )
-from .state import INSURANCE_FUND, ExecutionState, MarginInputs, StateWriter
+from .state import INSURANCE_FUND, ExecutionState, MarginInputs, StateWriter, owner_of
 
 LIQUIDATION_ORDER_TAG: Final = b"seqnet/liquidation-order/v1"
 """Domain of a liquidation order's id: keccak256(tag || encode((height, subaccount, market)))."""
@@ -253,19 +253,13 @@ def close_out_slice(w: StateWriter, sid: bytes, risk: Maintenance) -> None:
 
 def cancel_open_orders(w: StateWriter, sid: bytes) -> None:
     for market_id in w.subaccount(sid).markets:
-        book = _writable_book(w, market_id)
-        for oid in sorted(oid for oid, order in book.items() if order.subaccount == sid):
+        book = w.writable_book(market_id)
+        mine = [o.order_id for o in book.owner_orders(owner_of(sid)) if o.subaccount == sid]
+        for oid in sorted(mine):
             order = book.pop(oid)
+            assert order is not None
             release_order(w, market_id, order, order.quantity)
             w.events.append(OrderRemoved(market_id, oid, "liquidated"))
-
-
-def _writable_book(w: StateWriter, market_id: int) -> dict[bytes, RestingOrder]:
-    book = w.books.get(market_id)
-    if book is None:
-        book = dict(w.book(market_id))
-        w.books[market_id] = book
-    return book
 
 
 # --- partial liquidation through the auction -----------------------------------------
@@ -448,7 +442,7 @@ def _place(
     buy = quantity if side == Side.BUY else 0
     premium = reserved_premium(params, side, limit, quantity)
     change_open_orders(w, sid, market_id, buy, quantity - buy, 1, premium)
-    _writable_book(w, market_id)[order_id] = order
+    w.writable_book(market_id)[order_id] = order
     state = w.market(market_id)
     assert state is not None
     w.market_states.put(

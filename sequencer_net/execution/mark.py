@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import NamedTuple
 
+from .book import Book
 from .fixed_point import SCALE
 from .impact import ImpactPrices, market_impact_prices
 from .markets import premium_clearing_price
@@ -60,7 +61,7 @@ def observe_perp(
     params: MarketParams,
     state: MarketState,
     cleared: tuple[int, int] | None,
-    book: Iterable[RestingOrder],
+    book: Book | Iterable[RestingOrder],
 ) -> MarkInputs:
     """The last trade, impact prices and mark of a perpetual at its index
     `state.oracle_price`, given this block's auction (price, volume) if it

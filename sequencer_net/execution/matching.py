@@ -47,13 +47,30 @@ whatever would leave one there (markets.apply_update_market). Each market's
 auction runs as one block-level unit (StateWriter.phase): if it raised anyway,
 the block is executed again with that auction skipped and its new orders
 removed ("auction-skipped").
+
+Cost (book.py): the batch is the book itself, with this block's orders added
+to it, so every step walks only what it concerns: the off-grid, liquidation
+and reduce-only orders the book indexes, the owners that gained an order since
+the last self-trade pass, the post-only orders placed this block, the price
+levels between the lowest sell and the highest buy (nothing outside that
+range can trade) and the orders it fills. A resting good-till-cancel limit
+that does not fill is not touched.
 """
 
 from __future__ import annotations
 
 import msgspec
 
-from .auction import AuctionOrder, Side, clear_batch_auction, round_to_tick
+from .auction import (
+    ORDER_ID_BYTES,
+    AuctionOrder,
+    ClearingResult,
+    InvalidAuctionInput,
+    Side,
+    clear_levels,
+    round_to_tick,
+)
+from .book import Book
 from .exceptions import EngineInvariantBroken
 from .fixed_point import SCALE
 from .liquidation import charge_liquidation_fee
@@ -65,9 +82,6 @@ from .positions import change_size, credit
 from .receipts import AuctionCleared, FillEvent, OrderRemoved
 from .records import Ledger, MarketKind, MarketParams, RestingOrder, TimeInForce
 from .state import INSURANCE_FUND, StateWriter
-
-_SIDES: dict[int, Side] = {Side.BUY: Side.BUY, Side.SELL: Side.SELL}
-"""A resting order's side (an int the off-grid rule checked) as the auction's Side."""
 
 
 def _age(order: RestingOrder) -> tuple[int, int, bytes]:
@@ -87,13 +101,12 @@ def run_auctions(w: StateWriter) -> None:
             cancelled.setdefault(int.from_bytes(key[:4], "big"), []).append(key[4:])
     liquidating = take_liquidation_markets(w)
     for mid in sorted(cancelled.keys() | new_by_market.keys() | liquidating):
-        book = dict(w.book(mid))
+        book = w.writable_book(mid)
         for oid in cancelled.get(mid, ()):
             book.pop(oid, None)
-        w.books[mid] = book
         new = new_by_market.get(mid, [])
         if mid in liquidating:  # they take part like this block's taker orders
-            new = new + [order for order in book.values() if order.liquidation]
+            new = new + [book[oid] for oid in book.liquidation_ids()]
         if not new:
             continue
         if w.phase_skipped("auction", mid):
@@ -120,38 +133,40 @@ def take_liquidation_markets(w: StateWriter) -> set[int]:
 
 
 class _Batch:
-    """The orders of one auction while the pre-auction rules remove or trim them."""
+    """One auction's orders: the market's book with this block's orders added
+    (`fresh`: their ids), while the pre-auction rules remove or trim them.
 
-    def __init__(self, w: StateWriter, market_id: int, book: dict[bytes, RestingOrder]) -> None:
+    A book holds only orders of earlier blocks, so an order placed at this
+    height is one of `fresh`."""
+
+    def __init__(self, w: StateWriter, market_id: int, book: Book, new: list[RestingOrder]) -> None:
         self.w = w
         self.market_id = market_id
         self.book = book
-        self.live: dict[bytes, RestingOrder] = {}
+        self.fresh: set[bytes] = set()
+        self.trimmed: list[RestingOrder] = []
+        for order in new:
+            if order.order_id not in book:
+                self.fresh.add(order.order_id)
+                book[order.order_id] = order
 
     def remove(self, order: RestingOrder, why: str) -> None:
-        del self.live[order.order_id]
-        self.book.pop(order.order_id, None)
+        self.book.pop(order.order_id)
         release_order(self.w, self.market_id, order, order.quantity)
         self.w.events.append(OrderRemoved(self.market_id, order.order_id, why))
 
     def trim(self, order: RestingOrder, quantity: int) -> None:
         release_order(self.w, self.market_id, order, order.quantity - quantity)
         trimmed = msgspec.structs.replace(order, quantity=quantity)
-        self.live[order.order_id] = trimmed
-        if order.order_id in self.book:
-            self.book[order.order_id] = trimmed
+        self.book[order.order_id] = trimmed
+        self.trimmed.append(trimmed)
 
 
-def _run_market_auction(
-    w: StateWriter, mid: int, book: dict[bytes, RestingOrder], new: list[RestingOrder]
-) -> None:
+def _run_market_auction(w: StateWriter, mid: int, book: Book, new: list[RestingOrder]) -> None:
     params = w.params(mid)
     state = w.market(mid)
     assert params is not None and state is not None
-    batch = _Batch(w, mid, book)
-    batch.live.update(book)
-    for order in new:
-        batch.live[order.order_id] = order
+    batch = _Batch(w, mid, book, new)
     halted = (
         state.paused
         or is_expired(params, w.timestamp)
@@ -173,53 +188,33 @@ def _run_market_auction(
     sell_edge = max(
         -((-(reference - band)) // params.tick_size) * params.tick_size, params.tick_size
     )
-    orders = [
-        AuctionOrder(
-            order_id=o.order_id,
-            side=_SIDES[o.side],
-            limit_price=o.limit_price or (buy_edge if o.side == Side.BUY else sell_edge),
-            quantity=o.quantity,
-            arrival=o.placed_height,
-        )
-        for o in batch.live.values()
-    ]
-    result = clear_batch_auction(
-        orders,
-        tick_size=params.tick_size,
-        lot_size=params.lot_size,
-        reference_price=reference_tick,
-        tie_salt=w.tie_salt,
-    )
+    result = _clear(batch, params, reference_tick, buy_edge, sell_edge)
     fills = {fill.order_id: fill.quantity for fill in result.fills}
-    for order in batch.live.values():
-        if order.liquidation and order.subaccount != INSURANCE_FUND:
+    for oid in book.liquidation_ids():
+        order = book[oid]
+        if order.subaccount != INSURANCE_FUND:
             w.liquidation_attempted[order.subaccount] = max(
                 w.liquidation_attempted.get(order.subaccount, 0), order.liquidation_misses
             )
-            if fills.get(order.order_id):
+            if fills.get(oid):
                 w.liquidation_filled.add(order.subaccount)
     fees = 0
-    gtc = TimeInForce.GOOD_TILL_CANCEL
     # A resting GTC limit that did not fill stays as it is: only the others change.
-    changing = [
-        oid
-        for oid, order in batch.live.items()
-        if oid in fills or oid not in book or order.time_in_force != gtc or not order.limit_price
-    ]
+    changing = fills.keys() | (batch.fresh & book.keys()) | book.irregular_ids()
     for oid in sorted(changing):
-        order = batch.live[oid]
+        order = book[oid]
         quantity = fills.get(oid, 0)
         if quantity:
             assert result.price is not None
             fees += _apply_fill(w, mid, params, order, result.price, quantity)
         remaining = order.quantity - quantity
         if remaining == 0:
-            book.pop(oid, None)
+            book.pop(oid)
         elif order.time_in_force == TimeInForce.GOOD_TILL_CANCEL and order.limit_price:
-            if remaining != order.quantity or oid not in book:
+            if remaining != order.quantity:
                 book[oid] = msgspec.structs.replace(order, quantity=remaining)
         else:
-            book.pop(oid, None)
+            book.pop(oid)
             release_order(w, mid, msgspec.structs.replace(order, quantity=remaining), remaining)
             w.events.append(OrderRemoved(mid, oid, "immediate-or-cancel"))
     if fees:
@@ -230,10 +225,66 @@ def _run_market_auction(
         mark = reference
         if params.kind == MarketKind.PERPETUAL:  # as sample_premiums will store it
             cleared = (result.price, result.volume)
-            seen = observe_perp(params, state, cleared, book.values())
+            seen = observe_perp(params, state, cleared, book)
             w.observed[mid] = (params, state.oracle_price, state.last_trade_price, cleared, seen)
             mark = seen.mark
         w.events.append(AuctionCleared(mid, result.price, result.volume, mark))
+
+
+def _clear(
+    batch: _Batch, params: MarketParams, reference_tick: int, buy_edge: int, sell_edge: int
+) -> ClearingResult:
+    """`clear_batch_auction` of the batch, market orders as limits at the band
+    edges, over the levels between the lowest sell and the highest buy only."""
+    book = batch.book
+    tick, lot = params.tick_size, params.lot_size
+    # What clear_batch_auction would refuse of orders the off-grid rule let
+    # through: a quantity a reduce-only trim took off the lot, a malformed id.
+    for order in batch.trimmed:
+        if book.get(order.order_id) is order and (order.quantity <= 0 or order.quantity % lot):
+            raise InvalidAuctionInput(f"quantity must be a positive multiple of {lot}: {order!r}")
+    if book.malformed_ids():
+        raise InvalidAuctionInput(f"order_id must be {ORDER_ID_BYTES} bytes")
+    buy, sell = Side.BUY, Side.SELL
+    highest_buy = book.best_limit(buy)
+    if book.has_market_orders(buy):
+        highest_buy = max(highest_buy or 0, buy_edge)
+    lowest_sell = book.best_limit(sell)
+    if book.has_market_orders(sell):
+        lowest_sell = sell_edge if lowest_sell is None else min(lowest_sell, sell_edge)
+    if highest_buy is None or lowest_sell is None or highest_buy < lowest_sell:
+        return clear_levels(
+            {}, {}, _no_members, tick_size=tick, lot_size=lot, reference_price=reference_tick
+        )
+    buy_at = book.levels_between(buy, lowest_sell, highest_buy)
+    sell_at = book.levels_between(sell, lowest_sell, highest_buy)
+    market_buy, market_sell = book.market_quantity(buy), book.market_quantity(sell)
+    if book.has_market_orders(buy):
+        buy_at[buy_edge] = buy_at.get(buy_edge, 0) + market_buy
+    if book.has_market_orders(sell):
+        sell_at[sell_edge] = sell_at.get(sell_edge, 0) + market_sell
+    edges = {buy: buy_edge, sell: sell_edge}
+
+    def members(side: Side, price: int | None) -> list[AuctionOrder]:
+        ids = set(book.level_ids(side, price)) if price is not None else set()
+        if price == edges[side]:
+            ids |= book.market_ids(side)
+        orders = [book[oid] for oid in sorted(ids)]
+        return [AuctionOrder(o.order_id, side, price, o.quantity, o.placed_height) for o in orders]
+
+    return clear_levels(
+        buy_at,
+        sell_at,
+        members,
+        tick_size=tick,
+        lot_size=lot,
+        reference_price=reference_tick,
+        tie_salt=batch.w.tie_salt,
+    )
+
+
+def _no_members(side: Side, price: int | None) -> list[AuctionOrder]:
+    return []
 
 
 def _apply_fill(
@@ -267,7 +318,9 @@ def _apply_fill(
 def _remove_recovered_liquidations(batch: _Batch) -> None:
     """A liquidation order of a subaccount that meets maintenance again (it was
     sent collateral, or the price came back) is removed before it trades."""
-    owners = sorted({o.subaccount for o in batch.live.values() if o.liquidation})
+    book = batch.book
+    liquidations = [book[oid] for oid in book.liquidation_ids()]
+    owners = sorted({o.subaccount for o in liquidations})
     if not owners:
         return
     recovered = set()
@@ -277,33 +330,25 @@ def _remove_recovered_liquidations(batch: _Batch) -> None:
         risk = maintenance_risk(batch.w, sid)
         if risk.equity >= risk.maintenance:
             recovered.add(sid)
-    for oid in sorted(batch.live):
-        order = batch.live[oid]
-        if order.liquidation and order.subaccount in recovered:
+    for order in liquidations:
+        if order.subaccount in recovered:
             batch.remove(order, "recovered")
 
 
 def _remove_off_grid(batch: _Batch, params: MarketParams) -> None:
-    """Remove what `clear_batch_auction` would refuse: off the tick grid or the lot."""
-    tick, lot = params.tick_size, params.lot_size
-    off_grid = [
-        oid
-        for oid, order in batch.live.items()
-        if order.limit_price < 0
-        or order.limit_price % tick != 0
-        or order.quantity <= 0
-        or order.quantity % lot != 0
-        or order.side not in (Side.BUY, Side.SELL)
-    ]
-    for oid in sorted(off_grid):  # removing one never changes another's check
-        batch.remove(batch.live[oid], "off-grid")
+    """Remove what `clear_batch_auction` would refuse: off the tick grid or the
+    lot (book.is_off_grid)."""
+    book = batch.book
+    for oid in book.off_grid_ids(params.tick_size, params.lot_size):
+        batch.remove(book[oid], "off-grid")  # removing one never changes another's check
 
 
 def _apply_reduce_only(batch: _Batch) -> None:
+    book = batch.book
     by_subaccount: dict[bytes, list[RestingOrder]] = {}
-    for order in batch.live.values():
-        if order.reduce_only:
-            by_subaccount.setdefault(order.subaccount, []).append(order)
+    for oid in book.reduce_only_ids():
+        order = book[oid]
+        by_subaccount.setdefault(order.subaccount, []).append(order)
     for sid in sorted(by_subaccount):
         position = batch.w.position(sid, batch.market_id)
         size = 0 if position is None else position.size
@@ -323,19 +368,17 @@ def _crosses(buy: RestingOrder, sell: RestingOrder) -> bool:
 
 
 def _prevent_self_trades(batch: _Batch) -> None:
-    buys_of: dict[bytes, list[RestingOrder]] = {}
-    sells_of: dict[bytes, list[RestingOrder]] = {}
-    buy = Side.BUY
-    for order in batch.live.values():
-        group = buys_of if order.side == buy else sells_of
-        owner = order.subaccount[:20]
-        found = group.get(owner)
-        if found is None:
-            group[owner] = [order]
-        else:
-            found.append(order)
-    for owner in sorted(buys_of.keys() & sells_of.keys()):  # owners on both sides
-        buys, sells = buys_of[owner], sells_of[owner]
+    """Per owner on both sides, while its best buy crosses its best sell, remove
+    the newer of the two. Only owners that gained an order since the book's
+    last pass can cross (removals and fills never make a pair cross)."""
+    book = batch.book
+    for owner in book.take_unchecked_owners():
+        buys: list[RestingOrder] = []
+        sells: list[RestingOrder] = []
+        for order in book.owner_orders(owner):
+            (buys if order.side == Side.BUY else sells).append(order)
+        if not buys or not sells:
+            continue
         # Best buy first: market buys, then highest limit, then oldest.
         buys.sort(key=lambda o: (o.limit_price != 0, -o.limit_price, _age(o)))
         sells.sort(key=lambda o: (o.limit_price, _age(o)))
@@ -346,15 +389,18 @@ def _prevent_self_trades(batch: _Batch) -> None:
 
 
 def _remove_crossing_post_only(batch: _Batch, height: int) -> None:
-    candidates = [o for o in batch.live.values() if o.post_only and o.placed_height == height]
+    book = batch.book
+    candidates = [
+        order
+        for order in (book.get(oid) for oid in batch.fresh)
+        if order is not None and order.post_only and order.placed_height == height
+    ]
     if not candidates:
         return
-    buys = [o for o in batch.live.values() if o.side == Side.BUY]
-    sells = [o for o in batch.live.values() if o.side == Side.SELL]
-    market_buy = any(o.limit_price == 0 for o in buys)
-    market_sell = any(o.limit_price == 0 for o in sells)
-    best_buy = max((o.limit_price for o in buys), default=0)
-    best_sell = min((o.limit_price for o in sells if o.limit_price), default=None)
+    market_buy = book.has_market_orders(Side.BUY)
+    market_sell = book.has_market_orders(Side.SELL)
+    best_buy = book.best_limit(Side.BUY) or 0
+    best_sell = book.best_limit(Side.SELL)
     crossing = []
     for order in candidates:
         if order.side == Side.BUY:

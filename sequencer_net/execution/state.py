@@ -44,6 +44,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, Generic, NamedTuple, TypeVar
 
+from .book import Book
 from .encoding import decode_canonical, encode
 from .receipts import PhaseSkipped
 from .records import (
@@ -146,7 +147,8 @@ class ExecutionState:
     """All state after block `block.height`; treat every mapping as read-only.
 
     `positions` is keyed by `position_key`, `reports` by `report_key`; `books`
-    maps a market id to its resting orders by order id. `open_subaccounts`
+    maps a market id to its resting orders by order id (a `Book`, which also
+    keeps the derived price-level aggregates the auction reads). `open_subaccounts`
     (derived, not in the tree) holds every subaccount with at least one
     Position record: the accounts the end-of-block liquidation check walks.
     """
@@ -159,7 +161,7 @@ class ExecutionState:
     positions: Mapping[bytes, Position]
     market_params: Mapping[int, MarketParams]
     market_states: Mapping[int, MarketState]
-    books: Mapping[int, Mapping[bytes, RestingOrder]]
+    books: Mapping[int, Book]
     open_subaccounts: frozenset[bytes]
     store: NodeStore
     state_root: bytes
@@ -199,6 +201,9 @@ class MarginInputs(NamedTuple):
     long_index: int
     short_index: int
 
+
+_EMPTY_BOOK: Final = Book()
+"""The book of a market without orders (never written: writable_book copies)."""
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -308,7 +313,8 @@ class StateWriter:
             prefix: Overlay(base.order_index.get(prefix, {}), self.journal)
             for prefix in ORDER_INDEX_PREFIXES
         }
-        self.books: dict[int, dict[bytes, RestingOrder]] = {}
+        # Books this block wrote to: copies of the committed ones (writable_book).
+        self.books: dict[int, Book] = {}
         self.events: list[object] = []
         # Option values by (market, spot, vol, rate, time): marks and scenario revaluations.
         self.option_marks: dict[tuple[int, int, int, int, int], int] = {}
@@ -410,12 +416,21 @@ class StateWriter:
     def market(self, market_id: int) -> MarketState | None:
         return self.market_states.get(market_id)
 
-    def book(self, market_id: int) -> Mapping[bytes, RestingOrder]:
-        """The market's resting orders as of now (a rebuilt book if the auction ran)."""
-        rebuilt = self.books.get(market_id)
-        if rebuilt is not None:
-            return rebuilt
-        return self.base.books.get(market_id, {})
+    def book(self, market_id: int) -> Book:
+        """The market's resting orders as of now (read only: see writable_book)."""
+        written = self.books.get(market_id)
+        if written is not None:
+            return written
+        return self.base.books.get(market_id, _EMPTY_BOOK)
+
+    def writable_book(self, market_id: int) -> Book:
+        """The market's book for this block to change (copied on first write)."""
+        written = self.books.get(market_id)
+        if written is None:
+            committed = self.base.books.get(market_id)
+            written = Book() if committed is None else committed.copy()
+            self.books[market_id] = written
+        return written
 
     def open_subaccounts(self) -> set[bytes]:
         result = set(self.base.open_subaccounts)
@@ -499,15 +514,17 @@ class StateWriter:
             changes[PREFIX_L1_BALANCE + bkey] = None if not amount else abi_uint256(amount)
         for wid, record in self.withdrawals.changes():
             changes[withdrawal_tree_key(wid)] = record
-        books: dict[int, Mapping[bytes, RestingOrder]] = dict(self.base.books)
+        books: dict[int, Book] = dict(self.base.books)
         for mid, book in self.books.items():
-            old = self.base.books.get(mid, {})
+            old = self.base.books.get(mid, _EMPTY_BOOK)
             prefix = PREFIX_ORDER + market_key(mid)
-            for oid in old.keys() - book.keys():
-                changes[prefix + oid] = None
-            for oid, order in book.items():
-                if old.get(oid) is not order:
-                    changes[prefix + oid] = encode(order)
+            for oid in book.changed:
+                order = book.get(oid)
+                if order is not None:
+                    if old.get(oid) is not order:
+                        changes[prefix + oid] = encode(order)
+                elif oid in old:
+                    changes[prefix + oid] = None
             if book:
                 books[mid] = book
             else:
@@ -655,7 +672,7 @@ def load_state(store: NodeStore, root: bytes) -> ExecutionState:
         positions=positions,
         market_params=params,
         market_states=mstates,
-        books=dict(books),
+        books={mid: Book(orders) for mid, orders in books.items()},
         open_subaccounts=frozenset(sid for sid, sub in subaccounts.items() if sub.markets),
         store=store,
         state_root=root,
