@@ -102,7 +102,7 @@ class BatchLimits:
     max_uncertified: int = 1
     """Own batches broadcast and still gathering acknowledgements beyond which a
     batch that is not full waits (up to `hold_ms`) for one of them to be
-    certified. Idle, a certificate forms well within `max_delay_ms` and nothing
+    certified. While certificates come back within `max_delay_ms` nothing
     waits; under load certificates take longer, the transactions meanwhile go
     into one larger batch, and every validator verifies, stores, acknowledges
     and certifies fewer batches a second (each costs all of them signatures,
