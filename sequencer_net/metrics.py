@@ -164,10 +164,13 @@ class _P2PCollector(Collector):
         yield dropped
         for name, value, doc in (
             ("frames_sent", s.frames_sent, "Frames written to validator links"),
+            ("writes", s.writes, "Stream writes on validator links (frames coalesce into them)"),
             ("frames_received", s.frames_received, "Frames accepted from validators"),
             ("bytes_sent", s.bytes_sent, "Payload bytes written to validator links"),
             ("bytes_received", s.bytes_received, "Payload bytes accepted from validators"),
             ("reconnects", s.reconnects, "Validator links re-established after a failure"),
+            ("requests_sent", s.requests_sent, "Requests made to validators (fetches)"),
+            ("requests_served", s.requests_served, "Requests from validators answered"),
             ("log_lines_suppressed", s.log_lines_suppressed, "Peer log events not written"),
         ):
             yield CounterMetricFamily(f"seqnet_p2p_{name}", doc, value=value)

@@ -134,8 +134,11 @@ class BatchBuilder:
     """Decides when this validator cuts its next batch. Pure: time is passed in.
 
     A batch is cut when the untaken transactions reach `max_txs` or `max_bytes`,
-    or when the oldest of them has waited `max_delay_ms`. Sequences count from
-    `next_sequence` (persisted by the node, so a restart never reuses one).
+    or when the oldest of them has waited `max_delay_ms`; while `max_uncertified`
+    or more of this validator's batches are still gathering acknowledgements
+    (`uncertified`, told by the shell), `hold_ms` instead: under load one larger
+    batch replaces several small ones. Sequences count from `next_sequence`
+    (persisted by the node, so a restart never reuses one).
     """
 
     def __init__(self, author: int, limits: BatchLimits | None = None, next_sequence: int = 0):
@@ -145,25 +148,32 @@ class BatchBuilder:
         self.limits = limits or BatchLimits()
         self.next_sequence = next_sequence
 
-    def due(self, mempool: Mempool, now_ms: int) -> bool:
+    def due(self, mempool: Mempool, now_ms: int, uncertified: int = 0) -> bool:
         if mempool.untaken_count() == 0:
             return False
         if mempool.untaken_count() >= self.limits.max_txs:
             return True
         if mempool.untaken_bytes() >= self.limits.max_bytes:
             return True
-        deadline = self.deadline_ms(mempool)
+        deadline = self.deadline_ms(mempool, uncertified)
         return deadline is not None and now_ms >= deadline
 
-    def deadline_ms(self, mempool: Mempool) -> int | None:
-        """When the oldest untaken transaction's delay runs out (for the shell's timer)."""
+    def deadline_ms(self, mempool: Mempool, uncertified: int = 0) -> int | None:
+        """When the oldest untaken transaction's wait runs out (for the shell's
+        timer): `max_delay_ms`, or `hold_ms` while `uncertified` own batches are
+        at `max_uncertified`."""
         oldest = mempool.oldest_untaken_ms()
-        return None if oldest is None else oldest + self.limits.max_delay_ms
+        if oldest is None:
+            return None
+        limits = self.limits
+        held = 0 < limits.max_uncertified <= uncertified
+        return oldest + (max(limits.hold_ms, limits.max_delay_ms) if held else limits.max_delay_ms)
 
-    def poll(self, mempool: Mempool, now_ms: int) -> Batch | None:
+    def poll(self, mempool: Mempool, now_ms: int, uncertified: int = 0) -> Batch | None:
         """Cut the next batch if one is due: take its transactions from the mempool,
-        mark them batched and advance the sequence. None if nothing is due."""
-        if not self.due(mempool, now_ms):
+        mark them batched and advance the sequence. None if nothing is due.
+        `uncertified`: own batches broadcast and not yet certified."""
+        if not self.due(mempool, now_ms, uncertified):
             return None
         taken = mempool.take_batch(self.limits.max_txs, self.limits.max_bytes)
         if not taken:

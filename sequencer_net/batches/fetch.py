@@ -5,6 +5,12 @@ frame was dropped) asks for it by digest over the request/response protocol,
 first from the validator the block came from, then from the others. A batch
 is accepted only if its digest matches one asked for and every transaction
 in it verifies.
+
+A batch whose broadcast reached this validator and waits in its verification
+queue is waited for first (`IN_FLIGHT_WAIT_S`): under load a batch's
+certificate, or a block naming it, often arrives while the batch is still
+being verified, and fetching it then would cost a request and verify every
+signature in it a second time.
 """
 
 from __future__ import annotations
@@ -19,6 +25,10 @@ from sequencer_net.node.requests import RequestKind
 from sequencer_net.p2p.network import P2PNetwork
 
 log = logging.getLogger("seqnet.fetch")
+
+IN_FLIGHT_WAIT_S = 0.5
+"""Longest a fetch waits for requested batches that are queued for verification
+here before asking a peer for those still missing."""
 
 _list_decoder = msgspec.msgpack.Decoder(list[bytes])
 _encoder = msgspec.msgpack.Encoder()
@@ -40,8 +50,12 @@ class BatchFetcher:
     async def fetch(self, request: BatchRequest, prefer: int | None = None) -> int:
         """Fetch the requested batches; return how many are still missing. Asks
         one peer at a time (the preferred one first) and keeps asking a peer as
-        long as its answers bring batches (an answer is cut to a byte budget)."""
+        long as its answers bring batches (an answer is cut to a byte budget).
+        Batches queued for verification here are waited for first."""
         wanted = {d for d in request.digests if d not in self.pool}
+        if wanted and self.pool.any_in_flight(wanted):
+            await self.pool.wait_for(wanted, IN_FLIGHT_WAIT_S)
+            wanted = {d for d in wanted if d not in self.pool}
         peers = self.p2p.connected_peers()
         if prefer is not None and prefer in peers:
             peers.remove(prefer)

@@ -160,6 +160,10 @@ class BatchPool:
         if digest not in self._known and len(self._in_flight) < MAX_IN_FLIGHT:
             self._in_flight.setdefault(digest, trio.Event())
 
+    def any_in_flight(self, digests: Iterable[bytes]) -> bool:
+        """Whether a batch among `digests` is queued for verification here."""
+        return any(d in self._in_flight for d in digests)
+
     async def wait_for(self, digests: Iterable[bytes], timeout_s: float) -> None:
         """Wait (at most `timeout_s`) for the batches among `digests` that are
         queued for verification here to be decided."""

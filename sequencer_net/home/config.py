@@ -353,6 +353,21 @@ class MempoolSettings:
         "if the batch is not full (ms). Lower: less latency, more, smaller batches.",
         _between(0, 60_000),
     )
+    batch_max_uncertified: int = _key(
+        _BATCH.max_uncertified,
+        "Own batches still gathering acknowledgements beyond which a batch that is "
+        "not full waits up to batch_hold_ms (instead of batch_delay_ms) for one of "
+        "them to be certified. Under load this makes fewer, larger batches, which "
+        "every validator verifies, acknowledges and certifies at a cost per batch. "
+        "0: never wait.",
+        _between(0, 1024),
+    )
+    batch_hold_ms: int = _key(
+        _BATCH.hold_ms,
+        "Longest a transaction waits for its batch while own batches are "
+        "uncertified (ms; below batch_delay_ms it is batch_delay_ms).",
+        _between(0, 60_000),
+    )
 
     def mempool_limits(self) -> MempoolLimits:
         return MempoolLimits(
@@ -364,6 +379,8 @@ class MempoolSettings:
             max_txs=self.batch_max_txs,
             max_bytes=self.batch_max_bytes,
             max_delay_ms=self.batch_delay_ms,
+            max_uncertified=self.batch_max_uncertified,
+            hold_ms=self.batch_hold_ms,
         )
 
 

@@ -99,6 +99,21 @@ class BatchLimits:
     """The longest a received transaction waits before it is batched: a small
     share of the 250 ms p50 submit-to-commit target."""
 
+    max_uncertified: int = 1
+    """Own batches broadcast and still gathering acknowledgements beyond which a
+    batch that is not full waits (up to `hold_ms`) for one of them to be
+    certified. While certificates come back within `max_delay_ms` nothing
+    waits; under load certificates take longer, the transactions meanwhile go
+    into one larger batch, and every validator verifies, stores, acknowledges
+    and certifies fewer batches a second (each costs all of them signatures,
+    frames and a synced write, whatever its size). 0: never wait."""
+
+    hold_ms: int = 250
+    """The longest a transaction waits for its batch while own batches are
+    uncertified: a certificate that does not form (a peer down, a broadcast
+    lost) only slows batching to this, never stops it. Below `max_delay_ms` it
+    is `max_delay_ms`."""
+
     def __post_init__(self) -> None:
         if not 1 <= self.max_txs <= MAX_BATCH_TXS:
             raise ValueError(f"batch max_txs must be in [1, {MAX_BATCH_TXS}]")
@@ -106,3 +121,7 @@ class BatchLimits:
             raise ValueError(f"batch max_bytes must be in [{MAX_TX_BYTES}, {MAX_BATCH_TX_BYTES}]")
         if self.max_delay_ms < 0:
             raise ValueError("batch max_delay_ms must not be negative")
+        if self.max_uncertified < 0:
+            raise ValueError("batch max_uncertified must not be negative")
+        if self.hold_ms < 0:
+            raise ValueError("batch hold_ms must not be negative")

@@ -1,8 +1,11 @@
 """The node's two batch tasks: cutting its own batches, taking in its peers'.
 
-Own batches: the batcher waits (on an event the intake sets, or the oldest
-transaction's deadline, never a polling loop) until a batch is due, cuts it,
-stores it once (group commit) and only then broadcasts it.
+Own batches: the batcher waits (on an event the intake or a new own
+certificate sets, or the oldest transaction's deadline, never a polling loop)
+until a batch is due, cuts it, stores it once (group commit) and only then
+broadcasts it. While own batches wait for their certificates, a batch that is
+not full waits longer (BatchLimits.hold_ms), so a busy validator cuts fewer,
+larger batches.
 
 Peers' batches: frames from the BATCH channel go into a bounded queue, apart
 from consensus messages, so verifying a large batch never delays a vote;
@@ -73,6 +76,7 @@ class OwnBatches:
         may_cut: Callable[[], bool] = lambda: True,
         forward: Callable[[bytes], Awaitable[Outcome | None]] | None = None,
         forget: Callable[[list[bytes]], None] = lambda hashes: None,
+        uncertified: Callable[[], int] = lambda: 0,
     ) -> None:
         self.batcher = batcher
         self.mempool = mempool
@@ -94,6 +98,9 @@ class OwnBatches:
         (persisted there) releasing this node's copy (`forget`: its pending
         record)."""
         self.forget = forget
+        self.uncertified = uncertified
+        """Own batches broadcast and still gathering acknowledgements (the
+        certifier); `certified` wakes the batcher when one is certified."""
         self._arrived = trio.Event()
 
     def membership_changed(self) -> None:
@@ -102,6 +109,10 @@ class OwnBatches:
 
     def transactions_arrived(self) -> None:
         """The intake added transactions: maybe a batch is due now."""
+        self._arrived.set()
+
+    def certified(self) -> None:
+        """An own batch was certified: a batch held for it may be due now."""
         self._arrived.set()
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
@@ -117,7 +128,7 @@ class OwnBatches:
                 await self._arrived.wait()
                 self._arrived = trio.Event()
                 continue
-            batch = self.batcher.poll(self.mempool, self.clock_ms())
+            batch = self.batcher.poll(self.mempool, self.clock_ms(), self.uncertified())
             if batch is None:
                 await self._wait_until_due()
                 continue
@@ -159,7 +170,7 @@ class OwnBatches:
         return progressed and bool(taken)
 
     async def _wait_until_due(self) -> None:
-        deadline = self.batcher.deadline_ms(self.mempool)
+        deadline = self.batcher.deadline_ms(self.mempool, self.uncertified())
         wait_s = math.inf if deadline is None else max(0, deadline - self.clock_ms()) / 1000
         with trio.move_on_after(wait_s):
             await self._arrived.wait()

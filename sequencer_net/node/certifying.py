@@ -116,6 +116,7 @@ class BatchCertifier:
         is_connected: Callable[[], bool] = lambda: True,
         clock_ms: Callable[[], int] = lambda: time.monotonic_ns() // 1_000_000,
         leader: Callable[[int], int] | None = None,
+        on_own_certified: Callable[[], None] = lambda: None,
     ) -> None:
         """`validators` is numbered as the p2p peers are (batch authors and ack
         signers); `leader(view)` is the peer that leads consensus `view` (by
@@ -141,6 +142,8 @@ class BatchCertifier:
         self.delay_ms = delay_ms
         """Its time bound (`[consensus] inclusion_delay_ms`)."""
         self.is_connected = is_connected
+        self.on_own_certified = on_own_certified
+        """Told each time an own batch gathers its certificate (the batcher)."""
         self.clock_ms = clock_ms
         self.book = CertificateBook()
         self.log_limiter = LogLimiter(log)
@@ -255,6 +258,10 @@ class BatchCertifier:
         own = sign_ack(self.key, self.separator, self.me, digest, batch.author, batch.sequence)
         self._count(own)
 
+    def uncertified_own(self) -> int:
+        """Own batches broadcast and still gathering acknowledgements."""
+        return len(self._own)
+
     def _count(self, ack: BatchAck) -> None:
         pending = self._own.get(ack.batch)
         if pending is None:
@@ -263,6 +270,7 @@ class BatchCertifier:
         if cert is None:
             return
         del self._own[ack.batch]
+        self.on_own_certified()
         self.metrics.batch_certificates_formed.inc()
         log.debug("event=batch_certified digest=%s round=%d", ack.batch.hex()[:12], ack.round)
         self._hold(cert)

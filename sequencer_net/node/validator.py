@@ -196,6 +196,7 @@ class ValidatorNode(NodeBase):
             delay_ms=config.consensus.inclusion_delay_ms,
             is_connected=lambda: self.connected,
             leader=self._leader_peer,
+            on_own_certified=lambda: self.own_batches.certified(),
         )
         self._forward_rotation = itertools.count()
         self.own_batches = OwnBatches(
@@ -212,6 +213,7 @@ class ValidatorNode(NodeBase):
             may_cut=self._is_member_now,
             forward=self._forward_to_members if self.epochs is not None else None,
             forget=self.store.remove_pending,
+            uncertified=self.certifier.uncertified_own,
         )
         self.peer_batches = PeerBatches(self.pool, self.metrics, self.certifier.acknowledge)
         self.forced = ForcedInclusion() if config.l1.rpc_url is not None else None

@@ -504,6 +504,7 @@ class P2PNetwork:
             data = batch[0] if len(batch) == 1 else b"".join(batch)
             await self._write(link, stream, lock, data, len(batch))
             self.stats.frames_sent += len(batch)
+            self.stats.writes += 1
             self.stats.bytes_sent += size
 
     async def _write(

@@ -38,6 +38,7 @@ class RefusalReason(enum.StrEnum):
 @dataclass
 class P2PStats:
     frames_sent: int = 0  # frames written to a peer's stream
+    writes: int = 0  # stream writes carrying them (several frames coalesce into one)
     bytes_sent: int = 0
     frames_received: int = 0  # frames from validators accepted into the inbound queue
     bytes_received: int = 0

@@ -130,6 +130,26 @@ def test_builder_cuts_on_delay() -> None:
     assert second is not None and second.sequence == 1
 
 
+def test_builder_holds_a_batch_while_own_batches_are_uncertified() -> None:
+    limits = BatchLimits(max_txs=3, max_delay_ms=50, max_uncertified=1, hold_ms=250)
+    builder = BatchBuilder(author=0, limits=limits)
+    pool = Mempool(DOMAIN)
+    pool.add(cached_tx(0, 0, 0), now_ms=100)
+    assert builder.deadline_ms(pool, uncertified=0) == 150
+    assert builder.deadline_ms(pool, uncertified=1) == 350  # one in flight: hold
+    assert builder.poll(pool, now_ms=349, uncertified=1) is None
+    assert builder.poll(pool, now_ms=200, uncertified=0) is not None  # certified: due again
+    for sender in range(1, 4):  # a full batch never waits
+        pool.add(cached_tx(sender, 0, 0), now_ms=400)
+    full = builder.poll(pool, now_ms=400, uncertified=5)
+    assert full is not None and len(full.transactions) == 3
+    never = BatchBuilder(author=0, limits=BatchLimits(max_delay_ms=50, max_uncertified=0))
+    pool.add(cached_tx(5, 0, 0), now_ms=500)
+    assert never.deadline_ms(pool, uncertified=100) == 550  # 0: never holds
+    short = BatchBuilder(author=0, limits=BatchLimits(max_delay_ms=50, hold_ms=10))
+    assert short.deadline_ms(pool, uncertified=1) == 550  # a hold below the delay is the delay
+
+
 def test_builder_cuts_on_count_and_bytes() -> None:
     pool = Mempool(DOMAIN)
     builder = BatchBuilder(author=0, limits=BatchLimits(max_txs=3, max_delay_ms=10**9))

@@ -49,7 +49,7 @@ async def test_a_batch_is_cut_at_its_deadline_stored_then_broadcast(
         polls += 1
         return real_poll(*args)  # type: ignore[arg-type]
 
-    builder.poll = counting_poll  # type: ignore[method-assign]
+    builder.poll = counting_poll  # type: ignore[method-assign, assignment]
     sent: list[tuple[float, bytes]] = []
 
     def broadcast(encoded: bytes) -> None:
@@ -79,6 +79,55 @@ async def test_a_batch_is_cut_at_its_deadline_stored_then_broadcast(
     assert at - start == pytest.approx(0.05, abs=0.002)  # mock time: exactly the delay
     assert decode_batch(encoded).transactions == [cached_tx(0, 0, 0).encoded]
     assert polls <= 4
+
+
+async def test_a_busy_validator_holds_its_next_batch_until_a_certificate_or_the_hold(
+    store: NodeStore, autojump_clock: MockClock
+) -> None:
+    """With an own batch uncertified, the next one waits for its certificate (cut
+    the moment `certified` is told, past the delay) or, if none comes, for hold_ms."""
+    mempool = Mempool(DOMAIN)
+    pool = BatchPool(store, VerifierPool(DOMAIN, threads=1), GroupCommit(store.write_synced))
+    limits = BatchLimits(max_txs=100, max_delay_ms=50, max_uncertified=1, hold_ms=300)
+    sent: list[float] = []
+    uncertified = 0
+
+    def broadcast(encoded: bytes) -> None:
+        nonlocal uncertified
+        sent.append(trio.current_time())
+        uncertified += 1
+
+    own = OwnBatches(
+        batcher=BatchBuilder(0, limits),
+        mempool=mempool,
+        pool=pool,
+        broadcast=broadcast,
+        metrics=Metrics(),
+        clock_ms=clock_ms,
+        uncertified=lambda: uncertified,
+    )
+    async with trio.open_nursery() as nursery:
+        await nursery.start(own.run)
+        start = trio.current_time()
+        mempool.add(cached_tx(0, 0, 0), now_ms=clock_ms())
+        own.transactions_arrived()
+        await trio.sleep(0.1)
+        assert [t - start for t in sent] == [pytest.approx(0.05, abs=0.002)]  # none in flight
+        mempool.add(cached_tx(1, 0, 0), now_ms=clock_ms())
+        own.transactions_arrived()
+        await trio.sleep(0.12)
+        assert len(sent) == 1  # past the delay, held for the certificate
+        uncertified = 0
+        own.certified()
+        await trio.sleep(0.01)
+        assert [t - start for t in sent][1] == pytest.approx(0.22, abs=0.002)  # at once
+        second_at = trio.current_time()
+        mempool.add(cached_tx(2, 0, 0), now_ms=clock_ms())
+        own.transactions_arrived()
+        await trio.sleep(1.0)  # no certificate ever comes
+        nursery.cancel_scope.cancel()
+    assert len(sent) == 3
+    assert sent[2] - second_at == pytest.approx(0.3, abs=0.002)  # the hold, then cut anyway
 
 
 async def test_peer_batches_never_block_the_inbound_loop(store: NodeStore) -> None:

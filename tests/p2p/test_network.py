@@ -70,6 +70,27 @@ async def test_broadcast_reaches_every_validator_with_sender_and_channel() -> No
         assert nets[2].stats.frames_sent == 3
 
 
+async def test_frames_queued_together_share_writes_and_arrive_in_order() -> None:
+    keys = validator_keys(2)
+    specs = peer_specs(keys)
+    nets = [network_for(keys, specs, i) for i in range(2)]
+    async with running(*nets):
+        await wait_until(fully_connected(nets, 1))
+        before = nets[0].stats.writes
+        payloads = [b"frame-%d" % i for i in range(50)]
+        for i, payload in enumerate(payloads):  # no checkpoint: all queued at once
+            channel = Channel.CONSENSUS if i % 2 else Channel.BATCH
+            assert nets[0].send(1, channel, payload)
+        with trio.fail_after(10):
+            got = [await nets[1].inbound.receive() for _ in payloads]
+        expected = [
+            (0, Channel.CONSENSUS if i % 2 else Channel.BATCH, p) for i, p in enumerate(payloads)
+        ]
+        assert got == expected
+        assert nets[0].stats.frames_sent >= 50
+        assert 1 <= nets[0].stats.writes - before < 50  # joined into fewer writes
+
+
 async def test_send_to_unknown_or_self_is_dropped_and_counted() -> None:
     keys = validator_keys(2)
     specs = peer_specs(keys)
