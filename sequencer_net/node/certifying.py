@@ -79,7 +79,7 @@ MAX_REBROADCAST_PER_VIEW: Final = 4
 """Uncertified own batches broadcast again at one view change."""
 MAX_REMEMBERED_VIEW_ENTRIES: Final = 64
 """Views whose entry time is remembered (`overdue_as_of_ms`): a proposal is
-judged by the entry into the view before its own, so a few suffice."""
+judged by the entry into its own view, so a few suffice."""
 MAX_CERTIFICATE_ANSWER: Final = 64
 """Certificates in one answer (each at most MAX_CERTIFICATE_BYTES, ~72 KiB)."""
 BATCH_FETCH_WAIT_S: Final = 0.5
@@ -365,19 +365,16 @@ class BatchCertifier:
     def overdue_as_of_ms(self, view: int) -> int | None:
         """The time at which certificates count as overdue for a proposal of
         `view` (docs/consensus.md, "Inclusion rule"): when this validator
-        entered the latest view before `view` that it entered (None: it
+        entered `view`, or the latest view before it that it entered (None: it
         entered none since it started or since the epoch began, and no
         certificate binds its vote by time yet).
 
-        Not the time of the check: the leader built the proposal earlier, when
-        it entered `view`, and the check itself may wait for batches and
-        certificates; a certificate that crossed the time bound meanwhile was
-        not overdue when the leader built. As it entered the view before,
-        this validator sent `view`'s leader exactly the certificates overdue
-        by then (`view_changed`), so it holds that leader to no certificate it
-        did not hand it a view earlier."""
-        before = [v for v in self._entered if v < view]
-        return self._entered[max(before)] if before else None
+        Not the time of the check: the leader built the proposal as it entered
+        `view`, and the check may wait for batches and certificates (under
+        load, certificate requests took seconds); a certificate that crossed
+        the time bound meanwhile was not overdue when the leader built."""
+        entered = [v for v in self._entered if v <= view]
+        return self._entered[max(entered)] if entered else None
 
     def certified(self, digest: bytes) -> bool:
         """Held here, or named by a committed block this node executed (its

@@ -25,8 +25,7 @@ entries scanned here, in inbox order, and none it must mark is left out);
 with certificates on, `checks.check_batches_certified` (certificates missing
 here awaited briefly, then fetched) and `checks.check_certificate_inclusion`
 (no certificate held here for the inclusion delay, counted up to this
-validator's entry into the view before the block's, is left out,
-docs/consensus.md).
+validator's entry into the block's view, is left out, docs/consensus.md).
 """
 
 from __future__ import annotations
@@ -347,8 +346,8 @@ class PayloadService:
     def _check_inclusion(self, block: Block, payload: BlockPayload) -> None:
         """Raise OverdueCertificateSkipped if the block leaves out a certified batch
         held here whose certificate is overdue (`check_certificate_inclusion`),
-        its time counted up to this validator's entry into the view before the
-        block's (`Certificates.overdue_as_of_ms`), not up to the check."""
+        its time counted up to this validator's entry into the block's view
+        (`Certificates.overdue_as_of_ms`), not up to the check."""
         if self.certificates is None:
             return
         ancestors, complete = self._ancestry(block.parent)

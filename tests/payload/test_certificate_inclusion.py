@@ -354,8 +354,8 @@ class ClockedCertificates(FakeCertificates):
         return self.clock
 
     def overdue_as_of_ms(self, view: int) -> int | None:
-        before = [v for v in self.entered if v < view]
-        return self.entered[max(before)] if before else None
+        entered = [v for v in self.entered if v <= view]
+        return self.entered[max(entered)] if entered else None
 
     def held(self, digest: bytes) -> HeldBatch | None:
         entry = self.book.get(digest)
@@ -364,20 +364,21 @@ class ClockedCertificates(FakeCertificates):
         return HeldBatch(digest, entry[0], SMALL, self.first_ms[digest])
 
 
-async def test_time_counts_up_to_the_entry_into_the_view_before_not_up_to_the_check(
+async def test_time_counts_up_to_the_entry_into_the_view_not_up_to_the_check(
     autojump_clock: MockClock,
 ) -> None:
     """B's certificate, held since view 3 at 0 ms, crosses the 500 ms bound at
-    600 ms, while this voter checks view 5's proposal (it entered view 4 at
-    300 ms): the leader built that proposal before, so it is not bound to B.
-    View 6's proposal is: the voter entered view 5 at 700 ms."""
+    600 ms, while this voter checks view 5's proposal (it entered view 5 at
+    300 ms and then waited, for a certificate say): the leader built that
+    proposal as it entered view 5, so it is not bound to B. View 6's proposal
+    is: the voter entered view 6 at 700 ms."""
     pool = FakePool({A: 0, B: 1})
     certs = ClockedCertificates({A: (2, 0, 0), B: (3, 1, 0)}, delay_ms=500)
     voter = service(pool, certs)
-    certs.entered = {3: 0, 4: 300}
+    certs.entered = {4: 0, 5: 300}
     certs.clock = 600
     assert await voter.verify(proposal([A], view=5))
-    certs.entered[5] = 700
+    certs.entered[6] = 700
     certs.clock = 750
     assert not await voter.verify(proposal([A], view=6))
     assert certs.refusals == [6]
@@ -390,7 +391,7 @@ async def test_a_voter_that_entered_no_view_yet_is_not_bound_by_time(
     certs = ClockedCertificates({A: (2, 0, 0), B: (3, 1, 0)}, delay_ms=500)
     certs.clock = 60_000
     assert await service(pool, certs).verify(proposal([A], view=10))
-    certs.entered = {9: 59_000}
+    certs.entered = {10: 59_000}
     assert not await service(pool, certs).verify(proposal([A], view=10))
 
 

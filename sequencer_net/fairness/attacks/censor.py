@@ -15,8 +15,8 @@ block; "until-overdue" leaves it out only while no honest voter would refuse.
 
 The rule's bound: the author holds its certificate at the view c it forms,
 every validator by c + 1, and a voter counts time up to its entry into the
-view before the proposal's, so it is overdue at every honest voter from view
-c + 1 + max(K, 1 + ceil(D / ROUND_MS)). The attack succeeds if a block commits at
+proposal's view, so it is overdue at every honest voter from view
+c + 1 + max(K, ceil(D / ROUND_MS)). The attack succeeds if a block commits at
 or after that view without the victim's batch. Delays are measured from c to
 the view of the block that includes it, against a run in which the Byzantine
 leaders behave honestly.
@@ -65,9 +65,8 @@ STRATEGIES = ("always", "until-overdue")
 
 def bound_views() -> int:
     """Views after certification by which the victim's batch is overdue at
-    every honest voter (one view for the certificate to reach everyone; time
-    counts up to the entry into the view before the proposal's)."""
-    return 1 + max(DELAY_VIEWS, 1 + -(-DELAY_MS // ROUND_MS))
+    every honest voter (one view for the certificate to reach everyone)."""
+    return 1 + max(DELAY_VIEWS, -(-DELAY_MS // ROUND_MS))
 
 
 @dataclass
@@ -124,7 +123,7 @@ def _vote(run: _Run, voter: _Validator, view: int, block: list[bytes]) -> bool:
             [_held(voter, d) for d in block],
             view=view,
             delay_views=DELAY_VIEWS,
-            now_ms=(view - 1) * ROUND_MS,
+            now_ms=view * ROUND_MS,  # the voter's entry into the view
             delay_ms=DELAY_MS,
         )
     except PayloadRejected:
@@ -139,8 +138,7 @@ def _overdue_somewhere(run: _Run, validators: list[_Validator], digest: bytes, v
         held = v.book.get(digest)
         if held is None:
             continue
-        as_of_ms = (view - 1) * ROUND_MS
-        if view - held.first_view >= DELAY_VIEWS and as_of_ms - held.first_ms >= DELAY_MS:
+        if view - held.first_view >= DELAY_VIEWS and view * ROUND_MS - held.first_ms >= DELAY_MS:
             return True
     return False
 
