@@ -12,8 +12,9 @@ Follow one batch:
   from the current view on, and fetches the batch if it lacks it.
 
 Leaders fill blocks from held certificates, oldest first (`candidates`);
-voters fetch the certificates of named batches they lack (`fetch_certificates`,
-a request of kind BATCH_CERTIFICATES) and apply the inclusion rule
+voters wait briefly for the certificates of named batches they lack
+(`wait_for_certificates`: usually on their way or queued here), then fetch
+the rest (`fetch_certificates`, a request of kind BATCH_CERTIFICATES) and apply the inclusion rule
 (payload/checks.py `check_certificate_inclusion`). So that an overdue
 certificate reaches the leaders who must include it, each validator, as it
 enters a view, sends the certificates that will be overdue in the next view
@@ -76,6 +77,9 @@ MAX_RESENT_PER_VIEW: Final = 64
 """Certificates sent to a leader at one view change, oldest first."""
 MAX_REBROADCAST_PER_VIEW: Final = 4
 """Uncertified own batches broadcast again at one view change."""
+MAX_REMEMBERED_VIEW_ENTRIES: Final = 64
+"""Views whose entry time is remembered (`overdue_as_of_ms`): a proposal is
+judged by the entry into its own view, so a few suffice."""
 MAX_CERTIFICATE_ANSWER: Final = 64
 """Certificates in one answer (each at most MAX_CERTIFICATE_BYTES, ~72 KiB)."""
 BATCH_FETCH_WAIT_S: Final = 0.5
@@ -154,6 +158,8 @@ class BatchCertifier:
         (group commit, a worker thread) not finished: set when it ends."""
         self._resent: dict[bytes, int] = {}
         """Batch digest -> the last view whose leader it was sent to."""
+        self._entered: OrderedDict[int, int] = OrderedDict()
+        """View -> this validator's monotonic clock (ms) when it entered it."""
         self._arrived = trio.Event()
         self._send, self._receive = trio.open_memory_channel[tuple[int, bytes]](INBOUND_CERT_QUEUE)
         self._nursery: trio.Nursery | None = None
@@ -335,6 +341,7 @@ class BatchCertifier:
         count their delays from the epoch's start."""
         self.validators, self.previous = validators, previous
         self.book.restart_views()
+        self._entered.clear()
         for digest, pending in self._own.items():
             # Acks count with the new epoch's power: gather them again (the
             # members re-acknowledge a batch they acknowledged when it is
@@ -362,6 +369,20 @@ class BatchCertifier:
 
     def now_ms(self) -> int:
         return self.clock_ms()
+
+    def overdue_as_of_ms(self, view: int) -> int | None:
+        """The time at which certificates count as overdue for a proposal of
+        `view` (docs/consensus.md, "Inclusion rule"): when this validator
+        entered `view`, or the latest view before it that it entered (None: it
+        entered none since it started or since the epoch began, and no
+        certificate binds its vote by time yet).
+
+        Not the time of the check: the leader built the proposal as it entered
+        `view`, and the check may wait for batches and certificates (under
+        load, certificate requests took seconds); a certificate that crossed
+        the time bound meanwhile was not overdue when the leader built."""
+        entered = [v for v in self._entered if v <= view]
+        return self._entered[max(entered)] if entered else None
 
     def certified(self, digest: bytes) -> bool:
         """Held here, or named by a committed block this node executed (its
@@ -406,6 +427,17 @@ class BatchCertifier:
     async def wait_for_certificate(self) -> None:
         """Return when a certificate is newly held after this call."""
         await self._arrived.wait()
+
+    async def wait_for_certificates(self, digests: Iterable[bytes], timeout_s: float) -> None:
+        """Wait (at most `timeout_s`) until the certificates of `digests` are
+        held here. A proposal naming a batch whose certificate was just formed
+        travels as fast as that certificate's broadcast, and the certificate
+        may sit in this node's inbound queue: waiting for it is far cheaper
+        than a request to a peer, and verifies it once."""
+        wanted = list(dict.fromkeys(digests))
+        with trio.move_on_after(timeout_s):
+            while any(not self.certified(d) for d in wanted):
+                await self._arrived.wait()
 
     async def fetch_missing_batches(self) -> None:
         """Fetch (for a bounded time) the batches of held certificates missing here."""
@@ -471,6 +503,10 @@ class BatchCertifier:
         and the next view's leader those overdue by then (it builds as soon as it
         enters its view, so it must hold them before); broadcast again own
         batches that gathered no quorum within the inclusion delay."""
+        self._entered[view] = self.now_ms()
+        self._entered.move_to_end(view)
+        while len(self._entered) > MAX_REMEMBERED_VIEW_ENTRIES:
+            self._entered.popitem(last=False)
         self._send_overdue(view, self.leader(view), due_by=view)
         self._send_overdue(view + 1, self.leader(view + 1), due_by=view + 1)
         again = 0

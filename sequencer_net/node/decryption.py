@@ -745,18 +745,36 @@ class Decryptor:
         return encoded, shares, coin
 
     async def _ask_missing_until_ready(self, job: BlockOpening, ready: trio.Event) -> None:
-        """One round of asking, cut short once t messages are in: a broadcast
-        that arrives meanwhile must not wait for a slow peer's answer (up to
-        REQUEST_TIMEOUT_S)."""
-        async with trio.open_nursery() as nursery:
+        """One round of asking; returns once t messages are in (a broadcast
+        that arrives meanwhile must not wait for a slow peer's answer, up to
+        REQUEST_TIMEOUT_S) or the round has ended.
 
-            async def ask_round() -> None:
+        The round's requests are not cancelled when t messages are in: they
+        run on in the decryptor's nursery, each bounded by REQUEST_TIMEOUT_S,
+        and their answers are then ignored. A request cut short mid-exchange
+        cost the whole connection to that peer under load (py-libp2p 0.8.1:
+        the peer closed it), and with it the frames queued on the validator
+        link; under 100% encrypted load that happened tens of times a minute."""
+        round_over = trio.Event()
+
+        async def ask_round() -> None:
+            try:
                 await self._ask_missing(job, ready)
-                nursery.cancel_scope.cancel()
+            finally:
+                round_over.set()
 
-            nursery.start_soon(ask_round)
-            await ready.wait()
-            nursery.cancel_scope.cancel()
+        if self._nursery is None:
+            await ask_round()
+            return
+        self._nursery.start_soon(ask_round)
+        async with trio.open_nursery() as waiting:
+
+            async def until(event: trio.Event) -> None:
+                await event.wait()
+                waiting.cancel_scope.cancel()
+
+            waiting.start_soon(until, ready)
+            waiting.start_soon(until, round_over)
 
     async def _ask_missing(self, job: BlockOpening, ready: trio.Event) -> None:
         """Ask every validator not yet heard from (nor refused) for its message."""
@@ -776,7 +794,7 @@ class Decryptor:
             except Exception as exc:  # a peer that fails is asked again next round
                 log.debug("event=shares_request_failed peer=%d reason=%s", peer, exc)
                 return
-            if answer:
+            if answer and not ready.is_set():
                 await self._consider(peer, answer)
 
         async with trio.open_nursery() as nursery:

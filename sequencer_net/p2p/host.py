@@ -24,6 +24,8 @@ What py-libp2p 0.8.1 does by default and this module turns off:
   negative cache; network.py dials with `Swarm.dial_addr`, which does neither.
 - The auto-connector dials peerstore entries up to the midpoint of the
   watermarks even with both at 0; `GatedSwarm` replaces it with a no-op.
+- A yamux frame write cut short by a cancelled caller breaks the whole
+  connection (`AtomicFrameYamux` says why); its frame writes run shielded.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ from libp2p.peer.id import ID
 from libp2p.peer.peerstore import PeerStore
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
+from libp2p.stream_muxer.exceptions import MuxedConnUnavailable
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux
 from libp2p.transport.tcp.tcp import TCP
@@ -66,6 +69,12 @@ log = logging.getLogger("seqnet.p2p")
 # Closing a socket we are done with never needs longer; shielded closes
 # must not hang a cancelled task.
 _CLOSE_TIMEOUT_S = 1.0
+
+# The longest one yamux frame write (waiting for the connection's write lock
+# included) may take once it can no longer be cancelled; beyond it the
+# connection is closed. P2PLimits.write_timeout_s tears a stalled link down
+# after the same time.
+FRAME_WRITE_TIMEOUT_S = 5.0
 
 
 def key_pair_from_secret(secret: bytes) -> KeyPair:
@@ -203,6 +212,31 @@ class GatedSwarm(Swarm):
         await swarm_conn.event_closed.wait()
 
 
+class AtomicFrameYamux(Yamux):
+    """Yamux whose frame writes a cancelled caller cannot cut short.
+
+    Each frame goes out as one Noise transport message, and Noise numbers its
+    messages: py-libp2p 0.8.1 encrypts a frame (spending the next nonce) and
+    only then awaits the socket write. A caller cancelled at that await (a
+    request abandoned once enough answers came, as the decryptor does, or a
+    deadline) leaves a nonce the peer never receives; the peer then fails to
+    decrypt every later message and drops the connection, with every stream
+    on it: the validator link too, and the frames queued on it. Under 100%
+    encrypted load that happened tens of times a minute. So a frame write runs
+    shielded, bounded by FRAME_WRITE_TIMEOUT_S; a write that does not finish
+    by then leaves the connection's byte stream unknown, and the connection
+    is closed."""
+
+    async def _write_frame(self, data: bytes) -> None:
+        with trio.CancelScope(shield=True):
+            with trio.move_on_after(FRAME_WRITE_TIMEOUT_S) as scope:
+                await super()._write_frame(data)
+            if scope.cancelled_caught:
+                with trio.move_on_after(_CLOSE_TIMEOUT_S):
+                    await self._cleanup_on_error()
+                raise MuxedConnUnavailable("a frame write timed out: connection closed")
+
+
 class ValidatorHost(BasicHost):
     """A BasicHost that serves only the protocols it is given and runs no identify."""
 
@@ -249,7 +283,7 @@ def build_validator_host(
     noise = NoiseTransport(key_pair, noise_privkey=create_new_x25519_key_pair().private_key)
     upgrader = TransportUpgrader(
         secure_transports_by_protocol={TProtocol(NOISE_PROTOCOL_ID): noise},
-        muxer_transports_by_protocol={TProtocol(YAMUX_PROTOCOL_ID): Yamux},
+        muxer_transports_by_protocol={TProtocol(YAMUX_PROTOCOL_ID): AtomicFrameYamux},
     )
     peerstore = PeerStore()
     peerstore.add_key_pair(own_id, key_pair)

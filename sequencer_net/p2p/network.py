@@ -517,7 +517,7 @@ class P2PNetwork:
                 try:
                     await stream.write(data)
                 except Exception as exc:
-                    failure = f"write_failed:{type(exc).__name__}"
+                    failure = f"write_failed:{type(exc).__name__}:{str(exc)[:80]!r}"
         if scope.cancelled_caught:
             self.stats.write_timeouts += 1
             failure = "write_timeout"

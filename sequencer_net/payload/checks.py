@@ -378,7 +378,10 @@ def check_certificate_inclusion(
     block, nor an uncommitted ancestor, nor a committed block includes; `block`
     the block's own batches. A left-out batch whose certificate was first held
     at least `delay_views` views before `view` and at least `delay_ms` before
-    `now_ms` (this validator's monotonic clock) is overdue, and the block must
+    `now_ms` (this validator's monotonic clock when it entered `view`: the
+    leader built the block as it entered `view`, so what crossed the time
+    bound later, while this validator checked the block, cannot bind it) is
+    overdue, and the block must
     include it, unless the block is full for it (it would not fit next to the
     block's batches, `check_block_size` and MAX_BATCHES_PER_BLOCK) and filled
     oldest first: every included batch is not younger than it, or is overdue

@@ -412,3 +412,48 @@ async def test_an_own_batch_gathers_its_acks_again_under_the_next_epochs_power(
         verify_certificate(_power_without(0), SEPARATOR, cert, SignatureVerifier(SEPARATOR).recover)
     finally:
         author.close()
+
+
+async def test_overdue_is_judged_as_of_the_entry_into_the_view(tmp_path: Path) -> None:
+    """The time a proposal of view v is judged at is when this validator
+    entered v (the leader built it then), or the latest view before it that
+    it entered; a new epoch's views start over, and their times with them."""
+    clock = [0]
+    node = Node(tmp_path / "db", me=0)
+    node.certifier.clock_ms = lambda: clock[0]
+    try:
+        assert node.certifier.overdue_as_of_ms(4) is None  # no view entered yet
+        node.certifier.view_changed(3)
+        clock[0] = 300
+        node.certifier.view_changed(4)
+        clock[0] = 900
+        assert node.certifier.overdue_as_of_ms(4) == 300
+        assert node.certifier.overdue_as_of_ms(3) == 0
+        assert node.certifier.overdue_as_of_ms(7) == 300  # not entered yet: the latest before
+        assert node.certifier.overdue_as_of_ms(2) is None
+        node.certifier.epoch_changed(VALIDATORS, None)
+        assert node.certifier.overdue_as_of_ms(4) is None
+    finally:
+        node.close()
+
+
+async def test_a_voter_waits_for_a_queued_certificate_instead_of_asking_peers(
+    node: Node,
+) -> None:
+    """A certificate offered just before the proposal that names its batch is
+    held as soon as the certifier takes it from its queue; one that never
+    comes ends the wait at its bound."""
+    digest, encoded, _ = batch_of(author=2, sequence=0, nonce=0)
+    assert await node.pool.receive(2, encoded) == digest
+    async with trio.open_nursery() as nursery:
+        await nursery.start(node.certifier.run)
+        node.certifier.offer(2, encode_cert_message(cert_of(digest, 2, 0, [0, 1, 2])))
+        assert not node.certifier.certified(digest)  # still queued
+        with trio.fail_after(5):
+            await node.certifier.wait_for_certificates([digest], 5.0)
+        assert node.certifier.certified(digest)
+        with trio.fail_after(5):
+            await node.certifier.wait_for_certificates([b"\x55" * 32], 0.05)
+        assert not node.certifier.certified(b"\x55" * 32)
+        nursery.cancel_scope.cancel()
+    assert node.fetcher.asked == []

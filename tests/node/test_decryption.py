@@ -431,6 +431,41 @@ async def test_a_block_opens_once_ready_without_waiting_for_a_peer_that_never_an
     assert [o[32:] for o in opened.plaintexts] == plaintexts()  # type: ignore[index]
 
 
+async def test_requests_in_flight_when_the_block_opens_are_left_to_finish(net: Net) -> None:
+    """A request cut short mid-exchange can cost the whole connection to its
+    peer, so the ones still out when t messages are in are not cancelled:
+    they finish (their answers ignored) while the block opens at once."""
+    net.stores[1].save_own_shares(HEIGHT, encode_shares_message(message(1)))
+    release, all_finished = trio.Event(), trio.Event()
+    finished: list[int] = []
+    cancelled: list[int] = []
+
+    async def request(peer: int, data: bytes, timeout: float) -> bytes:
+        try:
+            if peer in (2, 3):
+                await release.wait()
+            answer = net.decryptors[peer].answer_request(data[1:])
+        except trio.Cancelled:
+            cancelled.append(peer)
+            raise
+        finished.append(peer)
+        if len(finished) == 3:
+            all_finished.set()
+        return answer
+
+    net.decryptors[0].request = request
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(net.decryptors[0].run)
+            opened = await net.decryptors[0].open_block(HEIGHT, BLOCK, ENVELOPES)
+            assert finished == [1] and cancelled == []  # opened with 2 and 3 still out
+            release.set()
+            await all_finished.wait()
+            nursery.cancel_scope.cancel()
+    assert sorted(finished) == [1, 2, 3] and cancelled == []
+    assert [o[32:] for o in opened.plaintexts] == plaintexts()  # type: ignore[index]
+
+
 class _SlowToRecordFirst(dict[int, list[VerifiedShare]]):
     """A `verified` map whose entry for index 1 takes 20 ms to record: it
     holds the thread recording validator 1's message between the parts of

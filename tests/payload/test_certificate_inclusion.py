@@ -151,6 +151,9 @@ class FakeCertificates:
     def now_ms(self) -> int:
         return 0
 
+    def overdue_as_of_ms(self, view: int) -> int | None:
+        return self.now_ms()
+
     def certified(self, digest: bytes) -> bool:
         return digest in self.book
 
@@ -168,6 +171,9 @@ class FakeCertificates:
 
     async def wait_for_certificate(self) -> None:
         await trio.sleep_forever()
+
+    async def wait_for_certificates(self, digests: Iterable[bytes], timeout_s: float) -> None:
+        await trio.sleep(timeout_s)
 
     async def fetch_missing_batches(self) -> None:
         return None
@@ -331,3 +337,87 @@ async def test_a_waiting_leader_proposes_once_the_batch_of_a_held_certificate_ar
         pool.arrive(A)
     assert decode_payload(built[0]).batches == [A]
     assert trio.current_time() < 0.1  # well before the empty-block wait ran out
+
+
+class ClockedCertificates(FakeCertificates):
+    """Held certificates with the time each was first held, a clock, and the
+    time this validator entered each view (the certifier's record)."""
+
+    def __init__(self, held: dict[bytes, tuple[int, int, int]], delay_ms: int) -> None:
+        super().__init__({d: (view, author) for d, (view, author, _) in held.items()})
+        self.first_ms = {d: ms for d, (_, _, ms) in held.items()}
+        self.delay_ms = delay_ms
+        self.clock = 0
+        self.entered: dict[int, int] = {}
+
+    def now_ms(self) -> int:
+        return self.clock
+
+    def overdue_as_of_ms(self, view: int) -> int | None:
+        entered = [v for v in self.entered if v <= view]
+        return self.entered[max(entered)] if entered else None
+
+    def held(self, digest: bytes) -> HeldBatch | None:
+        entry = self.book.get(digest)
+        if entry is None:
+            return None
+        return HeldBatch(digest, entry[0], SMALL, self.first_ms[digest])
+
+
+async def test_time_counts_up_to_the_entry_into_the_view_not_up_to_the_check(
+    autojump_clock: MockClock,
+) -> None:
+    """B's certificate, held since view 3 at 0 ms, crosses the 500 ms bound at
+    600 ms, while this voter checks view 5's proposal (it entered view 5 at
+    300 ms and then waited, for a certificate say): the leader built that
+    proposal as it entered view 5, so it is not bound to B. View 6's proposal
+    is: the voter entered view 6 at 700 ms."""
+    pool = FakePool({A: 0, B: 1})
+    certs = ClockedCertificates({A: (2, 0, 0), B: (3, 1, 0)}, delay_ms=500)
+    voter = service(pool, certs)
+    certs.entered = {4: 0, 5: 300}
+    certs.clock = 600
+    assert await voter.verify(proposal([A], view=5))
+    certs.entered[6] = 700
+    certs.clock = 750
+    assert not await voter.verify(proposal([A], view=6))
+    assert certs.refusals == [6]
+
+
+async def test_a_voter_that_entered_no_view_yet_is_not_bound_by_time(
+    autojump_clock: MockClock,
+) -> None:
+    pool = FakePool({A: 0, B: 1})
+    certs = ClockedCertificates({A: (2, 0, 0), B: (3, 1, 0)}, delay_ms=500)
+    certs.clock = 60_000
+    assert await service(pool, certs).verify(proposal([A], view=10))
+    certs.entered = {10: 59_000}
+    assert not await service(pool, certs).verify(proposal([A], view=10))
+
+
+class ArrivingCertificates(FakeCertificates):
+    """A certificate that reaches this voter while it checks the proposal."""
+
+    def __init__(self, arriving: dict[bytes, tuple[int, int]], after_s: float) -> None:
+        super().__init__({})
+        self.arriving = arriving
+        self.after_s = after_s
+
+    async def wait_for_certificates(self, digests: Iterable[bytes], timeout_s: float) -> None:
+        if self.after_s <= timeout_s:
+            await trio.sleep(self.after_s)
+            self.book.update(self.arriving)
+        else:
+            await trio.sleep(timeout_s)
+
+
+async def test_a_voter_waits_briefly_for_a_certificate_before_asking_peers(
+    autojump_clock: MockClock,
+) -> None:
+    pool = FakePool({A: 0})
+    soon = ArrivingCertificates({A: (9, 0)}, after_s=0.05)
+    assert await service(pool, soon).verify(proposal([A]))
+    assert soon.fetched == []  # it came on its own: no request
+    late = ArrivingCertificates({A: (9, 0)}, after_s=60)
+    assert not await service(pool, late).verify(proposal([A]))
+    assert late.fetched == [([A], 3)]  # not within the wait: asked, the proposer first

@@ -14,7 +14,8 @@ Byzantine leader strategies run: "always" leaves the victim out of every
 block; "until-overdue" leaves it out only while no honest voter would refuse.
 
 The rule's bound: the author holds its certificate at the view c it forms,
-every validator by c + 1, so it is overdue at every honest voter from view
+every validator by c + 1, and a voter counts time up to its entry into the
+proposal's view, so it is overdue at every honest voter from view
 c + 1 + max(K, ceil(D / ROUND_MS)). The attack succeeds if a block commits at
 or after that view without the victim's batch. Delays are measured from c to
 the view of the block that includes it, against a run in which the Byzantine
@@ -122,7 +123,7 @@ def _vote(run: _Run, voter: _Validator, view: int, block: list[bytes]) -> bool:
             [_held(voter, d) for d in block],
             view=view,
             delay_views=DELAY_VIEWS,
-            now_ms=view * ROUND_MS,
+            now_ms=view * ROUND_MS,  # the voter's entry into the view
             delay_ms=DELAY_MS,
         )
     except PayloadRejected:
