@@ -170,6 +170,13 @@ def clear_batch_auction(
     """
     _check_market_parameters(tick_size, lot_size, reference_price)
     book = _build_book(orders, tick_size, lot_size)
+    return _clear(book, tick_size, lot_size, reference_price, tie_salt)
+
+
+def _clear(
+    book: _Book, tick_size: int, lot_size: int, reference_price: int | None, tie_salt: bytes
+) -> ClearingResult:
+    """The clearing price, volume and fills of a validated book."""
     choice = _choose_price(book, tick_size, reference_price)
     if choice is None:
         return ClearingResult(price=None, volume=0, fills=())
@@ -302,15 +309,7 @@ def clear_levels(
         limit_prices=sorted(buy_at.keys() | sell_at.keys()),
         members=members,
     )
-    choice = _choose_price(book, tick_size, reference_price)
-    if choice is None:
-        return ClearingResult(price=None, volume=0, fills=())
-    price, volume = choice
-    return ClearingResult(
-        price=price,
-        volume=volume,
-        fills=_allocate_fills(book, price, volume, lot_size, tie_salt),
-    )
+    return _clear(book, tick_size, lot_size, reference_price, tie_salt)
 
 
 # --- the clearing price ------------------------------------------------------------
