@@ -16,7 +16,6 @@ for every state; an input outside it marks at intrinsic value.
 
 from __future__ import annotations
 
-from .limits import MAX_OPTION_TENOR_SECONDS
 from .options_pricing import (
     InvalidOptionParameters,
     OptionType,
@@ -24,7 +23,7 @@ from .options_pricing import (
     years_from_seconds,
 )
 from .records import MarketParams, MarketState, OptionKind, OptionTerms
-from .state import StateWriter
+from .state import StateWriter, option_seconds_left
 
 
 def intrinsic_value(terms: OptionTerms, spot: int) -> int:
@@ -42,14 +41,15 @@ def option_mark(w: StateWriter, market_id: int, params: MarketParams, state: Mar
 def option_value(
     w: StateWriter, market_id: int, params: MarketParams, spot: int, volatility: int
 ) -> int:
-    """Value of one unit (wad) at this `spot` and `volatility` and the block's time:
+    """Value of one unit (wad) at this `spot` and `volatility` and the block's time
+    (`state.option_seconds_left`: the only way time enters an option's value):
     the mark at the oracle's inputs, a scenario's revaluation at shocked ones
     (option_margin.py). Cached for the block per (market, spot, vol, rate, time)."""
     terms = params.option
     assert terms is not None
     if spot <= 0:
         return 0
-    remaining = min(terms.expiry - w.timestamp, MAX_OPTION_TENOR_SECONDS)
+    remaining = option_seconds_left(params, w.timestamp)
     if remaining <= 0 or volatility <= 0 or terms.strike <= 0:
         return intrinsic_value(terms, spot)
     # The rate is in the key: governance may change it earlier in the same block.
