@@ -345,6 +345,9 @@ class StateWriter:
         self.events: list[object] = []
         # Option values by (market, spot, vol, rate, time): marks and scenario revaluations.
         self.option_marks: dict[tuple[int, int, int, int, int], int] = {}
+        # Per (market, spot, vol, rate, grid): the option's values over the grid's
+        # scenarios (option_margin.scenario_values), in this block's time.
+        self.scenario_values: dict[tuple[int, int, int, int, object], tuple[int, ...]] = {}
         # Per market that cleared this block: (price, volume).
         self.cleared_prices: dict[int, tuple[int, int]] = {}
         # Per perpetual that cleared this block: what its auction observed of the
