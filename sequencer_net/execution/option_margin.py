@@ -6,7 +6,8 @@ own). Each group is one portfolio: for every scenario of a grid (a relative
 spot shock and an absolute volatility shock, the same for every option of the
 group) every option is revalued with the engine's Black-Scholes
 (`options.option_value`, cached per block and market, so all subaccounts share
-one revaluation per scenario) and
+one revaluation per scenario; `scenario_values` keeps each market's values over
+a whole grid as one tuple per block) and
 
     loss(scenario) = sum_k size_k * (mark_k - value_k(scenario))
 
