@@ -13,14 +13,18 @@ subaccount checked, `margin_watch=None`): the same receipts, events and root.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import msgspec
 import pytest
 
 from sequencer_net.cli.bench_blocks import BlocksOptions, timed_blocks
 from sequencer_net.execution import liquidation
+from sequencer_net.execution import options as options_module
 from sequencer_net.execution.engine import BlockResult, ExecutionBlock, SequencedTransaction
 from sequencer_net.execution.margin import Maintenance, maintenance_risk
+from sequencer_net.execution.options import option_mark
+from sequencer_net.execution.options_pricing import black_scholes
 from sequencer_net.execution.receipts import LiquidationOrderPlaced
 from sequencer_net.execution.records import OptionKind, OptionTerms
 from sequencer_net.execution.state import (
@@ -218,3 +222,44 @@ def test_option_heavy_blocks_within_a_second_match_the_full_check(checked: list[
         if k % 5 > 1:  # not the block of a new second, not the one after it
             quiet.append(len(checked))
     assert quiet and max(quiet) < holders // 10
+
+
+def test_the_black_scholes_memo_is_shared_by_the_blocks_of_a_second(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Blocks of the same second at the same oracle inputs value options at the
+    same arguments: the second block evaluates Black-Scholes for none of them,
+    and its marks equal the first's (the memo holds the function's values)."""
+    chain = option_chain({"alice": 1_000 * W, "bob": 100 * W})
+    calls: list[int] = []
+
+    def counted(*args: Any) -> Any:
+        calls.append(1)
+        return black_scholes(*args)
+
+    monkeypatch.setattr(options_module, "black_scholes", counted)
+    options_module.black_scholes_price.cache_clear()
+    orders = [chain.order("bob", CALL, SELL, 9 * W, W), chain.order("alice", CALL, BUY, 9 * W, W)]
+    first = run(chain, orders, dt=1)
+    assert all(r.success for r in first.receipts) and calls
+    evaluated = len(calls)
+    state = chain.state
+    mark_then = option_mark(
+        StateWriter(state, state.height, state.block.timestamp),
+        CALL,
+        state.market_params[CALL],
+        state.market_states[CALL],
+    )
+    again = [chain.order("bob", CALL, SELL, 9 * W, W), chain.order("alice", CALL, BUY, 9 * W, W)]
+    second = run(chain, again, dt=0)
+    assert all(r.success for r in second.receipts)
+    assert len(calls) == evaluated
+    options_module.black_scholes_price.cache_clear()
+    state = chain.state
+    recomputed = option_mark(
+        StateWriter(state, state.height, state.block.timestamp),
+        CALL,
+        state.market_params[CALL],
+        state.market_states[CALL],
+    )
+    assert recomputed == mark_then and len(calls) == evaluated + 1
