@@ -381,6 +381,25 @@ def block(orders: int, markets: int, seed: int, mix: str, as_json: bool) -> None
     help="Every Nth timed block carries the validators' reports moving every index.",
 )
 @click.option(
+    "--options",
+    "option_markets",
+    default=0,
+    show_default=True,
+    help="European option markets on perpetual 1's index (calls and puts).",
+)
+@click.option(
+    "--option-holders",
+    type=int,
+    default=None,
+    help="Traders that also hold an option [default: every trader when --options > 0].",
+)
+@click.option(
+    "--blocks-per-second",
+    default=1,
+    show_default=True,
+    help="Timed blocks sharing one block time (the engine's time is in whole seconds).",
+)
+@click.option(
     "--seed", type=int, default=1, show_default=True, help="Seed for accounts and orders."
 )
 @click.option(
@@ -394,6 +413,9 @@ def blocks_command(
     txs: int,
     markets: int,
     price_every: int,
+    option_markets: int,
+    option_holders: int | None,
+    blocks_per_second: int,
     seed: int,
     profile: bool,
     as_json: bool,
@@ -408,13 +430,23 @@ def blocks_command(
     cost, end-of-block work included, at that open state. Reports the median,
     mean and max per block (`block_ms_*`, wall clock; `block_cpu_ms_median`,
     this process's CPU) and, with --profile, the mean per phase (`phases_ms`).
+    With --options, OPTION_HOLDERS traders also hold one of that many options.
 
     \b
-    Example:
+    Examples:
       seqnet bench blocks --open-accounts 10000 --blocks 20 --txs 100 --json
+      seqnet bench blocks --open-accounts 2000 --options 8 --txs 1 --blocks 40 \\
+          --blocks-per-second 5
     """
-    if min(open_accounts, blocks, txs, markets, price_every) < 1:
+    if min(open_accounts, blocks, txs, markets, price_every, blocks_per_second) < 1:
         raise click.BadParameter("every count must be at least 1")
+    if option_markets < 0 or (option_holders is not None and option_holders < 0):
+        raise click.BadParameter("--options and --option-holders cannot be negative")
+    if price_every < blocks_per_second:
+        raise click.BadParameter(
+            "reporters report once a second: --price-every must be >= --blocks-per-second"
+        )
+    holders = open_accounts if option_holders is None else min(option_holders, open_accounts)
     from sequencer_net.cli.bench_blocks import BlocksOptions, bench_blocks
 
     options = BlocksOptions(
@@ -426,6 +458,9 @@ def blocks_command(
         price_every=price_every,
         seed=seed,
         profile=profile,
+        option_markets=option_markets,
+        option_holders=holders if option_markets else 0,
+        blocks_per_second=blocks_per_second,
     )
     report = bench_blocks(options)
     if as_json:

@@ -10,16 +10,26 @@
 - block 3: `resting_orders` GTC limit orders from the traders, 2-4% away from
   the index (they rest; nobody crosses them).
 
+With `option_markets` > 0, the same blocks also list that many European
+options (calls and puts, strikes around the index, 30 days, one underlying:
+perpetual market 1, whose index is their spot, at 80% volatility); one option
+maker per option market rests a two-sided book around the Black-Scholes mark in
+block 2, and in block 3 `option_holders` of the traders also buy or sell a few
+units of one option at market (about half of them short), so each of them holds
+an option and a perpetual.
+
 Then it times `execute_block` on each of `blocks` blocks of `txs_per_block`
 transactions: every `price_every`-th block (the first included) the four
 reporters move every market's index by up to +-0.2% (validators report once a
 second, and a network commits several blocks a second), and traders place new
 limit orders near the index (some cross and fill), cancel resting ones, and
-send market orders. Blocks are one second apart, so `execute_block` pays
-whatever its end-of-block work costs (auctions, premium samples, the
-liquidation check of every open subaccount, the state-tree update) at this
-open state, the cost a network committing several small blocks a second pays
-on every block.
+send market orders. Block time advances one second every `blocks_per_second`
+blocks (default 1: blocks are one second apart; the engine's block time is in
+whole seconds, so a network committing several blocks a second gives them
+the same time). `execute_block` pays whatever its end-of-block work costs
+(auctions, premium samples, the liquidation check of every open subaccount,
+the state-tree update) at this open state, the cost a network committing
+several small blocks a second pays on every block.
 
 Transactions are built as the commit pipeline hands them to the engine
 (`SequencedTransaction`, sender recovered): no signatures are made or
@@ -38,6 +48,8 @@ from dataclasses import dataclass
 from random import Random
 from typing import Any
 
+import msgspec
+
 from consensus.crypto import keccak256
 from sequencer_net.cli.bench_engine import GENESIS_TIME, INDEX_PRICE, LOT, TICK, WAD
 from sequencer_net.cli.bench_engine import bench_perp_params as perp_params
@@ -54,8 +66,17 @@ from sequencer_net.execution.genesis import (
     GenesisMarket,
     genesis_state,
 )
+from sequencer_net.execution.options_pricing import OptionType, black_scholes, years_from_seconds
 from sequencer_net.execution.receipts import FillEvent
-from sequencer_net.execution.records import ChainConfig, OracleReporter, TimeInForce
+from sequencer_net.execution.records import (
+    ChainConfig,
+    MarketKind,
+    MarketParams,
+    OptionKind,
+    OptionTerms,
+    OracleReporter,
+    TimeInForce,
+)
 from sequencer_net.execution.state import ExecutionState, subaccount_id
 from sequencer_net.execution.transactions import (
     DEX_NAMESPACE,
@@ -87,6 +108,14 @@ PHASES = (
 """Engine functions whose cumulative time `profile` reports (engine.py's phases;
 `_run` is every transaction's handler, `commit` the snapshot and tree update)."""
 
+OPTION_UNDERLYING = 1
+"""The perpetual whose index is every option's spot (and their margin group)."""
+OPTION_VOLATILITY = 8 * WAD // 10
+OPTION_EXPIRY = GENESIS_TIME + 30 * 86_400
+OPTION_TICK = WAD // 100
+OPTION_LOT = WAD // 10
+OPTION_STRIKE_STEP = 50 * WAD
+
 
 @dataclass(frozen=True)
 class BlocksOptions:
@@ -98,6 +127,54 @@ class BlocksOptions:
     price_every: int = 5
     seed: int = 1
     profile: bool = False
+    option_markets: int = 0
+    option_holders: int = 0
+    blocks_per_second: int = 1
+
+
+def option_params(market: int) -> MarketParams:
+    """Option `market` (0-based among the options): calls at even, puts at odd
+    numbers, strikes stepping away from the index in both directions."""
+    kind = OptionKind.CALL if market % 2 == 0 else OptionKind.PUT
+    away = (market // 2 + 1) // 2 * (1 if (market // 2) % 2 else -1)
+    return msgspec.structs.replace(
+        perp_params(),
+        kind=MarketKind.OPTION,
+        tick_size=OPTION_TICK,
+        lot_size=OPTION_LOT,
+        initial_margin=15 * WAD // 100,
+        maintenance_margin=8 * WAD // 100,
+        maker_fee=0,
+        taker_fee=3 * WAD // 10_000,
+        funding_interval=0,
+        funding_clamp=0,
+        mark_band=WAD // 2,
+        risk_free_rate=5 * WAD // 100,
+        option=OptionTerms(
+            kind, INDEX_PRICE + away * OPTION_STRIKE_STEP, OPTION_EXPIRY, OPTION_UNDERLYING
+        ),
+    )
+
+
+def option_mark_at(params: MarketParams, spot: int, at: int) -> int:
+    """The Black-Scholes value the engine marks the option at (setup only)."""
+    terms = params.option
+    assert terms is not None
+    kind = OptionType.CALL if terms.option_kind == OptionKind.CALL else OptionType.PUT
+    years = years_from_seconds(terms.expiry - at)
+    quote = black_scholes(kind, spot, terms.strike, years, params.risk_free_rate, OPTION_VOLATILITY)
+    return max(quote.price, 0)
+
+
+def _prices(options: BlocksOptions, index: list[int]) -> tuple[OraclePrice, ...]:
+    """Every perpetual's index and every option's spot (the underlying's index)."""
+    perps = [OraclePrice(m, p, 0) for m, p in enumerate(index)]
+    spot = index[OPTION_UNDERLYING % len(index)]
+    opts = [
+        OraclePrice(options.markets + k, spot, OPTION_VOLATILITY)
+        for k in range(options.option_markets)
+    ]
+    return tuple(perps + opts)
 
 
 def _address(label: str, i: int) -> bytes:
@@ -131,6 +208,7 @@ def build_open_state(
     markets = options.markets
     reporters = [_address("validator", i) for i in range(REPORTERS)]
     makers = [_address("maker", m) for m in range(markets)]
+    makers += [_address("option-maker", k) for k in range(options.option_markets)]
     traders = [_address("trader", i) for i in range(options.open_accounts)]
     deposits = [GenesisDeposit(subaccount_id(a, 0), 10**12 * WAD) for a in [*reporters, *makers]]
     deposits += [GenesisDeposit(subaccount_id(a, 0), 100_000 * WAD) for a in traders]
@@ -143,7 +221,10 @@ def build_open_state(
             genesis_time=GENESIS_TIME,
             deposits=tuple(deposits),
             insurance_fund=10**9 * WAD,
-            markets=tuple(GenesisMarket(m, perp_params()) for m in range(markets)),
+            markets=tuple(GenesisMarket(m, perp_params()) for m in range(markets))
+            + tuple(
+                GenesisMarket(markets + k, option_params(k)) for k in range(options.option_markets)
+            ),
         )
     )
     send = _Sender(state.config)
@@ -156,9 +237,7 @@ def build_open_state(
             chunk = tuple(txs[start : start + SETUP_BLOCK_SIZE])
             state = execute_block(state, ExecutionBlock(height, GENESIS_TIME + height, chunk)).state
 
-    update = OracleUpdate(
-        GENESIS_TIME + 1, tuple(OraclePrice(m, INDEX_PRICE, 0) for m in range(markets))
-    )
+    update = OracleUpdate(GENESIS_TIME + 1, _prices(options, [INDEX_PRICE] * markets))
     run([send(a, update) for a in reporters])
     gtc, ioc = TimeInForce.GOOD_TILL_CANCEL, TimeInForce.IMMEDIATE_OR_CANCEL
     depth = (options.open_accounts // markets + 1) * 100 * LOT
@@ -175,6 +254,7 @@ def build_open_state(
                     maker, PlaceOrder(0, m, 1, INDEX_PRICE + level * TICK, depth, gtc, False, False)
                 )
             )
+    book += _option_book(options, send)
     run(book)
     opening = [
         send(
@@ -185,6 +265,7 @@ def build_open_state(
         )
         for i, trader in enumerate(traders)
     ]
+    opening += _option_opening(options, send, traders)
     run(opening)
     resting: list[tuple[bytes, int, bytes]] = []
     orders = []
@@ -203,6 +284,46 @@ def build_open_state(
     return state, send, reporters, traders, resting
 
 
+def _option_book(options: BlocksOptions, send: _Sender) -> list[SequencedTransaction]:
+    """Each option maker's two-sided book, five levels a side around the mark."""
+    orders = []
+    gtc = TimeInForce.GOOD_TILL_CANCEL
+    depth = (options.option_holders // max(options.option_markets, 1) + 1) * 10 * WAD
+    for k in range(options.option_markets):
+        maker = _address("option-maker", k)
+        mark = option_mark_at(option_params(k), INDEX_PRICE, GENESIS_TIME + 2)
+        mark = mark // OPTION_TICK * OPTION_TICK
+        for level in range(1, 6):
+            bid = max(mark - level * 10 * OPTION_TICK, OPTION_TICK)
+            ask = mark + level * 10 * OPTION_TICK
+            market = options.markets + k
+            orders.append(send(maker, PlaceOrder(0, market, 0, bid, depth, gtc, False, False)))
+            orders.append(send(maker, PlaceOrder(0, market, 1, ask, depth, gtc, False, False)))
+    return orders
+
+
+def _option_opening(
+    options: BlocksOptions, send: _Sender, traders: list[bytes]
+) -> list[SequencedTransaction]:
+    """The first `option_holders` traders buy or sell 1-5 units of one option,
+    IOC through the maker's levels (a buy states its limit: it reserves the premium)."""
+    if not options.option_markets:
+        return []
+    rng = Random(options.seed + 7)
+    ioc = TimeInForce.IMMEDIATE_OR_CANCEL
+    orders = []
+    for i, trader in enumerate(traders[: options.option_holders]):
+        k = i % options.option_markets
+        mark = option_mark_at(option_params(k), INDEX_PRICE, GENESIS_TIME + 3)
+        mark = mark // OPTION_TICK * OPTION_TICK
+        side = rng.randrange(2)
+        limit = mark + 60 * OPTION_TICK if side == 0 else max(mark - 60 * OPTION_TICK, OPTION_TICK)
+        quantity = rng.randint(1, 5) * WAD
+        order = PlaceOrder(0, options.markets + k, side, limit, quantity, ioc, False, False)
+        orders.append(send(trader, order))
+    return orders
+
+
 def timed_blocks(
     options: BlocksOptions,
 ) -> tuple[ExecutionState, list[ExecutionBlock]]:
@@ -214,11 +335,11 @@ def timed_blocks(
     index = [INDEX_PRICE] * options.markets
     for k in range(options.blocks):
         height = state.height + 1 + k
-        timestamp = state.block.timestamp + 1 + k
+        timestamp = state.block.timestamp + 1 + k // options.blocks_per_second
         txs = []
         if k % options.price_every == 0:
             index = [p + rng.randint(-40, 40) * TICK for p in index]
-            prices = tuple(OraclePrice(m, p, 0) for m, p in enumerate(index))
+            prices = _prices(options, index)
             txs = [send(a, OracleUpdate(timestamp, prices)) for a in reporters]
         while len(txs) < options.txs_per_block:
             trader = traders[rng.randrange(len(traders))]
@@ -273,6 +394,9 @@ def bench_blocks(options: BlocksOptions) -> dict[str, Any]:
         "resting_orders": resting,
         "markets": options.markets,
         "price_every": options.price_every,
+        "option_markets": options.option_markets,
+        "option_holders": options.option_holders,
+        "blocks_per_second": options.blocks_per_second,
         "blocks": options.blocks,
         "txs_per_block": options.txs_per_block,
         "seed": options.seed,

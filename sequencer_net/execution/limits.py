@@ -118,3 +118,9 @@ order, so honest reports never wait long for the window to move."""
 
 MAX_L1_AMOUNT: Final = 2**256 - 1
 """An L1 amount is a uint256: the largest L1 asset balance or withdrawal record."""
+
+BLACK_SCHOLES_MEMO_ENTRIES: Final = 8_192
+"""Black-Scholes prices remembered across blocks (options.black_scholes_price):
+a block values each option market at about 50 argument sets (the mark and the
+initial grid's 45 scenarios), so this keeps every value of 16 option markets
+for 10 distinct oracle inputs or seconds, at a few hundred bytes an entry."""

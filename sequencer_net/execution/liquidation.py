@@ -87,7 +87,14 @@ from .records import (
     RestingOrder,
     TimeInForce,
 )
-from .state import INSURANCE_FUND, ExecutionState, MarginInputs, StateWriter, owner_of
+from .state import (
+    INSURANCE_FUND,
+    ExecutionState,
+    MarginInputs,
+    StateWriter,
+    margin_inputs,
+    owner_of,
+)
 
 LIQUIDATION_ORDER_TAG: Final = b"seqnet/liquidation-order/v1"
 """Domain of a liquidation order's id: keccak256(tag || encode((height, subaccount, market)))."""
@@ -112,8 +119,6 @@ def liquidate_undermargined(w: StateWriter) -> int:
                 continue
             with w.phase("liquidation", sid):
                 risk = maintenance_risk(w, sid)
-                if holds_option(w, sid):
-                    watch.add(sid)
                 if risk.equity >= risk.maintenance:
                     continue
                 watch.add(sid)
@@ -149,12 +154,14 @@ def subaccounts_to_check(w: StateWriter) -> set[bytes]:
     """The open subaccounts whose equity or maintenance may have changed since
     the previous block's check: those on the watch list it left
     (ExecutionState.margin_watch), those this block has written so far, and
-    those holding a market whose margin inputs (params, index, funding indexes)
-    moved. Every other open subaccount met maintenance with exactly these
-    inputs at the end of the previous block and, being untouched, still does:
-    checking it again would change nothing. All of them when the previous block
-    left no watch list, or when every block-level unit is skipped (each one
-    then records its PhaseSkipped event)."""
+    those holding a market whose margin inputs moved (`MarginInputs`: params,
+    index, funding indexes; for an option also the volatility and the time to
+    expiry, which moves when the block time does, until expiry). Every other
+    open subaccount met maintenance with exactly these inputs at the end of the
+    previous block and, being untouched, still does: checking it again would
+    change nothing. All of them when the previous block left no watch list, or
+    when every block-level unit is skipped (each one then records its
+    PhaseSkipped event)."""
     open_now = w.open_subaccounts()
     watch = w.base.margin_watch
     if watch is None or w.skip_all_phases:
@@ -173,21 +180,12 @@ def subaccounts_to_check(w: StateWriter) -> set[bytes]:
 
 
 def _margin_inputs(state: ExecutionState) -> dict[int, MarginInputs]:
+    """Per market, the margin inputs at `state` (at its block's time)."""
+    at = state.block.timestamp
     return {
-        mid: MarginInputs(
-            state.market_params.get(mid), ms.oracle_price, ms.long_index, ms.short_index
-        )
+        mid: margin_inputs(state.market_params.get(mid), ms, at)
         for mid, ms in state.market_states.items()
     }
-
-
-def holds_option(w: StateWriter, sid: bytes) -> bool:
-    """An option's mark moves with the block time: its holder is checked every block."""
-    for market_id in w.subaccount(sid).markets:
-        params = w.params(market_id)
-        if params is None or params.kind != MarketKind.PERPETUAL:
-            return True
-    return False
 
 
 def misses_after_auction(w: StateWriter) -> dict[bytes, int]:

@@ -6,7 +6,8 @@ own). Each group is one portfolio: for every scenario of a grid (a relative
 spot shock and an absolute volatility shock, the same for every option of the
 group) every option is revalued with the engine's Black-Scholes
 (`options.option_value`, cached per block and market, so all subaccounts share
-one revaluation per scenario) and
+one revaluation per scenario; `scenario_values` keeps each market's values over
+a whole grid as one tuple per block) and
 
     loss(scenario) = sum_k size_k * (mark_k - value_k(scenario))
 
@@ -148,24 +149,43 @@ def group_requirement(
     if all(size == 0 for options in sizes for size in options):
         return 0
     marks = [option_mark(w, h.market_id, h.params, h.state) for h in group]
-    worst = max(
-        _loss(
-            sizes,
-            marks,
-            [
-                option_value(w, h.market_id, h.params, _shocked(h, spot_shock), _vol(h, vol_shock))
-                for h in group
-            ],
-        )
-        for spot_shock in grid.spot_shocks
-        for vol_shock in grid.volatility_shocks
-    )
+    columns = [scenario_values(w, h, grid) for h in group]
+    worst = max(_loss(sizes, marks, values) for values in zip(*columns, strict=True))
     scale = SHORT_FLOOR_DIVISOR * SCALE
     required = max(max(worst, 0) * scale, _short_floor(group, sizes, initial=initial))
     cap = _max_loss(group, sizes, marks)
     if cap is not None:
         required = min(required, max(cap, 0) * scale)
     return -(-required // (scale * SCALE))  # margin rounds up
+
+
+def scenario_values(w: StateWriter, holding: OptionHolding, grid: ScenarioGrid) -> tuple[int, ...]:
+    """The option's value in every scenario of `grid` (spot shocks outer,
+    volatility shocks inner), computed once per block per market inputs and
+    grid and shared by every subaccount holding it."""
+    state = holding.state
+    key = (
+        holding.market_id,
+        state.oracle_price,
+        state.oracle_volatility,
+        holding.params.risk_free_rate,
+        grid,
+    )
+    cached = w.scenario_values.get(key)
+    if cached is None:
+        cached = tuple(
+            option_value(
+                w,
+                holding.market_id,
+                holding.params,
+                _shocked(holding, spot_shock),
+                _vol(holding, vol_shock),
+            )
+            for spot_shock in grid.spot_shocks
+            for vol_shock in grid.volatility_shocks
+        )
+        w.scenario_values[key] = cached
+    return cached
 
 
 def _shocked(holding: OptionHolding, shock: int) -> int:

@@ -4,8 +4,9 @@ An option market's oracle feed carries the underlying spot and the implied
 volatility; the risk-free rate is a market parameter. The mark is the
 Black-Scholes price (options_pricing, the code `seqnet price option` uses) at
 the block timestamp, computed once per (market, spot, vol, rate, time) and
-cached for the block (scenario margin revalues through the same cache). At or
-after expiry the mark is the intrinsic value.
+cached for the block (scenario margin revalues through the same cache), the
+pricing itself memoized across blocks (`black_scholes_price`). At or after
+expiry the mark is the intrinsic value.
 
 Marking is total by construction: listing bounds the tenor
 (limits.MAX_OPTION_TENOR_SECONDS) and the oracle requires a positive volatility
@@ -16,7 +17,9 @@ for every state; an input outside it marks at intrinsic value.
 
 from __future__ import annotations
 
-from .limits import MAX_OPTION_TENOR_SECONDS
+import functools
+
+from .limits import BLACK_SCHOLES_MEMO_ENTRIES
 from .options_pricing import (
     InvalidOptionParameters,
     OptionType,
@@ -24,7 +27,7 @@ from .options_pricing import (
     years_from_seconds,
 )
 from .records import MarketParams, MarketState, OptionKind, OptionTerms
-from .state import StateWriter
+from .state import StateWriter, option_seconds_left
 
 
 def intrinsic_value(terms: OptionTerms, spot: int) -> int:
@@ -42,14 +45,15 @@ def option_mark(w: StateWriter, market_id: int, params: MarketParams, state: Mar
 def option_value(
     w: StateWriter, market_id: int, params: MarketParams, spot: int, volatility: int
 ) -> int:
-    """Value of one unit (wad) at this `spot` and `volatility` and the block's time:
+    """Value of one unit (wad) at this `spot` and `volatility` and the block's time
+    (`state.option_seconds_left`: the only way time enters an option's value):
     the mark at the oracle's inputs, a scenario's revaluation at shocked ones
     (option_margin.py). Cached for the block per (market, spot, vol, rate, time)."""
     terms = params.option
     assert terms is not None
     if spot <= 0:
         return 0
-    remaining = min(terms.expiry - w.timestamp, MAX_OPTION_TENOR_SECONDS)
+    remaining = option_seconds_left(params, w.timestamp)
     if remaining <= 0 or volatility <= 0 or terms.strike <= 0:
         return intrinsic_value(terms, spot)
     # The rate is in the key: governance may change it earlier in the same block.
@@ -58,17 +62,31 @@ def option_value(
     if cached is not None:
         return cached
     option_type = OptionType.CALL if terms.option_kind == OptionKind.CALL else OptionType.PUT
-    try:
-        quote = black_scholes(
-            option_type,
-            spot,
-            terms.strike,
-            years_from_seconds(remaining),
-            params.risk_free_rate,
-            volatility,
-        )
-    except InvalidOptionParameters:  # unreachable after the clamps above; never a crash
+    years = years_from_seconds(remaining)
+    price = black_scholes_price(
+        option_type, spot, terms.strike, years, params.risk_free_rate, volatility
+    )
+    if price is None:  # unreachable after the clamps above; never a crash
         return intrinsic_value(terms, spot)
-    value: int = max(quote.price, 0)
-    w.option_marks[key] = value
-    return value
+    w.option_marks[key] = price
+    return price
+
+
+@functools.lru_cache(maxsize=BLACK_SCHOLES_MEMO_ENTRIES)
+def black_scholes_price(
+    option_type: OptionType, spot: int, strike: int, years: int, rate: int, volatility: int
+) -> int | None:
+    """max(Black-Scholes price, 0), or None outside the pricing domain.
+
+    Memoized across blocks: a pure function of its integer arguments, so a
+    remembered value is the value, whichever blocks computed it first, and
+    every node gets the same numbers with or without the memo. The blocks of
+    one second with the same oracle inputs re-value an option at the same
+    arguments (scenario grids, orders' initial margin, marks); the memo lets
+    them share one evaluation. Bounded (least recently used out)."""
+    try:
+        quote = black_scholes(option_type, spot, strike, years, rate, volatility)
+    except InvalidOptionParameters:
+        return None
+    price: int = max(quote.price, 0)
+    return price

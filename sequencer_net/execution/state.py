@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Final, Generic, NamedTuple, TypeVar
 
 from .book import Book
 from .encoding import decode_canonical, encode
+from .limits import MAX_OPTION_TENOR_SECONDS
 from .receipts import PhaseSkipped
 from .records import (
     Address,
@@ -179,9 +180,9 @@ class ExecutionState:
     margin_watch: frozenset[bytes] | None = None
     """Derived, not in the tree: the open subaccounts the next block's
     liquidation check must look at even if nothing of theirs changes (below
-    maintenance, holding an option, skipped, or written in this block). Every
-    other open subaccount met maintenance at this state. None: unknown (genesis,
-    a reloaded state, a refused block): the next block checks every one."""
+    maintenance, skipped, or written in this block). Every other open
+    subaccount met maintenance at this state. None: unknown (genesis, a
+    reloaded state, a refused block): the next block checks every one."""
 
     @property
     def height(self) -> int:
@@ -193,13 +194,39 @@ class ExecutionState:
 
 
 class MarginInputs(NamedTuple):
-    """What margin.py reads of a market for a subaccount's equity and
-    maintenance requirement (options also read the block time: never cached)."""
+    """Everything margin.py reads of a market for a subaccount's equity and
+    maintenance requirement: equal inputs give equal margin. A perpetual reads
+    its params, index and funding indexes; an option also its volatility and
+    the block time, as the time to expiry its Black-Scholes values use
+    (`option_seconds_left`; 0 for a perpetual)."""
 
     params: MarketParams | None
     oracle_price: int
     long_index: int
     short_index: int
+    oracle_volatility: int
+    seconds_left: int
+
+
+def option_seconds_left(params: MarketParams | None, timestamp: int) -> int:
+    """The time to expiry an option is valued at at `timestamp`: expiry - now,
+    at most MAX_OPTION_TENOR_SECONDS, at least 0 (at or after expiry the value
+    is intrinsic and no longer moves with time). 0 for a perpetual."""
+    if params is None or params.option is None:
+        return 0
+    return max(min(params.option.expiry - timestamp, MAX_OPTION_TENOR_SECONDS), 0)
+
+
+def margin_inputs(params: MarketParams | None, state: MarketState, timestamp: int) -> MarginInputs:
+    """One market's MarginInputs at block time `timestamp`."""
+    return MarginInputs(
+        params,
+        state.oracle_price,
+        state.long_index,
+        state.short_index,
+        state.oracle_volatility,
+        option_seconds_left(params, timestamp),
+    )
 
 
 _EMPTY_BOOK: Final = Book()
@@ -318,6 +345,9 @@ class StateWriter:
         self.events: list[object] = []
         # Option values by (market, spot, vol, rate, time): marks and scenario revaluations.
         self.option_marks: dict[tuple[int, int, int, int, int], int] = {}
+        # Per (market, spot, vol, rate, grid): the option's values over the grid's
+        # scenarios (option_margin.scenario_values), in this block's time.
+        self.scenario_values: dict[tuple[int, int, int, int, object], tuple[int, ...]] = {}
         # Per market that cleared this block: (price, volume).
         self.cleared_prices: dict[int, tuple[int, int]] = {}
         # Per perpetual that cleared this block: what its auction observed of the
@@ -448,17 +478,13 @@ class StateWriter:
         return written
 
     def margin_inputs_now(self) -> dict[int, MarginInputs]:
-        """Per market, what a subaccount's equity and maintenance read of it."""
+        """Per market, what a subaccount's equity and maintenance read of it
+        now (this block's time)."""
         inputs: dict[int, MarginInputs] = {}
         for mid in self.market_states.live_keys():
             state = self.market_states.get(mid)
             assert state is not None
-            inputs[mid] = MarginInputs(
-                self.market_params.get(mid),
-                state.oracle_price,
-                state.long_index,
-                state.short_index,
-            )
+            inputs[mid] = margin_inputs(self.market_params.get(mid), state, self.timestamp)
         return inputs
 
     def _next_open_subaccounts(self) -> frozenset[bytes]:

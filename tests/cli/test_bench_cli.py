@@ -129,6 +129,22 @@ def test_bench_blocks_times_each_small_block_over_the_open_state() -> None:
     assert again["state_root"] == report["state_root"]
 
 
+def test_bench_blocks_option_case_lists_options_and_shares_seconds() -> None:
+    args = ["bench", "blocks", "--open-accounts", "30", "--blocks", "4", "--txs", "2"]
+    args += ["--markets", "2", "--options", "2", "--option-holders", "20"]
+    args += ["--blocks-per-second", "2", "--price-every", "2", "--json"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert (report["option_markets"], report["option_holders"]) == (2, 20)
+    assert report["blocks_per_second"] == 2
+    # Traders, the two perpetual makers and the two option makers.
+    assert report["open_subaccounts"] == 30 + 2 + 2
+    too_often = ["bench", "blocks", "--blocks-per-second", "5", "--price-every", "2"]
+    refused = CliRunner().invoke(cli, too_often)
+    assert refused.exit_code != 0 and "--price-every" in refused.output
+
+
 def test_bench_blocks_profile_splits_the_time_by_phase() -> None:
     args = ["bench", "blocks", "--open-accounts", "20", "--blocks", "2", "--txs", "10"]
     result = CliRunner().invoke(cli, [*args, "--markets", "1", "--profile", "--json"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -49,7 +50,7 @@ STRIKES = {C100: 100, C101: 101, C105: 105, C300: 300, P95: 95, LONE_CALL: 105}
 
 def listed(kind: OptionKind, strike: int, underlying: int = ETH) -> MarketParams:
     terms = OptionTerms(kind, strike * W, EXPIRY, underlying)
-    return option_params(kind, strike * W, EXPIRY, option=terms)
+    return msgspec.structs.replace(option_params(kind, strike * W, EXPIRY), option=terms)
 
 
 def margin_chain(deposits: dict[str, int] | None = None) -> Chain:
@@ -309,6 +310,7 @@ def revaluations_for_20_subaccounts(monkeypatch: pytest.MonkeyPatch, *, initial:
         return black_scholes(*args)
 
     monkeypatch.setattr(options_module, "black_scholes", counted)
+    options_module.black_scholes_price.cache_clear()  # count this block's evaluations
     w = writer(chain)
     state = chain.state
     for q in range(1, 21):
