@@ -33,6 +33,7 @@ from sequencer_net.node.status import CommitFeed
 from sequencer_net.payload.format import BlockPayload, encode_payload
 from sequencer_net.payload.namespaces import namespace_root
 from sequencer_net.storage.node_store import NodeStore
+from tests.api.test_openapi import validate
 from tests.api.test_subscription_order import (
     GENESIS_DIGEST,
     KEYSET,
@@ -74,6 +75,7 @@ async def test_a_one_sender_block_has_no_seed_and_its_message_says_so(store: Nod
     assert len(store.transactions_at(1)) == 3
     document = await message_of(store, p.status.feed)
     assert "order" in document and document["order"] is None
+    validate(document, {"$ref": "#/components/schemas/NamespaceBlock"})
     block = verifier().verify(document)
     assert block.order_seed is None and not block.order_pending
     assert block.ordered_transactions == executed(store, NAMESPACE) == (txs[0], txs[2])
