@@ -619,10 +619,12 @@ class BlockMessages:
                 return NO_ORDER, True
         else:
             seed, proof = self.store.order_seed_at(height), self.store.order_proof_at(height)
-            if seed is None or proof is None:
+            if seed is None:
                 # Stored without one: a block that drew no seed, or a chain
                 # without a threshold key (the message then has no `order`).
                 return (NO_ORDER if keyed else None), True
+            if proof is None:
+                return None, True  # committed before proofs were kept: no `order`
             found = (seed, proof)
         document = order_json(*found)
         if document is None:
