@@ -38,9 +38,10 @@ with nothing, as for an unknown height):
 
 Shares are released only for blocks this node committed itself: the only
 code that makes them is `Decryptor.begin`/`open_block`, which the commit
-pipeline calls for a committed block (`begin` as soon as the block's batches
-are fetched, so shares travel while earlier blocks execute; `open_block`
-when execution reaches it), and requests are answered from what it stored.
+pipeline calls for a committed block that needs an order seed (`begin` as
+soon as the block's batches are fetched, so shares travel while earlier
+blocks execute; `open_block` when execution reaches it), and requests are
+answered from what it stored.
 A restarted validator serves the shares it stored before it stopped. A full
 node has no key share: it only asks validators (over the follow protocol)
 and verifies what they answer the same way.
