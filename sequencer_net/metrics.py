@@ -117,6 +117,12 @@ class Metrics:
             "Committed blocks vouching for a state root this node's execution disagrees with",
             registry=r,
         )
+        self.order_seed_skipped = Counter(
+            "seqnet_order_seed_skipped",
+            "Committed blocks executed without an order coin round: their order is the "
+            "same for every seed (no envelope, at most one non-forced sender)",
+            registry=r,
+        )
         self.commit_latency = Histogram(
             "seqnet_commit_latency_seconds",
             "From a transaction's acceptance at this node to its block's commit here",

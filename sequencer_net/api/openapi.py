@@ -241,7 +241,8 @@ _SCHEMAS: dict[str, _Schema] = {
                 "description": "the block's order seed, a threshold coin drawn after commit "
                 "that fixed its execution order (docs/fairness.md, Content-blind order); "
                 "null on a chain without a threshold key (the block order, not "
-                "content-blind)",
+                "content-blind), and for a block that draws none: no envelope and at "
+                "most one non-forced sender, so its order is the same for every seed",
             },
             "forced": {
                 "type": "array",
@@ -330,7 +331,7 @@ _SCHEMAS: dict[str, _Schema] = {
                         },
                     }
                 ),
-                "order": _ref("OrderProof"),
+                "order": {"oneOf": [_ref("OrderProof"), {"type": "null"}]},
             },
         ),
         "description": "One namespace of a finalized block, with what proves it "
@@ -343,7 +344,10 @@ _SCHEMAS: dict[str, _Schema] = {
         "whose finalization is then the certificate). On a chain with a threshold "
         "key, `order` holds the block's order seed and the coin shares that prove it, "
         "from which the namespace's execution order follows (docs/rollups.md, "
-        "Execution order); a chain without one sends no `order`. A subscriber that "
+        "Execution order); null for a block that draws no order seed (no envelope and "
+        "at most one non-forced sender: its order is the same for every seed; accept it "
+        "only if the namespace's non-forced transactions come from one sender at most); "
+        "a chain without one sends no `order`. A subscriber that "
         "asked for `order=later` may get a message without `order` on such a chain: "
         "its OrderMessage follows.",
     },
@@ -352,12 +356,12 @@ _SCHEMAS: dict[str, _Schema] = {
             {
                 "type": {"const": "order"},
                 "height": {"type": "integer", "minimum": 1},
-                "order": _ref("OrderProof"),
+                "order": {"oneOf": [_ref("OrderProof"), {"type": "null"}]},
             }
         ),
         "description": "The order of a block whose NamespaceBlock message went out "
         "without it (`order=later`): sent once its order seed is known, for each such "
-        "height in height order.",
+        "height in height order; `order` null for a block that draws no seed.",
     },
     "OrderProof": {
         **_object(

@@ -11,7 +11,9 @@ block's finalization, the namespace's transactions and the namespace proof
 against the payload's `namespace_root` (docs/api.md, "Subscriptions"), and,
 on a chain with a threshold key, the block's `order`: its order seed and the
 t coin shares that prove it, from which the subscriber derives the
-namespace's execution order (docs/rollups.md, "Execution order"). The
+namespace's execution order (docs/rollups.md, "Execution order"), or `null`
+for a block that draws no seed (fairness/order.py `needs_order_seed`: its
+order is the same for every seed). The
 finalization is the block's own certificate when this node holds it; a block
 committed under a descendant's certificate (implicit finalization) carries
 `finalized_by` instead: the nearest descendant's own certificate and the
@@ -418,9 +420,18 @@ def order_json(seed: bytes, proof: bytes) -> dict[str, Any] | None:
     }
 
 
+NO_ORDER = b"null"
+"""The `order` field of a block that draws no order seed on a chain with a
+threshold key: its order is the same for every seed (no envelope, at most one
+non-forced sender), so the block has no seed and no proof. A block message
+sent before that was known is completed by an order message with this
+`order`."""
+
+
 def order_message(height: int, order: bytes) -> str:
     """The message that completes a block message sent without its order:
-    `{"type":"order","height":..,"order":{"seed":..,"shares":[..]}}`."""
+    `{"type":"order","height":..,"order":{"seed":..,"shares":[..]}}`, or
+    `"order":null` for a block that draws no seed."""
     return (b'{"type":"order","height":%d,"order":' % height + order + b"}").decode()
 
 
@@ -590,21 +601,30 @@ class BlockMessages:
 
     def order(self, height: int) -> tuple[bytes | None, bool]:
         """The JSON of a height's `order` field, and whether the height is done
-        waiting for it: (order, True) once known; (None, True) for a stored
-        height without one (a chain without a threshold key); (None, False)
-        while a decided height's order is not known yet (on a chain without a
-        threshold key, the feed expects none and says done)."""
+        waiting for it: (order, True) once known; (`null`, True) for a block
+        that draws no seed on a chain with a threshold key (its order is the
+        same for every seed: fairness/order.py `needs_order_seed`); (None,
+        True) for a stored height without one on a chain without a threshold
+        key; (None, False) while a decided height's order is not known yet (on
+        a chain without a threshold key, the feed expects none and says done)."""
         cached = self._orders.get(height)
         if cached is not None:
             return cached, True
+        keyed = self.feed is not None and self.feed.orders_expected
         if self.feed is not None and height > self.feed.height:  # not stored yet
-            found = self.feed.orders.get(height)
+            if height not in self.feed.orders:
+                return None, not keyed
+            found = self.feed.orders[height]
             if found is None:
-                return None, not self.feed.orders_expected
+                return NO_ORDER, True
         else:
             seed, proof = self.store.order_seed_at(height), self.store.order_proof_at(height)
-            if seed is None or proof is None:
-                return None, True  # stored without one: a chain without a threshold key
+            if seed is None:
+                # Stored without one: a block that drew no seed, or a chain
+                # without a threshold key (the message then has no `order`).
+                return (NO_ORDER if keyed else None), True
+            if proof is None:
+                return None, True  # committed before proofs were kept: no `order`
             found = (seed, proof)
         document = order_json(*found)
         if document is None:

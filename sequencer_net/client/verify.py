@@ -37,7 +37,13 @@ finalization certificate, one namespace's transactions and a namespace proof.
                  epoch, on order_seed_tag(chain id, height, digest), combines
                  them, and the result must be the seed sent. The namespace's
                  execution order follows from the seed, the payload's forced
-                 marks and each transaction's sender (`execution_order`)
+                 marks and each transaction's sender (`execution_order`).
+                 A block that drew no seed (fairness/order.py
+                 `needs_order_seed`: no envelope, at most one non-forced
+                 sender) comes with `order` null: accepted only if the
+                 namespace's non-forced transactions come from one sender
+                 at most, so its order is the same for every seed
+                 (`seedless_execution_order`); otherwise refused
 
 and returns a `VerifiedBlock`, or raises `SubscriptionVerificationError`
 naming the height and the first check that failed. Pure: no I/O, no clock.
@@ -82,7 +88,7 @@ from consensus.messages import Certificate, VoteKind
 from consensus.types import Digest, Height, ValidatorIndex, ValidatorSet, View
 from consensus.verifier import SignatureVerifier
 from sequencer_net.fairness.limits import MAX_SHAREHOLDERS
-from sequencer_net.fairness.order import order_block, order_seed_tag
+from sequencer_net.fairness.order import needs_order_seed, order_block, order_seed_tag
 from sequencer_net.fairness.order_proof import OrderProofError, verify_order_seed
 from sequencer_net.fairness.tdh2 import CoinShare, PublicKeySet
 from sequencer_net.mempool.encrypted import decode_encrypted, is_encrypted, transaction_namespace
@@ -162,7 +168,8 @@ class VerifiedBlock:
     chain's threshold keys: use `from_genesis`)."""
     order_seed: bytes | None = None
     """The block's order seed, verified from its t coin shares; None on a chain
-    without a threshold key."""
+    without a threshold key, and for a block that drew none (its namespace's
+    order is then the same for every seed)."""
     order_pending: bool = False
     """Inclusion verified, order not yet: the block message came before its
     order was known (a verifier with `order_later`); the order message that
@@ -347,8 +354,45 @@ def execution_order(
     namespace): those whose hash `forced` (the payload's forced marks) names
     first, in the marks' order, then the rest by `order_block(seed, ...)`.
     Restricting the block's order to one namespace keeps its relative order,
-    because the order depends only on marks, senders and block positions."""
-    if seed is None:
+    because the order depends only on marks, senders and block positions.
+    `seed` None: a chain without a threshold key (block order)."""
+    first, rest = _split_forced(forced, transactions, tx_hashes, domain, seed is not None)
+    return tuple(item.encoded for item in order_block(seed, first, rest))
+
+
+def seedless_execution_order(
+    forced: Sequence[bytes],
+    transactions: Sequence[bytes],
+    tx_hashes: Sequence[bytes],
+    domain: Domain,
+) -> tuple[bytes, ...] | None:
+    """As `execution_order` for a block that drew no order seed on a chain with
+    a threshold key: the namespace's execution order if it is the same for
+    every seed (its non-forced transactions come from one sender at most,
+    fairness/order.py `needs_order_seed`), else None: the namespace's order
+    needs the seed, and a block sent without one is refused.
+
+    A subscriber sees one namespace, not the whole block, so it cannot tell
+    whether the whole block needed a seed; it needs not: its own namespace's
+    order is what it derives, and that is proven the same for every seed."""
+    first, rest = _split_forced(forced, transactions, tx_hashes, domain, True)
+    if needs_order_seed(False, rest):
+        return None
+    return tuple(item.encoded for item in order_block(None, first, rest))
+
+
+def _split_forced(
+    forced: Sequence[bytes],
+    transactions: Sequence[bytes],
+    tx_hashes: Sequence[bytes],
+    domain: Domain,
+    with_senders: bool,
+) -> tuple[list[_Sent], list[_Sent]]:
+    """(forced, rest) of a namespace's transactions: those `forced` names, in
+    its order, then the others in block order. `with_senders`: each with its
+    sender, those whose sender does not recover left out (the engine skips
+    them); else all, senders not looked at (a chain without a threshold key)."""
+    if not with_senders:
         items = [_Sent(tx, h, b"") for tx, h in zip(transactions, tx_hashes, strict=True)]
     else:
         items = []
@@ -366,7 +410,7 @@ def execution_order(
         taken.add(mark)
         first.append(found)
     rest = [item for item in items if item.tx_hash not in taken]
-    return tuple(item.encoded for item in order_block(seed, first, rest))
+    return first, rest
 
 
 def parse_namespace_proof(value: Any) -> ns.NamespaceProof:
@@ -519,16 +563,37 @@ class BlockVerifier:
         block = self.pending[0]
         order_key = self.order_key(block.epoch)
         assert order_key is not None  # pending only on a chain with a threshold key
-        seed = self._check_order(parse_order(_field(obj, "order")), order_key, height, block.hash)
-        ordered = execution_order(
-            seed,
-            self._forced.pop(height),
-            block.transactions,
-            block.tx_hashes,
-            self.domain,
-        )
+        seed: bytes | None = None
+        if _field(obj, "order") is None:
+            ordered = self._seedless_order(
+                height, self._forced[height], block.transactions, block.tx_hashes
+            )
+        else:
+            seed = self._check_order(parse_order(obj["order"]), order_key, height, block.hash)
+            ordered = execution_order(
+                seed, self._forced[height], block.transactions, block.tx_hashes, self.domain
+            )
+        del self._forced[height]
         self.pending.popleft()
         return replace(block, ordered_transactions=ordered, order_seed=seed, order_pending=False)
+
+    def _seedless_order(
+        self,
+        height: int,
+        forced: Sequence[bytes],
+        transactions: Sequence[bytes],
+        tx_hashes: Sequence[bytes],
+    ) -> tuple[bytes, ...]:
+        """The execution order of a block sent as drawing no seed (`order`
+        null); refused unless the namespace's order is the same for every seed."""
+        ordered = seedless_execution_order(forced, transactions, tx_hashes, self.domain)
+        if ordered is None:
+            raise SubscriptionVerificationError(
+                height,
+                "the block comes without an order seed, but the namespace's transactions "
+                "of two senders or more need one",
+            )
+        return ordered
 
     def _check_order(
         self,
@@ -586,9 +651,12 @@ class BlockVerifier:
         order_key = self.order_key(epoch.number)
         order: tuple[bytes, list[CoinShare]] | None = None
         later = False
+        seedless = False
         if order_key is not None:
             if obj.get("order") is not None:
                 order = parse_order(obj["order"])
+            elif "order" in obj:
+                seedless = True  # `order` null: the block drew no seed
             elif not self.order_later:
                 raise fail("the message carries no order proof (the chain has a threshold key)")
             elif len(self.pending) >= MAX_PENDING_ORDERS:
@@ -635,7 +703,10 @@ class BlockVerifier:
             assert order_key is not None
             seed = self._check_order(order, order_key, height, digest)
         ordered: tuple[bytes, ...] | None = None
-        if order is not None or (obj.get("order") is None and not later):
+        if seedless:
+            forced = [m.tx_hash for m in payload.forced]
+            ordered = self._seedless_order(height, forced, encoded_txs, tx_hashes)
+        elif order is not None or (obj.get("order") is None and not later):
             ordered = execution_order(
                 seed, [m.tx_hash for m in payload.forced], encoded_txs, tx_hashes, self.domain
             )

@@ -18,12 +18,20 @@ a transaction says nor from where the leader put it:
     each sender's transactions kept in their relative block order (its nonces
     stay in order).
 
+A block draws a seed only if it needs one (`needs_order_seed`): it opens an
+envelope (its shares are a round of their own, the coin rides along), or
+its non-forced transactions come from two senders or more. A block whose
+non-forced transactions all come from one sender (or none) has one order
+whatever the seed: forced first, then that sender's in block order, which
+is also the order `order_block` gives without a seed. Such a block has no
+seed, no coin round and no order proof.
+
 Pure functions: no I/O, no clock.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Final, Protocol, TypeVar
 
 from consensus.crypto import keccak256
@@ -63,6 +71,24 @@ def order_seed_tag(chain_id: int, height: int, block: bytes) -> bytes:
 def sender_rank(seed: bytes, sender: bytes) -> bytes:
     """Where `sender`'s transactions go in a block ordered with `seed`: lower first."""
     return keccak256(seed + sender)
+
+
+def needs_order_seed(opens_envelopes: bool, transactions: Iterable[HasSender]) -> bool:
+    """Whether a block draws an order seed: it opens an envelope, or its
+    non-forced `transactions` come from at least two distinct senders.
+    Otherwise `order_block` gives the same order for every seed and for
+    none, so no seed is drawn (docs/fairness.md, "Content-blind order").
+    Stops at the second sender."""
+    if opens_envelopes:
+        return True
+    first: bytes | None = None
+    for item in transactions:
+        sender = bytes(item.sender)
+        if first is None:
+            first = sender
+        elif sender != first:
+            return True
+    return False
 
 
 def order_block(

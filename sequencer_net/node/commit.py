@@ -12,13 +12,19 @@ trip per batch. Then, for each block in order, the pipeline
     resolve_block_transactions   the batches' transactions in block order, each
                                  once across the whole chain, with the senders
                                  recovered when the batches were verified
-    open_block                   on a chain with a threshold key: this node's
+    open_block                   on a chain with a threshold key, for a block
+                                 that needs an order seed
+                                 (`block_needs_order_seed`): this node's
                                  share message (decryption shares and order
                                  coin share) persisted and sent, others'
                                  gathered (node/decryption.py); each encrypted
                                  transaction opened to its inner transaction or
                                  a FailedReveal, and the block's order seed
-                                 drawn; execution of the block waits for it
+                                 drawn; execution of the block waits for it.
+                                 A block that needs none (no envelope, at most
+                                 one non-forced sender) has no seed and no
+                                 share round: its order is the same for every
+                                 seed
     order_block                  the execution order: the transactions the
                                  payload marks forced first, in inbox order
                                  (`split_forced`), then senders by the seed,
@@ -45,7 +51,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 
 import trio
@@ -63,7 +69,7 @@ from sequencer_net.execution.engine import ExecutionBlock, SequencedTransaction,
 from sequencer_net.execution.state import ExecutionState
 from sequencer_net.fairness.envelope import Envelope
 from sequencer_net.fairness.limits import MAX_BLOCK_CIPHERTEXTS
-from sequencer_net.fairness.order import order_block
+from sequencer_net.fairness.order import needs_order_seed, order_block
 from sequencer_net.fairness.order_proof import encode_order_proof
 from sequencer_net.fairness.tdh2 import DecryptionFailed
 from sequencer_net.mempool.encrypted import decode_encrypted, is_encrypted
@@ -226,6 +232,45 @@ def block_envelopes(
                 continue
             live.append((h, envelope))
     return live
+
+
+@dataclass(frozen=True, slots=True)
+class _Sent:
+    sender: bytes
+
+
+def block_needs_order_seed(
+    batches: Sequence[Batch],
+    forced: Sequence[ForcedEntry],
+    live: Sequence[tuple[bytes, Envelope]],
+    sender_of: Callable[[bytes, bytes], Address | None],
+) -> bool:
+    """Whether a committed block draws an order seed (fairness/order.py
+    `needs_order_seed`): it opens an envelope (`live`, from `block_envelopes`),
+    or its batches' transactions with a sender, other than those its forced
+    marks name, come from two senders or more.
+
+    A function of the block alone, not of what committed before: the pipeline
+    asks it when the block's batches are fetched (`begin`), before the blocks
+    below execute, and every node gets the same answer. The transactions the
+    block executes in `order_block`'s second part are some of these (those
+    committed before are skipped), so a block this says needs no seed has one
+    execution order for every seed."""
+    if live:
+        return True
+    marked = {mark.tx_hash for mark in forced}
+
+    def unforced() -> Iterator[_Sent]:
+        for batch in batches:
+            for encoded in batch.transactions:
+                h = tx_hash(encoded)
+                if h in marked:
+                    continue
+                sender = sender_of(h, encoded)
+                if sender is not None:
+                    yield _Sent(bytes(sender))
+
+    return needs_order_seed(False, unforced())
 
 
 def reveal_envelopes(
@@ -397,6 +442,9 @@ class CommitPipeline:
             except InvalidBatch:
                 continue
         live = self.live_envelopes(block.height, batches)
+        if not block_needs_order_seed(batches, self._forced_marks(block), live, self._sender_of):
+            self.status.feed.seedless(block.height)
+            return
         self.decryptor.begin(block.height, block.digest(), [e for _, e in live])
 
     def _batch_digests(self, block: Block) -> list[bytes]:
@@ -405,6 +453,13 @@ class CommitPipeline:
         except MalformedPayload:
             return []
         return list(payload.batches)
+
+    def _forced_marks(self, block: Block) -> list[ForcedEntry]:
+        try:
+            payload = decode_payload(block.payload)
+        except MalformedPayload:
+            return []
+        return list(payload.forced)
 
     async def wait_executed(self, height: int) -> None:
         """Return once this node has executed `height` (backpressure for leaders)."""
@@ -448,8 +503,9 @@ class CommitPipeline:
             lambda h: self.store.find_transaction(h) is not None,
             self._sender_of,
         )
+        forced_marks = [] if payload is None else list(payload.forced)
         resolved, opened = await self.open_block_with_proof(
-            block.height, block.digest(), resolved, batches
+            block.height, block.digest(), resolved, batches, forced_marks
         )
         order_seed = None if opened is None else opened.order_seed
         order_proof = None if opened is None else encode_order_proof(opened.order_proof)
@@ -457,7 +513,7 @@ class CommitPipeline:
             self.status.feed.ordered(block.height, order_seed, order_proof)
         # Forced L1 inbox transactions first, in inbox order (docs/l1.md): the
         # payload marks them, and voters checked the marks against the L1.
-        forced, rest = split_forced(resolved, [] if payload is None else payload.forced)
+        forced, rest = split_forced(resolved, forced_marks)
         resolved = order_block(order_seed, forced, rest)
         if payload is not None:
             self._check_vouched_root(block.height, payload)
@@ -510,13 +566,16 @@ class CommitPipeline:
         digest: bytes,
         resolved: list[ResolvedTransaction],
         batches: Sequence[Batch],
+        forced: Sequence[ForcedEntry] = (),
     ) -> tuple[list[ResolvedTransaction], bytes | None]:
         """`resolved` with each envelope replaced by what it reveals
-        (`reveal_envelopes`), and the block's order seed: with a threshold key,
-        both from t verified share messages (waits for them; `begin` started
-        gathering them when the block was fetched); without, envelopes fail
-        and there is no seed."""
-        out, opened = await self.open_block_with_proof(height, digest, resolved, batches)
+        (`reveal_envelopes`), and the block's order seed: with a threshold key
+        and a block that needs a seed (`block_needs_order_seed`, `forced` the
+        payload's forced marks), both from t verified share messages (waits
+        for them; `begin` started gathering them when the block was fetched);
+        without a key, envelopes fail and there is no seed; a block that needs
+        no seed opens no envelope and has none."""
+        out, opened = await self.open_block_with_proof(height, digest, resolved, batches, forced)
         return out, None if opened is None else opened.order_seed
 
     async def open_block_with_proof(
@@ -525,14 +584,22 @@ class CommitPipeline:
         digest: bytes,
         resolved: list[ResolvedTransaction],
         batches: Sequence[Batch],
+        forced: Sequence[ForcedEntry] = (),
     ) -> tuple[list[ResolvedTransaction], OpenedBlock | None]:
         """As `open_block`, with what the shares opened: the order seed and its
         proof, the t coin shares it was combined from (stored with the block,
-        so subscribers can check the order; None without a threshold key)."""
+        so subscribers can check the order; None without a threshold key or
+        for a block that needs no seed)."""
         live = self.live_envelopes(height, batches)
         key_epoch = self._key_epoch_at(height)
         if self.decryptor is None or self.domain is None:
             return reveal_envelopes(height, resolved, live, None, self.domain, key_epoch), None
+        if not block_needs_order_seed(batches, forced, live, self._sender_of):
+            # No envelope to open and one order for every seed: no share round.
+            self.decryptor.discard(height)
+            self.status.feed.seedless(height)
+            self.metrics.order_seed_skipped.inc()
+            return reveal_envelopes(height, resolved, live, [], self.domain, key_epoch), None
         started = time.perf_counter()
         opened: OpenedBlock = await self.decryptor.open_block(height, digest, [e for _, e in live])
         log.info(

@@ -2,7 +2,12 @@
 order seed is drawn.
 
 On a chain with a threshold key (docs/fairness.md), when the commit pipeline
-reaches a committed block, each validator makes ONE share message for it:
+reaches a committed block that needs an order seed (it opens an envelope, or
+its non-forced transactions come from two senders or more: fairness/order.py
+`needs_order_seed`, node/commit.py `block_needs_order_seed`), each validator
+makes ONE share message for it (a block that needs none has no share round:
+no message is made, sent or asked for, and a request for one is answered
+with nothing, as for an unknown height):
 
     block_shares          shares for the block's envelopes not yet expired at
                           its height, in block order, with one aggregated proof
@@ -33,9 +38,10 @@ reaches a committed block, each validator makes ONE share message for it:
 
 Shares are released only for blocks this node committed itself: the only
 code that makes them is `Decryptor.begin`/`open_block`, which the commit
-pipeline calls for a committed block (`begin` as soon as the block's batches
-are fetched, so shares travel while earlier blocks execute; `open_block`
-when execution reaches it), and requests are answered from what it stored.
+pipeline calls for a committed block that needs an order seed (`begin` as
+soon as the block's batches are fetched, so shares travel while earlier
+blocks execute; `open_block` when execution reaches it), and requests are
+answered from what it stored.
 A restarted validator serves the shares it stored before it stopped. A full
 node has no key share: it only asks validators (over the follow protocol)
 and verifies what they answer the same way.
@@ -132,8 +138,8 @@ REQUEST_TIMEOUT_S: Final = 2.0
 BEHIND_HEIGHTS: Final = 8
 """A block this many heights below the newest one a validator has sent a
 share message for is being caught up on: its messages went out long ago, so
-they are asked for at once instead of after ASK_AFTER_S (every block has a
-message, so waiting would cost a replaying node 0.3 s per block). A faulty
+they are asked for at once instead of after ASK_AFTER_S (waiting would cost
+a replaying node 0.3 s per block that has a share round). A faulty
 validator naming a far height only makes this node ask sooner."""
 
 EARLY_HEIGHTS: Final = 32

@@ -31,9 +31,10 @@ class CommitFeed:
     Three steps of a height reach the subscribers through it: `decided` (the
     block is committed by consensus here and its batches are held: its
     inclusion can be proven), `ordered` (its order seed and the coin shares
-    that prove it are known) and `announce` (executed and stored: the store
-    has everything from then on, and the feed forgets the height). Each wakes
-    every waiter at once; none waits."""
+    that prove it are known; `seedless` for a block that draws none) and
+    `announce` (executed and stored: the store has everything from then on,
+    and the feed forgets the height). Each wakes every waiter at once; none
+    waits."""
 
     def __init__(self, height: int = 0) -> None:
         self.height = height
@@ -41,11 +42,12 @@ class CommitFeed:
         self.decided_height = height
         """The highest height decided (`decided` or `announce`)."""
         self.decided_blocks: dict[int, DecidedBlock] = {}
-        self.orders: dict[int, tuple[bytes, bytes]] = {}
-        """height -> (order seed, encoded order proof), until stored."""
+        self.orders: dict[int, tuple[bytes, bytes] | None] = {}
+        """height -> (order seed, encoded order proof), or None for a block that
+        draws no seed (fairness/order.py `needs_order_seed`), until stored."""
         self.orders_expected = False
-        """Whether every height gets an order (a chain with a threshold key);
-        the commit pipeline sets it."""
+        """Whether every height gets an order, a seed or `seedless` (a chain
+        with a threshold key); the commit pipeline sets it."""
         self._event = trio.Event()
         self._listeners: list[Callable[[int], None]] = []
 
@@ -68,6 +70,14 @@ class CommitFeed:
         if height <= self.height:
             return
         self.orders[height] = (seed, proof)
+        self._wake()
+
+    def seedless(self, height: int) -> None:
+        """A decided height that draws no order seed: its order is the same for
+        every seed, so it has none and no proof (and no order message follows)."""
+        if height <= self.height:
+            return
+        self.orders[height] = None
         self._wake()
 
     def announce(self, height: int) -> None:

@@ -18,6 +18,7 @@ import pytest
 
 from consensus.crypto import PrivateKey, keccak256
 from sequencer_net.client.encrypted import NetworkKey, seal_transaction
+from sequencer_net.client.verify import transaction_sender
 from sequencer_net.fairness.envelope import (
     ENVELOPE_VERSION,
     Envelope,
@@ -26,7 +27,7 @@ from sequencer_net.fairness.envelope import (
 )
 from sequencer_net.fairness.order import sender_rank
 from sequencer_net.fairness.tdh2 import encrypt
-from sequencer_net.mempool.encrypted import encode_encrypted
+from sequencer_net.mempool.encrypted import encode_encrypted, is_encrypted
 from tests.node.harness import LocalNetwork
 
 pytestmark = pytest.mark.slow
@@ -84,12 +85,19 @@ def block_answer(net: LocalNetwork, node: int, height: int) -> dict[str, Any]:
 
 
 def assert_same_execution(net: LocalNetwork, nodes: list[int], up_to: int) -> None:
-    """At every height 1..up_to, every listed node has the same order seed (not
-    null: the chain has a threshold key), state root and executed order."""
+    """At every height 1..up_to, every listed node has the same order seed,
+    state root and executed order. The chain has a threshold key: a seed is
+    null only for a block whose order no seed changes (no envelope, at most
+    one sender; these blocks mark no forced transaction)."""
+    domain = net.genesis.domain()
     for h in range(1, up_to + 1):
         answers = [block_answer(net, i, h) for i in nodes]
         seeds = {a["order_seed"] for a in answers}
-        assert len(seeds) == 1 and None not in seeds, f"order seeds at {h}: {seeds}"
+        assert len(seeds) == 1, f"order seeds at {h}: {seeds}"
+        if None in seeds:
+            executed = [bytes.fromhex(t[2:]) for t in answers[0]["transactions"]]
+            assert not any(is_encrypted(t) for t in executed), f"no seed at {h}"
+            assert len({transaction_sender(t, domain) for t in executed}) <= 1, f"no seed at {h}"
         assert len({a["state_root"] for a in answers}) == 1, f"state roots differ at {h}"
         assert len({tuple(a["transactions"]) for a in answers}) == 1, f"orders differ at {h}"
 
@@ -104,6 +112,9 @@ def assert_ordered_by_seed(net: LocalNetwork, node: int, senders: dict[str, byte
         heights.setdefault(int(found["height"]), []).append(h)
     for height, hashes in heights.items():
         answer = block_answer(net, node, height)
+        if answer["order_seed"] is None:  # one sender (assert_same_execution checks it)
+            assert len({senders[h] for h in hashes}) == 1
+            continue
         seed = bytes.fromhex(answer["order_seed"][2:])
         executed = ["0x" + keccak256(bytes.fromhex(t[2:])).hex() for t in answer["transactions"]]
         positions = sorted(hashes, key=executed.index)

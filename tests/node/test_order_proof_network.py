@@ -1,6 +1,7 @@
 """End-to-end on four real validators with a threshold key and a full node:
-every block's namespace message carries its order seed and proof, the SDK
-(trusting only the genesis) verifies them, and the order it derives for the
+every block's namespace message carries its order seed and proof (or, for a
+block whose order no seed changes, `order` null), the SDK (trusting only the
+genesis) verifies them, and the order it derives for the
 namespace is the order each node executed (GET /v1/blocks lists the executed
 order), at every height, on a validator and on the full node."""
 
@@ -18,8 +19,8 @@ import trio
 
 from sequencer_net.client.encrypted import NetworkKey, seal_transaction
 from sequencer_net.client.subscribe import subscribe_trio
-from sequencer_net.client.verify import BlockVerifier, VerifiedBlock
-from sequencer_net.mempool.encrypted import transaction_namespace
+from sequencer_net.client.verify import BlockVerifier, VerifiedBlock, transaction_sender
+from sequencer_net.mempool.encrypted import is_encrypted, transaction_namespace
 from tests.node.harness import LocalNetwork
 
 pytestmark = pytest.mark.slow
@@ -103,21 +104,30 @@ def test_subscribers_verify_the_executed_order(network: LocalNetwork) -> None:
     top = max(committed_height(net, 0, h) or 0 for h in hashes)
     net.wait_height([0, 4], top, timeout=40)
     ordered_blocks = 0
+    seedless = 0
     for node in (0, 4):
         verifier = BlockVerifier.from_genesis(net.genesis, NAMESPACE)
         for height in range(1, top + 1):
             message = get(net, node, f"/v1/blocks/{height}/namespaces/{NAMESPACE}")
-            assert len(message["order"]["shares"]) == 2  # t of 4
             block = verifier.verify(message)
             executed = [
                 bytes.fromhex(t[2:]) for t in get(net, node, f"/v1/blocks/{height}")["transactions"]
             ]
             mine = tuple(t for t in executed if transaction_namespace(t) == NAMESPACE)
             assert block.ordered_transactions == mine, f"node {node} height {height}"
-            assert block.order_seed is not None
+            if message["order"] is None:  # a block whose order no seed changes draws none
+                assert block.order_seed is None
+                assert not any(is_encrypted(t) for t in executed)
+                assert len({transaction_sender(t, domain) for t in executed}) <= 1
+                seedless += 1
+            else:
+                assert len(message["order"]["shares"]) == 2  # t of 4
+                assert block.order_seed is not None
             if len(mine) > 1 and block.ordered_transactions != block.transactions:
                 ordered_blocks += 1
+    assert seedless < 2 * top  # the block with the envelope, at least, drew a seed
     print(f"blocks whose verified order differs from the batch order: {ordered_blocks}")
+    print(f"blocks without an order seed (checked on two nodes): {seedless}")
     # The WebSocket subscription carries the same verifiable order.
     streamed = trio.run(follow, net.url(4), net, top)
     assert [b.height for b in streamed] == list(range(1, top + 1))
