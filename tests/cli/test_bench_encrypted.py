@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from sequencer_net.cli.bench_encrypted import run_row, summarize
+from sequencer_net.cli.bench_encrypted import (
+    post_commit_breakdown,
+    run_row,
+    summarize,
+    summarize_rates,
+)
 
 
-def report(tps: float, p50: float, p99: float) -> dict[str, object]:
+def report(tps: float, p50: float, p99: float, unconfirmed: int = 0) -> dict[str, object]:
     return {
         "accepted": 4000,
         "achieved_tps": tps,
-        "latency_ms": {"p50": p50, "p99": p99, "samples": 400, "unconfirmed": 0},
+        "latency_ms": {"p50": p50, "p99": p99, "samples": 400, "unconfirmed": unconfirmed},
     }
 
 
@@ -38,10 +43,81 @@ def test_summary_compares_the_medians_of_each_kind() -> None:
         "p99_ms": 2000.0,
     }
     assert summary["median"]["encrypted"]["committed_tps"] == 140.0
-    assert summary["throughput_ratio"] == round(140 / 170, 3)
-    assert summary["p50_added_ms"] == 100.0
+    assert summary["tps_ratio"] == round(140 / 170, 3)
+    assert summary["added_p50_ms"] == 100.0
+    assert summary["added_p99_ms"] == 500.0
 
 
 def test_summary_of_one_kind_only_has_no_ratio() -> None:
     summary = summarize([run_row("plain", 1, report(190.0, 400.0, 1800.0))])
-    assert "throughput_ratio" not in summary and set(summary["median"]) == {"plain"}
+    assert "tps_ratio" not in summary and set(summary["median"]) == {"plain"}
+
+
+def test_a_run_keeps_up_only_with_nearly_all_of_its_rate_committed() -> None:
+    assert run_row("plain", 1, report(46.0, 300.0, 900.0), rate=50.0)["sustained"]
+    assert not run_row("plain", 1, report(44.0, 300.0, 900.0), rate=50.0)["sustained"]
+    # A transaction never seen committed: the run fell behind.
+    assert not run_row("plain", 1, report(49.0, 300.0, 900.0, 1), rate=50.0)["sustained"]
+
+
+def test_across_rates_the_added_latency_is_taken_where_both_kinds_keep_up() -> None:
+    rows = []
+    for round_ in (1, 2, 3):
+        rows += [
+            run_row("plain", round_, report(48.0, 300.0, 700.0), rate=50.0),
+            run_row("encrypted", round_, report(47.0, 380.0, 900.0), rate=50.0),
+            run_row("plain", round_, report(95.0, 350.0, 800.0), rate=100.0),
+            # Encrypted falls behind at 100 in two rounds of three.
+            run_row("encrypted", round_, report(70.0 + round_, 2000.0, 5000.0), rate=100.0),
+        ]
+    rows[-1] = run_row("encrypted", 3, report(96.0, 500.0, 1000.0), rate=100.0)
+    summary = summarize_rates(rows, [50.0, 100.0])
+    assert summary["by_rate"]["100"]["sustained"] == {"plain": True, "encrypted": False}
+    assert summary["max_sustained_tps"] == {"plain": 100.0, "encrypted": 50.0}
+    assert summary["sustained_rate_ratio"] == 0.5
+    assert summary["at_rate"] == 50.0
+    assert summary["added_p50_ms"] == 80.0
+    assert summary["added_p99_ms"] == 200.0
+    assert summary["tps_ratio"] == round(47 / 48, 3)
+
+
+def test_no_rate_kept_up_by_both_gives_no_added_latency() -> None:
+    rows = [
+        run_row("plain", 1, report(60.0, 3000.0, 7000.0), rate=200.0),
+        run_row("encrypted", 1, report(50.0, 4000.0, 9000.0), rate=200.0),
+    ]
+    summary = summarize_rates(rows, [200.0])
+    assert "at_rate" not in summary and "added_p50_ms" not in summary
+    assert summary["max_sustained_tps"] == {"plain": None, "encrypted": None}
+    assert summary["by_rate"]["200"]["added_p50_ms"] == 1000.0
+
+
+NODE_LOG = """\
+x INFO node0 seqnet.commit event=committed height=7 hash=abcdef012345 txs=0 state_root=00
+x INFO node0 seqnet.commit event=committed height=8 hash=abcdef012345 txs=12 state_root=00
+x INFO node0 seqnet.commit event=committed height=9 hash=abcdef012345 txs=3 state_root=00
+x node0 event=shares_round height=7 ciphertexts=0 own_ms=5 ready_ms=9 opened_ms=9
+x node0 event=shares_round height=8 ciphertexts=12 own_ms=20 ready_ms=60 opened_ms=61
+x node0 event=shares_round height=9 ciphertexts=3 own_ms=10 ready_ms=40 opened_ms=40
+x INFO node0 seqnet.decryption event=shares_asked height=9 peers=[1, 2]
+x INFO node0 seqnet.commit event=block_opened height=8 envelopes=12 wait_ms=30
+x INFO node0 seqnet.commit event=block_opened height=9 envelopes=3 wait_ms=50
+x INFO node0 seqnet.commit event=executed height=8 apply_ms=40 since_commit_ms=90
+x INFO node0 seqnet.commit event=executed height=9 apply_ms=30 since_commit_ms=110
+"""
+
+
+def test_breakdown_reads_blocks_with_transactions_from_every_node_log() -> None:
+    breakdown = post_commit_breakdown([NODE_LOG, NODE_LOG.replace("node0", "node1")])
+    assert breakdown == {
+        "blocks": 4,
+        "own_ms": 15.0,
+        "ready_ms": 50.0,
+        "opening_wait_ms": 40.0,
+        "commit_to_executed_ms": 100.0,
+        "shares_asked": 2,
+    }
+
+
+def test_breakdown_of_no_logs_is_empty() -> None:
+    assert post_commit_breakdown([])["ready_ms"] is None
