@@ -518,6 +518,9 @@ class _Job:
     done: trio.Event = field(default_factory=trio.Event)
     opened: OpenedBlock | None = None
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    completed_at: float | None = None
+    """When the peer message that completed t reached this node (perf_counter;
+    None: this validator's own message completed it)."""
 
     def matches(self, block: bytes, envelopes: Sequence[Envelope]) -> bool:
         return self.decryption.block == block and self.decryption.ciphertexts == [
@@ -572,9 +575,14 @@ class Decryptor:
         self.executed = executed
         self.proofs = proofs
         self._jobs: dict[int, _Job] = {}
-        self._early: dict[int, dict[int, bytes]] = {}
+        self._early: dict[int, dict[int, tuple[bytes, float]]] = {}
         self._early_bytes = 0
-        self._inbox_send, self._inbox = trio.open_memory_channel[tuple[int, bytes]](INBOX_MESSAGES)
+        self._inbox_send, self._inbox = trio.open_memory_channel[tuple[int, bytes, float]](
+            INBOX_MESSAGES
+        )
+        self._first_heard: dict[int, float] = {}
+        """Per height, when the first peer's message for it reached this node
+        (perf_counter; for the `shares_round` log line)."""
         self._nursery: trio.Nursery | None = None
         self.released = 0
         self.refused = 0
@@ -663,13 +671,13 @@ class Decryptor:
         started = time.perf_counter()
         own_ms = 0
         early = sorted(self._early.pop(decryption.height, {}).items())
-        self._early_bytes -= sum(len(data) for _, data in early)
+        self._early_bytes -= sum(len(data) for _, (data, _) in early)
         async with trio.open_nursery() as nursery:
             # Peers' messages that came before the block reached this stage are
             # verified while this validator makes and persists its own: the two
             # are independent, and a peer's usually arrives first.
-            for peer, data in early:
-                nursery.start_soon(self._consider, peer, data)
+            for peer, (data, arrived) in early:
+                nursery.start_soon(self._consider, peer, data, arrived)
             if key_share is not None:
                 encoded, own_shares, own_coin = await self._own_message(decryption, key_share)
                 own_ms = int((time.perf_counter() - started) * 1000)
@@ -690,13 +698,21 @@ class Decryptor:
         if self.on_opened is not None:
             self.on_opened(decryption.height, job.opened)
         job.done.set()
+        first_heard = self._first_heard.pop(decryption.height, None)
+        # first_peer_ms: the first peer's message arrived (negative: before the
+        # block reached this stage); completed_ms: the message that completed t
+        # arrived (the own one's time when that was it). ready_ms less
+        # completed_ms is the wait to verify it.
         log.info(
-            "event=shares_round height=%d ciphertexts=%d own_ms=%d ready_ms=%d opened_ms=%d",
+            "event=shares_round height=%d ciphertexts=%d own_ms=%d ready_ms=%d opened_ms=%d "
+            "first_peer_ms=%s completed_ms=%d",
             decryption.height,
             len(decryption.ciphertexts),
             own_ms,
             ready_ms,
             (time.perf_counter() - started) * 1000,
+            "none" if first_heard is None else int((first_heard - started) * 1000),
+            own_ms if job.completed_at is None else (job.completed_at - started) * 1000,
         )
 
     async def _own_message(
@@ -806,7 +822,7 @@ class Decryptor:
     def on_message(self, peer: int, data: bytes) -> None:
         """A share message broadcast by validator `peer` (authenticated stream)."""
         try:
-            self._inbox_send.send_nowait((peer, data))
+            self._inbox_send.send_nowait((peer, data, time.perf_counter()))
         except trio.WouldBlock:
             log.warning("event=shares_inbox_full peer=%d", peer)
 
@@ -815,10 +831,10 @@ class Decryptor:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             task_status.started()
-            async for peer, data in self._inbox:
-                await self._consider(peer, data)
+            async for peer, data, arrived in self._inbox:
+                await self._consider(peer, data, arrived)
 
-    async def _consider(self, peer: int, data: bytes) -> None:
+    async def _consider(self, peer: int, data: bytes, arrived: float | None = None) -> None:
         """Check a message from validator `peer`: it must name the key epoch of
         its height (on a chain with several), and its index must be the one
         `peer` holds in that epoch (peer + 1 on a chain whose set never
@@ -845,9 +861,14 @@ class Decryptor:
             log.warning("event=shares_wrong_sender peer=%d index=%d", peer, index)
             return
         self._newest_heard = max(self._newest_heard, message.height)
+        arrived = time.perf_counter() if arrived is None else arrived
+        executed = self.executed()
+        if executed < message.height <= executed + EARLY_HEIGHTS:
+            first = self._first_heard.get(message.height)
+            self._first_heard[message.height] = arrived if first is None else min(first, arrived)
         active = self._jobs.get(message.height)
         if active is None:
-            self._keep_early(message.height, peer, data)
+            self._keep_early(message.height, peer, data, arrived)
             return
         job, ready = active.decryption, active.ready
         if message.block != job.block:
@@ -866,13 +887,15 @@ class Decryptor:
         judged, opened = await _off_loop_if(bool(job.ciphertexts), verify_then_open)
         if opened is not None and active.opened is None:
             active.opened = opened
+        if judged is Judged.KEPT and job.ready and not ready.is_set():
+            active.completed_at = arrived
         if job.ready:
             ready.set()
         if judged is Judged.REFUSED:
             self.refused += 1
             log.warning("event=shares_refused peer=%d height=%d", peer, message.height)
 
-    def _keep_early(self, height: int, peer: int, data: bytes) -> None:
+    def _keep_early(self, height: int, peer: int, data: bytes, arrived: float) -> None:
         executed = self.executed()
         if not executed < height <= executed + EARLY_HEIGHTS:
             return
@@ -881,12 +904,14 @@ class Decryptor:
         kept = self._early.setdefault(height, {})
         if peer in kept:
             return
-        kept[peer] = data
+        kept[peer] = (data, arrived)
         self._early_bytes += len(data)
 
     def _drop_early_below(self, height: int) -> None:
         for old in [h for h in self._early if h <= height]:
-            self._early_bytes -= sum(len(d) for d in self._early.pop(old).values())
+            self._early_bytes -= sum(len(d) for d, _ in self._early.pop(old).values())
+        for old in [h for h in self._first_heard if h <= height]:
+            del self._first_heard[old]
 
     # ---- requests --------------------------------------------------------------------
 
