@@ -39,12 +39,15 @@ from the completing message's arrival to its verification
 (`opening_wait_ms`), commit to executed (`commit_to_executed_ms`); and the
 share requests made (`shares_asked`) and the leader builds that waited for
 execution (`build_waits`, `build_wait_ms` in all). The rest of the added
-latency is before commit.
+latency is before commit. `nodes_cpu_s` is the CPU time the four node
+processes used from their start to the load's end (testnet start-up
+included), read from /proc.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import statistics
@@ -56,10 +59,13 @@ from typing import Any, Final
 
 MODES = ("plain", "encrypted")
 
-KEPT_UP_SHARE: Final = 0.95
-"""The share of the offered rate a run that keeps up is accepted at: the load
-paces its submits, so only intake that answers late (a node behind) or a
-load generator short of CPU stays below."""
+KEPT_UP_SHARE: Final = 0.85
+"""The share of the offered rate a run that keeps up is accepted at (over
+the time until its last submit was answered): the load paces its submits
+and holds at most 16 in flight per node, so intake that answers late holds
+the load back below the rate. A submit answered a second or two late (a
+synced write stalled by other work on the disk) costs a 15-20 s run up to
+an eighth of its rate."""
 
 KEPT_UP_P99_MS: Final = 3000.0
 """The p99 submit-to-commit latency of a run that keeps up: a second or two
@@ -133,6 +139,20 @@ def post_commit_breakdown(logs: Iterable[str]) -> dict[str, Any]:
     }
 
 
+def nodes_cpu_s(directory: Path) -> float | None:
+    """CPU seconds (user and system) the testnet's node processes have used so
+    far, from /proc (None where there is no /proc or a node is gone)."""
+    try:
+        manifest = json.loads((directory / "testnet.json").read_text())
+        total_ticks = 0
+        for node in manifest["nodes"]:
+            fields = Path(f"/proc/{int(node['pid'])}/stat").read_text().rsplit(")", 1)[1].split()
+            total_ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        return None
+    return round(total_ticks / os.sysconf("SC_CLK_TCK"), 1)
+
+
 def _node_logs(directory: Path) -> list[str]:
     return [path.read_text(errors="replace") for path in sorted(directory.glob("*/node.log"))]
 
@@ -170,7 +190,9 @@ def _run_once(
         if not lines:
             raise BenchRunFailed(f"load printed no report: {ran.stderr.strip()[-500:]}")
         report: dict[str, Any] = json.loads(lines[-1])
-        return report, post_commit_breakdown(_node_logs(directory))
+        breakdown = post_commit_breakdown(_node_logs(directory))
+        breakdown["nodes_cpu_s"] = nodes_cpu_s(directory)
+        return report, breakdown
     finally:
         subprocess.run(
             _cli("testnet", "down", "--dir", str(directory), "--grace", "5", "--clean"),
@@ -303,7 +325,8 @@ def bench_encrypted(
                     f"completing message in {breakdown['completed_ms']} ms, "
                     f"t verified {breakdown['ready_ms']} ms, executed "
                     f"{breakdown['commit_to_executed_ms']} ms; asked {breakdown['shares_asked']}, "
-                    f"builds waited {breakdown['build_waits']}"
+                    f"builds waited {breakdown['build_waits']}; "
+                    f"nodes' CPU {breakdown['nodes_cpu_s']} s"
                 )
     return {
         "benchmark": "encrypted",
