@@ -144,6 +144,13 @@ are dropped and asked for again when needed."""
 MAX_EARLY_BYTES: Final = 64 * 1024 * 1024
 """Bytes of early share messages held at once."""
 
+INLINE_CIPHERTEXTS: Final = 8
+"""A peer's share message for a block of at most this many ciphertexts is
+verified (and the block opened) on the event loop: about 2.5 ms at 8 on the
+development machine (its coin share alone 0.4 ms), where a worker thread
+hop in a busy node took 10 to 15 ms at the median (docs/fairness.md, "Where
+the added latency goes"). Larger blocks go to a worker thread."""
+
 INBOX_MESSAGES: Final = 1024
 """Share messages waiting for verification; more are dropped (asked for later)."""
 
@@ -470,6 +477,11 @@ class BlockOpening:
         with self._lock:
             return set(self.verified) | self.refused
 
+    def verified_peers(self, own: int | None) -> int:
+        """Verified messages other than share index `own`'s, as of now."""
+        with self._lock:
+            return len(self.verified) - (own in self.verified)
+
     def has_heard(self, index: int) -> bool:
         with self._lock:
             return index in self.verified or index in self.refused
@@ -533,11 +545,16 @@ Request = Callable[[int, bytes, float], Awaitable[bytes]]
 _T = TypeVar("_T")
 
 
+def _heavy(ciphertexts: Sequence[Ciphertext]) -> bool:
+    """Whether verifying or opening a block's shares goes to a worker thread."""
+    return len(ciphertexts) > INLINE_CIPHERTEXTS
+
+
 async def _off_loop_if(heavy: bool, work: Callable[[], _T]) -> _T:
-    """Run `work` in a worker thread when it is heavy (a block's ciphertexts:
-    up to seconds of verification), else here: the coin alone is a few
-    hundred microseconds, less than two thread hand-offs on a busy machine,
-    and every block has one."""
+    """Run `work` in a worker thread when it is heavy (many ciphertexts: up to
+    seconds of verification), else here: the coin alone is a few hundred
+    microseconds and a few ciphertexts a few milliseconds, less than two
+    thread hand-offs on a busy machine, and every block has a coin."""
     if heavy:
         return await trio.to_thread.run_sync(work)
     return work()
@@ -672,12 +689,24 @@ class Decryptor:
         own_ms = 0
         early = sorted(self._early.pop(decryption.height, {}).items())
         self._early_bytes -= sum(len(data) for _, (data, _) in early)
+        own_index = None if key_share is None else key_share.index
+        peers_needed = decryption.keys.threshold - (own_index is not None)
+
+        async def verify_early() -> None:
+            # One at a time, and only until enough peers' messages verified
+            # (t - 1 besides the own one): a validator that reaches the block
+            # last holds all its peers' messages, and verifying them all
+            # would spend the CPU of n - 1 verifications on what t - 1 give.
+            for peer, (data, arrived) in early:
+                if decryption.ready or decryption.verified_peers(own_index) >= peers_needed:
+                    return
+                await self._consider(peer, data, arrived)
+
         async with trio.open_nursery() as nursery:
             # Peers' messages that came before the block reached this stage are
             # verified while this validator makes and persists its own: the two
             # are independent, and a peer's usually arrives first.
-            for peer, (data, arrived) in early:
-                nursery.start_soon(self._consider, peer, data, arrived)
+            nursery.start_soon(verify_early)
             if key_share is not None:
                 encoded, own_shares, own_coin = await self._own_message(decryption, key_share)
                 own_ms = int((time.perf_counter() - started) * 1000)
@@ -694,7 +723,7 @@ class Decryptor:
                 wait = min(max(2 * wait, ASK_AFTER_S), ASK_RETRY_MAX_S)
         ready_ms = int((time.perf_counter() - started) * 1000)
         if job.opened is None:  # else opened by the message that completed t
-            job.opened = await _off_loop_if(bool(decryption.ciphertexts), decryption.open)
+            job.opened = await _off_loop_if(_heavy(decryption.ciphertexts), decryption.open)
         if self.on_opened is not None:
             self.on_opened(decryption.height, job.opened)
         job.done.set()
@@ -884,7 +913,7 @@ class Decryptor:
             kept = judged is Judged.KEPT
             return judged, job.open() if kept and job.ready and job.ciphertexts else None
 
-        judged, opened = await _off_loop_if(bool(job.ciphertexts), verify_then_open)
+        judged, opened = await _off_loop_if(_heavy(job.ciphertexts), verify_then_open)
         if opened is not None and active.opened is None:
             active.opened = opened
         if judged is Judged.KEPT and job.ready and not ready.is_set():

@@ -119,6 +119,7 @@ x node0 event=shares_round height=8 ciphertexts=12 own_ms=20 ready_ms=60 opened_
 first_peer_ms=-5 completed_ms=50
 x node0 event=shares_round height=9 ciphertexts=3 own_ms=10 ready_ms=40 opened_ms=40 \
 first_peer_ms=none completed_ms=10
+x node0 seqnet.certifying event=batch_certified digest=abcdef012345 round=4 certify_ms=31
 x node0 seqnet.payload event=build_waited_for_execution height=9 target=7 executed=7 wait_ms=35
 x INFO node0 seqnet.decryption event=shares_asked height=9 peers=[1, 2]
 x INFO node0 seqnet.commit event=block_opened height=8 envelopes=12 wait_ms=30
@@ -139,6 +140,7 @@ def test_breakdown_reads_blocks_with_transactions_from_every_node_log() -> None:
         "verify_wait_ms": 20.0,
         "opening_wait_ms": 40.0,
         "commit_to_executed_ms": 100.0,
+        "certify_ms": 31.0,
         "shares_asked": 2,
         "build_waits": 2,
         "build_wait_ms": 70,
