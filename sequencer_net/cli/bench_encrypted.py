@@ -79,6 +79,12 @@ KEPT_UP_P99_MS: Final = 3000.0
 at the rates this machine sustains; a queue that grows through a 15-20 s
 load ends several seconds behind."""
 
+PORT_ATTEMPTS: Final = 3
+PORT_SHIFT: Final = 20
+"""A testnet's ports can be taken for a moment by another program's outgoing
+connection (the base ports may lie in the kernel's ephemeral range): the run
+then starts on ports this much higher, up to PORT_ATTEMPTS times."""
+
 _SHARES_ROUND = re.compile(
     r"event=shares_round height=(\d+) ciphertexts=(\d+) own_ms=(\d+) ready_ms=(\d+)"
     r" opened_ms=\d+(?: first_peer_ms=(-?\d+|none) completed_ms=(-?\d+))?"
@@ -177,15 +183,19 @@ def _run_once(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """One fresh testnet, one load run on it: the load's JSON report and the
     nodes' post-commit breakdown."""
-    up = subprocess.run(
-        _cli(
-            "testnet", "up", "-n", str(validators), "--fresh", "--detach", "--no-load",
-            "--no-l1", "--dir", str(directory), "--base-port", str(base_port),
-        ),
-        capture_output=True,
-        text=True,
-        check=False,
-    )  # fmt: skip
+    for attempt in range(PORT_ATTEMPTS):
+        up = subprocess.run(
+            _cli(
+                "testnet", "up", "-n", str(validators), "--fresh", "--detach", "--no-load",
+                "--no-l1", "--dir", str(directory),
+                "--base-port", str(base_port + attempt * PORT_SHIFT),
+            ),
+            capture_output=True,
+            text=True,
+            check=False,
+        )  # fmt: skip
+        if up.returncode == 0 or "ports already in use" not in up.stderr:
+            break
     try:
         if up.returncode != 0:
             raise BenchRunFailed(f"testnet up failed: {up.stderr.strip()[-500:]}")
