@@ -22,7 +22,10 @@ reaches a committed block, each validator makes ONE share message for it:
                           accept_coin_share: one failing part refuses the
                           whole message); those that arrived before the
                           block reached this stage are verified while the
-                          own message is made and persisted; asked for
+                          own message is made and persisted, one at a time
+                          until t - 1 are in; a block of at most
+                          INLINE_CIPHERTEXTS is verified on the event loop,
+                          a larger one in a worker thread; asked for
                           (RequestKind.SHARES) from validators not heard from
     combine               once t verified messages are in: the plaintexts
                           (combine_verified) and the order seed
