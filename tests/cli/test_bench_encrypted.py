@@ -166,3 +166,32 @@ def test_cpu_of_running_processes_is_read_from_proc(tmp_path: Path) -> None:
     (tmp_path / "testnet.json").write_text(json.dumps(manifest))
     cpu = nodes_cpu_s(tmp_path)
     assert cpu is not None and cpu >= 0.0
+
+
+def test_the_command_prints_each_rate_and_where_both_kinds_keep_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from click.testing import CliRunner
+
+    from sequencer_net.cli import bench_encrypted
+    from sequencer_net.cli.bench import bench
+
+    rows = [
+        run_row("plain", 1, report(48.0, 300.0, 700.0), rate=50.0),
+        run_row("encrypted", 1, report(48.5, 380.0, 900.0), rate=50.0),
+        run_row("plain", 1, report(95.0, 350.0, 800.0), rate=100.0),
+        run_row("encrypted", 1, report(70.0, 2000.0, 5000.0), rate=100.0),
+    ]
+    asked: list[list[float]] = []
+
+    def fake(*, rates: list[float], **_: object) -> dict[str, object]:
+        asked.append(list(rates))
+        return {"runs": rows, **summarize_rates(rows, rates)}
+
+    monkeypatch.setattr(bench_encrypted, "bench_encrypted", fake)
+    result = CliRunner().invoke(bench, ["encrypted", "--rate", "100", "--rate", "50"])
+    assert result.exit_code == 0, result.output
+    assert asked == [[50.0, 100.0]]
+    assert "100 tx/s median encrypted committed 70.0 tx/s (not kept up)" in result.output
+    assert "at 50 tx/s (highest rate both kept up with): p50 added +80 ms" in result.output
+    assert "highest rate kept up with: plain 100.0, encrypted 50.0 (ratio 50%)" in result.output
