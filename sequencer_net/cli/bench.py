@@ -830,10 +830,12 @@ def tdh2(sizes: tuple[int, ...], block_size: int, seed: int, repeat: int, as_jso
 @bench.command("encrypted")
 @click.option(
     "--rate",
+    "rates",
     type=click.FloatRange(min=0, min_open=True),
-    default=200.0,
+    multiple=True,
+    default=(50.0, 100.0),
     show_default=True,
-    help="Rollup transactions per second offered in every run.",
+    help="Rollup transactions per second offered; repeat for several rates.",
 )
 @click.option(
     "--duration",
@@ -845,9 +847,9 @@ def tdh2(sizes: tuple[int, ...], block_size: int, seed: int, repeat: int, as_jso
 @click.option(
     "--rounds",
     type=click.IntRange(1, 20),
-    default=2,
+    default=3,
     show_default=True,
-    help="Pairs of runs (plain, then encrypted), alternated.",
+    help="Rounds of runs; each runs every rate plain, then encrypted.",
 )
 @click.option(
     "--validators",
@@ -874,7 +876,7 @@ def tdh2(sizes: tuple[int, ...], block_size: int, seed: int, repeat: int, as_jso
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object at the end.")
 def encrypted(
-    rate: float,
+    rates: tuple[float, ...],
     duration: float,
     rounds: int,
     validators: int,
@@ -884,12 +886,14 @@ def encrypted(
 ) -> None:
     """Committed tx/s and latency of plain vs 100% encrypted load, side by side.
 
-    Runs --rounds pairs of fresh --no-l1 testnets: one under `seqnet load
-    --mix rollup` at --rate, one under the same load with --encrypt, in
-    turn, and prints every run and the medians (details in
-    sequencer_net/cli/bench_encrypted.py).
+    Runs --rounds rounds of fresh --no-l1 testnets: for each --rate one
+    under `seqnet load --mix rollup`, one under the same load with
+    --encrypt, in turn, and prints every run (with where its blocks' time
+    after commit went), the medians per rate, the latency encryption adds at
+    the highest rate both kinds kept up with, and the highest rate each kept
+    up with (details in sequencer_net/cli/bench_encrypted.py).
 
-    Example: seqnet bench encrypted --rate 200 --duration 20 --rounds 3
+    Example: seqnet bench encrypted --rate 50 --rate 100 --duration 20 --rounds 3
     """
     from sequencer_net.cli.bench_encrypted import BenchRunFailed, bench_encrypted
 
@@ -898,7 +902,7 @@ def encrypted(
 
     try:
         report = bench_encrypted(
-            rate=rate,
+            rates=sorted(set(rates)),
             duration=duration,
             rounds=rounds,
             validators=validators,
@@ -911,16 +915,35 @@ def encrypted(
     if as_json:
         click.echo(json.dumps(report))
         return
-    for mode, median in report["median"].items():
+    for rate, summary in report["by_rate"].items():
+        for mode, median in summary["median"].items():
+            kept_up = summary.get("sustained", {}).get(mode)
+            click.echo(
+                f"{rate} tx/s median {mode:<9} committed {median['committed_tps']:.1f} tx/s"
+                f"{'' if kept_up else ' (not kept up)'}, "
+                f"p50 {median['p50_ms']:.0f} ms, p99 {median['p99_ms']:.0f} ms"
+            )
+        if "tps_ratio" in summary:
+            click.echo(
+                f"{rate} tx/s encrypted/plain throughput {summary['tps_ratio']:.0%}, "
+                f"p50 added {summary['added_p50_ms']:+.0f} ms, "
+                f"p99 added {summary['added_p99_ms']:+.0f} ms"
+            )
+    if "at_rate" in report:
         click.echo(
-            f"median {mode:<9} committed {median['committed_tps']:.1f} tx/s, "
-            f"p50 {median['p50_ms']:.0f} ms, p99 {median['p99_ms']:.0f} ms"
+            f"at {report['at_rate']:g} tx/s (highest rate both kept up with): "
+            f"p50 added {report['added_p50_ms']:+.0f} ms, "
+            f"throughput ratio {report['tps_ratio']:.0%}"
         )
-    if "throughput_ratio" in report:
-        click.echo(
-            f"encrypted/plain throughput {report['throughput_ratio']:.0%}, "
-            f"p50 added {report['p50_added_ms']:+.0f} ms"
+    highest = report["max_sustained_tps"]
+    click.echo(
+        f"highest rate kept up with: plain {highest['plain']}, encrypted {highest['encrypted']}"
+        + (
+            f" (ratio {report['sustained_rate_ratio']:.0%})"
+            if "sustained_rate_ratio" in report
+            else ""
         )
+    )
 
 
 @bench.command("subscribers")

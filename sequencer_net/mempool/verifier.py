@@ -40,10 +40,25 @@ to a worker thread (~50 us), short enough to keep jobs interleaved."""
 
 INLINE_BELOW = 4
 """Fewer plain transactions than this are checked on the event loop: a thread
-hop would cost about as much as the check. An encrypted transaction (about
-0.25 ms: a signature and a ciphertext proof) always goes to a thread: a
-validator receives a few-transaction batch from every peer many times a
-second, and checking those on the loop held it for a large share of its time."""
+hop would cost about as much as the check."""
+
+INLINE_ENCRYPTED_AT_MOST = 2
+"""A submission or peer batch holding one or two encrypted transactions (and nothing
+else) is checked on the event loop too: about 0.25 ms (a signature and a
+ciphertext proof), where a worker thread hop in a busy node took 10 to 15 ms
+at the median, on the way to every acknowledgement of the batch and so to
+its certificate (docs/fairness.md, "Where the added latency goes"). More go
+to a thread: a validator receives a batch from every peer many times a
+second, and checking several envelopes each on the loop held it for a large
+share of its time."""
+
+
+def _inline(encoded: Sequence[bytes]) -> bool:
+    """Whether checking `encoded` costs less than a worker thread hop."""
+    encrypted = sum(1 for tx in encoded if is_encrypted(tx))
+    if encrypted == 0:
+        return len(encoded) < INLINE_BELOW
+    return len(encoded) == encrypted <= INLINE_ENCRYPTED_AT_MOST
 
 
 def default_threads() -> int:
@@ -93,7 +108,7 @@ class VerifierPool:
         the height envelopes would be ordered at (0: skip the expiry check)."""
         self.checked += len(encoded)
         envelopes = self.envelopes
-        if len(encoded) < INLINE_BELOW and not any(is_encrypted(tx) for tx in encoded):
+        if _inline(encoded):
             return check_chunk(encoded, self.domain, envelopes, ordering_height)
         chunks = [encoded[i : i + CHUNK] for i in range(0, len(encoded), CHUNK)]
         results: list[list[CheckedTx | InvalidTransaction]] = [[] for _ in chunks]

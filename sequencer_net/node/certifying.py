@@ -91,12 +91,15 @@ _encoder = msgspec.msgpack.Encoder()
 
 
 class _OwnPending:
-    __slots__ = ("collector", "encoded", "sent_view")
+    __slots__ = ("collector", "encoded", "sent_at_ms", "sent_view")
 
-    def __init__(self, collector: AckCollector, encoded: bytes, sent_view: int) -> None:
+    def __init__(
+        self, collector: AckCollector, encoded: bytes, sent_view: int, sent_at_ms: int
+    ) -> None:
         self.collector = collector
         self.encoded = encoded
         self.sent_view = sent_view
+        self.sent_at_ms = sent_at_ms
 
 
 class BatchCertifier:
@@ -258,7 +261,7 @@ class BatchCertifier:
     def own_batch(self, digest: bytes, encoded: bytes, batch: Batch) -> None:
         """This validator's batch, stored and broadcast: its own ack is the first."""
         collector = AckCollector(self.validators, digest, batch.author, batch.sequence)
-        self._own[digest] = _OwnPending(collector, encoded, self.view())
+        self._own[digest] = _OwnPending(collector, encoded, self.view(), self.clock_ms())
         while len(self._own) > MAX_PENDING_OWN:
             self._own.popitem(last=False)
         own = sign_ack(self.key, self.separator, self.me, digest, batch.author, batch.sequence)
@@ -278,7 +281,12 @@ class BatchCertifier:
         del self._own[ack.batch]
         self.on_own_certified()
         self.metrics.batch_certificates_formed.inc()
-        log.debug("event=batch_certified digest=%s round=%d", ack.batch.hex()[:12], ack.round)
+        log.info(
+            "event=batch_certified digest=%s round=%d certify_ms=%d",
+            ack.batch.hex()[:12],
+            ack.round,
+            self.clock_ms() - pending.sent_at_ms,
+        )
         self._hold(cert)
         if self.is_connected():
             self.p2p.broadcast(Channel.CERT, encode_cert_message(cert))

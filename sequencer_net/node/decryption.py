@@ -27,7 +27,10 @@ with nothing, as for an unknown height):
                           accept_coin_share: one failing part refuses the
                           whole message); those that arrived before the
                           block reached this stage are verified while the
-                          own message is made and persisted; asked for
+                          own message is made and persisted, one at a time
+                          until t - 1 are in; a block of at most
+                          INLINE_CIPHERTEXTS is verified on the event loop,
+                          a larger one in a worker thread; asked for
                           (RequestKind.SHARES) from validators not heard from
     combine               once t verified messages are in: the plaintexts
                           (combine_verified) and the order seed
@@ -149,6 +152,13 @@ are dropped and asked for again when needed."""
 
 MAX_EARLY_BYTES: Final = 64 * 1024 * 1024
 """Bytes of early share messages held at once."""
+
+INLINE_CIPHERTEXTS: Final = 8
+"""A peer's share message for a block of at most this many ciphertexts is
+verified (and the block opened) on the event loop: about 2.5 ms at 8 on the
+development machine (its coin share alone 0.4 ms), where a worker thread
+hop in a busy node took 10 to 15 ms at the median (docs/fairness.md, "Where
+the added latency goes"). Larger blocks go to a worker thread."""
 
 INBOX_MESSAGES: Final = 1024
 """Share messages waiting for verification; more are dropped (asked for later)."""
@@ -476,6 +486,11 @@ class BlockOpening:
         with self._lock:
             return set(self.verified) | self.refused
 
+    def verified_peers(self, own: int | None) -> int:
+        """Verified messages other than share index `own`'s, as of now."""
+        with self._lock:
+            return len(self.verified) - (own in self.verified)
+
     def has_heard(self, index: int) -> bool:
         with self._lock:
             return index in self.verified or index in self.refused
@@ -524,6 +539,9 @@ class _Job:
     done: trio.Event = field(default_factory=trio.Event)
     opened: OpenedBlock | None = None
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    completed_at: float | None = None
+    """When the peer message that completed t reached this node (perf_counter;
+    None: this validator's own message completed it)."""
 
     def matches(self, block: bytes, envelopes: Sequence[Envelope]) -> bool:
         return self.decryption.block == block and self.decryption.ciphertexts == [
@@ -536,11 +554,16 @@ Request = Callable[[int, bytes, float], Awaitable[bytes]]
 _T = TypeVar("_T")
 
 
+def _heavy(ciphertexts: Sequence[Ciphertext]) -> bool:
+    """Whether verifying or opening a block's shares goes to a worker thread."""
+    return len(ciphertexts) > INLINE_CIPHERTEXTS
+
+
 async def _off_loop_if(heavy: bool, work: Callable[[], _T]) -> _T:
-    """Run `work` in a worker thread when it is heavy (a block's ciphertexts:
-    up to seconds of verification), else here: the coin alone is a few
-    hundred microseconds, less than two thread hand-offs on a busy machine,
-    and every block has one."""
+    """Run `work` in a worker thread when it is heavy (many ciphertexts: up to
+    seconds of verification), else here: the coin alone is a few hundred
+    microseconds and a few ciphertexts a few milliseconds, less than two
+    thread hand-offs on a busy machine, and every block has a coin."""
     if heavy:
         return await trio.to_thread.run_sync(work)
     return work()
@@ -578,9 +601,14 @@ class Decryptor:
         self.executed = executed
         self.proofs = proofs
         self._jobs: dict[int, _Job] = {}
-        self._early: dict[int, dict[int, bytes]] = {}
+        self._early: dict[int, dict[int, tuple[bytes, float]]] = {}
         self._early_bytes = 0
-        self._inbox_send, self._inbox = trio.open_memory_channel[tuple[int, bytes]](INBOX_MESSAGES)
+        self._inbox_send, self._inbox = trio.open_memory_channel[tuple[int, bytes, float]](
+            INBOX_MESSAGES
+        )
+        self._first_heard: dict[int, float] = {}
+        """Per height, when the first peer's message for it reached this node
+        (perf_counter; for the `shares_round` log line)."""
         self._nursery: trio.Nursery | None = None
         self.released = 0
         self.refused = 0
@@ -669,13 +697,25 @@ class Decryptor:
         started = time.perf_counter()
         own_ms = 0
         early = sorted(self._early.pop(decryption.height, {}).items())
-        self._early_bytes -= sum(len(data) for _, data in early)
+        self._early_bytes -= sum(len(data) for _, (data, _) in early)
+        own_index = None if key_share is None else key_share.index
+        peers_needed = decryption.keys.threshold - (own_index is not None)
+
+        async def verify_early() -> None:
+            # One at a time, and only until enough peers' messages verified
+            # (t - 1 besides the own one): a validator that reaches the block
+            # last holds all its peers' messages, and verifying them all
+            # would spend the CPU of n - 1 verifications on what t - 1 give.
+            for peer, (data, arrived) in early:
+                if decryption.ready or decryption.verified_peers(own_index) >= peers_needed:
+                    return
+                await self._consider(peer, data, arrived)
+
         async with trio.open_nursery() as nursery:
             # Peers' messages that came before the block reached this stage are
             # verified while this validator makes and persists its own: the two
             # are independent, and a peer's usually arrives first.
-            for peer, data in early:
-                nursery.start_soon(self._consider, peer, data)
+            nursery.start_soon(verify_early)
             if key_share is not None:
                 encoded, own_shares, own_coin = await self._own_message(decryption, key_share)
                 own_ms = int((time.perf_counter() - started) * 1000)
@@ -692,17 +732,25 @@ class Decryptor:
                 wait = min(max(2 * wait, ASK_AFTER_S), ASK_RETRY_MAX_S)
         ready_ms = int((time.perf_counter() - started) * 1000)
         if job.opened is None:  # else opened by the message that completed t
-            job.opened = await _off_loop_if(bool(decryption.ciphertexts), decryption.open)
+            job.opened = await _off_loop_if(_heavy(decryption.ciphertexts), decryption.open)
         if self.on_opened is not None:
             self.on_opened(decryption.height, job.opened)
         job.done.set()
+        first_heard = self._first_heard.pop(decryption.height, None)
+        # first_peer_ms: the first peer's message arrived (negative: before the
+        # block reached this stage); completed_ms: the message that completed t
+        # arrived (the own one's time when that was it). ready_ms less
+        # completed_ms is the wait to verify it.
         log.info(
-            "event=shares_round height=%d ciphertexts=%d own_ms=%d ready_ms=%d opened_ms=%d",
+            "event=shares_round height=%d ciphertexts=%d own_ms=%d ready_ms=%d opened_ms=%d "
+            "first_peer_ms=%s completed_ms=%d",
             decryption.height,
             len(decryption.ciphertexts),
             own_ms,
             ready_ms,
             (time.perf_counter() - started) * 1000,
+            "none" if first_heard is None else int((first_heard - started) * 1000),
+            own_ms if job.completed_at is None else (job.completed_at - started) * 1000,
         )
 
     async def _own_message(
@@ -812,7 +860,7 @@ class Decryptor:
     def on_message(self, peer: int, data: bytes) -> None:
         """A share message broadcast by validator `peer` (authenticated stream)."""
         try:
-            self._inbox_send.send_nowait((peer, data))
+            self._inbox_send.send_nowait((peer, data, time.perf_counter()))
         except trio.WouldBlock:
             log.warning("event=shares_inbox_full peer=%d", peer)
 
@@ -821,10 +869,10 @@ class Decryptor:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             task_status.started()
-            async for peer, data in self._inbox:
-                await self._consider(peer, data)
+            async for peer, data, arrived in self._inbox:
+                await self._consider(peer, data, arrived)
 
-    async def _consider(self, peer: int, data: bytes) -> None:
+    async def _consider(self, peer: int, data: bytes, arrived: float | None = None) -> None:
         """Check a message from validator `peer`: it must name the key epoch of
         its height (on a chain with several), and its index must be the one
         `peer` holds in that epoch (peer + 1 on a chain whose set never
@@ -851,9 +899,14 @@ class Decryptor:
             log.warning("event=shares_wrong_sender peer=%d index=%d", peer, index)
             return
         self._newest_heard = max(self._newest_heard, message.height)
+        arrived = time.perf_counter() if arrived is None else arrived
+        executed = self.executed()
+        if executed < message.height <= executed + EARLY_HEIGHTS:
+            first = self._first_heard.get(message.height)
+            self._first_heard[message.height] = arrived if first is None else min(first, arrived)
         active = self._jobs.get(message.height)
         if active is None:
-            self._keep_early(message.height, peer, data)
+            self._keep_early(message.height, peer, data, arrived)
             return
         job, ready = active.decryption, active.ready
         if message.block != job.block:
@@ -869,16 +922,18 @@ class Decryptor:
             kept = judged is Judged.KEPT
             return judged, job.open() if kept and job.ready and job.ciphertexts else None
 
-        judged, opened = await _off_loop_if(bool(job.ciphertexts), verify_then_open)
+        judged, opened = await _off_loop_if(_heavy(job.ciphertexts), verify_then_open)
         if opened is not None and active.opened is None:
             active.opened = opened
+        if judged is Judged.KEPT and job.ready and not ready.is_set():
+            active.completed_at = arrived
         if job.ready:
             ready.set()
         if judged is Judged.REFUSED:
             self.refused += 1
             log.warning("event=shares_refused peer=%d height=%d", peer, message.height)
 
-    def _keep_early(self, height: int, peer: int, data: bytes) -> None:
+    def _keep_early(self, height: int, peer: int, data: bytes, arrived: float) -> None:
         executed = self.executed()
         if not executed < height <= executed + EARLY_HEIGHTS:
             return
@@ -887,12 +942,14 @@ class Decryptor:
         kept = self._early.setdefault(height, {})
         if peer in kept:
             return
-        kept[peer] = data
+        kept[peer] = (data, arrived)
         self._early_bytes += len(data)
 
     def _drop_early_below(self, height: int) -> None:
         for old in [h for h in self._early if h <= height]:
-            self._early_bytes -= sum(len(d) for d in self._early.pop(old).values())
+            self._early_bytes -= sum(len(d) for d, _ in self._early.pop(old).values())
+        for old in [h for h in self._first_heard if h <= height]:
+            del self._first_heard[old]
 
     # ---- requests --------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from sequencer_net.mempool import verifier
 from sequencer_net.mempool.encrypted import ENCRYPTED_TX_PREFIX
 from sequencer_net.mempool.mempool import CheckedTx
 from sequencer_net.mempool.transaction import InvalidTransaction, MalformedTransaction
-from sequencer_net.mempool.verifier import CHUNK, VerifierPool
+from sequencer_net.mempool.verifier import CHUNK, INLINE_ENCRYPTED_AT_MOST, VerifierPool
 from tests.mempool.factories import DOMAIN, KEYS, signed
 
 
@@ -64,9 +64,10 @@ async def test_a_single_transaction_raises_its_error() -> None:
         raise AssertionError("an undecodable transaction was accepted")
 
 
-async def test_an_envelope_is_never_checked_on_the_event_loop(monkeypatch: Any) -> None:
-    """A lone plain transaction is checked inline; one envelope (with the
-    plain ones around it) goes to a worker thread."""
+async def test_one_or_two_envelopes_alone_are_checked_on_the_event_loop(monkeypatch: Any) -> None:
+    """A lone plain transaction is checked inline, and so are one or two
+    envelopes alone (a thread hop costs a busy node more); three envelopes, or
+    an envelope with plain ones around it, go to a worker thread."""
     threads: list[bool] = []
     real = verifier.check_chunk
 
@@ -77,6 +78,10 @@ async def test_an_envelope_is_never_checked_on_the_event_loop(monkeypatch: Any) 
     monkeypatch.setattr(verifier, "check_chunk", check_chunk)
     pool = VerifierPool(DOMAIN, threads=2)
     plain = signed(0, 0)
+    envelope = ENCRYPTED_TX_PREFIX + b"\x90"
     await pool.check_many([plain])
-    await pool.check_many([plain, ENCRYPTED_TX_PREFIX + b"\x90"])
-    assert threads == [True, False]
+    await pool.check_many([plain, envelope])
+    await pool.check_many([envelope])
+    await pool.check_many([envelope] * INLINE_ENCRYPTED_AT_MOST)
+    await pool.check_many([envelope] * (INLINE_ENCRYPTED_AT_MOST + 1))
+    assert threads == [True, False, True, True, False]

@@ -7,6 +7,7 @@ block from what it asks for."""
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
 import time
@@ -39,6 +40,7 @@ from sequencer_net.mempool.transaction import encode_transaction, sign_transacti
 from sequencer_net.node.decryption import (
     ASK_AFTER_S,
     BEHIND_HEIGHTS,
+    INLINE_CIPHERTEXTS,
     MAX_SHARES_MESSAGE_BYTES,
     BlockOpening,
     Decryptor,
@@ -575,3 +577,94 @@ async def test_an_early_peer_message_is_verified_while_the_own_message_is_made(
     assert verified_during_write == [True]
     assert [o[32:] for o in opened.plaintexts] == plaintexts()  # type: ignore[index]
     assert [i for i, _ in net.sent] == [0]  # released all the same, after its write
+
+
+def judged_in_threads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The thread of every `BlockOpening.judge` call (a message verified), in order."""
+    threads: list[int] = []
+    judge = BlockOpening.judge
+
+    def recording(self: BlockOpening, shares: BlockShares | None, coin: CoinShare) -> Judged:
+        threads.append(threading.get_ident())
+        return judge(self, shares, coin)
+
+    monkeypatch.setattr(BlockOpening, "judge", recording)
+    return threads
+
+
+async def open_with_early(
+    net: Net, peers: list[int], envelopes: list[Envelope] = ENVELOPES
+) -> OpenedBlock:
+    """Validator 0 holds `peers`' messages (kept early) when it opens the block."""
+    decryptor = net.decryptors[0]
+    net.down = {1, 2, 3}
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(decryptor.run)
+            for peer in peers:
+                decryptor.on_message(peer, encode_shares_message(message(peer, envelopes)))
+            while len(decryptor._early.get(HEIGHT, {})) < len(peers):
+                await trio.sleep(0.001)
+            opened = await decryptor.open_block(HEIGHT, BLOCK, envelopes)
+            nursery.cancel_scope.cancel()
+    return opened
+
+
+async def test_early_messages_are_verified_only_until_enough_are_in(
+    net: Net, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """All three peers' messages came before validator 0 reached the block: with
+    its own, t = 2 needs one of them, so one is verified, not three. The
+    round's log line says the first peer's message came before the round."""
+    judged = judged_in_threads(monkeypatch)
+    with caplog.at_level(logging.INFO, logger="seqnet.decryption"):
+        opened = await open_with_early(net, [1, 2, 3])
+    assert len(judged) == 1
+    (line,) = [r.getMessage() for r in caplog.records if "event=shares_round" in r.getMessage()]
+    first_peer_ms = int(line.split("first_peer_ms=")[1].split()[0])
+    assert first_peer_ms <= 0 and "completed_ms=" in line
+    assert [o[32:] for o in opened.plaintexts] == plaintexts()  # type: ignore[index]
+    assert opened.order_seed == ORDER_SEED
+
+
+async def test_an_early_message_that_fails_is_followed_by_the_next(
+    net: Net, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    decryptor = net.decryptors[0]
+    judged = judged_in_threads(monkeypatch)
+    honest = message(1)
+    wrong_coin = encode(coin_share(SHARES[1], b"another tag"))
+    net.down = {1, 2, 3}
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(decryptor.run)
+            decryptor.on_message(
+                1, encode_shares_message(msgspec.structs.replace(honest, coin=wrong_coin))
+            )
+            decryptor.on_message(2, encode_shares_message(message(2)))
+            while len(decryptor._early.get(HEIGHT, {})) < 2:
+                await trio.sleep(0.001)
+            opened = await decryptor.open_block(HEIGHT, BLOCK, ENVELOPES)
+            nursery.cancel_scope.cancel()
+    assert len(judged) == 2 and decryptor.refused == 1
+    assert opened.order_seed == ORDER_SEED
+
+
+async def test_a_small_block_is_verified_on_the_event_loop_a_large_one_in_a_worker(
+    net: Net, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A thread hop costs a busy node more than verifying a few ciphertexts'
+    shares (INLINE_CIPHERTEXTS); many go to a worker thread."""
+    judged = judged_in_threads(monkeypatch)
+    await open_with_early(net, [1])
+    assert judged == [threading.get_ident()]
+
+    judged.clear()
+    many = [envelope(sender, nonce) for sender in (0, 1, 2) for nonce in range(3)]
+    assert len(many) == INLINE_CIPHERTEXTS + 1
+    net.stores[0].close()
+    net.stores[0] = NodeStore(tmp_path / "again", genesis_digest=keccak256(b"g"), sync=False)
+    net.decryptors[0] = net.make(0)
+    opened = await open_with_early(net, [1], many)
+    assert len(judged) == 1 and judged[0] != threading.get_ident()
+    assert len(opened.plaintexts) == len(many)
