@@ -66,16 +66,13 @@ class GroupCommit:
         window_s: float = DEFAULT_WINDOW_S,
         max_group: int = MAX_GROUP,
         on_flush: Callable[[int, float], None] | None = None,
-        inline_max_bytes: int = INLINE_WRITE_MAX_BYTES,
     ) -> None:
         """`write_synced(batch)` performs one synced write (the store's); it is
-        called from a worker thread, or on the loop for a group of one write
-        of at most `inline_max_bytes` (0: never). `on_flush(writes, seconds)`
-        observes each group."""
+        called from a worker thread, or on the loop for a lone small write.
+        `on_flush(writes, seconds)` observes each group."""
         self._write_synced = write_synced
         self.window_s = window_s
         self.max_group = max_group
-        self.inline_max_bytes = inline_max_bytes
         self._on_flush = on_flush or (lambda writes, seconds: None)
         self._queue: list[_Waiter] = []
         self._wakeup = trio.Event()
@@ -135,7 +132,7 @@ class GroupCommit:
         started = time.perf_counter()
         error: BaseException | None = None
         try:
-            if len(staged) <= 1 and batch.size_in_bytes() <= self.inline_max_bytes:
+            if len(staged) <= 1 and batch.size_in_bytes() <= INLINE_WRITE_MAX_BYTES:
                 self._write_synced(batch)
             else:
                 await trio.to_thread.run_sync(self._write_synced, batch)

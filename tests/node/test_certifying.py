@@ -203,7 +203,7 @@ async def test_a_copy_arriving_while_the_ack_record_is_written_waits_for_it(
         assert release.wait(timeout=30)
         node.store.write_synced(batch)
 
-    group = GroupCommit(held_write, window_s=0, inline_max_bytes=0)  # the write in a thread
+    group = GroupCommit(held_write, window_s=0)
     node.certifier.group = group
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
