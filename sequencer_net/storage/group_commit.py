@@ -8,10 +8,9 @@ transaction, the batcher broadcasting its own batch) calls
 `stage(batch)` adds its puts to the next shared `WriteBatch` (it runs on the
 event loop, in call order, so counters it advances stay consistent); the
 call returns only after a synced write that contains those puts has finished.
-The synced write of a group runs in a worker thread (`trio.to_thread`), so
-the event loop keeps serving consensus and intake while the disk works; a
-group of one small write (an idle network's) is written right on the loop
-instead (INLINE_WRITE_MAX_BYTES). A failed write fails every waiter of that
+The synced write runs in a worker thread (`trio.to_thread`): RocksDB releases
+the GIL while it waits for the disk, so the event loop keeps serving
+consensus and intake meanwhile. A failed write fails every waiter of that
 group (the API answers 503; nothing was acknowledged).
 
 At 0.25 ms per fsync on this machine a window of a few milliseconds turns
@@ -39,13 +38,6 @@ DEFAULT_WINDOW_S = 0.002
 MAX_GROUP = 20_000
 """Writes in one group at most; more wait for the next one."""
 
-INLINE_WRITE_MAX_BYTES = 4096
-"""A group of a single write at most this large is written on the event loop.
-RocksDB releases the GIL while a synced write waits for the disk (a fraction
-of a millisecond here), whereas a hand-off to a worker thread on a busy machine
-costs milliseconds of waiting for the thread and the GIL. Under load groups
-hold several writes and go to the worker thread."""
-
 
 class GroupWriteFailed(Exception):
     """The synced write that would have covered this data failed."""
@@ -68,8 +60,7 @@ class GroupCommit:
         on_flush: Callable[[int, float], None] | None = None,
     ) -> None:
         """`write_synced(batch)` performs one synced write (the store's); it is
-        called from a worker thread, or on the loop for a lone small write.
-        `on_flush(writes, seconds)` observes each group."""
+        called from a worker thread. `on_flush(writes, seconds)` observes each group."""
         self._write_synced = write_synced
         self.window_s = window_s
         self.max_group = max_group
@@ -132,10 +123,7 @@ class GroupCommit:
         started = time.perf_counter()
         error: BaseException | None = None
         try:
-            if len(staged) <= 1 and batch.size_in_bytes() <= INLINE_WRITE_MAX_BYTES:
-                self._write_synced(batch)
-            else:
-                await trio.to_thread.run_sync(self._write_synced, batch)
+            await trio.to_thread.run_sync(self._write_synced, batch)
         except Exception as exc:
             log.error("event=group_write_failed writes=%d reason=%s", len(staged), exc)
             error = exc

@@ -3,7 +3,6 @@ writes share one fsync."""
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import pytest
@@ -11,11 +10,7 @@ import trio
 import trio.testing
 from rocksdict import WriteBatch
 
-from sequencer_net.storage.group_commit import (
-    INLINE_WRITE_MAX_BYTES,
-    GroupCommit,
-    GroupWriteFailed,
-)
+from sequencer_net.storage.group_commit import GroupCommit, GroupWriteFailed
 from sequencer_net.storage.node_store import NodeStore
 
 
@@ -119,28 +114,3 @@ async def test_a_lone_write_completes_on_its_own(window: float) -> None:
             await group.write(lambda b: b.put(b"a", b"1"))
         nursery.cancel_scope.cancel()
     assert writes == [1]
-
-
-async def test_a_lone_small_write_stays_on_the_loop_a_group_goes_to_a_thread() -> None:
-    """An idle network's lone acknowledgement costs no thread hand-off; several
-    writes, or one large write, are written in a worker thread while the loop
-    goes on."""
-    loop_thread = threading.get_ident()
-    on_loop: list[bool] = []
-
-    def write(batch: WriteBatch) -> None:
-        on_loop.append(threading.get_ident() == loop_thread)
-
-    group = GroupCommit(write, window_s=0.01)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(group.run)
-        with trio.fail_after(5):
-            await group.write(lambda b: b.put(b"a", b"1"))
-            big = b"x" * (INLINE_WRITE_MAX_BYTES + 1)
-            await group.write(lambda b: b.put(b"b", big))
-            async with trio.open_nursery() as writers:
-                for i in range(3):
-                    writers.start_soon(group.write, lambda b, i=i: b.put(b"c%d" % i, b"1"))
-        nursery.cancel_scope.cancel()
-    assert on_loop == [True, False, False]
-    assert (group.groups, group.writes) == (3, 5)
