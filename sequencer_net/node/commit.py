@@ -32,10 +32,10 @@ trip per batch. Then, for each block in order, the pipeline
     commit_block                 block, certificate, transactions and state root
                                  and order seed with its proof (the t coin
                                  shares it was combined from) in one synced
-                                 write; a large block is executed and stored in
-                                 one worker thread call, so the event loop keeps
-                                 serving consensus meanwhile; a small one right
-                                 on the loop (INLINE_BLOCK_MAX_TXS)
+                                 write; execution and storage are one call on
+                                 the pipeline's own worker thread
+                                 (sequencer_net/worker_thread.py), so the event
+                                 loop keeps serving consensus meanwhile
 
 and only then reports the block (status, metrics, the mempool forgetting what
 committed). Execution trails ordering by a few blocks at most: a leader whose
@@ -83,6 +83,7 @@ from sequencer_net.payload import MalformedPayload, decode_payload
 from sequencer_net.payload.checks import StateRootMismatch, check_vouched_root
 from sequencer_net.payload.format import BlockPayload, ForcedEntry
 from sequencer_net.storage.node_store import NodeStore
+from sequencer_net.worker_thread import WorkerThread
 
 log = logging.getLogger("seqnet.commit")
 
@@ -100,15 +101,6 @@ leader includes every batch it holds, oldest first, so a batch still
 unincluded this long after (hours at a few blocks per second) was never
 certified or came from a faulty author. Included batches are chain data
 and are kept."""
-
-INLINE_BLOCK_MAX_TXS = 8
-"""Blocks of at most this many transactions are executed and stored right on
-the event loop; larger ones in a worker thread, both steps in one call. A
-one-transaction block executes in about 2 ms and its two synced writes release
-the GIL while they wait for the disk, whereas a hand-off to a worker thread on
-a busy machine waits for the thread and then shares the GIL with the loop in
-5 ms slices: a timed split at 20 blocks a second measured 17 ms (p50) to
-execute such a block and 7 ms to store it that way."""
 
 PRUNE_EVERY = 256
 """Committed heights between two pruning passes."""
@@ -319,6 +311,8 @@ class CommitPipeline:
         self.decryptor = decryptor
         """Opens committed envelopes; None on a chain without a threshold key."""
         self._advanced = trio.Event()
+        self._worker = WorkerThread("seqnet-commit")
+        """Executes and stores each block, in one call: one thread hand-off per block."""
         self.market_activity = MarketActivity()  # what GET /v1/markets counts
         status.feed.orders_expected = decryptor is not None
         if decryptor is not None:
@@ -496,10 +490,7 @@ class CommitPipeline:
             )
             return result
 
-        if len(engine_block.transactions) <= INLINE_BLOCK_MAX_TXS:
-            result = execute_and_store()
-        else:
-            result = await trio.to_thread.run_sync(execute_and_store)
+        result = await self._worker.run(execute_and_store)
         self.state = result.state
         self.market_activity.record(block.height, result.events)
         self.pool.mark_included(digests)

@@ -722,9 +722,8 @@ class Decryptor:
                 log.warning("event=own_shares_mismatch height=%d", job.height)
 
         def make_and_persist() -> tuple[bytes, BlockShares | None, CoinShare]:
-            # One call: with ciphertexts, one worker thread job (each hop costs
-            # milliseconds on a busy machine); the coin alone, here (its synced
-            # write releases the GIL while it waits for the disk).
+            # One worker thread job: the synced write needs a thread anyway,
+            # and each hop costs milliseconds on a busy machine.
             made = None
             if job.ciphertexts:
                 made = block_shares(key_share, job.ciphertexts, job.labels, self.proofs)
@@ -741,7 +740,7 @@ class Decryptor:
             self.store.save_own_shares(job.height, encoded)
             return encoded, made, coin
 
-        encoded, shares, coin = await _off_loop_if(bool(job.ciphertexts), make_and_persist)
+        encoded, shares, coin = await trio.to_thread.run_sync(make_and_persist)
         self.released += 1
         return encoded, shares, coin
 

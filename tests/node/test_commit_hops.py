@@ -1,10 +1,11 @@
-"""Where the commit pipeline runs a block's execution and its synced write: a
-small block right on the event loop (no worker thread hand-off), a larger one
-in one worker thread call for both steps; an error in that call reaches the
-pipeline, and nothing of the failed block is adopted."""
+"""The commit pipeline executes and stores a block in one call on its own
+worker thread (one hand-off per block, none through trio's thread cache); an
+error in that call reaches the pipeline, and nothing of the failed block is
+adopted."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from sequencer_net.client import dex_transaction
 from sequencer_net.execution.state import subaccount_id
 from sequencer_net.execution.transactions import Transfer
 from sequencer_net.mempool.transaction import tx_hash
-from sequencer_net.node.commit import INLINE_BLOCK_MAX_TXS, CommitPipeline
+from sequencer_net.node.commit import CommitPipeline
 from sequencer_net.payload.format import BlockPayload, encode_payload
 from sequencer_net.payload.namespaces import namespace_root
 from sequencer_net.storage.node_store import NodeStore
@@ -35,8 +36,8 @@ def store(tmp_path: Path) -> Iterator[NodeStore]:
 
 
 @pytest.fixture
-def hops(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The names of the functions handed to a worker thread, in order."""
+def to_thread_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The functions handed to trio's thread cache, in order."""
     calls: list[str] = []
     real = trio.to_thread.run_sync
 
@@ -70,15 +71,26 @@ def _alice(pipeline: CommitPipeline) -> int:
     return pipeline.state.subaccounts[subaccount_id(ALICE.address, 0)].collateral
 
 
-async def test_a_small_block_is_executed_and_stored_without_a_thread_hand_off(
-    store: NodeStore, hops: list[str]
+@pytest.mark.parametrize("count", [1, 20])
+async def test_a_block_is_executed_and_stored_in_one_call_on_the_pipeline_thread(
+    store: NodeStore, to_thread_calls: list[str], monkeypatch: pytest.MonkeyPatch, count: int
 ) -> None:
     pipeline = held_batches_pipeline(store, _genesis())
-    txs = _transfers(INLINE_BLOCK_MAX_TXS)
+    txs = _transfers(count)
     commit = await _block_of(pipeline, txs)
-    hops.clear()  # what adding the batch cost is not the pipeline's
+    to_thread_calls.clear()  # what adding the batch cost is not the pipeline's
+    threads: dict[str, str] = {}
+    real_commit = store.commit_block
+
+    def commit_block(*args: Any, **kwargs: Any) -> None:
+        threads["store"] = threading.current_thread().name
+        real_commit(*args, **kwargs)
+
+    monkeypatch.setattr(store, "commit_block", commit_block)
     await pipeline.apply(commit)
-    assert hops == []
+    assert to_thread_calls == []
+    assert threads == {"store": "seqnet-commit"}
+    assert pipeline._worker.calls == 1  # execution and storage together
     assert store.tip()[0] == 1
     assert store.transactions_at(1) == txs
     assert pipeline.state.height == 1
@@ -86,26 +98,11 @@ async def test_a_small_block_is_executed_and_stored_without_a_thread_hand_off(
     assert pipeline.status.height == 1
 
 
-async def test_a_larger_block_takes_one_worker_call_for_execution_and_storage(
-    store: NodeStore, hops: list[str]
-) -> None:
-    pipeline = held_batches_pipeline(store, _genesis())
-    txs = _transfers(INLINE_BLOCK_MAX_TXS + 1)
-    commit = await _block_of(pipeline, txs)
-    hops.clear()
-    await pipeline.apply(commit)
-    assert hops == ["execute_and_store"]
-    assert store.tip()[0] == 1
-    assert store.transactions_at(1) == txs
-    assert pipeline.state.height == 1
-
-
-@pytest.mark.parametrize("count", [1, INLINE_BLOCK_MAX_TXS + 1])
 async def test_a_failed_synced_write_surfaces_and_the_block_is_not_adopted(
-    store: NodeStore, hops: list[str], monkeypatch: pytest.MonkeyPatch, count: int
+    store: NodeStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pipeline = held_batches_pipeline(store, _genesis())
-    commit = await _block_of(pipeline, _transfers(count))
+    commit = await _block_of(pipeline, _transfers(2))
     before = pipeline.state
 
     def broken(*args: object, **kwargs: object) -> None:
