@@ -475,9 +475,10 @@ class CommitPipeline:
         seconds = max(timestamp_ms // 1000, self.state.block.timestamp)
         engine_block = ExecutionBlock(block.height, seconds, tuple(r.sequenced for r in resolved))
         transactions = [r.encoded for r in resolved]
+        state = self.state  # replaced only here, after the call returns
 
         def execute_and_store() -> BlockResult:
-            result = execute_block(self.state, engine_block)
+            result = execute_block(state, engine_block)
             self.store.commit_block(
                 block,
                 commit.finalization,

@@ -11,8 +11,8 @@ call returns only after a synced write that contains those puts has finished.
 The synced write runs on the group commit's own worker thread
 (sequencer_net/worker_thread.py, cheaper per call than `trio.to_thread`):
 RocksDB releases the GIL while it waits for the disk, so the event loop
-keeps serving consensus and intake meanwhile. A failed write fails every waiter of that
-group (the API answers 503; nothing was acknowledged).
+keeps serving consensus and intake meanwhile. A failed write fails every
+waiter of that group (the API answers 503; nothing was acknowledged).
 
 At 0.25 ms per fsync on this machine a window of a few milliseconds turns
 thousands of acknowledgements per second into a few hundred fsyncs.
