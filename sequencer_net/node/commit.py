@@ -34,13 +34,14 @@ trip per batch. Then, for each block in order, the pipeline
     check_vouched_root           the state root the block vouches for, against
                                  this node's own execution (an alarm if they
                                  differ: voting did not wait for it)
-    execute_block                every namespace: nonces, fees, the DEX (in a
-                                 worker thread, so the event loop keeps serving
-                                 consensus while a large block executes)
+    execute_block                every namespace: nonces, fees, the DEX
     commit_block                 block, certificate, transactions and state root
                                  and order seed with its proof (the t coin
                                  shares it was combined from) in one synced
-                                 write (also in a worker thread)
+                                 write; execution and storage are one call on
+                                 the pipeline's own worker thread
+                                 (sequencer_net/worker_thread.py), so the event
+                                 loop keeps serving consensus meanwhile
 
 and only then reports the block (status, metrics, the mempool forgetting what
 committed). Execution trails ordering by a few blocks at most: a leader whose
@@ -65,7 +66,12 @@ from sequencer_net.batches.fetch import BatchFetcher
 from sequencer_net.batches.pool import BatchPool, BatchRequest
 from sequencer_net.execution.block import FailedReveal
 from sequencer_net.execution.encoding import encode
-from sequencer_net.execution.engine import ExecutionBlock, SequencedTransaction, execute_block
+from sequencer_net.execution.engine import (
+    BlockResult,
+    ExecutionBlock,
+    SequencedTransaction,
+    execute_block,
+)
 from sequencer_net.execution.state import ExecutionState
 from sequencer_net.fairness.envelope import Envelope
 from sequencer_net.fairness.limits import MAX_BLOCK_CIPHERTEXTS
@@ -83,6 +89,7 @@ from sequencer_net.payload import MalformedPayload, decode_payload
 from sequencer_net.payload.checks import StateRootMismatch, check_vouched_root
 from sequencer_net.payload.format import BlockPayload, ForcedEntry
 from sequencer_net.storage.node_store import NodeStore
+from sequencer_net.worker_thread import WorkerThread
 
 log = logging.getLogger("seqnet.commit")
 
@@ -349,6 +356,8 @@ class CommitPipeline:
         self.decryptor = decryptor
         """Opens committed envelopes; None on a chain without a threshold key."""
         self._advanced = trio.Event()
+        self._worker = WorkerThread("seqnet-commit")
+        """Executes and stores each block, in one call: one thread hand-off per block."""
         self.market_activity = MarketActivity()  # what GET /v1/markets counts
         status.feed.orders_expected = decryptor is not None
         if decryptor is not None:
@@ -521,21 +530,24 @@ class CommitPipeline:
         # Block time never runs backwards for the engine: a leader's clock may.
         seconds = max(timestamp_ms // 1000, self.state.block.timestamp)
         engine_block = ExecutionBlock(block.height, seconds, tuple(r.sequenced for r in resolved))
-        result = await trio.to_thread.run_sync(execute_block, self.state, engine_block)
         transactions = [r.encoded for r in resolved]
-        receipts = encode(result.receipts)
-        await trio.to_thread.run_sync(
-            lambda: self.store.commit_block(
+        state = self.state  # replaced only here, after the call returns
+
+        def execute_and_store() -> BlockResult:
+            result = execute_block(state, engine_block)
+            self.store.commit_block(
                 block,
                 commit.finalization,
                 transactions,
                 result.state.state_root,
-                receipts,
+                encode(result.receipts),
                 batch_digests=digests,
                 order_seed=order_seed,
                 order_proof=order_proof,
             )
-        )
+            return result
+
+        result = await self._worker.run(execute_and_store)
         self.state = result.state
         self.market_activity.record(block.height, result.events)
         self.pool.mark_included(digests)

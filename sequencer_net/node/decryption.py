@@ -122,6 +122,7 @@ from sequencer_net.fairness.tdh2 import (
 from sequencer_net.home.genesis import Genesis
 from sequencer_net.node.requests import RequestKind
 from sequencer_net.storage.node_store import NodeStore
+from sequencer_net.worker_thread import WorkerThread
 
 log = logging.getLogger("seqnet.decryption")
 
@@ -611,6 +612,7 @@ class Decryptor:
         (perf_counter; for the `shares_round` log line)."""
         self._nursery: trio.Nursery | None = None
         self.released = 0
+        self._worker = WorkerThread("seqnet-shares")  # makes and persists own shares
         self.refused = 0
         self._newest_heard = 0
         """The highest height a decodable, correctly addressed message named."""
@@ -794,7 +796,7 @@ class Decryptor:
             self.store.save_own_shares(job.height, encoded)
             return encoded, made, coin
 
-        encoded, shares, coin = await trio.to_thread.run_sync(make_and_persist)
+        encoded, shares, coin = await self._worker.run(make_and_persist)
         self.released += 1
         return encoded, shares, coin
 

@@ -3,6 +3,7 @@ writes share one fsync."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -114,3 +115,15 @@ async def test_a_lone_write_completes_on_its_own(window: float) -> None:
             await group.write(lambda b: b.put(b"a", b"1"))
         nursery.cancel_scope.cancel()
     assert writes == [1]
+
+
+async def test_a_group_is_written_on_the_group_commits_own_thread() -> None:
+    threads: list[str] = []
+    group = GroupCommit(lambda b: threads.append(threading.current_thread().name), window_s=0)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(group.run)
+        with trio.fail_after(5):
+            await group.write(lambda b: b.put(b"a", b"1"))
+            await group.write(lambda b: b.put(b"b", b"2"))
+        nursery.cancel_scope.cancel()
+    assert threads == ["seqnet-group-commit"] * 2
