@@ -5,25 +5,15 @@ seed, and the same as without one."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from consensus.crypto import keccak256
 from sequencer_net.fairness.order import needs_order_seed, order_block
 
+from .test_order import Tx, sender
+
 SEEDS = [keccak256(bytes([i])) for i in range(6)]
-
-
-@dataclass(frozen=True)
-class Tx:
-    sender: bytes
-    nonce: int
-
-
-def sender(i: int) -> bytes:
-    return bytes([i]) * 20
 
 
 def test_no_transaction_or_one_sender_needs_no_seed() -> None:
