@@ -314,6 +314,15 @@ def delivery_check(
     return bad
 
 
+def live_heights(decided: dict[int, float], connected_at: float) -> dict[int, float]:
+    """The heights (-> decided time) node 0 decided once every subscriber was
+    connected: those it sent live. The heights from the phase's first one up
+    to the connection were decided while the client process started and are
+    sent as history on connect; timed from their decision they would measure
+    the client's start-up, not delivery."""
+    return {h: at for h, at in decided.items() if at >= connected_at}
+
+
 def latency_ms(received: list[list[tuple[int, float]]], since: dict[int, float]) -> dict[str, Any]:
     """p50, p99 and max of each receipt's time after `since` its height."""
     latencies = [at - since[h] for r in received for h, at in r if h in since]
@@ -355,6 +364,7 @@ def phase(
         if not parent_end.poll(CONNECT_TIMEOUT_S) or parent_end.recv() != "ready":
             child.kill()
             raise RuntimeError("the subscribers did not connect")
+    connected_at = time.time()
     try:
         before = int(node_status(bn.urls[0])["committed_txs"])
         pids = bn.pids
@@ -402,8 +412,9 @@ def phase(
                 child.kill()
                 child.join()
     log_path = bn.net.nodes[0].log_path
-    executed = commit_times(log_path)
-    decided = commit_times(log_path, _DECIDED)
+    decided_any = commit_times(log_path, _DECIDED)
+    decided = live_heights(decided_any, connected_at)
+    executed = {h: at for h, at in commit_times(log_path).items() if h in decided}
     messages = sum(len(r) for r in received)
     report.update(
         {
@@ -419,6 +430,9 @@ def phase(
                 [sorted(r) for r in orders], skipped, first, last
             ),
             "heights_skipped_for_4410": sorted({h for k in skipped for h in k}),
+            "heights_decided_before_connected": sum(
+                1 for h in range(first, last + 1) if h in decided_any and h not in decided
+            ),
             "commit_to_block_ms": latency_ms(received, decided),
             "commit_to_order_ms": latency_ms(orders, decided),
             "executed_to_block_ms": latency_ms(received, executed),
