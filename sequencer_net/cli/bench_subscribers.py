@@ -23,7 +23,10 @@ returns, testnet/bench/ws_receiver.py) and its order (`commit_to_order_ms`: the 
 itself when it carries the order, else the order message that follows), and
 from node 0 logging the block executed and stored (`event=committed`) to the
 block's message (`executed_to_block_ms`; negative when the block arrived
-first), each as p50, p99, max on one machine clock; and whether every
+first), each as p50, p99, max on one machine clock, over the heights node 0
+decided once every subscriber was connected (`live_heights`: the ones
+decided while the client process started reach it as history on connect);
+and whether every
 subscriber got every height's block and order once, in order. Node
 0's CPU per message sent is estimated twice: against its own CPU per committed
 transaction without subscribers, and against the other validators' CPU in the
