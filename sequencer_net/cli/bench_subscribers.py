@@ -203,6 +203,13 @@ def client_address(index: int) -> str:
     return f"127.0.0.{10 + index // SUBSCRIBERS_PER_ADDRESS}"
 
 
+def carries_order(block_message: dict[str, Any]) -> bool:
+    """Whether a block message carries its order: an `order` field, `null` for
+    a block that draws no seed (no order message follows it); a message sent
+    before its order was known has none."""
+    return "order" in block_message
+
+
 def subscriber_process(urls: list[str], first: int, conn: Connection) -> None:
     """Open one subscription per url from height `first`; send "ready" once all
     are open; on a height H from the parent, wait (bounded) until each has
@@ -245,7 +252,7 @@ def subscriber_process(urls: list[str], first: int, conn: Connection) -> None:
                             message = msgspec.json.decode(raw)
                             kind, height = message.get("type"), message.get("height")
                             if kind == "block":
-                                inline = message.get("order") is not None
+                                inline = carries_order(message)
                                 if received[i] and height <= received[i][-1][0]:
                                     # Sent again from a resume height: only its
                                     # order, if it now carries it, is new.

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from sequencer_net.cli.bench_subscribers import (
     _DECIDED,
+    carries_order,
     client_address,
     commit_times,
     compare,
@@ -64,6 +65,13 @@ def test_heights_decided_before_the_subscribers_connected_are_not_timed() -> Non
     timed = latency_ms(received, live)
     assert timed["messages"] == 2 and timed["max"] == 50.0
     assert latency_ms(received, decided)["max"] == 1200.0  # what counting them would give
+
+
+def test_a_block_that_draws_no_seed_carries_its_order_as_null() -> None:
+    # No order message follows a block sent with `"order": null`.
+    assert carries_order({"type": "block", "height": 3, "order": None})
+    assert carries_order({"type": "block", "height": 3, "order": {"seed": "0x00", "shares": []}})
+    assert not carries_order({"type": "block", "height": 3})  # its order message follows
 
 
 def test_cost_per_message_against_the_other_validators() -> None:
