@@ -1022,7 +1022,8 @@ def subscribers(
     transaction; for the second also the client process's CPU, the time from
     node 0's consensus commit of a block to each subscriber's receipt of the
     block and of its order, and from node 0's execution of it to the block's
-    receipt (p50/p99/max), and whether every subscriber got every height's
+    receipt (p50/p99/max, over the heights decided once every subscriber was
+    connected), and whether every subscriber got every height's
     block and order once, in order. Everything started is stopped at the end.
 
     Example: seqnet bench subscribers --subscribers 100 --rate 600 --seconds 15 --json

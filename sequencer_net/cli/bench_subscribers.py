@@ -23,7 +23,10 @@ returns, testnet/bench/ws_receiver.py) and its order (`commit_to_order_ms`: the 
 itself when it carries the order, else the order message that follows), and
 from node 0 logging the block executed and stored (`event=committed`) to the
 block's message (`executed_to_block_ms`; negative when the block arrived
-first), each as p50, p99, max on one machine clock; and whether every
+first), each as p50, p99, max on one machine clock, over the heights node 0
+decided once every subscriber was connected (`live_heights`: the ones
+decided while the client process started reach it as history on connect);
+and whether every
 subscriber got every height's block and order once, in order. Node
 0's CPU per message sent is estimated twice: against its own CPU per committed
 transaction without subscribers, and against the other validators' CPU in the
@@ -200,6 +203,13 @@ def client_address(index: int) -> str:
     return f"127.0.0.{10 + index // SUBSCRIBERS_PER_ADDRESS}"
 
 
+def carries_order(block_message: dict[str, Any]) -> bool:
+    """Whether a block message carries its order: an `order` field, `null` for
+    a block that draws no seed (no order message follows it); a message sent
+    before its order was known has none."""
+    return "order" in block_message
+
+
 def subscriber_process(urls: list[str], first: int, conn: Connection) -> None:
     """Open one subscription per url from height `first`; send "ready" once all
     are open; on a height H from the parent, wait (bounded) until each has
@@ -242,7 +252,7 @@ def subscriber_process(urls: list[str], first: int, conn: Connection) -> None:
                             message = msgspec.json.decode(raw)
                             kind, height = message.get("type"), message.get("height")
                             if kind == "block":
-                                inline = message.get("order") is not None
+                                inline = carries_order(message)
                                 if received[i] and height <= received[i][-1][0]:
                                     # Sent again from a resume height: only its
                                     # order, if it now carries it, is new.
@@ -314,6 +324,15 @@ def delivery_check(
     return bad
 
 
+def live_heights(decided: dict[int, float], connected_at: float) -> dict[int, float]:
+    """The heights (-> decided time) node 0 decided once every subscriber was
+    connected: those it sent live. The heights from the phase's first one up
+    to the connection were decided while the client process started and are
+    sent as history on connect; timed from their decision they would measure
+    the client's start-up, not delivery."""
+    return {h: at for h, at in decided.items() if at >= connected_at}
+
+
 def latency_ms(received: list[list[tuple[int, float]]], since: dict[int, float]) -> dict[str, Any]:
     """p50, p99 and max of each receipt's time after `since` its height."""
     latencies = [at - since[h] for r in received for h, at in r if h in since]
@@ -355,6 +374,7 @@ def phase(
         if not parent_end.poll(CONNECT_TIMEOUT_S) or parent_end.recv() != "ready":
             child.kill()
             raise RuntimeError("the subscribers did not connect")
+    connected_at = time.time()
     try:
         before = int(node_status(bn.urls[0])["committed_txs"])
         pids = bn.pids
@@ -402,8 +422,9 @@ def phase(
                 child.kill()
                 child.join()
     log_path = bn.net.nodes[0].log_path
-    executed = commit_times(log_path)
-    decided = commit_times(log_path, _DECIDED)
+    decided_any = commit_times(log_path, _DECIDED)
+    decided = live_heights(decided_any, connected_at)
+    executed = {h: at for h, at in commit_times(log_path).items() if h in decided}
     messages = sum(len(r) for r in received)
     report.update(
         {
@@ -419,6 +440,9 @@ def phase(
                 [sorted(r) for r in orders], skipped, first, last
             ),
             "heights_skipped_for_4410": sorted({h for k in skipped for h in k}),
+            "heights_decided_before_connected": sum(
+                1 for h in range(first, last + 1) if h in decided_any and h not in decided
+            ),
             "commit_to_block_ms": latency_ms(received, decided),
             "commit_to_order_ms": latency_ms(orders, decided),
             "executed_to_block_ms": latency_ms(received, executed),

@@ -404,7 +404,19 @@ class CommitPipeline:
         try:
             missing = [d for d in self._batch_digests(block) if d not in self.pool]
             if missing:
+                # The subscribers get this block (and every later one, in
+                # height order) only once the fetch ends: logged, as it is
+                # what most often holds a block back after commit.
+                started = time.perf_counter()
+                in_flight = self.pool.any_in_flight(missing)
                 await self.fetcher.fetch(BatchRequest(missing), prefer=block.proposer)
+                log.info(
+                    "event=batches_fetched height=%d missing=%d queued_here=%d fetch_ms=%d",
+                    block.height,
+                    len(missing),
+                    in_flight,
+                    (time.perf_counter() - started) * 1000,
+                )
             self._tell_decided(commit)
             if self.decryptor is not None:
                 self._begin_opening(block)

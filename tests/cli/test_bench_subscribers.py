@@ -7,11 +7,13 @@ from pathlib import Path
 
 from sequencer_net.cli.bench_subscribers import (
     _DECIDED,
+    carries_order,
     client_address,
     commit_times,
     compare,
     delivery_check,
     latency_ms,
+    live_heights,
 )
 
 
@@ -51,6 +53,25 @@ def test_latencies_from_the_consensus_commit_and_from_execution(tmp_path: Path) 
     assert to_block["messages"] == 2 and to_block["p50"] == 60.0 and to_block["max"] == 60.0
     assert latency_ms([[(7, at)]], executed)["p50"] == -110.0
     assert latency_ms([[(8, at)]], decided)["messages"] == 0
+
+
+def test_heights_decided_before_the_subscribers_connected_are_not_timed() -> None:
+    # Heights 5 and 6 were decided while the client process started; they
+    # reach the subscribers as history on connect, seconds after decision.
+    decided = {5: 100.0, 6: 100.5, 7: 102.0, 8: 102.4}
+    live = live_heights(decided, connected_at=101.0)
+    assert live == {7: 102.0, 8: 102.4}
+    received = [[(5, 101.2), (6, 101.2), (7, 102.03), (8, 102.45)]]
+    timed = latency_ms(received, live)
+    assert timed["messages"] == 2 and timed["max"] == 50.0
+    assert latency_ms(received, decided)["max"] == 1200.0  # what counting them would give
+
+
+def test_a_block_that_draws_no_seed_carries_its_order_as_null() -> None:
+    # No order message follows a block sent with `"order": null`.
+    assert carries_order({"type": "block", "height": 3, "order": None})
+    assert carries_order({"type": "block", "height": 3, "order": {"seed": "0x00", "shares": []}})
+    assert not carries_order({"type": "block", "height": 3})  # its order message follows
 
 
 def test_cost_per_message_against_the_other_validators() -> None:

@@ -6,6 +6,9 @@ catches up in a few round trips, not one round trip per batch."""
 
 from __future__ import annotations
 
+import logging
+
+import pytest
 import trio
 import trio.testing
 
@@ -26,6 +29,13 @@ def _commit(height: int, digests: list[bytes], proposer: int) -> Commit:
     block = Block(view=height, height=height, parent=bytes(32), proposer=proposer, payload=payload)
     cert = Certificate(VoteKind.FINALIZE, height, height, block.digest(), [], [])
     return Commit(block, cert)
+
+
+class HeldBatches(set[bytes]):
+    """The pool as the prefetch sees it: what is held, nothing queued here."""
+
+    def any_in_flight(self, digests: object) -> bool:
+        return False
 
 
 class FakeFetcher:
@@ -61,7 +71,7 @@ class Recorder(CommitPipeline):
 
 async def test_missing_batches_are_fetched_ahead_in_one_request_per_block() -> None:
     held = _digest(1, 0)
-    pool = {held}
+    pool = HeldBatches({held})
     fetcher = FakeFetcher(pool)
     pipeline = Recorder(pool, fetcher)
     blocks = 3 * PREFETCH_AHEAD
@@ -91,7 +101,7 @@ async def test_missing_batches_are_fetched_ahead_in_one_request_per_block() -> N
 
 async def test_a_block_whose_batches_are_held_fetches_nothing() -> None:
     digests = [_digest(7, i) for i in range(3)]
-    pool = set(digests)
+    pool = HeldBatches(digests)
     fetcher = FakeFetcher(pool)
     pipeline = Recorder(pool, fetcher)
     send, receive = trio.open_memory_channel[Commit](1)
@@ -107,7 +117,7 @@ async def test_a_failing_prefetch_still_lets_the_block_apply() -> None:
         async def fetch(self, request: BatchRequest, prefer: int | None = None) -> int:
             raise RuntimeError("transport exploded")
 
-    pool: set[bytes] = set()
+    pool = HeldBatches()
     pipeline = Recorder(pool, Broken(pool))
     send, receive = trio.open_memory_channel[Commit](2)
     send.send_nowait(_commit(1, [_digest(1, 0)], proposer=0))
@@ -116,3 +126,24 @@ async def test_a_failing_prefetch_still_lets_the_block_apply() -> None:
     await pipeline.run(receive)
     # apply (which fetches again until a peer has the batch) still runs, in order
     assert pipeline.applied == [(1, False), (2, True)]
+
+
+async def test_a_fetch_after_commit_is_logged_with_its_height_and_duration(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A fetched block reaches the subscribers only once the fetch ends: the
+    # log names the height and how long it held the block.
+    held = _digest(3, 0)
+    pool = HeldBatches({held})
+    fetcher = FakeFetcher(pool)
+    fetcher.release.set()
+    pipeline = Recorder(pool, fetcher)
+    send, receive = trio.open_memory_channel[Commit](2)
+    send.send_nowait(_commit(3, [held, _digest(3, 1), _digest(3, 2)], proposer=1))
+    send.send_nowait(_commit(4, [held], proposer=2))
+    send.close()
+    with caplog.at_level(logging.INFO, logger="seqnet.commit"):
+        await pipeline.run(receive)
+    fetched = [r.getMessage() for r in caplog.records if "event=batches_fetched" in r.getMessage()]
+    assert len(fetched) == 1
+    assert fetched[0].startswith("event=batches_fetched height=3 missing=2 queued_here=0 fetch_ms=")
