@@ -134,11 +134,15 @@ class BatchBuilder:
     """Decides when this validator cuts its next batch. Pure: time is passed in.
 
     A batch is cut when the untaken transactions reach `max_txs` or `max_bytes`,
-    or when the oldest of them has waited `max_delay_ms`; while `max_uncertified`
-    or more of this validator's batches are still gathering acknowledgements
-    (`uncertified`, told by the shell), `hold_ms` instead: under load one larger
-    batch replaces several small ones. Sequences count from `next_sequence`
-    (persisted by the node, so a restart never reuses one).
+    or when the oldest of them has waited `max_delay_ms`, or sooner, once
+    `max_delay_ms` has passed since the previous cut: a transaction that comes
+    after a quiet spell is cut at once instead of waiting out the delay alone,
+    while a busy validator still cuts at most one batch that is not full per
+    `max_delay_ms`. While `max_uncertified` or more of this validator's batches
+    are still gathering acknowledgements (`uncertified`, told by the shell),
+    the oldest waits `hold_ms` instead: under load one larger batch replaces
+    several small ones. Sequences count from `next_sequence` (persisted by the
+    node, so a restart never reuses one).
     """
 
     def __init__(self, author: int, limits: BatchLimits | None = None, next_sequence: int = 0):
@@ -147,6 +151,8 @@ class BatchBuilder:
         self.author = author
         self.limits = limits or BatchLimits()
         self.next_sequence = next_sequence
+        self.last_cut_ms: int | None = None
+        """When the previous batch was cut (None: none since start)."""
 
     def due(self, mempool: Mempool, now_ms: int, uncertified: int = 0) -> bool:
         if mempool.untaken_count() == 0:
@@ -159,15 +165,21 @@ class BatchBuilder:
         return deadline is not None and now_ms >= deadline
 
     def deadline_ms(self, mempool: Mempool, uncertified: int = 0) -> int | None:
-        """When the oldest untaken transaction's wait runs out (for the shell's
-        timer): `max_delay_ms`, or `hold_ms` while `uncertified` own batches are
-        at `max_uncertified`."""
+        """When the next batch is due (for the shell's timer): `hold_ms` after
+        the oldest untaken transaction while `uncertified` own batches are at
+        `max_uncertified`; otherwise `max_delay_ms` after it, or `max_delay_ms`
+        after the previous cut if that comes first (never before the oldest
+        arrived)."""
         oldest = mempool.oldest_untaken_ms()
         if oldest is None:
             return None
         limits = self.limits
-        held = 0 < limits.max_uncertified <= uncertified
-        return oldest + (max(limits.hold_ms, limits.max_delay_ms) if held else limits.max_delay_ms)
+        if 0 < limits.max_uncertified <= uncertified:
+            return oldest + max(limits.hold_ms, limits.max_delay_ms)
+        if self.last_cut_ms is None:
+            return oldest
+        paced = max(oldest, self.last_cut_ms + limits.max_delay_ms)
+        return min(oldest + limits.max_delay_ms, paced)
 
     def poll(self, mempool: Mempool, now_ms: int, uncertified: int = 0) -> Batch | None:
         """Cut the next batch if one is due: take its transactions from the mempool,
@@ -179,6 +191,7 @@ class BatchBuilder:
         if not taken:
             return None
         mempool.mark_batched(c.hash for c in taken)
+        self.last_cut_ms = now_ms
         batch = Batch(
             author=self.author,
             sequence=self.next_sequence,

@@ -350,7 +350,9 @@ class MempoolSettings:
     batch_delay_ms: int = _key(
         _BATCH.max_delay_ms,
         "Longest a transaction waits before its batch is sealed and broadcast, even "
-        "if the batch is not full (ms). Lower: less latency, more, smaller batches.",
+        "if the batch is not full (ms); also the least time between two batches that "
+        "are not full, so a transaction after a quiet spell is sealed at once. Lower: "
+        "less latency, more, smaller batches.",
         _between(0, 60_000),
     )
     batch_max_uncertified: int = _key(

@@ -128,12 +128,21 @@ class OwnBatches:
                 await self._arrived.wait()
                 self._arrived = trio.Event()
                 continue
-            batch = self.batcher.poll(self.mempool, self.clock_ms(), self.uncertified())
+            now_ms = self.clock_ms()
+            oldest_ms = self.mempool.oldest_untaken_ms()
+            batch = self.batcher.poll(self.mempool, now_ms, self.uncertified())
             if batch is None:
                 await self._wait_until_due()
                 continue
             encoded = encode_batch(batch)
             digest = batch_digest(encoded)
+            log.info(
+                "event=batch_cut digest=%s sequence=%d txs=%d waited_ms=%d",
+                digest.hex()[:12],
+                batch.sequence,
+                len(batch.transactions),
+                0 if oldest_ms is None else now_ms - oldest_ms,
+            )
             self.pool.remember_senders(
                 c for c in map(self.mempool.get, batch_tx_hashes(batch)) if c is not None
             )

@@ -240,10 +240,12 @@ class PayloadService:
         exclude = self._ancestor_batches(parent_digest)
         if self.certificates is not None:
             await self.certificates.fetch_missing_batches()
+        waited = time.perf_counter()
         if not lagging:
             with trio.move_on_after(self.empty_block_wait_ms / 1000):
                 while not self._candidates(exclude, 1):
                     await self._wait_for_candidate()
+        waited_ms = int((time.perf_counter() - waited) * 1000)
         parent = self.parent_state(self.core.known_block(parent_digest))
         urgent, forced = self._forced_batches(exclude)
         batches: list[bytes] = []
@@ -270,6 +272,12 @@ class PayloadService:
         else:
             root = namespace_root(pairs)
         marks = [] if self.forced is None else self.forced.marks_for({h for _, h in pairs})
+        log.info(
+            "event=payload_built height=%d batches=%s candidate_wait_ms=%d",
+            height,
+            ",".join(d.hex()[:12] for d in batches) or "-",
+            waited_ms,
+        )
         return encode_payload(
             BlockPayload(
                 timestamp_ms=max(self.clock_ms(), 0 if parent is None else parent.timestamp_ms),

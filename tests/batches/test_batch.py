@@ -114,10 +114,15 @@ def test_verify_names_the_first_bad_transaction() -> None:
 def test_builder_cuts_on_delay() -> None:
     pool = Mempool(DOMAIN)
     builder = BatchBuilder(author=2, limits=BatchLimits(max_txs=10, max_delay_ms=50))
+    builder.last_cut_ms = 90  # a batch cut just before
     assert builder.poll(pool, now_ms=0) is None
     pool.add(cached_tx(0, 0, 0), now_ms=100)
     pool.add(cached_tx(1, 0, 0), now_ms=120)
-    assert builder.deadline_ms(pool) == 150
+    assert builder.deadline_ms(pool) == 140  # 50 ms after the previous cut
+    builder.last_cut_ms = 0
+    assert builder.deadline_ms(pool) == 100  # quiet since long before: at once
+    builder.last_cut_ms = 120
+    assert builder.deadline_ms(pool) == 150  # never later than the oldest's delay
     assert builder.poll(pool, now_ms=149) is None
     batch = builder.poll(pool, now_ms=150)
     assert batch is not None
@@ -125,9 +130,29 @@ def test_builder_cuts_on_delay() -> None:
     assert batch.transactions == [cached_tx(0, 0, 0).encoded, cached_tx(1, 0, 0).encoded]
     assert builder.poll(pool, now_ms=10_000) is None  # taken: not batched twice
     assert len(pool) == 2  # still pending until committed
-    pool.add(cached_tx(2, 0, 0), now_ms=200)
-    second = builder.poll(pool, now_ms=250)
+    pool.add(cached_tx(2, 0, 0), now_ms=180)
+    assert builder.poll(pool, now_ms=199) is None
+    second = builder.poll(pool, now_ms=200)
     assert second is not None and second.sequence == 1
+
+
+def test_builder_cuts_at_once_after_a_quiet_spell_and_paces_busy_spells() -> None:
+    """Idle: a transaction is cut as it arrives, not after max_delay_ms alone.
+    Busy: at most one batch that is not full per max_delay_ms."""
+    pool = Mempool(DOMAIN, MempoolLimits(max_per_sender=1024))
+    builder = BatchBuilder(author=0, limits=BatchLimits(max_txs=1000, max_delay_ms=50))
+    pool.add(cached_tx(0, 0, 0), now_ms=100)
+    assert builder.deadline_ms(pool) == 100  # no batch cut since start
+    first = builder.poll(pool, now_ms=100)
+    assert first is not None and len(first.transactions) == 1
+    cuts = []
+    for t in range(101, 400):  # a transaction every millisecond
+        pool.add(cached_tx(t % 8, 1 + (t - 101) // 8, 0), now_ms=t)
+        if (batch := builder.poll(pool, now_ms=t)) is not None:
+            cuts.append((t, len(batch.transactions)))
+    assert cuts == [(150, 50), (200, 50), (250, 50), (300, 50), (350, 50)]
+    pool.add(cached_tx(0, 100, 0), now_ms=1_000)  # quiet again: at once
+    assert builder.poll(pool, now_ms=1_000) is not None
 
 
 def test_builder_holds_a_batch_while_own_batches_are_uncertified() -> None:
@@ -135,7 +160,7 @@ def test_builder_holds_a_batch_while_own_batches_are_uncertified() -> None:
     builder = BatchBuilder(author=0, limits=limits)
     pool = Mempool(DOMAIN)
     pool.add(cached_tx(0, 0, 0), now_ms=100)
-    assert builder.deadline_ms(pool, uncertified=0) == 150
+    assert builder.deadline_ms(pool, uncertified=0) == 100  # no cut yet: at once
     assert builder.deadline_ms(pool, uncertified=1) == 350  # one in flight: hold
     assert builder.poll(pool, now_ms=349, uncertified=1) is None
     assert builder.poll(pool, now_ms=200, uncertified=0) is not None  # certified: due again
@@ -145,7 +170,7 @@ def test_builder_holds_a_batch_while_own_batches_are_uncertified() -> None:
     assert full is not None and len(full.transactions) == 3
     never = BatchBuilder(author=0, limits=BatchLimits(max_delay_ms=50, max_uncertified=0))
     pool.add(cached_tx(5, 0, 0), now_ms=500)
-    assert never.deadline_ms(pool, uncertified=100) == 550  # 0: never holds
+    assert never.deadline_ms(pool, uncertified=100) == 500  # 0: never holds
     short = BatchBuilder(author=0, limits=BatchLimits(max_delay_ms=50, hold_ms=10))
     assert short.deadline_ms(pool, uncertified=1) == 550  # a hold below the delay is the delay
 
