@@ -4,8 +4,10 @@ Commitments keeps a record of each of its last HISTORY posts (index, state
 root, state height, block height); the Bridge takes a post as a PostRef and
 has Commitments check it against that record (`checkPost`).
 
-    latest_post         the latest post's ref, from the contract's views read at
-                        one block (so its fields belong together)
+    latest_post         the latest post's ref, from the contract's views, checked
+                        with `checkPost` and read again (at most LATEST_POST_READS
+                        times) while a post landing between the reads mixed two
+                        posts' fields
     posts_back          refs read from Committed and Resumed logs, newest first,
                         scanning back from the latest post's L1 block in ranges
                         of at most MAX_LOG_RANGE blocks, at most
@@ -24,17 +26,27 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from web3.contract import Contract
+from web3.exceptions import ContractCustomError
 
+from sequencer_net.l1.artifacts import UnknownCustomError, custom_error_name
 from sequencer_net.l1.scan import MAX_LOG_RANGE
 
 HISTORY: Final = 1024
 """Posts Commitments keeps (Commitments.HISTORY)."""
 MAX_SCAN_RANGES: Final = 64
 """Log ranges `posts_back` reads before it gives up (128,000 L1 blocks)."""
+LATEST_POST_READS: Final = 5
+"""Reads of the latest post's ref before `latest_post` gives up (PostsMoving)."""
+_MOVED: Final = frozenset({"PostMismatch", "PostNotMade", "PostOfEndedEra"})
+"""checkPost's errors for a ref whose fields a post landing between reads mixed."""
 
 
 class PostNotFound(LookupError):
     """The post an operation needs is not (or no longer) in the contract's history."""
+
+
+class PostsMoving(RuntimeError):
+    """A post landed during each of LATEST_POST_READS reads of the latest one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +67,41 @@ NO_POST: Final = PostRef(index=0, state_root=bytes(32), state_height=0, height=0
 
 
 def latest_post(commitments: Contract) -> PostRef | None:
-    """The latest post's ref (None before the first post), read at one L1 block."""
+    """The latest post's ref (None before the first post), as Commitments recorded it.
+
+    The ref's four fields come from four view calls, all asked at one L1 block.
+    That alone does not make them belong together: an endpoint may answer a call
+    at its head block from its live state (anvil does), so a post mined between
+    the calls gives a ref mixing two posts, which the Bridge refuses
+    (PostMismatch). The ref is therefore checked with one `checkPost` call and
+    read again while it does not match a record, at most LATEST_POST_READS times
+    (PostsMoving after that). A ref that matched stays valid until HISTORY
+    posts come after it or a `resume` ends its era, whether or not it is still
+    the latest.
+    """
+    for _ in range(LATEST_POST_READS):
+        ref = _read_latest_post(commitments)
+        if ref is None:
+            return None
+        try:
+            check_post(commitments, ref)
+        except ContractCustomError as exc:
+            if _error_name(exc) not in _MOVED:
+                raise
+            continue
+        return ref
+    raise PostsMoving(f"a post landed during each of {LATEST_POST_READS} reads of the latest post")
+
+
+def _error_name(exc: ContractCustomError) -> str:
+    try:
+        return custom_error_name(exc)
+    except UnknownCustomError:
+        return ""
+
+
+def _read_latest_post(commitments: Contract) -> PostRef | None:
+    """The latest post's ref from the contract's views, each asked at one L1 block."""
     block = commitments.w3.eth.block_number
     functions = commitments.functions
     count = int(functions.postCount().call(block_identifier=block))

@@ -125,6 +125,7 @@ def _run(
     from sequencer_net.home.genesis import load_genesis
     from sequencer_net.l1.anvil import DEV_PRIVATE_KEYS
     from sequencer_net.l1.artifacts import UnknownCustomError, custom_error_name
+    from sequencer_net.l1.posts import PostsMoving
     from sequencer_net.l1.transact import TransactionFailed, transact
     from sequencer_net.l1.user import (
         NotPostedYet,
@@ -241,7 +242,7 @@ def _run(
                 w3, user_a, bridge, commitments, clients[node.spec.index], report.withdrawal_id
             )
             break
-        except (NotPostedYet, SeqnetApiError, ValueError, TransactionFailed) as exc:
+        except (NotPostedYet, PostsMoving, SeqnetApiError, ValueError, TransactionFailed) as exc:
             # TransactionFailed: the L1 moved between the estimate and the block.
             report.withdrawal_refused = reason_of(exc)
         except (ContractCustomError, ContractLogicError) as exc:

@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
-from web3 import Web3
+from web3 import HTTPProvider, Web3
 from web3.contract import Contract
 from web3.exceptions import ContractCustomError
 from web3.logs import DISCARD
-from web3.types import TxReceipt
+from web3.types import RPCEndpoint, RPCResponse, TxReceipt
 
 from consensus.crypto import PrivateKey, keccak256
 from consensus.encoding import Domain
@@ -116,6 +116,13 @@ class L1Chain:
         """The `name` events `contract` emitted in `receipt` (other contracts' logs skipped)."""
         return list(contract.events[name]().process_receipt(receipt, errors=DISCARD))
 
+    def posting_mid_read(self, headers: Sequence[L1Header]) -> Web3:
+        """A Web3 on this chain whose endpoint answers every eth_call from its live
+        head state, whatever block the call names (anvil does so for a call at its
+        head block), and posts `headers`, one after each `postCount` call: a post
+        landing between the view calls that read the latest post."""
+        return Web3(PostingMidRead(self, headers))
+
     def mine(self, blocks: int) -> None:
         self.w3.provider.make_request("anvil_mine", [hex(blocks)])  # type: ignore[arg-type]
 
@@ -126,6 +133,25 @@ class L1Chain:
             yield
         finally:
             self.w3.provider.make_request("evm_revert", [snapshot_id])  # type: ignore[arg-type]
+
+
+class PostingMidRead(HTTPProvider):
+    """L1Chain.posting_mid_read's endpoint."""
+
+    def __init__(self, chain: L1Chain, headers: Sequence[L1Header]) -> None:
+        super().__init__(chain.anvil.url)
+        self.chain = chain
+        self.pending = list(headers)
+        self.post_count = bytes(keccak256(b"postCount()")[:4])
+
+    def make_request(self, method: RPCEndpoint, params: Any) -> RPCResponse:
+        if method != "eth_call":
+            return super().make_request(method, params)
+        response = super().make_request(method, [params[0], "latest", *params[2:]])
+        data = params[0].get("data") or params[0].get("input") or "0x"
+        if self.pending and bytes.fromhex(data[2:10]) == self.post_count:
+            self.chain.post(self.pending.pop(0))
+        return response
 
 
 def expect_revert(name: str, send: Callable[[], object]) -> None:

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from eth_account import Account
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
@@ -19,9 +20,12 @@ from sequencer_net.api.proofs import proof_routes
 from sequencer_net.client import SeqnetClient
 from sequencer_net.execution.transactions import Withdraw
 from sequencer_net.l1.artifacts import custom_error_name
+from sequencer_net.l1.header import L1Header
+from sequencer_net.l1.posts import LATEST_POST_READS
 from sequencer_net.l1.user import (
     NotPostedYet,
     claim_withdrawal,
+    contract,
     deposit_eth,
     deposit_token,
     escape_collateral,
@@ -138,8 +142,6 @@ def test_the_escape_command_pays_a_flat_subaccount_once(
     subaccount's collateral from the last posted state, once."""
     import json
 
-    from click.testing import CliRunner
-
     import sequencer_net.client
     from sequencer_net.cli.main import cli
 
@@ -170,3 +172,77 @@ def test_the_escape_command_pays_a_flat_subaccount_once(
     assert chain.token.functions.balanceOf(alice.address).call() == 2 * W
     twice = runner.invoke(cli, command)
     assert twice.exit_code == 1 and "AlreadyEscaped" in twice.output, twice.output
+
+
+def _withdrawal_posted(chain: L1Chain, engine: Chain) -> tuple[dict[int, bytes], list[L1Header]]:
+    """Alice's withdrawal 0 (1 to users[1]) executed, its state posted (post 0),
+    and the headers of two later states holding it, not posted yet; the state
+    roots by height."""
+    user = chain.users[0]
+    chain.send(chain.token.functions.mint(user.address, 10 * W))
+    deposit_token(chain.w3, user, chain.bridge, ALICE_1, 3 * W)
+    quorum(engine, 0, amount=3 * W, token=chain.addresses.collateral_token, subaccount=ALICE_1)
+    recipient = bytes.fromhex(chain.users[1].address[2:])
+    engine.block([engine.tx(ALICE, Withdraw(1, W, recipient))])
+    roots: dict[int, bytes] = {}
+    first = _record(engine, roots)
+    chain.post(chain.header(1, state_height=first, state_root=roots[first]))
+    later = []
+    for height in (2, 3):
+        engine.block([])
+        state_height = _record(engine, roots)
+        later.append(chain.header(height, state_height, roots[state_height]))
+    return roots, later
+
+
+def test_a_post_landing_while_the_latest_post_is_read_does_not_make_the_proof_revert(
+    chain: L1Chain, engine: Chain
+) -> None:
+    # The latest post's ref is read with four view calls; a post lands right after the
+    # first (postCount: post 0 is the latest), so the other three read post 1. Such a
+    # ref matches no record (the Bridge would revert PostMismatch): it is read again.
+    roots, (second, _) = _withdrawal_posted(chain, engine)
+    w3 = chain.posting_mid_read([second])
+    bridge = contract(w3, "Bridge", chain.addresses.bridge)
+    commitments = contract(w3, "Commitments", chain.addresses.commitments)
+    node = _node(engine, roots)
+    proven = prove_withdrawal(w3, chain.users[0], bridge, commitments, node, 0)
+    assert chain.commitments.functions.postCount().call() == 2  # post 1 landed mid-read
+    assert (proven.amount, proven.state_height) == (W, second.state_height)
+    pending = chain.bridge.functions.pendingWithdrawals(0).call()
+    assert (pending[1], pending[4]) == (proven.payable_at, second.height)
+
+
+def test_the_claim_command_says_try_again_while_posts_land_during_every_read(
+    chain: L1Chain, engine: Chain, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sequencer_net.cli.l1
+    import sequencer_net.client
+    from sequencer_net.cli.main import cli
+
+    roots, later = _withdrawal_posted(chain, engine)
+    last = later[-1]
+    heights = range(4, 4 + LATEST_POST_READS - len(later))
+    headers = later + [chain.header(h, last.state_height, last.state_root) for h in heights]
+    # A post lands during each of the LATEST_POST_READS reads of the latest post.
+    w3 = chain.posting_mid_read(headers)
+    monkeypatch.setattr(sequencer_net.cli.l1, "_web3", lambda rpc_url: w3)
+    monkeypatch.setattr(
+        sequencer_net.client, "SeqnetClient", lambda *args, **kwargs: _node(engine, roots)
+    )
+    key_file = tmp_path / "user.key"
+    key_file.write_text("0x" + bytes(chain.users[0].key).hex())
+    command = ["l1", "claim", "--id", "0", "--rpc", chain.anvil.url, "--bridge",
+               "0x" + chain.addresses.bridge.hex(), "--node", "http://node",
+               "--key-file", str(key_file), "--no-wait", "--json"]  # fmt: skip
+    runner = CliRunner()
+    moving = runner.invoke(cli, command)
+    assert moving.exit_code == 1, moving.output
+    assert f"during each of {LATEST_POST_READS} reads" in moving.output
+    assert "try again" in moving.output
+    assert chain.commitments.functions.postCount().call() == 1 + LATEST_POST_READS
+    assert chain.bridge.functions.pendingWithdrawals(0).call()[1] == 0  # nothing proven
+    # Once the posts settle, the same command proves it on the latest post.
+    proven = runner.invoke(cli, command)
+    assert proven.exit_code == 0, proven.output
+    assert chain.bridge.functions.pendingWithdrawals(0).call()[4] == headers[-1].height
