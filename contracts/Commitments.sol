@@ -906,6 +906,43 @@ contract Commitments {
         return uint64((_tip >> ERA_FIRST_SHIFT) & WORD40_MASK);
     }
 
+    /// The latest post and the state around it, from one read of the contract: one call is
+    /// answered from one state, so every field belongs to the same latest post (separate view
+    /// calls may each see a different one when a post lands between them). `ref` is the latest
+    /// post's PostRef (all zeros while `count` is 0), `count` is postCount(), and the rest are
+    /// lastPostBlock(), epoch(), eraFirstPost(), era(), frozen() and disputedHeight(era()).
+    function latestPost()
+        external
+        view
+        returns (
+            PostRef memory ref,
+            uint64 count,
+            uint64 postBlock,
+            uint64 epoch_,
+            uint64 firstPost,
+            uint64 era_,
+            bool frozen_,
+            bool disputed,
+            uint64 disputedAt
+        )
+    {
+        uint256 tip = _tip;
+        count = uint64((tip >> COUNT_SHIFT) & WORD40_MASK);
+        if (count != 0) {
+            ref = PostRef(
+                count - 1, _latestRoot, uint64((tip >> HEIGHT_BITS) & HEIGHT_MASK), uint64(tip & HEIGHT_MASK)
+            );
+        }
+        postBlock = uint64(uint40(tip >> POST_BLOCK_SHIFT));
+        epoch_ = uint64((tip >> EPOCH_SHIFT) & MAX_EPOCH);
+        firstPost = uint64((tip >> ERA_FIRST_SHIFT) & WORD40_MASK);
+        era_ = era;
+        frozen_ = tip >> FROZEN_SHIFT != 0;
+        uint256 from = _disputedFrom[era_];
+        disputed = from != 0;
+        if (disputed) disputedAt = uint64(from - 1);
+    }
+
     /// Checks that `ref` is one of the last HISTORY posts, of the current era, exactly as it
     /// was recorded, and returns the current era, whether the post covers its disputed height
     /// and whether it is the latest post. Reverts PostNotMade (no post of that index yet),

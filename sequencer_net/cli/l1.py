@@ -463,11 +463,10 @@ def claim(
     Proves the withdrawal record against the latest posted state root, waits
     out the Bridge's challenge window, and has the Bridge pay the recipient.
     Anyone may claim: the Bridge always pays the recipient the record names.
-    A withdrawal already proven is only paid. The latest post is read again
-    (up to 5 times) while a post lands during the read.
+    A withdrawal already proven is only paid. The latest post is read in one
+    call, so a post landing meanwhile cannot mix two posts into its ref.
     """
     from sequencer_net.client import SeqnetClient
-    from sequencer_net.l1.posts import PostsMoving
     from sequencer_net.l1.user import (
         NotPostedYet,
         finalize_withdrawal,
@@ -494,7 +493,7 @@ def claim(
             return
         wait_for_l1_block(w3, payable_at)
         payout = finalize_withdrawal(w3, account, bridge, withdrawal_id)
-    except (NotPostedYet, PostsMoving) as exc:
+    except NotPostedYet as exc:
         raise click.ClickException(f"{exc}; try again in a few seconds") from None
     except click.ClickException:
         raise
@@ -534,7 +533,6 @@ def escape(
     --eth, your L1 ether balance; each once.
     """
     from sequencer_net.client import SeqnetClient
-    from sequencer_net.l1.posts import PostsMoving
     from sequencer_net.l1.user import NotPostedYet, escape_balance, escape_collateral
 
     account = _l1_account(key_file)
@@ -548,8 +546,6 @@ def escape(
                 payout = escape_collateral(w3, account, bridge, commitments, node, number)
     except NotPostedYet as exc:
         raise click.ClickException(str(exc)) from None
-    except PostsMoving as exc:
-        raise click.ClickException(f"{exc}; try again in a few seconds") from None
     except Exception as exc:  # a revert names its custom error
         raise click.ClickException(f"escape failed: {_revert_reason(exc)}") from None
     document = _payout_json(payout)

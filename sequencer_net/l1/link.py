@@ -69,13 +69,86 @@ def checked_address(value: object, what: str) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class CommitmentsTip:
-    """What Commitments holds about the latest posting."""
+    """What Commitments holds about its latest post, from one `latestPost()` call.
 
+    One call is answered from one state of the contract, so every field
+    belongs to the same latest post; separate view calls (`latestHeight`,
+    `latestStateRoot`, ...) may each see a different post when one lands
+    between them, even when they all name one block number.
+    """
+
+    post_count: int
+    """Posts and resumes so far; the latest has index post_count - 1."""
     latest_height: int
     latest_state_height: int
     latest_state_root: bytes
+    """Zero before the first post."""
     last_post_block: int
+    """The deployment block before the first post."""
     epoch: int
+    era_first_post: int
+    era: int
+    frozen: bool
+    disputed_height: int | None
+    """The current era's disputed height (None: no evidence froze it)."""
+
+
+TIP_FIELDS: Final = 9
+"""Commitments.latestPost()'s outputs: ref, count, postBlock, epoch_, firstPost,
+era_, frozen_, disputed, disputedAt."""
+POST_REF_FIELDS: Final = 4
+EPOCH_BOUND: Final = 2**32
+
+
+def checked_bool(value: object, what: str) -> bool:
+    if not isinstance(value, bool):
+        raise L1AnswerInvalid(f"{what}: expected a bool, got {value!r:.80}")
+    return value
+
+
+def decode_tip(answer: object) -> CommitmentsTip:
+    """Commitments.latestPost()'s answer, checked: L1AnswerInvalid for a value of
+    the wrong type or range, or fields that no contract state yields together."""
+    if not isinstance(answer, list | tuple) or len(answer) != TIP_FIELDS:
+        raise L1AnswerInvalid(f"latestPost: expected {TIP_FIELDS} values, got {answer!r:.80}")
+    ref, count, post_block, epoch, first_post, era, frozen, disputed, disputed_at = answer
+    if not isinstance(ref, list | tuple) or len(ref) != POST_REF_FIELDS:
+        raise L1AnswerInvalid(f"latestPost ref: expected {POST_REF_FIELDS} values, got {ref!r:.80}")
+    index = checked_uint(ref[0], "latestPost ref.index")
+    tip = CommitmentsTip(
+        post_count=checked_uint(count, "latestPost count"),
+        latest_height=checked_uint(ref[3], "latestPost ref.height"),
+        latest_state_height=checked_uint(ref[2], "latestPost ref.stateHeight"),
+        latest_state_root=checked_bytes(ref[1], "latestPost ref.stateRoot", 32),
+        last_post_block=checked_uint(post_block, "latestPost postBlock"),
+        epoch=checked_uint(epoch, "latestPost epoch", EPOCH_BOUND),
+        era_first_post=checked_uint(first_post, "latestPost firstPost"),
+        era=checked_uint(era, "latestPost era"),
+        frozen=checked_bool(frozen, "latestPost frozen"),
+        disputed_height=(
+            checked_uint(disputed_at, "latestPost disputedAt")
+            if checked_bool(disputed, "latestPost disputed")
+            else None
+        ),
+    )
+    if tip.post_count == 0:
+        if (index, tip.latest_height, tip.latest_state_height, tip.era_first_post) != (0,) * 4:
+            raise L1AnswerInvalid("latestPost: a latest post, or an era, with no post made")
+        if tip.latest_state_root != bytes(32):
+            raise L1AnswerInvalid("latestPost: a latest state root with no post made")
+    elif index != tip.post_count - 1 or tip.era_first_post > index:
+        raise L1AnswerInvalid(
+            f"latestPost: ref index {index} with {tip.post_count} posts, "
+            f"the era's first at {tip.era_first_post}"
+        )
+    if not checked_bool(disputed, "latestPost disputed") and disputed_at != 0:
+        raise L1AnswerInvalid("latestPost: a disputed height with no dispute")
+    return tip
+
+
+def read_tip(commitments: Contract) -> CommitmentsTip:
+    """Commitments' latest post and the state around it, in one `latestPost()` call."""
+    return decode_tip(commitments.functions.latestPost().call())
 
 
 @dataclass
@@ -150,21 +223,9 @@ class L1Link:
         return checked_bytes(block.get("hash"), "block hash", 32)
 
     def commitments_tip(self) -> CommitmentsTip:
+        """The latest post's record, in one call (`read_tip`)."""
         contract = self.require(self.commitments, "commitments")
-        functions = contract.functions
-        return CommitmentsTip(
-            latest_height=checked_uint(self.guarded(functions.latestHeight().call), "latestHeight"),
-            latest_state_height=checked_uint(
-                self.guarded(functions.latestStateHeight().call), "latestStateHeight"
-            ),
-            latest_state_root=checked_bytes(
-                self.guarded(functions.latestStateRoot().call), "latestStateRoot", 32
-            ),
-            last_post_block=checked_uint(
-                self.guarded(functions.lastPostBlock().call), "lastPostBlock"
-            ),
-            epoch=checked_uint(self.guarded(functions.epoch().call), "epoch"),
-        )
+        return decode_tip(self.guarded(contract.functions.latestPost().call))
 
     def transaction_count(self, address: str, block: str) -> int:
         return checked_uint(

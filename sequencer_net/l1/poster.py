@@ -2,7 +2,8 @@
 
 Follow one round (`CommitmentPoster.post_round`, every `[l1] poll_ms`):
 
-    read the L1 head and the contract's tip (latestHeight, lastPostBlock, ...)
+    read the L1 head and the contract's tip (latestHeight, lastPostBlock, ...:
+                        one `latestPost()` call, so they are of one post)
     settle_pending      a posting sent earlier: landed (count it, clear the
                         journal), or its nonce still unused (broadcast the same
                         raw transaction again and wait)

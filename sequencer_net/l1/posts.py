@@ -4,10 +4,8 @@ Commitments keeps a record of each of its last HISTORY posts (index, state
 root, state height, block height); the Bridge takes a post as a PostRef and
 has Commitments check it against that record (`checkPost`).
 
-    latest_post         the latest post's ref, from the contract's views, checked
-                        with `checkPost` and read again (at most LATEST_POST_READS
-                        times) while a post landing between the reads mixed two
-                        posts' fields
+    latest_post         the latest post's ref, from one `latestPost()` call (so
+                        its fields belong to one post)
     posts_back          refs read from Committed and Resumed logs, newest first,
                         scanning back from the latest post's L1 block in ranges
                         of at most MAX_LOG_RANGE blocks, at most
@@ -26,27 +24,18 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from web3.contract import Contract
-from web3.exceptions import ContractCustomError
 
-from sequencer_net.l1.artifacts import UnknownCustomError, custom_error_name
+from sequencer_net.l1.link import CommitmentsTip, read_tip
 from sequencer_net.l1.scan import MAX_LOG_RANGE
 
 HISTORY: Final = 1024
 """Posts Commitments keeps (Commitments.HISTORY)."""
 MAX_SCAN_RANGES: Final = 64
 """Log ranges `posts_back` reads before it gives up (128,000 L1 blocks)."""
-LATEST_POST_READS: Final = 5
-"""Reads of the latest post's ref before `latest_post` gives up (PostsMoving)."""
-_MOVED: Final = frozenset({"PostMismatch", "PostNotMade", "PostOfEndedEra"})
-"""checkPost's errors for a ref whose fields a post landing between reads mixed."""
 
 
 class PostNotFound(LookupError):
     """The post an operation needs is not (or no longer) in the contract's history."""
-
-
-class PostsMoving(RuntimeError):
-    """A post landed during each of LATEST_POST_READS reads of the latest one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,49 +58,28 @@ NO_POST: Final = PostRef(index=0, state_root=bytes(32), state_height=0, height=0
 def latest_post(commitments: Contract) -> PostRef | None:
     """The latest post's ref (None before the first post), as Commitments recorded it.
 
-    The ref's four fields come from four view calls, all asked at one L1 block.
-    That alone does not make them belong together: an endpoint may answer a call
-    at its head block from its live state (anvil does), so a post mined between
-    the calls gives a ref mixing two posts, which the Bridge refuses
-    (PostMismatch). The ref is therefore checked with one `checkPost` call and
-    read again while it does not match a record, at most LATEST_POST_READS times
-    (PostsMoving after that). A ref that matched stays valid until HISTORY
-    posts come after it or a `resume` ends its era, whether or not it is still
-    the latest.
+    It comes from one `latestPost()` call, answered from one state of the
+    contract, so its four fields belong to one post and the Bridge takes it
+    (no PostMismatch). Separate view calls (`postCount`, `latestStateRoot`,
+    `latestStateHeight`, `latestHeight`) would not do: an endpoint may answer a
+    call at its head block from its live state (anvil does), so a post mined
+    between two of them yields a ref mixing two posts, even when every call
+    names one block number. A post landing after the call leaves the ref valid
+    for a withdrawal until HISTORY posts come after it or a `resume` ends its
+    era, whether or not it is still the latest.
     """
-    for _ in range(LATEST_POST_READS):
-        ref = _read_latest_post(commitments)
-        if ref is None:
-            return None
-        try:
-            check_post(commitments, ref)
-        except ContractCustomError as exc:
-            if _error_name(exc) not in _MOVED:
-                raise
-            continue
-        return ref
-    raise PostsMoving(f"a post landed during each of {LATEST_POST_READS} reads of the latest post")
+    return tip_ref(read_tip(commitments))
 
 
-def _error_name(exc: ContractCustomError) -> str:
-    try:
-        return custom_error_name(exc)
-    except UnknownCustomError:
-        return ""
-
-
-def _read_latest_post(commitments: Contract) -> PostRef | None:
-    """The latest post's ref from the contract's views, each asked at one L1 block."""
-    block = commitments.w3.eth.block_number
-    functions = commitments.functions
-    count = int(functions.postCount().call(block_identifier=block))
-    if count == 0:
+def tip_ref(tip: CommitmentsTip) -> PostRef | None:
+    """The ref of `tip`'s latest post (None before the first post)."""
+    if tip.post_count == 0:
         return None
     return PostRef(
-        index=count - 1,
-        state_root=bytes(functions.latestStateRoot().call(block_identifier=block)),
-        state_height=int(functions.latestStateHeight().call(block_identifier=block)),
-        height=int(functions.latestHeight().call(block_identifier=block)),
+        index=tip.post_count - 1,
+        state_root=tip.latest_state_root,
+        state_height=tip.latest_state_height,
+        height=tip.latest_height,
     )
 
 
@@ -161,24 +129,21 @@ def escape_posts(commitments: Contract) -> tuple[PostRef, PostRef]:
     below the disputed height and the post after it (NO_POST if the latest
     post is undisputed). Raises PostNotFound when the history holds no
     undisputed post of the current era."""
-    latest = latest_post(commitments)
+    tip = read_tip(commitments)  # one call: the latest post, the freeze and its height agree
+    latest = tip_ref(tip)
     if latest is None:
         raise PostNotFound("nothing is posted on the L1 yet")
-    functions = commitments.functions
-    if not functions.frozen().call():
+    disputed_height = tip.disputed_height
+    if not tip.frozen or disputed_height is None or latest.height < disputed_height:
         return latest, NO_POST
-    era = int(functions.era().call())
-    disputed, disputed_height = functions.disputedHeight(era).call()
-    if not disputed or latest.height < int(disputed_height):
-        return latest, NO_POST
-    first = max(int(functions.eraFirstPost().call()), latest.index + 1 - HISTORY)
+    first = max(tip.era_first_post, latest.index + 1 - HISTORY)
     after = latest
-    for ref in posts_back(commitments, int(functions.lastPostBlock().call())):
+    for ref in posts_back(commitments, tip.last_post_block):
         if ref.index >= after.index:
-            continue  # the latest post itself (read from the views), or a duplicate log
+            continue  # the latest post itself (read from latestPost), or a duplicate log
         if ref.index != after.index - 1 or ref.index < first:
             break
-        if ref.height < int(disputed_height):
+        if ref.height < disputed_height:
             check_post(commitments, ref)
             check_post(commitments, after)
             return ref, after

@@ -141,9 +141,7 @@ def prove_withdrawal(
     (once the escape hatch froze the Bridge: in the state it froze on).
 
     Raises NotPostedYet while that state does not hold it yet (posting trails
-    execution by a few seconds; try again), and PostsMoving
-    (sequencer_net.l1.posts.latest_post) if a post landed during every read
-    of the latest one.
+    execution by a few seconds; try again).
     """
     post = _provable_post(bridge, commitments)
     if post is None:

@@ -125,7 +125,7 @@ def _run(
     from sequencer_net.home.genesis import load_genesis
     from sequencer_net.l1.anvil import DEV_PRIVATE_KEYS
     from sequencer_net.l1.artifacts import UnknownCustomError, custom_error_name
-    from sequencer_net.l1.posts import PostsMoving
+    from sequencer_net.l1.link import read_tip
     from sequencer_net.l1.transact import TransactionFailed, transact
     from sequencer_net.l1.user import (
         NotPostedYet,
@@ -229,9 +229,8 @@ def _run(
 
     # 4. Prove the withdrawal on a post of the fork, before the freeze if we can.
     def fork_posted() -> bool:
-        return int(commitments.functions.latestHeight().call()) >= (
-            report.fork_height or 0
-        ) or bool(commitments.functions.frozen().call())
+        tip = read_tip(commitments)
+        return tip.latest_height >= (report.fork_height or 0) or tip.frozen
 
     _until(stop, fork_posted, "a posted block of the fork (or the freeze)", STEP_TIMEOUT_S)
     proven = None
@@ -242,7 +241,7 @@ def _run(
                 w3, user_a, bridge, commitments, clients[node.spec.index], report.withdrawal_id
             )
             break
-        except (NotPostedYet, PostsMoving, SeqnetApiError, ValueError, TransactionFailed) as exc:
+        except (NotPostedYet, SeqnetApiError, ValueError, TransactionFailed) as exc:
             # TransactionFailed: the L1 moved between the estimate and the block.
             report.withdrawal_refused = reason_of(exc)
         except (ContractCustomError, ContractLogicError) as exc:
@@ -267,9 +266,7 @@ def _run(
         STEP_TIMEOUT_S,
     )
     report.frozen = True
-    era = int(commitments.functions.era().call())
-    disputed, height = commitments.functions.disputedHeight(era).call()
-    report.disputed_height = int(height) if disputed else None
+    report.disputed_height = read_tip(commitments).disputed_height
     report.evidence_submitted = len(commitments.events.EquivocationProven().get_logs(from_block=0))
     say(
         f"Commitments frozen at disputed height {report.disputed_height} "

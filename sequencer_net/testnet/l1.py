@@ -341,15 +341,17 @@ class L1Observer:
         self._scanned_to = -1  # the last block whose Withdrawn events are counted
 
     def read(self) -> L1Snapshot:
+        from sequencer_net.l1.link import read_tip
+
         try:
             head = int(self.w3.eth.block_number)
-            commitments = self.commitments.functions
+            tip = read_tip(self.commitments)  # one call: its fields name one post
             snapshot = L1Snapshot(
                 head=head,
-                committed_height=int(commitments.latestHeight().call()),
-                committed_state_height=int(commitments.latestStateHeight().call()),
-                last_post_block=int(commitments.lastPostBlock().call()),
-                epoch=int(commitments.epoch().call()),
+                committed_height=tip.latest_height,
+                committed_state_height=tip.latest_state_height,
+                last_post_block=tip.last_post_block,
+                epoch=tip.epoch,
                 deposits=int(self.bridge.functions.depositCount().call()),
                 withdrawals=self._count_withdrawals(head),
                 forced=int(self.inbox.functions.count().call()),

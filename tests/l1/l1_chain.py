@@ -116,12 +116,13 @@ class L1Chain:
         """The `name` events `contract` emitted in `receipt` (other contracts' logs skipped)."""
         return list(contract.events[name]().process_receipt(receipt, errors=DISCARD))
 
-    def posting_mid_read(self, headers: Sequence[L1Header]) -> Web3:
+    def posting_mid_read(self, headers: Sequence[L1Header], after: str | None = None) -> Web3:
         """A Web3 on this chain whose endpoint answers every eth_call from its live
         head state, whatever block the call names (anvil does so for a call at its
-        head block), and posts `headers`, one after each `postCount` call: a post
-        landing between the view calls that read the latest post."""
-        return Web3(PostingMidRead(self, headers))
+        head block), and posts `headers`, one right after each eth_call (or each
+        call of the function signature `after`, e.g. "postCount()"): posts landing
+        between the view calls of a read, and right after a read of one call."""
+        return Web3(PostingMidRead(self, headers, after))
 
     def mine(self, blocks: int) -> None:
         self.w3.provider.make_request("anvil_mine", [hex(blocks)])  # type: ignore[arg-type]
@@ -138,18 +139,18 @@ class L1Chain:
 class PostingMidRead(HTTPProvider):
     """L1Chain.posting_mid_read's endpoint."""
 
-    def __init__(self, chain: L1Chain, headers: Sequence[L1Header]) -> None:
+    def __init__(self, chain: L1Chain, headers: Sequence[L1Header], after: str | None) -> None:
         super().__init__(chain.anvil.url)
         self.chain = chain
         self.pending = list(headers)
-        self.post_count = bytes(keccak256(b"postCount()")[:4])
+        self.selector = None if after is None else bytes(keccak256(after.encode())[:4])
 
     def make_request(self, method: RPCEndpoint, params: Any) -> RPCResponse:
         if method != "eth_call":
             return super().make_request(method, params)
         response = super().make_request(method, [params[0], "latest", *params[2:]])
         data = params[0].get("data") or params[0].get("input") or "0x"
-        if self.pending and bytes.fromhex(data[2:10]) == self.post_count:
+        if self.pending and self.selector in (None, bytes.fromhex(data[2:10])):
             self.chain.post(self.pending.pop(0))
         return response
 

@@ -29,6 +29,7 @@ from sequencer_net.l1.evidence import (
     submit_evidence,
 )
 from sequencer_net.l1.header import L1Header
+from sequencer_net.l1.link import read_tip
 from sequencer_net.l1.posts import NO_POST, PostNotFound, PostRef, escape_posts
 from sequencer_net.l1.transact import transact
 from sequencer_net.storage.node_store import EvidenceRecord
@@ -339,6 +340,8 @@ def test_resume_only_by_the_timelocked_admin(chain: L1Chain) -> None:
     assert functions.frozenAtBlock().call() == 0  # one proven validator freezes nothing
     receipt = submit(chain, finalize_vote(keys[1], domain, a), finalize_vote(keys[1], domain, b))
     assert functions.frozenAtBlock().call() == receipt["blockNumber"]
+    tip = read_tip(chain.commitments)
+    assert (tip.frozen, tip.era, tip.disputed_height, tip.post_count) == (True, 0, 2, 1)
     expect_revert("NotAdmin", lambda: resume(0))
     chain.mine(RESUME_DELAY - 1)  # web3 estimates at the latest block: frozenAt + delay - 1
     expect_revert("ResumeTooEarly", resume)
@@ -354,6 +357,10 @@ def test_resume_only_by_the_timelocked_admin(chain: L1Chain) -> None:
     resumed = PostRef(event["postIndex"], root, 3, 3)
     assert resumed.index == ref1.index + 1 == functions.eraFirstPost().call()
     assert functions.checkPost(resumed.as_abi()).call() == [1, False, True]
+    tip = read_tip(chain.commitments)
+    assert (tip.frozen, tip.era, tip.epoch, tip.disputed_height) == (False, 1, 1, None)
+    assert (tip.era_first_post, tip.post_count) == (resumed.index, resumed.index + 1)
+    assert tip.last_post_block == receipt["blockNumber"]
     expect_revert("PostOfEndedEra", lambda: functions.checkPost(ref1.as_abi()).call())
     # the frozen era's dispute stands; the new era starts undisputed
     assert functions.isDisputed(0, 2).call() and not functions.isDisputed(1, 2).call()
