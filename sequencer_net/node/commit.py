@@ -394,12 +394,22 @@ class CommitPipeline:
         async with ready:
             async for commit in commits:
                 arrived = time.perf_counter()
+                # A block whose batches' bytes are all here (verified, or
+                # queued for verification) goes to the subscribers at once,
+                # not in its prefetch task nor after a wait for verification.
+                try:
+                    told = self._tell_decided(commit)
+                except Exception:  # an optimization only: the prefetch tells it
+                    log.exception("event=tell_decided_failed height=%d", commit.block.height)
+                    told = False
                 await slots.acquire()
                 fetched = trio.Event()
-                nursery.start_soon(self._prefetch, commit, fetched, slots)
+                nursery.start_soon(self._prefetch, commit, fetched, slots, told)
                 await ready.send((commit, fetched, arrived))
 
-    async def _prefetch(self, commit: Commit, fetched: trio.Event, slots: trio.Semaphore) -> None:
+    async def _prefetch(
+        self, commit: Commit, fetched: trio.Event, slots: trio.Semaphore, told: bool = False
+    ) -> None:
         block = commit.block
         try:
             missing = [d for d in self._batch_digests(block) if d not in self.pool]
@@ -417,7 +427,8 @@ class CommitPipeline:
                     in_flight,
                     (time.perf_counter() - started) * 1000,
                 )
-            self._tell_decided(commit)
+            if not told:
+                self._tell_decided(commit)
             if self.decryptor is not None:
                 self._begin_opening(block)
         except Exception:  # an optimization only: apply fetches what is still missing
@@ -426,22 +437,27 @@ class CommitPipeline:
             fetched.set()
             slots.release()
 
-    def _tell_decided(self, commit: Commit) -> None:
+    def _tell_decided(self, commit: Commit) -> bool:
         """Hand a committed block to the subscribers before it executes, once
-        every batch it names is held: with its finalization (its own, or the
-        descendant's that committed it, which the subscriptions prove it with
-        once the blocks in between are decided too), its inclusion can be
-        proven already."""
+        the bytes of every batch it names are here: with its finalization
+        (its own, or the descendant's that committed it, which the
+        subscriptions prove it with once the blocks in between are decided
+        too), its inclusion can be proven already. A batch queued for
+        verification here counts: the digest the certified payload names
+        authenticates its bytes, and a subscriber needs no signature checked
+        by this node (execution still waits for the verified batch). False if
+        a batch's bytes are not here (nothing is told)."""
         block, certificate = commit.block, commit.finalization
         if block.height <= self.status.feed.height:
-            return
+            return False
         batches: list[bytes] = []
         for digest in self._batch_digests(block):
-            encoded = self.pool.get(digest)
+            encoded = self.pool.bytes_of(digest)
             if encoded is None:
-                return
+                return False
             batches.append(encoded)
         self.status.feed.decided(DecidedBlock(block, certificate, tuple(batches)))
+        return True
 
     def _opened(self, height: int, opened: OpenedBlock) -> None:
         """The decryption step opened a block: its order seed and proof go to
