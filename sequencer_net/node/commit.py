@@ -394,21 +394,33 @@ class CommitPipeline:
         async with ready:
             async for commit in commits:
                 arrived = time.perf_counter()
-                # A block whose batches' bytes are all here (verified, or
-                # queued for verification) goes to the subscribers at once,
-                # not in its prefetch task nor after a wait for verification.
+                # Done at once, before any other task runs, not in the block's
+                # prefetch task: when its batches are held, its opening begins
+                # (this node's shares go out); when their bytes are all here
+                # (verified, or queued for verification), the subscribers get
+                # it, without waiting for the verification.
+                opened = told = False
                 try:
+                    if self.decryptor is not None and all(
+                        d in self.pool for d in self._batch_digests(commit.block)
+                    ):
+                        opened = True
+                        self._begin_opening(commit.block)
                     told = self._tell_decided(commit)
-                except Exception:  # an optimization only: the prefetch tells it
+                except Exception:  # an optimization only: the prefetch does it
                     log.exception("event=tell_decided_failed height=%d", commit.block.height)
-                    told = False
                 await slots.acquire()
                 fetched = trio.Event()
-                nursery.start_soon(self._prefetch, commit, fetched, slots, told)
+                nursery.start_soon(self._prefetch, commit, fetched, slots, told, opened)
                 await ready.send((commit, fetched, arrived))
 
     async def _prefetch(
-        self, commit: Commit, fetched: trio.Event, slots: trio.Semaphore, told: bool = False
+        self,
+        commit: Commit,
+        fetched: trio.Event,
+        slots: trio.Semaphore,
+        told: bool = False,
+        opened: bool = False,
     ) -> None:
         block = commit.block
         try:
@@ -429,7 +441,7 @@ class CommitPipeline:
                 )
             if not told:
                 self._tell_decided(commit)
-            if self.decryptor is not None:
+            if self.decryptor is not None and not opened:
                 self._begin_opening(block)
         except Exception:  # an optimization only: apply fetches what is still missing
             log.exception("event=prefetch_failed height=%d", block.height)
