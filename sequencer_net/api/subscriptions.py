@@ -44,6 +44,18 @@ caught-up one whose queue exceeds the limit (a stalled or slow reader), which
 is then closed with 4008 and the height to resume from. Nothing a subscriber
 does slows the commit pipeline or another subscriber.
 
+A caught-up subscriber's task that has nothing to send is parked: at each
+change of the feed, one pass over the subscribers (`_push`, called by the
+feed, never waiting) writes what each parked one can be sent at once, by the
+same rules and in the same order as its task would, straight to its socket
+(`FramedSender.send_at_once`: one non-blocking write of the ready frame; a
+part the socket does not take is sent first by the connection's next
+write). Its task is not woken for that. Only a subscriber that needs a wait
+has its task woken: a height built in a worker thread, a block not provable
+yet, a socket that took nothing or part of a frame, a connection without the
+direct path. So a live height costs one system call per subscriber and no
+scheduler round trip between the commit and the writes.
+
 A client that stops reading altogether: each socket write is shielded from
 cancellation (the web server's, and the block stream's own, framed_send.py),
 so a send to it cannot be cut short here; once its socket buffers are full,

@@ -36,8 +36,9 @@ class CommitFeed:
     inclusion can be proven), `ordered` (its order seed and the coin shares
     that prove it are known; `seedless` for a block that draws none) and
     `announce` (executed and stored: the store has everything from then on,
-    and the feed forgets the height). Each wakes every waiter at once; none
-    waits."""
+    and the feed forgets the height). Each calls the change listeners
+    (`on_change`: the subscriptions' push), then wakes every waiter at once;
+    none waits."""
 
     def __init__(self, height: int = 0) -> None:
         self.height = height
