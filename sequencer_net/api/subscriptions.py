@@ -886,13 +886,16 @@ class Subscriptions:
         can be sent now is written to its socket here, in one pass over the
         subscribers, with no task woken; every other subscriber's task is
         woken to look for itself."""
+        failed = False
         for subscriber in self._block_subscribers:
             if subscriber.parked and not subscriber.too_slow:
                 try:
                     if self._push(subscriber):
                         continue
                 except Exception:  # never into the commit pipeline: the task looks
-                    log.exception("event=subscriber_push_failed")
+                    if not failed:
+                        log.exception("event=subscriber_push_failed")
+                    failed = True
             subscriber.wake()
 
     def _push(self, subscriber: _BlockSubscriber) -> bool:
