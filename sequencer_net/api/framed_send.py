@@ -101,6 +101,37 @@ class FramedSender:
         # cancellation, between its messages.
         await trio.lowlevel.checkpoint()
 
+    def send_at_once(self, message: TextFrame) -> bool:
+        """Write a message without waiting, when the connection has the direct
+        path and no write in progress: True if written (whole, or begun, its
+        rest then pending: `has_pending`, `flush`), False if nothing was
+        written (send it with `send`). A connection that is gone or closing
+        raises WebSocketDisconnect."""
+        connection = self.connection
+        if connection is None:
+            return False
+        if connection.close_sent:
+            raise WebSocketDisconnect(1000)
+        if not connection.can_write_now():
+            return False
+        try:
+            return connection.write_now(message.frame)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            raise WebSocketDisconnect(1006) from exc
+
+    def has_pending(self) -> bool:
+        """Whether a message `send_at_once` began is not all written yet."""
+        return self.connection is not None and self.connection.pending is not None
+
+    async def flush(self) -> None:
+        """Write the rest of a message `send_at_once` began, if any."""
+        if self.connection is None or self.connection.pending is None:
+            return
+        try:
+            await self.connection.flush()
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            raise WebSocketDisconnect(1006) from exc
+
 
 def sender_for(websocket: WebSocket) -> FramedSender:
     """The sender of an accepted WebSocket: direct for a plain HTTP/1.1

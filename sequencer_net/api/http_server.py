@@ -90,6 +90,11 @@ class ConnectionStream(trio.abc.HalfCloseableStream):
     handshake, every write then whole frames), `close_sent` records that a
     close frame went out: nothing may follow it.
 
+    `write_now` writes a whole frame from outside any write (no await): the
+    part the socket buffer does not take is kept (`pending`) and goes out
+    first in the next write, whoever makes it, so the frame stays whole and
+    nothing cuts into it.
+
     Like trio.SocketStream it has `.socket`; it has no `do_handshake`, which is
     how hypercorn tells a plain stream from TLS."""
 
@@ -102,6 +107,8 @@ class ConnectionStream(trio.abc.HalfCloseableStream):
         self._writing = trio.Lock()
         self.frames_only = False
         self.close_sent = False
+        self.pending: memoryview | None = None
+        """The rest of a frame `write_now` began: written before anything else."""
 
     @property
     def socket(self) -> Any:
@@ -113,10 +120,58 @@ class ConnectionStream(trio.abc.HalfCloseableStream):
         except trio.WouldBlock:
             await self._writing.acquire()
         try:
+            await self._flush_pending()
             self._note_close(data)
             await self._send_all(data)
         finally:
             self._writing.release()
+
+    def can_write_now(self) -> bool:
+        """Whether `write_now` may write: no write in progress, nothing pending,
+        no close frame sent."""
+        return not self._writing.locked() and self.pending is None and not self.close_sent
+
+    def write_now(self, data: bytes) -> bool:
+        """Begin writing the whole frame `data` at once, without waiting (only
+        when `can_write_now`): one system call. False if the socket took none
+        of it (nothing written: send it with `send_now`); True if it took it
+        all, or a part, the rest then `pending` until a write or `flush`
+        sends it. A connection found gone raises BrokenResourceError."""
+        assert self.can_write_now()
+        try:
+            sent = os.write(self._stream.socket.fileno(), data)
+        except BlockingIOError:
+            return False
+        except OSError as exc:
+            self._on_end()
+            raise trio.BrokenResourceError(f"the client has gone: {exc}") from exc
+        if sent < len(data):
+            self.pending = memoryview(data)[sent:]
+        return True
+
+    async def flush(self) -> None:
+        """Send what `write_now` left pending, if anything."""
+        if self.pending is None:
+            return
+        try:
+            self._writing.acquire_nowait()
+        except trio.WouldBlock:
+            await self._writing.acquire()
+        try:
+            await self._flush_pending()
+        finally:
+            self._writing.release()
+
+    async def _flush_pending(self) -> None:
+        """Under the write lock: the rest of a frame `write_now` began, shielded
+        from cancellation (a frame cut short would corrupt the stream) and
+        under the write deadline."""
+        rest = self.pending
+        if rest is None:
+            return
+        self.pending = None
+        with trio.CancelScope(shield=True):
+            await self._send_all(rest)
 
     async def send_now(self, data: bytes) -> None:
         """Write `data` as `send_all` does, trying the socket at once first: a
@@ -130,6 +185,8 @@ class ConnectionStream(trio.abc.HalfCloseableStream):
         except trio.WouldBlock:
             await self._writing.acquire()
         try:
+            if self.pending is not None:
+                await self._flush_pending()
             self._note_close(data)
             try:
                 sent = os.write(self._stream.socket.fileno(), data)

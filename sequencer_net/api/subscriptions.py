@@ -44,6 +44,18 @@ caught-up one whose queue exceeds the limit (a stalled or slow reader), which
 is then closed with 4008 and the height to resume from. Nothing a subscriber
 does slows the commit pipeline or another subscriber.
 
+A caught-up subscriber's task that has nothing to send is parked: at each
+change of the feed, one pass over the subscribers (`_push`, called by the
+feed, never waiting) writes what each parked one can be sent at once, by the
+same rules and in the same order as its task would, straight to its socket
+(`FramedSender.send_at_once`: one non-blocking write of the ready frame; a
+part the socket does not take is sent first by the connection's next
+write). Its task is not woken for that. Only a subscriber that needs a wait
+has its task woken: a height built in a worker thread, a block not provable
+yet, a socket that took nothing or part of a frame, a connection without the
+direct path. So a live height costs one system call per subscriber and no
+scheduler round trip between the commit and the writes.
+
 A client that stops reading altogether: each socket write is shielded from
 cancellation (the web server's, and the block stream's own, framed_send.py),
 so a send to it cannot be cut short here; once its socket buffers are full,
@@ -314,6 +326,10 @@ def _read_header(store: NodeStore, height: int) -> tuple[dict[str, Any], bytes] 
     return header_json(block), block.digest()
 
 
+def _batch_bytes(batches: Sequence[bytes]) -> int:
+    return sum(len(b) for b in batches)
+
+
 def _batch_digests(block: Block) -> list[bytes]:
     try:
         return list(decode_payload(block.payload).batches)
@@ -499,6 +515,7 @@ class BlockMessages:
         self._height_bytes = 0
         self._building: dict[int, trio.Event] = {}
         self._orders: OrderedDict[int, bytes] = OrderedDict()
+        self._order_frames: OrderedDict[int, TextFrame] = OrderedDict()
         self._messages: OrderedDict[tuple[int, int, bool], TextFrame] = OrderedDict()
         self._message_bytes = 0
         self._headers: OrderedDict[int, tuple[dict[str, Any], bytes]] = OrderedDict()
@@ -519,18 +536,44 @@ class BlockMessages:
         finally:
             del self._building[height]
             done.set()
-        if built is None:
+        if built is not None:
+            self._keep_height(built)
+        return built
+
+    def height_now(self, height: int) -> HeightMessages | None:
+        """The shared part of a height if it can be had without waiting: cached,
+        or built here and now when provable and smaller than
+        BUILD_IN_THREAD_MIN_BYTES; None otherwise (`_height` gets it then);
+        NoOwnCertificate as `finality_of`."""
+        cached = self._heights.get(height)
+        if cached is not None or height in self._building:
+            return cached
+        inputs = self._inputs(height)
+        if inputs is None or _batch_bytes(inputs[3]) >= BUILD_IN_THREAD_MIN_BYTES:
             return None
+        built = build_height_messages(*inputs)
+        if built is not None:
+            self._keep_height(built)
+        return built
+
+    def _keep_height(self, built: HeightMessages) -> None:
         self.heights_built += 1
-        self._heights[height] = built
+        self._heights[built.height] = built
         self._height_bytes += built.size
         while len(self._heights) > 1 and (
             len(self._heights) > CACHED_BLOCKS or self._height_bytes > CACHED_BLOCK_TX_BYTES
         ):
             self._height_bytes -= self._heights.popitem(last=False)[1].size
-        return built
 
     async def _build(self, height: int) -> HeightMessages | None:
+        inputs = self._inputs(height)
+        if inputs is None:
+            return None
+        return await self._build_from(*inputs)
+
+    def _inputs(self, height: int) -> tuple[Block, bytes, Finality, Sequence[bytes]] | None:
+        """What a height's shared part is built from (`build_height_messages`):
+        None while it cannot be proven here yet."""
         block = self.store.block_at(height)
         if block is None:
             decided = None if self.feed is None else self.feed.decided_blocks.get(height)
@@ -540,7 +583,7 @@ class BlockMessages:
             early = self._decided_finality(decided.block, digest, decided.certificate)
             if early is None:
                 return None
-            return await self._build_from(decided.block, digest, early, decided.batches)
+            return decided.block, digest, early, decided.batches
         digest = block.digest()
         finality = finality_of(
             self.store,
@@ -555,7 +598,7 @@ class BlockMessages:
         batches = _stored_batches(self.store, block)
         if batches is None:
             return None
-        return await self._build_from(block, digest, finality, batches)
+        return block, digest, finality, batches
 
     def _decided_finality(
         self, block: Block, digest: bytes, certificate: Certificate
@@ -593,7 +636,7 @@ class BlockMessages:
     async def _build_from(
         self, block: Block, digest: bytes, finality: Finality, batches: Sequence[bytes]
     ) -> HeightMessages | None:
-        if sum(len(b) for b in batches) >= BUILD_IN_THREAD_MIN_BYTES:
+        if _batch_bytes(batches) >= BUILD_IN_THREAD_MIN_BYTES:
             return await trio.to_thread.run_sync(
                 build_height_messages, block, digest, finality, batches
             )
@@ -676,6 +719,24 @@ class BlockMessages:
         if order is None:
             order, done = self.order(height)  # known meanwhile: inline it
             key = (height, namespace, order is not None)
+        return self._framed(shared, namespace, order, done)
+
+    def message_now(self, height: int, namespace: int) -> tuple[TextFrame, bool] | None:
+        """`early_message` without waiting: None also when the height's shared
+        part cannot be had at once (`height_now`)."""
+        order, done = self.order(height)
+        cached = self._messages.get((height, namespace, order is not None))
+        if cached is not None:
+            return cached, done
+        shared = self.height_now(height)
+        if shared is None:
+            return None
+        return self._framed(shared, namespace, order, done)
+
+    def _framed(
+        self, shared: HeightMessages, namespace: int, order: bytes | None, done: bool
+    ) -> tuple[TextFrame, bool]:
+        key = (shared.height, namespace, order is not None)
         cached = self._messages.get(key)  # built by another task meanwhile
         if cached is not None:
             return cached, done
@@ -691,18 +752,37 @@ class BlockMessages:
     def order_message(self, height: int) -> str | None:
         """The order message of a height sent without its order; None while
         unknown."""
+        found = self.order_frame(height)
+        return None if found is None else found.text
+
+    def order_frame(self, height: int) -> TextFrame | None:
+        """`order_message` framed, once per height for every subscriber."""
+        cached = self._order_frames.get(height)
+        if cached is not None:
+            return cached
         order, _ = self.order(height)
-        return None if order is None else order_message(height, order)
+        if order is None:
+            return None
+        built = TextFrame.of(order_message(height, order))
+        self._order_frames[height] = built
+        while len(self._order_frames) > CACHED_BLOCKS:
+            self._order_frames.popitem(last=False)
+        return built
 
 
 @dataclass(eq=False)
 class _BlockSubscriber:
-    """One open block subscription, as the lag check sees it."""
+    """One open block subscription, as the lag check and the feed's push see it."""
 
     next_height: int
     live: bool
     """Caught up once: only then does trailing the tip count against the queue."""
     sending: trio.CancelScope
+    sender: FramedSender
+    namespace: int
+    sent_at: float
+    """When its last message went out (trio clock): a ping follows only
+    PING_INTERVAL_S without one."""
     too_slow: bool = False
     order_later: bool = False
     """The subscriber asked for each block as soon as its inclusion is provable
@@ -710,10 +790,20 @@ class _BlockSubscriber:
     owed: deque[int] = field(default_factory=deque)
     """Heights sent without their order, lowest first: each one's order
     message is sent, in this order, as soon as it is known."""
+    parked: bool = False
+    """Its task waits, idle, with nothing it could send when it last looked:
+    the feed's changes are then pushed to it without waking the task
+    (`Subscriptions._push`)."""
+    changed: trio.Event = field(default_factory=trio.Event)
+    """Set when its task must look again (`wake`)."""
 
     def resume_height(self) -> int:
         """Where a reconnect picks up: the lowest height not delivered whole."""
         return self.owed[0] if self.owed else self.next_height
+
+    def wake(self) -> None:
+        self.changed.set()
+        self.changed = trio.Event()
 
 
 def parse_namespace(raw: str | None) -> int:
@@ -776,6 +866,9 @@ class Subscriptions:
         self.dropped_slow = 0
         self._block_subscribers: set[_BlockSubscriber] = set()
         feed.on_announce(self._drop_laggards)
+        feed.on_change(self._feed_changed)
+        self.pushed = 0
+        """Messages written by `_push` (without waking a subscriber's task)."""
 
     def _tip(self) -> int:
         """The highest height decided here (stored, or decided and not yet executed)."""
@@ -787,6 +880,70 @@ class Subscriptions:
             if subscriber.live and tip - subscriber.next_height + 1 > queue:
                 subscriber.too_slow = True
                 subscriber.sending.cancel()
+
+    def _feed_changed(self) -> None:
+        """At each change of the feed (never waits): what a parked subscriber
+        can be sent now is written to its socket here, in one pass over the
+        subscribers, with no task woken; every other subscriber's task is
+        woken to look for itself."""
+        failed = False
+        for subscriber in self._block_subscribers:
+            if subscriber.parked and not subscriber.too_slow:
+                try:
+                    if self._push(subscriber):
+                        continue
+                except Exception:  # never into the commit pipeline: the task looks
+                    if not failed:
+                        log.exception("event=subscriber_push_failed")
+                    failed = True
+            subscriber.wake()
+
+    def _push(self, subscriber: _BlockSubscriber) -> bool:
+        """Send a parked subscriber what it is owed and can be sent at once, as its
+        task would (its order messages first, then its next heights, in order),
+        each message written whole to the socket without waiting. True if that
+        leaves nothing for its task to do now; False when its task must run: a
+        message the socket did not take whole, a height whose message needs a
+        wait (built in a worker thread, or not provable yet), a connection
+        without the direct path or gone."""
+        sender = subscriber.sender
+        tip = self._tip()
+        try:
+            while True:
+                owed = subscriber.owed
+                if owed:
+                    order = self.messages.order_frame(owed[0])
+                    if order is not None:
+                        if not sender.send_at_once(order):
+                            return False
+                        owed.popleft()
+                        self._pushed(subscriber)
+                        if sender.has_pending():
+                            return False  # its task writes the rest
+                        continue
+                height = subscriber.next_height
+                if height > tip:
+                    return True
+                found = self.messages.message_now(height, subscriber.namespace)
+                if found is None:
+                    return False
+                message, complete = found
+                if not complete and not subscriber.order_later:
+                    return True  # the message waits for its order: a change of the feed
+                if not sender.send_at_once(message):
+                    return False
+                subscriber.next_height = height + 1
+                if not complete:
+                    owed.append(height)
+                self._pushed(subscriber)
+                if sender.has_pending():
+                    return False
+        except (NoOwnCertificate, WebSocketDisconnect):
+            return False
+
+    def _pushed(self, subscriber: _BlockSubscriber) -> None:
+        subscriber.sent_at = trio.current_time()
+        self.pushed += 1
 
     async def refuse(self, websocket: WebSocket, code: int, reason: str) -> None:
         """Accept, then close with `code`: a close before the handshake completes
@@ -853,7 +1010,13 @@ class Subscriptions:
         `_drop_laggards` cancels its sending when it falls too far behind."""
         # History first: the queue counts once caught up.
         subscriber = _BlockSubscriber(
-            start, start > self._tip(), trio.CancelScope(), order_later=order_later
+            start,
+            start > self._tip(),
+            trio.CancelScope(),
+            sender,
+            namespace,
+            trio.current_time(),
+            order_later=order_later,
         )
         no_certificate = ""
         waiting_since: float | None = None
@@ -861,21 +1024,31 @@ class Subscriptions:
         try:
             with subscriber.sending:
                 while True:
-                    changed = self.feed.changed()  # before looking: no change is missed
+                    subscriber.parked = False
+                    await sender.flush()  # the rest of a message `_push` began
+                    # Taken before looking: a change meanwhile wakes this task,
+                    # which is not parked.
+                    changed = subscriber.changed
                     owed = subscriber.owed
                     if owed:
-                        order = self.messages.order_message(owed[0])
+                        order = self.messages.order_frame(owed[0])
                         if order is not None:
-                            await sender.send(TextFrame.of(order))
+                            await sender.send(order)
                             owed.popleft()
+                            subscriber.sent_at = trio.current_time()
                             continue
                     height = subscriber.next_height
                     if height > self._tip():
                         subscriber.live = True
-                        with trio.move_on_after(PING_INTERVAL_S) as idle:
+                        # Nothing to send: what the feed brings next is pushed
+                        # without waking this task, unless it needs it.
+                        subscriber.parked = True
+                        with trio.move_on_at(subscriber.sent_at + PING_INTERVAL_S):
                             await changed.wait()
-                        if idle.cancelled_caught:
+                        subscriber.parked = False
+                        if trio.current_time() - subscriber.sent_at >= PING_INTERVAL_S:
                             await sender.send(PING)
+                            subscriber.sent_at = trio.current_time()
                         continue
                     try:
                         found = await self.messages.early_message(height, namespace)
@@ -900,6 +1073,7 @@ class Subscriptions:
                     waiting_since = None
                     message, complete = found
                     await sender.send(message)
+                    subscriber.sent_at = trio.current_time()
                     subscriber.next_height = height + 1
                     if not complete:
                         owed.append(height)

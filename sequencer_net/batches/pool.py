@@ -115,6 +115,9 @@ class BatchPool:
         self.log_limiter = LogLimiter(log)
         self._arrived = trio.Event()
         self._in_flight: dict[bytes, trio.Event] = {}
+        self._queued_bytes: dict[bytes, bytes] = {}
+        """digest -> the bytes of a peer's batch queued for verification here (the
+        same object the queue holds), until it is decided."""
         self._pairs: OrderedDict[bytes, tuple[bytes, bytes]] = OrderedDict()
         self._pair_txs = 0
         self._watched: OrderedDict[bytes, set[bytes]] = OrderedDict()
@@ -154,11 +157,15 @@ class BatchPool:
 
     # ---- batches from peers --------------------------------------------------------------
 
-    def expect(self, digest: bytes) -> None:
+    def expect(self, digest: bytes, encoded: bytes | None = None) -> None:
         """A peer's batch with this digest is queued for verification: a voter that
-        needs it waits for that (`wait_for`) rather than fetching it again."""
+        needs it waits for that (`wait_for`) rather than fetching it again.
+        `encoded`, its bytes (`digest` is their hash), are readable meanwhile
+        (`bytes_of`)."""
         if digest not in self._known and len(self._in_flight) < MAX_IN_FLIGHT:
             self._in_flight.setdefault(digest, trio.Event())
+            if encoded is not None:
+                self._queued_bytes[digest] = encoded
 
     def any_in_flight(self, digests: Iterable[bytes]) -> bool:
         """Whether a batch among `digests` is queued for verification here."""
@@ -174,6 +181,7 @@ class BatchPool:
                     await event.wait()
 
     def _decided(self, digest: bytes) -> None:
+        self._queued_bytes.pop(digest, None)
         event = self._in_flight.pop(digest, None)
         if event is not None:
             event.set()
@@ -297,6 +305,14 @@ class BatchPool:
 
     def get(self, digest: bytes) -> bytes | None:
         return self.store.get_batch(digest)
+
+    def bytes_of(self, digest: bytes) -> bytes | None:
+        """The batch's bytes if held (verified) or queued for verification here,
+        not verified yet: only for a reader to whom the digest, named by a
+        certified block, authenticates them (a block's subscribers), never
+        for voting or execution."""
+        found = self.store.get_batch(digest)
+        return found if found is not None else self._queued_bytes.get(digest)
 
     def _cache_pairs(self, digest: bytes, pairs: list[tuple[int, bytes]]) -> None:
         if digest in self._pairs:

@@ -207,7 +207,7 @@ class PeerBatches:
             self.metrics.dropped_batches.inc()
             return
         if len(encoded) <= MAX_BATCH_BYTES:
-            self.pool.expect(batch_digest(encoded))
+            self.pool.expect(batch_digest(encoded), encoded)
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:

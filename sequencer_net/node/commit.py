@@ -394,12 +394,34 @@ class CommitPipeline:
         async with ready:
             async for commit in commits:
                 arrived = time.perf_counter()
+                # Done at once, before any other task runs, not in the block's
+                # prefetch task: when its batches are held, its opening begins
+                # (this node's shares go out); when their bytes are all here
+                # (verified, or queued for verification), the subscribers get
+                # it, without waiting for the verification.
+                opened = told = False
+                try:
+                    if self.decryptor is not None and all(
+                        d in self.pool for d in self._batch_digests(commit.block)
+                    ):
+                        opened = True
+                        self._begin_opening(commit.block)
+                    told = self._tell_decided(commit)
+                except Exception:  # an optimization only: the prefetch does it
+                    log.exception("event=tell_decided_failed height=%d", commit.block.height)
                 await slots.acquire()
                 fetched = trio.Event()
-                nursery.start_soon(self._prefetch, commit, fetched, slots)
+                nursery.start_soon(self._prefetch, commit, fetched, slots, told, opened)
                 await ready.send((commit, fetched, arrived))
 
-    async def _prefetch(self, commit: Commit, fetched: trio.Event, slots: trio.Semaphore) -> None:
+    async def _prefetch(
+        self,
+        commit: Commit,
+        fetched: trio.Event,
+        slots: trio.Semaphore,
+        told: bool = False,
+        opened: bool = False,
+    ) -> None:
         block = commit.block
         try:
             missing = [d for d in self._batch_digests(block) if d not in self.pool]
@@ -417,8 +439,9 @@ class CommitPipeline:
                     in_flight,
                     (time.perf_counter() - started) * 1000,
                 )
-            self._tell_decided(commit)
-            if self.decryptor is not None:
+            if not told:
+                self._tell_decided(commit)
+            if self.decryptor is not None and not opened:
                 self._begin_opening(block)
         except Exception:  # an optimization only: apply fetches what is still missing
             log.exception("event=prefetch_failed height=%d", block.height)
@@ -426,22 +449,27 @@ class CommitPipeline:
             fetched.set()
             slots.release()
 
-    def _tell_decided(self, commit: Commit) -> None:
+    def _tell_decided(self, commit: Commit) -> bool:
         """Hand a committed block to the subscribers before it executes, once
-        every batch it names is held: with its finalization (its own, or the
-        descendant's that committed it, which the subscriptions prove it with
-        once the blocks in between are decided too), its inclusion can be
-        proven already."""
+        the bytes of every batch it names are here: with its finalization
+        (its own, or the descendant's that committed it, which the
+        subscriptions prove it with once the blocks in between are decided
+        too), its inclusion can be proven already. A batch queued for
+        verification here counts: the digest the certified payload names
+        authenticates its bytes, and a subscriber needs no signature checked
+        by this node (execution still waits for the verified batch). False if
+        a batch's bytes are not here (nothing is told)."""
         block, certificate = commit.block, commit.finalization
         if block.height <= self.status.feed.height:
-            return
+            return False
         batches: list[bytes] = []
         for digest in self._batch_digests(block):
-            encoded = self.pool.get(digest)
+            encoded = self.pool.bytes_of(digest)
             if encoded is None:
-                return
+                return False
             batches.append(encoded)
         self.status.feed.decided(DecidedBlock(block, certificate, tuple(batches)))
+        return True
 
     def _opened(self, height: int, opened: OpenedBlock) -> None:
         """The decryption step opened a block: its order seed and proof go to

@@ -3,6 +3,7 @@ and the feed of committed heights its subscribers follow."""
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -10,6 +11,8 @@ from dataclasses import dataclass, field
 import trio
 
 from consensus.messages import Block, Certificate
+
+log = logging.getLogger("seqnet.status")
 
 
 @dataclass(frozen=True)
@@ -33,8 +36,9 @@ class CommitFeed:
     inclusion can be proven), `ordered` (its order seed and the coin shares
     that prove it are known; `seedless` for a block that draws none) and
     `announce` (executed and stored: the store has everything from then on,
-    and the feed forgets the height). Each wakes every waiter at once; none
-    waits."""
+    and the feed forgets the height). Each calls the change listeners
+    (`on_change`: the subscriptions' push), then wakes every waiter at once;
+    none waits."""
 
     def __init__(self, height: int = 0) -> None:
         self.height = height
@@ -50,12 +54,19 @@ class CommitFeed:
         with a threshold key); the commit pipeline sets it."""
         self._event = trio.Event()
         self._listeners: list[Callable[[int], None]] = []
+        self._change_listeners: list[Callable[[], None]] = []
 
     def on_announce(self, listener: Callable[[int], None]) -> None:
         """Call `listener(height)` at every announcement (the decided tip),
         before any waiter wakes; it must not block (the commit pipeline calls
         it)."""
         self._listeners.append(listener)
+
+    def on_change(self, listener: Callable[[], None]) -> None:
+        """Call `listener()` at every change (decided, ordered, seedless,
+        announce), before any waiter wakes; it must not block, and what it
+        raises is logged, not passed to the commit pipeline."""
+        self._change_listeners.append(listener)
 
     def decided(self, decided: DecidedBlock) -> None:
         """A block committed by consensus, above the stored tip, with its batches."""
@@ -98,6 +109,11 @@ class CommitFeed:
         self._wake()
 
     def _wake(self) -> None:
+        for listener in self._change_listeners:
+            try:
+                listener()
+            except Exception:
+                log.exception("event=feed_listener_failed")
         self._event.set()
         self._event = trio.Event()
 

@@ -295,3 +295,88 @@ async def test_a_subscriber_catching_up_lets_other_tasks_run_between_its_message
         store.close()
     assert len(texts) == 30 and len(seen) >= 30
     assert seen[29] - seen[0] >= 15, seen  # the other task ran all along (not once at the end)
+
+
+async def test_a_frame_begun_at_once_is_finished_before_any_other_write() -> None:
+    """`write_now` writes what the socket takes and keeps the rest pending: the
+    next write on the connection (here a pong of the server's) sends it first,
+    so the frame stays whole."""
+    ours, theirs = trio.socket.socketpair()
+    ours.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_SNDBUF, 4096)
+    server, client = trio.SocketStream(ours), trio.SocketStream(theirs)
+    connection = ConnectionStream(server, 5.0, lambda: None)
+    connection.frames_only = True
+    message = TextFrame.of("z" * 2_000_000)  # more than the socket buffers hold
+    assert FramedSender(None, connection).send_at_once(message)  # type: ignore[arg-type]
+    assert connection.pending is not None and not connection.can_write_now()
+    pong = b"\x8a\x02ok"
+    received = bytearray()
+
+    async def read() -> None:
+        while len(received) < len(message.frame) + len(pong):
+            received.extend(await client.receive_some(1 << 20))
+
+    with trio.fail_after(BOUND_S):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(connection.send_all, pong)
+            nursery.start_soon(read)
+    assert bytes(received) == message.frame + pong
+    assert connection.pending is None and connection.can_write_now()
+    await server.aclose()
+    await client.aclose()
+
+
+async def test_live_heights_are_pushed_to_idle_subscribers_without_waking_their_tasks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A subscriber waiting with nothing to send gets each new height written
+    to its socket from the feed's change itself (`Subscriptions._push`), not
+    by its task; what it reads is the same text, every height once, in order."""
+    from sequencer_net.api.subscriptions import Subscriptions
+
+    made: list[Subscriptions] = []
+    init = Subscriptions.__init__
+
+    def capture(self: Subscriptions, **kwargs: object) -> None:
+        init(self, **kwargs)  # type: ignore[arg-type]
+        made.append(self)
+
+    task_sends = 0
+    send = FramedSender.send
+
+    async def counted(self: FramedSender, message: TextFrame) -> None:
+        nonlocal task_sends
+        task_sends += 1
+        await send(self, message)
+
+    monkeypatch.setattr(Subscriptions, "__init__", capture)
+    monkeypatch.setattr(FramedSender, "send", counted)
+    store, chain, world, options = _world(tmp_path)
+    context = world.context()
+    context.commit_feed = chain.feed
+    chain.commit()
+    try:
+        async with serving(build_app(context, options), options) as (port, _):
+            (subs,) = made
+            url = f"ws://127.0.0.1:{port}/v1/subscribe/blocks?namespace="
+            sockets = [
+                await TrioWebSocket.connect(url + str(ns), 5.0, MAX_MESSAGE)
+                for ns in (NS, NS, OTHER_NS)
+            ]
+            with trio.fail_after(BOUND_S):
+                while len(subs._block_subscribers) < 3 or not all(
+                    s.parked for s in subs._block_subscribers
+                ):
+                    await trio.sleep(0.001)
+            for _ in range(5):
+                chain.commit((NS, OTHER_NS, NS))
+                await trio.sleep(0)
+            got = [await _read_until(ws, 6) for ws in sockets]
+            for ws in sockets:
+                await ws.close()
+        expected = [await _message(chain, height, NS) for height in range(2, 7)]
+    finally:
+        store.close()
+    assert task_sends == 0 and subs.pushed == 3 * 5
+    assert got[0] == got[1] == expected
+    assert [msgspec.json.decode(t)["height"] for t in got[2]] == list(range(2, 7))

@@ -168,11 +168,31 @@ async def test_waiting_is_bounded_and_only_for_batches_known_to_be_queued(
     assert trio.current_time() - start == pytest.approx(5)
 
 
+async def test_a_queued_batch_s_bytes_are_readable_until_it_is_decided(store: NodeStore) -> None:
+    pool, _ = make_pool(store)
+    good = batch_of(1, 0, [signed(sender=1, nonce=0)])
+    bad = bytearray(batch_of(2, 0, [signed(sender=2, nonce=0)]))
+    bad[-1] ^= 1  # a broken signature: refused once verified
+    good_digest, bad_digest = batch_digest(good), batch_digest(bytes(bad))
+    assert pool.bytes_of(good_digest) is None  # neither held nor queued
+    pool.expect(good_digest, good)
+    pool.expect(bad_digest, bytes(bad))
+    assert good_digest not in pool and pool.get(good_digest) is None  # not verified yet
+    assert pool.bytes_of(good_digest) == good
+    assert pool.bytes_of(bad_digest) == bytes(bad)
+    await pool.receive(1, good)
+    await pool.receive(2, bytes(bad))
+    assert pool.bytes_of(good_digest) == good  # verified and stored
+    assert pool.bytes_of(bad_digest) is None  # refused: forgotten
+    assert pool._queued_bytes == {}
+
+
 def test_the_in_flight_table_is_bounded(store: NodeStore) -> None:
     pool, _ = make_pool(store)
     for i in range(MAX_IN_FLIGHT + 100):
-        pool.expect(i.to_bytes(32, "big"))
+        pool.expect(i.to_bytes(32, "big"), b"x")
     assert len(pool._in_flight) == MAX_IN_FLIGHT
+    assert len(pool._queued_bytes) == MAX_IN_FLIGHT
 
 
 async def test_batches_holding_a_transaction_are_indexed_before_and_after_the_question(

@@ -16,6 +16,7 @@ from consensus.io import Commit
 from consensus.messages import Block, Certificate, VoteKind
 from sequencer_net.batches.pool import BatchRequest
 from sequencer_net.node.commit import PREFETCH_AHEAD, CommitPipeline
+from sequencer_net.node.status import ChainStatus
 from sequencer_net.payload.format import BlockPayload, decode_payload, encode_payload
 from sequencer_net.payload.namespaces import EMPTY_ROOT
 
@@ -32,10 +33,18 @@ def _commit(height: int, digests: list[bytes], proposer: int) -> Commit:
 
 
 class HeldBatches(set[bytes]):
-    """The pool as the prefetch sees it: what is held, nothing queued here."""
+    """The pool as the prefetch sees it: what is held, and the bytes of batches
+    queued for verification here (`queued`), not held until verified."""
+
+    def __init__(self, held: object = (), queued: dict[bytes, bytes] | None = None) -> None:
+        super().__init__(held)  # type: ignore[arg-type]
+        self.queued = queued or {}
 
     def any_in_flight(self, digests: object) -> bool:
         return False
+
+    def bytes_of(self, digest: bytes) -> bytes | None:
+        return b"batch " + digest if digest in self else self.queued.get(digest)
 
 
 class FakeFetcher:
@@ -62,6 +71,8 @@ class Recorder(CommitPipeline):
     def __init__(self, pool: set[bytes], fetcher: FakeFetcher) -> None:
         self.pool = pool  # type: ignore[assignment]
         self.fetcher = fetcher  # type: ignore[assignment]
+        self.status = ChainStatus()
+        self.decryptor = None
         self.applied: list[tuple[int, bool]] = []
 
     async def apply(self, commit: Commit) -> None:
@@ -110,6 +121,29 @@ async def test_a_block_whose_batches_are_held_fetches_nothing() -> None:
     await pipeline.run(receive)
     assert fetcher.calls == []
     assert pipeline.applied == [(7, True)]
+
+
+async def test_a_block_goes_to_the_subscribers_when_its_batches_bytes_are_here() -> None:
+    # Held, or queued for verification here: the subscribers get the block at
+    # once, without waiting for the verification; execution waits for it.
+    held, queued, absent = _digest(5, 0), _digest(5, 1), _digest(6, 0)
+    pool = HeldBatches({held}, queued={queued: b"unverified"})
+    fetcher = FakeFetcher(pool)
+    pipeline = Recorder(pool, fetcher)
+    send, receive = trio.open_memory_channel[Commit](2)
+    send.send_nowait(_commit(5, [held, queued], proposer=1))
+    send.send_nowait(_commit(6, [absent], proposer=2))
+    send.close()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(pipeline.run, receive)
+        await trio.testing.wait_all_tasks_blocked()
+        feed = pipeline.status.feed
+        assert sorted(feed.decided_blocks) == [5]  # 6's batch is nowhere here
+        assert feed.decided_blocks[5].batches == (b"batch " + held, b"unverified")
+        assert pipeline.applied == []  # execution waits for the fetch
+        fetcher.release.set()
+    assert sorted(pipeline.status.feed.decided_blocks) == [5, 6]
+    assert [h for h, _ in pipeline.applied] == [5, 6]
 
 
 async def test_a_failing_prefetch_still_lets_the_block_apply() -> None:
