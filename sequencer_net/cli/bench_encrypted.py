@@ -59,6 +59,8 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Final
 
+from sequencer_net.testnet.bench.timeline import read_network, step_medians
+
 MODES = ("plain", "encrypted")
 
 KEPT_UP_SHARE: Final = 0.85
@@ -212,6 +214,7 @@ def _run_once(
         report: dict[str, Any] = json.loads(lines[-1])
         breakdown = post_commit_breakdown(_node_logs(directory))
         breakdown["nodes_cpu_s"] = nodes_cpu_s(directory)
+        breakdown["timeline"] = step_medians(read_network(directory))
         return report, breakdown
     finally:
         subprocess.run(
@@ -321,6 +324,10 @@ def summarize_rates(rows: list[dict[str, Any]], rates: Sequence[float]) -> dict[
     return out
 
 
+def _timeline_text(timeline: dict[str, Any]) -> str:
+    return ", ".join(f"{key.removesuffix('_ms')} {value}" for key, value in timeline.items())
+
+
 def bench_encrypted(
     *,
     rates: Sequence[float],
@@ -350,6 +357,7 @@ def bench_encrypted(
                     f"builds waited {breakdown['build_waits']}; "
                     f"nodes' CPU {breakdown['nodes_cpu_s']} s"
                 )
+                echo(f"  own batches, p50 ms: {_timeline_text(breakdown['timeline'])}")
     return {
         "benchmark": "encrypted",
         "rates": list(rates),
