@@ -357,7 +357,7 @@ class MempoolSettings:
     )
     batch_max_uncertified: int = _key(
         _BATCH.max_uncertified,
-        "Own batches still gathering acknowledgements at which a batch that is "
+        "Own batches still gathering acknowledgements beyond which a batch that is "
         "not full waits up to batch_hold_ms (instead of batch_delay_ms) for one of "
         "them to be certified. Under load this makes fewer, larger batches, which "
         "every validator verifies, acknowledges and certifies at a cost per batch. "

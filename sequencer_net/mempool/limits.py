@@ -99,21 +99,14 @@ class BatchLimits:
     """The longest a received transaction waits before it is batched: a small
     share of the 250 ms p50 submit-to-commit target."""
 
-    max_uncertified: int = 2
-    """Own batches broadcast and still gathering acknowledgements at which a
+    max_uncertified: int = 1
+    """Own batches broadcast and still gathering acknowledgements beyond which a
     batch that is not full waits (up to `hold_ms`) for one of them to be
-    certified. Under load certificates take longer, the transactions meanwhile
-    go into one larger batch, and every validator verifies, stores,
-    acknowledges and certifies fewer batches a second (each costs all of them
-    signatures, frames and a synced write, whatever its size). 0: never wait.
-
-    Two, not one: a certificate takes about one batch delay even at light load
-    (50 to 70 ms on the development machine), so with one a transaction often
-    waited for the previous batch's certificate and then for its own, while
-    the batch it joined gained nothing (about one transaction a batch at 60
-    tx/s); with two, a batch waits only when two before it are still out,
-    which happens when certificates lag (docs/fairness.md, "The batch hold at
-    light load")."""
+    certified. While certificates come back within `max_delay_ms` nothing
+    waits; under load certificates take longer, the transactions meanwhile go
+    into one larger batch, and every validator verifies, stores, acknowledges
+    and certifies fewer batches a second (each costs all of them signatures,
+    frames and a synced write, whatever its size). 0: never wait."""
 
     hold_ms: int = 250
     """The longest a transaction waits for its batch while own batches are

@@ -172,16 +172,7 @@ def test_builder_holds_a_batch_while_own_batches_are_uncertified() -> None:
     pool.add(cached_tx(5, 0, 0), now_ms=500)
     assert never.deadline_ms(pool, uncertified=100) == 500  # 0: never holds
     short = BatchBuilder(author=0, limits=BatchLimits(max_delay_ms=50, hold_ms=10))
-    assert short.deadline_ms(pool, uncertified=2) == 550  # a hold below the delay is the delay
-
-
-def test_by_default_a_batch_waits_only_behind_two_uncertified_ones() -> None:
-    builder = BatchBuilder(author=0)
-    pool = Mempool(DOMAIN)
-    pool.add(cached_tx(0, 0, 0), now_ms=100)
-    delay, hold = builder.limits.max_delay_ms, builder.limits.hold_ms
-    assert builder.deadline_ms(pool, uncertified=1) == 100  # one out: no hold
-    assert builder.deadline_ms(pool, uncertified=2) == 100 + max(delay, hold)
+    assert short.deadline_ms(pool, uncertified=1) == 550  # a hold below the delay is the delay
 
 
 def test_builder_cuts_on_count_and_bytes() -> None:

@@ -69,7 +69,7 @@ max_per_sender = 64
 batch_max_txs = 500
 batch_max_bytes = 65536
 batch_delay_ms = 0
-batch_max_uncertified = 3
+batch_max_uncertified = 2
 batch_hold_ms = 400
 
 [storage]
@@ -150,7 +150,7 @@ def test_every_key_overridden(tmp_path: Path) -> None:
     )
     assert config.admin_token_path == home / "admin.token"
     assert config.consensus == ConsensusSettings(2500, 700, 6, 250, 3, 750, "equivocate")
-    assert config.mempool == MempoolSettings(5000, 10_000_000, 64, 500, 65536, 0, 3, 400)
+    assert config.mempool == MempoolSettings(5000, 10_000_000, 64, 500, 65536, 0, 2, 400)
     assert config.storage == StorageSettings("/var/lib/seqnet", False, 5, 3)
     assert config.data_path == Path("/var/lib/seqnet")
     assert config.oracle == OracleSettings(
