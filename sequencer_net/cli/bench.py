@@ -849,7 +849,7 @@ def tdh2(sizes: tuple[int, ...], block_size: int, seed: int, repeat: int, as_jso
     type=click.IntRange(1, 20),
     default=3,
     show_default=True,
-    help="Rounds of runs; each runs every rate plain, then encrypted.",
+    help="Rounds of runs; each runs every rate plain and encrypted (plain first in odd rounds).",
 )
 @click.option(
     "--validators",
@@ -888,8 +888,10 @@ def encrypted(
 
     Runs --rounds rounds of fresh --no-l1 testnets: for each --rate one
     under `seqnet load --mix rollup`, one under the same load with
-    --encrypt, in turn, and prints every run (with where its blocks' time
-    after commit went), the medians per rate, the latency encryption adds at
+    --encrypt, in turn (plain first in odd rounds, encrypted first in even
+    ones), and prints every run (with where its blocks' time after commit
+    went, and its own batches' steps from arrival to execution), the medians
+    per rate, the latency encryption adds at
     the highest rate both kinds kept up with, and the highest rate each kept
     up with (details in sequencer_net/cli/bench_encrypted.py).
 

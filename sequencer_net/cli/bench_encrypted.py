@@ -3,9 +3,11 @@
 Each run starts a fresh local testnet (`seqnet testnet up --detach --no-load
 --no-l1`), runs `seqnet load --mix rollup` on it at one rate, plain or with
 `--encrypt`, reads the nodes' logs, and stops it (`seqnet testnet down
---clean`). For every round, every rate is run plain then encrypted, so that
-a machine whose speed drifts (other work on it) affects both kinds alike;
-every run is reported, and the summary compares the medians per rate.
+--clean`). For every round, every rate is run plain and encrypted side by
+side, plain first in odd rounds and encrypted first in even ones
+(`run_order`), so that a machine whose speed drifts (other work on it)
+affects both kinds alike and favours neither; every run is reported, and
+the summary compares the medians per rate.
 
 The load figures are the load generator's (`seqnet load --json`): the
 accepted tx/s (`committed_tps`) is what the nodes accepted over the time
@@ -44,6 +46,14 @@ broadcast until its certificate formed (its peers verified, stored and
 acknowledged it), p50 over every node's batches. `nodes_cpu_s` is the CPU time the four node
 processes used from their start to the load's end (testnet start-up
 included), read from /proc.
+
+`timeline` follows every own batch of the run from its oldest transaction's
+arrival to node 0's execution of its block (sequencer_net/testnet/bench/
+timeline.py): p50 of the mempool wait before the cut (`mempool_wait_ms`; of
+it, `held_ms` came after the batch would have been due without the
+load-adaptive hold, and `held_cuts` batches were delayed by it), the cut to
+the certificate, the certificate to the last proposal naming the batch, the
+proposal to node 0's decision and the decision to node 0's execution.
 """
 
 from __future__ import annotations
@@ -58,6 +68,8 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Final
+
+from sequencer_net.testnet.bench.timeline import read_network, step_medians
 
 MODES = ("plain", "encrypted")
 
@@ -212,6 +224,7 @@ def _run_once(
         report: dict[str, Any] = json.loads(lines[-1])
         breakdown = post_commit_breakdown(_node_logs(directory))
         breakdown["nodes_cpu_s"] = nodes_cpu_s(directory)
+        breakdown["timeline"] = step_medians(read_network(directory))
         return report, breakdown
     finally:
         subprocess.run(
@@ -321,6 +334,16 @@ def summarize_rates(rows: list[dict[str, Any]], rates: Sequence[float]) -> dict[
     return out
 
 
+def run_order(round_: int) -> tuple[str, ...]:
+    """The kinds in the order round `round_` (from 1) runs them: plain first in
+    odd rounds, encrypted first in even ones."""
+    return MODES if round_ % 2 else MODES[::-1]
+
+
+def _timeline_text(timeline: dict[str, Any]) -> str:
+    return ", ".join(f"{key.removesuffix('_ms')} {value}" for key, value in timeline.items())
+
+
 def bench_encrypted(
     *,
     rates: Sequence[float],
@@ -334,7 +357,7 @@ def bench_encrypted(
     rows: list[dict[str, Any]] = []
     for round_ in range(1, rounds + 1):
         for rate in rates:
-            for mode in MODES:
+            for mode in run_order(round_):
                 report, breakdown = _run_once(
                     mode == "encrypted", rate, duration, validators, base_port, directory
                 )
@@ -350,6 +373,7 @@ def bench_encrypted(
                     f"builds waited {breakdown['build_waits']}; "
                     f"nodes' CPU {breakdown['nodes_cpu_s']} s"
                 )
+                echo(f"  own batches, p50 ms: {_timeline_text(breakdown['timeline'])}")
     return {
         "benchmark": "encrypted",
         "rates": list(rates),

@@ -130,6 +130,9 @@ class OwnBatches:
                 continue
             now_ms = self.clock_ms()
             oldest_ms = self.mempool.oldest_untaken_ms()
+            # When the batch would have been due without the hold: what the hold
+            # added to its oldest transaction's wait is logged (`held_ms`).
+            unheld_ms = self.batcher.deadline_ms(self.mempool)
             batch = self.batcher.poll(self.mempool, now_ms, self.uncertified())
             if batch is None:
                 await self._wait_until_due()
@@ -137,11 +140,12 @@ class OwnBatches:
             encoded = encode_batch(batch)
             digest = batch_digest(encoded)
             log.info(
-                "event=batch_cut digest=%s sequence=%d txs=%d waited_ms=%d",
+                "event=batch_cut digest=%s sequence=%d txs=%d waited_ms=%d held_ms=%d",
                 digest.hex()[:12],
                 batch.sequence,
                 len(batch.transactions),
                 0 if oldest_ms is None else now_ms - oldest_ms,
+                0 if unheld_ms is None else max(0, now_ms - unheld_ms),
             )
             self.pool.remember_senders(
                 c for c in map(self.mempool.get, batch_tx_hashes(batch)) if c is not None

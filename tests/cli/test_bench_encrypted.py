@@ -11,6 +11,7 @@ import pytest
 from sequencer_net.cli.bench_encrypted import (
     nodes_cpu_s,
     post_commit_breakdown,
+    run_order,
     run_row,
     summarize,
     summarize_rates,
@@ -195,3 +196,9 @@ def test_the_command_prints_each_rate_and_where_both_kinds_keep_up(
     assert "100 tx/s median encrypted committed 70.0 tx/s (not kept up)" in result.output
     assert "at 50 tx/s (highest rate both kept up with): p50 added +80 ms" in result.output
     assert "highest rate kept up with: plain 100.0, encrypted 50.0 (ratio 50%)" in result.output
+
+
+def test_rounds_alternate_which_kind_runs_first() -> None:
+    assert run_order(1) == ("plain", "encrypted")
+    assert run_order(2) == ("encrypted", "plain")
+    assert run_order(3) == run_order(1)

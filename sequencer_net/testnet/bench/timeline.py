@@ -5,7 +5,9 @@ format, `seqnet bench ... --keep`) and follows each own batch:
 
     arrival    the oldest transaction reached the author's mempool
                (`event=batch_cut ... waited_ms` before the cut)
-    cut        the author cut the batch (`event=batch_cut`)
+    cut        the author cut the batch (`event=batch_cut`); `held_ms` of its
+               wait came after the batch would have been due without the
+               load-adaptive hold (own batches awaiting certificates)
     certified  the author formed its certificate (`event=batch_certified`)
     proposed   a leader built a payload naming it (`event=payload_built`,
                the last one, so a nullified view's proposal does not count)
@@ -46,6 +48,7 @@ class BatchTimes:
 
     arrival: float | None = None
     cut: float | None = None
+    held_ms: float | None = None
     certified: float | None = None
     proposed: float | None = None
     height: int | None = None
@@ -77,6 +80,8 @@ def batch_timelines(logs: dict[int, list[str]]) -> dict[str, BatchTimes]:
                 times = batches.setdefault(fields["digest"], BatchTimes())
                 times.cut = at
                 times.arrival = at - int(fields["waited_ms"])
+                if "held_ms" in fields:
+                    times.held_ms = float(fields["held_ms"])
             elif event == "batch_certified":
                 batches.setdefault(fields["digest"], BatchTimes()).certified = at
             elif event == "payload_built" and fields.get("batches", "-") != "-":
@@ -101,9 +106,14 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
 
 
+HELD_STEP = "of which held for own certificates"
+
+
 def step_summary(batches: dict[str, BatchTimes]) -> list[tuple[str, int, float, float]]:
-    """(step, batches measured, p50 ms, p90 ms) for each step of STEPS."""
+    """(step, batches measured, p50 ms, p90 ms) for each step of STEPS, and the
+    part of the mempool wait the hold added (HELD_STEP, when the logs say)."""
     rows = []
+    held = [t.held_ms for t in batches.values() if t.held_ms is not None]
     for name, start, end in STEPS:
         spans = [
             getattr(t, end) - getattr(t, start)
@@ -112,7 +122,39 @@ def step_summary(batches: dict[str, BatchTimes]) -> list[tuple[str, int, float, 
         ]
         if spans:
             rows.append((name, len(spans), percentile(spans, 0.5), percentile(spans, 0.9)))
+        if name == STEPS[0][0] and held:
+            rows.append((HELD_STEP, len(held), percentile(held, 0.5), percentile(held, 0.9)))
     return rows
+
+
+def held_cuts(batches: dict[str, BatchTimes]) -> tuple[int, int]:
+    """(cuts the hold delayed, cuts whose log says): `held_ms` > 0."""
+    held = [t.held_ms for t in batches.values() if t.held_ms is not None]
+    return sum(1 for ms in held if ms > 0), len(held)
+
+
+STEP_KEYS = {
+    "mempool wait before the cut": "mempool_wait_ms",
+    HELD_STEP: "held_ms",
+    "cut to certified": "cut_to_certified_ms",
+    "certified to proposed": "certified_to_proposed_ms",
+    "proposed to decided (node 0)": "proposed_to_decided_ms",
+    "decided to executed (node 0)": "decided_to_executed_ms",
+    "arrival to executed (node 0)": "arrival_to_executed_ms",
+}
+"""Short names of the steps, for JSON reports."""
+
+
+def step_medians(logs: dict[int, list[str]]) -> dict[str, float | int]:
+    """p50 of each step under its STEP_KEYS name, with the batches followed
+    (`batches`) and the cuts the hold delayed (`held_cuts`)."""
+    batches = batch_timelines(logs)
+    out: dict[str, float | int] = {
+        STEP_KEYS[name]: p50 for name, _, p50, _ in step_summary(batches)
+    }
+    out["batches"] = len(batches)
+    out["held_cuts"] = held_cuts(batches)[0]
+    return out
 
 
 def read_network(directory: Path) -> dict[int, list[str]]:
@@ -127,10 +169,13 @@ def main(argv: list[str]) -> int:
     if len(argv) != 1:
         print(__doc__, file=sys.stderr)
         return 2
-    rows = step_summary(batch_timelines(read_network(Path(argv[0]))))
+    batches = batch_timelines(read_network(Path(argv[0])))
     print(f"{'step':34} {'batches':>7} {'p50 ms':>7} {'p90 ms':>7}")
-    for name, count, p50, p90 in rows:
+    for name, count, p50, p90 in step_summary(batches):
         print(f"{name:34} {count:7d} {p50:7.0f} {p90:7.0f}")
+    held, logged = held_cuts(batches)
+    if logged:
+        print(f"cuts the hold delayed: {held} of {logged}")
     return 0
 
 
