@@ -294,13 +294,15 @@ class AtomicFrameYamux(Yamux):
         await self._write_whole_frame(frame)
 
     async def _write_whole_frame(self, data: bytes) -> None:
-        with trio.CancelScope(shield=True):
-            with trio.move_on_after(FRAME_WRITE_TIMEOUT_S) as scope:
-                await super()._write_frame(data)
-            if scope.cancelled_caught:
-                with trio.move_on_after(_CLOSE_TIMEOUT_S):
-                    await self._cleanup_on_error()
-                raise MuxedConnUnavailable("a frame write timed out: connection closed")
+        # One scope: the shield keeps the caller's cancellation out, the
+        # scope's own deadline still ends a stalled write.
+        deadline = trio.current_time() + FRAME_WRITE_TIMEOUT_S
+        with trio.CancelScope(shield=True, deadline=deadline) as scope:
+            await super()._write_frame(data)
+        if scope.cancelled_caught:
+            with trio.CancelScope(shield=True), trio.move_on_after(_CLOSE_TIMEOUT_S):
+                await self._cleanup_on_error()
+            raise MuxedConnUnavailable("a frame write timed out: connection closed")
 
 
 class ConfiguredMuxerMultistream(MuxerMultistream):
