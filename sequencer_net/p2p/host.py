@@ -26,11 +26,16 @@ What py-libp2p 0.8.1 does by default and this module turns off:
   watermarks even with both at 0; `GatedSwarm` replaces it with a no-op.
 - A yamux frame write cut short by a cancelled caller breaks the whole
   connection (`AtomicFrameYamux` says why); its frame writes run shielded.
+- A yamux stream sends a WINDOW_UPDATE frame after nearly every read, so
+  every message costs its receiver a second encrypted frame and a socket
+  write, and its sender a wake-up to read it; `AtomicFrameYamux` holds
+  a stream's returned credit until it reaches `WINDOW_CREDIT_BATCH_BYTES`.
 """
 
 from __future__ import annotations
 
 import logging
+import struct
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -54,8 +59,15 @@ from libp2p.peer.peerstore import PeerStore
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.stream_muxer.exceptions import MuxedConnUnavailable
+from libp2p.stream_muxer.muxer_multistream import MuxerMultistream
+from libp2p.stream_muxer.yamux.yamux import (
+    DEFAULT_WINDOW_SIZE,
+    HEADER_SIZE,
+    TYPE_WINDOW_UPDATE,
+    YAMUX_HEADER_FORMAT,
+    Yamux,
+)
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
-from libp2p.stream_muxer.yamux.yamux import Yamux
 from libp2p.transport.tcp.tcp import TCP
 from libp2p.transport.upgrader import TransportUpgrader
 from multiaddr import Multiaddr
@@ -75,6 +87,19 @@ _CLOSE_TIMEOUT_S = 1.0
 # connection is closed. P2PLimits.write_timeout_s tears a stalled link down
 # after the same time.
 FRAME_WRITE_TIMEOUT_S = 5.0
+
+WINDOW_CREDIT_BATCH_BYTES = DEFAULT_WINDOW_SIZE // 4
+"""A stream's receive-window credit is sent to the peer once this much has
+accumulated (64 KiB of the initial 256 KiB window). The peer's send window
+then never falls below the initial window less this and less what it sent
+and the reader has not read yet, so a peer whose data is being read never
+waits for credit; a small message costs no WINDOW_UPDATE frame of its own."""
+
+_YAMUX_HEADER = struct.Struct(YAMUX_HEADER_FORMAT)
+
+# Streams with held credit beyond which the table is swept of closed streams
+# (request streams live for one request and may close holding some).
+_HELD_CREDIT_SWEEP = 64
 
 
 def key_pair_from_secret(secret: bytes) -> KeyPair:
@@ -225,16 +250,77 @@ class AtomicFrameYamux(Yamux):
     encrypted load that happened tens of times a minute. So a frame write runs
     shielded, bounded by FRAME_WRITE_TIMEOUT_S; a write that does not finish
     by then leaves the connection's byte stream unknown, and the connection
-    is closed."""
+    is closed.
+
+    py-libp2p 0.8.1's stream returns the bytes of nearly every read to the
+    peer's send window at once, one WINDOW_UPDATE frame per read: a frame of
+    its own for every message received (encrypted, written, and read and
+    decrypted by the peer). A plain window update (no flags) is held here
+    and added to the stream's next one until the stream's held credit
+    reaches WINDOW_CREDIT_BATCH_BYTES; updates with flags (SYN, ACK, FIN,
+    RST) go out at once, as every other frame. The peer learns of less
+    window than this side has counted, never more, so it cannot overrun
+    the window this side enforces."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._held_credit: dict[int, int] = {}
+        self.window_updates_held = 0  # plain window updates folded into a later one
+        self.window_updates_sent = 0  # plain window updates written
+
+    def _hold_credit(self, data: bytes) -> bytes | None:
+        """The frame to write in place of `data`: None while a plain window
+        update's credit is held, else `data` (with any held credit added)."""
+        if len(data) != HEADER_SIZE:
+            return data
+        version, kind, flags, stream_id, increment = _YAMUX_HEADER.unpack(data)
+        if kind != TYPE_WINDOW_UPDATE or flags:
+            return data
+        held = self._held_credit.pop(stream_id, 0) + increment
+        if held < WINDOW_CREDIT_BATCH_BYTES:
+            self.window_updates_held += 1
+            self._held_credit[stream_id] = held
+            if len(self._held_credit) > _HELD_CREDIT_SWEEP:
+                for gone in [s for s in self._held_credit if s not in self.streams]:
+                    del self._held_credit[gone]
+            return None
+        self.window_updates_sent += 1
+        return _YAMUX_HEADER.pack(version, kind, 0, stream_id, held)
 
     async def _write_frame(self, data: bytes) -> None:
-        with trio.CancelScope(shield=True):
-            with trio.move_on_after(FRAME_WRITE_TIMEOUT_S) as scope:
-                await super()._write_frame(data)
-            if scope.cancelled_caught:
-                with trio.move_on_after(_CLOSE_TIMEOUT_S):
-                    await self._cleanup_on_error()
-                raise MuxedConnUnavailable("a frame write timed out: connection closed")
+        frame = self._hold_credit(data)
+        if frame is None:
+            return
+        await self._write_whole_frame(frame)
+
+    async def _write_whole_frame(self, data: bytes) -> None:
+        # One scope: the shield keeps the caller's cancellation out, the
+        # scope's own deadline still ends a stalled write.
+        deadline = trio.current_time() + FRAME_WRITE_TIMEOUT_S
+        with trio.CancelScope(shield=True, deadline=deadline) as scope:
+            await super()._write_frame(data)
+        if scope.cancelled_caught:
+            with trio.CancelScope(shield=True), trio.move_on_after(_CLOSE_TIMEOUT_S):
+                await self._cleanup_on_error()
+            raise MuxedConnUnavailable("a frame write timed out: connection closed")
+
+
+class ConfiguredMuxerMultistream(MuxerMultistream):
+    """Muxer negotiation that builds the configured muxer class.
+
+    py-libp2p 0.8.1's `MuxerMultistream.new_conn` builds a plain `Yamux`
+    whenever yamux is negotiated, whatever class the upgrader was given for
+    it, so without this `AtomicFrameYamux` would never run."""
+
+    async def new_conn(self, conn: ISecureConn, peer_id: ID) -> IMuxedConn:
+        protocol, muxer_class = await self._selector.select(
+            conn, conn.is_initiator, self.negotiate_timeout
+        )
+        if isinstance(muxer_class, type) and issubclass(muxer_class, Yamux):
+            muxed: IMuxedConn = muxer_class(conn, peer_id, is_initiator=conn.is_initiator)
+        else:
+            muxed = muxer_class(conn, peer_id)
+        return self._annotate_connection(muxed, conn, protocol)
 
 
 class ValidatorHost(BasicHost):
@@ -284,6 +370,10 @@ def build_validator_host(
     upgrader = TransportUpgrader(
         secure_transports_by_protocol={TProtocol(NOISE_PROTOCOL_ID): noise},
         muxer_transports_by_protocol={TProtocol(YAMUX_PROTOCOL_ID): AtomicFrameYamux},
+    )
+    upgrader.muxer_multistream = ConfiguredMuxerMultistream(
+        {TProtocol(YAMUX_PROTOCOL_ID): AtomicFrameYamux},
+        upgrader.muxer_multistream.negotiate_timeout,
     )
     peerstore = PeerStore()
     peerstore.add_key_pair(own_id, key_pair)
