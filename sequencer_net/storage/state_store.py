@@ -40,7 +40,7 @@ VERSION_PREFIX = b"v/"
 LATEST_KEY = b"m/latest"
 _HEIGHT_BYTES = 8
 # Node records a cache generation holds before it becomes the old one (about
-# 100 bytes each, so two generations hold at most ~2 * 6 MB).
+# 70-300 bytes each, so the two generations hold some tens of MB at most).
 NODE_CACHE_SIZE = 65_536
 
 
