@@ -11,6 +11,12 @@ WriteBatch, written with sync when it carries a commit: after a crash the store
 reopens at the last committed root with every node of it present. Nodes written
 without a commit (an `apply` with no height) are not synced and are dropped by
 the next `prune`.
+
+Node records are content-addressed and never change, so the store keeps the
+ones it recently wrote or read in memory (`NODE_CACHE_SIZE` a generation, two
+generations): every block rewrites the paths to the keys it changed, and the
+next block reads most of them again (the upper levels of the tree always).
+`prune` empties the cache with the nodes it deletes.
 """
 
 from __future__ import annotations
@@ -33,6 +39,9 @@ NODE_PREFIX = b"n/"
 VERSION_PREFIX = b"v/"
 LATEST_KEY = b"m/latest"
 _HEIGHT_BYTES = 8
+# Node records a cache generation holds before it becomes the old one (about
+# 70-300 bytes each, so the two generations hold some tens of MB at most).
+NODE_CACHE_SIZE = 65_536
 
 
 def _version_key(height: int) -> bytes:
@@ -42,7 +51,19 @@ def _version_key(height: int) -> bytes:
 class RocksNodeStore:
     """A `NodeStore` in a RocksDB directory. Holds the RocksDB lock until `close()`."""
 
-    def __init__(self, path: str | os.PathLike[str], *, sync: bool = True) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        sync: bool = True,
+        cache_size: int = NODE_CACHE_SIZE,
+    ) -> None:
+        # Two generations: a hit in the old one moves to the young one, and a full
+        # young one replaces the old. Each step is one dict operation or one
+        # assignment, so a reader on another thread at worst misses and reads disk.
+        self._cache_size = cache_size
+        self._young: dict[bytes, bytes] = {}
+        self._old: dict[bytes, bytes] = {}
         options = Options(raw_mode=True)
         options.create_if_missing(True)
         self._db = Rdict(os.fspath(path), options)
@@ -61,8 +82,25 @@ class RocksNodeStore:
         return Commit(height=height, root=bytes(record[_HEIGHT_BYTES:]))
 
     def get(self, node_hash: bytes) -> bytes | None:
-        record: bytes | None = self._db.get(NODE_PREFIX + node_hash)
+        record = self._young.get(node_hash)
+        if record is not None:
+            return record
+        record = self._old.get(node_hash)
+        if record is None:
+            record = self._db.get(NODE_PREFIX + node_hash)
+            if record is None:
+                return None
+        self._remember(node_hash, record)
         return record
+
+    def _remember(self, node_hash: bytes, record: bytes) -> None:
+        if self._cache_size <= 0:
+            return
+        young = self._young
+        if len(young) >= self._cache_size:
+            self._old = young
+            young = self._young = {}
+        young[node_hash] = record
 
     def put_batch(self, nodes: Mapping[bytes, bytes], commit: Commit | None = None) -> None:
         """Write `nodes` and, if given, `commit` as the latest version, in one atomic batch."""
@@ -71,11 +109,14 @@ class RocksNodeStore:
             batch.put(NODE_PREFIX + node_hash, record)
         if commit is None:
             self._db.write(batch, self._nodes_options)
-            return
-        batch.put(_version_key(commit.height), commit.root)
-        batch.put(LATEST_KEY, commit.height.to_bytes(_HEIGHT_BYTES, "big") + commit.root)
-        self._db.write(batch, self._commit_options)
-        self._latest = commit
+        else:
+            batch.put(_version_key(commit.height), commit.root)
+            batch.put(LATEST_KEY, commit.height.to_bytes(_HEIGHT_BYTES, "big") + commit.root)
+            self._db.write(batch, self._commit_options)
+            self._latest = commit
+        # Only after the write: a failed write leaves the cache as it was.
+        for node_hash, record in nodes.items():
+            self._remember(node_hash, record)
 
     def latest_commit(self) -> Commit | None:
         return self._latest
@@ -109,6 +150,8 @@ class RocksNodeStore:
                 batch.delete(key)
                 removed += 1
         self._db.write(batch, self._commit_options)
+        self._young = {}
+        self._old = {}
         return removed
 
     def _keys_with_prefix(self, prefix: bytes) -> Iterator[bytes]:

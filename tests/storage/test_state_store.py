@@ -75,3 +75,33 @@ def test_prune_removes_old_versions_on_disk(tmp_path: Path) -> None:
 def test_a_second_open_of_the_same_directory_is_refused(tmp_path: Path) -> None:
     with RocksNodeStore(tmp_path / "state"), pytest.raises(Exception, match=r"(?i)lock"):
         RocksNodeStore(tmp_path / "state")
+
+
+def test_pruned_nodes_are_gone_from_the_open_store_too(tmp_path: Path) -> None:
+    # The node cache must not keep answering for nodes prune deleted.
+    with RocksNodeStore(tmp_path / "state") as store:
+        tree = StateTree(store)
+        roots = [tree.apply(block_changes(h), height=h) for h in range(1, 5)]
+        assert tree.get(b"acct/\x05", root=roots[1]) == b"balance 5 at 2"
+        assert store.get(roots[1]) is not None
+        assert store.prune(keep_from_height=3) > 0
+        assert store.get(roots[1]) is None
+        with pytest.raises(MissingNode):
+            tree.get(b"acct/\x05", root=roots[1])
+        assert tree.get(b"acct/\x05") == b"balance 5 at 4"
+
+
+@pytest.mark.parametrize("cache_size", [0, 1, 7, 1_000_000])
+def test_the_node_cache_does_not_change_what_is_read(tmp_path: Path, cache_size: int) -> None:
+    # Tiny caches turn their generations over on almost every write and read.
+    with RocksNodeStore(tmp_path / "state", cache_size=cache_size) as store:
+        tree = StateTree(store)
+        roots = {h: tree.apply(block_changes(h), height=h) for h in range(1, 7)}
+        for height, root in roots.items():
+            expected = {
+                b"acct/" + bytes([i]): b"balance %d at %d" % (i, height)
+                for i in range(1 if height > 1 else 0, height * 10)
+            }
+            assert dict(tree.items(root=root)) == expected
+    with RocksNodeStore(tmp_path / "state") as reopened:
+        assert dict(StateTree.open(reopened).items()) == expected
