@@ -469,8 +469,10 @@ class PayloadService:
         return block_namespace_pairs(per_batch)
 
     async def verify(self, block: Block) -> bool:
+        started = time.perf_counter()
+        waited_s = [0.0, 0.0]
         try:
-            await self.check(block)
+            await self.check(block, waited_s)
         except (PayloadRejected, MalformedPayload) as exc:
             log.warning(
                 "event=payload_rejected view=%d height=%d reason=%s: %s",
@@ -480,16 +482,30 @@ class PayloadService:
                 exc,
             )
             return False
+        batches_s, certificates_s = waited_s
+        log.info(
+            "event=payload_checked view=%d height=%d check_ms=%d batch_wait_ms=%d "
+            "certificate_wait_ms=%d",
+            block.view,
+            block.height,
+            int((time.perf_counter() - started) * 1000),
+            int(batches_s * 1000),
+            int(certificates_s * 1000),
+        )
         return True
 
-    async def check(self, block: Block) -> None:
-        """Raise PayloadRejected (or MalformedPayload) unless we may vote for `block`."""
+    async def check(self, block: Block, waited_s: list[float] | None = None) -> None:
+        """Raise PayloadRejected (or MalformedPayload) unless we may vote for `block`.
+        `waited_s`, if given, receives the seconds spent getting the named batches
+        and their certificates (awaited or fetched)."""
+        waited_s = [0.0, 0.0] if waited_s is None else waited_s
         payload = decode_payload(block.payload)
         parent = self.parent_state(self.core.known_block(block.parent))
         check_header(payload, height=block.height, parent=parent, now_ms=self.clock_ms())
         if not check_vouched_root(payload, self.state_root_at):
             self.unchecked_roots += 1
         missing = [d for d in payload.batches if d not in self.pool]
+        waited = time.perf_counter()
         if missing:
             # Batches that reached us but wait in the verification queue are worth
             # waiting for: fetching them would verify them a second time.
@@ -498,7 +514,9 @@ class PayloadService:
         for i in range(0, len(missing), MAX_BATCHES_PER_REQUEST):
             chunk = missing[i : i + MAX_BATCHES_PER_REQUEST]
             await self.fetcher.fetch(BatchRequest(chunk), prefer=block.proposer)
+        waited_s[0] = time.perf_counter() - waited
         if self.certificates is not None:
+            waited = time.perf_counter()
             uncertified = [d for d in payload.batches if not self.certificates.certified(d)]
             if uncertified:
                 await self.certificates.wait_for_certificates(
@@ -507,6 +525,7 @@ class PayloadService:
                 uncertified = [d for d in uncertified if not self.certificates.certified(d)]
             if uncertified:
                 await self.certificates.fetch_certificates(uncertified, prefer=block.proposer)
+            waited_s[1] = time.perf_counter() - waited
             check_batches_certified(payload.batches, self.certificates.certified)
         sizes: list[BatchSize] = []
         for digest in payload.batches:

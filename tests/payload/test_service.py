@@ -5,6 +5,7 @@ instead of racing ahead with small or empty blocks."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -267,6 +268,21 @@ async def test_a_voter_checks_the_namespace_root_against_the_batches(
     with pytest.raises(NamespaceRootMismatch):
         await voter.check(block(wrong))
     assert not await voter.verify(block(wrong))
+
+
+async def test_a_voter_logs_how_long_an_accepted_payload_took_to_check(
+    autojump_clock: MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    voter = service(Execution(10), fake_pool=FakePool(SEVERAL_NAMESPACES))
+    good = decode_payload(await voter.build(b"\x01" * 32, 11))
+    wrong = msgspec.structs.replace(good, namespace_root=EMPTY_ROOT)
+    caplog.set_level(logging.INFO, logger="seqnet")
+    assert not await voter.verify(Block(12, 11, b"\x01" * 32, 1, encode_payload(wrong)))
+    assert await voter.verify(Block(11, 11, b"\x01" * 32, 1, encode_payload(good)))
+    checked = [r.getMessage() for r in caplog.records if "event=payload_checked" in r.getMessage()]
+    assert len(checked) == 1  # the refused payload logs payload_rejected instead
+    assert checked[0].startswith("event=payload_checked view=11 height=11 check_ms=")
+    assert "batch_wait_ms=" in checked[0] and "certificate_wait_ms=" in checked[0]
 
 
 class ChainCore(FakeCore):
