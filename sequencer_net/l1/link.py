@@ -141,7 +141,7 @@ def decode_tip(answer: object) -> CommitmentsTip:
             f"latestPost: ref index {index} with {tip.post_count} posts, "
             f"the era's first at {tip.era_first_post}"
         )
-    if not checked_bool(disputed, "latestPost disputed") and disputed_at != 0:
+    if tip.disputed_height is None and disputed_at != 0:
         raise L1AnswerInvalid("latestPost: a disputed height with no dispute")
     return tip
 
