@@ -422,6 +422,7 @@ class NodeStore:
         batch_digests: Sequence[bytes] = (),
         order_seed: bytes | None = None,
         order_proof: bytes | None = None,
+        tx_hashes: Sequence[bytes] | None = None,
     ) -> None:
         """Write one committed block and everything that goes with it in one synced
         batch: the block (by height and digest), its finalization, its transactions
@@ -430,6 +431,9 @@ class NodeStore:
         order proof; none without a threshold key), and the new tip. Removes its
         transactions from the pending table and prunes voted blocks at or below its
         height.
+
+        `tx_hashes`: the transactions' hashes (keccak of each encoded one), in
+        order, when the caller has them already; else they are computed here.
 
         Raises CommitOutOfOrder unless `block` is the child of the current tip.
         """
@@ -444,6 +448,10 @@ class NodeStore:
             raise ValueError("state root must be 32 bytes")
         if order_seed is not None and len(order_seed) != _DIGEST:
             raise ValueError("an order seed is 32 bytes")
+        if tx_hashes is None:
+            tx_hashes = [tx_hash(encoded) for encoded in transactions]
+        elif len(tx_hashes) != len(transactions):
+            raise ValueError("one hash per transaction")
         digest = block.digest()
         height = _u64(block.height)
         batch = WriteBatch(raw_mode=True)
@@ -457,9 +465,8 @@ class NodeStore:
             batch.put(ORDER_SEED_PREFIX + height, order_seed)
         if order_proof is not None:
             batch.put(ORDER_PROOF_PREFIX + height, order_proof)
-        for position, encoded in enumerate(transactions):
+        for position, (encoded, hash_) in enumerate(zip(transactions, tx_hashes, strict=True)):
             location = height + position.to_bytes(_U32, "big")
-            hash_ = tx_hash(encoded)
             batch.put(TX_PREFIX + location, encoded)
             batch.put(TX_INDEX_PREFIX + hash_, location)
             batch.delete(PENDING_PREFIX + hash_)
