@@ -773,7 +773,11 @@ class CommitPipeline:
                 self.metrics.commit_latency.observe(latency)
         removed = self.mempool.on_committed(hashes, senders)
         if removed:
-            self.store.remove_pending(removed)
+            # The block's own transactions left the pending table in its commit.
+            committed = set(hashes)
+            stale = [h for h in removed if h not in committed]
+            if stale:
+                self.store.remove_pending(stale)
         self.status.height = height
         self.status.feed.announce(height)  # subscribers: never waits
         self._advanced.set()
