@@ -719,13 +719,23 @@ class NodeStore:
     def save_pending_transactions(self, encoded_txs: Iterable[bytes]) -> None:
         """Durably keep transactions the API is about to acknowledge (synced)."""
         batch = WriteBatch(raw_mode=True)
-        self.stage_pending_transactions(batch, encoded_txs)
+        self.stage_pending_transactions(batch, list(encoded_txs))
         self._db.write(batch, self._synced)
 
-    def stage_pending_transactions(self, batch: WriteBatch, encoded_txs: Iterable[bytes]) -> None:
-        """Add acknowledged transactions, numbered in arrival order, to `batch`."""
-        for encoded in encoded_txs:
-            batch.put(PENDING_PREFIX + tx_hash(encoded), _u64(self._next_arrival) + encoded)
+    def stage_pending_transactions(
+        self,
+        batch: WriteBatch,
+        encoded_txs: Sequence[bytes],
+        hashes: Sequence[bytes] | None = None,
+    ) -> None:
+        """Add acknowledged transactions, numbered in arrival order, to `batch`.
+        `hashes`: their hashes, in order, when the caller has them already."""
+        if hashes is None:
+            hashes = [tx_hash(encoded) for encoded in encoded_txs]
+        elif len(hashes) != len(encoded_txs):
+            raise ValueError("one hash per transaction")
+        for encoded, hash_ in zip(encoded_txs, hashes, strict=True):
+            batch.put(PENDING_PREFIX + hash_, _u64(self._next_arrival) + encoded)
             self._next_arrival += 1
         batch.put(PENDING_SEQUENCE_KEY, _u64(self._next_arrival))
 
