@@ -11,7 +11,10 @@ trip per batch. Then, for each block in order, the pipeline
                                  has them: a quorum verified them)
     resolve_block_transactions   the batches' transactions in block order, each
                                  once across the whole chain, with the senders
-                                 recovered when the batches were verified
+                                 recovered and the hashes computed when the
+                                 batches were verified (the block's payload
+                                 and batches are decoded once, when it arrives
+                                 and is opened, and kept until it executes)
     open_block                   on a chain with a threshold key, for a block
                                  that needs an order seed
                                  (`block_needs_order_seed`): this node's
