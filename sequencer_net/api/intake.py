@@ -197,9 +197,10 @@ class Intake:
     async def _persist(self, admitted: list[CheckedTx]) -> None:
         """Persist before you promise: the answers leave only after this returns."""
         encoded = [c.encoded for c in admitted]
+        hashes = [c.hash for c in admitted]
 
         def stage(batch: WriteBatch) -> None:
-            self.store.stage_pending_transactions(batch, encoded)
+            self.store.stage_pending_transactions(batch, encoded, hashes)
 
         written = trio.Event()
         for c in admitted:

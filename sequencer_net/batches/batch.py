@@ -13,6 +13,7 @@ canonical encoding is accepted, so a batch has one digest:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Final
 
 import msgspec
@@ -185,6 +186,14 @@ class BatchBuilder:
         """Cut the next batch if one is due: take its transactions from the mempool,
         mark them batched and advance the sequence. None if nothing is due.
         `uncertified`: own batches broadcast and not yet certified."""
+        cut = self.cut(mempool, now_ms, uncertified)
+        return None if cut is None else cut[0]
+
+    def cut(
+        self, mempool: Mempool, now_ms: int, uncertified: int = 0
+    ) -> tuple[Batch, list[CheckedTx]] | None:
+        """As `poll`, with the checked transactions the batch carries, in its
+        order (their hashes and senders, known since intake)."""
         if not self.due(mempool, now_ms, uncertified):
             return None
         taken = mempool.take_batch(self.limits.max_txs, self.limits.max_bytes)
@@ -198,11 +207,30 @@ class BatchBuilder:
             transactions=[c.encoded for c in taken],
         )
         self.next_sequence += 1
-        return batch
+        return batch, taken
 
 
 def batch_tx_hashes(batch: Batch) -> list[bytes]:
     return [tx_hash(tx) for tx in batch.transactions]
+
+
+def checked_namespace_pairs(checked: Sequence[CheckedTx]) -> list[tuple[int, bytes]]:
+    """(namespace, tx hash) of checked transactions, in order: for a batch whose
+    every transaction was checked (`checked` one per transaction, in the
+    batch's order), what `batch_namespace_pairs` gives, without decoding or
+    hashing them again."""
+    pairs: list[tuple[int, bytes]] = []
+    for c in checked:
+        if c.tx is not None:
+            pairs.append((c.tx.namespace, c.hash))
+        elif c.envelope is not None:
+            pairs.append((c.envelope.namespace, c.hash))
+        else:  # never made by check_transaction: as batch_namespace_pairs does
+            try:
+                pairs.append((transaction_namespace(c.encoded), c.hash))
+            except InvalidTransaction:
+                continue
+    return pairs
 
 
 def batch_namespace_pairs(batch: Batch) -> list[tuple[int, bytes]]:

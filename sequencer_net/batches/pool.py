@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -30,7 +30,9 @@ from sequencer_net.batches.batch import (
     InvalidBatchTransaction,
     batch_digest,
     batch_namespace_pairs,
+    batch_tx_hashes,
     check_batch_shape,
+    checked_namespace_pairs,
     decode_batch,
 )
 from sequencer_net.logging_limits import LogLimiter
@@ -143,9 +145,17 @@ class BatchPool:
 
     # ---- own batches ---------------------------------------------------------------------
 
-    async def add_own(self, digest: bytes, encoded: bytes, batch: Batch) -> None:
+    async def add_own(
+        self,
+        digest: bytes,
+        encoded: bytes,
+        batch: Batch,
+        checked: Sequence[CheckedTx] | None = None,
+    ) -> None:
         """This validator's batch: stored with its sequence (one fsync, shared with
-        others waiting), never twice; only then may it be broadcast."""
+        others waiting), never twice; only then may it be broadcast. `checked`:
+        its transactions as intake checked them, one per transaction in order
+        (their namespaces and hashes are not computed again)."""
 
         def stage(write: WriteBatch) -> None:
             self.store.stage_batch(
@@ -153,7 +163,7 @@ class BatchPool:
             )
 
         await self.group.write(stage)
-        self._remember(digest, batch)
+        self._remember(digest, batch, checked)
 
     # ---- batches from peers --------------------------------------------------------------
 
@@ -214,7 +224,7 @@ class BatchPool:
             return None
         await self._store(digest, encoded, batch.author)
         self.remember_senders(checked)
-        self._remember(digest, batch)
+        self._remember(digest, batch, checked)
         return digest
 
     async def accept_fetched(self, digest: bytes, encoded: bytes) -> bool:
@@ -236,7 +246,7 @@ class BatchPool:
             return False
         await self._store(digest, encoded, batch.author)
         self.remember_senders(checked)
-        self._remember(digest, batch)
+        self._remember(digest, batch, checked)
         return True
 
     async def _verify(self, batch: Batch) -> list[CheckedTx]:
@@ -263,10 +273,18 @@ class BatchPool:
         """Return when a batch arrives (own or a peer's) after this call."""
         await self._arrived.wait()
 
-    def _remember(self, digest: bytes, batch: Batch) -> None:
+    def _remember(
+        self, digest: bytes, batch: Batch, checked: Sequence[CheckedTx] | None = None
+    ) -> None:
+        """`checked`: the batch's transactions as verified, one per transaction
+        in order (else they are decoded and hashed again for the pairs)."""
         if digest in self._known:
             return
-        self._cache_pairs(digest, batch_namespace_pairs(batch))
+        if checked is not None and len(checked) == len(batch.transactions):
+            pairs = checked_namespace_pairs(checked)
+        else:
+            pairs = batch_namespace_pairs(batch)
+        self._cache_pairs(digest, pairs)
         self._known[digest] = _Known(batch.author, batch.sequence, _size_of(batch), included=False)
         self._arrived.set()
         self._arrived = trio.Event()
@@ -395,6 +413,17 @@ class BatchPool:
             (int.from_bytes(namespaces[4 * i : 4 * i + 4], "big"), hashes[32 * i : 32 * i + 32])
             for i in range(len(namespaces) // 4)
         ]
+
+    def tx_hashes(self, digest: bytes, batch: Batch) -> list[bytes]:
+        """The hashes of `batch`'s transactions, in order (`digest` is its
+        digest): kept since the batch was verified for recent batches, else
+        computed."""
+        cached = self._pairs.get(digest)
+        if cached is not None:
+            hashes = cached[1]
+            if len(hashes) == 32 * len(batch.transactions):
+                return [hashes[i : i + 32] for i in range(0, len(hashes), 32)]
+        return batch_tx_hashes(batch)
 
     def size_of(self, digest: bytes) -> BatchSize | None:
         """Transactions and bytes of a batch held here (None if not held)."""

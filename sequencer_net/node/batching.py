@@ -30,7 +30,6 @@ from sequencer_net.batches.batch import (
     Batch,
     BatchBuilder,
     batch_digest,
-    batch_tx_hashes,
     encode_batch,
 )
 from sequencer_net.batches.pool import BatchPool
@@ -133,10 +132,11 @@ class OwnBatches:
             # When the batch would have been due without the hold: what the hold
             # added to its oldest transaction's wait is logged (`held_ms`).
             unheld_ms = self.batcher.deadline_ms(self.mempool)
-            batch = self.batcher.poll(self.mempool, now_ms, self.uncertified())
-            if batch is None:
+            cut = self.batcher.cut(self.mempool, now_ms, self.uncertified())
+            if cut is None:
                 await self._wait_until_due()
                 continue
+            batch, taken = cut
             encoded = encode_batch(batch)
             digest = batch_digest(encoded)
             log.info(
@@ -147,10 +147,8 @@ class OwnBatches:
                 0 if oldest_ms is None else now_ms - oldest_ms,
                 0 if unheld_ms is None else max(0, now_ms - unheld_ms),
             )
-            self.pool.remember_senders(
-                c for c in map(self.mempool.get, batch_tx_hashes(batch)) if c is not None
-            )
-            await self.pool.add_own(digest, encoded, batch)  # durable before it leaves
+            self.pool.remember_senders(taken)
+            await self.pool.add_own(digest, encoded, batch, taken)  # durable before it leaves
             self.metrics.batches_created.inc()
             self.broadcast(encoded)
             self.on_batch(digest, encoded, batch)

@@ -11,7 +11,10 @@ trip per batch. Then, for each block in order, the pipeline
                                  has them: a quorum verified them)
     resolve_block_transactions   the batches' transactions in block order, each
                                  once across the whole chain, with the senders
-                                 recovered when the batches were verified
+                                 recovered and the hashes computed when the
+                                 batches were verified (the block's payload
+                                 and batches are decoded once, when it arrives
+                                 and is opened, and kept until it executes)
     open_block                   on a chain with a threshold key, for a block
                                  that needs an order seed
                                  (`block_needs_order_seed`): this node's
@@ -108,12 +111,47 @@ unincluded this long after (hours at a few blocks per second) was never
 certified or came from a faulty author. Included batches are chain data
 and are kept."""
 
+PREPARED_BYTES = 64 * 1024 * 1024
+"""Bytes of decoded batches the pipeline keeps, across the committed blocks
+waiting to execute, from the blocks' opening (when their batches are all held)
+to their execution, so each batch is read and decoded once; a block past
+the budget is read and decoded again when it executes."""
+
 PRUNE_EVERY = 256
 """Committed heights between two pruning passes."""
 
 KEY_EPOCH_MISMATCH = "key_epoch_mismatch"
 """The FailedReveal reason of an envelope committed at a height of another key
 epoch than its own: refused undecrypted, no fee (docs/fairness.md)."""
+
+
+@dataclass(slots=True)
+class _Prepared:
+    """What the pipeline reads from a committed block once, when it arrives,
+    for its prefetch, opening, subscribers and execution: its payload decoded
+    (None: malformed) and, once every batch it names is held here (verified),
+    those batches (digest, decoded), within PREPARED_BYTES."""
+
+    payload_bytes: bytes
+    payload: BlockPayload | None
+    batches: list[tuple[bytes, Batch]] | None = None
+    size: int = 0
+
+    @property
+    def digests(self) -> list[bytes]:
+        return [] if self.payload is None else list(self.payload.batches)
+
+    @property
+    def forced(self) -> list[ForcedEntry]:
+        return [] if self.payload is None else list(self.payload.forced)
+
+
+def _prepare(block: Block) -> _Prepared:
+    try:
+        payload: BlockPayload | None = decode_payload(block.payload)
+    except MalformedPayload:
+        payload = None
+    return _Prepared(block.payload, payload)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,17 +172,22 @@ def resolve_block_transactions(
     batches: Sequence[Batch],
     already_committed: Callable[[bytes], bool],
     sender_of: Callable[[bytes, bytes], Address | None],
+    hashes: Sequence[Sequence[bytes]] | None = None,
 ) -> list[ResolvedTransaction]:
     """The transactions a block orders: its batches' transactions in block order,
     skipping any committed before (in an earlier block, or earlier in this one),
     each with its sender. `sender_of(hash, encoded)` gives the sender recovered
     when the batch was verified (or recovers it again); None means it does not
-    verify, which a quorum of voters makes impossible unless more than f lie."""
+    verify, which a quorum of voters makes impossible unless more than f lie.
+    `hashes`: per batch, its transactions' hashes in order, if known already
+    (from the batch's verification); otherwise each is hashed here."""
     resolved: list[ResolvedTransaction] = []
     seen: set[bytes] = set()
-    for batch in batches:
-        for encoded in batch.transactions:
-            h = tx_hash(encoded)
+    for index, batch in enumerate(batches):
+        known = None if hashes is None else hashes[index]
+        if known is None or len(known) != len(batch.transactions):
+            known = [tx_hash(encoded) for encoded in batch.transactions]
+        for encoded, h in zip(batch.transactions, known, strict=True):
             if h in seen or already_committed(h):
                 continue
             sender = sender_of(h, encoded)
@@ -356,6 +399,9 @@ class CommitPipeline:
         self.decryptor = decryptor
         """Opens committed envelopes; None on a chain without a threshold key."""
         self._advanced = trio.Event()
+        self._prepared: dict[int, _Prepared] = {}
+        """Committed blocks waiting to execute, by height (`_Prepared`)."""
+        self._prepared_bytes = 0
         self._worker = WorkerThread("seqnet-commit")
         """Executes and stores each block, in one call: one thread hand-off per block."""
         self.market_activity = MarketActivity()  # what GET /v1/markets counts
@@ -369,6 +415,8 @@ class CommitPipeline:
         ready_in, ready_out = trio.open_memory_channel[tuple[Commit, trio.Event, float]](
             PREFETCH_AHEAD
         )
+        self._prepared = {}
+        self._prepared_bytes = 0
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._prefetch_stage, commits, ready_in, nursery)
             async with ready_out:
@@ -400,23 +448,23 @@ class CommitPipeline:
                 # (verified, or queued for verification), the subscribers get
                 # it, without waiting for the verification.
                 opened = told = False
+                prepared = self._prepared_for(commit.block)
                 try:
-                    if self.decryptor is not None and all(
-                        d in self.pool for d in self._batch_digests(commit.block)
-                    ):
+                    if self.decryptor is not None and all(d in self.pool for d in prepared.digests):
                         opened = True
-                        self._begin_opening(commit.block)
-                    told = self._tell_decided(commit)
+                        self._begin_opening(commit.block, prepared)
+                    told = self._tell_decided(commit, prepared)
                 except Exception:  # an optimization only: the prefetch does it
                     log.exception("event=tell_decided_failed height=%d", commit.block.height)
                 await slots.acquire()
                 fetched = trio.Event()
-                nursery.start_soon(self._prefetch, commit, fetched, slots, told, opened)
+                nursery.start_soon(self._prefetch, commit, prepared, fetched, slots, told, opened)
                 await ready.send((commit, fetched, arrived))
 
     async def _prefetch(
         self,
         commit: Commit,
+        prepared: _Prepared,
         fetched: trio.Event,
         slots: trio.Semaphore,
         told: bool = False,
@@ -424,7 +472,7 @@ class CommitPipeline:
     ) -> None:
         block = commit.block
         try:
-            missing = [d for d in self._batch_digests(block) if d not in self.pool]
+            missing = [d for d in prepared.digests if d not in self.pool]
             if missing:
                 # The subscribers get this block (and every later one, in
                 # height order) only once the fetch ends: logged, as it is
@@ -440,16 +488,36 @@ class CommitPipeline:
                     (time.perf_counter() - started) * 1000,
                 )
             if not told:
-                self._tell_decided(commit)
+                self._tell_decided(commit, prepared)
             if self.decryptor is not None and not opened:
-                self._begin_opening(block)
+                self._begin_opening(block, prepared)
         except Exception:  # an optimization only: apply fetches what is still missing
             log.exception("event=prefetch_failed height=%d", block.height)
         finally:
             fetched.set()
             slots.release()
 
-    def _tell_decided(self, commit: Commit) -> bool:
+    def _prepared_for(self, block: Block) -> _Prepared:
+        """The block's `_Prepared`, made (and kept until it executes) when
+        first asked for."""
+        prepared = self._prepared.get(block.height)
+        if prepared is None or prepared.payload_bytes != block.payload:
+            if prepared is not None:
+                self._prepared_bytes -= prepared.size
+            prepared = self._prepared[block.height] = _prepare(block)
+        return prepared
+
+    def _take_prepared(self, block: Block) -> _Prepared:
+        """The block's `_Prepared`, no longer kept (it executes now)."""
+        prepared = self._prepared.pop(block.height, None)
+        if prepared is None:
+            return _prepare(block)
+        self._prepared_bytes -= prepared.size
+        if prepared.payload_bytes != block.payload:
+            return _prepare(block)
+        return prepared
+
+    def _tell_decided(self, commit: Commit, prepared: _Prepared) -> bool:
         """Hand a committed block to the subscribers before it executes, once
         the bytes of every batch it names are here: with its finalization
         (its own, or the descendant's that committed it, which the
@@ -463,7 +531,7 @@ class CommitPipeline:
         if block.height <= self.status.feed.height:
             return False
         batches: list[bytes] = []
-        for digest in self._batch_digests(block):
+        for digest in prepared.digests:
             encoded = self.pool.bytes_of(digest)
             if encoded is None:
                 return False
@@ -476,39 +544,36 @@ class CommitPipeline:
         the subscribers now, not when the block's turn to execute comes."""
         self.status.feed.ordered(height, opened.order_seed, encode_order_proof(opened.order_proof))
 
-    def _begin_opening(self, block: Block) -> None:
+    def _begin_opening(self, block: Block, prepared: _Prepared | None = None) -> None:
         """Release this node's shares of a committed block (decryption shares for
         its envelopes, if any, and its order coin share) as soon as its batches
-        are here, so they travel while earlier blocks execute."""
+        are here, so they travel while earlier blocks execute. The decoded
+        batches are kept for the block's execution (in `prepared`, the
+        pipeline's record of the block, if given)."""
         assert self.decryptor is not None
-        batches: list[Batch] = []
-        for digest in self._batch_digests(block):
+        keep = prepared is not None
+        if prepared is None:
+            prepared = _prepare(block)
+        held: list[tuple[bytes, Batch]] = []
+        size = 0
+        for digest in prepared.digests:
             encoded = self.pool.get(digest)
             if encoded is None:
                 return  # apply fetches it and opens the block then
+            size += len(encoded)
             try:
-                batches.append(decode_batch(encoded))
+                held.append((digest, decode_batch(encoded)))
             except InvalidBatch:
                 continue
+        if keep and prepared.batches is None and self._prepared_bytes + size <= PREPARED_BYTES:
+            prepared.batches, prepared.size = held, size
+            self._prepared_bytes += size
+        batches = [batch for _, batch in held]
         live = self.live_envelopes(block.height, batches)
-        if not block_needs_order_seed(batches, self._forced_marks(block), live, self._sender_of):
+        if not block_needs_order_seed(batches, prepared.forced, live, self._sender_of):
             self.status.feed.seedless(block.height)
             return
         self.decryptor.begin(block.height, block.digest(), [e for _, e in live])
-
-    def _batch_digests(self, block: Block) -> list[bytes]:
-        try:
-            payload = decode_payload(block.payload)
-        except MalformedPayload:
-            return []
-        return list(payload.batches)
-
-    def _forced_marks(self, block: Block) -> list[ForcedEntry]:
-        try:
-            payload = decode_payload(block.payload)
-        except MalformedPayload:
-            return []
-        return list(payload.forced)
 
     async def wait_executed(self, height: int) -> None:
         """Return once this node has executed `height` (backpressure for leaders)."""
@@ -529,30 +594,33 @@ class CommitPipeline:
 
     async def apply(self, commit: Commit) -> None:
         block = commit.block
+        prepared = self._take_prepared(block)
         if block.height <= self.store.tip()[0]:
             if self.decryptor is not None:
                 self.decryptor.discard(block.height)
             return  # already durable (a replay after restart)
         started = time.perf_counter()
-        try:
-            payload: BlockPayload | None = decode_payload(block.payload)
-        except MalformedPayload:
+        payload = prepared.payload
+        if payload is None:
             # A quorum verified it, so this means more than f Byzantine: commit it empty.
             log.error("event=committed_malformed_payload height=%d", block.height)
-            payload = None
-        digests = [] if payload is None else list(payload.batches)
-        batches: list[Batch] = []
-        for digest in digests:
-            try:
-                batches.append(decode_batch(await self._batch(digest)))
-            except InvalidBatch:
-                continue
+        digests = prepared.digests
+        held = prepared.batches
+        if held is None:
+            held = []
+            for digest in digests:
+                try:
+                    held.append((digest, decode_batch(await self._batch(digest))))
+                except InvalidBatch:
+                    continue
+        batches = [batch for _, batch in held]
         resolved = resolve_block_transactions(
             batches,
             lambda h: self.store.find_transaction(h) is not None,
             self._sender_of,
+            [self.pool.tx_hashes(digest, batch) for digest, batch in held],
         )
-        forced_marks = [] if payload is None else list(payload.forced)
+        forced_marks = prepared.forced
         resolved, opened = await self.open_block_with_proof(
             block.height, block.digest(), resolved, batches, forced_marks
         )
@@ -571,6 +639,7 @@ class CommitPipeline:
         seconds = max(timestamp_ms // 1000, self.state.block.timestamp)
         engine_block = ExecutionBlock(block.height, seconds, tuple(r.sequenced for r in resolved))
         transactions = [r.encoded for r in resolved]
+        hashes = [r.sequenced.tx_hash for r in resolved]
         state = self.state  # replaced only here, after the call returns
 
         def execute_and_store() -> BlockResult:
@@ -584,6 +653,7 @@ class CommitPipeline:
                 batch_digests=digests,
                 order_seed=order_seed,
                 order_proof=order_proof,
+                tx_hashes=hashes,
             )
             return result
 
@@ -593,7 +663,6 @@ class CommitPipeline:
         self.pool.mark_included(digests)
         if block.height % PRUNE_EVERY == 0 and block.height > UNINCLUDED_BATCH_RETENTION:
             await self._prune_batches(block.height - UNINCLUDED_BATCH_RETENTION)
-        hashes = [r.sequenced.tx_hash for r in resolved]
         senders = [Address(r.sequenced.sender) for r in resolved]
         self._after_commit(block.height, block.digest(), hashes, senders)
         self.metrics.execute_seconds.observe(time.perf_counter() - started)
@@ -707,7 +776,11 @@ class CommitPipeline:
                 self.metrics.commit_latency.observe(latency)
         removed = self.mempool.on_committed(hashes, senders)
         if removed:
-            self.store.remove_pending(removed)
+            # The block's own transactions left the pending table in its commit.
+            committed = set(hashes)
+            stale = [h for h in removed if h not in committed]
+            if stale:
+                self.store.remove_pending(stale)
         self.status.height = height
         self.status.feed.announce(height)  # subscribers: never waits
         self._advanced.set()

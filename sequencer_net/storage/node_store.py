@@ -422,6 +422,7 @@ class NodeStore:
         batch_digests: Sequence[bytes] = (),
         order_seed: bytes | None = None,
         order_proof: bytes | None = None,
+        tx_hashes: Sequence[bytes] | None = None,
     ) -> None:
         """Write one committed block and everything that goes with it in one synced
         batch: the block (by height and digest), its finalization, its transactions
@@ -430,6 +431,9 @@ class NodeStore:
         order proof; none without a threshold key), and the new tip. Removes its
         transactions from the pending table and prunes voted blocks at or below its
         height.
+
+        `tx_hashes`: the transactions' hashes (keccak of each encoded one), in
+        order, when the caller has them already; else they are computed here.
 
         Raises CommitOutOfOrder unless `block` is the child of the current tip.
         """
@@ -444,6 +448,10 @@ class NodeStore:
             raise ValueError("state root must be 32 bytes")
         if order_seed is not None and len(order_seed) != _DIGEST:
             raise ValueError("an order seed is 32 bytes")
+        if tx_hashes is None:
+            tx_hashes = [tx_hash(encoded) for encoded in transactions]
+        elif len(tx_hashes) != len(transactions):
+            raise ValueError("one hash per transaction")
         digest = block.digest()
         height = _u64(block.height)
         batch = WriteBatch(raw_mode=True)
@@ -457,9 +465,8 @@ class NodeStore:
             batch.put(ORDER_SEED_PREFIX + height, order_seed)
         if order_proof is not None:
             batch.put(ORDER_PROOF_PREFIX + height, order_proof)
-        for position, encoded in enumerate(transactions):
+        for position, (encoded, hash_) in enumerate(zip(transactions, tx_hashes, strict=True)):
             location = height + position.to_bytes(_U32, "big")
-            hash_ = tx_hash(encoded)
             batch.put(TX_PREFIX + location, encoded)
             batch.put(TX_INDEX_PREFIX + hash_, location)
             batch.delete(PENDING_PREFIX + hash_)
@@ -712,13 +719,23 @@ class NodeStore:
     def save_pending_transactions(self, encoded_txs: Iterable[bytes]) -> None:
         """Durably keep transactions the API is about to acknowledge (synced)."""
         batch = WriteBatch(raw_mode=True)
-        self.stage_pending_transactions(batch, encoded_txs)
+        self.stage_pending_transactions(batch, list(encoded_txs))
         self._db.write(batch, self._synced)
 
-    def stage_pending_transactions(self, batch: WriteBatch, encoded_txs: Iterable[bytes]) -> None:
-        """Add acknowledged transactions, numbered in arrival order, to `batch`."""
-        for encoded in encoded_txs:
-            batch.put(PENDING_PREFIX + tx_hash(encoded), _u64(self._next_arrival) + encoded)
+    def stage_pending_transactions(
+        self,
+        batch: WriteBatch,
+        encoded_txs: Sequence[bytes],
+        hashes: Sequence[bytes] | None = None,
+    ) -> None:
+        """Add acknowledged transactions, numbered in arrival order, to `batch`.
+        `hashes`: their hashes, in order, when the caller has them already."""
+        if hashes is None:
+            hashes = [tx_hash(encoded) for encoded in encoded_txs]
+        elif len(hashes) != len(encoded_txs):
+            raise ValueError("one hash per transaction")
+        for encoded, hash_ in zip(encoded_txs, hashes, strict=True):
+            batch.put(PENDING_PREFIX + hash_, _u64(self._next_arrival) + encoded)
             self._next_arrival += 1
         batch.put(PENDING_SEQUENCE_KEY, _u64(self._next_arrival))
 

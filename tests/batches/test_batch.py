@@ -222,3 +222,32 @@ def test_builder_is_deterministic(picks: list[tuple[int, int]], max_txs: int) ->
         return out
 
     assert run() == run()
+
+
+def test_the_cut_gives_the_checked_transactions_and_their_pairs_match_the_batch() -> None:
+    from sequencer_net.batches.batch import batch_namespace_pairs, checked_namespace_pairs
+    from sequencer_net.mempool.encrypted import encode_encrypted
+    from sequencer_net.mempool.mempool import CheckedTx
+    from sequencer_net.mempool.transaction import tx_hash
+    from tests.fairness.test_envelope import inner, sealed
+
+    pool = Mempool(DOMAIN)
+    builder = BatchBuilder(author=0, limits=BatchLimits(max_txs=3, max_delay_ms=10**9))
+    for sender in range(4):
+        pool.add(cached_tx(sender, 0, 0), now_ms=0)
+    cut = builder.cut(pool, now_ms=1)
+    assert cut is not None
+    batch, taken = cut
+    assert [c.encoded for c in taken] == batch.transactions
+    assert [c.hash for c in taken] == [keccak256(t) for t in batch.transactions]
+    assert builder.next_sequence == 1 and builder.cut(pool, now_ms=2) is None
+    # An envelope's namespace is the one it carries in the clear.
+    envelope = sealed(tx=inner(namespace=9))
+    encoded = encode_encrypted(envelope)
+    opaque = CheckedTx(
+        tx=None, encoded=encoded, hash=tx_hash(encoded), sender=KEYS[0].address, envelope=envelope
+    )
+    checked = [*taken, opaque]
+    with_envelope = Batch(0, 1, [c.encoded for c in checked])
+    assert checked_namespace_pairs(checked) == batch_namespace_pairs(with_envelope)
+    assert {n for n, _ in checked_namespace_pairs(checked)} >= {9}

@@ -238,3 +238,17 @@ async def test_a_batch_leaving_the_pairs_cache_no_longer_holds_its_transactions(
     assert h in pool.batches_holding([h])
     await pool.receive(3, batch_of(3, 0, [signed(sender=2, nonce=0), signed(sender=3, nonce=0)]))
     assert pool.batches_holding([h]) == {}
+
+
+async def test_a_held_batch_s_hashes_come_from_its_verification(store: NodeStore) -> None:
+    from sequencer_net.batches.batch import batch_tx_hashes
+
+    pool, _ = make_pool(store)
+    txs = [signed(sender=i, nonce=0) for i in range(4)]
+    peer = Batch(author=2, sequence=0, transactions=txs)
+    digest = await pool.receive(2, encode_batch(peer))
+    assert digest is not None
+    assert pool.tx_hashes(digest, peer) == batch_tx_hashes(peer)
+    # A batch whose pairs are not kept is hashed on the spot.
+    other = Batch(author=3, sequence=0, transactions=[signed(sender=5)])
+    assert pool.tx_hashes(batch_digest(encode_batch(other)), other) == batch_tx_hashes(other)

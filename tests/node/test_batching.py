@@ -42,14 +42,14 @@ async def test_a_batch_is_cut_at_its_deadline_stored_then_broadcast(
     pool = BatchPool(store, VerifierPool(DOMAIN, threads=1), GroupCommit(store.write_synced))
     builder = BatchBuilder(0, BatchLimits(max_txs=100, max_delay_ms=50))
     polls = 0
-    real_poll = builder.poll
+    real_cut = builder.cut
 
-    def counting_poll(*args: object) -> object:
+    def counting_cut(*args: object) -> object:
         nonlocal polls
         polls += 1
-        return real_poll(*args)  # type: ignore[arg-type]
+        return real_cut(*args)  # type: ignore[arg-type]
 
-    builder.poll = counting_poll  # type: ignore[method-assign, assignment]
+    builder.cut = counting_cut  # type: ignore[method-assign, assignment]
     sent: list[tuple[float, bytes]] = []
 
     def broadcast(encoded: bytes) -> None:

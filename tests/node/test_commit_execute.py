@@ -49,6 +49,12 @@ def test_batches_resolve_in_block_order_each_transaction_once() -> None:
     assert [r.encoded for r in resolved] == [a, b]  # b once; c committed in an earlier block
     assert recovered == [tx_hash(a), tx_hash(b)]  # only what is ordered is looked up
     assert [r.sequenced.nonce for r in resolved] == [0, 1]
+    # The hashes batch verification computed give the same result; a list that
+    # does not fit its batch (or none) is computed again.
+    known = [[tx_hash(t) for t in batch.transactions] for batch in batches]
+    known[1] = known[1][:1]
+    again = resolve_block_transactions(batches, committed_before.__contains__, sender_of, known)
+    assert again == resolved
     # A transaction whose sender cannot be established is left out.
     unknown = resolve_block_transactions([Batch(0, 1, [a])], set().__contains__, lambda h, e: None)
     assert unknown == []

@@ -402,3 +402,34 @@ def test_a_blocks_own_finalization_is_kept_even_when_a_descendants_committed_it(
         assert store.own_finalization(4, b"\x04" * 32) == late
         with pytest.raises(ValueError):
             store.save_late_finalization(cert(VoteKind.NOTARIZE, 20, 4))
+
+
+def test_a_commit_indexes_transactions_by_the_hashes_given_and_refuses_a_miscount(
+    tmp_path: Path,
+) -> None:
+    with NodeStore(tmp_path / "db", genesis_digest=GENESIS) as store:
+        b = block(1, GENESIS)
+        finalization = cert(VoteKind.FINALIZE, b.view, 1, b.digest())
+        txs = txs_at(1)
+        with pytest.raises(ValueError):
+            store.commit_block(b, finalization, txs, bytes(32), tx_hashes=[tx_hash(txs[0])])
+        assert store.tip()[0] == 0 and store.find_transaction(tx_hash(txs[0])) is None
+        store.commit_block(b, finalization, txs, bytes(32), tx_hashes=[tx_hash(t) for t in txs])
+        for position, tx in enumerate(txs):
+            assert store.find_transaction(tx_hash(tx)) == (1, position)
+
+
+def test_pending_transactions_are_kept_under_the_hashes_given(tmp_path: Path) -> None:
+    from rocksdict import WriteBatch
+
+    txs = txs_at(1, 3)
+    with NodeStore(tmp_path / "db", genesis_digest=GENESIS) as store:
+        with pytest.raises(ValueError):
+            store.stage_pending_transactions(WriteBatch(raw_mode=True), txs, [tx_hash(txs[0])])
+        batch = WriteBatch(raw_mode=True)
+        store.stage_pending_transactions(batch, txs, [tx_hash(t) for t in txs])
+        store.write_synced(batch)
+    with NodeStore(tmp_path / "db", genesis_digest=GENESIS) as store:
+        assert store.load_pending_transactions() == txs
+        store.remove_pending([tx_hash(txs[1])])
+        assert store.load_pending_transactions() == [txs[0], txs[2]]
