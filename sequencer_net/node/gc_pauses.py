@@ -43,10 +43,11 @@ collections; Python's default is 700. With the default, a validator at
 680 tx/s ran about four young collections a second (seven in the DEX mix at
 300 tx/s), 0.6-0.8 ms of CPU each, and each one promoted whatever happened to
 be alive at that instant, which fed the older generations and the full
-collections. At 10,000 they are over ten times rarer, about 5 ms of CPU
-each, and cost about a third of the CPU in all (docs/performance.md, "Garbage
-collection"). What waits for a collection stays bounded: at most this many
-objects."""
+collections (67-72 ms of CPU each). At 10,000 they are 15-40 times rarer,
+3-7 ms of CPU each, and the collector's CPU falls to a third (DEX mix) or a
+fifteenth (680 tx/s, counting the full collections no longer fed); see
+docs/performance.md, "Garbage collection in the nodes". What waits for a
+collection stays bounded: at most this many objects."""
 
 
 def tune_gc() -> None:
