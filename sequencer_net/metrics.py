@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from sequencer_net.node.gc_pauses import GC_PAUSES, GcPauseCollector
 from sequencer_net.p2p.stats import DropReason, P2PStats, RefusalReason
 
 
@@ -135,6 +136,7 @@ class Metrics:
             buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5),
             registry=r,
         )
+        r.register(GcPauseCollector(GC_PAUSES))
 
     def observe_group_commit(self, writes: int, seconds: float) -> None:
         self.group_commit_writes.observe(writes)

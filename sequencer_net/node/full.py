@@ -52,6 +52,7 @@ from sequencer_net.node.follow import (
     decode_outcome,
     encode_submit_request,
 )
+from sequencer_net.node.gc_pauses import GC_PAUSES, tune_gc
 from sequencer_net.node.status import ChainStatus
 from sequencer_net.node.validator import (
     COMMIT_QUEUE,
@@ -339,10 +340,12 @@ class FullNode(NodeBase):
 async def run_full_node(config: NodeConfig) -> None:
     """Run one full node until SIGINT or SIGTERM."""
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
+    GC_PAUSES.install()
     configure_logging(config)
     genesis = load_genesis(config.genesis_path)
     with HomeLock(config.home):
         node = FullNode(config, genesis, load_or_make_node_key(config.home))
+        tune_gc()
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_stop_on_signal, nursery.cancel_scope)

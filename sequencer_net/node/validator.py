@@ -80,6 +80,7 @@ from sequencer_net.node.follow import (
     encode_epoch_end_request,
     encode_submit_request,
 )
+from sequencer_net.node.gc_pauses import GC_PAUSES, tune_gc
 from sequencer_net.node.own_nonces import OwnNonces
 from sequencer_net.node.reporter import PriceReporter, build_source
 from sequencer_net.node.requests import RequestKind, split_request
@@ -854,11 +855,13 @@ event loop, which serves consensus, gets the GIL back within this long."""
 async def run_node(config: NodeConfig) -> None:
     """Run one validator until SIGINT or SIGTERM."""
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
+    GC_PAUSES.install()
     configure_logging(config)
     genesis = load_genesis(config.genesis_path)
     key = PrivateKey(load_validator_secret(config))
     with HomeLock(config.home):
         node = ValidatorNode(config, genesis, key)
+        tune_gc()
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_stop_on_signal, nursery.cancel_scope)

@@ -57,6 +57,11 @@ class ObserverError(RuntimeError):
     """Node 0 stopped answering the observer, so commits cannot be measured."""
 
 
+GcPauseTotals = dict[str, tuple[dict[float, float], float, float]]
+"""A node's garbage collections so far, per generation ("0", "1", "2"):
+cumulative count per upper bound (s), wall-clock seconds summed, CPU seconds."""
+
+
 @dataclass(slots=True)
 class Snapshot:
     """The state of things at one edge of the measurement window."""
@@ -69,6 +74,8 @@ class Snapshot:
     client_cpu_s: float
     event_delay: dict[float, float] | None = None
     """Node 0's consensus event delay histogram: cumulative count per upper bound (s)."""
+    gc_pauses: list[GcPauseTotals | None] = field(default_factory=list)
+    """Per node, its garbage collections so far (None: not exported or not answered)."""
 
 
 @dataclass(slots=True)
@@ -136,6 +143,80 @@ def parse_histogram(metrics_text: str, name: str) -> dict[float, float] | None:
         except ValueError:
             return None
     return buckets or None
+
+
+GC_PAUSE_METRIC = "seqnet_gc_pause_seconds"
+GC_CPU_METRIC = "seqnet_gc_cpu_seconds_total"
+
+
+def parse_gc_pauses(metrics_text: str) -> GcPauseTotals | None:
+    """The `seqnet_gc_pause_seconds{generation}` histogram and the
+    `seqnet_gc_cpu_seconds_total{generation}` counter from Prometheus text,
+    None if absent or malformed."""
+    buckets: dict[str, dict[float, float]] = {}
+    sums: dict[str, float] = {}
+    cpu: dict[str, float] = {}
+    prefixes = {
+        "bucket": GC_PAUSE_METRIC + '_bucket{generation="',
+        "sum": GC_PAUSE_METRIC + '_sum{generation="',
+        "cpu": GC_CPU_METRIC + '{generation="',
+    }
+    try:
+        for line in metrics_text.splitlines():
+            if line.startswith(prefixes["bucket"]):
+                generation, _, rest = line[len(prefixes["bucket"]) :].partition('",le="')
+                bound, _, value = rest.partition('"}')
+                upper = math.inf if bound == "+Inf" else float(bound)
+                buckets.setdefault(generation, {})[upper] = float(value.strip())
+            elif line.startswith(prefixes["sum"]):
+                generation, _, value = line[len(prefixes["sum"]) :].partition('"}')
+                sums[generation] = float(value.strip())
+            elif line.startswith(prefixes["cpu"]):
+                generation, _, value = line[len(prefixes["cpu"]) :].partition('"}')
+                cpu[generation] = float(value.strip())
+    except ValueError:
+        return None
+    if not buckets or not set(buckets) == set(sums) == set(cpu):
+        return None
+    return {g: (buckets[g], sums[g], cpu[g]) for g in sorted(buckets)}
+
+
+def gc_pause_delta(
+    start: Sequence[GcPauseTotals | None], end: Sequence[GcPauseTotals | None]
+) -> dict[str, Any] | None:
+    """What each node's collector did between two scrapes, per generation:
+    collections, their wall-clock and CPU time per node (in the nodes' order),
+    and the largest bucket any node's collection fell into (null: none, or
+    above the last bound). None unless every node exported the metrics both
+    times."""
+    if not start or len(start) != len(end):
+        return None
+    pairs = []
+    for s, e in zip(start, end, strict=True):
+        if s is None or e is None or set(s) != set(e):
+            return None
+        pairs.append((s, e))
+    result: dict[str, Any] = {}
+    for generation in sorted(pairs[0][0]):
+        counts, total_ms, cpu_ms, largest = [], [], [], 0.0
+        for s, e in pairs:
+            (s_buckets, s_sum, s_cpu), (e_buckets, e_sum, e_cpu) = s[generation], e[generation]
+            delta = histogram_delta(s_buckets, e_buckets)
+            if delta is None:
+                return None
+            counts.append(delta["count"])
+            total_ms.append(round((e_sum - s_sum) * 1000, 1))
+            cpu_ms.append(round((e_cpu - s_cpu) * 1000, 1))
+            if delta["count"]:
+                bound = delta["max_le_ms"]
+                largest = max(largest, math.inf if bound is None else bound)
+        result[f"gen{generation}"] = {
+            "count": counts,
+            "total_ms": total_ms,
+            "cpu_ms": cpu_ms,
+            "max_le_ms": None if math.isinf(largest) or not any(counts) else largest,
+        }
+    return result
 
 
 def histogram_delta(
@@ -383,7 +464,16 @@ class StepDriver:
                 event_delay = parse_histogram(response.text, EVENT_DELAY_METRIC)
         except httpx.HTTPError:
             pass
-        return Snapshot(at, height, view, nullified, cpu, client_cpu, event_delay)
+        gc_pauses = [await self._gc_pauses(url) for url in self.urls]
+        return Snapshot(at, height, view, nullified, cpu, client_cpu, event_delay, gc_pauses)
+
+    async def _gc_pauses(self, url: str) -> GcPauseTotals | None:
+        try:
+            async with httpx.AsyncClient(base_url=url, timeout=REQUEST_TIMEOUT_S) as client:
+                response = await client.get("/metrics")
+        except httpx.HTTPError:
+            return None
+        return parse_gc_pauses(response.text) if response.status_code == 200 else None
 
 
 def _error_code(response: httpx.Response) -> str:
@@ -473,6 +563,7 @@ def summarize_step(record: StepRecord) -> StepSummary:
         "view_changes": view_changes,
         "view_changes_source": view_changes_source,
         "consensus_event_delay": histogram_delta(s.event_delay, e.event_delay),
+        "gc_pauses": gc_pause_delta(s.gc_pauses, e.gc_pauses),
         "cpu_per_node": node_cpu,
         "client_cpu": round((e.client_cpu_s - s.client_cpu_s) / length, 3),
         "window_s": round(length, 2),

@@ -110,6 +110,25 @@ def _event_delay(delay: dict[str, Any] | None) -> str:
     )
 
 
+def _gc_pauses(pauses: dict[str, Any] | None) -> str:
+    """The nodes' garbage collections over the window, summed over the nodes."""
+    if pauses is None:
+        return "- (not exported by the nodes)"
+    parts = []
+    for generation, numbers in pauses.items():
+        largest = numbers["max_le_ms"]
+        worst = (
+            ""
+            if not any(numbers["count"])
+            else (", max > 1 s" if largest is None else f", max <= {largest:g} ms")
+        )
+        parts.append(
+            f"{generation} {sum(numbers['count'])}: {sum(numbers['total_ms']):.0f} ms "
+            f"(cpu {sum(numbers['cpu_ms']):.0f} ms{worst})"
+        )
+    return "; ".join(parts) + " (all nodes)"
+
+
 def network_lines(title: str, result: dict[str, Any]) -> list[str]:
     cpu = ", ".join(f"{c:.2f}" for c in result["cpu_per_node"])
     if result["mode"] == "fixed":
@@ -127,6 +146,7 @@ def network_lines(title: str, result: dict[str, Any]) -> list[str]:
         f"  blocks/s                 {result['blocks_per_s']}",
         f"  view changes             {result['view_changes']} ({result['view_changes_source']})",
         f"  consensus event delay    {_event_delay(result.get('consensus_event_delay'))}",
+        f"  gc collections           {_gc_pauses(result.get('gc_pauses'))}",
         f"  cpu per node (s/s)       {cpu}; client {result['client_cpu']}",
         f"  verify limit             {result['verify_limit_tps']} tx/s for "
         f"{result['validators']} validator(s); ratio {result['ratio_to_limit']}",

@@ -253,6 +253,7 @@ STEP_KEYS = (
     "view_changes",
     "view_changes_source",
     "consensus_event_delay",
+    "gc_pauses",
     "cpu_per_node",
     "client_cpu",
 )
