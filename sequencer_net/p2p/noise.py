@@ -146,6 +146,9 @@ class BufferedNoiseSession(SecureSession):
                     )
                 return None
             self._cipher += data
+        return self._decrypt(message)
+
+    def _decrypt(self, message: bytes) -> bytes:
         if len(message) < _TAG_BYTES:
             raise NoiseMessageError("Noise message shorter than its tag")
         try:
@@ -184,11 +187,17 @@ class BufferedNoiseSession(SecureSession):
         self._cipher += data
 
     def take_buffered(self, n: int) -> bytes | None:
-        """`n` plaintext bytes if that many are buffered (consumed), else None."""
+        """`n` plaintext bytes if that many have arrived (consumed), else None.
+
+        Decrypts the whole messages already received if the plaintext buffer
+        is short; never waits."""
         start = self._plain_pos
         end = start + n
         if len(self._plain) < end:
-            return None
+            if not self._decrypt_buffered(end - len(self._plain)):
+                return None
+            start = self._plain_pos
+            end = start + n
         data = bytes(self._plain[start:end])
         if end == len(self._plain):
             self._plain.clear()
@@ -196,6 +205,21 @@ class BufferedNoiseSession(SecureSession):
         else:
             self._plain_pos = end
         return data
+
+    def _decrypt_buffered(self, short: int) -> bool:
+        """Decrypt received whole messages into the plaintext buffer until
+        `short` more bytes are there; False if the messages ran out first."""
+        while short > 0:
+            message = self._buffered_message()
+            if message is None:
+                return False
+            plain = self._decrypt(message)
+            if self._plain_pos:
+                del self._plain[: self._plain_pos]
+                self._plain_pos = 0
+            self._plain += plain
+            short -= len(plain)
+        return True
 
     async def read_exactly(self, n: int) -> bytes:
         """Exactly `n` plaintext bytes; IncompleteReadError if the connection ends."""
