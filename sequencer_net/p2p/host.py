@@ -30,6 +30,10 @@ What py-libp2p 0.8.1 does by default and this module turns off:
   every message costs its receiver a second encrypted frame and a socket
   write, and its sender a wake-up to read it; `AtomicFrameYamux` holds
   a stream's returned credit until it reaches `WINDOW_CREDIT_BATCH_BYTES`.
+- Noise and yamux read every frame through layers of awaits, locks and
+  per-frame debug formatting; the host's Noise transport returns a
+  `BufferedNoiseSession` (noise.py) and `AtomicFrameYamux` reads frames from
+  its buffer (`LeanYamux`, muxer.py). Same bytes on the wire.
 """
 
 from __future__ import annotations
