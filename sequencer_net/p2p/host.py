@@ -30,6 +30,10 @@ What py-libp2p 0.8.1 does by default and this module turns off:
   every message costs its receiver a second encrypted frame and a socket
   write, and its sender a wake-up to read it; `AtomicFrameYamux` holds
   a stream's returned credit until it reaches `WINDOW_CREDIT_BATCH_BYTES`.
+- Noise and yamux read every frame through layers of awaits, locks and
+  per-frame debug formatting; the host's Noise transport returns a
+  `BufferedNoiseSession` (noise.py) and `AtomicFrameYamux` reads frames from
+  its buffer (`LeanYamux`, muxer.py). Same bytes on the wire.
 """
 
 from __future__ import annotations
@@ -57,7 +61,6 @@ from libp2p.network.swarm import Swarm
 from libp2p.peer.id import ID
 from libp2p.peer.peerstore import PeerStore
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
-from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.stream_muxer.exceptions import MuxedConnUnavailable
 from libp2p.stream_muxer.muxer_multistream import MuxerMultistream
 from libp2p.stream_muxer.yamux.yamux import (
@@ -74,6 +77,8 @@ from multiaddr import Multiaddr
 
 from sequencer_net.p2p.admission import Admitted, InboundAdmission, PendingHandshakes
 from sequencer_net.p2p.limits import CONNECTIONS_PER_PEER, P2PLimits
+from sequencer_net.p2p.muxer import LeanYamux
+from sequencer_net.p2p.noise import BufferedNoiseTransport
 from sequencer_net.p2p.stats import RefusalReason
 
 log = logging.getLogger("seqnet.p2p")
@@ -237,7 +242,7 @@ class GatedSwarm(Swarm):
         await swarm_conn.event_closed.wait()
 
 
-class AtomicFrameYamux(Yamux):
+class AtomicFrameYamux(LeanYamux):
     """Yamux whose frame writes a cancelled caller cannot cut short.
 
     Each frame goes out as one Noise transport message, and Noise numbers its
@@ -298,7 +303,9 @@ class AtomicFrameYamux(Yamux):
         # scope's own deadline still ends a stalled write.
         deadline = trio.current_time() + FRAME_WRITE_TIMEOUT_S
         with trio.CancelScope(shield=True, deadline=deadline) as scope:
-            await super()._write_frame(data)
+            # py-libp2p's _write_frame, without its per-frame debug formatting.
+            async with self._write_lock:
+                await self.secured_conn.write(data)
         if scope.cancelled_caught:
             with trio.CancelScope(shield=True), trio.move_on_after(_CLOSE_TIMEOUT_S):
                 await self._cleanup_on_error()
@@ -366,7 +373,7 @@ def build_validator_host(
         pending=PendingHandshakes(limits.max_pending_inbound),
         handshake_timeout_s=limits.connect_timeout_s,
     )
-    noise = NoiseTransport(key_pair, noise_privkey=create_new_x25519_key_pair().private_key)
+    noise = BufferedNoiseTransport(key_pair, noise_privkey=create_new_x25519_key_pair().private_key)
     upgrader = TransportUpgrader(
         secure_transports_by_protocol={TProtocol(NOISE_PROTOCOL_ID): noise},
         muxer_transports_by_protocol={TProtocol(YAMUX_PROTOCOL_ID): AtomicFrameYamux},

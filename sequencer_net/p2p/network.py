@@ -40,6 +40,7 @@ from libp2p.custom_types import TProtocol
 from libp2p.host.basic_host import BasicHost
 from libp2p.network.stream.net_stream import NetStream
 from libp2p.peer.id import ID
+from libp2p.stream_muxer.exceptions import MuxedStreamEOF, MuxedStreamReset
 from multiaddr import Multiaddr
 
 from sequencer_net.logging_limits import LogLimiter, run_flusher
@@ -85,6 +86,45 @@ InboundFrame = tuple[int, Channel, bytes]
 _PING_BYTES = 8
 # Peerstore lifetime of a validator's address; re-added before every dial.
 _ADDR_TTL_S = 3600
+
+
+_WriteFn = Callable[[bytes], Awaitable[None]]
+
+
+def _link_reader(stream: INetStream) -> Callable[[int], Awaitable[bytes]]:
+    """`stream.read` for a validator link, without NetStream's lock per read.
+
+    py-libp2p's NetStream takes its state lock (a trip through the scheduler)
+    on every read and write, though a link's stream changes state only when a
+    read fails. So the muxed stream is read directly, and a read that ends or
+    is reset is repeated through the NetStream: the muxed stream's end and
+    reset repeat, so NetStream sees the same, records it and raises its own.
+    """
+    muxed = getattr(stream, "muxed_stream", None)
+    if not isinstance(stream, NetStream) or muxed is None:
+        return stream.read
+
+    async def read(n: int) -> bytes:
+        try:
+            data: bytes = await muxed.read(n)
+        except (MuxedStreamEOF, MuxedStreamReset):
+            return await stream.read(n)
+        return data
+
+    return read
+
+
+def _link_writer(stream: INetStream) -> _WriteFn:
+    """`stream.write` for a validator link, without NetStream's lock per write.
+
+    The muxed stream refuses writes once closed or reset itself (NetStream's
+    close and reset close and reset it); a failed write takes the link down,
+    whatever the exception's name."""
+    muxed = getattr(stream, "muxed_stream", None)
+    if not isinstance(stream, NetStream) or muxed is None:
+        return stream.write
+    write: _WriteFn = muxed.write
+    return write
 
 
 @dataclass(frozen=True)
@@ -441,10 +481,11 @@ class P2PNetwork:
         reason = "cancelled"
         write_lock = trio.Lock()  # frames and pings interleave whole, never mid-write
         echoes = _EchoClock(trio.current_time())
+        write = _link_writer(stream)
 
         async def echo_reader() -> None:
             # Only PING echoes travel back on our outbound stream.
-            reader = FrameReader(stream.read, max_payload=_PING_BYTES)
+            reader = FrameReader(_link_reader(stream), max_payload=_PING_BYTES)
             try:
                 while True:
                     frame = await reader.read_frame()
@@ -472,10 +513,10 @@ class P2PNetwork:
                     raise _LinkDown("keepalive_timeout")
                 nonce += 1
                 ping = encode_frame(PING, nonce.to_bytes(_PING_BYTES, "big"))
-                await self._write(link, stream, write_lock, ping, 0)
+                await self._write(link, write, write_lock, ping, 0)
 
         async def writer() -> None:
-            await self._write_frames(link, stream, write_lock)
+            await self._write_frames(link, write, write_lock)
 
         try:
             async with trio.open_nursery() as nursery:
@@ -488,7 +529,7 @@ class P2PNetwork:
             reason = first.reason
         return reason
 
-    async def _write_frames(self, link: _Link, stream: INetStream, lock: trio.Lock) -> None:
+    async def _write_frames(self, link: _Link, write: _WriteFn, lock: trio.Lock) -> None:
         limits = self._limits
         while True:
             batch = [await link.queue_recv.receive()]
@@ -502,20 +543,22 @@ class P2PNetwork:
                 size += len(frame)
             link.queued_bytes -= size
             data = batch[0] if len(batch) == 1 else b"".join(batch)
-            await self._write(link, stream, lock, data, len(batch))
+            await self._write(link, write, lock, data, len(batch))
             self.stats.frames_sent += len(batch)
             self.stats.writes += 1
             self.stats.bytes_sent += size
 
     async def _write(
-        self, link: _Link, stream: INetStream, lock: trio.Lock, data: bytes, frames: int
+        self, link: _Link, write: _WriteFn, lock: trio.Lock, data: bytes, frames: int
     ) -> None:
         """One write under the link's lock and write timeout; raise _LinkDown on failure."""
         failure: str | None = None
-        with trio.move_on_after(self._limits.write_timeout_s) as scope:
+        # A bare scope: trio.move_on_after's generator wrapper costs as much again.
+        deadline = trio.current_time() + self._limits.write_timeout_s
+        with trio.CancelScope(deadline=deadline) as scope:
             async with lock:
                 try:
-                    await stream.write(data)
+                    await write(data)
                 except Exception as exc:
                     failure = f"write_failed:{type(exc).__name__}:{str(exc)[:80]!r}"
         if scope.cancelled_caught:
@@ -610,7 +653,7 @@ class P2PNetwork:
             peer = link.spec.index
             self._log(logging.INFO, "inbound_stream_opened", peer)
             reader = FrameReader(
-                stream.read,
+                _link_reader(stream),
                 max_payload=self._limits.max_frame_bytes,
                 chunk=self._limits.read_chunk_bytes,
             )
