@@ -114,29 +114,42 @@ def maintenance_risk(w: StateWriter, sid: bytes) -> Maintenance:
 
 
 def _risk(w: StateWriter, sid: bytes, *, initial: bool) -> Risk:
-    """Equity and requirements; with `initial` False the initial ones are 0."""
+    """Equity and requirements; with `initial` False the initial ones are 0.
+
+    A perpetual's terms are written out here (`pending_charge`, the index as
+    its valuation price, `requirement`): the liquidation check runs this for
+    every holder of a market whose index moved."""
     sub = w.subaccount(sid)
     equity = sub.collateral
     maintenance = initial_requirement = with_orders = 0
     options: list[OptionHolding] = []
+    positions, market_params, market_states = w.positions, w.market_params, w.market_states
     for market_id in sub.markets:
-        position = w.position(sid, market_id)
-        params = w.params(market_id)
-        state = w.market(market_id)
+        position = positions.get(sid + market_id.to_bytes(4, "big"))
+        params = market_params.get(market_id)
+        state = market_states.get(market_id)
         assert position is not None and params is not None and state is not None
         size = position.size
+        if params.kind == MarketKind.PERPETUAL:
+            if size:
+                price = state.oracle_price
+                index = state.long_index if size > 0 else state.short_index
+                equity -= abs(size) // params.lot_size * (index - position.index_snapshot)
+                equity += (size * price) // SCALE  # toward -inf: equity is never overstated
+                maintenance -= (-abs(size) * price * params.maintenance_margin) // _SCALE_SQUARED
+                if initial:
+                    initial_requirement -= (
+                        -abs(size) * price * params.initial_margin
+                    ) // _SCALE_SQUARED
+            if initial:
+                with_orders += _perp_with_orders(params, state, position)
+            continue
         if size:
             equity -= pending_charge(params, state, position)
             price = valuation_price(w, market_id, params, state)
-            equity += (size * price) // SCALE  # toward -inf: equity is never overstated
-        if params.kind == MarketKind.OPTION:
-            options.append(OptionHolding(market_id, params, state, size, position.open_sell))
-            with_orders += position.open_buy_premium
-            continue
-        maintenance += requirement(params, state, size, params.maintenance_margin)
-        if initial:
-            initial_requirement += requirement(params, state, size, params.initial_margin)
-            with_orders += _perp_with_orders(params, state, position)
+            equity += (size * price) // SCALE
+        options.append(OptionHolding(market_id, params, state, size, position.open_sell))
+        with_orders += position.open_buy_premium
     if options:
         option = option_requirements(w, options, initial=initial)
         maintenance += option.maintenance

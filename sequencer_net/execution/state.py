@@ -40,8 +40,8 @@ per prefix, keys without the prefix; order_index.py maintains them).
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
 from dataclasses import dataclass, field
+from types import TracebackType
 from typing import TYPE_CHECKING, Final, Generic, NamedTuple, TypeVar
 
 from .book import Book
@@ -250,6 +250,30 @@ class PhaseFailed(Exception):
         self.error = error
 
 
+class _Phase:
+    """`StateWriter.phase`: a `with` block whose exception becomes PhaseFailed
+    (a plain class: one of these wraps every subaccount's liquidation check)."""
+
+    __slots__ = ("key", "phase")
+
+    def __init__(self, phase: str, key: int | bytes) -> None:
+        self.phase = phase
+        self.key = key
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if exc is None or isinstance(exc, PhaseFailed) or not isinstance(exc, Exception):
+            return
+        raise PhaseFailed((self.phase, self.key), type(exc).__name__) from exc
+
+
 class Journal:
     """Undo log shared by a writer's overlays: (overlay, key, previous write or _ABSENT)."""
 
@@ -382,15 +406,9 @@ class StateWriter:
         self.events.append(PhaseSkipped(phase, market_id, subaccount, error))
         return True
 
-    @contextmanager
-    def phase(self, phase: str, key: int | bytes) -> Iterator[None]:
+    def phase(self, phase: str, key: int | bytes) -> _Phase:
         """Run one unit of block-level work; any exception becomes PhaseFailed."""
-        try:
-            yield
-        except PhaseFailed:
-            raise
-        except Exception as exc:
-            raise PhaseFailed((phase, key), type(exc).__name__) from exc
+        return _Phase(phase, key)
 
     # --- transaction boundaries ---------------------------------------------------
 

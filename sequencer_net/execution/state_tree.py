@@ -28,8 +28,9 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from operator import itemgetter
 from typing import Final, Protocol
+
+import sha3
 
 from consensus.crypto import keccak256
 
@@ -52,6 +53,8 @@ MAX_VALUE_BYTES: Final = 4 * 1024 * 1024
 # A proof: tag, optional leaf (key hash, value hash), depth, sibling bitmap and
 # at most one sibling hash per path bit. Nothing valid is longer than this.
 MAX_PROOF_BYTES: Final = 1 + 2 * HASH_LENGTH + 2 + PATH_BITS // 8 + PATH_BITS * HASH_LENGTH
+
+_keccak: Final = sha3.keccak_256  # keccak256() without the call around it, for the rebuild
 
 _PROOF_ENDS_EMPTY: Final = 0x00
 _PROOF_ENDS_LEAF: Final = 0x01
@@ -102,6 +105,11 @@ class NodeStore(Protocol):
     def get(self, node_hash: bytes) -> bytes | None: ...
 
     def put_batch(self, nodes: Mapping[bytes, bytes], commit: Commit | None = None) -> None: ...
+
+    def uncache(self, node_hashes: list[bytes]) -> None:
+        """A hint: these nodes left the latest tree (an update replaced them), so a
+        store that keeps recent nodes in memory can drop them. They stay stored."""
+        ...
 
     def latest_commit(self) -> Commit | None: ...
 
@@ -272,7 +280,16 @@ def _leaf_key_value(record: bytes) -> tuple[bytes, bytes]:
 
 
 def _load(store: NodeStore, node_hash: bytes) -> bytes:
-    record = store.get(node_hash)
+    return _check(node_hash, store.get(node_hash))
+
+
+# --- batch rebuild ------------------------------------------------------------------------
+# An item is (path as int, path, key, value or None for delete, known leaf hash or None).
+_Item = tuple[int, bytes, bytes, bytes | None, bytes | None]
+
+
+def _check(node_hash: bytes, record: bytes | None) -> bytes:
+    """`record` as read for `node_hash`, or MissingNode / CorruptNode."""
     if record is None:
         raise MissingNode(f"node {node_hash.hex()} is not in the store")
     tag = record[0] if record else -1
@@ -287,76 +304,105 @@ def _load(store: NodeStore, node_hash: bytes) -> bytes:
     return record
 
 
-# --- batch rebuild ------------------------------------------------------------------------
-# An item is (path as int, path, key, value or None for delete, known leaf hash or None).
-_Item = tuple[int, bytes, bytes, bytes | None, bytes | None]
-_path_of = itemgetter(0)
-
-
-def _split(depth: int, items: list[_Item], lo: int, hi: int) -> int:
-    """First index in items[lo:hi] whose path has bit `depth` set.
-
-    items[lo:hi] are sorted and share their first `depth` bits, so those with the
-    bit clear come first.
-    """
-    shift = PATH_BITS - depth
-    threshold = (items[lo][0] >> shift << shift) | (1 << (shift - 1))
-    return bisect_left(items, threshold, lo, hi, key=_path_of)
-
-
 class _Rebuild:
     """One batch update: rewrites each touched subtree once, collects new nodes in `staged`."""
 
-    __slots__ = ("staged", "store")
+    __slots__ = ("items", "paths", "replaced", "staged", "store")
 
-    def __init__(self, store: NodeStore) -> None:
+    def __init__(self, store: NodeStore, items: list[_Item]) -> None:
         self.store = store
+        self.items = items
+        self.paths = [item[0] for item in items]
         self.staged: dict[bytes, bytes] = {}
+        # Nodes of the old tree that the new one no longer holds (for the store's cache).
+        self.replaced: list[bytes] = []
 
-    def update(
-        self, node_hash: bytes, depth: int, items: list[_Item], lo: int, hi: int
-    ) -> tuple[bytes, int]:
-        """Apply items[lo:hi] (all under this node's prefix) to the subtree at `node_hash`."""
-        if lo == hi:
-            return node_hash, _EMPTY if node_hash == EMPTY_ROOT else _UNKNOWN
-        if node_hash == EMPTY_ROOT:
-            live = [item for item in items[lo:hi] if item[3] is not None]
-            return self.build(depth, live, 0, len(live))
-        record = _load(self.store, node_hash)
-        if record[0] == INTERNAL_TAG:
+    def run(self, root: bytes) -> bytes:
+        """The root after applying every item to the tree at `root`."""
+        items, paths, staged = self.items, self.paths, self.staged
+        get, keccak, build, join = self.store.get, _keccak, self.build, self.join
+        merge_leaf, replaced = self.merge_leaf, self.replaced.append
+
+        def update(node_hash: bytes, depth: int, lo: int, hi: int) -> tuple[bytes, int]:
+            """Apply items[lo:hi] (lo < hi, all under this node's prefix) to `node_hash`."""
+            if node_hash == EMPTY_ROOT:
+                return build(depth, [item for item in items[lo:hi] if item[3] is not None])
+            record = get(node_hash)
+            if record is None or len(record) != 65 or record[0] != INTERNAL_TAG:
+                record = _check(node_hash, record)
+                if record[0] == LEAF_TAG:
+                    return merge_leaf(node_hash, record, depth, lo, hi)
             left, right = record[1:33], record[33:65]
-            mid = _split(depth, items, lo, hi)
-            new_left = self.update(left, depth + 1, items, lo, mid)
-            new_right = self.update(right, depth + 1, items, mid, hi)
-            if new_left[0] == left and new_right[0] == right:
+            # The first item with bit `depth` set (those with it clear come first).
+            shift = PATH_BITS - 1 - depth
+            mid = bisect_left(paths, (paths[lo] >> shift | 1) << shift, lo, hi)
+            if mid == lo:
+                new_right = update(right, depth + 1, lo, hi)
+                if new_right[0] == right:
+                    return node_hash, _INTERNAL
+                new_left = (left, _EMPTY if left == EMPTY_ROOT else _UNKNOWN)
+            elif mid == hi:
+                new_left = update(left, depth + 1, lo, hi)
+                if new_left[0] == left:
+                    return node_hash, _INTERNAL
+                new_right = (right, _EMPTY if right == EMPTY_ROOT else _UNKNOWN)
+            else:
+                new_left = update(left, depth + 1, lo, mid)
+                new_right = update(right, depth + 1, mid, hi)
+                if new_left[0] == left and new_right[0] == right:
+                    return node_hash, _INTERNAL
+            replaced(node_hash)
+            left, right = new_left[0], new_right[0]
+            if left != EMPTY_ROOT and right != EMPTY_ROOT:
+                record = _INTERNAL_PREFIX + left + right
+                node_hash = keccak(record).digest()
+                staged[node_hash] = record
                 return node_hash, _INTERNAL
-            return self.join(new_left, new_right)
-        # A leaf: its subtree holds one entry; merge that entry with the changes.
-        leaf_int = int.from_bytes(record[1:33], "big")
-        at = bisect_left(items, leaf_int, lo, hi, key=_path_of)
+            return join(new_left, new_right)
+
+        if not items:
+            return root
+        return update(root, 0, 0, len(items))[0]
+
+    def merge_leaf(
+        self, node_hash: bytes, record: bytes, depth: int, lo: int, hi: int
+    ) -> tuple[bytes, int]:
+        """A leaf's subtree holds one entry: merge that entry with items[lo:hi]."""
+        items = self.items
+        leaf_path = record[1:33]
+        leaf_int = int.from_bytes(leaf_path, "big")
+        at = bisect_left(self.paths, leaf_int, lo, hi)
         if at < hi and items[at][0] == leaf_int:
-            if hi - lo == 1 and items[at][3] == _leaf_key_value(record)[1]:
-                return node_hash, _LEAF
+            if items[at][3] == _leaf_key_value(record)[1]:
+                if hi - lo == 1:
+                    return node_hash, _LEAF
+            else:
+                self.replaced.append(node_hash)  # its entry changes or goes
             merged = [item for item in items[lo:hi] if item[3] is not None]
         else:
             key, value = _leaf_key_value(record)
-            kept: _Item = (leaf_int, record[1:33], key, value, node_hash)
+            kept: _Item = (leaf_int, leaf_path, key, value, node_hash)
             merged = [item for item in items[lo:at] if item[3] is not None]
             merged.append(kept)
             merged.extend(item for item in items[at:hi] if item[3] is not None)
-        return self.build(depth, merged, 0, len(merged))
+        return self.build(depth, merged)
 
-    def build(self, depth: int, items: list[_Item], lo: int, hi: int) -> tuple[bytes, int]:
-        """The canonical subtree at `depth` holding exactly items[lo:hi] (no deletes)."""
-        count = hi - lo
-        if count == 0:
+    def build(self, depth: int, items: list[_Item]) -> tuple[bytes, int]:
+        """The canonical subtree at `depth` holding exactly `items` (sorted, no deletes)."""
+        if not items:
             return EMPTY_ROOT, _EMPTY
-        if count == 1:
-            return self.leaf(items[lo]), _LEAF
-        mid = _split(depth, items, lo, hi)
-        left = self.build(depth + 1, items, lo, mid)[0]
-        right = self.build(depth + 1, items, mid, hi)[0]
-        return self.internal(left, right), _INTERNAL
+        if len(items) == 1:
+            return self.leaf(items[0]), _LEAF
+        return self._build(depth, items, [item[0] for item in items], 0, len(items)), _INTERNAL
+
+    def _build(self, depth: int, items: list[_Item], paths: list[int], lo: int, hi: int) -> bytes:
+        if hi - lo == 1:
+            return self.leaf(items[lo])
+        shift = PATH_BITS - 1 - depth
+        mid = bisect_left(paths, (paths[lo] >> shift | 1) << shift, lo, hi)
+        left = EMPTY_ROOT if mid == lo else self._build(depth + 1, items, paths, lo, mid)
+        right = EMPTY_ROOT if mid == hi else self._build(depth + 1, items, paths, mid, hi)
+        return self.internal(left, right)
 
     def join(self, left: tuple[bytes, int], right: tuple[bytes, int]) -> tuple[bytes, int]:
         """Parent of two canonical halves; a lone leaf moves up (its hash has no depth)."""
@@ -379,13 +425,13 @@ class _Rebuild:
         if known is not None:
             return known  # an existing leaf moved to another depth: same hash, already stored
         assert value is not None
-        node_hash = leaf_hash(path, keccak256(value))
+        node_hash: bytes = _keccak(_LEAF_PREFIX + path + _keccak(value).digest()).digest()
         self.staged[node_hash] = _leaf_record(path, key, value)
         return node_hash
 
     def internal(self, left: bytes, right: bytes) -> bytes:
         record = _INTERNAL_PREFIX + left + right
-        node_hash = keccak256(record)
+        node_hash: bytes = _keccak(record).digest()
         self.staged[node_hash] = record
         return node_hash
 
@@ -447,11 +493,13 @@ class StateTree:
             if height < 0 or (latest is not None and height <= latest.height):
                 raise StaleHeight(f"height {height} is not above the latest committed height")
         items = sorted(_item(key, value) for key, value in changes.items())
-        rebuild = _Rebuild(self._store)
-        new_root = rebuild.update(self._root, 0, items, 0, len(items))[0]
+        rebuild = _Rebuild(self._store, items)
+        new_root = rebuild.run(self._root)
         commit = None if height is None else Commit(height=height, root=new_root)
         if rebuild.staged or commit is not None:
             self._store.put_batch(rebuild.staged, commit)
+        if rebuild.replaced:
+            self._store.uncache(rebuild.replaced)
         self._root = new_root
         if height is not None:
             self._height = height
@@ -550,6 +598,9 @@ class MemoryNodeStore:
         if commit is not None:
             self._roots[commit.height] = commit.root
             self._latest = commit
+
+    def uncache(self, node_hashes: list[bytes]) -> None:
+        pass  # everything is in memory here
 
     def latest_commit(self) -> Commit | None:
         return self._latest

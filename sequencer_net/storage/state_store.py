@@ -42,6 +42,11 @@ _HEIGHT_BYTES = 8
 # Node records a cache generation holds before it becomes the old one (about
 # 70-300 bytes each, so the two generations hold some tens of MB at most).
 NODE_CACHE_SIZE = 65_536
+# RocksDB's write buffer (memtable) size. Every block inserts a few thousand nodes
+# under random keys; RocksDB's default 64 MiB memtable makes each insert a walk
+# through a skip list far larger than the CPU caches. A 16 MiB one took about
+# a third off the write's CPU at 10,000 open accounts (docs/performance.md).
+MEMTABLE_BYTES = 16 * 1024 * 1024
 
 
 def _version_key(height: int) -> bytes:
@@ -64,8 +69,10 @@ class RocksNodeStore:
         self._cache_size = cache_size
         self._young: dict[bytes, bytes] = {}
         self._old: dict[bytes, bytes] = {}
+        self._disk_reads = 0  # node records read from RocksDB since the last uncache
         options = Options(raw_mode=True)
         options.create_if_missing(True)
+        options.set_write_buffer_size(MEMTABLE_BYTES)
         self._db = Rdict(os.fspath(path), options)
         self._commit_options = WriteOptions()
         self._commit_options.sync = sync
@@ -90,6 +97,7 @@ class RocksNodeStore:
             record = self._db.get(NODE_PREFIX + node_hash)
             if record is None:
                 return None
+            self._disk_reads += 1
         self._remember(node_hash, record)
         return record
 
@@ -105,8 +113,10 @@ class RocksNodeStore:
     def put_batch(self, nodes: Mapping[bytes, bytes], commit: Commit | None = None) -> None:
         """Write `nodes` and, if given, `commit` as the latest version, in one atomic batch."""
         batch = WriteBatch(raw_mode=True)
-        for node_hash, record in nodes.items():
-            batch.put(NODE_PREFIX + node_hash, record)
+        # In key order: RocksDB inserts a sorted batch into its memtable with
+        # fewer cache misses (about a fifth less CPU for a block's few thousand nodes).
+        for node_hash in sorted(nodes):
+            batch.put(NODE_PREFIX + node_hash, nodes[node_hash])
         if commit is None:
             self._db.write(batch, self._nodes_options)
         else:
@@ -115,8 +125,26 @@ class RocksNodeStore:
             self._db.write(batch, self._commit_options)
             self._latest = commit
         # Only after the write: a failed write leaves the cache as it was.
-        for node_hash, record in nodes.items():
-            self._remember(node_hash, record)
+        if len(self._young) + len(nodes) <= self._cache_size:
+            self._young.update(nodes)  # the common case, in one C-level call
+        else:
+            for node_hash, record in nodes.items():
+                self._remember(node_hash, record)
+
+    def uncache(self, node_hashes: list[bytes]) -> None:
+        """Drop nodes an update replaced from memory: the next blocks read the new
+        tree, so the room goes to its nodes. They stay on disk for older roots.
+
+        Only while the cache is too small for the trees being read, which a read
+        from disk since the last call shows: a drop costs a dict operation per
+        node, about what the block's reads of the same nodes cost."""
+        if not self._disk_reads:
+            return
+        self._disk_reads = 0
+        # This update read every one of them, so they are in the young generation.
+        pop = self._young.pop
+        for node_hash in node_hashes:
+            pop(node_hash, None)
 
     def latest_commit(self) -> Commit | None:
         return self._latest
