@@ -48,6 +48,14 @@ def test_short_run_reports_every_key_and_leaves_nothing_running() -> None:
     assert processes_naming(directory) == []
 
 
+def default_interrupt() -> None:
+    """In the benchmark's process: SIGINT with its default action, whatever the
+    test runner inherited (a shell starting a background job without job
+    control starts it with SIGINT ignored, and an ignored signal stays ignored
+    across exec, so the benchmark would never see the interrupt under test)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_interrupted_run_stops_every_node(signum: int) -> None:
@@ -56,6 +64,7 @@ def test_interrupted_run_stops_every_node(signum: int) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=default_interrupt,
     )
     assert process.stderr is not None
     seen = ""
