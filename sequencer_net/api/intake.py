@@ -137,18 +137,22 @@ class Intake:
         for i in candidates[allowed:]:
             outcomes[i] = Refused(429, "rate_limited", "too many transactions from this client")
         encoded: dict[int, bytes] = {}
+        hashes: dict[int, bytes] = {}  # each hashed once: the check below reuses it
         fresh: list[int] = []
         again: list[int] = []
         for i in candidates[:allowed]:
             item = items[i]
             assert not isinstance(item, Refused)
             encoded[i] = item
-            if self.mempool.seen(tx_hash(item)):  # a re-submission: skip its check
+            hashes[i] = tx_hash(item)
+            if self.mempool.seen(hashes[i]):  # a re-submission: skip its check
                 again.append(i)
             else:
                 fresh.append(i)
         checked = await self.verifier.check_many(
-            [encoded[i] for i in fresh], ordering_height=self._ordering_height()
+            [encoded[i] for i in fresh],
+            ordering_height=self._ordering_height(),
+            hashes=[hashes[i] for i in fresh],
         )
         now_ms = time.monotonic_ns() // 1_000_000
         admitted: list[CheckedTx] = []
@@ -178,7 +182,7 @@ class Intake:
             self._on_accepted()  # the batcher may cut a batch already (not ack'd yet)
             await self._persist(admitted)
         for i in again:
-            outcomes[i] = await self._resubmitted(tx_hash(encoded[i]))
+            outcomes[i] = await self._resubmitted(hashes[i])
         return [o for o in outcomes if o is not None]
 
     async def _resubmitted(self, hash_: bytes) -> Refused:

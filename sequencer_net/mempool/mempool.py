@@ -113,17 +113,20 @@ def check_transaction(
     domain: Domain,
     envelopes: EnvelopeRules | None = None,
     ordering_height: int = 0,
+    hash_: bytes | None = None,
 ) -> CheckedTx:
     """Decode `encoded` and recover its sender; raise an InvalidTransaction subclass.
 
     An encrypted transaction is checked by `open_encrypted` against `envelopes`
-    (None: encryption is off) for ordering at `ordering_height` (0: no expiry check)."""
+    (None: encryption is off) for ordering at `ordering_height` (0: no expiry check).
+    `hash_`: `tx_hash(encoded)` if the caller computed it already (intake does,
+    for its duplicate check), so it is not computed twice."""
     if is_encrypted(encoded):
         envelope = open_encrypted(encoded, domain, envelopes, ordering_height)
         return CheckedTx(
             tx=None,
             encoded=encoded,
-            hash=tx_hash(encoded),
+            hash=tx_hash(encoded) if hash_ is None else hash_,
             sender=Address(envelope.sender),
             envelope=envelope,
         )
@@ -131,7 +134,8 @@ def check_transaction(
     if tx.chain_id != domain.chain_id:
         raise WrongChain(f"transaction is for chain {tx.chain_id}, not {domain.chain_id}")
     sender = recover_sender(tx, domain)
-    return CheckedTx(tx=tx, encoded=encoded, hash=tx_hash(encoded), sender=sender)
+    hash_ = tx_hash(encoded) if hash_ is None else hash_
+    return CheckedTx(tx=tx, encoded=encoded, hash=hash_, sender=sender)
 
 
 @dataclass(frozen=True, slots=True)

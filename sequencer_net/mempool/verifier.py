@@ -70,11 +70,14 @@ def check_chunk(
     domain: Domain,
     envelopes: EnvelopeRules | None = None,
     ordering_height: int = 0,
+    hashes: Sequence[bytes] | None = None,
 ) -> list[CheckedTx | InvalidTransaction]:
+    """`hashes`: each transaction's `tx_hash`, if the caller has them (else computed)."""
     out: list[CheckedTx | InvalidTransaction] = []
-    for item in encoded:
+    for i, item in enumerate(encoded):
         try:
-            out.append(check_transaction(item, domain, envelopes, ordering_height))
+            hash_ = None if hashes is None else hashes[i]
+            out.append(check_transaction(item, domain, envelopes, ordering_height, hash_))
         except InvalidTransaction as exc:
             out.append(exc)
     return out
@@ -102,15 +105,26 @@ class VerifierPool:
         return result
 
     async def check_many(
-        self, encoded: Sequence[bytes], *, ordering_height: int = 0
+        self,
+        encoded: Sequence[bytes],
+        *,
+        ordering_height: int = 0,
+        hashes: Sequence[bytes] | None = None,
     ) -> list[CheckedTx | InvalidTransaction]:
         """Check every transaction; results in input order. `ordering_height`:
-        the height envelopes would be ordered at (0: skip the expiry check)."""
+        the height envelopes would be ordered at (0: skip the expiry check).
+        `hashes`: `tx_hash` of each of `encoded`, if the caller computed them
+        (intake does, for its duplicate check), so none is hashed twice."""
+        if hashes is not None and len(hashes) != len(encoded):
+            raise ValueError("one hash per transaction")
         self.checked += len(encoded)
         envelopes = self.envelopes
         if _inline(encoded):
-            return check_chunk(encoded, self.domain, envelopes, ordering_height)
+            return check_chunk(encoded, self.domain, envelopes, ordering_height, hashes)
         chunks = [encoded[i : i + CHUNK] for i in range(0, len(encoded), CHUNK)]
+        hash_chunks = [
+            None if hashes is None else hashes[i : i + CHUNK] for i in range(0, len(encoded), CHUNK)
+        ]
         results: list[list[CheckedTx | InvalidTransaction]] = [[] for _ in chunks]
 
         async def run(index: int) -> None:
@@ -120,6 +134,7 @@ class VerifierPool:
                 self.domain,
                 envelopes,
                 ordering_height,
+                hash_chunks[index],
                 limiter=self._limiter,
             )
 

@@ -146,7 +146,7 @@ class RelayIntake(Intake):
         return relay.outcome
 
     async def _hand_on(self, hash_: bytes, encoded: bytes) -> Outcome:
-        (checked,) = await self.verifier.check_many([encoded])
+        (checked,) = await self.verifier.check_many([encoded], hashes=[hash_])
         if isinstance(checked, InvalidTransaction):
             return Refused(400, "invalid_transaction", str(checked))
         added, _ = self.mempool.add(checked, now_ms=time.monotonic_ns() // 1_000_000)

@@ -4,6 +4,7 @@ client address, what an eviction and a failed fsync leave behind."""
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import httpx
 import msgspec
@@ -14,9 +15,11 @@ from rocksdict import WriteBatch
 from starlette.testclient import TestClient
 
 from consensus.crypto import keccak256
+from sequencer_net.api import intake as intake_module
 from sequencer_net.api.errors import ApiError
-from sequencer_net.api.intake import Accepted
+from sequencer_net.api.intake import Accepted, Refused
 from sequencer_net.api.server import build_app
+from sequencer_net.mempool import mempool as mempool_module
 from sequencer_net.mempool.limits import MempoolLimits
 from sequencer_net.mempool.mempool import Mempool
 from tests.api.conftest import ApiWorld
@@ -169,3 +172,30 @@ async def test_a_resubmission_during_the_first_copys_fsync_is_answered_after_it(
     answers = await submit_twice_during_a_held_write(world, signed(sender=7, nonce=0), fails=True)
     assert answers == [("storage_failed", False)] * 2
     assert len(world.mempool) == 1
+
+
+async def test_intake_hashes_each_transaction_once(world: ApiWorld, monkeypatch: Any) -> None:
+    """The duplicate check's hash is the one the admitted transaction carries: no
+    transaction is hashed a second time by the signature check (inline, in a
+    worker thread, or as a re-submission)."""
+    hashed: list[bytes] = []
+    lock = threading.Lock()
+
+    def counting(encoded: bytes) -> bytes:
+        with lock:
+            hashed.append(encoded)
+        return keccak256(encoded)
+
+    monkeypatch.setattr(intake_module, "tx_hash", counting)
+    monkeypatch.setattr(mempool_module, "tx_hash", counting)
+    intake = world.intake()
+    one = [signed(sender=4, nonce=0)]  # checked on the event loop
+    many = [signed(sender=5, nonce=n) for n in range(10)]  # checked in a worker thread
+    bad = b"\x00junk"
+    outcomes = await intake.submit([*one, *many, bad], "10.0.0.9")
+    assert outcomes[:11] == [Accepted(keccak256(tx)) for tx in one + many]
+    assert isinstance(outcomes[11], Refused) and outcomes[11].code == "invalid_transaction"
+    again = await intake.submit([one[0], many[3]], "10.0.0.9")  # re-submissions
+    assert all(isinstance(o, Refused) and o.code == "duplicate" for o in again)
+    assert sorted(hashed) == sorted([*one, *many, bad, one[0], many[3]])
+    assert set(world.store.load_pending_transactions()) == set(one + many)

@@ -7,6 +7,8 @@ from typing import Any
 
 import trio
 
+from consensus.crypto import keccak256
+from sequencer_net.mempool import mempool as mempool_module
 from sequencer_net.mempool import verifier
 from sequencer_net.mempool.encrypted import ENCRYPTED_TX_PREFIX
 from sequencer_net.mempool.mempool import CheckedTx
@@ -85,3 +87,27 @@ async def test_one_or_two_envelopes_alone_are_checked_on_the_event_loop(monkeypa
     await pool.check_many([envelope] * INLINE_ENCRYPTED_AT_MOST)
     await pool.check_many([envelope] * (INLINE_ENCRYPTED_AT_MOST + 1))
     assert threads == [True, False, True, True, False]
+
+
+async def test_hashes_the_caller_computed_are_used_not_computed_again(monkeypatch: Any) -> None:
+    """Given each transaction's hash, the checks (inline and in threads) put it in
+    the result and hash nothing; without them, each result's hash is computed."""
+    items = [signed(sender=i % 8, nonce=i) for i in range(CHUNK + 3)]
+    hashes = [keccak256(tx) for tx in items]
+    pool = VerifierPool(DOMAIN, threads=2)
+    computed = [c.hash for c in await pool.check_many(items) if isinstance(c, CheckedTx)]
+    assert computed == hashes
+
+    def no_hashing(encoded: bytes) -> bytes:
+        raise AssertionError("hashed again")
+
+    monkeypatch.setattr(mempool_module, "tx_hash", no_hashing)
+    for batch in (items[:1], items):  # inline, then in worker threads
+        results = await pool.check_many(batch, hashes=hashes[: len(batch)])
+        assert [r.hash for r in results if isinstance(r, CheckedTx)] == hashes[: len(batch)]
+    try:
+        await pool.check_many(items[:2], hashes=hashes[:1])
+    except ValueError:
+        pass
+    else:
+        raise AssertionError("hashes that do not match the transactions one to one were taken")
