@@ -303,9 +303,17 @@ class AtomicFrameYamux(LeanYamux):
         # scope's own deadline still ends a stalled write.
         deadline = trio.current_time() + FRAME_WRITE_TIMEOUT_S
         with trio.CancelScope(shield=True, deadline=deadline) as scope:
-            # py-libp2p's _write_frame, without its per-frame debug formatting.
-            async with self._write_lock:
+            # py-libp2p's _write_frame, without its per-frame debug formatting,
+            # and an uncontended lock taken without a trip through the scheduler.
+            lock = self._write_lock
+            try:
+                lock.acquire_nowait()
+            except trio.WouldBlock:
+                await lock.acquire()
+            try:
                 await self.secured_conn.write(data)
+            finally:
+                lock.release()
         if scope.cancelled_caught:
             with trio.CancelScope(shield=True), trio.move_on_after(_CLOSE_TIMEOUT_S):
                 await self._cleanup_on_error()

@@ -83,6 +83,44 @@ FollowHandler = Callable[[str, bytes], Awaitable[bytes]]
 """`handler(full_node_peer_id, request) -> response` for the follow protocol."""
 InboundFrame = tuple[int, Channel, bytes]
 
+
+class InboundFrames:
+    """`P2PNetwork.inbound`: the frames received, in order, one `receive` each.
+
+    Frames wait in a bounded memory channel, counted in frames and in bytes;
+    taking one releases its bytes. The node takes them straight from that
+    channel: no task forwards them, so a frame costs no wake-up of its own.
+    Once the network has stopped, `receive` ends (`trio.EndOfChannel`, and
+    `async for` stops), even with frames still buffered."""
+
+    def __init__(self, frames: trio.MemoryReceiveChannel[InboundFrame], network: P2PNetwork):
+        self._frames = frames
+        self._network = network
+        self._ended = False
+
+    async def receive(self) -> InboundFrame:
+        if self._ended:
+            await trio.lowlevel.checkpoint()
+            raise trio.EndOfChannel
+        item = await self._frames.receive()
+        if self._ended:  # stopped while the frame was being handed over
+            raise trio.EndOfChannel
+        self._network._buffered_bytes -= len(item[2])
+        return item
+
+    def end(self) -> None:
+        self._ended = True
+
+    def __aiter__(self) -> InboundFrames:
+        return self
+
+    async def __anext__(self) -> InboundFrame:
+        try:
+            return await self.receive()
+        except trio.EndOfChannel:
+            raise StopAsyncIteration from None
+
+
 _PING_BYTES = 8
 # Peerstore lifetime of a validator's address; re-added before every dial.
 _ADDR_TTL_S = 3600
@@ -254,14 +292,14 @@ class P2PNetwork:
             self._links[spec.index] = _Link(spec, me, limits)
             self._index_by_peer_id[pid] = spec.index
 
-        # Frames flow handler -> _inbound_buffer (bounded in count and bytes)
-        # -> forwarder task -> `inbound` (unbuffered), so the byte count can
-        # be released exactly when the node takes a frame.
-        self._buffer_send, self._buffer_recv = trio.open_memory_channel[InboundFrame](
+        # Frames flow handler -> a channel bounded in count (and, through
+        # _buffered_bytes, in bytes) -> `inbound`, which releases a frame's
+        # bytes when the node takes it.
+        self._buffer_send, buffer_recv = trio.open_memory_channel[InboundFrame](
             limits.inbound_queue
         )
         self._buffered_bytes = 0
-        self._inbound_send, self.inbound = trio.open_memory_channel[InboundFrame](0)
+        self.inbound = InboundFrames(buffer_recv, self)
 
         self._request_handler: RequestHandler | None = None
         self._follow_handler: FollowHandler | None = None
@@ -374,7 +412,6 @@ class P2PNetwork:
                     if not swarm.listeners:
                         raise P2PError(f"could not listen on {self._listen}")
                     async with trio.open_nursery() as nursery:
-                        nursery.start_soon(self._forward_inbound)
                         nursery.start_soon(run_flusher, self._logs, self._limits.log_interval_s)
                         for link in self._links.values():
                             if not self._follower:
@@ -556,11 +593,18 @@ class P2PNetwork:
         # A bare scope: trio.move_on_after's generator wrapper costs as much again.
         deadline = trio.current_time() + self._limits.write_timeout_s
         with trio.CancelScope(deadline=deadline) as scope:
-            async with lock:
-                try:
-                    await write(data)
-                except Exception as exc:
-                    failure = f"write_failed:{type(exc).__name__}:{str(exc)[:80]!r}"
+            # An uncontended lock is taken without `Lock.acquire`'s trip
+            # through the scheduler; the writer still yields at its queue.
+            try:
+                lock.acquire_nowait()
+            except trio.WouldBlock:
+                await lock.acquire()
+            try:
+                await write(data)
+            except Exception as exc:
+                failure = f"write_failed:{type(exc).__name__}:{str(exc)[:80]!r}"
+            finally:
+                lock.release()
         if scope.cancelled_caught:
             self.stats.write_timeouts += 1
             failure = "write_timeout"
@@ -711,19 +755,6 @@ class P2PNetwork:
         self._buffered_bytes += len(payload)
         self.stats.frames_received += 1
         self.stats.bytes_received += len(payload)
-
-    async def _forward_inbound(self) -> None:
-        """Hand buffered frames to the node one at a time, releasing their bytes."""
-        try:
-            async for item in self._buffer_recv:
-                try:
-                    await self._inbound_send.send(item)
-                except (trio.ClosedResourceError, trio.BrokenResourceError):
-                    return  # the node closed `inbound`: nobody will read again
-                finally:
-                    self._buffered_bytes -= len(item[2])
-        finally:
-            self._inbound_send.close()
 
     # ------------------------------------------------------------- requests
 
@@ -955,7 +986,7 @@ class P2PNetwork:
         for link in self._links.values():
             link.queue_send.close()
         self._buffer_send.close()
-        self._inbound_send.close()
+        self.inbound.end()
 
 
 def _peer_of(link: _Link | None) -> Hashable:

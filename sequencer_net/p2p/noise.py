@@ -24,6 +24,8 @@ or that is shorter than its tag, ends the connection (`NoiseMessageError`).
 
 from __future__ import annotations
 
+import os
+
 import trio
 from libp2p.abc import IRawConnection, ISecureConn
 from libp2p.crypto.keys import KeyPair
@@ -38,6 +40,9 @@ from libp2p.security.secure_session import SecureSession
 # Bytes asked of the socket per read: many small messages per read when the
 # peer has sent several, and any one message (at most 2 + 65535 bytes) in two.
 RECV_CHUNK_BYTES = 64 * 1024
+
+# A socket's descriptor takes os.write on POSIX only.
+_DIRECT_WRITE = os.name == "posix"
 
 _LENGTH_BYTES = 2
 _TAG_BYTES = 16
@@ -77,6 +82,9 @@ class BufferedNoiseSession(SecureSession):
             socket = raw.stream.stream
         self._raw: IRawConnection = raw  # type: ignore[assignment]
         self._socket = socket
+        # True while a write awaits `send_all`: another write then queues
+        # behind it there (as trio allows one sender) instead of writing first.
+        self._sending = False
         self._cipher = bytearray()
         self._cipher_pos = 0
         self._plain = bytearray()
@@ -102,12 +110,35 @@ class BufferedNoiseSession(SecureSession):
         if socket is None:
             await self._raw.write(data)
             return
+        if _DIRECT_WRITE and not self._sending:
+            # One nonblocking write straight to the descriptor first: a message
+            # the kernel takes whole needs no trip through the scheduler
+            # (`send_all` makes one per call). The descriptor is checked open
+            # just before, with nothing in between that awaits. Whatever the
+            # kernel did not take goes through `send_all` below, awaited.
+            fd = socket.socket.fileno()
+            if fd == -1 or socket.socket.did_shutdown_SHUT_WR:
+                return  # closed here: libp2p's TCP stream drops the write silently
+            try:
+                sent = os.write(fd, data)
+            except BlockingIOError:
+                sent = 0
+            except OSError as exc:
+                raise ConnectionClosedError(
+                    f"TCP connection reset: {exc}", transport="tcp"
+                ) from exc
+            if sent == len(data):
+                return
+            data = data[sent:]
+        sending, self._sending = self._sending, True
         try:
             await socket.send_all(data)
         except trio.BrokenResourceError as exc:
             raise ConnectionClosedError(f"TCP connection reset: {exc}", transport="tcp") from exc
         except trio.ClosedResourceError:
             return  # closed here: libp2p's TCP stream drops the write silently
+        finally:
+            self._sending = sending
 
     # -- transport messages ------------------------------------------------------
 

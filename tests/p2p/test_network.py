@@ -335,10 +335,37 @@ async def test_a_node_that_stops_reading_drops_inbound_frames_within_bounds() ->
                 == 50
             )
         )
-        # At most the buffer plus the one frame the forwarder holds.
-        assert nets[1].stats.frames_received <= 11
+        # At most the buffer: the node takes frames straight from it.
+        assert nets[1].stats.frames_received <= 10
         with trio.fail_after(5):
             assert await nets[1].inbound.receive() == (0, Channel.CONSENSUS, b"\x00\x00")
+
+
+async def test_taking_a_frame_releases_its_bytes_and_inbound_ends_when_stopped() -> None:
+    keys = validator_keys(2)
+    specs = peer_specs(keys)
+    nets = [network_for(keys, specs, i, P2PLimits(inbound_queue_bytes=1000)) for i in range(2)]
+    dropped = nets[1].stats.dropped
+    async with running(*nets):
+        await wait_until(fully_connected(nets, 1))
+        for i in range(5):
+            nets[0].send(1, Channel.CONSENSUS, bytes([i]) * 300)
+        await wait_until(
+            lambda: nets[1].stats.frames_received + dropped[DropReason.INBOUND_QUEUE_FULL] == 5
+        )
+        assert nets[1].stats.frames_received == 3  # 900 of the 1000 bytes
+        with trio.fail_after(5):
+            for i in range(3):
+                assert await nets[1].inbound.receive() == (0, Channel.CONSENSUS, bytes([i]) * 300)
+        for i in range(5, 8):
+            nets[0].send(1, Channel.CONSENSUS, bytes([i]) * 300)
+        await wait_until(lambda: nets[1].stats.frames_received == 6)
+        assert dropped[DropReason.INBOUND_QUEUE_FULL] == 2
+    # Stopped with three frames still buffered: `inbound` ends.
+    with trio.fail_after(5), pytest.raises(trio.EndOfChannel):
+        await nets[1].inbound.receive()
+    with trio.fail_after(5):
+        assert [frame async for frame in nets[1].inbound] == []
 
 
 async def test_inbound_rate_limit_drops_excess_frames() -> None:
