@@ -456,15 +456,17 @@ class StepDriver:
         client_cpu = own_cpu_seconds()
         height = await self._poll_height(observer)
         view = self._view
-        nullified = event_delay = None
+        nullified = event_delay = node0_gc = None
         try:
             response = await observer.get("/metrics")
             if response.status_code == 200:
                 nullified = parse_counter(response.text, NULLIFIED_METRIC)
                 event_delay = parse_histogram(response.text, EVENT_DELAY_METRIC)
+                node0_gc = parse_gc_pauses(response.text)
         except httpx.HTTPError:
             pass
-        gc_pauses = [await self._gc_pauses(url) for url in self.urls]
+        # Node 0's metrics were just read through the observer (node 0 is urls[0]).
+        gc_pauses = [node0_gc] + [await self._gc_pauses(url) for url in self.urls[1:]]
         return Snapshot(at, height, view, nullified, cpu, client_cpu, event_delay, gc_pauses)
 
     async def _gc_pauses(self, url: str) -> GcPauseTotals | None:
