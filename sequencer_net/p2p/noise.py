@@ -82,8 +82,9 @@ class BufferedNoiseSession(SecureSession):
             socket = raw.stream.stream
         self._raw: IRawConnection = raw  # type: ignore[assignment]
         self._socket = socket
-        # True while a write awaits `send_all`: another write then queues
-        # behind it there (as trio allows one sender) instead of writing first.
+        # True while a write awaits `send_all`: a concurrent write (the muxer's
+        # write lock makes none) then goes to `send_all` too, where trio refuses
+        # a second sender, instead of putting its bytes on the socket first.
         self._sending = False
         self._cipher = bytearray()
         self._cipher_pos = 0
