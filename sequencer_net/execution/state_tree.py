@@ -323,8 +323,57 @@ class _Rebuild:
         get, keccak, build, join = self.store.get, _keccak, self.build, self.join
         merge_leaf, replaced = self.merge_leaf, self.replaced.append
 
+        def single(node_hash: bytes, depth: int, i: int) -> tuple[bytes, int]:
+            """`update` for one item that writes a value (most of a block's paths
+            below the top levels): walk down to the leaf or empty slot it lands
+            in, then hash back up in a loop instead of a call per level. The
+            same nodes as `update`: an insert or value change keeps every
+            subtree on the path holding two or more entries, so each parent is
+            an internal node over the new child and its old sibling (join's one
+            exception, a lone leaf beside an empty sibling, is kept below)."""
+            path_int = paths[i]
+            trail: list[tuple[bytes, bytes, int]] = []
+            node = node_hash
+            while True:
+                if node == EMPTY_ROOT:
+                    new = build(depth, [items[i]])
+                    break
+                record = get(node)
+                if record is None or len(record) != 65 or record[0] != INTERNAL_TAG:
+                    record = _check(node, record)
+                    if record[0] == LEAF_TAG:
+                        new = merge_leaf(node, record, depth, i, i + 1)
+                        break
+                if path_int >> (PATH_BITS - 1 - depth) & 1:
+                    trail.append((node, record[1:33], 1))
+                    node = record[33:65]
+                else:
+                    trail.append((node, record[33:65], 0))
+                    node = record[1:33]
+                depth += 1
+            if not trail:
+                return new
+            child, kind = new
+            if child == node:
+                return node_hash, _INTERNAL
+            for parent, sibling, right in reversed(trail):
+                replaced(parent)
+                if sibling == EMPTY_ROOT and kind == _LEAF:
+                    continue  # join: a lone leaf moves up (its hash has no depth)
+                record = (
+                    _INTERNAL_PREFIX + sibling + child
+                    if right
+                    else _INTERNAL_PREFIX + child + sibling
+                )
+                child = keccak(record).digest()
+                staged[child] = record
+                kind = _INTERNAL
+            return child, kind
+
         def update(node_hash: bytes, depth: int, lo: int, hi: int) -> tuple[bytes, int]:
             """Apply items[lo:hi] (lo < hi, all under this node's prefix) to `node_hash`."""
+            if hi - lo == 1 and items[lo][3] is not None:
+                return single(node_hash, depth, lo)
             if node_hash == EMPTY_ROOT:
                 return build(depth, [item for item in items[lo:hi] if item[3] is not None])
             record = get(node_hash)

@@ -115,8 +115,8 @@ class RocksNodeStore:
         batch = WriteBatch(raw_mode=True)
         # In key order: RocksDB inserts a sorted batch into its memtable with
         # fewer cache misses (about a fifth less CPU for a block's few thousand nodes).
-        for node_hash in sorted(nodes):
-            batch.put(NODE_PREFIX + node_hash, nodes[node_hash])
+        for node_hash, record in sorted(nodes.items()):
+            batch.put(NODE_PREFIX + node_hash, record)
         if commit is None:
             self._db.write(batch, self._nodes_options)
         else:
