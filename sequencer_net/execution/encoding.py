@@ -111,16 +111,30 @@ def encode(value: Any) -> bytes:
 
     msgspec's own encoder writes exactly these bytes when every integer fits
     MessagePack (tests/execution/test_encoding.py checks the two paths agree), so
-    it is tried first; a big integer makes it raise and the slow path runs. A
-    struct declared `omit_defaults` (at the top level) always takes the slow path.
+    it is tried first; a big integer makes it raise and the slow path runs (and
+    runs first for that struct type from then on: `_WIDE`). A struct declared
+    `omit_defaults` (at the top level) always takes the slow path.
     """
+    kind = type(value)
+    if kind in _WIDE:
+        return _ENCODER.encode(to_wire(value))
     config = getattr(value, "__struct_config__", None)
     if config is not None and config.omit_defaults:
         return _ENCODER.encode(to_wire(value))
     try:
         return _ENCODER.encode(value)
     except OverflowError:
+        if config is not None:
+            _WIDE.add(kind)
         return _ENCODER.encode(to_wire(value))
+
+
+_WIDE: set[type] = set()
+"""Struct types a value of which has held a big integer (wad collateral, fee
+pools, prices): their next values go to the slow path at once, which writes
+the same bytes as the fast one and costs less than the fast one's failed try
+(an OverflowError raised after encoding part of the value). Which path runs
+never changes the bytes, only the time."""
 
 
 def _ext_hook(code: int, data: memoryview) -> Any:

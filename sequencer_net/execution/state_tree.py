@@ -26,7 +26,7 @@ This module is pure: no I/O besides the `NodeStore` it is handed, no clock.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Final, Protocol
 
@@ -112,6 +112,12 @@ class NodeStore(Protocol):
         ...
 
     def latest_commit(self) -> Commit | None: ...
+
+
+# A store may also offer `memory_get() -> Callable[[bytes], bytes | None]`: a
+# lookup in the nodes it holds in memory (a dict's `get`), None when it does not
+# hold one there. `StateTree.apply` tries it first for every node it reads and
+# falls back to `get`: one C call instead of a Python method per node.
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,13 +327,66 @@ class _Rebuild:
         """The root after applying every item to the tree at `root`."""
         items, paths, staged = self.items, self.paths, self.staged
         get, keccak, build, join = self.store.get, _keccak, self.build, self.join
+        # A store's in-memory lookup, called without a Python frame; a miss
+        # (None) goes to `get`. Records are never empty, so `or` is that test.
+        memory = getattr(self.store, "memory_get", None)
+        quick = get if memory is None else memory()
         merge_leaf, replaced = self.merge_leaf, self.replaced.append
+
+        def single(node_hash: bytes, depth: int, i: int) -> tuple[bytes, int]:
+            """`update` for one item that writes a value (most of a block's paths
+            below the top levels): walk down to the leaf or empty slot it lands
+            in, then hash back up in a loop instead of a call per level. The
+            same nodes as `update`: an insert or value change keeps every
+            subtree on the path holding two or more entries, so each parent is
+            an internal node over the new child and its old sibling (join's one
+            exception, a lone leaf beside an empty sibling, is kept below)."""
+            path_int = paths[i]
+            trail: list[tuple[bytes, bytes, int]] = []
+            node = node_hash
+            while True:
+                if node == EMPTY_ROOT:
+                    new = build(depth, [items[i]])
+                    break
+                record = quick(node) or get(node)
+                if record is None or len(record) != 65 or record[0] != INTERNAL_TAG:
+                    record = _check(node, record)
+                    if record[0] == LEAF_TAG:
+                        new = merge_leaf(node, record, depth, i, i + 1)
+                        break
+                if path_int >> (PATH_BITS - 1 - depth) & 1:
+                    trail.append((node, record[1:33], 1))
+                    node = record[33:65]
+                else:
+                    trail.append((node, record[33:65], 0))
+                    node = record[1:33]
+                depth += 1
+            if not trail:
+                return new
+            child, kind = new
+            if child == node:
+                return node_hash, _INTERNAL
+            for parent, sibling, right in reversed(trail):
+                replaced(parent)
+                if sibling == EMPTY_ROOT and kind == _LEAF:
+                    continue  # join: a lone leaf moves up (its hash has no depth)
+                record = (
+                    _INTERNAL_PREFIX + sibling + child
+                    if right
+                    else _INTERNAL_PREFIX + child + sibling
+                )
+                child = keccak(record).digest()
+                staged[child] = record
+                kind = _INTERNAL
+            return child, kind
 
         def update(node_hash: bytes, depth: int, lo: int, hi: int) -> tuple[bytes, int]:
             """Apply items[lo:hi] (lo < hi, all under this node's prefix) to `node_hash`."""
+            if hi - lo == 1 and items[lo][3] is not None:
+                return single(node_hash, depth, lo)
             if node_hash == EMPTY_ROOT:
                 return build(depth, [item for item in items[lo:hi] if item[3] is not None])
-            record = get(node_hash)
+            record = quick(node_hash) or get(node_hash)
             if record is None or len(record) != 65 or record[0] != INTERNAL_TAG:
                 record = _check(node_hash, record)
                 if record[0] == LEAF_TAG:
@@ -592,6 +651,9 @@ class MemoryNodeStore:
 
     def get(self, node_hash: bytes) -> bytes | None:
         return self._nodes.get(node_hash)
+
+    def memory_get(self) -> Callable[[bytes], bytes | None]:
+        return self._nodes.get
 
     def put_batch(self, nodes: Mapping[bytes, bytes], commit: Commit | None = None) -> None:
         self._nodes.update(nodes)

@@ -22,7 +22,7 @@ next block reads most of them again (the upper levels of the tree always).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from types import TracebackType
 
 from rocksdict import Options, Rdict, WriteBatch, WriteOptions
@@ -100,6 +100,13 @@ class RocksNodeStore:
             self._disk_reads += 1
         self._remember(node_hash, record)
         return record
+
+    def memory_get(self) -> Callable[[bytes], bytes | None]:
+        """The young generation's lookup (`StateTree.apply` tries it before `get`).
+        A generation change while it is held leaves it looking in the old one:
+        records are content-addressed, so a hit is still right, and a miss falls
+        back to `get`."""
+        return self._young.get
 
     def _remember(self, node_hash: bytes, record: bytes) -> None:
         if self._cache_size <= 0:

@@ -85,3 +85,12 @@ def test_int256_is_the_widest_integer_a_payload_may_carry() -> None:
     assert decode_payload(encode([1, bytes(21), 2**255 - 1])) == Deposit(bytes(21), 2**255 - 1)
     with pytest.raises(MalformedTransaction):
         decode_payload(encode([1, bytes(21), 2**256]))  # 33 bytes with the sign bit
+
+
+def test_a_struct_type_that_once_held_a_big_integer_still_encodes_small_values_the_same() -> None:
+    wide = Position(2**70, -(2**70), 3, 4)
+    small = Position(1, -2, 3, 4)
+    assert encode(wide) == msgspec.msgpack.encode(to_wire(wide))
+    # Position now takes the slow path first: the bytes are msgspec's own.
+    assert encode(small) == msgspec.msgpack.encode(small)
+    assert decode_canonical(encode(small), Position) == small

@@ -307,3 +307,37 @@ def test_decode_accepts_only_canonical_bytes(data: bytes) -> None:
     except MalformedProof:
         return
     assert proof.encode() == data
+
+
+class _GetOnlyStore:
+    """A store with `get` and no `memory_get`: apply reads every node through `get`."""
+
+    def __init__(self) -> None:
+        self.inner = MemoryNodeStore()
+        self.reads = 0
+
+    def get(self, node_hash: bytes) -> bytes | None:
+        self.reads += 1
+        return self.inner.get(node_hash)
+
+    def put_batch(self, nodes: Mapping[bytes, bytes], commit: Commit | None = None) -> None:
+        self.inner.put_batch(nodes, commit)
+
+    def uncache(self, node_hashes: list[bytes]) -> None:
+        pass
+
+    def latest_commit(self) -> Commit | None:
+        return self.inner.latest_commit()
+
+
+def test_a_store_without_a_memory_lookup_gives_the_same_roots_and_nodes() -> None:
+    rng = random.Random(7)
+    plain, fast = _GetOnlyStore(), MemoryNodeStore()
+    trees = StateTree(plain), StateTree(fast)
+    for _ in range(20):
+        batch: dict[bytes, bytes | None] = {
+            b"k/%d" % rng.randrange(300): rng.choice([None, rng.randbytes(8)]) for _ in range(25)
+        }
+        assert trees[0].apply(batch) == trees[1].apply(batch)
+    assert plain.reads > 0
+    assert len(plain.inner) == len(fast)
