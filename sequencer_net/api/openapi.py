@@ -398,6 +398,7 @@ _SCHEMAS: dict[str, _Schema] = {
         }
     ),
     "Ping": _object({"type": {"const": "ping"}}),
+    "ExecutedMessage": _object({"type": {"const": "executed"}, "height": _INT}),
     "Validators": _object(
         {
             "chain_id": _INT,
@@ -1000,6 +1001,15 @@ _WEBSOCKETS: dict[str, Any] = {
             "4429": "too many subscribers; retry later",
         },
     },
+    "/v1/subscribe/executed": {
+        "summary": "The height this node has executed and stored, at once and as it advances",
+        "server_messages": {
+            "oneOf": [_ref("ExecutedMessage"), _ref("Ping")],
+            "description": "text JSON; the newest height only (heights advanced while a "
+            "message was being sent are not each sent); a ping every 15 s when idle",
+        },
+        "close_codes": {"4429": "too many subscribers; retry later"},
+    },
 }
 
 _DESCRIPTION = """\
@@ -1018,6 +1028,7 @@ each one's query, messages and close codes):
   block's namespace N, with certificate and proof (messages: NamespaceBlock,
   and with `order=later` OrderMessage).
 - `/v1/subscribe/transactions/{hash}`: a transaction's status until committed.
+- `/v1/subscribe/executed`: the height this node has executed, as it advances.
 """
 
 OPENAPI: dict[str, Any] = {

@@ -14,6 +14,7 @@ Endpoints (docs/api.md has the full reference):
                                   one namespace of a block, with certificate and proof
 - WS   /v1/subscribe/blocks       ?namespace=N&from=H: every finalized block's namespace
 - WS   /v1/subscribe/transactions/{hash}   a transaction's status until committed
+- WS   /v1/subscribe/executed     the executed height, at once and as it advances
 - GET  /v1/validators             the validator set and the signing domain (and, on a
                                   chain that rotates its set, every epoch's)
 - GET  /v1/evidence               equivocation evidence this node has seen (signed votes;
@@ -398,6 +399,9 @@ def build_app(ctx: ApiContext, options: ApiOptions | None = None) -> Starlette:
     async def subscribe_blocks(websocket: WebSocket) -> None:
         await subscriptions.blocks(websocket)
 
+    async def subscribe_executed(websocket: WebSocket) -> None:
+        await subscriptions.executed(websocket)
+
     async def subscribe_transaction(websocket: WebSocket) -> None:
         try:
             h = parse_tx_hash(websocket.path_params["hash"])
@@ -450,6 +454,7 @@ def build_app(ctx: ApiContext, options: ApiOptions | None = None) -> Starlette:
         Route("/v1/blocks/{height}/namespaces/{namespace}", block_namespace, methods=["GET"]),
         WebSocketRoute("/v1/subscribe/blocks", subscribe_blocks),
         WebSocketRoute("/v1/subscribe/transactions/{hash}", subscribe_transaction),
+        WebSocketRoute("/v1/subscribe/executed", subscribe_executed),
         Route("/v1/validators", validators, methods=["GET"]),
         Route("/v1/evidence", evidence, methods=["GET"]),
         Route("/v1/views/{view}", view_certificates, methods=["GET"]),

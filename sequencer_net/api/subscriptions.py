@@ -3,6 +3,7 @@
     WS  /v1/subscribe/blocks?namespace=N&from=H     every finalized height >= H,
                                                     in order, once each
     WS  /v1/subscribe/transactions/{hash}           a transaction's status changes
+    WS  /v1/subscribe/executed                      the executed height as it advances
     GET /v1/blocks/{height}/namespaces/{namespace}  one block's message, for polling
 
 A block message carries what a subscriber needs to check it without trusting
@@ -145,9 +146,9 @@ class SubscriptionLimits:
     queue: int = 256
     """Heights one subscriber may trail the tip by before it is closed (4008)."""
     max_subscribers: int = 256
-    """Open subscriptions (both kinds) at once; beyond it 4429."""
+    """Open subscriptions (every kind) at once; beyond it 4429."""
     max_per_client: int = 32
-    """Open subscriptions (both kinds) from one remote address; beyond it 4429."""
+    """Open subscriptions (every kind) from one remote address; beyond it 4429."""
 
 
 class BadQuery(ValueError):
@@ -1103,6 +1104,47 @@ class Subscriptions:
         """One block's message; None if not committed here; NoOwnCertificate."""
         text = await self.messages.message(height, namespace)
         return None if text is None else msgspec.json.decode(text)
+
+    # ---- executed height ----------------------------------------------------------
+
+    def executed_height(self) -> int:
+        """The highest height executed and stored here (what `/v1/status` reports
+        as `height`)."""
+        return max(self.feed.height, self.store.tip()[0])
+
+    async def executed(self, websocket: WebSocket) -> None:
+        """`WS /v1/subscribe/executed`: `{"type":"executed","height":H}` at once,
+        then whenever the executed height advances (the feed's `announce`, which
+        follows execution and storage), the newest height only: a reader that
+        falls behind is sent the latest height, never a backlog. A ping after
+        PING_INTERVAL_S without a message."""
+        refusal = self._admit(websocket)
+        if refusal is not None:
+            await self.refuse(websocket, CLOSE_FULL, refusal)
+            return
+        try:
+            await websocket.accept()
+            sent = -1
+            sent_at = trio.current_time()
+            while True:
+                # Taken before looking: a change after the look sets it.
+                changed = self.feed.changed()
+                height = self.executed_height()
+                if height > sent:
+                    await websocket.send_text(f'{{"type":"executed","height":{height}}}')
+                    sent, sent_at = height, trio.current_time()
+                    continue
+                # CERTIFICATE_POLL_S: a store nobody announces to is looked at again.
+                now = trio.current_time()
+                with trio.move_on_at(min(sent_at + PING_INTERVAL_S, now + CERTIFICATE_POLL_S)):
+                    await changed.wait()
+                if trio.current_time() - sent_at >= PING_INTERVAL_S:
+                    await websocket.send_text(PING_TEXT)
+                    sent_at = trio.current_time()
+        except WebSocketDisconnect:
+            pass
+        finally:
+            self._release(websocket)
 
     # ---- transaction status ----------------------------------------------------------
 

@@ -183,7 +183,9 @@ def bench(ctx: click.Context, /, **options: Any) -> None:
     --latency-bound-ms, and a backlog that does not grow. The search doubles
     the rate from 1/8 of the verify limit, then bisects; each step is printed.
     Transactions are signed before each step and submitted in batches, so the
-    client is not the bottleneck (its CPU is reported). The same load then
+    client is not the bottleneck (its CPU is reported). A transaction's commit
+    time is when node 0 pushes (WS /v1/subscribe/executed) that it has
+    committed and executed the block holding it. The same load then
     runs against one validator alone, and the report gives the ratio of the
     two (the cost of decentralization). Every process started is stopped at
     the end, on errors and on Ctrl-C. docs/performance.md explains each number.

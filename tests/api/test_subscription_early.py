@@ -460,3 +460,31 @@ async def test_a_block_committed_under_a_descendants_certificate_goes_out_with_i
     assert subs.messages._decided_finality(first, first.digest(), certificate(first)) is not None
     other = Block(9, 9, GENESIS_DIGEST, 0, first.payload)
     assert subs.messages._decided_finality(first, first.digest(), certificate(other)) is None
+
+
+async def test_the_executed_height_follows_execution_not_the_decision(chain: EarlyChain) -> None:
+    subs = serving(chain)
+    socket = FakeSocket({})
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(subs.executed, socket)
+        await until(lambda: len(socket.messages) == 1)
+        assert socket.messages == [{"type": "executed", "height": 0}]
+        chain.decide()
+        chain.decide()
+        chain.order(1)
+        chain.order(2)
+        for _ in range(50):
+            await trio.sleep(0)
+        assert len(socket.messages) == 1  # decided and ordered, not executed
+        chain.store_block(1)
+        await until(lambda: len(socket.messages) == 2)
+        chain.store_block(2)
+        await until(lambda: len(socket.messages) == 3)
+        for _ in range(50):
+            await trio.sleep(0)
+        nursery.cancel_scope.cancel()
+    assert socket.messages[1:] == [
+        {"type": "executed", "height": 1},
+        {"type": "executed", "height": 2},
+    ]
+    assert subs.open == 0

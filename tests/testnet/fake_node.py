@@ -1,9 +1,12 @@
 """A stand-in for `seqnet node run`: the node's HTTP API over a fake chain.
 
 Serves /v1/status, /v1/transactions (single and batch), /v1/transactions/{h},
-/v1/blocks/{h}, /metrics and /v1/admin/network on 127.0.0.1 with the standard
-library only. A block is "committed" every `block_interval_s`; it includes every
-transaction accepted since the last one. Transactions are decoded and their
+/v1/blocks/{h}, /metrics, /v1/admin/network and the WebSocket
+/v1/subscribe/executed on 127.0.0.1 with the standard library only. A block is
+"committed" every `block_interval_s`; it includes every transaction accepted
+since the last one, and counts as executed `executed_lag_s` later (the
+executed height is what /v1/status and the subscription report; its block is
+readable at once, as if execution trailed the commit). Transactions are decoded and their
 signatures recovered with the real mempool code, so tests can check what the
 load generator signed (sender, nonce, namespace, payload size).
 
@@ -17,6 +20,8 @@ DIR/genesis.json (as written by the real `init_home`), or in a thread:
 from __future__ import annotations
 
 import argparse
+import base64
+import hashlib
 import json
 import signal
 import sys
@@ -75,9 +80,26 @@ class FakeChain:
     max_in_flight: int = 0
     requests: int = 0
     started: float = field(default_factory=time.monotonic)
+    executed_lag_s: float = 0.0
+    committed_at: list[float] = field(default_factory=list)
+    ws_drop_after: int | None = None
+    """Close each executed-height subscription after this many messages."""
+    ws_down_s: float = 0.0
+    """After such a close, refuse new subscriptions (503) for this long."""
+    ws_down_until: float = 0.0
+    ws_connections: int = 0
+    ws_sent: list[int] = field(default_factory=list)
+    """Every height an executed-height subscription was sent, in order."""
+    closed: bool = False
 
     def domain(self) -> Domain:
         return Domain(self.chain_id, bytes(20), self.genesis_hash)
+
+    def executed_height(self) -> int:
+        """Blocks committed at least `executed_lag_s` ago."""
+        with self.lock:
+            due = time.monotonic() - self.executed_lag_s
+            return sum(1 for at in self.committed_at if at <= due)
 
     def commit_block(self) -> None:
         with self.lock:
@@ -88,6 +110,7 @@ class FakeChain:
                 self.txs[tx_hash].height = self.height
                 self.txs[tx_hash].index = position
             self.blocks.append(included)
+            self.committed_at.append(time.monotonic())
 
     def accept(self, encoded: bytes) -> dict[str, str]:
         try:
@@ -107,8 +130,9 @@ class FakeChain:
         return {"hash": "0x" + tx_hash.hex()}
 
     def status(self) -> dict[str, Any]:
+        executed = self.executed_height()
         with self.lock:
-            last = keccak256(self.height.to_bytes(8, "big"))
+            last = keccak256(executed.to_bytes(8, "big"))
             committed = sum(len(b) for b in self.blocks)
             return {
                 "name": self.name,
@@ -116,7 +140,7 @@ class FakeChain:
                 "chain_id": self.chain_id,
                 "verifying_contract": "0x" + bytes(20).hex(),
                 "genesis_hash": "0x" + self.genesis_hash.hex(),
-                "height": self.height,
+                "height": executed,
                 "last_hash": "0x" + last.hex(),
                 "view": self.height + 1,
                 "state_root": "0x" + keccak256(last).hex(),
@@ -161,6 +185,8 @@ class _Handler(BaseHTTPRequestHandler):
         parts = self.path.strip("/").split("/")
         if parts == ["v1", "status"]:
             self._send(200, chain.status())
+        elif self.path == "/v1/subscribe/executed":
+            self._executed_subscription()
         elif parts[:2] == ["v1", "transactions"] and len(parts) == 3:
             accepted = chain.txs.get(bytes.fromhex(parts[2].removeprefix("0x")))
             if accepted is None:
@@ -191,6 +217,50 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, f"seqnet_height {chain.height}\n", "text/plain")
         else:
             self._send(404, {"error": "not found", "code": "not_found"})
+
+    def _executed_subscription(self) -> None:
+        """WS /v1/subscribe/executed: the executed height at once and at each
+        advance (looked at every 5 ms), a ping every 0.5 s otherwise."""
+        chain = self.chain
+        self.close_connection = True
+        with chain.lock:
+            chain.ws_connections += 1
+            down = time.monotonic() < chain.ws_down_until
+        if down:
+            self._send(503, {"error": "down", "code": "unavailable"})
+            return
+        key = self.headers.get("sec-websocket-key", "")
+        accept = base64.b64encode(
+            hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()
+        ).decode()
+        self.send_response(101)
+        self.send_header("upgrade", "websocket")
+        self.send_header("connection", "Upgrade")
+        self.send_header("sec-websocket-accept", accept)
+        self.end_headers()
+
+        def frame(opcode: int, payload: bytes) -> None:
+            self.wfile.write(bytes((0x80 | opcode, len(payload))) + payload)
+            self.wfile.flush()
+
+        sent, count, written = -1, 0, time.monotonic()
+        try:
+            while not chain.closed:
+                height = chain.executed_height()
+                if height > sent:
+                    frame(0x1, json.dumps({"type": "executed", "height": height}).encode())
+                    chain.ws_sent.append(height)
+                    sent, count, written = height, count + 1, time.monotonic()
+                    if chain.ws_drop_after is not None and count >= chain.ws_drop_after:
+                        chain.ws_down_until = time.monotonic() + chain.ws_down_s
+                        frame(0x8, (1001).to_bytes(2, "big"))
+                        return
+                elif time.monotonic() - written > 0.5:
+                    frame(0x1, b'{"type":"ping"}')
+                    written = time.monotonic()
+                time.sleep(0.005)
+        except OSError:
+            return
 
     def do_POST(self) -> None:
         self._track(1)
@@ -255,6 +325,7 @@ class FakeNode:
         return self
 
     def close(self) -> None:
+        self.chain.closed = True
         self._stop.set()
         self.server.shutdown()
         self.server.server_close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,15 +16,18 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import httpx
 import pytest
 import trio
 
 from sequencer_net.client import DEFAULT_FEES
+from sequencer_net.testnet.bench import drive
 from sequencer_net.testnet.bench import run as bench_run
 from sequencer_net.testnet.bench.cpu import tree_cpu_seconds
 from sequencer_net.testnet.bench.drive import (
     EVENT_DELAY_METRIC,
     NULLIFIED_METRIC,
+    ObserverError,
     StepDriver,
     block_tx_hash,
     histogram_delta,
@@ -110,6 +114,88 @@ def test_a_step_commits_everything_it_sent_and_measures_it() -> None:
     assert numbers["view_changes_source"].startswith("derived")
     assert numbers["view_changes"] == 0
     assert summary.measurement.refused == 0
+
+
+def commit_latencies(record: Any) -> list[float]:
+    """Seconds from each committed transaction's request to its commit time."""
+    out: list[float] = []
+    request_id = 0
+    for requests in record.plan.ticks:
+        for request in requests:
+            sent = record.sent_at[request_id]
+            request_id += 1
+            for i in range(request.first, request.first + request.count):
+                if record.committed_at[i] >= 0:
+                    out.append(record.committed_at[i] - sent)
+    return out
+
+
+@contextmanager
+def one_node(chain: FakeChain) -> Iterator[FakeCluster]:
+    node = FakeNode(chain).serve_in_thread()
+    try:
+        yield FakeCluster([node])
+    finally:
+        node.close()
+
+
+def test_a_commit_is_timed_when_node_0_has_executed_it_not_when_its_block_is_readable() -> None:
+    # Each block is readable at once but executed only 0.4 s later: a commit
+    # time taken from the block (or from anything before execution) would come
+    # well under 0.4 s after the request; the executed-height push cannot.
+    lag = 0.4
+    chain = FakeChain(name="node0", index=0, block_interval_s=0.05, executed_lag_s=lag)
+    with one_node(chain) as cluster:
+        record = run_fake_step(cluster, rate=100.0, duration_s=2.0)
+    assert record.accepted == record.committed == record.plan.total == 200
+    latencies = commit_latencies(record)
+    assert len(latencies) == 200
+    assert min(latencies) >= lag
+
+
+def test_a_dropped_subscription_resumes_without_missing_a_block() -> None:
+    # Node 0 closes the subscription after every 3 messages and refuses new ones
+    # for 0.2 s (about 4 blocks): the blocks executed meanwhile must still be
+    # fetched, each transaction counted once.
+    chain = FakeChain(name="node0", index=0, block_interval_s=0.05, ws_drop_after=3, ws_down_s=0.2)
+    with one_node(chain) as cluster:
+        record = run_fake_step(cluster, rate=200.0, duration_s=2.0)
+        told = list(chain.ws_sent)
+        with_ours = [h for h, block in enumerate(chain.blocks, start=1) if block]
+    never_told = set(with_ours) - set(told)
+    assert never_told  # blocks of ours executed while no subscription was open
+    assert record.accepted == record.committed == record.plan.total == 400
+    assert record.drained
+    assert sum(1 for at in record.committed_at if at >= 0) == 400
+
+
+def test_the_observer_gives_up_when_node_0_does_not_answer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(drive, "REQUEST_TIMEOUT_S", 0.3)
+    chain = FakeChain(name="node0", index=0)
+    with socket.socket() as free:  # a port nothing listens on once closed
+        free.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{free.getsockname()[1]}"
+    plan = build_plan(
+        10.0,
+        1.0,
+        source=RollupLoad(seed=0, accounts=64),
+        nodes=1,
+        domain=chain.domain(),
+        fees=DEFAULT_FEES,
+        wire=WireFormat.JSON,
+        seed=1,
+    )
+    driver = StepDriver(plan, [url], [os.getpid()])
+
+    async def observe() -> None:
+        async with httpx.AsyncClient(base_url=url) as client:
+            with trio.fail_after(10):
+                await driver._observe(client)
+
+    with pytest.raises(ObserverError):
+        trio.run(observe)
 
 
 @contextmanager

@@ -5,11 +5,15 @@ Three tasks under one nursery:
 - the sender submits tick k's requests at k x tick_s (open loop: late ticks
   go out at once), at most MAX_IN_FLIGHT_PER_NODE requests per node; the time
   it waits for a free slot is node backpressure and is reported;
-- the observer polls node 0's height every OBSERVE_POLL_S and fetches each new
-  block: a transaction's commit time is when node 0 first reported the height
-  of the block that holds it (committed and executed there);
-- the sampler snapshots CPU, height, view and metrics at the start and end of
-  the measurement window and the backlog (accepted minus committed) during it.
+- the observer subscribes to node 0's executed height (`WS
+  /v1/subscribe/executed`, pushed when node 0 has committed and executed a
+  block) and fetches each newly executed block: a transaction's commit time is
+  when the first message naming the height of the block that holds it (or a
+  later one) arrived. A dropped subscription is reopened and the blocks in
+  between fetched by height, so none is missed;
+- the sampler snapshots CPU, height, view and metrics (node 0's `/v1/status`
+  and `/metrics`) at the start and end of the measurement window and the
+  backlog (accepted minus committed) every OBSERVE_POLL_S during it.
 
 After the last request the step drains: it waits until every accepted
 transaction has committed, nothing committed for DRAIN_IDLE_S, or
@@ -22,8 +26,10 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Sequence
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import msgspec
@@ -36,6 +42,7 @@ from sequencer_net.testnet.bench.limits import (
     BACKLOG_SAMPLE_S,
     DRAIN_IDLE_S,
     DRAIN_MAX_S,
+    EXECUTED_SILENCE_S,
     MAX_IN_FLIGHT_PER_NODE,
     MIN_WARMUP_S,
     OBSERVE_POLL_S,
@@ -44,6 +51,7 @@ from sequencer_net.testnet.bench.limits import (
 )
 from sequencer_net.testnet.bench.sustain import StepMeasurement, least_squares_slope
 from sequencer_net.testnet.bench.traffic import Request, StepPlan, WireFormat
+from sequencer_net.testnet.bench.ws_receiver import Closed, LightReceiver
 
 NULLIFIED_METRIC = "seqnet_views_nullified_total"
 JSON_HEADERS = {"content-type": "application/json"}
@@ -51,6 +59,8 @@ MSGPACK_HEADERS = {"content-type": "application/msgpack"}
 
 PENDING, ACCEPTED, REFUSED = 0, 1, 2
 HASH_HEX_LENGTH = 66  # "0x" + 32 bytes
+EXECUTED_PATH = "/v1/subscribe/executed"
+MAX_EXECUTED_MESSAGE = 4096
 
 
 class ObserverError(RuntimeError):
@@ -105,6 +115,24 @@ def executed_height(status: dict[str, Any]) -> int:
     height = int(status.get("height") or 0)
     executed = status.get("executed_height")
     return min(height, int(executed)) if isinstance(executed, int) else height
+
+
+def _first_leaf(group: BaseExceptionGroup[ObserverError]) -> ObserverError:
+    first = group.exceptions[0]
+    return first if isinstance(first, ObserverError) else _first_leaf(first)
+
+
+def _executed_message_height(payload: bytes) -> int | None:
+    """The height of a `/v1/subscribe/executed` message, None for anything else
+    (a ping)."""
+    try:
+        document = msgspec.json.decode(payload)
+    except msgspec.DecodeError:
+        return None
+    if not isinstance(document, dict) or document.get("type") != "executed":
+        return None
+    height = document.get("height")
+    return height if isinstance(height, int) and height >= 0 else None
 
 
 def block_tx_hash(item: str) -> str:
@@ -311,6 +339,7 @@ class StepDriver:
             await self._poll_height(observer)
             async with trio.open_nursery() as watchers:
                 watchers.start_soon(self._observe, observer)
+                watchers.start_soon(self._sample_backlog)
                 await self._load_and_drain(clients, observer)
                 watchers.cancel_scope.cancel()
         finally:
@@ -406,22 +435,83 @@ class StepDriver:
         return height
 
     async def _observe(self, observer: httpx.AsyncClient) -> None:
-        record = self.record
-        failures = 0
+        """Follow node 0's executed height by push and fetch each block it
+        passes: a block's transactions are stamped with the arrival of the
+        first message at or above its height, whenever the fetch completes."""
+        send, receive = trio.open_memory_channel[tuple[int, float]](math.inf)
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._follow_executed, send)
+                await self._fetch_executed(observer, receive)
+        except* ObserverError as group:
+            raise _first_leaf(group) from None
+
+    async def _follow_executed(self, send: trio.MemorySendChannel[tuple[int, float]]) -> None:
+        """Keep a subscription to node 0's executed height open and pass on each
+        advance with its arrival time (trio clock, taken when the read that
+        completed the message returned). A dropped or silent subscription is
+        reopened after OBSERVE_POLL_S; the first message of the new one is the
+        current height, so the blocks in between are fetched with it. If none
+        can be opened for REQUEST_TIMEOUT_S, ObserverError."""
+        url = urlsplit(self.urls[0])
+        host, port = url.hostname or "127.0.0.1", url.port or 80
+        failing_since: float | None = None
+        highest = 0
         while True:
+            problem: str
             try:
-                height = await self._poll_height(observer)
-                seen_at = trio.current_time()
-                while self._height < height:
+                with trio.fail_after(REQUEST_TIMEOUT_S):
+                    stream = await trio.open_tcp_stream(host, port)
+                async with stream:
+                    receiver = LightReceiver(stream, MAX_EXECUTED_MESSAGE)
+                    with trio.fail_after(REQUEST_TIMEOUT_S):
+                        await receiver.open(f"{host}:{port}", EXECUTED_PATH)
+                    with trio.CancelScope() as silence:
+                        silence.deadline = trio.current_time() + EXECUTED_SILENCE_S
+                        async with aclosing(receiver.messages()) as messages:
+                            async for payload, _ in messages:
+                                arrived = trio.current_time()
+                                silence.deadline = arrived + EXECUTED_SILENCE_S
+                                failing_since = None
+                                height = _executed_message_height(payload)
+                                if height is not None and height > highest:
+                                    highest = height
+                                    send.send_nowait((height, arrived))
+                    problem = f"no message for {EXECUTED_SILENCE_S:g} s"
+            except Closed as exc:
+                problem = f"subscription closed: {exc.code} {exc.reason}"
+            except (OSError, trio.BrokenResourceError, trio.TooSlowError) as exc:
+                problem = f"{type(exc).__name__}: {exc}"
+            now = trio.current_time()
+            if failing_since is None:
+                failing_since = now
+            elif now - failing_since > REQUEST_TIMEOUT_S:
+                raise ObserverError(f"node 0 does not answer the observer: {problem}")
+            await trio.sleep(self.poll_s)
+
+    async def _fetch_executed(
+        self, observer: httpx.AsyncClient, receive: trio.MemoryReceiveChannel[tuple[int, float]]
+    ) -> None:
+        failing_since: float | None = None
+        async for height, arrived in receive:
+            while self._height < height:
+                try:
                     response = await observer.get(f"/v1/blocks/{self._height + 1}")
                     response.raise_for_status()
-                    self._note_block(response.json(), seen_at)
+                    self._note_block(response.json(), arrived)
                     self._height += 1
-                failures = 0
-            except (httpx.HTTPError, ValueError) as exc:
-                failures += 1
-                if failures * self.poll_s > REQUEST_TIMEOUT_S:
-                    raise ObserverError(f"node 0 does not answer the observer: {exc}") from exc
+                    failing_since = None
+                except (httpx.HTTPError, ValueError) as exc:
+                    now = trio.current_time()
+                    if failing_since is None:
+                        failing_since = now
+                    elif now - failing_since > REQUEST_TIMEOUT_S:
+                        raise ObserverError(f"node 0 does not answer the observer: {exc}") from exc
+                    await trio.sleep(self.poll_s)
+
+    async def _sample_backlog(self) -> None:
+        record = self.record
+        while True:
             if record.start is not None and record.end is None:
                 record.backlog.append(
                     (trio.current_time(), float(record.accepted - record.committed))

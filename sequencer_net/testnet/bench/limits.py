@@ -76,8 +76,13 @@ PARALLEL_SIGN_MIN_TXS: Final = 20_000
 # --- observation ----------------------------------------------------------------------
 
 OBSERVE_POLL_S: Final = 0.02
-"""The observer asks node 0 for its height every 20 ms: a commit is seen up to
-20 ms (10 ms on average) after it happens, and the polls cost node 0 little."""
+"""How often a step samples its backlog and checks whether it has drained, and
+how long the observer waits before reconnecting to node 0 (it learns commits
+by push, not at this period)."""
+
+EXECUTED_SILENCE_S: Final = 25.0
+"""A subscription to node 0's executed height that brings nothing, not even
+its ping (every 15 s), for this long is taken as dropped and reopened."""
 
 REQUEST_TIMEOUT_S: Final = 10.0
 DRAIN_MAX_S: Final = 10.0

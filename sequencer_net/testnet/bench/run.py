@@ -29,7 +29,6 @@ from sequencer_net.testnet.bench.drive import REFUSED, StepDriver, StepRecord, s
 from sequencer_net.testnet.bench.limits import (
     DEFAULT_LATENCY_BOUND_MS,
     DEFAULT_MAX_STEPS,
-    OBSERVE_POLL_S,
     RAMP_START_FRACTION,
     VERIFY_SAMPLE_TXS,
     VERIFY_SECONDS,
@@ -328,7 +327,7 @@ def run_benchmark(options: BenchOptions, echo: Echo) -> dict[str, Any]:
             "recoveries_per_s": round(limit.total_per_s, 1),
             "per_process_per_s": [round(r, 1) for r in limit.per_process_per_s],
         },
-        "observer": f"node 0, height polled every {OBSERVE_POLL_S * 1000:g} ms",
+        "observer": "node 0, executed height pushed (WS /v1/subscribe/executed)",
         "wan_delay_ms": options.wan_delay_ms,
         "machine": host,
         "git_commit": code["commit"],

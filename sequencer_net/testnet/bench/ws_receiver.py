@@ -21,7 +21,7 @@ from __future__ import annotations
 import base64
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 import trio
 
@@ -106,7 +106,7 @@ class LightReceiver:
         del buffer[: head + size]
         return first & 0x0F, bool(first & 0x80), payload
 
-    async def messages(self) -> AsyncIterator[tuple[bytes, float]]:
+    async def messages(self) -> AsyncGenerator[tuple[bytes, float], None]:
         """Each data message's payload with the unix time it arrived (the read
         that completed it returned); ends by raising Closed."""
         parts: list[bytes] = []
