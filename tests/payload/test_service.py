@@ -433,8 +433,9 @@ async def test_a_batch_arriving_during_the_pacing_wait_is_proposed_when_it_ends(
 
 async def test_a_lagging_leader_is_not_paced(autojump_clock: MockClock) -> None:
     """A leader too far ahead of its execution proposes as soon as the bounded
-    wait for execution ends: pacing would only hold the chain longer."""
-    leader, parent = paced_leader(now_ms())
+    wait for execution ends: pacing would only hold the chain longer. (The parent
+    is stamped so that it is fresh when that wait ends.)"""
+    leader, parent = paced_leader(now_ms() + LAG_WAIT_MS)
     start = trio.current_time()
     await leader.build(parent, 10 + MAX_EXECUTION_LAG + 1)
     assert trio.current_time() - start == pytest.approx(LAG_WAIT_MS / 1000, abs=1e-9)
