@@ -266,6 +266,16 @@ class ConsensusSettings:
         _between(0, 60_000),
     )
 
+    min_block_interval_ms: int = _key(
+        0,
+        "As leader, the least time between the parent block's timestamp and this "
+        "validator's proposal on it (ms): under load, fewer and fuller blocks. The "
+        "wait is at most this long whatever the clocks say, applies only to this "
+        "validator's own proposals (voters do not check it) and is capped at a "
+        "quarter of the view timeout. 0: propose as soon as a batch is there.",
+        _between(0, 10_000),
+    )
+
     inclusion_delay_views: int = _key(
         2,
         "The inclusion rule's K: a voter refuses a proposal that leaves out a batch "
@@ -302,6 +312,11 @@ class ConsensusSettings:
     def empty_block_wait_ms(self, genesis: Genesis) -> int:
         view_timeout = self.view_timeout_ms or genesis.view_timeout_ms
         return min(self.empty_block_interval_ms, view_timeout // 2)
+
+    def min_block_wait_ms(self, genesis: Genesis) -> int:
+        """min_block_interval_ms, capped far inside the view timeout."""
+        view_timeout = self.view_timeout_ms or genesis.view_timeout_ms
+        return min(self.min_block_interval_ms, view_timeout // 4)
 
     def consensus_config(self, genesis: Genesis) -> ConsensusConfig:
         """The consensus core's timers: these settings, else the genesis defaults."""

@@ -230,6 +230,7 @@ class ValidatorNode(NodeBase):
             wait_executed=lambda height: self.commits.wait_executed(height),
             state_root_at=self._state_root_at,
             empty_block_wait_ms=config.consensus.empty_block_wait_ms(genesis),
+            min_block_wait_ms=config.consensus.min_block_wait_ms(genesis),
             lag_wait_ms=config.consensus.consensus_config(genesis).view_timeout_ms // 2,
             forced=self.forced,
             is_committed=self._is_committed,

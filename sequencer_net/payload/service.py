@@ -148,6 +148,7 @@ class PayloadService:
         state_root_at: Callable[[int], bytes | None],
         empty_block_wait_ms: int,
         lag_wait_ms: int,
+        min_block_wait_ms: int = 0,
         clock_ms: Callable[[], int] = wall_clock_ms,
         forced: ForcedInclusion | None = None,
         is_committed: Callable[[bytes], bool] = lambda tx_hash: False,
@@ -163,6 +164,9 @@ class PayloadService:
         self.state_root_at = state_root_at
         self.empty_block_wait_ms = empty_block_wait_ms
         self.lag_wait_ms = lag_wait_ms
+        self.min_block_wait_ms = min_block_wait_ms
+        """Pacing, as leader only: the least time from the parent's timestamp to a
+        proposal on it (`[consensus] min_block_interval_ms`, capped; 0: off)."""
         self.clock_ms = clock_ms
         self.forced = forced
         """Forced transactions to hold leaders to (None: the rule is off)."""
@@ -220,7 +224,10 @@ class PayloadService:
     async def build(self, parent_digest: bytes, height: int) -> bytes:
         """The payload of a new block at `height` on `parent_digest`; waits up to
         the empty-block interval for a first batch so an idle network does not
-        spin empty blocks."""
+        spin empty blocks. With pacing on (`min_block_wait_ms`), it first waits
+        until that long after the parent's timestamp, so that under load blocks
+        come fewer and fuller; the pacing wait counts toward the empty-block
+        interval."""
         target = max(self.core.committed.height - MAX_EXECUTION_BACKLOG, height - MAX_EXECUTION_LAG)
         if self.executed()[0] < target:
             # Backpressure: ordering waits (a bounded time, well inside the view)
@@ -240,13 +247,18 @@ class PayloadService:
         exclude = self._ancestor_batches(parent_digest)
         if self.certificates is not None:
             await self.certificates.fetch_missing_batches()
+        parent = self.parent_state(self.core.known_block(parent_digest))
         waited = time.perf_counter()
+        pace_ms = 0
         if not lagging:
-            with trio.move_on_after(self.empty_block_wait_ms / 1000):
+            deadline = trio.current_time() + self.empty_block_wait_ms / 1000
+            pace_ms = self.pacing_wait_ms(parent)
+            if pace_ms:
+                await trio.sleep(pace_ms / 1000)
+            with trio.move_on_at(deadline):
                 while not self._candidates(exclude, 1):
                     await self._wait_for_candidate()
         waited_ms = int((time.perf_counter() - waited) * 1000)
-        parent = self.parent_state(self.core.known_block(parent_digest))
         urgent, forced = self._forced_batches(exclude)
         batches: list[bytes] = []
         if not lagging:
@@ -273,10 +285,11 @@ class PayloadService:
             root = namespace_root(pairs)
         marks = [] if self.forced is None else self.forced.marks_for({h for _, h in pairs})
         log.info(
-            "event=payload_built height=%d batches=%s candidate_wait_ms=%d",
+            "event=payload_built height=%d batches=%s candidate_wait_ms=%d pace_ms=%d",
             height,
             ",".join(d.hex()[:12] for d in batches) or "-",
             waited_ms,
+            pace_ms,
         )
         return encode_payload(
             BlockPayload(
@@ -288,6 +301,18 @@ class PayloadService:
                 forced=[ForcedEntry(index, tx_hash) for index, tx_hash in marks],
             )
         )
+
+    def pacing_wait_ms(self, parent: ParentState | None) -> int:
+        """How long a leader holds its proposal on `parent` (pacing): until
+        `min_block_wait_ms` after the parent's timestamp, which every validator
+        reads the same from the parent block. Never longer than
+        `min_block_wait_ms` itself, whatever this clock says against the one that
+        stamped the parent; 0 with pacing off or the parent unknown. Leader-local:
+        no voter checks it, so it changes nothing about which blocks are valid."""
+        if self.min_block_wait_ms <= 0 or parent is None:
+            return 0
+        due = parent.timestamp_ms + self.min_block_wait_ms - self.clock_ms()
+        return max(0, min(self.min_block_wait_ms, due))
 
     def _candidates(self, exclude: set[bytes], limit: int) -> list[tuple[bytes, BatchSize]]:
         """Batches a block on these ancestors may name: with certificates, the

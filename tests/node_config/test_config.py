@@ -58,6 +58,7 @@ view_timeout_ms = 2500
 retry_ms = 700
 max_backoff_steps = 6
 empty_block_interval_ms = 250
+min_block_interval_ms = 60
 inclusion_delay_views = 3
 inclusion_delay_ms = 750
 test_fault = "equivocate"
@@ -149,7 +150,7 @@ def test_every_key_overridden(tmp_path: Path) -> None:
         "::1", 30101, 64, 5000, 1000, 16 * 1024 * 1024, 32, 16, 4, "admin.token", 500, 700
     )
     assert config.admin_token_path == home / "admin.token"
-    assert config.consensus == ConsensusSettings(2500, 700, 6, 250, 3, 750, "equivocate")
+    assert config.consensus == ConsensusSettings(2500, 700, 6, 250, 60, 3, 750, "equivocate")
     assert config.mempool == MempoolSettings(5000, 10_000_000, 64, 500, 65536, 0, 2, 400)
     assert config.storage == StorageSettings("/var/lib/seqnet", False, 5, 3)
     assert config.data_path == Path("/var/lib/seqnet")
@@ -203,6 +204,12 @@ def test_consensus_timers_fall_back_to_genesis(genesis: Genesis, tmp_path: Path)
         genesis.view_timeout_ms // 2
     )
     assert ConsensusSettings(empty_block_interval_ms=100).empty_block_wait_ms(genesis) == 100
+    # Pacing is off by default and holds a leader at most a quarter view timeout.
+    assert config.consensus.min_block_wait_ms(genesis) == 0
+    assert ConsensusSettings(min_block_interval_ms=10_000).min_block_wait_ms(genesis) == (
+        genesis.view_timeout_ms // 4
+    )
+    assert ConsensusSettings(min_block_interval_ms=60).min_block_wait_ms(genesis) == 60
 
 
 def test_with_log_level(tmp_path: Path) -> None:

@@ -326,3 +326,116 @@ async def test_a_large_blocks_root_goes_through_the_worker_thread_and_is_still_c
     assert await voter.verify(block)
     wrong = msgspec.structs.replace(built, namespace_root=EMPTY_ROOT)
     assert not await voter.verify(Block(11, 11, b"\x01" * 32, 1, encode_payload(wrong)))
+
+
+PACE_MS = 80
+EPOCH_MS = 1_700_000_000_000
+"""Wall-clock ms at the mock clock's zero."""
+
+
+def paced_leader(
+    parent_timestamp_ms: int, min_block_wait_ms: int = PACE_MS, pool: FakePool | None = None
+) -> tuple[PayloadService, bytes]:
+    """A leader whose wall clock runs with the mock clock, building on a parent
+    (height 10, executed and committed) stamped `parent_timestamp_ms`."""
+    parent = Block(
+        10,
+        10,
+        b"\x0a" * 32,
+        1,
+        encode_payload(BlockPayload(parent_timestamp_ms, 0, b"\x00" * 32, [], EMPTY_ROOT)),
+    )
+    leader = service(Execution(10), committed=10, fake_pool=pool)
+    leader.core = ChainCore(10, [parent])  # type: ignore[assignment]
+    leader.min_block_wait_ms = min_block_wait_ms
+    leader.clock_ms = lambda: EPOCH_MS + round(trio.current_time() * 1000)
+    return leader, parent.digest()
+
+
+def now_ms() -> int:
+    return EPOCH_MS + round(trio.current_time() * 1000)
+
+
+async def test_a_paced_leader_holds_its_proposal_until_the_interval_after_its_parent(
+    autojump_clock: MockClock,
+) -> None:
+    """The parent was stamped 30 ms ago: a batch is there, yet the leader waits
+    the 50 ms left of the interval, and the block still carries the batch."""
+    parent_timestamp_ms = now_ms() - 30
+    leader, parent = paced_leader(parent_timestamp_ms)
+    start = trio.current_time()
+    built = decode_payload(await leader.build(parent, 11))
+    assert trio.current_time() - start == pytest.approx((PACE_MS - 30) / 1000, abs=1e-9)
+    assert built.batches == [BATCH]
+    assert built.timestamp_ms == parent_timestamp_ms + PACE_MS  # stamped after the wait
+
+
+async def test_a_leader_whose_parent_is_older_than_the_interval_proposes_at_once(
+    autojump_clock: MockClock,
+) -> None:
+    leader, parent = paced_leader(now_ms() - PACE_MS - 1)
+    start = trio.current_time()
+    built = decode_payload(await leader.build(parent, 11))
+    assert trio.current_time() == start
+    assert built.batches == [BATCH]
+
+
+async def test_without_pacing_a_leader_proposes_at_once_on_a_fresh_parent(
+    autojump_clock: MockClock,
+) -> None:
+    leader, parent = paced_leader(now_ms(), min_block_wait_ms=0)
+    start = trio.current_time()
+    await leader.build(parent, 11)
+    assert trio.current_time() == start
+
+
+async def test_a_parent_stamped_ahead_of_this_clock_holds_a_leader_at_most_the_interval(
+    autojump_clock: MockClock,
+) -> None:
+    """The parent's leader's clock runs 5 s ahead of this one: the wait is capped
+    at the interval, not the 5 s the clocks disagree by."""
+    leader, parent = paced_leader(now_ms() + 5_000)
+    start = trio.current_time()
+    await leader.build(parent, 11)
+    assert trio.current_time() - start == pytest.approx(PACE_MS / 1000, abs=1e-9)
+
+
+async def test_the_pacing_wait_counts_toward_the_empty_block_interval(
+    autojump_clock: MockClock,
+) -> None:
+    """No batch: the empty block comes the empty-block interval (100 ms) after
+    building began, not that plus the 80 ms of pacing."""
+    leader, parent = paced_leader(now_ms(), pool=FakePool({}))
+    start = trio.current_time()
+    built = decode_payload(await leader.build(parent, 11))
+    assert trio.current_time() - start == pytest.approx(0.1, abs=1e-9)
+    assert built.batches == []
+
+
+async def test_a_batch_arriving_during_the_pacing_wait_is_proposed_when_it_ends(
+    autojump_clock: MockClock,
+) -> None:
+    pool = FakePool({})
+    leader, parent = paced_leader(now_ms(), pool=pool)
+    start = trio.current_time()
+    built: list[bytes] = []
+
+    async def build() -> None:
+        built.append(await leader.build(parent, 11))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(build)
+        await trio.sleep(0.01)
+        pool.batches[BATCH] = [(3, b"\x33" * 32)]
+    assert trio.current_time() - start == pytest.approx(PACE_MS / 1000, abs=1e-9)
+    assert decode_payload(built[0]).batches == [BATCH]
+
+
+async def test_a_lagging_leader_is_not_paced(autojump_clock: MockClock) -> None:
+    """A leader too far ahead of its execution proposes as soon as the bounded
+    wait for execution ends: pacing would only hold the chain longer. (The parent
+    is stamped so that it is fresh when that wait ends.)"""
+    leader, parent = paced_leader(now_ms() + LAG_WAIT_MS)
+    start = trio.current_time()
+    await leader.build(parent, 10 + MAX_EXECUTION_LAG + 1)
+    assert trio.current_time() - start == pytest.approx(LAG_WAIT_MS / 1000, abs=1e-9)
