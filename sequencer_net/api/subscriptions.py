@@ -79,7 +79,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections import OrderedDict, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -988,13 +988,21 @@ class Subscriptions:
         except BadQuery as exc:
             await self.refuse(websocket, CLOSE_BAD_QUERY, str(exc))
             return
+        await self._admitted(
+            websocket,
+            lambda: self._serve_blocks(sender_for(websocket), namespace, start, order_later),
+        )
+
+    async def _admitted(self, websocket: WebSocket, serve: Callable[[], Awaitable[None]]) -> None:
+        """Admit a subscription (4429 beyond the limits), accept it, run `serve`
+        until it returns or the client goes away, and release its place."""
         refusal = self._admit(websocket)
         if refusal is not None:
             await self.refuse(websocket, CLOSE_FULL, refusal)
             return
         try:
             await websocket.accept()
-            await self._serve_blocks(sender_for(websocket), namespace, start, order_later)
+            await serve()
         except WebSocketDisconnect:
             pass
         finally:
@@ -1118,33 +1126,26 @@ class Subscriptions:
         follows execution and storage), the newest height only: a reader that
         falls behind is sent the latest height, never a backlog. A ping after
         PING_INTERVAL_S without a message."""
-        refusal = self._admit(websocket)
-        if refusal is not None:
-            await self.refuse(websocket, CLOSE_FULL, refusal)
-            return
-        try:
-            await websocket.accept()
-            sent = -1
-            sent_at = trio.current_time()
-            while True:
-                # Taken before looking: a change after the look sets it.
-                changed = self.feed.changed()
-                height = self.executed_height()
-                if height > sent:
-                    await websocket.send_text(f'{{"type":"executed","height":{height}}}')
-                    sent, sent_at = height, trio.current_time()
-                    continue
-                # CERTIFICATE_POLL_S: a store nobody announces to is looked at again.
-                now = trio.current_time()
-                with trio.move_on_at(min(sent_at + PING_INTERVAL_S, now + CERTIFICATE_POLL_S)):
-                    await changed.wait()
-                if trio.current_time() - sent_at >= PING_INTERVAL_S:
-                    await websocket.send_text(PING_TEXT)
-                    sent_at = trio.current_time()
-        except WebSocketDisconnect:
-            pass
-        finally:
-            self._release(websocket)
+        await self._admitted(websocket, lambda: self._serve_executed(websocket))
+
+    async def _serve_executed(self, websocket: WebSocket) -> None:
+        sent = -1
+        sent_at = trio.current_time()
+        while True:
+            # Taken before looking: a change after the look sets it.
+            changed = self.feed.changed()
+            height = self.executed_height()
+            if height > sent:
+                await websocket.send_text(f'{{"type":"executed","height":{height}}}')
+                sent, sent_at = height, trio.current_time()
+                continue
+            # CERTIFICATE_POLL_S: a store nobody announces to is looked at again.
+            now = trio.current_time()
+            with trio.move_on_at(min(sent_at + PING_INTERVAL_S, now + CERTIFICATE_POLL_S)):
+                await changed.wait()
+            if trio.current_time() - sent_at >= PING_INTERVAL_S:
+                await websocket.send_text(PING_TEXT)
+                sent_at = trio.current_time()
 
     # ---- transaction status ----------------------------------------------------------
 
@@ -1169,24 +1170,17 @@ class Subscriptions:
         }
 
     async def transaction(self, websocket: WebSocket, h: bytes) -> None:
-        refusal = self._admit(websocket)
-        if refusal is not None:
-            await self.refuse(websocket, CLOSE_FULL, refusal)
-            return
-        try:
-            await websocket.accept()
-            last: dict[str, Any] | None = None
-            while True:
-                current = self._status(h)
-                if current != last:
-                    await websocket.send_json(current)
-                    last = current
-                if current["status"] == "committed":
-                    await websocket.close(code=1000)
-                    return
-                with trio.move_on_after(CERTIFICATE_POLL_S):  # also catches unknown -> pending
-                    await self.feed.wait_change()
-        except WebSocketDisconnect:
-            pass
-        finally:
-            self._release(websocket)
+        await self._admitted(websocket, lambda: self._serve_transaction(websocket, h))
+
+    async def _serve_transaction(self, websocket: WebSocket, h: bytes) -> None:
+        last: dict[str, Any] | None = None
+        while True:
+            current = self._status(h)
+            if current != last:
+                await websocket.send_json(current)
+                last = current
+            if current["status"] == "committed":
+                await websocket.close(code=1000)
+                return
+            with trio.move_on_after(CERTIFICATE_POLL_S):  # also catches unknown -> pending
+                await self.feed.wait_change()
