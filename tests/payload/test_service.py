@@ -344,24 +344,25 @@ def paced_leader(
     parent_timestamp_ms: int,
     min_block_wait_ms: int = PACE_MS,
     pool: FakePool | None = None,
-    parent_txs: int = PACE_FULL_TXS,
-    parent_batches: bytes = PARENT_BATCH,
+    parent_txs: int | list[int] = PACE_FULL_TXS,
 ) -> tuple[PayloadService, bytes]:
     """A leader whose wall clock runs with the mock clock, building on a parent
     (height 10, executed and committed) stamped `parent_timestamp_ms` that
     carries one batch of `parent_txs` transactions (a busy network's block by
-    default)."""
+    default), or one batch per count of a list."""
+    counts = [parent_txs] if isinstance(parent_txs, int) else parent_txs
+    parent_batches = [PARENT_BATCH[:-1] + bytes([i]) for i in range(len(counts))]
     parent = Block(
         10,
         10,
         b"\x0a" * 32,
         1,
         encode_payload(
-            BlockPayload(parent_timestamp_ms, 0, b"\x00" * 32, [parent_batches], EMPTY_ROOT)
+            BlockPayload(parent_timestamp_ms, 0, b"\x00" * 32, parent_batches, EMPTY_ROOT)
         ),
     )
     pool = pool if pool is not None else FakePool()
-    pool.ordered[parent_batches] = parent_txs
+    pool.ordered.update(zip(parent_batches, counts, strict=True))
     leader = service(Execution(10), committed=10, fake_pool=pool)
     leader.core = ChainCore(10, [parent])  # type: ignore[assignment]
     leader.min_block_wait_ms = min_block_wait_ms
@@ -479,6 +480,17 @@ async def test_a_parent_above_the_full_count_holds_the_whole_interval(
     autojump_clock: MockClock,
 ) -> None:
     leader, parent = paced_leader(now_ms(), parent_txs=10 * PACE_FULL_TXS)
+    start = trio.current_time()
+    await leader.build(parent, 11)
+    assert trio.current_time() - start == pytest.approx(PACE_MS / 1000, abs=1e-9)
+
+
+async def test_a_parent_of_several_batches_is_paced_by_their_sum(
+    autojump_clock: MockClock,
+) -> None:
+    """Two batches of half PACE_FULL_TXS each make a busy parent: the whole interval."""
+    half = PACE_FULL_TXS // 2
+    leader, parent = paced_leader(now_ms(), parent_txs=[half, half])
     start = trio.current_time()
     await leader.build(parent, 11)
     assert trio.current_time() - start == pytest.approx(PACE_MS / 1000, abs=1e-9)
