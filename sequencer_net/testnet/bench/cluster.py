@@ -193,3 +193,20 @@ def _clean_up(
     if not keep and not leftovers:
         shutil.rmtree(directory, ignore_errors=True)
     return leftovers
+
+
+def first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The exception to raise for a nursery's group: KeyboardInterrupt if any task
+    saw one (so Ctrl-C reads as Ctrl-C), else the first error."""
+    leaves: list[BaseException] = []
+    todo: list[BaseException] = [group]
+    while todo:
+        exc = todo.pop(0)
+        if isinstance(exc, BaseExceptionGroup):
+            todo.extend(exc.exceptions)
+        else:
+            leaves.append(exc)
+    for leaf in leaves:
+        if isinstance(leaf, KeyboardInterrupt):
+            return leaf
+    return leaves[0]

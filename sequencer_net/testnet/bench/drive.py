@@ -36,6 +36,7 @@ import msgspec
 import trio
 
 from sequencer_net.mempool.transaction import tx_hash
+from sequencer_net.testnet.bench.cluster import first_leaf
 from sequencer_net.testnet.bench.cpu import own_cpu_seconds, tree_cpu_seconds
 from sequencer_net.testnet.bench.histogram import LatencyHistogram
 from sequencer_net.testnet.bench.limits import (
@@ -115,11 +116,6 @@ def executed_height(status: dict[str, Any]) -> int:
     height = int(status.get("height") or 0)
     executed = status.get("executed_height")
     return min(height, int(executed)) if isinstance(executed, int) else height
-
-
-def _first_leaf(group: BaseExceptionGroup[ObserverError]) -> ObserverError:
-    first = group.exceptions[0]
-    return first if isinstance(first, ObserverError) else _first_leaf(first)
 
 
 def _executed_message_height(payload: bytes) -> int | None:
@@ -444,7 +440,7 @@ class StepDriver:
                 nursery.start_soon(self._follow_executed, send)
                 await self._fetch_executed(observer, receive)
         except* ObserverError as group:
-            raise _first_leaf(group) from None
+            raise first_leaf(group) from None
 
     async def _follow_executed(self, send: trio.MemorySendChannel[tuple[int, float]]) -> None:
         """Keep a subscription to node 0's executed height open and pass on each

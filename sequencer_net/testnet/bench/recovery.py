@@ -33,7 +33,12 @@ from typing import Any
 import trio
 
 from sequencer_net.client import AsyncSeqnetClient, FeeSchedule, SeqnetApiError, SeqnetClient
-from sequencer_net.testnet.bench.cluster import CleanupIncomplete, free_base_port, held_signals
+from sequencer_net.testnet.bench.cluster import (
+    CleanupIncomplete,
+    first_leaf,
+    free_base_port,
+    held_signals,
+)
 from sequencer_net.testnet.bench.limits import (
     CATCH_UP_TARGET_MS,
     COMMIT_GAP_TARGET_VIEW_TIMEOUTS,
@@ -694,8 +699,6 @@ def run_recovery(options: RecoveryOptions, echo: Echo) -> dict[str, Any]:
         try:
             trio.run(run.main)
         except BaseExceptionGroup as group:
-            from sequencer_net.testnet.bench.run import first_leaf
-
             raise first_leaf(group) from group
         echo("comparing block hashes")
         agreement = final_agreement(net)

@@ -24,7 +24,7 @@ import trio
 
 from consensus.encoding import Domain
 from sequencer_net.client import DEFAULT_FEES
-from sequencer_net.testnet.bench.cluster import BenchNetwork, bench_network
+from sequencer_net.testnet.bench.cluster import BenchNetwork, bench_network, first_leaf
 from sequencer_net.testnet.bench.drive import REFUSED, StepDriver, StepRecord, summarize_step
 from sequencer_net.testnet.bench.limits import (
     DEFAULT_LATENCY_BOUND_MS,
@@ -141,23 +141,6 @@ def run_step(
         "accounts": plan.accounts,
         "clean": not unfinished,
     }
-
-
-def first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The exception to raise for a nursery's group: KeyboardInterrupt if any task
-    saw one (so Ctrl-C reads as Ctrl-C), else the first error."""
-    leaves: list[BaseException] = []
-    todo: list[BaseException] = [group]
-    while todo:
-        exc = todo.pop(0)
-        if isinstance(exc, BaseExceptionGroup):
-            todo.extend(exc.exceptions)
-        else:
-            leaves.append(exc)
-    for leaf in leaves:
-        if isinstance(leaf, KeyboardInterrupt):
-            return leaf
-    return leaves[0]
 
 
 def unfinished_accounts(record: StepRecord) -> set[int]:
