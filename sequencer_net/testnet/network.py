@@ -67,6 +67,7 @@ from sequencer_net.testnet.processes import (
     send_signal,
     spawn,
     stop_processes,
+    wait_stopped,
 )
 
 if TYPE_CHECKING:
@@ -597,6 +598,9 @@ class Testnet:
         node = self.nodes[index]
         if node.identity is None or not send_signal(node.identity, signal.SIGSTOP):
             return False
+        # Return once it is stopped, not merely signalled (bounded: a process the
+        # kernel has not stopped by then is still marked paused; it will stop).
+        wait_stopped(node.identity.pid)
         node.paused = True
         self.save()
         return True

@@ -30,6 +30,11 @@ EXIT_WAIT_S = 3.0
 POLL_INTERVAL_S = 0.05
 EXEC_WAIT_S = 2.0
 
+STOP_WAIT_S = 2.0
+"""How long `pause` waits for a SIGSTOPped process to show as stopped: the
+kernel stops it only once it is scheduled and takes the signal, a moment later
+on a busy machine."""
+
 
 @dataclass(frozen=True, slots=True)
 class ProcessIdentity:
@@ -137,6 +142,19 @@ def send_signal(identity: ProcessIdentity, signum: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def wait_stopped(pid: int, timeout_s: float = STOP_WAIT_S) -> bool:
+    """Wait until the process shows as stopped (/proc state T) or is gone;
+    return whether it stopped within `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        fields = stat_fields(pid)
+        if fields is None or fields[0] in ("T", "t"):
+            return fields is not None
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(POLL_INTERVAL_S / 10)
 
 
 def _reap(children: dict[int, subprocess.Popen[bytes]]) -> None:

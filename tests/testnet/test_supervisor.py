@@ -4,6 +4,7 @@ and `down` never signalling a process it did not start."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -28,6 +29,7 @@ from sequencer_net.testnet.processes import (
     read_cmdline,
     read_start_ticks,
     stop_processes,
+    wait_stopped,
 )
 
 from .conftest import FAKE_NODE_COMMAND, free_base_port
@@ -285,3 +287,15 @@ def test_a_process_on_its_way_out_is_not_gone_until_it_is(
     assert processes.wait_gone([identity], 0.2) == [identity]
     foreign_process.kill()
     assert processes.wait_gone([identity], 5.0, {pid: foreign_process}) == []
+
+
+def test_wait_stopped_sees_a_sigstopped_process_and_not_a_running_one() -> None:
+    process = subprocess.Popen(["sleep", "30"])
+    try:
+        assert not wait_stopped(process.pid, timeout_s=0.1)
+        os.kill(process.pid, signal.SIGSTOP)
+        assert wait_stopped(process.pid, timeout_s=5.0)
+    finally:
+        process.kill()
+        process.wait()
+    assert not wait_stopped(process.pid, timeout_s=0.1)  # gone
