@@ -111,3 +111,32 @@ async def test_hashes_the_caller_computed_are_used_not_computed_again(monkeypatc
         pass
     else:
         raise AssertionError("hashes that do not match the transactions one to one were taken")
+
+
+async def test_jobs_run_on_the_pools_own_threads_started_once(monkeypatch: Any) -> None:
+    """Many calls, many chunks each, at once: every chunk runs on one of the pool's
+    `threads` long-lived worker threads, each started once (no thread per job)."""
+    monkeypatch.setattr(verifier, "CHUNK", 4)
+    names: set[str] = set()
+    real = verifier.check_chunk
+
+    def recording(*args: Any) -> Any:
+        names.add(threading.current_thread().name)
+        return real(*args)
+
+    monkeypatch.setattr(verifier, "check_chunk", recording)
+    items = [signed(sender=i % 8, nonce=i) for i in range(24)]
+    pool = VerifierPool(DOMAIN, threads=2)
+    results: list[list[Any]] = []
+
+    async def call() -> None:
+        results.append(await pool.check_many(items))
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(10):
+            nursery.start_soon(call)
+    assert len(results) == 10
+    for result in results:
+        assert [r.sender for r in result] == [KEYS[i % 8].address for i in range(24)]
+    assert names <= {"seqnet-verify-0", "seqnet-verify-1"} and names
+    assert pool.threads_started == len(names)
