@@ -41,7 +41,9 @@ interface ICommitments {
 /// that state for good: later posts are ignored here, deposits are refused, and withdrawals must
 /// prove against the frozen root, so no asset is paid both by the escape and by a later state.
 contract Bridge {
-    /// A Subaccount record is [collateral, markets, open_orders]; a flat one is a few dozen bytes.
+    /// A Subaccount record is [collateral, markets, open_orders] (subaccount 0: an Account,
+    /// [collateral, markets, open_orders, nonce_highest, nonce_used]); a flat one is a few dozen
+    /// bytes.
     uint256 public constant MAX_SUBACCOUNT_BYTES = 1024;
     /// The largest amount the chain credits (sequencer_net/execution/limits.py MAX_AMOUNT).
     uint256 public constant MAX_DEPOSIT = 1e40;
@@ -254,7 +256,7 @@ contract Bridge {
         if (value.length > MAX_SUBACCOUNT_BYTES) revert SubaccountTooLarge(value.length);
         bytes32 root = _escapeRoot(post, next);
         StateProof.verify(root, keccak256(abi.encodePacked("sub/", subaccount)), keccak256(value), proof);
-        uint256 amount = _flatCollateral(value);
+        uint256 amount = _flatCollateral(value, number == 0 ? 0x95 : 0x93);
         escapedSubaccount[subaccount] = true;
         emit Escaped(msg.sender, token, amount);
         _pay(msg.sender, token, amount);
@@ -320,10 +322,11 @@ contract Bridge {
         emit Frozen(post.stateHeight, root);
     }
 
-    /// The collateral of a Subaccount record [collateral, markets, open_orders] whose markets
-    /// list is empty.
-    function _flatCollateral(bytes calldata value) private pure returns (uint256) {
-        if (value.length == 0 || uint8(value[0]) != 0x93) revert MalformedSubaccount(); // fixarray 3
+    /// The collateral of a Subaccount record [collateral, markets, open_orders] (`header` 0x93,
+    /// fixarray 3) or of an Account record, which appends the nonce window (`header` 0x95,
+    /// fixarray 5), whose markets list is empty.
+    function _flatCollateral(bytes calldata value, uint8 header) private pure returns (uint256) {
+        if (value.length == 0 || uint8(value[0]) != header) revert MalformedSubaccount();
         (int256 collateral, uint256 next) = Msgpack.readInt(value, 1);
         if (next >= value.length) revert MalformedSubaccount();
         uint8 markets = uint8(value[next]);

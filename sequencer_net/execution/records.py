@@ -168,6 +168,19 @@ class Subaccount(msgspec.Struct, frozen=True, array_like=True):
     open_orders: int
 
 
+class Account(msgspec.Struct, frozen=True, array_like=True):
+    """The state entry of an owner's subaccount 0: its `Subaccount` fields
+    followed by the owner's `NonceWindow` (highest -1, used 0: no nonce used
+    yet). One entry, so the fee debit and the nonce a sender's transactions
+    use in a block write one key (docs/execution.md, "State model")."""
+
+    collateral: int
+    markets: tuple[int, ...]
+    open_orders: int
+    nonce_highest: int
+    nonce_used: int
+
+
 class Position(msgspec.Struct, frozen=True, array_like=True):
     """A subaccount's exposure in one market.
 

@@ -11,8 +11,9 @@ Key layout (docs/execution.md, "State model"); integers are big-endian:
     b"config"                              ChainConfig
     b"block"                               BlockInfo (last executed block)
     b"ledger"                              Ledger (fee pool, net deposits)
-    b"nonce/"  + address(20)               NonceWindow
-    b"sub/"    + subaccount(21)            Subaccount
+    b"sub/"    + owner(20) + b"\x00"       Account: subaccount 0 and the owner's NonceWindow
+                                           (NonceWindow alone: no subaccount 0 yet)
+    b"sub/"    + owner(20) + number(1)     Subaccount (numbers 1..255)
     b"pos/"    + subaccount(21) + mkt(4)   Position
     b"market/" + mkt(4)                    MarketParams
     b"mstate/" + mkt(4)                    MarketState
@@ -29,6 +30,11 @@ Key layout (docs/execution.md, "State model"); integers are big-endian:
     b"l1bal/"  + owner(20) + token(20)     abi.encode(uint256 amount): an L1 asset balance
     b"wd/"     + withdrawal id(8)          abi.encode(uint64 id, address recipient,
                                            address token, uint256 amount): an L1 withdrawal
+
+Subaccount 0 and the nonce window share one entry because every transaction
+uses a nonce and pays its fee from subaccount 0: a sender's transactions in a
+block then rewrite one key, not two (`account_entry`). In memory they stay
+apart (`ExecutionState.nonces`, `.subaccounts`).
 
 The last two are ABI, not msgpack: the L1 bridge contract reads them
 (l1_bridge.py, docs/execution.md "L1 bridge").
@@ -49,6 +55,7 @@ from .encoding import decode_canonical, encode
 from .limits import MAX_OPTION_TENOR_SECONDS
 from .receipts import PhaseSkipped
 from .records import (
+    Account,
     Address,
     BlockInfo,
     BridgeState,
@@ -76,7 +83,6 @@ It takes over liquidated positions and pays bankrupt accounts' deficits."""
 KEY_CONFIG: Final = b"config"
 KEY_BLOCK: Final = b"block"
 KEY_LEDGER: Final = b"ledger"
-PREFIX_NONCE: Final = b"nonce/"
 PREFIX_SUBACCOUNT: Final = b"sub/"
 PREFIX_POSITION: Final = b"pos/"
 PREFIX_MARKET: Final = b"market/"
@@ -106,6 +112,39 @@ ORDER_INDEX_PREFIXES: Final = (
 
 def subaccount_id(owner: bytes, number: int) -> SubaccountId:
     return SubaccountId(owner + bytes([number]))
+
+
+_NO_NONCE: Final = NonceWindow(highest=-1, used=0)
+
+
+def account_key(owner: bytes) -> bytes:
+    """The state key of `owner`'s Account entry (subaccount 0 and its nonce window)."""
+    return PREFIX_SUBACCOUNT + owner + b"\x00"
+
+
+def account_entry(sub: Subaccount | None, window: NonceWindow | None) -> bytes:
+    """The bytes of the entry under `account_key`: an Account, subaccount 0
+    and the nonce window (highest -1, used 0 if none used yet); or, for an
+    owner with a window but no subaccount 0, the NonceWindow alone."""
+    if sub is None:
+        assert window is not None, "an owner with neither has no entry"
+        return encode(window)
+    window = window or _NO_NONCE
+    return encode(
+        Account(sub.collateral, sub.markets, sub.open_orders, window.highest, window.used)
+    )
+
+
+def decode_account(value: bytes) -> tuple[Subaccount | None, NonceWindow | None]:
+    """The subaccount 0 and nonce window an `account_entry` holds (None: absent).
+    A NonceWindow is a 2-element array (0x92), an Account a 5-element one."""
+    if value[:1] == b"\x92":
+        return None, decode_canonical(value, NonceWindow)
+    account = decode_canonical(value, Account)
+    sub = Subaccount(account.collateral, account.markets, account.open_orders)
+    if account.nonce_highest == -1 and account.nonce_used == 0:
+        return sub, None
+    return sub, NonceWindow(account.nonce_highest, account.nonce_used)
 
 
 def owner_of(subaccount: bytes) -> Address:
@@ -533,10 +572,18 @@ class StateWriter:
             KEY_BLOCK: encode(block),
             KEY_LEDGER: encode(self.ledger),
         }
-        for address, nonce in self.nonces.changes():
-            changes[PREFIX_NONCE + address] = None if nonce is None else encode(nonce)
+        accounts = {address for address, _ in self.nonces.changes()}
         for sid, sub in self.subaccounts.changes():
-            changes[PREFIX_SUBACCOUNT + sid] = None if sub is None else encode(sub)
+            if sid[20] == 0:
+                accounts.add(sid[:20])
+            else:
+                changes[PREFIX_SUBACCOUNT + sid] = None if sub is None else encode(sub)
+        for owner in sorted(accounts):
+            sub = self.subaccounts.get(owner + b"\x00")
+            window = self.nonces.get(owner)
+            changes[account_key(owner)] = (
+                None if sub is None and window is None else account_entry(sub, window)
+            )
         for pkey, pos in self.positions.changes():
             changes[PREFIX_POSITION + pkey] = None if pos is None else encode(pos)
         for mid, params in self.market_params.changes():
@@ -620,10 +667,14 @@ def state_entries(state: ExecutionState) -> dict[bytes, bytes]:
         KEY_BLOCK: encode(state.block),
         KEY_LEDGER: encode(state.ledger),
     }
-    for address, nonce in state.nonces.items():
-        entries[PREFIX_NONCE + address] = encode(nonce)
     for sid, sub in state.subaccounts.items():
-        entries[PREFIX_SUBACCOUNT + sid] = encode(sub)
+        if sid[20] == 0:
+            entries[PREFIX_SUBACCOUNT + sid] = account_entry(sub, state.nonces.get(sid[:20]))
+        else:
+            entries[PREFIX_SUBACCOUNT + sid] = encode(sub)
+    for address, nonce in state.nonces.items():
+        if address + b"\x00" not in state.subaccounts:
+            entries[account_key(address)] = account_entry(None, nonce)
     for pkey, pos in state.positions.items():
         entries[PREFIX_POSITION + pkey] = encode(pos)
     for mid, params in state.market_params.items():
@@ -677,10 +728,16 @@ def load_state(store: NodeStore, root: bytes) -> ExecutionState:
             block = decode_canonical(value, BlockInfo)
         elif key == KEY_LEDGER:
             ledger = decode_canonical(value, Ledger)
-        elif key.startswith(PREFIX_NONCE):
-            nonces[key[len(PREFIX_NONCE) :]] = decode_canonical(value, NonceWindow)
         elif key.startswith(PREFIX_SUBACCOUNT):
-            subaccounts[key[len(PREFIX_SUBACCOUNT) :]] = decode_canonical(value, Subaccount)
+            sid = key[len(PREFIX_SUBACCOUNT) :]
+            if sid[20:] == b"\x00":
+                sub, window = decode_account(value)
+                if sub is not None:
+                    subaccounts[sid] = sub
+                if window is not None:
+                    nonces[sid[:20]] = window
+            else:
+                subaccounts[sid] = decode_canonical(value, Subaccount)
         elif key.startswith(PREFIX_POSITION):
             positions[key[len(PREFIX_POSITION) :]] = decode_canonical(value, Position)
         elif key.startswith(PREFIX_MARKET_STATE):

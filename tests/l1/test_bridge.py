@@ -13,7 +13,8 @@ from web3.types import TxReceipt
 from consensus.crypto import keccak256
 from sequencer_net.execution.encoding import BIG_INT_EXT, encode
 from sequencer_net.execution.limits import MAX_AMOUNT
-from sequencer_net.execution.records import Subaccount
+from sequencer_net.execution.records import NonceWindow, Subaccount
+from sequencer_net.execution.state import account_entry
 from sequencer_net.execution.state_tree import MemoryNodeStore, StateTree
 from sequencer_net.l1.posts import NO_POST, PostRef
 from tests.l1.l1_chain import CHALLENGE_WINDOW, ESCAPE_DELAY, L1Chain, expect_revert
@@ -170,14 +171,20 @@ def test_escape_hatch(chain: L1Chain) -> None:
     huge = Subaccount(collateral=HUGE, markets=(), open_orders=0)  # 16 bytes: fixext 16
     assert encode(small)[1] == 0xCF and encode(big)[1:4] == bytes([0xC7, 9, BIG_INT_EXT])
     assert encode(huge)[1:3] == bytes([0xD8, BIG_INT_EXT])
-    values = {
-        sub_key(alice.address, 0): encode(small),
+    carol, dave = chain.users[2], chain.deployer
+    window = NonceWindow(highest=41, used=0b1011)
+    values = {  # subaccount 0 is an Account: the Subaccount fields, then the nonce window
+        sub_key(alice.address, 0): account_entry(small, window),
         sub_key(alice.address, 1): encode(big),
         sub_key(alice.address, 2): encode(huge),
-        sub_key(bob.address, 0): encode(trading),
+        sub_key(bob.address, 0): account_entry(trading, None),
         sub_key(bob.address, 1): encode(negative),
+        sub_key(carol.address, 0): account_entry(None, window),  # the window alone
+        sub_key(carol.address, 1): account_entry(small, None),  # an Account off subaccount 0
+        sub_key(dave.address, 0): encode(small),  # a Subaccount on subaccount 0
         l1bal_key(bob.address, ETH): abi_encode(["uint256"], [3 * WAD]),
     }
+    assert values[sub_key(alice.address, 0)][0] == 0x95
     tree = build_state(values)
     posted = post_root(chain, tree.root).as_abi()
     functions = chain.bridge.functions
@@ -212,13 +219,16 @@ def test_escape_hatch(chain: L1Chain) -> None:
     expect_revert("AlreadyEscaped", lambda: escape(alice, 0))
     expect_revert("OpenMarkets", lambda: escape(bob, 0))
     expect_revert("NothingToEscape", lambda: escape(bob, 1))
+    expect_revert("MalformedSubaccount", lambda: escape(carol, 0))
+    expect_revert("MalformedSubaccount", lambda: escape(carol, 1))
+    expect_revert("MalformedSubaccount", lambda: escape(dave, 0))
     # a value that is not the proven one
     key = sub_key(bob.address, 0)
     expect_revert(
         "ProofMismatch",
         lambda: chain.send(
             functions.escapeCollateral(
-                0, encode(small), tree.prove(key).encode(), posted, NO_POST.as_abi()
+                0, account_entry(small, None), tree.prove(key).encode(), posted, NO_POST.as_abi()
             ),
             bob,
         ),
@@ -244,7 +254,7 @@ def test_escape_hatch(chain: L1Chain) -> None:
 def test_escape_needs_a_posted_state(chain: L1Chain) -> None:
     chain.mine(ESCAPE_DELAY + 1)
     no_post = NO_POST.as_abi()
-    value = b"\x93\x01\x90\x00"
+    value = b"\x95\x01\x90\x00\xff\x00"
     call = chain.bridge.functions.escapeCollateral(0, value, b"\x01", no_post, no_post)
     expect_revert("PostNotMade", lambda: chain.send(call, chain.users[0]))
 

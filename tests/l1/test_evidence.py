@@ -18,8 +18,8 @@ from consensus.encoding import Domain, vote_digest
 from consensus.epochs import epoch_domain_separator
 from consensus.messages import Vote, VoteKind
 from consensus.types import ZERO_DIGEST, Digest, Height, View
-from sequencer_net.execution.encoding import encode
 from sequencer_net.execution.records import Subaccount
+from sequencer_net.execution.state import account_entry
 from sequencer_net.l1.artifacts import load_artifact
 from sequencer_net.l1.evidence import (
     EvidenceRejected,
@@ -107,7 +107,7 @@ def test_a_proven_fork_freezes_and_pays_only_from_undisputed_state(chain: L1Chai
     alice_sub = Subaccount(collateral=7 * WAD, markets=(), open_orders=0)
     good = build_state(
         {
-            sub_key(alice.address, 0): encode(alice_sub),
+            sub_key(alice.address, 0): account_entry(alice_sub, None),
             wd_key(5): wd_value(5, honest.address, ETH, WAD),
         }
     )
@@ -193,12 +193,17 @@ def test_a_proven_fork_freezes_and_pays_only_from_undisputed_state(chain: L1Chai
     expect_revert(
         "NotNextPost",
         lambda: chain.send(
-            bridge.escapeCollateral(0, encode(alice_sub), proof, ref1.as_abi(), ref1.as_abi()),
+            bridge.escapeCollateral(
+                0, account_entry(alice_sub, None), proof, ref1.as_abi(), ref1.as_abi()
+            ),
             alice,
         ),
     )
     chain.send(
-        bridge.escapeCollateral(0, encode(alice_sub), proof, ref1.as_abi(), ref2.as_abi()), alice
+        bridge.escapeCollateral(
+            0, account_entry(alice_sub, None), proof, ref1.as_abi(), ref2.as_abi()
+        ),
+        alice,
     )
     assert chain.token.functions.balanceOf(alice.address).call() == 7 * WAD
     assert bridge.frozenStateRoot().call() == good.root
@@ -423,7 +428,10 @@ def test_liars_cannot_escape_from_their_fork_by_disputing_above_it(chain: L1Chai
     chain.send(chain.token.functions.mint(chain.addresses.checksum("bridge"), 100 * WAD))
     flat = Subaccount(collateral=5 * WAD, markets=(), open_orders=0)
     good = build_state(
-        {sub_key(alice.address, 0): encode(flat), sub_key(bob.address, 0): encode(flat)}
+        {
+            sub_key(alice.address, 0): account_entry(flat, None),
+            sub_key(bob.address, 0): account_entry(flat, None),
+        }
     )
     ref1 = chain.post_ref(
         post_signed(chain, chain.header(1, state_height=1, state_root=good.root), keys[:3])
@@ -431,8 +439,8 @@ def test_liars_cannot_escape_from_their_fork_by_disputing_above_it(chain: L1Chai
     rich = Subaccount(collateral=90 * WAD, markets=(), open_orders=0)
     fork_state = build_state(
         {
-            sub_key(attacker.address, 0): encode(rich),
-            sub_key(bob.address, 0): encode(flat),
+            sub_key(attacker.address, 0): account_entry(rich, None),
+            sub_key(bob.address, 0): account_entry(flat, None),
         }
     )
     fork = chain.header(2, state_height=2, state_root=fork_state.root)
@@ -450,7 +458,7 @@ def test_liars_cannot_escape_from_their_fork_by_disputing_above_it(chain: L1Chai
 
     def attacker_escape(post: PostRef = ref2, after: PostRef = NO_POST) -> TxReceipt:
         call = bridge.escapeCollateral(
-            0, encode(rich), attacker_proof, post.as_abi(), after.as_abi()
+            0, account_entry(rich, None), attacker_proof, post.as_abi(), after.as_abi()
         )
         return chain.send(call, attacker)
 
@@ -462,7 +470,10 @@ def test_liars_cannot_escape_from_their_fork_by_disputing_above_it(chain: L1Chai
     chain.mine(CHALLENGE_WINDOW)
     bob_proof = fork_state.prove(sub_key(bob.address, 0)).encode()
     chain.send(
-        bridge.escapeCollateral(0, encode(flat), bob_proof, ref2.as_abi(), NO_POST.as_abi()), bob
+        bridge.escapeCollateral(
+            0, account_entry(flat, None), bob_proof, ref2.as_abi(), NO_POST.as_abi()
+        ),
+        bob,
     )
     assert bridge.frozenStateRoot().call() == fork_state.root
     submit(chain, finalize_vote(liars[0], domain, fork), finalize_vote(liars[0], domain, twin))
@@ -475,7 +486,10 @@ def test_liars_cannot_escape_from_their_fork_by_disputing_above_it(chain: L1Chai
     # ...and escapes move to the last undisputed root, where alice is paid.
     alice_proof = good.prove(sub_key(alice.address, 0)).encode()
     chain.send(
-        bridge.escapeCollateral(0, encode(flat), alice_proof, ref1.as_abi(), ref2.as_abi()), alice
+        bridge.escapeCollateral(
+            0, account_entry(flat, None), alice_proof, ref1.as_abi(), ref2.as_abi()
+        ),
+        alice,
     )
     assert bridge.frozenStateRoot().call() == good.root
     assert chain.token.functions.balanceOf(alice.address).call() == 5 * WAD

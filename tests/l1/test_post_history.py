@@ -12,8 +12,8 @@ from web3 import Web3
 from web3.types import Nonce, TxParams
 
 from consensus.crypto import keccak256
-from sequencer_net.execution.encoding import encode
 from sequencer_net.execution.records import Subaccount
+from sequencer_net.execution.state import account_entry
 from sequencer_net.l1.artifacts import load_artifact
 from sequencer_net.l1.header import L1Header, sign_packed
 from sequencer_net.l1.posts import HISTORY, NO_POST, PostRef, escape_posts
@@ -164,8 +164,8 @@ def test_a_long_fork_escapes_from_the_last_undisputed_post(chain: L1Chain) -> No
     bridge = chain.bridge.functions
     chain.send(chain.token.functions.mint(chain.addresses.checksum("bridge"), 100 * WAD))
     flat = Subaccount(collateral=5 * WAD, markets=(), open_orders=0)
-    early = build_state({sub_key(alice.address, 0): encode(flat)})
-    good = build_state({sub_key(alice.address, 0): encode(flat), wd_key(1): b"\x01"})
+    early = build_state({sub_key(alice.address, 0): account_entry(flat, None)})
+    good = build_state({sub_key(alice.address, 0): account_entry(flat, None), wd_key(1): b"\x01"})
     first = chain.post_ref(chain.post(chain.header(1, state_height=1, state_root=early.root)))
     last_good = chain.post_ref(chain.post(chain.header(2, state_height=2, state_root=good.root)))
     fork = post_many(chain, range(3, 13))
@@ -183,7 +183,9 @@ def test_a_long_fork_escapes_from_the_last_undisputed_post(chain: L1Chain) -> No
     def escape(tree_root: object, post: PostRef, after: PostRef) -> object:
         tree = early if tree_root is early else good
         proof = tree.prove(sub_key(alice.address, 0)).encode()
-        call = bridge.escapeCollateral(0, encode(flat), proof, post.as_abi(), after.as_abi())
+        call = bridge.escapeCollateral(
+            0, account_entry(flat, None), proof, post.as_abi(), after.as_abi()
+        )
         return chain.send(call, alice)
 
     # An older undisputed post is refused (a withdrawal may have been paid after it)...
