@@ -45,6 +45,7 @@ premium it reserves (margin.py): a long can lose no more than what it costs.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable, Sequence
 from typing import Final, NamedTuple
 
@@ -112,6 +113,19 @@ def option_requirements(
 ) -> OptionRequirements:
     """The three requirements of a subaccount's options, summed over its groups;
     with `initial` False only maintenance (the initial ones are 0)."""
+    if isinstance(holdings, list) and len(holdings) == 1:  # one group of one option
+        h = holdings[0]
+        now = (h.size,)
+        maintenance = _single_requirement(w, h, now, MAINTENANCE_GRID, initial=False)
+        if not initial:
+            return OptionRequirements(maintenance, 0, 0)
+        alone = _single_requirement(w, h, now, INITIAL_GRID, initial=True)
+        if not h.open_sell:
+            return OptionRequirements(maintenance, alone, alone)
+        both = (h.size, h.size - h.open_sell)
+        return OptionRequirements(
+            maintenance, alone, _single_requirement(w, h, both, INITIAL_GRID, initial=True)
+        )
     groups: dict[tuple[int, int], list[OptionHolding]] = {}
     for holding in holdings:
         groups.setdefault(group_key(holding.market_id, holding.params), []).append(holding)
@@ -145,17 +159,67 @@ def group_requirement(
     `sizes[k]` lists the sizes market k may end up with (with orders: now or
     with every sell filled). Exact integer arithmetic: losses are wad^2
     numerators, the floor a wad^3 numerator; all three are compared over the
-    common denominator SHORT_FLOOR_DIVISOR * SCALE^2."""
+    common denominator SHORT_FLOOR_DIVISOR * SCALE^2.
+
+    The loss is linear in each size, so with d_j = mark - value_j (per market,
+    `scenario_deltas`) the worst loss of one market at size s is s * max_j d_j
+    for s >= 0 and s * min_j d_j for s < 0: a group of one option (most of
+    them) needs no pass over the grid."""
+    if len(group) == 1:
+        return _single_requirement(w, group[0], sizes[0], grid, initial=initial)
     if all(size == 0 for options in sizes for size in options):
         return 0
-    marks = [option_mark(w, h.market_id, h.params, h.state) for h in group]
-    columns = [scenario_values(w, h, grid) for h in group]
-    worst = max(_loss(sizes, marks, values) for values in zip(*columns, strict=True))
+    deltas = [scenario_deltas(w, h, grid) for h in group]
+    marks = [d[0] for d in deltas]
+    columns = [d[1] for d in deltas]
+    worst: int
+    if all(len(options) == 1 for options in sizes):
+        single = [options[0] for options in sizes]
+        worst = max(sum(map(operator.mul, single, column)) for column in zip(*columns, strict=True))
+    else:
+        worst = max(
+            sum(max(size * d for size in options) for options, d in zip(sizes, column, strict=True))
+            for column in zip(*columns, strict=True)
+        )
     scale = SHORT_FLOOR_DIVISOR * SCALE
     required = max(max(worst, 0) * scale, _short_floor(group, sizes, initial=initial))
     cap = _max_loss(group, sizes, marks)
     if cap is not None:
         required = min(required, max(cap, 0) * scale)
+    return -(-required // (scale * SCALE))  # margin rounds up
+
+
+def _single_requirement(
+    w: StateWriter,
+    holding: OptionHolding,
+    options: tuple[int, ...],
+    grid: ScenarioGrid,
+    *,
+    initial: bool,
+) -> int:
+    """`group_requirement` of a group of one option, written out."""
+    if not any(options):
+        return 0
+    mark, _, highest, lowest = scenario_deltas(w, holding, grid)
+    worst = max(size * highest if size >= 0 else size * lowest for size in options)
+    scale = SHORT_FLOOR_DIVISOR * SCALE
+    params = holding.params
+    fraction = params.initial_margin if initial else params.maintenance_margin
+    short = max(-min(options), 0)
+    required = max(max(worst, 0) * scale, short * holding.state.oracle_price * fraction)
+    # The largest loss against the mark over every spot at expiry (_max_loss).
+    terms = _terms(holding)
+    strike = terms.strike
+    if terms.option_kind == OptionKind.CALL:
+        if -min(options) > 0:  # net short a call: unbounded
+            return -(-required // (scale * SCALE))
+        points: tuple[int, ...] = (0, strike, strike + mark)
+        values = [max(spot - strike, 0) for spot in points]
+    else:
+        points = (0, strike, max(strike - mark, 0))
+        values = [max(strike - spot, 0) for spot in points]
+    cap = max(size * (mark - value) for value in values for size in options)
+    required = min(required, max(cap, 0) * scale)
     return -(-required // (scale * SCALE))  # margin rounds up
 
 
@@ -185,6 +249,29 @@ def scenario_values(w: StateWriter, holding: OptionHolding, grid: ScenarioGrid) 
             for vol_shock in grid.volatility_shocks
         )
         w.scenario_values[key] = cached
+    return cached
+
+
+def scenario_deltas(
+    w: StateWriter, holding: OptionHolding, grid: ScenarioGrid
+) -> tuple[int, tuple[int, ...], int, int]:
+    """(mark, mark - value in every scenario of `grid`, the largest and the
+    smallest of those differences): per block and market inputs, as
+    `scenario_values`, shared by every subaccount holding the option."""
+    state = holding.state
+    key = (
+        holding.market_id,
+        state.oracle_price,
+        state.oracle_volatility,
+        holding.params.risk_free_rate,
+        grid,
+    )
+    cached = w.scenario_deltas.get(key)
+    if cached is None:
+        mark = option_mark(w, holding.market_id, holding.params, state)
+        deltas = tuple(mark - value for value in scenario_values(w, holding, grid))
+        cached = (mark, deltas, max(deltas), min(deltas))
+        w.scenario_deltas[key] = cached
     return cached
 
 
