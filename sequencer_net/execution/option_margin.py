@@ -207,18 +207,21 @@ def _single_requirement(
     fraction = params.initial_margin if initial else params.maintenance_margin
     short = max(-min(options), 0)
     required = max(max(worst, 0) * scale, short * holding.state.oracle_price * fraction)
-    # The largest loss against the mark over every spot at expiry (_max_loss).
+    # The largest loss against the mark over every spot at expiry (_max_loss):
+    # at the points 0, the strike and where the payoff crosses the mark.
     terms = _terms(holding)
     strike = terms.strike
     if terms.option_kind == OptionKind.CALL:
-        if -min(options) > 0:  # net short a call: unbounded
+        if min(options) < 0:  # net short a call: unbounded
             return -(-required // (scale * SCALE))
-        points: tuple[int, ...] = (0, strike, strike + mark)
-        values = [max(spot - strike, 0) for spot in points]
+        values = (max(-strike, 0), 0, max(mark, 0))
     else:
-        points = (0, strike, max(strike - mark, 0))
-        values = [max(strike - spot, 0) for spot in points]
-    cap = max(size * (mark - value) for value in values for size in options)
+        values = (max(strike, 0), 0, max(strike - max(strike - mark, 0), 0))
+    if len(options) == 1:
+        size = options[0]
+        cap = max(size * (mark - values[0]), size * (mark - values[1]), size * (mark - values[2]))
+    else:
+        cap = max(size * (mark - value) for value in values for size in options)
     required = min(required, max(cap, 0) * scale)
     return -(-required // (scale * SCALE))  # margin rounds up
 
@@ -264,7 +267,8 @@ def scenario_deltas(
         state.oracle_price,
         state.oracle_volatility,
         holding.params.risk_free_rate,
-        grid,
+        # The two grids by a small tag (a tuple's hash is not kept); any other by value.
+        0 if grid is MAINTENANCE_GRID else 1 if grid is INITIAL_GRID else grid,
     )
     cached = w.scenario_deltas.get(key)
     if cached is None:
