@@ -50,7 +50,7 @@ from collections.abc import Iterable, Sequence
 from typing import Final, NamedTuple
 
 from .fixed_point import SCALE
-from .options import intrinsic_value, option_mark, option_value
+from .options import option_mark, option_value
 from .records import MarketParams, MarketState, OptionKind, OptionTerms
 from .state import StateWriter
 
@@ -291,14 +291,6 @@ def _vol(holding: OptionHolding, shock: int) -> int:
     return max(vol + shock, MIN_SCENARIO_VOLATILITY)
 
 
-def _loss(sizes: Sequence[tuple[int, ...]], marks: Sequence[int], values: Sequence[int]) -> int:
-    """sum_k max over market k's sizes of size * (mark - value): wad^2, exact."""
-    return sum(
-        max(size * (mark - value) for size in options)
-        for options, mark, value in zip(sizes, marks, values, strict=True)
-    )
-
-
 def _short_floor(
     group: Sequence[OptionHolding], sizes: Sequence[tuple[int, ...]], *, initial: bool
 ) -> int:
@@ -319,20 +311,37 @@ def _max_loss(
     None when it is unbounded (net short calls as the spot grows)."""
     slope = 0  # d(loss)/d(spot) for a spot above every strike and crossing
     points = {0}
-    terms = [_terms(h) for h in group]
-    for term, options, mark in zip(terms, sizes, marks, strict=True):
-        points.add(term.strike)
-        if term.option_kind == OptionKind.CALL:
+    legs: list[tuple[bool, int, tuple[int, ...], int]] = []
+    for holding, options, mark in zip(group, sizes, marks, strict=True):
+        term = _terms(holding)
+        strike = term.strike
+        points.add(strike)
+        call = term.option_kind == OptionKind.CALL
+        if call:
             slope += -min(options)
-            points.add(term.strike + mark)  # where the payoff crosses the mark
+            points.add(strike + mark)  # where the payoff crosses the mark
         else:
-            points.add(max(term.strike - mark, 0))
+            points.add(max(strike - mark, 0))
+        legs.append((call, strike, options, mark))
     if slope > 0:
         return None
-    return max(
-        _loss(sizes, marks, [intrinsic_value(term, spot) for term in terms])
-        for spot in sorted(points)
-    )
+    # The loss at each point (`_loss` against the intrinsic values), written out.
+    worst: int | None = None
+    for spot in points:
+        total = 0
+        for call, strike, options, mark in legs:
+            if call:
+                value = spot - strike if spot > strike else 0
+            else:
+                value = strike - spot if strike > spot else 0
+            diff = mark - value
+            if len(options) == 1:
+                total += options[0] * diff
+            else:
+                total += max(size * diff for size in options)
+        if worst is None or total > worst:
+            worst = total
+    return worst
 
 
 def _terms(holding: OptionHolding) -> OptionTerms:

@@ -17,12 +17,11 @@ from sequencer_net.execution.option_margin import (
     SHORT_FLOOR_DIVISOR,
     OptionHolding,
     OptionRequirements,
-    _max_loss,
     group_requirement,
     option_requirements,
     scenario_values,
 )
-from sequencer_net.execution.options import option_mark
+from sequencer_net.execution.options import intrinsic_value, option_mark
 from sequencer_net.execution.options_pricing import OptionType, black_scholes, years_from_seconds
 from sequencer_net.execution.receipts import Liquidated, LiquidationOrderPlaced
 from sequencer_net.execution.records import MarketParams, OptionKind, OptionTerms
@@ -401,7 +400,30 @@ def reference_group_requirement(
         for h, options in zip(group, sizes, strict=True)
     )
     required = max(max(worst, 0) * scale, floor)
-    cap = _max_loss(group, sizes, marks)
+    # The loss at expiry is piecewise linear in the spot: its largest value is
+    # at 0, a strike or a point where a payoff crosses its mark, or unbounded
+    # above every strike when the group is net short calls.
+    terms = [h.params.option for h in group]
+    assert all(t is not None for t in terms)
+    slope = sum(
+        -min(options)
+        for t, options in zip(terms, sizes, strict=True)
+        if t is not None and t.option_kind == OptionKind.CALL
+    )
+    cap = None
+    if slope <= 0:
+        points = {0}
+        for t, m in zip(terms, marks, strict=True):
+            assert t is not None
+            points |= {t.strike, t.strike + m, max(t.strike - m, 0)}
+        cap = max(
+            sum(
+                max(q * (m - intrinsic_value(t, spot)) for q in options)
+                for t, options, m in zip(terms, sizes, marks, strict=True)
+                if t is not None
+            )
+            for spot in points
+        )
     if cap is not None:
         required = min(required, max(cap, 0) * scale)
     return ceil_div(required, scale * W)
