@@ -45,11 +45,12 @@ premium it reserves (margin.py): a long can lose no more than what it costs.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable, Sequence
 from typing import Final, NamedTuple
 
 from .fixed_point import SCALE
-from .options import intrinsic_value, option_mark, option_value
+from .options import option_mark, option_value
 from .records import MarketParams, MarketState, OptionKind, OptionTerms
 from .state import StateWriter
 
@@ -112,6 +113,19 @@ def option_requirements(
 ) -> OptionRequirements:
     """The three requirements of a subaccount's options, summed over its groups;
     with `initial` False only maintenance (the initial ones are 0)."""
+    if isinstance(holdings, list) and len(holdings) == 1:  # one group of one option
+        h = holdings[0]
+        now = (h.size,)
+        maintenance = _single_requirement(w, h, now, MAINTENANCE_GRID, initial=False)
+        if not initial:
+            return OptionRequirements(maintenance, 0, 0)
+        alone = _single_requirement(w, h, now, INITIAL_GRID, initial=True)
+        if not h.open_sell:
+            return OptionRequirements(maintenance, alone, alone)
+        both = (h.size, h.size - h.open_sell)
+        return OptionRequirements(
+            maintenance, alone, _single_requirement(w, h, both, INITIAL_GRID, initial=True)
+        )
     groups: dict[tuple[int, int], list[OptionHolding]] = {}
     for holding in holdings:
         groups.setdefault(group_key(holding.market_id, holding.params), []).append(holding)
@@ -145,17 +159,70 @@ def group_requirement(
     `sizes[k]` lists the sizes market k may end up with (with orders: now or
     with every sell filled). Exact integer arithmetic: losses are wad^2
     numerators, the floor a wad^3 numerator; all three are compared over the
-    common denominator SHORT_FLOOR_DIVISOR * SCALE^2."""
+    common denominator SHORT_FLOOR_DIVISOR * SCALE^2.
+
+    The loss is linear in each size, so with d_j = mark - value_j (per market,
+    `scenario_deltas`) the worst loss of one market at size s is s * max_j d_j
+    for s >= 0 and s * min_j d_j for s < 0: a group of one option (most of
+    them) needs no pass over the grid."""
+    if len(group) == 1:
+        return _single_requirement(w, group[0], sizes[0], grid, initial=initial)
     if all(size == 0 for options in sizes for size in options):
         return 0
-    marks = [option_mark(w, h.market_id, h.params, h.state) for h in group]
-    columns = [scenario_values(w, h, grid) for h in group]
-    worst = max(_loss(sizes, marks, values) for values in zip(*columns, strict=True))
+    deltas = [scenario_deltas(w, h, grid) for h in group]
+    marks = [d[0] for d in deltas]
+    columns = [d[1] for d in deltas]
+    worst: int
+    if all(len(options) == 1 for options in sizes):
+        single = [options[0] for options in sizes]
+        worst = max(sum(map(operator.mul, single, column)) for column in zip(*columns, strict=True))
+    else:
+        worst = max(
+            sum(max(size * d for size in options) for options, d in zip(sizes, column, strict=True))
+            for column in zip(*columns, strict=True)
+        )
     scale = SHORT_FLOOR_DIVISOR * SCALE
     required = max(max(worst, 0) * scale, _short_floor(group, sizes, initial=initial))
     cap = _max_loss(group, sizes, marks)
     if cap is not None:
         required = min(required, max(cap, 0) * scale)
+    return -(-required // (scale * SCALE))  # margin rounds up
+
+
+def _single_requirement(
+    w: StateWriter,
+    holding: OptionHolding,
+    options: tuple[int, ...],
+    grid: ScenarioGrid,
+    *,
+    initial: bool,
+) -> int:
+    """`group_requirement` of a group of one option, written out."""
+    if not any(options):
+        return 0
+    mark, _, highest, lowest = scenario_deltas(w, holding, grid)
+    worst = max(size * highest if size >= 0 else size * lowest for size in options)
+    scale = SHORT_FLOOR_DIVISOR * SCALE
+    params = holding.params
+    fraction = params.initial_margin if initial else params.maintenance_margin
+    short = max(-min(options), 0)
+    required = max(max(worst, 0) * scale, short * holding.state.oracle_price * fraction)
+    # The largest loss against the mark over every spot at expiry (_max_loss):
+    # at the points 0, the strike and where the payoff crosses the mark.
+    terms = _terms(holding)
+    strike = terms.strike
+    if terms.option_kind == OptionKind.CALL:
+        if min(options) < 0:  # net short a call: unbounded
+            return -(-required // (scale * SCALE))
+        values = (max(-strike, 0), 0, max(mark, 0))
+    else:
+        values = (max(strike, 0), 0, max(strike - max(strike - mark, 0), 0))
+    if len(options) == 1:
+        size = options[0]
+        cap = max(size * (mark - values[0]), size * (mark - values[1]), size * (mark - values[2]))
+    else:
+        cap = max(size * (mark - value) for value in values for size in options)
+    required = min(required, max(cap, 0) * scale)
     return -(-required // (scale * SCALE))  # margin rounds up
 
 
@@ -188,6 +255,30 @@ def scenario_values(w: StateWriter, holding: OptionHolding, grid: ScenarioGrid) 
     return cached
 
 
+def scenario_deltas(
+    w: StateWriter, holding: OptionHolding, grid: ScenarioGrid
+) -> tuple[int, tuple[int, ...], int, int]:
+    """(mark, mark - value in every scenario of `grid`, the largest and the
+    smallest of those differences): per block and market inputs, as
+    `scenario_values`, shared by every subaccount holding the option."""
+    state = holding.state
+    key = (
+        holding.market_id,
+        state.oracle_price,
+        state.oracle_volatility,
+        holding.params.risk_free_rate,
+        # The two grids by a small tag (a tuple's hash is not kept); any other by value.
+        0 if grid is MAINTENANCE_GRID else 1 if grid is INITIAL_GRID else grid,
+    )
+    cached = w.scenario_deltas.get(key)
+    if cached is None:
+        mark = option_mark(w, holding.market_id, holding.params, state)
+        deltas = tuple(mark - value for value in scenario_values(w, holding, grid))
+        cached = (mark, deltas, max(deltas), min(deltas))
+        w.scenario_deltas[key] = cached
+    return cached
+
+
 def _shocked(holding: OptionHolding, shock: int) -> int:
     return (holding.state.oracle_price * (SCALE + shock)) // SCALE  # floor
 
@@ -198,14 +289,6 @@ def _vol(holding: OptionHolding, shock: int) -> int:
     if vol <= 0:
         return 0
     return max(vol + shock, MIN_SCENARIO_VOLATILITY)
-
-
-def _loss(sizes: Sequence[tuple[int, ...]], marks: Sequence[int], values: Sequence[int]) -> int:
-    """sum_k max over market k's sizes of size * (mark - value): wad^2, exact."""
-    return sum(
-        max(size * (mark - value) for size in options)
-        for options, mark, value in zip(sizes, marks, values, strict=True)
-    )
 
 
 def _short_floor(
@@ -228,20 +311,37 @@ def _max_loss(
     None when it is unbounded (net short calls as the spot grows)."""
     slope = 0  # d(loss)/d(spot) for a spot above every strike and crossing
     points = {0}
-    terms = [_terms(h) for h in group]
-    for term, options, mark in zip(terms, sizes, marks, strict=True):
-        points.add(term.strike)
-        if term.option_kind == OptionKind.CALL:
+    legs: list[tuple[bool, int, tuple[int, ...], int]] = []
+    for holding, options, mark in zip(group, sizes, marks, strict=True):
+        term = _terms(holding)
+        strike = term.strike
+        points.add(strike)
+        call = term.option_kind == OptionKind.CALL
+        if call:
             slope += -min(options)
-            points.add(term.strike + mark)  # where the payoff crosses the mark
+            points.add(strike + mark)  # where the payoff crosses the mark
         else:
-            points.add(max(term.strike - mark, 0))
+            points.add(max(strike - mark, 0))
+        legs.append((call, strike, options, mark))
     if slope > 0:
         return None
-    return max(
-        _loss(sizes, marks, [intrinsic_value(term, spot) for term in terms])
-        for spot in sorted(points)
-    )
+    # The loss at each point (`_loss` against the intrinsic values), written out.
+    worst: int | None = None
+    for spot in points:
+        total = 0
+        for call, strike, options, mark in legs:
+            if call:
+                value = spot - strike if spot > strike else 0
+            else:
+                value = strike - spot if strike > spot else 0
+            diff = mark - value
+            if len(options) == 1:
+                total += options[0] * diff
+            else:
+                total += max(size * diff for size in options)
+        if worst is None or total > worst:
+            worst = total
+    return worst
 
 
 def _terms(holding: OptionHolding) -> OptionTerms:

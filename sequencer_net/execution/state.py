@@ -411,6 +411,12 @@ class StateWriter:
         # Per (market, spot, vol, rate, grid): the option's values over the grid's
         # scenarios (option_margin.scenario_values), in this block's time.
         self.scenario_values: dict[tuple[int, int, int, int, object], tuple[int, ...]] = {}
+        # The same keys: (mark, mark - value per scenario, the largest and the
+        # smallest of those), what a group's scenario loss needs
+        # (option_margin.scenario_deltas).
+        self.scenario_deltas: dict[
+            tuple[int, int, int, int, object], tuple[int, tuple[int, ...], int, int]
+        ] = {}
         # Per market that cleared this block: (price, volume).
         self.cleared_prices: dict[int, tuple[int, int]] = {}
         # Per perpetual that cleared this block: what its auction observed of the

@@ -14,11 +14,14 @@ from sequencer_net.execution.margin import subaccount_risk
 from sequencer_net.execution.option_margin import (
     INITIAL_GRID,
     MAINTENANCE_GRID,
+    SHORT_FLOOR_DIVISOR,
     OptionHolding,
     OptionRequirements,
+    group_requirement,
     option_requirements,
+    scenario_values,
 )
-from sequencer_net.execution.options import option_mark
+from sequencer_net.execution.options import intrinsic_value, option_mark
 from sequencer_net.execution.options_pricing import OptionType, black_scholes, years_from_seconds
 from sequencer_net.execution.receipts import Liquidated, LiquidationOrderPlaced
 from sequencer_net.execution.records import MarketParams, OptionKind, OptionTerms
@@ -366,3 +369,121 @@ def test_maintenance_alone_revalues_only_the_maintenance_grid(
 
 
 CHAIN = margin_chain()
+
+
+def reference_group_requirement(
+    w: StateWriter,
+    group: list[OptionHolding],
+    sizes: list[tuple[int, ...]],
+    grid: Any,
+    *,
+    initial: bool,
+) -> int:
+    """The group requirement by its definition: every scenario's loss summed
+    over the markets, no per-market shortcut."""
+    if all(q == 0 for options in sizes for q in options):
+        return 0
+    marks = [option_mark(w, h.market_id, h.params, h.state) for h in group]
+    columns = [scenario_values(w, h, grid) for h in group]
+    worst = max(
+        sum(
+            max(q * (m - v) for q in options)
+            for options, m, v in zip(sizes, marks, values, strict=True)
+        )
+        for values in zip(*columns, strict=True)
+    )
+    scale = SHORT_FLOOR_DIVISOR * W
+    floor = sum(
+        max(-min(options), 0)
+        * h.state.oracle_price
+        * (h.params.initial_margin if initial else h.params.maintenance_margin)
+        for h, options in zip(group, sizes, strict=True)
+    )
+    required = max(max(worst, 0) * scale, floor)
+    # The loss at expiry is piecewise linear in the spot: its largest value is
+    # at 0, a strike or a point where a payoff crosses its mark, or unbounded
+    # above every strike when the group is net short calls.
+    terms = [h.params.option for h in group]
+    assert all(t is not None for t in terms)
+    slope = sum(
+        -min(options)
+        for t, options in zip(terms, sizes, strict=True)
+        if t is not None and t.option_kind == OptionKind.CALL
+    )
+    cap = None
+    if slope <= 0:
+        points = {0}
+        for t, m in zip(terms, marks, strict=True):
+            assert t is not None
+            points |= {t.strike, t.strike + m, max(t.strike - m, 0)}
+        cap = max(
+            sum(
+                max(q * (m - intrinsic_value(t, spot)) for q in options)
+                for t, options, m in zip(terms, sizes, marks, strict=True)
+                if t is not None
+            )
+            for spot in points
+        )
+    if cap is not None:
+        required = min(required, max(cap, 0) * scale)
+    return ceil_div(required, scale * W)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([C100, C101, C105, C300, P95, LONE_CALL]),
+            st.integers(-7 * W, 7 * W),
+            st.integers(0, 3 * W),
+        ),
+        min_size=1,
+        max_size=3,
+        unique_by=lambda t: t[0],
+    ),
+    st.lists(st.integers(60 * W, 140 * W), min_size=1, max_size=3),
+    st.sampled_from([W // 10, 8 * W // 10, 2 * W]),
+    st.booleans(),
+)
+def test_group_requirement_equals_its_definition_as_inputs_move_in_one_block(
+    legs: list[tuple[int, int, int]], spots: list[int], vol: int, maintenance: bool
+) -> None:
+    """The per-market shortcut and the per-block scenario caches give the
+    scenario sum's result exactly, for one option or several, with or without
+    sells, while the oracle inputs change within the block (one writer for
+    every spot: each spot is a new cache key, never a stale value)."""
+    state = CHAIN.state
+    w = writer(CHAIN)
+    grid = MAINTENANCE_GRID if maintenance else INITIAL_GRID
+    for spot in spots:
+        group = [
+            OptionHolding(
+                mid,
+                state.market_params[mid],
+                msgspec.structs.replace(
+                    state.market_states[mid], oracle_price=spot, oracle_volatility=vol
+                ),
+                q,
+                s,
+            )
+            for mid, q, s in legs
+        ]
+        choices: list[list[tuple[int, ...]]] = [
+            [(h.size,) for h in group],
+            [(h.size, h.size - h.open_sell) for h in group],
+        ]
+        for sizes in choices:
+            fresh = writer(CHAIN)
+            expected = reference_group_requirement(
+                fresh, group, sizes, grid, initial=not maintenance
+            )
+            assert group_requirement(w, group, sizes, grid, initial=not maintenance) == expected
+        if len(group) == 1:
+            h = group[0]
+            reqs = option_requirements(w, [h], initial=True)
+            assert reqs.maintenance == reference_group_requirement(
+                writer(CHAIN), group, [(h.size,)], MAINTENANCE_GRID, initial=False
+            )
+            assert reqs.initial_with_orders == reference_group_requirement(
+                writer(CHAIN), group, [(h.size, h.size - h.open_sell)], INITIAL_GRID, initial=True
+            )
