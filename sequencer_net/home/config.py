@@ -272,10 +272,11 @@ class ConsensusSettings:
         "validator's proposal on it (ms): under load, fewer and fuller blocks, so less "
         "of the machine goes to per-block work. A parent of 32 transactions or more "
         "holds the leader this long, a smaller one that fraction of it (an idle "
-        "network is barely held). The wait is at most this long whatever the clocks "
-        "say, applies only to this validator's own proposals (voters do not check "
-        "it) and is capped at a quarter of the view timeout. 0: propose as soon as a "
-        "batch is there.",
+        "network is barely held), and past 256 the hold grows, to twice this after a "
+        "parent of 768 or more (near the highest rate). The wait applies only to this "
+        "validator's own proposals (voters do not check it); the setting is capped at "
+        "an eighth of the view timeout, so the longest hold stays within a quarter of "
+        "it. 0: propose as soon as a batch is there.",
         _between(0, 10_000),
     )
 
@@ -317,9 +318,11 @@ class ConsensusSettings:
         return min(self.empty_block_interval_ms, view_timeout // 2)
 
     def min_block_wait_ms(self, genesis: Genesis) -> int:
-        """min_block_interval_ms, capped far inside the view timeout."""
+        """min_block_interval_ms, capped far inside the view timeout: the longest
+        hold, twice the setting after a parent of 768 transactions or more
+        (payload/service.py PACE_MAX_FACTOR), stays within a quarter of it."""
         view_timeout = self.view_timeout_ms or genesis.view_timeout_ms
-        return min(self.min_block_interval_ms, view_timeout // 4)
+        return min(self.min_block_interval_ms, view_timeout // 8)
 
     def consensus_config(self, genesis: Genesis) -> ConsensusConfig:
         """The consensus core's timers: these settings, else the genesis defaults."""

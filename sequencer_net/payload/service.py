@@ -106,6 +106,30 @@ an idle network's blocks carry one or two transactions (a hold of a few ms),
 and at 730 tx/s unpaced blocks carry about 36, which is where fewer, fuller
 blocks lowered latency (docs/performance.md, "Pacing")."""
 
+PACE_LARGE_TXS = 256
+PACE_STRETCH_TXS = 512
+"""Past a parent of PACE_LARGE_TXS transactions the hold grows by the interval
+times (transactions - PACE_LARGE_TXS) / PACE_STRETCH_TXS, up to twice the
+interval (a parent of 768 or more): near the network's highest rate the
+blocks' fixed cost (messages, synced votes, the share round, a commit) is paid
+fewer times a second, while at half that rate (blocks of about 150 on this
+project's benchmark machine) the hold is the plain interval
+(docs/performance.md, "Pacing")."""
+
+PACE_MAX_FACTOR = 2
+
+
+def pacing_interval_ms(setting_ms: int, parent_txs: int) -> int:
+    """The pacing interval after a parent of `parent_txs` transactions: that
+    fraction of `setting_ms` up to PACE_FULL_TXS, the setting up to
+    PACE_LARGE_TXS, then growing linearly to PACE_MAX_FACTOR times it."""
+    if parent_txs <= PACE_FULL_TXS:
+        return setting_ms * max(parent_txs, 0) // PACE_FULL_TXS
+    extra = min(parent_txs - PACE_LARGE_TXS, PACE_STRETCH_TXS * (PACE_MAX_FACTOR - 1))
+    if extra <= 0:
+        return setting_ms
+    return setting_ms + setting_ms * extra // PACE_STRETCH_TXS
+
 
 class Certificates(Protocol):
     """The availability certificates this validator holds (sequencer_net/node/
@@ -317,19 +341,20 @@ class PayloadService:
         the same from the parent block. The interval is `min_block_wait_ms` when
         the parent carried PACE_FULL_TXS transactions or more (a busy network),
         that fraction of it below (an idle network's blocks of a transaction or
-        two are barely held). Never longer than the interval itself, whatever
+        two are barely held), and longer after a parent of more than
+        PACE_LARGE_TXS (`pacing_interval_ms`). Never longer than the interval itself, whatever
         this clock says against the one that stamped the parent; 0 with pacing
         off or the parent unknown. Leader-local: no voter checks it, so it
         changes nothing about which blocks are valid."""
         if self.min_block_wait_ms <= 0 or parent is None:
             return 0
-        interval = self.min_block_wait_ms * min(parent_txs, PACE_FULL_TXS) // PACE_FULL_TXS
+        interval = pacing_interval_ms(self.min_block_wait_ms, parent_txs)
         due = parent.timestamp_ms + interval - self.clock_ms()
         return max(0, min(interval, due))
 
     def _transactions_in(self, block: Block | None) -> int:
         """The transactions `block` orders, as far as this pool knows its batches'
-        sizes, counted up to PACE_FULL_TXS (all pacing needs)."""
+        sizes, counted up to PACE_LARGE_TXS + PACE_STRETCH_TXS (all pacing needs)."""
         if block is None or self.min_block_wait_ms <= 0:
             return 0
         try:
@@ -341,7 +366,7 @@ class PayloadService:
             size = self.pool.size_of(digest)
             if size is not None:
                 total += size.transactions
-                if total >= PACE_FULL_TXS:
+                if total >= PACE_LARGE_TXS + PACE_STRETCH_TXS:
                     break
         return total
 

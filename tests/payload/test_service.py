@@ -23,7 +23,15 @@ from sequencer_net.payload.checks import (
 )
 from sequencer_net.payload.format import BlockPayload, decode_payload, encode_payload
 from sequencer_net.payload.namespaces import EMPTY_ROOT, namespace_proof, namespace_root
-from sequencer_net.payload.service import PACE_FULL_TXS, ROOT_IN_THREAD_MIN_TXS, PayloadService
+from sequencer_net.payload.service import (
+    PACE_FULL_TXS,
+    PACE_LARGE_TXS,
+    PACE_MAX_FACTOR,
+    PACE_STRETCH_TXS,
+    ROOT_IN_THREAD_MIN_TXS,
+    PayloadService,
+    pacing_interval_ms,
+)
 
 BATCH = b"\xbb" * 32
 LAG_WAIT_MS = 400
@@ -479,10 +487,50 @@ async def test_a_paced_leader_holds_a_quiet_parent_for_its_share_of_the_interval
 async def test_a_parent_above_the_full_count_holds_the_whole_interval(
     autojump_clock: MockClock,
 ) -> None:
-    leader, parent = paced_leader(now_ms(), parent_txs=10 * PACE_FULL_TXS)
+    for parent_txs in (2 * PACE_FULL_TXS, PACE_LARGE_TXS):
+        leader, parent = paced_leader(now_ms(), parent_txs=parent_txs)
+        start = trio.current_time()
+        await leader.build(parent, 11)
+        assert trio.current_time() - start == pytest.approx(PACE_MS / 1000, abs=1e-9)
+
+
+async def test_a_large_parent_stretches_the_hold_up_to_twice_the_interval(
+    autojump_clock: MockClock,
+) -> None:
+    """Past PACE_LARGE_TXS the hold grows with the parent: half the stretch
+    count more holds 1.5 intervals, and any larger parent at most twice it."""
+    cases = [
+        (PACE_LARGE_TXS + PACE_STRETCH_TXS // 2, PACE_MS * 3 // 2),
+        (PACE_LARGE_TXS + PACE_STRETCH_TXS, PACE_MS * PACE_MAX_FACTOR),
+        (40 * PACE_STRETCH_TXS, PACE_MS * PACE_MAX_FACTOR),
+    ]
+    for parent_txs, hold_ms in cases:
+        leader, parent = paced_leader(now_ms(), parent_txs=parent_txs)
+        start = trio.current_time()
+        await leader.build(parent, 11)
+        assert trio.current_time() - start == pytest.approx(hold_ms / 1000, abs=1e-9)
+
+
+async def test_a_large_parent_of_several_batches_is_stretched_by_their_sum(
+    autojump_clock: MockClock,
+) -> None:
+    """Counting stops only past what the stretch needs: four batches of
+    PACE_LARGE_TXS make a parent above the largest stretch."""
+    leader, parent = paced_leader(now_ms(), parent_txs=[PACE_LARGE_TXS] * 4)
     start = trio.current_time()
     await leader.build(parent, 11)
-    assert trio.current_time() - start == pytest.approx(PACE_MS / 1000, abs=1e-9)
+    assert trio.current_time() - start == pytest.approx(PACE_MS * PACE_MAX_FACTOR / 1000, abs=1e-9)
+
+
+def test_the_pacing_interval_rises_with_the_parent_and_never_passes_twice_the_setting() -> None:
+    previous = 0
+    for parent_txs in range(-1, 2 * (PACE_LARGE_TXS + PACE_STRETCH_TXS)):
+        interval = pacing_interval_ms(120, parent_txs)
+        assert previous <= interval <= 120 * PACE_MAX_FACTOR
+        previous = interval
+    assert pacing_interval_ms(120, 0) == 0
+    assert pacing_interval_ms(120, PACE_FULL_TXS) == pacing_interval_ms(120, PACE_LARGE_TXS) == 120
+    assert pacing_interval_ms(0, 10_000) == 0
 
 
 async def test_a_parent_of_several_batches_is_paced_by_their_sum(
