@@ -192,7 +192,7 @@ class MaintenanceCheck:
 
     def __init__(self, w: StateWriter) -> None:
         self._w = w
-        self._markets: dict[int, tuple[MarketParams, MarketState, int]] = {}
+        self._markets: dict[int, tuple[MarketParams, MarketState, int, bool]] = {}
         self._options: dict[int, SingleOptionTerms] = {}
         self._groups: dict[tuple[int, ...], GroupOptionTerms] = {}
 
@@ -201,23 +201,22 @@ class MaintenanceCheck:
         self._options.clear()
         self._groups.clear()
 
-    def _market(self, market_id: int) -> tuple[MarketParams, MarketState, int]:
-        """A market's params, state and valuation price (an option's mark is
-        computed on first use by a non-zero position, as `maintenance_risk` does)."""
+    def _market(self, market_id: int) -> tuple[MarketParams, MarketState, int, bool]:
+        """A market's params, state, valuation price (-1 for an option until a
+        non-zero position needs its mark, computed then as `maintenance_risk`
+        does) and whether it is a perpetual."""
         w = self._w
         params = w.market_params.get(market_id)
         state = w.market_states.get(market_id)
         assert params is not None and state is not None
-        if params.kind == MarketKind.PERPETUAL:
-            entry = (params, state, state.oracle_price)
-            self._markets[market_id] = entry
-        else:
-            entry = (params, state, -1)  # not cached: the mark below is
+        perpetual = params.kind == MarketKind.PERPETUAL
+        entry = (params, state, state.oracle_price if perpetual else -1, perpetual)
+        self._markets[market_id] = entry
         return entry
 
     def _mark(self, market_id: int, params: MarketParams, state: MarketState) -> int:
         price = valuation_price(self._w, market_id, params, state)
-        self._markets[market_id] = (params, state, price)
+        self._markets[market_id] = (params, state, price, False)
         return price
 
     def _options_requirement(self, options: list[OptionHolding]) -> int:
@@ -264,9 +263,9 @@ class MaintenanceCheck:
             position = positions.get(sid + market_id.to_bytes(4, "big"))
             assert position is not None
             entry = markets.get(market_id) or self._market(market_id)
-            params, state, price = entry
+            params, state, price, perpetual = entry
             size = position.size
-            if params.kind == MarketKind.PERPETUAL:
+            if perpetual:
                 if size:
                     index = state.long_index if size > 0 else state.short_index
                     equity -= abs(size) // params.lot_size * (index - position.index_snapshot)
