@@ -98,6 +98,7 @@ from .funding import apply_due_funding, sample_premiums
 from .l1_bridge import apply_deposit_report
 from .limits import MAX_DEX_PAYLOAD_BYTES, MAX_PHASE_FAILURES, MAX_REASON_LENGTH
 from .liquidation import liquidate_undermargined
+from .margin import MaintenanceCheck
 from .markets import apply_list_market, apply_set_paused, apply_update_market
 from .matching import run_auctions
 from .nonces import nonce_rejection, use_nonce
@@ -276,6 +277,9 @@ def admit_transactions(
         by_sender.setdefault(tx.sender, []).append((tx.nonce, tx.tx_hash, i, tx))
     admitted: list[tuple[int, SequencedTransaction]] = []
     collected = 0
+    # Admission writes nonces, subaccounts 0 and the ledger, never a market:
+    # one check reads each market's inputs once for every sender.
+    check = MaintenanceCheck(w)
     for sender in sorted(by_sender.keys() | failed_reveals.keys()):
         window = w.nonces.get(sender)
         balance: int | None = None  # computed once per sender, when first needed
@@ -292,7 +296,7 @@ def admit_transactions(
                 receipts[i] = _failed(tx_hash, sender, low)
                 continue
             if balance is None:
-                balance = fee_balance(w, sender)
+                balance = fee_balance(w, sender, check)
             if tx.fee > balance - paid:
                 short = InsufficientFeeBalance(f"fee {tx.fee} exceeds {max(balance - paid, 0)}")
                 receipts[i] = _failed(tx_hash, sender, short)
@@ -306,7 +310,7 @@ def admit_transactions(
             # After the sender's transactions, in block order: the max fee, or
             # what the fee balance still covers.
             if balance is None:
-                balance = fee_balance(w, sender)
+                balance = fee_balance(w, sender, check)
             charged = min(failed.fee, max(balance - paid, 0))
             paid += charged
             receipts[i] = Receipt(

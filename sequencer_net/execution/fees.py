@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Final
 
 from .limits import MAX_FEE, MAX_PAYLOAD_BYTES
-from .margin import maintenance_risk
+from .margin import MaintenanceCheck, maintenance_risk
 from .records import ChainConfig, Ledger
 from .state import ExecutionState, StateWriter, subaccount_id
 
@@ -50,14 +50,15 @@ def fee_account(sender: bytes) -> bytes:
     return subaccount_id(sender, 0)
 
 
-def fee_balance(w: StateWriter, sender: bytes) -> int:
+def fee_balance(w: StateWriter, sender: bytes, check: MaintenanceCheck | None = None) -> int:
     """What `sender` can pay in fees now: the equity of its subaccount 0 above
-    the maintenance requirement (its collateral if it holds no position)."""
+    the maintenance requirement (its collateral if it holds no position).
+    `check`, a `MaintenanceCheck` of `w`, computes the same from markets read once."""
     sid = fee_account(sender)
     sub = w.subaccount(sid)
     if not sub.markets:
         return sub.collateral
-    risk = maintenance_risk(w, sid)
+    risk = maintenance_risk(w, sid) if check is None else check(sid)
     return risk.equity - risk.maintenance
 
 

@@ -70,6 +70,7 @@ from .insurance import fund_available, take_over, take_over_slice
 from .limits import MAX_AMOUNT
 from .margin import (
     Maintenance,
+    MaintenanceCheck,
     maintenance_risk,
     requirement,
     valuation_price,
@@ -110,8 +111,10 @@ def liquidate_undermargined(w: StateWriter) -> int:
     watch: set[bytes] = set()
     # Whether any unit may be skipped: if not, phase_skipped is False for every one.
     may_skip = w.skip_all_phases or bool(w.skipped)
+    check = MaintenanceCheck(w)
     while True:
         acted = False
+        check.forget()
         below: list[tuple[int, bytes, Maintenance]] = []  # of the last pass: nobody acted on
         watch.clear()
         for sid in sorted(subaccounts_to_check(w)):
@@ -123,13 +126,15 @@ def liquidate_undermargined(w: StateWriter) -> int:
             # The unit StateWriter.phase("liquidation", sid) runs, written out: the
             # check runs for every holder of a market whose index moved.
             try:
-                risk = maintenance_risk(w, sid)
+                risk = check(sid)
                 if risk.equity >= risk.maintenance:
                     continue
                 watch.add(sid)
                 if risk.equity <= 0:
+                    check.forget()  # a close-out may change any market's state
                     close_out(w, sid, risk)
                 elif misses.get(sid, 0) >= allowed_misses(w, sid):
+                    check.forget()
                     close_out_slice(w, sid, risk)
                     misses.pop(sid)
                 else:

@@ -38,7 +38,18 @@ from collections.abc import Iterator
 from typing import NamedTuple
 
 from .fixed_point import SCALE
-from .option_margin import OptionHolding, option_requirements
+from .option_margin import (
+    MAINTENANCE_GRID,
+    GroupOptionTerms,
+    OptionHolding,
+    SingleOptionTerms,
+    group_key,
+    group_option_requirement,
+    group_option_terms,
+    option_requirements,
+    single_option_requirement,
+    single_option_terms,
+)
 from .options import option_mark
 from .positions import pending_charge, settle_charges
 from .records import MarketKind, MarketParams, MarketState, Position
@@ -164,3 +175,110 @@ def free_collateral(w: StateWriter, sid: bytes) -> int:
     """Equity above the initial requirement including open orders (may be negative)."""
     risk = subaccount_risk(w, sid)
     return risk.equity - risk.initial_with_orders
+
+
+class MaintenanceCheck:
+    """`maintenance_risk` of many subaccounts of one writer, each market's
+    inputs read once: what the end-of-block liquidation check runs for every
+    holder of a market whose inputs moved.
+
+    The per-market values (params, state, index and funding indexes, an
+    option's mark) are remembered until `forget`; the caller forgets them
+    whenever it changes any state (a close-out), so every result equals
+    `maintenance_risk(w, sid)` at the moment of the call (the same terms, each
+    rounded the same way, summed in the same order)."""
+
+    __slots__ = ("_groups", "_markets", "_options", "_w")
+
+    def __init__(self, w: StateWriter) -> None:
+        self._w = w
+        self._markets: dict[int, tuple[MarketParams, MarketState, int, bool]] = {}
+        self._options: dict[int, SingleOptionTerms] = {}
+        self._groups: dict[tuple[int, ...], GroupOptionTerms] = {}
+
+    def forget(self) -> None:
+        self._markets.clear()
+        self._options.clear()
+        self._groups.clear()
+
+    def _market(self, market_id: int) -> tuple[MarketParams, MarketState, int, bool]:
+        """A market's params, state, valuation price (-1 for an option until a
+        non-zero position needs its mark, computed then as `maintenance_risk`
+        does) and whether it is a perpetual."""
+        w = self._w
+        params = w.market_params.get(market_id)
+        state = w.market_states.get(market_id)
+        assert params is not None and state is not None
+        perpetual = params.kind == MarketKind.PERPETUAL
+        entry = (params, state, state.oracle_price if perpetual else -1, perpetual)
+        self._markets[market_id] = entry
+        return entry
+
+    def _mark(self, market_id: int, params: MarketParams, state: MarketState) -> int:
+        price = valuation_price(self._w, market_id, params, state)
+        self._markets[market_id] = (params, state, price, False)
+        return price
+
+    def _options_requirement(self, options: list[OptionHolding]) -> int:
+        """`option_requirements(w, options, initial=False).maintenance`: per
+        group (sorted by key, as there), from its markets' size-independent terms."""
+        if len(options) == 1:
+            groups = [options]
+        else:
+            by_key: dict[tuple[int, int], list[OptionHolding]] = {}
+            for holding in options:
+                by_key.setdefault(group_key(holding.market_id, holding.params), []).append(holding)
+            groups = [by_key[key] for key in sorted(by_key)]
+        total = 0
+        for group in groups:
+            if len(group) == 1:
+                holding = group[0]
+                if not holding.size:
+                    continue
+                terms = self._options.get(holding.market_id)
+                if terms is None:
+                    terms = single_option_terms(self._w, holding, MAINTENANCE_GRID, initial=False)
+                    self._options[holding.market_id] = terms
+                total += single_option_requirement(terms, holding.size)
+                continue
+            sizes = [h.size for h in group]
+            if not any(sizes):
+                continue
+            ids = tuple(h.market_id for h in group)
+            group_terms = self._groups.get(ids)
+            if group_terms is None:
+                group_terms = group_option_terms(self._w, group, MAINTENANCE_GRID, initial=False)
+                self._groups[ids] = group_terms
+            total += group_option_requirement(group_terms, sizes)
+        return total
+
+    def __call__(self, sid: bytes) -> Maintenance:
+        w = self._w
+        sub = w.subaccount(sid)
+        equity = sub.collateral
+        maintenance = 0
+        options: list[OptionHolding] = []
+        positions, markets = w.positions, self._markets
+        for market_id in sub.markets:
+            position = positions.get(sid + market_id.to_bytes(4, "big"))
+            assert position is not None
+            entry = markets.get(market_id) or self._market(market_id)
+            params, state, price, perpetual = entry
+            size = position.size
+            if perpetual:
+                if size:
+                    index = state.long_index if size > 0 else state.short_index
+                    equity -= abs(size) // params.lot_size * (index - position.index_snapshot)
+                    equity += (size * price) // SCALE
+                    fraction = params.maintenance_margin
+                    maintenance -= (-abs(size) * price * fraction) // _SCALE_SQUARED
+                continue
+            if size:
+                equity -= pending_charge(params, state, position)
+                if price < 0:
+                    price = self._mark(market_id, params, state)
+                equity += (size * price) // SCALE
+            options.append(OptionHolding(market_id, params, state, size, position.open_sell))
+        if options:
+            maintenance += self._options_requirement(options)
+        return Maintenance(equity, maintenance)

@@ -348,3 +348,118 @@ def _terms(holding: OptionHolding) -> OptionTerms:
     terms = holding.params.option
     assert terms is not None
     return terms
+
+
+class SingleOptionTerms(NamedTuple):
+    """What `_single_requirement` reads of one option market for one grid and
+    margin fraction, none of it from the holding's size: (mark, the largest and
+    smallest scenario difference, the spot, the fraction, the three payoff
+    values the loss cap is taken at; None for a call, whose short is unbounded)."""
+
+    mark: int
+    highest: int
+    lowest: int
+    spot: int
+    fraction: int
+    call: bool
+    values: tuple[int, int, int]
+
+
+def single_option_terms(
+    w: StateWriter, holding: OptionHolding, grid: ScenarioGrid, *, initial: bool
+) -> SingleOptionTerms:
+    """The size-independent part of `_single_requirement` for `holding`'s market."""
+    mark, _, highest, lowest = scenario_deltas(w, holding, grid)
+    params = holding.params
+    fraction = params.initial_margin if initial else params.maintenance_margin
+    terms = _terms(holding)
+    strike = terms.strike
+    call = terms.option_kind == OptionKind.CALL
+    if call:
+        values = (max(-strike, 0), 0, max(mark, 0))
+    else:
+        values = (max(strike, 0), 0, max(strike - max(strike - mark, 0), 0))
+    return SingleOptionTerms(
+        mark, highest, lowest, holding.state.oracle_price, fraction, call, values
+    )
+
+
+def single_option_requirement(terms: SingleOptionTerms, size: int) -> int:
+    """`_single_requirement(w, holding, (size,), grid, initial=...)` from the
+    market's `single_option_terms`: the same integers in the same order."""
+    if not size:
+        return 0
+    worst = size * terms.highest if size >= 0 else size * terms.lowest
+    scale = SHORT_FLOOR_DIVISOR * SCALE
+    short = -size if size < 0 else 0
+    required = max(max(worst, 0) * scale, short * terms.spot * terms.fraction)
+    if terms.call and size < 0:  # net short a call: unbounded
+        return -(-required // (scale * SCALE))
+    mark = terms.mark
+    first, second, third = terms.values
+    cap = max(size * (mark - first), size * (mark - second), size * (mark - third))
+    required = min(required, max(cap, 0) * scale)
+    return -(-required // (scale * SCALE))  # margin rounds up
+
+
+class GroupOptionTerms(NamedTuple):
+    """What `group_requirement` reads of a group's markets for one grid and
+    margin fraction, none of it from the sizes: per scenario the markets'
+    differences (mark - value), per market spot x fraction and whether it is a
+    call, and per point of `_max_loss` the markets' differences mark - payoff."""
+
+    columns: tuple[tuple[int, ...], ...]
+    floors: tuple[int, ...]
+    calls: tuple[bool, ...]
+    points: tuple[tuple[int, ...], ...]
+
+
+def group_option_terms(
+    w: StateWriter, group: Sequence[OptionHolding], grid: ScenarioGrid, *, initial: bool
+) -> GroupOptionTerms:
+    """The size-independent part of `group_requirement` for `group`'s markets."""
+    deltas = [scenario_deltas(w, h, grid) for h in group]
+    marks = [d[0] for d in deltas]
+    columns = tuple(zip(*(d[1] for d in deltas), strict=True))
+    floors = tuple(
+        h.state.oracle_price * (h.params.initial_margin if initial else h.params.maintenance_margin)
+        for h in group
+    )
+    spots = {0}
+    legs: list[tuple[bool, int, int]] = []
+    for holding, mark in zip(group, marks, strict=True):
+        term = _terms(holding)
+        strike = term.strike
+        spots.add(strike)
+        call = term.option_kind == OptionKind.CALL
+        spots.add(strike + mark if call else max(strike - mark, 0))
+        legs.append((call, strike, mark))
+    points = tuple(
+        tuple(
+            mark
+            - (
+                (spot - strike if spot > strike else 0)
+                if call
+                else (strike - spot if strike > spot else 0)
+            )
+            for call, strike, mark in legs
+        )
+        for spot in sorted(spots)
+    )
+    return GroupOptionTerms(columns, floors, tuple(leg[0] for leg in legs), points)
+
+
+def group_option_requirement(terms: GroupOptionTerms, sizes: Sequence[int]) -> int:
+    """`group_requirement(w, group, [(s,) for s in sizes], grid, initial=...)`
+    from the group's `group_option_terms`: the same integers."""
+    if not any(sizes):
+        return 0
+    worst: int = max(sum(map(operator.mul, sizes, column)) for column in terms.columns)
+    scale = SHORT_FLOOR_DIVISOR * SCALE
+    floor: int = sum(-size * f for size, f in zip(sizes, terms.floors, strict=True) if size < 0)
+    required = max(max(worst, 0) * scale, floor)
+    slope = sum(-size for size, call in zip(sizes, terms.calls, strict=True) if call)
+    if slope <= 0:  # else net short calls: the loss is unbounded
+        cap: int = max(sum(map(operator.mul, sizes, point)) for point in terms.points)
+        required = min(required, max(cap, 0) * scale)
+    return -(-required // (scale * SCALE))  # margin rounds up

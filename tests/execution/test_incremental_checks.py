@@ -21,7 +21,7 @@ from sequencer_net.execution.engine import (
     encode_outcome,
     execute_block,
 )
-from sequencer_net.execution.margin import maintenance_risk
+from sequencer_net.execution.margin import MaintenanceCheck, maintenance_risk
 from sequencer_net.execution.receipts import Liquidated, LiquidationOrderPlaced
 from sequencer_net.execution.state import INSURANCE_FUND, ExecutionState, StateWriter
 from sequencer_net.execution.transactions import UpdateMarketParams
@@ -54,10 +54,13 @@ def execute_checked(state: ExecutionState, block: ExecutionBlock) -> BlockResult
 def check_watch_list(state: ExecutionState) -> None:
     """What the next block relies on: every open subaccount off the watch list
     (option holders included) meets maintenance at this state."""
+    w = StateWriter(state, state.height, state.block.timestamp)
+    check = MaintenanceCheck(w)  # each market read once: the same values
+    for sid in sorted(state.open_subaccounts):
+        assert check(sid) == maintenance_risk(w, sid), sid.hex()
     watch = state.margin_watch
     if watch is None:
         return
-    w = StateWriter(state, state.height, state.block.timestamp)
     for sid in state.open_subaccounts - watch:
         if sid == INSURANCE_FUND:
             continue

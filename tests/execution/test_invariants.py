@@ -17,7 +17,12 @@ from hypothesis import strategies as st
 
 from sequencer_net.execution.block import SequencedTransaction
 from sequencer_net.execution.engine import ExecutionBlock, encode_outcome, execute_block
-from sequencer_net.execution.margin import Maintenance, maintenance_risk, subaccount_risk
+from sequencer_net.execution.margin import (
+    Maintenance,
+    MaintenanceCheck,
+    maintenance_risk,
+    subaccount_risk,
+)
 from sequencer_net.execution.state import INSURANCE_FUND, StateWriter
 from tests.execution.execution_harness import (
     BUY,
@@ -89,11 +94,13 @@ def check_invariants(chain: Chain) -> None:
     state = chain.state
     assert conserved_total(state) == state.ledger.net_deposits
     w = StateWriter(state, state.height, state.block.timestamp)
+    check = MaintenanceCheck(w)
     for sid in state.open_subaccounts:
         if sid == INSURANCE_FUND:
             continue
         risk = subaccount_risk(w, sid)
         assert maintenance_risk(w, sid) == Maintenance(risk.equity, risk.maintenance)
+        assert check(sid) == Maintenance(risk.equity, risk.maintenance)
         # Below maintenance only with positive equity (liquidation orders pending).
         assert risk.equity >= risk.maintenance or risk.equity > 0, sid.hex()
     for mid in MARKETS:

@@ -10,22 +10,32 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sequencer_net.execution import options as options_module
-from sequencer_net.execution.margin import subaccount_risk
+from sequencer_net.execution.margin import MaintenanceCheck, maintenance_risk, subaccount_risk
 from sequencer_net.execution.option_margin import (
     INITIAL_GRID,
     MAINTENANCE_GRID,
     SHORT_FLOOR_DIVISOR,
     OptionHolding,
     OptionRequirements,
+    group_option_requirement,
+    group_option_terms,
     group_requirement,
     option_requirements,
     scenario_values,
+    single_option_requirement,
+    single_option_terms,
 )
 from sequencer_net.execution.options import intrinsic_value, option_mark
 from sequencer_net.execution.options_pricing import OptionType, black_scholes, years_from_seconds
 from sequencer_net.execution.receipts import Liquidated, LiquidationOrderPlaced
-from sequencer_net.execution.records import MarketParams, OptionKind, OptionTerms
-from sequencer_net.execution.state import StateWriter
+from sequencer_net.execution.records import (
+    MarketParams,
+    OptionKind,
+    OptionTerms,
+    Position,
+    Subaccount,
+)
+from sequencer_net.execution.state import StateWriter, position_key
 from sequencer_net.execution.transactions import Withdraw
 from tests.execution.execution_harness import (
     BUY,
@@ -487,3 +497,124 @@ def test_group_requirement_equals_its_definition_as_inputs_move_in_one_block(
             assert reqs.initial_with_orders == reference_group_requirement(
                 writer(CHAIN), group, [(h.size, h.size - h.open_sell)], INITIAL_GRID, initial=True
             )
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([C100, C101, C105, C300, P95, LONE_CALL]),
+            st.integers(-7 * W, 7 * W) | st.just(0),
+        ),
+        min_size=1,
+        max_size=4,
+        unique_by=lambda t: t[0],
+    ),
+    st.integers(60 * W, 140 * W),
+    st.sampled_from([W // 10, 8 * W // 10, 2 * W]),
+    st.booleans(),
+)
+def test_size_independent_terms_give_the_definition(
+    legs: list[tuple[int, int]], spot: int, vol: int, maintenance: bool
+) -> None:
+    """A market's (or group's) terms computed once, then applied to any sizes
+    (what the liquidation check and fee balances do for every holder) give the
+    scenario sum's result exactly: single options, groups, longs, shorts, zeros."""
+    check_size_independent_terms(legs, spot, vol, maintenance)
+
+
+@pytest.mark.parametrize(
+    "legs",
+    [
+        [(C100, 3 * W), (C105, -3 * W)],  # call spread: capped by its max loss
+        [(C105, -2 * W), (C101, 2 * W), (P95, -W)],
+        [(P95, 4 * W)],
+        [(P95, -4 * W), (C300, W)],
+    ],
+)
+@pytest.mark.parametrize("maintenance", [True, False])
+def test_size_independent_terms_give_the_definition_for_spreads(
+    legs: list[tuple[int, int]], maintenance: bool
+) -> None:
+    """Groups that are not net short calls, where the loss cap binds."""
+    for spot in (70 * W, 100 * W, 130 * W):
+        check_size_independent_terms(legs, spot, 8 * W // 10, maintenance)
+
+
+def check_size_independent_terms(
+    legs: list[tuple[int, int]], spot: int, vol: int, maintenance: bool
+) -> None:
+    state = CHAIN.state
+    grid = MAINTENANCE_GRID if maintenance else INITIAL_GRID
+    group = [
+        OptionHolding(
+            mid,
+            state.market_params[mid],
+            msgspec.structs.replace(
+                state.market_states[mid], oracle_price=spot, oracle_volatility=vol
+            ),
+            q,
+            0,
+        )
+        for mid, q in legs
+    ]
+    sizes = [h.size for h in group]
+    expected = reference_group_requirement(
+        writer(CHAIN), group, [(q,) for q in sizes], grid, initial=not maintenance
+    )
+    w = writer(CHAIN)
+    terms = group_option_terms(w, group, grid, initial=not maintenance)
+    assert group_option_requirement(terms, sizes) == expected
+    # The same terms serve every other set of sizes (here: negated, halved).
+    for other in ([-q for q in sizes], [q // 2 for q in sizes]):
+        reference = reference_group_requirement(
+            writer(CHAIN), group, [(q,) for q in other], grid, initial=not maintenance
+        )
+        assert group_option_requirement(terms, other) == reference
+    for h in group:
+        single = single_option_terms(w, h, grid, initial=not maintenance)
+        for q in (h.size, -h.size, 0, 1, -1):
+            reference = reference_group_requirement(
+                writer(CHAIN), [h], [(q,)], grid, initial=not maintenance
+            )
+            assert single_option_requirement(single, q) == reference
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([C100, C101, C105, C300, P95, LONE_CALL]),
+            st.integers(-5, 5).map(lambda q: q * W),
+        ),
+        min_size=1,
+        max_size=6,
+        unique_by=lambda t: t[0],
+    ),
+    st.integers(-50 * W, 500 * W),
+)
+def test_the_liquidation_check_gives_maintenance_risk_for_any_option_book(
+    legs: list[tuple[int, int]], cash: int
+) -> None:
+    """`MaintenanceCheck` (markets read once, terms per market and per group
+    shared) equals `maintenance_risk` for holders of one or several options in
+    one or several groups (LONE_CALL is a group of its own), checked one after
+    another with the same check, as the liquidation check does."""
+    state = CHAIN.state
+    w = writer(CHAIN)
+    holders = []
+    for k in range(3):  # the same book, then its negation, then half of it
+        sid = sub("holder", k + 1)
+        held = [(mid, q if k == 0 else -q if k == 1 else q // 2) for mid, q in legs]
+        for mid, q in held:
+            snapshot = (
+                state.market_states[mid].long_index
+                if q >= 0
+                else state.market_states[mid].short_index
+            )
+            w.positions.put(position_key(sid, mid), Position(q, snapshot, 0, 0, 0))
+        w.subaccounts.put(sid, Subaccount(cash, tuple(sorted(m for m, _ in held)), 0))
+        holders.append(sid)
+    check = MaintenanceCheck(w)
+    for sid in holders:
+        assert check(sid) == maintenance_risk(w, sid)

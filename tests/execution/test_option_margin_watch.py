@@ -22,7 +22,7 @@ from sequencer_net.cli.bench_blocks import BlocksOptions, timed_blocks
 from sequencer_net.execution import liquidation
 from sequencer_net.execution import options as options_module
 from sequencer_net.execution.engine import BlockResult, ExecutionBlock, SequencedTransaction
-from sequencer_net.execution.margin import Maintenance, maintenance_risk
+from sequencer_net.execution.margin import Maintenance, MaintenanceCheck, maintenance_risk
 from sequencer_net.execution.options import option_mark
 from sequencer_net.execution.options_pricing import black_scholes
 from sequencer_net.execution.receipts import LiquidationOrderPlaced
@@ -59,7 +59,6 @@ def checked(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[bytes]]:
     last block (the full-check reference run is not recorded)."""
     seen: list[bytes] = []
     recording = [False]
-    original = maintenance_risk
     original_select = liquidation.subaccounts_to_check
 
     def select(w: StateWriter) -> set[bytes]:
@@ -68,13 +67,16 @@ def checked(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[bytes]]:
             seen.clear()
         return original_select(w)
 
-    def risk(w: StateWriter, sid: bytes) -> Maintenance:
-        if recording[0]:
-            seen.append(sid)
-        return original(w, sid)
+    class Recording(MaintenanceCheck):
+        __slots__ = ()
+
+        def __call__(self, sid: bytes) -> Maintenance:
+            if recording[0]:
+                seen.append(sid)
+            return super().__call__(sid)
 
     monkeypatch.setattr(liquidation, "subaccounts_to_check", select)
-    monkeypatch.setattr(liquidation, "maintenance_risk", risk)
+    monkeypatch.setattr(liquidation, "MaintenanceCheck", Recording)
     yield seen
 
 
