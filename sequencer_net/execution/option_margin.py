@@ -230,14 +230,7 @@ def scenario_values(w: StateWriter, holding: OptionHolding, grid: ScenarioGrid) 
     """The option's value in every scenario of `grid` (spot shocks outer,
     volatility shocks inner), computed once per block per market inputs and
     grid and shared by every subaccount holding it."""
-    state = holding.state
-    key = (
-        holding.market_id,
-        state.oracle_price,
-        state.oracle_volatility,
-        holding.params.risk_free_rate,
-        grid,
-    )
+    key = _scenario_key(holding, grid)
     cached = w.scenario_values.get(key)
     if cached is None:
         cached = tuple(
@@ -261,22 +254,28 @@ def scenario_deltas(
     """(mark, mark - value in every scenario of `grid`, the largest and the
     smallest of those differences): per block and market inputs, as
     `scenario_values`, shared by every subaccount holding the option."""
-    state = holding.state
-    key = (
-        holding.market_id,
-        state.oracle_price,
-        state.oracle_volatility,
-        holding.params.risk_free_rate,
-        # The two grids by a small tag (a tuple's hash is not kept); any other by value.
-        0 if grid is MAINTENANCE_GRID else 1 if grid is INITIAL_GRID else grid,
-    )
+    key = _scenario_key(holding, grid)
     cached = w.scenario_deltas.get(key)
     if cached is None:
-        mark = option_mark(w, holding.market_id, holding.params, state)
+        mark = option_mark(w, holding.market_id, holding.params, holding.state)
         deltas = tuple(mark - value for value in scenario_values(w, holding, grid))
         cached = (mark, deltas, max(deltas), min(deltas))
         w.scenario_deltas[key] = cached
     return cached
+
+
+def _scenario_key(holding: OptionHolding, grid: ScenarioGrid) -> tuple[int, int, int, int, object]:
+    """What an option's scenario values depend on within a block: its market,
+    the oracle's price and volatility, the rate and the grid (the two standard
+    grids by a small tag, since a tuple's hash is not kept; any other by value)."""
+    state = holding.state
+    return (
+        holding.market_id,
+        state.oracle_price,
+        state.oracle_volatility,
+        holding.params.risk_free_rate,
+        0 if grid is MAINTENANCE_GRID else 1 if grid is INITIAL_GRID else grid,
+    )
 
 
 def _shocked(holding: OptionHolding, shock: int) -> int:
