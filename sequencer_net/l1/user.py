@@ -26,7 +26,12 @@ from web3.contract import Contract
 from web3.logs import DISCARD
 
 from sequencer_net.client import SeqnetApiError, SeqnetClient
-from sequencer_net.execution.state import PREFIX_L1_BALANCE, PREFIX_SUBACCOUNT, l1_balance_key
+from sequencer_net.execution.state import (
+    PREFIX_L1_BALANCE,
+    PREFIX_SUBACCOUNT,
+    decode_account,
+    l1_balance_key,
+)
 from sequencer_net.l1.artifacts import load_artifact
 from sequencer_net.l1.posts import NO_POST, PostNotFound, PostRef, escape_posts, latest_post
 from sequencer_net.l1.transact import transact
@@ -245,7 +250,8 @@ def escape_collateral(
     owner = _address(account.address)
     key = PREFIX_SUBACCOUNT + owner + bytes([number])
     entry = node.state_proof(key, state_height=height)
-    if entry.value is None:
+    if entry.value is None or (number == 0 and decode_account(entry.value)[0] is None):
+        # Subaccount 0's entry may hold only the owner's nonce window: no collateral.
         raise NotPostedYet(f"subaccount {number} holds nothing in the posted state")
     call = bridge.functions.escapeCollateral(
         number, entry.value, entry.proof, post.as_abi(), after.as_abi()

@@ -18,6 +18,7 @@ from web3.exceptions import ContractCustomError
 from sequencer_net.api.errors import ApiError, api_error_handler
 from sequencer_net.api.proofs import proof_routes
 from sequencer_net.client import SeqnetClient
+from sequencer_net.execution.state import PREFIX_SUBACCOUNT, decode_account
 from sequencer_net.execution.transactions import Withdraw
 from sequencer_net.l1.artifacts import custom_error_name
 from sequencer_net.l1.header import L1Header
@@ -31,13 +32,15 @@ from sequencer_net.l1.user import (
     finalize_withdrawal,
     prove_withdrawal,
 )
-from tests.execution.execution_harness import Chain, W, sub
+from tests.execution.execution_harness import Chain, W, key, sub
 from tests.execution.test_l1_bridge import ALICE, bridge_chain, quorum
 from tests.l1.l1_chain import ESCAPE_DELAY, L1Chain
 
 ALICE_1 = sub("alice", 1)
 """Alice's subaccount 1: holds only what the L1 deposit brings (subaccount 0 is
 funded at genesis, which no L1 deposit backs)."""
+
+BOB = key("bob")
 
 
 def _node(engine: Chain, roots: dict[int, bytes]) -> SeqnetClient:
@@ -103,7 +106,14 @@ def test_deposit_withdraw_claim_and_escape(chain: L1Chain, engine: Chain) -> Non
     assert custom_error_name(again.value) == "AlreadyWithdrawn"
 
     # A withdrawal executed after the posted state is not claimable until it is posted.
-    engine.block([engine.tx(ALICE, Withdraw(1, W // 2, recipient))])
+    # Bob, never funded, uses a nonce on a withdrawal that fails: his subaccount 0
+    # entry then holds only his nonce window.
+    engine.block(
+        [
+            engine.tx(ALICE, Withdraw(1, W // 2, recipient)),
+            engine.tx(BOB, Withdraw(1, W, recipient)),
+        ]
+    )
     later = _record(engine, roots)
     with pytest.raises(NotPostedYet):
         claim_withdrawal(chain.w3, user, chain.bridge, chain.commitments, node, 1)
@@ -125,6 +135,14 @@ def test_deposit_withdraw_claim_and_escape(chain: L1Chain, engine: Chain) -> Non
     chain.mine(ESCAPE_DELAY + 1)
     escaped = escape_collateral(chain.w3, alice, chain.bridge, chain.commitments, node, 1)
     assert (escaped.amount, escaped.state_height) == (3 * W // 2, later)
+    # Bob's subaccount 0 entry is his nonce window alone: refused before any L1
+    # transaction (he holds no ether for one), not by the Bridge.
+    window_only = node.state_proof(PREFIX_SUBACCOUNT + BOB.address + b"\x00", state_height=later)
+    assert window_only.value is not None and decode_account(window_only.value)[0] is None
+    with pytest.raises(NotPostedYet):
+        escape_collateral(
+            chain.w3, Account.from_key(BOB.secret), chain.bridge, chain.commitments, node, 0
+        )
     assert chain.token.functions.balanceOf(alice.address).call() == 3 * W // 2
     with pytest.raises(ContractCustomError) as twice:
         escape_collateral(chain.w3, alice, chain.bridge, chain.commitments, node, 1)
