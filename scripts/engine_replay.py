@@ -40,7 +40,7 @@ from sequencer_net.execution.genesis import GenesisConfig, genesis_state
 from sequencer_net.storage.state_store import RocksNodeStore
 
 sys.path.insert(0, str(Path(__file__).parent))
-from engine_rollup_blocks import _as, _baseline_block, load_baseline
+from engine_rollup_blocks import _as, _baseline_block, execute_pair, load_baseline
 
 
 def load_dump(path: str) -> tuple[GenesisConfig, list[tuple[ExecutionBlock, bytes]]]:
@@ -110,16 +110,9 @@ def run_paired(
                 totals = {"baseline": 0.0, "this tree": 0.0}
                 pairs = zip(blocks, old_blocks, strict=True)
                 for k, ((block, root), old_block) in enumerate(pairs):
-                    order = ("this tree", "baseline") if k % 2 == 0 else ("baseline", "this tree")
-                    for name in order:
-                        started = time.thread_time()
-                        if name == "baseline":
-                            old_result = old_engine.execute_block(old_state, old_block)
-                        else:
-                            new_result = execute_block(new_state, block)
-                        totals[name] += time.thread_time() - started
-                    if old_engine.encode_outcome(old_result) != encode_outcome(new_result):
-                        sys.exit(f"run {run} block {block.height}: the outcomes differ")
+                    old_result, new_result = execute_pair(
+                        old_engine, old_state, old_block, new_state, block, k, totals, run
+                    )
                     if new_result.state.state_root != root:
                         sys.exit(f"block {block.height}: state root differs from the captured one")
                     old_state, new_state = old_result.state, new_result.state

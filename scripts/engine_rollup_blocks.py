@@ -37,6 +37,7 @@ import time
 from pathlib import Path
 from random import Random
 from types import ModuleType
+from typing import Any
 
 import msgspec
 
@@ -247,6 +248,32 @@ def _baseline_block(engine: ModuleType, block: ExecutionBlock) -> object:
     return engine.ExecutionBlock(block.height, block.timestamp_seconds, txs)
 
 
+def execute_pair(
+    old_engine: ModuleType,
+    old_state: Any,
+    old_block: Any,
+    new_state: Any,
+    block: Any,
+    k: int,
+    totals: dict[str, float],
+    run: int,
+) -> tuple[Any, Any]:
+    """Execute one block on the baseline's engine and on this tree's, the first
+    of the two alternating with `k`, add each one's thread CPU to `totals` and
+    exit if their outcomes differ; the two results."""
+    order = ("this tree", "baseline") if k % 2 == 0 else ("baseline", "this tree")
+    for name in order:
+        started = time.thread_time()
+        if name == "baseline":
+            old_result = old_engine.execute_block(old_state, old_block)
+        else:
+            new_result = execute_block(new_state, block)
+        totals[name] += time.thread_time() - started
+    if old_engine.encode_outcome(old_result) != encode_outcome(new_result):
+        sys.exit(f"run {run} block {block.height}: the outcomes differ")
+    return old_result, new_result
+
+
 def run_paired(args: argparse.Namespace) -> None:
     """Both engines on the same blocks, alternating which goes first each block:
     outcomes compared block by block, thread CPU summed per engine."""
@@ -270,16 +297,9 @@ def run_paired(args: argparse.Namespace) -> None:
                 totals = {"baseline": 0.0, "this tree": 0.0}
                 for k, block in enumerate(blocks):
                     old_block = _baseline_block(old_engine, block)
-                    order = ("this tree", "baseline") if k % 2 == 0 else ("baseline", "this tree")
-                    for name in order:
-                        started = time.thread_time()
-                        if name == "baseline":
-                            old_result = old_engine.execute_block(old_state, old_block)
-                        else:
-                            new_result = execute_block(new_state, block)
-                        totals[name] += time.thread_time() - started
-                    if old_engine.encode_outcome(old_result) != encode_outcome(new_result):
-                        sys.exit(f"run {run} block {block.height}: the outcomes differ")
+                    old_result, new_result = execute_pair(
+                        old_engine, old_state, old_block, new_state, block, k, totals, run
+                    )
                     old_state, new_state = old_result.state, new_result.state
                     blocks_done += 1
                 for name, total in totals.items():
