@@ -462,22 +462,10 @@ def test_group_requirement_equals_its_definition_as_inputs_move_in_one_block(
     scenario sum's result exactly, for one option or several, with or without
     sells, while the oracle inputs change within the block (one writer for
     every spot: each spot is a new cache key, never a stale value)."""
-    state = CHAIN.state
     w = writer(CHAIN)
     grid = MAINTENANCE_GRID if maintenance else INITIAL_GRID
     for spot in spots:
-        group = [
-            OptionHolding(
-                mid,
-                state.market_params[mid],
-                msgspec.structs.replace(
-                    state.market_states[mid], oracle_price=spot, oracle_volatility=vol
-                ),
-                q,
-                s,
-            )
-            for mid, q, s in legs
-        ]
+        group = holdings_at(legs, spot, vol)
         choices: list[list[tuple[int, ...]]] = [
             [(h.size,) for h in group],
             [(h.size, h.size - h.open_sell) for h in group],
@@ -541,12 +529,11 @@ def test_size_independent_terms_give_the_definition_for_spreads(
         check_size_independent_terms(legs, spot, 8 * W // 10, maintenance)
 
 
-def check_size_independent_terms(
-    legs: list[tuple[int, int]], spot: int, vol: int, maintenance: bool
-) -> None:
+def holdings_at(legs: list[tuple[int, int, int]], spot: int, vol: int) -> list[OptionHolding]:
+    """Holdings of (market, size, open sell) with each market's oracle at
+    `spot` and `vol`."""
     state = CHAIN.state
-    grid = MAINTENANCE_GRID if maintenance else INITIAL_GRID
-    group = [
+    return [
         OptionHolding(
             mid,
             state.market_params[mid],
@@ -554,10 +541,17 @@ def check_size_independent_terms(
                 state.market_states[mid], oracle_price=spot, oracle_volatility=vol
             ),
             q,
-            0,
+            s,
         )
-        for mid, q in legs
+        for mid, q, s in legs
     ]
+
+
+def check_size_independent_terms(
+    legs: list[tuple[int, int]], spot: int, vol: int, maintenance: bool
+) -> None:
+    grid = MAINTENANCE_GRID if maintenance else INITIAL_GRID
+    group = holdings_at([(mid, q, 0) for mid, q in legs], spot, vol)
     sizes = [h.size for h in group]
     expected = reference_group_requirement(
         writer(CHAIN), group, [(q,) for q in sizes], grid, initial=not maintenance
