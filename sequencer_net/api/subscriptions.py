@@ -1137,10 +1137,12 @@ class Subscriptions:
         then whenever the executed height advances (the feed's `announce`, which
         follows execution and storage), the newest height only: a reader that
         falls behind is sent the latest height, never a backlog. A ping after
-        PING_INTERVAL_S without a message."""
-        await self._admitted(websocket, lambda: self._serve_executed(websocket))
+        PING_INTERVAL_S without a message. Written as block messages are
+        (framed_send.py): whole frames straight to the connection, under its
+        write deadline, and a connection found gone ends the subscription."""
+        await self._admitted(websocket, lambda: self._serve_executed(sender_for(websocket)))
 
-    async def _serve_executed(self, websocket: WebSocket) -> None:
+    async def _serve_executed(self, sender: FramedSender) -> None:
         sent = -1
         sent_at = trio.current_time()
         while True:
@@ -1148,7 +1150,7 @@ class Subscriptions:
             changed = self.feed.changed()
             height = self.executed_height()
             if height > sent:
-                await websocket.send_text(f'{{"type":"executed","height":{height}}}')
+                await sender.send(TextFrame.of(f'{{"type":"executed","height":{height}}}'))
                 sent, sent_at = height, trio.current_time()
                 continue
             # CERTIFICATE_POLL_S: a store nobody announces to is looked at again.
@@ -1156,7 +1158,7 @@ class Subscriptions:
             with trio.move_on_at(min(sent_at + PING_INTERVAL_S, now + CERTIFICATE_POLL_S)):
                 await changed.wait()
             if trio.current_time() - sent_at >= PING_INTERVAL_S:
-                await websocket.send_text(PING_TEXT)
+                await sender.send(PING)
                 sent_at = trio.current_time()
 
     # ---- transaction status ----------------------------------------------------------
