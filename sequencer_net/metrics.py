@@ -180,5 +180,10 @@ class _P2PCollector(Collector):
             ("requests_sent", s.requests_sent, "Requests made to validators (fetches)"),
             ("requests_served", s.requests_served, "Requests from validators answered"),
             ("log_lines_suppressed", s.log_lines_suppressed, "Peer log events not written"),
+            (
+                "protocol_errors",
+                s.protocol_errors,
+                "Connections closed for breaking yamux's rules (window overrun, stalled frame)",
+            ),
         ):
             yield CounterMetricFamily(f"seqnet_p2p_{name}", doc, value=value)

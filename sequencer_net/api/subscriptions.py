@@ -802,6 +802,17 @@ class _BlockSubscriber:
         """Where a reconnect picks up: the lowest height not delivered whole."""
         return self.owed[0] if self.owed else self.next_height
 
+    def may_send(self, complete: bool) -> bool:
+        """Whether a height's message may go: with its order, or to a subscriber
+        that asked for `order=later`."""
+        return complete or self.order_later
+
+    def sent_height(self, height: int, complete: bool) -> None:
+        """Its message for `height` went out; without its order, the order is owed."""
+        self.next_height = height + 1
+        if not complete:
+            self.owed.append(height)
+
     def wake(self) -> None:
         self.changed.set()
         self.changed = trio.Event()
@@ -911,36 +922,41 @@ class Subscriptions:
         tip = self._tip()
         try:
             while True:
-                owed = subscriber.owed
-                if owed:
-                    order = self.messages.order_frame(owed[0])
-                    if order is not None:
-                        if not sender.send_at_once(order):
-                            return False
-                        owed.popleft()
-                        self._pushed(subscriber)
-                        if sender.has_pending():
-                            return False  # its task writes the rest
-                        continue
-                height = subscriber.next_height
-                if height > tip:
+                due = self._due(subscriber, tip)
+                if due is None:
                     return True
-                found = self.messages.message_now(height, subscriber.namespace)
-                if found is None:
-                    return False
-                message, complete = found
-                if not complete and not subscriber.order_later:
-                    return True  # the message waits for its order: a change of the feed
-                if not sender.send_at_once(message):
-                    return False
-                subscriber.next_height = height + 1
-                if not complete:
-                    owed.append(height)
+                if isinstance(due, TextFrame):
+                    if not sender.send_at_once(due):
+                        return False
+                    subscriber.owed.popleft()
+                else:
+                    found = self.messages.message_now(due, subscriber.namespace)
+                    if found is None:
+                        return False
+                    message, complete = found
+                    if not subscriber.may_send(complete):
+                        return True  # the message waits for its order: a change of the feed
+                    if not sender.send_at_once(message):
+                        return False
+                    subscriber.sent_height(due, complete)
                 self._pushed(subscriber)
                 if sender.has_pending():
-                    return False
+                    return False  # its task writes the rest
         except (NoOwnCertificate, WebSocketDisconnect):
             return False
+
+    def _due(self, subscriber: _BlockSubscriber, tip: int) -> TextFrame | int | None:
+        """What a subscriber is sent next, the one rule its task and `_push`
+        follow: the order message of its lowest owed height once that order is
+        known (owed orders first, in height order), else its next height if
+        decided here (at most `tip`), else nothing yet (None)."""
+        owed = subscriber.owed
+        if owed:
+            order = self.messages.order_frame(owed[0])
+            if order is not None:
+                return order
+        height = subscriber.next_height
+        return height if height <= tip else None
 
     def _pushed(self, subscriber: _BlockSubscriber) -> None:
         subscriber.sent_at = trio.current_time()
@@ -1038,16 +1054,13 @@ class Subscriptions:
                     # Taken before looking: a change meanwhile wakes this task,
                     # which is not parked.
                     changed = subscriber.changed
-                    owed = subscriber.owed
-                    if owed:
-                        order = self.messages.order_frame(owed[0])
-                        if order is not None:
-                            await sender.send(order)
-                            owed.popleft()
-                            subscriber.sent_at = trio.current_time()
-                            continue
-                    height = subscriber.next_height
-                    if height > self._tip():
+                    due = self._due(subscriber, self._tip())
+                    if isinstance(due, TextFrame):
+                        await sender.send(due)
+                        subscriber.owed.popleft()
+                        subscriber.sent_at = trio.current_time()
+                        continue
+                    if due is None:
                         subscriber.live = True
                         # Nothing to send: what the feed brings next is pushed
                         # without waking this task, unless it needs it.
@@ -1059,6 +1072,7 @@ class Subscriptions:
                             await sender.send(PING)
                             subscriber.sent_at = trio.current_time()
                         continue
+                    height = due
                     try:
                         found = await self.messages.early_message(height, namespace)
                     except NoOwnCertificate as exc:
@@ -1070,7 +1084,7 @@ class Subscriptions:
                             log.info("event=subscription_no_certificate %s", exc)
                             break
                         found = None
-                    if found is not None and not found[1] and not order_later:
+                    if found is not None and not subscriber.may_send(found[1]):
                         found = None  # the whole message waits for the block's order
                     if found is None:
                         # Not provable yet (a batch, a descendant's commit, the
@@ -1083,9 +1097,7 @@ class Subscriptions:
                     message, complete = found
                     await sender.send(message)
                     subscriber.sent_at = trio.current_time()
-                    subscriber.next_height = height + 1
-                    if not complete:
-                        owed.append(height)
+                    subscriber.sent_height(height, complete)
         finally:
             self._block_subscribers.discard(subscriber)
         websocket = sender.websocket
@@ -1125,10 +1137,12 @@ class Subscriptions:
         then whenever the executed height advances (the feed's `announce`, which
         follows execution and storage), the newest height only: a reader that
         falls behind is sent the latest height, never a backlog. A ping after
-        PING_INTERVAL_S without a message."""
-        await self._admitted(websocket, lambda: self._serve_executed(websocket))
+        PING_INTERVAL_S without a message. Written as block messages are
+        (framed_send.py): whole frames straight to the connection, under its
+        write deadline, and a connection found gone ends the subscription."""
+        await self._admitted(websocket, lambda: self._serve_executed(sender_for(websocket)))
 
-    async def _serve_executed(self, websocket: WebSocket) -> None:
+    async def _serve_executed(self, sender: FramedSender) -> None:
         sent = -1
         sent_at = trio.current_time()
         while True:
@@ -1136,7 +1150,7 @@ class Subscriptions:
             changed = self.feed.changed()
             height = self.executed_height()
             if height > sent:
-                await websocket.send_text(f'{{"type":"executed","height":{height}}}')
+                await sender.send(TextFrame.of(f'{{"type":"executed","height":{height}}}'))
                 sent, sent_at = height, trio.current_time()
                 continue
             # CERTIFICATE_POLL_S: a store nobody announces to is looked at again.
@@ -1144,7 +1158,7 @@ class Subscriptions:
             with trio.move_on_at(min(sent_at + PING_INTERVAL_S, now + CERTIFICATE_POLL_S)):
                 await changed.wait()
             if trio.current_time() - sent_at >= PING_INTERVAL_S:
-                await websocket.send_text(PING_TEXT)
+                await sender.send(PING)
                 sent_at = trio.current_time()
 
     # ---- transaction status ----------------------------------------------------------

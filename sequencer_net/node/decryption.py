@@ -654,6 +654,10 @@ class Decryptor:
         job = self._jobs.get(height)
         try:
             if job is None or not job.matches(block, envelopes):
+                if job is not None:
+                    # Begun on other envelopes: its gathering would go on,
+                    # asking peers for a block opening nobody awaits.
+                    job.scope.cancel()
                 job = self._new_job(height, block, envelopes)
                 await self._work(job)
             else:

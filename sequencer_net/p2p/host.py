@@ -131,6 +131,10 @@ def _no_refused_callback(reason: RefusalReason, peer: ID | None) -> None:
     return None
 
 
+def _no_protocol_error_callback() -> None:
+    return None
+
+
 @dataclass
 class InboundGate:
     """What `GatedSwarm` consults and tells about each inbound connection."""
@@ -144,6 +148,9 @@ class InboundGate:
     # Called when a connection is closed at the door: the reason and, once the
     # handshake named it, the remote peer id.
     on_refused: Callable[[RefusalReason, ID | None], None] = _no_refused_callback
+    # Called when a connection, inbound or outbound, is closed for breaking the
+    # yamux read rules (muxer.py `LeanYamux.protocol_errors`).
+    on_protocol_error: Callable[[], None] = _no_protocol_error_callback
 
 
 class _NoAutoConnector(AutoConnector):
@@ -325,7 +332,10 @@ class ConfiguredMuxerMultistream(MuxerMultistream):
 
     py-libp2p 0.8.1's `MuxerMultistream.new_conn` builds a plain `Yamux`
     whenever yamux is negotiated, whatever class the upgrader was given for
-    it, so without this `AtomicFrameYamux` would never run."""
+    it, so without this `AtomicFrameYamux` would never run. Each `LeanYamux`
+    it builds reports its protocol errors to `on_protocol_error`."""
+
+    on_protocol_error: Callable[[], None] | None = None
 
     async def new_conn(self, conn: ISecureConn, peer_id: ID) -> IMuxedConn:
         protocol, muxer_class = await self._selector.select(
@@ -335,6 +345,8 @@ class ConfiguredMuxerMultistream(MuxerMultistream):
             muxed: IMuxedConn = muxer_class(conn, peer_id, is_initiator=conn.is_initiator)
         else:
             muxed = muxer_class(conn, peer_id)
+        if isinstance(muxed, LeanYamux):
+            muxed.on_protocol_error = self.on_protocol_error
         return self._annotate_connection(muxed, conn, protocol)
 
 
@@ -369,7 +381,8 @@ def build_validator_host(
     Inbound connections are admitted from `validators` (peer ids; this key is
     ignored if listed) and from at most `limits.max_non_validator_connections`
     other peers; the rest are closed right after their handshake. Set
-    `swarm.gate.on_admitted` / `on_refused` to be told about each.
+    `swarm.gate.on_admitted` / `on_refused` to be told about each, and
+    `on_protocol_error` about connections closed for breaking yamux's rules.
     """
     own_id = generate_peer_id_from(key_pair)
     gate = InboundGate(
@@ -386,10 +399,12 @@ def build_validator_host(
         secure_transports_by_protocol={TProtocol(NOISE_PROTOCOL_ID): noise},
         muxer_transports_by_protocol={TProtocol(YAMUX_PROTOCOL_ID): AtomicFrameYamux},
     )
-    upgrader.muxer_multistream = ConfiguredMuxerMultistream(
+    muxers = ConfiguredMuxerMultistream(
         {TProtocol(YAMUX_PROTOCOL_ID): AtomicFrameYamux},
         upgrader.muxer_multistream.negotiate_timeout,
     )
+    muxers.on_protocol_error = lambda: gate.on_protocol_error()  # as set when it happens
+    upgrader.muxer_multistream = muxers
     peerstore = PeerStore()
     peerstore.add_key_pair(own_id, key_pair)
     timeout = limits.connect_timeout_s

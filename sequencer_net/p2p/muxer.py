@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import logging
 import struct
+from collections.abc import Callable
 from typing import Any
 
 import trio
@@ -232,6 +233,9 @@ class LeanYamux(Yamux):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.protocol_errors = 0
+        self.on_protocol_error: Callable[[], None] | None = None
+        """Told each time this connection is closed for breaking the read rules
+        (the p2p stats' `protocol_errors`, which outlive the connection)."""
 
     async def open_stream(self) -> YamuxStream:
         await self.stream_backlog_semaphore.acquire()
@@ -269,6 +273,8 @@ class LeanYamux(Yamux):
             # message, a stalled frame, a rule broken: the connection is done.
             if isinstance(exc, YamuxProtocolError | trio.TooSlowError):
                 self.protocol_errors += 1
+                if self.on_protocol_error is not None:
+                    self.on_protocol_error()
             if log.isEnabledFor(logging.DEBUG):
                 log.debug(
                     "yamux_read_ended peer_id=%s reason=%s %s",

@@ -399,6 +399,7 @@ class P2PNetwork:
         )
         swarm.gate.on_admitted = self._on_connection_admitted
         swarm.gate.on_refused = self._on_connection_refused
+        swarm.gate.on_protocol_error = self._on_protocol_error
         self._host, self._swarm = host, swarm
         now = trio.current_time()
         for link in self._links.values():
@@ -682,6 +683,11 @@ class P2PNetwork:
         level = logging.WARNING if peer_id is not None else logging.INFO
         peer = "?" if peer_id is None else peer_id.to_base58()
         self._log(level, "refused_connection", peer, "reason=%s", reason, key=reason)
+
+    def _on_protocol_error(self) -> None:
+        """Called by a connection's muxer as it closes the connection for breaking
+        yamux's read rules (muxer.py). Never raises."""
+        self.stats.protocol_errors += 1
 
     async def _handle_validator_stream(self, stream: INetStream) -> None:
         """Read frames from one validator's long-lived stream. Never raises."""

@@ -55,3 +55,6 @@ class P2PStats:
     # Inbound connections closed at the door, by reason (refused outside connections).
     connections_refused: Counter[RefusalReason] = field(default_factory=Counter)
     log_lines_suppressed: int = 0  # peer-triggered log events counted instead of written
+    # Connections (either direction) closed for breaking yamux's read rules: DATA
+    # beyond a stream's window, a frame stalled mid-way (muxer.py).
+    protocol_errors: int = 0

@@ -30,7 +30,6 @@ validator's entry into the block's view, is left out, docs/consensus.md).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -166,6 +165,16 @@ def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def _decoded(block: Block | None) -> BlockPayload | None:
+    """A block's payload, decoded (None: no block, or a malformed payload)."""
+    if block is None:
+        return None
+    try:
+        return decode_payload(block.payload)
+    except MalformedPayload:
+        return None
+
+
 class PayloadService:
     def __init__(
         self,
@@ -218,39 +227,47 @@ class PayloadService:
 
     def parent_state(self, block: Block | None) -> ParentState | None:
         """What a block says about time and state (None: unknown or malformed)."""
+        return self._state_of(block, _decoded(block))
+
+    def _state_of(self, block: Block | None, payload: BlockPayload | None) -> ParentState | None:
+        """`parent_state` from the block's payload decoded already (`_decoded`)."""
         if block is None:
             return None
         if block.height == 0:
             return self.genesis
-        try:
-            payload = decode_payload(block.payload)
-        except MalformedPayload:
+        if payload is None:
             return None
         return ParentState(payload.timestamp_ms, payload.state_height, payload.state_root)
 
-    def _ancestor_batches(self, parent_digest: bytes) -> set[bytes]:
+    def _ancestry(
+        self, parent_digest: bytes, parent: tuple[Block | None, BlockPayload | None] | None = None
+    ) -> tuple[set[bytes], bool]:
         """Batches named by the ancestors of a new block (parent included) that this
         validator has not executed yet: uncommitted ones, and committed ones whose
         batches the pool has not marked included yet (it does so as it executes
-        them). Naming such a batch again would only repeat its transactions."""
-        return self._ancestry(parent_digest)[0]
-
-    def _ancestry(self, parent_digest: bytes) -> tuple[set[bytes], bool]:
-        """`_ancestor_batches`, and whether every ancestor down to the executed or
-        committed height is known here. A voter that lacks an ancestor (a
-        notarized block it has not received yet) cannot tell what that ancestor
-        carries, so the inclusion rules do not bind its vote on this block."""
+        them); naming such a batch again would only repeat its transactions. And
+        whether every ancestor down to the executed or committed height is known
+        here: a voter that lacks an ancestor (a notarized block it has not
+        received yet) cannot tell what that ancestor carries, so the inclusion
+        rules do not bind its vote on this block. `parent`: the parent block and
+        its payload, looked up and decoded already (`_decoded`), so neither is
+        looked up or decoded again."""
         names: set[bytes] = set()
         digest = parent_digest
         floor = min(self.core.committed.height, self.executed()[0])
         while True:
-            block = self.core.known_block(digest)
+            if parent is not None:
+                block, payload = parent
+                parent = None
+            else:
+                block = self.core.known_block(digest)
+                payload = None if block is None or block.height <= floor else _decoded(block)
             if block is None:
                 return names, False
             if block.height <= floor:
                 return names, True
-            with contextlib.suppress(MalformedPayload):
-                names.update(decode_payload(block.payload).batches)
+            if payload is not None:
+                names.update(payload.batches)
             digest = block.parent
 
     async def build(self, parent_digest: bytes, height: int) -> bytes:
@@ -276,16 +293,18 @@ class PayloadService:
                 waited_ms,
             )
         lagging = height - self.executed()[0] > MAX_EXECUTION_LAG
-        exclude = self._ancestor_batches(parent_digest)
+        # The parent's payload is decoded once, for the ancestry, its state and pacing.
+        parent_block = self.core.known_block(parent_digest)
+        parent_payload = _decoded(parent_block)
+        exclude = self._ancestry(parent_digest, (parent_block, parent_payload))[0]
         if self.certificates is not None:
             await self.certificates.fetch_missing_batches()
-        parent_block = self.core.known_block(parent_digest)
-        parent = self.parent_state(parent_block)
+        parent = self._state_of(parent_block, parent_payload)
         waited = time.perf_counter()
         pace_ms = 0
         if not lagging:
             deadline = trio.current_time() + self.empty_block_wait_ms / 1000
-            pace_ms = self.pacing_wait_ms(parent, self._transactions_in(parent_block))
+            pace_ms = self.pacing_wait_ms(parent, self._transactions_in(parent_payload))
             if pace_ms:
                 await trio.sleep(pace_ms / 1000)
             with trio.move_on_at(deadline):
@@ -352,17 +371,14 @@ class PayloadService:
         due = parent.timestamp_ms + interval - self.clock_ms()
         return max(0, min(interval, due))
 
-    def _transactions_in(self, block: Block | None) -> int:
-        """The transactions `block` orders, as far as this pool knows its batches'
-        sizes, counted up to PACE_LARGE_TXS + PACE_STRETCH_TXS (all pacing needs)."""
-        if block is None or self.min_block_wait_ms <= 0:
-            return 0
-        try:
-            batches = decode_payload(block.payload).batches
-        except MalformedPayload:
+    def _transactions_in(self, payload: BlockPayload | None) -> int:
+        """The transactions a block with `payload` orders, as far as this pool
+        knows its batches' sizes, counted up to PACE_LARGE_TXS + PACE_STRETCH_TXS
+        (all pacing needs)."""
+        if payload is None or self.min_block_wait_ms <= 0:
             return 0
         total = 0
-        for digest in batches:
+        for digest in payload.batches:
             size = self.pool.size_of(digest)
             if size is not None:
                 total += size.transactions

@@ -380,3 +380,41 @@ async def test_live_heights_are_pushed_to_idle_subscribers_without_waking_their_
     assert task_sends == 0 and subs.pushed == 3 * 5
     assert got[0] == got[1] == expected
     assert [msgspec.json.decode(t)["height"] for t in got[2]] == list(range(2, 7))
+
+
+async def test_the_executed_height_goes_out_as_frames_straight_to_the_connection(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`/v1/subscribe/executed` writes as the block stream does: each message a
+    whole frame on the connection's direct path (`ConnectionStream.send_now`,
+    under its write deadline), read back by wsproto; none through the ASGI
+    send, which would frame it again for each subscriber."""
+    direct: list[bytes] = []
+    send_now = ConnectionStream.send_now
+
+    async def counted(self: ConnectionStream, data: bytes) -> None:
+        direct.append(bytes(data))
+        await send_now(self, data)
+
+    monkeypatch.setattr(ConnectionStream, "send_now", counted)
+    store, chain, world, options = _world(tmp_path)
+    context = world.context()
+    context.commit_feed = chain.feed
+    chain.commit()
+    try:
+        async with serving(build_app(context, options), options) as (port, _):
+            ws = await TrioWebSocket.connect(
+                f"ws://127.0.0.1:{port}/v1/subscribe/executed", 5.0, MAX_MESSAGE
+            )
+            heights = []
+            with trio.fail_after(BOUND_S):
+                while not heights or heights[-1] < 3:
+                    if heights:
+                        chain.commit()
+                    heights.append(msgspec.json.decode(await ws.receive_text(BOUND_S))["height"])
+            await ws.close()
+    finally:
+        store.close()
+    assert heights == [1, 2, 3]
+    texts = [f'{{"type":"executed","height":{h}}}' for h in heights]
+    assert direct == [text_frame(t.encode()) for t in texts]

@@ -220,6 +220,85 @@ async def test_the_block_goes_out_before_its_order_and_the_order_follows(
         assert stored[0].order_seed == waiting[height - 1].order_seed
 
 
+class AtOnceSender:
+    """A sender whose socket always takes a message at once: what a parked
+    subscriber is owed goes out from the feed's change (`Subscriptions._push`)."""
+
+    def __init__(self, websocket: FakeSocket) -> None:
+        self.websocket = websocket
+        self.task_sends = 0
+
+    async def send(self, message: Any) -> None:
+        self.task_sends += 1
+        await self.websocket.send_text(message.text)
+
+    def send_at_once(self, message: Any) -> bool:
+        self.websocket.messages.append(msgspec.json.decode(message.text))
+        return True
+
+    def has_pending(self) -> bool:
+        return False
+
+    async def flush(self) -> None:
+        return None
+
+
+async def test_pushed_messages_follow_the_tasks_rule_orders_first_in_height_order(
+    chain: EarlyChain, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each change is pushed to the parked `order=later` subscriber, by the rule
+    its task follows: a block without its order at once, an owed order only
+    after every lower one (2's waits for 1's), orders before the next block,
+    an order known before its block inlined."""
+    from sequencer_net.api import subscriptions as subscriptions_module
+
+    senders: list[AtOnceSender] = []
+
+    def at_once(websocket: Any) -> AtOnceSender:
+        senders.append(AtOnceSender(websocket))
+        return senders[-1]
+
+    monkeypatch.setattr(subscriptions_module, "sender_for", at_once)
+    subs = serving(chain)
+    socket = FakeSocket({"namespace": str(NAMESPACE), "from": "1", "order": "later"})
+
+    def parked() -> bool:
+        return bool(subs._block_subscribers) and all(s.parked for s in subs._block_subscribers)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(subs.blocks, socket)
+        await until(parked)
+        chain.decide()
+        chain.decide()
+        chain.order(2)
+        assert kinds(socket.messages) == [("block", 1, False), ("block", 2, False)]
+        chain.order(1)
+        chain.next_block()
+        chain.order(3)
+        chain.tell(3)
+        chain.decide()
+        await until(parked)
+        nursery.cancel_scope.cancel()
+    assert kinds(socket.messages) == [
+        ("block", 1, False),
+        ("block", 2, False),
+        ("order", 1, True),
+        ("order", 2, True),
+        ("block", 3, True),
+        ("block", 4, False),
+    ]
+    assert senders[0].task_sends == 0 and subs.pushed == 6
+    early = handed(session(order=False), socket.messages)
+    assert [(b.height, b.order_pending) for b in early] == [
+        (1, True),
+        (2, True),
+        (1, False),
+        (2, False),
+        (3, False),
+        (4, True),
+    ]
+
+
 async def test_by_default_a_block_waits_for_its_order_not_for_its_execution(
     chain: EarlyChain,
 ) -> None:

@@ -403,6 +403,42 @@ async def test_a_discarded_block_stops_gathering(net: Net) -> None:
         nursery.cancel_scope.cancel()
 
 
+async def test_a_job_superseded_by_other_envelopes_stops_gathering(
+    net: Net, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A block begun on three envelopes and then opened on two: the opening on
+    two replaces the first job, which is cancelled (its task ends) rather than
+    left asking peers for a message nobody awaits. Validator 1 answers for the
+    two envelopes (the first job refuses that), 2 and 3 are down: left alone,
+    the first job would ask them forever."""
+    net.down = {2, 3}
+    net.stores[1].save_own_shares(HEIGHT, encode_shares_message(message(1, ENVELOPES[:2])))
+    decryptor = net.decryptors[0]
+    ended: list[int] = []
+    work_in_scope = decryptor._work_in_scope
+
+    async def recording(job: Any) -> None:
+        try:
+            await work_in_scope(job)
+        finally:
+            ended.append(len(job.decryption.ciphertexts))
+
+    monkeypatch.setattr(decryptor, "_work_in_scope", recording)
+    with trio.fail_after(10):  # a guard only
+        async with trio.open_nursery() as nursery:
+            await nursery.start(decryptor.run)
+            decryptor.begin(HEIGHT, BLOCK, ENVELOPES)
+            first = decryptor._jobs[HEIGHT]
+            await trio.sleep(0.05)
+            opened = await decryptor.open_block(HEIGHT, BLOCK, ENVELOPES[:2])
+            assert first.scope.cancel_called and not first.done.is_set()
+            while not ended:
+                await trio.sleep(0.01)
+            nursery.cancel_scope.cancel()
+    assert ended == [3]
+    assert [o[32:] for o in opened.plaintexts] == plaintexts()[:2]  # type: ignore[index]
+
+
 def test_a_block_far_behind_the_newest_heard_is_asked_for_at_once() -> None:
     assert first_ask_after(HEIGHT, HEIGHT + 1, validator=True) == ASK_AFTER_S
     assert first_ask_after(HEIGHT, HEIGHT + BEHIND_HEIGHTS - 1, validator=True) == ASK_AFTER_S

@@ -30,3 +30,12 @@ def test_refusals_and_drops_are_exported_by_reason_and_follow_the_stats() -> Non
     stats.connections_refused[RefusalReason.NOT_A_VALIDATOR] += 1
     refused = _samples(metrics)['seqnet_p2p_connections_refused_total{reason="not_a_validator"}']
     assert refused == 311
+
+
+def test_yamux_protocol_errors_are_exported() -> None:
+    stats = P2PStats()
+    metrics = Metrics()
+    metrics.watch_p2p(stats)
+    assert _samples(metrics)["seqnet_p2p_protocol_errors_total"] == 0
+    stats.protocol_errors += 2
+    assert _samples(metrics)["seqnet_p2p_protocol_errors_total"] == 2

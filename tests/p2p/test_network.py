@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import struct
 
 import pytest
 import trio
@@ -15,8 +16,14 @@ from libp2p.custom_types import TProtocol
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
 from libp2p.security.insecure.transport import PLAINTEXT_PROTOCOL_ID, InsecureTransport
+from libp2p.stream_muxer.yamux.yamux import (
+    DEFAULT_WINDOW_SIZE,
+    FLAG_SYN,
+    TYPE_DATA,
+    YAMUX_HEADER_FORMAT,
+    Yamux,
+)
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
-from libp2p.stream_muxer.yamux.yamux import Yamux
 from multiaddr import Multiaddr
 
 from sequencer_net.p2p import (
@@ -32,7 +39,7 @@ from sequencer_net.p2p import (
     UnknownPeer,
 )
 from sequencer_net.p2p.framing import FRAME_HEADER, encode_frame
-from sequencer_net.p2p.host import build_validator_host, key_pair_from_secret
+from sequencer_net.p2p.host import AtomicFrameYamux, build_validator_host, key_pair_from_secret
 from tests.p2p.harness import (
     LOOPBACK,
     free_port,
@@ -45,6 +52,8 @@ from tests.p2p.harness import (
     validator_keys,
     wait_until,
 )
+
+YAMUX_HEADER = struct.Struct(YAMUX_HEADER_FORMAT)
 
 
 def addr(port: int) -> Multiaddr:
@@ -262,6 +271,29 @@ async def test_oversized_frame_resets_the_stream_and_is_counted() -> None:
                     await trio.sleep(0.01)
         await raw_host.close()
     assert net.stats.frames_received == 1
+
+
+async def test_a_connection_breaking_yamux_rules_is_closed_and_counted() -> None:
+    """Validator 1 (a raw host) opens a stream with a DATA frame beyond the
+    initial window: validator 0 closes the connection and counts it in its
+    stats (the muxer that saw it is gone with the connection)."""
+    keys = validator_keys(2)
+    specs = peer_specs(keys)
+    net = network_for(keys, specs, 0)
+    raw_host, raw_swarm = build_validator_host(
+        key_pair_from_secret(keys[1].secret), P2PLimits(), validators=peer_ids(keys)
+    )
+    net_id = ID.from_base58(net.peer_id)
+    async with running(net), raw_host.run(listen_addrs=[addr(specs[1].port)]):
+        with trio.fail_after(10):
+            await raw_host.connect(PeerInfo(net_id, [addr(specs[0].port)]))
+            assert net.stats.protocol_errors == 0
+            muxed = raw_swarm.get_connections(net_id)[0].muxed_conn
+            assert isinstance(muxed, AtomicFrameYamux)
+            oversized = YAMUX_HEADER.pack(0, TYPE_DATA, FLAG_SYN, 1001, DEFAULT_WINDOW_SIZE + 1)
+            await muxed._write_whole_frame(oversized)
+            await wait_until(lambda: net.stats.protocol_errors == 1)
+        await raw_host.close()
 
 
 async def test_stalled_peer_does_not_block_the_others() -> None:

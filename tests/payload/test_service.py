@@ -542,3 +542,40 @@ async def test_a_parent_of_several_batches_is_paced_by_their_sum(
     start = trio.current_time()
     await leader.build(parent, 11)
     assert trio.current_time() - start == pytest.approx(PACE_MS / 1000, abs=1e-9)
+
+
+async def test_a_leader_decodes_its_parents_payload_once(
+    autojump_clock: MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Building on an uncommitted, paced parent reads its payload for three
+    things (the batches not to name again, the state it vouched for, its size
+    for pacing): decoded once for all three, and the block is as before."""
+    from sequencer_net.payload import service as service_module
+
+    parent_batch = PARENT_BATCH
+    pool = FakePool()
+    pool.ordered[parent_batch] = PACE_FULL_TXS
+    parent = Block(
+        11,
+        11,
+        b"\x0a" * 32,
+        1,
+        encode_payload(BlockPayload(now_ms(), 10, b"\x07" * 32, [parent_batch], EMPTY_ROOT)),
+    )
+    leader = service(Execution(10), committed=10, fake_pool=pool)
+    leader.core = ChainCore(10, [parent])  # type: ignore[assignment]
+    leader.min_block_wait_ms = PACE_MS
+    leader.clock_ms = now_ms
+    decoded: list[bytes] = []
+
+    def counting(data: bytes) -> BlockPayload:
+        decoded.append(data)
+        return decode_payload(data)
+
+    monkeypatch.setattr(service_module, "decode_payload", counting)
+    start = trio.current_time()
+    built = decode_payload(await leader.build(parent.digest(), 12))
+    assert decoded.count(parent.payload) == 1
+    assert trio.current_time() - start == pytest.approx(PACE_MS / 1000, abs=1e-9)  # paced
+    assert built.batches == [BATCH]
+    assert (built.state_height, built.state_root) == (10, b"\x07" * 32)  # the parent's

@@ -43,11 +43,14 @@ from sequencer_net.testnet.bench.limits import (
     BACKLOG_SAMPLE_S,
     DRAIN_IDLE_S,
     DRAIN_MAX_S,
+    EXECUTED_QUIET_S,
     EXECUTED_SILENCE_S,
     MAX_IN_FLIGHT_PER_NODE,
     MIN_WARMUP_S,
+    NODE0_STALE_S,
     OBSERVE_POLL_S,
     REQUEST_TIMEOUT_S,
+    STATUS_PROBE_TIMEOUT_S,
     WARMUP_FRACTION,
 )
 from sequencer_net.testnet.bench.sustain import StepMeasurement, least_squares_slope
@@ -321,6 +324,13 @@ class StepDriver:
         self._height = 0
         self._view = 0
         self._last_commit_at = 0.0
+        self._heard_at = 0.0
+        """When node 0 last gave a sign of life to the observer (trio clock): a
+        subscription opened, a message on it, a status answer."""
+        self._pushed = 0
+        """The highest executed height the subscription has brought."""
+        self._subscription: trio.CancelScope | None = None
+        """The open subscription's scope (cancelled: it is reopened)."""
 
     # --- the step -------------------------------------------------------------
 
@@ -435,9 +445,11 @@ class StepDriver:
         passes: a block's transactions are stamped with the arrival of the
         first message at or above its height, whenever the fetch completes."""
         send, receive = trio.open_memory_channel[tuple[int, float]](math.inf)
+        self._heard_at = trio.current_time()
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._follow_executed, send)
+                nursery.start_soon(self._watch_node0, observer)
                 await self._fetch_executed(observer, receive)
         except* ObserverError as group:
             raise first_leaf(group) from None
@@ -446,13 +458,13 @@ class StepDriver:
         """Keep a subscription to node 0's executed height open and pass on each
         advance with its arrival time (trio clock, taken when the read that
         completed the message returned). A dropped or silent subscription is
-        reopened after OBSERVE_POLL_S; the first message of the new one is the
-        current height, so the blocks in between are fetched with it. If none
-        can be opened for REQUEST_TIMEOUT_S, ObserverError."""
+        reopened after OBSERVE_POLL_S (`_watch_node0` also cancels one its status
+        check finds stale); the first message of the new one is the current
+        height, so the blocks in between are fetched with it. If none can be
+        opened for REQUEST_TIMEOUT_S, ObserverError."""
         url = urlsplit(self.urls[0])
         host, port = url.hostname or "127.0.0.1", url.port or 80
         failing_since: float | None = None
-        highest = 0
         while True:
             problem: str
             try:
@@ -462,18 +474,22 @@ class StepDriver:
                     receiver = LightReceiver(stream, MAX_EXECUTED_MESSAGE)
                     with trio.fail_after(REQUEST_TIMEOUT_S):
                         await receiver.open(f"{host}:{port}", EXECUTED_PATH)
+                    self._heard_at = trio.current_time()
                     with trio.CancelScope() as silence:
+                        self._subscription = silence
                         silence.deadline = trio.current_time() + EXECUTED_SILENCE_S
                         async with aclosing(receiver.messages()) as messages:
                             async for payload, _ in messages:
                                 arrived = trio.current_time()
+                                self._heard_at = arrived
                                 silence.deadline = arrived + EXECUTED_SILENCE_S
                                 failing_since = None
                                 height = _executed_message_height(payload)
-                                if height is not None and height > highest:
-                                    highest = height
+                                if height is not None and height > self._pushed:
+                                    self._pushed = height
                                     send.send_nowait((height, arrived))
-                    problem = f"no message for {EXECUTED_SILENCE_S:g} s"
+                    self._subscription = None
+                    problem = f"no message for {EXECUTED_SILENCE_S:g} s, or behind node 0's status"
             except Closed as exc:
                 problem = f"subscription closed: {exc.code} {exc.reason}"
             except (OSError, trio.BrokenResourceError, trio.TooSlowError) as exc:
@@ -483,6 +499,41 @@ class StepDriver:
                 failing_since = now
             elif now - failing_since > REQUEST_TIMEOUT_S:
                 raise ObserverError(f"node 0 does not answer the observer: {problem}")
+            await trio.sleep(self.poll_s)
+
+    async def _watch_node0(self, observer: httpx.AsyncClient) -> None:
+        """Tell a stuck node 0 from a quiet chain within seconds: while the
+        subscription has been quiet EXECUTED_QUIET_S, ask node 0's status
+        (at most STATUS_PROBE_TIMEOUT_S each). An answer is a sign of life;
+        one ahead of what the subscription brought means the subscription is
+        stale, and it is reopened. No sign of life for NODE0_STALE_S:
+        ObserverError. (The subscription's own silence bound, 25 s, needs
+        15 s of ping interval under it, and a reopen that hangs takes
+        REQUEST_TIMEOUT_S more; status is asked only when the push is quiet,
+        so node 0 serves no polls while it executes.)"""
+        while True:
+            quiet_until = self._heard_at + EXECUTED_QUIET_S
+            if trio.current_time() < quiet_until:
+                await trio.sleep_until(quiet_until)
+                continue
+            problem = ""
+            try:
+                with trio.fail_after(STATUS_PROBE_TIMEOUT_S):
+                    response = await observer.get("/v1/status")
+                response.raise_for_status()
+                height = executed_height(response.json())
+            except (httpx.HTTPError, ValueError, trio.TooSlowError) as exc:
+                problem = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            if not problem:
+                self._heard_at = trio.current_time()
+                if height > self._pushed and self._subscription is not None:
+                    self._subscription.cancel()
+                continue
+            if trio.current_time() - self._heard_at >= NODE0_STALE_S:
+                raise ObserverError(
+                    f"node 0 does not answer the observer: no executed height pushed and "
+                    f"no status for {NODE0_STALE_S:g} s ({problem})"
+                )
             await trio.sleep(self.poll_s)
 
     async def _fetch_executed(

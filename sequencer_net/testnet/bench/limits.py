@@ -84,6 +84,20 @@ EXECUTED_SILENCE_S: Final = 25.0
 """A subscription to node 0's executed height that brings nothing, not even
 its ping (every 15 s), for this long is taken as dropped and reopened."""
 
+EXECUTED_QUIET_S: Final = 2.0
+"""A subscription to node 0's executed height quiet this long (a healthy
+network executes a block, empty or not, at least every empty-block interval,
+500 ms by default) has the observer ask node 0's `/v1/status`: an answer says
+node 0 is alive (a view change, say, holds the chain), and one ahead of the
+subscription that the subscription is stale (it is reopened)."""
+
+STATUS_PROBE_TIMEOUT_S: Final = 2.0
+"""How long one of those status requests may take."""
+
+NODE0_STALE_S: Final = 6.0
+"""Node 0 neither pushing an executed height nor answering its status for this
+long is stuck (paused, hung, gone): the observer gives up (ObserverError)."""
+
 REQUEST_TIMEOUT_S: Final = 10.0
 DRAIN_MAX_S: Final = 10.0
 """After a step's load, how long to wait for its accepted transactions to commit."""
