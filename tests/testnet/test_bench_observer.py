@@ -153,3 +153,22 @@ async def test_a_quiet_chain_on_a_node_0_that_answers_is_not_given_up_on(
 
     step, _, gave_up = await observing(monkeypatch, scenario)
     assert step._height == 3 and not gave_up
+
+
+async def test_a_status_poll_that_times_out_is_an_observer_error_not_a_traceback() -> None:
+    """A snapshot's status poll of a node 0 that stalls (a read timeout, a
+    refused connection, a body that is not JSON) ends the run with the
+    observer's clear error."""
+
+    def stalled(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("timed out", request=request)
+
+    def garbled(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=b"<html>", request=request)
+
+    for handler in (stalled, garbled):
+        async with httpx.AsyncClient(
+            base_url="http://node0", transport=httpx.MockTransport(handler)
+        ) as observer:
+            with pytest.raises(ObserverError, match="does not answer"):
+                await driver()._snapshot(observer)

@@ -431,9 +431,13 @@ class StepDriver:
     # --- observation ----------------------------------------------------------
 
     async def _poll_height(self, observer: httpx.AsyncClient) -> int:
-        response = await observer.get("/v1/status")
-        response.raise_for_status()
-        status = response.json()
+        """Node 0's executed height from its status; ObserverError when it does not answer."""
+        try:
+            response = await observer.get("/v1/status")
+            response.raise_for_status()
+            status = response.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            raise ObserverError(f"node 0 does not answer the observer: {exc!r}") from exc
         self._view = int(status.get("view") or 0)
         height = executed_height(status)
         if not self._height:
