@@ -53,7 +53,7 @@ BLOCK_TYPEHASH = keccak256(
     b"Block(uint64 view,uint64 height,bytes32 parent,bytes32 payloadHash,uint32 proposer)"
 )
 VOTE_TYPEHASH = keccak256(b"Vote(uint8 kind,uint64 view,uint64 height,bytes32 block)")
-BATCH_ACK_TYPEHASH = keccak256(b"BatchAck(bytes32 batch,uint32 author,uint64 round)")
+BATCH_ACK_TYPEHASH = keccak256(b"BatchAck(bytes32 batch,uint32 author,uint64 round,bool verified)")
 PAYLOAD_TYPEHASH = keccak256(
     b"Payload(uint64 timestamp,uint64 stateHeight,bytes32 stateRoot,bytes32[] batches,"
     b"bytes32 namespaceRoot)"
@@ -217,12 +217,18 @@ def vote_digest(
     return keccak256(b"\x19\x01" + domain_separator + struct_hash)
 
 
-def batch_ack_digest(domain_separator: bytes, batch: bytes, author: int, round_: int) -> bytes:
+def batch_ack_digest(
+    domain_separator: bytes, batch: bytes, author: int, round_: int, verified: bool
+) -> bytes:
     """What a validator signs to acknowledge that it holds `author`'s batch of
-    `round_` (the author's own batch sequence number) with digest `batch`."""
+    `round_` (the author's own batch sequence number) with digest `batch`, and
+    whether it checked every transaction's signature and carried sender in it
+    (`verified`)."""
     if len(batch) != 32:
         raise ValueError("batch digest must be 32 bytes")
     if not (0 <= author < 2**32 and 0 <= round_ <= U64_MAX):
         raise ValueError("author or round out of range")
-    struct_hash = keccak256(BATCH_ACK_TYPEHASH + batch + word(author) + word(round_))
+    struct_hash = keccak256(
+        BATCH_ACK_TYPEHASH + batch + word(author) + word(round_) + word(1 if verified else 0)
+    )
     return keccak256(b"\x19\x01" + domain_separator + struct_hash)

@@ -4,11 +4,22 @@ Data availability before ordering: each validator cuts the transactions it
 received into batches, numbered per author from 0, and broadcasts them;
 proposals then carry batch digests.
 
-Wire format: a msgpack array [author, sequence, [tx, ...]] where each tx is
-an encoded signed transaction (sequencer_net.mempool.transaction). Only the
-canonical encoding is accepted, so a batch has one digest:
+Wire format: a msgpack array [author, sequence, [tx, ...], [sender, ...]]
+where each tx is an encoded signed transaction (sequencer_net.mempool.transaction)
+and each sender the 20-byte address that signed the tx at the same position
+(an encrypted transaction's envelope signer), as its author checked it at
+intake. Only the canonical encoding is accepted, so a batch has one digest,
+and it covers the senders:
 
     batch_digest = keccak256(BATCH_DIGEST_TAG || encoded batch)
+
+The carried senders are a claim of the author. A validator that verifies the
+batch (`verify_batch`, the pool) recovers every signature and refuses the
+batch unless each recovered sender equals the carried one; a validator that
+did not verify it relies on the senders only once the batch is certified by
+acknowledgements of which more than f of the power say "verified"
+(sequencer_net/batches/certificate.py), so at least one honest validator
+checked them.
 """
 
 from __future__ import annotations
@@ -18,7 +29,7 @@ from typing import Annotated, Final
 
 import msgspec
 
-from consensus.crypto import keccak256
+from consensus.crypto import ADDRESS_LENGTH, keccak256
 from consensus.encoding import Domain
 from consensus.limits import U64_MAX
 from sequencer_net.canonical import decode_strict
@@ -58,6 +69,11 @@ class DuplicateTransaction(InvalidBatch):
     """The same transaction bytes appear twice in one batch."""
 
 
+class SenderMismatch(InvalidBatch):
+    """The senders do not match the transactions: a different count, or a
+    carried sender that is not the one its transaction's signature recovers."""
+
+
 class InvalidBatchTransaction(InvalidBatch):
     """A transaction inside the batch fails decoding, chain or signature checks."""
 
@@ -74,6 +90,11 @@ class Batch(msgspec.Struct, frozen=True, array_like=True):
         list[Annotated[bytes, msgspec.Meta(max_length=MAX_TX_BYTES)]],
         msgspec.Meta(max_length=MAX_BATCH_TXS),
     ]
+    senders: Annotated[
+        list[Annotated[bytes, msgspec.Meta(min_length=ADDRESS_LENGTH, max_length=ADDRESS_LENGTH)]],
+        msgspec.Meta(max_length=MAX_BATCH_TXS),
+    ]
+    """One per transaction, in order: who signed it, as the author checked."""
 
 
 _encoder = msgspec.msgpack.Encoder()
@@ -88,7 +109,8 @@ def decode_batch(data: bytes) -> Batch:
     """Decode one batch and check its structure (not its signatures: see verify_batch).
 
     Checks, in order: raw size, msgpack structure and field bounds, canonical
-    encoding, at least one transaction, total transaction bytes, no duplicates.
+    encoding, at least one transaction, one sender per transaction, total
+    transaction bytes, no duplicates.
     """
     batch = decode_strict(
         data,
@@ -107,6 +129,10 @@ def check_batch_shape(batch: Batch) -> None:
         raise EmptyBatch("a batch carries at least one transaction")
     if len(batch.transactions) > MAX_BATCH_TXS:
         raise OversizedBatch(f"batch of {len(batch.transactions)} txs exceeds {MAX_BATCH_TXS}")
+    if len(batch.senders) != len(batch.transactions):
+        raise SenderMismatch(
+            f"{len(batch.senders)} senders for {len(batch.transactions)} transactions"
+        )
     total = sum(len(tx) for tx in batch.transactions)
     if total > MAX_BATCH_TX_BYTES:
         raise OversizedBatch(f"batch transactions total {total} bytes, over {MAX_BATCH_TX_BYTES}")
@@ -119,8 +145,9 @@ def batch_digest(encoded: bytes) -> bytes:
 
 
 def verify_batch(batch: Batch, domain: Domain) -> list[CheckedTx]:
-    """Check every transaction's encoding, chain id and signature, in order; raise
-    InvalidBatchTransaction at the first bad one. Cost: one recovery per tx."""
+    """Check every transaction's encoding, chain id and signature, in order, and
+    that it recovers the carried sender; raise InvalidBatchTransaction or
+    SenderMismatch at the first bad one. Cost: one recovery per tx."""
     check_batch_shape(batch)
     checked: list[CheckedTx] = []
     for position, encoded in enumerate(batch.transactions):
@@ -128,7 +155,18 @@ def verify_batch(batch: Batch, domain: Domain) -> list[CheckedTx]:
             checked.append(check_transaction(encoded, domain))
         except InvalidTransaction as exc:
             raise InvalidBatchTransaction(position, exc) from exc
+    check_senders(batch, checked)
     return checked
+
+
+def check_senders(batch: Batch, checked: Sequence[CheckedTx]) -> None:
+    """Raise SenderMismatch unless `checked` (the batch's transactions as
+    verified, in order) recovered exactly the senders the batch carries."""
+    if len(checked) != len(batch.senders):
+        raise SenderMismatch(f"{len(checked)} checked for {len(batch.senders)} senders")
+    for position, (c, sender) in enumerate(zip(checked, batch.senders, strict=True)):
+        if c.sender != sender:
+            raise SenderMismatch(f"transaction {position}: carried sender is not its signer")
 
 
 class BatchBuilder:
@@ -205,6 +243,7 @@ class BatchBuilder:
             author=self.author,
             sequence=self.next_sequence,
             transactions=[c.encoded for c in taken],
+            senders=[bytes(c.sender) for c in taken],
         )
         self.next_sequence += 1
         return batch, taken

@@ -1,24 +1,37 @@
 """Batch availability: acknowledgements, certificates, and the book of held ones.
 
-A validator that received a batch from its author, verified every transaction
-in it and stored it durably signs an acknowledgement (`BatchAck`) for the
-author: the EIP-712 digest of (batch digest, author index, author round)
-under the genesis-bound domain (consensus/encoding.py `batch_ack_digest`),
-where the round is the batch's own `sequence`. It acknowledges at most one
-batch per (author, round), ever. Acknowledgements carrying more than two
-thirds of the voting power, the author's own among them, form a
-`BatchCertificate`: at least f+1 honest validators then hold the batch, so it
-can be fetched by digest by anyone, and its author cannot have a second
-certified batch for the same round.
+A validator that received a batch from its author and stored it durably signs
+an acknowledgement (`BatchAck`) for the author: the EIP-712 digest of (batch
+digest, author index, author round, verified) under the genesis-bound domain
+(consensus/encoding.py `batch_ack_digest`), where the round is the batch's own
+`sequence` and `verified` says whether the signer checked every transaction's
+signature and carried sender in the batch. It acknowledges at most one batch
+per (author, round), ever (it may send that one batch's ack twice: first
+unverified, later verified). Acknowledgements form a `BatchCertificate` when
+they carry more than two thirds of the voting power, the author's own among
+them, AND the verified ones carry more than f (`max_faulty_weight`): at least
+f+1 honest validators then hold the batch, so it can be fetched by digest by
+anyone, its author cannot have a second certified batch for the same round,
+and at least one honest validator verified it, so every validator may trust
+its carried senders without recovering a signature.
+
+Who verifies at once (`designated_verifiers`): the author, then the members
+after it by index (wrapping), until their weight exceeds f. With four equal
+validators that is the author and the next one. The others store and
+acknowledge unverified, and verify only if the batch is still uncertified
+after a bound (sequencer_net/node/certifying.py), so a missing or silent
+designated verifier costs time, never liveness.
 
 Wire format (the CERT channel, and the certificate request): one kind byte,
 then a canonical msgpack array::
 
-    0x01 || [batch, author, round, signer, signature]          a BatchAck
-    0x02 || [batch, author, round, [signer...], [signature...]] a BatchCertificate
+    0x01 || [batch, author, round, signer, signature, verified]      a BatchAck
+    0x02 || [batch, author, round, [signer...], [signature...], [verified...]]
+                                                                     a BatchCertificate
 
 Sizes are checked before decoding; a certificate's signers are strictly
-increasing member indices (so it has one encoding and no duplicate).
+increasing member indices (so it has one encoding and no duplicate), with one
+signature and one verified flag (a msgpack boolean) each.
 
 Pure: no trio, no network, no store. The shell is sequencer_net/node/certifying.py.
 """
@@ -39,10 +52,10 @@ from consensus.limits import MAX_VALIDATORS, U64_MAX
 from consensus.types import ValidatorIndex, ValidatorSet
 
 MAX_ACK_BYTES: Final = 128
-"""One encoded acknowledgement: kind byte, 32-byte digest, three integers and a
-65-byte signature (about 110 bytes)."""
-MAX_CERTIFICATE_BYTES: Final = 64 + MAX_VALIDATORS * (SIGNATURE_LENGTH + 5)
-"""One encoded certificate with a signature from every one of MAX_VALIDATORS."""
+"""One encoded acknowledgement: kind byte, 32-byte digest, three integers, a
+65-byte signature and a boolean (about 111 bytes)."""
+MAX_CERTIFICATE_BYTES: Final = 64 + MAX_VALIDATORS * (SIGNATURE_LENGTH + 6)
+"""One encoded certificate with a signature and flag from every one of MAX_VALIDATORS."""
 MAX_HELD_CERTIFICATES: Final = 50_000
 """Certificates a validator keeps in memory; the oldest are forgotten first
 (an included batch's certificate is dropped as soon as it is seen included)."""
@@ -82,12 +95,18 @@ class InsufficientPower(InvalidCertMessage):
     """A certificate's signers hold no more than two thirds of the voting power."""
 
 
+class InsufficientVerifiedPower(InvalidCertMessage):
+    """A certificate's verified signers hold no more than f of the voting power:
+    no honest validator need have checked the batch's signatures."""
+
+
 class BatchAck(msgspec.Struct, frozen=True, array_like=True):
     batch: _Digest32
     author: _Index
     round: _Round
     signer: _Index
     signature: _Signature
+    verified: bool
 
 
 class BatchCertificate(msgspec.Struct, frozen=True, array_like=True):
@@ -96,6 +115,7 @@ class BatchCertificate(msgspec.Struct, frozen=True, array_like=True):
     round: _Round
     signers: Annotated[list[_Index], msgspec.Meta(min_length=1, max_length=MAX_VALIDATORS)]
     signatures: Annotated[list[_Signature], msgspec.Meta(min_length=1, max_length=MAX_VALIDATORS)]
+    verified: Annotated[list[bool], msgspec.Meta(min_length=1, max_length=MAX_VALIDATORS)]
 
 
 class CertMessageKind(enum.IntEnum):
@@ -150,18 +170,39 @@ def decode_certificate(data: bytes) -> BatchCertificate:
 # ---- signing and verifying ---------------------------------------------------------------
 
 
+def designated_verifiers(validators: ValidatorSet, author: int) -> frozenset[int]:
+    """The validators that verify `author`'s batches at once: the author, then
+    the members after it by index (wrapping), until their weight exceeds f.
+    Deterministic from the validator set and the author alone."""
+    n = len(validators)
+    if not validators.contains(author):
+        return frozenset()
+    chosen: list[ValidatorIndex] = []
+    for step in range(n):
+        chosen.append(ValidatorIndex((author + step) % n))
+        if validators.weight_of(chosen) > validators.max_faulty_weight:
+            break
+    return frozenset(chosen)
+
+
 def sign_ack(
-    key: PrivateKey, separator: bytes, signer: int, batch: bytes, author: int, round_: int
+    key: PrivateKey,
+    separator: bytes,
+    signer: int,
+    batch: bytes,
+    author: int,
+    round_: int,
+    verified: bool,
 ) -> BatchAck:
-    digest = batch_ack_digest(separator, batch, author, round_)
-    return BatchAck(batch, author, round_, signer, bytes(key.sign_digest(digest)))
+    digest = batch_ack_digest(separator, batch, author, round_, verified)
+    return BatchAck(batch, author, round_, signer, bytes(key.sign_digest(digest)), verified)
 
 
 def verify_ack(validators: ValidatorSet, separator: bytes, ack: BatchAck, recover: Recover) -> None:
-    """The signer is a member and its signature covers (batch, author, round)."""
+    """The signer is a member and its signature covers (batch, author, round, verified)."""
     if not validators.contains(ack.signer) or not validators.contains(ack.author):
         raise UnknownSigner(f"signer {ack.signer} or author {ack.author} is not a validator")
-    digest = batch_ack_digest(separator, ack.batch, ack.author, ack.round)
+    digest = batch_ack_digest(separator, ack.batch, ack.author, ack.round, ack.verified)
     if recover(digest, ack.signature) != validators.address(ValidatorIndex(ack.signer)):
         raise BadAckSignature(f"signature of {ack.signer} does not verify")
 
@@ -170,9 +211,10 @@ def verify_certificate(
     validators: ValidatorSet, separator: bytes, cert: BatchCertificate, recover: Recover
 ) -> None:
     """Distinct members (strictly increasing indices), one valid signature each
-    over (batch, author, round), holding a quorum of the voting power."""
-    if len(cert.signers) != len(cert.signatures):
-        raise MalformedCertMessage("signers and signatures differ in number")
+    over (batch, author, round, its verified flag), holding a quorum of the
+    voting power, the verified ones more than f of it."""
+    if not len(cert.signers) == len(cert.signatures) == len(cert.verified):
+        raise MalformedCertMessage("signers, signatures and flags differ in number")
     if not validators.contains(cert.author):
         raise UnknownSigner(f"author {cert.author} is not a validator")
     if any(b <= a for a, b in zip(cert.signers, cert.signers[1:], strict=False)):
@@ -184,38 +226,54 @@ def verify_certificate(
         raise InsufficientPower(
             f"signers hold {validators.weight_of(signers)} of the {validators.quorum_weight} needed"
         )
-    digest = batch_ack_digest(separator, cert.batch, cert.author, cert.round)
-    for signer, signature in zip(signers, cert.signatures, strict=True):
-        if recover(digest, signature) != validators.address(signer):
+    verified = validators.weight_of([i for i, v in zip(signers, cert.verified, strict=True) if v])
+    if verified <= validators.max_faulty_weight:
+        raise InsufficientVerifiedPower(
+            f"verified signers hold {verified}, not more than {validators.max_faulty_weight}"
+        )
+    digests = {
+        flag: batch_ack_digest(separator, cert.batch, cert.author, cert.round, flag)
+        for flag in (False, True)
+    }
+    for signer, signature, flag in zip(signers, cert.signatures, cert.verified, strict=True):
+        if recover(digests[flag], signature) != validators.address(signer):
             raise BadAckSignature(f"signature of {signer} does not verify")
 
 
 class AckCollector:
     """The acknowledgements of one own batch, until they form a certificate.
-    Acks are verified by the caller (`verify_ack`); this only counts power."""
+    Acks are verified by the caller (`verify_ack`); this only counts power.
+    One ack per signer is kept: its first, or a verified one over an unverified."""
 
     def __init__(self, validators: ValidatorSet, batch: bytes, author: int, round_: int) -> None:
         self.validators = validators
         self.batch = batch
         self.author = author
         self.round = round_
-        self._signatures: dict[int, bytes] = {}
+        self._acks: dict[int, tuple[bytes, bool]] = {}
 
     def add(self, ack: BatchAck) -> BatchCertificate | None:
-        """Count `ack` (one per signer); the certificate once the acks hold a quorum."""
+        """Count `ack`; the certificate once the acks hold a quorum and the
+        verified ones more than f."""
         if (ack.batch, ack.author, ack.round) != (self.batch, self.author, self.round):
             return None
-        self._signatures.setdefault(ack.signer, ack.signature)
-        signers = sorted(self._signatures)
+        prior = self._acks.get(ack.signer)
+        if prior is None or (ack.verified and not prior[1]):
+            self._acks[ack.signer] = (ack.signature, ack.verified)
+        signers = sorted(self._acks)
         weight = self.validators.weight_of([ValidatorIndex(i) for i in signers])
         if weight < self.validators.quorum_weight:
+            return None
+        verified = [ValidatorIndex(i) for i in signers if self._acks[i][1]]
+        if self.validators.weight_of(verified) <= self.validators.max_faulty_weight:
             return None
         return BatchCertificate(
             self.batch,
             self.author,
             self.round,
             signers,
-            [self._signatures[i] for i in signers],
+            [self._acks[i][0] for i in signers],
+            [self._acks[i][1] for i in signers],
         )
 
 

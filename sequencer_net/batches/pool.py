@@ -1,9 +1,15 @@
 """Batches this validator knows: its own and those other validators broadcast.
 
-A batch enters the pool only after every transaction in it was checked
-(decoding, chain id, signature): a validator never votes for a block whose
-batches it has not seen and verified. Checks run in the verifier pool, off the
-event loop, so a large or hostile batch never stalls consensus. A batch that
+A peer's batch is verified here (every transaction's decoding, chain id and
+signature, and that each recovers the sender the batch carries) when this
+validator is one of the batch's designated verifiers, or when asked later
+(`verify_held`); otherwise it is checked for structure only and stored
+unverified (`receive(..., verify=False)`): a validator votes only for blocks
+whose batches are certified, and a certificate shows that more than f of the
+power verified the batch (sequencer_net/batches/certificate.py). A fetched
+batch is verified unless it is certified already (`certified`). Checks run in
+the verifier pool, off the event loop, so a large or hostile batch never
+stalls consensus. A batch that
 fails is remembered by digest (sending the same bytes again costs one hash),
 and a validator that keeps sending invalid batches has its batches ignored
 for a while. The pool answers peers' batch requests (within a byte budget)
@@ -23,7 +29,6 @@ import msgspec
 import trio
 from rocksdict import WriteBatch
 
-from consensus.crypto import Address
 from sequencer_net.batches.batch import (
     Batch,
     InvalidBatch,
@@ -32,6 +37,7 @@ from sequencer_net.batches.batch import (
     batch_namespace_pairs,
     batch_tx_hashes,
     check_batch_shape,
+    check_senders,
     checked_namespace_pairs,
     decode_batch,
 )
@@ -51,9 +57,6 @@ MAX_BATCH_ANSWER_BYTES = 3 * 1024 * 1024
 p2p response, whatever the batches' sizes; the asker asks again for the rest."""
 MAX_KNOWN_BATCHES = 100_000
 """Batch digests remembered in memory (the bodies live in the store)."""
-MAX_KNOWN_SENDERS = 2_000_000
-"""Verified (sender, nonce) of recent transactions, so committing a block does
-not recover each signature a second time."""
 MAX_CACHED_PAIR_TXS = 400_000
 """Transactions whose (namespace, hash) the pool keeps for recent batches, so
 the leader and voters compute a block's namespace root without decoding its
@@ -86,6 +89,7 @@ class _Known:
     sequence: int
     size: BatchSize
     included: bool  # named by a committed block
+    verified: bool = True  # every signature and carried sender checked here
 
 
 @dataclass(slots=True)
@@ -111,7 +115,10 @@ class BatchPool:
         self.group = group
         self._clock = clock
         self._known: OrderedDict[bytes, _Known] = OrderedDict()
-        self._senders: OrderedDict[bytes, tuple[Address, int]] = OrderedDict()
+        self.certified: Callable[[bytes], bool] = lambda digest: False
+        """Whether a batch's certificate is held (or a committed block named it):
+        a fetched certified batch is stored without verifying it (the node sets
+        this to its certifier's)."""
         self._rejected: OrderedDict[bytes, str] = OrderedDict()
         self._peers: dict[int, _PeerRecord] = {}
         self.log_limiter = LogLimiter(log)
@@ -130,18 +137,6 @@ class BatchPool:
         return digest in self._known or (
             isinstance(digest, bytes) and self.store.get_batch(digest) is not None
         )
-
-    # ---- senders remembered from verification ------------------------------------------
-
-    def remember_senders(self, checked: Iterable[CheckedTx]) -> None:
-        for c in checked:
-            self._senders[c.hash] = (c.sender, c.nonce)
-        while len(self._senders) > MAX_KNOWN_SENDERS:
-            self._senders.popitem(last=False)
-
-    def sender_of(self, tx_hash: bytes) -> tuple[Address, int] | None:
-        """(sender, nonce) of a transaction verified here, if still remembered."""
-        return self._senders.get(tx_hash)
 
     # ---- own batches ---------------------------------------------------------------------
 
@@ -196,16 +191,19 @@ class BatchPool:
         if event is not None:
             event.set()
 
-    async def receive(self, sender: int, encoded: bytes) -> bytes | None:
-        """A batch broadcast by validator `sender`: check it fully, then keep it.
-        Returns its digest, or None when it is refused (remembered and counted)."""
+    async def receive(self, sender: int, encoded: bytes, verify: bool = True) -> bytes | None:
+        """A batch broadcast by validator `sender`: check it (fully if `verify`,
+        else its structure only), then keep it. Returns its digest, or None when
+        it is refused (remembered and counted)."""
         digest = batch_digest(encoded)
         try:
-            return await self._receive(sender, digest, encoded)
+            return await self._receive(sender, digest, encoded, verify)
         finally:
             self._decided(digest)
 
-    async def _receive(self, sender: int, digest: bytes, encoded: bytes) -> bytes | None:
+    async def _receive(
+        self, sender: int, digest: bytes, encoded: bytes, verify: bool = True
+    ) -> bytes | None:
         if digest in self._known:
             return digest
         if self._is_throttled(sender):
@@ -217,18 +215,45 @@ class BatchPool:
             batch = decode_batch(encoded)
             if batch.author != sender:
                 raise InvalidBatch(f"batch names author {batch.author}, sent by {sender}")
-            checked = await self._verify(batch)
+            checked = await self._verify(batch) if verify else None
         except InvalidBatch as exc:
             self._reject(digest, str(exc))
             self._note_invalid(sender, digest, str(exc))
             return None
         await self._store(digest, encoded, batch.author)
-        self.remember_senders(checked)
-        self._remember(digest, batch, checked)
+        self._remember(digest, batch, checked, verified=checked is not None)
         return digest
 
+    def is_verified(self, digest: bytes) -> bool:
+        """Whether a batch held here had every signature and sender checked here."""
+        known = self._known.get(digest)
+        return known is not None and known.verified
+
+    async def verify_held(self, digest: bytes) -> bool:
+        """Verify a batch held here unverified (a stored peer's batch); True when
+        it is (now) verified. A batch that fails is refused from then on: it
+        leaves the offered batches and its digest is remembered as invalid."""
+        known = self._known.get(digest)
+        if known is None:
+            return False
+        if known.verified:
+            return True
+        encoded = self.store.get_batch(digest)
+        if encoded is None:
+            return False
+        try:
+            await self._verify(decode_batch(encoded))
+        except InvalidBatch as exc:
+            self._reject(digest, str(exc))
+            self._note_invalid(known.author, digest, str(exc))
+            self._known.pop(digest, None)
+            return False
+        known.verified = True
+        return True
+
     async def accept_fetched(self, digest: bytes, encoded: bytes) -> bool:
-        """A batch fetched by digest: the digest authenticates it; still verify txs."""
+        """A batch fetched by digest: the digest authenticates it; its
+        transactions are verified unless it is certified (`certified`)."""
         if batch_digest(encoded) != digest:
             return False
         if digest in self._known:
@@ -237,7 +262,7 @@ class BatchPool:
             return False
         try:
             batch = decode_batch(encoded)
-            checked = await self._verify(batch)
+            checked = None if self.certified(digest) else await self._verify(batch)
         except InvalidBatch as exc:
             self._reject(digest, str(exc))
             self.log_limiter.warning(
@@ -245,13 +270,13 @@ class BatchPool:
             )
             return False
         await self._store(digest, encoded, batch.author)
-        self.remember_senders(checked)
-        self._remember(digest, batch, checked)
+        self._remember(digest, batch, checked, verified=checked is not None)
         return True
 
     async def _verify(self, batch: Batch) -> list[CheckedTx]:
-        """Every transaction's encoding, chain id and signature, in the verifier pool;
-        raise InvalidBatchTransaction for the first bad one."""
+        """Every transaction's encoding, chain id and signature, in the verifier
+        pool, and that each recovers the carried sender; raise
+        InvalidBatchTransaction or SenderMismatch for the first bad one."""
         check_batch_shape(batch)
         results = await self.verifier.check_many(batch.transactions)
         checked: list[CheckedTx] = []
@@ -259,6 +284,7 @@ class BatchPool:
             if isinstance(result, InvalidTransaction):
                 raise InvalidBatchTransaction(position, result)
             checked.append(result)
+        check_senders(batch, checked)
         return checked
 
     async def _store(self, digest: bytes, encoded: bytes, author: int) -> None:
@@ -274,10 +300,15 @@ class BatchPool:
         await self._arrived.wait()
 
     def _remember(
-        self, digest: bytes, batch: Batch, checked: Sequence[CheckedTx] | None = None
+        self,
+        digest: bytes,
+        batch: Batch,
+        checked: Sequence[CheckedTx] | None = None,
+        verified: bool = True,
     ) -> None:
         """`checked`: the batch's transactions as verified, one per transaction
-        in order (else they are decoded and hashed again for the pairs)."""
+        in order (else they are decoded and hashed again for the pairs).
+        `verified`: whether its signatures and senders were checked here."""
         if digest in self._known:
             return
         if checked is not None and len(checked) == len(batch.transactions):
@@ -285,7 +316,9 @@ class BatchPool:
         else:
             pairs = batch_namespace_pairs(batch)
         self._cache_pairs(digest, pairs)
-        self._known[digest] = _Known(batch.author, batch.sequence, _size_of(batch), included=False)
+        self._known[digest] = _Known(
+            batch.author, batch.sequence, _size_of(batch), included=False, verified=verified
+        )
         self._arrived.set()
         self._arrived = trio.Event()
         while len(self._known) > MAX_KNOWN_BATCHES:

@@ -41,9 +41,14 @@ MAX_BATCH_TX_BYTES: Final = 2 * 1024 * 1024
 streams; one yamux stream moves ~130 MB/s with 100 KB writes (measured), so
 2 MiB is ~15 ms of one link at worst."""
 
-MAX_BATCH_BYTES: Final = MAX_BATCH_TX_BYTES + 5 * MAX_BATCH_TXS + 64
+BATCH_SENDER_BYTES: Final = 20 + 2
+"""One carried sender in an encoded batch: a 20-byte address and its 2-byte
+msgpack bin prefix."""
+
+MAX_BATCH_BYTES: Final = MAX_BATCH_TX_BYTES + (5 + BATCH_SENDER_BYTES) * MAX_BATCH_TXS + 64
 """A whole encoded batch: the transactions, at most 5 bytes of length prefix
-each, and the header (author, sequence, list length)."""
+each, one carried sender per transaction, and the header (author, sequence,
+two list lengths)."""
 
 MAX_BATCH_AUTHOR: Final = MAX_VALIDATORS - 1
 

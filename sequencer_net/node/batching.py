@@ -9,10 +9,12 @@ larger batches.
 
 Peers' batches: frames from the BATCH channel go into a bounded queue, apart
 from consensus messages, so verifying a large batch never delays a vote;
-a few tasks take batches from the queue and verify them in the verifier pool.
-When the queue is full a batch is dropped (and counted): a block that names it
-makes voters fetch it by digest. A verified, stored batch is acknowledged to
-its author (sequencer_net/node/certifying.py).
+a few tasks take batches from the queue and verify them in the verifier pool
+if this node is one of the batch's designated verifiers (`must_verify`), or
+check only their structure otherwise. When the queue is full a batch is
+dropped (and counted): a block that names it makes voters fetch it by digest.
+A stored batch is acknowledged to its author, saying whether it was verified
+here (sequencer_net/node/certifying.py).
 """
 
 from __future__ import annotations
@@ -147,7 +149,6 @@ class OwnBatches:
                 0 if oldest_ms is None else now_ms - oldest_ms,
                 0 if unheld_ms is None else max(0, now_ms - unheld_ms),
             )
-            self.pool.remember_senders(taken)
             await self.pool.add_own(digest, encoded, batch, taken)  # durable before it leaves
             self.metrics.batches_created.inc()
             self.broadcast(encoded)
@@ -194,11 +195,15 @@ class PeerBatches:
         pool: BatchPool,
         metrics: Metrics,
         acknowledge: Callable[[int, bytes], Awaitable[None]] | None = None,
+        must_verify: Callable[[int], bool] = lambda author: True,
     ) -> None:
         self.pool = pool
         self.metrics = metrics
         self.acknowledge = acknowledge
-        """Acknowledges a verified, stored batch to its author (the certifier)."""
+        """Acknowledges a stored batch to its author (the certifier)."""
+        self.must_verify = must_verify
+        """Whether this node verifies an author's batches on arrival (the
+        certifier's designated verifiers; without certificates, always)."""
         self._send, self._receive = trio.open_memory_channel[tuple[int, bytes]](INBOUND_BATCH_QUEUE)
 
     def offer(self, peer: int, encoded: bytes) -> None:
@@ -219,6 +224,6 @@ class PeerBatches:
 
     async def _verify_loop(self) -> None:
         async for peer, encoded in self._receive:
-            digest = await self.pool.receive(peer, encoded)
+            digest = await self.pool.receive(peer, encoded, verify=self.must_verify(peer))
             if digest is not None and self.acknowledge is not None:
                 await self.acknowledge(peer, digest)

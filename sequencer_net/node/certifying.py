@@ -4,12 +4,24 @@ certificates").
 
 Follow one batch:
   author cuts and stores it, broadcasts it (BATCH channel), and acknowledges
-  it itself (`own_batch`) -> each receiver verifies and stores it (the pool),
-  then `acknowledge`: record (author, round) -> digest, fsync, and only then
-  send the signed ack to the author (CERT channel) -> the author counts acks
-  (`_on_ack`); at a quorum of power it holds the certificate and broadcasts it
-  (CERT channel) -> every validator verifies it (`_on_certificate`), holds it
-  from the current view on, and fetches the batch if it lacks it.
+  it itself, verified (`own_batch`: intake checked every signature) -> each
+  receiver stores it (the pool), verifying it first if it is one of the
+  batch's designated verifiers (`must_verify`), then `acknowledge`: record
+  (author, round) -> digest, fsync, and only then send the signed ack, with
+  its verified flag, to the author (CERT channel) -> the author counts acks
+  (`_on_ack`, a signer's verified ack replacing its unverified one); at a
+  quorum of power whose verified part exceeds f it holds the certificate and
+  broadcasts it (CERT channel) -> every validator verifies it
+  (`_on_certificate`), holds it from the current view on, and fetches the
+  batch if it lacks it.
+
+Liveness fallback: a receiver that acknowledged a batch unverified verifies it
+once it has held it `verify_after_ms` without holding its certificate, and
+sends a second, verified ack for the same digest (the one-batch-per-round rule
+is about digests, so it is intact). A designated verifier that is down or
+silent, or an author that sent its batch only to the others, then delays the
+certificate by that bound, never stops it; a batch whose carried senders or
+signatures are wrong never gathers more than f of verified power.
 
 Leaders fill blocks from held certificates, oldest first (`candidates`);
 voters wait briefly for the certificates of named batches they lack
@@ -47,6 +59,7 @@ from sequencer_net.batches.certificate import (
     Recover,
     decode_cert_message,
     decode_certificate,
+    designated_verifiers,
     encode_cert_message,
     sign_ack,
     verify_ack,
@@ -84,6 +97,8 @@ MAX_CERTIFICATE_ANSWER: Final = 64
 """Certificates in one answer (each at most MAX_CERTIFICATE_BYTES, ~72 KiB)."""
 BATCH_FETCH_WAIT_S: Final = 0.5
 """How long a leader spends fetching the batches of held certificates it lacks."""
+DEFAULT_VERIFY_AFTER_MS: Final = 500
+"""The liveness fallback's bound when none is given (`verify_after_ms`)."""
 
 _request_decoder = msgspec.msgpack.Decoder(BatchRequest)
 _list_decoder = msgspec.msgpack.Decoder(list[bytes])
@@ -124,10 +139,13 @@ class BatchCertifier:
         clock_ms: Callable[[], int] = lambda: time.monotonic_ns() // 1_000_000,
         leader: Callable[[int], int] | None = None,
         on_own_certified: Callable[[], None] = lambda: None,
+        verify_after_ms: int = DEFAULT_VERIFY_AFTER_MS,
     ) -> None:
         """`validators` is numbered as the p2p peers are (batch authors and ack
         signers); `leader(view)` is the peer that leads consensus `view` (by
-        default `validators`' leader of it)."""
+        default `validators`' leader of it). `verify_after_ms`: how long a batch
+        acknowledged unverified waits for its certificate before this node
+        verifies it itself (the node passes the inclusion rule's time bound)."""
         self.me = me
         self.key = key
         self.validators = validators
@@ -152,6 +170,10 @@ class BatchCertifier:
         self.on_own_certified = on_own_certified
         """Told each time an own batch gathers its certificate (the batcher)."""
         self.clock_ms = clock_ms
+        self.verify_after_ms = verify_after_ms
+        self._designated = self._designated_for(validators)
+        self._verifying_later: set[bytes] = set()
+        """Digests acknowledged unverified whose fallback check is scheduled."""
         self.book = CertificateBook()
         self.log_limiter = LogLimiter(log)
         self._own: OrderedDict[bytes, _OwnPending] = OrderedDict()
@@ -166,6 +188,18 @@ class BatchCertifier:
         self._arrived = trio.Event()
         self._send, self._receive = trio.open_memory_channel[tuple[int, bytes]](INBOUND_CERT_QUEUE)
         self._nursery: trio.Nursery | None = None
+
+    def _designated_for(self, validators: ValidatorSet) -> frozenset[int]:
+        """The authors whose batches this node verifies on arrival."""
+        return frozenset(
+            a for a in range(len(validators)) if self.me in designated_verifiers(validators, a)
+        )
+
+    def must_verify(self, author: int) -> bool:
+        """Whether this node is a designated verifier of `author`'s batches
+        (batches/certificate.py `designated_verifiers`) in the current epoch; a
+        non-member author's batches are verified (they are not acknowledged)."""
+        return author in self._designated or not self.validators.contains(author)
 
     # ---- startup ----------------------------------------------------------------------
 
@@ -246,10 +280,30 @@ class BatchCertifier:
             await pending.wait()
             if self._acked.get(key) != digest:
                 return  # that write failed: nothing was acknowledged
-        ack = sign_ack(self.key, self.separator, self.me, digest, author, round_)
+        verified = self.pool.is_verified(digest)
+        self._send_ack(author, round_, digest, verified)
+        if not verified and digest not in self._verifying_later and self._nursery is not None:
+            self._verifying_later.add(digest)
+            self._nursery.start_soon(self._verify_later, author, round_, digest)
+
+    def _send_ack(self, author: int, round_: int, digest: bytes, verified: bool) -> None:
+        ack = sign_ack(self.key, self.separator, self.me, digest, author, round_, verified)
         if self.is_connected():
             self.p2p.send(author, Channel.CERT, encode_cert_message(ack))
         self.metrics.batch_acks_sent.inc()
+
+    async def _verify_later(self, author: int, round_: int, digest: bytes) -> None:
+        """The liveness fallback: after `verify_after_ms` without its certificate,
+        verify a batch acknowledged unverified and send a verified ack for it."""
+        try:
+            await trio.sleep(self.verify_after_ms / 1000)
+            if self.certified(digest) or self._acked.get((author, round_)) != digest:
+                return
+            if await self.pool.verify_held(digest) and not self.certified(digest):
+                log.info("event=batch_verified_late digest=%s round=%d", digest.hex()[:12], round_)
+                self._send_ack(author, round_, digest, True)
+        finally:
+            self._verifying_later.discard(digest)
 
     def _remember_ack(self, key: tuple[int, int], digest: bytes) -> None:
         self._acked[key] = digest
@@ -264,7 +318,9 @@ class BatchCertifier:
         self._own[digest] = _OwnPending(collector, encoded, self.view(), self.clock_ms())
         while len(self._own) > MAX_PENDING_OWN:
             self._own.popitem(last=False)
-        own = sign_ack(self.key, self.separator, self.me, digest, batch.author, batch.sequence)
+        own = sign_ack(
+            self.key, self.separator, self.me, digest, batch.author, batch.sequence, True
+        )
         self._count(own)
 
     def uncertified_own(self) -> int:
@@ -348,6 +404,7 @@ class BatchCertifier:
         after `previous`: views restart at 1, so held certificates and own batches
         count their delays from the epoch's start."""
         self.validators, self.previous = validators, previous
+        self._designated = self._designated_for(validators)
         self.book.restart_views()
         self._entered.clear()
         for digest, pending in self._own.items():
@@ -360,7 +417,9 @@ class BatchCertifier:
         if validators.contains(self.me):
             for digest, pending in list(self._own.items()):
                 c = pending.collector
-                self._count(sign_ack(self.key, self.separator, self.me, digest, c.author, c.round))
+                self._count(
+                    sign_ack(self.key, self.separator, self.me, digest, c.author, c.round, True)
+                )
         self._resent.clear()
 
     def _hold(self, cert: BatchCertificate) -> None:

@@ -176,8 +176,8 @@ def resolve_block_transactions(
 ) -> list[ResolvedTransaction]:
     """The transactions a block orders: its batches' transactions in block order,
     skipping any committed before (in an earlier block, or earlier in this one),
-    each with its sender. `sender_of(hash, encoded)` gives the sender recovered
-    when the batch was verified (or recovers it again); None means it does not
+    each with its sender. `sender_of(hash, encoded)` gives the sender (a
+    node's: the one its batch carries, `senders_in`); None means it does not
     verify, which a quorum of voters makes impossible unless more than f lie.
     `hashes`: per batch, its transactions' hashes in order, if known already
     (from the batch's verification); otherwise each is hashed here."""
@@ -282,6 +282,20 @@ def block_envelopes(
                 continue
             live.append((h, envelope))
     return live
+
+
+def senders_in(batches: Sequence[Batch]) -> Callable[[bytes, bytes], Address | None]:
+    """`sender_of(hash, encoded)` for the transactions of a committed block's
+    `batches`: the senders the batches carry, never a signature recovered here.
+    Only for batches named by a committed block: a quorum voted for it, and a
+    voter votes only for batches certified by acknowledgements of which more
+    than f of the power checked every signature and carried sender
+    (batches/certificate.py), so an honest validator checked these."""
+    carried: dict[bytes, Address] = {}
+    for batch in batches:
+        for encoded, sender in zip(batch.transactions, batch.senders, strict=False):
+            carried[encoded] = Address(sender)
+    return lambda _hash, encoded: carried.get(encoded)
 
 
 @dataclass(frozen=True, slots=True)
@@ -570,7 +584,7 @@ class CommitPipeline:
             self._prepared_bytes += size
         batches = [batch for _, batch in held]
         live = self.live_envelopes(block.height, batches)
-        if not block_needs_order_seed(batches, prepared.forced, live, self._sender_of):
+        if not block_needs_order_seed(batches, prepared.forced, live, senders_in(batches)):
             self.status.feed.seedless(block.height)
             return
         self.decryptor.begin(block.height, block.digest(), [e for _, e in live])
@@ -617,7 +631,7 @@ class CommitPipeline:
         resolved = resolve_block_transactions(
             batches,
             lambda h: self.store.find_transaction(h) is not None,
-            self._sender_of,
+            senders_in(batches),
             [self.pool.tx_hashes(digest, batch) for digest, batch in held],
         )
         forced_marks = prepared.forced
@@ -668,12 +682,13 @@ class CommitPipeline:
         self.metrics.execute_seconds.observe(time.perf_counter() - started)
 
     def live_envelopes(self, height: int, batches: Sequence[Batch]) -> list[tuple[bytes, Envelope]]:
-        """The envelopes a block opens (`block_envelopes`), with this node's sender
-        check (remembered from batch verification, else run again)."""
+        """The envelopes a block opens (`block_envelopes`) of a committed block's
+        `batches`, with the senders they carry (`senders_in`)."""
+        sender_of = senders_in(batches)
         return block_envelopes(
             height,
             batches,
-            lambda h, e: self._sender_of(h, e) is not None,
+            lambda h, e: sender_of(h, e) is not None,
             self._key_epoch_at(height),
         )
 
@@ -715,7 +730,7 @@ class CommitPipeline:
         key_epoch = self._key_epoch_at(height)
         if self.decryptor is None or self.domain is None:
             return reveal_envelopes(height, resolved, live, None, self.domain, key_epoch), None
-        if not block_needs_order_seed(batches, forced, live, self._sender_of):
+        if not block_needs_order_seed(batches, forced, live, senders_in(batches)):
             # No envelope to open and one order for every seed: no share round.
             self.decryptor.discard(height)
             self.status.feed.seedless(height)
@@ -739,16 +754,6 @@ class CommitPipeline:
         self.pool.forget(pruned)
         if pruned:
             log.info("event=batches_pruned count=%d below_height=%d", len(pruned), below_height)
-
-    def _sender_of(self, tx_hash_: bytes, encoded: bytes) -> Address | None:
-        """Remembered from batch verification, else recovered again."""
-        known = self.pool.sender_of(tx_hash_)
-        if known is not None:
-            return known[0]
-        try:
-            return self.mempool.check(encoded).sender
-        except InvalidTransaction:
-            return None
 
     def _check_vouched_root(self, height: int, payload: BlockPayload) -> None:
         """Voters that had not executed the vouched height voted without comparing;

@@ -198,7 +198,12 @@ class ValidatorNode(NodeBase):
             is_connected=lambda: self.connected,
             leader=self._leader_peer,
             on_own_certified=lambda: self.own_batches.certified(),
+            # A batch still uncertified after the inclusion rule's time bound is
+            # late by the rule's own measure: only then do the validators that
+            # acknowledged it unverified check it themselves.
+            verify_after_ms=config.consensus.inclusion_delay_ms,
         )
+        self.pool.certified = self.certifier.certified
         self._forward_rotation = itertools.count()
         self.own_batches = OwnBatches(
             batcher=BatchBuilder(
@@ -216,7 +221,9 @@ class ValidatorNode(NodeBase):
             forget=self.store.remove_pending,
             uncertified=self.certifier.uncertified_own,
         )
-        self.peer_batches = PeerBatches(self.pool, self.metrics, self.certifier.acknowledge)
+        self.peer_batches = PeerBatches(
+            self.pool, self.metrics, self.certifier.acknowledge, self.certifier.must_verify
+        )
         self.forced = ForcedInclusion() if config.l1.rpc_url is not None else None
         """Forced transactions seen on the L1 Inbox: the L1 watcher submits each to
         `intake` and, once accepted, calls `forced.observe`; None without [l1]."""

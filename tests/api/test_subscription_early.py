@@ -28,7 +28,7 @@ from sequencer_net.api.subscriptions import (
     certificate_json,
     order_json,
 )
-from sequencer_net.batches.batch import Batch, batch_digest, encode_batch
+from sequencer_net.batches.batch import batch_digest, encode_batch
 from sequencer_net.client import verify as verify_module
 from sequencer_net.client.subscribe import SubscriptionSession
 from sequencer_net.client.verify import (
@@ -56,6 +56,7 @@ from tests.api.test_subscription_order import (
     plain,
 )
 from tests.api.test_subscriptions import FakeSocket, until
+from tests.mempool.factories import carrying_batch
 from tests.node.test_commit_execute import DOMAIN
 
 
@@ -93,7 +94,7 @@ class EarlyChain:
             plain(3, self.nonce, namespace=0)
         ]
         self.nonce += 1
-        encoded = encode_batch(Batch(0, height - 1, txs))
+        encoded = encode_batch(carrying_batch(DOMAIN, 0, height - 1, txs))
         digest = batch_digest(encoded)
         pairs = [(NAMESPACE, tx_hash(t)) for t in txs[:3]] + [(0, tx_hash(txs[3]))]
         payload = BlockPayload(1_000 * height, 0, b"\x00" * 32, [digest], namespace_root(pairs))

@@ -20,13 +20,13 @@ from typing import Any
 import msgspec
 import pytest
 
-from consensus.crypto import Address, PrivateKey, keccak256
+from consensus.crypto import PrivateKey, keccak256
 from consensus.io import Commit
 from consensus.messages import Block, Certificate, VoteKind
 from consensus.types import Validator, ValidatorSet
 from consensus.verifier import SignatureVerifier
 from sequencer_net.api.subscriptions import BlockMessages
-from sequencer_net.batches.batch import Batch, batch_digest, encode_batch
+from sequencer_net.batches.batch import batch_digest, encode_batch
 from sequencer_net.client.verify import BlockVerifier, SubscriptionVerificationError
 from sequencer_net.execution.genesis import GenesisConfig, genesis_state
 from sequencer_net.execution.records import OracleReporter
@@ -35,7 +35,6 @@ from sequencer_net.fairness.order import order_seed_tag, sender_rank
 from sequencer_net.fairness.order_proof import verify_order_seed
 from sequencer_net.fairness.tdh2 import block_shares, coin_share, deal
 from sequencer_net.mempool.encrypted import encode_encrypted, transaction_namespace
-from sequencer_net.mempool.mempool import CheckedTx
 from sequencer_net.mempool.transaction import encode_transaction, sign_transaction, tx_hash
 from sequencer_net.node.commit import CommitPipeline
 from sequencer_net.node.decryption import BlockOpening, OpenedBlock
@@ -43,6 +42,7 @@ from sequencer_net.payload.format import BlockPayload, ForcedEntry, encode_paylo
 from sequencer_net.payload.namespaces import namespace_root
 from sequencer_net.storage.node_store import NodeStore
 from tests.api.test_openapi import validate
+from tests.mempool.factories import carrying_batch
 from tests.node.test_commit_execute import DOMAIN
 from tests.node.test_commit_forced import held_batches_pipeline
 
@@ -140,18 +140,15 @@ async def commit_block(
     envelopes: Sequence[Envelope] = (),
 ) -> CommitPipeline:
     """Commit one block of one batch holding `transactions` (in that block
-    order), marking `forced` (in that inbox order)."""
+    order), marking `forced` (in that inbox order). `envelopes`: the sealed
+    ones among them, whose signers the batch carries as their senders."""
     p = pipeline(store, decryptor)
-    batch = Batch(0, 0, transactions)
+    batch = carrying_batch(DOMAIN, 0, 0, transactions)
+    sealed_by = {encode_encrypted(e): bytes(e.sender) for e in envelopes}
+    assert all(s == sealed_by.get(tx, s) for tx, s in zip(transactions, batch.senders, strict=True))
     encoded = encode_batch(batch)
     digest = batch_digest(encoded)
     await p.pool.add_own(digest, encoded, batch)
-    by_wire = {encode_encrypted(e): e for e in envelopes}
-    p.pool.remember_senders(
-        CheckedTx(None, wire, tx_hash(wire), Address(by_wire[wire].sender), by_wire[wire])
-        for wire in transactions
-        if wire in by_wire
-    )
     pairs = [(transaction_namespace(tx), tx_hash(tx)) for tx in transactions]
     marks = [ForcedEntry(10 + i, tx_hash(tx)) for i, tx in enumerate(forced)]
     payload = BlockPayload(1_000, 0, b"\x00" * 32, [digest], namespace_root(pairs), marks)

@@ -21,7 +21,7 @@ import pytest
 from consensus.io import Commit
 from consensus.messages import Block
 from sequencer_net.api.subscriptions import NO_ORDER, BlockMessages
-from sequencer_net.batches.batch import Batch, batch_digest, encode_batch
+from sequencer_net.batches.batch import batch_digest, encode_batch
 from sequencer_net.client.verify import (
     BlockVerifier,
     SubscriptionVerificationError,
@@ -46,6 +46,7 @@ from tests.api.test_subscription_order import (
     plain,
     verifier,
 )
+from tests.mempool.factories import carrying_batch
 from tests.node.test_commit_execute import DOMAIN
 from tests.node.test_commit_forced import held_batches_pipeline
 
@@ -179,7 +180,7 @@ async def test_a_block_stored_with_a_seed_before_the_rule_still_verifies_after_a
     assert store.state_root_at(1) == root
 
     later = [plain(0, 2)]
-    batch = Batch(0, 1, later)
+    batch = carrying_batch(DOMAIN, 0, 1, later)
     encoded = encode_batch(batch)
     digest = batch_digest(encoded)
     await restarted.pool.add_own(digest, encoded, batch)

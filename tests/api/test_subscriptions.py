@@ -36,7 +36,7 @@ from sequencer_net.api.subscriptions import (
     Subscriptions,
     header_json,
 )
-from sequencer_net.batches.batch import Batch, batch_digest, encode_batch
+from sequencer_net.batches.batch import batch_digest, encode_batch
 from sequencer_net.client.verify import BlockVerifier
 from sequencer_net.execution.encoding import encode
 from sequencer_net.execution.receipts import Receipt
@@ -55,7 +55,7 @@ from sequencer_net.payload.namespaces import (
 from sequencer_net.storage.node_store import NodeStore
 from tests.api.conftest import GENESIS, ApiWorld
 from tests.client.chain import validator_keys
-from tests.mempool.factories import DOMAIN, signed
+from tests.mempool.factories import DOMAIN, carrying_batch, signed
 
 NS = 7
 
@@ -93,7 +93,9 @@ class Chain:
     def block(self, txs: list[bytes], height: int, parent: bytes) -> Block:
         """A block at `height` over `parent` holding `txs` in one batch, the batch
         stored (a validator holds the batches of what it commits)."""
-        encoded = encode_batch(Batch(author=0, sequence=height - 1, transactions=txs))
+        encoded = encode_batch(
+            carrying_batch(DOMAIN, author=0, sequence=height - 1, transactions=txs)
+        )
         digest = batch_digest(encoded)
         self.store.save_batch(digest, encoded, author=0)
         pairs = [(decode_transaction(t).namespace, tx_hash(t)) for t in txs]

@@ -17,6 +17,7 @@ from sequencer_net.batches.batch import (
     InvalidBatchTransaction,
     MalformedBatch,
     OversizedBatch,
+    SenderMismatch,
     batch_digest,
     decode_batch,
     encode_batch,
@@ -30,18 +31,36 @@ from sequencer_net.mempool.limits import (
 )
 from sequencer_net.mempool.mempool import AddResult, Mempool
 from sequencer_net.mempool.transaction import BadSignature, WrongChain
-from tests.mempool.factories import DOMAIN, KEYS, OTHER_DOMAIN, signed
+from tests.mempool.factories import DOMAIN, KEYS, OTHER_DOMAIN, carrying_batch, signed
 from tests.mempool.test_mempool import cached_tx
 
 
 def test_round_trip_digest_and_verify() -> None:
     txs = [signed(0, 0), signed(1, 0), signed(0, 1)]
-    batch = Batch(author=3, sequence=7, transactions=txs)
+    batch = carrying_batch(DOMAIN, author=3, sequence=7, transactions=txs)
     encoded = encode_batch(batch)
     assert decode_batch(encoded) == batch
     assert batch_digest(encoded) == keccak256(BATCH_DIGEST_TAG + encoded)
     checked = verify_batch(batch, DOMAIN)
     assert [c.sender for c in checked] == [KEYS[0].address, KEYS[1].address, KEYS[0].address]
+
+
+def test_a_batch_carries_one_sender_per_transaction_and_its_digest_covers_them() -> None:
+    txs = [signed(0, 2), signed(1, 2)]
+    batch = carrying_batch(DOMAIN, 1, 0, txs)
+    assert batch.senders == [KEYS[0].address, KEYS[1].address]
+    swapped = Batch(1, 0, txs, batch.senders[::-1])
+    assert batch_digest(encode_batch(swapped)) != batch_digest(encode_batch(batch))
+    assert decode_batch(encode_batch(swapped)) == swapped  # well formed: only verifying finds it
+    with pytest.raises(SenderMismatch, match="transaction 0"):
+        verify_batch(swapped, DOMAIN)
+    for senders in ([KEYS[0].address], [*batch.senders, KEYS[2].address]):
+        with pytest.raises(SenderMismatch):
+            decode_batch(encode_batch(Batch(1, 0, txs, senders)))
+    # The format without senders, or a sender that is not 20 bytes: malformed.
+    for body in ([1, 0, txs], [1, 0, txs, [KEYS[0].address, KEYS[1].address[:19]]]):
+        with pytest.raises(MalformedBatch):
+            decode_batch(msgspec.msgpack.encode(body))
 
 
 @pytest.mark.parametrize(
@@ -74,21 +93,23 @@ def test_too_many_transactions_rejected() -> None:
 
 def test_total_bytes_bound() -> None:
     big = b"x" * (32 * 1024)
-    data = encode_batch(Batch(0, 0, [big + bytes([i]) for i in range(70)]))  # ~2.2 MB
+    data = encode_batch(
+        carrying_batch(DOMAIN, 0, 0, [big + bytes([i]) for i in range(70)])
+    )  # ~2.2 MB
     with pytest.raises(OversizedBatch):
         decode_batch(data)
 
 
 def test_empty_and_duplicate_rejected() -> None:
     with pytest.raises(EmptyBatch):
-        decode_batch(encode_batch(Batch(0, 0, [])))
+        decode_batch(encode_batch(carrying_batch(DOMAIN, 0, 0, [])))
     tx = signed()
     with pytest.raises(DuplicateTransaction):
-        decode_batch(encode_batch(Batch(0, 0, [tx, tx])))
+        decode_batch(encode_batch(carrying_batch(DOMAIN, 0, 0, [tx, tx])))
 
 
 def test_non_canonical_rejected() -> None:
-    encoded = encode_batch(Batch(author=1, sequence=0, transactions=[signed()]))
+    encoded = encode_batch(carrying_batch(DOMAIN, author=1, sequence=0, transactions=[signed()]))
     widened = encoded[:1] + b"\xcc\x01" + encoded[2:]  # author 1 as uint8
     assert msgspec.msgpack.decode(widened) == msgspec.msgpack.decode(encoded)
     with pytest.raises(MalformedBatch, match="canonical"):
@@ -96,7 +117,7 @@ def test_non_canonical_rejected() -> None:
 
 
 def test_verify_names_the_first_bad_transaction() -> None:
-    batch = Batch(0, 0, [signed(0, 0), signed(1, 0, domain=OTHER_DOMAIN), b"junk"])
+    batch = carrying_batch(DOMAIN, 0, 0, [signed(0, 0), signed(1, 0, domain=OTHER_DOMAIN), b"junk"])
     with pytest.raises(InvalidBatchTransaction) as caught:
         verify_batch(batch, DOMAIN)
     assert caught.value.position == 1
@@ -104,11 +125,14 @@ def test_verify_names_the_first_bad_transaction() -> None:
     tx = bytearray(signed(2, 0))
     tx[-40] ^= 1  # flip a bit of s
     try:
-        verify_batch(Batch(0, 0, [bytes(tx)]), DOMAIN)
+        verify_batch(carrying_batch(DOMAIN, 0, 0, [bytes(tx)]), DOMAIN)
     except InvalidBatchTransaction as exc:
         assert isinstance(exc.cause, BadSignature)
     else:  # a flipped s may still recover, but never the original sender
-        assert verify_batch(Batch(0, 0, [bytes(tx)]), DOMAIN)[0].sender != KEYS[2].address
+        assert (
+            verify_batch(carrying_batch(DOMAIN, 0, 0, [bytes(tx)]), DOMAIN)[0].sender
+            != KEYS[2].address
+        )
 
 
 def test_builder_cuts_on_delay() -> None:
@@ -128,6 +152,7 @@ def test_builder_cuts_on_delay() -> None:
     assert batch is not None
     assert (batch.author, batch.sequence) == (2, 0)
     assert batch.transactions == [cached_tx(0, 0, 0).encoded, cached_tx(1, 0, 0).encoded]
+    assert batch.senders == [cached_tx(0, 0, 0).sender, cached_tx(1, 0, 0).sender]
     assert builder.poll(pool, now_ms=10_000) is None  # taken: not batched twice
     assert len(pool) == 2  # still pending until committed
     pool.add(cached_tx(2, 0, 0), now_ms=180)
@@ -248,6 +273,6 @@ def test_the_cut_gives_the_checked_transactions_and_their_pairs_match_the_batch(
         tx=None, encoded=encoded, hash=tx_hash(encoded), sender=KEYS[0].address, envelope=envelope
     )
     checked = [*taken, opaque]
-    with_envelope = Batch(0, 1, [c.encoded for c in checked])
+    with_envelope = carrying_batch(DOMAIN, 0, 1, [c.encoded for c in checked])
     assert checked_namespace_pairs(checked) == batch_namespace_pairs(with_envelope)
     assert {n for n, _ in checked_namespace_pairs(checked)} >= {9}

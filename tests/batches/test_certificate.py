@@ -20,11 +20,13 @@ from sequencer_net.batches.certificate import (
     BatchCertificate,
     CertificateBook,
     InsufficientPower,
+    InsufficientVerifiedPower,
     MalformedCertMessage,
     UnknownSigner,
     UnsortedSigners,
     decode_cert_message,
     decode_certificate,
+    designated_verifiers,
     encode_cert_message,
     sign_ack,
     verify_ack,
@@ -45,25 +47,40 @@ def recover(digest: bytes, signature: bytes) -> Address | None:
         return None
 
 
-def ack(signer: int, batch: bytes = BATCH, author: int = 1, round_: int = 5) -> BatchAck:
-    return sign_ack(KEYS[signer], SEPARATOR, signer, batch, author, round_)
+def ack(
+    signer: int, batch: bytes = BATCH, author: int = 1, round_: int = 5, verified: bool = True
+) -> BatchAck:
+    return sign_ack(KEYS[signer], SEPARATOR, signer, batch, author, round_, verified)
 
 
-def cert_of(signers: list[int], batch: bytes = BATCH) -> BatchCertificate:
-    acks = [ack(i, batch) for i in signers]
-    return BatchCertificate(batch, 1, 5, signers, [a.signature for a in acks])
+def cert_of(
+    signers: list[int], batch: bytes = BATCH, verified: list[bool] | None = None
+) -> BatchCertificate:
+    flags = [True] * len(signers) if verified is None else verified
+    acks = [ack(i, batch, verified=v) for i, v in zip(signers, flags, strict=True)]
+    return BatchCertificate(batch, 1, 5, signers, [a.signature for a in acks], flags)
 
 
-def test_an_ack_signs_the_eip712_digest_of_batch_author_and_round() -> None:
+def test_an_ack_signs_the_eip712_digest_of_batch_author_round_and_verified() -> None:
     a = ack(2)
-    digest = batch_ack_digest(SEPARATOR, BATCH, 1, 5)
+    digest = batch_ack_digest(SEPARATOR, BATCH, 1, 5, True)
     assert recover_address(digest, a.signature) == KEYS[2].address
     verify_ack(VALIDATORS, SEPARATOR, a, recover)
-    # Another round, author, batch or network: another digest.
-    assert digest != batch_ack_digest(SEPARATOR, BATCH, 1, 6)
-    assert digest != batch_ack_digest(SEPARATOR, BATCH, 2, 5)
-    assert digest != batch_ack_digest(SEPARATOR, b"\xac" * 32, 1, 5)
-    assert digest != batch_ack_digest(OTHER_NETWORK, BATCH, 1, 5)
+    # Another round, author, batch, network or flag: another digest.
+    assert digest != batch_ack_digest(SEPARATOR, BATCH, 1, 6, True)
+    assert digest != batch_ack_digest(SEPARATOR, BATCH, 2, 5, True)
+    assert digest != batch_ack_digest(SEPARATOR, b"\xac" * 32, 1, 5, True)
+    assert digest != batch_ack_digest(OTHER_NETWORK, BATCH, 1, 5, True)
+    assert digest != batch_ack_digest(SEPARATOR, BATCH, 1, 5, False)
+    unverified = ack(2, verified=False)
+    verify_ack(VALIDATORS, SEPARATOR, unverified, recover)
+    # An unverified ack presented as verified (or the reverse): refused.
+    with pytest.raises(BadAckSignature):
+        verify_ack(
+            VALIDATORS, SEPARATOR, msgspec.structs.replace(unverified, verified=True), recover
+        )
+    with pytest.raises(BadAckSignature):
+        verify_ack(VALIDATORS, SEPARATOR, msgspec.structs.replace(a, verified=False), recover)
 
 
 def test_an_ack_naming_another_signer_or_round_is_refused() -> None:
@@ -88,7 +105,14 @@ def test_messages_round_trip_and_only_the_canonical_encoding_decodes() -> None:
         decode_certificate(encode_cert_message(a))
     # The same fields as a msgpack map (not the array form): refused.
     as_map = msgspec.msgpack.encode(
-        {"batch": a.batch, "author": 1, "round": 5, "signer": 0, "signature": a.signature}
+        {
+            "batch": a.batch,
+            "author": 1,
+            "round": 5,
+            "signer": 0,
+            "signature": a.signature,
+            "verified": True,
+        }
     )
     with pytest.raises(MalformedCertMessage):
         decode_cert_message(b"\x01" + as_map)
@@ -101,6 +125,15 @@ def test_messages_round_trip_and_only_the_canonical_encoding_decodes() -> None:
     for bad in (b"", b"\x09" + body, b"\x01", b"\x01\xc1"):
         with pytest.raises(MalformedCertMessage):
             decode_cert_message(bad)
+    # The flag is a msgpack boolean: an integer 1 in its place is refused.
+    as_int = body[:-1] + b"\x01"
+    assert body[-1:] == b"\xc3"
+    with pytest.raises(MalformedCertMessage):
+        decode_cert_message(b"\x01" + as_int)
+    # A certificate without its flags (the previous format): refused.
+    flagless = msgspec.msgpack.encode([c.batch, c.author, c.round, c.signers, c.signatures])
+    with pytest.raises(MalformedCertMessage):
+        decode_cert_message(b"\x02" + flagless)
 
 
 def test_size_limits_are_checked_before_decoding_and_fit_the_widest_message() -> None:
@@ -108,7 +141,9 @@ def test_size_limits_are_checked_before_decoding_and_fit_the_widest_message() ->
         decode_cert_message(b"\x01" + b"\x00" * MAX_ACK_BYTES)
     with pytest.raises(MalformedCertMessage, match="more than"):
         decode_cert_message(b"\x02" + b"\x00" * MAX_CERTIFICATE_BYTES)
-    widest_ack = BatchAck(b"\xff" * 32, MAX_VALIDATORS - 1, 2**63 - 1, MAX_VALIDATORS - 1, a_sig())
+    widest_ack = BatchAck(
+        b"\xff" * 32, MAX_VALIDATORS - 1, 2**63 - 1, MAX_VALIDATORS - 1, a_sig(), False
+    )
     assert decode_cert_message(encode_cert_message(widest_ack)) == widest_ack
     widest = BatchCertificate(
         b"\xff" * 32,
@@ -116,6 +151,7 @@ def test_size_limits_are_checked_before_decoding_and_fit_the_widest_message() ->
         2**63 - 1,
         list(range(MAX_VALIDATORS)),
         [a_sig()] * MAX_VALIDATORS,
+        [False] * MAX_VALIDATORS,
     )
     encoded = encode_cert_message(widest)
     assert len(encoded) <= MAX_CERTIFICATE_BYTES
@@ -153,6 +189,52 @@ def test_a_certificate_needs_a_quorum_of_distinct_members_with_valid_signatures(
     short = msgspec.structs.replace(cert_of([0, 1, 2]), signatures=[a_sig()])
     with pytest.raises(MalformedCertMessage):
         verify_certificate(VALIDATORS, SEPARATOR, short, recover)
+    few_flags = msgspec.structs.replace(cert_of([0, 1, 2]), verified=[True, True])
+    with pytest.raises(MalformedCertMessage):
+        verify_certificate(VALIDATORS, SEPARATOR, few_flags, recover)
+
+
+def test_a_certificate_needs_more_than_f_of_verified_power() -> None:
+    # n = 4, f = 1: two verified signers suffice, one does not.
+    verify_certificate(
+        VALIDATORS, SEPARATOR, cert_of([0, 1, 2], verified=[True, True, False]), recover
+    )
+    verify_certificate(
+        VALIDATORS, SEPARATOR, cert_of([0, 1, 2, 3], verified=[False, True, False, True]), recover
+    )
+    for flags in ([False, False, False], [True, False, False], [False, False, True]):
+        with pytest.raises(InsufficientVerifiedPower):
+            verify_certificate(VALIDATORS, SEPARATOR, cert_of([0, 1, 2], verified=flags), recover)
+    # Signatures over "unverified" presented with the flag set: refused.
+    honest = cert_of([0, 1, 2], verified=[True, False, False])
+    forged = msgspec.structs.replace(honest, verified=[True, True, False])
+    with pytest.raises(BadAckSignature):
+        verify_certificate(VALIDATORS, SEPARATOR, forged, recover)
+    # Power, not count: with weights 5,1,1,1 (f = 2) only validator 0 exceeds f.
+    weighted = ValidatorSet(
+        [Validator(k.address, w) for k, w in zip(KEYS, [5, 1, 1, 1], strict=True)]
+    )
+    verify_certificate(weighted, SEPARATOR, cert_of([0, 1], verified=[True, False]), recover)
+    with pytest.raises(InsufficientVerifiedPower):
+        verify_certificate(
+            weighted, SEPARATOR, cert_of([0, 1, 2, 3], verified=[False, True, True, False]), recover
+        )
+
+
+def test_designated_verifiers_are_the_author_and_the_next_until_more_than_f() -> None:
+    assert designated_verifiers(VALIDATORS, 0) == {0, 1}
+    assert designated_verifiers(VALIDATORS, 3) == {3, 0}  # wraps
+    seven = ValidatorSet(
+        [Validator(PrivateKey(keccak256(b"d%d" % i)).address, 1) for i in range(7)]
+    )
+    assert designated_verifiers(seven, 5) == {5, 6, 0}  # f = 2
+    weighted = ValidatorSet(
+        [Validator(k.address, w) for k, w in zip(KEYS, [5, 1, 1, 1], strict=True)]
+    )
+    assert designated_verifiers(weighted, 0) == {0}  # 5 > f = 2 alone
+    assert designated_verifiers(weighted, 1) == {1, 2, 3}
+    assert designated_verifiers(weighted, 3) == {3, 0}
+    assert designated_verifiers(VALIDATORS, 4) == frozenset()  # not a member
 
 
 def test_power_not_count_decides_the_quorum() -> None:
@@ -170,6 +252,24 @@ def test_power_not_count_decides_the_quorum() -> None:
     formed = collector.add(ack(0))
     assert formed is not None and formed.signers == [0, 1, 2, 3]
     verify_certificate(weighted, SEPARATOR, formed, recover)
+
+
+def test_the_collector_waits_for_verified_power_and_prefers_verified_acks() -> None:
+    collector = AckCollector(VALIDATORS, BATCH, 1, 5)
+    assert collector.add(ack(1)) is None  # the author's own, verified
+    assert collector.add(ack(2, verified=False)) is None
+    assert collector.add(ack(3, verified=False)) is None  # a quorum, 1 verified: not yet
+    assert collector.add(ack(3, verified=False)) is None
+    formed = collector.add(ack(3, verified=True))  # 3's verified ack replaces its other
+    assert formed is not None
+    assert formed.signers == [1, 2, 3] and formed.verified == [True, False, True]
+    verify_certificate(VALIDATORS, SEPARATOR, formed, recover)
+    # A later unverified ack never replaces a verified one.
+    again = AckCollector(VALIDATORS, BATCH, 1, 5)
+    for a in (ack(0), ack(1, verified=True), ack(1, verified=False)):
+        assert again.add(a) is None
+    formed = again.add(ack(2, verified=False))
+    assert formed is not None and formed.verified == [True, True, False]
 
 
 def test_the_collector_forms_one_sorted_certificate_at_the_quorum() -> None:

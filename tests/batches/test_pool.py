@@ -24,7 +24,7 @@ from sequencer_net.batches.pool import (
 from sequencer_net.mempool.verifier import VerifierPool
 from sequencer_net.storage.group_commit import GroupCommit
 from sequencer_net.storage.node_store import NodeStore
-from tests.mempool.factories import DOMAIN, KEYS, signed
+from tests.mempool.factories import DOMAIN, KEYS, carrying_batch, signed
 
 
 class Clock:
@@ -56,7 +56,69 @@ def make_pool(store: NodeStore, clock: Clock | None = None) -> tuple[BatchPool, 
 
 
 def batch_of(author: int, sequence: int, txs: list[bytes]) -> bytes:
-    return encode_batch(Batch(author=author, sequence=sequence, transactions=txs))
+    return encode_batch(carrying_batch(DOMAIN, author=author, sequence=sequence, transactions=txs))
+
+
+def counting_pool(store: NodeStore) -> tuple[BatchPool, VerifierPool]:
+    """A pool whose verifier counts the transactions it checks (`checked`)."""
+    verifier = VerifierPool(DOMAIN, threads=1)
+    return BatchPool(store, verifier, GroupCommit(store.write_synced), clock=Clock()), verifier
+
+
+def with_wrong_sender(author: int, sequence: int) -> bytes:
+    txs = [signed(sender=i, nonce=0) for i in range(3)]
+    honest = carrying_batch(DOMAIN, author, sequence, txs)
+    senders = [honest.senders[0], bytes(KEYS[5].address), honest.senders[2]]
+    return encode_batch(Batch(author, sequence, txs, senders))
+
+
+async def test_a_verifying_node_refuses_a_batch_whose_carried_sender_is_wrong(
+    store: NodeStore,
+) -> None:
+    pool, verifier = counting_pool(store)
+    bad = with_wrong_sender(1, 0)
+    assert await pool.receive(1, bad, verify=True) is None
+    assert verifier.checked == 3 and batch_digest(bad) not in pool and pool.rejected_batches == 1
+    # One sender fewer than transactions: refused before any signature is checked.
+    txs = [signed(sender=0, nonce=1), signed(sender=1, nonce=1)]
+    short = encode_batch(Batch(1, 1, txs, [bytes(KEYS[0].address)]))
+    assert await pool.receive(1, short, verify=True) is None
+    assert verifier.checked == 3
+
+
+async def test_a_non_verifying_node_stores_without_checking_signatures(store: NodeStore) -> None:
+    pool, verifier = counting_pool(store)
+    good = batch_of(2, 0, [signed(sender=i, nonce=0) for i in range(4)])
+    digest = await pool.receive(2, good, verify=False)
+    assert digest == batch_digest(good) and digest in pool and store.get_batch(digest) == good
+    assert verifier.checked == 0 and not pool.is_verified(digest)
+    assert await pool.verify_held(digest)  # the liveness fallback, later
+    assert verifier.checked == 4 and pool.is_verified(digest)
+    # A wrong sender list is stored unverified, and refused once checked.
+    bad = with_wrong_sender(3, 0)
+    bad_digest = await pool.receive(3, bad, verify=False)
+    assert bad_digest is not None and verifier.checked == 4
+    assert not await pool.verify_held(bad_digest)
+    assert pool.rejected_batches == 1 and not pool.is_verified(bad_digest)
+    assert bad_digest not in [d for d, _ in pool.unincluded(set(), 10)]
+    # Structure is still checked: a batch that is not one is refused.
+    assert await pool.receive(3, b"\x93\x01", verify=False) is None
+
+
+async def test_a_fetched_batch_is_verified_unless_certified(store: NodeStore) -> None:
+    pool, verifier = counting_pool(store)
+    certified: set[bytes] = set()
+    pool.certified = certified.__contains__
+    plain = batch_of(1, 0, [signed(sender=1, nonce=0)])
+    assert await pool.accept_fetched(batch_digest(plain), plain)
+    assert verifier.checked == 1 and pool.is_verified(batch_digest(plain))
+    trusted = batch_of(1, 1, [signed(sender=1, nonce=1), signed(sender=2, nonce=1)])
+    certified.add(batch_digest(trusted))
+    assert await pool.accept_fetched(batch_digest(trusted), trusted)
+    assert verifier.checked == 1 and batch_digest(trusted) in pool
+    bad = with_wrong_sender(2, 0)
+    assert not await pool.accept_fetched(batch_digest(bad), bad)
+    assert verifier.checked == 4
 
 
 async def test_a_valid_batch_is_kept_with_its_senders(store: NodeStore) -> None:
@@ -66,9 +128,7 @@ async def test_a_valid_batch_is_kept_with_its_senders(store: NodeStore) -> None:
     digest = await pool.receive(2, encoded)
     assert digest is not None and digest == batch_digest(encoded) and digest in pool
     assert store.get_batch(digest) == encoded
-    from sequencer_net.mempool.transaction import tx_hash
-
-    assert pool.sender_of(tx_hash(txs[3])) == (KEYS[3].address, 0)
+    assert pool.is_verified(digest)
     size = pool.size_of(digest)
     assert size is not None and size.transactions == 5
 
@@ -103,7 +163,7 @@ async def test_a_batch_must_come_from_its_author(store: NodeStore) -> None:
 
 async def test_an_own_batch_is_stored_once_with_its_sequence(store: NodeStore) -> None:
     pool, writes = make_pool(store)
-    batch = Batch(author=0, sequence=7, transactions=[signed()])
+    batch = carrying_batch(DOMAIN, author=0, sequence=7, transactions=[signed()])
     encoded = encode_batch(batch)
     await pool.add_own(batch_digest(encoded), encoded, batch)
     assert writes == [1]  # one synced write: the batch and the next sequence together
@@ -245,10 +305,10 @@ async def test_a_held_batch_s_hashes_come_from_its_verification(store: NodeStore
 
     pool, _ = make_pool(store)
     txs = [signed(sender=i, nonce=0) for i in range(4)]
-    peer = Batch(author=2, sequence=0, transactions=txs)
+    peer = carrying_batch(DOMAIN, author=2, sequence=0, transactions=txs)
     digest = await pool.receive(2, encode_batch(peer))
     assert digest is not None
     assert pool.tx_hashes(digest, peer) == batch_tx_hashes(peer)
     # A batch whose pairs are not kept is hashed on the spot.
-    other = Batch(author=3, sequence=0, transactions=[signed(sender=5)])
+    other = carrying_batch(DOMAIN, author=3, sequence=0, transactions=[signed(sender=5)])
     assert pool.tx_hashes(batch_digest(encode_batch(other)), other) == batch_tx_hashes(other)

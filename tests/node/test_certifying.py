@@ -37,7 +37,7 @@ from sequencer_net.node.certifying import BatchCertifier
 from sequencer_net.p2p.network import Channel
 from sequencer_net.storage.group_commit import GroupCommit
 from sequencer_net.storage.node_store import NodeStore
-from tests.mempool.factories import DOMAIN, signed
+from tests.mempool.factories import DOMAIN, carrying_batch, signed
 
 VALIDATOR_KEYS = [PrivateKey(keccak256(b"certifier-test-%d" % i)) for i in range(4)]
 VALIDATORS = ValidatorSet([Validator(k.address, 1) for k in VALIDATOR_KEYS])
@@ -127,8 +127,8 @@ def node(tmp_path: Path) -> Iterator[Node]:
 
 
 def batch_of(author: int, sequence: int, nonce: int) -> tuple[bytes, bytes, Batch]:
-    batch = Batch(
-        author=author, sequence=sequence, transactions=[signed(sender=author, nonce=nonce)]
+    batch = carrying_batch(
+        DOMAIN, author=author, sequence=sequence, transactions=[signed(sender=author, nonce=nonce)]
     )
     encoded = encode_batch(batch)
     return batch_digest(encoded), encoded, batch
@@ -136,9 +136,10 @@ def batch_of(author: int, sequence: int, nonce: int) -> tuple[bytes, bytes, Batc
 
 def cert_of(digest: bytes, author: int, round_: int, signers: list[int]) -> BatchCertificate:
     sigs = [
-        sign_ack(VALIDATOR_KEYS[i], SEPARATOR, i, digest, author, round_).signature for i in signers
+        sign_ack(VALIDATOR_KEYS[i], SEPARATOR, i, digest, author, round_, True).signature
+        for i in signers
     ]
-    return BatchCertificate(digest, author, round_, signers, sigs)
+    return BatchCertificate(digest, author, round_, signers, sigs, [True] * len(signers))
 
 
 async def receive_and_ack(node: Node, sender: int, encoded: bytes) -> None:
@@ -232,8 +233,8 @@ async def test_the_author_certifies_its_batch_at_a_quorum_and_broadcasts_it(
         async with trio.open_nursery() as nursery:
             await nursery.start(author.certifier.run)
             author.certifier.own_batch(digest, encoded, batch)
-            ack0 = sign_ack(VALIDATOR_KEYS[0], SEPARATOR, 0, digest, 1, 0)
-            forged = sign_ack(VALIDATOR_KEYS[3], SEPARATOR, 3, digest, 1, 0)
+            ack0 = sign_ack(VALIDATOR_KEYS[0], SEPARATOR, 0, digest, 1, 0, True)
+            forged = sign_ack(VALIDATOR_KEYS[3], SEPARATOR, 3, digest, 1, 0, True)
             # Rejected, no state change: an ack relayed by another peer, one for
             # another round, bytes that do not decode.
             author.certifier.offer(2, encode_cert_message(forged))
@@ -242,13 +243,13 @@ async def test_the_author_certifies_its_batch_at_a_quorum_and_broadcasts_it(
             author.certifier.offer(0, encode_cert_message(ack0))
             await trio.testing.wait_all_tasks_blocked()
             assert author.p2p.cert_messages() == []  # own + validator 0: 2 of 4, no quorum
-            ack2 = sign_ack(VALIDATOR_KEYS[2], SEPARATOR, 2, digest, 1, 0)
+            ack2 = sign_ack(VALIDATOR_KEYS[2], SEPARATOR, 2, digest, 1, 0, True)
             author.certifier.offer(2, encode_cert_message(ack2))
             await trio.testing.wait_all_tasks_blocked()
             nursery.cancel_scope.cancel()
         [(to, cert)] = author.p2p.cert_messages()
         assert to is None and isinstance(cert, BatchCertificate)
-        assert cert.signers == [0, 1, 2]
+        assert cert.signers == [0, 1, 2] and cert.verified == [True, True, True]
         verify_certificate(VALIDATORS, SEPARATOR, cert, SignatureVerifier(SEPARATOR).recover)
         assert author.certifier.certified(digest)
         assert author.metrics.batch_certificates_formed._value.get() == 1
@@ -396,7 +397,9 @@ async def test_an_own_batch_gathers_its_acks_again_under_the_next_epochs_power(
         async with trio.open_nursery() as nursery:
             await nursery.start(author.certifier.run)
             author.certifier.own_batch(digest, encoded, batch)
-            ack = {i: sign_ack(VALIDATOR_KEYS[i], SEPARATOR, i, digest, 1, 0) for i in range(4)}
+            ack = {
+                i: sign_ack(VALIDATOR_KEYS[i], SEPARATOR, i, digest, 1, 0, True) for i in range(4)
+            }
             author.certifier.offer(0, encode_cert_message(ack[0]))
             await trio.testing.wait_all_tasks_blocked()
             author.certifier.epoch_changed(_power_without(0), VALIDATORS)
@@ -457,3 +460,88 @@ async def test_a_voter_waits_for_a_queued_certificate_instead_of_asking_peers(
         assert not node.certifier.certified(b"\x55" * 32)
         nursery.cancel_scope.cancel()
     assert node.fetcher.asked == []
+
+
+async def test_a_non_designated_node_acks_unverified_and_verifies_after_the_bound(
+    node: Node, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Node 0 is not a designated verifier of author 2 (those are 2 and 3): it
+    stores and acknowledges without checking a signature; only once the
+    batch has gone uncertified for `verify_after_ms` does it verify it and
+    send a verified ack for the same digest."""
+    assert not node.certifier.must_verify(2) and node.certifier.must_verify(3)
+    assert node.certifier.must_verify(0)  # its own (checked at intake)
+    verifier = node.pool.verifier
+    digest, encoded, _ = batch_of(author=2, sequence=0, nonce=0)
+    certified_digest, certified_encoded, _ = batch_of(author=2, sequence=1, nonce=1)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(node.certifier.run)
+        for data in (encoded, certified_encoded):
+            got = await node.pool.receive(2, data, verify=node.certifier.must_verify(2))
+            assert got is not None
+            await node.certifier.acknowledge(2, got)
+        first = [m for _, m in node.p2p.cert_messages()]
+        assert [(a.batch, a.verified) for a in first if isinstance(a, BatchAck)] == [
+            (digest, False),
+            (certified_digest, False),
+        ]
+        assert verifier.checked == 0
+        # The second batch's certificate arrives in time: it is never verified here.
+        node.certifier.offer(1, encode_cert_message(cert_of(certified_digest, 2, 1, [1, 2, 3])))
+        await trio.sleep(node.certifier.verify_after_ms / 1000 - 0.01)
+        assert verifier.checked == 0 and len(node.p2p.cert_messages()) == 2
+        await trio.sleep(0.02)
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.cancel_scope.cancel()
+    assert verifier.checked == 1
+    late = node.p2p.cert_messages()[2:]
+    assert len(late) == 1
+    to, ack = late[0]
+    assert to == 2 and isinstance(ack, BatchAck) and ack.verified and ack.batch == digest
+    verify_ack(VALIDATORS, SEPARATOR, ack, SignatureVerifier(SEPARATOR).recover)
+
+
+async def test_a_designated_node_acks_verified_and_a_bad_sender_list_gets_no_ack(
+    tmp_path: Path,
+) -> None:
+    node = Node(tmp_path / "db3", me=3)
+    try:
+        assert node.certifier.must_verify(2)
+        _, encoded, _ = batch_of(author=2, sequence=0, nonce=0)
+        await receive_and_ack(node, 2, encoded)
+        [(_, ack)] = node.p2p.cert_messages()
+        assert isinstance(ack, BatchAck) and ack.verified and ack.batch == batch_digest(encoded)
+        assert node.pool.verifier.checked == 1
+        batch = carrying_batch(DOMAIN, 2, 1, [signed(sender=2, nonce=1)])
+        wrong = encode_batch(Batch(2, 1, batch.transactions, [VALIDATOR_KEYS[0].address]))
+        assert await node.pool.receive(2, wrong, verify=True) is None
+        assert len(node.p2p.cert_messages()) == 1
+    finally:
+        node.close()
+
+
+async def test_the_author_needs_verified_acks_beyond_f(tmp_path: Path) -> None:
+    """Unverified acks from a quorum do not certify; the designated verifier's
+    verified ack (or a late verified one from any other) does."""
+    author = Node(tmp_path / "db1", me=1)
+    try:
+        digest, encoded, batch = batch_of(author=1, sequence=0, nonce=0)
+        await author.pool.add_own(digest, encoded, batch)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(author.certifier.run)
+            author.certifier.own_batch(digest, encoded, batch)
+            for i in (0, 3):
+                unverified = sign_ack(VALIDATOR_KEYS[i], SEPARATOR, i, digest, 1, 0, False)
+                author.certifier.offer(i, encode_cert_message(unverified))
+            await trio.testing.wait_all_tasks_blocked()
+            assert author.p2p.cert_messages() == []  # 4 of 4 acks, 1 verified
+            late = sign_ack(VALIDATOR_KEYS[0], SEPARATOR, 0, digest, 1, 0, True)
+            author.certifier.offer(0, encode_cert_message(late))
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.cancel_scope.cancel()
+        [(_, cert)] = author.p2p.cert_messages()
+        assert isinstance(cert, BatchCertificate)
+        assert cert.signers == [0, 1, 3] and cert.verified == [True, True, False]
+        verify_certificate(VALIDATORS, SEPARATOR, cert, SignatureVerifier(SEPARATOR).recover)
+    finally:
+        author.close()

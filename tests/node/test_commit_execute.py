@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from consensus.crypto import Address, PrivateKey, keccak256
 from consensus.encoding import Domain
-from sequencer_net.batches.batch import Batch
 from sequencer_net.client import dex_transaction, signed_transaction
 from sequencer_net.execution.engine import ExecutionBlock, execute_block
 from sequencer_net.execution.genesis import GenesisConfig, GenesisDeposit, genesis_state
@@ -15,6 +14,7 @@ from sequencer_net.execution.state import ExecutionState, subaccount_id
 from sequencer_net.execution.transactions import Transfer
 from sequencer_net.mempool.transaction import tx_hash
 from sequencer_net.node.commit import resolve_block_transactions
+from tests.mempool.factories import carrying_batch
 
 W = 10**18
 DOMAIN = Domain(31337, bytes(20), bytes(32))
@@ -37,7 +37,11 @@ def _genesis() -> ExecutionState:
 
 def test_batches_resolve_in_block_order_each_transaction_once() -> None:
     a, b, c = (signed_transaction(ALICE, DOMAIN, n, 9, b"blob %d" % n) for n in range(3))
-    batches = [Batch(0, 0, [a, b]), Batch(1, 0, [b, c]), Batch(2, 0, [a])]
+    batches = [
+        carrying_batch(DOMAIN, 0, 0, [a, b]),
+        carrying_batch(DOMAIN, 1, 0, [b, c]),
+        carrying_batch(DOMAIN, 2, 0, [a]),
+    ]
     committed_before = {tx_hash(c)}
     recovered: list[bytes] = []
 
@@ -56,7 +60,9 @@ def test_batches_resolve_in_block_order_each_transaction_once() -> None:
     again = resolve_block_transactions(batches, committed_before.__contains__, sender_of, known)
     assert again == resolved
     # A transaction whose sender cannot be established is left out.
-    unknown = resolve_block_transactions([Batch(0, 1, [a])], set().__contains__, lambda h, e: None)
+    unknown = resolve_block_transactions(
+        [carrying_batch(DOMAIN, 0, 1, [a])], set().__contains__, lambda h, e: None
+    )
     assert unknown == []
 
 
@@ -68,7 +74,7 @@ def test_every_namespace_reaches_the_engine_with_its_sender_nonce_and_fee() -> N
 
     def run(state: ExecutionState, height: int, txs: list[bytes], seconds: int) -> ExecutionState:
         resolved = resolve_block_transactions(
-            [Batch(0, height, txs)], set().__contains__, lambda h, e: ALICE.address
+            [carrying_batch(DOMAIN, 0, height, txs)], set().__contains__, lambda h, e: ALICE.address
         )
         block = ExecutionBlock(height, seconds, tuple(r.sequenced for r in resolved))
         return execute_block(state, block).state

@@ -32,6 +32,7 @@ from sequencer_net.payload.format import BlockPayload, ForcedEntry, encode_paylo
 from sequencer_net.payload.namespaces import namespace_root
 from sequencer_net.storage.group_commit import GroupCommit
 from sequencer_net.storage.node_store import NodeStore
+from tests.mempool.factories import carrying_batch
 from tests.node.test_commit_execute import ALICE, BOB, DOMAIN, W
 
 CAROL = PrivateKey(keccak256(b"commit-forced/carol"))
@@ -148,7 +149,7 @@ async def test_a_marked_forced_transaction_executes_first_in_its_block(store: No
     ordinary = _transfer(BOB, CAROL, 3 * W)
     forced = _transfer(ALICE, BOB, 5 * W)
     pipeline = await _commit(
-        store, Batch(0, 0, [ordinary, forced]), [ForcedEntry(12, tx_hash(forced))]
+        store, carrying_batch(DOMAIN, 0, 0, [ordinary, forced]), [ForcedEntry(12, tx_hash(forced))]
     )
     assert store.transactions_at(1) == [forced, ordinary]
     assert _carol(pipeline) == 3 * W
@@ -159,7 +160,7 @@ async def test_unmarked_the_same_transaction_executes_in_block_order(tmp_path: P
     try:
         ordinary = _transfer(BOB, CAROL, 3 * W)
         forced = _transfer(ALICE, BOB, 5 * W)
-        pipeline = await _commit(store, Batch(0, 0, [ordinary, forced]), [])
+        pipeline = await _commit(store, carrying_batch(DOMAIN, 0, 0, [ordinary, forced]), [])
         assert store.transactions_at(1) == [ordinary, forced]
         assert _carol(pipeline) == 0  # Bob could not pay yet: his transfer failed
     finally:

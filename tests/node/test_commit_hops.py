@@ -15,7 +15,7 @@ import trio
 
 from consensus.io import Commit
 from consensus.messages import Block, Certificate, VoteKind
-from sequencer_net.batches.batch import Batch, batch_digest, encode_batch
+from sequencer_net.batches.batch import batch_digest, encode_batch
 from sequencer_net.client import dex_transaction
 from sequencer_net.execution.state import subaccount_id
 from sequencer_net.execution.transactions import Transfer
@@ -24,6 +24,7 @@ from sequencer_net.node.commit import CommitPipeline
 from sequencer_net.payload.format import BlockPayload, encode_payload
 from sequencer_net.payload.namespaces import namespace_root
 from sequencer_net.storage.node_store import NodeStore
+from tests.mempool.factories import carrying_batch
 from tests.node.test_commit_execute import ALICE, BOB, DOMAIN, W
 from tests.node.test_commit_forced import GENESIS_DIGEST, _genesis, held_batches_pipeline
 
@@ -56,7 +57,7 @@ def _transfers(count: int) -> list[bytes]:
 
 
 async def _block_of(pipeline: CommitPipeline, txs: list[bytes]) -> Commit:
-    batch = Batch(0, 0, txs)
+    batch = carrying_batch(DOMAIN, 0, 0, txs)
     encoded = encode_batch(batch)
     digest = batch_digest(encoded)
     await pipeline.pool.add_own(digest, encoded, batch)

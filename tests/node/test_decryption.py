@@ -57,7 +57,7 @@ from sequencer_net.node.decryption import (
 )
 from sequencer_net.node.requests import RequestKind
 from sequencer_net.storage.node_store import NodeStore
-from tests.mempool.factories import DOMAIN, KEYS
+from tests.mempool.factories import DOMAIN, KEYS, carrying_batch
 
 SEED = 5
 KEYSET, SHARES = deal(4, 2, random.Random(SEED).randbytes)
@@ -350,7 +350,6 @@ async def test_the_commit_pipeline_reveals_in_place(
 ) -> None:
     """Expired envelopes and those past the per-block limit are never decrypted;
     the others become their inner transactions at their positions."""
-    from sequencer_net.batches.batch import Batch
     from sequencer_net.mempool.encrypted import encode_encrypted
     from sequencer_net.node import commit
     from sequencer_net.node.commit import CommitPipeline, ResolvedTransaction
@@ -376,7 +375,9 @@ async def test_the_commit_pipeline_reveals_in_place(
     pipeline.domain = DOMAIN
     pipeline.decryptor = net.decryptors[0]
     pipeline.pool = Pool()  # type: ignore[assignment]
-    batches = [Batch(author=0, sequence=0, transactions=[r.encoded for r in resolved])]
+    batches = [
+        carrying_batch(DOMAIN, author=0, sequence=0, transactions=[r.encoded for r in resolved])
+    ]
     net.down = {2, 3}  # validator 1 answers when asked
     net.stores[1].save_own_shares(HEIGHT, encode_shares_message(message(1, ENVELOPES[:2])))
     with trio.fail_after(10):

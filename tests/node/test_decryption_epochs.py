@@ -21,7 +21,6 @@ import pytest
 import trio
 
 from consensus.crypto import keccak256
-from sequencer_net.batches.batch import Batch
 from sequencer_net.execution.block import FailedReveal
 from sequencer_net.fairness.envelope import Envelope, label_of, seal
 from sequencer_net.fairness.limits import MAX_BLOCK_SHARES_BYTES, MAX_SHARE_BYTES
@@ -59,7 +58,7 @@ from sequencer_net.node.decryption import (
 )
 from sequencer_net.node.requests import RequestKind
 from sequencer_net.storage.node_store import NodeStore
-from tests.mempool.factories import DOMAIN, KEYS
+from tests.mempool.factories import DOMAIN, KEYS, carrying_batch
 
 SEED = 11
 KEYSET0, SHARES0 = deal(4, 2, random.Random(SEED).randbytes)
@@ -316,7 +315,9 @@ def test_commit_refuses_an_old_epochs_envelope_undecrypted_at_no_fee() -> None:
     so every node gets the same."""
     order = [OLD[0], NEW[0], OLD[1], NEW[1]]
     resolved = _resolved(order)
-    batches = [Batch(author=0, sequence=0, transactions=[r.encoded for r in resolved])]
+    batches = [
+        carrying_batch(DOMAIN, author=0, sequence=0, transactions=[r.encoded for r in resolved])
+    ]
     live = block_envelopes(SWITCH, batches, lambda h, e: True, key_epoch=1)
     assert [e for _, e in live] == NEW
     # Without a key epoch (a chain without a key) nothing is filtered by epoch.
@@ -353,7 +354,9 @@ async def test_the_commit_pipeline_shares_only_its_heights_epoch(net: Net) -> No
     pipeline.domain = DOMAIN
     pipeline.decryptor = net.decryptors[0]
     pipeline.pool = Pool()  # type: ignore[assignment]
-    batches = [Batch(author=0, sequence=0, transactions=[r.encoded for r in resolved])]
+    batches = [
+        carrying_batch(DOMAIN, author=0, sequence=0, transactions=[r.encoded for r in resolved])
+    ]
     net.stores[4].save_own_shares(SWITCH, _message(SWITCH, SHARES1[3], 1, NEW))
     net.down = {1, 2, 3}  # validator 4 answers when asked
     with trio.fail_after(10):

@@ -20,7 +20,7 @@ from consensus.messages import (
 )
 from consensus.types import ZERO_DIGEST
 from consensus.verifier import SignatureVerifier
-from sequencer_net.batches.batch import Batch, encode_batch
+from sequencer_net.batches.batch import encode_batch
 from sequencer_net.batches.certificate import (
     MAX_CERTIFICATE_BYTES,
     BatchCertificate,
@@ -29,6 +29,7 @@ from sequencer_net.batches.certificate import (
 )
 from sequencer_net.mempool.transaction import encode_transaction, sign_transaction
 from sequencer_net.p2p.network import Channel, P2PNetwork, PeerSpec
+from tests.mempool.factories import DOMAIN, carrying_batch
 from tests.node.harness import LocalNetwork
 
 pytestmark = pytest.mark.slow
@@ -52,7 +53,7 @@ def _hostile_frames(net: LocalNetwork) -> list[tuple[Channel, bytes]]:
     other_chain = replace(net.genesis.domain(), chain_id=999)
     wrong_chain = encode_transaction(sign_transaction(user, other_chain, 0, 1, 0, b"p"))
     separator = net.genesis.domain().separator()
-    ack3 = sign_ack(key, separator, BYZANTINE, b"\x07" * 32, BYZANTINE, 0).signature
+    ack3 = sign_ack(key, separator, BYZANTINE, b"\x07" * 32, BYZANTINE, 0, True).signature
     return [
         (Channel.CONSENSUS, b"\x00garbage\xff" * 10),
         (Channel.CONSENSUS, b"\x93" + bytes(5 * 1024 * 1024)),  # over the 4 MiB message cap
@@ -91,19 +92,26 @@ def _hostile_frames(net: LocalNetwork) -> list[tuple[Channel, bytes]]:
         ),
         (Channel.BATCH, b"not a batch"),
         # A batch claiming another author, and one carrying a wrong-chain transaction.
-        (Channel.BATCH, encode_batch(Batch(author=0, sequence=0, transactions=[wrong_chain]))),
         (
             Channel.BATCH,
-            encode_batch(Batch(author=BYZANTINE, sequence=0, transactions=[wrong_chain])),
+            encode_batch(carrying_batch(DOMAIN, author=0, sequence=0, transactions=[wrong_chain])),
+        ),
+        (
+            Channel.BATCH,
+            encode_batch(
+                carrying_batch(DOMAIN, author=BYZANTINE, sequence=0, transactions=[wrong_chain])
+            ),
         ),
         (Channel.CERT, b"\x02not a certificate"),
         (Channel.CERT, b"\x02" + bytes(MAX_CERTIFICATE_BYTES)),  # over the certificate cap
         # An acknowledgement naming validator 1 as signer, signed with 3's key.
-        (Channel.CERT, encode_cert_message(sign_ack(key, separator, 1, b"\x07" * 32, 0, 0))),
+        (Channel.CERT, encode_cert_message(sign_ack(key, separator, 1, b"\x07" * 32, 0, 0, True))),
         # A batch "certificate" with only its own signature: no quorum.
         (
             Channel.CERT,
-            encode_cert_message(BatchCertificate(b"\x07" * 32, BYZANTINE, 0, [BYZANTINE], [ack3])),
+            encode_cert_message(
+                BatchCertificate(b"\x07" * 32, BYZANTINE, 0, [BYZANTINE], [ack3], [True])
+            ),
         ),
     ]
 

@@ -24,10 +24,11 @@ from sequencer_net.node.commit import (
     ResolvedTransaction,
     block_needs_order_seed,
     resolve_block_transactions,
+    senders_in,
 )
 from sequencer_net.node.decryption import encode_shares_message, encode_shares_request
 from sequencer_net.node.status import ChainStatus
-from tests.mempool.factories import DOMAIN, KEYS
+from tests.mempool.factories import DOMAIN, KEYS, carrying_batch
 from tests.node.test_decryption import BLOCK, HEIGHT, ORDER_SEED, Net, envelope, message
 
 
@@ -91,7 +92,7 @@ def pipeline_for(net: Net, batches: list[Batch]) -> CommitPipeline:
 
 
 def resolved_of(pipeline: CommitPipeline, batches: list[Batch]) -> list[ResolvedTransaction]:
-    return resolve_block_transactions(batches, lambda h: False, pipeline._sender_of)
+    return resolve_block_transactions(batches, lambda h: False, senders_in(batches))
 
 
 def skipped(pipeline: CommitPipeline) -> float:
@@ -107,7 +108,9 @@ def test_the_rule_on_a_block_forced_marks_and_envelopes_included() -> None:
     def needs(txs: list[bytes], forced: tuple[bytes, ...] = (), live: bool = False) -> bool:
         marks = [ForcedEntry(i, tx_hash(t)) for i, t in enumerate(forced)]
         envelopes = [(keccak256(b"e"), envelope(0, 0))] if live else []
-        return block_needs_order_seed([Batch(0, 0, txs)], marks, envelopes, sender_of)  # type: ignore[arg-type]
+        return block_needs_order_seed(
+            [carrying_batch(DOMAIN, 0, 0, txs)], marks, envelopes, sender_of
+        )  # type: ignore[arg-type]
 
     assert not needs([])
     assert not needs([a0, a1])  # one sender
@@ -118,7 +121,10 @@ def test_the_rule_on_a_block_forced_marks_and_envelopes_included() -> None:
 
 
 async def test_a_one_sender_block_has_no_share_round(net: Net) -> None:
-    batches = [Batch(0, 0, [tx(0, 0), tx(0, 1)]), Batch(1, 0, [tx(0, 2)])]
+    batches = [
+        carrying_batch(DOMAIN, 0, 0, [tx(0, 0), tx(0, 1)]),
+        carrying_batch(DOMAIN, 1, 0, [tx(0, 2)]),
+    ]
     pipeline = pipeline_for(net, batches)
     asked: list[int] = []
 
@@ -150,7 +156,7 @@ async def test_a_two_sender_block_and_an_envelope_block_still_have_their_round(
 ) -> None:
     envelopes = [envelope(0, 0)] if kind == "one envelope" else []
     txs = [sealed(envelopes[0])] if envelopes else [tx(0, 0), tx(1, 0)]
-    batches = [Batch(0, 0, txs)]
+    batches = [carrying_batch(DOMAIN, 0, 0, txs)]
     net.down = {2, 3}  # validator 1 answers from its store when asked
     net.stores[1].save_own_shares(HEIGHT, encode_shares_message(message(1, envelopes)))
     pipeline = pipeline_for(net, batches)
@@ -196,7 +202,7 @@ async def test_begin_knows_the_rule_when_the_batches_are_fetched(
     """The share round starts when the block's batches are here, before the
     blocks below execute: only for a block that needs a seed; a block that
     needs none is told to the subscribers as having none at once."""
-    batches = [Batch(0, 0, list(txs))]
+    batches = [carrying_batch(DOMAIN, 0, 0, list(txs))]
     pipeline = pipeline_for(net, batches)
     block = committed(batches, tuple(txs[i] for i in forced))
     net.down = {1, 2, 3}

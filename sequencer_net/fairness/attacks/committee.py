@@ -132,7 +132,9 @@ def certify(committee: Committee, batch: bytes, author: int, round_: int) -> Bat
     collector = AckCollector(committee.validators, batch, author, round_)
     signers = [author, *(i for i in committee.honest if i != author)]
     for signer in signers:
-        ack = sign_ack(committee.keys[signer], committee.separator, signer, batch, author, round_)
+        ack = sign_ack(
+            committee.keys[signer], committee.separator, signer, batch, author, round_, True
+        )
         verify_ack(committee.validators, committee.separator, ack, recover)
         cert = collector.add(ack)
         if cert is not None:

@@ -68,8 +68,8 @@ def run(committee: Committee) -> SeedOutcome:
         victim_tx = encode_transaction(user_transaction(victim, view, b"buy 1 ETH-PERP"))
         adversary_tx = encode_transaction(user_transaction(adversary, view, b"buy 1 ETH-PERP"))
         batches = {
-            "victim": Batch(rng.choice(committee.honest), view, [victim_tx]),
-            "adversary": Batch(rng.choice(byzantine), view, [adversary_tx]),
+            "victim": Batch(rng.choice(committee.honest), view, [victim_tx], [victim.address]),
+            "adversary": Batch(rng.choice(byzantine), view, [adversary_tx], [adversary.address]),
         }
         digests = {name: batch_digest(encode_batch(b)) for name, b in batches.items()}
         leader = committee.validators.leader(View(view))

@@ -108,9 +108,10 @@ def run(committee: Committee) -> SeedOutcome:
     r1 = seal_transaction(committee, victim, first, rng.randbytes)
     w1, w2, wr = (encode_encrypted(e) for e in (e1, e2, r1))
     author = committee.honest[0]
+    v = bytes(victim.address)
     blocks = [
-        [Batch(author, 0, [w1, w2]), Batch(author, 1, [w1])],
-        [Batch(author, 2, [w1, wr])],
+        [Batch(author, 0, [w1, w2], [v, v]), Batch(author, 1, [w1], [v])],
+        [Batch(author, 2, [w1, wr], [v, v])],
     ]
     committed: set[bytes] = set()
     windows: dict[bytes, NonceWindow] = {}
