@@ -9,7 +9,10 @@ from collections import defaultdict
 import msgspec
 import pytest
 
+from consensus.crypto import Address
 from consensus.encoding import Domain
+from consensus.types import Validator, ValidatorSet
+from sequencer_net.batches.certificate import designated_verifiers
 from sequencer_net.client import DEFAULT_FEES
 from sequencer_net.execution.transactions import DEX_NAMESPACE, decode_payload
 from sequencer_net.mempool.transaction import decode_transaction, recover_sender, tx_hash
@@ -32,7 +35,10 @@ from sequencer_net.testnet.bench.traffic import (
     generate_items,
     sign_items,
 )
-from sequencer_net.testnet.bench.verify_limit import verify_limit_tps
+from sequencer_net.testnet.bench.verify_limit import (
+    recoveries_per_transaction,
+    verify_limit_tps,
+)
 
 DOMAIN = Domain(chain_id=31337, verifying_contract=bytes(20), genesis_hash=bytes(range(32)))
 
@@ -155,8 +161,17 @@ def test_encode_body_json_is_the_apis_batch_shape() -> None:
     assert json.loads(body) == {"transactions": ["0x0102", "0xff"]}
 
 
-def test_verify_limit_divides_all_cores_among_the_validators() -> None:
-    assert verify_limit_tps([10_000.0, 12_000.0], 4) == 5_500.0
+def test_verify_limit_divides_all_cores_among_each_transactions_verifiers() -> None:
+    assert verify_limit_tps([10_000.0, 12_000.0], 4) == 11_000.0  # f + 1 = 2 of 4
+    assert verify_limit_tps([10_000.0, 12_000.0], 7) == 22_000.0 / 3  # f + 1 = 3 of 7
     assert verify_limit_tps([8_000.0], 1) == 8_000.0
     with pytest.raises(ValueError):
         verify_limit_tps([1.0], 0)
+
+
+def test_recoveries_per_transaction_is_the_number_of_designated_verifiers() -> None:
+    for n in range(1, 12):
+        validators = ValidatorSet([Validator(Address(bytes([i + 1]) * 20), 1) for i in range(n)])
+        for author in range(n):
+            designated = designated_verifiers(validators, author)
+            assert recoveries_per_transaction(n) == len(designated), (n, author)

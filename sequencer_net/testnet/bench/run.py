@@ -46,7 +46,11 @@ from sequencer_net.testnet.bench.traffic import (
     generate_items,
     sign_items,
 )
-from sequencer_net.testnet.bench.verify_limit import VerifyLimit, measure_verify_limit
+from sequencer_net.testnet.bench.verify_limit import (
+    VerifyLimit,
+    measure_verify_limit,
+    verify_limit_tps,
+)
 
 Echo = Callable[[str], None]
 
@@ -169,7 +173,7 @@ def run_network(
     rate: float | None,
 ) -> dict[str, Any]:
     """Start a network of `validators`, run its steps, return its result."""
-    limit_tps = limit.total_per_s / validators
+    limit_tps = verify_limit_tps(limit.per_process_per_s, validators)
     rng = random.Random(options.seed * 1_000 + validators)
     steps: list[dict[str, Any]] = []
     search = None

@@ -1,10 +1,12 @@
 """This machine's signature-recovery limit: what N validators on it could verify.
 
-Every validator recovers the sender of every transaction (its own intake, and
-each batch it receives from the others), so on one machine running N
-validators the network can commit at most
+Each transaction's sender is recovered by the f+1 validators designated to
+verify its batch (its author at intake, then the next by index until their
+weight exceeds f = floor((N - 1) / 3) for N equal validators; the others
+trust the batch's certificate, sequencer_net/batches/certificate.py), so on
+one machine running N validators the network can commit at most
 
-    verify_limit_tps = (recoveries per second, all cores together) / N
+    verify_limit_tps = (recoveries per second, all cores together) / (f + 1)
 
 transactions per second, whatever else the nodes do. It is measured with the
 node's own code (decode, EIP-712 digest, secp256k1 recovery) on real signed
@@ -46,12 +48,18 @@ class VerifyLimit:
         return verify_limit_tps(self.per_process_per_s, self.validators)
 
 
-def verify_limit_tps(per_process_per_s: Sequence[float], validators: int) -> float:
-    """All cores' recoveries per second divided among N validators, each of which
-    recovers every transaction."""
+def recoveries_per_transaction(validators: int) -> int:
+    """How many of N equal validators recover each transaction: f + 1, the
+    designated verifiers of its batch (certificate.designated_verifiers)."""
     if validators < 1:
         raise ValueError("validators must be >= 1")
-    return sum(per_process_per_s) / validators
+    return (validators - 1) // 3 + 1
+
+
+def verify_limit_tps(per_process_per_s: Sequence[float], validators: int) -> float:
+    """All cores' recoveries per second divided by the recoveries each
+    transaction costs the network (f + 1 of N validators)."""
+    return sum(per_process_per_s) / recoveries_per_transaction(validators)
 
 
 def _recover_during(
