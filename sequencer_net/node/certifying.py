@@ -99,6 +99,11 @@ BATCH_FETCH_WAIT_S: Final = 0.5
 """How long a leader spends fetching the batches of held certificates it lacks."""
 DEFAULT_VERIFY_AFTER_MS: Final = 500
 """The liveness fallback's bound when none is given (`verify_after_ms`)."""
+MAX_VERIFYING_LATER: Final = 4_096
+"""Fallback checks waiting at once (each a sleeping task). At the highest
+rates a node holds a few dozen; past this bound (a flood of batches no one
+certifies) new ones are not scheduled, and such a batch is verified only if a
+block names it and it must be fetched, or never."""
 
 _request_decoder = msgspec.msgpack.Decoder(BatchRequest)
 _list_decoder = msgspec.msgpack.Decoder(list[bytes])
@@ -282,7 +287,12 @@ class BatchCertifier:
                 return  # that write failed: nothing was acknowledged
         verified = self.pool.is_verified(digest)
         self._send_ack(author, round_, digest, verified)
-        if not verified and digest not in self._verifying_later and self._nursery is not None:
+        if (
+            not verified
+            and digest not in self._verifying_later
+            and len(self._verifying_later) < MAX_VERIFYING_LATER
+            and self._nursery is not None
+        ):
             self._verifying_later.add(digest)
             self._nursery.start_soon(self._verify_later, author, round_, digest)
 

@@ -33,6 +33,7 @@ from sequencer_net.batches.certificate import (
 from sequencer_net.batches.pool import BatchPool, BatchRequest
 from sequencer_net.mempool.verifier import VerifierPool
 from sequencer_net.metrics import Metrics
+from sequencer_net.node import certifying
 from sequencer_net.node.certifying import BatchCertifier
 from sequencer_net.p2p.network import Channel
 from sequencer_net.storage.group_commit import GroupCommit
@@ -499,6 +500,27 @@ async def test_a_non_designated_node_acks_unverified_and_verifies_after_the_boun
     to, ack = late[0]
     assert to == 2 and isinstance(ack, BatchAck) and ack.verified and ack.batch == digest
     verify_ack(VALIDATORS, SEPARATOR, ack, SignatureVerifier(SEPARATOR).recover)
+
+
+async def test_fallback_checks_waiting_at_once_are_bounded(
+    node: Node, autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A flood of batches acknowledged unverified schedules at most
+    MAX_VERIFYING_LATER fallback checks at once; the rest are not scheduled."""
+    monkeypatch.setattr(certifying, "MAX_VERIFYING_LATER", 2)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(node.certifier.run)
+        for sequence in range(4):
+            _, encoded, _ = batch_of(author=2, sequence=sequence, nonce=sequence)
+            got = await node.pool.receive(2, encoded, verify=False)
+            assert got is not None
+            await node.certifier.acknowledge(2, got)
+        assert len(node.certifier._verifying_later) == 2
+        await trio.sleep(node.certifier.verify_after_ms / 1000 + 0.1)
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.cancel_scope.cancel()
+    assert node.pool.verifier.checked == 2
+    assert [a.verified for _, a in node.p2p.cert_messages()] == [False] * 4 + [True] * 2
 
 
 async def test_a_designated_node_acks_verified_and_a_bad_sender_list_gets_no_ack(
