@@ -628,11 +628,10 @@ class CommitPipeline:
                 except InvalidBatch:
                     continue
         batches = [batch for _, batch in held]
+        batch_hashes = [self.pool.tx_hashes(digest, batch) for digest, batch in held]
+        committed = self.store.committed_among([h for of_batch in batch_hashes for h in of_batch])
         resolved = resolve_block_transactions(
-            batches,
-            lambda h: self.store.find_transaction(h) is not None,
-            senders_in(batches),
-            [self.pool.tx_hashes(digest, batch) for digest, batch in held],
+            batches, committed.__contains__, senders_in(batches), batch_hashes
         )
         forced_marks = prepared.forced
         resolved, opened = await self.open_block_with_proof(

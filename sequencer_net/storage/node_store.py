@@ -68,7 +68,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from types import TracebackType
-from typing import Final, TypeVar
+from typing import Final, TypeVar, cast
 
 import msgspec
 from rocksdict import Options, Rdict, WriteBatch, WriteOptions
@@ -575,6 +575,22 @@ class NodeStore:
         if len(data) != _LOCATION_LENGTH:
             raise CorruptStore(f"transaction location is {len(data)} bytes")
         return int.from_bytes(data[:_U64], "big"), int.from_bytes(data[_U64:], "big")
+
+    def committed_among(self, hashes: Sequence[bytes]) -> set[bytes]:
+        """The hashes among `hashes` of committed transactions: one multi-key
+        read for a whole block, where `find_transaction` per hash costs a read
+        (and a Python round trip) each."""
+        if not hashes:
+            return set()
+        found = cast(list[bytes | None], self._db.get([TX_INDEX_PREFIX + h for h in hashes]))
+        committed: set[bytes] = set()
+        for hash_, data in zip(hashes, found, strict=True):
+            if data is None:
+                continue
+            if len(data) != _LOCATION_LENGTH:
+                raise CorruptStore(f"transaction location is {len(data)} bytes")
+            committed.add(hash_)
+        return committed
 
     # ---- batches ---------------------------------------------------------------------
 

@@ -166,6 +166,9 @@ def test_commits_round_trip_and_survive_restart(tmp_path: Path) -> None:
             for position, tx in enumerate(txs_at(h)):
                 assert store.find_transaction(tx_hash(tx)) == (h, position)
         assert store.find_transaction(bytes(32)) is None
+        every = [tx_hash(tx) for b in chain for tx in txs_at(b.height)]
+        assert every and store.committed_among([*every, bytes(32)]) == set(every)
+        assert store.committed_among([bytes(32)]) == set() == store.committed_among([])
         assert store.transactions_at(4) == []
         with pytest.raises(CommitOutOfOrder):
             store.commit_block(
@@ -242,6 +245,7 @@ def test_unreferenced_batches_are_pruned_after_their_retention(tmp_path: Path) -
         (b"c/" + (1).to_bytes(8, "big") + b"\x01", b"junk", "certificates"),
         (b"bh/" + (1).to_bytes(8, "big"), b"\x90", "block"),
         (b"i/" + bytes(32), b"\x00" * 5, "find"),
+        (b"i/" + bytes(32), b"\x00" * 5, "committed_among"),
         (b"p/" + bytes(32), b"\x00" * 8 + b"not matching its hash", "pending"),
     ],
 )
@@ -268,6 +272,8 @@ def test_corrupt_records_raise_corrupt_store(
                     store.block_at(1)
                 case "find":
                     store.find_transaction(bytes(32))
+                case "committed_among":
+                    store.committed_among([bytes(31) + b"\x01", bytes(32)])
                 case "pending":
                     store.load_pending_transactions()
         finally:
