@@ -191,11 +191,15 @@ class BatchPool:
         if event is not None:
             event.set()
 
-    async def receive(self, sender: int, encoded: bytes, verify: bool = True) -> bytes | None:
+    async def receive(
+        self, sender: int, encoded: bytes, verify: bool = True, digest: bytes | None = None
+    ) -> bytes | None:
         """A batch broadcast by validator `sender`: check it (fully if `verify`,
         else its structure only), then keep it. Returns its digest, or None when
-        it is refused (remembered and counted)."""
-        digest = batch_digest(encoded)
+        it is refused (remembered and counted). `digest`: `batch_digest(encoded)`
+        when the caller computed it already (this node, never a peer's claim)."""
+        if digest is None:
+            digest = batch_digest(encoded)
         try:
             return await self._receive(sender, digest, encoded, verify)
         finally:

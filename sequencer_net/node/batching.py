@@ -204,17 +204,21 @@ class PeerBatches:
         self.must_verify = must_verify
         """Whether this node verifies an author's batches on arrival (the
         certifier's designated verifiers; without certificates, always)."""
-        self._send, self._receive = trio.open_memory_channel[tuple[int, bytes]](INBOUND_BATCH_QUEUE)
+        self._send, self._receive = trio.open_memory_channel[tuple[int, bytes, bytes | None]](
+            INBOUND_BATCH_QUEUE
+        )
 
     def offer(self, peer: int, encoded: bytes) -> None:
-        """A batch frame from validator `peer` (never blocks the inbound loop)."""
+        """A batch frame from validator `peer` (never blocks the inbound loop).
+        Its digest is computed once, here, and travels with it to the pool."""
+        digest = batch_digest(encoded) if len(encoded) <= MAX_BATCH_BYTES else None
         try:
-            self._send.send_nowait((peer, encoded))
+            self._send.send_nowait((peer, encoded, digest))
         except trio.WouldBlock:
             self.metrics.dropped_batches.inc()
             return
-        if len(encoded) <= MAX_BATCH_BYTES:
-            self.pool.expect(batch_digest(encoded), encoded)
+        if digest is not None:
+            self.pool.expect(digest, encoded)
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
@@ -223,7 +227,9 @@ class PeerBatches:
             task_status.started()
 
     async def _verify_loop(self) -> None:
-        async for peer, encoded in self._receive:
-            digest = await self.pool.receive(peer, encoded, verify=self.must_verify(peer))
+        async for peer, encoded, known in self._receive:
+            digest = await self.pool.receive(
+                peer, encoded, verify=self.must_verify(peer), digest=known
+            )
             if digest is not None and self.acknowledge is not None:
                 await self.acknowledge(peer, digest)
