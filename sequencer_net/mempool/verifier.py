@@ -4,8 +4,10 @@ Recovering a transaction's sender costs about 60 us, almost all of it inside
 libsecp256k1, which coincurve calls with the GIL released, so worker threads
 recover signatures in parallel while the event loop keeps serving consensus
 (docs/performance.md has the measurement behind threads rather than
-processes). Each transaction is recovered once per node: batches a node
-verified remember their senders for the commit pipeline.
+processes). A transaction is recovered at most once per node, and only by
+the f+1 validators designated to verify its batch (its author at intake, then
+the next by index; sequencer_net/batches/certificate.py): the others store
+the batch unverified and, once it is committed, take the senders it carries.
 
     pool = VerifierPool(domain, threads=4)
     checked = await pool.check_many(encoded_txs)   # CheckedTx or the InvalidTransaction, in order
