@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from consensus.crypto import Address, PrivateKey, keccak256, recover_address
 from consensus.encoding import Domain, batch_ack_digest
 from consensus.limits import MAX_VALIDATORS
-from consensus.types import Validator, ValidatorSet
+from consensus.types import Validator, ValidatorIndex, ValidatorSet
 from sequencer_net.batches.certificate import (
     MAX_ACK_BYTES,
     MAX_CERTIFICATE_BYTES,
@@ -311,3 +313,67 @@ def test_the_book_counts_overdue_in_views_and_in_time() -> None:
     ]
     assert len(book.overdue(9, 2, now_ms=1_900, delay_ms=500)) == 2
     assert book.overdue(3, 2, now_ms=60_000, delay_ms=500) == []
+
+
+POOL = [PrivateKey(keccak256(b"cert-prop-%d" % i)) for i in range(7)]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    weights=st.lists(st.integers(1, 10), min_size=1, max_size=7),
+    picks=st.lists(st.tuples(st.integers(0, 6), st.booleans()), max_size=10),
+)
+def test_any_certificate_verifies_exactly_when_quorum_and_more_than_f_verified(
+    weights: list[int], picks: list[tuple[int, bool]]
+) -> None:
+    """For any weights and any acks (signer, verified flag), in any order: the
+    collector forms a certificate exactly when the acks so far hold a quorum
+    and their verified part more than f; a certificate built from any subset
+    verifies exactly then; and every author's designated verifiers are a
+    smallest run (author, author+1, ...) holding more than f."""
+    validators = ValidatorSet(
+        [Validator(k.address, w) for k, w in zip(POOL[: len(weights)], weights, strict=True)]
+    )
+    n, f = len(weights), validators.max_faulty_weight
+
+    def power(signers: set[int]) -> int:
+        return validators.weight_of([ValidatorIndex(i) for i in sorted(signers)])
+
+    for author in range(n):
+        run = designated_verifiers(validators, author)
+        assert power(set(run)) > f
+        ordered = [(author + k) % n for k in range(len(run))]
+        assert set(ordered) == run and power(set(ordered[:-1])) <= f
+
+    collector = AckCollector(validators, BATCH, 0, 5)
+    held: dict[int, bool] = {}
+    for signer, verified in picks:
+        if signer >= n:
+            continue
+        a = sign_ack(POOL[signer], SEPARATOR, signer, BATCH, 0, 5, verified)
+        formed = collector.add(a)
+        held[signer] = held.get(signer, False) or verified
+        ok = power(set(held)) >= validators.quorum_weight and (
+            power({i for i, v in held.items() if v}) > f
+        )
+        assert (formed is not None) == ok
+        if formed is not None:
+            assert formed.signers == sorted(held)
+            assert formed.verified == [held[i] for i in formed.signers]
+            verify_certificate(validators, SEPARATOR, formed, recover)
+
+    signers = sorted(held)
+    if signers:
+        flags = [held[i] for i in signers]
+        sigs = [
+            sign_ack(POOL[i], SEPARATOR, i, BATCH, 0, 5, v).signature
+            for i, v in zip(signers, flags, strict=True)
+        ]
+        cert = BatchCertificate(BATCH, 0, 5, signers, sigs, flags)
+        quorum = power(set(signers)) >= validators.quorum_weight
+        enough = power({i for i, v in zip(signers, flags, strict=True) if v}) > f
+        if quorum and enough:
+            verify_certificate(validators, SEPARATOR, cert, recover)
+        else:
+            with pytest.raises(InsufficientPower if not quorum else InsufficientVerifiedPower):
+                verify_certificate(validators, SEPARATOR, cert, recover)
