@@ -4,8 +4,9 @@ A transaction's signature is recovered by the validators designated to verify
 its batch (at intake by its author, and by f others; batches/certificate.py),
 and the node hands the engine each committed transaction of every namespace,
 in block order, with the sender its certified batch carries: the engine stays
-pure and does no signature recovery. These structs carry exactly that. They are built by the caller, not
-decoded from the network, but the engine still checks every field itself
+pure and does no signature recovery. These structs carry exactly that. They
+are built by the caller, not decoded from the network, but the engine still
+checks every field itself
 (`check_transaction`): totality does not depend on the caller being right.
 """
 
