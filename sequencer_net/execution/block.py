@@ -6,8 +6,8 @@ and the node hands the engine each committed transaction of every namespace,
 in block order, with the sender its certified batch carries: the engine stays
 pure and does no signature recovery. These structs carry exactly that. They
 are built by the caller, not decoded from the network, but the engine still
-checks every field itself
-(`check_transaction`): totality does not depend on the caller being right.
+checks every field itself (`check_transaction`): totality does not depend on
+the caller being right.
 """
 
 from __future__ import annotations
