@@ -583,8 +583,9 @@ class CommitPipeline:
             prepared.batches, prepared.size = held, size
             self._prepared_bytes += size
         batches = [batch for _, batch in held]
-        live = self.live_envelopes(block.height, batches)
-        if not block_needs_order_seed(batches, prepared.forced, live, senders_in(batches)):
+        sender_of = senders_in(batches)
+        live = self.live_envelopes(block.height, batches, sender_of)
+        if not block_needs_order_seed(batches, prepared.forced, live, sender_of):
             self.status.feed.seedless(block.height)
             return
         self.decryptor.begin(block.height, block.digest(), [e for _, e in live])
@@ -680,10 +681,17 @@ class CommitPipeline:
         self._after_commit(block.height, block.digest(), hashes, senders)
         self.metrics.execute_seconds.observe(time.perf_counter() - started)
 
-    def live_envelopes(self, height: int, batches: Sequence[Batch]) -> list[tuple[bytes, Envelope]]:
+    def live_envelopes(
+        self,
+        height: int,
+        batches: Sequence[Batch],
+        sender_of: Callable[[bytes, bytes], Address | None] | None = None,
+    ) -> list[tuple[bytes, Envelope]]:
         """The envelopes a block opens (`block_envelopes`) of a committed block's
-        `batches`, with the senders they carry (`senders_in`)."""
-        sender_of = senders_in(batches)
+        `batches`, with the senders they carry (`sender_of`: `senders_in(batches)`,
+        built here unless the caller has it)."""
+        if sender_of is None:
+            sender_of = senders_in(batches)
         return block_envelopes(
             height,
             batches,
@@ -725,11 +733,12 @@ class CommitPipeline:
         proof, the t coin shares it was combined from (stored with the block,
         so subscribers can check the order; None without a threshold key or
         for a block that needs no seed)."""
-        live = self.live_envelopes(height, batches)
+        sender_of = senders_in(batches)
+        live = self.live_envelopes(height, batches, sender_of)
         key_epoch = self._key_epoch_at(height)
         if self.decryptor is None or self.domain is None:
             return reveal_envelopes(height, resolved, live, None, self.domain, key_epoch), None
-        if not block_needs_order_seed(batches, forced, live, senders_in(batches)):
+        if not block_needs_order_seed(batches, forced, live, sender_of):
             # No envelope to open and one order for every seed: no share round.
             self.decryptor.discard(height)
             self.status.feed.seedless(height)
