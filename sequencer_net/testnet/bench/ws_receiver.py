@@ -19,6 +19,7 @@ does not check the handshake's accept key; a message may be up to
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import time
 from collections.abc import AsyncGenerator
@@ -147,7 +148,9 @@ class LightReceiver:
             elif opcode == _CLOSE:
                 code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None
                 reason = payload[2:].decode(errors="replace")
-                with trio.move_on_after(1.0):
+                # The close echoed; a server that has gone already is no matter.
+                gone = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
+                with trio.move_on_after(1.0), contextlib.suppress(*gone):
                     await self._send_frame(client_frame(_CLOSE, payload[:2]))
                 raise Closed(code, reason)
             elif opcode in (_TEXT, _BINARY, _CONTINUATION):
