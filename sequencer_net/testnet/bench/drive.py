@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
@@ -348,9 +348,9 @@ class StepDriver:
         self._pushed = 0
         """The highest executed height the subscription has brought."""
         self._subscription: trio.CancelScope | None = None
+        """The open subscription's scope (cancelled: it is reopened)."""
         self.streams: list[NodeStream] = []
         """With the `stream` wire, each node's sender (once the step runs)."""
-        """The open subscription's scope (cancelled: it is reopened)."""
 
     # --- the step -------------------------------------------------------------
 
@@ -419,22 +419,17 @@ class StepDriver:
         record, plan = self.record, self.plan
         slots = [trio.Semaphore(MAX_IN_FLIGHT_PER_NODE) for _ in self.urls]
         channels = []
+        sent_at = record.sent_at
+
+        def sent(request_id: int, at: float) -> None:
+            sent_at[request_id] = at
+
         for url, slot in zip(self.urls, slots, strict=True):
-            send, receive = trio.open_memory_channel[tuple[Request, Callable[[float], None]]](
-                math.inf
-            )
-            stream = NodeStream(url, slot, self._settle, timeout_s=REQUEST_TIMEOUT_S)
+            send, receive = trio.open_memory_channel[tuple[int, Request]](math.inf)
+            stream = NodeStream(url, slot, sent, self._settle, timeout_s=REQUEST_TIMEOUT_S)
             senders.start_soon(stream.run, receive)
             channels.append(send)
             self.streams.append(stream)
-        sent_at = record.sent_at
-
-        def stamp(request_id: int) -> Callable[[float], None]:
-            def sent(at: float) -> None:
-                sent_at[request_id] = at
-
-            return sent
-
         try:
             request_id = 0
             for k, requests in enumerate(plan.ticks, start=1):
@@ -448,7 +443,7 @@ class StepDriver:
                     if blocked:
                         record.waited_for_nodes_s += now - before
                     record.max_behind_s = max(record.max_behind_s, now - due)
-                    channels[request.node].send_nowait((request, stamp(request_id)))
+                    channels[request.node].send_nowait((request_id, request))
                     request_id += 1
         finally:
             for channel in channels:

@@ -135,9 +135,9 @@ class _Connection:
         self.scope = trio.CancelScope()
         self.answered = 0
 
-    async def send(self, request: Request, sent: Callable[[float], None]) -> None:
+    async def send(self, request_id: int, request: Request) -> None:
         now = trio.current_time()
-        sent(now)
+        self.owner.sent(request_id, now)
         if not self.waiting:
             self.scope.deadline = now + self.owner.timeout_s
         self.waiting.append((request, now))
@@ -197,22 +197,25 @@ class _Connection:
 class NodeStream:
     """One node's submissions for a step, over its stream (see the module's doc).
 
-    `requests` yields (request, sent) pairs: `sent(t)` is called with the trio
-    time just before the request's message is written. `settle(request,
-    codes)` is called once per request, when its answer is in or it is
-    refused, and then the request's slot in `slot` is released.
+    `run` takes (request id, request) pairs: `sent(request_id, t)` is called
+    with the trio time just before the request's message is written (not for
+    a request refused before it could be sent). `settle(request, codes)` is
+    called once per request, when its answer is in or it is refused, and
+    then the request's slot in `slot` is released.
     """
 
     def __init__(
         self,
         url: str,
         slot: trio.Semaphore,
+        sent: Callable[[int, float], None],
         settle: Callable[[Request, Codes], None],
         *,
         timeout_s: float,
     ) -> None:
         self.url = url
         self.slot = slot
+        self.sent = sent
         self._settle = settle
         self.timeout_s = timeout_s
         self.connections = 0
@@ -224,15 +227,13 @@ class NodeStream:
         finally:
             self.slot.release()
 
-    async def run(
-        self, requests: trio.MemoryReceiveChannel[tuple[Request, Callable[[float], None]]]
-    ) -> None:
+    async def run(self, requests: trio.MemoryReceiveChannel[tuple[int, Request]]) -> None:
         """Send every request of the channel; return when the channel is closed
         and every request sent is settled."""
         connection: _Connection | None = None
         async with trio.open_nursery() as readers:
             async with requests:
-                async for request, sent in requests:
+                async for request_id, request in requests:
                     if connection is None or not connection.alive:
                         connection = None
                         try:
@@ -245,6 +246,6 @@ class NodeStream:
                         self.connections += 1
                         connection = _Connection(self, sender)
                         readers.start_soon(connection.read)
-                    await connection.send(request, sent)
+                    await connection.send(request_id, request)
             if connection is not None:
                 connection.finish()
