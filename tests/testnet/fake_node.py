@@ -110,8 +110,9 @@ class FakeChain:
     stream_connections: int = 0
     stream_messages: int = 0
     stream_txs: int = 0
+    stream_in_flight: int = 0
     stream_max_in_flight: int = 0
-    """The most messages one stream connection held unanswered at once."""
+    """The most messages the streams (all connections) held unanswered at once."""
     stream_refused: set[bytes] = field(default_factory=set)
     """Hashes of the transactions the stream refused (stream_refuse_every)."""
     stream_accepted: set[bytes] = field(default_factory=set)
@@ -301,7 +302,6 @@ class _Handler(BaseHTTPRequestHandler):
             chain.stream_connections += 1
         self._upgrade()
         answers: queue.Queue[tuple[float, bytes] | None] = queue.Queue()
-        state = {"in_flight": 0}
         write = threading.Lock()
 
         def send(opcode: int, payload: bytes) -> None:
@@ -314,7 +314,7 @@ class _Handler(BaseHTTPRequestHandler):
                 due, answer = item
                 time.sleep(max(0.0, due - time.monotonic()))
                 with chain.lock:
-                    state["in_flight"] -= 1
+                    chain.stream_in_flight -= 1
                 try:
                     send(0x2, answer)
                 except OSError:
@@ -370,8 +370,10 @@ class _Handler(BaseHTTPRequestHandler):
                     else:
                         outcomes.append([result["code"], result["error"]])
                 with chain.lock:
-                    state["in_flight"] += 1
-                    chain.stream_max_in_flight = max(chain.stream_max_in_flight, state["in_flight"])
+                    chain.stream_in_flight += 1
+                    chain.stream_max_in_flight = max(
+                        chain.stream_max_in_flight, chain.stream_in_flight
+                    )
                 answered += 1
                 answers.put(
                     (arrived + chain.stream_answer_delay_s, msgspec.msgpack.encode(outcomes))

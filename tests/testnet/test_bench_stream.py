@@ -18,6 +18,7 @@ from wsproto.events import BytesMessage
 
 from sequencer_net.client import DEFAULT_FEES
 from sequencer_net.mempool.transaction import tx_hash
+from sequencer_net.testnet.bench import drive
 from sequencer_net.testnet.bench.drive import ACCEPTED, REFUSED, StepDriver, StepRecord
 from sequencer_net.testnet.bench.limits import MAX_IN_FLIGHT_PER_NODE
 from sequencer_net.testnet.bench.run import choose_wire
@@ -57,10 +58,14 @@ def with_outcome(record: StepRecord, outcome: int) -> set[int]:
     return {i for i, o in enumerate(record.outcome) if o == outcome}
 
 
-def test_each_answer_settles_its_own_message_in_order() -> None:
+@pytest.mark.parametrize("lanes", [1, 2])
+def test_each_answer_settles_its_own_message_in_order(
+    lanes: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Every 7th transaction the nodes receive is refused, and answers lag
     # their messages so several are out at once: an answer matched to any
     # other message than its own puts the refusals on other transactions.
+    monkeypatch.setattr(drive, "STREAMS_PER_NODE", lanes)
     chain = FakeChain(
         name="node0",
         index=0,
@@ -83,13 +88,19 @@ def test_each_answer_settles_its_own_message_in_order() -> None:
     assert record.accepted == record.committed == plan.total - len(refused)
     assert chain.stream_max_in_flight >= 2  # pipelined
     assert chain.requests == 0  # no POST
-    assert chain.stream_connections == 2 and [s.connections for s in driver.streams] == [1, 1]
+    assert chain.stream_connections == 2 * lanes
+    assert [s.connections for s in driver.streams] == [lanes, lanes]
     assert min(record.sent_at) >= record.started_at
 
 
-def test_a_slow_node_holds_its_stream_at_the_in_flight_bound() -> None:
+@pytest.mark.parametrize("lanes", [1, 2])
+def test_a_slow_node_holds_its_streams_at_the_in_flight_bound(
+    lanes: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Each answer takes 0.4 s: four messages out at a time carry 10 a second,
-    # half of what the 50 ms ticks offer, so the sender waits for free slots.
+    # half of what the 50 ms ticks offer, so the sender waits for free slots
+    # (over one connection or two).
+    monkeypatch.setattr(drive, "STREAMS_PER_NODE", lanes)
     chain = FakeChain(name="node0", index=0, block_interval_s=0.05, stream_answer_delay_s=0.4)
     with one_node(chain) as cluster:
         record, _ = run_stream_step(cluster.urls, chain, rate=100.0, duration_s=1.5)

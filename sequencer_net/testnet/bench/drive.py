@@ -55,6 +55,7 @@ from sequencer_net.testnet.bench.limits import (
     OBSERVE_POLL_S,
     REQUEST_TIMEOUT_S,
     STATUS_PROBE_TIMEOUT_S,
+    STREAMS_PER_NODE,
     WARMUP_FRACTION,
 )
 from sequencer_net.testnet.bench.sustain import StepMeasurement, least_squares_slope
@@ -426,7 +427,14 @@ class StepDriver:
 
         for url, slot in zip(self.urls, slots, strict=True):
             send, receive = trio.open_memory_channel[tuple[int, Request]](math.inf)
-            stream = NodeStream(url, slot, sent, self._settle, timeout_s=REQUEST_TIMEOUT_S)
+            stream = NodeStream(
+                url,
+                slot,
+                sent,
+                self._settle,
+                timeout_s=REQUEST_TIMEOUT_S,
+                lanes=STREAMS_PER_NODE,
+            )
             senders.start_soon(stream.run, receive)
             channels.append(send)
             self.streams.append(stream)

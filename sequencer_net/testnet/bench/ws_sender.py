@@ -212,14 +212,17 @@ class NodeStream:
         settle: Callable[[Request, Codes], None],
         *,
         timeout_s: float,
+        lanes: int = 1,
     ) -> None:
         self.url = url
         self.slot = slot
         self.sent = sent
         self._settle = settle
         self.timeout_s = timeout_s
+        self.lanes = lanes
+        """Connections kept open at once; requests take them in turn."""
         self.connections = 0
-        """Connections opened (more than one: the node closed one, or it broke)."""
+        """Connections opened (more than `lanes`: the node closed one, or one broke)."""
 
     def settle(self, request: Request, codes: Codes) -> None:
         try:
@@ -230,12 +233,15 @@ class NodeStream:
     async def run(self, requests: trio.MemoryReceiveChannel[tuple[int, Request]]) -> None:
         """Send every request of the channel; return when the channel is closed
         and every request sent is settled."""
-        connection: _Connection | None = None
+        lanes: list[_Connection | None] = [None] * self.lanes
+        turn = 0
         async with trio.open_nursery() as readers:
             async with requests:
                 async for request_id, request in requests:
+                    lane, turn = turn, (turn + 1) % self.lanes
+                    connection = lanes[lane]
                     if connection is None or not connection.alive:
-                        connection = None
+                        lanes[lane] = connection = None
                         try:
                             sender = await open_stream(self.url, self.timeout_s)
                         except (OSError, Closed, trio.TooSlowError) as exc:
@@ -244,8 +250,9 @@ class NodeStream:
                             )
                             continue
                         self.connections += 1
-                        connection = _Connection(self, sender)
+                        lanes[lane] = connection = _Connection(self, sender)
                         readers.start_soon(connection.read)
                     await connection.send(request_id, request)
-            if connection is not None:
-                connection.finish()
+            for connection in lanes:
+                if connection is not None:
+                    connection.finish()
