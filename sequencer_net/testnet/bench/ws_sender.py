@@ -133,7 +133,6 @@ class _Connection:
         self.alive = True
         self.closing = False
         self.scope = trio.CancelScope()
-        self.answered = 0
 
     async def send(self, request_id: int, request: Request) -> None:
         now = trio.current_time()
@@ -148,33 +147,38 @@ class _Connection:
 
     async def read(self) -> None:
         """Settle each answer's request, first in first out, until the stream
-        ends, nothing is answered for the timeout, or the step is done."""
+        ends, nothing is answered for the timeout, or the step is done; then
+        close the connection (also when the step is cancelled)."""
+        try:
+            self.fail(await self._answers())
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.aclose_forcefully(self.sender.stream)
+
+    async def _answers(self) -> str:
+        """Read answers until the connection is done; what ended it."""
         problem = "stream ended"
         with self.scope:
             try:
                 async with aclosing(self.sender.messages()) as messages:
                     async for payload, _ in messages:
                         if not self.waiting:
-                            problem = "stream broken: an answer to no request"
-                            break
+                            return "stream broken: an answer to no request"
                         request, _ = self.waiting.popleft()
-                        self.answered += 1
                         self.owner.settle(request, stream_outcomes(payload, request.count))
                         if self.waiting:
                             self.scope.deadline = self.waiting[0][1] + self.owner.timeout_s
                         elif self.closing:
-                            break
+                            return problem
                         else:
                             self.scope.deadline = math.inf
             except Closed as exc:
-                problem = f"stream closed: {exc.code} {exc.reason}".rstrip()
+                return f"stream closed: {exc.code} {exc.reason}".rstrip()
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-                problem = f"stream broken: {type(exc).__name__}"
+                return f"stream broken: {type(exc).__name__}"
         if self.scope.cancelled_caught and self.alive:
-            problem = f"stream timeout: no answer in {self.owner.timeout_s:g} s"
-        self.fail(problem)
-        with trio.CancelScope(shield=True):
-            await trio.aclose_forcefully(self.sender.stream)
+            return f"stream timeout: no answer in {self.owner.timeout_s:g} s"
+        return problem
 
     def fail(self, problem: str) -> None:
         """The connection is done: whatever still waits on it is refused."""
