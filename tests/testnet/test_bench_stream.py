@@ -127,6 +127,21 @@ def test_a_node_closing_its_stream_refuses_what_waited_and_the_step_goes_on() ->
     assert record.committed == record.accepted > 0 and record.drained
 
 
+def test_a_node_that_does_not_answer_has_its_batches_refused_after_the_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The node takes the transactions but answers none within the timeout:
+    # each connection is given up with everything waiting on it, and the next
+    # request opens another.
+    monkeypatch.setattr(drive, "REQUEST_TIMEOUT_S", 0.3)
+    chain = FakeChain(name="node0", index=0, block_interval_s=0.05, stream_answer_delay_s=3.0)
+    with one_node(chain) as cluster:
+        record, driver = run_stream_step(cluster.urls, chain, rate=100.0, duration_s=1.0)
+    assert record.accepted == 0
+    assert record.refused_codes == {"stream timeout: no answer in 0.3 s": record.plan.total}
+    assert driver.streams[0].connections == chain.stream_connections >= 2
+
+
 def test_a_node_that_cannot_be_reached_has_its_transactions_refused() -> None:
     chain = FakeChain(name="node0", index=0, block_interval_s=0.05)
     with socket.socket() as free:  # a port nothing listens on once closed
