@@ -158,10 +158,12 @@ NETWORK_OPTIONS = (
 )
 @click.option(
     "--wire",
-    type=click.Choice(["auto", "json", "msgpack"]),
+    type=click.Choice(["auto", "json", "msgpack", "stream"]),
     default="auto",
     show_default=True,
-    help="Batch submission format; auto uses msgpack when the nodes speak it.",
+    help="How batches are submitted: stream (msgpack messages on WS "
+    "/v1/transactions/stream), msgpack or json (POST /v1/transactions/batch); "
+    "auto uses the stream when the nodes serve it, else msgpack, else JSON.",
 )
 @click.option(
     "--json",

@@ -1,8 +1,9 @@
 """A stand-in for `seqnet node run`: the node's HTTP API over a fake chain.
 
 Serves /v1/status, /v1/transactions (single and batch), /v1/transactions/{h},
-/v1/blocks/{h}, /metrics, /v1/admin/network and the WebSocket
-/v1/subscribe/executed on 127.0.0.1 with the standard library only. A block is
+/v1/blocks/{h}, /metrics, /v1/admin/network and the WebSockets
+/v1/subscribe/executed and /v1/transactions/stream on 127.0.0.1 with the
+standard library (and msgspec for the stream's msgpack) only. A block is
 "committed" every `block_interval_s`; it includes every transaction accepted
 since the last one, and counts as executed `executed_lag_s` later (the
 executed height is what /v1/status and the subscription report; its block is
@@ -23,6 +24,7 @@ import argparse
 import base64
 import hashlib
 import json
+import queue
 import signal
 import sys
 import threading
@@ -32,6 +34,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+import msgspec
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # when run as a script from any directory
@@ -91,6 +95,29 @@ class FakeChain:
     ws_sent: list[int] = field(default_factory=list)
     """Every height an executed-height subscription was sent, in order."""
     closed: bool = False
+    encoded_blocks: bool = False
+    """GET /v1/blocks lists each transaction encoded (0x-hex), as the node
+    does, rather than by its hash."""
+    encoded: dict[bytes, bytes] = field(default_factory=dict)
+    stream_answer_delay_s: float = 0.0
+    """Each answer on /v1/transactions/stream leaves this long after its
+    message arrived (in order; the messages are read as they arrive)."""
+    stream_close_after: int | None = None
+    """Answer this many messages per stream connection, then close it (1011)
+    on the next one, which is not answered and whose transactions are not taken."""
+    stream_refuse_every: int | None = None
+    """Refuse every k-th transaction that arrives on a stream (`test_refusal`)."""
+    stream_connections: int = 0
+    stream_messages: int = 0
+    stream_txs: int = 0
+    stream_in_flight: int = 0
+    stream_max_in_flight: int = 0
+    """The most messages the streams (all connections) held unanswered at once."""
+    stream_refused: set[bytes] = field(default_factory=set)
+    """Hashes of the transactions the stream refused (stream_refuse_every)."""
+    stream_accepted: set[bytes] = field(default_factory=set)
+    stream_unanswered: set[bytes] = field(default_factory=set)
+    """Hashes of transactions in messages a stream closed on, unanswered."""
 
     def domain(self) -> Domain:
         return Domain(self.chain_id, bytes(20), self.genesis_hash)
@@ -126,6 +153,7 @@ class FakeChain:
                 self.txs[tx_hash] = Accepted(
                     sender, tx.nonce, tx.namespace, len(tx.payload), tx_hash
                 )
+                self.encoded[tx_hash] = encoded
                 self.pending.append(tx_hash)
         return {"hash": "0x" + tx_hash.hex()}
 
@@ -187,6 +215,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, chain.status())
         elif self.path == "/v1/subscribe/executed":
             self._executed_subscription()
+        elif self.path == "/v1/transactions/stream":
+            self._transaction_stream()
         elif parts[:2] == ["v1", "transactions"] and len(parts) == 3:
             accepted = chain.txs.get(bytes.fromhex(parts[2].removeprefix("0x")))
             if accepted is None:
@@ -209,7 +239,10 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(404, {"error": "no such block", "code": "not_found"})
             else:
                 block_hash = keccak256(height.to_bytes(8, "big"))
-                txs = ["0x" + h.hex() for h in chain.blocks[height - 1]]
+                listed = chain.blocks[height - 1]
+                if chain.encoded_blocks:
+                    listed = [chain.encoded[h] for h in listed]
+                txs = ["0x" + item.hex() for item in listed]
                 self._send(
                     200, {"height": height, "hash": "0x" + block_hash.hex(), "transactions": txs}
                 )
@@ -217,6 +250,139 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, f"seqnet_height {chain.height}\n", "text/plain")
         else:
             self._send(404, {"error": "not found", "code": "not_found"})
+
+    def _upgrade(self) -> None:
+        key = self.headers.get("sec-websocket-key", "")
+        accept = base64.b64encode(
+            hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()
+        ).decode()
+        self.send_response(101)
+        self.send_header("upgrade", "websocket")
+        self.send_header("connection", "Upgrade")
+        self.send_header("sec-websocket-accept", accept)
+        self.end_headers()
+        self.wfile.flush()
+
+    def _read_client_frame(self) -> tuple[int, bytes] | None:
+        """(opcode, payload) of the next client frame, unmasked byte by byte
+        (an implementation apart from the client's); None at the end, or for a
+        frame that is not final or not masked (clients must mask)."""
+        head = self.rfile.read(2)
+        if len(head) < 2 or not head[0] & 0x80 or not head[1] & 0x80:
+            return None
+        size = head[1] & 0x7F
+        if size == 126:
+            size = int.from_bytes(self.rfile.read(2), "big")
+        elif size == 127:
+            size = int.from_bytes(self.rfile.read(8), "big")
+        mask = self.rfile.read(4)
+        data = self.rfile.read(size)
+        if len(mask) < 4 or len(data) < size:
+            return None
+        return head[0] & 0x0F, bytes(b ^ mask[i % 4] for i, b in enumerate(data))
+
+    def _server_frame(self, opcode: int, payload: bytes) -> bytes:
+        size = len(payload)
+        if size < 126:
+            head = bytes((0x80 | opcode, size))
+        elif size < 1 << 16:
+            head = bytes((0x80 | opcode, 126)) + size.to_bytes(2, "big")
+        else:
+            head = bytes((0x80 | opcode, 127)) + size.to_bytes(8, "big")
+        return head + payload
+
+    def _transaction_stream(self) -> None:
+        """WS /v1/transactions/stream: each binary message a msgpack array of
+        transactions, answered in order with the msgpack outcomes. Messages are
+        read as they arrive; a writer thread sends each answer
+        `stream_answer_delay_s` after its message arrived."""
+        chain = self.chain
+        self.close_connection = True
+        with chain.lock:
+            chain.stream_connections += 1
+        self._upgrade()
+        answers: queue.Queue[tuple[float, bytes] | None] = queue.Queue()
+        write = threading.Lock()
+
+        def send(opcode: int, payload: bytes) -> None:
+            with write:
+                self.wfile.write(self._server_frame(opcode, payload))
+                self.wfile.flush()
+
+        def writer() -> None:
+            while (item := answers.get()) is not None:
+                due, answer = item
+                time.sleep(max(0.0, due - time.monotonic()))
+                with chain.lock:
+                    chain.stream_in_flight -= 1
+                try:
+                    send(0x2, answer)
+                except OSError:
+                    return
+
+        thread = threading.Thread(target=writer, daemon=True)
+        thread.start()
+        answered = 0
+        try:
+            while not chain.closed:
+                frame = self._read_client_frame()
+                if frame is None or frame[0] == 0x8:
+                    return
+                arrived = time.monotonic()
+                opcode, payload = frame
+                if opcode != 0x2:
+                    continue
+                encoded = msgspec.msgpack.decode(payload, type=list[bytes])
+                with chain.lock:
+                    chain.stream_messages += 1
+                if chain.stream_close_after is not None and answered >= chain.stream_close_after:
+                    with chain.lock:
+                        chain.stream_unanswered.update(keccak256(tx) for tx in encoded)
+                    answers.put(None)
+                    thread.join()
+                    send(0x8, (1011).to_bytes(2, "big") + b"test close")
+                    # Read up to the client's echo: what it sent meanwhile is unanswered too.
+                    while (frame := self._read_client_frame()) is not None and frame[0] != 0x8:
+                        if frame[0] == 0x2:
+                            pipelined = msgspec.msgpack.decode(frame[1], type=list[bytes])
+                            with chain.lock:
+                                chain.stream_unanswered.update(keccak256(tx) for tx in pipelined)
+                    return
+                outcomes: list[Any] = []
+                for tx in encoded:
+                    tx_hash = keccak256(tx)
+                    with chain.lock:
+                        chain.stream_txs += 1
+                        refuse = (
+                            chain.stream_refuse_every is not None
+                            and chain.stream_txs % chain.stream_refuse_every == 0
+                        )
+                    if refuse:
+                        with chain.lock:
+                            chain.stream_refused.add(tx_hash)
+                        outcomes.append(["test_refusal", "refused by the test"])
+                        continue
+                    result = chain.accept(tx)
+                    if "hash" in result:
+                        with chain.lock:
+                            chain.stream_accepted.add(tx_hash)
+                        outcomes.append(tx_hash)
+                    else:
+                        outcomes.append([result["code"], result["error"]])
+                with chain.lock:
+                    chain.stream_in_flight += 1
+                    chain.stream_max_in_flight = max(
+                        chain.stream_max_in_flight, chain.stream_in_flight
+                    )
+                answered += 1
+                answers.put(
+                    (arrived + chain.stream_answer_delay_s, msgspec.msgpack.encode(outcomes))
+                )
+        except OSError:
+            return
+        finally:
+            answers.put(None)
+            thread.join(timeout=5)
 
     def _executed_subscription(self) -> None:
         """WS /v1/subscribe/executed: the executed height at once and at each

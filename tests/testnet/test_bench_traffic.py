@@ -44,7 +44,7 @@ DOMAIN = Domain(chain_id=31337, verifying_contract=bytes(20), genesis_hash=bytes
 
 
 def decode_body(body: bytes, wire: WireFormat) -> list[bytes]:
-    if wire is WireFormat.MSGPACK:
+    if wire is not WireFormat.JSON:  # msgpack POSTs and stream messages alike
         return list(msgspec.msgpack.decode(body))
     return [bytes.fromhex(t[2:]) for t in json.loads(body)["transactions"]]
 
@@ -75,6 +75,7 @@ def test_plan_sends_every_transaction_once_pinned_and_in_nonce_order(wire: WireF
             for offset, tx in enumerate(encoded):
                 assert "0x" + tx_hash(tx).hex() == plan.hashes[request.first + offset]
                 decoded = decode_transaction(tx)
+                assert decoded.signature.hex() == plan.signatures[request.first + offset]
                 sender = bytes(recover_sender(decoded, DOMAIN))
                 account = addresses[sender]
                 assert account.index % 3 == request.node  # pinned to one node

@@ -4,7 +4,10 @@ Three tasks under one nursery:
 
 - the sender submits tick k's requests at k x tick_s (open loop: late ticks
   go out at once), at most MAX_IN_FLIGHT_PER_NODE requests per node; the time
-  it waits for a free slot is node backpressure and is reported;
+  it waits for a free slot is node backpressure and is reported. With the
+  `stream` wire each node's requests are messages pipelined on one WebSocket
+  (ws_sender.py); with `json` and `msgpack`, batch POSTs over keep-alive
+  connections;
 - the observer subscribes to node 0's executed height (`WS
   /v1/subscribe/executed`, pushed when node 0 has committed and executed a
   block) and fetches each newly executed block: a transaction's commit time is
@@ -35,6 +38,7 @@ import httpx
 import msgspec
 import trio
 
+from consensus.crypto import SIGNATURE_LENGTH
 from sequencer_net.mempool.transaction import tx_hash
 from sequencer_net.testnet.bench.cluster import first_leaf
 from sequencer_net.testnet.bench.cpu import own_cpu_seconds, tree_cpu_seconds
@@ -51,11 +55,13 @@ from sequencer_net.testnet.bench.limits import (
     OBSERVE_POLL_S,
     REQUEST_TIMEOUT_S,
     STATUS_PROBE_TIMEOUT_S,
+    STREAMS_PER_NODE,
     WARMUP_FRACTION,
 )
 from sequencer_net.testnet.bench.sustain import StepMeasurement, least_squares_slope
 from sequencer_net.testnet.bench.traffic import Request, StepPlan, WireFormat
 from sequencer_net.testnet.bench.ws_receiver import Closed, LightReceiver
+from sequencer_net.testnet.bench.ws_sender import Codes, NodeStream
 
 NULLIFIED_METRIC = "seqnet_views_nullified_total"
 JSON_HEADERS = {"content-type": "application/json"}
@@ -132,6 +138,9 @@ def _executed_message_height(payload: bytes) -> int | None:
         return None
     height = document.get("height")
     return height if isinstance(height, int) and height >= 0 else None
+
+
+SIGNATURE_HEX_LENGTH = 2 * SIGNATURE_LENGTH
 
 
 def block_tx_hash(item: str) -> str:
@@ -321,6 +330,16 @@ class StepDriver:
             committed_at=[-1.0] * plan.total,
         )
         self._index = {h: i for i, h in enumerate(plan.hashes)}
+        self._by_signature: dict[str, int] | None = {
+            signature: i for i, signature in enumerate(plan.signatures)
+        }
+        """A block lists each transaction encoded (0x-hex) and an encoded
+        transaction ends with its signature: a block's item is matched to the
+        plan by its last SIGNATURE_HEX_LENGTH characters, with no decoding or
+        hashing. None (items hashed instead) unless every transaction of the
+        plan has a signature of its own."""
+        if len(self._by_signature) != plan.total:
+            self._by_signature = None
         self._height = 0
         self._view = 0
         self._last_commit_at = 0.0
@@ -331,6 +350,8 @@ class StepDriver:
         """The highest executed height the subscription has brought."""
         self._subscription: trio.CancelScope | None = None
         """The open subscription's scope (cancelled: it is reopened)."""
+        self.streams: list[NodeStream] = []
+        """With the `stream` wire, each node's sender (once the step runs)."""
 
     # --- the step -------------------------------------------------------------
 
@@ -338,7 +359,7 @@ class StepDriver:
         limits = httpx.Limits(max_connections=MAX_IN_FLIGHT_PER_NODE + 1)
         clients = [
             httpx.AsyncClient(base_url=url, timeout=REQUEST_TIMEOUT_S, limits=limits)
-            for url in self.urls
+            for url in (self.urls if self.plan.wire is not WireFormat.STREAM else ())
         ]
         observer = httpx.AsyncClient(base_url=self.urls[0], timeout=REQUEST_TIMEOUT_S)
         try:
@@ -369,6 +390,9 @@ class StepDriver:
         await self._drain()
 
     async def _send_all(self, clients: list[httpx.AsyncClient], senders: trio.Nursery) -> None:
+        if self.plan.wire is WireFormat.STREAM:
+            await self._stream_all(senders)
+            return
         record, plan = self.record, self.plan
         slots = [trio.Semaphore(MAX_IN_FLIGHT_PER_NODE) for _ in clients]
         request_id = 0
@@ -389,6 +413,50 @@ class StepDriver:
                 )
                 request_id += 1
 
+    async def _stream_all(self, senders: trio.Nursery) -> None:
+        """The same schedule, in-flight bound and waiting accounting as the
+        POSTs, each node's requests sent as messages on its stream: a request's
+        submit time is when its message is written."""
+        record, plan = self.record, self.plan
+        slots = [trio.Semaphore(MAX_IN_FLIGHT_PER_NODE) for _ in self.urls]
+        channels = []
+        sent_at = record.sent_at
+
+        def sent(request_id: int, at: float) -> None:
+            sent_at[request_id] = at
+
+        for url, slot in zip(self.urls, slots, strict=True):
+            send, receive = trio.open_memory_channel[tuple[int, Request]](math.inf)
+            stream = NodeStream(
+                url,
+                slot,
+                sent,
+                self._settle,
+                timeout_s=REQUEST_TIMEOUT_S,
+                lanes=STREAMS_PER_NODE,
+            )
+            senders.start_soon(stream.run, receive)
+            channels.append(send)
+            self.streams.append(stream)
+        try:
+            request_id = 0
+            for k, requests in enumerate(plan.ticks, start=1):
+                due = record.started_at + min(k * plan.tick_s, plan.duration_s)
+                await trio.sleep_until(due)
+                for request in requests:
+                    slot, before = slots[request.node], trio.current_time()
+                    blocked = slot.value == 0
+                    await slot.acquire()
+                    now = trio.current_time()
+                    if blocked:
+                        record.waited_for_nodes_s += now - before
+                    record.max_behind_s = max(record.max_behind_s, now - due)
+                    channels[request.node].send_nowait((request_id, request))
+                    request_id += 1
+        finally:
+            for channel in channels:
+                channel.close()
+
     async def _submit(
         self, client: httpx.AsyncClient, slot: trio.Semaphore, request: Request
     ) -> None:
@@ -406,6 +474,9 @@ class StepDriver:
             codes = [f"unreachable: {type(exc).__name__}"] * request.count
         finally:
             slot.release()
+        self._settle(request, codes)
+
+    def _settle(self, request: Request, codes: Codes) -> None:
         record = self.record
         for offset, code in enumerate(codes):
             if code is None:
@@ -549,7 +620,7 @@ class StepDriver:
                 try:
                     response = await observer.get(f"/v1/blocks/{self._height + 1}")
                     response.raise_for_status()
-                    self._note_block(response.json(), arrived)
+                    self._note_block(msgspec.json.decode(response.content), arrived)
                     self._height += 1
                     failing_since = None
                 except (httpx.HTTPError, ValueError) as exc:
@@ -571,8 +642,16 @@ class StepDriver:
 
     def _note_block(self, block: dict[str, Any], seen_at: float) -> None:
         record = self.record
+        by_signature = self._by_signature
+        if not isinstance(block, dict):
+            raise ValueError("a block answer that is not an object")
         for tx in block.get("transactions") or ():
-            i = self._index.get(block_tx_hash(tx))
+            if len(tx) == HASH_HEX_LENGTH:
+                i = self._index.get(tx.lower())
+            elif by_signature is not None:
+                i = by_signature.get(tx[-SIGNATURE_HEX_LENGTH:])
+            else:
+                i = self._index.get(block_tx_hash(tx))
             if i is not None and record.committed_at[i] < 0:
                 record.committed_at[i] = seen_at
                 record.committed += 1

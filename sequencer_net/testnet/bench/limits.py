@@ -51,6 +51,10 @@ MAX_IN_FLIGHT_PER_NODE: Final = 4
 """Concurrent submissions to one node: hides the round trip and the node's
 fsync without queueing unboundedly at a saturated node."""
 
+STREAMS_PER_NODE: Final = 1
+"""Submission streams (WebSocket connections) the client keeps open to each
+node; a node handles one connection's messages one after another."""
+
 MAX_TXS_PER_REQUEST: Final = 2_000
 """Below the API's 10,000 transactions and 8 MiB per batch request."""
 

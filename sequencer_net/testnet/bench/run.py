@@ -51,6 +51,7 @@ from sequencer_net.testnet.bench.verify_limit import (
     measure_verify_limit,
     verify_limit_tps,
 )
+from sequencer_net.testnet.bench.ws_sender import stream_served
 
 Echo = Callable[[str], None]
 
@@ -70,7 +71,7 @@ class BenchOptions:
     keep: bool = False
     wan_delay_ms: float | None = None
     seed: int = 0
-    wire: str = "auto"  # auto | json | msgpack
+    wire: str = "auto"  # auto | json | msgpack | stream
 
 
 def measure_machine_limit(options: BenchOptions, echo: Echo) -> VerifyLimit:
@@ -87,9 +88,12 @@ def measure_machine_limit(options: BenchOptions, echo: Echo) -> VerifyLimit:
 
 
 def choose_wire(url: str, requested: str) -> WireFormat:
-    """msgpack if the node answers a msgpack batch in msgpack (`auto`), else JSON."""
+    """`auto`: the WebSocket stream if the node answers an empty batch on it,
+    else msgpack POSTs if it answers a msgpack batch in msgpack, else JSON."""
     if requested != "auto":
         return WireFormat(requested)
+    if stream_served(url):
+        return WireFormat.STREAM
     try:
         response = httpx.post(
             f"{url}/v1/transactions/batch",

@@ -37,7 +37,7 @@ from enum import StrEnum
 
 import msgspec
 
-from consensus.crypto import PrivateKey
+from consensus.crypto import SIGNATURE_LENGTH, PrivateKey
 from consensus.encoding import Domain
 from sequencer_net.client import DEFAULT_FEES, FeeSchedule, signed_transaction
 from sequencer_net.execution.transactions import DEX_NAMESPACE
@@ -69,8 +69,9 @@ class Mix(StrEnum):
 
 
 class WireFormat(StrEnum):
-    JSON = "json"  # {"transactions": ["0x..", ...]}
-    MSGPACK = "msgpack"  # a msgpack array of binary transactions
+    JSON = "json"  # POST {"transactions": ["0x..", ...]}
+    MSGPACK = "msgpack"  # POST a msgpack array of binary transactions
+    STREAM = "stream"  # the same arrays as messages of WS /v1/transactions/stream
 
 
 class AccountPoolExhausted(RuntimeError):
@@ -268,7 +269,7 @@ def sign_items(
 
 
 def encode_body(transactions: Sequence[bytes], wire: WireFormat) -> bytes:
-    if wire is WireFormat.MSGPACK:
+    if wire is not WireFormat.JSON:
         return msgspec.msgpack.encode(list(transactions))
     hexes = b'","0x'.join(tx.hex().encode() for tx in transactions)
     return b'{"transactions":["0x' + hexes + b'"]}'
@@ -290,7 +291,9 @@ class StepPlan:
 
     `ticks[k]` are the requests due at `k * tick_s` after the step starts; the
     transactions of all requests, in order, are `hashes` (0x-hex, as the API
-    spells them) with the account position of each in `account_of`.
+    spells them) with the account position of each in `account_of` and its
+    signature (the last SIGNATURE_LENGTH bytes of the encoded transaction,
+    lowercase hex without 0x) in `signatures`.
     """
 
     rate: float
@@ -301,6 +304,7 @@ class StepPlan:
     ticks: list[list[Request]] = field(default_factory=list)
     hashes: list[str] = field(default_factory=list)
     account_of: list[int] = field(default_factory=list)
+    signatures: list[str] = field(default_factory=list)
 
     @property
     def total(self) -> int:
@@ -345,6 +349,7 @@ def build_plan(
                 first = len(plan.hashes)
                 plan.hashes.extend("0x" + tx_hash(signed[i]).hex() for i in chunk)
                 plan.account_of.extend(items[i].account for i in chunk)
+                plan.signatures.extend(signed[i][-SIGNATURE_LENGTH:].hex() for i in chunk)
                 body = encode_body([signed[i] for i in chunk], wire)
                 requests.append(Request(node, first, len(chunk), body))
         plan.ticks.append(requests)
