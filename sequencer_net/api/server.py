@@ -42,6 +42,7 @@ errors.ApiError's JSON.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -87,9 +88,9 @@ from sequencer_net.api.openapi import openapi_json
 from sequencer_net.api.options import ApiOptions
 from sequencer_net.api.proofs import proof_routes
 from sequencer_net.api.request_guard import BodyCaps, GuardLimits, RequestGuard
+from sequencer_net.api.submission_stream import SubmissionStream
 from sequencer_net.api.submissions import (
     MSGPACK,
-    encode_msgpack_error,
     encode_msgpack_outcomes,
     json_outcome,
     parse_json_batch,
@@ -270,29 +271,16 @@ def build_app(ctx: ApiContext, options: ApiOptions | None = None) -> Starlette:
         return JSONResponse({"results": [json_outcome(o) for o in outcomes]})
 
     async def submit_stream(websocket: WebSocket) -> None:
-        """A WebSocket of msgpack batches: each binary message is a msgpack array of
-        encoded transactions, answered (in order) by one binary message with the
-        outcomes, in the msgpack batch endpoint's format."""
+        """A WebSocket of msgpack batches, each answered in order with its outcomes
+        (submission_stream.py)."""
         await websocket.accept()
         client = websocket.client.host if websocket.client is not None else "unknown"
-        try:
-            while True:
-                message = await websocket.receive()
-                if message["type"] == "websocket.disconnect":
-                    return
-                data = message.get("bytes")
-                if data is None or len(data) > MAX_BATCH_BODY_BYTES:
-                    await websocket.close(code=1003, reason="send msgpack batches as binary")
-                    return
-                try:
-                    batch: list[bytes | Refused] = list(parse_msgpack_batch(data))
-                    outcomes = await ctx.intake.submit(batch, client)
-                    answer = encode_msgpack_outcomes(outcomes)
-                except ApiError as exc:
-                    answer = encode_msgpack_error(exc)
-                await websocket.send_bytes(answer)
-        except WebSocketDisconnect:
-            return
+
+        async def submit(batch: list[bytes | Refused]) -> list[Outcome]:
+            return await ctx.intake.submit(batch, client)
+
+        with contextlib.suppress(WebSocketDisconnect):
+            await SubmissionStream(websocket, submit).run()
 
     async def transaction(request: Request) -> Response:
         h = parse_tx_hash(request.path_params["hash"])
