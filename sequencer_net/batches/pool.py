@@ -19,6 +19,7 @@ and tells the leader which batches no block has included yet.
 from __future__ import annotations
 
 import logging
+import struct
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
@@ -99,7 +100,7 @@ class _PeerRecord:
 
 
 def _size_of(batch: Batch) -> BatchSize:
-    return BatchSize(len(batch.transactions), sum(len(tx) for tx in batch.transactions))
+    return BatchSize(len(batch.transactions), sum(map(len, batch.transactions)))
 
 
 class BatchPool:
@@ -372,8 +373,12 @@ class BatchPool:
     def _cache_pairs(self, digest: bytes, pairs: list[tuple[int, bytes]]) -> None:
         if digest in self._pairs:
             return
-        namespaces = b"".join(n.to_bytes(4, "big") for n, _ in pairs)
-        self._pairs[digest] = (namespaces, b"".join(h for _, h in pairs))
+        if pairs:
+            namespaces_, hashes_ = zip(*pairs, strict=True)
+            namespaces = struct.pack(f">{len(pairs)}I", *namespaces_)
+            self._pairs[digest] = (namespaces, b"".join(hashes_))
+        else:
+            self._pairs[digest] = (b"", b"")
         self._pair_txs += len(pairs)
         if self._watched:
             for _, tx_hash_ in pairs:
@@ -446,10 +451,14 @@ class BatchPool:
             except InvalidBatch:
                 return None
         namespaces, hashes = cached
-        return [
-            (int.from_bytes(namespaces[4 * i : 4 * i + 4], "big"), hashes[32 * i : 32 * i + 32])
-            for i in range(len(namespaces) // 4)
-        ]
+        count = len(namespaces) // 4
+        return list(
+            zip(
+                struct.unpack(f">{count}I", namespaces),
+                [hashes[i : i + 32] for i in range(0, 32 * count, 32)],
+                strict=True,
+            )
+        )
 
     def tx_hashes(self, digest: bytes, batch: Batch) -> list[bytes]:
         """The hashes of `batch`'s transactions, in order (`digest` is its
