@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from typing import Annotated, Final
 
 import msgspec
+import sha3
 
 from consensus.crypto import ADDRESS_LENGTH, keccak256
 from consensus.encoding import Domain
@@ -134,7 +135,7 @@ def check_batch_shape(batch: Batch) -> None:
         raise SenderMismatch(
             f"{len(batch.senders)} senders for {len(batch.transactions)} transactions"
         )
-    total = sum(len(tx) for tx in batch.transactions)
+    total = sum(map(len, batch.transactions))
     if total > MAX_BATCH_TX_BYTES:
         raise OversizedBatch(f"batch transactions total {total} bytes, over {MAX_BATCH_TX_BYTES}")
     if len(set(batch.transactions)) != len(batch.transactions):
@@ -286,6 +287,7 @@ def batch_namespace_pairs(batch: Batch) -> list[tuple[int, bytes]]:
     decode = _tx_decoder.decode
     encode = _encoder.encode
     undecodable = (msgspec.DecodeError, msgspec.ValidationError)
+    keccak = sha3.keccak_256  # consensus.crypto.keccak256's
     for encoded in batch.transactions:
         if encoded[:1] != ENCRYPTED_TX_PREFIX:
             if len(encoded) > MAX_TX_BYTES:
@@ -302,5 +304,5 @@ def batch_namespace_pairs(batch: Batch) -> list[tuple[int, bytes]]:
                 namespace = transaction_namespace(encoded)
             except InvalidTransaction:
                 continue
-        append((namespace, keccak256(encoded)))
+        append((namespace, keccak(encoded).digest()))  # tx_hash, without its call
     return pairs
