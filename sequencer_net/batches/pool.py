@@ -37,7 +37,6 @@ from sequencer_net.batches.batch import (
     batch_digest,
     batch_namespace_pairs,
     batch_tx_hashes,
-    check_batch_shape,
     check_senders,
     checked_namespace_pairs,
     decode_batch,
@@ -281,8 +280,8 @@ class BatchPool:
     async def _verify(self, batch: Batch) -> list[CheckedTx]:
         """Every transaction's encoding, chain id and signature, in the verifier
         pool, and that each recovers the carried sender; raise
-        InvalidBatchTransaction or SenderMismatch for the first bad one."""
-        check_batch_shape(batch)
+        InvalidBatchTransaction or SenderMismatch for the first bad one.
+        `batch` comes from `decode_batch`, which checked its shape."""
         results = await self.verifier.check_many(batch.transactions)
         checked: list[CheckedTx] = []
         for position, result in enumerate(results):
