@@ -28,12 +28,13 @@ from collections.abc import Sequence
 from typing import Annotated, Final
 
 import msgspec
+import sha3
 
 from consensus.crypto import ADDRESS_LENGTH, keccak256
 from consensus.encoding import Domain
 from consensus.limits import U64_MAX
 from sequencer_net.canonical import decode_strict
-from sequencer_net.mempool.encrypted import transaction_namespace
+from sequencer_net.mempool.encrypted import ENCRYPTED_TX_PREFIX, transaction_namespace
 from sequencer_net.mempool.limits import (
     MAX_BATCH_AUTHOR,
     MAX_BATCH_BYTES,
@@ -43,7 +44,7 @@ from sequencer_net.mempool.limits import (
     BatchLimits,
 )
 from sequencer_net.mempool.mempool import CheckedTx, Mempool, check_transaction
-from sequencer_net.mempool.transaction import InvalidTransaction, tx_hash
+from sequencer_net.mempool.transaction import InvalidTransaction, Transaction, tx_hash
 
 BATCH_DIGEST_TAG: Final = b"seqnet/batch/v1\x00"
 """Keeps a batch digest from ever equalling any other keccak the system signs."""
@@ -99,6 +100,7 @@ class Batch(msgspec.Struct, frozen=True, array_like=True):
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(Batch)
+_tx_decoder = msgspec.msgpack.Decoder(Transaction)
 
 
 def encode_batch(batch: Batch) -> bytes:
@@ -133,7 +135,7 @@ def check_batch_shape(batch: Batch) -> None:
         raise SenderMismatch(
             f"{len(batch.senders)} senders for {len(batch.transactions)} transactions"
         )
-    total = sum(len(tx) for tx in batch.transactions)
+    total = sum(map(len, batch.transactions))
     if total > MAX_BATCH_TX_BYTES:
         raise OversizedBatch(f"batch transactions total {total} bytes, over {MAX_BATCH_TX_BYTES}")
     if len(set(batch.transactions)) != len(batch.transactions):
@@ -275,12 +277,32 @@ def checked_namespace_pairs(checked: Sequence[CheckedTx]) -> list[tuple[int, byt
 def batch_namespace_pairs(batch: Batch) -> list[tuple[int, bytes]]:
     """(namespace, tx hash) of the batch's transactions, in order. A transaction
     that does not decode is left out (a verified batch has none, so every voter
-    gets the same pairs)."""
+    gets the same pairs).
+
+    A plain transaction is decoded here as `decode_transaction` decodes it (the
+    size bound, the typed decode, the canonical re-encoding), without its calls
+    per transaction; an encrypted one through `transaction_namespace`."""
     pairs: list[tuple[int, bytes]] = []
+    append = pairs.append
+    decode = _tx_decoder.decode
+    encode = _encoder.encode
+    undecodable = (msgspec.DecodeError, msgspec.ValidationError)
+    keccak = sha3.keccak_256  # consensus.crypto.keccak256's
     for encoded in batch.transactions:
-        try:
-            namespace = transaction_namespace(encoded)
-        except InvalidTransaction:
-            continue
-        pairs.append((namespace, tx_hash(encoded)))
+        if encoded[:1] != ENCRYPTED_TX_PREFIX:
+            if len(encoded) > MAX_TX_BYTES:
+                continue
+            try:
+                tx = decode(encoded)
+            except undecodable:
+                continue
+            if encode(tx) != encoded:
+                continue
+            namespace = tx.namespace
+        else:
+            try:
+                namespace = transaction_namespace(encoded)
+            except InvalidTransaction:
+                continue
+        append((namespace, keccak(encoded).digest()))  # tx_hash, without its call
     return pairs

@@ -19,6 +19,7 @@ and tells the leader which batches no block has included yet.
 from __future__ import annotations
 
 import logging
+import struct
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
@@ -36,7 +37,6 @@ from sequencer_net.batches.batch import (
     batch_digest,
     batch_namespace_pairs,
     batch_tx_hashes,
-    check_batch_shape,
     check_senders,
     checked_namespace_pairs,
     decode_batch,
@@ -99,7 +99,7 @@ class _PeerRecord:
 
 
 def _size_of(batch: Batch) -> BatchSize:
-    return BatchSize(len(batch.transactions), sum(len(tx) for tx in batch.transactions))
+    return BatchSize(len(batch.transactions), sum(map(len, batch.transactions)))
 
 
 class BatchPool:
@@ -280,8 +280,8 @@ class BatchPool:
     async def _verify(self, batch: Batch) -> list[CheckedTx]:
         """Every transaction's encoding, chain id and signature, in the verifier
         pool, and that each recovers the carried sender; raise
-        InvalidBatchTransaction or SenderMismatch for the first bad one."""
-        check_batch_shape(batch)
+        InvalidBatchTransaction or SenderMismatch for the first bad one.
+        `batch` comes from `decode_batch`, which checked its shape."""
         results = await self.verifier.check_many(batch.transactions)
         checked: list[CheckedTx] = []
         for position, result in enumerate(results):
@@ -372,8 +372,12 @@ class BatchPool:
     def _cache_pairs(self, digest: bytes, pairs: list[tuple[int, bytes]]) -> None:
         if digest in self._pairs:
             return
-        namespaces = b"".join(n.to_bytes(4, "big") for n, _ in pairs)
-        self._pairs[digest] = (namespaces, b"".join(h for _, h in pairs))
+        if pairs:
+            namespaces_, hashes_ = zip(*pairs, strict=True)
+            namespaces = struct.pack(f">{len(pairs)}I", *namespaces_)
+            self._pairs[digest] = (namespaces, b"".join(hashes_))
+        else:
+            self._pairs[digest] = (b"", b"")
         self._pair_txs += len(pairs)
         if self._watched:
             for _, tx_hash_ in pairs:
@@ -446,10 +450,14 @@ class BatchPool:
             except InvalidBatch:
                 return None
         namespaces, hashes = cached
-        return [
-            (int.from_bytes(namespaces[4 * i : 4 * i + 4], "big"), hashes[32 * i : 32 * i + 32])
-            for i in range(len(namespaces) // 4)
-        ]
+        count = len(namespaces) // 4
+        return list(
+            zip(
+                struct.unpack(f">{count}I", namespaces),
+                [hashes[i : i + 32] for i in range(0, 32 * count, 32)],
+                strict=True,
+            )
+        )
 
     def tx_hashes(self, digest: bytes, batch: Batch) -> list[bytes]:
         """The hashes of `batch`'s transactions, in order (`digest` is its

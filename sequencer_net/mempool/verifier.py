@@ -62,7 +62,11 @@ share of its time."""
 
 
 def _inline(encoded: Sequence[bytes]) -> bool:
-    """Whether checking `encoded` costs less than a worker thread hop."""
+    """Whether checking `encoded` costs less than a worker thread hop. A batch
+    too long for either bound goes to a thread without a look at its
+    transactions (this runs on the event loop for every peer batch)."""
+    if len(encoded) >= INLINE_BELOW and len(encoded) > INLINE_ENCRYPTED_AT_MOST:
+        return False
     encrypted = sum(1 for tx in encoded if is_encrypted(tx))
     if encrypted == 0:
         return len(encoded) < INLINE_BELOW

@@ -38,6 +38,7 @@ from collections.abc import Iterable, Sequence
 from typing import Annotated, Final
 
 import msgspec
+import sha3
 
 from consensus.crypto import keccak256
 from consensus.encoding import word
@@ -107,8 +108,29 @@ def merkle_root(leaves: Sequence[bytes]) -> bytes:
     """MTH of `leaves` (raw leaf data; each is hashed with the 0x00 prefix)."""
     if not leaves:
         return EMPTY_ROOT
-    level = [leaf_hash(leaf) for leaf in leaves]
-    return _subtree_root(level, 0, len(level))
+    keccak = _keccak
+    return _root_of_level([keccak(b"\x00" + leaf).digest() for leaf in leaves])
+
+
+_keccak = sha3.keccak_256
+"""keccak256 without a wrapper call: the table hashes two per transaction."""
+
+
+def _root_of_level(level: list[bytes]) -> bytes:
+    """The root over non-empty leaf hashes, bottom-up: each level hashes adjacent
+    pairs and carries an odd last hash up unchanged. That is the RFC 6962 tree
+    (`_subtree_root`: split at the largest power of two below n) hashed level
+    by level, without a call per node; `level` is consumed."""
+    keccak = _keccak
+    while len(level) > 1:
+        odd = level[-1] if len(level) & 1 else None
+        level = [
+            keccak(b"\x01" + left + right).digest()
+            for left, right in zip(level[0::2], level[1::2], strict=False)
+        ]
+        if odd is not None:
+            level.append(odd)
+    return level[0]
 
 
 def _subtree_root(hashes: Sequence[bytes], start: int, end: int) -> bytes:

@@ -276,3 +276,66 @@ def test_the_cut_gives_the_checked_transactions_and_their_pairs_match_the_batch(
     with_envelope = carrying_batch(DOMAIN, 0, 1, [c.encoded for c in checked])
     assert checked_namespace_pairs(checked) == batch_namespace_pairs(with_envelope)
     assert {n for n, _ in checked_namespace_pairs(checked)} >= {9}
+
+
+def _pairs_by_definition(batch: Batch) -> list[tuple[int, bytes]]:
+    """(namespace, tx hash) per transaction through `transaction_namespace` and
+    `tx_hash`, leaving out what does not decode: what `batch_namespace_pairs`
+    must equal."""
+    from sequencer_net.mempool.encrypted import transaction_namespace
+    from sequencer_net.mempool.transaction import InvalidTransaction, tx_hash
+
+    pairs: list[tuple[int, bytes]] = []
+    for encoded in batch.transactions:
+        try:
+            namespace = transaction_namespace(encoded)
+        except InvalidTransaction:
+            continue
+        pairs.append((namespace, tx_hash(encoded)))
+    return pairs
+
+
+def _hostile_transaction(kind: int, n: int, junk: bytes) -> bytes:
+    """Valid, non-canonical, out-of-bounds, oversized, encrypted or garbage bytes."""
+    from sequencer_net.mempool.encrypted import ENCRYPTED_TX_PREFIX, encode_encrypted
+    from sequencer_net.mempool.limits import MAX_TX_BYTES
+    from tests.fairness.test_envelope import inner, sealed
+
+    valid = signed(sender=n % len(KEYS), nonce=n, namespace=n % 7, payload=junk)
+    match kind:
+        case 0:
+            return valid
+        case 1:  # chain id 31337 as a uint32 instead of a uint16: not canonical
+            assert valid[1:2] == b"\xcd"
+            return b"\x96\xce" + (31337).to_bytes(4, "big") + valid[4:]
+        case 2:  # a namespace beyond uint32
+            return msgspec.msgpack.encode([31337, n, 2**32 + n, 0, junk, bytes(65)])
+        case 3:
+            return valid + b"\x00"
+        case 4:
+            return b"\x96" + junk
+        case 5:
+            return ENCRYPTED_TX_PREFIX + junk
+        case 6:
+            return encode_encrypted(sealed(tx=inner(namespace=n % 5)))
+        case 7:
+            return valid[:-1] + bytes([valid[-1] ^ 1])  # a bad signature decodes
+        case 8:
+            return valid + bytes(MAX_TX_BYTES)
+        case _:
+            return junk
+
+
+@given(st.lists(st.tuples(st.integers(0, 9), st.binary(max_size=40)), min_size=1, max_size=25))
+@settings(max_examples=60, deadline=None)
+def test_batch_namespace_pairs_equal_their_definition_on_hostile_transactions(
+    picks: list[tuple[int, bytes]],
+) -> None:
+    from sequencer_net.batches.batch import batch_namespace_pairs
+
+    txs = [_hostile_transaction(kind, n, junk) for n, (kind, junk) in enumerate(picks)]
+    batch = Batch(0, 0, txs, [bytes(20)] * len(txs))
+    pairs = batch_namespace_pairs(batch)
+    assert pairs == _pairs_by_definition(batch)
+    # Only the valid, the encrypted and the badly signed (it decodes) are kept.
+    assert len(pairs) == sum(1 for kind, _ in picks if kind in (0, 6, 7))

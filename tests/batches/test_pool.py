@@ -22,6 +22,7 @@ from sequencer_net.batches.pool import (
     BatchRequest,
 )
 from sequencer_net.mempool.verifier import VerifierPool
+from sequencer_net.payload.checks import BatchSize
 from sequencer_net.storage.group_commit import GroupCommit
 from sequencer_net.storage.node_store import NodeStore
 from tests.mempool.factories import DOMAIN, KEYS, carrying_batch, signed
@@ -312,3 +313,53 @@ async def test_a_held_batch_s_hashes_come_from_its_verification(store: NodeStore
     # A batch whose pairs are not kept is hashed on the spot.
     other = carrying_batch(DOMAIN, author=3, sequence=0, transactions=[signed(sender=5)])
     assert pool.tx_hashes(batch_digest(encode_batch(other)), other) == batch_tx_hashes(other)
+
+
+def test_cached_pairs_read_back_as_they_were_computed(store: NodeStore) -> None:
+    """The pool packs a batch's (namespace, tx hash) pairs; reading them back gives
+    the same list, for any uint32 namespaces, and none for an empty list."""
+    import random
+
+    pool, _ = make_pool(store)
+    rng = random.Random(7)
+    cases: dict[bytes, list[tuple[int, bytes]]] = {}
+    for i in range(200):
+        count = rng.choice([0, 1, 2, rng.randint(3, 400)])
+        pairs = [
+            (rng.choice([0, 1, 2**32 - 1, rng.getrandbits(32)]), rng.randbytes(32))
+            for _ in range(count)
+        ]
+        digest = i.to_bytes(32, "big")
+        pool._cache_pairs(digest, pairs)
+        cases[digest] = pairs
+    for digest, pairs in cases.items():
+        assert pool.namespace_pairs(digest) == pairs
+
+
+async def test_pairs_of_a_batch_are_the_same_verified_unverified_and_from_the_store(
+    tmp_path: Path,
+) -> None:
+    from sequencer_net.batches.batch import decode_batch
+    from sequencer_net.mempool.transaction import tx_hash
+
+    txs = [signed(sender=i, nonce=i, namespace=i % 3) for i in range(6)]
+    encoded = batch_of(1, 0, txs)
+    digest = batch_digest(encoded)
+    expected = [(i % 3, tx_hash(tx)) for i, tx in enumerate(txs)]
+    got = []
+    for verify in (True, False):
+        s = NodeStore(tmp_path / f"db{verify}", sync=False)
+        try:
+            pool, _ = make_pool(s)
+            assert await pool.receive(1, encoded, verify=verify) == digest
+            got.append(pool.namespace_pairs(digest))
+            assert pool.size_of(digest) == BatchSize(*_size(decode_batch(encoded)))
+            pool._pairs.clear()  # evicted: read from the store
+            got.append(pool.namespace_pairs(digest))
+        finally:
+            s.close()
+    assert got == [expected] * 4
+
+
+def _size(batch: Batch) -> tuple[int, int]:
+    return (len(batch.transactions), sum(len(tx) for tx in batch.transactions))

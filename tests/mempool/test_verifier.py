@@ -6,6 +6,8 @@ import threading
 from typing import Any
 
 import trio
+from hypothesis import given
+from hypothesis import strategies as st
 
 from consensus.crypto import keccak256
 from sequencer_net.mempool import mempool as mempool_module
@@ -140,3 +142,17 @@ async def test_jobs_run_on_the_pools_own_threads_started_once(monkeypatch: Any) 
         assert [r.sender for r in result] == [KEYS[i % 8].address for i in range(24)]
     assert names <= {"seqnet-verify-0", "seqnet-verify-1"} and names
     assert pool.threads_started == len(names)
+
+
+@given(st.lists(st.booleans(), max_size=9))
+def test_the_inline_choice_skips_the_scan_only_where_the_scan_would_say_thread(
+    encrypted: list[bool],
+) -> None:
+    from sequencer_net.mempool.verifier import INLINE_BELOW, _inline
+
+    txs = [ENCRYPTED_TX_PREFIX + b"x" if e else b"\x96x" for e in encrypted]
+    count = sum(encrypted)
+    by_rule = (
+        len(txs) < INLINE_BELOW if count == 0 else len(txs) == count <= INLINE_ENCRYPTED_AT_MOST
+    )
+    assert _inline(txs) == by_rule

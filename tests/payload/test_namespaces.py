@@ -178,3 +178,40 @@ def test_the_table_keeps_block_order_inside_a_namespace() -> None:
     mixed = [(7, h(9)), (1, h(1)), (3, h(8)), (1, h(2))]
     proof = namespace_proof(mixed, 1)
     assert proof.present is not None and proof.present.entry.root == merkle_root([h(1), h(2)])
+
+
+def _rfc6962_root(leaves: list[bytes]) -> bytes:
+    """MTH as RFC 6962 defines it, recursively: the reference the level-by-level
+    hashing must equal."""
+    if not leaves:
+        return keccak256(b"")
+    if len(leaves) == 1:
+        return keccak256(b"\x00" + leaves[0])
+    k = 1 << ((len(leaves) - 1).bit_length() - 1)
+    return keccak256(b"\x01" + _rfc6962_root(leaves[:k]) + _rfc6962_root(leaves[k:]))
+
+
+@given(st.integers(0, 300), st.binary(max_size=8))
+@settings(max_examples=150, deadline=None)
+def test_merkle_root_hashed_level_by_level_is_the_rfc6962_tree(size: int, salt: bytes) -> None:
+    leaves = [keccak256(salt + i.to_bytes(4, "big")) for i in range(size)]
+    assert merkle_root(leaves) == _rfc6962_root(leaves)
+
+
+@given(st.lists(st.binary(max_size=100), max_size=70))
+@settings(max_examples=100, deadline=None)
+def test_merkle_root_of_any_leaf_data_is_the_rfc6962_tree(leaves: list[bytes]) -> None:
+    assert merkle_root(leaves) == _rfc6962_root(leaves)
+
+
+@given(blocks)
+@settings(max_examples=100, deadline=None)
+def test_namespace_root_is_the_table_of_rfc6962_roots(block: list[tuple[int, bytes]]) -> None:
+    groups: dict[int, list[bytes]] = {}
+    for namespace, tx in block:
+        groups.setdefault(namespace, []).append(tx)
+    entries = [
+        namespace.to_bytes(32, "big") + len(txs).to_bytes(32, "big") + _rfc6962_root(txs)
+        for namespace, txs in sorted(groups.items())
+    ]
+    assert namespace_root(block) == _rfc6962_root(entries)
