@@ -109,8 +109,10 @@ def order_block(
     by_sender: dict[bytes, list[T]] = {}
     for item in transactions:
         by_sender.setdefault(bytes(item.sender), []).append(item)
-    senders = sorted(by_sender, key=lambda s: (sender_rank(seed, s), s))
+    # (sender_rank(seed, sender), sender) per sender, sorted: its rank, then
+    # the address (senders are distinct, so no two entries tie).
+    ranked = sorted([(keccak256(seed + sender), sender) for sender in by_sender])
     ordered = list(forced)
-    for sender in senders:
+    for _, sender in ranked:
         ordered.extend(by_sender[sender])
     return ordered

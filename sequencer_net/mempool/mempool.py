@@ -47,10 +47,11 @@ from __future__ import annotations
 
 import heapq
 from bisect import bisect_left, insort
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import Enum
+from itertools import repeat
 
 from consensus.crypto import Address
 from consensus.encoding import Domain
@@ -457,13 +458,14 @@ class Mempool:
         blocks' senders whose nonce the committed state now refuses (another
         transaction with that nonce committed, or the window moved past it).
         Returns every hash removed from the pool (the store forgets them too)."""
-        removed: list[bytes] = []
-        for hash_ in tx_hashes:
-            self._remember_committed(hash_)
-            if self._remove(hash_):
-                removed.append(hash_)
-        for sender in set(senders):
-            by_nonce = self._by_sender.get(sender)
+        hashes = tx_hashes if isinstance(tx_hashes, list) else list(tx_hashes)
+        self._remember_all_committed(hashes)
+        entries, remove = self._entries, self._remove
+        removed = [hash_ for hash_ in hashes if hash_ in entries and remove(hash_)]
+        by_sender = self._by_sender
+        # Most senders of a block have nothing else pending here: skipped at once.
+        for sender in [s for s in set(senders) if s in by_sender]:
+            by_nonce = by_sender.get(sender)
             if not by_nonce:
                 continue
             window = self.accounts.nonce_window(sender)
@@ -477,6 +479,24 @@ class Mempool:
         """Forget transactions that were never acknowledged (their write failed)."""
         for hash_ in hashes:
             self._remove(hash_)
+
+    def _remember_all_committed(self, hashes: list[bytes]) -> None:
+        """`_remember_committed` of each of `hashes` in turn, in one update and
+        one trim: the same hashes remembered, in the same order, within the
+        same bound (the most recent `recent_committed`)."""
+        fresh = dict.fromkeys(hashes)
+        if len(fresh) != len(hashes):  # a hash twice: its last time counts
+            for hash_ in hashes:
+                self._remember_committed(hash_)
+            return
+        recent = self._recent_committed
+        if not recent.keys().isdisjoint(fresh):
+            for hash_ in hashes:  # remembered again: moves to the newest end
+                recent.pop(hash_, None)
+        recent.update(fresh)
+        excess = len(recent) - self.limits.recent_committed
+        if excess > 0:  # the oldest go, as one at a time would have dropped them
+            deque(map(recent.popitem, repeat(False, excess)), maxlen=0)
 
     def _remember_committed(self, hash_: bytes) -> None:
         self._recent_committed[hash_] = None

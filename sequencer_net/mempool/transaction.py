@@ -148,6 +148,20 @@ def decode_transaction(data: bytes) -> Transaction:
     )
 
 
+def decode_transaction_or_none(data: bytes) -> Transaction | None:
+    """`decode_transaction(data)`, or None where it raises: the same checks
+    (raw size, msgpack structure and field bounds, canonical encoding), for a
+    caller that skips what does not decode, once per transaction of a block
+    (no exception raised, no message formatted)."""
+    if len(data) > MAX_TX_BYTES:
+        return None
+    try:
+        tx = _decoder.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    return tx if _encoder.encode(tx) == data else None
+
+
 def tx_hash(encoded: bytes) -> bytes:
     """The transaction's id: keccak-256 of its (canonical) encoded bytes."""
     return keccak256(encoded)

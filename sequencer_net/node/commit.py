@@ -56,9 +56,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from itertools import repeat
+from typing import cast
 
+import msgspec
 import trio
+from msgspec.structs import replace
 
 from consensus.crypto import Address
 from consensus.encoding import Domain
@@ -81,9 +85,13 @@ from sequencer_net.fairness.limits import MAX_BLOCK_CIPHERTEXTS
 from sequencer_net.fairness.order import needs_order_seed, order_block
 from sequencer_net.fairness.order_proof import encode_order_proof
 from sequencer_net.fairness.tdh2 import DecryptionFailed
-from sequencer_net.mempool.encrypted import decode_encrypted, is_encrypted
+from sequencer_net.mempool.encrypted import ENCRYPTED_TX_PREFIX, decode_encrypted
 from sequencer_net.mempool.mempool import Mempool
-from sequencer_net.mempool.transaction import InvalidTransaction, decode_transaction, tx_hash
+from sequencer_net.mempool.transaction import (
+    InvalidTransaction,
+    decode_transaction_or_none,
+    tx_hash,
+)
 from sequencer_net.metrics import Metrics
 from sequencer_net.node.decryption import Decryptor, OpenedBlock, revealed_transaction
 from sequencer_net.node.market_activity import MarketActivity
@@ -154,8 +162,12 @@ def _prepare(block: Block) -> _Prepared:
     return _Prepared(block.payload, payload)
 
 
-@dataclass(frozen=True, slots=True)
-class ResolvedTransaction:
+class ResolvedTransaction(msgspec.Struct, frozen=True, gc=False):
+    """One transaction of a committed block as the pipeline carries it from
+    its batch to execution. A struct (made once per transaction of every
+    block, cheaply); untracked by the garbage collector, as it holds only
+    immutable values and cannot be part of a cycle."""
+
     encoded: bytes
     sequenced: SequencedTransaction | FailedReveal
     """An encrypted transaction's is a placeholder until `reveal_envelopes`."""
@@ -180,44 +192,49 @@ def resolve_block_transactions(
     node's: the one its batch carries, `senders_in`); None means it does not
     verify, which a quorum of voters makes impossible unless more than f lie.
     `hashes`: per batch, its transactions' hashes in order, if known already
-    (from the batch's verification); otherwise each is hashed here."""
+    (from the batch's verification); otherwise each is hashed here.
+
+    Run on the event loop for every transaction of every block: one pass,
+    the carried senders read from their table directly (`senders_in`)."""
     resolved: list[ResolvedTransaction] = []
+    append = resolved.append
     seen: set[bytes] = set()
+    seen_add = seen.add
+    carried = sender_of.by_encoded if isinstance(sender_of, CarriedSenders) else None
     for index, batch in enumerate(batches):
+        transactions = batch.transactions
         known = None if hashes is None else hashes[index]
-        if known is None or len(known) != len(batch.transactions):
-            known = [tx_hash(encoded) for encoded in batch.transactions]
-        for encoded, h in zip(batch.transactions, known, strict=True):
+        if known is None or len(known) != len(transactions):
+            known = [tx_hash(encoded) for encoded in transactions]
+        for encoded, h in zip(transactions, known, strict=True):
             if h in seen or already_committed(h):
                 continue
-            sender = sender_of(h, encoded)
+            if carried is not None:
+                sender = carried.get(encoded)  # the carried bytes themselves
+            else:
+                sender = sender_of(h, encoded)
+                if sender is not None:
+                    sender = Address(bytes(sender))
             if sender is None:
                 continue
-            if is_encrypted(encoded):
+            if encoded[:1] == ENCRYPTED_TX_PREFIX:  # is_encrypted
                 try:
                     envelope = decode_encrypted(encoded)
                 except InvalidTransaction:
                     continue
-                seen.add(h)
-                placeholder = FailedReveal(h, bytes(sender), envelope.max_fee, "not_decrypted")
-                resolved.append(ResolvedTransaction(encoded, placeholder, envelope))
+                seen_add(h)
+                placeholder = FailedReveal(h, sender, envelope.max_fee, "not_decrypted")
+                append(ResolvedTransaction(encoded, placeholder, envelope))
                 continue
-            try:
-                tx = decode_transaction(encoded)
-            except InvalidTransaction:
+            tx = decode_transaction_or_none(encoded)
+            if tx is None:
                 continue
-            seen.add(h)
-            resolved.append(
+            seen_add(h)
+            append(
                 ResolvedTransaction(
                     encoded,
-                    SequencedTransaction(
-                        tx_hash=h,
-                        sender=bytes(sender),
-                        nonce=tx.nonce,
-                        namespace=tx.namespace,
-                        fee=tx.fee,
-                        payload=tx.payload,
-                    ),
+                    # tx_hash, sender, nonce, namespace, fee, payload
+                    SequencedTransaction(h, sender, tx.nonce, tx.namespace, tx.fee, tx.payload),
                 )
             )
     return resolved
@@ -231,6 +248,8 @@ def split_forced(
     naming no transaction of `resolved` (one committed before) marks nothing.
     A function of the block and the committed chain alone, as every node
     executes it."""
+    if not marks:  # most blocks: nothing forced, the block order as it is
+        return [], list(resolved)
     by_hash = {r.sequenced.tx_hash: r for r in resolved}
     forced: list[ResolvedTransaction] = []
     taken: set[bytes] = set()
@@ -261,11 +280,11 @@ def block_envelopes(
     live: list[tuple[bytes, Envelope]] = []
     seen: set[bytes] = set()
     for batch in batches:
-        for encoded in batch.transactions:
+        # Only encrypted transactions matter (most blocks have none): picked
+        # out in one comprehension (`is_encrypted`), each then checked in order.
+        for encoded in [e for e in batch.transactions if e[:1] == ENCRYPTED_TX_PREFIX]:
             if len(live) >= MAX_BLOCK_CIPHERTEXTS:
                 return live
-            if not is_encrypted(encoded):
-                continue
             h = tx_hash(encoded)
             if h in seen:
                 continue
@@ -284,18 +303,33 @@ def block_envelopes(
     return live
 
 
-def senders_in(batches: Sequence[Batch]) -> Callable[[bytes, bytes], Address | None]:
+class CarriedSenders:
+    """`sender_of(hash, encoded)` from a table of carried senders by encoded
+    transaction (`senders_in`); `resolve_block_transactions` reads the table
+    directly."""
+
+    __slots__ = ("by_encoded",)
+
+    def __init__(self, by_encoded: dict[bytes, Address]) -> None:
+        self.by_encoded = by_encoded
+
+    def __call__(self, _hash: bytes, encoded: bytes) -> Address | None:
+        return self.by_encoded.get(encoded)
+
+
+def senders_in(batches: Sequence[Batch]) -> CarriedSenders:
     """`sender_of(hash, encoded)` for the transactions of a committed block's
     `batches`: the senders the batches carry, never a signature recovered here.
     Only for batches named by a committed block: a quorum voted for it, and a
     voter votes only for batches certified by acknowledgements of which more
     than f of the power checked every signature and carried sender
-    (batches/certificate.py), so an honest validator checked these."""
+    (batches/certificate.py), so an honest validator checked these. A
+    transaction carried twice has the sender of its last carrying batch."""
     carried: dict[bytes, Address] = {}
     for batch in batches:
-        for encoded, sender in zip(batch.transactions, batch.senders, strict=False):
-            carried[encoded] = Address(sender)
-    return lambda _hash, encoded: carried.get(encoded)
+        # An Address is its 20 bytes (a NewType): the carried bytes as they are.
+        carried.update(zip(batch.transactions, cast(list[Address], batch.senders), strict=False))
+    return CarriedSenders(carried)
 
 
 @dataclass(frozen=True, slots=True)
@@ -631,12 +665,14 @@ class CommitPipeline:
         batches = [batch for _, batch in held]
         batch_hashes = [self.pool.tx_hashes(digest, batch) for digest, batch in held]
         committed = self.store.committed_among([h for of_batch in batch_hashes for h in of_batch])
+        sender_of = senders_in(batches)
         resolved = resolve_block_transactions(
-            batches, committed.__contains__, senders_in(batches), batch_hashes
+            batches, committed.__contains__, sender_of, batch_hashes
         )
         forced_marks = prepared.forced
+        block_digest = block.digest()
         resolved, opened = await self.open_block_with_proof(
-            block.height, block.digest(), resolved, batches, forced_marks
+            block.height, block_digest, resolved, batches, forced_marks, sender_of
         )
         order_seed = None if opened is None else opened.order_seed
         order_proof = None if opened is None else encode_order_proof(opened.order_proof)
@@ -651,9 +687,10 @@ class CommitPipeline:
         timestamp_ms = 0 if payload is None else payload.timestamp_ms
         # Block time never runs backwards for the engine: a leader's clock may.
         seconds = max(timestamp_ms // 1000, self.state.block.timestamp)
-        engine_block = ExecutionBlock(block.height, seconds, tuple(r.sequenced for r in resolved))
+        sequenced = [r.sequenced for r in resolved]
+        engine_block = ExecutionBlock(block.height, seconds, tuple(sequenced))
         transactions = [r.encoded for r in resolved]
-        hashes = [r.sequenced.tx_hash for r in resolved]
+        hashes = [s.tx_hash for s in sequenced]
         state = self.state  # replaced only here, after the call returns
 
         def execute_and_store() -> BlockResult:
@@ -677,8 +714,9 @@ class CommitPipeline:
         self.pool.mark_included(digests)
         if block.height % PRUNE_EVERY == 0 and block.height > UNINCLUDED_BATCH_RETENTION:
             await self._prune_batches(block.height - UNINCLUDED_BATCH_RETENTION)
-        senders = [Address(r.sequenced.sender) for r in resolved]
-        self._after_commit(block.height, block.digest(), hashes, senders)
+        # An Address is its 20 bytes (a NewType): each sender as it is.
+        senders = cast(list[Address], [s.sender for s in sequenced])
+        self._after_commit(block.height, block_digest, hashes, senders)
         self.metrics.execute_seconds.observe(time.perf_counter() - started)
 
     def live_envelopes(
@@ -728,12 +766,15 @@ class CommitPipeline:
         resolved: list[ResolvedTransaction],
         batches: Sequence[Batch],
         forced: Sequence[ForcedEntry] = (),
+        sender_of: Callable[[bytes, bytes], Address | None] | None = None,
     ) -> tuple[list[ResolvedTransaction], OpenedBlock | None]:
         """As `open_block`, with what the shares opened: the order seed and its
         proof, the t coin shares it was combined from (stored with the block,
         so subscribers can check the order; None without a threshold key or
-        for a block that needs no seed)."""
-        sender_of = senders_in(batches)
+        for a block that needs no seed). `sender_of`: `senders_in(batches)`,
+        built here unless the caller has it."""
+        if sender_of is None:
+            sender_of = senders_in(batches)
         live = self.live_envelopes(height, batches, sender_of)
         key_epoch = self._key_epoch_at(height)
         if self.decryptor is None or self.domain is None:
@@ -781,12 +822,15 @@ class CommitPipeline:
         self, height: int, digest: bytes, hashes: list[bytes], senders: list[Address]
     ) -> None:
         now = time.monotonic()
-        for h in hashes:
-            accepted = self.accepted_at.pop(h, None)
-            if accepted is not None:
-                latency = now - accepted
-                self.status.latencies_ms.append(latency * 1000)
-                self.metrics.commit_latency.observe(latency)
+        # This node accepted some of them (a C loop over the block, the
+        # acceptance times of those in block order).
+        accepted_at = [a for a in map(self.accepted_at.pop, hashes, repeat(None)) if a is not None]
+        latencies_ms = self.status.latencies_ms
+        observe = self.metrics.commit_latency.observe
+        for accepted in accepted_at:
+            latency = now - accepted
+            latencies_ms.append(latency * 1000)
+            observe(latency)
         removed = self.mempool.on_committed(hashes, senders)
         if removed:
             # The block's own transactions left the pending table in its commit.

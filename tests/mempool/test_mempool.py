@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field
 from functools import cache
 
@@ -10,6 +11,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+from consensus.crypto import keccak256
 from sequencer_net.execution.exceptions import NonceUsed
 from sequencer_net.execution.limits import NONCE_WINDOW
 from sequencer_net.execution.nonces import nonce_rejection, use_nonce
@@ -355,3 +357,45 @@ TestMempoolMachine.settings = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
+
+
+def _remembered_one_at_a_time(
+    limit: int, old: list[bytes], blocks: list[list[bytes]]
+) -> list[bytes]:
+    pool = Mempool(DOMAIN, MempoolLimits(recent_committed=limit))
+    for h in old:
+        pool._remember_committed(h)
+    for block in blocks:
+        for h in block:
+            pool._remember_committed(h)
+    return list(pool._recent_committed)
+
+
+def test_a_blocks_committed_hashes_are_remembered_as_one_at_a_time_would() -> None:
+    rng = random.Random(5)
+    names = [bytes([i]) * 32 for i in range(60)]
+    for limit in (1, 7, 30, 100):
+        for _ in range(30):
+            old = rng.sample(names, rng.randrange(len(names)))
+            # Fresh hashes, hashes remembered already, and (once) a hash twice.
+            blocks = [rng.sample(names, rng.randrange(1, 20)) for _ in range(3)]
+            blocks.append([names[0], names[1], names[0]])
+            pool = Mempool(DOMAIN, MempoolLimits(recent_committed=limit))
+            for h in old:
+                pool._remember_committed(h)
+            for block in blocks:
+                pool.on_committed(block, [])
+                assert len(pool._recent_committed) <= limit
+            assert list(pool._recent_committed) == _remembered_one_at_a_time(limit, old, blocks)
+
+
+def test_on_committed_removes_what_it_removed_one_hash_at_a_time() -> None:
+    txs = [cached_tx(s, n, 0) for s in range(3) for n in range(3)]
+    pool = Mempool(DOMAIN)
+    for tx in txs:
+        assert add(pool, tx) is AddResult.ACCEPTED
+    committed = [txs[4].hash, keccak256(b"not pending"), txs[0].hash, txs[4].hash]
+    removed = pool.on_committed(iter(committed), [])
+    assert removed == [txs[4].hash, txs[0].hash]
+    assert all(pool.seen(h) for h in committed)
+    assert pool.get(txs[0].hash) is None and pool.get(txs[1].hash) is not None

@@ -14,11 +14,13 @@ from sequencer_net.mempool.limits import MAX_TX_BYTES, MAX_TX_PAYLOAD_BYTES
 from sequencer_net.mempool.transaction import (
     TX_TYPEHASH,
     BadSignature,
+    InvalidTransaction,
     MalformedTransaction,
     OversizedTransaction,
     Transaction,
     WrongChain,
     decode_transaction,
+    decode_transaction_or_none,
     encode_transaction,
     recover_sender,
     sign_transaction,
@@ -172,3 +174,23 @@ def test_bad_signatures_rejected(signature: bytes) -> None:
     tx = Transaction(DOMAIN.chain_id, 0, 1, 0, b"p", signature)
     with pytest.raises(BadSignature):
         recover_sender(tx, DOMAIN)
+
+
+def test_decode_or_none_is_none_exactly_where_decode_raises() -> None:
+    good = signed(0, 3, payload=b"r" * 200)
+    cases = [
+        good,
+        good[:-1],  # truncated
+        good + b"\x00",  # trailing byte
+        b"",
+        b"\x96\x01\x02\x03\x04\xc4\x00\xc4\x00",  # wrong signature length
+        b"\x96\xcd\x00\x01\x02\x03\x04\xc4\x00" + b"\xc4\x41" + bytes(65),  # non-canonical int
+        b"\x96" + bytes(MAX_TX_BYTES),  # oversized
+    ]
+    for data in cases:
+        try:
+            expected = decode_transaction(data)
+        except InvalidTransaction:
+            expected = None
+        assert decode_transaction_or_none(data) == expected
+    assert decode_transaction_or_none(good) is not None
