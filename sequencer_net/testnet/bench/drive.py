@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
@@ -393,8 +393,18 @@ class StepDriver:
         if self.plan.wire is WireFormat.STREAM:
             await self._stream_all(senders)
             return
-        record, plan = self.record, self.plan
         slots = [trio.Semaphore(MAX_IN_FLIGHT_PER_NODE) for _ in clients]
+        async for request_id, request, now in self._paced(slots):
+            self.record.sent_at[request_id] = now
+            senders.start_soon(self._submit, clients[request.node], slots[request.node], request)
+
+    async def _paced(
+        self, slots: list[trio.Semaphore]
+    ) -> AsyncIterator[tuple[int, Request, float]]:
+        """The plan's requests in order, each once it is due and its node's
+        in-flight slot is taken: (request id, request, now). The time spent
+        waiting for a slot counts in `waited_for_nodes_s`."""
+        record, plan = self.record, self.plan
         request_id = 0
         for k, requests in enumerate(plan.ticks, start=1):
             due = record.started_at + min(k * plan.tick_s, plan.duration_s)
@@ -407,20 +417,16 @@ class StepDriver:
                 if blocked:
                     record.waited_for_nodes_s += now - before
                 record.max_behind_s = max(record.max_behind_s, now - due)
-                record.sent_at[request_id] = now
-                senders.start_soon(
-                    self._submit, clients[request.node], slots[request.node], request
-                )
+                yield request_id, request, now
                 request_id += 1
 
     async def _stream_all(self, senders: trio.Nursery) -> None:
         """The same schedule, in-flight bound and waiting accounting as the
         POSTs, each node's requests sent as messages on its stream: a request's
         submit time is when its message is written."""
-        record, plan = self.record, self.plan
         slots = [trio.Semaphore(MAX_IN_FLIGHT_PER_NODE) for _ in self.urls]
         channels = []
-        sent_at = record.sent_at
+        sent_at = self.record.sent_at
 
         def sent(request_id: int, at: float) -> None:
             sent_at[request_id] = at
@@ -439,20 +445,8 @@ class StepDriver:
             channels.append(send)
             self.streams.append(stream)
         try:
-            request_id = 0
-            for k, requests in enumerate(plan.ticks, start=1):
-                due = record.started_at + min(k * plan.tick_s, plan.duration_s)
-                await trio.sleep_until(due)
-                for request in requests:
-                    slot, before = slots[request.node], trio.current_time()
-                    blocked = slot.value == 0
-                    await slot.acquire()
-                    now = trio.current_time()
-                    if blocked:
-                        record.waited_for_nodes_s += now - before
-                    record.max_behind_s = max(record.max_behind_s, now - due)
-                    channels[request.node].send_nowait((request_id, request))
-                    request_id += 1
+            async for request_id, request, _ in self._paced(slots):
+                channels[request.node].send_nowait((request_id, request))
         finally:
             for channel in channels:
                 channel.close()
