@@ -75,6 +75,20 @@ def test_a_websocket_stream_answers_each_batch_in_order(world: ApiWorld) -> None
     assert len(world.mempool) == 13
 
 
+def test_a_websocket_stream_answers_pipelined_batches_in_order(world: ApiWorld) -> None:
+    app = world.app()
+    batches = [[signed(sender=i, nonce=10 + n) for n in range(3)] for i in range(6)]
+    with (
+        TestClient(app, backend="trio") as client,
+        client.websocket_connect("/v1/transactions/stream") as socket,
+    ):
+        for txs in batches:  # all sent before any answer is read
+            socket.send_bytes(msgspec.msgpack.encode(txs))
+        answers = [msgspec.msgpack.decode(socket.receive_bytes()) for _ in batches]
+    assert answers == [[keccak256(tx) for tx in txs] for txs in batches]
+    assert len(world.mempool) == 18
+
+
 async def test_each_client_address_has_its_own_budget(world: ApiWorld) -> None:
     intake = world.intake(client_rate=1.0, client_burst=3.0, clock=lambda: 0.0)
     first = await intake.submit([signed(sender=2, nonce=n) for n in range(5)], "10.0.0.1")
