@@ -423,20 +423,14 @@ class StepDriver:
     async def _stream_all(self, senders: trio.Nursery) -> None:
         """The same schedule, in-flight bound and waiting accounting as the
         POSTs, each node's requests sent as messages on its stream: a request's
-        submit time is when its message is written."""
+        submit time is when its slot is taken, as for a POST."""
         slots = [trio.Semaphore(MAX_IN_FLIGHT_PER_NODE) for _ in self.urls]
         channels = []
-        sent_at = self.record.sent_at
-
-        def sent(request_id: int, at: float) -> None:
-            sent_at[request_id] = at
-
         for url, slot in zip(self.urls, slots, strict=True):
             send, receive = trio.open_memory_channel[tuple[int, Request]](math.inf)
             stream = NodeStream(
                 url,
                 slot,
-                sent,
                 self._settle,
                 timeout_s=REQUEST_TIMEOUT_S,
                 lanes=STREAMS_PER_NODE,
@@ -445,7 +439,8 @@ class StepDriver:
             channels.append(send)
             self.streams.append(stream)
         try:
-            async for request_id, request, _ in self._paced(slots):
+            async for request_id, request, now in self._paced(slots):
+                self.record.sent_at[request_id] = now
                 channels[request.node].send_nowait((request_id, request))
         finally:
             for channel in channels:

@@ -14,13 +14,14 @@ applied as one integer XOR) and the answers read with `LightReceiver`.
 
 `NodeStream` is one node's sender for a step: the step hands it requests (a
 slot of the node's in-flight bound already taken), it sends each on its open
-connection (opening one first if there is none), stamps the moment it sent
-it, and settles each request's transactions from its answer, releasing the
-slot. A connection that ends (closed by the node, reset, no answer within
-REQUEST_TIMEOUT_S) settles every request still waiting on it as refused with
-a code saying why (`stream closed: CODE REASON`, `stream broken: ...`,
-`stream timeout: ...`); the next request opens a new connection, and one
-that cannot be opened is refused (`unreachable: ...`).
+connection (opening one first if there is none) and settles each request's
+transactions from its answer, releasing the slot (the step stamps a
+request's submit time when it hands it over). A connection that ends (closed
+by the node, reset, no answer within REQUEST_TIMEOUT_S) settles every
+request still waiting on it as refused with a code saying why (`stream
+closed: CODE REASON`, `stream broken: ...`, `stream timeout: ...`); the next
+request opens a new connection, and one that cannot be opened is refused
+(`unreachable: ...`).
 """
 
 from __future__ import annotations
@@ -136,7 +137,6 @@ class _Connection:
 
     async def send(self, request_id: int, request: Request) -> None:
         now = trio.current_time()
-        self.owner.sent(request_id, now)
         if not self.waiting:
             self.scope.deadline = now + self.owner.timeout_s
         self.waiting.append((request, now))
@@ -201,18 +201,18 @@ class _Connection:
 class NodeStream:
     """One node's submissions for a step, over its stream (see the module's doc).
 
-    `run` takes (request id, request) pairs: `sent(request_id, t)` is called
-    with the trio time just before the request's message is written (not for
-    a request refused before it could be sent). `settle(request, codes)` is
-    called once per request, when its answer is in or it is refused, and
-    then the request's slot in `slot` is released.
+    `run` takes (request id, request) pairs; the caller stamps a request's
+    submit time when it hands it over (its slot taken), as for a batch POST,
+    so time spent here before the write (behind an earlier write, or opening
+    a connection) counts in its latency. `settle(request, codes)` is called
+    once per request, when its answer is in or it is refused, and then the
+    request's slot in `slot` is released.
     """
 
     def __init__(
         self,
         url: str,
         slot: trio.Semaphore,
-        sent: Callable[[int, float], None],
         settle: Callable[[Request, Codes], None],
         *,
         timeout_s: float,
@@ -220,7 +220,6 @@ class NodeStream:
     ) -> None:
         self.url = url
         self.slot = slot
-        self.sent = sent
         self._settle = settle
         self.timeout_s = timeout_s
         self.lanes = lanes
