@@ -209,17 +209,24 @@ class Intake:
         written = trio.Event()
         for c in admitted:
             self._persisting[c.hash] = written
-        try:
-            await self.group.write(stage)
-        except GroupWriteFailed as exc:
-            log.error("event=intake_persist_failed txs=%d reason=%s", len(admitted), exc)
-            self.mempool.discard([c.hash for c in admitted])
-            raise ApiError(503, "storage_failed", "could not persist; nothing accepted") from exc
-        finally:
-            for c in admitted:
-                if self._persisting.get(c.hash) is written:
-                    del self._persisting[c.hash]
-            written.set()
+        # Shielded: the transactions are in the mempool already, so a request
+        # cancelled here (its client went away) must still learn how the write
+        # ended, to keep them (durable) or take them out (failed). The wait is
+        # bounded by one group commit; one that stops fails its waiters.
+        with trio.CancelScope(shield=True):
+            try:
+                await self.group.write(stage)
+            except GroupWriteFailed as exc:
+                log.error("event=intake_persist_failed txs=%d reason=%s", len(admitted), exc)
+                self.mempool.discard([c.hash for c in admitted])
+                raise ApiError(
+                    503, "storage_failed", "could not persist; nothing accepted"
+                ) from exc
+            finally:
+                for c in admitted:
+                    if self._persisting.get(c.hash) is written:
+                        del self._persisting[c.hash]
+                written.set()
         now = time.monotonic()
         for c in admitted:
             self.accepted_at[c.hash] = now

@@ -42,7 +42,6 @@ errors.ApiError's JSON.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -279,8 +278,10 @@ def build_app(ctx: ApiContext, options: ApiOptions | None = None) -> Starlette:
         async def submit(batch: list[bytes | Refused]) -> list[Outcome]:
             return await ctx.intake.submit(batch, client)
 
-        with contextlib.suppress(WebSocketDisconnect):
+        try:
             await SubmissionStream(websocket, submit).run()
+        except* WebSocketDisconnect:  # the client left (raised inside the stream's nursery)
+            pass
 
     async def transaction(request: Request) -> Response:
         h = parse_tx_hash(request.path_params["hash"])

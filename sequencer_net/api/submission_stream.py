@@ -19,12 +19,14 @@ message order.
 
 A message that is not binary, or is larger than MAX_BATCH_BODY_BYTES, closes
 the socket (code 1003) after the answers of the messages before it. When the
-client goes away, messages already taken in are still checked and stored
-(their work is never cut in half), and their answers are dropped.
+client goes away its unsent answers are dropped; the server may also cancel
+the checks still running, which the intake makes safe (a transaction it
+admitted stays exactly when the write covering it succeeds).
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, Protocol
@@ -123,9 +125,10 @@ class SubmissionStream:
                 if self._waiting:
                     await self._waiting[-1].sent.wait()  # answers leave in order
                 if self._open:
-                    await self.socket.close(
-                        code=CLOSE_UNSUPPORTED, reason="send msgpack batches as binary"
-                    )
+                    with contextlib.suppress(*_GONE):  # gone already: nothing to close
+                        await self.socket.close(
+                            code=CLOSE_UNSUPPORTED, reason="send msgpack batches as binary"
+                        )
                 self._open = False
                 return
             while self._waiting and self._bytes + len(data) > self.max_bytes:

@@ -46,6 +46,10 @@ class GroupWriteFailed(Exception):
     """The synced write that would have covered this data failed."""
 
 
+class GroupStopped(Exception):
+    """The group commit stopped before the write was made (the node shuts down)."""
+
+
 @dataclass(slots=True)
 class _Waiter:
     stage: Stage
@@ -103,6 +107,12 @@ class GroupCommit:
             await self._serve()
         finally:
             self._running = False
+            # Stopped (cancelled): writes still queued are not written; their
+            # writers learn it rather than wait for a group that never comes.
+            queued, self._queue = self._queue, []
+            for waiter in queued:
+                waiter.error = GroupStopped("the group commit stopped before this write")
+                waiter.done.set()
 
     async def _serve(self) -> None:
         while True:
@@ -131,6 +141,11 @@ class GroupCommit:
         except Exception as exc:
             log.error("event=group_write_failed writes=%d reason=%s", len(staged), exc)
             error = exc
+        except BaseException:  # cancelled before the write began: nothing was written
+            for waiter in staged:
+                waiter.error = GroupStopped("the group commit stopped before this write")
+                waiter.done.set()
+            raise
         self.groups += 1
         self.writes += len(staged)
         self._on_flush(len(staged), time.perf_counter() - started)

@@ -213,3 +213,51 @@ async def test_intake_hashes_each_transaction_once(world: ApiWorld, monkeypatch:
     assert all(isinstance(o, Refused) and o.code == "duplicate" for o in again)
     assert sorted(hashed) == sorted([*one, *many, bad, one[0], many[3]])
     assert set(world.store.load_pending_transactions()) == set(one + many)
+
+
+@pytest.mark.parametrize("disk", ["writes", "fails"])
+async def test_a_request_cancelled_during_its_fsync_leaves_the_mempool_as_the_disk(
+    world: ApiWorld, disk: str
+) -> None:
+    """A client that goes away mid-request cancels it; the transactions it put
+    in the mempool stay only if the write that covers them succeeds."""
+    release = threading.Event()
+
+    def write(batch: WriteBatch) -> None:
+        release.wait(10)
+        if disk == "fails":
+            raise OSError("disk gone")
+        world.store.write_synced(batch)
+
+    intake = world.intake(write=write)
+    tx = signed(sender=6, nonce=0)
+    request = trio.CancelScope()
+    answers: list[str] = []
+
+    async def submit() -> None:
+        with request:
+            try:
+                await intake.submit([tx], "client")
+                answers.append("answered")
+            except ApiError as exc:
+                answers.append(exc.code)
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(intake.group.run)
+        nursery.start_soon(submit)
+        await trio.testing.wait_all_tasks_blocked()
+        assert len(world.mempool) == 1  # admitted, its write under way
+        request.cancel()  # the client is gone
+        await trio.testing.wait_all_tasks_blocked()
+        release.set()
+        with trio.fail_after(10):
+            while intake._persisting:
+                await trio.sleep(0.01)
+        nursery.cancel_scope.cancel()
+    pending = world.store.load_pending_transactions()
+    if disk == "writes":
+        assert len(world.mempool) == 1 and pending == [tx]
+        assert keccak256(tx) in intake.accepted_at
+    else:
+        assert len(world.mempool) == 0 and pending == []
+        assert answers == ["storage_failed"]

@@ -8,6 +8,7 @@ import msgspec
 import pytest
 import trio
 import trio.testing
+from starlette.websockets import WebSocketDisconnect
 
 from sequencer_net.api.errors import bad_request
 from sequencer_net.api.intake import Accepted
@@ -167,7 +168,7 @@ async def test_a_wrong_message_closes_after_the_answers_before_it(wrong: str) ->
     assert b"never" not in intake.in_progress and b"never" not in intake.finished
 
 
-async def test_a_client_that_leaves_still_gets_its_batches_stored() -> None:
+async def test_a_disconnect_message_lets_the_checks_in_progress_finish() -> None:
     socket, intake = FakeSocket(), GatedIntake()
     done = False
 
@@ -208,3 +209,15 @@ async def test_a_failed_send_drops_the_rest_of_the_answers_quietly() -> None:
 def test_bounds_must_be_positive() -> None:
     with pytest.raises(ValueError):
         SubmissionStream(FakeSocket(), GatedIntake().submit, max_messages=0)
+
+
+async def test_a_close_to_a_client_already_gone_ends_the_stream_quietly() -> None:
+    socket, intake = FakeSocket(), GatedIntake()
+
+    async def close(code: int = 1000, reason: str | None = None) -> None:
+        raise WebSocketDisconnect(1006)
+
+    socket.close = close  # type: ignore[method-assign]
+    socket.put(None, text="hello")
+    await SubmissionStream(socket, intake.submit).run()  # no exception escapes
+    assert socket.sent == []

@@ -11,7 +11,7 @@ import trio
 import trio.testing
 from rocksdict import WriteBatch
 
-from sequencer_net.storage.group_commit import GroupCommit, GroupWriteFailed
+from sequencer_net.storage.group_commit import GroupCommit, GroupWriteFailed, _Waiter
 from sequencer_net.storage.node_store import NodeStore
 
 
@@ -127,3 +127,40 @@ async def test_a_group_is_written_on_the_group_commits_own_thread() -> None:
             await group.write(lambda b: b.put(b"b", b"2"))
         nursery.cancel_scope.cancel()
     assert threads == ["seqnet-group-commit"] * 2
+
+
+async def test_a_group_commit_that_stops_fails_the_writes_still_queued() -> None:
+    written: list[int] = []
+    group = GroupCommit(lambda batch: written.append(batch.len()), window_s=60.0)
+    outcomes: list[str] = []
+
+    async def writer() -> None:
+        # As the intake waits: shielded (bounded here, so a hang fails the test).
+        with trio.CancelScope(shield=True, deadline=trio.current_time() + 10):
+            try:
+                await group.write(lambda b: b.put(b"k", b"v"))
+                outcomes.append("written")
+            except GroupWriteFailed as exc:
+                outcomes.append(str(exc))
+
+    async with trio.open_nursery() as outer:
+        with trio.CancelScope() as runner:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(group.run)
+                outer.start_soon(writer)
+                outer.start_soon(writer)
+                await trio.testing.wait_all_tasks_blocked()
+                runner.cancel()  # the node shuts down inside the 60 s window
+    assert written == []  # nothing was written, and nobody waits for it
+    assert len(outcomes) == 2 and all("stopped" in o for o in outcomes)
+
+
+async def test_a_group_cancelled_as_its_write_would_begin_fails_its_writers() -> None:
+    written: list[int] = []
+    group = GroupCommit(lambda batch: written.append(batch.len()), window_s=0.0)
+    queued = [_Waiter(lambda b: b.put(b"k", b"v")) for _ in range(3)]
+    with trio.CancelScope() as scope:
+        scope.cancel()  # cancelled before the worker thread takes the write
+        await group._flush(queued)
+    assert written == []
+    assert all(w.done.is_set() and "stopped" in str(w.error) for w in queued)
