@@ -183,6 +183,30 @@ def test_a_block_item_is_matched_by_signature_by_hash_or_by_hashing() -> None:
     assert "0x" + tx_hash(encoded[7]).hex() == plan.hashes[7]
 
 
+@pytest.mark.parametrize("answer_first", [True, False])
+def test_a_refused_transaction_seen_committed_does_not_count_as_drained(
+    answer_first: bool,
+) -> None:
+    chain = FakeChain(name="node0", index=0)
+    plan = stream_plan(chain, 100.0, 1.0, 1)
+    request = plan.ticks[0][0]
+    encoded = decode(request.body)
+    driver = StepDriver(plan, ["http://127.0.0.1:1"], [os.getpid()])
+    record = driver.record
+    codes = [None] * request.count
+    codes[0] = "stream broken: OSError"  # its answer was lost; the node had stored it
+    block = {"transactions": ["0x" + tx.hex() for tx in encoded]}
+    if answer_first:
+        driver._settle(request, codes)
+        driver._note_block(block, 1.0)
+    else:
+        driver._note_block(block, 1.0)
+        driver._settle(request, codes)
+    assert record.committed == request.count
+    assert record.committed_refused == 1
+    assert record.committed - record.committed_refused == record.accepted == request.count - 1
+
+
 def decode(body: bytes) -> list[bytes]:
     return msgspec.msgpack.decode(body, type=list[bytes])
 

@@ -112,6 +112,9 @@ class StepRecord:
     refused_codes: Counter[str] = field(default_factory=Counter)
     accepted: int = 0
     committed: int = 0
+    committed_refused: int = 0
+    """Transactions seen committed although their answer refused them (a
+    stream or request that failed after the node had stored them)."""
     backlog: list[tuple[float, float]] = field(default_factory=list)
     waited_for_nodes_s: float = 0.0
     max_behind_s: float = 0.0
@@ -474,12 +477,14 @@ class StepDriver:
             else:
                 record.outcome[request.first + offset] = REFUSED
                 record.refused_codes[code] += 1
+                if record.committed_at[request.first + offset] >= 0:
+                    record.committed_refused += 1
 
     async def _drain(self) -> None:
         record = self.record
         deadline = trio.current_time() + self.drain_max_s
         while trio.current_time() < deadline:
-            if record.committed >= record.accepted:
+            if record.committed - record.committed_refused >= record.accepted:
                 record.drained = True
                 return
             if trio.current_time() - max(self._last_commit_at, record.load_ended_at) > (
@@ -625,7 +630,10 @@ class StepDriver:
         while True:
             if record.start is not None and record.end is None:
                 record.backlog.append(
-                    (trio.current_time(), float(record.accepted - record.committed))
+                    (
+                        trio.current_time(),
+                        float(record.accepted - (record.committed - record.committed_refused)),
+                    )
                 )
             await trio.sleep(self.poll_s)
 
@@ -644,6 +652,8 @@ class StepDriver:
             if i is not None and record.committed_at[i] < 0:
                 record.committed_at[i] = seen_at
                 record.committed += 1
+                if record.outcome[i] == REFUSED:
+                    record.committed_refused += 1
                 self._last_commit_at = seen_at
 
     async def _sample_window(self, observer: httpx.AsyncClient) -> None:
