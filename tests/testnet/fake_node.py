@@ -395,15 +395,7 @@ class _Handler(BaseHTTPRequestHandler):
         if down:
             self._send(503, {"error": "down", "code": "unavailable"})
             return
-        key = self.headers.get("sec-websocket-key", "")
-        accept = base64.b64encode(
-            hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()
-        ).decode()
-        self.send_response(101)
-        self.send_header("upgrade", "websocket")
-        self.send_header("connection", "Upgrade")
-        self.send_header("sec-websocket-accept", accept)
-        self.end_headers()
+        self._upgrade()
 
         def frame(opcode: int, payload: bytes) -> None:
             self.wfile.write(bytes((0x80 | opcode, len(payload))) + payload)
