@@ -59,9 +59,7 @@ class LightSender(LightReceiver):
         self._sending = trio.StrictFIFOLock()
 
     async def send_binary(self, payload: bytes) -> None:
-        frame = client_frame(_BINARY, payload)
-        async with self._sending:
-            await self.stream.send_all(frame)
+        await self._send_frame(client_frame(_BINARY, payload))
 
     async def _send_frame(self, frame: bytes) -> None:
         async with self._sending:
