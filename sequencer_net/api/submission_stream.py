@@ -102,7 +102,6 @@ class SubmissionStream:
         self._waiting: deque[_Message] = deque()  # taken in, not yet answered
         self._bytes = 0  # their sizes
         self._open = True  # the client is there to answer
-        self.most_at_once = 0  # the largest number of messages checked at once
 
     async def run(self) -> None:
         """Serve the (accepted) socket until the client leaves or breaks the rules."""
@@ -136,7 +135,6 @@ class SubmissionStream:
             taken = _Message(len(data))
             self._waiting.append(taken)
             self._bytes += taken.size
-            self.most_at_once = max(self.most_at_once, len(self._waiting))
             send.send_nowait(taken)  # room: at most max_messages are waiting
             nursery.start_soon(self._check, data, taken)
 
