@@ -11,7 +11,7 @@ setup(
         Extension(
             "sequencer_net.execution._tree_native",
             sources=["sequencer_net/execution/_tree_native.c"],
-            extra_compile_args=["-O2", "-std=c99", "-Wall", "-Wextra"],
+            extra_compile_args=["-O3", "-std=c99", "-Wall", "-Wextra"],
             optional=True,
         )
     ]
