@@ -2,6 +2,7 @@
 
     PYTHONPATH=$PWD .venv/bin/python scripts/tree_apply_cpu.py \
         [--entries 20000] [--keys 430] [--blocks 20] [--runs 5] [--store memory|rocks]
+        [--rebuild-only]
 
 Fills a tree with `--entries` entries (`acct/` + 20 random bytes -> 80-byte
 values), then applies `--blocks` blocks of `--keys` changes each (a value
@@ -11,6 +12,10 @@ on their own copy of the tree (the same seeded blocks), so host noise falls on
 both. Each block is timed with time.process_time (the hashing of the keys, the
 rebuild, the store's `put_batch`); the best and median run are printed in
 microseconds per written key. The roots of both are compared at the end.
+
+`--rebuild-only` times the rebuild alone (hash and sort the keys, walk the
+tree, hash the new nodes; no `put_batch`): every block is applied to the
+filled tree's root and its new nodes are dropped, so the tree does not grow.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ def main() -> None:
     parser.add_argument("--blocks", type=int, default=20)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--store", choices=["memory", "rocks"], default="memory")
+    parser.add_argument("--rebuild-only", action="store_true")
     args = parser.parse_args()
 
     native = state_tree._native
@@ -74,6 +80,17 @@ def main() -> None:
                 tree = trees[name]
                 spent = 0.0
                 for i, changes in enumerate(blocks):
+                    if args.rebuild_only:
+                        start = time.process_time()
+                        rebuilt: object
+                        if name == "native":
+                            rebuilt = state_tree._native_rebuild(tree.store, changes, tree.root)
+                        else:
+                            items = sorted(state_tree._item(k, v) for k, v in changes.items())
+                            rebuilt = state_tree._Rebuild(tree.store, items).run(tree.root)
+                        spent += time.process_time() - start
+                        assert rebuilt is not None
+                        continue
                     start = time.process_time()
                     tree.apply(changes, height=height + 1 + i)
                     spent += time.process_time() - start
@@ -86,7 +103,7 @@ def main() -> None:
                 tree.store.close()
     print(
         f"entries={args.entries} keys/block={args.keys} blocks={args.blocks} runs={args.runs} "
-        f"store={args.store} same_roots={same}"
+        f"store={args.store} rebuild_only={args.rebuild_only} same_roots={same}"
     )
     for name in ("python", "native"):
         values = per_key[name]
