@@ -231,6 +231,7 @@ typedef struct {
     PyObject *corrupt;    /* borrowed: CorruptNode */
     PyObject *staged;     /* new dict */
     PyObject *replaced;   /* new list */
+    unsigned long hashes; /* node hashes computed, for yield_now */
     TrailStep trail[PATH_BITS + 1];
 } Ctx;
 
@@ -383,8 +384,23 @@ static PyObject *load(Ctx *ctx, const unsigned char hash[HASH_LEN])
     return record;
 }
 
+/* Node hashes between two releases of the GIL: about 3 ms of hashing here, close to
+ * CPython's 5 ms switch interval, so a big update (a genesis, a huge block) lets other
+ * threads (a node's event loop) run about as often as the Python rebuild would. No
+ * borrowed reference is held across a call to stage(). */
+#define HASHES_PER_YIELD 8192
+
+static void yield_now(Ctx *ctx)
+{
+    if (++ctx->hashes % HASHES_PER_YIELD == 0) {
+        Py_BEGIN_ALLOW_THREADS
+        Py_END_ALLOW_THREADS
+    }
+}
+
 static int stage(Ctx *ctx, const unsigned char hash[HASH_LEN], PyObject *record)
 {
+    yield_now(ctx);
     PyObject *key = hash_object(hash);
     if (key == NULL) {
         return -1;
@@ -1002,6 +1018,7 @@ static PyObject *py_rebuild(PyObject *module, PyObject *const *args, Py_ssize_t 
     ctx->get = get;
     ctx->missing = args[4];
     ctx->corrupt = args[5];
+    ctx->hashes = 0;
     ctx->staged = PyDict_New();
     ctx->replaced = PyList_New(0);
     PyObject *result = NULL;
