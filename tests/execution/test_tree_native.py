@@ -576,6 +576,72 @@ def test_native_matches_python_on_arbitrary_stored_trees(
     assert outcomes[0] == outcomes[1]
 
 
+def _rebuild_outcome(store: MemoryNodeStore, root: bytes, changes: Any, use_native: bool) -> Any:
+    """The rebuild's result (root, staged nodes in order, replaced) or its exception."""
+    try:
+        if use_native:
+            result = state_tree._native_rebuild(store, changes, root)
+            assert result is not None
+            return result[0], list(result[1].items()), result[2]
+        rebuild = state_tree._Rebuild(
+            store, sorted(state_tree._item(key, value) for key, value in changes.items())
+        )
+        new_root = rebuild.run(root)
+        return new_root, list(rebuild.staged.items()), rebuild.replaced
+    except (MissingNode, CorruptNode) as exc:
+        return type(exc), str(exc)
+
+
+def test_native_matches_python_on_randomly_damaged_stores() -> None:
+    # Records truncated, bit-flipped, replaced by random bytes, retagged, given a
+    # random key length, swapped for another node's, or deleted.
+    rng = random.Random(1414)
+    keys = [b"k" + bytes([i]) for i in range(60)]
+    seen: set[Any] = set()
+    for _ in range(400):
+        store = MemoryNodeStore()
+        root = StateTree(store).apply(
+            {k: rng.randbytes(rng.randrange(40)) for k in rng.sample(keys, rng.randrange(1, 40))}
+        )
+        nodes = dict(store._nodes)
+        hashes = list(nodes)
+        for _ in range(rng.randrange(1, 4)):
+            target = rng.choice(hashes)
+            if target not in nodes:
+                continue
+            record = bytearray(nodes[target])
+            damage = rng.randrange(7)
+            if damage == 0:
+                record = record[: rng.randrange(len(record) + 1)]
+            elif damage == 1 and record:
+                record[rng.randrange(len(record))] ^= 1 << rng.randrange(8)
+            elif damage == 2:
+                record = bytearray(rng.randbytes(rng.randrange(80)))
+            elif damage == 3:
+                record[0:1] = bytes([rng.randrange(3)])
+            elif damage == 4 and len(record) >= 35:
+                record[33:35] = rng.randbytes(2)
+            elif damage == 5:
+                record = bytearray(nodes.get(rng.choice(hashes), b"\x02"))
+            elif damage == 6:
+                del nodes[target]
+                continue
+            nodes[target] = bytes(record)
+        changes = {
+            k: None if rng.random() < 0.3 else rng.randbytes(rng.randrange(40))
+            for k in rng.sample(keys, rng.randrange(1, 20))
+        }
+        outcomes = []
+        for use_native in (True, False):
+            damaged = MemoryNodeStore()
+            damaged._nodes.update(nodes)
+            outcomes.append(_rebuild_outcome(damaged, root, changes, use_native))
+            assert damaged._nodes == nodes
+        assert outcomes[0] == outcomes[1]
+        seen.add(outcomes[0][0] if outcomes[0][0] in (MissingNode, CorruptNode) else "ok")
+    assert seen == {"ok", MissingNode, CorruptNode}
+
+
 # --- references and memory ----------------------------------------------------------------------
 
 
