@@ -580,7 +580,8 @@ def _rebuild_outcome(store: MemoryNodeStore, root: bytes, changes: Any, use_nati
     """The rebuild's result (root, staged nodes in order, replaced) or its exception."""
     try:
         if use_native:
-            result = state_tree._native_rebuild(store, changes, root)
+            with implementation("native"):
+                result = state_tree._native_rebuild(store, changes, root)
             assert result is not None
             return result[0], list(result[1].items()), result[2]
         rebuild = state_tree._Rebuild(
