@@ -66,6 +66,7 @@ transaction, which `load_pending_transactions` filters out).
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import Final, TypeVar, cast
@@ -181,6 +182,14 @@ def _u64(value: int) -> bytes:
     return value.to_bytes(_U64, "big")
 
 
+def _voted_height_key_parts(key: bytes) -> tuple[int, bytes]:
+    """(height, block digest) of a voted-height record's key."""
+    if len(key) != len(VOTED_HEIGHT_PREFIX) + _U64 + _DIGEST:
+        raise CorruptStore("voted-height record has the wrong shape")
+    start = len(VOTED_HEIGHT_PREFIX)
+    return int.from_bytes(key[start : start + _U64], "big"), bytes(key[start + _U64 :])
+
+
 def _safety_key(epoch: int) -> bytes:
     return SAFETY_KEY if epoch == 0 else EPOCH_SAFETY_PREFIX + _u64(epoch)
 
@@ -234,8 +243,29 @@ class NodeStore:
         self._synced.sync = sync
         self._unsynced = WriteOptions()
         self._genesis_digest = bytes(genesis_digest)
+        # The voted-height records on disk, by height (uncommitted blocks: a few).
+        # A commit deletes those at or below its height from this index instead of
+        # scanning the key range: every commit's deletes leave tombstones there,
+        # and a scan steps over all of them (O(blocks committed) per commit,
+        # about 1.4 ms after 20,000 blocks). The lock: blocks are stored from the
+        # event loop and committed from the commit pipeline's worker thread.
+        self._voted_lock = threading.Lock()
+        self._voted: dict[int, set[bytes]] = {}
+        # The certificate records on disk: epoch -> view -> kinds. A finalization
+        # deletes those of lower views by key. (A range delete per finalization
+        # left one range tombstone per block in the memtable, and every read of
+        # this database then paid for all of them: at a few thousand, a
+        # millisecond and more per read, growing until a flush.)
+        self._cert_views: dict[int, dict[int, set[int]]] = {}
+        # Batch arrival records below this height are all deleted (this process
+        # pruned them): the next prune starts here, not at the range's tombstones.
+        self._arrivals_pruned_below = 0
         try:
             self._tip = self._read_tip()
+            for key, _ in self._scan(VOTED_HEIGHT_PREFIX):
+                height, digest = _voted_height_key_parts(key)
+                self._voted.setdefault(height, set()).add(digest)
+            self._index_certificates()
             stored = self._db.get(PENDING_SEQUENCE_KEY)
             self._next_arrival = 0 if stored is None else _read_u64(stored, "pending sequence")
             self._evidence_count = sum(1 for _ in self._scan(EVIDENCE_PREFIX)) + sum(
@@ -269,6 +299,10 @@ class NodeStore:
         digest = block.digest()
         batch.put(VOTED_BLOCK_PREFIX + digest, _encoder.encode(block))
         batch.put(VOTED_HEIGHT_PREFIX + _u64(block.height) + digest, b"")
+        # Indexed before the write: if it fails, a commit deletes a key that is
+        # not there, which is harmless; the other order could leave one behind.
+        with self._voted_lock:
+            self._voted.setdefault(block.height, set()).add(digest)
 
     def load_safety(self, *, epoch: int = 0) -> SafetyRecord | None:
         data = self._db.get(_safety_key(epoch))
@@ -289,19 +323,38 @@ class NodeStore:
             blocks.append(block)
         return blocks
 
+    def _index_certificates(self) -> None:
+        """Fill `_cert_views` from the certificate records on disk (at open)."""
+        for prefix, with_epoch in ((CERTIFICATE_PREFIX, False), (EPOCH_CERTIFICATE_PREFIX, True)):
+            head = len(prefix) + (_U64 if with_epoch else 0)
+            for key, _ in self._scan(prefix):
+                if len(key) != head + _U64 + 1:
+                    raise CorruptStore(f"certificate key of {len(key)} bytes")
+                epoch = int.from_bytes(key[len(prefix) : head], "big") if with_epoch else 0
+                view = int.from_bytes(key[head : head + _U64], "big")
+                self._cert_views.setdefault(epoch, {}).setdefault(view, set()).add(key[-1])
+
     def save_certificate(self, cert: Certificate, *, epoch: int = 0) -> None:
         """Keep a certificate of `epoch` (unsynced). A finalization drops every
         certificate of a lower view of that epoch, as consensus/io.py
         `StoreCertificate` allows."""
         batch = WriteBatch(raw_mode=True)
         prefix = _certificate_prefix(epoch)
+        views = self._cert_views.setdefault(epoch, {})
+        dropped = []
         if cert.kind == VoteKind.FINALIZE:
-            batch.delete_range(prefix, prefix + _u64(cert.view))
+            dropped = [view for view in views if view < cert.view]
+            for view in dropped:
+                for kind in views[view]:
+                    batch.delete(prefix + _u64(view) + bytes([kind]))
         encoded = _encoder.encode(cert)
         batch.put(prefix + _u64(cert.view) + bytes([cert.kind]), encoded)
         if cert.kind == VoteKind.FINALIZE:
             batch.put(OWN_FINALIZATION_PREFIX + _u64(cert.height) + cert.block, encoded)
         self._db.write(batch, self._unsynced)
+        for view in dropped:
+            del views[view]
+        views.setdefault(cert.view, set()).add(cert.kind)
 
     def save_late_finalization(self, cert: Certificate) -> None:
         """Keep the finalization certificate of a block that was committed under a
@@ -475,12 +528,21 @@ class NodeStore:
                 raise ValueError("batch digests are 32 bytes")
             batch.put(BATCH_REF_PREFIX + height + batch_digest, b"")
             batch.put(BATCH_LAST_REF_PREFIX + batch_digest, height)
-        for key, _ in self._scan(VOTED_HEIGHT_PREFIX, stop=_u64(block.height + 1)):
-            batch.delete(key)
-            batch.delete(VOTED_BLOCK_PREFIX + key[len(VOTED_HEIGHT_PREFIX) + _U64 :])
+        with self._voted_lock:
+            voted = [(h, d) for h, ds in self._voted.items() if h <= block.height for d in ds]
+        for voted_height, voted_digest in voted:
+            batch.delete(VOTED_HEIGHT_PREFIX + _u64(voted_height) + voted_digest)
+            batch.delete(VOTED_BLOCK_PREFIX + voted_digest)
         batch.put(TIP_KEY, height + digest + _u64(block.view))
         self._db.write(batch, self._synced)
         self._tip = (block.height, digest, block.view)
+        with self._voted_lock:
+            for voted_height, voted_digest in voted:
+                digests = self._voted.get(voted_height)
+                if digests is not None:
+                    digests.discard(voted_digest)
+                    if not digests:
+                        del self._voted[voted_height]
 
     def tip(self) -> tuple[int, bytes, int]:
         """(height, digest, view) of the last committed block; (0, genesis, 0) if none."""
@@ -716,7 +778,8 @@ class NodeStore:
         redone by the next call."""
         batch = WriteBatch(raw_mode=True)
         pruned: list[bytes] = []
-        for key, value in self._scan(BATCH_ARRIVAL_PREFIX, stop=_u64(below_height)):
+        start = _u64(min(self._arrivals_pruned_below, below_height))
+        for key, value in self._scan(BATCH_ARRIVAL_PREFIX, stop=_u64(below_height), start=start):
             if len(key) != len(BATCH_ARRIVAL_PREFIX) + _U64 + _DIGEST or len(value) != _U32:
                 raise CorruptStore("batch arrival record has the wrong shape")
             digest = key[len(BATCH_ARRIVAL_PREFIX) + _U64 :]
@@ -728,6 +791,9 @@ class NodeStore:
             pruned.append(digest)
         if not batch.is_empty():
             self._db.write(batch, self._unsynced)
+        # A batch saved from now on arrives at the tip or above (the tip only grows).
+        bound = min(below_height, self._tip[0])
+        self._arrivals_pruned_below = max(self._arrivals_pruned_below, bound)
         return pruned
 
     # ---- acknowledged client transactions --------------------------------------------
@@ -791,11 +857,13 @@ class NodeStore:
             raise CorruptStore(f"{what} stored under {digest.hex()} has another digest")
         return block
 
-    def _scan(self, prefix: bytes, stop: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
+    def _scan(
+        self, prefix: bytes, stop: bytes | None = None, *, start: bytes | None = None
+    ) -> Iterator[tuple[bytes, bytes]]:
         """(key, value) pairs whose key starts with `prefix`, in key order; with `stop`,
-        only keys below `prefix + stop`."""
+        only keys below `prefix + stop`; with `start`, only keys from `prefix + start`."""
         end = None if stop is None else prefix + stop
-        for key, value in self._db.items(from_key=prefix):
+        for key, value in self._db.items(from_key=prefix if start is None else prefix + start):
             if not isinstance(key, bytes) or not key.startswith(prefix):
                 return
             if end is not None and key >= end:

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import msgspec
 import pytest
 from rocksdict import Options, Rdict
 
@@ -439,3 +440,139 @@ def test_pending_transactions_are_kept_under_the_hashes_given(tmp_path: Path) ->
         assert store.load_pending_transactions() == txs
         store.remove_pending([tx_hash(txs[1])])
         assert store.load_pending_transactions() == [txs[0], txs[2]]
+
+
+def test_commits_prune_exactly_the_voted_blocks_at_or_below_them(tmp_path: Path) -> None:
+    """Whatever order blocks are stored, voted for, committed and the store
+    reopened in, the voted blocks on disk after a commit at height h are the
+    ones stored with a height above h, plus those stored since (a model of the
+    old scan-and-delete). A commit finds them in memory, not by scanning a key
+    range full of its predecessors' tombstones."""
+    rng = random.Random(7)
+    path = tmp_path / "db"
+    model: dict[bytes, Block] = {}
+    store = NodeStore(path, genesis_digest=GENESIS)
+    try:
+        for step in range(400):
+            op = rng.random()
+            tip = store.tip()[0]
+            if op < 0.45:
+                height = tip + rng.randint(-2, 3)
+                if height < 1:
+                    continue
+                b = block(height, keccak256(b"fork %d" % step), view=10_000 + step)
+                if rng.random() < 0.5:
+                    store.store_block(b, synced=rng.random() < 0.5)
+                else:
+                    store.save_vote(SafetyRecord(view=step), [b])
+                model[b.digest()] = b
+            elif op < 0.9:
+                (committed,) = commit_chain(store, 1)
+                model = {d: b for d, b in model.items() if b.height > committed.height}
+            else:
+                store.close()
+                store = NodeStore(path, genesis_digest=GENESIS)
+            on_disk = store.voted_blocks()
+            assert {b.digest() for b in on_disk} == set(model)
+            assert [b.height for b in on_disk] == sorted(b.height for b in on_disk)
+            for digest, b in model.items():
+                assert store.get_voted_block(digest) == b
+    finally:
+        store.close()
+
+
+def test_batch_pruning_resumes_where_it_stopped_and_after_a_restart(tmp_path: Path) -> None:
+    """Each prune deletes every arrival record below its bound; the next starts
+    at that bound (the range below is tombstones). Batches that arrived since,
+    a restart (which forgets where it stopped) and a bound above the tip all
+    still prune exactly what arrived below the bound."""
+    path = tmp_path / "db"
+    arrived: dict[bytes, int] = {}
+    with NodeStore(path, genesis_digest=GENESIS) as store:
+        for round_ in range(6):
+            for i in range(3):
+                digest = keccak256(b"stray %d %d" % (round_, i))
+                store.save_batch(digest, b"stray", author=2)
+                arrived[digest] = store.tip()[0]
+            commit_chain(store, 2)
+            bound = store.tip()[0] - 1 if round_ != 3 else store.tip()[0] + 5
+            expected = sorted(d for d, h in arrived.items() if h < bound)
+            assert sorted(store.prune_unreferenced_batches(bound, keep_author=0)) == expected
+            for digest in expected:
+                assert store.get_batch(digest) is None
+                del arrived[digest]
+            for digest in arrived:
+                assert store.get_batch(digest) == b"stray"
+    with NodeStore(path, genesis_digest=GENESIS) as store:
+        commit_chain(store, 1)
+        bound = store.tip()[0] + 1
+        assert sorted(store.prune_unreferenced_batches(bound, keep_author=0)) == sorted(arrived)
+
+
+def test_a_finalization_drops_exactly_the_lower_views_certificates_without_range_deletes(
+    tmp_path: Path,
+) -> None:
+    """Certificates of several epochs saved in random order, the store reopened
+    now and then: after each save the records on disk are those of a model of
+    consensus' StoreCertificate (a finalization drops its epoch's lower views),
+    and the database holds no range tombstone (one per finalization made every
+    read pay for all of them)."""
+    rng = random.Random(11)
+    path = tmp_path / "db"
+    model: dict[tuple[int, int, int], Certificate] = {}  # (epoch, view, kind)
+    store = NodeStore(path, genesis_digest=GENESIS)
+    try:
+        for step in range(300):
+            if rng.random() < 0.1:
+                store.close()
+                store = NodeStore(path, genesis_digest=GENESIS)
+                continue
+            epoch = rng.choice((0, 0, 1, 2))
+            kind = rng.choice(list(VoteKind))
+            view = rng.randint(1, 40)
+            c = cert(kind, view, height=view, digest=keccak256(b"%d" % step))
+            store.save_certificate(c, epoch=epoch)
+            if kind == VoteKind.FINALIZE:
+                model = {k: v for k, v in model.items() if k[0] != epoch or k[1] >= view}
+            model[(epoch, view, kind)] = c
+            for e in (0, 1, 2):
+                on_disk = {(e, c.view, int(c.kind)): c for c in _stored_certificates(store, e)}
+                assert on_disk == {k: v for k, v in model.items() if k[0] == e}
+    finally:
+        store.close()
+
+
+def test_finalizations_write_point_deletes_not_range_deletes(tmp_path: Path) -> None:
+    """Every entry a run of views writes to the memtable is a put or a point
+    delete: a range tombstone per finalization made every read of the database
+    slower by all of them (milliseconds per read after a few thousand blocks)."""
+    with NodeStore(tmp_path / "db", genesis_digest=GENESIS) as store:
+        entries = store._db.property_int_value("rocksdb.num-entries-active-mem-table")
+        deletes = store._db.property_int_value("rocksdb.num-deletes-active-mem-table")
+        puts = point_deletes = 0
+        for view in range(1, 200):
+            store.save_certificate(cert(VoteKind.NOTARIZE, view, view))
+            puts += 1
+            if view % 3 == 0:
+                store.save_certificate(cert(VoteKind.FINALIZE, view, view))
+                puts += 2  # the certificate and the block's own finalization
+                # Views view-3 (notarization, finalization), view-2 and view-1.
+                point_deletes += 4 if view > 3 else 2
+        assert store._db.property_int_value("rocksdb.num-deletes-active-mem-table") == (
+            deletes + point_deletes
+        )
+        assert store._db.property_int_value("rocksdb.num-entries-active-mem-table") == (
+            entries + puts + point_deletes
+        )
+
+
+def _stored_certificates(store: NodeStore, epoch: int) -> list[Certificate]:
+    """Every certificate record of `epoch` on disk (load_certificates filters them)."""
+    prefix = b"c/" if epoch == 0 else b"ec/" + epoch.to_bytes(8, "big")
+    raw = store._db  # the records as stored, not through the index under test
+    out = []
+    for key, value in raw.items(from_key=prefix):
+        if not key.startswith(prefix):
+            break
+        out.append(msgspec.msgpack.decode(value, type=Certificate))
+    return out
