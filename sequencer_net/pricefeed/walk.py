@@ -47,6 +47,10 @@ class SharedPriceWalk:
         self.start = start
         self.model = model or WalkModel()
         self._moves: dict[int, float] = {}
+        # The last second asked for and its deviation: a validator asks several
+        # times a second (every market on this underlying, every report), and
+        # each answer is a loop over WINDOW_STEPS seconds.
+        self._last: tuple[int, float] | None = None
 
     def _move(self, step: int) -> float:
         digest = hashlib.blake2b(
@@ -64,6 +68,9 @@ class SharedPriceWalk:
         """The log deviation from the start price after second `unix_s`: the walk
         run over the WINDOW_STEPS seconds up to `unix_s` from zero, so it depends
         on `unix_s` alone."""
+        last = self._last
+        if last is not None and last[0] == unix_s:
+            return last[1]
         moves = self._moves
         first = unix_s - WINDOW_STEPS + 1
         keep = 1 - self.model.reversion
@@ -75,6 +82,7 @@ class SharedPriceWalk:
             deviation = deviation * keep + move
         if len(moves) > 4 * WINDOW_STEPS:  # forget steps no window needs any more
             self._moves = {step: move for step, move in moves.items() if step >= first}
+        self._last = (unix_s, deviation)
         return deviation
 
     def price_at(self, unix_s: int) -> int:

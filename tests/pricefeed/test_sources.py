@@ -151,7 +151,7 @@ async def test_the_http_source_reads_a_ticker_by_path_and_reports_failures() -> 
 def test_the_walk_depends_on_seed_and_time_only() -> None:
     one = SharedPriceWalk(5, "ETH", 3000 * W)
     two = SharedPriceWalk(5, "ETH", 3000 * W)
-    times = [GENESIS_TIME + t for t in (0, 1, 500, 2, 5000, 3)]
+    times = [GENESIS_TIME + t for t in (0, 1, 1, 500, 2, 2, 5000, 3, 500)]  # repeats: cached
     first = [one.price_at(t) for t in times]
     second = [two.price_at(t) for t in reversed(times)][::-1]
     assert first == second  # the order of questions does not matter
