@@ -24,7 +24,7 @@ from sequencer_net.execution import options as options_module
 from sequencer_net.execution.engine import BlockResult, ExecutionBlock, SequencedTransaction
 from sequencer_net.execution.margin import Maintenance, MaintenanceCheck, maintenance_risk
 from sequencer_net.execution.options import option_mark
-from sequencer_net.execution.options_pricing import black_scholes
+from sequencer_net.execution.options_pricing import black_scholes_value
 from sequencer_net.execution.receipts import LiquidationOrderPlaced
 from sequencer_net.execution.records import OptionKind, OptionTerms
 from sequencer_net.execution.state import (
@@ -237,9 +237,9 @@ def test_the_black_scholes_memo_is_shared_by_the_blocks_of_a_second(
 
     def counted(*args: Any) -> Any:
         calls.append(1)
-        return black_scholes(*args)
+        return black_scholes_value(*args)
 
-    monkeypatch.setattr(options_module, "black_scholes", counted)
+    monkeypatch.setattr(options_module, "black_scholes_value", counted)
     options_module.black_scholes_price.cache_clear()
     orders = [chain.order("bob", CALL, SELL, 9 * W, W), chain.order("alice", CALL, BUY, 9 * W, W)]
     first = run(chain, orders, dt=1)
