@@ -252,7 +252,9 @@ class MaintenanceCheck:
             total += group_option_requirement(group_terms, sizes)
         return total
 
-    def __call__(self, sid: bytes) -> Maintenance:
+    def __call__(self, sid: bytes, sizes: list[tuple[int, int]] | None = None) -> Maintenance:
+        """`maintenance_risk(w, sid)`; with `sizes`, also append (market id,
+        size) of each non-zero position to it."""
         w = self._w
         sub = w.subaccount(sid)
         equity = sub.collateral
@@ -265,6 +267,8 @@ class MaintenanceCheck:
             entry = markets.get(market_id) or self._market(market_id)
             params, state, price, perpetual = entry
             size = position.size
+            if sizes is not None and size:
+                sizes.append((market_id, size))
             if perpetual:
                 if size:
                     index = state.long_index if size > 0 else state.short_index

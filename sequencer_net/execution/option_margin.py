@@ -132,15 +132,33 @@ def option_requirements(
     maintenance = initial_total = with_orders = 0
     for key in sorted(groups):
         group = groups[key]
-        current = [(h.size,) for h in group]
-        maintenance += group_requirement(w, group, current, MAINTENANCE_GRID, initial=False)
+        if len(group) == 1:
+            current = [(group[0].size,)]
+            maintenance += group_requirement(w, group, current, MAINTENANCE_GRID, initial=False)
+            if not initial:
+                continue
+            group_initial = group_requirement(w, group, current, INITIAL_GRID, initial=True)
+            initial_total += group_initial
+            h = group[0]
+            if h.open_sell:
+                both_sizes = [(h.size, h.size - h.open_sell)]
+                with_orders += group_requirement(w, group, both_sizes, INITIAL_GRID, initial=True)
+            else:
+                with_orders += group_initial
+            continue
+        # Several options: `group_requirement` from the group's terms, kept for
+        # the block while its markets' records are the same objects.
+        sizes_now = [h.size for h in group]
+        terms = cached_group_terms(w, group, MAINTENANCE_GRID, initial=False)
+        maintenance += group_option_requirement(terms, sizes_now)
         if not initial:
             continue
-        group_initial = group_requirement(w, group, current, INITIAL_GRID, initial=True)
+        terms = cached_group_terms(w, group, INITIAL_GRID, initial=True)
+        group_initial = group_option_requirement(terms, sizes_now)
         initial_total += group_initial
         if any(h.open_sell for h in group):
-            sizes = [(h.size, h.size - h.open_sell) if h.open_sell else (h.size,) for h in group]
-            with_orders += group_requirement(w, group, sizes, INITIAL_GRID, initial=True)
+            possible = [(h.size, h.size - h.open_sell) if h.open_sell else (h.size,) for h in group]
+            with_orders += group_option_requirement_with_orders(terms, possible)
         else:
             with_orders += group_initial
     return OptionRequirements(maintenance, initial_total, with_orders)
@@ -460,5 +478,58 @@ def group_option_requirement(terms: GroupOptionTerms, sizes: Sequence[int]) -> i
     slope = sum(-size for size, call in zip(sizes, terms.calls, strict=True) if call)
     if slope <= 0:  # else net short calls: the loss is unbounded
         cap: int = max(sum(map(operator.mul, sizes, point)) for point in terms.points)
+        required = min(required, max(cap, 0) * scale)
+    return -(-required // (scale * SCALE))  # margin rounds up
+
+
+def cached_group_terms(
+    w: StateWriter, group: Sequence[OptionHolding], grid: ScenarioGrid, *, initial: bool
+) -> GroupOptionTerms:
+    """`group_option_terms(w, group, grid, initial=initial)`, remembered in the
+    writer (`StateWriter.group_terms`) for the rest of the block. The terms
+    depend on each market's params and state records and the block time only;
+    a remembered entry is used when every holding's params and state are the
+    very objects it was computed from (records are immutable, so the same
+    object holds the same values; an entry keeps its objects alive)."""
+    tag = 0 if grid is MAINTENANCE_GRID else 1 if grid is INITIAL_GRID else None
+    if tag is None:
+        return group_option_terms(w, group, grid, initial=initial)
+    key = (tag, initial, *(h.market_id for h in group))
+    cached = w.group_terms.get(key)
+    if cached is not None:
+        records, terms = cached
+        if len(records) == len(group) and all(
+            params is h.params and state is h.state
+            for (params, state), h in zip(records, group, strict=True)
+        ):
+            return terms
+    terms = group_option_terms(w, group, grid, initial=initial)
+    w.group_terms[key] = (tuple((h.params, h.state) for h in group), terms)
+    return terms
+
+
+def group_option_requirement_with_orders(
+    terms: GroupOptionTerms, sizes: Sequence[tuple[int, ...]]
+) -> int:
+    """`group_requirement(w, group, sizes, grid, initial=...)` from the group's
+    `group_option_terms`, where `sizes[k]` lists the sizes market k may end
+    up with (now, or with its open sells filled): the same integers."""
+    if all(size == 0 for options in sizes for size in options):
+        return 0
+    worst: int = max(
+        sum(max(size * d for size in options) for options, d in zip(sizes, column, strict=True))
+        for column in terms.columns
+    )
+    scale = SHORT_FLOOR_DIVISOR * SCALE
+    floor: int = sum(
+        max(-min(options), 0) * f for options, f in zip(sizes, terms.floors, strict=True)
+    )
+    required = max(max(worst, 0) * scale, floor)
+    slope = sum(-min(options) for options, call in zip(sizes, terms.calls, strict=True) if call)
+    if slope <= 0:  # else net short calls: the loss is unbounded
+        cap: int = max(
+            sum(max(size * p for size in options) for options, p in zip(sizes, point, strict=True))
+            for point in terms.points
+        )
         required = min(required, max(cap, 0) * scale)
     return -(-required // (scale * SCALE))  # margin rounds up
