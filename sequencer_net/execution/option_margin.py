@@ -109,10 +109,17 @@ def group_key(market_id: int, params: MarketParams) -> tuple[int, int]:
 
 
 def option_requirements(
-    w: StateWriter, holdings: Iterable[OptionHolding], *, initial: bool = True
+    w: StateWriter,
+    holdings: Iterable[OptionHolding],
+    *,
+    initial: bool = True,
+    orders_only: bool = False,
 ) -> OptionRequirements:
     """The three requirements of a subaccount's options, summed over its groups;
-    with `initial` False only maintenance (the initial ones are 0)."""
+    with `initial` False only maintenance (the initial ones are 0); with
+    `orders_only` only initial_with_orders (the others 0)."""
+    if orders_only:
+        return OptionRequirements(0, 0, _initial_with_orders(w, holdings))
     if isinstance(holdings, list) and len(holdings) == 1:  # one group of one option
         h = holdings[0]
         now = (h.size,)
@@ -162,6 +169,30 @@ def option_requirements(
         else:
             with_orders += group_initial
     return OptionRequirements(maintenance, initial_total, with_orders)
+
+
+def _initial_with_orders(w: StateWriter, holdings: Iterable[OptionHolding]) -> int:
+    """`option_requirements(w, holdings).initial_with_orders`, alone: per group
+    the initial requirement with every open sell filled or not (without open
+    sells, the plain initial requirement)."""
+    groups: dict[tuple[int, int], list[OptionHolding]] = {}
+    for holding in holdings:
+        groups.setdefault(group_key(holding.market_id, holding.params), []).append(holding)
+    total = 0
+    for key in sorted(groups):
+        group = groups[key]
+        if len(group) == 1:
+            h = group[0]
+            sizes = (h.size, h.size - h.open_sell) if h.open_sell else (h.size,)
+            total += _single_requirement(w, h, sizes, INITIAL_GRID, initial=True)
+            continue
+        terms = cached_group_terms(w, group, INITIAL_GRID, initial=True)
+        if any(h.open_sell for h in group):
+            possible = [(h.size, h.size - h.open_sell) if h.open_sell else (h.size,) for h in group]
+            total += group_option_requirement_with_orders(terms, possible)
+        else:
+            total += group_option_requirement(terms, [h.size for h in group])
+    return total
 
 
 def group_requirement(
@@ -513,22 +544,30 @@ def group_option_requirement_with_orders(
 ) -> int:
     """`group_requirement(w, group, sizes, grid, initial=...)` from the group's
     `group_option_terms`, where `sizes[k]` lists the sizes market k may end
-    up with (now, or with its open sells filled): the same integers."""
-    if all(size == 0 for options in sizes for size in options):
+    up with (now, or with its open sells filled): the same integers.
+
+    Each market's worst term max(s * d for s in its sizes) is high * d for
+    d >= 0 and low * d otherwise (high, low: its largest and smallest size),
+    that is low * d + (high - low) * max(d, 0): two products summed over the
+    markets per scenario (and per point of the loss cap)."""
+    highs = [max(options) for options in sizes]
+    lows = [min(options) for options in sizes]
+    if not any(highs) and not any(lows):
         return 0
+    spans = [high - low for high, low in zip(highs, lows, strict=True)]
     worst: int = max(
-        sum(max(size * d for size in options) for options, d in zip(sizes, column, strict=True))
+        sum(map(operator.mul, lows, column))
+        + sum(span * d for span, d in zip(spans, column, strict=True) if d > 0)
         for column in terms.columns
     )
     scale = SHORT_FLOOR_DIVISOR * SCALE
-    floor: int = sum(
-        max(-min(options), 0) * f for options, f in zip(sizes, terms.floors, strict=True)
-    )
+    floor: int = sum(-low * f for low, f in zip(lows, terms.floors, strict=True) if low < 0)
     required = max(max(worst, 0) * scale, floor)
-    slope = sum(-min(options) for options, call in zip(sizes, terms.calls, strict=True) if call)
+    slope = sum(-low for low, call in zip(lows, terms.calls, strict=True) if call)
     if slope <= 0:  # else net short calls: the loss is unbounded
         cap: int = max(
-            sum(max(size * p for size in options) for options, p in zip(sizes, point, strict=True))
+            sum(map(operator.mul, lows, point))
+            + sum(span * p for span, p in zip(spans, point, strict=True) if p > 0)
             for point in terms.points
         )
         required = min(required, max(cap, 0) * scale)

@@ -515,6 +515,8 @@ def check_option_requirements(w: StateWriter, holdings: list[OptionHolding]) -> 
     for _ in range(2):
         assert tuple(option_requirements(w, holdings, initial=True)) == tuple(expected)
         assert option_requirements(w, holdings, initial=False).maintenance == expected[0]
+        alone = option_requirements(w, holdings, orders_only=True)
+        assert alone == OptionRequirements(0, 0, expected[2])
 
 
 @settings(max_examples=60, deadline=None)
