@@ -142,10 +142,11 @@ def liquidate_undermargined(w: StateWriter) -> int:
                     risk = check(sid)
                 else:
                     sizes: list[tuple[int, int]] = []
-                    risk = check(sid, sizes)
+                    records: list[object] = []
+                    risk = check(sid, sizes, records)
                 if risk.equity >= risk.maintenance:
                     if bound is not None:
-                        _record_slack(w, bound, sid, risk, sizes)
+                        _record_slack(w, bound, sid, risk, sizes, records)
                     continue
                 watch.add(sid)
                 if risk.equity <= 0:
@@ -207,8 +208,11 @@ def _record_slack(
     sid: bytes,
     risk: Maintenance,
     sizes: list[tuple[int, int]],
+    records: list[object],
 ) -> None:
-    """Remember `sid`'s slack at the current markets (`bound`'s snapshots)."""
+    """Remember `sid`'s slack at the current markets (`bound`'s snapshots),
+    and the records it was computed from (an entry outlives the block only if
+    they are still the subaccount's at its end: StateWriter.commit)."""
     if w.margin_snapshot is None:
         w.margin_snapshot = bound.snapshots
     entry = [risk.equity - risk.maintenance, w.height]
@@ -216,6 +220,7 @@ def _record_slack(
         entry.append(market_id)
         entry.append(size)
     w.margin_slack[sid] = tuple(entry)
+    w.margin_slack_records[sid] = tuple(records)
 
 
 def subaccounts_to_check(w: StateWriter) -> set[bytes]:
@@ -234,9 +239,10 @@ def subaccounts_to_check(w: StateWriter) -> set[bytes]:
 
 
 def _subaccounts_to_check(w: StateWriter) -> tuple[set[bytes], set[bytes]]:
-    """`subaccounts_to_check`, and those of them named only because a market
-    of theirs moved (written by no block since the previous check, not on its
-    watch list): the ones a recorded slack may vouch for."""
+    """`subaccounts_to_check`, and those of them this block has not written
+    so far: the ones a recorded slack may vouch for (an entry in
+    ExecutionState.margin_slack describes the subaccount's records as they
+    are at the end of the previous block)."""
     open_now = w.open_subaccounts()
     watch = w.base.margin_watch
     if watch is None or w.skip_all_phases:
@@ -245,7 +251,7 @@ def _subaccounts_to_check(w: StateWriter) -> tuple[set[bytes], set[bytes]]:
     before = _margin_inputs(w.base)
     moved = {mid for mid, inputs in w.margin_inputs_now().items() if before.get(mid) != inputs}
     check = (written | watch) & open_now
-    boundable: set[bytes] = set()
+    boundable = (open_now & watch) - written
     if moved:
         subaccounts = w.base.subaccounts
         for sid in open_now - check:
@@ -253,8 +259,8 @@ def _subaccounts_to_check(w: StateWriter) -> tuple[set[bytes], set[bytes]]:
             if sub is None:
                 check.add(sid)
             elif not moved.isdisjoint(sub.markets):
+                check.add(sid)
                 boundable.add(sid)
-        check |= boundable
     return check, boundable
 
 

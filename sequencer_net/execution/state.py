@@ -486,6 +486,7 @@ class StateWriter:
         # or above maintenance (ExecutionState.margin_slack; those written after
         # it are dropped at commit).
         self.margin_slack: dict[bytes, MarginSlack] = {}
+        self.margin_slack_records: dict[bytes, tuple[object, ...]] = {}
         self.margin_snapshot: Mapping[int, MarketSnapshot] | None = None
 
     # --- block-level phases ---------------------------------------------------------
@@ -618,20 +619,40 @@ class StateWriter:
         return frozenset(self.margin_watch | self.written_subaccounts())
 
     def _next_margin_slack(self, open_subaccounts: frozenset[bytes]) -> Mapping[bytes, MarginSlack]:
-        """The base's entries and this block's, without any subaccount this
-        block wrote (its records may differ from what the entry describes) or
-        that is no longer open."""
+        """The base's entries and this block's, each only for an open
+        subaccount whose records are still those it describes: a base entry
+        if this block did not write the subaccount, one of this block's if
+        the subaccount and position records its check read are still the
+        subaccount's. None for a subaccount on the watch list (below
+        maintenance, or its check failed)."""
         written = self.written_subaccounts()
+        watch = self.margin_watch or set()
         base = self.base.margin_slack
-        if not self.margin_slack and not written and base.keys() <= open_subaccounts:
+        if not self.margin_slack and not written and not watch and base.keys() <= open_subaccounts:
             return base
         merged = dict(base)
-        merged.update(self.margin_slack)
         for sid in written:
+            merged.pop(sid, None)
+        for sid, entry in self.margin_slack.items():
+            if sid not in written or self._records_unchanged(sid):
+                merged[sid] = entry
+        for sid in watch:
             merged.pop(sid, None)
         if not merged.keys() <= open_subaccounts:
             merged = {sid: entry for sid, entry in merged.items() if sid in open_subaccounts}
         return merged
+
+    def _records_unchanged(self, sid: bytes) -> bool:
+        """Whether `sid`'s subaccount and position records are the very
+        objects the liquidation check read when it recorded its slack."""
+        records = self.margin_slack_records[sid]
+        sub = self.subaccounts.get(sid)
+        if sub is None or sub is not records[0]:
+            return False
+        return all(
+            self.positions.get(position_key(sid, market_id)) is position
+            for market_id, position in zip(sub.markets, records[1:], strict=True)
+        )
 
     def _next_margin_snapshots(self) -> Mapping[int, Mapping[int, MarketSnapshot]]:
         base = self.base.margin_snapshots

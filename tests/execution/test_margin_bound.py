@@ -11,17 +11,34 @@ definition) must be at most the bound from A's snapshot to B's.
 from __future__ import annotations
 
 import dataclasses
+from random import Random
 
 import msgspec
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sequencer_net.execution.engine import ExecutionBlock, encode_outcome, execute_block
+from sequencer_net.execution.fees import DEFAULT_FEE_BASE, DEFAULT_FEE_PER_BYTE
 from sequencer_net.execution.margin import MaintenanceCheck, maintenance_risk
 from sequencer_net.execution.margin_bound import MarginBound
 from sequencer_net.execution.records import OptionKind, OptionTerms, Position, Subaccount
 from sequencer_net.execution.state import ExecutionState, StateWriter, position_key
 
-from .execution_harness import GENESIS_TIME, W, make_genesis, option_params, perp_params, sub
+from .execution_harness import (
+    BUY,
+    GENESIS_TIME,
+    SELL,
+    Chain,
+    W,
+    key,
+    make_genesis,
+    option_params,
+    perp_params,
+    sub,
+)
+
+BASE = DEFAULT_FEE_BASE
 
 PERP, PERP2, CALL, PUT, LONE, CALL2 = 1, 2, 3, 4, 5, 6
 MARKETS = (PERP, PERP2, CALL, PUT, LONE, CALL2)
@@ -208,3 +225,52 @@ def test_no_bound_across_a_params_change_or_a_dropped_snapshot() -> None:
     assert MarginBound(now).decrease_bound(entry) is None
     forgotten = holding_writer(GENESIS, GENESIS_TIME + 11, legs, 500 * W, inputs)
     assert MarginBound(forgotten).decrease_bound(entry) is None
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_fee_balances_from_recorded_slack_give_the_computed_outcomes(seed: int) -> None:
+    """Admission takes a sender's fee as covered when its recorded slack less
+    the bound covers it, and computes the balance otherwise: every block's
+    receipts, events and root equal those of the same block with no slack
+    recorded (every balance computed). Holders of a perpetual offer fees
+    around what their equity above maintenance allows, as prices move."""
+    rng = Random(seed)
+    names = ["alice", "bob", "carol", "dave"]
+    chain = Chain(
+        make_genesis(
+            {"alice": 60 * W, "bob": 80 * W, "carol": 10_000 * W, "dave": 10_000 * W, "oracle": W},
+            markets=[(PERP, perp_params(maker_fee=0, taker_fee=0))],
+            fee_base=DEFAULT_FEE_BASE,
+            fee_per_byte=DEFAULT_FEE_PER_BYTE,
+        )
+    )
+    chain.block([chain.prices({PERP: 100 * W})])
+    chain.block(
+        [
+            chain.order("alice", PERP, BUY, 100 * W, 5 * W),
+            chain.order("carol", PERP, SELL, 100 * W, 5 * W),
+            chain.order("bob", PERP, SELL, 100 * W, 7 * W),
+            chain.order("dave", PERP, BUY, 100 * W, 7 * W),
+        ]
+    )
+    price = 100 * W
+    covered = 0
+    for _ in range(40):
+        txs = []
+        if rng.random() < 0.5:
+            price += rng.randrange(-3, 4) * W
+            txs.append(chain.prices({PERP: price}))
+        for name in rng.sample(names, 3):
+            state = chain.state
+            w = StateWriter(state, state.height + 1, state.block.timestamp)
+            risk = maintenance_risk(w, sub(name))
+            spare = max(risk.equity - risk.maintenance, 0)
+            fee = max(rng.choice([spare // 10, spare // 2, spare - W, spare, spare + 1]), BASE)
+            txs.append(chain.raw(key(name), b"x", namespace=3, fee=fee))
+        block = ExecutionBlock(chain.state.height + 1, chain.now + rng.choice([0, 1]), tuple(txs))
+        reference = execute_block(dataclasses.replace(chain.state, margin_slack={}), block)
+        result = execute_block(chain.state, block)
+        assert encode_outcome(result) == encode_outcome(reference)
+        covered += sum(1 for r in result.receipts if r.success)
+        chain.state = result.state
+    assert covered  # some fees went through
