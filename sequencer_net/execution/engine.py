@@ -357,10 +357,7 @@ def _fee_balance_floor(w: StateWriter, sender: bytes, bound: MarginBound) -> int
     entry = w.base.margin_slack.get(sid)
     if entry is None:
         return None
-    try:
-        fell = bound.decrease_bound(entry)
-    except Exception:  # never expected: then the balance is computed
-        return None
+    fell = bound.decrease_bound(entry)
     return None if fell is None else entry[0] - fell
 
 

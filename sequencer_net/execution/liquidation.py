@@ -56,7 +56,6 @@ block-level unit (StateWriter.phase): one that raised is skipped for the block.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Final
 
 import msgspec
@@ -94,7 +93,6 @@ from .state import (
     INSURANCE_FUND,
     ExecutionState,
     MarginInputs,
-    MarginSlack,
     PhaseFailed,
     StateWriter,
     margin_inputs,
@@ -133,8 +131,15 @@ def liquidate_undermargined(w: StateWriter) -> int:
             if may_skip and w.phase_skipped("liquidation", sid):
                 skipped.add(sid)
                 continue
-            if bound is not None and sid in boundable and _meets_maintenance(bound, recorded, sid):
-                continue
+            if bound is not None and sid in boundable:
+                # Its recorded slack (no block wrote it since) outweighs how far its
+                # equity minus maintenance can have fallen: it meets maintenance,
+                # which is all its check would find.
+                entry = recorded.get(sid)
+                if entry is not None:
+                    fell = bound.decrease_bound(entry)
+                    if fell is not None and entry[0] >= fell:
+                        continue
             # The unit StateWriter.phase("liquidation", sid) runs, written out: the
             # check runs for every holder of a market whose index moved.
             try:
@@ -184,22 +189,6 @@ def liquidate_undermargined(w: StateWriter) -> int:
     place_liquidation_orders(w, below, budget, misses)
     place_fund_orders(w, budget)
     return count
-
-
-def _meets_maintenance(
-    bound: MarginBound, recorded: Mapping[bytes, MarginSlack], sid: bytes
-) -> bool:
-    """True if `sid`'s recorded slack (no block wrote it since) is at least
-    how far its equity minus maintenance can have fallen since: it meets
-    maintenance, which is all its check would find. False when unknown."""
-    entry = recorded.get(sid)
-    if entry is None:
-        return False
-    try:
-        fell = bound.decrease_bound(entry)
-    except Exception:  # never expected: then the check itself decides
-        return False
-    return fell is not None and entry[0] >= fell
 
 
 def _record_slack(

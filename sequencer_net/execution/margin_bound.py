@@ -81,8 +81,8 @@ class MarginBound:
         self._recorded = w.base.margin_snapshots
         self._now: dict[int, MarketSnapshot] | None = None
         # Per recorded height: each market's terms, absent when its params
-        # changed, or it is gone (None: no snapshot of that height is kept).
-        self._terms: dict[int, dict[int, _Terms] | None] = {}
+        # changed or it is gone (all absent: no snapshot of that height is kept).
+        self._terms: dict[int, dict[int, _Terms]] = {}
 
     @property
     def snapshots(self) -> Mapping[int, MarketSnapshot]:
@@ -99,13 +99,17 @@ class MarginBound:
                     self._now[market_id] = snap
         return self._now
 
-    def _terms_since(self, height: int) -> dict[int, _Terms] | None:
-        if height in self._terms:
-            return self._terms[height]
+    def _terms_since(self, height: int) -> dict[int, _Terms]:
+        """Each market's terms from the snapshot of `height` to now (empty if
+        no snapshot of that height is kept)."""
+        found = self._terms.get(height)
+        if found is not None:
+            return found
         recorded = self._recorded.get(height)
+        terms: dict[int, _Terms] = {}
+        self._terms[height] = terms
         if recorded is None:
-            self._terms[height] = None
-            return None
+            return terms
         now = self.snapshots
         moved: list[tuple[int, MarketSnapshot, MarketSnapshot]] = []
         for market_id, then in recorded.items():
@@ -117,7 +121,6 @@ class MarginBound:
             (abs(c.price - t.price) for _, t, c in moved if c.params.kind != MarketKind.PERPETUAL),
             default=0,
         )
-        terms: dict[int, _Terms] = {}
         for market_id, then, current in moved:
             params = current.params
             price = abs(current.price - then.price)
@@ -141,35 +144,41 @@ class MarginBound:
                 price,
                 spread,
             )
-        self._terms[height] = terms
         return terms
 
     def decrease_bound(self, entry: MarginSlack) -> int | None:
         """An upper bound on how much the subaccount's equity minus maintenance
         fell from the inputs its entry was recorded at to the current ones
         (None: no bound; that block's snapshot is no longer kept, or a market's
-        params changed or it is gone)."""
-        terms = self._terms_since(entry[1])
-        if terms is None:
+        params changed or it is gone). Never raises: anything unexpected is
+        None, and the caller computes the margin instead."""
+        try:
+            terms = self._terms.get(entry[1])
+            if terms is None:
+                terms = self._terms_since(entry[1])
+            total = spread = options = 0
+            for k in range(2, len(entry), 2):
+                term = terms.get(entry[k])
+                if term is None:
+                    return None
+                option, lot, long_index, short_index, price, unit_spread = term
+                size = entry[k + 1]
+                if size > 0:
+                    magnitude, index = size, long_index
+                else:
+                    magnitude, index = -size, short_index
+                total += (magnitude // lot) * index
+                if option:
+                    total += -(-(magnitude * price) // SCALE) + 1
+                    spread += magnitude * unit_spread
+                    options += 1
+                else:
+                    total += -(-(magnitude * price) // _SCALE_SQUARED) + 2
+            if options:
+                total += -(-spread // _OPTION_DENOMINATOR) + 2 * options
+            return total
+        except Exception:  # never expected
             return None
-        total = spread = options = 0
-        for k in range(2, len(entry), 2):
-            term = terms.get(entry[k])
-            if term is None:
-                return None
-            size = entry[k + 1]
-            magnitude = -size if size < 0 else size
-            index = term.long_index if size > 0 else term.short_index
-            total += (magnitude // term.lot_size) * index
-            if term.option:
-                total += -(-(magnitude * term.price) // SCALE) + 1
-                spread += magnitude * term.spread
-                options += 1
-            else:
-                total += -(-(magnitude * term.price) // _SCALE_SQUARED) + 2
-        if options:
-            total += -(-spread // _OPTION_DENOMINATOR) + 2 * options
-        return total
 
 
 def _snapshot(w: StateWriter, market_id: int) -> MarketSnapshot | None:

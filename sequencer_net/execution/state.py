@@ -618,28 +618,26 @@ class StateWriter:
             return None
         return frozenset(self.margin_watch | self.written_subaccounts())
 
-    def _next_margin_slack(self, open_subaccounts: frozenset[bytes]) -> Mapping[bytes, MarginSlack]:
-        """The base's entries and this block's, each only for an open
-        subaccount whose records are still those it describes: a base entry
+    def _next_margin_slack(self) -> Mapping[bytes, MarginSlack]:
+        """The base's entries and this block's, each only for a subaccount
+        whose records are still those it describes: a base entry
         if this block did not write the subaccount, one of this block's if
         the subaccount and position records its check read are still the
         subaccount's. None for a subaccount on the watch list (below
         maintenance, or its check failed)."""
         written = self.written_subaccounts()
-        watch = self.margin_watch or set()
+        watch = self.margin_watch or ()
         base = self.base.margin_slack
-        if not self.margin_slack and not written and not watch and base.keys() <= open_subaccounts:
+        if not self.margin_slack and not written and not watch:
             return base
         merged = dict(base)
-        for sid in written:
+        for sid in written:  # a subaccount closes only by a write: none left over
             merged.pop(sid, None)
         for sid, entry in self.margin_slack.items():
             if sid not in written or self._records_unchanged(sid):
                 merged[sid] = entry
         for sid in watch:
             merged.pop(sid, None)
-        if not merged.keys() <= open_subaccounts:
-            merged = {sid: entry for sid, entry in merged.items() if sid in open_subaccounts}
         return merged
 
     def _records_unchanged(self, sid: bytes) -> bool:
@@ -749,7 +747,7 @@ class StateWriter:
             l1_balances=_merged_if_changed(self.l1_balances, self.base.l1_balances),
             withdrawals=_merged_if_changed(self.withdrawals, self.base.withdrawals),
             margin_watch=self._next_margin_watch(),
-            margin_slack=self._next_margin_slack(open_subaccounts),
+            margin_slack=self._next_margin_slack(),
             margin_snapshots=self._next_margin_snapshots(),
         )
 
