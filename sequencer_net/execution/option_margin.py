@@ -555,20 +555,30 @@ def group_option_requirement_with_orders(
     if not any(highs) and not any(lows):
         return 0
     spans = [high - low for high, low in zip(highs, lows, strict=True)]
-    worst: int = max(
-        sum(map(operator.mul, lows, column))
-        + sum(span * d for span, d in zip(spans, column, strict=True) if d > 0)
-        for column in terms.columns
-    )
+    worst: int = _worst_over(highs, lows, spans, terms.columns)
     scale = SHORT_FLOOR_DIVISOR * SCALE
     floor: int = sum(-low * f for low, f in zip(lows, terms.floors, strict=True) if low < 0)
     required = max(max(worst, 0) * scale, floor)
     slope = sum(-low for low, call in zip(lows, terms.calls, strict=True) if call)
     if slope <= 0:  # else net short calls: the loss is unbounded
-        cap: int = max(
-            sum(map(operator.mul, lows, point))
-            + sum(span * p for span, p in zip(spans, point, strict=True) if p > 0)
-            for point in terms.points
-        )
+        cap = _worst_over(highs, lows, spans, terms.points)
         required = min(required, max(cap, 0) * scale)
     return -(-required // (scale * SCALE))  # margin rounds up
+
+
+def _worst_over(
+    highs: list[int], lows: list[int], spans: list[int], rows: tuple[tuple[int, ...], ...]
+) -> int:
+    """max over rows of sum_k max(high_k * d_k, low_k * d_k) (high_k >= low_k):
+    high * d for d > 0, else low * d. Two markets (a call and a put on one
+    underlying, the common group) written out."""
+    if len(highs) == 2:
+        h0, h1 = highs
+        l0, l1 = lows
+        return max((h0 * a if a > 0 else l0 * a) + (h1 * b if b > 0 else l1 * b) for a, b in rows)
+    worst: int = max(
+        sum(map(operator.mul, lows, row))
+        + sum(span * d for span, d in zip(spans, row, strict=True) if d > 0)
+        for row in rows
+    )
+    return worst
