@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Create .venv and install seqnet with its dev tools. Idempotent: reinstalls
-# only when pyproject.toml changed since the last successful install.
+# only when pyproject.toml, setup.py or the C source of the state tree's
+# native rebuild changed since the last successful install (the editable
+# install builds that extension in place).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -9,7 +11,7 @@ if [ ! -x .venv/bin/python ]; then
     "$PY" -m venv .venv
 fi
 stamp=.venv/.seqnet-installed
-want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+want=$(cat pyproject.toml setup.py sequencer_net/execution/_tree_native.c | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     echo "==> installing seqnet and its dependencies into .venv"
     .venv/bin/python -m pip install -q --upgrade pip

@@ -21,18 +21,41 @@ only new nodes, so every earlier root stays readable and provable until pruned.
 `verify_proof` needs nothing but the root, the key, the claimed value and the proof.
 
 This module is pure: no I/O besides the `NodeStore` it is handed, no clock.
+
+`StateTree.apply` runs its batch rebuild in C (`_tree_native`, built by
+setup.py) when that module imports, else the Python `_Rebuild` below; both
+give the same root, the same new nodes and the same exceptions. Setting
+`SEQNET_PURE_PYTHON_TREE=1` in the environment forces the Python code;
+`implementation()` says which one runs.
 """
 
 from __future__ import annotations
 
+import importlib
+import os
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Final, Protocol
 
 import sha3
 
 from consensus.crypto import keccak256
+
+
+def _load_native() -> ModuleType | None:
+    """The C rebuild, unless SEQNET_PURE_PYTHON_TREE is set (and not "0") or it is not
+    built (no C compiler at install): then the Python rebuild runs."""
+    if os.environ.get("SEQNET_PURE_PYTHON_TREE", "") not in ("", "0"):
+        return None
+    try:
+        return importlib.import_module("sequencer_net.execution._tree_native")
+    except ImportError:
+        return None
+
+
+_native: ModuleType | None = _load_native()
 
 HASH_LENGTH: Final = 32
 PATH_BITS: Final = 256
@@ -354,6 +377,8 @@ class _Rebuild:
                     if record[0] == LEAF_TAG:
                         new = merge_leaf(node, record, depth, i, i + 1)
                         break
+                if depth == PATH_BITS:
+                    raise CorruptNode("path is longer than 256 bits")
                 if path_int >> (PATH_BITS - 1 - depth) & 1:
                     trail.append((node, record[1:33], 1))
                     node = record[33:65]
@@ -391,6 +416,8 @@ class _Rebuild:
                 record = _check(node_hash, record)
                 if record[0] == LEAF_TAG:
                     return merge_leaf(node_hash, record, depth, lo, hi)
+            if depth == PATH_BITS:
+                raise CorruptNode("path is longer than 256 bits")
             left, right = record[1:33], record[33:65]
             # The first item with bit `depth` set (those with it clear come first).
             shift = PATH_BITS - 1 - depth
@@ -457,6 +484,8 @@ class _Rebuild:
     def _build(self, depth: int, items: list[_Item], paths: list[int], lo: int, hi: int) -> bytes:
         if hi - lo == 1:
             return self.leaf(items[lo])
+        if depth == PATH_BITS:  # only a corrupt store: a leaf off its path
+            raise CorruptNode("path is longer than 256 bits")
         shift = PATH_BITS - 1 - depth
         mid = bisect_left(paths, (paths[lo] >> shift | 1) << shift, lo, hi)
         left = EMPTY_ROOT if mid == lo else self._build(depth + 1, items, paths, lo, mid)
@@ -551,14 +580,17 @@ class StateTree:
             latest = self._store.latest_commit()
             if height < 0 or (latest is not None and height <= latest.height):
                 raise StaleHeight(f"height {height} is not above the latest committed height")
-        items = sorted(_item(key, value) for key, value in changes.items())
-        rebuild = _Rebuild(self._store, items)
-        new_root = rebuild.run(self._root)
+        rebuilt = None if _native is None else _native_rebuild(self._store, changes, self._root)
+        if rebuilt is None:
+            items = sorted(_item(key, value) for key, value in changes.items())
+            rebuild = _Rebuild(self._store, items)
+            rebuilt = rebuild.run(self._root), rebuild.staged, rebuild.replaced
+        new_root, staged, replaced = rebuilt
         commit = None if height is None else Commit(height=height, root=new_root)
-        if rebuild.staged or commit is not None:
-            self._store.put_batch(rebuild.staged, commit)
-        if rebuild.replaced:
-            self._store.uncache(rebuild.replaced)
+        if staged or commit is not None:
+            self._store.put_batch(staged, commit)
+        if replaced:
+            self._store.uncache(replaced)
         self._root = new_root
         if height is not None:
             self._height = height
@@ -611,6 +643,31 @@ class StateTree:
             for child in (record[33:65], record[1:33]):
                 if child != EMPTY_ROOT:
                     stack.append(child)
+
+
+def implementation() -> str:
+    """Which batch rebuild `StateTree.apply` runs: "native" (C) or "python"."""
+    return "python" if _native is None else "native"
+
+
+def _native_rebuild(
+    store: NodeStore, changes: Mapping[bytes, bytes | None], root: bytes
+) -> tuple[bytes, dict[bytes, bytes], list[bytes]] | None:
+    """`_Rebuild(store, items).run(root)` in C: (new root, staged, replaced), or None
+    when a key or value is not plain bytes of a valid size (the Python code then
+    raises the same `InvalidChange`, or takes a bytes subclass)."""
+    assert _native is not None
+    get = store.get
+    memory = getattr(store, "memory_get", None)
+    quick: object = get if memory is None else memory()
+    # A dict's bound `get` (both stores): pass the dict, which C reads without a call.
+    owner = getattr(quick, "__self__", None)
+    if type(owner) is dict and quick == owner.get:
+        quick = owner
+    result: tuple[bytes, dict[bytes, bytes], list[bytes]] | None = _native.rebuild(
+        changes, root, quick, get, MissingNode, CorruptNode
+    )
+    return result
 
 
 def _item(key: bytes, value: bytes | None) -> _Item:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from consensus.crypto import Address, PrivateKey
 from sequencer_net.api.validators import epoch_validator_address, validators_document
+from sequencer_net.execution import state_tree
 from sequencer_net.execution.fees import CommittedFeeBalances, required_fee
 from sequencer_net.execution.genesis import genesis_state
 from sequencer_net.execution.state import ExecutionState, load_state
@@ -84,6 +85,7 @@ class NodeBase:
             data / "chain", genesis_digest=self.genesis_block.digest(), sync=config.storage.sync
         )
         self.state_store = RocksNodeStore(data / "state", sync=config.storage.sync)
+        log.info("event=state_opened tree=%s", state_tree.implementation())
         self.group = GroupCommit(
             self.store.write_synced,
             window_s=config.storage.group_commit_ms / 1000,

@@ -1,0 +1,1072 @@
+/* The state tree's batch rebuild in C: the same nodes, in the same order, as
+ * `_Rebuild` in state_tree.py (which stays the reference and the fallback).
+ *
+ * keccak256(data) -> bytes
+ *     Keccak-256 with the original padding (0x01), as Ethereum and pysha3's
+ *     keccak_256 (not SHA3-256's 0x06).
+ *
+ * rebuild(changes, root, quick, get, MissingNode, CorruptNode)
+ *     -> (new_root, staged, replaced) | None
+ *     `changes`: a mapping key -> value or None (delete). None is returned,
+ *     before any store call, when a key or value is not exactly `bytes` or is
+ *     too long: the caller then runs the Python code, which raises the same
+ *     InvalidChange it always did (or handles a bytes subclass).
+ *     `quick`: a dict (looked up directly) or a callable, the store's in-memory
+ *     lookup, tried first for every node read; `get`: the store's `get`.
+ *     `staged`: dict node hash -> record of the new nodes, `replaced`: list of
+ *     the hashes of old nodes the new tree no longer holds, both in the order
+ *     the Python code produces them.
+ *
+ * Records read from the store are untrusted: every length and tag is checked
+ * before a byte of the record is read, and a path deeper than 256 bits raises
+ * CorruptNode (recursion depth is bounded by the path length: 257 frames).
+ * No static mutable state: every call has its own context.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <stdint.h>
+#include <string.h>
+
+/* ---- keccak-256 ---------------------------------------------------------------------- */
+
+#define KECCAK_RATE 136 /* bytes: 1600 bits - 2 * 256 bits of capacity */
+#define HASH_LEN 32
+#define PATH_BITS 256
+#define MAX_KEY_BYTES 1024
+#define MAX_VALUE_BYTES (4 * 1024 * 1024)
+#define LEAF_TAG 0x00
+#define INTERNAL_TAG 0x01
+#define INTERNAL_LEN (1 + 2 * HASH_LEN)
+#define LEAF_HEADER (1 + HASH_LEN + 2) /* tag, key hash, key length u16 BE */
+
+static const uint64_t keccak_rc[24] = {
+    0x0000000000000001ULL, 0x0000000000008082ULL, 0x800000000000808aULL,
+    0x8000000080008000ULL, 0x000000000000808bULL, 0x0000000080000001ULL,
+    0x8000000080008081ULL, 0x8000000000008009ULL, 0x000000000000008aULL,
+    0x0000000000000088ULL, 0x0000000080008009ULL, 0x000000008000000aULL,
+    0x000000008000808bULL, 0x800000000000008bULL, 0x8000000000008089ULL,
+    0x8000000000008003ULL, 0x8000000000008002ULL, 0x8000000000000080ULL,
+    0x000000000000800aULL, 0x800000008000000aULL, 0x8000000080008081ULL,
+    0x8000000000008080ULL, 0x0000000080000001ULL, 0x8000000080008008ULL,
+};
+
+#define ROL64(x, n) (((x) << (n)) | ((x) >> (64 - (n))))
+
+/* keccak-f[1600] on lanes a[x + 5y]. Rho offsets and the pi permutation are
+ * written out (state index: x + 5y; pi moves lane (x, y) to (y, 2x + 3y)). */
+static void keccak_f1600(uint64_t a[25])
+{
+    for (int round = 0; round < 24; round++) {
+        uint64_t c0 = a[0] ^ a[5] ^ a[10] ^ a[15] ^ a[20];
+        uint64_t c1 = a[1] ^ a[6] ^ a[11] ^ a[16] ^ a[21];
+        uint64_t c2 = a[2] ^ a[7] ^ a[12] ^ a[17] ^ a[22];
+        uint64_t c3 = a[3] ^ a[8] ^ a[13] ^ a[18] ^ a[23];
+        uint64_t c4 = a[4] ^ a[9] ^ a[14] ^ a[19] ^ a[24];
+        uint64_t d0 = c4 ^ ROL64(c1, 1);
+        uint64_t d1 = c0 ^ ROL64(c2, 1);
+        uint64_t d2 = c1 ^ ROL64(c3, 1);
+        uint64_t d3 = c2 ^ ROL64(c4, 1);
+        uint64_t d4 = c3 ^ ROL64(c0, 1);
+
+        /* theta, then rho and pi into b: b[y + 5((2x + 3y) % 5)] = rol(a[x + 5y] ^ d[x], r[x][y]) */
+        uint64_t b[25];
+        b[0] = a[0] ^ d0;
+        b[10] = ROL64(a[1] ^ d1, 1);
+        b[20] = ROL64(a[2] ^ d2, 62);
+        b[5] = ROL64(a[3] ^ d3, 28);
+        b[15] = ROL64(a[4] ^ d4, 27);
+        b[16] = ROL64(a[5] ^ d0, 36);
+        b[1] = ROL64(a[6] ^ d1, 44);
+        b[11] = ROL64(a[7] ^ d2, 6);
+        b[21] = ROL64(a[8] ^ d3, 55);
+        b[6] = ROL64(a[9] ^ d4, 20);
+        b[7] = ROL64(a[10] ^ d0, 3);
+        b[17] = ROL64(a[11] ^ d1, 10);
+        b[2] = ROL64(a[12] ^ d2, 43);
+        b[12] = ROL64(a[13] ^ d3, 25);
+        b[22] = ROL64(a[14] ^ d4, 39);
+        b[23] = ROL64(a[15] ^ d0, 41);
+        b[8] = ROL64(a[16] ^ d1, 45);
+        b[18] = ROL64(a[17] ^ d2, 15);
+        b[3] = ROL64(a[18] ^ d3, 21);
+        b[13] = ROL64(a[19] ^ d4, 8);
+        b[14] = ROL64(a[20] ^ d0, 18);
+        b[24] = ROL64(a[21] ^ d1, 2);
+        b[9] = ROL64(a[22] ^ d2, 61);
+        b[19] = ROL64(a[23] ^ d3, 56);
+        b[4] = ROL64(a[24] ^ d4, 14);
+
+        /* chi */
+        for (int y = 0; y < 25; y += 5) {
+            uint64_t b0 = b[y], b1 = b[y + 1], b2 = b[y + 2], b3 = b[y + 3], b4 = b[y + 4];
+            a[y] = b0 ^ (~b1 & b2);
+            a[y + 1] = b1 ^ (~b2 & b3);
+            a[y + 2] = b2 ^ (~b3 & b4);
+            a[y + 3] = b3 ^ (~b4 & b0);
+            a[y + 4] = b4 ^ (~b0 & b1);
+        }
+        /* iota */
+        a[0] ^= keccak_rc[round];
+    }
+}
+
+static uint64_t load64_le(const unsigned char *p)
+{
+    return (uint64_t)p[0] | (uint64_t)p[1] << 8 | (uint64_t)p[2] << 16 | (uint64_t)p[3] << 24 |
+           (uint64_t)p[4] << 32 | (uint64_t)p[5] << 40 | (uint64_t)p[6] << 48 |
+           (uint64_t)p[7] << 56;
+}
+
+static void store64_le(unsigned char *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++) {
+        p[i] = (unsigned char)(v >> (8 * i));
+    }
+}
+
+/* Keccak-256 of the concatenation of `count` parts (so records need not be
+ * copied into one buffer before hashing). */
+static void keccak256_parts(const unsigned char *const *parts, const size_t *lens, int count,
+                            unsigned char out[HASH_LEN])
+{
+    uint64_t a[25];
+    unsigned char block[KECCAK_RATE];
+    size_t fill = 0;
+    memset(a, 0, sizeof(a));
+    for (int part = 0; part < count; part++) {
+        const unsigned char *p = parts[part];
+        size_t len = lens[part];
+        if (fill == 0) {
+            while (len >= KECCAK_RATE) {
+                for (int i = 0; i < KECCAK_RATE / 8; i++) {
+                    a[i] ^= load64_le(p + 8 * i);
+                }
+                keccak_f1600(a);
+                p += KECCAK_RATE;
+                len -= KECCAK_RATE;
+            }
+        }
+        while (len > 0) {
+            size_t take = KECCAK_RATE - fill;
+            if (take > len) {
+                take = len;
+            }
+            memcpy(block + fill, p, take);
+            fill += take;
+            p += take;
+            len -= take;
+            if (fill == KECCAK_RATE) {
+                for (int i = 0; i < KECCAK_RATE / 8; i++) {
+                    a[i] ^= load64_le(block + 8 * i);
+                }
+                keccak_f1600(a);
+                fill = 0;
+            }
+        }
+    }
+    /* Original Keccak padding: 0x01 after the message, 0x80 in the block's last byte. */
+    memset(block + fill, 0, KECCAK_RATE - fill);
+    block[fill] ^= 0x01;
+    block[KECCAK_RATE - 1] ^= 0x80;
+    for (int i = 0; i < KECCAK_RATE / 8; i++) {
+        a[i] ^= load64_le(block + 8 * i);
+    }
+    keccak_f1600(a);
+    for (int i = 0; i < HASH_LEN / 8; i++) {
+        store64_le(out + 8 * i, a[i]);
+    }
+}
+
+static void keccak256_bytes(const unsigned char *data, size_t len, unsigned char out[HASH_LEN])
+{
+    keccak256_parts(&data, &len, 1, out);
+}
+
+static PyObject *py_keccak256(PyObject *module, PyObject *arg)
+{
+    (void)module;
+    Py_buffer view;
+    unsigned char digest[HASH_LEN];
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    keccak256_bytes((const unsigned char *)view.buf, (size_t)view.len, digest);
+    PyBuffer_Release(&view);
+    return PyBytes_FromStringAndSize((const char *)digest, HASH_LEN);
+}
+
+/* ---- the rebuild ----------------------------------------------------------------------- */
+
+/* Node kinds, as in state_tree.py. UNKNOWN: an untouched child whose record was not read. */
+enum { K_EMPTY = 0, K_LEAF = 1, K_INTERNAL = 2, K_UNKNOWN = 3 };
+
+static const unsigned char EMPTY_HASH[HASH_LEN] = {0};
+
+typedef struct {
+    unsigned char path[HASH_LEN]; /* keccak256(key) */
+    PyObject *key;                /* strong reference, exact bytes */
+    PyObject *value;              /* strong reference, exact bytes; NULL: delete */
+    PyObject *known;              /* an existing leaf's hash (bytes) or NULL */
+} Item;
+
+typedef struct {
+    unsigned char hash[HASH_LEN];
+    int kind;
+} Node;
+
+typedef struct {
+    unsigned char parent[HASH_LEN];
+    unsigned char sibling[HASH_LEN];
+    int right;
+} TrailStep;
+
+typedef struct {
+    Item *items;
+    Py_ssize_t count;
+    PyObject *quick_dict; /* borrowed: the memory lookup when it is a dict, else NULL */
+    PyObject *quick_call; /* borrowed: the memory lookup when it is a callable, else NULL */
+    PyObject *get;        /* borrowed */
+    PyObject *missing;    /* borrowed: MissingNode */
+    PyObject *corrupt;    /* borrowed: CorruptNode */
+    PyObject *staged;     /* new dict */
+    PyObject *replaced;   /* new list */
+    unsigned long hashes; /* node hashes computed, for yield_now */
+    TrailStep trail[PATH_BITS + 1];
+} Ctx;
+
+static int is_empty(const unsigned char hash[HASH_LEN])
+{
+    return memcmp(hash, EMPTY_HASH, HASH_LEN) == 0;
+}
+
+static int path_bit(const unsigned char path[HASH_LEN], int depth)
+{
+    return (path[depth >> 3] >> (7 - (depth & 7))) & 1;
+}
+
+static void hex32(const unsigned char hash[HASH_LEN], char out[2 * HASH_LEN + 1])
+{
+    static const char digits[] = "0123456789abcdef";
+    for (int i = 0; i < HASH_LEN; i++) {
+        out[2 * i] = digits[hash[i] >> 4];
+        out[2 * i + 1] = digits[hash[i] & 15];
+    }
+    out[2 * HASH_LEN] = '\0';
+}
+
+static PyObject *hash_object(const unsigned char hash[HASH_LEN])
+{
+    return PyBytes_FromStringAndSize((const char *)hash, HASH_LEN);
+}
+
+static void raise_too_deep(Ctx *ctx)
+{
+    PyErr_SetString(ctx->corrupt, "path is longer than 256 bits");
+}
+
+/* `_check`: 0 if `record` (a bytes object or NULL for a missing node) is a
+ * well-formed record, else -1 with MissingNode / CorruptNode set. Reads a byte
+ * only after its offset is known to be inside the record. */
+static int check_record(Ctx *ctx, const unsigned char hash[HASH_LEN], PyObject *record)
+{
+    char hex[2 * HASH_LEN + 1];
+    if (record == NULL) {
+        hex32(hash, hex);
+        PyErr_Format(ctx->missing, "node %s is not in the store", hex);
+        return -1;
+    }
+    Py_ssize_t len = PyBytes_GET_SIZE(record);
+    const unsigned char *data = (const unsigned char *)PyBytes_AS_STRING(record);
+    int tag = len > 0 ? data[0] : -1;
+    if (tag == INTERNAL_TAG) {
+        if (len != INTERNAL_LEN) {
+            hex32(hash, hex);
+            PyErr_Format(ctx->corrupt, "internal node %s is %zd bytes", hex, len);
+            return -1;
+        }
+    } else if (tag == LEAF_TAG) {
+        if (len < LEAF_HEADER || len < LEAF_HEADER + ((Py_ssize_t)data[33] << 8 | data[34])) {
+            hex32(hash, hex);
+            PyErr_Format(ctx->corrupt, "leaf node %s is truncated", hex);
+            return -1;
+        }
+    } else {
+        hex32(hash, hex);
+        PyErr_Format(ctx->corrupt, "node %s has unknown tag", hex);
+        return -1;
+    }
+    return 0;
+}
+
+/* The result of a store lookup: a new reference to a bytes record, or NULL with
+ * *missing = 1 when the store does not hold it, or NULL with an exception set. */
+static PyObject *as_record(PyObject *found, int *missing)
+{
+    if (found == Py_None) {
+        Py_DECREF(found);
+        *missing = 1;
+        return NULL;
+    }
+    if (!PyBytes_Check(found)) {
+        PyErr_Format(PyExc_TypeError, "a node record is bytes, not %.100s",
+                     Py_TYPE(found)->tp_name);
+        Py_DECREF(found);
+        return NULL;
+    }
+    return found;
+}
+
+/* `quick(node) or get(node)`. Returns a new reference to the record, or NULL:
+ * with *missing = 1 (get returned None) or with an exception set. */
+static PyObject *fetch(Ctx *ctx, PyObject *hash_obj, int *missing)
+{
+    PyObject *found;
+    *missing = 0;
+    if (ctx->quick_dict != NULL) {
+        found = PyDict_GetItemWithError(ctx->quick_dict, hash_obj);
+        if (found != NULL) {
+            Py_INCREF(found);
+        } else if (PyErr_Occurred()) {
+            return NULL;
+        }
+    } else {
+        found = PyObject_CallOneArg(ctx->quick_call, hash_obj);
+        if (found == NULL) {
+            return NULL;
+        }
+    }
+    if (found != NULL) {
+        int truth = PyObject_IsTrue(found);
+        if (truth < 0) {
+            Py_DECREF(found);
+            return NULL;
+        }
+        if (truth) {
+            if (!PyBytes_Check(found)) {
+                PyErr_Format(PyExc_TypeError, "a node record is bytes, not %.100s",
+                             Py_TYPE(found)->tp_name);
+                Py_DECREF(found);
+                return NULL;
+            }
+            return found;
+        }
+        Py_DECREF(found);
+    }
+    found = PyObject_CallOneArg(ctx->get, hash_obj);
+    if (found == NULL) {
+        return NULL;
+    }
+    return as_record(found, missing);
+}
+
+/* `_load(store, hash)`: store.get, then `_check`. A new reference or NULL with an exception. */
+static PyObject *load(Ctx *ctx, const unsigned char hash[HASH_LEN])
+{
+    int missing = 0;
+    PyObject *hash_obj = hash_object(hash);
+    if (hash_obj == NULL) {
+        return NULL;
+    }
+    PyObject *found = PyObject_CallOneArg(ctx->get, hash_obj);
+    Py_DECREF(hash_obj);
+    if (found == NULL) {
+        return NULL;
+    }
+    PyObject *record = as_record(found, &missing);
+    if (record == NULL && !missing) {
+        return NULL;
+    }
+    if (check_record(ctx, hash, record) < 0) {
+        Py_XDECREF(record);
+        return NULL;
+    }
+    return record;
+}
+
+/* Node hashes between two releases of the GIL: about 3 ms of hashing here, close to
+ * CPython's 5 ms switch interval, so a big update (a genesis, a huge block) lets other
+ * threads (a node's event loop) run about as often as the Python rebuild would. No
+ * borrowed reference is held across a call to stage(). */
+#define HASHES_PER_YIELD 8192
+
+static void yield_now(Ctx *ctx)
+{
+    if (++ctx->hashes % HASHES_PER_YIELD == 0) {
+        Py_BEGIN_ALLOW_THREADS
+        Py_END_ALLOW_THREADS
+    }
+}
+
+static int stage(Ctx *ctx, const unsigned char hash[HASH_LEN], PyObject *record)
+{
+    yield_now(ctx);
+    PyObject *key = hash_object(hash);
+    if (key == NULL) {
+        return -1;
+    }
+    int rc = PyDict_SetItem(ctx->staged, key, record);
+    Py_DECREF(key);
+    return rc;
+}
+
+static int mark_replaced(Ctx *ctx, const unsigned char hash[HASH_LEN])
+{
+    PyObject *obj = hash_object(hash);
+    if (obj == NULL) {
+        return -1;
+    }
+    int rc = PyList_Append(ctx->replaced, obj);
+    Py_DECREF(obj);
+    return rc;
+}
+
+/* `internal`: stage 0x01 || left || right and write its hash to `out`. */
+static int internal(Ctx *ctx, const unsigned char left[HASH_LEN],
+                    const unsigned char right[HASH_LEN], unsigned char out[HASH_LEN])
+{
+    PyObject *record = PyBytes_FromStringAndSize(NULL, INTERNAL_LEN);
+    if (record == NULL) {
+        return -1;
+    }
+    unsigned char *data = (unsigned char *)PyBytes_AS_STRING(record);
+    data[0] = INTERNAL_TAG;
+    memcpy(data + 1, left, HASH_LEN);
+    memcpy(data + 1 + HASH_LEN, right, HASH_LEN);
+    keccak256_bytes(data, INTERNAL_LEN, out);
+    int rc = stage(ctx, out, record);
+    Py_DECREF(record);
+    return rc;
+}
+
+/* `leaf`: an existing leaf's hash, or stage a new leaf record. */
+static int leaf(Ctx *ctx, const Item *item, unsigned char out[HASH_LEN])
+{
+    if (item->known != NULL) {
+        memcpy(out, PyBytes_AS_STRING(item->known), HASH_LEN);
+        return 0;
+    }
+    const unsigned char *value = (const unsigned char *)PyBytes_AS_STRING(item->value);
+    Py_ssize_t value_len = PyBytes_GET_SIZE(item->value);
+    const unsigned char *key = (const unsigned char *)PyBytes_AS_STRING(item->key);
+    Py_ssize_t key_len = PyBytes_GET_SIZE(item->key); /* <= MAX_KEY_BYTES, checked on entry */
+    unsigned char value_hash[HASH_LEN];
+    keccak256_bytes(value, (size_t)value_len, value_hash);
+    unsigned char head[1 + 2 * HASH_LEN];
+    head[0] = LEAF_TAG;
+    memcpy(head + 1, item->path, HASH_LEN);
+    memcpy(head + 1 + HASH_LEN, value_hash, HASH_LEN);
+    keccak256_bytes(head, sizeof(head), out);
+
+    PyObject *record = PyBytes_FromStringAndSize(NULL, LEAF_HEADER + key_len + value_len);
+    if (record == NULL) {
+        return -1;
+    }
+    unsigned char *data = (unsigned char *)PyBytes_AS_STRING(record);
+    data[0] = LEAF_TAG;
+    memcpy(data + 1, item->path, HASH_LEN);
+    data[33] = (unsigned char)(key_len >> 8);
+    data[34] = (unsigned char)(key_len & 0xff);
+    memcpy(data + LEAF_HEADER, key, (size_t)key_len);
+    memcpy(data + LEAF_HEADER + key_len, value, (size_t)value_len);
+    int rc = stage(ctx, out, record);
+    Py_DECREF(record);
+    return rc;
+}
+
+/* The bound of `bisect_left(paths, (paths[lo] >> shift | 1) << shift, lo, hi)` with
+ * shift = 255 - depth: `path`'s first `depth` bits, then a one, then zeros. */
+static void split_bound(const unsigned char path[HASH_LEN], int depth, unsigned char bound[HASH_LEN])
+{
+    int byte = depth >> 3;
+    unsigned char bit = (unsigned char)(0x80 >> (depth & 7));
+    memcpy(bound, path, (size_t)byte);
+    bound[byte] = (unsigned char)((path[byte] & (unsigned char)~(2 * bit - 1)) | bit);
+    memset(bound + byte + 1, 0, (size_t)(HASH_LEN - byte - 1));
+}
+
+/* That bisect over list[lo:hi] (sorted by path): the first whose path is >= the bound. */
+static Py_ssize_t split(Item *const *list, Py_ssize_t lo, Py_ssize_t hi, int depth)
+{
+    unsigned char bound[HASH_LEN];
+    split_bound(list[lo]->path, depth, bound);
+    while (lo < hi) {
+        Py_ssize_t mid = lo + (hi - lo) / 2;
+        if (memcmp(list[mid]->path, bound, HASH_LEN) < 0) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return lo;
+}
+
+/* The same over ctx->items[lo:hi]. */
+static Py_ssize_t split_items(const Item *items, Py_ssize_t lo, Py_ssize_t hi, int depth)
+{
+    unsigned char bound[HASH_LEN];
+    split_bound(items[lo].path, depth, bound);
+    while (lo < hi) {
+        Py_ssize_t mid = lo + (hi - lo) / 2;
+        if (memcmp(items[mid].path, bound, HASH_LEN) < 0) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return lo;
+}
+
+/* `_build`: the canonical subtree at `depth` over list[lo:hi] (hi - lo >= 1). */
+static int build_range(Ctx *ctx, int depth, Item *const *list, Py_ssize_t lo, Py_ssize_t hi,
+                       unsigned char out[HASH_LEN])
+{
+    if (hi - lo == 1) {
+        return leaf(ctx, list[lo], out);
+    }
+    if (depth >= PATH_BITS) {
+        raise_too_deep(ctx);
+        return -1;
+    }
+    Py_ssize_t mid = split(list, lo, hi, depth);
+    unsigned char left[HASH_LEN], right[HASH_LEN];
+    if (mid == lo) {
+        memset(left, 0, HASH_LEN);
+    } else if (build_range(ctx, depth + 1, list, lo, mid, left) < 0) {
+        return -1;
+    }
+    if (mid == hi) {
+        memset(right, 0, HASH_LEN);
+    } else if (build_range(ctx, depth + 1, list, mid, hi, right) < 0) {
+        return -1;
+    }
+    return internal(ctx, left, right, out);
+}
+
+/* `build`: the canonical subtree at `depth` holding exactly list[0:count]. */
+static int build(Ctx *ctx, int depth, Item *const *list, Py_ssize_t count, Node *out)
+{
+    if (count == 0) {
+        memset(out->hash, 0, HASH_LEN);
+        out->kind = K_EMPTY;
+        return 0;
+    }
+    if (count == 1) {
+        out->kind = K_LEAF;
+        return leaf(ctx, list[0], out->hash);
+    }
+    out->kind = K_INTERNAL;
+    return build_range(ctx, depth, list, 0, count, out->hash);
+}
+
+/* `build(depth, [item for item in items[lo:hi] if item[3] is not None])`, with `extra`
+ * (when not NULL) placed before items[at] (at in [lo, hi]). */
+static int build_writes(Ctx *ctx, int depth, Py_ssize_t lo, Py_ssize_t hi, Item *extra,
+                        Py_ssize_t at, Node *out)
+{
+    Item *small[8];
+    Item **list = small;
+    Py_ssize_t room = hi - lo + 1;
+    if (room > (Py_ssize_t)(sizeof(small) / sizeof(small[0]))) {
+        list = PyMem_New(Item *, (size_t)room);
+        if (list == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+    }
+    Py_ssize_t count = 0;
+    for (Py_ssize_t i = lo; i < hi; i++) {
+        if (extra != NULL && i == at) {
+            list[count++] = extra;
+        }
+        if (ctx->items[i].value != NULL) {
+            list[count++] = &ctx->items[i];
+        }
+    }
+    if (extra != NULL && at == hi) {
+        list[count++] = extra;
+    }
+    int rc = build(ctx, depth, list, count, out);
+    if (list != small) {
+        PyMem_Free(list);
+    }
+    return rc;
+}
+
+/* `merge_leaf`: the subtree at `depth` is the leaf `record` (checked); merge its entry
+ * with items[lo:hi]. */
+static int merge_leaf(Ctx *ctx, const unsigned char hash[HASH_LEN], PyObject *record, int depth,
+                      Py_ssize_t lo, Py_ssize_t hi, Node *out)
+{
+    const unsigned char *data = (const unsigned char *)PyBytes_AS_STRING(record);
+    Py_ssize_t len = PyBytes_GET_SIZE(record);
+    Py_ssize_t key_len = (Py_ssize_t)data[33] << 8 | data[34]; /* LEAF_HEADER + key_len <= len */
+    const unsigned char *leaf_path = data + 1;
+    const unsigned char *value = data + LEAF_HEADER + key_len;
+    Py_ssize_t value_len = len - LEAF_HEADER - key_len;
+
+    /* at = bisect_left(paths, leaf path, lo, hi) */
+    Py_ssize_t a = lo, b = hi;
+    while (a < b) {
+        Py_ssize_t mid = a + (b - a) / 2;
+        if (memcmp(ctx->items[mid].path, leaf_path, HASH_LEN) < 0) {
+            a = mid + 1;
+        } else {
+            b = mid;
+        }
+    }
+    Py_ssize_t at = a;
+    if (at < hi && memcmp(ctx->items[at].path, leaf_path, HASH_LEN) == 0) {
+        PyObject *new_value = ctx->items[at].value;
+        if (new_value != NULL && PyBytes_GET_SIZE(new_value) == value_len &&
+            memcmp(PyBytes_AS_STRING(new_value), value, (size_t)value_len) == 0) {
+            if (hi - lo == 1) {
+                memcpy(out->hash, hash, HASH_LEN);
+                out->kind = K_LEAF;
+                return 0;
+            }
+        } else if (mark_replaced(ctx, hash) < 0) { /* its entry changes or goes */
+            return -1;
+        }
+        return build_writes(ctx, depth, lo, hi, NULL, 0, out);
+    }
+    Item kept;
+    memcpy(kept.path, leaf_path, HASH_LEN);
+    kept.key = NULL; /* never read: `known` is set, so `leaf` returns it */
+    kept.value = NULL;
+    kept.known = hash_object(hash);
+    if (kept.known == NULL) {
+        return -1;
+    }
+    /* `kept` has a value (the leaf's), so it is always in the merged list. */
+    int rc = build_writes(ctx, depth, lo, hi, &kept, at, out);
+    Py_DECREF(kept.known);
+    return rc;
+}
+
+/* `is_leaf`: an UNKNOWN node is read (store.get) to tell. 1, 0, or -1 with an exception. */
+static int is_leaf(Ctx *ctx, const Node *node)
+{
+    if (node->kind == K_UNKNOWN) {
+        PyObject *record = load(ctx, node->hash);
+        if (record == NULL) {
+            return -1;
+        }
+        int result = PyBytes_AS_STRING(record)[0] == LEAF_TAG;
+        Py_DECREF(record);
+        return result;
+    }
+    return node->kind == K_LEAF;
+}
+
+/* `join`: parent of two canonical halves, at least one of them empty here. */
+static int join(Ctx *ctx, const Node *left, const Node *right, Node *out)
+{
+    int leafy;
+    if (is_empty(right->hash)) {
+        if (is_empty(left->hash)) {
+            memset(out->hash, 0, HASH_LEN);
+            out->kind = K_EMPTY;
+            return 0;
+        }
+        leafy = is_leaf(ctx, left);
+        if (leafy < 0) {
+            return -1;
+        }
+        if (leafy) {
+            *out = *left;
+            out->kind = K_LEAF;
+            return 0;
+        }
+    } else if (is_empty(left->hash)) {
+        leafy = is_leaf(ctx, right);
+        if (leafy < 0) {
+            return -1;
+        }
+        if (leafy) {
+            *out = *right;
+            out->kind = K_LEAF;
+            return 0;
+        }
+    }
+    out->kind = K_INTERNAL;
+    return internal(ctx, left->hash, right->hash, out->hash);
+}
+
+/* Reads the node `hash` for the walk (`quick(node) or get(node)`, then `_check` unless
+ * it is an internal record): a new reference to a checked record, or NULL with an exception. */
+static PyObject *read_node(Ctx *ctx, const unsigned char hash[HASH_LEN])
+{
+    int missing = 0;
+    PyObject *hash_obj = hash_object(hash);
+    if (hash_obj == NULL) {
+        return NULL;
+    }
+    PyObject *record = fetch(ctx, hash_obj, &missing);
+    Py_DECREF(hash_obj);
+    if (record == NULL && !missing) {
+        return NULL;
+    }
+    if (record == NULL || PyBytes_GET_SIZE(record) != INTERNAL_LEN ||
+        PyBytes_AS_STRING(record)[0] != INTERNAL_TAG) {
+        if (check_record(ctx, hash, record) < 0) {
+            Py_XDECREF(record);
+            return NULL;
+        }
+    }
+    return record;
+}
+
+/* `single`: items[i] (a write) applied to the subtree `hash` at `depth`. */
+static int single(Ctx *ctx, const unsigned char hash[HASH_LEN], int depth, Py_ssize_t i,
+                  Node *out)
+{
+    const unsigned char *path = ctx->items[i].path;
+    TrailStep *trail = ctx->trail;
+    int steps = 0;
+    unsigned char node[HASH_LEN];
+    Node fresh;
+    memcpy(node, hash, HASH_LEN);
+    for (;;) {
+        if (is_empty(node)) {
+            Item *one = &ctx->items[i];
+            if (build(ctx, depth, &one, 1, &fresh) < 0) {
+                return -1;
+            }
+            break;
+        }
+        PyObject *record = read_node(ctx, node);
+        if (record == NULL) {
+            return -1;
+        }
+        const unsigned char *data = (const unsigned char *)PyBytes_AS_STRING(record);
+        if (data[0] == LEAF_TAG) {
+            int rc = merge_leaf(ctx, node, record, depth, i, i + 1, &fresh);
+            Py_DECREF(record);
+            if (rc < 0) {
+                return -1;
+            }
+            break;
+        }
+        if (depth >= PATH_BITS) {
+            Py_DECREF(record);
+            raise_too_deep(ctx);
+            return -1;
+        }
+        TrailStep *step = &trail[steps++];
+        memcpy(step->parent, node, HASH_LEN);
+        if (path_bit(path, depth)) {
+            memcpy(step->sibling, data + 1, HASH_LEN);
+            memcpy(node, data + 1 + HASH_LEN, HASH_LEN);
+            step->right = 1;
+        } else {
+            memcpy(step->sibling, data + 1 + HASH_LEN, HASH_LEN);
+            memcpy(node, data + 1, HASH_LEN);
+            step->right = 0;
+        }
+        Py_DECREF(record);
+        depth++;
+    }
+    if (steps == 0) {
+        *out = fresh;
+        return 0;
+    }
+    if (memcmp(fresh.hash, node, HASH_LEN) == 0) {
+        memcpy(out->hash, hash, HASH_LEN);
+        out->kind = K_INTERNAL;
+        return 0;
+    }
+    unsigned char child[HASH_LEN];
+    int kind = fresh.kind;
+    memcpy(child, fresh.hash, HASH_LEN);
+    while (steps > 0) {
+        TrailStep *step = &trail[--steps];
+        if (mark_replaced(ctx, step->parent) < 0) {
+            return -1;
+        }
+        if (kind == K_LEAF && is_empty(step->sibling)) {
+            continue; /* join: a lone leaf moves up (its hash has no depth) */
+        }
+        unsigned char parent[HASH_LEN];
+        if (step->right) {
+            if (internal(ctx, step->sibling, child, parent) < 0) {
+                return -1;
+            }
+        } else if (internal(ctx, child, step->sibling, parent) < 0) {
+            return -1;
+        }
+        memcpy(child, parent, HASH_LEN);
+        kind = K_INTERNAL;
+    }
+    memcpy(out->hash, child, HASH_LEN);
+    out->kind = kind;
+    return 0;
+}
+
+/* `update`: items[lo:hi] (lo < hi, all under this subtree's prefix) applied to `hash`. */
+static int update(Ctx *ctx, const unsigned char hash[HASH_LEN], int depth, Py_ssize_t lo,
+                  Py_ssize_t hi, Node *out)
+{
+    if (hi - lo == 1 && ctx->items[lo].value != NULL) {
+        return single(ctx, hash, depth, lo, out);
+    }
+    if (is_empty(hash)) {
+        return build_writes(ctx, depth, lo, hi, NULL, 0, out);
+    }
+    PyObject *record = read_node(ctx, hash);
+    if (record == NULL) {
+        return -1;
+    }
+    const unsigned char *data = (const unsigned char *)PyBytes_AS_STRING(record);
+    if (data[0] == LEAF_TAG) {
+        int rc = merge_leaf(ctx, hash, record, depth, lo, hi, out);
+        Py_DECREF(record);
+        return rc;
+    }
+    if (depth >= PATH_BITS) {
+        Py_DECREF(record);
+        raise_too_deep(ctx);
+        return -1;
+    }
+    unsigned char left[HASH_LEN], right[HASH_LEN];
+    memcpy(left, data + 1, HASH_LEN);
+    memcpy(right, data + 1 + HASH_LEN, HASH_LEN);
+    Py_DECREF(record);
+
+    Py_ssize_t mid = split_items(ctx->items, lo, hi, depth);
+    Node new_left, new_right;
+    if (mid == lo) {
+        if (update(ctx, right, depth + 1, lo, hi, &new_right) < 0) {
+            return -1;
+        }
+        if (memcmp(new_right.hash, right, HASH_LEN) == 0) {
+            memcpy(out->hash, hash, HASH_LEN);
+            out->kind = K_INTERNAL;
+            return 0;
+        }
+        memcpy(new_left.hash, left, HASH_LEN);
+        new_left.kind = is_empty(left) ? K_EMPTY : K_UNKNOWN;
+    } else if (mid == hi) {
+        if (update(ctx, left, depth + 1, lo, hi, &new_left) < 0) {
+            return -1;
+        }
+        if (memcmp(new_left.hash, left, HASH_LEN) == 0) {
+            memcpy(out->hash, hash, HASH_LEN);
+            out->kind = K_INTERNAL;
+            return 0;
+        }
+        memcpy(new_right.hash, right, HASH_LEN);
+        new_right.kind = is_empty(right) ? K_EMPTY : K_UNKNOWN;
+    } else {
+        if (update(ctx, left, depth + 1, lo, mid, &new_left) < 0) {
+            return -1;
+        }
+        if (update(ctx, right, depth + 1, mid, hi, &new_right) < 0) {
+            return -1;
+        }
+        if (memcmp(new_left.hash, left, HASH_LEN) == 0 &&
+            memcmp(new_right.hash, right, HASH_LEN) == 0) {
+            memcpy(out->hash, hash, HASH_LEN);
+            out->kind = K_INTERNAL;
+            return 0;
+        }
+    }
+    if (mark_replaced(ctx, hash) < 0) {
+        return -1;
+    }
+    if (!is_empty(new_left.hash) && !is_empty(new_right.hash)) {
+        out->kind = K_INTERNAL;
+        return internal(ctx, new_left.hash, new_right.hash, out->hash);
+    }
+    return join(ctx, &new_left, &new_right, out);
+}
+
+/* Items sort by path (big-endian, as the Python ints). Equal paths go to the Python code. */
+static int compare_items(const void *x, const void *y)
+{
+    return memcmp(((const Item *)x)->path, ((const Item *)y)->path, HASH_LEN);
+}
+
+static void free_items(Item *items, Py_ssize_t count)
+{
+    if (items == NULL) {
+        return;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        Py_XDECREF(items[i].key);
+        Py_XDECREF(items[i].value);
+    }
+    PyMem_Free(items);
+}
+
+/* Fills *items_out from `changes`. 1: done; 0: a key or value the fast path does not
+ * take (not exactly bytes, or too long); -1: an exception. */
+static int collect_items(PyObject *changes, Item **items_out, Py_ssize_t *count_out)
+{
+    PyObject *pairs = NULL;
+    Py_ssize_t size;
+    if (PyDict_CheckExact(changes)) {
+        size = PyDict_GET_SIZE(changes);
+    } else {
+        pairs = PyMapping_Items(changes);
+        if (pairs == NULL) {
+            return -1;
+        }
+        size = PyList_GET_SIZE(pairs);
+    }
+    Item *items = PyMem_New(Item, (size_t)(size > 0 ? size : 1));
+    if (items == NULL) {
+        Py_XDECREF(pairs);
+        PyErr_NoMemory();
+        return -1;
+    }
+    Py_ssize_t count = 0, pos = 0;
+    int result = 1;
+    for (Py_ssize_t i = 0; i < size; i++) {
+        PyObject *key, *value;
+        if (pairs == NULL) {
+            if (!PyDict_Next(changes, &pos, &key, &value)) {
+                break;
+            }
+        } else {
+            PyObject *pair = PyList_GET_ITEM(pairs, i);
+            if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) {
+                result = 0;
+                break;
+            }
+            key = PyTuple_GET_ITEM(pair, 0);
+            value = PyTuple_GET_ITEM(pair, 1);
+        }
+        if (!PyBytes_CheckExact(key) || PyBytes_GET_SIZE(key) > MAX_KEY_BYTES) {
+            result = 0;
+            break;
+        }
+        if (value == Py_None) {
+            value = NULL;
+        } else if (!PyBytes_CheckExact(value) || PyBytes_GET_SIZE(value) > MAX_VALUE_BYTES) {
+            result = 0;
+            break;
+        }
+        Item *item = &items[count++];
+        item->key = Py_NewRef(key);
+        item->value = Py_XNewRef(value);
+        item->known = NULL;
+        keccak256_bytes((const unsigned char *)PyBytes_AS_STRING(key),
+                        (size_t)PyBytes_GET_SIZE(key), item->path);
+    }
+    Py_XDECREF(pairs);
+    if (result == 1) {
+        qsort(items, (size_t)count, sizeof(Item), compare_items);
+        /* Two keys with one path: never in practice; the Python code decides. */
+        for (Py_ssize_t i = 1; i < count; i++) {
+            if (memcmp(items[i - 1].path, items[i].path, HASH_LEN) == 0) {
+                result = 0;
+                break;
+            }
+        }
+    }
+    if (result != 1) {
+        free_items(items, count);
+        return result;
+    }
+    *items_out = items;
+    *count_out = count;
+    return 1;
+}
+
+static PyObject *py_rebuild(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError,
+                        "rebuild(changes, root, quick, get, MissingNode, CorruptNode)");
+        return NULL;
+    }
+    PyObject *changes = args[0], *root = args[1], *quick = args[2], *get = args[3];
+    if (!PyBytes_Check(root) || PyBytes_GET_SIZE(root) != HASH_LEN) {
+        PyErr_SetString(PyExc_ValueError, "a root is 32 bytes");
+        return NULL;
+    }
+    if (!PyMapping_Check(changes) || !PyCallable_Check(get) ||
+        (!PyDict_CheckExact(quick) && !PyCallable_Check(quick))) {
+        PyErr_SetString(PyExc_TypeError, "rebuild: changes is a mapping, quick a dict or "
+                                         "callable, get a callable");
+        return NULL;
+    }
+    if (!PyExceptionClass_Check(args[4]) || !PyExceptionClass_Check(args[5])) {
+        PyErr_SetString(PyExc_TypeError, "rebuild: MissingNode and CorruptNode are exceptions");
+        return NULL;
+    }
+    Item *items = NULL;
+    Py_ssize_t count = 0;
+    int collected = collect_items(changes, &items, &count);
+    if (collected < 0) {
+        return NULL;
+    }
+    if (collected == 0) {
+        Py_RETURN_NONE;
+    }
+    Ctx *ctx = PyMem_Malloc(sizeof(Ctx));
+    if (ctx == NULL) {
+        free_items(items, count);
+        return PyErr_NoMemory();
+    }
+    ctx->items = items;
+    ctx->count = count;
+    ctx->quick_dict = PyDict_CheckExact(quick) ? quick : NULL;
+    ctx->quick_call = PyDict_CheckExact(quick) ? NULL : quick;
+    ctx->get = get;
+    ctx->missing = args[4];
+    ctx->corrupt = args[5];
+    ctx->hashes = 0;
+    ctx->staged = PyDict_New();
+    ctx->replaced = PyList_New(0);
+    PyObject *result = NULL;
+    if (ctx->staged != NULL && ctx->replaced != NULL) {
+        PyObject *new_root = NULL;
+        if (count == 0) {
+            new_root = Py_NewRef(root);
+        } else {
+            Node top;
+            if (update(ctx, (const unsigned char *)PyBytes_AS_STRING(root), 0, 0, count,
+                       &top) == 0) {
+                new_root = hash_object(top.hash);
+            }
+        }
+        if (new_root != NULL) {
+            result = PyTuple_Pack(3, new_root, ctx->staged, ctx->replaced);
+            Py_DECREF(new_root);
+        }
+    }
+    Py_XDECREF(ctx->staged);
+    Py_XDECREF(ctx->replaced);
+    free_items(items, count);
+    PyMem_Free(ctx);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"keccak256", (PyCFunction)py_keccak256, METH_O,
+     "keccak256(data) -> bytes: Keccak-256 (original padding, as Ethereum)."},
+    {"rebuild", (PyCFunction)(void (*)(void))py_rebuild, METH_FASTCALL,
+     "rebuild(changes, root, quick, get, MissingNode, CorruptNode) -> "
+     "(new_root, staged, replaced) | None: StateTree.apply's batch rebuild."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT,
+    "_tree_native",
+    "The state tree's batch rebuild and keccak-256, in C (see state_tree.py).",
+    0,
+    methods,
+    NULL,
+    NULL,
+    NULL,
+    NULL,
+};
+
+PyMODINIT_FUNC PyInit__tree_native(void)
+{
+    return PyModuleDef_Init(&module_def);
+}
