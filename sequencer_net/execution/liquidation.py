@@ -147,11 +147,10 @@ def liquidate_undermargined(w: StateWriter) -> int:
                     risk = check(sid)
                 else:
                     sizes: list[tuple[int, int]] = []
-                    records: list[object] = []
-                    risk = check(sid, sizes, records)
+                    risk = check(sid, sizes)
                 if risk.equity >= risk.maintenance:
                     if bound is not None:
-                        _record_slack(w, bound, sid, risk, sizes, records)
+                        _record_slack(w, bound, sid, risk, sizes)
                     continue
                 watch.add(sid)
                 if risk.equity <= 0:
@@ -192,24 +191,20 @@ def liquidate_undermargined(w: StateWriter) -> int:
 
 
 def _record_slack(
-    w: StateWriter,
-    bound: MarginBound,
-    sid: bytes,
-    risk: Maintenance,
-    sizes: list[tuple[int, int]],
-    records: list[object],
+    w: StateWriter, bound: MarginBound, sid: bytes, risk: Maintenance, sizes: list[tuple[int, int]]
 ) -> None:
-    """Remember `sid`'s slack at the current markets (`bound`'s snapshots),
-    and the records it was computed from (an entry outlives the block only if
-    they are still the subaccount's at its end: StateWriter.commit)."""
+    """Remember `sid`'s slack at the current markets (`bound`'s snapshots).
+    The first one also notes the subaccount and position writes so far: an
+    entry outlives the block only if nothing writes its subaccount after
+    (StateWriter.commit); until the first close-out the check writes nothing."""
     if w.margin_snapshot is None:
         w.margin_snapshot = bound.snapshots
+        w.margin_slack_writes = (w.subaccounts.writes(), w.positions.writes())
     entry = [risk.equity - risk.maintenance, w.height]
     for market_id, size in sizes:
         entry.append(market_id)
         entry.append(size)
     w.margin_slack[sid] = tuple(entry)
-    w.margin_slack_records[sid] = tuple(records)
 
 
 def subaccounts_to_check(w: StateWriter) -> set[bytes]:

@@ -265,20 +265,11 @@ class MaintenanceCheck:
             total += group_option_requirement(group_terms, sizes)
         return total
 
-    def __call__(
-        self,
-        sid: bytes,
-        sizes: list[tuple[int, int]] | None = None,
-        records: list[object] | None = None,
-    ) -> Maintenance:
+    def __call__(self, sid: bytes, sizes: list[tuple[int, int]] | None = None) -> Maintenance:
         """`maintenance_risk(w, sid)`; with `sizes`, also append (market id,
-        size) of each non-zero position to it, and with `records` the
-        subaccount record and then each of its position records (the objects
-        read)."""
+        size) of each non-zero position to it."""
         w = self._w
         sub = w.subaccount(sid)
-        if records is not None:
-            records.append(sub)
         equity = sub.collateral
         maintenance = 0
         options: list[OptionHolding] = []
@@ -286,8 +277,6 @@ class MaintenanceCheck:
         for market_id in sub.markets:
             position = positions.get(sid + market_id.to_bytes(4, "big"))
             assert position is not None
-            if records is not None:
-                records.append(position)
             entry = markets.get(market_id) or self._market(market_id)
             params, state, price, perpetual = entry
             size = position.size

@@ -399,6 +399,16 @@ class Overlay(Generic[K, V]):
     def changes(self) -> Iterator[tuple[K, V | None]]:
         return iter(self._writes.items())
 
+    def writes(self) -> dict[K, V | None]:
+        """A copy of the writes so far (for `changed_since`)."""
+        return dict(self._writes)
+
+    def changed_since(self, writes: dict[K, V | None]) -> Iterator[K]:
+        """The keys whose value is not the very object it was at `writes`."""
+        for key, value in self._writes.items():
+            if writes.get(key, _ABSENT) is not value:
+                yield key
+
     def merged(self) -> dict[K, V]:
         result = dict(self._base)
         for key, value in self._writes.items():
@@ -486,8 +496,12 @@ class StateWriter:
         # or above maintenance (ExecutionState.margin_slack; those written after
         # it are dropped at commit).
         self.margin_slack: dict[bytes, MarginSlack] = {}
-        self.margin_slack_records: dict[bytes, tuple[object, ...]] = {}
         self.margin_snapshot: Mapping[int, MarketSnapshot] | None = None
+        # The subaccount and position writes when the slack was recorded: a
+        # subaccount written after that keeps no entry (`_next_margin_slack`).
+        self.margin_slack_writes: (
+            tuple[dict[bytes, Subaccount | None], dict[bytes, Position | None]] | None
+        ) = None
 
     # --- block-level phases ---------------------------------------------------------
 
@@ -620,11 +634,10 @@ class StateWriter:
 
     def _next_margin_slack(self) -> Mapping[bytes, MarginSlack]:
         """The base's entries and this block's, each only for a subaccount
-        whose records are still those it describes: a base entry
-        if this block did not write the subaccount, one of this block's if
-        the subaccount and position records its check read are still the
-        subaccount's. None for a subaccount on the watch list (below
-        maintenance, or its check failed)."""
+        whose records are still those it describes: a base entry if this
+        block did not write the subaccount, one of this block's if nothing
+        wrote the subaccount after its slack was recorded. None for a
+        subaccount on the watch list (below maintenance, or its check failed)."""
         written = self.written_subaccounts()
         watch = self.margin_watch or ()
         base = self.base.margin_slack
@@ -633,24 +646,17 @@ class StateWriter:
         merged = dict(base)
         for sid in written:  # a subaccount closes only by a write: none left over
             merged.pop(sid, None)
-        for sid, entry in self.margin_slack.items():
-            if sid not in written or self._records_unchanged(sid):
-                merged[sid] = entry
+        if self.margin_slack:
+            assert self.margin_slack_writes is not None
+            subs, positions = self.margin_slack_writes
+            later = set(self.subaccounts.changed_since(subs))
+            later.update(key[:21] for key in self.positions.changed_since(positions))
+            for sid, entry in self.margin_slack.items():
+                if sid not in later:
+                    merged[sid] = entry
         for sid in watch:
             merged.pop(sid, None)
         return merged
-
-    def _records_unchanged(self, sid: bytes) -> bool:
-        """Whether `sid`'s subaccount and position records are the very
-        objects the liquidation check read when it recorded its slack."""
-        records = self.margin_slack_records[sid]
-        sub = self.subaccounts.get(sid)
-        if sub is None or sub is not records[0]:
-            return False
-        return all(
-            self.positions.get(position_key(sid, market_id)) is position
-            for market_id, position in zip(sub.markets, records[1:], strict=True)
-        )
 
     def _next_margin_snapshots(self) -> Mapping[int, Mapping[int, MarketSnapshot]]:
         base = self.base.margin_snapshots
