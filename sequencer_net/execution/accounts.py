@@ -18,7 +18,7 @@ from __future__ import annotations
 from .exceptions import InsufficientCollateral, InsufficientMargin, InvalidAmount, Unauthorized
 from .l1_bridge import ADDRESS_BYTES, debit_l1_balance, is_collateral_token, record_withdrawal
 from .limits import MAX_AMOUNT, MAX_SUBACCOUNT_NUMBER
-from .margin import subaccount_risk
+from .margin import meets_initial_with_orders
 from .positions import credit, pending_charge
 from .receipts import Withdrawn
 from .records import Ledger
@@ -60,8 +60,7 @@ def _debit_checked(w: StateWriter, sid: bytes, amount: int) -> None:
     if cash(w, sid) < amount and not w.subaccount(sid).markets:
         raise InsufficientCollateral("not enough collateral")
     credit(w, sid, -amount)
-    risk = subaccount_risk(w, sid)
-    if risk.equity < risk.initial_with_orders:
+    if not meets_initial_with_orders(w, sid):
         raise InsufficientMargin("would fall below the initial margin requirement")
 
 

@@ -156,6 +156,11 @@ _DECODER: Final = msgspec.msgpack.Decoder(ext_hook=_ext_hook)
 _BOUNDED_DECODER: Final = msgspec.msgpack.Decoder(ext_hook=_bounded_ext_hook)
 
 
+def bounded_decoder() -> msgspec.msgpack.Decoder[Any]:
+    """The untyped decoder `decode_canonical(bounded_ints=True)` reads with."""
+    return _BOUNDED_DECODER
+
+
 def decode_canonical(data: bytes, kind: type[T], *, bounded_ints: bool = False) -> T:
     """Decode `data` as `kind`, accepting only its canonical encoding.
 

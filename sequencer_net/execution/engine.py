@@ -99,6 +99,7 @@ from .l1_bridge import apply_deposit_report
 from .limits import MAX_DEX_PAYLOAD_BYTES, MAX_PHASE_FAILURES, MAX_REASON_LENGTH
 from .liquidation import liquidate_undermargined
 from .margin import MaintenanceCheck
+from .margin_bound import MarginBound
 from .markets import apply_list_market, apply_set_paused, apply_update_market
 from .matching import run_auctions
 from .nonces import nonce_rejection, use_nonce
@@ -278,11 +279,15 @@ def admit_transactions(
     admitted: list[tuple[int, SequencedTransaction]] = []
     collected = 0
     # Admission writes nonces, subaccounts 0 and the ledger, never a market:
-    # one check reads each market's inputs once for every sender.
+    # one check reads each market's inputs once for every sender, and one
+    # bound (margin_bound.py) serves every sender's recorded slack.
     check = MaintenanceCheck(w)
+    bound = MarginBound(w)
     for sender in sorted(by_sender.keys() | failed_reveals.keys()):
         window = w.nonces.get(sender)
         balance: int | None = None  # computed once per sender, when first needed
+        # At most the balance, known without computing it (None: not known).
+        floor = _fee_balance_floor(w, sender, bound)
         paid = 0
         for nonce, tx_hash, i, tx in sorted(by_sender.get(sender, ()), key=lambda t: t[:3]):
             rejected = nonce_rejection(window, nonce)
@@ -296,6 +301,13 @@ def admit_transactions(
                 receipts[i] = _failed(tx_hash, sender, low)
                 continue
             if balance is None:
+                if floor is not None and tx.fee <= floor - paid:
+                    paid += tx.fee  # within the balance: what follows below, as is
+                    if tx.namespace == DEX_NAMESPACE:
+                        admitted.append((i, tx))
+                    else:
+                        receipts[i] = Receipt(tx_hash, sender, True, "", "", tx.fee)
+                    continue
                 balance = fee_balance(w, sender, check)
             if tx.fee > balance - paid:
                 short = InsufficientFeeBalance(f"fee {tx.fee} exceeds {max(balance - paid, 0)}")
@@ -309,9 +321,9 @@ def admit_transactions(
         for i, failed in failed_reveals.get(sender, ()):
             # After the sender's transactions, in block order: the max fee, or
             # what the fee balance still covers.
-            if balance is None:
+            if balance is None and (floor is None or failed.fee > floor - paid):
                 balance = fee_balance(w, sender, check)
-            charged = min(failed.fee, max(balance - paid, 0))
+            charged = failed.fee if balance is None else min(failed.fee, max(balance - paid, 0))
             paid += charged
             receipts[i] = Receipt(
                 failed.tx_hash,
@@ -330,6 +342,23 @@ def admit_transactions(
     w.release()
     admitted.sort(key=lambda item: item[0])
     return admitted
+
+
+def _fee_balance_floor(w: StateWriter, sender: bytes, bound: MarginBound) -> int | None:
+    """A value the sender's `fee_balance` is at least, found without its margin
+    computation: the collateral of a subaccount 0 with no position (which is
+    the balance), or its recorded slack less how far it can have fallen since
+    (margin_bound.py; admission has written no subaccount 0 of this sender
+    yet). None when neither is known."""
+    sid = fee_account(sender)
+    sub = w.subaccount(sid)
+    if not sub.markets:
+        return sub.collateral
+    entry = w.base.margin_slack.get(sid)
+    if entry is None:
+        return None
+    fell = bound.decrease_bound(entry)
+    return None if fell is None else entry[0] - fell
 
 
 def decode_dex_payloads(

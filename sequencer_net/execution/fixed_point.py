@@ -47,6 +47,7 @@ __all__ = [
     "mul_down",
     "mul_up",
     "norm_cdf",
+    "norm_cdf_pair",
     "norm_pdf",
     "parse_decimal",
     "rescale",
@@ -378,10 +379,16 @@ def _norm_cdf_at(x: int, w: int, digits: int) -> int:
     |x| >= 6: the tail Q(|x|) by continued fraction; N(x) = Q(-x) for x < 0 and
     1 - Q(x) for x > 0 (that subtraction is harmless: the result is near 1).
     """
-    a = abs(x)
+    low, high = _norm_cdf_both_at(abs(x), w, digits)
+    return high if x >= 0 else low
+
+
+def _norm_cdf_both_at(a: int, w: int, digits: int) -> tuple[int, int]:
+    """(N(-a), N(a)) at scale ``w`` for a >= 0 (`_norm_cdf_at`'s two signs:
+    both come from one tail or one series sum)."""
     if a >= _SERIES_LIMIT * w:
         tail = _upper_tail_at(a, w, digits)
-        return tail if x < 0 else w - tail
+        return tail, w - tail
     # The sum is odd in x: accumulate it for |x| and apply the sign at the end.
     x2 = (a * a) // w  # floor
     total = a
@@ -392,7 +399,7 @@ def _norm_cdf_at(x: int, w: int, digits: int) -> int:
         total += term
         n += 1
     half_width = (_norm_pdf_at(a, w, digits) * total) // w  # floor: N(|x|) - 1/2
-    return w // 2 + half_width if x >= 0 else w // 2 - half_width
+    return w // 2 - half_width, w // 2 + half_width
 
 
 def _guarded(scale: int) -> tuple[int, int, int]:
@@ -450,6 +457,18 @@ def norm_cdf(x: int, scale: int = SCALE) -> int:
     """
     w, digits, guard = _guarded(scale)
     return _divide(_norm_cdf_at(x * guard, w, digits), guard, Rounding.NEAREST)
+
+
+def norm_cdf_pair(x: int, scale: int = SCALE) -> tuple[int, int]:
+    """(norm_cdf(x, scale), norm_cdf(-x, scale)), the same two integers, from
+    one evaluation: N(x) and N(-x) share the series sum (or the tail) of |x|."""
+    w, digits, guard = _guarded(scale)
+    low, high = _norm_cdf_both_at(abs(x) * guard, w, digits)
+    at_x, at_minus_x = (high, low) if x >= 0 else (low, high)  # at 0 low == high
+    return (
+        _divide(at_x, guard, Rounding.NEAREST),
+        _divide(at_minus_x, guard, Rounding.NEAREST),
+    )
 
 
 def norm_pdf(x: int, scale: int = SCALE) -> int:

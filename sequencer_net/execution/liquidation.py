@@ -75,6 +75,7 @@ from .margin import (
     requirement,
     valuation_price,
 )
+from .margin_bound import MarginBound
 from .markets import is_expired, is_oracle_fresh
 from .option_margin import MAINTENANCE_GRID, OptionHolding, group_requirement
 from .orders import release_order, reserved_premium
@@ -112,28 +113,52 @@ def liquidate_undermargined(w: StateWriter) -> int:
     # Whether any unit may be skipped: if not, phase_skipped is False for every one.
     may_skip = w.skip_all_phases or bool(w.skipped)
     check = MaintenanceCheck(w)
+    # Until the first close-out of the first pass (it may change any market's
+    # state), a subaccount whose recorded slack (ExecutionState.margin_slack)
+    # outweighs how far its margin can have moved is skipped, and every one
+    # checked at or above maintenance gets its slack recorded.
+    bound: MarginBound | None = MarginBound(w)
+    recorded = w.base.margin_slack
     while True:
         acted = False
         check.forget()
         below: list[tuple[int, bytes, Maintenance]] = []  # of the last pass: nobody acted on
         watch.clear()
-        for sid in sorted(subaccounts_to_check(w)):
+        to_check, boundable = _subaccounts_to_check(w)
+        for sid in sorted(to_check):
             if sid == INSURANCE_FUND or sid in skipped:
                 continue
             if may_skip and w.phase_skipped("liquidation", sid):
                 skipped.add(sid)
                 continue
+            if bound is not None and sid in boundable:
+                # Its recorded slack (no block wrote it since) outweighs how far its
+                # equity minus maintenance can have fallen: it meets maintenance,
+                # which is all its check would find.
+                entry = recorded.get(sid)
+                if entry is not None:
+                    fell = bound.decrease_bound(entry)
+                    if fell is not None and entry[0] >= fell:
+                        continue
             # The unit StateWriter.phase("liquidation", sid) runs, written out: the
             # check runs for every holder of a market whose index moved.
             try:
-                risk = check(sid)
+                if bound is None:
+                    risk = check(sid)
+                else:
+                    sizes: list[tuple[int, int]] = []
+                    risk = check(sid, sizes)
                 if risk.equity >= risk.maintenance:
+                    if bound is not None:
+                        _record_slack(w, bound, sid, risk, sizes)
                     continue
                 watch.add(sid)
                 if risk.equity <= 0:
+                    bound = None
                     check.forget()  # a close-out may change any market's state
                     close_out(w, sid, risk)
                 elif misses.get(sid, 0) >= allowed_misses(w, sid):
+                    bound = None
                     check.forget()
                     close_out_slice(w, sid, risk)
                     misses.pop(sid)
@@ -154,6 +179,7 @@ def liquidate_undermargined(w: StateWriter) -> int:
                     if _fund_is_bankrupt(w):
                         _deleverage_fund(w)
                         acted = True
+        bound = None  # later passes check everyone they name
         if not acted:
             break
     w.margin_watch = watch | skipped
@@ -162,6 +188,23 @@ def liquidate_undermargined(w: StateWriter) -> int:
     place_liquidation_orders(w, below, budget, misses)
     place_fund_orders(w, budget)
     return count
+
+
+def _record_slack(
+    w: StateWriter, bound: MarginBound, sid: bytes, risk: Maintenance, sizes: list[tuple[int, int]]
+) -> None:
+    """Remember `sid`'s slack at the current markets (`bound`'s snapshots).
+    The first one also notes the subaccount and position writes so far: an
+    entry outlives the block only if nothing writes its subaccount after
+    (StateWriter.commit); until the first close-out the check writes nothing."""
+    if w.margin_snapshot is None:
+        w.margin_snapshot = bound.snapshots
+        w.margin_slack_writes = (w.subaccounts.writes(), w.positions.writes())
+    entry = [risk.equity - risk.maintenance, w.height]
+    for market_id, size in sizes:
+        entry.append(market_id)
+        entry.append(size)
+    w.margin_slack[sid] = tuple(entry)
 
 
 def subaccounts_to_check(w: StateWriter) -> set[bytes]:
@@ -176,21 +219,33 @@ def subaccounts_to_check(w: StateWriter) -> set[bytes]:
     change nothing. All of them when the previous block left no watch list, or
     when every block-level unit is skipped (each one then records its
     PhaseSkipped event)."""
+    return _subaccounts_to_check(w)[0]
+
+
+def _subaccounts_to_check(w: StateWriter) -> tuple[set[bytes], set[bytes]]:
+    """`subaccounts_to_check`, and those of them this block has not written
+    so far: the ones a recorded slack may vouch for (an entry in
+    ExecutionState.margin_slack describes the subaccount's records as they
+    are at the end of the previous block)."""
     open_now = w.open_subaccounts()
     watch = w.base.margin_watch
     if watch is None or w.skip_all_phases:
-        return open_now
+        return open_now, set()
     written = w.written_subaccounts()
     before = _margin_inputs(w.base)
     moved = {mid for mid, inputs in w.margin_inputs_now().items() if before.get(mid) != inputs}
     check = (written | watch) & open_now
+    boundable = (open_now & watch) - written
     if moved:
         subaccounts = w.base.subaccounts
         for sid in open_now - check:
             sub = subaccounts.get(sid)
-            if sub is None or not moved.isdisjoint(sub.markets):
+            if sub is None:
                 check.add(sid)
-    return check
+            elif not moved.isdisjoint(sub.markets):
+                check.add(sid)
+                boundable.add(sid)
+    return check, boundable
 
 
 def _margin_inputs(state: ExecutionState) -> dict[int, MarginInputs]:

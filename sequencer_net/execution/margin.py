@@ -117,6 +117,14 @@ def subaccount_risk(w: StateWriter, sid: bytes) -> Risk:
     return _risk(w, sid, initial=True)
 
 
+def meets_initial_with_orders(w: StateWriter, sid: bytes) -> bool:
+    """`subaccount_risk(w, sid)`'s equity >= initial_with_orders: what a new
+    order, a withdrawal or a transfer must keep, computed without the
+    maintenance and plain initial requirements it does not read."""
+    risk = _risk(w, sid, initial=True, orders_only=True)
+    return risk.equity >= risk.initial_with_orders
+
+
 def maintenance_risk(w: StateWriter, sid: bytes) -> Maintenance:
     """`subaccount_risk`'s equity and maintenance, computed without the initial
     requirements."""
@@ -124,8 +132,9 @@ def maintenance_risk(w: StateWriter, sid: bytes) -> Maintenance:
     return Maintenance(risk.equity, risk.maintenance)
 
 
-def _risk(w: StateWriter, sid: bytes, *, initial: bool) -> Risk:
-    """Equity and requirements; with `initial` False the initial ones are 0.
+def _risk(w: StateWriter, sid: bytes, *, initial: bool, orders_only: bool = False) -> Risk:
+    """Equity and requirements; with `initial` False the initial ones are 0;
+    with `orders_only` only equity and initial_with_orders (the others 0).
 
     A perpetual's terms are written out here (`pending_charge`, the index as
     its valuation price, `requirement`): the liquidation check runs this for
@@ -161,6 +170,10 @@ def _risk(w: StateWriter, sid: bytes, *, initial: bool) -> Risk:
             equity += (size * price) // SCALE
         options.append(OptionHolding(market_id, params, state, size, position.open_sell))
         with_orders += position.open_buy_premium
+    if orders_only:
+        if options:
+            with_orders += option_requirements(w, options, orders_only=True).initial_with_orders
+        return Risk(equity, 0, 0, with_orders)
     if options:
         option = option_requirements(w, options, initial=initial)
         maintenance += option.maintenance
@@ -252,7 +265,9 @@ class MaintenanceCheck:
             total += group_option_requirement(group_terms, sizes)
         return total
 
-    def __call__(self, sid: bytes) -> Maintenance:
+    def __call__(self, sid: bytes, sizes: list[tuple[int, int]] | None = None) -> Maintenance:
+        """`maintenance_risk(w, sid)`; with `sizes`, also append (market id,
+        size) of each non-zero position to it."""
         w = self._w
         sub = w.subaccount(sid)
         equity = sub.collateral
@@ -265,6 +280,8 @@ class MaintenanceCheck:
             entry = markets.get(market_id) or self._market(market_id)
             params, state, price, perpetual = entry
             size = position.size
+            if sizes is not None and size:
+                sizes.append((market_id, size))
             if perpetual:
                 if size:
                     index = state.long_index if size > 0 else state.short_index

@@ -109,10 +109,17 @@ def group_key(market_id: int, params: MarketParams) -> tuple[int, int]:
 
 
 def option_requirements(
-    w: StateWriter, holdings: Iterable[OptionHolding], *, initial: bool = True
+    w: StateWriter,
+    holdings: Iterable[OptionHolding],
+    *,
+    initial: bool = True,
+    orders_only: bool = False,
 ) -> OptionRequirements:
     """The three requirements of a subaccount's options, summed over its groups;
-    with `initial` False only maintenance (the initial ones are 0)."""
+    with `initial` False only maintenance (the initial ones are 0); with
+    `orders_only` only initial_with_orders (the others 0)."""
+    if orders_only:
+        return OptionRequirements(0, 0, _initial_with_orders(w, holdings))
     if isinstance(holdings, list) and len(holdings) == 1:  # one group of one option
         h = holdings[0]
         now = (h.size,)
@@ -132,18 +139,60 @@ def option_requirements(
     maintenance = initial_total = with_orders = 0
     for key in sorted(groups):
         group = groups[key]
-        current = [(h.size,) for h in group]
-        maintenance += group_requirement(w, group, current, MAINTENANCE_GRID, initial=False)
+        if len(group) == 1:
+            current = [(group[0].size,)]
+            maintenance += group_requirement(w, group, current, MAINTENANCE_GRID, initial=False)
+            if not initial:
+                continue
+            group_initial = group_requirement(w, group, current, INITIAL_GRID, initial=True)
+            initial_total += group_initial
+            h = group[0]
+            if h.open_sell:
+                both_sizes = [(h.size, h.size - h.open_sell)]
+                with_orders += group_requirement(w, group, both_sizes, INITIAL_GRID, initial=True)
+            else:
+                with_orders += group_initial
+            continue
+        # Several options: `group_requirement` from the group's terms, kept for
+        # the block while its markets' records are the same objects.
+        sizes_now = [h.size for h in group]
+        terms = cached_group_terms(w, group, MAINTENANCE_GRID, initial=False)
+        maintenance += group_option_requirement(terms, sizes_now)
         if not initial:
             continue
-        group_initial = group_requirement(w, group, current, INITIAL_GRID, initial=True)
+        terms = cached_group_terms(w, group, INITIAL_GRID, initial=True)
+        group_initial = group_option_requirement(terms, sizes_now)
         initial_total += group_initial
         if any(h.open_sell for h in group):
-            sizes = [(h.size, h.size - h.open_sell) if h.open_sell else (h.size,) for h in group]
-            with_orders += group_requirement(w, group, sizes, INITIAL_GRID, initial=True)
+            possible = [(h.size, h.size - h.open_sell) if h.open_sell else (h.size,) for h in group]
+            with_orders += group_option_requirement_with_orders(terms, possible)
         else:
             with_orders += group_initial
     return OptionRequirements(maintenance, initial_total, with_orders)
+
+
+def _initial_with_orders(w: StateWriter, holdings: Iterable[OptionHolding]) -> int:
+    """`option_requirements(w, holdings).initial_with_orders`, alone: per group
+    the initial requirement with every open sell filled or not (without open
+    sells, the plain initial requirement)."""
+    groups: dict[tuple[int, int], list[OptionHolding]] = {}
+    for holding in holdings:
+        groups.setdefault(group_key(holding.market_id, holding.params), []).append(holding)
+    total = 0
+    for key in sorted(groups):
+        group = groups[key]
+        if len(group) == 1:
+            h = group[0]
+            sizes = (h.size, h.size - h.open_sell) if h.open_sell else (h.size,)
+            total += _single_requirement(w, h, sizes, INITIAL_GRID, initial=True)
+            continue
+        terms = cached_group_terms(w, group, INITIAL_GRID, initial=True)
+        if any(h.open_sell for h in group):
+            possible = [(h.size, h.size - h.open_sell) if h.open_sell else (h.size,) for h in group]
+            total += group_option_requirement_with_orders(terms, possible)
+        else:
+            total += group_option_requirement(terms, [h.size for h in group])
+    return total
 
 
 def group_requirement(
@@ -462,3 +511,74 @@ def group_option_requirement(terms: GroupOptionTerms, sizes: Sequence[int]) -> i
         cap: int = max(sum(map(operator.mul, sizes, point)) for point in terms.points)
         required = min(required, max(cap, 0) * scale)
     return -(-required // (scale * SCALE))  # margin rounds up
+
+
+def cached_group_terms(
+    w: StateWriter, group: Sequence[OptionHolding], grid: ScenarioGrid, *, initial: bool
+) -> GroupOptionTerms:
+    """`group_option_terms(w, group, grid, initial=initial)`, remembered in the
+    writer (`StateWriter.group_terms`) for the rest of the block. The terms
+    depend on each market's params and state records and the block time only;
+    a remembered entry is used when every holding's params and state are the
+    very objects it was computed from (records are immutable, so the same
+    object holds the same values; an entry keeps its objects alive)."""
+    tag = 0 if grid is MAINTENANCE_GRID else 1 if grid is INITIAL_GRID else None
+    if tag is None:
+        return group_option_terms(w, group, grid, initial=initial)
+    key = (tag, initial, *(h.market_id for h in group))
+    cached = w.group_terms.get(key)
+    if cached is not None:
+        records, terms = cached
+        if len(records) == len(group) and all(
+            params is h.params and state is h.state
+            for (params, state), h in zip(records, group, strict=True)
+        ):
+            return terms
+    terms = group_option_terms(w, group, grid, initial=initial)
+    w.group_terms[key] = (tuple((h.params, h.state) for h in group), terms)
+    return terms
+
+
+def group_option_requirement_with_orders(
+    terms: GroupOptionTerms, sizes: Sequence[tuple[int, ...]]
+) -> int:
+    """`group_requirement(w, group, sizes, grid, initial=...)` from the group's
+    `group_option_terms`, where `sizes[k]` lists the sizes market k may end
+    up with (now, or with its open sells filled): the same integers.
+
+    Each market's worst term max(s * d for s in its sizes) is high * d for
+    d >= 0 and low * d otherwise (high, low: its largest and smallest size),
+    that is low * d + (high - low) * max(d, 0): two products summed over the
+    markets per scenario (and per point of the loss cap)."""
+    highs = [max(options) for options in sizes]
+    lows = [min(options) for options in sizes]
+    if not any(highs) and not any(lows):
+        return 0
+    spans = [high - low for high, low in zip(highs, lows, strict=True)]
+    worst: int = _worst_over(highs, lows, spans, terms.columns)
+    scale = SHORT_FLOOR_DIVISOR * SCALE
+    floor: int = sum(-low * f for low, f in zip(lows, terms.floors, strict=True) if low < 0)
+    required = max(max(worst, 0) * scale, floor)
+    slope = sum(-low for low, call in zip(lows, terms.calls, strict=True) if call)
+    if slope <= 0:  # else net short calls: the loss is unbounded
+        cap = _worst_over(highs, lows, spans, terms.points)
+        required = min(required, max(cap, 0) * scale)
+    return -(-required // (scale * SCALE))  # margin rounds up
+
+
+def _worst_over(
+    highs: list[int], lows: list[int], spans: list[int], rows: tuple[tuple[int, ...], ...]
+) -> int:
+    """max over rows of sum_k max(high_k * d_k, low_k * d_k) (high_k >= low_k):
+    high * d for d > 0, else low * d. Two markets (a call and a put on one
+    underlying, the common group) written out."""
+    if len(highs) == 2:
+        h0, h1 = highs
+        l0, l1 = lows
+        return max((h0 * a if a > 0 else l0 * a) + (h1 * b if b > 0 else l1 * b) for a, b in rows)
+    worst: int = max(
+        sum(map(operator.mul, lows, row))
+        + sum(span * d for span, d in zip(spans, row, strict=True) if d > 0)
+        for row in rows
+    )
+    return worst

@@ -23,7 +23,7 @@ from .limits import BLACK_SCHOLES_MEMO_ENTRIES
 from .options_pricing import (
     InvalidOptionParameters,
     OptionType,
-    black_scholes,
+    black_scholes_value,
     years_from_seconds,
 )
 from .records import MarketParams, MarketState, OptionKind, OptionTerms
@@ -85,8 +85,7 @@ def black_scholes_price(
     arguments (scenario grids, orders' initial margin, marks); the memo lets
     them share one evaluation. Bounded (least recently used out)."""
     try:
-        quote = black_scholes(option_type, spot, strike, years, rate, volatility)
+        price = black_scholes_value(option_type, spot, strike, years, rate, volatility)
     except InvalidOptionParameters:
         return None
-    price: int = max(quote.price, 0)
-    return price
+    return max(price, 0)

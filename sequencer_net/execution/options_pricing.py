@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Final
 
 from sequencer_net.execution.fixed_point import (
@@ -39,6 +40,7 @@ from sequencer_net.execution.fixed_point import (
     ln,
     mul_div,
     norm_cdf,
+    norm_cdf_pair,
     norm_pdf,
     rescale,
     sqrt,
@@ -51,6 +53,7 @@ __all__ = [
     "OptionQuote",
     "OptionType",
     "black_scholes",
+    "black_scholes_value",
     "years_from_seconds",
 ]
 
@@ -227,3 +230,76 @@ def black_scholes(
         theta=_to_wad(theta),
         rho=_to_wad(rho),
     )
+
+
+def black_scholes_value(
+    option_type: OptionType,
+    spot: int,
+    strike: int,
+    time_to_expiry_years: int,
+    rate: int,
+    volatility: int,
+) -> int:
+    """`black_scholes(...).price`: the same integer, raising the same way,
+    without the greeks (the engine values options by price only).
+
+    The parts a call and a put at the same inputs share (N(d1) with N(-d1),
+    N(d2) with N(-d2), the discounted strike) are computed once for both
+    (`_price_terms`), ln(S/K) once per spot and strike and exp(-r T) once per
+    rate and time: a scenario grid re-values one option at many spots and
+    volatilities. Each of those is a pure function of its integer arguments,
+    evaluated exactly as `black_scholes` does."""
+    _validate(spot, strike, time_to_expiry_years, rate, volatility)
+    if time_to_expiry_years == 0:
+        return _at_expiry(option_type, spot, strike).price
+    terms = _price_terms(spot, strike, time_to_expiry_years, rate, volatility)
+    s_, discounted_strike, n_d1, n_minus_d1, n_d2, n_minus_d2 = terms
+    if option_type is OptionType.CALL:
+        price = (s_ * n_d1 - discounted_strike * n_d2) // INTERNAL_SCALE
+    else:
+        price = (discounted_strike * n_minus_d2 - s_ * n_minus_d1) // INTERNAL_SCALE
+    return max(_to_wad(price), 0)
+
+
+_PRICE_TERMS_MEMO: Final = 4_096
+"""Argument sets whose `_price_terms` are remembered (each a few 50-digit ints)."""
+
+
+@lru_cache(maxsize=_PRICE_TERMS_MEMO)
+def _price_terms(
+    spot: int, strike: int, time_to_expiry_years: int, rate: int, volatility: int
+) -> tuple[int, int, int, int, int, int]:
+    """(S, K exp(-r T), N(d1), N(-d1), N(d2), N(-d2)) at the internal scale,
+    each step as in `black_scholes` (validated inputs, T > 0)."""
+    hp = INTERNAL_SCALE
+    s_ = spot * _TO_INTERNAL
+    t_ = time_to_expiry_years * _TO_INTERNAL
+    r_ = rate * _TO_INTERNAL
+    sigma = volatility * _TO_INTERNAL
+    sqrt_t = sqrt(t_, hp)
+    sigma_sqrt_t = (sigma * sqrt_t) // hp
+    log_moneyness = _log_moneyness(spot, strike)
+    drift = ((r_ + (sigma * sigma) // (2 * hp)) * t_) // hp
+    d1 = ((log_moneyness + drift) * hp) // sigma_sqrt_t
+    d2 = d1 - sigma_sqrt_t
+    discounted_strike = (strike * _TO_INTERNAL * _discount(r_, t_)) // hp
+    n_d1, n_minus_d1 = norm_cdf_pair(d1, hp)
+    n_d2, n_minus_d2 = norm_cdf_pair(d2, hp)
+    return s_, discounted_strike, n_d1, n_minus_d1, n_d2, n_minus_d2
+
+
+@lru_cache(maxsize=_PRICE_TERMS_MEMO)
+def _log_moneyness(spot: int, strike: int) -> int:
+    """ln(S/K) at the internal scale, as `black_scholes` computes it."""
+    return ln(mul_div(spot, INTERNAL_SCALE, strike, Rounding.DOWN), INTERNAL_SCALE)
+
+
+@lru_cache(maxsize=256)
+def _discount(r_: int, t_: int) -> int:
+    """exp(-r T) at the internal scale (r, T at the internal scale), as
+    `black_scholes` computes it."""
+    hp = INTERNAL_SCALE
+    try:
+        return exp(-((r_ * t_) // hp), hp)
+    except OverflowError as exc:
+        raise InvalidOptionParameters("rate * time is too negative: exp(-r T) overflows") from exc

@@ -51,7 +51,7 @@ from .limits import (
     MAX_GOOD_TIL_SECONDS,
     MAX_OPEN_ORDERS_PER_SUBACCOUNT,
 )
-from .margin import subaccount_risk
+from .margin import meets_initial_with_orders
 from .markets import require_trading
 from .order_index import (
     conditional,
@@ -162,10 +162,8 @@ def enter_order(
     premium = reserved_premium(params, order.side, order.limit_price, order.quantity)
     change_open_orders(w, order.subaccount, market_id, buy, order.quantity - buy, count, premium)
     w.pending_orders.put(order_key(market_id, order.order_id), order)
-    if not order.reduce_only:
-        risk = subaccount_risk(w, order.subaccount)
-        if risk.equity < risk.initial_with_orders:
-            raise InsufficientMargin("open orders would exceed the initial margin")
+    if not order.reduce_only and not meets_initial_with_orders(w, order.subaccount):
+        raise InsufficientMargin("open orders would exceed the initial margin")
 
 
 def reserved_premium(params: MarketParams, side: int, limit_price: int, quantity: int) -> int:

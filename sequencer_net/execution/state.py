@@ -75,6 +75,7 @@ from .state_tree import NodeStore, StateTree
 
 if TYPE_CHECKING:
     from .mark import MarkInputs
+    from .option_margin import GroupOptionTerms
 
 INSURANCE_FUND: Final = SubaccountId(bytes(21))
 """The insurance fund is subaccount 0 of the zero address: nobody holds its key.
@@ -222,6 +223,16 @@ class ExecutionState:
     maintenance, skipped, or written in this block). Every other open
     subaccount met maintenance at this state. None: unknown (genesis, a
     reloaded state, a refused block): the next block checks every one."""
+    margin_slack: Mapping[bytes, MarginSlack] = field(default_factory=dict)
+    """Derived, not in the tree: for open subaccounts the liquidation check
+    found at or above maintenance and that no block has written since, by how
+    much, and at which block's market inputs (`MarginSlack`). The check skips
+    such a subaccount when an exact bound on how far its margin can have moved
+    since is below that slack (margin_bound.py). Empty: nothing known."""
+    margin_snapshots: Mapping[int, Mapping[int, MarketSnapshot]] = field(default_factory=dict)
+    """Derived, not in the tree: per block height (the last
+    MARGIN_SNAPSHOT_BLOCKS), each market's inputs as that block's liquidation
+    check saw them, for the `margin_slack` entries recorded there."""
 
     @property
     def height(self) -> int:
@@ -230,6 +241,31 @@ class ExecutionState:
     def tree(self) -> StateTree:
         """A read view of the committed tree at `state_root` (for proofs)."""
         return StateTree(self.store, self.state_root)
+
+
+class MarketSnapshot(NamedTuple):
+    """What a subaccount's equity and maintenance read of one market, as the
+    liquidation check saw it: `price` the valuation price (a perpetual's index,
+    an option's mark), and for an option its mark minus its value in every
+    maintenance scenario (`deltas`) and its spot times the maintenance margin
+    (`floor`); () and 0 for a perpetual."""
+
+    params: MarketParams
+    price: int
+    long_index: int
+    short_index: int
+    deltas: tuple[int, ...]
+    floor: int
+
+
+MarginSlack = tuple[int, ...]
+"""(equity - maintenance >= 0, the height of the check that found it, then
+market id and size of each non-zero position): a flat tuple of ints, which
+the garbage collector stops tracking, as thousands are kept."""
+
+MARGIN_SNAPSHOT_BLOCKS: Final = 256
+"""How many blocks' market snapshots a state keeps; an entry recorded earlier
+than that no longer vouches for its subaccount, which is checked again."""
 
 
 class MarginInputs(NamedTuple):
@@ -363,6 +399,16 @@ class Overlay(Generic[K, V]):
     def changes(self) -> Iterator[tuple[K, V | None]]:
         return iter(self._writes.items())
 
+    def writes(self) -> dict[K, V | None]:
+        """A copy of the writes so far (for `changed_since`)."""
+        return dict(self._writes)
+
+    def changed_since(self, writes: dict[K, V | None]) -> Iterator[K]:
+        """The keys whose value is not the very object it was at `writes`."""
+        for key, value in self._writes.items():
+            if writes.get(key, _ABSENT) is not value:
+                yield key
+
     def merged(self) -> dict[K, V]:
         result = dict(self._base)
         for key, value in self._writes.items():
@@ -417,6 +463,13 @@ class StateWriter:
         self.scenario_deltas: dict[
             tuple[int, int, int, int, object], tuple[int, tuple[int, ...], int, int]
         ] = {}
+        # Per (grid tag, initial, market ids) of an option group: the market
+        # records its size-independent terms were computed from, and those terms
+        # (option_margin.cached_group_terms).
+        self.group_terms: dict[
+            tuple[object, ...],
+            tuple[tuple[tuple[MarketParams, MarketState], ...], GroupOptionTerms],
+        ] = {}
         # Per market that cleared this block: (price, volume).
         self.cleared_prices: dict[int, tuple[int, int]] = {}
         # Per perpetual that cleared this block: what its auction observed of the
@@ -439,6 +492,16 @@ class StateWriter:
         # market it saw (a change after it makes the watch list unknown).
         self.margin_watch: set[bytes] | None = None
         self.margin_inputs: dict[int, MarginInputs] = {}
+        # Set by the liquidation check: the slack of the subaccounts it found at
+        # or above maintenance (ExecutionState.margin_slack; those written after
+        # it are dropped at commit).
+        self.margin_slack: dict[bytes, MarginSlack] = {}
+        self.margin_snapshot: Mapping[int, MarketSnapshot] | None = None
+        # The subaccount and position writes when the slack was recorded: a
+        # subaccount written after that keeps no entry (`_next_margin_slack`).
+        self.margin_slack_writes: (
+            tuple[dict[bytes, Subaccount | None], dict[bytes, Position | None]] | None
+        ) = None
 
     # --- block-level phases ---------------------------------------------------------
 
@@ -569,6 +632,40 @@ class StateWriter:
             return None
         return frozenset(self.margin_watch | self.written_subaccounts())
 
+    def _next_margin_slack(self) -> Mapping[bytes, MarginSlack]:
+        """The base's entries and this block's, each only for a subaccount
+        whose records are still those it describes: a base entry if this
+        block did not write the subaccount, one of this block's if nothing
+        wrote the subaccount after its slack was recorded. None for a
+        subaccount on the watch list (below maintenance, or its check failed)."""
+        written = self.written_subaccounts()
+        watch = self.margin_watch or ()
+        base = self.base.margin_slack
+        if not self.margin_slack and not written and not watch:
+            return base
+        merged = dict(base)
+        for sid in written:  # a subaccount closes only by a write: none left over
+            merged.pop(sid, None)
+        if self.margin_slack:
+            assert self.margin_slack_writes is not None
+            subs, positions = self.margin_slack_writes
+            later = set(self.subaccounts.changed_since(subs))
+            later.update(key[:21] for key in self.positions.changed_since(positions))
+            for sid, entry in self.margin_slack.items():
+                if sid not in later:
+                    merged[sid] = entry
+        for sid in watch:
+            merged.pop(sid, None)
+        return merged
+
+    def _next_margin_snapshots(self) -> Mapping[int, Mapping[int, MarketSnapshot]]:
+        base = self.base.margin_snapshots
+        if self.margin_snapshot is None:
+            return base
+        kept = {h: snap for h, snap in base.items() if h > self.height - MARGIN_SNAPSHOT_BLOCKS}
+        kept[self.height] = self.margin_snapshot
+        return kept
+
     # --- the end of the block -----------------------------------------------------
 
     def commit(self) -> ExecutionState:
@@ -635,6 +732,7 @@ class StateWriter:
             if written:
                 order_index[prefix] = overlay.merged()
         root = StateTree(self.base.store, self.base.state_root).apply(changes)
+        open_subaccounts = self._next_open_subaccounts()
         return ExecutionState(
             config=self.config,
             block=block,
@@ -645,7 +743,7 @@ class StateWriter:
             market_params=self.market_params.merged(),
             market_states=self.market_states.merged(),
             books=books,
-            open_subaccounts=self._next_open_subaccounts(),
+            open_subaccounts=open_subaccounts,
             store=self.base.store,
             state_root=root,
             reports=self.reports.merged(),
@@ -655,6 +753,8 @@ class StateWriter:
             l1_balances=_merged_if_changed(self.l1_balances, self.base.l1_balances),
             withdrawals=_merged_if_changed(self.withdrawals, self.base.withdrawals),
             margin_watch=self._next_margin_watch(),
+            margin_slack=self._next_margin_slack(),
+            margin_snapshots=self._next_margin_snapshots(),
         )
 
 

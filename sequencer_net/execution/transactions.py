@@ -18,7 +18,7 @@ from typing import Annotated, Final
 
 import msgspec
 
-from .encoding import NonCanonicalEncoding, decode_canonical, encode
+from .encoding import NonCanonicalEncoding, bounded_decoder, decode_canonical, encode
 from .exceptions import MalformedTransaction
 from .limits import ORDER_ID_BYTES
 from .records import (
@@ -185,6 +185,33 @@ def encode_payload(payload: TxPayload) -> bytes:
     return encode(payload)
 
 
+_KINDS_BY_TAG: Final[dict[int, type]] = {
+    kind.__struct_config__.tag: kind for kind in TxPayload.__args__
+}
+"""Each payload kind by its tag (the first element of its array)."""
+
+
+def _decode_by_tag(data: bytes) -> TxPayload | None:
+    """The payload `decode_canonical(data, TxPayload)` returns, converted as
+    the one struct its tag names (msgspec rebuilds its view of the union on
+    every convert, about 12 us; a struct type's is kept, 0.4 us); None if
+    anything is off, and the caller then takes the union path, which raises
+    the same error it always did. When this returns a value, the union path
+    returns the same one: it reads the same tag, picks the same struct and
+    converts the same fields, and the same canonical re-encoding is checked."""
+    try:
+        raw = bounded_decoder().decode(data)
+        if type(raw) is not list or not raw or type(raw[0]) is not int:
+            return None
+        kind = _KINDS_BY_TAG.get(raw[0])
+        if kind is None:
+            return None
+        value: TxPayload = msgspec.convert(raw, type=kind, strict=True)
+        return value if encode(value) == data else None
+    except Exception:
+        return None
+
+
 def decode_payload(data: bytes) -> TxPayload:
     """Decode a DEX payload; any failure is MalformedTransaction.
 
@@ -195,6 +222,9 @@ def decode_payload(data: bytes) -> TxPayload:
     the RecursionError deeply nested arrays raise inside msgspec, and anything
     else.
     """
+    fast = _decode_by_tag(data)
+    if fast is not None:
+        return fast
     try:
         return decode_canonical(data, TxPayload, bounded_ints=True)  # type: ignore[arg-type]
     except (NonCanonicalEncoding, msgspec.DecodeError, msgspec.ValidationError) as exc:

@@ -22,6 +22,7 @@ from sequencer_net.execution.engine import (
     execute_block,
 )
 from sequencer_net.execution.margin import MaintenanceCheck, maintenance_risk
+from sequencer_net.execution.margin_bound import MarginBound
 from sequencer_net.execution.receipts import Liquidated, LiquidationOrderPlaced
 from sequencer_net.execution.state import INSURANCE_FUND, ExecutionState, StateWriter
 from sequencer_net.execution.transactions import UpdateMarketParams
@@ -58,6 +59,7 @@ def check_watch_list(state: ExecutionState) -> None:
     check = MaintenanceCheck(w)  # each market read once: the same values
     for sid in sorted(state.open_subaccounts):
         assert check(sid) == maintenance_risk(w, sid), sid.hex()
+    check_slack_entries(state)
     watch = state.margin_watch
     if watch is None:
         return
@@ -66,6 +68,23 @@ def check_watch_list(state: ExecutionState) -> None:
             continue
         risk = maintenance_risk(w, sid)
         assert risk.equity >= risk.maintenance, sid.hex()
+
+
+def check_slack_entries(state: ExecutionState) -> None:
+    """What the next block's check relies on to skip a subaccount: each
+    recorded slack describes the subaccount's positions as they are (no block
+    wrote it since), and its slack now is at least the recorded one minus the
+    bound from the recorded inputs to the current ones."""
+    w = StateWriter(state, state.height, state.block.timestamp)
+    bound = MarginBound(w)
+    for sid, entry in state.margin_slack.items():
+        assert sid in state.open_subaccounts
+        sizes: list[tuple[int, int]] = []
+        risk = MaintenanceCheck(w)(sid, sizes)
+        assert list(entry[2:]) == [x for pair in sizes for x in pair], sid.hex()
+        fell = bound.decrease_bound(entry)
+        if fell is not None:
+            assert risk.equity - risk.maintenance >= entry[0] - fell, sid.hex()
 
 
 def test_small_blocks_over_an_open_state_match_the_full_check() -> None:

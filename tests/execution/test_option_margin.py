@@ -17,6 +17,7 @@ from sequencer_net.execution.option_margin import (
     SHORT_FLOOR_DIVISOR,
     OptionHolding,
     OptionRequirements,
+    group_key,
     group_option_requirement,
     group_option_terms,
     group_requirement,
@@ -26,7 +27,12 @@ from sequencer_net.execution.option_margin import (
     single_option_terms,
 )
 from sequencer_net.execution.options import intrinsic_value, option_mark
-from sequencer_net.execution.options_pricing import OptionType, black_scholes, years_from_seconds
+from sequencer_net.execution.options_pricing import (
+    OptionType,
+    black_scholes,
+    black_scholes_value,
+    years_from_seconds,
+)
 from sequencer_net.execution.receipts import Liquidated, LiquidationOrderPlaced
 from sequencer_net.execution.records import (
     MarketParams,
@@ -320,9 +326,9 @@ def revaluations_for_20_subaccounts(monkeypatch: pytest.MonkeyPatch, *, initial:
 
     def counted(*args: Any) -> Any:
         calls.append(1)
-        return black_scholes(*args)
+        return black_scholes_value(*args)
 
-    monkeypatch.setattr(options_module, "black_scholes", counted)
+    monkeypatch.setattr(options_module, "black_scholes_value", counted)
     options_module.black_scholes_price.cache_clear()  # count this block's evaluations
     w = writer(chain)
     state = chain.state
@@ -476,6 +482,7 @@ def test_group_requirement_equals_its_definition_as_inputs_move_in_one_block(
                 fresh, group, sizes, grid, initial=not maintenance
             )
             assert group_requirement(w, group, sizes, grid, initial=not maintenance) == expected
+        check_option_requirements(w, group)
         if len(group) == 1:
             h = group[0]
             reqs = option_requirements(w, [h], initial=True)
@@ -485,6 +492,31 @@ def test_group_requirement_equals_its_definition_as_inputs_move_in_one_block(
             assert reqs.initial_with_orders == reference_group_requirement(
                 writer(CHAIN), group, [(h.size, h.size - h.open_sell)], INITIAL_GRID, initial=True
             )
+
+
+def check_option_requirements(w: StateWriter, holdings: list[OptionHolding]) -> None:
+    """`option_requirements` (several options of a group: their terms kept in
+    the writer for the block, `cached_group_terms`) equals the definition
+    summed over the groups, twice in a row on the same writer (the second time
+    from the kept terms); a holding with new market records is a new entry."""
+    groups: dict[tuple[int, int], list[OptionHolding]] = {}
+    for h in holdings:
+        groups.setdefault(group_key(h.market_id, h.params), []).append(h)
+    expected = [0, 0, 0]
+    for group in groups.values():
+        now = [(h.size,) for h in group]
+        both = [(h.size, h.size - h.open_sell) for h in group]
+        for k, (sizes, grid, initial) in enumerate(
+            [(now, MAINTENANCE_GRID, False), (now, INITIAL_GRID, True), (both, INITIAL_GRID, True)]
+        ):
+            expected[k] += reference_group_requirement(
+                writer(CHAIN), group, sizes, grid, initial=initial
+            )
+    for _ in range(2):
+        assert tuple(option_requirements(w, holdings, initial=True)) == tuple(expected)
+        assert option_requirements(w, holdings, initial=False).maintenance == expected[0]
+        alone = option_requirements(w, holdings, orders_only=True)
+        assert alone == OptionRequirements(0, 0, expected[2])
 
 
 @settings(max_examples=60, deadline=None)

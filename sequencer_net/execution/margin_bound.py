@@ -1,0 +1,197 @@
+"""An exact bound on how far a subaccount's margin can move with its markets.
+
+The liquidation check (liquidation.py) looks at every holder of a market whose
+margin inputs moved: in the first block of each second every option holder
+(the time to expiry moved) and with each oracle update every holder of that
+market. Most of them are far above maintenance, and the inputs moved a little.
+When the check finds a subaccount at or above maintenance it records its
+slack, equity - maintenance, with the markets' inputs then
+(`state.MarginSlack`). In a later block, if no block wrote the subaccount
+since (same collateral, same positions), the slack now is at least the
+recorded one minus `decrease_bound`, a bound on how much its equity minus
+maintenance can have fallen as the inputs moved from those recorded to the
+current ones. When that is still >= 0 the subaccount meets maintenance, and
+the check, which would find exactly that and do nothing, is skipped.
+
+The bound, per non-zero position of size s (|s| the absolute size, lots =
+|s| // lot size, every quantity an exact integer; a change of a market's
+params gives no bound):
+
+    perpetual:  lots * |d index| + ceil(|s| * |d price| * (1 + mmr))  + 2
+                (pending funding; equity's floor(s * price) and the
+                requirement's ceil(|s| * price * mmr) each move by at most
+                their exact change plus one unit of rounding)
+    option:     lots * |d index| + ceil(|s| * |d mark|) + 1     (equity)
+                plus, over the subaccount's options,
+                ceil(sum |s| * (scale * (max_j |d delta_j| + 2 M) + |d floor|)
+                     / (scale * SCALE)) + 2 per option
+
+where delta_j = mark - value in maintenance scenario j, floor = spot *
+maintenance margin, M the largest |d mark| of its options and scale =
+SHORT_FLOOR_DIVISOR * SCALE. The option term bounds the change of the
+scenario requirement (option_margin.py) of every group: before rounding it
+is min(max(max(worst, 0) * scale, short floor), max(cap, 0) * scale) (or
+without the cap), and max and min move no more than their arguments do; the
+worst scenario loss max_j sum_k s_k delta_jk moves by at most sum |s_k|
+max_j |d delta_jk|; the short floor by sum |s_k| |d floor_k|; the loss cap,
+the largest of sum_k s_k (mark_k - payoff_k(x)) over expiry spots x among 0,
+the strikes and where a payoff crosses its mark, by at most 2 M sum |s_k|
+(the marks move it by sum |s_k| |d mark_k|, and each such spot moves by at
+most one |d mark|, over which the sum changes by at most sum |s_k| per unit);
+the rounding up adds at most 1 per group, and summing groups before rounding
+at most 1 more.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import NamedTuple
+
+from .fixed_point import SCALE
+from .option_margin import MAINTENANCE_GRID, SHORT_FLOOR_DIVISOR, OptionHolding, scenario_deltas
+from .records import MarketKind
+from .state import MarginSlack, MarketSnapshot, StateWriter
+
+_SCALE_SQUARED = SCALE * SCALE
+_OPTION_SCALE = SHORT_FLOOR_DIVISOR * SCALE
+_OPTION_DENOMINATOR = _OPTION_SCALE * SCALE
+
+
+class _Terms(NamedTuple):
+    """One market's part of the bound per unit of size, between a recorded
+    snapshot and now (see the module docstring)."""
+
+    option: bool
+    lot_size: int
+    long_index: int  # |d long funding index|
+    short_index: int  # |d short funding index|
+    price: int  # perpetual: |d index| * (SCALE + mmr); option: |d mark|
+    spread: int  # option: scale * (max_j |d delta_j| + 2 M) + |d floor|
+
+
+class MarginBound:
+    """The current markets' snapshots (taken on first use: the caller uses
+    one bound while the markets do not change) and `decrease_bound` against
+    the recorded ones of the writer's base state."""
+
+    __slots__ = ("_now", "_recorded", "_terms", "_w")
+
+    def __init__(self, w: StateWriter) -> None:
+        self._w = w
+        self._recorded = w.base.margin_snapshots
+        self._now: dict[int, MarketSnapshot] | None = None
+        # Per recorded height: each market's terms, absent when its params
+        # changed or it is gone (all absent: no snapshot of that height is kept).
+        self._terms: dict[int, dict[int, _Terms]] = {}
+
+    @property
+    def snapshots(self) -> Mapping[int, MarketSnapshot]:
+        """Every market's inputs now (what an entry recorded now refers to)."""
+        if self._now is None:
+            w = self._w
+            self._now = {}
+            for market_id in sorted(w.market_states.live_keys()):
+                try:
+                    snap = _snapshot(w, market_id)
+                except Exception:  # never expected: its holders are then checked
+                    snap = None
+                if snap is not None:
+                    self._now[market_id] = snap
+        return self._now
+
+    def _terms_since(self, height: int) -> dict[int, _Terms]:
+        """Each market's terms from the snapshot of `height` to now (empty if
+        no snapshot of that height is kept)."""
+        found = self._terms.get(height)
+        if found is not None:
+            return found
+        recorded = self._recorded.get(height)
+        terms: dict[int, _Terms] = {}
+        self._terms[height] = terms
+        if recorded is None:
+            return terms
+        now = self.snapshots
+        moved: list[tuple[int, MarketSnapshot, MarketSnapshot]] = []
+        for market_id, then in recorded.items():
+            current = now.get(market_id)
+            if current is not None and current.params == then.params:
+                moved.append((market_id, then, current))
+        # M: the largest move of any option's mark (at least that of any group).
+        largest = max(
+            (abs(c.price - t.price) for _, t, c in moved if c.params.kind != MarketKind.PERPETUAL),
+            default=0,
+        )
+        for market_id, then, current in moved:
+            params = current.params
+            price = abs(current.price - then.price)
+            option = params.kind != MarketKind.PERPETUAL
+            if option:
+                if len(then.deltas) != len(current.deltas):
+                    continue
+                delta = max(
+                    (abs(a - b) for a, b in zip(current.deltas, then.deltas, strict=True)),
+                    default=0,
+                )
+                spread = _OPTION_SCALE * (delta + 2 * largest) + abs(current.floor - then.floor)
+            else:
+                price *= SCALE + params.maintenance_margin
+                spread = 0
+            terms[market_id] = _Terms(
+                option,
+                params.lot_size,
+                abs(current.long_index - then.long_index),
+                abs(current.short_index - then.short_index),
+                price,
+                spread,
+            )
+        return terms
+
+    def decrease_bound(self, entry: MarginSlack) -> int | None:
+        """An upper bound on how much the subaccount's equity minus maintenance
+        fell from the inputs its entry was recorded at to the current ones
+        (None: no bound; that block's snapshot is no longer kept, or a market's
+        params changed or it is gone). Never raises: anything unexpected is
+        None, and the caller computes the margin instead."""
+        try:
+            terms = self._terms.get(entry[1])
+            if terms is None:
+                terms = self._terms_since(entry[1])
+            total = spread = options = 0
+            for k in range(2, len(entry), 2):
+                term = terms.get(entry[k])
+                if term is None:
+                    return None
+                option, lot, long_index, short_index, price, unit_spread = term
+                size = entry[k + 1]
+                if size > 0:
+                    magnitude, index = size, long_index
+                else:
+                    magnitude, index = -size, short_index
+                total += (magnitude // lot) * index
+                if option:
+                    total += -(-(magnitude * price) // SCALE) + 1
+                    spread += magnitude * unit_spread
+                    options += 1
+                else:
+                    total += -(-(magnitude * price) // _SCALE_SQUARED) + 2
+            if options:
+                total += -(-spread // _OPTION_DENOMINATOR) + 2 * options
+            return total
+        except Exception:  # never expected
+            return None
+
+
+def _snapshot(w: StateWriter, market_id: int) -> MarketSnapshot | None:
+    """The market's inputs now (None if it has no params or state)."""
+    params = w.market_params.get(market_id)
+    state = w.market_states.get(market_id)
+    if params is None or state is None:
+        return None
+    if params.kind == MarketKind.PERPETUAL:
+        return MarketSnapshot(
+            params, state.oracle_price, state.long_index, state.short_index, (), 0
+        )
+    holding = OptionHolding(market_id, params, state, 0, 0)
+    mark, deltas, _, _ = scenario_deltas(w, holding, MAINTENANCE_GRID)
+    floor = state.oracle_price * params.maintenance_margin
+    return MarketSnapshot(params, mark, state.long_index, state.short_index, deltas, floor)
