@@ -180,24 +180,8 @@ def black_scholes(
         return _at_expiry(option_type, spot, strike)
 
     hp = INTERNAL_SCALE
-    s_ = spot * _TO_INTERNAL
-    t_ = time_to_expiry_years * _TO_INTERNAL
-    r_ = rate * _TO_INTERNAL
-    sigma = volatility * _TO_INTERNAL
-
-    # Every // below is a floor at the internal scale: its error is one unit
-    # of 10**-50, 32 digits below the final rounding to the nearest wad.
-    sqrt_t = sqrt(t_, hp)
-    sigma_sqrt_t = (sigma * sqrt_t) // hp
-    log_moneyness = ln(mul_div(spot, hp, strike, Rounding.DOWN), hp)
-    drift = ((r_ + (sigma * sigma) // (2 * hp)) * t_) // hp
-    d1 = ((log_moneyness + drift) * hp) // sigma_sqrt_t
-    d2 = d1 - sigma_sqrt_t
-    try:
-        discount = exp(-((r_ * t_) // hp), hp)
-    except OverflowError as exc:
-        raise InvalidOptionParameters("rate * time is too negative: exp(-r T) overflows") from exc
-    discounted_strike = (strike * _TO_INTERNAL * discount) // hp
+    terms = _d_terms(spot, strike, time_to_expiry_years, rate, volatility)
+    s_, t_, r_, sigma, sqrt_t, sigma_sqrt_t, d1, d2, discounted_strike = terms
     density = norm_pdf(d1, hp)
 
     gamma = (density * hp * hp) // (s_ * sigma_sqrt_t)
@@ -272,6 +256,21 @@ def _price_terms(
     """(S, K exp(-r T), N(d1), N(-d1), N(d2), N(-d2)) at the internal scale,
     each step as in `black_scholes` (validated inputs, T > 0)."""
     hp = INTERNAL_SCALE
+    terms = _d_terms(spot, strike, time_to_expiry_years, rate, volatility)
+    s_, _, _, _, _, _, d1, d2, discounted_strike = terms
+    n_d1, n_minus_d1 = norm_cdf_pair(d1, hp)
+    n_d2, n_minus_d2 = norm_cdf_pair(d2, hp)
+    return s_, discounted_strike, n_d1, n_minus_d1, n_d2, n_minus_d2
+
+
+def _d_terms(
+    spot: int, strike: int, time_to_expiry_years: int, rate: int, volatility: int
+) -> tuple[int, int, int, int, int, int, int, int, int]:
+    """(S, T, r, sigma, sqrt(T), sigma sqrt(T), d1, d2, K exp(-r T)) at the
+    internal scale (validated inputs, T > 0): what the price and the greeks
+    start from. Every // is a floor at the internal scale: its error is one
+    unit of 10**-50, 32 digits below the final rounding to the nearest wad."""
+    hp = INTERNAL_SCALE
     s_ = spot * _TO_INTERNAL
     t_ = time_to_expiry_years * _TO_INTERNAL
     r_ = rate * _TO_INTERNAL
@@ -283,9 +282,7 @@ def _price_terms(
     d1 = ((log_moneyness + drift) * hp) // sigma_sqrt_t
     d2 = d1 - sigma_sqrt_t
     discounted_strike = (strike * _TO_INTERNAL * _discount(r_, t_)) // hp
-    n_d1, n_minus_d1 = norm_cdf_pair(d1, hp)
-    n_d2, n_minus_d2 = norm_cdf_pair(d2, hp)
-    return s_, discounted_strike, n_d1, n_minus_d1, n_d2, n_minus_d2
+    return s_, t_, r_, sigma, sqrt_t, sigma_sqrt_t, d1, d2, discounted_strike
 
 
 @lru_cache(maxsize=_PRICE_TERMS_MEMO)
