@@ -36,9 +36,11 @@ from .records import Position
 from .state import INSURANCE_FUND, StateWriter
 
 
-def deleverage(w: StateWriter, sid: bytes) -> int:
-    """Close every position of `sid` against the opposite side; return the part
-    of its loss the counterparties bore."""
+def deleverage(w: StateWriter, sid: bytes) -> tuple[int, int]:
+    """Close every position of `sid` against the opposite side; return its loss
+    once closed (each chunk's value floored, so it can be a few units more than
+    its equity at the valuation price said) and the part of that loss the
+    counterparties bore."""
     chunks: list[tuple[int, bytes, int, int, int]] = []  # market, counterparty, q, price, notional
     for market_id, _, _, size, price in settled_positions(w, sid):
         remaining = size
@@ -58,7 +60,7 @@ def deleverage(w: StateWriter, sid: bytes) -> int:
         if remaining:
             raise EngineInvariantBroken("lots held long != lots held short")
     loss = max(-w.subaccount(sid).collateral, 0)
-    return _share_loss(w, sid, loss, chunks) if loss else 0
+    return loss, (_share_loss(w, sid, loss, chunks) if loss else 0)
 
 
 def _share_loss(

@@ -289,9 +289,9 @@ def _deleverage_fund(w: StateWriter) -> None:
     deleveraged like a bankrupt account's (nobody else can take them)."""
     risk = maintenance_risk(w, INSURANCE_FUND)
     cancel_open_orders(w, INSURANCE_FUND)
-    deleveraged = deleverage(w, INSURANCE_FUND)
+    deficit, deleveraged = deleverage(w, INSURANCE_FUND)
     w.events.append(
-        Liquidated(INSURANCE_FUND, risk.equity, risk.maintenance, 0, -risk.equity, 0, deleveraged)
+        Liquidated(INSURANCE_FUND, risk.equity, risk.maintenance, 0, deficit, 0, deleveraged)
     )
 
 
@@ -304,7 +304,9 @@ def close_out(w: StateWriter, sid: bytes, risk: Maintenance) -> None:
     if loss <= fund_available(w):
         fee, covered = take_over(w, sid)
     else:
-        deleveraged = deleverage(w, sid)
+        # The deficit the chunks left (their values floored), which is what
+        # the counterparties and the fund share.
+        loss, deleveraged = deleverage(w, sid)
     w.events.append(Liquidated(sid, risk.equity, risk.maintenance, fee, loss, covered, deleveraged))
 
 

@@ -379,3 +379,33 @@ def test_a_fund_below_zero_is_deleveraged() -> None:
     assert size(chain.state, INSURANCE_FUND, PERP) == 0
     assert collateral(chain.state, INSURANCE_FUND) == 0
     check_engine_invariants(chain.state)
+
+
+def test_a_deleveraged_close_out_reports_the_loss_its_chunks_left() -> None:
+    """Alice's long closes in two chunks against carol's and bob's shorts at an
+    index that is not a whole number of units per lot, so each chunk's value
+    is floored: the chunks leave her a unit more loss than her equity at the
+    index said. The event's deficit is that loss, all of it borne by the
+    counterparties, and no part of it is reported twice."""
+    chain = Chain(
+        make_genesis(
+            {"alice": 50 * W, "eve": 10_000 * W, "bob": 10_000 * W, "carol": 10_000 * W},
+            insurance=0,
+            markets=[(PERP, perp_params(**NO_FEES))],
+        )
+    )
+    chain.block([chain.prices({PERP: 100 * W})])
+    chain.block(
+        [
+            chain.order("alice", PERP, BUY, 100 * W, 5 * W),
+            chain.order("bob", PERP, SELL, 100 * W, 5 * W // 2),
+            chain.order("carol", PERP, SELL, 100 * W, 5 * W // 2),
+        ]
+    )
+    result = chain.block([chain.prices({PERP: 89 * W + 1})])
+    [closed] = [e for e in result.events if isinstance(e, Liquidated)]
+    chunks = [e for e in result.events if isinstance(e, Deleveraged)]
+    assert len(chunks) == 2 and closed.covered_by_fund == 0
+    assert closed.deficit == closed.deleveraged == sum(e.loss for e in chunks)
+    assert collateral(chain.state, sub("alice")) == 0
+    check_engine_invariants(chain.state)

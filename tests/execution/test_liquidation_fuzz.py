@@ -294,11 +294,11 @@ class LiquidationMachine(RuleBasedStateMachine):
         # What the fund had to pay past its equity: option shortfalls, and the
         # part of a deficit the deleveraged counterparties' equity could not cover.
         self.shortfall += sum(e.deficit for e in result.events if isinstance(e, OptionSettled))
-        self.shortfall += sum(
-            e.deficit - e.covered_by_fund - e.deleveraged
-            for e in result.events
-            if isinstance(e, Liquidated)
-        )
+        for e in result.events:
+            if isinstance(e, Liquidated):
+                # Who paid a deficit never adds up to more than the deficit.
+                assert e.deficit >= e.covered_by_fund + e.deleveraged, e
+                self.shortfall += e.deficit - e.covered_by_fund - e.deleveraged
         for event in result.events:
             if isinstance(event, Liquidated):
                 if event.equity > 0 and event.deficit == 0 and event.covered_by_fund == 0:
