@@ -316,7 +316,7 @@ class NodeStore:
         """Every stored, uncommitted block, by height."""
         blocks = []
         for key, _ in self._scan(VOTED_HEIGHT_PREFIX):
-            digest = key[len(VOTED_HEIGHT_PREFIX) + _U64 :]
+            _, digest = _voted_height_key_parts(key)
             block = self.get_voted_block(digest)
             if block is None:
                 raise CorruptStore(f"voted-height index names missing block {digest.hex()}")
