@@ -1045,19 +1045,250 @@ static PyObject *py_rebuild(PyObject *module, PyObject *const *args, Py_ssize_t 
     return result;
 }
 
+/* ---- the namespace table (sequencer_net/payload/namespaces.py) ------------------------- */
+
+/* RFC 6962 with keccak-256: a leaf is keccak256(0x00 || data), a node
+ * keccak256(0x01 || left || right). */
+static void mth_leaf(const unsigned char *data, size_t len, unsigned char out[HASH_LEN])
+{
+    static const unsigned char prefix = 0x00;
+    const unsigned char *parts[2] = {&prefix, data};
+    size_t lens[2] = {1, len};
+    keccak256_parts(parts, lens, 2, out);
+}
+
+/* `out` may be `left`: keccak256_parts reads every input before writing. */
+static void mth_node(const unsigned char *left, const unsigned char *right,
+                     unsigned char out[HASH_LEN])
+{
+    static const unsigned char prefix = 0x01;
+    const unsigned char *parts[3] = {&prefix, left, right};
+    size_t lens[3] = {1, HASH_LEN, HASH_LEN};
+    keccak256_parts(parts, lens, 3, out);
+}
+
+/* The root over `n` >= 1 leaf hashes at `level` (n * 32 bytes, overwritten),
+ * bottom-up as `_root_of_level`: each level hashes adjacent pairs and carries
+ * an odd last hash up unchanged; the root ends in level[0..32). */
+static void mth_reduce(unsigned char *level, size_t n)
+{
+    while (n > 1) {
+        size_t half = n / 2;
+        for (size_t i = 0; i < half; i++) {
+            mth_node(level + 64 * i, level + 64 * i + 32, level + 32 * i);
+        }
+        if (n & 1) {
+            memmove(level + 32 * half, level + 32 * (n - 1), HASH_LEN);
+        }
+        n = half + (n & 1);
+    }
+}
+
+static PyObject *empty_root(void)
+{
+    unsigned char digest[HASH_LEN];
+    keccak256_bytes((const unsigned char *)"", 0, digest);
+    return PyBytes_FromStringAndSize((const char *)digest, HASH_LEN);
+}
+
+/* merkle_root(leaves) -> bytes | None: MTH of `leaves` (raw leaf data). None
+ * when `leaves` is not exactly a list or tuple of exactly `bytes` (the caller
+ * then runs the Python code). */
+static PyObject *py_merkle_root(PyObject *module, PyObject *arg)
+{
+    (void)module;
+    if (!PyList_CheckExact(arg) && !PyTuple_CheckExact(arg)) {
+        Py_RETURN_NONE;
+    }
+    /* A tuple of the items: the list may change while the GIL is released. */
+    PyObject *items = PySequence_Tuple(arg);
+    if (items == NULL) {
+        return NULL;
+    }
+    Py_ssize_t n = PyTuple_GET_SIZE(items);
+    if (n == 0) {
+        Py_DECREF(items);
+        return empty_root();
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (!PyBytes_CheckExact(PyTuple_GET_ITEM(items, i))) {
+            Py_DECREF(items);
+            Py_RETURN_NONE;
+        }
+    }
+    if ((size_t)n > (size_t)PY_SSIZE_T_MAX / HASH_LEN) {
+        Py_DECREF(items);
+        return PyErr_NoMemory();
+    }
+    unsigned char *level = PyMem_Malloc((size_t)n * HASH_LEN);
+    if (level == NULL) {
+        Py_DECREF(items);
+        return PyErr_NoMemory();
+    }
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *leaf = PyTuple_GET_ITEM(items, i);
+        mth_leaf((const unsigned char *)PyBytes_AS_STRING(leaf), (size_t)PyBytes_GET_SIZE(leaf),
+                 level + HASH_LEN * (size_t)i);
+    }
+    mth_reduce(level, (size_t)n);
+    Py_END_ALLOW_THREADS
+    PyObject *result = PyBytes_FromStringAndSize((const char *)level, HASH_LEN);
+    PyMem_Free(level);
+    Py_DECREF(items);
+    return result;
+}
+
+#define MAX_NAMESPACE 0xFFFFFFFFULL
+#define ENTRY_LEN (3 * HASH_LEN)
+
+typedef struct {
+    uint32_t namespace;
+    uint32_t position; /* in block order: ties keep it (a stable sort) */
+} NsKey;
+
+static int compare_ns_keys(const void *a, const void *b)
+{
+    const NsKey *x = a, *y = b;
+    if (x->namespace != y->namespace) {
+        return x->namespace < y->namespace ? -1 : 1;
+    }
+    return x->position < y->position ? -1 : (x->position > y->position);
+}
+
+/* An ABI word: `value` as 32 big-endian bytes. */
+static void put_word(unsigned char *out, uint64_t value)
+{
+    memset(out, 0, HASH_LEN);
+    for (int i = 0; i < 8; i++) {
+        out[HASH_LEN - 1 - i] = (unsigned char)(value >> (8 * i));
+    }
+}
+
+/* namespace_root(pairs) -> bytes | None: the table root of (namespace, tx
+ * hash) pairs in block order, as namespaces.namespace_root. Checked in order,
+ * as group_by_namespace checks them: a namespace outside uint32 or a hash of
+ * another length than 32 raises its ValueError; None (the caller runs the
+ * Python code, which raises what it always did) at the first pair that is not
+ * exactly a 2-tuple of an int and, the namespace being valid, bytes. */
+static PyObject *py_namespace_root(PyObject *module, PyObject *arg)
+{
+    (void)module;
+    if (!PyList_CheckExact(arg) && !PyTuple_CheckExact(arg)) {
+        Py_RETURN_NONE;
+    }
+    PyObject *items = PySequence_Tuple(arg);
+    if (items == NULL) {
+        return NULL;
+    }
+    Py_ssize_t n = PyTuple_GET_SIZE(items);
+    if (n == 0) {
+        Py_DECREF(items);
+        return empty_root();
+    }
+    if ((uint64_t)n > UINT32_MAX ||
+        (size_t)n > (size_t)PY_SSIZE_T_MAX / (2 * HASH_LEN + ENTRY_LEN)) {
+        Py_DECREF(items);
+        Py_RETURN_NONE;
+    }
+    size_t count = (size_t)n;
+    NsKey *keys = PyMem_Malloc(count * sizeof(NsKey));
+    unsigned char *hashes = PyMem_Malloc(count * HASH_LEN);
+    unsigned char *level = PyMem_Malloc(count * HASH_LEN);
+    unsigned char *entries = PyMem_Malloc(count * ENTRY_LEN);
+    PyObject *result = NULL;
+    if (keys == NULL || hashes == NULL || level == NULL || entries == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (size_t i = 0; i < count; i++) {
+        PyObject *pair = PyTuple_GET_ITEM(items, (Py_ssize_t)i);
+        if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2) {
+            result = Py_None;
+            Py_INCREF(result);
+            goto done;
+        }
+        PyObject *ns = PyTuple_GET_ITEM(pair, 0);
+        PyObject *hash = PyTuple_GET_ITEM(pair, 1);
+        if (!PyLong_CheckExact(ns)) {
+            result = Py_None;
+            Py_INCREF(result);
+            goto done;
+        }
+        int overflow = 0;
+        long long value = PyLong_AsLongLongAndOverflow(ns, &overflow);
+        if (value == -1 && PyErr_Occurred()) {
+            goto done;
+        }
+        int bad = overflow != 0 || value < 0 || (unsigned long long)value > MAX_NAMESPACE;
+        if (!bad && !PyBytes_CheckExact(hash)) {
+            result = Py_None;
+            Py_INCREF(result);
+            goto done;
+        }
+        if (bad || PyBytes_GET_SIZE(hash) != HASH_LEN) {
+            PyErr_SetString(PyExc_ValueError,
+                            "a namespace is a uint32 and a transaction hash 32 bytes");
+            goto done;
+        }
+        keys[i].namespace = (uint32_t)value;
+        keys[i].position = (uint32_t)i;
+        memcpy(hashes + HASH_LEN * i, PyBytes_AS_STRING(hash), HASH_LEN);
+    }
+    unsigned char root[HASH_LEN];
+    Py_BEGIN_ALLOW_THREADS
+    qsort(keys, count, sizeof(NsKey), compare_ns_keys);
+    size_t groups = 0;
+    for (size_t start = 0; start < count;) {
+        size_t end = start + 1;
+        while (end < count && keys[end].namespace == keys[start].namespace) {
+            end++;
+        }
+        for (size_t i = start; i < end; i++) {
+            mth_leaf(hashes + HASH_LEN * keys[i].position, HASH_LEN,
+                     level + HASH_LEN * (i - start));
+        }
+        mth_reduce(level, end - start);
+        unsigned char *entry = entries + ENTRY_LEN * groups;
+        put_word(entry, keys[start].namespace);
+        put_word(entry + HASH_LEN, (uint64_t)(end - start));
+        memcpy(entry + 2 * HASH_LEN, level, HASH_LEN);
+        groups++;
+        start = end;
+    }
+    for (size_t g = 0; g < groups; g++) {
+        mth_leaf(entries + ENTRY_LEN * g, ENTRY_LEN, level + HASH_LEN * g);
+    }
+    mth_reduce(level, groups);
+    memcpy(root, level, HASH_LEN);
+    Py_END_ALLOW_THREADS
+    result = PyBytes_FromStringAndSize((const char *)root, HASH_LEN);
+done:
+    PyMem_Free(keys);
+    PyMem_Free(hashes);
+    PyMem_Free(level);
+    PyMem_Free(entries);
+    Py_DECREF(items);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"keccak256", (PyCFunction)py_keccak256, METH_O,
      "keccak256(data) -> bytes: Keccak-256 (original padding, as Ethereum)."},
     {"rebuild", (PyCFunction)(void (*)(void))py_rebuild, METH_FASTCALL,
      "rebuild(changes, root, quick, get, MissingNode, CorruptNode) -> "
      "(new_root, staged, replaced) | None: StateTree.apply's batch rebuild."},
+    {"merkle_root", (PyCFunction)py_merkle_root, METH_O,
+     "merkle_root(leaves) -> bytes | None: RFC 6962 MTH with keccak-256 (namespaces.py)."},
+    {"namespace_root", (PyCFunction)py_namespace_root, METH_O,
+     "namespace_root(pairs) -> bytes | None: the namespace table root (namespaces.py)."},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module_def = {
     PyModuleDef_HEAD_INIT,
     "_tree_native",
-    "The state tree's batch rebuild and keccak-256, in C (see state_tree.py).",
+    "The state tree's batch rebuild, the namespace table root and keccak-256, in C.",
     0,
     methods,
     NULL,
