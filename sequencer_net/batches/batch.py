@@ -45,6 +45,7 @@ from sequencer_net.mempool.limits import (
 )
 from sequencer_net.mempool.mempool import CheckedTx, Mempool, check_transaction
 from sequencer_net.mempool.transaction import InvalidTransaction, Transaction, tx_hash
+from sequencer_net.payload.namespaces import native_keccak256
 
 BATCH_DIGEST_TAG: Final = b"seqnet/batch/v1\x00"
 """Keeps a batch digest from ever equalling any other keccak the system signs."""
@@ -281,12 +282,14 @@ def batch_namespace_pairs(batch: Batch) -> list[tuple[int, bytes]]:
 
     A plain transaction is decoded here as `decode_transaction` decodes it (the
     size bound, the typed decode, the canonical re-encoding), without its calls
-    per transaction; an encrypted one through `transaction_namespace`."""
+    per transaction; an encrypted one through `transaction_namespace`. Its hash
+    is the C keccak-256 when built (the same digest, a third less CPU)."""
     pairs: list[tuple[int, bytes]] = []
     append = pairs.append
     decode = _tx_decoder.decode
     encode = _encoder.encode
     undecodable = (msgspec.DecodeError, msgspec.ValidationError)
+    native = native_keccak256()
     keccak = sha3.keccak_256  # consensus.crypto.keccak256's
     for encoded in batch.transactions:
         if encoded[:1] != ENCRYPTED_TX_PREFIX:
@@ -304,5 +307,6 @@ def batch_namespace_pairs(batch: Batch) -> list[tuple[int, bytes]]:
                 namespace = transaction_namespace(encoded)
             except InvalidTransaction:
                 continue
-        append((namespace, keccak(encoded).digest()))  # tx_hash, without its call
+        # tx_hash, without its call
+        append((namespace, keccak(encoded).digest() if native is None else native(encoded)))
     return pairs

@@ -43,7 +43,7 @@ from __future__ import annotations
 import importlib
 import os
 from bisect import bisect_left
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from types import ModuleType
 from typing import Annotated, Final
 
@@ -74,6 +74,12 @@ _native: ModuleType | None = _load_native()
 def implementation() -> str:
     """Which code computes table roots: "native" (C) or "python"."""
     return "python" if _native is None else "native"
+
+
+def native_keccak256() -> Callable[[bytes], bytes] | None:
+    """The C keccak-256 when the native table code runs (the digests of
+    sha3.keccak_256, without a hasher object per call), else None."""
+    return None if _native is None else _native.keccak256
 
 
 HASH_LENGTH: Final = 32
