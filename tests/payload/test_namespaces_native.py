@@ -9,7 +9,11 @@ module's `_python_*` functions, whatever SEQNET_PURE_PYTHON_TREE says.
 from __future__ import annotations
 
 import gc
+import os
+import subprocess
+import sys
 import tracemalloc
+from pathlib import Path
 from random import Random
 from types import ModuleType
 from typing import Any
@@ -27,6 +31,7 @@ native: ModuleType = pytest.importorskip(
     reason="the C extension is not built (python setup.py build_ext --inplace)",
 )
 
+ROOT = Path(__file__).resolve().parents[2]
 BAD_PAIR = "a namespace is a uint32 and a transaction hash 32 bytes"
 
 
@@ -195,3 +200,44 @@ def test_no_leaks() -> None:
     finally:
         tracemalloc.stop()
     assert grown < 64 * 1024, grown
+
+
+def test_the_one_at_a_time_hashing_gives_the_same_roots() -> None:
+    """The table hashes eight messages at once where the CPU has AVX-512
+    (`hash_ways()` 8); SEQNET_SCALAR_KECCAK=1 makes it hash one at a time.
+    A child process with that setting computes the same roots."""
+    script = (
+        "import sys\n"
+        "from random import Random\n"
+        "from sequencer_net.execution import _tree_native as native\n"
+        "assert native.hash_ways() == 1\n"
+        "rng = Random(11)\n"
+        "for size in (0, 1, 2, 3, 7, 8, 9, 17, 64, 65, 600):\n"
+        "    for names in (1, 3, 50):\n"
+        "        pool = [rng.randrange(2**32) for _ in range(names)]\n"
+        "        pairs = [(rng.choice(pool), rng.randbytes(32)) for _ in range(size)]\n"
+        "        leaves = [rng.randbytes(rng.randrange(300)) for _ in range(size)]\n"
+        "        print(native.namespace_root(pairs).hex(), native.merkle_root(leaves).hex())\n"
+    )
+    environment = {**os.environ, "SEQNET_SCALAR_KECCAK": "1"}
+    environment["PYTHONPATH"] = os.pathsep.join([str(ROOT), environment.get("PYTHONPATH", "")])
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    rng = Random(11)
+    lines = done.stdout.splitlines()
+    expected = []
+    for size in (0, 1, 2, 3, 7, 8, 9, 17, 64, 65, 600):
+        for names in (1, 3, 50):
+            pool = [rng.randrange(2**32) for _ in range(names)]
+            pairs = [(rng.choice(pool), rng.randbytes(32)) for _ in range(size)]
+            leaves = [rng.randbytes(rng.randrange(300)) for _ in range(size)]
+            root = namespaces._python_namespace_root(pairs)
+            assert native.namespace_root(pairs) == root
+            expected.append(f"{root.hex()} {namespaces._python_merkle_root(leaves).hex()}")
+    assert lines == expected
