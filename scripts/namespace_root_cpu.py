@@ -1,4 +1,4 @@
-"""CPU of `namespace_root` on one block: the Python and the native table root.
+"""CPU of `namespace_root` on one block and of `batch_namespace_pairs`: Python and native.
 
     PYTHONPATH=$PWD .venv/bin/python scripts/namespace_root_cpu.py \
         [--txs 600] [--namespaces 4] [--blocks 200] [--runs 7]
@@ -8,6 +8,11 @@ namespaces drawn from `--namespaces` random uint32 values, and computes each
 block's root with both implementations; they alternate run by run, so host
 noise falls on both. Each run is timed with time.process_time; the best and
 median run are printed in microseconds per block. The roots are compared.
+
+Then the same for `batch_namespace_pairs` (decode, canonical check, hash) on
+`--blocks` batches of `--txs` / 4 rollup transactions (100-300 payload bytes,
+the namespaces as above, random signatures: pairs do not check them), in
+microseconds per transaction; the pairs are compared.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ import statistics
 import time
 from random import Random
 
+from sequencer_net.batches.batch import Batch, batch_namespace_pairs
+from sequencer_net.mempool.transaction import Transaction, encode_transaction
 from sequencer_net.payload import namespaces
 
 
@@ -54,6 +61,49 @@ def main() -> None:
         print(
             f"{name}: best {min(runs):8.1f} us/block  median {statistics.median(runs):8.1f}"
             f" us/block  runs {' '.join(f'{t:.1f}' for t in runs)}"
+        )
+    ratio = statistics.median(times["python"]) / statistics.median(times["native"])
+    print(f"python/native (medians): {ratio:.2f}x")
+
+    size = max(1, args.txs // 4)
+    batches = [
+        Batch(
+            author=0,
+            sequence=b,
+            transactions=[
+                encode_transaction(
+                    Transaction(
+                        31337,
+                        b * size + i,
+                        rng.choice(names),
+                        0,
+                        rng.randbytes(rng.randint(100, 300)),
+                        rng.randbytes(65),
+                    )
+                )
+                for i in range(size)
+            ],
+            senders=[bytes(20)] * size,
+        )
+        for b in range(args.blocks)
+    ]
+    times = {"python": [], "native": []}
+    found: dict[str, list[list[tuple[int, bytes]]]] = {}
+    for _ in range(args.runs):
+        for name in ("python", "native"):
+            namespaces._native = native if name == "native" else None
+            started = time.process_time()
+            found[name] = [batch_namespace_pairs(batch) for batch in batches]
+            times[name].append((time.process_time() - started) / args.blocks / size * 1e6)
+    namespaces._native = native
+    if found["python"] != found["native"]:
+        raise SystemExit("the pairs differ")
+    print(f"batch_namespace_pairs: {args.blocks} batches of {size} txs, pairs equal")
+    for name in ("python", "native"):
+        runs = times[name]
+        print(
+            f"{name}: best {min(runs):6.3f} us/tx  median {statistics.median(runs):6.3f}"
+            f" us/tx  runs {' '.join(f'{t:.3f}' for t in runs)}"
         )
     ratio = statistics.median(times["python"]) / statistics.median(times["native"])
     print(f"python/native (medians): {ratio:.2f}x")

@@ -1177,7 +1177,193 @@ __attribute__((target("avx512f"))) static void keccak256_blocks_x8(
         }
     }
 }
+
+/* Keccak-256 of up to eight messages of any lengths at once: each absorbs its
+ * own blocks; a message with fewer blocks than another keeps its state while
+ * the others absorb theirs. Unused slots have a NULL `outs`. */
+__attribute__((target("avx512f"))) static void keccak256_x8(
+    const unsigned char *const data[HASH_WAYS], const size_t lens[HASH_WAYS],
+    unsigned char *const outs[HASH_WAYS])
+{
+    unsigned char blocks[HASH_WAYS][KECCAK_RATE];
+    size_t full[HASH_WAYS];
+    size_t most = 0;
+    for (int k = 0; k < HASH_WAYS; k++) {
+        full[k] = outs[k] == NULL ? 0 : lens[k] / KECCAK_RATE;
+        if (outs[k] != NULL && full[k] + 1 > most) {
+            most = full[k] + 1;
+        }
+    }
+    const __m512i stride = _mm512_set_epi64(7 * KECCAK_RATE, 6 * KECCAK_RATE, 5 * KECCAK_RATE,
+                                            4 * KECCAK_RATE, 3 * KECCAK_RATE, 2 * KECCAK_RATE,
+                                            KECCAK_RATE, 0);
+    __m512i a[25];
+    for (int i = 0; i < 25; i++) {
+        a[i] = _mm512_setzero_si512();
+    }
+    for (size_t b = 0; b < most; b++) {
+        __mmask8 active = 0;
+        for (int k = 0; k < HASH_WAYS; k++) {
+            if (outs[k] == NULL || b > full[k]) {
+                memset(blocks[k], 0, KECCAK_RATE);
+                continue;
+            }
+            active |= (__mmask8)(1u << k);
+            if (b < full[k]) {
+                memcpy(blocks[k], data[k] + KECCAK_RATE * b, KECCAK_RATE);
+            } else { /* the last, padded block: original Keccak padding */
+                size_t tail = lens[k] - KECCAK_RATE * b;
+                memcpy(blocks[k], data[k] + KECCAK_RATE * b, tail);
+                memset(blocks[k] + tail, 0, KECCAK_RATE - tail);
+                blocks[k][tail] ^= 0x01;
+                blocks[k][KECCAK_RATE - 1] ^= 0x80;
+            }
+        }
+        __m512i before[25];
+        for (int i = 0; i < 25; i++) {
+            before[i] = a[i];
+        }
+        for (int i = 0; i < KECCAK_RATE / 8; i++) {
+            __m512i lane =
+                _mm512_i64gather_epi64(stride, (const void *)(&blocks[0][0] + 8 * i), 1);
+            a[i] = _mm512_xor_si512(a[i], lane);
+        }
+        keccak_f1600_x8(a);
+        for (int i = 0; i < 25; i++) {
+            a[i] = _mm512_mask_mov_epi64(before[i], active, a[i]);
+        }
+    }
+    uint64_t lanes[HASH_LEN / 8][HASH_WAYS];
+    for (int i = 0; i < HASH_LEN / 8; i++) {
+        _mm512_storeu_si512((void *)lanes[i], a[i]);
+    }
+    for (int k = 0; k < HASH_WAYS; k++) {
+        if (outs[k] != NULL) {
+            for (int i = 0; i < HASH_LEN / 8; i++) {
+                store64_le(outs[k] + 8 * i, lanes[i][k]);
+            }
+        }
+    }
+}
 #endif
+
+/* keccak256(data[i]) into out + 32 i for each of `n` messages, eight at a
+ * time where the CPU allows (messages of equal block counts together: `order`
+ * is scratch for n indices). */
+typedef struct {
+    size_t blocks;
+    size_t index;
+} BlockCount;
+
+static int compare_block_counts(const void *a, const void *b)
+{
+    const BlockCount *x = a, *y = b;
+    if (x->blocks != y->blocks) {
+        return x->blocks < y->blocks ? -1 : 1;
+    }
+    return x->index < y->index ? -1 : (x->index > y->index);
+}
+
+static void keccak256_many(const unsigned char *const *data, const size_t *lens, size_t n,
+                           BlockCount *order, unsigned char *out)
+{
+    size_t i = 0;
+#ifdef HAVE_X8
+    if (use_x8 && n >= MIN_X8_JOBS) {
+        for (size_t j = 0; j < n; j++) {
+            order[j].blocks = lens[j] / KECCAK_RATE;
+            order[j].index = j;
+        }
+        qsort(order, n, sizeof(BlockCount), compare_block_counts);
+        for (; i + MIN_X8_JOBS <= n; i += HASH_WAYS) {
+            const unsigned char *batch[HASH_WAYS];
+            size_t batch_lens[HASH_WAYS];
+            unsigned char *outs[HASH_WAYS];
+            for (int k = 0; k < HASH_WAYS; k++) {
+                if (i + (size_t)k < n) {
+                    size_t j = order[i + (size_t)k].index;
+                    batch[k] = data[j];
+                    batch_lens[k] = lens[j];
+                    outs[k] = out + HASH_LEN * j;
+                } else {
+                    batch[k] = NULL;
+                    batch_lens[k] = 0;
+                    outs[k] = NULL;
+                }
+            }
+            keccak256_x8(batch, batch_lens, outs);
+        }
+        for (; i < n; i++) {
+            size_t j = order[i].index;
+            keccak256_bytes(data[j], lens[j], out + HASH_LEN * j);
+        }
+        return;
+    }
+#endif
+    (void)order;
+    for (; i < n; i++) {
+        keccak256_bytes(data[i], lens[i], out + HASH_LEN * i);
+    }
+}
+
+/* keccak256_many(messages) -> list[bytes] | None: keccak256 of each; None
+ * unless `messages` is exactly a list or tuple of exactly bytes. */
+static PyObject *py_keccak256_many(PyObject *module, PyObject *arg)
+{
+    (void)module;
+    if (!PyList_CheckExact(arg) && !PyTuple_CheckExact(arg)) {
+        Py_RETURN_NONE;
+    }
+    PyObject *items = PySequence_Tuple(arg);
+    if (items == NULL) {
+        return NULL;
+    }
+    Py_ssize_t n = PyTuple_GET_SIZE(items);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (!PyBytes_CheckExact(PyTuple_GET_ITEM(items, i))) {
+            Py_DECREF(items);
+            Py_RETURN_NONE;
+        }
+    }
+    size_t count = (size_t)n;
+    const unsigned char **data = PyMem_Malloc((count ? count : 1) * sizeof(*data));
+    size_t *lens = PyMem_Malloc((count ? count : 1) * sizeof(size_t));
+    BlockCount *order = PyMem_Malloc((count ? count : 1) * sizeof(BlockCount));
+    unsigned char *digests = PyMem_Malloc((count ? count : 1) * HASH_LEN);
+    PyObject *result = NULL;
+    if (data == NULL || lens == NULL || order == NULL || digests == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (size_t i = 0; i < count; i++) {
+        PyObject *item = PyTuple_GET_ITEM(items, (Py_ssize_t)i);
+        data[i] = (const unsigned char *)PyBytes_AS_STRING(item);
+        lens[i] = (size_t)PyBytes_GET_SIZE(item);
+    }
+    Py_BEGIN_ALLOW_THREADS
+    keccak256_many(data, lens, count, order, digests);
+    Py_END_ALLOW_THREADS
+    result = PyList_New(n);
+    if (result == NULL) {
+        goto done;
+    }
+    for (size_t i = 0; i < count; i++) {
+        PyObject *digest =
+            PyBytes_FromStringAndSize((const char *)digests + HASH_LEN * i, HASH_LEN);
+        if (digest == NULL) {
+            Py_CLEAR(result);
+            goto done;
+        }
+        PyList_SET_ITEM(result, (Py_ssize_t)i, digest);
+    }
+done:
+    PyMem_Free(data);
+    PyMem_Free(lens);
+    PyMem_Free(order);
+    PyMem_Free(digests);
+    Py_DECREF(items);
+    return result;
+}
 
 /* Messages queued for hashing: each is copied into its block when queued, so
  * an output may overwrite the input of a message queued before it. */
@@ -1467,6 +1653,8 @@ static PyMethodDef methods[] = {
      "(new_root, staged, replaced) | None: StateTree.apply's batch rebuild."},
     {"merkle_root", (PyCFunction)py_merkle_root, METH_O,
      "merkle_root(leaves) -> bytes | None: RFC 6962 MTH with keccak-256 (namespaces.py)."},
+    {"keccak256_many", (PyCFunction)py_keccak256_many, METH_O,
+     "keccak256_many(messages) -> list[bytes] | None: keccak256 of each message."},
     {"hash_ways", (PyCFunction)py_hash_ways, METH_NOARGS,
      "hash_ways() -> int: messages the table hashes at once (8 with AVX-512, else 1)."},
     {"namespace_root", (PyCFunction)py_namespace_root, METH_O,

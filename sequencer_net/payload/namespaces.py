@@ -63,7 +63,7 @@ def _load_native() -> ModuleType | None:
         module = importlib.import_module("sequencer_net.execution._tree_native")
     except ImportError:
         return None
-    if not hasattr(module, "namespace_root") or not hasattr(module, "merkle_root"):
+    if not all(hasattr(module, f) for f in ("namespace_root", "merkle_root", "keccak256_many")):
         return None
     return module
 
@@ -76,10 +76,11 @@ def implementation() -> str:
     return "python" if _native is None else "native"
 
 
-def native_keccak256() -> Callable[[bytes], bytes] | None:
-    """The C keccak-256 when the native table code runs (the digests of
-    sha3.keccak_256, without a hasher object per call), else None."""
-    return None if _native is None else _native.keccak256
+def native_keccak256_many() -> Callable[[list[bytes]], list[bytes] | None] | None:
+    """The C keccak-256 of many messages at once when the native table code runs
+    (the digests of sha3.keccak_256; None for a list not of exactly bytes), else
+    None."""
+    return None if _native is None else _native.keccak256_many
 
 
 HASH_LENGTH: Final = 32

@@ -106,6 +106,24 @@ def test_merkle_root_of_any_leaf_data_is_the_same(leaves: list[bytes]) -> None:
     assert native.merkle_root(leaves) == namespaces._python_merkle_root(leaves)
 
 
+@given(st.lists(st.binary(max_size=700), max_size=40))
+@settings(max_examples=300, deadline=None)
+def test_keccak256_many_is_keccak256_of_each(messages: list[bytes]) -> None:
+    assert native.keccak256_many(messages) == [keccak256(m) for m in messages]
+    assert native.keccak256_many(tuple(messages)) == [keccak256(m) for m in messages]
+
+
+def test_keccak256_many_at_the_block_boundaries() -> None:
+    rng = Random(9)
+    lengths = [0, 1, 134, 135, 136, 137, 271, 272, 273, 407, 408, 409, 1000]
+    messages = [rng.randbytes(n) for n in lengths for _ in range(3)]
+    rng.shuffle(messages)
+    assert native.keccak256_many(messages) == [keccak256(m) for m in messages]
+    assert native.keccak256_many([]) == []
+    assert native.keccak256_many([b"a", bytearray(b"b")]) is None
+    assert native.keccak256_many(m for m in messages) is None
+
+
 BAD_PAIRS: list[tuple[Any, Any]] = [
     (-1, b"\x00" * 32),
     (MAX_NAMESPACE + 1, b"\x00" * 32),
@@ -184,6 +202,8 @@ def test_no_leaks() -> None:
         native.namespace_root(pairs)
         native.merkle_root([h for _, h in pairs])
         native.namespace_root(other)
+        native.keccak256_many([h for _, h in pairs])
+        native.keccak256_many([b"x", bytearray(3)])
         with pytest.raises(ValueError):
             native.namespace_root(bad)
 
@@ -218,6 +238,7 @@ def test_the_one_at_a_time_hashing_gives_the_same_roots() -> None:
         "        pairs = [(rng.choice(pool), rng.randbytes(32)) for _ in range(size)]\n"
         "        leaves = [rng.randbytes(rng.randrange(300)) for _ in range(size)]\n"
         "        print(native.namespace_root(pairs).hex(), native.merkle_root(leaves).hex())\n"
+        "        print(b''.join(native.keccak256_many(leaves)).hex())\n"
     )
     environment = {**os.environ, "SEQNET_SCALAR_KECCAK": "1"}
     environment["PYTHONPATH"] = os.pathsep.join([str(ROOT), environment.get("PYTHONPATH", "")])
@@ -240,4 +261,5 @@ def test_the_one_at_a_time_hashing_gives_the_same_roots() -> None:
             root = namespaces._python_namespace_root(pairs)
             assert native.namespace_root(pairs) == root
             expected.append(f"{root.hex()} {namespaces._python_merkle_root(leaves).hex()}")
+            expected.append(b"".join(keccak256(leaf) for leaf in leaves).hex())
     assert lines == expected
