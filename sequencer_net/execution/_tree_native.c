@@ -1255,6 +1255,7 @@ typedef struct {
     size_t index;
 } BlockCount;
 
+#ifdef HAVE_X8
 static int compare_block_counts(const void *a, const void *b)
 {
     const BlockCount *x = a, *y = b;
@@ -1263,6 +1264,7 @@ static int compare_block_counts(const void *a, const void *b)
     }
     return x->index < y->index ? -1 : (x->index > y->index);
 }
+#endif
 
 static void keccak256_many(const unsigned char *const *data, const size_t *lens, size_t n,
                            BlockCount *order, unsigned char *out)
