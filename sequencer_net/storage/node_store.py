@@ -260,12 +260,22 @@ class NodeStore:
         # Batch arrival records below this height are all deleted (this process
         # pruned them): the next prune starts here, not at the range's tombstones.
         self._arrivals_pruned_below = 0
+        # The hashes of the pending-transaction records on disk (or staged in a
+        # write not yet done): a commit deletes the records of its transactions
+        # that are here, not one per transaction. Most of a block's transactions
+        # were acknowledged by other validators and never pending here, and a
+        # delete of an absent key still costs a call and leaves a tombstone.
+        # The lock: the intake stages from the group commit, the pipeline
+        # commits from its own thread.
+        self._pending_lock = threading.Lock()
+        self._pending: set[bytes] = set()
         try:
             self._tip = self._read_tip()
             for key, _ in self._scan(VOTED_HEIGHT_PREFIX):
                 height, digest = _voted_height_key_parts(key)
                 self._voted.setdefault(height, set()).add(digest)
             self._index_certificates()
+            self._pending = {key[len(PENDING_PREFIX) :] for key, _ in self._scan(PENDING_PREFIX)}
             stored = self._db.get(PENDING_SEQUENCE_KEY)
             self._next_arrival = 0 if stored is None else _read_u64(stored, "pending sequence")
             self._evidence_count = sum(1 for _ in self._scan(EVIDENCE_PREFIX)) + sum(
@@ -522,6 +532,10 @@ class NodeStore:
             location = height + position.to_bytes(_U32, "big")
             batch.put(TX_PREFIX + location, encoded)
             batch.put(TX_INDEX_PREFIX + hash_, location)
+        with self._pending_lock:
+            pending = self._pending
+            was_pending = [hash_ for hash_ in tx_hashes if hash_ in pending] if pending else []
+        for hash_ in was_pending:
             batch.delete(PENDING_PREFIX + hash_)
         for batch_digest in batch_digests:
             if len(batch_digest) != _DIGEST:
@@ -536,6 +550,9 @@ class NodeStore:
         batch.put(TIP_KEY, height + digest + _u64(block.view))
         self._db.write(batch, self._synced)
         self._tip = (block.height, digest, block.view)
+        if was_pending:
+            with self._pending_lock:
+                self._pending.difference_update(was_pending)
         with self._voted_lock:
             for voted_height, voted_digest in voted:
                 digests = self._voted.get(voted_height)
@@ -820,6 +837,11 @@ class NodeStore:
             batch.put(PENDING_PREFIX + hash_, _u64(self._next_arrival) + encoded)
             self._next_arrival += 1
         batch.put(PENDING_SEQUENCE_KEY, _u64(self._next_arrival))
+        # Known before the write is done: a commit racing it deletes the record
+        # (harmless if it never lands), and one that fails leaves a hash whose
+        # delete is a no-op.
+        with self._pending_lock:
+            self._pending.update(hashes)
 
     def load_pending_transactions(self) -> list[bytes]:
         """Acknowledged, uncommitted transactions in the order they were saved.
@@ -835,6 +857,8 @@ class NodeStore:
                 raise CorruptStore(f"pending transaction {hash_.hex()} does not match its hash")
             if self._db.get(TX_INDEX_PREFIX + hash_) is not None:
                 stale.delete(key)
+                with self._pending_lock:
+                    self._pending.discard(hash_)
                 continue
             entries.append((int.from_bytes(data[:_U64], "big"), encoded))
         if not stale.is_empty():
@@ -844,10 +868,13 @@ class NodeStore:
 
     def remove_pending(self, hashes: Iterable[bytes]) -> None:
         """Forget pending transactions (unsynced: a lost delete is filtered on load)."""
+        hashes = list(hashes)
         batch = WriteBatch(raw_mode=True)
         for hash_ in hashes:
             batch.delete(PENDING_PREFIX + hash_)
         self._db.write(batch, self._unsynced)
+        with self._pending_lock:
+            self._pending.difference_update(hashes)
 
     # ---- internals -------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from rocksdict import Options, Rdict
+from rocksdict import Options, Rdict, WriteBatch
 
 from consensus.crypto import keccak256
 from consensus.io import SafetyRecord
@@ -576,3 +576,81 @@ def _stored_certificates(store: NodeStore, epoch: int) -> list[Certificate]:
             break
         out.append(msgspec.msgpack.decode(value, type=Certificate))
     return out
+
+
+def _pending_on_disk(store: NodeStore) -> set[bytes]:
+    """The hashes of every pending-transaction record as stored (not through
+    `load_pending_transactions`, which filters committed ones)."""
+    prefix = b"p/"
+    return {
+        bytes(key[len(prefix) :])
+        for key in store._db.keys(from_key=prefix)
+        if key.startswith(prefix)
+    }
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_commits_delete_exactly_the_pending_records_of_their_transactions(
+    tmp_path: Path, seed: int
+) -> None:
+    """Random saves (direct and staged), removals, commits of blocks mixing
+    pending and never-pending transactions, and restarts: the pending records
+    on disk are always the model's, and a commit writes one delete per
+    transaction of it that was pending here, none for the others."""
+    rng = random.Random(seed)
+    path = tmp_path / "db"
+    store = NodeStore(path, genesis_digest=GENESIS)
+    pending: dict[bytes, bytes] = {}  # hash -> encoded, the model
+    committed: set[bytes] = set()
+    counter = 0
+
+    def fresh(count: int) -> list[bytes]:
+        nonlocal counter
+        out = [b"tx %d/%d " % (seed, counter + i) + bytes(30) for i in range(count)]
+        counter += count
+        return out
+
+    try:
+        for _ in range(60):
+            action = rng.random()
+            if action < 0.25:
+                txs = fresh(rng.randint(1, 6))
+                store.save_pending_transactions(txs)
+                pending.update((tx_hash(t), t) for t in txs)
+            elif action < 0.4:
+                txs = fresh(rng.randint(1, 6))
+                batch = WriteBatch(raw_mode=True)
+                store.stage_pending_transactions(batch, txs, [tx_hash(t) for t in txs])
+                store._db.write(batch)
+                pending.update((tx_hash(t), t) for t in txs)
+            elif action < 0.5 and pending:
+                gone = rng.sample(sorted(pending), rng.randint(1, len(pending)))
+                store.remove_pending([*gone, keccak256(b"never pending %d" % counter)])
+                for h in gone:
+                    del pending[h]
+            elif action < 0.9:
+                mine = rng.sample(sorted(pending), rng.randint(0, min(4, len(pending))))
+                txs = [pending[h] for h in mine] + fresh(rng.randint(0, 8))
+                rng.shuffle(txs)
+                height, parent, _ = store.tip()
+                b = block(height + 1, parent)
+                deletes = store._db.property_int_value("rocksdb.num-deletes-active-mem-table")
+                store.commit_block(
+                    b,
+                    cert(VoteKind.FINALIZE, b.view, b.height, b.digest()),
+                    txs,
+                    keccak256(b"root"),
+                )
+                written = store._db.property_int_value("rocksdb.num-deletes-active-mem-table")
+                assert written - deletes == len(mine)
+                for h in mine:
+                    del pending[h]
+                committed.update(tx_hash(t) for t in txs)
+            else:
+                store.close()
+                store = NodeStore(path, genesis_digest=GENESIS)
+            assert _pending_on_disk(store) == set(pending)
+            assert not committed & set(pending)
+        assert sorted(store.load_pending_transactions()) == sorted(pending.values())
+    finally:
+        store.close()
