@@ -1510,6 +1510,11 @@ typedef struct {
     uint32_t position; /* in block order: ties keep it (a stable sort) */
 } NsKey;
 
+typedef struct {
+    size_t start; /* its first leaf in the sorted order */
+    size_t size;  /* hashes at its current level */
+} Run;
+
 static int compare_ns_keys(const void *a, const void *b)
 {
     const NsKey *x = a, *y = b;
@@ -1560,8 +1565,10 @@ static PyObject *py_namespace_root(PyObject *module, PyObject *arg)
     unsigned char *level = PyMem_Malloc(count * HASH_LEN);
     unsigned char *entries = PyMem_Malloc(count * ENTRY_LEN);
     Hasher *hasher = PyMem_Malloc(sizeof(Hasher));
+    Run *runs = PyMem_Malloc(count * sizeof(Run));
     PyObject *result = NULL;
-    if (keys == NULL || hashes == NULL || level == NULL || entries == NULL || hasher == NULL) {
+    if (keys == NULL || hashes == NULL || level == NULL || entries == NULL || hasher == NULL ||
+        runs == NULL) {
         PyErr_NoMemory();
         goto done;
     }
@@ -1608,19 +1615,47 @@ static PyObject *py_namespace_root(PyObject *module, PyObject *arg)
         mth_leaf(hasher, hashes + HASH_LEN * keys[i].position, HASH_LEN, level + HASH_LEN * i);
     }
     hasher_flush(hasher);
+    /* The namespaces' runs in the sorted order, then their trees level by level
+     * together, so small trees still fill the hasher's eight ways. */
     size_t groups = 0;
     for (size_t start = 0; start < count;) {
         size_t end = start + 1;
         while (end < count && keys[end].namespace == keys[start].namespace) {
             end++;
         }
-        mth_reduce(hasher, level + HASH_LEN * start, end - start);
-        unsigned char *entry = entries + ENTRY_LEN * groups;
+        runs[groups].start = start;
+        runs[groups].size = end - start;
+        groups++;
+        start = end;
+    }
+    for (int more = 1; more;) {
+        more = 0;
+        for (size_t g = 0; g < groups; g++) {
+            unsigned char *run = level + HASH_LEN * runs[g].start;
+            for (size_t i = 0; i < runs[g].size / 2; i++) {
+                hasher_add(hasher, 0x01, run + 64 * i, 2 * HASH_LEN, NULL, 0, run + 32 * i);
+            }
+        }
+        hasher_flush(hasher);
+        for (size_t g = 0; g < groups; g++) {
+            size_t n = runs[g].size;
+            if (n > 1) {
+                unsigned char *run = level + HASH_LEN * runs[g].start;
+                if (n & 1) {
+                    memmove(run + 32 * (n / 2), run + 32 * (n - 1), HASH_LEN);
+                }
+                runs[g].size = n / 2 + (n & 1);
+                more |= runs[g].size > 1;
+            }
+        }
+    }
+    for (size_t g = 0; g < groups; g++) {
+        size_t start = runs[g].start;
+        size_t end = g + 1 < groups ? runs[g + 1].start : count;
+        unsigned char *entry = entries + ENTRY_LEN * g;
         put_word(entry, keys[start].namespace);
         put_word(entry + HASH_LEN, (uint64_t)(end - start));
         memcpy(entry + 2 * HASH_LEN, level + HASH_LEN * start, HASH_LEN);
-        groups++;
-        start = end;
     }
     for (size_t g = 0; g < groups; g++) {
         mth_leaf(hasher, entries + ENTRY_LEN * g, ENTRY_LEN, level + HASH_LEN * g);
@@ -1636,6 +1671,7 @@ done:
     PyMem_Free(level);
     PyMem_Free(entries);
     PyMem_Free(hasher);
+    PyMem_Free(runs);
     Py_DECREF(items);
     return result;
 }
