@@ -26,6 +26,7 @@
 #include <Python.h>
 
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* ---- keccak-256 ---------------------------------------------------------------------- */
@@ -1045,19 +1046,664 @@ static PyObject *py_rebuild(PyObject *module, PyObject *const *args, Py_ssize_t 
     return result;
 }
 
+/* ---- the namespace table (sequencer_net/payload/namespaces.py) ------------------------- */
+
+/* RFC 6962 with keccak-256: a leaf is keccak256(0x00 || data), a node
+ * keccak256(0x01 || left || right). A tree hashes many short messages that do
+ * not depend on each other (every leaf; every node of one level), so they are
+ * queued in a `Hasher` and hashed eight at a time with AVX-512 where the CPU
+ * has it (`keccak_f1600_x8`: eight states, one in each 64-bit slot of 25
+ * registers), one at a time otherwise: the same digests either way. */
+
+#define SHORT_MAX (KECCAK_RATE - 1) /* a message of at most this many bytes is one block */
+#define HASH_WAYS 8
+#define MIN_X8_JOBS 3 /* fewer queued messages are hashed one by one */
+
+#if defined(__GNUC__) && defined(__x86_64__)
+#define HAVE_X8 1
+#include <immintrin.h>
+#endif
+
+static int use_x8; /* set once, when the module is initialized; read only after */
+
+/* The padded block of a message of at most SHORT_MAX bytes, prefix || p1 || p2. */
+static void short_block(unsigned char block[KECCAK_RATE], unsigned char prefix,
+                        const unsigned char *p1, size_t len1, const unsigned char *p2, size_t len2)
+{
+    size_t len = 1 + len1 + len2;
+    block[0] = prefix;
+    memcpy(block + 1, p1, len1);
+    if (len2) {
+        memcpy(block + 1 + len1, p2, len2);
+    }
+    memset(block + len, 0, KECCAK_RATE - len);
+    block[len] ^= 0x01;
+    block[KECCAK_RATE - 1] ^= 0x80;
+}
+
+static void keccak256_block(const unsigned char block[KECCAK_RATE], unsigned char out[HASH_LEN])
+{
+    uint64_t a[25];
+    memset(a, 0, sizeof(a));
+    for (int i = 0; i < KECCAK_RATE / 8; i++) {
+        a[i] = load64_le(block + 8 * i);
+    }
+    keccak_f1600(a);
+    for (int i = 0; i < HASH_LEN / 8; i++) {
+        store64_le(out + 8 * i, a[i]);
+    }
+}
+
+#ifdef HAVE_X8
+#define ROL8(x, n) _mm512_rol_epi64((x), (n))
+#define XOR3(x, y, z) _mm512_ternarylogic_epi64((x), (y), (z), 0x96)
+#define CHI(x, y, z) _mm512_ternarylogic_epi64((x), (y), (z), 0xD2) /* x ^ (~y & z) */
+
+/* keccak-f[1600] on eight states at once, as `keccak_f1600` on each. */
+__attribute__((target("avx512f"))) static void keccak_f1600_x8(__m512i a[25])
+{
+    for (int round = 0; round < 24; round++) {
+        __m512i c0 = XOR3(a[0], a[5], XOR3(a[10], a[15], a[20]));
+        __m512i c1 = XOR3(a[1], a[6], XOR3(a[11], a[16], a[21]));
+        __m512i c2 = XOR3(a[2], a[7], XOR3(a[12], a[17], a[22]));
+        __m512i c3 = XOR3(a[3], a[8], XOR3(a[13], a[18], a[23]));
+        __m512i c4 = XOR3(a[4], a[9], XOR3(a[14], a[19], a[24]));
+        __m512i d0 = _mm512_xor_si512(c4, ROL8(c1, 1));
+        __m512i d1 = _mm512_xor_si512(c0, ROL8(c2, 1));
+        __m512i d2 = _mm512_xor_si512(c1, ROL8(c3, 1));
+        __m512i d3 = _mm512_xor_si512(c2, ROL8(c4, 1));
+        __m512i d4 = _mm512_xor_si512(c3, ROL8(c0, 1));
+        __m512i b[25];
+        b[0] = _mm512_xor_si512(a[0], d0);
+        b[10] = ROL8(_mm512_xor_si512(a[1], d1), 1);
+        b[20] = ROL8(_mm512_xor_si512(a[2], d2), 62);
+        b[5] = ROL8(_mm512_xor_si512(a[3], d3), 28);
+        b[15] = ROL8(_mm512_xor_si512(a[4], d4), 27);
+        b[16] = ROL8(_mm512_xor_si512(a[5], d0), 36);
+        b[1] = ROL8(_mm512_xor_si512(a[6], d1), 44);
+        b[11] = ROL8(_mm512_xor_si512(a[7], d2), 6);
+        b[21] = ROL8(_mm512_xor_si512(a[8], d3), 55);
+        b[6] = ROL8(_mm512_xor_si512(a[9], d4), 20);
+        b[7] = ROL8(_mm512_xor_si512(a[10], d0), 3);
+        b[17] = ROL8(_mm512_xor_si512(a[11], d1), 10);
+        b[2] = ROL8(_mm512_xor_si512(a[12], d2), 43);
+        b[12] = ROL8(_mm512_xor_si512(a[13], d3), 25);
+        b[22] = ROL8(_mm512_xor_si512(a[14], d4), 39);
+        b[23] = ROL8(_mm512_xor_si512(a[15], d0), 41);
+        b[8] = ROL8(_mm512_xor_si512(a[16], d1), 45);
+        b[18] = ROL8(_mm512_xor_si512(a[17], d2), 15);
+        b[3] = ROL8(_mm512_xor_si512(a[18], d3), 21);
+        b[13] = ROL8(_mm512_xor_si512(a[19], d4), 8);
+        b[14] = ROL8(_mm512_xor_si512(a[20], d0), 18);
+        b[24] = ROL8(_mm512_xor_si512(a[21], d1), 2);
+        b[9] = ROL8(_mm512_xor_si512(a[22], d2), 61);
+        b[19] = ROL8(_mm512_xor_si512(a[23], d3), 56);
+        b[4] = ROL8(_mm512_xor_si512(a[24], d4), 14);
+        for (int y = 0; y < 25; y += 5) {
+            a[y] = CHI(b[y], b[y + 1], b[y + 2]);
+            a[y + 1] = CHI(b[y + 1], b[y + 2], b[y + 3]);
+            a[y + 2] = CHI(b[y + 2], b[y + 3], b[y + 4]);
+            a[y + 3] = CHI(b[y + 3], b[y + 4], b[y]);
+            a[y + 4] = CHI(b[y + 4], b[y], b[y + 1]);
+        }
+        a[0] = _mm512_xor_si512(a[0], _mm512_set1_epi64((long long)keccak_rc[round]));
+    }
+}
+
+/* Keccak-256 of eight padded one-block messages (x86-64: little-endian lanes). */
+__attribute__((target("avx512f"))) static void keccak256_blocks_x8(
+    const unsigned char blocks[HASH_WAYS][KECCAK_RATE], unsigned char *const outs[HASH_WAYS])
+{
+    __m512i a[25];
+    const __m512i stride = _mm512_set_epi64(7 * KECCAK_RATE, 6 * KECCAK_RATE, 5 * KECCAK_RATE,
+                                            4 * KECCAK_RATE, 3 * KECCAK_RATE, 2 * KECCAK_RATE,
+                                            KECCAK_RATE, 0);
+    for (int i = 0; i < KECCAK_RATE / 8; i++) {
+        a[i] = _mm512_i64gather_epi64(stride, (const void *)(&blocks[0][0] + 8 * i), 1);
+    }
+    for (int i = KECCAK_RATE / 8; i < 25; i++) {
+        a[i] = _mm512_setzero_si512();
+    }
+    keccak_f1600_x8(a);
+    uint64_t lanes[HASH_LEN / 8][HASH_WAYS];
+    for (int i = 0; i < HASH_LEN / 8; i++) {
+        _mm512_storeu_si512((void *)lanes[i], a[i]);
+    }
+    for (int k = 0; k < HASH_WAYS; k++) {
+        if (outs[k] != NULL) {
+            for (int i = 0; i < HASH_LEN / 8; i++) {
+                store64_le(outs[k] + 8 * i, lanes[i][k]);
+            }
+        }
+    }
+}
+
+/* Keccak-256 of up to eight messages of any lengths at once: each absorbs its
+ * own blocks; a message with fewer blocks than another keeps its state while
+ * the others absorb theirs. Unused slots have a NULL `outs`. */
+__attribute__((target("avx512f"))) static void keccak256_x8(
+    const unsigned char *const data[HASH_WAYS], const size_t lens[HASH_WAYS],
+    unsigned char *const outs[HASH_WAYS])
+{
+    unsigned char blocks[HASH_WAYS][KECCAK_RATE];
+    size_t full[HASH_WAYS];
+    size_t most = 0;
+    for (int k = 0; k < HASH_WAYS; k++) {
+        full[k] = outs[k] == NULL ? 0 : lens[k] / KECCAK_RATE;
+        if (outs[k] != NULL && full[k] + 1 > most) {
+            most = full[k] + 1;
+        }
+    }
+    const __m512i stride = _mm512_set_epi64(7 * KECCAK_RATE, 6 * KECCAK_RATE, 5 * KECCAK_RATE,
+                                            4 * KECCAK_RATE, 3 * KECCAK_RATE, 2 * KECCAK_RATE,
+                                            KECCAK_RATE, 0);
+    __m512i a[25];
+    for (int i = 0; i < 25; i++) {
+        a[i] = _mm512_setzero_si512();
+    }
+    for (size_t b = 0; b < most; b++) {
+        __mmask8 active = 0;
+        for (int k = 0; k < HASH_WAYS; k++) {
+            if (outs[k] == NULL || b > full[k]) {
+                memset(blocks[k], 0, KECCAK_RATE);
+                continue;
+            }
+            active |= (__mmask8)(1u << k);
+            if (b < full[k]) {
+                memcpy(blocks[k], data[k] + KECCAK_RATE * b, KECCAK_RATE);
+            } else { /* the last, padded block: original Keccak padding */
+                size_t tail = lens[k] - KECCAK_RATE * b;
+                memcpy(blocks[k], data[k] + KECCAK_RATE * b, tail);
+                memset(blocks[k] + tail, 0, KECCAK_RATE - tail);
+                blocks[k][tail] ^= 0x01;
+                blocks[k][KECCAK_RATE - 1] ^= 0x80;
+            }
+        }
+        __m512i before[25];
+        for (int i = 0; i < 25; i++) {
+            before[i] = a[i];
+        }
+        for (int i = 0; i < KECCAK_RATE / 8; i++) {
+            __m512i lane =
+                _mm512_i64gather_epi64(stride, (const void *)(&blocks[0][0] + 8 * i), 1);
+            a[i] = _mm512_xor_si512(a[i], lane);
+        }
+        keccak_f1600_x8(a);
+        for (int i = 0; i < 25; i++) {
+            a[i] = _mm512_mask_mov_epi64(before[i], active, a[i]);
+        }
+    }
+    uint64_t lanes[HASH_LEN / 8][HASH_WAYS];
+    for (int i = 0; i < HASH_LEN / 8; i++) {
+        _mm512_storeu_si512((void *)lanes[i], a[i]);
+    }
+    for (int k = 0; k < HASH_WAYS; k++) {
+        if (outs[k] != NULL) {
+            for (int i = 0; i < HASH_LEN / 8; i++) {
+                store64_le(outs[k] + 8 * i, lanes[i][k]);
+            }
+        }
+    }
+}
+#endif
+
+/* keccak256(data[i]) into out + 32 i for each of `n` messages, eight at a
+ * time where the CPU allows (messages of equal block counts together: `order`
+ * is scratch for n indices). */
+typedef struct {
+    size_t blocks;
+    size_t index;
+} BlockCount;
+
+#ifdef HAVE_X8
+static int compare_block_counts(const void *a, const void *b)
+{
+    const BlockCount *x = a, *y = b;
+    if (x->blocks != y->blocks) {
+        return x->blocks < y->blocks ? -1 : 1;
+    }
+    return x->index < y->index ? -1 : (x->index > y->index);
+}
+#endif
+
+static void keccak256_many(const unsigned char *const *data, const size_t *lens, size_t n,
+                           BlockCount *order, unsigned char *out)
+{
+    size_t i = 0;
+#ifdef HAVE_X8
+    if (use_x8 && n >= MIN_X8_JOBS) {
+        for (size_t j = 0; j < n; j++) {
+            order[j].blocks = lens[j] / KECCAK_RATE;
+            order[j].index = j;
+        }
+        qsort(order, n, sizeof(BlockCount), compare_block_counts);
+        for (; i + MIN_X8_JOBS <= n; i += HASH_WAYS) {
+            const unsigned char *batch[HASH_WAYS];
+            size_t batch_lens[HASH_WAYS];
+            unsigned char *outs[HASH_WAYS];
+            for (int k = 0; k < HASH_WAYS; k++) {
+                if (i + (size_t)k < n) {
+                    size_t j = order[i + (size_t)k].index;
+                    batch[k] = data[j];
+                    batch_lens[k] = lens[j];
+                    outs[k] = out + HASH_LEN * j;
+                } else {
+                    batch[k] = NULL;
+                    batch_lens[k] = 0;
+                    outs[k] = NULL;
+                }
+            }
+            keccak256_x8(batch, batch_lens, outs);
+        }
+        for (; i < n; i++) {
+            size_t j = order[i].index;
+            keccak256_bytes(data[j], lens[j], out + HASH_LEN * j);
+        }
+        return;
+    }
+#endif
+    (void)order;
+    for (; i < n; i++) {
+        keccak256_bytes(data[i], lens[i], out + HASH_LEN * i);
+    }
+}
+
+/* keccak256_many(messages) -> list[bytes] | None: keccak256 of each; None
+ * unless `messages` is exactly a list or tuple of exactly bytes. */
+static PyObject *py_keccak256_many(PyObject *module, PyObject *arg)
+{
+    (void)module;
+    if (!PyList_CheckExact(arg) && !PyTuple_CheckExact(arg)) {
+        Py_RETURN_NONE;
+    }
+    PyObject *items = PySequence_Tuple(arg);
+    if (items == NULL) {
+        return NULL;
+    }
+    Py_ssize_t n = PyTuple_GET_SIZE(items);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (!PyBytes_CheckExact(PyTuple_GET_ITEM(items, i))) {
+            Py_DECREF(items);
+            Py_RETURN_NONE;
+        }
+    }
+    size_t count = (size_t)n;
+    const unsigned char **data = PyMem_Malloc((count ? count : 1) * sizeof(*data));
+    size_t *lens = PyMem_Malloc((count ? count : 1) * sizeof(size_t));
+    BlockCount *order = PyMem_Malloc((count ? count : 1) * sizeof(BlockCount));
+    unsigned char *digests = PyMem_Malloc((count ? count : 1) * HASH_LEN);
+    PyObject *result = NULL;
+    if (data == NULL || lens == NULL || order == NULL || digests == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (size_t i = 0; i < count; i++) {
+        PyObject *item = PyTuple_GET_ITEM(items, (Py_ssize_t)i);
+        data[i] = (const unsigned char *)PyBytes_AS_STRING(item);
+        lens[i] = (size_t)PyBytes_GET_SIZE(item);
+    }
+    Py_BEGIN_ALLOW_THREADS
+    keccak256_many(data, lens, count, order, digests);
+    Py_END_ALLOW_THREADS
+    result = PyList_New(n);
+    if (result == NULL) {
+        goto done;
+    }
+    for (size_t i = 0; i < count; i++) {
+        PyObject *digest =
+            PyBytes_FromStringAndSize((const char *)digests + HASH_LEN * i, HASH_LEN);
+        if (digest == NULL) {
+            Py_CLEAR(result);
+            goto done;
+        }
+        PyList_SET_ITEM(result, (Py_ssize_t)i, digest);
+    }
+done:
+    PyMem_Free(data);
+    PyMem_Free(lens);
+    PyMem_Free(order);
+    PyMem_Free(digests);
+    Py_DECREF(items);
+    return result;
+}
+
+/* Messages queued for hashing: each is copied into its block when queued, so
+ * an output may overwrite the input of a message queued before it. */
+typedef struct {
+    unsigned char blocks[HASH_WAYS][KECCAK_RATE];
+    unsigned char *outs[HASH_WAYS];
+    int count;
+} Hasher;
+
+static void hasher_flush(Hasher *hasher)
+{
+#ifdef HAVE_X8
+    if (use_x8 && hasher->count >= MIN_X8_JOBS) {
+        for (int k = hasher->count; k < HASH_WAYS; k++) {
+            hasher->outs[k] = NULL; /* its block is a stale one: hashed, dropped */
+        }
+        keccak256_blocks_x8((const unsigned char(*)[KECCAK_RATE])hasher->blocks, hasher->outs);
+        hasher->count = 0;
+        return;
+    }
+#endif
+    for (int k = 0; k < hasher->count; k++) {
+        keccak256_block(hasher->blocks[k], hasher->outs[k]);
+    }
+    hasher->count = 0;
+}
+
+/* Queue keccak256(prefix || p1 || p2) into `out`; 1 + len1 + len2 <= SHORT_MAX. */
+static void hasher_add(Hasher *hasher, unsigned char prefix, const unsigned char *p1, size_t len1,
+                       const unsigned char *p2, size_t len2, unsigned char *out)
+{
+    short_block(hasher->blocks[hasher->count], prefix, p1, len1, p2, len2);
+    hasher->outs[hasher->count] = out;
+    if (++hasher->count == HASH_WAYS) {
+        hasher_flush(hasher);
+    }
+}
+
+/* keccak256(0x00 || data) into `out`, queued if one block holds it. */
+static void mth_leaf(Hasher *hasher, const unsigned char *data, size_t len,
+                     unsigned char out[HASH_LEN])
+{
+    if (len < SHORT_MAX) {
+        hasher_add(hasher, 0x00, data, len, NULL, 0, out);
+        return;
+    }
+    static const unsigned char prefix = 0x00;
+    const unsigned char *parts[2] = {&prefix, data};
+    size_t lens[2] = {1, len};
+    keccak256_parts(parts, lens, 2, out);
+}
+
+/* The root over `n` >= 1 leaf hashes at `level` (n * 32 bytes, overwritten),
+ * bottom-up as `_root_of_level`: each level hashes adjacent pairs and carries
+ * an odd last hash up unchanged; the root ends in level[0..32). A node's hash
+ * goes where its left child was read from, or before it: the queue copied
+ * both children first. `hasher` must be empty (flushed). */
+static void mth_reduce(Hasher *hasher, unsigned char *level, size_t n)
+{
+    while (n > 1) {
+        size_t half = n / 2;
+        for (size_t i = 0; i < half; i++) {
+            hasher_add(hasher, 0x01, level + 64 * i, 2 * HASH_LEN, NULL, 0, level + 32 * i);
+        }
+        hasher_flush(hasher);
+        if (n & 1) {
+            memmove(level + 32 * half, level + 32 * (n - 1), HASH_LEN);
+        }
+        n = half + (n & 1);
+    }
+}
+
+static PyObject *empty_root(void)
+{
+    unsigned char digest[HASH_LEN];
+    keccak256_bytes((const unsigned char *)"", 0, digest);
+    return PyBytes_FromStringAndSize((const char *)digest, HASH_LEN);
+}
+
+/* merkle_root(leaves) -> bytes | None: MTH of `leaves` (raw leaf data). None
+ * when `leaves` is not exactly a list or tuple of exactly `bytes` (the caller
+ * then runs the Python code). */
+static PyObject *py_merkle_root(PyObject *module, PyObject *arg)
+{
+    (void)module;
+    if (!PyList_CheckExact(arg) && !PyTuple_CheckExact(arg)) {
+        Py_RETURN_NONE;
+    }
+    /* A tuple of the items: the list may change while the GIL is released. */
+    PyObject *items = PySequence_Tuple(arg);
+    if (items == NULL) {
+        return NULL;
+    }
+    Py_ssize_t n = PyTuple_GET_SIZE(items);
+    if (n == 0) {
+        Py_DECREF(items);
+        return empty_root();
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (!PyBytes_CheckExact(PyTuple_GET_ITEM(items, i))) {
+            Py_DECREF(items);
+            Py_RETURN_NONE;
+        }
+    }
+    if ((size_t)n > (size_t)PY_SSIZE_T_MAX / HASH_LEN) {
+        Py_DECREF(items);
+        return PyErr_NoMemory();
+    }
+    unsigned char *level = PyMem_Malloc((size_t)n * HASH_LEN);
+    if (level == NULL) {
+        Py_DECREF(items);
+        return PyErr_NoMemory();
+    }
+    Hasher *hasher = PyMem_Malloc(sizeof(Hasher));
+    if (hasher == NULL) {
+        PyMem_Free(level);
+        Py_DECREF(items);
+        return PyErr_NoMemory();
+    }
+    hasher->count = 0;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *leaf = PyTuple_GET_ITEM(items, i);
+        mth_leaf(hasher, (const unsigned char *)PyBytes_AS_STRING(leaf),
+                 (size_t)PyBytes_GET_SIZE(leaf), level + HASH_LEN * (size_t)i);
+    }
+    hasher_flush(hasher);
+    mth_reduce(hasher, level, (size_t)n);
+    Py_END_ALLOW_THREADS
+    PyMem_Free(hasher);
+    PyObject *result = PyBytes_FromStringAndSize((const char *)level, HASH_LEN);
+    PyMem_Free(level);
+    Py_DECREF(items);
+    return result;
+}
+
+#define MAX_NAMESPACE 0xFFFFFFFFULL
+#define ENTRY_LEN (3 * HASH_LEN)
+
+typedef struct {
+    uint32_t namespace;
+    uint32_t position; /* in block order: ties keep it (a stable sort) */
+} NsKey;
+
+typedef struct {
+    size_t start; /* its first leaf in the sorted order */
+    size_t size;  /* hashes at its current level */
+} Run;
+
+static int compare_ns_keys(const void *a, const void *b)
+{
+    const NsKey *x = a, *y = b;
+    if (x->namespace != y->namespace) {
+        return x->namespace < y->namespace ? -1 : 1;
+    }
+    return x->position < y->position ? -1 : (x->position > y->position);
+}
+
+/* An ABI word: `value` as 32 big-endian bytes. */
+static void put_word(unsigned char *out, uint64_t value)
+{
+    memset(out, 0, HASH_LEN);
+    for (int i = 0; i < 8; i++) {
+        out[HASH_LEN - 1 - i] = (unsigned char)(value >> (8 * i));
+    }
+}
+
+/* namespace_root(pairs) -> bytes | None: the table root of (namespace, tx
+ * hash) pairs in block order, as namespaces.namespace_root. Checked in order,
+ * as group_by_namespace checks them: a namespace outside uint32 or a hash of
+ * another length than 32 raises its ValueError; None (the caller runs the
+ * Python code, which raises what it always did) at the first pair that is not
+ * exactly a 2-tuple of an int and, the namespace being valid, bytes. */
+static PyObject *py_namespace_root(PyObject *module, PyObject *arg)
+{
+    (void)module;
+    if (!PyList_CheckExact(arg) && !PyTuple_CheckExact(arg)) {
+        Py_RETURN_NONE;
+    }
+    PyObject *items = PySequence_Tuple(arg);
+    if (items == NULL) {
+        return NULL;
+    }
+    Py_ssize_t n = PyTuple_GET_SIZE(items);
+    if (n == 0) {
+        Py_DECREF(items);
+        return empty_root();
+    }
+    if ((uint64_t)n > UINT32_MAX ||
+        (size_t)n > (size_t)PY_SSIZE_T_MAX / (2 * HASH_LEN + ENTRY_LEN)) {
+        Py_DECREF(items);
+        Py_RETURN_NONE;
+    }
+    size_t count = (size_t)n;
+    NsKey *keys = PyMem_Malloc(count * sizeof(NsKey));
+    unsigned char *hashes = PyMem_Malloc(count * HASH_LEN);
+    unsigned char *level = PyMem_Malloc(count * HASH_LEN);
+    unsigned char *entries = PyMem_Malloc(count * ENTRY_LEN);
+    Hasher *hasher = PyMem_Malloc(sizeof(Hasher));
+    Run *runs = PyMem_Malloc(count * sizeof(Run));
+    PyObject *result = NULL;
+    if (keys == NULL || hashes == NULL || level == NULL || entries == NULL || hasher == NULL ||
+        runs == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (size_t i = 0; i < count; i++) {
+        PyObject *pair = PyTuple_GET_ITEM(items, (Py_ssize_t)i);
+        if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2) {
+            result = Py_None;
+            Py_INCREF(result);
+            goto done;
+        }
+        PyObject *ns = PyTuple_GET_ITEM(pair, 0);
+        PyObject *hash = PyTuple_GET_ITEM(pair, 1);
+        if (!PyLong_CheckExact(ns)) {
+            result = Py_None;
+            Py_INCREF(result);
+            goto done;
+        }
+        int overflow = 0;
+        long long value = PyLong_AsLongLongAndOverflow(ns, &overflow);
+        if (value == -1 && PyErr_Occurred()) {
+            goto done;
+        }
+        int bad = overflow != 0 || value < 0 || (unsigned long long)value > MAX_NAMESPACE;
+        if (!bad && !PyBytes_CheckExact(hash)) {
+            result = Py_None;
+            Py_INCREF(result);
+            goto done;
+        }
+        if (bad || PyBytes_GET_SIZE(hash) != HASH_LEN) {
+            PyErr_SetString(PyExc_ValueError,
+                            "a namespace is a uint32 and a transaction hash 32 bytes");
+            goto done;
+        }
+        keys[i].namespace = (uint32_t)value;
+        keys[i].position = (uint32_t)i;
+        memcpy(hashes + HASH_LEN * i, PyBytes_AS_STRING(hash), HASH_LEN);
+    }
+    hasher->count = 0;
+    unsigned char root[HASH_LEN];
+    Py_BEGIN_ALLOW_THREADS
+    qsort(keys, count, sizeof(NsKey), compare_ns_keys);
+    /* Every leaf at once (in namespace order), then each namespace's tree. */
+    for (size_t i = 0; i < count; i++) {
+        mth_leaf(hasher, hashes + HASH_LEN * keys[i].position, HASH_LEN, level + HASH_LEN * i);
+    }
+    hasher_flush(hasher);
+    /* The namespaces' runs in the sorted order, then their trees level by level
+     * together, so small trees still fill the hasher's eight ways. */
+    size_t groups = 0;
+    for (size_t start = 0; start < count;) {
+        size_t end = start + 1;
+        while (end < count && keys[end].namespace == keys[start].namespace) {
+            end++;
+        }
+        runs[groups].start = start;
+        runs[groups].size = end - start;
+        groups++;
+        start = end;
+    }
+    for (int more = 1; more;) {
+        more = 0;
+        for (size_t g = 0; g < groups; g++) {
+            unsigned char *run = level + HASH_LEN * runs[g].start;
+            for (size_t i = 0; i < runs[g].size / 2; i++) {
+                hasher_add(hasher, 0x01, run + 64 * i, 2 * HASH_LEN, NULL, 0, run + 32 * i);
+            }
+        }
+        hasher_flush(hasher);
+        for (size_t g = 0; g < groups; g++) {
+            size_t n = runs[g].size;
+            if (n > 1) {
+                unsigned char *run = level + HASH_LEN * runs[g].start;
+                if (n & 1) {
+                    memmove(run + 32 * (n / 2), run + 32 * (n - 1), HASH_LEN);
+                }
+                runs[g].size = n / 2 + (n & 1);
+                more |= runs[g].size > 1;
+            }
+        }
+    }
+    for (size_t g = 0; g < groups; g++) {
+        size_t start = runs[g].start;
+        size_t end = g + 1 < groups ? runs[g + 1].start : count;
+        unsigned char *entry = entries + ENTRY_LEN * g;
+        put_word(entry, keys[start].namespace);
+        put_word(entry + HASH_LEN, (uint64_t)(end - start));
+        memcpy(entry + 2 * HASH_LEN, level + HASH_LEN * start, HASH_LEN);
+    }
+    for (size_t g = 0; g < groups; g++) {
+        mth_leaf(hasher, entries + ENTRY_LEN * g, ENTRY_LEN, level + HASH_LEN * g);
+    }
+    hasher_flush(hasher);
+    mth_reduce(hasher, level, groups);
+    memcpy(root, level, HASH_LEN);
+    Py_END_ALLOW_THREADS
+    result = PyBytes_FromStringAndSize((const char *)root, HASH_LEN);
+done:
+    PyMem_Free(keys);
+    PyMem_Free(hashes);
+    PyMem_Free(level);
+    PyMem_Free(entries);
+    PyMem_Free(hasher);
+    PyMem_Free(runs);
+    Py_DECREF(items);
+    return result;
+}
+
+static PyObject *py_hash_ways(PyObject *module, PyObject *unused)
+{
+    (void)module;
+    (void)unused;
+    return PyLong_FromLong(use_x8 ? HASH_WAYS : 1);
+}
+
 static PyMethodDef methods[] = {
     {"keccak256", (PyCFunction)py_keccak256, METH_O,
      "keccak256(data) -> bytes: Keccak-256 (original padding, as Ethereum)."},
     {"rebuild", (PyCFunction)(void (*)(void))py_rebuild, METH_FASTCALL,
      "rebuild(changes, root, quick, get, MissingNode, CorruptNode) -> "
      "(new_root, staged, replaced) | None: StateTree.apply's batch rebuild."},
+    {"merkle_root", (PyCFunction)py_merkle_root, METH_O,
+     "merkle_root(leaves) -> bytes | None: RFC 6962 MTH with keccak-256 (namespaces.py)."},
+    {"keccak256_many", (PyCFunction)py_keccak256_many, METH_O,
+     "keccak256_many(messages) -> list[bytes] | None: keccak256 of each message."},
+    {"hash_ways", (PyCFunction)py_hash_ways, METH_NOARGS,
+     "hash_ways() -> int: messages the table hashes at once (8 with AVX-512, else 1)."},
+    {"namespace_root", (PyCFunction)py_namespace_root, METH_O,
+     "namespace_root(pairs) -> bytes | None: the namespace table root (namespaces.py)."},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module_def = {
     PyModuleDef_HEAD_INIT,
     "_tree_native",
-    "The state tree's batch rebuild and keccak-256, in C (see state_tree.py).",
+    "The state tree's batch rebuild, the namespace table root and keccak-256, in C.",
     0,
     methods,
     NULL,
@@ -1068,5 +1714,11 @@ static struct PyModuleDef module_def = {
 
 PyMODINIT_FUNC PyInit__tree_native(void)
 {
+#ifdef HAVE_X8
+    /* SEQNET_SCALAR_KECCAK=1 hashes one message at a time (tests compare both). */
+    const char *scalar = getenv("SEQNET_SCALAR_KECCAK");
+    __builtin_cpu_init();
+    use_x8 = __builtin_cpu_supports("avx512f") && (scalar == NULL || strcmp(scalar, "1") != 0);
+#endif
     return PyModuleDef_Init(&module_def);
 }

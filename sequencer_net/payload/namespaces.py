@@ -29,12 +29,22 @@ transaction of the namespace is) at once, in O(log namespaces) hashes.
 
 Pure: no I/O, no clock; the leader computes the root of what it proposes and
 every voter recomputes it before voting (sequencer_net.payload.checks).
+
+`merkle_root` and `namespace_root` run in C (`namespace_root` and
+`merkle_root` of the state tree's extension, `_tree_native`) when it is built
+and the input is a list or tuple of plain bytes / (int, bytes) pairs, else the
+Python code below; both give the same roots and raise the same ValueError.
+`SEQNET_PURE_PYTHON_TREE=1` forces the Python code, as for the state tree;
+`implementation()` says which one runs.
 """
 
 from __future__ import annotations
 
+import importlib
+import os
 from bisect import bisect_left
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from types import ModuleType
 from typing import Annotated, Final
 
 import msgspec
@@ -42,6 +52,36 @@ import sha3
 
 from consensus.crypto import keccak256
 from consensus.encoding import word
+
+
+def _load_native() -> ModuleType | None:
+    """The C table root, unless SEQNET_PURE_PYTHON_TREE is set (and not "0") or the
+    extension is not built (or predates the table functions)."""
+    if os.environ.get("SEQNET_PURE_PYTHON_TREE", "") not in ("", "0"):
+        return None
+    try:
+        module = importlib.import_module("sequencer_net.execution._tree_native")
+    except ImportError:
+        return None
+    if not all(hasattr(module, f) for f in ("namespace_root", "merkle_root", "keccak256_many")):
+        return None
+    return module
+
+
+_native: ModuleType | None = _load_native()
+
+
+def implementation() -> str:
+    """Which code computes table roots: "native" (C) or "python"."""
+    return "python" if _native is None else "native"
+
+
+def native_keccak256_many() -> Callable[[list[bytes]], list[bytes] | None] | None:
+    """The C keccak-256 of many messages at once when the native table code runs
+    (the digests of sha3.keccak_256; None for a list not of exactly bytes), else
+    None."""
+    return None if _native is None else _native.keccak256_many
+
 
 HASH_LENGTH: Final = 32
 ENTRY_LENGTH: Final = 3 * HASH_LENGTH
@@ -106,6 +146,14 @@ def _split(n: int) -> int:
 
 def merkle_root(leaves: Sequence[bytes]) -> bytes:
     """MTH of `leaves` (raw leaf data; each is hashed with the 0x00 prefix)."""
+    if _native is not None:
+        root: bytes | None = _native.merkle_root(leaves)
+        if root is not None:
+            return root
+    return _python_merkle_root(leaves)
+
+
+def _python_merkle_root(leaves: Sequence[bytes]) -> bytes:
     if not leaves:
         return EMPTY_ROOT
     keccak = _keccak
@@ -209,6 +257,14 @@ def table_entries(groups: dict[int, list[bytes]]) -> list[TableEntry]:
 
 def namespace_root(transactions: Iterable[tuple[int, bytes]]) -> bytes:
     """The table root of a block's (namespace, tx hash) pairs, in block order."""
+    if _native is not None:
+        root: bytes | None = _native.namespace_root(transactions)
+        if root is not None:
+            return root
+    return _python_namespace_root(transactions)
+
+
+def _python_namespace_root(transactions: Iterable[tuple[int, bytes]]) -> bytes:
     entries = table_entries(group_by_namespace(transactions))
     return merkle_root([entry.encoded() for entry in entries])
 

@@ -326,16 +326,26 @@ def _hostile_transaction(kind: int, n: int, junk: bytes) -> bytes:
             return junk
 
 
+@pytest.mark.parametrize("hashing", ["native", "python"])
 @given(st.lists(st.tuples(st.integers(0, 9), st.binary(max_size=40)), min_size=1, max_size=25))
 @settings(max_examples=60, deadline=None)
 def test_batch_namespace_pairs_equal_their_definition_on_hostile_transactions(
-    picks: list[tuple[int, bytes]],
+    hashing: str, picks: list[tuple[int, bytes]]
 ) -> None:
+    """With the C keccak-256 (when built) and with sha3's."""
     from sequencer_net.batches.batch import batch_namespace_pairs
+    from sequencer_net.payload import namespaces
 
+    saved = namespaces._native
+    if hashing == "native" and saved is None:
+        pytest.skip("the native code is not built or is switched off")
     txs = [_hostile_transaction(kind, n, junk) for n, (kind, junk) in enumerate(picks)]
     batch = Batch(0, 0, txs, [bytes(20)] * len(txs))
-    pairs = batch_namespace_pairs(batch)
+    namespaces._native = saved if hashing == "native" else None
+    try:
+        pairs = batch_namespace_pairs(batch)
+    finally:
+        namespaces._native = saved
     assert pairs == _pairs_by_definition(batch)
     # Only the valid, the encrypted and the badly signed (it decodes) are kept.
     assert len(pairs) == sum(1 for kind, _ in picks if kind in (0, 6, 7))

@@ -1,15 +1,21 @@
 """The namespace table (sequencer_net/payload/namespaces.py): every proof of an
 honest table verifies, and every lie a node could tell about a namespace's
 transactions (one altered, dropped, added or reordered; a forged entry; a
-namespace said to be absent) is caught."""
+namespace said to be absent) is caught. Every test runs with the native (C)
+table root and with the Python one."""
 
 from __future__ import annotations
+
+import importlib
+from collections.abc import Iterator
+from types import ModuleType
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from consensus.crypto import keccak256
+from sequencer_net.payload import namespaces
 from sequencer_net.payload.namespaces import (
     EMPTY_ROOT,
     EntryProof,
@@ -28,6 +34,29 @@ from sequencer_net.payload.namespaces import (
     table_entries,
     verify_namespace,
 )
+
+try:  # whatever SEQNET_PURE_PYTHON_TREE says: both run
+    _NATIVE: ModuleType | None = importlib.import_module("sequencer_net.execution._tree_native")
+except ImportError:
+    _NATIVE = None
+
+
+@pytest.fixture(
+    scope="module",
+    autouse=True,
+    params=[
+        pytest.param("native", marks=pytest.mark.skipif(_NATIVE is None, reason="not built")),
+        "python",
+    ],
+)
+def implementation(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The table root's implementation every test of this module runs with."""
+    saved = namespaces._native
+    namespaces._native = _NATIVE if request.param == "native" else None
+    try:
+        yield request.param
+    finally:
+        namespaces._native = saved
 
 
 def h(i: int) -> bytes:
