@@ -72,7 +72,7 @@ from types import TracebackType
 from typing import Final, TypeVar, cast
 
 import msgspec
-from rocksdict import Options, Rdict, WriteBatch, WriteOptions
+from rocksdict import BlockBasedOptions, Options, Rdict, WriteBatch, WriteOptions
 
 from consensus.io import SafetyRecord
 from consensus.messages import Block, Certificate, EpochEndProof, Vote, VoteKind
@@ -220,6 +220,31 @@ def _decode(decoder: msgspec.msgpack.Decoder[_T], data: bytes, what: str) -> _T:
         raise CorruptStore(f"stored {what} does not decode: {exc}") from exc
 
 
+BLOOM_BITS_PER_KEY: Final = 10
+"""Bloom filter bits per key in every table file (about a 1% false-positive
+rate). Most point reads here look for keys that are absent: a commit asks for
+each of its transactions whether an earlier block committed it (the
+transaction index), and nearly none did. Without filters each such read
+searched every table file's index: 15-18 us per key after 2,000 blocks of
+1,200 transactions, growing with the chain, against 0.3-0.5 us with these
+filters and the memtable's."""
+
+MEMTABLE_BLOOM_RATIO: Final = 0.1
+"""The memtable's own bloom filter over whole keys, as a fraction of its size:
+a read of an absent key skips the memtable's skip list too."""
+
+
+def _options() -> Options:
+    options = Options(raw_mode=True)
+    options.create_if_missing(True)
+    table = BlockBasedOptions()
+    table.set_bloom_filter(BLOOM_BITS_PER_KEY, False)  # full filters, not block-based
+    options.set_block_based_table_factory(table)
+    options.set_memtable_whole_key_filtering(True)
+    options.set_memtable_prefix_bloom_ratio(MEMTABLE_BLOOM_RATIO)
+    return options
+
+
 class NodeStore:
     """A validator's store in one RocksDB directory. Holds RocksDB's lock until `close()`.
 
@@ -235,9 +260,7 @@ class NodeStore:
     ) -> None:
         if len(genesis_digest) != _DIGEST:
             raise ValueError("genesis digest must be 32 bytes")
-        options = Options(raw_mode=True)
-        options.create_if_missing(True)
-        self._db = Rdict(os.fspath(path), options)
+        self._db = Rdict(os.fspath(path), _options())
         self._closed = False
         self._synced = WriteOptions()
         self._synced.sync = sync

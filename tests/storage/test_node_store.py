@@ -654,3 +654,21 @@ def test_commits_delete_exactly_the_pending_records_of_their_transactions(
         assert sorted(store.load_pending_transactions()) == sorted(pending.values())
     finally:
         store.close()
+
+
+def test_the_store_filters_reads_of_absent_keys_with_bloom_filters(tmp_path: Path) -> None:
+    """Table files and the memtable carry bloom filters (RocksDB records the
+    options it opened with): a commit's reads of the transaction index are for
+    absent keys, which without them search every table file."""
+    with NodeStore(tmp_path / "db", genesis_digest=GENESIS):
+        pass
+    options_file = sorted((tmp_path / "db").glob("OPTIONS-*"))[-1]
+    settings = {
+        name.strip(): value.strip()
+        for name, _, value in (
+            line.partition("=") for line in options_file.read_text().splitlines()
+        )
+    }
+    assert settings["filter_policy"] == "bloomfilter"
+    assert settings["memtable_whole_key_filtering"] == "true"
+    assert float(settings["memtable_prefix_bloom_size_ratio"]) > 0
