@@ -28,6 +28,7 @@ from functools import lru_cache
 from typing import Annotated
 
 import msgspec
+import sha3
 
 from consensus.crypto import (
     SIGNATURE_LENGTH,
@@ -37,16 +38,17 @@ from consensus.crypto import (
     keccak256,
     recover_address,
 )
-from consensus.encoding import Domain, word
+from consensus.encoding import Domain
 from sequencer_net.canonical import decode_strict
 from sequencer_net.execution.transactions import DEX_NAMESPACE
 
 from .limits import MAX_FEE, MAX_NAMESPACE, MAX_NONCE, MAX_TX_BYTES, MAX_TX_PAYLOAD_BYTES
-from .typed import typed_action, typed_digest
+from .typed import struct_hash, typed_action
 
 TX_TYPEHASH = keccak256(
     b"Transaction(uint64 nonce,uint32 namespace,uint256 fee,bytes32 payloadHash)"
 )
+_keccak = sha3.keccak_256
 
 
 class InvalidTransaction(ValueError):
@@ -85,28 +87,50 @@ _decoder = msgspec.msgpack.Decoder(Transaction)
 
 
 @lru_cache(maxsize=16)
-def _separator(domain: Domain) -> bytes:
-    return domain.separator()
+def _digest_prefix(domain: Domain) -> bytes:
+    """0x19 0x01 || domainSeparator: what every digest under `domain` starts with."""
+    return b"\x19\x01" + domain.separator()
+
+
+_last_prefix: tuple[Domain | None, bytes] = (None, b"")
+"""The last domain's digest prefix, found by identity: a node checks every
+transaction under one Domain object, and an identity test is cheaper than
+the lru_cache's hash of the domain's fields. One tuple, replaced whole, so
+threads read a consistent pair."""
 
 
 def transaction_digest(
     domain: Domain, nonce: int, namespace: int, fee: int, payload: bytes
 ) -> bytes:
     """The 32-byte EIP-712 digest a sender signs (chain id comes from `domain`)."""
+    global _last_prefix
     if not 0 <= nonce <= MAX_NONCE:
         raise ValueError("nonce out of range")
     if not 0 <= namespace <= MAX_NAMESPACE:
         raise ValueError("namespace out of range")
     if not 0 <= fee <= MAX_FEE:
         raise ValueError("fee out of range")
+    last_domain, prefix = _last_prefix
+    if last_domain is not domain:
+        prefix = _digest_prefix(domain)
+        _last_prefix = (domain, prefix)
     if namespace == DEX_NAMESPACE:
         action = typed_action(payload)
         if action is not None:  # a trader action: signed as its own typed data
-            return typed_digest(_separator(domain), nonce, fee, action)
-    struct_hash = keccak256(
-        TX_TYPEHASH + word(nonce) + word(namespace) + word(fee) + keccak256(payload)
-    )
-    return keccak256(b"\x19\x01" + _separator(domain) + struct_hash)
+            return _keccak(prefix + struct_hash(nonce, fee, action)).digest()  # type: ignore[no-any-return]
+    # the three words are in range (checked above), so to_bytes cannot overflow
+    struct = _keccak(
+        b"".join(
+            (
+                TX_TYPEHASH,
+                nonce.to_bytes(32, "big"),
+                namespace.to_bytes(32, "big"),
+                fee.to_bytes(32, "big"),
+                _keccak(payload).digest(),
+            )
+        )
+    ).digest()
+    return _keccak(prefix + struct).digest()  # type: ignore[no-any-return]
 
 
 def sign_transaction(

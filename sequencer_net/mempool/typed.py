@@ -38,6 +38,7 @@ from functools import cache
 from typing import Any, Final
 
 import msgspec
+import sha3
 
 from consensus.crypto import keccak256
 from consensus.encoding import Domain, word
@@ -65,7 +66,7 @@ TYPED_ACTIONS: Final[tuple[type, ...]] = (
 )
 """DEX actions signed as their own typed structure (flat fields only)."""
 
-_INT_BOUND: Final = 1 << 255
+_keccak: Final = sha3.keccak_256
 
 
 def _camel(name: str) -> str:
@@ -102,26 +103,45 @@ def type_hash(kind: type) -> bytes:
     return keccak256(type_string(kind).encode())
 
 
-def _encode_value(value: Any, eip712_type: str) -> bytes:
-    if eip712_type == "bool":
-        return word(1 if value else 0)
-    if eip712_type == "int256":
-        number = int(value)
-        if not -_INT_BOUND <= number < _INT_BOUND:
-            raise ValueError("an integer field does not fit int256")
-        return (number % (1 << 256)).to_bytes(32, "big")
-    if eip712_type == "bytes32":
-        return bytes(value)
-    return keccak256(bytes(value))
+_INT256, _BOOL, _BYTES32, _BYTES = range(4)
+_CODES: Final = {"int256": _INT256, "bool": _BOOL, "bytes32": _BYTES32, "bytes": _BYTES}
+_FALSE_WORD: Final = word(0)
+_TRUE_WORD: Final = word(1)
+
+
+@cache
+def _field_codes(kind: type) -> tuple[int, ...]:
+    """How each field of an action is encoded, in order (one small int per field)."""
+    return tuple(_CODES[eip712_type] for _, _, eip712_type in action_fields(kind))
 
 
 def struct_hash(nonce: int, fee: int, action: TxPayload) -> bytes:
+    """hashStruct of an action: keccak(typeHash || word(nonce) || word(fee) ||
+    its fields, each one 32-byte word): an int256 as its two's complement
+    (`to_bytes(signed=True)` writes it and refuses a value outside int256,
+    which raises ValueError), a bool as 0 or 1, a bytes32 as itself, other
+    bytes as their keccak. A field's error is raised before the nonce's and
+    the fee's. Inlined, one pass over the fields: this runs for every DEX
+    transaction a validator checks."""
     kind = type(action)
-    encoded = b"".join(
-        _encode_value(getattr(action, field), eip712_type)
-        for field, _, eip712_type in action_fields(kind)
-    )
-    return keccak256(type_hash(kind) + word(nonce) + word(fee) + encoded)
+    parts = [type_hash(kind), b"", b""]  # nonce and fee words after the fields
+    append = parts.append
+    for value, code in zip(msgspec.structs.astuple(action), _field_codes(kind), strict=True):
+        if code == _INT256:
+            number = int(value)
+            try:
+                append(number.to_bytes(32, "big", signed=True))
+            except OverflowError:
+                raise ValueError("an integer field does not fit int256") from None
+        elif code == _BOOL:
+            append(_TRUE_WORD if value else _FALSE_WORD)
+        elif code == _BYTES32:
+            append(bytes(value))
+        else:
+            append(_keccak(bytes(value)).digest())
+    parts[1] = word(nonce)
+    parts[2] = word(fee)
+    return _keccak(b"".join(parts)).digest()  # type: ignore[no-any-return]
 
 
 def typed_action(payload: bytes) -> TxPayload | None:

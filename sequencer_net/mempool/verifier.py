@@ -1,10 +1,10 @@
 """Signature checks off the event loop, in parallel: the verifier pool.
 
-Recovering a transaction's sender costs about 60 us, almost all of it inside
-libsecp256k1, which coincurve calls with the GIL released, so worker threads
-recover signatures in parallel while the event loop keeps serving consensus
-(docs/performance.md has the measurement behind threads rather than
-processes). A transaction is recovered at most once per node, and only by
+Checking a transaction costs about 53 us, most of it the sender's recovery
+inside libsecp256k1, which its cffi binding calls with the GIL released, so
+worker threads recover signatures in parallel while the event loop keeps
+serving consensus (docs/performance.md has the measurement behind threads
+rather than processes). A transaction is recovered at most once per node, and only by
 the f+1 validators designated to verify its batch (its author at intake, then
 the next by index; sequencer_net/batches/certificate.py): the others store
 the batch unverified and, once it is committed, take the senders it carries.
