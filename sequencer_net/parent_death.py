@@ -7,7 +7,7 @@ small exec shim,
 
     python -m sequencer_net.parent_death PARENT_PID -- COMMAND...
 
-which clears the signal mask, asks the kernel for SIGTERM when its parent dies
+which asks the kernel for SIGTERM when its parent dies
 (prctl PR_SET_PDEATHSIG), checks that its parent is still PARENT_PID (the parent
 may have died before the request, and then no signal would ever come) and execs
 COMMAND. The request survives exec, so a node and anvil alike get SIGTERM and
@@ -19,7 +19,9 @@ The kernel's "parent" is the thread that forked, not the process: a child forked
 by a worker thread gets the signal when that thread ends. So `popen` forks from
 one thread that lives as long as the process (`on_spawner_thread`), whichever
 thread calls it. That thread blocks every signal (they stay with the threads
-that handle them); the shim clears the mask its child inherits.
+that handle them) except while it runs a caller's action, which it runs with the
+caller's signal mask: a child inherits the mask it would have had, forked by
+the caller.
 
 Elsewhere than Linux `popen` is `subprocess.Popen`: no shim, no signal.
 """
@@ -36,6 +38,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from collections.abc import Set as AbstractSet
 from concurrent.futures import Future
 from typing import Any, NoReturn, TypeVar
 
@@ -70,6 +73,9 @@ def shim_command(command: Sequence[str], parent: int | None = None) -> list[str]
     return [sys.executable, "-m", __name__, str(parent), "--", *command]
 
 
+_Work = tuple[Callable[[], Any], "Future[Any]", AbstractSet[int]]
+
+
 class _SpawnerThread:
     """One daemon thread, started on first use, that runs what it is given in order."""
 
@@ -77,12 +83,13 @@ class _SpawnerThread:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._pid = 0  # the process the thread belongs to (a forked child has none)
-        self._work: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]]] = queue.SimpleQueue()
+        self._work: queue.SimpleQueue[_Work] = queue.SimpleQueue()
 
     def run(self, action: Callable[[], T]) -> T:
         if threading.current_thread() is self._thread:
             return action()  # nested: already where it must run
         future: Future[T] = Future()
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, ())  # the caller's, unchanged
         with self._lock:
             if self._thread is None or self._pid != os.getpid():
                 self._work = queue.SimpleQueue()
@@ -91,22 +98,26 @@ class _SpawnerThread:
                 )
                 self._pid = os.getpid()
                 self._thread.start()
-            self._work.put((action, future))
+            self._work.put((action, future, mask))
         return future.result()
 
     @staticmethod
-    def _serve(work: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]]]) -> None:
-        signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+    def _serve(work: queue.SimpleQueue[_Work]) -> None:
+        blocked = signal.valid_signals()
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         while True:
-            action, future = work.get()
+            action, future, mask = work.get()
             if not future.set_running_or_notify_cancel():
                 continue
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             try:
                 result = action()
             except BaseException as exc:  # handed to the caller, which re-raises it
                 future.set_exception(exc)
             else:
                 future.set_result(result)
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
 
 _SPAWNER = _SpawnerThread()
@@ -148,7 +159,6 @@ def main(argv: Sequence[str]) -> NoReturn:
     if len(argv) < 3 or argv[1] != "--" or not argv[0].isdigit():
         sys.stderr.write("usage: python -m sequencer_net.parent_death PARENT_PID -- COMMAND...\n")
         sys.exit(2)
-    signal.pthread_sigmask(signal.SIG_SETMASK, ())
     if not request_signal_on_parent_death(int(argv[0])):
         os._exit(EXIT_PARENT_GONE)
     command = list(argv[2:])

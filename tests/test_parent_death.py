@@ -108,14 +108,27 @@ def test_the_shim_does_not_run_a_command_whose_parent_is_gone(tmp_path: Path) ->
     assert not ran.exists()
 
 
-def test_the_shim_runs_the_command_with_a_clear_signal_mask(tmp_path: Path) -> None:
-    """The spawner thread blocks every signal; the command must not inherit that."""
+def _blocked_signals_of_child() -> int:
     process = parent_death.popen(
-        ["sh", "-c", "grep SigBlk /proc/self/status"], stdout=subprocess.PIPE, text=True
+        ["grep", "SigBlk", "/proc/self/status"], stdout=subprocess.PIPE, text=True
     )
     output, _ = process.communicate(timeout=WAIT_S)
     assert process.returncode == 0
-    assert output.split() == ["SigBlk:", "0000000000000000"]
+    return int(output.split()[1], 16)
+
+
+def test_a_child_inherits_the_callers_signal_mask_not_the_spawner_threads() -> None:
+    """The spawner thread blocks every signal; a child gets what its caller blocks."""
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, ())
+    assert signal.SIGUSR2 not in before
+    assert _blocked_signals_of_child() & (1 << (signal.SIGUSR2 - 1)) == 0
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR2})
+    try:
+        blocked = _blocked_signals_of_child()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+    assert blocked & (1 << (signal.SIGUSR2 - 1))
+    assert not blocked & (1 << (signal.SIGTERM - 1))
 
 
 def test_a_missing_program_fails_in_the_caller() -> None:
