@@ -10,6 +10,7 @@ else is left alone.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -197,8 +198,23 @@ def wait_gone(
         _reap(children)
         running = [i for i in identities if _not_gone(i)]
         if not running or time.monotonic() >= deadline:
+            _reap_zombies([i for i in identities if i not in running], children)
             return running
         time.sleep(POLL_INTERVAL_S)
+
+
+def _reap_zombies(
+    gone: Sequence[ProcessIdentity], children: dict[int, subprocess.Popen[bytes]]
+) -> None:
+    """Reap the children among `gone`. A multi-threaded process shows as a zombie
+    as soon as its main thread has exited, but cannot be reaped until its other
+    threads have too; left unreaped, it would outlive its starter as a zombie
+    until init collects it."""
+    for identity in gone:
+        child = children.get(identity.pid)
+        if child is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(timeout=EXIT_WAIT_S)
 
 
 @dataclass(frozen=True, slots=True)
