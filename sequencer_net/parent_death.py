@@ -5,14 +5,16 @@ life and stops them when it ends; killed with SIGKILL, it runs no cleanup, and
 without this its nodes would run on, unowned. `popen` starts a command through a
 small exec shim,
 
-    python -m sequencer_net.parent_death PARENT_PID -- COMMAND...
+    python -I -S .../sequencer_net/parent_death.py PARENT_PID -- COMMAND...
 
 which asks the kernel for SIGTERM when its parent dies
 (prctl PR_SET_PDEATHSIG), checks that its parent is still PARENT_PID (the parent
 may have died before the request, and then no signal would ever come) and execs
 COMMAND. The request survives exec, so a node and anvil alike get SIGTERM and
-shut down as on any SIGTERM. The shim is one interpreter start per process, and
-needs nothing of COMMAND; `preexec_fn` would run Python between fork and exec
+shut down as on any SIGTERM. The shim is one interpreter start per process
+(isolated, without site-packages: it needs only the standard library, and
+runs from any directory whatever the import path), and needs nothing of
+COMMAND; `preexec_fn` would run Python between fork and exec
 in a process that has threads, which can deadlock.
 
 The kernel's "parent" is the thread that forked, not the process: a child forked
@@ -70,7 +72,7 @@ def request_signal_on_parent_death(expected_parent: int, signum: int = signal.SI
 def shim_command(command: Sequence[str], parent: int | None = None) -> list[str]:
     """The argv that runs `command` with SIGTERM on the death of `parent` (this process)."""
     parent = os.getpid() if parent is None else parent
-    return [sys.executable, "-m", __name__, str(parent), "--", *command]
+    return [sys.executable, "-I", "-S", os.path.abspath(__file__), str(parent), "--", *command]
 
 
 _Work = tuple[Callable[[], Any], "Future[Any]", AbstractSet[int]]
@@ -157,7 +159,7 @@ def _check_runnable(program: str) -> None:
 def main(argv: Sequence[str]) -> NoReturn:
     """The shim: `PARENT_PID -- COMMAND...`."""
     if len(argv) < 3 or argv[1] != "--" or not argv[0].isdigit():
-        sys.stderr.write("usage: python -m sequencer_net.parent_death PARENT_PID -- COMMAND...\n")
+        sys.stderr.write("usage: python parent_death.py PARENT_PID -- COMMAND...\n")
         sys.exit(2)
     if not request_signal_on_parent_death(int(argv[0])):
         os._exit(EXIT_PARENT_GONE)
