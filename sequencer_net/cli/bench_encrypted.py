@@ -1,10 +1,11 @@
 """`seqnet bench encrypted`: the same testnet under plain and under 100% encrypted load.
 
-Each run starts a fresh local testnet (`seqnet testnet up --detach --no-load
---no-l1`), runs `seqnet load --mix rollup` on it at one rate, plain or with
-`--encrypt`, reads the nodes' logs, and stops it (`seqnet testnet down
---clean`). For every round, every rate is run plain and encrypted side by
-side, plain first in odd rounds and encrypted first in even ones
+Each run starts a fresh local testnet without load or L1 (what `seqnet
+testnet up --no-load --no-l1` starts, its nodes getting SIGTERM if the
+benchmark dies), runs `seqnet load --mix rollup` on it at one rate, plain or
+with `--encrypt`, reads the nodes' logs, and stops it and deletes it. For
+every round, every rate is run plain and encrypted side by side, plain first
+in odd rounds and encrypted first in even ones
 (`run_order`), so that a machine whose speed drifts (other work on it)
 affects both kinds alike and favours neither; every run is reported, and
 the summary compares the medians per rate.
@@ -195,22 +196,29 @@ def _run_once(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """One fresh testnet, one load run on it: the load's JSON report and the
     nodes' post-commit breakdown."""
+    from sequencer_net.testnet.manifest import Manifest
+    from sequencer_net.testnet.network import Testnet, TestnetError, start_testnet
+
+    manifest = Manifest().with_overrides(validators=validators, rate=0.0, l1=False)
+    net: Testnet | None = None
+    failure = "no attempt"
     for attempt in range(PORT_ATTEMPTS):
-        up = subprocess.run(
-            _cli(
-                "testnet", "up", "-n", str(validators), "--fresh", "--detach", "--no-load",
-                "--no-l1", "--dir", str(directory),
-                "--base-port", str(base_port + attempt * PORT_SHIFT),
-            ),
-            capture_output=True,
-            text=True,
-            check=False,
-        )  # fmt: skip
-        if up.returncode == 0 or "ports already in use" not in up.stderr:
+        try:
+            net = start_testnet(
+                directory,
+                manifest=manifest,
+                base_port=base_port + attempt * PORT_SHIFT,
+                fresh=True,
+                die_with_starter=True,  # killed, the benchmark takes its nodes with it
+            )
             break
+        except TestnetError as exc:
+            failure = str(exc)
+            if "ports already in use" not in failure:
+                break
     try:
-        if up.returncode != 0:
-            raise BenchRunFailed(f"testnet up failed: {up.stderr.strip()[-500:]}")
+        if net is None:
+            raise BenchRunFailed(f"testnet up failed: {failure[-500:]}")
         load = _cli(
             "load", "--dir", str(directory), "--rate", f"{rate:g}",
             "--duration", f"{duration:g}", "--mix", "rollup", "--json",
@@ -227,11 +235,8 @@ def _run_once(
         breakdown["timeline"] = step_medians(read_network(directory))
         return report, breakdown
     finally:
-        subprocess.run(
-            _cli("testnet", "down", "--dir", str(directory), "--grace", "5", "--clean"),
-            capture_output=True,
-            check=False,
-        )
+        if net is not None:
+            net.stop(grace_s=5.0)
         shutil.rmtree(directory, ignore_errors=True)
 
 

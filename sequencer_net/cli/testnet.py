@@ -200,6 +200,9 @@ def up(
                 node_command=command,
                 ready_timeout_s=timeout,
                 fresh=fresh,
+                # In the foreground this command supervises the nodes to the end:
+                # killed, it takes them with it. Detached, they outlive it.
+                die_with_starter=not detach,
             )
         except TestnetError as exc:
             raise click.ClickException(str(exc)) from exc

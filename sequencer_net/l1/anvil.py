@@ -7,8 +7,9 @@ The binary is `node_modules/.bin/anvil` at the repository root (installed by
 scripts/setup.sh from package-lock.json), or the path in $SEQNET_ANVIL. The
 child listens on a free loopback port, is ready when it answers `eth_chainId`
 (waited for at most `ready_timeout_s`), and is stopped (SIGTERM, then SIGKILL)
-when the context exits, on errors too. Without `block_time_s`, anvil mines one
-block per transaction.
+when the context exits, on errors too, and gets SIGTERM if this process dies
+without stopping it (`sequencer_net.parent_death`). Without `block_time_s`,
+anvil mines one block per transaction.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Final, Self
 
+from sequencer_net import parent_death
 from sequencer_net.l1.artifacts import REPO_ROOT
 
 ANVIL_ENV: Final = "SEQNET_ANVIL"
@@ -106,7 +108,7 @@ class Anvil:
                 args += ["--block-time", str(block_time_s)]
             args += extra_args
             with tempfile.TemporaryFile() as stderr:
-                process = subprocess.Popen(
+                process = parent_death.popen(
                     args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr
                 )
                 anvil = cls(process, port, chain_id)

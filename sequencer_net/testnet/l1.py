@@ -193,11 +193,19 @@ class TestnetL1:
             self.process.poll()
         return self.identity is not None and is_our_process(self.identity)
 
-    def start(self, ready_timeout_s: float = ANVIL_READY_TIMEOUT_S) -> None:
+    def start(
+        self, ready_timeout_s: float = ANVIL_READY_TIMEOUT_S, *, die_with_parent: bool = False
+    ) -> None:
         """Start anvil (its own session, output to anvil.log) and wait until it
-        answers eth_chainId; TestnetL1Error naming the log tail if it does not."""
+        answers eth_chainId; TestnetL1Error naming the log tail if it does not.
+        `die_with_parent`: anvil gets SIGTERM when this process dies."""
         check_anvil_installed()
-        self.process, self.identity = spawn(self.command, self.log_path, cwd=self.log_path.parent)
+        self.process, self.identity = spawn(
+            self.command,
+            self.log_path,
+            cwd=self.log_path.parent,
+            die_with_parent=die_with_parent,
+        )
         deadline = time.monotonic() + ready_timeout_s
         while True:
             if self.process.poll() is not None:

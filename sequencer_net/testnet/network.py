@@ -446,6 +446,12 @@ class Testnet:
     created_at_ms: int = field(default_factory=lambda: int(time.time() * 1000))
     stop_grace_s: float = STOP_GRACE_S
     l1: TestnetL1 | None = None
+    die_with_starter: bool = False
+    """The processes this object starts get SIGTERM when this process dies (even
+    by SIGKILL): for an owner that supervises them for its whole life (a
+    foreground `up`, a benchmark, a test), never for a testnet meant to outlive
+    the command that started it (`up --detach`, or a `Testnet.load`ed one). Not
+    in the record: it belongs to the process, not to the testnet."""
 
     # --- the record on disk -------------------------------------------------
 
@@ -546,7 +552,7 @@ class Testnet:
         except (GenesisError, OSError) as exc:
             raise TestnetError(f"cannot read the testnet's genesis: {exc}") from exc
         try:
-            self.l1.start()
+            self.l1.start(die_with_parent=self.die_with_starter)
             self.save()
             deploy_testnet_contracts(self.l1, genesis)
             fund_validators(self.l1, genesis)
@@ -560,7 +566,12 @@ class Testnet:
         node = self.nodes[index]
         if node.is_running():
             raise TestnetError(f"{node.name} is already running (pid {node.pid})")
-        process, identity = spawn(node.command, node.log_path, cwd=self.directory)
+        process, identity = spawn(
+            node.command,
+            node.log_path,
+            cwd=self.directory,
+            die_with_parent=self.die_with_starter,
+        )
         if node.identity is not None:
             node.restarts += 1
         node.process, node.identity = process, identity
@@ -844,9 +855,12 @@ def record_testnet(
     node_command: Sequence[str],
     stop_grace_s: float,
     l1: TestnetL1 | None = None,
+    *,
+    die_with_starter: bool = False,
 ) -> Testnet:
     """The testnet of these nodes (each one's command from the "{home}" template)
-    and its planned L1, saved to its record; nothing started yet."""
+    and its planned L1, saved to its record; nothing started yet
+    (`Testnet.die_with_starter`: whether what it starts dies with this process)."""
     nodes = [
         TestnetNode(
             spec=spec,
@@ -856,7 +870,12 @@ def record_testnet(
         for spec in specs
     ]
     net = Testnet(
-        directory=directory, manifest=manifest, nodes=nodes, stop_grace_s=stop_grace_s, l1=l1
+        directory=directory,
+        manifest=manifest,
+        nodes=nodes,
+        stop_grace_s=stop_grace_s,
+        l1=l1,
+        die_with_starter=die_with_starter,
     )
     net.save()
     return net
@@ -875,6 +894,7 @@ def start_testnet(
     stop_grace_s: float = STOP_GRACE_S,
     fresh: bool = False,
     wait: bool = True,
+    die_with_starter: bool = False,
 ) -> Testnet:
     """Write the homes, start the L1 and one process per validator, wait for the
     first commits.
@@ -886,7 +906,8 @@ def start_testnet(
     base_port + L1_PORT_OFFSET and the contracts are deployed before any node
     starts; without anvil installed this fails before anything is written. On
     any failure the processes started so far are stopped and TestnetError is
-    raised.
+    raised. `die_with_starter`: the nodes and anvil get SIGTERM when this process
+    dies (`Testnet.die_with_starter`); off for a testnet that outlives it.
     """
     directory = Path(directory).absolute()
     manifest = (manifest or Manifest()).with_overrides(validators=validators)
@@ -908,7 +929,15 @@ def start_testnet(
     check_ports_free(host, base_port, manifest.network.validators, l1=with_l1)
     specs = write_homes(directory, manifest, base_port, host)
     l1 = TestnetL1.plan(directory, host, base_port, manifest.l1) if with_l1 else None
-    net = record_testnet(directory, manifest, specs, node_command, stop_grace_s, l1)
+    net = record_testnet(
+        directory,
+        manifest,
+        specs,
+        node_command,
+        stop_grace_s,
+        l1,
+        die_with_starter=die_with_starter,
+    )
     nodes = net.nodes
     try:
         if net.l1 is not None:

@@ -10,6 +10,7 @@ else is left alone.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -17,6 +18,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from sequencer_net import parent_death
 
 PROC = Path("/proc")
 
@@ -28,7 +31,10 @@ EXIT_WAIT_S = 3.0
 """How long to wait for a SIGKILLed process to disappear."""
 
 POLL_INTERVAL_S = 0.05
-EXEC_WAIT_S = 2.0
+EXEC_WAIT_S = 5.0
+"""How long `spawn` waits for /proc/PID/cmdline to show the command: a moment,
+or one interpreter start for a process started through `parent_death`'s shim
+(a fraction of a second; seconds on a loaded two-core machine)."""
 
 STOP_WAIT_S = 2.0
 """How long `pause` waits for a SIGSTOPped process to show as stopped: the
@@ -100,15 +106,24 @@ def is_our_process(identity: ProcessIdentity) -> bool:
 
 
 def spawn(
-    command: Sequence[str], log_path: Path, *, cwd: Path | None = None
+    command: Sequence[str],
+    log_path: Path,
+    *,
+    cwd: Path | None = None,
+    die_with_parent: bool = False,
 ) -> tuple[subprocess.Popen[bytes], ProcessIdentity]:
     """Start `command` in its own session (so a terminal's Ctrl-C reaches only the
-    supervisor, which then stops nodes in order), output appended to `log_path`."""
+    supervisor, which then stops nodes in order), output appended to `log_path`.
+
+    `die_with_parent`: the process gets SIGTERM when this one dies (even by
+    SIGKILL), for a supervisor that owns it for its whole life; never for a
+    process meant to outlive its starter (a detached testnet)."""
+    start = parent_death.popen if die_with_parent else subprocess.Popen
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
         log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} start: {' '.join(command)}\n".encode())
         log.flush()
-        process = subprocess.Popen(
+        process = start(
             list(command),
             stdin=subprocess.DEVNULL,
             stdout=log,
@@ -125,7 +140,9 @@ def spawn(
 
 def _wait_for_exec(process: subprocess.Popen[bytes], command: tuple[str, ...]) -> None:
     """Popen returns once exec has begun, but for a moment after that the kernel
-    still shows an empty /proc/PID/cmdline; wait until it shows our command."""
+    still shows an empty /proc/PID/cmdline (and a process started through
+    `parent_death` shows its shim until the shim execs); wait until it shows our
+    command."""
     deadline = time.monotonic() + EXEC_WAIT_S
     while time.monotonic() < deadline and process.poll() is None:
         if read_cmdline(process.pid) == command:
@@ -181,8 +198,23 @@ def wait_gone(
         _reap(children)
         running = [i for i in identities if _not_gone(i)]
         if not running or time.monotonic() >= deadline:
+            _reap_zombies([i for i in identities if i not in running], children)
             return running
         time.sleep(POLL_INTERVAL_S)
+
+
+def _reap_zombies(
+    gone: Sequence[ProcessIdentity], children: dict[int, subprocess.Popen[bytes]]
+) -> None:
+    """Reap the children among `gone`. A multi-threaded process shows as a zombie
+    as soon as its main thread has exited, but cannot be reaped until its other
+    threads have too; left unreaped, it would outlive its starter as a zombie
+    until init collects it."""
+    for identity in gone:
+        child = children.get(identity.pid)
+        if child is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(timeout=EXIT_WAIT_S)
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,8 @@
 
 Every wait is bounded in time; every process started is stopped (SIGKILL if it
 does not stop on SIGTERM) when the network is closed, which the fixture does
-even when a test fails.
+even when a test fails, and gets SIGTERM if the test process dies without
+closing it (killed: `sequencer_net.parent_death`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 import httpx
 
 from consensus.crypto import PrivateKey, keccak256
+from sequencer_net import parent_death
 from sequencer_net.home.genesis import Genesis, LocalEpoch, make_local_genesis
 from sequencer_net.home.setup import init_home
 from sequencer_net.home.threshold import deal_network_key
@@ -147,7 +149,7 @@ class LocalNetwork:
     def start(self, i: int) -> None:
         assert i not in self.procs or self.procs[i].poll() is not None, f"node{i} running"
         log = open(self.home(i) / "node.log", "ab")  # noqa: SIM115 - owned by the process
-        self.procs[i] = subprocess.Popen(
+        self.procs[i] = parent_death.popen(
             [
                 sys.executable,
                 "-m",

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from sequencer_net import parent_death
 from sequencer_net.cli.main import cli
 from sequencer_net.testnet.bench.report import REQUIRED_KEYS
 from sequencer_net.testnet.processes import processes_naming
@@ -59,7 +60,7 @@ def default_interrupt() -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_interrupted_run_stops_every_node(signum: int) -> None:
-    process = subprocess.Popen(
+    process = parent_death.popen(  # if this test's process is killed, the benchmark stops
         [*BENCH, "-n", "2", "--rate", "50", "--duration", "30", "--no-baseline", "--json"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

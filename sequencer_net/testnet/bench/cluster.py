@@ -117,7 +117,9 @@ def _start_in_namespaces(
 ) -> Testnet:
     """What `start_testnet` does, with each node started inside its namespace."""
     specs = wan_homes_writer(wan.layout)(directory, manifest, base_port, DEFAULT_HOST)
-    return record_testnet(directory, manifest, specs, NODE_COMMAND_TEMPLATE, STOP_GRACE_S)
+    return record_testnet(
+        directory, manifest, specs, NODE_COMMAND_TEMPLATE, STOP_GRACE_S, die_with_starter=True
+    )
 
 
 @contextmanager
@@ -158,6 +160,7 @@ def bench_network(
                 stop_grace_s=STOP_GRACE_S,
                 fresh=True,
                 wait=False,
+                die_with_starter=True,  # killed, the benchmark takes its nodes with it
             )
         net.wait_until_committing(ready_timeout_s)
         genesis = load_genesis(directory / GENESIS_FILE)

@@ -463,6 +463,7 @@ def recovery_network(options: RecoveryOptions, echo: Echo) -> Iterator[Testnet]:
             stop_grace_s=STOP_GRACE_S,
             fresh=True,
             wait=False,
+            die_with_starter=True,  # killed, the benchmark takes its nodes with it
         )
         net.wait_until_committing(READY_TIMEOUT_S)
         yield net

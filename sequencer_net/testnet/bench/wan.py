@@ -19,6 +19,9 @@ it ends, also on failure or Ctrl-C.
 Node processes enter their namespace at fork: the launching thread switches
 into it with setns(2), starts the process (which inherits the thread's
 namespace) and switches back, so the recorded command line is the node's own.
+The launching thread is the one `parent_death` forks from (it lives as long as
+the benchmark, so the nodes' SIGTERM-on-parent-death comes only when the
+benchmark's process dies).
 """
 
 from __future__ import annotations
@@ -29,12 +32,12 @@ import re
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeVar
 
+from sequencer_net import parent_death
 from sequencer_net.testnet.manifest import Manifest
 from sequencer_net.testnet.network import NodeSpec
 
@@ -270,15 +273,15 @@ class WanNetwork:
             os.close(original)
 
     def run_inside(self, index: int, action: Callable[[], T]) -> T:
-        """Run `action` on a helper thread that is inside namespace `index`: processes
-        it starts live in that namespace; this thread's namespace never changes."""
+        """Run `action` on the spawner thread (`parent_death.on_spawner_thread`), inside
+        namespace `index` while it runs: processes it starts live in that namespace;
+        the calling thread's namespace never changes, the spawner's is restored."""
 
         def inside() -> T:
             with self.entered(index):
                 return action()
 
-        with ThreadPoolExecutor(max_workers=1) as thread:
-            return thread.submit(inside).result()
+        return parent_death.on_spawner_thread(inside)
 
 
 def wan_homes_writer(
