@@ -1308,17 +1308,25 @@ static void keccak256_many(const unsigned char *const *data, const size_t *lens,
     }
 }
 
-/* keccak256_many(messages) -> list[bytes] | None: keccak256 of each; None
- * unless `messages` is exactly a list or tuple of exactly bytes. */
-static PyObject *py_keccak256_many(PyObject *module, PyObject *arg)
+/* The entry points taking many items (`keccak256_many`, `merkle_root`,
+ * `namespace_root`) copy them into a tuple first: a list may change while the
+ * GIL is released. `sequence_items(arg)`: that tuple, or None (a new
+ * reference; the caller then runs the Python code) unless `arg` is exactly a
+ * list or a tuple, or NULL with an error set. `bytes_items(arg)`: the same,
+ * and None too unless every item is exactly bytes. */
+static PyObject *sequence_items(PyObject *arg)
 {
-    (void)module;
     if (!PyList_CheckExact(arg) && !PyTuple_CheckExact(arg)) {
         Py_RETURN_NONE;
     }
-    PyObject *items = PySequence_Tuple(arg);
-    if (items == NULL) {
-        return NULL;
+    return PySequence_Tuple(arg);
+}
+
+static PyObject *bytes_items(PyObject *arg)
+{
+    PyObject *items = sequence_items(arg);
+    if (items == NULL || items == Py_None) {
+        return items;
     }
     Py_ssize_t n = PyTuple_GET_SIZE(items);
     for (Py_ssize_t i = 0; i < n; i++) {
@@ -1327,6 +1335,19 @@ static PyObject *py_keccak256_many(PyObject *module, PyObject *arg)
             Py_RETURN_NONE;
         }
     }
+    return items;
+}
+
+/* keccak256_many(messages) -> list[bytes] | None: keccak256 of each; None
+ * unless `messages` is exactly a list or tuple of exactly bytes. */
+static PyObject *py_keccak256_many(PyObject *module, PyObject *arg)
+{
+    (void)module;
+    PyObject *items = bytes_items(arg);
+    if (items == NULL || items == Py_None) {
+        return items;
+    }
+    Py_ssize_t n = PyTuple_GET_SIZE(items);
     size_t count = (size_t)n;
     const unsigned char **data = PyMem_Malloc((count ? count : 1) * sizeof(*data));
     size_t *lens = PyMem_Malloc((count ? count : 1) * sizeof(size_t));
@@ -1451,24 +1472,14 @@ static PyObject *empty_root(void)
 static PyObject *py_merkle_root(PyObject *module, PyObject *arg)
 {
     (void)module;
-    if (!PyList_CheckExact(arg) && !PyTuple_CheckExact(arg)) {
-        Py_RETURN_NONE;
-    }
-    /* A tuple of the items: the list may change while the GIL is released. */
-    PyObject *items = PySequence_Tuple(arg);
-    if (items == NULL) {
-        return NULL;
+    PyObject *items = bytes_items(arg);
+    if (items == NULL || items == Py_None) {
+        return items;
     }
     Py_ssize_t n = PyTuple_GET_SIZE(items);
     if (n == 0) {
         Py_DECREF(items);
         return empty_root();
-    }
-    for (Py_ssize_t i = 0; i < n; i++) {
-        if (!PyBytes_CheckExact(PyTuple_GET_ITEM(items, i))) {
-            Py_DECREF(items);
-            Py_RETURN_NONE;
-        }
     }
     if ((size_t)n > (size_t)PY_SSIZE_T_MAX / HASH_LEN) {
         Py_DECREF(items);
@@ -1542,12 +1553,9 @@ static void put_word(unsigned char *out, uint64_t value)
 static PyObject *py_namespace_root(PyObject *module, PyObject *arg)
 {
     (void)module;
-    if (!PyList_CheckExact(arg) && !PyTuple_CheckExact(arg)) {
-        Py_RETURN_NONE;
-    }
-    PyObject *items = PySequence_Tuple(arg);
-    if (items == NULL) {
-        return NULL;
+    PyObject *items = sequence_items(arg);
+    if (items == NULL || items == Py_None) {
+        return items;
     }
     Py_ssize_t n = PyTuple_GET_SIZE(items);
     if (n == 0) {
