@@ -184,6 +184,9 @@ class ConsensusDriver:
         self._timer_scope = trio.CancelScope()
         self._nursery: trio.Nursery | None = None
         self._peer_rotation = itertools.count()
+        self._handled = trio.Event()
+        """Set (and replaced) each time the core has handled an event: what
+        `_wait_for_block` waits on."""
 
     # ---- the loop ---------------------------------------------------------------------
 
@@ -217,6 +220,8 @@ class ConsensusDriver:
                         # Consensus first: how long a peer's message waited for the core.
                         self.metrics.consensus_event_delay.observe(trio.current_time() - posted_at)
                     await self._carry_out(self.core.handle(event), epoch)
+                    self._handled.set()
+                    self._handled = trio.Event()
                 await self._advance()
                 self.metrics.view.set(self.core.view)
                 if self.core.view != view:
@@ -591,8 +596,31 @@ class ConsensusDriver:
         self._spawn(fire)
 
     async def _build_payload(self, action: BuildPayload, epoch: int) -> None:
+        if self.core.known_block(action.parent) is None:
+            await self._wait_for_parent(action)
         payload = await self.payloads.build(action.parent, action.height)
         self._post(PayloadBuilt(action.view, payload), epoch)
+
+    async def _wait_for_parent(self, action: BuildPayload) -> None:
+        """Until the core holds the block a proposal builds on, at most half a
+        view timeout (the payload service's `lag_wait_ms`). The core may choose
+        a parent it knows only by its notarization (a proposal that reached
+        this node late, or not yet); the payload repeats the parent's vouched
+        state when this node's execution is behind it, and voters refuse a
+        vouched height below the parent's (`StateHeightRegressed`), so a
+        payload built without the parent could cost the view. The core fetches
+        a finalized block it lacks; a notarized one usually arrives as its
+        proposal."""
+        started = trio.current_time()
+        with trio.move_on_after(self.payloads.lag_wait_ms / 1000):
+            while self.core.known_block(action.parent) is None:
+                await self._handled.wait()
+        log.info(
+            "event=build_waited_for_parent height=%d found=%s wait_ms=%d",
+            action.height,
+            self.core.known_block(action.parent) is not None,
+            int((trio.current_time() - started) * 1000),
+        )
 
     async def _verify_payload(self, action: VerifyPayload, epoch: int) -> None:
         valid = await self.payloads.verify(action.block)

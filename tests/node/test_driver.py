@@ -136,3 +136,81 @@ async def test_a_late_finalization_of_a_committed_height_is_verified_and_kept(
     assert next(s.value for s in samples if s.name.endswith("_total")) == 1
     assert driver._events_out.statistics().current_buffer_used == 1  # only `ahead`
     store.close()
+
+
+class RecordingPayloads(FakePayloads):
+    """Records, for each build, when it ran and whether the core held its parent."""
+
+    def __init__(self, core: Any, lag_wait_ms: int) -> None:
+        self.core = core
+        self.lag_wait_ms = lag_wait_ms
+        self.builds: list[tuple[float, int, bool]] = []
+
+    async def build(self, parent: bytes, height: int) -> bytes:
+        held = self.core.known_block(parent) is not None
+        self.builds.append((trio.current_time(), height, held))
+        return b"ok-built"
+
+
+async def _lead_on_a_certified_parent(
+    tmp_path: Path, net: Net, proposal_after_s: float | None
+) -> tuple[RecordingPayloads, float, Proposal]:
+    """The leader of view 2 learns view 1's notarization before (or without)
+    view 1's proposal; returns its builds, when the certificate went in, and
+    the proposal."""
+    me = int(net.validators.leader(View(2)))
+    store = NodeStore(tmp_path / "db", genesis_digest=net.genesis.digest(), sync=False)
+    core = net.core(me, stored_block=store.block_by_digest)
+    payloads = RecordingPayloads(core, lag_wait_ms=500)
+    commits_in, _commits_out = trio.open_memory_channel[Commit](10)
+    driver = ConsensusDriver(
+        core=core,
+        store=store,
+        p2p=FakeP2P(store),  # type: ignore[arg-type]
+        payloads=payloads,  # type: ignore[arg-type]
+        commits=commits_in,
+        metrics=Metrics(),
+    )
+    proposal = net.proposal(view=1)
+    digest = proposal.block.digest()
+    others = [i for i in range(4) if i != me][:3]
+    notarization = net.certificate(others, VoteKind.NOTARIZE, 1, 1, digest)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(driver.run)
+        sender = others[0]
+        driver.on_peer_message(sender, encode_message(notarization))
+        certified_at = trio.current_time()
+        if proposal_after_s is not None:
+            await trio.sleep(proposal_after_s)
+            driver.on_peer_message(int(proposal.block.proposer), encode_message(proposal))
+        await trio.sleep(1.0)
+        nursery.cancel_scope.cancel()
+    store.close()
+    return payloads, certified_at, proposal
+
+
+async def test_a_leader_waits_for_a_parent_it_knows_only_by_its_certificate(
+    tmp_path: Path, net: Net, autojump_clock: MockClock
+) -> None:
+    """The core may propose on a parent it holds only as a notarization; the
+    payload needs the parent's vouched state, so the build waits for the
+    block (here its proposal, 0.2 s later) and then runs at once."""
+    payloads, certified_at, _ = await _lead_on_a_certified_parent(tmp_path, net, 0.2)
+    builds = [(t, held) for t, height, held in payloads.builds if height == 2]
+    assert len(builds) == 1
+    built_at, held = builds[0]
+    assert held
+    assert 0.2 <= built_at - certified_at < 0.25
+
+
+async def test_a_leader_builds_without_a_parent_that_never_comes(
+    tmp_path: Path, net: Net, autojump_clock: MockClock
+) -> None:
+    """Without the parent the wait ends after half a view timeout (the payload
+    service's lag_wait_ms) and the proposal goes out on what the node has."""
+    payloads, certified_at, _ = await _lead_on_a_certified_parent(tmp_path, net, None)
+    builds = [(t, held) for t, height, held in payloads.builds if height == 2]
+    assert len(builds) == 1
+    built_at, held = builds[0]
+    assert not held
+    assert 0.5 <= built_at - certified_at < 0.55
