@@ -459,6 +459,16 @@ class BatchPool:
             )
         )
 
+    def engine_transactions(self, digest: bytes) -> int:
+        """How many of a recent batch's transactions are in the engine's namespace
+        (0), from the pairs kept in memory since it was verified; 0 for a batch
+        whose pairs are not kept (pacing then counts them as any other)."""
+        cached = self._pairs.get(digest)
+        if cached is None:
+            return 0
+        namespaces = cached[0]
+        return struct.unpack(f">{len(namespaces) // 4}I", namespaces).count(0)
+
     def tx_hashes(self, digest: bytes, batch: Batch) -> list[bytes]:
         """The hashes of `batch`'s transactions, in order (`digest` is its
         digest): kept since the batch was verified for recent batches, else

@@ -334,6 +334,9 @@ def test_cached_pairs_read_back_as_they_were_computed(store: NodeStore) -> None:
         cases[digest] = pairs
     for digest, pairs in cases.items():
         assert pool.namespace_pairs(digest) == pairs
+        # What pacing weighs: the engine's (namespace 0) transactions.
+        assert pool.engine_transactions(digest) == sum(1 for ns, _ in pairs if ns == 0)
+    assert pool.engine_transactions(b"\x99" * 32) == 0  # not kept: counted as any other
 
 
 async def test_pairs_of_a_batch_are_the_same_verified_unverified_and_from_the_store(

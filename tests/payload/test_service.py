@@ -24,6 +24,7 @@ from sequencer_net.payload.checks import (
 from sequencer_net.payload.format import BlockPayload, decode_payload, encode_payload
 from sequencer_net.payload.namespaces import EMPTY_ROOT, namespace_proof, namespace_root
 from sequencer_net.payload.service import (
+    ENGINE_PACE_WEIGHT,
     PACE_FULL_TXS,
     PACE_LARGE_TXS,
     PACE_MAX_FACTOR,
@@ -59,6 +60,8 @@ class FakePool:
         self.batches = batches if batches is not None else {BATCH: [(3, b"\x33" * 32)]}
         self.ordered: dict[bytes, int] = {}
         """Transactions of batches held here that blocks already ordered."""
+        self.engine: dict[bytes, int] = {}
+        """How many of a batch's transactions are the engine's (namespace 0)."""
 
     def __contains__(self, digest: object) -> bool:
         return digest in self.batches
@@ -78,6 +81,9 @@ class FakePool:
 
     def namespace_pairs(self, digest: bytes) -> list[tuple[int, bytes]] | None:
         return self.batches.get(digest)
+
+    def engine_transactions(self, digest: bytes) -> int:
+        return self.engine.get(digest, 0)
 
     async def wait_for_batch(self) -> None:
         await trio.sleep_forever()
@@ -520,6 +526,35 @@ async def test_a_large_parent_of_several_batches_is_stretched_by_their_sum(
     start = trio.current_time()
     await leader.build(parent, 11)
     assert trio.current_time() - start == pytest.approx(PACE_MS * PACE_MAX_FACTOR / 1000, abs=1e-9)
+
+
+async def test_the_engines_transactions_weigh_more_in_the_hold(
+    autojump_clock: MockClock,
+) -> None:
+    """A parent's transactions in the engine's namespace count ENGINE_PACE_WEIGHT
+    times each: a parent of PACE_LARGE_TXS of them is stretched as one of
+    ENGINE_PACE_WEIGHT * PACE_LARGE_TXS transactions, the same count of rollup
+    transactions is not; a small parent of engine transactions holds a
+    correspondingly larger share of the interval."""
+    assert ENGINE_PACE_WEIGHT >= 2
+    weighted = ENGINE_PACE_WEIGHT * PACE_LARGE_TXS
+    small = PACE_FULL_TXS // (2 * ENGINE_PACE_WEIGHT)
+    half = (weighted + PACE_LARGE_TXS) // 2  # half of them the engine's
+    cases = [
+        (PACE_LARGE_TXS, PACE_LARGE_TXS, pacing_interval_ms(PACE_MS, weighted)),
+        (PACE_LARGE_TXS, 0, PACE_MS),
+        (PACE_LARGE_TXS, PACE_LARGE_TXS // 2, pacing_interval_ms(PACE_MS, half)),
+        (small, small, PACE_MS * ENGINE_PACE_WEIGHT * small // PACE_FULL_TXS),
+        (small, 0, PACE_MS * small // PACE_FULL_TXS),
+    ]
+    assert pacing_interval_ms(PACE_MS, weighted) > PACE_MS
+    for parent_txs, engine_txs, hold_ms in cases:
+        pool = FakePool()
+        leader, parent = paced_leader(now_ms(), pool=pool, parent_txs=parent_txs)
+        pool.engine[PARENT_BATCH[:-1] + bytes([0])] = engine_txs
+        start = trio.current_time()
+        await leader.build(parent, 11)
+        assert trio.current_time() - start == pytest.approx(hold_ms / 1000, abs=1e-9)
 
 
 def test_the_pacing_interval_rises_with_the_parent_and_never_passes_twice_the_setting() -> None:
