@@ -226,12 +226,14 @@ def validate_header(state: ExecutionState, block: ExecutionBlock) -> None:
 
 
 def block_salt(block: ExecutionBlock) -> bytes:
-    """keccak256 over the height and every transaction's hash: the salt of the
-    auctions' last remainder tie-break. A sender fixes its order id before it
-    can know which other transactions share its block, so it cannot grind a
-    position in that tie (matching.py)."""
-    hashes = b"".join(hash_of(tx) for tx in block.transactions)
-    return keccak256(b"seqnet/auction-tie/v1" + encode(block.height) + hashes)
+    """keccak256 over the height and every transaction's hash, in ascending
+    order: the salt of the auctions' last remainder tie-break. A sender fixes
+    its order id before it can know which other transactions share its block,
+    so it cannot grind a position in that tie (matching.py); and the hashes are
+    sorted so that, like every other outcome, it depends on which transactions
+    the block carries, never on where in the block they sit."""
+    hashes = b"".join(sorted(hash_of(tx) for tx in block.transactions))
+    return keccak256(b"seqnet/auction-tie/v2" + encode(block.height) + hashes)
 
 
 def _refused_block(state: ExecutionState, block: ExecutionBlock, error: str) -> BlockResult:
