@@ -40,6 +40,32 @@ the strikes and where a payoff crosses its mark, by at most 2 M sum |s_k|
 most one |d mark|, over which the sum changes by at most sum |s_k| per unit);
 the rounding up adds at most 1 per group, and summing groups before rounding
 at most 1 more.
+
+A block tests thousands of entries, nearly all with a slack far above their
+bound, so a one-compare pre-test comes first. Each entry ends in a tolerated
+rate, fixed when it is recorded (`slack_entry`): floor((slack - 4 n - 1) * R /
+sum |s|) over its n positions, R = RATE_DENOMINATOR (-1, never vouching, when
+that is negative, it holds nothing, or a market it holds has no snapshot).
+Per recorded height, `MarginBound.rate` is the largest over that snapshot's
+markets of the bound's growth per unit of size, times R and rounded up:
+
+    ceil(R * max(|d long index|, |d short index|) / lot)
+      + perpetual:  R * |d price| * (SCALE + mmr) / SCALE**2
+      + option:     R * |d mark| / SCALE
+                    + R * (scale * (max_j |d delta_j| + 2 M) + |d floor|)
+                        / (scale * SCALE)
+
+(None, no pre-test, when some market of the snapshot has no terms or the
+snapshot is gone). Each position's terms above are at most |s| times its
+market's figure / R plus a constant (3 for a perpetual, 4 for an option: its
+own rounding and +1, and its 2 in the group sum), and the group sum's
+rounding adds 1: the bound is at most sum |s| * rate / R + 4 n + 1, so a
+tolerated rate >= the rate means slack >= bound, which the exact bound would
+find. An entry the pre-test cannot vouch for gets the exact bound
+(`MarginBound.vouches`). The per-market parts of the rate are kept per
+recorded snapshot object, and `snapshots` reuses the latest height's object
+for a market whose inputs did not move, so the heights between two moves of
+a market share them.
 """
 
 from __future__ import annotations
