@@ -56,6 +56,7 @@ block-level unit (StateWriter.phase): one that raised is skipped for the block.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Final
 
 import msgspec
@@ -75,7 +76,7 @@ from .margin import (
     requirement,
     valuation_price,
 )
-from .margin_bound import MarginBound
+from .margin_bound import MarginBound, slack_entry
 from .markets import is_expired, is_oracle_fresh
 from .option_margin import MAINTENANCE_GRID, OptionHolding, group_requirement
 from .orders import release_order, reserved_premium
@@ -93,6 +94,7 @@ from .state import (
     INSURANCE_FUND,
     ExecutionState,
     MarginInputs,
+    MarginSlack,
     PhaseFailed,
     StateWriter,
     margin_inputs,
@@ -125,21 +127,31 @@ def liquidate_undermargined(w: StateWriter) -> int:
         below: list[tuple[int, bytes, Maintenance]] = []  # of the last pass: nobody acted on
         watch.clear()
         to_check, boundable = _subaccounts_to_check(w)
-        for sid in sorted(to_check):
+        # The walk is over sorted(to_check). When no unit may be skipped, the ones
+        # whose recorded slack vouches (skipped wherever they fall) are left out
+        # of the order up front, until a close-out drops the bound.
+        filtered = bound is not None and not may_skip
+        if filtered:
+            assert bound is not None
+            order = sorted(_not_vouched(bound, recorded, to_check, boundable))
+        else:
+            order = sorted(to_check)
+        visit = 0
+        while visit < len(order):
+            sid = order[visit]
+            visit += 1
             if sid == INSURANCE_FUND or sid in skipped:
                 continue
             if may_skip and w.phase_skipped("liquidation", sid):
                 skipped.add(sid)
                 continue
-            if bound is not None and sid in boundable:
+            if bound is not None and not filtered and sid in boundable:
                 # Its recorded slack (no block wrote it since) outweighs how far its
                 # equity minus maintenance can have fallen: it meets maintenance,
                 # which is all its check would find.
                 entry = recorded.get(sid)
-                if entry is not None:
-                    fell = bound.decrease_bound(entry)
-                    if fell is not None and entry[0] >= fell:
-                        continue
+                if entry is not None and bound.vouches(entry):
+                    continue
             # The unit StateWriter.phase("liquidation", sid) runs, written out: the
             # check runs for every holder of a market whose index moved.
             try:
@@ -154,10 +166,14 @@ def liquidate_undermargined(w: StateWriter) -> int:
                     continue
                 watch.add(sid)
                 if risk.equity <= 0:
+                    if filtered:
+                        order, filtered = _all_after(order, visit, to_check), False
                     bound = None
                     check.forget()  # a close-out may change any market's state
                     close_out(w, sid, risk)
                 elif misses.get(sid, 0) >= allowed_misses(w, sid):
+                    if filtered:
+                        order, filtered = _all_after(order, visit, to_check), False
                     bound = None
                     check.forget()
                     close_out_slice(w, sid, risk)
@@ -190,6 +206,27 @@ def liquidate_undermargined(w: StateWriter) -> int:
     return count
 
 
+def _not_vouched(
+    bound: MarginBound,
+    recorded: Mapping[bytes, MarginSlack],
+    to_check: set[bytes],
+    boundable: set[bytes],
+) -> set[bytes]:
+    """`to_check` without the subaccounts of `boundable` whose recorded slack
+    vouches that they meet maintenance (`MarginBound.vouches`)."""
+    left = to_check - boundable
+    bound.not_vouched(recorded, boundable, left)
+    return left
+
+
+def _all_after(order: list[bytes], visit: int, to_check: set[bytes]) -> list[bytes]:
+    """The visiting order once a close-out drops the bound: the first `visit`
+    of `order`, then every subaccount of `to_check` after the last of those,
+    vouched or not, as the sorted walk over all of them visits them."""
+    last = order[visit - 1]
+    return order[:visit] + sorted(sid for sid in to_check if sid > last)
+
+
 def _record_slack(
     w: StateWriter, bound: MarginBound, sid: bytes, risk: Maintenance, sizes: list[tuple[int, int]]
 ) -> None:
@@ -200,11 +237,9 @@ def _record_slack(
     if w.margin_snapshot is None:
         w.margin_snapshot = bound.snapshots
         w.margin_slack_writes = (w.subaccounts.writes(), w.positions.writes())
-    entry = [risk.equity - risk.maintenance, w.height]
-    for market_id, size in sizes:
-        entry.append(market_id)
-        entry.append(size)
-    w.margin_slack[sid] = tuple(entry)
+    w.margin_slack[sid] = slack_entry(
+        risk.equity - risk.maintenance, w.height, sizes, bound.snapshots
+    )
 
 
 def subaccounts_to_check(w: StateWriter) -> set[bytes]:

@@ -40,11 +40,37 @@ the strikes and where a payoff crosses its mark, by at most 2 M sum |s_k|
 most one |d mark|, over which the sum changes by at most sum |s_k| per unit);
 the rounding up adds at most 1 per group, and summing groups before rounding
 at most 1 more.
+
+A block tests thousands of entries, nearly all with a slack far above their
+bound, so a one-compare pre-test comes first. Each entry ends in a tolerated
+rate, fixed when it is recorded (`slack_entry`): floor((slack - 4 n - 1) * R /
+sum |s|) over its n positions, R = RATE_DENOMINATOR (-1, never vouching, when
+that is negative, it holds nothing, or a market it holds has no snapshot).
+Per recorded height, `MarginBound.rate` is the largest over that snapshot's
+markets of the bound's growth per unit of size, times R and rounded up:
+
+    ceil(R * max(|d long index|, |d short index|) / lot)
+      + perpetual:  R * |d price| * (SCALE + mmr) / SCALE**2
+      + option:     R * |d mark| / SCALE
+                    + R * (scale * (max_j |d delta_j| + 2 M) + |d floor|)
+                        / (scale * SCALE)
+
+(None, no pre-test, when some market of the snapshot has no terms or the
+snapshot is gone). Each position's terms above are at most |s| times its
+market's figure / R plus a constant (3 for a perpetual, 4 for an option: its
+own rounding and +1, and its 2 in the group sum), and the group sum's
+rounding adds 1: the bound is at most sum |s| * rate / R + 4 n + 1, so a
+tolerated rate >= the rate means slack >= bound, which the exact bound would
+find. An entry the pre-test cannot vouch for gets the exact bound
+(`MarginBound.vouches`). The per-market parts of the rate are kept per
+recorded snapshot object, and `snapshots` reuses the latest height's object
+for a market whose inputs did not move, so the heights between two moves of
+a market share them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
 from .fixed_point import SCALE
@@ -55,6 +81,11 @@ from .state import MarginSlack, MarketSnapshot, StateWriter
 _SCALE_SQUARED = SCALE * SCALE
 _OPTION_SCALE = SHORT_FLOOR_DIVISOR * SCALE
 _OPTION_DENOMINATOR = _OPTION_SCALE * SCALE
+RATE_DENOMINATOR = _OPTION_DENOMINATOR
+"""The denominator of `MarginBound.rate` and of an entry's tolerated rate: a
+multiple of SCALE**2 and of the option spread's denominator, so that only the
+funding term needs rounding."""
+_UNKNOWN = object()
 
 
 class _Terms(NamedTuple):
@@ -74,7 +105,7 @@ class MarginBound:
     one bound while the markets do not change) and `decrease_bound` against
     the recorded ones of the writer's base state."""
 
-    __slots__ = ("_now", "_recorded", "_terms", "_w")
+    __slots__ = ("_now", "_rates", "_recorded", "_terms", "_units", "_w")
 
     def __init__(self, w: StateWriter) -> None:
         self._w = w
@@ -83,6 +114,11 @@ class MarginBound:
         # Per recorded height: each market's terms, absent when its params
         # changed or it is gone (all absent: no snapshot of that height is kept).
         self._terms: dict[int, dict[int, _Terms]] = {}
+        # Per recorded height: `rate` (None: no rate).
+        self._rates: dict[int, int | None] = {}
+        # Per recorded MarketSnapshot (by identity: `snapshots` reuses an equal
+        # one of the latest height, so many heights share one), its `_unit`.
+        self._units: dict[int, tuple[bool, int, int] | None] = {}
 
     @property
     def snapshots(self) -> Mapping[int, MarketSnapshot]:
@@ -90,13 +126,16 @@ class MarginBound:
         if self._now is None:
             w = self._w
             self._now = {}
+            latest = self._recorded[max(self._recorded)] if self._recorded else {}
             for market_id in sorted(w.market_states.live_keys()):
                 try:
                     snap = _snapshot(w, market_id)
                 except Exception:  # never expected: its holders are then checked
                     snap = None
                 if snap is not None:
-                    self._now[market_id] = snap
+                    before = latest.get(market_id)
+                    # The same object when nothing moved: rates are cached per object.
+                    self._now[market_id] = before if before == snap else snap
         return self._now
 
     def _terms_since(self, height: int) -> dict[int, _Terms]:
@@ -146,6 +185,110 @@ class MarginBound:
             )
         return terms
 
+    def rate(self, height: int) -> int | None:
+        """The largest, over the markets of the snapshot of `height`, of how
+        far their terms to now can lower equity minus maintenance per unit of
+        size, times RATE_DENOMINATOR and rounded up (see `vouches`). None when
+        some market of that snapshot has no terms (params changed, gone) or
+        the snapshot is no longer kept."""
+        found = self._rates.get(height, _UNKNOWN)
+        if found is not _UNKNOWN:
+            return found  # type: ignore[return-value]
+        rate: int | None = None
+        try:
+            recorded = self._recorded.get(height)
+            if recorded is not None:
+                units = self._units
+                rate = options = largest = 0
+                for market_id, then in recorded.items():
+                    key = id(then)
+                    if key in units:
+                        unit = units[key]
+                    else:
+                        unit = units[key] = self._unit(market_id, then)
+                    if unit is None:
+                        rate = None
+                        break
+                    option, base, mark = unit
+                    if option:
+                        options = max(options, base)
+                        largest = max(largest, mark)
+                    else:
+                        rate = max(rate, base)
+                if rate is not None and options:
+                    # The spread's 2 M, M the largest move of any option's mark.
+                    rate = max(rate, options + 2 * _OPTION_SCALE * largest)
+        except Exception:  # never expected: the exact bound decides
+            rate = None
+        self._rates[height] = rate
+        return rate
+
+    def _unit(self, market_id: int, then: MarketSnapshot) -> tuple[bool, int, int] | None:
+        """One market's part of `rate` from `then` to now, times
+        RATE_DENOMINATOR and rounded up: (option, the part without an option
+        spread's 2 M term, |d mark|); None where `_terms_since` has no terms."""
+        current = self.snapshots.get(market_id)
+        if current is None or current.params != then.params:
+            return None
+        params = current.params
+        index = max(
+            abs(current.long_index - then.long_index), abs(current.short_index - then.short_index)
+        )
+        unit = -(-index * RATE_DENOMINATOR // params.lot_size)
+        price = abs(current.price - then.price)
+        if params.kind == MarketKind.PERPETUAL:
+            # |d index| * (SCALE + mmr) / SCALE**2, the price term of the bound
+            unit += price * (SCALE + params.maintenance_margin) * SHORT_FLOOR_DIVISOR
+            return False, unit, 0
+        if len(then.deltas) != len(current.deltas):
+            return None
+        delta = max(
+            (abs(a - b) for a, b in zip(current.deltas, then.deltas, strict=True)), default=0
+        )
+        # |d mark| / SCALE, and the spread without its 2 M: (scale * max_j |d delta_j|
+        # + |d floor|) / (scale * SCALE)
+        unit += price * _OPTION_SCALE + _OPTION_SCALE * delta + abs(current.floor - then.floor)
+        return True, unit, price
+
+    def vouches(self, entry: MarginSlack) -> bool:
+        """True if `entry`'s subaccount still meets maintenance: its recorded
+        slack is at least `decrease_bound(entry)`. A one-compare pre-test
+        (`slack_entry`'s last item against `rate`) answers most entries; the
+        exact bound the others."""
+        length = len(entry)
+        if length & 1:
+            rate = self._rates.get(entry[1], _UNKNOWN)
+            if rate is _UNKNOWN:
+                rate = self.rate(entry[1])
+            if rate is not None and entry[length - 1] >= rate:  # type: ignore[operator]
+                return True
+        fell = self.decrease_bound(entry)
+        return fell is not None and entry[0] >= fell
+
+    def not_vouched(
+        self, recorded: Mapping[bytes, MarginSlack], sids: Iterable[bytes], into: set[bytes]
+    ) -> None:
+        """Add to `into` each of `sids` without an entry in `recorded` or
+        whose entry does not vouch (`vouches`, written out: it runs for
+        thousands of subaccounts a block)."""
+        get = recorded.get
+        rates = self._rates
+        for sid in sids:
+            entry = get(sid)
+            if entry is None:
+                into.add(sid)
+                continue
+            length = len(entry)
+            if length & 1:
+                rate = rates.get(entry[1], _UNKNOWN)
+                if rate is _UNKNOWN:
+                    rate = self.rate(entry[1])
+                if rate is not None and entry[length - 1] >= rate:  # type: ignore[operator]
+                    continue
+            fell = self.decrease_bound(entry)
+            if fell is None or entry[0] < fell:
+                into.add(sid)
+
     def decrease_bound(self, entry: MarginSlack) -> int | None:
         """An upper bound on how much the subaccount's equity minus maintenance
         fell from the inputs its entry was recorded at to the current ones
@@ -157,7 +300,7 @@ class MarginBound:
             if terms is None:
                 terms = self._terms_since(entry[1])
             total = spread = options = 0
-            for k in range(2, len(entry), 2):
+            for k in range(2, len(entry) - 1, 2):  # an odd length ends in `slack_entry`'s rate
                 term = terms.get(entry[k])
                 if term is None:
                     return None
@@ -179,6 +322,32 @@ class MarginBound:
             return total
         except Exception:  # never expected
             return None
+
+
+def slack_entry(
+    slack: int, height: int, sizes: list[tuple[int, int]], snapshots: Mapping[int, MarketSnapshot]
+) -> MarginSlack:
+    """The MarginSlack of a subaccount found `slack` >= 0 above maintenance at
+    `height` with the non-zero positions `sizes` (market id, size), the
+    markets then being `snapshots`: (slack, height, market id, size, ...,
+    tolerated rate). The tolerated rate is floor((slack - 4 n - 1) *
+    RATE_DENOMINATOR / sum |size|) over its n positions, or -1 (never vouches)
+    when that is negative, it holds nothing or a market without a snapshot."""
+    entry = [slack, height]
+    exposure = 0
+    covered = True
+    for market_id, size in sizes:
+        entry.append(market_id)
+        entry.append(size)
+        exposure += abs(size)
+        if market_id not in snapshots:
+            covered = False
+    margin = slack - 4 * len(sizes) - 1
+    tolerated = -1
+    if covered and exposure > 0 and margin >= 0:
+        tolerated = margin * RATE_DENOMINATOR // exposure
+    entry.append(tolerated)
+    return tuple(entry)
 
 
 def _snapshot(w: StateWriter, market_id: int) -> MarketSnapshot | None:

@@ -260,8 +260,10 @@ class MarketSnapshot(NamedTuple):
 
 MarginSlack = tuple[int, ...]
 """(equity - maintenance >= 0, the height of the check that found it, then
-market id and size of each non-zero position): a flat tuple of ints, which
-the garbage collector stops tracking, as thousands are kept."""
+market id and size of each non-zero position, then the tolerated rate of
+margin_bound.py's pre-test): a flat tuple of ints, which the garbage
+collector stops tracking, as thousands are kept. An entry of even length (no
+tolerated rate) gets only the exact bound."""
 
 MARGIN_SNAPSHOT_BLOCKS: Final = 256
 """How many blocks' market snapshots a state keeps; an entry recorded earlier

@@ -81,10 +81,15 @@ def check_slack_entries(state: ExecutionState) -> None:
         assert sid in state.open_subaccounts
         sizes: list[tuple[int, int]] = []
         risk = MaintenanceCheck(w)(sid, sizes)
-        assert list(entry[2:]) == [x for pair in sizes for x in pair], sid.hex()
+        assert len(entry) % 2 == 1  # ends in its tolerated rate (margin_bound.slack_entry)
+        assert list(entry[2:-1]) == [x for pair in sizes for x in pair], sid.hex()
         fell = bound.decrease_bound(entry)
         if fell is not None:
             assert risk.equity - risk.maintenance >= entry[0] - fell, sid.hex()
+        rate = bound.rate(entry[1])
+        if rate is not None and entry[-1] >= rate:  # the pre-test vouches: so does the bound
+            assert fell is not None and entry[0] >= fell, sid.hex()
+            assert risk.equity >= risk.maintenance, sid.hex()
 
 
 def test_small_blocks_over_an_open_state_match_the_full_check() -> None:

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from sequencer_net.execution.engine import ExecutionBlock, encode_outcome, execute_block
 from sequencer_net.execution.fees import DEFAULT_FEE_BASE, DEFAULT_FEE_PER_BYTE
 from sequencer_net.execution.margin import MaintenanceCheck, maintenance_risk
-from sequencer_net.execution.margin_bound import MarginBound
+from sequencer_net.execution.margin_bound import RATE_DENOMINATOR, MarginBound, slack_entry
 from sequencer_net.execution.records import OptionKind, OptionTerms, Position, Subaccount
 from sequencer_net.execution.state import ExecutionState, StateWriter, position_key
 
@@ -190,10 +190,33 @@ def check_fall(
     after = maintenance_risk(now, SID)
 
     entry = (before.equity - before.maintenance, 5, *(x for pair in sizes for x in pair))
-    fell = MarginBound(now).decrease_bound(entry)
+    bound = MarginBound(now)
+    fell = bound.decrease_bound(entry)
     assert fell is not None
     actual = (before.equity - before.maintenance) - (after.equity - after.maintenance)
     assert actual <= fell
+    check_pre_test(bound, sizes, snapshot, fell)
+
+
+def check_pre_test(
+    bound: MarginBound, sizes: list[tuple[int, int]], snapshot: object, fell: int
+) -> None:
+    """The one-compare pre-test (an entry's tolerated rate against
+    `MarginBound.rate`) never vouches for a slack below the exact bound, and
+    it does vouch for a large enough one. The tolerated rate grows with the
+    slack, so the slack just below the bound is the one to try."""
+    rate = bound.rate(5)
+    assert rate is not None
+    assert isinstance(snapshot, dict)
+    if fell >= 1:
+        short = slack_entry(fell - 1, 5, sizes, snapshot)
+        assert short[:-1] == (fell - 1, 5, *(x for pair in sizes for x in pair))
+        assert short[-1] < rate
+        assert not bound.vouches(short)
+    ample = fell + 4 * len(sizes) + 1 + rate * sum(abs(s) for _, s in sizes) // RATE_DENOMINATOR + 1
+    entry = slack_entry(ample, 5, sizes, snapshot)
+    assert entry[-1] >= rate or not sizes
+    assert bound.vouches(entry)
 
 
 def test_nothing_moved_bounds_only_the_rounding() -> None:
@@ -207,6 +230,37 @@ def test_nothing_moved_bounds_only_the_rounding() -> None:
     entry = (before.equity - before.maintenance, 5, *(x for pair in sizes for x in pair))
     # The rounding only: 2 per perpetual, 1 + 2 per option.
     assert MarginBound(now).decrease_bound(entry) == 2 + 3 * 3
+
+
+def test_the_pre_test_never_vouches_without_a_bound() -> None:
+    """An entry holding a market its snapshot lacks tolerates nothing (-1); a
+    params change or a dropped snapshot leaves its height without a rate."""
+    legs = {PERP: (300, W), CALL: (-40, 0)}
+    inputs = dict.fromkeys(MARKETS, (100 * W, W // 2, 0, 0))
+    then = holding_writer(GENESIS, GENESIS_TIME + 10, legs, 500 * W, inputs)
+    sizes: list[tuple[int, int]] = []
+    before = MaintenanceCheck(then)(SID, sizes)
+    snapshot = MarginBound(then).snapshots
+    slack = before.equity - before.maintenance
+    entry = slack_entry(slack, 5, sizes, snapshot)
+    assert entry[-1] > 0
+    without_call = {mid: snap for mid, snap in snapshot.items() if mid != CALL}
+    assert slack_entry(slack, 5, sizes, without_call)[-1] == -1
+    assert slack_entry(slack, 5, [], snapshot)[-1] == -1  # nothing held: the exact bound
+    base = dataclasses.replace(GENESIS, margin_snapshots={5: snapshot})
+    now = holding_writer(base, GENESIS_TIME + 11, legs, 500 * W, inputs)
+    assert MarginBound(now).rate(5) is not None
+    assert MarginBound(now).vouches(entry)
+    params = now.market_params.get(PERP2)  # a market the entry does not hold
+    assert params is not None
+    now.market_params.put(PERP2, msgspec.structs.replace(params, maintenance_margin=W // 4))
+    assert MarginBound(now).rate(5) is None
+    assert MarginBound(now).vouches(entry)  # by the exact bound
+    now.market_params.put(PERP, msgspec.structs.replace(params, maintenance_margin=W // 4))
+    assert not MarginBound(now).vouches(entry)
+    forgotten = holding_writer(GENESIS, GENESIS_TIME + 11, legs, 500 * W, inputs)
+    assert MarginBound(forgotten).rate(5) is None
+    assert not MarginBound(forgotten).vouches(entry)
 
 
 def test_no_bound_across_a_params_change_or_a_dropped_snapshot() -> None:
