@@ -274,7 +274,7 @@ class ConsensusSettings:
         "holds the leader this long, a smaller one that fraction of it (an idle "
         "network is barely held), and past 256 the hold grows, to twice this after a "
         "parent of 768 or more (near the highest rate); a transaction in the engine's "
-        "namespace (0) counts three times. The wait applies only to this "
+        "namespace (0) counts twice. The wait applies only to this "
         "validator's own proposals (voters do not check it); the setting is capped at "
         "an eighth of the view timeout, so the longest hold stays within a quarter of "
         "it. 0: propose as soon as a batch is there.",

@@ -117,17 +117,17 @@ project's benchmark machine) the hold is the plain interval
 
 PACE_MAX_FACTOR = 2
 
-ENGINE_PACE_WEIGHT = 3
+ENGINE_PACE_WEIGHT = 2
 """Pacing counts a transaction in the engine's namespace (0: orders, cancels,
 deposits...) as this many. Executing a block costs every validator a fixed
-part besides its transactions, and with a market it is large: the end-of-block
-margin check walks the holders of every market whose inputs moved (about 9 ms
-of CPU for an empty block over the benchmark's 5,600 subaccounts). So DEX
-blocks are held as if 3 times fuller: from about 1,400 DEX tx/s the hold is
-at its longest, twice the setting, and near the highest rate blocks come about
-4 a second instead of 6-7 and each validator spends less CPU on the same
-load (at 1,000 DEX tx/s on this project's benchmark machine 0.29 of a core
-instead of 0.33-0.36; docs/performance.md, "Pacing by the engine's share")."""
+part besides its transactions, and with a market it is larger: the auctions
+and funding of every market and the end-of-block margin check over the
+holders of every market whose inputs moved. So DEX blocks are held as if
+twice as full: near 2,000 DEX tx/s on this project's benchmark machine the
+hold reaches its longest, twice the setting, and blocks come about 4 a
+second instead of 7, the validators spending less CPU on the same load,
+while at half that rate the hold barely changes (docs/performance.md,
+"Pacing by the engine's share")."""
 
 
 def pacing_interval_ms(setting_ms: int, parent_txs: int) -> int:
