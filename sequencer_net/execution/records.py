@@ -3,6 +3,15 @@
 Units: every amount, price, size, fee rate and margin fraction is a wad integer
 (10**18 = 1.0, see fixed_point.SCALE); times are whole seconds; ids are ints.
 Keys for these records are built in `state.py` ("Key layout").
+
+Every record is `gc=False`: the garbage collector never tracks one. A node
+holds hundreds of thousands of them (a subaccount, position and order per
+trader), and a record that held a tuple or an enum was tracked, so were the
+dicts holding them, and every young and middle collection walked them again.
+It is safe because a record cannot be part of a reference cycle: it is frozen
+and its fields are only ints, bytes, bools, enum members, tuples of those and
+other records (tests/execution/test_records_gc.py keeps it so); reference
+counting frees it as before.
 """
 
 from __future__ import annotations
@@ -70,7 +79,7 @@ class TimeInForce(enum.IntEnum):
     IMMEDIATE_OR_CANCEL = 1
 
 
-class OracleReporter(msgspec.Struct, frozen=True, array_like=True):
+class OracleReporter(msgspec.Struct, frozen=True, gc=False, array_like=True):
     """A key whose price reports count toward the oracle median, with its weight.
     A network's reporters are its validators, weighted by voting power."""
 
@@ -78,7 +87,7 @@ class OracleReporter(msgspec.Struct, frozen=True, array_like=True):
     power: int
 
 
-class PriceReport(msgspec.Struct, frozen=True, array_like=True):
+class PriceReport(msgspec.Struct, frozen=True, gc=False, array_like=True):
     """One reporter's latest price for one market (oracle.py)."""
 
     published_at: int
@@ -86,7 +95,7 @@ class PriceReport(msgspec.Struct, frozen=True, array_like=True):
     volatility: int
 
 
-class ChainConfig(msgspec.Struct, frozen=True, array_like=True, omit_defaults=True):
+class ChainConfig(msgspec.Struct, frozen=True, gc=False, array_like=True, omit_defaults=True):
     """Fixed at genesis: who governs, who reports prices and L1 deposits (and
     with what weight), who may mint test collateral (`bridge`, the local
     faucet), the sequencing fee every transaction pays: fee_base +
@@ -105,7 +114,7 @@ class ChainConfig(msgspec.Struct, frozen=True, array_like=True, omit_defaults=Tr
     collateral_token: bytes = b""
 
 
-class BridgeState(msgspec.Struct, frozen=True, array_like=True):
+class BridgeState(msgspec.Struct, frozen=True, gc=False, array_like=True):
     """The L1 bridge's counters (l1_bridge.py). Every L1 deposit nonce below
     `resolved_below` was credited (or refused) by a reporter quorum;
     `next_withdrawal` is the id the next L1 withdrawal record gets."""
@@ -114,7 +123,7 @@ class BridgeState(msgspec.Struct, frozen=True, array_like=True):
     next_withdrawal: int
 
 
-class DepositVote(msgspec.Struct, frozen=True, array_like=True):
+class DepositVote(msgspec.Struct, frozen=True, gc=False, array_like=True):
     """One content reported for an L1 deposit nonce, and who reported it
     (addresses sorted ascending)."""
 
@@ -124,7 +133,7 @@ class DepositVote(msgspec.Struct, frozen=True, array_like=True):
     reporters: tuple[bytes, ...]
 
 
-class DepositTally(msgspec.Struct, frozen=True, array_like=True, omit_defaults=True):
+class DepositTally(msgspec.Struct, frozen=True, gc=False, array_like=True, omit_defaults=True):
     """The reports of one L1 deposit nonce: each distinct content with its
     reporters, in the order first reported. `resolved` (with no votes) marks a
     nonce above `BridgeState.resolved_below` that a quorum already settled."""
@@ -133,21 +142,21 @@ class DepositTally(msgspec.Struct, frozen=True, array_like=True, omit_defaults=T
     resolved: bool = False
 
 
-class BlockInfo(msgspec.Struct, frozen=True, array_like=True):
+class BlockInfo(msgspec.Struct, frozen=True, gc=False, array_like=True):
     """The last executed block."""
 
     height: int
     timestamp: int
 
 
-class Ledger(msgspec.Struct, frozen=True, array_like=True):
+class Ledger(msgspec.Struct, frozen=True, gc=False, array_like=True):
     """Global totals. `net_deposits` is what the conservation invariant equals."""
 
     fee_pool: int
     net_deposits: int
 
 
-class NonceWindow(msgspec.Struct, frozen=True, array_like=True):
+class NonceWindow(msgspec.Struct, frozen=True, gc=False, array_like=True):
     """Which of a sender's nonces are used (docs/execution.md, "Nonces").
 
     `highest` is the highest nonce used; bit i of `used` (i < NONCE_WINDOW) is
@@ -158,7 +167,7 @@ class NonceWindow(msgspec.Struct, frozen=True, array_like=True):
     used: int
 
 
-class Subaccount(msgspec.Struct, frozen=True, array_like=True):
+class Subaccount(msgspec.Struct, frozen=True, gc=False, array_like=True):
     """Quote collateral (may be negative: a long perp is bought on credit, dYdX v4
     style), the sorted ids of markets where a `Position` record exists, and the
     number of the subaccount's open orders (resting or pending)."""
@@ -168,7 +177,7 @@ class Subaccount(msgspec.Struct, frozen=True, array_like=True):
     open_orders: int
 
 
-class Account(msgspec.Struct, frozen=True, array_like=True):
+class Account(msgspec.Struct, frozen=True, gc=False, array_like=True):
     """The state entry of an owner's subaccount 0: its `Subaccount` fields
     followed by the owner's `NonceWindow` (highest -1, used 0: no nonce used
     yet). One entry, so the fee debit and the nonce a sender's transactions
@@ -181,7 +190,7 @@ class Account(msgspec.Struct, frozen=True, array_like=True):
     nonce_used: int
 
 
-class Position(msgspec.Struct, frozen=True, array_like=True):
+class Position(msgspec.Struct, frozen=True, gc=False, array_like=True):
     """A subaccount's exposure in one market.
 
     `size` is signed (long > 0), a multiple of the market's lot size.
@@ -205,7 +214,7 @@ class Position(msgspec.Struct, frozen=True, array_like=True):
     to rank deleveraging counterparties by profit (deleveraging.py)."""
 
 
-class OptionTerms(msgspec.Struct, frozen=True, array_like=True):
+class OptionTerms(msgspec.Struct, frozen=True, gc=False, array_like=True):
     """`underlying` names the asset the option is on: options with the same
     nonzero id are margined together, as one portfolio (option_margin.py);
     0 means none declared, and the option is margined on its own. Any id
@@ -217,7 +226,7 @@ class OptionTerms(msgspec.Struct, frozen=True, array_like=True):
     underlying: int = 0
 
 
-class MarketParams(msgspec.Struct, frozen=True, array_like=True):
+class MarketParams(msgspec.Struct, frozen=True, gc=False, array_like=True):
     """What governance sets when listing a market (and may later update).
 
     Fractions are wad (5% = 5 * 10**16). `tick_size * lot_size` must be a
@@ -264,7 +273,7 @@ class MarketParams(msgspec.Struct, frozen=True, array_like=True):
     counts (docs/execution.md, "Liquidation")."""
 
 
-class MarketState(msgspec.Struct, frozen=True, array_like=True):
+class MarketState(msgspec.Struct, frozen=True, gc=False, array_like=True):
     """What changes block to block.
 
     `oracle_price` is the perp's index price or the option's underlying spot;
@@ -300,7 +309,7 @@ class MarketState(msgspec.Struct, frozen=True, array_like=True):
     the next block runs this market's auction for them even without new orders."""
 
 
-class RestingOrder(msgspec.Struct, frozen=True, array_like=True, omit_defaults=True):
+class RestingOrder(msgspec.Struct, frozen=True, gc=False, array_like=True, omit_defaults=True):
     """An order in a market's book (or pending in the current block).
 
     Age is (`placed_height`, `placed_nonce`): smaller is older. Orders placed in
@@ -338,7 +347,7 @@ class TriggerKind(enum.IntEnum):
     TAKE_PROFIT = 2  # sell: mark >= trigger; buy: mark <= trigger
 
 
-class ConditionalOrder(msgspec.Struct, frozen=True, array_like=True, omit_defaults=True):
+class ConditionalOrder(msgspec.Struct, frozen=True, gc=False, array_like=True, omit_defaults=True):
     """A stop or take-profit order waiting for the mark to cross `trigger_price`.
 
     `order` is what it becomes once triggered (its `placed_height` is the block
