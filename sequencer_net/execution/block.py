@@ -7,7 +7,8 @@ in block order, with the sender its certified batch carries: the engine stays
 pure and does no signature recovery. These structs carry exactly that. They
 are built by the caller, not decoded from the network, but the engine still
 checks every field itself (`check_transaction`): totality does not depend on
-the caller being right.
+the caller being right. A transaction's structs are `gc=False`, as the state's
+records are (records.py).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ TX_HASH_BYTES: Final = 32
 ADDRESS_BYTES: Final = 20
 
 
-class SequencedTransaction(msgspec.Struct, frozen=True, array_like=True):
+class SequencedTransaction(msgspec.Struct, frozen=True, gc=False, array_like=True):
     """One committed sequencer transaction (sequencer_net/mempool/transaction.py).
 
     `tx_hash` is keccak256 of the signed transaction's canonical bytes (unique:
@@ -39,7 +40,7 @@ class SequencedTransaction(msgspec.Struct, frozen=True, array_like=True):
     payload: bytes
 
 
-class FailedReveal(msgspec.Struct, frozen=True, array_like=True):
+class FailedReveal(msgspec.Struct, frozen=True, gc=False, array_like=True):
     """A committed encrypted transaction that yields no transaction to execute
     (docs/fairness.md): its decrypted contents failed a check (`reason`, one of
     the envelope module's REVEAL_* reasons), or it was ordered past its expiry

@@ -1,7 +1,9 @@
 """What executing a block reports: one receipt per transaction, plus events.
 
 Receipts and events are encoded canonically (`encoding.encode`) so two
-validators can compare a block's outcome byte for byte.
+validators can compare a block's outcome byte for byte. They are `gc=False`,
+as the state's records are (records.py): frozen, with only immutable fields,
+they cannot be part of a cycle.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import msgspec
 
 
-class Receipt(msgspec.Struct, frozen=True, array_like=True):
+class Receipt(msgspec.Struct, frozen=True, gc=False, array_like=True):
     """The outcome of one transaction (of any namespace), in block order.
 
     `tx_hash` and `sender` are empty when the input's own were malformed.
@@ -26,7 +28,7 @@ class Receipt(msgspec.Struct, frozen=True, array_like=True):
     fee: int = 0
 
 
-class FillEvent(msgspec.Struct, frozen=True, array_like=True, tag=1):
+class FillEvent(msgspec.Struct, frozen=True, gc=False, array_like=True, tag=1):
     market_id: int
     order_id: bytes
     subaccount: bytes
@@ -37,7 +39,7 @@ class FillEvent(msgspec.Struct, frozen=True, array_like=True, tag=1):
     maker: bool
 
 
-class OrderRemoved(msgspec.Struct, frozen=True, array_like=True, tag=2):
+class OrderRemoved(msgspec.Struct, frozen=True, gc=False, array_like=True, tag=2):
     """An order left the book without filling: `why` is one of "self-trade",
     "post-only-would-cross", "reduce-only", "immediate-or-cancel", "liquidated",
     "recovered" (a liquidation order whose account meets maintenance again),
@@ -49,14 +51,14 @@ class OrderRemoved(msgspec.Struct, frozen=True, array_like=True, tag=2):
     why: str
 
 
-class AuctionCleared(msgspec.Struct, frozen=True, array_like=True, tag=3):
+class AuctionCleared(msgspec.Struct, frozen=True, gc=False, array_like=True, tag=3):
     market_id: int
     price: int
     volume: int
     mark_price: int
 
 
-class FundingApplied(msgspec.Struct, frozen=True, array_like=True, tag=4):
+class FundingApplied(msgspec.Struct, frozen=True, gc=False, array_like=True, tag=4):
     """Longs pay `per_lot` quote per lot to shorts (negative: shorts pay longs)."""
 
     market_id: int
@@ -66,7 +68,7 @@ class FundingApplied(msgspec.Struct, frozen=True, array_like=True, tag=4):
     short_index: int
 
 
-class Liquidated(msgspec.Struct, frozen=True, array_like=True, tag=5):
+class Liquidated(msgspec.Struct, frozen=True, gc=False, array_like=True, tag=5):
     """A close-out (liquidation.py). With `equity` <= 0 every position of the
     subaccount was closed: the insurance fund took them over (`covered_by_fund`
     = the loss it paid) or, when the fund could not pay, they were deleveraged
@@ -86,14 +88,14 @@ class Liquidated(msgspec.Struct, frozen=True, array_like=True, tag=5):
     deleveraged: int
 
 
-class PositionTransferred(msgspec.Struct, frozen=True, array_like=True, tag=6):
+class PositionTransferred(msgspec.Struct, frozen=True, gc=False, array_like=True, tag=6):
     market_id: int
     subaccount: bytes
     size: int
     price: int
 
 
-class OptionSettled(msgspec.Struct, frozen=True, array_like=True, tag=7):
+class OptionSettled(msgspec.Struct, frozen=True, gc=False, array_like=True, tag=7):
     """`source` says where `settlement_price` came from: "twap" (the average of
     `twap_seconds` sampled seconds before expiry) or "oracle-fallback" (nothing
     was sampled; the oracle price published at or after expiry)."""
@@ -106,7 +108,7 @@ class OptionSettled(msgspec.Struct, frozen=True, array_like=True, tag=7):
     source: str = ""
 
 
-class Withdrawn(msgspec.Struct, frozen=True, array_like=True, tag=8):
+class Withdrawn(msgspec.Struct, frozen=True, gc=False, array_like=True, tag=8):
     """Collateral or an L1 asset left the engine; the L1 bridge pays `recipient`
     against a posted root that holds the record b"wd/" + `withdrawal_id`.
 
@@ -122,7 +124,7 @@ class Withdrawn(msgspec.Struct, frozen=True, array_like=True, tag=8):
     withdrawal_id: int | None = None
 
 
-class Credited(msgspec.Struct, frozen=True, array_like=True, tag=21):
+class Credited(msgspec.Struct, frozen=True, gc=False, array_like=True, tag=21):
     """Reporters holding more than 2/3 of the power reported L1 deposit `nonce`
     with this content, and the engine credited it: quote collateral of
     `subaccount` (`collateral` true) or the L1 asset balance of its owner."""
@@ -134,7 +136,7 @@ class Credited(msgspec.Struct, frozen=True, array_like=True, tag=21):
     collateral: bool
 
 
-class DepositRefused(msgspec.Struct, frozen=True, array_like=True, tag=22):
+class DepositRefused(msgspec.Struct, frozen=True, gc=False, array_like=True, tag=22):
     """A reporter quorum agreed on L1 deposit `nonce`, but the engine cannot
     credit it (`why`: "amount" out of (0, MAX_AMOUNT], "overflow" of the uint256
     balance). The nonce is settled all the same, so later deposits still go in;
@@ -147,7 +149,7 @@ class DepositRefused(msgspec.Struct, frozen=True, array_like=True, tag=22):
     why: str
 
 
-class PhaseSkipped(msgspec.Struct, frozen=True, array_like=True, tag=9):
+class PhaseSkipped(msgspec.Struct, frozen=True, gc=False, array_like=True, tag=9):
     """A block-level phase raised for one market (or one subaccount) and was
     skipped for this block; `phase` is "funding", "expiry", "good-til",
     "triggered", "auction", "premium", "liquidation", "fund-orders", "trigger"
@@ -160,7 +162,7 @@ class PhaseSkipped(msgspec.Struct, frozen=True, array_like=True, tag=9):
     error: str
 
 
-class LiquidationOrderPlaced(msgspec.Struct, frozen=True, array_like=True, tag=10):
+class LiquidationOrderPlaced(msgspec.Struct, frozen=True, gc=False, array_like=True, tag=10):
     """At the end of a block the engine placed a reduce-only IOC order for a
     subaccount below maintenance (or for the insurance fund's positions) into
     the next block's auction, limit at the bankruptcy price (fund: the band)."""
@@ -173,7 +175,7 @@ class LiquidationOrderPlaced(msgspec.Struct, frozen=True, array_like=True, tag=1
     quantity: int
 
 
-class LiquidationFeePaid(msgspec.Struct, frozen=True, array_like=True, tag=11):
+class LiquidationFeePaid(msgspec.Struct, frozen=True, gc=False, array_like=True, tag=11):
     """A liquidation order filled: `fee` = liquidation_fee x the filled notional,
     capped at the equity left, went to the insurance fund."""
 
@@ -183,7 +185,7 @@ class LiquidationFeePaid(msgspec.Struct, frozen=True, array_like=True, tag=11):
     fee: int
 
 
-class Deleveraged(msgspec.Struct, frozen=True, array_like=True, tag=12):
+class Deleveraged(msgspec.Struct, frozen=True, gc=False, array_like=True, tag=12):
     """Automatic deleveraging: `quantity` (signed, the bankrupt side's) of the
     bankrupt subaccount's position was closed against `counterparty` at the
     valuation `price`, and the counterparty paid `loss` of the bankrupt
@@ -197,7 +199,7 @@ class Deleveraged(msgspec.Struct, frozen=True, array_like=True, tag=12):
     loss: int
 
 
-class OraclePriceSet(msgspec.Struct, frozen=True, array_like=True, tag=20):
+class OraclePriceSet(msgspec.Struct, frozen=True, gc=False, array_like=True, tag=20):
     """The block's oracle price for a market: the power-weighted median of the
     fresh reports (oracle.py). `published_at` is the time by which reporters
     holding more than 2/3 of the power had reported; `capped` is true when the
@@ -210,7 +212,7 @@ class OraclePriceSet(msgspec.Struct, frozen=True, array_like=True, tag=20):
     capped: bool
 
 
-class OrderTriggered(msgspec.Struct, frozen=True, array_like=True, tag=16):
+class OrderTriggered(msgspec.Struct, frozen=True, gc=False, array_like=True, tag=16):
     """A stop or take-profit order's trigger was crossed by the block's closing
     `mark_price`; the order enters the next block's auction."""
 

@@ -10,6 +10,9 @@ are the outer ones, and the outer transaction hash is the order id
 
 `decode_payload` is the engine's decode edge for these bytes: whatever they
 hold, it returns a payload or raises MalformedTransaction.
+
+The payload structs are `gc=False`, as the state's records are (records.py):
+frozen, with only immutable fields, they cannot be part of a cycle.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ WireBytes = Annotated[bytes, msgspec.Meta(max_length=SHORT_BYTES_LIMIT)]
 OrderIdBytes = Annotated[bytes, msgspec.Meta(min_length=ORDER_ID_BYTES, max_length=ORDER_ID_BYTES)]
 
 
-class Deposit(msgspec.Struct, frozen=True, array_like=True, tag=1):
+class Deposit(msgspec.Struct, frozen=True, gc=False, array_like=True, tag=1):
     """Mint collateral with no L1 behind it: the faucet of local testnets. Only
     the admin or the genesis `bridge` key may send it. L1 deposits arrive as
     `L1DepositReport`s instead."""
@@ -47,7 +50,7 @@ class Deposit(msgspec.Struct, frozen=True, array_like=True, tag=1):
     amount: int
 
 
-class Withdraw(msgspec.Struct, frozen=True, array_like=True, tag=2, omit_defaults=True):
+class Withdraw(msgspec.Struct, frozen=True, gc=False, array_like=True, tag=2, omit_defaults=True):
     """Pay `amount` to `recipient` on L1 (docs/execution.md, "L1 bridge").
 
     `token` b"" (omitted from the encoding, so a payload from before it existed
@@ -64,7 +67,7 @@ class Withdraw(msgspec.Struct, frozen=True, array_like=True, tag=2, omit_default
     token: WireBytes = b""
 
 
-class Transfer(msgspec.Struct, frozen=True, array_like=True, tag=3):
+class Transfer(msgspec.Struct, frozen=True, gc=False, array_like=True, tag=3):
     """Move collateral from one of the sender's subaccounts to any subaccount."""
 
     subaccount_number: SubaccountNumber
@@ -72,7 +75,7 @@ class Transfer(msgspec.Struct, frozen=True, array_like=True, tag=3):
     amount: int
 
 
-class PlaceOrder(msgspec.Struct, frozen=True, array_like=True, tag=4, omit_defaults=True):
+class PlaceOrder(msgspec.Struct, frozen=True, gc=False, array_like=True, tag=4, omit_defaults=True):
     """An order for this block's auction. `limit_price` 0 means a market order (IOC).
 
     The last four fields are optional (0: unused) and, when 0, are not written
@@ -97,13 +100,13 @@ class PlaceOrder(msgspec.Struct, frozen=True, array_like=True, tag=4, omit_defau
     trigger_price: int = 0
 
 
-class CancelOrder(msgspec.Struct, frozen=True, array_like=True, tag=5):
+class CancelOrder(msgspec.Struct, frozen=True, gc=False, array_like=True, tag=5):
     subaccount_number: SubaccountNumber
     market_id: MarketIdInt
     order_id: OrderIdBytes
 
 
-class OraclePrice(msgspec.Struct, frozen=True, array_like=True):
+class OraclePrice(msgspec.Struct, frozen=True, gc=False, array_like=True):
     """One market's price: index (perp) or underlying spot (option), and implied vol."""
 
     market_id: MarketIdInt
@@ -118,28 +121,28 @@ class OracleUpdate(msgspec.Struct, frozen=True, array_like=True, tag=6):
     prices: tuple[OraclePrice, ...]
 
 
-class ListMarket(msgspec.Struct, frozen=True, array_like=True, tag=7):
+class ListMarket(msgspec.Struct, frozen=True, gc=False, array_like=True, tag=7):
     """Governance: list a new market. Admin only."""
 
     market_id: MarketIdInt
     params: MarketParams
 
 
-class UpdateMarketParams(msgspec.Struct, frozen=True, array_like=True, tag=8):
+class UpdateMarketParams(msgspec.Struct, frozen=True, gc=False, array_like=True, tag=8):
     """Governance: replace a market's parameters (kind, lot size, option terms fixed)."""
 
     market_id: MarketIdInt
     params: MarketParams
 
 
-class SetMarketPaused(msgspec.Struct, frozen=True, array_like=True, tag=9):
+class SetMarketPaused(msgspec.Struct, frozen=True, gc=False, array_like=True, tag=9):
     """Governance: pause (no new orders, no auction) or resume a market."""
 
     market_id: MarketIdInt
     paused: bool
 
 
-class CancelOrderByClientId(msgspec.Struct, frozen=True, array_like=True, tag=16):
+class CancelOrderByClientId(msgspec.Struct, frozen=True, gc=False, array_like=True, tag=16):
     """Cancel the open (resting, pending or conditional) order of one of the
     sender's subaccounts that carries `client_id`, in whatever market it is."""
 
@@ -147,7 +150,7 @@ class CancelOrderByClientId(msgspec.Struct, frozen=True, array_like=True, tag=16
     client_id: int
 
 
-class L1DepositReport(msgspec.Struct, frozen=True, array_like=True, tag=17):
+class L1DepositReport(msgspec.Struct, frozen=True, gc=False, array_like=True, tag=17):
     """An oracle reporter saw the L1 bridge's `Deposited(nonce, ..., subaccount,
     token, amount)` event at its confirmation depth. Reporters holding more
     than 2/3 of the power reporting the same content credit it, once

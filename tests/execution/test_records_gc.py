@@ -1,6 +1,7 @@
-"""The state's records are never tracked by the garbage collector, which is
-safe only while none can be part of a reference cycle: frozen, with fields of
-ints, bytes, bools, enum members, tuples of those and other records."""
+"""The engine's records, transactions, receipts and events are never tracked by
+the garbage collector (`gc=False`), which is safe only while none can be part
+of a reference cycle: frozen, with fields of ints, bytes, bools, strings, enum
+members, tuples of those and other such structs."""
 
 from __future__ import annotations
 
@@ -12,19 +13,28 @@ import typing
 
 import msgspec
 
-from sequencer_net.execution import records
-from sequencer_net.execution.records import MarketKind, RestingOrder, Subaccount, TimeInForce
+from sequencer_net.execution import block, receipts, records, transactions
+from sequencer_net.execution.records import RestingOrder, Subaccount, TimeInForce
+from sequencer_net.execution.transactions import PlaceOrder
 
-RECORDS = [
-    cls
-    for _, cls in inspect.getmembers(records, inspect.isclass)
-    if issubclass(cls, msgspec.Struct) and cls.__module__ == records.__name__
-]
+MODULES = (records, transactions, receipts, block)
+
+
+def _structs(module: types.ModuleType) -> list[type[msgspec.Struct]]:
+    return [
+        cls
+        for _, cls in inspect.getmembers(module, inspect.isclass)
+        if issubclass(cls, msgspec.Struct) and cls.__module__ == module.__name__
+    ]
+
+
+UNTRACKED = [cls for module in MODULES for cls in _structs(module) if not cls.__struct_config__.gc]
 
 
 def _acyclic(hint: object) -> bool:
     """Whether a field of this type can only hold objects that cannot reach back
-    to the record holding it."""
+    to the struct holding it: immutable values, and frozen structs whose own
+    fields are such."""
     origin = typing.get_origin(hint)
     if origin is typing.Annotated:
         return _acyclic(typing.get_args(hint)[0])
@@ -38,24 +48,33 @@ def _acyclic(hint: object) -> bool:
         return True
     if isinstance(hint, typing.NewType):
         return _acyclic(hint.__supertype__)
-    return hint in RECORDS
+    if isinstance(hint, type) and issubclass(hint, msgspec.Struct):
+        return hint.__struct_config__.frozen and all(
+            _acyclic(h) for h in typing.get_type_hints(hint, include_extras=True).values()
+        )
+    return False
 
 
-def test_every_record_is_frozen_untracked_and_holds_nothing_that_could_close_a_cycle() -> None:
-    assert len(RECORDS) >= 17
-    for cls in RECORDS:
-        config = cls.__struct_config__
-        assert config.frozen, cls
-        assert not config.gc, cls
+def test_the_state_records_are_all_untracked() -> None:
+    assert all(not cls.__struct_config__.gc for cls in _structs(records))
+    assert len(_structs(records)) >= 17
+    assert PlaceOrder in UNTRACKED and receipts.Receipt in UNTRACKED
+
+
+def test_every_untracked_struct_is_frozen_and_holds_nothing_that_could_close_a_cycle() -> None:
+    assert len(UNTRACKED) >= 45
+    for cls in UNTRACKED:
+        assert cls.__struct_config__.frozen, cls
         for name, hint in typing.get_type_hints(cls, include_extras=True).items():
             assert _acyclic(hint), f"{cls.__name__}.{name}: {hint}"
 
 
-def test_a_list_field_would_be_refused() -> None:
-    """The check above can fail: a mutable field could hold its own record."""
+def test_a_mutable_field_would_be_refused() -> None:
+    """The check above can fail: a mutable field could hold its own struct."""
     assert not _acyclic(list[int])
     assert not _acyclic(dict[bytes, int])
     assert not _acyclic(tuple[list[int], ...])
+    assert not _acyclic(set[bytes] | None)
 
 
 def test_records_are_not_tracked_even_holding_tuples_and_enums() -> None:
@@ -75,4 +94,3 @@ def test_records_are_not_tracked_even_holding_tuples_and_enums() -> None:
     decoded = msgspec.msgpack.decode(msgspec.msgpack.encode(sub), type=Subaccount)
     for record in (sub, order, decoded):
         assert not gc.is_tracked(record)
-    assert MarketKind.PERPETUAL in MarketKind
