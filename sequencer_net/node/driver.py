@@ -186,7 +186,7 @@ class ConsensusDriver:
         self._peer_rotation = itertools.count()
         self._handled = trio.Event()
         """Set (and replaced) each time the core has handled an event: what
-        `_wait_for_block` waits on."""
+        `_wait_for_parent` waits on."""
 
     # ---- the loop ---------------------------------------------------------------------
 
