@@ -24,6 +24,7 @@ import logging
 import signal
 import sys
 import time
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -870,13 +871,14 @@ async def run_node(config: NodeConfig) -> None:
     with HomeLock(config.home):
         node = ValidatorNode(config, genesis, key)
         tune_gc()
-        try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(_stop_on_signal, nursery.cancel_scope)
-                await node.run()
-        finally:
-            node.close()
-            log.info("event=node_stopped height=%d", node.status.height)
+        with trio.open_signal_receiver(*STOP_SIGNALS) as signals:
+            try:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(_stop_on_signal, signals, nursery.cancel_scope)
+                    await node.run()
+            finally:
+                node.close()
+                log.info("event=node_stopped height=%d", node.status.height)
 
 
 async def _arm_on_signal(fault: Equivocator) -> None:
@@ -886,9 +888,17 @@ async def _arm_on_signal(fault: Equivocator) -> None:
             fault.arm()
 
 
-async def _stop_on_signal(scope: trio.CancelScope) -> None:
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for signum in signals:
-            log.info("event=shutdown signal=%s", signal.Signals(signum).name)
-            scope.cancel()
-            return
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+"""What stops a node. The caller holds their receiver open until the node has
+closed its stores, so a second one during the shutdown (an impatient Ctrl-C, or
+the kernel's parent-death signal, sent again each time the child is handed to
+another thread of a dying multi-threaded parent) is taken and ignored rather
+than killing the process, by the default action, halfway through closing."""
+
+
+async def _stop_on_signal(signals: AsyncIterator[int], scope: trio.CancelScope) -> None:
+    """Cancel `scope` at the first of `signals` (a receiver of STOP_SIGNALS)."""
+    async for signum in signals:
+        log.info("event=shutdown signal=%s", signal.Signals(signum).name)
+        scope.cancel()
+        return
