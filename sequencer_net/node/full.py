@@ -58,9 +58,8 @@ from sequencer_net.node.validator import (
     COMMIT_QUEUE,
     GIL_SWITCH_INTERVAL_S,
     LOG_FLUSH_S,
-    STOP_SIGNALS,
-    _stop_on_signal,
     configure_logging,
+    run_until_stopped,
 )
 from sequencer_net.p2p.limits import P2PLimits
 from sequencer_net.p2p.network import P2PNetwork, PeerSpec
@@ -347,11 +346,9 @@ async def run_full_node(config: NodeConfig) -> None:
     with HomeLock(config.home):
         node = FullNode(config, genesis, load_or_make_node_key(config.home))
         tune_gc()
-        with trio.open_signal_receiver(*STOP_SIGNALS) as signals:
-            try:
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(_stop_on_signal, signals, nursery.cancel_scope)
-                    await node.run()
-            finally:
-                node.close()
-                log.info("event=node_stopped mode=full height=%d", node.status.height)
+
+        def finish() -> None:
+            node.close()
+            log.info("event=node_stopped mode=full height=%d", node.status.height)
+
+        await run_until_stopped(node.run, finish)

@@ -24,7 +24,7 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -871,14 +871,12 @@ async def run_node(config: NodeConfig) -> None:
     with HomeLock(config.home):
         node = ValidatorNode(config, genesis, key)
         tune_gc()
-        with trio.open_signal_receiver(*STOP_SIGNALS) as signals:
-            try:
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(_stop_on_signal, signals, nursery.cancel_scope)
-                    await node.run()
-            finally:
-                node.close()
-                log.info("event=node_stopped height=%d", node.status.height)
+
+        def finish() -> None:
+            node.close()
+            log.info("event=node_stopped height=%d", node.status.height)
+
+        await run_until_stopped(node.run, finish)
 
 
 async def _arm_on_signal(fault: Equivocator) -> None:
@@ -889,11 +887,24 @@ async def _arm_on_signal(fault: Equivocator) -> None:
 
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-"""What stops a node. The caller holds their receiver open until the node has
-closed its stores, so a second one during the shutdown (an impatient Ctrl-C, or
-the kernel's parent-death signal, sent again each time the child is handed to
-another thread of a dying multi-threaded parent) is taken and ignored rather
-than killing the process, by the default action, halfway through closing."""
+"""What stops a node (`run_until_stopped`)."""
+
+
+async def run_until_stopped(run: Callable[[], Awaitable[None]], finish: Callable[[], None]) -> None:
+    """`await run()` until the first of STOP_SIGNALS, then `finish()` (close the
+    stores, log `event=node_stopped`), also when `run` fails. The signals'
+    receiver stays open until `finish` returns, so a second one during the
+    shutdown (an impatient Ctrl-C, or the kernel's parent-death signal, sent
+    again each time the child is handed to another thread of a dying
+    multi-threaded parent) is taken and ignored rather than killing the process,
+    by the default action, halfway through closing."""
+    with trio.open_signal_receiver(*STOP_SIGNALS) as signals:
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_stop_on_signal, signals, nursery.cancel_scope)
+                await run()
+        finally:
+            finish()
 
 
 async def _stop_on_signal(signals: AsyncIterator[int], scope: trio.CancelScope) -> None:
